@@ -1,0 +1,307 @@
+//! A node's simulated disk: an in-memory key-value store that loses unsynced writes on a crash.
+//!
+//! What this model does: every `put` and `delete` is visible at once to the node's own reads
+//! (as a page cache makes it), but is durable only after a later [`SimDisk::sync`]. A crash
+//! ([`SimDisk::discard_unsynced`]) throws away every write since the last sync, all of them,
+//! and keeps every synced write, deletes included. Sizes are bounded, and a full disk refuses
+//! writes with an error the node must handle.
+//!
+//! What it does not model: torn or partially persisted writes, writes persisted out of order
+//! before a sync, bit rot, misdirected writes, or latency. A crash here is the clean case of
+//! "everything since the last fsync is gone".
+
+use std::collections::BTreeMap;
+
+/// The longest key, in bytes.
+pub const DISK_KEY_SIZE_BYTES_MAX: usize = 4_096;
+
+/// The longest value, in bytes.
+pub const DISK_VALUE_SIZE_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// The most bytes (keys plus values) one disk holds unless it is made smaller with
+/// [`SimDisk::with_size_bytes_max`].
+pub const DISK_SIZE_BYTES_MAX: usize = 512 * 1024 * 1024;
+
+/// A write the disk refuses.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DiskError {
+    /// The key is longer than [`DISK_KEY_SIZE_BYTES_MAX`].
+    #[error("key of {size_bytes} bytes is longer than the maximum of {DISK_KEY_SIZE_BYTES_MAX}")]
+    KeyTooLarge {
+        /// The key's length.
+        size_bytes: usize,
+    },
+    /// The value is longer than [`DISK_VALUE_SIZE_BYTES_MAX`].
+    #[error(
+        "value of {size_bytes} bytes is longer than the maximum of {DISK_VALUE_SIZE_BYTES_MAX}"
+    )]
+    ValueTooLarge {
+        /// The value's length.
+        size_bytes: usize,
+    },
+    /// The write would take the disk past its capacity.
+    #[error(
+        "disk full: {used_bytes} bytes used, the write needs {needed_bytes} more, the capacity \
+         is {size_bytes_max}"
+    )]
+    Full {
+        /// Bytes in use before the write.
+        used_bytes: usize,
+        /// Extra bytes the write needs.
+        needed_bytes: usize,
+        /// The disk's capacity.
+        size_bytes_max: usize,
+    },
+}
+
+/// One node's disk. See the module documentation for what it models.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimDisk {
+    durable: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Writes since the last sync: `Some(value)` for a put, `None` for a delete.
+    unsynced: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Bytes of keys and values the node currently sees.
+    visible_size_bytes: usize,
+    size_bytes_max: usize,
+}
+
+impl Default for SimDisk {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn entry_size_bytes(key: &[u8], value: &[u8]) -> usize {
+    key.len() + value.len()
+}
+
+impl SimDisk {
+    /// An empty disk of [`DISK_SIZE_BYTES_MAX`] bytes.
+    pub fn new() -> Self {
+        Self::with_size_bytes_max(DISK_SIZE_BYTES_MAX)
+    }
+
+    /// An empty disk of `size_bytes_max` bytes (at most [`DISK_SIZE_BYTES_MAX`]), to test
+    /// how a node handles a full disk.
+    pub fn with_size_bytes_max(size_bytes_max: usize) -> Self {
+        SimDisk {
+            durable: BTreeMap::new(),
+            unsynced: BTreeMap::new(),
+            visible_size_bytes: 0,
+            size_bytes_max: size_bytes_max.min(DISK_SIZE_BYTES_MAX),
+        }
+    }
+
+    /// The disk's capacity in bytes.
+    pub fn size_bytes_max(&self) -> usize {
+        self.size_bytes_max
+    }
+
+    /// The value of `key` as the node sees it, unsynced writes included.
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        match self.unsynced.get(key) {
+            Some(pending) => pending.as_deref(),
+            None => self.durable.get(key).map(Vec::as_slice),
+        }
+    }
+
+    /// True when `key` has a value the node can see.
+    pub fn contains_key(&self, key: &[u8]) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// The value of `key` that would survive a crash right now.
+    pub fn get_synced(&self, key: &[u8]) -> Option<&[u8]> {
+        self.durable.get(key).map(Vec::as_slice)
+    }
+
+    /// Stores `value` under `key`; durable after the next [`SimDisk::sync`].
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), DiskError> {
+        if key.len() > DISK_KEY_SIZE_BYTES_MAX {
+            return Err(DiskError::KeyTooLarge {
+                size_bytes: key.len(),
+            });
+        }
+        if value.len() > DISK_VALUE_SIZE_BYTES_MAX {
+            return Err(DiskError::ValueTooLarge {
+                size_bytes: value.len(),
+            });
+        }
+        let old_size_bytes = self
+            .get(key)
+            .map_or(0, |old_value| entry_size_bytes(key, old_value));
+        let new_size_bytes = entry_size_bytes(key, value);
+        let size_bytes_after = self.visible_size_bytes - old_size_bytes + new_size_bytes;
+        if size_bytes_after > self.size_bytes_max {
+            return Err(DiskError::Full {
+                used_bytes: self.visible_size_bytes,
+                needed_bytes: new_size_bytes.saturating_sub(old_size_bytes),
+                size_bytes_max: self.size_bytes_max,
+            });
+        }
+        self.unsynced.insert(key.to_vec(), Some(value.to_vec()));
+        self.visible_size_bytes = size_bytes_after;
+        Ok(())
+    }
+
+    /// Removes `key`; durable after the next [`SimDisk::sync`]. Removing an absent key does
+    /// nothing.
+    pub fn delete(&mut self, key: &[u8]) {
+        let Some(old_value) = self.get(key) else {
+            return;
+        };
+        self.visible_size_bytes -= entry_size_bytes(key, old_value);
+        if self.durable.contains_key(key) {
+            // A tombstone, so that the delete reaches the durable map at the next sync.
+            self.unsynced.insert(key.to_vec(), None);
+        } else {
+            self.unsynced.remove(key);
+        }
+    }
+
+    /// Every visible entry whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut merged: BTreeMap<&[u8], Option<&[u8]>> = self
+            .durable
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, value)| (key.as_slice(), Some(value.as_slice())))
+            .collect();
+        let pending = self
+            .unsynced
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix));
+        for (key, value) in pending {
+            merged.insert(key.as_slice(), value.as_deref());
+        }
+        merged
+            .into_iter()
+            .filter_map(|(key, value)| value.map(|value| (key.to_vec(), value.to_vec())))
+            .collect()
+    }
+
+    /// Makes every earlier write durable (an fsync).
+    pub fn sync(&mut self) {
+        for (key, value) in std::mem::take(&mut self.unsynced) {
+            match value {
+                Some(value) => self.durable.insert(key, value),
+                None => self.durable.remove(&key),
+            };
+        }
+    }
+
+    /// The number of keys written or deleted since the last sync.
+    pub fn unsynced_write_count(&self) -> usize {
+        self.unsynced.len()
+    }
+
+    /// Bytes of keys and values the node currently sees.
+    pub fn size_bytes(&self) -> usize {
+        self.visible_size_bytes
+    }
+
+    /// What a crash does to the disk: drops every write since the last sync, and returns how
+    /// many keys were affected.
+    pub fn discard_unsynced(&mut self) -> usize {
+        let discarded = std::mem::take(&mut self.unsynced).len();
+        self.visible_size_bytes = self
+            .durable
+            .iter()
+            .map(|(key, value)| entry_size_bytes(key, value))
+            .sum();
+        discarded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_see_unsynced_writes() {
+        let mut disk = SimDisk::new();
+        disk.put(b"a", b"1").unwrap();
+        assert_eq!(disk.get(b"a"), Some(&b"1"[..]));
+        assert_eq!(disk.get_synced(b"a"), None);
+        disk.sync();
+        assert_eq!(disk.get_synced(b"a"), Some(&b"1"[..]));
+        disk.delete(b"a");
+        assert_eq!(disk.get(b"a"), None);
+        assert_eq!(disk.get_synced(b"a"), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn a_crash_keeps_synced_writes_and_deletes_and_drops_the_rest() {
+        let mut disk = SimDisk::new();
+        disk.put(b"kept", b"1").unwrap();
+        disk.put(b"deleted", b"2").unwrap();
+        disk.put(b"overwritten", b"old").unwrap();
+        disk.sync();
+        disk.delete(b"deleted");
+        disk.sync();
+        disk.put(b"lost", b"3").unwrap();
+        disk.put(b"overwritten", b"new").unwrap();
+        disk.delete(b"kept");
+        assert_eq!(disk.unsynced_write_count(), 3);
+
+        assert_eq!(disk.discard_unsynced(), 3);
+        assert_eq!(disk.get(b"kept"), Some(&b"1"[..]));
+        assert_eq!(disk.get(b"deleted"), None);
+        assert_eq!(disk.get(b"lost"), None);
+        assert_eq!(disk.get(b"overwritten"), Some(&b"old"[..]));
+        assert_eq!(disk.size_bytes(), "kept1overwrittenold".len());
+    }
+
+    #[test]
+    fn scan_prefix_merges_durable_and_pending_entries() {
+        let mut disk = SimDisk::new();
+        disk.put(b"log/1", b"a").unwrap();
+        disk.put(b"log/2", b"b").unwrap();
+        disk.put(b"meta", b"m").unwrap();
+        disk.sync();
+        disk.put(b"log/3", b"c").unwrap();
+        disk.delete(b"log/1");
+        disk.put(b"log/2", b"B").unwrap();
+        assert_eq!(
+            disk.scan_prefix(b"log/"),
+            vec![
+                (b"log/2".to_vec(), b"B".to_vec()),
+                (b"log/3".to_vec(), b"c".to_vec())
+            ]
+        );
+        assert_eq!(disk.scan_prefix(b"").len(), 3);
+    }
+
+    #[test]
+    fn sizes_are_bounded() {
+        let mut disk = SimDisk::with_size_bytes_max(10);
+        let long_key = vec![0u8; DISK_KEY_SIZE_BYTES_MAX + 1];
+        assert_eq!(
+            disk.put(&long_key, b""),
+            Err(DiskError::KeyTooLarge {
+                size_bytes: DISK_KEY_SIZE_BYTES_MAX + 1
+            })
+        );
+        let long_value = vec![0u8; DISK_VALUE_SIZE_BYTES_MAX + 1];
+        assert!(matches!(
+            disk.put(b"k", &long_value),
+            Err(DiskError::ValueTooLarge { .. })
+        ));
+        disk.put(b"a", b"1234").unwrap();
+        disk.put(b"b", b"123").unwrap();
+        assert_eq!(
+            disk.put(b"c", b"12"),
+            Err(DiskError::Full {
+                used_bytes: 9,
+                needed_bytes: 3,
+                size_bytes_max: 10
+            })
+        );
+        // Overwriting an entry with a smaller one frees space; deleting frees it all.
+        disk.put(b"a", b"1").unwrap();
+        disk.put(b"c", b"12").unwrap();
+        disk.delete(b"b");
+        assert_eq!(disk.size_bytes(), 5);
+        assert_eq!(disk.get(b"c"), Some(&b"12"[..]));
+    }
+}

@@ -1,0 +1,175 @@
+//! The boundary between the kernel and a simulated node: [`Process`] and its [`Context`].
+//!
+//! Any sans-IO state machine becomes a simulated node by implementing [`Process`]. The kernel
+//! calls one `handle_*` method at a time, never re-entrantly, and hands it a [`Context`]: the
+//! only way a process sees time, randomness and its disk, and the only way it acts (send a
+//! message, set or cancel a timer). Actions are collected while the handler runs and applied
+//! by the kernel, in the order they were requested, after it returns; nothing a handler does
+//! takes effect in the middle of it.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::disk::SimDisk;
+use crate::network::NodeId;
+use crate::random::SimRng;
+use crate::time::SimTime;
+
+/// The most actions (sends, timer changes) one handler call may request.
+pub const CONTEXT_ACTION_COUNT_MAX: usize = 100_000;
+
+/// A simulated node: a state machine driven by start, message and timer events.
+///
+/// The kernel calls `handle_start` once after the process is created (at the start of the run
+/// and after each restart), then `handle_message` and `handle_timer` as events arrive. A
+/// handler MUST NOT block or read the system clock or thread-local randomness: time and
+/// randomness come from the [`Context`] alone, or the run stops being reproducible.
+pub trait Process {
+    /// The messages nodes exchange. `Clone` lets the network duplicate them; `Debug` writes
+    /// them to the trace, so it must print the same text for the same message on every run.
+    type Message: Clone + fmt::Debug;
+
+    /// The process has just been created, at the start of the run or after a restart.
+    fn handle_start(&mut self, cx: &mut Context<'_, Self::Message>);
+
+    /// A message arrived from `from` ([`EXTERNAL_NODE_ID`](crate::EXTERNAL_NODE_ID) for a
+    /// message injected by the test driver).
+    fn handle_message(
+        &mut self,
+        cx: &mut Context<'_, Self::Message>,
+        from: NodeId,
+        message: Self::Message,
+    );
+
+    /// A timer set with [`Context::set_timer`] fired (it was not cancelled, and the node did
+    /// not crash since setting it).
+    fn handle_timer(&mut self, cx: &mut Context<'_, Self::Message>, timer: TimerId);
+}
+
+/// A timer of one node. Ids are unique over the whole run, so a timer set before a crash is
+/// never confused with one set after the restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimerId(pub(crate) u64);
+
+impl TimerId {
+    /// The id as a number, for a process that keeps timers in its own tables.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for TimerId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "timer{}", self.0)
+    }
+}
+
+/// An action requested by a handler, applied by the kernel after the handler returns.
+pub(crate) enum Action<M> {
+    Send { to: NodeId, message: M },
+    SetTimer { timer: TimerId, after: Duration },
+    CancelTimer { timer: TimerId },
+}
+
+/// What a process sees and can do while one of its handlers runs.
+pub struct Context<'a, M> {
+    node: NodeId,
+    now: SimTime,
+    now_us: u64,
+    rng: &'a mut SimRng,
+    disk: &'a mut SimDisk,
+    timer_id_next: &'a mut u64,
+    actions: Vec<Action<M>>,
+}
+
+impl<'a, M> Context<'a, M> {
+    pub(crate) fn new(
+        node: NodeId,
+        now: SimTime,
+        now_us: u64,
+        rng: &'a mut SimRng,
+        disk: &'a mut SimDisk,
+        timer_id_next: &'a mut u64,
+    ) -> Self {
+        Context {
+            node,
+            now,
+            now_us,
+            rng,
+            disk,
+            timer_id_next,
+            actions: Vec::new(),
+        }
+    }
+
+    pub(crate) fn into_actions(self) -> Vec<Action<M>> {
+        self.actions
+    }
+
+    /// The id of the node this handler runs on.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// The node's physical clock in microseconds since the Unix epoch, with its skew and drift
+    /// applied: what a hybrid logical clock reads. It may step backwards between two handler
+    /// calls when the test driver steps the clock.
+    pub fn now_us(&self) -> u64 {
+        self.now_us
+    }
+
+    /// The virtual time of the run, the same on every node. Protocol code should read
+    /// [`Context::now_us`]; this is for measurements and checkers.
+    pub fn now(&self) -> SimTime {
+        self.now
+    }
+
+    /// The run's random number generator, shared by every node and the network.
+    pub fn rng(&mut self) -> &mut SimRng {
+        self.rng
+    }
+
+    /// The node's disk.
+    pub fn disk(&mut self) -> &mut SimDisk {
+        self.disk
+    }
+
+    /// Sends `message` to `to` through the simulated network.
+    ///
+    /// # Panics
+    ///
+    /// If this handler already requested [`CONTEXT_ACTION_COUNT_MAX`] actions.
+    pub fn send(&mut self, to: NodeId, message: M) {
+        self.push_action(Action::Send { to, message });
+    }
+
+    /// Sets a timer that fires `after` from now, unless cancelled or the node crashes first.
+    ///
+    /// # Panics
+    ///
+    /// If this handler already requested [`CONTEXT_ACTION_COUNT_MAX`] actions.
+    pub fn set_timer(&mut self, after: Duration) -> TimerId {
+        let timer = TimerId(*self.timer_id_next);
+        *self.timer_id_next += 1;
+        self.push_action(Action::SetTimer { timer, after });
+        timer
+    }
+
+    /// Cancels a timer; cancelling one that already fired or was cancelled does nothing.
+    ///
+    /// # Panics
+    ///
+    /// If this handler already requested [`CONTEXT_ACTION_COUNT_MAX`] actions.
+    pub fn cancel_timer(&mut self, timer: TimerId) {
+        self.push_action(Action::CancelTimer { timer });
+    }
+
+    fn push_action(&mut self, action: Action<M>) {
+        assert!(
+            self.actions.len() < CONTEXT_ACTION_COUNT_MAX,
+            "node {} requested more than {CONTEXT_ACTION_COUNT_MAX} actions in one handler call",
+            self.node
+        );
+        self.actions.push(action);
+    }
+}

@@ -1,0 +1,693 @@
+//! The simulation: nodes, network, clocks, disks and the event loop that drives them.
+//!
+//! One [`Simulation`] is one run. It owns every node's process, disk and clock, the network,
+//! the one random number generator and the event queue. The test driver builds it from a seed,
+//! a [`NetworkConfig`] and a factory that creates a node's process, then alternates between
+//! running it ([`Simulation::step`], [`Simulation::run_until`], [`Simulation::run_for`],
+//! [`Simulation::run_until_quiet`]) and acting on it: injecting client messages, changing
+//! faults, crashing and restarting nodes, stepping clocks, and checking invariants on the
+//! processes.
+//!
+//! Driver methods act at the current virtual time. They panic on a node id that is not in the
+//! network: that is a mistake in the test, not a behaviour of the system under test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use crate::clock::NodeClock;
+use crate::disk::SimDisk;
+use crate::network::{
+    EXTERNAL_NODE_ID, Network, NetworkConfig, NetworkConfigError, NodeId, RegionId,
+};
+use crate::process::{Action, Context, Process, TimerId};
+use crate::queue::EventQueue;
+use crate::random::SimRng;
+use crate::time::SimTime;
+use crate::trace::Trace;
+
+mod faults;
+
+/// The most events [`Simulation::run_until_quiet`] processes before it gives up.
+pub const QUIET_STEP_COUNT_MAX: u64 = 10_000_000;
+
+/// The most messages to [`EXTERNAL_NODE_ID`] kept until the driver takes them.
+pub const EXTERNAL_OUTBOX_LEN_MAX: usize = 100_000;
+
+/// A message a node sent to [`EXTERNAL_NODE_ID`]: a reply to the test driver's client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalMessage<M> {
+    /// When it was sent.
+    pub sent_at: SimTime,
+    /// The node that sent it.
+    pub from: NodeId,
+    /// The message.
+    pub message: M,
+}
+
+/// Why a message was not delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DropReason {
+    /// The receiver is not a node of the network.
+    UnknownNode,
+    /// A partition cut the link when the message was sent.
+    Partition,
+    /// The network lost it (the loss probability).
+    Loss,
+    /// The receiver was down when it arrived.
+    NodeDown,
+    /// It was addressed to [`EXTERNAL_NODE_ID`] while [`EXTERNAL_OUTBOX_LEN_MAX`] messages
+    /// were already waiting for the driver.
+    ExternalOutboxFull,
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            DropReason::UnknownNode => "unknown-node",
+            DropReason::Partition => "partition",
+            DropReason::Loss => "loss",
+            DropReason::NodeDown => "node-down",
+            DropReason::ExternalOutboxFull => "external-outbox-full",
+        })
+    }
+}
+
+/// Message counts of a run so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MessageStatistics {
+    /// Messages processes sent.
+    pub sent: u64,
+    /// Messages the test driver injected.
+    pub injected: u64,
+    /// Extra copies made by duplication.
+    pub duplicated: u64,
+    /// Messages handed to a process (network and injected, duplicates included).
+    pub delivered: u64,
+    /// Messages sent to a node that is not in the network.
+    pub dropped_unknown_node: u64,
+    /// Messages dropped by a partition.
+    pub dropped_partition: u64,
+    /// Messages lost by the network.
+    pub dropped_loss: u64,
+    /// Messages that arrived at a node that was down.
+    pub dropped_node_down: u64,
+    /// Messages to [`EXTERNAL_NODE_ID`] dropped because the driver did not take earlier ones.
+    pub dropped_external_outbox_full: u64,
+}
+
+impl MessageStatistics {
+    /// Every dropped message, whatever the reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_unknown_node
+            + self.dropped_partition
+            + self.dropped_loss
+            + self.dropped_node_down
+            + self.dropped_external_outbox_full
+    }
+
+    fn count_drop(&mut self, reason: DropReason) {
+        let counter = match reason {
+            DropReason::UnknownNode => &mut self.dropped_unknown_node,
+            DropReason::Partition => &mut self.dropped_partition,
+            DropReason::Loss => &mut self.dropped_loss,
+            DropReason::NodeDown => &mut self.dropped_node_down,
+            DropReason::ExternalOutboxFull => &mut self.dropped_external_outbox_full,
+        };
+        *counter += 1;
+    }
+}
+
+/// [`Simulation::run_until_quiet`] processed its maximum number of events and the queue was
+/// still not empty: some process keeps re-arming a timer or messages keep circulating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the simulation did not become quiet: {steps} events processed, {events_pending} still \
+     pending at {now}"
+)]
+pub struct NotQuiet {
+    /// Events processed by the call.
+    pub steps: u64,
+    /// Events still queued.
+    pub events_pending: usize,
+    /// Virtual time when it gave up.
+    pub now: SimTime,
+}
+
+/// A node id as the trace shows it: [`EXTERNAL_NODE_ID`] reads `external`.
+struct NodeLabel(NodeId);
+
+impl fmt::Display for NodeLabel {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == EXTERNAL_NODE_ID {
+            formatter.write_str("external")
+        } else {
+            write!(formatter, "{}", self.0)
+        }
+    }
+}
+
+/// A pending event of the run.
+enum Event<M> {
+    /// Call `handle_start` of the node's given incarnation.
+    Start { node: NodeId, incarnation: u64 },
+    /// Hand a message to a node.
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        message_id: u64,
+        message: M,
+    },
+    /// Fire a timer.
+    Timer { node: NodeId, timer: TimerId },
+}
+
+/// Everything the simulation keeps about one node.
+struct NodeSlot<P> {
+    /// `None` while the node is down.
+    process: Option<P>,
+    disk: SimDisk,
+    clock: NodeClock,
+    /// Timers set and neither fired, cancelled nor lost in a crash.
+    timers_pending: BTreeSet<TimerId>,
+    /// Counts restarts, so that a stale start event is recognised.
+    incarnation: u64,
+}
+
+/// Creates a node's process from its id and its disk (empty at the start of the run, the
+/// synced contents after a crash).
+type ProcessFactory<P> = Box<dyn FnMut(NodeId, &SimDisk) -> P>;
+
+/// One deterministic run over processes of type `P`.
+pub struct Simulation<P: Process> {
+    seed: u64,
+    now: SimTime,
+    rng: SimRng,
+    queue: EventQueue<Event<P::Message>>,
+    network: Network,
+    nodes: BTreeMap<NodeId, NodeSlot<P>>,
+    factory: ProcessFactory<P>,
+    trace: Trace,
+    timer_id_next: u64,
+    message_id_next: u64,
+    statistics: MessageStatistics,
+    external_outbox: Vec<ExternalMessage<P::Message>>,
+}
+
+impl<P: Process> Simulation<P> {
+    /// A run of the network in `config`, every random choice drawn from `seed`. Each node's
+    /// process is created now by `factory` with an empty disk; its `handle_start` runs at time
+    /// zero, on the first step.
+    pub fn new(
+        seed: u64,
+        config: NetworkConfig,
+        factory: impl FnMut(NodeId, &SimDisk) -> P + 'static,
+    ) -> Result<Self, NetworkConfigError> {
+        let network = Network::new(config)?;
+        let mut simulation = Simulation {
+            seed,
+            now: SimTime::ZERO,
+            rng: SimRng::new(seed),
+            queue: EventQueue::new(),
+            network,
+            nodes: BTreeMap::new(),
+            factory: Box::new(factory),
+            trace: Trace::new(),
+            timer_id_next: 0,
+            message_id_next: 0,
+            statistics: MessageStatistics::default(),
+            external_outbox: Vec::new(),
+        };
+        let node_ids: Vec<NodeId> = simulation.network.node_ids().collect();
+        for node in node_ids {
+            let disk = SimDisk::new();
+            let process = (simulation.factory)(node, &disk);
+            simulation.nodes.insert(
+                node,
+                NodeSlot {
+                    process: Some(process),
+                    disk,
+                    clock: NodeClock::new(),
+                    timers_pending: BTreeSet::new(),
+                    incarnation: 0,
+                },
+            );
+            simulation.schedule(
+                SimTime::ZERO,
+                Event::Start {
+                    node,
+                    incarnation: 0,
+                },
+            );
+        }
+        Ok(simulation)
+    }
+
+    // Getters.
+
+    /// The seed of this run.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The current virtual time.
+    pub fn now(&self) -> SimTime {
+        self.now
+    }
+
+    /// The network: configuration, faults and partitions.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// Every node id, in increasing order.
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// The region of `node`, or `None` for an unknown node.
+    pub fn region_of(&self, node: NodeId) -> Option<RegionId> {
+        self.network.region_of(node)
+    }
+
+    /// True when `node` is running (not crashed).
+    pub fn is_up(&self, node: NodeId) -> bool {
+        self.nodes
+            .get(&node)
+            .is_some_and(|slot| slot.process.is_some())
+    }
+
+    /// The process of `node`, to check invariants; `None` if it is down or unknown.
+    pub fn process(&self, node: NodeId) -> Option<&P> {
+        self.nodes.get(&node)?.process.as_ref()
+    }
+
+    /// The disk of `node`, up or down; `None` if the node is unknown.
+    pub fn disk(&self, node: NodeId) -> Option<&SimDisk> {
+        self.nodes.get(&node).map(|slot| &slot.disk)
+    }
+
+    /// What the clock of `node` reads now, in microseconds since the Unix epoch.
+    pub fn clock_now_us(&self, node: NodeId) -> u64 {
+        self.slot(node).clock.now_us(self.now)
+    }
+
+    /// The clock of `node`.
+    pub fn clock(&self, node: NodeId) -> &NodeClock {
+        &self.slot(node).clock
+    }
+
+    /// Message counts so far.
+    pub fn statistics(&self) -> &MessageStatistics {
+        &self.statistics
+    }
+
+    /// The number of queued events (cancelled timers included until their time comes).
+    pub fn events_pending(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The trace of the run so far.
+    pub fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// The SHA-256 of the trace so far, as hex: equal for two runs exactly when they did the
+    /// same things in the same order.
+    pub fn trace_hash(&self) -> String {
+        self.trace.hash_hex()
+    }
+
+    /// Stops or resumes keeping trace lines in memory; the hash covers every line either way.
+    pub fn set_trace_lines_kept(&mut self, keep_lines: bool) {
+        self.trace.set_keep_lines(keep_lines);
+    }
+
+    /// The run's random number generator. A driver draws its fault decisions from it, so that
+    /// the seed decides them too.
+    pub fn rng(&mut self) -> &mut SimRng {
+        &mut self.rng
+    }
+
+    /// Appends a line of the driver's own to the trace, such as the phase of a workload.
+    pub fn note(&mut self, text: &str) {
+        self.record(format_args!("note {text}"));
+    }
+
+    // Running.
+
+    /// Processes the next event, advancing virtual time to it. Returns false when no event is
+    /// left. Cancelled timers are skipped without counting as a step.
+    pub fn step(&mut self) -> bool {
+        while let Some(processed) = self.process_next() {
+            if processed {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Processes every event due at or before `until`, then sets the time to `until`.
+    ///
+    /// # Panics
+    ///
+    /// If `until` is earlier than now.
+    pub fn run_until(&mut self, until: SimTime) {
+        assert!(
+            until >= self.now,
+            "run_until({until}) is earlier than the current time {}",
+            self.now
+        );
+        // One queue entry at a time, so that skipping a cancelled timer never carries the run
+        // past `until`.
+        while self.queue.peek_time().is_some_and(|time| time <= until) {
+            self.process_next();
+        }
+        self.now = until;
+    }
+
+    /// Runs for `duration` of virtual time.
+    pub fn run_for(&mut self, duration: Duration) {
+        self.run_until(self.now + duration);
+    }
+
+    /// Runs until no event is left, and returns the number of events processed; gives up after
+    /// [`QUIET_STEP_COUNT_MAX`] events.
+    pub fn run_until_quiet(&mut self) -> Result<u64, NotQuiet> {
+        self.run_until_quiet_within(QUIET_STEP_COUNT_MAX)
+    }
+
+    /// Runs until no event is left, and returns the number of events processed; gives up after
+    /// `step_count_max` events (at most [`QUIET_STEP_COUNT_MAX`]).
+    pub fn run_until_quiet_within(&mut self, step_count_max: u64) -> Result<u64, NotQuiet> {
+        let step_count_max = step_count_max.min(QUIET_STEP_COUNT_MAX);
+        let mut steps = 0;
+        while steps < step_count_max {
+            if !self.step() {
+                return Ok(steps);
+            }
+            steps += 1;
+        }
+        // Cancelled timers may be all that is left; they are not work still to do.
+        while self
+            .queue
+            .peek()
+            .is_some_and(|(_, event)| self.is_stale(event))
+        {
+            self.queue.pop();
+        }
+        if self.queue.is_empty() {
+            return Ok(steps);
+        }
+        Err(NotQuiet {
+            steps,
+            events_pending: self.queue.len(),
+            now: self.now,
+        })
+    }
+
+    // Commands.
+
+    /// Delivers `message` to `to` at time `at`, from [`EXTERNAL_NODE_ID`], as a client outside
+    /// the simulated network would. It bypasses network faults and partitions, but is dropped
+    /// if `to` is down when it arrives.
+    ///
+    /// # Panics
+    ///
+    /// If `at` is earlier than now, or `to` is unknown.
+    pub fn inject(&mut self, at: SimTime, to: NodeId, message: P::Message) {
+        assert!(
+            at >= self.now,
+            "inject at {at} is earlier than the current time {}",
+            self.now
+        );
+        self.slot(to);
+        let message_id = self.message_id();
+        self.statistics.injected += 1;
+        self.record(format_args!(
+            "inject external->{to} #{message_id} at={at} {message:?}"
+        ));
+        self.schedule(
+            at,
+            Event::Deliver {
+                from: EXTERNAL_NODE_ID,
+                to,
+                message_id,
+                message,
+            },
+        );
+    }
+
+    /// Takes the messages nodes sent to [`EXTERNAL_NODE_ID`] since the last call, in the order
+    /// they were sent. They skip the network (like [`Simulation::inject`]): the driver's client
+    /// sees a reply the moment it is sent.
+    pub fn take_external_messages(&mut self) -> Vec<ExternalMessage<P::Message>> {
+        std::mem::take(&mut self.external_outbox)
+    }
+
+    /// Runs `action` on the process of `node` now, with a context, as if the node handled an
+    /// event: the way a driver calls a command of the state machine (such as a proposal)
+    /// directly. Returns `None` if the node is down.
+    ///
+    /// # Panics
+    ///
+    /// If `node` is unknown.
+    pub fn with_process<R>(
+        &mut self,
+        node: NodeId,
+        action: impl FnOnce(&mut P, &mut Context<'_, P::Message>) -> R,
+    ) -> Option<R> {
+        self.slot(node).process.as_ref()?;
+        self.record(format_args!("call {node}"));
+        self.invoke(node, action)
+    }
+
+    // Internals.
+
+    fn slot(&self, node: NodeId) -> &NodeSlot<P> {
+        match self.nodes.get(&node) {
+            Some(slot) => slot,
+            None => panic!("node {node} is not in the simulated network"),
+        }
+    }
+
+    fn slot_mut(&mut self, node: NodeId) -> &mut NodeSlot<P> {
+        match self.nodes.get_mut(&node) {
+            Some(slot) => slot,
+            None => panic!("node {node} is not in the simulated network"),
+        }
+    }
+
+    fn record(&mut self, text: fmt::Arguments<'_>) {
+        let line = format!("{} {text}", self.now);
+        self.trace.record(&line);
+    }
+
+    fn message_id(&mut self) -> u64 {
+        let message_id = self.message_id_next;
+        self.message_id_next += 1;
+        message_id
+    }
+
+    fn schedule(&mut self, time: SimTime, event: Event<P::Message>) {
+        if let Err(error) = self.queue.push(time, event) {
+            panic!(
+                "simulation with seed {} at {}: {error}",
+                self.seed, self.now
+            );
+        }
+    }
+
+    /// Takes the earliest queue entry: `None` when the queue is empty, otherwise whether the
+    /// entry did anything. A stale entry is dropped without moving time, so that a cancelled
+    /// timer far in the future does not drag the clock of a quiet run forward.
+    fn process_next(&mut self) -> Option<bool> {
+        let (time, event) = self.queue.pop()?;
+        if self.is_stale(&event) {
+            return Some(false);
+        }
+        assert!(
+            time >= self.now,
+            "event at {time} is earlier than the current time {}",
+            self.now
+        );
+        self.now = time;
+        self.process_event(event);
+        Some(true)
+    }
+
+    /// True for an event that no longer does anything: a cancelled or crashed timer, or the
+    /// start of an incarnation that is gone.
+    fn is_stale(&self, event: &Event<P::Message>) -> bool {
+        match event {
+            Event::Start { node, incarnation } => {
+                let slot = self.slot(*node);
+                slot.incarnation != *incarnation || slot.process.is_none()
+            }
+            Event::Deliver { .. } => false,
+            Event::Timer { node, timer } => !self.slot(*node).timers_pending.contains(timer),
+        }
+    }
+
+    /// Processes one event that is not stale.
+    fn process_event(&mut self, event: Event<P::Message>) {
+        match event {
+            Event::Start { node, .. } => {
+                self.record(format_args!("start {node}"));
+                self.invoke(node, |process, cx| process.handle_start(cx));
+            }
+            Event::Deliver {
+                from,
+                to,
+                message_id,
+                message,
+            } => {
+                if self.slot(to).process.is_none() {
+                    self.drop_message(from, to, message_id, DropReason::NodeDown);
+                    return;
+                }
+                self.statistics.delivered += 1;
+                self.record(format_args!(
+                    "deliver {}->{to} #{message_id} {message:?}",
+                    NodeLabel(from)
+                ));
+                self.invoke(to, |process, cx| process.handle_message(cx, from, message));
+            }
+            Event::Timer { node, timer } => {
+                self.slot_mut(node).timers_pending.remove(&timer);
+                self.record(format_args!("fire {node} {timer}"));
+                self.invoke(node, |process, cx| process.handle_timer(cx, timer));
+            }
+        }
+    }
+
+    /// Runs `handler` on the process of `node` (which must be up), then applies the actions
+    /// it requested, in order.
+    fn invoke<R>(
+        &mut self,
+        node: NodeId,
+        handler: impl FnOnce(&mut P, &mut Context<'_, P::Message>) -> R,
+    ) -> Option<R> {
+        let slot = self.nodes.get_mut(&node)?;
+        let process = slot.process.as_mut()?;
+        let now_us = slot.clock.now_us(self.now);
+        let mut cx = Context::new(
+            node,
+            self.now,
+            now_us,
+            &mut self.rng,
+            &mut slot.disk,
+            &mut self.timer_id_next,
+        );
+        let result = handler(process, &mut cx);
+        let actions = cx.into_actions();
+        for action in actions {
+            self.apply(node, action);
+        }
+        Some(result)
+    }
+
+    fn apply(&mut self, node: NodeId, action: Action<P::Message>) {
+        match action {
+            Action::Send { to, message } => self.send(node, to, message),
+            Action::SetTimer { timer, after } => {
+                self.slot_mut(node).timers_pending.insert(timer);
+                self.schedule(self.now + after, Event::Timer { node, timer });
+            }
+            Action::CancelTimer { timer } => {
+                self.slot_mut(node).timers_pending.remove(&timer);
+            }
+        }
+    }
+
+    /// Sends one message through the network: partition, loss, delay, reordering and
+    /// duplication are decided now, in that order, each from the run's generator.
+    fn send(&mut self, from: NodeId, to: NodeId, message: P::Message) {
+        let message_id = self.message_id();
+        self.statistics.sent += 1;
+        self.record(format_args!(
+            "send {from}->{} #{message_id} {message:?}",
+            NodeLabel(to)
+        ));
+        if to == EXTERNAL_NODE_ID {
+            self.send_external(from, message_id, message);
+            return;
+        }
+        if !self.nodes.contains_key(&to) {
+            self.drop_message(from, to, message_id, DropReason::UnknownNode);
+            return;
+        }
+        if self.network.is_cut(from, to) {
+            self.drop_message(from, to, message_id, DropReason::Partition);
+            return;
+        }
+        if self.rng.chance(self.network.faults().loss_probability) {
+            self.drop_message(from, to, message_id, DropReason::Loss);
+            return;
+        }
+        let delay = self.sample_delay(from, to);
+        let duplicate = self
+            .rng
+            .chance(self.network.faults().duplication_probability)
+            .then(|| (self.sample_delay(from, to), message.clone()));
+        self.schedule(
+            self.now + delay,
+            Event::Deliver {
+                from,
+                to,
+                message_id,
+                message,
+            },
+        );
+        if let Some((duplicate_delay, duplicate_message)) = duplicate {
+            self.statistics.duplicated += 1;
+            self.record(format_args!("duplicate {from}->{to} #{message_id}"));
+            self.schedule(
+                self.now + duplicate_delay,
+                Event::Deliver {
+                    from,
+                    to,
+                    message_id,
+                    message: duplicate_message,
+                },
+            );
+        }
+    }
+
+    fn send_external(&mut self, from: NodeId, message_id: u64, message: P::Message) {
+        if self.external_outbox.len() >= EXTERNAL_OUTBOX_LEN_MAX {
+            self.drop_message(
+                from,
+                EXTERNAL_NODE_ID,
+                message_id,
+                DropReason::ExternalOutboxFull,
+            );
+            return;
+        }
+        self.statistics.delivered += 1;
+        self.record(format_args!(
+            "deliver {from}->external #{message_id} {message:?}"
+        ));
+        self.external_outbox.push(ExternalMessage {
+            sent_at: self.now,
+            from,
+            message,
+        });
+    }
+
+    fn sample_delay(&mut self, from: NodeId, to: NodeId) -> Duration {
+        match self.network.sample_delay(&mut self.rng, from, to) {
+            Some(delay) => delay,
+            None => panic!("no link from node {from} to node {to}, though both exist"),
+        }
+    }
+
+    fn drop_message(&mut self, from: NodeId, to: NodeId, message_id: u64, reason: DropReason) {
+        self.statistics.count_drop(reason);
+        self.record(format_args!(
+            "drop {}->{} #{message_id} reason={reason}",
+            NodeLabel(from),
+            NodeLabel(to)
+        ));
+    }
+}

@@ -1,0 +1,3 @@
+//! Workloads: sans-IO processes and the harness that runs them on a topology with faults.
+
+pub mod probe;

@@ -1,0 +1,297 @@
+//! Link delays, jitter and packet faults of the simulated network.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use dsss_simulations::{EXTERNAL_NODE_ID, NetworkConfig, SimTime};
+use support::{Probe, recorders, recorders_on, send_probe};
+
+const PROBE_COUNT: u64 = 2_000;
+
+/// Sends `PROBE_COUNT` probes from `from` to `to`, spaced 1 ms apart, and returns the delay of
+/// each one that arrived, in microseconds.
+fn probe_delays_us(seed: u64, from: u64, to: u64) -> Vec<u64> {
+    let mut simulation = recorders(seed);
+    for sequence in 0..PROBE_COUNT {
+        send_probe(&mut simulation, from, to, sequence);
+        simulation.run_for(Duration::from_millis(1));
+    }
+    simulation.run_for(Duration::from_secs(1));
+    let receiver = simulation.process(to).unwrap();
+    assert_eq!(receiver.received.len() as u64, PROBE_COUNT);
+    receiver
+        .received
+        .iter()
+        .map(|received| (received.received_at - received.probe.sent_at).as_micros() as u64)
+        .collect()
+}
+
+/// Asserts that every delay is within `[low_us, high_us]` and that jitter spread them over
+/// most of that range.
+fn assert_spread_within(delays_us: &[u64], low_us: u64, high_us: u64) {
+    let min = *delays_us.iter().min().unwrap();
+    let max = *delays_us.iter().max().unwrap();
+    assert!(
+        min >= low_us && max <= high_us,
+        "delays from {min} to {max} us, outside [{low_us}, {high_us}]"
+    );
+    let distinct: BTreeSet<u64> = delays_us.iter().copied().collect();
+    assert!(
+        distinct.len() > 100,
+        "only {} distinct delays",
+        distinct.len()
+    );
+    // Two thousand uniform draws come within a few percent of both ends of the range.
+    let width = high_us - low_us;
+    assert!(
+        min < low_us + width / 10 && max > high_us - width / 10,
+        "delays from {min} to {max} us do not spread over [{low_us}, {high_us}]"
+    );
+}
+
+#[test]
+fn cross_region_delays_stay_within_delay_plus_or_minus_jitter() {
+    // eu -> us is 40 ms +- 5 ms; us -> eu is 50 ms +- 5 ms.
+    assert_spread_within(&probe_delays_us(1, 1, 3), 35_000, 45_000);
+    assert_spread_within(&probe_delays_us(2, 4, 2), 45_000, 55_000);
+}
+
+#[test]
+fn nodes_of_one_region_use_the_intra_region_link() {
+    // eu internal is 1 ms +- 0.2 ms; us internal is 2 ms +- 0.5 ms.
+    assert_spread_within(&probe_delays_us(3, 1, 2), 800, 1_200);
+    assert_spread_within(&probe_delays_us(4, 3, 4), 1_500, 2_500);
+}
+
+#[test]
+fn a_link_without_jitter_has_exactly_its_delay() {
+    let config = NetworkConfig::single_region("ap", [1, 2], support::link_us(3_000, 0));
+    let mut simulation = recorders_on(5, config);
+    for sequence in 0..50 {
+        send_probe(&mut simulation, 1, 2, sequence);
+        simulation.run_for(Duration::from_micros(700));
+    }
+    simulation.run_for(Duration::from_secs(1));
+    let received = &simulation.process(2).unwrap().received;
+    assert_eq!(received.len(), 50);
+    for message in received {
+        assert_eq!(
+            message.received_at - message.probe.sent_at,
+            Duration::from_millis(3)
+        );
+    }
+}
+
+#[test]
+fn jitter_larger_than_the_delay_never_delivers_before_sending() {
+    let config = NetworkConfig::single_region("lab", [1, 2], support::link_us(100, 5_000));
+    let mut simulation = recorders_on(6, config);
+    for sequence in 0..500 {
+        send_probe(&mut simulation, 1, 2, sequence);
+        simulation.run_for(Duration::from_millis(1));
+    }
+    simulation.run_for(Duration::from_secs(1));
+    let received = &simulation.process(2).unwrap().received;
+    assert_eq!(received.len(), 500);
+    for message in received {
+        assert!(message.received_at >= message.probe.sent_at);
+        assert!(message.received_at - message.probe.sent_at <= Duration::from_micros(5_100));
+    }
+}
+
+#[test]
+fn loss_of_one_drops_every_message() {
+    let mut simulation = recorders(7);
+    simulation.set_loss_probability(1.0);
+    for sequence in 0..100 {
+        send_probe(&mut simulation, 1, 3, sequence);
+        send_probe(&mut simulation, 2, 1, sequence);
+    }
+    simulation.run_for(Duration::from_secs(1));
+    assert!(simulation.process(3).unwrap().received.is_empty());
+    assert!(simulation.process(1).unwrap().received.is_empty());
+    assert_eq!(simulation.statistics().sent, 200);
+    assert_eq!(simulation.statistics().dropped_loss, 200);
+    assert_eq!(simulation.statistics().delivered, 0);
+
+    simulation.set_loss_probability(0.0);
+    send_probe(&mut simulation, 1, 3, 100);
+    simulation.run_for(Duration::from_secs(1));
+    assert_eq!(simulation.process(3).unwrap().sequences_received(), [100]);
+}
+
+#[test]
+fn partial_loss_drops_some_messages_and_delivers_the_rest() {
+    let mut simulation = recorders(8);
+    simulation.set_loss_probability(0.3);
+    for sequence in 0..1_000 {
+        send_probe(&mut simulation, 1, 2, sequence);
+    }
+    simulation.run_for(Duration::from_secs(1));
+    let delivered = simulation.process(2).unwrap().received.len() as u64;
+    assert_eq!(delivered + simulation.statistics().dropped_loss, 1_000);
+    assert!((600..800).contains(&delivered), "{delivered} delivered");
+}
+
+#[test]
+fn duplication_of_one_delivers_every_message_twice() {
+    let mut simulation = recorders(9);
+    simulation.set_duplication_probability(1.0);
+    for sequence in 0..100 {
+        send_probe(&mut simulation, 1, 3, sequence);
+        simulation.run_for(Duration::from_millis(1));
+    }
+    simulation.run_for(Duration::from_secs(1));
+    let mut sequences = simulation.process(3).unwrap().sequences_received();
+    sequences.sort_unstable();
+    let expected: Vec<u64> = (0..100).flat_map(|sequence| [sequence, sequence]).collect();
+    assert_eq!(sequences, expected);
+    assert_eq!(simulation.statistics().duplicated, 100);
+    assert_eq!(simulation.statistics().delivered, 200);
+}
+
+#[test]
+fn reordering_lets_a_later_message_overtake_an_earlier_one() {
+    // Without jitter or reordering, messages on one link arrive in the order they were sent.
+    let config = || NetworkConfig::single_region("ap", [1, 2], support::link_us(3_000, 0));
+    let mut in_order = recorders_on(10, config());
+    for sequence in 0..200 {
+        send_probe(&mut in_order, 1, 2, sequence);
+        in_order.run_for(Duration::from_micros(100));
+    }
+    in_order.run_for(Duration::from_secs(1));
+    let sequences = in_order.process(2).unwrap().sequences_received();
+    assert_eq!(sequences, (0..200).collect::<Vec<_>>());
+
+    let mut reordered = recorders_on(10, config());
+    reordered.set_reordering(0.5, Duration::from_millis(10));
+    for sequence in 0..200 {
+        send_probe(&mut reordered, 1, 2, sequence);
+        reordered.run_for(Duration::from_micros(100));
+    }
+    reordered.run_for(Duration::from_secs(1));
+    let sequences = reordered.process(2).unwrap().sequences_received();
+    assert_eq!(sequences.len(), 200, "reordering must not lose messages");
+    let overtaken = sequences
+        .windows(2)
+        .filter(|pair| pair[0] > pair[1])
+        .count();
+    assert!(
+        overtaken > 10,
+        "only {overtaken} messages arrived out of order"
+    );
+    for message in &reordered.process(2).unwrap().received {
+        let delay = message.received_at - message.probe.sent_at;
+        assert!(delay >= Duration::from_millis(3) && delay <= Duration::from_millis(13));
+    }
+}
+
+#[test]
+fn an_injected_message_arrives_at_its_time_from_outside() {
+    let mut simulation = recorders(11);
+    let probe = Probe {
+        sequence: 1,
+        sent_at: SimTime::from_millis(30),
+    };
+    simulation.inject(SimTime::from_millis(30), 4, probe.clone());
+    // Partitions and loss do not apply to injections: they do not cross the network.
+    simulation.isolate(4);
+    simulation.set_loss_probability(1.0);
+    simulation.run_until(SimTime::from_millis(29));
+    assert!(simulation.process(4).unwrap().received.is_empty());
+    simulation.run_until(SimTime::from_millis(30));
+    let received = &simulation.process(4).unwrap().received;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].from, EXTERNAL_NODE_ID);
+    assert_eq!(received[0].probe, probe);
+    assert_eq!(received[0].received_at, SimTime::from_millis(30));
+}
+
+#[test]
+fn a_message_to_an_unknown_node_is_dropped_and_traced() {
+    let mut simulation = recorders(12);
+    send_probe(&mut simulation, 1, 99, 0);
+    simulation.run_for(Duration::from_secs(1));
+    assert_eq!(simulation.statistics().dropped_unknown_node, 1);
+    assert!(
+        simulation
+            .trace()
+            .lines()
+            .iter()
+            .any(|line| line.ends_with("drop 1->99 #0 reason=unknown-node"))
+    );
+}
+
+#[test]
+fn a_node_reaches_itself_through_its_region_link() {
+    let mut simulation = recorders(13);
+    simulation.isolate(5);
+    send_probe(&mut simulation, 5, 5, 0);
+    simulation.run_for(Duration::from_secs(1));
+    let received = &simulation.process(5).unwrap().received;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].received_at, SimTime::from_millis(3));
+}
+
+#[test]
+fn run_until_quiet_reports_a_workload_that_never_ends() {
+    use dsss_simulations::{Context, NodeId, Process, Simulation, TimerId};
+
+    struct Ticker;
+    impl Process for Ticker {
+        type Message = ();
+        fn handle_start(&mut self, cx: &mut Context<'_, ()>) {
+            cx.set_timer(Duration::from_millis(10));
+        }
+        fn handle_message(&mut self, _cx: &mut Context<'_, ()>, _from: NodeId, _message: ()) {}
+        fn handle_timer(&mut self, cx: &mut Context<'_, ()>, _timer: TimerId) {
+            cx.set_timer(Duration::from_millis(10));
+        }
+    }
+
+    let config = NetworkConfig::single_region("lab", [1], support::link_us(1, 0));
+    let mut simulation = Simulation::new(14, config, |_, _| Ticker).unwrap();
+    let error = simulation.run_until_quiet_within(100).unwrap_err();
+    assert_eq!(error.steps, 100);
+    assert_eq!(error.events_pending, 1);
+    // One start at time zero, then a timer every 10 ms.
+    assert_eq!(error.now, SimTime::from_millis(990));
+    assert!(error.to_string().contains("did not become quiet"));
+}
+
+#[test]
+fn a_message_to_the_outside_reaches_the_driver_at_once() {
+    let mut simulation = recorders(15);
+    simulation.isolate(3);
+    simulation.run_until(SimTime::from_millis(7));
+    simulation
+        .with_process(3, |_, cx| {
+            for sequence in 0..2 {
+                let probe = Probe {
+                    sequence,
+                    sent_at: cx.now(),
+                };
+                cx.send(EXTERNAL_NODE_ID, probe);
+            }
+        })
+        .unwrap();
+    let replies = simulation.take_external_messages();
+    let sequences: Vec<u64> = replies.iter().map(|reply| reply.message.sequence).collect();
+    assert_eq!(sequences, [0, 1]);
+    assert!(replies.iter().all(|reply| reply.from == 3));
+    assert!(
+        replies
+            .iter()
+            .all(|reply| reply.sent_at == SimTime::from_millis(7))
+    );
+    assert!(simulation.take_external_messages().is_empty());
+    assert!(
+        simulation
+            .trace()
+            .lines()
+            .iter()
+            .any(|line| line.contains("deliver 3->external #0"))
+    );
+}
