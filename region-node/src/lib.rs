@@ -1,6 +1,72 @@
 //! The regional tier of DSSS (DESIGN.md section 2): one raft group per region that orders,
 //! stores and serves the region's operation records.
 //!
-//! The sans-IO node logic, its RocksDB storage and its gRPC services land here; today the
-//! crate holds nothing yet, and no command uses it.
+//! This crate is the sans-IO core (DESIGN.md section 3): [`RegionNode`] takes proposals, raft
+//! messages and ticks, and hands back replies, log events, raft messages and writes through
+//! the one [`RegionNode::handle_ready`] path that the simulator and the production driver
+//! both call. It reads no clock (time comes in as `now_us`), draws no randomness of its own
+//! (election timeouts come from the configured seed), and touches no disk or socket.
+//!
+//! - [`node`]: [`RegionNode`], proposals, batching, forwarding, replies.
+//! - [`region_log`]: [`RegionLog`], the state machine: dense positions, retention, snapshots.
+//! - [`dedup`]: the bounded dedup table behind exactly-once.
+//! - [`record`]: records as proposed (in batches) and stored.
+//!
+//! # Example: a one-node region orders a call
+//!
+//! ```
+//! use dsss_raft_group::{MemoryStore, StoreIo};
+//! use dsss_region_node::{ProposeRequest, RegionNode, RegionNodeConfig, Reply};
+//! use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, RegionId, RequestSequence, Scope};
+//!
+//! let mut store = MemoryStore::new();
+//! let config = RegionNodeConfig::new(1, vec![1], RegionId::new("eu-west")?);
+//! let mut node = RegionNode::open(config, &mut store)?;
+//! // A one-member group elects itself after an election timeout.
+//! let mut now_us = 1_700_000_000_000_000;
+//! while !node.is_leader() {
+//!     now_us += 10_000;
+//!     node.handle_tick(now_us);
+//!     node.handle_ready(&mut StoreIo::new(&mut store))?;
+//! }
+//! let call = ProposeRequest {
+//!     client_id: ClientId(7),
+//!     request_sequence: RequestSequence(1),
+//!     object_id: ObjectId::new("lobby/main")?,
+//!     method_id: MethodId(1),
+//!     arguments: Arguments::new(b"ann".to_vec())?,
+//!     scope: Scope::Regional,
+//! };
+//! node.handle_propose(now_us, call.clone());
+//! node.handle_ready(&mut StoreIo::new(&mut store))?;
+//! assert_eq!(
+//!     node.poll_reply(),
+//!     Some(Reply::Proposed { client_id: ClientId(7), request_sequence: RequestSequence(1), position: 1 })
+//! );
+//! // A retry of the same call gets the same position and appends nothing.
+//! node.handle_propose(now_us, call);
+//! assert_eq!(node.poll_reply().map(|reply| reply.key().1), Some(RequestSequence(1)));
+//! assert_eq!(node.region_log().next_position(), 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
+
+mod bytes;
+pub mod dedup;
+pub mod node;
+pub mod record;
+pub mod region_log;
+
+pub use dedup::{
+    DEDUP_CLIENTS_MAX, DEDUP_IDLE_POSITIONS_MAX, DEDUP_WINDOW_MAX, DedupLimits, DedupTable,
+    DedupVerdict,
+};
+pub use node::{
+    LOG_EVENTS_PENDING_MAX, LogEvent, MessageError, NodeCounters, PROPOSALS_PENDING_MAX,
+    ProposeError, REPLIES_PENDING_MAX, RegionNode, RegionNodeConfig, RegionNodeError, RegionStatus,
+    Reply, WAITERS_MAX,
+};
+pub use record::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, ProposeRequest};
+pub use region_log::{
+    EntryOutcome, LogRecord, REGION_LOG, REGION_STATE, RecordOutcome, RegionLog, RegionLogRetention,
+};

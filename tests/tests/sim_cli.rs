@@ -102,3 +102,34 @@ fn bad_settings_and_files_are_refused_with_what_was_wrong() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_simulated_region_under_faults_passes_its_checks_and_names_bad_options() {
+    let root = workspace_root();
+    let output = run_dsss(
+        root,
+        [
+            "sim",
+            "region",
+            "--members",
+            "3",
+            "--faults",
+            "--seed",
+            "1",
+            "--seeds",
+            "3",
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let report = stdout_of(&output);
+    assert_eq!(report.matches("region run: seed").count(), 3, "{report}");
+    assert!(
+        report.contains("all 3 seeds passed every check"),
+        "{report}"
+    );
+
+    let output = run_dsss(root, ["sim", "region", "--members", "4"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("member"), "{stderr}");
+}

@@ -1,3 +1,4 @@
 //! Workloads: sans-IO processes and the harness that runs them on a topology with faults.
 
 pub mod probe;
+pub mod region;

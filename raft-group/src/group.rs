@@ -1,0 +1,846 @@
+//! [`RaftGroup`]: one node of a raft-rs group with its state machine, driven through ONE
+//! [`RaftGroup::handle_ready`] that every driver (the simulator, the tokio node) calls.
+//!
+//! The group is sans-IO. Inputs come in through [`RaftGroup::tick`], [`RaftGroup::step`],
+//! [`RaftGroup::propose`] and the commands; the outputs of each round (writes to persist,
+//! messages to send, what the state machine applied) come out of `handle_ready` through a
+//! [`ReadyIo`] the driver provides. Time is the driver's ticks; randomness is the seed in the
+//! configuration.
+
+use protobuf::Message as _;
+use raft::eraftpb::{
+    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, Snapshot,
+};
+use raft::{RawNode, SnapshotStatus, StateRole};
+
+use crate::election::ElectionTimeoutRng;
+use crate::storage::RaftStorage;
+use crate::store::{DurableStore, StoreError, WriteBatch};
+
+/// The largest election tick a configuration may use.
+pub const ELECTION_TICK_MAX: usize = 10_000;
+
+/// The most append messages a leader keeps in flight to one follower.
+pub const INFLIGHT_MESSAGES_MAX: usize = 4_096;
+
+/// The most entries a retention policy may keep below the applied index.
+pub const RETAINED_ENTRIES_MAX: u64 = crate::storage::RAFT_LOG_ENTRIES_MAX as u64 / 2;
+
+/// The most entry bytes a retention policy may keep below the applied index.
+pub const RETAINED_SIZE_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
+
+/// The largest append message a configuration may allow.
+pub const MESSAGE_SIZE_BYTES_MAX: u64 = crate::codec::RAFT_MESSAGE_BYTES_MAX as u64 / 2;
+
+/// The index and term a bootstrapped group starts from, as if from a snapshot: a member added
+/// later has an empty log, so it must catch up by snapshot, which carries the membership.
+pub const BOOTSTRAP_INDEX: u64 = 1;
+
+/// The term of [`BOOTSTRAP_INDEX`].
+pub const BOOTSTRAP_TERM: u64 = 1;
+
+/// How much of the applied raft log a node keeps, so that a follower slightly behind catches
+/// up from entries rather than from a snapshot. When either bound is passed, the log is
+/// compacted down to half of both, so compaction happens in steps rather than every round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogRetention {
+    /// The most entries at or below the applied index (at most [`RETAINED_ENTRIES_MAX`]).
+    pub entries_max: u64,
+    /// The most bytes of entries held (at most [`RETAINED_SIZE_BYTES_MAX`]).
+    pub size_bytes_max: u64,
+}
+
+impl Default for LogRetention {
+    fn default() -> Self {
+        LogRetention {
+            entries_max: 10_000,
+            size_bytes_max: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The settings of one group member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RaftGroupConfig {
+    /// This node's id, not 0, unique in the group.
+    pub node_id: u64,
+    /// The voters of a new group, the same list on every initial member. Empty for a node
+    /// that joins an existing group: it waits for the leader's snapshot.
+    pub initial_voters: Vec<u64>,
+    /// Ticks without a leader before a follower campaigns; each timeout is drawn from
+    /// `[election_tick, 2 * election_tick)`.
+    pub election_tick: usize,
+    /// Ticks between a leader's heartbeats; below `election_tick`.
+    pub heartbeat_tick: usize,
+    /// The seed of this node's election timeouts. Nodes of one group should differ.
+    pub election_seed: u64,
+    /// The most entry bytes in one append message (raft sends at least one entry).
+    pub message_size_bytes_max: u64,
+    /// The most append messages in flight to one follower.
+    pub inflight_messages_max: usize,
+    /// The most bytes of uncommitted entries a leader accepts before dropping proposals.
+    pub uncommitted_size_bytes_max: u64,
+    /// The most bytes of committed entries handed to the state machine in one round.
+    pub committed_size_bytes_per_ready_max: u64,
+    /// How much of the applied log to keep.
+    pub log_retention: LogRetention,
+    /// Whether a node asks for votes before raising its term (raft thesis 9.6), so that a
+    /// node back from a partition does not depose a healthy leader.
+    pub pre_vote: bool,
+    /// Whether a leader steps down when it has not heard from a quorum for an election
+    /// timeout, so that a partitioned leader stops accepting proposals.
+    pub check_quorum: bool,
+}
+
+impl RaftGroupConfig {
+    /// The default settings for node `node_id` of a group whose initial voters are
+    /// `initial_voters` (empty for a joining node).
+    pub fn new(node_id: u64, initial_voters: Vec<u64>) -> Self {
+        RaftGroupConfig {
+            node_id,
+            initial_voters,
+            election_tick: 10,
+            heartbeat_tick: 2,
+            election_seed: node_id,
+            message_size_bytes_max: 1024 * 1024,
+            inflight_messages_max: 256,
+            uncommitted_size_bytes_max: 64 * 1024 * 1024,
+            committed_size_bytes_per_ready_max: 16 * 1024 * 1024,
+            log_retention: LogRetention::default(),
+            pre_vote: true,
+            check_quorum: true,
+        }
+    }
+
+    /// Checks every setting and names the first that is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &'static str, reason: String| Err(ConfigError { field, reason });
+        if self.node_id == raft::INVALID_ID {
+            return invalid("node_id", "0 is reserved for \"no node\"".to_owned());
+        }
+        if self.initial_voters.contains(&raft::INVALID_ID) {
+            return invalid("initial_voters", "0 is reserved for \"no node\"".to_owned());
+        }
+        if self.heartbeat_tick == 0 || self.heartbeat_tick >= self.election_tick {
+            return invalid(
+                "heartbeat_tick",
+                format!(
+                    "{} must be at least 1 and below the election tick {}",
+                    self.heartbeat_tick, self.election_tick
+                ),
+            );
+        }
+        if self.election_tick > ELECTION_TICK_MAX {
+            return invalid(
+                "election_tick",
+                format!(
+                    "{} is above the maximum {ELECTION_TICK_MAX}",
+                    self.election_tick
+                ),
+            );
+        }
+        if self.message_size_bytes_max == 0 || self.message_size_bytes_max > MESSAGE_SIZE_BYTES_MAX
+        {
+            return invalid(
+                "message_size_bytes_max",
+                format!(
+                    "{} is outside 1..={MESSAGE_SIZE_BYTES_MAX}",
+                    self.message_size_bytes_max
+                ),
+            );
+        }
+        if self.inflight_messages_max == 0 || self.inflight_messages_max > INFLIGHT_MESSAGES_MAX {
+            return invalid(
+                "inflight_messages_max",
+                format!(
+                    "{} is outside 1..={INFLIGHT_MESSAGES_MAX}",
+                    self.inflight_messages_max
+                ),
+            );
+        }
+        if self.uncommitted_size_bytes_max == 0 || self.committed_size_bytes_per_ready_max == 0 {
+            return invalid(
+                "uncommitted_size_bytes_max",
+                "the uncommitted and per-round committed sizes must be positive".to_owned(),
+            );
+        }
+        let retention = self.log_retention;
+        if retention.entries_max < 2 || retention.entries_max > RETAINED_ENTRIES_MAX {
+            return invalid(
+                "log_retention.entries_max",
+                format!(
+                    "{} is outside 2..={RETAINED_ENTRIES_MAX}",
+                    retention.entries_max
+                ),
+            );
+        }
+        if retention.size_bytes_max < 2 || retention.size_bytes_max > RETAINED_SIZE_BYTES_MAX {
+            return invalid(
+                "log_retention.size_bytes_max",
+                format!(
+                    "{} is outside 2..={RETAINED_SIZE_BYTES_MAX}",
+                    retention.size_bytes_max
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    fn raft_config(&self, applied_index: u64) -> raft::Config {
+        raft::Config {
+            id: self.node_id,
+            election_tick: self.election_tick,
+            heartbeat_tick: self.heartbeat_tick,
+            applied: applied_index,
+            max_size_per_msg: self.message_size_bytes_max,
+            max_inflight_msgs: self.inflight_messages_max,
+            check_quorum: self.check_quorum,
+            pre_vote: self.pre_vote,
+            max_uncommitted_size: self.uncommitted_size_bytes_max,
+            max_committed_size_per_ready: self.committed_size_bytes_per_ready_max,
+            // Appends to one follower within a round travel as one message.
+            batch_append: true,
+            ..raft::Config::default()
+        }
+    }
+}
+
+/// A setting of [`RaftGroupConfig`] that is out of range.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("raft group configuration field {field}: {reason}")]
+pub struct ConfigError {
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Snapshot bytes a state machine cannot use.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("snapshot: {reason}")]
+pub struct SnapshotError {
+    /// What was wrong, naming the part of the snapshot.
+    pub reason: String,
+}
+
+impl SnapshotError {
+    /// An error with the given reason.
+    pub fn new(reason: impl Into<String>) -> Self {
+        SnapshotError {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The replicated state a group orders entries for: a deterministic function of the
+/// committed entries, persisted through the same batches as the raft log.
+///
+/// Every method MUST be deterministic: the same calls in the same order produce the same
+/// state and the same writes on every member.
+pub trait StateMachine {
+    /// What applying one entry produced, handed back to the driver of the node.
+    type Output;
+
+    /// Applies the data of the committed normal entry at raft `index`, adding its writes to
+    /// `batch`, which is persisted atomically with the group's own writes. Data that does not
+    /// decode MUST be refused deterministically (every member refuses it alike), never by a
+    /// panic.
+    fn apply(&mut self, index: u64, data: &[u8], batch: &mut WriteBatch) -> Self::Output;
+
+    /// The whole state, encoded, for a follower behind the compaction point.
+    fn snapshot(&self) -> Vec<u8>;
+
+    /// Checks snapshot bytes from the network before raft accepts them, so that
+    /// [`StateMachine::restore`] cannot fail afterwards.
+    fn validate_snapshot(&self, data: &[u8]) -> Result<(), SnapshotError>;
+
+    /// Replaces the state with the snapshot's, adding the writes (everything old removed,
+    /// everything new written) to `batch`.
+    fn restore(&mut self, data: &[u8], batch: &mut WriteBatch) -> Result<(), SnapshotError>;
+
+    /// Loads the state persisted in `store`, at node start.
+    fn recover(&mut self, store: &dyn DurableStore) -> Result<(), StoreError>;
+}
+
+/// The I/O of one [`RaftGroup::handle_ready`] round, provided by the driver.
+pub trait ReadyIo {
+    /// Writes `batch` atomically and makes it durable (synced) before returning `Ok`. An
+    /// error is fatal for the node: it MUST stop and recover from what the store holds.
+    fn persist(&mut self, batch: WriteBatch) -> Result<(), StoreError>;
+
+    /// Hands raft messages to the transport. Delivery is best effort: raft retries.
+    fn send(&mut self, messages: Vec<Message>);
+}
+
+/// A [`ReadyIo`] over a [`DurableStore`] that collects the messages to send: the plain way to
+/// drive a group when the transport is called after the round.
+#[derive(Debug)]
+pub struct StoreIo<'a, S: DurableStore> {
+    store: &'a mut S,
+    /// The messages the round sent, in order.
+    pub outbox: Vec<Message>,
+}
+
+impl<'a, S: DurableStore> StoreIo<'a, S> {
+    /// An I/O over `store` with an empty outbox.
+    pub fn new(store: &'a mut S) -> Self {
+        StoreIo {
+            store,
+            outbox: Vec::new(),
+        }
+    }
+}
+
+impl<S: DurableStore> ReadyIo for StoreIo<'_, S> {
+    fn persist(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.store.write(batch, true)
+    }
+
+    fn send(&mut self, messages: Vec<Message>) {
+        self.outbox.extend(messages);
+    }
+}
+
+/// Something the state machine or the group applied in a round, in log order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Applied<O> {
+    /// The state machine applied the normal entry at `index`.
+    Entry {
+        /// The raft index.
+        index: u64,
+        /// What the state machine returned.
+        output: O,
+    },
+    /// A membership change took effect at `index`.
+    Membership {
+        /// The raft index.
+        index: u64,
+        /// The membership from now on.
+        conf_state: ConfState,
+    },
+    /// The state was replaced by a snapshot through `index`.
+    Snapshot {
+        /// The raft index the snapshot covers.
+        index: u64,
+    },
+}
+
+/// The role of a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Asks whether it could win an election, without raising its term.
+    PreCandidate,
+    /// Campaigns for votes.
+    Candidate,
+    /// Leads the group.
+    Leader,
+}
+
+impl From<StateRole> for Role {
+    fn from(role: StateRole) -> Self {
+        match role {
+            StateRole::Follower => Role::Follower,
+            StateRole::PreCandidate => Role::PreCandidate,
+            StateRole::Candidate => Role::Candidate,
+            StateRole::Leader => Role::Leader,
+        }
+    }
+}
+
+/// Why a group could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store failed or holds damaged data.
+    #[error("raft group store: {0}")]
+    Store(#[from] StoreError),
+    /// raft-rs refused the recovered state.
+    #[error("raft refused the recovered state: {0}")]
+    Raft(String),
+}
+
+/// Why a message was not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// The message is addressed to another node.
+    #[error("message for node {to} reached node {node_id}")]
+    WrongReceiver {
+        /// The addressee.
+        to: u64,
+        /// This node.
+        node_id: u64,
+    },
+    /// A snapshot message whose data the state machine cannot use.
+    #[error("snapshot from node {from} refused: {error}")]
+    InvalidSnapshot {
+        /// The sender.
+        from: u64,
+        /// What was wrong.
+        error: SnapshotError,
+    },
+    /// raft-rs refused the message (for example a response from a node not in the group).
+    #[error("raft refused the message: {0}")]
+    Refused(String),
+}
+
+/// Why a proposal was not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// raft dropped it: no leader is known, a leader transfer is under way, or the leader
+    /// has too many uncommitted bytes. Proposing again later may succeed.
+    #[error("proposal dropped: no leader, a leader transfer, or too much uncommitted data")]
+    Dropped,
+    /// raft refused it for another reason.
+    #[error("raft refused the proposal: {0}")]
+    Refused(String),
+}
+
+/// Why a round failed. Fatal for the node: it MUST stop and recover from its store.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadyError {
+    /// Persisting failed.
+    #[error("persisting a raft round failed: {0}")]
+    Store(#[from] StoreError),
+    /// A snapshot raft accepted could not be restored.
+    #[error("restoring a snapshot failed: {0}")]
+    Snapshot(#[from] SnapshotError),
+}
+
+/// One member of a raft group with its state machine. See the module documentation.
+pub struct RaftGroup<M: StateMachine> {
+    raw_node: RawNode<RaftStorage>,
+    state_machine: M,
+    config: RaftGroupConfig,
+    applied_index: u64,
+    timeout_rng: ElectionTimeoutRng,
+    /// Term and role when the election timeout was last drawn.
+    timeout_drawn_for: (u64, StateRole),
+}
+
+impl<M: StateMachine> RaftGroup<M> {
+    /// Opens the member: recovers the raft log and the state machine from `store`, or, on an
+    /// empty store with `initial_voters` set, bootstraps a new group (written and synced
+    /// before this returns).
+    pub fn open(
+        config: RaftGroupConfig,
+        mut state_machine: M,
+        store: &mut impl DurableStore,
+    ) -> Result<Self, OpenError> {
+        config.validate()?;
+        let recovered = RaftStorage::recover(store)?;
+        let mut storage = recovered.storage;
+        let mut applied_index = recovered.applied_index;
+        let never_written = storage.last_index() == 0
+            && *storage.hard_state() == raft::eraftpb::HardState::default();
+        if !storage.is_initialized() && never_written && !config.initial_voters.is_empty() {
+            let conf_state = ConfState {
+                voters: config.initial_voters.clone(),
+                ..ConfState::default()
+            };
+            let mut batch = WriteBatch::new();
+            storage.bootstrap(conf_state, BOOTSTRAP_INDEX, BOOTSTRAP_TERM, &mut batch);
+            store.write(batch, true)?;
+            applied_index = BOOTSTRAP_INDEX;
+        }
+        state_machine.recover(store)?;
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raw_node = RawNode::new(&config.raft_config(applied_index), storage, &logger)
+            .map_err(|error| OpenError::Raft(error.to_string()))?;
+        let mut group = RaftGroup {
+            timeout_rng: ElectionTimeoutRng::new(config.election_seed),
+            timeout_drawn_for: (raw_node.raft.term, raw_node.raft.state),
+            raw_node,
+            state_machine,
+            config,
+            applied_index,
+        };
+        group.draw_election_timeout();
+        Ok(group)
+    }
+
+    // Getters.
+
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.config.node_id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RaftGroupConfig {
+        &self.config
+    }
+
+    /// The leader this node knows of, if any.
+    pub fn leader_id(&self) -> Option<u64> {
+        let leader = self.raw_node.raft.leader_id;
+        (leader != raft::INVALID_ID).then_some(leader)
+    }
+
+    /// This node's role.
+    pub fn role(&self) -> Role {
+        self.raw_node.raft.state.into()
+    }
+
+    /// The current term.
+    pub fn term(&self) -> u64 {
+        self.raw_node.raft.term
+    }
+
+    /// The highest index known committed.
+    pub fn commit_index(&self) -> u64 {
+        self.raw_node.raft.raft_log.committed
+    }
+
+    /// The index the state machine has applied through.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+
+    /// The index of the first entry still held.
+    pub fn first_index(&self) -> u64 {
+        self.raw_node.store().first_index()
+    }
+
+    /// The index of the last entry, persisted or not.
+    pub fn last_index(&self) -> u64 {
+        self.raw_node.raft.raft_log.last_index()
+    }
+
+    /// The voters, sorted, as of the applied index.
+    pub fn voters(&self) -> Vec<u64> {
+        let mut voters = self.raw_node.store().conf_state().voters.clone();
+        voters.sort_unstable();
+        voters
+    }
+
+    /// The learners, sorted, as of the applied index.
+    pub fn learners(&self) -> Vec<u64> {
+        let mut learners = self.raw_node.store().conf_state().learners.clone();
+        learners.sort_unstable();
+        learners
+    }
+
+    /// The state machine.
+    pub fn state_machine(&self) -> &M {
+        &self.state_machine
+    }
+
+    /// The raft log mirror.
+    pub fn storage(&self) -> &RaftStorage {
+        self.raw_node.store()
+    }
+
+    /// True when a call to [`RaftGroup::handle_ready`] has work to do.
+    pub fn has_ready(&self) -> bool {
+        self.raw_node.has_ready()
+    }
+
+    /// The election timeout now in force, in ticks (drawn from the seeded generator).
+    pub fn election_timeout_ticks(&self) -> usize {
+        self.raw_node.raft.randomized_election_timeout()
+    }
+
+    // Inputs.
+
+    /// One tick of the driver's clock: elections and heartbeats are counted in ticks.
+    pub fn tick(&mut self) {
+        self.raw_node.tick();
+        self.draw_election_timeout_if_reset();
+    }
+
+    /// Takes a message from another member. A snapshot message is checked by the state
+    /// machine first, so that a snapshot raft accepts can always be restored.
+    pub fn step(&mut self, message: Message) -> Result<(), StepError> {
+        if message.to != self.config.node_id {
+            return Err(StepError::WrongReceiver {
+                to: message.to,
+                node_id: self.config.node_id,
+            });
+        }
+        if message.get_msg_type() == MessageType::MsgSnapshot {
+            let snapshot = message.get_snapshot();
+            if snapshot.get_metadata().index == 0 {
+                return Err(StepError::InvalidSnapshot {
+                    from: message.from,
+                    error: SnapshotError::new("the snapshot covers no entry (index 0)"),
+                });
+            }
+            self.state_machine
+                .validate_snapshot(&snapshot.data)
+                .map_err(|error| StepError::InvalidSnapshot {
+                    from: message.from,
+                    error,
+                })?;
+        }
+        let outcome = self.raw_node.step(message);
+        self.draw_election_timeout_if_reset();
+        outcome.map_err(|error| StepError::Refused(error.to_string()))
+    }
+
+    /// Proposes `data` as one normal entry. On a follower raft forwards it to the leader.
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<(), ProposeError> {
+        let outcome = self.raw_node.propose(Vec::new(), data);
+        self.draw_election_timeout_if_reset();
+        outcome.map_err(propose_error)
+    }
+
+    /// Proposes a membership change (one node added as voter or learner, or removed).
+    pub fn propose_conf_change(&mut self, change: ConfChange) -> Result<(), ProposeError> {
+        let outcome = self.raw_node.propose_conf_change(Vec::new(), change);
+        self.draw_election_timeout_if_reset();
+        outcome.map_err(propose_error)
+    }
+
+    /// Asks the leader (this node) to hand leadership to `to`; ignored on a follower.
+    pub fn transfer_leader(&mut self, to: u64) {
+        self.raw_node.transfer_leader(to);
+        self.draw_election_timeout_if_reset();
+    }
+
+    /// Starts an election now.
+    pub fn campaign(&mut self) -> Result<(), ProposeError> {
+        let outcome = self.raw_node.campaign();
+        self.draw_election_timeout_if_reset();
+        outcome.map_err(propose_error)
+    }
+
+    /// Handles one round of raft's outstanding work, in this order:
+    ///
+    /// 1. apply a received snapshot to the state machine and the log (writes into the batch);
+    /// 2. send the messages that need no persistence (a leader's appends and heartbeats);
+    /// 3. apply committed entries (their state machine writes join the same batch);
+    /// 4. append new entries and the hard state (and compact the applied log) in the batch;
+    /// 5. PERSIST THE BATCH WITH ONE SYNC;
+    /// 6. ONLY THEN send the persisted messages (votes, append responses), which promise
+    ///    what was just made durable;
+    /// 7. advance raft;
+    /// 8. handle the light ready the same way: send its messages, apply its committed
+    ///    entries and PERSIST them before returning them;
+    /// 9. advance the applied index.
+    ///
+    /// A member NEVER sends a message that depends on unpersisted state. Returns what was
+    /// applied, in log order, all of it durable. DO NOT call any other method of the group
+    /// from inside `io`. An error is fatal for the node (see [`ReadyError`]).
+    pub fn handle_ready(
+        &mut self,
+        io: &mut impl ReadyIo,
+    ) -> Result<Vec<Applied<M::Output>>, ReadyError> {
+        self.build_snapshot_if_wanted();
+        let mut applied = Vec::new();
+        if !self.raw_node.has_ready() {
+            return Ok(applied);
+        }
+        let mut snapshot_receivers = Vec::new();
+        let mut ready = self.raw_node.ready();
+        let mut batch = WriteBatch::new();
+        let applied_before = self.applied_index;
+
+        if !ready.snapshot().is_empty() {
+            self.restore_snapshot(ready.snapshot(), &mut batch, &mut applied)?;
+        }
+        send(io, ready.take_messages(), &mut snapshot_receivers);
+        self.apply_committed(ready.take_committed_entries(), &mut batch, &mut applied);
+        self.raw_node
+            .mut_store()
+            .append(ready.entries(), &mut batch);
+        if let Some(hard_state) = ready.hs() {
+            self.raw_node
+                .mut_store()
+                .set_hard_state(hard_state.clone(), &mut batch);
+        } else if self.applied_index != applied_before {
+            // The applied index just written must never be above the stored commit index.
+            self.raw_node.store().write_hard_state(&mut batch);
+        }
+        self.compact(&mut batch);
+        if !batch.is_empty() {
+            io.persist(batch)?;
+        }
+        send(io, ready.take_persisted_messages(), &mut snapshot_receivers);
+
+        let mut light = self.raw_node.advance_append(ready);
+        if let Some(commit) = light.commit_index() {
+            self.raw_node.mut_store().set_commit(commit);
+        }
+        send(io, light.take_messages(), &mut snapshot_receivers);
+        let mut batch = WriteBatch::new();
+        self.apply_committed(light.take_committed_entries(), &mut batch, &mut applied);
+        if !batch.is_empty() {
+            self.raw_node.store().write_hard_state(&mut batch);
+            io.persist(batch)?;
+        }
+        self.raw_node.advance_apply();
+
+        // A snapshot is handed to the transport whole; raft resumes the follower in probe
+        // mode and sends it again if it never arrived.
+        for to in snapshot_receivers {
+            self.raw_node.report_snapshot(to, SnapshotStatus::Finish);
+        }
+        self.draw_election_timeout_if_reset();
+        Ok(applied)
+    }
+
+    // Internals.
+
+    fn restore_snapshot(
+        &mut self,
+        snapshot: &Snapshot,
+        batch: &mut WriteBatch,
+        applied: &mut Vec<Applied<M::Output>>,
+    ) -> Result<(), SnapshotError> {
+        let metadata = snapshot.get_metadata();
+        assert!(
+            metadata.index > self.applied_index,
+            "raft hands over only snapshots ahead of the applied index {}, not {}",
+            self.applied_index,
+            metadata.index
+        );
+        self.state_machine.restore(&snapshot.data, batch)?;
+        self.raw_node.mut_store().apply_snapshot(metadata, batch);
+        self.applied_index = metadata.index;
+        applied.push(Applied::Snapshot {
+            index: metadata.index,
+        });
+        Ok(())
+    }
+
+    fn apply_committed(
+        &mut self,
+        entries: Vec<Entry>,
+        batch: &mut WriteBatch,
+        applied: &mut Vec<Applied<M::Output>>,
+    ) {
+        if entries.is_empty() {
+            return;
+        }
+        for entry in entries {
+            let index = entry.index;
+            assert_eq!(
+                index,
+                self.applied_index + 1,
+                "committed entries are applied in order and without gaps"
+            );
+            match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => {
+                    // The empty entry a new leader appends: nothing to apply.
+                }
+                EntryType::EntryNormal => {
+                    let output = self.state_machine.apply(index, &entry.data, batch);
+                    applied.push(Applied::Entry { index, output });
+                }
+                EntryType::EntryConfChange => {
+                    // A change that does not decode is skipped by every member alike.
+                    if let Ok(change) = ConfChange::parse_from_bytes(&entry.data) {
+                        self.apply_membership(index, &change, batch, applied);
+                    }
+                }
+                EntryType::EntryConfChangeV2 => {
+                    if let Ok(change) = ConfChangeV2::parse_from_bytes(&entry.data) {
+                        self.apply_membership(index, &change, batch, applied);
+                    }
+                }
+            }
+            self.applied_index = index;
+        }
+        RaftStorage::write_applied(self.applied_index, batch);
+    }
+
+    fn apply_membership(
+        &mut self,
+        index: u64,
+        change: &impl raft_proto::ConfChangeI,
+        batch: &mut WriteBatch,
+        applied: &mut Vec<Applied<M::Output>>,
+    ) {
+        // raft refuses an invalid change (such as removing the last voter) the same way on
+        // every member, which then all skip it.
+        if let Ok(conf_state) = self.raw_node.apply_conf_change(change) {
+            self.raw_node
+                .mut_store()
+                .set_conf_state(conf_state.clone(), batch);
+            applied.push(Applied::Membership { index, conf_state });
+        }
+    }
+
+    fn compact(&mut self, batch: &mut WriteBatch) {
+        let retention = self.config.log_retention;
+        let storage = self.raw_node.store();
+        let (compacted_index, _) = storage.compacted();
+        let retained_entries = self.applied_index.saturating_sub(compacted_index);
+        if retained_entries <= retention.entries_max
+            && storage.entries_size_bytes() <= retention.size_bytes_max
+        {
+            return;
+        }
+        let point = storage.compaction_point(
+            self.applied_index,
+            retention.entries_max / 2,
+            retention.size_bytes_max / 2,
+        );
+        if point > compacted_index {
+            self.raw_node.mut_store().compact_through(point, batch);
+        }
+    }
+
+    /// Builds the snapshot raft asked for, from the state machine as it is now (applied and
+    /// persisted through the applied index).
+    fn build_snapshot_if_wanted(&mut self) {
+        let storage = self.raw_node.store();
+        if !storage.take_snapshot_wanted() {
+            return;
+        }
+        let index = self.applied_index;
+        let Some(term) = storage.term_of(index) else {
+            return;
+        };
+        if index == 0 {
+            return;
+        }
+        let mut snapshot = Snapshot::default();
+        snapshot.data = self.state_machine.snapshot().into();
+        let metadata = snapshot.mut_metadata();
+        metadata.index = index;
+        metadata.term = term;
+        metadata.set_conf_state(storage.conf_state().clone());
+        self.raw_node.mut_store().set_outgoing_snapshot(snapshot);
+    }
+
+    /// raft-rs draws a new election timeout from an unseeded generator whenever it resets,
+    /// which happens exactly when the term or the role changes. Drawing again from the seeded
+    /// generator after every such change keeps runs reproducible.
+    fn draw_election_timeout_if_reset(&mut self) {
+        let now = (self.raw_node.raft.term, self.raw_node.raft.state);
+        if now != self.timeout_drawn_for {
+            self.timeout_drawn_for = now;
+            self.draw_election_timeout();
+        }
+    }
+
+    fn draw_election_timeout(&mut self) {
+        let ticks = self.timeout_rng.timeout_ticks(self.config.election_tick);
+        self.raw_node.raft.set_randomized_election_timeout(ticks);
+    }
+}
+
+fn propose_error(error: raft::Error) -> ProposeError {
+    match error {
+        raft::Error::ProposalDropped => ProposeError::Dropped,
+        other => ProposeError::Refused(other.to_string()),
+    }
+}
+
+fn send(io: &mut impl ReadyIo, messages: Vec<Message>, snapshot_receivers: &mut Vec<u64>) {
+    if messages.is_empty() {
+        return;
+    }
+    snapshot_receivers.extend(
+        messages
+            .iter()
+            .filter(|message| message.get_msg_type() == MessageType::MsgSnapshot)
+            .map(|message| message.to),
+    );
+    io.send(messages);
+}

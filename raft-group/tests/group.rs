@@ -1,0 +1,511 @@
+//! A raft group of real raft-rs members over in-memory stores, routed by hand: the Ready order
+//! (nothing that promises persisted state leaves before the persist), recovery after a crash,
+//! catch-up by snapshot, membership changes, and seeded election timeouts.
+//! Reference: DESIGN.md section 3 (one `handle_ready` order), raft thesis 3.8 and 4.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use dsss_raft_group::raft::eraftpb::{ConfChange, ConfChangeType, HardState, Message, MessageType};
+use dsss_raft_group::{
+    Applied, DurableStore, KeySpace, LogRetention, MemoryStore, RAFT_LOG, RAFT_STATE, RaftGroup,
+    RaftGroupConfig, ReadyIo, Role, SnapshotError, StateMachine, StoreError, WriteBatch,
+    decode_message, encode_message,
+};
+use protobuf::Message as _;
+
+const JOURNAL: KeySpace = KeySpace::new("journal");
+
+/// A state machine that keeps every applied entry, persisted under [`JOURNAL`].
+#[derive(Default)]
+struct Journal {
+    items: Vec<Vec<u8>>,
+}
+
+impl StateMachine for Journal {
+    type Output = usize;
+
+    fn apply(&mut self, _index: u64, data: &[u8], batch: &mut WriteBatch) -> usize {
+        let slot = self.items.len() as u64;
+        batch.put(JOURNAL, slot.to_be_bytes().to_vec(), data.to_vec());
+        self.items.push(data.to_vec());
+        self.items.len()
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for item in &self.items {
+            bytes.extend_from_slice(&(item.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(item);
+        }
+        bytes
+    }
+
+    fn validate_snapshot(&self, data: &[u8]) -> Result<(), SnapshotError> {
+        decode_items(data).map(|_| ())
+    }
+
+    fn restore(&mut self, data: &[u8], batch: &mut WriteBatch) -> Result<(), SnapshotError> {
+        self.items = decode_items(data)?;
+        batch.delete_range(JOURNAL, vec![], vec![0xff; 9]);
+        for (slot, item) in self.items.iter().enumerate() {
+            batch.put(JOURNAL, (slot as u64).to_be_bytes().to_vec(), item.clone());
+        }
+        Ok(())
+    }
+
+    fn recover(&mut self, store: &dyn DurableStore) -> Result<(), StoreError> {
+        self.items = store
+            .scan(JOURNAL, &[], &[0xff; 9], usize::MAX)?
+            .into_iter()
+            .map(|(_, value)| value)
+            .collect();
+        Ok(())
+    }
+}
+
+fn decode_items(mut data: &[u8]) -> Result<Vec<Vec<u8>>, SnapshotError> {
+    let mut items = Vec::new();
+    while !data.is_empty() {
+        let (length, rest) = data
+            .split_first_chunk::<4>()
+            .ok_or_else(|| SnapshotError::new("truncated length"))?;
+        let length = u32::from_be_bytes(*length) as usize;
+        if rest.len() < length {
+            return Err(SnapshotError::new("truncated item"));
+        }
+        items.push(rest[..length].to_vec());
+        data = &rest[length..];
+    }
+    Ok(items)
+}
+
+/// The durable last index and hard state of a store, as a crash would leave them.
+fn durable_view(store: &MemoryStore) -> (u64, HardState) {
+    let hard_state = store
+        .get_durable(RAFT_STATE, b"hard_state")
+        .map(|bytes| HardState::parse_from_bytes(bytes).unwrap())
+        .unwrap_or_default();
+    let compacted = store
+        .get_durable(RAFT_STATE, b"compacted")
+        .map(|bytes| u64::from_be_bytes(bytes[..8].try_into().unwrap()))
+        .unwrap_or(0);
+    let mut last = compacted;
+    while store
+        .get_durable(RAFT_LOG, &(last + 1).to_be_bytes())
+        .is_some()
+    {
+        last += 1;
+    }
+    (last, hard_state)
+}
+
+/// A `ReadyIo` that persists into a `MemoryStore` and, at every send, checks that each message
+/// that promises persisted state finds that state durable already.
+struct CheckingIo<'a> {
+    node: u64,
+    store: &'a mut MemoryStore,
+    outbox: &'a mut Vec<Message>,
+    persists: u64,
+}
+
+impl ReadyIo for CheckingIo<'_> {
+    fn persist(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.persists += 1;
+        self.store.write(batch, true)
+    }
+
+    fn send(&mut self, messages: Vec<Message>) {
+        let (durable_last, durable_hard_state) = durable_view(self.store);
+        for message in &messages {
+            match message.get_msg_type() {
+                MessageType::MsgAppendResponse if !message.reject => assert!(
+                    message.index <= durable_last,
+                    "node {}: acknowledged entries through {} with only {} durable",
+                    self.node,
+                    message.index,
+                    durable_last
+                ),
+                MessageType::MsgRequestVote => assert!(
+                    durable_hard_state.term >= message.term && durable_hard_state.vote == self.node,
+                    "node {}: asked for votes in term {} before persisting its own vote \
+                     (durable {:?})",
+                    self.node,
+                    message.term,
+                    durable_hard_state
+                ),
+                MessageType::MsgRequestVoteResponse if !message.reject => assert!(
+                    durable_hard_state.term == message.term
+                        && durable_hard_state.vote == message.to,
+                    "node {}: granted a vote to {} in term {} before persisting it \
+                     (durable {:?})",
+                    self.node,
+                    message.to,
+                    message.term,
+                    durable_hard_state
+                ),
+                _ => {}
+            }
+        }
+        self.outbox.extend(messages);
+    }
+}
+
+struct Member {
+    group: Option<RaftGroup<Journal>>,
+    store: MemoryStore,
+    config: RaftGroupConfig,
+    applied: Vec<Applied<usize>>,
+}
+
+/// Members connected by a hand-driven network that can cut a member off.
+struct Cluster {
+    members: BTreeMap<u64, Member>,
+    in_flight: VecDeque<Message>,
+    isolated: BTreeSet<u64>,
+    messages_delivered: u64,
+}
+
+impl Cluster {
+    fn new(ids: &[u64], retention: LogRetention, seed: u64) -> Cluster {
+        let mut cluster = Cluster {
+            members: BTreeMap::new(),
+            in_flight: VecDeque::new(),
+            isolated: BTreeSet::new(),
+            messages_delivered: 0,
+        };
+        for &id in ids {
+            let mut config = RaftGroupConfig::new(id, ids.to_vec());
+            config.log_retention = retention;
+            config.election_seed = seed * 1_000 + id;
+            cluster.add_member(config);
+        }
+        cluster
+    }
+
+    fn add_member(&mut self, config: RaftGroupConfig) {
+        let mut store = MemoryStore::new();
+        let group = RaftGroup::open(config.clone(), Journal::default(), &mut store).unwrap();
+        self.members.insert(
+            config.node_id,
+            Member {
+                group: Some(group),
+                store,
+                config,
+                applied: Vec::new(),
+            },
+        );
+    }
+
+    fn group(&self, id: u64) -> &RaftGroup<Journal> {
+        self.members[&id].group.as_ref().unwrap()
+    }
+
+    fn group_mut(&mut self, id: u64) -> &mut RaftGroup<Journal> {
+        self.members.get_mut(&id).unwrap().group.as_mut().unwrap()
+    }
+
+    fn ready(&mut self, id: u64) {
+        let member = self.members.get_mut(&id).unwrap();
+        let Some(group) = member.group.as_mut() else {
+            return;
+        };
+        let mut outbox = Vec::new();
+        let mut io = CheckingIo {
+            node: id,
+            store: &mut member.store,
+            outbox: &mut outbox,
+            persists: 0,
+        };
+        let applied = group.handle_ready(&mut io).unwrap();
+        member.applied.extend(applied);
+        for message in outbox {
+            // Every message crosses the wire as bytes, as in production.
+            let bytes = encode_message(&message);
+            self.in_flight.push_back(decode_message(&bytes).unwrap());
+        }
+    }
+
+    /// Runs until no message is in flight (bounded).
+    fn settle(&mut self) {
+        for _ in 0..100_000 {
+            let ids: Vec<u64> = self.members.keys().copied().collect();
+            for id in &ids {
+                self.ready(*id);
+            }
+            let Some(message) = self.in_flight.pop_front() else {
+                return;
+            };
+            let (from, to) = (message.from, message.to);
+            if self.isolated.contains(&from) || self.isolated.contains(&to) {
+                continue;
+            }
+            let Some(member) = self.members.get_mut(&to) else {
+                continue;
+            };
+            if let Some(group) = member.group.as_mut() {
+                let _ = group.step(message);
+                self.messages_delivered += 1;
+            }
+        }
+        panic!("the cluster did not settle");
+    }
+
+    fn tick_all(&mut self, ticks: usize) {
+        for _ in 0..ticks {
+            for member in self.members.values_mut() {
+                if let Some(group) = member.group.as_mut() {
+                    group.tick();
+                }
+            }
+            self.settle();
+        }
+    }
+
+    fn leader(&self) -> Option<u64> {
+        self.members.iter().find_map(|(id, member)| {
+            let group = member.group.as_ref()?;
+            (group.role() == Role::Leader && !self.isolated.contains(id)).then_some(*id)
+        })
+    }
+
+    fn elect(&mut self) -> u64 {
+        for _ in 0..100 {
+            self.tick_all(5);
+            if let Some(leader) = self.leader() {
+                return leader;
+            }
+        }
+        panic!("no leader was elected");
+    }
+
+    fn propose(&mut self, id: u64, data: &[u8]) {
+        self.group_mut(id).propose(data.to_vec()).unwrap();
+        self.settle();
+    }
+
+    fn crash(&mut self, id: u64) {
+        let member = self.members.get_mut(&id).unwrap();
+        member.group = None;
+        member.store.crash();
+    }
+
+    fn restart(&mut self, id: u64) {
+        let member = self.members.get_mut(&id).unwrap();
+        let group =
+            RaftGroup::open(member.config.clone(), Journal::default(), &mut member.store).unwrap();
+        member.group = Some(group);
+    }
+
+    fn items(&self, id: u64) -> Vec<Vec<u8>> {
+        self.group(id).state_machine().items.clone()
+    }
+}
+
+fn retention(entries_max: u64) -> LogRetention {
+    LogRetention {
+        entries_max,
+        size_bytes_max: 64 * 1024 * 1024,
+    }
+}
+
+#[test]
+fn three_members_elect_replicate_and_apply_in_one_order() {
+    let mut cluster = Cluster::new(&[1, 2, 3], retention(1_000), 1);
+    let leader = cluster.elect();
+    for round in 0..20u32 {
+        let proposer = [1, 2, 3][round as usize % 3];
+        cluster.propose(proposer, format!("item {round}").as_bytes());
+    }
+    cluster.tick_all(4);
+    let expected = cluster.items(leader);
+    assert_eq!(
+        expected.len(),
+        20,
+        "every proposal, forwarded or not, applied once"
+    );
+    for id in [1, 2, 3] {
+        assert_eq!(
+            cluster.items(id),
+            expected,
+            "member {id} applied another order"
+        );
+        let group = cluster.group(id);
+        assert_eq!(group.applied_index(), cluster.group(leader).applied_index());
+        assert_eq!(group.voters(), vec![1, 2, 3]);
+    }
+}
+
+#[test]
+fn a_crashed_member_recovers_its_state_and_catches_up() {
+    let mut cluster = Cluster::new(&[1, 2, 3], retention(1_000), 2);
+    let leader = cluster.elect();
+    let follower = if leader == 1 { 2 } else { 1 };
+    for round in 0..5u32 {
+        cluster.propose(leader, format!("before {round}").as_bytes());
+    }
+    cluster.tick_all(2);
+    let applied_before = cluster.group(follower).applied_index();
+    cluster.crash(follower);
+    for round in 0..5u32 {
+        cluster.propose(leader, format!("during {round}").as_bytes());
+    }
+    cluster.restart(follower);
+    // The restarted member holds what it had persisted, without any message.
+    assert_eq!(cluster.group(follower).applied_index(), applied_before);
+    assert_eq!(cluster.items(follower).len(), 5);
+    cluster.tick_all(10);
+    assert_eq!(cluster.items(follower), cluster.items(leader));
+    assert_eq!(cluster.items(follower).len(), 10);
+}
+
+#[test]
+fn a_member_behind_the_compacted_log_catches_up_by_snapshot() {
+    let mut cluster = Cluster::new(&[1, 2, 3], retention(8), 3);
+    let leader = cluster.elect();
+    let lagging = if leader == 3 { 2 } else { 3 };
+    cluster.isolated.insert(lagging);
+    for round in 0..40u32 {
+        cluster.propose(leader, format!("item {round}").as_bytes());
+    }
+    let first_index = cluster.group(leader).first_index();
+    assert!(
+        first_index > 20,
+        "the leader compacted its applied log (first index {first_index})"
+    );
+    assert!(
+        cluster.group(leader).storage().entry_count() <= 8 + 2,
+        "retention bounds the log held"
+    );
+    cluster.isolated.remove(&lagging);
+    cluster.tick_all(20);
+    assert_eq!(cluster.items(lagging), cluster.items(leader));
+    assert!(
+        cluster.members[&lagging]
+            .applied
+            .iter()
+            .any(|applied| matches!(applied, Applied::Snapshot { .. })),
+        "the lagging member restored a snapshot"
+    );
+    // And the snapshot it installed survives a crash.
+    cluster.crash(lagging);
+    cluster.restart(lagging);
+    assert_eq!(cluster.items(lagging), cluster.items(leader));
+}
+
+#[test]
+fn a_new_member_joins_as_learner_then_votes_and_a_member_leaves() {
+    let mut cluster = Cluster::new(&[1, 2, 3], retention(1_000), 4);
+    let leader = cluster.elect();
+    for round in 0..5u32 {
+        cluster.propose(leader, format!("item {round}").as_bytes());
+    }
+    // Node 4 starts empty (no initial voters) and waits for the group.
+    cluster.add_member(RaftGroupConfig::new(4, Vec::new()));
+    let mut change = ConfChange::default();
+    change.set_change_type(ConfChangeType::AddLearnerNode);
+    change.node_id = 4;
+    cluster
+        .group_mut(leader)
+        .propose_conf_change(change)
+        .unwrap();
+    cluster.tick_all(20);
+    assert_eq!(cluster.group(leader).learners(), vec![4]);
+    assert_eq!(cluster.items(4), cluster.items(leader));
+    assert_eq!(cluster.group(4).learners(), vec![4]);
+
+    let mut change = ConfChange::default();
+    change.set_change_type(ConfChangeType::AddNode);
+    change.node_id = 4;
+    cluster
+        .group_mut(leader)
+        .propose_conf_change(change)
+        .unwrap();
+    cluster.tick_all(10);
+    assert_eq!(cluster.group(leader).voters(), vec![1, 2, 3, 4]);
+
+    let leaving = if leader == 1 { 2 } else { 1 };
+    let mut change = ConfChange::default();
+    change.set_change_type(ConfChangeType::RemoveNode);
+    change.node_id = leaving;
+    cluster
+        .group_mut(leader)
+        .propose_conf_change(change)
+        .unwrap();
+    cluster.tick_all(10);
+    let mut voters = vec![1, 2, 3, 4];
+    voters.retain(|&id| id != leaving);
+    assert_eq!(cluster.group(leader).voters(), voters);
+    cluster.propose(leader, b"after the change");
+    cluster.tick_all(4);
+    assert_eq!(cluster.items(4), cluster.items(leader));
+    assert!(
+        cluster.members[&4]
+            .applied
+            .iter()
+            .any(|applied| matches!(applied, Applied::Membership { .. })),
+        "the new member applied the later changes itself"
+    );
+}
+
+#[test]
+fn a_leader_transfer_hands_over_leadership() {
+    let mut cluster = Cluster::new(&[1, 2, 3], retention(1_000), 5);
+    let leader = cluster.elect();
+    cluster.propose(leader, b"one");
+    let target = if leader == 3 { 1 } else { 3 };
+    cluster.group_mut(leader).transfer_leader(target);
+    cluster.settle();
+    cluster.tick_all(2);
+    assert_eq!(cluster.leader(), Some(target));
+    cluster.propose(target, b"two");
+    cluster.tick_all(2);
+    assert_eq!(
+        cluster.items(leader),
+        vec![b"one".to_vec(), b"two".to_vec()]
+    );
+}
+
+#[test]
+fn election_timeouts_come_from_the_seed_so_runs_replay() {
+    fn run(seed: u64) -> (u64, u64, Vec<usize>) {
+        let mut cluster = Cluster::new(&[1, 2, 3, 4, 5], retention(1_000), seed);
+        let leader = cluster.elect();
+        let timeouts = (1..=5)
+            .map(|id| cluster.group(id).election_timeout_ticks())
+            .collect();
+        (leader, cluster.messages_delivered, timeouts)
+    }
+    let outcomes: Vec<_> = (0..6).map(run).collect();
+    for (seed, outcome) in outcomes.iter().enumerate() {
+        assert_eq!(&run(seed as u64), outcome, "seed {seed} did not replay");
+        for &ticks in &outcome.2 {
+            assert!((10..20).contains(&ticks), "timeout {ticks} out of range");
+        }
+    }
+    let leaders: BTreeSet<u64> = outcomes.iter().map(|outcome| outcome.0).collect();
+    assert!(leaders.len() > 1, "the seed decides who wins: {leaders:?}");
+}
+
+#[test]
+fn messages_for_another_node_and_bad_snapshots_are_refused() {
+    let mut cluster = Cluster::new(&[1, 2, 3], retention(1_000), 6);
+    cluster.elect();
+    let mut message = Message::default();
+    message.set_msg_type(MessageType::MsgHeartbeat);
+    message.from = 2;
+    message.to = 3;
+    let error = cluster.group_mut(1).step(message).unwrap_err();
+    assert!(error.to_string().contains("node 3"), "{error}");
+
+    let mut message = Message::default();
+    message.set_msg_type(MessageType::MsgSnapshot);
+    message.from = 2;
+    message.to = 1;
+    message.term = 99;
+    message.mut_snapshot().mut_metadata().index = 500;
+    message.mut_snapshot().data = vec![0, 0, 0, 9, 1].into();
+    let error = cluster.group_mut(1).step(message).unwrap_err();
+    assert!(error.to_string().contains("truncated"), "{error}");
+    // The refused snapshot changed nothing: not even the term.
+    assert!(cluster.group(1).term() < 99);
+}

@@ -1,0 +1,682 @@
+//! [`RegionNode`]: one member of a region's raft group, sans-IO.
+//!
+//! Method groups follow the sans-IO habit: getters; `handle_*` for inputs (a proposal, a raft
+//! message, a tick, a round of raft work); commands (`transfer_leader`, membership changes);
+//! `poll_*` for outputs (replies to proposers, records applied for local subscribers). Raft
+//! messages to send and writes to persist leave through the [`ReadyIo`] given to
+//! [`RegionNode::handle_ready`], the one path both drivers call.
+//!
+//! A proposal waits in a bounded queue until the next `handle_ready`, which proposes the queue
+//! as few raft entries as the batch bounds allow: under load one round carries many records
+//! and one sync. A follower proposes into raft too (raft forwards the entry to the leader) and
+//! answers its caller when it applies the record itself. A proposal is answered once, when its
+//! record is applied (committed on a majority, so durable), with its position; or with an
+//! error when the node cannot take it, raft drops it, or it waited too long.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use dsss_raft_group::raft::eraftpb::{ConfChange, ConfChangeType, Message};
+use dsss_raft_group::{
+    Applied, DecodeError, DurableStore, OpenError, ProposeError as GroupProposeError, RaftGroup,
+    RaftGroupConfig, ReadyError, ReadyIo, Role, StepError, decode_message,
+};
+use dsss_wire::{ClientId, HybridLogicalClock, Record, RegionId, RequestSequence};
+
+use crate::dedup::DedupVerdict;
+use crate::record::{
+    BATCH_BYTES_MAX, BATCH_RECORDS_MAX, ProposeRequest, encode_batch, encode_record,
+};
+use crate::region_log::{EntryOutcome, RecordOutcome, RegionLog, RegionLogRetention};
+
+/// The most proposals waiting for the next round; beyond, proposals are refused with
+/// [`ProposeError::Overloaded`].
+pub const PROPOSALS_PENDING_MAX: usize = 4_096;
+
+/// The most proposals waiting for their record to be applied.
+pub const WAITERS_MAX: usize = 16_384;
+
+/// The most replies kept until the driver polls them; beyond, the oldest is dropped (its
+/// caller times out and retries).
+pub const REPLIES_PENDING_MAX: usize = WAITERS_MAX + PROPOSALS_PENDING_MAX;
+
+/// The most log events kept until the driver polls them; beyond, the oldest is dropped and
+/// counted (subscribers then read the log itself).
+pub const LOG_EVENTS_PENDING_MAX: usize = 65_536;
+
+/// The most raft rounds one [`RegionNode::handle_ready`] call runs.
+pub const READY_ROUNDS_PER_CALL_MAX: usize = 8;
+
+/// The longest a proposal may wait, in ticks.
+pub const PROPOSAL_TIMEOUT_TICKS_MAX: u64 = 100_000;
+
+/// The settings of one region node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionNodeConfig {
+    /// The raft group member: node id, initial members, ticks, seed, raft log retention.
+    pub group: RaftGroupConfig,
+    /// The region this node serves; it becomes the origin of the records it stamps.
+    pub region: RegionId,
+    /// How many records the region log keeps. MUST be equal on every member.
+    pub log_retention: RegionLogRetention,
+    /// The clock skew the node's hybrid logical clock tolerates.
+    pub max_clock_skew_us: u64,
+    /// How many ticks a proposal may wait for its record before it is answered
+    /// [`ProposeError::Dropped`].
+    pub proposal_timeout_ticks: u64,
+}
+
+impl RegionNodeConfig {
+    /// The default settings for node `node_id` of `region`, whose initial members are
+    /// `initial_members` (empty for a node that joins an existing region).
+    pub fn new(node_id: u64, initial_members: Vec<u64>, region: RegionId) -> Self {
+        RegionNodeConfig {
+            group: RaftGroupConfig::new(node_id, initial_members),
+            region,
+            log_retention: RegionLogRetention::default(),
+            max_clock_skew_us: 500_000,
+            proposal_timeout_ticks: 100,
+        }
+    }
+
+    /// Checks every setting, naming the first that is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        self.group.validate().map_err(|error| error.to_string())?;
+        self.log_retention.validate()?;
+        if self.proposal_timeout_ticks == 0
+            || self.proposal_timeout_ticks > PROPOSAL_TIMEOUT_TICKS_MAX
+        {
+            return Err(format!(
+                "proposal_timeout_ticks {} is outside 1..={PROPOSAL_TIMEOUT_TICKS_MAX}",
+                self.proposal_timeout_ticks
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a proposal was not ordered. The caller may retry with the SAME sequence: a retry of a
+/// call that was in fact applied gets its first position.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// No leader is known; `leader_hint` names the last one known, if any.
+    #[error("not the leader and no leader known{}", hint_text(*.leader_hint))]
+    NotLeader {
+        /// A node that may lead.
+        leader_hint: Option<u64>,
+    },
+    /// Too many proposals are waiting; retry later.
+    #[error("overloaded: too many proposals waiting")]
+    Overloaded,
+    /// The proposal was lost (raft dropped it, or it waited longer than the timeout); it may
+    /// or may not be applied later, so retry with the same sequence.
+    #[error("dropped before it was ordered; retry with the same sequence")]
+    Dropped,
+    /// The sequence is below the client's dedup window: the region can no longer tell
+    /// whether it was applied, so it refuses it.
+    #[error(
+        "request sequence is too old: the region only judges sequences from {floor} on for \
+         this client"
+    )]
+    TooOld {
+        /// The lowest sequence the region still judges.
+        floor: u64,
+    },
+}
+
+fn hint_text(hint: Option<u64>) -> String {
+    hint.map(|leader| format!(" (try node {leader})"))
+        .unwrap_or_default()
+}
+
+/// The answer to one proposal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// The record is in the region log at `position` (durable on a majority).
+    Proposed {
+        /// The caller.
+        client_id: ClientId,
+        /// The call.
+        request_sequence: RequestSequence,
+        /// Its position.
+        position: u64,
+    },
+    /// The proposal was not ordered.
+    Refused {
+        /// The caller.
+        client_id: ClientId,
+        /// The call.
+        request_sequence: RequestSequence,
+        /// Why.
+        error: ProposeError,
+    },
+}
+
+impl Reply {
+    /// The caller and call this reply answers.
+    pub fn key(&self) -> (ClientId, RequestSequence) {
+        match self {
+            Reply::Proposed {
+                client_id,
+                request_sequence,
+                ..
+            }
+            | Reply::Refused {
+                client_id,
+                request_sequence,
+                ..
+            } => (*client_id, *request_sequence),
+        }
+    }
+}
+
+/// What local subscribers see of the log, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogEvent {
+    /// A record was applied at `position`.
+    Applied {
+        /// Its position.
+        position: u64,
+        /// The record.
+        record: Record,
+    },
+    /// The log was replaced by a snapshot: positions before `next_position` are known only
+    /// from `first_retained_position` on.
+    Restored {
+        /// The oldest record kept.
+        first_retained_position: u64,
+        /// The position of the next record.
+        next_position: u64,
+    },
+}
+
+/// Why a node could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum RegionNodeError {
+    /// The configuration is invalid.
+    #[error("region node configuration: {0}")]
+    Config(String),
+    /// The raft group could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
+
+/// Why a raft message was not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// The bytes are not a raft message.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The raft group refused it.
+    #[error(transparent)]
+    Step(#[from] StepError),
+}
+
+/// A snapshot of the node's state, for operators and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionStatus {
+    /// This node.
+    pub node_id: u64,
+    /// Its role.
+    pub role: Role,
+    /// The leader it knows of.
+    pub leader_id: Option<u64>,
+    /// The raft term.
+    pub term: u64,
+    /// The raft commit index.
+    pub commit_index: u64,
+    /// The raft applied index.
+    pub applied_index: u64,
+    /// The first raft entry held.
+    pub first_raft_index: u64,
+    /// The last raft entry.
+    pub last_raft_index: u64,
+    /// The next region log position.
+    pub next_position: u64,
+    /// The oldest region log record kept.
+    pub first_retained_position: u64,
+    /// The digest over every record applied.
+    pub log_digest: u64,
+    /// The voters.
+    pub voters: Vec<u64>,
+    /// The learners.
+    pub learners: Vec<u64>,
+    /// Proposals waiting for the next round.
+    pub proposals_pending: usize,
+    /// Proposals waiting for their record.
+    pub waiters: usize,
+    /// Counters since the node opened.
+    pub counters: NodeCounters,
+}
+
+/// Counters since the node opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeCounters {
+    /// Raft entries this node proposed.
+    pub entries_proposed: u64,
+    /// Records in those entries.
+    pub records_proposed: u64,
+    /// Raft rounds handled.
+    pub rounds: u64,
+    /// Records applied.
+    pub records_applied: u64,
+    /// Replies dropped because the driver did not poll them.
+    pub replies_dropped: u64,
+    /// Log events dropped because the driver did not poll them.
+    pub log_events_dropped: u64,
+}
+
+/// A proposal waiting for the next round.
+struct PendingProposal {
+    client_id: ClientId,
+    request_sequence: RequestSequence,
+    encoded: Vec<u8>,
+}
+
+/// One member of a region's raft group. See the module documentation.
+pub struct RegionNode {
+    group: RaftGroup<RegionLog>,
+    config: RegionNodeConfig,
+    clock: HybridLogicalClock,
+    pending: VecDeque<PendingProposal>,
+    /// Proposals waiting for their record, with the tick at which they give up.
+    waiters: BTreeMap<(ClientId, RequestSequence), u64>,
+    /// (deadline, key) in the order waiters were made; deadlines never decrease.
+    waiter_deadlines: VecDeque<(u64, (ClientId, RequestSequence))>,
+    ticks: u64,
+    replies: VecDeque<Reply>,
+    log_events: VecDeque<LogEvent>,
+    counters: NodeCounters,
+}
+
+impl RegionNode {
+    /// Opens the node over `store`: recovers its raft log and region log, or bootstraps a new
+    /// region when the store is empty and initial members are configured.
+    pub fn open(
+        config: RegionNodeConfig,
+        store: &mut impl DurableStore,
+    ) -> Result<Self, RegionNodeError> {
+        config.validate().map_err(RegionNodeError::Config)?;
+        let region_log = RegionLog::new(config.log_retention);
+        let group = RaftGroup::open(config.group.clone(), region_log, store)?;
+        // A restarted node stamps above every record it has applied, whatever its clock says.
+        let clock = HybridLogicalClock::resume(
+            group.state_machine().timestamp_max(),
+            config.max_clock_skew_us,
+        )
+        .unwrap_or_else(|_| HybridLogicalClock::new(config.max_clock_skew_us));
+        Ok(RegionNode {
+            group,
+            config,
+            clock,
+            pending: VecDeque::new(),
+            waiters: BTreeMap::new(),
+            waiter_deadlines: VecDeque::new(),
+            ticks: 0,
+            replies: VecDeque::new(),
+            log_events: VecDeque::new(),
+            counters: NodeCounters::default(),
+        })
+    }
+
+    // Getters.
+
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.group.id()
+    }
+
+    /// The region log as this node has applied it.
+    pub fn region_log(&self) -> &RegionLog {
+        self.group.state_machine()
+    }
+
+    /// The raft group.
+    pub fn group(&self) -> &RaftGroup<RegionLog> {
+        &self.group
+    }
+
+    /// The leader this node knows of.
+    pub fn leader_id(&self) -> Option<u64> {
+        self.group.leader_id()
+    }
+
+    /// True when this node leads its region.
+    pub fn is_leader(&self) -> bool {
+        self.group.role() == Role::Leader
+    }
+
+    /// The node's hybrid logical clock, as of its last input.
+    pub fn clock(&self) -> &HybridLogicalClock {
+        &self.clock
+    }
+
+    /// The node's state.
+    pub fn status(&self) -> RegionStatus {
+        let log = self.group.state_machine();
+        RegionStatus {
+            node_id: self.group.id(),
+            role: self.group.role(),
+            leader_id: self.group.leader_id(),
+            term: self.group.term(),
+            commit_index: self.group.commit_index(),
+            applied_index: self.group.applied_index(),
+            first_raft_index: self.group.first_index(),
+            last_raft_index: self.group.last_index(),
+            next_position: log.next_position(),
+            first_retained_position: log.first_retained_position(),
+            log_digest: log.digest(),
+            voters: self.group.voters(),
+            learners: self.group.learners(),
+            proposals_pending: self.pending.len(),
+            waiters: self.waiters.len(),
+            counters: self.counters,
+        }
+    }
+
+    // Inputs.
+
+    /// A client asks to order a call. The answer comes later through
+    /// [`RegionNode::poll_reply`]: at once when the node cannot take it or already applied it
+    /// (a retry), otherwise when its record is applied here.
+    pub fn handle_propose(&mut self, now_us: u64, request: ProposeRequest) {
+        let key = (request.client_id, request.request_sequence);
+        let verdict = self
+            .group
+            .state_machine()
+            .dedup()
+            .check(key.0.get(), key.1.get());
+        match verdict {
+            DedupVerdict::Duplicate { position } => return self.reply_proposed(key, position),
+            DedupVerdict::TooOld { floor } => {
+                return self.reply_refused(key, ProposeError::TooOld { floor });
+            }
+            DedupVerdict::New => {}
+        }
+        if self.group.leader_id().is_none() {
+            return self.reply_refused(key, ProposeError::NotLeader { leader_hint: None });
+        }
+        let new_waiter = !self.waiters.contains_key(&key);
+        if self.pending.len() >= PROPOSALS_PENDING_MAX
+            || (new_waiter && self.waiters.len() >= WAITERS_MAX)
+        {
+            return self.reply_refused(key, ProposeError::Overloaded);
+        }
+        let timestamp = self.clock.now(now_us);
+        let record = request.into_record(timestamp, self.config.region.clone());
+        self.pending.push_back(PendingProposal {
+            client_id: key.0,
+            request_sequence: key.1,
+            encoded: encode_record(&record),
+        });
+        // A retry of a proposal still waiting proposes again (the first copy may be lost) but
+        // keeps one waiter; the dedup table applies the pair once.
+        if new_waiter {
+            let deadline = self.ticks + self.config.proposal_timeout_ticks;
+            self.waiters.insert(key, deadline);
+            if self.waiter_deadlines.len() >= 2 * WAITERS_MAX {
+                // Answered waiters leave their deadline behind until it passes; dropping
+                // those keeps the queue within twice the live waiters.
+                let waiters = &self.waiters;
+                self.waiter_deadlines
+                    .retain(|(deadline, key)| waiters.get(key) == Some(deadline));
+            }
+            self.waiter_deadlines.push_back((deadline, key));
+        }
+    }
+
+    /// A raft message from another member, as bytes from the network.
+    pub fn handle_raft_message(&mut self, bytes: &[u8]) -> Result<(), MessageError> {
+        let message = decode_message(bytes)?;
+        self.group.step(message)?;
+        Ok(())
+    }
+
+    /// A raft message from another member, already decoded.
+    pub fn handle_raft_message_decoded(&mut self, message: Message) -> Result<(), MessageError> {
+        self.group.step(message)?;
+        Ok(())
+    }
+
+    /// One tick of the driver's clock: raft elections and heartbeats, and proposal timeouts.
+    pub fn handle_tick(&mut self, now_us: u64) {
+        // Reading the clock on every tick keeps the hybrid clock near physical time.
+        let _ = self.clock.now(now_us);
+        self.ticks += 1;
+        self.group.tick();
+        self.expire_waiters();
+    }
+
+    /// Runs the node's outstanding work: proposes the waiting proposals as batches, then
+    /// handles raft rounds through `io` (see [`RaftGroup::handle_ready`] for the order) until
+    /// none is left or [`READY_ROUNDS_PER_CALL_MAX`] ran. The driver calls it after every
+    /// input. An error is fatal: the node MUST be dropped and opened again from its store.
+    pub fn handle_ready(&mut self, io: &mut impl ReadyIo) -> Result<(), ReadyError> {
+        self.propose_pending();
+        for _ in 0..READY_ROUNDS_PER_CALL_MAX {
+            let applied = self.group.handle_ready(io)?;
+            self.counters.rounds += 1;
+            self.handle_applied(applied);
+            if !self.group.has_ready() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// True when [`RegionNode::handle_ready`] has work to do.
+    pub fn has_ready(&self) -> bool {
+        !self.pending.is_empty() || self.group.has_ready()
+    }
+
+    // Commands.
+
+    /// Asks this node, if it leads, to hand leadership to `to`. Proposals are dropped while
+    /// the transfer is under way.
+    pub fn transfer_leader(&mut self, to: u64) {
+        self.group.transfer_leader(to);
+    }
+
+    /// Proposes adding `node_id` as a learner: it catches up (by snapshot) without counting
+    /// for the quorum. Promote it with [`RegionNode::promote_member`] once it caught up.
+    pub fn add_learner(&mut self, node_id: u64) -> Result<(), GroupProposeError> {
+        self.propose_membership(ConfChangeType::AddLearnerNode, node_id)
+    }
+
+    /// Proposes making `node_id` (a learner) a voter.
+    pub fn promote_member(&mut self, node_id: u64) -> Result<(), GroupProposeError> {
+        self.propose_membership(ConfChangeType::AddNode, node_id)
+    }
+
+    /// Proposes removing `node_id` from the group.
+    pub fn remove_member(&mut self, node_id: u64) -> Result<(), GroupProposeError> {
+        self.propose_membership(ConfChangeType::RemoveNode, node_id)
+    }
+
+    // Outputs.
+
+    /// The next answer to a proposal.
+    pub fn poll_reply(&mut self) -> Option<Reply> {
+        self.replies.pop_front()
+    }
+
+    /// The next event of the log, for local subscribers.
+    pub fn poll_log_event(&mut self) -> Option<LogEvent> {
+        self.log_events.pop_front()
+    }
+
+    // Internals.
+
+    fn propose_membership(
+        &mut self,
+        change_type: ConfChangeType,
+        node_id: u64,
+    ) -> Result<(), GroupProposeError> {
+        let mut change = ConfChange::default();
+        change.set_change_type(change_type);
+        change.node_id = node_id;
+        self.group.propose_conf_change(change)
+    }
+
+    /// Proposes the queue as batches of at most [`BATCH_RECORDS_MAX`] records and
+    /// [`BATCH_BYTES_MAX`] bytes (a larger record alone).
+    fn propose_pending(&mut self) {
+        while !self.pending.is_empty() {
+            let mut count = 0;
+            let mut size_bytes = 0;
+            for proposal in &self.pending {
+                let next_size_bytes = size_bytes + proposal.encoded.len();
+                if count == BATCH_RECORDS_MAX || (count > 0 && next_size_bytes > BATCH_BYTES_MAX) {
+                    break;
+                }
+                count += 1;
+                size_bytes = next_size_bytes;
+            }
+            let batch: Vec<PendingProposal> = self.pending.drain(..count).collect();
+            let data = encode_batch(batch.iter().map(|proposal| proposal.encoded.as_slice()));
+            match self.group.propose(data) {
+                Ok(()) => {
+                    self.counters.entries_proposed += 1;
+                    self.counters.records_proposed += count as u64;
+                }
+                Err(_) => {
+                    for proposal in batch {
+                        let key = (proposal.client_id, proposal.request_sequence);
+                        if self.waiters.remove(&key).is_some() {
+                            self.reply_refused(key, ProposeError::Dropped);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_applied(&mut self, applied: Vec<Applied<EntryOutcome>>) {
+        for item in applied {
+            match item {
+                Applied::Entry {
+                    output: EntryOutcome::Records(outcomes),
+                    ..
+                } => {
+                    for outcome in outcomes {
+                        self.handle_record_outcome(outcome);
+                    }
+                }
+                // A refused entry appended nothing; its proposers time out and retry.
+                Applied::Entry {
+                    output: EntryOutcome::Refused { .. },
+                    ..
+                }
+                | Applied::Membership { .. } => {}
+                Applied::Snapshot { .. } => self.handle_restored(),
+            }
+        }
+    }
+
+    fn handle_record_outcome(&mut self, outcome: RecordOutcome) {
+        match outcome {
+            RecordOutcome::Appended { position, record } => {
+                self.counters.records_applied += 1;
+                let key = (record.client_id, record.request_sequence);
+                self.push_log_event(LogEvent::Applied { position, record });
+                if self.waiters.remove(&key).is_some() {
+                    self.reply_proposed(key, position);
+                }
+            }
+            RecordOutcome::Duplicate {
+                client_id,
+                request_sequence,
+                position,
+            } => {
+                let key = (client_id, request_sequence);
+                if self.waiters.remove(&key).is_some() {
+                    self.reply_proposed(key, position);
+                }
+            }
+            RecordOutcome::TooOld {
+                client_id,
+                request_sequence,
+                floor,
+            } => {
+                let key = (client_id, request_sequence);
+                if self.waiters.remove(&key).is_some() {
+                    self.reply_refused(key, ProposeError::TooOld { floor });
+                }
+            }
+        }
+    }
+
+    /// After a snapshot, the waiters whose records it holds are answered from the dedup
+    /// table, and subscribers learn that the log jumped.
+    fn handle_restored(&mut self) {
+        let log = self.group.state_machine();
+        self.push_log_event(LogEvent::Restored {
+            first_retained_position: log.first_retained_position(),
+            next_position: log.next_position(),
+        });
+        let keys: Vec<_> = self.waiters.keys().copied().collect();
+        for key in keys {
+            match self
+                .group
+                .state_machine()
+                .dedup()
+                .check(key.0.get(), key.1.get())
+            {
+                DedupVerdict::Duplicate { position } => {
+                    self.waiters.remove(&key);
+                    self.reply_proposed(key, position);
+                }
+                DedupVerdict::TooOld { floor } => {
+                    self.waiters.remove(&key);
+                    self.reply_refused(key, ProposeError::TooOld { floor });
+                }
+                DedupVerdict::New => {}
+            }
+        }
+    }
+
+    fn expire_waiters(&mut self) {
+        while let Some(&(deadline, key)) = self.waiter_deadlines.front() {
+            if deadline > self.ticks {
+                break;
+            }
+            self.waiter_deadlines.pop_front();
+            // The waiter may be gone (answered) or renewed by a later proposal.
+            if self.waiters.get(&key) == Some(&deadline) {
+                self.waiters.remove(&key);
+                self.reply_refused(key, ProposeError::Dropped);
+            }
+        }
+    }
+
+    fn reply_proposed(&mut self, key: (ClientId, RequestSequence), position: u64) {
+        self.push_reply(Reply::Proposed {
+            client_id: key.0,
+            request_sequence: key.1,
+            position,
+        });
+    }
+
+    fn reply_refused(&mut self, key: (ClientId, RequestSequence), error: ProposeError) {
+        self.push_reply(Reply::Refused {
+            client_id: key.0,
+            request_sequence: key.1,
+            error,
+        });
+    }
+
+    fn push_reply(&mut self, reply: Reply) {
+        if self.replies.len() >= REPLIES_PENDING_MAX {
+            self.replies.pop_front();
+            self.counters.replies_dropped += 1;
+        }
+        self.replies.push_back(reply);
+    }
+
+    fn push_log_event(&mut self, event: LogEvent) {
+        if self.log_events.len() >= LOG_EVENTS_PENDING_MAX {
+            self.log_events.pop_front();
+            self.counters.log_events_dropped += 1;
+        }
+        self.log_events.push_back(event);
+    }
+}

@@ -1,0 +1,210 @@
+//! Records as the region node proposes and stores them.
+//!
+//! A record is [`dsss_wire::Record`], encoded with its protocol buffer form. Proposals are
+//! batched: one raft entry carries up to [`BATCH_RECORDS_MAX`] records and
+//! [`BATCH_BYTES_MAX`] bytes, so that under load one round (one sync) orders many records.
+//! An entry is encoded as a format byte, a record count, and each record with a 4-byte length
+//! prefix. Entry data comes from the log, which other nodes fed: decoding never panics, and a
+//! batch that does not decode is refused whole by every member alike.
+
+use dsss_wire::proto;
+use dsss_wire::{
+    Arguments, ClientId, MethodId, ObjectId, Record, RegionId, RequestSequence, Scope, Timestamp,
+};
+use prost::Message as _;
+
+use crate::bytes::{Reader, put_bytes};
+
+/// The most records in one raft entry.
+pub const BATCH_RECORDS_MAX: usize = 256;
+
+/// The most bytes of encoded records in one raft entry. A single record may exceed it (its
+/// arguments may be up to [`dsss_wire::ARGUMENTS_BYTES_MAX`]); it then travels alone.
+pub const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// The largest encoded record: the largest arguments plus room for every other field.
+pub const RECORD_BYTES_MAX: usize = dsss_wire::ARGUMENTS_BYTES_MAX + 4 * 1024;
+
+/// The format byte of a record batch entry.
+const BATCH_FORMAT: u8 = 1;
+
+/// A call a client asks the region to order. The node stamps it with its hybrid logical
+/// clock and its region to make the [`Record`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProposeRequest {
+    /// The calling client.
+    pub client_id: ClientId,
+    /// The client's sequence number of this call; a retry reuses it.
+    pub request_sequence: RequestSequence,
+    /// The object called.
+    pub object_id: ObjectId,
+    /// The mutating method.
+    pub method_id: MethodId,
+    /// The encoded arguments.
+    pub arguments: Arguments,
+    /// The object's scope.
+    pub scope: Scope,
+}
+
+impl ProposeRequest {
+    /// The record for this call, stamped at `timestamp` in `region`.
+    pub fn into_record(self, timestamp: Timestamp, region: RegionId) -> Record {
+        Record {
+            object_id: self.object_id,
+            method_id: self.method_id,
+            arguments: self.arguments,
+            client_id: self.client_id,
+            request_sequence: self.request_sequence,
+            timestamp,
+            scope: self.scope,
+            origin_region: region,
+        }
+    }
+}
+
+/// Encodes one record (its protocol buffer form).
+pub fn encode_record(record: &Record) -> Vec<u8> {
+    proto::Record::from(record.clone()).encode_to_vec()
+}
+
+/// Decodes and validates one record.
+pub fn decode_record(bytes: &[u8]) -> Result<Record, String> {
+    if bytes.len() > RECORD_BYTES_MAX {
+        return Err(format!(
+            "record of {} bytes is larger than the maximum of {RECORD_BYTES_MAX}",
+            bytes.len()
+        ));
+    }
+    let wire = proto::Record::decode(bytes).map_err(|error| format!("record: {error}"))?;
+    Record::try_from(wire).map_err(|error| error.to_string())
+}
+
+/// Encodes already encoded records as the data of one raft entry.
+///
+/// # Panics
+///
+/// If there are more than [`BATCH_RECORDS_MAX`] records: the proposer cuts batches first.
+pub fn encode_batch<'a>(records: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
+    assert!(
+        records.len() <= BATCH_RECORDS_MAX,
+        "a batch holds at most {BATCH_RECORDS_MAX} records"
+    );
+    let mut data = vec![BATCH_FORMAT];
+    data.extend_from_slice(&(records.len() as u32).to_be_bytes());
+    for record in records {
+        put_bytes(&mut data, record);
+    }
+    data
+}
+
+/// Decodes the data of one raft entry into its records, each with its encoded bytes.
+pub fn decode_batch(data: &[u8]) -> Result<Vec<(Record, &[u8])>, String> {
+    let mut reader = Reader::new(data);
+    let format = reader.u8("batch format")?;
+    if format != BATCH_FORMAT {
+        return Err(format!(
+            "batch format {format} is unknown; this release reads format {BATCH_FORMAT}"
+        ));
+    }
+    let count = reader.u32("record count")? as usize;
+    if count == 0 || count > BATCH_RECORDS_MAX {
+        return Err(format!(
+            "a batch of {count} records; a batch holds 1 to {BATCH_RECORDS_MAX}"
+        ));
+    }
+    let mut records = Vec::with_capacity(count);
+    for number in 0..count {
+        let bytes = reader.bytes(RECORD_BYTES_MAX, "record")?;
+        let record = decode_record(bytes)
+            .map_err(|error| format!("record {number} of the batch: {error}"))?;
+        records.push((record, bytes));
+    }
+    reader.finish()?;
+    Ok(records)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn record(client: u64, sequence: u64) -> Record {
+        Record {
+            object_id: ObjectId::new("lobby/main").unwrap(),
+            method_id: MethodId(1),
+            arguments: Arguments::new(format!("call {client}/{sequence}").into_bytes()).unwrap(),
+            client_id: ClientId(client),
+            request_sequence: RequestSequence(sequence),
+            timestamp: Timestamp::new(1_700_000_000_000_000 + sequence, 0),
+            scope: Scope::Regional,
+            origin_region: RegionId::new("eu-west").unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_batch_survives_the_round_trip() {
+        let records: Vec<Record> = (1..=5).map(|sequence| record(3, sequence)).collect();
+        let encoded: Vec<Vec<u8>> = records.iter().map(encode_record).collect();
+        let data = encode_batch(encoded.iter().map(Vec::as_slice));
+        let decoded = decode_batch(&data).unwrap();
+        assert_eq!(
+            decoded
+                .iter()
+                .map(|(record, _)| record.clone())
+                .collect::<Vec<_>>(),
+            records
+        );
+        assert_eq!(decoded[2].1, encoded[2].as_slice());
+    }
+
+    #[test]
+    fn damaged_batches_are_refused_with_a_reason_never_a_panic() {
+        let encoded = [encode_record(&record(1, 1)), encode_record(&record(1, 2))];
+        let data = encode_batch(encoded.iter().map(Vec::as_slice));
+        for length in 0..data.len() {
+            assert!(
+                decode_batch(&data[..length]).is_err(),
+                "prefix {length} decoded"
+            );
+        }
+        let mut unknown_format = data.clone();
+        unknown_format[0] = 9;
+        assert!(
+            decode_batch(&unknown_format)
+                .unwrap_err()
+                .contains("format 9")
+        );
+        let mut trailing = data.clone();
+        trailing.push(1);
+        assert!(
+            decode_batch(&trailing)
+                .unwrap_err()
+                .contains("unexpected bytes")
+        );
+        let empty = encode_batch(std::iter::empty());
+        assert!(decode_batch(&empty).is_err());
+        // A record whose scope is unset does not validate.
+        let mut wire = proto::Record::from(record(1, 1));
+        wire.scope = 0;
+        let bad = wire.encode_to_vec();
+        let data = encode_batch([bad.as_slice()].into_iter());
+        let error = decode_batch(&data).unwrap_err();
+        assert!(
+            error.contains("record 0") && error.contains("scope"),
+            "{error}"
+        );
+        // Garbage of every length.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for length in 0..500 {
+            let bytes: Vec<u8> = (0..length)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            let _ = decode_batch(&bytes);
+            let _ = decode_record(&bytes);
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Region nodes of real raft-rs groups over in-memory stores, routed by hand: batching bounds,
+//! forwarding from followers, replies and their errors, exactly-once across retries and leader
+//! changes, restarts. Reference: DESIGN.md sections 1 ("exactly once") and 2 ("regional tier").
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use dsss_raft_group::raft::eraftpb::Message;
+use dsss_raft_group::{DurableStore, MemoryStore, StoreIo};
+use dsss_region_node::{
+    BATCH_RECORDS_MAX, LogEvent, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest, RegionNode,
+    RegionNodeConfig, Reply,
+};
+use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, RegionId, RequestSequence, Scope};
+
+const NOW_US: u64 = 1_700_000_000_000_000;
+
+fn call(client: u64, sequence: u64, argument_bytes: usize) -> ProposeRequest {
+    ProposeRequest {
+        client_id: ClientId(client),
+        request_sequence: RequestSequence(sequence),
+        object_id: ObjectId::new("lobby/main").unwrap(),
+        method_id: MethodId(1),
+        arguments: Arguments::new(vec![7; argument_bytes]).unwrap(),
+        scope: Scope::Regional,
+    }
+}
+
+struct Member {
+    node: Option<RegionNode>,
+    store: MemoryStore,
+    config: RegionNodeConfig,
+    replies: Vec<Reply>,
+    events: Vec<LogEvent>,
+}
+
+struct Region {
+    members: BTreeMap<u64, Member>,
+    in_flight: VecDeque<Message>,
+    isolated: BTreeSet<u64>,
+    now_us: u64,
+}
+
+impl Region {
+    fn new(ids: &[u64]) -> Region {
+        let mut region = Region {
+            members: BTreeMap::new(),
+            in_flight: VecDeque::new(),
+            isolated: BTreeSet::new(),
+            now_us: NOW_US,
+        };
+        for &id in ids {
+            let mut config =
+                RegionNodeConfig::new(id, ids.to_vec(), RegionId::new("eu-west").unwrap());
+            config.proposal_timeout_ticks = 30;
+            let mut store = MemoryStore::new();
+            let node = RegionNode::open(config.clone(), &mut store).unwrap();
+            region.members.insert(
+                id,
+                Member {
+                    node: Some(node),
+                    store,
+                    config,
+                    replies: Vec::new(),
+                    events: Vec::new(),
+                },
+            );
+        }
+        region
+    }
+
+    fn node(&self, id: u64) -> &RegionNode {
+        self.members[&id].node.as_ref().unwrap()
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut RegionNode {
+        self.members.get_mut(&id).unwrap().node.as_mut().unwrap()
+    }
+
+    fn ready(&mut self, id: u64) {
+        let member = self.members.get_mut(&id).unwrap();
+        let Some(node) = member.node.as_mut() else {
+            return;
+        };
+        let mut io = StoreIo::new(&mut member.store);
+        node.handle_ready(&mut io).unwrap();
+        let outbox = std::mem::take(&mut io.outbox);
+        while let Some(reply) = node.poll_reply() {
+            member.replies.push(reply);
+        }
+        while let Some(event) = node.poll_log_event() {
+            member.events.push(event);
+        }
+        self.in_flight.extend(outbox);
+    }
+
+    fn settle(&mut self) {
+        for _ in 0..100_000 {
+            let ids: Vec<u64> = self.members.keys().copied().collect();
+            for id in ids {
+                self.ready(id);
+            }
+            let Some(message) = self.in_flight.pop_front() else {
+                return;
+            };
+            if self.isolated.contains(&message.from) || self.isolated.contains(&message.to) {
+                continue;
+            }
+            let bytes = dsss_raft_group::encode_message(&message);
+            if let Some(node) = self
+                .members
+                .get_mut(&message.to)
+                .and_then(|member| member.node.as_mut())
+            {
+                let _ = node.handle_raft_message(&bytes);
+            }
+        }
+        panic!("the region did not settle");
+    }
+
+    fn tick(&mut self, ticks: usize) {
+        for _ in 0..ticks {
+            self.now_us += 10_000;
+            let now_us = self.now_us;
+            for member in self.members.values_mut() {
+                if let Some(node) = member.node.as_mut() {
+                    node.handle_tick(now_us);
+                }
+            }
+            self.settle();
+        }
+    }
+
+    fn leader(&self) -> Option<u64> {
+        self.members.iter().find_map(|(id, member)| {
+            let node = member.node.as_ref()?;
+            (node.is_leader() && !self.isolated.contains(id)).then_some(*id)
+        })
+    }
+
+    fn elect(&mut self) -> u64 {
+        for _ in 0..100 {
+            self.tick(5);
+            if let Some(leader) = self.leader() {
+                // Let every member learn the leader.
+                self.tick(3);
+                return leader;
+            }
+        }
+        panic!("no leader");
+    }
+
+    fn propose(&mut self, id: u64, request: ProposeRequest) {
+        let now_us = self.now_us;
+        self.node_mut(id).handle_propose(now_us, request);
+        self.settle();
+    }
+
+    fn take_replies(&mut self, id: u64) -> Vec<Reply> {
+        std::mem::take(&mut self.members.get_mut(&id).unwrap().replies)
+    }
+
+    fn crash(&mut self, id: u64) {
+        let member = self.members.get_mut(&id).unwrap();
+        member.node = None;
+        member.store.crash();
+    }
+
+    fn restart(&mut self, id: u64) {
+        let member = self.members.get_mut(&id).unwrap();
+        member.node = Some(RegionNode::open(member.config.clone(), &mut member.store).unwrap());
+    }
+
+    fn log(&self, id: u64) -> Vec<(u64, u64, u64)> {
+        self.node(id)
+            .region_log()
+            .records()
+            .map(|log_record| {
+                (
+                    log_record.position,
+                    log_record.record.client_id.get(),
+                    log_record.record.request_sequence.get(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn proposed(client: u64, sequence: u64, position: u64) -> Reply {
+    Reply::Proposed {
+        client_id: ClientId(client),
+        request_sequence: RequestSequence(sequence),
+        position,
+    }
+}
+
+#[test]
+fn many_proposals_travel_in_few_entries_and_one_round() {
+    let mut store = MemoryStore::new();
+    let config = RegionNodeConfig::new(1, vec![1], RegionId::new("eu-west").unwrap());
+    let mut node = RegionNode::open(config, &mut store).unwrap();
+    let mut now_us = NOW_US;
+    while !node.is_leader() {
+        now_us += 10_000;
+        node.handle_tick(now_us);
+        node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
+    }
+    let syncs_before = store.sync_count();
+    let count = 2 * BATCH_RECORDS_MAX as u64 + 88;
+    for sequence in 1..=count {
+        node.handle_propose(now_us, call(1, sequence, 10));
+    }
+    node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
+    let status = node.status();
+    assert_eq!(
+        status.counters.entries_proposed, 3,
+        "records per entry are bounded"
+    );
+    assert_eq!(status.counters.records_proposed, count);
+    assert_eq!(status.next_position, count + 1);
+    // One sync for the appended entries, one for applying them (a lone member commits them
+    // only once it has persisted them).
+    assert_eq!(store.sync_count() - syncs_before, 2);
+    let positions: Vec<u64> = std::iter::from_fn(|| node.poll_reply())
+        .map(|reply| match reply {
+            Reply::Proposed { position, .. } => position,
+            Reply::Refused { error, .. } => panic!("refused: {error}"),
+        })
+        .collect();
+    assert_eq!(positions, (1..=count).collect::<Vec<_>>());
+}
+
+#[test]
+fn large_records_are_batched_by_bytes() {
+    let mut store = MemoryStore::new();
+    let config = RegionNodeConfig::new(1, vec![1], RegionId::new("eu-west").unwrap());
+    let mut node = RegionNode::open(config, &mut store).unwrap();
+    let mut now_us = NOW_US;
+    while !node.is_leader() {
+        now_us += 10_000;
+        node.handle_tick(now_us);
+        node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
+    }
+    // Megabyte records: three fit in the 4 MiB batch bound, the fourth starts another.
+    for sequence in 1..=5 {
+        node.handle_propose(now_us, call(1, sequence, 1024 * 1024));
+    }
+    node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
+    assert_eq!(node.status().counters.entries_proposed, 2);
+    assert_eq!(node.region_log().next_position(), 6);
+}
+
+#[test]
+fn a_full_queue_is_overloaded_and_an_unknown_leader_refuses_at_once() {
+    let mut region = Region::new(&[1, 2, 3]);
+    // Before any election nobody knows a leader.
+    region.propose(1, call(1, 1, 10));
+    assert_eq!(
+        region.take_replies(1),
+        vec![Reply::Refused {
+            client_id: ClientId(1),
+            request_sequence: RequestSequence(1),
+            error: ProposeError::NotLeader { leader_hint: None },
+        }]
+    );
+    let leader = region.elect();
+    let now_us = region.now_us;
+    for sequence in 0..=PROPOSALS_PENDING_MAX as u64 {
+        region
+            .node_mut(leader)
+            .handle_propose(now_us, call(2, sequence, 10));
+    }
+    region.settle();
+    let replies = region.take_replies(leader);
+    let overloaded: Vec<_> = replies
+        .iter()
+        .filter(|reply| {
+            matches!(
+                reply,
+                Reply::Refused {
+                    error: ProposeError::Overloaded,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(
+        overloaded.len(),
+        1,
+        "only the proposal past the bound is refused"
+    );
+    assert_eq!(replies.len(), PROPOSALS_PENDING_MAX + 1);
+}
+
+#[test]
+fn a_follower_forwards_and_answers_when_it_applies() {
+    let mut region = Region::new(&[1, 2, 3]);
+    let leader = region.elect();
+    let follower = if leader == 1 { 2 } else { 1 };
+    region.propose(follower, call(5, 1, 10));
+    region.propose(leader, call(6, 1, 10));
+    region.tick(2);
+    assert_eq!(region.take_replies(follower), vec![proposed(5, 1, 1)]);
+    assert_eq!(region.take_replies(leader), vec![proposed(6, 1, 2)]);
+    for id in [1, 2, 3] {
+        assert_eq!(region.log(id), vec![(1, 5, 1), (2, 6, 1)]);
+    }
+    let events = &region.members[&3].events;
+    assert_eq!(events.len(), 2, "every member tells its subscribers");
+}
+
+#[test]
+fn a_retry_after_a_leader_change_is_applied_once() {
+    let mut region = Region::new(&[1, 2, 3]);
+    let first_leader = region.elect();
+    region.propose(first_leader, call(9, 1, 10));
+    region.propose(first_leader, call(9, 2, 10));
+    assert_eq!(
+        region.take_replies(first_leader),
+        vec![proposed(9, 1, 1), proposed(9, 2, 2)]
+    );
+    // The leader crashes before the client hears back about sequence 2 (say); the client
+    // retries it at another node once a new leader is elected.
+    region.crash(first_leader);
+    region.isolated.insert(first_leader);
+    let second_leader = region.elect();
+    assert_ne!(second_leader, first_leader);
+    region.propose(second_leader, call(9, 2, 10));
+    assert_eq!(region.take_replies(second_leader), vec![proposed(9, 2, 2)]);
+    region.propose(second_leader, call(9, 3, 10));
+    assert_eq!(region.take_replies(second_leader), vec![proposed(9, 3, 3)]);
+    // The old leader returns, recovers what it persisted, and converges.
+    region.isolated.remove(&first_leader);
+    region.restart(first_leader);
+    region.tick(10);
+    let expected = vec![(1, 9, 1), (2, 9, 2), (3, 9, 3)];
+    for id in [1, 2, 3] {
+        assert_eq!(region.log(id), expected, "member {id}");
+    }
+}
+
+#[test]
+fn an_unanswered_proposal_times_out_as_dropped() {
+    let mut region = Region::new(&[1, 2, 3]);
+    let leader = region.elect();
+    let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+    // The leader is cut off: the proposal reaches its log but can never commit.
+    for &follower in &followers {
+        region.isolated.insert(follower);
+    }
+    region.propose(leader, call(4, 1, 10));
+    region.tick(31);
+    let replies = region.take_replies(leader);
+    assert_eq!(
+        replies,
+        vec![Reply::Refused {
+            client_id: ClientId(4),
+            request_sequence: RequestSequence(1),
+            error: ProposeError::Dropped,
+        }]
+    );
+    assert!(region.node(leader).status().waiters == 0);
+}
+
+#[test]
+fn a_restarted_member_keeps_its_log_and_dedup_table() {
+    let mut region = Region::new(&[1, 2, 3]);
+    let leader = region.elect();
+    for sequence in 1..=4 {
+        region.propose(leader, call(3, sequence, 10));
+    }
+    region.tick(2);
+    let follower = if leader == 3 { 1 } else { 3 };
+    let before = region.node(follower).region_log().clone();
+    region.crash(follower);
+    region.restart(follower);
+    assert_eq!(region.node(follower).region_log(), &before);
+    // The restarted follower answers a retry from its own dedup table.
+    region.tick(3);
+    region.propose(follower, call(3, 2, 10));
+    assert_eq!(region.take_replies(follower), vec![proposed(3, 2, 2)]);
+    // Nothing in the store is left unsynced by a round.
+    let store = &region.members[&follower].store;
+    let mut durable = store.clone();
+    durable.crash();
+    assert_eq!(
+        durable
+            .scan(dsss_region_node::REGION_LOG, &[], &[0xff; 9], 100)
+            .unwrap(),
+        store
+            .scan(dsss_region_node::REGION_LOG, &[], &[0xff; 9], 100)
+            .unwrap()
+    );
+}

@@ -1,0 +1,672 @@
+//! The processes of a simulated region: region nodes (the real [`RegionNode`] over the
+//! node's [`SimDisk`]) and clients that propose, retry and record what was acknowledged.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
+
+use dsss_raft_group::raft::eraftpb::Message as RaftMessage;
+use dsss_raft_group::{
+    DurableStore, KeySpace, KeyValuePairs, ReadyIo, StoreError, WriteBatch, WriteOperation,
+    encode_message,
+};
+use dsss_region_node::{ProposeError, ProposeRequest, RegionNode, RegionNodeConfig, Reply};
+use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, RequestSequence, Scope};
+
+use super::checker::RegionObserver;
+use crate::disk::SimDisk;
+use crate::network::{EXTERNAL_NODE_ID, NodeId};
+use crate::process::{Context, Process, TimerId};
+use crate::time::SimTime;
+
+/// The interval of a region node's raft tick.
+pub const TICK_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How long a node lets proposals gather before it runs a round, so that proposals arriving
+/// together travel in one raft entry.
+pub const PROPOSAL_FLUSH_DELAY: Duration = Duration::from_micros(200);
+
+/// How long a client waits before retrying a proposal that got an error.
+pub const CLIENT_RETRY_BACKOFF: Duration = Duration::from_millis(5);
+
+/// The argument bytes of every simulated call.
+const CALL_ARGUMENT_BYTES: usize = 24;
+
+/// A message of the region workload.
+#[derive(Clone)]
+pub enum RegionMessage {
+    /// A raft message, encoded as on the wire.
+    Raft(Vec<u8>),
+    /// A client's proposal.
+    Propose(ProposeRequest),
+    /// A node's answer to a proposal.
+    Reply(Reply),
+}
+
+/// A 64-bit FNV-1a hash of `bytes`, so the trace names a raft message by its content
+/// without printing it.
+fn content_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+impl fmt::Debug for RegionMessage {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegionMessage::Raft(bytes) => write!(
+                formatter,
+                "raft({}B #{:016x})",
+                bytes.len(),
+                content_hash(bytes)
+            ),
+            RegionMessage::Propose(request) => write!(
+                formatter,
+                "propose(c{} s{})",
+                request.client_id, request.request_sequence
+            ),
+            RegionMessage::Reply(Reply::Proposed {
+                client_id,
+                request_sequence,
+                position,
+            }) => write!(
+                formatter,
+                "proposed(c{client_id} s{request_sequence} p{position})"
+            ),
+            RegionMessage::Reply(Reply::Refused {
+                client_id,
+                request_sequence,
+                error,
+            }) => write!(
+                formatter,
+                "refused(c{client_id} s{request_sequence} {error:?})"
+            ),
+        }
+    }
+}
+
+/// A [`DurableStore`] over a node's [`SimDisk`]: each key is prefixed with its key space's
+/// name and `/`, and a synced write is a write followed by [`SimDisk::sync`]. A batch is
+/// atomic because a crash cannot happen inside a handler and unsynced writes are lost
+/// together.
+pub struct SimDiskStore<'a> {
+    disk: &'a mut SimDisk,
+}
+
+impl<'a> SimDiskStore<'a> {
+    /// The store over `disk`.
+    pub fn new(disk: &'a mut SimDisk) -> Self {
+        SimDiskStore { disk }
+    }
+
+    fn prefixed(space: KeySpace, key: &[u8]) -> Vec<u8> {
+        let mut prefixed = space_prefix(space);
+        prefixed.extend_from_slice(key);
+        prefixed
+    }
+
+    fn apply(&mut self, operation: WriteOperation) -> Result<(), StoreError> {
+        match operation {
+            WriteOperation::Put { space, key, value } => self
+                .disk
+                .put(&Self::prefixed(space, &key), &value)
+                .map_err(|error| StoreError::Engine(error.to_string())),
+            WriteOperation::Delete { space, key } => {
+                self.disk.delete(&Self::prefixed(space, &key));
+                Ok(())
+            }
+            WriteOperation::DeleteRange { space, start, end } => {
+                let prefix = space_prefix(space);
+                let doomed: Vec<Vec<u8>> = self
+                    .disk
+                    .scan_prefix(&prefix)
+                    .into_iter()
+                    .map(|(key, _)| key)
+                    .filter(|key| {
+                        let key = &key[prefix.len()..];
+                        key >= start.as_slice() && key < end.as_slice()
+                    })
+                    .collect();
+                for key in doomed {
+                    self.disk.delete(&key);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn space_prefix(space: KeySpace) -> Vec<u8> {
+    let mut prefix = space.name().as_bytes().to_vec();
+    prefix.push(b'/');
+    prefix
+}
+
+impl DurableStore for SimDiskStore<'_> {
+    fn write(&mut self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
+        for operation in batch.into_operations() {
+            self.apply(operation)?;
+        }
+        if sync {
+            self.disk.sync();
+        }
+        Ok(())
+    }
+
+    fn get(&self, space: KeySpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .disk
+            .get(&Self::prefixed(space, key))
+            .map(<[u8]>::to_vec))
+    }
+
+    fn scan(
+        &self,
+        space: KeySpace,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<KeyValuePairs, StoreError> {
+        let prefix = space_prefix(space);
+        Ok(self
+            .disk
+            .scan_prefix(&prefix)
+            .into_iter()
+            .map(|(key, value)| (key[prefix.len()..].to_vec(), value))
+            .filter(|(key, _)| key.as_slice() >= start && key.as_slice() < end)
+            .take(limit)
+            .collect())
+    }
+}
+
+/// The [`ReadyIo`] of a simulated node: persists to its disk with a sync, sends raft messages
+/// as bytes through the simulated network.
+struct SimReadyIo<'c, 'a> {
+    cx: &'c mut Context<'a, RegionMessage>,
+}
+
+impl ReadyIo for SimReadyIo<'_, '_> {
+    fn persist(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        SimDiskStore::new(self.cx.disk()).write(batch, true)
+    }
+
+    fn send(&mut self, messages: Vec<RaftMessage>) {
+        for message in messages {
+            self.cx
+                .send(message.to, RegionMessage::Raft(encode_message(&message)));
+        }
+    }
+}
+
+/// A region node: the real [`RegionNode`], opened from the node's disk at every start.
+pub struct NodeProcess {
+    config: RegionNodeConfig,
+    /// Client processes, so replies to anyone else go to the test driver.
+    client_nodes: Rc<BTreeSet<NodeId>>,
+    node: Option<RegionNode>,
+    tick_timer: Option<TimerId>,
+    flush_timer: Option<TimerId>,
+    observer: Rc<RefCell<RegionObserver>>,
+}
+
+impl NodeProcess {
+    /// A node that opens with `config` when it starts.
+    pub fn new(
+        config: RegionNodeConfig,
+        client_nodes: Rc<BTreeSet<NodeId>>,
+        observer: Rc<RefCell<RegionObserver>>,
+    ) -> Self {
+        NodeProcess {
+            config,
+            client_nodes,
+            node: None,
+            tick_timer: None,
+            flush_timer: None,
+            observer,
+        }
+    }
+
+    /// The region node, once started.
+    pub fn node(&self) -> Option<&RegionNode> {
+        self.node.as_ref()
+    }
+
+    /// Runs `command` on the node, then its round, as a driver calls a command.
+    pub fn command(
+        &mut self,
+        cx: &mut Context<'_, RegionMessage>,
+        command: impl FnOnce(&mut RegionNode),
+    ) {
+        if let Some(node) = self.node.as_mut() {
+            command(node);
+        }
+        self.flush(cx);
+    }
+
+    /// Runs a round and hands its outputs on: raft messages to peers, replies to callers,
+    /// log events to the observer.
+    fn flush(&mut self, cx: &mut Context<'_, RegionMessage>) {
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        if let Err(error) = node.handle_ready(&mut SimReadyIo { cx }) {
+            // The simulated disk only fails when full, and runs stay far below its size.
+            panic!("node {}: a round failed: {error}", cx.node());
+        }
+        while let Some(reply) = node.poll_reply() {
+            let client = reply.key().0.get();
+            let to = if self.client_nodes.contains(&client) {
+                client
+            } else {
+                EXTERNAL_NODE_ID
+            };
+            cx.send(to, RegionMessage::Reply(reply));
+        }
+        let mut observer = self.observer.borrow_mut();
+        while let Some(event) = node.poll_log_event() {
+            observer.observe_log_event(cx.node(), &event);
+        }
+    }
+}
+
+impl Process for NodeProcess {
+    type Message = RegionMessage;
+
+    fn handle_start(&mut self, cx: &mut Context<'_, RegionMessage>) {
+        let mut store = SimDiskStore::new(cx.disk());
+        let node = match RegionNode::open(self.config.clone(), &mut store) {
+            Ok(node) => node,
+            Err(error) => panic!("node {} could not open its store: {error}", cx.node()),
+        };
+        self.node = Some(node);
+        // A random phase, so that members do not tick in lockstep.
+        let tick_ns = u64::try_from(TICK_INTERVAL.as_nanos()).expect("a short interval");
+        let phase = cx.rng().below(tick_ns);
+        self.tick_timer = Some(cx.set_timer(Duration::from_nanos(phase)));
+    }
+
+    fn handle_message(
+        &mut self,
+        cx: &mut Context<'_, RegionMessage>,
+        from: NodeId,
+        message: RegionMessage,
+    ) {
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        match message {
+            RegionMessage::Raft(bytes) => {
+                if node.handle_raft_message(&bytes).is_err() {
+                    self.observer.borrow_mut().raft_messages_refused += 1;
+                }
+                self.flush(cx);
+            }
+            RegionMessage::Propose(request) => {
+                node.handle_propose(cx.now_us(), request);
+                if self.flush_timer.is_none() {
+                    self.flush_timer = Some(cx.set_timer(PROPOSAL_FLUSH_DELAY));
+                }
+            }
+            RegionMessage::Reply(_) => {
+                self.observer
+                    .borrow_mut()
+                    .violation(format!("node {} got a reply from {from}", cx.node()));
+            }
+        }
+    }
+
+    fn handle_timer(&mut self, cx: &mut Context<'_, RegionMessage>, timer: TimerId) {
+        if Some(timer) == self.flush_timer {
+            self.flush_timer = None;
+            self.flush(cx);
+            return;
+        }
+        if Some(timer) != self.tick_timer {
+            return;
+        }
+        if let Some(node) = self.node.as_mut() {
+            node.handle_tick(cx.now_us());
+        }
+        self.flush(cx);
+        self.tick_timer = Some(cx.set_timer(TICK_INTERVAL));
+    }
+}
+
+/// How a client behaves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClientSettings {
+    /// The shortest pause between an acknowledgement and the next call.
+    pub think_time_min: Duration,
+    /// The longest pause.
+    pub think_time_max: Duration,
+    /// How long the client waits for an answer before retrying the same call elsewhere.
+    pub request_timeout: Duration,
+    /// The client starts no new call after this time (it finishes the one in flight).
+    pub calls_until: SimTime,
+    /// The probability that, after an acknowledgement, the client sends the same call again
+    /// (as if the reply had been lost), to check that it is applied once.
+    pub duplicate_probability: f64,
+}
+
+/// The call in flight.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    sequence: u64,
+    attempts: u32,
+    target: NodeId,
+}
+
+/// A client: one call in flight, retried with the same sequence after a timeout or an error
+/// (at the hinted leader or another member), every acknowledgement reported to the observer.
+pub struct ClientProcess {
+    members: Vec<NodeId>,
+    settings: ClientSettings,
+    next_sequence: u64,
+    in_flight: Option<InFlight>,
+    leader_guess: Option<NodeId>,
+    timer: Option<TimerId>,
+    observer: Rc<RefCell<RegionObserver>>,
+}
+
+impl ClientProcess {
+    /// A client of the region made of `members`.
+    pub fn new(
+        members: Vec<NodeId>,
+        settings: ClientSettings,
+        observer: Rc<RefCell<RegionObserver>>,
+    ) -> Self {
+        ClientProcess {
+            members,
+            settings,
+            next_sequence: 1,
+            in_flight: None,
+            leader_guess: None,
+            timer: None,
+            observer,
+        }
+    }
+
+    /// True while a call waits for its acknowledgement.
+    pub fn is_busy(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    fn request(cx: &Context<'_, RegionMessage>, sequence: u64) -> ProposeRequest {
+        ProposeRequest {
+            client_id: ClientId(cx.node()),
+            request_sequence: RequestSequence(sequence),
+            object_id: ObjectId::new("sim/counter").expect("a valid object id"),
+            method_id: MethodId(1),
+            arguments: Arguments::new(vec![(sequence % 251) as u8; CALL_ARGUMENT_BYTES])
+                .expect("small arguments"),
+            scope: Scope::Regional,
+        }
+    }
+
+    fn random_member(&self, cx: &mut Context<'_, RegionMessage>) -> NodeId {
+        *cx.rng()
+            .choose(&self.members)
+            .expect("a region has members")
+    }
+
+    fn send_attempt(
+        &mut self,
+        cx: &mut Context<'_, RegionMessage>,
+        mut in_flight: InFlight,
+        target: NodeId,
+    ) {
+        in_flight.attempts += 1;
+        in_flight.target = target;
+        self.in_flight = Some(in_flight);
+        cx.send(
+            target,
+            RegionMessage::Propose(Self::request(cx, in_flight.sequence)),
+        );
+        self.timer = Some(cx.set_timer(self.settings.request_timeout));
+        if in_flight.attempts > 1 {
+            self.observer.borrow_mut().retries += 1;
+        }
+    }
+
+    fn start_next_call(&mut self, cx: &mut Context<'_, RegionMessage>) {
+        if cx.now() >= self.settings.calls_until {
+            self.timer = None;
+            return;
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        let target = match self.leader_guess {
+            Some(leader) => leader,
+            None => self.random_member(cx),
+        };
+        let in_flight = InFlight {
+            sequence,
+            attempts: 0,
+            target,
+        };
+        self.send_attempt(cx, in_flight, target);
+    }
+
+    fn pause(&mut self, cx: &mut Context<'_, RegionMessage>, pause: Duration) {
+        if let Some(timer) = self.timer.take() {
+            cx.cancel_timer(timer);
+        }
+        self.timer = Some(cx.set_timer(pause));
+    }
+
+    fn think_time(&self, cx: &mut Context<'_, RegionMessage>) -> Duration {
+        let low = u64::try_from(self.settings.think_time_min.as_nanos()).unwrap_or(u64::MAX);
+        let high = u64::try_from(self.settings.think_time_max.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(cx.rng().range_inclusive(low, high.max(low)))
+    }
+
+    fn handle_reply(&mut self, cx: &mut Context<'_, RegionMessage>, from: NodeId, reply: Reply) {
+        let client = cx.node();
+        match reply {
+            Reply::Proposed {
+                request_sequence,
+                position,
+                ..
+            } => {
+                self.observer
+                    .borrow_mut()
+                    .observe_ack(client, request_sequence.get(), position);
+                let current = self
+                    .in_flight
+                    .is_some_and(|in_flight| in_flight.sequence == request_sequence.get());
+                if !current {
+                    return;
+                }
+                self.in_flight = None;
+                self.leader_guess = Some(from);
+                if cx.rng().chance(self.settings.duplicate_probability) {
+                    // The same call again, as after a lost reply; its answer must carry the
+                    // same position (checked when it arrives).
+                    let target = self.random_member(cx);
+                    cx.send(
+                        target,
+                        RegionMessage::Propose(Self::request(cx, request_sequence.get())),
+                    );
+                    self.observer.borrow_mut().deliberate_duplicates += 1;
+                }
+                let pause = self.think_time(cx);
+                self.pause(cx, pause);
+            }
+            Reply::Refused {
+                request_sequence,
+                error,
+                ..
+            } => {
+                let current = self
+                    .in_flight
+                    .is_some_and(|in_flight| in_flight.sequence == request_sequence.get());
+                // A copy of an old call may be applied long after (held up in a partitioned
+                // member's log) and be refused as too old, rightly; the call in flight never.
+                if !current {
+                    return;
+                }
+                if let ProposeError::TooOld { floor } = error {
+                    self.observer.borrow_mut().violation(format!(
+                        "client {client}: sequence {request_sequence}, the call in flight, \
+                         refused as too old (floor {floor})"
+                    ));
+                }
+                self.leader_guess = match error {
+                    ProposeError::NotLeader { leader_hint } => leader_hint,
+                    _ => None,
+                };
+                // Retry after a short pause (the timer below), possibly elsewhere.
+                self.pause(cx, CLIENT_RETRY_BACKOFF);
+            }
+        }
+    }
+}
+
+impl Process for ClientProcess {
+    type Message = RegionMessage;
+
+    fn handle_start(&mut self, cx: &mut Context<'_, RegionMessage>) {
+        let pause = self.think_time(cx);
+        self.timer = Some(cx.set_timer(pause));
+    }
+
+    fn handle_message(
+        &mut self,
+        cx: &mut Context<'_, RegionMessage>,
+        from: NodeId,
+        message: RegionMessage,
+    ) {
+        match message {
+            RegionMessage::Reply(reply) => self.handle_reply(cx, from, reply),
+            RegionMessage::Raft(_) | RegionMessage::Propose(_) => {
+                self.observer.borrow_mut().violation(format!(
+                    "client {} got a node's message from {from}",
+                    cx.node()
+                ))
+            }
+        }
+    }
+
+    fn handle_timer(&mut self, cx: &mut Context<'_, RegionMessage>, timer: TimerId) {
+        if Some(timer) != self.timer {
+            return;
+        }
+        self.timer = None;
+        match self.in_flight {
+            // A timeout or the pause after an error: the same call again, at the guessed
+            // leader or at another member.
+            Some(in_flight) => {
+                let target = match self.leader_guess.take() {
+                    Some(leader) => leader,
+                    None => self.random_member(cx),
+                };
+                self.send_attempt(cx, in_flight, target);
+            }
+            None => self.start_next_call(cx),
+        }
+    }
+}
+
+/// A process of the region workload.
+// A node holds a whole raft group and a client a few numbers; boxing the node would buy
+// nothing, since processes live in the simulation's map for the whole run.
+#[allow(clippy::large_enum_variant)]
+pub enum RegionProcess {
+    /// A region node.
+    Node(NodeProcess),
+    /// A client.
+    Client(ClientProcess),
+}
+
+impl RegionProcess {
+    /// The region node, if this is a started node.
+    pub fn node(&self) -> Option<&RegionNode> {
+        match self {
+            RegionProcess::Node(process) => process.node(),
+            RegionProcess::Client(_) => None,
+        }
+    }
+
+    /// The client, if this is one.
+    pub fn client(&self) -> Option<&ClientProcess> {
+        match self {
+            RegionProcess::Client(client) => Some(client),
+            RegionProcess::Node(_) => None,
+        }
+    }
+}
+
+impl Process for RegionProcess {
+    type Message = RegionMessage;
+
+    fn handle_start(&mut self, cx: &mut Context<'_, RegionMessage>) {
+        match self {
+            RegionProcess::Node(process) => process.handle_start(cx),
+            RegionProcess::Client(process) => process.handle_start(cx),
+        }
+    }
+
+    fn handle_message(
+        &mut self,
+        cx: &mut Context<'_, RegionMessage>,
+        from: NodeId,
+        message: RegionMessage,
+    ) {
+        match self {
+            RegionProcess::Node(process) => process.handle_message(cx, from, message),
+            RegionProcess::Client(process) => process.handle_message(cx, from, message),
+        }
+    }
+
+    fn handle_timer(&mut self, cx: &mut Context<'_, RegionMessage>, timer: TimerId) {
+        match self {
+            RegionProcess::Node(process) => process.handle_timer(cx, timer),
+            RegionProcess::Client(process) => process.handle_timer(cx, timer),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dsss_raft_group::{RAFT_LOG, RAFT_STATE};
+
+    #[test]
+    fn the_disk_store_keeps_key_spaces_apart_and_honours_sync() {
+        let mut disk = SimDisk::new();
+        let mut store = SimDiskStore::new(&mut disk);
+        let mut batch = WriteBatch::new();
+        for key in [b"a", b"b", b"c"] {
+            batch.put(RAFT_LOG, key.to_vec(), b"log".to_vec());
+            batch.put(RAFT_STATE, key.to_vec(), b"state".to_vec());
+        }
+        batch.delete_range(RAFT_LOG, b"a".to_vec(), b"c".to_vec());
+        store.write(batch, true).unwrap();
+        assert_eq!(store.scan(RAFT_LOG, b"", b"\xff", 10).unwrap().len(), 1);
+        assert_eq!(store.scan(RAFT_STATE, b"b", b"\xff", 1).unwrap().len(), 1);
+        assert_eq!(
+            store.get(RAFT_STATE, b"a").unwrap(),
+            Some(b"state".to_vec())
+        );
+        let mut batch = WriteBatch::new();
+        batch.put(RAFT_LOG, b"z".to_vec(), b"unsynced".to_vec());
+        store.write(batch, false).unwrap();
+        assert!(store.get(RAFT_LOG, b"z").unwrap().is_some());
+        disk.discard_unsynced();
+        let store = SimDiskStore::new(&mut disk);
+        assert_eq!(store.get(RAFT_LOG, b"z").unwrap(), None);
+        assert_eq!(store.get(RAFT_LOG, b"c").unwrap(), Some(b"log".to_vec()));
+    }
+
+    #[test]
+    fn the_trace_names_raft_messages_by_content_not_by_bytes() {
+        let short = format!("{:?}", RegionMessage::Raft(vec![1, 2, 3]));
+        let other = format!("{:?}", RegionMessage::Raft(vec![1, 2, 4]));
+        assert!(short.starts_with("raft(3B #"), "{short}");
+        assert_ne!(short, other);
+        let long = format!("{:?}", RegionMessage::Raft(vec![0; 100_000]));
+        assert!(long.len() < 40, "{long}");
+    }
+}

@@ -1,0 +1,330 @@
+//! Scripted scenarios of the regional tier on the simulator, each with real raft-rs members:
+//! a leader crash with acknowledged records, a follower far behind that catches up by
+//! snapshot, a retry after a leader change applied once, a proposal at a follower, a leader
+//! transfer, and region log retention. Every scenario ends with the same checks as the seeded
+//! runs. Reference: DESIGN.md sections 1 ("exactly once", "durability"), 2 and 6.
+
+use std::time::Duration;
+
+use dsss_region_node::{ProposeRequest, RegionLogRetention, Reply};
+use dsss_simulations::NodeId;
+use dsss_simulations::workloads::region::{RegionCluster, RegionRunSettings};
+use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, RequestSequence, Scope};
+
+/// A scripted client's id: not a process of the network, so replies reach the test.
+const SCRIPTED_CLIENT: u64 = 5_000;
+
+fn call(sequence: u64) -> ProposeRequest {
+    ProposeRequest {
+        client_id: ClientId(SCRIPTED_CLIENT),
+        request_sequence: RequestSequence(sequence),
+        object_id: ObjectId::new("scenario/counter").unwrap(),
+        method_id: MethodId(2),
+        arguments: Arguments::new(sequence.to_be_bytes().to_vec()).unwrap(),
+        scope: Scope::Regional,
+    }
+}
+
+fn cluster(seed: u64, member_count: usize, client_count: usize) -> RegionCluster {
+    let mut settings = RegionRunSettings::new(seed, member_count);
+    settings.client_count = client_count;
+    RegionCluster::new(&settings).expect("valid settings")
+}
+
+fn leader(cluster: &mut RegionCluster) -> NodeId {
+    cluster
+        .run_until_leader(Duration::from_secs(5))
+        .expect("a leader is elected")
+}
+
+/// Proposes `sequence` at `member` and runs until its reply arrives (bounded).
+fn propose_and_wait(cluster: &mut RegionCluster, member: NodeId, sequence: u64) -> Reply {
+    cluster.propose_external(member, call(sequence));
+    for _ in 0..200 {
+        cluster.simulation().run_for(Duration::from_millis(1));
+        let replies = cluster.take_external_replies();
+        if let Some((_, reply)) = replies
+            .into_iter()
+            .find(|(_, reply)| reply.key().1 == RequestSequence(sequence))
+        {
+            return reply;
+        }
+    }
+    panic!("no reply to sequence {sequence} from node {member}");
+}
+
+fn position(reply: &Reply) -> u64 {
+    match reply {
+        Reply::Proposed { position, .. } => *position,
+        Reply::Refused { error, .. } => panic!("refused: {error}"),
+    }
+}
+
+fn assert_clean(cluster: &RegionCluster) {
+    let problems = cluster.check();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+fn positions_of(cluster: &RegionCluster, member: NodeId, client: u64) -> Vec<(u64, u64)> {
+    cluster
+        .node(member)
+        .expect("the member is up")
+        .region_log()
+        .records()
+        .filter(|log_record| log_record.record.client_id == ClientId(client))
+        .map(|log_record| {
+            (
+                log_record.record.request_sequence.get(),
+                log_record.position,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn acknowledged_records_survive_a_leader_crash() {
+    let mut cluster = cluster(11, 3, 4);
+    let first_leader = leader(&mut cluster);
+    cluster.simulation().run_for(Duration::from_millis(500));
+    let acknowledged_before = cluster.observer().acknowledged().len();
+    assert!(acknowledged_before > 50, "the clients made progress");
+    cluster.simulation().crash(first_leader);
+    cluster.simulation().run_for(Duration::from_millis(600));
+    let second_leader = cluster.leader().expect("the survivors elect a leader");
+    assert_ne!(second_leader, first_leader);
+    assert!(
+        cluster.observer().acknowledged().len() > acknowledged_before,
+        "the region kept acknowledging without its old leader"
+    );
+    cluster
+        .heal_and_converge(Duration::from_secs(10))
+        .expect("the region converges");
+    assert_clean(&cluster);
+}
+
+#[test]
+fn a_follower_far_behind_catches_up_by_snapshot() {
+    let mut cluster = cluster(12, 3, 4);
+    let first_leader = leader(&mut cluster);
+    let lagging = cluster
+        .members()
+        .iter()
+        .copied()
+        .find(|&member| member != first_leader)
+        .unwrap();
+    cluster.simulation().isolate(lagging);
+    cluster.simulation().run_for(Duration::from_secs(1));
+    let leader_now = cluster.leader().expect("a leader");
+    let leader_node = cluster.node(leader_now).unwrap();
+    let behind = cluster.node(lagging).unwrap().status().applied_index;
+    assert!(
+        leader_node.status().first_raft_index > behind + 1,
+        "the leader compacted the entries the follower lacks"
+    );
+    assert_eq!(cluster.observer().snapshots_restored(lagging), 0);
+    cluster
+        .heal_and_converge(Duration::from_secs(10))
+        .expect("the region converges");
+    assert!(cluster.observer().snapshots_restored(lagging) >= 1);
+    assert_clean(&cluster);
+}
+
+#[test]
+fn a_retry_after_a_leader_change_is_applied_once() {
+    let mut cluster = cluster(13, 3, 0);
+    let first_leader = leader(&mut cluster);
+    let first = position(&propose_and_wait(&mut cluster, first_leader, 1));
+    // Sequence 2 is ordered, but its reply is lost with the leader.
+    let lost_reply = position(&propose_and_wait(&mut cluster, first_leader, 2));
+    cluster.simulation().crash(first_leader);
+    let survivor = cluster
+        .members()
+        .iter()
+        .copied()
+        .find(|&member| member != first_leader)
+        .unwrap();
+    let second_leader = leader(&mut cluster);
+    assert_ne!(second_leader, first_leader);
+    // The client retries the same sequence at another member.
+    let retried = position(&propose_and_wait(&mut cluster, survivor, 2));
+    assert_eq!(
+        retried, lost_reply,
+        "the retry gets the first copy's position"
+    );
+    // Sequence 3 reaches the new leader, which crashes at once; the retry goes elsewhere.
+    cluster.propose_external(second_leader, call(3));
+    cluster.simulation().run_for(Duration::from_micros(600));
+    cluster.simulation().crash(second_leader);
+    cluster.simulation().restart(first_leader);
+    let third_leader = leader(&mut cluster);
+    let third = position(&propose_and_wait(&mut cluster, third_leader, 3));
+    cluster
+        .heal_and_converge(Duration::from_secs(10))
+        .expect("the region converges");
+    assert_clean(&cluster);
+    for &member in cluster.members() {
+        assert_eq!(
+            positions_of(&cluster, member, SCRIPTED_CLIENT),
+            vec![(1, first), (2, lost_reply), (3, third)],
+            "node {member} holds each call once"
+        );
+    }
+}
+
+#[test]
+fn a_follower_forwards_a_proposal_and_answers_it() {
+    let mut cluster = cluster(14, 5, 0);
+    let current = leader(&mut cluster);
+    // Let every member hear from the leader.
+    cluster.simulation().run_for(Duration::from_millis(100));
+    let follower = cluster
+        .members()
+        .iter()
+        .copied()
+        .find(|&member| member != current)
+        .unwrap();
+    cluster.propose_external(follower, call(1));
+    let mut answered_by = None;
+    for _ in 0..100 {
+        cluster.simulation().run_for(Duration::from_millis(1));
+        if let Some((from, reply)) = cluster.take_external_replies().pop() {
+            assert_eq!(position(&reply), 1);
+            answered_by = Some(from);
+            break;
+        }
+    }
+    assert_eq!(
+        answered_by,
+        Some(follower),
+        "the follower answers its own caller"
+    );
+    cluster
+        .heal_and_converge(Duration::from_secs(5))
+        .expect("the region converges");
+    for &member in cluster.members() {
+        assert_eq!(
+            positions_of(&cluster, member, SCRIPTED_CLIENT),
+            vec![(1, 1)]
+        );
+    }
+    assert_clean(&cluster);
+}
+
+#[test]
+fn leadership_moves_on_request() {
+    let mut cluster = cluster(15, 5, 2);
+    let current = leader(&mut cluster);
+    let target = cluster
+        .members()
+        .iter()
+        .copied()
+        .rfind(|&member| member != current)
+        .unwrap();
+    assert!(cluster.transfer_leader(target));
+    cluster.simulation().run_for(Duration::from_millis(200));
+    assert_eq!(cluster.leader(), Some(target));
+    cluster
+        .heal_and_converge(Duration::from_secs(5))
+        .expect("the region converges");
+    assert_clean(&cluster);
+}
+
+#[test]
+fn retention_bounds_every_members_log_and_snapshots_carry_what_is_kept() {
+    let mut settings = RegionRunSettings::new(16, 3);
+    settings.region_log_retention = RegionLogRetention {
+        records_max: 40,
+        size_bytes_max: 1024 * 1024,
+    };
+    let mut cluster = RegionCluster::new(&settings).expect("valid settings");
+    let first_leader = leader(&mut cluster);
+    let lagging = cluster
+        .members()
+        .iter()
+        .copied()
+        .find(|&member| member != first_leader)
+        .unwrap();
+    cluster.simulation().isolate(lagging);
+    cluster.simulation().run_for(Duration::from_secs(1));
+    cluster
+        .heal_and_converge(Duration::from_secs(10))
+        .expect("the region converges");
+    assert!(cluster.observer().snapshots_restored(lagging) >= 1);
+    for &member in cluster.members() {
+        let log = cluster.node(member).unwrap().region_log();
+        assert!(
+            log.records().count() <= 40,
+            "node {member} keeps at most 40"
+        );
+        assert!(
+            log.first_retained_position() > 1,
+            "node {member} dropped old records"
+        );
+    }
+    assert_clean(&cluster);
+}
+
+/// Runs `change` on the current leader and returns what it answered.
+fn change_membership(
+    cluster: &mut RegionCluster,
+    change: impl FnOnce(&mut dsss_region_node::RegionNode) -> Result<(), dsss_raft_group::ProposeError>,
+) {
+    let current = leader(cluster);
+    let mut outcome = None;
+    cluster.command(current, |node| outcome = Some(change(node)));
+    outcome
+        .expect("the leader is up")
+        .expect("the leader takes the change");
+}
+
+#[test]
+fn a_new_member_joins_as_learner_then_votes_and_an_old_one_leaves() {
+    let mut settings = RegionRunSettings::new(17, 3);
+    settings.spare_count = 1;
+    let mut cluster = RegionCluster::new(&settings).expect("valid settings");
+    leader(&mut cluster);
+    cluster.simulation().run_for(Duration::from_millis(300));
+    let joining = cluster.spares()[0];
+    assert!(
+        cluster.node(joining).unwrap().status().voters.is_empty(),
+        "a spare starts outside the group"
+    );
+
+    change_membership(&mut cluster, |node| node.add_learner(joining));
+    cluster.simulation().run_for(Duration::from_millis(300));
+    let status = cluster.node(joining).unwrap().status();
+    assert_eq!(status.learners, vec![joining]);
+    assert_eq!(status.voters, vec![1, 2, 3]);
+    assert!(
+        cluster.observer().snapshots_restored(joining) >= 1,
+        "the learner caught up by snapshot, which carries the membership"
+    );
+    assert!(status.next_position > 50, "the learner holds the log");
+
+    change_membership(&mut cluster, |node| node.promote_member(joining));
+    cluster.simulation().run_for(Duration::from_millis(200));
+    let current = leader(&mut cluster);
+    assert_eq!(
+        cluster.node(current).unwrap().status().voters,
+        vec![1, 2, 3, joining]
+    );
+
+    let leaving = [1, 2, 3]
+        .into_iter()
+        .find(|&member| member != current)
+        .unwrap();
+    change_membership(&mut cluster, |node| node.remove_member(leaving));
+    cluster.simulation().run_for(Duration::from_millis(200));
+    let mut remaining: Vec<NodeId> = vec![1, 2, 3, joining];
+    remaining.retain(|&member| member != leaving);
+    let current = leader(&mut cluster);
+    assert_eq!(cluster.node(current).unwrap().status().voters, remaining);
+    // The removed member is switched off for good; the group goes on without it.
+    cluster.simulation().crash(leaving);
+    cluster.set_members(remaining);
+    cluster.simulation().run_for(Duration::from_millis(500));
+    cluster
+        .heal_and_converge(Duration::from_secs(10))
+        .expect("the region converges");
+    assert_clean(&cluster);
+}
