@@ -22,6 +22,12 @@ fn main() {
     // Cargo sets CARGO_FEATURE_<NAME> for every enabled feature of this package.
     let grpc = env::var_os("CARGO_FEATURE_GRPC").is_some();
     println!("cargo:rerun-if-env-changed=PROTOC");
+    // Naming what the build reads replaces cargo's default of rerunning on any change in the
+    // package, so every .proto file must be named, or edits to it would be missed.
+    println!("cargo:rerun-if-changed=build.rs");
+    for file in PROTO_FILES {
+        println!("cargo:rerun-if-changed={file}");
+    }
 
     if let Err(message) = ensure_protoc() {
         panic!("{message}");

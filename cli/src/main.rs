@@ -2,6 +2,9 @@
 //! lives in a module of its own; this file only parses the command line and dispatches.
 #![deny(missing_docs)]
 
+mod bench_command;
+mod node_command;
+mod region_command;
 mod sim_command;
 mod topology_command;
 
@@ -16,7 +19,7 @@ use clap::{Parser, Subcommand};
     name = "dsss",
     version,
     about,
-    after_help = "Examples:\n  dsss topology check topology/examples/local.toml\n  dsss sim probe --topology topology/examples/global.toml"
+    after_help = "Examples:\n  dsss topology check topology/examples/local.toml\n  dsss sim probe --topology topology/examples/global.toml\n  dsss node --topology topology/examples/local.toml --id 11\n  dsss bench region --clients 1,16,64"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,6 +35,28 @@ enum Command {
     /// Run deterministic simulations on a topology.
     #[command(subcommand)]
     Sim(sim_command::SimCommand),
+    /// Run one region node of a topology until SIGINT or SIGTERM.
+    ///
+    /// The node takes its address and data directory from the topology file (the directory is
+    /// created when missing; a node run again reuses its data), forms its region's raft group
+    /// with the region's other nodes (or, with --join, waits to be added to a running one), and
+    /// serves the RegionClient, RegionPeer and RegionAdmin gRPC services. It logs to standard
+    /// error and prints one line on standard output once it listens. SIGINT or SIGTERM stop it
+    /// cleanly; everything it acknowledged is already synced to disk, so even a SIGKILL loses
+    /// nothing acknowledged.
+    #[command(
+        after_help = "Example: a three-node region on one machine, one node per terminal:\n  \
+        dsss node --topology topology/examples/local.toml --id 11\n  \
+        dsss node --topology topology/examples/local.toml --id 12\n  \
+        dsss node --topology topology/examples/local.toml --id 13"
+    )]
+    Node(node_command::NodeArgs),
+    /// Change the membership of a running region.
+    #[command(subcommand)]
+    Region(region_command::RegionCommand),
+    /// Measure DSSS on this machine.
+    #[command(subcommand)]
+    Bench(bench_command::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -41,11 +66,36 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Topology(command) => topology_command::run(command, &mut stdout, &mut stderr),
         Command::Sim(command) => sim_command::run(command, &mut stdout, &mut stderr),
+        Command::Region(command) => region_command::run(command, &mut stdout, &mut stderr),
+        Command::Bench(command) => bench_command::run(command, &mut stdout, &mut stderr),
+        Command::Node(arguments) => {
+            // The node logs and prints while it runs; holding the locks would block its
+            // logging thread.
+            drop(stdout);
+            drop(stderr);
+            return node_command::run(arguments, &mut std::io::stdout(), &mut std::io::stderr());
+        }
     };
     // Output may go to a closed pipe (`dsss topology show | head`); that is not an error of
     // the command, so a failed flush changes nothing.
     let _ = stdout.flush();
     outcome
+}
+
+/// Sends the log of long-running commands (`dsss node`, `dsss bench`) to standard error, at
+/// level INFO, or at the level that the `DSSS_LOG` variable names (`error`, `warn`, `info`,
+/// `debug`, `trace`).
+pub(crate) fn install_logging() {
+    let level = std::env::var("DSSS_LOG")
+        .ok()
+        .and_then(|value| value.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    // A second installation (never done by the commands) would fail harmlessly.
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }
 
 #[cfg(test)]

@@ -382,8 +382,13 @@ impl RaftStorage {
     }
 
     /// Replaces the membership.
+    ///
+    /// A snapshot built before the change carries the old membership: a member added since
+    /// would refuse it (it is not in the snapshot's configuration) and ask again forever, so
+    /// the change drops it and the next request builds one with the new membership.
     pub fn set_conf_state(&mut self, conf_state: ConfState, batch: &mut WriteBatch) {
         self.conf_state = conf_state;
+        self.outgoing_snapshot = None;
         batch.put(
             RAFT_STATE,
             CONF_STATE_KEY,
@@ -730,6 +735,11 @@ mod tests {
         assert_eq!(storage.snapshot(0, 2).unwrap(), snapshot);
         // A snapshot older than the request is not good enough.
         assert!(storage.snapshot(5, 2).is_err());
+        // A membership change makes the snapshot stale: it names the old members, and a
+        // member added since would refuse it.
+        storage.set_conf_state(voters(&[1, 2]), &mut batch);
+        assert!(storage.snapshot(0, 2).is_err());
+        assert!(storage.take_snapshot_wanted());
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //! - [`region_log`]: [`RegionLog`], the state machine: dense positions, retention, snapshots.
 //! - [`dedup`]: the bounded dedup table behind exactly-once.
 //! - [`record`]: records as proposed (in batches) and stored.
+//! - `driver` and `service` (feature `driver`): the production node: a node loop on its own
+//!   thread over RocksDB, the peer transport, and the gRPC services.
+//! - `client` (feature `driver`): a client that fails over between the members of a region.
 //!
 //! # Example: a one-node region orders a call
 //!
@@ -52,10 +55,16 @@
 #![deny(missing_docs)]
 
 mod bytes;
+#[cfg(feature = "driver")]
+pub mod client;
 pub mod dedup;
+#[cfg(feature = "driver")]
+pub mod driver;
 pub mod node;
 pub mod record;
 pub mod region_log;
+#[cfg(feature = "driver")]
+pub mod service;
 
 pub use dedup::{
     DEDUP_CLIENTS_MAX, DEDUP_IDLE_POSITIONS_MAX, DEDUP_WINDOW_MAX, DedupLimits, DedupTable,

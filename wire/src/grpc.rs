@@ -17,6 +17,8 @@ use crate::proto::{
     coordinator_peer_client::CoordinatorPeerClient,
     coordinator_peer_server::{CoordinatorPeer, CoordinatorPeerServer},
     coordinator_server::{Coordinator, CoordinatorServer},
+    region_admin_client::RegionAdminClient,
+    region_admin_server::{RegionAdmin, RegionAdminServer},
     region_client_client::RegionClientClient,
     region_client_server::{RegionClient, RegionClientServer},
     region_epochs_client::RegionEpochsClient,
@@ -125,6 +127,14 @@ service_constructors!(
     RegionPeer,
     RegionPeerServer,
     RegionPeerClient
+);
+service_constructors!(
+    "RegionAdmin",
+    region_admin_server,
+    region_admin_client,
+    RegionAdmin,
+    RegionAdminServer,
+    RegionAdminClient
 );
 service_constructors!(
     "RegionEpochs",

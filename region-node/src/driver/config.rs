@@ -1,0 +1,149 @@
+//! [`DriverConfig`]: what one production node needs to run, usually taken from a topology
+//! file with [`DriverConfig::from_topology`].
+
+use std::path::PathBuf;
+
+use dsss_topology::Topology;
+use dsss_wire::RegionId;
+
+use crate::RegionNodeConfig;
+
+/// The default interval between two raft ticks, in microseconds. With the raft group's
+/// default of 10 ticks per election timeout and 2 per heartbeat, a leader that dies is
+/// replaced after 200 to 400 ms, and heartbeats go out every 40 ms.
+pub const TICK_INTERVAL_US_DEFAULT: u64 = 20_000;
+
+/// The shortest tick interval a driver accepts, in microseconds: shorter ticks would spend the
+/// node loop on timers rather than on requests.
+pub const TICK_INTERVAL_US_MIN: u64 = 1_000;
+
+/// The longest tick interval a driver accepts, in microseconds.
+pub const TICK_INTERVAL_US_MAX: u64 = 10_000_000;
+
+/// Another member of the region and where to reach it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerAddress {
+    /// Its node id.
+    pub node_id: u64,
+    /// `host:port` of its gRPC server.
+    pub address: String,
+}
+
+/// The settings of one production node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// The sans-IO node's settings: node id, initial members, region, raft ticks.
+    pub node: RegionNodeConfig,
+    /// `host:port` the node's gRPC server listens on.
+    pub listen_address: String,
+    /// The directory of the node's RocksDB store; created when missing.
+    pub data_dir: PathBuf,
+    /// The other nodes of the region that this node may exchange raft messages with.
+    pub peers: Vec<PeerAddress>,
+    /// The interval between two raft ticks.
+    pub tick_interval_us: u64,
+}
+
+/// Why a topology does not give a configuration for a node.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DriverConfigError {
+    /// The node id is not in the topology.
+    #[error("node {node_id} is not in the topology (its nodes are {known:?})")]
+    UnknownNode {
+        /// The id asked for.
+        node_id: u64,
+        /// Every node id of the topology.
+        known: Vec<u64>,
+    },
+    /// The node's region id is not a valid region id for records.
+    #[error("region id {region:?}: {reason}")]
+    InvalidRegion {
+        /// The region id.
+        region: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A setting is out of range.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DriverConfig {
+    /// The configuration of node `node_id` of `topology`: its address and data directory as
+    /// listed, the other nodes of its region as peers, and the region's nodes as the initial
+    /// members of the raft group. With `join`, the node starts with no initial members and
+    /// waits to be added to an existing group (as a learner first).
+    pub fn from_topology(
+        topology: &Topology,
+        node_id: u64,
+        join: bool,
+    ) -> Result<DriverConfig, DriverConfigError> {
+        let (region, node) = topology
+            .nodes()
+            .find(|(_, node)| node.id == node_id)
+            .ok_or_else(|| DriverConfigError::UnknownNode {
+                node_id,
+                known: topology.nodes().map(|(_, node)| node.id).collect(),
+            })?;
+        let region_id =
+            RegionId::new(region.id.clone()).map_err(|error| DriverConfigError::InvalidRegion {
+                region: region.id.clone(),
+                reason: error.to_string(),
+            })?;
+        let initial_members = if join {
+            Vec::new()
+        } else {
+            region.nodes.iter().map(|member| member.id).collect()
+        };
+        let mut node_config = RegionNodeConfig::new(node_id, initial_members, region_id);
+        node_config.max_clock_skew_us = topology.cluster.max_clock_skew_us;
+        let peers = region
+            .nodes
+            .iter()
+            .filter(|member| member.id != node_id)
+            .map(|member| PeerAddress {
+                node_id: member.id,
+                address: member.address.clone(),
+            })
+            .collect();
+        let config = DriverConfig {
+            node: node_config,
+            listen_address: node.address.clone(),
+            data_dir: node.data_dir.clone(),
+            peers,
+            tick_interval_us: TICK_INTERVAL_US_DEFAULT,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every setting, naming the first that is wrong.
+    pub fn validate(&self) -> Result<(), DriverConfigError> {
+        self.node.validate().map_err(DriverConfigError::Invalid)?;
+        if !(TICK_INTERVAL_US_MIN..=TICK_INTERVAL_US_MAX).contains(&self.tick_interval_us) {
+            return Err(DriverConfigError::Invalid(format!(
+                "tick_interval_us {} is outside {TICK_INTERVAL_US_MIN}..={TICK_INTERVAL_US_MAX}",
+                self.tick_interval_us
+            )));
+        }
+        let own_id = self.node.group.node_id;
+        if let Some(peer) = self.peers.iter().find(|peer| peer.node_id == own_id) {
+            return Err(DriverConfigError::Invalid(format!(
+                "peer list names the node itself ({}, at {})",
+                peer.node_id, peer.address
+            )));
+        }
+        Ok(())
+    }
+
+    /// The address of `node_id`, this node or a peer.
+    pub fn address_of(&self, node_id: u64) -> Option<&str> {
+        if node_id == self.node.group.node_id {
+            return Some(&self.listen_address);
+        }
+        self.peers
+            .iter()
+            .find(|peer| peer.node_id == node_id)
+            .map(|peer| peer.address.as_str())
+    }
+}

@@ -1,0 +1,543 @@
+//! The node loop: one dedicated OS thread that owns the [`RegionNode`] and its RocksDB store.
+//!
+//! RocksDB's fsync blocks, so the node does not live on the tokio runtime: the gRPC services
+//! send it [`NodeEvent`]s over a bounded channel and wait for the answers on oneshot channels.
+//! One iteration of the loop:
+//!
+//! 1. waits for an event or for the next tick, whichever comes first (no wait when the node
+//!    still has raft work left from the previous iteration);
+//! 2. takes that event and every other queued one, up to [`EVENTS_PER_ITERATION_MAX`];
+//! 3. ticks raft when the tick interval has passed;
+//! 4. calls [`RegionNode::handle_ready`] ONCE, whose [`ReadyIo`] syncs RocksDB and hands raft
+//!    messages to the peer transport;
+//! 5. drains the node's replies to the waiting proposers and its log events to the
+//!    subscribers.
+//!
+//! While one sync runs, new requests queue in the channel and all of them share the next
+//! sync: group commit falls out of the loop's shape, and the node batches the queued
+//! proposals into as few raft entries as its bounds allow.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use dsss_raft_group::raft::eraftpb::Message;
+use dsss_raft_group::{RAFT_LOG, RAFT_STATE, ReadyError, ReadyIo, StoreError, WriteBatch};
+use dsss_rocksdb_store::RocksDbStore;
+use dsss_wire::{
+    ClientId, PhysicalClock, Record, RegionId, RequestSequence, SystemClock, Timestamp,
+};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::driver::peer::PeerSenders;
+use crate::{
+    LogEvent, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest, REGION_LOG, REGION_STATE,
+    RegionNode, RegionNodeConfig, RegionNodeError, RegionStatus, Reply, WAITERS_MAX,
+};
+
+/// The most events waiting in the node's channel. A sender that finds it full gets an error
+/// at once (a proposal is refused as overloaded, a raft message is dropped and retransmitted
+/// by raft), so the node's memory stays bounded whatever the clients do.
+pub const EVENTS_QUEUED_MAX: usize = 16_384;
+
+/// The most events one iteration of the loop takes before it runs a round of raft work, so
+/// that a flood of requests cannot starve ticks and syncs.
+pub const EVENTS_PER_ITERATION_MAX: usize = 4_096;
+
+/// The most records one [`NodeEvent::ReadLog`] returns.
+pub const LOG_READ_RECORDS_MAX: usize = 1_024;
+
+/// The most log events kept for subscribers that have not read them yet. A subscriber that
+/// falls further behind reads the log itself again (see [`crate::service`]).
+pub const LOG_EVENTS_BROADCAST_MAX: usize = 16_384;
+
+/// The most proposals the driver keeps waiting for an answer: the node's own bounds on
+/// queued and waiting proposals together.
+pub const PROPOSE_WAITERS_MAX: usize = WAITERS_MAX + PROPOSALS_PENDING_MAX;
+
+/// The most ticks the loop runs at once to catch up after a stall (a long sync), so that a
+/// stall does not turn into a burst of elections.
+const CATCH_UP_TICKS_MAX: u32 = 2;
+
+/// The answer to one proposal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProposeOutcome {
+    /// The record is in the region log at `position`: committed on a majority and applied on
+    /// this node.
+    Committed {
+        /// Its position.
+        position: u64,
+        /// The timestamp the record carries, when the node still retains the record.
+        timestamp: Option<Timestamp>,
+        /// True when the node answered from its dedup table: the call was committed before,
+        /// and this answer repeats that first commit.
+        duplicate: bool,
+    },
+    /// The node did not order the call.
+    Refused(ProposeError),
+}
+
+/// A change of the region's membership, or of its leader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Add a node as a learner: it catches up without counting for the quorum.
+    AddLearner(u64),
+    /// Make a learner a voter.
+    Promote(u64),
+    /// Remove a node from the group.
+    Remove(u64),
+    /// Hand leadership to a node (only the leader acts on it).
+    TransferLeader(u64),
+}
+
+/// The node's state, with the driver's own facts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The sans-IO node's status.
+    pub node: RegionStatus,
+    /// The region the node serves.
+    pub region: RegionId,
+    /// The physical clock when the status was taken, in microseconds since the UNIX epoch.
+    pub physical_now_us: u64,
+    /// The node's hybrid logical clock as of its last input.
+    pub hybrid_last: Timestamp,
+    /// The clock skew the node tolerates.
+    pub max_clock_skew_us: u64,
+    /// Raft messages the node could not take (malformed or refused) since it started.
+    pub raft_messages_refused: u64,
+}
+
+/// A piece of the region log, read on the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRead {
+    /// Records from the position asked for, in order, with their positions; empty when the
+    /// position is not retained or not yet applied.
+    pub records: Vec<(u64, Record)>,
+    /// The oldest position the node retains: a read from below it finds nothing.
+    pub first_retained_position: u64,
+    /// The position the next applied record will take.
+    pub next_position: u64,
+}
+
+/// An event for the node loop.
+#[derive(Debug)]
+pub enum NodeEvent {
+    /// A client's proposal and where to send its answer.
+    Propose {
+        /// The call.
+        request: ProposeRequest,
+        /// Where the answer goes.
+        reply: oneshot::Sender<ProposeOutcome>,
+    },
+    /// Raft messages from a peer, already decoded.
+    RaftMessages(Vec<Message>),
+    /// A status query.
+    Status(oneshot::Sender<NodeStatus>),
+    /// A read of at most `records_max` records from `from_position` (at most
+    /// [`LOG_READ_RECORDS_MAX`]).
+    ReadLog {
+        /// The first position wanted.
+        from_position: u64,
+        /// The most records wanted.
+        records_max: usize,
+        /// Where the answer goes.
+        reply: oneshot::Sender<LogRead>,
+    },
+    /// Where a member lives: starts a raft transport to it. Answered true when something
+    /// changed.
+    AddPeer {
+        /// The member.
+        node_id: u64,
+        /// Its `host:port`.
+        address: String,
+        /// Where the answer goes.
+        reply: oneshot::Sender<bool>,
+    },
+    /// A membership change, answered once it is proposed (not once it is applied).
+    Membership {
+        /// The change.
+        change: MembershipChange,
+        /// Where the answer goes: an error says why the change was not proposed.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// Why the node loop could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeLoopError {
+    /// The RocksDB store could not be opened.
+    #[error("opening the store in {path}: {error}")]
+    OpenStore {
+        /// The data directory.
+        path: PathBuf,
+        /// What RocksDB said.
+        error: StoreError,
+    },
+    /// The node could not be opened over its store.
+    #[error("opening the region node from {path}: {error}")]
+    OpenNode {
+        /// The data directory.
+        path: PathBuf,
+        /// What went wrong.
+        error: RegionNodeError,
+    },
+    /// A round of raft work failed (a sync failed): the node stopped acknowledging and must
+    /// be started again from what its store holds.
+    #[error("a raft round failed, the node stopped: {0}")]
+    Ready(#[from] ReadyError),
+    /// The node thread could not be started or ended without a word.
+    #[error("the node thread: {0}")]
+    Thread(String),
+}
+
+/// What the node loop needs to start.
+pub struct NodeLoopSettings {
+    /// The sans-IO node's settings.
+    pub node: RegionNodeConfig,
+    /// The RocksDB directory.
+    pub data_dir: PathBuf,
+    /// The raft tick interval.
+    pub tick_interval: Duration,
+    /// The peer transport's queues.
+    pub peers: PeerSenders,
+}
+
+/// The running node loop.
+pub struct NodeLoopHandle {
+    events: SyncSender<NodeEvent>,
+    log_events: broadcast::Sender<Arc<LogEvent>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<(), NodeLoopError>>>,
+    exited: Option<oneshot::Receiver<()>>,
+}
+
+impl NodeLoopHandle {
+    /// A sender of events to the node.
+    pub fn events(&self) -> SyncSender<NodeEvent> {
+        self.events.clone()
+    }
+
+    /// A sender that subscribes to the node's log events.
+    pub fn log_events(&self) -> broadcast::Sender<Arc<LogEvent>> {
+        self.log_events.clone()
+    }
+
+    /// Resolves when the loop has stopped, by request or by failure. Resolves at once when
+    /// called a second time.
+    pub async fn exited(&mut self) {
+        if let Some(exited) = self.exited.as_mut() {
+            let _ = exited.await;
+            self.exited = None;
+        }
+    }
+
+    /// Asks the loop to stop and waits for the thread, returning why it stopped if it failed.
+    /// The loop notices the request within one tick interval.
+    pub fn stop(mut self) -> Result<(), NodeLoopError> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<(), NodeLoopError> {
+        match self.thread.take() {
+            Some(thread) => thread.join().unwrap_or_else(|_| {
+                Err(NodeLoopError::Thread(
+                    "the node thread panicked; see the log above".to_owned(),
+                ))
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for NodeLoopHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.join();
+    }
+}
+
+/// Opens the store and the node on a new thread and starts the loop. Returns once the node is
+/// open (or could not be opened).
+pub fn spawn(settings: NodeLoopSettings) -> Result<NodeLoopHandle, NodeLoopError> {
+    let (events, receiver) = std::sync::mpsc::sync_channel(EVENTS_QUEUED_MAX);
+    let (log_events, _) = broadcast::channel(LOG_EVENTS_BROADCAST_MAX);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (opened_sender, opened_receiver) = std::sync::mpsc::channel();
+    let (exited_sender, exited_receiver) = oneshot::channel();
+    let thread_log_events = log_events.clone();
+    let thread_stop = stop.clone();
+    let node_id = settings.node.group.node_id;
+    let thread = std::thread::Builder::new()
+        .name(format!("dsss-node-{node_id}"))
+        .spawn(move || {
+            let outcome = match open(&settings) {
+                Ok((node, store)) => {
+                    let _ = opened_sender.send(Ok(()));
+                    let mut node_loop = NodeLoop {
+                        node,
+                        store,
+                        peers: settings.peers,
+                        events: receiver,
+                        log_events: thread_log_events,
+                        stop: thread_stop,
+                        tick_interval: settings.tick_interval,
+                        waiters: HashMap::new(),
+                        raft_messages_refused: 0,
+                        region: settings.node.region.clone(),
+                    };
+                    node_loop.run()
+                }
+                Err(error) => {
+                    let _ = opened_sender.send(Err(error.to_string()));
+                    Err(error)
+                }
+            };
+            if let Err(error) = &outcome {
+                tracing::error!(node_id, %error, "the node loop stopped");
+            }
+            let _ = exited_sender.send(());
+            outcome
+        })
+        .map_err(|error| NodeLoopError::Thread(format!("cannot start the node thread: {error}")))?;
+    let mut handle = NodeLoopHandle {
+        events,
+        log_events,
+        stop,
+        thread: Some(thread),
+        exited: Some(exited_receiver),
+    };
+    match opened_receiver.recv() {
+        Ok(Ok(())) => Ok(handle),
+        // The thread reported the error and returned it: join to hand back the typed error.
+        Ok(Err(_)) | Err(_) => match handle.join() {
+            Err(error) => Err(error),
+            Ok(()) => Err(NodeLoopError::Thread(
+                "the node thread ended before opening the node".to_owned(),
+            )),
+        },
+    }
+}
+
+fn open(settings: &NodeLoopSettings) -> Result<(RegionNode, RocksDbStore), NodeLoopError> {
+    let path = settings.data_dir.clone();
+    let mut store = RocksDbStore::open(&path, &[RAFT_LOG, RAFT_STATE, REGION_LOG, REGION_STATE])
+        .map_err(|error| NodeLoopError::OpenStore {
+            path: path.clone(),
+            error,
+        })?;
+    let node = RegionNode::open(settings.node.clone(), &mut store)
+        .map_err(|error| NodeLoopError::OpenNode { path, error })?;
+    Ok((node, store))
+}
+
+/// The [`ReadyIo`] of the production node: every batch is synced to RocksDB before raft goes
+/// on, and messages go to the peer transport's queues without waiting.
+struct DriverIo<'a> {
+    store: &'a mut RocksDbStore,
+    peers: &'a PeerSenders,
+}
+
+impl ReadyIo for DriverIo<'_> {
+    fn persist(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        dsss_raft_group::DurableStore::write(self.store, batch, true)
+    }
+
+    fn send(&mut self, messages: Vec<Message>) {
+        self.peers.send(messages);
+    }
+}
+
+/// Where the answers of one (client, sequence) go: a retry while the first attempt still
+/// waits adds a second sender, and both get the answer.
+type Waiters = HashMap<(ClientId, RequestSequence), Vec<oneshot::Sender<ProposeOutcome>>>;
+
+struct NodeLoop {
+    node: RegionNode,
+    store: RocksDbStore,
+    peers: PeerSenders,
+    events: Receiver<NodeEvent>,
+    log_events: broadcast::Sender<Arc<LogEvent>>,
+    stop: Arc<AtomicBool>,
+    tick_interval: Duration,
+    waiters: Waiters,
+    raft_messages_refused: u64,
+    region: RegionId,
+}
+
+impl NodeLoop {
+    fn run(&mut self) -> Result<(), NodeLoopError> {
+        let mut next_tick = Instant::now() + self.tick_interval;
+        while !self.stop.load(Ordering::SeqCst) {
+            let wait = if self.node.has_ready() {
+                Duration::ZERO
+            } else {
+                next_tick.saturating_duration_since(Instant::now())
+            };
+            match self.events.recv_timeout(wait) {
+                Ok(event) => self.handle_event(event),
+                Err(RecvTimeoutError::Timeout) => {}
+                // Every sender is gone: the services stopped, so the node stops too.
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            for _ in 1..EVENTS_PER_ITERATION_MAX {
+                match self.events.try_recv() {
+                    Ok(event) => self.handle_event(event),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            let now = Instant::now();
+            let mut ticks = 0;
+            while now >= next_tick && ticks < CATCH_UP_TICKS_MAX {
+                self.node.handle_tick(SystemClock.now_us());
+                next_tick += self.tick_interval;
+                ticks += 1;
+            }
+            if now >= next_tick {
+                // Ticks lost in a stall are not replayed: raft measures time in ticks, and a
+                // burst of them would start elections for no reason.
+                next_tick = now + self.tick_interval;
+            }
+            self.run_ready()?;
+        }
+        Ok(())
+    }
+
+    fn run_ready(&mut self) -> Result<(), NodeLoopError> {
+        if self.node.has_ready() {
+            let mut io = DriverIo {
+                store: &mut self.store,
+                peers: &self.peers,
+            };
+            self.node.handle_ready(&mut io)?;
+        }
+        self.deliver_replies(false);
+        while let Some(event) = self.node.poll_log_event() {
+            // No subscriber is not an error: the event is in the log for later readers.
+            let _ = self.log_events.send(Arc::new(event));
+        }
+        Ok(())
+    }
+
+    fn handle_event(&mut self, event: NodeEvent) {
+        match event {
+            NodeEvent::Propose { request, reply } => self.handle_propose(request, reply),
+            NodeEvent::RaftMessages(messages) => {
+                for message in messages {
+                    if let Err(error) = self.node.handle_raft_message_decoded(message) {
+                        self.raft_messages_refused += 1;
+                        tracing::debug!(%error, "raft message refused");
+                    }
+                }
+            }
+            NodeEvent::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            NodeEvent::ReadLog {
+                from_position,
+                records_max,
+                reply,
+            } => {
+                let _ = reply.send(self.read_log(from_position, records_max));
+            }
+            NodeEvent::AddPeer {
+                node_id,
+                address,
+                reply,
+            } => {
+                let _ = reply.send(self.peers.add(node_id, &address));
+            }
+            NodeEvent::Membership { change, reply } => {
+                let _ = reply.send(self.change_membership(change));
+            }
+        }
+    }
+
+    fn handle_propose(&mut self, request: ProposeRequest, reply: oneshot::Sender<ProposeOutcome>) {
+        let key = (request.client_id, request.request_sequence);
+        let waiting = self.waiters.contains_key(&key);
+        if !waiting && self.waiters.len() >= PROPOSE_WAITERS_MAX {
+            let _ = reply.send(ProposeOutcome::Refused(ProposeError::Overloaded));
+            return;
+        }
+        // Answers that come out of `handle_propose` itself come from the dedup table (a call
+        // committed before) or are refusals; none of them waited for a round.
+        self.waiters.entry(key).or_default().push(reply);
+        self.node.handle_propose(SystemClock.now_us(), request);
+        self.deliver_replies(true);
+    }
+
+    fn deliver_replies(&mut self, immediate: bool) {
+        while let Some(reply) = self.node.poll_reply() {
+            let key = reply.key();
+            let Some(senders) = self.waiters.remove(&key) else {
+                continue;
+            };
+            let outcome = match reply {
+                Reply::Proposed { position, .. } => ProposeOutcome::Committed {
+                    position,
+                    timestamp: self
+                        .node
+                        .region_log()
+                        .record(position)
+                        .map(|stored| stored.record.timestamp),
+                    duplicate: immediate,
+                },
+                Reply::Refused { error, .. } => ProposeOutcome::Refused(error),
+            };
+            for sender in senders {
+                // The caller may have given up (its deadline passed): nothing to do.
+                let _ = sender.send(outcome.clone());
+            }
+        }
+    }
+
+    fn status(&self) -> NodeStatus {
+        NodeStatus {
+            node: self.node.status(),
+            region: self.region.clone(),
+            physical_now_us: SystemClock.now_us(),
+            hybrid_last: self.node.clock().last(),
+            max_clock_skew_us: self.node.clock().max_skew_us(),
+            raft_messages_refused: self.raft_messages_refused,
+        }
+    }
+
+    fn read_log(&self, from_position: u64, records_max: usize) -> LogRead {
+        let log = self.node.region_log();
+        let records_max = records_max.min(LOG_READ_RECORDS_MAX);
+        let mut records = Vec::new();
+        if from_position >= log.first_retained_position() {
+            let mut position = from_position;
+            while records.len() < records_max {
+                let Some(stored) = log.record(position) else {
+                    break;
+                };
+                records.push((position, stored.record.clone()));
+                position += 1;
+            }
+        }
+        LogRead {
+            records,
+            first_retained_position: log.first_retained_position(),
+            next_position: log.next_position(),
+        }
+    }
+
+    fn change_membership(&mut self, change: MembershipChange) -> Result<(), String> {
+        let outcome = match change {
+            MembershipChange::AddLearner(node_id) => self.node.add_learner(node_id),
+            MembershipChange::Promote(node_id) => self.node.promote_member(node_id),
+            MembershipChange::Remove(node_id) => self.node.remove_member(node_id),
+            MembershipChange::TransferLeader(node_id) => {
+                self.node.transfer_leader(node_id);
+                Ok(())
+            }
+        };
+        outcome.map_err(|error| error.to_string())
+    }
+}

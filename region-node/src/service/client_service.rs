@@ -1,0 +1,528 @@
+//! `RegionClient`: the service application instances call on any node of their region.
+//!
+//! - `Propose` answers once the record is committed and applied on this node, with its
+//!   position; or NotLeader with the leader's id and address when the node knows no leader;
+//!   or an error status that says what to do. A proposal that cannot complete within the
+//!   caller's deadline fails with `DEADLINE_EXCEEDED`; its retry with the same
+//!   (client id, sequence) is applied once. Each client id may have at most
+//!   [`CLIENT_PROPOSALS_IN_FLIGHT_MAX`] proposals in flight (`RESOURCE_EXHAUSTED` beyond).
+//! - `Subscribe(from)` streams the region log in order from any member: first what the node
+//!   has applied (read from the node's log, which is the RocksDB region log as recovered and
+//!   kept in step with it), then every new record as the node applies it. Positions never
+//!   repeat and never skip (beyond filtered-out records, which `through_position` covers),
+//!   so a caller resumes from any position after a disconnect.
+//! - `Status` describes the node.
+//!
+//! A malformed request gets `INVALID_ARGUMENT` naming the field; the node keeps serving.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dsss_wire::proto::region_client_server::RegionClient;
+use dsss_wire::proto::{self, log_entry, propose_reply};
+use dsss_wire::{
+    Arguments, ClientId, MethodId, OBJECT_IDS_PER_REQUEST_MAX, ObjectId, PROTOCOL_VERSION, Record,
+    RequestSequence, Scope,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::driver::{LOG_READ_RECORDS_MAX, NodeEvent, ProposeOutcome};
+use crate::service::{NodeLink, request_deadline, role_to_wire};
+use crate::{LogEvent, ProposeError, ProposeRequest};
+
+/// The most proposals one client id may have in flight on one node. It stays below the dedup
+/// window of a client ([`crate::DEDUP_WINDOW_MAX`]), so that the retry of any call in flight is
+/// still judged exactly once.
+pub const CLIENT_PROPOSALS_IN_FLIGHT_MAX: usize = 16;
+
+/// The most client ids with proposals in flight on one node.
+pub const CLIENTS_IN_FLIGHT_MAX: usize = 65_536;
+
+/// The deadline of a proposal whose caller gave none, in microseconds.
+pub const PROPOSE_DEADLINE_US_DEFAULT: u64 = 10_000_000;
+
+/// The longest deadline a proposal may have, in microseconds.
+pub const PROPOSE_DEADLINE_US_MAX: u64 = 60_000_000;
+
+/// The part of a caller's deadline, in percent, that the node keeps for the answer to travel
+/// back: the node gives up that much before the caller does, so that the caller sees
+/// `DEADLINE_EXCEEDED` from the node (with a message saying what to do) rather than its own
+/// timer running out.
+pub const PROPOSE_DEADLINE_MARGIN_PERCENT: u32 = 10;
+
+/// The least time, in microseconds, the node keeps for the answer to travel back.
+pub const PROPOSE_DEADLINE_MARGIN_US_MIN: u64 = 5_000;
+
+/// The most `Subscribe` streams one node serves at once.
+pub const SUBSCRIBE_STREAMS_MAX: usize = 1_024;
+
+/// The most replies buffered for one subscriber; a slower subscriber falls behind the live
+/// events and catches up by reading the log.
+pub const SUBSCRIBE_STREAM_REPLIES_BUFFERED_MAX: usize = 16;
+
+/// The `RegionClient` service of one node.
+#[derive(Clone, Debug)]
+pub struct RegionClientService {
+    link: NodeLink,
+    in_flight: Arc<Mutex<HashMap<u64, usize>>>,
+    streams: Arc<Mutex<usize>>,
+}
+
+impl RegionClientService {
+    /// The service over `link`.
+    pub fn new(link: NodeLink) -> Self {
+        RegionClientService {
+            link,
+            in_flight: Arc::new(Mutex::new(HashMap::new())),
+            streams: Arc::new(Mutex::new(0)),
+        }
+    }
+
+    /// Takes one of the client's in-flight slots, or says why not.
+    fn take_slot(&self, client_id: u64) -> Result<InFlightSlot, Status> {
+        let mut in_flight = lock(&self.in_flight);
+        let count = in_flight.get(&client_id).copied().unwrap_or(0);
+        if count >= CLIENT_PROPOSALS_IN_FLIGHT_MAX {
+            return Err(Status::resource_exhausted(format!(
+                "client {client_id} already has {count} proposals in flight on node {}, the \
+                 most a client may have (CLIENT_PROPOSALS_IN_FLIGHT_MAX = \
+                 {CLIENT_PROPOSALS_IN_FLIGHT_MAX}); wait for one to finish",
+                self.link.node_id()
+            )));
+        }
+        if count == 0 && in_flight.len() >= CLIENTS_IN_FLIGHT_MAX {
+            return Err(Status::resource_exhausted(format!(
+                "node {} has proposals in flight from {} clients, the most it serves at once \
+                 (CLIENTS_IN_FLIGHT_MAX = {CLIENTS_IN_FLIGHT_MAX}); retry later",
+                self.link.node_id(),
+                in_flight.len()
+            )));
+        }
+        in_flight.insert(client_id, count + 1);
+        Ok(InFlightSlot {
+            in_flight: self.in_flight.clone(),
+            client_id,
+        })
+    }
+
+    fn take_stream(&self) -> Result<StreamSlot, Status> {
+        let mut streams = lock(&self.streams);
+        if *streams >= SUBSCRIBE_STREAMS_MAX {
+            return Err(Status::resource_exhausted(format!(
+                "node {} serves {} subscriptions, the most it serves at once \
+                 (SUBSCRIBE_STREAMS_MAX = {SUBSCRIBE_STREAMS_MAX}); subscribe to another member",
+                self.link.node_id(),
+                *streams
+            )));
+        }
+        *streams += 1;
+        Ok(StreamSlot {
+            streams: self.streams.clone(),
+        })
+    }
+}
+
+/// One proposal in flight; the slot is given back when it drops.
+struct InFlightSlot {
+    in_flight: Arc<Mutex<HashMap<u64, usize>>>,
+    client_id: u64,
+}
+
+impl Drop for InFlightSlot {
+    fn drop(&mut self) {
+        let mut in_flight = lock(&self.in_flight);
+        if let Some(count) = in_flight.get_mut(&self.client_id) {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.remove(&self.client_id);
+            }
+        }
+    }
+}
+
+/// One open subscription; the slot is given back when it drops.
+struct StreamSlot {
+    streams: Arc<Mutex<usize>>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        *lock(&self.streams) -= 1;
+    }
+}
+
+/// Locks a mutex whose holders never panic while holding it; a poisoned one is still usable
+/// because every critical section leaves the data consistent.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn invalid(request: &str, field: &str, error: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("{request} field {field}: {error}"))
+}
+
+/// Checks a proposal from the wire, naming the first field that is wrong.
+pub fn propose_request_from_wire(request: proto::ProposeRequest) -> Result<ProposeRequest, Status> {
+    let object_id =
+        ObjectId::new(request.object_id).map_err(|error| invalid("propose", "object_id", error))?;
+    let arguments = Arguments::new(request.arguments)
+        .map_err(|error| invalid("propose", "arguments", error))?;
+    let scope =
+        Scope::try_from(request.scope).map_err(|error| invalid("propose", "scope", error))?;
+    Ok(ProposeRequest {
+        client_id: ClientId(request.client_id),
+        request_sequence: RequestSequence(request.request_sequence),
+        object_id,
+        method_id: MethodId(request.method_id),
+        arguments,
+        scope,
+    })
+}
+
+/// The wire form of one log record at `position`.
+pub fn log_entry_to_wire(position: u64, record: &Record) -> proto::LogEntry {
+    let scope = record.scope;
+    let wire = proto::Record::from(record.clone());
+    let entry = match scope {
+        Scope::Regional => log_entry::Entry::Regional(wire),
+        // The region node orders global records as pending until the coordinator's sealed
+        // epochs land in the region log.
+        Scope::Global => {
+            log_entry::Entry::PendingGlobal(proto::PendingGlobalRecord { record: Some(wire) })
+        }
+    };
+    proto::LogEntry {
+        position,
+        entry: Some(entry),
+    }
+}
+
+fn refused_status(node_id: u64, error: &ProposeError) -> Status {
+    match error {
+        ProposeError::NotLeader { .. } => Status::unavailable(error.to_string()),
+        ProposeError::Overloaded => Status::resource_exhausted(format!(
+            "node {node_id} is overloaded: too many proposals waiting; retry later with the \
+             same request_sequence"
+        )),
+        ProposeError::Dropped => Status::unavailable(format!(
+            "node {node_id}: the proposal was dropped before it was ordered (a leader change or \
+             a timeout); retry with the same request_sequence, which is applied at most once"
+        )),
+        ProposeError::TooOld { floor } => Status::failed_precondition(format!(
+            "request_sequence is too old: the region only judges this client's sequences from \
+             {floor} on, so it cannot tell whether this call was applied"
+        )),
+    }
+}
+
+#[tonic::async_trait]
+impl RegionClient for RegionClientService {
+    async fn propose(
+        &self,
+        request: Request<proto::ProposeRequest>,
+    ) -> Result<Response<proto::ProposeReply>, Status> {
+        let deadline = request_deadline(
+            request.metadata(),
+            Duration::from_micros(PROPOSE_DEADLINE_US_DEFAULT),
+            Duration::from_micros(PROPOSE_DEADLINE_US_MAX),
+        );
+        let request = propose_request_from_wire(request.into_inner())?;
+        let _slot = self.take_slot(request.client_id.get())?;
+        let (sender, receiver) = oneshot::channel();
+        self.link.send(NodeEvent::Propose {
+            request,
+            reply: sender,
+        })?;
+        let margin = (deadline * PROPOSE_DEADLINE_MARGIN_PERCENT / 100)
+            .max(Duration::from_micros(PROPOSE_DEADLINE_MARGIN_US_MIN));
+        let budget = deadline.saturating_sub(margin);
+        let outcome = match tokio::time::timeout(budget, receiver).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => return Err(super::node_stopped(self.link.node_id())),
+            Err(_) => {
+                return Err(Status::deadline_exceeded(format!(
+                    "node {}: the proposal was not committed within its deadline of {} ms; \
+                     retry with the same request_sequence, which is applied at most once",
+                    self.link.node_id(),
+                    deadline.as_millis()
+                )));
+            }
+        };
+        let outcome = match outcome {
+            ProposeOutcome::Committed {
+                position,
+                timestamp,
+                duplicate,
+            } => propose_reply::Outcome::Committed(proto::ProposeCommitted {
+                position,
+                timestamp: timestamp.map(Into::into),
+                duplicate,
+            }),
+            ProposeOutcome::Refused(ProposeError::NotLeader { leader_hint }) => {
+                propose_reply::Outcome::NotLeader(self.link.not_leader(leader_hint))
+            }
+            ProposeOutcome::Refused(error) => {
+                return Err(refused_status(self.link.node_id(), &error));
+            }
+        };
+        Ok(Response::new(proto::ProposeReply {
+            outcome: Some(outcome),
+        }))
+    }
+
+    type SubscribeStream = ReceiverStream<Result<proto::SubscribeReply, Status>>;
+
+    async fn subscribe(
+        &self,
+        request: Request<proto::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let request = request.into_inner();
+        if request.from_position == 0 {
+            return Err(invalid(
+                "subscribe",
+                "from_position",
+                "must be at least 1 (positions count from 1)",
+            ));
+        }
+        if request.object_ids.len() > OBJECT_IDS_PER_REQUEST_MAX {
+            return Err(invalid(
+                "subscribe",
+                "object_ids",
+                format!(
+                    "{} ids, more than the {OBJECT_IDS_PER_REQUEST_MAX} a request may list",
+                    request.object_ids.len()
+                ),
+            ));
+        }
+        let mut filter = HashSet::new();
+        for (index, object_id) in request.object_ids.into_iter().enumerate() {
+            let object_id = ObjectId::new(object_id)
+                .map_err(|error| invalid("subscribe", &format!("object_ids[{index}]"), error))?;
+            filter.insert(object_id);
+        }
+        let slot = self.take_stream()?;
+        let (sender, receiver) = mpsc::channel(SUBSCRIBE_STREAM_REPLIES_BUFFERED_MAX);
+        let subscription = Subscription {
+            link: self.link.clone(),
+            next_position: request.from_position,
+            filter,
+            sender,
+        };
+        tokio::spawn(async move {
+            subscription.run().await;
+            drop(slot);
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
+    async fn fetch_checkpoint(
+        &self,
+        _request: Request<proto::FetchCheckpointRequest>,
+    ) -> Result<Response<proto::FetchCheckpointReply>, Status> {
+        Err(Status::unimplemented(
+            "this region node does not keep checkpoints yet; start from position 1",
+        ))
+    }
+
+    async fn upload_checkpoint(
+        &self,
+        _request: Request<proto::UploadCheckpointRequest>,
+    ) -> Result<Response<proto::UploadCheckpointReply>, Status> {
+        Err(Status::unimplemented(
+            "this region node does not keep checkpoints yet",
+        ))
+    }
+
+    async fn sync(
+        &self,
+        _request: Request<proto::SyncRequest>,
+    ) -> Result<Response<proto::SyncReply>, Status> {
+        Err(Status::unimplemented(
+            "barriers need the global coordinator, which this region node does not reach yet",
+        ))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<proto::StatusRequest>,
+    ) -> Result<Response<proto::StatusReply>, Status> {
+        let status = self.link.status().await?;
+        let node = &status.node;
+        // Positions are assigned when records are applied, so the highest position this node
+        // knows to be committed is the last one it applied.
+        let applied_position = node.next_position.saturating_sub(1);
+        Ok(Response::new(proto::StatusReply {
+            node_id: node.node_id,
+            region: status.region.as_str().to_owned(),
+            role: role_to_wire(node.role).into(),
+            leader_node_id: node.leader_id.unwrap_or(0),
+            term: node.term,
+            commit_position: applied_position,
+            applied_position,
+            sealed_epoch_number: 0,
+            protocol_version: PROTOCOL_VERSION,
+            clock: Some(proto::ClockHealth {
+                hybrid_now: Some(status.hybrid_last.into()),
+                physical_now_us: status.physical_now_us,
+                max_skew_us: status.max_clock_skew_us,
+                rejected_timestamps: 0,
+            }),
+        }))
+    }
+}
+
+/// One subscriber's stream: reads the log from its position, then follows the node's log
+/// events, reading the log again whenever the events skip ahead (it fell behind, or the node
+/// restored a snapshot).
+struct Subscription {
+    link: NodeLink,
+    next_position: u64,
+    filter: HashSet<ObjectId>,
+    sender: mpsc::Sender<Result<proto::SubscribeReply, Status>>,
+}
+
+/// Why a subscription stops following events and reads the log.
+enum Follow {
+    /// The events skipped ahead: read the log.
+    CatchUp,
+    /// The subscriber is gone or the stream ended.
+    Stop,
+    /// The node is stopping: tell the subscriber where to resume.
+    Shutdown,
+}
+
+impl Subscription {
+    async fn run(mut self) {
+        let mut stopping = self.link.stopping();
+        let watcher = self.sender.clone();
+        // Subscribing before the first read means no event can fall between the read and
+        // the events: anything applied after the read is in the events.
+        let mut events = self.link.subscribe_log();
+        loop {
+            if !self.catch_up().await {
+                return;
+            }
+            let follow = tokio::select! {
+                follow = self.follow(&mut events) => follow,
+                _ = watcher.closed() => Follow::Stop,
+                _ = stopping.wait_for(|stopping| *stopping) => Follow::Shutdown,
+            };
+            match follow {
+                Follow::CatchUp => {}
+                Follow::Stop => return,
+                Follow::Shutdown => {
+                    let _ = self
+                        .sender
+                        .send(Err(Status::unavailable(format!(
+                            "node {} is shutting down; resume from position {} on another \
+                             member",
+                            self.link.node_id(),
+                            self.next_position
+                        ))))
+                        .await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads the log until this subscriber has everything the node applied. False when the
+    /// stream ended.
+    async fn catch_up(&mut self) -> bool {
+        loop {
+            let read = match self
+                .link
+                .read_log(self.next_position, LOG_READ_RECORDS_MAX)
+                .await
+            {
+                Ok(read) => read,
+                Err(status) => {
+                    let _ = self.sender.send(Err(status)).await;
+                    return false;
+                }
+            };
+            if self.next_position < read.first_retained_position {
+                let _ = self
+                    .sender
+                    .send(Err(Status::out_of_range(format!(
+                        "position {} is no longer retained on node {}: its log starts at \
+                         position {}; start from a checkpoint",
+                        self.next_position,
+                        self.link.node_id(),
+                        read.first_retained_position
+                    ))))
+                    .await;
+                return false;
+            }
+            let Some(&(last_position, _)) = read.records.last() else {
+                return true;
+            };
+            if !self.send_records(&read.records, last_position).await {
+                return false;
+            }
+        }
+    }
+
+    /// Follows the node's log events until they skip ahead of this subscriber.
+    async fn follow(&mut self, events: &mut broadcast::Receiver<Arc<LogEvent>>) -> Follow {
+        loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                Err(broadcast::error::RecvError::Lagged(_)) => return Follow::CatchUp,
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = self
+                        .sender
+                        .send(Err(super::node_stopped(self.link.node_id())))
+                        .await;
+                    return Follow::Stop;
+                }
+            };
+            let mut records = Vec::new();
+            let mut pending = Some(event);
+            while let Some(event) = pending.take() {
+                match &*event {
+                    LogEvent::Applied { position, record } => {
+                        let expected = self.next_position + records.len() as u64;
+                        if *position < expected {
+                            // Already sent, from the log read.
+                        } else if *position == expected {
+                            records.push((*position, record.clone()));
+                        } else {
+                            return Follow::CatchUp;
+                        }
+                    }
+                    LogEvent::Restored { .. } => return Follow::CatchUp,
+                }
+                if records.len() < LOG_READ_RECORDS_MAX {
+                    pending = events.try_recv().ok();
+                }
+            }
+            if let Some(&(last_position, _)) = records.last()
+                && !self.send_records(&records, last_position).await
+            {
+                return Follow::Stop;
+            }
+        }
+    }
+
+    /// Sends the records that pass the filter, saying that everything through
+    /// `through_position` was delivered. False when the subscriber is gone.
+    async fn send_records(&mut self, records: &[(u64, Record)], through_position: u64) -> bool {
+        let entries = records
+            .iter()
+            .filter(|(_, record)| self.filter.is_empty() || self.filter.contains(&record.object_id))
+            .map(|(position, record)| log_entry_to_wire(*position, record))
+            .collect();
+        let reply = proto::SubscribeReply {
+            entries,
+            through_position,
+        };
+        self.next_position = through_position + 1;
+        self.sender.send(Ok(reply)).await.is_ok()
+    }
+}

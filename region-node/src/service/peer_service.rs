@@ -1,0 +1,91 @@
+//! `RegionPeer`: raft messages from the other members of the region.
+//!
+//! A batch is checked whole before any of it reaches the node: it must be addressed to this
+//! node, hold at most [`PEER_BATCH_MESSAGES_MAX`] messages, and every message must decode and
+//! come from the batch's sender. Decoding happens here, on the runtime's threads, so the node
+//! loop only steps messages. When the node's queue is full the batch is dropped and still
+//! acknowledged: raft retransmits, and the sender has nothing better to do with it.
+
+use dsss_raft_group::decode_message;
+use dsss_wire::proto::region_peer_server::RegionPeer;
+use dsss_wire::proto::{self, RaftBatch, RaftBatchAck};
+use dsss_wire::{PhysicalClock, SystemClock};
+use tonic::{Request, Response, Status};
+
+use crate::driver::{NodeEvent, PEER_BATCH_MESSAGES_MAX};
+use crate::service::NodeLink;
+
+/// The `RegionPeer` service of one node.
+#[derive(Clone, Debug)]
+pub struct RegionPeerService {
+    link: NodeLink,
+}
+
+impl RegionPeerService {
+    /// The service over `link`.
+    pub fn new(link: NodeLink) -> Self {
+        RegionPeerService { link }
+    }
+}
+
+fn invalid(field: &str, error: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("raft batch field {field}: {error}"))
+}
+
+#[tonic::async_trait]
+impl RegionPeer for RegionPeerService {
+    async fn deliver(&self, request: Request<RaftBatch>) -> Result<Response<RaftBatchAck>, Status> {
+        let batch = request.into_inner();
+        let node_id = self.link.node_id();
+        if batch.to_node_id != node_id {
+            return Err(invalid(
+                "to_node_id",
+                format!(
+                    "the batch is for node {} but reached node {node_id}",
+                    batch.to_node_id
+                ),
+            ));
+        }
+        if batch.messages.len() > PEER_BATCH_MESSAGES_MAX {
+            return Err(invalid(
+                "messages",
+                format!(
+                    "{} messages, more than the {PEER_BATCH_MESSAGES_MAX} a batch may hold",
+                    batch.messages.len()
+                ),
+            ));
+        }
+        let mut messages = Vec::with_capacity(batch.messages.len());
+        for (index, bytes) in batch.messages.iter().enumerate() {
+            let message = decode_message(bytes)
+                .map_err(|error| invalid(&format!("messages[{index}]"), error))?;
+            if message.from != batch.from_node_id {
+                return Err(invalid(
+                    &format!("messages[{index}].from"),
+                    format!(
+                        "node {} in a batch from node {}",
+                        message.from, batch.from_node_id
+                    ),
+                ));
+            }
+            messages.push(message);
+        }
+        if !messages.is_empty() {
+            // A full queue drops the batch: raft retransmits what is not acknowledged.
+            if let Err(status) = self.link.send(NodeEvent::RaftMessages(messages)) {
+                tracing::debug!(
+                    node_id,
+                    from = batch.from_node_id,
+                    message = status.message(),
+                    "raft batch dropped"
+                );
+            }
+        }
+        Ok(Response::new(RaftBatchAck {
+            sender_time: Some(proto::Timestamp {
+                physical_us: SystemClock.now_us(),
+                logical: 0,
+            }),
+        }))
+    }
+}

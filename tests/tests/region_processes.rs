@@ -1,0 +1,534 @@
+//! A three-node region as three `dsss node` OS processes on loopback, under concurrent clients,
+//! with its leader killed by SIGKILL and restarted. Reference: DESIGN.md section 1
+//! (durability, exactly once, one order) and section 6 (how each guarantee is checked).
+//!
+//! Build the binary first (`cargo build --workspace`, or `cargo test --workspace`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use dsss_region_node::client::{Call, ClientError, RegionClient, RegionConnections};
+use dsss_tests::dsss_binary;
+use dsss_wire::proto::{self, log_entry};
+use dsss_wire::{Record, Scope};
+use tokio::time::{Instant, sleep};
+
+/// The nodes of the test region.
+const NODE_IDS: [u64; 3] = [1, 2, 3];
+
+/// Concurrent clients proposing while the leader is killed.
+const CLIENTS: u64 = 4;
+
+/// The most calls one client makes: the run is bounded in count as well as in time.
+const CALLS_PER_CLIENT_MAX: u64 = 3_000;
+
+/// Generous bound on any one wait of the test (a leader elected, a node caught up). The test
+/// asserts nothing about how fast things happen, only that they happen within this.
+const WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// How often the test polls a condition.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Acknowledgements every client must have before the leader is killed, and again after the
+/// new leader is elected and after the old one is back.
+const ACKS_PER_PHASE: usize = 20;
+
+/// The region's `dsss node` processes, killed when the value drops, so that no process
+/// outlives the test.
+struct RegionProcesses {
+    directory: tempfile::TempDir,
+    topology: PathBuf,
+    addresses: BTreeMap<u64, String>,
+    children: HashMap<u64, Child>,
+    starts: HashMap<u64, u32>,
+}
+
+impl RegionProcesses {
+    /// Writes a one-region topology with free loopback ports into a temporary directory.
+    fn new() -> Self {
+        let directory = tempfile::tempdir().expect("create a temporary directory");
+        let addresses: BTreeMap<u64, String> = NODE_IDS
+            .iter()
+            .map(|&node_id| (node_id, format!("127.0.0.1:{}", free_port())))
+            .collect();
+        let nodes: Vec<String> = addresses
+            .iter()
+            .map(|(node_id, address)| {
+                format!(
+                    "  {{ id = {node_id}, address = \"{address}\", data_dir = \"data/node-{node_id}\" }},"
+                )
+            })
+            .collect();
+        let text = format!(
+            "[cluster]\nname = \"processes\"\nepoch_ms = 10\nsuspicion_timeout_ms = 2000\n\
+             max_clock_skew_ms = 250\nintra_region_delay_ms = 0.2\n\n\
+             [coordinator]\nreplicas = [1]\npreferred_leader = 1\n\n\
+             [[regions]]\nid = \"region-a\"\nnodes = [\n{}\n]\n",
+            nodes.join("\n")
+        );
+        let topology = directory.path().join("topology.toml");
+        fs::write(&topology, text).expect("write the topology");
+        RegionProcesses {
+            directory,
+            topology,
+            addresses,
+            children: HashMap::new(),
+            starts: HashMap::new(),
+        }
+    }
+
+    fn members(&self) -> Vec<(u64, String)> {
+        self.addresses
+            .iter()
+            .map(|(node_id, address)| (*node_id, address.clone()))
+            .collect()
+    }
+
+    fn log_path(&self, node_id: u64, start: u32) -> PathBuf {
+        self.directory
+            .path()
+            .join(format!("node-{node_id}.start-{start}.log"))
+    }
+
+    /// Starts `dsss node` for `node_id`, its output in a log file of the temporary directory.
+    fn start(&mut self, node_id: u64) {
+        let start = self.starts.entry(node_id).or_insert(0);
+        *start += 1;
+        let start = *start;
+        let log = File::create(self.log_path(node_id, start)).expect("create a node log");
+        let child = Command::new(dsss_binary())
+            .args(["node", "--topology"])
+            .arg(&self.topology)
+            .args(["--id", &node_id.to_string()])
+            .current_dir(self.directory.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log file"))
+            .stderr(log)
+            .spawn()
+            .expect("start dsss node");
+        self.children.insert(node_id, child);
+    }
+
+    /// Kills `node_id` with SIGKILL (what `Child::kill` sends on Unix) and reaps it.
+    fn kill(&mut self, node_id: u64) {
+        if let Some(mut child) = self.children.remove(&node_id) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn print_logs(&self) {
+        for (&node_id, &starts) in &self.starts {
+            for start in 1..=starts {
+                let text = fs::read_to_string(self.log_path(node_id, start)).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(40)..];
+                eprintln!(
+                    "--- node {node_id}, start {start} (last {} lines)\n{}",
+                    tail.len(),
+                    tail.join("\n")
+                );
+            }
+        }
+    }
+}
+
+impl Drop for RegionProcesses {
+    fn drop(&mut self) {
+        let node_ids: Vec<u64> = self.children.keys().copied().collect();
+        for node_id in node_ids {
+            self.kill(node_id);
+        }
+        if std::thread::panicking() {
+            self.print_logs();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
+    listener.local_addr().expect("bound address").port()
+}
+
+/// A bounded wait: [`Deadline::check`] panics, naming what was awaited, once [`WAIT_MAX`]
+/// has passed.
+struct Deadline {
+    what: &'static str,
+    started: Instant,
+}
+
+impl Deadline {
+    fn new(what: &'static str) -> Self {
+        Deadline {
+            what,
+            started: Instant::now(),
+        }
+    }
+
+    /// Panics when the wait is over, else sleeps one poll interval.
+    async fn check(&self) {
+        assert!(
+            self.started.elapsed() < WAIT_MAX,
+            "{}: not reached within {WAIT_MAX:?}",
+            self.what
+        );
+        sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Waits until every client's acknowledgement count is at least its `baseline` plus
+/// [`ACKS_PER_PHASE`].
+async fn wait_for_acknowledgements(
+    what: &'static str,
+    counters: &[Arc<AtomicUsize>],
+    baseline: &[usize],
+) {
+    let deadline = Deadline::new(what);
+    while !counters
+        .iter()
+        .zip(baseline)
+        .all(|(counter, before)| counter.load(Ordering::SeqCst) >= before + ACKS_PER_PHASE)
+    {
+        deadline.check().await;
+    }
+}
+
+/// Waits until one of `candidates` reports itself leader, and returns it.
+async fn wait_for_leader(
+    what: &'static str,
+    connections: &RegionConnections,
+    candidates: &[u64],
+) -> u64 {
+    let deadline = Deadline::new(what);
+    loop {
+        if let Some(leader) = leader_among(connections, candidates).await {
+            return leader;
+        }
+        deadline.check().await;
+    }
+}
+
+fn snapshot(counters: &[Arc<AtomicUsize>]) -> Vec<usize> {
+    counters
+        .iter()
+        .map(|counter| counter.load(Ordering::SeqCst))
+        .collect()
+}
+
+/// A leader that one of `candidates` reports and that is itself one of `candidates`.
+async fn leader_among(connections: &RegionConnections, candidates: &[u64]) -> Option<u64> {
+    for &node_id in candidates {
+        if let Ok(status) = connections.status(node_id).await
+            && candidates.contains(&status.leader_node_id)
+            && status.role == proto::NodeRole::Leader as i32
+            && status.node_id == status.leader_node_id
+        {
+            return Some(node_id);
+        }
+    }
+    None
+}
+
+/// What one client saw: the calls acknowledged, each with the position the region gave it.
+#[derive(Debug, Default)]
+struct ClientHistory {
+    acknowledged: Vec<(u64, u64)>,
+    given_up: Vec<(u64, ClientError)>,
+}
+
+fn call_for(client_id: u64, sequence: u64) -> Call {
+    Call {
+        object_id: format!("counter/{client_id}"),
+        method_id: 1,
+        arguments: format!("client {client_id} call {sequence}").into_bytes(),
+        scope: Scope::Regional,
+    }
+}
+
+async fn run_client(
+    connections: RegionConnections,
+    client_id: u64,
+    stop: Arc<AtomicBool>,
+    acknowledged: Arc<AtomicUsize>,
+) -> ClientHistory {
+    let mut client = RegionClient::new(connections, client_id);
+    let mut history = ClientHistory::default();
+    for sequence in 1..=CALLS_PER_CLIENT_MAX {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        match client
+            .propose_with_sequence(sequence, &call_for(client_id, sequence))
+            .await
+        {
+            Ok(committed) => {
+                history.acknowledged.push((sequence, committed.position));
+                acknowledged.fetch_add(1, Ordering::SeqCst);
+            }
+            // Not acknowledged: the call may or may not be in the log, and must not be twice.
+            Err(error) => history.given_up.push((sequence, error)),
+        }
+    }
+    history
+}
+
+fn record_of(entry: &proto::LogEntry) -> Record {
+    let wire = match entry.entry.clone() {
+        Some(log_entry::Entry::Regional(record)) => record,
+        other => panic!(
+            "position {}: expected a regional record, got {other:?}",
+            entry.position
+        ),
+    };
+    Record::try_from(wire).expect("records read back from a node are valid")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_leader_loses_no_acknowledged_record_and_rejoins() {
+    let mut region = RegionProcesses::new();
+    for node_id in NODE_IDS {
+        region.start(node_id);
+    }
+    let connections = RegionConnections::new(&region.members()).expect("valid members");
+
+    let first_leader = wait_for_leader("a first leader is elected", &connections, &NODE_IDS).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters: Vec<Arc<AtomicUsize>> = (0..CLIENTS).map(|_| Arc::default()).collect();
+    let clients: Vec<_> = (1..=CLIENTS)
+        .map(|client_id| {
+            tokio::spawn(run_client(
+                connections.clone(),
+                client_id,
+                stop.clone(),
+                counters[client_id as usize - 1].clone(),
+            ))
+        })
+        .collect();
+    wait_for_acknowledgements(
+        "every client has calls acknowledged",
+        &counters,
+        &vec![0; counters.len()],
+    )
+    .await;
+
+    // SIGKILL the leader in the middle of the clients' calls.
+    region.kill(first_leader);
+    let before_kill = snapshot(&counters);
+    let survivors: Vec<u64> = NODE_IDS
+        .iter()
+        .copied()
+        .filter(|&node_id| node_id != first_leader)
+        .collect();
+    wait_for_leader("the survivors elect a new leader", &connections, &survivors).await;
+    wait_for_acknowledgements(
+        "every client gets calls acknowledged by the new leader",
+        &counters,
+        &before_kill,
+    )
+    .await;
+
+    // The old leader comes back on the same data directory and catches up.
+    region.start(first_leader);
+    let before_restart = snapshot(&counters);
+    wait_for_acknowledgements(
+        "every client gets calls acknowledged after the restart",
+        &counters,
+        &before_restart,
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let mut histories = BTreeMap::new();
+    for (index, client) in clients.into_iter().enumerate() {
+        histories.insert(index as u64 + 1, client.await.expect("client task"));
+    }
+
+    // Every member reaches the same last position, the restarted one included.
+    let deadline = Deadline::new("every member has applied the same log");
+    let last_position = loop {
+        let mut positions = Vec::new();
+        for node_id in NODE_IDS {
+            if let Ok(status) = connections.status(node_id).await {
+                positions.push(status.applied_position);
+            }
+        }
+        if positions.len() == NODE_IDS.len()
+            && positions[0] > 0
+            && positions.iter().all(|&position| position == positions[0])
+        {
+            break positions[0];
+        }
+        deadline.check().await;
+    };
+
+    // Every member's log, read through Subscribe, holds the same records at the same
+    // positions, with no position missing.
+    let mut logs = BTreeMap::new();
+    for node_id in NODE_IDS {
+        let entries = connections
+            .read_log(node_id, 1, last_position, WAIT_MAX)
+            .await
+            .unwrap_or_else(|error| panic!("read node {node_id}'s log: {error}"));
+        let positions: Vec<u64> = entries.iter().map(|entry| entry.position).collect();
+        let expected: Vec<u64> = (1..=last_position).collect();
+        assert_eq!(
+            positions, expected,
+            "node {node_id}'s log has gaps or repeats"
+        );
+        logs.insert(node_id, entries);
+    }
+    let reference = &logs[&NODE_IDS[0]];
+    for node_id in &NODE_IDS[1..] {
+        assert!(
+            logs[node_id] == *reference,
+            "node {node_id}'s log differs from node {}'s",
+            NODE_IDS[0]
+        );
+    }
+
+    // No call is in the log twice, and every acknowledged call is there exactly once, at the
+    // position its client was told.
+    let mut positions_of_calls: BTreeMap<(u64, u64), Vec<u64>> = BTreeMap::new();
+    for entry in reference {
+        let record = record_of(entry);
+        let key = (record.client_id.get(), record.request_sequence.get());
+        assert_eq!(
+            record.arguments.as_bytes(),
+            call_for(key.0, key.1).arguments.as_slice(),
+            "position {} holds the arguments of another call",
+            entry.position
+        );
+        positions_of_calls
+            .entry(key)
+            .or_default()
+            .push(entry.position);
+    }
+    for (key, positions) in &positions_of_calls {
+        assert_eq!(
+            positions.len(),
+            1,
+            "call {key:?} is in the log at {positions:?}"
+        );
+    }
+    let mut acknowledged_total = 0;
+    for (client_id, history) in &histories {
+        for &(sequence, position) in &history.acknowledged {
+            assert_eq!(
+                positions_of_calls.get(&(*client_id, sequence)),
+                Some(&vec![position]),
+                "acknowledged call ({client_id}, {sequence}) is not at its position {position}"
+            );
+        }
+        acknowledged_total += history.acknowledged.len();
+        // A call given up on stays unacknowledged; the region may hold it once or not at all.
+        for (sequence, error) in &history.given_up {
+            eprintln!("client {client_id} gave up call {sequence}: {error}");
+        }
+    }
+    eprintln!(
+        "{acknowledged_total} calls acknowledged, {} records in every member's log; leader \
+         {first_leader} was killed and restarted",
+        last_position
+    );
+    assert!(
+        acknowledged_total >= CLIENTS as usize * ACKS_PER_PHASE * 3,
+        "only {acknowledged_total} calls acknowledged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_node_cleanly_and_its_data_survives_a_restart() {
+    let mut region = RegionProcesses::new();
+    for node_id in NODE_IDS {
+        region.start(node_id);
+    }
+    let connections = RegionConnections::new(&region.members()).expect("valid members");
+    let mut client = RegionClient::new(connections.clone(), 77);
+    let mut last = None;
+    for sequence in 1..=10 {
+        last = Some(
+            client
+                .propose_with_sequence(sequence, &call_for(77, sequence))
+                .await
+                .expect("the region commits calls"),
+        );
+    }
+    let last = last.expect("ten calls were made");
+
+    // SIGTERM every node: each must exit with status 0.
+    for node_id in NODE_IDS {
+        let child = region
+            .children
+            .get_mut(&node_id)
+            .expect("the node was started");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+    for node_id in NODE_IDS {
+        let mut child = region.children.remove(&node_id).expect("started");
+        let status = child.wait().expect("wait for the node");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "node {node_id} exit status after SIGTERM"
+        );
+    }
+    assert!(
+        region
+            .directory
+            .path()
+            .join(Path::new("data/node-1"))
+            .is_dir(),
+        "the data directory was created from the topology"
+    );
+
+    // Restarted on the same data, the region still has every record, and a retry of the last
+    // call is answered with its first position rather than applied again.
+    for node_id in NODE_IDS {
+        region.start(node_id);
+    }
+    let retried = client
+        .propose_with_sequence(10, &call_for(77, 10))
+        .await
+        .expect("the restarted region answers");
+    assert_eq!(retried.position, last.position);
+    assert!(
+        retried.duplicate,
+        "the retry is answered from the dedup table"
+    );
+    let entries = connections
+        .read_log(retried.node_id, 1, last.position, WAIT_MAX)
+        .await
+        .expect("read the log");
+    assert_eq!(entries.len() as u64, last.position);
+}
+
+#[test]
+fn a_node_missing_from_the_topology_is_refused_with_the_known_ids() {
+    let region = RegionProcesses::new();
+    let output = dsss_tests::run_dsss(
+        region.directory.path(),
+        [
+            "node",
+            "--topology",
+            region.topology.to_str().expect("utf-8 path"),
+            "--id",
+            "7",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("node 7 is not in the topology (its nodes are [1, 2, 3])"),
+        "{stderr}"
+    );
+}
