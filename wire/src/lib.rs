@@ -163,6 +163,7 @@ mod tests {
             closed_timestamp: Some(proto::Timestamp::default()),
             sender_node_id: u64::MAX,
             sender_time: Some(proto::Timestamp::default()),
+            incarnation: u64::MAX,
         };
         assert!(batch.encoded_len() <= GRPC_MESSAGE_BYTES_MAX);
     }
