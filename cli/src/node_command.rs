@@ -31,6 +31,11 @@ pub(crate) struct NodeArgs {
     /// The raft tick interval in milliseconds; elections take 10 to 20 ticks, heartbeats 2.
     #[arg(long, value_name = "MS", default_value_t = TICK_INTERVAL_US_DEFAULT / 1_000)]
     tick_ms: u64,
+    /// How many applied raft entries the node keeps before it compacts its raft log (members
+    /// that fall further behind catch up by snapshot). The default suits production; tests
+    /// and drills set it low to exercise catch-up by snapshot.
+    #[arg(long, value_name = "N")]
+    raft_log_entries_max: Option<u64>,
 }
 
 /// Runs the node until a signal stops it, logging to standard error.
@@ -50,8 +55,15 @@ pub(crate) fn run(args: NodeArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
         }
     };
     config.tick_interval_us = args.tick_ms.saturating_mul(1_000);
+    if let Some(entries_max) = args.raft_log_entries_max {
+        config.node.group.log_retention.entries_max = entries_max;
+    }
     if let Err(error) = config.validate() {
-        let _ = writeln!(stderr, "--tick-ms {}: {error}", args.tick_ms);
+        let _ = writeln!(
+            stderr,
+            "--tick-ms {} --raft-log-entries-max {}: {error}",
+            args.tick_ms, config.node.group.log_retention.entries_max
+        );
         return ExitCode::from(EXIT_BAD_INPUT);
     }
     crate::install_logging();

@@ -4,8 +4,12 @@
 //! It proposes calls with exactly-once retries: every call gets the next request sequence of
 //! the client, and every retry of that call (after a timeout, an unreachable node, a leader
 //! change) reuses it, so the region applies the call once whatever happened to the earlier
-//! attempts. It starts with any member, follows NotLeader hints, and moves on to the next
-//! member when one does not answer.
+//! attempts. Every member serves a proposal (a follower forwards it to the leader through
+//! raft and answers once it applied the record), so the client stays on the member it uses;
+//! going to the leader ([`RegionClient::prefer`]) saves the forwarding hop. A member that
+//! knows no leader answers NotLeader (an election is under way): the client follows the hint
+//! when there is one, and otherwise waits and tries the next member, as it does when a member
+//! does not answer.
 //!
 //! Connections are [`RegionConnections`]: one lazily connected gRPC channel per member,
 //! cheap to clone, so many clients can share a few connections.

@@ -215,6 +215,32 @@ impl DedupTable {
         batch.put(space, client_key(client_id), encode_window(window));
     }
 
+    /// Moves the applied pair `(client_id, sequence)` to a later `position`: a global call
+    /// is first applied as a pending record, and once sealed its retries get the position of
+    /// its sequenced copy. Nothing happens when the table no longer holds the pair.
+    pub fn relocate(
+        &mut self,
+        client_id: u64,
+        sequence: u64,
+        position: u64,
+        space: KeySpace,
+        batch: &mut WriteBatch,
+    ) {
+        let Some(window) = self.clients.get_mut(&client_id) else {
+            return;
+        };
+        let Some(applied_position) = window.applied.get_mut(&sequence) else {
+            return;
+        };
+        *applied_position = position;
+        if position > window.last_position {
+            self.idle_order.remove(&(window.last_position, client_id));
+            window.last_position = position;
+            self.idle_order.insert((position, client_id));
+        }
+        batch.put(space, client_key(client_id), encode_window(window));
+    }
+
     fn forget(&mut self, client_id: u64, space: KeySpace, batch: &mut WriteBatch) {
         if let Some(window) = self.clients.remove(&client_id) {
             self.idle_order.remove(&(window.last_position, client_id));

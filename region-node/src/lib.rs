@@ -10,7 +10,9 @@
 //! - [`node`]: [`RegionNode`], proposals, batching, forwarding, replies.
 //! - [`region_log`]: [`RegionLog`], the state machine: dense positions, retention, snapshots.
 //! - [`dedup`]: the bounded dedup table behind exactly-once.
-//! - [`record`]: records as proposed (in batches) and stored.
+//! - [`record`]: records as proposed (in batches) and stored (the four kinds of log entry).
+//! - [`global`]: the region's side of the global tier: the open and outgoing batches of
+//!   global records, the sealed epochs, the membership, the shipping to the coordinator.
 //! - `driver` and `service` (feature `driver`): the production node: a node loop on its own
 //!   thread over RocksDB, the peer transport, and the gRPC services.
 //! - `client` (feature `driver`): a client that fails over between the members of a region.
@@ -60,6 +62,7 @@ pub mod client;
 pub mod dedup;
 #[cfg(feature = "driver")]
 pub mod driver;
+pub mod global;
 pub mod node;
 pub mod record;
 pub mod region_log;
@@ -71,11 +74,11 @@ pub use dedup::{
     DedupVerdict,
 };
 pub use node::{
-    LOG_EVENTS_PENDING_MAX, LogEvent, MessageError, NodeCounters, PROPOSALS_PENDING_MAX,
-    ProposeError, REPLIES_PENDING_MAX, RegionNode, RegionNodeConfig, RegionNodeError, RegionStatus,
-    Reply, WAITERS_MAX,
+    GlobalMessageError, GlobalStatus, LOG_EVENTS_PENDING_MAX, LogEvent, MessageError, NodeCounters,
+    PROPOSALS_PENDING_MAX, ProposeError, REPLIES_PENDING_MAX, RegionNode, RegionNodeConfig,
+    RegionNodeError, RegionStatus, Reply, TO_COORDINATOR_PENDING_MAX, ToCoordinator, WAITERS_MAX,
 };
-pub use record::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, ProposeRequest};
+pub use record::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, LogEntry, LogEntryKind, ProposeRequest};
 pub use region_log::{
     EntryOutcome, LogRecord, REGION_LOG, REGION_STATE, RecordOutcome, RegionLog, RegionLogRetention,
 };

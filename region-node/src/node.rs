@@ -6,6 +6,12 @@
 //! messages to send and writes to persist leave through the [`ReadyIo`] given to
 //! [`RegionNode::handle_ready`], the one path both drivers call.
 //!
+//! The global tier (DESIGN.md section 2) adds inputs from the coordinator
+//! ([`RegionNode::handle_sealed_epoch`], [`RegionNode::handle_batch_ack`]) and an output
+//! queue of messages to it ([`RegionNode::poll_to_coordinator`]); the driver decides where
+//! the coordinator leader is. A global call is answered only when its sealed copy is applied
+//! here, with the position of that copy; until then retries wait for it.
+//!
 //! A proposal waits in a bounded queue until the next `handle_ready`, which proposes the queue
 //! as few raft entries as the batch bounds allow: under load one round carries many records
 //! and one sync. A follower proposes into raft too (raft forwards the entry to the leader) and
@@ -20,11 +26,17 @@ use dsss_raft_group::{
     Applied, DecodeError, DurableStore, OpenError, ProposeError as GroupProposeError, RaftGroup,
     RaftGroupConfig, ReadyError, ReadyIo, Role, StepError, decode_message,
 };
-use dsss_wire::{ClientId, HybridLogicalClock, Record, RegionId, RequestSequence};
+use dsss_wire::{
+    ClientId, ClockSkewError, HybridLogicalClock, RegionId, RequestSequence, Scope, Timestamp,
+    proto,
+};
 
 use crate::dedup::DedupVerdict;
+use crate::global::entry::{EpochPart, encode_close_batch, encode_epoch_part};
+use crate::global::shipping::Shipping;
+use crate::global::state::OutgoingBatch;
 use crate::record::{
-    BATCH_BYTES_MAX, BATCH_RECORDS_MAX, ProposeRequest, encode_batch, encode_record,
+    BATCH_BYTES_MAX, BATCH_RECORDS_MAX, LogEntry, ProposeRequest, encode_batch, encode_record,
 };
 use crate::region_log::{EntryOutcome, RecordOutcome, RegionLog, RegionLogRetention};
 
@@ -49,6 +61,16 @@ pub const READY_ROUNDS_PER_CALL_MAX: usize = 8;
 /// The longest a proposal may wait, in ticks.
 pub const PROPOSAL_TIMEOUT_TICKS_MAX: u64 = 100_000;
 
+/// The most messages to the coordinator kept until the driver polls them; beyond, the oldest
+/// is dropped and counted (batches are resent, epoch acknowledgements are asked again).
+pub const TO_COORDINATOR_PENDING_MAX: usize = 1_024;
+
+/// The shortest and longest epoch and resend intervals a node accepts, in microseconds.
+pub const GLOBAL_INTERVAL_US_MIN: u64 = 1_000;
+
+/// See [`GLOBAL_INTERVAL_US_MIN`].
+pub const GLOBAL_INTERVAL_US_MAX: u64 = 600_000_000;
+
 /// The settings of one region node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegionNodeConfig {
@@ -63,6 +85,11 @@ pub struct RegionNodeConfig {
     /// How many ticks a proposal may wait for its record before it is answered
     /// [`ProposeError::Dropped`].
     pub proposal_timeout_ticks: u64,
+    /// How often the leader closes the open batch of global records (the topology's epoch
+    /// length).
+    pub epoch_interval_us: u64,
+    /// How often the leader resends the batches the coordinator has not acknowledged.
+    pub batch_resend_interval_us: u64,
 }
 
 impl RegionNodeConfig {
@@ -75,6 +102,8 @@ impl RegionNodeConfig {
             log_retention: RegionLogRetention::default(),
             max_clock_skew_us: 500_000,
             proposal_timeout_ticks: 100,
+            epoch_interval_us: 50_000,
+            batch_resend_interval_us: 500_000,
         }
     }
 
@@ -89,6 +118,17 @@ impl RegionNodeConfig {
                 "proposal_timeout_ticks {} is outside 1..={PROPOSAL_TIMEOUT_TICKS_MAX}",
                 self.proposal_timeout_ticks
             ));
+        }
+        for (name, value) in [
+            ("epoch_interval_us", self.epoch_interval_us),
+            ("batch_resend_interval_us", self.batch_resend_interval_us),
+        ] {
+            if !(GLOBAL_INTERVAL_US_MIN..=GLOBAL_INTERVAL_US_MAX).contains(&value) {
+                return Err(format!(
+                    "{name} {value} is outside \
+                     {GLOBAL_INTERVAL_US_MIN}..={GLOBAL_INTERVAL_US_MAX}"
+                ));
+            }
         }
         Ok(())
     }
@@ -107,6 +147,13 @@ pub enum ProposeError {
     /// Too many proposals are waiting; retry later.
     #[error("overloaded: too many proposals waiting")]
     Overloaded,
+    /// The region holds as many unsealed global records or outgoing batches as its bounds
+    /// allow (the coordinator is slow or unreachable); retry later.
+    #[error("overloaded: {bound}")]
+    GlobalOverloaded {
+        /// The bound that is reached, named.
+        bound: String,
+    },
     /// The proposal was lost (raft dropped it, or it waited longer than the timeout); it may
     /// or may not be applied later, so retry with the same sequence.
     #[error("dropped before it was ordered; retry with the same sequence")]
@@ -172,12 +219,13 @@ impl Reply {
 /// What local subscribers see of the log, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LogEvent {
-    /// A record was applied at `position`.
+    /// An entry was appended at `position`. A subscriber applies only regional and sequenced
+    /// global records ([`LogEntry::applied_record`]); the other kinds keep positions dense.
     Applied {
         /// Its position.
         position: u64,
-        /// The record.
-        record: Record,
+        /// The entry.
+        entry: LogEntry,
     },
     /// The log was replaced by a snapshot: positions before `next_position` are known only
     /// from `first_retained_position` on.
@@ -198,6 +246,35 @@ pub enum RegionNodeError {
     /// The raft group could not be opened.
     #[error(transparent)]
     Open(#[from] OpenError),
+}
+
+/// A message for the coordinator leader.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ToCoordinator {
+    /// An outgoing batch of global records, sent or resent.
+    Batch(proto::RegionBatch),
+    /// What the region appended of the sealed epochs.
+    EpochAck(proto::SealedEpochAck),
+}
+
+/// Why a message from the coordinator was not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GlobalMessageError {
+    /// Only the region leader takes sealed epochs.
+    #[error("not the region leader{}", hint_text(*.leader_hint))]
+    NotLeader {
+        /// A node that may lead.
+        leader_hint: Option<u64>,
+    },
+    /// The sender's clock is further ahead than the tolerated skew; the message was dropped.
+    #[error("{0}")]
+    ClockSkew(ClockSkewError),
+    /// Too many epoch parts wait to be applied; the coordinator resends later.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    /// The message is malformed.
+    #[error("invalid message from the coordinator: {0}")]
+    Invalid(String),
 }
 
 /// Why a raft message was not taken.
@@ -240,6 +317,8 @@ pub struct RegionStatus {
     pub voters: Vec<u64>,
     /// The learners.
     pub learners: Vec<u64>,
+    /// The region's side of the global tier.
+    pub global: GlobalStatus,
     /// Proposals waiting for the next round.
     pub proposals_pending: usize,
     /// Proposals waiting for their record.
@@ -248,11 +327,32 @@ pub struct RegionStatus {
     pub counters: NodeCounters,
 }
 
+/// The region's side of the global tier, as this node applied it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GlobalStatus {
+    /// The region's incarnation in the global membership.
+    pub incarnation: u64,
+    /// Whether the last applied epoch lists the region.
+    pub member: bool,
+    /// Batches waiting for the coordinator.
+    pub outgoing_batches: usize,
+    /// Global records of the region not yet sealed.
+    pub unsealed_records: usize,
+    /// Every epoch at or below this number is appended.
+    pub epochs_applied_through: u64,
+    /// The last appended epoch's watermark.
+    pub watermark: Timestamp,
+    /// The last timestamp the region assigned.
+    pub last_assigned: Timestamp,
+}
+
 /// Counters since the node opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NodeCounters {
-    /// Raft entries this node proposed.
+    /// Raft entries of records this node proposed.
     pub entries_proposed: u64,
+    /// `CloseBatch` entries this node proposed.
+    pub close_batches_proposed: u64,
     /// Records in those entries.
     pub records_proposed: u64,
     /// Raft rounds handled.
@@ -263,6 +363,14 @@ pub struct NodeCounters {
     pub replies_dropped: u64,
     /// Log events dropped because the driver did not poll them.
     pub log_events_dropped: u64,
+    /// Messages from the coordinator refused because their sender's clock was too far ahead.
+    pub clock_skew_refused: u64,
+    /// Messages to the coordinator dropped because the driver did not poll them.
+    pub to_coordinator_dropped: u64,
+    /// Batches sent to the coordinator (resends included).
+    pub batches_sent: u64,
+    /// Epoch parts proposed.
+    pub epoch_parts_proposed: u64,
 }
 
 /// A proposal waiting for the next round.
@@ -286,6 +394,10 @@ pub struct RegionNode {
     replies: VecDeque<Reply>,
     log_events: VecDeque<LogEvent>,
     counters: NodeCounters,
+    /// The physical time of the latest input.
+    now_us: u64,
+    shipping: Shipping,
+    to_coordinator: VecDeque<ToCoordinator>,
 }
 
 impl RegionNode {
@@ -296,11 +408,12 @@ impl RegionNode {
         store: &mut impl DurableStore,
     ) -> Result<Self, RegionNodeError> {
         config.validate().map_err(RegionNodeError::Config)?;
-        let region_log = RegionLog::new(config.log_retention);
+        let region_log = RegionLog::new(config.log_retention, config.region.clone());
         let group = RaftGroup::open(config.group.clone(), region_log, store)?;
-        // A restarted node stamps above every record it has applied, whatever its clock says.
+        // A restarted node stamps above every timestamp its region assigned, whatever its
+        // clock says.
         let clock = HybridLogicalClock::resume(
-            group.state_machine().timestamp_max(),
+            group.state_machine().last_assigned(),
             config.max_clock_skew_us,
         )
         .unwrap_or_else(|_| HybridLogicalClock::new(config.max_clock_skew_us));
@@ -315,6 +428,9 @@ impl RegionNode {
             replies: VecDeque::new(),
             log_events: VecDeque::new(),
             counters: NodeCounters::default(),
+            now_us: 0,
+            shipping: Shipping::default(),
+            to_coordinator: VecDeque::new(),
         })
     }
 
@@ -367,6 +483,15 @@ impl RegionNode {
             log_digest: log.digest(),
             voters: self.group.voters(),
             learners: self.group.learners(),
+            global: GlobalStatus {
+                incarnation: log.global().incarnation(),
+                member: log.global().is_member(),
+                outgoing_batches: log.global().outgoing().count(),
+                unsealed_records: log.global().unsealed().count(),
+                epochs_applied_through: log.global().epochs_applied_through(),
+                watermark: log.global().watermark(),
+                last_assigned: log.last_assigned(),
+            },
             proposals_pending: self.pending.len(),
             waiters: self.waiters.len(),
             counters: self.counters,
@@ -377,15 +502,21 @@ impl RegionNode {
 
     /// A client asks to order a call. The answer comes later through
     /// [`RegionNode::poll_reply`]: at once when the node cannot take it or already applied it
-    /// (a retry), otherwise when its record is applied here.
+    /// (a retry), otherwise when its record is applied here. A global call is answered when
+    /// its sealed copy is applied here, with that copy's position; a retry of a global call
+    /// whose pending record exists waits for it and adds nothing.
     pub fn handle_propose(&mut self, now_us: u64, request: ProposeRequest) {
+        self.now_us = now_us;
         let key = (request.client_id, request.request_sequence);
-        let verdict = self
-            .group
-            .state_machine()
-            .dedup()
-            .check(key.0.get(), key.1.get());
-        match verdict {
+        let log = self.group.state_machine();
+        let unsealed = log
+            .global()
+            .unsealed_position(key.0.get(), key.1.get())
+            .is_some();
+        match log.dedup().check(key.0.get(), key.1.get()) {
+            DedupVerdict::Duplicate { .. } | DedupVerdict::New if unsealed => {
+                return self.wait_for_seal(key);
+            }
             DedupVerdict::Duplicate { position } => return self.reply_proposed(key, position),
             DedupVerdict::TooOld { floor } => {
                 return self.reply_refused(key, ProposeError::TooOld { floor });
@@ -403,25 +534,122 @@ impl RegionNode {
         }
         let timestamp = self.clock.now(now_us);
         let record = request.into_record(timestamp, self.config.region.clone());
+        let encoded = encode_record(&record);
+        if record.scope == Scope::Global
+            && let Err(bound) = log.global().admit(encoded.len() as u64)
+        {
+            return self.reply_refused(key, ProposeError::GlobalOverloaded { bound });
+        }
         self.pending.push_back(PendingProposal {
             client_id: key.0,
             request_sequence: key.1,
-            encoded: encode_record(&record),
+            encoded,
         });
         // A retry of a proposal still waiting proposes again (the first copy may be lost) but
         // keeps one waiter; the dedup table applies the pair once.
         if new_waiter {
-            let deadline = self.ticks + self.config.proposal_timeout_ticks;
-            self.waiters.insert(key, deadline);
-            if self.waiter_deadlines.len() >= 2 * WAITERS_MAX {
-                // Answered waiters leave their deadline behind until it passes; dropping
-                // those keeps the queue within twice the live waiters.
-                let waiters = &self.waiters;
-                self.waiter_deadlines
-                    .retain(|(deadline, key)| waiters.get(key) == Some(deadline));
-            }
-            self.waiter_deadlines.push_back((deadline, key));
+            self.add_waiter(key);
         }
+    }
+
+    /// The coordinator's answer to a batch. Acknowledgements are the leader's soft state: it
+    /// resends from the acknowledged point. The sender's time moves this node's clock.
+    pub fn handle_batch_ack(
+        &mut self,
+        now_us: u64,
+        ack: proto::RegionBatchAck,
+    ) -> Result<(), GlobalMessageError> {
+        self.now_us = now_us;
+        self.observe_sender_time(now_us, ack.sender_time)?;
+        if ack.not_leader.is_some() {
+            // Nothing was acknowledged; the driver looks for the coordinator leader.
+            return Ok(());
+        }
+        if ack.region != self.config.region.as_str() {
+            return Err(GlobalMessageError::Invalid(format!(
+                "an acknowledgement for region {:?} reached region {}",
+                ack.region, self.config.region
+            )));
+        }
+        self.shipping
+            .acknowledge(ack.incarnation, ack.acknowledged_through_batch_number);
+        Ok(())
+    }
+
+    /// One part of a sealed epoch from the coordinator. The leader proposes it as one raft
+    /// entry and, once it is applied, queues a [`ToCoordinator::EpochAck`]; a part already
+    /// appended is acknowledged at once. A follower refuses it with
+    /// [`GlobalMessageError::NotLeader`]. The sender's time moves this node's clock.
+    pub fn handle_sealed_epoch(
+        &mut self,
+        now_us: u64,
+        epoch: proto::SealedEpoch,
+    ) -> Result<(), GlobalMessageError> {
+        self.now_us = now_us;
+        self.observe_sender_time(now_us, epoch.sender_time)?;
+        if !self.is_leader() {
+            return Err(GlobalMessageError::NotLeader {
+                leader_hint: self.group.leader_id().filter(|&leader| leader != self.id()),
+            });
+        }
+        let part = EpochPart::from_wire(epoch).map_err(GlobalMessageError::Invalid)?;
+        let key = (part.epoch_number, part.part_index);
+        let next_expected = self.next_expected_part();
+        if key < next_expected {
+            self.push_epoch_ack();
+            return Ok(());
+        }
+        self.shipping.enter_term(self.group.term());
+        let timeout_ticks = self.config.proposal_timeout_ticks;
+        if self
+            .shipping
+            .part_in_flight(key.0, key.1, self.ticks, timeout_ticks)
+        {
+            return Ok(());
+        }
+        // Parts apply only in order, but the network reorders them: the part the log needs
+        // next is always proposed (again, if an earlier proposal was lost), the part after the
+        // newest proposed too, and a later one waits until the gap fills.
+        let next_to_propose = self.shipping.next_to_propose().unwrap_or(next_expected);
+        if key != next_expected && key > next_to_propose {
+            if !self.shipping.hold_early(part) {
+                return Err(GlobalMessageError::Overloaded(format!(
+                    "{} epoch parts wait for an earlier part (EARLY_EPOCH_PARTS_MAX)",
+                    crate::global::shipping::EARLY_EPOCH_PARTS_MAX
+                )));
+            }
+            return Ok(());
+        }
+        self.propose_epoch_part(&part)?;
+        // The held parts that now follow in order.
+        while let Some(following) = self.shipping.next_to_propose()
+            && let Some(held) = self.shipping.take_early(following, next_expected)
+        {
+            self.propose_epoch_part(&held)?;
+        }
+        Ok(())
+    }
+
+    fn propose_epoch_part(&mut self, part: &EpochPart) -> Result<(), GlobalMessageError> {
+        if self.shipping.parts_full() {
+            return Err(GlobalMessageError::Overloaded(format!(
+                "{} epoch parts wait to be applied (EPOCH_PARTS_PROPOSED_MAX)",
+                crate::global::EPOCH_PARTS_PROPOSED_MAX
+            )));
+        }
+        self.group
+            .propose(encode_epoch_part(part))
+            .map_err(|_| GlobalMessageError::NotLeader {
+                leader_hint: self.group.leader_id().filter(|&leader| leader != self.id()),
+            })?;
+        self.counters.epoch_parts_proposed += 1;
+        self.shipping.part_proposed(
+            part.epoch_number,
+            part.part_index,
+            part.part_count,
+            self.ticks,
+        );
+        Ok(())
     }
 
     /// A raft message from another member, as bytes from the network.
@@ -439,11 +667,17 @@ impl RegionNode {
 
     /// One tick of the driver's clock: raft elections and heartbeats, and proposal timeouts.
     pub fn handle_tick(&mut self, now_us: u64) {
+        self.now_us = now_us;
         // Reading the clock on every tick keeps the hybrid clock near physical time.
         let _ = self.clock.now(now_us);
         self.ticks += 1;
         self.group.tick();
         self.expire_waiters();
+        if self.is_leader() {
+            self.shipping.enter_term(self.group.term());
+            self.propose_close_batch(now_us);
+            self.ship_batches(true);
+        }
     }
 
     /// Runs the node's outstanding work: proposes the waiting proposals as batches, then
@@ -459,6 +693,12 @@ impl RegionNode {
             if !self.group.has_ready() {
                 break;
             }
+        }
+        if self.is_leader() {
+            self.shipping.enter_term(self.group.term());
+            self.ship_batches(false);
+        } else {
+            self.shipping.clear();
         }
         Ok(())
     }
@@ -502,6 +742,18 @@ impl RegionNode {
     /// The next event of the log, for local subscribers.
     pub fn poll_log_event(&mut self) -> Option<LogEvent> {
         self.log_events.pop_front()
+    }
+
+    /// The next message for the coordinator leader.
+    pub fn poll_to_coordinator(&mut self) -> Option<ToCoordinator> {
+        self.to_coordinator.pop_front()
+    }
+
+    /// What the region has appended of the sealed epochs, stamped now: the answer to a
+    /// delivery the driver must give at once (it is also queued after each applied part).
+    pub fn sealed_epoch_ack(&mut self, now_us: u64) -> proto::SealedEpochAck {
+        self.now_us = now_us;
+        self.epoch_ack()
     }
 
     // Internals.
@@ -561,9 +813,35 @@ impl RegionNode {
                         self.handle_record_outcome(outcome);
                     }
                 }
-                // A refused entry appended nothing; its proposers time out and retry.
                 Applied::Entry {
-                    output: EntryOutcome::Refused { .. },
+                    output:
+                        EntryOutcome::EpochPart {
+                            epoch_number,
+                            part_index,
+                            appended,
+                            ..
+                        },
+                    ..
+                } => {
+                    for outcome in appended {
+                        self.handle_record_outcome(outcome);
+                    }
+                    // Applied or ignored, this proposal is done: a later delivery of the same
+                    // part is proposed again.
+                    self.shipping.forget_part(epoch_number, part_index);
+                    let next_expected = self.next_expected_part();
+                    let timeout_ticks = self.config.proposal_timeout_ticks;
+                    self.shipping
+                        .forget_parts(next_expected, self.ticks, timeout_ticks);
+                    // The leader answers every delivery with what is appended, taken or not.
+                    if self.is_leader() {
+                        self.push_epoch_ack();
+                    }
+                }
+                // A refused entry appended nothing; its proposers time out and retry. A
+                // closed batch is shipped after the round.
+                Applied::Entry {
+                    output: EntryOutcome::Refused { .. } | EntryOutcome::BatchClosed(_),
                     ..
                 }
                 | Applied::Membership { .. } => {}
@@ -574,11 +852,22 @@ impl RegionNode {
 
     fn handle_record_outcome(&mut self, outcome: RecordOutcome) {
         match outcome {
-            RecordOutcome::Appended { position, record } => {
+            RecordOutcome::Appended { position, entry } => {
                 self.counters.records_applied += 1;
-                let key = (record.client_id, record.request_sequence);
-                self.push_log_event(LogEvent::Applied { position, record });
-                if self.waiters.remove(&key).is_some() {
+                let completes = match &entry {
+                    LogEntry::Regional(record) => Some(record),
+                    LogEntry::SequencedGlobal { record, .. }
+                        if record.origin_region == self.config.region =>
+                    {
+                        Some(record)
+                    }
+                    _ => None,
+                }
+                .map(|record| (record.client_id, record.request_sequence));
+                self.push_log_event(LogEvent::Applied { position, entry });
+                if let Some(key) = completes
+                    && self.waiters.remove(&key).is_some()
+                {
                     self.reply_proposed(key, position);
                 }
             }
@@ -588,7 +877,8 @@ impl RegionNode {
                 position,
             } => {
                 let key = (client_id, request_sequence);
-                if self.waiters.remove(&key).is_some() {
+                // A global call still unsealed keeps waiting for its sealed copy.
+                if !self.is_unsealed(key) && self.waiters.remove(&key).is_some() {
                     self.reply_proposed(key, position);
                 }
             }
@@ -600,6 +890,16 @@ impl RegionNode {
                 let key = (client_id, request_sequence);
                 if self.waiters.remove(&key).is_some() {
                     self.reply_refused(key, ProposeError::TooOld { floor });
+                }
+            }
+            RecordOutcome::Overloaded {
+                client_id,
+                request_sequence,
+                bound,
+            } => {
+                let key = (client_id, request_sequence);
+                if self.waiters.remove(&key).is_some() {
+                    self.reply_refused(key, ProposeError::GlobalOverloaded { bound });
                 }
             }
         }
@@ -615,6 +915,9 @@ impl RegionNode {
         });
         let keys: Vec<_> = self.waiters.keys().copied().collect();
         for key in keys {
+            if self.is_unsealed(key) {
+                continue;
+            }
             match self
                 .group
                 .state_machine()
@@ -632,6 +935,148 @@ impl RegionNode {
                 DedupVerdict::New => {}
             }
         }
+    }
+
+    fn is_unsealed(&self, key: (ClientId, RequestSequence)) -> bool {
+        self.group
+            .state_machine()
+            .global()
+            .unsealed_position(key.0.get(), key.1.get())
+            .is_some()
+    }
+
+    fn add_waiter(&mut self, key: (ClientId, RequestSequence)) {
+        let deadline = self.ticks + self.config.proposal_timeout_ticks;
+        self.waiters.insert(key, deadline);
+        if self.waiter_deadlines.len() >= 2 * WAITERS_MAX {
+            // Answered waiters leave their deadline behind until it passes; dropping those
+            // keeps the queue within twice the live waiters.
+            let waiters = &self.waiters;
+            self.waiter_deadlines
+                .retain(|(deadline, key)| waiters.get(key) == Some(deadline));
+        }
+        self.waiter_deadlines.push_back((deadline, key));
+    }
+
+    /// A retry of a global call whose pending record is applied: it waits for the sealed
+    /// copy, proposing nothing.
+    fn wait_for_seal(&mut self, key: (ClientId, RequestSequence)) {
+        if self.waiters.contains_key(&key) {
+            return;
+        }
+        if self.waiters.len() >= WAITERS_MAX {
+            return self.reply_refused(key, ProposeError::Overloaded);
+        }
+        self.add_waiter(key);
+    }
+
+    /// Takes the time a coordinator message carries into the clock, refusing a time too far
+    /// ahead.
+    fn observe_sender_time(
+        &mut self,
+        now_us: u64,
+        sender_time: Option<proto::Timestamp>,
+    ) -> Result<(), GlobalMessageError> {
+        let sender_time = sender_time
+            .ok_or_else(|| GlobalMessageError::Invalid("sender_time is missing".to_owned()))?;
+        let sender_time = Timestamp::try_from(sender_time)
+            .map_err(|error| GlobalMessageError::Invalid(format!("sender_time: {error}")))?;
+        if let Err(error) = self.clock.update(sender_time, now_us) {
+            self.counters.clock_skew_refused += 1;
+            return Err(GlobalMessageError::ClockSkew(error));
+        }
+        Ok(())
+    }
+
+    /// The (epoch, part) the region log takes next.
+    fn next_expected_part(&self) -> (u64, u32) {
+        let global = self.group.state_machine().global();
+        (
+            global.epochs_applied_through() + 1,
+            global.parts_applied_of_next(),
+        )
+    }
+
+    fn epoch_ack(&mut self) -> proto::SealedEpochAck {
+        let global = self.group.state_machine().global();
+        let (through, parts) = (
+            global.epochs_applied_through(),
+            global.parts_applied_of_next(),
+        );
+        proto::SealedEpochAck {
+            region: self.config.region.as_str().to_owned(),
+            appended_through_epoch_number: through,
+            appended_parts_of_next_epoch: parts,
+            not_leader: None,
+            sender_time: Some(self.clock.now(self.now_us).into()),
+        }
+    }
+
+    fn push_epoch_ack(&mut self) {
+        let ack = self.epoch_ack();
+        self.push_to_coordinator(ToCoordinator::EpochAck(ack));
+    }
+
+    /// Proposes a `CloseBatch` when one is due (leader only).
+    fn propose_close_batch(&mut self, now_us: u64) {
+        if !self.group.state_machine().global().can_close_batch()
+            || !self
+                .shipping
+                .close_due(now_us, self.config.epoch_interval_us)
+        {
+            return;
+        }
+        let proposed_closed = self.clock.now(now_us);
+        // A refused proposal (a leader transfer is under way) is made again next epoch.
+        if self
+            .group
+            .propose(encode_close_batch(proposed_closed))
+            .is_ok()
+        {
+            self.counters.close_batches_proposed += 1;
+        }
+    }
+
+    /// Sends the batches never sent in this term, and with `resend` the unacknowledged ones
+    /// when the resend interval passed (leader only).
+    fn ship_batches(&mut self, resend: bool) {
+        let resend_interval_us = resend.then_some(self.config.batch_resend_interval_us);
+        let due = self.shipping.due(
+            self.group.state_machine().global(),
+            self.now_us,
+            resend_interval_us,
+        );
+        for batch in due {
+            let message = self.region_batch(&batch);
+            self.counters.batches_sent += 1;
+            self.push_to_coordinator(ToCoordinator::Batch(message));
+        }
+    }
+
+    fn region_batch(&mut self, batch: &OutgoingBatch) -> proto::RegionBatch {
+        let global = self.group.state_machine().global();
+        let records = global
+            .batch_records(batch)
+            .cloned()
+            .map(proto::Record::from)
+            .collect();
+        proto::RegionBatch {
+            region: self.config.region.as_str().to_owned(),
+            batch_number: batch.batch_number,
+            records,
+            closed_timestamp: Some(batch.closed.into()),
+            sender_node_id: self.group.id(),
+            sender_time: Some(self.clock.now(self.now_us).into()),
+            incarnation: batch.incarnation,
+        }
+    }
+
+    fn push_to_coordinator(&mut self, message: ToCoordinator) {
+        if self.to_coordinator.len() >= TO_COORDINATOR_PENDING_MAX {
+            self.to_coordinator.pop_front();
+            self.counters.to_coordinator_dropped += 1;
+        }
+        self.to_coordinator.push_back(message);
     }
 
     fn expire_waiters(&mut self) {

@@ -1,6 +1,10 @@
 //! Records as the region node proposes and stores them.
 //!
-//! A record is [`dsss_wire::Record`], encoded with its protocol buffer form. Proposals are
+//! A record is [`dsss_wire::Record`], encoded with its protocol buffer form. The region log
+//! stores every entry as a [`proto::LogEntry`] (its position and which of the four kinds it
+//! is: regional, pending global, sequenced global, epoch sealed), the form subscribers get.
+//!
+//! Proposals are
 //! batched: one raft entry carries up to [`BATCH_RECORDS_MAX`] records and
 //! [`BATCH_BYTES_MAX`] bytes, so that under load one round (one sync) orders many records.
 //! An entry is encoded as a format byte, a record count, and each record with a 4-byte length
@@ -25,8 +29,177 @@ pub const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// The largest encoded record: the largest arguments plus room for every other field.
 pub const RECORD_BYTES_MAX: usize = dsss_wire::ARGUMENTS_BYTES_MAX + 4 * 1024;
 
+/// The largest stored log entry: a record and its position, kind and place in an epoch.
+pub const STORED_ENTRY_BYTES_MAX: usize = RECORD_BYTES_MAX + 256;
+
 /// The format byte of a record batch entry.
-const BATCH_FORMAT: u8 = 1;
+pub(crate) const BATCH_FORMAT: u8 = 1;
+
+/// Which of the four kinds a log entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogEntryKind {
+    /// A regional record: subscribers apply it.
+    Regional,
+    /// A global record waiting for its epoch: it applies nothing.
+    PendingGlobal,
+    /// A global record at its place in a sealed epoch: subscribers apply it.
+    SequencedGlobal,
+    /// The end of a sealed epoch.
+    EpochSealed,
+}
+
+/// One entry of the region log (the domain form of [`proto::LogEntry`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogEntry {
+    /// A regional record, applied at its position.
+    Regional(Record),
+    /// A global record of this region, durable here and waiting for its epoch.
+    PendingGlobal(Record),
+    /// A global record (of any region) at its place in a sealed epoch.
+    SequencedGlobal {
+        /// The sealed epoch.
+        epoch_number: u64,
+        /// The record's index in the epoch, from 0.
+        index_in_epoch: u32,
+        /// The record.
+        record: Record,
+    },
+    /// The end of a sealed epoch: every record of the epoch sits at a lower position.
+    EpochSealed {
+        /// The epoch that ends here.
+        epoch_number: u64,
+        /// The epoch's upper bound.
+        watermark: Timestamp,
+        /// The watermark of the epoch before, none for the first epoch.
+        previous_watermark: Option<Timestamp>,
+        /// How many records the epoch holds.
+        record_count: u32,
+    },
+}
+
+impl LogEntry {
+    /// Which kind of entry this is.
+    pub fn kind(&self) -> LogEntryKind {
+        match self {
+            LogEntry::Regional(_) => LogEntryKind::Regional,
+            LogEntry::PendingGlobal(_) => LogEntryKind::PendingGlobal,
+            LogEntry::SequencedGlobal { .. } => LogEntryKind::SequencedGlobal,
+            LogEntry::EpochSealed { .. } => LogEntryKind::EpochSealed,
+        }
+    }
+
+    /// The record the entry carries, of whatever kind; none for an epoch's end.
+    pub fn record(&self) -> Option<&Record> {
+        match self {
+            LogEntry::Regional(record)
+            | LogEntry::PendingGlobal(record)
+            | LogEntry::SequencedGlobal { record, .. } => Some(record),
+            LogEntry::EpochSealed { .. } => None,
+        }
+    }
+
+    /// The record a subscriber applies at this entry: a regional record or a sequenced global
+    /// record. A pending global record is applied later, at its sequenced copy.
+    pub fn applied_record(&self) -> Option<&Record> {
+        match self {
+            LogEntry::Regional(record) | LogEntry::SequencedGlobal { record, .. } => Some(record),
+            LogEntry::PendingGlobal(_) | LogEntry::EpochSealed { .. } => None,
+        }
+    }
+
+    /// The wire form of the entry at `position`.
+    pub fn to_wire(&self, position: u64) -> proto::LogEntry {
+        use proto::log_entry::Entry;
+        let entry = match self.clone() {
+            LogEntry::Regional(record) => Entry::Regional(record.into()),
+            LogEntry::PendingGlobal(record) => Entry::PendingGlobal(proto::PendingGlobalRecord {
+                record: Some(record.into()),
+            }),
+            LogEntry::SequencedGlobal {
+                epoch_number,
+                index_in_epoch,
+                record,
+            } => Entry::Global(proto::SequencedGlobalRecord {
+                epoch_number,
+                index_in_epoch,
+                record: Some(record.into()),
+            }),
+            LogEntry::EpochSealed {
+                epoch_number,
+                watermark,
+                previous_watermark,
+                record_count,
+            } => Entry::EpochSealed(proto::EpochSealed {
+                epoch_number,
+                watermark: Some(watermark.into()),
+                previous_watermark: previous_watermark.map(Into::into),
+                record_count,
+            }),
+        };
+        proto::LogEntry {
+            position,
+            entry: Some(entry),
+        }
+    }
+
+    /// Checks a wire entry, returning its position and domain form.
+    pub fn from_wire(wire: proto::LogEntry) -> Result<(u64, LogEntry), String> {
+        use proto::log_entry::Entry;
+        let position = wire.position;
+        if position == 0 {
+            return Err("log entry position 0; positions start at 1".to_owned());
+        }
+        let record = |record: Option<proto::Record>, what: &str| {
+            let record = record.ok_or_else(|| format!("{what} at {position} has no record"))?;
+            Record::try_from(record).map_err(|error| format!("{what} at {position}: {error}"))
+        };
+        let entry = match wire.entry {
+            None => return Err(format!("log entry at {position} holds nothing")),
+            Some(Entry::Regional(wire)) => LogEntry::Regional(record(Some(wire), "regional")?),
+            Some(Entry::PendingGlobal(pending)) => {
+                LogEntry::PendingGlobal(record(pending.record, "pending global record")?)
+            }
+            Some(Entry::Global(sequenced)) => LogEntry::SequencedGlobal {
+                epoch_number: sequenced.epoch_number,
+                index_in_epoch: sequenced.index_in_epoch,
+                record: record(sequenced.record, "sequenced global record")?,
+            },
+            Some(Entry::EpochSealed(sealed)) => {
+                let timestamp = |value: Option<proto::Timestamp>| {
+                    value
+                        .map(Timestamp::try_from)
+                        .transpose()
+                        .map_err(|error| format!("epoch end at {position}: {error}"))
+                };
+                LogEntry::EpochSealed {
+                    epoch_number: sealed.epoch_number,
+                    watermark: timestamp(sealed.watermark)?
+                        .ok_or_else(|| format!("epoch end at {position} has no watermark"))?,
+                    previous_watermark: timestamp(sealed.previous_watermark)?,
+                    record_count: sealed.record_count,
+                }
+            }
+        };
+        Ok((position, entry))
+    }
+}
+
+/// Encodes a log entry at `position` in its stored form (its [`proto::LogEntry`] encoding).
+pub fn encode_entry(position: u64, entry: &LogEntry) -> Vec<u8> {
+    entry.to_wire(position).encode_to_vec()
+}
+
+/// Decodes and validates a stored log entry, returning its position.
+pub fn decode_entry(bytes: &[u8]) -> Result<(u64, LogEntry), String> {
+    if bytes.len() > STORED_ENTRY_BYTES_MAX {
+        return Err(format!(
+            "log entry of {} bytes is larger than the maximum of {STORED_ENTRY_BYTES_MAX}",
+            bytes.len()
+        ));
+    }
+    let wire = proto::LogEntry::decode(bytes).map_err(|error| format!("log entry: {error}"))?;
+    LogEntry::from_wire(wire)
+}
 
 /// A call a client asks the region to order. The node stamps it with its hybrid logical
 /// clock and its region to make the [`Record`].
@@ -138,6 +311,33 @@ pub(crate) mod tests {
             scope: Scope::Regional,
             origin_region: RegionId::new("eu-west").unwrap(),
         }
+    }
+
+    #[test]
+    fn every_kind_of_entry_survives_the_stored_form() {
+        let entries = [
+            LogEntry::Regional(record(1, 1)),
+            LogEntry::PendingGlobal(record(1, 2)),
+            LogEntry::SequencedGlobal {
+                epoch_number: 4,
+                index_in_epoch: 2,
+                record: record(2, 9),
+            },
+            LogEntry::EpochSealed {
+                epoch_number: 4,
+                watermark: Timestamp::new(10, 1),
+                previous_watermark: None,
+                record_count: 3,
+            },
+        ];
+        for (offset, entry) in entries.iter().enumerate() {
+            let position = 7 + offset as u64;
+            let bytes = encode_entry(position, entry);
+            assert_eq!(decode_entry(&bytes).unwrap(), (position, entry.clone()));
+        }
+        assert!(entries[1].applied_record().is_none());
+        assert!(entries[2].applied_record().is_some());
+        assert!(decode_entry(&proto::LogEntry::default().encode_to_vec()).is_err());
     }
 
     #[test]

@@ -1,16 +1,32 @@
-//! [`RegionLog`]: the region's log of records, the state machine of its raft group.
+//! [`RegionLog`]: the region's log, the state machine of its raft group.
 //!
-//! Applying a committed entry (a batch of records) runs each record through the dedup table
-//! ([`crate::dedup`]): a retry of an applied (client, sequence) pair gets the first copy's
-//! position and appends nothing; a new pair gets the next dense position (1, 2, 3, ...). Every
-//! write goes into the batch the raft group persists with its own, so the log, the dedup table
-//! and the raft applied index never disagree after a crash.
+//! The log holds four kinds of entry ([`LogEntry`]): regional records, pending global records
+//! (durable here, applying nothing), sequenced global records (a sealed epoch's records, of
+//! every region) and epoch ends. A raft entry is one of three things:
+//! - a batch of proposed records. Each runs through the dedup table ([`crate::dedup`]): a
+//!   retry of an applied (client, sequence) pair gets the first copy's position and appends
+//!   nothing; a new pair gets the next dense position (1, 2, 3, ...). Each new record gets its
+//!   final timestamp here, `max(proposed, last_assigned.successor())`, so timestamps increase
+//!   strictly in log order on every member alike, whatever leader stamped them. A regional
+//!   record is appended as such; a global one as pending, joining the open batch
+//!   ([`GlobalState`]);
+//! - a `CloseBatch`: the closed timestamp becomes `max(proposed, last_assigned)` and the new
+//!   `last_assigned`, so every later record exceeds it; the open batch becomes an outgoing
+//!   batch;
+//! - one part of a sealed epoch, taken only when it is the next expected: its records are
+//!   appended as sequenced records, a record of this region completes its call there (the
+//!   dedup table then answers retries with this position), and after the last part an epoch
+//!   end is appended and the region follows the epoch's membership.
+//!
+//! Every write goes into the batch the raft group persists with its own, so the log, the dedup
+//! table, the global state and the raft applied index never disagree after a crash.
 //!
 //! Store layout:
-//! - [`REGION_LOG`]: one record per key, the key being its position as 8 big-endian bytes, the
-//!   value its protocol buffer encoding;
+//! - [`REGION_LOG`]: one entry per key, the key being its position as 8 big-endian bytes, the
+//!   value its [`dsss_wire::proto::LogEntry`] encoding;
 //! - [`REGION_STATE`]: `meta` (next position, first retained position, the log digest, the
-//!   highest timestamp) and one `client/<id>` key per client of the dedup table.
+//!   last assigned timestamp), one `client/<id>` key per client of the dedup table, and the
+//!   global state (`global`, `global/record/<position>`).
 //!
 //! Retention keeps the newest records by count and size ([`RegionLogRetention`]), decided in
 //! apply, so every member drops the same records at the same point. Snapshots carry the whole
@@ -26,14 +42,21 @@ use dsss_raft_group::{
     DurableStore, KeySpace, RAFT_MESSAGE_BYTES_MAX, SnapshotError, StateMachine, StoreError,
     WriteBatch,
 };
-use dsss_wire::{ClientId, Record, RequestSequence, Timestamp};
+use dsss_wire::{ClientId, Record, RegionId, RequestSequence, Scope, Timestamp};
 
-use crate::bytes::{FNV_OFFSET, Reader, corrupt, fnv1a, put_bytes};
+use crate::bytes::{FNV_OFFSET, Reader, corrupt, fnv1a};
 use crate::dedup::{
     CLIENT_KEY_PREFIX, DedupLimits, DedupTable, DedupVerdict, decode_client_key,
     decode_stored_window, decode_window, encode_window,
 };
-use crate::record::{RECORD_BYTES_MAX, decode_batch, decode_record, encode_record};
+use crate::global::entry::{
+    CLOSE_BATCH_FORMAT, EPOCH_PART_FORMAT, EpochPart, decode_close_batch, decode_epoch_part,
+};
+use crate::global::state::{GlobalState, MembershipChange, OutgoingBatch};
+use crate::record::{
+    BATCH_FORMAT, LogEntry, STORED_ENTRY_BYTES_MAX, decode_batch, decode_entry, encode_entry,
+    encode_record,
+};
 
 /// The records of the region log, keyed by big-endian position.
 pub const REGION_LOG: KeySpace = KeySpace::new("region_log");
@@ -57,8 +80,8 @@ pub const SNAPSHOT_BYTES_MAX: usize = RAFT_MESSAGE_BYTES_MAX - 1024 * 1024;
 /// How many keys one scan of the store returns while recovering.
 const RECOVERY_SCAN_CHUNK_MAX: usize = 1_024;
 
-const META_FORMAT: u8 = 1;
-const SNAPSHOT_FORMAT: u8 = 1;
+const META_FORMAT: u8 = 2;
+const SNAPSHOT_FORMAT: u8 = 2;
 
 /// A key greater than every 8-byte position key.
 const LOG_END_KEY: [u8; 9] = [0xff; 9];
@@ -104,26 +127,27 @@ impl RegionLogRetention {
     }
 }
 
-/// A record in the log with its position.
+/// An entry in the log with its position.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogRecord {
     /// Its position, from 1.
     pub position: u64,
-    /// The record.
-    pub record: Record,
-    /// The size of its encoding, in bytes.
+    /// The entry.
+    pub entry: LogEntry,
+    /// The size of its stored form, in bytes.
     pub size_bytes: u64,
 }
 
 /// What happened to one record of an applied entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordOutcome {
-    /// Appended at `position`.
+    /// An entry was appended at `position`: a proposed record (regional or pending global),
+    /// or a sequenced global record or an epoch end from a sealed epoch.
     Appended {
         /// Its position.
         position: u64,
-        /// The record.
-        record: Record,
+        /// The entry.
+        entry: LogEntry,
     },
     /// The pair was applied before, at `position`; nothing appended.
     Duplicate {
@@ -143,6 +167,16 @@ pub enum RecordOutcome {
         /// The lowest sequence the window can still judge.
         floor: u64,
     },
+    /// A global record that would pass the region's bounds on unsealed records; nothing
+    /// appended.
+    Overloaded {
+        /// The client.
+        client_id: ClientId,
+        /// The client's sequence.
+        request_sequence: RequestSequence,
+        /// The bound that is reached.
+        bound: String,
+    },
 }
 
 /// What applying one raft entry did.
@@ -150,6 +184,21 @@ pub enum RecordOutcome {
 pub enum EntryOutcome {
     /// The entry's records, in order.
     Records(Vec<RecordOutcome>),
+    /// A `CloseBatch`: the batch it closed, or none when the outgoing bound is reached.
+    BatchClosed(Option<OutgoingBatch>),
+    /// A part of a sealed epoch.
+    EpochPart {
+        /// The epoch.
+        epoch_number: u64,
+        /// The part.
+        part_index: u32,
+        /// Why it was not taken (a duplicate, or not the next part), or none when it was.
+        ignored: Option<String>,
+        /// The sequenced records and epoch end appended, in order.
+        appended: Vec<RecordOutcome>,
+        /// What the epoch's end changed in the region's membership.
+        membership: MembershipChange,
+    },
     /// The entry did not decode; every member refuses it alike and nothing changes.
     Refused {
         /// Why.
@@ -161,13 +210,15 @@ pub enum EntryOutcome {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegionLog {
     retention: RegionLogRetention,
+    region: RegionId,
     next_position: u64,
     first_retained_position: u64,
     digest: u64,
-    timestamp_max: Timestamp,
+    last_assigned: Timestamp,
     records: VecDeque<LogRecord>,
     retained_size_bytes: u64,
     dedup: DedupTable,
+    global: GlobalState,
 }
 
 /// A decoded snapshot, checked.
@@ -175,9 +226,10 @@ struct DecodedSnapshot {
     next_position: u64,
     first_retained_position: u64,
     digest: u64,
-    timestamp_max: Timestamp,
+    last_assigned: Timestamp,
     dedup: DedupTable,
     records: VecDeque<LogRecord>,
+    global: GlobalState,
 }
 
 /// The key of `position` in [`REGION_LOG`].
@@ -186,24 +238,26 @@ pub fn position_key(position: u64) -> [u8; 8] {
 }
 
 impl RegionLog {
-    /// An empty log: the first record will be at position 1.
+    /// An empty log of `region`: the first record will be at position 1.
     ///
     /// # Panics
     ///
     /// If `retention` is out of range (the node's configuration checks it first).
-    pub fn new(retention: RegionLogRetention) -> Self {
+    pub fn new(retention: RegionLogRetention, region: RegionId) -> Self {
         if let Err(reason) = retention.validate() {
             panic!("invalid region log retention: {reason}");
         }
         RegionLog {
             retention,
+            region,
             next_position: 1,
             first_retained_position: 1,
             digest: FNV_OFFSET,
-            timestamp_max: Timestamp::ZERO,
+            last_assigned: Timestamp::ZERO,
             records: VecDeque::new(),
             retained_size_bytes: 0,
             dedup: DedupTable::new(DedupLimits::STANDARD),
+            global: GlobalState::default(),
         }
     }
 
@@ -229,17 +283,28 @@ impl RegionLog {
         self.digest
     }
 
-    /// The highest timestamp of any record applied.
-    pub fn timestamp_max(&self) -> Timestamp {
-        self.timestamp_max
+    /// The last timestamp the region assigned (to a record or as a closed timestamp): every
+    /// record applied later gets a greater one.
+    pub fn last_assigned(&self) -> Timestamp {
+        self.last_assigned
     }
 
-    /// The retained records, oldest first.
+    /// The region whose log this is.
+    pub fn region(&self) -> &RegionId {
+        &self.region
+    }
+
+    /// The region's side of the global tier.
+    pub fn global(&self) -> &GlobalState {
+        &self.global
+    }
+
+    /// The retained entries, oldest first.
     pub fn records(&self) -> impl Iterator<Item = &LogRecord> {
         self.records.iter()
     }
 
-    /// The record at `position`, if it is retained.
+    /// The entry at `position`, if it is retained.
     pub fn record(&self, position: u64) -> Option<&LogRecord> {
         let offset = position.checked_sub(self.first_retained_position)?;
         self.records.get(usize::try_from(offset).ok()?)
@@ -262,42 +327,146 @@ impl RegionLog {
 
     // Applying.
 
-    fn apply_record(
-        &mut self,
-        record: Record,
-        bytes: &[u8],
-        batch: &mut WriteBatch,
-    ) -> RecordOutcome {
+    fn apply_record(&mut self, mut record: Record, batch: &mut WriteBatch) -> RecordOutcome {
         let position = self.next_position;
         let client_id = record.client_id;
         let request_sequence = record.request_sequence;
         self.dedup.expire(position, REGION_STATE, batch);
         match self.dedup.check(client_id.get(), request_sequence.get()) {
-            DedupVerdict::Duplicate { position } => RecordOutcome::Duplicate {
-                client_id,
-                request_sequence,
-                position,
-            },
-            DedupVerdict::TooOld { floor } => RecordOutcome::TooOld {
-                client_id,
-                request_sequence,
-                floor,
-            },
-            DedupVerdict::New => {
-                self.dedup.record(
-                    client_id.get(),
-                    request_sequence.get(),
+            DedupVerdict::Duplicate { position } => {
+                return RecordOutcome::Duplicate {
+                    client_id,
+                    request_sequence,
                     position,
-                    REGION_STATE,
-                    batch,
-                );
-                self.append(position, record.clone(), bytes, batch);
-                RecordOutcome::Appended { position, record }
+                };
             }
+            DedupVerdict::TooOld { floor } => {
+                return RecordOutcome::TooOld {
+                    client_id,
+                    request_sequence,
+                    floor,
+                };
+            }
+            DedupVerdict::New => {}
+        }
+        let global = record.scope == Scope::Global;
+        if global {
+            // The dedup table may have forgotten an idle client whose call is still
+            // unsealed: the call keeps its one pending record.
+            if let Some(position) = self
+                .global
+                .unsealed_position(client_id.get(), request_sequence.get())
+            {
+                return RecordOutcome::Duplicate {
+                    client_id,
+                    request_sequence,
+                    position,
+                };
+            }
+            if let Err(bound) = self.global.admit(encode_record(&record).len() as u64) {
+                return RecordOutcome::Overloaded {
+                    client_id,
+                    request_sequence,
+                    bound,
+                };
+            }
+        }
+        // The timestamp is final here, in log order, the same on every member.
+        record.timestamp = record.timestamp.max(self.last_assigned.successor());
+        self.last_assigned = record.timestamp;
+        self.dedup.record(
+            client_id.get(),
+            request_sequence.get(),
+            position,
+            REGION_STATE,
+            batch,
+        );
+        let entry = if global {
+            self.global
+                .add_pending(REGION_STATE, position, record.clone(), batch);
+            LogEntry::PendingGlobal(record)
+        } else {
+            LogEntry::Regional(record)
+        };
+        self.append(position, entry.clone(), batch);
+        RecordOutcome::Appended { position, entry }
+    }
+
+    fn apply_close_batch(&mut self, proposed_closed: Timestamp) -> EntryOutcome {
+        if !self.global.can_close_batch() {
+            return EntryOutcome::BatchClosed(None);
+        }
+        let closed = proposed_closed.max(self.last_assigned);
+        self.last_assigned = closed;
+        EntryOutcome::BatchClosed(self.global.close_batch(closed))
+    }
+
+    fn apply_epoch_part(&mut self, part: EpochPart, batch: &mut WriteBatch) -> EntryOutcome {
+        let (epoch_number, part_index) = (part.epoch_number, part.part_index);
+        if let Err(reason) = self.global.check_next_part(&part) {
+            return EntryOutcome::EpochPart {
+                epoch_number,
+                part_index,
+                ignored: Some(reason),
+                appended: Vec::new(),
+                membership: MembershipChange::Unchanged,
+            };
+        }
+        let mut appended = Vec::with_capacity(part.records.len() + 1);
+        let mut index_in_epoch = self.global.next_index_in_epoch();
+        for record in &part.records {
+            let position = self.next_position;
+            if record.origin_region == self.region {
+                let key = (record.client_id.get(), record.request_sequence.get());
+                if self
+                    .global
+                    .seal(REGION_STATE, key.0, key.1, batch)
+                    .is_some()
+                {
+                    // From now on a retry of the call learns its sequenced position.
+                    self.dedup
+                        .relocate(key.0, key.1, position, REGION_STATE, batch);
+                }
+            }
+            let entry = LogEntry::SequencedGlobal {
+                epoch_number,
+                index_in_epoch,
+                record: record.clone(),
+            };
+            index_in_epoch = index_in_epoch.saturating_add(1);
+            self.append(position, entry.clone(), batch);
+            appended.push(RecordOutcome::Appended { position, entry });
+        }
+        let mut membership = MembershipChange::Unchanged;
+        if let Some((epoch_number, watermark, previous_watermark, record_count)) =
+            self.global.part_applied(&part)
+        {
+            let position = self.next_position;
+            let entry = LogEntry::EpochSealed {
+                epoch_number,
+                watermark,
+                previous_watermark,
+                record_count,
+            };
+            self.append(position, entry.clone(), batch);
+            appended.push(RecordOutcome::Appended { position, entry });
+            membership = self.global.epoch_applied(
+                epoch_number,
+                watermark,
+                &part.member_regions,
+                &self.region,
+            );
+        }
+        EntryOutcome::EpochPart {
+            epoch_number,
+            part_index,
+            ignored: None,
+            appended,
+            membership,
         }
     }
 
-    fn append(&mut self, position: u64, record: Record, bytes: &[u8], batch: &mut WriteBatch) {
+    fn append(&mut self, position: u64, entry: LogEntry, batch: &mut WriteBatch) {
         // Positions are dense and only grow, and a position is written once: an applied
         // record never changes.
         assert_eq!(
@@ -310,16 +479,16 @@ impl RegionLog {
                 .is_none_or(|last| last.position + 1 == position),
             "the retained log has no gap before position {position}"
         );
-        batch.put(REGION_LOG, position_key(position).to_vec(), bytes.to_vec());
-        self.digest = fnv1a(fnv1a(self.digest, &position.to_be_bytes()), bytes);
-        self.timestamp_max = self.timestamp_max.max(record.timestamp);
+        let bytes = encode_entry(position, &entry);
+        self.digest = fnv1a(fnv1a(self.digest, &position.to_be_bytes()), &bytes);
         self.next_position += 1;
         self.retained_size_bytes += bytes.len() as u64;
         self.records.push_back(LogRecord {
             position,
-            record,
+            entry,
             size_bytes: bytes.len() as u64,
         });
+        batch.put(REGION_LOG, position_key(position).to_vec(), bytes);
     }
 
     fn enforce_retention(&mut self, batch: &mut WriteBatch) {
@@ -352,13 +521,14 @@ impl RegionLog {
         bytes.extend_from_slice(&self.next_position.to_be_bytes());
         bytes.extend_from_slice(&self.first_retained_position.to_be_bytes());
         bytes.extend_from_slice(&self.digest.to_be_bytes());
-        bytes.extend_from_slice(&self.timestamp_max.physical_us.to_be_bytes());
-        bytes.extend_from_slice(&self.timestamp_max.logical.to_be_bytes());
+        bytes.extend_from_slice(&self.last_assigned.physical_us.to_be_bytes());
+        bytes.extend_from_slice(&self.last_assigned.logical.to_be_bytes());
         bytes
     }
 
     fn write_meta(&self, batch: &mut WriteBatch) {
         batch.put(REGION_STATE, META_KEY, self.encode_meta());
+        self.global.write(REGION_STATE, batch);
     }
 
     // Snapshots.
@@ -373,8 +543,12 @@ impl RegionLog {
         }
         bytes.extend_from_slice(&(self.records.len() as u64).to_be_bytes());
         for log_record in &self.records {
-            put_bytes(&mut bytes, &encode_record(&log_record.record));
+            crate::bytes::put_bytes(
+                &mut bytes,
+                &encode_entry(log_record.position, &log_record.entry),
+            );
         }
+        self.global.encode_snapshot(&mut bytes);
         bytes
     }
 
@@ -392,7 +566,7 @@ impl RegionLog {
                 "format {format} is unknown; this release reads format {SNAPSHOT_FORMAT}"
             ));
         }
-        let (next_position, first_retained_position, digest, timestamp_max) =
+        let (next_position, first_retained_position, digest, last_assigned) =
             decode_meta_fields(&mut reader)?;
         let client_count = reader.u32("client count")? as usize;
         let limits = DedupLimits::STANDARD;
@@ -427,23 +601,30 @@ impl RegionLog {
         let mut records = VecDeque::new();
         for offset in 0..record_count {
             let position = first_retained_position + offset;
-            let bytes = reader.bytes(RECORD_BYTES_MAX, "record")?;
-            let record =
-                decode_record(bytes).map_err(|error| format!("record at {position}: {error}"))?;
+            let bytes = reader.bytes(STORED_ENTRY_BYTES_MAX, "entry")?;
+            let (stored_position, entry) =
+                decode_entry(bytes).map_err(|error| format!("entry at {position}: {error}"))?;
+            if stored_position != position {
+                return Err(format!(
+                    "entry at {position} says it is at position {stored_position}"
+                ));
+            }
             records.push_back(LogRecord {
                 position,
-                record,
+                entry,
                 size_bytes: bytes.len() as u64,
             });
         }
+        let global = GlobalState::decode_snapshot(&mut reader, next_position)?;
         reader.finish()?;
         Ok(DecodedSnapshot {
             next_position,
             first_retained_position,
             digest,
-            timestamp_max,
+            last_assigned,
             dedup,
             records,
+            global,
         })
     }
 
@@ -470,12 +651,19 @@ impl RegionLog {
                         ),
                     ));
                 }
-                let record =
-                    decode_record(&value).map_err(|error| corrupt(REGION_LOG, &key, error))?;
+                let (stored_position, entry) =
+                    decode_entry(&value).map_err(|error| corrupt(REGION_LOG, &key, error))?;
+                if stored_position != position {
+                    return Err(corrupt(
+                        REGION_LOG,
+                        &key,
+                        format!("the entry says it is at position {stored_position}"),
+                    ));
+                }
                 self.retained_size_bytes += value.len() as u64;
                 self.records.push_back(LogRecord {
                     position,
-                    record,
+                    entry,
                     size_bytes: value.len() as u64,
                 });
                 start = position_key(position + 1).to_vec();
@@ -551,17 +739,41 @@ impl StateMachine for RegionLog {
     type Output = EntryOutcome;
 
     fn apply(&mut self, _index: u64, data: &[u8], batch: &mut WriteBatch) -> EntryOutcome {
-        let records = match decode_batch(data) {
-            Ok(records) => records,
-            Err(reason) => return EntryOutcome::Refused { reason },
+        let outcome = match data.first().copied() {
+            Some(BATCH_FORMAT) => match decode_batch(data) {
+                Ok(records) => EntryOutcome::Records(
+                    records
+                        .into_iter()
+                        .map(|(record, _)| self.apply_record(record, batch))
+                        .collect(),
+                ),
+                Err(reason) => return EntryOutcome::Refused { reason },
+            },
+            Some(CLOSE_BATCH_FORMAT) => match decode_close_batch(&data[1..]) {
+                Ok(proposed_closed) => self.apply_close_batch(proposed_closed),
+                Err(reason) => return EntryOutcome::Refused { reason },
+            },
+            Some(EPOCH_PART_FORMAT) => match decode_epoch_part(&data[1..]) {
+                Ok(part) => self.apply_epoch_part(part, batch),
+                Err(reason) => return EntryOutcome::Refused { reason },
+            },
+            Some(format) => {
+                return EntryOutcome::Refused {
+                    reason: format!(
+                        "entry format {format} is unknown; this release reads formats \
+                         {BATCH_FORMAT} to {EPOCH_PART_FORMAT}"
+                    ),
+                };
+            }
+            None => {
+                return EntryOutcome::Refused {
+                    reason: "an empty entry".to_owned(),
+                };
+            }
         };
-        let outcomes = records
-            .into_iter()
-            .map(|(record, bytes)| self.apply_record(record, bytes, batch))
-            .collect();
         self.enforce_retention(batch);
         self.write_meta(batch);
-        EntryOutcome::Records(outcomes)
+        outcome
     }
 
     fn snapshot(&self) -> Vec<u8> {
@@ -583,25 +795,26 @@ impl StateMachine for RegionLog {
         self.next_position = decoded.next_position;
         self.first_retained_position = decoded.first_retained_position;
         self.digest = decoded.digest;
-        self.timestamp_max = decoded.timestamp_max;
+        self.last_assigned = decoded.last_assigned;
         self.dedup = decoded.dedup;
         self.records = decoded.records;
+        self.global = decoded.global;
         self.retained_size_bytes = self.records.iter().map(|record| record.size_bytes).sum();
         for log_record in &self.records {
             batch.put(
                 REGION_LOG,
                 position_key(log_record.position).to_vec(),
-                encode_record(&log_record.record),
+                encode_entry(log_record.position, &log_record.entry),
             );
         }
         self.dedup.write_all(REGION_STATE, batch);
+        self.global.write_all(REGION_STATE, batch);
         self.write_meta(batch);
         Ok(())
     }
 
     fn recover(&mut self, store: &dyn DurableStore) -> Result<(), StoreError> {
-        let retention = self.retention;
-        *self = RegionLog::new(retention);
+        *self = RegionLog::new(self.retention, self.region.clone());
         let Some(meta) = store.get(REGION_STATE, META_KEY)? else {
             return Ok(());
         };
@@ -616,16 +829,18 @@ impl StateMachine for RegionLog {
                 format!("format {format} is unknown; this release reads format {META_FORMAT}"),
             ));
         }
-        let (next_position, first_retained_position, digest, timestamp_max) =
+        let (next_position, first_retained_position, digest, last_assigned) =
             decode_meta_fields(&mut reader)
                 .and_then(|fields| reader.finish().map(|()| fields))
                 .map_err(|reason| corrupt(REGION_STATE, META_KEY, reason))?;
         self.next_position = next_position;
         self.first_retained_position = first_retained_position;
         self.digest = digest;
-        self.timestamp_max = timestamp_max;
+        self.last_assigned = last_assigned;
         self.recover_records(store)?;
-        self.recover_clients(store)
+        self.recover_clients(store)?;
+        self.global = GlobalState::recover(REGION_STATE, store)?;
+        Ok(())
     }
 }
 
@@ -635,6 +850,10 @@ mod tests {
     use crate::record::encode_batch;
     use crate::record::tests::record;
     use dsss_raft_group::MemoryStore;
+
+    fn new_log(retention: RegionLogRetention) -> RegionLog {
+        RegionLog::new(retention, RegionId::new("eu-west").unwrap())
+    }
 
     fn batch_of(records: &[Record]) -> Vec<u8> {
         let encoded: Vec<Vec<u8>> = records.iter().map(encode_record).collect();
@@ -657,7 +876,7 @@ mod tests {
             .map(|outcome| match outcome {
                 RecordOutcome::Appended { position, .. }
                 | RecordOutcome::Duplicate { position, .. } => *position,
-                RecordOutcome::TooOld { .. } => 0,
+                RecordOutcome::TooOld { .. } | RecordOutcome::Overloaded { .. } => 0,
             })
             .collect()
     }
@@ -665,7 +884,7 @@ mod tests {
     #[test]
     fn records_get_dense_positions_and_retries_their_first_position() {
         let mut store = MemoryStore::new();
-        let mut log = RegionLog::new(RegionLogRetention::default());
+        let mut log = new_log(RegionLogRetention::default());
         let outcome = apply(
             &mut log,
             &mut store,
@@ -685,13 +904,17 @@ mod tests {
         assert!(matches!(outcomes[0], RecordOutcome::Duplicate { .. }));
         assert!(matches!(outcomes[2], RecordOutcome::Duplicate { .. }));
         assert_eq!(log.next_position(), 5);
-        assert_eq!(log.record(4).unwrap().record, record(3, 1));
+        let stored = log.record(4).unwrap().entry.record().unwrap().clone();
+        assert_eq!(
+            (stored.client_id, stored.request_sequence),
+            (ClientId(3), RequestSequence(1))
+        );
     }
 
     #[test]
     fn a_sequence_below_the_window_is_refused_as_too_old() {
         let mut store = MemoryStore::new();
-        let mut log = RegionLog::new(RegionLogRetention::default());
+        let mut log = new_log(RegionLogRetention::default());
         let window = crate::dedup::DEDUP_WINDOW_MAX as u64;
         for sequence in 1..=window + 1 {
             apply(&mut log, &mut store, &[record(5, sequence)]);
@@ -710,7 +933,7 @@ mod tests {
 
     #[test]
     fn a_batch_that_does_not_decode_changes_nothing() {
-        let mut log = RegionLog::new(RegionLogRetention::default());
+        let mut log = new_log(RegionLogRetention::default());
         let before = log.clone();
         let mut batch = WriteBatch::new();
         let outcome = log.apply(0, &[1, 0, 0, 0, 1, 0xff], &mut batch);
@@ -722,7 +945,7 @@ mod tests {
     #[test]
     fn retention_keeps_the_newest_records_by_count_and_size() {
         let mut store = MemoryStore::new();
-        let mut log = RegionLog::new(RegionLogRetention {
+        let mut log = new_log(RegionLogRetention {
             records_max: 5,
             size_bytes_max: RETAINED_SIZE_BYTES_MAX,
         });
@@ -734,8 +957,8 @@ mod tests {
         assert_eq!(store.keys(REGION_LOG).len(), 5);
         assert!(log.record(7).is_none() && log.record(8).is_some());
 
-        let record_size = encode_record(&record(1, 10)).len() as u64;
-        let mut log = RegionLog::new(RegionLogRetention {
+        let record_size = encode_entry(10, &LogEntry::Regional(record(1, 10))).len() as u64;
+        let mut log = new_log(RegionLogRetention {
             records_max: 100,
             size_bytes_max: record_size * 3,
         });
@@ -750,14 +973,14 @@ mod tests {
     #[test]
     fn recovery_restores_the_log_and_the_dedup_table() {
         let mut store = MemoryStore::new();
-        let mut log = RegionLog::new(RegionLogRetention {
+        let mut log = new_log(RegionLogRetention {
             records_max: 4,
             size_bytes_max: RETAINED_SIZE_BYTES_MAX,
         });
         for sequence in 1..=9 {
             apply(&mut log, &mut store, &[record(sequence % 3, sequence)]);
         }
-        let mut recovered = RegionLog::new(log.retention());
+        let mut recovered = new_log(log.retention());
         recovered.recover(&store).unwrap();
         assert_eq!(recovered, log);
         // A retry after the restart still finds its first position.
@@ -770,7 +993,7 @@ mod tests {
     #[test]
     fn a_snapshot_carries_the_whole_state_and_restores_it_alone() {
         let mut store = MemoryStore::new();
-        let mut log = RegionLog::new(RegionLogRetention {
+        let mut log = new_log(RegionLogRetention {
             records_max: 6,
             size_bytes_max: RETAINED_SIZE_BYTES_MAX,
         });
@@ -779,7 +1002,7 @@ mod tests {
         }
         let snapshot = log.snapshot();
         let mut other_store = MemoryStore::new();
-        let mut other = RegionLog::new(log.retention());
+        let mut other = new_log(log.retention());
         apply(
             &mut other,
             &mut other_store,
@@ -790,7 +1013,7 @@ mod tests {
         other.restore(&snapshot, &mut batch).unwrap();
         other_store.write(batch, true).unwrap();
         assert_eq!(other, log);
-        let mut recovered = RegionLog::new(log.retention());
+        let mut recovered = new_log(log.retention());
         recovered.recover(&other_store).unwrap();
         assert_eq!(recovered, log, "the restored state was fully written");
         assert_eq!(other.dedup().check(99, 1), DedupVerdict::New);
@@ -799,7 +1022,7 @@ mod tests {
     #[test]
     fn damaged_snapshots_and_stores_are_errors_never_panics() {
         let mut store = MemoryStore::new();
-        let mut log = RegionLog::new(RegionLogRetention::default());
+        let mut log = new_log(RegionLogRetention::default());
         for sequence in 1..=3 {
             apply(&mut log, &mut store, &[record(1, sequence)]);
         }
@@ -808,7 +1031,13 @@ mod tests {
             assert!(log.validate_snapshot(&snapshot[..length]).is_err());
         }
         let mut wrong_count = snapshot.clone();
-        let count_offset = snapshot.len() - 3 * (4 + encode_record(&record(1, 1)).len()) - 8;
+        let mut global_bytes = Vec::new();
+        log.global().encode_snapshot(&mut global_bytes);
+        let entries_bytes: usize = log
+            .records()
+            .map(|stored| 4 + stored.size_bytes as usize)
+            .sum();
+        let count_offset = snapshot.len() - global_bytes.len() - entries_bytes - 8;
         wrong_count[count_offset + 7] = 9;
         let error = log.validate_snapshot(&wrong_count).unwrap_err();
         assert!(error.to_string().contains("records"), "{error}");
@@ -817,7 +1046,7 @@ mod tests {
         let mut batch = WriteBatch::new();
         batch.delete(REGION_LOG, position_key(2).to_vec());
         damaged.write(batch, true).unwrap();
-        let mut recovered = RegionLog::new(log.retention());
+        let mut recovered = new_log(log.retention());
         let error = recovered.recover(&damaged).unwrap_err();
         assert!(error.to_string().contains("expected position 2"), "{error}");
 
@@ -825,17 +1054,76 @@ mod tests {
         let mut batch = WriteBatch::new();
         batch.put(REGION_STATE, META_KEY, vec![1, 2, 3]);
         damaged.write(batch, true).unwrap();
-        let error = RegionLog::new(log.retention())
-            .recover(&damaged)
-            .unwrap_err();
+        let error = new_log(log.retention()).recover(&damaged).unwrap_err();
         assert!(error.to_string().contains("region_state"), "{error}");
+    }
+
+    #[test]
+    fn snapshots_and_recovery_carry_the_global_state() {
+        use crate::global::entry::{encode_close_batch, encode_epoch_part};
+        let mut store = MemoryStore::new();
+        let mut log = new_log(RegionLogRetention::default());
+        let mut global = record(4, 1);
+        global.scope = Scope::Global;
+        let mut second = record(4, 2);
+        second.scope = Scope::Global;
+        apply(&mut log, &mut store, &[record(1, 1), global.clone()]);
+        let mut batch = WriteBatch::new();
+        let closed = Timestamp::new(1_800_000_000_000_000, 0);
+        let outcome = log.apply(0, &encode_close_batch(closed), &mut batch);
+        assert!(matches!(outcome, EntryOutcome::BatchClosed(Some(_))));
+        store.write(batch, true).unwrap();
+        apply(&mut log, &mut store, &[second]);
+        assert!(
+            log.record(3).unwrap().entry.record().unwrap().timestamp > closed,
+            "a record applied after the close exceeds the closed timestamp"
+        );
+        // The first part of an epoch sealing the first global record.
+        let mut sealed = log.record(2).unwrap().entry.record().unwrap().clone();
+        sealed.timestamp = Timestamp::new(1_700_000_000_000_010, 0);
+        let part = EpochPart {
+            epoch_number: 1,
+            watermark: closed,
+            previous_watermark: None,
+            records: vec![sealed],
+            part_index: 0,
+            part_count: 2,
+            member_regions: vec![RegionId::new("eu-west").unwrap()],
+        };
+        let mut batch = WriteBatch::new();
+        log.apply(0, &encode_epoch_part(&part), &mut batch);
+        store.write(batch, true).unwrap();
+        assert_eq!(log.global().unsealed().count(), 1);
+        assert_eq!(log.global().parts_applied_of_next(), 1);
+        assert_eq!(
+            log.dedup().check(4, 1),
+            DedupVerdict::Duplicate { position: 4 }
+        );
+
+        let mut recovered = new_log(log.retention());
+        recovered.recover(&store).unwrap();
+        assert_eq!(recovered, log);
+        let snapshot = log.snapshot();
+        let mut other = new_log(log.retention());
+        let mut other_store = MemoryStore::new();
+        other.validate_snapshot(&snapshot).unwrap();
+        let mut batch = WriteBatch::new();
+        other.restore(&snapshot, &mut batch).unwrap();
+        other_store.write(batch, true).unwrap();
+        assert_eq!(other, log);
+        let mut recovered = new_log(log.retention());
+        recovered.recover(&other_store).unwrap();
+        assert_eq!(recovered, log, "the restored state was fully written");
+        for length in (0..snapshot.len()).step_by(7) {
+            assert!(log.validate_snapshot(&snapshot[..length]).is_err());
+        }
     }
 
     #[test]
     fn the_digest_tells_equal_histories_from_different_ones() {
         let (mut store_a, mut store_b) = (MemoryStore::new(), MemoryStore::new());
-        let mut a = RegionLog::new(RegionLogRetention::default());
-        let mut b = RegionLog::new(RegionLogRetention::default());
+        let mut a = new_log(RegionLogRetention::default());
+        let mut b = new_log(RegionLogRetention::default());
         apply(&mut a, &mut store_a, &[record(1, 1), record(2, 1)]);
         apply(&mut b, &mut store_b, &[record(1, 1)]);
         apply(&mut b, &mut store_b, &[record(2, 1)]);
@@ -844,7 +1132,7 @@ mod tests {
             b.digest(),
             "batching does not change the history"
         );
-        let mut c = RegionLog::new(RegionLogRetention::default());
+        let mut c = new_log(RegionLogRetention::default());
         let mut store_c = MemoryStore::new();
         apply(&mut c, &mut store_c, &[record(2, 1), record(1, 1)]);
         assert_ne!(a.digest(), c.digest());

@@ -286,15 +286,36 @@ async fn malformed_requests_name_the_field_and_the_node_keeps_serving() {
     bad.scope = 0;
     cases.push((bad, "scope"));
     let mut bad = propose_request(9, 1);
+    bad.scope = 9;
+    cases.push((bad, "scope"));
+    let mut bad = propose_request(9, 1);
+    bad.object_id = "o".repeat(dsss_wire::ids::OBJECT_ID_BYTES_MAX + 1);
+    cases.push((bad, "object_id"));
+    let mut bad = propose_request(9, 1);
     bad.arguments = vec![1; dsss_wire::ARGUMENTS_BYTES_MAX + 1];
     cases.push((bad, "arguments"));
+    let mut bad = propose_request(9, 1);
+    bad.arguments = vec![1; 3 * dsss_wire::ARGUMENTS_BYTES_MAX];
+    cases.push((bad, "arguments"));
+    // A follower checks a proposal the same way before it forwards anything.
+    let follower = NODE_IDS
+        .into_iter()
+        .find(|&node_id| node_id != leader)
+        .expect("a follower");
+    let mut follower_stub = raw_stub(&region.configs[&follower].listen_address).await;
     for (request, field) in cases {
-        let status = stub
-            .propose(versioned(request, None))
-            .await
-            .expect_err("refused");
-        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
-        assert!(status.message().contains(field), "{}", status.message());
+        for stub in [&mut stub, &mut follower_stub] {
+            let status = stub
+                .propose(versioned(request.clone(), None))
+                .await
+                .expect_err("refused");
+            assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+            assert!(
+                status.message().contains(&format!("field {field}")),
+                "{}",
+                status.message()
+            );
+        }
     }
     let status = stub
         .subscribe(versioned(
@@ -375,6 +396,59 @@ async fn malformed_requests_name_the_field_and_the_node_keeps_serving() {
         matches!(reply.outcome, Some(propose_reply::Outcome::Committed(_))),
         "{reply:?}"
     );
+}
+
+/// client.proto: a follower serves Propose by forwarding the call to the leader through raft,
+/// and answers with the record's position once it applied it; NotLeader is only for a node
+/// that knows no leader. Status tells the raft commit index apart from the applied position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_forwards_proposals_and_status_reports_commit_apart_from_applied() {
+    let region = Region::start().await;
+    let connections = RegionConnections::new(&region.members()).expect("members");
+    let leader = wait_for_leader(&connections, &NODE_IDS).await;
+    let follower = NODE_IDS
+        .into_iter()
+        .find(|&node_id| node_id != leader)
+        .expect("a follower");
+    let mut stub = raw_stub(&region.configs[&follower].listen_address).await;
+    let mut positions = Vec::new();
+    for sequence in 1..=5 {
+        let reply = stub
+            .propose(versioned(propose_request(17, sequence), None))
+            .await
+            .expect("a follower serves proposals")
+            .into_inner();
+        match reply.outcome {
+            Some(propose_reply::Outcome::Committed(committed)) => {
+                assert!(!committed.duplicate);
+                positions.push(committed.position);
+            }
+            other => panic!("call {sequence} on follower {follower}: {other:?}"),
+        }
+    }
+    assert_eq!(positions, vec![1, 2, 3, 4, 5]);
+    let leader_log = connections
+        .read_log(leader, 1, 5, WAIT_MAX)
+        .await
+        .expect("read the leader's log");
+    let keys: Vec<(u64, u64)> = leader_log.iter().map(key_of).collect();
+    assert_eq!(
+        keys,
+        (1..=5).map(|sequence| (17, sequence)).collect::<Vec<_>>()
+    );
+
+    // Raft indices count entries (the bootstrap, each leader's empty entry, batches of
+    // records), not records: both indices run ahead of the five positions, and a member never
+    // applies past what it knows committed.
+    let status = stub
+        .status(versioned(proto::StatusRequest {}, None))
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(status.applied_position, 5);
+    assert_eq!(status.leader_node_id, leader);
+    assert!(status.applied_index > status.applied_position, "{status:?}");
+    assert!(status.commit_index >= status.applied_index, "{status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

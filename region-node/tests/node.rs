@@ -175,10 +175,11 @@ impl Region {
             .region_log()
             .records()
             .map(|log_record| {
+                let record = log_record.entry.record().expect("regional records only");
                 (
                     log_record.position,
-                    log_record.record.client_id.get(),
-                    log_record.record.request_sequence.get(),
+                    record.client_id.get(),
+                    record.request_sequence.get(),
                 )
             })
             .collect()

@@ -71,12 +71,10 @@ fn positions_of(cluster: &RegionCluster, member: NodeId, client: u64) -> Vec<(u6
         .expect("the member is up")
         .region_log()
         .records()
-        .filter(|log_record| log_record.record.client_id == ClientId(client))
-        .map(|log_record| {
-            (
-                log_record.record.request_sequence.get(),
-                log_record.position,
-            )
+        .filter_map(|log_record| {
+            let record = log_record.entry.record()?;
+            (record.client_id == ClientId(client))
+                .then(|| (record.request_sequence.get(), log_record.position))
         })
         .collect()
 }

@@ -81,6 +81,11 @@ impl Processes {
     }
 
     fn start(&mut self, node_id: u64, topology: &Path, join: bool) {
+        self.start_with(node_id, topology, join, &[]);
+    }
+
+    /// Starts `dsss node` with `extra` arguments after the usual ones.
+    fn start_with(&mut self, node_id: u64, topology: &Path, join: bool, extra: &[&str]) {
         let log = File::create(self.directory.path().join(format!("node-{node_id}.log")))
             .expect("create the log");
         let mut command = Command::new(dsss_binary());
@@ -91,6 +96,7 @@ impl Processes {
         if join {
             command.arg("--join");
         }
+        command.args(extra);
         let child = command
             .current_dir(self.directory.path())
             .stdin(Stdio::null())
@@ -99,6 +105,11 @@ impl Processes {
             .spawn()
             .expect("start dsss node");
         self.children.insert(node_id, child);
+    }
+
+    fn log_text(&self, node_id: u64) -> String {
+        fs::read_to_string(self.directory.path().join(format!("node-{node_id}.log")))
+            .unwrap_or_default()
     }
 
     fn members(&self) -> Vec<(u64, String)> {
@@ -263,6 +274,101 @@ async fn a_node_joins_as_learner_becomes_voter_and_a_founder_leaves() {
         .await
         .expect("three voters commit");
     assert_eq!(committed.position, 61);
+}
+
+/// The raft log entries every node of the snapshot test keeps: a handful, so that the leader
+/// compacts its log after a few dozen calls and joiners can only catch up by snapshot.
+const SMALL_RAFT_LOG_ENTRIES_MAX: &str = "8";
+
+/// Proposes calls `from..=through` one after another, each its own raft entry.
+async fn propose_range(client: &mut RegionClient, from: u64, through: u64) -> u64 {
+    let mut position = 0;
+    for sequence in from..=through {
+        position = client
+            .propose(&call(sequence))
+            .await
+            .expect("the region commits")
+            .position;
+    }
+    position
+}
+
+/// Adds `node_id` (started with `--join`) with `dsss region add-node`, asserting both steps.
+fn add_node(processes: &Processes, topology: &Path, node_id: u64) {
+    let stdout = membership_command(processes, "add-node", topology, node_id);
+    assert!(
+        stdout.contains(&format!("node {node_id} is a learner")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("node {node_id} is a voter")),
+        "{stdout}"
+    );
+}
+
+/// Two nodes join one after the other after the leader compacted its raft log, so each one
+/// catches up by snapshot (the second from a snapshot that must include the first's joining,
+/// not one built before it), then one of them leaves. Every remaining member ends with the
+/// same log. Reference: DESIGN.md section 2 (membership and failure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_join_by_snapshot_after_compaction_and_every_member_keeps_one_log() {
+    let mut processes = Processes::new();
+    let founding = processes.topology("three.toml", &FOUNDERS);
+    let grown = processes.topology("five.toml", &LISTED);
+    let small_log = ["--raft-log-entries-max", SMALL_RAFT_LOG_ENTRIES_MAX];
+    for node_id in FOUNDERS {
+        processes.start_with(node_id, &founding, false, &small_log);
+    }
+    let connections = RegionConnections::new(&processes.members()).expect("members");
+    let mut client = RegionClient::new(connections.clone(), 41);
+    // Each call is its own raft entry: far more entries than the leader keeps.
+    propose_range(&mut client, 1, 40).await;
+
+    processes.start_with(JOINER, &grown, true, &small_log);
+    add_node(&processes, &grown, JOINER);
+    propose_range(&mut client, 41, 80).await;
+
+    let second_joiner = 5;
+    processes.start_with(second_joiner, &grown, true, &small_log);
+    add_node(&processes, &grown, second_joiner);
+    assert_eq!(voters(&processes, &FOUNDERS).await, LISTED.to_vec());
+    propose_range(&mut client, 81, 100).await;
+
+    // The first joiner leaves again; the other four go on committing.
+    let stdout = membership_command(&processes, "remove-node", &grown, JOINER);
+    assert!(
+        stdout.contains(&format!("node {JOINER} removed")),
+        "{stdout}"
+    );
+    let remaining = [1, 2, 3, second_joiner];
+    assert_eq!(voters(&processes, &remaining).await, remaining.to_vec());
+    let last_position = propose_range(&mut client, 101, 120).await;
+    assert_eq!(last_position, 120);
+
+    for joiner in [JOINER, second_joiner] {
+        assert!(
+            processes
+                .log_text(joiner)
+                .contains("restored a snapshot of the region log"),
+            "node {joiner} caught up without a snapshot; its log:\n{}",
+            processes.log_text(joiner)
+        );
+    }
+    let reference = connections
+        .read_log(1, 1, last_position, WAIT_MAX)
+        .await
+        .expect("read node 1");
+    assert_eq!(reference.len() as u64, last_position);
+    for node_id in [2, 3, second_joiner] {
+        let log = connections
+            .read_log(node_id, 1, last_position, WAIT_MAX)
+            .await
+            .expect("read a member");
+        assert!(
+            log == reference,
+            "node {node_id}'s log differs from node 1's"
+        );
+    }
 }
 
 #[test]

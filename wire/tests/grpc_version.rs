@@ -173,8 +173,9 @@ impl RegionClient for OneNodeRegion {
             role: proto::NodeRole::Leader.into(),
             leader_node_id: NODE_ID,
             term: 1,
-            commit_position: state.commit_position,
             applied_position: state.commit_position,
+            commit_index: state.commit_position,
+            applied_index: state.commit_position,
             sealed_epoch_number: 0,
             protocol_version: PROTOCOL_VERSION,
             clock: Some(proto::ClockHealth {

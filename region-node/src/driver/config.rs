@@ -97,6 +97,10 @@ impl DriverConfig {
         };
         let mut node_config = RegionNodeConfig::new(node_id, initial_members, region_id);
         node_config.max_clock_skew_us = topology.cluster.max_clock_skew_us;
+        node_config.epoch_interval_us = topology
+            .cluster
+            .epoch_us
+            .max(crate::node::GLOBAL_INTERVAL_US_MIN);
         let peers = region
             .nodes
             .iter()

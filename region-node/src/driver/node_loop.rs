@@ -28,15 +28,13 @@ use std::time::{Duration, Instant};
 use dsss_raft_group::raft::eraftpb::Message;
 use dsss_raft_group::{RAFT_LOG, RAFT_STATE, ReadyError, ReadyIo, StoreError, WriteBatch};
 use dsss_rocksdb_store::RocksDbStore;
-use dsss_wire::{
-    ClientId, PhysicalClock, Record, RegionId, RequestSequence, SystemClock, Timestamp,
-};
+use dsss_wire::{ClientId, PhysicalClock, RegionId, RequestSequence, SystemClock, Timestamp};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::driver::peer::PeerSenders;
 use crate::{
-    LogEvent, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest, REGION_LOG, REGION_STATE,
-    RegionNode, RegionNodeConfig, RegionNodeError, RegionStatus, Reply, WAITERS_MAX,
+    LogEntry, LogEvent, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest, REGION_LOG,
+    REGION_STATE, RegionNode, RegionNodeConfig, RegionNodeError, RegionStatus, Reply, WAITERS_MAX,
 };
 
 /// The most events waiting in the node's channel. A sender that finds it full gets an error
@@ -116,7 +114,7 @@ pub struct NodeStatus {
 pub struct LogRead {
     /// Records from the position asked for, in order, with their positions; empty when the
     /// position is not retained or not yet applied.
-    pub records: Vec<(u64, Record)>,
+    pub records: Vec<(u64, LogEntry)>,
     /// The oldest position the node retains: a read from below it finds nothing.
     pub first_retained_position: u64,
     /// The position the next applied record will take.
@@ -417,8 +415,26 @@ impl NodeLoop {
         }
         self.deliver_replies(false);
         while let Some(event) = self.node.poll_log_event() {
-            // No subscriber is not an error: the event is in the log for later readers.
-            let _ = self.log_events.send(Arc::new(event));
+            if let LogEvent::Restored {
+                first_retained_position,
+                next_position,
+            } = event
+            {
+                // Operators watch for this line: a member restored from a snapshot was too far
+                // behind for the leader's raft log (a new member, or one back from a long
+                // outage).
+                tracing::info!(
+                    first_retained_position,
+                    next_position,
+                    "restored a snapshot of the region log"
+                );
+            }
+            // No subscriber is not an error: the event is in the log for later readers. Without
+            // one, the event is not even wrapped for sending, which spares an allocation per
+            // record under a write load that nobody streams.
+            if self.log_events.receiver_count() > 0 {
+                let _ = self.log_events.send(Arc::new(event));
+            }
         }
         Ok(())
     }
@@ -484,7 +500,8 @@ impl NodeLoop {
                         .node
                         .region_log()
                         .record(position)
-                        .map(|stored| stored.record.timestamp),
+                        .and_then(|stored| stored.entry.record())
+                        .map(|record| record.timestamp),
                     duplicate: immediate,
                 },
                 Reply::Refused { error, .. } => ProposeOutcome::Refused(error),
@@ -517,7 +534,7 @@ impl NodeLoop {
                 let Some(stored) = log.record(position) else {
                     break;
                 };
-                records.push((position, stored.record.clone()));
+                records.push((position, stored.entry.clone()));
                 position += 1;
             }
         }

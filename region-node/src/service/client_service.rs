@@ -1,8 +1,9 @@
 //! `RegionClient`: the service application instances call on any node of their region.
 //!
-//! - `Propose` answers once the record is committed and applied on this node, with its
-//!   position; or NotLeader with the leader's id and address when the node knows no leader;
-//!   or an error status that says what to do. A proposal that cannot complete within the
+//! - `Propose` is served by every member. The node proposes the call into raft, which forwards
+//!   it to the leader when this node follows, and answers once the record is committed and
+//!   applied on this node, with its position; or NotLeader (leader id 0, nothing proposed)
+//!   while the node knows no leader; or an error status that says what to do. A proposal that cannot complete within the
 //!   caller's deadline fails with `DEADLINE_EXCEEDED`; its retry with the same
 //!   (client id, sequence) is applied once. Each client id may have at most
 //!   [`CLIENT_PROPOSALS_IN_FLIGHT_MAX`] proposals in flight (`RESOURCE_EXHAUSTED` beyond).
@@ -20,18 +21,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dsss_wire::proto::region_client_server::RegionClient;
-use dsss_wire::proto::{self, log_entry, propose_reply};
+use dsss_wire::proto::{self, propose_reply};
 use dsss_wire::{
-    Arguments, ClientId, MethodId, OBJECT_IDS_PER_REQUEST_MAX, ObjectId, PROTOCOL_VERSION, Record,
+    Arguments, ClientId, MethodId, OBJECT_IDS_PER_REQUEST_MAX, ObjectId, PROTOCOL_VERSION,
     RequestSequence, Scope,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::driver::{LOG_READ_RECORDS_MAX, NodeEvent, ProposeOutcome};
+use crate::driver::{LOG_READ_RECORDS_MAX, NodeEvent, NodeStatus, ProposeOutcome};
 use crate::service::{NodeLink, request_deadline, role_to_wire};
-use crate::{LogEvent, ProposeError, ProposeRequest};
+use crate::{LogEntry, LogEvent, ProposeError, ProposeRequest};
 
 /// The most proposals one client id may have in flight on one node. It stays below the dedup
 /// window of a client ([`crate::DEDUP_WINDOW_MAX`]), so that the retry of any call in flight is
@@ -184,21 +185,33 @@ pub fn propose_request_from_wire(request: proto::ProposeRequest) -> Result<Propo
     })
 }
 
-/// The wire form of one log record at `position`.
-pub fn log_entry_to_wire(position: u64, record: &Record) -> proto::LogEntry {
-    let scope = record.scope;
-    let wire = proto::Record::from(record.clone());
-    let entry = match scope {
-        Scope::Regional => log_entry::Entry::Regional(wire),
-        // The region node orders global records as pending until the coordinator's sealed
-        // epochs land in the region log.
-        Scope::Global => {
-            log_entry::Entry::PendingGlobal(proto::PendingGlobalRecord { record: Some(wire) })
-        }
-    };
-    proto::LogEntry {
-        position,
-        entry: Some(entry),
+/// The wire form of one log entry at `position`.
+pub fn log_entry_to_wire(position: u64, entry: &LogEntry) -> proto::LogEntry {
+    entry.to_wire(position)
+}
+
+/// The wire form of a node's status. The applied position and the raft commit and applied
+/// indices are reported apart: a record gets its position only when it is applied, so the
+/// commit index is the only measure of how far commit runs ahead of this node's log.
+pub fn status_reply(status: &NodeStatus) -> proto::StatusReply {
+    let node = &status.node;
+    proto::StatusReply {
+        node_id: node.node_id,
+        region: status.region.as_str().to_owned(),
+        role: role_to_wire(node.role).into(),
+        leader_node_id: node.leader_id.unwrap_or(0),
+        term: node.term,
+        applied_position: node.next_position.saturating_sub(1),
+        commit_index: node.commit_index,
+        applied_index: node.applied_index,
+        sealed_epoch_number: 0,
+        protocol_version: PROTOCOL_VERSION,
+        clock: Some(proto::ClockHealth {
+            hybrid_now: Some(status.hybrid_last.into()),
+            physical_now_us: status.physical_now_us,
+            max_skew_us: status.max_clock_skew_us,
+            rejected_timestamps: 0,
+        }),
     }
 }
 
@@ -208,6 +221,10 @@ fn refused_status(node_id: u64, error: &ProposeError) -> Status {
         ProposeError::Overloaded => Status::resource_exhausted(format!(
             "node {node_id} is overloaded: too many proposals waiting; retry later with the \
              same request_sequence"
+        )),
+        ProposeError::GlobalOverloaded { bound } => Status::resource_exhausted(format!(
+            "node {node_id}: the region holds as many unsealed global calls as it may ({bound}); \
+             the coordinator is slow or unreachable; retry later with the same request_sequence"
         )),
         ProposeError::Dropped => Status::unavailable(format!(
             "node {node_id}: the proposal was dropped before it was ordered (a leader change or \
@@ -352,27 +369,7 @@ impl RegionClient for RegionClientService {
         _request: Request<proto::StatusRequest>,
     ) -> Result<Response<proto::StatusReply>, Status> {
         let status = self.link.status().await?;
-        let node = &status.node;
-        // Positions are assigned when records are applied, so the highest position this node
-        // knows to be committed is the last one it applied.
-        let applied_position = node.next_position.saturating_sub(1);
-        Ok(Response::new(proto::StatusReply {
-            node_id: node.node_id,
-            region: status.region.as_str().to_owned(),
-            role: role_to_wire(node.role).into(),
-            leader_node_id: node.leader_id.unwrap_or(0),
-            term: node.term,
-            commit_position: applied_position,
-            applied_position,
-            sealed_epoch_number: 0,
-            protocol_version: PROTOCOL_VERSION,
-            clock: Some(proto::ClockHealth {
-                hybrid_now: Some(status.hybrid_last.into()),
-                physical_now_us: status.physical_now_us,
-                max_skew_us: status.max_clock_skew_us,
-                rejected_timestamps: 0,
-            }),
-        }))
+        Ok(Response::new(status_reply(&status)))
     }
 }
 
@@ -486,12 +483,12 @@ impl Subscription {
             let mut pending = Some(event);
             while let Some(event) = pending.take() {
                 match &*event {
-                    LogEvent::Applied { position, record } => {
+                    LogEvent::Applied { position, entry } => {
                         let expected = self.next_position + records.len() as u64;
                         if *position < expected {
                             // Already sent, from the log read.
                         } else if *position == expected {
-                            records.push((*position, record.clone()));
+                            records.push((*position, entry.clone()));
                         } else {
                             return Follow::CatchUp;
                         }
@@ -512,11 +509,18 @@ impl Subscription {
 
     /// Sends the records that pass the filter, saying that everything through
     /// `through_position` was delivered. False when the subscriber is gone.
-    async fn send_records(&mut self, records: &[(u64, Record)], through_position: u64) -> bool {
+    async fn send_records(&mut self, records: &[(u64, LogEntry)], through_position: u64) -> bool {
+        // An epoch's end names no object: every subscriber gets it, so that it can tell how
+        // far the global sequence has reached.
         let entries = records
             .iter()
-            .filter(|(_, record)| self.filter.is_empty() || self.filter.contains(&record.object_id))
-            .map(|(position, record)| log_entry_to_wire(*position, record))
+            .filter(|(_, entry)| {
+                self.filter.is_empty()
+                    || entry
+                        .record()
+                        .is_none_or(|record| self.filter.contains(&record.object_id))
+            })
+            .map(|(position, entry)| log_entry_to_wire(*position, entry))
             .collect();
         let reply = proto::SubscribeReply {
             entries,
@@ -524,5 +528,53 @@ impl Subscription {
         };
         self.next_position = through_position + 1;
         self.sender.send(Ok(reply)).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dsss_raft_group::Role;
+    use dsss_wire::{RegionId, Timestamp};
+
+    use super::*;
+    use crate::{GlobalStatus, NodeCounters, RegionStatus};
+
+    #[test]
+    fn status_reports_the_commit_index_apart_from_the_applied_position() {
+        // A follower that knows of entries committed beyond what it applied: raft index 12
+        // committed, 9 applied, and records applied through position 5 (raft entries carry
+        // many records or none, so indices and positions differ).
+        let status = NodeStatus {
+            node: RegionStatus {
+                node_id: 2,
+                role: Role::Follower,
+                leader_id: Some(1),
+                term: 3,
+                commit_index: 12,
+                applied_index: 9,
+                first_raft_index: 1,
+                last_raft_index: 12,
+                next_position: 6,
+                first_retained_position: 1,
+                log_digest: 0,
+                voters: vec![1, 2, 3],
+                learners: Vec::new(),
+                global: GlobalStatus::default(),
+                proposals_pending: 0,
+                waiters: 0,
+                counters: NodeCounters::default(),
+            },
+            region: RegionId::new("eu-west").expect("valid region"),
+            physical_now_us: 1_700_000_000_000_000,
+            hybrid_last: Timestamp::new(1_700_000_000_000_000, 0),
+            max_clock_skew_us: 250_000,
+            raft_messages_refused: 0,
+        };
+        let reply = status_reply(&status);
+        assert_eq!(reply.commit_index, 12);
+        assert_eq!(reply.applied_index, 9);
+        assert_eq!(reply.applied_position, 5);
+        assert_eq!(reply.leader_node_id, 1);
+        assert_eq!(reply.role, proto::NodeRole::Follower as i32);
     }
 }

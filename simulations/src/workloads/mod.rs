@@ -1,4 +1,5 @@
 //! Workloads: sans-IO processes and the harness that runs them on a topology with faults.
 
+pub mod global;
 pub mod probe;
 pub mod region;

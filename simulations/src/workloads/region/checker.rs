@@ -13,8 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dsss_region_node::{LogEvent, RegionLog};
-use dsss_wire::Record;
+use dsss_region_node::{LogEntry, LogEntryKind, LogEvent, RegionLog};
 
 use crate::network::NodeId;
 
@@ -26,8 +25,8 @@ pub const VIOLATIONS_KEPT_MAX: usize = 20;
 pub struct RegionObserver {
     /// Acknowledged (client, sequence) pairs and their positions.
     acknowledged: BTreeMap<(u64, u64), u64>,
-    /// The record first seen applied at each position, on any member.
-    applied_at: BTreeMap<u64, Record>,
+    /// The entry first seen applied at each position, on any member.
+    applied_at: BTreeMap<u64, LogEntry>,
     /// The position each pair was applied at.
     position_of: BTreeMap<(u64, u64), u64>,
     /// Members that restored a snapshot, with how many times.
@@ -83,20 +82,24 @@ impl RegionObserver {
     /// A member applied a record or restored a snapshot.
     pub fn observe_log_event(&mut self, node: NodeId, event: &LogEvent) {
         match event {
-            LogEvent::Applied { position, record } => {
+            LogEvent::Applied { position, entry } => {
                 self.records_applied += 1;
-                let pair = (record.client_id.get(), record.request_sequence.get());
                 match self.applied_at.get(position) {
-                    Some(first) if first != record => self.violation(format!(
-                        "node {node} applied c{} s{} at position {position}, where another \
-                         member applied c{} s{}",
-                        pair.0, pair.1, first.client_id, first.request_sequence
+                    Some(first) if first != entry => self.violation(format!(
+                        "node {node} applied {entry:?} at position {position}, where another \
+                         member applied {first:?}"
                     )),
                     Some(_) => {}
                     None => {
-                        self.applied_at.insert(*position, record.clone());
+                        self.applied_at.insert(*position, entry.clone());
                     }
                 }
+                // A call is applied once where it was proposed (regional or pending); a
+                // sealed global call reappears once more, as a sequenced record.
+                let Some(record) = proposed_record(entry) else {
+                    return;
+                };
+                let pair = (record.client_id.get(), record.request_sequence.get());
                 match self.position_of.get(&pair) {
                     Some(first) if first != position => self.violation(format!(
                         "node {node} applied c{} s{} at position {position}, but it was \
@@ -148,7 +151,7 @@ pub fn check_logs(
         // A prefix of the longest: equal records wherever both hold a position.
         for log_record in log.records() {
             if let Some(other) = longest.record(log_record.position)
-                && other.record != log_record.record
+                && other.entry != log_record.entry
             {
                 problems.push(format!(
                     "node {node} position {} differs from node {longest_node}",
@@ -173,15 +176,18 @@ pub fn check_logs(
                 ));
                 continue;
             }
-            if let Some(log_record) = log.record(position) {
-                let record = &log_record.record;
-                if (record.client_id.get(), record.request_sequence.get()) != (client, sequence) {
-                    problems.push(format!(
-                        "node {node}: position {position} holds c{} s{}, but c{client} \
-                         s{sequence} was acknowledged there",
-                        record.client_id, record.request_sequence
-                    ));
-                }
+            let Some(stored) = log.record(position) else {
+                continue;
+            };
+            let held = stored
+                .entry
+                .record()
+                .map(|record| (record.client_id.get(), record.request_sequence.get()));
+            if held != Some((client, sequence)) {
+                problems.push(format!(
+                    "node {node}: position {position} holds {held:?} (client, sequence), but \
+                     c{client} s{sequence} was acknowledged there"
+                ));
             }
         }
     }
@@ -214,7 +220,9 @@ fn check_one_log(node: NodeId, log: &RegionLog, problems: &mut Vec<String>) {
             ));
         }
         expected = log_record.position + 1;
-        let record = &log_record.record;
+        let Some(record) = proposed_record(&log_record.entry) else {
+            continue;
+        };
         let pair = (record.client_id.get(), record.request_sequence.get());
         if !pairs.insert(pair) {
             problems.push(format!(
@@ -229,5 +237,13 @@ fn check_one_log(node: NodeId, log: &RegionLog, problems: &mut Vec<String>) {
             expected - 1,
             log.next_position()
         ));
+    }
+}
+
+/// The record of an entry made by a proposal in this region (regional or pending global).
+fn proposed_record(entry: &LogEntry) -> Option<&dsss_wire::Record> {
+    match entry.kind() {
+        LogEntryKind::Regional | LogEntryKind::PendingGlobal => entry.record(),
+        LogEntryKind::SequencedGlobal | LogEntryKind::EpochSealed => None,
     }
 }

@@ -268,6 +268,9 @@ impl NodeProcess {
         while let Some(event) = node.poll_log_event() {
             observer.observe_log_event(cx.node(), &event);
         }
+        // A lone region has no coordinator: its batches and epoch acknowledgements go
+        // nowhere (the global workload routes them).
+        while node.poll_to_coordinator().is_some() {}
     }
 }
 

@@ -1,0 +1,1337 @@
+//! [`CoordinatorNode`]: one replica of the global coordinator, sans-IO.
+//!
+//! Method groups follow the sans-IO habit: getters; `handle_*` for inputs (a region batch, an
+//! epoch acknowledgement, raft messages, a tick, a round of raft work); `poll_*` for outputs
+//! (messages to regions). Raft messages to send and writes to persist leave through the
+//! [`ReadyIo`] given to [`CoordinatorNode::handle_ready`], the one path both drivers call.
+//!
+//! Every replica applies the log and so seals the same epochs; only the leader talks to
+//! regions. The leader:
+//! - proposes each region batch as one entry and answers it with a [`proto::RegionBatchAck`]
+//!   once the entry is applied (a follower answers at once with `not_leader`);
+//! - sends each newly sealed epoch to every region, member or not, in parts of at most
+//!   [`EPOCH_PART_BYTES_MAX`] bytes, and every resend interval resends from each region's
+//!   acknowledged point (at most [`RESEND_MESSAGES_PER_REGION_MAX`] parts per region);
+//! - proposes `EpochsAcknowledged` when a region's acknowledgements advanced (at most one
+//!   entry per region per tick);
+//! - proposes `Suspect` for a member whose closed timestamp has not advanced for the
+//!   suspicion timeout, measured since the later of its last advance and the moment this node
+//!   became leader (never for the last member: apply refuses it).
+//!
+//! Every message out carries this node's hybrid logical clock (`sender_time`); every message
+//! in updates it, and one whose time is further ahead than the maximum skew is refused with
+//! [`InputError::ClockSkew`] and counted in [`CoordinatorCounters::refused_for_skew`].
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use dsss_raft_group::raft::eraftpb::Message;
+use dsss_raft_group::{
+    Applied, DecodeError, DurableStore, OpenError, RaftGroup, RaftGroupConfig, ReadyError, ReadyIo,
+    Role, StepError, decode_message, group::ELECTION_TICK_MAX,
+};
+use dsss_wire::{ClockSkewError, HybridLogicalClock, Record, RegionId, Timestamp, proto};
+
+use crate::codec::record_size_bytes;
+use crate::entry::{BatchEntry, CoordinatorEntry, REGION_BATCH_RECORDS_MAX, check_batch};
+use crate::state::{
+    BatchVerdict, CoordinatorLimits, CoordinatorState, EntryEffect, EntryOutcome, Epoch,
+    SuspectVerdict, check_regions,
+};
+
+/// The most entries waiting for the next round; beyond, batches are refused with
+/// [`InputError::Overloaded`].
+pub const PROPOSALS_PENDING_MAX: usize = 1_024;
+
+/// The most bytes of entries waiting for the next round.
+pub const PROPOSALS_PENDING_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// The most outputs kept until the driver polls them; beyond, the oldest is dropped and
+/// counted (batch acknowledgements and epochs are both resent, so nothing is lost for good).
+pub const OUTPUTS_PENDING_MAX: usize = 16_384;
+
+/// The most raft rounds one [`CoordinatorNode::handle_ready`] call runs.
+pub const READY_ROUNDS_PER_CALL_MAX: usize = 8;
+
+/// The most encoded record bytes in one part of a sealed epoch: far below
+/// [`dsss_wire::GRPC_MESSAGE_BYTES_MAX`] and the raft entry a region makes of each part.
+pub const EPOCH_PART_BYTES_MAX: u64 = 2 * 1024 * 1024;
+
+/// The most batches of one region a leader holds while it waits for an earlier batch that
+/// the network delayed or lost; beyond, a batch is dropped and the region resends it.
+pub const EARLY_BATCHES_PER_REGION_MAX: usize = 256;
+
+/// The most epoch parts sent to one region per resend interval.
+pub const RESEND_MESSAGES_PER_REGION_MAX: usize = 64;
+
+/// The longest interval (epoch, suspicion, resend) a configuration may set: one hour.
+pub const INTERVAL_US_MAX: u64 = 3_600_000_000;
+
+/// The largest clock skew a configuration may tolerate: one minute (the topology's maximum).
+pub const CLOCK_SKEW_US_MAX: u64 = 60_000_000;
+
+// A part holds whole records: the largest record must fit in one.
+const _: () = assert!(EPOCH_PART_BYTES_MAX >= crate::codec::RECORD_BYTES_MAX as u64 + 4);
+const _: () = assert!(EPOCH_PART_BYTES_MAX * 4 <= dsss_wire::GRPC_MESSAGE_BYTES_MAX as u64);
+
+/// The settings of one coordinator replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoordinatorConfig {
+    /// This replica's node id.
+    pub node_id: u64,
+    /// Every replica of the coordinator group, the same list on every replica.
+    pub replica_ids: Vec<u64>,
+    /// The replica that campaigns at once when it starts, so a fresh group has a leader
+    /// without waiting for an election timeout.
+    pub preferred_leader: Option<u64>,
+    /// The regions of the topology, sorted. MUST be equal on every replica.
+    pub regions: Vec<RegionId>,
+    /// The epoch length; the driver calls [`CoordinatorNode::handle_tick`] once per epoch.
+    pub epoch_interval_us: u64,
+    /// How long a member's closed timestamp may stand still before the leader suspects it.
+    pub suspicion_timeout_us: u64,
+    /// How often the leader resends unacknowledged epochs to a region.
+    pub resend_interval_us: u64,
+    /// Received hybrid logical clock times further ahead than this are refused.
+    pub max_clock_skew_us: u64,
+    /// The seed of this replica's election timeouts.
+    pub election_seed: u64,
+    /// Ticks without a leader before a follower campaigns.
+    pub election_tick: usize,
+    /// Ticks between a leader's heartbeats.
+    pub heartbeat_tick: usize,
+    /// The bounds of the replicated state. MUST be equal on every replica.
+    pub limits: CoordinatorLimits,
+}
+
+impl CoordinatorConfig {
+    /// Settings for replica `node_id` of a group of `replica_ids` serving `regions` (sorted
+    /// here), with the default intervals: 10 ms epochs, 2 s suspicion timeout, 100 ms resend
+    /// interval, 250 ms maximum skew.
+    pub fn new(node_id: u64, replica_ids: Vec<u64>, mut regions: Vec<RegionId>) -> Self {
+        regions.sort();
+        CoordinatorConfig {
+            node_id,
+            replica_ids,
+            preferred_leader: None,
+            regions,
+            epoch_interval_us: 10_000,
+            suspicion_timeout_us: 2_000_000,
+            resend_interval_us: 100_000,
+            max_clock_skew_us: 250_000,
+            election_seed: node_id,
+            election_tick: 10,
+            heartbeat_tick: 2,
+            limits: CoordinatorLimits::default(),
+        }
+    }
+
+    /// The settings of replica `node_id` from a topology: its regions, coordinator replicas
+    /// and preferred leader, epoch length, suspicion timeout and maximum skew. The resend
+    /// interval is ten epochs (at most half the suspicion timeout); the election timeout is
+    /// at least ten times the largest one-way delay between regions, so that WAN round trips
+    /// do not cause elections.
+    pub fn from_topology(
+        topology: &dsss_topology::Topology,
+        node_id: u64,
+    ) -> Result<Self, ConfigError> {
+        if !topology.is_coordinator_replica(node_id) {
+            return Err(ConfigError::new(
+                "node_id",
+                format!(
+                    "node {node_id} is not a coordinator replica (replicas: {:?})",
+                    topology.coordinator.replicas
+                ),
+            ));
+        }
+        let regions = topology
+            .regions
+            .iter()
+            .map(|region| {
+                RegionId::new(region.id.clone())
+                    .map_err(|error| ConfigError::new("regions", error.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut replica_ids = topology.coordinator.replicas.clone();
+        replica_ids.sort_unstable();
+        let mut config = CoordinatorConfig::new(node_id, replica_ids, regions);
+        let cluster = &topology.cluster;
+        config.preferred_leader = Some(topology.coordinator.preferred_leader);
+        config.epoch_interval_us = cluster.epoch_us;
+        config.suspicion_timeout_us = cluster.suspicion_timeout_us;
+        config.max_clock_skew_us = cluster.max_clock_skew_us;
+        config.resend_interval_us = (cluster.epoch_us * 10)
+            .min(cluster.suspicion_timeout_us / 2)
+            .max(1);
+        let delay_ticks = (10 * topology.latency.d_max_us()).div_ceil(cluster.epoch_us.max(1));
+        config.election_tick = usize::try_from(delay_ticks.max(10))
+            .map_or(ELECTION_TICK_MAX, |ticks| ticks.min(ELECTION_TICK_MAX));
+        config.heartbeat_tick = (config.election_tick / 5).max(1);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The raft group settings of this replica.
+    pub fn group_config(&self) -> RaftGroupConfig {
+        let mut group = RaftGroupConfig::new(self.node_id, self.replica_ids.clone());
+        group.election_seed = self.election_seed;
+        group.election_tick = self.election_tick;
+        group.heartbeat_tick = self.heartbeat_tick;
+        group
+    }
+
+    /// Checks every setting, naming the first that is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.group_config()
+            .validate()
+            .map_err(|error| ConfigError::new("group", error.to_string()))?;
+        if !self.replica_ids.contains(&self.node_id) {
+            return Err(ConfigError::new(
+                "replica_ids",
+                format!("{:?} does not list node {}", self.replica_ids, self.node_id),
+            ));
+        }
+        if let Some(preferred) = self.preferred_leader
+            && !self.replica_ids.contains(&preferred)
+        {
+            return Err(ConfigError::new(
+                "preferred_leader",
+                format!("node {preferred} is not a replica"),
+            ));
+        }
+        check_regions(&self.regions).map_err(|reason| ConfigError::new("regions", reason))?;
+        for (field, value) in [
+            ("epoch_interval_us", self.epoch_interval_us),
+            ("suspicion_timeout_us", self.suspicion_timeout_us),
+            ("resend_interval_us", self.resend_interval_us),
+        ] {
+            if value == 0 || value > INTERVAL_US_MAX {
+                return Err(ConfigError::new(
+                    field,
+                    format!("{value} is outside 1..={INTERVAL_US_MAX}"),
+                ));
+            }
+        }
+        if self.max_clock_skew_us == 0 || self.max_clock_skew_us > CLOCK_SKEW_US_MAX {
+            return Err(ConfigError::new(
+                "max_clock_skew_us",
+                format!(
+                    "{} is outside 1..={CLOCK_SKEW_US_MAX}",
+                    self.max_clock_skew_us
+                ),
+            ));
+        }
+        self.limits
+            .validate()
+            .map_err(|reason| ConfigError::new("limits", reason))
+    }
+}
+
+/// A setting of [`CoordinatorConfig`] that is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("coordinator configuration field {field}: {reason}")]
+pub struct ConfigError {
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        ConfigError {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why a node could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorNodeError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The raft group could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
+
+/// Why a message from a region was not taken. Nothing changed, except for the clock when the
+/// error is not about the clock.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// The message carries no sender time.
+    #[error("{message} carries no sender_time; every message between nodes must")]
+    MissingSenderTime {
+        /// The kind of message.
+        message: &'static str,
+    },
+    /// The sender time is beyond the range of any DSSS clock.
+    #[error("{message} sender_time: {reason}")]
+    InvalidSenderTime {
+        /// The kind of message.
+        message: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The sender time is further ahead of this node's clock than the maximum skew.
+    #[error("{message} refused: {error}")]
+    ClockSkew {
+        /// The kind of message.
+        message: &'static str,
+        /// The skew.
+        error: ClockSkewError,
+    },
+    /// The region is not a valid region id, or not in the topology.
+    #[error("region {region:?} is not a region of the topology")]
+    UnknownRegion {
+        /// The region as received.
+        region: String,
+    },
+    /// The batch breaks a rule of the protocol.
+    #[error("region batch from {region} refused: {reason}")]
+    InvalidBatch {
+        /// The region.
+        region: RegionId,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The acknowledgement names an epoch not sealed yet.
+    #[error("epoch acknowledgement from {region} refused: {reason}")]
+    InvalidAcknowledgement {
+        /// The region.
+        region: RegionId,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The coordinator cannot take the batch now; the region resends later.
+    #[error("overloaded: {reason}")]
+    Overloaded {
+        /// Which bound is reached.
+        reason: String,
+    },
+}
+
+/// Why raft messages were not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    /// The bytes are not a raft message.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The raft group refused it.
+    #[error(transparent)]
+    Step(#[from] StepError),
+    /// The batch is addressed to another node.
+    #[error("raft batch for node {to} reached node {node_id}")]
+    WrongReceiver {
+        /// The addressee.
+        to: u64,
+        /// This node.
+        node_id: u64,
+    },
+    /// The batch's sender time was refused.
+    #[error(transparent)]
+    SenderTime(#[from] InputError),
+}
+
+/// A message for a region's leader.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RegionMessage {
+    /// The answer to a region batch.
+    BatchAck(proto::RegionBatchAck),
+    /// One part of a sealed epoch.
+    Epoch(proto::SealedEpoch),
+}
+
+/// What the coordinator hands to its driver.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CoordinatorOutput {
+    /// Send `message` to the leader of `region`.
+    ToRegion {
+        /// The region.
+        region: RegionId,
+        /// The message.
+        message: RegionMessage,
+    },
+}
+
+/// One region as the coordinator holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionStatus {
+    /// The region.
+    pub region: RegionId,
+    /// Whether it counts for the watermark.
+    pub member: bool,
+    /// Its incarnation.
+    pub incarnation: u64,
+    /// The next batch number expected.
+    pub next_batch_number: u64,
+    /// Its closed timestamp.
+    pub closed: Timestamp,
+    /// The highest epoch it has acknowledged (replicated).
+    pub acknowledged_epoch: u64,
+}
+
+/// Counters since the node opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CoordinatorCounters {
+    /// Messages refused because their sender time was beyond the maximum skew.
+    pub refused_for_skew: u64,
+    /// Region batches proposed.
+    pub batches_proposed: u64,
+    /// Batch entries applied and accepted.
+    pub batches_accepted: u64,
+    /// Batch entries applied and not accepted (duplicate, gap, stale, not a member).
+    pub batches_not_accepted: u64,
+    /// Batches refused as overloaded (before proposing or at apply).
+    pub batches_overloaded: u64,
+    /// Batches dropped because too many later batches of their region waited for an
+    /// earlier one (the region resends them).
+    pub batches_dropped_early: u64,
+    /// Entries every replica refused (undecodable or naming an unknown region).
+    pub entries_refused: u64,
+    /// Regions taken out of the membership.
+    pub regions_removed: u64,
+    /// Regions readmitted.
+    pub regions_readmitted: u64,
+    /// Epochs sealed by this replica's state machine.
+    pub epochs_sealed: u64,
+    /// Epoch parts handed to the driver.
+    pub epoch_messages_sent: u64,
+    /// Entries raft dropped.
+    pub proposals_dropped: u64,
+    /// Outputs dropped because the driver did not poll them.
+    pub outputs_dropped: u64,
+}
+
+/// A snapshot of the node's state, for operators and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoordinatorStatus {
+    /// This node.
+    pub node_id: u64,
+    /// Its role.
+    pub role: Role,
+    /// The leader it knows of.
+    pub leader_id: Option<u64>,
+    /// The raft term.
+    pub term: u64,
+    /// The raft commit index.
+    pub commit_index: u64,
+    /// The raft applied index.
+    pub applied_index: u64,
+    /// The watermark of the newest sealed epoch.
+    pub watermark: Timestamp,
+    /// The newest sealed epoch, 0 before the first.
+    pub newest_epoch: u64,
+    /// Sealed epochs retained until every region acknowledges them.
+    pub retained_epochs: usize,
+    /// Their bytes.
+    pub retained_size_bytes: u64,
+    /// Records waiting for the watermark.
+    pub pending_records: usize,
+    /// Their bytes.
+    pub pending_size_bytes: u64,
+    /// Every region, sorted.
+    pub regions: Vec<RegionStatus>,
+    /// Entries waiting for the next round.
+    pub proposals_pending: usize,
+    /// Outputs waiting for the driver.
+    pub outputs_pending: usize,
+    /// Counters since the node opened.
+    pub counters: CoordinatorCounters,
+}
+
+/// The leader's view of one region, soft state that a new leader rebuilds.
+#[derive(Clone, Debug)]
+struct RegionDuty {
+    /// The closed timestamp last seen, and when it was first seen.
+    closed_seen: Timestamp,
+    advanced_at_us: u64,
+    /// The incarnation a suspect entry was proposed for, and when.
+    suspected: Option<(u64, u64)>,
+    /// What the region said it appended: whole epochs through, parts of the next.
+    appended: (u64, u32),
+    /// The acknowledgement last proposed, and when.
+    acknowledgement_proposed: Option<(u64, u64)>,
+    /// When epochs were last resent.
+    resent_at_us: Option<u64>,
+    /// The region's newest batch this leader has proposed, as (incarnation, batch number),
+    /// with every lower batch of that incarnation proposed before it.
+    proposed_through: (u64, u64),
+    /// Batches that arrived ahead of a missing one (the network reorders), held until the
+    /// gap fills so they are proposed in order; at most [`EARLY_BATCHES_PER_REGION_MAX`].
+    early: BTreeMap<(u64, u64), BatchEntry>,
+    /// The newest epoch sent to the region (new, resent, or in its catch-up window).
+    window_sent_through: u64,
+}
+
+/// The leader's soft state.
+#[derive(Clone, Debug)]
+struct Leadership {
+    term: u64,
+    since_us: u64,
+    regions: BTreeMap<RegionId, RegionDuty>,
+}
+
+/// One replica of the global coordinator. See the module documentation.
+pub struct CoordinatorNode {
+    group: RaftGroup<CoordinatorState>,
+    config: CoordinatorConfig,
+    clock: HybridLogicalClock,
+    now_us: u64,
+    started: bool,
+    proposals: VecDeque<Vec<u8>>,
+    proposals_size_bytes: usize,
+    /// (region, incarnation, batch number) of the batches waiting in `proposals`.
+    queued_batches: BTreeSet<(RegionId, u64, u64)>,
+    leadership: Option<Leadership>,
+    outputs: VecDeque<CoordinatorOutput>,
+    counters: CoordinatorCounters,
+}
+
+impl CoordinatorNode {
+    /// Opens the replica over `store`: recovers its raft log and state, or bootstraps a new
+    /// group when the store is empty.
+    pub fn open(
+        config: CoordinatorConfig,
+        store: &mut impl DurableStore,
+    ) -> Result<Self, CoordinatorNodeError> {
+        config.validate()?;
+        let state = CoordinatorState::new(&config.regions, config.limits);
+        let group = RaftGroup::open(config.group_config(), state, store)?;
+        // A restarted replica stamps above the watermark it sealed, whatever its clock says.
+        let clock =
+            HybridLogicalClock::resume(group.state_machine().watermark(), config.max_clock_skew_us)
+                .unwrap_or_else(|_| HybridLogicalClock::new(config.max_clock_skew_us));
+        Ok(CoordinatorNode {
+            group,
+            config,
+            clock,
+            now_us: 0,
+            started: false,
+            proposals: VecDeque::new(),
+            proposals_size_bytes: 0,
+            queued_batches: BTreeSet::new(),
+            leadership: None,
+            outputs: VecDeque::new(),
+            counters: CoordinatorCounters::default(),
+        })
+    }
+
+    // Getters.
+
+    /// This node's id.
+    pub fn id(&self) -> u64 {
+        self.group.id()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.config
+    }
+
+    /// The replicated state as this replica has applied it.
+    pub fn state(&self) -> &CoordinatorState {
+        self.group.state_machine()
+    }
+
+    /// The raft group.
+    pub fn group(&self) -> &RaftGroup<CoordinatorState> {
+        &self.group
+    }
+
+    /// The leader this node knows of.
+    pub fn leader_id(&self) -> Option<u64> {
+        self.group.leader_id()
+    }
+
+    /// True when this node leads the coordinator group.
+    pub fn is_leader(&self) -> bool {
+        self.group.role() == Role::Leader
+    }
+
+    /// The node's hybrid logical clock, as of its last input.
+    pub fn clock(&self) -> &HybridLogicalClock {
+        &self.clock
+    }
+
+    /// The node's state.
+    pub fn status(&self) -> CoordinatorStatus {
+        let state = self.group.state_machine();
+        CoordinatorStatus {
+            node_id: self.group.id(),
+            role: self.group.role(),
+            leader_id: self.group.leader_id(),
+            term: self.group.term(),
+            commit_index: self.group.commit_index(),
+            applied_index: self.group.applied_index(),
+            watermark: state.watermark(),
+            newest_epoch: state.newest_epoch_number(),
+            retained_epochs: state.retained_epoch_count(),
+            retained_size_bytes: state.retained_size_bytes(),
+            pending_records: state.pending_count(),
+            pending_size_bytes: state.pending_size_bytes(),
+            regions: state
+                .regions()
+                .iter()
+                .map(|(region, region_state)| RegionStatus {
+                    region: region.clone(),
+                    member: region_state.member,
+                    incarnation: region_state.incarnation,
+                    next_batch_number: region_state.next_batch_number,
+                    closed: region_state.closed,
+                    acknowledged_epoch: region_state.acknowledged_epoch,
+                })
+                .collect(),
+            proposals_pending: self.proposals.len(),
+            outputs_pending: self.outputs.len(),
+            counters: self.counters,
+        }
+    }
+
+    /// True when [`CoordinatorNode::handle_ready`] has work to do.
+    pub fn has_ready(&self) -> bool {
+        !self.proposals.is_empty() || self.group.has_ready()
+    }
+
+    // Inputs.
+
+    /// A region leader's batch. The answer comes later through
+    /// [`CoordinatorNode::poll_output`]: at once from a follower (`not_leader`) or for a
+    /// batch taken before, otherwise once its entry is applied. An error means the batch was
+    /// not taken and no answer follows.
+    pub fn handle_region_batch(
+        &mut self,
+        now_us: u64,
+        batch: proto::RegionBatch,
+    ) -> Result<(), InputError> {
+        self.receive_time(now_us, batch.sender_time, "region batch")?;
+        let region = self.known_region(&batch.region)?;
+        if !self.is_leader() {
+            let message = self.not_leader_ack(&region);
+            self.push_output(region, message);
+            return Ok(());
+        }
+        let entry = self.batch_entry(region.clone(), batch)?;
+        let state = self.group.state_machine();
+        let region_state = state.region(&region).expect("the region is known");
+        // A batch every replica would refuse without change is answered from the applied
+        // state: an older incarnation, or a batch taken before.
+        let stale = entry.incarnation < region_state.incarnation;
+        let duplicate = entry.incarnation == region_state.incarnation
+            && region_state.member
+            && entry.batch_number < region_state.next_batch_number;
+        if stale || duplicate {
+            self.counters.batches_not_accepted += 1;
+            let message = self.batch_ack(&region);
+            self.push_output(region, message);
+            return Ok(());
+        }
+        let key = (region.clone(), entry.incarnation, entry.batch_number);
+        if self.queued_batches.contains(&key) {
+            return Ok(());
+        }
+        let records_size_bytes: u64 = entry.records.iter().map(record_size_bytes).sum();
+        if let Some(reason) = state.overload_reason(records_size_bytes) {
+            self.counters.batches_overloaded += 1;
+            return Err(InputError::Overloaded { reason });
+        }
+        // Batches must be proposed in order, but the network reorders them: the batch the
+        // state needs next is always proposed (proposing one twice is harmless, the second
+        // is a duplicate at apply, and it repairs a proposal raft dropped); the one after
+        // the newest proposed too; a later one waits for the gap to fill.
+        let needed_next = if entry.incarnation == region_state.incarnation && region_state.member {
+            region_state.next_batch_number
+        } else {
+            // A readmission (a newer incarnation) starts at batch 1; a batch of a removed
+            // region's current incarnation is refused at apply, in any order.
+            1
+        };
+        let incarnation = entry.incarnation;
+        let batch_number = entry.batch_number;
+        let Some(duty) = self
+            .leadership
+            .as_mut()
+            .and_then(|leadership| leadership.regions.get_mut(&region))
+        else {
+            return Ok(());
+        };
+        let proposed_next = if duty.proposed_through.0 == incarnation {
+            duty.proposed_through.1 + 1
+        } else {
+            needed_next
+        };
+        let removed_region_batch = incarnation == region_state.incarnation && !region_state.member;
+        if batch_number == needed_next || batch_number == proposed_next || removed_region_batch {
+            self.propose_batch(entry)?;
+            self.propose_early_batches(&region);
+        } else if batch_number > proposed_next {
+            // When the buffer is full the batch furthest ahead goes (this one or a held one):
+            // the batches nearest the gap are the ones that let the region move on, and the
+            // region resends the rest.
+            let key = (incarnation, batch_number);
+            if duty.early.len() >= EARLY_BATCHES_PER_REGION_MAX {
+                match duty.early.keys().next_back() {
+                    Some(&furthest) if furthest > key => {
+                        duty.early.remove(&furthest);
+                    }
+                    _ => {
+                        self.counters.batches_dropped_early += 1;
+                        return Ok(());
+                    }
+                }
+                self.counters.batches_dropped_early += 1;
+            }
+            duty.early.insert(key, entry);
+        }
+        // Otherwise the batch is proposed already and its acknowledgement follows the apply.
+        Ok(())
+    }
+
+    /// Queues `entry` for proposal and records it as the region's newest proposed batch.
+    fn propose_batch(&mut self, entry: BatchEntry) -> Result<(), InputError> {
+        let key = (entry.region.clone(), entry.incarnation, entry.batch_number);
+        let region = entry.region.clone();
+        let (incarnation, batch_number) = (entry.incarnation, entry.batch_number);
+        let data = CoordinatorEntry::Batch(entry).encode();
+        self.queue_proposal(data)?;
+        self.queued_batches.insert(key);
+        if let Some(duty) = self
+            .leadership
+            .as_mut()
+            .and_then(|leadership| leadership.regions.get_mut(&region))
+        {
+            if duty.proposed_through.0 != incarnation || duty.proposed_through.1 < batch_number {
+                duty.proposed_through = (incarnation, batch_number);
+            }
+            // Held batches of older incarnations will never be proposed.
+            duty.early.retain(|&(held, _), _| held >= incarnation);
+        }
+        Ok(())
+    }
+
+    /// Proposes the held batches of `region` that now follow the newest proposed one.
+    fn propose_early_batches(&mut self, region: &RegionId) {
+        loop {
+            let Some(duty) = self
+                .leadership
+                .as_mut()
+                .and_then(|leadership| leadership.regions.get_mut(region))
+            else {
+                return;
+            };
+            let (incarnation, through) = duty.proposed_through;
+            let Some(entry) = duty.early.remove(&(incarnation, through + 1)) else {
+                return;
+            };
+            if self.propose_batch(entry).is_err() {
+                // Full: the region resends it.
+                return;
+            }
+        }
+    }
+
+    /// A region's acknowledgement of sealed epochs.
+    pub fn handle_epoch_ack(
+        &mut self,
+        now_us: u64,
+        ack: proto::SealedEpochAck,
+    ) -> Result<(), InputError> {
+        self.receive_time(now_us, ack.sender_time, "sealed epoch acknowledgement")?;
+        let region = self.known_region(&ack.region)?;
+        if ack.not_leader.is_some() {
+            // The receiver was not its region's leader: it appended nothing.
+            return Ok(());
+        }
+        let newest = self.group.state_machine().newest_epoch_number();
+        let appended = (
+            ack.appended_through_epoch_number,
+            ack.appended_parts_of_next_epoch,
+        );
+        if appended.0 > newest {
+            return Err(InputError::InvalidAcknowledgement {
+                region,
+                reason: format!(
+                    "it appended through epoch {}, beyond the newest sealed epoch {newest}",
+                    appended.0
+                ),
+            });
+        }
+        if let Some(duty) = self
+            .leadership
+            .as_mut()
+            .and_then(|leadership| leadership.regions.get_mut(&region))
+            && appended > duty.appended
+        {
+            duty.appended = appended;
+            // The region moves on: keep its window of epochs in flight full, so that a region
+            // far behind catches up at one window per round trip, not per resend interval.
+            self.send_window(&region);
+        }
+        Ok(())
+    }
+
+    /// Sends `region` the epochs after the newest sent in its window, up to
+    /// [`RESEND_MESSAGES_PER_REGION_MAX`] epochs past what it acknowledged.
+    fn send_window(&mut self, region: &RegionId) {
+        let newest = self.group.state_machine().newest_epoch_number();
+        let Some(duty) = self
+            .leadership
+            .as_mut()
+            .and_then(|leadership| leadership.regions.get_mut(region))
+        else {
+            return;
+        };
+        let (through, parts_appended) = duty.appended;
+        let window_end = newest.min(through.saturating_add(RESEND_MESSAGES_PER_REGION_MAX as u64));
+        let start = (through + 1).max(duty.window_sent_through + 1);
+        if start > window_end {
+            return;
+        }
+        duty.window_sent_through = window_end;
+        for number in start..=window_end {
+            let first_part = if number == through + 1 {
+                parts_appended as usize
+            } else {
+                0
+            };
+            self.send_epoch(region, number, first_part, RESEND_MESSAGES_PER_REGION_MAX);
+        }
+    }
+
+    /// A raft message from another replica, as bytes from the network.
+    pub fn handle_raft_message(&mut self, bytes: &[u8]) -> Result<(), MessageError> {
+        let message = decode_message(bytes)?;
+        self.group.step(message)?;
+        Ok(())
+    }
+
+    /// A raft message from another replica, already decoded.
+    pub fn handle_raft_message_decoded(&mut self, message: Message) -> Result<(), MessageError> {
+        self.group.step(message)?;
+        Ok(())
+    }
+
+    /// A batch of raft messages from another replica: its sender time updates the clock
+    /// first, then every message is stepped. Returns the first error; the other messages
+    /// are still taken.
+    pub fn handle_raft_batch(
+        &mut self,
+        now_us: u64,
+        batch: &proto::RaftBatch,
+    ) -> Result<(), MessageError> {
+        if batch.to_node_id != self.id() {
+            return Err(MessageError::WrongReceiver {
+                to: batch.to_node_id,
+                node_id: self.id(),
+            });
+        }
+        self.receive_time(now_us, batch.sender_time, "raft batch")?;
+        let mut first_error = None;
+        for bytes in &batch.messages {
+            if let Err(error) = self.handle_raft_message(bytes) {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// One tick of the driver's clock (once per epoch interval): raft elections and
+    /// heartbeats, and the leader's duties (suspicion, acknowledgements, resends).
+    pub fn handle_tick(&mut self, now_us: u64) {
+        self.observe_time(now_us);
+        let _ = self.clock.now(now_us);
+        self.group.tick();
+        if !self.started {
+            self.started = true;
+            if self.config.preferred_leader == Some(self.id()) && self.leader_id().is_none() {
+                // Failure only means an election is already under way.
+                let _ = self.group.campaign();
+            }
+        }
+        self.refresh_leadership();
+        if self.leadership.is_some() {
+            self.suspect_silent_regions();
+            self.propose_acknowledgements();
+            self.resend_epochs();
+        }
+    }
+
+    /// Runs the node's outstanding work: proposes the waiting entries, then handles raft
+    /// rounds through `io` (see [`RaftGroup::handle_ready`] for the order) until none is left
+    /// or [`READY_ROUNDS_PER_CALL_MAX`] ran, and turns what was applied into outputs. The
+    /// driver calls it after every input. An error is fatal: the node MUST be dropped and
+    /// opened again from its store.
+    pub fn handle_ready(&mut self, io: &mut impl ReadyIo) -> Result<(), ReadyError> {
+        self.propose_waiting();
+        for _ in 0..READY_ROUNDS_PER_CALL_MAX {
+            let applied = self.group.handle_ready(io)?;
+            self.refresh_leadership();
+            self.handle_applied(applied);
+            if !self.group.has_ready() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// A timestamp of this node's clock for an outgoing message built by the driver (a raft
+    /// batch).
+    pub fn stamp(&mut self, now_us: u64) -> Timestamp {
+        self.observe_time(now_us);
+        self.clock.now(now_us)
+    }
+
+    // Outputs.
+
+    /// The next message for a region.
+    pub fn poll_output(&mut self) -> Option<CoordinatorOutput> {
+        self.outputs.pop_front()
+    }
+
+    // Internals: inputs.
+
+    fn observe_time(&mut self, now_us: u64) {
+        self.now_us = self.now_us.max(now_us);
+    }
+
+    fn receive_time(
+        &mut self,
+        now_us: u64,
+        sender_time: Option<proto::Timestamp>,
+        message: &'static str,
+    ) -> Result<(), InputError> {
+        self.observe_time(now_us);
+        let sender_time = sender_time.ok_or(InputError::MissingSenderTime { message })?;
+        let sender_time =
+            Timestamp::try_from(sender_time).map_err(|error| InputError::InvalidSenderTime {
+                message,
+                reason: error.to_string(),
+            })?;
+        match self.clock.update(sender_time, now_us) {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                self.counters.refused_for_skew += 1;
+                Err(InputError::ClockSkew { message, error })
+            }
+        }
+    }
+
+    fn known_region(&self, region: &str) -> Result<RegionId, InputError> {
+        let unknown = || InputError::UnknownRegion {
+            region: region.chars().take(80).collect(),
+        };
+        let region = RegionId::new(region).map_err(|_| unknown())?;
+        if self.group.state_machine().region(&region).is_none() {
+            return Err(unknown());
+        }
+        Ok(region)
+    }
+
+    fn batch_entry(
+        &self,
+        region: RegionId,
+        batch: proto::RegionBatch,
+    ) -> Result<BatchEntry, InputError> {
+        let invalid = |reason: String| InputError::InvalidBatch {
+            region: region.clone(),
+            reason,
+        };
+        if batch.records.len() > REGION_BATCH_RECORDS_MAX {
+            return Err(invalid(format!(
+                "{} records, more than the maximum of {REGION_BATCH_RECORDS_MAX}",
+                batch.records.len()
+            )));
+        }
+        let closed = batch
+            .closed_timestamp
+            .ok_or_else(|| invalid("closed_timestamp is missing".to_owned()))?;
+        let closed = Timestamp::try_from(closed)
+            .map_err(|error| invalid(format!("closed_timestamp: {error}")))?;
+        let records = batch
+            .records
+            .into_iter()
+            .enumerate()
+            .map(|(number, record)| {
+                Record::try_from(record)
+                    .map_err(|error| invalid(format!("record {number}: {error}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let entry = BatchEntry {
+            region: region.clone(),
+            incarnation: batch.incarnation,
+            batch_number: batch.batch_number,
+            records,
+            closed,
+        };
+        let records_size_bytes = entry.records.iter().map(record_size_bytes).sum();
+        check_batch(&entry, records_size_bytes).map_err(invalid)?;
+        Ok(entry)
+    }
+
+    fn queue_proposal(&mut self, data: Vec<u8>) -> Result<(), InputError> {
+        if self.proposals.len() >= PROPOSALS_PENDING_MAX
+            || self.proposals_size_bytes + data.len() > PROPOSALS_PENDING_BYTES_MAX
+        {
+            self.counters.batches_overloaded += 1;
+            return Err(InputError::Overloaded {
+                reason: format!(
+                    "{} entries ({} bytes) wait for the next round, the most allowed",
+                    self.proposals.len(),
+                    self.proposals_size_bytes
+                ),
+            });
+        }
+        self.proposals_size_bytes += data.len();
+        self.proposals.push_back(data);
+        Ok(())
+    }
+
+    /// Queues an entry of the leader's own duties; when the queue is full it waits for the
+    /// next tick, which proposes it again.
+    fn queue_duty(&mut self, entry: CoordinatorEntry) {
+        let _ = self.queue_proposal(entry.encode());
+    }
+
+    fn propose_waiting(&mut self) {
+        self.queued_batches.clear();
+        self.proposals_size_bytes = 0;
+        while let Some(data) = self.proposals.pop_front() {
+            let is_batch = data.get(1) == Some(&1);
+            match self.group.propose(data) {
+                Ok(()) if is_batch => self.counters.batches_proposed += 1,
+                Ok(()) => {}
+                // The region resends its batch, and the next tick repeats the duties.
+                Err(_) => self.counters.proposals_dropped += 1,
+            }
+        }
+    }
+
+    // Internals: leadership.
+
+    fn refresh_leadership(&mut self) {
+        if !self.is_leader() {
+            self.leadership = None;
+            return;
+        }
+        let term = self.group.term();
+        if self
+            .leadership
+            .as_ref()
+            .is_some_and(|leadership| leadership.term == term)
+        {
+            return;
+        }
+        let now_us = self.now_us;
+        let regions = self
+            .group
+            .state_machine()
+            .regions()
+            .iter()
+            .map(|(region, state)| {
+                let duty = RegionDuty {
+                    closed_seen: state.closed,
+                    advanced_at_us: now_us,
+                    suspected: None,
+                    appended: (state.acknowledged_epoch, 0),
+                    acknowledgement_proposed: None,
+                    resent_at_us: None,
+                    proposed_through: (state.incarnation, state.next_batch_number - 1),
+                    early: BTreeMap::new(),
+                    window_sent_through: state.acknowledged_epoch,
+                };
+                (region.clone(), duty)
+            })
+            .collect();
+        self.leadership = Some(Leadership {
+            term,
+            since_us: now_us,
+            regions,
+        });
+    }
+
+    fn suspect_silent_regions(&mut self) {
+        let now_us = self.now_us;
+        let timeout_us = self.config.suspicion_timeout_us;
+        let state = self.group.state_machine();
+        let members = state.member_regions().len();
+        let Some(leadership) = self.leadership.as_mut() else {
+            return;
+        };
+        let mut suspects = Vec::new();
+        for (region, duty) in &mut leadership.regions {
+            let region_state = state
+                .region(region)
+                .expect("duties cover the known regions");
+            if region_state.closed > duty.closed_seen {
+                duty.closed_seen = region_state.closed;
+                duty.advanced_at_us = now_us;
+            }
+            let silent_since_us = duty.advanced_at_us.max(leadership.since_us);
+            let already = duty.suspected.is_some_and(|(incarnation, at_us)| {
+                incarnation == region_state.incarnation && now_us.saturating_sub(at_us) < timeout_us
+            });
+            if region_state.member
+                && members > 1
+                && !already
+                && now_us.saturating_sub(silent_since_us) > timeout_us
+            {
+                duty.suspected = Some((region_state.incarnation, now_us));
+                suspects.push(CoordinatorEntry::Suspect {
+                    region: region.clone(),
+                    incarnation: region_state.incarnation,
+                });
+            }
+        }
+        for entry in suspects {
+            self.queue_duty(entry);
+        }
+    }
+
+    fn propose_acknowledgements(&mut self) {
+        let now_us = self.now_us;
+        let resend_us = self.config.resend_interval_us;
+        let state = self.group.state_machine();
+        let Some(leadership) = self.leadership.as_mut() else {
+            return;
+        };
+        let mut entries = Vec::new();
+        for (region, duty) in &mut leadership.regions {
+            let replicated = state
+                .region(region)
+                .expect("duties cover the known regions")
+                .acknowledged_epoch;
+            let through = duty.appended.0;
+            let in_flight = duty
+                .acknowledgement_proposed
+                .is_some_and(|(proposed, at_us)| {
+                    proposed >= through && now_us.saturating_sub(at_us) < resend_us
+                });
+            if through > replicated && !in_flight {
+                duty.acknowledgement_proposed = Some((through, now_us));
+                entries.push(CoordinatorEntry::EpochsAcknowledged {
+                    region: region.clone(),
+                    through,
+                });
+            }
+        }
+        for entry in entries {
+            self.queue_duty(entry);
+        }
+    }
+
+    fn resend_epochs(&mut self) {
+        let now_us = self.now_us;
+        let resend_us = self.config.resend_interval_us;
+        let state = self.group.state_machine();
+        let newest = state.newest_epoch_number();
+        let Some(leadership) = self.leadership.as_mut() else {
+            return;
+        };
+        let mut sends = Vec::new();
+        for (region, duty) in &mut leadership.regions {
+            if duty
+                .resent_at_us
+                .is_some_and(|at_us| now_us.saturating_sub(at_us) < resend_us)
+            {
+                continue;
+            }
+            duty.resent_at_us = Some(now_us);
+            let replicated = state
+                .region(region)
+                .expect("duties cover the known regions")
+                .acknowledged_epoch;
+            let from = duty.appended.max((replicated, 0));
+            if from.0 < newest {
+                sends.push((region.clone(), from));
+            }
+        }
+        for (region, (through, parts_appended)) in sends {
+            let mut budget = RESEND_MESSAGES_PER_REGION_MAX;
+            let mut number = through + 1;
+            let mut first_part = parts_appended as usize;
+            while budget > 0 && number <= newest {
+                let sent = self.send_epoch(&region, number, first_part, budget);
+                budget -= sent;
+                number += 1;
+                first_part = 0;
+            }
+            if let Some(duty) = self
+                .leadership
+                .as_mut()
+                .and_then(|leadership| leadership.regions.get_mut(&region))
+            {
+                duty.window_sent_through = number - 1;
+            }
+        }
+    }
+
+    // Internals: outputs.
+
+    fn handle_applied(&mut self, applied: Vec<Applied<EntryOutcome>>) {
+        for item in applied {
+            let Applied::Entry { output, .. } = item else {
+                continue;
+            };
+            self.count_outcome(&output);
+            if self.leadership.is_none() {
+                continue;
+            }
+            if let EntryEffect::Batch { region, .. } = &output.effect {
+                let message = self.batch_ack(region);
+                self.push_output(region.clone(), message);
+            }
+            if let Some(number) = output.sealed_epoch {
+                let regions: Vec<RegionId> = self
+                    .group
+                    .state_machine()
+                    .regions()
+                    .keys()
+                    .cloned()
+                    .collect();
+                for region in regions {
+                    // A region far behind gets its epochs through its window, in order.
+                    let caught_up = self
+                        .leadership
+                        .as_ref()
+                        .and_then(|leadership| leadership.regions.get(&region))
+                        .is_none_or(|duty| {
+                            duty.appended.0 + RESEND_MESSAGES_PER_REGION_MAX as u64 >= number
+                        });
+                    if caught_up {
+                        self.send_epoch(&region, number, 0, usize::MAX);
+                        if let Some(duty) = self
+                            .leadership
+                            .as_mut()
+                            .and_then(|leadership| leadership.regions.get_mut(&region))
+                        {
+                            duty.window_sent_through = duty.window_sent_through.max(number);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn count_outcome(&mut self, outcome: &EntryOutcome) {
+        let counters = &mut self.counters;
+        if outcome.sealed_epoch.is_some() {
+            counters.epochs_sealed += 1;
+        }
+        match &outcome.effect {
+            EntryEffect::Batch { verdict, .. } => match verdict {
+                BatchVerdict::Accepted { readmitted } => {
+                    counters.batches_accepted += 1;
+                    counters.regions_readmitted += u64::from(*readmitted);
+                }
+                BatchVerdict::Overloaded { .. } => counters.batches_overloaded += 1,
+                _ => counters.batches_not_accepted += 1,
+            },
+            EntryEffect::Suspect {
+                verdict: SuspectVerdict::Removed { .. },
+                ..
+            } => counters.regions_removed += 1,
+            EntryEffect::Refused { .. } => counters.entries_refused += 1,
+            EntryEffect::Suspect { .. } | EntryEffect::EpochsAcknowledged { .. } => {}
+        }
+    }
+
+    /// Sends parts `first_part..` of epoch `number` to `region`, at most `parts_max` of them;
+    /// returns how many were sent (0 when the epoch is no longer retained).
+    fn send_epoch(
+        &mut self,
+        region: &RegionId,
+        number: u64,
+        first_part: usize,
+        parts_max: usize,
+    ) -> usize {
+        let sender_time = self.clock.now(self.now_us);
+        let Some(epoch) = self.group.state_machine().epoch(number) else {
+            return 0;
+        };
+        let messages: Vec<proto::SealedEpoch> =
+            epoch_messages(epoch, self.config.node_id, sender_time)
+                .into_iter()
+                .skip(first_part)
+                .take(parts_max)
+                .collect();
+        let sent = messages.len();
+        for message in messages {
+            self.counters.epoch_messages_sent += 1;
+            self.push_output(region.clone(), RegionMessage::Epoch(message));
+        }
+        sent
+    }
+
+    fn batch_ack(&mut self, region: &RegionId) -> RegionMessage {
+        let sender_time = self.clock.now(self.now_us);
+        let state = self.group.state_machine();
+        let region_state = state.region(region).expect("the region is known");
+        RegionMessage::BatchAck(proto::RegionBatchAck {
+            region: region.to_string(),
+            acknowledged_through_batch_number: region_state.acknowledged_through(),
+            member: region_state.member,
+            watermark: Some(state.watermark().into()),
+            not_leader: None,
+            sender_time: Some(sender_time.into()),
+            incarnation: region_state.incarnation,
+        })
+    }
+
+    fn not_leader_ack(&mut self, region: &RegionId) -> RegionMessage {
+        let sender_time = self.clock.now(self.now_us);
+        RegionMessage::BatchAck(proto::RegionBatchAck {
+            region: region.to_string(),
+            not_leader: Some(proto::NotLeader {
+                leader_node_id: self.leader_id().unwrap_or(0),
+                leader_address: String::new(),
+            }),
+            sender_time: Some(sender_time.into()),
+            ..proto::RegionBatchAck::default()
+        })
+    }
+
+    fn push_output(&mut self, region: RegionId, message: RegionMessage) {
+        if self.outputs.len() >= OUTPUTS_PENDING_MAX {
+            self.outputs.pop_front();
+            self.counters.outputs_dropped += 1;
+        }
+        self.outputs
+            .push_back(CoordinatorOutput::ToRegion { region, message });
+    }
+}
+
+/// The messages that carry `epoch`, one per part (see [`Epoch::part_ranges`] with
+/// [`EPOCH_PART_BYTES_MAX`]), stamped with the sender's node id and clock.
+pub fn epoch_messages(
+    epoch: &Epoch,
+    sender_node_id: u64,
+    sender_time: Timestamp,
+) -> Vec<proto::SealedEpoch> {
+    let ranges = epoch.part_ranges(EPOCH_PART_BYTES_MAX);
+    let part_count = u32::try_from(ranges.len()).expect("an epoch has far fewer than 2^32 parts");
+    let previous_watermark = (epoch.number > 1).then(|| epoch.previous_watermark.into());
+    ranges
+        .into_iter()
+        .zip(0..)
+        .map(|(range, part_index)| proto::SealedEpoch {
+            epoch_number: epoch.number,
+            watermark: Some(epoch.watermark.into()),
+            previous_watermark,
+            records: epoch.records[range]
+                .iter()
+                .cloned()
+                .map(proto::Record::from)
+                .collect(),
+            part_index,
+            part_count,
+            member_regions: epoch
+                .member_regions
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            sender_node_id,
+            sender_time: Some(sender_time.into()),
+        })
+        .collect()
+}

@@ -1,0 +1,1757 @@
+//! [`CoordinatorState`]: the replicated state of the coordinator group, its state machine
+//! (global-protocol.md, "Coordinator side").
+//!
+//! Every replica applies the same entries in the same order and so holds the same regions,
+//! watermark, pending records and sealed epochs: sealing happens INSIDE apply, so a new leader
+//! derives byte-identical epochs from the log. Invariants checked with `assert!` on every
+//! change: the watermark only grows; epoch numbers are dense and a sealed epoch is never
+//! changed, only dropped once every region has acknowledged it; every pending record lies
+//! above the watermark; epoch `k` holds only records in `(W(k-1), W(k)]`, so no record is
+//! sealed twice.
+//!
+//! Store layout (written in the same batch as the raft group's own writes):
+//! - [`COORDINATOR_STATE`] key [`STATE_KEY`]: watermark, next epoch number and every region's
+//!   state;
+//! - [`COORDINATOR_PENDING`]: one pending record per key (its timestamp, region and request
+//!   sequence), the value its protocol buffer encoding;
+//! - [`COORDINATOR_EPOCHS`]: one retained sealed epoch per key (its number, 8 big-endian
+//!   bytes).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
+
+use dsss_raft_group::{
+    DurableStore, KeySpace, RAFT_MESSAGE_BYTES_MAX, SnapshotError, StateMachine, StoreError,
+    WriteBatch,
+};
+use dsss_wire::{Record, RegionId, Timestamp};
+
+use crate::codec::{
+    LENGTH_PREFIX_BYTES, Reader, corrupt, encode_record, put_bytes, put_count, put_region,
+    put_timestamp, put_u64, record_size_bytes,
+};
+use crate::entry::{BatchEntry, CoordinatorEntry, check_batch};
+
+/// The coordinator's counters and regions.
+pub const COORDINATOR_STATE: KeySpace = KeySpace::new("coordinator_state");
+
+/// The pending records, keyed by (timestamp, region, request sequence).
+pub const COORDINATOR_PENDING: KeySpace = KeySpace::new("coordinator_pending");
+
+/// The retained sealed epochs, keyed by big-endian epoch number.
+pub const COORDINATOR_EPOCHS: KeySpace = KeySpace::new("coordinator_epochs");
+
+/// The key of the counters and regions in [`COORDINATOR_STATE`].
+pub const STATE_KEY: &[u8] = b"state";
+
+/// The most regions the coordinator tracks (the topology's own maximum).
+pub const REGIONS_MAX: usize = 64;
+
+/// The most bytes of pending records (encoded, with their length prefixes).
+pub const PENDING_RECORDS_BYTES_MAX: u64 = 8 * 1024 * 1024;
+
+/// The most sealed epochs retained until every region has acknowledged them.
+pub const RETAINED_EPOCHS_MAX: usize = 65_536;
+
+/// The most bytes of retained sealed epochs (encoded).
+pub const RETAINED_EPOCHS_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// The largest encoded epoch header (numbers, watermarks, counts, the most member regions).
+pub const EPOCH_HEADER_BYTES_MAX: u64 =
+    8 + 12 + 12 + 4 + 4 + REGIONS_MAX as u64 * (LENGTH_PREFIX_BYTES + 63);
+
+/// The largest snapshot, in bytes: it travels in one raft message.
+pub const SNAPSHOT_BYTES_MAX: usize = RAFT_MESSAGE_BYTES_MAX - 1024 * 1024;
+
+// The state a snapshot carries stays below its bound: pending records, retained epochs (which
+// may pass their byte bound by the headers of epochs sealed by removals, at most one per
+// region), and the regions.
+const _: () = assert!(
+    PENDING_RECORDS_BYTES_MAX
+        + RETAINED_EPOCHS_BYTES_MAX
+        + 2 * REGIONS_MAX as u64 * EPOCH_HEADER_BYTES_MAX
+        + 1024 * 1024
+        <= SNAPSHOT_BYTES_MAX as u64
+);
+
+/// How many keys one scan of the store returns while recovering.
+const RECOVERY_SCAN_CHUNK_MAX: usize = 1_024;
+
+const STATE_FORMAT: u8 = 1;
+const SNAPSHOT_FORMAT: u8 = 1;
+
+/// The smallest encoded region state, to refuse impossible counts early.
+const REGION_ENCODED_BYTES_MIN: usize = 4 + 1 + 8 + 1 + 8 + 12 + 12 + 8;
+
+/// A key greater than every key the coordinator writes in its key spaces.
+const KEYS_END: [u8; 1] = [0xff];
+
+/// The bounds of the replicated state. Every replica MUST use the same values, because the
+/// bounds are enforced in apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoordinatorLimits {
+    /// The most bytes of pending records (at most [`PENDING_RECORDS_BYTES_MAX`]).
+    pub pending_records_bytes_max: u64,
+    /// The most retained epochs (at most [`RETAINED_EPOCHS_MAX`]).
+    pub retained_epochs_max: usize,
+    /// The most bytes of retained epochs (at most [`RETAINED_EPOCHS_BYTES_MAX`]).
+    pub retained_epochs_bytes_max: u64,
+}
+
+impl Default for CoordinatorLimits {
+    fn default() -> Self {
+        CoordinatorLimits {
+            pending_records_bytes_max: PENDING_RECORDS_BYTES_MAX,
+            retained_epochs_max: RETAINED_EPOCHS_MAX,
+            retained_epochs_bytes_max: RETAINED_EPOCHS_BYTES_MAX,
+        }
+    }
+}
+
+impl CoordinatorLimits {
+    /// Checks every bound, naming the first out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.pending_records_bytes_max == 0
+            || self.pending_records_bytes_max > PENDING_RECORDS_BYTES_MAX
+        {
+            return Err(format!(
+                "pending_records_bytes_max {} is outside 1..={PENDING_RECORDS_BYTES_MAX}",
+                self.pending_records_bytes_max
+            ));
+        }
+        if self.retained_epochs_max == 0 || self.retained_epochs_max > RETAINED_EPOCHS_MAX {
+            return Err(format!(
+                "retained_epochs_max {} is outside 1..={RETAINED_EPOCHS_MAX}",
+                self.retained_epochs_max
+            ));
+        }
+        if self.retained_epochs_bytes_max <= EPOCH_HEADER_BYTES_MAX
+            || self.retained_epochs_bytes_max > RETAINED_EPOCHS_BYTES_MAX
+        {
+            return Err(format!(
+                "retained_epochs_bytes_max {} is outside {}..={RETAINED_EPOCHS_BYTES_MAX}",
+                self.retained_epochs_bytes_max,
+                EPOCH_HEADER_BYTES_MAX + 1
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the coordinator knows of one region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionState {
+    /// The region's incarnation in the membership, from 1.
+    pub incarnation: u64,
+    /// Whether the region's closed timestamp counts for the watermark.
+    pub member: bool,
+    /// The batch number expected next from this incarnation, from 1.
+    pub next_batch_number: u64,
+    /// The region's closed timestamp as the coordinator holds it.
+    pub closed: Timestamp,
+    /// The timestamp every next record of the region is lifted above.
+    pub floor: Timestamp,
+    /// The highest epoch the region has wholly appended.
+    pub acknowledged_epoch: u64,
+}
+
+impl RegionState {
+    fn new() -> Self {
+        RegionState {
+            incarnation: 1,
+            member: true,
+            next_batch_number: 1,
+            closed: Timestamp::ZERO,
+            floor: Timestamp::ZERO,
+            acknowledged_epoch: 0,
+        }
+    }
+
+    /// The highest batch number of the current incarnation taken, 0 before the first.
+    pub fn acknowledged_through(&self) -> u64 {
+        self.next_batch_number - 1
+    }
+}
+
+/// The order of records in an epoch: timestamp, then origin region, then request sequence.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PendingKey {
+    /// The record's timestamp (after lifting).
+    pub timestamp: Timestamp,
+    /// Its origin region.
+    pub region: RegionId,
+    /// Its request sequence.
+    pub request_sequence: u64,
+}
+
+impl PendingKey {
+    /// The key of `record`.
+    pub fn of(record: &Record) -> Self {
+        PendingKey {
+            timestamp: record.timestamp,
+            region: record.origin_region.clone(),
+            request_sequence: record.request_sequence.get(),
+        }
+    }
+
+    /// The key's bytes in [`COORDINATOR_PENDING`]. Region ids hold no zero byte, so the
+    /// terminator keeps the byte order equal to the key order.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(8 + 4 + self.region.as_str().len() + 1 + 8);
+        put_timestamp(&mut bytes, self.timestamp);
+        bytes.extend_from_slice(self.region.as_str().as_bytes());
+        bytes.push(0);
+        put_u64(&mut bytes, self.request_sequence);
+        bytes
+    }
+}
+
+/// A sealed epoch: the records with timestamps in `(previous_watermark, watermark]`, sorted
+/// by [`PendingKey`]. Once sealed it never changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Epoch {
+    /// Its number, from 1.
+    pub number: u64,
+    /// The watermark of the epoch before ([`Timestamp::ZERO`] for the first).
+    pub previous_watermark: Timestamp,
+    /// The minimum closed timestamp of the members when it was sealed.
+    pub watermark: Timestamp,
+    /// The members when it was sealed, sorted.
+    pub member_regions: Vec<RegionId>,
+    /// The records, in epoch order.
+    pub records: Vec<Record>,
+    /// The encoded size of each record, with its length prefix.
+    record_sizes_bytes: Vec<u64>,
+    /// The encoded size of the whole epoch.
+    size_bytes: u64,
+}
+
+impl Epoch {
+    /// The encoded size of the epoch, in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    /// Cuts the records into parts of at most `part_bytes_max` encoded bytes each (a record
+    /// larger than that alone). An empty epoch is one empty part. The cut depends only on the
+    /// epoch, so every leader sends the same parts.
+    pub fn part_ranges(&self, part_bytes_max: u64) -> Vec<Range<usize>> {
+        let mut parts = Vec::new();
+        let mut start = 0;
+        let mut size_bytes = 0;
+        for (index, record_bytes) in self.record_sizes_bytes.iter().enumerate() {
+            if index > start && size_bytes + record_bytes > part_bytes_max {
+                parts.push(start..index);
+                start = index;
+                size_bytes = 0;
+            }
+            size_bytes += record_bytes;
+        }
+        parts.push(start..self.records.len());
+        parts
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_u64(&mut out, self.number);
+        put_timestamp(&mut out, self.previous_watermark);
+        put_timestamp(&mut out, self.watermark);
+        put_count(&mut out, self.member_regions.len());
+        for region in &self.member_regions {
+            put_region(&mut out, region);
+        }
+        put_count(&mut out, self.records.len());
+        for record in &self.records {
+            put_bytes(&mut out, &encode_record(record));
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Epoch, String> {
+        let mut reader = Reader::new(bytes);
+        let number = reader.u64("epoch number")?;
+        let previous_watermark = reader.timestamp("epoch previous watermark")?;
+        let watermark = reader.timestamp("epoch watermark")?;
+        let member_count = reader.count(REGIONS_MAX, 5, "epoch member count")?;
+        let mut member_regions = Vec::with_capacity(member_count);
+        for _ in 0..member_count {
+            member_regions.push(reader.region("epoch member region")?);
+        }
+        let record_count = reader.count(usize::MAX, 4, "epoch record count")?;
+        let mut records = Vec::with_capacity(record_count);
+        let mut record_sizes_bytes = Vec::with_capacity(record_count);
+        for number in 0..record_count {
+            let (record, size_bytes) = reader.record(&format!("epoch record {number}"))?;
+            records.push(record);
+            record_sizes_bytes.push(size_bytes);
+        }
+        reader.finish()?;
+        let epoch = Epoch {
+            number,
+            previous_watermark,
+            watermark,
+            member_regions,
+            records,
+            record_sizes_bytes,
+            size_bytes: bytes.len() as u64,
+        };
+        epoch.check()?;
+        Ok(epoch)
+    }
+
+    /// The rules every sealed epoch obeys.
+    fn check(&self) -> Result<(), String> {
+        let number = self.number;
+        if number == 0 {
+            return Err("epoch number 0: epochs count from 1".to_owned());
+        }
+        if self.watermark <= self.previous_watermark {
+            return Err(format!(
+                "epoch {number}: watermark {} is not above the previous watermark {}",
+                self.watermark, self.previous_watermark
+            ));
+        }
+        if self.member_regions.is_empty()
+            || self
+                .member_regions
+                .windows(2)
+                .any(|pair| pair[0] >= pair[1])
+        {
+            return Err(format!(
+                "epoch {number}: member regions are empty, unsorted or repeated"
+            ));
+        }
+        let mut previous: Option<PendingKey> = None;
+        for record in &self.records {
+            let key = PendingKey::of(record);
+            if key.timestamp <= self.previous_watermark || key.timestamp > self.watermark {
+                return Err(format!(
+                    "epoch {number}: a record at {} lies outside ({}, {}]",
+                    key.timestamp, self.previous_watermark, self.watermark
+                ));
+            }
+            if previous.as_ref().is_some_and(|previous| *previous >= key) {
+                return Err(format!(
+                    "epoch {number}: records are not in strictly increasing order"
+                ));
+            }
+            previous = Some(key);
+        }
+        Ok(())
+    }
+}
+
+/// What a batch entry did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchVerdict {
+    /// The batch's records joined the pending records.
+    Accepted {
+        /// Whether the batch readmitted the region into the membership.
+        readmitted: bool,
+    },
+    /// The batch was taken before; nothing changed.
+    Duplicate,
+    /// The batch number is beyond the next expected; nothing changed.
+    Gap {
+        /// The batch number expected.
+        expected: u64,
+    },
+    /// The batch is of an older incarnation; nothing changed.
+    Stale,
+    /// The batch is of a newer incarnation while the region is still a member, which a
+    /// correct region never sends; nothing changed.
+    IncarnationAhead,
+    /// The region is out of the membership and has not yet learned it; nothing changed.
+    NotMember,
+    /// Taking the batch would pass a bound of the state; nothing changed. The region resends.
+    Overloaded {
+        /// Which bound.
+        reason: String,
+    },
+}
+
+/// What a suspect entry did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SuspectVerdict {
+    /// The region left the membership; its pending records were dropped.
+    Removed {
+        /// How many pending records were dropped.
+        records_dropped: usize,
+    },
+    /// The region was already out, or in another incarnation; nothing changed.
+    Ignored,
+    /// The region is the last member, which is never removed; nothing changed.
+    LastMember,
+}
+
+/// What one entry did, beside sealing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryEffect {
+    /// A batch entry.
+    Batch {
+        /// The region.
+        region: RegionId,
+        /// The incarnation the batch carried.
+        incarnation: u64,
+        /// What happened.
+        verdict: BatchVerdict,
+    },
+    /// A suspect entry.
+    Suspect {
+        /// The region.
+        region: RegionId,
+        /// What happened.
+        verdict: SuspectVerdict,
+    },
+    /// An acknowledgement entry.
+    EpochsAcknowledged {
+        /// The region.
+        region: RegionId,
+        /// Its acknowledged epoch after the entry.
+        acknowledged_epoch: u64,
+    },
+    /// The entry does not decode or names an unknown region; every replica refuses it alike
+    /// and nothing changes.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What applying one entry did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryOutcome {
+    /// The entry's own effect.
+    pub effect: EntryEffect,
+    /// The epoch the entry sealed, if it moved the watermark.
+    pub sealed_epoch: Option<u64>,
+}
+
+/// The replicated state of the coordinator. See the module documentation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoordinatorState {
+    limits: CoordinatorLimits,
+    regions: BTreeMap<RegionId, RegionState>,
+    watermark: Timestamp,
+    next_epoch_number: u64,
+    pending: BTreeMap<PendingKey, (Record, u64)>,
+    pending_size_bytes: u64,
+    epochs: VecDeque<Epoch>,
+    retained_size_bytes: u64,
+}
+
+impl CoordinatorState {
+    /// The initial state: every region a member in incarnation 1, nothing sealed.
+    ///
+    /// # Panics
+    ///
+    /// If `regions` is empty, holds more than [`REGIONS_MAX`] or repeats one, or `limits` is
+    /// out of range (the node's configuration checks both first).
+    pub fn new(regions: &[RegionId], limits: CoordinatorLimits) -> Self {
+        if let Err(reason) = check_regions(regions) {
+            panic!("invalid coordinator regions: {reason}");
+        }
+        if let Err(reason) = limits.validate() {
+            panic!("invalid coordinator limits: {reason}");
+        }
+        CoordinatorState {
+            limits,
+            regions: regions
+                .iter()
+                .map(|region| (region.clone(), RegionState::new()))
+                .collect(),
+            watermark: Timestamp::ZERO,
+            next_epoch_number: 1,
+            pending: BTreeMap::new(),
+            pending_size_bytes: 0,
+            epochs: VecDeque::new(),
+            retained_size_bytes: 0,
+        }
+    }
+
+    // Getters.
+
+    /// The watermark of the newest sealed epoch ([`Timestamp::ZERO`] before the first).
+    pub fn watermark(&self) -> Timestamp {
+        self.watermark
+    }
+
+    /// The newest sealed epoch's number, 0 before the first.
+    pub fn newest_epoch_number(&self) -> u64 {
+        self.next_epoch_number - 1
+    }
+
+    /// The regions, sorted by id.
+    pub fn regions(&self) -> &BTreeMap<RegionId, RegionState> {
+        &self.regions
+    }
+
+    /// One region.
+    pub fn region(&self, region: &RegionId) -> Option<&RegionState> {
+        self.regions.get(region)
+    }
+
+    /// The members, sorted.
+    pub fn member_regions(&self) -> Vec<RegionId> {
+        self.regions
+            .iter()
+            .filter(|(_, state)| state.member)
+            .map(|(region, _)| region.clone())
+            .collect()
+    }
+
+    /// The pending records, in epoch order.
+    pub fn pending_records(&self) -> impl Iterator<Item = &Record> {
+        self.pending.values().map(|(record, _)| record)
+    }
+
+    /// How many records are pending.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The bytes of pending records.
+    pub fn pending_size_bytes(&self) -> u64 {
+        self.pending_size_bytes
+    }
+
+    /// The retained sealed epochs, oldest first.
+    pub fn retained_epochs(&self) -> impl Iterator<Item = &Epoch> {
+        self.epochs.iter()
+    }
+
+    /// How many sealed epochs are retained.
+    pub fn retained_epoch_count(&self) -> usize {
+        self.epochs.len()
+    }
+
+    /// The bytes of retained sealed epochs.
+    pub fn retained_size_bytes(&self) -> u64 {
+        self.retained_size_bytes
+    }
+
+    /// The retained epoch `number`, if it is still retained.
+    pub fn epoch(&self, number: u64) -> Option<&Epoch> {
+        let first = self.epochs.front()?.number;
+        let offset = number.checked_sub(first)?;
+        self.epochs.get(usize::try_from(offset).ok()?)
+    }
+
+    /// The bounds in force.
+    pub fn limits(&self) -> CoordinatorLimits {
+        self.limits
+    }
+
+    /// Whether a batch of `records_size_bytes` would be refused as overloaded now, and why.
+    /// The leader asks before proposing, so that a full state does not fill its log.
+    pub fn overload_reason(&self, records_size_bytes: u64) -> Option<String> {
+        let pending = self.pending_size_bytes + records_size_bytes;
+        if pending > self.limits.pending_records_bytes_max {
+            return Some(format!(
+                "pending records would hold {pending} bytes, more than the maximum of {}",
+                self.limits.pending_records_bytes_max
+            ));
+        }
+        if self.epochs.len() >= self.limits.retained_epochs_max {
+            return Some(format!(
+                "{} sealed epochs are retained, the maximum; a region has not acknowledged them",
+                self.epochs.len()
+            ));
+        }
+        // Sealing everything pending must keep the retained epochs within their bound.
+        let retained = self.retained_size_bytes + pending + EPOCH_HEADER_BYTES_MAX;
+        if retained > self.limits.retained_epochs_bytes_max {
+            return Some(format!(
+                "retained epochs could reach {retained} bytes, more than the maximum of {}; a \
+                 region has not acknowledged them",
+                self.limits.retained_epochs_bytes_max
+            ));
+        }
+        None
+    }
+
+    // Applying.
+
+    fn apply_entry(&mut self, entry: CoordinatorEntry, batch: &mut WriteBatch) -> EntryEffect {
+        match entry {
+            CoordinatorEntry::Batch(entry) => self.apply_batch(entry, batch),
+            CoordinatorEntry::Suspect {
+                region,
+                incarnation,
+            } => self.apply_suspect(region, incarnation, batch),
+            CoordinatorEntry::EpochsAcknowledged { region, through } => {
+                self.apply_acknowledged(region, through, batch)
+            }
+        }
+    }
+
+    fn apply_batch(&mut self, entry: BatchEntry, batch: &mut WriteBatch) -> EntryEffect {
+        let region_id = entry.region.clone();
+        let Some(region) = self.regions.get(&region_id) else {
+            return unknown_region(&region_id);
+        };
+        let verdict = |verdict| EntryEffect::Batch {
+            region: region_id.clone(),
+            incarnation: entry.incarnation,
+            verdict,
+        };
+        let readmission = entry.incarnation > region.incarnation && !region.member;
+        if entry.incarnation < region.incarnation {
+            return verdict(BatchVerdict::Stale);
+        }
+        if entry.incarnation > region.incarnation && region.member {
+            return verdict(BatchVerdict::IncarnationAhead);
+        }
+        if entry.incarnation == region.incarnation && !region.member {
+            return verdict(BatchVerdict::NotMember);
+        }
+        let expected = if readmission {
+            1
+        } else {
+            region.next_batch_number
+        };
+        if entry.batch_number < expected {
+            return verdict(BatchVerdict::Duplicate);
+        }
+        if entry.batch_number > expected {
+            return verdict(BatchVerdict::Gap { expected });
+        }
+        let sent_size_bytes = entry.records.iter().map(record_size_bytes).sum();
+        if let Err(reason) = check_batch(&entry, sent_size_bytes) {
+            return EntryEffect::Refused { reason };
+        }
+        let watermark = self.watermark;
+        let mut floor = if readmission { watermark } else { region.floor };
+        let mut lifted = Vec::with_capacity(entry.records.len());
+        for mut record in entry.records {
+            // Identity in normal operation (a region stamps above its closed timestamp, which
+            // is at or above the watermark); after a readmission it lifts the re-sent records
+            // above the watermark, so that no sealed epoch ever changes. The watermark term
+            // guards the same invariant against a region that breaks its promise.
+            record.timestamp = record
+                .timestamp
+                .max(floor.successor())
+                .max(watermark.successor());
+            floor = record.timestamp;
+            let size_bytes = record_size_bytes(&record);
+            lifted.push((record, size_bytes));
+        }
+        let records_size_bytes = lifted.iter().map(|(_, size_bytes)| size_bytes).sum();
+        if let Some(reason) = self.overload_reason(records_size_bytes) {
+            return verdict(BatchVerdict::Overloaded { reason });
+        }
+        let region = self
+            .regions
+            .get_mut(&region_id)
+            .expect("the region was found above");
+        if readmission {
+            region.incarnation = entry.incarnation;
+            region.member = true;
+            region.next_batch_number = 1;
+            region.closed = region.closed.max(watermark);
+        }
+        region.floor = floor;
+        region.closed = region.closed.max(entry.closed).max(floor);
+        region.next_batch_number += 1;
+        for (record, size_bytes) in lifted {
+            let key = PendingKey::of(&record);
+            assert!(
+                key.timestamp > self.watermark,
+                "a pending record lies above the watermark"
+            );
+            batch.put(COORDINATOR_PENDING, key.to_bytes(), encode_record(&record));
+            self.pending_size_bytes += size_bytes;
+            let previous = self.pending.insert(key, (record, size_bytes));
+            assert!(
+                previous.is_none(),
+                "lifted timestamps of one region strictly increase, so keys are unique"
+            );
+        }
+        self.seal(batch);
+        verdict(BatchVerdict::Accepted {
+            readmitted: readmission,
+        })
+    }
+
+    fn apply_suspect(
+        &mut self,
+        region_id: RegionId,
+        incarnation: u64,
+        batch: &mut WriteBatch,
+    ) -> EntryEffect {
+        let members = self.regions.values().filter(|state| state.member).count();
+        let Some(region) = self.regions.get_mut(&region_id) else {
+            return unknown_region(&region_id);
+        };
+        let verdict = if region.incarnation != incarnation || !region.member {
+            SuspectVerdict::Ignored
+        } else if members <= 1 {
+            SuspectVerdict::LastMember
+        } else {
+            region.member = false;
+            let doomed: Vec<PendingKey> = self
+                .pending
+                .keys()
+                .filter(|key| key.region == region_id)
+                .cloned()
+                .collect();
+            for key in &doomed {
+                let (_, size_bytes) = self.pending.remove(key).expect("the key was just listed");
+                self.pending_size_bytes -= size_bytes;
+                batch.delete(COORDINATOR_PENDING, key.to_bytes());
+            }
+            self.seal(batch);
+            SuspectVerdict::Removed {
+                records_dropped: doomed.len(),
+            }
+        };
+        EntryEffect::Suspect {
+            region: region_id,
+            verdict,
+        }
+    }
+
+    fn apply_acknowledged(
+        &mut self,
+        region_id: RegionId,
+        through: u64,
+        batch: &mut WriteBatch,
+    ) -> EntryEffect {
+        let newest = self.newest_epoch_number();
+        let Some(region) = self.regions.get_mut(&region_id) else {
+            return unknown_region(&region_id);
+        };
+        if through > newest {
+            return EntryEffect::Refused {
+                reason: format!(
+                    "region {region_id} acknowledges epoch {through}, beyond the newest sealed \
+                     epoch {newest}"
+                ),
+            };
+        }
+        region.acknowledged_epoch = region.acknowledged_epoch.max(through);
+        let acknowledged_epoch = region.acknowledged_epoch;
+        self.drop_acknowledged_epochs(batch);
+        EntryEffect::EpochsAcknowledged {
+            region: region_id,
+            acknowledged_epoch,
+        }
+    }
+
+    /// Drops the epochs every region, member or not, has appended.
+    fn drop_acknowledged_epochs(&mut self, batch: &mut WriteBatch) {
+        let through = self.minimum_acknowledged_epoch();
+        let first_before = self.epochs.front().map(|epoch| epoch.number);
+        while self
+            .epochs
+            .front()
+            .is_some_and(|epoch| epoch.number <= through)
+        {
+            let epoch = self.epochs.pop_front().expect("checked non-empty");
+            self.retained_size_bytes -= epoch.size_bytes;
+        }
+        if let Some(first) = first_before
+            && first <= through
+        {
+            batch.delete_range(
+                COORDINATOR_EPOCHS,
+                first.to_be_bytes().to_vec(),
+                (through + 1).to_be_bytes().to_vec(),
+            );
+        }
+        self.assert_retained_window();
+    }
+
+    fn minimum_acknowledged_epoch(&self) -> u64 {
+        self.regions
+            .values()
+            .map(|state| state.acknowledged_epoch)
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// SEAL (global-protocol.md): the new watermark is the minimum closed timestamp of the
+    /// members; when it rose, the pending records at or below it become the next epoch.
+    fn seal(&mut self, batch: &mut WriteBatch) {
+        let Some(new_watermark) = self
+            .regions
+            .values()
+            .filter(|state| state.member)
+            .map(|state| state.closed)
+            .min()
+        else {
+            return;
+        };
+        if new_watermark <= self.watermark {
+            return;
+        }
+        let mut records = Vec::new();
+        let mut record_sizes_bytes = Vec::new();
+        while let Some(entry) = self.pending.first_entry() {
+            if entry.key().timestamp > new_watermark {
+                break;
+            }
+            let key_bytes = entry.key().to_bytes();
+            let (record, size_bytes) = entry.remove();
+            assert!(
+                record.timestamp > self.watermark,
+                "a record is sealed in one epoch only: it lies above the previous watermark"
+            );
+            self.pending_size_bytes -= size_bytes;
+            batch.delete(COORDINATOR_PENDING, key_bytes);
+            records.push(record);
+            record_sizes_bytes.push(size_bytes);
+        }
+        let mut epoch = Epoch {
+            number: self.next_epoch_number,
+            previous_watermark: self.watermark,
+            watermark: new_watermark,
+            member_regions: self.member_regions(),
+            records,
+            record_sizes_bytes,
+            size_bytes: 0,
+        };
+        let encoded = epoch.encode();
+        epoch.size_bytes = encoded.len() as u64;
+        debug_assert_eq!(epoch.check(), Ok(()));
+        assert!(
+            self.epochs
+                .back()
+                .is_none_or(|last| last.number + 1 == epoch.number
+                    && last.watermark == epoch.previous_watermark),
+            "epoch numbers are dense and each epoch starts where the previous one ended"
+        );
+        batch.put(
+            COORDINATOR_EPOCHS,
+            epoch.number.to_be_bytes().to_vec(),
+            encoded,
+        );
+        assert!(new_watermark > self.watermark, "the watermark only grows");
+        self.watermark = new_watermark;
+        self.next_epoch_number += 1;
+        self.retained_size_bytes += epoch.size_bytes;
+        self.epochs.push_back(epoch);
+        assert!(
+            self.pending
+                .keys()
+                .next()
+                .is_none_or(|key| key.timestamp > self.watermark),
+            "every pending record lies above the watermark"
+        );
+        self.assert_retained_window();
+    }
+
+    /// The retained epochs are exactly those after the lowest acknowledged one.
+    fn assert_retained_window(&self) {
+        let first = (self.minimum_acknowledged_epoch() + 1).min(self.next_epoch_number);
+        assert_eq!(
+            self.epochs
+                .front()
+                .map_or(self.next_epoch_number, |epoch| epoch.number),
+            first,
+            "retained epochs start after the lowest acknowledged epoch"
+        );
+        assert_eq!(
+            self.epochs.len() as u64,
+            self.next_epoch_number - first,
+            "retained epochs are dense up to the newest"
+        );
+    }
+
+    // Persistence.
+
+    fn encode_state(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_timestamp(&mut out, self.watermark);
+        put_u64(&mut out, self.next_epoch_number);
+        put_count(&mut out, self.regions.len());
+        for (region, state) in &self.regions {
+            put_region(&mut out, region);
+            put_u64(&mut out, state.incarnation);
+            out.push(u8::from(state.member));
+            put_u64(&mut out, state.next_batch_number);
+            put_timestamp(&mut out, state.closed);
+            put_timestamp(&mut out, state.floor);
+            put_u64(&mut out, state.acknowledged_epoch);
+        }
+        out
+    }
+
+    fn write_state(&self, batch: &mut WriteBatch) {
+        let mut value = vec![STATE_FORMAT];
+        value.extend_from_slice(&self.encode_state());
+        batch.put(COORDINATOR_STATE, STATE_KEY, value);
+    }
+
+    /// A state with the counters and regions read from `reader`, nothing pending or retained.
+    fn decode_state(&self, reader: &mut Reader<'_>) -> Result<CoordinatorState, String> {
+        let watermark = reader.timestamp("watermark")?;
+        let next_epoch_number = reader.u64("next epoch number")?;
+        if next_epoch_number == 0 {
+            return Err("next epoch number 0: epochs count from 1".to_owned());
+        }
+        let count = reader.count(REGIONS_MAX, REGION_ENCODED_BYTES_MIN, "region count")?;
+        let mut regions = BTreeMap::new();
+        for _ in 0..count {
+            let region = reader.region("region")?;
+            let what = |field: &str| format!("region {region} {field}");
+            let state = RegionState {
+                incarnation: reader.u64(&what("incarnation"))?,
+                member: reader.bool(&what("member"))?,
+                next_batch_number: reader.u64(&what("next batch number"))?,
+                closed: reader.timestamp(&what("closed timestamp"))?,
+                floor: reader.timestamp(&what("floor"))?,
+                acknowledged_epoch: reader.u64(&what("acknowledged epoch"))?,
+            };
+            if state.incarnation == 0 || state.next_batch_number == 0 {
+                return Err(what("incarnation or next batch number is 0"));
+            }
+            if state.acknowledged_epoch >= next_epoch_number {
+                return Err(what("acknowledged epoch is beyond the newest sealed epoch"));
+            }
+            if state.member && state.closed < watermark {
+                return Err(what("closed timestamp is below the watermark"));
+            }
+            if regions.insert(region.clone(), state).is_some() {
+                return Err(format!("region {region} is listed twice"));
+            }
+        }
+        let configured: Vec<&RegionId> = self.regions.keys().collect();
+        if regions.keys().collect::<Vec<_>>() != configured {
+            return Err(format!(
+                "the regions {:?} differ from the configured regions {configured:?}",
+                regions.keys().collect::<Vec<_>>()
+            ));
+        }
+        if !regions.values().any(|state| state.member) {
+            return Err("no region is a member".to_owned());
+        }
+        Ok(CoordinatorState {
+            limits: self.limits,
+            regions,
+            watermark,
+            next_epoch_number,
+            pending: BTreeMap::new(),
+            pending_size_bytes: 0,
+            epochs: VecDeque::new(),
+            retained_size_bytes: 0,
+        })
+    }
+
+    /// Adds a pending record read back from a snapshot or the store, checking it belongs.
+    fn insert_recovered_pending(&mut self, record: Record, size_bytes: u64) -> Result<(), String> {
+        let key = PendingKey::of(&record);
+        let Some(region) = self.regions.get(&key.region) else {
+            return Err(format!("a pending record of unknown region {}", key.region));
+        };
+        if !region.member || key.timestamp > region.floor {
+            return Err(format!(
+                "a pending record of region {} at {} is not accounted for by the region's \
+                 membership and floor",
+                key.region, key.timestamp
+            ));
+        }
+        if key.timestamp <= self.watermark {
+            return Err(format!(
+                "a pending record at {} is not above the watermark {}",
+                key.timestamp, self.watermark
+            ));
+        }
+        self.pending_size_bytes += size_bytes;
+        if self
+            .pending
+            .insert(key.clone(), (record, size_bytes))
+            .is_some()
+        {
+            return Err(format!("the pending record {key:?} is listed twice"));
+        }
+        Ok(())
+    }
+
+    /// Adds a retained epoch read back from a snapshot or the store, checking it continues
+    /// the ones before.
+    fn push_recovered_epoch(&mut self, epoch: Epoch) -> Result<(), String> {
+        let expected = match self.epochs.back() {
+            Some(last) => last.number + 1,
+            None => self.minimum_acknowledged_epoch() + 1,
+        };
+        if epoch.number != expected {
+            return Err(format!(
+                "epoch {} where epoch {expected} was expected",
+                epoch.number
+            ));
+        }
+        if let Some(last) = self.epochs.back()
+            && last.watermark != epoch.previous_watermark
+        {
+            return Err(format!(
+                "epoch {} starts at {}, not where epoch {} ended ({})",
+                epoch.number, epoch.previous_watermark, last.number, last.watermark
+            ));
+        }
+        self.retained_size_bytes += epoch.size_bytes;
+        self.epochs.push_back(epoch);
+        Ok(())
+    }
+
+    /// The checks that tie the parts of a recovered state together.
+    fn check_recovered(&self) -> Result<(), String> {
+        let expected_epochs = self.next_epoch_number - 1 - self.minimum_acknowledged_epoch();
+        if self.epochs.len() as u64 != expected_epochs {
+            return Err(format!(
+                "{} retained epochs, but epochs {} to {} are not acknowledged by every region",
+                self.epochs.len(),
+                self.minimum_acknowledged_epoch() + 1,
+                self.next_epoch_number - 1
+            ));
+        }
+        if let Some(last) = self.epochs.back()
+            && last.watermark != self.watermark
+        {
+            return Err(format!(
+                "the newest epoch ends at {}, not at the watermark {}",
+                last.watermark, self.watermark
+            ));
+        }
+        Ok(())
+    }
+
+    fn encode_snapshot(&self) -> Vec<u8> {
+        let mut out = vec![SNAPSHOT_FORMAT];
+        out.extend_from_slice(&self.encode_state());
+        put_count(&mut out, self.pending.len());
+        for (record, _) in self.pending.values() {
+            put_bytes(&mut out, &encode_record(record));
+        }
+        put_count(&mut out, self.epochs.len());
+        for epoch in &self.epochs {
+            put_bytes(&mut out, &epoch.encode());
+        }
+        out
+    }
+
+    fn decode_snapshot(&self, data: &[u8]) -> Result<CoordinatorState, String> {
+        if data.len() > SNAPSHOT_BYTES_MAX {
+            return Err(format!(
+                "{} bytes, more than the maximum of {SNAPSHOT_BYTES_MAX}",
+                data.len()
+            ));
+        }
+        let mut reader = Reader::new(data);
+        let format = reader.u8("snapshot format")?;
+        if format != SNAPSHOT_FORMAT {
+            return Err(format!(
+                "format {format} is unknown; this release reads format {SNAPSHOT_FORMAT}"
+            ));
+        }
+        let mut state = self.decode_state(&mut reader)?;
+        let pending_count = reader.count(usize::MAX, 4, "pending record count")?;
+        for number in 0..pending_count {
+            let (record, size_bytes) = reader.record(&format!("pending record {number}"))?;
+            state.insert_recovered_pending(record, size_bytes)?;
+        }
+        let epoch_count = reader.count(RETAINED_EPOCHS_MAX + REGIONS_MAX, 4, "epoch count")?;
+        for _ in 0..epoch_count {
+            let bytes = reader.bytes(SNAPSHOT_BYTES_MAX, "epoch")?;
+            state.push_recovered_epoch(Epoch::decode(bytes)?)?;
+        }
+        reader.finish()?;
+        state.check_recovered()?;
+        Ok(state)
+    }
+
+    fn recover_pending(&mut self, store: &dyn DurableStore) -> Result<(), StoreError> {
+        let mut start = Vec::new();
+        loop {
+            let chunk = store.scan(
+                COORDINATOR_PENDING,
+                &start,
+                &KEYS_END,
+                RECOVERY_SCAN_CHUNK_MAX,
+            )?;
+            let chunk_len = chunk.len();
+            for (key, value) in chunk {
+                let record = crate::codec::decode_record(&value)
+                    .map_err(|reason| corrupt(COORDINATOR_PENDING, &key, reason))?;
+                if PendingKey::of(&record).to_bytes() != key {
+                    return Err(corrupt(
+                        COORDINATOR_PENDING,
+                        &key,
+                        "the key does not match the record's timestamp, region and sequence",
+                    ));
+                }
+                let size_bytes = value.len() as u64 + LENGTH_PREFIX_BYTES;
+                self.insert_recovered_pending(record, size_bytes)
+                    .map_err(|reason| corrupt(COORDINATOR_PENDING, &key, reason))?;
+                start = key;
+                start.push(0);
+            }
+            if chunk_len < RECOVERY_SCAN_CHUNK_MAX {
+                return Ok(());
+            }
+        }
+    }
+
+    fn recover_epochs(&mut self, store: &dyn DurableStore) -> Result<(), StoreError> {
+        let mut start = Vec::new();
+        loop {
+            let chunk = store.scan(
+                COORDINATOR_EPOCHS,
+                &start,
+                &KEYS_END,
+                RECOVERY_SCAN_CHUNK_MAX,
+            )?;
+            let chunk_len = chunk.len();
+            for (key, value) in chunk {
+                let epoch = Epoch::decode(&value)
+                    .map_err(|reason| corrupt(COORDINATOR_EPOCHS, &key, reason))?;
+                if epoch.number.to_be_bytes().as_slice() != key.as_slice() {
+                    return Err(corrupt(
+                        COORDINATOR_EPOCHS,
+                        &key,
+                        format!("the key does not hold epoch {}", epoch.number),
+                    ));
+                }
+                self.push_recovered_epoch(epoch)
+                    .map_err(|reason| corrupt(COORDINATOR_EPOCHS, &key, reason))?;
+                start = key;
+                start.push(0);
+            }
+            if chunk_len < RECOVERY_SCAN_CHUNK_MAX {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn unknown_region(region: &RegionId) -> EntryEffect {
+    EntryEffect::Refused {
+        reason: format!("region {region} is not in the topology"),
+    }
+}
+
+/// Checks a list of regions: 1 to [`REGIONS_MAX`], sorted, none repeated.
+pub(crate) fn check_regions(regions: &[RegionId]) -> Result<(), String> {
+    if regions.is_empty() || regions.len() > REGIONS_MAX {
+        return Err(format!(
+            "{} regions; the coordinator tracks 1 to {REGIONS_MAX}",
+            regions.len()
+        ));
+    }
+    if regions.windows(2).any(|pair| pair[0] >= pair[1]) {
+        return Err("regions must be sorted and unique".to_owned());
+    }
+    Ok(())
+}
+
+impl StateMachine for CoordinatorState {
+    type Output = EntryOutcome;
+
+    fn apply(&mut self, _index: u64, data: &[u8], batch: &mut WriteBatch) -> EntryOutcome {
+        let epochs_before = self.next_epoch_number;
+        let effect = match CoordinatorEntry::decode(data) {
+            Ok(entry) => self.apply_entry(entry, batch),
+            Err(reason) => EntryEffect::Refused { reason },
+        };
+        self.write_state(batch);
+        let sealed_epoch = (self.next_epoch_number > epochs_before).then_some(epochs_before);
+        EntryOutcome {
+            effect,
+            sealed_epoch,
+        }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.encode_snapshot()
+    }
+
+    fn validate_snapshot(&self, data: &[u8]) -> Result<(), SnapshotError> {
+        self.decode_snapshot(data)
+            .map(|_| ())
+            .map_err(|reason| SnapshotError::new(format!("coordinator state {reason}")))
+    }
+
+    fn restore(&mut self, data: &[u8], batch: &mut WriteBatch) -> Result<(), SnapshotError> {
+        let decoded = self
+            .decode_snapshot(data)
+            .map_err(|reason| SnapshotError::new(format!("coordinator state {reason}")))?;
+        for space in [COORDINATOR_STATE, COORDINATOR_PENDING, COORDINATOR_EPOCHS] {
+            batch.delete_range(space, Vec::new(), KEYS_END.to_vec());
+        }
+        *self = decoded;
+        for (key, (record, _)) in &self.pending {
+            batch.put(COORDINATOR_PENDING, key.to_bytes(), encode_record(record));
+        }
+        for epoch in &self.epochs {
+            batch.put(
+                COORDINATOR_EPOCHS,
+                epoch.number.to_be_bytes().to_vec(),
+                epoch.encode(),
+            );
+        }
+        self.write_state(batch);
+        Ok(())
+    }
+
+    fn recover(&mut self, store: &dyn DurableStore) -> Result<(), StoreError> {
+        let regions: Vec<RegionId> = self.regions.keys().cloned().collect();
+        *self = CoordinatorState::new(&regions, self.limits);
+        let Some(value) = store.get(COORDINATOR_STATE, STATE_KEY)? else {
+            return Ok(());
+        };
+        let mut reader = Reader::new(&value);
+        let decoded = reader
+            .u8("state format")
+            .and_then(|format| {
+                if format == STATE_FORMAT {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "format {format} is unknown; this release reads format {STATE_FORMAT}"
+                    ))
+                }
+            })
+            .and_then(|()| self.decode_state(&mut reader))
+            .and_then(|state| reader.finish().map(|()| state))
+            .map_err(|reason| corrupt(COORDINATOR_STATE, STATE_KEY, reason))?;
+        *self = decoded;
+        self.recover_pending(store)?;
+        self.recover_epochs(store)?;
+        self.check_recovered()
+            .map_err(|reason| corrupt(COORDINATOR_STATE, STATE_KEY, reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::tests::global_record;
+    use dsss_raft_group::MemoryStore;
+
+    fn regions(names: &[&str]) -> Vec<RegionId> {
+        names
+            .iter()
+            .map(|name| RegionId::new(*name).unwrap())
+            .collect()
+    }
+
+    fn region(name: &str) -> RegionId {
+        RegionId::new(name).unwrap()
+    }
+
+    fn at(physical_us: u64) -> Timestamp {
+        Timestamp::new(physical_us, 0)
+    }
+
+    struct Harness {
+        state: CoordinatorState,
+        store: MemoryStore,
+        index: u64,
+    }
+
+    impl Harness {
+        fn new(names: &[&str]) -> Harness {
+            Harness::with_limits(names, CoordinatorLimits::default())
+        }
+
+        fn with_limits(names: &[&str], limits: CoordinatorLimits) -> Harness {
+            Harness {
+                state: CoordinatorState::new(&regions(names), limits),
+                store: MemoryStore::new(),
+                index: 0,
+            }
+        }
+
+        fn apply(&mut self, entry: &CoordinatorEntry) -> EntryOutcome {
+            self.apply_bytes(&entry.encode())
+        }
+
+        fn apply_bytes(&mut self, data: &[u8]) -> EntryOutcome {
+            self.index += 1;
+            let mut batch = WriteBatch::new();
+            let outcome = self.state.apply(self.index, data, &mut batch);
+            self.store.write(batch, true).unwrap();
+            outcome
+        }
+
+        /// A batch of `region` whose records are (sequence, physical time) pairs.
+        fn batch(
+            &mut self,
+            name: &str,
+            incarnation: u64,
+            batch_number: u64,
+            records: &[(u64, u64)],
+            closed_us: u64,
+        ) -> EntryOutcome {
+            let records = records
+                .iter()
+                .map(|&(sequence, physical_us)| global_record(name, sequence, at(physical_us)))
+                .collect();
+            self.apply(&CoordinatorEntry::Batch(BatchEntry {
+                region: region(name),
+                incarnation,
+                batch_number,
+                records,
+                closed: at(closed_us),
+            }))
+        }
+
+        fn suspect(&mut self, name: &str, incarnation: u64) -> EntryOutcome {
+            self.apply(&CoordinatorEntry::Suspect {
+                region: region(name),
+                incarnation,
+            })
+        }
+
+        fn acknowledge(&mut self, name: &str, through: u64) -> EntryOutcome {
+            self.apply(&CoordinatorEntry::EpochsAcknowledged {
+                region: region(name),
+                through,
+            })
+        }
+
+        /// (origin region, sequence, physical time) of every record of epoch `number`.
+        fn epoch_records(&self, number: u64) -> Vec<(String, u64, u64)> {
+            self.state
+                .epoch(number)
+                .unwrap()
+                .records
+                .iter()
+                .map(|record| {
+                    (
+                        record.origin_region.to_string(),
+                        record.request_sequence.get(),
+                        record.timestamp.physical_us,
+                    )
+                })
+                .collect()
+        }
+
+        fn recovered(&self) -> CoordinatorState {
+            let names: Vec<RegionId> = self.state.regions().keys().cloned().collect();
+            let mut recovered = CoordinatorState::new(&names, self.state.limits());
+            recovered.recover(&self.store).unwrap();
+            recovered
+        }
+    }
+
+    fn verdict(outcome: &EntryOutcome) -> BatchVerdict {
+        match &outcome.effect {
+            EntryEffect::Batch { verdict, .. } => verdict.clone(),
+            other => panic!("not a batch effect: {other:?}"),
+        }
+    }
+
+    fn entry(name: &str, sequence: u64, physical_us: u64) -> (String, u64, u64) {
+        (name.to_owned(), sequence, physical_us)
+    }
+
+    #[test]
+    fn an_epoch_is_sealed_when_the_slowest_member_closes_and_is_sorted() {
+        // Reference: global-protocol.md, SEAL; ties broken by region id then sequence.
+        let mut harness = Harness::new(&["a", "b"]);
+        let outcome = harness.batch("b", 1, 1, &[(1, 100), (2, 150), (3, 300)], 300);
+        assert_eq!(
+            verdict(&outcome),
+            BatchVerdict::Accepted { readmitted: false }
+        );
+        assert_eq!(
+            outcome.sealed_epoch, None,
+            "region a has closed nothing yet"
+        );
+        // Within one region timestamps strictly increase (a repeated one is lifted), so ties
+        // are between regions.
+        let outcome = harness.batch("a", 1, 1, &[(9, 100), (4, 150), (5, 160)], 200);
+        assert_eq!(outcome.sealed_epoch, Some(1));
+        assert_eq!(harness.state.watermark(), at(200));
+        assert_eq!(
+            harness.epoch_records(1),
+            vec![
+                entry("a", 9, 100),
+                entry("b", 1, 100),
+                entry("a", 4, 150),
+                entry("b", 2, 150),
+                entry("a", 5, 160),
+            ]
+        );
+        let epoch = harness.state.epoch(1).unwrap();
+        assert_eq!(epoch.previous_watermark, Timestamp::ZERO);
+        assert_eq!(epoch.member_regions, regions(&["a", "b"]));
+        assert_eq!(harness.state.pending_count(), 1, "b's record at 300 waits");
+    }
+
+    #[test]
+    fn empty_batches_seal_empty_epochs_that_move_the_watermark() {
+        let mut harness = Harness::new(&["a", "b"]);
+        harness.batch("a", 1, 1, &[], 100);
+        let outcome = harness.batch("b", 1, 1, &[], 50);
+        assert_eq!(outcome.sealed_epoch, Some(1));
+        let outcome = harness.batch("b", 1, 2, &[], 120);
+        assert_eq!(outcome.sealed_epoch, Some(2));
+        let epoch = harness.state.epoch(2).unwrap();
+        assert!(epoch.records.is_empty());
+        assert_eq!(
+            (epoch.previous_watermark, epoch.watermark),
+            (at(50), at(100))
+        );
+        // A closed timestamp that does not rise seals nothing.
+        let outcome = harness.batch("b", 1, 3, &[], 120);
+        assert_eq!(outcome.sealed_epoch, None);
+        assert_eq!(harness.state.newest_epoch_number(), 2);
+    }
+
+    #[test]
+    fn duplicates_gaps_and_stale_incarnations_change_nothing() {
+        let mut harness = Harness::new(&["a", "b"]);
+        harness.batch("a", 1, 1, &[(1, 10)], 20);
+        let before = harness.state.clone();
+        let duplicate = harness.batch("a", 1, 1, &[(1, 10)], 20);
+        assert_eq!(verdict(&duplicate), BatchVerdict::Duplicate);
+        let gap = harness.batch("a", 1, 3, &[(2, 30)], 40);
+        assert_eq!(verdict(&gap), BatchVerdict::Gap { expected: 2 });
+        let ahead = harness.batch("a", 2, 1, &[(2, 30)], 40);
+        assert_eq!(verdict(&ahead), BatchVerdict::IncarnationAhead);
+        assert_eq!(harness.state, before);
+
+        harness.batch("b", 1, 1, &[], 100);
+        harness.suspect("a", 1);
+        harness.batch("a", 2, 1, &[], 200);
+        let stale = harness.batch("a", 1, 2, &[(2, 300)], 400);
+        assert_eq!(verdict(&stale), BatchVerdict::Stale);
+        let unknown = harness.batch("zz", 1, 1, &[], 400);
+        assert!(matches!(unknown.effect, EntryEffect::Refused { .. }));
+    }
+
+    #[test]
+    fn a_suspected_region_leaves_and_is_readmitted_above_the_watermark() {
+        // Reference: global-protocol.md, Suspect and READMIT; no sealed epoch ever changes.
+        let mut harness = Harness::new(&["a", "b", "c"]);
+        harness.batch("a", 1, 1, &[(1, 100)], 150);
+        harness.batch("b", 1, 1, &[(1, 120)], 160);
+        harness.batch("c", 1, 1, &[(1, 90)], 100);
+        assert_eq!(harness.state.watermark(), at(100));
+        harness.batch("a", 1, 2, &[(2, 400)], 500);
+        harness.batch("b", 1, 2, &[], 200);
+        harness.batch("c", 1, 2, &[(2, 140), (3, 300)], 300);
+        assert_eq!(harness.state.watermark(), at(200));
+        assert_eq!(
+            harness.epoch_records(2),
+            vec![entry("b", 1, 120), entry("c", 2, 140)]
+        );
+        let sealed_before: Vec<Epoch> = harness.state.retained_epochs().cloned().collect();
+        // c's record at 300 is not sealed yet: it leaves with c.
+        let outcome = harness.suspect("c", 1);
+        assert_eq!(
+            outcome.effect,
+            EntryEffect::Suspect {
+                region: region("c"),
+                verdict: SuspectVerdict::Removed { records_dropped: 1 }
+            }
+        );
+        assert_eq!(
+            outcome.sealed_epoch, None,
+            "b still holds the watermark at 200"
+        );
+        harness.batch("b", 1, 3, &[(2, 450)], 500);
+        assert_eq!(harness.state.watermark(), at(500));
+        let newest = harness.state.newest_epoch_number();
+        assert_eq!(
+            harness.state.epoch(newest).unwrap().member_regions,
+            regions(&["a", "b"])
+        );
+        assert!(
+            harness
+                .epoch_records(newest)
+                .iter()
+                .all(|(name, ..)| name != "c")
+        );
+        // c has not learned yet: its batches of incarnation 1 are refused.
+        let outcome = harness.batch("c", 1, 4, &[], 600);
+        assert_eq!(verdict(&outcome), BatchVerdict::NotMember);
+        // A suspect for a removed region, or of another incarnation, changes nothing.
+        assert_eq!(
+            harness.suspect("c", 1).effect,
+            EntryEffect::Suspect {
+                region: region("c"),
+                verdict: SuspectVerdict::Ignored
+            }
+        );
+        // c returns in incarnation 2 with its unsealed record (stamped 300 < W = 500).
+        let outcome = harness.batch("c", 2, 1, &[(3, 300)], 310);
+        assert_eq!(
+            verdict(&outcome),
+            BatchVerdict::Accepted { readmitted: true }
+        );
+        let c = harness.state.region(&region("c")).unwrap();
+        assert!(c.member && c.incarnation == 2 && c.next_batch_number == 2);
+        assert!(c.closed >= at(500));
+        let lifted: Vec<&Record> = harness.state.pending_records().collect();
+        let c_record = lifted
+            .iter()
+            .find(|record| record.origin_region == region("c"))
+            .unwrap();
+        assert_eq!(lifted.len(), 1, "only c's re-sent record is pending");
+        assert_eq!(c_record.timestamp, at(500).successor());
+        // The earlier epochs are untouched.
+        for epoch in &sealed_before {
+            assert_eq!(harness.state.epoch(epoch.number), Some(epoch));
+        }
+        // Closing beyond the lift seals c's record in a later epoch.
+        harness.batch("a", 1, 3, &[], 700);
+        harness.batch("b", 1, 4, &[], 700);
+        harness.batch("c", 2, 2, &[], 700);
+        assert_eq!(harness.state.watermark(), at(700));
+        let newest = harness.state.newest_epoch_number();
+        let sealed: Vec<u64> = (1..=newest)
+            .filter(|&number| harness.epoch_records(number).contains(&entry("c", 3, 500)))
+            .collect();
+        assert_eq!(sealed.len(), 1, "c's record is sealed exactly once");
+        assert!(sealed[0] > sealed_before.last().unwrap().number);
+    }
+
+    #[test]
+    fn the_last_member_is_never_removed() {
+        let mut harness = Harness::new(&["a", "b"]);
+        harness.suspect("a", 1);
+        let outcome = harness.suspect("b", 1);
+        assert_eq!(
+            outcome.effect,
+            EntryEffect::Suspect {
+                region: region("b"),
+                verdict: SuspectVerdict::LastMember
+            }
+        );
+        assert_eq!(harness.state.member_regions(), regions(&["b"]));
+    }
+
+    #[test]
+    fn acknowledged_epochs_are_dropped_once_every_region_appended_them() {
+        let mut harness = Harness::new(&["a", "b"]);
+        for number in 1..=4 {
+            harness.batch("a", 1, number, &[], number * 100);
+            harness.batch("b", 1, number, &[], number * 100);
+        }
+        assert_eq!(harness.state.newest_epoch_number(), 4);
+        harness.acknowledge("a", 3);
+        assert_eq!(
+            harness.state.retained_epoch_count(),
+            4,
+            "b acknowledged nothing"
+        );
+        harness.acknowledge("b", 2);
+        assert_eq!(harness.state.retained_epochs().next().unwrap().number, 3);
+        harness.acknowledge("b", 1);
+        assert_eq!(
+            harness
+                .state
+                .region(&region("b"))
+                .unwrap()
+                .acknowledged_epoch,
+            2
+        );
+        let beyond = harness.acknowledge("b", 9);
+        assert!(matches!(beyond.effect, EntryEffect::Refused { .. }));
+        harness.acknowledge("b", 4);
+        assert_eq!(harness.state.retained_epoch_count(), 1);
+        assert_eq!(harness.store.keys(COORDINATOR_EPOCHS).len(), 1);
+        assert_eq!(harness.recovered(), harness.state);
+    }
+
+    #[test]
+    fn batches_beyond_the_bounds_are_refused_as_overloaded() {
+        let limits = CoordinatorLimits {
+            pending_records_bytes_max: 400,
+            retained_epochs_max: 2,
+            retained_epochs_bytes_max: RETAINED_EPOCHS_BYTES_MAX,
+        };
+        let mut harness = Harness::with_limits(&["a", "b"], limits);
+        let records: Vec<(u64, u64)> = (1..=20).map(|sequence| (sequence, sequence)).collect();
+        let outcome = harness.batch("a", 1, 1, &records, 100);
+        let BatchVerdict::Overloaded { reason } = verdict(&outcome) else {
+            panic!("{outcome:?}");
+        };
+        assert!(reason.contains("pending records"), "{reason}");
+        assert_eq!(
+            harness
+                .state
+                .region(&region("a"))
+                .unwrap()
+                .next_batch_number,
+            1
+        );
+        harness.batch("a", 1, 1, &[], 100);
+        harness.batch("b", 1, 1, &[], 100);
+        harness.batch("b", 1, 2, &[], 200);
+        harness.batch("a", 1, 2, &[], 200);
+        assert_eq!(harness.state.retained_epoch_count(), 2);
+        let outcome = harness.batch("a", 1, 3, &[], 300);
+        let BatchVerdict::Overloaded { reason } = verdict(&outcome) else {
+            panic!("{outcome:?}");
+        };
+        assert!(reason.contains("retained"), "{reason}");
+        harness.acknowledge("a", 2);
+        harness.acknowledge("b", 1);
+        let outcome = harness.batch("a", 1, 3, &[], 300);
+        assert_eq!(
+            verdict(&outcome),
+            BatchVerdict::Accepted { readmitted: false }
+        );
+        assert!(
+            CoordinatorLimits {
+                retained_epochs_max: RETAINED_EPOCHS_MAX + 1,
+                ..limits
+            }
+            .validate()
+            .is_err()
+        );
+    }
+
+    fn busy_harness() -> Harness {
+        let mut harness = Harness::new(&["a", "b", "c"]);
+        harness.batch("a", 1, 1, &[(1, 100), (2, 300)], 300);
+        harness.batch("b", 1, 1, &[(1, 150)], 200);
+        harness.batch("c", 1, 1, &[(1, 120), (2, 400)], 400);
+        harness.suspect("b", 1);
+        harness.batch("a", 1, 2, &[(3, 500)], 600);
+        harness.acknowledge("a", 1);
+        harness.acknowledge("b", 1);
+        harness.acknowledge("c", 1);
+        harness.batch("b", 2, 1, &[(2, 250)], 260);
+        harness
+    }
+
+    #[test]
+    fn recovery_after_restart_rebuilds_the_same_state() {
+        let harness = busy_harness();
+        assert!(harness.state.pending_count() > 0 && harness.state.retained_epoch_count() > 0);
+        assert_eq!(harness.recovered(), harness.state);
+        // An empty store recovers the initial state.
+        let mut fresh =
+            CoordinatorState::new(&regions(&["a", "b", "c"]), CoordinatorLimits::default());
+        fresh.recover(&MemoryStore::new()).unwrap();
+        assert_eq!(fresh.newest_epoch_number(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_carries_the_whole_state_and_restores_it_alone() {
+        let harness = busy_harness();
+        let snapshot = harness.state.snapshot();
+        let mut other = Harness::new(&["a", "b", "c"]);
+        other.batch("c", 1, 1, &[(7, 10)], 20);
+        other.state.validate_snapshot(&snapshot).unwrap();
+        let mut batch = WriteBatch::new();
+        other.state.restore(&snapshot, &mut batch).unwrap();
+        other.store.write(batch, true).unwrap();
+        assert_eq!(other.state, harness.state);
+        assert_eq!(
+            other.recovered(),
+            harness.state,
+            "the restored state was fully written"
+        );
+        assert_eq!(other.state.snapshot(), snapshot);
+    }
+
+    #[test]
+    fn damaged_snapshots_entries_and_stores_are_errors_never_panics() {
+        let harness = busy_harness();
+        let snapshot = harness.state.snapshot();
+        for length in 0..snapshot.len() {
+            assert!(
+                harness
+                    .state
+                    .validate_snapshot(&snapshot[..length])
+                    .is_err()
+            );
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for round in 0..2_000 {
+            let mut damaged = snapshot.clone();
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let position = (state as usize) % damaged.len();
+            damaged[position] ^= (state >> 32) as u8 | 1;
+            if round % 2 == 0 {
+                let _ = harness.state.validate_snapshot(&damaged);
+            } else {
+                let mut copy = harness.clone_state();
+                let before = copy.clone();
+                let mut batch = WriteBatch::new();
+                if copy.restore(&damaged, &mut batch).is_err() {
+                    assert_eq!(copy, before, "a refused snapshot changes nothing");
+                }
+            }
+        }
+        let other_regions =
+            CoordinatorState::new(&regions(&["a", "b"]), CoordinatorLimits::default());
+        let error = other_regions.validate_snapshot(&snapshot).unwrap_err();
+        assert!(error.to_string().contains("configured regions"), "{error}");
+
+        // Garbage entries are refused alike and change nothing.
+        let mut harness = busy_harness();
+        let before = harness.state.clone();
+        for garbage in [
+            vec![],
+            vec![1],
+            vec![1, 1, 0, 0, 0, 9],
+            vec![2, 1],
+            vec![1, 9, 0],
+        ] {
+            let outcome = harness.apply_bytes(&garbage);
+            assert!(
+                matches!(outcome.effect, EntryEffect::Refused { .. }),
+                "{outcome:?}"
+            );
+            assert_eq!(outcome.sealed_epoch, None);
+        }
+        assert_eq!(harness.state, before);
+
+        // A damaged store is a named error.
+        let mut damaged = harness.store.clone();
+        let mut batch = WriteBatch::new();
+        batch.put(COORDINATOR_STATE, STATE_KEY, vec![1, 2, 3]);
+        damaged.write(batch, true).unwrap();
+        let mut recovered =
+            CoordinatorState::new(&regions(&["a", "b", "c"]), CoordinatorLimits::default());
+        let error = recovered.recover(&damaged).unwrap_err();
+        assert!(error.to_string().contains("coordinator_state"), "{error}");
+        let mut damaged = harness.store.clone();
+        let first = harness.state.retained_epochs().next().unwrap().number;
+        let mut batch = WriteBatch::new();
+        batch.delete(COORDINATOR_EPOCHS, first.to_be_bytes().to_vec());
+        damaged.write(batch, true).unwrap();
+        let error = recovered.recover(&damaged).unwrap_err();
+        assert!(error.to_string().contains("coordinator_epochs"), "{error}");
+    }
+
+    impl Harness {
+        fn clone_state(&self) -> CoordinatorState {
+            self.state.clone()
+        }
+    }
+
+    #[test]
+    fn large_epochs_are_cut_into_parts_of_bounded_size() {
+        let mut harness = Harness::new(&["a"]);
+        let records: Vec<(u64, u64)> = (1..=40).map(|sequence| (sequence, sequence)).collect();
+        harness.batch("a", 1, 1, &records, 100);
+        let epoch = harness.state.epoch(1).unwrap();
+        let bound_bytes = epoch.record_sizes_bytes.iter().max().unwrap() * 7;
+        let parts = epoch.part_ranges(bound_bytes);
+        assert!(parts.len() >= 6, "{parts:?}");
+        assert_eq!(parts[0].start, 0);
+        assert_eq!(parts.last().unwrap().end, 40);
+        assert!(parts.windows(2).all(|pair| pair[0].end == pair[1].start));
+        for part in &parts {
+            let size_bytes: u64 = epoch.record_sizes_bytes[part.clone()].iter().sum();
+            assert!(size_bytes <= bound_bytes && !part.is_empty());
+        }
+        assert_eq!(
+            epoch.part_ranges(1).len(),
+            40,
+            "a record larger than the bound goes alone"
+        );
+        harness.batch("a", 1, 2, &[], 200);
+        assert_eq!(harness.state.epoch(2).unwrap().part_ranges(1), vec![0..0]);
+    }
+}

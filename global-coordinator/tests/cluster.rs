@@ -1,0 +1,722 @@
+//! Coordinator replicas of a real raft-rs group over in-memory stores, routed by hand: batch
+//! acknowledgements, NotLeader answers, the hybrid clock's skew bound, suspicion of a silent
+//! region, epoch delivery and resends, bounds, restarts, and a new leader that derives the
+//! same epochs from the log. Reference: global-protocol.md, "Coordinator side".
+
+use std::collections::{BTreeMap, VecDeque};
+
+use dsss_global_coordinator::{
+    CoordinatorConfig, CoordinatorLimits, CoordinatorNode, CoordinatorOutput, Epoch, InputError,
+    PROPOSALS_PENDING_MAX, RegionMessage,
+};
+use dsss_raft_group::raft::eraftpb::Message;
+use dsss_raft_group::{MemoryStore, StoreIo};
+use dsss_wire::{
+    Arguments, ClientId, MethodId, ObjectId, Record, RegionId, RequestSequence, Scope, Timestamp,
+    proto,
+};
+
+const START_US: u64 = 1_700_000_000_000_000;
+const TICK_US: u64 = 10_000;
+
+fn region(name: &str) -> RegionId {
+    RegionId::new(name).unwrap()
+}
+
+fn record(name: &str, sequence: u64, physical_us: u64) -> proto::Record {
+    proto::Record::from(Record {
+        object_id: ObjectId::new("lobby/main").unwrap(),
+        method_id: MethodId(1),
+        arguments: Arguments::new(format!("{name}/{sequence}").into_bytes()).unwrap(),
+        client_id: ClientId(3),
+        request_sequence: RequestSequence(sequence),
+        timestamp: Timestamp::new(physical_us, 0),
+        scope: Scope::Global,
+        origin_region: region(name),
+    })
+}
+
+fn time(physical_us: u64) -> Option<proto::Timestamp> {
+    Some(Timestamp::new(physical_us, 0).into())
+}
+
+struct Replica {
+    node: Option<CoordinatorNode>,
+    store: MemoryStore,
+    config: CoordinatorConfig,
+    outputs: Vec<CoordinatorOutput>,
+}
+
+struct Cluster {
+    replicas: BTreeMap<u64, Replica>,
+    in_flight: VecDeque<Message>,
+    now_us: u64,
+}
+
+impl Cluster {
+    fn new(ids: &[u64], regions: &[&str], adjust: impl Fn(&mut CoordinatorConfig)) -> Cluster {
+        let mut cluster = Cluster {
+            replicas: BTreeMap::new(),
+            in_flight: VecDeque::new(),
+            now_us: START_US,
+        };
+        for &id in ids {
+            let mut config = CoordinatorConfig::new(
+                id,
+                ids.to_vec(),
+                regions.iter().map(|name| region(name)).collect(),
+            );
+            config.suspicion_timeout_us = 300_000;
+            config.resend_interval_us = 50_000;
+            adjust(&mut config);
+            let mut store = MemoryStore::new();
+            let node = CoordinatorNode::open(config.clone(), &mut store).unwrap();
+            cluster.replicas.insert(
+                id,
+                Replica {
+                    node: Some(node),
+                    store,
+                    config,
+                    outputs: Vec::new(),
+                },
+            );
+        }
+        cluster
+    }
+
+    fn node(&self, id: u64) -> &CoordinatorNode {
+        self.replicas[&id].node.as_ref().unwrap()
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut CoordinatorNode {
+        self.replicas.get_mut(&id).unwrap().node.as_mut().unwrap()
+    }
+
+    fn ready(&mut self, id: u64) {
+        let replica = self.replicas.get_mut(&id).unwrap();
+        let Some(node) = replica.node.as_mut() else {
+            return;
+        };
+        let mut io = StoreIo::new(&mut replica.store);
+        node.handle_ready(&mut io).unwrap();
+        let outbox = std::mem::take(&mut io.outbox);
+        while let Some(output) = node.poll_output() {
+            replica.outputs.push(output);
+        }
+        self.in_flight.extend(outbox);
+    }
+
+    fn settle(&mut self) {
+        for _ in 0..100_000 {
+            let ids: Vec<u64> = self.replicas.keys().copied().collect();
+            for id in ids {
+                self.ready(id);
+            }
+            let Some(message) = self.in_flight.pop_front() else {
+                return;
+            };
+            let bytes = dsss_raft_group::encode_message(&message);
+            if let Some(node) = self
+                .replicas
+                .get_mut(&message.to)
+                .and_then(|replica| replica.node.as_mut())
+            {
+                let _ = node.handle_raft_message(&bytes);
+            }
+        }
+        panic!("the cluster did not settle");
+    }
+
+    fn tick(&mut self, ticks: usize) {
+        for _ in 0..ticks {
+            self.now_us += TICK_US;
+            let now_us = self.now_us;
+            for replica in self.replicas.values_mut() {
+                if let Some(node) = replica.node.as_mut() {
+                    node.handle_tick(now_us);
+                }
+            }
+            self.settle();
+        }
+    }
+
+    fn leader(&self) -> Option<u64> {
+        self.replicas.iter().find_map(|(id, replica)| {
+            let node = replica.node.as_ref()?;
+            node.is_leader().then_some(*id)
+        })
+    }
+
+    fn elect(&mut self) -> u64 {
+        for _ in 0..100 {
+            self.tick(5);
+            if let Some(leader) = self.leader() {
+                self.tick(3);
+                return leader;
+            }
+        }
+        panic!("no leader");
+    }
+
+    fn submit(
+        &mut self,
+        to: u64,
+        name: &str,
+        incarnation: u64,
+        batch_number: u64,
+        records: Vec<proto::Record>,
+        closed_us: u64,
+    ) -> Result<(), InputError> {
+        let now_us = self.now_us;
+        let batch = proto::RegionBatch {
+            region: name.to_owned(),
+            batch_number,
+            records,
+            closed_timestamp: time(closed_us),
+            sender_node_id: 100,
+            sender_time: time(now_us),
+            incarnation,
+        };
+        let outcome = self.node_mut(to).handle_region_batch(now_us, batch);
+        self.settle();
+        outcome
+    }
+
+    fn acknowledge(&mut self, to: u64, name: &str, through: u64) {
+        let now_us = self.now_us;
+        let ack = proto::SealedEpochAck {
+            region: name.to_owned(),
+            appended_through_epoch_number: through,
+            appended_parts_of_next_epoch: 0,
+            not_leader: None,
+            sender_time: time(now_us),
+        };
+        self.node_mut(to).handle_epoch_ack(now_us, ack).unwrap();
+        self.settle();
+    }
+
+    fn take_outputs(&mut self, id: u64) -> Vec<CoordinatorOutput> {
+        std::mem::take(&mut self.replicas.get_mut(&id).unwrap().outputs)
+    }
+
+    fn crash(&mut self, id: u64) {
+        let replica = self.replicas.get_mut(&id).unwrap();
+        replica.node = None;
+        replica.store.crash();
+    }
+
+    fn restart(&mut self, id: u64) {
+        let replica = self.replicas.get_mut(&id).unwrap();
+        replica.node =
+            Some(CoordinatorNode::open(replica.config.clone(), &mut replica.store).unwrap());
+    }
+
+    fn epochs(&self, id: u64) -> Vec<Epoch> {
+        self.node(id).state().retained_epochs().cloned().collect()
+    }
+}
+
+/// Messages for regions, each with its region.
+type ToRegions<T> = Vec<(RegionId, T)>;
+
+/// The batch acknowledgements and epoch parts among `outputs`, by region.
+fn split(
+    outputs: Vec<CoordinatorOutput>,
+) -> (
+    ToRegions<proto::RegionBatchAck>,
+    ToRegions<proto::SealedEpoch>,
+) {
+    let mut acks = Vec::new();
+    let mut epochs = Vec::new();
+    for CoordinatorOutput::ToRegion { region, message } in outputs {
+        match message {
+            RegionMessage::BatchAck(ack) => acks.push((region, ack)),
+            RegionMessage::Epoch(epoch) => epochs.push((region, epoch)),
+        }
+    }
+    (acks, epochs)
+}
+
+#[test]
+fn a_new_leader_derives_the_same_epochs_from_the_log() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &["a", "b"], |_| {});
+    let leader = cluster.elect();
+    let base = cluster.now_us;
+    for number in 1..=4 {
+        let at = base + number * 1_000;
+        cluster
+            .submit(
+                leader,
+                "a",
+                1,
+                number,
+                vec![record("a", number, at - 500)],
+                at,
+            )
+            .unwrap();
+        cluster
+            .submit(
+                leader,
+                "b",
+                1,
+                number,
+                vec![record("b", number, at - 500)],
+                at,
+            )
+            .unwrap();
+    }
+    cluster.tick(2);
+    let (acks, epochs) = split(cluster.take_outputs(leader));
+    assert!(acks.iter().any(|(name, ack)| *name == region("b")
+        && ack.acknowledged_through_batch_number == 4
+        && ack.member
+        && ack.incarnation == 1));
+    assert!(
+        epochs
+            .iter()
+            .any(|(name, epoch)| *name == region("a") && epoch.epoch_number == 4)
+    );
+    let sealed = cluster.epochs(leader);
+    assert_eq!(sealed.len(), 4);
+    for id in [1, 2, 3] {
+        assert_eq!(
+            cluster.epochs(id),
+            sealed,
+            "replica {id} sealed the same epochs"
+        );
+        assert!(split(cluster.take_outputs(id)).0.is_empty() || id == leader);
+    }
+
+    cluster.crash(leader);
+    let new_leader = cluster.elect();
+    assert_ne!(new_leader, leader);
+    // Region a resends batch 4 (a duplicate) and goes on; b goes on.
+    let at = base + 10_000;
+    cluster
+        .submit(
+            new_leader,
+            "a",
+            1,
+            4,
+            vec![record("a", 4, base + 3_500)],
+            base + 4_000,
+        )
+        .unwrap();
+    cluster
+        .submit(new_leader, "a", 1, 5, vec![record("a", 5, at - 500)], at)
+        .unwrap();
+    cluster.submit(new_leader, "b", 1, 5, vec![], at).unwrap();
+    let epochs_after = cluster.epochs(new_leader);
+    assert_eq!(&epochs_after[..4], &sealed[..], "no sealed epoch changed");
+    assert_eq!(epochs_after.len(), 5);
+    assert_eq!(epochs_after[4].records.len(), 1);
+
+    cluster.restart(leader);
+    cluster.tick(20);
+    let reference = cluster.node(new_leader).state().clone();
+    for id in [1, 2, 3] {
+        assert_eq!(
+            cluster.node(id).state(),
+            &reference,
+            "replica {id} caught up"
+        );
+    }
+    // The new leader sent every retained epoch to both regions from their acknowledged point.
+    let (_, resent) = split(cluster.take_outputs(new_leader));
+    for name in ["a", "b"] {
+        let numbers: Vec<u64> = resent
+            .iter()
+            .filter(|(to, _)| *to == region(name))
+            .map(|(_, epoch)| epoch.epoch_number)
+            .collect();
+        assert!(
+            (1..=5).all(|number| numbers.contains(&number)),
+            "{name}: {numbers:?}"
+        );
+    }
+}
+
+#[test]
+fn followers_answer_batches_with_a_leader_hint_and_take_nothing() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &["a"], |config| {
+        config.preferred_leader = Some(2)
+    });
+    let leader = cluster.elect();
+    assert_eq!(leader, 2, "the preferred leader campaigns at start");
+    let follower = 1;
+    let now_us = cluster.now_us;
+    cluster
+        .submit(follower, "a", 1, 1, vec![record("a", 1, now_us)], now_us)
+        .unwrap();
+    let (acks, _) = split(cluster.take_outputs(follower));
+    assert_eq!(acks.len(), 1);
+    let not_leader = acks[0].1.not_leader.clone().expect("a NotLeader answer");
+    assert_eq!(not_leader.leader_node_id, leader);
+    assert_eq!(acks[0].1.acknowledged_through_batch_number, 0);
+    assert!(acks[0].1.sender_time.is_some());
+    assert_eq!(cluster.node(leader).state().pending_count(), 0);
+}
+
+#[test]
+fn messages_beyond_the_clock_skew_are_refused_and_counted() {
+    let mut cluster = Cluster::new(&[1], &["a"], |config| config.max_clock_skew_us = 1_000);
+    let leader = cluster.elect();
+    let now_us = cluster.now_us;
+    let batch = proto::RegionBatch {
+        region: "a".to_owned(),
+        batch_number: 1,
+        records: vec![],
+        closed_timestamp: time(now_us),
+        sender_node_id: 100,
+        sender_time: time(now_us + 5_000),
+        incarnation: 1,
+    };
+    let error = cluster
+        .node_mut(leader)
+        .handle_region_batch(now_us, batch.clone())
+        .unwrap_err();
+    assert!(matches!(error, InputError::ClockSkew { .. }), "{error}");
+    assert!(error.to_string().contains("maximum skew"), "{error}");
+    let ack = proto::SealedEpochAck {
+        region: "a".to_owned(),
+        sender_time: time(now_us + 9_000),
+        ..proto::SealedEpochAck::default()
+    };
+    assert!(
+        cluster
+            .node_mut(leader)
+            .handle_epoch_ack(now_us, ack)
+            .is_err()
+    );
+    assert_eq!(cluster.node(leader).status().counters.refused_for_skew, 2);
+    let missing = proto::RegionBatch {
+        sender_time: None,
+        ..batch.clone()
+    };
+    let error = cluster
+        .node_mut(leader)
+        .handle_region_batch(now_us, missing)
+        .unwrap_err();
+    assert!(
+        matches!(error, InputError::MissingSenderTime { .. }),
+        "{error}"
+    );
+    // Within the skew, the clock moves past the sender's time.
+    let ahead = proto::RegionBatch {
+        sender_time: time(now_us + 800),
+        ..batch
+    };
+    cluster
+        .node_mut(leader)
+        .handle_region_batch(now_us, ahead)
+        .unwrap();
+    assert!(cluster.node(leader).clock().last() > Timestamp::new(now_us + 800, 0));
+}
+
+#[test]
+fn invalid_batches_and_acknowledgements_are_refused_with_clear_errors() {
+    let mut cluster = Cluster::new(&[1], &["a", "b"], |_| {});
+    let leader = cluster.elect();
+    let now_us = cluster.now_us;
+    let error = cluster
+        .submit(leader, "zz", 1, 1, vec![], now_us)
+        .unwrap_err();
+    assert!(matches!(error, InputError::UnknownRegion { .. }), "{error}");
+    let error = cluster
+        .submit(leader, "Not A Region", 1, 1, vec![], now_us)
+        .unwrap_err();
+    assert!(matches!(error, InputError::UnknownRegion { .. }), "{error}");
+    let error = cluster
+        .submit(leader, "a", 1, 1, vec![record("b", 1, now_us)], now_us)
+        .unwrap_err();
+    assert!(error.to_string().contains("origin region"), "{error}");
+    let mut unscoped = record("a", 1, now_us);
+    unscoped.scope = 0;
+    let error = cluster
+        .submit(leader, "a", 1, 1, vec![unscoped], now_us)
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("record 0") && error.to_string().contains("scope"),
+        "{error}"
+    );
+    let error = cluster
+        .submit(leader, "a", 1, 0, vec![], now_us)
+        .unwrap_err();
+    assert!(error.to_string().contains("batch number 0"), "{error}");
+    let ack = proto::SealedEpochAck {
+        region: "a".to_owned(),
+        appended_through_epoch_number: 3,
+        sender_time: time(now_us),
+        ..proto::SealedEpochAck::default()
+    };
+    let error = cluster
+        .node_mut(leader)
+        .handle_epoch_ack(now_us, ack)
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("beyond the newest sealed epoch"),
+        "{error}"
+    );
+    assert_eq!(cluster.node(leader).state().pending_count(), 0);
+}
+
+#[test]
+fn a_silent_region_is_suspected_and_readmitted_in_a_new_incarnation() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &["a", "b", "c"], |_| {});
+    let leader = cluster.elect();
+    let start = cluster.now_us;
+    for name in ["a", "b", "c"] {
+        cluster
+            .submit(leader, name, 1, 1, vec![record(name, 1, start - 10)], start)
+            .unwrap();
+    }
+    assert_eq!(cluster.node(leader).state().newest_epoch_number(), 1);
+    cluster.take_outputs(leader);
+    // a and b keep closing every tick; c falls silent with a record pending.
+    cluster
+        .submit(
+            leader,
+            "c",
+            1,
+            2,
+            vec![record("c", 2, start + 5_000)],
+            start + 5_000,
+        )
+        .unwrap();
+    let mut removed_at = None;
+    for batch_number in 2..62 {
+        cluster.tick(1);
+        let now_us = cluster.now_us;
+        for name in ["a", "b"] {
+            cluster
+                .submit(leader, name, 1, batch_number, vec![], now_us)
+                .unwrap();
+        }
+        let c = cluster
+            .node(leader)
+            .state()
+            .region(&region("c"))
+            .unwrap()
+            .clone();
+        if !c.member {
+            removed_at = Some(now_us);
+            break;
+        }
+    }
+    let removed_at = removed_at.expect("c was suspected");
+    assert!(
+        removed_at - start >= 300_000,
+        "not before the suspicion timeout"
+    );
+    let state = cluster.node(leader).state();
+    assert!(
+        state
+            .pending_records()
+            .all(|record| record.origin_region != region("c"))
+    );
+    let newest = state.epoch(state.newest_epoch_number()).unwrap();
+    assert_eq!(newest.member_regions, vec![region("a"), region("b")]);
+    // c, still in incarnation 1, is told it is out; the epochs reach it too.
+    cluster
+        .submit(leader, "c", 1, 3, vec![], removed_at)
+        .unwrap();
+    let (acks, epochs) = split(cluster.take_outputs(leader));
+    let (_, ack) = acks
+        .iter()
+        .rev()
+        .find(|(name, _)| *name == region("c"))
+        .unwrap();
+    assert!(!ack.member && ack.incarnation == 1 && ack.acknowledged_through_batch_number == 2);
+    assert!(epochs.iter().any(
+        |(name, epoch)| *name == region("c") && !epoch.member_regions.contains(&"c".to_owned())
+    ));
+    // c learns, and returns in incarnation 2 with its unsealed record.
+    let watermark = cluster.node(leader).state().watermark();
+    cluster
+        .submit(
+            leader,
+            "c",
+            2,
+            1,
+            vec![record("c", 2, start + 5_000)],
+            removed_at,
+        )
+        .unwrap();
+    let c = cluster
+        .node(leader)
+        .state()
+        .region(&region("c"))
+        .unwrap()
+        .clone();
+    assert!(c.member && c.incarnation == 2);
+    let lifted = cluster
+        .node(leader)
+        .state()
+        .pending_records()
+        .find(|record| record.origin_region == region("c"))
+        .unwrap()
+        .timestamp;
+    assert!(
+        lifted > watermark,
+        "the re-sent record is lifted above the watermark"
+    );
+    assert_eq!(cluster.node(leader).status().counters.regions_readmitted, 1);
+}
+
+#[test]
+fn epochs_are_resent_from_the_acknowledged_point_and_dropped_once_all_appended() {
+    let mut cluster = Cluster::new(&[1], &["a", "b"], |_| {});
+    let leader = cluster.elect();
+    let base = cluster.now_us;
+    for number in 1..=3 {
+        for name in ["a", "b"] {
+            cluster
+                .submit(leader, name, 1, number, vec![], base + number)
+                .unwrap();
+        }
+    }
+    assert_eq!(cluster.node(leader).state().newest_epoch_number(), 3);
+    cluster.acknowledge(leader, "a", 3);
+    cluster.acknowledge(leader, "b", 1);
+    cluster.take_outputs(leader);
+    cluster.tick(6);
+    let (_, resent) = split(cluster.take_outputs(leader));
+    let to = |name: &str| -> Vec<u64> {
+        resent
+            .iter()
+            .filter(|(region_id, _)| *region_id == region(name))
+            .map(|(_, epoch)| epoch.epoch_number)
+            .collect()
+    };
+    assert!(to("a").is_empty(), "a appended everything: {:?}", to("a"));
+    assert!(
+        !to("b").is_empty() && to("b").iter().all(|&number| number >= 2),
+        "{:?}",
+        to("b")
+    );
+    let state = cluster.node(leader).state();
+    assert_eq!(state.region(&region("a")).unwrap().acknowledged_epoch, 3);
+    assert_eq!(state.retained_epochs().next().unwrap().number, 2);
+    cluster.acknowledge(leader, "b", 3);
+    cluster.tick(1);
+    assert_eq!(cluster.node(leader).state().retained_epoch_count(), 0);
+}
+
+#[test]
+fn bounds_refuse_batches_as_overloaded_instead_of_growing() {
+    let mut cluster = Cluster::new(&[1], &["a", "b"], |config| {
+        config.limits = CoordinatorLimits {
+            pending_records_bytes_max: 300,
+            ..CoordinatorLimits::default()
+        };
+    });
+    let leader = cluster.elect();
+    let now_us = cluster.now_us;
+    let records: Vec<proto::Record> = (1..=12)
+        .map(|sequence| record("a", sequence, now_us + sequence))
+        .collect();
+    let error = cluster
+        .submit(leader, "a", 1, 1, records, now_us + 20)
+        .unwrap_err();
+    assert!(matches!(error, InputError::Overloaded { .. }), "{error}");
+    assert!(error.to_string().contains("pending records"), "{error}");
+
+    // Proposals waiting for the next round are bounded too.
+    let node = cluster.node_mut(leader);
+    let mut refused = None;
+    for number in 1..=PROPOSALS_PENDING_MAX as u64 + 1 {
+        let batch = proto::RegionBatch {
+            region: "b".to_owned(),
+            batch_number: number,
+            records: vec![],
+            closed_timestamp: time(now_us),
+            sender_node_id: 100,
+            sender_time: time(now_us),
+            incarnation: 1,
+        };
+        if let Err(error) = node.handle_region_batch(now_us, batch) {
+            refused = Some((number, error));
+            break;
+        }
+    }
+    let (number, error) = refused.expect("the queue is bounded");
+    assert_eq!(number, PROPOSALS_PENDING_MAX as u64 + 1);
+    assert!(matches!(error, InputError::Overloaded { .. }), "{error}");
+    assert!(node.status().counters.batches_overloaded >= 2);
+    cluster.settle();
+    assert_eq!(
+        cluster
+            .node(leader)
+            .state()
+            .region(&region("b"))
+            .unwrap()
+            .next_batch_number,
+        PROPOSALS_PENDING_MAX as u64 + 1
+    );
+}
+
+#[test]
+fn a_restarted_replica_recovers_its_state_from_the_store() {
+    let mut cluster = Cluster::new(&[1], &["a", "b"], |_| {});
+    let leader = cluster.elect();
+    let now_us = cluster.now_us;
+    cluster
+        .submit(leader, "a", 1, 1, vec![record("a", 1, now_us - 5)], now_us)
+        .unwrap();
+    cluster
+        .submit(
+            leader,
+            "b",
+            1,
+            1,
+            vec![record("b", 1, now_us - 3)],
+            now_us - 1,
+        )
+        .unwrap();
+    cluster
+        .submit(
+            leader,
+            "b",
+            1,
+            2,
+            vec![record("b", 2, now_us + 10)],
+            now_us + 20,
+        )
+        .unwrap();
+    let before = cluster.node(leader).state().clone();
+    assert!(before.pending_count() == 1 && before.newest_epoch_number() == 2);
+    cluster.crash(leader);
+    cluster.restart(leader);
+    assert_eq!(cluster.node(leader).state(), &before);
+    assert!(cluster.node(leader).clock().last() >= before.watermark());
+    cluster.elect();
+    cluster
+        .submit(leader, "b", 1, 2, vec![], now_us + 20)
+        .unwrap();
+    let (acks, _) = split(cluster.take_outputs(leader));
+    assert_eq!(
+        acks.last().unwrap().1.acknowledged_through_batch_number,
+        2,
+        "answered as a duplicate"
+    );
+}
+
+#[test]
+fn a_configuration_comes_from_the_topology() {
+    let topology = dsss_topology::local_default();
+    let replica = topology.coordinator.replicas[0];
+    let config = CoordinatorConfig::from_topology(&topology, replica).unwrap();
+    assert_eq!(config.regions.len(), topology.regions.len());
+    assert!(config.regions.windows(2).all(|pair| pair[0] < pair[1]));
+    assert_eq!(
+        config.preferred_leader,
+        Some(topology.coordinator.preferred_leader)
+    );
+    assert_eq!(config.epoch_interval_us, topology.cluster.epoch_us);
+    assert_eq!(config.max_clock_skew_us, topology.cluster.max_clock_skew_us);
+    assert!(
+        config.election_tick as u64 * config.epoch_interval_us >= 10 * topology.latency.d_max_us()
+    );
+    let error = CoordinatorConfig::from_topology(&topology, 999_999).unwrap_err();
+    assert_eq!(error.field, "node_id");
+}

@@ -1,0 +1,29 @@
+//! The region side of the global tier (DESIGN.md section 2), sans-IO.
+//!
+//! A global-scope record is durable in its origin region as soon as it is applied there as a
+//! pending entry, but nothing applies it until the coordinator seals it into an epoch. The
+//! region keeps, as replicated state of its log ([`GlobalState`]):
+//! - the records it still waits to see sealed, each in the open batch or in an outgoing
+//!   batch;
+//! - the outgoing batches, made by `CloseBatch` entries the leader proposes every epoch, each
+//!   with the closed timestamp that every later record of the region exceeds;
+//! - how far it appended the coordinator's sealed epochs, their watermark, and whether the
+//!   coordinator still counts the region in its membership (with the region's incarnation).
+//!
+//! The leader ships the outgoing batches to the coordinator and resends them from the
+//! acknowledged point ([`Shipping`], soft state: resending is idempotent), and proposes every
+//! part of a sealed epoch it receives as one raft entry ([`entry`]).
+
+pub mod entry;
+pub mod shipping;
+pub mod state;
+
+pub use entry::{
+    EPOCH_PART_BYTES_MAX, EPOCH_PART_RECORDS_MAX, EpochPart, MEMBER_REGIONS_MAX,
+    encode_close_batch, encode_epoch_part,
+};
+pub use shipping::{BATCHES_PER_RESEND_MAX, EPOCH_PARTS_PROPOSED_MAX, Shipping};
+pub use state::{
+    GLOBAL_UNSEALED_RECORDS_MAX, GLOBAL_UNSEALED_SIZE_BYTES_MAX, GlobalState, MembershipChange,
+    OUTGOING_BATCHES_MAX, OutgoingBatch, UnsealedRecord,
+};

@@ -1,0 +1,182 @@
+//! [`Shipping`]: what the region leader has sent to the coordinator and what it learned was
+//! acknowledged. Soft state: a new leader starts afresh and sends every outgoing batch again,
+//! which the coordinator takes as duplicates by number.
+
+use std::collections::BTreeMap;
+
+use crate::global::entry::EpochPart;
+use crate::global::state::{GlobalState, OutgoingBatch};
+
+/// The most batches sent in one round of sending or resending; the rest go in later rounds.
+pub const BATCHES_PER_RESEND_MAX: usize = 64;
+
+/// The most epoch parts proposed and not yet applied; beyond, deliveries are refused and the
+/// coordinator resends them.
+pub const EPOCH_PARTS_PROPOSED_MAX: usize = 256;
+
+/// The most epoch parts a leader holds while it waits for an earlier part that the network
+/// delayed or lost; beyond, a part is dropped and the coordinator resends it.
+pub const EARLY_EPOCH_PARTS_MAX: usize = 256;
+
+/// The leader's soft state towards the coordinator. See the module documentation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Shipping {
+    /// The term this state belongs to; a new term starts afresh.
+    term: u64,
+    /// Every batch at or below (incarnation, batch number) is acknowledged.
+    acknowledged: (u64, u64),
+    /// Every batch at or below this was sent at least once in this term.
+    sent: (u64, u64),
+    next_resend_us: u64,
+    next_close_us: u64,
+    /// Epoch parts proposed and not yet applied, with the tick they were proposed at.
+    parts_proposed: BTreeMap<(u64, u32), u64>,
+    /// The newest part proposed in this term, as (epoch, part, parts in the epoch), every
+    /// earlier part proposed before it.
+    proposed_through: Option<(u64, u32, u32)>,
+    /// Parts that arrived ahead of a missing one (the network reorders), held until the gap
+    /// fills so that they are proposed in order; at most [`EARLY_EPOCH_PARTS_MAX`].
+    early_parts: BTreeMap<(u64, u32), EpochPart>,
+}
+
+impl Shipping {
+    /// Starts afresh when `term` is not the term of the state (a new leadership).
+    pub fn enter_term(&mut self, term: u64) {
+        if self.term != term {
+            *self = Shipping {
+                term,
+                ..Shipping::default()
+            };
+        }
+    }
+
+    /// Forgets everything (this node no longer leads).
+    pub fn clear(&mut self) {
+        *self = Shipping::default();
+    }
+
+    /// The coordinator acknowledged every batch through `batch_number` of `incarnation`.
+    pub fn acknowledge(&mut self, incarnation: u64, batch_number: u64) {
+        self.acknowledged = self.acknowledged.max((incarnation, batch_number));
+    }
+
+    /// Every batch at or below this (incarnation, batch number) is acknowledged.
+    pub fn acknowledged(&self) -> (u64, u64) {
+        self.acknowledged
+    }
+
+    /// True when a `CloseBatch` is due at `now_us`; then the next one is due an interval
+    /// later.
+    pub fn close_due(&mut self, now_us: u64, epoch_interval_us: u64) -> bool {
+        if now_us < self.next_close_us {
+            return false;
+        }
+        self.next_close_us = now_us.saturating_add(epoch_interval_us);
+        true
+    }
+
+    /// The batches to send now: those never sent in this term, and when `resend` is allowed
+    /// and the resend interval passed, every unacknowledged one, in order.
+    pub fn due(
+        &mut self,
+        state: &GlobalState,
+        now_us: u64,
+        resend: Option<u64>,
+    ) -> Vec<OutgoingBatch> {
+        let resending = resend.is_some_and(|_| now_us >= self.next_resend_us);
+        if let Some(interval_us) = resend.filter(|_| resending) {
+            self.next_resend_us = now_us.saturating_add(interval_us);
+        }
+        let mut due = Vec::new();
+        for batch in state.outgoing() {
+            let key = (batch.incarnation, batch.batch_number);
+            if key <= self.acknowledged || (key <= self.sent && !resending) {
+                continue;
+            }
+            if due.len() >= BATCHES_PER_RESEND_MAX {
+                break;
+            }
+            self.sent = self.sent.max(key);
+            due.push(*batch);
+        }
+        due
+    }
+
+    /// True when part `part` of epoch `epoch_number` was proposed less than `timeout_ticks`
+    /// ago.
+    pub fn part_in_flight(
+        &self,
+        epoch_number: u64,
+        part: u32,
+        now_ticks: u64,
+        timeout_ticks: u64,
+    ) -> bool {
+        self.parts_proposed
+            .get(&(epoch_number, part))
+            .is_some_and(|&tick| tick + timeout_ticks > now_ticks)
+    }
+
+    /// True when no further part may be proposed.
+    pub fn parts_full(&self) -> bool {
+        self.parts_proposed.len() >= EPOCH_PARTS_PROPOSED_MAX
+    }
+
+    /// Part `part` of an epoch of `part_count` parts was proposed at tick `now_ticks`.
+    pub fn part_proposed(&mut self, epoch_number: u64, part: u32, part_count: u32, now_ticks: u64) {
+        self.parts_proposed.insert((epoch_number, part), now_ticks);
+        let newer = self
+            .proposed_through
+            .is_none_or(|(epoch, index, _)| (epoch_number, part) > (epoch, index));
+        if newer {
+            self.proposed_through = Some((epoch_number, part, part_count));
+        }
+    }
+
+    /// The part that follows the newest one proposed in this term, or none before the first.
+    pub fn next_to_propose(&self) -> Option<(u64, u32)> {
+        self.proposed_through.map(|(epoch, part, part_count)| {
+            if part + 1 < part_count {
+                (epoch, part + 1)
+            } else {
+                (epoch + 1, 0)
+            }
+        })
+    }
+
+    /// Holds `part`, which arrived ahead of a part not yet proposed. When the buffer is full
+    /// the part furthest ahead goes (this one, or a held one further ahead): the parts nearest
+    /// the gap are the ones that let the log move on, and the coordinator resends the rest.
+    /// False when `part` itself was not kept.
+    pub fn hold_early(&mut self, part: EpochPart) -> bool {
+        let key = (part.epoch_number, part.part_index);
+        if self.early_parts.len() >= EARLY_EPOCH_PARTS_MAX {
+            match self.early_parts.keys().next_back() {
+                Some(&furthest) if furthest > key => {
+                    self.early_parts.remove(&furthest);
+                }
+                _ => return false,
+            }
+        }
+        self.early_parts.insert(key, part);
+        true
+    }
+
+    /// Takes the held part `key`, if any, and drops held parts below `next_expected` (they are
+    /// appended already).
+    pub fn take_early(&mut self, key: (u64, u32), next_expected: (u64, u32)) -> Option<EpochPart> {
+        self.early_parts.retain(|&held, _| held >= next_expected);
+        self.early_parts.remove(&key)
+    }
+
+    /// Forgets part `part` of epoch `epoch_number` (its entry was applied).
+    pub fn forget_part(&mut self, epoch_number: u64, part: u32) {
+        self.parts_proposed.remove(&(epoch_number, part));
+    }
+
+    /// Forgets the parts below (epoch, part) `applied_through` (they are appended) and those
+    /// proposed `timeout_ticks` ago or more (raft may have dropped them).
+    pub fn forget_parts(&mut self, next_expected: (u64, u32), now_ticks: u64, timeout_ticks: u64) {
+        self.parts_proposed
+            .retain(|&key, &mut tick| key >= next_expected && tick + timeout_ticks > now_ticks);
+    }
+}

@@ -1,0 +1,879 @@
+//! The region side of the global tier, sans-IO: region nodes of real raft-rs groups routed by
+//! hand, and a coordinator written in this file after the protocol page (batches, suspicion,
+//! readmission, sealing) that seals epochs from the batches the region leader ships.
+//! Reference: DESIGN.md section 2 ("global tier") and the protocol's "Region side".
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use dsss_raft_group::raft::eraftpb::Message;
+use dsss_raft_group::{MemoryStore, StoreIo};
+use dsss_region_node::global::{GLOBAL_UNSEALED_SIZE_BYTES_MAX, OUTGOING_BATCHES_MAX};
+use dsss_region_node::{
+    GlobalMessageError, LogEntry, LogEntryKind, ProposeError, ProposeRequest, RegionNode,
+    RegionNodeConfig, Reply, ToCoordinator,
+};
+use dsss_wire::{
+    Arguments, ClientId, MethodId, ObjectId, Record, RegionId, RequestSequence, Scope, Timestamp,
+    proto,
+};
+
+const NOW_US: u64 = 1_700_000_000_000_000;
+const TICK_US: u64 = 10_000;
+const REGION: &str = "eu-west";
+const OTHER_REGION: &str = "us-east";
+
+fn call(client: u64, sequence: u64, scope: Scope, argument_bytes: usize) -> ProposeRequest {
+    ProposeRequest {
+        client_id: ClientId(client),
+        request_sequence: RequestSequence(sequence),
+        object_id: ObjectId::new("lobby/main").unwrap(),
+        method_id: MethodId(1),
+        arguments: Arguments::new(vec![7; argument_bytes]).unwrap(),
+        scope,
+    }
+}
+
+fn global_call(client: u64, sequence: u64) -> ProposeRequest {
+    call(client, sequence, Scope::Global, 10)
+}
+
+// The coordinator, after the protocol page's "Coordinator side", kept to what these tests
+// need: one replica, epochs in one part unless asked otherwise.
+
+struct CoordinatorRegion {
+    incarnation: u64,
+    member: bool,
+    next_batch_number: u64,
+    closed: Timestamp,
+    floor: Timestamp,
+}
+
+struct FakeCoordinator {
+    regions: BTreeMap<String, CoordinatorRegion>,
+    watermark: Timestamp,
+    next_epoch: u64,
+    pending: Vec<Record>,
+    epochs: Vec<proto::SealedEpoch>,
+    now: Timestamp,
+}
+
+impl FakeCoordinator {
+    fn new(regions: &[&str]) -> FakeCoordinator {
+        let regions = regions
+            .iter()
+            .map(|name| {
+                (
+                    (*name).to_owned(),
+                    CoordinatorRegion {
+                        incarnation: 1,
+                        member: true,
+                        next_batch_number: 1,
+                        closed: Timestamp::ZERO,
+                        floor: Timestamp::ZERO,
+                    },
+                )
+            })
+            .collect();
+        FakeCoordinator {
+            regions,
+            watermark: Timestamp::ZERO,
+            next_epoch: 1,
+            pending: Vec::new(),
+            epochs: Vec::new(),
+            now: Timestamp::new(NOW_US, 0),
+        }
+    }
+
+    fn handle_batch(&mut self, batch: proto::RegionBatch) -> proto::RegionBatchAck {
+        let watermark = self.watermark;
+        let region = self.regions.get_mut(&batch.region).unwrap();
+        let accepted = if batch.incarnation < region.incarnation {
+            false
+        } else if batch.incarnation > region.incarnation && !region.member {
+            region.incarnation = batch.incarnation;
+            region.member = true;
+            region.next_batch_number = 1;
+            region.closed = region.closed.max(watermark);
+            region.floor = watermark;
+            true
+        } else {
+            region.member && batch.incarnation == region.incarnation
+        };
+        if accepted && batch.batch_number == region.next_batch_number {
+            for record in batch.records {
+                let mut record = Record::try_from(record).unwrap();
+                record.timestamp = record.timestamp.max(region.floor.successor());
+                region.floor = record.timestamp;
+                self.pending.push(record);
+            }
+            let closed = Timestamp::try_from(batch.closed_timestamp.unwrap()).unwrap();
+            region.closed = region.closed.max(closed).max(region.floor);
+            region.next_batch_number += 1;
+            self.seal();
+        }
+        let region = &self.regions[&batch.region];
+        proto::RegionBatchAck {
+            region: batch.region,
+            acknowledged_through_batch_number: region.next_batch_number - 1,
+            member: region.member,
+            watermark: Some(self.watermark.into()),
+            not_leader: None,
+            sender_time: Some(self.now.into()),
+            incarnation: region.incarnation,
+        }
+    }
+
+    /// A region whose batches this test does not ship: its closed timestamp is set by hand.
+    fn advance_closed(&mut self, name: &str, closed: Timestamp) {
+        let region = self.regions.get_mut(name).unwrap();
+        region.closed = region.closed.max(closed);
+        self.seal();
+    }
+
+    fn suspect(&mut self, name: &str) {
+        let region = self.regions.get_mut(name).unwrap();
+        region.member = false;
+        self.pending
+            .retain(|record| record.origin_region.as_str() != name);
+        self.seal();
+    }
+
+    fn seal(&mut self) {
+        let Some(new_watermark) = self
+            .regions
+            .values()
+            .filter(|region| region.member)
+            .map(|region| region.closed)
+            .min()
+        else {
+            return;
+        };
+        if new_watermark <= self.watermark {
+            return;
+        }
+        let key = |record: &Record| {
+            (
+                record.timestamp,
+                record.origin_region.clone(),
+                record.request_sequence,
+            )
+        };
+        self.pending.sort_by_key(key);
+        let (sealed, rest): (Vec<Record>, Vec<Record>) = self
+            .pending
+            .drain(..)
+            .partition(|record| record.timestamp <= new_watermark);
+        self.pending = rest;
+        let previous = (self.next_epoch > 1).then_some(self.watermark.into());
+        self.epochs.push(proto::SealedEpoch {
+            epoch_number: self.next_epoch,
+            watermark: Some(new_watermark.into()),
+            previous_watermark: previous,
+            records: sealed.into_iter().map(Into::into).collect(),
+            part_index: 0,
+            part_count: 1,
+            member_regions: self
+                .regions
+                .iter()
+                .filter(|(_, region)| region.member)
+                .map(|(name, _)| name.clone())
+                .collect(),
+            sender_node_id: 100,
+            sender_time: Some(self.now.into()),
+        });
+        self.watermark = new_watermark;
+        self.next_epoch += 1;
+    }
+}
+
+/// An epoch split into parts of `records_per_part` records.
+fn split(epoch: &proto::SealedEpoch, records_per_part: usize) -> Vec<proto::SealedEpoch> {
+    let chunks: Vec<&[proto::Record]> = epoch.records.chunks(records_per_part).collect();
+    let part_count = chunks.len().max(1) as u32;
+    (0..part_count)
+        .map(|index| proto::SealedEpoch {
+            records: chunks
+                .get(index as usize)
+                .map(|chunk| chunk.to_vec())
+                .unwrap_or_default(),
+            part_index: index,
+            part_count,
+            ..epoch.clone()
+        })
+        .collect()
+}
+
+/// A batch as shipped: (incarnation, batch number, closed, record keys), and the shipping
+/// leader's next log position then.
+type Shipped = (u64, u64, Timestamp, Vec<(u64, u64)>, u64);
+
+struct Member {
+    node: Option<RegionNode>,
+    store: MemoryStore,
+    config: RegionNodeConfig,
+    replies: Vec<Reply>,
+}
+
+struct Region {
+    members: BTreeMap<u64, Member>,
+    in_flight: VecDeque<Message>,
+    isolated: BTreeSet<u64>,
+    now_us: u64,
+    coordinator: FakeCoordinator,
+    /// Every batch shipped, in order.
+    shipped: Vec<Shipped>,
+    epoch_acks: Vec<proto::SealedEpochAck>,
+    /// Whether shipped batches reach the coordinator.
+    coordinator_reachable: bool,
+}
+
+impl Region {
+    fn new(ids: &[u64], coordinator_regions: &[&str]) -> Region {
+        let mut region = Region {
+            members: BTreeMap::new(),
+            in_flight: VecDeque::new(),
+            isolated: BTreeSet::new(),
+            now_us: NOW_US,
+            coordinator: FakeCoordinator::new(coordinator_regions),
+            shipped: Vec::new(),
+            epoch_acks: Vec::new(),
+            coordinator_reachable: true,
+        };
+        for &id in ids {
+            let mut config =
+                RegionNodeConfig::new(id, ids.to_vec(), RegionId::new(REGION).unwrap());
+            config.proposal_timeout_ticks = 1_000;
+            config.epoch_interval_us = 2 * TICK_US;
+            let mut store = MemoryStore::new();
+            let node = RegionNode::open(config.clone(), &mut store).unwrap();
+            region.members.insert(
+                id,
+                Member {
+                    node: Some(node),
+                    store,
+                    config,
+                    replies: Vec::new(),
+                },
+            );
+        }
+        region
+    }
+
+    fn node(&self, id: u64) -> &RegionNode {
+        self.members[&id].node.as_ref().unwrap()
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut RegionNode {
+        self.members.get_mut(&id).unwrap().node.as_mut().unwrap()
+    }
+
+    fn ready(&mut self, id: u64) {
+        let now_us = self.now_us;
+        let member = self.members.get_mut(&id).unwrap();
+        let Some(node) = member.node.as_mut() else {
+            return;
+        };
+        let mut io = StoreIo::new(&mut member.store);
+        node.handle_ready(&mut io).unwrap();
+        let outbox = std::mem::take(&mut io.outbox);
+        while let Some(reply) = node.poll_reply() {
+            member.replies.push(reply);
+        }
+        while node.poll_log_event().is_some() {}
+        let next_position = node.region_log().next_position();
+        while let Some(message) = node.poll_to_coordinator() {
+            match message {
+                ToCoordinator::Batch(batch) => {
+                    self.shipped.push((
+                        batch.incarnation,
+                        batch.batch_number,
+                        Timestamp::try_from(batch.closed_timestamp.unwrap()).unwrap(),
+                        batch
+                            .records
+                            .iter()
+                            .map(|record| (record.client_id, record.request_sequence))
+                            .collect(),
+                        next_position,
+                    ));
+                    if self.coordinator_reachable {
+                        let ack = self.coordinator.handle_batch(batch);
+                        node.handle_batch_ack(now_us, ack).unwrap();
+                    }
+                }
+                ToCoordinator::EpochAck(ack) => self.epoch_acks.push(ack),
+            }
+        }
+        self.in_flight.extend(outbox);
+    }
+
+    fn settle(&mut self) {
+        for _ in 0..100_000 {
+            let ids: Vec<u64> = self.members.keys().copied().collect();
+            for id in ids {
+                self.ready(id);
+            }
+            let Some(message) = self.in_flight.pop_front() else {
+                return;
+            };
+            if self.isolated.contains(&message.from) || self.isolated.contains(&message.to) {
+                continue;
+            }
+            let bytes = dsss_raft_group::encode_message(&message);
+            if let Some(node) = self
+                .members
+                .get_mut(&message.to)
+                .and_then(|member| member.node.as_mut())
+            {
+                let _ = node.handle_raft_message(&bytes);
+            }
+        }
+        panic!("the region did not settle");
+    }
+
+    fn tick(&mut self, ticks: usize) {
+        for _ in 0..ticks {
+            self.now_us += TICK_US;
+            let now_us = self.now_us;
+            for member in self.members.values_mut() {
+                if let Some(node) = member.node.as_mut() {
+                    node.handle_tick(now_us);
+                }
+            }
+            self.settle();
+        }
+    }
+
+    fn leader(&self) -> Option<u64> {
+        self.members.iter().find_map(|(id, member)| {
+            let node = member.node.as_ref()?;
+            (node.is_leader() && !self.isolated.contains(id)).then_some(*id)
+        })
+    }
+
+    fn elect(&mut self) -> u64 {
+        for _ in 0..100 {
+            self.tick(5);
+            if let Some(leader) = self.leader() {
+                self.tick(3);
+                return leader;
+            }
+        }
+        panic!("no leader");
+    }
+
+    fn propose(&mut self, id: u64, request: ProposeRequest) {
+        let now_us = self.now_us;
+        self.node_mut(id).handle_propose(now_us, request);
+        self.settle();
+    }
+
+    fn take_replies(&mut self, id: u64) -> Vec<Reply> {
+        std::mem::take(&mut self.members.get_mut(&id).unwrap().replies)
+    }
+
+    /// Delivers every epoch the coordinator sealed from `from_epoch` on to `to`, part by
+    /// part, as the coordinator leader would; returns the errors of refused deliveries.
+    fn deliver_epochs(&mut self, to: u64, from_epoch: u64) -> Vec<GlobalMessageError> {
+        let epochs: Vec<proto::SealedEpoch> = self
+            .coordinator
+            .epochs
+            .iter()
+            .filter(|epoch| epoch.epoch_number >= from_epoch)
+            .cloned()
+            .collect();
+        let mut errors = Vec::new();
+        for epoch in epochs {
+            let now_us = self.now_us;
+            if let Err(error) = self.node_mut(to).handle_sealed_epoch(now_us, epoch) {
+                errors.push(error);
+            }
+            self.settle();
+        }
+        errors
+    }
+
+    fn crash(&mut self, id: u64) {
+        let member = self.members.get_mut(&id).unwrap();
+        member.node = None;
+        member.store.crash();
+    }
+
+    fn restart(&mut self, id: u64) {
+        let member = self.members.get_mut(&id).unwrap();
+        member.node = Some(RegionNode::open(member.config.clone(), &mut member.store).unwrap());
+    }
+
+    /// The entries of member `id`'s log: (position, kind, client, sequence, timestamp).
+    fn entries(&self, id: u64) -> Vec<(u64, LogEntryKind, u64, u64, Timestamp)> {
+        self.node(id)
+            .region_log()
+            .records()
+            .map(|stored| {
+                let (client, sequence, timestamp) =
+                    stored
+                        .entry
+                        .record()
+                        .map_or((0, 0, Timestamp::ZERO), |record| {
+                            (
+                                record.client_id.get(),
+                                record.request_sequence.get(),
+                                record.timestamp,
+                            )
+                        });
+                (
+                    stored.position,
+                    stored.entry.kind(),
+                    client,
+                    sequence,
+                    timestamp,
+                )
+            })
+            .collect()
+    }
+}
+
+fn proposed(client: u64, sequence: u64, position: u64) -> Reply {
+    Reply::Proposed {
+        client_id: ClientId(client),
+        request_sequence: RequestSequence(sequence),
+        position,
+    }
+}
+
+fn count_kind(
+    entries: &[(u64, LogEntryKind, u64, u64, Timestamp)],
+    kind: LogEntryKind,
+    key: (u64, u64),
+) -> usize {
+    entries
+        .iter()
+        .filter(|entry| entry.1 == kind && (entry.2, entry.3) == key)
+        .count()
+}
+
+#[test]
+fn a_global_call_completes_only_when_sealed_at_its_sequenced_position() {
+    let mut region = Region::new(&[1, 2, 3], &[REGION]);
+    let leader = region.elect();
+    let follower = if leader == 1 { 2 } else { 1 };
+    region.propose(follower, global_call(7, 1));
+    region.propose(leader, call(8, 1, Scope::Regional, 10));
+    assert_eq!(region.take_replies(leader), vec![proposed(8, 1, 2)]);
+    assert!(
+        region.take_replies(follower).is_empty(),
+        "a pending global call is not answered"
+    );
+    // A retry while pending waits too and adds no second pending record.
+    region.propose(follower, global_call(7, 1));
+    region.propose(leader, global_call(7, 1));
+    assert!(region.take_replies(follower).is_empty());
+    let entries = region.entries(follower);
+    assert_eq!(count_kind(&entries, LogEntryKind::PendingGlobal, (7, 1)), 1);
+
+    // The next CloseBatch ships the record; the coordinator seals it at once (one region).
+    region.tick(4);
+    assert!(region.shipped.iter().any(|batch| batch.3 == vec![(7, 1)]));
+    let epoch_with_record = region
+        .coordinator
+        .epochs
+        .iter()
+        .find(|epoch| !epoch.records.is_empty())
+        .unwrap()
+        .epoch_number;
+    assert!(
+        region.take_replies(follower).is_empty(),
+        "not delivered yet"
+    );
+    assert!(region.deliver_epochs(leader, 1).is_empty());
+    region.tick(1);
+    let entries = region.entries(follower);
+    let sequenced = entries
+        .iter()
+        .find(|entry| entry.1 == LogEntryKind::SequencedGlobal && (entry.2, entry.3) == (7, 1))
+        .unwrap()
+        .0;
+    assert_eq!(
+        region.take_replies(follower),
+        vec![proposed(7, 1, sequenced)]
+    );
+    assert_eq!(
+        region.take_replies(leader),
+        vec![proposed(7, 1, sequenced)],
+        "the waiting retry at the leader completes too"
+    );
+    // Every epoch ends with its end entry; every member holds the same log.
+    let ends = entries
+        .iter()
+        .filter(|entry| entry.1 == LogEntryKind::EpochSealed)
+        .count();
+    assert_eq!(ends as u64, region.coordinator.next_epoch - 1);
+    assert!(epoch_with_record <= region.node(leader).status().global.epochs_applied_through);
+    for id in [1, 2, 3] {
+        assert_eq!(region.entries(id), entries, "member {id}");
+    }
+    // A later retry gets the sequenced position at once and appends nothing.
+    let next_position = region.node(leader).region_log().next_position();
+    region.propose(leader, global_call(7, 1));
+    assert_eq!(region.take_replies(leader), vec![proposed(7, 1, sequenced)]);
+    assert_eq!(
+        region.node(leader).region_log().next_position(),
+        next_position
+    );
+    // The leader acknowledged what it appended.
+    let last_ack = region.epoch_acks.last().unwrap();
+    assert_eq!(
+        last_ack.appended_through_epoch_number,
+        region.coordinator.next_epoch - 1
+    );
+    // A follower refuses deliveries.
+    let errors = region.deliver_epochs(follower, 1);
+    assert!(matches!(
+        errors[0],
+        GlobalMessageError::NotLeader { leader_hint: Some(hint) } if hint == leader
+    ));
+}
+
+#[test]
+fn records_applied_after_a_close_batch_exceed_its_closed_timestamp_across_leader_changes() {
+    let mut region = Region::new(&[1, 2, 3], &[REGION]);
+    region.coordinator_reachable = false;
+    let mut leader = region.elect();
+    let mut client_sequence = 0;
+    for round in 0..4 {
+        for _ in 0..3 {
+            client_sequence += 1;
+            let scope = if client_sequence % 2 == 0 {
+                Scope::Global
+            } else {
+                Scope::Regional
+            };
+            // A proposer whose clock is far behind: its stamp is below every closed
+            // timestamp already promised.
+            let stale_us = NOW_US - 5_000_000;
+            region
+                .node_mut(leader)
+                .handle_propose(stale_us, call(1, client_sequence, scope, 10));
+            region.settle();
+        }
+        region.tick(3);
+        // Hand leadership to another member.
+        let next = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+        region.node_mut(leader).transfer_leader(next);
+        region.settle();
+        region.tick(5);
+        leader = region.leader().unwrap();
+        assert!(round < 4);
+    }
+    assert!(region.shipped.len() >= 4, "batches were closed and shipped");
+    let entries = region.entries(leader);
+    let timestamps: Vec<Timestamp> = entries.iter().map(|entry| entry.4).collect();
+    assert!(
+        timestamps.windows(2).all(|pair| pair[0] < pair[1]),
+        "timestamps increase strictly in log order: {timestamps:?}"
+    );
+    // Every entry applied after a batch was closed (and shipped) has a greater timestamp,
+    // and every record the batch holds a lower or equal one: the closed-timestamp promise.
+    let mut previous_closed = Timestamp::ZERO;
+    let mut seen = BTreeSet::new();
+    // Resends repeat a batch: each counts from its first shipping.
+    let first_shipped = region
+        .shipped
+        .iter()
+        .filter(|batch| seen.insert((batch.0, batch.1)));
+    for (_, _, closed, keys, next_position) in first_shipped {
+        assert!(
+            *closed >= previous_closed,
+            "closed timestamps do not go back"
+        );
+        previous_closed = *closed;
+        for entry in entries.iter().filter(|entry| entry.0 >= *next_position) {
+            assert!(
+                entry.4 > *closed,
+                "{entry:?} applied after closing at {closed}"
+            );
+        }
+        for entry in entries
+            .iter()
+            .filter(|entry| keys.contains(&(entry.2, entry.3)))
+        {
+            assert!(
+                entry.4 <= *closed,
+                "{entry:?} in a batch closed at {closed}"
+            );
+        }
+    }
+    assert!(
+        region.node(leader).status().global.last_assigned >= previous_closed,
+        "the promise is replicated state"
+    );
+    for id in [1, 2, 3] {
+        assert_eq!(region.entries(id), entries, "member {id}");
+    }
+}
+
+#[test]
+fn duplicate_epochs_and_parts_are_ignored() {
+    let mut region = Region::new(&[1, 2, 3], &[REGION, OTHER_REGION]);
+    let leader = region.elect();
+    for sequence in 1..=5 {
+        region.propose(leader, global_call(3, sequence));
+    }
+    region.tick(3);
+    // The other region's closed timestamp lets the coordinator seal.
+    let far = Timestamp::new(NOW_US + 60_000_000, 0);
+    region.coordinator.advance_closed(OTHER_REGION, far);
+    let epoch = region
+        .coordinator
+        .epochs
+        .iter()
+        .find(|epoch| epoch.records.len() == 5)
+        .cloned()
+        .unwrap();
+    // Earlier epochs first (they may be empty).
+    for earlier in region.coordinator.epochs.clone() {
+        if earlier.epoch_number < epoch.epoch_number {
+            let now_us = region.now_us;
+            region
+                .node_mut(leader)
+                .handle_sealed_epoch(now_us, earlier)
+                .unwrap();
+            region.settle();
+        }
+    }
+    let parts = split(&epoch, 2);
+    assert_eq!(parts.len(), 3);
+    let now_us = region.now_us;
+    // Out of order, then in order with every part twice.
+    for part in [
+        &parts[1], &parts[0], &parts[0], &parts[2], &parts[1], &parts[1], &parts[2],
+    ] {
+        region
+            .node_mut(leader)
+            .handle_sealed_epoch(now_us, part.clone())
+            .unwrap();
+        region.settle();
+    }
+    let entries = region.entries(leader);
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|entry| entry.1 == LogEntryKind::SequencedGlobal)
+            .count(),
+        5
+    );
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|entry| entry.1 == LogEntryKind::EpochSealed)
+            .count() as u64,
+        epoch.epoch_number
+    );
+    // Sequenced records keep their index in the epoch across parts.
+    let log = region.node(leader).region_log();
+    let indexes: Vec<u32> = log
+        .records()
+        .filter_map(|stored| match &stored.entry {
+            LogEntry::SequencedGlobal { index_in_epoch, .. } => Some(*index_in_epoch),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(indexes, vec![0, 1, 2, 3, 4]);
+    let next_position = log.next_position();
+    let replies = region.take_replies(leader);
+    assert_eq!(replies.len(), 5, "each call answered once: {replies:?}");
+    let ack = region.epoch_acks.last().unwrap();
+    assert_eq!(ack.appended_through_epoch_number, epoch.epoch_number);
+    assert_eq!(ack.appended_parts_of_next_epoch, 0);
+    // The whole epoch once more: acknowledged, nothing appended.
+    assert!(region.deliver_epochs(leader, 1).is_empty());
+    assert_eq!(
+        region.node(leader).region_log().next_position(),
+        next_position
+    );
+}
+
+#[test]
+fn a_removed_region_reships_its_unsealed_records_in_its_next_incarnation() {
+    let mut region = Region::new(&[1, 2, 3], &[REGION, OTHER_REGION]);
+    let leader = region.elect();
+    for sequence in 1..=3 {
+        region.propose(leader, global_call(5, sequence));
+    }
+    region.tick(3);
+    assert!(region.shipped.iter().any(|batch| batch.3.len() == 3));
+    // The coordinator suspects the region (it dropped the region's records) and seals
+    // without it.
+    region.coordinator.suspect(REGION);
+    let far = Timestamp::new(NOW_US + 60_000_000, 0);
+    region.coordinator.advance_closed(OTHER_REGION, far);
+    assert!(region.deliver_epochs(leader, 1).is_empty());
+    let status = region.node(leader).status().global;
+    assert!(!status.member);
+    assert_eq!(status.incarnation, 2);
+    assert_eq!(status.unsealed_records, 3, "nothing was sealed");
+    // The next CloseBatch ships them as batch 1 of incarnation 2; the coordinator readmits
+    // the region and seals them above the watermark it had reached.
+    let first_new_epoch = region.coordinator.next_epoch;
+    region.tick(3);
+    let reshipped = region
+        .shipped
+        .iter()
+        .find(|batch| batch.0 == 2 && batch.1 == 1)
+        .unwrap();
+    assert_eq!(reshipped.3, vec![(5, 1), (5, 2), (5, 3)]);
+    region
+        .coordinator
+        .advance_closed(OTHER_REGION, Timestamp::new(NOW_US + 120_000_000, 0));
+    assert!(region.deliver_epochs(leader, first_new_epoch).is_empty());
+    region.tick(1);
+    let status = region.node(leader).status().global;
+    assert!(status.member, "listed again");
+    assert_eq!(status.unsealed_records, 0);
+    let entries = region.entries(leader);
+    for sequence in 1..=3 {
+        assert_eq!(
+            count_kind(&entries, LogEntryKind::SequencedGlobal, (5, sequence)),
+            1,
+            "sealed exactly once"
+        );
+    }
+    let mut replies = region.take_replies(leader);
+    replies.sort_by_key(Reply::key);
+    assert_eq!(replies.len(), 3);
+    for reply in replies {
+        let Reply::Proposed { position, .. } = reply else {
+            panic!("{reply:?}");
+        };
+        assert_eq!(
+            entries[position as usize - 1].1,
+            LogEntryKind::SequencedGlobal
+        );
+    }
+    for id in [1, 2, 3] {
+        assert_eq!(region.entries(id), entries, "member {id}");
+    }
+}
+
+#[test]
+fn beyond_the_bounds_global_calls_are_refused_naming_the_bound() {
+    let mut region = Region::new(&[1], &[REGION]);
+    region.coordinator_reachable = false;
+    let leader = region.elect();
+    // Megabyte records: the unsealed bytes bound takes three of them.
+    let admitted = GLOBAL_UNSEALED_SIZE_BYTES_MAX / (1024 * 1024 + 200);
+    for sequence in 1..=admitted + 1 {
+        region.propose(leader, call(2, sequence, Scope::Global, 1024 * 1024));
+    }
+    let replies = region.take_replies(leader);
+    assert!(
+        matches!(
+            &replies[..],
+            [Reply::Refused { error: ProposeError::GlobalOverloaded { bound }, .. }]
+                if bound.contains("GLOBAL_UNSEALED_SIZE_BYTES_MAX")
+        ),
+        "{replies:?}"
+    );
+    // Regional calls are not held back.
+    region.propose(leader, call(2, 100, Scope::Regional, 10));
+    assert!(matches!(
+        region.take_replies(leader)[..],
+        [Reply::Proposed { .. }]
+    ));
+    // Without a coordinator, outgoing batches pile up to their bound, then stop.
+    region.tick(OUTGOING_BATCHES_MAX * 2 + 10);
+    let status = region.node(leader).status().global;
+    assert_eq!(status.outgoing_batches, OUTGOING_BATCHES_MAX);
+    // The admitted calls waited longer than the proposal timeout: their callers retry.
+    let replies = region.take_replies(leader);
+    assert!(
+        replies.iter().all(|reply| matches!(
+            reply,
+            Reply::Refused {
+                error: ProposeError::Dropped,
+                ..
+            }
+        )),
+        "{replies:?}"
+    );
+    region.propose(leader, call(3, 1, Scope::Global, 10));
+    let replies = region.take_replies(leader);
+    assert!(
+        matches!(
+            &replies[..],
+            [Reply::Refused { error: ProposeError::GlobalOverloaded { bound }, .. }]
+                if bound.contains("OUTGOING_BATCHES_MAX")
+        ),
+        "{replies:?}"
+    );
+}
+
+#[test]
+fn restarts_keep_the_global_state_and_a_new_leader_resends_unacknowledged_batches() {
+    let mut region = Region::new(&[1, 2, 3], &[REGION, OTHER_REGION]);
+    let leader = region.elect();
+    for sequence in 1..=3 {
+        region.propose(leader, global_call(4, sequence));
+    }
+    region.tick(3);
+    let follower = if leader == 1 { 2 } else { 1 };
+    let before = region.node(follower).region_log().clone();
+    assert_eq!(before.global().unsealed().count(), 3);
+    region.crash(follower);
+    region.restart(follower);
+    assert_eq!(region.node(follower).region_log(), &before);
+    assert!(region.node(follower).status().global.last_assigned >= before.last_assigned());
+    // The coordinator loses contact; a new leader ships every batch the region still holds.
+    region.coordinator_reachable = false;
+    region.tick(2);
+    let shipped_before = region.shipped.len();
+    region.node_mut(leader).transfer_leader(follower);
+    region.settle();
+    region.tick(3);
+    assert_eq!(region.leader(), Some(follower));
+    let resent: BTreeSet<u64> = region.shipped[shipped_before..]
+        .iter()
+        .map(|batch| batch.1)
+        .collect();
+    let held: BTreeSet<u64> = region
+        .node(follower)
+        .region_log()
+        .global()
+        .outgoing()
+        .map(|batch| batch.batch_number)
+        .collect();
+    assert!(held.is_subset(&resent), "held {held:?}, resent {resent:?}");
+}
+
+#[test]
+fn a_sender_clock_beyond_the_skew_is_refused_and_counted() {
+    let mut region = Region::new(&[1], &[REGION]);
+    let leader = region.elect();
+    let now_us = region.now_us;
+    let ahead = proto::SealedEpoch {
+        epoch_number: 1,
+        watermark: Some(Timestamp::new(now_us, 0).into()),
+        previous_watermark: None,
+        records: Vec::new(),
+        part_index: 0,
+        part_count: 1,
+        member_regions: vec![REGION.to_owned()],
+        sender_node_id: 100,
+        sender_time: Some(Timestamp::new(now_us + 60_000_000, 0).into()),
+    };
+    let error = region
+        .node_mut(leader)
+        .handle_sealed_epoch(now_us, ahead)
+        .unwrap_err();
+    assert!(matches!(error, GlobalMessageError::ClockSkew(_)), "{error}");
+    assert_eq!(region.node(leader).status().counters.clock_skew_refused, 1);
+    let malformed = proto::RegionBatchAck {
+        region: OTHER_REGION.to_owned(),
+        sender_time: Some(Timestamp::new(now_us, 0).into()),
+        ..proto::RegionBatchAck::default()
+    };
+    let error = region
+        .node_mut(leader)
+        .handle_batch_ack(now_us, malformed)
+        .unwrap_err();
+    assert!(error.to_string().contains(OTHER_REGION), "{error}");
+}

@@ -1,0 +1,945 @@
+//! The global workload: every region of a topology as a raft group of real [`RegionNode`]s,
+//! the global coordinator as a raft group of real [`CoordinatorNode`]s on the topology's
+//! replica nodes, and clients in every region that call one global object and their region's
+//! own object (DESIGN.md sections 2, 3 and 6).
+//!
+//! A run has two phases. During the fault window clients call, time out and retry with the
+//! same request sequence; the seed draws region partitions (some longer than the suspicion
+//! timeout, so regions leave the watermark and come back), crashes of the coordinator leader
+//! and of other nodes, clock skew up to the topology's bound, and message loss, duplication
+//! and reordering. Then everything heals and the run goes on until every region has appended
+//! every epoch that holds a call (bounded); the final checks read every member's log (see
+//! [`checker`]).
+//!
+//! Fault-free runs measure global-write latency per origin region, reported beside d_max,
+//! the largest one-way delay of the topology (DESIGN.md section 7).
+
+pub mod checker;
+pub mod process;
+
+use std::cell::{Ref, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
+
+use dsss_global_coordinator::{CoordinatorConfig, CoordinatorNode};
+use dsss_region_node::{RegionLog, RegionNode, RegionNodeConfig};
+use dsss_topology::Topology;
+use dsss_wire::RegionId as WireRegionId;
+
+pub use checker::{GlobalObserver, check_cluster};
+pub use process::{
+    ClientProcess, ClientSettings, GlobalMessage, GlobalProcess, NodeProcess, PrefixedStore,
+    REGION_TICK_INTERVAL, Routes,
+};
+
+use crate::network::{NetworkConfig, NetworkFaults, NodeId};
+use crate::simulation::Simulation;
+use crate::time::SimTime;
+
+/// The id of the first client process; a region's clients are numbered from
+/// `FIRST_CLIENT_ID + 100 * region index`.
+pub const FIRST_CLIENT_ID: NodeId = 100_000;
+
+/// The most clients per region.
+pub const CLIENTS_PER_REGION_MAX: usize = 16;
+
+/// The longest fault window a run accepts.
+pub const FAULT_WINDOW_MAX: Duration = Duration::from_secs(600);
+
+/// The longest a run waits for the healed cluster to converge.
+pub const CONVERGENCE_MAX: Duration = Duration::from_secs(600);
+
+/// How often a run checks for convergence after the heal.
+pub const CONVERGENCE_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The faults a run may draw: each count and setting is drawn uniformly from zero to the
+/// value here, from the run's seed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GlobalFaultPlan {
+    /// The largest loss, duplication and reordering.
+    pub network: NetworkFaults,
+    /// The most crashes of nodes chosen at random (region members, replicas or not).
+    pub crash_count_max: u32,
+    /// The most crashes of whichever node leads the coordinator at that moment.
+    pub coordinator_leader_crash_count_max: u32,
+    /// The longest a crashed node stays down.
+    pub downtime_max: Duration,
+    /// The most region partitions (a whole region cut off from every other, one at a time).
+    pub region_partition_count_max: u32,
+    /// The longest a region partition lasts; longer than the suspicion timeout lets the
+    /// coordinator take the region out of the watermark.
+    pub region_partition_duration_max: Duration,
+    /// Clock skew per node is drawn from plus or minus this share of the topology's
+    /// maximum skew (1.0: any two nodes may differ by up to twice the bound).
+    pub clock_skew_share_max: f64,
+}
+
+impl GlobalFaultPlan {
+    /// No faults at all.
+    pub const NONE: GlobalFaultPlan = GlobalFaultPlan {
+        network: NetworkFaults::NONE,
+        crash_count_max: 0,
+        coordinator_leader_crash_count_max: 0,
+        downtime_max: Duration::ZERO,
+        region_partition_count_max: 0,
+        region_partition_duration_max: Duration::ZERO,
+        clock_skew_share_max: 0.0,
+    };
+
+    /// Every kind of fault, at levels the cluster must survive, for a topology whose
+    /// suspicion timeout is `suspicion_timeout`.
+    pub fn standard(suspicion_timeout: Duration) -> Self {
+        GlobalFaultPlan {
+            network: NetworkFaults {
+                loss_probability: 0.05,
+                duplication_probability: 0.05,
+                reorder_probability: 0.1,
+                reorder_delay_max: Duration::from_millis(20),
+            },
+            crash_count_max: 3,
+            coordinator_leader_crash_count_max: 2,
+            downtime_max: Duration::from_millis(800),
+            region_partition_count_max: 2,
+            region_partition_duration_max: suspicion_timeout.saturating_mul(2),
+            // Within the bound between any two nodes: half the bound either way.
+            clock_skew_share_max: 0.5,
+        }
+    }
+}
+
+/// What a run does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GlobalRunSettings {
+    /// Every random choice of the run comes from this seed.
+    pub seed: u64,
+    /// The cluster: regions, nodes, coordinator replicas, epoch, suspicion timeout, skew
+    /// bound and latency matrix.
+    pub topology: Topology,
+    /// Clients per region (0 to [`CLIENTS_PER_REGION_MAX`]).
+    pub clients_per_region: usize,
+    /// How long clients call and faults happen.
+    pub fault_window: Duration,
+    /// The faults to draw from.
+    pub faults: GlobalFaultPlan,
+    /// How clients behave (`calls_until` is set to the end of the fault window).
+    pub client: ClientSettings,
+    /// Latency is measured for global calls that start after this much of the window, once
+    /// leaders are elected and the first epochs are sealed.
+    pub measure_after: Duration,
+    /// How long the healed cluster may take to converge.
+    pub convergence_max: Duration,
+    /// Whether the trace keeps its lines (for a determinism check that shows the first
+    /// difference); the hash covers every line either way.
+    pub keep_trace_lines: bool,
+}
+
+impl GlobalRunSettings {
+    /// A fault-free run on `topology` with two clients per region for three seconds.
+    pub fn new(seed: u64, topology: Topology) -> Self {
+        let d_max = Duration::from_micros(topology.latency.d_max_us());
+        let suspicion = Duration::from_micros(topology.cluster.suspicion_timeout_us);
+        GlobalRunSettings {
+            seed,
+            clients_per_region: 2,
+            fault_window: Duration::from_secs(3),
+            faults: GlobalFaultPlan::NONE,
+            client: ClientSettings {
+                think_time_min: Duration::from_millis(5),
+                think_time_max: Duration::from_millis(30),
+                // A global call waits for its epoch: allow several times the WAN delay.
+                request_timeout: d_max.saturating_mul(8) + Duration::from_millis(500),
+                calls_until: SimTime::ZERO,
+                global_share: 0.7,
+                duplicate_probability: 0.05,
+            },
+            measure_after: Duration::from_millis(500),
+            convergence_max: suspicion.saturating_mul(4) + Duration::from_secs(20),
+            keep_trace_lines: false,
+            topology,
+        }
+    }
+
+    /// Rejects settings the run cannot honour, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.clients_per_region > CLIENTS_PER_REGION_MAX {
+            return Err(format!(
+                "clients_per_region: {} is outside 0..={CLIENTS_PER_REGION_MAX}",
+                self.clients_per_region
+            ));
+        }
+        if self.fault_window.is_zero() || self.fault_window > FAULT_WINDOW_MAX {
+            return Err(format!(
+                "fault_window: {:?} is outside 1 ns..={FAULT_WINDOW_MAX:?}",
+                self.fault_window
+            ));
+        }
+        if self.convergence_max.is_zero() || self.convergence_max > CONVERGENCE_MAX {
+            return Err(format!(
+                "convergence_max: {:?} is outside 1 ns..={CONVERGENCE_MAX:?}",
+                self.convergence_max
+            ));
+        }
+        self.faults
+            .network
+            .validate()
+            .map_err(|error| format!("faults.network: {error}"))?;
+        if !(0.0..=10.0).contains(&self.faults.clock_skew_share_max) {
+            return Err(format!(
+                "faults.clock_skew_share_max: {} is outside 0..=10",
+                self.faults.clock_skew_share_max
+            ));
+        }
+        if self.client.think_time_min > self.client.think_time_max
+            || self.client.request_timeout.is_zero()
+            || !(0.0..=1.0).contains(&self.client.duplicate_probability)
+            || !(0.0..=1.0).contains(&self.client.global_share)
+        {
+            return Err(format!("client: {:?} is inconsistent", self.client));
+        }
+        Ok(())
+    }
+}
+
+/// One run's seed mixed with a node and its incarnation: the seed of that incarnation's
+/// election timeouts (splitmix64 finalizer).
+fn election_seed(run_seed: u64, node: NodeId, incarnation: u64, group: u64) -> u64 {
+    let mut value = run_seed ^ node.rotate_left(32) ^ incarnation.rotate_left(48) ^ group;
+    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    value ^ (value >> 31)
+}
+
+/// How often leaders resend what the other tier has not acknowledged: ten epochs, but never
+/// below three times the largest one-way delay, so that an answer on its way is not chased by
+/// a resend.
+fn resend_interval_us(topology: &Topology) -> u64 {
+    (topology.cluster.epoch_us * 10).max(3 * topology.latency.d_max_us())
+}
+
+/// A simulated cluster: its nodes, clients, observer and simulation. See the module
+/// documentation.
+pub struct GlobalCluster {
+    simulation: Simulation<GlobalProcess>,
+    observer: Rc<RefCell<GlobalObserver>>,
+    routes: Rc<Routes>,
+}
+
+impl GlobalCluster {
+    /// The cluster of `settings`, at time zero (nothing has run yet).
+    pub fn new(settings: &GlobalRunSettings) -> Result<Self, String> {
+        settings.validate()?;
+        let topology = &settings.topology;
+        let mut network = NetworkConfig::from_topology(topology);
+        let mut regions = Vec::new();
+        let mut clients = Vec::new();
+        let mut node_region = BTreeMap::new();
+        let mut client_region: BTreeMap<NodeId, (String, Vec<NodeId>)> = BTreeMap::new();
+        for (index, region) in topology.regions.iter().enumerate() {
+            let members: Vec<NodeId> = region.nodes.iter().map(|node| node.id).collect();
+            for &member in &members {
+                node_region.insert(member, region.id.clone());
+            }
+            let simulated_region = network
+                .region_named(&region.id)
+                .ok_or_else(|| format!("region {} is not in the simulated network", region.id))?;
+            for offset in 0..settings.clients_per_region as NodeId {
+                let client = FIRST_CLIENT_ID + 100 * index as NodeId + offset;
+                network.add_node(client, simulated_region);
+                clients.push(client);
+                client_region.insert(client, (region.id.clone(), members.clone()));
+            }
+            regions.push((region.id.clone(), members));
+        }
+        let mut coordinator_replicas = topology.coordinator.replicas.clone();
+        coordinator_replicas.sort_unstable();
+        let routes = Rc::new(Routes {
+            regions,
+            coordinator_replicas,
+            preferred_coordinator_leader: topology.coordinator.preferred_leader,
+            clients,
+        });
+        let observer = Rc::new(RefCell::new(GlobalObserver::new(
+            node_region,
+            SimTime::ZERO.saturating_add(settings.measure_after),
+        )));
+        let factory = Self::factory(settings, &routes, client_region, &observer)?;
+        let mut simulation =
+            Simulation::new(settings.seed, network, factory).map_err(|error| error.to_string())?;
+        simulation.set_trace_lines_kept(settings.keep_trace_lines);
+        Ok(GlobalCluster {
+            simulation,
+            observer,
+            routes,
+        })
+    }
+
+    fn factory(
+        settings: &GlobalRunSettings,
+        routes: &Rc<Routes>,
+        client_region: BTreeMap<NodeId, (String, Vec<NodeId>)>,
+        observer: &Rc<RefCell<GlobalObserver>>,
+    ) -> Result<impl FnMut(NodeId, &crate::SimDisk) -> GlobalProcess + 'static, String> {
+        let topology = settings.topology.clone();
+        let resend_us = resend_interval_us(&topology);
+        let mut region_configs: BTreeMap<NodeId, RegionNodeConfig> = BTreeMap::new();
+        for region in &topology.regions {
+            let region_id = WireRegionId::new(region.id.clone())
+                .map_err(|error| format!("region {}: {error}", region.id))?;
+            let members: Vec<NodeId> = region.nodes.iter().map(|node| node.id).collect();
+            for &member in &members {
+                let mut config = RegionNodeConfig::new(member, members.clone(), region_id.clone());
+                config.epoch_interval_us = topology.cluster.epoch_us;
+                config.batch_resend_interval_us = resend_us;
+                config.max_clock_skew_us = topology.cluster.max_clock_skew_us;
+                // A global call waits for its epoch; give it the suspicion timeout and a few
+                // WAN round trips before the node gives up on it.
+                let wait_us = topology.cluster.suspicion_timeout_us
+                    + 20 * topology.latency.d_max_us()
+                    + 1_000_000;
+                let tick_us = u64::try_from(REGION_TICK_INTERVAL.as_micros()).unwrap_or(1);
+                config.proposal_timeout_ticks = wait_us.div_ceil(tick_us);
+                region_configs.insert(member, config);
+            }
+        }
+        let mut coordinator_configs: BTreeMap<NodeId, CoordinatorConfig> = BTreeMap::new();
+        for &replica in &topology.coordinator.replicas {
+            let mut config = CoordinatorConfig::from_topology(&topology, replica)
+                .map_err(|error| format!("coordinator replica {replica}: {error}"))?;
+            config.resend_interval_us = resend_us;
+            coordinator_configs.insert(replica, config);
+        }
+        let routes = Rc::clone(routes);
+        let observer = Rc::clone(observer);
+        let mut client_settings = settings.client;
+        client_settings.calls_until = SimTime::ZERO.saturating_add(settings.fault_window);
+        let seed = settings.seed;
+        let silence_max = Duration::from_micros(resend_us.saturating_mul(2));
+        let mut incarnations: BTreeMap<NodeId, u64> = BTreeMap::new();
+        Ok(move |node: NodeId, _disk: &crate::SimDisk| {
+            if let Some((region, members)) = client_region.get(&node) {
+                return GlobalProcess::Client(ClientProcess::new(
+                    region.clone(),
+                    members.clone(),
+                    client_settings,
+                    Rc::clone(&observer),
+                ));
+            }
+            let incarnation = incarnations.entry(node).or_default();
+            *incarnation += 1;
+            let mut region_config = region_configs
+                .get(&node)
+                .cloned()
+                .expect("every node of the network is a client or a region member");
+            region_config.group.election_seed = election_seed(seed, node, *incarnation, 1);
+            let coordinator_config = coordinator_configs.get(&node).cloned().map(|mut config| {
+                config.election_seed = election_seed(seed, node, *incarnation, 2);
+                config
+            });
+            GlobalProcess::Node(Box::new(NodeProcess::new(
+                region_config,
+                coordinator_config,
+                Rc::clone(&routes),
+                silence_max,
+                Rc::clone(&observer),
+            )))
+        })
+    }
+
+    // Getters.
+
+    /// The simulation, to run it or inject faults.
+    pub fn simulation(&mut self) -> &mut Simulation<GlobalProcess> {
+        &mut self.simulation
+    }
+
+    /// The observer.
+    pub fn observer(&self) -> Ref<'_, GlobalObserver> {
+        self.observer.borrow()
+    }
+
+    /// Every region's name and member node ids.
+    pub fn regions(&self) -> &[(String, Vec<NodeId>)] {
+        &self.routes.regions
+    }
+
+    /// The region node of `node`, if it is up.
+    pub fn region_node(&self, node: NodeId) -> Option<&RegionNode> {
+        self.simulation.process(node)?.node()?.region_node()
+    }
+
+    /// The coordinator replica on `node`, if it hosts one and is up.
+    pub fn coordinator(&self, node: NodeId) -> Option<&CoordinatorNode> {
+        self.simulation.process(node)?.node()?.coordinator()
+    }
+
+    /// The replica that leads the coordinator in the highest term, among those up.
+    pub fn coordinator_leader(&self) -> Option<NodeId> {
+        self.routes
+            .coordinator_replicas
+            .iter()
+            .filter_map(|&replica| {
+                let coordinator = self.coordinator(replica)?;
+                coordinator
+                    .is_leader()
+                    .then(|| (coordinator.group().term(), replica))
+            })
+            .max()
+            .map(|(_, replica)| replica)
+    }
+
+    /// Every node that is a region member.
+    pub fn nodes(&self) -> Vec<NodeId> {
+        self.routes
+            .regions
+            .iter()
+            .flat_map(|(_, members)| members.iter().copied())
+            .collect()
+    }
+
+    // Commands.
+
+    /// Ends every fault: links heal, packet faults stop, clocks agree again, crashed nodes
+    /// restart.
+    pub fn heal(&mut self) {
+        self.simulation.note("heal");
+        self.simulation.heal_all();
+        self.simulation.set_faults(NetworkFaults::NONE);
+        for node in self.nodes() {
+            self.simulation.set_clock_skew_us(node, 0);
+            self.simulation.set_clock_drift_ppm(node, 0);
+            if !self.simulation.is_up(node) {
+                self.simulation.restart(node);
+            }
+        }
+    }
+
+    /// Runs until the cluster has converged, at most `within`: no client waits, no region
+    /// holds an unsealed call, and every member of every region has appended every epoch
+    /// that was sealed when the rest had settled. Returns how long that took.
+    pub fn converge(&mut self, within: Duration) -> Result<Duration, String> {
+        let start = self.simulation.now();
+        let deadline = start.saturating_add(within);
+        let mut target_epoch: Option<u64> = None;
+        while self.simulation.now() < deadline {
+            self.simulation.run_for(CONVERGENCE_CHECK_INTERVAL);
+            match target_epoch {
+                None => {
+                    if self.settled() {
+                        target_epoch = Some(self.newest_sealed_epoch());
+                    }
+                }
+                Some(target) => {
+                    if self.settled() && self.every_member_appended(target) {
+                        return Ok(self.simulation.now().saturating_duration_since(start));
+                    }
+                }
+            }
+        }
+        Err(format!(
+            "the cluster did not converge within {within:?} after the heal: {}",
+            self.describe()
+        ))
+    }
+
+    /// No client waits and no region holds an unsealed call or an unacknowledged batch of
+    /// calls, and every region is in the coordinator's membership.
+    fn settled(&self) -> bool {
+        let clients_idle = self.routes.clients.iter().all(|&client| {
+            self.simulation
+                .process(client)
+                .and_then(GlobalProcess::client)
+                .is_some_and(|client| !client.is_busy())
+        });
+        let regions_settled = self.routes.regions.iter().all(|(_, members)| {
+            members.iter().all(|&member| {
+                self.region_node(member).is_some_and(|node| {
+                    let global = node.status().global;
+                    global.unsealed_records == 0 && global.member
+                })
+            })
+        });
+        clients_idle && regions_settled
+    }
+
+    fn newest_sealed_epoch(&self) -> u64 {
+        self.routes
+            .coordinator_replicas
+            .iter()
+            .filter_map(|&replica| self.coordinator(replica))
+            .map(|coordinator| coordinator.state().newest_epoch_number())
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn every_member_appended(&self, epoch: u64) -> bool {
+        self.nodes().into_iter().all(|node| {
+            self.region_node(node)
+                .is_some_and(|region| region.status().global.epochs_applied_through >= epoch)
+        })
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (region, members) in &self.routes.regions {
+            for &member in members {
+                match self.region_node(member) {
+                    Some(node) => {
+                        let status = node.status();
+                        parts.push(format!(
+                            "{region} node {member}: {:?} term {} epochs through {} unsealed {} \
+                             member {} incarnation {}",
+                            status.role,
+                            status.term,
+                            status.global.epochs_applied_through,
+                            status.global.unsealed_records,
+                            status.global.member,
+                            status.global.incarnation
+                        ));
+                    }
+                    None => parts.push(format!("{region} node {member}: down")),
+                }
+            }
+        }
+        parts.push(format!(
+            "coordinator leader {:?}, newest epoch {}",
+            self.coordinator_leader(),
+            self.newest_sealed_epoch()
+        ));
+        let busy = self
+            .routes
+            .clients
+            .iter()
+            .filter(|&&client| {
+                self.simulation
+                    .process(client)
+                    .and_then(GlobalProcess::client)
+                    .is_some_and(ClientProcess::is_busy)
+            })
+            .count();
+        parts.push(format!("{busy} clients waiting"));
+        parts.join("; ")
+    }
+
+    /// Every broken guarantee so far: the observer's, and the final checks over the logs of
+    /// every member that is up.
+    pub fn check(&self) -> Vec<String> {
+        let mut logs: BTreeMap<String, BTreeMap<NodeId, &RegionLog>> = BTreeMap::new();
+        for (region, members) in &self.routes.regions {
+            let entry = logs.entry(region.clone()).or_default();
+            for &member in members {
+                if let Some(node) = self.region_node(member) {
+                    entry.insert(member, node.region_log());
+                }
+            }
+        }
+        check_cluster(&logs, &self.observer.borrow())
+    }
+}
+
+/// One fault of a run's schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum FaultEvent {
+    Crash(NodeId),
+    CrashCoordinatorLeader { downtime: Duration },
+    Restart(NodeId),
+    IsolateRegion(String),
+    HealPartition,
+}
+
+/// What a run's schedule held, for the report.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FaultsDrawn {
+    /// Packet faults in force during the window.
+    pub network: NetworkFaults,
+    /// Node crashes that happened (coordinator leader crashes included).
+    pub crashes: u32,
+    /// Crashes of the coordinator leader.
+    pub coordinator_leader_crashes: u32,
+    /// Region partitions.
+    pub region_partitions: u32,
+    /// Region partitions longer than the suspicion timeout.
+    pub long_region_partitions: u32,
+    /// The largest clock skew drawn for a node, in microseconds (either direction).
+    pub clock_skew_us_max: u64,
+}
+
+fn uniform_duration(rng: &mut crate::SimRng, low: Duration, high: Duration) -> Duration {
+    let low = u64::try_from(low.as_nanos()).unwrap_or(u64::MAX);
+    let high = u64::try_from(high.as_nanos()).unwrap_or(u64::MAX).max(low);
+    Duration::from_nanos(rng.range_inclusive(low, high))
+}
+
+/// Draws the fault schedule of a run from its seed, sorted by time, and sets the clocks.
+fn draw_schedule(
+    cluster: &mut GlobalCluster,
+    settings: &GlobalRunSettings,
+    drawn: &mut FaultsDrawn,
+) -> Vec<(SimTime, FaultEvent)> {
+    let nodes = cluster.nodes();
+    let regions: Vec<String> = cluster
+        .routes
+        .regions
+        .iter()
+        .map(|(name, _)| name.clone())
+        .collect();
+    let plan = settings.faults;
+    let window = settings.fault_window;
+    let suspicion = Duration::from_micros(settings.topology.cluster.suspicion_timeout_us);
+    let skew_max =
+        (settings.topology.cluster.max_clock_skew_us as f64 * plan.clock_skew_share_max) as i64;
+    let simulation = &mut cluster.simulation;
+    let network = NetworkFaults::random(simulation.rng(), &plan.network);
+    drawn.network = network;
+    if skew_max > 0 {
+        for &node in &nodes {
+            let skew = simulation.rng().range_inclusive_i64(-skew_max, skew_max);
+            drawn.clock_skew_us_max = drawn.clock_skew_us_max.max(skew.unsigned_abs());
+            simulation.set_clock_skew_us(node, skew);
+        }
+    }
+    let rng = simulation.rng();
+    let mut events = Vec::new();
+    let at = |rng: &mut crate::SimRng| {
+        SimTime::ZERO.saturating_add(uniform_duration(rng, Duration::ZERO, window))
+    };
+    for _ in 0..rng.range_inclusive(0, u64::from(plan.crash_count_max)) {
+        let node = *rng.choose(&nodes).expect("nodes exist");
+        let crash_at = at(rng);
+        let downtime = uniform_duration(rng, Duration::from_millis(10), plan.downtime_max);
+        events.push((crash_at, FaultEvent::Crash(node)));
+        events.push((crash_at.saturating_add(downtime), FaultEvent::Restart(node)));
+    }
+    for _ in 0..rng.range_inclusive(0, u64::from(plan.coordinator_leader_crash_count_max)) {
+        let crash_at = at(rng);
+        let downtime = uniform_duration(rng, Duration::from_millis(10), plan.downtime_max);
+        events.push((crash_at, FaultEvent::CrashCoordinatorLeader { downtime }));
+    }
+    let mut partition_free_from = SimTime::ZERO;
+    for _ in 0..rng.range_inclusive(0, u64::from(plan.region_partition_count_max)) {
+        let start = at(rng).max(partition_free_from);
+        let duration = uniform_duration(
+            rng,
+            Duration::from_millis(50),
+            plan.region_partition_duration_max
+                .max(Duration::from_millis(50)),
+        );
+        let region = rng.choose(&regions).expect("regions exist").clone();
+        if duration > suspicion {
+            drawn.long_region_partitions += 1;
+        }
+        let end = start.saturating_add(duration);
+        events.push((start, FaultEvent::IsolateRegion(region)));
+        events.push((end, FaultEvent::HealPartition));
+        partition_free_from = end;
+    }
+    // A stable sort keeps the drawing order among equal times, so the seed alone decides.
+    events.sort_by_key(|(time, _)| *time);
+    events
+}
+
+fn apply_fault(
+    cluster: &mut GlobalCluster,
+    event: &FaultEvent,
+    drawn: &mut FaultsDrawn,
+    restarts: &mut Vec<(SimTime, NodeId)>,
+) {
+    match event {
+        FaultEvent::Crash(node) => {
+            if cluster.simulation.crash(*node) {
+                drawn.crashes += 1;
+            }
+        }
+        FaultEvent::CrashCoordinatorLeader { downtime } => {
+            if let Some(leader) = cluster.coordinator_leader() {
+                cluster
+                    .simulation
+                    .note(&format!("crash the coordinator leader {leader}"));
+                if cluster.simulation.crash(leader) {
+                    drawn.crashes += 1;
+                    drawn.coordinator_leader_crashes += 1;
+                    let back = cluster.simulation.now().saturating_add(*downtime);
+                    restarts.push((back, leader));
+                }
+            }
+        }
+        FaultEvent::Restart(node) => {
+            cluster.simulation.restart(*node);
+        }
+        FaultEvent::IsolateRegion(region) => {
+            if let Some(simulated) = cluster.simulation.network().config().region_named(region) {
+                drawn.region_partitions += 1;
+                cluster.simulation.isolate_region(simulated);
+            }
+        }
+        FaultEvent::HealPartition => cluster.simulation.heal_all(),
+    }
+}
+
+/// Percentiles of a latency sample, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LatencySummary {
+    /// Calls measured.
+    pub count: usize,
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+impl LatencySummary {
+    /// The summary of `sample` (none when it is empty).
+    pub fn of(sample: &[Duration]) -> Option<LatencySummary> {
+        if sample.is_empty() {
+            return None;
+        }
+        let mut sorted = sample.to_vec();
+        sorted.sort_unstable();
+        let at = |quantile: f64| {
+            let index = ((sorted.len() as f64 * quantile).ceil() as usize).clamp(1, sorted.len());
+            sorted[index - 1].as_secs_f64() * 1_000.0
+        };
+        Some(LatencySummary {
+            count: sorted.len(),
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: sorted[sorted.len() - 1].as_secs_f64() * 1_000.0,
+        })
+    }
+}
+
+/// The result of a run.
+#[derive(Clone, Debug)]
+pub struct GlobalReport {
+    /// The settings of the run.
+    pub settings: GlobalRunSettings,
+    /// The faults the seed drew.
+    pub faults: FaultsDrawn,
+    /// Total simulated time.
+    pub simulated: Duration,
+    /// How long the cluster took to converge after the heal (`None` if it did not).
+    pub converged_after: Option<Duration>,
+    /// Calls acknowledged to clients, global and regional.
+    pub acknowledged_global: usize,
+    /// Regional calls acknowledged.
+    pub acknowledged_regional: usize,
+    /// Epochs sealed.
+    pub epochs: u64,
+    /// Calls retried by clients.
+    pub retries: u64,
+    /// Calls sent again after their acknowledgement.
+    pub deliberate_duplicates: u64,
+    /// Messages refused by a node (skew, bounds, stale input).
+    pub refusals: u64,
+    /// A few of the refusals, described.
+    pub refusal_examples: Vec<String>,
+    /// Regions taken out of the watermark and admitted again, over all replicas' view.
+    pub incarnations_max: u64,
+    /// Global-call latency per origin region.
+    pub latency: BTreeMap<String, LatencySummary>,
+    /// d_max of the topology, in milliseconds.
+    pub d_max_ms: f64,
+    /// Messages sent, delivered and dropped, as the kernel counted them.
+    pub messages_sent: u64,
+    /// Messages delivered (duplicates included).
+    pub messages_delivered: u64,
+    /// Messages dropped.
+    pub messages_dropped: u64,
+    /// Broken guarantees, described (empty in a correct build).
+    pub problems: Vec<String>,
+    /// SHA-256 of the run's trace.
+    pub trace_hash: String,
+}
+
+impl GlobalReport {
+    /// True when the cluster converged and no guarantee was broken.
+    pub fn passed(&self) -> bool {
+        self.converged_after.is_some() && self.problems.is_empty()
+    }
+}
+
+impl fmt::Display for GlobalReport {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let topology = &self.settings.topology;
+        writeln!(
+            formatter,
+            "global run on cluster \"{}\": seed {}, {} regions, {} clients per region, {:?} of \
+             calls and faults, epoch {} ms",
+            topology.cluster.name,
+            self.settings.seed,
+            topology.regions.len(),
+            self.settings.clients_per_region,
+            self.settings.fault_window,
+            topology.cluster.epoch_us as f64 / 1_000.0
+        )?;
+        writeln!(
+            formatter,
+            "  faults drawn: {}; {} crashes ({} of the coordinator leader), {} region partitions \
+             ({} longer than the suspicion timeout), clock skew up to {:.1} ms",
+            self.faults.network,
+            self.faults.crashes,
+            self.faults.coordinator_leader_crashes,
+            self.faults.region_partitions,
+            self.faults.long_region_partitions,
+            self.faults.clock_skew_us_max as f64 / 1_000.0
+        )?;
+        writeln!(
+            formatter,
+            "  {} global and {} regional calls acknowledged, {} epochs sealed, {} retries, {} \
+             deliberate duplicates, {} refused messages, highest region incarnation {}",
+            self.acknowledged_global,
+            self.acknowledged_regional,
+            self.epochs,
+            self.retries,
+            self.deliberate_duplicates,
+            self.refusals,
+            self.incarnations_max
+        )?;
+        writeln!(
+            formatter,
+            "  messages: {} sent, {} delivered, {} dropped; simulated {:?}, {}",
+            self.messages_sent,
+            self.messages_delivered,
+            self.messages_dropped,
+            self.simulated,
+            match self.converged_after {
+                Some(after) => format!("converged {after:?} after the heal"),
+                None => "DID NOT CONVERGE".to_string(),
+            }
+        )?;
+        writeln!(
+            formatter,
+            "  global-write latency per origin region, calls started after {:?} (d_max = {:.1} \
+             ms):",
+            self.settings.measure_after, self.d_max_ms
+        )?;
+        writeln!(
+            formatter,
+            "    {:<18} {:>7} {:>9} {:>9} {:>9} {:>11} {:>11}",
+            "region", "calls", "p50 ms", "p99 ms", "max ms", "p50/d_max", "p99/d_max"
+        )?;
+        for (region, summary) in &self.latency {
+            writeln!(
+                formatter,
+                "    {:<18} {:>7} {:>9.1} {:>9.1} {:>9.1} {:>11.2} {:>11.2}",
+                region,
+                summary.count,
+                summary.p50_ms,
+                summary.p99_ms,
+                summary.max_ms,
+                summary.p50_ms / self.d_max_ms,
+                summary.p99_ms / self.d_max_ms
+            )?;
+        }
+        for example in self.refusal_examples.iter().take(3) {
+            writeln!(formatter, "  refused, for example: {example}")?;
+        }
+        for problem in &self.problems {
+            writeln!(formatter, "  PROBLEM: {problem}")?;
+        }
+        write!(formatter, "  trace {}", self.trace_hash)
+    }
+}
+
+/// Runs the cluster under the faults its seed draws, heals it, and checks it. Returns the
+/// report and the run's trace.
+pub fn run_global_traced(
+    settings: &GlobalRunSettings,
+) -> Result<(GlobalReport, crate::Trace), String> {
+    let mut cluster = GlobalCluster::new(settings)?;
+    let mut drawn = FaultsDrawn::default();
+    let schedule = draw_schedule(&mut cluster, settings, &mut drawn);
+    cluster.simulation.set_faults(drawn.network);
+    let mut restarts: Vec<(SimTime, NodeId)> = Vec::new();
+    for (time, event) in &schedule {
+        run_until_with_restarts(&mut cluster, *time, &mut restarts);
+        apply_fault(&mut cluster, event, &mut drawn, &mut restarts);
+    }
+    let window_end = SimTime::ZERO.saturating_add(settings.fault_window);
+    run_until_with_restarts(&mut cluster, window_end, &mut restarts);
+    cluster.heal();
+    let converged = cluster.converge(settings.convergence_max);
+    let mut problems = cluster.check();
+    let converged_after = match converged {
+        Ok(after) => Some(after),
+        Err(problem) => {
+            problems.push(problem);
+            None
+        }
+    };
+    let incarnations_max = cluster
+        .nodes()
+        .into_iter()
+        .filter_map(|node| cluster.region_node(node))
+        .map(|node| node.status().global.incarnation)
+        .max()
+        .unwrap_or(0);
+    let epochs = cluster.newest_sealed_epoch();
+    let observer = cluster.observer.borrow();
+    let statistics = *cluster.simulation.statistics();
+    let by_scope = checker::acknowledged_by_scope(&observer);
+    let latency = observer
+        .latencies()
+        .iter()
+        .filter_map(|(region, sample)| Some((region.clone(), LatencySummary::of(sample)?)))
+        .collect();
+    let report = GlobalReport {
+        settings: settings.clone(),
+        faults: drawn,
+        simulated: cluster.simulation.now().since_start(),
+        converged_after,
+        acknowledged_global: by_scope.get("global").copied().unwrap_or(0),
+        acknowledged_regional: by_scope.get("regional").copied().unwrap_or(0),
+        epochs,
+        retries: observer.retries,
+        deliberate_duplicates: observer.deliberate_duplicates,
+        refusals: observer.refusals,
+        refusal_examples: observer.refusal_examples().to_vec(),
+        incarnations_max,
+        latency,
+        d_max_ms: settings.topology.latency.d_max_us() as f64 / 1_000.0,
+        messages_sent: statistics.sent,
+        messages_delivered: statistics.delivered,
+        messages_dropped: statistics.dropped(),
+        problems,
+        trace_hash: cluster.simulation.trace_hash(),
+    };
+    drop(observer);
+    Ok((report, cluster.simulation.trace().clone()))
+}
+
+/// Runs to `until`, restarting the crashed coordinator leaders whose downtime ends on the
+/// way.
+fn run_until_with_restarts(
+    cluster: &mut GlobalCluster,
+    until: SimTime,
+    restarts: &mut Vec<(SimTime, NodeId)>,
+) {
+    restarts.sort_by_key(|(time, node)| (*time, *node));
+    while let Some(&(time, node)) = restarts.first() {
+        if time > until {
+            break;
+        }
+        if time > cluster.simulation.now() {
+            cluster.simulation.run_until(time);
+        }
+        cluster.simulation.restart(node);
+        restarts.remove(0);
+    }
+    if until > cluster.simulation.now() {
+        cluster.simulation.run_until(until);
+    }
+}
+
+/// Runs the cluster under the faults its seed draws, heals it, and checks it.
+pub fn run_global(settings: &GlobalRunSettings) -> Result<GlobalReport, String> {
+    run_global_traced(settings).map(|(report, _)| report)
+}
+
+/// The regions of a report that measured latency, for coverage checks.
+pub fn regions_measured(report: &GlobalReport) -> BTreeSet<String> {
+    report.latency.keys().cloned().collect()
+}

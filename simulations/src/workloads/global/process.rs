@@ -1,0 +1,966 @@
+//! The processes of a simulated multi-region cluster: nodes that run the real [`RegionNode`]
+//! of their region and, on the topology's coordinator replicas, the real
+//! [`CoordinatorNode`] beside it, both over the node's [`SimDisk`]; and clients that call
+//! global and regional objects, time out and retry with the same request sequence.
+//!
+//! The node process is a thin driver, like the production one: it moves messages between
+//! the network and the two state machines, runs their rounds, and routes what they hand back
+//! (to the coordinator leader it believes in, to the region leader it believes in). Every
+//! protocol decision stays inside the state machines.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
+
+use dsss_global_coordinator::{CoordinatorConfig, CoordinatorNode, CoordinatorOutput};
+use dsss_raft_group::raft::eraftpb::Message as RaftMessage;
+use dsss_raft_group::{
+    DurableStore, KeySpace, KeyValuePairs, ReadyIo, StoreError, WriteBatch, WriteOperation,
+    encode_message,
+};
+use dsss_region_node::{
+    GlobalMessageError, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig, Reply,
+    ToCoordinator,
+};
+use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, RequestSequence, Scope, proto};
+
+use super::checker::GlobalObserver;
+use crate::network::{EXTERNAL_NODE_ID, NodeId};
+use crate::process::{Context, Process, TimerId};
+use crate::time::SimTime;
+use crate::workloads::region::SimDiskStore;
+
+/// The interval of a region node's raft tick.
+pub const REGION_TICK_INTERVAL: Duration = Duration::from_millis(10);
+
+/// How long a node lets proposals gather before it runs a round, so that proposals arriving
+/// together travel in one raft entry.
+pub const PROPOSAL_FLUSH_DELAY: Duration = Duration::from_micros(200);
+
+/// How long a client waits before retrying a call that got an error.
+pub const CLIENT_RETRY_BACKOFF: Duration = Duration::from_millis(20);
+
+/// The argument bytes of every simulated call.
+const CALL_ARGUMENT_BYTES: usize = 24;
+
+/// The key prefix of the region node's data on a node's disk.
+const REGION_STORE_PREFIX: &[u8] = b"region/";
+
+/// The key prefix of the coordinator replica's data on a node's disk.
+const COORDINATOR_STORE_PREFIX: &[u8] = b"coordinator/";
+
+/// A message of the global workload.
+#[derive(Clone)]
+pub enum GlobalMessage {
+    /// A raft message between members of one region, encoded as on the wire.
+    RegionRaft(Vec<u8>),
+    /// A raft message between coordinator replicas, encoded as on the wire.
+    CoordinatorRaft(Vec<u8>),
+    /// A client's call.
+    Propose(ProposeRequest),
+    /// A region node's answer to a call.
+    Reply(Reply),
+    /// A region leader's batch of global records, for the coordinator leader.
+    Batch(proto::RegionBatch),
+    /// The coordinator's answer to a batch.
+    BatchAck(proto::RegionBatchAck),
+    /// A part of a sealed epoch, for a region leader.
+    Epoch(proto::SealedEpoch),
+    /// A region's acknowledgement of sealed epochs.
+    EpochAck(proto::SealedEpochAck),
+}
+
+/// A 64-bit FNV-1a hash of `bytes`, so the trace names a raft message by its content
+/// without printing it.
+fn content_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+impl fmt::Debug for GlobalMessage {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GlobalMessage::RegionRaft(bytes) => write!(
+                formatter,
+                "region-raft({}B #{:016x})",
+                bytes.len(),
+                content_hash(bytes)
+            ),
+            GlobalMessage::CoordinatorRaft(bytes) => write!(
+                formatter,
+                "coordinator-raft({}B #{:016x})",
+                bytes.len(),
+                content_hash(bytes)
+            ),
+            GlobalMessage::Propose(request) => write!(
+                formatter,
+                "propose(c{} s{} {:?})",
+                request.client_id, request.request_sequence, request.scope
+            ),
+            GlobalMessage::Reply(Reply::Proposed {
+                client_id,
+                request_sequence,
+                position,
+            }) => write!(
+                formatter,
+                "proposed(c{client_id} s{request_sequence} p{position})"
+            ),
+            GlobalMessage::Reply(Reply::Refused {
+                client_id,
+                request_sequence,
+                error,
+            }) => write!(
+                formatter,
+                "refused(c{client_id} s{request_sequence} {error:?})"
+            ),
+            GlobalMessage::Batch(batch) => write!(
+                formatter,
+                "batch({} i{} b{} {} records)",
+                batch.region,
+                batch.incarnation,
+                batch.batch_number,
+                batch.records.len()
+            ),
+            GlobalMessage::BatchAck(ack) => write!(
+                formatter,
+                "batch-ack({} i{} through b{} member {} not-leader {})",
+                ack.region,
+                ack.incarnation,
+                ack.acknowledged_through_batch_number,
+                ack.member,
+                ack.not_leader.is_some()
+            ),
+            GlobalMessage::Epoch(epoch) => write!(
+                formatter,
+                "epoch(e{} part {}/{} {} records)",
+                epoch.epoch_number,
+                epoch.part_index,
+                epoch.part_count,
+                epoch.records.len()
+            ),
+            GlobalMessage::EpochAck(ack) => write!(
+                formatter,
+                "epoch-ack({} through e{} +{} parts not-leader {})",
+                ack.region,
+                ack.appended_through_epoch_number,
+                ack.appended_parts_of_next_epoch,
+                ack.not_leader.is_some()
+            ),
+        }
+    }
+}
+
+/// A [`DurableStore`] that keeps its keys under a prefix inside another store, so that two
+/// raft groups (a region node and a coordinator replica) share one node's disk without
+/// sharing keys.
+pub struct PrefixedStore<'a, S: DurableStore> {
+    inner: &'a mut S,
+    prefix: &'static [u8],
+}
+
+impl<'a, S: DurableStore> PrefixedStore<'a, S> {
+    /// `inner`, with every key under `prefix`.
+    pub fn new(inner: &'a mut S, prefix: &'static [u8]) -> Self {
+        PrefixedStore { inner, prefix }
+    }
+
+    fn key(&self, key: &[u8]) -> Vec<u8> {
+        let mut prefixed = self.prefix.to_vec();
+        prefixed.extend_from_slice(key);
+        prefixed
+    }
+
+    /// The end of the prefix's key range: every key under the prefix sorts below it.
+    fn end_of_prefix(&self) -> Vec<u8> {
+        let mut end = self.prefix.to_vec();
+        end.push(0xff);
+        end.push(0xff);
+        end
+    }
+}
+
+impl<S: DurableStore> DurableStore for PrefixedStore<'_, S> {
+    fn write(&mut self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
+        let mut prefixed = WriteBatch::new();
+        for operation in batch.into_operations() {
+            match operation {
+                WriteOperation::Put { space, key, value } => {
+                    prefixed.put(space, self.key(&key), value);
+                }
+                WriteOperation::Delete { space, key } => prefixed.delete(space, self.key(&key)),
+                WriteOperation::DeleteRange { space, start, end } => {
+                    // An empty end means "to the end of the space": keep it inside the prefix.
+                    let end = if end.is_empty() {
+                        self.end_of_prefix()
+                    } else {
+                        self.key(&end)
+                    };
+                    prefixed.delete_range(space, self.key(&start), end);
+                }
+            }
+        }
+        self.inner.write(prefixed, sync)
+    }
+
+    fn get(&self, space: KeySpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(space, &self.key(key))
+    }
+
+    fn scan(
+        &self,
+        space: KeySpace,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<KeyValuePairs, StoreError> {
+        let end = if end.is_empty() {
+            self.end_of_prefix()
+        } else {
+            self.key(end)
+        };
+        let prefix_length = self.prefix.len();
+        Ok(self
+            .inner
+            .scan(space, &self.key(start), &end, limit)?
+            .into_iter()
+            .map(|(key, value)| (key[prefix_length..].to_vec(), value))
+            .collect())
+    }
+}
+
+/// The [`ReadyIo`] of one of a node's raft groups: persists under the group's prefix with a
+/// sync, sends raft messages through the simulated network.
+struct SimReadyIo<'c, 'a> {
+    cx: &'c mut Context<'a, GlobalMessage>,
+    prefix: &'static [u8],
+    wrap: fn(Vec<u8>) -> GlobalMessage,
+}
+
+impl ReadyIo for SimReadyIo<'_, '_> {
+    fn persist(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut disk = SimDiskStore::new(self.cx.disk());
+        PrefixedStore::new(&mut disk, self.prefix).write(batch, true)
+    }
+
+    fn send(&mut self, messages: Vec<RaftMessage>) {
+        for message in messages {
+            self.cx
+                .send(message.to, (self.wrap)(encode_message(&message)));
+        }
+    }
+}
+
+/// Where things are: the static map every process routes by.
+#[derive(Clone, Debug)]
+pub struct Routes {
+    /// Every region's name and its member node ids, in topology order.
+    pub regions: Vec<(String, Vec<NodeId>)>,
+    /// The coordinator's replicas, sorted.
+    pub coordinator_replicas: Vec<NodeId>,
+    /// The replica to try first.
+    pub preferred_coordinator_leader: NodeId,
+    /// The client processes.
+    pub clients: Vec<NodeId>,
+}
+
+impl Routes {
+    fn region_members(&self, region: &str) -> Option<&[NodeId]> {
+        self.regions
+            .iter()
+            .find(|(name, _)| name == region)
+            .map(|(_, members)| members.as_slice())
+    }
+}
+
+/// A node: the region node of its region, and the coordinator replica when the topology puts
+/// one here.
+pub struct NodeProcess {
+    region_config: RegionNodeConfig,
+    coordinator_config: Option<CoordinatorConfig>,
+    routes: Rc<Routes>,
+    region: Option<RegionNode>,
+    coordinator: Option<CoordinatorNode>,
+    /// The coordinator replica this node's region leader sends to.
+    coordinator_guess: NodeId,
+    /// The newest time a coordinator leader answered this node.
+    coordinator_heard_at: SimTime,
+    /// How long without an answer before the next replica is tried.
+    coordinator_silence_max: Duration,
+    /// For the coordinator replica: the node each region's messages go to.
+    region_leader_guess: BTreeMap<String, NodeId>,
+    region_tick_timer: Option<TimerId>,
+    coordinator_tick_timer: Option<TimerId>,
+    coordinator_tick_interval: Duration,
+    flush_timer: Option<TimerId>,
+    observer: Rc<RefCell<GlobalObserver>>,
+}
+
+impl NodeProcess {
+    /// A node that opens its region node (and coordinator replica) when it starts.
+    /// `coordinator_silence_max` is how long its region leader waits for the coordinator
+    /// leader it believes in before it tries another replica.
+    pub fn new(
+        region_config: RegionNodeConfig,
+        coordinator_config: Option<CoordinatorConfig>,
+        routes: Rc<Routes>,
+        coordinator_silence_max: Duration,
+        observer: Rc<RefCell<GlobalObserver>>,
+    ) -> Self {
+        let coordinator_tick_interval = coordinator_config
+            .as_ref()
+            .map_or(REGION_TICK_INTERVAL, |config| {
+                Duration::from_micros(config.epoch_interval_us)
+            });
+        NodeProcess {
+            region_config,
+            coordinator_config,
+            coordinator_guess: routes.preferred_coordinator_leader,
+            routes,
+            region: None,
+            coordinator: None,
+            coordinator_heard_at: SimTime::ZERO,
+            coordinator_silence_max,
+            region_leader_guess: BTreeMap::new(),
+            region_tick_timer: None,
+            coordinator_tick_timer: None,
+            coordinator_tick_interval,
+            flush_timer: None,
+            observer,
+        }
+    }
+
+    /// The region node, once started.
+    pub fn region_node(&self) -> Option<&RegionNode> {
+        self.region.as_ref()
+    }
+
+    /// The coordinator replica, once started, on the nodes that host one.
+    pub fn coordinator(&self) -> Option<&CoordinatorNode> {
+        self.coordinator.as_ref()
+    }
+
+    /// Runs `command` on the coordinator replica (if any), then the node's round.
+    pub fn coordinator_command(
+        &mut self,
+        cx: &mut Context<'_, GlobalMessage>,
+        command: impl FnOnce(&mut CoordinatorNode),
+    ) {
+        if let Some(coordinator) = self.coordinator.as_mut() {
+            command(coordinator);
+        }
+        self.flush(cx);
+    }
+
+    /// Runs both rounds and hands their outputs on.
+    fn flush(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        self.flush_region(cx);
+        self.flush_coordinator(cx);
+    }
+
+    fn flush_region(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        let Some(region) = self.region.as_mut() else {
+            return;
+        };
+        let mut io = SimReadyIo {
+            cx,
+            prefix: REGION_STORE_PREFIX,
+            wrap: GlobalMessage::RegionRaft,
+        };
+        if let Err(error) = region.handle_ready(&mut io) {
+            // The simulated disk only fails when full, and runs stay far below its size.
+            panic!("node {}: a region round failed: {error}", cx.node());
+        }
+        while let Some(reply) = region.poll_reply() {
+            let client = reply.key().0.get();
+            let to = if self.routes.clients.contains(&client) {
+                client
+            } else {
+                EXTERNAL_NODE_ID
+            };
+            cx.send(to, GlobalMessage::Reply(reply));
+        }
+        {
+            let mut observer = self.observer.borrow_mut();
+            while let Some(event) = region.poll_log_event() {
+                observer.observe_log_event(cx.node(), &event);
+            }
+        }
+        let now = cx.now();
+        if now.saturating_duration_since(self.coordinator_heard_at) > self.coordinator_silence_max
+            && region.is_leader()
+        {
+            // The replica we send to has not answered for a while: it may be down or cut
+            // off, so try the next one (a follower's answer names the leader).
+            self.coordinator_guess =
+                next_in(&self.routes.coordinator_replicas, self.coordinator_guess);
+            self.coordinator_heard_at = now;
+        }
+        while let Some(message) = region.poll_to_coordinator() {
+            let message = match message {
+                ToCoordinator::Batch(batch) => GlobalMessage::Batch(batch),
+                ToCoordinator::EpochAck(ack) => GlobalMessage::EpochAck(ack),
+            };
+            cx.send(self.coordinator_guess, message);
+        }
+    }
+
+    fn flush_coordinator(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        let Some(coordinator) = self.coordinator.as_mut() else {
+            return;
+        };
+        let mut io = SimReadyIo {
+            cx,
+            prefix: COORDINATOR_STORE_PREFIX,
+            wrap: GlobalMessage::CoordinatorRaft,
+        };
+        if let Err(error) = coordinator.handle_ready(&mut io) {
+            panic!("node {}: a coordinator round failed: {error}", cx.node());
+        }
+        let mut outputs = Vec::new();
+        while let Some(output) = coordinator.poll_output() {
+            outputs.push(output);
+        }
+        for output in outputs {
+            let CoordinatorOutput::ToRegion { region, message } = output;
+            let Some(to) = self.region_target(region.as_str()) else {
+                continue;
+            };
+            let message = match message {
+                dsss_global_coordinator::RegionMessage::BatchAck(ack) => {
+                    GlobalMessage::BatchAck(ack)
+                }
+                dsss_global_coordinator::RegionMessage::Epoch(epoch) => GlobalMessage::Epoch(epoch),
+            };
+            cx.send(to, message);
+        }
+    }
+
+    /// The node a coordinator message for `region` goes to: the last node that spoke for the
+    /// region as its leader, else its first member.
+    fn region_target(&self, region: &str) -> Option<NodeId> {
+        if let Some(&node) = self.region_leader_guess.get(region) {
+            return Some(node);
+        }
+        self.routes.region_members(region)?.first().copied()
+    }
+
+    fn schedule_flush(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        if self.flush_timer.is_none() {
+            self.flush_timer = Some(cx.set_timer(PROPOSAL_FLUSH_DELAY));
+        }
+    }
+
+    /// A coordinator replica answered as the leader: send there from now on. A message a
+    /// region peer forwarded says nothing about the coordinator.
+    fn handle_coordinator_answer(&mut self, cx: &Context<'_, GlobalMessage>, from: NodeId) {
+        if self.routes.coordinator_replicas.contains(&from) {
+            self.coordinator_guess = from;
+            self.coordinator_heard_at = cx.now();
+        }
+    }
+}
+
+/// The element after `current` in `nodes`, wrapping around (the first when `current` is not
+/// there).
+fn next_in(nodes: &[NodeId], current: NodeId) -> NodeId {
+    let index = nodes.iter().position(|&node| node == current);
+    match index {
+        Some(index) => nodes[(index + 1) % nodes.len()],
+        None => nodes.first().copied().unwrap_or(current),
+    }
+}
+
+impl Process for NodeProcess {
+    type Message = GlobalMessage;
+
+    fn handle_start(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        let mut disk = SimDiskStore::new(cx.disk());
+        let region = {
+            let mut store = PrefixedStore::new(&mut disk, REGION_STORE_PREFIX);
+            match RegionNode::open(self.region_config.clone(), &mut store) {
+                Ok(node) => node,
+                Err(error) => panic!(
+                    "node {} could not open its region store: {error}",
+                    cx.node()
+                ),
+            }
+        };
+        self.region = Some(region);
+        if let Some(config) = &self.coordinator_config {
+            let mut store = PrefixedStore::new(&mut disk, COORDINATOR_STORE_PREFIX);
+            match CoordinatorNode::open(config.clone(), &mut store) {
+                Ok(node) => self.coordinator = Some(node),
+                Err(error) => panic!(
+                    "node {} could not open its coordinator store: {error}",
+                    cx.node()
+                ),
+            }
+        }
+        self.coordinator_heard_at = cx.now();
+        // Random phases, so that nodes do not tick in lockstep.
+        let tick_ns = u64::try_from(REGION_TICK_INTERVAL.as_nanos()).expect("a short interval");
+        let phase = cx.rng().below(tick_ns);
+        self.region_tick_timer = Some(cx.set_timer(Duration::from_nanos(phase)));
+        if self.coordinator.is_some() {
+            let tick_ns =
+                u64::try_from(self.coordinator_tick_interval.as_nanos()).unwrap_or(u64::MAX);
+            let phase = cx.rng().below(tick_ns.max(1));
+            self.coordinator_tick_timer = Some(cx.set_timer(Duration::from_nanos(phase)));
+        }
+    }
+
+    fn handle_message(
+        &mut self,
+        cx: &mut Context<'_, GlobalMessage>,
+        from: NodeId,
+        message: GlobalMessage,
+    ) {
+        if self.region.is_none() {
+            return;
+        }
+        let now_us = cx.now_us();
+        match message {
+            GlobalMessage::RegionRaft(bytes) => {
+                let region = self.region.as_mut().expect("started");
+                if region.handle_raft_message(&bytes).is_err() {
+                    self.observer.borrow_mut().raft_messages_refused += 1;
+                }
+                self.flush(cx);
+            }
+            GlobalMessage::CoordinatorRaft(bytes) => {
+                if let Some(coordinator) = self.coordinator.as_mut() {
+                    if coordinator.handle_raft_message(&bytes).is_err() {
+                        self.observer.borrow_mut().raft_messages_refused += 1;
+                    }
+                    self.flush(cx);
+                }
+            }
+            GlobalMessage::Propose(request) => {
+                let region = self.region.as_mut().expect("started");
+                region.handle_propose(now_us, request);
+                self.schedule_flush(cx);
+            }
+            GlobalMessage::Batch(batch) => {
+                let region_name = batch.region.clone();
+                let Some(coordinator) = self.coordinator.as_mut() else {
+                    return;
+                };
+                // The sender leads its region (only leaders ship batches).
+                self.region_leader_guess.insert(region_name, from);
+                if let Err(error) = coordinator.handle_region_batch(now_us, batch) {
+                    self.observer
+                        .borrow_mut()
+                        .note_refusal(format!("coordinator {}: {error}", cx.node()));
+                }
+                self.flush(cx);
+            }
+            GlobalMessage::EpochAck(ack) => {
+                let Some(coordinator) = self.coordinator.as_mut() else {
+                    return;
+                };
+                match &ack.not_leader {
+                    Some(not_leader) if not_leader.leader_node_id != 0 => {
+                        self.region_leader_guess
+                            .insert(ack.region.clone(), not_leader.leader_node_id);
+                    }
+                    Some(_) => {
+                        if let Some(members) = self.routes.region_members(&ack.region) {
+                            let next = next_in(members, from);
+                            self.region_leader_guess.insert(ack.region.clone(), next);
+                        }
+                    }
+                    None => {
+                        self.region_leader_guess.insert(ack.region.clone(), from);
+                    }
+                }
+                if let Err(error) = coordinator.handle_epoch_ack(now_us, ack) {
+                    self.observer
+                        .borrow_mut()
+                        .note_refusal(format!("coordinator {}: {error}", cx.node()));
+                }
+                self.flush(cx);
+            }
+            GlobalMessage::BatchAck(ack) => {
+                match &ack.not_leader {
+                    Some(not_leader) if not_leader.leader_node_id != 0 => {
+                        self.coordinator_guess = not_leader.leader_node_id;
+                    }
+                    Some(_) => {
+                        self.coordinator_guess = next_in(&self.routes.coordinator_replicas, from);
+                    }
+                    None => self.handle_coordinator_answer(cx, from),
+                }
+                let region = self.region.as_mut().expect("started");
+                if ack.not_leader.is_none()
+                    && let Err(error) = region.handle_batch_ack(now_us, ack)
+                {
+                    self.observer
+                        .borrow_mut()
+                        .note_refusal(format!("region node {}: {error}", cx.node()));
+                }
+                self.flush(cx);
+            }
+            GlobalMessage::Epoch(epoch) => {
+                self.handle_coordinator_answer(cx, from);
+                let region = self.region.as_mut().expect("started");
+                match region.handle_sealed_epoch(now_us, epoch.clone()) {
+                    Ok(()) => {}
+                    Err(GlobalMessageError::NotLeader { leader_hint }) => {
+                        // Hand the part to the leader of the region, as a follower's driver
+                        // forwards; the coordinator resends it if it is lost.
+                        if let Some(leader) = leader_hint
+                            && leader != cx.node()
+                        {
+                            cx.send(leader, GlobalMessage::Epoch(epoch));
+                        }
+                    }
+                    Err(error) => {
+                        self.observer
+                            .borrow_mut()
+                            .note_refusal(format!("region node {}: {error}", cx.node()));
+                    }
+                }
+                self.flush(cx);
+            }
+            GlobalMessage::Reply(_) => {
+                self.observer
+                    .borrow_mut()
+                    .violation(format!("node {} got a reply from {from}", cx.node()));
+            }
+        }
+    }
+
+    fn handle_timer(&mut self, cx: &mut Context<'_, GlobalMessage>, timer: TimerId) {
+        let now_us = cx.now_us();
+        if Some(timer) == self.flush_timer {
+            self.flush_timer = None;
+        } else if Some(timer) == self.region_tick_timer {
+            if let Some(region) = self.region.as_mut() {
+                region.handle_tick(now_us);
+            }
+            self.region_tick_timer = Some(cx.set_timer(REGION_TICK_INTERVAL));
+        } else if Some(timer) == self.coordinator_tick_timer {
+            if let Some(coordinator) = self.coordinator.as_mut() {
+                coordinator.handle_tick(now_us);
+            }
+            self.coordinator_tick_timer = Some(cx.set_timer(self.coordinator_tick_interval));
+        } else {
+            return;
+        }
+        self.flush(cx);
+    }
+}
+
+/// How a client behaves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClientSettings {
+    /// The shortest pause between an acknowledgement and the next call.
+    pub think_time_min: Duration,
+    /// The longest pause.
+    pub think_time_max: Duration,
+    /// How long the client waits for an answer before retrying the same call elsewhere.
+    pub request_timeout: Duration,
+    /// The client starts no new call after this time (it finishes the one in flight).
+    pub calls_until: SimTime,
+    /// The share of calls on the global object; the others go to the region's own object.
+    pub global_share: f64,
+    /// The probability that, after an acknowledgement, the client sends the same call again
+    /// (as if the reply had been lost), to check that it is applied once.
+    pub duplicate_probability: f64,
+}
+
+/// The call in flight.
+#[derive(Clone, Copy, Debug)]
+struct InFlight {
+    sequence: u64,
+    scope: Scope,
+    attempts: u32,
+    target: NodeId,
+}
+
+/// A client of one region: one call in flight, retried with the same sequence after a
+/// timeout or an error (at the hinted leader or another member); every acknowledgement goes
+/// to the observer.
+pub struct ClientProcess {
+    region: String,
+    members: Vec<NodeId>,
+    settings: ClientSettings,
+    next_sequence: u64,
+    in_flight: Option<InFlight>,
+    leader_guess: Option<NodeId>,
+    timer: Option<TimerId>,
+    observer: Rc<RefCell<GlobalObserver>>,
+}
+
+impl ClientProcess {
+    /// A client of `region`, whose members are `members`.
+    pub fn new(
+        region: String,
+        members: Vec<NodeId>,
+        settings: ClientSettings,
+        observer: Rc<RefCell<GlobalObserver>>,
+    ) -> Self {
+        ClientProcess {
+            region,
+            members,
+            settings,
+            next_sequence: 1,
+            in_flight: None,
+            leader_guess: None,
+            timer: None,
+            observer,
+        }
+    }
+
+    /// True while a call waits for its acknowledgement.
+    pub fn is_busy(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    fn request(&self, cx: &Context<'_, GlobalMessage>, in_flight: &InFlight) -> ProposeRequest {
+        let object = match in_flight.scope {
+            Scope::Global => "sim/global-counter".to_string(),
+            Scope::Regional => format!("sim/{}/counter", self.region),
+        };
+        ProposeRequest {
+            client_id: ClientId(cx.node()),
+            request_sequence: RequestSequence(in_flight.sequence),
+            object_id: ObjectId::new(object).expect("a valid object id"),
+            method_id: MethodId(1),
+            arguments: Arguments::new(vec![(in_flight.sequence % 251) as u8; CALL_ARGUMENT_BYTES])
+                .expect("small arguments"),
+            scope: in_flight.scope,
+        }
+    }
+
+    fn random_member(&self, cx: &mut Context<'_, GlobalMessage>) -> NodeId {
+        *cx.rng()
+            .choose(&self.members)
+            .expect("a region has members")
+    }
+
+    fn send_attempt(
+        &mut self,
+        cx: &mut Context<'_, GlobalMessage>,
+        mut in_flight: InFlight,
+        target: NodeId,
+    ) {
+        in_flight.attempts += 1;
+        in_flight.target = target;
+        if in_flight.attempts > 1 {
+            self.observer.borrow_mut().retries += 1;
+        }
+        let request = self.request(cx, &in_flight);
+        cx.send(target, GlobalMessage::Propose(request));
+        self.in_flight = Some(in_flight);
+        self.timer = Some(cx.set_timer(self.settings.request_timeout));
+    }
+
+    fn start_next_call(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        if cx.now() >= self.settings.calls_until {
+            return;
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        let scope = if cx.rng().chance(self.settings.global_share) {
+            Scope::Global
+        } else {
+            Scope::Regional
+        };
+        let target = match self.leader_guess {
+            Some(leader) => leader,
+            None => self.random_member(cx),
+        };
+        self.observer.borrow_mut().invoked(
+            ClientId(cx.node()),
+            RequestSequence(sequence),
+            scope,
+            &self.region,
+            cx.now(),
+        );
+        let in_flight = InFlight {
+            sequence,
+            scope,
+            attempts: 0,
+            target,
+        };
+        self.send_attempt(cx, in_flight, target);
+    }
+
+    fn think(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        let low = u64::try_from(self.settings.think_time_min.as_nanos()).unwrap_or(u64::MAX);
+        let high = u64::try_from(self.settings.think_time_max.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(low);
+        let pause = Duration::from_nanos(cx.rng().range_inclusive(low, high));
+        self.timer = Some(cx.set_timer(pause));
+    }
+}
+
+impl Process for ClientProcess {
+    type Message = GlobalMessage;
+
+    fn handle_start(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        self.think(cx);
+    }
+
+    fn handle_message(
+        &mut self,
+        cx: &mut Context<'_, GlobalMessage>,
+        from: NodeId,
+        message: GlobalMessage,
+    ) {
+        let GlobalMessage::Reply(reply) = message else {
+            return;
+        };
+        let Some(in_flight) = self.in_flight else {
+            return;
+        };
+        if reply.key() != (ClientId(cx.node()), RequestSequence(in_flight.sequence)) {
+            // The answer to an earlier attempt or a deliberate duplicate.
+            if let Reply::Proposed {
+                client_id,
+                request_sequence,
+                position,
+            } = reply
+            {
+                self.observer.borrow_mut().acknowledged(
+                    client_id,
+                    request_sequence,
+                    &self.region,
+                    position,
+                    cx.now(),
+                );
+            }
+            return;
+        }
+        match reply {
+            Reply::Proposed {
+                client_id,
+                request_sequence,
+                position,
+            } => {
+                self.leader_guess = Some(from);
+                self.observer.borrow_mut().acknowledged(
+                    client_id,
+                    request_sequence,
+                    &self.region,
+                    position,
+                    cx.now(),
+                );
+                self.in_flight = None;
+                if let Some(timer) = self.timer.take() {
+                    cx.cancel_timer(timer);
+                }
+                if cx.rng().chance(self.settings.duplicate_probability) {
+                    // Send the same call once more, as if the reply had been lost: it must
+                    // come back with the same position and append nothing.
+                    self.observer.borrow_mut().deliberate_duplicates += 1;
+                    let request = self.request(cx, &in_flight);
+                    let target = self.random_member(cx);
+                    cx.send(target, GlobalMessage::Propose(request));
+                }
+                self.think(cx);
+            }
+            Reply::Refused {
+                request_sequence,
+                error,
+                ..
+            } => {
+                if let ProposeError::TooOld { floor } = error {
+                    self.observer.borrow_mut().violation(format!(
+                        "client {}: sequence {request_sequence}, the call in flight, refused \
+                         as too old (floor {floor})",
+                        cx.node()
+                    ));
+                }
+                self.leader_guess = match error {
+                    ProposeError::NotLeader { leader_hint } => {
+                        leader_hint.filter(|leader| self.members.contains(leader))
+                    }
+                    _ => None,
+                };
+                if let Some(timer) = self.timer.take() {
+                    cx.cancel_timer(timer);
+                }
+                self.timer = Some(cx.set_timer(CLIENT_RETRY_BACKOFF));
+            }
+        }
+    }
+
+    fn handle_timer(&mut self, cx: &mut Context<'_, GlobalMessage>, timer: TimerId) {
+        if Some(timer) != self.timer {
+            return;
+        }
+        self.timer = None;
+        match self.in_flight {
+            Some(in_flight) => {
+                let target = match self.leader_guess.take() {
+                    Some(leader) if leader != in_flight.target => leader,
+                    _ => self.random_member(cx),
+                };
+                self.send_attempt(cx, in_flight, target);
+            }
+            None => self.start_next_call(cx),
+        }
+    }
+}
+
+/// A process of the global workload.
+pub enum GlobalProcess {
+    /// A region node, perhaps with a coordinator replica.
+    Node(Box<NodeProcess>),
+    /// A client.
+    Client(ClientProcess),
+}
+
+impl GlobalProcess {
+    /// The node, if this is one.
+    pub fn node(&self) -> Option<&NodeProcess> {
+        match self {
+            GlobalProcess::Node(node) => Some(node),
+            GlobalProcess::Client(_) => None,
+        }
+    }
+
+    /// The client, if this is one.
+    pub fn client(&self) -> Option<&ClientProcess> {
+        match self {
+            GlobalProcess::Client(client) => Some(client),
+            GlobalProcess::Node(_) => None,
+        }
+    }
+}
+
+impl Process for GlobalProcess {
+    type Message = GlobalMessage;
+
+    fn handle_start(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        match self {
+            GlobalProcess::Node(node) => node.handle_start(cx),
+            GlobalProcess::Client(client) => client.handle_start(cx),
+        }
+    }
+
+    fn handle_message(
+        &mut self,
+        cx: &mut Context<'_, GlobalMessage>,
+        from: NodeId,
+        message: GlobalMessage,
+    ) {
+        match self {
+            GlobalProcess::Node(node) => node.handle_message(cx, from, message),
+            GlobalProcess::Client(client) => client.handle_message(cx, from, message),
+        }
+    }
+
+    fn handle_timer(&mut self, cx: &mut Context<'_, GlobalMessage>, timer: TimerId) {
+        match self {
+            GlobalProcess::Node(node) => node.handle_timer(cx, timer),
+            GlobalProcess::Client(client) => client.handle_timer(cx, timer),
+        }
+    }
+}

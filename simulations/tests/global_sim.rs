@@ -1,0 +1,278 @@
+//! The global tier in the simulator: every region's raft group and the coordinator's raft
+//! group, the real sans-IO code on the simulation kernel, under faults drawn from many seeds
+//! (DESIGN.md sections 2 and 6). Replay a failing seed with `DSSS_SEED=S`.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use dsss_simulations::workloads::global::{
+    GlobalCluster, GlobalFaultPlan, GlobalRunSettings, run_global, run_global_traced,
+};
+use dsss_simulations::{SimTime, assert_deterministic, run_seeds};
+use dsss_topology::Topology;
+use dsss_wire::Scope;
+
+fn local_topology() -> Topology {
+    dsss_topology::parse("local.toml", dsss_topology::LOCAL_TOPOLOGY_TOML)
+        .expect("the embedded topology is valid")
+}
+
+fn global_topology() -> Topology {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../topology/examples/global.toml"
+    );
+    dsss_topology::load(std::path::Path::new(path)).expect("the global example is valid")
+}
+
+fn suspicion(topology: &Topology) -> Duration {
+    Duration::from_micros(topology.cluster.suspicion_timeout_us)
+}
+
+fn epoch(topology: &Topology) -> Duration {
+    Duration::from_micros(topology.cluster.epoch_us)
+}
+
+fn d_max(topology: &Topology) -> Duration {
+    Duration::from_micros(topology.latency.d_max_us())
+}
+
+fn at(duration: Duration) -> SimTime {
+    SimTime::ZERO.saturating_add(duration)
+}
+
+#[test]
+fn a_fault_free_local_cluster_seals_every_call_in_one_order() {
+    let settings = GlobalRunSettings::new(1, local_topology());
+    let report = run_global(&settings).expect("valid settings");
+    assert!(report.passed(), "{report}");
+    assert!(report.acknowledged_global > 100, "{report}");
+    assert!(report.acknowledged_regional > 20, "{report}");
+    assert_eq!(report.latency.len(), 3, "every region measured: {report}");
+    assert_eq!(
+        report.incarnations_max, 1,
+        "no region was suspected: {report}"
+    );
+}
+
+#[test]
+fn a_fault_free_global_cluster_seals_every_call_in_one_order() {
+    let settings = GlobalRunSettings::new(1, global_topology());
+    let report = run_global(&settings).expect("valid settings");
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.latency.len(), 6, "every region measured: {report}");
+    assert_eq!(
+        report.incarnations_max, 1,
+        "no region was suspected: {report}"
+    );
+}
+
+/// Runs `seeds` seeds of `topology` under the standard faults; every run must pass, and
+/// together they must have exercised every kind of fault the global tier handles.
+fn faulty_runs(name: &str, topology: &Topology, seeds: u64) {
+    let readmissions = Cell::new(0_u64);
+    let coordinator_leader_crashes = Cell::new(0_u32);
+    let long_partitions = Cell::new(0_u32);
+    let retries = Cell::new(0_u64);
+    let duplicates = Cell::new(0_u64);
+    run_seeds(name, seeds, |seed| {
+        let mut settings = GlobalRunSettings::new(seed, topology.clone());
+        settings.faults = GlobalFaultPlan::standard(suspicion(topology));
+        let report = run_global(&settings).expect("valid settings");
+        assert!(report.passed(), "{report}");
+        readmissions.set(readmissions.get() + report.incarnations_max.saturating_sub(1));
+        coordinator_leader_crashes
+            .set(coordinator_leader_crashes.get() + report.faults.coordinator_leader_crashes);
+        long_partitions.set(long_partitions.get() + report.faults.long_region_partitions);
+        retries.set(retries.get() + report.retries);
+        duplicates.set(duplicates.get() + report.deliberate_duplicates);
+    });
+    // Coverage: with the default seed count, the faults that matter did happen.
+    if std::env::var("DSSS_SEED").is_err() {
+        assert!(
+            readmissions.get() > 0,
+            "no region was removed and readmitted"
+        );
+        assert!(
+            coordinator_leader_crashes.get() > 0,
+            "no coordinator leader crashed"
+        );
+        assert!(
+            long_partitions.get() > 0,
+            "no partition outlasted the suspicion timeout"
+        );
+        assert!(retries.get() > 0, "no client retried");
+        assert!(duplicates.get() > 0, "no call was sent twice");
+    }
+}
+
+#[test]
+fn local_clusters_under_faults_keep_one_order_and_lose_nothing() {
+    faulty_runs("global_local_faults", &local_topology(), 200);
+}
+
+#[test]
+fn global_clusters_under_faults_keep_one_order_and_lose_nothing() {
+    faulty_runs("global_global_faults", &global_topology(), 200);
+}
+
+#[test]
+fn a_seed_replays_the_same_run() {
+    assert_deterministic("global_determinism", 7, |seed| {
+        let topology = local_topology();
+        let mut settings = GlobalRunSettings::new(seed, topology.clone());
+        settings.faults = GlobalFaultPlan::standard(suspicion(&topology));
+        settings.fault_window = Duration::from_secs(2);
+        settings.keep_trace_lines = true;
+        run_global_traced(&settings).expect("valid settings").1
+    });
+}
+
+/// With one region cut off, global calls from the other regions complete within the
+/// suspicion timeout plus a few epochs and round trips, and keep completing; after the heal
+/// the cut-off region is readmitted and everything converges.
+#[test]
+fn with_one_region_cut_off_the_others_keep_completing_global_writes() {
+    run_seeds("global_region_cut_off", 6, |seed| {
+        let topology = local_topology();
+        let regions: Vec<String> = topology
+            .regions
+            .iter()
+            .map(|region| region.id.clone())
+            .collect();
+        let cut_region = regions[(seed % regions.len() as u64) as usize].clone();
+        let mut settings = GlobalRunSettings::new(seed, topology.clone());
+        settings.fault_window = Duration::from_secs(9);
+        let mut cluster = GlobalCluster::new(&settings).expect("valid settings");
+        let cut_at = at(Duration::from_secs(1));
+        cluster.simulation().run_until(cut_at);
+        let simulated_region = cluster
+            .simulation()
+            .network()
+            .config()
+            .region_named(&cut_region)
+            .expect("the region is simulated");
+        cluster.simulation().isolate_region(simulated_region);
+        let cut_until = at(Duration::from_secs(7));
+        cluster.simulation().run_until(cut_until);
+
+        // The suspicion timeout runs from the last closed timestamp the coordinator leader
+        // took, or from its election when the cut took the leader away; then the removal is
+        // replicated and sealed, and the epoch travels to the regions.
+        // raft-rs draws an election timeout in [timeout, 2 * timeout).
+        let coordinator = dsss_global_coordinator::CoordinatorConfig::from_topology(
+            &topology,
+            topology.coordinator.replicas[0],
+        )
+        .expect("a valid coordinator configuration");
+        let election = epoch(&topology).saturating_mul(2 * coordinator.election_tick as u32);
+        let slack = epoch(&topology).saturating_mul(10) + d_max(&topology).saturating_mul(6);
+        // A call from another region completes within `slack` of the later of its start
+        // and the moment the removal can have happened, and calls keep completing.
+        let writes_resume_by = cut_at.saturating_add(suspicion(&topology) + election);
+        let observer = cluster.observer();
+        let mut completed = Vec::new();
+        for call in observer.calls().values() {
+            if call.region == cut_region || call.scope != Scope::Global || call.invoked_at < cut_at
+            {
+                continue;
+            }
+            let due = call.invoked_at.max(writes_resume_by).saturating_add(slack);
+            if due > cut_until {
+                continue;
+            }
+            let acknowledged = call.acknowledged_at.unwrap_or_else(|| {
+                panic!(
+                    "seed {seed}: a call from {} started at {} never completed ({cut_region} cut \
+                     off)",
+                    call.region, call.invoked_at
+                )
+            });
+            assert!(
+                acknowledged <= due,
+                "seed {seed}: a call from {} started at {} completed at {acknowledged}, after \
+                 {due} ({cut_region} cut off)",
+                call.region,
+                call.invoked_at
+            );
+            completed.push(acknowledged);
+        }
+        let mut window_start = writes_resume_by.saturating_add(slack);
+        while window_start.saturating_add(Duration::from_secs(1)) <= cut_until {
+            let window_end = window_start.saturating_add(Duration::from_secs(1));
+            let in_window = completed
+                .iter()
+                .filter(|&&time| time >= window_start && time < window_end)
+                .count();
+            assert!(
+                in_window > 0,
+                "seed {seed}: no global call completed in [{window_start}, {window_end}) with \
+                 {cut_region} cut off"
+            );
+            window_start = window_end;
+        }
+        drop(observer);
+        cluster.heal();
+        cluster
+            .converge(settings.convergence_max)
+            .unwrap_or_else(|problem| panic!("seed {seed}: {problem}"));
+        let problems = cluster.check();
+        assert!(problems.is_empty(), "seed {seed}: {problems:?}");
+    });
+}
+
+/// Clock skew on a ladder around the topology's 250 ms bound: within the bound nothing is
+/// refused and every call completes; beyond it, the skewed region's messages are refused and
+/// counted, the other regions keep writing, and safety holds throughout.
+#[test]
+fn clock_skew_on_a_ladder_around_the_bound() {
+    let topology = local_topology();
+    assert_eq!(topology.cluster.max_clock_skew_us, 250_000);
+    for skew_ms in [100_i64, 200, 250, 500, 5_000] {
+        let mut settings = GlobalRunSettings::new(3, topology.clone());
+        settings.fault_window = Duration::from_secs(6);
+        let mut cluster = GlobalCluster::new(&settings).expect("valid settings");
+        let skewed_region = topology.regions[2].clone();
+        for node in &skewed_region.nodes {
+            cluster
+                .simulation()
+                .set_clock_skew_us(node.id, skew_ms * 1_000);
+        }
+        cluster.simulation().run_until(at(settings.fault_window));
+        let refused: u64 = cluster
+            .nodes()
+            .into_iter()
+            .filter_map(|node| cluster.coordinator(node))
+            .map(|coordinator| coordinator.status().counters.refused_for_skew)
+            .sum();
+        let completed_elsewhere = cluster
+            .observer()
+            .calls()
+            .values()
+            .filter(|call| {
+                call.scope == Scope::Global
+                    && call.region != skewed_region.id
+                    && call.invoked_at >= at(Duration::from_secs(4))
+                    && call.acknowledged_at.is_some()
+            })
+            .count();
+        if skew_ms * 1_000 <= topology.cluster.max_clock_skew_us as i64 {
+            assert_eq!(refused, 0, "skew {skew_ms} ms: nothing may be refused");
+        } else {
+            assert!(
+                refused > 0,
+                "skew {skew_ms} ms: the skewed region must be refused"
+            );
+        }
+        assert!(
+            completed_elsewhere > 0,
+            "skew {skew_ms} ms: the other regions must keep writing"
+        );
+        cluster.heal();
+        cluster
+            .converge(settings.convergence_max)
+            .unwrap_or_else(|problem| panic!("skew {skew_ms} ms: {problem}"));
+        let problems = cluster.check();
+        assert!(problems.is_empty(), "skew {skew_ms} ms: {problems:?}");
+    }
+}
