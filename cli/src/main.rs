@@ -7,6 +7,7 @@ mod node_command;
 mod region_command;
 mod sim_command;
 mod topology_command;
+mod up_command;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -19,7 +20,7 @@ use clap::{Parser, Subcommand};
     name = "dsss",
     version,
     about,
-    after_help = "Examples:\n  dsss topology check topology/examples/local.toml\n  dsss sim probe --topology topology/examples/global.toml\n  dsss node --topology topology/examples/local.toml --id 11\n  dsss bench region --clients 1,16,64"
+    after_help = "Examples:\n  dsss up\n  dsss topology check topology/examples/local.toml\n  dsss sim probe --topology topology/examples/global.toml\n  dsss node --topology topology/examples/local.toml --id 11\n  dsss bench region --clients 1,16,64"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,7 +41,9 @@ enum Command {
     /// The node takes its address and data directory from the topology file (the directory is
     /// created when missing; a node run again reuses its data), forms its region's raft group
     /// with the region's other nodes (or, with --join, waits to be added to a running one), and
-    /// serves the RegionClient, RegionPeer and RegionAdmin gRPC services. It logs to standard
+    /// serves the RegionClient, RegionPeer, RegionAdmin and RegionEpochs gRPC services; on a
+    /// node the topology lists as a coordinator replica, the Coordinator and CoordinatorPeer
+    /// services too, on the same port. It logs to standard
     /// error and prints one line on standard output once it listens. SIGINT or SIGTERM stop it
     /// cleanly; everything it acknowledged is already synced to disk, so even a SIGKILL loses
     /// nothing acknowledged.
@@ -51,6 +54,18 @@ enum Command {
         dsss node --topology topology/examples/local.toml --id 13"
     )]
     Node(node_command::NodeArgs),
+    /// Run a whole cluster on this machine, WAN delays emulated, with a demo of global writes.
+    ///
+    /// Every node of the topology (the embedded local topology when no file is given: three
+    /// regions of three nodes on 127.0.0.1) starts as a `dsss node --emulate-wan` child process
+    /// on its own data directory from the file (reused when run again), its log in
+    /// dsss-up/logs/. Once every region has a leader and the coordinator seals epochs, a demo
+    /// client makes a few global writes from each region and prints the position each got in
+    /// its region and the time it took. Ctrl-C (SIGINT) or SIGTERM stops every node cleanly.
+    #[command(
+        after_help = "Example:\n  dsss up\n  dsss up --topology topology/examples/local.toml"
+    )]
+    Up(up_command::UpArgs),
     /// Change the membership of a running region.
     #[command(subcommand)]
     Region(region_command::RegionCommand),
@@ -68,6 +83,11 @@ fn main() -> ExitCode {
         Command::Sim(command) => sim_command::run(command, &mut stdout, &mut stderr),
         Command::Region(command) => region_command::run(command, &mut stdout, &mut stderr),
         Command::Bench(command) => bench_command::run(command, &mut stdout, &mut stderr),
+        Command::Up(arguments) => {
+            drop(stdout);
+            drop(stderr);
+            return up_command::run(arguments, &mut std::io::stdout(), &mut std::io::stderr());
+        }
         Command::Node(arguments) => {
             // The node logs and prints while it runs; holding the locks would block its
             // logging thread.

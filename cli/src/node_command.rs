@@ -1,13 +1,22 @@
-//! `dsss node`: runs one region node of a topology until SIGINT or SIGTERM.
+//! `dsss node`: runs one region node of a topology until SIGINT or SIGTERM, with the
+//! coordinator replica beside it (same gRPC server and port) when the topology lists the node
+//! as one.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use dsss_region_node::driver::{DriverConfig, RunningNode, TICK_INTERVAL_US_DEFAULT, start};
+use dsss_global_coordinator::driver::{
+    self as coordinator, CoordinatorDriverConfig, RunningCoordinator,
+};
+use dsss_region_node::driver::{
+    DriverConfig, GlobalSettings, RunningNode, TICK_INTERVAL_US_DEFAULT, start_with_global,
+};
 use dsss_topology::load;
+use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
+use tonic::service::Routes;
 
 /// Exit status when the node could not start or stopped on an error.
 const EXIT_NODE_FAILED: u8 = 1;
@@ -36,6 +45,11 @@ pub(crate) struct NodeArgs {
     /// and drills set it low to exercise catch-up by snapshot.
     #[arg(long, value_name = "N")]
     raft_log_entries_max: Option<u64>,
+    /// Delay every message to another node by the topology's one-way latency (with jitter)
+    /// from this node's region to the other node's region, so that a cluster on one machine
+    /// behaves like one spread over a WAN (`dsss up` turns it on).
+    #[arg(long)]
+    emulate_wan: bool,
 }
 
 /// Runs the node until a signal stops it, logging to standard error.
@@ -66,6 +80,28 @@ pub(crate) fn run(args: NodeArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
         );
         return ExitCode::from(EXIT_BAD_INPUT);
     }
+    // A topology of one region runs no global tier: its log holds only its own records, as
+    // the single-region tools and tests expect.
+    let global_tier = topology.regions.len() > 1;
+    let global = match GlobalSettings::from_topology(&topology, args.id, args.emulate_wan) {
+        Ok(global) if global_tier => global,
+        Ok(_) => GlobalSettings::none(),
+        Err(error) => {
+            let _ = writeln!(stderr, "{}: {error}", args.topology.display());
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let coordinator_config = if global_tier && topology.is_coordinator_replica(args.id) {
+        match CoordinatorDriverConfig::from_topology(&topology, args.id, args.emulate_wan) {
+            Ok(config) => Some(config),
+            Err(error) => {
+                let _ = writeln!(stderr, "{}: {error}", args.topology.display());
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        }
+    } else {
+        None
+    };
     crate::install_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -78,10 +114,38 @@ pub(crate) fn run(args: NodeArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
             return ExitCode::from(EXIT_NODE_FAILED);
         }
     };
-    runtime.block_on(serve(config, stdout, stderr))
+    let wan = if args.emulate_wan {
+        "emulated WAN delays"
+    } else {
+        "no WAN emulation"
+    };
+    runtime.block_on(serve(
+        Hosted {
+            config,
+            global,
+            coordinator_config,
+            wan,
+        },
+        stdout,
+        stderr,
+    ))
 }
 
-async fn serve(config: DriverConfig, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
+/// What one `dsss node` process runs.
+struct Hosted {
+    config: DriverConfig,
+    global: GlobalSettings,
+    coordinator_config: Option<CoordinatorDriverConfig>,
+    wan: &'static str,
+}
+
+async fn serve(hosted: Hosted, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
+    let Hosted {
+        config,
+        global,
+        coordinator_config,
+        wan,
+    } = hosted;
     let node_id = config.node.group.node_id;
     let region = config.node.region.as_str().to_owned();
     let data_dir = config.data_dir.clone();
@@ -90,7 +154,35 @@ async fn serve(config: DriverConfig, stdout: &mut dyn Write, stderr: &mut dyn Wr
         .iter()
         .map(|peer| format!("{} at {}", peer.node_id, peer.address))
         .collect();
-    let mut node = match start(config).await {
+    let listener = match TcpListener::bind(&config.listen_address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            let _ = writeln!(
+                stderr,
+                "node {node_id} could not start: cannot listen on {}: {error}",
+                config.listen_address
+            );
+            return ExitCode::from(EXIT_NODE_FAILED);
+        }
+    };
+    // The coordinator replica starts first: its services join the region node's server.
+    let mut coordinator = match coordinator_config {
+        Some(coordinator_config) => match coordinator::start(coordinator_config).await {
+            Ok(running) => Some(running),
+            Err(error) => {
+                let _ = writeln!(
+                    stderr,
+                    "node {node_id} could not start its coordinator replica: {error}"
+                );
+                return ExitCode::from(EXIT_NODE_FAILED);
+            }
+        },
+        None => None,
+    };
+    let routes = coordinator
+        .as_ref()
+        .map_or_else(Routes::default, RunningCoordinator::routes);
+    let mut node = match start_with_global(config, listener, global, routes).await {
         Ok(node) => node,
         Err(error) => {
             let _ = writeln!(stderr, "node {node_id} could not start: {error}");
@@ -99,41 +191,67 @@ async fn serve(config: DriverConfig, stdout: &mut dyn Write, stderr: &mut dyn Wr
     };
     let _ = writeln!(
         stdout,
-        "node {node_id} of region {region} listening on {} (gRPC); data in {}; peers: {}",
+        "node {node_id} of region {region} listening on {} (gRPC); data in {}; peers: {}; {}; {wan}",
         node.local_address(),
         data_dir.display(),
         if peers.is_empty() {
             "none".to_owned()
         } else {
             peers.join(", ")
+        },
+        if coordinator.is_some() {
+            "coordinator replica"
+        } else {
+            "no coordinator replica"
         }
     );
     let _ = stdout.flush();
-    let reason = wait_for_stop(&mut node).await;
+    let reason = wait_for_stop(&mut node, coordinator.as_mut()).await;
     let _ = writeln!(stderr, "node {node_id}: {reason}; stopping");
-    match node.shutdown().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            let _ = writeln!(stderr, "node {node_id} stopped on an error: {error}");
-            ExitCode::from(EXIT_NODE_FAILED)
-        }
+    let mut exit = ExitCode::SUCCESS;
+    if let Err(error) = node.shutdown().await {
+        let _ = writeln!(stderr, "node {node_id} stopped on an error: {error}");
+        exit = ExitCode::from(EXIT_NODE_FAILED);
     }
+    if let Some(coordinator) = coordinator
+        && let Err(error) = coordinator.shutdown().await
+    {
+        let _ = writeln!(
+            stderr,
+            "node {node_id}: the coordinator replica stopped on an error: {error}"
+        );
+        exit = ExitCode::from(EXIT_NODE_FAILED);
+    }
+    exit
 }
 
-/// Waits for SIGINT, SIGTERM or the node stopping on its own, and says which.
-async fn wait_for_stop(node: &mut RunningNode) -> &'static str {
+/// Waits for SIGINT, SIGTERM or the node (or its coordinator replica) stopping on its own,
+/// and says which.
+async fn wait_for_stop(
+    node: &mut RunningNode,
+    coordinator: Option<&mut RunningCoordinator>,
+) -> &'static str {
+    let coordinator_stopped = async {
+        match coordinator {
+            Some(coordinator) => coordinator.stopped().await,
+            None => std::future::pending().await,
+        }
+    };
     let (Ok(mut interrupt), Ok(mut terminate)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
     ) else {
         // Without signal handlers the process still dies on the default action of a signal,
         // which loses nothing acknowledged: every acknowledgement follows a sync.
-        node.stopped().await;
-        return "the node stopped on its own";
+        tokio::select! {
+            _ = node.stopped() => return "the node stopped on its own",
+            _ = coordinator_stopped => return "the coordinator replica stopped on its own",
+        }
     };
     tokio::select! {
         _ = interrupt.recv() => "SIGINT received",
         _ = terminate.recv() => "SIGTERM received",
         _ = node.stopped() => "the node stopped on its own",
+        _ = coordinator_stopped => "the coordinator replica stopped on its own",
     }
 }

@@ -55,6 +55,8 @@
 #![deny(missing_docs)]
 
 mod codec;
+#[cfg(feature = "driver")]
+pub mod driver;
 pub mod entry;
 pub mod node;
 pub mod state;

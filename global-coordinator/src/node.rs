@@ -608,7 +608,7 @@ impl CoordinatorNode {
         self.receive_time(now_us, batch.sender_time, "region batch")?;
         let region = self.known_region(&batch.region)?;
         if !self.is_leader() {
-            let message = self.not_leader_ack(&region);
+            let message = RegionMessage::BatchAck(self.not_leader_ack(&region));
             self.push_output(region, message);
             return Ok(());
         }
@@ -623,7 +623,7 @@ impl CoordinatorNode {
             && entry.batch_number < region_state.next_batch_number;
         if stale || duplicate {
             self.counters.batches_not_accepted += 1;
-            let message = self.batch_ack(&region);
+            let message = RegionMessage::BatchAck(self.batch_ack(&region));
             self.push_output(region, message);
             return Ok(());
         }
@@ -880,6 +880,26 @@ impl CoordinatorNode {
     pub fn stamp(&mut self, now_us: u64) -> Timestamp {
         self.observe_time(now_us);
         self.clock.now(now_us)
+    }
+
+    /// The answer this node gives `region` now: its acknowledgement state (batches applied,
+    /// membership, watermark, incarnation) on the leader, `not_leader` (with the leader's id)
+    /// on a follower. A driver that answers each submitted batch at once, before its entry is
+    /// applied, answers with this; the batch's own acknowledgement reaches the region with
+    /// the answer to a later submission (a region submits every epoch and resends what is
+    /// unacknowledged).
+    pub fn current_batch_ack(
+        &mut self,
+        now_us: u64,
+        region: &str,
+    ) -> Result<proto::RegionBatchAck, InputError> {
+        self.observe_time(now_us);
+        let region = self.known_region(region)?;
+        Ok(if self.is_leader() {
+            self.batch_ack(&region)
+        } else {
+            self.not_leader_ack(&region)
+        })
     }
 
     // Outputs.
@@ -1178,7 +1198,7 @@ impl CoordinatorNode {
                 continue;
             }
             if let EntryEffect::Batch { region, .. } = &output.effect {
-                let message = self.batch_ack(region);
+                let message = RegionMessage::BatchAck(self.batch_ack(region));
                 self.push_output(region.clone(), message);
             }
             if let Some(number) = output.sealed_epoch {
@@ -1263,11 +1283,11 @@ impl CoordinatorNode {
         sent
     }
 
-    fn batch_ack(&mut self, region: &RegionId) -> RegionMessage {
+    fn batch_ack(&mut self, region: &RegionId) -> proto::RegionBatchAck {
         let sender_time = self.clock.now(self.now_us);
         let state = self.group.state_machine();
         let region_state = state.region(region).expect("the region is known");
-        RegionMessage::BatchAck(proto::RegionBatchAck {
+        proto::RegionBatchAck {
             region: region.to_string(),
             acknowledged_through_batch_number: region_state.acknowledged_through(),
             member: region_state.member,
@@ -1275,12 +1295,12 @@ impl CoordinatorNode {
             not_leader: None,
             sender_time: Some(sender_time.into()),
             incarnation: region_state.incarnation,
-        })
+        }
     }
 
-    fn not_leader_ack(&mut self, region: &RegionId) -> RegionMessage {
+    fn not_leader_ack(&mut self, region: &RegionId) -> proto::RegionBatchAck {
         let sender_time = self.clock.now(self.now_us);
-        RegionMessage::BatchAck(proto::RegionBatchAck {
+        proto::RegionBatchAck {
             region: region.to_string(),
             not_leader: Some(proto::NotLeader {
                 leader_node_id: self.leader_id().unwrap_or(0),
@@ -1288,7 +1308,7 @@ impl CoordinatorNode {
             }),
             sender_time: Some(sender_time.into()),
             ..proto::RegionBatchAck::default()
-        })
+        }
     }
 
     fn push_output(&mut self, region: RegionId, message: RegionMessage) {

@@ -268,6 +268,14 @@ pub trait ReadyIo {
     /// error is fatal for the node: it MUST stop and recover from what the store holds.
     fn persist(&mut self, batch: WriteBatch) -> Result<(), StoreError>;
 
+    /// Writes `batch` atomically without waiting for it to be durable: a crash may lose it
+    /// (whole), and the next synced write makes it durable with everything before it. The
+    /// group uses it only for state it can rebuild from the durable raft log. The default
+    /// syncs anyway.
+    fn write_unsynced(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.persist(batch)
+    }
+
     /// Hands raft messages to the transport. Delivery is best effort: raft retries.
     fn send(&mut self, messages: Vec<Message>);
 }
@@ -294,6 +302,10 @@ impl<'a, S: DurableStore> StoreIo<'a, S> {
 impl<S: DurableStore> ReadyIo for StoreIo<'_, S> {
     fn persist(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
         self.store.write(batch, true)
+    }
+
+    fn write_unsynced(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.store.write(batch, false)
     }
 
     fn send(&mut self, messages: Vec<Message>) {
@@ -618,12 +630,18 @@ impl<M: StateMachine> RaftGroup<M> {
     /// 6. ONLY THEN send the persisted messages (votes, append responses), which promise
     ///    what was just made durable;
     /// 7. advance raft;
-    /// 8. handle the light ready the same way: send its messages, apply its committed
-    ///    entries and PERSIST them before returning them;
+    /// 8. handle the light ready: send its messages and apply its committed entries, writing
+    ///    what they change WITHOUT a sync (see below);
     /// 9. advance the applied index.
     ///
     /// A member NEVER sends a message that depends on unpersisted state. Returns what was
-    /// applied, in log order, all of it durable. DO NOT call any other method of the group
+    /// applied, in log order. Every applied entry is committed, so durable in the raft log of
+    /// a majority; what applying it wrote is durable too, except after step 8, where a crash
+    /// may lose the writes of applying: the node then applies those entries again from its
+    /// durable raft log at restart, with the same outcome (apply is deterministic). Any later
+    /// synced write makes them durable, so the compaction of those entries, always written
+    /// with a sync, is never durable before them. This saves the second sync of a round in
+    /// which the leader's own append completed a quorum. DO NOT call any other method of the group
     /// from inside `io`. An error is fatal for the node (see [`ReadyError`]).
     pub fn handle_ready(
         &mut self,
@@ -670,7 +688,7 @@ impl<M: StateMachine> RaftGroup<M> {
         self.apply_committed(light.take_committed_entries(), &mut batch, &mut applied);
         if !batch.is_empty() {
             self.raw_node.store().write_hard_state(&mut batch);
-            io.persist(batch)?;
+            io.write_unsynced(batch)?;
         }
         self.raw_node.advance_apply();
 

@@ -67,6 +67,8 @@ pub mod group;
 pub mod memory_store;
 pub mod storage;
 pub mod store;
+#[cfg(feature = "driver")]
+pub mod transport;
 
 pub use codec::{DecodeError, RAFT_MESSAGE_BYTES_MAX, decode_message, encode_message};
 pub use election::ElectionTimeoutRng;

@@ -101,6 +101,14 @@ impl DriverConfig {
             .cluster
             .epoch_us
             .max(crate::node::GLOBAL_INTERVAL_US_MIN);
+        // The coordinator resends epochs every ten epochs (at most half the suspicion
+        // timeout); the region resends unacknowledged batches at the same pace.
+        node_config.batch_resend_interval_us = (topology.cluster.epoch_us * 10)
+            .min(topology.cluster.suspicion_timeout_us / 2)
+            .clamp(
+                crate::node::GLOBAL_INTERVAL_US_MIN,
+                crate::node::GLOBAL_INTERVAL_US_MAX,
+            );
         let peers = region
             .nodes
             .iter()

@@ -13,16 +13,24 @@
 //! - [`peer`]: per peer a task with a bounded queue that sends raft messages in batches over
 //!   the `RegionPeer` gRPC service and reconnects with backoff. A full queue drops messages
 //!   (raft retransmits); the node loop never waits for the network.
+//! - [`coordinator_client`]: the region leader's batches to the global coordinator
+//!   (`Coordinator.SubmitBatch`), their acknowledgements back to the node; sealed epochs come
+//!   in through the `RegionEpochs` service.
 //! - [`crate::service`]: the gRPC services that turn requests into node events.
 //!
 //! [`start`] wires it all together for one node of a topology.
 
 pub mod config;
+pub mod coordinator_client;
 pub mod node_loop;
 pub mod peer;
 pub mod server;
 
 pub use config::{DriverConfig, DriverConfigError, PeerAddress, TICK_INTERVAL_US_DEFAULT};
+pub use coordinator_client::{
+    COORDINATOR_ATTEMPTS_MAX, COORDINATOR_CALL_TIMEOUT_US, COORDINATOR_QUEUE_BATCHES_MAX,
+    CoordinatorSender, GlobalSettings,
+};
 pub use node_loop::{
     EVENTS_PER_ITERATION_MAX, EVENTS_QUEUED_MAX, LOG_EVENTS_BROADCAST_MAX, LOG_READ_RECORDS_MAX,
     LogRead, MembershipChange, NodeEvent, NodeLoopError, NodeStatus, PROPOSE_WAITERS_MAX,
@@ -31,5 +39,5 @@ pub use node_loop::{
 pub use peer::{PEER_BATCH_BYTES_MAX, PEER_BATCH_MESSAGES_MAX, PEER_QUEUE_MESSAGES_MAX};
 pub use server::{
     RunningNode, SHUTDOWN_GRACE_US, STREAMS_PER_CONNECTION_MAX, StartError, start,
-    start_with_listener,
+    start_with_global, start_with_listener,
 };

@@ -28,13 +28,17 @@ use std::time::{Duration, Instant};
 use dsss_raft_group::raft::eraftpb::Message;
 use dsss_raft_group::{RAFT_LOG, RAFT_STATE, ReadyError, ReadyIo, StoreError, WriteBatch};
 use dsss_rocksdb_store::RocksDbStore;
-use dsss_wire::{ClientId, PhysicalClock, RegionId, RequestSequence, SystemClock, Timestamp};
+use dsss_wire::{
+    ClientId, PhysicalClock, RegionId, RequestSequence, SystemClock, Timestamp, proto,
+};
 use tokio::sync::{broadcast, oneshot};
 
+use crate::driver::coordinator_client::{CoordinatorSender, GlobalSettings};
 use crate::driver::peer::PeerSenders;
 use crate::{
-    LogEntry, LogEvent, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest, REGION_LOG,
-    REGION_STATE, RegionNode, RegionNodeConfig, RegionNodeError, RegionStatus, Reply, WAITERS_MAX,
+    GlobalMessageError, LogEntry, LogEvent, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest,
+    REGION_LOG, REGION_STATE, RegionNode, RegionNodeConfig, RegionNodeError, RegionStatus, Reply,
+    ToCoordinator, WAITERS_MAX,
 };
 
 /// The most events waiting in the node's channel. A sender that finds it full gets an error
@@ -162,6 +166,16 @@ pub enum NodeEvent {
         /// Where the answer goes: an error says why the change was not proposed.
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// A part of a sealed epoch from the coordinator. The leader answers what the region has
+    /// appended; a follower answers an acknowledgement whose `not_leader` names the leader.
+    SealedEpoch {
+        /// The part.
+        epoch: proto::SealedEpoch,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<proto::SealedEpochAck, GlobalMessageError>>,
+    },
+    /// The coordinator's answer to one of this node's batches.
+    BatchAck(proto::RegionBatchAck),
 }
 
 /// Why the node loop could not start or had to stop.
@@ -260,9 +274,23 @@ impl Drop for NodeLoopHandle {
 }
 
 /// Opens the store and the node on a new thread and starts the loop. Returns once the node is
-/// open (or could not be opened).
+/// open (or could not be opened). The region ships no batch anywhere: see
+/// [`spawn_with_global`].
 pub fn spawn(settings: NodeLoopSettings) -> Result<NodeLoopHandle, NodeLoopError> {
+    spawn_with_global(settings, &GlobalSettings::none(), None)
+}
+
+/// As [`spawn`], and the node's batches go to the coordinator that `global` names, through a
+/// client task started on `runtime` (required when `global` names replicas).
+pub fn spawn_with_global(
+    settings: NodeLoopSettings,
+    global: &GlobalSettings,
+    runtime: Option<&tokio::runtime::Handle>,
+) -> Result<NodeLoopHandle, NodeLoopError> {
     let (events, receiver) = std::sync::mpsc::sync_channel(EVENTS_QUEUED_MAX);
+    let coordinator = runtime.and_then(|runtime| {
+        CoordinatorSender::start(runtime, settings.node.group.node_id, global, events.clone())
+    });
     let (log_events, _) = broadcast::channel(LOG_EVENTS_BROADCAST_MAX);
     let stop = Arc::new(AtomicBool::new(false));
     let (opened_sender, opened_receiver) = std::sync::mpsc::channel();
@@ -287,6 +315,7 @@ pub fn spawn(settings: NodeLoopSettings) -> Result<NodeLoopHandle, NodeLoopError
                         waiters: HashMap::new(),
                         raft_messages_refused: 0,
                         region: settings.node.region.clone(),
+                        coordinator,
                     };
                     node_loop.run()
                 }
@@ -345,6 +374,10 @@ impl ReadyIo for DriverIo<'_> {
         dsss_raft_group::DurableStore::write(self.store, batch, true)
     }
 
+    fn write_unsynced(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        dsss_raft_group::DurableStore::write(self.store, batch, false)
+    }
+
     fn send(&mut self, messages: Vec<Message>) {
         self.peers.send(messages);
     }
@@ -365,6 +398,7 @@ struct NodeLoop {
     waiters: Waiters,
     raft_messages_refused: u64,
     region: RegionId,
+    coordinator: Option<CoordinatorSender>,
 }
 
 impl NodeLoop {
@@ -436,6 +470,18 @@ impl NodeLoop {
                 let _ = self.log_events.send(Arc::new(event));
             }
         }
+        while let Some(message) = self.node.poll_to_coordinator() {
+            match message {
+                ToCoordinator::Batch(batch) => {
+                    if let Some(coordinator) = &self.coordinator {
+                        coordinator.send(batch);
+                    }
+                }
+                // Not sent: the answer to every `RegionEpochs.Deliver` carries the same
+                // acknowledgement, at once.
+                ToCoordinator::EpochAck(_) => {}
+            }
+        }
         Ok(())
     }
 
@@ -469,6 +515,14 @@ impl NodeLoop {
             }
             NodeEvent::Membership { change, reply } => {
                 let _ = reply.send(self.change_membership(change));
+            }
+            NodeEvent::SealedEpoch { epoch, reply } => {
+                let _ = reply.send(self.handle_sealed_epoch(epoch));
+            }
+            NodeEvent::BatchAck(ack) => {
+                if let Err(error) = self.node.handle_batch_ack(SystemClock.now_us(), ack) {
+                    tracing::debug!(%error, "batch acknowledgement refused");
+                }
             }
         }
     }
@@ -510,6 +564,26 @@ impl NodeLoop {
                 // The caller may have given up (its deadline passed): nothing to do.
                 let _ = sender.send(outcome.clone());
             }
+        }
+    }
+
+    fn handle_sealed_epoch(
+        &mut self,
+        epoch: proto::SealedEpoch,
+    ) -> Result<proto::SealedEpochAck, GlobalMessageError> {
+        let now_us = SystemClock.now_us();
+        match self.node.handle_sealed_epoch(now_us, epoch) {
+            Ok(()) => Ok(self.node.sealed_epoch_ack(now_us)),
+            Err(GlobalMessageError::NotLeader { leader_hint }) => Ok(proto::SealedEpochAck {
+                region: self.region.as_str().to_owned(),
+                not_leader: Some(proto::NotLeader {
+                    leader_node_id: leader_hint.unwrap_or(0),
+                    leader_address: String::new(),
+                }),
+                sender_time: Some(self.node.clock().last().into()),
+                ..proto::SealedEpochAck::default()
+            }),
+            Err(error) => Err(error),
         }
     }
 

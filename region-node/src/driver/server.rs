@@ -4,17 +4,23 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use dsss_wire::grpc::{region_admin_server, region_client_server, region_peer_server};
+use dsss_wire::grpc::{
+    region_admin_server, region_client_server, region_epochs_server, region_peer_server,
+};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use crate::driver::coordinator_client::GlobalSettings;
 use crate::driver::node_loop::{self, NodeLoopHandle, NodeLoopSettings};
-use crate::driver::peer::start_peers;
+use crate::driver::peer::start_peers_with_delays;
 use crate::driver::{DriverConfig, DriverConfigError, NodeLoopError};
-use crate::service::{NodeLink, RegionAdminService, RegionClientService, RegionPeerService};
+use crate::service::{
+    NodeLink, RegionAdminService, RegionClientService, RegionEpochsService, RegionPeerService,
+};
 
 /// The most HTTP/2 streams (concurrent requests) one connection may open: enough for many
 /// clients sharing a connection, few enough that one connection cannot take the node over.
@@ -71,10 +77,23 @@ pub async fn start(config: DriverConfig) -> Result<RunningNode, StartError> {
     start_with_listener(config, listener).await
 }
 
-/// Starts node `config` on an already bound `listener` (tests bind port 0 first).
+/// Starts node `config` on an already bound `listener` (tests bind port 0 first). The node
+/// ships its global records nowhere: see [`start_with_global`].
 pub async fn start_with_listener(
     config: DriverConfig,
     listener: TcpListener,
+) -> Result<RunningNode, StartError> {
+    start_with_global(config, listener, GlobalSettings::none(), Routes::default()).await
+}
+
+/// Starts node `config` on `listener` as a member of the global tier: its batches go to the
+/// coordinator `global` names (with its WAN delays), and its server also serves
+/// `extra_routes` (a coordinator replica hosted on the same node and port).
+pub async fn start_with_global(
+    config: DriverConfig,
+    listener: TcpListener,
+    global: GlobalSettings,
+    extra_routes: Routes,
 ) -> Result<RunningNode, StartError> {
     config.validate()?;
     let node_id = config.node.group.node_id;
@@ -82,7 +101,7 @@ pub async fn start_with_listener(
         address: config.listen_address.clone(),
         error,
     })?;
-    let peers = start_peers(node_id, &config.peers);
+    let peers = start_peers_with_delays(node_id, &config.peers, global.peer_delays.clone());
     let settings = NodeLoopSettings {
         node: config.node.clone(),
         data_dir: config.data_dir.clone(),
@@ -90,11 +109,12 @@ pub async fn start_with_listener(
         peers,
     };
     // Opening RocksDB and replaying the logs blocks: keep it off the runtime's threads.
-    let opened = tokio::task::spawn_blocking(move || node_loop::spawn(settings))
-        .await
-        .map_err(|error| {
-            NodeLoopError::Thread(format!("opening the node did not finish: {error}"))
-        });
+    let runtime = tokio::runtime::Handle::current();
+    let opened = tokio::task::spawn_blocking(move || {
+        node_loop::spawn_with_global(settings, &global, Some(&runtime))
+    })
+    .await
+    .map_err(|error| NodeLoopError::Thread(format!("opening the node did not finish: {error}")));
     let node_loop = match opened {
         Ok(Ok(node_loop)) => node_loop,
         // The peer tasks end with the node loop, which dropped their queues.
@@ -117,6 +137,8 @@ pub async fn start_with_listener(
     let (server_shutdown, shutdown_signal) = oneshot::channel::<()>();
     let router = Server::builder()
         .max_concurrent_streams(Some(STREAMS_PER_CONNECTION_MAX))
+        .add_routes(extra_routes)
+        .add_service(region_epochs_server(RegionEpochsService::new(link.clone())))
         .add_service(region_client_server(RegionClientService::new(link.clone())))
         .add_service(region_peer_server(RegionPeerService::new(link.clone())))
         .add_service(region_admin_server(RegionAdminService::new(link)));

@@ -204,7 +204,7 @@ pub fn status_reply(status: &NodeStatus) -> proto::StatusReply {
         applied_position: node.next_position.saturating_sub(1),
         commit_index: node.commit_index,
         applied_index: node.applied_index,
-        sealed_epoch_number: 0,
+        sealed_epoch_number: node.global.epochs_applied_through,
         protocol_version: PROTOCOL_VERSION,
         clock: Some(proto::ClockHealth {
             hybrid_now: Some(status.hybrid_last.into()),

@@ -4,6 +4,7 @@
 //!   `Subscribe`, `Status`.
 //! - [`peer_service`]: `RegionPeer`, raft traffic from the other members of the region.
 //! - [`admin_service`]: `RegionAdmin`, membership changes for operators.
+//! - [`epochs_service`]: `RegionEpochs`, the coordinator's sealed epochs.
 //!
 //! The services decide nothing about the protocol: they check requests, turn them into
 //! [`NodeEvent`]s for the node loop and turn its answers into replies. Every request carries
@@ -12,6 +13,7 @@
 
 pub mod admin_service;
 pub mod client_service;
+pub mod epochs_service;
 pub mod peer_service;
 
 use std::collections::HashMap;
@@ -34,6 +36,7 @@ pub use client_service::{
     PROPOSE_DEADLINE_US_MAX, RegionClientService, SUBSCRIBE_STREAM_REPLIES_BUFFERED_MAX,
     SUBSCRIBE_STREAMS_MAX,
 };
+pub use epochs_service::RegionEpochsService;
 pub use peer_service::RegionPeerService;
 
 /// What every service holds of its node: the node loop's channel, the log events, the

@@ -245,6 +245,12 @@ impl ReadyIo for SimReadyIo<'_, '_> {
         PrefixedStore::new(&mut disk, self.prefix).write(batch, true)
     }
 
+    fn write_unsynced(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        // Lost on a crash unless a later synced write comes first, as on a real disk.
+        let mut disk = SimDiskStore::new(self.cx.disk());
+        PrefixedStore::new(&mut disk, self.prefix).write(batch, false)
+    }
+
     fn send(&mut self, messages: Vec<RaftMessage>) {
         for message in messages {
             self.cx

@@ -192,6 +192,11 @@ impl ReadyIo for SimReadyIo<'_, '_> {
         SimDiskStore::new(self.cx.disk()).write(batch, true)
     }
 
+    fn write_unsynced(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        // Lost on a crash unless a later synced write comes first, as on a real disk.
+        SimDiskStore::new(self.cx.disk()).write(batch, false)
+    }
+
     fn send(&mut self, messages: Vec<RaftMessage>) {
         for message in messages {
             self.cx

@@ -1,0 +1,144 @@
+//! The production driver of a coordinator replica (feature `driver`; DESIGN.md section 3):
+//! tokio, tonic, RocksDB and the system clock around the sans-IO [`CoordinatorNode`](crate::CoordinatorNode).
+//!
+//! The driver is thin; every protocol decision stays in the replica:
+//!
+//! - [`node_loop`]: one OS thread owns the replica and its RocksDB store in
+//!   `<node data_dir>/coordinator`, ticks once per epoch, drains its bounded event channel,
+//!   then runs ONE [`crate::CoordinatorNode::handle_ready`] whose writes are synced.
+//! - [`service`]: `Coordinator.SubmitBatch` answers each batch at once with the region's
+//!   current acknowledgement state (or NotLeader with the leader's id and address);
+//!   `Coordinator.ReadSealedEpoch` answers the newest sealed epoch on the leader;
+//!   `CoordinatorPeer.Deliver` takes raft messages from the other replicas.
+//! - [`region_sender`]: per region, a task that delivers sealed epochs in order to the
+//!   region's leader guess (`RegionEpochs.Deliver`) and feeds the answers back.
+//! - raft messages between replicas go through the shared
+//!   [`dsss_raft_group::transport`], with the topology's WAN delays when emulated.
+//!
+//! [`start`] wires it together; the caller serves [`RunningCoordinator::routes`] on its own
+//! gRPC server (a `dsss node` serves them beside the region node's services).
+
+pub mod config;
+pub mod node_loop;
+pub mod region_sender;
+pub mod service;
+
+use std::collections::BTreeMap;
+
+use dsss_raft_group::transport::{DelayLine, PeerSenders};
+use dsss_wire::grpc::{coordinator_peer_server, coordinator_server};
+use tonic::service::Routes;
+
+pub use config::{COORDINATOR_DATA_DIR_NAME, CoordinatorDriverConfig, NodeAddress};
+pub use node_loop::{
+    CoordinatorEvent, CoordinatorLoopError, CoordinatorLoopHandle, EVENTS_PER_ITERATION_MAX,
+    EVENTS_QUEUED_MAX,
+};
+pub use region_sender::{
+    REGION_CALL_TIMEOUT_US, REGION_DELIVERY_ATTEMPTS_MAX, REGION_QUEUE_PARTS_MAX,
+};
+pub use service::{CoordinatorLink, CoordinatorPeerService, CoordinatorService};
+
+use region_sender::RegionSender;
+
+/// A replica that runs: its node loop, raft transport and region senders. Dropping it stops
+/// the loop; the tasks end once their queues close.
+pub struct RunningCoordinator {
+    node_id: u64,
+    link: CoordinatorLink,
+    node_loop: Option<CoordinatorLoopHandle>,
+}
+
+/// Starts the coordinator replica `config` on the current tokio runtime: opens (or creates)
+/// its store, starts the raft transport to the other replicas, one epoch sender per region,
+/// and the node loop. Serve [`RunningCoordinator::routes`] to make it reachable.
+pub async fn start(
+    config: CoordinatorDriverConfig,
+) -> Result<RunningCoordinator, CoordinatorLoopError> {
+    config
+        .coordinator
+        .validate()
+        .map_err(|error| CoordinatorLoopError::Thread(error.to_string()))?;
+    let node_id = config.coordinator.node_id;
+    let peers: Vec<(u64, String)> = config
+        .replicas
+        .iter()
+        .filter(|replica| replica.node_id != node_id)
+        .map(|replica| (replica.node_id, replica.address.clone()))
+        .collect();
+    let peers = PeerSenders::start(node_id, &peers, config.peer_delays.clone());
+    let (events, receiver) = std::sync::mpsc::sync_channel(EVENTS_QUEUED_MAX);
+    let mut region_senders = BTreeMap::new();
+    for (seed, (region, nodes)) in (1u64..).zip(&config.regions) {
+        let line = DelayLine::new(
+            config.region_delays.get(region).copied(),
+            node_id.rotate_left(32) ^ seed,
+        );
+        region_senders.insert(
+            region.clone(),
+            RegionSender::start(region.clone(), nodes, line, events.clone()),
+        );
+    }
+    let link = CoordinatorLink::new(node_id, events.clone());
+    let data_dir = config.data_dir.clone();
+    // Opening RocksDB and replaying the log blocks: keep it off the runtime's threads.
+    let node_loop = tokio::task::spawn_blocking(move || {
+        node_loop::spawn(config, peers, region_senders, (events, receiver))
+    })
+    .await
+    .map_err(|error| {
+        CoordinatorLoopError::Thread(format!("opening the coordinator did not finish: {error}"))
+    })??;
+    tracing::info!(node_id, data_dir = %data_dir.display(), "coordinator replica running");
+    Ok(RunningCoordinator {
+        node_id,
+        link,
+        node_loop: Some(node_loop),
+    })
+}
+
+impl RunningCoordinator {
+    /// The replica's node id.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// The replica's link, for status queries.
+    pub fn link(&self) -> &CoordinatorLink {
+        &self.link
+    }
+
+    /// The `Coordinator` and `CoordinatorPeer` services, with the protocol version check and
+    /// the message size limit, to serve on a gRPC server.
+    pub fn routes(&self) -> Routes {
+        Routes::new(coordinator_server(CoordinatorService::new(
+            self.link.clone(),
+        )))
+        .add_service(coordinator_peer_server(CoordinatorPeerService::new(
+            self.link.clone(),
+        )))
+    }
+
+    /// Resolves when the node loop stops on its own (a failed sync).
+    pub async fn stopped(&mut self) {
+        match self.node_loop.as_mut() {
+            Some(node_loop) => node_loop.exited().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stops the node loop after its current round (everything acknowledged is synced).
+    pub async fn shutdown(mut self) -> Result<(), CoordinatorLoopError> {
+        if let Some(node_loop) = self.node_loop.take() {
+            tokio::task::spawn_blocking(move || node_loop.stop())
+                .await
+                .map_err(|error| {
+                    CoordinatorLoopError::Thread(format!(
+                        "stopping the coordinator did not finish: {error}"
+                    ))
+                })??;
+        }
+        tracing::info!(node_id = self.node_id, "coordinator replica stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,170 @@
+//! The coordinator's gRPC services: `Coordinator` (region batches, sealed epoch reads) and
+//! `CoordinatorPeer` (raft traffic between replicas). They decide nothing: they check
+//! requests, hand them to the node loop and turn its answers into replies.
+
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::time::Duration;
+
+use dsss_raft_group::transport::PEER_BATCH_MESSAGES_MAX;
+use dsss_wire::proto::coordinator_peer_server::CoordinatorPeer;
+use dsss_wire::proto::coordinator_server::Coordinator;
+use dsss_wire::proto::{self, RaftBatch, RaftBatchAck};
+use dsss_wire::{PhysicalClock, SystemClock};
+use tokio::sync::oneshot;
+use tonic::{Request, Response, Status};
+
+use super::node_loop::{CoordinatorEvent, EVENTS_QUEUED_MAX};
+use crate::InputError;
+
+/// How long a request waits for the node loop's answer, in microseconds: the loop answers
+/// within one round, so only a stalled disk comes near it.
+pub const LOOP_ANSWER_TIMEOUT_US: u64 = 5_000_000;
+
+/// What the services hold of the replica: its id and the node loop's channel.
+#[derive(Clone, Debug)]
+pub struct CoordinatorLink {
+    node_id: u64,
+    events: SyncSender<CoordinatorEvent>,
+}
+
+impl CoordinatorLink {
+    /// A link to replica `node_id` through its loop's channel.
+    pub fn new(node_id: u64, events: SyncSender<CoordinatorEvent>) -> Self {
+        CoordinatorLink { node_id, events }
+    }
+
+    fn send(&self, event: CoordinatorEvent) -> Result<(), Status> {
+        self.events.try_send(event).map_err(|error| match error {
+            TrySendError::Full(_) => Status::unavailable(format!(
+                "coordinator replica {} is busy: its queue holds {EVENTS_QUEUED_MAX} events \
+                 (EVENTS_QUEUED_MAX); retry later",
+                self.node_id
+            )),
+            TrySendError::Disconnected(_) => self.stopped(),
+        })
+    }
+
+    async fn ask<T>(
+        &self,
+        event: impl FnOnce(oneshot::Sender<T>) -> CoordinatorEvent,
+    ) -> Result<T, Status> {
+        let (sender, receiver) = oneshot::channel();
+        self.send(event(sender))?;
+        match tokio::time::timeout(Duration::from_micros(LOOP_ANSWER_TIMEOUT_US), receiver).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err(self.stopped()),
+            Err(_) => Err(Status::unavailable(format!(
+                "coordinator replica {} did not answer within {LOOP_ANSWER_TIMEOUT_US} us",
+                self.node_id
+            ))),
+        }
+    }
+
+    fn stopped(&self) -> Status {
+        Status::unavailable(format!(
+            "coordinator replica {} is stopping or stopped; try another replica",
+            self.node_id
+        ))
+    }
+
+    /// The replica's status.
+    pub async fn status(&self) -> Result<crate::CoordinatorStatus, Status> {
+        self.ask(CoordinatorEvent::Status).await
+    }
+}
+
+/// The gRPC status for a batch the replica did not take.
+fn input_status(error: InputError) -> Status {
+    match error {
+        InputError::ClockSkew { .. } => Status::failed_precondition(error.to_string()),
+        InputError::Overloaded { .. } => Status::resource_exhausted(error.to_string()),
+        _ => Status::invalid_argument(error.to_string()),
+    }
+}
+
+/// The `Coordinator` service of one replica.
+#[derive(Clone, Debug)]
+pub struct CoordinatorService {
+    link: CoordinatorLink,
+}
+
+impl CoordinatorService {
+    /// The service over `link`.
+    pub fn new(link: CoordinatorLink) -> Self {
+        CoordinatorService { link }
+    }
+}
+
+#[tonic::async_trait]
+impl Coordinator for CoordinatorService {
+    async fn submit_batch(
+        &self,
+        request: Request<proto::RegionBatch>,
+    ) -> Result<Response<proto::RegionBatchAck>, Status> {
+        let batch = request.into_inner();
+        let outcome = self
+            .link
+            .ask(|reply| CoordinatorEvent::SubmitBatch { batch, reply })
+            .await?;
+        outcome.map(Response::new).map_err(input_status)
+    }
+
+    async fn read_sealed_epoch(
+        &self,
+        _request: Request<proto::ReadSealedEpochRequest>,
+    ) -> Result<Response<proto::ReadSealedEpochReply>, Status> {
+        self.link
+            .ask(CoordinatorEvent::ReadSealedEpoch)
+            .await
+            .map(Response::new)
+    }
+}
+
+/// The `CoordinatorPeer` service of one replica.
+#[derive(Clone, Debug)]
+pub struct CoordinatorPeerService {
+    link: CoordinatorLink,
+}
+
+impl CoordinatorPeerService {
+    /// The service over `link`.
+    pub fn new(link: CoordinatorLink) -> Self {
+        CoordinatorPeerService { link }
+    }
+}
+
+#[tonic::async_trait]
+impl CoordinatorPeer for CoordinatorPeerService {
+    async fn deliver(&self, request: Request<RaftBatch>) -> Result<Response<RaftBatchAck>, Status> {
+        let batch = request.into_inner();
+        let node_id = self.link.node_id;
+        if batch.to_node_id != node_id {
+            return Err(Status::invalid_argument(format!(
+                "raft batch field to_node_id: the batch is for node {} but reached coordinator \
+                 replica {node_id}",
+                batch.to_node_id
+            )));
+        }
+        if batch.messages.len() > PEER_BATCH_MESSAGES_MAX {
+            return Err(Status::invalid_argument(format!(
+                "raft batch field messages: {} messages, more than the \
+                 {PEER_BATCH_MESSAGES_MAX} a batch may hold",
+                batch.messages.len()
+            )));
+        }
+        // A full queue drops the batch: raft retransmits what is not acknowledged.
+        if let Err(status) = self.link.send(CoordinatorEvent::RaftBatch(batch)) {
+            tracing::debug!(
+                node_id,
+                message = status.message(),
+                "coordinator raft batch dropped"
+            );
+        }
+        Ok(Response::new(RaftBatchAck {
+            sender_time: Some(proto::Timestamp {
+                physical_us: SystemClock.now_us(),
+                logical: 0,
+            }),
+        }))
+    }
+}

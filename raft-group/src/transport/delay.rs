@@ -1,0 +1,158 @@
+//! WAN delay emulation: what lets a cluster on one machine behave like one spread over
+//! regions (DESIGN.md section 4, `dsss up`).
+//!
+//! A [`DelayLine`] belongs to one sender and one destination. Every message gets a send time
+//! `max(enqueued + sampled delay, previous send time)`: the delay is the link's one-way delay
+//! plus or minus up to its jitter, drawn uniformly, and the maximum keeps the destination's
+//! messages in the order they were queued, as a TCP connection over a real WAN would. The
+//! sender waits until the send time, then sends over loopback.
+
+use std::time::{Duration, Instant};
+
+/// The longest one-way delay a line accepts, in microseconds: topology files allow up to
+/// 5 s plus jitter, and a longer delay would only hide a misconfiguration.
+pub const DELAY_US_MAX: u64 = 10_000_000;
+
+/// The delay of one link: `one_way_us` plus or minus up to `jitter_us`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OneWayDelay {
+    /// The typical one-way delay.
+    pub one_way_us: u64,
+    /// The largest deviation from `one_way_us`; clamped to `one_way_us`.
+    pub jitter_us: u64,
+}
+
+/// The send times of the messages from one sender to one destination. See the module
+/// documentation.
+#[derive(Clone, Debug)]
+pub struct DelayLine {
+    delay: Option<OneWayDelay>,
+    random_state: u64,
+    last_send_at: Option<Instant>,
+}
+
+impl DelayLine {
+    /// A line with `delay` (no delay when `None`), whose jitter is drawn from `seed`.
+    pub fn new(delay: Option<OneWayDelay>, seed: u64) -> Self {
+        DelayLine {
+            delay,
+            random_state: seed,
+            last_send_at: None,
+        }
+    }
+
+    /// A line that sends at once.
+    pub fn off() -> Self {
+        DelayLine::new(None, 0)
+    }
+
+    /// The delay of the line, if it has one.
+    pub fn delay(&self) -> Option<OneWayDelay> {
+        self.delay
+    }
+
+    /// Changes the delay (the destination moved to another region); the order of the
+    /// messages already timed is kept.
+    pub fn set_delay(&mut self, delay: Option<OneWayDelay>) {
+        self.delay = delay;
+    }
+
+    /// When a message queued at `enqueued_at` may leave: never before the previous message of
+    /// this line.
+    pub fn send_at(&mut self, enqueued_at: Instant) -> Instant {
+        let Some(delay) = self.delay else {
+            return enqueued_at;
+        };
+        let one_way_us = delay.one_way_us.min(DELAY_US_MAX);
+        let jitter_us = delay.jitter_us.min(one_way_us);
+        let spread = 2 * jitter_us + 1;
+        let sampled_us = one_way_us - jitter_us + self.next_random() % spread;
+        let mut send_at = enqueued_at + Duration::from_micros(sampled_us);
+        if let Some(last) = self.last_send_at {
+            send_at = send_at.max(last);
+        }
+        self.last_send_at = Some(send_at);
+        send_at
+    }
+
+    /// SplitMix64: a small, well mixed generator; jitter needs no more.
+    fn next_random(&mut self) -> u64 {
+        self.random_state = self.random_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut mixed = self.random_state;
+        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        mixed ^ (mixed >> 31)
+    }
+}
+
+/// Waits until `send_at`. A send time that has come already returns at once: the timer
+/// driver's resolution (a millisecond) would otherwise add to every message sent without WAN
+/// emulation.
+pub async fn wait_until(send_at: Instant) {
+    if send_at > Instant::now() {
+        tokio::time::sleep_until(send_at.into()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_without_delay_sends_at_once() {
+        let mut line = DelayLine::off();
+        let now = Instant::now();
+        assert_eq!(line.send_at(now), now);
+    }
+
+    #[test]
+    fn delays_stay_within_the_jitter_and_keep_the_order() {
+        let delay = OneWayDelay {
+            one_way_us: 20_000,
+            jitter_us: 5_000,
+        };
+        let mut line = DelayLine::new(Some(delay), 7);
+        let start = Instant::now();
+        let mut previous = start;
+        let mut distinct = std::collections::BTreeSet::new();
+        for step in 0..1_000u64 {
+            // Messages queued 100 us apart: jitter larger than the gap would reorder them
+            // without the maximum.
+            let enqueued = start + Duration::from_micros(step * 100);
+            let send_at = line.send_at(enqueued);
+            let delay_us = send_at.duration_since(enqueued).as_micros() as u64;
+            assert!(
+                send_at >= previous,
+                "message {step} overtakes the one before"
+            );
+            assert!(
+                delay_us >= 15_000,
+                "message {step} left after {delay_us} us"
+            );
+            assert!(
+                delay_us <= 25_000 + 5_000,
+                "message {step} left after {delay_us} us"
+            );
+            distinct.insert(delay_us);
+            previous = send_at;
+        }
+        assert!(distinct.len() > 10, "the jitter varies the delay");
+    }
+
+    #[test]
+    fn jitter_larger_than_the_delay_is_clamped() {
+        let delay = OneWayDelay {
+            one_way_us: 1_000,
+            jitter_us: 50_000,
+        };
+        let mut line = DelayLine::new(Some(delay), 1);
+        let now = Instant::now();
+        for _ in 0..100 {
+            let mut fresh = line.clone();
+            fresh.last_send_at = None;
+            let delay_us = fresh.send_at(now).duration_since(now).as_micros();
+            assert!(delay_us <= 2_000, "{delay_us}");
+            line.next_random();
+        }
+    }
+}

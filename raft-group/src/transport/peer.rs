@@ -1,0 +1,346 @@
+//! [`PeerSenders`]: raft messages to the other members of a raft group over gRPC.
+//!
+//! Each peer has one task and one bounded queue. The node loop puts messages in the queue
+//! without waiting ([`PeerSenders::send`]); a full queue drops the message, which is safe
+//! because raft retransmits whatever is not acknowledged. The task takes every queued message
+//! (up to [`PEER_BATCH_MESSAGES_MAX`] and [`PEER_BATCH_BYTES_MAX`]) into one call, so under
+//! load one call carries many messages. A failed call drops its batch and whatever queued
+//! meanwhile (stale by the time the peer is back), then waits with exponential backoff before
+//! the next call; tonic reconnects the channel on its own.
+//!
+//! The call itself is the [`RaftDelivery`] of the group: `RegionPeer.Deliver` for a region,
+//! `CoordinatorPeer.Deliver` for the coordinator. With a [`OneWayDelay`] for a peer, every
+//! message waits for its [`DelayLine`] send time first (WAN emulation).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use dsss_wire::grpc::{VersionedChannel, coordinator_peer_client, region_peer_client};
+use dsss_wire::proto::coordinator_peer_client::CoordinatorPeerClient;
+use dsss_wire::proto::region_peer_client::RegionPeerClient;
+use dsss_wire::proto::{self, RaftBatch};
+use dsss_wire::{PhysicalClock, SystemClock};
+use raft::eraftpb::Message;
+use tokio::sync::mpsc;
+use tonic::Status;
+use tonic::transport::{Channel, Endpoint};
+
+use super::delay::{DelayLine, OneWayDelay};
+use crate::encode_message;
+
+/// The most raft messages queued for one peer; beyond, new messages are dropped.
+pub const PEER_QUEUE_MESSAGES_MAX: usize = 4_096;
+
+/// The most raft messages in one call.
+pub const PEER_BATCH_MESSAGES_MAX: usize = 1_024;
+
+/// The most bytes of encoded raft messages in one call; a larger message (a snapshot) travels
+/// alone. Well below the gRPC message limit, so that a batch of appends never comes near it.
+pub const PEER_BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// The first wait after a failed call, in microseconds.
+pub const PEER_BACKOFF_US_MIN: u64 = 20_000;
+
+/// The longest wait between two calls to a peer that keeps failing, in microseconds.
+pub const PEER_BACKOFF_US_MAX: u64 = 1_000_000;
+
+/// How long one call may take, in microseconds, before the batch is given up.
+pub const PEER_CALL_TIMEOUT_US: u64 = 5_000_000;
+
+/// How long connecting to a peer may take, in microseconds.
+pub const PEER_CONNECT_TIMEOUT_US: u64 = 1_000_000;
+
+/// The most peers one node keeps a transport for: the most members a raft group may have.
+pub const PEERS_MAX: usize = 9;
+
+/// The gRPC call that delivers a batch of raft messages to one peer.
+pub trait RaftDelivery: Send + 'static {
+    /// A client over `channel` (connected lazily).
+    fn over(channel: Channel) -> Self;
+
+    /// Delivers `batch`; an error drops it (raft retransmits).
+    fn deliver_batch(
+        &mut self,
+        batch: RaftBatch,
+    ) -> impl Future<Output = Result<(), Status>> + Send;
+}
+
+impl RaftDelivery for RegionPeerClient<VersionedChannel> {
+    fn over(channel: Channel) -> Self {
+        region_peer_client(channel)
+    }
+
+    async fn deliver_batch(&mut self, batch: RaftBatch) -> Result<(), Status> {
+        self.deliver(batch).await.map(|_| ())
+    }
+}
+
+impl RaftDelivery for CoordinatorPeerClient<VersionedChannel> {
+    fn over(channel: Channel) -> Self {
+        coordinator_peer_client(channel)
+    }
+
+    async fn deliver_batch(&mut self, batch: RaftBatch) -> Result<(), Status> {
+        self.deliver(batch).await.map(|_| ())
+    }
+}
+
+/// The WAN delays of a node's peers: per peer id, and a default for peers learned later
+/// (their region is not known here). Empty means no emulation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerDelays {
+    /// The delay to each known peer.
+    pub by_peer: HashMap<u64, OneWayDelay>,
+    /// The delay to a peer not in `by_peer`.
+    pub default: Option<OneWayDelay>,
+}
+
+impl PeerDelays {
+    /// No delay to any peer.
+    pub fn none() -> Self {
+        PeerDelays::default()
+    }
+
+    /// The delay to `peer_id`, if any.
+    pub fn of(&self, peer_id: u64) -> Option<OneWayDelay> {
+        self.by_peer.get(&peer_id).copied().or(self.default)
+    }
+}
+
+/// A message and when it was queued.
+struct Queued {
+    enqueued_at: Instant,
+    message: Message,
+}
+
+/// The queues of the peer tasks, by node id, as the node loop sees them.
+#[derive(Debug)]
+pub struct PeerSenders<D: RaftDelivery> {
+    node_id: u64,
+    queues: HashMap<u64, mpsc::Sender<Queued>>,
+    addresses: HashMap<u64, String>,
+    delays: PeerDelays,
+    dropped: Arc<AtomicU64>,
+    runtime: tokio::runtime::Handle,
+    delivery: std::marker::PhantomData<fn() -> D>,
+}
+
+impl std::fmt::Debug for Queued {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "queued raft message to {}", self.message.to)
+    }
+}
+
+impl<D: RaftDelivery> Clone for PeerSenders<D> {
+    fn clone(&self) -> Self {
+        PeerSenders {
+            node_id: self.node_id,
+            queues: self.queues.clone(),
+            addresses: self.addresses.clone(),
+            delays: self.delays.clone(),
+            dropped: self.dropped.clone(),
+            runtime: self.runtime.clone(),
+            delivery: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<D: RaftDelivery> PeerSenders<D> {
+    /// Starts one task per peer (`(node id, host:port)`) on the current tokio runtime, with
+    /// the WAN `delays`. The tasks end when the returned senders (and every clone) are dropped.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a tokio runtime.
+    pub fn start(node_id: u64, peers: &[(u64, String)], delays: PeerDelays) -> Self {
+        let mut senders = PeerSenders {
+            node_id,
+            queues: HashMap::new(),
+            addresses: HashMap::new(),
+            delays,
+            dropped: Arc::default(),
+            runtime: tokio::runtime::Handle::current(),
+            delivery: std::marker::PhantomData,
+        };
+        for (peer_id, address) in peers {
+            senders.add(*peer_id, address);
+        }
+        senders
+    }
+
+    /// Starts a transport to `peer_id` at `address`, replacing one to another address. True
+    /// when something changed; false when the peer was already known at that address, or is
+    /// this node, or [`PEERS_MAX`] peers are known.
+    pub fn add(&mut self, peer_id: u64, address: &str) -> bool {
+        if peer_id == self.node_id
+            || self.addresses.get(&peer_id).map(String::as_str) == Some(address)
+            || (!self.queues.contains_key(&peer_id) && self.queues.len() >= PEERS_MAX)
+        {
+            return false;
+        }
+        let (sender, receiver) = mpsc::channel(PEER_QUEUE_MESSAGES_MAX);
+        // Replacing the sender ends the old task, which sees its queue close.
+        self.queues.insert(peer_id, sender);
+        self.addresses.insert(peer_id, address.to_owned());
+        let line = DelayLine::new(
+            self.delays.of(peer_id),
+            self.node_id.rotate_left(32) ^ peer_id,
+        );
+        self.runtime.spawn(run_peer::<D>(
+            self.node_id,
+            peer_id,
+            address.to_owned(),
+            receiver,
+            line,
+        ));
+        tracing::info!(node_id = self.node_id, peer_id, %address, "raft peer added");
+        true
+    }
+
+    /// Queues `messages` for their receivers without waiting. A message for a full queue or
+    /// for a node without a transport is dropped and counted.
+    pub fn send(&self, messages: Vec<Message>) {
+        let enqueued_at = Instant::now();
+        for message in messages {
+            let delivered = self.queues.get(&message.to).is_some_and(|queue| {
+                queue
+                    .try_send(Queued {
+                        enqueued_at,
+                        message,
+                    })
+                    .is_ok()
+            });
+            if !delivered {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Messages dropped since the transport started.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// A message taken from the queue and encoded, with the time it may leave.
+struct Timed {
+    send_at: Instant,
+    encoded: Vec<u8>,
+}
+
+async fn run_peer<D: RaftDelivery>(
+    from_node_id: u64,
+    to_node_id: u64,
+    address: String,
+    mut queue: mpsc::Receiver<Queued>,
+    mut line: DelayLine,
+) {
+    let endpoint = match Endpoint::from_shared(format!("http://{address}")) {
+        Ok(endpoint) => endpoint
+            .connect_timeout(Duration::from_micros(PEER_CONNECT_TIMEOUT_US))
+            .tcp_nodelay(true),
+        Err(error) => {
+            tracing::error!(to_node_id, %address, %error, "invalid peer address; no raft traffic goes there");
+            return;
+        }
+    };
+    let mut client = D::over(endpoint.connect_lazy());
+    let mut backoff_us = PEER_BACKOFF_US_MIN;
+    let mut failing = false;
+    // A message taken from the queue that did not fit in the previous batch, or whose send
+    // time had not come.
+    let mut carried: Option<Timed> = None;
+    loop {
+        let first = match carried.take() {
+            Some(timed) => timed,
+            None => match queue.recv().await {
+                Some(queued) => timed(&mut line, queued),
+                None => return,
+            },
+        };
+        super::delay::wait_until(first.send_at).await;
+        let (batch, rest) = collect_batch(from_node_id, to_node_id, first, &mut queue, &mut line);
+        carried = rest;
+        let call = client.deliver_batch(batch);
+        let outcome = tokio::time::timeout(Duration::from_micros(PEER_CALL_TIMEOUT_US), call).await;
+        match outcome {
+            Ok(Ok(())) => {
+                if failing {
+                    tracing::info!(to_node_id, %address, "peer reachable again");
+                }
+                failing = false;
+                backoff_us = PEER_BACKOFF_US_MIN;
+            }
+            Ok(Err(status)) => {
+                if !failing {
+                    tracing::warn!(to_node_id, %address, code = ?status.code(), message = status.message(), "raft messages to peer failed; retrying with backoff");
+                }
+                failing = true;
+                carried = None;
+                backoff(&mut queue, &mut backoff_us).await;
+            }
+            Err(_) => {
+                if !failing {
+                    tracing::warn!(to_node_id, %address, "raft messages to peer timed out; retrying with backoff");
+                }
+                failing = true;
+                carried = None;
+                backoff(&mut queue, &mut backoff_us).await;
+            }
+        }
+    }
+}
+
+fn timed(line: &mut DelayLine, queued: Queued) -> Timed {
+    Timed {
+        send_at: line.send_at(queued.enqueued_at),
+        encoded: encode_message(&queued.message),
+    }
+}
+
+/// Waits out the backoff, then drops what queued meanwhile: raft will send fresh messages.
+async fn backoff(queue: &mut mpsc::Receiver<Queued>, backoff_us: &mut u64) {
+    tokio::time::sleep(Duration::from_micros(*backoff_us)).await;
+    *backoff_us = (*backoff_us * 2).min(PEER_BACKOFF_US_MAX);
+    while queue.try_recv().is_ok() {}
+}
+
+/// Builds one batch from `first` and the queued messages whose send time has come, within
+/// the batch bounds. Returns the message taken from the queue that did not go, if any.
+fn collect_batch(
+    from_node_id: u64,
+    to_node_id: u64,
+    first: Timed,
+    queue: &mut mpsc::Receiver<Queued>,
+    line: &mut DelayLine,
+) -> (RaftBatch, Option<Timed>) {
+    let mut size_bytes = first.encoded.len();
+    let mut messages = vec![first.encoded];
+    let mut rest = None;
+    let now = Instant::now();
+    while messages.len() < PEER_BATCH_MESSAGES_MAX {
+        let Ok(queued) = queue.try_recv() else {
+            break;
+        };
+        let next = timed(line, queued);
+        if next.send_at > now || size_bytes + next.encoded.len() > PEER_BATCH_BYTES_MAX {
+            rest = Some(next);
+            break;
+        }
+        size_bytes += next.encoded.len();
+        messages.push(next.encoded);
+    }
+    let batch = RaftBatch {
+        from_node_id,
+        to_node_id,
+        sender_time: Some(proto::Timestamp {
+            physical_us: SystemClock.now_us(),
+            logical: 0,
+        }),
+        messages,
+    };
+    (batch, rest)
+}

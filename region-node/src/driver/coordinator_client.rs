@@ -1,0 +1,280 @@
+//! The region's side of the global tier in production: [`GlobalSettings`] (where the
+//! coordinator's replicas are, and the WAN delays to emulate) and the coordinator client task
+//! that ships the region leader's batches.
+//!
+//! The node loop hands every `ToCoordinator::Batch` output to [`CoordinatorSender::send`]
+//! without waiting (a full queue drops it: the leader resends unacknowledged batches). The
+//! task takes the batches in order, waits for the WAN delay when emulated, and calls
+//! `Coordinator.SubmitBatch` on its coordinator leader guess: first the topology's preferred
+//! leader, then the leader a NotLeader answer names, or the next replica after an error. Each
+//! acknowledgement goes back to the node loop ([`NodeEvent::BatchAck`]).
+//! `ToCoordinator::EpochAck` outputs are not sent: the answers to `RegionEpochs.Deliver`
+//! carry the same acknowledgements.
+
+use std::collections::HashMap;
+use std::sync::mpsc::SyncSender;
+use std::time::{Duration, Instant};
+
+use dsss_raft_group::transport::{DelayLine, OneWayDelay, PeerDelays};
+use dsss_topology::Topology;
+use dsss_wire::grpc::{VersionedChannel, coordinator_client};
+use dsss_wire::proto::{self, coordinator_client::CoordinatorClient};
+use tokio::sync::mpsc;
+use tonic::Code;
+use tonic::transport::Endpoint;
+
+use crate::driver::{DriverConfigError, NodeEvent, PeerAddress};
+
+/// The most batches queued for the coordinator; beyond, new ones are dropped (resent later).
+pub const COORDINATOR_QUEUE_BATCHES_MAX: usize = 1_024;
+
+/// The most replicas one submission tries before the batch is dropped.
+pub const COORDINATOR_ATTEMPTS_MAX: usize = 4;
+
+/// How long one `SubmitBatch` call may take, in microseconds.
+pub const COORDINATOR_CALL_TIMEOUT_US: u64 = 2_000_000;
+
+/// How long connecting to a coordinator replica may take, in microseconds.
+pub const COORDINATOR_CONNECT_TIMEOUT_US: u64 = 1_000_000;
+
+/// The most coordinator replicas, as in topology files.
+pub const COORDINATOR_REPLICAS_MAX: usize = 9;
+
+/// Where the global tier is, as a region node sees it, and the WAN delays to emulate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GlobalSettings {
+    /// The coordinator's replicas; empty when the node ships nothing (a region alone).
+    pub coordinator_replicas: Vec<PeerAddress>,
+    /// The replica tried first.
+    pub preferred_leader: u64,
+    /// The one-way delay to each coordinator replica (empty: no emulation).
+    pub coordinator_delays: HashMap<u64, OneWayDelay>,
+    /// The one-way delay of raft messages to the region's other members (empty: none).
+    pub peer_delays: PeerDelays,
+}
+
+impl GlobalSettings {
+    /// No coordinator and no delays: batches are dropped (the region runs alone).
+    pub fn none() -> Self {
+        GlobalSettings::default()
+    }
+
+    /// The settings of node `node_id` of `topology`. With `emulate_wan`, messages wait for
+    /// the latency matrix's one-way delay (with jitter) from the node's region to the
+    /// destination's region.
+    pub fn from_topology(
+        topology: &Topology,
+        node_id: u64,
+        emulate_wan: bool,
+    ) -> Result<GlobalSettings, DriverConfigError> {
+        let own_region_index =
+            topology
+                .region_index_of(node_id)
+                .ok_or_else(|| DriverConfigError::UnknownNode {
+                    node_id,
+                    known: topology.nodes().map(|(_, node)| node.id).collect(),
+                })?;
+        let delay_to = |other_node_id: u64| {
+            let link = topology.latency.link(
+                own_region_index,
+                topology
+                    .region_index_of(other_node_id)
+                    .unwrap_or(own_region_index),
+            );
+            OneWayDelay {
+                one_way_us: link.one_way_us,
+                jitter_us: link.jitter_us,
+            }
+        };
+        let coordinator_replicas: Vec<PeerAddress> = topology
+            .coordinator
+            .replicas
+            .iter()
+            .filter_map(|&replica| {
+                topology.node(replica).map(|node| PeerAddress {
+                    node_id: replica,
+                    address: node.address.clone(),
+                })
+            })
+            .collect();
+        let mut settings = GlobalSettings {
+            preferred_leader: topology.coordinator.preferred_leader,
+            coordinator_replicas,
+            ..GlobalSettings::default()
+        };
+        if emulate_wan {
+            for replica in &settings.coordinator_replicas {
+                settings
+                    .coordinator_delays
+                    .insert(replica.node_id, delay_to(replica.node_id));
+            }
+            let intra = topology.latency.link(own_region_index, own_region_index);
+            settings.peer_delays.default = Some(OneWayDelay {
+                one_way_us: intra.one_way_us,
+                jitter_us: intra.jitter_us,
+            });
+        }
+        Ok(settings)
+    }
+}
+
+/// The node loop's handle on the coordinator client task.
+#[derive(Clone, Debug)]
+pub struct CoordinatorSender {
+    queue: mpsc::Sender<(Instant, proto::RegionBatch)>,
+}
+
+type Client = CoordinatorClient<VersionedChannel>;
+
+impl CoordinatorSender {
+    /// Starts the task on `runtime` for node `node_id`, feeding acknowledgements to `events`.
+    /// `None` when `settings` names no coordinator replica.
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        node_id: u64,
+        settings: &GlobalSettings,
+        events: SyncSender<NodeEvent>,
+    ) -> Option<CoordinatorSender> {
+        let mut clients = Vec::new();
+        for replica in settings
+            .coordinator_replicas
+            .iter()
+            .take(COORDINATOR_REPLICAS_MAX)
+        {
+            match Endpoint::from_shared(format!("http://{}", replica.address)) {
+                Ok(endpoint) => clients.push((
+                    replica.node_id,
+                    coordinator_client(
+                        endpoint
+                            .connect_timeout(Duration::from_micros(COORDINATOR_CONNECT_TIMEOUT_US))
+                            .tcp_nodelay(true)
+                            .connect_lazy(),
+                    ),
+                )),
+                Err(error) => {
+                    tracing::error!(replica = replica.node_id, address = %replica.address, %error, "invalid coordinator address; no batches go there");
+                }
+            }
+        }
+        if clients.is_empty() {
+            return None;
+        }
+        let (queue, receiver) = mpsc::channel(COORDINATOR_QUEUE_BATCHES_MAX);
+        let task = CoordinatorTask {
+            clients,
+            guess: settings.preferred_leader,
+            delays: settings.coordinator_delays.clone(),
+            line: DelayLine::new(None, node_id),
+            events,
+            failing: false,
+        };
+        runtime.spawn(task.run(receiver));
+        Some(CoordinatorSender { queue })
+    }
+
+    /// Queues a batch without waiting; a full queue drops it (the leader resends).
+    pub fn send(&self, batch: proto::RegionBatch) {
+        let _ = self.queue.try_send((Instant::now(), batch));
+    }
+}
+
+struct CoordinatorTask {
+    clients: Vec<(u64, Client)>,
+    guess: u64,
+    delays: HashMap<u64, OneWayDelay>,
+    line: DelayLine,
+    events: SyncSender<NodeEvent>,
+    failing: bool,
+}
+
+impl CoordinatorTask {
+    async fn run(mut self, mut queue: mpsc::Receiver<(Instant, proto::RegionBatch)>) {
+        while let Some((enqueued_at, batch)) = queue.recv().await {
+            let mut enqueued_at = enqueued_at;
+            for _ in 0..COORDINATOR_ATTEMPTS_MAX {
+                self.line.set_delay(self.delays.get(&self.guess).copied());
+                dsss_raft_group::transport::wait_until(self.line.send_at(enqueued_at)).await;
+                if self.submit(&batch).await {
+                    break;
+                }
+                // The next attempt goes to another replica, over its own link.
+                enqueued_at = Instant::now();
+            }
+        }
+    }
+
+    /// One attempt on the leader guess. True when the batch needs no other attempt.
+    async fn submit(&mut self, batch: &proto::RegionBatch) -> bool {
+        let index = self
+            .clients
+            .iter()
+            .position(|(node_id, _)| *node_id == self.guess)
+            .unwrap_or(0);
+        let node_ids: Vec<u64> = self.clients.iter().map(|(node_id, _)| *node_id).collect();
+        let (replica, client) = &mut self.clients[index];
+        let replica = *replica;
+        let next = next_node(&node_ids, replica);
+        let call = client.submit_batch(batch.clone());
+        let outcome =
+            tokio::time::timeout(Duration::from_micros(COORDINATOR_CALL_TIMEOUT_US), call).await;
+        match outcome {
+            Ok(Ok(reply)) => {
+                let ack = reply.into_inner();
+                if let Some(not_leader) = &ack.not_leader {
+                    let hinted = not_leader.leader_node_id;
+                    self.guess = if hinted != replica && node_ids.contains(&hinted) {
+                        hinted
+                    } else {
+                        next
+                    };
+                    return false;
+                }
+                if self.failing {
+                    tracing::info!(replica, "coordinator reachable again");
+                }
+                self.failing = false;
+                self.guess = replica;
+                // A full loop queue drops the acknowledgement: the next answer repeats it.
+                let _ = self.events.try_send(NodeEvent::BatchAck(ack));
+                true
+            }
+            Ok(Err(status)) => {
+                let refused = matches!(
+                    status.code(),
+                    Code::InvalidArgument | Code::FailedPrecondition | Code::ResourceExhausted
+                );
+                if !self.failing || refused {
+                    tracing::warn!(replica, code = ?status.code(), message = status.message(), "batch submission failed");
+                }
+                if refused {
+                    // The leader answered and refused it: another replica would not take it
+                    // either. The batch is resent later.
+                    return true;
+                }
+                self.failing = true;
+                self.guess = next;
+                false
+            }
+            Err(_) => {
+                if !self.failing {
+                    tracing::warn!(
+                        replica,
+                        "batch submission timed out; trying the next replica"
+                    );
+                }
+                self.failing = true;
+                self.guess = next;
+                false
+            }
+        }
+    }
+}
+
+/// The node after `current` in `nodes`, wrapping around (the first when `current` is not
+/// there).
+fn next_node(nodes: &[u64], current: u64) -> u64 {
+    match nodes.iter().position(|&node| node == current) {
+        Some(index) => nodes[(index + 1) % nodes.len()],
+        None => nodes.first().copied().unwrap_or(current),
+    }
+}

@@ -1,0 +1,56 @@
+//! `RegionEpochs`: the coordinator's sealed epochs, on every member of the region.
+//!
+//! The part goes to the node: the leader proposes it and answers what the region has appended
+//! (`sealed_epoch_ack`); a follower answers with `not_leader` naming the leader and its
+//! address, so the coordinator's sender follows the hint.
+
+use dsss_wire::proto::region_epochs_server::RegionEpochs;
+use dsss_wire::proto::{SealedEpoch, SealedEpochAck};
+use tonic::{Request, Response, Status};
+
+use crate::GlobalMessageError;
+use crate::driver::NodeEvent;
+use crate::service::NodeLink;
+
+/// The `RegionEpochs` service of one node.
+#[derive(Clone, Debug)]
+pub struct RegionEpochsService {
+    link: NodeLink,
+}
+
+impl RegionEpochsService {
+    /// The service over `link`.
+    pub fn new(link: NodeLink) -> Self {
+        RegionEpochsService { link }
+    }
+}
+
+/// The gRPC status for a part the node did not take.
+fn refusal(error: GlobalMessageError) -> Status {
+    match error {
+        GlobalMessageError::ClockSkew(_) => Status::failed_precondition(error.to_string()),
+        GlobalMessageError::Overloaded(_) => Status::resource_exhausted(error.to_string()),
+        GlobalMessageError::Invalid(_) => Status::invalid_argument(error.to_string()),
+        GlobalMessageError::NotLeader { .. } => Status::unavailable(error.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl RegionEpochs for RegionEpochsService {
+    async fn deliver(
+        &self,
+        request: Request<SealedEpoch>,
+    ) -> Result<Response<SealedEpochAck>, Status> {
+        let epoch = request.into_inner();
+        let outcome = self
+            .link
+            .ask(|reply| NodeEvent::SealedEpoch { epoch, reply })
+            .await?;
+        let mut ack = outcome.map_err(refusal)?;
+        if let Some(not_leader) = ack.not_leader.as_mut() {
+            let leader_hint = (not_leader.leader_node_id != 0).then_some(not_leader.leader_node_id);
+            *not_leader = self.link.not_leader(leader_hint);
+        }
+        Ok(Response::new(ack))
+    }
+}
