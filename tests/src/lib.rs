@@ -1,4 +1,5 @@
-//! Multi-process tests of DSSS on loopback: helpers that find and run the real `dsss` binary.
+//! Multi-process tests of DSSS on loopback: helpers that find and run the real `dsss` binary,
+//! and ([`processes`]) that run a cluster of `dsss node` processes and wait on it.
 //!
 //! The tests in `tests/` start the binary built by `cargo build -p dsss-cli` (or by
 //! `cargo test --workspace`, which builds it because `dsss-cli` has integration tests of its
@@ -7,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+pub mod processes;
 
 /// The `dsss` binary next to this test executable's profile directory.
 ///

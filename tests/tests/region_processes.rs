@@ -4,20 +4,17 @@
 //!
 //! Build the binary first (`cargo build --workspace`, or `cargo test --workspace`).
 
-use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dsss_region_node::client::{Call, ClientError, RegionClient, RegionConnections};
-use dsss_tests::dsss_binary;
+use dsss_tests::processes::{Deadline, NodeProcesses, free_port};
 use dsss_wire::proto::{self, log_entry};
 use dsss_wire::{Record, Scope};
-use tokio::time::{Instant, sleep};
 
 /// The nodes of the test region.
 const NODE_IDS: [u64; 3] = [1, 2, 3];
@@ -32,27 +29,20 @@ const CALLS_PER_CLIENT_MAX: u64 = 3_000;
 /// asserts nothing about how fast things happen, only that they happen within this.
 const WAIT_MAX: Duration = Duration::from_secs(60);
 
-/// How often the test polls a condition.
-const POLL_INTERVAL: Duration = Duration::from_millis(50);
-
 /// Acknowledgements every client must have before the leader is killed, and again after the
 /// new leader is elected and after the old one is back.
 const ACKS_PER_PHASE: usize = 20;
 
-/// The region's `dsss node` processes, killed when the value drops, so that no process
-/// outlives the test.
+/// The region's `dsss node` processes (killed when the value drops, so that no process
+/// outlives the test) and the members' addresses.
 struct RegionProcesses {
-    directory: tempfile::TempDir,
-    topology: PathBuf,
+    processes: NodeProcesses,
     addresses: BTreeMap<u64, String>,
-    children: HashMap<u64, Child>,
-    starts: HashMap<u64, u32>,
 }
 
 impl RegionProcesses {
     /// Writes a one-region topology with free loopback ports into a temporary directory.
     fn new() -> Self {
-        let directory = tempfile::tempdir().expect("create a temporary directory");
         let addresses: BTreeMap<u64, String> = NODE_IDS
             .iter()
             .map(|&node_id| (node_id, format!("127.0.0.1:{}", free_port())))
@@ -72,14 +62,9 @@ impl RegionProcesses {
              [[regions]]\nid = \"region-a\"\nnodes = [\n{}\n]\n",
             nodes.join("\n")
         );
-        let topology = directory.path().join("topology.toml");
-        fs::write(&topology, text).expect("write the topology");
         RegionProcesses {
-            directory,
-            topology,
+            processes: NodeProcesses::new(&text),
             addresses,
-            children: HashMap::new(),
-            starts: HashMap::new(),
         }
     }
 
@@ -90,95 +75,14 @@ impl RegionProcesses {
             .collect()
     }
 
-    fn log_path(&self, node_id: u64, start: u32) -> PathBuf {
-        self.directory
-            .path()
-            .join(format!("node-{node_id}.start-{start}.log"))
-    }
-
     /// Starts `dsss node` for `node_id`, its output in a log file of the temporary directory.
     fn start(&mut self, node_id: u64) {
-        let start = self.starts.entry(node_id).or_insert(0);
-        *start += 1;
-        let start = *start;
-        let log = File::create(self.log_path(node_id, start)).expect("create a node log");
-        let child = Command::new(dsss_binary())
-            .args(["node", "--topology"])
-            .arg(&self.topology)
-            .args(["--id", &node_id.to_string()])
-            .current_dir(self.directory.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone the log file"))
-            .stderr(log)
-            .spawn()
-            .expect("start dsss node");
-        self.children.insert(node_id, child);
+        self.processes.start(node_id, &[]);
     }
 
-    /// Kills `node_id` with SIGKILL (what `Child::kill` sends on Unix) and reaps it.
+    /// Kills `node_id` with SIGKILL and reaps it.
     fn kill(&mut self, node_id: u64) {
-        if let Some(mut child) = self.children.remove(&node_id) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn print_logs(&self) {
-        for (&node_id, &starts) in &self.starts {
-            for start in 1..=starts {
-                let text = fs::read_to_string(self.log_path(node_id, start)).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = &lines[lines.len().saturating_sub(40)..];
-                eprintln!(
-                    "--- node {node_id}, start {start} (last {} lines)\n{}",
-                    tail.len(),
-                    tail.join("\n")
-                );
-            }
-        }
-    }
-}
-
-impl Drop for RegionProcesses {
-    fn drop(&mut self) {
-        let node_ids: Vec<u64> = self.children.keys().copied().collect();
-        for node_id in node_ids {
-            self.kill(node_id);
-        }
-        if std::thread::panicking() {
-            self.print_logs();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
-    listener.local_addr().expect("bound address").port()
-}
-
-/// A bounded wait: [`Deadline::check`] panics, naming what was awaited, once [`WAIT_MAX`]
-/// has passed.
-struct Deadline {
-    what: &'static str,
-    started: Instant,
-}
-
-impl Deadline {
-    fn new(what: &'static str) -> Self {
-        Deadline {
-            what,
-            started: Instant::now(),
-        }
-    }
-
-    /// Panics when the wait is over, else sleeps one poll interval.
-    async fn check(&self) {
-        assert!(
-            self.started.elapsed() < WAIT_MAX,
-            "{}: not reached within {WAIT_MAX:?}",
-            self.what
-        );
-        sleep(POLL_INTERVAL).await;
+        self.processes.kill(node_id);
     }
 }
 
@@ -189,7 +93,7 @@ async fn wait_for_acknowledgements(
     counters: &[Arc<AtomicUsize>],
     baseline: &[usize],
 ) {
-    let deadline = Deadline::new(what);
+    let deadline = Deadline::new(what, WAIT_MAX);
     while !counters
         .iter()
         .zip(baseline)
@@ -205,7 +109,7 @@ async fn wait_for_leader(
     connections: &RegionConnections,
     candidates: &[u64],
 ) -> u64 {
-    let deadline = Deadline::new(what);
+    let deadline = Deadline::new(what, WAIT_MAX);
     loop {
         if let Some(leader) = leader_among(connections, candidates).await {
             return leader;
@@ -350,7 +254,7 @@ async fn sigkilled_leader_loses_no_acknowledged_record_and_rejoins() {
     }
 
     // Every member reaches the same last position, the restarted one included.
-    let deadline = Deadline::new("every member has applied the same log");
+    let deadline = Deadline::new("every member has applied the same log", WAIT_MAX);
     let last_position = loop {
         let mut positions = Vec::new();
         for node_id in NODE_IDS {
@@ -464,8 +368,8 @@ async fn sigterm_stops_a_node_cleanly_and_its_data_survives_a_restart() {
     // SIGTERM every node: each must exit with status 0.
     for node_id in NODE_IDS {
         let child = region
-            .children
-            .get_mut(&node_id)
+            .processes
+            .child_mut(node_id)
             .expect("the node was started");
         let status = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -474,7 +378,7 @@ async fn sigterm_stops_a_node_cleanly_and_its_data_survives_a_restart() {
         assert!(status.success(), "kill -TERM failed");
     }
     for node_id in NODE_IDS {
-        let mut child = region.children.remove(&node_id).expect("started");
+        let mut child = region.processes.take_child(node_id).expect("started");
         let status = child.wait().expect("wait for the node");
         assert_eq!(
             status.code(),
@@ -484,8 +388,8 @@ async fn sigterm_stops_a_node_cleanly_and_its_data_survives_a_restart() {
     }
     assert!(
         region
-            .directory
-            .path()
+            .processes
+            .directory()
             .join(Path::new("data/node-1"))
             .is_dir(),
         "the data directory was created from the topology"
@@ -516,11 +420,11 @@ async fn sigterm_stops_a_node_cleanly_and_its_data_survives_a_restart() {
 fn a_node_missing_from_the_topology_is_refused_with_the_known_ids() {
     let region = RegionProcesses::new();
     let output = dsss_tests::run_dsss(
-        region.directory.path(),
+        region.processes.directory(),
         [
             "node",
             "--topology",
-            region.topology.to_str().expect("utf-8 path"),
+            region.processes.topology().to_str().expect("utf-8 path"),
             "--id",
             "7",
         ],

@@ -210,7 +210,7 @@ pub fn status_reply(status: &NodeStatus) -> proto::StatusReply {
             hybrid_now: Some(status.hybrid_last.into()),
             physical_now_us: status.physical_now_us,
             max_skew_us: status.max_clock_skew_us,
-            rejected_timestamps: 0,
+            rejected_timestamps: node.counters.clock_skew_refused,
         }),
     }
 }

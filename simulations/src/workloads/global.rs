@@ -34,6 +34,7 @@ pub use process::{
     REGION_TICK_INTERVAL, Routes,
 };
 
+use super::common::{election_seed, uniform_duration};
 use crate::network::{NetworkConfig, NetworkFaults, NodeId};
 use crate::simulation::Simulation;
 use crate::time::SimTime;
@@ -200,15 +201,6 @@ impl GlobalRunSettings {
         }
         Ok(())
     }
-}
-
-/// One run's seed mixed with a node and its incarnation: the seed of that incarnation's
-/// election timeouts (splitmix64 finalizer).
-fn election_seed(run_seed: u64, node: NodeId, incarnation: u64, group: u64) -> u64 {
-    let mut value = run_seed ^ node.rotate_left(32) ^ incarnation.rotate_left(48) ^ group;
-    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    value ^ (value >> 31)
 }
 
 /// How often leaders resend what the other tier has not acknowledged: ten epochs, but never
@@ -563,12 +555,6 @@ pub struct FaultsDrawn {
     pub long_region_partitions: u32,
     /// The largest clock skew drawn for a node, in microseconds (either direction).
     pub clock_skew_us_max: u64,
-}
-
-fn uniform_duration(rng: &mut crate::SimRng, low: Duration, high: Duration) -> Duration {
-    let low = u64::try_from(low.as_nanos()).unwrap_or(u64::MAX);
-    let high = u64::try_from(high.as_nanos()).unwrap_or(u64::MAX).max(low);
-    Duration::from_nanos(rng.range_inclusive(low, high))
 }
 
 /// Draws the fault schedule of a run from its seed, sorted by time, and sets the clocks.

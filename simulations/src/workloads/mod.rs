@@ -1,5 +1,6 @@
 //! Workloads: sans-IO processes and the harness that runs them on a topology with faults.
 
+mod common;
 pub mod global;
 pub mod probe;
 pub mod region;

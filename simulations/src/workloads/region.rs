@@ -32,6 +32,7 @@ pub use process::{
     TICK_INTERVAL,
 };
 
+use super::common::{election_seed, uniform_duration};
 use crate::network::{EXTERNAL_NODE_ID, Link, NetworkConfig, NetworkFaults, NodeId};
 use crate::process::Context;
 use crate::simulation::Simulation;
@@ -222,15 +223,6 @@ impl RegionRunSettings {
     }
 }
 
-/// One run's seed mixed with a node and its incarnation: the seed of that incarnation's
-/// election timeouts (splitmix64 finalizer).
-fn election_seed(run_seed: u64, node: NodeId, incarnation: u64) -> u64 {
-    let mut value = run_seed ^ node.rotate_left(32) ^ incarnation.rotate_left(48);
-    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    value ^ (value >> 31)
-}
-
 /// A simulated region: its members, its clients, the observer, and the simulation that runs
 /// them. See the module documentation.
 pub struct RegionCluster {
@@ -308,7 +300,7 @@ impl RegionCluster {
                 Vec::new()
             };
             let mut config = RegionNodeConfig::new(node, initial_members, region);
-            config.group.election_seed = election_seed(seed, node, *incarnation);
+            config.group.election_seed = election_seed(seed, node, *incarnation, 0);
             config.group.log_retention = raft_log_retention;
             config.log_retention = region_log_retention;
             config.proposal_timeout_ticks = 50;
@@ -563,12 +555,6 @@ pub struct FaultsDrawn {
     pub partitions: u32,
     /// Leader transfers asked for.
     pub leader_transfers: u32,
-}
-
-fn uniform_duration(rng: &mut crate::SimRng, low: Duration, high: Duration) -> Duration {
-    let low = u64::try_from(low.as_nanos()).unwrap_or(u64::MAX);
-    let high = u64::try_from(high.as_nanos()).unwrap_or(u64::MAX).max(low);
-    Duration::from_nanos(rng.range_inclusive(low, high))
 }
 
 /// Draws the fault schedule of a run from its seed, sorted by time.

@@ -30,6 +30,7 @@ use super::checker::GlobalObserver;
 use crate::network::{EXTERNAL_NODE_ID, NodeId};
 use crate::process::{Context, Process, TimerId};
 use crate::time::SimTime;
+use crate::workloads::common::content_hash;
 use crate::workloads::region::SimDiskStore;
 
 /// The interval of a region node's raft tick.
@@ -70,14 +71,6 @@ pub enum GlobalMessage {
     Epoch(proto::SealedEpoch),
     /// A region's acknowledgement of sealed epochs.
     EpochAck(proto::SealedEpochAck),
-}
-
-/// A 64-bit FNV-1a hash of `bytes`, so the trace names a raft message by its content
-/// without printing it.
-fn content_hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 impl fmt::Debug for GlobalMessage {

@@ -20,6 +20,7 @@ use crate::disk::SimDisk;
 use crate::network::{EXTERNAL_NODE_ID, NodeId};
 use crate::process::{Context, Process, TimerId};
 use crate::time::SimTime;
+use crate::workloads::common::content_hash;
 
 /// The interval of a region node's raft tick.
 pub const TICK_INTERVAL: Duration = Duration::from_millis(10);
@@ -43,14 +44,6 @@ pub enum RegionMessage {
     Propose(ProposeRequest),
     /// A node's answer to a proposal.
     Reply(Reply),
-}
-
-/// A 64-bit FNV-1a hash of `bytes`, so the trace names a raft message by its content
-/// without printing it.
-fn content_hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 impl fmt::Debug for RegionMessage {

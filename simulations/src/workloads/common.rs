@@ -1,0 +1,30 @@
+//! Small pieces the workloads share: seeds for election timeouts, uniform durations, and the
+//! content hash that names an opaque message in the trace.
+
+use std::time::Duration;
+
+use crate::network::NodeId;
+
+/// One run's seed mixed with a node, its incarnation and the raft group it runs (0 for the
+/// only one): the seed of that incarnation's election timeouts (splitmix64 finalizer).
+pub(crate) fn election_seed(run_seed: u64, node: NodeId, incarnation: u64, group: u64) -> u64 {
+    let mut value = run_seed ^ node.rotate_left(32) ^ incarnation.rotate_left(48) ^ group;
+    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    value ^ (value >> 31)
+}
+
+/// A duration drawn uniformly from `low..=high` (`high` below `low` counts as `low`).
+pub(crate) fn uniform_duration(rng: &mut crate::SimRng, low: Duration, high: Duration) -> Duration {
+    let low = u64::try_from(low.as_nanos()).unwrap_or(u64::MAX);
+    let high = u64::try_from(high.as_nanos()).unwrap_or(u64::MAX).max(low);
+    Duration::from_nanos(rng.range_inclusive(low, high))
+}
+
+/// A 64-bit FNV-1a hash of `bytes`, so the trace names a message by its content without
+/// printing it.
+pub(crate) fn content_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}

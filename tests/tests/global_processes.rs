@@ -1,0 +1,761 @@
+//! Three regions of three `dsss node --emulate-wan` OS processes on loopback, laid out like
+//! `topology/examples/local.toml` (one coordinator replica per region, its latency matrix),
+//! under concurrent global calls from every region, with the coordinator leader killed by
+//! SIGKILL mid-load and restarted. Reference: DESIGN.md section 1 (durability, exactly once,
+//! one order), section 2 (the global tier: sealed epochs appended to every region's log, a
+//! coordinator leader loss is a raft election) and section 6 (how each guarantee is checked).
+//!
+//! Build the binary first (`cargo build --workspace`, or `cargo test --workspace`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use dsss_region_node::client::{Call, ClientError, RegionClient, RegionConnections};
+use dsss_tests::processes::{Deadline, NodeProcesses, free_port};
+use dsss_topology::{LOCAL_TOPOLOGY_TOML, Topology};
+use dsss_wire::Scope;
+use dsss_wire::grpc::{VersionedChannel, coordinator_client};
+use dsss_wire::proto::coordinator_client::CoordinatorClient;
+use dsss_wire::proto::{self, log_entry};
+use tokio::time::{Instant, sleep};
+use tonic::Request;
+use tonic::transport::Endpoint;
+
+/// Concurrent clients in each region.
+const CLIENTS_PER_REGION: u64 = 3;
+
+/// The most calls one client makes: the run is bounded in count as well as in time.
+const CALLS_PER_CLIENT_MAX: u64 = 2_000;
+
+/// The pause between two calls of one client, which keeps the logs of the run (and the load
+/// on a small machine running nine nodes) moderate.
+const CALL_PAUSE: Duration = Duration::from_millis(10);
+
+/// How long one attempt of a call may take before the client tries another member.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the client retries one call before it hands back; the test then retries the call
+/// again with the same sequence unless the load is over.
+const PROPOSE_TIME: Duration = Duration::from_secs(5);
+
+/// Acknowledgements every client must have before the coordinator leader is killed, and again
+/// after the kill and after the restart.
+const ACKS_PER_PHASE: usize = 10;
+
+/// How long the load keeps running after the kill before the killed node is restarted.
+const LOAD_AFTER_KILL: Duration = Duration::from_secs(3);
+
+/// Generous bound on any one wait of the test (leaders elected, epochs sealed, a node caught
+/// up). The test asserts nothing about how fast things happen, only that they happen within
+/// this.
+const WAIT_MAX: Duration = Duration::from_secs(45);
+
+/// How long reading one piece of a log through Subscribe may take.
+const READ_WAIT_MAX: Duration = Duration::from_secs(20);
+
+/// How long connecting to a coordinator replica may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The test's cluster: the local topology with free loopback ports, its processes, and
+/// connections to every region and coordinator replica.
+struct GlobalCluster {
+    processes: NodeProcesses,
+    regions: Vec<RegionUnderTest>,
+    replicas: Vec<(u64, CoordinatorClient<VersionedChannel>)>,
+}
+
+/// One region of the cluster.
+struct RegionUnderTest {
+    id: String,
+    node_ids: Vec<u64>,
+    connections: RegionConnections,
+}
+
+impl GlobalCluster {
+    /// Writes `local.toml` with every node on a free loopback port into a temporary directory
+    /// (its relative data directories resolve there).
+    fn new() -> Self {
+        let local = dsss_topology::parse("local.toml", LOCAL_TOPOLOGY_TOML)
+            .unwrap_or_else(|diagnostics| panic!("the local topology is valid: {diagnostics}"));
+        let mut text = LOCAL_TOPOLOGY_TOML.to_owned();
+        for (_, node) in local.nodes() {
+            let quoted = format!("\"{}\"", node.address);
+            assert_eq!(
+                text.matches(&quoted).count(),
+                1,
+                "local.toml names address {quoted} once"
+            );
+            text = text.replace(&quoted, &format!("\"127.0.0.1:{}\"", free_port()));
+        }
+        let topology: Topology = dsss_topology::parse("topology.toml", &text)
+            .unwrap_or_else(|diagnostics| panic!("the test topology is valid: {diagnostics}"));
+        assert_eq!(topology.regions.len(), 3, "the test runs three regions");
+        let regions = topology
+            .regions
+            .iter()
+            .map(|region| {
+                let members: Vec<(u64, String)> = region
+                    .nodes
+                    .iter()
+                    .map(|node| (node.id, node.address.clone()))
+                    .collect();
+                RegionUnderTest {
+                    id: region.id.clone(),
+                    node_ids: members.iter().map(|(node_id, _)| *node_id).collect(),
+                    connections: RegionConnections::new(&members).expect("valid members"),
+                }
+            })
+            .collect();
+        let replicas = topology
+            .nodes()
+            .filter(|(_, node)| topology.is_coordinator_replica(node.id))
+            .map(|(_, node)| {
+                let endpoint = Endpoint::from_shared(format!("http://{}", node.address))
+                    .expect("a valid address")
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true);
+                (node.id, coordinator_client(endpoint.connect_lazy()))
+            })
+            .collect();
+        GlobalCluster {
+            processes: NodeProcesses::new(&text),
+            regions,
+            replicas,
+        }
+    }
+
+    fn node_ids(&self) -> Vec<u64> {
+        self.regions
+            .iter()
+            .flat_map(|region| region.node_ids.iter().copied())
+            .collect()
+    }
+
+    fn start(&mut self, node_id: u64) {
+        self.processes.start(node_id, &["--emulate-wan"]);
+    }
+
+    fn region_of(&self, node_id: u64) -> &RegionUnderTest {
+        self.regions
+            .iter()
+            .find(|region| region.node_ids.contains(&node_id))
+            .expect("every node is in a region")
+    }
+
+    /// The coordinator replica among `candidates` that answers ReadSealedEpoch as leader with
+    /// a sealed epoch, if any.
+    async fn coordinator_leader(&self, candidates: &[u64]) -> Option<u64> {
+        for (node_id, client) in &self.replicas {
+            if !candidates.contains(node_id) {
+                continue;
+            }
+            let mut request = Request::new(proto::ReadSealedEpochRequest::default());
+            request.set_timeout(CONNECT_TIMEOUT);
+            if let Ok(reply) = client.clone().read_sealed_epoch(request).await {
+                let reply = reply.into_inner();
+                if reply.not_leader.is_none() && reply.epoch_number > 0 {
+                    return Some(*node_id);
+                }
+            }
+        }
+        None
+    }
+
+    async fn wait_for_coordinator_leader(&self, what: &'static str, candidates: &[u64]) -> u64 {
+        let deadline = Deadline::new(what, WAIT_MAX);
+        loop {
+            if let Some(leader) = self.coordinator_leader(candidates).await {
+                return leader;
+            }
+            deadline.check().await;
+        }
+    }
+}
+
+/// The status of a region's leader, when one member reports itself leader.
+async fn region_leader_status(region: &RegionUnderTest) -> Option<proto::StatusReply> {
+    for &node_id in &region.node_ids {
+        if let Ok(status) = region.connections.status(node_id).await
+            && status.role == proto::NodeRole::Leader as i32
+            && status.node_id == status.leader_node_id
+        {
+            return Some(status);
+        }
+    }
+    None
+}
+
+/// Waits until every region has a leader whose log holds sealed epochs.
+async fn wait_until_ready(regions: &[RegionUnderTest]) {
+    let deadline = Deadline::new(
+        "every region has a leader and appends sealed epochs",
+        WAIT_MAX,
+    );
+    loop {
+        let mut ready = 0;
+        for region in regions {
+            if let Some(status) = region_leader_status(region).await
+                && status.sealed_epoch_number > 0
+            {
+                ready += 1;
+            }
+        }
+        if ready == regions.len() {
+            return;
+        }
+        deadline.check().await;
+    }
+}
+
+/// One acknowledged call.
+#[derive(Clone, Copy, Debug)]
+struct Acknowledged {
+    sequence: u64,
+    /// Where the call sits, pending, in its own region's log.
+    position: u64,
+    /// When the client first proposed the call.
+    started: Instant,
+}
+
+/// What one client saw.
+#[derive(Debug)]
+struct ClientHistory {
+    client_id: u64,
+    region_index: usize,
+    acknowledged: Vec<Acknowledged>,
+    /// A call still being retried when the load stopped: the region may hold it once or not
+    /// at all.
+    unacknowledged: Option<(u64, ClientError)>,
+    /// A call the region refused outright, which no call of this test should be.
+    refused: Option<(u64, ClientError)>,
+}
+
+/// Client ids are numbered per region: the clients of region index i have ids from
+/// `(i + 1) * CLIENT_IDS_PER_REGION + 1`, so that a record's client names its region.
+const CLIENT_IDS_PER_REGION: u64 = 100;
+
+fn client_id_of(region_index: usize, index: u64) -> u64 {
+    (region_index as u64 + 1) * CLIENT_IDS_PER_REGION + index + 1
+}
+
+fn region_index_of_client(client_id: u64) -> Option<usize> {
+    (client_id / CLIENT_IDS_PER_REGION)
+        .checked_sub(1)
+        .map(|index| index as usize)
+}
+
+fn global_call(client_id: u64, sequence: u64) -> Call {
+    Call {
+        object_id: "global/counter".to_owned(),
+        method_id: 1,
+        arguments: format!("client {client_id} call {sequence}").into_bytes(),
+        scope: Scope::Global,
+    }
+}
+
+struct ClientPlan {
+    connections: RegionConnections,
+    client_id: u64,
+    region_index: usize,
+    first_member: u64,
+}
+
+/// Makes calls one after the other, each retried with the same sequence until it is
+/// acknowledged, until `stop` is set or [`CALLS_PER_CLIENT_MAX`] calls are made.
+async fn run_client(
+    plan: ClientPlan,
+    stop: Arc<AtomicBool>,
+    acknowledged_count: Arc<AtomicUsize>,
+) -> ClientHistory {
+    let mut client = RegionClient::new(plan.connections, plan.client_id)
+        .with_timeouts(ATTEMPT_TIMEOUT, PROPOSE_TIME);
+    client
+        .prefer(plan.first_member)
+        .expect("the first member is in the region");
+    let mut history = ClientHistory {
+        client_id: plan.client_id,
+        region_index: plan.region_index,
+        acknowledged: Vec::new(),
+        unacknowledged: None,
+        refused: None,
+    };
+    'calls: for sequence in 1..=CALLS_PER_CLIENT_MAX {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let call = global_call(plan.client_id, sequence);
+        let started = Instant::now();
+        loop {
+            match client.propose_with_sequence(sequence, &call).await {
+                Ok(committed) => {
+                    history.acknowledged.push(Acknowledged {
+                        sequence,
+                        position: committed.position,
+                        started,
+                    });
+                    acknowledged_count.fetch_add(1, Ordering::SeqCst);
+                    break;
+                }
+                Err(error @ ClientError::GaveUp { .. }) => {
+                    if stop.load(Ordering::SeqCst) {
+                        history.unacknowledged = Some((sequence, error));
+                        break 'calls;
+                    }
+                    // Not acknowledged yet: the same (client, sequence) again, applied once.
+                }
+                Err(error) => {
+                    history.refused = Some((sequence, error));
+                    break 'calls;
+                }
+            }
+        }
+        sleep(CALL_PAUSE).await;
+    }
+    history
+}
+
+fn snapshot(counters: &[Arc<AtomicUsize>]) -> Vec<usize> {
+    counters
+        .iter()
+        .map(|counter| counter.load(Ordering::SeqCst))
+        .collect()
+}
+
+/// Waits until every client's acknowledgement count is at least its `baseline` plus
+/// [`ACKS_PER_PHASE`].
+async fn wait_for_acknowledgements(
+    what: &'static str,
+    counters: &[Arc<AtomicUsize>],
+    baseline: &[usize],
+) {
+    let deadline = Deadline::new(what, WAIT_MAX);
+    while !counters
+        .iter()
+        .zip(baseline)
+        .all(|(counter, before)| counter.load(Ordering::SeqCst) >= before + ACKS_PER_PHASE)
+    {
+        deadline.check().await;
+    }
+}
+
+/// A call's identity: (client id, request sequence).
+type CallKey = (u64, u64);
+
+fn key_of(record: &proto::Record) -> CallKey {
+    (record.client_id, record.request_sequence)
+}
+
+/// Reads more of `node_id`'s log, from the entry after `entries`, through the position the
+/// node has applied; checks that positions follow one another.
+async fn read_more(
+    connections: &RegionConnections,
+    node_id: u64,
+    entries: &mut Vec<proto::LogEntry>,
+) -> Result<(), ClientError> {
+    let applied = connections.status(node_id).await?.applied_position;
+    let from = entries.len() as u64 + 1;
+    if applied < from {
+        return Ok(());
+    }
+    let more = connections
+        .read_log(node_id, from, applied, READ_WAIT_MAX)
+        .await?;
+    for entry in more {
+        assert_eq!(
+            entry.position,
+            entries.len() as u64 + 1,
+            "node {node_id}'s log stream skips or repeats a position"
+        );
+        entries.push(entry);
+    }
+    Ok(())
+}
+
+/// How many times each call appears as a sequenced global record in `entries`.
+fn sequenced_counts(entries: &[proto::LogEntry]) -> HashMap<CallKey, usize> {
+    let mut counts = HashMap::new();
+    for entry in entries {
+        if let Some(log_entry::Entry::Global(sequenced)) = &entry.entry {
+            let record = sequenced.record.as_ref().unwrap_or_else(|| {
+                panic!("position {}: a global entry without record", entry.position)
+            });
+            *counts.entry(key_of(record)).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// The positions of the pending copies of each call in `entries`.
+fn pending_positions(entries: &[proto::LogEntry]) -> HashMap<CallKey, Vec<u64>> {
+    let mut positions: HashMap<CallKey, Vec<u64>> = HashMap::new();
+    for entry in entries {
+        if let Some(log_entry::Entry::PendingGlobal(pending)) = &entry.entry {
+            let record = pending.record.as_ref().unwrap_or_else(|| {
+                panic!(
+                    "position {}: a pending entry without record",
+                    entry.position
+                )
+            });
+            positions
+                .entry(key_of(record))
+                .or_default()
+                .push(entry.position);
+        }
+    }
+    positions
+}
+
+/// The sealed epochs of a region's log, epoch by epoch: the calls each holds, in order. Checks
+/// on the way that epochs are numbered from 1 without gaps, that every global record sits in
+/// the epoch that is open at its position with the next index, and that each end-of-epoch
+/// entry counts the epoch's records. The records of an epoch not yet ended are left out.
+fn sealed_epochs(region: &str, entries: &[proto::LogEntry]) -> Vec<Vec<CallKey>> {
+    let mut sealed: Vec<Vec<CallKey>> = Vec::new();
+    let mut open: Vec<CallKey> = Vec::new();
+    for entry in entries {
+        let open_epoch = sealed.len() as u64 + 1;
+        match &entry.entry {
+            Some(log_entry::Entry::Global(sequenced)) => {
+                assert_eq!(
+                    (sequenced.epoch_number, sequenced.index_in_epoch as usize),
+                    (open_epoch, open.len()),
+                    "region {region}, position {}: a global record out of its epoch's order",
+                    entry.position
+                );
+                let record = sequenced.record.as_ref().expect("checked when counted");
+                open.push(key_of(record));
+            }
+            Some(log_entry::Entry::EpochSealed(end)) => {
+                assert_eq!(
+                    (end.epoch_number, end.record_count as usize),
+                    (open_epoch, open.len()),
+                    "region {region}, position {}: the end of an epoch does not match its records",
+                    entry.position
+                );
+                sealed.push(std::mem::take(&mut open));
+            }
+            Some(_) => {}
+            None => panic!(
+                "region {region}, position {}: an empty entry",
+                entry.position
+            ),
+        }
+    }
+    sealed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call() {
+    let mut cluster = GlobalCluster::new();
+    for node_id in cluster.node_ids() {
+        cluster.start(node_id);
+    }
+    wait_until_ready(&cluster.regions).await;
+
+    // Clients in every region, spread over its members (the one to be killed included), so
+    // that some of them must fail over.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut counters: Vec<Arc<AtomicUsize>> = Vec::new();
+    let mut clients = Vec::new();
+    for (region_index, region) in cluster.regions.iter().enumerate() {
+        for index in 0..CLIENTS_PER_REGION {
+            let counter = Arc::new(AtomicUsize::new(0));
+            counters.push(counter.clone());
+            let plan = ClientPlan {
+                connections: region.connections.clone(),
+                client_id: client_id_of(region_index, index),
+                region_index,
+                first_member: region.node_ids[index as usize % region.node_ids.len()],
+            };
+            clients.push(tokio::spawn(run_client(plan, stop.clone(), counter)));
+        }
+    }
+    wait_for_acknowledgements(
+        "every client has global calls acknowledged",
+        &counters,
+        &vec![0; counters.len()],
+    )
+    .await;
+
+    // SIGKILL the coordinator leader in the middle of the load; the region node it hosts
+    // dies with it, and its region keeps a majority.
+    let replica_ids: Vec<u64> = cluster
+        .replicas
+        .iter()
+        .map(|(node_id, _)| *node_id)
+        .collect();
+    let killed = cluster
+        .wait_for_coordinator_leader("the coordinator has a leader", &replica_ids)
+        .await;
+    cluster.processes.kill(killed);
+    let killed_at = Instant::now();
+    let before_kill = snapshot(&counters);
+    let survivors: Vec<u64> = replica_ids
+        .iter()
+        .copied()
+        .filter(|&node_id| node_id != killed)
+        .collect();
+    let new_leader = cluster
+        .wait_for_coordinator_leader(
+            "the surviving coordinator replicas elect a leader that seals epochs",
+            &survivors,
+        )
+        .await;
+    wait_for_acknowledgements(
+        "every client has global calls acknowledged after the kill",
+        &counters,
+        &before_kill,
+    )
+    .await;
+    sleep(LOAD_AFTER_KILL.saturating_sub(killed_at.elapsed())).await;
+
+    // The killed node comes back on its data directory, the load still running.
+    cluster.start(killed);
+    let before_restart = snapshot(&counters);
+    wait_for_acknowledgements(
+        "every client has global calls acknowledged after the restart",
+        &counters,
+        &before_restart,
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let mut histories = Vec::new();
+    for client in clients {
+        histories.push(client.await.expect("client task"));
+    }
+    for history in &histories {
+        assert!(
+            history.refused.is_none(),
+            "client {} had a call refused: {:?}",
+            history.client_id,
+            history.refused
+        );
+        if let Some((sequence, error)) = &history.unacknowledged {
+            eprintln!(
+                "client {} stopped with call {sequence} unacknowledged: {error}",
+                history.client_id
+            );
+        }
+    }
+
+    // Calls kept completing after the kill, in every region.
+    for (region_index, region) in cluster.regions.iter().enumerate() {
+        assert!(
+            histories
+                .iter()
+                .filter(|history| history.region_index == region_index)
+                .flat_map(|history| &history.acknowledged)
+                .any(|call| call.started > killed_at),
+            "region {}: no call started after the kill was acknowledged",
+            region.id
+        );
+    }
+
+    // Read one member of every region (not the restarted one) until its log holds every
+    // acknowledged call, from every region, as a sequenced global record.
+    let readers: Vec<u64> = cluster
+        .regions
+        .iter()
+        .map(|region| {
+            *region
+                .node_ids
+                .iter()
+                .find(|&&node_id| node_id != killed)
+                .expect("a region has more than one node")
+        })
+        .collect();
+    let mut logs: Vec<Vec<proto::LogEntry>> = vec![Vec::new(); cluster.regions.len()];
+    let deadline = Deadline::new(
+        "every region's log holds every acknowledged call in a sealed epoch",
+        WAIT_MAX,
+    );
+    loop {
+        let mut complete = 0;
+        for (index, region) in cluster.regions.iter().enumerate() {
+            if let Err(error) =
+                read_more(&region.connections, readers[index], &mut logs[index]).await
+            {
+                eprintln!("reading region {}'s log: {error}", region.id);
+                continue;
+            }
+            let counts = sequenced_counts(&logs[index]);
+            if histories.iter().all(|history| {
+                history
+                    .acknowledged
+                    .iter()
+                    .all(|call| counts.contains_key(&(history.client_id, call.sequence)))
+            }) {
+                complete += 1;
+            }
+        }
+        if complete == cluster.regions.len() {
+            break;
+        }
+        deadline.check().await;
+    }
+
+    // Every acknowledged call is in every region's log exactly once as a sequenced global
+    // record, and no call is there twice.
+    let mut acknowledged_total = 0;
+    for (index, region) in cluster.regions.iter().enumerate() {
+        let counts = sequenced_counts(&logs[index]);
+        for (key, count) in &counts {
+            assert_eq!(
+                *count, 1,
+                "region {}: call {key:?} is sequenced {count} times",
+                region.id
+            );
+        }
+        for history in &histories {
+            for call in &history.acknowledged {
+                assert_eq!(
+                    counts.get(&(history.client_id, call.sequence)),
+                    Some(&1),
+                    "region {}: acknowledged call ({}, {}) is not sequenced once",
+                    region.id,
+                    history.client_id,
+                    call.sequence
+                );
+            }
+        }
+    }
+
+    // Every acknowledged call sits at its acknowledged position in its own region's log, as
+    // the sequenced copy of that very call (a global call is answered when its sealed copy
+    // is applied), and its pending copy was appended to that log before.
+    for history in &histories {
+        let region = &cluster.regions[history.region_index];
+        let log = &logs[history.region_index];
+        let pending = pending_positions(log);
+        for call in &history.acknowledged {
+            let key = (history.client_id, call.sequence);
+            let entry = log
+                .get(call.position as usize - 1)
+                .unwrap_or_else(|| panic!("region {}: no position {}", region.id, call.position));
+            let Some(log_entry::Entry::Global(sequenced)) = &entry.entry else {
+                panic!(
+                    "region {}, position {}: expected the sequenced call {key:?}, got {:?}",
+                    region.id, call.position, entry.entry
+                );
+            };
+            let record = sequenced.record.as_ref().expect("checked when counted");
+            assert_eq!(
+                key_of(record),
+                key,
+                "region {}, position {}: another call than the acknowledged one",
+                region.id,
+                call.position
+            );
+            assert!(
+                pending
+                    .get(&key)
+                    .is_some_and(|positions| positions.iter().any(|&at| at < call.position)),
+                "region {}: call {key:?} has no pending copy before its position {}",
+                region.id,
+                call.position
+            );
+        }
+        acknowledged_total += history.acknowledged.len();
+    }
+    // Every global record names the region of the client that made it, carries that call's
+    // arguments, and is pending only in its origin region's log.
+    for (index, log) in logs.iter().enumerate() {
+        let region = &cluster.regions[index].id;
+        for entry in log {
+            let (record, pending) = match &entry.entry {
+                Some(log_entry::Entry::Global(sequenced)) => (sequenced.record.as_ref(), false),
+                Some(log_entry::Entry::PendingGlobal(pending)) => (pending.record.as_ref(), true),
+                _ => continue,
+            };
+            let record = record.expect("checked when counted");
+            let origin = &region_index_of_client(record.client_id)
+                .and_then(|origin| cluster.regions.get(origin))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "region {region}, position {}: a record of unknown client {}",
+                        entry.position, record.client_id
+                    )
+                })
+                .id;
+            assert_eq!(
+                &record.origin_region,
+                origin,
+                "region {region}, position {}: call {:?} names the wrong origin",
+                entry.position,
+                key_of(record)
+            );
+            assert!(
+                !pending || origin == region,
+                "region {region}, position {}: a pending copy of call {:?} from region {origin}",
+                entry.position,
+                key_of(record)
+            );
+            assert_eq!(
+                record.arguments,
+                global_call(record.client_id, record.request_sequence).arguments,
+                "region {region}, position {}: the arguments of another call",
+                entry.position
+            );
+        }
+    }
+
+    // Every region holds the same sealed epochs, epoch by epoch, as far as all have them.
+    let epochs: Vec<Vec<Vec<CallKey>>> = cluster
+        .regions
+        .iter()
+        .zip(&logs)
+        .map(|(region, log)| sealed_epochs(&region.id, log))
+        .collect();
+    let common_epochs = epochs.iter().map(Vec::len).min().unwrap_or(0);
+    assert!(common_epochs > 0, "no epoch is sealed in every region");
+    for (region, region_epochs) in cluster.regions.iter().zip(&epochs).skip(1) {
+        for (number, (calls, first_region_calls)) in
+            (1..).zip(region_epochs.iter().zip(&epochs[0]).take(common_epochs))
+        {
+            assert_eq!(
+                calls, first_region_calls,
+                "epoch {number} differs between regions {} and {}",
+                region.id, cluster.regions[0].id
+            );
+        }
+    }
+
+    // The restarted node catches up: its log equals its region peer's up to the position the
+    // peer was read through.
+    let killed_region = cluster
+        .regions
+        .iter()
+        .position(|region| region.node_ids.contains(&killed))
+        .expect("the killed node is in a region");
+    let reference = &logs[killed_region];
+    let through = reference.len() as u64;
+    let connections = &cluster.region_of(killed).connections;
+    let deadline = Deadline::new("the restarted node catches up with its region", WAIT_MAX);
+    loop {
+        if let Ok(status) = connections.status(killed).await
+            && status.applied_position >= through
+        {
+            break;
+        }
+        deadline.check().await;
+    }
+    let mut restarted_log = connections
+        .read_log(killed, 1, through, READ_WAIT_MAX)
+        .await
+        .unwrap_or_else(|error| panic!("read the restarted node {killed}'s log: {error}"));
+    restarted_log.truncate(reference.len());
+    assert!(
+        restarted_log == *reference,
+        "the restarted node {killed}'s log differs from node {}'s through position {through}",
+        readers[killed_region]
+    );
+
+    eprintln!(
+        "{acknowledged_total} global calls acknowledged; coordinator leader {killed} was killed \
+         ({new_leader} took over) and restarted; {common_epochs} sealed epochs compared in \
+         every region; logs read through positions {:?}",
+        logs.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+}
