@@ -34,6 +34,12 @@ const READY_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Global writes the demo client makes from each region.
 const DEMO_WRITES_PER_REGION: u64 = 3;
 
+/// How long the demo waits for every region to apply the demo writes.
+const DEMO_APPLY_WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// How far back from its applied position the demo reads a region's log for its writes.
+const DEMO_LOG_READ_ENTRIES_MAX: u64 = 10_000;
+
 /// How long a stopping child may take after SIGTERM before it is killed.
 const CHILD_STOP_WAIT_MAX: Duration = Duration::from_secs(10);
 
@@ -302,8 +308,15 @@ async fn run_demo(topology: &Topology, stdout: &mut dyn Write) -> Result<(), Str
         stdout,
         "\nDemo: {DEMO_WRITES_PER_REGION} global writes from each region (object demo/global):"
     );
+    // Fresh client ids for every run: a run over reused data with the ids of an earlier run
+    // would be answered with the earlier positions (exactly once), and show nothing new.
+    let first_client_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |since| since.as_micros() as u64)
+        .saturating_mul(8);
+    let mut writes = Vec::new();
     for (index, (region, connections)) in regions.iter().enumerate() {
-        let client_id = 1_000 + index as u64;
+        let client_id = first_client_id + index as u64;
         let mut client = RegionClient::new(connections.clone(), client_id);
         if let Some(leader) = leaders.get(index) {
             let _ = client.prefer(leader.node_id);
@@ -327,7 +340,79 @@ async fn run_demo(topology: &Topology, stdout: &mut dyn Write) -> Result<(), Str
                 call_started.elapsed().as_secs_f64() * 1_000.0
             );
             let _ = stdout.flush();
+            writes.push((region.clone(), write, client_id, committed.request_sequence));
         }
     }
+    show_writes_in_every_region(&regions, &writes, stdout).await
+}
+
+/// Reads every region's log and prints where each demo write sits in it: every region applies
+/// every global write, in the same order, at its place in the sealed sequence.
+async fn show_writes_in_every_region(
+    regions: &[(String, RegionConnections)],
+    writes: &[(String, u64, u64, u64)],
+    stdout: &mut dyn Write,
+) -> Result<(), String> {
+    let mut positions: Vec<Vec<u64>> = Vec::new();
+    for (region, connections) in regions {
+        let started = Instant::now();
+        let found = loop {
+            if let Some(found) = sequenced_positions(connections, writes).await {
+                break found;
+            }
+            if started.elapsed() > DEMO_APPLY_WAIT_MAX {
+                return Err(format!(
+                    "region {region} did not apply every demo write within \
+                     {DEMO_APPLY_WAIT_MAX:?}; see the node logs"
+                ));
+            }
+            tokio::time::sleep(READY_POLL_INTERVAL).await;
+        };
+        positions.push(found);
+    }
+    let _ = write!(
+        stdout,
+        "\nWhere every region applied them:\n  {:<24}",
+        "write"
+    );
+    for (region, _) in regions {
+        let _ = write!(stdout, " {region:>10}");
+    }
+    let _ = writeln!(stdout);
+    for (index, (origin, write, _, _)) in writes.iter().enumerate() {
+        let _ = write!(stdout, "  {:<24}", format!("{origin} write {write}"));
+        for region_positions in &positions {
+            let _ = write!(stdout, " {:>10}", region_positions[index]);
+        }
+        let _ = writeln!(stdout);
+    }
+    let _ = stdout.flush();
     Ok(())
+}
+
+/// The positions at which a region's leader applied each write (its sequenced copy), or none
+/// while one is missing.
+async fn sequenced_positions(
+    connections: &RegionConnections,
+    writes: &[(String, u64, u64, u64)],
+) -> Option<Vec<u64>> {
+    let leader = leader_status(connections).await?;
+    let through = leader.applied_position;
+    let from = through.saturating_sub(DEMO_LOG_READ_ENTRIES_MAX).max(1);
+    let entries = connections
+        .read_log(leader.node_id, from, through, DEMO_APPLY_WAIT_MAX)
+        .await
+        .ok()?;
+    let mut sequenced = std::collections::HashMap::new();
+    for entry in entries {
+        if let Some(proto::log_entry::Entry::Global(global)) = entry.entry
+            && let Some(record) = global.record
+        {
+            sequenced.insert((record.client_id, record.request_sequence), entry.position);
+        }
+    }
+    writes
+        .iter()
+        .map(|(_, _, client_id, sequence)| sequenced.get(&(*client_id, *sequence)).copied())
+        .collect()
 }
