@@ -83,6 +83,7 @@ pub(crate) fn run(args: NodeArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
     // A topology of one region runs no global tier: its log holds only its own records, as
     // the single-region tools and tests expect.
     let global_tier = topology.regions.len() > 1;
+    config.node.global_tier = global_tier;
     let global = match GlobalSettings::from_topology(&topology, args.id, args.emulate_wan) {
         Ok(global) if global_tier => global,
         Ok(_) => GlobalSettings::none(),

@@ -90,6 +90,11 @@ pub struct RegionNodeConfig {
     pub epoch_interval_us: u64,
     /// How often the leader resends the batches the coordinator has not acknowledged.
     pub batch_resend_interval_us: u64,
+    /// Whether the region takes part in a global tier. Without one (a deployment of one
+    /// region) the leader closes no batches, so the raft log carries only the region's own
+    /// records, and a global call is refused with [`ProposeError::NoGlobalTier`] instead of
+    /// waiting for an epoch that never comes.
+    pub global_tier: bool,
 }
 
 impl RegionNodeConfig {
@@ -104,6 +109,7 @@ impl RegionNodeConfig {
             proposal_timeout_ticks: 100,
             epoch_interval_us: 50_000,
             batch_resend_interval_us: 500_000,
+            global_tier: true,
         }
     }
 
@@ -154,6 +160,10 @@ pub enum ProposeError {
         /// The bound that is reached, named.
         bound: String,
     },
+    /// The region runs no global tier (a deployment of one region), so a global call can
+    /// never be sealed; call a regional object, or deploy a coordinator.
+    #[error("this region runs no global tier: a global call can never be sealed here")]
+    NoGlobalTier,
     /// The proposal was lost (raft dropped it, or it waited longer than the timeout); it may
     /// or may not be applied later, so retry with the same sequence.
     #[error("dropped before it was ordered; retry with the same sequence")]
@@ -535,6 +545,9 @@ impl RegionNode {
         let timestamp = self.clock.now(now_us);
         let record = request.into_record(timestamp, self.config.region.clone());
         let encoded = encode_record(&record);
+        if record.scope == Scope::Global && !self.config.global_tier {
+            return self.reply_refused(key, ProposeError::NoGlobalTier);
+        }
         if record.scope == Scope::Global
             && let Err(bound) = log.global().admit(encoded.len() as u64)
         {
@@ -1019,7 +1032,8 @@ impl RegionNode {
 
     /// Proposes a `CloseBatch` when one is due (leader only).
     fn propose_close_batch(&mut self, now_us: u64) {
-        if !self.group.state_machine().global().can_close_batch()
+        if !self.config.global_tier
+            || !self.group.state_machine().global().can_close_batch()
             || !self
                 .shipping
                 .close_due(now_us, self.config.epoch_interval_us)

@@ -394,3 +394,36 @@ fn a_restarted_member_keeps_its_log_and_dedup_table() {
             .unwrap()
     );
 }
+
+#[test]
+fn a_region_without_a_global_tier_closes_no_batches_and_refuses_global_calls() {
+    let mut store = MemoryStore::new();
+    let mut config = RegionNodeConfig::new(1, vec![1], RegionId::new("eu-west").unwrap());
+    config.global_tier = false;
+    let mut node = RegionNode::open(config, &mut store).unwrap();
+    let mut now_us = NOW_US;
+    // Many epochs pass: a region with a global tier would close a batch in each.
+    for _ in 0..100 {
+        now_us += 10_000;
+        node.handle_tick(now_us);
+        node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
+    }
+    assert!(node.is_leader());
+    assert_eq!(node.status().counters.close_batches_proposed, 0);
+    let mut global = call(1, 1, 10);
+    global.scope = Scope::Global;
+    node.handle_propose(now_us, global);
+    assert_eq!(
+        node.poll_reply(),
+        Some(Reply::Refused {
+            client_id: ClientId(1),
+            request_sequence: RequestSequence(1),
+            error: ProposeError::NoGlobalTier,
+        })
+    );
+    // Regional calls are ordered as ever, and the log holds nothing else.
+    node.handle_propose(now_us, call(1, 2, 10));
+    node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
+    assert_eq!(node.poll_reply(), Some(proposed(1, 2, 1)));
+    assert_eq!(node.region_log().next_position(), 2);
+}

@@ -226,6 +226,10 @@ fn refused_status(node_id: u64, error: &ProposeError) -> Status {
             "node {node_id}: the region holds as many unsealed global calls as it may ({bound}); \
              the coordinator is slow or unreachable; retry later with the same request_sequence"
         )),
+        ProposeError::NoGlobalTier => Status::failed_precondition(format!(
+            "node {node_id}: this region runs no global tier (its topology has one region), so \
+             a global call can never be sealed; call a regional object"
+        )),
         ProposeError::Dropped => Status::unavailable(format!(
             "node {node_id}: the proposal was dropped before it was ordered (a leader change or \
              a timeout); retry with the same request_sequence, which is applied at most once"
