@@ -4,7 +4,6 @@
 //! the log, the store or a snapshot are untrusted: the [`Reader`] never reads past the end,
 //! bounds every length, and names what it was reading when something is cut or too large.
 
-use dsss_raft_group::{KeySpace, StoreError};
 use dsss_wire::{Record, RegionId, Timestamp, proto};
 use prost::Message as _;
 
@@ -14,92 +13,20 @@ pub const RECORD_BYTES_MAX: usize = dsss_wire::ARGUMENTS_BYTES_MAX + 4 * 1024;
 /// The bytes a length prefix adds to a byte string.
 pub(crate) const LENGTH_PREFIX_BYTES: u64 = 4;
 
-/// Reads big-endian numbers and length-prefixed byte strings from a slice, never past its end.
-pub(crate) struct Reader<'a> {
-    bytes: &'a [u8],
-    offset: usize,
+pub(crate) use dsss_raft_group::bytes::{Reader, corrupt, put_bytes};
+
+/// The coordinator's own values, read with the shared bounds-checked [`Reader`].
+pub(crate) trait ReadValues {
+    /// A timestamp: physical microseconds, then the logical counter.
+    fn timestamp(&mut self, what: &str) -> Result<Timestamp, String>;
+    /// A length-prefixed region id.
+    fn region(&mut self, what: &str) -> Result<RegionId, String>;
+    /// A length-prefixed record, returned with its encoded size (prefix included).
+    fn record(&mut self, what: &str) -> Result<(Record, u64), String>;
 }
 
-impl<'a> Reader<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Reader { bytes, offset: 0 }
-    }
-
-    pub(crate) fn take(&mut self, length: usize, what: &str) -> Result<&'a [u8], String> {
-        let remaining = self.bytes.len() - self.offset;
-        if length > remaining {
-            return Err(format!(
-                "{what} at byte {}: needs {length} bytes, only {remaining} left",
-                self.offset
-            ));
-        }
-        let slice = &self.bytes[self.offset..self.offset + length];
-        self.offset += length;
-        Ok(slice)
-    }
-
-    pub(crate) fn u8(&mut self, what: &str) -> Result<u8, String> {
-        Ok(self.take(1, what)?[0])
-    }
-
-    pub(crate) fn u32(&mut self, what: &str) -> Result<u32, String> {
-        let bytes = self.take(4, what)?;
-        let mut array = [0; 4];
-        array.copy_from_slice(bytes);
-        Ok(u32::from_be_bytes(array))
-    }
-
-    pub(crate) fn u64(&mut self, what: &str) -> Result<u64, String> {
-        let bytes = self.take(8, what)?;
-        let mut array = [0; 8];
-        array.copy_from_slice(bytes);
-        Ok(u64::from_be_bytes(array))
-    }
-
-    pub(crate) fn bool(&mut self, what: &str) -> Result<bool, String> {
-        match self.u8(what)? {
-            0 => Ok(false),
-            1 => Ok(true),
-            other => Err(format!("{what}: {other} is neither 0 nor 1")),
-        }
-    }
-
-    /// A byte string with a 4-byte length prefix, at most `size_bytes_max` long.
-    pub(crate) fn bytes(&mut self, size_bytes_max: usize, what: &str) -> Result<&'a [u8], String> {
-        let length = self.u32(what)? as usize;
-        if length > size_bytes_max {
-            return Err(format!(
-                "{what} at byte {}: {length} bytes, more than the maximum of {size_bytes_max}",
-                self.offset
-            ));
-        }
-        self.take(length, what)
-    }
-
-    /// A count of items that each take at least `item_bytes_min` bytes, at most `count_max`;
-    /// a count the remaining bytes cannot hold is refused before anything is allocated.
-    pub(crate) fn count(
-        &mut self,
-        count_max: usize,
-        item_bytes_min: usize,
-        what: &str,
-    ) -> Result<usize, String> {
-        let count = self.u32(what)? as usize;
-        if count > count_max {
-            return Err(format!(
-                "{what}: {count}, more than the maximum of {count_max}"
-            ));
-        }
-        let remaining = self.bytes.len() - self.offset;
-        if count.saturating_mul(item_bytes_min) > remaining {
-            return Err(format!(
-                "{what}: {count} items cannot fit in the {remaining} bytes left"
-            ));
-        }
-        Ok(count)
-    }
-
-    pub(crate) fn timestamp(&mut self, what: &str) -> Result<Timestamp, String> {
+impl ReadValues for Reader<'_> {
+    fn timestamp(&mut self, what: &str) -> Result<Timestamp, String> {
         let physical_us = self.u64(what)?;
         let logical = self.u32(what)?;
         let wire = proto::Timestamp {
@@ -109,37 +36,17 @@ impl<'a> Reader<'a> {
         Timestamp::try_from(wire).map_err(|error| format!("{what}: {error}"))
     }
 
-    pub(crate) fn region(&mut self, what: &str) -> Result<RegionId, String> {
+    fn region(&mut self, what: &str) -> Result<RegionId, String> {
         let bytes = self.bytes(dsss_wire::ids::REGION_ID_CHARS_MAX, what)?;
         let text = std::str::from_utf8(bytes).map_err(|_| format!("{what}: not UTF-8"))?;
         RegionId::new(text).map_err(|error| format!("{what}: {error}"))
     }
 
-    /// A length-prefixed record, returned with its encoded size (prefix included).
-    pub(crate) fn record(&mut self, what: &str) -> Result<(Record, u64), String> {
+    fn record(&mut self, what: &str) -> Result<(Record, u64), String> {
         let bytes = self.bytes(RECORD_BYTES_MAX, what)?;
         let record = decode_record(bytes).map_err(|error| format!("{what}: {error}"))?;
         Ok((record, bytes.len() as u64 + LENGTH_PREFIX_BYTES))
     }
-
-    /// Fails unless every byte was read.
-    pub(crate) fn finish(&self) -> Result<(), String> {
-        let remaining = self.bytes.len() - self.offset;
-        if remaining != 0 {
-            return Err(format!(
-                "{remaining} unexpected bytes after the end, at byte {}",
-                self.offset
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Appends a byte string with a 4-byte length prefix.
-pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    let length = u32::try_from(bytes.len()).expect("encoded parts are far below 4 GiB");
-    out.extend_from_slice(&length.to_be_bytes());
-    out.extend_from_slice(bytes);
 }
 
 pub(crate) fn put_u32(out: &mut Vec<u8>, value: u32) {
@@ -191,15 +98,6 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, String> {
     }
     let wire = proto::Record::decode(bytes).map_err(|error| format!("record: {error}"))?;
     Record::try_from(wire).map_err(|error| error.to_string())
-}
-
-/// A [`StoreError::Corrupt`] naming `key` in `space`.
-pub(crate) fn corrupt(space: KeySpace, key: &[u8], reason: impl Into<String>) -> StoreError {
-    StoreError::Corrupt {
-        space,
-        key_hex: key.iter().map(|byte| format!("{byte:02x}")).collect(),
-        reason: reason.into(),
-    }
 }
 
 #[cfg(test)]

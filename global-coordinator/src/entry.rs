@@ -9,7 +9,7 @@
 use dsss_wire::{Record, RegionId, Timestamp};
 
 use crate::codec::{
-    Reader, encode_record, put_bytes, put_count, put_region, put_timestamp, put_u64,
+    ReadValues, Reader, encode_record, put_bytes, put_count, put_region, put_timestamp, put_u64,
 };
 
 /// The format byte every entry of this release starts with.

@@ -27,8 +27,8 @@ use dsss_raft_group::{
 use dsss_wire::{Record, RegionId, Timestamp};
 
 use crate::codec::{
-    LENGTH_PREFIX_BYTES, Reader, corrupt, encode_record, put_bytes, put_count, put_region,
-    put_timestamp, put_u64, record_size_bytes,
+    LENGTH_PREFIX_BYTES, ReadValues, Reader, corrupt, encode_record, put_bytes, put_count,
+    put_region, put_timestamp, put_u64, record_size_bytes,
 };
 use crate::entry::{BatchEntry, CoordinatorEntry, check_batch};
 

@@ -61,6 +61,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod bytes;
 pub mod codec;
 pub mod election;
 pub mod group;
