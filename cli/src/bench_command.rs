@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use dsss_region_node::client::{Call, RegionClient, RegionConnections};
+use dsss::region_client::{Call, RegionClient, RegionConnections};
 use dsss_wire::Scope;
 use dsss_wire::proto::NodeRole;
 

@@ -1,6 +1,6 @@
 //! `dsss up`: a whole cluster on this machine from a topology file (the embedded local
 //! topology by default), every node a `dsss node --emulate-wan` child process, followed by a
-//! small demo of global writes from each region.
+//! small demo of the SDK: one global bank used from every region, and a regional leaderboard.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -9,9 +9,9 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use dsss_region_node::client::{Call, RegionClient, RegionConnections};
+use dsss::region_client::RegionConnections;
+use dsss_examples::{Bank, BankError, Leaderboard};
 use dsss_topology::{LOCAL_TOPOLOGY_TOML, Topology, load};
-use dsss_wire::Scope;
 use dsss_wire::proto;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -31,14 +31,18 @@ const READY_WAIT_MAX: Duration = Duration::from_secs(60);
 /// How often readiness is polled.
 const READY_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Global writes the demo client makes from each region.
-const DEMO_WRITES_PER_REGION: u64 = 3;
+/// The demo's global object.
+const DEMO_BANK: &str = "demo/bank";
 
-/// How long the demo waits for every region to apply the demo writes.
-const DEMO_APPLY_WAIT_MAX: Duration = Duration::from_secs(10);
+/// The demo's regional object (one per region).
+const DEMO_LEADERBOARD: &str = "demo/leaderboard";
 
-/// How far back from its applied position the demo reads a region's log for its writes.
-const DEMO_LOG_READ_ENTRIES_MAX: u64 = 10_000;
+/// What each region's demo account starts with.
+const DEMO_OPENING_BALANCE: u64 = 100;
+
+/// What the first region pays the next; the second pays twice as much, and so on, so the
+/// balances show which transfers every copy applied.
+const DEMO_TRANSFER_AMOUNT: u64 = 10;
 
 /// How long a stopping child may take after SIGTERM before it is killed.
 const CHILD_STOP_WAIT_MAX: Duration = Duration::from_secs(10);
@@ -304,115 +308,111 @@ async fn run_demo(topology: &Topology, stdout: &mut dyn Write) -> Result<(), Str
             status.node_id, status.sealed_epoch_number
         );
     }
-    let _ = writeln!(
-        stdout,
-        "\nDemo: {DEMO_WRITES_PER_REGION} global writes from each region (object demo/global):"
-    );
-    // Fresh client ids for every run: a run over reused data with the ids of an earlier run
-    // would be answered with the earlier positions (exactly once), and show nothing new.
-    let first_client_id = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |since| since.as_micros() as u64)
-        .saturating_mul(8);
-    let mut writes = Vec::new();
-    for (index, (region, connections)) in regions.iter().enumerate() {
-        let client_id = first_client_id + index as u64;
-        let mut client = RegionClient::new(connections.clone(), client_id);
-        if let Some(leader) = leaders.get(index) {
-            let _ = client.prefer(leader.node_id);
-        }
-        for write in 1..=DEMO_WRITES_PER_REGION {
-            let call = Call {
-                object_id: "demo/global".to_owned(),
-                method_id: 1,
-                arguments: format!("write {write} from {region}").into_bytes(),
-                scope: Scope::Global,
-            };
-            let call_started = Instant::now();
-            let committed = client
-                .propose(&call)
-                .await
-                .map_err(|error| format!("a global write from {region} failed: {error}"))?;
-            let _ = writeln!(
-                stdout,
-                "  {region:<16} write {write}: position {:>6} in {region}, {:>6.1} ms",
-                committed.position,
-                call_started.elapsed().as_secs_f64() * 1_000.0
-            );
-            let _ = stdout.flush();
-            writes.push((region.clone(), write, client_id, committed.request_sequence));
-        }
-    }
-    show_writes_in_every_region(&regions, &writes, stdout).await
+    bank_demo(topology, stdout).await
 }
 
-/// Reads every region's log and prints where each demo write sits in it: every region applies
-/// every global write, in the same order, at its place in the sealed sequence.
-async fn show_writes_in_every_region(
-    regions: &[(String, RegionConnections)],
-    writes: &[(String, u64, u64, u64)],
-    stdout: &mut dyn Write,
-) -> Result<(), String> {
-    let mut positions: Vec<Vec<u64>> = Vec::new();
-    for (region, connections) in regions {
-        let started = Instant::now();
-        let found = loop {
-            if let Some(found) = sequenced_positions(connections, writes).await {
-                break found;
-            }
-            if started.elapsed() > DEMO_APPLY_WAIT_MAX {
-                return Err(format!(
-                    "region {region} did not apply every demo write within \
-                     {DEMO_APPLY_WAIT_MAX:?}; see the node logs"
-                ));
-            }
-            tokio::time::sleep(READY_POLL_INTERVAL).await;
-        };
-        positions.push(found);
+/// The demo: an application instance in every region opens the same global `Bank` through the
+/// SDK, moves money, and shows that every region's copy ends the same, plus a regional
+/// leaderboard that stays in its region.
+async fn bank_demo(topology: &Topology, stdout: &mut dyn Write) -> Result<(), String> {
+    let mut banks = Vec::new();
+    for region in &topology.regions {
+        let config = dsss::Config::from_parsed_topology(topology, &region.id)?;
+        let client = dsss::Client::connect(config)
+            .await
+            .map_err(|error| format!("region {}: {error}", region.id))?;
+        let opened = Instant::now();
+        let bank = client
+            .open::<Bank>(DEMO_BANK)
+            .await
+            .map_err(|error| format!("opening {DEMO_BANK} in {}: {error}", region.id))?;
+        let _ = writeln!(
+            stdout,
+            "  {:<16} opened {DEMO_BANK} in {:>6.1} ms (local copy at position {})",
+            region.id,
+            opened.elapsed().as_secs_f64() * 1_000.0,
+            bank.position()
+        );
+        banks.push((region.id.clone(), client, bank));
     }
-    let _ = write!(
+    let _ = writeln!(
         stdout,
-        "\nWhere every region applied them:\n  {:<24}",
-        "write"
+        "\nDemo: every region opens an account, then pays the next region's account:"
     );
-    for (region, _) in regions {
-        let _ = write!(stdout, " {region:>10}");
-    }
-    let _ = writeln!(stdout);
-    for (index, (origin, write, _, _)) in writes.iter().enumerate() {
-        let _ = write!(stdout, "  {:<24}", format!("{origin} write {write}"));
-        for region_positions in &positions {
-            let _ = write!(stdout, " {:>10}", region_positions[index]);
+    for (region, _, bank) in &banks {
+        match bank
+            .open_account(region.clone(), DEMO_OPENING_BALANCE)
+            .await
+        {
+            Ok(Ok(())) | Ok(Err(BankError::AccountExists(_))) => {}
+            Ok(Err(refused)) => return Err(format!("opening account {region}: {refused}")),
+            Err(error) => return Err(format!("opening account {region}: {error}")),
         }
-        let _ = writeln!(stdout);
+    }
+    for (index, (region, _, bank)) in banks.iter().enumerate() {
+        let payee = banks[(index + 1) % banks.len()].0.clone();
+        let amount = DEMO_TRANSFER_AMOUNT * (index as u64 + 1);
+        let started = Instant::now();
+        let outcome = bank
+            .transfer(region.clone(), payee.clone(), amount)
+            .await
+            .map_err(|error| format!("a transfer from {region} failed: {error}"))?;
+        let _ = writeln!(
+            stdout,
+            "  {region:<16} transfer {amount:>3} to {payee:<16} {:<10} {:>6.1} ms (global write: ordered by the coordinator, applied in every region)",
+            match outcome {
+                Ok(()) => "done".to_owned(),
+                Err(refused) => format!("refused: {refused}"),
+            },
+            started.elapsed().as_secs_f64() * 1_000.0
+        );
+        let _ = stdout.flush();
+    }
+    let _ = writeln!(
+        stdout,
+        "\nEvery region's copy after sync() (a linearizable barrier):"
+    );
+    for (region, client, bank) in &banks {
+        bank.sync()
+            .await
+            .map_err(|error| format!("sync in {region}: {error}"))?;
+        let (position, hash) = bank.state_hash();
+        let accounts = bank.read(|bank| {
+            bank.accounts()
+                .iter()
+                .map(|(name, balance)| format!("{name}={balance}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
+        let total = bank.read(|bank| bank.total());
+        let _ = writeln!(
+            stdout,
+            "  {region:<16} position {position:>6}  state hash {}  total {total}  {accounts}",
+            hash[..6]
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect::<String>()
+        );
+        let board = client
+            .open_regional::<Leaderboard>(DEMO_LEADERBOARD)
+            .await
+            .map_err(|error| format!("opening {DEMO_LEADERBOARD} in {region}: {error}"))?;
+        let started = Instant::now();
+        board
+            .record(
+                format!("player-of-{region}"),
+                u64::from(region.len() as u32) * 10,
+            )
+            .await
+            .map_err(|error| format!("a leaderboard write in {region} failed: {error}"))?;
+        let players = board.read(|board| board.top(3).len());
+        let _ = writeln!(
+            stdout,
+            "  {:<16} regional {DEMO_LEADERBOARD}: score recorded in {:>5.1} ms (one round trip in the region), {players} player(s) ranked here",
+            "",
+            started.elapsed().as_secs_f64() * 1_000.0
+        );
     }
     let _ = stdout.flush();
     Ok(())
-}
-
-/// The positions at which a region's leader applied each write (its sequenced copy), or none
-/// while one is missing.
-async fn sequenced_positions(
-    connections: &RegionConnections,
-    writes: &[(String, u64, u64, u64)],
-) -> Option<Vec<u64>> {
-    let leader = leader_status(connections).await?;
-    let through = leader.applied_position;
-    let from = through.saturating_sub(DEMO_LOG_READ_ENTRIES_MAX).max(1);
-    let entries = connections
-        .read_log(leader.node_id, from, through, DEMO_APPLY_WAIT_MAX)
-        .await
-        .ok()?;
-    let mut sequenced = std::collections::HashMap::new();
-    for entry in entries {
-        if let Some(proto::log_entry::Entry::Global(global)) = entry.entry
-            && let Some(record) = global.record
-        {
-            sequenced.insert((record.client_id, record.request_sequence), entry.position);
-        }
-    }
-    writes
-        .iter()
-        .map(|(_, _, client_id, sequence)| sequenced.get(&(*client_id, *sequence)).copied())
-        .collect()
 }

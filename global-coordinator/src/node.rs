@@ -18,6 +18,14 @@
 //!   suspicion timeout, measured since the later of its last advance and the moment this node
 //!   became leader (never for the last member: apply refuses it).
 //!
+//! A sealed epoch read (`ReadSealedEpoch`, behind a region's `Sync`) is answered only after the
+//! leader confirms with a heartbeat round to a quorum that it still leads (raft's ReadIndex)
+//! and has applied through the commit index it confirmed: a deposed leader that has not yet
+//! heard of its successor cannot answer with a stale epoch. Reads arrive through
+//! [`CoordinatorNode::handle_read_sealed_epoch`] and are answered through
+//! [`CoordinatorNode::poll_sealed_epoch_reply`]; a follower answers `not_leader` at once, and
+//! a leader that cannot confirm within two election timeouts answers `not_leader` too.
+//!
 //! Every message out carries this node's hybrid logical clock (`sender_time`); every message
 //! in updates it, and one whose time is further ahead than the maximum skew is refused with
 //! [`InputError::ClockSkew`] and counted in [`CoordinatorCounters::refused_for_skew`].
@@ -62,6 +70,10 @@ pub const EARLY_BATCHES_PER_REGION_MAX: usize = 256;
 
 /// The most epoch parts sent to one region per resend interval.
 pub const RESEND_MESSAGES_PER_REGION_MAX: usize = 64;
+
+/// The most sealed epoch reads waiting for the leader's confirmation; beyond, a read is
+/// answered `not_leader` at once (the region asks again).
+pub const SEALED_EPOCH_READS_IN_FLIGHT_MAX: usize = 1_024;
 
 /// The longest interval (epoch, suspicion, resend) a configuration may set: one hour.
 pub const INTERVAL_US_MAX: u64 = 3_600_000_000;
@@ -372,11 +384,26 @@ pub struct RegionStatus {
     pub acknowledged_epoch: u64,
 }
 
+/// A sealed epoch read waiting for the leader's confirmation.
+#[derive(Clone, Copy, Debug)]
+struct PendingEpochRead {
+    /// The tick at which it is answered `not_leader`.
+    deadline: u64,
+    /// The tick at which ReadIndex was last asked for it.
+    asked_at: u64,
+    /// The commit index the leader confirmed.
+    read_index: Option<u64>,
+}
+
 /// Counters since the node opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CoordinatorCounters {
     /// Messages refused because their sender time was beyond the maximum skew.
     pub refused_for_skew: u64,
+    /// Sealed epoch reads answered with an epoch after a confirmed read.
+    pub epoch_reads_confirmed: u64,
+    /// Sealed epoch reads answered `not_leader`.
+    pub epoch_reads_not_leader: u64,
     /// Region batches proposed.
     pub batches_proposed: u64,
     /// Batch entries applied and accepted.
@@ -487,6 +514,9 @@ pub struct CoordinatorNode {
     leadership: Option<Leadership>,
     outputs: VecDeque<CoordinatorOutput>,
     counters: CoordinatorCounters,
+    ticks: u64,
+    epoch_reads: BTreeMap<u64, PendingEpochRead>,
+    epoch_read_replies: VecDeque<(u64, proto::ReadSealedEpochReply)>,
 }
 
 impl CoordinatorNode {
@@ -515,6 +545,9 @@ impl CoordinatorNode {
             leadership: None,
             outputs: VecDeque::new(),
             counters: CoordinatorCounters::default(),
+            ticks: 0,
+            epoch_reads: BTreeMap::new(),
+            epoch_read_replies: VecDeque::new(),
         })
     }
 
@@ -836,12 +869,48 @@ impl CoordinatorNode {
         first_error.map_or(Ok(()), Err)
     }
 
+    /// A region node asks for the newest sealed epoch; `read_id` is the driver's name for the
+    /// read (unique among the reads waiting). The answer comes through
+    /// [`CoordinatorNode::poll_sealed_epoch_reply`]: at once with `not_leader` on a follower
+    /// (or when [`SEALED_EPOCH_READS_IN_FLIGHT_MAX`] reads wait), otherwise once the leader
+    /// has confirmed its leadership after the read arrived and applied through the commit
+    /// index it confirmed. The request's sender time moves this node's clock; a time too far
+    /// ahead is refused.
+    pub fn handle_read_sealed_epoch(
+        &mut self,
+        now_us: u64,
+        read_id: u64,
+        request: proto::ReadSealedEpochRequest,
+    ) -> Result<(), InputError> {
+        self.receive_time(now_us, request.sender_time, "sealed epoch read")?;
+        if !self.is_leader() || self.epoch_reads.len() >= SEALED_EPOCH_READS_IN_FLIGHT_MAX {
+            self.answer_epoch_read_not_leader(read_id);
+            return Ok(());
+        }
+        if self.epoch_reads.contains_key(&read_id) {
+            return Ok(());
+        }
+        let election_ticks = self.config.election_tick as u64;
+        self.epoch_reads.insert(
+            read_id,
+            PendingEpochRead {
+                deadline: self.ticks + 2 * election_ticks,
+                asked_at: self.ticks,
+                read_index: None,
+            },
+        );
+        self.group.read_index(read_id.to_be_bytes().to_vec());
+        Ok(())
+    }
+
     /// One tick of the driver's clock (once per epoch interval): raft elections and
     /// heartbeats, and the leader's duties (suspicion, acknowledgements, resends).
     pub fn handle_tick(&mut self, now_us: u64) {
         self.observe_time(now_us);
         let _ = self.clock.now(now_us);
+        self.ticks += 1;
         self.group.tick();
+        self.tick_epoch_reads();
         if !self.started {
             self.started = true;
             if self.config.preferred_leader == Some(self.id()) && self.leader_id().is_none() {
@@ -868,10 +937,12 @@ impl CoordinatorNode {
             let applied = self.group.handle_ready(io)?;
             self.refresh_leadership();
             self.handle_applied(applied);
+            self.handle_read_states();
             if !self.group.has_ready() {
                 break;
             }
         }
+        self.answer_epoch_reads();
         Ok(())
     }
 
@@ -907,6 +978,124 @@ impl CoordinatorNode {
     /// The next message for a region.
     pub fn poll_output(&mut self) -> Option<CoordinatorOutput> {
         self.outputs.pop_front()
+    }
+
+    /// The next answer to a sealed epoch read, with the read's id.
+    pub fn poll_sealed_epoch_reply(&mut self) -> Option<(u64, proto::ReadSealedEpochReply)> {
+        self.epoch_read_replies.pop_front()
+    }
+
+    // Internals: sealed epoch reads.
+
+    fn handle_read_states(&mut self) {
+        for state in self.group.take_read_states() {
+            let Ok(context) = <[u8; 8]>::try_from(state.request_ctx.as_slice()) else {
+                continue;
+            };
+            if let Some(read) = self.epoch_reads.get_mut(&u64::from_be_bytes(context)) {
+                read.read_index.get_or_insert(state.index);
+            }
+        }
+    }
+
+    /// Answers the reads the leader confirmed and has applied through; every read when this
+    /// node no longer leads.
+    fn answer_epoch_reads(&mut self) {
+        if !self.is_leader() {
+            for read_id in std::mem::take(&mut self.epoch_reads).into_keys() {
+                self.answer_epoch_read_not_leader(read_id);
+            }
+            return;
+        }
+        let applied_index = self.group.applied_index();
+        let confirmed: Vec<u64> = self
+            .epoch_reads
+            .iter()
+            .filter(|(_, read)| read.read_index.is_some_and(|index| index <= applied_index))
+            .map(|(&read_id, _)| read_id)
+            .collect();
+        for read_id in confirmed {
+            self.epoch_reads.remove(&read_id);
+            let state = self.group.state_machine();
+            let epoch_number = state.newest_epoch_number();
+            let watermark = (epoch_number > 0).then(|| state.watermark().into());
+            let sender_time = Some(self.clock.now(self.now_us).into());
+            self.counters.epoch_reads_confirmed += 1;
+            self.push_epoch_read_reply(
+                read_id,
+                proto::ReadSealedEpochReply {
+                    epoch_number,
+                    watermark,
+                    not_leader: None,
+                    sender_time,
+                },
+            );
+        }
+    }
+
+    /// Gives up on reads past their deadline, and asks raft again for the others: raft drops
+    /// a read without a word while the leader has not committed an entry of its term.
+    fn tick_epoch_reads(&mut self) {
+        let ticks = self.ticks;
+        let expired: Vec<u64> = self
+            .epoch_reads
+            .iter()
+            .filter(|(_, read)| read.deadline <= ticks)
+            .map(|(&read_id, _)| read_id)
+            .collect();
+        for read_id in expired {
+            self.epoch_reads.remove(&read_id);
+            self.answer_epoch_read_not_leader(read_id);
+        }
+        let retry_ticks = self.config.heartbeat_tick as u64;
+        let retry: Vec<u64> = self
+            .epoch_reads
+            .iter_mut()
+            .filter(|(_, read)| {
+                read.read_index.is_none() && ticks.saturating_sub(read.asked_at) >= retry_ticks
+            })
+            .map(|(&read_id, read)| {
+                read.asked_at = ticks;
+                read_id
+            })
+            .collect();
+        for read_id in retry {
+            // raft keeps one pending read per context, so asking again is harmless.
+            self.group.read_index(read_id.to_be_bytes().to_vec());
+        }
+        if !self.is_leader() {
+            self.answer_epoch_reads();
+        }
+    }
+
+    fn answer_epoch_read_not_leader(&mut self, read_id: u64) {
+        let leader_node_id = self
+            .leader_id()
+            .filter(|&leader| leader != self.id())
+            .unwrap_or(0);
+        let sender_time = Some(self.clock.now(self.now_us).into());
+        self.counters.epoch_reads_not_leader += 1;
+        self.push_epoch_read_reply(
+            read_id,
+            proto::ReadSealedEpochReply {
+                not_leader: Some(proto::NotLeader {
+                    leader_node_id,
+                    leader_address: String::new(),
+                }),
+                sender_time,
+                ..proto::ReadSealedEpochReply::default()
+            },
+        );
+    }
+
+    fn push_epoch_read_reply(&mut self, read_id: u64, reply: proto::ReadSealedEpochReply) {
+        // Every read gets exactly one answer and at most SEALED_EPOCH_READS_IN_FLIGHT_MAX
+        // wait, so twice that bounds the answers the driver has not polled yet.
+        if self.epoch_read_replies.len() >= 2 * SEALED_EPOCH_READS_IN_FLIGHT_MAX {
+            self.epoch_read_replies.pop_front();
+            self.counters.outputs_dropped += 1;
+        }
+        self.epoch_read_replies.push_back((read_id, reply));
     }
 
     // Internals: inputs.

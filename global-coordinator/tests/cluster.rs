@@ -3,7 +3,7 @@
 //! region, epoch delivery and resends, bounds, restarts, and a new leader that derives the
 //! same epochs from the log. Reference: global-protocol.md, "Coordinator side".
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use dsss_global_coordinator::{
     CoordinatorConfig, CoordinatorLimits, CoordinatorNode, CoordinatorOutput, Epoch, InputError,
@@ -45,11 +45,14 @@ struct Replica {
     store: MemoryStore,
     config: CoordinatorConfig,
     outputs: Vec<CoordinatorOutput>,
+    epoch_replies: Vec<(u64, proto::ReadSealedEpochReply)>,
 }
 
 struct Cluster {
     replicas: BTreeMap<u64, Replica>,
     in_flight: VecDeque<Message>,
+    /// Replicas cut off from the others: their messages are dropped both ways.
+    isolated: BTreeSet<u64>,
     now_us: u64,
 }
 
@@ -58,6 +61,7 @@ impl Cluster {
         let mut cluster = Cluster {
             replicas: BTreeMap::new(),
             in_flight: VecDeque::new(),
+            isolated: BTreeSet::new(),
             now_us: START_US,
         };
         for &id in ids {
@@ -78,6 +82,7 @@ impl Cluster {
                     store,
                     config,
                     outputs: Vec::new(),
+                    epoch_replies: Vec::new(),
                 },
             );
         }
@@ -103,6 +108,9 @@ impl Cluster {
         while let Some(output) = node.poll_output() {
             replica.outputs.push(output);
         }
+        while let Some(reply) = node.poll_sealed_epoch_reply() {
+            replica.epoch_replies.push(reply);
+        }
         self.in_flight.extend(outbox);
     }
 
@@ -115,6 +123,9 @@ impl Cluster {
             let Some(message) = self.in_flight.pop_front() else {
                 return;
             };
+            if self.isolated.contains(&message.from) || self.isolated.contains(&message.to) {
+                continue;
+            }
             let bytes = dsss_raft_group::encode_message(&message);
             if let Some(node) = self
                 .replicas
@@ -143,8 +154,24 @@ impl Cluster {
     fn leader(&self) -> Option<u64> {
         self.replicas.iter().find_map(|(id, replica)| {
             let node = replica.node.as_ref()?;
-            node.is_leader().then_some(*id)
+            (node.is_leader() && !self.isolated.contains(id)).then_some(*id)
         })
+    }
+
+    fn read_sealed_epoch(&mut self, to: u64, read_id: u64) {
+        let now_us = self.now_us;
+        let request = proto::ReadSealedEpochRequest {
+            sender_node_id: 100,
+            sender_time: time(now_us),
+        };
+        self.node_mut(to)
+            .handle_read_sealed_epoch(now_us, read_id, request)
+            .unwrap();
+        self.settle();
+    }
+
+    fn take_epoch_replies(&mut self, id: u64) -> Vec<(u64, proto::ReadSealedEpochReply)> {
+        std::mem::take(&mut self.replicas.get_mut(&id).unwrap().epoch_replies)
     }
 
     fn elect(&mut self) -> u64 {
@@ -722,4 +749,74 @@ fn a_configuration_comes_from_the_topology() {
     );
     let error = CoordinatorConfig::from_topology(&topology, 999_999).unwrap_err();
     assert_eq!(error.field, "node_id");
+}
+
+/// Reference: DESIGN.md section 2 ("sync() asks the coordinator leader (a leadership-confirmed
+/// read)"): the leader answers a sealed epoch read only after a quorum confirms it still
+/// leads; a deposed leader cut off from the others never answers with its stale epoch.
+#[test]
+fn sealed_epoch_reads_are_answered_only_by_a_confirmed_leader() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &["a"], |_| {});
+    let leader = cluster.elect();
+    let base = cluster.now_us;
+    cluster
+        .submit(leader, "a", 1, 1, vec![record("a", 1, base - 500)], base)
+        .unwrap();
+    cluster.tick(2);
+    assert_eq!(cluster.node(leader).state().newest_epoch_number(), 1);
+
+    cluster.read_sealed_epoch(leader, 7);
+    let replies = cluster.take_epoch_replies(leader);
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(replies[0].0, 7);
+    assert_eq!(replies[0].1.epoch_number, 1);
+    assert!(replies[0].1.not_leader.is_none());
+    assert!(replies[0].1.watermark.is_some());
+
+    let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+    cluster.read_sealed_epoch(follower, 8);
+    let replies = cluster.take_epoch_replies(follower);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(
+        replies[0]
+            .1
+            .not_leader
+            .as_ref()
+            .map(|hint| hint.leader_node_id),
+        Some(leader)
+    );
+
+    // The leader is cut off: it still believes it leads, but cannot confirm it.
+    cluster.isolated.insert(leader);
+    cluster.read_sealed_epoch(leader, 9);
+    cluster.tick(1);
+    assert!(
+        cluster.take_epoch_replies(leader).is_empty(),
+        "no quorum confirmed the read"
+    );
+    // The others elect a new leader and seal a newer epoch.
+    let new_leader = cluster.elect();
+    assert_ne!(new_leader, leader);
+    let at = cluster.now_us;
+    cluster
+        .submit(new_leader, "a", 1, 2, vec![record("a", 2, at - 500)], at)
+        .unwrap();
+    cluster.tick(2);
+    assert_eq!(cluster.node(new_leader).state().newest_epoch_number(), 2);
+    // The old leader gives up within two election timeouts, without ever naming epoch 1.
+    let election_tick = cluster.replicas[&leader].config.election_tick;
+    cluster.tick(2 * election_tick);
+    let replies = cluster.take_epoch_replies(leader);
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(replies[0].0, 9);
+    assert!(replies[0].1.not_leader.is_some(), "{replies:?}");
+    assert_eq!(replies[0].1.epoch_number, 0);
+    assert!(
+        cluster
+            .node(leader)
+            .status()
+            .counters
+            .epoch_reads_not_leader
+            >= 1
+    );
 }

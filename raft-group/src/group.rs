@@ -11,7 +11,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{
     ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, Snapshot,
 };
-use raft::{RawNode, SnapshotStatus, StateRole};
+use raft::{RawNode, ReadState, SnapshotStatus, StateRole};
 
 use crate::election::ElectionTimeoutRng;
 use crate::storage::RaftStorage;
@@ -31,6 +31,10 @@ pub const RETAINED_SIZE_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
 
 /// The largest append message a configuration may allow.
 pub const MESSAGE_SIZE_BYTES_MAX: u64 = crate::codec::RAFT_MESSAGE_BYTES_MAX as u64 / 2;
+
+/// The most confirmed reads ([`RaftGroup::read_index`]) kept until the user takes them; beyond,
+/// the oldest is dropped (its reader asks again).
+pub const READ_STATES_PENDING_MAX: usize = 4_096;
 
 /// The index and term a bootstrapped group starts from, as if from a snapshot: a member added
 /// later has an empty log, so it must catch up by snapshot, which carries the membership.
@@ -431,6 +435,8 @@ pub struct RaftGroup<M: StateMachine> {
     timeout_rng: ElectionTimeoutRng,
     /// Term and role when the election timeout was last drawn.
     timeout_drawn_for: (u64, StateRole),
+    /// Reads the leader confirmed, oldest first, until [`RaftGroup::take_read_states`].
+    read_states: Vec<ReadState>,
 }
 
 impl<M: StateMachine> RaftGroup<M> {
@@ -469,6 +475,7 @@ impl<M: StateMachine> RaftGroup<M> {
             state_machine,
             config,
             applied_index,
+            read_states: Vec::new(),
         };
         group.draw_election_timeout();
         Ok(group)
@@ -607,6 +614,25 @@ impl<M: StateMachine> RaftGroup<M> {
         outcome.map_err(propose_error)
     }
 
+    /// Asks the leader to confirm, with a heartbeat round to a quorum, that it still leads,
+    /// and to name its commit index (raft's ReadIndex, thesis section 6.4). Served by every
+    /// member: a follower forwards the request to the leader. The answer comes as a
+    /// [`ReadState`] carrying `context` from [`RaftGroup::take_read_states`] after a later
+    /// [`RaftGroup::handle_ready`]; once the applied index reaches its index, the state machine
+    /// reflects every entry committed before the request. raft drops the request without a
+    /// word when no leader is known or the leader has not yet committed an entry of its term:
+    /// the caller asks again after a while. `context` MUST be unique among the reads in flight
+    /// in the group (raft matches answers by it) and not empty.
+    pub fn read_index(&mut self, context: Vec<u8>) {
+        self.raw_node.read_index(context);
+        self.draw_election_timeout_if_reset();
+    }
+
+    /// The reads confirmed since the last call, oldest first (see [`RaftGroup::read_index`]).
+    pub fn take_read_states(&mut self) -> Vec<ReadState> {
+        std::mem::take(&mut self.read_states)
+    }
+
     /// Asks the leader (this node) to hand leadership to `to`; ignored on a follower.
     pub fn transfer_leader(&mut self, to: u64) {
         self.raw_node.transfer_leader(to);
@@ -654,6 +680,7 @@ impl<M: StateMachine> RaftGroup<M> {
         }
         let mut snapshot_receivers = Vec::new();
         let mut ready = self.raw_node.ready();
+        self.keep_read_states(ready.take_read_states());
         let mut batch = WriteBatch::new();
         let applied_before = self.applied_index;
 
@@ -702,6 +729,14 @@ impl<M: StateMachine> RaftGroup<M> {
     }
 
     // Internals.
+
+    fn keep_read_states(&mut self, read_states: Vec<ReadState>) {
+        self.read_states.extend(read_states);
+        if self.read_states.len() > READ_STATES_PENDING_MAX {
+            let excess = self.read_states.len() - READ_STATES_PENDING_MAX;
+            self.read_states.drain(..excess);
+        }
+    }
 
     fn restore_snapshot(
         &mut self,

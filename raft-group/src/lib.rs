@@ -75,12 +75,14 @@ pub use codec::{DecodeError, RAFT_MESSAGE_BYTES_MAX, decode_message, encode_mess
 pub use election::ElectionTimeoutRng;
 pub use group::{
     Applied, BOOTSTRAP_INDEX, BOOTSTRAP_TERM, ConfigError, LogRetention, OpenError, ProposeError,
-    RaftGroup, RaftGroupConfig, ReadyError, ReadyIo, Role, SnapshotError, StateMachine, StepError,
-    StoreIo,
+    READ_STATES_PENDING_MAX, RaftGroup, RaftGroupConfig, ReadyError, ReadyIo, Role, SnapshotError,
+    StateMachine, StepError, StoreIo,
 };
 pub use memory_store::MemoryStore;
 /// The raft-rs crate this group is built on, so users name the same message types.
 pub use raft;
+/// A read the leader confirmed: its context and the commit index it names.
+pub use raft::ReadState;
 pub use storage::{RaftStorage, RecoveredStorage};
 pub use store::{
     DurableStore, KeySpace, KeyValuePairs, RAFT_LOG, RAFT_STATE, StoreError, WriteBatch,

@@ -8,14 +8,17 @@
 //! (election timeouts come from the configured seed), and touches no disk or socket.
 //!
 //! - [`node`]: [`RegionNode`], proposals, batching, forwarding, replies.
-//! - [`region_log`]: [`RegionLog`], the state machine: dense positions, retention, snapshots.
+//! - [`region_log`]: [`RegionLog`], the state machine: dense positions, truncation, snapshots.
+//! - [`checkpoint`]: the objects' checkpoints as replicated state, their agreement rules, the
+//!   divergence alarms, and the truncation point they allow.
 //! - [`dedup`]: the bounded dedup table behind exactly-once.
 //! - [`record`]: records as proposed (in batches) and stored (the four kinds of log entry).
 //! - [`global`]: the region's side of the global tier: the open and outgoing batches of
 //!   global records, the sealed epochs, the membership, the shipping to the coordinator.
 //! - `driver` and `service` (feature `driver`): the production node: a node loop on its own
 //!   thread over RocksDB, the peer transport, and the gRPC services.
-//! - `client` (feature `driver`): a client that fails over between the members of a region.
+//!
+//! The failover client of a region lives in the SDK (`dsss::region_client`).
 //!
 //! # Example: a one-node region orders a call
 //!
@@ -57,8 +60,7 @@
 #![deny(missing_docs)]
 
 mod bytes;
-#[cfg(feature = "driver")]
-pub mod client;
+pub mod checkpoint;
 pub mod dedup;
 #[cfg(feature = "driver")]
 pub mod driver;
@@ -69,14 +71,21 @@ pub mod region_log;
 #[cfg(feature = "driver")]
 pub mod service;
 
+pub use checkpoint::{
+    CHECKPOINT_STATE_BYTES_MAX, CHECKPOINT_STATES_BYTES_MAX, CheckpointFetch, CheckpointOutcome,
+    CheckpointRefusal, CheckpointUpload, DivergenceAlarm, OBJECTS_UNCOVERED_MAX,
+    OBJECTS_WITH_CHECKPOINTS_MAX,
+};
 pub use dedup::{
     DEDUP_CLIENTS_MAX, DEDUP_IDLE_POSITIONS_MAX, DEDUP_WINDOW_MAX, DedupLimits, DedupTable,
     DedupVerdict,
 };
 pub use node::{
-    GlobalMessageError, GlobalStatus, LOG_EVENTS_PENDING_MAX, LogEvent, MessageError, NodeCounters,
+    CHECKPOINT_UPLOADS_IN_FLIGHT_MAX, CheckpointReply, CheckpointStatus, GlobalMessageError,
+    GlobalStatus, LOG_EVENTS_PENDING_MAX, LogEvent, MessageError, NodeCounters,
     PROPOSALS_PENDING_MAX, ProposeError, REPLIES_PENDING_MAX, RegionNode, RegionNodeConfig,
-    RegionNodeError, RegionStatus, Reply, TO_COORDINATOR_PENDING_MAX, ToCoordinator, WAITERS_MAX,
+    RegionNodeError, RegionStatus, Reply, SYNCS_IN_FLIGHT_MAX, SealedEpochRead, SyncError,
+    SyncReply, TO_COORDINATOR_PENDING_MAX, ToCoordinator, UploadError, WAITERS_MAX,
 };
 pub use record::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, LogEntry, LogEntryKind, ProposeRequest};
 pub use region_log::{

@@ -12,6 +12,16 @@
 //! the coordinator leader is. A global call is answered only when its sealed copy is applied
 //! here, with the position of that copy; until then retries wait for it.
 //!
+//! Checkpoint uploads ([`RegionNode::handle_upload_checkpoint`]) are proposed into raft as
+//! commands that take no log position, from any member, and answered through
+//! [`RegionNode::poll_checkpoint_reply`] once applied here; a hash mismatch also comes out of
+//! [`RegionNode::poll_divergence_alarm`] on every member. Barriers
+//! ([`RegionNode::handle_sync`]) are answered through [`RegionNode::poll_sync_reply`] once this
+//! node has applied through the region's commit point as the leader confirmed it (raft's
+//! ReadIndex) and, with a global tier, through the newest sealed epoch the coordinator leader
+//! confirmed: the node asks for that through [`RegionNode::poll_sealed_epoch_read`] and the
+//! driver hands the answer to [`RegionNode::handle_sealed_epoch_read`].
+//!
 //! A proposal waits in a bounded queue until the next `handle_ready`, which proposes the queue
 //! as few raft entries as the batch bounds allow: under load one round carries many records
 //! and one sync. A follower proposes into raft too (raft forwards the entry to the leader) and
@@ -29,6 +39,11 @@ use dsss_raft_group::{
 use dsss_wire::{
     ClientId, ClockSkewError, HybridLogicalClock, RegionId, RequestSequence, Scope, Timestamp,
     proto,
+};
+
+use crate::checkpoint::{
+    CHECKPOINT_STATE_BYTES_MAX, CheckpointOutcome, CheckpointRefusal, CheckpointUpload,
+    DivergenceAlarm, encode_checkpoint_entry,
 };
 
 use crate::dedup::DedupVerdict;
@@ -65,6 +80,22 @@ pub const PROPOSAL_TIMEOUT_TICKS_MAX: u64 = 100_000;
 /// is dropped and counted (batches are resent, epoch acknowledgements are asked again).
 pub const TO_COORDINATOR_PENDING_MAX: usize = 1_024;
 
+/// The most barriers ([`RegionNode::handle_sync`]) waiting on one node; beyond, a barrier is
+/// refused with [`SyncError::Overloaded`].
+pub const SYNCS_IN_FLIGHT_MAX: usize = 1_024;
+
+/// The most checkpoint uploads waiting to be applied on one node; beyond, an upload is refused
+/// with [`UploadError::Overloaded`].
+pub const CHECKPOINT_UPLOADS_IN_FLIGHT_MAX: usize = 64;
+
+/// The most sealed epoch reads waiting for the driver; beyond, the oldest is dropped (its
+/// barriers time out and are asked again).
+pub const SEALED_EPOCH_READS_PENDING_MAX: usize = 64;
+
+/// The most divergence alarms kept until the driver polls them; beyond, the oldest is dropped
+/// (the alarms stay in the replicated state and in the status).
+pub const DIVERGENCE_ALARMS_PENDING_MAX: usize = 64;
+
 /// The shortest and longest epoch and resend intervals a node accepts, in microseconds.
 pub const GLOBAL_INTERVAL_US_MIN: u64 = 1_000;
 
@@ -78,12 +109,14 @@ pub struct RegionNodeConfig {
     pub group: RaftGroupConfig,
     /// The region this node serves; it becomes the origin of the records it stamps.
     pub region: RegionId,
-    /// How many records the region log keeps. MUST be equal on every member.
+    /// How large the region log may grow above its truncation point before this node refuses
+    /// new proposals with [`ProposeError::LogFull`]. A guard only: truncation follows the
+    /// agreed checkpoints ([`crate::checkpoint`]) and never drops an entry for size.
     pub log_retention: RegionLogRetention,
     /// The clock skew the node's hybrid logical clock tolerates.
     pub max_clock_skew_us: u64,
     /// How many ticks a proposal may wait for its record before it is answered
-    /// [`ProposeError::Dropped`].
+    /// [`ProposeError::Dropped`]; barriers and checkpoint uploads wait as long.
     pub proposal_timeout_ticks: u64,
     /// How often the leader closes the open batch of global records (the topology's epoch
     /// length).
@@ -168,6 +201,14 @@ pub enum ProposeError {
     /// or may not be applied later, so retry with the same sequence.
     #[error("dropped before it was ordered; retry with the same sequence")]
     Dropped,
+    /// The region log holds as much above its truncation point as it may, or tracks as many
+    /// objects lacking an agreed checkpoint as it may; `reason` names the bound and those
+    /// objects. Nothing was proposed; retry once their replicas have uploaded checkpoints.
+    #[error("the region log is full: {reason}")]
+    LogFull {
+        /// Which bound is reached, and the objects that hold truncation back.
+        reason: String,
+    },
     /// The sequence is below the client's dedup window: the region can no longer tell
     /// whether it was applied, so it refuses it.
     #[error(
@@ -224,6 +265,111 @@ impl Reply {
             } => (*client_id, *request_sequence),
         }
     }
+}
+
+/// Why a barrier was not given.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    /// No leader is known (an election is under way); retry after a short wait.
+    #[error("not the leader and no leader known{}", hint_text(*.leader_hint))]
+    NotLeader {
+        /// A node that may lead.
+        leader_hint: Option<u64>,
+    },
+    /// Too many barriers wait on this node ([`SYNCS_IN_FLIGHT_MAX`]).
+    #[error("overloaded: {SYNCS_IN_FLIGHT_MAX} barriers wait on this node (SYNCS_IN_FLIGHT_MAX)")]
+    Overloaded,
+    /// The leader did not confirm the commit point, or the sealed epoch did not arrive, within
+    /// the timeout; retry.
+    #[error("the barrier was not confirmed within {timeout_ticks} ticks; retry")]
+    TimedOut {
+        /// The timeout.
+        timeout_ticks: u64,
+    },
+    /// The coordinator could not confirm its newest sealed epoch.
+    #[error("the coordinator did not confirm its newest sealed epoch: {reason}")]
+    Coordinator {
+        /// What the driver or the coordinator said.
+        reason: String,
+    },
+}
+
+/// The answer to one barrier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncReply {
+    /// The barrier: a reader that applies through `apply_through_position` sees every call
+    /// that completed before the barrier was asked for.
+    Ready {
+        /// The driver's id of the barrier.
+        sync_id: u64,
+        /// The position to apply through; this node has applied it.
+        apply_through_position: u64,
+        /// The newest sealed epoch the coordinator leader confirmed, 0 without a global tier.
+        sealed_epoch_number: u64,
+    },
+    /// No barrier.
+    Refused {
+        /// The driver's id of the barrier.
+        sync_id: u64,
+        /// Why.
+        error: SyncError,
+    },
+}
+
+impl SyncReply {
+    /// The driver's id of the barrier this answers.
+    pub fn sync_id(&self) -> u64 {
+        match self {
+            SyncReply::Ready { sync_id, .. } | SyncReply::Refused { sync_id, .. } => *sync_id,
+        }
+    }
+}
+
+/// Why a checkpoint upload got no outcome.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UploadError {
+    /// No leader is known; nothing was proposed.
+    #[error("not the leader and no leader known{}", hint_text(*.leader_hint))]
+    NotLeader {
+        /// A node that may lead.
+        leader_hint: Option<u64>,
+    },
+    /// Too many uploads wait on this node ([`CHECKPOINT_UPLOADS_IN_FLIGHT_MAX`]).
+    #[error(
+        "overloaded: {CHECKPOINT_UPLOADS_IN_FLIGHT_MAX} checkpoint uploads wait on this node \
+         (CHECKPOINT_UPLOADS_IN_FLIGHT_MAX)"
+    )]
+    Overloaded,
+    /// A field is out of range; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// A bound of the region's checkpoints is reached; the message names it.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// The upload was lost (raft dropped it, a snapshot replaced the state, or it waited too
+    /// long); it may still be applied. Retrying is safe: the same report is idempotent.
+    #[error("dropped before it was applied; retry")]
+    Dropped,
+}
+
+/// The answer to one checkpoint upload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointReply {
+    /// The driver's id of the upload.
+    pub upload_id: u64,
+    /// What the region did with it.
+    pub result: Result<CheckpointOutcome, UploadError>,
+}
+
+/// A read of the coordinator's newest sealed epoch that the node needs for its barriers. The
+/// driver sends `request` to the coordinator leader and hands the answer to
+/// [`RegionNode::handle_sealed_epoch_read`] with `read_id`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SealedEpochRead {
+    /// The node's id of the read.
+    pub read_id: u64,
+    /// The request to send.
+    pub request: proto::ReadSealedEpochRequest,
 }
 
 /// What local subscribers see of the log, in order.
@@ -333,8 +479,29 @@ pub struct RegionStatus {
     pub proposals_pending: usize,
     /// Proposals waiting for their record.
     pub waiters: usize,
+    /// Barriers waiting on this node.
+    pub syncs_in_flight: usize,
+    /// The region's checkpoints and truncation, as this node applied them.
+    pub checkpoints: CheckpointStatus,
     /// Counters since the node opened.
     pub counters: NodeCounters,
+}
+
+/// The region's checkpoints and truncation, as a node applied them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointStatus {
+    /// Objects with a checkpoint.
+    pub objects: usize,
+    /// Objects with records above their agreed checkpoint (or without one).
+    pub uncovered_objects: usize,
+    /// The bytes of state kept over all checkpoints.
+    pub states_size_bytes: u64,
+    /// The region's truncation point.
+    pub truncated_through: u64,
+    /// Hash mismatches seen since the region began.
+    pub alarms_raised: u64,
+    /// The newest alarm of every diverged object.
+    pub alarms: Vec<DivergenceAlarm>,
 }
 
 /// The region's side of the global tier, as this node applied it.
@@ -381,6 +548,30 @@ pub struct NodeCounters {
     pub batches_sent: u64,
     /// Epoch parts proposed.
     pub epoch_parts_proposed: u64,
+    /// Leadership-confirmed reads (raft ReadIndex) asked for barriers.
+    pub read_indexes_asked: u64,
+    /// Barriers given.
+    pub syncs_ready: u64,
+    /// Barriers refused or timed out.
+    pub syncs_refused: u64,
+    /// Checkpoint uploads proposed.
+    pub checkpoints_proposed: u64,
+}
+
+/// A barrier waiting for its conditions.
+#[derive(Clone, Copy, Debug)]
+struct PendingSync {
+    /// The tick at which it gives up.
+    deadline: u64,
+    /// Any ReadIndex this node asks with an id at or above this one was asked after the
+    /// barrier arrived, so its answer serves the barrier.
+    read_after: u64,
+    /// The raft commit index the leader confirmed.
+    read_index: Option<u64>,
+    /// Likewise for sealed epoch reads; none without a global tier.
+    epoch_read_after: Option<u64>,
+    /// The newest sealed epoch the coordinator leader confirmed.
+    sealed_epoch: Option<u64>,
 }
 
 /// A proposal waiting for the next round.
@@ -408,6 +599,35 @@ pub struct RegionNode {
     now_us: u64,
     shipping: Shipping,
     to_coordinator: VecDeque<ToCoordinator>,
+    syncs: BTreeMap<u64, PendingSync>,
+    sync_replies: VecDeque<SyncReply>,
+    /// The id of the next ReadIndex this node asks, and whether a barrier needs one.
+    next_read_id: u64,
+    read_wanted: bool,
+    last_read_tick: u64,
+    /// The id of the next sealed epoch read, and whether a barrier needs one.
+    next_epoch_read_id: u64,
+    epoch_read_wanted: bool,
+    epoch_reads: VecDeque<SealedEpochRead>,
+    /// Uploads this node proposed, by id, with the tick at which they give up.
+    uploads: BTreeMap<u64, u64>,
+    upload_replies: VecDeque<CheckpointReply>,
+    alarms: VecDeque<DivergenceAlarm>,
+}
+
+/// The context of a ReadIndex: the asking node and its read id, so that answers to other
+/// members' reads (raft hands them to the member that asked) are told apart.
+fn read_context(node_id: u64, read_id: u64) -> Vec<u8> {
+    let mut context = Vec::with_capacity(16);
+    context.extend_from_slice(&node_id.to_be_bytes());
+    context.extend_from_slice(&read_id.to_be_bytes());
+    context
+}
+
+fn parse_read_context(context: &[u8]) -> Option<(u64, u64)> {
+    let node_id = u64::from_be_bytes(context.get(..8)?.try_into().ok()?);
+    let read_id = u64::from_be_bytes(context.get(8..16)?.try_into().ok()?);
+    (context.len() == 16).then_some((node_id, read_id))
 }
 
 impl RegionNode {
@@ -441,6 +661,17 @@ impl RegionNode {
             now_us: 0,
             shipping: Shipping::default(),
             to_coordinator: VecDeque::new(),
+            syncs: BTreeMap::new(),
+            sync_replies: VecDeque::new(),
+            next_read_id: 1,
+            read_wanted: false,
+            last_read_tick: 0,
+            next_epoch_read_id: 1,
+            epoch_read_wanted: false,
+            epoch_reads: VecDeque::new(),
+            uploads: BTreeMap::new(),
+            upload_replies: VecDeque::new(),
+            alarms: VecDeque::new(),
         })
     }
 
@@ -504,6 +735,15 @@ impl RegionNode {
             },
             proposals_pending: self.pending.len(),
             waiters: self.waiters.len(),
+            syncs_in_flight: self.syncs.len(),
+            checkpoints: CheckpointStatus {
+                objects: log.checkpoints().object_count(),
+                uncovered_objects: log.checkpoints().uncovered_count(),
+                states_size_bytes: log.checkpoints().states_size_bytes(),
+                truncated_through: log.truncated_through(),
+                alarms_raised: log.checkpoints().alarms_raised(),
+                alarms: log.checkpoints().alarms().collect(),
+            },
             counters: self.counters,
         }
     }
@@ -548,6 +788,9 @@ impl RegionNode {
         if record.scope == Scope::Global && !self.config.global_tier {
             return self.reply_refused(key, ProposeError::NoGlobalTier);
         }
+        if let Err(reason) = log.admit(&record.object_id) {
+            return self.reply_refused(key, ProposeError::LogFull { reason });
+        }
         if record.scope == Scope::Global
             && let Err(bound) = log.global().admit(encoded.len() as u64)
         {
@@ -563,6 +806,148 @@ impl RegionNode {
         if new_waiter {
             self.add_waiter(key);
         }
+    }
+
+    /// A barrier asked of this node, named `sync_id` by the driver (unique among the barriers
+    /// waiting). The answer comes through [`RegionNode::poll_sync_reply`]: refused at once when
+    /// no leader is known or [`SYNCS_IN_FLIGHT_MAX`] barriers wait, otherwise once this node
+    /// has applied through the commit index the leader confirmed AFTER the barrier arrived
+    /// (and, with a global tier, through the sealed epoch the coordinator leader confirmed
+    /// after it arrived), or refused after `proposal_timeout_ticks`.
+    pub fn handle_sync(&mut self, now_us: u64, sync_id: u64) {
+        self.now_us = now_us;
+        if self.syncs.contains_key(&sync_id) {
+            return;
+        }
+        if self.syncs.len() >= SYNCS_IN_FLIGHT_MAX {
+            return self.refuse_sync(sync_id, SyncError::Overloaded);
+        }
+        if self.group.leader_id().is_none() {
+            return self.refuse_sync(sync_id, SyncError::NotLeader { leader_hint: None });
+        }
+        let global_tier = self.config.global_tier;
+        self.syncs.insert(
+            sync_id,
+            PendingSync {
+                deadline: self.ticks + self.config.proposal_timeout_ticks,
+                read_after: self.next_read_id,
+                read_index: None,
+                epoch_read_after: global_tier.then_some(self.next_epoch_read_id),
+                sealed_epoch: None,
+            },
+        );
+        self.read_wanted = true;
+        self.epoch_read_wanted |= global_tier;
+    }
+
+    /// The answer to a [`SealedEpochRead`]: the coordinator's reply, or why the driver got
+    /// none. Barriers waiting for this read (or an earlier one) take its epoch; an error or a
+    /// reply from a replica that does not lead refuses them. The reply's sender time moves
+    /// this node's clock.
+    pub fn handle_sealed_epoch_read(
+        &mut self,
+        now_us: u64,
+        read_id: u64,
+        reply: Result<proto::ReadSealedEpochReply, String>,
+    ) {
+        self.now_us = now_us;
+        let outcome = reply.and_then(|reply| {
+            if let Some(not_leader) = reply.not_leader {
+                return Err(format!(
+                    "the coordinator replica asked does not lead (it names node {} as leader)",
+                    not_leader.leader_node_id
+                ));
+            }
+            self.observe_sender_time(now_us, reply.sender_time)
+                .map_err(|error| error.to_string())?;
+            Ok(reply.epoch_number)
+        });
+        let served: Vec<u64> = self
+            .syncs
+            .iter()
+            .filter(|(_, sync)| {
+                sync.sealed_epoch.is_none()
+                    && sync.epoch_read_after.is_some_and(|after| after <= read_id)
+            })
+            .map(|(&sync_id, _)| sync_id)
+            .collect();
+        for sync_id in served {
+            match &outcome {
+                Ok(epoch_number) => {
+                    if let Some(sync) = self.syncs.get_mut(&sync_id) {
+                        sync.sealed_epoch = Some(*epoch_number);
+                    }
+                }
+                Err(reason) => {
+                    self.syncs.remove(&sync_id);
+                    self.refuse_sync(
+                        sync_id,
+                        SyncError::Coordinator {
+                            reason: reason.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        self.complete_syncs();
+    }
+
+    /// A checkpoint a client offers, named `upload_id` by the driver (unique among the
+    /// uploads waiting). Any member takes it: it is proposed into raft (a follower's proposal
+    /// goes to the leader) and answered through [`RegionNode::poll_checkpoint_reply`] once
+    /// applied here; refused at once when its position is beyond this node's applied
+    /// position, its state too large, no leader is known, or too many uploads wait.
+    pub fn handle_upload_checkpoint(
+        &mut self,
+        now_us: u64,
+        upload_id: u64,
+        upload: CheckpointUpload,
+    ) {
+        self.now_us = now_us;
+        let node_id = self.id();
+        let refuse = |node: &mut Self, error| {
+            node.push_upload_reply(CheckpointReply {
+                upload_id,
+                result: Err(error),
+            })
+        };
+        if self.uploads.contains_key(&upload_id) {
+            return;
+        }
+        if self.uploads.len() >= CHECKPOINT_UPLOADS_IN_FLIGHT_MAX {
+            return refuse(self, UploadError::Overloaded);
+        }
+        let applied_position = self.region_log().last_position();
+        if upload.position == 0 || upload.position > applied_position {
+            return refuse(
+                self,
+                UploadError::Invalid(format!(
+                    "checkpoint.position {} is outside 1..={applied_position}, the positions \
+                     node {node_id} has applied",
+                    upload.position,
+                )),
+            );
+        }
+        if upload.state.len() > CHECKPOINT_STATE_BYTES_MAX {
+            return refuse(
+                self,
+                UploadError::Invalid(format!(
+                    "checkpoint.state holds {} bytes, more than the maximum of \
+                     {CHECKPOINT_STATE_BYTES_MAX}",
+                    upload.state.len()
+                )),
+            );
+        }
+        if self.group.leader_id().is_none() {
+            return refuse(self, UploadError::NotLeader { leader_hint: None });
+        }
+        let data = encode_checkpoint_entry(&upload, (node_id, upload_id));
+        if self.group.propose(data).is_err() {
+            return refuse(self, UploadError::Dropped);
+        }
+        self.counters.checkpoints_proposed += 1;
+        self.uploads
+            .insert(upload_id, self.ticks + self.config.proposal_timeout_ticks);
     }
 
     /// The coordinator's answer to a batch. Acknowledgements are the leader's soft state: it
@@ -686,6 +1071,7 @@ impl RegionNode {
         self.ticks += 1;
         self.group.tick();
         self.expire_waiters();
+        self.expire_syncs_and_uploads();
         if self.is_leader() {
             self.shipping.enter_term(self.group.term());
             self.propose_close_batch(now_us);
@@ -699,14 +1085,17 @@ impl RegionNode {
     /// input. An error is fatal: the node MUST be dropped and opened again from its store.
     pub fn handle_ready(&mut self, io: &mut impl ReadyIo) -> Result<(), ReadyError> {
         self.propose_pending();
+        self.ask_reads();
         for _ in 0..READY_ROUNDS_PER_CALL_MAX {
             let applied = self.group.handle_ready(io)?;
             self.counters.rounds += 1;
             self.handle_applied(applied);
+            self.handle_read_states();
             if !self.group.has_ready() {
                 break;
             }
         }
+        self.complete_syncs();
         if self.is_leader() {
             self.shipping.enter_term(self.group.term());
             self.ship_batches(false);
@@ -718,7 +1107,7 @@ impl RegionNode {
 
     /// True when [`RegionNode::handle_ready`] has work to do.
     pub fn has_ready(&self) -> bool {
-        !self.pending.is_empty() || self.group.has_ready()
+        !self.pending.is_empty() || self.read_wanted || self.group.has_ready()
     }
 
     // Commands.
@@ -760,6 +1149,26 @@ impl RegionNode {
     /// The next message for the coordinator leader.
     pub fn poll_to_coordinator(&mut self) -> Option<ToCoordinator> {
         self.to_coordinator.pop_front()
+    }
+
+    /// The next answer to a barrier.
+    pub fn poll_sync_reply(&mut self) -> Option<SyncReply> {
+        self.sync_replies.pop_front()
+    }
+
+    /// The next read of the coordinator's newest sealed epoch to send.
+    pub fn poll_sealed_epoch_read(&mut self) -> Option<SealedEpochRead> {
+        self.epoch_reads.pop_front()
+    }
+
+    /// The next answer to a checkpoint upload.
+    pub fn poll_checkpoint_reply(&mut self) -> Option<CheckpointReply> {
+        self.upload_replies.pop_front()
+    }
+
+    /// The next divergence alarm this node applied (every member raises each alarm).
+    pub fn poll_divergence_alarm(&mut self) -> Option<DivergenceAlarm> {
+        self.alarms.pop_front()
     }
 
     /// What the region has appended of the sealed epochs, stamped now: the answer to a
@@ -851,6 +1260,15 @@ impl RegionNode {
                         self.push_epoch_ack();
                     }
                 }
+                Applied::Entry {
+                    output:
+                        EntryOutcome::Checkpoint {
+                            proposer,
+                            object_id,
+                            outcome,
+                        },
+                    ..
+                } => self.handle_checkpoint_applied(proposer, &object_id, outcome),
                 // A refused entry appended nothing; its proposers time out and retry. A
                 // closed batch is shipped after the round.
                 Applied::Entry {
@@ -915,12 +1333,194 @@ impl RegionNode {
                     self.reply_refused(key, ProposeError::GlobalOverloaded { bound });
                 }
             }
+            RecordOutcome::LogFull {
+                client_id,
+                request_sequence,
+                reason,
+            } => {
+                let key = (client_id, request_sequence);
+                if self.waiters.remove(&key).is_some() {
+                    self.reply_refused(key, ProposeError::LogFull { reason });
+                }
+            }
         }
+    }
+
+    fn handle_checkpoint_applied(
+        &mut self,
+        proposer: (u64, u64),
+        object_id: &dsss_wire::ObjectId,
+        outcome: Result<CheckpointOutcome, CheckpointRefusal>,
+    ) {
+        if outcome == Ok(CheckpointOutcome::HashMismatch)
+            && let Some(alarm) = self
+                .group
+                .state_machine()
+                .checkpoints()
+                .alarms()
+                .find(|alarm| &alarm.object_id == object_id)
+        {
+            if self.alarms.len() >= DIVERGENCE_ALARMS_PENDING_MAX {
+                self.alarms.pop_front();
+            }
+            self.alarms.push_back(alarm);
+        }
+        let (node_id, upload_id) = proposer;
+        if node_id != self.id() || self.uploads.remove(&upload_id).is_none() {
+            return;
+        }
+        let result = outcome.map_err(|refusal| match refusal {
+            CheckpointRefusal::ResourceExhausted(reason) => UploadError::ResourceExhausted(reason),
+            CheckpointRefusal::Invalid(reason) => UploadError::Invalid(reason),
+        });
+        self.push_upload_reply(CheckpointReply { upload_id, result });
+    }
+
+    /// Asks raft for a leadership-confirmed read, and the driver for a sealed epoch read,
+    /// when a barrier arrived since the last ones (or the last read went unanswered).
+    fn ask_reads(&mut self) {
+        if std::mem::take(&mut self.read_wanted) {
+            let context = read_context(self.id(), self.next_read_id);
+            self.group.read_index(context);
+            self.next_read_id += 1;
+            self.last_read_tick = self.ticks;
+            self.counters.read_indexes_asked += 1;
+        }
+        if std::mem::take(&mut self.epoch_read_wanted) {
+            if self.epoch_reads.len() >= SEALED_EPOCH_READS_PENDING_MAX {
+                self.epoch_reads.pop_front();
+            }
+            let request = proto::ReadSealedEpochRequest {
+                sender_node_id: self.id(),
+                sender_time: Some(self.clock.now(self.now_us).into()),
+            };
+            self.epoch_reads.push_back(SealedEpochRead {
+                read_id: self.next_epoch_read_id,
+                request,
+            });
+            self.next_epoch_read_id += 1;
+        }
+    }
+
+    /// Gives the commit indices the leader confirmed to the barriers that asked before them.
+    fn handle_read_states(&mut self) {
+        for state in self.group.take_read_states() {
+            let Some((node_id, read_id)) = parse_read_context(&state.request_ctx) else {
+                continue;
+            };
+            if node_id != self.id() {
+                continue;
+            }
+            for sync in self.syncs.values_mut() {
+                if sync.read_index.is_none() && sync.read_after <= read_id {
+                    sync.read_index = Some(state.index);
+                }
+            }
+        }
+    }
+
+    /// Answers the barriers whose conditions hold: this node applied through the confirmed
+    /// commit index and holds the confirmed sealed epoch.
+    fn complete_syncs(&mut self) {
+        let applied_index = self.group.applied_index();
+        let log = self.group.state_machine();
+        let epochs_applied_through = log.global().epochs_applied_through();
+        let apply_through_position = log.last_position();
+        let ready: Vec<(u64, u64)> = self
+            .syncs
+            .iter()
+            .filter_map(|(&sync_id, sync)| {
+                let read = sync.read_index.is_some_and(|index| index <= applied_index);
+                let sealed_epoch = match sync.epoch_read_after {
+                    None => Some(0),
+                    Some(_) => sync
+                        .sealed_epoch
+                        .filter(|&epoch| epoch <= epochs_applied_through),
+                };
+                sealed_epoch.filter(|_| read).map(|epoch| (sync_id, epoch))
+            })
+            .collect();
+        for (sync_id, sealed_epoch_number) in ready {
+            self.syncs.remove(&sync_id);
+            self.counters.syncs_ready += 1;
+            self.push_sync_reply(SyncReply::Ready {
+                sync_id,
+                apply_through_position,
+                sealed_epoch_number,
+            });
+        }
+    }
+
+    fn expire_syncs_and_uploads(&mut self) {
+        let ticks = self.ticks;
+        let expired: Vec<u64> = self
+            .syncs
+            .iter()
+            .filter(|(_, sync)| sync.deadline <= ticks)
+            .map(|(&sync_id, _)| sync_id)
+            .collect();
+        let timeout_ticks = self.config.proposal_timeout_ticks;
+        for sync_id in expired {
+            self.syncs.remove(&sync_id);
+            self.refuse_sync(sync_id, SyncError::TimedOut { timeout_ticks });
+        }
+        // raft drops a read without a word when the leader changes or has not committed in
+        // its term yet: ask again after an election timeout.
+        let retry_ticks = self.config.group.election_tick as u64;
+        if self.syncs.values().any(|sync| sync.read_index.is_none())
+            && ticks.saturating_sub(self.last_read_tick) >= retry_ticks
+        {
+            self.read_wanted = true;
+        }
+        let expired: Vec<u64> = self
+            .uploads
+            .iter()
+            .filter(|(_, deadline)| **deadline <= ticks)
+            .map(|(&upload_id, _)| upload_id)
+            .collect();
+        for upload_id in expired {
+            self.uploads.remove(&upload_id);
+            self.push_upload_reply(CheckpointReply {
+                upload_id,
+                result: Err(UploadError::Dropped),
+            });
+        }
+    }
+
+    fn refuse_sync(&mut self, sync_id: u64, error: SyncError) {
+        self.counters.syncs_refused += 1;
+        self.push_sync_reply(SyncReply::Refused { sync_id, error });
+    }
+
+    fn push_sync_reply(&mut self, reply: SyncReply) {
+        // At most one answer per barrier waits: the queue never holds more than the barriers
+        // in flight plus the ones refused since the last poll, which the driver drains after
+        // every call.
+        if self.sync_replies.len() >= 2 * SYNCS_IN_FLIGHT_MAX {
+            self.sync_replies.pop_front();
+            self.counters.replies_dropped += 1;
+        }
+        self.sync_replies.push_back(reply);
+    }
+
+    fn push_upload_reply(&mut self, reply: CheckpointReply) {
+        if self.upload_replies.len() >= 2 * CHECKPOINT_UPLOADS_IN_FLIGHT_MAX {
+            self.upload_replies.pop_front();
+            self.counters.replies_dropped += 1;
+        }
+        self.upload_replies.push_back(reply);
     }
 
     /// After a snapshot, the waiters whose records it holds are answered from the dedup
     /// table, and subscribers learn that the log jumped.
     fn handle_restored(&mut self) {
+        // An upload's entry may be inside the snapshot: its outcome is unknown here.
+        for upload_id in std::mem::take(&mut self.uploads).into_keys() {
+            self.push_upload_reply(CheckpointReply {
+                upload_id,
+                result: Err(UploadError::Dropped),
+            });
+        }
         let log = self.group.state_machine();
         self.push_log_event(LogEvent::Restored {
             first_retained_position: log.first_retained_position(),

@@ -25,12 +25,25 @@
 //! - [`REGION_LOG`]: one entry per key, the key being its position as 8 big-endian bytes, the
 //!   value its [`dsss_wire::proto::LogEntry`] encoding;
 //! - [`REGION_STATE`]: `meta` (next position, first retained position, the log digest, the
-//!   last assigned timestamp), one `client/<id>` key per client of the dedup table, and the
-//!   global state (`global`, `global/record/<position>`).
+//!   last assigned timestamp), one `client/<id>` key per client of the dedup table, the
+//!   global state (`global`, `global/record/<position>`), and the checkpoints (`truncation`,
+//!   `checkpoint/<object>`, `uncovered/<object>`; see [`crate::checkpoint`]).
 //!
-//! Retention keeps the newest records by count and size ([`RegionLogRetention`]), decided in
-//! apply, so every member drops the same records at the same point. Snapshots carry the whole
-//! state (dedup table, positions, digest and the retained records).
+//! A raft entry may also be a checkpoint upload ([`crate::checkpoint`]): a command that takes
+//! no log position and changes only the replicated checkpoints.
+//!
+//! Truncation follows the checkpoints alone: after every entry, the log drops the entries at or
+//! below the truncation point that [`CheckpointState`] allows (below the agreed checkpoint of
+//! every object that has records, never while a divergence alarm stands), decided in apply, so
+//! every member drops the same entries at the same point. Nothing is dropped for size: the
+//! [`RegionLogRetention`] bounds only make the node refuse new proposals when the log above
+//! the truncation point grows too large (see [`crate::node`]).
+//!
+//! Snapshots carry the whole replicated state (dedup table, positions, digest, global state,
+//! checkpoints) and as many of the newest retained entries as fit in one raft message
+//! ([`SNAPSHOT_BYTES_MAX`]). A member that restores one therefore holds a suffix of the log that
+//! may start above the truncation point: it serves subscriptions from its own first retained
+//! position, and a subscriber from below it is told where its log starts.
 //!
 //! The digest chains a 64-bit hash over every record ever applied, with its position: two
 //! members with the same next position and the same digest applied the same records, even
@@ -42,9 +55,13 @@ use dsss_raft_group::{
     DurableStore, KeySpace, RAFT_MESSAGE_BYTES_MAX, SnapshotError, StateMachine, StoreError,
     WriteBatch,
 };
-use dsss_wire::{ClientId, Record, RegionId, RequestSequence, Scope, Timestamp};
+use dsss_wire::{ClientId, ObjectId, Record, RegionId, RequestSequence, Scope, Timestamp};
 
 use crate::bytes::{FNV_OFFSET, Reader, corrupt, fnv1a};
+use crate::checkpoint::{
+    CHECKPOINT_FORMAT, CheckpointOutcome, CheckpointRefusal, CheckpointState,
+    decode_checkpoint_entry,
+};
 use crate::dedup::{
     CLIENT_KEY_PREFIX, DedupLimits, DedupTable, DedupVerdict, decode_client_key,
     decode_stored_window, decode_window, encode_window,
@@ -67,21 +84,52 @@ pub const REGION_STATE: KeySpace = KeySpace::new("region_state");
 /// The key of the log's counters in [`REGION_STATE`].
 pub const META_KEY: &[u8] = b"meta";
 
-/// The most records a retention policy may keep.
+/// The largest `records_max` a [`RegionLogRetention`] may set.
 pub const RETAINED_RECORDS_MAX: u64 = 10_000_000;
 
-/// The most record bytes a retention policy may keep. With the dedup table at its bounds, a
-/// snapshot stays below [`SNAPSHOT_BYTES_MAX`].
-pub const RETAINED_SIZE_BYTES_MAX: u64 = 16 * 1024 * 1024;
+/// The largest `size_bytes_max` a [`RegionLogRetention`] may set. The retained entries live in
+/// the store and, for serving, in memory: this bounds the memory of a node whose clients never
+/// checkpoint.
+pub const RETAINED_SIZE_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
 
 /// The largest snapshot, in bytes: it travels in one raft message.
 pub const SNAPSHOT_BYTES_MAX: usize = RAFT_MESSAGE_BYTES_MAX - 1024 * 1024;
+
+/// The bytes of the counters a snapshot carries after its format byte: next position, first
+/// retained position, digest, last assigned timestamp.
+const META_FIELDS_BYTES: usize = 8 + 8 + 8 + 8 + 4;
+
+/// The largest dedup table in a snapshot: every client with a full window.
+const DEDUP_SNAPSHOT_BYTES_MAX: usize =
+    4 + crate::dedup::DEDUP_CLIENTS_MAX * (8 + 20 + 16 * crate::dedup::DEDUP_WINDOW_MAX);
+
+/// The largest global state in a snapshot: its header (read back with a bound of 1 MiB) and
+/// every unsealed record the bounds allow.
+const GLOBAL_SNAPSHOT_BYTES_MAX: usize = 4
+    + 1024 * 1024
+    + 8
+    + crate::global::GLOBAL_UNSEALED_RECORDS_MAX * (8 + 4)
+    + crate::global::GLOBAL_UNSEALED_SIZE_BYTES_MAX as usize
+    + crate::record::RECORD_BYTES_MAX;
+
+// With every bound of the replicated state reached, a snapshot still has room for the newest
+// entry of the log, however large.
+const _: () = assert!(
+    1 + META_FIELDS_BYTES
+        + DEDUP_SNAPSHOT_BYTES_MAX
+        + 8
+        + GLOBAL_SNAPSHOT_BYTES_MAX
+        + crate::checkpoint::SNAPSHOT_PART_BYTES_MAX
+        + 4
+        + STORED_ENTRY_BYTES_MAX
+        <= SNAPSHOT_BYTES_MAX
+);
 
 /// How many keys one scan of the store returns while recovering.
 const RECOVERY_SCAN_CHUNK_MAX: usize = 1_024;
 
 const META_FORMAT: u8 = 2;
-const SNAPSHOT_FORMAT: u8 = 2;
+const SNAPSHOT_FORMAT: u8 = 3;
 
 /// A key greater than every 8-byte position key.
 const LOG_END_KEY: [u8; 9] = [0xff; 9];
@@ -89,21 +137,24 @@ const LOG_END_KEY: [u8; 9] = [0xff; 9];
 /// The end of the range of client keys: the prefix with its last byte raised by one.
 const CLIENT_KEYS_END: &[u8] = b"client0";
 
-/// How many records the region keeps. Every member of a region MUST use the same values (they
-/// come from the topology), because retention is decided in apply.
+/// How large the region log may grow above its truncation point before the node refuses new
+/// proposals (with [`crate::ProposeError::LogFull`], naming the objects whose missing
+/// checkpoints hold truncation back). A guard only: it never drops an entry. The defaults hold
+/// far more than a benchmark writes (a few hundred thousand records).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RegionLogRetention {
-    /// The most records kept (at most [`RETAINED_RECORDS_MAX`]).
+    /// The most entries above the truncation point (at most [`RETAINED_RECORDS_MAX`]).
     pub records_max: u64,
-    /// The most bytes of encoded records kept (at most [`RETAINED_SIZE_BYTES_MAX`]).
+    /// The most bytes of encoded entries this node retains (at most
+    /// [`RETAINED_SIZE_BYTES_MAX`]).
     pub size_bytes_max: u64,
 }
 
 impl Default for RegionLogRetention {
     fn default() -> Self {
         RegionLogRetention {
-            records_max: 100_000,
-            size_bytes_max: RETAINED_SIZE_BYTES_MAX,
+            records_max: 4_000_000,
+            size_bytes_max: 1024 * 1024 * 1024,
         }
     }
 }
@@ -167,6 +218,16 @@ pub enum RecordOutcome {
         /// The lowest sequence the window can still judge.
         floor: u64,
     },
+    /// The record's object cannot be tracked for truncation (too many objects lack an agreed
+    /// checkpoint); nothing appended.
+    LogFull {
+        /// The client.
+        client_id: ClientId,
+        /// The client's sequence.
+        request_sequence: RequestSequence,
+        /// Why, naming the objects that hold truncation back.
+        reason: String,
+    },
     /// A global record that would pass the region's bounds on unsealed records; nothing
     /// appended.
     Overloaded {
@@ -199,6 +260,15 @@ pub enum EntryOutcome {
         /// What the epoch's end changed in the region's membership.
         membership: MembershipChange,
     },
+    /// A checkpoint upload: what the region did with it. It takes no log position.
+    Checkpoint {
+        /// The node that proposed it and its number there.
+        proposer: (u64, u64),
+        /// The object.
+        object_id: ObjectId,
+        /// The outcome, or why it was refused.
+        outcome: Result<CheckpointOutcome, CheckpointRefusal>,
+    },
     /// The entry did not decode; every member refuses it alike and nothing changes.
     Refused {
         /// Why.
@@ -219,6 +289,7 @@ pub struct RegionLog {
     retained_size_bytes: u64,
     dedup: DedupTable,
     global: GlobalState,
+    checkpoints: CheckpointState,
 }
 
 /// A decoded snapshot, checked.
@@ -230,6 +301,7 @@ struct DecodedSnapshot {
     dedup: DedupTable,
     records: VecDeque<LogRecord>,
     global: GlobalState,
+    checkpoints: CheckpointState,
 }
 
 /// The key of `position` in [`REGION_LOG`].
@@ -258,6 +330,7 @@ impl RegionLog {
             retained_size_bytes: 0,
             dedup: DedupTable::new(DedupLimits::STANDARD),
             global: GlobalState::default(),
+            checkpoints: CheckpointState::default(),
         }
     }
 
@@ -273,9 +346,20 @@ impl RegionLog {
         self.next_position - 1
     }
 
-    /// The position of the oldest record still kept.
+    /// The position of the oldest record this node still keeps: above the region's
+    /// truncation point, or further up after a snapshot that could not carry every entry.
     pub fn first_retained_position(&self) -> u64 {
         self.first_retained_position
+    }
+
+    /// The region's truncation point: every member may drop the entries at or below it.
+    pub fn truncated_through(&self) -> u64 {
+        self.checkpoints.truncated_through()
+    }
+
+    /// The region's checkpoints and what they allow to truncate.
+    pub fn checkpoints(&self) -> &CheckpointState {
+        &self.checkpoints
     }
 
     /// The digest chained over every record applied so far.
@@ -320,9 +404,35 @@ impl RegionLog {
         &self.dedup
     }
 
-    /// The retention bounds.
+    /// The bounds on the log above its truncation point.
     pub fn retention(&self) -> RegionLogRetention {
         self.retention
+    }
+
+    /// Whether the log takes a new record of `object_id` now, by the bounds of this node:
+    /// the object can be tracked for truncation, and the log above the truncation point holds
+    /// fewer entries and bytes than [`RegionLogRetention`] allows. The error says which bound
+    /// is reached and names the objects that hold truncation back.
+    pub fn admit(&self, object_id: &ObjectId) -> Result<(), String> {
+        self.checkpoints.admit_record(object_id)?;
+        let entries = self.last_position() - self.truncated_through();
+        if entries >= self.retention.records_max
+            || self.retained_size_bytes >= self.retention.size_bytes_max
+        {
+            return Err(format!(
+                "the region log holds {entries} entries ({} bytes on this node) above its \
+                 truncation point {}, the most it may (records_max {}, size_bytes_max {}), \
+                 because objects lack an agreed checkpoint covering their records: {}",
+                self.retained_size_bytes,
+                self.truncated_through(),
+                self.retention.records_max,
+                self.retention.size_bytes_max,
+                self.checkpoints
+                    .blocking_objects(crate::checkpoint::NAMED_OBJECTS_MAX)
+                    .join(", ")
+            ));
+        }
+        Ok(())
     }
 
     // Applying.
@@ -350,26 +460,32 @@ impl RegionLog {
             DedupVerdict::New => {}
         }
         let global = record.scope == Scope::Global;
-        if global {
-            // The dedup table may have forgotten an idle client whose call is still
-            // unsealed: the call keeps its one pending record.
-            if let Some(position) = self
+        if global
+            && let Some(position) = self
                 .global
                 .unsealed_position(client_id.get(), request_sequence.get())
-            {
-                return RecordOutcome::Duplicate {
-                    client_id,
-                    request_sequence,
-                    position,
-                };
-            }
-            if let Err(bound) = self.global.admit(encode_record(&record).len() as u64) {
-                return RecordOutcome::Overloaded {
-                    client_id,
-                    request_sequence,
-                    bound,
-                };
-            }
+        {
+            // The dedup table may have forgotten an idle client whose call is still
+            // unsealed: the call keeps its one pending record.
+            return RecordOutcome::Duplicate {
+                client_id,
+                request_sequence,
+                position,
+            };
+        }
+        if let Err(reason) = self.checkpoints.admit_record(&record.object_id) {
+            return RecordOutcome::LogFull {
+                client_id,
+                request_sequence,
+                reason,
+            };
+        }
+        if global && let Err(bound) = self.global.admit(encode_record(&record).len() as u64) {
+            return RecordOutcome::Overloaded {
+                client_id,
+                request_sequence,
+                bound,
+            };
         }
         // The timestamp is final here, in log order, the same on every member.
         record.timestamp = record.timestamp.max(self.last_assigned.successor());
@@ -479,6 +595,10 @@ impl RegionLog {
                 .is_none_or(|last| last.position + 1 == position),
             "the retained log has no gap before position {position}"
         );
+        if let LogEntry::Regional(record) | LogEntry::SequencedGlobal { record, .. } = &entry {
+            self.checkpoints
+                .record_appended(&record.object_id, position, REGION_STATE, batch);
+        }
         let bytes = encode_entry(position, &entry);
         self.digest = fnv1a(fnv1a(self.digest, &position.to_be_bytes()), &bytes);
         self.next_position += 1;
@@ -491,16 +611,42 @@ impl RegionLog {
         batch.put(REGION_LOG, position_key(position).to_vec(), bytes);
     }
 
-    fn enforce_retention(&mut self, batch: &mut WriteBatch) {
+    fn apply_checkpoint(&mut self, payload: &[u8], batch: &mut WriteBatch) -> EntryOutcome {
+        let (upload, proposer) = match decode_checkpoint_entry(payload) {
+            Ok(decoded) => decoded,
+            Err(reason) => {
+                return EntryOutcome::Refused {
+                    reason: format!("checkpoint entry: {reason}"),
+                };
+            }
+        };
+        let object_id = upload.object_id.clone();
+        let last_position = self.last_position();
+        let outcome = self
+            .checkpoints
+            .apply_upload(upload, last_position, REGION_STATE, batch);
+        EntryOutcome::Checkpoint {
+            proposer,
+            object_id,
+            outcome,
+        }
+    }
+
+    /// Drops the retained entries at or below the truncation point, once the checkpoints
+    /// allow it to rise.
+    fn truncate(&mut self, batch: &mut WriteBatch) {
         let first_before = self.first_retained_position;
-        while self.records.len() as u64 > self.retention.records_max
-            || self.retained_size_bytes > self.retention.size_bytes_max
+        if let Some(truncated_through) =
+            self.checkpoints
+                .advance_truncation(self.last_position(), REGION_STATE, batch)
         {
-            let Some(dropped) = self.records.pop_front() else {
-                break;
-            };
-            self.retained_size_bytes -= dropped.size_bytes;
-            self.first_retained_position = dropped.position + 1;
+            while let Some(front) = self.records.front()
+                && front.position <= truncated_through
+            {
+                let dropped = self.records.pop_front().expect("checked above");
+                self.retained_size_bytes -= dropped.size_bytes;
+            }
+            self.first_retained_position = self.first_retained_position.max(truncated_through + 1);
         }
         if self.first_retained_position > first_before {
             batch.delete_range(
@@ -533,22 +679,53 @@ impl RegionLog {
 
     // Snapshots.
 
+    /// The snapshot: the replicated state whole, and the newest retained entries that fit in
+    /// what [`SNAPSHOT_BYTES_MAX`] leaves (a contiguous suffix of the log).
     fn encode_snapshot(&self) -> Vec<u8> {
-        let mut bytes = vec![SNAPSHOT_FORMAT];
-        bytes.extend_from_slice(&self.encode_meta()[1..]);
-        bytes.extend_from_slice(&(self.dedup.client_count() as u32).to_be_bytes());
+        let mut dedup = Vec::new();
+        dedup.extend_from_slice(&(self.dedup.client_count() as u32).to_be_bytes());
         for (client_id, window) in self.dedup.clients() {
-            bytes.extend_from_slice(&client_id.to_be_bytes());
-            bytes.extend_from_slice(&encode_window(window));
+            dedup.extend_from_slice(&client_id.to_be_bytes());
+            dedup.extend_from_slice(&encode_window(window));
         }
-        bytes.extend_from_slice(&(self.records.len() as u64).to_be_bytes());
-        for log_record in &self.records {
+        let mut global = Vec::new();
+        self.global.encode_snapshot(&mut global);
+        let fixed_size_bytes = 1
+            + META_FIELDS_BYTES
+            + dedup.len()
+            + 8
+            + global.len()
+            + self.checkpoints.snapshot_size_bytes();
+        let mut budget_bytes = SNAPSHOT_BYTES_MAX.saturating_sub(fixed_size_bytes);
+        let carried = self
+            .records
+            .iter()
+            .rev()
+            .take_while(|log_record| {
+                let size_bytes = 4 + log_record.size_bytes as usize;
+                let fits = size_bytes <= budget_bytes;
+                budget_bytes = budget_bytes.saturating_sub(size_bytes);
+                fits
+            })
+            .count();
+        let first_carried = self.records.len() - carried;
+        let mut bytes = Vec::with_capacity(SNAPSHOT_BYTES_MAX - budget_bytes);
+        bytes.push(SNAPSHOT_FORMAT);
+        bytes.extend_from_slice(&self.next_position.to_be_bytes());
+        bytes.extend_from_slice(&(self.next_position - carried as u64).to_be_bytes());
+        bytes.extend_from_slice(&self.digest.to_be_bytes());
+        bytes.extend_from_slice(&self.last_assigned.physical_us.to_be_bytes());
+        bytes.extend_from_slice(&self.last_assigned.logical.to_be_bytes());
+        bytes.extend_from_slice(&dedup);
+        bytes.extend_from_slice(&(carried as u64).to_be_bytes());
+        for log_record in self.records.iter().skip(first_carried) {
             crate::bytes::put_bytes(
                 &mut bytes,
                 &encode_entry(log_record.position, &log_record.entry),
             );
         }
-        self.global.encode_snapshot(&mut bytes);
+        bytes.extend_from_slice(&global);
+        self.checkpoints.encode_snapshot(&mut bytes);
         bytes
     }
 
@@ -616,7 +793,15 @@ impl RegionLog {
             });
         }
         let global = GlobalState::decode_snapshot(&mut reader, next_position)?;
+        let checkpoints = CheckpointState::decode_snapshot(&mut reader, next_position)?;
         reader.finish()?;
+        if first_retained_position <= checkpoints.truncated_through() {
+            return Err(format!(
+                "it carries position {first_retained_position}, at or below the truncation \
+                 point {}",
+                checkpoints.truncated_through()
+            ));
+        }
         Ok(DecodedSnapshot {
             next_position,
             first_retained_position,
@@ -625,6 +810,7 @@ impl RegionLog {
             dedup,
             records,
             global,
+            checkpoints,
         })
     }
 
@@ -757,11 +943,15 @@ impl StateMachine for RegionLog {
                 Ok(part) => self.apply_epoch_part(part, batch),
                 Err(reason) => return EntryOutcome::Refused { reason },
             },
+            Some(CHECKPOINT_FORMAT) => match self.apply_checkpoint(&data[1..], batch) {
+                refused @ EntryOutcome::Refused { .. } => return refused,
+                outcome => outcome,
+            },
             Some(format) => {
                 return EntryOutcome::Refused {
                     reason: format!(
                         "entry format {format} is unknown; this release reads formats \
-                         {BATCH_FORMAT} to {EPOCH_PART_FORMAT}"
+                         {BATCH_FORMAT} to {CHECKPOINT_FORMAT}"
                     ),
                 };
             }
@@ -771,7 +961,7 @@ impl StateMachine for RegionLog {
                 };
             }
         };
-        self.enforce_retention(batch);
+        self.truncate(batch);
         self.write_meta(batch);
         outcome
     }
@@ -799,6 +989,7 @@ impl StateMachine for RegionLog {
         self.dedup = decoded.dedup;
         self.records = decoded.records;
         self.global = decoded.global;
+        self.checkpoints = decoded.checkpoints;
         self.retained_size_bytes = self.records.iter().map(|record| record.size_bytes).sum();
         for log_record in &self.records {
             batch.put(
@@ -809,6 +1000,7 @@ impl StateMachine for RegionLog {
         }
         self.dedup.write_all(REGION_STATE, batch);
         self.global.write_all(REGION_STATE, batch);
+        self.checkpoints.write_all(REGION_STATE, batch);
         self.write_meta(batch);
         Ok(())
     }
@@ -840,6 +1032,18 @@ impl StateMachine for RegionLog {
         self.recover_records(store)?;
         self.recover_clients(store)?;
         self.global = GlobalState::recover(REGION_STATE, store)?;
+        self.checkpoints = CheckpointState::recover(REGION_STATE, store, self.next_position)?;
+        if self.first_retained_position <= self.checkpoints.truncated_through() {
+            return Err(corrupt(
+                REGION_STATE,
+                META_KEY,
+                format!(
+                    "the log starts at position {}, at or below the truncation point {}",
+                    self.first_retained_position,
+                    self.checkpoints.truncated_through()
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -847,6 +1051,7 @@ impl StateMachine for RegionLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::{CheckpointOutcome, CheckpointRefusal};
     use crate::record::encode_batch;
     use crate::record::tests::record;
     use dsss_raft_group::MemoryStore;
@@ -876,7 +1081,9 @@ mod tests {
             .map(|outcome| match outcome {
                 RecordOutcome::Appended { position, .. }
                 | RecordOutcome::Duplicate { position, .. } => *position,
-                RecordOutcome::TooOld { .. } | RecordOutcome::Overloaded { .. } => 0,
+                RecordOutcome::TooOld { .. }
+                | RecordOutcome::Overloaded { .. }
+                | RecordOutcome::LogFull { .. } => 0,
             })
             .collect()
     }
@@ -942,44 +1149,158 @@ mod tests {
         assert_eq!(log, before);
     }
 
+    fn object_record(object: &str, client: u64, sequence: u64) -> Record {
+        let mut record = record(client, sequence);
+        record.object_id = ObjectId::new(object).unwrap();
+        record
+    }
+
+    /// Offers a checkpoint of `object` at `position` whose state and hash are `hash` repeated.
+    fn checkpoint(
+        log: &mut RegionLog,
+        store: &mut MemoryStore,
+        object: &str,
+        position: u64,
+        hash: u8,
+        client: u64,
+    ) -> Result<CheckpointOutcome, CheckpointRefusal> {
+        let upload = crate::checkpoint::CheckpointUpload {
+            object_id: ObjectId::new(object).unwrap(),
+            position,
+            state: vec![hash; 16],
+            state_hash: [hash; 32],
+            client_id: ClientId(client),
+        };
+        let data = crate::checkpoint::encode_checkpoint_entry(&upload, (1, position));
+        let mut batch = WriteBatch::new();
+        let outcome = log.apply(0, &data, &mut batch);
+        store.write(batch, true).unwrap();
+        match outcome {
+            EntryOutcome::Checkpoint { outcome, .. } => outcome,
+            other => panic!("not a checkpoint outcome: {other:?}"),
+        }
+    }
+
+    /// Reference: DESIGN.md section 2, "Checkpoints": the log is truncated below the agreed
+    /// checkpoint of every object with records, never below an uncovered record.
     #[test]
-    fn retention_keeps_the_newest_records_by_count_and_size() {
+    fn truncation_follows_agreed_checkpoints_and_never_drops_an_uncovered_record() {
+        let mut store = MemoryStore::new();
+        let mut log = new_log(RegionLogRetention::default());
+        // Positions 1 to 6 alternate objects a and b.
+        for sequence in 1..=6 {
+            let object = if sequence % 2 == 1 { "a" } else { "b" };
+            apply(&mut log, &mut store, &[object_record(object, 1, sequence)]);
+        }
+        assert_eq!(
+            log.first_retained_position(),
+            1,
+            "nothing agreed: nothing dropped"
+        );
+        // a agrees at 5 (its newest record): b still lacks a checkpoint.
+        assert_eq!(
+            checkpoint(&mut log, &mut store, "a", 5, 1, 10),
+            Ok(CheckpointOutcome::Stored)
+        );
+        assert_eq!(
+            checkpoint(&mut log, &mut store, "a", 5, 1, 11),
+            Ok(CheckpointOutcome::Agreed)
+        );
+        assert_eq!(log.first_retained_position(), 1, "b blocks at 0");
+        assert_eq!(log.next_position(), 7, "a checkpoint takes no log position");
+        // b agrees at 4, below its newest record at 6: the log keeps 5 and above.
+        checkpoint(&mut log, &mut store, "b", 4, 2, 10).unwrap();
+        checkpoint(&mut log, &mut store, "b", 4, 2, 11).unwrap();
+        assert_eq!(log.truncated_through(), 4);
+        assert_eq!(log.first_retained_position(), 5);
+        assert_eq!(store.keys(REGION_LOG).len(), 2);
+        assert!(log.record(4).is_none() && log.record(6).is_some());
+        // A new object c without checkpoints holds the point where it is.
+        apply(&mut log, &mut store, &[object_record("c", 1, 7)]);
+        checkpoint(&mut log, &mut store, "b", 6, 2, 10).unwrap();
+        checkpoint(&mut log, &mut store, "b", 6, 2, 11).unwrap();
+        assert_eq!(log.truncated_through(), 4, "c has no agreed checkpoint");
+        // A divergence alarm on c stops truncation even after c agrees.
+        checkpoint(&mut log, &mut store, "c", 7, 3, 10).unwrap();
+        assert_eq!(
+            checkpoint(&mut log, &mut store, "c", 7, 4, 11),
+            Ok(CheckpointOutcome::HashMismatch)
+        );
+        assert_eq!(
+            checkpoint(&mut log, &mut store, "c", 7, 3, 12),
+            Ok(CheckpointOutcome::Agreed)
+        );
+        assert_eq!(log.truncated_through(), 4, "an alarm holds truncation back");
+        assert_eq!(log.checkpoints().alarm_count(), 1);
+        // Pending global records and epoch ends never hold it back: nothing above changes.
+        let mut recovered = new_log(log.retention());
+        recovered.recover(&store).unwrap();
+        assert_eq!(
+            recovered, log,
+            "a restart keeps the log, the checkpoints and the alarm"
+        );
+    }
+
+    #[test]
+    fn a_region_without_alarms_drops_everything_its_checkpoints_cover() {
+        let mut store = MemoryStore::new();
+        let mut log = new_log(RegionLogRetention::default());
+        for sequence in 1..=4 {
+            apply(&mut log, &mut store, &[object_record("a", 1, sequence)]);
+        }
+        checkpoint(&mut log, &mut store, "a", 4, 1, 10).unwrap();
+        checkpoint(&mut log, &mut store, "a", 4, 1, 11).unwrap();
+        assert_eq!(log.truncated_through(), 4);
+        assert_eq!(log.records().count(), 0);
+        assert_eq!(log.first_retained_position(), 5);
+        // A checkpoint made below the truncation point is fetched at it.
+        let fetch = log.checkpoints().fetch(&ObjectId::new("a").unwrap());
+        assert_eq!(fetch.checkpoint.unwrap().position, 4);
+        apply(&mut log, &mut store, &[object_record("b", 1, 5)]);
+        assert_eq!(
+            log.checkpoints()
+                .fetch(&ObjectId::new("b").unwrap())
+                .truncated_through,
+            4
+        );
+        let mut recovered = new_log(log.retention());
+        recovered.recover(&store).unwrap();
+        assert_eq!(recovered, log);
+    }
+
+    #[test]
+    fn the_size_guard_refuses_new_records_but_drops_nothing() {
         let mut store = MemoryStore::new();
         let mut log = new_log(RegionLogRetention {
-            records_max: 5,
+            records_max: 3,
             size_bytes_max: RETAINED_SIZE_BYTES_MAX,
         });
-        for sequence in 1..=12 {
+        let object = ObjectId::new("lobby/main").unwrap();
+        for sequence in 1..=3 {
+            assert!(log.admit(&object).is_ok());
             apply(&mut log, &mut store, &[record(1, sequence)]);
         }
-        assert_eq!(log.first_retained_position(), 8);
-        assert_eq!(log.records().count(), 5);
-        assert_eq!(store.keys(REGION_LOG).len(), 5);
-        assert!(log.record(7).is_none() && log.record(8).is_some());
-
-        let record_size = encode_entry(10, &LogEntry::Regional(record(1, 10))).len() as u64;
-        let mut log = new_log(RegionLogRetention {
-            records_max: 100,
-            size_bytes_max: record_size * 3,
-        });
-        let mut store = MemoryStore::new();
-        for sequence in 1..=10 {
-            apply(&mut log, &mut store, &[record(1, sequence)]);
-        }
-        assert!(log.retained_size_bytes() <= record_size * 3);
-        assert_eq!(log.records().count(), 3);
+        let error = log.admit(&object).unwrap_err();
+        assert!(
+            error.contains("lobby/main (no agreed checkpoint)"),
+            "{error}"
+        );
+        assert_eq!(log.records().count(), 3, "the guard drops nothing");
+        checkpoint(&mut log, &mut store, "lobby/main", 3, 1, 10).unwrap();
+        checkpoint(&mut log, &mut store, "lobby/main", 3, 1, 11).unwrap();
+        assert!(log.admit(&object).is_ok(), "truncation made room");
     }
 
     #[test]
     fn recovery_restores_the_log_and_the_dedup_table() {
         let mut store = MemoryStore::new();
-        let mut log = new_log(RegionLogRetention {
-            records_max: 4,
-            size_bytes_max: RETAINED_SIZE_BYTES_MAX,
-        });
+        let mut log = new_log(RegionLogRetention::default());
         for sequence in 1..=9 {
             apply(&mut log, &mut store, &[record(sequence % 3, sequence)]);
         }
+        checkpoint(&mut log, &mut store, "lobby/main", 5, 1, 10).unwrap();
+        checkpoint(&mut log, &mut store, "lobby/main", 5, 1, 11).unwrap();
+        assert_eq!(log.first_retained_position(), 6);
         let mut recovered = new_log(log.retention());
         recovered.recover(&store).unwrap();
         assert_eq!(recovered, log);
@@ -993,13 +1314,12 @@ mod tests {
     #[test]
     fn a_snapshot_carries_the_whole_state_and_restores_it_alone() {
         let mut store = MemoryStore::new();
-        let mut log = new_log(RegionLogRetention {
-            records_max: 6,
-            size_bytes_max: RETAINED_SIZE_BYTES_MAX,
-        });
+        let mut log = new_log(RegionLogRetention::default());
         for sequence in 1..=10 {
             apply(&mut log, &mut store, &[record(sequence % 2, sequence)]);
         }
+        checkpoint(&mut log, &mut store, "lobby/main", 4, 1, 10).unwrap();
+        checkpoint(&mut log, &mut store, "lobby/main", 4, 1, 11).unwrap();
         let snapshot = log.snapshot();
         let mut other_store = MemoryStore::new();
         let mut other = new_log(log.retention());
@@ -1020,6 +1340,36 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_of_a_log_larger_than_a_raft_message_carries_its_newest_entries() {
+        let mut store = MemoryStore::new();
+        let mut log = new_log(RegionLogRetention::default());
+        let entries = SNAPSHOT_BYTES_MAX / dsss_wire::ARGUMENTS_BYTES_MAX + 4;
+        for sequence in 1..=entries as u64 {
+            let mut large = record(1, sequence);
+            large.arguments =
+                dsss_wire::Arguments::new(vec![7; dsss_wire::ARGUMENTS_BYTES_MAX]).unwrap();
+            apply(&mut log, &mut store, &[large]);
+        }
+        let snapshot = log.snapshot();
+        assert!(snapshot.len() <= SNAPSHOT_BYTES_MAX);
+        let mut other = new_log(log.retention());
+        let mut batch = WriteBatch::new();
+        other.restore(&snapshot, &mut batch).unwrap();
+        assert_eq!(other.next_position(), log.next_position());
+        assert_eq!(other.digest(), log.digest());
+        assert!(
+            other.first_retained_position() > 1,
+            "the oldest entries did not fit"
+        );
+        assert!(other.records().count() >= entries - 6);
+        assert_eq!(
+            other.record(log.last_position()),
+            log.record(log.last_position()),
+            "the newest entries travel"
+        );
+    }
+
+    #[test]
     fn damaged_snapshots_and_stores_are_errors_never_panics() {
         let mut store = MemoryStore::new();
         let mut log = new_log(RegionLogRetention::default());
@@ -1037,7 +1387,11 @@ mod tests {
             .records()
             .map(|stored| 4 + stored.size_bytes as usize)
             .sum();
-        let count_offset = snapshot.len() - global_bytes.len() - entries_bytes - 8;
+        let count_offset = snapshot.len()
+            - log.checkpoints().snapshot_size_bytes()
+            - global_bytes.len()
+            - entries_bytes
+            - 8;
         wrong_count[count_offset + 7] = 9;
         let error = log.validate_snapshot(&wrong_count).unwrap_err();
         assert!(error.to_string().contains("records"), "{error}");

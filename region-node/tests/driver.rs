@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use dsss::region_client::{Call, RegionClient, RegionConnections};
 use dsss_raft_group::encode_message;
 use dsss_raft_group::raft::eraftpb::{Message, MessageType};
 use dsss_region_node::RegionNodeConfig;
-use dsss_region_node::client::{Call, RegionClient, RegionConnections};
 use dsss_region_node::driver::{DriverConfig, PeerAddress, RunningNode, start_with_listener};
 use dsss_region_node::service::CLIENT_PROPOSALS_IN_FLIGHT_MAX;
 use dsss_wire::grpc::region_peer_client;

@@ -467,8 +467,24 @@ fn a_global_call_completes_only_when_sealed_at_its_sequenced_position() {
     region.propose(follower, global_call(7, 1));
     region.propose(leader, global_call(7, 1));
     assert!(region.take_replies(follower).is_empty());
+    // The pending record took position 1 and no other; as an entry of no object it never
+    // holds truncation back, so the log may already have dropped it (DESIGN.md section 2,
+    // "Checkpoints"), but the region's global state keeps the one unsealed call.
+    let log = region.node(follower).region_log();
+    assert_eq!(log.next_position(), 3);
+    let unsealed: Vec<(u64, u64)> = log
+        .global()
+        .unsealed()
+        .map(|(_, unsealed)| {
+            (
+                unsealed.record.client_id.get(),
+                unsealed.record.request_sequence.get(),
+            )
+        })
+        .collect();
+    assert_eq!(unsealed, vec![(7, 1)]);
     let entries = region.entries(follower);
-    assert_eq!(count_kind(&entries, LogEntryKind::PendingGlobal, (7, 1)), 1);
+    assert!(count_kind(&entries, LogEntryKind::PendingGlobal, (7, 1)) <= 1);
 
     // The next CloseBatch ships the record; the coordinator seals it at once (one region).
     region.tick(4);
@@ -744,10 +760,11 @@ fn a_removed_region_reships_its_unsealed_records_in_its_next_incarnation() {
         let Reply::Proposed { position, .. } = reply else {
             panic!("{reply:?}");
         };
-        assert_eq!(
-            entries[position as usize - 1].1,
-            LogEntryKind::SequencedGlobal
-        );
+        let entry = entries
+            .iter()
+            .find(|entry| entry.0 == position)
+            .expect("the log holds the sequenced record");
+        assert_eq!(entry.1, LogEntryKind::SequencedGlobal);
     }
     for id in [1, 2, 3] {
         assert_eq!(region.entries(id), entries, "member {id}");

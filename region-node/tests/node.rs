@@ -7,10 +7,13 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use dsss_raft_group::raft::eraftpb::Message;
 use dsss_raft_group::{DurableStore, MemoryStore, StoreIo};
 use dsss_region_node::{
-    BATCH_RECORDS_MAX, LogEvent, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest, RegionNode,
-    RegionNodeConfig, Reply,
+    BATCH_RECORDS_MAX, CheckpointOutcome, CheckpointReply, CheckpointUpload, LogEvent,
+    PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig, Reply,
+    SYNCS_IN_FLIGHT_MAX, SyncError, SyncReply, UploadError,
 };
-use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, RegionId, RequestSequence, Scope};
+use dsss_wire::{
+    Arguments, ClientId, MethodId, ObjectId, RegionId, RequestSequence, Scope, Timestamp, proto,
+};
 
 const NOW_US: u64 = 1_700_000_000_000_000;
 
@@ -31,6 +34,8 @@ struct Member {
     config: RegionNodeConfig,
     replies: Vec<Reply>,
     events: Vec<LogEvent>,
+    syncs: Vec<SyncReply>,
+    uploads: Vec<CheckpointReply>,
 }
 
 struct Region {
@@ -62,6 +67,8 @@ impl Region {
                     config,
                     replies: Vec::new(),
                     events: Vec::new(),
+                    syncs: Vec::new(),
+                    uploads: Vec::new(),
                 },
             );
         }
@@ -89,6 +96,12 @@ impl Region {
         }
         while let Some(event) = node.poll_log_event() {
             member.events.push(event);
+        }
+        while let Some(reply) = node.poll_sync_reply() {
+            member.syncs.push(reply);
+        }
+        while let Some(reply) = node.poll_checkpoint_reply() {
+            member.uploads.push(reply);
         }
         self.in_flight.extend(outbox);
     }
@@ -157,6 +170,27 @@ impl Region {
 
     fn take_replies(&mut self, id: u64) -> Vec<Reply> {
         std::mem::take(&mut self.members.get_mut(&id).unwrap().replies)
+    }
+
+    fn take_syncs(&mut self, id: u64) -> Vec<SyncReply> {
+        std::mem::take(&mut self.members.get_mut(&id).unwrap().syncs)
+    }
+
+    fn take_uploads(&mut self, id: u64) -> Vec<CheckpointReply> {
+        std::mem::take(&mut self.members.get_mut(&id).unwrap().uploads)
+    }
+
+    fn sync(&mut self, id: u64, sync_id: u64) {
+        let now_us = self.now_us;
+        self.node_mut(id).handle_sync(now_us, sync_id);
+        self.settle();
+    }
+
+    fn upload(&mut self, id: u64, upload_id: u64, upload: CheckpointUpload) {
+        let now_us = self.now_us;
+        self.node_mut(id)
+            .handle_upload_checkpoint(now_us, upload_id, upload);
+        self.settle();
     }
 
     fn crash(&mut self, id: u64) {
@@ -426,4 +460,271 @@ fn a_region_without_a_global_tier_closes_no_batches_and_refuses_global_calls() {
     node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
     assert_eq!(node.poll_reply(), Some(proposed(1, 2, 1)));
     assert_eq!(node.region_log().next_position(), 2);
+}
+
+fn new_region_without_global_tier(ids: &[u64]) -> Region {
+    let mut region = Region::new(ids);
+    for (&id, member) in &mut region.members {
+        member.config.global_tier = false;
+        member.store = MemoryStore::new();
+        member.node = Some(RegionNode::open(member.config.clone(), &mut member.store).unwrap());
+        assert_eq!(member.config.group.node_id, id);
+    }
+    region
+}
+
+fn upload(object: &str, position: u64, hash: u8, client: u64) -> CheckpointUpload {
+    CheckpointUpload {
+        object_id: ObjectId::new(object).unwrap(),
+        position,
+        state: vec![hash; 64],
+        state_hash: [hash; 32],
+        client_id: ClientId(client),
+    }
+}
+
+/// Reference: DESIGN.md section 1, "linearizable reads on request": a barrier asked of a
+/// follower waits for the leader to confirm its commit point, and covers every call
+/// acknowledged before it was asked.
+#[test]
+fn a_barrier_on_a_follower_waits_for_the_leader_and_covers_every_acknowledged_call() {
+    let mut region = new_region_without_global_tier(&[1, 2, 3]);
+    let leader = region.elect();
+    let follower = *region.members.keys().find(|&&id| id != leader).unwrap();
+    let mut acknowledged = 0;
+    for sequence in 1..=5 {
+        region.propose(leader, call(9, sequence, 8));
+        for reply in region.take_replies(leader) {
+            if let Reply::Proposed { position, .. } = reply {
+                acknowledged = acknowledged.max(position);
+            }
+        }
+    }
+    assert_eq!(acknowledged, 5);
+    // The leader is cut off: the follower's read cannot be confirmed.
+    region.isolated.insert(leader);
+    region.sync(follower, 1);
+    region.tick(2);
+    assert!(
+        region.take_syncs(follower).is_empty(),
+        "no confirmation, no barrier"
+    );
+    region.isolated.remove(&leader);
+    for _ in 0..30 {
+        region.tick(1);
+        if !region.members[&follower].syncs.is_empty() {
+            break;
+        }
+    }
+    let syncs = region.take_syncs(follower);
+    let [
+        SyncReply::Ready {
+            sync_id: 1,
+            apply_through_position,
+            sealed_epoch_number: 0,
+        },
+    ] = syncs.as_slice()
+    else {
+        panic!("one barrier expected, got {syncs:?}");
+    };
+    assert!(*apply_through_position >= acknowledged);
+    assert!(region.node(follower).region_log().last_position() >= *apply_through_position);
+    assert!(region.node(follower).status().counters.read_indexes_asked >= 1);
+}
+
+#[test]
+fn barriers_are_refused_without_a_leader_beyond_the_bound_and_after_the_timeout() {
+    let mut region = new_region_without_global_tier(&[1, 2, 3]);
+    region.sync(1, 7);
+    assert_eq!(
+        region.take_syncs(1),
+        vec![SyncReply::Refused {
+            sync_id: 7,
+            error: SyncError::NotLeader { leader_hint: None },
+        }]
+    );
+    let leader = region.elect();
+    let follower = *region.members.keys().find(|&&id| id != leader).unwrap();
+    region.isolated.insert(leader);
+    for sync_id in 0..SYNCS_IN_FLIGHT_MAX as u64 {
+        region.sync(follower, sync_id);
+    }
+    region.sync(follower, u64::MAX);
+    assert_eq!(
+        region.take_syncs(follower),
+        vec![SyncReply::Refused {
+            sync_id: u64::MAX,
+            error: SyncError::Overloaded,
+        }]
+    );
+    // No leader confirms anything for longer than the timeout (30 ticks here).
+    region.isolated.extend([1, 2, 3]);
+    region.tick(31);
+    let refused = region.take_syncs(follower);
+    assert_eq!(refused.len(), SYNCS_IN_FLIGHT_MAX);
+    assert!(refused.iter().all(|reply| matches!(
+        reply,
+        SyncReply::Refused {
+            error: SyncError::TimedOut { .. },
+            ..
+        }
+    )));
+}
+
+/// With a global tier, a barrier also waits until the node's log holds the sealed epoch the
+/// coordinator leader confirmed.
+#[test]
+fn a_global_barrier_waits_for_the_confirmed_sealed_epoch_in_the_log() {
+    let mut store = MemoryStore::new();
+    let config = RegionNodeConfig::new(1, vec![1], RegionId::new("eu-west").unwrap());
+    let mut node = RegionNode::open(config, &mut store).unwrap();
+    let mut now_us = NOW_US;
+    while !node.is_leader() {
+        now_us += 10_000;
+        node.handle_tick(now_us);
+        node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
+    }
+    node.handle_propose(now_us, call(1, 1, 8));
+    node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
+    node.handle_sync(now_us, 1);
+    node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
+    let read = node
+        .poll_sealed_epoch_read()
+        .expect("the node asks the coordinator");
+    assert_eq!(read.request.sender_node_id, 1);
+    assert!(
+        node.poll_sync_reply().is_none(),
+        "the epoch is not confirmed yet"
+    );
+    let coordinator_time = Some(Timestamp::new(now_us, 0).into());
+    node.handle_sealed_epoch_read(
+        now_us,
+        read.read_id,
+        Ok(proto::ReadSealedEpochReply {
+            epoch_number: 1,
+            watermark: Some(Timestamp::new(now_us, 0).into()),
+            not_leader: None,
+            sender_time: coordinator_time,
+        }),
+    );
+    node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
+    assert!(
+        node.poll_sync_reply().is_none(),
+        "epoch 1 is confirmed but not yet in this node's log"
+    );
+    let epoch = proto::SealedEpoch {
+        epoch_number: 1,
+        watermark: Some(Timestamp::new(now_us, 0).into()),
+        previous_watermark: None,
+        records: Vec::new(),
+        part_index: 0,
+        part_count: 1,
+        member_regions: vec!["eu-west".to_owned()],
+        sender_node_id: 100,
+        sender_time: coordinator_time,
+    };
+    node.handle_sealed_epoch(now_us, epoch).unwrap();
+    node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
+    let epoch_end = node.region_log().last_position();
+    assert_eq!(
+        node.poll_sync_reply(),
+        Some(SyncReply::Ready {
+            sync_id: 1,
+            apply_through_position: epoch_end,
+            sealed_epoch_number: 1,
+        })
+    );
+    // A coordinator that cannot confirm refuses the barriers waiting for its answer.
+    node.handle_sync(now_us, 2);
+    node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
+    let read = node.poll_sealed_epoch_read().unwrap();
+    node.handle_sealed_epoch_read(now_us, read.read_id, Err("unreachable".to_owned()));
+    assert!(matches!(
+        node.poll_sync_reply(),
+        Some(SyncReply::Refused {
+            sync_id: 2,
+            error: SyncError::Coordinator { .. },
+        })
+    ));
+}
+
+/// Reference: DESIGN.md section 2, "Checkpoints": uploads go through raft from any member and
+/// every member applies them alike.
+#[test]
+fn checkpoint_uploads_from_any_member_are_applied_by_every_member() {
+    let mut region = new_region_without_global_tier(&[1, 2, 3]);
+    let leader = region.elect();
+    let followers: Vec<u64> = region
+        .members
+        .keys()
+        .copied()
+        .filter(|&id| id != leader)
+        .collect();
+    for sequence in 1..=3 {
+        region.propose(leader, call(9, sequence, 8));
+    }
+    // Followers learn the commit index with the next heartbeat.
+    region.tick(3);
+    region.upload(followers[0], 1, upload("lobby/main", 3, 1, 100));
+    assert_eq!(
+        region.take_uploads(followers[0]),
+        vec![CheckpointReply {
+            upload_id: 1,
+            result: Ok(CheckpointOutcome::Stored),
+        }]
+    );
+    region.upload(followers[1], 1, upload("lobby/main", 3, 1, 200));
+    assert_eq!(
+        region.take_uploads(followers[1])[0].result,
+        Ok(CheckpointOutcome::Agreed)
+    );
+    region.upload(leader, 5, upload("lobby/main", 3, 2, 300));
+    assert_eq!(
+        region.take_uploads(leader)[0].result,
+        Ok(CheckpointOutcome::HashMismatch)
+    );
+    region.tick(3);
+    for member in region.members.values() {
+        let node = member.node.as_ref().unwrap();
+        let status = node.status();
+        assert_eq!(status.checkpoints.objects, 1);
+        assert_eq!(status.checkpoints.alarms_raised, 1);
+        assert_eq!(status.checkpoints.alarms[0].second_client_id, 300);
+        assert_eq!(
+            status.checkpoints.truncated_through, 3,
+            "agreed before the alarm"
+        );
+        assert_eq!(node.region_log().first_retained_position(), 4);
+    }
+    // A position beyond what the node applied is refused naming the field.
+    region.upload(leader, 6, upload("lobby/main", 99, 1, 100));
+    let replies = region.take_uploads(leader);
+    let Err(UploadError::Invalid(reason)) = &replies[0].result else {
+        panic!("refused expected: {replies:?}");
+    };
+    assert!(reason.contains("checkpoint.position"), "{reason}");
+}
+
+#[test]
+fn a_restarted_member_keeps_its_checkpoints_and_truncation_point() {
+    let mut region = new_region_without_global_tier(&[1, 2, 3]);
+    let leader = region.elect();
+    for sequence in 1..=4 {
+        region.propose(leader, call(9, sequence, 8));
+    }
+    region.upload(leader, 1, upload("lobby/main", 4, 1, 100));
+    region.upload(leader, 2, upload("lobby/main", 4, 1, 200));
+    region.tick(3);
+    let member = *region.members.keys().find(|&&id| id != leader).unwrap();
+    let before = region.node(member).status().checkpoints;
+    assert_eq!(before.truncated_through, 4);
+    region.crash(member);
+    region.restart(member);
+    region.tick(5);
+    let after = region.node(member).status().checkpoints;
+    assert_eq!(after, before);
+    assert_eq!(
+        region.node(member).region_log().first_retained_position(),
+        5
+    );
 }

@@ -36,6 +36,30 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("bound address").port()
 }
 
+/// `topology/examples/local.toml` (three regions of three nodes, one coordinator replica per
+/// region, its latency matrix) with every node on a free loopback port, as text and parsed.
+///
+/// # Panics
+///
+/// When the embedded topology no longer names each address once.
+pub fn local_topology_on_free_ports() -> (String, dsss_topology::Topology) {
+    let local = dsss_topology::parse("local.toml", dsss_topology::LOCAL_TOPOLOGY_TOML)
+        .unwrap_or_else(|diagnostics| panic!("the local topology is valid: {diagnostics}"));
+    let mut text = dsss_topology::LOCAL_TOPOLOGY_TOML.to_owned();
+    for (_, node) in local.nodes() {
+        let quoted = format!("\"{}\"", node.address);
+        assert_eq!(
+            text.matches(&quoted).count(),
+            1,
+            "local.toml names address {quoted} once"
+        );
+        text = text.replace(&quoted, &format!("\"127.0.0.1:{}\"", free_port()));
+    }
+    let topology = dsss_topology::parse("topology.toml", &text)
+        .unwrap_or_else(|diagnostics| panic!("the test topology is valid: {diagnostics}"));
+    (text, topology)
+}
+
 /// The `dsss node` processes of one test cluster, killed when the value drops.
 #[derive(Debug)]
 pub struct NodeProcesses {

@@ -12,9 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dsss_region_node::client::{Call, ClientError, RegionClient, RegionConnections};
-use dsss_tests::processes::{Deadline, NodeProcesses, free_port};
-use dsss_topology::{LOCAL_TOPOLOGY_TOML, Topology};
+use dsss::region_client::{Call, ClientError, RegionClient, RegionConnections};
+use dsss_tests::processes::{Deadline, NodeProcesses, local_topology_on_free_ports};
 use dsss_wire::Scope;
 use dsss_wire::grpc::{VersionedChannel, coordinator_client};
 use dsss_wire::proto::coordinator_client::CoordinatorClient;
@@ -77,20 +76,7 @@ impl GlobalCluster {
     /// Writes `local.toml` with every node on a free loopback port into a temporary directory
     /// (its relative data directories resolve there).
     fn new() -> Self {
-        let local = dsss_topology::parse("local.toml", LOCAL_TOPOLOGY_TOML)
-            .unwrap_or_else(|diagnostics| panic!("the local topology is valid: {diagnostics}"));
-        let mut text = LOCAL_TOPOLOGY_TOML.to_owned();
-        for (_, node) in local.nodes() {
-            let quoted = format!("\"{}\"", node.address);
-            assert_eq!(
-                text.matches(&quoted).count(),
-                1,
-                "local.toml names address {quoted} once"
-            );
-            text = text.replace(&quoted, &format!("\"127.0.0.1:{}\"", free_port()));
-        }
-        let topology: Topology = dsss_topology::parse("topology.toml", &text)
-            .unwrap_or_else(|diagnostics| panic!("the test topology is valid: {diagnostics}"));
+        let (text, topology) = local_topology_on_free_ports();
         assert_eq!(topology.regions.len(), 3, "the test runs three regions");
         let regions = topology
             .regions

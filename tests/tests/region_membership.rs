@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use dsss_region_node::client::{Call, RegionClient, RegionConnections};
+use dsss::region_client::{Call, RegionClient, RegionConnections};
 use dsss_tests::{dsss_binary, run_dsss};
 use dsss_wire::Scope;
 use dsss_wire::grpc::region_admin_client;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dsss_region_node::client::{Call, ClientError, RegionClient, RegionConnections};
+use dsss::region_client::{Call, ClientError, RegionClient, RegionConnections};
 use dsss_tests::processes::{Deadline, NodeProcesses, free_port};
 use dsss_wire::proto::{self, log_entry};
 use dsss_wire::{Record, Scope};

@@ -116,7 +116,10 @@ impl RegionClient for OneNodeRegion {
     ) -> Result<Response<FetchCheckpointReply>, Status> {
         let object_id = request.into_inner().object_id;
         let checkpoint = self.lock().checkpoints.get(&object_id).cloned();
-        Ok(Response::new(FetchCheckpointReply { checkpoint }))
+        Ok(Response::new(FetchCheckpointReply {
+            checkpoint,
+            truncated_through_position: 0,
+        }))
     }
 
     async fn upload_checkpoint(
@@ -184,6 +187,7 @@ impl RegionClient for OneNodeRegion {
                 max_skew_us: MAX_SKEW_US,
                 rejected_timestamps: 0,
             }),
+            ..StatusReply::default()
         }))
     }
 }

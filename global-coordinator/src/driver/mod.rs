@@ -8,7 +8,8 @@
 //!   then runs ONE [`crate::CoordinatorNode::handle_ready`] whose writes are synced.
 //! - [`service`]: `Coordinator.SubmitBatch` answers each batch at once with the region's
 //!   current acknowledgement state (or NotLeader with the leader's id and address);
-//!   `Coordinator.ReadSealedEpoch` answers the newest sealed epoch on the leader;
+//!   `Coordinator.ReadSealedEpoch` answers the newest sealed epoch on the leader once it has
+//!   confirmed its leadership (raft ReadIndex);
 //!   `CoordinatorPeer.Deliver` takes raft messages from the other replicas.
 //! - [`region_sender`]: per region, a task that delivers sealed epochs in order to the
 //!   region's leader guess (`RegionEpochs.Deliver`) and feeds the answers back.

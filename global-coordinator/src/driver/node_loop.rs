@@ -10,9 +10,11 @@
 //! 3. calls [`CoordinatorNode::handle_tick`] when an epoch has passed;
 //! 4. calls [`CoordinatorNode::handle_ready`] ONCE, whose [`ReadyIo`] syncs RocksDB and hands
 //!    raft messages to the peer transport;
-//! 5. routes the node's outputs: sealed epochs to the region senders.
+//! 5. routes the node's outputs: sealed epochs to the region senders, and the answers to
+//!    sealed epoch reads (which the replica gives only after confirming its leadership) to
+//!    the waiting `ReadSealedEpoch` calls.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
@@ -60,8 +62,14 @@ pub enum CoordinatorEvent {
     RaftBatch(RaftBatch),
     /// A region's answer to a sealed epoch delivery.
     EpochAck(proto::SealedEpochAck),
-    /// The newest sealed epoch, for `ReadSealedEpoch`.
-    ReadSealedEpoch(oneshot::Sender<proto::ReadSealedEpochReply>),
+    /// A read of the newest sealed epoch, for `ReadSealedEpoch`; answered once the replica
+    /// has confirmed that it leads.
+    ReadSealedEpoch {
+        /// The request.
+        request: proto::ReadSealedEpochRequest,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<proto::ReadSealedEpochReply, InputError>>,
+    },
     /// A status query.
     Status(oneshot::Sender<CoordinatorStatus>),
 }
@@ -170,6 +178,8 @@ pub(crate) fn spawn(
                         stop: thread_stop,
                         tick_interval: Duration::from_micros(config.coordinator.epoch_interval_us),
                         config,
+                        epoch_reads: HashMap::new(),
+                        next_read_id: 1,
                     };
                     node_loop.run()
                 }
@@ -253,6 +263,9 @@ struct CoordinatorLoop {
     stop: Arc<AtomicBool>,
     tick_interval: Duration,
     config: CoordinatorDriverConfig,
+    /// The `ReadSealedEpoch` calls waiting for the replica's answer, by read id.
+    epoch_reads: HashMap<u64, oneshot::Sender<Result<proto::ReadSealedEpochReply, InputError>>>,
+    next_read_id: u64,
 }
 
 impl CoordinatorLoop {
@@ -337,8 +350,27 @@ impl CoordinatorLoop {
                     tracing::debug!(%error, "sealed epoch acknowledgement refused");
                 }
             }
-            CoordinatorEvent::ReadSealedEpoch(reply) => {
-                let _ = reply.send(self.read_sealed_epoch(now_us));
+            CoordinatorEvent::ReadSealedEpoch { request, reply } => {
+                if self.epoch_reads.len() >= crate::SEALED_EPOCH_READS_IN_FLIGHT_MAX {
+                    let _ = reply.send(Err(InputError::Overloaded {
+                        reason: format!(
+                            "{} sealed epoch reads wait for confirmation \
+                             (SEALED_EPOCH_READS_IN_FLIGHT_MAX)",
+                            self.epoch_reads.len()
+                        ),
+                    }));
+                    return;
+                }
+                let read_id = self.next_read_id;
+                self.next_read_id += 1;
+                match self.node.handle_read_sealed_epoch(now_us, read_id, request) {
+                    Ok(()) => {
+                        self.epoch_reads.insert(read_id, reply);
+                    }
+                    Err(error) => {
+                        let _ = reply.send(Err(error));
+                    }
+                }
             }
             CoordinatorEvent::Status(reply) => {
                 let _ = reply.send(self.node.status());
@@ -346,35 +378,20 @@ impl CoordinatorLoop {
         }
     }
 
-    /// The newest sealed epoch as this replica applied it, when it leads; NotLeader otherwise.
-    fn read_sealed_epoch(&mut self, now_us: u64) -> proto::ReadSealedEpochReply {
-        let sender_time = Some(self.node.stamp(now_us).into());
-        if !self.node.is_leader() {
-            let leader_node_id = self.node.leader_id().unwrap_or(0);
-            return proto::ReadSealedEpochReply {
-                not_leader: Some(proto::NotLeader {
-                    leader_node_id,
-                    leader_address: self
-                        .config
-                        .replica_address(leader_node_id)
-                        .unwrap_or_default()
-                        .to_owned(),
-                }),
-                sender_time,
-                ..proto::ReadSealedEpochReply::default()
-            };
-        }
-        let state = self.node.state();
-        let epoch_number = state.newest_epoch_number();
-        proto::ReadSealedEpochReply {
-            epoch_number,
-            watermark: (epoch_number > 0).then(|| state.watermark().into()),
-            not_leader: None,
-            sender_time,
-        }
-    }
-
     fn route_outputs(&mut self) {
+        while let Some((read_id, mut reply)) = self.node.poll_sealed_epoch_reply() {
+            if let Some(not_leader) = reply.not_leader.as_mut() {
+                not_leader.leader_address = self
+                    .config
+                    .replica_address(not_leader.leader_node_id)
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            if let Some(sender) = self.epoch_reads.remove(&read_id) {
+                // The caller may have given up: nothing to do.
+                let _ = sender.send(Ok(reply));
+            }
+        }
         while let Some(output) = self.node.poll_output() {
             let CoordinatorOutput::ToRegion { region, message } = output;
             match message {

@@ -1,4 +1,5 @@
-//! The coordinator's gRPC services: `Coordinator` (region batches, sealed epoch reads) and
+//! The coordinator's gRPC services: `Coordinator` (region batches, sealed epoch reads that the
+//! replica answers only after confirming its leadership) and
 //! `CoordinatorPeer` (raft traffic between replicas). They decide nothing: they check
 //! requests, hand them to the node loop and turn its answers into replies.
 
@@ -111,12 +112,14 @@ impl Coordinator for CoordinatorService {
 
     async fn read_sealed_epoch(
         &self,
-        _request: Request<proto::ReadSealedEpochRequest>,
+        request: Request<proto::ReadSealedEpochRequest>,
     ) -> Result<Response<proto::ReadSealedEpochReply>, Status> {
-        self.link
-            .ask(CoordinatorEvent::ReadSealedEpoch)
-            .await
-            .map(Response::new)
+        let request = request.into_inner();
+        let outcome = self
+            .link
+            .ask(|reply| CoordinatorEvent::ReadSealedEpoch { request, reply })
+            .await?;
+        outcome.map(Response::new).map_err(input_status)
     }
 }
 

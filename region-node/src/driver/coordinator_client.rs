@@ -10,6 +10,13 @@
 //! acknowledgement goes back to the node loop ([`NodeEvent::BatchAck`]).
 //! `ToCoordinator::EpochAck` outputs are not sent: the answers to `RegionEpochs.Deliver`
 //! carry the same acknowledgements.
+//!
+//! A second task serves the node's sealed epoch reads (the barriers behind `Sync`): it takes
+//! every read queued so far, calls `Coordinator.ReadSealedEpoch` once for all of them (the call
+//! starts after each of them was asked, so its answer serves them all), following NotLeader
+//! answers as the batch task does, and hands the answer to the node loop
+//! ([`NodeEvent::SealedEpochRead`]) with the newest read's id. With WAN emulation, the request
+//! and the answer each wait for the one-way delay.
 
 use std::collections::HashMap;
 use std::sync::mpsc::SyncSender;
@@ -24,6 +31,7 @@ use tonic::Code;
 use tonic::transport::Endpoint;
 
 use crate::driver::{DriverConfigError, NodeEvent, PeerAddress};
+use crate::node::SealedEpochRead;
 
 /// The most batches queued for the coordinator; beyond, new ones are dropped (resent later).
 pub const COORDINATOR_QUEUE_BATCHES_MAX: usize = 1_024;
@@ -36,6 +44,10 @@ pub const COORDINATOR_CALL_TIMEOUT_US: u64 = 2_000_000;
 
 /// How long connecting to a coordinator replica may take, in microseconds.
 pub const COORDINATOR_CONNECT_TIMEOUT_US: u64 = 1_000_000;
+
+/// The most sealed epoch reads queued for the reader task; beyond, a read is answered at once
+/// with an error (its barriers are refused and asked again by their callers).
+pub const COORDINATOR_QUEUE_READS_MAX: usize = 256;
 
 /// The most coordinator replicas, as in topology files.
 pub const COORDINATOR_REPLICAS_MAX: usize = 9;
@@ -122,6 +134,8 @@ impl GlobalSettings {
 #[derive(Clone, Debug)]
 pub struct CoordinatorSender {
     queue: mpsc::Sender<(Instant, proto::RegionBatch)>,
+    reads: mpsc::Sender<SealedEpochRead>,
+    events: SyncSender<NodeEvent>,
 }
 
 type Client = CoordinatorClient<VersionedChannel>;
@@ -160,21 +174,139 @@ impl CoordinatorSender {
             return None;
         }
         let (queue, receiver) = mpsc::channel(COORDINATOR_QUEUE_BATCHES_MAX);
+        let (reads, reads_receiver) = mpsc::channel(COORDINATOR_QUEUE_READS_MAX);
+        let reader = EpochReader {
+            clients: clients.clone(),
+            guess: settings.preferred_leader,
+            delays: settings.coordinator_delays.clone(),
+            line: DelayLine::new(None, node_id.rotate_left(17)),
+            events: events.clone(),
+        };
         let task = CoordinatorTask {
             clients,
             guess: settings.preferred_leader,
             delays: settings.coordinator_delays.clone(),
             line: DelayLine::new(None, node_id),
-            events,
+            events: events.clone(),
             failing: false,
         };
         runtime.spawn(task.run(receiver));
-        Some(CoordinatorSender { queue })
+        runtime.spawn(reader.run(reads_receiver));
+        Some(CoordinatorSender {
+            queue,
+            reads,
+            events,
+        })
     }
 
     /// Queues a batch without waiting; a full queue drops it (the leader resends).
     pub fn send(&self, batch: proto::RegionBatch) {
         let _ = self.queue.try_send((Instant::now(), batch));
+    }
+
+    /// Queues a sealed epoch read without waiting; a full queue answers it at once with an
+    /// error, through the node loop's channel.
+    pub fn read_sealed_epoch(&self, read: SealedEpochRead) {
+        if let Err(error) = self.reads.try_send(read) {
+            let read = match error {
+                mpsc::error::TrySendError::Full(read) | mpsc::error::TrySendError::Closed(read) => {
+                    read
+                }
+            };
+            let _ = self.events.try_send(NodeEvent::SealedEpochRead {
+                read_id: read.read_id,
+                reply: Err(format!(
+                    "{COORDINATOR_QUEUE_READS_MAX} sealed epoch reads wait for the coordinator \
+                     (COORDINATOR_QUEUE_READS_MAX)"
+                )),
+            });
+        }
+    }
+}
+
+/// The task that asks the coordinator leader for its newest sealed epoch.
+struct EpochReader {
+    clients: Vec<(u64, Client)>,
+    guess: u64,
+    delays: HashMap<u64, OneWayDelay>,
+    line: DelayLine,
+    events: SyncSender<NodeEvent>,
+}
+
+impl EpochReader {
+    async fn run(mut self, mut queue: mpsc::Receiver<SealedEpochRead>) {
+        while let Some(mut read) = queue.recv().await {
+            // Every read queued now was asked before the call below starts: one answer
+            // serves them all, and the newest carries the freshest sender time.
+            while let Ok(newer) = queue.try_recv() {
+                read = newer;
+            }
+            let reply = self.read(read.request).await;
+            // A full loop queue drops the answer: the barriers time out and are asked again.
+            let _ = self.events.try_send(NodeEvent::SealedEpochRead {
+                read_id: read.read_id,
+                reply,
+            });
+        }
+    }
+
+    async fn read(
+        &mut self,
+        request: proto::ReadSealedEpochRequest,
+    ) -> Result<proto::ReadSealedEpochReply, String> {
+        let mut last_error = String::from("no coordinator replica was tried");
+        for _ in 0..COORDINATOR_ATTEMPTS_MAX {
+            let index = self
+                .clients
+                .iter()
+                .position(|(node_id, _)| *node_id == self.guess)
+                .unwrap_or(0);
+            let node_ids: Vec<u64> = self.clients.iter().map(|(node_id, _)| *node_id).collect();
+            let (replica, client) = &mut self.clients[index];
+            let replica = *replica;
+            let next = next_node(&node_ids, replica);
+            self.line.set_delay(self.delays.get(&replica).copied());
+            dsss_raft_group::transport::wait_until(self.line.send_at(Instant::now())).await;
+            let call = client.read_sealed_epoch(request);
+            let outcome =
+                tokio::time::timeout(Duration::from_micros(COORDINATOR_CALL_TIMEOUT_US), call)
+                    .await;
+            match outcome {
+                Ok(Ok(reply)) => {
+                    let reply = reply.into_inner();
+                    if let Some(not_leader) = &reply.not_leader {
+                        let hinted = not_leader.leader_node_id;
+                        last_error = format!("coordinator replica {replica} does not lead");
+                        self.guess = if hinted != replica && node_ids.contains(&hinted) {
+                            hinted
+                        } else {
+                            next
+                        };
+                        continue;
+                    }
+                    // The answer travels back over the same emulated link.
+                    dsss_raft_group::transport::wait_until(self.line.send_at(Instant::now())).await;
+                    self.guess = replica;
+                    return Ok(reply);
+                }
+                Ok(Err(status)) => {
+                    last_error = format!(
+                        "coordinator replica {replica} answered {:?}: {}",
+                        status.code(),
+                        status.message()
+                    );
+                    self.guess = next;
+                }
+                Err(_) => {
+                    last_error = format!(
+                        "coordinator replica {replica} did not answer within \
+                         {COORDINATOR_CALL_TIMEOUT_US} us"
+                    );
+                    self.guess = next;
+                }
+            }
+        }
+        Err(last_error)
     }
 }
 

@@ -14,8 +14,9 @@
 //!   the `RegionPeer` gRPC service and reconnects with backoff. A full queue drops messages
 //!   (raft retransmits); the node loop never waits for the network.
 //! - [`coordinator_client`]: the region leader's batches to the global coordinator
-//!   (`Coordinator.SubmitBatch`), their acknowledgements back to the node; sealed epochs come
-//!   in through the `RegionEpochs` service.
+//!   (`Coordinator.SubmitBatch`), their acknowledgements back to the node, and the sealed
+//!   epoch reads behind barriers (`Coordinator.ReadSealedEpoch`); sealed epochs come in
+//!   through the `RegionEpochs` service.
 //! - [`crate::service`]: the gRPC services that turn requests into node events.
 //!
 //! [`start`] wires it all together for one node of a topology.
@@ -29,12 +30,12 @@ pub mod server;
 pub use config::{DriverConfig, DriverConfigError, PeerAddress, TICK_INTERVAL_US_DEFAULT};
 pub use coordinator_client::{
     COORDINATOR_ATTEMPTS_MAX, COORDINATOR_CALL_TIMEOUT_US, COORDINATOR_QUEUE_BATCHES_MAX,
-    CoordinatorSender, GlobalSettings,
+    COORDINATOR_QUEUE_READS_MAX, CoordinatorSender, GlobalSettings,
 };
 pub use node_loop::{
-    EVENTS_PER_ITERATION_MAX, EVENTS_QUEUED_MAX, LOG_EVENTS_BROADCAST_MAX, LOG_READ_RECORDS_MAX,
-    LogRead, MembershipChange, NodeEvent, NodeLoopError, NodeStatus, PROPOSE_WAITERS_MAX,
-    ProposeOutcome,
+    Barrier, EVENTS_PER_ITERATION_MAX, EVENTS_QUEUED_MAX, LOG_EVENTS_BROADCAST_MAX,
+    LOG_READ_RECORDS_MAX, LogRead, MembershipChange, NodeEvent, NodeLoopError, NodeStatus,
+    PROPOSE_WAITERS_MAX, ProposeOutcome,
 };
 pub use peer::{PEER_BATCH_BYTES_MAX, PEER_BATCH_MESSAGES_MAX, PEER_QUEUE_MESSAGES_MAX};
 pub use server::{

@@ -10,8 +10,9 @@
 //! 3. ticks raft when the tick interval has passed;
 //! 4. calls [`RegionNode::handle_ready`] ONCE, whose [`ReadyIo`] syncs RocksDB and hands raft
 //!    messages to the peer transport;
-//! 5. drains the node's replies to the waiting proposers and its log events to the
-//!    subscribers.
+//! 5. drains the node's replies to the waiting proposers, barriers and uploads, its log events
+//!    to the subscribers, its sealed epoch reads to the coordinator client, and logs its
+//!    divergence alarms.
 //!
 //! While one sync runs, new requests queue in the channel and all of them share the next
 //! sync: group commit falls out of the loop's shape, and the node batches the queued
@@ -33,12 +34,14 @@ use dsss_wire::{
 };
 use tokio::sync::{broadcast, oneshot};
 
+use crate::checkpoint::{CheckpointFetch, CheckpointOutcome, CheckpointUpload};
 use crate::driver::coordinator_client::{CoordinatorSender, GlobalSettings};
 use crate::driver::peer::PeerSenders;
+use crate::node::{CHECKPOINT_UPLOADS_IN_FLIGHT_MAX, SYNCS_IN_FLIGHT_MAX, SyncReply, UploadError};
 use crate::{
     GlobalMessageError, LogEntry, LogEvent, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest,
     REGION_LOG, REGION_STATE, RegionNode, RegionNodeConfig, RegionNodeError, RegionStatus, Reply,
-    ToCoordinator, WAITERS_MAX,
+    SyncError, ToCoordinator, WAITERS_MAX,
 };
 
 /// The most events waiting in the node's channel. A sender that finds it full gets an error
@@ -64,6 +67,15 @@ pub const PROPOSE_WAITERS_MAX: usize = WAITERS_MAX + PROPOSALS_PENDING_MAX;
 /// The most ticks the loop runs at once to catch up after a stall (a long sync), so that a
 /// stall does not turn into a burst of elections.
 const CATCH_UP_TICKS_MAX: u32 = 2;
+
+/// A barrier the node gave: apply through `apply_through_position` before reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Barrier {
+    /// The position to apply through.
+    pub apply_through_position: u64,
+    /// The newest sealed epoch the coordinator leader confirmed, 0 without a global tier.
+    pub sealed_epoch_number: u64,
+}
 
 /// The answer to one proposal.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,6 +188,32 @@ pub enum NodeEvent {
     },
     /// The coordinator's answer to one of this node's batches.
     BatchAck(proto::RegionBatchAck),
+    /// A barrier for a linearizable read.
+    Sync {
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<Barrier, SyncError>>,
+    },
+    /// A checkpoint a client offers.
+    UploadCheckpoint {
+        /// The checkpoint, its fields checked.
+        upload: CheckpointUpload,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<CheckpointOutcome, UploadError>>,
+    },
+    /// A read of an object's newest checkpoint.
+    FetchCheckpoint {
+        /// The object.
+        object_id: dsss_wire::ObjectId,
+        /// Where the answer goes.
+        reply: oneshot::Sender<CheckpointFetch>,
+    },
+    /// The coordinator's answer to a sealed epoch read, or why there is none.
+    SealedEpochRead {
+        /// The node's id of the newest read this answer serves.
+        read_id: u64,
+        /// The answer.
+        reply: Result<proto::ReadSealedEpochReply, String>,
+    },
 }
 
 /// Why the node loop could not start or had to stop.
@@ -313,6 +351,9 @@ pub fn spawn_with_global(
                         stop: thread_stop,
                         tick_interval: settings.tick_interval,
                         waiters: HashMap::new(),
+                        syncs: HashMap::new(),
+                        uploads: HashMap::new(),
+                        next_request_id: 1,
                         raft_messages_refused: 0,
                         region: settings.node.region.clone(),
                         coordinator,
@@ -396,6 +437,10 @@ struct NodeLoop {
     stop: Arc<AtomicBool>,
     tick_interval: Duration,
     waiters: Waiters,
+    syncs: HashMap<u64, oneshot::Sender<Result<Barrier, SyncError>>>,
+    uploads: HashMap<u64, oneshot::Sender<Result<CheckpointOutcome, UploadError>>>,
+    /// The id of the next barrier or upload handed to the node.
+    next_request_id: u64,
     raft_messages_refused: u64,
     region: RegionId,
     coordinator: Option<CoordinatorSender>,
@@ -470,6 +515,31 @@ impl NodeLoop {
                 let _ = self.log_events.send(Arc::new(event));
             }
         }
+        self.deliver_barriers_and_uploads();
+        while let Some(alarm) = self.node.poll_divergence_alarm() {
+            // The region stops truncating its log until an operator looks: two replicas of
+            // the object computed different states from the same records.
+            tracing::error!(
+                object_id = %alarm.object_id,
+                position = alarm.position,
+                first_client_id = alarm.first_client_id,
+                second_client_id = alarm.second_client_id,
+                "checkpoint hash mismatch: the object's methods are not deterministic; the \
+                 region log is no longer truncated"
+            );
+        }
+        while let Some(read) = self.node.poll_sealed_epoch_read() {
+            match &self.coordinator {
+                Some(coordinator) => coordinator.read_sealed_epoch(read),
+                None => self.node.handle_sealed_epoch_read(
+                    SystemClock.now_us(),
+                    read.read_id,
+                    Err("this node knows no coordinator replica to ask".to_owned()),
+                ),
+            }
+        }
+        // Answers to reads that failed at once.
+        self.deliver_barriers_and_uploads();
         while let Some(message) = self.node.poll_to_coordinator() {
             match message {
                 ToCoordinator::Batch(batch) => {
@@ -523,6 +593,65 @@ impl NodeLoop {
                 if let Err(error) = self.node.handle_batch_ack(SystemClock.now_us(), ack) {
                     tracing::debug!(%error, "batch acknowledgement refused");
                 }
+            }
+            NodeEvent::Sync { reply } => {
+                if self.syncs.len() >= SYNCS_IN_FLIGHT_MAX {
+                    let _ = reply.send(Err(SyncError::Overloaded));
+                    return;
+                }
+                let sync_id = self.take_request_id();
+                self.syncs.insert(sync_id, reply);
+                self.node.handle_sync(SystemClock.now_us(), sync_id);
+            }
+            NodeEvent::UploadCheckpoint { upload, reply } => {
+                if self.uploads.len() >= CHECKPOINT_UPLOADS_IN_FLIGHT_MAX {
+                    let _ = reply.send(Err(UploadError::Overloaded));
+                    return;
+                }
+                let upload_id = self.take_request_id();
+                self.uploads.insert(upload_id, reply);
+                self.node
+                    .handle_upload_checkpoint(SystemClock.now_us(), upload_id, upload);
+            }
+            NodeEvent::FetchCheckpoint { object_id, reply } => {
+                let fetch = self.node.region_log().checkpoints().fetch(&object_id);
+                let _ = reply.send(fetch);
+            }
+            NodeEvent::SealedEpochRead { read_id, reply } => {
+                self.node
+                    .handle_sealed_epoch_read(SystemClock.now_us(), read_id, reply);
+            }
+        }
+    }
+
+    fn take_request_id(&mut self) -> u64 {
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        id
+    }
+
+    fn deliver_barriers_and_uploads(&mut self) {
+        while let Some(reply) = self.node.poll_sync_reply() {
+            let Some(sender) = self.syncs.remove(&reply.sync_id()) else {
+                continue;
+            };
+            let outcome = match reply {
+                SyncReply::Ready {
+                    apply_through_position,
+                    sealed_epoch_number,
+                    ..
+                } => Ok(Barrier {
+                    apply_through_position,
+                    sealed_epoch_number,
+                }),
+                SyncReply::Refused { error, .. } => Err(error),
+            };
+            // The caller may have given up: nothing to do.
+            let _ = sender.send(outcome);
+        }
+        while let Some(reply) = self.node.poll_checkpoint_reply() {
+            if let Some(sender) = self.uploads.remove(&reply.upload_id) {
+                let _ = sender.send(reply.result);
             }
         }
     }

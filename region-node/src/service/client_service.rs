@@ -12,7 +12,13 @@
 //!   kept in step with it), then every new record as the node applies it. Positions never
 //!   repeat and never skip (beyond filtered-out records, which `through_position` covers),
 //!   so a caller resumes from any position after a disconnect.
-//! - `Status` describes the node.
+//!   A `from` below the node's first retained position fails with `OUT_OF_RANGE` naming it.
+//! - `FetchCheckpoint` answers from the checkpoints this node applied; `UploadCheckpoint`
+//!   proposes the checkpoint through raft from any member and answers once it is applied here
+//!   (at most [`CHECKPOINT_UPLOAD_BYTES_IN_FLIGHT_MAX`] bytes of uploads wait on one node).
+//! - `Sync` asks the node for a barrier and waits for it within the caller's deadline, as
+//!   `Propose` does.
+//! - `Status` describes the node, its checkpoints and its divergence alarms.
 //!
 //! A malformed request gets `INVALID_ARGUMENT` naming the field; the node keeps serving.
 
@@ -26,11 +32,16 @@ use dsss_wire::{
     Arguments, ClientId, MethodId, OBJECT_IDS_PER_REQUEST_MAX, ObjectId, PROTOCOL_VERSION,
     RequestSequence, Scope,
 };
+
+use crate::checkpoint::{
+    CHECKPOINT_STATE_BYTES_MAX, CheckpointOutcome, CheckpointUpload, STATE_HASH_BYTES,
+};
+use crate::node::{SyncError, UploadError};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::driver::{LOG_READ_RECORDS_MAX, NodeEvent, NodeStatus, ProposeOutcome};
+use crate::driver::{Barrier, LOG_READ_RECORDS_MAX, NodeEvent, NodeStatus, ProposeOutcome};
 use crate::service::{NodeLink, request_deadline, role_to_wire};
 use crate::{LogEntry, LogEvent, ProposeError, ProposeRequest};
 
@@ -64,12 +75,20 @@ pub const SUBSCRIBE_STREAMS_MAX: usize = 1_024;
 /// events and catches up by reading the log.
 pub const SUBSCRIBE_STREAM_REPLIES_BUFFERED_MAX: usize = 16;
 
+/// The most bytes of checkpoint state one node holds in uploads waiting for their outcome;
+/// beyond, an upload is refused with `RESOURCE_EXHAUSTED`.
+pub const CHECKPOINT_UPLOAD_BYTES_IN_FLIGHT_MAX: usize = 64 * 1024 * 1024;
+
+/// The most diverged objects one `Status` reply lists.
+pub const DIVERGED_OBJECTS_LISTED_MAX: usize = 256;
+
 /// The `RegionClient` service of one node.
 #[derive(Clone, Debug)]
 pub struct RegionClientService {
     link: NodeLink,
     in_flight: Arc<Mutex<HashMap<u64, usize>>>,
     streams: Arc<Mutex<usize>>,
+    upload_bytes: Arc<Mutex<usize>>,
 }
 
 impl RegionClientService {
@@ -79,7 +98,41 @@ impl RegionClientService {
             link,
             in_flight: Arc::new(Mutex::new(HashMap::new())),
             streams: Arc::new(Mutex::new(0)),
+            upload_bytes: Arc::new(Mutex::new(0)),
         }
+    }
+
+    /// Takes room for `size_bytes` of uploaded state, or says why not.
+    fn take_upload_bytes(&self, size_bytes: usize) -> Result<UploadBytes, Status> {
+        let mut upload_bytes = lock(&self.upload_bytes);
+        if *upload_bytes + size_bytes > CHECKPOINT_UPLOAD_BYTES_IN_FLIGHT_MAX {
+            return Err(Status::resource_exhausted(format!(
+                "node {} holds {} bytes of checkpoint uploads waiting for their outcome; {} \
+                 more would pass CHECKPOINT_UPLOAD_BYTES_IN_FLIGHT_MAX = \
+                 {CHECKPOINT_UPLOAD_BYTES_IN_FLIGHT_MAX}; retry later",
+                self.link.node_id(),
+                *upload_bytes,
+                size_bytes
+            )));
+        }
+        *upload_bytes += size_bytes;
+        Ok(UploadBytes {
+            upload_bytes: self.upload_bytes.clone(),
+            size_bytes,
+        })
+    }
+
+    /// The time the node may spend on a request with `metadata`: the caller's deadline (or
+    /// the default) less the margin kept for the answer to travel back.
+    fn budget(metadata: &tonic::metadata::MetadataMap) -> (Duration, Duration) {
+        let deadline = request_deadline(
+            metadata,
+            Duration::from_micros(PROPOSE_DEADLINE_US_DEFAULT),
+            Duration::from_micros(PROPOSE_DEADLINE_US_MAX),
+        );
+        let margin = (deadline * PROPOSE_DEADLINE_MARGIN_PERCENT / 100)
+            .max(Duration::from_micros(PROPOSE_DEADLINE_MARGIN_US_MIN));
+        (deadline, deadline.saturating_sub(margin))
     }
 
     /// Takes one of the client's in-flight slots, or says why not.
@@ -144,6 +197,18 @@ impl Drop for InFlightSlot {
     }
 }
 
+/// Bytes of uploads waiting; given back when it drops.
+struct UploadBytes {
+    upload_bytes: Arc<Mutex<usize>>,
+    size_bytes: usize,
+}
+
+impl Drop for UploadBytes {
+    fn drop(&mut self) {
+        *lock(&self.upload_bytes) -= self.size_bytes;
+    }
+}
+
 /// One open subscription; the slot is given back when it drops.
 struct StreamSlot {
     streams: Arc<Mutex<usize>>,
@@ -185,6 +250,88 @@ pub fn propose_request_from_wire(request: proto::ProposeRequest) -> Result<Propo
     })
 }
 
+/// Checks a checkpoint upload from the wire, naming the first field that is wrong. The
+/// position is checked by the node, against what it has applied.
+pub fn checkpoint_upload_from_wire(
+    request: proto::UploadCheckpointRequest,
+) -> Result<CheckpointUpload, Status> {
+    let checkpoint = request
+        .checkpoint
+        .ok_or_else(|| invalid("upload_checkpoint", "checkpoint", "is missing"))?;
+    let object_id = ObjectId::new(checkpoint.object_id)
+        .map_err(|error| invalid("upload_checkpoint", "checkpoint.object_id", error))?;
+    if checkpoint.position == 0 {
+        return Err(invalid(
+            "upload_checkpoint",
+            "checkpoint.position",
+            "must be at least 1 (a checkpoint at 0 is the default state)",
+        ));
+    }
+    let state_hash: [u8; STATE_HASH_BYTES] =
+        checkpoint.state_hash.as_slice().try_into().map_err(|_| {
+            invalid(
+                "upload_checkpoint",
+                "checkpoint.state_hash",
+                format!(
+                    "holds {} bytes; a SHA-256 hash is exactly {STATE_HASH_BYTES}",
+                    checkpoint.state_hash.len()
+                ),
+            )
+        })?;
+    if checkpoint.state.len() > CHECKPOINT_STATE_BYTES_MAX {
+        return Err(invalid(
+            "upload_checkpoint",
+            "checkpoint.state",
+            format!(
+                "holds {} bytes, more than the maximum of {CHECKPOINT_STATE_BYTES_MAX} \
+                 (CHECKPOINT_STATE_BYTES_MAX)",
+                checkpoint.state.len()
+            ),
+        ));
+    }
+    Ok(CheckpointUpload {
+        object_id,
+        position: checkpoint.position,
+        state: checkpoint.state,
+        state_hash,
+        client_id: ClientId(request.client_id),
+    })
+}
+
+/// Checks a list of object ids from the wire (at most [`OBJECT_IDS_PER_REQUEST_MAX`]), naming
+/// the first that is wrong.
+fn object_ids_from_wire(
+    request: &str,
+    object_ids: Vec<String>,
+) -> Result<HashSet<ObjectId>, Status> {
+    if object_ids.len() > OBJECT_IDS_PER_REQUEST_MAX {
+        return Err(invalid(
+            request,
+            "object_ids",
+            format!(
+                "{} ids, more than the {OBJECT_IDS_PER_REQUEST_MAX} a request may list",
+                object_ids.len()
+            ),
+        ));
+    }
+    let mut checked = HashSet::new();
+    for (index, object_id) in object_ids.into_iter().enumerate() {
+        let object_id = ObjectId::new(object_id)
+            .map_err(|error| invalid(request, &format!("object_ids[{index}]"), error))?;
+        checked.insert(object_id);
+    }
+    Ok(checked)
+}
+
+fn outcome_to_wire(outcome: CheckpointOutcome) -> proto::CheckpointOutcome {
+    match outcome {
+        CheckpointOutcome::Stored => proto::CheckpointOutcome::Stored,
+        CheckpointOutcome::Agreed => proto::CheckpointOutcome::Agreed,
+        CheckpointOutcome::HashMismatch => proto::CheckpointOutcome::HashMismatch,
+        CheckpointOutcome::Superseded => proto::CheckpointOutcome::Superseded,
+    }
+}
+
 /// The wire form of one log entry at `position`.
 pub fn log_entry_to_wire(position: u64, entry: &LogEntry) -> proto::LogEntry {
     entry.to_wire(position)
@@ -212,7 +359,33 @@ pub fn status_reply(status: &NodeStatus) -> proto::StatusReply {
             max_skew_us: status.max_clock_skew_us,
             rejected_timestamps: node.counters.clock_skew_refused,
         }),
+        truncated_through_position: node.checkpoints.truncated_through,
+        first_retained_position: node.first_retained_position,
+        checkpointed_objects: node.checkpoints.objects as u64,
+        objects_lacking_agreed_checkpoint: node.checkpoints.uncovered_objects as u64,
+        divergence_alarms: node.checkpoints.alarms_raised,
+        diverged_objects: node
+            .checkpoints
+            .alarms
+            .iter()
+            .take(DIVERGED_OBJECTS_LISTED_MAX)
+            .map(|alarm| proto::DivergedObject {
+                object_id: alarm.object_id.as_str().to_owned(),
+                position: alarm.position,
+                first_client_id: alarm.first_client_id,
+                second_client_id: alarm.second_client_id,
+            })
+            .collect(),
     }
+}
+
+/// The status of a subscription from a position the node no longer holds.
+fn out_of_range(node_id: u64, from_position: u64, first_retained_position: u64) -> Status {
+    Status::out_of_range(format!(
+        "position {from_position} is no longer retained on node {node_id}: its log starts at \
+         position {first_retained_position}; start from a checkpoint (FetchCheckpoint) and \
+         subscribe from one past its position"
+    ))
 }
 
 fn refused_status(node_id: u64, error: &ProposeError) -> Status {
@@ -234,6 +407,10 @@ fn refused_status(node_id: u64, error: &ProposeError) -> Status {
             "node {node_id}: the proposal was dropped before it was ordered (a leader change or \
              a timeout); retry with the same request_sequence, which is applied at most once"
         )),
+        ProposeError::LogFull { .. } => Status::resource_exhausted(format!(
+            "node {node_id}: {error}; nothing was proposed, retry later with the same \
+             request_sequence"
+        )),
         ProposeError::TooOld { floor } => Status::failed_precondition(format!(
             "request_sequence is too old: the region only judges this client's sequences from \
              {floor} on, so it cannot tell whether this call was applied"
@@ -247,11 +424,7 @@ impl RegionClient for RegionClientService {
         &self,
         request: Request<proto::ProposeRequest>,
     ) -> Result<Response<proto::ProposeReply>, Status> {
-        let deadline = request_deadline(
-            request.metadata(),
-            Duration::from_micros(PROPOSE_DEADLINE_US_DEFAULT),
-            Duration::from_micros(PROPOSE_DEADLINE_US_MAX),
-        );
+        let (deadline, budget) = Self::budget(request.metadata());
         let request = propose_request_from_wire(request.into_inner())?;
         let _slot = self.take_slot(request.client_id.get())?;
         let (sender, receiver) = oneshot::channel();
@@ -259,9 +432,6 @@ impl RegionClient for RegionClientService {
             request,
             reply: sender,
         })?;
-        let margin = (deadline * PROPOSE_DEADLINE_MARGIN_PERCENT / 100)
-            .max(Duration::from_micros(PROPOSE_DEADLINE_MARGIN_US_MIN));
-        let budget = deadline.saturating_sub(margin);
         let outcome = match tokio::time::timeout(budget, receiver).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => return Err(super::node_stopped(self.link.node_id())),
@@ -310,21 +480,16 @@ impl RegionClient for RegionClientService {
                 "must be at least 1 (positions count from 1)",
             ));
         }
-        if request.object_ids.len() > OBJECT_IDS_PER_REQUEST_MAX {
-            return Err(invalid(
-                "subscribe",
-                "object_ids",
-                format!(
-                    "{} ids, more than the {OBJECT_IDS_PER_REQUEST_MAX} a request may list",
-                    request.object_ids.len()
-                ),
+        let filter = object_ids_from_wire("subscribe", request.object_ids)?;
+        // A position below the log's start fails the call itself; a subscriber that falls
+        // below it later (the log is truncated while it lags) learns it from the stream.
+        let start = self.link.read_log(request.from_position, 0).await?;
+        if request.from_position < start.first_retained_position {
+            return Err(out_of_range(
+                self.link.node_id(),
+                request.from_position,
+                start.first_retained_position,
             ));
-        }
-        let mut filter = HashSet::new();
-        for (index, object_id) in request.object_ids.into_iter().enumerate() {
-            let object_id = ObjectId::new(object_id)
-                .map_err(|error| invalid("subscribe", &format!("object_ids[{index}]"), error))?;
-            filter.insert(object_id);
         }
         let slot = self.take_stream()?;
         let (sender, receiver) = mpsc::channel(SUBSCRIBE_STREAM_REPLIES_BUFFERED_MAX);
@@ -343,29 +508,117 @@ impl RegionClient for RegionClientService {
 
     async fn fetch_checkpoint(
         &self,
-        _request: Request<proto::FetchCheckpointRequest>,
+        request: Request<proto::FetchCheckpointRequest>,
     ) -> Result<Response<proto::FetchCheckpointReply>, Status> {
-        Err(Status::unimplemented(
-            "this region node does not keep checkpoints yet; start from position 1",
-        ))
+        let object_id = ObjectId::new(request.into_inner().object_id)
+            .map_err(|error| invalid("fetch_checkpoint", "object_id", error))?;
+        let reply_object_id = object_id.as_str().to_owned();
+        let fetch = self
+            .link
+            .ask(|reply| NodeEvent::FetchCheckpoint { object_id, reply })
+            .await?;
+        let checkpoint = fetch.checkpoint.map(|checkpoint| proto::Checkpoint {
+            object_id: reply_object_id,
+            position: checkpoint.position,
+            state: checkpoint.state,
+            state_hash: checkpoint.state_hash.to_vec(),
+        });
+        Ok(Response::new(proto::FetchCheckpointReply {
+            checkpoint,
+            truncated_through_position: fetch.truncated_through,
+        }))
     }
 
     async fn upload_checkpoint(
         &self,
-        _request: Request<proto::UploadCheckpointRequest>,
+        request: Request<proto::UploadCheckpointRequest>,
     ) -> Result<Response<proto::UploadCheckpointReply>, Status> {
-        Err(Status::unimplemented(
-            "this region node does not keep checkpoints yet",
-        ))
+        let (deadline, budget) = Self::budget(request.metadata());
+        let upload = checkpoint_upload_from_wire(request.into_inner())?;
+        let _bytes = self.take_upload_bytes(upload.state.len())?;
+        let node_id = self.link.node_id();
+        let (sender, receiver) = oneshot::channel();
+        self.link.send(NodeEvent::UploadCheckpoint {
+            upload,
+            reply: sender,
+        })?;
+        let outcome = match tokio::time::timeout(budget, receiver).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => return Err(super::node_stopped(node_id)),
+            Err(_) => {
+                return Err(Status::deadline_exceeded(format!(
+                    "node {node_id}: the checkpoint was not applied within its deadline of {} \
+                     ms; retrying it is safe",
+                    deadline.as_millis()
+                )));
+            }
+        };
+        let reply = match outcome {
+            Ok(outcome) => proto::UploadCheckpointReply {
+                outcome: outcome_to_wire(outcome).into(),
+                not_leader: None,
+            },
+            Err(UploadError::NotLeader { leader_hint }) => proto::UploadCheckpointReply {
+                outcome: proto::CheckpointOutcome::Unspecified.into(),
+                not_leader: Some(self.link.not_leader(leader_hint)),
+            },
+            Err(error @ UploadError::Invalid(_)) => {
+                return Err(Status::invalid_argument(format!(
+                    "upload_checkpoint: {error}"
+                )));
+            }
+            Err(error @ (UploadError::ResourceExhausted(_) | UploadError::Overloaded)) => {
+                return Err(Status::resource_exhausted(format!(
+                    "node {node_id}: {error}"
+                )));
+            }
+            Err(error @ UploadError::Dropped) => {
+                return Err(Status::unavailable(format!("node {node_id}: {error}")));
+            }
+        };
+        Ok(Response::new(reply))
     }
 
     async fn sync(
         &self,
-        _request: Request<proto::SyncRequest>,
+        request: Request<proto::SyncRequest>,
     ) -> Result<Response<proto::SyncReply>, Status> {
-        Err(Status::unimplemented(
-            "barriers need the global coordinator, which this region node does not reach yet",
-        ))
+        let (deadline, budget) = Self::budget(request.metadata());
+        // The barrier covers every object; the list is checked so that a malformed request
+        // is refused rather than silently served.
+        object_ids_from_wire("sync", request.into_inner().object_ids)?;
+        let node_id = self.link.node_id();
+        let (sender, receiver) = oneshot::channel();
+        self.link.send(NodeEvent::Sync { reply: sender })?;
+        let outcome = match tokio::time::timeout(budget, receiver).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => return Err(super::node_stopped(node_id)),
+            Err(_) => {
+                return Err(Status::deadline_exceeded(format!(
+                    "node {node_id}: the barrier was not confirmed within its deadline of {} \
+                     ms; retry",
+                    deadline.as_millis()
+                )));
+            }
+        };
+        match outcome {
+            Ok(Barrier {
+                apply_through_position,
+                sealed_epoch_number,
+            }) => Ok(Response::new(proto::SyncReply {
+                apply_through_position,
+                sealed_epoch_number,
+            })),
+            Err(error @ SyncError::Overloaded) => Err(Status::resource_exhausted(format!(
+                "node {node_id}: {error}; retry later"
+            ))),
+            Err(error @ SyncError::TimedOut { .. }) => Err(Status::deadline_exceeded(format!(
+                "node {node_id}: {error}"
+            ))),
+            Err(error @ (SyncError::NotLeader { .. } | SyncError::Coordinator { .. })) => Err(
+                Status::unavailable(format!("node {node_id}: {error}; retry after a short wait")),
+            ),
+        }
     }
 
     async fn status(
@@ -450,13 +703,11 @@ impl Subscription {
             if self.next_position < read.first_retained_position {
                 let _ = self
                     .sender
-                    .send(Err(Status::out_of_range(format!(
-                        "position {} is no longer retained on node {}: its log starts at \
-                         position {}; start from a checkpoint",
-                        self.next_position,
+                    .send(Err(out_of_range(
                         self.link.node_id(),
-                        read.first_retained_position
-                    ))))
+                        self.next_position,
+                        read.first_retained_position,
+                    )))
                     .await;
                 return false;
             }
@@ -541,7 +792,7 @@ mod tests {
     use dsss_wire::{RegionId, Timestamp};
 
     use super::*;
-    use crate::{GlobalStatus, NodeCounters, RegionStatus};
+    use crate::{CheckpointStatus, GlobalStatus, NodeCounters, RegionStatus};
 
     #[test]
     fn status_reports_the_commit_index_apart_from_the_applied_position() {
@@ -566,6 +817,8 @@ mod tests {
                 global: GlobalStatus::default(),
                 proposals_pending: 0,
                 waiters: 0,
+                syncs_in_flight: 0,
+                checkpoints: CheckpointStatus::default(),
                 counters: NodeCounters::default(),
             },
             region: RegionId::new("eu-west").expect("valid region"),

@@ -1,7 +1,7 @@
 //! The gRPC services of a production region node (feature `driver`).
 //!
 //! - [`client_service`]: `RegionClient`, what application instances call: `Propose`,
-//!   `Subscribe`, `Status`.
+//!   `Subscribe`, `FetchCheckpoint`, `UploadCheckpoint`, `Sync`, `Status`.
 //! - [`peer_service`]: `RegionPeer`, raft traffic from the other members of the region.
 //! - [`admin_service`]: `RegionAdmin`, membership changes for operators.
 //! - [`epochs_service`]: `RegionEpochs`, the coordinator's sealed epochs.
@@ -32,9 +32,9 @@ use crate::driver::{LogRead, NodeEvent, NodeStatus};
 
 pub use admin_service::RegionAdminService;
 pub use client_service::{
-    CLIENT_PROPOSALS_IN_FLIGHT_MAX, CLIENTS_IN_FLIGHT_MAX, PROPOSE_DEADLINE_US_DEFAULT,
-    PROPOSE_DEADLINE_US_MAX, RegionClientService, SUBSCRIBE_STREAM_REPLIES_BUFFERED_MAX,
-    SUBSCRIBE_STREAMS_MAX,
+    CHECKPOINT_UPLOAD_BYTES_IN_FLIGHT_MAX, CLIENT_PROPOSALS_IN_FLIGHT_MAX, CLIENTS_IN_FLIGHT_MAX,
+    DIVERGED_OBJECTS_LISTED_MAX, PROPOSE_DEADLINE_US_DEFAULT, PROPOSE_DEADLINE_US_MAX,
+    RegionClientService, SUBSCRIBE_STREAM_REPLIES_BUFFERED_MAX, SUBSCRIBE_STREAMS_MAX,
 };
 pub use epochs_service::RegionEpochsService;
 pub use peer_service::RegionPeerService;

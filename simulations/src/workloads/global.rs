@@ -30,8 +30,9 @@ use dsss_wire::RegionId as WireRegionId;
 
 pub use checker::{GlobalObserver, check_cluster};
 pub use process::{
-    ClientProcess, ClientSettings, GlobalMessage, GlobalProcess, NodeProcess, PrefixedStore,
-    REGION_TICK_INTERVAL, Routes,
+    Application, ClientProcess, ClientSettings, GlobalMessage, GlobalProcess,
+    LOG_ENTRIES_PER_READ_MAX, LogEntries, NodeProcess, PrefixedStore, REGION_TICK_INTERVAL,
+    ReadLogRequest, Routes,
 };
 
 use super::common::{election_seed, uniform_duration};
@@ -218,16 +219,50 @@ pub struct GlobalCluster {
     routes: Rc<Routes>,
 }
 
+/// Where an application instance runs, for the factory that makes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplicationPlace {
+    /// Its node id.
+    pub node: NodeId,
+    /// Its region.
+    pub region: String,
+    /// The index of its region in the topology.
+    pub region_index: usize,
+    /// Its index among the instances of its region.
+    pub index_in_region: usize,
+    /// The members of its region.
+    pub members: Vec<NodeId>,
+}
+
+/// Makes the application instance of a place.
+pub type ApplicationFactory = Box<dyn FnMut(&ApplicationPlace) -> Box<dyn Application>>;
+
 impl GlobalCluster {
     /// The cluster of `settings`, at time zero (nothing has run yet).
     pub fn new(settings: &GlobalRunSettings) -> Result<Self, String> {
+        Self::build(settings, None)
+    }
+
+    /// The cluster of `settings` with application instances in place of the clients
+    /// (`settings.clients_per_region` of them per region), each made by `make_application`.
+    pub fn with_applications(
+        settings: &GlobalRunSettings,
+        make_application: ApplicationFactory,
+    ) -> Result<Self, String> {
+        Self::build(settings, Some(make_application))
+    }
+
+    fn build(
+        settings: &GlobalRunSettings,
+        make_application: Option<ApplicationFactory>,
+    ) -> Result<Self, String> {
         settings.validate()?;
         let topology = &settings.topology;
         let mut network = NetworkConfig::from_topology(topology);
         let mut regions = Vec::new();
         let mut clients = Vec::new();
         let mut node_region = BTreeMap::new();
-        let mut client_region: BTreeMap<NodeId, (String, Vec<NodeId>)> = BTreeMap::new();
+        let mut client_region: BTreeMap<NodeId, ApplicationPlace> = BTreeMap::new();
         for (index, region) in topology.regions.iter().enumerate() {
             let members: Vec<NodeId> = region.nodes.iter().map(|node| node.id).collect();
             for &member in &members {
@@ -240,7 +275,16 @@ impl GlobalCluster {
                 let client = FIRST_CLIENT_ID + 100 * index as NodeId + offset;
                 network.add_node(client, simulated_region);
                 clients.push(client);
-                client_region.insert(client, (region.id.clone(), members.clone()));
+                client_region.insert(
+                    client,
+                    ApplicationPlace {
+                        node: client,
+                        region: region.id.clone(),
+                        region_index: index,
+                        index_in_region: offset as usize,
+                        members: members.clone(),
+                    },
+                );
             }
             regions.push((region.id.clone(), members));
         }
@@ -256,7 +300,13 @@ impl GlobalCluster {
             node_region,
             SimTime::ZERO.saturating_add(settings.measure_after),
         )));
-        let factory = Self::factory(settings, &routes, client_region, &observer)?;
+        let factory = Self::factory(
+            settings,
+            &routes,
+            client_region,
+            &observer,
+            make_application,
+        )?;
         let mut simulation =
             Simulation::new(settings.seed, network, factory).map_err(|error| error.to_string())?;
         simulation.set_trace_lines_kept(settings.keep_trace_lines);
@@ -270,8 +320,9 @@ impl GlobalCluster {
     fn factory(
         settings: &GlobalRunSettings,
         routes: &Rc<Routes>,
-        client_region: BTreeMap<NodeId, (String, Vec<NodeId>)>,
+        client_region: BTreeMap<NodeId, ApplicationPlace>,
         observer: &Rc<RefCell<GlobalObserver>>,
+        mut make_application: Option<ApplicationFactory>,
     ) -> Result<impl FnMut(NodeId, &crate::SimDisk) -> GlobalProcess + 'static, String> {
         let topology = settings.topology.clone();
         let resend_us = resend_interval_us(&topology);
@@ -310,10 +361,13 @@ impl GlobalCluster {
         let silence_max = Duration::from_micros(resend_us.saturating_mul(2));
         let mut incarnations: BTreeMap<NodeId, u64> = BTreeMap::new();
         Ok(move |node: NodeId, _disk: &crate::SimDisk| {
-            if let Some((region, members)) = client_region.get(&node) {
+            if let Some(place) = client_region.get(&node) {
+                if let Some(make_application) = make_application.as_mut() {
+                    return GlobalProcess::Application(make_application(place));
+                }
                 return GlobalProcess::Client(ClientProcess::new(
-                    region.clone(),
-                    members.clone(),
+                    place.region.clone(),
+                    place.members.clone(),
                     client_settings,
                     Rc::clone(&observer),
                 ));
@@ -441,8 +495,7 @@ impl GlobalCluster {
         let clients_idle = self.routes.clients.iter().all(|&client| {
             self.simulation
                 .process(client)
-                .and_then(GlobalProcess::client)
-                .is_some_and(|client| !client.is_busy())
+                .is_some_and(|process| !process.is_busy())
         });
         let regions_settled = self.routes.regions.iter().all(|(_, members)| {
             members.iter().all(|&member| {
@@ -455,7 +508,8 @@ impl GlobalCluster {
         clients_idle && regions_settled
     }
 
-    fn newest_sealed_epoch(&self) -> u64 {
+    /// The newest epoch any coordinator replica that is up has sealed.
+    pub fn newest_sealed_epoch(&self) -> u64 {
         self.routes
             .coordinator_replicas
             .iter()
@@ -472,7 +526,9 @@ impl GlobalCluster {
         })
     }
 
-    fn describe(&self) -> String {
+    /// Where every member stands (role, epochs, unsealed records), the coordinator leader,
+    /// and how many clients wait: for reports of a run that did not converge.
+    pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         for (region, members) in &self.routes.regions {
             for &member in members {
@@ -506,8 +562,7 @@ impl GlobalCluster {
             .filter(|&&client| {
                 self.simulation
                     .process(client)
-                    .and_then(GlobalProcess::client)
-                    .is_some_and(ClientProcess::is_busy)
+                    .is_some_and(GlobalProcess::is_busy)
             })
             .count();
         parts.push(format!("{busy} clients waiting"));
@@ -561,6 +616,7 @@ pub struct FaultsDrawn {
 fn draw_schedule(
     cluster: &mut GlobalCluster,
     settings: &GlobalRunSettings,
+    start: SimTime,
     drawn: &mut FaultsDrawn,
 ) -> Vec<(SimTime, FaultEvent)> {
     let nodes = cluster.nodes();
@@ -588,7 +644,7 @@ fn draw_schedule(
     let rng = simulation.rng();
     let mut events = Vec::new();
     let at = |rng: &mut crate::SimRng| {
-        SimTime::ZERO.saturating_add(uniform_duration(rng, Duration::ZERO, window))
+        start.saturating_add(uniform_duration(rng, Duration::ZERO, window))
     };
     for _ in 0..rng.range_inclusive(0, u64::from(plan.crash_count_max)) {
         let node = *rng.choose(&nodes).expect("nodes exist");
@@ -602,7 +658,7 @@ fn draw_schedule(
         let downtime = uniform_duration(rng, Duration::from_millis(10), plan.downtime_max);
         events.push((crash_at, FaultEvent::CrashCoordinatorLeader { downtime }));
     }
-    let mut partition_free_from = SimTime::ZERO;
+    let mut partition_free_from = start;
     for _ in 0..rng.range_inclusive(0, u64::from(plan.region_partition_count_max)) {
         let start = at(rng).max(partition_free_from);
         let duration = uniform_duration(
@@ -836,16 +892,7 @@ pub fn run_global_traced(
     settings: &GlobalRunSettings,
 ) -> Result<(GlobalReport, crate::Trace), String> {
     let mut cluster = GlobalCluster::new(settings)?;
-    let mut drawn = FaultsDrawn::default();
-    let schedule = draw_schedule(&mut cluster, settings, &mut drawn);
-    cluster.simulation.set_faults(drawn.network);
-    let mut restarts: Vec<(SimTime, NodeId)> = Vec::new();
-    for (time, event) in &schedule {
-        run_until_with_restarts(&mut cluster, *time, &mut restarts);
-        apply_fault(&mut cluster, event, &mut drawn, &mut restarts);
-    }
-    let window_end = SimTime::ZERO.saturating_add(settings.fault_window);
-    run_until_with_restarts(&mut cluster, window_end, &mut restarts);
+    let drawn = run_fault_window(&mut cluster, settings);
     cluster.heal();
     let converged = cluster.converge(settings.convergence_max);
     let mut problems = cluster.check();
@@ -895,6 +942,37 @@ pub fn run_global_traced(
     };
     drop(observer);
     Ok((report, cluster.simulation.trace().clone()))
+}
+
+/// Runs `cluster` from time zero to the end of the fault window of `settings`, under the
+/// faults its seed draws (packet faults, clock skew, crashes and restarts, coordinator leader
+/// crashes, region partitions). Returns what was drawn. Faults still in force at the end stay
+/// in force: [`GlobalCluster::heal`] ends them.
+pub fn run_fault_window(cluster: &mut GlobalCluster, settings: &GlobalRunSettings) -> FaultsDrawn {
+    run_fault_window_from(cluster, settings, SimTime::ZERO)
+}
+
+/// As [`run_fault_window`], with the window starting at `start` (at or after the present):
+/// the run goes on without faults until then, for a workload that sets things up first.
+pub fn run_fault_window_from(
+    cluster: &mut GlobalCluster,
+    settings: &GlobalRunSettings,
+    start: SimTime,
+) -> FaultsDrawn {
+    if start > cluster.simulation.now() {
+        cluster.simulation.run_until(start);
+    }
+    let mut drawn = FaultsDrawn::default();
+    let schedule = draw_schedule(cluster, settings, start, &mut drawn);
+    cluster.simulation.set_faults(drawn.network);
+    let mut restarts: Vec<(SimTime, NodeId)> = Vec::new();
+    for (time, event) in &schedule {
+        run_until_with_restarts(cluster, *time, &mut restarts);
+        apply_fault(cluster, event, &mut drawn, &mut restarts);
+    }
+    let window_end = start.saturating_add(settings.fault_window);
+    run_until_with_restarts(cluster, window_end, &mut restarts);
+    drawn
 }
 
 /// Runs to `until`, restarting the crashed coordinator leaders whose downtime ends on the

@@ -4,3 +4,4 @@ mod common;
 pub mod global;
 pub mod probe;
 pub mod region;
+pub mod sdk;

@@ -7,6 +7,11 @@
 //! the network and the two state machines, runs their rounds, and routes what they hand back
 //! (to the coordinator leader it believes in, to the region leader it believes in). Every
 //! protocol decision stays inside the state machines.
+//!
+//! Nodes also serve application instances of other workloads ([`Application`]): the applied
+//! log from a position (bounded per answer), an object's checkpoint, and `sync()` barriers,
+//! for which the node carries the region node's sealed-epoch reads to the coordinator leader
+//! and back.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -21,8 +26,8 @@ use dsss_raft_group::{
     encode_message,
 };
 use dsss_region_node::{
-    GlobalMessageError, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig, Reply,
-    ToCoordinator,
+    CheckpointFetch, GlobalMessageError, LogEntry, ProposeError, ProposeRequest, RegionLog,
+    RegionNode, RegionNodeConfig, Reply, SyncError, SyncReply, ToCoordinator,
 };
 use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, RequestSequence, Scope, proto};
 
@@ -45,6 +50,18 @@ pub const CLIENT_RETRY_BACKOFF: Duration = Duration::from_millis(20);
 
 /// The argument bytes of every simulated call.
 const CALL_ARGUMENT_BYTES: usize = 24;
+
+/// The most log entries one [`GlobalMessage::LogEntries`] answer carries, so that a reader far
+/// behind catches up in bounded steps.
+pub const LOG_ENTRIES_PER_READ_MAX: usize = 256;
+
+/// The most barriers of application instances a node keeps track of; beyond, a new one is
+/// refused as overloaded (the region node refuses beyond its own bound anyway).
+pub const INSTANCE_SYNCS_TRACKED_MAX: usize = dsss_region_node::SYNCS_IN_FLIGHT_MAX;
+
+/// The most sealed-epoch reads a node keeps track of, on either side (asked as a region node,
+/// answered as a coordinator replica); beyond, the oldest is forgotten.
+pub const SEALED_EPOCH_READS_TRACKED_MAX: usize = 256;
 
 /// The key prefix of the region node's data on a node's disk.
 const REGION_STORE_PREFIX: &[u8] = b"region/";
@@ -71,6 +88,103 @@ pub enum GlobalMessage {
     Epoch(proto::SealedEpoch),
     /// A region's acknowledgement of sealed epochs.
     EpochAck(proto::SealedEpochAck),
+    /// An application instance asks a member of its region for the applied log from a
+    /// position on.
+    ReadLog(ReadLogRequest),
+    /// A member's answer to [`GlobalMessage::ReadLog`].
+    LogEntries(LogEntries),
+    /// An application instance asks a member for an object's newest checkpoint (after the
+    /// member said it no longer keeps the log where the instance stands).
+    FetchCheckpoint {
+        /// Chosen by the instance, echoed in the answer.
+        request_id: u64,
+        /// The object.
+        object_id: ObjectId,
+    },
+    /// A member's answer to [`GlobalMessage::FetchCheckpoint`].
+    CheckpointFetched {
+        /// The request answered.
+        request_id: u64,
+        /// The checkpoint, if the region keeps one, and the truncation point.
+        fetch: CheckpointFetch,
+    },
+    /// An application instance asks a member for a `sync()` barrier, named by the instance.
+    Sync {
+        /// The instance's name for the barrier.
+        sync_id: u64,
+    },
+    /// A member's answer to [`GlobalMessage::Sync`], carrying the instance's name for it.
+    SyncReply(SyncReply),
+    /// A region node asks the coordinator leader for the newest sealed epoch, on behalf of its
+    /// barriers.
+    ReadSealedEpoch {
+        /// The region node's name for the read.
+        read_id: u64,
+        /// The request.
+        request: proto::ReadSealedEpochRequest,
+    },
+    /// A coordinator replica's answer to [`GlobalMessage::ReadSealedEpoch`].
+    SealedEpochReply {
+        /// The region node's name for the read.
+        read_id: u64,
+        /// The answer.
+        reply: proto::ReadSealedEpochReply,
+    },
+}
+
+/// A request for the region log from `from_position` on, as a member has applied it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadLogRequest {
+    /// Chosen by the reader, echoed in the answer, so that a late answer to an earlier request
+    /// is told apart.
+    pub request_id: u64,
+    /// The first position wanted (positions start at 1).
+    pub from_position: u64,
+}
+
+/// A member's answer to a [`ReadLogRequest`]: the applied entries from the asked position on,
+/// dense and in order, at most [`LOG_ENTRIES_PER_READ_MAX`] of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntries {
+    /// The request answered.
+    pub request_id: u64,
+    /// The position asked for.
+    pub from_position: u64,
+    /// The entries from `from_position` through `through_position`, each with its position.
+    pub entries: Vec<(u64, LogEntry)>,
+    /// The member has sent every entry it applied through this position (`from_position - 1`
+    /// when it has nothing newer).
+    pub through_position: u64,
+    /// Set when the member no longer keeps `from_position`: its oldest kept entry.
+    pub truncated_below: Option<u64>,
+}
+
+impl LogEntries {
+    /// The answer of a member whose applied log is `log` to `request`.
+    pub fn answer(log: &RegionLog, request: ReadLogRequest) -> LogEntries {
+        let from_position = request.from_position.max(1);
+        let mut answer = LogEntries {
+            request_id: request.request_id,
+            from_position,
+            entries: Vec::new(),
+            through_position: from_position - 1,
+            truncated_below: None,
+        };
+        if from_position < log.first_retained_position() {
+            answer.truncated_below = Some(log.first_retained_position());
+            return answer;
+        }
+        let mut position = from_position;
+        while position <= log.last_position() && answer.entries.len() < LOG_ENTRIES_PER_READ_MAX {
+            let Some(stored) = log.record(position) else {
+                break;
+            };
+            answer.entries.push((position, stored.entry.clone()));
+            answer.through_position = position;
+            position += 1;
+        }
+        answer
+    }
 }
 
 impl fmt::Debug for GlobalMessage {
@@ -141,6 +255,60 @@ impl fmt::Debug for GlobalMessage {
                 ack.appended_through_epoch_number,
                 ack.appended_parts_of_next_epoch,
                 ack.not_leader.is_some()
+            ),
+            GlobalMessage::ReadLog(request) => write!(
+                formatter,
+                "read-log(r{} from p{})",
+                request.request_id, request.from_position
+            ),
+            GlobalMessage::LogEntries(answer) => write!(
+                formatter,
+                "log-entries(r{} from p{} {} entries through p{} truncated below {:?})",
+                answer.request_id,
+                answer.from_position,
+                answer.entries.len(),
+                answer.through_position,
+                answer.truncated_below
+            ),
+            GlobalMessage::FetchCheckpoint {
+                request_id,
+                object_id,
+            } => write!(
+                formatter,
+                "fetch-checkpoint(r{request_id} {})",
+                object_id.as_str()
+            ),
+            GlobalMessage::CheckpointFetched { request_id, fetch } => write!(
+                formatter,
+                "checkpoint-fetched(r{request_id} at {:?} truncated through p{})",
+                fetch
+                    .checkpoint
+                    .as_ref()
+                    .map(|checkpoint| checkpoint.position),
+                fetch.truncated_through
+            ),
+            GlobalMessage::Sync { sync_id } => write!(formatter, "sync(y{sync_id})"),
+            GlobalMessage::SyncReply(SyncReply::Ready {
+                sync_id,
+                apply_through_position,
+                sealed_epoch_number,
+            }) => write!(
+                formatter,
+                "sync-ready(y{sync_id} through p{apply_through_position} e{sealed_epoch_number})"
+            ),
+            GlobalMessage::SyncReply(SyncReply::Refused { sync_id, error }) => {
+                write!(formatter, "sync-refused(y{sync_id} {error})")
+            }
+            GlobalMessage::ReadSealedEpoch { read_id, request } => write!(
+                formatter,
+                "read-sealed-epoch(r{read_id} from {})",
+                request.sender_node_id
+            ),
+            GlobalMessage::SealedEpochReply { read_id, reply } => write!(
+                formatter,
+                "sealed-epoch-reply(r{read_id} e{} not-leader {})",
+                reply.epoch_number,
+                reply.not_leader.is_some()
             ),
         }
     }
@@ -294,6 +462,17 @@ pub struct NodeProcess {
     coordinator_tick_timer: Option<TimerId>,
     coordinator_tick_interval: Duration,
     flush_timer: Option<TimerId>,
+    /// Barriers of application instances waiting on the region node: the node's name for
+    /// each, with the instance and the instance's name.
+    instance_syncs: BTreeMap<u64, (NodeId, u64)>,
+    next_sync_id: u64,
+    /// Sealed-epoch reads the region node asked, with when they were sent, to give up on the
+    /// unanswered ones.
+    epoch_reads_sent: BTreeMap<u64, SimTime>,
+    /// Sealed-epoch reads the coordinator replica answers: its name for each, with the asking
+    /// node and that node's name.
+    epoch_reads_received: BTreeMap<u64, (NodeId, u64)>,
+    next_epoch_read_id: u64,
     observer: Rc<RefCell<GlobalObserver>>,
 }
 
@@ -327,6 +506,11 @@ impl NodeProcess {
             coordinator_tick_timer: None,
             coordinator_tick_interval,
             flush_timer: None,
+            instance_syncs: BTreeMap::new(),
+            next_sync_id: 1,
+            epoch_reads_sent: BTreeMap::new(),
+            epoch_reads_received: BTreeMap::new(),
+            next_epoch_read_id: 1,
             observer,
         }
     }
@@ -381,10 +565,55 @@ impl NodeProcess {
             };
             cx.send(to, GlobalMessage::Reply(reply));
         }
+        while let Some(reply) = region.poll_sync_reply() {
+            let Some((instance, instance_sync_id)) = self.instance_syncs.remove(&reply.sync_id())
+            else {
+                continue;
+            };
+            let reply = match reply {
+                SyncReply::Ready {
+                    apply_through_position,
+                    sealed_epoch_number,
+                    ..
+                } => SyncReply::Ready {
+                    sync_id: instance_sync_id,
+                    apply_through_position,
+                    sealed_epoch_number,
+                },
+                SyncReply::Refused { error, .. } => SyncReply::Refused {
+                    sync_id: instance_sync_id,
+                    error,
+                },
+            };
+            cx.send(instance, GlobalMessage::SyncReply(reply));
+        }
+        while let Some(read) = region.poll_sealed_epoch_read() {
+            if self.epoch_reads_sent.len() >= SEALED_EPOCH_READS_TRACKED_MAX {
+                self.epoch_reads_sent.pop_first();
+            }
+            self.epoch_reads_sent.insert(read.read_id, cx.now());
+            cx.send(
+                self.coordinator_guess,
+                GlobalMessage::ReadSealedEpoch {
+                    read_id: read.read_id,
+                    request: read.request,
+                },
+            );
+        }
         {
             let mut observer = self.observer.borrow_mut();
             while let Some(event) = region.poll_log_event() {
                 observer.observe_log_event(cx.node(), &event);
+            }
+            while let Some(alarm) = region.poll_divergence_alarm() {
+                observer.violation(format!(
+                    "node {}: the checkpoints of {} at position {} differ between clients {}                      and {}",
+                    cx.node(),
+                    alarm.object_id.as_str(),
+                    alarm.position,
+                    alarm.first_client_id,
+                    alarm.second_client_id
+                ));
             }
         }
         let now = cx.now();
@@ -418,6 +647,17 @@ impl NodeProcess {
         if let Err(error) = coordinator.handle_ready(&mut io) {
             panic!("node {}: a coordinator round failed: {error}", cx.node());
         }
+        while let Some((read_id, reply)) = coordinator.poll_sealed_epoch_reply() {
+            if let Some((node, their_read_id)) = self.epoch_reads_received.remove(&read_id) {
+                cx.send(
+                    node,
+                    GlobalMessage::SealedEpochReply {
+                        read_id: their_read_id,
+                        reply,
+                    },
+                );
+            }
+        }
         let mut outputs = Vec::new();
         while let Some(output) = coordinator.poll_output() {
             outputs.push(output);
@@ -449,6 +689,65 @@ impl NodeProcess {
     fn schedule_flush(&mut self, cx: &mut Context<'_, GlobalMessage>) {
         if self.flush_timer.is_none() {
             self.flush_timer = Some(cx.set_timer(PROPOSAL_FLUSH_DELAY));
+        }
+    }
+
+    /// An application instance asks for a barrier: the region node answers it under a name
+    /// of this node's, unique among its barriers.
+    fn handle_instance_sync(
+        &mut self,
+        cx: &mut Context<'_, GlobalMessage>,
+        from: NodeId,
+        instance_sync_id: u64,
+    ) {
+        if self.instance_syncs.len() >= INSTANCE_SYNCS_TRACKED_MAX {
+            let reply = SyncReply::Refused {
+                sync_id: instance_sync_id,
+                error: SyncError::Overloaded,
+            };
+            cx.send(from, GlobalMessage::SyncReply(reply));
+            return;
+        }
+        let sync_id = self.next_sync_id;
+        self.next_sync_id += 1;
+        self.instance_syncs
+            .insert(sync_id, (from, instance_sync_id));
+        let region = self.region.as_mut().expect("started");
+        region.handle_sync(cx.now_us(), sync_id);
+        self.flush(cx);
+    }
+
+    /// Sealed-epoch reads unanswered for longer than the coordinator may stay silent: the
+    /// region node learns that they failed (its barriers are refused and asked again), and the
+    /// next read goes to another replica.
+    fn expire_epoch_reads(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        let now = cx.now();
+        let expired: Vec<u64> = self
+            .epoch_reads_sent
+            .iter()
+            .filter(|(_, sent_at)| {
+                now.saturating_duration_since(**sent_at) > self.coordinator_silence_max
+            })
+            .map(|(&read_id, _)| read_id)
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        let asked = self.coordinator_guess;
+        self.coordinator_guess = next_in(&self.routes.coordinator_replicas, asked);
+        let Some(region) = self.region.as_mut() else {
+            return;
+        };
+        for read_id in expired {
+            self.epoch_reads_sent.remove(&read_id);
+            region.handle_sealed_epoch_read(
+                cx.now_us(),
+                read_id,
+                Err(format!(
+                    "coordinator replica {asked} did not answer within {:?}",
+                    self.coordinator_silence_max
+                )),
+            );
         }
     }
 
@@ -624,10 +923,62 @@ impl Process for NodeProcess {
                 }
                 self.flush(cx);
             }
-            GlobalMessage::Reply(_) => {
-                self.observer
-                    .borrow_mut()
-                    .violation(format!("node {} got a reply from {from}", cx.node()));
+            GlobalMessage::ReadLog(request) => {
+                let region = self.region.as_ref().expect("started");
+                let answer = LogEntries::answer(region.region_log(), request);
+                cx.send(from, GlobalMessage::LogEntries(answer));
+            }
+            GlobalMessage::FetchCheckpoint {
+                request_id,
+                object_id,
+            } => {
+                let region = self.region.as_ref().expect("started");
+                let fetch = region.region_log().checkpoints().fetch(&object_id);
+                cx.send(from, GlobalMessage::CheckpointFetched { request_id, fetch });
+            }
+            GlobalMessage::Sync { sync_id } => self.handle_instance_sync(cx, from, sync_id),
+            GlobalMessage::ReadSealedEpoch { read_id, request } => {
+                let Some(coordinator) = self.coordinator.as_mut() else {
+                    return;
+                };
+                let local_id = self.next_epoch_read_id;
+                self.next_epoch_read_id += 1;
+                if self.epoch_reads_received.len() >= SEALED_EPOCH_READS_TRACKED_MAX {
+                    self.epoch_reads_received.pop_first();
+                }
+                self.epoch_reads_received.insert(local_id, (from, read_id));
+                if let Err(error) = coordinator.handle_read_sealed_epoch(now_us, local_id, request)
+                {
+                    self.epoch_reads_received.remove(&local_id);
+                    self.observer
+                        .borrow_mut()
+                        .note_refusal(format!("coordinator {}: {error}", cx.node()));
+                }
+                self.flush(cx);
+            }
+            GlobalMessage::SealedEpochReply { read_id, reply } => {
+                match &reply.not_leader {
+                    Some(not_leader) if not_leader.leader_node_id != 0 => {
+                        self.coordinator_guess = not_leader.leader_node_id;
+                    }
+                    Some(_) => {
+                        self.coordinator_guess = next_in(&self.routes.coordinator_replicas, from);
+                    }
+                    None => self.handle_coordinator_answer(cx, from),
+                }
+                self.epoch_reads_sent.remove(&read_id);
+                let region = self.region.as_mut().expect("started");
+                region.handle_sealed_epoch_read(now_us, read_id, Ok(reply));
+                self.flush(cx);
+            }
+            GlobalMessage::Reply(_)
+            | GlobalMessage::LogEntries(_)
+            | GlobalMessage::CheckpointFetched { .. }
+            | GlobalMessage::SyncReply(_) => {
+                self.observer.borrow_mut().violation(format!(
+                    "node {} got a message meant for a client from {from}",
+                    cx.node()
+                ));
             }
         }
     }
@@ -640,6 +991,7 @@ impl Process for NodeProcess {
             if let Some(region) = self.region.as_mut() {
                 region.handle_tick(now_us);
             }
+            self.expire_epoch_reads(cx);
             self.region_tick_timer = Some(cx.set_timer(REGION_TICK_INTERVAL));
         } else if Some(timer) == self.coordinator_tick_timer {
             if let Some(coordinator) = self.coordinator.as_mut() {
@@ -908,12 +1260,22 @@ impl Process for ClientProcess {
     }
 }
 
+/// A client process that another workload brings (an application instance holding a replica
+/// of a shared object): it talks to the nodes with the same messages as [`ClientProcess`],
+/// and says when it waits for something.
+pub trait Application: Process<Message = GlobalMessage> {
+    /// True while a call waits for its result, as for [`ClientProcess::is_busy`].
+    fn is_busy(&self) -> bool;
+}
+
 /// A process of the global workload.
 pub enum GlobalProcess {
     /// A region node, perhaps with a coordinator replica.
     Node(Box<NodeProcess>),
     /// A client.
     Client(ClientProcess),
+    /// An application instance of another workload.
+    Application(Box<dyn Application>),
 }
 
 impl GlobalProcess {
@@ -921,7 +1283,7 @@ impl GlobalProcess {
     pub fn node(&self) -> Option<&NodeProcess> {
         match self {
             GlobalProcess::Node(node) => Some(node),
-            GlobalProcess::Client(_) => None,
+            GlobalProcess::Client(_) | GlobalProcess::Application(_) => None,
         }
     }
 
@@ -929,7 +1291,16 @@ impl GlobalProcess {
     pub fn client(&self) -> Option<&ClientProcess> {
         match self {
             GlobalProcess::Client(client) => Some(client),
-            GlobalProcess::Node(_) => None,
+            GlobalProcess::Node(_) | GlobalProcess::Application(_) => None,
+        }
+    }
+
+    /// True for a client or application instance that waits for a call; false for a node.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            GlobalProcess::Node(_) => false,
+            GlobalProcess::Client(client) => client.is_busy(),
+            GlobalProcess::Application(application) => application.is_busy(),
         }
     }
 }
@@ -941,6 +1312,7 @@ impl Process for GlobalProcess {
         match self {
             GlobalProcess::Node(node) => node.handle_start(cx),
             GlobalProcess::Client(client) => client.handle_start(cx),
+            GlobalProcess::Application(application) => application.handle_start(cx),
         }
     }
 
@@ -953,6 +1325,9 @@ impl Process for GlobalProcess {
         match self {
             GlobalProcess::Node(node) => node.handle_message(cx, from, message),
             GlobalProcess::Client(client) => client.handle_message(cx, from, message),
+            GlobalProcess::Application(application) => {
+                application.handle_message(cx, from, message);
+            }
         }
     }
 
@@ -960,6 +1335,7 @@ impl Process for GlobalProcess {
         match self {
             GlobalProcess::Node(node) => node.handle_timer(cx, timer),
             GlobalProcess::Client(client) => client.handle_timer(cx, timer),
+            GlobalProcess::Application(application) => application.handle_timer(cx, timer),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! [`RegionClient`]: a client of one region that fails over between its members (feature
-//! `driver`).
+//! [`RegionClient`]: the raw client of one region's gRPC API, failing over between its members.
+//! Applications use [`crate::Client`]; operators' tools and tests use this one directly.
 //!
 //! It proposes calls with exactly-once retries: every call gets the next request sequence of
 //! the client, and every retry of that call (after a timeout, an unreachable node, a leader

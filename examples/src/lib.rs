@@ -1,0 +1,20 @@
+//! Shared objects that show DSSS at work. Each is an ordinary Rust type whose mutating methods
+//! carry `#[mutate(id = N)]`; the SDK's macros make it a shared object that every instance of an
+//! application, in every region, holds a copy of.
+//!
+//! - [`Counter`]: the smallest shared object.
+//! - [`Bank`]: one global object holding every account; transfers between accounts from every
+//!   region, and money is never created or destroyed.
+//! - [`Lobby`]: a game lobby with seats and a capacity.
+//! - [`Leaderboard`]: a regional object, ordered by its own region alone, beside the global ones.
+#![deny(missing_docs)]
+
+pub mod bank;
+pub mod counter;
+pub mod leaderboard;
+pub mod lobby;
+
+pub use bank::{Bank, BankError, BankHandle};
+pub use counter::{Counter, CounterHandle};
+pub use leaderboard::{Leaderboard, LeaderboardHandle};
+pub use lobby::{Lobby, LobbyError, LobbyHandle};

@@ -1,0 +1,1232 @@
+//! Checkpoints of objects, kept as replicated state of the region, and the truncation point of
+//! the region log that they allow (DESIGN.md section 2, "Checkpoints").
+//!
+//! An SDK replica uploads `(object, position, state bytes, state hash)` every so many records.
+//! The upload travels through raft as a command that takes NO log position (the region log's
+//! positions stay the records' and the epochs' alone), so every member applies it at the same
+//! point and serves `FetchCheckpoint` from its own applied state. The server never interprets
+//! state bytes. Per object the region keeps the newest checkpoint (position, state, hash, the
+//! clients that reported it) and the newest AGREED position. The rules, applied in apply:
+//!
+//! | upload against the newest kept          | outcome         | effect                      |
+//! |-----------------------------------------|-----------------|-----------------------------|
+//! | no checkpoint, or a higher position     | `Stored`        | replaces the newest         |
+//! | same position, same hash, other client  | `Agreed`        | agreed position = position  |
+//! | same position, same hash, same client   | `Stored`        | none (a retry)              |
+//! | same position, different hash           | `HashMismatch`  | divergence alarm raised     |
+//! | lower position                          | `Superseded`    | none                        |
+//!
+//! A hash mismatch means a method of the object is not deterministic: the alarm (object,
+//! position, both clients) stays in the replicated state, and while any object has one the log
+//! is never truncated again.
+//!
+//! # Truncation
+//!
+//! Per object the region tracks the position of its newest record while that record lies above
+//! the object's agreed checkpoint ("uncovered"). Records are regional and sequenced global
+//! records; pending global records and epoch ends belong to no object and never block. The
+//! region may drop every entry at or below
+//!
+//! `P = min(applied position, min over uncovered objects of their agreed position)`
+//!
+//! and nothing more while an alarm stands. An object without an agreed checkpoint has agreed
+//! position 0, so it blocks truncation at 0 as long as it has a record in the log. The
+//! truncation point only grows. It is replicated state; a member that restored a snapshot may
+//! hold fewer entries above it (see [`crate::region_log`]).
+//!
+//! The uncovered map holds at most [`OBJECTS_UNCOVERED_MAX`] objects. At the bound, a proposal
+//! of a record for another object is refused (before raft and again in apply, alike on every
+//! member) with a message naming the objects that lack an agreed checkpoint. A sequenced
+//! global record was ordered by the coordinator and cannot be refused: if its object cannot be
+//! tracked, the region remembers the position of the first such record and never truncates at
+//! or above it, which keeps every record of an untracked object.
+//!
+//! # Fetching
+//!
+//! A checkpoint kept at position `c` below the truncation point `T` is served at position `T`:
+//! the object has no record in `(c, T]` (had it one, `T` could not have passed it before the
+//! object's agreed position did, and the agreed position is at most `c`), so the state at `c`
+//! is its state at `T`, and the caller subscribes from `T + 1`, which the log holds. For the
+//! same reason an object without a checkpoint has no record at or below `T`.
+//!
+//! # Store layout (region state key space)
+//!
+//! - `truncation`: the truncation point, the alarm counter and the first untracked position;
+//! - `checkpoint/<object id>`: one object's checkpoint, agreed position and alarm;
+//! - `uncovered/<object id>`: the position of an uncovered object's newest record.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use dsss_raft_group::{DurableStore, KeySpace, StoreError, WriteBatch};
+use dsss_wire::ids::OBJECT_ID_BYTES_MAX;
+use dsss_wire::{ClientId, ObjectId};
+
+use crate::bytes::{Reader, corrupt, put_bytes};
+
+/// The largest state a checkpoint may carry, in bytes. The gRPC messages of both directions
+/// (upload and fetch) hold it with room to spare ([`dsss_wire::GRPC_MESSAGE_BYTES_MAX`]), and
+/// so does one raft entry.
+pub const CHECKPOINT_STATE_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// The most bytes of state the region keeps over all its checkpoints; beyond, an upload that
+/// would add more is refused as resource exhausted. Checkpoints travel in raft snapshots,
+/// which are one raft message: the bound keeps room there for everything else.
+pub const CHECKPOINT_STATES_BYTES_MAX: u64 = 12 * 1024 * 1024;
+
+/// The most objects the region keeps checkpoints of; an upload for another object is refused
+/// as resource exhausted.
+pub const OBJECTS_WITH_CHECKPOINTS_MAX: usize = 4_096;
+
+/// The most objects whose newest record lies above their agreed checkpoint (see the module
+/// documentation for what happens at the bound).
+pub const OBJECTS_UNCOVERED_MAX: usize = 4_096;
+
+/// The most client ids kept per checkpoint as having reported it; later reporters still agree
+/// but are not listed.
+pub const REPORTING_CLIENTS_MAX: usize = 8;
+
+/// The length of a state hash (SHA-256), in bytes.
+pub const STATE_HASH_BYTES: usize = 32;
+
+/// How many object names an error message lists at most.
+pub const NAMED_OBJECTS_MAX: usize = 4;
+
+/// The format byte of a checkpoint entry in the raft log.
+pub(crate) const CHECKPOINT_FORMAT: u8 = 4;
+
+/// The key of the truncation state.
+const TRUNCATION_KEY: &[u8] = b"truncation";
+
+/// The prefix of each object's checkpoint key.
+const CHECKPOINT_KEY_PREFIX: &[u8] = b"checkpoint/";
+
+/// The end of the range of checkpoint keys: the prefix with its last byte raised by one.
+const CHECKPOINT_KEYS_END: &[u8] = b"checkpoint0";
+
+/// The prefix of each uncovered object's key.
+const UNCOVERED_KEY_PREFIX: &[u8] = b"uncovered/";
+
+/// The end of the range of uncovered keys.
+const UNCOVERED_KEYS_END: &[u8] = b"uncovered0";
+
+const TRUNCATION_FORMAT: u8 = 1;
+const OBJECT_FORMAT: u8 = 1;
+
+/// How many keys one scan of the store returns while recovering.
+const RECOVERY_SCAN_CHUNK_MAX: usize = 256;
+
+/// The largest encoded object entry, for bounded reads: the state, the hash, the reporters,
+/// the agreed position and an alarm.
+const OBJECT_BYTES_MAX: usize = CHECKPOINT_STATE_BYTES_MAX + 1024;
+
+/// The largest snapshot part of this state, in bytes, when every bound is reached: each
+/// object's id, hash, reporters, positions and alarm, the states, and the uncovered map.
+pub const SNAPSHOT_PART_BYTES_MAX: usize = 64
+    + OBJECTS_WITH_CHECKPOINTS_MAX
+        * (4 + OBJECT_ID_BYTES_MAX + 4 + 128 + 8 * REPORTING_CLIENTS_MAX)
+    + CHECKPOINT_STATES_BYTES_MAX as usize
+    + OBJECTS_UNCOVERED_MAX * (4 + OBJECT_ID_BYTES_MAX + 8);
+
+/// A checkpoint offered by a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointUpload {
+    /// The object.
+    pub object_id: ObjectId,
+    /// The log position the state reflects.
+    pub position: u64,
+    /// The state, as the SDK encoded it; never interpreted here.
+    pub state: Vec<u8>,
+    /// The SHA-256 of `state`, as the client computed it.
+    pub state_hash: [u8; STATE_HASH_BYTES],
+    /// The client that made it.
+    pub client_id: ClientId,
+}
+
+/// What the region did with an upload (the `CheckpointOutcome` of the wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CheckpointOutcome {
+    /// Kept as the object's newest checkpoint (or a retry of the same report).
+    Stored,
+    /// Another client reported the same hash at this position: the agreed position is this.
+    Agreed,
+    /// Another client reported a different hash at this position: a divergence alarm.
+    HashMismatch,
+    /// The region keeps a newer checkpoint; this one was dropped.
+    Superseded,
+}
+
+/// Why an upload was not taken, decided alike on every member.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointRefusal {
+    /// A bound of the region's checkpoints is reached.
+    #[error("resource exhausted: {0}")]
+    ResourceExhausted(String),
+    /// A field is out of range; the message names it.
+    #[error("invalid checkpoint: {0}")]
+    Invalid(String),
+}
+
+/// The newest checkpoint of an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// The position the state reflects.
+    pub position: u64,
+    /// The state bytes.
+    pub state: Vec<u8>,
+    /// Their hash, as reported.
+    pub state_hash: [u8; STATE_HASH_BYTES],
+    /// The clients that reported this checkpoint, in the order they did (at most
+    /// [`REPORTING_CLIENTS_MAX`]).
+    pub reporting_clients: Vec<u64>,
+}
+
+/// Two clients reported different hashes for one object at one position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DivergenceAlarm {
+    /// The object whose copies diverged.
+    pub object_id: ObjectId,
+    /// The position at which they did.
+    pub position: u64,
+    /// The first client that reported the kept hash.
+    pub first_client_id: u64,
+    /// The client that reported a different one.
+    pub second_client_id: u64,
+}
+
+/// What the region keeps of one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ObjectCheckpoints {
+    newest: StoredCheckpoint,
+    /// The newest position two clients agreed on, 0 when none.
+    agreed_position: u64,
+    /// The newest divergence, if any: (position, first client, second client).
+    alarm: Option<(u64, u64, u64)>,
+}
+
+/// An object whose newest record lies above its agreed checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Uncovered {
+    last_record_position: u64,
+    agreed_position: u64,
+}
+
+/// A checkpoint as a caller fetches it (see the module documentation on positions).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchedCheckpoint {
+    /// The position to start from: the kept position, or the truncation point when that is
+    /// higher.
+    pub position: u64,
+    /// The position the checkpoint was uploaded at.
+    pub uploaded_position: u64,
+    /// The state bytes.
+    pub state: Vec<u8>,
+    /// Their hash.
+    pub state_hash: [u8; STATE_HASH_BYTES],
+}
+
+/// What a node answers to `FetchCheckpoint`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointFetch {
+    /// The object's newest checkpoint, if the region keeps one.
+    pub checkpoint: Option<FetchedCheckpoint>,
+    /// The region's truncation point: without a checkpoint, the caller starts from the default
+    /// state at this position (the object has no record at or below it).
+    pub truncated_through: u64,
+}
+
+/// The replicated checkpoints and truncation state of a region. See the module documentation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointState {
+    objects: BTreeMap<ObjectId, ObjectCheckpoints>,
+    states_size_bytes: u64,
+    uncovered: BTreeMap<ObjectId, Uncovered>,
+    /// (agreed position, object) of every uncovered object: the first is the limit.
+    limits: BTreeSet<(u64, ObjectId)>,
+    alarmed: BTreeSet<ObjectId>,
+    alarms_raised: u64,
+    truncated_through: u64,
+    untracked_from: Option<u64>,
+}
+
+fn object_key(prefix: &[u8], object_id: &ObjectId) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(object_id.as_str().as_bytes());
+    key
+}
+
+fn object_from_key(prefix: &[u8], key: &[u8]) -> Option<ObjectId> {
+    let suffix = key.strip_prefix(prefix)?;
+    ObjectId::new(std::str::from_utf8(suffix).ok()?).ok()
+}
+
+/// Encodes a checkpoint entry for the raft log: the upload and who proposed it (a node and
+/// its upload number), so that the proposer can answer its caller once it is applied.
+pub(crate) fn encode_checkpoint_entry(upload: &CheckpointUpload, proposer: (u64, u64)) -> Vec<u8> {
+    let mut data = Vec::with_capacity(upload.state.len() + 128);
+    data.push(CHECKPOINT_FORMAT);
+    data.extend_from_slice(&proposer.0.to_be_bytes());
+    data.extend_from_slice(&proposer.1.to_be_bytes());
+    put_bytes(&mut data, upload.object_id.as_str().as_bytes());
+    data.extend_from_slice(&upload.position.to_be_bytes());
+    data.extend_from_slice(&upload.state_hash);
+    data.extend_from_slice(&upload.client_id.get().to_be_bytes());
+    put_bytes(&mut data, &upload.state);
+    data
+}
+
+/// Decodes the payload of a checkpoint entry (after its format byte).
+pub(crate) fn decode_checkpoint_entry(
+    payload: &[u8],
+) -> Result<(CheckpointUpload, (u64, u64)), String> {
+    let mut reader = Reader::new(payload);
+    let proposer = (
+        reader.u64("checkpoint proposer")?,
+        reader.u64("checkpoint upload number")?,
+    );
+    let object_id = read_object_id(&mut reader, "checkpoint object id")?;
+    let position = reader.u64("checkpoint position")?;
+    let state_hash = read_hash(&mut reader, "checkpoint state hash")?;
+    let client_id = ClientId(reader.u64("checkpoint client id")?);
+    let state = reader
+        .bytes(CHECKPOINT_STATE_BYTES_MAX, "checkpoint state")?
+        .to_vec();
+    reader.finish()?;
+    Ok((
+        CheckpointUpload {
+            object_id,
+            position,
+            state,
+            state_hash,
+            client_id,
+        },
+        proposer,
+    ))
+}
+
+fn read_object_id(reader: &mut Reader<'_>, what: &str) -> Result<ObjectId, String> {
+    let bytes = reader.bytes(OBJECT_ID_BYTES_MAX, what)?;
+    let text = std::str::from_utf8(bytes).map_err(|_| format!("{what} is not UTF-8"))?;
+    ObjectId::new(text).map_err(|error| format!("{what}: {error}"))
+}
+
+fn read_hash(reader: &mut Reader<'_>, what: &str) -> Result<[u8; STATE_HASH_BYTES], String> {
+    let bytes = reader.take(STATE_HASH_BYTES, what)?;
+    Ok(bytes.try_into().expect("took exactly the hash length"))
+}
+
+impl CheckpointState {
+    // Getters.
+
+    /// The newest checkpoint kept for `object_id`.
+    pub fn newest(&self, object_id: &ObjectId) -> Option<&StoredCheckpoint> {
+        self.objects.get(object_id).map(|object| &object.newest)
+    }
+
+    /// The newest agreed position of `object_id`, 0 when none.
+    pub fn agreed_position(&self, object_id: &ObjectId) -> u64 {
+        self.objects
+            .get(object_id)
+            .map_or(0, |object| object.agreed_position)
+    }
+
+    /// The region's truncation point: entries at or below it may be dropped.
+    pub fn truncated_through(&self) -> u64 {
+        self.truncated_through
+    }
+
+    /// The position of the first sequenced global record whose object could not be tracked
+    /// (the uncovered map was full): the log is never truncated at or above it.
+    pub fn untracked_from(&self) -> Option<u64> {
+        self.untracked_from
+    }
+
+    /// How many objects have a checkpoint.
+    pub fn object_count(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// The bytes of state over every kept checkpoint.
+    pub fn states_size_bytes(&self) -> u64 {
+        self.states_size_bytes
+    }
+
+    /// How many objects have a record above their agreed checkpoint (or have records and no
+    /// agreed checkpoint).
+    pub fn uncovered_count(&self) -> usize {
+        self.uncovered.len()
+    }
+
+    /// True when `object_id` has a record above its agreed checkpoint.
+    pub fn is_uncovered(&self, object_id: &ObjectId) -> bool {
+        self.uncovered.contains_key(object_id)
+    }
+
+    /// How many hash mismatches the region has seen.
+    pub fn alarms_raised(&self) -> u64 {
+        self.alarms_raised
+    }
+
+    /// The newest divergence alarm of every object that has one, in object order.
+    pub fn alarms(&self) -> impl Iterator<Item = DivergenceAlarm> + '_ {
+        self.alarmed.iter().filter_map(|object_id| {
+            let (position, first_client_id, second_client_id) =
+                self.objects.get(object_id)?.alarm?;
+            Some(DivergenceAlarm {
+                object_id: object_id.clone(),
+                position,
+                first_client_id,
+                second_client_id,
+            })
+        })
+    }
+
+    /// How many objects have a divergence alarm.
+    pub fn alarm_count(&self) -> usize {
+        self.alarmed.len()
+    }
+
+    /// The objects that hold truncation back, lowest agreed position first, at most `count`;
+    /// objects with an alarm come first.
+    pub fn blocking_objects(&self, count: usize) -> Vec<String> {
+        self.alarmed
+            .iter()
+            .map(|object_id| format!("{object_id} (divergence alarm)"))
+            .chain(self.limits.iter().map(|(agreed, object_id)| {
+                if *agreed == 0 {
+                    format!("{object_id} (no agreed checkpoint)")
+                } else {
+                    format!("{object_id} (agreed at {agreed})")
+                }
+            }))
+            .take(count)
+            .collect()
+    }
+
+    /// Whether a proposal of a record for `object_id` can be tracked: the object is tracked
+    /// already, or the uncovered map has room. The error says why not.
+    pub fn admit_record(&self, object_id: &ObjectId) -> Result<(), String> {
+        if self.uncovered.contains_key(object_id) || self.uncovered.len() < OBJECTS_UNCOVERED_MAX {
+            return Ok(());
+        }
+        Err(format!(
+            "{} objects have records without an agreed checkpoint covering them, the most the \
+             region tracks (OBJECTS_UNCOVERED_MAX), among them {}; their replicas must upload \
+             checkpoints before records of further objects are taken",
+            self.uncovered.len(),
+            self.blocking_objects(NAMED_OBJECTS_MAX).join(", ")
+        ))
+    }
+
+    /// The highest position the log may be truncated through now, given the applied position
+    /// `last_position`; none while an alarm stands.
+    pub fn truncation_limit(&self, last_position: u64) -> Option<u64> {
+        if !self.alarmed.is_empty() {
+            return None;
+        }
+        let mut limit = last_position;
+        if let Some((agreed, _)) = self.limits.first() {
+            limit = limit.min(*agreed);
+        }
+        if let Some(untracked_from) = self.untracked_from {
+            limit = limit.min(untracked_from - 1);
+        }
+        Some(limit)
+    }
+
+    /// The newest checkpoint of `object_id` as a caller starts from it.
+    pub fn fetch(&self, object_id: &ObjectId) -> CheckpointFetch {
+        let checkpoint = self.objects.get(object_id).map(|object| FetchedCheckpoint {
+            position: object.newest.position.max(self.truncated_through),
+            uploaded_position: object.newest.position,
+            state: object.newest.state.clone(),
+            state_hash: object.newest.state_hash,
+        });
+        CheckpointFetch {
+            checkpoint,
+            truncated_through: self.truncated_through,
+        }
+    }
+
+    // Applying.
+
+    /// Applies an upload when the log's last position is `last_position`, writing what
+    /// changed into `batch`.
+    pub(crate) fn apply_upload(
+        &mut self,
+        upload: CheckpointUpload,
+        last_position: u64,
+        space: KeySpace,
+        batch: &mut WriteBatch,
+    ) -> Result<CheckpointOutcome, CheckpointRefusal> {
+        let CheckpointUpload {
+            object_id,
+            position,
+            state,
+            state_hash,
+            client_id,
+        } = upload;
+        let client_id = client_id.get();
+        if position == 0 || position > last_position {
+            return Err(CheckpointRefusal::Invalid(format!(
+                "checkpoint.position {position} is outside 1..={last_position} (the applied \
+                 position)"
+            )));
+        }
+        if state.len() > CHECKPOINT_STATE_BYTES_MAX {
+            return Err(CheckpointRefusal::Invalid(format!(
+                "checkpoint.state holds {} bytes, more than the maximum of \
+                 {CHECKPOINT_STATE_BYTES_MAX}",
+                state.len()
+            )));
+        }
+        let kept_size_bytes = self
+            .objects
+            .get(&object_id)
+            .map_or(0, |object| object.newest.state.len() as u64);
+        let replaces = self
+            .objects
+            .get(&object_id)
+            .is_none_or(|object| position > object.newest.position);
+        if replaces {
+            if !self.objects.contains_key(&object_id)
+                && self.objects.len() >= OBJECTS_WITH_CHECKPOINTS_MAX
+            {
+                return Err(CheckpointRefusal::ResourceExhausted(format!(
+                    "the region keeps checkpoints of {} objects, the most it may \
+                     (OBJECTS_WITH_CHECKPOINTS_MAX); no checkpoint of {object_id} is taken",
+                    self.objects.len()
+                )));
+            }
+            let size_after = self.states_size_bytes - kept_size_bytes + state.len() as u64;
+            if size_after > CHECKPOINT_STATES_BYTES_MAX {
+                return Err(CheckpointRefusal::ResourceExhausted(format!(
+                    "the checkpoint of {object_id} would bring the states the region keeps to \
+                     {size_after} bytes, more than the maximum of {CHECKPOINT_STATES_BYTES_MAX} \
+                     (CHECKPOINT_STATES_BYTES_MAX)"
+                )));
+            }
+            self.states_size_bytes = size_after;
+            let newest = StoredCheckpoint {
+                position,
+                state,
+                state_hash,
+                reporting_clients: vec![client_id],
+            };
+            let object =
+                self.objects
+                    .entry(object_id.clone())
+                    .or_insert_with(|| ObjectCheckpoints {
+                        newest: newest.clone(),
+                        agreed_position: 0,
+                        alarm: None,
+                    });
+            object.newest = newest;
+            self.write_object(&object_id, space, batch);
+            return Ok(CheckpointOutcome::Stored);
+        }
+        let object = self
+            .objects
+            .get_mut(&object_id)
+            .expect("a checkpoint that is not replaced is kept");
+        if position < object.newest.position {
+            return Ok(CheckpointOutcome::Superseded);
+        }
+        if state_hash != object.newest.state_hash {
+            let first_client_id = object.newest.reporting_clients[0];
+            object.alarm = Some((position, first_client_id, client_id));
+            self.alarmed.insert(object_id.clone());
+            self.alarms_raised += 1;
+            self.write_object(&object_id, space, batch);
+            self.write_header(space, batch);
+            return Ok(CheckpointOutcome::HashMismatch);
+        }
+        if object.newest.reporting_clients.contains(&client_id) {
+            return Ok(CheckpointOutcome::Stored);
+        }
+        if object.newest.reporting_clients.len() < REPORTING_CLIENTS_MAX {
+            object.newest.reporting_clients.push(client_id);
+        }
+        object.agreed_position = object.agreed_position.max(position);
+        let agreed_position = object.agreed_position;
+        self.write_object(&object_id, space, batch);
+        self.cover(&object_id, agreed_position, space, batch);
+        Ok(CheckpointOutcome::Agreed)
+    }
+
+    /// Notes a record of `object_id` appended at `position`.
+    pub(crate) fn record_appended(
+        &mut self,
+        object_id: &ObjectId,
+        position: u64,
+        space: KeySpace,
+        batch: &mut WriteBatch,
+    ) {
+        if let Some(uncovered) = self.uncovered.get_mut(object_id) {
+            uncovered.last_record_position = position;
+        } else if self.uncovered.len() < OBJECTS_UNCOVERED_MAX {
+            let agreed_position = self.agreed_position(object_id);
+            debug_assert!(
+                agreed_position < position,
+                "checkpoints lie below new records"
+            );
+            self.uncovered.insert(
+                object_id.clone(),
+                Uncovered {
+                    last_record_position: position,
+                    agreed_position,
+                },
+            );
+            self.limits.insert((agreed_position, object_id.clone()));
+        } else {
+            if self.untracked_from.is_none() {
+                self.untracked_from = Some(position);
+                self.write_header(space, batch);
+            }
+            return;
+        }
+        batch.put(
+            space,
+            object_key(UNCOVERED_KEY_PREFIX, object_id),
+            position.to_be_bytes().to_vec(),
+        );
+    }
+
+    /// Raises the truncation point as far as the rules allow; returns the new point when it
+    /// moved.
+    pub(crate) fn advance_truncation(
+        &mut self,
+        last_position: u64,
+        space: KeySpace,
+        batch: &mut WriteBatch,
+    ) -> Option<u64> {
+        let limit = self.truncation_limit(last_position)?;
+        if limit <= self.truncated_through {
+            return None;
+        }
+        self.truncated_through = limit;
+        self.write_header(space, batch);
+        Some(limit)
+    }
+
+    /// The object's agreed position rose to `agreed_position`: it stops blocking when that
+    /// covers its newest record.
+    fn cover(
+        &mut self,
+        object_id: &ObjectId,
+        agreed_position: u64,
+        space: KeySpace,
+        batch: &mut WriteBatch,
+    ) {
+        let Some(uncovered) = self.uncovered.get_mut(object_id) else {
+            return;
+        };
+        self.limits
+            .remove(&(uncovered.agreed_position, object_id.clone()));
+        if uncovered.last_record_position <= agreed_position {
+            self.uncovered.remove(object_id);
+            batch.delete(space, object_key(UNCOVERED_KEY_PREFIX, object_id));
+        } else {
+            uncovered.agreed_position = agreed_position;
+            self.limits.insert((agreed_position, object_id.clone()));
+        }
+    }
+
+    // Store.
+
+    fn write_object(&self, object_id: &ObjectId, space: KeySpace, batch: &mut WriteBatch) {
+        let object = &self.objects[object_id];
+        batch.put(
+            space,
+            object_key(CHECKPOINT_KEY_PREFIX, object_id),
+            encode_object(object),
+        );
+    }
+
+    fn encode_header(&self) -> Vec<u8> {
+        let mut bytes = vec![TRUNCATION_FORMAT];
+        bytes.extend_from_slice(&self.truncated_through.to_be_bytes());
+        bytes.extend_from_slice(&self.alarms_raised.to_be_bytes());
+        bytes.extend_from_slice(&self.untracked_from.unwrap_or(0).to_be_bytes());
+        bytes
+    }
+
+    fn write_header(&self, space: KeySpace, batch: &mut WriteBatch) {
+        batch.put(space, TRUNCATION_KEY, self.encode_header());
+    }
+
+    /// Writes the whole state, after a snapshot replaced it.
+    pub(crate) fn write_all(&self, space: KeySpace, batch: &mut WriteBatch) {
+        self.write_header(space, batch);
+        for object_id in self.objects.keys() {
+            self.write_object(object_id, space, batch);
+        }
+        for (object_id, uncovered) in &self.uncovered {
+            batch.put(
+                space,
+                object_key(UNCOVERED_KEY_PREFIX, object_id),
+                uncovered.last_record_position.to_be_bytes().to_vec(),
+            );
+        }
+    }
+
+    /// Reads the state back from the store; `next_position` bounds every position.
+    pub(crate) fn recover(
+        space: KeySpace,
+        store: &dyn DurableStore,
+        next_position: u64,
+    ) -> Result<CheckpointState, StoreError> {
+        let mut state = CheckpointState::default();
+        if let Some(header) = store.get(space, TRUNCATION_KEY)? {
+            state
+                .decode_header(&header, next_position)
+                .map_err(|reason| corrupt(space, TRUNCATION_KEY, reason))?;
+        }
+        scan(
+            store,
+            space,
+            CHECKPOINT_KEY_PREFIX,
+            CHECKPOINT_KEYS_END,
+            |key, value| {
+                let object_id = object_from_key(CHECKPOINT_KEY_PREFIX, key)
+                    .ok_or_else(|| "not a checkpoint key".to_owned())?;
+                let object = decode_object(&mut Reader::new(value), next_position)?;
+                state.insert_object(object_id, object)
+            },
+        )?;
+        scan(
+            store,
+            space,
+            UNCOVERED_KEY_PREFIX,
+            UNCOVERED_KEYS_END,
+            |key, value| {
+                let object_id = object_from_key(UNCOVERED_KEY_PREFIX, key)
+                    .ok_or_else(|| "not an uncovered object key".to_owned())?;
+                let position = <[u8; 8]>::try_from(value)
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| "an uncovered position is 8 bytes".to_owned())?;
+                state.insert_uncovered(object_id, position, next_position)
+            },
+        )?;
+        state
+            .check_alarms()
+            .map_err(|reason| corrupt(space, TRUNCATION_KEY, reason))?;
+        Ok(state)
+    }
+
+    // Snapshots.
+
+    /// The state in a snapshot.
+    pub(crate) fn encode_snapshot(&self, out: &mut Vec<u8>) {
+        put_bytes(out, &self.encode_header());
+        out.extend_from_slice(&(self.objects.len() as u32).to_be_bytes());
+        for (object_id, object) in &self.objects {
+            put_bytes(out, object_id.as_str().as_bytes());
+            put_bytes(out, &encode_object(object));
+        }
+        out.extend_from_slice(&(self.uncovered.len() as u32).to_be_bytes());
+        for (object_id, uncovered) in &self.uncovered {
+            put_bytes(out, object_id.as_str().as_bytes());
+            out.extend_from_slice(&uncovered.last_record_position.to_be_bytes());
+        }
+    }
+
+    /// The size of [`CheckpointState::encode_snapshot`]'s output, without encoding it.
+    pub(crate) fn snapshot_size_bytes(&self) -> usize {
+        let objects: usize = self
+            .objects
+            .iter()
+            .map(|(object_id, object)| {
+                8 + object_id.as_str().len() + encoded_object_size_bytes(object)
+            })
+            .sum();
+        let uncovered: usize = self
+            .uncovered
+            .keys()
+            .map(|object_id| 12 + object_id.as_str().len())
+            .sum();
+        4 + 25 + 4 + objects + 4 + uncovered
+    }
+
+    /// Reads the state from a snapshot; positions must lie below `next_position`.
+    pub(crate) fn decode_snapshot(
+        reader: &mut Reader<'_>,
+        next_position: u64,
+    ) -> Result<CheckpointState, String> {
+        let mut state = CheckpointState::default();
+        let header = reader.bytes(64, "truncation state")?;
+        state.decode_header(header, next_position)?;
+        let object_count = reader.count(OBJECTS_WITH_CHECKPOINTS_MAX, 8, "checkpoint count")?;
+        for _ in 0..object_count {
+            let object_id = read_object_id(reader, "checkpoint object id")?;
+            let bytes = reader.bytes(OBJECT_BYTES_MAX, "checkpoint")?;
+            let mut object_reader = Reader::new(bytes);
+            let object = decode_object(&mut object_reader, next_position)
+                .and_then(|object| object_reader.finish().map(|()| object))
+                .map_err(|reason| format!("checkpoint of {object_id}: {reason}"))?;
+            state
+                .insert_object(object_id.clone(), object)
+                .map_err(|reason| format!("checkpoint of {object_id}: {reason}"))?;
+        }
+        let uncovered_count = reader.count(OBJECTS_UNCOVERED_MAX, 12, "uncovered count")?;
+        for _ in 0..uncovered_count {
+            let object_id = read_object_id(reader, "uncovered object id")?;
+            let position = reader.u64("uncovered position")?;
+            state
+                .insert_uncovered(object_id.clone(), position, next_position)
+                .map_err(|reason| format!("uncovered object {object_id}: {reason}"))?;
+        }
+        state.check_alarms()?;
+        Ok(state)
+    }
+
+    fn decode_header(&mut self, bytes: &[u8], next_position: u64) -> Result<(), String> {
+        let mut reader = Reader::new(bytes);
+        let format = reader.u8("truncation format")?;
+        if format != TRUNCATION_FORMAT {
+            return Err(format!(
+                "truncation format {format} is unknown; this release reads format \
+                 {TRUNCATION_FORMAT}"
+            ));
+        }
+        self.truncated_through = reader.u64("truncation point")?;
+        self.alarms_raised = reader.u64("alarm count")?;
+        let untracked_from = reader.u64("first untracked position")?;
+        reader.finish()?;
+        if self.truncated_through >= next_position {
+            return Err(format!(
+                "truncation point {} is not below the next position {next_position}",
+                self.truncated_through
+            ));
+        }
+        if untracked_from >= next_position {
+            return Err(format!(
+                "first untracked position {untracked_from} is not below the next position \
+                 {next_position}"
+            ));
+        }
+        self.untracked_from = (untracked_from > 0).then_some(untracked_from);
+        Ok(())
+    }
+
+    fn insert_object(
+        &mut self,
+        object_id: ObjectId,
+        object: ObjectCheckpoints,
+    ) -> Result<(), String> {
+        if self.objects.len() >= OBJECTS_WITH_CHECKPOINTS_MAX {
+            return Err(format!(
+                "more than {OBJECTS_WITH_CHECKPOINTS_MAX} objects with checkpoints"
+            ));
+        }
+        let size_after = self.states_size_bytes + object.newest.state.len() as u64;
+        if size_after > CHECKPOINT_STATES_BYTES_MAX {
+            return Err(format!(
+                "states of {size_after} bytes, more than the maximum of \
+                 {CHECKPOINT_STATES_BYTES_MAX}"
+            ));
+        }
+        if object.alarm.is_some() {
+            self.alarmed.insert(object_id.clone());
+        }
+        if self.objects.insert(object_id, object).is_some() {
+            return Err("the object is listed twice".to_owned());
+        }
+        self.states_size_bytes = size_after;
+        Ok(())
+    }
+
+    /// Adds an uncovered object read back; its checkpoint (if any) must be known already.
+    fn insert_uncovered(
+        &mut self,
+        object_id: ObjectId,
+        position: u64,
+        next_position: u64,
+    ) -> Result<(), String> {
+        if self.uncovered.len() >= OBJECTS_UNCOVERED_MAX {
+            return Err(format!(
+                "more than {OBJECTS_UNCOVERED_MAX} uncovered objects"
+            ));
+        }
+        let agreed_position = self.agreed_position(&object_id);
+        if position >= next_position || position <= agreed_position {
+            return Err(format!(
+                "newest record position {position} is not between the agreed position \
+                 {agreed_position} and the next position {next_position}"
+            ));
+        }
+        if position <= self.truncated_through {
+            return Err(format!(
+                "newest record at {position} lies at or below the truncation point {}",
+                self.truncated_through
+            ));
+        }
+        self.limits.insert((agreed_position, object_id.clone()));
+        if self
+            .uncovered
+            .insert(
+                object_id,
+                Uncovered {
+                    last_record_position: position,
+                    agreed_position,
+                },
+            )
+            .is_some()
+        {
+            return Err("the object is listed twice".to_owned());
+        }
+        Ok(())
+    }
+
+    /// An alarm counter below the number of alarmed objects means damaged state.
+    fn check_alarms(&self) -> Result<(), String> {
+        if (self.alarmed.len() as u64) > self.alarms_raised {
+            return Err(format!(
+                "{} objects have alarms but only {} were raised",
+                self.alarmed.len(),
+                self.alarms_raised
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn scan(
+    store: &dyn DurableStore,
+    space: KeySpace,
+    prefix: &[u8],
+    end: &[u8],
+    mut take: impl FnMut(&[u8], &[u8]) -> Result<(), String>,
+) -> Result<(), StoreError> {
+    let mut start = prefix.to_vec();
+    loop {
+        let chunk = store.scan(space, &start, end, RECOVERY_SCAN_CHUNK_MAX)?;
+        let chunk_len = chunk.len();
+        for (key, value) in chunk {
+            take(&key, &value).map_err(|reason| corrupt(space, &key, reason))?;
+            start = key;
+            start.push(0);
+        }
+        if chunk_len < RECOVERY_SCAN_CHUNK_MAX {
+            return Ok(());
+        }
+    }
+}
+
+fn encoded_object_size_bytes(object: &ObjectCheckpoints) -> usize {
+    1 + 8
+        + STATE_HASH_BYTES
+        + 4
+        + 8 * object.newest.reporting_clients.len()
+        + 4
+        + object.newest.state.len()
+        + 8
+        + 1
+        + if object.alarm.is_some() { 24 } else { 0 }
+}
+
+fn encode_object(object: &ObjectCheckpoints) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(encoded_object_size_bytes(object));
+    bytes.push(OBJECT_FORMAT);
+    bytes.extend_from_slice(&object.newest.position.to_be_bytes());
+    bytes.extend_from_slice(&object.newest.state_hash);
+    let count = object.newest.reporting_clients.len() as u32;
+    bytes.extend_from_slice(&count.to_be_bytes());
+    for client_id in &object.newest.reporting_clients {
+        bytes.extend_from_slice(&client_id.to_be_bytes());
+    }
+    put_bytes(&mut bytes, &object.newest.state);
+    bytes.extend_from_slice(&object.agreed_position.to_be_bytes());
+    match object.alarm {
+        None => bytes.push(0),
+        Some((position, first, second)) => {
+            bytes.push(1);
+            bytes.extend_from_slice(&position.to_be_bytes());
+            bytes.extend_from_slice(&first.to_be_bytes());
+            bytes.extend_from_slice(&second.to_be_bytes());
+        }
+    }
+    bytes
+}
+
+fn decode_object(reader: &mut Reader<'_>, next_position: u64) -> Result<ObjectCheckpoints, String> {
+    let format = reader.u8("checkpoint format")?;
+    if format != OBJECT_FORMAT {
+        return Err(format!(
+            "checkpoint format {format} is unknown; this release reads format {OBJECT_FORMAT}"
+        ));
+    }
+    let position = reader.u64("checkpoint position")?;
+    let state_hash = read_hash(reader, "checkpoint state hash")?;
+    let count = reader.count(REPORTING_CLIENTS_MAX, 8, "reporting client count")?;
+    if count == 0 {
+        return Err("a checkpoint lists no reporting client".to_owned());
+    }
+    let mut reporting_clients = Vec::with_capacity(count);
+    for _ in 0..count {
+        reporting_clients.push(reader.u64("reporting client")?);
+    }
+    let state = reader
+        .bytes(CHECKPOINT_STATE_BYTES_MAX, "checkpoint state")?
+        .to_vec();
+    let agreed_position = reader.u64("agreed position")?;
+    let alarm = if reader.bool("alarm flag")? {
+        Some((
+            reader.u64("alarm position")?,
+            reader.u64("alarm client")?,
+            reader.u64("alarm client")?,
+        ))
+    } else {
+        None
+    };
+    if position == 0 || position >= next_position || agreed_position > position {
+        return Err(format!(
+            "positions out of order: checkpoint at {position}, agreed at {agreed_position}, \
+             next position {next_position}"
+        ));
+    }
+    Ok(ObjectCheckpoints {
+        newest: StoredCheckpoint {
+            position,
+            state,
+            state_hash,
+            reporting_clients,
+        },
+        agreed_position,
+        alarm,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dsss_raft_group::MemoryStore;
+
+    const SPACE: KeySpace = KeySpace::new("region_state");
+
+    fn upload(object: &str, position: u64, hash: u8, client: u64) -> CheckpointUpload {
+        CheckpointUpload {
+            object_id: ObjectId::new(object).unwrap(),
+            position,
+            state: vec![hash; 10],
+            state_hash: [hash; STATE_HASH_BYTES],
+            client_id: ClientId(client),
+        }
+    }
+
+    fn apply(
+        state: &mut CheckpointState,
+        upload: CheckpointUpload,
+    ) -> Result<CheckpointOutcome, CheckpointRefusal> {
+        state.apply_upload(upload, 10_000, SPACE, &mut WriteBatch::new())
+    }
+
+    /// The rules of the module documentation, one row per case, applied in order to one state.
+    #[test]
+    fn uploads_follow_the_rules_table() {
+        use CheckpointOutcome::*;
+        let mut state = CheckpointState::default();
+        let object = ObjectId::new("lobby/main").unwrap();
+        // (upload, outcome, newest position afterwards, agreed position afterwards)
+        let table: [(CheckpointUpload, CheckpointOutcome, u64, u64); 9] = [
+            (upload("lobby/main", 10, 1, 7), Stored, 10, 0),
+            (upload("lobby/main", 10, 1, 7), Stored, 10, 0),
+            (upload("lobby/main", 10, 1, 8), Agreed, 10, 10),
+            (upload("lobby/main", 10, 1, 9), Agreed, 10, 10),
+            (upload("lobby/main", 9, 1, 9), Superseded, 10, 10),
+            (upload("lobby/main", 20, 2, 8), Stored, 20, 10),
+            (upload("lobby/main", 20, 3, 9), HashMismatch, 20, 10),
+            (upload("lobby/main", 20, 2, 7), Agreed, 20, 20),
+            (upload("lobby/main", 15, 5, 7), Superseded, 20, 20),
+        ];
+        for (row, (upload, outcome, newest, agreed)) in table.into_iter().enumerate() {
+            assert_eq!(apply(&mut state, upload), Ok(outcome), "row {row}");
+            assert_eq!(state.newest(&object).unwrap().position, newest, "row {row}");
+            assert_eq!(state.agreed_position(&object), agreed, "row {row}");
+        }
+        let alarms: Vec<DivergenceAlarm> = state.alarms().collect();
+        assert_eq!(
+            alarms,
+            vec![DivergenceAlarm {
+                object_id: object.clone(),
+                position: 20,
+                first_client_id: 8,
+                second_client_id: 9,
+            }]
+        );
+        assert_eq!(state.alarms_raised(), 1);
+        assert_eq!(state.newest(&object).unwrap().reporting_clients, vec![8, 7]);
+    }
+
+    #[test]
+    fn out_of_range_uploads_are_refused_naming_the_field_or_the_bound() {
+        let mut state = CheckpointState::default();
+        let error = state
+            .apply_upload(upload("a", 11, 1, 1), 10, SPACE, &mut WriteBatch::new())
+            .unwrap_err();
+        assert!(error.to_string().contains("checkpoint.position"), "{error}");
+        assert!(apply(&mut state, upload("a", 0, 1, 1)).is_err());
+        let mut too_large = upload("a", 5, 1, 1);
+        too_large.state = vec![0; CHECKPOINT_STATE_BYTES_MAX + 1];
+        let error = apply(&mut state, too_large).unwrap_err();
+        assert!(error.to_string().contains("checkpoint.state"), "{error}");
+
+        for index in 0..OBJECTS_WITH_CHECKPOINTS_MAX {
+            let mut small = upload(&format!("object/{index}"), 5, 1, 1);
+            small.state = Vec::new();
+            assert_eq!(apply(&mut state, small), Ok(CheckpointOutcome::Stored));
+        }
+        let error = apply(&mut state, upload("one/more", 5, 1, 1)).unwrap_err();
+        assert!(matches!(error, CheckpointRefusal::ResourceExhausted(_)));
+        assert!(error.to_string().contains("OBJECTS_WITH_CHECKPOINTS_MAX"));
+        // A kept object still takes a newer checkpoint.
+        assert_eq!(
+            apply(&mut state, upload("object/0", 6, 1, 1)),
+            Ok(CheckpointOutcome::Stored)
+        );
+
+        let mut state = CheckpointState::default();
+        let mut large = upload("big/one", 5, 1, 1);
+        large.state = vec![0; CHECKPOINT_STATE_BYTES_MAX];
+        assert_eq!(
+            apply(&mut state, large.clone()),
+            Ok(CheckpointOutcome::Stored)
+        );
+        large.object_id = ObjectId::new("big/two").unwrap();
+        let error = apply(&mut state, large).unwrap_err();
+        assert!(
+            error.to_string().contains("CHECKPOINT_STATES_BYTES_MAX"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn truncation_waits_for_agreed_checkpoints_of_every_object_with_records() {
+        let mut state = CheckpointState::default();
+        let mut batch = WriteBatch::new();
+        let (a, b) = (ObjectId::new("a").unwrap(), ObjectId::new("b").unwrap());
+        state.record_appended(&a, 1, SPACE, &mut batch);
+        state.record_appended(&b, 2, SPACE, &mut batch);
+        state.record_appended(&a, 3, SPACE, &mut batch);
+        assert_eq!(
+            state.truncation_limit(3),
+            Some(0),
+            "no agreed checkpoint yet"
+        );
+        apply(&mut state, upload("a", 3, 1, 1)).unwrap();
+        apply(&mut state, upload("a", 3, 1, 2)).unwrap();
+        assert!(
+            !state.is_uncovered(&a),
+            "a's agreed checkpoint covers its records"
+        );
+        assert_eq!(state.truncation_limit(3), Some(0), "b still lacks one");
+        apply(&mut state, upload("b", 2, 1, 1)).unwrap();
+        apply(&mut state, upload("b", 2, 1, 2)).unwrap();
+        assert_eq!(state.truncation_limit(3), Some(3));
+        state.record_appended(&b, 4, SPACE, &mut batch);
+        assert_eq!(
+            state.truncation_limit(4),
+            Some(2),
+            "b's newest record lies above 2"
+        );
+        assert_eq!(state.advance_truncation(4, SPACE, &mut batch), Some(2));
+        assert_eq!(state.advance_truncation(4, SPACE, &mut batch), None);
+        // A checkpoint below the truncation point is served at it.
+        let fetched = state.fetch(&a).checkpoint.unwrap();
+        assert_eq!((fetched.position, fetched.uploaded_position), (3, 3));
+        assert_eq!(
+            state.fetch(&ObjectId::new("c").unwrap()).truncated_through,
+            2
+        );
+        // An alarm freezes truncation.
+        apply(&mut state, upload("b", 4, 1, 1)).unwrap();
+        apply(&mut state, upload("b", 4, 9, 2)).unwrap();
+        assert_eq!(state.truncation_limit(4), None);
+        assert!(state.blocking_objects(4)[0].contains("divergence alarm"));
+    }
+
+    #[test]
+    fn at_the_bound_new_objects_are_refused_and_untracked_ones_hold_truncation() {
+        let mut state = CheckpointState::default();
+        let mut batch = WriteBatch::new();
+        for index in 0..OBJECTS_UNCOVERED_MAX as u64 {
+            let object = ObjectId::new(format!("o/{index}")).unwrap();
+            state.record_appended(&object, index + 1, SPACE, &mut batch);
+        }
+        let known = ObjectId::new("o/0").unwrap();
+        let new = ObjectId::new("new").unwrap();
+        assert!(state.admit_record(&known).is_ok());
+        let error = state.admit_record(&new).unwrap_err();
+        assert!(error.contains("OBJECTS_UNCOVERED_MAX"), "{error}");
+        assert!(error.contains("o/0 (no agreed checkpoint)"), "{error}");
+        state.record_appended(&new, 5_000, SPACE, &mut batch);
+        assert_eq!(state.untracked_from(), Some(5_000));
+        // Every tracked object gets an agreed checkpoint: truncation stops below the
+        // untracked record.
+        for index in 0..OBJECTS_UNCOVERED_MAX as u64 {
+            let name = format!("o/{index}");
+            apply(&mut state, upload(&name, index + 1, 1, 1)).unwrap();
+            apply(&mut state, upload(&name, index + 1, 1, 2)).unwrap();
+        }
+        assert_eq!(state.uncovered_count(), 0);
+        assert_eq!(state.truncation_limit(6_000), Some(4_999));
+    }
+
+    #[test]
+    fn the_store_and_snapshots_keep_everything() {
+        let mut store = MemoryStore::new();
+        let mut state = CheckpointState::default();
+        let mut batch = WriteBatch::new();
+        let (a, b) = (ObjectId::new("a").unwrap(), ObjectId::new("b").unwrap());
+        state.record_appended(&a, 1, SPACE, &mut batch);
+        state.record_appended(&b, 2, SPACE, &mut batch);
+        state
+            .apply_upload(upload("a", 1, 1, 1), 2, SPACE, &mut batch)
+            .unwrap();
+        state
+            .apply_upload(upload("a", 1, 1, 2), 2, SPACE, &mut batch)
+            .unwrap();
+        state
+            .apply_upload(upload("b", 2, 1, 1), 2, SPACE, &mut batch)
+            .unwrap();
+        state
+            .apply_upload(upload("b", 2, 2, 2), 2, SPACE, &mut batch)
+            .unwrap();
+        state.record_appended(&a, 3, SPACE, &mut batch);
+        store.write(batch, true).unwrap();
+        let recovered = CheckpointState::recover(SPACE, &store, 4).unwrap();
+        assert_eq!(recovered, state);
+
+        let mut bytes = Vec::new();
+        state.encode_snapshot(&mut bytes);
+        assert_eq!(bytes.len(), state.snapshot_size_bytes());
+        let mut reader = Reader::new(&bytes);
+        let decoded = CheckpointState::decode_snapshot(&mut reader, 4).unwrap();
+        reader.finish().unwrap();
+        assert_eq!(decoded, state);
+        for length in 0..bytes.len() {
+            let mut reader = Reader::new(&bytes[..length]);
+            let outcome =
+                CheckpointState::decode_snapshot(&mut reader, 4).and_then(|_| reader.finish());
+            assert!(
+                outcome.is_err(),
+                "a snapshot cut at {length} bytes is refused"
+            );
+        }
+        let error = CheckpointState::decode_snapshot(&mut Reader::new(&bytes), 2).unwrap_err();
+        assert!(error.contains("next position"), "{error}");
+    }
+
+    #[test]
+    fn checkpoint_entries_round_trip_and_damaged_ones_are_errors() {
+        let original = upload("lobby/main", 42, 3, 9);
+        let data = encode_checkpoint_entry(&original, (2, 77));
+        assert_eq!(data[0], CHECKPOINT_FORMAT);
+        assert_eq!(
+            decode_checkpoint_entry(&data[1..]).unwrap(),
+            (original, (2, 77))
+        );
+        for length in 1..data.len() {
+            assert!(decode_checkpoint_entry(&data[1..length]).is_err());
+        }
+    }
+}

@@ -1,0 +1,503 @@
+//! [`Replica`]: one copy of a shared object, applying the object's records in log order.
+//!
+//! The replica is sans-IO: it reads no clock, opens no socket and spawns nothing. The client
+//! feeds it the object's records as its region streams them and polls it for checkpoints to
+//! upload; the simulator does the same with simulated regions. Every copy that is fed the same
+//! log reaches the same state, byte for byte, and the same result for every call.
+//!
+//! # Contract
+//! - Records MUST be handed in increasing position order, each once. [`Replica::handle_record`]
+//!   panics on a position at or below the applied one: that would be a bug in the caller.
+//! - A method that panics is a deterministic failure: the replica restores its last restore
+//!   point (an encoded copy of the state it keeps in memory), replays the records applied since,
+//!   and skips the failing call; every copy does the same, so all stay identical. The caller of
+//!   that call gets [`MethodError::Panicked`].
+//! - Records with method id [`SCHEMA_METHOD_ID`] declare the schema of an opener (see
+//!   [`crate::schema`]); the replica accepts or refuses them the same way in every copy.
+//! - A replica whose type lacks a method that the schema in force declares cannot apply the
+//!   object's log any more: it stops ([`ReplicaStopped`]) rather than diverge.
+//!
+//! Memory per replica, apart from the object itself: the restore point (one encoded state) and
+//! the records since it, at most [`ReplicaConfig::restore_point_every_records`] records and
+//! [`ReplicaConfig::retained_argument_bytes_max`] bytes of arguments.
+
+mod shared;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::codec::{Codec, Postcard};
+use crate::object::{MethodError, SCHEMA_METHOD_ID, SharedObject};
+use crate::schema::ObjectSchema;
+
+pub use shared::SharedReplica;
+
+/// The most records between two restore points a configuration may ask for.
+pub const RESTORE_POINT_EVERY_RECORDS_MAX: u64 = 1_000_000;
+/// The most argument bytes a configuration may let a replica keep since its restore point.
+pub const RETAINED_ARGUMENT_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// How a replica checkpoints and how much it keeps to recover from a panicking method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// A checkpoint to upload is made after every this many records of the object (counted from
+    /// the start of the object's log, so every copy checkpoints at the same positions and their
+    /// hashes can be compared); 0 makes none.
+    pub checkpoint_every_records: u64,
+    /// A restore point is taken after every this many records, from 1.
+    pub restore_point_every_records: u64,
+    /// A restore point is taken early once the records since the last one hold this many
+    /// bytes of arguments.
+    pub retained_argument_bytes_max: usize,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        ReplicaConfig {
+            checkpoint_every_records: 10_000,
+            restore_point_every_records: 1_024,
+            retained_argument_bytes_max: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl ReplicaConfig {
+    /// Checks the bounds.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=RESTORE_POINT_EVERY_RECORDS_MAX).contains(&self.restore_point_every_records) {
+            return Err(format!(
+                "restore_point_every_records {} is outside 1..={RESTORE_POINT_EVERY_RECORDS_MAX}",
+                self.restore_point_every_records
+            ));
+        }
+        if !(1..=RETAINED_ARGUMENT_BYTES_MAX).contains(&self.retained_argument_bytes_max) {
+            return Err(format!(
+                "retained_argument_bytes_max {} is outside 1..={RETAINED_ARGUMENT_BYTES_MAX}",
+                self.retained_argument_bytes_max
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One record of the object, as the replica needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordRef<'a> {
+    /// The calling client.
+    pub client_id: u64,
+    /// The caller's sequence number for the call.
+    pub request_sequence: u64,
+    /// The method called, or [`SCHEMA_METHOD_ID`].
+    pub method_id: u32,
+    /// The encoded arguments.
+    pub arguments: &'a [u8],
+}
+
+/// The outcome of one applied record: the caller (client id and sequence) gets `outcome`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The log position of the record.
+    pub position: u64,
+    /// The calling client.
+    pub client_id: u64,
+    /// The caller's sequence number.
+    pub request_sequence: u64,
+    /// The method's encoded result, or why the call was skipped in every copy.
+    pub outcome: Result<Vec<u8>, MethodError>,
+}
+
+/// A checkpoint to offer to the region.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The position the state reflects.
+    pub position: u64,
+    /// The encoded envelope: records applied, schema in force, object state.
+    pub state: Vec<u8>,
+    /// SHA-256 of `state`.
+    pub state_hash: [u8; 32],
+}
+
+/// The replica cannot go on applying the object's log.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("replica of {object} stopped at position {position}: {reason}")]
+pub struct ReplicaStopped {
+    /// The object.
+    pub object: String,
+    /// The last position applied.
+    pub position: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// What a checkpoint's state bytes hold. Encoded with postcard, whose output is deterministic,
+/// so equal replicas give equal bytes and equal hashes.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    records_applied: u64,
+    schema: Option<ObjectSchema>,
+    state: Vec<u8>,
+}
+
+/// The state at a position, kept to undo a panicking call. The schema in force is not part of
+/// it: schema records are never undone.
+struct RestorePoint {
+    position: u64,
+    records_applied: u64,
+    state: Vec<u8>,
+}
+
+/// A record applied (or skipped) since the restore point, kept to replay it.
+struct RetainedRecord {
+    method_id: u32,
+    arguments: Vec<u8>,
+    skipped: bool,
+}
+
+/// One copy of a shared object of type `T`. See the module documentation.
+pub struct Replica<T: SharedObject> {
+    object_id: String,
+    config: ReplicaConfig,
+    object: T,
+    position: u64,
+    records_applied: u64,
+    schema: Option<ObjectSchema>,
+    restore_point: RestorePoint,
+    since_restore_point: Vec<RetainedRecord>,
+    since_restore_point_bytes: usize,
+    checkpoint_due: Option<Checkpoint>,
+    stopped: Option<ReplicaStopped>,
+}
+
+impl<T: SharedObject> Replica<T> {
+    /// A new copy of `object_id` in its default state, before position 1.
+    ///
+    /// # Panics
+    /// If `config` is out of bounds ([`ReplicaConfig::validate`]).
+    pub fn new(object_id: impl Into<String>, config: ReplicaConfig) -> Self {
+        if let Err(reason) = config.validate() {
+            panic!("invalid replica configuration: {reason}");
+        }
+        let object = T::default();
+        let state = encode_state(&object);
+        Replica {
+            object_id: object_id.into(),
+            config,
+            object,
+            position: 0,
+            records_applied: 0,
+            schema: None,
+            restore_point: RestorePoint {
+                position: 0,
+                records_applied: 0,
+                state,
+            },
+            since_restore_point: Vec::new(),
+            since_restore_point_bytes: 0,
+            checkpoint_due: None,
+            stopped: None,
+        }
+    }
+
+    /// A copy of `object_id` from a checkpoint the region kept: checks the hash, decodes the
+    /// envelope and the state, and checks that `T` can apply the log from there (it must have
+    /// every method of the schema in force). The error says what is wrong.
+    pub fn from_checkpoint(
+        object_id: impl Into<String>,
+        config: ReplicaConfig,
+        position: u64,
+        state: &[u8],
+        state_hash: &[u8],
+    ) -> Result<Self, String> {
+        let object_id = object_id.into();
+        let digest = Sha256::digest(state);
+        if digest.as_slice() != state_hash {
+            return Err(format!(
+                "checkpoint of {object_id} at position {position}: the state does not match its hash"
+            ));
+        }
+        let envelope: Envelope = Postcard::decode(state).map_err(|error| {
+            format!("checkpoint of {object_id} at position {position}: {error}")
+        })?;
+        if let Some(in_force) = &envelope.schema {
+            T::schema().check_compatible(in_force)?;
+        }
+        let object = T::decode_state(&envelope.state).map_err(|error| {
+            format!("checkpoint of {object_id} at position {position}: state: {error}")
+        })?;
+        let mut replica = Replica::new(object_id, config);
+        replica.object = object;
+        replica.position = position;
+        replica.records_applied = envelope.records_applied;
+        replica.schema = envelope.schema.clone();
+        replica.restore_point = RestorePoint {
+            position,
+            records_applied: envelope.records_applied,
+            state: envelope.state,
+        };
+        Ok(replica)
+    }
+
+    /// The object's name.
+    pub fn object_id(&self) -> &str {
+        &self.object_id
+    }
+
+    /// The local copy.
+    pub fn object(&self) -> &T {
+        &self.object
+    }
+
+    /// The log position applied through.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// How many records of the object the copy has handled since the object's log began.
+    pub fn records_applied(&self) -> u64 {
+        self.records_applied
+    }
+
+    /// The schema in force in the object's log, once a schema record was applied.
+    pub fn schema_in_force(&self) -> Option<&ObjectSchema> {
+        self.schema.as_ref()
+    }
+
+    /// Why the replica stopped, if it did.
+    pub fn stopped(&self) -> Option<&ReplicaStopped> {
+        self.stopped.as_ref()
+    }
+
+    /// The SHA-256 of the copy's checkpoint envelope now: equal for copies at equal positions.
+    pub fn state_hash(&self) -> [u8; 32] {
+        self.make_checkpoint().state_hash
+    }
+
+    /// Applies the object's record at `position`. Returns what the caller of the call gets.
+    ///
+    /// # Panics
+    /// If `position` is not above the applied position (a caller bug).
+    pub fn handle_record(
+        &mut self,
+        position: u64,
+        record: RecordRef<'_>,
+    ) -> Result<Applied, ReplicaStopped> {
+        if let Some(stopped) = &self.stopped {
+            return Err(stopped.clone());
+        }
+        assert!(
+            position > self.position,
+            "record of {} at position {position} handed after position {}",
+            self.object_id,
+            self.position
+        );
+        self.position = position;
+        let outcome = if record.method_id == SCHEMA_METHOD_ID {
+            self.apply_schema(record.arguments)
+        } else {
+            self.apply_call(record.method_id, record.arguments)
+        };
+        let skipped = outcome.is_err();
+        self.records_applied += 1;
+        self.retain(record.method_id, record.arguments, skipped);
+        if let Some(stopped) = &self.stopped {
+            return Err(stopped.clone());
+        }
+        self.after_record();
+        Ok(Applied {
+            position,
+            client_id: record.client_id,
+            request_sequence: record.request_sequence,
+            outcome,
+        })
+    }
+
+    /// Notes that the log holds nothing for this object through `through_position`.
+    pub fn handle_gap(&mut self, through_position: u64) {
+        if through_position > self.position {
+            self.position = through_position;
+        }
+    }
+
+    /// The checkpoint made since the last poll, if one is due.
+    pub fn poll_checkpoint(&mut self) -> Option<Checkpoint> {
+        self.checkpoint_due.take()
+    }
+
+    fn apply_schema(&mut self, arguments: &[u8]) -> Result<Vec<u8>, MethodError> {
+        let declared = ObjectSchema::decode(arguments)
+            .map_err(|error| MethodError::IncompatibleSchema(error.to_string()))?;
+        let merged = match &self.schema {
+            None => declared,
+            Some(in_force) => {
+                declared
+                    .check_compatible(in_force)
+                    .map_err(MethodError::IncompatibleSchema)?;
+                declared.merged_over(in_force)
+            }
+        };
+        if let Err(reason) = T::schema().check_compatible(&merged) {
+            // Another opener's newer type added a method this build lacks: its records would
+            // fail here and apply elsewhere, so this copy must stop instead of diverging.
+            self.stopped = Some(ReplicaStopped {
+                object: self.object_id.clone(),
+                position: self.position,
+                reason: format!("this build cannot apply the object's log: {reason}"),
+            });
+        }
+        self.schema = Some(merged);
+        Ok(Vec::new())
+    }
+
+    fn apply_call(&mut self, method_id: u32, arguments: &[u8]) -> Result<Vec<u8>, MethodError> {
+        let object = &mut self.object;
+        match catch_unwind(AssertUnwindSafe(|| object.apply(method_id, arguments))) {
+            Ok(outcome) => outcome,
+            Err(payload) => {
+                let message = panic_message(payload.as_ref());
+                self.restore_and_replay();
+                let method = T::schema()
+                    .method(method_id)
+                    .map_or("(a method missing from the schema)", |method| {
+                        method.name.as_str()
+                    });
+                Err(MethodError::Panicked {
+                    type_name: type_name_of::<T>(),
+                    method,
+                    message,
+                })
+            }
+        }
+    }
+
+    /// Puts the state back to just before the current record: the restore point, then every
+    /// record since that was not skipped.
+    fn restore_and_replay(&mut self) {
+        let restored = match T::decode_state(&self.restore_point.state) {
+            Ok(object) => object,
+            Err(error) => {
+                self.stop(format!("the restore point does not decode: {error}"));
+                return;
+            }
+        };
+        self.object = restored;
+        for record in &self.since_restore_point {
+            if record.skipped || record.method_id == SCHEMA_METHOD_ID {
+                continue;
+            }
+            let object = &mut self.object;
+            let replayed = catch_unwind(AssertUnwindSafe(|| {
+                object.apply(record.method_id, &record.arguments)
+            }));
+            if !matches!(replayed, Ok(Ok(_))) {
+                // It applied before and fails now: the method is not deterministic.
+                self.stopped = Some(ReplicaStopped {
+                    object: self.object_id.clone(),
+                    position: self.position,
+                    reason: format!(
+                        "method {} failed on replay after succeeding: it is not deterministic",
+                        record.method_id
+                    ),
+                });
+                return;
+            }
+        }
+    }
+
+    fn stop(&mut self, reason: String) {
+        self.stopped = Some(ReplicaStopped {
+            object: self.object_id.clone(),
+            position: self.position,
+            reason,
+        });
+    }
+
+    fn retain(&mut self, method_id: u32, arguments: &[u8], skipped: bool) {
+        self.since_restore_point_bytes += arguments.len();
+        self.since_restore_point.push(RetainedRecord {
+            method_id,
+            arguments: arguments.to_vec(),
+            skipped,
+        });
+    }
+
+    fn after_record(&mut self) {
+        let every = self.config.checkpoint_every_records;
+        if every > 0 && self.records_applied.is_multiple_of(every) {
+            self.checkpoint_due = Some(self.make_checkpoint());
+        }
+        if self.since_restore_point.len() as u64 >= self.config.restore_point_every_records
+            || self.since_restore_point_bytes >= self.config.retained_argument_bytes_max
+        {
+            self.take_restore_point();
+        }
+    }
+
+    fn take_restore_point(&mut self) {
+        self.restore_point = RestorePoint {
+            position: self.position,
+            records_applied: self.records_applied,
+            state: encode_state(&self.object),
+        };
+        self.since_restore_point.clear();
+        self.since_restore_point_bytes = 0;
+    }
+
+    fn make_checkpoint(&self) -> Checkpoint {
+        let envelope = Envelope {
+            records_applied: self.records_applied,
+            schema: self.schema.clone(),
+            state: encode_state(&self.object),
+        };
+        let state = Postcard::encode(&envelope).expect("an envelope of bytes always encodes");
+        let state_hash: [u8; 32] = Sha256::digest(&state).into();
+        Checkpoint {
+            position: self.position,
+            state,
+            state_hash,
+        }
+    }
+}
+
+impl<T: SharedObject> Replica<T> {
+    /// The position of the restore point (for tests and status).
+    pub fn restore_point_position(&self) -> u64 {
+        self.restore_point.position
+    }
+
+    /// The records counted at the restore point (for tests and status).
+    pub fn restore_point_records_applied(&self) -> u64 {
+        self.restore_point.records_applied
+    }
+}
+
+/// Encodes the state of a shared object. A state that does not encode is a defect of the
+/// type (a serde implementation that fails), found at the first checkpoint of any copy.
+fn encode_state<T: SharedObject>(object: &T) -> Vec<u8> {
+    match object.encode_state() {
+        Ok(state) => state,
+        Err(error) => panic!(
+            "the state of a {} does not encode: {error}",
+            type_name_of::<T>()
+        ),
+    }
+}
+
+fn type_name_of<T: SharedObject>() -> &'static str {
+    // `schema()` is a `&'static ObjectSchema`, so its texts live as long as the program.
+    T::schema().type_name.as_str()
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests;

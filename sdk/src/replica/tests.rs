@@ -1,0 +1,271 @@
+//! Tests of the replica with a hand-written shared object (the macros have their own tests).
+
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use super::*;
+use crate::codec::CodecError;
+use crate::schema::MethodSchema;
+
+/// A counter written without the macros: method 1 adds, method 2 panics on odd arguments.
+#[derive(Default, Serialize, Deserialize, Debug, PartialEq)]
+struct Tally {
+    total: i64,
+    adds: u64,
+}
+
+const ADD: u32 = 1;
+const FRAGILE_ADD: u32 = 2;
+
+fn method(id: u32, name: &str) -> MethodSchema {
+    MethodSchema {
+        id,
+        name: name.into(),
+        arguments: "amount: i64".into(),
+        result: "i64".into(),
+        codec: "postcard".into(),
+    }
+}
+
+fn tally_schema(methods: Vec<MethodSchema>) -> ObjectSchema {
+    ObjectSchema {
+        type_name: "Tally".into(),
+        methods,
+        retired_ids: vec![],
+    }
+}
+
+impl SharedObject for Tally {
+    type Handle = crate::Object<Tally>;
+
+    fn schema() -> &'static ObjectSchema {
+        static SCHEMA: OnceLock<ObjectSchema> = OnceLock::new();
+        SCHEMA.get_or_init(|| {
+            tally_schema(vec![method(ADD, "add"), method(FRAGILE_ADD, "fragile_add")])
+        })
+    }
+
+    fn apply(&mut self, method_id: u32, arguments: &[u8]) -> Result<Vec<u8>, MethodError> {
+        let amount: i64 = Postcard::decode(arguments).map_err(|source| MethodError::Arguments {
+            type_name: "Tally",
+            method: "add",
+            source,
+        })?;
+        match method_id {
+            ADD => {}
+            FRAGILE_ADD => {
+                // Changes the state before it panics, so a replica that did not restore would
+                // keep the half-done change.
+                self.total += amount;
+                assert!(amount % 2 == 0, "odd amount {amount}");
+                self.total -= amount;
+            }
+            _ => {
+                return Err(MethodError::UnknownMethod {
+                    type_name: "Tally",
+                    method_id,
+                });
+            }
+        }
+        self.total += amount;
+        self.adds += 1;
+        Ok(Postcard::encode(&self.total).unwrap())
+    }
+
+    fn encode_state(&self) -> Result<Vec<u8>, CodecError> {
+        Postcard::encode(self)
+    }
+
+    fn decode_state(bytes: &[u8]) -> Result<Self, CodecError> {
+        Postcard::decode(bytes)
+    }
+
+    fn handle(object: crate::Object<Self>) -> Self::Handle {
+        object
+    }
+}
+
+fn config() -> ReplicaConfig {
+    ReplicaConfig {
+        checkpoint_every_records: 4,
+        restore_point_every_records: 3,
+        retained_argument_bytes_max: 1024,
+    }
+}
+
+fn call(replica: &mut Replica<Tally>, position: u64, method_id: u32, amount: i64) -> Applied {
+    let arguments = Postcard::encode(&amount).unwrap();
+    replica
+        .handle_record(
+            position,
+            RecordRef {
+                client_id: 9,
+                request_sequence: position,
+                method_id,
+                arguments: &arguments,
+            },
+        )
+        .unwrap()
+}
+
+fn result_total(applied: &Applied) -> i64 {
+    Postcard::decode(applied.outcome.as_ref().unwrap()).unwrap()
+}
+
+#[test]
+fn copies_fed_the_same_log_agree_on_state_results_and_hash() {
+    let mut first = Replica::<Tally>::new("tally", config());
+    let mut second = Replica::<Tally>::new("tally", config());
+    for position in 1..=10 {
+        let a = call(&mut first, position * 2, ADD, position as i64);
+        // The second copy sees gaps between the object's records, as a filtered stream sends.
+        second.handle_gap(position * 2 - 1);
+        let b = call(&mut second, position * 2, ADD, position as i64);
+        assert_eq!(a, b);
+    }
+    assert_eq!(first.object().total, 55);
+    assert_eq!(first.state_hash(), second.state_hash());
+    assert_eq!(first.position(), 20);
+}
+
+#[test]
+fn a_panicking_call_is_skipped_and_the_state_restored() {
+    let mut replica = Replica::<Tally>::new("tally", config());
+    let mut reference = Replica::<Tally>::new("tally", config());
+    let mut position = 0;
+    for amount in [2, 4, 6, 8] {
+        position += 1;
+        call(&mut replica, position, FRAGILE_ADD, amount);
+        call(&mut reference, position, FRAGILE_ADD, amount);
+    }
+    position += 1;
+    let failed = call(&mut replica, position, FRAGILE_ADD, 5);
+    match &failed.outcome {
+        Err(MethodError::Panicked {
+            type_name,
+            method,
+            message,
+        }) => {
+            assert_eq!((*type_name, *method), ("Tally", "fragile_add"));
+            assert!(message.contains("odd amount 5"), "{message}");
+        }
+        other => panic!("expected a panic outcome, got {other:?}"),
+    }
+    reference.handle_gap(position);
+    assert_eq!(replica.object(), reference.object());
+    position += 1;
+    assert_eq!(result_total(&call(&mut replica, position, ADD, 1)), 21);
+    call(&mut reference, position, ADD, 1);
+    // The skipped call still counts as a record of the object, in every copy alike.
+    assert_eq!(replica.records_applied(), 6);
+    assert_eq!(replica.object(), reference.object());
+}
+
+#[test]
+fn checkpoints_fall_on_the_same_positions_and_restore_to_the_same_hash() {
+    let mut replica = Replica::<Tally>::new("tally", config());
+    let mut checkpoints = Vec::new();
+    for position in 1..=9 {
+        call(&mut replica, position * 10, ADD, 1);
+        if let Some(checkpoint) = replica.poll_checkpoint() {
+            checkpoints.push(checkpoint);
+        }
+    }
+    let positions: Vec<u64> = checkpoints.iter().map(|c| c.position).collect();
+    assert_eq!(positions, vec![40, 80]);
+    let last = checkpoints.last().unwrap();
+    let mut restored = Replica::<Tally>::from_checkpoint(
+        "tally",
+        config(),
+        last.position,
+        &last.state,
+        &last.state_hash,
+    )
+    .unwrap();
+    assert_eq!(restored.object().total, 8);
+    assert_eq!(restored.records_applied(), 8);
+    call(&mut restored, 90, ADD, 1);
+    assert_eq!(restored.state_hash(), replica.state_hash());
+
+    let mut corrupt = last.state.clone();
+    corrupt[0] ^= 1;
+    let error =
+        Replica::<Tally>::from_checkpoint("tally", config(), 80, &corrupt, &last.state_hash)
+            .err()
+            .unwrap();
+    assert!(error.contains("does not match its hash"), "{error}");
+}
+
+fn declare(replica: &mut Replica<Tally>, position: u64, schema: &ObjectSchema) -> Applied {
+    let arguments = schema.encode();
+    replica
+        .handle_record(
+            position,
+            RecordRef {
+                client_id: 3,
+                request_sequence: position,
+                method_id: SCHEMA_METHOD_ID,
+                arguments: &arguments,
+            },
+        )
+        .unwrap()
+}
+
+#[test]
+fn schema_records_accept_compatible_types_and_name_the_changed_method() {
+    let mut replica = Replica::<Tally>::new("tally", config());
+    assert_eq!(
+        declare(&mut replica, 1, Tally::schema()).outcome,
+        Ok(vec![])
+    );
+    let mut changed = Tally::schema().clone();
+    changed.methods[0].arguments = "amount: u8".into();
+    match declare(&mut replica, 2, &changed).outcome {
+        Err(MethodError::IncompatibleSchema(reason)) => {
+            assert!(reason.contains("method 1 (add)"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(replica.schema_in_force(), Some(Tally::schema()));
+    assert!(replica.stopped().is_none());
+}
+
+#[test]
+fn a_copy_whose_type_lacks_a_method_in_force_stops_instead_of_diverging() {
+    let mut replica = Replica::<Tally>::new("tally", config());
+    declare(&mut replica, 1, Tally::schema());
+    let mut newer = Tally::schema().clone();
+    newer.methods.push(method(7, "reset"));
+    let error = replica
+        .handle_record(
+            2,
+            RecordRef {
+                client_id: 3,
+                request_sequence: 2,
+                method_id: SCHEMA_METHOD_ID,
+                arguments: &newer.encode(),
+            },
+        )
+        .unwrap_err();
+    assert!(error.reason.contains("method 7 (reset)"), "{error}");
+    assert!(replica.stopped().is_some());
+}
+
+#[test]
+fn memory_since_the_restore_point_stays_bounded() {
+    let mut replica = Replica::<Tally>::new(
+        "tally",
+        ReplicaConfig {
+            checkpoint_every_records: 0,
+            restore_point_every_records: 1_000,
+            retained_argument_bytes_max: 4,
+        },
+    );
+    for position in 1..=10 {
+        call(&mut replica, position, ADD, 1_000_000);
+    }
+    // Each argument is 3 bytes of postcard: a restore point every second record.
+    assert_eq!(replica.restore_point_position(), 10);
+    assert_eq!(replica.poll_checkpoint(), None);
+}

@@ -1,0 +1,22 @@
+use serde::{Deserialize, Serialize};
+
+#[dsss::shared_object]
+#[derive(Default, Serialize, Deserialize)]
+pub struct Lobby {
+    seats: Vec<String>,
+}
+
+#[dsss::methods]
+impl Lobby {
+    #[mutate(id = 1)]
+    pub fn join(&mut self, player: String) {
+        self.seats.push(player);
+    }
+
+    #[mutate(id = 1)]
+    pub fn leave(&mut self, player: String) {
+        self.seats.retain(|seat| *seat != player);
+    }
+}
+
+fn main() {}

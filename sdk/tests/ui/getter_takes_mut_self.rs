@@ -1,0 +1,21 @@
+use serde::{Deserialize, Serialize};
+
+#[dsss::shared_object]
+#[derive(Default, Serialize, Deserialize)]
+pub struct Lobby {
+    seats: Vec<String>,
+}
+
+#[dsss::methods]
+impl Lobby {
+    #[mutate(id = 1)]
+    pub fn join(&mut self, player: String) {
+        self.seats.push(player);
+    }
+
+    pub fn clear(&mut self) {
+        self.seats.clear();
+    }
+}
+
+fn main() {}
