@@ -10,7 +10,9 @@ use dsss_simulations::NetworkFaults;
 use dsss_simulations::workloads::global::{GlobalFaultPlan, GlobalRunSettings, run_global};
 use dsss_simulations::workloads::probe::{ProbeRunSettings, run_probe};
 use dsss_simulations::workloads::region::{RegionFaultPlan, RegionRunSettings, run_region};
-use dsss_simulations::workloads::sdk::{SdkRunSettings, run_bank};
+use dsss_simulations::workloads::sdk::{
+    SdkRunSettings, run_bank, run_counter, run_leaderboard, run_lobby,
+};
 use dsss_topology::{Topology, load, local_default};
 
 /// Exit status when a simulation found a broken guarantee.
@@ -62,23 +64,42 @@ pub(crate) enum SimCommand {
         dsss sim global --topology topology/examples/global.toml\n  \
         dsss sim global --faults --seed 1 --seeds 20")]
     Global(GlobalArgs),
-    /// Runs the example bank through the SDK on every region of a topology: application
-    /// instances in every region hold replicas of one global `Bank` and transfer money between
-    /// its accounts, read it locally, and read it after `sync()`; with --faults, nodes and the
-    /// coordinator leader crash, regions are cut off, clocks skew and messages are lost,
-    /// duplicated and reordered, then everything heals. Checks that replicas agree on the state
-    /// hash at equal positions, that money is never created or destroyed, that the histories
-    /// are sequentially consistent (and `sync()` reads linearizable), and that no acknowledged
-    /// call is lost or applied twice.
+    /// Runs an example shared object through the SDK's replica on every region of a topology:
+    /// application instances in every region hold copies of it, call its methods, read it
+    /// locally and read it after `sync()` (the bank: one global `Bank`, transfers between its
+    /// accounts; the counter and the lobby: global too; the leaderboard: one regional object
+    /// per region). With --faults, nodes and the coordinator leader crash, regions are cut off,
+    /// clocks skew and messages are lost, duplicated and reordered, then everything heals.
+    /// Checks that copies agree on the state hash at equal positions, the object's own
+    /// invariant (for the bank: money is never created or destroyed), that the histories are
+    /// sequentially consistent (and `sync()` reads linearizable), and that no acknowledged call
+    /// is lost or applied twice.
     #[command(after_help = "Examples:\n  \
-        dsss sim bank\n  \
-        dsss sim bank --topology topology/examples/global.toml --faults --seed 3 --seeds 10")]
-    Bank(BankArgs),
+        dsss sim sdk\n  \
+        dsss sim sdk --object lobby --faults --seeds 5\n  \
+        dsss sim sdk --topology topology/examples/global.toml --faults --seed 3 --seeds 10")]
+    Sdk(SdkArgs),
 }
 
-/// Options of `dsss sim bank`.
+/// The example objects `dsss sim sdk` runs.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum ExampleObject {
+    /// One global bank; transfers between its accounts.
+    Bank,
+    /// One global counter.
+    Counter,
+    /// One global game lobby with seats and a capacity.
+    Lobby,
+    /// One regional leaderboard per region.
+    Leaderboard,
+}
+
+/// Options of `dsss sim sdk`.
 #[derive(Debug, Args)]
-pub(crate) struct BankArgs {
+pub(crate) struct SdkArgs {
+    /// The example object to run.
+    #[arg(long, value_enum, default_value = "bank")]
+    object: ExampleObject,
     /// The topology file (default: the embedded local topology).
     #[arg(long, value_name = "FILE")]
     topology: Option<PathBuf>,
@@ -134,8 +155,8 @@ pub(crate) struct RegionArgs {
     faults: bool,
 }
 
-/// The most seeds one `dsss sim region` runs.
-const REGION_SEEDS_MAX: u64 = 100_000;
+/// The most seeds one `dsss sim region`, `global` or `sdk` runs.
+const SEEDS_MAX: u64 = 100_000;
 
 /// Options of `dsss sim probe`.
 #[derive(Debug, Args)]
@@ -185,19 +206,55 @@ pub(crate) fn run(command: SimCommand, stdout: &mut dyn Write, stderr: &mut dyn 
         SimCommand::Probe(args) => probe(&args, stdout, stderr),
         SimCommand::Region(args) => region(&args, stdout, stderr),
         SimCommand::Global(args) => global(&args, stdout, stderr),
-        SimCommand::Bank(args) => bank(&args, stdout, stderr),
+        SimCommand::Sdk(args) => sdk(&args, stdout, stderr),
     }
 }
 
-fn bank(args: &BankArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
-    if args.seeds == 0 || args.seeds > REGION_SEEDS_MAX {
+/// Runs `run_one` for every seed from `first_seed` on, prints each report, and exits 1 naming
+/// the seeds whose checks failed (2 when a run could not start).
+fn run_seeds(
+    command: &str,
+    first_seed: u64,
+    seeds: u64,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+    mut run_one: impl FnMut(u64) -> Result<(String, bool), String>,
+) -> ExitCode {
+    if seeds == 0 || seeds > SEEDS_MAX {
         let _ = writeln!(
             stderr,
-            "dsss sim bank: --seeds: {} is outside 1..={REGION_SEEDS_MAX}",
-            args.seeds
+            "dsss sim {command}: --seeds: {seeds} is outside 1..={SEEDS_MAX}"
         );
         return ExitCode::from(EXIT_BAD_INPUT);
     }
+    let mut failed_seeds = Vec::new();
+    for seed in first_seed..first_seed.saturating_add(seeds) {
+        let (report, passed) = match run_one(seed) {
+            Ok(outcome) => outcome,
+            Err(message) => {
+                let _ = writeln!(stderr, "dsss sim {command}: {message}");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        };
+        let _ = writeln!(stdout, "{report}");
+        if !passed {
+            failed_seeds.push(seed);
+        }
+    }
+    if failed_seeds.is_empty() {
+        let _ = writeln!(stdout, "all {seeds} seeds passed every check");
+        ExitCode::SUCCESS
+    } else {
+        let _ = writeln!(
+            stderr,
+            "dsss sim {command}: checks failed with seeds {failed_seeds:?}; replay one with \
+             --seed S --seeds 1 and the same options"
+        );
+        ExitCode::from(EXIT_CHECK_FAILED)
+    }
+}
+
+fn sdk(args: &SdkArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
     let topology = match topology_of(args.topology.as_ref()) {
         Ok(topology) => topology,
         Err(message) => {
@@ -205,46 +262,22 @@ fn bank(args: &BankArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Exit
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let mut failed_seeds = Vec::new();
-    for seed in args.seed..args.seed.saturating_add(args.seeds) {
+    let run = match args.object {
+        ExampleObject::Bank => run_bank,
+        ExampleObject::Counter => run_counter,
+        ExampleObject::Lobby => run_lobby,
+        ExampleObject::Leaderboard => run_leaderboard,
+    };
+    run_seeds("sdk", args.seed, args.seeds, stdout, stderr, |seed| {
         let mut settings = SdkRunSettings::new(seed, topology.clone());
         if args.faults {
             settings = settings.with_standard_faults();
         }
-        let report = match run_bank(&settings) {
-            Ok(report) => report,
-            Err(message) => {
-                let _ = writeln!(stderr, "dsss sim bank: {message}");
-                return ExitCode::from(EXIT_BAD_INPUT);
-            }
-        };
-        let _ = writeln!(stdout, "{report}");
-        if !report.passed() {
-            failed_seeds.push(seed);
-        }
-    }
-    if failed_seeds.is_empty() {
-        let _ = writeln!(stdout, "all {} seeds passed every check", args.seeds);
-        ExitCode::SUCCESS
-    } else {
-        let _ = writeln!(
-            stderr,
-            "dsss sim bank: checks failed with seeds {failed_seeds:?}; replay one with \
-             --seed S --seeds 1 and the same options"
-        );
-        ExitCode::from(EXIT_CHECK_FAILED)
-    }
+        run(&settings).map(|report| (report.to_string(), report.passed()))
+    })
 }
 
 fn global(args: &GlobalArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
-    if args.seeds == 0 || args.seeds > REGION_SEEDS_MAX {
-        let _ = writeln!(
-            stderr,
-            "dsss sim global: --seeds: {} is outside 1..={REGION_SEEDS_MAX}",
-            args.seeds
-        );
-        return ExitCode::from(EXIT_BAD_INPUT);
-    }
     let topology = match topology_of(args.topology.as_ref()) {
         Ok(topology) => topology,
         Err(message) => {
@@ -259,8 +292,7 @@ fn global(args: &GlobalArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> 
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let mut failed_seeds = Vec::new();
-    for seed in args.seed..args.seed.saturating_add(args.seeds) {
+    run_seeds("global", args.seed, args.seeds, stdout, stderr, |seed| {
         let mut settings = GlobalRunSettings::new(seed, topology.clone());
         settings.clients_per_region = args.clients_per_region;
         settings.fault_window = window;
@@ -269,69 +301,18 @@ fn global(args: &GlobalArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> 
                 topology.cluster.suspicion_timeout_us,
             ));
         }
-        let report = match run_global(&settings) {
-            Ok(report) => report,
-            Err(message) => {
-                let _ = writeln!(stderr, "dsss sim global: {message}");
-                return ExitCode::from(EXIT_BAD_INPUT);
-            }
-        };
-        let _ = writeln!(stdout, "{report}");
-        if !report.passed() {
-            failed_seeds.push(seed);
-        }
-    }
-    if failed_seeds.is_empty() {
-        let _ = writeln!(stdout, "all {} seeds passed every check", args.seeds);
-        ExitCode::SUCCESS
-    } else {
-        let _ = writeln!(
-            stderr,
-            "dsss sim global: checks failed with seeds {failed_seeds:?}; replay one with \
-             --seed S --seeds 1 and the same options"
-        );
-        ExitCode::from(EXIT_CHECK_FAILED)
-    }
+        run_global(&settings).map(|report| (report.to_string(), report.passed()))
+    })
 }
 
 fn region(args: &RegionArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
-    if args.seeds == 0 || args.seeds > REGION_SEEDS_MAX {
-        let _ = writeln!(
-            stderr,
-            "dsss sim region: --seeds: {} is outside 1..={REGION_SEEDS_MAX}",
-            args.seeds
-        );
-        return ExitCode::from(EXIT_BAD_INPUT);
-    }
-    let mut failed_seeds = Vec::new();
-    for seed in args.seed..args.seed.saturating_add(args.seeds) {
+    run_seeds("region", args.seed, args.seeds, stdout, stderr, |seed| {
         let mut settings = RegionRunSettings::new(seed, args.members);
         if args.faults {
             settings.faults = RegionFaultPlan::standard();
         }
-        let report = match run_region(&settings) {
-            Ok(report) => report,
-            Err(message) => {
-                let _ = writeln!(stderr, "dsss sim region: {message}");
-                return ExitCode::from(EXIT_BAD_INPUT);
-            }
-        };
-        let _ = writeln!(stdout, "{report}");
-        if !report.passed() {
-            failed_seeds.push(seed);
-        }
-    }
-    if failed_seeds.is_empty() {
-        let _ = writeln!(stdout, "all {} seeds passed every check", args.seeds);
-        ExitCode::SUCCESS
-    } else {
-        let _ = writeln!(
-            stderr,
-            "dsss sim region: checks failed with seeds {failed_seeds:?}; replay one with \
-             --seed S --seeds 1 and the same options"
-        );
-        ExitCode::from(EXIT_CHECK_FAILED)
-    }
+        run_region(&settings).map(|report| (report.to_string(), report.passed()))
+    })
 }
 
 fn probe(args: &ProbeArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {

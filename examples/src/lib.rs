@@ -7,9 +7,14 @@
 //!   region, and money is never created or destroyed.
 //! - [`Lobby`]: a game lobby with seats and a capacity.
 //! - [`Leaderboard`]: a regional object, ordered by its own region alone, beside the global ones.
+//!
+//! Each also runs against a cluster (start one with `cargo run --bin dsss -- up` in another
+//! terminal): `cargo run -p dsss-examples --bin counter -- --topology dsss-up/local.toml --region
+//! local-b`, and likewise `--bin bank`, `--bin lobby` and `--bin leaderboard`.
 #![deny(missing_docs)]
 
 pub mod bank;
+pub mod connect;
 pub mod counter;
 pub mod leaderboard;
 pub mod lobby;

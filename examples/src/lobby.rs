@@ -80,6 +80,11 @@ impl Lobby {
         self.seats.remove(&player).is_some()
     }
 
+    /// The number of seats.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
     /// Seats not taken.
     pub fn free_seats(&self) -> u32 {
         self.capacity - self.seated()

@@ -3,121 +3,18 @@
 //! gRPC services. Reference: DESIGN.md section 2 ("Checkpoints"), section 1 ("linearizable
 //! reads on request") and section 3 (thin drivers around the sans-IO node).
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
-use dsss_region_node::driver::{DriverConfig, PeerAddress, RunningNode, start_with_listener};
-use dsss_region_node::{CHECKPOINT_STATE_BYTES_MAX, RegionNodeConfig};
-use dsss_wire::RegionId;
-use dsss_wire::grpc::{VersionedChannel, region_client_client};
-use dsss_wire::proto::region_client_client::RegionClientClient;
+use dsss_region_node::CHECKPOINT_STATE_BYTES_MAX;
 use dsss_wire::proto::{self, propose_reply};
-use tokio::net::TcpListener;
 use tokio::time::{Instant, sleep};
 use tonic::Code;
-use tonic::transport::Endpoint;
 
-const NODE_IDS: [u64; 3] = [1, 2, 3];
+mod support;
 
-/// Generous bound on every wait; nothing here asserts how fast anything happens.
-const WAIT_MAX: Duration = Duration::from_secs(60);
-
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
-
-/// Raft ticks of the test nodes: elections after 200 to 400 ms.
-const TICK_INTERVAL_US: u64 = 20_000;
+use support::{NODE_IDS, POLL_INTERVAL, Region, WAIT_MAX};
 
 const OBJECT: &str = "lobby/main";
 
-type Stub = RegionClientClient<VersionedChannel>;
-
-struct Region {
-    _directory: tempfile::TempDir,
-    configs: BTreeMap<u64, DriverConfig>,
-    nodes: BTreeMap<u64, RunningNode>,
-    stubs: BTreeMap<u64, Stub>,
-}
-
 impl Region {
-    /// Three nodes of a region without a global tier (a deployment of one region).
-    async fn start() -> Region {
-        let directory = tempfile::tempdir().expect("temporary directory");
-        let mut listeners = BTreeMap::new();
-        for node_id in NODE_IDS {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            listeners.insert(node_id, listener);
-        }
-        let addresses: BTreeMap<u64, String> = listeners
-            .iter()
-            .map(|(node_id, listener)| {
-                (
-                    *node_id,
-                    listener.local_addr().expect("address").to_string(),
-                )
-            })
-            .collect();
-        let mut configs = BTreeMap::new();
-        for node_id in NODE_IDS {
-            let mut node = RegionNodeConfig::new(
-                node_id,
-                NODE_IDS.to_vec(),
-                RegionId::new("test-region").expect("valid region"),
-            );
-            node.global_tier = false;
-            let config = DriverConfig {
-                node,
-                listen_address: addresses[&node_id].clone(),
-                data_dir: directory.path().join(format!("node-{node_id}")),
-                peers: addresses
-                    .iter()
-                    .filter(|(peer, _)| **peer != node_id)
-                    .map(|(peer, address)| PeerAddress {
-                        node_id: *peer,
-                        address: address.clone(),
-                    })
-                    .collect(),
-                tick_interval_us: TICK_INTERVAL_US,
-            };
-            configs.insert(node_id, config);
-        }
-        let mut region = Region {
-            _directory: directory,
-            configs,
-            nodes: BTreeMap::new(),
-            stubs: BTreeMap::new(),
-        };
-        for (node_id, listener) in listeners {
-            region.start_node(node_id, listener).await;
-        }
-        region
-    }
-
-    async fn start_node(&mut self, node_id: u64, listener: TcpListener) {
-        let config = self.configs[&node_id].clone();
-        let address = config.listen_address.clone();
-        let node = start_with_listener(config, listener)
-            .await
-            .expect("start node");
-        self.nodes.insert(node_id, node);
-        let channel = Endpoint::from_shared(format!("http://{address}"))
-            .expect("uri")
-            .connect_lazy();
-        self.stubs.insert(node_id, region_client_client(channel));
-    }
-
-    async fn restart(&mut self, node_id: u64) {
-        let node = self.nodes.remove(&node_id).expect("running");
-        node.shutdown().await.expect("clean shutdown");
-        let listener = TcpListener::bind(&self.configs[&node_id].listen_address)
-            .await
-            .expect("bind the same address again");
-        self.start_node(node_id, listener).await;
-    }
-
-    fn stub(&self, node_id: u64) -> Stub {
-        self.stubs[&node_id].clone()
-    }
-
     async fn status(&self, node_id: u64) -> proto::StatusReply {
         self.stub(node_id)
             .status(proto::StatusRequest {})
@@ -229,7 +126,7 @@ impl Region {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_agree_truncate_the_log_and_a_mismatch_raises_an_alarm() {
-    let mut region = Region::start().await;
+    let mut region = Region::start(false).await;
     let leader = region.wait_for_leader().await;
     let followers: Vec<u64> = NODE_IDS.into_iter().filter(|&id| id != leader).collect();
     let mut last = 0;
@@ -361,7 +258,7 @@ async fn checkpoints_agree_truncate_the_log_and_a_mismatch_raises_an_alarm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_uploads_are_refused_naming_the_field_and_the_largest_state_travels_both_ways() {
-    let region = Region::start().await;
+    let region = Region::start(false).await;
     let leader = region.wait_for_leader().await;
     let follower = NODE_IDS.into_iter().find(|&id| id != leader).unwrap();
     let position = region.propose(leader, "big/object", 1, 1).await;
@@ -447,7 +344,7 @@ async fn malformed_uploads_are_refused_naming_the_field_and_the_largest_state_tr
 /// Reference: DESIGN.md section 1, "linearizable reads on request".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_returns_a_position_at_or_above_every_acknowledged_proposal() {
-    let region = Region::start().await;
+    let region = Region::start(false).await;
     region.wait_for_leader().await;
     for round in 1..=3 {
         let mut acknowledged = 0;

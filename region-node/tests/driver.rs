@@ -9,109 +9,18 @@ use dsss::region_client::{Call, RegionClient, RegionConnections};
 use dsss_raft_group::encode_message;
 use dsss_raft_group::raft::eraftpb::{Message, MessageType};
 use dsss_region_node::RegionNodeConfig;
-use dsss_region_node::driver::{DriverConfig, PeerAddress, RunningNode, start_with_listener};
 use dsss_region_node::service::CLIENT_PROPOSALS_IN_FLIGHT_MAX;
 use dsss_wire::grpc::region_peer_client;
 use dsss_wire::proto::region_client_client::RegionClientClient;
 use dsss_wire::proto::{self, log_entry, propose_reply};
 use dsss_wire::{RegionId, Scope};
-use tokio::net::TcpListener;
 use tokio::time::{Instant, sleep};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 
-const NODE_IDS: [u64; 3] = [1, 2, 3];
+mod support;
 
-/// Generous bound on every wait; nothing here asserts how fast anything happens.
-const WAIT_MAX: Duration = Duration::from_secs(60);
-
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
-
-/// Raft ticks of the test nodes: elections after 200 to 400 ms.
-const TICK_INTERVAL_US: u64 = 20_000;
-
-struct Region {
-    _directory: tempfile::TempDir,
-    configs: BTreeMap<u64, DriverConfig>,
-    nodes: BTreeMap<u64, RunningNode>,
-}
-
-impl Region {
-    async fn start() -> Region {
-        let directory = tempfile::tempdir().expect("temporary directory");
-        let mut listeners = BTreeMap::new();
-        for node_id in NODE_IDS {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            listeners.insert(node_id, listener);
-        }
-        let addresses: BTreeMap<u64, String> = listeners
-            .iter()
-            .map(|(node_id, listener)| {
-                (
-                    *node_id,
-                    listener.local_addr().expect("address").to_string(),
-                )
-            })
-            .collect();
-        let mut configs = BTreeMap::new();
-        for node_id in NODE_IDS {
-            let config = DriverConfig {
-                node: RegionNodeConfig::new(
-                    node_id,
-                    NODE_IDS.to_vec(),
-                    RegionId::new("test-region").expect("valid region"),
-                ),
-                listen_address: addresses[&node_id].clone(),
-                data_dir: directory.path().join(format!("node-{node_id}")),
-                peers: addresses
-                    .iter()
-                    .filter(|(peer, _)| **peer != node_id)
-                    .map(|(peer, address)| PeerAddress {
-                        node_id: *peer,
-                        address: address.clone(),
-                    })
-                    .collect(),
-                tick_interval_us: TICK_INTERVAL_US,
-            };
-            configs.insert(node_id, config);
-        }
-        let mut nodes = BTreeMap::new();
-        for (node_id, listener) in listeners {
-            let node = start_with_listener(configs[&node_id].clone(), listener)
-                .await
-                .expect("start node");
-            nodes.insert(node_id, node);
-        }
-        Region {
-            _directory: directory,
-            configs,
-            nodes,
-        }
-    }
-
-    fn members(&self) -> Vec<(u64, String)> {
-        self.configs
-            .iter()
-            .map(|(node_id, config)| (*node_id, config.listen_address.clone()))
-            .collect()
-    }
-
-    async fn stop(&mut self, node_id: u64) {
-        let node = self.nodes.remove(&node_id).expect("running");
-        node.shutdown().await.expect("clean shutdown");
-    }
-
-    async fn restart(&mut self, node_id: u64) {
-        let config = self.configs[&node_id].clone();
-        let listener = TcpListener::bind(&config.listen_address)
-            .await
-            .expect("bind the same address again");
-        let node = start_with_listener(config, listener)
-            .await
-            .expect("restart node");
-        self.nodes.insert(node_id, node);
-    }
-}
+use support::{NODE_IDS, POLL_INTERVAL, Region, TICK_INTERVAL_US, WAIT_MAX};
 
 async fn wait_for_leader(connections: &RegionConnections, candidates: &[u64]) -> u64 {
     let started = Instant::now();
@@ -184,7 +93,7 @@ fn key_of(entry: &proto::LogEntry) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proposals_commit_and_every_member_streams_the_same_log_resumably() {
-    let region = Region::start().await;
+    let region = Region::start(true).await;
     let connections = RegionConnections::new(&region.members()).expect("members");
     let leader = wait_for_leader(&connections, &NODE_IDS).await;
     let mut client = RegionClient::new(connections.clone(), 5);
@@ -272,7 +181,7 @@ async fn proposals_commit_and_every_member_streams_the_same_log_resumably() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_name_the_field_and_the_node_keeps_serving() {
-    let region = Region::start().await;
+    let region = Region::start(true).await;
     let connections = RegionConnections::new(&region.members()).expect("members");
     let leader = wait_for_leader(&connections, &NODE_IDS).await;
     let address = region.configs[&leader].listen_address.clone();
@@ -403,7 +312,7 @@ async fn malformed_requests_name_the_field_and_the_node_keeps_serving() {
 /// that knows no leader. Status tells the raft commit index apart from the applied position.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_forwards_proposals_and_status_reports_commit_apart_from_applied() {
-    let region = Region::start().await;
+    let region = Region::start(true).await;
     let connections = RegionConnections::new(&region.members()).expect("members");
     let leader = wait_for_leader(&connections, &NODE_IDS).await;
     let follower = NODE_IDS
@@ -453,7 +362,7 @@ async fn a_follower_forwards_proposals_and_status_reports_commit_apart_from_appl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlines_and_in_flight_bounds_hold_and_retries_apply_once() {
-    let mut region = Region::start().await;
+    let mut region = Region::start(true).await;
     let connections = RegionConnections::new(&region.members()).expect("members");
     let leader = wait_for_leader(&connections, &NODE_IDS).await;
     let followers: Vec<u64> = NODE_IDS

@@ -1,7 +1,9 @@
-//! Application instances holding SDK replicas of one global `dsss_examples::Bank`, on a
-//! simulated cluster of real region nodes and coordinator replicas, under faults drawn from
-//! many seeds; and the checkers that judge them, including tests that the checkers catch a
-//! corrupted history (DESIGN.md sections 1, 2 and 6). Replay a failing seed with `DSSS_SEED=S`.
+//! Application instances holding SDK replicas of shared objects (a global
+//! `dsss_examples::Bank`, `Counter` and `Lobby`, a regional `Leaderboard` in every region, and
+//! an object whose method panics), on a simulated cluster of real region nodes and coordinator
+//! replicas, under faults drawn from many seeds; and the checkers that judge them, including
+//! tests that the checkers catch a corrupted history (DESIGN.md sections 1, 2 and 6). Replay a
+//! failing seed with `DSSS_SEED=S`.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -17,11 +19,15 @@ use dsss_simulations::workloads::sdk::history::{
     AppliedRecord, CallCompletion, CallEvent, CallSpec, ClientHistory, Operation, ReadEvent,
     ReplicaRecord, SdkHistory, SyncBarrier,
 };
-use dsss_simulations::workloads::sdk::{
-    ExhaustiveVerdict, SdkReport, SdkRun, SdkRunSettings, find_sequential_order, run_bank,
-    run_sdk_traced,
+use dsss_simulations::workloads::sdk::leaderboard::{
+    LeaderboardRead, LeaderboardValue, LeaderboardWorkload, leaderboard_workload,
 };
-use dsss_simulations::{SimTime, assert_deterministic, run_seeds};
+use dsss_simulations::workloads::sdk::lobby::{LobbyRead, LobbyValue, lobby_workload};
+use dsss_simulations::workloads::sdk::{
+    ExhaustiveVerdict, ObjectWorkload, SdkReport, SdkRun, SdkRunSettings, find_sequential_order,
+    run_bank, run_counter, run_lobby, run_sdk_traced,
+};
+use dsss_simulations::{SimRng, SimTime, assert_deterministic, run_seeds};
 use dsss_topology::Topology;
 
 type BankHistory = SdkHistory<BankRead, BankValue>;
@@ -702,4 +708,381 @@ fn the_order_checker_names_two_replicas_that_disagree() {
             .any(|problem| problem.contains("the replica of client 2 applied c2 s1")),
         "{problems:?}"
     );
+}
+
+// More objects: a counter, a lobby, a regional leaderboard.
+
+/// Runs `seeds` seeds of `run` on the local topology under the standard faults; every run must
+/// pass. Returns the reports.
+fn faulty_local_runs(
+    name: &str,
+    seeds: u64,
+    run: impl Fn(&SdkRunSettings) -> Result<SdkReport, String>,
+) -> Vec<SdkReport> {
+    let mut reports = Vec::new();
+    run_seeds(name, seeds, |seed| {
+        let settings = SdkRunSettings::new(seed, local_topology()).with_standard_faults();
+        let report = run(&settings).expect("valid settings");
+        assert_passed(&report);
+        reports.push(report);
+    });
+    reports
+}
+
+#[test]
+fn a_fault_free_local_counter_keeps_one_order() {
+    let report = run_counter(&SdkRunSettings::new(1, local_topology())).expect("valid settings");
+    assert_passed(&report);
+    assert!(report.calls_completed > 60, "{report}");
+    assert!(report.reads > 20, "{report}");
+    assert_eq!(report.calls, report.calls_completed, "{report}");
+    assert_eq!(report.calls_refused_by_object, 0, "{report}");
+}
+
+/// Reference: DESIGN.md section 6, "One order" and "Sequential consistency": every add returns,
+/// and every read shows, what a replay of the one order gives.
+#[test]
+fn local_counters_under_faults_keep_every_guarantee() {
+    let reports = faulty_local_runs(
+        "local_counters_under_faults_keep_every_guarantee",
+        20,
+        run_counter,
+    );
+    let completed: usize = reports.iter().map(|report| report.calls_completed).sum();
+    let sync_reads: usize = reports.iter().map(|report| report.sync_reads).sum();
+    assert!(completed > 0, "no add completed");
+    if std::env::var("DSSS_SEED").is_err() {
+        assert!(sync_reads > 0, "no read followed a sync()");
+        assert!(
+            reports.iter().any(|report| report.faults.crashes > 0),
+            "no node crashed"
+        );
+    }
+}
+
+#[test]
+fn a_fault_free_local_lobby_never_seats_more_than_its_capacity() {
+    let report = run_lobby(&SdkRunSettings::new(1, local_topology())).expect("valid settings");
+    assert_passed(&report);
+    assert!(report.calls_completed > 60, "{report}");
+    assert!(report.reads > 20, "{report}");
+    assert!(
+        report.calls_refused_by_object > 0,
+        "no join found the lobby full or the player seated: {report}"
+    );
+}
+
+/// Reference: DESIGN.md section 1: joins and leaves from every region, in one order, never seat
+/// more players than seats, nor two in one seat, whatever the faults.
+#[test]
+fn local_lobbies_under_faults_keep_their_seats_consistent() {
+    let reports = faulty_local_runs(
+        "local_lobbies_under_faults_keep_their_seats_consistent",
+        20,
+        run_lobby,
+    );
+    let refused: usize = reports
+        .iter()
+        .map(|report| report.calls_refused_by_object)
+        .sum();
+    let reads: usize = reports.iter().map(|report| report.reads).sum();
+    if std::env::var("DSSS_SEED").is_err() {
+        assert!(refused > 0, "the lobby refused nothing");
+        assert!(reads > 0, "nothing was read");
+    }
+}
+
+/// The lobby's invariant catches a read that seats a fifth player or two in one seat.
+#[test]
+fn the_lobby_invariant_refuses_overbooked_seats() {
+    let workload = lobby_workload();
+    let check = |seats: Vec<Option<u32>>, free_seats: u32| {
+        workload.check_read(&LobbyRead::Seats, &LobbyValue::Seats { seats, free_seats })
+    };
+    assert_eq!(
+        check(vec![Some(0), None, Some(3), None, None, Some(1)], 1),
+        Ok(())
+    );
+    assert!(check(vec![Some(0), Some(1), Some(2), Some(3), Some(4), None], 0).is_err());
+    assert!(check(vec![Some(0), Some(0), None, None, None, None], 2).is_err());
+    assert!(check(vec![Some(0), None, None, None, None, None], 2).is_err());
+}
+
+/// Every replica of a regional object applied only the records of its own region's instances,
+/// in its region's log order.
+fn assert_regional(run: &SdkRun<LeaderboardWorkload>) {
+    for (client, replica) in &run.history.replicas {
+        assert!(!replica.applied.is_empty(), "{}", run.report);
+        for applied in &replica.applied {
+            let caller_region = &run.history.clients[&applied.client_id].region;
+            assert_eq!(
+                caller_region, &replica.region,
+                "the replica of client {client} applied a record of {caller_region}"
+            );
+            assert_eq!(applied.order, (applied.position, 0));
+        }
+    }
+}
+
+/// Reference: DESIGN.md section 2, "Object scope": a regional object has copies in its region
+/// only, ordered by that region's group alone.
+#[test]
+fn a_fault_free_local_leaderboard_stays_in_each_region() {
+    let settings = SdkRunSettings::new(1, local_topology());
+    let run = run_sdk_traced(&settings, leaderboard_workload()).expect("valid settings");
+    assert_passed(&run.report);
+    assert!(run.report.calls_completed > 60, "{}", run.report);
+    assert!(run.report.reads > 20, "{}", run.report);
+    assert_regional(&run);
+    let regions: std::collections::BTreeSet<&str> = run
+        .history
+        .replicas
+        .values()
+        .map(|replica| replica.region.as_str())
+        .collect();
+    assert_eq!(regions.len(), 3);
+}
+
+#[test]
+fn local_leaderboards_under_faults_keep_every_guarantee() {
+    let completed = Cell::new(0_usize);
+    run_seeds(
+        "local_leaderboards_under_faults_keep_every_guarantee",
+        20,
+        |seed| {
+            let settings = SdkRunSettings::new(seed, local_topology()).with_standard_faults();
+            let run = run_sdk_traced(&settings, leaderboard_workload()).expect("valid settings");
+            assert_passed(&run.report);
+            assert_regional(&run);
+            completed.set(completed.get() + run.report.calls_completed);
+        },
+    );
+    assert!(completed.get() > 0, "no score was recorded");
+}
+
+/// The checkers judge each region's board on its own (the exhaustive search too: one order of
+/// all regions' calls would explain no history), and name the region of a problem.
+#[test]
+fn the_checkers_name_the_region_of_a_regional_problem() {
+    let mut settings = SdkRunSettings::small(3, local_topology(), 6).with_standard_faults();
+    settings.cluster.clients_per_region = 2;
+    let run = run_sdk_traced(&settings, leaderboard_workload()).expect("valid settings");
+    assert_passed(&run.report);
+    match &run.report.exhaustive {
+        Some(ExhaustiveVerdict::Consistent { order, .. }) => {
+            assert_eq!(order.len(), run.history.operation_count(), "{}", run.report);
+        }
+        other => panic!("the search gave {other:?}\n{}", run.report),
+    }
+    let check = |history: &SdkHistory<LeaderboardRead, LeaderboardValue>| {
+        check_all(
+            &leaderboard_workload(),
+            history,
+            settings.application.checkpoint_every_records,
+            &BTreeMap::new(),
+        )
+    };
+    assert_eq!(check(&run.history), Vec::<String>::new());
+    let (&client, replica) = run
+        .history
+        .replicas
+        .iter()
+        .find(|(_, replica)| replica.applied.len() > 1)
+        .unwrap();
+    let region = replica.region.clone();
+    let mut skipped = run.history.clone();
+    skipped.replicas.get_mut(&client).unwrap().applied.remove(0);
+    let problems = check(&skipped);
+    assert!(
+        problems
+            .iter()
+            .any(|problem| problem.starts_with(&format!("region {region}: one order"))),
+        "{problems:?}"
+    );
+}
+
+// A method that panics: a deterministic failure, skipped in every copy alike.
+
+/// A counter whose `add` panics on multiples of 7, after it changed the state: the replica
+/// must put the state back and skip the call in every copy.
+#[dsss::shared_object]
+#[derive(Default, Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FragileCounter {
+    value: i64,
+    adds: u64,
+}
+
+#[dsss::methods]
+impl FragileCounter {
+    /// Adds `amount` and returns the new value; panics when `amount` is a multiple of 7.
+    #[mutate(id = 1)]
+    pub fn add(&mut self, amount: i64) -> i64 {
+        self.value += amount;
+        self.adds += 1;
+        if amount % 7 == 0 {
+            panic!("FragileCounter refuses {amount}, a multiple of 7");
+        }
+        self.value
+    }
+
+    /// The value.
+    pub fn value(&self) -> i64 {
+        self.value
+    }
+
+    /// The adds applied.
+    pub fn adds(&self) -> u64 {
+        self.adds
+    }
+}
+
+/// The largest amount one fragile add moves the counter by.
+const FRAGILE_AMOUNT_MAX: i64 = 30;
+
+/// What a read of the fragile counter asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FragileRead {
+    Value,
+    Adds,
+}
+
+/// Random adds, about one in five a multiple of 7, and reads of both getters.
+struct FragileWorkload;
+
+impl FragileWorkload {
+    fn amount(call: &CallSpec) -> Option<i64> {
+        (call.method_id == 1)
+            .then(|| Postcard::decode::<(i64,)>(&call.arguments).ok())
+            .flatten()
+            .map(|(amount,)| amount)
+    }
+}
+
+impl ObjectWorkload for FragileWorkload {
+    type Object = FragileCounter;
+    type Read = FragileRead;
+    type Value = i64;
+
+    fn object_id(&self) -> &str {
+        "sim/fragile-counter"
+    }
+
+    fn setup_calls(&self) -> Vec<CallSpec> {
+        Vec::new()
+    }
+
+    fn is_set_up(&self, _object: &FragileCounter) -> bool {
+        true
+    }
+
+    fn random_call(&self, rng: &mut SimRng) -> CallSpec {
+        let amount = rng.range_inclusive_i64(-FRAGILE_AMOUNT_MAX, FRAGILE_AMOUNT_MAX);
+        CallSpec {
+            method_id: 1,
+            arguments: Postcard::encode(&(amount,)).unwrap(),
+        }
+    }
+
+    fn random_read(&self, rng: &mut SimRng) -> FragileRead {
+        if rng.chance(0.5) {
+            FragileRead::Value
+        } else {
+            FragileRead::Adds
+        }
+    }
+
+    fn read(&self, object: &FragileCounter, read: &FragileRead) -> i64 {
+        match read {
+            FragileRead::Value => object.value(),
+            FragileRead::Adds => i64::try_from(object.adds()).unwrap(),
+        }
+    }
+
+    fn check_read(&self, _read: &FragileRead, _value: &i64) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn is_refusal(&self, _call: &CallSpec, _outcome: &Result<Vec<u8>, dsss::MethodError>) -> bool {
+        false
+    }
+}
+
+/// The state after each prefix of `order`, applied to a plain `FragileCounter` (no replica)
+/// with every multiple of 7 left out: index k holds the state after k records.
+fn states_skipping_multiples_of_seven(order: &[checker::OrderedRecord]) -> Vec<FragileCounter> {
+    let mut object = FragileCounter::default();
+    let mut states = vec![object.clone()];
+    for record in order {
+        if let Some(amount) = FragileWorkload::amount(&record.call)
+            && amount % 7 != 0
+        {
+            object.add(amount);
+        }
+        states.push(object.clone());
+    }
+    states
+}
+
+/// Reference: DESIGN.md section 2, "Panics in a method are deterministic failures": the
+/// caller gets an error that names the method, every copy skips the call alike (state hashes
+/// agree), and the state is the one a log without those calls gives.
+#[test]
+fn panicking_calls_fail_alike_everywhere_and_leave_no_trace() {
+    let panicked = Cell::new(0_usize);
+    let succeeded = Cell::new(0_usize);
+    run_seeds(
+        "panicking_calls_fail_alike_everywhere_and_leave_no_trace",
+        20,
+        |seed| {
+            let settings = SdkRunSettings::new(seed, local_topology()).with_standard_faults();
+            let run = run_sdk_traced(&settings, FragileWorkload).expect("valid settings");
+            assert_passed(&run.report);
+            for (client, call) in run.history.calls() {
+                let (Some(amount), Some(completion)) =
+                    (FragileWorkload::amount(&call.call), &call.completion)
+                else {
+                    continue;
+                };
+                if amount % 7 == 0 {
+                    match &completion.outcome {
+                        Err(dsss::MethodError::Panicked {
+                            type_name,
+                            method,
+                            message,
+                        }) => {
+                            assert_eq!(*method, "add");
+                            assert!(type_name.ends_with("FragileCounter"), "{type_name}");
+                            assert!(message.contains("a multiple of 7"), "{message}");
+                        }
+                        other => {
+                            panic!("c{client} s{} add({amount}) gave {other:?}", call.sequence)
+                        }
+                    }
+                    panicked.set(panicked.get() + 1);
+                } else {
+                    assert!(
+                        completion.outcome.is_ok(),
+                        "c{client} s{} add({amount}) gave {:?}",
+                        call.sequence,
+                        completion.outcome
+                    );
+                    succeeded.set(succeeded.get() + 1);
+                }
+            }
+            let (order, problems) = checker::total_order(&run.history);
+            assert!(problems.is_empty(), "{problems:?}");
+            let states = states_skipping_multiples_of_seven(&order);
+            for (client, read) in run.history.reads() {
+                let state = &states[usize::try_from(read.records_applied).unwrap()];
+                let expected = FragileWorkload.read(state, &read.read);
+                assert_eq!(
+                    read.value, expected,
+                    "client {client} read {:?} after {} records",
+                    read.read, read.records_applied
+                );
+            }
+        },
+    );
+    assert!(panicked.get() > 0, "no add panicked");
+    assert!(succeeded.get() > 0, "no add succeeded");
 }

@@ -137,7 +137,18 @@ impl GlobalCluster {
             if !candidates.contains(node_id) {
                 continue;
             }
-            let mut request = Request::new(proto::ReadSealedEpochRequest::default());
+            // Every message between nodes carries its sender's clock; the replicas refuse a
+            // read without one.
+            let physical_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_micros() as u64);
+            let mut request = Request::new(proto::ReadSealedEpochRequest {
+                sender_node_id: 0,
+                sender_time: Some(proto::Timestamp {
+                    physical_us,
+                    logical: 0,
+                }),
+            });
             request.set_timeout(CONNECT_TIMEOUT);
             if let Ok(reply) = client.clone().read_sealed_epoch(request).await {
                 let reply = reply.into_inner();

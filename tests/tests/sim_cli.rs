@@ -133,3 +133,24 @@ fn a_simulated_region_under_faults_passes_its_checks_and_names_bad_options() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("member"), "{stderr}");
 }
+
+#[test]
+fn every_example_object_runs_in_the_simulator_and_a_wrong_name_is_refused() {
+    let root = workspace_root();
+    for object in ["bank", "counter", "lobby", "leaderboard"] {
+        let output = run_dsss(root, ["sim", "sdk", "--object", object]);
+        assert!(output.status.success(), "{object}: {output:?}");
+        let report = stdout_of(&output);
+        assert!(
+            report.contains("all 1 seeds passed every check"),
+            "{object}: {report}"
+        );
+    }
+    let output = run_dsss(root, ["sim", "sdk", "--object", "piggy-bank"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("piggy-bank") && stderr.contains("lobby"),
+        "{stderr}"
+    );
+}

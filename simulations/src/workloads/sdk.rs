@@ -1,11 +1,12 @@
 //! The sdk workload: application instances that hold the SDK's sans-IO [`Replica`] of one
-//! global object, on a cluster of real region nodes and coordinator replicas (the global
-//! workload's), under the same faults; and the checkers of the guarantees an application
-//! relies on (DESIGN.md sections 1, 2 and 6).
+//! shared object (global, or one per region for a regional object), on a cluster of real
+//! region nodes and coordinator replicas (the global workload's), under the same faults; and
+//! the checkers of the guarantees an application relies on (DESIGN.md sections 1, 2 and 6).
 //!
 //! A run goes like this. Every instance declares the object's schema (as `Client::open`
 //! does); the first instance of the first region makes the workload's setup calls (for the
-//! bank: it opens the accounts); this setup runs without faults, until every copy shows it.
+//! bank: it opens the accounts; a regional object is set up by the first instance of every
+//! region, for its region's object); this setup runs without faults, until every copy shows it.
 //! Then the fault window starts: instances call, read and `sync()`-read at random while the
 //! seed's faults happen. Then the faults heal, the cluster converges, and the run drains: it
 //! goes on until every replica has applied every record of the object that the final logs
@@ -14,13 +15,17 @@
 //! an order with no help from the system ([`exhaustive`]).
 //!
 //! The workload is generic over the object: [`ObjectWorkload`] says which calls and reads to
-//! make and what must hold of every read; [`bank`] is the bank.
+//! make and what must hold of every read, and whether the object is global or regional;
+//! [`bank`], [`counter`] and [`lobby`] are global objects, [`leaderboard`] a regional one.
 
 pub mod application;
 pub mod bank;
 pub mod checker;
+pub mod counter;
 pub mod exhaustive;
 pub mod history;
+pub mod leaderboard;
+pub mod lobby;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -31,6 +36,7 @@ use std::time::Duration;
 use dsss::{MethodError, SharedObject};
 use dsss_region_node::{LogEntry, RegionLog};
 use dsss_topology::Topology;
+use dsss_wire::Scope;
 
 pub use application::{ApplicationProcess, ApplicationSettings};
 pub use exhaustive::{EXHAUSTIVE_OPERATIONS_MAX, ExhaustiveVerdict, find_sequential_order};
@@ -81,6 +87,23 @@ pub trait ObjectWorkload: 'static {
 
     /// Whether the object refused `call` by its own result (for the bank: an overdraft).
     fn is_refusal(&self, call: &CallSpec, outcome: &Result<Vec<u8>, MethodError>) -> bool;
+
+    /// Where the object lives (DESIGN.md section 2): [`Scope::Global`], one object copied in
+    /// every region and ordered by the coordinator, or [`Scope::Regional`], one object per
+    /// region, copied and ordered in that region alone.
+    fn scope(&self) -> Scope {
+        Scope::Global
+    }
+
+    /// The name of the object the instances of `region` use: [`ObjectWorkload::object_id`]
+    /// for a global object; for a regional one, the object id, a slash and the region, so
+    /// that every region holds an object of its own.
+    fn object_id_in(&self, region: &str) -> String {
+        match self.scope() {
+            Scope::Global => self.object_id().to_string(),
+            Scope::Regional => format!("{}/{region}", self.object_id()),
+        }
+    }
 }
 
 /// The longest setup a run accepts.
@@ -333,8 +356,11 @@ pub fn run_sdk_traced<W: ObjectWorkload>(
     workload: W,
 ) -> Result<SdkRun<W>, String> {
     settings.validate()?;
-    dsss_wire::ObjectId::new(workload.object_id())
-        .map_err(|error| format!("object id {:?}: {error}", workload.object_id()))?;
+    for region in &settings.cluster.topology.regions {
+        let object_id = workload.object_id_in(&region.id);
+        dsss_wire::ObjectId::new(object_id.as_str())
+            .map_err(|error| format!("object id {object_id:?}: {error}"))?;
+    }
     let workload = Rc::new(workload);
     let observer: Rc<RefCell<SdkObserver<W::Read, W::Value>>> =
         Rc::new(RefCell::new(SdkObserver::default()));
@@ -363,7 +389,7 @@ pub fn run_sdk_traced<W: ObjectWorkload>(
             drain(
                 &mut cluster,
                 &observer,
-                workload.object_id(),
+                workload.as_ref(),
                 settings.drain_max,
             )
         });
@@ -445,7 +471,28 @@ pub fn run_bank(settings: &SdkRunSettings) -> Result<SdkReport, String> {
     run_sdk(settings, bank::bank_workload(bank::BANK_ACCOUNT_COUNT)?)
 }
 
-/// Makes the instances: the first of the first region sets the object up.
+/// The entry point of a counter run: random adds to one global `dsss_examples::Counter` on
+/// the cluster of `settings`, checked.
+pub fn run_counter(settings: &SdkRunSettings) -> Result<SdkReport, String> {
+    run_sdk(settings, counter::counter_workload())
+}
+
+/// The entry point of a lobby run: [`lobby::LOBBY_PLAYER_COUNT`] players joining and leaving
+/// one global `dsss_examples::Lobby` of [`lobby::LOBBY_CAPACITY`] seats on the cluster of
+/// `settings`, checked.
+pub fn run_lobby(settings: &SdkRunSettings) -> Result<SdkReport, String> {
+    run_sdk(settings, lobby::lobby_workload())
+}
+
+/// The entry point of a leaderboard run: random scores on a regional
+/// `dsss_examples::Leaderboard` in every region of the cluster of `settings`, each region's
+/// board checked on its own.
+pub fn run_leaderboard(settings: &SdkRunSettings) -> Result<SdkReport, String> {
+    run_sdk(settings, leaderboard::leaderboard_workload())
+}
+
+/// Makes the instances: the first of the first region sets the object up (of every region,
+/// for a regional object).
 fn application_factory<W: ObjectWorkload>(
     workload: &Rc<W>,
     settings: ApplicationSettings,
@@ -455,8 +502,10 @@ fn application_factory<W: ObjectWorkload>(
     let workload = Rc::clone(workload);
     let observer = Rc::clone(observer);
     let operations_until = Rc::clone(operations_until);
+    let regional = workload.scope() == Scope::Regional;
     Box::new(move |place: &ApplicationPlace| {
-        let sets_up = place.region_index == 0 && place.index_in_region == 0;
+        // Every regional object needs its own setup; a global one is set up once.
+        let sets_up = (place.region_index == 0 || regional) && place.index_in_region == 0;
         let instance = ApplicationProcess::new(
             Rc::clone(&workload),
             settings,
@@ -494,13 +543,21 @@ struct OperationCounts {
 impl OperationCounts {
     fn of<W: ObjectWorkload>(workload: &W, history: &SdkHistory<W::Read, W::Value>) -> Self {
         let calls: Vec<_> = history.calls().map(|(_, call)| call).collect();
+        // Every region's replicas follow one order per object: for a global object the same
+        // order everywhere, for a regional object one order per region, counted together.
+        let mut longest_by_region: BTreeMap<&str, usize> = BTreeMap::new();
+        for replica in history.replicas.values() {
+            let longest = longest_by_region
+                .entry(replica.region.as_str())
+                .or_default();
+            *longest = (*longest).max(replica.applied.len());
+        }
+        let records_in_order = match workload.scope() {
+            Scope::Global => longest_by_region.values().copied().max().unwrap_or(0),
+            Scope::Regional => longest_by_region.values().sum(),
+        };
         OperationCounts {
-            records_in_order: history
-                .replicas
-                .values()
-                .map(|replica| replica.applied.len())
-                .max()
-                .unwrap_or(0),
+            records_in_order,
             calls: calls.len(),
             calls_completed: calls
                 .iter()
@@ -537,8 +594,9 @@ fn final_logs(cluster: &GlobalCluster) -> BTreeMap<String, BTreeMap<NodeId, &Reg
     logs
 }
 
-/// How many sequenced records of `object_id` the longest log of `region`'s members holds.
-fn records_in_region(cluster: &GlobalCluster, region: &str, object_id: &str) -> u64 {
+/// How many records of `object_id` in `scope` (sequenced records of a global object, records of
+/// a regional one) the longest log of `region`'s members holds.
+fn records_in_region(cluster: &GlobalCluster, region: &str, object_id: &str, scope: Scope) -> u64 {
     let Some((_, members)) = cluster.regions().iter().find(|(name, _)| name == region) else {
         return 0;
     };
@@ -548,9 +606,12 @@ fn records_in_region(cluster: &GlobalCluster, region: &str, object_id: &str) -> 
         .map(|node| {
             node.region_log()
                 .records()
-                .filter(|stored| {
-                    matches!(&stored.entry, LogEntry::SequencedGlobal { record, .. }
-                        if record.object_id.as_str() == object_id)
+                .filter(|stored| match (&stored.entry, scope) {
+                    (LogEntry::SequencedGlobal { record, .. }, Scope::Global)
+                    | (LogEntry::Regional(record), Scope::Regional) => {
+                        record.object_id.as_str() == object_id
+                    }
+                    _ => false,
                 })
                 .count() as u64
         })
@@ -583,10 +644,10 @@ fn set_up<R, V>(
 
 /// Runs until every replica has applied every record of the object its region's log holds,
 /// at most `within`.
-fn drain<R, V>(
+fn drain<W: ObjectWorkload>(
     cluster: &mut GlobalCluster,
-    observer: &Rc<RefCell<SdkObserver<R, V>>>,
-    object_id: &str,
+    observer: &Rc<RefCell<SdkObserver<W::Read, W::Value>>>,
+    workload: &W,
     within: Duration,
 ) -> Result<(), String> {
     let deadline = cluster.simulation().now().saturating_add(within);
@@ -597,9 +658,10 @@ fn drain<R, V>(
             let mut held: BTreeMap<&str, u64> = BTreeMap::new();
             for (&client, replica) in &observer.history().replicas {
                 let region = replica.region.as_str();
-                let in_log = *held
-                    .entry(region)
-                    .or_insert_with(|| records_in_region(cluster, region, object_id));
+                let in_log = *held.entry(region).or_insert_with(|| {
+                    let object_id = workload.object_id_in(region);
+                    records_in_region(cluster, region, &object_id, workload.scope())
+                });
                 if replica.records_applied != in_log {
                     behind.push(format!(
                         "client {client} ({region}) applied {} of {in_log}",

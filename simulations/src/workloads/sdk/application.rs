@@ -1,11 +1,13 @@
 //! [`ApplicationProcess`]: a simulated application instance. It holds the SDK's sans-IO
-//! [`Replica`] of one global object, follows its region's log into it, calls the object's
-//! methods, and reads its local copy, as an application built on the `dsss` crate does.
+//! [`Replica`] of one object (a global object, or its region's copy of a regional object),
+//! follows its region's log into it, calls the object's methods, and reads its local copy, as
+//! an application built on the `dsss` crate does.
 //!
 //! Following the log: the instance asks one member of its region for the applied log from
 //! `replica.position() + 1` on ([`GlobalMessage::ReadLog`]); the answer is dense and bounded
-//! ([`LOG_ENTRIES_PER_READ_MAX`]). It applies the object's records in their sequenced form only
-//! (a pending global record is never applied), notes every other position as a gap, and asks
+//! ([`LOG_ENTRIES_PER_READ_MAX`]). It applies a global object's records in their sequenced
+//! form only (a pending global record is never applied) and a regional object's records as
+//! its region committed them, notes every other position as a gap, and asks
 //! again at once when the answer was full, else after a poll interval. When a member does not
 //! answer in time (it crashed, or the network lost the message) the instance goes to the next
 //! member and resumes from its own position: it asserts that every answer starts right after
@@ -208,13 +210,14 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
         if members.is_empty() {
             return Err(format!("region {region} has no members"));
         }
-        let object_id = ObjectId::new(workload.object_id())
-            .map_err(|error| format!("object id {:?}: {error}", workload.object_id()))?;
+        let object_name = workload.object_id_in(&region);
+        let object_id = ObjectId::new(object_name.as_str())
+            .map_err(|error| format!("object id {object_name:?}: {error}"))?;
         let replica_config = ReplicaConfig {
             checkpoint_every_records: settings.checkpoint_every_records,
             ..ReplicaConfig::default()
         };
-        let replica = Replica::new(workload.object_id(), replica_config);
+        let replica = Replica::new(&object_name, replica_config);
         let mut scripted = VecDeque::new();
         scripted.push_back(CallSpec {
             method_id: SCHEMA_METHOD_ID,
@@ -304,7 +307,8 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
         if let Some(checkpoint) = fetch.checkpoint {
             // No instance of this workload uploads checkpoints.
             self.halt(format!(
-                "client {}: the region keeps a checkpoint of {} at position {} that no instance                  uploaded",
+                "client {}: the region keeps a checkpoint of {} at position {} that no instance \
+                 uploaded",
                 cx.node(),
                 self.object_id.as_str(),
                 checkpoint.position
@@ -388,30 +392,40 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
                 ));
                 return;
             }
-            match entry {
+            // A global object's records stand in the order of the sealed epochs, a regional
+            // object's in its region's log order: (position, 0) names that place.
+            let (order, record, scope) = match entry {
                 LogEntry::SequencedGlobal {
                     epoch_number,
                     index_in_epoch,
                     record,
                 } if record.object_id == self.object_id => {
-                    self.apply_record(cx, position, (epoch_number, index_in_epoch), &record);
-                    if self.halted {
-                        return;
-                    }
+                    ((epoch_number, index_in_epoch), record, Scope::Global)
                 }
                 LogEntry::Regional(record) if record.object_id == self.object_id => {
-                    self.halt(format!(
-                        "client {node}: position {position} holds a regional record of the \
-                         global object {} (c{} s{})",
-                        self.object_id.as_str(),
-                        record.client_id,
-                        record.request_sequence
-                    ));
-                    return;
+                    ((position, 0), record, Scope::Regional)
                 }
                 // A pending global record is applied later, at its sequenced copy; other
                 // objects' records and epoch ends only move the position.
-                _ => self.replica.handle_gap(position),
+                _ => {
+                    self.replica.handle_gap(position);
+                    continue;
+                }
+            };
+            if scope != self.workload.scope() {
+                self.halt(format!(
+                    "client {node}: position {position} holds a {scope:?} record of the {:?} \
+                     object {} (c{} s{})",
+                    self.workload.scope(),
+                    self.object_id.as_str(),
+                    record.client_id,
+                    record.request_sequence
+                ));
+                return;
+            }
+            self.apply_record(cx, position, order, &record);
+            if self.halted {
+                return;
             }
         }
         if answer.through_position > self.replica.position() {
@@ -543,7 +557,7 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
             method_id: MethodId(in_flight.call.method_id),
             arguments: Arguments::new(in_flight.call.arguments.clone())
                 .expect("workload arguments are small"),
-            scope: Scope::Global,
+            scope: self.workload.scope(),
         }
     }
 

@@ -1,8 +1,10 @@
 //! The checks of the sdk workload that use the positions the system names (DESIGN.md
-//! section 6). They sit beside the production code and read only what the instances recorded
-//! and the final region logs; [`super::exhaustive`] checks small histories without positions.
+//! section 6). A regional object is one object per region, each checked on its own. They sit
+//! beside the production code and read only what the instances recorded and the final region
+//! logs; [`super::exhaustive`] checks small histories without positions.
 //!
-//! - One order: the object's records form one total order, by (epoch number, index in epoch);
+//! - One order: the object's records form one total order, by (epoch number, index in epoch)
+//!   for a global object and by region log position for a regional one;
 //!   every replica applied a prefix of it, in order, each record once; replicas that made a
 //!   checkpoint after the same count of records hold the same state hash, and so does a
 //!   reference replica fed the order.
@@ -24,6 +26,7 @@ use std::collections::BTreeMap;
 use dsss::MethodError;
 use dsss::replica::{RecordRef, Replica, ReplicaConfig};
 use dsss_region_node::{LogEntry, RegionLog};
+use dsss_wire::Scope;
 
 use super::ObjectWorkload;
 use super::history::{CallSpec, Operation, OrderKey, SdkHistory};
@@ -458,11 +461,13 @@ pub fn check_replicas_complete<R, V>(
     problems.into_vec("replicas")
 }
 
-/// Every member's final log holds the object's sequenced records in the order, and nothing
-/// else of the object; no member holds a regional record of it. A member that no longer keeps
-/// the start of its log must hold the end of the order.
+/// Every member's final log holds the object's records of `scope` in the order (sequenced
+/// records of a global object, records of a regional one), and no record of the object of the
+/// other scope. A member that no longer keeps the start of its log must hold the end of the
+/// order. For a regional object, `logs` holds its region's members only.
 pub fn check_final_logs(
     object_id: &str,
+    scope: Scope,
     order: &[OrderedRecord],
     logs: &BTreeMap<String, BTreeMap<NodeId, &RegionLog>>,
 ) -> Vec<String> {
@@ -476,26 +481,32 @@ pub fn check_final_logs(
         for (&node, log) in members {
             let mut held: Vec<(u64, OrderKey, u64, u64)> = Vec::new();
             for stored in log.records() {
-                match &stored.entry {
+                let (key, record, record_scope) = match &stored.entry {
                     LogEntry::SequencedGlobal {
                         epoch_number,
                         index_in_epoch,
                         record,
-                    } if record.object_id.as_str() == object_id => held.push((
-                        stored.position,
-                        (*epoch_number, *index_in_epoch),
-                        record.client_id.get(),
-                        record.request_sequence.get(),
-                    )),
-                    LogEntry::Regional(record) if record.object_id.as_str() == object_id => {
-                        problems.push(format!(
-                            "{region} node {node}: position {} holds a regional record of the \
-                             global object",
-                            stored.position
-                        ));
-                    }
-                    _ => {}
+                    } => ((*epoch_number, *index_in_epoch), record, Scope::Global),
+                    LogEntry::Regional(record) => ((stored.position, 0), record, Scope::Regional),
+                    _ => continue,
+                };
+                if record.object_id.as_str() != object_id {
+                    continue;
                 }
+                if record_scope != scope {
+                    problems.push(format!(
+                        "{region} node {node}: position {} holds a {record_scope:?} record of \
+                         the {scope:?} object",
+                        stored.position
+                    ));
+                    continue;
+                }
+                held.push((
+                    stored.position,
+                    key,
+                    record.client_id.get(),
+                    record.request_sequence.get(),
+                ));
             }
             let offset = if log.first_retained_position() == 1 {
                 0
@@ -540,9 +551,53 @@ pub fn check_final_logs(
     problems.into_vec("final logs")
 }
 
-/// Every check of this module, in one list.
+/// Every check of this module, in one list. A regional object is one object per region: each
+/// region's clients, replicas and logs are checked on their own, and the problems name the
+/// region.
 pub fn check_all<W: ObjectWorkload>(
     workload: &W,
+    history: &SdkHistory<W::Read, W::Value>,
+    checkpoint_every_records: u64,
+    logs: &BTreeMap<String, BTreeMap<NodeId, &RegionLog>>,
+) -> Vec<String> {
+    match workload.scope() {
+        Scope::Global => check_object(
+            workload,
+            workload.object_id(),
+            history,
+            checkpoint_every_records,
+            logs,
+        ),
+        Scope::Regional => {
+            let mut problems = Vec::new();
+            for region in history.regions() {
+                let region_logs: BTreeMap<String, BTreeMap<NodeId, &RegionLog>> = logs
+                    .get(region)
+                    .map(|members| (region.to_string(), members.clone()))
+                    .into_iter()
+                    .collect();
+                let found = check_object(
+                    workload,
+                    &workload.object_id_in(region),
+                    &history.in_region(region),
+                    checkpoint_every_records,
+                    &region_logs,
+                );
+                problems.extend(
+                    found
+                        .into_iter()
+                        .map(|problem| format!("region {region}: {problem}")),
+                );
+            }
+            problems
+        }
+    }
+}
+
+/// Every check of this module on the history of one object, named `object_id` in the logs.
+fn check_object<W: ObjectWorkload>(
+    workload: &W,
+    object_id: &str,
     history: &SdkHistory<W::Read, W::Value>,
     checkpoint_every_records: u64,
     logs: &BTreeMap<String, BTreeMap<NodeId, &RegionLog>>,
@@ -553,6 +608,6 @@ pub fn check_all<W: ObjectWorkload>(
     problems.extend(check_checkpoint_hashes(history, &replay.checkpoint_hashes));
     problems.extend(check_clients(workload, history, &order, &replay));
     problems.extend(check_replicas_complete(history, &order));
-    problems.extend(check_final_logs(workload.object_id(), &order, logs));
+    problems.extend(check_final_logs(object_id, workload.scope(), &order, logs));
     problems
 }

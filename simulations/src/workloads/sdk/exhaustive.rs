@@ -16,6 +16,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use dsss::replica::{Checkpoint, RecordRef, Replica, ReplicaConfig};
+use dsss_wire::Scope;
 
 use super::ObjectWorkload;
 use super::history::{ClientHistory, Operation};
@@ -58,6 +59,10 @@ impl ExhaustiveVerdict {
     }
 }
 
+/// The histories of the clients of one object, by client.
+type Clients<W> =
+    BTreeMap<NodeId, ClientHistory<<W as ObjectWorkload>::Read, <W as ObjectWorkload>::Value>>;
+
 /// The object's state in the search: none before the first call, else the checkpoint the
 /// replica made after the last call placed.
 type SearchState = Option<Checkpoint>;
@@ -75,8 +80,47 @@ struct Search<'a, W: ObjectWorkload> {
 }
 
 /// Searches for a total order of `clients`' operations that explains every result and read.
-/// Gives up past `states_max` search states (at most [`EXHAUSTIVE_STATES_MAX`]).
+/// Gives up past `states_max` search states (at most [`EXHAUSTIVE_STATES_MAX`]). For a
+/// regional object, whose regions each hold an object of their own, each region's clients are
+/// searched on their own (sharing the bound on states) and the orders found are joined.
 pub fn find_sequential_order<W: ObjectWorkload>(
+    workload: &W,
+    clients: &BTreeMap<NodeId, ClientHistory<W::Read, W::Value>>,
+    states_max: usize,
+) -> ExhaustiveVerdict {
+    if workload.scope() == Scope::Global {
+        return search_one_object(workload, clients, states_max);
+    }
+    let mut by_region: BTreeMap<&str, Clients<W>> = BTreeMap::new();
+    for (&client, history) in clients {
+        by_region
+            .entry(history.region.as_str())
+            .or_default()
+            .insert(client, history.clone());
+    }
+    let mut joined = Vec::new();
+    let mut states_explored = 0;
+    for region_clients in by_region.values() {
+        let states_left = states_max.saturating_sub(states_explored);
+        match search_one_object(workload, region_clients, states_left) {
+            ExhaustiveVerdict::Consistent {
+                order,
+                states_explored: explored,
+            } => {
+                joined.extend(order);
+                states_explored += explored;
+            }
+            refused => return refused,
+        }
+    }
+    ExhaustiveVerdict::Consistent {
+        order: joined,
+        states_explored,
+    }
+}
+
+/// The search over the clients of one object.
+fn search_one_object<W: ObjectWorkload>(
     workload: &W,
     clients: &BTreeMap<NodeId, ClientHistory<W::Read, W::Value>>,
     states_max: usize,

@@ -25,9 +25,10 @@ pub const APPLIED_RECORDS_PER_REPLICA_MAX: usize = 1_000_000;
 /// The most checkpoint hashes one replica keeps for the one-order check.
 pub const CHECKPOINT_HASHES_PER_REPLICA_MAX: usize = 4_096;
 
-/// Where a record stands in the total order of a global object's records: the sealed epoch
-/// and the index in it (DESIGN.md section 2). Every region's log holds the object's records in
-/// this order.
+/// Where a record stands in the total order of an object's records. For a global object: the
+/// sealed epoch and the index in it (DESIGN.md section 2), and every region's log holds the
+/// object's records in this order. For a regional object: its position in the region's log,
+/// and 0.
 pub type OrderKey = (u64, u32);
 
 /// One call of a mutating method: which method, and its encoded arguments.
@@ -189,6 +190,42 @@ impl<R, V> SdkHistory<R, V> {
                     Operation::Call(_) => None,
                 })
         })
+    }
+
+    /// The clients of `region` and their replicas: the history of that region's copy of a
+    /// regional object.
+    pub fn in_region(&self, region: &str) -> SdkHistory<R, V>
+    where
+        R: Clone,
+        V: Clone,
+    {
+        SdkHistory {
+            clients: self
+                .clients
+                .iter()
+                .filter(|(_, history)| history.region == region)
+                .map(|(&client, history)| (client, history.clone()))
+                .collect(),
+            replicas: self
+                .replicas
+                .iter()
+                .filter(|(_, replica)| replica.region == region)
+                .map(|(&client, replica)| (client, replica.clone()))
+                .collect(),
+        }
+    }
+
+    /// The regions of the clients and replicas.
+    pub fn regions(&self) -> std::collections::BTreeSet<&str> {
+        self.clients
+            .values()
+            .map(|history| history.region.as_str())
+            .chain(
+                self.replicas
+                    .values()
+                    .map(|replica| replica.region.as_str()),
+            )
+            .collect()
     }
 
     /// How many operations all clients made.
