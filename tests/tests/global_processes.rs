@@ -7,7 +7,7 @@
 //!
 //! Build the binary first (`cargo build --workspace`, or `cargo test --workspace`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -344,27 +344,34 @@ fn key_of(record: &proto::Record) -> CallKey {
     (record.client_id, record.request_sequence)
 }
 
-/// Reads more of `node_id`'s log, from the entry after `entries`, through the position the
-/// node has applied; checks that positions follow one another.
+/// Reads more of `node_id`'s log, from the entry after `entries` (or from the first position
+/// the node retains: the region drops the leading entries that hold no object's record, such
+/// as the first epochs' ends), through the position the node has applied; checks that
+/// positions follow one another.
 async fn read_more(
     connections: &RegionConnections,
     node_id: u64,
     entries: &mut Vec<proto::LogEntry>,
 ) -> Result<(), ClientError> {
-    let applied = connections.status(node_id).await?.applied_position;
-    let from = entries.len() as u64 + 1;
-    if applied < from {
+    let status = connections.status(node_id).await?;
+    let from = match entries.last() {
+        Some(last) => last.position + 1,
+        None => status.first_retained_position.max(1),
+    };
+    if status.applied_position < from {
         return Ok(());
     }
     let more = connections
-        .read_log(node_id, from, applied, READ_WAIT_MAX)
+        .read_log(node_id, from, status.applied_position, READ_WAIT_MAX)
         .await?;
     for entry in more {
-        assert_eq!(
-            entry.position,
-            entries.len() as u64 + 1,
-            "node {node_id}'s log stream skips or repeats a position"
-        );
+        if let Some(last) = entries.last() {
+            assert_eq!(
+                entry.position,
+                last.position + 1,
+                "node {node_id}'s log stream skips or repeats a position"
+            );
+        }
         entries.push(entry);
     }
     Ok(())
@@ -404,15 +411,24 @@ fn pending_positions(entries: &[proto::LogEntry]) -> HashMap<CallKey, Vec<u64>> 
     positions
 }
 
-/// The sealed epochs of a region's log, epoch by epoch: the calls each holds, in order. Checks
-/// on the way that epochs are numbered from 1 without gaps, that every global record sits in
+/// The sealed epochs of a region's log, by epoch number: the calls each holds, in order. The
+/// log may start after the first epochs (the region drops leading entries that hold no
+/// object's record), so numbering starts at the first epoch the log shows. Checks on the way
+/// that epochs are numbered without gaps, that every global record sits in
 /// the epoch that is open at its position with the next index, and that each end-of-epoch
 /// entry counts the epoch's records. The records of an epoch not yet ended are left out.
-fn sealed_epochs(region: &str, entries: &[proto::LogEntry]) -> Vec<Vec<CallKey>> {
-    let mut sealed: Vec<Vec<CallKey>> = Vec::new();
+fn sealed_epochs(region: &str, entries: &[proto::LogEntry]) -> BTreeMap<u64, Vec<CallKey>> {
+    let mut sealed: BTreeMap<u64, Vec<CallKey>> = BTreeMap::new();
     let mut open: Vec<CallKey> = Vec::new();
+    let mut first_epoch: Option<u64> = None;
     for entry in entries {
-        let open_epoch = sealed.len() as u64 + 1;
+        let shown = match &entry.entry {
+            Some(log_entry::Entry::Global(sequenced)) => Some(sequenced.epoch_number),
+            Some(log_entry::Entry::EpochSealed(end)) => Some(end.epoch_number),
+            _ => None,
+        };
+        let first = *first_epoch.get_or_insert(shown.unwrap_or(1));
+        let open_epoch = first + sealed.len() as u64;
         match &entry.entry {
             Some(log_entry::Entry::Global(sequenced)) => {
                 assert_eq!(
@@ -431,7 +447,7 @@ fn sealed_epochs(region: &str, entries: &[proto::LogEntry]) -> Vec<Vec<CallKey>>
                     "region {region}, position {}: the end of an epoch does not match its records",
                     entry.position
                 );
-                sealed.push(std::mem::take(&mut open));
+                sealed.insert(open_epoch, std::mem::take(&mut open));
             }
             Some(_) => {}
             None => panic!(
@@ -628,8 +644,11 @@ async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call() {
         let pending = pending_positions(log);
         for call in &history.acknowledged {
             let key = (history.client_id, call.sequence);
-            let entry = log
-                .get(call.position as usize - 1)
+            let first = log.first().map_or(1, |entry| entry.position);
+            let entry = call
+                .position
+                .checked_sub(first)
+                .and_then(|offset| log.get(offset as usize))
                 .unwrap_or_else(|| panic!("region {}: no position {}", region.id, call.position));
             let Some(log_entry::Entry::Global(sequenced)) = &entry.entry else {
                 panic!(
@@ -645,10 +664,14 @@ async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call() {
                 region.id,
                 call.position
             );
+            // The region drops leading entries that hold no object's record (epoch ends and
+            // pending copies) once nothing needs them, so a pending copy below the first
+            // retained position may be gone; one that is retained must come first.
             assert!(
                 pending
                     .get(&key)
-                    .is_some_and(|positions| positions.iter().any(|&at| at < call.position)),
+                    .is_some_and(|positions| positions.iter().any(|&at| at < call.position))
+                    || (first > 1 && !pending.contains_key(&key)),
                 "region {}: call {key:?} has no pending copy before its position {}",
                 region.id,
                 call.position
@@ -699,25 +722,26 @@ async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call() {
     }
 
     // Every region holds the same sealed epochs, epoch by epoch, as far as all have them.
-    let epochs: Vec<Vec<Vec<CallKey>>> = cluster
+    let epochs: Vec<BTreeMap<u64, Vec<CallKey>>> = cluster
         .regions
         .iter()
         .zip(&logs)
         .map(|(region, log)| sealed_epochs(&region.id, log))
         .collect();
-    let common_epochs = epochs.iter().map(Vec::len).min().unwrap_or(0);
-    assert!(common_epochs > 0, "no epoch is sealed in every region");
+    let mut common_epochs = 0;
     for (region, region_epochs) in cluster.regions.iter().zip(&epochs).skip(1) {
-        for (number, (calls, first_region_calls)) in
-            (1..).zip(region_epochs.iter().zip(&epochs[0]).take(common_epochs))
-        {
-            assert_eq!(
-                calls, first_region_calls,
-                "epoch {number} differs between regions {} and {}",
-                region.id, cluster.regions[0].id
-            );
+        for (number, calls) in region_epochs {
+            if let Some(first_region_calls) = epochs[0].get(number) {
+                common_epochs += 1;
+                assert_eq!(
+                    calls, first_region_calls,
+                    "epoch {number} differs between regions {} and {}",
+                    region.id, cluster.regions[0].id
+                );
+            }
         }
     }
+    assert!(common_epochs > 0, "no epoch is sealed in every region");
 
     // The restarted node catches up: its log equals its region peer's up to the position the
     // peer was read through.
@@ -727,7 +751,8 @@ async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call() {
         .position(|region| region.node_ids.contains(&killed))
         .expect("the killed node is in a region");
     let reference = &logs[killed_region];
-    let through = reference.len() as u64;
+    let first = reference.first().map_or(1, |entry| entry.position);
+    let through = reference.last().map_or(0, |entry| entry.position);
     let connections = &cluster.region_of(killed).connections;
     let deadline = Deadline::new("the restarted node catches up with its region", WAIT_MAX);
     loop {
@@ -739,7 +764,7 @@ async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call() {
         deadline.check().await;
     }
     let mut restarted_log = connections
-        .read_log(killed, 1, through, READ_WAIT_MAX)
+        .read_log(killed, first, through, READ_WAIT_MAX)
         .await
         .unwrap_or_else(|error| panic!("read the restarted node {killed}'s log: {error}"));
     restarted_log.truncate(reference.len());
