@@ -60,7 +60,7 @@ const LEADER_WAIT_MAX: Duration = Duration::from_secs(60);
 /// The `dsss bench` subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
-    /// Measure a three-node region: records/s, p50 and p99 commit latency, client CPU per record.
+    /// Measure a three-node region: records/s, p50 and p99 commit latency, the CPU per record of the client and of the nodes.
     ///
     /// Starts three `dsss node` processes on loopback (ports picked free) in a temporary
     /// directory, each with a RocksDB store that syncs its write-ahead log on every commit
@@ -195,6 +195,10 @@ impl BenchRegion {
             region.children.push(child);
         }
         Ok(region)
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
     }
 
     fn members(&self) -> Vec<(u64, String)> {
@@ -343,6 +347,17 @@ fn process_cpu_time() -> Option<Duration> {
     parse_cpu_time(&stat)
 }
 
+/// The CPU time the node processes `pids` used so far, all together (as
+/// [`process_cpu_time`] reads it for this process).
+fn nodes_cpu_time(pids: &[u32]) -> Option<Duration> {
+    pids.iter()
+        .map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            parse_cpu_time(&stat)
+        })
+        .sum()
+}
+
 /// The kernel reports process times in USER_HZ, which is 100 on every Linux platform.
 const PROC_TICKS_PER_SECOND: u64 = 100;
 
@@ -382,7 +397,10 @@ struct LevelResult {
     records: u64,
     elapsed: Duration,
     latencies_us: Vec<u32>,
+    /// The benchmark client's CPU time over the level.
     cpu: Option<Duration>,
+    /// The three node processes' CPU time over the level.
+    nodes_cpu: Option<Duration>,
 }
 
 async fn measure(
@@ -407,12 +425,20 @@ async fn measure(
     );
     let _ = writeln!(
         stdout,
-        "{:>8} {:>12} {:>9} {:>9} {:>16}",
-        "clients", "records/s", "p50 ms", "p99 ms", "client CPU/rec"
+        "{:>8} {:>12} {:>9} {:>9} {:>16} {:>15}",
+        "clients", "records/s", "p50 ms", "p99 ms", "client CPU/rec", "nodes CPU/rec"
     );
     let mut client_id_base = 0;
     for &clients in &arguments.clients {
-        let result = run_level(&connections, leader, clients, client_id_base, arguments).await?;
+        let result = run_level(
+            &connections,
+            &region.pids(),
+            leader,
+            clients,
+            client_id_base,
+            arguments,
+        )
+        .await?;
         client_id_base += clients as u64;
         let _ = writeln!(stdout, "{}", format_row(&result));
         let _ = stdout.flush();
@@ -422,6 +448,7 @@ async fn measure(
 
 async fn run_level(
     connections: &[RegionConnections],
+    node_pids: &[u32],
     leader: u64,
     clients: usize,
     client_id_base: u64,
@@ -467,6 +494,7 @@ async fn run_level(
     }
     tokio::time::sleep(WARM_UP).await;
     let cpu_before = process_cpu_time();
+    let nodes_cpu_before = nodes_cpu_time(node_pids);
     let started = Instant::now();
     measuring.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(arguments.seconds)).await;
@@ -474,6 +502,9 @@ async fn run_level(
     let elapsed = started.elapsed();
     let cpu = process_cpu_time()
         .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    let nodes_cpu = nodes_cpu_time(node_pids)
+        .zip(nodes_cpu_before)
         .map(|(after, before)| after.saturating_sub(before));
     let mut records = 0;
     let mut latencies_us = Vec::new();
@@ -491,6 +522,7 @@ async fn run_level(
         elapsed,
         latencies_us,
         cpu,
+        nodes_cpu,
     })
 }
 
@@ -504,19 +536,20 @@ fn percentile_ms(sorted_us: &[u32], fraction: f64) -> f64 {
 
 fn format_row(result: &LevelResult) -> String {
     let records_per_second = result.records as f64 / result.elapsed.as_secs_f64();
-    let cpu_per_record = match result.cpu {
+    let per_record = |cpu: Option<Duration>| match cpu {
         Some(cpu) if result.records > 0 => {
             format!("{:.1} us", cpu.as_secs_f64() * 1e6 / result.records as f64)
         }
         _ => "unknown".to_owned(),
     };
     format!(
-        "{:>8} {:>12.0} {:>9.2} {:>9.2} {:>16}",
+        "{:>8} {:>12.0} {:>9.2} {:>9.2} {:>16} {:>15}",
         result.clients,
         records_per_second,
         percentile_ms(&result.latencies_us, 0.50),
         percentile_ms(&result.latencies_us, 0.99),
-        cpu_per_record
+        per_record(result.cpu),
+        per_record(result.nodes_cpu)
     )
 }
 

@@ -652,7 +652,9 @@ impl<M: StateMachine> RaftGroup<M> {
     /// 2. send the messages that need no persistence (a leader's appends and heartbeats);
     /// 3. apply committed entries (their state machine writes join the same batch);
     /// 4. append new entries and the hard state (and compact the applied log) in the batch;
-    /// 5. PERSIST THE BATCH WITH ONE SYNC;
+    /// 5. PERSIST THE BATCH WITH ONE SYNC when raft says it must (new entries, a snapshot, a
+    ///    changed term or vote: `Ready::must_sync`); a batch that only moves the commit index
+    ///    and applies committed entries is written WITHOUT a sync (see below);
     /// 6. ONLY THEN send the persisted messages (votes, append responses), which promise
     ///    what was just made durable;
     /// 7. advance raft;
@@ -663,11 +665,16 @@ impl<M: StateMachine> RaftGroup<M> {
     /// A member NEVER sends a message that depends on unpersisted state. Returns what was
     /// applied, in log order. Every applied entry is committed, so durable in the raft log of
     /// a majority; what applying it wrote is durable too, except after step 8, where a crash
-    /// may lose the writes of applying: the node then applies those entries again from its
-    /// durable raft log at restart, with the same outcome (apply is deterministic). Any later
-    /// synced write makes them durable, so the compaction of those entries, always written
-    /// with a sync, is never durable before them. This saves the second sync of a round in
-    /// which the leader's own append completed a quorum. DO NOT call any other method of the group
+    /// may lose the writes of applying, and so may a crash after step 5 when it did not sync:
+    /// the node then applies those entries again from its durable raft log at restart, with
+    /// the same outcome (apply is deterministic). The store keeps writes in order (a crash
+    /// loses a suffix of the unsynced writes, never a write before a kept one, as RocksDB's
+    /// point-in-time WAL recovery does), and the compaction of applied entries is written in
+    /// the same batch as their application or after it, so it is never durable before them.
+    /// This saves the second sync of a round in which the leader's own append completed a
+    /// quorum, and the sync of a round that only learned of commits (most of a leader's
+    /// rounds under load, and a follower's commit-only appends): the only syncs left are the
+    /// ones raft's safety needs. DO NOT call any other method of the group
     /// from inside `io`. An error is fatal for the node (see [`ReadyError`]).
     pub fn handle_ready(
         &mut self,
@@ -680,6 +687,7 @@ impl<M: StateMachine> RaftGroup<M> {
         }
         let mut snapshot_receivers = Vec::new();
         let mut ready = self.raw_node.ready();
+        let must_sync = ready.must_sync();
         self.keep_read_states(ready.take_read_states());
         let mut batch = WriteBatch::new();
         let applied_before = self.applied_index;
@@ -701,8 +709,10 @@ impl<M: StateMachine> RaftGroup<M> {
             self.raw_node.store().write_hard_state(&mut batch);
         }
         self.compact(&mut batch);
-        if !batch.is_empty() {
+        if must_sync {
             io.persist(batch)?;
+        } else if !batch.is_empty() {
+            io.write_unsynced(batch)?;
         }
         send(io, ready.take_persisted_messages(), &mut snapshot_receivers);
 

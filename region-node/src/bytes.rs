@@ -1,7 +1,37 @@
 //! The node's binary encodings use the shared bounds-checked reader of the raft plumbing;
-//! this module adds the digest hash of the region log.
+//! this module adds the digest hash of the region log and the chunked scan that recovery
+//! reads the store with.
 
 pub(crate) use dsss_raft_group::bytes::{Reader, corrupt, put_bytes};
+use dsss_raft_group::{DurableStore, KeySpace, StoreError};
+
+/// How many keys one read of the store returns while recovering.
+const RECOVERY_SCAN_CHUNK_MAX: usize = 256;
+
+/// Hands every key-value pair of `space` with `start <= key < end` to `take`, in key order,
+/// reading the store a chunk at a time. An error from `take` becomes a corruption error that
+/// names the key.
+pub(crate) fn scan_range(
+    store: &dyn DurableStore,
+    space: KeySpace,
+    start: &[u8],
+    end: &[u8],
+    mut take: impl FnMut(&[u8], &[u8]) -> Result<(), String>,
+) -> Result<(), StoreError> {
+    let mut start = start.to_vec();
+    loop {
+        let chunk = store.scan(space, &start, end, RECOVERY_SCAN_CHUNK_MAX)?;
+        let chunk_len = chunk.len();
+        for (key, value) in chunk {
+            take(&key, &value).map_err(|reason| corrupt(space, &key, reason))?;
+            start = key;
+            start.push(0);
+        }
+        if chunk_len < RECOVERY_SCAN_CHUNK_MAX {
+            return Ok(());
+        }
+    }
+}
 
 /// A 64-bit FNV-1a hash, to chain the digest of the region log. Not cryptographic: it
 /// detects divergence between members, it does not resist an adversary.

@@ -61,7 +61,7 @@ use dsss_raft_group::{DurableStore, KeySpace, StoreError, WriteBatch};
 use dsss_wire::ids::OBJECT_ID_BYTES_MAX;
 use dsss_wire::{ClientId, ObjectId};
 
-use crate::bytes::{Reader, corrupt, put_bytes};
+use crate::bytes::{Reader, corrupt, put_bytes, scan_range};
 
 /// The largest state a checkpoint may carry, in bytes. The gRPC messages of both directions
 /// (upload and fetch) hold it with room to spare ([`dsss_wire::GRPC_MESSAGE_BYTES_MAX`]), and
@@ -111,9 +111,6 @@ const UNCOVERED_KEYS_END: &[u8] = b"uncovered0";
 
 const TRUNCATION_FORMAT: u8 = 1;
 const OBJECT_FORMAT: u8 = 1;
-
-/// How many keys one scan of the store returns while recovering.
-const RECOVERY_SCAN_CHUNK_MAX: usize = 256;
 
 /// The largest encoded object entry, for bounded reads: the state, the hash, the reporters,
 /// the agreed position and an alarm.
@@ -681,7 +678,7 @@ impl CheckpointState {
                 .decode_header(&header, next_position)
                 .map_err(|reason| corrupt(space, TRUNCATION_KEY, reason))?;
         }
-        scan(
+        scan_range(
             store,
             space,
             CHECKPOINT_KEY_PREFIX,
@@ -693,7 +690,7 @@ impl CheckpointState {
                 state.insert_object(object_id, object)
             },
         )?;
-        scan(
+        scan_range(
             store,
             space,
             UNCOVERED_KEY_PREFIX,
@@ -887,28 +884,6 @@ impl CheckpointState {
             ));
         }
         Ok(())
-    }
-}
-
-fn scan(
-    store: &dyn DurableStore,
-    space: KeySpace,
-    prefix: &[u8],
-    end: &[u8],
-    mut take: impl FnMut(&[u8], &[u8]) -> Result<(), String>,
-) -> Result<(), StoreError> {
-    let mut start = prefix.to_vec();
-    loop {
-        let chunk = store.scan(space, &start, end, RECOVERY_SCAN_CHUNK_MAX)?;
-        let chunk_len = chunk.len();
-        for (key, value) in chunk {
-            take(&key, &value).map_err(|reason| corrupt(space, &key, reason))?;
-            start = key;
-            start.push(0);
-        }
-        if chunk_len < RECOVERY_SCAN_CHUNK_MAX {
-            return Ok(());
-        }
     }
 }
 

@@ -18,10 +18,28 @@
 //! A client forgotten by either of the last two rules starts afresh: a retry that arrives
 //! after that is applied again. Clients retry within seconds; the bounds are set so that
 //! forgetting takes far longer under any real load.
+//!
+//! # Storage
+//!
+//! Every applied record changes its client's window, and the table is written in the same
+//! batch as the record, on every member. Rewriting the whole window for each record (32
+//! pairs, over 500 bytes) would double what a member writes per record, so the window is
+//! stored as up to [`DEDUP_WINDOW_MAX`] slots, `dedup/<client id><slot>`, one per applied
+//! sequence: recording a sequence writes one 32-byte slot (the slot of the sequence it pushes
+//! out of the window, when the window is full). Each slot also carries the client's floor and
+//! last position as of its writing; both only grow, so the client's are the highest over its
+//! slots. Which slot holds which sequence is a storage detail: two members may place a
+//! client's sequences differently (one restored from a snapshot, say) and still hold equal
+//! tables.
+//!
+//! Stores written by earlier releases hold each window whole under `client/<client id>`;
+//! recovery reads those too, and the client's next write replaces its window by slots.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dsss_raft_group::{KeySpace, StoreError, WriteBatch};
+use dsss_raft_group::{DurableStore, KeySpace, StoreError, WriteBatch};
+
+use crate::bytes::{Reader, corrupt, scan_range};
 
 /// The most (sequence, position) pairs kept per client.
 pub const DEDUP_WINDOW_MAX: usize = 32;
@@ -32,8 +50,23 @@ pub const DEDUP_IDLE_POSITIONS_MAX: u64 = 1_000_000;
 /// The most clients the table keeps.
 pub const DEDUP_CLIENTS_MAX: usize = 10_000;
 
-/// The prefix of every client's key in the region state key space.
-pub const CLIENT_KEY_PREFIX: &[u8] = b"client/";
+/// The most slots a client's window may use: one bit each in a `u64`.
+const SLOTS_MAX: usize = 64;
+
+/// The prefix of every slot key in the region state key space: `dedup/<client id><slot>`.
+pub const SLOT_KEY_PREFIX: &[u8] = b"dedup/";
+
+/// The end of the range of slot keys: the prefix with its last byte raised by one.
+const SLOT_KEYS_END: &[u8] = b"dedup0";
+
+/// The prefix of the whole-window keys of earlier releases: `client/<client id>`.
+pub const LEGACY_CLIENT_KEY_PREFIX: &[u8] = b"client/";
+
+/// The end of the range of whole-window keys.
+const LEGACY_CLIENT_KEYS_END: &[u8] = b"client0";
+
+/// The size of a stored slot: floor, last position, sequence, position.
+const SLOT_VALUE_BYTES: usize = 32;
 
 /// The bounds of a table. Every member of a region MUST use the same ones (the region log
 /// uses [`DedupLimits::STANDARD`]); other values exist for tests of the rules.
@@ -84,14 +117,120 @@ pub enum DedupVerdict {
     },
 }
 
+/// A client's window and where it is stored.
+#[derive(Clone, Debug)]
+struct ClientEntry {
+    window: ClientWindow,
+    /// The slot of each sequence in the window.
+    slot_of: BTreeMap<u64, u8>,
+    /// Bit `i` is set when slot `i` holds a sequence.
+    used_slots: u64,
+    /// The window is still stored whole under its legacy key.
+    legacy: bool,
+}
+
+impl ClientEntry {
+    fn new(window: ClientWindow) -> Self {
+        ClientEntry {
+            window,
+            slot_of: BTreeMap::new(),
+            used_slots: 0,
+            legacy: false,
+        }
+    }
+
+    /// Places every sequence of the window in slots 0, 1, ... in sequence order.
+    fn place_all(&mut self) {
+        self.slot_of.clear();
+        self.used_slots = 0;
+        let sequences: Vec<u64> = self.window.applied.keys().copied().collect();
+        for sequence in sequences {
+            self.take_slot(sequence);
+        }
+    }
+
+    /// Gives `sequence` the lowest free slot.
+    fn take_slot(&mut self, sequence: u64) -> u8 {
+        let slot = (!self.used_slots).trailing_zeros();
+        assert!(
+            (slot as usize) < SLOTS_MAX,
+            "a window never holds more than {SLOTS_MAX} sequences"
+        );
+        self.used_slots |= 1 << slot;
+        let slot = slot as u8;
+        self.slot_of.insert(sequence, slot);
+        slot
+    }
+
+    /// Frees the slot of `sequence`, returning it.
+    fn free_slot(&mut self, sequence: u64) -> Option<u8> {
+        let slot = self.slot_of.remove(&sequence)?;
+        self.used_slots &= !(1 << slot);
+        Some(slot)
+    }
+
+    fn slot_is_free(&self, slot: u8) -> bool {
+        self.used_slots & (1 << slot) == 0
+    }
+
+    /// Writes the slot of `sequence` (which the window holds), with the client's floor and
+    /// last position as they are now.
+    fn write_slot(&self, client_id: u64, sequence: u64, space: KeySpace, batch: &mut WriteBatch) {
+        let slot = self.slot_of[&sequence];
+        let position = self.window.applied[&sequence];
+        let mut value = Vec::with_capacity(SLOT_VALUE_BYTES);
+        value.extend_from_slice(&self.window.floor.to_be_bytes());
+        value.extend_from_slice(&self.window.last_position.to_be_bytes());
+        value.extend_from_slice(&sequence.to_be_bytes());
+        value.extend_from_slice(&position.to_be_bytes());
+        batch.put(space, slot_key(client_id, slot), value);
+    }
+
+    /// Writes the whole window (slots placed anew), replacing its legacy key if it had one.
+    fn write_all(&mut self, client_id: u64, space: KeySpace, batch: &mut WriteBatch) {
+        if self.legacy {
+            batch.delete(space, legacy_client_key(client_id));
+            self.legacy = false;
+        }
+        for &sequence in self.slot_of.keys() {
+            self.write_slot(client_id, sequence, space, batch);
+        }
+    }
+
+    /// Deletes everything stored for the client.
+    fn delete_all(&self, client_id: u64, space: KeySpace, batch: &mut WriteBatch) {
+        if self.legacy {
+            batch.delete(space, legacy_client_key(client_id));
+        }
+        for &slot in self.slot_of.values() {
+            batch.delete(space, slot_key(client_id, slot));
+        }
+    }
+}
+
 /// The dedup table. See the module documentation for its rules.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct DedupTable {
     limits: DedupLimits,
-    clients: BTreeMap<u64, ClientWindow>,
+    clients: BTreeMap<u64, ClientEntry>,
     /// (last position, client id) of every client, so the idlest is found first.
     idle_order: BTreeSet<(u64, u64)>,
 }
+
+/// Tables are equal when they judge every pair alike: same bounds, same windows. Where the
+/// sequences are stored is not part of it.
+impl PartialEq for DedupTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.limits == other.limits
+            && self.clients.len() == other.clients.len()
+            && self
+                .clients()
+                .zip(other.clients())
+                .all(|(mine, theirs)| mine == theirs)
+    }
+}
+
+impl Eq for DedupTable {}
 
 impl Default for DedupTable {
     fn default() -> Self {
@@ -104,11 +243,15 @@ impl DedupTable {
     ///
     /// # Panics
     ///
-    /// If a bound is zero.
+    /// If a bound is zero, or the window is larger than 64.
     pub fn new(limits: DedupLimits) -> Self {
         assert!(
             limits.window_max > 0 && limits.idle_positions_max > 0 && limits.clients_max > 0,
             "dedup bounds must be positive"
+        );
+        assert!(
+            limits.window_max <= SLOTS_MAX,
+            "a window holds at most {SLOTS_MAX} sequences"
         );
         DedupTable {
             limits,
@@ -129,19 +272,20 @@ impl DedupTable {
 
     /// What the table knows of `client_id`.
     pub fn client(&self, client_id: u64) -> Option<&ClientWindow> {
-        self.clients.get(&client_id)
+        self.clients.get(&client_id).map(|entry| &entry.window)
     }
 
     /// Every client, in id order.
     pub fn clients(&self) -> impl Iterator<Item = (u64, &ClientWindow)> {
-        self.clients.iter().map(|(&id, window)| (id, window))
+        self.clients.iter().map(|(&id, entry)| (id, &entry.window))
     }
 
     /// The verdict on `(client_id, sequence)`, without changing anything.
     pub fn check(&self, client_id: u64, sequence: u64) -> DedupVerdict {
-        let Some(window) = self.clients.get(&client_id) else {
+        let Some(entry) = self.clients.get(&client_id) else {
             return DedupVerdict::New;
         };
+        let window = &entry.window;
         if let Some(&position) = window.applied.get(&sequence) {
             return DedupVerdict::Duplicate { position };
         }
@@ -165,7 +309,7 @@ impl DedupTable {
     }
 
     /// Records that `(client_id, sequence)` was applied at `position`, adding the writes to
-    /// `batch`.
+    /// `batch`: one slot, or the whole window when it was still stored whole.
     ///
     /// # Panics
     ///
@@ -191,28 +335,57 @@ impl DedupTable {
                 .expect("a full table has an idlest client");
             self.forget(idlest, space, batch);
         }
-        let window = self.clients.entry(client_id).or_insert(ClientWindow {
-            floor: 0,
-            last_position: 0,
-            applied: BTreeMap::new(),
+        let entry = self.clients.entry(client_id).or_insert_with(|| {
+            ClientEntry::new(ClientWindow {
+                floor: 0,
+                last_position: 0,
+                applied: BTreeMap::new(),
+            })
         });
         assert!(
-            position > window.last_position,
+            position > entry.window.last_position,
             "positions only grow: client {client_id} had {}, now {position}",
-            window.last_position
+            entry.window.last_position
         );
-        self.idle_order.remove(&(window.last_position, client_id));
-        window.last_position = position;
-        window.applied.insert(sequence, position);
-        while window.applied.len() > self.limits.window_max {
-            let (oldest, _) = window
+        self.idle_order
+            .remove(&(entry.window.last_position, client_id));
+        entry.window.last_position = position;
+        entry.window.applied.insert(sequence, position);
+        let mut freed = Vec::new();
+        while entry.window.applied.len() > self.limits.window_max {
+            let (oldest, _) = entry
+                .window
                 .applied
                 .pop_first()
                 .expect("the window is over its bound");
-            window.floor = window.floor.max(oldest + 1);
+            entry.window.floor = entry.window.floor.max(oldest + 1);
+            freed.extend(entry.free_slot(oldest));
         }
         self.idle_order.insert((position, client_id));
-        batch.put(space, client_key(client_id), encode_window(window));
+        if entry.legacy {
+            entry.place_all();
+            entry.write_all(client_id, space, batch);
+            return;
+        }
+        if entry.window.applied.contains_key(&sequence) {
+            entry.take_slot(sequence);
+            entry.write_slot(client_id, sequence, space, batch);
+        } else {
+            // The sequence fell out of the window at once (it was below every other one):
+            // only the floor and the last position changed; the highest sequence's slot
+            // carries them.
+            let (&highest, _) = entry
+                .window
+                .applied
+                .last_key_value()
+                .expect("the window keeps the sequences above the new one");
+            entry.write_slot(client_id, highest, space, batch);
+        }
+        for slot in freed {
+            if entry.slot_is_free(slot) {
+                batch.delete(space, slot_key(client_id, slot));
+            }
+        }
     }
 
     /// Moves the applied pair `(client_id, sequence)` to a later `position`: a global call
@@ -226,77 +399,230 @@ impl DedupTable {
         space: KeySpace,
         batch: &mut WriteBatch,
     ) {
-        let Some(window) = self.clients.get_mut(&client_id) else {
+        let Some(entry) = self.clients.get_mut(&client_id) else {
             return;
         };
-        let Some(applied_position) = window.applied.get_mut(&sequence) else {
+        let Some(applied_position) = entry.window.applied.get_mut(&sequence) else {
             return;
         };
         *applied_position = position;
-        if position > window.last_position {
-            self.idle_order.remove(&(window.last_position, client_id));
-            window.last_position = position;
+        if position > entry.window.last_position {
+            self.idle_order
+                .remove(&(entry.window.last_position, client_id));
+            entry.window.last_position = position;
             self.idle_order.insert((position, client_id));
         }
-        batch.put(space, client_key(client_id), encode_window(window));
+        if entry.legacy {
+            entry.place_all();
+            entry.write_all(client_id, space, batch);
+        } else {
+            entry.write_slot(client_id, sequence, space, batch);
+        }
     }
 
     fn forget(&mut self, client_id: u64, space: KeySpace, batch: &mut WriteBatch) {
-        if let Some(window) = self.clients.remove(&client_id) {
-            self.idle_order.remove(&(window.last_position, client_id));
-            batch.delete(space, client_key(client_id));
+        if let Some(entry) = self.clients.remove(&client_id) {
+            self.idle_order
+                .remove(&(entry.window.last_position, client_id));
+            entry.delete_all(client_id, space, batch);
         }
     }
 
-    /// Adds a client read back from the store or a snapshot.
+    /// Adds a client read from a snapshot; its sequences get slots in order.
     pub(crate) fn insert_recovered(
         &mut self,
         client_id: u64,
         window: ClientWindow,
     ) -> Result<(), String> {
+        let mut entry = ClientEntry::new(window);
+        entry.place_all();
+        self.insert_entry(client_id, entry)
+    }
+
+    fn insert_entry(&mut self, client_id: u64, entry: ClientEntry) -> Result<(), String> {
         if self.clients.len() >= self.limits.clients_max {
             return Err(format!(
                 "more than {} clients in the dedup table",
                 self.limits.clients_max
             ));
         }
-        if window.applied.len() > self.limits.window_max {
+        if entry.window.applied.len() > self.limits.window_max {
             return Err(format!(
                 "client {client_id} has {} sequences, more than the window of {}",
-                window.applied.len(),
+                entry.window.applied.len(),
                 self.limits.window_max
             ));
         }
         if self.clients.contains_key(&client_id) {
             return Err(format!("client {client_id} appears twice"));
         }
-        self.idle_order.insert((window.last_position, client_id));
-        self.clients.insert(client_id, window);
+        self.idle_order
+            .insert((entry.window.last_position, client_id));
+        self.clients.insert(client_id, entry);
         Ok(())
     }
 
-    /// Writes every client to `batch` (after a snapshot replaced the table).
-    pub(crate) fn write_all(&self, space: KeySpace, batch: &mut WriteBatch) {
-        for (&client_id, window) in &self.clients {
-            batch.put(space, client_key(client_id), encode_window(window));
+    /// Writes every client to `batch` (after a snapshot replaced the table and its keys).
+    pub(crate) fn write_all(&mut self, space: KeySpace, batch: &mut WriteBatch) {
+        for (&client_id, entry) in &mut self.clients {
+            entry.write_all(client_id, space, batch);
         }
+    }
+
+    /// Reads the table back from `store`: slots, and whole windows that earlier releases
+    /// wrote.
+    pub(crate) fn recover(
+        limits: DedupLimits,
+        store: &dyn DurableStore,
+        space: KeySpace,
+    ) -> Result<DedupTable, StoreError> {
+        let mut table = DedupTable::new(limits);
+        let mut slots = SlotReader::default();
+        scan_range(
+            store,
+            space,
+            SLOT_KEY_PREFIX,
+            SLOT_KEYS_END,
+            |key, value| {
+                let (client_id, slot) =
+                    decode_slot_key(key).ok_or_else(|| "not a dedup slot key".to_owned())?;
+                if slot as usize >= limits.window_max {
+                    return Err(format!(
+                        "slot {slot} is beyond the window of {}",
+                        limits.window_max
+                    ));
+                }
+                if slots.client_id != Some(client_id) {
+                    slots.finish(&mut table)?;
+                    slots.client_id = Some(client_id);
+                }
+                slots.add(slot, value)
+            },
+        )?;
+        let last_key = slots
+            .client_id
+            .map(|client_id| slot_key(client_id, 0))
+            .unwrap_or_default();
+        slots
+            .finish(&mut table)
+            .map_err(|reason| corrupt(space, &last_key, reason))?;
+        scan_range(
+            store,
+            space,
+            LEGACY_CLIENT_KEY_PREFIX,
+            LEGACY_CLIENT_KEYS_END,
+            |key, value| {
+                let client_id =
+                    decode_legacy_client_key(key).ok_or_else(|| "not a client key".to_owned())?;
+                let mut reader = Reader::new(value);
+                let window = decode_window(&mut reader, limits.window_max)?;
+                reader.finish()?;
+                let mut entry = ClientEntry::new(window);
+                entry.place_all();
+                entry.legacy = true;
+                table.insert_entry(client_id, entry)
+            },
+        )?;
+        Ok(table)
     }
 }
 
-/// The key of a client in the region state key space.
-pub fn client_key(client_id: u64) -> Vec<u8> {
-    let mut key = CLIENT_KEY_PREFIX.to_vec();
+/// Collects one client's slots during recovery.
+#[derive(Default)]
+struct SlotReader {
+    client_id: Option<u64>,
+    floor: u64,
+    last_position: u64,
+    applied: BTreeMap<u64, u64>,
+    slot_of: BTreeMap<u64, u8>,
+    used_slots: u64,
+}
+
+impl SlotReader {
+    fn add(&mut self, slot: u8, value: &[u8]) -> Result<(), String> {
+        let mut reader = Reader::new(value);
+        let floor = reader.u64("floor")?;
+        let last_position = reader.u64("last position")?;
+        let sequence = reader.u64("sequence")?;
+        let position = reader.u64("position")?;
+        reader.finish()?;
+        if position > last_position {
+            return Err(format!(
+                "sequence {sequence} at position {position}, after the last position \
+                 {last_position} its slot carries"
+            ));
+        }
+        if self.applied.insert(sequence, position).is_some() {
+            return Err(format!("sequence {sequence} is in two slots"));
+        }
+        self.floor = self.floor.max(floor);
+        self.last_position = self.last_position.max(last_position);
+        self.slot_of.insert(sequence, slot);
+        self.used_slots |= 1 << slot;
+        Ok(())
+    }
+
+    /// Adds the collected client to `table` and starts afresh.
+    fn finish(&mut self, table: &mut DedupTable) -> Result<(), String> {
+        let collected = std::mem::take(self);
+        let Some(client_id) = collected.client_id else {
+            return Ok(());
+        };
+        if let Some((&sequence, _)) = collected.applied.first_key_value()
+            && sequence < collected.floor
+        {
+            return Err(format!(
+                "client {client_id}: sequence {sequence} is below the floor {}",
+                collected.floor
+            ));
+        }
+        let entry = ClientEntry {
+            window: ClientWindow {
+                floor: collected.floor,
+                last_position: collected.last_position,
+                applied: collected.applied,
+            },
+            slot_of: collected.slot_of,
+            used_slots: collected.used_slots,
+            legacy: false,
+        };
+        table.insert_entry(client_id, entry)
+    }
+}
+
+/// The key of one slot of a client's window in the region state key space.
+fn slot_key(client_id: u64, slot: u8) -> Vec<u8> {
+    let mut key = SLOT_KEY_PREFIX.to_vec();
+    key.extend_from_slice(&client_id.to_be_bytes());
+    key.push(slot);
+    key
+}
+
+/// The client id and slot a slot key holds.
+fn decode_slot_key(key: &[u8]) -> Option<(u64, u8)> {
+    let rest = key.strip_prefix(SLOT_KEY_PREFIX)?;
+    let (id, slot) = rest.split_first_chunk::<8>()?;
+    match slot {
+        [slot] => Some((u64::from_be_bytes(*id), *slot)),
+        _ => None,
+    }
+}
+
+/// The whole-window key of a client, as earlier releases wrote it.
+fn legacy_client_key(client_id: u64) -> Vec<u8> {
+    let mut key = LEGACY_CLIENT_KEY_PREFIX.to_vec();
     key.extend_from_slice(&client_id.to_be_bytes());
     key
 }
 
-/// The client id a key holds, if it is a client key.
-pub(crate) fn decode_client_key(key: &[u8]) -> Option<u64> {
-    let id = key.strip_prefix(CLIENT_KEY_PREFIX)?;
+/// The client id a whole-window key holds.
+fn decode_legacy_client_key(key: &[u8]) -> Option<u64> {
+    let id = key.strip_prefix(LEGACY_CLIENT_KEY_PREFIX)?;
     Some(u64::from_be_bytes(id.try_into().ok()?))
 }
 
-/// Encodes a window: floor, last position, count, then (sequence, position) pairs.
+/// Encodes a window (in snapshots): floor, last position, count, then (sequence, position)
+/// pairs.
 pub(crate) fn encode_window(window: &ClientWindow) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(20 + 16 * window.applied.len());
     bytes.extend_from_slice(&window.floor.to_be_bytes());
@@ -312,7 +638,7 @@ pub(crate) fn encode_window(window: &ClientWindow) -> Vec<u8> {
 
 /// Decodes a window from `reader`, checking counts and order.
 pub(crate) fn decode_window(
-    reader: &mut crate::bytes::Reader<'_>,
+    reader: &mut Reader<'_>,
     window_max: usize,
 ) -> Result<ClientWindow, String> {
     let floor = reader.u64("floor")?;
@@ -344,22 +670,10 @@ pub(crate) fn decode_window(
     })
 }
 
-/// Decodes a stored window value, naming the key on error.
-pub(crate) fn decode_stored_window(
-    space: KeySpace,
-    key: &[u8],
-    value: &[u8],
-) -> Result<ClientWindow, StoreError> {
-    let mut reader = crate::bytes::Reader::new(value);
-    let window = decode_window(&mut reader, DEDUP_WINDOW_MAX)
-        .and_then(|window| reader.finish().map(|()| window))
-        .map_err(|reason| crate::bytes::corrupt(space, key, reason))?;
-    Ok(window)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dsss_raft_group::{MemoryStore, WriteOperation};
 
     const SPACE: KeySpace = KeySpace::new("dedup_test");
 
@@ -462,17 +776,202 @@ mod tests {
         }
         let window = table.client(9).unwrap().clone();
         let bytes = encode_window(&window);
-        assert_eq!(
-            decode_stored_window(SPACE, &client_key(9), &bytes).unwrap(),
-            window
-        );
+        let decode = |bytes: &[u8]| {
+            let mut reader = Reader::new(bytes);
+            decode_window(&mut reader, 4).and_then(|window| reader.finish().map(|()| window))
+        };
+        assert_eq!(decode(&bytes).unwrap(), window);
         for length in 0..bytes.len() {
-            assert!(decode_stored_window(SPACE, &client_key(9), &bytes[..length]).is_err());
+            assert!(decode(&bytes[..length]).is_err());
         }
         let mut trailing = bytes.clone();
         trailing.push(0);
-        assert!(decode_stored_window(SPACE, &client_key(9), &trailing).is_err());
-        assert_eq!(decode_client_key(&client_key(u64::MAX)), Some(u64::MAX));
-        assert_eq!(decode_client_key(b"client/1"), None);
+        assert!(decode(&trailing).is_err());
+        assert_eq!(decode_slot_key(&slot_key(u64::MAX, 7)), Some((u64::MAX, 7)));
+        assert_eq!(decode_slot_key(b"dedup/1"), None);
+        assert_eq!(
+            decode_legacy_client_key(&legacy_client_key(u64::MAX)),
+            Some(u64::MAX)
+        );
+    }
+
+    /// Applies `batch` to `store` and returns the bytes it put.
+    fn write(store: &mut MemoryStore, batch: WriteBatch) -> usize {
+        let bytes = batch
+            .operations()
+            .iter()
+            .map(|operation| match operation {
+                WriteOperation::Put { key, value, .. } => key.len() + value.len(),
+                _ => 0,
+            })
+            .sum();
+        store.write(batch, true).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn a_record_writes_one_small_slot_whatever_the_window_holds() {
+        let mut table = DedupTable::default();
+        let mut store = MemoryStore::new();
+        for sequence in 1..=100 {
+            let mut batch = WriteBatch::new();
+            table.record(5, sequence, sequence, SPACE, &mut batch);
+            assert_eq!(batch.len(), 1, "sequence {sequence}: one write");
+            let bytes = write(&mut store, batch);
+            assert_eq!(bytes, SLOT_KEY_PREFIX.len() + 9 + SLOT_VALUE_BYTES);
+        }
+        let stored = store.scan(SPACE, b"", b"\xff", 1_000).unwrap();
+        assert_eq!(
+            stored.len(),
+            DEDUP_WINDOW_MAX,
+            "a full window uses its slots again"
+        );
+        assert_eq!(
+            DedupTable::recover(DedupLimits::STANDARD, &store, SPACE).unwrap(),
+            table
+        );
+    }
+
+    /// A small deterministic generator, so that the test needs no dependency.
+    struct Steps(u64);
+
+    impl Steps {
+        fn next(&mut self, below: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % below
+        }
+    }
+
+    #[test]
+    fn the_store_gives_back_the_table_after_any_history() {
+        // Clients pipeline (sequences out of order, some skipped, some below the whole
+        // window), retry, get relocated, go idle and are evicted by a full table.
+        for seed in 1..=40_u64 {
+            let limits = DedupLimits {
+                window_max: 4,
+                idle_positions_max: 60,
+                clients_max: 5,
+            };
+            let mut table = DedupTable::new(limits);
+            let mut store = MemoryStore::new();
+            let mut steps = Steps(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut next_sequence = [1_u64; 8];
+            for position in 1..=400_u64 {
+                let mut batch = WriteBatch::new();
+                table.expire(position, SPACE, &mut batch);
+                let client = steps.next(8);
+                let sequence = match steps.next(4) {
+                    0 => next_sequence[client as usize].saturating_sub(steps.next(8)),
+                    _ => {
+                        next_sequence[client as usize] += 1 + steps.next(2);
+                        next_sequence[client as usize]
+                    }
+                };
+                if table.check(client, sequence) == DedupVerdict::New {
+                    table.record(client, sequence, position, SPACE, &mut batch);
+                }
+                if steps.next(10) == 0
+                    && let Some(window) = table.client(client)
+                    && let Some(&applied) = window.applied.keys().next()
+                {
+                    table.relocate(client, applied, position, SPACE, &mut batch);
+                }
+                write(&mut store, batch);
+                let recovered = DedupTable::recover(limits, &store, SPACE).unwrap();
+                assert_eq!(recovered, table, "seed {seed}, position {position}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_stored_whole_by_an_earlier_release_is_read_and_then_replaced_by_slots() {
+        let mut store = MemoryStore::new();
+        let window = ClientWindow {
+            floor: 3,
+            last_position: 40,
+            applied: BTreeMap::from([(3, 10), (4, 20), (6, 40)]),
+        };
+        let mut batch = WriteBatch::new();
+        batch.put(SPACE, legacy_client_key(12), encode_window(&window));
+        write(&mut store, batch);
+        let mut table = DedupTable::recover(DedupLimits::STANDARD, &store, SPACE).unwrap();
+        assert_eq!(table.client(12), Some(&window));
+        assert_eq!(table.check(12, 4), DedupVerdict::Duplicate { position: 20 });
+        assert_eq!(table.check(12, 2), DedupVerdict::TooOld { floor: 3 });
+        let mut batch = WriteBatch::new();
+        table.record(12, 7, 41, SPACE, &mut batch);
+        write(&mut store, batch);
+        assert_eq!(store.get(SPACE, &legacy_client_key(12)).unwrap(), None);
+        let recovered = DedupTable::recover(DedupLimits::STANDARD, &store, SPACE).unwrap();
+        assert_eq!(recovered, table);
+        assert_eq!(
+            recovered.check(12, 4),
+            DedupVerdict::Duplicate { position: 20 }
+        );
+        assert_eq!(
+            recovered.check(12, 7),
+            DedupVerdict::Duplicate { position: 41 }
+        );
+        // Forgetting a client whose window is still whole deletes its key too.
+        let mut batch = WriteBatch::new();
+        batch.put(SPACE, legacy_client_key(13), encode_window(&window));
+        write(&mut store, batch);
+        let mut table = DedupTable::recover(DedupLimits::STANDARD, &store, SPACE).unwrap();
+        let mut batch = WriteBatch::new();
+        table.expire(40 + DEDUP_IDLE_POSITIONS_MAX + 2, SPACE, &mut batch);
+        write(&mut store, batch);
+        assert_eq!(table.client_count(), 0);
+        assert!(store.scan(SPACE, b"", b"\xff", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn damaged_slots_are_errors_that_name_the_key() {
+        let mut table = DedupTable::default();
+        let mut store = MemoryStore::new();
+        let mut batch = WriteBatch::new();
+        table.record(3, 1, 5, SPACE, &mut batch);
+        table.record(3, 2, 6, SPACE, &mut batch);
+        write(&mut store, batch);
+        let damage = |key: Vec<u8>, value: Vec<u8>| {
+            let mut damaged = store.clone();
+            let mut batch = WriteBatch::new();
+            batch.put(SPACE, key, value);
+            damaged.write(batch, true).unwrap();
+            DedupTable::recover(DedupLimits::STANDARD, &damaged, SPACE)
+                .unwrap_err()
+                .to_string()
+        };
+        let slot_value = |floor: u64, last: u64, sequence: u64, position: u64| {
+            [floor, last, sequence, position]
+                .iter()
+                .flat_map(|field| field.to_be_bytes())
+                .collect::<Vec<u8>>()
+        };
+        let short = damage(slot_key(3, 0), vec![0; 31]);
+        let key_hex: String = slot_key(3, 0)
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        assert!(
+            short.contains(&key_hex) && short.contains("position"),
+            "{short}"
+        );
+        let error = damage(slot_key(3, 40), slot_value(0, 6, 9, 6));
+        assert!(error.contains("slot 40"), "{error}");
+        let error = damage(slot_key(3, 2), slot_value(0, 6, 1, 6));
+        assert!(error.contains("two slots"), "{error}");
+        let error = damage(slot_key(3, 2), slot_value(0, 6, 9, 7));
+        assert!(error.contains("after the last position"), "{error}");
+        let error = damage(slot_key(3, 2), slot_value(2, 6, 9, 6));
+        assert!(error.contains("below the floor"), "{error}");
+        let error = damage(b"dedup/abc".to_vec(), slot_value(0, 6, 9, 6));
+        assert!(error.contains("not a dedup slot key"), "{error}");
+        let error = damage(
+            legacy_client_key(3),
+            encode_window(table.client(3).unwrap()),
+        );
+        assert!(error.contains("appears twice"), "{error}");
     }
 }

@@ -62,10 +62,7 @@ use crate::checkpoint::{
     CHECKPOINT_FORMAT, CheckpointOutcome, CheckpointRefusal, CheckpointState,
     decode_checkpoint_entry,
 };
-use crate::dedup::{
-    CLIENT_KEY_PREFIX, DedupLimits, DedupTable, DedupVerdict, decode_client_key,
-    decode_stored_window, decode_window, encode_window,
-};
+use crate::dedup::{DedupLimits, DedupTable, DedupVerdict, decode_window, encode_window};
 use crate::global::entry::{
     CLOSE_BATCH_FORMAT, EPOCH_PART_FORMAT, EpochPart, decode_close_batch, decode_epoch_part,
 };
@@ -133,9 +130,6 @@ const SNAPSHOT_FORMAT: u8 = 3;
 
 /// A key greater than every 8-byte position key.
 const LOG_END_KEY: [u8; 9] = [0xff; 9];
-
-/// The end of the range of client keys: the prefix with its last byte raised by one.
-const CLIENT_KEYS_END: &[u8] = b"client0";
 
 /// How large the region log may grow above its truncation point before the node refuses new
 /// proposals (with [`crate::ProposeError::LogFull`], naming the objects whose missing
@@ -872,32 +866,6 @@ impl RegionLog {
         }
         Ok(())
     }
-
-    fn recover_clients(&mut self, store: &dyn DurableStore) -> Result<(), StoreError> {
-        let mut start = CLIENT_KEY_PREFIX.to_vec();
-        loop {
-            let chunk = store.scan(
-                REGION_STATE,
-                &start,
-                CLIENT_KEYS_END,
-                RECOVERY_SCAN_CHUNK_MAX,
-            )?;
-            let chunk_len = chunk.len();
-            for (key, value) in chunk {
-                let client_id = decode_client_key(&key)
-                    .ok_or_else(|| corrupt(REGION_STATE, &key, "not a client key"))?;
-                let window = decode_stored_window(REGION_STATE, &key, &value)?;
-                self.dedup
-                    .insert_recovered(client_id, window)
-                    .map_err(|reason| corrupt(REGION_STATE, &key, reason))?;
-                start = key;
-                start.push(0);
-            }
-            if chunk_len < RECOVERY_SCAN_CHUNK_MAX {
-                return Ok(());
-            }
-        }
-    }
 }
 
 fn decode_meta_fields(reader: &mut Reader<'_>) -> Result<(u64, u64, u64, Timestamp), String> {
@@ -1030,7 +998,7 @@ impl StateMachine for RegionLog {
         self.digest = digest;
         self.last_assigned = last_assigned;
         self.recover_records(store)?;
-        self.recover_clients(store)?;
+        self.dedup = DedupTable::recover(DedupLimits::STANDARD, store, REGION_STATE)?;
         self.global = GlobalState::recover(REGION_STATE, store)?;
         self.checkpoints = CheckpointState::recover(REGION_STATE, store, self.next_position)?;
         if self.first_retained_position <= self.checkpoints.truncated_through() {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use dsss_raft_group::raft::eraftpb::Message;
-use dsss_raft_group::{DurableStore, MemoryStore, StoreIo};
+use dsss_raft_group::{MemoryStore, StoreIo};
 use dsss_region_node::{
     BATCH_RECORDS_MAX, CheckpointOutcome, CheckpointReply, CheckpointUpload, LogEvent,
     PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig, Reply,
@@ -410,23 +410,26 @@ fn a_restarted_member_keeps_its_log_and_dedup_table() {
     let before = region.node(follower).region_log().clone();
     region.crash(follower);
     region.restart(follower);
-    assert_eq!(region.node(follower).region_log(), &before);
-    // The restarted follower answers a retry from its own dedup table.
+    // A crash may lose what the last rounds wrote without a sync (the application of
+    // entries already durable in the raft log): the restarted member holds a prefix of its
+    // log, applies the rest again from its raft log once it learns the commit, and ends with
+    // the same region log and dedup table.
+    let restarted = region.node(follower).region_log();
+    assert!(restarted.next_position() <= before.next_position());
+    assert!(
+        restarted
+            .records()
+            .zip(before.records())
+            .all(|(recovered, applied)| recovered == applied)
+    );
     region.tick(3);
+    let caught_up = region.node(follower).region_log();
+    assert_eq!(caught_up, region.node(leader).region_log());
+    assert!(caught_up.records().eq(before.records()));
+    assert_eq!(caught_up.dedup(), before.dedup());
+    // The restarted follower answers a retry from its own dedup table.
     region.propose(follower, call(3, 2, 10));
     assert_eq!(region.take_replies(follower), vec![proposed(3, 2, 2)]);
-    // Nothing in the store is left unsynced by a round.
-    let store = &region.members[&follower].store;
-    let mut durable = store.clone();
-    durable.crash();
-    assert_eq!(
-        durable
-            .scan(dsss_region_node::REGION_LOG, &[], &[0xff; 9], 100)
-            .unwrap(),
-        store
-            .scan(dsss_region_node::REGION_LOG, &[], &[0xff; 9], 100)
-            .unwrap()
-    );
 }
 
 #[test]

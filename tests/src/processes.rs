@@ -11,6 +11,8 @@ use std::fs::{self, File};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
@@ -208,5 +210,32 @@ impl Deadline {
             self.wait_max
         );
         sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// How many calls each client has had acknowledged, as its counter holds it now.
+pub fn acknowledged_counts(counters: &[Arc<AtomicUsize>]) -> Vec<usize> {
+    counters
+        .iter()
+        .map(|counter| counter.load(Ordering::SeqCst))
+        .collect()
+}
+
+/// Waits (at most `wait_max`) until every client's acknowledgement count is at least its
+/// `baseline` plus `per_client`: every client made progress, not just the fastest.
+pub async fn wait_for_acknowledgements(
+    what: &'static str,
+    counters: &[Arc<AtomicUsize>],
+    baseline: &[usize],
+    per_client: usize,
+    wait_max: Duration,
+) {
+    let deadline = Deadline::new(what, wait_max);
+    while !acknowledged_counts(counters)
+        .iter()
+        .zip(baseline)
+        .all(|(count, before)| *count >= before + per_client)
+    {
+        deadline.check().await;
     }
 }

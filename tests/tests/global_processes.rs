@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dsss::region_client::{Call, ClientError, RegionClient, RegionConnections};
-use dsss_tests::processes::{Deadline, NodeProcesses, local_topology_on_free_ports};
+use dsss_tests::processes::{
+    Deadline, NodeProcesses, acknowledged_counts, local_topology_on_free_ports,
+    wait_for_acknowledgements,
+};
 use dsss_wire::Scope;
 use dsss_wire::grpc::{VersionedChannel, coordinator_client};
 use dsss_wire::proto::coordinator_client::CoordinatorClient;
@@ -313,30 +316,6 @@ async fn run_client(
     history
 }
 
-fn snapshot(counters: &[Arc<AtomicUsize>]) -> Vec<usize> {
-    counters
-        .iter()
-        .map(|counter| counter.load(Ordering::SeqCst))
-        .collect()
-}
-
-/// Waits until every client's acknowledgement count is at least its `baseline` plus
-/// [`ACKS_PER_PHASE`].
-async fn wait_for_acknowledgements(
-    what: &'static str,
-    counters: &[Arc<AtomicUsize>],
-    baseline: &[usize],
-) {
-    let deadline = Deadline::new(what, WAIT_MAX);
-    while !counters
-        .iter()
-        .zip(baseline)
-        .all(|(counter, before)| counter.load(Ordering::SeqCst) >= before + ACKS_PER_PHASE)
-    {
-        deadline.check().await;
-    }
-}
-
 /// A call's identity: (client id, request sequence).
 type CallKey = (u64, u64);
 
@@ -489,6 +468,8 @@ async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call() {
         "every client has global calls acknowledged",
         &counters,
         &vec![0; counters.len()],
+        ACKS_PER_PHASE,
+        WAIT_MAX,
     )
     .await;
 
@@ -504,7 +485,7 @@ async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call() {
         .await;
     cluster.processes.kill(killed);
     let killed_at = Instant::now();
-    let before_kill = snapshot(&counters);
+    let before_kill = acknowledged_counts(&counters);
     let survivors: Vec<u64> = replica_ids
         .iter()
         .copied()
@@ -520,17 +501,21 @@ async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call() {
         "every client has global calls acknowledged after the kill",
         &counters,
         &before_kill,
+        ACKS_PER_PHASE,
+        WAIT_MAX,
     )
     .await;
     sleep(LOAD_AFTER_KILL.saturating_sub(killed_at.elapsed())).await;
 
     // The killed node comes back on its data directory, the load still running.
     cluster.start(killed);
-    let before_restart = snapshot(&counters);
+    let before_restart = acknowledged_counts(&counters);
     wait_for_acknowledgements(
         "every client has global calls acknowledged after the restart",
         &counters,
         &before_restart,
+        ACKS_PER_PHASE,
+        WAIT_MAX,
     )
     .await;
     stop.store(true, Ordering::SeqCst);

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dsss::region_client::{Call, ClientError, RegionClient, RegionConnections};
-use dsss_tests::processes::{Deadline, NodeProcesses, free_port};
+use dsss_tests::processes::{
+    Deadline, NodeProcesses, acknowledged_counts, free_port, wait_for_acknowledgements,
+};
 use dsss_wire::proto::{self, log_entry};
 use dsss_wire::{Record, Scope};
 
@@ -86,23 +88,6 @@ impl RegionProcesses {
     }
 }
 
-/// Waits until every client's acknowledgement count is at least its `baseline` plus
-/// [`ACKS_PER_PHASE`].
-async fn wait_for_acknowledgements(
-    what: &'static str,
-    counters: &[Arc<AtomicUsize>],
-    baseline: &[usize],
-) {
-    let deadline = Deadline::new(what, WAIT_MAX);
-    while !counters
-        .iter()
-        .zip(baseline)
-        .all(|(counter, before)| counter.load(Ordering::SeqCst) >= before + ACKS_PER_PHASE)
-    {
-        deadline.check().await;
-    }
-}
-
 /// Waits until one of `candidates` reports itself leader, and returns it.
 async fn wait_for_leader(
     what: &'static str,
@@ -116,13 +101,6 @@ async fn wait_for_leader(
         }
         deadline.check().await;
     }
-}
-
-fn snapshot(counters: &[Arc<AtomicUsize>]) -> Vec<usize> {
-    counters
-        .iter()
-        .map(|counter| counter.load(Ordering::SeqCst))
-        .collect()
 }
 
 /// A leader that one of `candidates` reports and that is itself one of `candidates`.
@@ -219,12 +197,14 @@ async fn sigkilled_leader_loses_no_acknowledged_record_and_rejoins() {
         "every client has calls acknowledged",
         &counters,
         &vec![0; counters.len()],
+        ACKS_PER_PHASE,
+        WAIT_MAX,
     )
     .await;
 
     // SIGKILL the leader in the middle of the clients' calls.
     region.kill(first_leader);
-    let before_kill = snapshot(&counters);
+    let before_kill = acknowledged_counts(&counters);
     let survivors: Vec<u64> = NODE_IDS
         .iter()
         .copied()
@@ -235,16 +215,20 @@ async fn sigkilled_leader_loses_no_acknowledged_record_and_rejoins() {
         "every client gets calls acknowledged by the new leader",
         &counters,
         &before_kill,
+        ACKS_PER_PHASE,
+        WAIT_MAX,
     )
     .await;
 
     // The old leader comes back on the same data directory and catches up.
     region.start(first_leader);
-    let before_restart = snapshot(&counters);
+    let before_restart = acknowledged_counts(&counters);
     wait_for_acknowledgements(
         "every client gets calls acknowledged after the restart",
         &counters,
         &before_restart,
+        ACKS_PER_PHASE,
+        WAIT_MAX,
     )
     .await;
     stop.store(true, Ordering::SeqCst);
