@@ -237,8 +237,10 @@ fn open(
     Ok((node, store))
 }
 
-/// The [`ReadyIo`] of the production replica: every batch is synced to RocksDB before raft
-/// goes on, and messages go to the peer transport's queues without waiting.
+/// The [`ReadyIo`] of the production replica: a batch raft must have durable is synced to
+/// RocksDB before raft goes on, one that only applies committed entries is written without a
+/// sync (a crash makes the replica apply them again, see `RaftGroup::handle_ready`), and
+/// messages go to the peer transport's queues without waiting.
 struct DriverIo<'a> {
     store: &'a mut RocksDbStore,
     peers: &'a CoordinatorPeers,
@@ -247,6 +249,10 @@ struct DriverIo<'a> {
 impl ReadyIo for DriverIo<'_> {
     fn persist(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
         dsss_raft_group::DurableStore::write(self.store, batch, true)
+    }
+
+    fn write_unsynced(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
+        dsss_raft_group::DurableStore::write(self.store, batch, false)
     }
 
     fn send(&mut self, messages: Vec<Message>) {

@@ -256,15 +256,9 @@ impl EpochReader {
     ) -> Result<proto::ReadSealedEpochReply, String> {
         let mut last_error = String::from("no coordinator replica was tried");
         for _ in 0..COORDINATOR_ATTEMPTS_MAX {
-            let index = self
-                .clients
-                .iter()
-                .position(|(node_id, _)| *node_id == self.guess)
-                .unwrap_or(0);
-            let node_ids: Vec<u64> = self.clients.iter().map(|(node_id, _)| *node_id).collect();
+            let (index, node_ids, next) = leader_guess(&self.clients, self.guess);
             let (replica, client) = &mut self.clients[index];
             let replica = *replica;
-            let next = next_node(&node_ids, replica);
             self.line.set_delay(self.delays.get(&replica).copied());
             dsss_raft_group::transport::wait_until(self.line.send_at(Instant::now())).await;
             let call = client.read_sealed_epoch(request);
@@ -337,15 +331,9 @@ impl CoordinatorTask {
 
     /// One attempt on the leader guess. True when the batch needs no other attempt.
     async fn submit(&mut self, batch: &proto::RegionBatch) -> bool {
-        let index = self
-            .clients
-            .iter()
-            .position(|(node_id, _)| *node_id == self.guess)
-            .unwrap_or(0);
-        let node_ids: Vec<u64> = self.clients.iter().map(|(node_id, _)| *node_id).collect();
+        let (index, node_ids, next) = leader_guess(&self.clients, self.guess);
         let (replica, client) = &mut self.clients[index];
         let replica = *replica;
-        let next = next_node(&node_ids, replica);
         let call = client.submit_batch(batch.clone());
         let outcome =
             tokio::time::timeout(Duration::from_micros(COORDINATOR_CALL_TIMEOUT_US), call).await;
@@ -400,6 +388,19 @@ impl CoordinatorTask {
             }
         }
     }
+}
+
+/// Where the next coordinator call goes: the index in `clients` of the leader guess (the
+/// first replica when the guess is none of them), every replica's node id, and the replica
+/// to try after it.
+fn leader_guess(clients: &[(u64, Client)], guess: u64) -> (usize, Vec<u64>, u64) {
+    let index = clients
+        .iter()
+        .position(|(node_id, _)| *node_id == guess)
+        .unwrap_or(0);
+    let node_ids: Vec<u64> = clients.iter().map(|(node_id, _)| *node_id).collect();
+    let next = next_node(&node_ids, node_ids[index]);
+    (index, node_ids, next)
 }
 
 /// The node after `current` in `nodes`, wrapping around (the first when `current` is not

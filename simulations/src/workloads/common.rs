@@ -28,3 +28,18 @@ pub(crate) fn content_hash(bytes: &[u8]) -> u64 {
         (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
+
+/// Where a client sends its call next after `error` refused it: the leader a NotLeader
+/// refusal names, when it is one of the region's `members`; otherwise none (the client picks
+/// a member itself).
+pub(crate) fn leader_after_refusal(
+    error: &dsss_region_node::ProposeError,
+    members: &[NodeId],
+) -> Option<NodeId> {
+    match error {
+        dsss_region_node::ProposeError::NotLeader { leader_hint } => {
+            leader_hint.filter(|leader| members.contains(leader))
+        }
+        _ => None,
+    }
+}

@@ -1228,12 +1228,8 @@ impl Process for ClientProcess {
                         cx.node()
                     ));
                 }
-                self.leader_guess = match error {
-                    ProposeError::NotLeader { leader_hint } => {
-                        leader_hint.filter(|leader| self.members.contains(leader))
-                    }
-                    _ => None,
-                };
+                self.leader_guess =
+                    crate::workloads::common::leader_after_refusal(&error, &self.members);
                 if let Some(timer) = self.timer.take() {
                     cx.cancel_timer(timer);
                 }

@@ -648,12 +648,8 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
                     // The answer to an earlier attempt or to a deliberate duplicate.
                     return;
                 }
-                self.leader_guess = match error {
-                    ProposeError::NotLeader { leader_hint } => {
-                        leader_hint.filter(|leader| self.members.contains(leader))
-                    }
-                    _ => None,
-                };
+                self.leader_guess =
+                    crate::workloads::common::leader_after_refusal(&error, &self.members);
                 if let Some(timer) = self.propose_timer.take() {
                     cx.cancel_timer(timer);
                 }
