@@ -136,10 +136,50 @@ impl CoordinatorPeerService {
     }
 }
 
+fn peer_ack() -> RaftBatchAck {
+    RaftBatchAck {
+        sender_time: Some(proto::Timestamp {
+            physical_us: SystemClock.now_us(),
+            logical: 0,
+        }),
+    }
+}
+
 #[tonic::async_trait]
 impl CoordinatorPeer for CoordinatorPeerService {
     async fn deliver(&self, request: Request<RaftBatch>) -> Result<Response<RaftBatchAck>, Status> {
         let batch = request.into_inner();
+        self.check(&batch)?;
+        // A full queue drops the batch: raft retransmits what is not acknowledged.
+        if let Err(status) = self.link.send(CoordinatorEvent::RaftBatch(batch)) {
+            tracing::debug!(
+                node_id = self.link.node_id,
+                message = status.message(),
+                "coordinator raft batch dropped"
+            );
+        }
+        Ok(Response::new(peer_ack()))
+    }
+
+    async fn deliver_stream(
+        &self,
+        request: Request<tonic::Streaming<RaftBatch>>,
+    ) -> Result<Response<RaftBatchAck>, Status> {
+        let mut batches = request.into_inner();
+        while let Some(batch) = batches.message().await? {
+            self.check(&batch)?;
+            // A replica that stopped, or is too busy to queue the batch, ends the stream: the
+            // sender backs off and opens a new one (raft retransmits), rather than stream on
+            // into a replica that is gone.
+            self.link.send(CoordinatorEvent::RaftBatch(batch))?;
+        }
+        Ok(Response::new(peer_ack()))
+    }
+}
+
+impl CoordinatorPeerService {
+    /// Checks `batch`'s addressing and size.
+    fn check(&self, batch: &RaftBatch) -> Result<(), Status> {
         let node_id = self.link.node_id;
         if batch.to_node_id != node_id {
             return Err(Status::invalid_argument(format!(
@@ -155,19 +195,6 @@ impl CoordinatorPeer for CoordinatorPeerService {
                 batch.messages.len()
             )));
         }
-        // A full queue drops the batch: raft retransmits what is not acknowledged.
-        if let Err(status) = self.link.send(CoordinatorEvent::RaftBatch(batch)) {
-            tracing::debug!(
-                node_id,
-                message = status.message(),
-                "coordinator raft batch dropped"
-            );
-        }
-        Ok(Response::new(RaftBatchAck {
-            sender_time: Some(proto::Timestamp {
-                physical_us: SystemClock.now_us(),
-                logical: 0,
-            }),
-        }))
+        Ok(())
     }
 }

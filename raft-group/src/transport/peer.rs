@@ -2,15 +2,19 @@
 //!
 //! Each peer has one task and one bounded queue. The node loop puts messages in the queue
 //! without waiting ([`PeerSenders::send`]); a full queue drops the message, which is safe
-//! because raft retransmits whatever is not acknowledged. The task takes every queued message
-//! (up to [`PEER_BATCH_MESSAGES_MAX`] and [`PEER_BATCH_BYTES_MAX`]) into one call, so under
-//! load one call carries many messages. A failed call drops its batch and whatever queued
-//! meanwhile (stale by the time the peer is back), then waits with exponential backoff before
-//! the next call; tonic reconnects the channel on its own.
+//! because raft retransmits whatever is not acknowledged. The task keeps one long-lived gRPC
+//! stream open to the peer and sends every queued message (up to [`PEER_BATCH_MESSAGES_MAX`]
+//! and [`PEER_BATCH_BYTES_MAX`]) as one batch on it, without waiting for an answer per batch:
+//! a raft round costs one HTTP/2 data frame per peer and direction instead of a whole call.
+//! The stream holds at most [`PEER_STREAM_BATCHES_MAX`] batches in flight; while it is full,
+//! messages gather in the queue and the next batch carries them all. A stream that ends
+//! (the peer went away) or takes no batch for [`PEER_CALL_TIMEOUT_US`] is dropped with
+//! whatever it held, the task waits with exponential backoff, drops what queued meanwhile
+//! (stale by then) and opens a new one; tonic reconnects the channel on its own.
 //!
-//! The call itself is the [`RaftDelivery`] of the group: `RegionPeer.Deliver` for a region,
-//! `CoordinatorPeer.Deliver` for the coordinator. With a [`OneWayDelay`] for a peer, every
-//! message waits for its [`DelayLine`] send time first (WAN emulation).
+//! The stream is the [`RaftDelivery`] of the group: `RegionPeer.DeliverStream` for a region,
+//! `CoordinatorPeer.DeliverStream` for the coordinator. With a [`OneWayDelay`] for a peer,
+//! every message waits for its [`DelayLine`] send time first (WAN emulation).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,6 +29,8 @@ use dsss_wire::proto::{self, RaftBatch};
 use dsss_wire::{PhysicalClock, SystemClock};
 use raft::eraftpb::Message;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
@@ -47,7 +53,10 @@ pub const PEER_BACKOFF_US_MIN: u64 = 20_000;
 /// The longest wait between two calls to a peer that keeps failing, in microseconds.
 pub const PEER_BACKOFF_US_MAX: u64 = 1_000_000;
 
-/// How long one call may take, in microseconds, before the batch is given up.
+/// The most batches in flight on one peer stream: sent but not yet taken by HTTP/2.
+pub const PEER_STREAM_BATCHES_MAX: usize = 16;
+
+/// How long a stream may take no batch, in microseconds, before it is given up.
 pub const PEER_CALL_TIMEOUT_US: u64 = 5_000_000;
 
 /// How long connecting to a peer may take, in microseconds.
@@ -56,15 +65,16 @@ pub const PEER_CONNECT_TIMEOUT_US: u64 = 1_000_000;
 /// The most peers one node keeps a transport for: the most members a raft group may have.
 pub const PEERS_MAX: usize = 9;
 
-/// The gRPC call that delivers a batch of raft messages to one peer.
-pub trait RaftDelivery: Send + 'static {
+/// The gRPC call that carries batches of raft messages to one peer.
+pub trait RaftDelivery: Clone + Send + 'static {
     /// A client over `channel` (connected lazily).
     fn over(channel: Channel) -> Self;
 
-    /// Delivers `batch`; an error drops it (raft retransmits).
-    fn deliver_batch(
+    /// Sends every batch `batches` yields on one stream; ends when the stream does (the
+    /// sender closed it, or the call failed).
+    fn deliver_stream(
         &mut self,
-        batch: RaftBatch,
+        batches: ReceiverStream<RaftBatch>,
     ) -> impl Future<Output = Result<(), Status>> + Send;
 }
 
@@ -73,8 +83,8 @@ impl RaftDelivery for RegionPeerClient<VersionedChannel> {
         region_peer_client(channel)
     }
 
-    async fn deliver_batch(&mut self, batch: RaftBatch) -> Result<(), Status> {
-        self.deliver(batch).await.map(|_| ())
+    async fn deliver_stream(&mut self, batches: ReceiverStream<RaftBatch>) -> Result<(), Status> {
+        self.deliver_stream(batches).await.map(|_| ())
     }
 }
 
@@ -83,8 +93,8 @@ impl RaftDelivery for CoordinatorPeerClient<VersionedChannel> {
         coordinator_peer_client(channel)
     }
 
-    async fn deliver_batch(&mut self, batch: RaftBatch) -> Result<(), Status> {
-        self.deliver(batch).await.map(|_| ())
+    async fn deliver_stream(&mut self, batches: ReceiverStream<RaftBatch>) -> Result<(), Status> {
+        self.deliver_stream(batches).await.map(|_| ())
     }
 }
 
@@ -247,9 +257,10 @@ async fn run_peer<D: RaftDelivery>(
             return;
         }
     };
-    let mut client = D::over(endpoint.connect_lazy());
+    let client = D::over(endpoint.connect_lazy());
     let mut backoff_us = PEER_BACKOFF_US_MIN;
     let mut failing = false;
+    let mut stream: Option<PeerStream> = None;
     // A message taken from the queue that did not fit in the previous batch, or whose send
     // time had not come.
     let mut carried: Option<Timed> = None;
@@ -264,32 +275,73 @@ async fn run_peer<D: RaftDelivery>(
         super::delay::wait_until(first.send_at).await;
         let (batch, rest) = collect_batch(from_node_id, to_node_id, first, &mut queue, &mut line);
         carried = rest;
-        let call = client.deliver_batch(batch);
-        let outcome = tokio::time::timeout(Duration::from_micros(PEER_CALL_TIMEOUT_US), call).await;
-        match outcome {
+        let open = stream.get_or_insert_with(|| PeerStream::open(&client));
+        let sent = tokio::time::timeout(
+            Duration::from_micros(PEER_CALL_TIMEOUT_US),
+            open.batches.send(batch),
+        )
+        .await;
+        match sent {
             Ok(Ok(())) => {
-                if failing {
+                // A stream that has carried batches for a while reaches the peer: a failing
+                // one ends within a round trip of opening.
+                if failing && open.opened.elapsed() >= Duration::from_micros(PEER_BACKOFF_US_MAX) {
                     tracing::info!(to_node_id, %address, "peer reachable again");
+                    failing = false;
+                    backoff_us = PEER_BACKOFF_US_MIN;
                 }
-                failing = false;
-                backoff_us = PEER_BACKOFF_US_MIN;
             }
-            Ok(Err(status)) => {
+            Ok(Err(_)) | Err(_) => {
+                let ended = stream.take().expect("a stream was open");
                 if !failing {
-                    tracing::warn!(to_node_id, %address, code = ?status.code(), message = status.message(), "raft messages to peer failed; retrying with backoff");
+                    match ended.close().await {
+                        Some(status) => {
+                            tracing::warn!(to_node_id, %address, code = ?status.code(), message = status.message(), "raft messages to peer failed; retrying with backoff");
+                        }
+                        None => {
+                            tracing::warn!(to_node_id, %address, "raft messages to peer stalled; retrying with backoff");
+                        }
+                    }
                 }
                 failing = true;
                 carried = None;
                 backoff(&mut queue, &mut backoff_us).await;
             }
-            Err(_) => {
-                if !failing {
-                    tracing::warn!(to_node_id, %address, "raft messages to peer timed out; retrying with backoff");
-                }
-                failing = true;
-                carried = None;
-                backoff(&mut queue, &mut backoff_us).await;
-            }
+        }
+    }
+}
+
+/// An open stream of batches to one peer.
+struct PeerStream {
+    batches: mpsc::Sender<RaftBatch>,
+    call: JoinHandle<Result<(), Status>>,
+    opened: Instant,
+}
+
+impl PeerStream {
+    fn open<D: RaftDelivery>(client: &D) -> PeerStream {
+        let (batches, receiver) = mpsc::channel(PEER_STREAM_BATCHES_MAX);
+        let mut client = client.clone();
+        let call =
+            tokio::spawn(async move { client.deliver_stream(ReceiverStream::new(receiver)).await });
+        PeerStream {
+            batches,
+            call,
+            opened: Instant::now(),
+        }
+    }
+
+    /// Ends the stream; the call's error, if it ended on one.
+    async fn close(self) -> Option<Status> {
+        drop(self.batches);
+        if !self.call.is_finished() {
+            // Stalled: nothing will come of it.
+            self.call.abort();
+            return None;
+        }
+        match self.call.await {
+            Ok(Err(status)) => Some(status),
+            _ => None,
         }
     }
 }

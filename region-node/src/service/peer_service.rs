@@ -3,14 +3,17 @@
 //! A batch is checked whole before any of it reaches the node: it must be addressed to this
 //! node, hold at most [`PEER_BATCH_MESSAGES_MAX`] messages, and every message must decode and
 //! come from the batch's sender. Decoding happens here, on the runtime's threads, so the node
-//! loop only steps messages. When the node's queue is full the batch is dropped and still
-//! acknowledged: raft retransmits, and the sender has nothing better to do with it.
+//! loop only steps messages. When the node's queue is full a `Deliver` batch is dropped and
+//! still acknowledged: raft retransmits, and the sender has nothing better to do with it. On a
+//! `DeliverStream` the same ends the stream with the error (and so does a stopped node), so
+//! that a sender never streams on into a node that is gone: it backs off and opens a new one.
 
 use dsss_raft_group::decode_message;
+use dsss_raft_group::raft::eraftpb::Message;
 use dsss_wire::proto::region_peer_server::RegionPeer;
 use dsss_wire::proto::{self, RaftBatch, RaftBatchAck};
 use dsss_wire::{PhysicalClock, SystemClock};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::driver::{NodeEvent, PEER_BATCH_MESSAGES_MAX};
 use crate::service::NodeLink;
@@ -32,10 +35,56 @@ fn invalid(field: &str, error: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("raft batch field {field}: {error}"))
 }
 
+fn ack() -> RaftBatchAck {
+    RaftBatchAck {
+        sender_time: Some(proto::Timestamp {
+            physical_us: SystemClock.now_us(),
+            logical: 0,
+        }),
+    }
+}
+
 #[tonic::async_trait]
 impl RegionPeer for RegionPeerService {
     async fn deliver(&self, request: Request<RaftBatch>) -> Result<Response<RaftBatchAck>, Status> {
         let batch = request.into_inner();
+        let from = batch.from_node_id;
+        let messages = self.check(batch)?;
+        if !messages.is_empty() {
+            // A full queue drops the batch: raft retransmits what is not acknowledged.
+            if let Err(status) = self.link.send(NodeEvent::RaftMessages(messages)) {
+                tracing::debug!(
+                    node_id = self.link.node_id(),
+                    from,
+                    message = status.message(),
+                    "raft batch dropped"
+                );
+            }
+        }
+        Ok(Response::new(ack()))
+    }
+
+    async fn deliver_stream(
+        &self,
+        request: Request<Streaming<RaftBatch>>,
+    ) -> Result<Response<RaftBatchAck>, Status> {
+        let mut batches = request.into_inner();
+        while let Some(batch) = batches.message().await? {
+            let messages = self.check(batch)?;
+            if !messages.is_empty() {
+                // A node that stopped, or is too busy to queue the batch, ends the stream:
+                // the sender drops what it held, backs off and opens a new one (raft
+                // retransmits), rather than stream on into a node that is gone.
+                self.link.send(NodeEvent::RaftMessages(messages))?;
+            }
+        }
+        Ok(Response::new(ack()))
+    }
+}
+
+impl RegionPeerService {
+    /// Checks `batch` whole and decodes its messages.
+    fn check(&self, batch: RaftBatch) -> Result<Vec<Message>, Status> {
         let node_id = self.link.node_id();
         if batch.to_node_id != node_id {
             return Err(invalid(
@@ -70,22 +119,6 @@ impl RegionPeer for RegionPeerService {
             }
             messages.push(message);
         }
-        if !messages.is_empty() {
-            // A full queue drops the batch: raft retransmits what is not acknowledged.
-            if let Err(status) = self.link.send(NodeEvent::RaftMessages(messages)) {
-                tracing::debug!(
-                    node_id,
-                    from = batch.from_node_id,
-                    message = status.message(),
-                    "raft batch dropped"
-                );
-            }
-        }
-        Ok(Response::new(RaftBatchAck {
-            sender_time: Some(proto::Timestamp {
-                physical_us: SystemClock.now_us(),
-                logical: 0,
-            }),
-        }))
+        Ok(messages)
     }
 }
