@@ -1,4 +1,4 @@
-//! `dsss`: the one command that fronts DSSS (DESIGN.md section 4). Each group of subcommands
+//! `dsss`: the one command that fronts DSSS (docs/design.md section 4). Each group of subcommands
 //! lives in a module of its own; this file only parses the command line and dispatches.
 #![deny(missing_docs)]
 

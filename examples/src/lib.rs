@@ -18,8 +18,10 @@ pub mod connect;
 pub mod counter;
 pub mod leaderboard;
 pub mod lobby;
+pub mod register;
 
 pub use bank::{Bank, BankError, BankHandle};
 pub use counter::{Counter, CounterHandle};
 pub use leaderboard::{Leaderboard, LeaderboardHandle};
 pub use lobby::{Lobby, LobbyError, LobbyHandle};
+pub use register::{Register, RegisterHandle};

@@ -1,5 +1,5 @@
-//! The entries of the coordinator's raft log (global-protocol.md, "Coordinator side"), and
-//! their encoding.
+//! The entries of the coordinator's raft log (docs/global-protocol.md: `Batch` section 4,
+//! `Suspect` section 6, `EpochsAcknowledged` section 7), and their encoding.
 //!
 //! Only the coordinator leader proposes entries, but every replica decodes them from its log,
 //! and a log may hold entries from older or damaged releases: decoding never panics, and an

@@ -1,7 +1,7 @@
-//! The global tier of DSSS (DESIGN.md section 2): a raft group spread over regions that seals
-//! HLC-ordered epochs of cross-region records and tracks which regions are members.
+//! The global tier of DSSS (docs/design.md section 2): a raft group spread over regions that
+//! seals HLC-ordered epochs of cross-region records and tracks which regions are members.
 //!
-//! This crate is the sans-IO core (DESIGN.md section 3), built on `dsss-raft-group`:
+//! This crate is the sans-IO core (docs/design.md section 3), built on `dsss-raft-group`:
 //! - [`state`]: [`CoordinatorState`], the replicated state machine: regions with their
 //!   incarnation and membership, pending records, the watermark, SEAL inside apply, retained
 //!   epochs, snapshots and recovery;
@@ -9,8 +9,9 @@
 //! - [`node`]: [`CoordinatorNode`], one replica: region batches in, acknowledgements and
 //!   sealed epochs out, suspicion of silent regions, resends, bounded queues.
 //!
-//! The protocol both tiers follow is global-protocol.md ("Coordinator side"); the region side
-//! lives in `dsss-region-node`.
+//! The protocol both tiers follow is docs/global-protocol.md: the coordinator's side is
+//! sections 4 to 8 (taking batches, sealing, membership, delivery, the sealed-epoch read), what
+//! it persists section 9; the region side lives in `dsss-region-node`.
 //!
 //! # Example: a one-replica coordinator seals an epoch
 //!

@@ -1,5 +1,5 @@
 //! [`CoordinatorState`]: the replicated state of the coordinator group, its state machine
-//! (global-protocol.md, "Coordinator side").
+//! (docs/global-protocol.md sections 4 to 7; the store layout below is section 9).
 //!
 //! Every replica applies the same entries in the same order and so holds the same regions,
 //! watermark, pending records and sealed epochs: sealing happens INSIDE apply, so a new leader
@@ -770,8 +770,9 @@ impl CoordinatorState {
             .unwrap_or(0)
     }
 
-    /// SEAL (global-protocol.md): the new watermark is the minimum closed timestamp of the
-    /// members; when it rose, the pending records at or below it become the next epoch.
+    /// SEAL (docs/global-protocol.md section 5): the new watermark is the minimum closed
+    /// timestamp of the members; when it rose, the pending records at or below it become the
+    /// next epoch.
     fn seal(&mut self, batch: &mut WriteBatch) {
         let Some(new_watermark) = self
             .regions
@@ -1348,7 +1349,8 @@ mod tests {
 
     #[test]
     fn an_epoch_is_sealed_when_the_slowest_member_closes_and_is_sorted() {
-        // Reference: global-protocol.md, SEAL; ties broken by region id then sequence.
+        // Reference: docs/global-protocol.md section 5 (SEAL); ties broken by region id then
+        // sequence.
         let mut harness = Harness::new(&["a", "b"]);
         let outcome = harness.batch("b", 1, 1, &[(1, 100), (2, 150), (3, 300)], 300);
         assert_eq!(
@@ -1424,7 +1426,8 @@ mod tests {
 
     #[test]
     fn a_suspected_region_leaves_and_is_readmitted_above_the_watermark() {
-        // Reference: global-protocol.md, Suspect and READMIT; no sealed epoch ever changes.
+        // Reference: docs/global-protocol.md section 6 (suspicion and READMIT); no sealed epoch
+        // ever changes.
         let mut harness = Harness::new(&["a", "b", "c"]);
         harness.batch("a", 1, 1, &[(1, 100)], 150);
         harness.batch("b", 1, 1, &[(1, 120)], 160);

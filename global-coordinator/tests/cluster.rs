@@ -1,7 +1,7 @@
 //! Coordinator replicas of a real raft-rs group over in-memory stores, routed by hand: batch
 //! acknowledgements, NotLeader answers, the hybrid clock's skew bound, suspicion of a silent
 //! region, epoch delivery and resends, bounds, restarts, and a new leader that derives the
-//! same epochs from the log. Reference: global-protocol.md, "Coordinator side".
+//! same epochs from the log. Reference: docs/global-protocol.md sections 4 to 9.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -751,9 +751,9 @@ fn a_configuration_comes_from_the_topology() {
     assert_eq!(error.field, "node_id");
 }
 
-/// Reference: DESIGN.md section 2 ("sync() asks the coordinator leader (a leadership-confirmed
-/// read)"): the leader answers a sealed epoch read only after a quorum confirms it still
-/// leads; a deposed leader cut off from the others never answers with its stale epoch.
+/// Reference: docs/global-protocol.md section 8 (the sealed-epoch read behind `Sync`): the
+/// leader answers a sealed epoch read only after a quorum confirms it still leads; a deposed
+/// leader cut off from the others never answers with its stale epoch.
 #[test]
 fn sealed_epoch_reads_are_answered_only_by_a_confirmed_leader() {
     let mut cluster = Cluster::new(&[1, 2, 3], &["a"], |_| {});

@@ -1,11 +1,11 @@
 //! Many seeded random sequences of region batches (fresh, resent, out of order, of stale
 //! incarnations), suspicions, acknowledgements and garbage entries, applied to the
-//! coordinator's state machine, checking the invariants of global-protocol.md after every
-//! step: the watermark only grows, epochs are dense and never change, every pending record is
-//! above the watermark, every epoch is sorted and within its watermarks, no record is sealed
-//! twice, records are conserved, and snapshots and recovery reproduce the state. At the end
-//! every region closes far ahead and every record a region sent is sealed exactly once. A
-//! failure prints the seed.
+//! coordinator's state machine, checking the invariants of docs/global-protocol.md sections 4
+//! to 6 after every step: the watermark only grows, epochs are dense and never change, every
+//! pending record is above the watermark, every epoch is sorted and within its watermarks, no
+//! record is sealed twice, records are conserved, and snapshots and recovery reproduce the
+//! state. At the end every region closes far ahead and every record a region sent is sealed
+//! exactly once. A failure prints the seed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,9 +38,9 @@ impl Rng {
     }
 }
 
-/// A region as the protocol's region side behaves, simplified: it stamps records above its
-/// closed timestamp, ships numbered batches, and after learning of its removal re-sends its
-/// unsealed records as batch 1 of a new incarnation.
+/// A region as docs/global-protocol.md sections 3 and 6 have it, simplified: it stamps records
+/// above its closed timestamp, ships numbered batches, and after learning of its removal
+/// re-sends its unsealed records as batch 1 of a new incarnation.
 struct Region {
     id: RegionId,
     incarnation: u64,

@@ -1,4 +1,4 @@
-//! Raft plumbing shared by both DSSS tiers (DESIGN.md section 4): the regional raft groups and
+//! Raft plumbing shared by both DSSS tiers (docs/design.md section 4): the regional raft groups and
 //! the global coordinator are its two users, and neither depends on the other.
 //!
 //! - [`RaftGroup`] wraps a raft-rs `RawNode` and a [`StateMachine`], and has ONE

@@ -1,7 +1,7 @@
 //! A raft group of real raft-rs members over in-memory stores, routed by hand: the Ready order
 //! (nothing that promises persisted state leaves before the persist), recovery after a crash,
 //! catch-up by snapshot, membership changes, and seeded election timeouts.
-//! Reference: DESIGN.md section 3 (one `handle_ready` order), raft thesis 3.8 and 4.
+//! Reference: docs/design.md section 3 (one `handle_ready` order), raft thesis 3.8 and 4.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 

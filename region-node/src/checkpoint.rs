@@ -1,5 +1,5 @@
 //! Checkpoints of objects, kept as replicated state of the region, and the truncation point of
-//! the region log that they allow (DESIGN.md section 2, "Checkpoints").
+//! the region log that they allow (docs/design.md section 2, "Checkpoints").
 //!
 //! An SDK replica uploads `(object, position, state bytes, state hash)` every so many records.
 //! The upload travels through raft as a command that takes NO log position (the region log's

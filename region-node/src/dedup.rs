@@ -1,4 +1,4 @@
-//! The dedup table: exactly-once for retried proposals (DESIGN.md section 1, "exactly once").
+//! The dedup table: exactly-once for retried proposals (docs/design.md section 1, "exactly once").
 //!
 //! A record carries the (client id, request sequence) of the call it stands for. The region
 //! log applies a pair once: a retry of an applied pair gets the position of the first copy

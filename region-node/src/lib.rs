@@ -1,7 +1,7 @@
-//! The regional tier of DSSS (DESIGN.md section 2): one raft group per region that orders,
+//! The regional tier of DSSS (docs/design.md section 2): one raft group per region that orders,
 //! stores and serves the region's operation records.
 //!
-//! This crate is the sans-IO core (DESIGN.md section 3): [`RegionNode`] takes proposals, raft
+//! This crate is the sans-IO core (docs/design.md section 3): [`RegionNode`] takes proposals, raft
 //! messages and ticks, and hands back replies, log events, raft messages and writes through
 //! the one [`RegionNode::handle_ready`] path that the simulator and the production driver
 //! both call. It reads no clock (time comes in as `now_us`), draws no randomness of its own

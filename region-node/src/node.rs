@@ -6,7 +6,7 @@
 //! messages to send and writes to persist leave through the [`ReadyIo`] given to
 //! [`RegionNode::handle_ready`], the one path both drivers call.
 //!
-//! The global tier (DESIGN.md section 2) adds inputs from the coordinator
+//! The global tier (docs/design.md section 2) adds inputs from the coordinator
 //! ([`RegionNode::handle_sealed_epoch`], [`RegionNode::handle_batch_ack`]) and an output
 //! queue of messages to it ([`RegionNode::poll_to_coordinator`]); the driver decides where
 //! the coordinator leader is. A global call is answered only when its sealed copy is applied

@@ -1149,7 +1149,7 @@ mod tests {
         }
     }
 
-    /// Reference: DESIGN.md section 2, "Checkpoints": the log is truncated below the agreed
+    /// Reference: docs/design.md section 2, "Checkpoints": the log is truncated below the agreed
     /// checkpoint of every object with records, never below an uncovered record.
     #[test]
     fn truncation_follows_agreed_checkpoints_and_never_drops_an_uncovered_record() {

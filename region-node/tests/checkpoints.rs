@@ -1,6 +1,6 @@
 //! The production driver in one process, for checkpoints, truncation and barriers: three nodes
 //! on loopback ports with RocksDB stores in a temporary directory, called through their real
-//! gRPC services. Reference: DESIGN.md section 2 ("Checkpoints"), section 1 ("linearizable
+//! gRPC services. Reference: docs/design.md section 2 ("Checkpoints"), section 1 ("linearizable
 //! reads on request") and section 3 (thin drivers around the sans-IO node).
 
 use dsss_region_node::CHECKPOINT_STATE_BYTES_MAX;
@@ -341,7 +341,7 @@ async fn malformed_uploads_are_refused_naming_the_field_and_the_largest_state_tr
     }
 }
 
-/// Reference: DESIGN.md section 1, "linearizable reads on request".
+/// Reference: docs/design.md section 1, "linearizable reads on request".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_returns_a_position_at_or_above_every_acknowledged_proposal() {
     let region = Region::start(false).await;

@@ -1,5 +1,5 @@
 //! The production driver in one process: three nodes on loopback ports with RocksDB stores in
-//! a temporary directory, driven through their gRPC services. Reference: DESIGN.md section 1
+//! a temporary directory, driven through their gRPC services. Reference: docs/design.md section 1
 //! (exactly once) and section 3 (thin drivers around the sans-IO node).
 
 use std::collections::BTreeMap;

@@ -1,7 +1,8 @@
 //! The region side of the global tier, sans-IO: region nodes of real raft-rs groups routed by
-//! hand, and a coordinator written in this file after the protocol page (batches, suspicion,
-//! readmission, sealing) that seals epochs from the batches the region leader ships.
-//! Reference: DESIGN.md section 2 ("global tier") and the protocol's "Region side".
+//! hand, and a coordinator written in this file after docs/global-protocol.md (batches,
+//! suspicion, readmission, sealing) that seals epochs from the batches the region leader ships.
+//! Reference: docs/design.md section 2 ("global tier") and docs/global-protocol.md sections 3,
+//! 6 and 7 (the region side).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -37,7 +38,7 @@ fn global_call(client: u64, sequence: u64) -> ProposeRequest {
     call(client, sequence, Scope::Global, 10)
 }
 
-// The coordinator, after the protocol page's "Coordinator side", kept to what these tests
+// The coordinator, after docs/global-protocol.md sections 4 to 6, kept to what these tests
 // need: one replica, epochs in one part unless asked otherwise.
 
 struct CoordinatorRegion {
@@ -468,7 +469,7 @@ fn a_global_call_completes_only_when_sealed_at_its_sequenced_position() {
     region.propose(leader, global_call(7, 1));
     assert!(region.take_replies(follower).is_empty());
     // The pending record took position 1 and no other; as an entry of no object it never
-    // holds truncation back, so the log may already have dropped it (DESIGN.md section 2,
+    // holds truncation back, so the log may already have dropped it (docs/design.md section 2,
     // "Checkpoints"), but the region's global state keeps the one unsealed call.
     let log = region.node(follower).region_log();
     assert_eq!(log.next_position(), 3);

@@ -1,6 +1,7 @@
 //! Region nodes of real raft-rs groups over in-memory stores, routed by hand: batching bounds,
 //! forwarding from followers, replies and their errors, exactly-once across retries and leader
-//! changes, restarts. Reference: DESIGN.md sections 1 ("exactly once") and 2 ("regional tier").
+//! changes, restarts. Reference: docs/design.md sections 1 ("exactly once") and 2 ("regional
+//! tier").
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -486,7 +487,7 @@ fn upload(object: &str, position: u64, hash: u8, client: u64) -> CheckpointUploa
     }
 }
 
-/// Reference: DESIGN.md section 1, "linearizable reads on request": a barrier asked of a
+/// Reference: docs/design.md section 1, "linearizable reads on request": a barrier asked of a
 /// follower waits for the leader to confirm its commit point, and covers every call
 /// acknowledged before it was asked.
 #[test]
@@ -651,7 +652,7 @@ fn a_global_barrier_waits_for_the_confirmed_sealed_epoch_in_the_log() {
     ));
 }
 
-/// Reference: DESIGN.md section 2, "Checkpoints": uploads go through raft from any member and
+/// Reference: docs/design.md section 2, "Checkpoints": uploads go through raft from any member and
 /// every member applies them alike.
 #[test]
 fn checkpoint_uploads_from_any_member_are_applied_by_every_member() {

@@ -1,6 +1,6 @@
 //! The production DSSS durable store: raft logs, hard state and region logs in RocksDB.
 //!
-//! [`RocksDbStore`] implements [`DurableStore`](dsss_raft_group::DurableStore) (DESIGN.md
+//! [`RocksDbStore`] implements [`DurableStore`](dsss_raft_group::DurableStore) (docs/design.md
 //! section 3: the production driver persists through it, the simulator through an in-memory
 //! disk with the same contract). Every [`KeySpace`](dsss_raft_group::KeySpace) is one RocksDB
 //! column family, so keys of different spaces never collide and a range delete stays in its

@@ -1,6 +1,6 @@
 //! DSSS gives every instance of a globally deployed application one shared, persistent object,
 //! as if the whole application were a single process with persistent memory
-//! (DESIGN.md section 1).
+//! (docs/design.md section 1).
 //!
 //! This is the crate applications depend on. Write an ordinary type, mark the methods that
 //! change it, and open it through a [`Client`]:
@@ -85,17 +85,59 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "client")]
 pub mod client;
 pub mod codec;
+pub mod error;
 pub mod object;
+#[cfg(feature = "client")]
 pub mod region_client;
 pub mod replica;
 pub mod schema;
+pub mod session;
 
-pub use client::{CallError, Client, Config, Object};
+#[cfg(feature = "client")]
+pub use client::{Client, Config, Object};
 pub use codec::{Codec, CodecError, Json, Postcard};
 pub use dsss_macros::{methods, shared_object};
+pub use error::CallError;
 pub use object::{MethodError, SharedObject};
 pub use schema::{MethodSchema, ObjectSchema};
 #[doc(hidden)]
 pub use serde;
+#[cfg(not(feature = "client"))]
+pub use without_client::Object;
+
+/// Without the `client` feature no object can be opened (the sans-IO [`session`] and
+/// [`replica`] remain). The handle type stands in so that shared-object types compile the same
+/// in both builds.
+#[cfg(not(feature = "client"))]
+mod without_client {
+    use std::marker::PhantomData;
+
+    use crate::error::CallError;
+
+    /// An opened object; it cannot exist without the `client` feature.
+    pub struct Object<T> {
+        never: std::convert::Infallible,
+        object_type: PhantomData<fn() -> T>,
+    }
+
+    impl<T> Clone for Object<T> {
+        fn clone(&self) -> Self {
+            match self.never {}
+        }
+    }
+
+    impl<T> Object<T> {
+        /// Never called: no value of this type exists.
+        pub async fn call_raw(
+            &self,
+            _method_id: u32,
+            _arguments: Vec<u8>,
+        ) -> Result<Vec<u8>, CallError> {
+            let _ = &self.object_type;
+            match self.never {}
+        }
+    }
+}

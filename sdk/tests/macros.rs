@@ -1,5 +1,5 @@
 //! `#[dsss::shared_object]` and `#[dsss::methods]` on a lobby and a chat room: what the
-//! generated code does when a replica applies calls (DESIGN.md section 1), called directly
+//! generated code does when a replica applies calls (docs/design.md section 1), called directly
 //! through `SharedObject`, with no network.
 #![deny(missing_docs)]
 

@@ -1,6 +1,6 @@
 //! The global tier in the simulator: every region's raft group and the coordinator's raft
 //! group, the real sans-IO code on the simulation kernel, under faults drawn from many seeds
-//! (DESIGN.md sections 2 and 6). Replay a failing seed with `DSSS_SEED=S`.
+//! (docs/design.md sections 2 and 6). Replay a failing seed with `DSSS_SEED=S`.
 
 use std::cell::Cell;
 use std::time::Duration;

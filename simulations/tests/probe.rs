@@ -1,7 +1,7 @@
 //! The clock probe on the example topologies: the WAN model delivers within the configured
 //! delays, and the hybrid logical clock stays monotonic, causal and skew-bounded under loss,
 //! duplication, reordering, crashes, a region partition, clock skew and drift.
-//! Reference: DESIGN.md section 2 ("HLC") and section 6.
+//! Reference: docs/design.md section 2 ("HLC") and section 6.
 
 use std::time::Duration;
 

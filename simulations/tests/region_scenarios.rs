@@ -2,7 +2,7 @@
 //! a leader crash with acknowledged records, a follower far behind that catches up by
 //! snapshot, a retry after a leader change applied once, a proposal at a follower, a leader
 //! transfer, and region log retention. Every scenario ends with the same checks as the seeded
-//! runs. Reference: DESIGN.md sections 1 ("exactly once", "durability"), 2 and 6.
+//! runs. Reference: docs/design.md sections 1 ("exactly once", "durability"), 2 and 6.
 
 use std::time::Duration;
 

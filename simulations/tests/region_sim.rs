@@ -3,7 +3,7 @@
 //! transfers, then a heal and a restart of every member. Every acknowledged record must be in
 //! every member's log at its acknowledged position, every log a prefix of the longest, every
 //! retried call applied once, and the members equal after the heal.
-//! Reference: DESIGN.md section 2 ("regional tier"), section 3 and section 6.
+//! Reference: docs/design.md section 2 ("regional tier"), section 3 and section 6.
 
 use std::cell::RefCell;
 

@@ -2,7 +2,7 @@
 //! `dsss_examples::Bank`, `Counter` and `Lobby`, a regional `Leaderboard` in every region, and
 //! an object whose method panics), on a simulated cluster of real region nodes and coordinator
 //! replicas, under faults drawn from many seeds; and the checkers that judge them, including
-//! tests that the checkers catch a corrupted history (DESIGN.md sections 1, 2 and 6). Replay a
+//! tests that the checkers catch a corrupted history (docs/design.md sections 1, 2 and 6). Replay a
 //! failing seed with `DSSS_SEED=S`.
 
 use std::cell::Cell;
@@ -739,7 +739,7 @@ fn a_fault_free_local_counter_keeps_one_order() {
     assert_eq!(report.calls_refused_by_object, 0, "{report}");
 }
 
-/// Reference: DESIGN.md section 6, "One order" and "Sequential consistency": every add returns,
+/// Reference: docs/design.md section 6, "One order" and "Sequential consistency": every add returns,
 /// and every read shows, what a replay of the one order gives.
 #[test]
 fn local_counters_under_faults_keep_every_guarantee() {
@@ -772,7 +772,7 @@ fn a_fault_free_local_lobby_never_seats_more_than_its_capacity() {
     );
 }
 
-/// Reference: DESIGN.md section 1: joins and leaves from every region, in one order, never seat
+/// Reference: docs/design.md section 1: joins and leaves from every region, in one order, never seat
 /// more players than seats, nor two in one seat, whatever the faults.
 #[test]
 fn local_lobbies_under_faults_keep_their_seats_consistent() {
@@ -824,7 +824,7 @@ fn assert_regional(run: &SdkRun<LeaderboardWorkload>) {
     }
 }
 
-/// Reference: DESIGN.md section 2, "Object scope": a regional object has copies in its region
+/// Reference: docs/design.md section 2, "Object scope": a regional object has copies in its region
 /// only, ordered by that region's group alone.
 #[test]
 fn a_fault_free_local_leaderboard_stays_in_each_region() {
@@ -1023,7 +1023,7 @@ fn states_skipping_multiples_of_seven(order: &[checker::OrderedRecord]) -> Vec<F
     states
 }
 
-/// Reference: DESIGN.md section 2, "Panics in a method are deterministic failures": the
+/// Reference: docs/design.md section 2, "Panics in a method are deterministic failures": the
 /// caller gets an error that names the method, every copy skips the call alike (state hashes
 /// agree), and the state is the one a log without those calls gives.
 #[test]

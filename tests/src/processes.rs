@@ -153,6 +153,47 @@ impl NodeProcesses {
         self.children.remove(&node_id)
     }
 
+    /// Whether `node_id` was started and has not been killed or taken since.
+    pub fn is_running(&self, node_id: u64) -> bool {
+        self.children.contains_key(&node_id)
+    }
+
+    /// Freezes `node_id` with SIGSTOP: the process keeps its sockets, its memory and its data
+    /// but answers nothing, like a machine that hangs, until [`NodeProcesses::resume`]. Returns
+    /// whether the signal was delivered (false when the node is not running).
+    ///
+    /// SIGKILL still ends a frozen process, so dropping the set cleans up after a failure
+    /// without resuming first.
+    pub fn pause(&mut self, node_id: u64) -> bool {
+        self.signal(node_id, "-STOP")
+    }
+
+    /// Lets `node_id` run again after [`NodeProcesses::pause`] (SIGCONT). Returns whether the
+    /// signal was delivered.
+    pub fn resume(&mut self, node_id: u64) -> bool {
+        self.signal(node_id, "-CONT")
+    }
+
+    /// Sends `signal` (as `kill` spells it, e.g. `-STOP`) to the running child of `node_id`.
+    /// The `kill` program sends it, so that the tests need no bindings to the C library.
+    fn signal(&mut self, node_id: u64, signal: &str) -> bool {
+        let Some(child) = self.children.get_mut(&node_id) else {
+            return false;
+        };
+        // A child that already exited must not be signalled: its process id may be reused.
+        if !matches!(child.try_wait(), Ok(None)) {
+            return false;
+        }
+        Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
     /// Prints the last [`LOG_TAIL_LINES_MAX`] lines of every log of every node to standard
     /// error.
     pub fn print_logs(&self) {

@@ -1,7 +1,7 @@
 //! Three regions of three `dsss node --emulate-wan` OS processes on loopback, laid out like
 //! `topology/examples/local.toml` (one coordinator replica per region, its latency matrix),
 //! under concurrent global calls from every region, with the coordinator leader killed by
-//! SIGKILL mid-load and restarted. Reference: DESIGN.md section 1 (durability, exactly once,
+//! SIGKILL mid-load and restarted. Reference: docs/design.md section 1 (durability, exactly once,
 //! one order), section 2 (the global tier: sealed epochs appended to every region's log, a
 //! coordinator leader loss is a raft election) and section 6 (how each guarantee is checked).
 //!

@@ -1,5 +1,5 @@
 //! Membership changes of a running region with `dsss region add-node` and `remove-node`, on
-//! `dsss node` OS processes over loopback. Reference: DESIGN.md section 2 (membership and
+//! `dsss node` OS processes over loopback. Reference: docs/design.md section 2 (membership and
 //! failure) and section 1 (durability: a region that changes members loses nothing).
 //!
 //! Build the binary first (`cargo build --workspace`, or `cargo test --workspace`).
@@ -309,7 +309,7 @@ fn add_node(processes: &Processes, topology: &Path, node_id: u64) {
 /// Two nodes join one after the other after the leader compacted its raft log, so each one
 /// catches up by snapshot (the second from a snapshot that must include the first's joining,
 /// not one built before it), then one of them leaves. Every remaining member ends with the
-/// same log. Reference: DESIGN.md section 2 (membership and failure).
+/// same log. Reference: docs/design.md section 2 (membership and failure).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_join_by_snapshot_after_compaction_and_every_member_keeps_one_log() {
     let mut processes = Processes::new();

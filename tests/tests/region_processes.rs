@@ -1,5 +1,5 @@
 //! A three-node region as three `dsss node` OS processes on loopback, under concurrent clients,
-//! with its leader killed by SIGKILL and restarted. Reference: DESIGN.md section 1
+//! with its leader killed by SIGKILL and restarted. Reference: docs/design.md section 1
 //! (durability, exactly once, one order) and section 6 (how each guarantee is checked).
 //!
 //! Build the binary first (`cargo build --workspace`, or `cargo test --workspace`).

@@ -1,7 +1,7 @@
 //! The SDK against real processes: three regions of three `dsss node --emulate-wan` processes on
 //! loopback (`local.toml` with its latency matrix), application instances in every region using
 //! the example `Bank` (global) and `Leaderboard` (regional) through `dsss::Client`, while a
-//! region leader is killed with SIGKILL and restarted. Reference: DESIGN.md section 1 (every
+//! region leader is killed with SIGKILL and restarted. Reference: docs/design.md section 1 (every
 //! guarantee a user relies on) and section 6 (how each is checked: equal state hashes, money
 //! conserved, exactly once, sync then read sees every completed call).
 //!
@@ -267,8 +267,12 @@ async fn bank_in_three_regions_keeps_every_copy_equal_through_a_leader_kill() {
         second.read(|bank| bank.accounts().clone())
     );
 
-    // A build whose `transfer` changed cannot open the object, and says which method changed.
-    let refused = late
+    // A build whose `transfer` changed (another application process, so another client)
+    // cannot open the object, and says which method changed.
+    let other_build = Client::connect(client_config(&topology, &regions[2]))
+        .await
+        .expect("connect");
+    let refused = other_build
         .open::<changed::Bank>("bank/main")
         .await
         .err()

@@ -1,6 +1,6 @@
 //! `dsss sim probe`, run as a user runs it: the real binary in a child process. A run is
 //! reproducible from its seed, reports every region pair, and refuses bad settings by name.
-//! Reference: DESIGN.md sections 3 and 6 (a seed reproduces everything).
+//! Reference: docs/design.md sections 3 and 6 (a seed reproduces everything).
 
 use std::process::Output;
 

@@ -1,6 +1,6 @@
 //! `dsss topology check` and `dsss topology show`, run as a user runs them: the real binary in
 //! a child process, judged by its exit status and output. Build the binary first with
-//! `cargo build -p dsss-cli`. Reference: DESIGN.md section 5.
+//! `cargo build -p dsss-cli`. Reference: docs/design.md section 5.
 
 use std::fs;
 use std::path::{Path, PathBuf};

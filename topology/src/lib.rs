@@ -1,5 +1,5 @@
 //! DSSS topology files: the model of one deployment, its parsing and validation, and the
-//! latency matrix between regions (DESIGN.md section 5).
+//! latency matrix between regions (docs/design.md section 5).
 //!
 //! One TOML file describes a deployment for SREs and for simulations alike: `dsss up` starts a
 //! local multi-region cluster from it, the simulator takes its latency matrix, and production

@@ -179,7 +179,7 @@ impl LatencyMatrix {
     }
 
     /// d: the largest one-way delay between two distinct regions, which bounds the latency of
-    /// a sequentially consistent global write from below (DESIGN.md section 7). With a single
+    /// a sequentially consistent global write from below (docs/design.md section 7). With a single
     /// region it is the intra-region delay; with none it is 0.
     pub fn d_max_us(&self) -> u64 {
         match self.d_max_pair() {

@@ -1,6 +1,6 @@
 //! Table-driven checks of every topology rule: each case edits a valid file and lists the
 //! diagnostics it must produce (field path and a piece of the message), no more and no fewer.
-//! Reference: DESIGN.md section 5.
+//! Reference: docs/design.md section 5.
 
 use dsss_topology::{Diagnostics, Link, Topology, parse};
 

@@ -1,4 +1,4 @@
-//! Property tests of the hybrid logical clock (DESIGN.md section 2, "HLC": the clock must be
+//! Property tests of the hybrid logical clock (docs/design.md section 2, "HLC": the clock must be
 //! monotonic under every interleaving, and a maximum tolerated skew is enforced).
 //!
 //! Each case runs a few nodes, each with its own physical clock that advances, stalls, and

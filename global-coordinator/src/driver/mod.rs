@@ -1,4 +1,4 @@
-//! The production driver of a coordinator replica (feature `driver`; DESIGN.md section 3):
+//! The production driver of a coordinator replica (feature `driver`; docs/design.md section 3):
 //! tokio, tonic, RocksDB and the system clock around the sans-IO [`CoordinatorNode`](crate::CoordinatorNode).
 //!
 //! The driver is thin; every protocol decision stays in the replica:

@@ -1,5 +1,5 @@
 //! WAN delay emulation: what lets a cluster on one machine behave like one spread over
-//! regions (DESIGN.md section 4, `dsss up`).
+//! regions (docs/design.md section 4, `dsss up`).
 //!
 //! A [`DelayLine`] belongs to one sender and one destination. Every message gets a send time
 //! `max(enqueued + sampled delay, previous send time)`: the delay is the link's one-way delay

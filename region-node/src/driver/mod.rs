@@ -1,4 +1,4 @@
-//! The production driver of a region node (feature `driver`; DESIGN.md section 3): tokio,
+//! The production driver of a region node (feature `driver`; docs/design.md section 3): tokio,
 //! tonic over real sockets, RocksDB and the system clock around the sans-IO [`RegionNode`](crate::RegionNode).
 //!
 //! The driver is thin. Every protocol decision stays in the node; the driver pumps

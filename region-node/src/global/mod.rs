@@ -1,4 +1,5 @@
-//! The region side of the global tier (DESIGN.md section 2), sans-IO.
+//! The region side of the global tier (docs/design.md section 2; the protocol is
+//! docs/global-protocol.md, the region side in sections 3, 6 and 7), sans-IO.
 //!
 //! A global-scope record is durable in its origin region as soon as it is applied there as a
 //! pending entry, but nothing applies it until the coordinator seals it into an epoch. The

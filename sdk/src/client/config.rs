@@ -4,12 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::replica::ReplicaConfig;
-
-/// The most objects one client may have open at once.
-pub const OPEN_OBJECTS_MAX: usize = 1_024;
-/// The most calls one client may have waiting at once (across its objects). It stays below what
-/// a node accepts in flight per client, so the client waits instead of being refused.
-pub const CALLS_IN_FLIGHT_MAX: usize = 16;
+use crate::session::{CALLS_IN_FLIGHT_MAX, SessionConfig};
 
 /// How a client reaches its region and how its replicas behave.
 #[derive(Clone, Debug)]
@@ -24,8 +19,15 @@ pub struct Config {
     pub replica: ReplicaConfig,
     /// The most calls in flight at once, 1 to [`CALLS_IN_FLIGHT_MAX`].
     pub calls_in_flight_max: usize,
-    /// How long one call may take over all its retries.
+    /// How long one call may take to be acknowledged over all its retries (an acknowledged
+    /// call is then waited for until its record applies), and how long an open or a `sync()`
+    /// may take.
     pub call_timeout: Duration,
+    /// How long one request may go unanswered before the next member is tried.
+    pub attempt_timeout: Duration,
+    /// How long the log stream may make no progress while a call, an open or a `sync()` waits
+    /// on it before the client follows the log from the next member.
+    pub stream_stall_timeout: Duration,
 }
 
 impl Config {
@@ -72,7 +74,22 @@ impl Config {
             replica: ReplicaConfig::default(),
             calls_in_flight_max: CALLS_IN_FLIGHT_MAX,
             call_timeout: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(2),
+            stream_stall_timeout: Duration::from_secs(1),
         }
+    }
+
+    /// The session this configuration describes, for `client_id`.
+    pub(crate) fn session_config(&self, client_id: u64) -> SessionConfig {
+        let mut session = SessionConfig::new(
+            client_id,
+            self.members.iter().map(|(node_id, _)| *node_id).collect(),
+        );
+        session.calls_in_flight_max = self.calls_in_flight_max;
+        session.call_timeout_us = micros(self.call_timeout);
+        session.attempt_timeout_us = micros(self.attempt_timeout);
+        session.stream_stall_timeout_us = micros(self.stream_stall_timeout);
+        session
     }
 
     /// Checks the bounds.
@@ -89,6 +106,11 @@ impl Config {
         if self.client_id == Some(0) {
             return Err("client id 0 is reserved".to_owned());
         }
-        self.replica.validate()
+        self.replica.validate()?;
+        self.session_config(self.client_id.unwrap_or(1)).validate()
     }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }

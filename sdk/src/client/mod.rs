@@ -1,92 +1,91 @@
-//! [`Client`]: an application instance's connection to its region, and the objects it opens.
+//! [`Client`]: an application instance's connection to its region, and the objects it opens
+//! (feature `client`, on by default).
 //!
-//! A client talks to the nodes of one region (any member; it fails over between them). Every
-//! object it opens gets a local replica ([`crate::replica::Replica`]) that starts from the
-//! region's newest checkpoint of the object plus the log after it, then follows the log. A call
-//! is proposed to the region with the client's id and a fresh request sequence (retries reuse
-//! it, so the region applies it once) and completes when the local replica has applied it,
-//! with the result the method returned there.
+//! A client talks to the members of one region and fails over between them. All that it
+//! decides (which member, when to retry, how copies are opened and fed) is the sans-IO
+//! [`crate::session::ClientSession`]; this module is its tokio and gRPC driver. Every object a
+//! client opens gets a local copy ([`crate::replica::Replica`]) that starts from the region's
+//! newest checkpoint of the object, is brought to the client's position, and from then on is
+//! fed from the client's one ordered stream of the region log together with every other copy
+//! of the client. A call is proposed with the client's id and a fresh request sequence
+//! (retries reuse it, so the region applies the call once) and completes when the local copy
+//! has applied it, with the result the method returned there.
+//!
+//! # Two clients in one process
+//! Each `Client` has its own session and position: each is sequentially consistent, but one
+//! may stand behind the other. Open every object that must be read consistently with another
+//! through the same `Client` (clones share it).
 
 mod config;
-pub mod error;
+mod driver;
 pub mod object;
-pub(crate) mod opened;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use config::{Config, OPEN_OBJECTS_MAX};
-pub use error::CallError;
+pub use config::Config;
 pub use object::Object;
 
+use crate::error::CallError;
 use crate::object::SharedObject;
 use crate::region_client::RegionConnections;
+use crate::session::{ClientSession, new_copy};
+use driver::Shared;
 use dsss_wire::Scope;
 
-/// The part of a client its open objects share.
-pub(crate) struct ClientShared {
-    pub(crate) config: Config,
-    pub(crate) connections: RegionConnections,
-    pub(crate) client_id: u64,
-    next_sequence: AtomicU64,
-    pub(crate) calls_in_flight: tokio::sync::Semaphore,
-    open_objects: std::sync::Mutex<usize>,
-}
+pub use crate::session::{CALLS_IN_FLIGHT_MAX, OPEN_OBJECTS_MAX};
 
-impl ClientShared {
-    /// The next request sequence of this client.
-    pub(crate) fn next_sequence(&self) -> u64 {
-        self.next_sequence.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(crate) fn object_closed(&self) {
-        let mut open = self
-            .open_objects
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *open = open.saturating_sub(1);
-    }
-}
-
-/// An application instance's connection to its region. Cheap to clone.
+/// An application instance's connection to its region. Cheap to clone: clones share one
+/// session.
 #[derive(Clone)]
 pub struct Client {
-    shared: Arc<ClientShared>,
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+    client_id: u64,
 }
 
 impl Client {
-    /// Prepares channels to the members of the configured region. Nothing is sent until the
-    /// first object is opened; a region that cannot be reached then makes `open` fail.
+    /// Prepares channels to the members of the configured region and starts the client's
+    /// session. Nothing is sent until the first object is opened; a region that cannot be
+    /// reached then makes `open` fail.
     pub async fn connect(config: Config) -> Result<Client, CallError> {
         config.validate().map_err(CallError::Config)?;
-        let connections = RegionConnections::new(&config.members)?;
+        let connections = RegionConnections::new(&config.members)
+            .map_err(|error| CallError::Config(error.to_string()))?;
         let client_id = config.client_id.unwrap_or_else(fresh_client_id);
-        let calls_in_flight = tokio::sync::Semaphore::new(config.calls_in_flight_max);
+        let session = ClientSession::new(config.session_config(client_id), 1)?;
+        let shared = Shared::start(session, connections, config.region.clone());
         Ok(Client {
-            shared: Arc::new(ClientShared {
-                config,
-                connections,
-                client_id,
-                next_sequence: AtomicU64::new(1),
-                calls_in_flight,
-                open_objects: std::sync::Mutex::new(0),
-            }),
+            shared,
+            config: Arc::new(config),
+            client_id,
         })
     }
 
     /// The id this client's calls carry (unique per connected client).
     pub fn client_id(&self) -> u64 {
-        self.shared.client_id
+        self.client_id
     }
 
     /// The region this client talks to.
     pub fn region(&self) -> &str {
-        &self.shared.config.region
+        &self.config.region
     }
 
-    /// Opens the global object `name` (copies in every region): builds the local replica from
-    /// the newest checkpoint and the log after it, then declares this type's schema in the
-    /// object's log; an incompatible schema fails with the method that changed.
+    /// The log position every copy of this client has applied through.
+    pub fn position(&self) -> u64 {
+        driver::lock(&self.shared.session).position()
+    }
+
+    /// A barrier for the whole client: once it returns, reads of any of its objects see every
+    /// call that completed anywhere before it was called.
+    pub async fn sync(&self) -> Result<(), CallError> {
+        object::sync(&self.shared).await
+    }
+
+    /// Opens the global object `name` (copies in every region): builds the local copy from
+    /// the newest checkpoint and the log after it, brings it to the client's position, then
+    /// declares this type's schema in the object's log; an incompatible schema fails with the
+    /// method that changed.
     pub async fn open<T: SharedObject>(&self, name: &str) -> Result<T::Handle, CallError> {
         self.open_with_scope::<T>(name, Scope::Global).await
     }
@@ -102,26 +101,32 @@ impl Client {
         name: &str,
         scope: Scope,
     ) -> Result<T::Handle, CallError> {
-        {
-            let mut open = self
-                .shared
-                .open_objects
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if *open >= OPEN_OBJECTS_MAX {
-                return Err(CallError::Config(format!(
-                    "this client already has {OPEN_OBJECTS_MAX} objects open"
-                )));
-            }
-            *open += 1;
-        }
-        match opened::OpenedObject::<T>::open(Arc::clone(&self.shared), name, scope).await {
-            Ok(inner) => Ok(T::handle(Object { inner })),
-            Err(error) => {
-                self.shared.object_closed();
-                Err(error)
-            }
-        }
+        T::schema().validate().map_err(|error| CallError::Schema {
+            object: name.to_owned(),
+            reason: error.to_string(),
+        })?;
+        let copy = Arc::new(new_copy::<T>(name, self.config.replica));
+        let (sender, opened) = tokio::sync::oneshot::channel();
+        let view = self.shared.command(|session, now_us, waits| {
+            let open_id = session.open(now_us, name, scope, Arc::clone(&copy) as _)?;
+            waits.opens.insert(open_id, sender);
+            Ok::<_, CallError>(session.view())
+        })?;
+        let outcome = opened.await.unwrap_or_else(|_| {
+            Err(CallError::Stopped {
+                object: name.to_owned(),
+                reason: "the client was closed".to_owned(),
+            })
+        });
+        outcome?;
+        Ok(T::handle(Object {
+            inner: Arc::new(object::ObjectInner {
+                client: Arc::clone(&self.shared),
+                name: name.to_owned(),
+                copy,
+                view,
+            }),
+        }))
     }
 }
 

@@ -244,6 +244,11 @@ impl<T: SharedObject> Replica<T> {
         &self.object_id
     }
 
+    /// How the copy checkpoints and keeps restore points.
+    pub fn config(&self) -> ReplicaConfig {
+        self.config
+    }
+
     /// The local copy.
     pub fn object(&self) -> &T {
         &self.object

@@ -1,7 +1,7 @@
 //! The global workload: every region of a topology as a raft group of real [`RegionNode`]s,
 //! the global coordinator as a raft group of real [`CoordinatorNode`]s on the topology's
 //! replica nodes, and clients in every region that call one global object and their region's
-//! own object (DESIGN.md sections 2, 3 and 6).
+//! own object (docs/design.md sections 2, 3 and 6).
 //!
 //! A run has two phases. During the fault window clients call, time out and retry with the
 //! same request sequence; the seed draws region partitions (some longer than the suspicion
@@ -12,7 +12,7 @@
 //! [`checker`]).
 //!
 //! Fault-free runs measure global-write latency per origin region, reported beside d_max,
-//! the largest one-way delay of the topology (DESIGN.md section 7).
+//! the largest one-way delay of the topology (docs/design.md section 7).
 
 pub mod checker;
 pub mod process;

@@ -2,6 +2,8 @@
 
 mod common;
 pub mod global;
+pub mod order_check;
 pub mod probe;
 pub mod region;
 pub mod sdk;
+pub mod session;

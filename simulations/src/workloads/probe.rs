@@ -4,7 +4,7 @@
 //! Every node stamps probes with its hybrid logical clock (HLC) and sends them to random peers;
 //! every receiver updates its clock from the probe. Beside the nodes, a [`ProbeObserver`]
 //! measures the one-way delay of each delivered probe per region pair and checks the clock
-//! guarantees the global tier relies on (DESIGN.md section 2, "HLC"):
+//! guarantees the global tier relies on (docs/design.md section 2, "HLC"):
 //! - monotonicity: every timestamp a node issues is greater than every one it issued before,
 //!   across clock steps backwards and across crashes and restarts;
 //! - causality: a receive is later than its send;

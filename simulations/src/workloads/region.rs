@@ -1,5 +1,5 @@
 //! The region workload: one region's raft group of real [`RegionNode`]s (3 or 5 members) and
-//! its clients, under faults drawn from the seed, then healed (DESIGN.md sections 2, 3, 6).
+//! its clients, under faults drawn from the seed, then healed (docs/design.md sections 2, 3, 6).
 //!
 //! A run has two phases. During the fault window, clients propose records with
 //! (client id, sequence), retrying the SAME sequence after a timeout or an error, possibly

@@ -1,7 +1,7 @@
 //! The sdk workload: application instances that hold the SDK's sans-IO [`Replica`] of one
 //! shared object (global, or one per region for a regional object), on a cluster of real
 //! region nodes and coordinator replicas (the global workload's), under the same faults; and
-//! the checkers of the guarantees an application relies on (DESIGN.md sections 1, 2 and 6).
+//! the checkers of the guarantees an application relies on (docs/design.md sections 1, 2 and 6).
 //!
 //! A run goes like this. Every instance declares the object's schema (as `Client::open`
 //! does); the first instance of the first region makes the workload's setup calls (for the
@@ -88,7 +88,7 @@ pub trait ObjectWorkload: 'static {
     /// Whether the object refused `call` by its own result (for the bank: an overdraft).
     fn is_refusal(&self, call: &CallSpec, outcome: &Result<Vec<u8>, MethodError>) -> bool;
 
-    /// Where the object lives (DESIGN.md section 2): [`Scope::Global`], one object copied in
+    /// Where the object lives (docs/design.md section 2): [`Scope::Global`], one object copied in
     /// every region and ordered by the coordinator, or [`Scope::Regional`], one object per
     /// region, copied and ordered in that region alone.
     fn scope(&self) -> Scope {

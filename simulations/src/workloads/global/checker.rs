@@ -1,5 +1,5 @@
 //! The checks of the global workload: what the observer verifies while the run goes on, and
-//! what [`check_cluster`] verifies over every member's log at the end (DESIGN.md section 6).
+//! what [`check_cluster`] verifies over every member's log at the end (docs/design.md section 6).
 //!
 //! - One order: every region appends the same sealed epochs, with the same records in the
 //!   same order (checked on every applied entry, and again over the final logs).

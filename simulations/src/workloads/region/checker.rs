@@ -2,7 +2,7 @@
 //! sees what nodes hand their subscribers and what clients are told, and the final check
 //! reads every member's log after the heal.
 //!
-//! What is checked (DESIGN.md section 6, "durability" and "one order"; section 1,
+//! What is checked (docs/design.md section 6, "durability" and "one order"; section 1,
 //! "exactly once"):
 //! - during the run: a position holds the same record on every member that applies it, a
 //!   (client, sequence) pair is applied at one position only, and every acknowledgement of a

@@ -1,4 +1,4 @@
-//! The checks of the sdk workload that use the positions the system names (DESIGN.md
+//! The checks of the sdk workload that use the positions the system names (docs/design.md
 //! section 6). A regional object is one object per region, each checked on its own. They sit
 //! beside the production code and read only what the instances recorded and the final region
 //! logs; [`super::exhaustive`] checks small histories without positions.

@@ -1,4 +1,4 @@
-//! A sequential-consistency checker that takes no help from the system (DESIGN.md section 6):
+//! A sequential-consistency checker that takes no help from the system (docs/design.md section 6):
 //! it ignores every position, epoch and count the instances recorded, and searches for a total
 //! order of all clients' operations that respects each client's program order and in which
 //! every call's result and every read's value equal what a fresh replica fed that order gives.

@@ -26,7 +26,7 @@ pub const APPLIED_RECORDS_PER_REPLICA_MAX: usize = 1_000_000;
 pub const CHECKPOINT_HASHES_PER_REPLICA_MAX: usize = 4_096;
 
 /// Where a record stands in the total order of an object's records. For a global object: the
-/// sealed epoch and the index in it (DESIGN.md section 2), and every region's log holds the
+/// sealed epoch and the index in it (docs/design.md section 2), and every region's log holds the
 /// object's records in this order. For a regional object: its position in the region's log,
 /// and 0.
 pub type OrderKey = (u64, u32);

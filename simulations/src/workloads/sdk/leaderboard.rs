@@ -1,6 +1,6 @@
 //! The leaderboard workload: a REGIONAL `dsss_examples::Leaderboard`, one object per region
 //! (named by [`super::ObjectWorkload::object_id_in`]), copied and ordered in that region alone
-//! (DESIGN.md section 2, "Object scope"). Instances record random scores of a fixed set of
+//! (docs/design.md section 2, "Object scope"). Instances record random scores of a fixed set of
 //! players on their region's board and read its top and ranks. The generic checkers then
 //! check each region's object on its own; every read must also show a well-formed board: at
 //! most the players asked for, best first, each player once, no score above any recorded.

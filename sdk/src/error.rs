@@ -1,0 +1,59 @@
+//! [`CallError`]: why an open, a call or a `sync()` failed.
+
+use crate::codec::CodecError;
+use crate::object::MethodError;
+
+/// Why a call, an open or a sync failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The method failed in every copy alike (it panicked, or its arguments did not decode);
+    /// the call took no effect.
+    #[error("{0}")]
+    Method(#[from] MethodError),
+    /// The arguments or the result could not be encoded or decoded on this side.
+    #[error("{0}")]
+    Codec(#[from] CodecError),
+    /// A member refused the request itself (malformed, or out of its bounds): retrying cannot
+    /// help.
+    #[error("node {node_id} refused the request: {reason}")]
+    Refused {
+        /// The member.
+        node_id: u64,
+        /// What it said.
+        reason: String,
+    },
+    /// No member answered within the time bound. A call that gave up may or may not be
+    /// applied.
+    #[error("gave up after {attempts} attempts over {elapsed_ms} ms; last error: {last_error}")]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent.
+        elapsed_ms: u64,
+        /// The last failure seen.
+        last_error: String,
+    },
+    /// The client already waits on as many calls as its bounds allow.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    /// The object cannot be opened with this type's schema.
+    #[error("cannot open {object}: {reason}")]
+    Schema {
+        /// The object's name.
+        object: String,
+        /// What is incompatible.
+        reason: String,
+    },
+    /// The configuration, or a request of the application, is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The object's replica stopped (its log could not be followed any more), or the object
+    /// or client was closed.
+    #[error("the replica of {object} stopped: {reason}")]
+    Stopped {
+        /// The object's name.
+        object: String,
+        /// Why it stopped.
+        reason: String,
+    },
+}

@@ -1,0 +1,98 @@
+//! [`ObjectCopy`]: what the session needs of one object's local copy, whatever the object's
+//! type, so that one session can feed copies of many types from one log stream.
+
+use crate::object::SharedObject;
+use crate::replica::{
+    Applied, Checkpoint, RecordRef, Replica, ReplicaConfig, ReplicaStopped, SharedReplica,
+};
+
+use super::messages::FetchedCheckpoint;
+
+/// One object's local copy, behind its own lock (readers may be on other threads).
+pub trait ObjectCopy: Send + Sync {
+    /// The position the copy has applied through.
+    fn position(&self) -> u64;
+    /// Applies the object's record at `position`; `position` MUST be above [`Self::position`].
+    fn handle_record(
+        &self,
+        position: u64,
+        record: RecordRef<'_>,
+    ) -> Result<Applied, ReplicaStopped>;
+    /// Notes that the log holds nothing for this object through `through_position`.
+    fn handle_gap(&self, through_position: u64);
+    /// A checkpoint due for upload, if one is.
+    fn poll_checkpoint(&self) -> Option<Checkpoint>;
+    /// Replaces the copy by one built from `checkpoint`, or by the default state at
+    /// `truncated_through_position` when the region keeps no checkpoint (the object has no
+    /// record at or below it). The error says what is wrong with the checkpoint.
+    fn restore(
+        &self,
+        checkpoint: Option<&FetchedCheckpoint>,
+        truncated_through_position: u64,
+    ) -> Result<(), String>;
+    /// The encoded schema of the copy's type, declared in the object's log at open.
+    fn encoded_schema(&self) -> Vec<u8>;
+    /// Why the copy stopped, if it did.
+    fn stopped(&self) -> Option<ReplicaStopped>;
+}
+
+/// A copy of a `T` with `config`, before position 1 until restored.
+pub fn new_copy<T: SharedObject>(name: &str, config: ReplicaConfig) -> SharedReplica<T> {
+    SharedReplica::new(Replica::new(name, config))
+}
+
+impl<T: SharedObject> ObjectCopy for SharedReplica<T> {
+    fn position(&self) -> u64 {
+        self.lock_read().position()
+    }
+
+    fn handle_record(
+        &self,
+        position: u64,
+        record: RecordRef<'_>,
+    ) -> Result<Applied, ReplicaStopped> {
+        self.lock_write().handle_record(position, record)
+    }
+
+    fn handle_gap(&self, through_position: u64) {
+        self.lock_write().handle_gap(through_position);
+    }
+
+    fn poll_checkpoint(&self) -> Option<Checkpoint> {
+        self.lock_write().poll_checkpoint()
+    }
+
+    fn restore(
+        &self,
+        checkpoint: Option<&FetchedCheckpoint>,
+        truncated_through_position: u64,
+    ) -> Result<(), String> {
+        let mut replica = self.lock_write();
+        let name = replica.object_id().to_owned();
+        let config = replica.config();
+        let restored = match checkpoint {
+            Some(checkpoint) => Replica::from_checkpoint(
+                name,
+                config,
+                checkpoint.position,
+                &checkpoint.state,
+                &checkpoint.state_hash,
+            )?,
+            None => {
+                let mut fresh = Replica::new(name, config);
+                fresh.handle_gap(truncated_through_position);
+                fresh
+            }
+        };
+        *replica = restored;
+        Ok(())
+    }
+
+    fn encoded_schema(&self) -> Vec<u8> {
+        T::schema().encode()
+    }
+
+    fn stopped(&self) -> Option<ReplicaStopped> {
+        self.lock_read().stopped().cloned()
+    }
+}

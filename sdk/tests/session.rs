@@ -1,0 +1,540 @@
+//! The client session, sans-IO, driven by hand: one stream feeds every open object, a copy
+//! opened later joins at the client's position, a member that stalls is left when something
+//! waits on it, a member that lies is left without harm, retries keep their sequence, and a
+//! barrier waits for its position (docs/design.md section 2, "SDK client session").
+#![deny(missing_docs)]
+
+use std::sync::Arc;
+
+use dsss::replica::{ReplicaConfig, SharedReplica};
+use dsss::session::{
+    ClientSession, Event, LogEntry, LogRecord, PositionedEntry, Request, Response, SessionConfig,
+    Transmit, new_copy,
+};
+use dsss::{Codec, Postcard, SharedObject};
+use dsss_wire::Scope;
+
+/// A register whose write returns the value it replaced.
+#[dsss::shared_object]
+#[derive(Default, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Register {
+    value: u64,
+}
+
+#[dsss::methods]
+impl Register {
+    /// Writes `value`; returns the value replaced.
+    #[mutate(id = 1)]
+    pub fn write(&mut self, value: u64) -> u64 {
+        std::mem::replace(&mut self.value, value)
+    }
+
+    /// The value.
+    pub fn value(&self) -> u64 {
+        self.value
+    }
+}
+
+const CLIENT: u64 = 7;
+const MEMBERS: [u64; 3] = [1, 2, 3];
+const STALL_US: u64 = 1_000_000;
+const ATTEMPT_US: u64 = 2_000_000;
+
+fn session() -> ClientSession {
+    let mut config = SessionConfig::new(CLIENT, MEMBERS.to_vec());
+    config.stream_stall_timeout_us = STALL_US;
+    config.attempt_timeout_us = ATTEMPT_US;
+    ClientSession::new(config, 1).expect("a valid configuration")
+}
+
+fn copy(name: &str) -> Arc<SharedReplica<Register>> {
+    Arc::new(new_copy::<Register>(name, ReplicaConfig::default()))
+}
+
+fn transmits(session: &mut ClientSession) -> Vec<Transmit> {
+    std::iter::from_fn(|| session.poll_transmit()).collect()
+}
+
+fn events(session: &mut ClientSession) -> Vec<Event> {
+    std::iter::from_fn(|| session.poll_event()).collect()
+}
+
+fn record(
+    object: &str,
+    client_id: u64,
+    sequence: u64,
+    method_id: u32,
+    arguments: Vec<u8>,
+) -> LogRecord {
+    LogRecord {
+        object_id: object.to_owned(),
+        client_id,
+        request_sequence: sequence,
+        method_id,
+        arguments,
+    }
+}
+
+fn write_entry(
+    position: u64,
+    object: &str,
+    client_id: u64,
+    sequence: u64,
+    value: u64,
+) -> PositionedEntry {
+    PositionedEntry {
+        position,
+        entry: LogEntry::SequencedGlobal(record(
+            object,
+            client_id,
+            sequence,
+            1,
+            Postcard::encode(&(value,)).expect("encodes"),
+        )),
+    }
+}
+
+/// The one live subscription among `sent`, if the batch opened one.
+fn subscription(sent: &[Transmit]) -> Option<(u64, u64, u64, Vec<String>)> {
+    sent.iter()
+        .rev()
+        .find_map(|transmit| match &transmit.request {
+            Request::Subscribe {
+                from_position,
+                object_ids,
+            } => Some((
+                transmit.node_id,
+                transmit.request_id,
+                *from_position,
+                object_ids.clone(),
+            )),
+            _ => None,
+        })
+}
+
+/// Opens `names` (fresh objects, no checkpoint) and completes their schema declarations at
+/// the positions that follow `first_position - 1`; returns the live stream (node, request id)
+/// and the next free position.
+fn open_all(
+    session: &mut ClientSession,
+    names: &[&str],
+    copies: &[Arc<SharedReplica<Register>>],
+    first_position: u64,
+) -> (u64, u64, u64) {
+    let now = 0;
+    for (name, copy) in names.iter().zip(copies) {
+        session
+            .open(now, name, Scope::Global, Arc::clone(copy) as _)
+            .expect("opens");
+    }
+    let mut stream = None;
+    let mut position = first_position;
+    let mut proposals = Vec::new();
+    let mut pending = transmits(session);
+    while let Some(transmit) = pending.pop() {
+        match &transmit.request {
+            Request::FetchCheckpoint { .. } => {
+                session.handle_response(
+                    now,
+                    transmit.node_id,
+                    transmit.request_id,
+                    Response::Checkpoint {
+                        checkpoint: None,
+                        truncated_through_position: 0,
+                    },
+                );
+                pending.extend(transmits(session));
+            }
+            Request::Subscribe { .. } => {
+                stream = Some((transmit.node_id, transmit.request_id));
+            }
+            Request::Propose {
+                object_id,
+                method_id,
+                arguments,
+                request_sequence,
+                ..
+            } => {
+                assert_eq!(
+                    *method_id, 0,
+                    "only schema declarations are proposed at open"
+                );
+                proposals.push((
+                    transmit.clone(),
+                    object_id.clone(),
+                    arguments.clone(),
+                    *request_sequence,
+                ));
+            }
+            other => panic!("unexpected request at open: {other:?}"),
+        }
+    }
+    let (node, stream_id) = stream.expect("a stream was opened");
+    let mut entries = Vec::new();
+    for (transmit, object_id, arguments, sequence) in &proposals {
+        session.handle_response(
+            now,
+            transmit.node_id,
+            transmit.request_id,
+            Response::Proposed { position },
+        );
+        entries.push(PositionedEntry {
+            position,
+            entry: LogEntry::SequencedGlobal(record(
+                object_id,
+                CLIENT,
+                *sequence,
+                0,
+                arguments.clone(),
+            )),
+        });
+        position += 1;
+    }
+    session.handle_response(
+        now,
+        node,
+        stream_id,
+        Response::LogPiece {
+            entries,
+            through_position: position - 1,
+        },
+    );
+    let opened = events(session)
+        .into_iter()
+        .filter(|event| {
+            matches!(
+                event,
+                Event::Opened {
+                    outcome: Ok(()),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(opened, names.len(), "every object opened");
+    let live = subscription(&transmits(session)).map_or((node, stream_id), |(n, id, _, _)| (n, id));
+    (live.0, live.1, position)
+}
+
+#[test]
+fn one_stream_feeds_every_open_object_and_they_advance_together() {
+    let mut session = session();
+    let copies = [copy("a"), copy("b")];
+    session
+        .open(0, "a", Scope::Global, Arc::clone(&copies[0]) as _)
+        .expect("opens");
+    session
+        .open(0, "b", Scope::Global, Arc::clone(&copies[1]) as _)
+        .expect("opens");
+    let mut subscriptions = Vec::new();
+    for transmit in transmits(&mut session) {
+        assert!(matches!(transmit.request, Request::FetchCheckpoint { .. }));
+        session.handle_response(
+            0,
+            transmit.node_id,
+            transmit.request_id,
+            Response::Checkpoint {
+                checkpoint: None,
+                truncated_through_position: 0,
+            },
+        );
+        let sent = transmits(&mut session);
+        if let Some(subscribe) = subscription(&sent) {
+            subscriptions.push(subscribe);
+        }
+    }
+    // Each subscription replaces the one before; the last one carries both objects.
+    let (_, _, from, objects) = subscriptions.last().cloned().expect("subscribed");
+    assert_eq!(from, 1);
+    assert_eq!(objects, vec!["a".to_owned(), "b".to_owned()]);
+
+    let mut session = self::session();
+    let (node, stream, next) = open_all(&mut session, &["a", "b"], &copies_fresh(), 1);
+    assert_eq!(next, 3);
+    // Another client writes a then b: one piece moves both copies to one position.
+    session.handle_response(
+        0,
+        node,
+        stream,
+        Response::LogPiece {
+            entries: vec![
+                write_entry(3, "a", 99, 1, 10),
+                write_entry(4, "b", 99, 2, 20),
+            ],
+            through_position: 6,
+        },
+    );
+    assert_eq!(session.position(), 6);
+}
+
+fn copies_fresh() -> Vec<Arc<SharedReplica<Register>>> {
+    vec![copy("a"), copy("b")]
+}
+
+#[test]
+fn a_copy_opened_later_joins_at_the_client_position_without_moving_the_others() {
+    let mut session = session();
+    let a = copy("a");
+    let (node, stream, _) = open_all(&mut session, &["a"], std::slice::from_ref(&a), 1);
+    session.handle_response(
+        0,
+        node,
+        stream,
+        Response::LogPiece {
+            entries: vec![write_entry(2, "a", 99, 1, 5), write_entry(3, "b", 99, 2, 6)],
+            through_position: 10,
+        },
+    );
+    assert_eq!(a.lock_read().position(), 10);
+    assert_eq!(a.read(Register::value), 5);
+    let b = copy("b");
+    session
+        .open(1, "b", Scope::Global, Arc::clone(&b) as _)
+        .expect("opens");
+    let fetch = transmits(&mut session).pop().expect("a fetch");
+    session.handle_response(
+        1,
+        fetch.node_id,
+        fetch.request_id,
+        Response::Checkpoint {
+            checkpoint: None,
+            truncated_through_position: 0,
+        },
+    );
+    let (node, stream, from, objects) =
+        subscription(&transmits(&mut session)).expect("resubscribed");
+    assert_eq!(from, 1, "the stream starts below the new copy");
+    assert_eq!(objects, vec!["a".to_owned(), "b".to_owned()]);
+    // The stream repeats a's write at 2: a must not apply it again (the replica would panic).
+    session.handle_response(
+        2,
+        node,
+        stream,
+        Response::LogPiece {
+            entries: vec![write_entry(2, "a", 99, 1, 5), write_entry(3, "b", 99, 2, 6)],
+            through_position: 10,
+        },
+    );
+    assert_eq!(b.read(Register::value), 6);
+    assert_eq!(b.lock_read().position(), 10);
+    assert_eq!(a.lock_read().position(), 10);
+    // Joined: b declares its schema now.
+    let declaration = transmits(&mut session)
+        .into_iter()
+        .find(|transmit| matches!(transmit.request, Request::Propose { method_id: 0, .. }));
+    assert!(
+        declaration.is_some(),
+        "b declares its schema once it joined"
+    );
+}
+
+#[test]
+fn a_stalled_member_is_left_when_a_call_waits_on_it() {
+    let mut session = session();
+    let a = copy("a");
+    let (stream_node, _, next) = open_all(&mut session, &["a"], std::slice::from_ref(&a), 1);
+    let now = 10_000_000;
+    let call = session
+        .call(now, "a", 1, Postcard::encode(&(42u64,)).expect("encodes"))
+        .expect("called");
+    let propose = transmits(&mut session).pop().expect("a proposal");
+    session.handle_response(
+        now,
+        propose.node_id,
+        propose.request_id,
+        Response::Proposed { position: next },
+    );
+    // The stream's member says nothing more (paused with its connection open).
+    assert!(transmits(&mut session).is_empty());
+    let due = session.poll_timeout().expect("a stall deadline");
+    assert!(due <= now + STALL_US);
+    session.handle_timeout(due);
+    // A backoff may come first; then a new subscription at another member.
+    let mut resubscribed = subscription(&transmits(&mut session));
+    if resubscribed.is_none() {
+        let again = session.poll_timeout().expect("a reopen time");
+        session.handle_timeout(again);
+        resubscribed = subscription(&transmits(&mut session));
+    }
+    let (node, stream, from, _) = resubscribed.expect("the stream moved");
+    assert_ne!(node, stream_node);
+    assert_eq!(from, next, "it resumes after what the copy applied");
+    let arguments = Postcard::encode(&(42u64,)).expect("encodes");
+    session.handle_response(
+        due + 1,
+        node,
+        stream,
+        Response::LogPiece {
+            entries: vec![PositionedEntry {
+                position: next,
+                entry: LogEntry::SequencedGlobal(record("a", CLIENT, 2, 1, arguments)),
+            }],
+            through_position: next,
+        },
+    );
+    let done = events(&mut session);
+    assert_eq!(
+        done,
+        vec![Event::CallDone {
+            call_id: call,
+            outcome: Ok(Postcard::encode(&0u64).expect("encodes")),
+        }]
+    );
+    assert_eq!(a.read(Register::value), 42);
+}
+
+#[test]
+fn a_member_that_sends_a_broken_stream_is_left_and_nothing_is_applied_twice() {
+    let mut session = session();
+    let a = copy("a");
+    let (node, stream, next) = open_all(&mut session, &["a"], std::slice::from_ref(&a), 1);
+    session.handle_response(
+        0,
+        node,
+        stream,
+        Response::LogPiece {
+            entries: vec![write_entry(next, "a", 99, 1, 7)],
+            through_position: next,
+        },
+    );
+    // Positions going backwards, then an entry beyond the piece's own bound.
+    for entries in [
+        vec![
+            write_entry(next + 2, "a", 99, 3, 9),
+            write_entry(next + 1, "a", 99, 2, 8),
+        ],
+        vec![write_entry(next + 5, "a", 99, 4, 9)],
+    ] {
+        session.handle_response(
+            1,
+            node,
+            stream,
+            Response::LogPiece {
+                entries,
+                through_position: next + 3,
+            },
+        );
+    }
+    assert_eq!(a.read(Register::value), 7);
+    assert_eq!(a.lock_read().position(), next);
+    let reopen = session.poll_timeout().expect("the stream reopens");
+    session.handle_timeout(reopen);
+    let (moved_to, _, from, _) = subscription(&transmits(&mut session)).expect("resubscribed");
+    assert_ne!(moved_to, node);
+    assert_eq!(from, next + 1);
+}
+
+#[test]
+fn an_unanswered_call_is_retried_at_another_member_with_the_same_sequence() {
+    let mut session = session();
+    let a = copy("a");
+    open_all(&mut session, &["a"], std::slice::from_ref(&a), 1);
+    session
+        .call(0, "a", 1, Postcard::encode(&(1u64,)).expect("encodes"))
+        .expect("called");
+    let first = transmits(&mut session).pop().expect("a proposal");
+    session.handle_timeout(ATTEMPT_US);
+    let mut retry = transmits(&mut session).pop();
+    if retry.is_none() {
+        let at = session.poll_timeout().expect("a retry time");
+        session.handle_timeout(at);
+        retry = transmits(&mut session).pop();
+    }
+    let retry = retry.expect("retried");
+    let sequence = |transmit: &Transmit| match transmit.request {
+        Request::Propose {
+            request_sequence, ..
+        } => request_sequence,
+        _ => panic!("not a proposal"),
+    };
+    assert_eq!(sequence(&first), sequence(&retry));
+    assert_ne!(first.node_id, retry.node_id);
+    assert_ne!(first.request_id, retry.request_id);
+    // A late answer to the first attempt is ignored.
+    session.handle_response(
+        ATTEMPT_US + 1,
+        first.node_id,
+        first.request_id,
+        Response::Refused {
+            reason: "late".to_owned(),
+        },
+    );
+    assert!(events(&mut session).is_empty());
+}
+
+#[test]
+fn a_barrier_completes_only_when_the_client_position_reaches_it() {
+    let mut session = session();
+    let copies = copies_fresh();
+    let (node, stream, next) = open_all(&mut session, &["a", "b"], &copies, 1);
+    let sync = session.sync(0).expect("a barrier");
+    let ask = transmits(&mut session).pop().expect("a barrier request");
+    assert!(matches!(ask.request, Request::Sync { .. }));
+    session.handle_response(
+        0,
+        ask.node_id,
+        ask.request_id,
+        Response::Barrier {
+            apply_through_position: next + 5,
+        },
+    );
+    assert!(events(&mut session).is_empty());
+    session.handle_response(
+        1,
+        node,
+        stream,
+        Response::LogPiece {
+            entries: vec![write_entry(next + 2, "b", 99, 1, 3)],
+            through_position: next + 4,
+        },
+    );
+    assert!(events(&mut session).is_empty());
+    session.handle_response(
+        2,
+        node,
+        stream,
+        Response::LogPiece {
+            entries: Vec::new(),
+            through_position: next + 5,
+        },
+    );
+    assert_eq!(
+        events(&mut session),
+        vec![Event::SyncDone {
+            sync_id: sync,
+            outcome: Ok(())
+        }]
+    );
+    for copy in &copies {
+        assert_eq!(copy.lock_read().position(), next + 5);
+    }
+}
+
+#[test]
+fn bounds_and_bad_requests_are_refused_with_what_was_wrong() {
+    let mut session = session();
+    let error = session
+        .call(0, "missing", 1, Vec::new())
+        .expect_err("not open");
+    assert!(error.to_string().contains("missing is not open"), "{error}");
+    let error = session
+        .open(0, "", Scope::Global, copy("x") as _)
+        .expect_err("empty name");
+    assert!(error.to_string().contains("configuration"), "{error}");
+    session
+        .open(0, "a", Scope::Global, copy("a") as _)
+        .expect("opens");
+    let error = session
+        .open(0, "a", Scope::Global, copy("a") as _)
+        .expect_err("twice");
+    assert!(
+        error.to_string().contains("open in this client already"),
+        "{error}"
+    );
+    let mut config = SessionConfig::new(0, MEMBERS.to_vec());
+    assert!(ClientSession::new(config.clone(), 1).is_err());
+    config.client_id = 1;
+    config.members.clear();
+    assert!(ClientSession::new(config, 1).is_err());
+    assert_eq!(Register::schema().methods.len(), 1);
+}

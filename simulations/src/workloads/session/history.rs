@@ -1,0 +1,97 @@
+//! What the instances of a session run record: every write, read and barrier of every
+//! instance, in program order, with simulated times.
+
+use std::collections::BTreeMap;
+
+use dsss::session::SessionCounters;
+
+use crate::time::SimTime;
+
+/// One operation of an instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionOperation {
+    /// A write of `value`; `replaced` is the value it replaced, `None` when the call failed
+    /// (it may or may not have taken effect).
+    Write {
+        /// The register.
+        object: String,
+        /// The value written (unique in the run).
+        value: u64,
+        /// What the write returned.
+        replaced: Option<u64>,
+        /// When the call began.
+        began_at: SimTime,
+        /// When it returned.
+        ended_at: SimTime,
+    },
+    /// A read of the local copy, after a `sync()` barrier when `synced`.
+    Read {
+        /// The register.
+        object: String,
+        /// The value read.
+        value: u64,
+        /// After a barrier (linearizable).
+        synced: bool,
+        /// The position the copy stood at (for diagnostics only: no check relies on it).
+        position: u64,
+        /// When the read (with its barrier) began.
+        began_at: SimTime,
+        /// When it returned.
+        ended_at: SimTime,
+    },
+}
+
+/// One instance's history.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InstanceHistory {
+    /// The instance's region.
+    pub region: String,
+    /// Its operations in program order.
+    pub operations: Vec<SessionOperation>,
+}
+
+impl InstanceHistory {
+    /// An empty history of an instance in `region`.
+    pub fn new(region: &str) -> InstanceHistory {
+        InstanceHistory {
+            region: region.to_owned(),
+            operations: Vec::new(),
+        }
+    }
+
+    /// Records `operation`.
+    pub fn push(&mut self, operation: SessionOperation) {
+        self.operations.push(operation);
+    }
+}
+
+/// What the instances of a run share with the harness.
+#[derive(Debug, Default)]
+pub struct SessionObserver {
+    /// Every instance's history, by instance index.
+    pub instances: BTreeMap<u64, InstanceHistory>,
+    /// Instances that opened every register.
+    pub opened: usize,
+    /// Instances that finished the final round.
+    pub finished: usize,
+    /// Barriers that failed (they gave up: no read follows them).
+    pub syncs_failed: usize,
+    /// What the instances' sessions counted, summed as each instance finishes.
+    pub counters: SessionCounters,
+    violations: Vec<String>,
+}
+
+impl SessionObserver {
+    /// Notes a broken expectation.
+    pub fn violation(&mut self, problem: String) {
+        const VIOLATIONS_KEPT_MAX: usize = 64;
+        if self.violations.len() < VIOLATIONS_KEPT_MAX {
+            self.violations.push(problem);
+        }
+    }
+
+    /// The broken expectations noted.
+    pub fn violations(&self) -> &[String] {
+        &self.violations
+    }
+}

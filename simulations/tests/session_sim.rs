@@ -1,0 +1,95 @@
+//! Application instances running the SDK's own client session (`dsss::session::ClientSession`)
+//! with several global registers and their region's regional register open at once, on a
+//! simulated cluster of real region nodes and coordinator replicas, under faults drawn from
+//! many seeds. Every run checks, from the results alone, that each instance's history across
+//! all its objects fits one sequentially consistent order with linearizable `sync()` reads, and
+//! that the copies converge (docs/design.md sections 1, 2 and 6). Replay a failing seed with
+//! `DSSS_SEED=S`.
+
+use std::cell::Cell;
+
+use dsss_simulations::run_seeds;
+use dsss_simulations::workloads::session::{SessionReport, SessionRunSettings, run_session};
+use dsss_topology::Topology;
+
+fn local_topology() -> Topology {
+    dsss_topology::parse("local.toml", dsss_topology::LOCAL_TOPOLOGY_TOML)
+        .expect("the embedded topology is valid")
+}
+
+fn global_topology() -> Topology {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../topology/examples/global.toml"
+    );
+    dsss_topology::load(std::path::Path::new(path)).expect("the global example is valid")
+}
+
+fn assert_passed(report: &SessionReport) {
+    assert!(
+        report.passed(),
+        "seed {}: {} problems:\n{}\n{report:?}",
+        report.seed,
+        report.problems.len(),
+        report.problems.join("\n")
+    );
+}
+
+#[test]
+fn a_fault_free_run_keeps_one_order_across_objects() {
+    let report = run_session(&SessionRunSettings::new(1, local_topology())).expect("valid");
+    assert_passed(&report);
+    assert_eq!(report.instances, 6);
+    assert!(report.writes > 50, "{report:?}");
+    assert!(report.reads > 20, "{report:?}");
+    assert!(report.sync_reads > 10, "{report:?}");
+    assert_eq!(report.writes_failed, 0, "{report:?}");
+}
+
+/// Runs `seeds` seeds on `topology` under the standard faults; every run must pass, and
+/// together they must have crashed nodes and moved streams.
+fn faulty_runs(name: &str, topology: &Topology, seeds: u64) {
+    let crashes = Cell::new(0_u32);
+    let sync_reads = Cell::new(0_usize);
+    let writes = Cell::new(0_usize);
+    run_seeds(name, seeds, |seed| {
+        let settings = SessionRunSettings::new(seed, topology.clone()).with_standard_faults();
+        let report = run_session(&settings).expect("valid settings");
+        assert_passed(&report);
+        crashes.set(crashes.get() + report.faults.crashes);
+        sync_reads.set(sync_reads.get() + report.sync_reads);
+        writes.set(writes.get() + report.writes);
+    });
+    if std::env::var("DSSS_SEED").is_err() {
+        assert!(crashes.get() > 0, "no node crashed");
+        assert!(sync_reads.get() > 0, "no read followed a sync()");
+        assert!(writes.get() > 0, "nothing was written");
+    }
+}
+
+#[test]
+fn local_instances_with_several_objects_keep_one_order_under_faults() {
+    faulty_runs(
+        "local_instances_with_several_objects_keep_one_order_under_faults",
+        &local_topology(),
+        100,
+    );
+}
+
+#[test]
+fn global_instances_with_several_objects_keep_one_order_under_faults() {
+    faulty_runs(
+        "global_instances_with_several_objects_keep_one_order_under_faults",
+        &global_topology(),
+        20,
+    );
+}
+
+#[test]
+fn a_seed_replays_the_same_run() {
+    let settings = SessionRunSettings::new(5, local_topology()).with_standard_faults();
+    let first = run_session(&settings).expect("valid");
+    let second = run_session(&settings).expect("valid");
+    assert_eq!(first.trace_hash, second.trace_hash);
+    assert_eq!(first.writes, second.writes);
+}
