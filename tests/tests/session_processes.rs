@@ -21,7 +21,6 @@ use dsss::{Client, Config};
 use dsss_simulations::workloads::order_check::{self, ClientHistory, Operation};
 use dsss_tests::processes::{NodeProcesses, local_topology_on_free_ports};
 use dsss_topology::Topology;
-use serde::{Deserialize, Serialize};
 use tokio::time::sleep;
 
 /// Application instances (clients) per region.
@@ -69,26 +68,7 @@ const FINAL_WAIT_MAX: Duration = Duration::from_secs(30);
 /// instance writes `VALUE_BLOCK` values, which [`OPERATIONS_PER_INSTANCE_MAX`] ensures.
 const VALUE_BLOCK: u64 = 1_000_000;
 
-/// A register: one value, written whole; a write returns the value it replaced.
-#[dsss::shared_object]
-#[derive(Default, Serialize, Deserialize)]
-pub struct Register {
-    value: u64,
-}
-
-#[dsss::methods]
-impl Register {
-    /// Writes `value` and returns the value it replaced.
-    #[mutate(id = 1)]
-    pub fn write(&mut self, value: u64) -> u64 {
-        std::mem::replace(&mut self.value, value)
-    }
-
-    /// The value.
-    pub fn value(&self) -> u64 {
-        self.value
-    }
-}
+use dsss_examples::{Register, RegisterHandle};
 
 fn client_config(topology: &Topology, region: &str) -> Config {
     let mut config = Config::from_parsed_topology(topology, region).expect("the region exists");
