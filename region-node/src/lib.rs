@@ -77,15 +77,16 @@ pub use checkpoint::{
     OBJECTS_WITH_CHECKPOINTS_MAX,
 };
 pub use dedup::{
-    DEDUP_CLIENTS_MAX, DEDUP_IDLE_POSITIONS_MAX, DEDUP_WINDOW_MAX, DedupLimits, DedupTable,
-    DedupVerdict,
+    DEDUP_WINDOW_MAX, DedupLimits, DedupTable, DedupVerdict, SESSION_IDLE_TIMEOUT_US, SESSIONS_MAX,
+    SessionRefusal, SessionWindow,
 };
 pub use node::{
     CHECKPOINT_UPLOADS_IN_FLIGHT_MAX, CheckpointReply, CheckpointStatus, GlobalMessageError,
-    GlobalStatus, LOG_EVENTS_PENDING_MAX, LogEvent, MessageError, NodeCounters,
+    GlobalStatus, LOG_EVENTS_PENDING_MAX, LogEvent, MessageError, NodeCounters, OpenSessionError,
     PROPOSALS_PENDING_MAX, ProposeError, REPLIES_PENDING_MAX, RegionNode, RegionNodeConfig,
-    RegionNodeError, RegionStatus, Reply, SYNCS_IN_FLIGHT_MAX, SealedEpochRead, SyncError,
-    SyncReply, TO_COORDINATOR_PENDING_MAX, ToCoordinator, UploadError, WAITERS_MAX,
+    RegionNodeError, RegionStatus, Reply, SESSION_OPENS_IN_FLIGHT_MAX, SYNCS_IN_FLIGHT_MAX,
+    SealedEpochRead, SessionReply, SyncError, SyncReply, TO_COORDINATOR_PENDING_MAX, ToCoordinator,
+    UploadError, WAITERS_MAX,
 };
 pub use record::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, LogEntry, LogEntryKind, ProposeRequest};
 pub use region_log::{

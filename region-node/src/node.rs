@@ -46,14 +46,16 @@ use crate::checkpoint::{
     DivergenceAlarm, encode_checkpoint_entry,
 };
 
-use crate::dedup::DedupVerdict;
+use crate::dedup::{DedupVerdict, SessionRefusal};
 use crate::global::entry::{EpochPart, encode_close_batch, encode_epoch_part};
 use crate::global::shipping::Shipping;
 use crate::global::state::OutgoingBatch;
 use crate::record::{
     BATCH_BYTES_MAX, BATCH_RECORDS_MAX, LogEntry, ProposeRequest, encode_batch, encode_record,
 };
-use crate::region_log::{EntryOutcome, RecordOutcome, RegionLog, RegionLogRetention};
+use crate::region_log::{
+    EntryOutcome, RecordOutcome, RegionLog, RegionLogRetention, encode_session_open,
+};
 
 /// The most proposals waiting for the next round; beyond, proposals are refused with
 /// [`ProposeError::Overloaded`].
@@ -87,6 +89,10 @@ pub const SYNCS_IN_FLIGHT_MAX: usize = 1_024;
 /// The most checkpoint uploads waiting to be applied on one node; beyond, an upload is refused
 /// with [`UploadError::Overloaded`].
 pub const CHECKPOINT_UPLOADS_IN_FLIGHT_MAX: usize = 64;
+
+/// The most session opens waiting to be applied on one node; beyond, an open is refused with
+/// [`OpenSessionError::Overloaded`].
+pub const SESSION_OPENS_IN_FLIGHT_MAX: usize = 1_024;
 
 /// The most sealed epoch reads waiting for the driver; beyond, the oldest is dropped (its
 /// barriers time out and are asked again).
@@ -208,6 +214,19 @@ pub enum ProposeError {
     LogFull {
         /// Which bound is reached, and the objects that hold truncation back.
         reason: String,
+    },
+    /// The call's session is not open in the region: it was never opened, or it ended after
+    /// [`crate::SESSION_IDLE_TIMEOUT_US`] without calls. The call may have been applied while
+    /// the session lived, so it is not applied now; the client opens a new session for new
+    /// calls.
+    #[error(
+        "client session {session_id} is not open in this region (never opened, or it ended          after {idle_timeout_s} s without calls); open a new session"
+    )]
+    UnknownSession {
+        /// The session.
+        session_id: u64,
+        /// The idle timeout, in seconds.
+        idle_timeout_s: u64,
     },
     /// The sequence is below the client's dedup window: the region can no longer tell
     /// whether it was applied, so it refuses it.
@@ -350,6 +369,45 @@ pub enum UploadError {
     /// long); it may still be applied. Retrying is safe: the same report is idempotent.
     #[error("dropped before it was applied; retry")]
     Dropped,
+}
+
+/// Why a session was not opened.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OpenSessionError {
+    /// No leader is known; nothing was proposed.
+    #[error("not the leader and no leader known{}", hint_text(*.leader_hint))]
+    NotLeader {
+        /// A node that may lead.
+        leader_hint: Option<u64>,
+    },
+    /// Too many opens wait on this node ([`SESSION_OPENS_IN_FLIGHT_MAX`]).
+    #[error(
+        "overloaded: {SESSION_OPENS_IN_FLIGHT_MAX} session opens wait on this node \
+         (SESSION_OPENS_IN_FLIGHT_MAX)"
+    )]
+    Overloaded,
+    /// The session id is 0, which is never valid.
+    #[error("session id 0 is never valid")]
+    InvalidId,
+    /// The region holds as many live sessions as it may.
+    #[error("{0}")]
+    Full(SessionRefusal),
+    /// The open was lost (raft dropped it, a snapshot replaced the state, or it waited too
+    /// long); it may still be applied. Retrying is safe: opening a live session again only
+    /// marks it active.
+    #[error("dropped before it was applied; retry")]
+    Dropped,
+}
+
+/// The answer to one session open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionReply {
+    /// The driver's id of the open.
+    pub open_id: u64,
+    /// The session.
+    pub session_id: u64,
+    /// Open, or why not.
+    pub result: Result<(), OpenSessionError>,
 }
 
 /// The answer to one checkpoint upload.
@@ -612,6 +670,10 @@ pub struct RegionNode {
     /// Uploads this node proposed, by id, with the tick at which they give up.
     uploads: BTreeMap<u64, u64>,
     upload_replies: VecDeque<CheckpointReply>,
+    /// Session opens this node proposed, by id, with their session and the tick at which
+    /// they give up.
+    session_opens: BTreeMap<u64, (u64, u64)>,
+    session_replies: VecDeque<SessionReply>,
     alarms: VecDeque<DivergenceAlarm>,
 }
 
@@ -671,6 +733,8 @@ impl RegionNode {
             epoch_reads: VecDeque::new(),
             uploads: BTreeMap::new(),
             upload_replies: VecDeque::new(),
+            session_opens: BTreeMap::new(),
+            session_replies: VecDeque::new(),
             alarms: VecDeque::new(),
         })
     }
@@ -764,14 +828,14 @@ impl RegionNode {
             .unsealed_position(key.0.get(), key.1.get())
             .is_some();
         match log.dedup().check(key.0.get(), key.1.get()) {
-            DedupVerdict::Duplicate { .. } | DedupVerdict::New if unsealed => {
-                return self.wait_for_seal(key);
-            }
+            _ if unsealed => return self.wait_for_seal(key),
             DedupVerdict::Duplicate { position } => return self.reply_proposed(key, position),
             DedupVerdict::TooOld { floor } => {
                 return self.reply_refused(key, ProposeError::TooOld { floor });
             }
-            DedupVerdict::New => {}
+            // This member may not have applied the session's open yet (the client heard of
+            // it from another member): the record's turn in the log decides.
+            DedupVerdict::UnknownSession | DedupVerdict::New => {}
         }
         if self.group.leader_id().is_none() {
             return self.reply_refused(key, ProposeError::NotLeader { leader_hint: None });
@@ -948,6 +1012,44 @@ impl RegionNode {
         self.counters.checkpoints_proposed += 1;
         self.uploads
             .insert(upload_id, self.ticks + self.config.proposal_timeout_ticks);
+    }
+
+    /// A client opens a session, named `open_id` by the driver (unique among the opens
+    /// waiting), before its first call. Any member takes it: it is proposed into raft and
+    /// answered through [`RegionNode::poll_session_reply`] once applied here; refused at once
+    /// when the id is 0, no leader is known, or too many opens wait.
+    pub fn handle_open_session(&mut self, now_us: u64, open_id: u64, session_id: u64) {
+        self.now_us = now_us;
+        let refuse = |node: &mut Self, error| {
+            node.push_session_reply(SessionReply {
+                open_id,
+                session_id,
+                result: Err(error),
+            })
+        };
+        if self.session_opens.contains_key(&open_id) {
+            return;
+        }
+        if session_id == 0 {
+            return refuse(self, OpenSessionError::InvalidId);
+        }
+        if self.session_opens.len() >= SESSION_OPENS_IN_FLIGHT_MAX {
+            return refuse(self, OpenSessionError::Overloaded);
+        }
+        if self.group.leader_id().is_none() {
+            return refuse(self, OpenSessionError::NotLeader { leader_hint: None });
+        }
+        // The log time a session counts its idleness from: this node's clock, which the
+        // leader's entries never trail by more than the tolerated skew.
+        let proposed = self.clock.now(now_us);
+        let data = encode_session_open(session_id, proposed, (self.id(), open_id));
+        if self.group.propose(data).is_err() {
+            return refuse(self, OpenSessionError::Dropped);
+        }
+        self.session_opens.insert(
+            open_id,
+            (session_id, self.ticks + self.config.proposal_timeout_ticks),
+        );
     }
 
     /// The coordinator's answer to a batch. Acknowledgements are the leader's soft state: it
@@ -1166,6 +1268,11 @@ impl RegionNode {
         self.upload_replies.pop_front()
     }
 
+    /// The next answer to a session open.
+    pub fn poll_session_reply(&mut self) -> Option<SessionReply> {
+        self.session_replies.pop_front()
+    }
+
     /// The next divergence alarm this node applied (every member raises each alarm).
     pub fn poll_divergence_alarm(&mut self) -> Option<DivergenceAlarm> {
         self.alarms.pop_front()
@@ -1269,6 +1376,24 @@ impl RegionNode {
                         },
                     ..
                 } => self.handle_checkpoint_applied(proposer, &object_id, outcome),
+                Applied::Entry {
+                    output:
+                        EntryOutcome::SessionOpened {
+                            proposer,
+                            session_id,
+                            outcome,
+                        },
+                    ..
+                } => {
+                    let (node_id, open_id) = proposer;
+                    if node_id == self.id() && self.session_opens.remove(&open_id).is_some() {
+                        self.push_session_reply(SessionReply {
+                            open_id,
+                            session_id,
+                            result: outcome.map_err(OpenSessionError::Full),
+                        });
+                    }
+                }
                 // A refused entry appended nothing; its proposers time out and retry. A
                 // closed batch is shipped after the round.
                 Applied::Entry {
@@ -1321,6 +1446,15 @@ impl RegionNode {
                 let key = (client_id, request_sequence);
                 if self.waiters.remove(&key).is_some() {
                     self.reply_refused(key, ProposeError::TooOld { floor });
+                }
+            }
+            RecordOutcome::UnknownSession {
+                client_id,
+                request_sequence,
+            } => {
+                let key = (client_id, request_sequence);
+                if self.waiters.remove(&key).is_some() {
+                    self.reply_refused(key, self.unknown_session(client_id));
                 }
             }
             RecordOutcome::Overloaded {
@@ -1485,6 +1619,35 @@ impl RegionNode {
                 result: Err(UploadError::Dropped),
             });
         }
+        let expired: Vec<(u64, u64)> = self
+            .session_opens
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= ticks)
+            .map(|(&open_id, &(session_id, _))| (open_id, session_id))
+            .collect();
+        for (open_id, session_id) in expired {
+            self.session_opens.remove(&open_id);
+            self.push_session_reply(SessionReply {
+                open_id,
+                session_id,
+                result: Err(OpenSessionError::Dropped),
+            });
+        }
+    }
+
+    fn push_session_reply(&mut self, reply: SessionReply) {
+        if self.session_replies.len() >= 2 * SESSION_OPENS_IN_FLIGHT_MAX {
+            self.session_replies.pop_front();
+            self.counters.replies_dropped += 1;
+        }
+        self.session_replies.push_back(reply);
+    }
+
+    fn unknown_session(&self, session_id: ClientId) -> ProposeError {
+        ProposeError::UnknownSession {
+            session_id: session_id.get(),
+            idle_timeout_s: self.region_log().dedup().limits().idle_timeout_us / 1_000_000,
+        }
     }
 
     fn refuse_sync(&mut self, sync_id: u64, error: SyncError) {
@@ -1521,6 +1684,14 @@ impl RegionNode {
                 result: Err(UploadError::Dropped),
             });
         }
+        // So may a session open's: the client opens again, which is idempotent.
+        for (open_id, (session_id, _)) in std::mem::take(&mut self.session_opens) {
+            self.push_session_reply(SessionReply {
+                open_id,
+                session_id,
+                result: Err(OpenSessionError::Dropped),
+            });
+        }
         let log = self.group.state_machine();
         self.push_log_event(LogEvent::Restored {
             first_retained_position: log.first_retained_position(),
@@ -1545,7 +1716,8 @@ impl RegionNode {
                     self.waiters.remove(&key);
                     self.reply_refused(key, ProposeError::TooOld { floor });
                 }
-                DedupVerdict::New => {}
+                // The record may still come after the snapshot's point: it decides then.
+                DedupVerdict::UnknownSession | DedupVerdict::New => {}
             }
         }
     }

@@ -62,7 +62,9 @@ use crate::checkpoint::{
     CHECKPOINT_FORMAT, CheckpointOutcome, CheckpointRefusal, CheckpointState,
     decode_checkpoint_entry,
 };
-use crate::dedup::{DedupLimits, DedupTable, DedupVerdict, decode_window, encode_window};
+use crate::dedup::{
+    DedupLimits, DedupTable, DedupVerdict, SessionRefusal, decode_window, encode_window,
+};
 use crate::global::entry::{
     CLOSE_BATCH_FORMAT, EPOCH_PART_FORMAT, EpochPart, decode_close_batch, decode_epoch_part,
 };
@@ -96,9 +98,12 @@ pub const SNAPSHOT_BYTES_MAX: usize = RAFT_MESSAGE_BYTES_MAX - 1024 * 1024;
 /// retained position, digest, last assigned timestamp.
 const META_FIELDS_BYTES: usize = 8 + 8 + 8 + 8 + 4;
 
-/// The largest dedup table in a snapshot: every client with a full window.
+/// The largest session table in a snapshot: every session with a full window.
 const DEDUP_SNAPSHOT_BYTES_MAX: usize =
-    4 + crate::dedup::DEDUP_CLIENTS_MAX * (8 + 20 + 16 * crate::dedup::DEDUP_WINDOW_MAX);
+    4 + crate::dedup::SESSIONS_MAX * (8 + 20 + 16 * crate::dedup::DEDUP_WINDOW_MAX);
+
+/// The format byte of an entry that opens a client session.
+pub(crate) const SESSION_OPEN_FORMAT: u8 = 5;
 
 /// The largest global state in a snapshot: its header (read back with a bound of 1 MiB) and
 /// every unsealed record the bounds allow.
@@ -203,6 +208,15 @@ pub enum RecordOutcome {
         /// The position of the first copy.
         position: u64,
     },
+    /// The record's session is not open (never opened, or ended by idleness); nothing
+    /// appended. The call may have been applied while the session lived, so it is refused
+    /// rather than applied again.
+    UnknownSession {
+        /// The session.
+        client_id: ClientId,
+        /// The session's sequence.
+        request_sequence: RequestSequence,
+    },
     /// The sequence is below the client's dedup window; nothing appended.
     TooOld {
         /// The client.
@@ -262,6 +276,15 @@ pub enum EntryOutcome {
         object_id: ObjectId,
         /// The outcome, or why it was refused.
         outcome: Result<CheckpointOutcome, CheckpointRefusal>,
+    },
+    /// A client session open: whether the session lives now. It takes no log position.
+    SessionOpened {
+        /// The node that proposed it and its number there.
+        proposer: (u64, u64),
+        /// The session.
+        session_id: u64,
+        /// Open, or why not.
+        outcome: Result<(), SessionRefusal>,
     },
     /// The entry did not decode; every member refuses it alike and nothing changes.
     Refused {
@@ -435,7 +458,25 @@ impl RegionLog {
         let position = self.next_position;
         let client_id = record.client_id;
         let request_sequence = record.request_sequence;
-        self.dedup.expire(position, REGION_STATE, batch);
+        // The record's final timestamp (below) is at least this; its physical part is the
+        // log time that session lifetimes are counted in.
+        let now_us = record.timestamp.max(self.last_assigned).physical_us;
+        self.dedup.expire(now_us, REGION_STATE, batch);
+        let global = record.scope == Scope::Global;
+        if global
+            && let Some(position) = self
+                .global
+                .unsealed_position(client_id.get(), request_sequence.get())
+        {
+            // A call whose pending record waits for its epoch keeps it, even when its
+            // session ended meanwhile (the coordinator was away longer than the idle
+            // timeout): the retry is answered once the epoch is sealed.
+            return RecordOutcome::Duplicate {
+                client_id,
+                request_sequence,
+                position,
+            };
+        }
         match self.dedup.check(client_id.get(), request_sequence.get()) {
             DedupVerdict::Duplicate { position } => {
                 return RecordOutcome::Duplicate {
@@ -451,21 +492,13 @@ impl RegionLog {
                     floor,
                 };
             }
+            DedupVerdict::UnknownSession => {
+                return RecordOutcome::UnknownSession {
+                    client_id,
+                    request_sequence,
+                };
+            }
             DedupVerdict::New => {}
-        }
-        let global = record.scope == Scope::Global;
-        if global
-            && let Some(position) = self
-                .global
-                .unsealed_position(client_id.get(), request_sequence.get())
-        {
-            // The dedup table may have forgotten an idle client whose call is still
-            // unsealed: the call keeps its one pending record.
-            return RecordOutcome::Duplicate {
-                client_id,
-                request_sequence,
-                position,
-            };
         }
         if let Err(reason) = self.checkpoints.admit_record(&record.object_id) {
             return RecordOutcome::LogFull {
@@ -488,6 +521,7 @@ impl RegionLog {
             client_id.get(),
             request_sequence.get(),
             position,
+            record.timestamp.physical_us,
             REGION_STATE,
             batch,
         );
@@ -500,6 +534,23 @@ impl RegionLog {
         };
         self.append(position, entry.clone(), batch);
         RecordOutcome::Appended { position, entry }
+    }
+
+    fn apply_session_open(&mut self, payload: &[u8], batch: &mut WriteBatch) -> EntryOutcome {
+        let decoded = decode_session_open(payload);
+        let (session_id, proposed, proposer) = match decoded {
+            Ok(fields) => fields,
+            Err(reason) => return EntryOutcome::Refused { reason },
+        };
+        // An open takes no position and assigns no timestamp; the log time it counts from is
+        // the leader's clock when it proposed the open, never below what the log assigned.
+        let now_us = proposed.max(self.last_assigned).physical_us;
+        let outcome = self.dedup.open(session_id, now_us, REGION_STATE, batch);
+        EntryOutcome::SessionOpened {
+            proposer,
+            session_id,
+            outcome,
+        }
     }
 
     fn apply_close_batch(&mut self, proposed_closed: Timestamp) -> EntryOutcome {
@@ -677,8 +728,8 @@ impl RegionLog {
     /// what [`SNAPSHOT_BYTES_MAX`] leaves (a contiguous suffix of the log).
     fn encode_snapshot(&self) -> Vec<u8> {
         let mut dedup = Vec::new();
-        dedup.extend_from_slice(&(self.dedup.client_count() as u32).to_be_bytes());
-        for (client_id, window) in self.dedup.clients() {
+        dedup.extend_from_slice(&(self.dedup.session_count() as u32).to_be_bytes());
+        for (client_id, window) in self.dedup.sessions() {
             dedup.extend_from_slice(&client_id.to_be_bytes());
             dedup.extend_from_slice(&encode_window(window));
         }
@@ -739,27 +790,30 @@ impl RegionLog {
         }
         let (next_position, first_retained_position, digest, last_assigned) =
             decode_meta_fields(&mut reader)?;
-        let client_count = reader.u32("client count")? as usize;
+        let session_count = reader.u32("session count")? as usize;
         let limits = DedupLimits::STANDARD;
-        if client_count > limits.clients_max {
+        if session_count > limits.sessions_max {
             return Err(format!(
-                "{client_count} clients, more than the maximum of {}",
-                limits.clients_max
+                "{session_count} sessions, more than the maximum of {}",
+                limits.sessions_max
             ));
         }
         let mut dedup = DedupTable::new(limits);
-        for _ in 0..client_count {
-            let client_id = reader.u64("client id")?;
+        for _ in 0..session_count {
+            let session_id = reader.u64("session id")?;
             let window = decode_window(&mut reader, limits.window_max)
-                .map_err(|reason| format!("client {client_id}: {reason}"))?;
-            if window.last_position >= next_position {
+                .map_err(|reason| format!("session {session_id}: {reason}"))?;
+            if let Some((sequence, position)) = window
+                .applied
+                .iter()
+                .find(|(_, position)| **position >= next_position)
+            {
                 return Err(format!(
-                    "client {client_id}: last position {} is not below the next position \
-                     {next_position}",
-                    window.last_position
+                    "session {session_id}: sequence {sequence} at position {position}, not below \
+                     the next position {next_position}"
                 ));
             }
-            dedup.insert_recovered(client_id, window)?;
+            dedup.insert_recovered(session_id, window)?;
         }
         let record_count = reader.u64("record count")?;
         if record_count != next_position - first_retained_position {
@@ -868,6 +922,40 @@ impl RegionLog {
     }
 }
 
+/// Encodes the entry that opens `session_id`: its format byte, the session, the proposing
+/// leader's timestamp, and the proposer (node id, its number for the open) that waits for it.
+pub(crate) fn encode_session_open(
+    session_id: u64,
+    proposed: Timestamp,
+    proposer: (u64, u64),
+) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(1 + 8 + 12 + 16);
+    bytes.push(SESSION_OPEN_FORMAT);
+    bytes.extend_from_slice(&session_id.to_be_bytes());
+    bytes.extend_from_slice(&proposed.physical_us.to_be_bytes());
+    bytes.extend_from_slice(&proposed.logical.to_be_bytes());
+    bytes.extend_from_slice(&proposer.0.to_be_bytes());
+    bytes.extend_from_slice(&proposer.1.to_be_bytes());
+    bytes
+}
+
+/// Decodes the body of a session open entry (after its format byte).
+fn decode_session_open(payload: &[u8]) -> Result<(u64, Timestamp, (u64, u64)), String> {
+    let mut reader = Reader::new(payload);
+    let fields = (|| {
+        let session_id = reader.u64("session id")?;
+        if session_id == 0 {
+            return Err("session id 0 is never valid".to_owned());
+        }
+        let physical_us = reader.u64("timestamp")?;
+        let logical = reader.u32("timestamp")?;
+        let proposer = (reader.u64("proposer node")?, reader.u64("proposer number")?);
+        reader.finish()?;
+        Ok((session_id, Timestamp::new(physical_us, logical), proposer))
+    })();
+    fields.map_err(|reason| format!("session open entry: {reason}"))
+}
+
 fn decode_meta_fields(reader: &mut Reader<'_>) -> Result<(u64, u64, u64, Timestamp), String> {
     let next_position = reader.u64("next position")?;
     let first_retained_position = reader.u64("first retained position")?;
@@ -915,11 +1003,15 @@ impl StateMachine for RegionLog {
                 refused @ EntryOutcome::Refused { .. } => return refused,
                 outcome => outcome,
             },
+            Some(SESSION_OPEN_FORMAT) => match self.apply_session_open(&data[1..], batch) {
+                refused @ EntryOutcome::Refused { .. } => return refused,
+                outcome => outcome,
+            },
             Some(format) => {
                 return EntryOutcome::Refused {
                     reason: format!(
                         "entry format {format} is unknown; this release reads formats \
-                         {BATCH_FORMAT} to {CHECKPOINT_FORMAT}"
+                         {BATCH_FORMAT} to {SESSION_OPEN_FORMAT}"
                     ),
                 };
             }
@@ -1033,11 +1125,153 @@ mod tests {
         encode_batch(encoded.iter().map(Vec::as_slice))
     }
 
+    /// Applies the records in one entry, after opening the session of every record whose
+    /// session is not open yet (each in an entry of its own, as clients do).
     fn apply(log: &mut RegionLog, store: &mut MemoryStore, records: &[Record]) -> EntryOutcome {
+        for record in records {
+            if log.dedup().session(record.client_id.get()).is_none() {
+                let outcome = open_session(log, store, record.client_id.get(), record.timestamp);
+                assert!(
+                    matches!(
+                        outcome,
+                        EntryOutcome::SessionOpened {
+                            outcome: Ok(()),
+                            ..
+                        }
+                    ),
+                    "{outcome:?}"
+                );
+            }
+        }
+        apply_only(log, store, records)
+    }
+
+    /// Applies the records in one entry, opening nothing.
+    fn apply_only(
+        log: &mut RegionLog,
+        store: &mut MemoryStore,
+        records: &[Record],
+    ) -> EntryOutcome {
         let mut batch = WriteBatch::new();
         let outcome = log.apply(0, &batch_of(records), &mut batch);
         store.write(batch, true).unwrap();
         outcome
+    }
+
+    fn open_session(
+        log: &mut RegionLog,
+        store: &mut MemoryStore,
+        session_id: u64,
+        proposed: Timestamp,
+    ) -> EntryOutcome {
+        let mut batch = WriteBatch::new();
+        let outcome = log.apply(
+            0,
+            &encode_session_open(session_id, proposed, (1, session_id)),
+            &mut batch,
+        );
+        store.write(batch, true).unwrap();
+        outcome
+    }
+
+    fn at(record: Record, physical_us: u64) -> Record {
+        Record {
+            timestamp: Timestamp::new(physical_us, 0),
+            ..record
+        }
+    }
+
+    #[test]
+    fn a_record_of_a_session_never_opened_or_ended_is_refused_and_never_applied() {
+        let mut log = new_log(RegionLogRetention::default());
+        let mut store = MemoryStore::new();
+        let outcome = apply_only(&mut log, &mut store, &[record(5, 1)]);
+        assert!(
+            matches!(
+                &outcome,
+                EntryOutcome::Records(outcomes)
+                    if matches!(outcomes[..], [RecordOutcome::UnknownSession { .. }])
+            ),
+            "{outcome:?}"
+        );
+        assert_eq!(log.next_position(), 1, "nothing appended");
+        // A session lives while it calls; once idle past the timeout (in the leader's
+        // timestamps, whatever the positions), a retry of its applied call is refused.
+        let start = 1_700_000_000_000_000;
+        open_session(&mut log, &mut store, 5, Timestamp::new(start, 0));
+        assert_eq!(
+            positions(&apply_only(
+                &mut log,
+                &mut store,
+                &[at(record(5, 1), start)]
+            )),
+            [1]
+        );
+        let idle = crate::SESSION_IDLE_TIMEOUT_US;
+        open_session(&mut log, &mut store, 6, Timestamp::new(start, 0));
+        apply_only(&mut log, &mut store, &[at(record(6, 1), start + idle)]);
+        assert_eq!(
+            positions(&apply_only(
+                &mut log,
+                &mut store,
+                &[at(record(5, 1), start + idle)]
+            )),
+            [1],
+            "idle for exactly the timeout: the retry gets its first position"
+        );
+        apply_only(&mut log, &mut store, &[at(record(6, 2), start + idle + 1)]);
+        let outcome = apply_only(&mut log, &mut store, &[at(record(5, 1), start + idle + 1)]);
+        let EntryOutcome::Records(outcomes) = &outcome else {
+            panic!("{outcome:?}");
+        };
+        assert!(
+            matches!(outcomes[..], [RecordOutcome::UnknownSession { .. }]),
+            "an ended session's retry is refused, never applied again: {outcome:?}"
+        );
+        assert_eq!(log.next_position(), 4, "records 5/1, 6/1 and 6/2 only");
+    }
+
+    #[test]
+    fn session_opens_are_replicated_state_and_damaged_ones_change_nothing() {
+        let mut log = new_log(RegionLogRetention::default());
+        let mut store = MemoryStore::new();
+        let outcome = open_session(&mut log, &mut store, 9, Timestamp::new(5, 0));
+        assert!(matches!(
+            outcome,
+            EntryOutcome::SessionOpened {
+                proposer: (1, 9),
+                session_id: 9,
+                outcome: Ok(())
+            }
+        ));
+        apply(&mut log, &mut store, &[record(9, 1)]);
+        let mut recovered = new_log(RegionLogRetention::default());
+        recovered.recover(&store).unwrap();
+        assert_eq!(recovered, log);
+        let mut restored = new_log(RegionLogRetention::default());
+        restored
+            .restore(&log.snapshot(), &mut WriteBatch::new())
+            .unwrap();
+        assert_eq!(restored.dedup(), log.dedup());
+        let entry = encode_session_open(9, Timestamp::new(5, 0), (1, 2));
+        for length in 1..entry.len() {
+            let before = log.clone();
+            let outcome = log.apply(0, &entry[..length], &mut WriteBatch::new());
+            assert!(
+                matches!(&outcome, EntryOutcome::Refused { reason } if reason.contains("session open entry")),
+                "{outcome:?}"
+            );
+            assert_eq!(log, before);
+        }
+        let outcome = log.apply(
+            0,
+            &encode_session_open(0, Timestamp::new(5, 0), (1, 2)),
+            &mut WriteBatch::new(),
+        );
+        assert!(
+            matches!(outcome, EntryOutcome::Refused { .. }),
+            "{outcome:?}"
+        );
     }
 
     fn positions(outcome: &EntryOutcome) -> Vec<u64> {
@@ -1050,6 +1284,7 @@ mod tests {
                 RecordOutcome::Appended { position, .. }
                 | RecordOutcome::Duplicate { position, .. } => *position,
                 RecordOutcome::TooOld { .. }
+                | RecordOutcome::UnknownSession { .. }
                 | RecordOutcome::Overloaded { .. }
                 | RecordOutcome::LogFull { .. } => 0,
             })
@@ -1264,7 +1499,7 @@ mod tests {
         let mut store = MemoryStore::new();
         let mut log = new_log(RegionLogRetention::default());
         for sequence in 1..=9 {
-            apply(&mut log, &mut store, &[record(sequence % 3, sequence)]);
+            apply(&mut log, &mut store, &[record(1 + sequence % 3, sequence)]);
         }
         checkpoint(&mut log, &mut store, "lobby/main", 5, 1, 10).unwrap();
         checkpoint(&mut log, &mut store, "lobby/main", 5, 1, 11).unwrap();
@@ -1274,7 +1509,7 @@ mod tests {
         assert_eq!(recovered, log);
         // A retry after the restart still finds its first position.
         assert_eq!(
-            recovered.dedup().check(1, 7),
+            recovered.dedup().check(2, 7),
             DedupVerdict::Duplicate { position: 7 }
         );
     }
@@ -1284,7 +1519,7 @@ mod tests {
         let mut store = MemoryStore::new();
         let mut log = new_log(RegionLogRetention::default());
         for sequence in 1..=10 {
-            apply(&mut log, &mut store, &[record(sequence % 2, sequence)]);
+            apply(&mut log, &mut store, &[record(1 + sequence % 2, sequence)]);
         }
         checkpoint(&mut log, &mut store, "lobby/main", 4, 1, 10).unwrap();
         checkpoint(&mut log, &mut store, "lobby/main", 4, 1, 11).unwrap();
@@ -1304,7 +1539,11 @@ mod tests {
         let mut recovered = new_log(log.retention());
         recovered.recover(&other_store).unwrap();
         assert_eq!(recovered, log, "the restored state was fully written");
-        assert_eq!(other.dedup().check(99, 1), DedupVerdict::New);
+        assert_eq!(
+            other.dedup().check(99, 1),
+            DedupVerdict::UnknownSession,
+            "the sessions are the snapshot's"
+        );
     }
 
     #[test]
@@ -1391,7 +1630,7 @@ mod tests {
         second.scope = Scope::Global;
         apply(&mut log, &mut store, &[record(1, 1), global.clone()]);
         let mut batch = WriteBatch::new();
-        let closed = Timestamp::new(1_800_000_000_000_000, 0);
+        let closed = Timestamp::new(1_700_000_001_000_000, 0);
         let outcome = log.apply(0, &encode_close_batch(closed), &mut batch);
         assert!(matches!(outcome, EntryOutcome::BatchClosed(Some(_))));
         store.write(batch, true).unwrap();

@@ -61,6 +61,23 @@ impl Region {
     /// Proposes one call on `node_id`, retrying while no leader is known; its position.
     async fn propose(&self, node_id: u64, object: &str, client_id: u64, sequence: u64) -> u64 {
         let started = Instant::now();
+        // The client's session first (opening a live session again is harmless).
+        loop {
+            let reply = self
+                .stub(node_id)
+                .open_session(proto::OpenSessionRequest {
+                    session_id: client_id,
+                })
+                .await;
+            if let Ok(reply) = reply
+                && let Some(proto::open_session_reply::Outcome::Opened(_)) =
+                    reply.into_inner().outcome
+            {
+                break;
+            }
+            assert!(started.elapsed() < WAIT_MAX, "the session was never opened");
+            sleep(POLL_INTERVAL).await;
+        }
         loop {
             let reply = self
                 .stub(node_id)

@@ -61,6 +61,26 @@ fn versioned<T>(message: T, timeout: Option<Duration>) -> Request<T> {
     request
 }
 
+/// Opens the session `session_id` through `stub`, retrying while no leader is known.
+async fn open_session(stub: &mut RegionClientClient<Channel>, session_id: u64) {
+    let started = Instant::now();
+    loop {
+        let reply = stub
+            .open_session(versioned(proto::OpenSessionRequest { session_id }, None))
+            .await;
+        if let Ok(reply) = reply
+            && let Some(proto::open_session_reply::Outcome::Opened(_)) = reply.into_inner().outcome
+        {
+            return;
+        }
+        assert!(
+            started.elapsed() < WAIT_MAX,
+            "session {session_id} never opened"
+        );
+        sleep(POLL_INTERVAL).await;
+    }
+}
+
 fn propose_request(client_id: u64, sequence: u64) -> proto::ProposeRequest {
     proto::ProposeRequest {
         object_id: format!("object/{client_id}"),
@@ -296,6 +316,7 @@ async fn malformed_requests_name_the_field_and_the_node_keeps_serving() {
     );
 
     // The node still serves.
+    open_session(&mut stub, 9).await;
     let reply = stub
         .propose(versioned(propose_request(9, 1), None))
         .await
@@ -320,6 +341,7 @@ async fn a_follower_forwards_proposals_and_status_reports_commit_apart_from_appl
         .find(|&node_id| node_id != leader)
         .expect("a follower");
     let mut stub = raw_stub(&region.configs[&follower].listen_address).await;
+    open_session(&mut stub, 17).await;
     let mut positions = Vec::new();
     for sequence in 1..=5 {
         let reply = stub
@@ -494,6 +516,13 @@ async fn queued_proposals_share_raft_entries_and_syncs() {
         sleep(POLL_INTERVAL).await;
     }
 
+    for session_id in 1..=PROPOSALS {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        events
+            .try_send(NodeEvent::OpenSession { session_id, reply })
+            .expect("the queue holds them all");
+        assert_eq!(answer.await.expect("answered"), Ok(()));
+    }
     // Every proposal is queued before most of them can be handled: the loop takes all that
     // wait at each iteration, so they share few raft entries and few syncs.
     let mut answers = Vec::new();

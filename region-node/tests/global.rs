@@ -11,7 +11,7 @@ use dsss_raft_group::{MemoryStore, StoreIo};
 use dsss_region_node::global::{GLOBAL_UNSEALED_SIZE_BYTES_MAX, OUTGOING_BATCHES_MAX};
 use dsss_region_node::{
     GlobalMessageError, LogEntry, LogEntryKind, ProposeError, ProposeRequest, RegionNode,
-    RegionNodeConfig, Reply, ToCoordinator,
+    RegionNodeConfig, Reply, SessionReply, ToCoordinator,
 };
 use dsss_wire::{
     Arguments, ClientId, MethodId, ObjectId, Record, RegionId, RequestSequence, Scope, Timestamp,
@@ -213,6 +213,7 @@ struct Member {
     store: MemoryStore,
     config: RegionNodeConfig,
     replies: Vec<Reply>,
+    sessions: Vec<SessionReply>,
 }
 
 struct Region {
@@ -254,6 +255,7 @@ impl Region {
                     store,
                     config,
                     replies: Vec::new(),
+                    sessions: Vec::new(),
                 },
             );
         }
@@ -279,6 +281,9 @@ impl Region {
         let outbox = std::mem::take(&mut io.outbox);
         while let Some(reply) = node.poll_reply() {
             member.replies.push(reply);
+        }
+        while let Some(reply) = node.poll_session_reply() {
+            member.sessions.push(reply);
         }
         while node.poll_log_event().is_some() {}
         let next_position = node.region_log().next_position();
@@ -356,10 +361,36 @@ impl Region {
             self.tick(5);
             if let Some(leader) = self.leader() {
                 self.tick(3);
+                self.open_sessions(leader);
                 return leader;
             }
         }
         panic!("no leader");
+    }
+
+    /// Opens the sessions of the test clients (ids 1 to 9) through `via`, once: sessions are
+    /// replicated state, so later leaders know them.
+    fn open_sessions(&mut self, via: u64) {
+        if self.members.values().any(|member| {
+            member
+                .node
+                .as_ref()
+                .is_some_and(|node| node.region_log().dedup().session_count() > 0)
+        }) {
+            return;
+        }
+        let now_us = self.now_us;
+        for client in 1..=9 {
+            self.node_mut(via)
+                .handle_open_session(now_us, client, client);
+        }
+        self.settle();
+        let opened = std::mem::take(&mut self.members.get_mut(&via).unwrap().sessions);
+        assert_eq!(opened.len(), 9, "{opened:?}");
+        assert!(
+            opened.iter().all(|reply| reply.result.is_ok()),
+            "{opened:?}"
+        );
     }
 
     fn propose(&mut self, id: u64, request: ProposeRequest) {

@@ -10,7 +10,7 @@ use dsss_raft_group::{MemoryStore, StoreIo};
 use dsss_region_node::{
     BATCH_RECORDS_MAX, CheckpointOutcome, CheckpointReply, CheckpointUpload, LogEvent,
     PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig, Reply,
-    SYNCS_IN_FLIGHT_MAX, SyncError, SyncReply, UploadError,
+    SYNCS_IN_FLIGHT_MAX, SessionReply, SyncError, SyncReply, UploadError,
 };
 use dsss_wire::{
     Arguments, ClientId, MethodId, ObjectId, RegionId, RequestSequence, Scope, Timestamp, proto,
@@ -37,6 +37,7 @@ struct Member {
     events: Vec<LogEvent>,
     syncs: Vec<SyncReply>,
     uploads: Vec<CheckpointReply>,
+    sessions: Vec<SessionReply>,
 }
 
 struct Region {
@@ -44,6 +45,7 @@ struct Region {
     in_flight: VecDeque<Message>,
     isolated: BTreeSet<u64>,
     now_us: u64,
+    sessions_open: bool,
 }
 
 impl Region {
@@ -53,6 +55,7 @@ impl Region {
             in_flight: VecDeque::new(),
             isolated: BTreeSet::new(),
             now_us: NOW_US,
+            sessions_open: false,
         };
         for &id in ids {
             let mut config =
@@ -70,6 +73,7 @@ impl Region {
                     events: Vec::new(),
                     syncs: Vec::new(),
                     uploads: Vec::new(),
+                    sessions: Vec::new(),
                 },
             );
         }
@@ -103,6 +107,9 @@ impl Region {
         }
         while let Some(reply) = node.poll_checkpoint_reply() {
             member.uploads.push(reply);
+        }
+        while let Some(reply) = node.poll_session_reply() {
+            member.sessions.push(reply);
         }
         self.in_flight.extend(outbox);
     }
@@ -157,10 +164,32 @@ impl Region {
             if let Some(leader) = self.leader() {
                 // Let every member learn the leader.
                 self.tick(3);
+                self.open_sessions(leader);
                 return leader;
             }
         }
         panic!("no leader");
+    }
+
+    /// Opens the test clients' sessions through `via` (once per region: the sessions are
+    /// replicated state, so later leaders know them).
+    fn open_sessions(&mut self, via: u64) {
+        if self.sessions_open {
+            return;
+        }
+        let now_us = self.now_us;
+        for client in TEST_CLIENTS {
+            self.node_mut(via)
+                .handle_open_session(now_us, client, client);
+        }
+        self.settle();
+        let opened = std::mem::take(&mut self.members.get_mut(&via).unwrap().sessions);
+        assert_eq!(opened.len(), TEST_CLIENTS.count(), "{opened:?}");
+        assert!(
+            opened.iter().all(|reply| reply.result.is_ok()),
+            "{opened:?}"
+        );
+        self.sessions_open = true;
     }
 
     fn propose(&mut self, id: u64, request: ProposeRequest) {
@@ -221,6 +250,23 @@ impl Region {
     }
 }
 
+/// The clients of these tests (ids 1 to 9): each opens its session before its first call.
+const TEST_CLIENTS: std::ops::RangeInclusive<u64> = 1..=9;
+
+/// Opens the test clients' sessions on a single-member region led by `node`.
+fn open_sessions(node: &mut RegionNode, store: &mut MemoryStore, now_us: u64) {
+    for client in TEST_CLIENTS {
+        node.handle_open_session(now_us, client, client);
+    }
+    node.handle_ready(&mut StoreIo::new(store)).unwrap();
+    let mut opened = 0;
+    while let Some(reply) = node.poll_session_reply() {
+        assert_eq!(reply.result, Ok(()), "{reply:?}");
+        opened += 1;
+    }
+    assert_eq!(opened, TEST_CLIENTS.count());
+}
+
 fn proposed(client: u64, sequence: u64, position: u64) -> Reply {
     Reply::Proposed {
         client_id: ClientId(client),
@@ -240,6 +286,7 @@ fn many_proposals_travel_in_few_entries_and_one_round() {
         node.handle_tick(now_us);
         node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
     }
+    open_sessions(&mut node, &mut store, now_us);
     let syncs_before = store.sync_count();
     let count = 2 * BATCH_RECORDS_MAX as u64 + 88;
     for sequence in 1..=count {
@@ -278,6 +325,7 @@ fn large_records_are_batched_by_bytes() {
         node.handle_tick(now_us);
         node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
     }
+    open_sessions(&mut node, &mut store, now_us);
     // Megabyte records: three fit in the 4 MiB batch bound, the fourth starts another.
     for sequence in 1..=5 {
         node.handle_propose(now_us, call(1, sequence, 1024 * 1024));
@@ -448,6 +496,7 @@ fn a_region_without_a_global_tier_closes_no_batches_and_refuses_global_calls() {
     }
     assert!(node.is_leader());
     assert_eq!(node.status().counters.close_batches_proposed, 0);
+    open_sessions(&mut node, &mut store, now_us);
     let mut global = call(1, 1, 10);
     global.scope = Scope::Global;
     node.handle_propose(now_us, global);
@@ -588,6 +637,7 @@ fn a_global_barrier_waits_for_the_confirmed_sealed_epoch_in_the_log() {
         node.handle_tick(now_us);
         node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
     }
+    open_sessions(&mut node, &mut store, now_us);
     node.handle_propose(now_us, call(1, 1, 8));
     node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
     node.handle_sync(now_us, 1);

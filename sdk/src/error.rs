@@ -33,6 +33,17 @@ pub enum CallError {
         /// The last failure seen.
         last_error: String,
     },
+    /// The client's session in the region ended (it went unheard for longer than the region's
+    /// idle timeout) while this call was still being retried: the call may or may not have
+    /// been applied, and the region can no longer tell. New calls go through a new session.
+    #[error(
+        "client session {session_id} ended in the region while this call was retried; it may \
+         or may not have been applied"
+    )]
+    SessionEnded {
+        /// The session that ended.
+        session_id: u64,
+    },
     /// The client already waits on as many calls as its bounds allow.
     #[error("overloaded: {0}")]
     Overloaded(String),

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use dsss_wire::grpc::{VersionedChannel, region_client_client};
 use dsss_wire::proto::region_client_client::RegionClientClient;
-use dsss_wire::proto::{self, propose_reply};
+use dsss_wire::proto::{self, open_session_reply, propose_reply};
 use dsss_wire::{Scope, Timestamp};
 use tonic::transport::Endpoint;
 use tonic::{Code, Request};
@@ -270,6 +270,8 @@ pub struct Committed {
 pub struct RegionClient {
     connections: RegionConnections,
     client_id: u64,
+    /// The region confirmed the client's session (`OpenSession`).
+    session_open: bool,
     next_sequence: u64,
     current: usize,
     attempt_timeout: Duration,
@@ -277,12 +279,15 @@ pub struct RegionClient {
 }
 
 impl RegionClient {
-    /// A client with id `client_id` (unique among the region's clients) over `connections`.
+    /// A client whose session id is `client_id` over `connections`; it opens the session
+    /// before its first call. The id MUST be fresh for every client (never reused by another
+    /// process, also not after a restart): the region applies each (session, sequence) once.
     /// Its first call has sequence 1.
     pub fn new(connections: RegionConnections, client_id: u64) -> Self {
         RegionClient {
             connections,
             client_id,
+            session_open: false,
             next_sequence: 1,
             current: 0,
             attempt_timeout: Duration::from_micros(ATTEMPT_TIMEOUT_US_DEFAULT),
@@ -339,6 +344,15 @@ impl RegionClient {
         while attempts < PROPOSE_ATTEMPTS_MAX && started.elapsed() < self.propose_time {
             attempts += 1;
             let member = self.connections.members[self.current].clone();
+            if !self.session_open {
+                match self.open_session(&member).await {
+                    Ok(()) => self.session_open = true,
+                    Err(error) => {
+                        last_error = error;
+                        continue;
+                    }
+                }
+            }
             let mut request = Request::new(proto::ProposeRequest {
                 object_id: call.object_id.clone(),
                 method_id: call.method_id,
@@ -376,6 +390,19 @@ impl RegionClient {
                             tokio::time::sleep(Duration::from_micros(NO_LEADER_WAIT_US)).await;
                         }
                         continue;
+                    }
+                    Some(propose_reply::Outcome::SessionUnknown(unknown)) => {
+                        self.session_open = false;
+                        return Err(ClientError::Refused {
+                            node_id: member.node_id,
+                            code: Code::FailedPrecondition,
+                            message: format!(
+                                "client session {} is not open in the region (it ended after \
+                                 {} s without calls); the call may or may not have been applied",
+                                unknown.session_id,
+                                unknown.idle_timeout_us / 1_000_000
+                            ),
+                        });
                     }
                     None => {
                         last_error = format!("node {} sent an empty reply", member.node_id);
@@ -423,6 +450,43 @@ impl RegionClient {
             elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             last_error,
         })
+    }
+
+    /// One attempt to open the client's session at `member`; on failure, the next attempt
+    /// goes where the answer points.
+    async fn open_session(&mut self, member: &Member) -> Result<(), String> {
+        let mut request = Request::new(proto::OpenSessionRequest {
+            session_id: self.client_id,
+        });
+        request.set_timeout(self.attempt_timeout);
+        let mut stub = member.client.clone();
+        let reply = tokio::time::timeout(self.attempt_timeout, stub.open_session(request)).await;
+        let error = match reply {
+            Ok(Ok(reply)) => match reply.into_inner().outcome {
+                Some(open_session_reply::Outcome::Opened(_)) => return Ok(()),
+                Some(open_session_reply::Outcome::NotLeader(not_leader)) => {
+                    if not_leader.leader_node_id == 0
+                        || self.prefer(not_leader.leader_node_id).is_err()
+                    {
+                        self.next_member();
+                        tokio::time::sleep(Duration::from_micros(NO_LEADER_WAIT_US)).await;
+                    }
+                    return Err(format!(
+                        "opening the session: node {} is not the leader",
+                        member.node_id
+                    ));
+                }
+                None => format!("node {} sent an empty reply", member.node_id),
+            },
+            Ok(Err(status)) => format!("{:?}: {}", status.code(), status.message()),
+            Err(_) => "the attempt timed out".to_owned(),
+        };
+        self.next_member();
+        tokio::time::sleep(Duration::from_micros(NO_LEADER_WAIT_US / 5)).await;
+        Err(format!(
+            "opening the session at node {}: {error}",
+            member.node_id
+        ))
     }
 
     fn next_member(&mut self) {

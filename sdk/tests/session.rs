@@ -40,11 +40,41 @@ const MEMBERS: [u64; 3] = [1, 2, 3];
 const STALL_US: u64 = 1_000_000;
 const ATTEMPT_US: u64 = 2_000_000;
 
+/// A session whose region session (id [`SESSION`]) the region has confirmed.
 fn session() -> ClientSession {
+    let mut session = unopened_session(SESSION);
+    open_region_session(&mut session, 0);
+    session
+}
+
+/// The session id of the sessions of these tests, unless a test says otherwise.
+const SESSION: u64 = 0x5e55;
+
+fn unopened_session(session_id: u64) -> ClientSession {
     let mut config = SessionConfig::new(CLIENT, MEMBERS.to_vec());
     config.stream_stall_timeout_us = STALL_US;
     config.attempt_timeout_us = ATTEMPT_US;
-    ClientSession::new(config, 1).expect("a valid configuration")
+    ClientSession::new(config, session_id).expect("a valid configuration")
+}
+
+/// Lets the session ask the region to open its session, and confirms it; returns the id it
+/// asked for.
+fn open_region_session(session: &mut ClientSession, now: u64) -> u64 {
+    session.handle_timeout(now);
+    let sent = transmits(session);
+    let [transmit] = &sent[..] else {
+        panic!("one open expected: {sent:?}");
+    };
+    let Request::OpenSession { session_id } = transmit.request else {
+        panic!("an open expected: {transmit:?}");
+    };
+    session.handle_response(
+        now,
+        transmit.node_id,
+        transmit.request_id,
+        Response::SessionOpened,
+    );
+    session_id
 }
 
 fn copy(name: &str) -> Arc<SharedReplica<Register>> {
@@ -182,7 +212,7 @@ fn open_all(
             position,
             entry: LogEntry::SequencedGlobal(record(
                 object_id,
-                CLIENT,
+                SESSION,
                 *sequence,
                 0,
                 arguments.clone(),
@@ -367,7 +397,7 @@ fn a_stalled_member_is_left_when_a_call_waits_on_it() {
         Response::LogPiece {
             entries: vec![PositionedEntry {
                 position: next,
-                entry: LogEntry::SequencedGlobal(record("a", CLIENT, 2, 1, arguments)),
+                entry: LogEntry::SequencedGlobal(record("a", SESSION, 2, 1, arguments)),
             }],
             through_position: next,
         },
@@ -537,4 +567,234 @@ fn bounds_and_bad_requests_are_refused_with_what_was_wrong() {
     config.members.clear();
     assert!(ClientSession::new(config, 1).is_err());
     assert_eq!(Register::schema().methods.len(), 1);
+}
+
+/// The one proposal among `sent`: (transmit, session id, sequence).
+fn proposal(sent: &[Transmit]) -> (Transmit, u64, u64) {
+    let found: Vec<_> = sent
+        .iter()
+        .filter_map(|transmit| match &transmit.request {
+            Request::Propose {
+                client_id,
+                request_sequence,
+                ..
+            } => Some((transmit.clone(), *client_id, *request_sequence)),
+            _ => None,
+        })
+        .collect();
+    let [one] = &found[..] else {
+        panic!("one proposal expected: {sent:?}");
+    };
+    one.clone()
+}
+
+#[test]
+fn calls_carry_the_session_id_and_a_restarted_process_never_takes_its_predecessors_records() {
+    // Two processes in turn with the same configured client id: each session draws a fresh
+    // session id, and its calls carry it.
+    let (first, second) = (0x1111, 0x2222);
+    let mut before = unopened_session(first);
+    assert_eq!(open_region_session(&mut before, 0), first);
+    let mut after = unopened_session(second);
+    assert_eq!(open_region_session(&mut after, 0), second);
+    let a = copy("a");
+    let (node, stream, next) = open_all_as(&mut after, second, "a", &a);
+    let call = after
+        .call(0, "a", 1, Postcard::encode(&(9u64,)).expect("encodes"))
+        .expect("calls");
+    let (transmit, session_id, sequence) = proposal(&transmits(&mut after));
+    assert_eq!(session_id, second);
+    after.handle_response(
+        0,
+        transmit.node_id,
+        transmit.request_id,
+        Response::Proposed { position: next + 1 },
+    );
+    // The record of the process before, with the same sequence, is someone else's call.
+    let write = |position, session, value: u64| PositionedEntry {
+        position,
+        entry: LogEntry::SequencedGlobal(record(
+            "a",
+            session,
+            sequence,
+            1,
+            Postcard::encode(&(value,)).expect("encodes"),
+        )),
+    };
+    after.handle_response(
+        0,
+        node,
+        stream,
+        Response::LogPiece {
+            entries: vec![write(next, first, 5)],
+            through_position: next,
+        },
+    );
+    assert!(events(&mut after).is_empty(), "not this process's call");
+    after.handle_response(
+        0,
+        node,
+        stream,
+        Response::LogPiece {
+            entries: vec![write(next + 1, second, 9)],
+            through_position: next + 1,
+        },
+    );
+    assert_eq!(
+        events(&mut after),
+        vec![Event::CallDone {
+            call_id: call,
+            outcome: Ok(Postcard::encode(&5u64).expect("encodes")),
+        }],
+        "the call replaced the value the earlier process wrote"
+    );
+}
+
+/// Opens `name` on a session whose region session is `session_id`; the live stream and the
+/// next free position.
+fn open_all_as(
+    session: &mut ClientSession,
+    session_id: u64,
+    name: &str,
+    copy: &Arc<SharedReplica<Register>>,
+) -> (u64, u64, u64) {
+    session
+        .open(0, name, Scope::Global, Arc::clone(copy) as _)
+        .expect("opens");
+    let mut stream = None;
+    let mut declaration = None;
+    let mut pending = transmits(session);
+    while let Some(transmit) = pending.pop() {
+        match &transmit.request {
+            Request::FetchCheckpoint { .. } => {
+                session.handle_response(
+                    0,
+                    transmit.node_id,
+                    transmit.request_id,
+                    Response::Checkpoint {
+                        checkpoint: None,
+                        truncated_through_position: 0,
+                    },
+                );
+                pending.extend(transmits(session));
+            }
+            Request::Subscribe { .. } => stream = Some((transmit.node_id, transmit.request_id)),
+            Request::Propose {
+                client_id,
+                request_sequence,
+                arguments,
+                ..
+            } => {
+                assert_eq!(*client_id, session_id);
+                declaration = Some((transmit.clone(), *request_sequence, arguments.clone()));
+            }
+            other => panic!("unexpected request at open: {other:?}"),
+        }
+    }
+    let (node, stream) = stream.expect("a stream was opened");
+    let (transmit, sequence, arguments) = declaration.expect("the schema was declared");
+    session.handle_response(
+        0,
+        transmit.node_id,
+        transmit.request_id,
+        Response::Proposed { position: 1 },
+    );
+    session.handle_response(
+        0,
+        node,
+        stream,
+        Response::LogPiece {
+            entries: vec![PositionedEntry {
+                position: 1,
+                entry: LogEntry::SequencedGlobal(record(name, session_id, sequence, 0, arguments)),
+            }],
+            through_position: 1,
+        },
+    );
+    assert!(matches!(
+        events(session)[..],
+        [Event::Opened {
+            outcome: Ok(()),
+            ..
+        }]
+    ));
+    (node, stream, 2)
+}
+
+#[test]
+fn a_call_whose_only_attempt_met_an_ended_session_goes_again_in_a_new_session() {
+    let mut session = session();
+    let a = copy("a");
+    open_all_as(&mut session, SESSION, "a", &a);
+    let call = session
+        .call(0, "a", 1, Postcard::encode(&(3u64,)).expect("encodes"))
+        .expect("calls");
+    let (transmit, session_id, _) = proposal(&transmits(&mut session));
+    assert_eq!(session_id, SESSION);
+    session.handle_response(
+        0,
+        transmit.node_id,
+        transmit.request_id,
+        Response::SessionUnknown {
+            session_id: SESSION,
+        },
+    );
+    assert!(
+        events(&mut session).is_empty(),
+        "nothing of the call was applied: it is not failed"
+    );
+    // A new session, under a new id, then the same call in it.
+    let renewed = open_region_session(&mut session, 1);
+    assert_ne!(renewed, SESSION);
+    let (_, session_id, sequence) = proposal(&transmits(&mut session));
+    assert_eq!(session_id, renewed);
+    assert_eq!(session.counters().sessions_opened, 2);
+    assert!(sequence >= 1);
+    let _ = call;
+}
+
+#[test]
+fn a_retried_call_whose_session_ended_is_reported_as_possibly_applied() {
+    let mut session = session();
+    let a = copy("a");
+    open_all_as(&mut session, SESSION, "a", &a);
+    let call = session
+        .call(0, "a", 1, Postcard::encode(&(3u64,)).expect("encodes"))
+        .expect("calls");
+    let (transmit, _, sequence) = proposal(&transmits(&mut session));
+    // The first attempt's answer is lost; the retry meets the ended session.
+    session.handle_response(
+        0,
+        transmit.node_id,
+        transmit.request_id,
+        Response::Failed {
+            reason: "connection reset".to_owned(),
+        },
+    );
+    let due = session.poll_timeout().expect("a retry time");
+    session.handle_timeout(due);
+    let (retry, session_id, retried_sequence) = proposal(&transmits(&mut session));
+    assert_eq!((session_id, retried_sequence), (SESSION, sequence));
+    session.handle_response(
+        due,
+        retry.node_id,
+        retry.request_id,
+        Response::SessionUnknown {
+            session_id: SESSION,
+        },
+    );
+    let done = events(&mut session);
+    assert!(
+        matches!(
+            &done[..],
+            [Event::CallDone {
+                call_id,
+                outcome: Err(dsss::CallError::SessionEnded { session_id: SESSION }),
+            }] if *call_id == call
+        ),
+        "{done:?}"
+    );
+    // Later calls go in a new session.
+    let renewed = open_region_session(&mut session, due + 1);
+    assert_ne!(renewed, SESSION);
 }

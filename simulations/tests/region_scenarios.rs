@@ -31,10 +31,24 @@ fn cluster(seed: u64, member_count: usize, client_count: usize) -> RegionCluster
     RegionCluster::new(&settings).expect("valid settings")
 }
 
+/// The leader, once elected; the scripted client's session is open by then (opening it again
+/// after a leader change is harmless).
 fn leader(cluster: &mut RegionCluster) -> NodeId {
-    cluster
+    let leader = cluster
         .run_until_leader(Duration::from_secs(5))
-        .expect("a leader is elected")
+        .expect("a leader is elected");
+    for _ in 0..200 {
+        let mut open = false;
+        cluster.command(leader, |node| {
+            open = node.region_log().dedup().session(SCRIPTED_CLIENT).is_some();
+        });
+        if open {
+            return leader;
+        }
+        cluster.open_session_external(leader, SCRIPTED_CLIENT);
+        cluster.simulation().run_for(Duration::from_millis(5));
+    }
+    panic!("the scripted client's session never opened at node {leader}");
 }
 
 /// Proposes `sequence` at `member` and runs until its reply arrives (bounded).

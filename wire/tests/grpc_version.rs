@@ -101,6 +101,13 @@ impl RegionClient for OneNodeRegion {
         }))
     }
 
+    async fn open_session(
+        &self,
+        _request: Request<proto::OpenSessionRequest>,
+    ) -> Result<Response<proto::OpenSessionReply>, Status> {
+        Err(Status::unimplemented("this test node keeps no sessions"))
+    }
+
     type SubscribeStream = tokio_stream::Iter<std::vec::IntoIter<Result<SubscribeReply, Status>>>;
 
     async fn subscribe(

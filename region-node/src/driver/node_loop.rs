@@ -37,7 +37,10 @@ use tokio::sync::{broadcast, oneshot};
 use crate::checkpoint::{CheckpointFetch, CheckpointOutcome, CheckpointUpload};
 use crate::driver::coordinator_client::{CoordinatorSender, GlobalSettings};
 use crate::driver::peer::PeerSenders;
-use crate::node::{CHECKPOINT_UPLOADS_IN_FLIGHT_MAX, SYNCS_IN_FLIGHT_MAX, SyncReply, UploadError};
+use crate::node::{
+    CHECKPOINT_UPLOADS_IN_FLIGHT_MAX, OpenSessionError, SESSION_OPENS_IN_FLIGHT_MAX,
+    SYNCS_IN_FLIGHT_MAX, SyncReply, UploadError,
+};
 use crate::{
     GlobalMessageError, LogEntry, LogEvent, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest,
     REGION_LOG, REGION_STATE, RegionNode, RegionNodeConfig, RegionNodeError, RegionStatus, Reply,
@@ -200,6 +203,13 @@ pub enum NodeEvent {
         /// Where the answer goes.
         reply: oneshot::Sender<Result<CheckpointOutcome, UploadError>>,
     },
+    /// A client opens a session.
+    OpenSession {
+        /// The session id the client chose.
+        session_id: u64,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Result<(), OpenSessionError>>,
+    },
     /// A read of an object's newest checkpoint.
     FetchCheckpoint {
         /// The object.
@@ -353,6 +363,7 @@ pub fn spawn_with_global(
                         waiters: HashMap::new(),
                         syncs: HashMap::new(),
                         uploads: HashMap::new(),
+                        session_opens: HashMap::new(),
                         next_request_id: 1,
                         raft_messages_refused: 0,
                         region: settings.node.region.clone(),
@@ -439,6 +450,7 @@ struct NodeLoop {
     waiters: Waiters,
     syncs: HashMap<u64, oneshot::Sender<Result<Barrier, SyncError>>>,
     uploads: HashMap<u64, oneshot::Sender<Result<CheckpointOutcome, UploadError>>>,
+    session_opens: HashMap<u64, oneshot::Sender<Result<(), OpenSessionError>>>,
     /// The id of the next barrier or upload handed to the node.
     next_request_id: u64,
     raft_messages_refused: u64,
@@ -613,6 +625,16 @@ impl NodeLoop {
                 self.node
                     .handle_upload_checkpoint(SystemClock.now_us(), upload_id, upload);
             }
+            NodeEvent::OpenSession { session_id, reply } => {
+                if self.session_opens.len() >= SESSION_OPENS_IN_FLIGHT_MAX {
+                    let _ = reply.send(Err(OpenSessionError::Overloaded));
+                    return;
+                }
+                let open_id = self.take_request_id();
+                self.session_opens.insert(open_id, reply);
+                self.node
+                    .handle_open_session(SystemClock.now_us(), open_id, session_id);
+            }
             NodeEvent::FetchCheckpoint { object_id, reply } => {
                 let fetch = self.node.region_log().checkpoints().fetch(&object_id);
                 let _ = reply.send(fetch);
@@ -651,6 +673,11 @@ impl NodeLoop {
         }
         while let Some(reply) = self.node.poll_checkpoint_reply() {
             if let Some(sender) = self.uploads.remove(&reply.upload_id) {
+                let _ = sender.send(reply.result);
+            }
+        }
+        while let Some(reply) = self.node.poll_session_reply() {
+            if let Some(sender) = self.session_opens.remove(&reply.open_id) {
                 let _ = sender.send(reply.result);
             }
         }

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dsss_wire::proto::region_client_server::RegionClient;
-use dsss_wire::proto::{self, propose_reply};
+use dsss_wire::proto::{self, open_session_reply, propose_reply};
 use dsss_wire::{
     Arguments, ClientId, MethodId, OBJECT_IDS_PER_REQUEST_MAX, ObjectId, PROTOCOL_VERSION,
     RequestSequence, Scope,
@@ -36,7 +36,7 @@ use dsss_wire::{
 use crate::checkpoint::{
     CHECKPOINT_STATE_BYTES_MAX, CheckpointOutcome, CheckpointUpload, STATE_HASH_BYTES,
 };
-use crate::node::{SyncError, UploadError};
+use crate::node::{OpenSessionError, SyncError, UploadError};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -411,6 +411,9 @@ fn refused_status(node_id: u64, error: &ProposeError) -> Status {
             "node {node_id}: {error}; nothing was proposed, retry later with the same \
              request_sequence"
         )),
+        ProposeError::UnknownSession { .. } => {
+            Status::failed_precondition(format!("node {node_id}: {error}"))
+        }
         ProposeError::TooOld { floor } => Status::failed_precondition(format!(
             "request_sequence is too old: the region only judges this client's sequences from \
              {floor} on, so it cannot tell whether this call was applied"
@@ -457,6 +460,13 @@ impl RegionClient for RegionClientService {
             ProposeOutcome::Refused(ProposeError::NotLeader { leader_hint }) => {
                 propose_reply::Outcome::NotLeader(self.link.not_leader(leader_hint))
             }
+            ProposeOutcome::Refused(ProposeError::UnknownSession {
+                session_id,
+                idle_timeout_s,
+            }) => propose_reply::Outcome::SessionUnknown(proto::SessionUnknown {
+                session_id,
+                idle_timeout_us: idle_timeout_s * 1_000_000,
+            }),
             ProposeOutcome::Refused(error) => {
                 return Err(refused_status(self.link.node_id(), &error));
             }
@@ -526,6 +536,58 @@ impl RegionClient for RegionClientService {
         Ok(Response::new(proto::FetchCheckpointReply {
             checkpoint,
             truncated_through_position: fetch.truncated_through,
+        }))
+    }
+
+    async fn open_session(
+        &self,
+        request: Request<proto::OpenSessionRequest>,
+    ) -> Result<Response<proto::OpenSessionReply>, Status> {
+        let (deadline, budget) = Self::budget(request.metadata());
+        let session_id = request.into_inner().session_id;
+        let node_id = self.link.node_id();
+        if session_id == 0 {
+            return Err(Status::invalid_argument(
+                "open_session: session_id is 0, which is never valid",
+            ));
+        }
+        let (sender, receiver) = oneshot::channel();
+        self.link.send(NodeEvent::OpenSession {
+            session_id,
+            reply: sender,
+        })?;
+        let outcome = match tokio::time::timeout(budget, receiver).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => return Err(super::node_stopped(node_id)),
+            Err(_) => {
+                return Err(Status::deadline_exceeded(format!(
+                    "node {node_id}: the session open was not applied within its deadline of \
+                     {} ms; retrying it is safe",
+                    deadline.as_millis()
+                )));
+            }
+        };
+        let outcome = match outcome {
+            Ok(()) => open_session_reply::Outcome::Opened(proto::SessionOpened {
+                idle_timeout_us: crate::SESSION_IDLE_TIMEOUT_US,
+            }),
+            Err(OpenSessionError::NotLeader { leader_hint }) => {
+                open_session_reply::Outcome::NotLeader(self.link.not_leader(leader_hint))
+            }
+            Err(error @ OpenSessionError::InvalidId) => {
+                return Err(Status::invalid_argument(format!("open_session: {error}")));
+            }
+            Err(error @ (OpenSessionError::Full(_) | OpenSessionError::Overloaded)) => {
+                return Err(Status::resource_exhausted(format!(
+                    "node {node_id}: {error}"
+                )));
+            }
+            Err(error @ OpenSessionError::Dropped) => {
+                return Err(Status::unavailable(format!("node {node_id}: {error}")));
+            }
+        };
+        Ok(Response::new(proto::OpenSessionReply {
+            outcome: Some(outcome),
         }))
     }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use dsss_wire::proto::{self, log_entry, propose_reply};
+use dsss_wire::proto::{self, log_entry, open_session_reply, propose_reply};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -331,6 +331,24 @@ async fn unary(
 ) -> Response {
     let deadline = Duration::from_secs(30);
     let outcome = match request {
+        SessionRequest::OpenSession { session_id } => {
+            let mut request = Request::new(proto::OpenSessionRequest { session_id });
+            request.set_timeout(deadline);
+            stub.open_session(request)
+                .await
+                .map(|reply| match reply.into_inner().outcome {
+                    Some(open_session_reply::Outcome::Opened(_)) => Response::SessionOpened,
+                    Some(open_session_reply::Outcome::NotLeader(not_leader)) => {
+                        Response::NotLeader {
+                            leader_hint: (not_leader.leader_node_id != 0)
+                                .then_some(not_leader.leader_node_id),
+                        }
+                    }
+                    None => Response::Failed {
+                        reason: format!("node {node_id} sent an empty reply"),
+                    },
+                })
+        }
         SessionRequest::Propose {
             object_id,
             scope,
@@ -358,6 +376,11 @@ async fn unary(
                         leader_hint: (not_leader.leader_node_id != 0)
                             .then_some(not_leader.leader_node_id),
                     },
+                    Some(propose_reply::Outcome::SessionUnknown(unknown)) => {
+                        Response::SessionUnknown {
+                            session_id: unknown.session_id,
+                        }
+                    }
                     None => Response::Failed {
                         reason: format!("node {node_id} sent an empty reply"),
                     },

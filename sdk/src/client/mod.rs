@@ -52,7 +52,9 @@ impl Client {
         let connections = RegionConnections::new(&config.members)
             .map_err(|error| CallError::Config(error.to_string()))?;
         let client_id = config.client_id.unwrap_or_else(fresh_client_id);
-        let session = ClientSession::new(config.session_config(client_id), 1)?;
+        // The session id is fresh even when the client id is configured: a restarted
+        // process's calls are never taken for its predecessor's.
+        let session = ClientSession::new(config.session_config(client_id), fresh_client_id())?;
         let shared = Shared::start(session, connections, config.region.clone());
         Ok(Client {
             shared,
@@ -61,7 +63,8 @@ impl Client {
         })
     }
 
-    /// The id this client's calls carry (unique per connected client).
+    /// The id that names this client to the region (configured, or unique per connected
+    /// client). Its calls carry a session id, fresh for every connected client.
     pub fn client_id(&self) -> u64 {
         self.client_id
     }

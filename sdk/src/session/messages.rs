@@ -28,6 +28,12 @@ pub enum Request {
         /// The objects whose records are wanted.
         object_ids: Vec<String>,
     },
+    /// Open the client's session in the region (before its first call, and again under a new
+    /// id after the region ended the last one).
+    OpenSession {
+        /// The session id: 64 random bits, fresh for each session.
+        session_id: u64,
+    },
     /// Order one call.
     Propose {
         /// The object called.
@@ -38,9 +44,9 @@ pub enum Request {
         method_id: u32,
         /// The encoded arguments.
         arguments: Vec<u8>,
-        /// The calling client.
+        /// The calling client's session (sent on the wire as the client id).
         client_id: u64,
-        /// The call's sequence; every retry of the call reuses it.
+        /// The call's sequence in its session; every retry of the call reuses it.
         request_sequence: u64,
     },
     /// The newest checkpoint the region keeps of an object.
@@ -138,6 +144,14 @@ pub enum Response {
     Proposed {
         /// The position.
         position: u64,
+    },
+    /// The session is open in the region.
+    SessionOpened,
+    /// The region holds no such session (never opened, or ended by idleness): the call was
+    /// not applied now.
+    SessionUnknown {
+        /// The session the call named.
+        session_id: u64,
     },
     /// The member does not lead and cannot take the request; `leader_hint` may name who does.
     NotLeader {

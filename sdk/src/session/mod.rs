@@ -54,7 +54,7 @@ mod copy;
 pub mod messages;
 mod route;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use dsss_wire::Scope;
@@ -84,7 +84,10 @@ pub const UPLOAD_ATTEMPTS_MAX: u32 = 6;
 /// How a session reaches its region and how long it waits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionConfig {
-    /// The id every call of the session carries.
+    /// Names the client to the region in what it reports (a checkpoint's uploader). Calls
+    /// carry the session id instead, which is fresh for every [`ClientSession`], so that a
+    /// process that restarts with the same client id never has its calls taken for the old
+    /// process's.
     pub client_id: u64,
     /// The node ids of the region's members.
     pub members: Vec<u64>,
@@ -174,6 +177,8 @@ pub struct SessionCounters {
     pub copies_joined: u64,
     /// Copies moved to a newer checkpoint because the log below them was truncated.
     pub copies_restored: u64,
+    /// Sessions opened in the region (the first, and new ones after the region ended one).
+    pub sessions_opened: u64,
 }
 
 /// What the session tells the application.
@@ -296,13 +301,34 @@ impl Attempts {
     }
 }
 
+/// The client's session in the region's replicated state: the region applies each of its
+/// calls once while it lives.
+struct RegionSession {
+    /// The session id calls carry.
+    id: u64,
+    /// The region confirmed the open; calls may be sent.
+    open: bool,
+    /// The open under way while not open.
+    attempts: Attempts,
+}
+
+/// The session id after `id`: a step of SplitMix64, so that ids look random to the region
+/// and the simulator's stay deterministic.
+fn next_session_id(id: u64) -> u64 {
+    let mut z = id.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)).max(1)
+}
+
 /// One call of the application (or a schema declaration).
 struct CallState {
     object_id: String,
     method_id: u32,
     arguments: Vec<u8>,
-    /// Given when the call leaves the queue; every attempt reuses it.
-    sequence: Option<u64>,
+    /// Given when the call leaves the queue, with the session it is sent in; every attempt
+    /// reuses both.
+    sequence: Option<(u64, u64)>,
     attempts: Attempts,
     /// The position the region acknowledged the call at.
     committed_at: Option<u64>,
@@ -318,6 +344,7 @@ struct SyncState {
 /// What a unary request in flight serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Pending {
+    OpenSession,
     Call(u64),
     Fetch(String),
     Upload(String),
@@ -340,8 +367,8 @@ pub struct ClientSession {
     objects: BTreeMap<String, OpenObject>,
     streams: BTreeMap<u64, Stream>,
     calls: BTreeMap<u64, CallState>,
-    /// Calls by request sequence, once proposed.
-    call_by_sequence: BTreeMap<u64, u64>,
+    /// Calls by (session, request sequence), once proposed.
+    call_by_sequence: BTreeMap<(u64, u64), u64>,
     /// Calls waiting for a slot in flight, oldest first.
     queued_calls: VecDeque<u64>,
     syncs: BTreeMap<u64, SyncState>,
@@ -349,6 +376,7 @@ pub struct ClientSession {
     /// Uploads to send again, to the member the tracker names.
     pending_upload_retries: Vec<String>,
     leader: LeaderTracker,
+    session: RegionSession,
     next_request_id: u64,
     next_sequence: u64,
     next_handle_id: u64,
@@ -358,10 +386,15 @@ pub struct ClientSession {
 }
 
 impl ClientSession {
-    /// A session with `config`, whose first request sequence is `first_sequence` (1 for a
-    /// client id never used before).
-    pub fn new(config: SessionConfig, first_sequence: u64) -> Result<ClientSession, CallError> {
+    /// A session with `config` that opens the session `session_id` in the region before its
+    /// first call. `session_id` MUST be fresh: 64 random bits (the driver draws them; the
+    /// simulator derives them from its seed). A session the region ends is replaced by one
+    /// whose id follows from it.
+    pub fn new(config: SessionConfig, session_id: u64) -> Result<ClientSession, CallError> {
         config.validate().map_err(CallError::Config)?;
+        if session_id == 0 {
+            return Err(CallError::Config("session id 0 is never valid".to_owned()));
+        }
         let leader = LeaderTracker::new(config.members.clone(), config.client_id);
         Ok(ClientSession {
             config,
@@ -375,8 +408,13 @@ impl ClientSession {
             requests: BTreeMap::new(),
             pending_upload_retries: Vec::new(),
             leader,
+            session: RegionSession {
+                id: session_id,
+                open: false,
+                attempts: Attempts::new(0),
+            },
             next_request_id: 1,
-            next_sequence: first_sequence.max(1),
+            next_sequence: 1,
             next_handle_id: 1,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -551,6 +589,9 @@ impl ClientSession {
             self.handle_stream(now_us, stream_key, response);
         } else if let Some(in_flight) = self.requests.remove(&request_id) {
             match in_flight.pending {
+                Pending::OpenSession => {
+                    self.handle_session_response(now_us, node_id, request_id, response);
+                }
                 Pending::Call(call_id) => {
                     self.handle_call_response(now_us, call_id, node_id, request_id, response);
                 }
@@ -635,9 +676,12 @@ impl ClientSession {
         for request_id in self.requests.keys() {
             consider(self.attempt_deadline(*request_id));
         }
+        if !self.session.open {
+            consider(self.session.attempts.retry_at_us);
+        }
         for call in self.calls.values() {
             consider(call.attempts.retry_at_us);
-            if call.committed_at.is_none() && call.sequence.is_some() {
+            if call.committed_at.is_none() && (call.sequence.is_some() || !self.session.open) {
                 consider(Some(call.attempts.started_us + self.config.call_timeout_us));
             }
         }
@@ -789,7 +833,9 @@ impl ClientSession {
         entries: &[PositionedEntry],
         through_position: u64,
     ) {
-        let client_id = self.config.client_id;
+        // The sessions this client's calls went out in: the current one, and ended ones
+        // whose calls still wait.
+        let sessions: BTreeSet<u64> = self.call_by_sequence.keys().map(|(id, _)| *id).collect();
         let mut completed = Vec::new();
         let mut stopped = Vec::new();
         {
@@ -825,7 +871,7 @@ impl ClientSession {
                     },
                 );
                 match applied {
-                    Ok(applied) if applied.client_id == client_id => {
+                    Ok(applied) if sessions.contains(&applied.client_id) => {
                         completed.push((record.object_id.clone(), applied));
                     }
                     Ok(_) => {}
@@ -852,7 +898,7 @@ impl ClientSession {
         for (object_id, applied) in completed {
             let Some(call_id) = self
                 .call_by_sequence
-                .get(&applied.request_sequence)
+                .get(&(applied.client_id, applied.request_sequence))
                 .copied()
             else {
                 continue;
@@ -1097,6 +1143,27 @@ impl ClientSession {
             Response::Refused { reason } => {
                 self.finish_call(now_us, call_id, Err(CallError::Refused { node_id, reason }));
             }
+            Response::SessionUnknown { session_id } => {
+                // Only the region's answer to this very attempt is known: with one attempt
+                // made, nothing of the call was applied, and it goes again in a new session;
+                // after several, an earlier one may have been applied while the session lived.
+                let first_attempt = call.attempts.attempts == 1;
+                let sequence = call.sequence.take();
+                if let Some(sequence) = sequence {
+                    self.call_by_sequence.remove(&sequence);
+                }
+                if session_id == self.session.id {
+                    self.renew_session(now_us);
+                }
+                if first_attempt {
+                    let call = self.calls.get_mut(&call_id).expect("looked up above");
+                    call.attempts = Attempts::new(now_us);
+                    call.attempts.retry_at_us = None;
+                    self.queued_calls.push_front(call_id);
+                } else {
+                    self.finish_call(now_us, call_id, Err(CallError::SessionEnded { session_id }));
+                }
+            }
             other => {
                 call.attempts.last_error = match other {
                     Response::Failed { reason } => reason,
@@ -1113,6 +1180,58 @@ impl ClientSession {
                 self.leader.handle_failure(node_id);
             }
         }
+    }
+
+    /// The region answered an open of the session.
+    fn handle_session_response(
+        &mut self,
+        now_us: u64,
+        node_id: u64,
+        request_id: u64,
+        response: Response,
+    ) {
+        if self.session.open
+            || self.session.attempts.in_flight.map(|(id, _)| id) != Some(request_id)
+        {
+            return;
+        }
+        self.session.attempts.in_flight = None;
+        match response {
+            Response::SessionOpened => {
+                self.leader.handle_success(node_id);
+                self.session.open = true;
+                self.counters.sessions_opened += 1;
+            }
+            Response::NotLeader { leader_hint } => {
+                self.session.attempts.last_error = format!("node {node_id} is not the leader");
+                let wait = match self.leader.handle_not_leader(node_id, leader_hint) {
+                    NextAttempt::Now => 0,
+                    NextAttempt::AfterWait => self.config.retry_wait_us,
+                };
+                self.session.attempts.retry_at_us = Some(now_us + wait);
+            }
+            other => {
+                // Refused (the region holds as many sessions as it may), busy or lost: the
+                // calls wait in their queue, and give up by their own timeout.
+                self.session.attempts.last_error = format!("node {node_id}: {other:?}");
+                self.session.attempts.failures += 1;
+                let wait = self.retry_wait(self.session.attempts.failures.saturating_sub(1));
+                self.session.attempts.retry_at_us = Some(now_us + wait);
+                self.leader.handle_failure(node_id);
+            }
+        }
+    }
+
+    /// The region ended the session: calls from now on go in a new one.
+    fn renew_session(&mut self, now_us: u64) {
+        if let Some((request_id, _)) = self.session.attempts.in_flight {
+            self.requests.remove(&request_id);
+        }
+        self.session = RegionSession {
+            id: next_session_id(self.session.id),
+            open: false,
+            attempts: Attempts::new(now_us),
+        };
     }
 
     fn finish_call(&mut self, now_us: u64, call_id: u64, outcome: Result<Vec<u8>, CallError>) {
@@ -1468,8 +1587,10 @@ impl ClientSession {
             .calls
             .iter()
             .filter(|(_, call)| {
+                // A call gives up when it waited too long for its acknowledgement, or for the
+                // region to open the session it would go in.
                 call.committed_at.is_none()
-                    && call.sequence.is_some()
+                    && (call.sequence.is_some() || !self.session.open)
                     && now_us >= call.attempts.started_us + timeout
             })
             .map(|(call_id, _)| *call_id)
@@ -1580,6 +1701,39 @@ impl ClientSession {
             .filter(|call| call.sequence.is_some())
             .count();
         let mut free = self.config.calls_in_flight_max.saturating_sub(in_flight);
+        if !self.session.open {
+            // No call leaves the queue before the region holds the session.
+            free = 0;
+            if self.session.attempts.in_flight.is_none()
+                && self
+                    .session
+                    .attempts
+                    .retry_at_us
+                    .is_some_and(|at| at <= now_us)
+            {
+                let node_id = self.leader.target();
+                let request_id = self.next_request();
+                let deadline = now_us + self.config.attempt_timeout_us;
+                self.session.attempts.retry_at_us = None;
+                self.session.attempts.attempts += 1;
+                self.session.attempts.in_flight = Some((request_id, deadline));
+                self.requests.insert(
+                    request_id,
+                    InFlight {
+                        pending: Pending::OpenSession,
+                        node_id,
+                        deadline_us: deadline,
+                    },
+                );
+                self.transmits.push_back(Transmit {
+                    node_id,
+                    request_id,
+                    request: Request::OpenSession {
+                        session_id: self.session.id,
+                    },
+                });
+            }
+        }
         while free > 0 {
             let Some(call_id) = self.queued_calls.pop_front() else {
                 break;
@@ -1587,10 +1741,11 @@ impl ClientSession {
             let sequence = self.next_sequence;
             self.next_sequence += 1;
             let call = self.calls.get_mut(&call_id).expect("queued calls exist");
-            call.sequence = Some(sequence);
+            call.sequence = Some((self.session.id, sequence));
             call.attempts.started_us = now_us;
             call.attempts.retry_at_us = Some(now_us);
-            self.call_by_sequence.insert(sequence, call_id);
+            self.call_by_sequence
+                .insert((self.session.id, sequence), call_id);
             free -= 1;
         }
         let due_calls: Vec<u64> = self
@@ -1600,7 +1755,6 @@ impl ClientSession {
             .map(|(call_id, _)| *call_id)
             .collect();
         for call_id in due_calls {
-            let client_id = self.config.client_id;
             let node_id = self.leader.target();
             let request_id = self.next_request();
             let deadline = now_us + self.config.attempt_timeout_us;
@@ -1615,6 +1769,8 @@ impl ClientSession {
                 self.counters.call_retries += 1;
             }
             call.attempts.in_flight = Some((request_id, deadline));
+            let (session_id, request_sequence) =
+                call.sequence.expect("proposed calls have a sequence");
             self.requests.insert(
                 request_id,
                 InFlight {
@@ -1631,8 +1787,8 @@ impl ClientSession {
                     scope,
                     method_id: call.method_id,
                     arguments: call.arguments.clone(),
-                    client_id,
-                    request_sequence: call.sequence.expect("proposed calls have a sequence"),
+                    client_id: session_id,
+                    request_sequence,
                 },
             });
         }

@@ -386,6 +386,21 @@ impl RegionCluster {
             .inject(now, member, RegionMessage::Propose(request));
     }
 
+    /// Delivers a session open to `member` now, from outside the network (a scripted client
+    /// opens its session before its first proposal); the answer is left out of
+    /// [`RegionCluster::take_external_replies`].
+    pub fn open_session_external(&mut self, member: NodeId, session_id: u64) {
+        let now = self.simulation.now();
+        self.simulation.inject(
+            now,
+            member,
+            RegionMessage::OpenSession {
+                open_id: session_id,
+                session_id,
+            },
+        );
+    }
+
     /// The replies members sent to scripted clients since the last call, with their sender.
     pub fn take_external_replies(&mut self) -> Vec<(NodeId, Reply)> {
         self.simulation
@@ -393,7 +408,10 @@ impl RegionCluster {
             .into_iter()
             .filter_map(|message| match message.message {
                 RegionMessage::Reply(reply) => Some((message.from, reply)),
-                RegionMessage::Raft(_) | RegionMessage::Propose(_) => None,
+                RegionMessage::Raft(_)
+                | RegionMessage::Propose(_)
+                | RegionMessage::OpenSession { .. }
+                | RegionMessage::SessionReply(_) => None,
             })
             .collect()
     }

@@ -26,8 +26,9 @@ use dsss_raft_group::{
     encode_message,
 };
 use dsss_region_node::{
-    CheckpointFetch, GlobalMessageError, LogEntry, ProposeError, ProposeRequest, RegionLog,
-    RegionNode, RegionNodeConfig, Reply, SyncError, SyncReply, ToCoordinator,
+    CheckpointFetch, GlobalMessageError, LogEntry, OpenSessionError, ProposeError, ProposeRequest,
+    RegionLog, RegionNode, RegionNodeConfig, Reply, SessionReply, SyncError, SyncReply,
+    ToCoordinator,
 };
 use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, RequestSequence, Scope, proto};
 
@@ -76,6 +77,15 @@ pub enum GlobalMessage {
     RegionRaft(Vec<u8>),
     /// A raft message between coordinator replicas, encoded as on the wire.
     CoordinatorRaft(Vec<u8>),
+    /// A client opens its session, named `open_id` by the client.
+    OpenSession {
+        /// The client's name for the open, echoed in the answer.
+        open_id: u64,
+        /// The session.
+        session_id: u64,
+    },
+    /// A region node's answer to [`GlobalMessage::OpenSession`], carrying the client's name.
+    SessionReply(SessionReply),
     /// A client's call.
     Propose(ProposeRequest),
     /// A region node's answer to a call.
@@ -288,6 +298,15 @@ impl fmt::Debug for GlobalMessage {
                 fetch.truncated_through
             ),
             GlobalMessage::Sync { sync_id } => write!(formatter, "sync(y{sync_id})"),
+            GlobalMessage::OpenSession {
+                open_id,
+                session_id,
+            } => write!(formatter, "open-session(o{open_id} c{session_id})"),
+            GlobalMessage::SessionReply(reply) => write!(
+                formatter,
+                "session-reply(o{} c{} {:?})",
+                reply.open_id, reply.session_id, reply.result
+            ),
             GlobalMessage::SyncReply(SyncReply::Ready {
                 sync_id,
                 apply_through_position,
@@ -466,6 +485,10 @@ pub struct NodeProcess {
     /// each, with the instance and the instance's name.
     instance_syncs: BTreeMap<u64, (NodeId, u64)>,
     next_sync_id: u64,
+    /// Session opens waiting on the region node: the node's name for each, with the client
+    /// and the client's name.
+    session_opens: BTreeMap<u64, (NodeId, u64)>,
+    next_open_id: u64,
     /// Sealed-epoch reads the region node asked, with when they were sent, to give up on the
     /// unanswered ones.
     epoch_reads_sent: BTreeMap<u64, SimTime>,
@@ -508,6 +531,8 @@ impl NodeProcess {
             flush_timer: None,
             instance_syncs: BTreeMap::new(),
             next_sync_id: 1,
+            session_opens: BTreeMap::new(),
+            next_open_id: 1,
             epoch_reads_sent: BTreeMap::new(),
             epoch_reads_received: BTreeMap::new(),
             next_epoch_read_id: 1,
@@ -564,6 +589,15 @@ impl NodeProcess {
                 EXTERNAL_NODE_ID
             };
             cx.send(to, GlobalMessage::Reply(reply));
+        }
+        while let Some(reply) = region.poll_session_reply() {
+            let Some((client, open_id)) = self.session_opens.remove(&reply.open_id) else {
+                continue;
+            };
+            cx.send(
+                client,
+                GlobalMessage::SessionReply(SessionReply { open_id, ..reply }),
+            );
         }
         while let Some(reply) = region.poll_sync_reply() {
             let Some((instance, instance_sync_id)) = self.instance_syncs.remove(&reply.sync_id())
@@ -937,6 +971,17 @@ impl Process for NodeProcess {
                 cx.send(from, GlobalMessage::CheckpointFetched { request_id, fetch });
             }
             GlobalMessage::Sync { sync_id } => self.handle_instance_sync(cx, from, sync_id),
+            GlobalMessage::OpenSession {
+                open_id,
+                session_id,
+            } => {
+                let local_id = self.next_open_id;
+                self.next_open_id += 1;
+                self.session_opens.insert(local_id, (from, open_id));
+                let region = self.region.as_mut().expect("started");
+                region.handle_open_session(now_us, local_id, session_id);
+                self.schedule_flush(cx);
+            }
             GlobalMessage::ReadSealedEpoch { read_id, request } => {
                 let Some(coordinator) = self.coordinator.as_mut() else {
                     return;
@@ -972,6 +1017,7 @@ impl Process for NodeProcess {
                 self.flush(cx);
             }
             GlobalMessage::Reply(_)
+            | GlobalMessage::SessionReply(_)
             | GlobalMessage::LogEntries(_)
             | GlobalMessage::CheckpointFetched { .. }
             | GlobalMessage::SyncReply(_) => {
@@ -1040,6 +1086,9 @@ pub struct ClientProcess {
     members: Vec<NodeId>,
     settings: ClientSettings,
     next_sequence: u64,
+    /// The region confirmed the client's session (its id is the client's node id).
+    session_open: bool,
+    next_open_id: u64,
     in_flight: Option<InFlight>,
     leader_guess: Option<NodeId>,
     timer: Option<TimerId>,
@@ -1059,6 +1108,8 @@ impl ClientProcess {
             members,
             settings,
             next_sequence: 1,
+            session_open: false,
+            next_open_id: 1,
             in_flight: None,
             leader_guess: None,
             timer: None,
@@ -1069,6 +1120,50 @@ impl ClientProcess {
     /// True while a call waits for its acknowledgement.
     pub fn is_busy(&self) -> bool {
         self.in_flight.is_some()
+    }
+
+    /// Asks a member to open the client's session; the timer tries again if no answer comes.
+    fn open_session(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        let target = match self.leader_guess.take() {
+            Some(leader) => leader,
+            None => self.random_member(cx),
+        };
+        let open_id = self.next_open_id;
+        self.next_open_id += 1;
+        cx.send(
+            target,
+            GlobalMessage::OpenSession {
+                open_id,
+                session_id: cx.node(),
+            },
+        );
+        self.timer = Some(cx.set_timer(self.settings.request_timeout));
+    }
+
+    fn handle_session_reply(
+        &mut self,
+        cx: &mut Context<'_, GlobalMessage>,
+        from: NodeId,
+        reply: SessionReply,
+    ) {
+        if self.session_open || reply.open_id + 1 != self.next_open_id {
+            return;
+        }
+        if let Some(timer) = self.timer.take() {
+            cx.cancel_timer(timer);
+        }
+        match reply.result {
+            Ok(()) => {
+                self.session_open = true;
+                self.leader_guess = Some(from);
+                self.start_next_call(cx);
+            }
+            Err(OpenSessionError::NotLeader { leader_hint }) => {
+                self.leader_guess = leader_hint;
+                self.timer = Some(cx.set_timer(CLIENT_RETRY_BACKOFF));
+            }
+            Err(_) => self.timer = Some(cx.set_timer(CLIENT_RETRY_BACKOFF)),
+        }
     }
 
     fn request(&self, cx: &Context<'_, GlobalMessage>, in_flight: &InFlight) -> ProposeRequest {
@@ -1164,8 +1259,12 @@ impl Process for ClientProcess {
         from: NodeId,
         message: GlobalMessage,
     ) {
-        let GlobalMessage::Reply(reply) = message else {
-            return;
+        let reply = match message {
+            GlobalMessage::Reply(reply) => reply,
+            GlobalMessage::SessionReply(reply) => {
+                return self.handle_session_reply(cx, from, reply);
+            }
+            _ => return,
         };
         let Some(in_flight) = self.in_flight else {
             return;
@@ -1221,10 +1320,10 @@ impl Process for ClientProcess {
                 error,
                 ..
             } => {
-                if let ProposeError::TooOld { floor } = error {
+                if let ProposeError::TooOld { .. } | ProposeError::UnknownSession { .. } = error {
                     self.observer.borrow_mut().violation(format!(
-                        "client {}: sequence {request_sequence}, the call in flight, refused \
-                         as too old (floor {floor})",
+                        "client {}: sequence {request_sequence}, the call in flight, refused: \
+                         {error}",
                         cx.node()
                     ));
                 }
@@ -1251,6 +1350,7 @@ impl Process for ClientProcess {
                 };
                 self.send_attempt(cx, in_flight, target);
             }
+            None if !self.session_open => self.open_session(cx),
             None => self.start_next_call(cx),
         }
     }

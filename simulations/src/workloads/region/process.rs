@@ -2,7 +2,7 @@
 //! node's [`SimDisk`]) and clients that propose, retry and record what was acknowledged.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
@@ -12,7 +12,10 @@ use dsss_raft_group::{
     DurableStore, KeySpace, KeyValuePairs, ReadyIo, StoreError, WriteBatch, WriteOperation,
     encode_message,
 };
-use dsss_region_node::{ProposeError, ProposeRequest, RegionNode, RegionNodeConfig, Reply};
+use dsss_region_node::{
+    OpenSessionError, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig, Reply,
+    SessionReply,
+};
 use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, RequestSequence, Scope};
 
 use super::checker::RegionObserver;
@@ -40,6 +43,15 @@ const CALL_ARGUMENT_BYTES: usize = 24;
 pub enum RegionMessage {
     /// A raft message, encoded as on the wire.
     Raft(Vec<u8>),
+    /// A client opens its session, named `open_id` by the client.
+    OpenSession {
+        /// The client's name for the open, echoed in the answer.
+        open_id: u64,
+        /// The session.
+        session_id: u64,
+    },
+    /// A node's answer to [`RegionMessage::OpenSession`], carrying the client's name.
+    SessionReply(SessionReply),
     /// A client's proposal.
     Propose(ProposeRequest),
     /// A node's answer to a proposal.
@@ -59,6 +71,15 @@ impl fmt::Debug for RegionMessage {
                 formatter,
                 "propose(c{} s{})",
                 request.client_id, request.request_sequence
+            ),
+            RegionMessage::OpenSession {
+                open_id,
+                session_id,
+            } => write!(formatter, "open-session(o{open_id} c{session_id})"),
+            RegionMessage::SessionReply(reply) => write!(
+                formatter,
+                "session-reply(o{} c{} {:?})",
+                reply.open_id, reply.session_id, reply.result
             ),
             RegionMessage::Reply(Reply::Proposed {
                 client_id,
@@ -206,6 +227,10 @@ pub struct NodeProcess {
     node: Option<RegionNode>,
     tick_timer: Option<TimerId>,
     flush_timer: Option<TimerId>,
+    /// Session opens waiting on the node: the node's name for each, with the client and the
+    /// client's name.
+    session_opens: BTreeMap<u64, (NodeId, u64)>,
+    next_open_id: u64,
     observer: Rc<RefCell<RegionObserver>>,
 }
 
@@ -222,6 +247,8 @@ impl NodeProcess {
             node: None,
             tick_timer: None,
             flush_timer: None,
+            session_opens: BTreeMap::new(),
+            next_open_id: 1,
             observer,
         }
     }
@@ -261,6 +288,14 @@ impl NodeProcess {
                 EXTERNAL_NODE_ID
             };
             cx.send(to, RegionMessage::Reply(reply));
+        }
+        while let Some(reply) = node.poll_session_reply() {
+            if let Some((client, open_id)) = self.session_opens.remove(&reply.open_id) {
+                cx.send(
+                    client,
+                    RegionMessage::SessionReply(SessionReply { open_id, ..reply }),
+                );
+            }
         }
         let mut observer = self.observer.borrow_mut();
         while let Some(event) = node.poll_log_event() {
@@ -310,7 +345,19 @@ impl Process for NodeProcess {
                     self.flush_timer = Some(cx.set_timer(PROPOSAL_FLUSH_DELAY));
                 }
             }
-            RegionMessage::Reply(_) => {
+            RegionMessage::OpenSession {
+                open_id,
+                session_id,
+            } => {
+                let local_id = self.next_open_id;
+                self.next_open_id += 1;
+                self.session_opens.insert(local_id, (from, open_id));
+                node.handle_open_session(cx.now_us(), local_id, session_id);
+                if self.flush_timer.is_none() {
+                    self.flush_timer = Some(cx.set_timer(PROPOSAL_FLUSH_DELAY));
+                }
+            }
+            RegionMessage::Reply(_) | RegionMessage::SessionReply(_) => {
                 self.observer
                     .borrow_mut()
                     .violation(format!("node {} got a reply from {from}", cx.node()));
@@ -365,6 +412,9 @@ pub struct ClientProcess {
     members: Vec<NodeId>,
     settings: ClientSettings,
     next_sequence: u64,
+    /// The region confirmed the client's session (its id is the client's node id).
+    session_open: bool,
+    next_open_id: u64,
     in_flight: Option<InFlight>,
     leader_guess: Option<NodeId>,
     timer: Option<TimerId>,
@@ -382,6 +432,8 @@ impl ClientProcess {
             members,
             settings,
             next_sequence: 1,
+            session_open: false,
+            next_open_id: 1,
             in_flight: None,
             leader_guess: None,
             timer: None,
@@ -392,6 +444,50 @@ impl ClientProcess {
     /// True while a call waits for its acknowledgement.
     pub fn is_busy(&self) -> bool {
         self.in_flight.is_some()
+    }
+
+    /// Asks a member to open the client's session; the timer tries again if no answer comes.
+    fn open_session(&mut self, cx: &mut Context<'_, RegionMessage>) {
+        let target = match self.leader_guess.take() {
+            Some(leader) => leader,
+            None => self.random_member(cx),
+        };
+        let open_id = self.next_open_id;
+        self.next_open_id += 1;
+        cx.send(
+            target,
+            RegionMessage::OpenSession {
+                open_id,
+                session_id: cx.node(),
+            },
+        );
+        self.timer = Some(cx.set_timer(self.settings.request_timeout));
+    }
+
+    fn handle_session_reply(
+        &mut self,
+        cx: &mut Context<'_, RegionMessage>,
+        from: NodeId,
+        reply: SessionReply,
+    ) {
+        if self.session_open || reply.open_id + 1 != self.next_open_id {
+            return;
+        }
+        if let Some(timer) = self.timer.take() {
+            cx.cancel_timer(timer);
+        }
+        match reply.result {
+            Ok(()) => {
+                self.session_open = true;
+                self.leader_guess = Some(from);
+                self.start_next_call(cx);
+            }
+            Err(OpenSessionError::NotLeader { leader_hint }) => {
+                self.leader_guess = leader_hint;
+                self.timer = Some(cx.set_timer(CLIENT_RETRY_BACKOFF));
+            }
+            Err(_) => self.timer = Some(cx.set_timer(CLIENT_RETRY_BACKOFF)),
+        }
     }
 
     fn request(cx: &Context<'_, RegionMessage>, sequence: u64) -> ProposeRequest {
@@ -508,10 +604,10 @@ impl ClientProcess {
                 if !current {
                     return;
                 }
-                if let ProposeError::TooOld { floor } = error {
+                if let ProposeError::TooOld { .. } | ProposeError::UnknownSession { .. } = error {
                     self.observer.borrow_mut().violation(format!(
                         "client {client}: sequence {request_sequence}, the call in flight, \
-                         refused as too old (floor {floor})"
+                         refused: {error}"
                     ));
                 }
                 self.leader_guess = match error {
@@ -541,12 +637,13 @@ impl Process for ClientProcess {
     ) {
         match message {
             RegionMessage::Reply(reply) => self.handle_reply(cx, from, reply),
-            RegionMessage::Raft(_) | RegionMessage::Propose(_) => {
-                self.observer.borrow_mut().violation(format!(
-                    "client {} got a node's message from {from}",
-                    cx.node()
-                ))
-            }
+            RegionMessage::SessionReply(reply) => self.handle_session_reply(cx, from, reply),
+            RegionMessage::Raft(_)
+            | RegionMessage::Propose(_)
+            | RegionMessage::OpenSession { .. } => self.observer.borrow_mut().violation(format!(
+                "client {} got a node's message from {from}",
+                cx.node()
+            )),
         }
     }
 
@@ -565,6 +662,7 @@ impl Process for ClientProcess {
                 };
                 self.send_attempt(cx, in_flight, target);
             }
+            None if !self.session_open => self.open_session(cx),
             None => self.start_next_call(cx),
         }
     }

@@ -38,7 +38,10 @@ use std::time::Duration;
 use dsss::SharedObject;
 use dsss::object::SCHEMA_METHOD_ID;
 use dsss::replica::{Applied, RecordRef, Replica, ReplicaConfig};
-use dsss_region_node::{CheckpointFetch, LogEntry, ProposeError, ProposeRequest, Reply, SyncReply};
+use dsss_region_node::{
+    CheckpointFetch, LogEntry, OpenSessionError, ProposeError, ProposeRequest, Reply, SessionReply,
+    SyncReply,
+};
 use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, Record, RequestSequence, Scope};
 
 use super::ObjectWorkload;
@@ -177,6 +180,10 @@ pub struct ApplicationProcess<W: ObjectWorkload> {
     /// Calls to make before any random operation: the schema declaration, then the setup.
     scripted: VecDeque<CallSpec>,
     next_sequence: u64,
+    /// The region confirmed the instance's session (its id is the instance's node id).
+    session_open: bool,
+    /// The instance's name for its latest session open.
+    open_id: u64,
     in_flight: Option<InFlight>,
     propose_timer: Option<TimerId>,
     leader_guess: Option<NodeId>,
@@ -241,6 +248,8 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
             poll_timer: None,
             scripted,
             next_sequence: 1,
+            session_open: false,
+            open_id: 0,
             in_flight: None,
             propose_timer: None,
             leader_guess: None,
@@ -600,6 +609,21 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
         mut in_flight: InFlight,
         target: NodeId,
     ) {
+        if !self.session_open {
+            // The first call waits until the region holds the instance's session.
+            self.open_id += 1;
+            cx.send(
+                target,
+                GlobalMessage::OpenSession {
+                    open_id: self.open_id,
+                    session_id: cx.node(),
+                },
+            );
+            in_flight.target = target;
+            self.in_flight = Some(in_flight);
+            self.propose_timer = Some(cx.set_timer(self.settings.request_timeout));
+            return;
+        }
         in_flight.attempts += 1;
         in_flight.target = target;
         if in_flight.attempts > 1 {
@@ -636,9 +660,9 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
                 }
             }
             Reply::Refused { error, .. } => {
-                if let ProposeError::TooOld { floor } = error {
+                if let ProposeError::TooOld { .. } | ProposeError::UnknownSession { .. } = error {
                     self.observer.borrow_mut().violation(format!(
-                        "client {node}: sequence {sequence} refused as too old (floor {floor})"
+                        "client {node}: sequence {sequence} refused: {error}"
                     ));
                 }
                 let Some(in_flight) = self.in_flight.as_ref() else {
@@ -652,6 +676,35 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
                     crate::workloads::common::leader_after_refusal(&error, &self.members);
                 if let Some(timer) = self.propose_timer.take() {
                     cx.cancel_timer(timer);
+                }
+                self.propose_timer = Some(cx.set_timer(CALL_RETRY_BACKOFF));
+            }
+        }
+    }
+
+    fn handle_session_reply(
+        &mut self,
+        cx: &mut Context<'_, GlobalMessage>,
+        from: NodeId,
+        reply: SessionReply,
+    ) {
+        if self.session_open || reply.open_id != self.open_id {
+            return;
+        }
+        if let Some(timer) = self.propose_timer.take() {
+            cx.cancel_timer(timer);
+        }
+        match reply.result {
+            Ok(()) => {
+                self.session_open = true;
+                self.leader_guess = Some(from);
+                if let Some(in_flight) = self.in_flight.clone() {
+                    self.send_attempt(cx, in_flight, from);
+                }
+            }
+            Err(error) => {
+                if let OpenSessionError::NotLeader { leader_hint } = error {
+                    self.leader_guess = leader_hint;
                 }
                 self.propose_timer = Some(cx.set_timer(CALL_RETRY_BACKOFF));
             }
@@ -865,6 +918,7 @@ impl<W: ObjectWorkload> Process for ApplicationProcess<W> {
                 self.handle_checkpoint_fetched(cx, request_id, fetch);
             }
             GlobalMessage::Reply(reply) => self.handle_reply(cx, from, reply),
+            GlobalMessage::SessionReply(reply) => self.handle_session_reply(cx, from, reply),
             GlobalMessage::SyncReply(reply) => self.handle_sync_reply(cx, reply),
             _ => {}
         }

@@ -29,7 +29,9 @@ use dsss::session::{
 };
 use dsss::{Codec, Postcard};
 use dsss_examples::Register;
-use dsss_region_node::{LogEntry, ProposeError, ProposeRequest, Reply, SyncReply};
+use dsss_region_node::{
+    LogEntry, OpenSessionError, ProposeError, ProposeRequest, Reply, SyncReply,
+};
 use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, Record, RequestSequence, Scope};
 
 use super::history::{InstanceHistory, SessionObserver, SessionOperation};
@@ -186,7 +188,9 @@ impl SessionInstance {
         config.attempt_timeout_us = micros(settings.attempt_timeout);
         config.stream_stall_timeout_us = micros(settings.stream_stall_timeout);
         config.call_timeout_us = micros(settings.call_timeout);
-        let session = ClientSession::new(config, 1).map_err(|error| error.to_string())?;
+        // The session id is the instance's node id, so that the nodes route answers to it
+        // (sessions outlive every run: the region's idle timeout is far longer).
+        let session = ClientSession::new(config, index).map_err(|error| error.to_string())?;
         // No checkpoints: the simulated region takes no uploads, so the log is never truncated
         // below a copy and every open starts from the log's beginning.
         let replica = ReplicaConfig {
@@ -275,6 +279,16 @@ impl SessionInstance {
             request,
         } = transmit;
         match request {
+            Request::OpenSession { session_id } => {
+                self.asked.insert(request_id, node_id);
+                cx.send(
+                    node_id,
+                    GlobalMessage::OpenSession {
+                        open_id: request_id,
+                        session_id,
+                    },
+                );
+            }
             Request::Subscribe {
                 from_position,
                 object_ids,
@@ -671,6 +685,9 @@ impl SessionInstance {
                 ProposeError::Dropped => Response::Failed {
                     reason: error.to_string(),
                 },
+                ProposeError::UnknownSession { session_id, .. } => {
+                    Response::SessionUnknown { session_id }
+                }
                 other => Response::Refused {
                     reason: other.to_string(),
                 },
@@ -717,6 +734,29 @@ impl Process for SessionInstance {
         match message {
             GlobalMessage::LogEntries(answer) => self.handle_log_entries(cx, answer),
             GlobalMessage::Reply(reply) => self.handle_reply(cx, from, reply),
+            GlobalMessage::SessionReply(reply) => {
+                if self.asked.remove(&reply.open_id).is_some() {
+                    let response = match reply.result {
+                        Ok(()) => Response::SessionOpened,
+                        Err(OpenSessionError::NotLeader { leader_hint }) => {
+                            Response::NotLeader { leader_hint }
+                        }
+                        Err(error @ OpenSessionError::Overloaded) => Response::Busy {
+                            reason: error.to_string(),
+                        },
+                        Err(error @ OpenSessionError::Dropped) => Response::Failed {
+                            reason: error.to_string(),
+                        },
+                        Err(error @ (OpenSessionError::Full(_) | OpenSessionError::InvalidId)) => {
+                            Response::Refused {
+                                reason: error.to_string(),
+                            }
+                        }
+                    };
+                    self.session
+                        .handle_response(now_us, from, reply.open_id, response);
+                }
+            }
             GlobalMessage::CheckpointFetched { request_id, fetch } => {
                 if self.asked.remove(&request_id).is_some() {
                     let response = Response::Checkpoint {
