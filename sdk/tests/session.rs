@@ -102,6 +102,7 @@ fn subscription(sent: &[Transmit]) -> Option<(u64, u64, u64, Vec<String>)> {
             Request::Subscribe {
                 from_position,
                 object_ids,
+                ..
             } => Some((
                 transmit.node_id,
                 transmit.request_id,

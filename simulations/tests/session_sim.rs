@@ -3,8 +3,9 @@
 //! simulated cluster of real region nodes and coordinator replicas, under faults drawn from
 //! many seeds. Every run checks, from the results alone, that each instance's history across
 //! all its objects fits one sequentially consistent order with linearizable `sync()` reads, and
-//! that the copies converge (docs/design.md sections 1, 2 and 6). Replay a failing seed with
-//! `DSSS_SEED=S`.
+//! that the copies converge (docs/design.md sections 1, 2 and 6). The checks are shown to
+//! catch the bug the single client-wide stream fixed: with the session's planted
+//! stream-per-object mode, a short sweep must fail. Replay a failing seed with `DSSS_SEED=S`.
 
 use std::cell::Cell;
 
@@ -92,4 +93,45 @@ fn a_seed_replays_the_same_run() {
     let second = run_session(&settings).expect("valid");
     assert_eq!(first.trace_hash, second.trace_hash);
     assert_eq!(first.writes, second.writes);
+}
+
+/// The most seeds the sweep for the planted bug may take.
+const PLANTED_SEEDS_MAX: u64 = 50;
+
+/// The settings of a run of the planted-bug sweep: the standard faults (crashes, partitions,
+/// lost and reordered messages) make some of an instance's streams lag others.
+fn planted_settings(seed: u64, planted: bool) -> SessionRunSettings {
+    let mut settings = SessionRunSettings::new(seed, local_topology()).with_standard_faults();
+    settings.instance.planted_stream_per_object = planted;
+    settings
+}
+
+#[test]
+fn the_checks_catch_a_stream_per_object_and_pass_the_same_seeds_without_it() {
+    let mut tried = Vec::new();
+    let mut caught = None;
+    for seed in 0..PLANTED_SEEDS_MAX {
+        tried.push(seed);
+        let report = run_session(&planted_settings(seed, true)).expect("valid settings");
+        if let Some(violation) = report
+            .problems
+            .iter()
+            .find(|problem| problem.starts_with("one order"))
+        {
+            caught = Some((seed, violation.clone()));
+            break;
+        }
+    }
+    println!("planted stream per object: seeds tried {tried:?}");
+    let Some((seed, violation)) = caught else {
+        panic!(
+            "no order violation in {PLANTED_SEEDS_MAX} seeds ({tried:?}) with a stream per \
+             object: the checks miss the bug they exist for"
+        );
+    };
+    println!("first order violation, seed {seed}: {violation}");
+    for &seed in &tried {
+        let report = run_session(&planted_settings(seed, false)).expect("valid settings");
+        assert_passed(&report);
+    }
 }

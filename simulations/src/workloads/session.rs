@@ -17,8 +17,10 @@
 //! - convergence: the final reads of every register agree across the instances that hold it;
 //! - the cluster's own checks (the same logs and epochs in every region).
 //!
-//! The process carries one log stream per instance, as the session asks; the session's hidden
-//! `planted_stream_per_object` mode (a stream per object) is therefore not run here.
+//! The process carries every log stream the session asks for, so the session's hidden
+//! `planted_stream_per_object` mode (a stream per object, the bug a single client-wide stream
+//! fixed) runs here too, and the checks must catch it
+//! ([`InstanceSettings::planted_stream_per_object`]).
 
 pub mod history;
 pub mod instance;
@@ -82,6 +84,7 @@ impl SessionRunSettings {
             call_timeout: Duration::from_secs(30),
             log_read_timeout: Duration::from_millis(100),
             log_poll_interval: Duration::from_millis(10),
+            planted_stream_per_object: false,
         };
         SessionRunSettings {
             cluster,
@@ -159,6 +162,8 @@ pub struct SessionReport {
     pub sync_reads: usize,
     /// Barriers that gave up.
     pub syncs_failed: usize,
+    /// Proposal attempts passed over without an answer (the session's attempt timeout).
+    pub proposals_unanswered: usize,
     /// What the instances' sessions counted, summed.
     pub counters: SessionCounters,
     /// Broken guarantees, described (empty in a correct build).
@@ -194,7 +199,8 @@ impl fmt::Display for SessionReport {
         writeln!(
             formatter,
             "  writes {} (failed {}), local reads {}, sync() reads {}, barriers given up {}; \
-             sessions: {} stream moves ({} stalls), {} call retries, {} copies joined",
+             sessions: {} stream moves ({} stalls), {} call retries ({} after no answer), {} \
+             copies joined",
             self.writes,
             self.writes_failed,
             self.reads,
@@ -203,6 +209,7 @@ impl fmt::Display for SessionReport {
             self.counters.stream_moves,
             self.counters.stream_stalls,
             self.counters.call_retries,
+            self.proposals_unanswered,
             self.counters.copies_joined,
         )?;
         if self.problems.is_empty() {
@@ -275,6 +282,7 @@ pub fn run_session(settings: &SessionRunSettings) -> Result<SessionReport, Strin
         reads: 0,
         sync_reads: 0,
         syncs_failed: observer.syncs_failed,
+        proposals_unanswered: observer.proposals_unanswered,
         counters: observer.counters,
         problems,
         trace_hash: cluster.simulation().trace_hash(),
@@ -311,6 +319,7 @@ fn instance_factory(
         let instance = SessionInstance::new(
             settings.instance,
             index,
+            place.node,
             place.region.clone(),
             place.members.clone(),
             &settings.objects_in(&place.region),
