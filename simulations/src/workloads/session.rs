@@ -48,6 +48,13 @@ use crate::time::SimTime;
 /// The most global registers an instance may hold.
 pub const GLOBAL_OBJECTS_MAX: usize = 16;
 
+/// The most pauses of members the standard faults of a session run draw.
+pub const PAUSE_COUNT_MAX: u32 = 4;
+
+/// The longest pause of a member the standard faults draw: well past the default stall
+/// timeout and attempt timeout of an instance, so that both fire while it lasts.
+pub const PAUSE_DURATION_MAX: Duration = Duration::from_secs(2);
+
 /// What a session run does.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SessionRunSettings {
@@ -96,10 +103,14 @@ impl SessionRunSettings {
         }
     }
 
-    /// The same settings under every kind of fault the global workload draws.
+    /// The same settings under every kind of fault the global workload draws, plus pauses of
+    /// members that keep their links up (up to [`PAUSE_COUNT_MAX`], each up to
+    /// [`PAUSE_DURATION_MAX`]): only a member that stops answering without closing its stream
+    /// makes the session's stall failover and attempt timeout do the work.
     pub fn with_standard_faults(mut self) -> SessionRunSettings {
         let suspicion = Duration::from_micros(self.cluster.topology.cluster.suspicion_timeout_us);
-        self.cluster.faults = GlobalFaultPlan::standard(suspicion);
+        self.cluster.faults =
+            GlobalFaultPlan::standard(suspicion).with_pauses(PAUSE_COUNT_MAX, PAUSE_DURATION_MAX);
         self
     }
 
@@ -184,13 +195,14 @@ impl fmt::Display for SessionReport {
         writeln!(
             formatter,
             "seed {}: {} instances, {:.1} s simulated; faults: {} crashes ({} of the \
-             coordinator leader), {} region partitions ({} beyond the suspicion timeout), \
-             clock skew up to {} ms, loss {:.3}",
+             coordinator leader), {} pauses, {} region partitions ({} beyond the suspicion \
+             timeout), clock skew up to {} ms, loss {:.3}",
             self.seed,
             self.instances,
             self.simulated.as_secs_f64(),
             self.faults.crashes,
             self.faults.coordinator_leader_crashes,
+            self.faults.pauses,
             self.faults.region_partitions,
             self.faults.long_region_partitions,
             self.faults.clock_skew_us_max / 1_000,
