@@ -128,7 +128,7 @@ fn a_seed_replays_the_same_run() {
 
 /// The seeds of the sweep for the planted bug (0..PLANTED_SEEDS): every one of them is run
 /// with the bug and without it, so the sweep also tells how often a seed catches it.
-const PLANTED_SEEDS: u64 = 10;
+const PLANTED_SEEDS: u64 = 5;
 
 /// The settings of a run of the planted-bug sweep: the standard faults (crashes, pauses of
 /// members with their links up, partitions, lost and reordered messages) make some of an
