@@ -1,7 +1,8 @@
 //! The client session, sans-IO, driven by hand: one stream feeds every open object, a copy
 //! opened later joins at the client's position, a member that stalls is left when something
-//! waits on it, a member that lies is left without harm, retries keep their sequence, and a
-//! barrier waits for its position (docs/design.md section 2, "SDK client session").
+//! waits on it, a member that lies is left without harm, retries keep their sequence, a
+//! barrier waits for its position (docs/design.md section 2, "SDK client session"), and every
+//! subscription names its stream.
 #![deny(missing_docs)]
 
 use std::sync::Arc;
@@ -132,6 +133,7 @@ fn subscription(sent: &[Transmit]) -> Option<(u64, u64, u64, Vec<String>)> {
             Request::Subscribe {
                 from_position,
                 object_ids,
+                ..
             } => Some((
                 transmit.node_id,
                 transmit.request_id,
@@ -666,6 +668,22 @@ fn open_all_as(
     let mut pending = transmits(session);
     while let Some(transmit) = pending.pop() {
         match &transmit.request {
+
+/// The stream key of every subscription sent while `names` open (no checkpoints), with the
+/// objects each asked for.
+fn subscriptions_while_opening(
+    session: &mut ClientSession,
+    names: &[&str],
+) -> Vec<(u64, Vec<String>)> {
+    for name in names {
+        session
+            .open(0, name, Scope::Global, copy(name) as _)
+            .expect("opens");
+    }
+    let mut subscriptions = Vec::new();
+    let mut pending = transmits(session);
+    while let Some(transmit) = pending.pop() {
+        match transmit.request {
             Request::FetchCheckpoint { .. } => {
                 session.handle_response(
                     0,
@@ -797,4 +815,44 @@ fn a_retried_call_whose_session_ended_is_reported_as_possibly_applied() {
     // Later calls go in a new session.
     let renewed = open_region_session(&mut session, due + 1);
     assert_ne!(renewed, SESSION);
+
+            Request::Subscribe {
+                stream, object_ids, ..
+            } => subscriptions.push((stream, object_ids)),
+            _ => {}
+        }
+    }
+    subscriptions
+}
+
+#[test]
+fn every_subscription_names_its_stream_one_for_the_client_or_one_per_object_when_planted() {
+    let names = ["game/a", "game/b", "game/c"];
+    let mut correct = session();
+    let subscriptions = subscriptions_while_opening(&mut correct, &names);
+    assert!(!subscriptions.is_empty());
+    assert!(
+        subscriptions
+            .iter()
+            .all(|(stream, _)| *stream == subscriptions[0].0),
+        "a correct session follows one stream: {subscriptions:?}"
+    );
+
+    let mut config = SessionConfig::new(CLIENT, MEMBERS.to_vec());
+    config.planted_stream_per_object = true;
+    let mut planted = ClientSession::new(config, SESSION).expect("a valid configuration");
+    open_region_session(&mut planted, 0);
+    let subscriptions = subscriptions_while_opening(&mut planted, &names);
+    let mut objects_of_stream = std::collections::BTreeMap::new();
+    for (stream, object_ids) in &subscriptions {
+        assert_eq!(object_ids.len(), 1, "{subscriptions:?}");
+        let previous = objects_of_stream.insert(*stream, object_ids[0].clone());
+        assert!(
+            previous.is_none_or(|previous| previous == object_ids[0]),
+            "one stream carried two objects: {subscriptions:?}"
+        );
+    }
+    let mut objects: Vec<&String> = objects_of_stream.values().collect();
+    objects.sort();
+    assert_eq!(objects, names, "{subscriptions:?}");
 }

@@ -5,8 +5,8 @@
 //! a [`NetworkConfig`] and a factory that creates a node's process, then alternates between
 //! running it ([`Simulation::step`], [`Simulation::run_until`], [`Simulation::run_for`],
 //! [`Simulation::run_until_quiet`]) and acting on it: injecting client messages, changing
-//! faults, crashing and restarting nodes, stepping clocks, and checking invariants on the
-//! processes.
+//! faults, crashing and restarting nodes, pausing and resuming them, stepping clocks, and
+//! checking invariants on the processes.
 //!
 //! Driver methods act at the current virtual time. They panic on a node id that is not in the
 //! network: that is a mistake in the test, not a behaviour of the system under test.
@@ -162,6 +162,16 @@ enum Event<M> {
     Timer { node: NodeId, timer: TimerId },
 }
 
+impl<M> Event<M> {
+    /// The node the event happens at.
+    fn node(&self) -> NodeId {
+        match self {
+            Event::Start { node, .. } | Event::Timer { node, .. } => *node,
+            Event::Deliver { to, .. } => *to,
+        }
+    }
+}
+
 /// Everything the simulation keeps about one node.
 struct NodeSlot<P> {
     /// `None` while the node is down.
@@ -192,6 +202,9 @@ pub struct Simulation<P: Process> {
     message_id_next: u64,
     statistics: MessageStatistics,
     external_outbox: Vec<ExternalMessage<P::Message>>,
+    /// Paused nodes, each with the events held for it in the order they came due: they are
+    /// processed when it resumes.
+    paused: BTreeMap<NodeId, Vec<Event<P::Message>>>,
 }
 
 impl<P: Process> Simulation<P> {
@@ -217,6 +230,7 @@ impl<P: Process> Simulation<P> {
             message_id_next: 0,
             statistics: MessageStatistics::default(),
             external_outbox: Vec::new(),
+            paused: BTreeMap::new(),
         };
         let node_ids: Vec<NodeId> = simulation.network.node_ids().collect();
         for node in node_ids {
@@ -270,7 +284,12 @@ impl<P: Process> Simulation<P> {
         self.network.region_of(node)
     }
 
-    /// True when `node` is running (not crashed).
+    /// True when `node` is paused ([`Simulation::pause`]).
+    pub fn is_paused(&self, node: NodeId) -> bool {
+        self.paused.contains_key(&node)
+    }
+
+    /// True when `node` is running (not crashed; a paused node counts as up).
     pub fn is_up(&self, node: NodeId) -> bool {
         self.nodes
             .get(&node)
@@ -512,6 +531,20 @@ impl<P: Process> Simulation<P> {
             self.now
         );
         self.now = time;
+        let node = event.node();
+        if let Some(held) = self.paused.get_mut(&node) {
+            // A paused node handles nothing: what comes due waits for it to resume.
+            let line = match &event {
+                Event::Start { .. } => format!("hold {node} start"),
+                Event::Deliver {
+                    from, message_id, ..
+                } => format!("hold {}->{node} #{message_id}", NodeLabel(*from)),
+                Event::Timer { timer, .. } => format!("hold {node} {timer}"),
+            };
+            held.push(event);
+            self.record(format_args!("{line}"));
+            return Some(true);
+        }
         self.process_event(event);
         Some(true)
     }

@@ -212,9 +212,12 @@ fn send(
             return;
         }
     };
+    // A correct session has one stream (one key), so the one task here is replaced by each
+    // new subscription.
     if let SessionRequest::Subscribe {
         from_position,
         object_ids,
+        ..
     } = request
     {
         if let Some(previous) = stream.take() {

@@ -20,9 +20,13 @@ pub struct Transmit {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// Open the log stream from `from_position` on, for records of `object_ids` (entries of
-    /// other objects may be left out). It REPLACES the stream opened before: the driver drops
-    /// the earlier stream and forwards only this one's pieces.
+    /// other objects may be left out). It REPLACES the stream of the same `stream` key opened
+    /// before: the driver drops that earlier stream and forwards only this one's pieces.
     Subscribe {
+        /// The session's key of the stream. A correct session has one stream, so every
+        /// subscription carries the same key; the simulator's planted stream-per-object mode
+        /// follows several streams at once, and a driver tells them apart by it.
+        stream: u64,
         /// The first position wanted.
         from_position: u64,
         /// The objects whose records are wanted.

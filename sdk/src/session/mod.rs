@@ -15,9 +15,9 @@
 //! 2. inputs: [`ClientSession::handle_response`] for every answer and every piece of the log
 //!    stream, [`ClientSession::handle_timeout`] when [`ClientSession::poll_timeout`] passes;
 //! 3. outputs, after EVERY command or input: drain [`ClientSession::poll_transmit`] (send each
-//!    to the member it names; a [`Request::Subscribe`] replaces the stream opened before) and
-//!    [`ClientSession::poll_event`] (complete the application's waits), then wait until
-//!    [`ClientSession::poll_timeout`].
+//!    to the member it names; a [`Request::Subscribe`] replaces the stream of its key opened
+//!    before) and [`ClientSession::poll_event`] (complete the application's waits), then wait
+//!    until [`ClientSession::poll_timeout`].
 //!
 //! Production runs it under tokio and gRPC (`crate::client`); the simulator runs the same
 //! session over simulated networks and crashing nodes.
@@ -1016,6 +1016,7 @@ impl ClientSession {
             node_id,
             request_id,
             request: Request::Subscribe {
+                stream: key,
                 from_position,
                 object_ids,
             },

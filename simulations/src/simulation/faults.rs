@@ -1,9 +1,10 @@
-//! The fault commands of a [`Simulation`]: crashes and restarts, packet faults, partitions and
-//! clock faults. Each acts at the current virtual time and writes one trace line.
+//! The fault commands of a [`Simulation`]: crashes and restarts, pauses and resumes, packet
+//! faults, partitions and clock faults. Each acts at the current virtual time and writes one
+//! trace line.
 
 use std::time::Duration;
 
-use super::Simulation;
+use super::{DropReason, Event, Simulation};
 use crate::network::{NetworkFaults, NodeId, RegionId};
 use crate::process::Process;
 
@@ -26,6 +27,53 @@ impl<P: Process> Simulation<P> {
         self.record(format_args!(
             "crash {node} unsynced_writes_lost={writes_lost}"
         ));
+        // A paused process can be killed: what was held for it is lost with it, as messages
+        // that reach a down node are.
+        for event in self.paused.remove(&node).unwrap_or_default() {
+            if let Event::Deliver {
+                from, message_id, ..
+            } = event
+            {
+                self.drop_message(from, node, message_id, DropReason::NodeDown);
+            }
+        }
+        true
+    }
+
+    // Faults: pauses.
+
+    /// Pauses `node`, as SIGSTOP does: from now on it handles nothing (messages that reach it
+    /// and timers that come due are held), so it sends nothing either, while its links stay up
+    /// and its state stays as it is. Messages it sent before are still delivered. Returns
+    /// false if it was down or already paused.
+    ///
+    /// # Panics
+    ///
+    /// If `node` is unknown.
+    pub fn pause(&mut self, node: NodeId) -> bool {
+        if self.slot(node).process.is_none() || self.paused.contains_key(&node) {
+            return false;
+        }
+        self.paused.insert(node, Vec::new());
+        self.record(format_args!("pause {node}"));
+        true
+    }
+
+    /// Resumes a paused `node`, as SIGCONT does: everything held for it is handled now, in the
+    /// order it came due, with its state as it was. Returns false if it was not paused.
+    ///
+    /// # Panics
+    ///
+    /// If `node` is unknown.
+    pub fn resume(&mut self, node: NodeId) -> bool {
+        self.slot(node);
+        let Some(held) = self.paused.remove(&node) else {
+            return false;
+        };
+        self.record(format_args!("resume {node} held={}", held.len()));
+        for event in held {
+            self.schedule(self.now, event);
+        }
         true
     }
 

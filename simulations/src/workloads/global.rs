@@ -76,6 +76,11 @@ pub struct GlobalFaultPlan {
     /// Clock skew per node is drawn from plus or minus this share of the topology's
     /// maximum skew (1.0: any two nodes may differ by up to twice the bound).
     pub clock_skew_share_max: f64,
+    /// The most pauses of region members chosen at random: a paused member handles nothing
+    /// while its links stay up, then resumes with its state intact (SIGSTOP, then SIGCONT).
+    pub pause_count_max: u32,
+    /// The longest a pause lasts.
+    pub pause_duration_max: Duration,
 }
 
 impl GlobalFaultPlan {
@@ -88,6 +93,8 @@ impl GlobalFaultPlan {
         region_partition_count_max: 0,
         region_partition_duration_max: Duration::ZERO,
         clock_skew_share_max: 0.0,
+        pause_count_max: 0,
+        pause_duration_max: Duration::ZERO,
     };
 
     /// Every kind of fault, at levels the cluster must survive, for a topology whose
@@ -107,6 +114,18 @@ impl GlobalFaultPlan {
             region_partition_duration_max: suspicion_timeout.saturating_mul(2),
             // Within the bound between any two nodes: half the bound either way.
             clock_skew_share_max: 0.5,
+            pause_count_max: 0,
+            pause_duration_max: Duration::ZERO,
+        }
+    }
+
+    /// These faults, plus up to `count` pauses of region members of up to `duration_max`
+    /// each.
+    pub fn with_pauses(self, count: u32, duration_max: Duration) -> Self {
+        GlobalFaultPlan {
+            pause_count_max: count,
+            pause_duration_max: duration_max,
+            ..self
         }
     }
 }
@@ -446,8 +465,8 @@ impl GlobalCluster {
 
     // Commands.
 
-    /// Ends every fault: links heal, packet faults stop, clocks agree again, crashed nodes
-    /// restart.
+    /// Ends every fault: links heal, packet faults stop, clocks agree again, paused nodes
+    /// resume, crashed nodes restart.
     pub fn heal(&mut self) {
         self.simulation.note("heal");
         self.simulation.heal_all();
@@ -455,6 +474,7 @@ impl GlobalCluster {
         for node in self.nodes() {
             self.simulation.set_clock_skew_us(node, 0);
             self.simulation.set_clock_drift_ppm(node, 0);
+            self.simulation.resume(node);
             if !self.simulation.is_up(node) {
                 self.simulation.restart(node);
             }
@@ -593,6 +613,8 @@ enum FaultEvent {
     Restart(NodeId),
     IsolateRegion(String),
     HealPartition,
+    Pause(NodeId),
+    Resume(NodeId),
 }
 
 /// What a run's schedule held, for the report.
@@ -610,6 +632,8 @@ pub struct FaultsDrawn {
     pub long_region_partitions: u32,
     /// The largest clock skew drawn for a node, in microseconds (either direction).
     pub clock_skew_us_max: u64,
+    /// Pauses of region members that happened.
+    pub pauses: u32,
 }
 
 /// Draws the fault schedule of a run from its seed, sorted by time, and sets the clocks.
@@ -676,6 +700,21 @@ fn draw_schedule(
         events.push((end, FaultEvent::HealPartition));
         partition_free_from = end;
     }
+    // Drawn last, and only when the plan has pauses, so that the other faults a seed draws
+    // are the same with pauses or without.
+    if plan.pause_count_max > 0 {
+        for _ in 0..rng.range_inclusive(0, u64::from(plan.pause_count_max)) {
+            let node = *rng.choose(&nodes).expect("nodes exist");
+            let pause_at = at(rng);
+            let duration = uniform_duration(
+                rng,
+                Duration::from_millis(10),
+                plan.pause_duration_max.max(Duration::from_millis(10)),
+            );
+            events.push((pause_at, FaultEvent::Pause(node)));
+            events.push((pause_at.saturating_add(duration), FaultEvent::Resume(node)));
+        }
+    }
     // A stable sort keeps the drawing order among equal times, so the seed alone decides.
     events.sort_by_key(|(time, _)| *time);
     events
@@ -716,6 +755,14 @@ fn apply_fault(
             }
         }
         FaultEvent::HealPartition => cluster.simulation.heal_all(),
+        FaultEvent::Pause(node) => {
+            if cluster.simulation.pause(*node) {
+                drawn.pauses += 1;
+            }
+        }
+        FaultEvent::Resume(node) => {
+            cluster.simulation.resume(*node);
+        }
     }
 }
 

@@ -17,8 +17,10 @@
 //! - convergence: the final reads of every register agree across the instances that hold it;
 //! - the cluster's own checks (the same logs and epochs in every region).
 //!
-//! The process carries one log stream per instance, as the session asks; the session's hidden
-//! `planted_stream_per_object` mode (a stream per object) is therefore not run here.
+//! The process carries every log stream the session asks for, so the session's hidden
+//! `planted_stream_per_object` mode (a stream per object, the bug a single client-wide stream
+//! fixed) runs here too, and the checks must catch it
+//! ([`InstanceSettings::planted_stream_per_object`]).
 
 pub mod history;
 pub mod instance;
@@ -45,6 +47,13 @@ use crate::time::SimTime;
 
 /// The most global registers an instance may hold.
 pub const GLOBAL_OBJECTS_MAX: usize = 16;
+
+/// The most pauses of members the standard faults of a session run draw.
+pub const PAUSE_COUNT_MAX: u32 = 4;
+
+/// The longest pause of a member the standard faults draw: well past the default stall
+/// timeout and attempt timeout of an instance, so that both fire while it lasts.
+pub const PAUSE_DURATION_MAX: Duration = Duration::from_secs(2);
 
 /// What a session run does.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,6 +91,7 @@ impl SessionRunSettings {
             call_timeout: Duration::from_secs(30),
             log_read_timeout: Duration::from_millis(100),
             log_poll_interval: Duration::from_millis(10),
+            planted_stream_per_object: false,
         };
         SessionRunSettings {
             cluster,
@@ -93,10 +103,14 @@ impl SessionRunSettings {
         }
     }
 
-    /// The same settings under every kind of fault the global workload draws.
+    /// The same settings under every kind of fault the global workload draws, plus pauses of
+    /// members that keep their links up (up to [`PAUSE_COUNT_MAX`], each up to
+    /// [`PAUSE_DURATION_MAX`]): only a member that stops answering without closing its stream
+    /// makes the session's stall failover and attempt timeout do the work.
     pub fn with_standard_faults(mut self) -> SessionRunSettings {
         let suspicion = Duration::from_micros(self.cluster.topology.cluster.suspicion_timeout_us);
-        self.cluster.faults = GlobalFaultPlan::standard(suspicion);
+        self.cluster.faults =
+            GlobalFaultPlan::standard(suspicion).with_pauses(PAUSE_COUNT_MAX, PAUSE_DURATION_MAX);
         self
     }
 
@@ -159,6 +173,8 @@ pub struct SessionReport {
     pub sync_reads: usize,
     /// Barriers that gave up.
     pub syncs_failed: usize,
+    /// Proposal attempts passed over without an answer (the session's attempt timeout).
+    pub proposals_unanswered: usize,
     /// What the instances' sessions counted, summed.
     pub counters: SessionCounters,
     /// Broken guarantees, described (empty in a correct build).
@@ -179,13 +195,14 @@ impl fmt::Display for SessionReport {
         writeln!(
             formatter,
             "seed {}: {} instances, {:.1} s simulated; faults: {} crashes ({} of the \
-             coordinator leader), {} region partitions ({} beyond the suspicion timeout), \
-             clock skew up to {} ms, loss {:.3}",
+             coordinator leader), {} pauses, {} region partitions ({} beyond the suspicion \
+             timeout), clock skew up to {} ms, loss {:.3}",
             self.seed,
             self.instances,
             self.simulated.as_secs_f64(),
             self.faults.crashes,
             self.faults.coordinator_leader_crashes,
+            self.faults.pauses,
             self.faults.region_partitions,
             self.faults.long_region_partitions,
             self.faults.clock_skew_us_max / 1_000,
@@ -194,7 +211,8 @@ impl fmt::Display for SessionReport {
         writeln!(
             formatter,
             "  writes {} (failed {}), local reads {}, sync() reads {}, barriers given up {}; \
-             sessions: {} stream moves ({} stalls), {} call retries, {} copies joined",
+             sessions: {} stream moves ({} stalls), {} call retries ({} after no answer), {} \
+             copies joined",
             self.writes,
             self.writes_failed,
             self.reads,
@@ -203,6 +221,7 @@ impl fmt::Display for SessionReport {
             self.counters.stream_moves,
             self.counters.stream_stalls,
             self.counters.call_retries,
+            self.proposals_unanswered,
             self.counters.copies_joined,
         )?;
         if self.problems.is_empty() {
@@ -275,6 +294,7 @@ pub fn run_session(settings: &SessionRunSettings) -> Result<SessionReport, Strin
         reads: 0,
         sync_reads: 0,
         syncs_failed: observer.syncs_failed,
+        proposals_unanswered: observer.proposals_unanswered,
         counters: observer.counters,
         problems,
         trace_hash: cluster.simulation().trace_hash(),
@@ -311,6 +331,7 @@ fn instance_factory(
         let instance = SessionInstance::new(
             settings.instance,
             index,
+            place.node,
             place.region.clone(),
             place.members.clone(),
             &settings.objects_in(&place.region),

@@ -76,6 +76,9 @@ pub struct SessionObserver {
     pub finished: usize,
     /// Barriers that failed (they gave up: no read follows them).
     pub syncs_failed: usize,
+    /// Proposal attempts that the session followed with another attempt of the same call
+    /// before any answer came: its attempt timeout passed the member over.
+    pub proposals_unanswered: usize,
     /// What the instances' sessions counted, summed as each instance finishes.
     pub counters: SessionCounters,
     violations: Vec<String>,

@@ -4,12 +4,15 @@
 //!
 //! The process is the session's driver and nothing more: it hands the session's requests to
 //! the region's members as simulator messages, hands their answers back, and arms a timer for
-//! [`ClientSession::poll_timeout`]. The log stream is carried as production's server stream
+//! [`ClientSession::poll_timeout`]. A log stream is carried as production's server stream
 //! is: the process asks the member the session subscribed to for the applied log from the
 //! stream's next position ([`GlobalMessage::ReadLog`]), forwards each answer as one piece,
 //! and asks again at once when the answer was full, else after a poll interval; an answer
 //! that does not come is asked for again from the same member. Which member the stream reads
 //! from, and when it moves, is the session's decision (its stall timeout), as in production.
+//! The process carries every stream the session asks for, by the stream key each subscription
+//! names: one for a correct session, one per object in the planted stream-per-object mode
+//! ([`InstanceSettings::planted_stream_per_object`]).
 //!
 //! The application on top: it opens every register at once, then, one operation at a time,
 //! writes a value unique in the run (a register's write returns the value it replaced), reads a
@@ -68,6 +71,10 @@ pub struct InstanceSettings {
     pub log_read_timeout: Duration,
     /// The pause between two log reads when the last answer held everything the member had.
     pub log_poll_interval: Duration,
+    /// Runs the session in its planted stream-per-object mode, the bug the order checks must
+    /// catch: every object follows the log with a stream of its own, so one copy may lag
+    /// another inside the instance.
+    pub planted_stream_per_object: bool,
 }
 
 impl InstanceSettings {
@@ -132,7 +139,7 @@ enum Waiting {
     Done,
 }
 
-/// The log stream as the process carries it.
+/// A log stream as the process carries it.
 struct StreamState {
     /// The session's id of the subscription.
     request_id: u64,
@@ -152,7 +159,8 @@ pub struct SessionInstance {
     session: ClientSession,
     objects: BTreeMap<String, Held>,
     waiting: Waiting,
-    stream: Option<StreamState>,
+    /// The streams carried, by the session's stream key.
+    streams: BTreeMap<u64, StreamState>,
     next_read_id: u64,
     /// Proposals in flight: request sequence to the session's request id.
     proposals: BTreeMap<u64, (u64, NodeId)>,
@@ -170,12 +178,13 @@ pub struct SessionInstance {
 }
 
 impl SessionInstance {
-    /// Instance number `index` (unique in the run, from 1) in `region` whose members are
-    /// `members`, holding `objects` (name and scope).
+    /// Instance number `index` (unique in the run, from 1) running as node `node` in `region`
+    /// whose members are `members`, holding `objects` (name and scope).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: InstanceSettings,
         index: u64,
+        node: NodeId,
         region: String,
         members: Vec<NodeId>,
         objects: &[(String, Scope)],
@@ -184,13 +193,16 @@ impl SessionInstance {
         observer: Rc<RefCell<SessionObserver>>,
     ) -> Result<SessionInstance, String> {
         settings.validate()?;
-        let mut config = SessionConfig::new(index, members);
+        // Members send a call's answer to the node its session id names: the instance's node
+        // id, or no answer would ever reach it.
+        let mut config = SessionConfig::new(node, members);
         config.attempt_timeout_us = micros(settings.attempt_timeout);
         config.stream_stall_timeout_us = micros(settings.stream_stall_timeout);
         config.call_timeout_us = micros(settings.call_timeout);
-        // The session id is the instance's node id, so that the nodes route answers to it
+        config.planted_stream_per_object = settings.planted_stream_per_object;
+        // The session id is the instance's node id too, so that the nodes route answers to it
         // (sessions outlive every run: the region's idle timeout is far longer).
-        let session = ClientSession::new(config, index).map_err(|error| error.to_string())?;
+        let session = ClientSession::new(config, node).map_err(|error| error.to_string())?;
         // No checkpoints: the simulated region takes no uploads, so the log is never truncated
         // below a copy and every open starts from the log's beginning.
         let replica = ReplicaConfig {
@@ -219,7 +231,7 @@ impl SessionInstance {
             session,
             objects,
             waiting: Waiting::Opens(BTreeMap::new()),
-            stream: None,
+            streams: BTreeMap::new(),
             next_read_id: 1,
             proposals: BTreeMap::new(),
             asked: BTreeMap::new(),
@@ -290,23 +302,28 @@ impl SessionInstance {
                 );
             }
             Request::Subscribe {
+                stream,
                 from_position,
                 object_ids,
             } => {
-                if let Some(old) = self.stream.take() {
+                // The subscription replaces the earlier one of its stream only.
+                if let Some(old) = self.streams.remove(&stream) {
                     cancel(cx, old.read_timer);
                     cancel(cx, old.poll_timer);
                 }
-                self.stream = Some(StreamState {
-                    request_id,
-                    node_id,
-                    next_position: from_position,
-                    object_ids,
-                    read_id: 0,
-                    read_timer: None,
-                    poll_timer: None,
-                });
-                self.read_log(cx);
+                self.streams.insert(
+                    stream,
+                    StreamState {
+                        request_id,
+                        node_id,
+                        next_position: from_position,
+                        object_ids,
+                        read_id: 0,
+                        read_timer: None,
+                        poll_timer: None,
+                    },
+                );
+                self.read_log(cx, stream);
             }
             Request::Propose {
                 object_id,
@@ -335,8 +352,14 @@ impl SessionInstance {
                         return;
                     }
                 };
-                self.proposals
-                    .insert(request_sequence, (request_id, node_id));
+                if self
+                    .proposals
+                    .insert(request_sequence, (request_id, node_id))
+                    .is_some()
+                {
+                    // An answer removes the attempt: this one's predecessor got none.
+                    self.observer.borrow_mut().proposals_unanswered += 1;
+                }
                 cx.send(node_id, GlobalMessage::Propose(request));
             }
             Request::FetchCheckpoint { object_id } => {
@@ -371,11 +394,11 @@ impl SessionInstance {
         }
     }
 
-    fn read_log(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+    fn read_log(&mut self, cx: &mut Context<'_, GlobalMessage>, key: u64) {
         let read_id = self.next_read_id;
         self.next_read_id += 1;
         let log_read_timeout = self.settings.log_read_timeout;
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(stream) = self.streams.get_mut(&key) else {
             return;
         };
         cancel(cx, stream.read_timer.take());
@@ -392,17 +415,22 @@ impl SessionInstance {
 
     fn handle_log_entries(&mut self, cx: &mut Context<'_, GlobalMessage>, answer: LogEntries) {
         let poll_interval = self.settings.log_poll_interval;
-        let Some(stream) = self.stream.as_mut() else {
+        // Read ids are unique across the instance's streams: the answer names its stream.
+        let Some((&key, stream)) = self
+            .streams
+            .iter_mut()
+            .find(|(_, stream)| stream.read_id == answer.request_id)
+        else {
             return;
         };
-        if answer.request_id != stream.read_id || answer.from_position != stream.next_position {
+        if answer.from_position != stream.next_position {
             return;
         }
         cancel(cx, stream.read_timer.take());
         let node_id = stream.node_id;
         let request_id = stream.request_id;
         if let Some(first_retained) = answer.truncated_below {
-            self.stream = None;
+            self.streams.remove(&key);
             self.session.handle_response(
                 Self::now_us(cx),
                 node_id,
@@ -424,7 +452,7 @@ impl SessionInstance {
             .collect();
         stream.next_position = answer.through_position + 1;
         if full {
-            self.read_log(cx);
+            self.read_log(cx, key);
         } else {
             stream.poll_timer = Some(cx.set_timer(poll_interval));
         }
@@ -818,16 +846,15 @@ impl Process for SessionInstance {
             if matches!(self.waiting, Waiting::Thinking) {
                 self.operate(cx);
             }
-        } else if let Some(stream) = self.stream.as_mut() {
-            if stream.read_timer == Some(timer) {
-                // No answer: the member is down or the message was lost. Ask it again; the
-                // session moves the stream when it waits on it and it stalls.
-                stream.read_timer = None;
-                self.read_log(cx);
-            } else if stream.poll_timer == Some(timer) {
-                stream.poll_timer = None;
-                self.read_log(cx);
-            }
+        } else if let Some((&key, stream)) = self.streams.iter_mut().find(|(_, stream)| {
+            stream.read_timer == Some(timer) || stream.poll_timer == Some(timer)
+        }) {
+            // No answer (the member is down, paused, or the message was lost): ask it again;
+            // the session moves the stream when it waits on it and it stalls. Or the poll
+            // interval passed.
+            stream.read_timer = None;
+            stream.poll_timer = None;
+            self.read_log(cx, key);
         }
         self.pump(cx);
     }
