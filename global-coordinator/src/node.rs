@@ -973,6 +973,21 @@ impl CoordinatorNode {
         })
     }
 
+    /// A region leader's batch, answered at once: [`CoordinatorNode::handle_region_batch`],
+    /// then [`CoordinatorNode::current_batch_ack`]. Production answers `SubmitBatch` with it
+    /// and the simulator answers a submission with it, so that acknowledgements reach the
+    /// regions the same way in both; the [`RegionMessage::BatchAck`] outputs are for drivers
+    /// that push acknowledgements instead.
+    pub fn answer_region_batch(
+        &mut self,
+        now_us: u64,
+        batch: proto::RegionBatch,
+    ) -> Result<proto::RegionBatchAck, InputError> {
+        let region = batch.region.clone();
+        self.handle_region_batch(now_us, batch)?;
+        self.current_batch_ack(now_us, &region)
+    }
+
     // Outputs.
 
     /// The next message for a region.

@@ -1178,6 +1178,31 @@ impl RegionNode {
         self.epoch_ack()
     }
 
+    /// One part of a sealed epoch, answered at once: [`RegionNode::handle_sealed_epoch`], then
+    /// [`RegionNode::sealed_epoch_ack`] on the leader, or an acknowledgement carrying
+    /// `not_leader` (with the leader's id, when known) on a follower, so that the coordinator
+    /// moves its deliveries there. Production answers `RegionEpochs.Deliver` with it and the
+    /// simulator answers a delivery with it; an error means the part was refused.
+    pub fn answer_sealed_epoch(
+        &mut self,
+        now_us: u64,
+        epoch: proto::SealedEpoch,
+    ) -> Result<proto::SealedEpochAck, GlobalMessageError> {
+        match self.handle_sealed_epoch(now_us, epoch) {
+            Ok(()) => Ok(self.sealed_epoch_ack(now_us)),
+            Err(GlobalMessageError::NotLeader { leader_hint }) => Ok(proto::SealedEpochAck {
+                region: self.config.region.as_str().to_owned(),
+                not_leader: Some(proto::NotLeader {
+                    leader_node_id: leader_hint.unwrap_or(0),
+                    leader_address: String::new(),
+                }),
+                sender_time: Some(self.clock.last().into()),
+                ..proto::SealedEpochAck::default()
+            }),
+            Err(error) => Err(error),
+        }
+    }
+
     // Internals.
 
     fn propose_membership(

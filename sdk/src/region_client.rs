@@ -20,7 +20,7 @@ use std::time::Duration;
 use dsss_wire::grpc::{VersionedChannel, region_client_client};
 use dsss_wire::proto::region_client_client::RegionClientClient;
 use dsss_wire::proto::{self, propose_reply};
-use dsss_wire::{Scope, Timestamp};
+use dsss_wire::{LeaderTracker, NextAttempt, Scope, Timestamp};
 use tonic::transport::Endpoint;
 use tonic::{Code, Request};
 
@@ -271,7 +271,7 @@ pub struct RegionClient {
     connections: RegionConnections,
     client_id: u64,
     next_sequence: u64,
-    current: usize,
+    leader: LeaderTracker,
     attempt_timeout: Duration,
     propose_time: Duration,
 }
@@ -280,11 +280,13 @@ impl RegionClient {
     /// A client with id `client_id` (unique among the region's clients) over `connections`.
     /// Its first call has sequence 1.
     pub fn new(connections: RegionConnections, client_id: u64) -> Self {
+        // `RegionConnections::new` refuses an empty member list.
+        let leader = LeaderTracker::new(connections.node_ids(), 0);
         RegionClient {
             connections,
             client_id,
             next_sequence: 1,
-            current: 0,
+            leader,
             attempt_timeout: Duration::from_micros(ATTEMPT_TIMEOUT_US_DEFAULT),
             propose_time: Duration::from_micros(PROPOSE_TIME_US_DEFAULT),
         }
@@ -304,19 +306,16 @@ impl RegionClient {
 
     /// The member the next attempt goes to first.
     pub fn current_node_id(&self) -> u64 {
-        self.connections.members[self.current].node_id
+        self.leader.target()
     }
 
     /// Makes `node_id` the member the next attempt goes to.
     pub fn prefer(&mut self, node_id: u64) -> Result<(), ClientError> {
-        let index = self
-            .connections
-            .members
-            .iter()
-            .position(|member| member.node_id == node_id)
-            .ok_or(ClientError::UnknownNode(node_id))?;
-        self.current = index;
-        Ok(())
+        if self.leader.prefer(node_id) {
+            Ok(())
+        } else {
+            Err(ClientError::UnknownNode(node_id))
+        }
     }
 
     /// Proposes `call` with the client's next sequence and retries it until it is committed.
@@ -338,7 +337,8 @@ impl RegionClient {
         let mut attempts = 0;
         while attempts < PROPOSE_ATTEMPTS_MAX && started.elapsed() < self.propose_time {
             attempts += 1;
-            let member = self.connections.members[self.current].clone();
+            let node_id = self.leader.target();
+            let mut stub = self.connections.stub(node_id)?;
             let mut request = Request::new(proto::ProposeRequest {
                 object_id: call.object_id.clone(),
                 method_id: call.method_id,
@@ -348,7 +348,6 @@ impl RegionClient {
                 scope: proto::Scope::from(call.scope).into(),
             });
             request.set_timeout(self.attempt_timeout);
-            let mut stub = member.client;
             let reply = tokio::time::timeout(self.attempt_timeout, stub.propose(request)).await;
             let status = match reply {
                 Ok(Ok(reply)) => match reply.into_inner().outcome {
@@ -360,38 +359,33 @@ impl RegionClient {
                                 .timestamp
                                 .and_then(|timestamp| Timestamp::try_from(timestamp).ok()),
                             duplicate: committed.duplicate,
-                            node_id: member.node_id,
+                            node_id,
                             attempts,
                         });
                     }
                     Some(propose_reply::Outcome::NotLeader(not_leader)) => {
                         last_error = format!(
-                            "node {} is not the leader (hint: {})",
-                            member.node_id, not_leader.leader_node_id
+                            "node {node_id} is not the leader (hint: {})",
+                            not_leader.leader_node_id
                         );
-                        if not_leader.leader_node_id == 0
-                            || self.prefer(not_leader.leader_node_id).is_err()
-                        {
-                            self.next_member();
+                        let next = self
+                            .leader
+                            .handle_not_leader(node_id, not_leader.leader_hint());
+                        if next == NextAttempt::AfterWait {
                             tokio::time::sleep(Duration::from_micros(NO_LEADER_WAIT_US)).await;
                         }
                         continue;
                     }
                     None => {
-                        last_error = format!("node {} sent an empty reply", member.node_id);
-                        self.next_member();
+                        last_error = format!("node {node_id} sent an empty reply");
+                        self.leader.handle_failure(node_id);
                         continue;
                     }
                 },
                 Ok(Err(status)) => status,
                 Err(_) => tonic::Status::deadline_exceeded("the attempt timed out"),
             };
-            last_error = format!(
-                "node {}: {:?}: {}",
-                member.node_id,
-                status.code(),
-                status.message()
-            );
+            last_error = format!("node {node_id}: {:?}: {}", status.code(), status.message());
             match status.code() {
                 Code::InvalidArgument
                 | Code::FailedPrecondition
@@ -400,7 +394,7 @@ impl RegionClient {
                 | Code::PermissionDenied
                 | Code::Unauthenticated => {
                     return Err(ClientError::Refused {
-                        node_id: member.node_id,
+                        node_id,
                         code: status.code(),
                         message: status.message().to_owned(),
                     });
@@ -413,7 +407,7 @@ impl RegionClient {
                 _ => {
                     // Unreachable, stopped, timed out, or dropped the proposal: try the
                     // next member, which may know the new leader.
-                    self.next_member();
+                    self.leader.handle_failure(node_id);
                     tokio::time::sleep(Duration::from_micros(NO_LEADER_WAIT_US / 5)).await;
                 }
             }
@@ -423,9 +417,5 @@ impl RegionClient {
             elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             last_error,
         })
-    }
-
-    fn next_member(&mut self) {
-        self.current = (self.current + 1) % self.connections.members.len();
     }
 }

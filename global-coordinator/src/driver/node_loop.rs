@@ -321,10 +321,7 @@ impl CoordinatorLoop {
             CoordinatorEvent::SubmitBatch { batch, reply } => {
                 let region = batch.region.clone();
                 let sender_node_id = batch.sender_node_id;
-                let outcome = self
-                    .node
-                    .handle_region_batch(now_us, batch)
-                    .and_then(|()| self.node.current_batch_ack(now_us, &region));
+                let outcome = self.node.answer_region_batch(now_us, batch);
                 if outcome.is_ok()
                     && let Some(sender) = RegionId::new(region)
                         .ok()

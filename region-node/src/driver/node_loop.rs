@@ -700,20 +700,7 @@ impl NodeLoop {
         &mut self,
         epoch: proto::SealedEpoch,
     ) -> Result<proto::SealedEpochAck, GlobalMessageError> {
-        let now_us = SystemClock.now_us();
-        match self.node.handle_sealed_epoch(now_us, epoch) {
-            Ok(()) => Ok(self.node.sealed_epoch_ack(now_us)),
-            Err(GlobalMessageError::NotLeader { leader_hint }) => Ok(proto::SealedEpochAck {
-                region: self.region.as_str().to_owned(),
-                not_leader: Some(proto::NotLeader {
-                    leader_node_id: leader_hint.unwrap_or(0),
-                    leader_address: String::new(),
-                }),
-                sender_time: Some(self.node.clock().last().into()),
-                ..proto::SealedEpochAck::default()
-            }),
-            Err(error) => Err(error),
-        }
+        self.node.answer_sealed_epoch(SystemClock.now_us(), epoch)
     }
 
     fn status(&self) -> NodeStatus {

@@ -6,7 +6,12 @@
 //! The node process is a thin driver, like the production one: it moves messages between
 //! the network and the two state machines, runs their rounds, and routes what they hand back
 //! (to the coordinator leader it believes in, to the region leader it believes in). Every
-//! protocol decision stays inside the state machines.
+//! protocol decision stays inside the state machines, and the beliefs are [`LeaderTracker`]s,
+//! as in production. Acknowledgements travel as in production: the coordinator answers each
+//! submitted batch with [`CoordinatorNode::answer_region_batch`], a region node each delivered
+//! epoch part with [`RegionNode::answer_sealed_epoch`] (a follower names the leader rather
+//! than forwarding the part), and the acknowledgements the nodes queue as outputs are not
+//! sent.
 //!
 //! Nodes also serve application instances of other workloads ([`Application`]): the applied
 //! log from a position (bounded per answer), an object's checkpoint, and `sync()` barriers,
@@ -26,10 +31,12 @@ use dsss_raft_group::{
     encode_message,
 };
 use dsss_region_node::{
-    CheckpointFetch, GlobalMessageError, LogEntry, ProposeError, ProposeRequest, RegionLog,
-    RegionNode, RegionNodeConfig, Reply, SyncError, SyncReply, ToCoordinator,
+    CheckpointFetch, LogEntry, ProposeError, ProposeRequest, RegionLog, RegionNode,
+    RegionNodeConfig, Reply, SyncError, SyncReply, ToCoordinator,
 };
-use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, RequestSequence, Scope, proto};
+use dsss_wire::{
+    Arguments, ClientId, LeaderTracker, MethodId, ObjectId, RequestSequence, Scope, proto,
+};
 
 use super::checker::GlobalObserver;
 use crate::network::{EXTERNAL_NODE_ID, NodeId};
@@ -433,15 +440,6 @@ pub struct Routes {
     pub clients: Vec<NodeId>,
 }
 
-impl Routes {
-    fn region_members(&self, region: &str) -> Option<&[NodeId]> {
-        self.regions
-            .iter()
-            .find(|(name, _)| name == region)
-            .map(|(_, members)| members.as_slice())
-    }
-}
-
 /// A node: the region node of its region, and the coordinator replica when the topology puts
 /// one here.
 pub struct NodeProcess {
@@ -451,13 +449,13 @@ pub struct NodeProcess {
     region: Option<RegionNode>,
     coordinator: Option<CoordinatorNode>,
     /// The coordinator replica this node's region leader sends to.
-    coordinator_guess: NodeId,
+    coordinator_leader: LeaderTracker,
     /// The newest time a coordinator leader answered this node.
     coordinator_heard_at: SimTime,
     /// How long without an answer before the next replica is tried.
     coordinator_silence_max: Duration,
     /// For the coordinator replica: the node each region's messages go to.
-    region_leader_guess: BTreeMap<String, NodeId>,
+    region_leaders: BTreeMap<String, LeaderTracker>,
     region_tick_timer: Option<TimerId>,
     coordinator_tick_timer: Option<TimerId>,
     coordinator_tick_interval: Duration,
@@ -492,16 +490,23 @@ impl NodeProcess {
             .map_or(REGION_TICK_INTERVAL, |config| {
                 Duration::from_micros(config.epoch_interval_us)
             });
+        let mut coordinator_leader = LeaderTracker::new(routes.coordinator_replicas.clone(), 0);
+        coordinator_leader.prefer(routes.preferred_coordinator_leader);
+        let region_leaders = routes
+            .regions
+            .iter()
+            .map(|(region, members)| (region.clone(), LeaderTracker::new(members.clone(), 0)))
+            .collect();
         NodeProcess {
             region_config,
             coordinator_config,
-            coordinator_guess: routes.preferred_coordinator_leader,
+            coordinator_leader,
             routes,
             region: None,
             coordinator: None,
             coordinator_heard_at: SimTime::ZERO,
             coordinator_silence_max,
-            region_leader_guess: BTreeMap::new(),
+            region_leaders,
             region_tick_timer: None,
             coordinator_tick_timer: None,
             coordinator_tick_interval,
@@ -593,7 +598,7 @@ impl NodeProcess {
             }
             self.epoch_reads_sent.insert(read.read_id, cx.now());
             cx.send(
-                self.coordinator_guess,
+                self.coordinator_leader.target(),
                 GlobalMessage::ReadSealedEpoch {
                     read_id: read.read_id,
                     request: read.request,
@@ -622,16 +627,22 @@ impl NodeProcess {
         {
             // The replica we send to has not answered for a while: it may be down or cut
             // off, so try the next one (a follower's answer names the leader).
-            self.coordinator_guess =
-                next_in(&self.routes.coordinator_replicas, self.coordinator_guess);
+            let silent = self.coordinator_leader.target();
+            self.coordinator_leader.handle_failure(silent);
             self.coordinator_heard_at = now;
         }
         while let Some(message) = region.poll_to_coordinator() {
-            let message = match message {
-                ToCoordinator::Batch(batch) => GlobalMessage::Batch(batch),
-                ToCoordinator::EpochAck(ack) => GlobalMessage::EpochAck(ack),
-            };
-            cx.send(self.coordinator_guess, message);
+            match message {
+                ToCoordinator::Batch(batch) => {
+                    cx.send(
+                        self.coordinator_leader.target(),
+                        GlobalMessage::Batch(batch),
+                    );
+                }
+                // Not sent, as in production: the answer to every delivered part carries the
+                // same acknowledgement.
+                ToCoordinator::EpochAck(_) => {}
+            }
         }
     }
 
@@ -667,23 +678,20 @@ impl NodeProcess {
             let Some(to) = self.region_target(region.as_str()) else {
                 continue;
             };
-            let message = match message {
-                dsss_global_coordinator::RegionMessage::BatchAck(ack) => {
-                    GlobalMessage::BatchAck(ack)
+            match message {
+                dsss_global_coordinator::RegionMessage::Epoch(epoch) => {
+                    cx.send(to, GlobalMessage::Epoch(epoch));
                 }
-                dsss_global_coordinator::RegionMessage::Epoch(epoch) => GlobalMessage::Epoch(epoch),
-            };
-            cx.send(to, message);
+                // Not sent, as in production: every submitted batch is answered at once with
+                // the region's acknowledgement state.
+                dsss_global_coordinator::RegionMessage::BatchAck(_) => {}
+            }
         }
     }
 
-    /// The node a coordinator message for `region` goes to: the last node that spoke for the
-    /// region as its leader, else its first member.
+    /// The node a coordinator message for `region` goes to.
     fn region_target(&self, region: &str) -> Option<NodeId> {
-        if let Some(&node) = self.region_leader_guess.get(region) {
-            return Some(node);
-        }
-        self.routes.region_members(region)?.first().copied()
+        self.region_leaders.get(region).map(LeaderTracker::target)
     }
 
     fn schedule_flush(&mut self, cx: &mut Context<'_, GlobalMessage>) {
@@ -733,8 +741,8 @@ impl NodeProcess {
         if expired.is_empty() {
             return;
         }
-        let asked = self.coordinator_guess;
-        self.coordinator_guess = next_in(&self.routes.coordinator_replicas, asked);
+        let asked = self.coordinator_leader.target();
+        self.coordinator_leader.handle_failure(asked);
         let Some(region) = self.region.as_mut() else {
             return;
         };
@@ -754,20 +762,19 @@ impl NodeProcess {
     /// A coordinator replica answered as the leader: send there from now on. A message a
     /// region peer forwarded says nothing about the coordinator.
     fn handle_coordinator_answer(&mut self, cx: &Context<'_, GlobalMessage>, from: NodeId) {
-        if self.routes.coordinator_replicas.contains(&from) {
-            self.coordinator_guess = from;
+        if self.coordinator_leader.contains(from) {
+            self.coordinator_leader.handle_success(from);
             self.coordinator_heard_at = cx.now();
         }
     }
-}
 
-/// The element after `current` in `nodes`, wrapping around (the first when `current` is not
-/// there).
-fn next_in(nodes: &[NodeId], current: NodeId) -> NodeId {
-    let index = nodes.iter().position(|&node| node == current);
-    match index {
-        Some(index) => nodes[(index + 1) % nodes.len()],
-        None => nodes.first().copied().unwrap_or(current),
+    /// A coordinator replica said it does not lead, naming the leader perhaps.
+    fn handle_coordinator_not_leader(&mut self, from: NodeId, not_leader: &proto::NotLeader) {
+        // The next message goes out on its own schedule (the next batch, the leader's resend,
+        // the next read): nothing waits here.
+        let _ = self
+            .coordinator_leader
+            .handle_not_leader(from, not_leader.leader_hint());
     }
 }
 
@@ -846,12 +853,19 @@ impl Process for NodeProcess {
                 let Some(coordinator) = self.coordinator.as_mut() else {
                     return;
                 };
-                // The sender leads its region (only leaders ship batches).
-                self.region_leader_guess.insert(region_name, from);
-                if let Err(error) = coordinator.handle_region_batch(now_us, batch) {
-                    self.observer
-                        .borrow_mut()
-                        .note_refusal(format!("coordinator {}: {error}", cx.node()));
+                match coordinator.answer_region_batch(now_us, batch) {
+                    Ok(ack) => {
+                        // The sender leads its region (only leaders ship batches).
+                        if let Some(leader) = self.region_leaders.get_mut(&region_name) {
+                            leader.prefer(from);
+                        }
+                        cx.send(from, GlobalMessage::BatchAck(ack));
+                    }
+                    Err(error) => {
+                        self.observer
+                            .borrow_mut()
+                            .note_refusal(format!("coordinator {}: {error}", cx.node()));
+                    }
                 }
                 self.flush(cx);
             }
@@ -859,20 +873,17 @@ impl Process for NodeProcess {
                 let Some(coordinator) = self.coordinator.as_mut() else {
                     return;
                 };
-                match &ack.not_leader {
-                    Some(not_leader) if not_leader.leader_node_id != 0 => {
-                        self.region_leader_guess
-                            .insert(ack.region.clone(), not_leader.leader_node_id);
+                let leader = self.region_leaders.get_mut(&ack.region);
+                if let Some(not_leader) = &ack.not_leader {
+                    // The part is delivered again at the next resend, to the node the tracker
+                    // names then.
+                    if let Some(leader) = leader {
+                        let _ = leader.handle_not_leader(from, not_leader.leader_hint());
                     }
-                    Some(_) => {
-                        if let Some(members) = self.routes.region_members(&ack.region) {
-                            let next = next_in(members, from);
-                            self.region_leader_guess.insert(ack.region.clone(), next);
-                        }
-                    }
-                    None => {
-                        self.region_leader_guess.insert(ack.region.clone(), from);
-                    }
+                    return;
+                }
+                if let Some(leader) = leader {
+                    leader.handle_success(from);
                 }
                 if let Err(error) = coordinator.handle_epoch_ack(now_us, ack) {
                     self.observer
@@ -883,12 +894,7 @@ impl Process for NodeProcess {
             }
             GlobalMessage::BatchAck(ack) => {
                 match &ack.not_leader {
-                    Some(not_leader) if not_leader.leader_node_id != 0 => {
-                        self.coordinator_guess = not_leader.leader_node_id;
-                    }
-                    Some(_) => {
-                        self.coordinator_guess = next_in(&self.routes.coordinator_replicas, from);
-                    }
+                    Some(not_leader) => self.handle_coordinator_not_leader(from, not_leader),
                     None => self.handle_coordinator_answer(cx, from),
                 }
                 let region = self.region.as_mut().expect("started");
@@ -904,17 +910,8 @@ impl Process for NodeProcess {
             GlobalMessage::Epoch(epoch) => {
                 self.handle_coordinator_answer(cx, from);
                 let region = self.region.as_mut().expect("started");
-                match region.handle_sealed_epoch(now_us, epoch.clone()) {
-                    Ok(()) => {}
-                    Err(GlobalMessageError::NotLeader { leader_hint }) => {
-                        // Hand the part to the leader of the region, as a follower's driver
-                        // forwards; the coordinator resends it if it is lost.
-                        if let Some(leader) = leader_hint
-                            && leader != cx.node()
-                        {
-                            cx.send(leader, GlobalMessage::Epoch(epoch));
-                        }
-                    }
+                match region.answer_sealed_epoch(now_us, epoch) {
+                    Ok(ack) => cx.send(from, GlobalMessage::EpochAck(ack)),
                     Err(error) => {
                         self.observer
                             .borrow_mut()
@@ -958,12 +955,7 @@ impl Process for NodeProcess {
             }
             GlobalMessage::SealedEpochReply { read_id, reply } => {
                 match &reply.not_leader {
-                    Some(not_leader) if not_leader.leader_node_id != 0 => {
-                        self.coordinator_guess = not_leader.leader_node_id;
-                    }
-                    Some(_) => {
-                        self.coordinator_guess = next_in(&self.routes.coordinator_replicas, from);
-                    }
+                    Some(not_leader) => self.handle_coordinator_not_leader(from, not_leader),
                     None => self.handle_coordinator_answer(cx, from),
                 }
                 self.epoch_reads_sent.remove(&read_id);
@@ -1041,7 +1033,8 @@ pub struct ClientProcess {
     settings: ClientSettings,
     next_sequence: u64,
     in_flight: Option<InFlight>,
-    leader_guess: Option<NodeId>,
+    /// Where calls go; its first guess is drawn when the client starts.
+    leader: LeaderTracker,
     timer: Option<TimerId>,
     observer: Rc<RefCell<GlobalObserver>>,
 }
@@ -1055,12 +1048,12 @@ impl ClientProcess {
         observer: Rc<RefCell<GlobalObserver>>,
     ) -> Self {
         ClientProcess {
+            leader: LeaderTracker::new(members.clone(), 0),
             region,
             members,
             settings,
             next_sequence: 1,
             in_flight: None,
-            leader_guess: None,
             timer: None,
             observer,
         }
@@ -1121,10 +1114,7 @@ impl ClientProcess {
         } else {
             Scope::Regional
         };
-        let target = match self.leader_guess {
-            Some(leader) => leader,
-            None => self.random_member(cx),
-        };
+        let target = self.leader.target();
         self.observer.borrow_mut().invoked(
             ClientId(cx.node()),
             RequestSequence(sequence),
@@ -1155,6 +1145,7 @@ impl Process for ClientProcess {
     type Message = GlobalMessage;
 
     fn handle_start(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        self.leader = crate::workloads::common::spread_tracker(&self.members, cx.rng());
         self.think(cx);
     }
 
@@ -1194,7 +1185,7 @@ impl Process for ClientProcess {
                 request_sequence,
                 position,
             } => {
-                self.leader_guess = Some(from);
+                self.leader.handle_success(from);
                 self.observer.borrow_mut().acknowledged(
                     client_id,
                     request_sequence,
@@ -1228,8 +1219,7 @@ impl Process for ClientProcess {
                         cx.node()
                     ));
                 }
-                self.leader_guess =
-                    crate::workloads::common::leader_after_refusal(&error, &self.members);
+                crate::workloads::common::follow_refusal(&mut self.leader, from, &error);
                 if let Some(timer) = self.timer.take() {
                     cx.cancel_timer(timer);
                 }
@@ -1244,11 +1234,11 @@ impl Process for ClientProcess {
         }
         self.timer = None;
         match self.in_flight {
+            // A timeout or the pause after a refusal (the tracker moved already, and the
+            // failure below changes nothing more).
             Some(in_flight) => {
-                let target = match self.leader_guess.take() {
-                    Some(leader) if leader != in_flight.target => leader,
-                    _ => self.random_member(cx),
-                };
+                self.leader.handle_failure(in_flight.target);
+                let target = self.leader.target();
                 self.send_attempt(cx, in_flight, target);
             }
             None => self.start_next_call(cx),

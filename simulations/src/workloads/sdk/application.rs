@@ -39,7 +39,9 @@ use dsss::SharedObject;
 use dsss::object::SCHEMA_METHOD_ID;
 use dsss::replica::{Applied, RecordRef, Replica, ReplicaConfig};
 use dsss_region_node::{CheckpointFetch, LogEntry, ProposeError, ProposeRequest, Reply, SyncReply};
-use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, Record, RequestSequence, Scope};
+use dsss_wire::{
+    Arguments, ClientId, LeaderTracker, MethodId, ObjectId, Record, RequestSequence, Scope,
+};
 
 use super::ObjectWorkload;
 use super::history::{
@@ -179,7 +181,8 @@ pub struct ApplicationProcess<W: ObjectWorkload> {
     next_sequence: u64,
     in_flight: Option<InFlight>,
     propose_timer: Option<TimerId>,
-    leader_guess: Option<NodeId>,
+    /// Where calls go; its first guess is drawn when the instance starts.
+    leader: LeaderTracker,
     think_timer: Option<TimerId>,
     sync: Option<SyncInFlight<W::Read>>,
     next_sync_id: u64,
@@ -226,6 +229,8 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
         if sets_up {
             scripted.extend(workload.setup_calls());
         }
+        // Replaced by a tracker with a drawn first guess when the instance starts.
+        let leader = LeaderTracker::new(members.clone(), 0);
         Ok(ApplicationProcess {
             workload,
             settings,
@@ -243,7 +248,7 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
             next_sequence: 1,
             in_flight: None,
             propose_timer: None,
-            leader_guess: None,
+            leader,
             think_timer: None,
             sync: None,
             next_sync_id: 1,
@@ -580,10 +585,7 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
                 completion: None,
             }),
         );
-        let target = match self.leader_guess {
-            Some(leader) => leader,
-            None => self.random_member(cx),
-        };
+        let target = self.leader.target();
         let in_flight = InFlight {
             sequence,
             call,
@@ -626,7 +628,7 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
             Reply::Proposed { position, .. } => {
                 self.note_acknowledged(cx, sequence, position);
                 if in_flight_sequence == Some(sequence) {
-                    self.leader_guess = Some(from);
+                    self.leader.handle_success(from);
                     if let Some(in_flight) = self.in_flight.as_mut() {
                         in_flight.ordered = true;
                     }
@@ -648,8 +650,7 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
                     // The answer to an earlier attempt or to a deliberate duplicate.
                     return;
                 }
-                self.leader_guess =
-                    crate::workloads::common::leader_after_refusal(&error, &self.members);
+                crate::workloads::common::follow_refusal(&mut self.leader, from, &error);
                 if let Some(timer) = self.propose_timer.take() {
                     cx.cancel_timer(timer);
                 }
@@ -689,10 +690,10 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
         if in_flight.ordered {
             return;
         }
-        let target = match self.leader_guess.take() {
-            Some(leader) if leader != in_flight.target => leader,
-            _ => self.random_member(cx),
-        };
+        // A timeout or the pause after a refusal (the tracker moved already, and the failure
+        // below changes nothing more).
+        self.leader.handle_failure(in_flight.target);
+        let target = self.leader.target();
         self.send_attempt(cx, in_flight, target);
     }
 
@@ -849,6 +850,7 @@ impl<W: ObjectWorkload> Process for ApplicationProcess<W> {
         self.observer.borrow_mut().register(cx.node(), &self.region);
         // Instances start reading at different members, so that one crash does not stall all.
         self.follow_index = cx.rng().below(self.members.len() as u64) as usize;
+        self.leader = crate::workloads::common::spread_tracker(&self.members, cx.rng());
         self.request_log(cx);
         self.next_operation(cx);
     }
