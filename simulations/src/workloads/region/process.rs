@@ -13,7 +13,7 @@ use dsss_raft_group::{
     encode_message,
 };
 use dsss_region_node::{ProposeError, ProposeRequest, RegionNode, RegionNodeConfig, Reply};
-use dsss_wire::{Arguments, ClientId, LeaderTracker, MethodId, ObjectId, RequestSequence, Scope};
+use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, RequestSequence, Scope};
 
 use super::checker::RegionObserver;
 use crate::disk::SimDisk;
@@ -366,8 +366,7 @@ pub struct ClientProcess {
     settings: ClientSettings,
     next_sequence: u64,
     in_flight: Option<InFlight>,
-    /// Where calls go; its first guess is drawn when the client starts.
-    leader: LeaderTracker,
+    leader_guess: Option<NodeId>,
     timer: Option<TimerId>,
     observer: Rc<RefCell<RegionObserver>>,
 }
@@ -380,11 +379,11 @@ impl ClientProcess {
         observer: Rc<RefCell<RegionObserver>>,
     ) -> Self {
         ClientProcess {
-            leader: LeaderTracker::new(members.clone(), 0),
             members,
             settings,
             next_sequence: 1,
             in_flight: None,
+            leader_guess: None,
             timer: None,
             observer,
         }
@@ -439,7 +438,10 @@ impl ClientProcess {
         }
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        let target = self.leader.target();
+        let target = match self.leader_guess {
+            Some(leader) => leader,
+            None => self.random_member(cx),
+        };
         let in_flight = InFlight {
             sequence,
             attempts: 0,
@@ -479,7 +481,7 @@ impl ClientProcess {
                     return;
                 }
                 self.in_flight = None;
-                self.leader.handle_success(from);
+                self.leader_guess = Some(from);
                 if cx.rng().chance(self.settings.duplicate_probability) {
                     // The same call again, as after a lost reply; its answer must carry the
                     // same position (checked when it arrives).
@@ -512,7 +514,10 @@ impl ClientProcess {
                          refused as too old (floor {floor})"
                     ));
                 }
-                crate::workloads::common::follow_refusal(&mut self.leader, from, &error);
+                self.leader_guess = match error {
+                    ProposeError::NotLeader { leader_hint } => leader_hint,
+                    _ => None,
+                };
                 // Retry after a short pause (the timer below), possibly elsewhere.
                 self.pause(cx, CLIENT_RETRY_BACKOFF);
             }
@@ -524,7 +529,6 @@ impl Process for ClientProcess {
     type Message = RegionMessage;
 
     fn handle_start(&mut self, cx: &mut Context<'_, RegionMessage>) {
-        self.leader = crate::workloads::common::spread_tracker(&self.members, cx.rng());
         let pause = self.think_time(cx);
         self.timer = Some(cx.set_timer(pause));
     }
@@ -552,12 +556,13 @@ impl Process for ClientProcess {
         }
         self.timer = None;
         match self.in_flight {
-            // A timeout or the pause after an error: the same call again, at the member the
-            // tracker names (after a refusal it moved already, and the failure below changes
-            // nothing more).
+            // A timeout or the pause after an error: the same call again, at the guessed
+            // leader or at another member.
             Some(in_flight) => {
-                self.leader.handle_failure(in_flight.target);
-                let target = self.leader.target();
+                let target = match self.leader_guess.take() {
+                    Some(leader) => leader,
+                    None => self.random_member(cx),
+                };
                 self.send_attempt(cx, in_flight, target);
             }
             None => self.start_next_call(cx),
