@@ -24,7 +24,9 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
-use dsss_global_coordinator::{CoordinatorConfig, CoordinatorNode, CoordinatorOutput};
+use dsss_global_coordinator::{
+    CoordinatorConfig, CoordinatorNode, CoordinatorOutput, RegionMessage,
+};
 use dsss_raft_group::raft::eraftpb::Message as RaftMessage;
 use dsss_raft_group::{
     DurableStore, KeySpace, KeyValuePairs, ReadyIo, StoreError, WriteBatch, WriteOperation,
@@ -658,33 +660,37 @@ impl NodeProcess {
         if let Err(error) = coordinator.handle_ready(&mut io) {
             panic!("node {}: a coordinator round failed: {error}", cx.node());
         }
-        while let Some((read_id, reply)) = coordinator.poll_sealed_epoch_reply() {
-            if let Some((node, their_read_id)) = self.epoch_reads_received.remove(&read_id) {
-                cx.send(
-                    node,
-                    GlobalMessage::SealedEpochReply {
-                        read_id: their_read_id,
-                        reply,
-                    },
-                );
-            }
-        }
-        let mut outputs = Vec::new();
-        while let Some(output) = coordinator.poll_output() {
-            outputs.push(output);
-        }
+        // Taken first: routing borrows the whole process, which holds the coordinator.
+        let outputs: Vec<CoordinatorOutput> =
+            std::iter::from_fn(|| coordinator.poll_output()).collect();
         for output in outputs {
-            let CoordinatorOutput::ToRegion { region, message } = output;
-            let Some(to) = self.region_target(region.as_str()) else {
-                continue;
-            };
-            match message {
-                dsss_global_coordinator::RegionMessage::Epoch(epoch) => {
-                    cx.send(to, GlobalMessage::Epoch(epoch));
+            match output {
+                CoordinatorOutput::SealedEpochReply { read_id, reply } => {
+                    if let Some((node, their_read_id)) = self.epoch_reads_received.remove(&read_id)
+                    {
+                        cx.send(
+                            node,
+                            GlobalMessage::SealedEpochReply {
+                                read_id: their_read_id,
+                                reply,
+                            },
+                        );
+                    }
+                }
+                CoordinatorOutput::ToRegion {
+                    region,
+                    message: RegionMessage::Epoch(epoch),
+                } => {
+                    if let Some(to) = self.region_target(region.as_str()) {
+                        cx.send(to, GlobalMessage::Epoch(epoch));
+                    }
                 }
                 // Not sent, as in production: every submitted batch is answered at once with
                 // the region's acknowledgement state.
-                dsss_global_coordinator::RegionMessage::BatchAck(_) => {}
+                CoordinatorOutput::ToRegion {
+                    message: RegionMessage::BatchAck(_),
+                    ..
+                } => {}
             }
         }
     }
