@@ -2,7 +2,8 @@
 //!
 //! Method groups follow the sans-IO habit: getters; `handle_*` for inputs (a proposal, a raft
 //! message, a tick, a round of raft work); commands (`transfer_leader`, membership changes);
-//! `poll_*` for outputs (replies to proposers, records applied for local subscribers). Raft
+//! [`RegionNode::poll_output`] for outputs (replies to proposers, records applied for local
+//! subscribers, messages to the coordinator), which drivers drain in one `match`. Raft
 //! messages to send and writes to persist leave through the [`ReadyIo`] given to
 //! [`RegionNode::handle_ready`], the one path both drivers call.
 //!
@@ -411,6 +412,27 @@ pub enum ToCoordinator {
     Batch(proto::RegionBatch),
     /// What the region appended of the sealed epochs.
     EpochAck(proto::SealedEpochAck),
+}
+
+/// What the node hands to its driver, through [`RegionNode::poll_output`]: drivers drain it in
+/// one exhaustive `match`, so an output added here cannot be forgotten by one of them
+/// (production and the simulator).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RegionOutput {
+    /// The answer to a proposal, for the waiting proposer.
+    Reply(Reply),
+    /// The answer to a barrier.
+    SyncReply(SyncReply),
+    /// The answer to a checkpoint upload.
+    CheckpointReply(CheckpointReply),
+    /// A read of the coordinator's newest sealed epoch to send to the coordinator leader.
+    SealedEpochRead(SealedEpochRead),
+    /// An event of the log, for local subscribers.
+    LogEvent(LogEvent),
+    /// Two replicas of an object computed different states from the same records.
+    DivergenceAlarm(DivergenceAlarm),
+    /// A message for the coordinator leader.
+    ToCoordinator(ToCoordinator),
 }
 
 /// Why a message from the coordinator was not taken.
@@ -1135,6 +1157,34 @@ impl RegionNode {
     }
 
     // Outputs.
+
+    /// The next output of any kind, `None` once every output was taken. Drivers call it after
+    /// every input and every [`RegionNode::handle_ready`] until it returns `None`; the
+    /// `poll_*` methods below take one kind only, for tests and tools that look at one.
+    /// Answers come first (callers wait for them), messages to the coordinator last.
+    pub fn poll_output(&mut self) -> Option<RegionOutput> {
+        if let Some(reply) = self.replies.pop_front() {
+            return Some(RegionOutput::Reply(reply));
+        }
+        if let Some(reply) = self.sync_replies.pop_front() {
+            return Some(RegionOutput::SyncReply(reply));
+        }
+        if let Some(reply) = self.upload_replies.pop_front() {
+            return Some(RegionOutput::CheckpointReply(reply));
+        }
+        if let Some(read) = self.epoch_reads.pop_front() {
+            return Some(RegionOutput::SealedEpochRead(read));
+        }
+        if let Some(event) = self.log_events.pop_front() {
+            return Some(RegionOutput::LogEvent(event));
+        }
+        if let Some(alarm) = self.alarms.pop_front() {
+            return Some(RegionOutput::DivergenceAlarm(alarm));
+        }
+        self.to_coordinator
+            .pop_front()
+            .map(RegionOutput::ToCoordinator)
+    }
 
     /// The next answer to a proposal.
     pub fn poll_reply(&mut self) -> Option<Reply> {

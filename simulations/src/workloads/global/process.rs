@@ -34,7 +34,7 @@ use dsss_raft_group::{
 };
 use dsss_region_node::{
     CheckpointFetch, LogEntry, ProposeError, ProposeRequest, RegionLog, RegionNode,
-    RegionNodeConfig, Reply, SyncError, SyncReply, ToCoordinator,
+    RegionNodeConfig, RegionOutput, Reply, SyncError, SyncReply, ToCoordinator,
 };
 use dsss_wire::{
     Arguments, ClientId, LeaderTracker, MethodId, ObjectId, RequestSequence, Scope, proto,
@@ -563,66 +563,6 @@ impl NodeProcess {
             // The simulated disk only fails when full, and runs stay far below its size.
             panic!("node {}: a region round failed: {error}", cx.node());
         }
-        while let Some(reply) = region.poll_reply() {
-            let client = reply.key().0.get();
-            let to = if self.routes.clients.contains(&client) {
-                client
-            } else {
-                EXTERNAL_NODE_ID
-            };
-            cx.send(to, GlobalMessage::Reply(reply));
-        }
-        while let Some(reply) = region.poll_sync_reply() {
-            let Some((instance, instance_sync_id)) = self.instance_syncs.remove(&reply.sync_id())
-            else {
-                continue;
-            };
-            let reply = match reply {
-                SyncReply::Ready {
-                    apply_through_position,
-                    sealed_epoch_number,
-                    ..
-                } => SyncReply::Ready {
-                    sync_id: instance_sync_id,
-                    apply_through_position,
-                    sealed_epoch_number,
-                },
-                SyncReply::Refused { error, .. } => SyncReply::Refused {
-                    sync_id: instance_sync_id,
-                    error,
-                },
-            };
-            cx.send(instance, GlobalMessage::SyncReply(reply));
-        }
-        while let Some(read) = region.poll_sealed_epoch_read() {
-            if self.epoch_reads_sent.len() >= SEALED_EPOCH_READS_TRACKED_MAX {
-                self.epoch_reads_sent.pop_first();
-            }
-            self.epoch_reads_sent.insert(read.read_id, cx.now());
-            cx.send(
-                self.coordinator_leader.target(),
-                GlobalMessage::ReadSealedEpoch {
-                    read_id: read.read_id,
-                    request: read.request,
-                },
-            );
-        }
-        {
-            let mut observer = self.observer.borrow_mut();
-            while let Some(event) = region.poll_log_event() {
-                observer.observe_log_event(cx.node(), &event);
-            }
-            while let Some(alarm) = region.poll_divergence_alarm() {
-                observer.violation(format!(
-                    "node {}: the checkpoints of {} at position {} differ between clients {}                      and {}",
-                    cx.node(),
-                    alarm.object_id.as_str(),
-                    alarm.position,
-                    alarm.first_client_id,
-                    alarm.second_client_id
-                ));
-            }
-        }
         let now = cx.now();
         if now.saturating_duration_since(self.coordinator_heard_at) > self.coordinator_silence_max
             && region.is_leader()
@@ -633,9 +573,77 @@ impl NodeProcess {
             self.coordinator_leader.handle_failure(silent);
             self.coordinator_heard_at = now;
         }
-        while let Some(message) = region.poll_to_coordinator() {
-            match message {
-                ToCoordinator::Batch(batch) => {
+        while let Some(output) = region.poll_output() {
+            match output {
+                RegionOutput::Reply(reply) => {
+                    let client = reply.key().0.get();
+                    let to = if self.routes.clients.contains(&client) {
+                        client
+                    } else {
+                        EXTERNAL_NODE_ID
+                    };
+                    cx.send(to, GlobalMessage::Reply(reply));
+                }
+                RegionOutput::SyncReply(reply) => {
+                    let Some((instance, instance_sync_id)) =
+                        self.instance_syncs.remove(&reply.sync_id())
+                    else {
+                        continue;
+                    };
+                    let reply = match reply {
+                        SyncReply::Ready {
+                            apply_through_position,
+                            sealed_epoch_number,
+                            ..
+                        } => SyncReply::Ready {
+                            sync_id: instance_sync_id,
+                            apply_through_position,
+                            sealed_epoch_number,
+                        },
+                        SyncReply::Refused { error, .. } => SyncReply::Refused {
+                            sync_id: instance_sync_id,
+                            error,
+                        },
+                    };
+                    cx.send(instance, GlobalMessage::SyncReply(reply));
+                }
+                RegionOutput::CheckpointReply(reply) => {
+                    self.observer.borrow_mut().violation(format!(
+                        "node {}: the answer to checkpoint upload {}, which nobody sent here",
+                        cx.node(),
+                        reply.upload_id
+                    ));
+                }
+                RegionOutput::SealedEpochRead(read) => {
+                    if self.epoch_reads_sent.len() >= SEALED_EPOCH_READS_TRACKED_MAX {
+                        self.epoch_reads_sent.pop_first();
+                    }
+                    self.epoch_reads_sent.insert(read.read_id, cx.now());
+                    cx.send(
+                        self.coordinator_leader.target(),
+                        GlobalMessage::ReadSealedEpoch {
+                            read_id: read.read_id,
+                            request: read.request,
+                        },
+                    );
+                }
+                RegionOutput::LogEvent(event) => {
+                    self.observer
+                        .borrow_mut()
+                        .observe_log_event(cx.node(), &event);
+                }
+                RegionOutput::DivergenceAlarm(alarm) => {
+                    self.observer.borrow_mut().violation(format!(
+                        "node {}: the checkpoints of {} at position {} differ between clients {} \
+                         and {}",
+                        cx.node(),
+                        alarm.object_id.as_str(),
+                        alarm.position,
+                        alarm.first_client_id,
+                        alarm.second_client_id
+                    ));
+                }
+                RegionOutput::ToCoordinator(ToCoordinator::Batch(batch)) => {
                     cx.send(
                         self.coordinator_leader.target(),
                         GlobalMessage::Batch(batch),
@@ -643,7 +651,7 @@ impl NodeProcess {
                 }
                 // Not sent, as in production: the answer to every delivered part carries the
                 // same acknowledgement.
-                ToCoordinator::EpochAck(_) => {}
+                RegionOutput::ToCoordinator(ToCoordinator::EpochAck(_)) => {}
             }
         }
     }
