@@ -43,10 +43,15 @@
 //! node.handle_ready(&mut StoreIo::new(&mut store))?;
 //! let mut acknowledged = false;
 //! let mut sealed = false;
-//! while let Some(CoordinatorOutput::ToRegion { message, .. }) = node.poll_output() {
-//!     match message {
-//!         RegionMessage::BatchAck(ack) => acknowledged = ack.acknowledged_through_batch_number == 1,
-//!         RegionMessage::Epoch(epoch) => sealed = epoch.epoch_number == 1,
+//! while let Some(output) = node.poll_output() {
+//!     match output {
+//!         CoordinatorOutput::ToRegion { message, .. } => match message {
+//!             RegionMessage::BatchAck(ack) => {
+//!                 acknowledged = ack.acknowledged_through_batch_number == 1;
+//!             }
+//!             RegionMessage::Epoch(epoch) => sealed = epoch.epoch_number == 1,
+//!         },
+//!         CoordinatorOutput::SealedEpochReply { .. } => {}
 //!     }
 //! }
 //! assert!(acknowledged && sealed);

@@ -23,7 +23,7 @@
 //! and has applied through the commit index it confirmed: a deposed leader that has not yet
 //! heard of its successor cannot answer with a stale epoch. Reads arrive through
 //! [`CoordinatorNode::handle_read_sealed_epoch`] and are answered through
-//! [`CoordinatorNode::poll_sealed_epoch_reply`]; a follower answers `not_leader` at once, and
+//! [`CoordinatorNode::poll_output`]; a follower answers `not_leader` at once, and
 //! a leader that cannot confirm within two election timeouts answers `not_leader` too.
 //!
 //! Every message out carries this node's hybrid logical clock (`sender_time`); every message
@@ -355,7 +355,9 @@ pub enum RegionMessage {
     Epoch(proto::SealedEpoch),
 }
 
-/// What the coordinator hands to its driver.
+/// What the coordinator hands to its driver, through [`CoordinatorNode::poll_output`] only:
+/// a driver drains it in one exhaustive `match`, so an output added here cannot be forgotten
+/// by one of the drivers (production and the simulator).
 #[derive(Clone, Debug, PartialEq)]
 pub enum CoordinatorOutput {
     /// Send `message` to the leader of `region`.
@@ -364,6 +366,15 @@ pub enum CoordinatorOutput {
         region: RegionId,
         /// The message.
         message: RegionMessage,
+    },
+    /// The answer to the sealed epoch read the driver named `read_id` in
+    /// [`CoordinatorNode::handle_read_sealed_epoch`].
+    SealedEpochReply {
+        /// The driver's id of the read.
+        read_id: u64,
+        /// The answer: the newest sealed epoch once this replica confirmed that it leads,
+        /// `not_leader` otherwise.
+        reply: proto::ReadSealedEpochReply,
     },
 }
 
@@ -871,7 +882,7 @@ impl CoordinatorNode {
 
     /// A region node asks for the newest sealed epoch; `read_id` is the driver's name for the
     /// read (unique among the reads waiting). The answer comes through
-    /// [`CoordinatorNode::poll_sealed_epoch_reply`]: at once with `not_leader` on a follower
+    /// [`CoordinatorNode::poll_output`]: at once with `not_leader` on a follower
     /// (or when [`SEALED_EPOCH_READS_IN_FLIGHT_MAX`] reads wait), otherwise once the leader
     /// has confirmed its leadership after the read arrived and applied through the commit
     /// index it confirmed. The request's sender time moves this node's clock; a time too far
@@ -973,16 +984,31 @@ impl CoordinatorNode {
         })
     }
 
-    // Outputs.
-
-    /// The next message for a region.
-    pub fn poll_output(&mut self) -> Option<CoordinatorOutput> {
-        self.outputs.pop_front()
+    /// A region leader's batch, answered at once: [`CoordinatorNode::handle_region_batch`],
+    /// then [`CoordinatorNode::current_batch_ack`]. Production answers `SubmitBatch` with it
+    /// and the simulator answers a submission with it, so that acknowledgements reach the
+    /// regions the same way in both; the [`RegionMessage::BatchAck`] outputs are for drivers
+    /// that push acknowledgements instead.
+    pub fn answer_region_batch(
+        &mut self,
+        now_us: u64,
+        batch: proto::RegionBatch,
+    ) -> Result<proto::RegionBatchAck, InputError> {
+        let region = batch.region.clone();
+        self.handle_region_batch(now_us, batch)?;
+        self.current_batch_ack(now_us, &region)
     }
 
-    /// The next answer to a sealed epoch read, with the read's id.
-    pub fn poll_sealed_epoch_reply(&mut self) -> Option<(u64, proto::ReadSealedEpochReply)> {
-        self.epoch_read_replies.pop_front()
+    // Outputs.
+
+    /// The next output, `None` once every output was taken. Drivers call it after every input
+    /// and every [`CoordinatorNode::handle_ready`] until it returns `None`. Answers to reads
+    /// come first: a caller waits for each of them.
+    pub fn poll_output(&mut self) -> Option<CoordinatorOutput> {
+        if let Some((read_id, reply)) = self.epoch_read_replies.pop_front() {
+            return Some(CoordinatorOutput::SealedEpochReply { read_id, reply });
+        }
+        self.outputs.pop_front()
     }
 
     // Internals: sealed epoch reads.

@@ -106,10 +106,12 @@ impl Cluster {
         node.handle_ready(&mut io).unwrap();
         let outbox = std::mem::take(&mut io.outbox);
         while let Some(output) = node.poll_output() {
-            replica.outputs.push(output);
-        }
-        while let Some(reply) = node.poll_sealed_epoch_reply() {
-            replica.epoch_replies.push(reply);
+            match output {
+                CoordinatorOutput::ToRegion { .. } => replica.outputs.push(output),
+                CoordinatorOutput::SealedEpochReply { read_id, reply } => {
+                    replica.epoch_replies.push((read_id, reply));
+                }
+            }
         }
         self.in_flight.extend(outbox);
     }
@@ -255,7 +257,10 @@ fn split(
 ) {
     let mut acks = Vec::new();
     let mut epochs = Vec::new();
-    for CoordinatorOutput::ToRegion { region, message } in outputs {
+    for output in outputs {
+        let CoordinatorOutput::ToRegion { region, message } = output else {
+            unreachable!("the cluster keeps only messages to regions here");
+        };
         match message {
             RegionMessage::BatchAck(ack) => acks.push((region, ack)),
             RegionMessage::Epoch(epoch) => epochs.push((region, epoch)),

@@ -2,7 +2,8 @@
 //!
 //! Method groups follow the sans-IO habit: getters; `handle_*` for inputs (a proposal, a raft
 //! message, a tick, a round of raft work); commands (`transfer_leader`, membership changes);
-//! `poll_*` for outputs (replies to proposers, records applied for local subscribers). Raft
+//! [`RegionNode::poll_output`] for outputs (replies to proposers, records applied for local
+//! subscribers, messages to the coordinator), which drivers drain in one `match`. Raft
 //! messages to send and writes to persist leave through the [`ReadyIo`] given to
 //! [`RegionNode::handle_ready`], the one path both drivers call.
 //!
@@ -469,6 +470,29 @@ pub enum ToCoordinator {
     Batch(proto::RegionBatch),
     /// What the region appended of the sealed epochs.
     EpochAck(proto::SealedEpochAck),
+}
+
+/// What the node hands to its driver, through [`RegionNode::poll_output`]: drivers drain it in
+/// one exhaustive `match`, so an output added here cannot be forgotten by one of them
+/// (production and the simulator).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RegionOutput {
+    /// The answer to a proposal, for the waiting proposer.
+    Reply(Reply),
+    /// The answer to a barrier.
+    SyncReply(SyncReply),
+    /// The answer to a checkpoint upload.
+    CheckpointReply(CheckpointReply),
+    /// The answer to a session open.
+    SessionReply(SessionReply),
+    /// A read of the coordinator's newest sealed epoch to send to the coordinator leader.
+    SealedEpochRead(SealedEpochRead),
+    /// An event of the log, for local subscribers.
+    LogEvent(LogEvent),
+    /// Two replicas of an object computed different states from the same records.
+    DivergenceAlarm(DivergenceAlarm),
+    /// A message for the coordinator leader.
+    ToCoordinator(ToCoordinator),
 }
 
 /// Why a message from the coordinator was not taken.
@@ -1238,6 +1262,37 @@ impl RegionNode {
 
     // Outputs.
 
+    /// The next output of any kind, `None` once every output was taken. Drivers call it after
+    /// every input and every [`RegionNode::handle_ready`] until it returns `None`; the
+    /// `poll_*` methods below take one kind only, for tests and tools that look at one.
+    /// Answers come first (callers wait for them), messages to the coordinator last.
+    pub fn poll_output(&mut self) -> Option<RegionOutput> {
+        if let Some(reply) = self.replies.pop_front() {
+            return Some(RegionOutput::Reply(reply));
+        }
+        if let Some(reply) = self.sync_replies.pop_front() {
+            return Some(RegionOutput::SyncReply(reply));
+        }
+        if let Some(reply) = self.upload_replies.pop_front() {
+            return Some(RegionOutput::CheckpointReply(reply));
+        }
+        if let Some(reply) = self.session_replies.pop_front() {
+            return Some(RegionOutput::SessionReply(reply));
+        }
+        if let Some(read) = self.epoch_reads.pop_front() {
+            return Some(RegionOutput::SealedEpochRead(read));
+        }
+        if let Some(event) = self.log_events.pop_front() {
+            return Some(RegionOutput::LogEvent(event));
+        }
+        if let Some(alarm) = self.alarms.pop_front() {
+            return Some(RegionOutput::DivergenceAlarm(alarm));
+        }
+        self.to_coordinator
+            .pop_front()
+            .map(RegionOutput::ToCoordinator)
+    }
+
     /// The next answer to a proposal.
     pub fn poll_reply(&mut self) -> Option<Reply> {
         self.replies.pop_front()
@@ -1283,6 +1338,31 @@ impl RegionNode {
     pub fn sealed_epoch_ack(&mut self, now_us: u64) -> proto::SealedEpochAck {
         self.now_us = now_us;
         self.epoch_ack()
+    }
+
+    /// One part of a sealed epoch, answered at once: [`RegionNode::handle_sealed_epoch`], then
+    /// [`RegionNode::sealed_epoch_ack`] on the leader, or an acknowledgement carrying
+    /// `not_leader` (with the leader's id, when known) on a follower, so that the coordinator
+    /// moves its deliveries there. Production answers `RegionEpochs.Deliver` with it and the
+    /// simulator answers a delivery with it; an error means the part was refused.
+    pub fn answer_sealed_epoch(
+        &mut self,
+        now_us: u64,
+        epoch: proto::SealedEpoch,
+    ) -> Result<proto::SealedEpochAck, GlobalMessageError> {
+        match self.handle_sealed_epoch(now_us, epoch) {
+            Ok(()) => Ok(self.sealed_epoch_ack(now_us)),
+            Err(GlobalMessageError::NotLeader { leader_hint }) => Ok(proto::SealedEpochAck {
+                region: self.config.region.as_str().to_owned(),
+                not_leader: Some(proto::NotLeader {
+                    leader_node_id: leader_hint.unwrap_or(0),
+                    leader_address: String::new(),
+                }),
+                sender_time: Some(self.clock.last().into()),
+                ..proto::SealedEpochAck::default()
+            }),
+            Err(error) => Err(error),
+        }
     }
 
     // Internals.

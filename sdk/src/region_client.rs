@@ -20,7 +20,7 @@ use std::time::Duration;
 use dsss_wire::grpc::{VersionedChannel, region_client_client};
 use dsss_wire::proto::region_client_client::RegionClientClient;
 use dsss_wire::proto::{self, open_session_reply, propose_reply};
-use dsss_wire::{Scope, Timestamp};
+use dsss_wire::{LeaderTracker, NextAttempt, Scope, Timestamp};
 use tonic::transport::Endpoint;
 use tonic::{Code, Request};
 
@@ -273,7 +273,7 @@ pub struct RegionClient {
     /// The region confirmed the client's session (`OpenSession`).
     session_open: bool,
     next_sequence: u64,
-    current: usize,
+    leader: LeaderTracker,
     attempt_timeout: Duration,
     propose_time: Duration,
 }
@@ -284,12 +284,14 @@ impl RegionClient {
     /// process, also not after a restart): the region applies each (session, sequence) once.
     /// Its first call has sequence 1.
     pub fn new(connections: RegionConnections, client_id: u64) -> Self {
+        // `RegionConnections::new` refuses an empty member list.
+        let leader = LeaderTracker::new(connections.node_ids(), 0);
         RegionClient {
             connections,
             client_id,
             session_open: false,
             next_sequence: 1,
-            current: 0,
+            leader,
             attempt_timeout: Duration::from_micros(ATTEMPT_TIMEOUT_US_DEFAULT),
             propose_time: Duration::from_micros(PROPOSE_TIME_US_DEFAULT),
         }
@@ -309,19 +311,16 @@ impl RegionClient {
 
     /// The member the next attempt goes to first.
     pub fn current_node_id(&self) -> u64 {
-        self.connections.members[self.current].node_id
+        self.leader.target()
     }
 
     /// Makes `node_id` the member the next attempt goes to.
     pub fn prefer(&mut self, node_id: u64) -> Result<(), ClientError> {
-        let index = self
-            .connections
-            .members
-            .iter()
-            .position(|member| member.node_id == node_id)
-            .ok_or(ClientError::UnknownNode(node_id))?;
-        self.current = index;
-        Ok(())
+        if self.leader.prefer(node_id) {
+            Ok(())
+        } else {
+            Err(ClientError::UnknownNode(node_id))
+        }
     }
 
     /// Proposes `call` with the client's next sequence and retries it until it is committed.
@@ -343,9 +342,10 @@ impl RegionClient {
         let mut attempts = 0;
         while attempts < PROPOSE_ATTEMPTS_MAX && started.elapsed() < self.propose_time {
             attempts += 1;
-            let member = self.connections.members[self.current].clone();
+            let node_id = self.leader.target();
+            let mut stub = self.connections.stub(node_id)?;
             if !self.session_open {
-                match self.open_session(&member).await {
+                match self.open_session(node_id, stub.clone()).await {
                     Ok(()) => self.session_open = true,
                     Err(error) => {
                         last_error = error;
@@ -362,7 +362,6 @@ impl RegionClient {
                 scope: proto::Scope::from(call.scope).into(),
             });
             request.set_timeout(self.attempt_timeout);
-            let mut stub = member.client;
             let reply = tokio::time::timeout(self.attempt_timeout, stub.propose(request)).await;
             let status = match reply {
                 Ok(Ok(reply)) => match reply.into_inner().outcome {
@@ -374,19 +373,19 @@ impl RegionClient {
                                 .timestamp
                                 .and_then(|timestamp| Timestamp::try_from(timestamp).ok()),
                             duplicate: committed.duplicate,
-                            node_id: member.node_id,
+                            node_id,
                             attempts,
                         });
                     }
                     Some(propose_reply::Outcome::NotLeader(not_leader)) => {
                         last_error = format!(
-                            "node {} is not the leader (hint: {})",
-                            member.node_id, not_leader.leader_node_id
+                            "node {node_id} is not the leader (hint: {})",
+                            not_leader.leader_node_id
                         );
-                        if not_leader.leader_node_id == 0
-                            || self.prefer(not_leader.leader_node_id).is_err()
-                        {
-                            self.next_member();
+                        let next = self
+                            .leader
+                            .handle_not_leader(node_id, not_leader.leader_hint());
+                        if next == NextAttempt::AfterWait {
                             tokio::time::sleep(Duration::from_micros(NO_LEADER_WAIT_US)).await;
                         }
                         continue;
@@ -394,7 +393,7 @@ impl RegionClient {
                     Some(propose_reply::Outcome::SessionUnknown(unknown)) => {
                         self.session_open = false;
                         return Err(ClientError::Refused {
-                            node_id: member.node_id,
+                            node_id,
                             code: Code::FailedPrecondition,
                             message: format!(
                                 "client session {} is not open in the region (it ended after \
@@ -405,20 +404,15 @@ impl RegionClient {
                         });
                     }
                     None => {
-                        last_error = format!("node {} sent an empty reply", member.node_id);
-                        self.next_member();
+                        last_error = format!("node {node_id} sent an empty reply");
+                        self.leader.handle_failure(node_id);
                         continue;
                     }
                 },
                 Ok(Err(status)) => status,
                 Err(_) => tonic::Status::deadline_exceeded("the attempt timed out"),
             };
-            last_error = format!(
-                "node {}: {:?}: {}",
-                member.node_id,
-                status.code(),
-                status.message()
-            );
+            last_error = format!("node {node_id}: {:?}: {}", status.code(), status.message());
             match status.code() {
                 Code::InvalidArgument
                 | Code::FailedPrecondition
@@ -427,7 +421,7 @@ impl RegionClient {
                 | Code::PermissionDenied
                 | Code::Unauthenticated => {
                     return Err(ClientError::Refused {
-                        node_id: member.node_id,
+                        node_id,
                         code: status.code(),
                         message: status.message().to_owned(),
                     });
@@ -440,7 +434,7 @@ impl RegionClient {
                 _ => {
                     // Unreachable, stopped, timed out, or dropped the proposal: try the
                     // next member, which may know the new leader.
-                    self.next_member();
+                    self.leader.handle_failure(node_id);
                     tokio::time::sleep(Duration::from_micros(NO_LEADER_WAIT_US / 5)).await;
                 }
             }
@@ -452,44 +446,42 @@ impl RegionClient {
         })
     }
 
-    /// One attempt to open the client's session at `member`; on failure, the next attempt
-    /// goes where the answer points.
-    async fn open_session(&mut self, member: &Member) -> Result<(), String> {
+    /// One attempt to open the client's session at `node_id`; on failure, the tracker moves
+    /// where the answer points.
+    async fn open_session(
+        &mut self,
+        node_id: u64,
+        mut stub: RegionClientClient<VersionedChannel>,
+    ) -> Result<(), String> {
         let mut request = Request::new(proto::OpenSessionRequest {
             session_id: self.client_id,
         });
         request.set_timeout(self.attempt_timeout);
-        let mut stub = member.client.clone();
         let reply = tokio::time::timeout(self.attempt_timeout, stub.open_session(request)).await;
         let error = match reply {
             Ok(Ok(reply)) => match reply.into_inner().outcome {
-                Some(open_session_reply::Outcome::Opened(_)) => return Ok(()),
+                Some(open_session_reply::Outcome::Opened(_)) => {
+                    self.leader.handle_success(node_id);
+                    return Ok(());
+                }
                 Some(open_session_reply::Outcome::NotLeader(not_leader)) => {
-                    if not_leader.leader_node_id == 0
-                        || self.prefer(not_leader.leader_node_id).is_err()
-                    {
-                        self.next_member();
+                    let next = self
+                        .leader
+                        .handle_not_leader(node_id, not_leader.leader_hint());
+                    if next == NextAttempt::AfterWait {
                         tokio::time::sleep(Duration::from_micros(NO_LEADER_WAIT_US)).await;
                     }
                     return Err(format!(
-                        "opening the session: node {} is not the leader",
-                        member.node_id
+                        "opening the session: node {node_id} is not the leader"
                     ));
                 }
-                None => format!("node {} sent an empty reply", member.node_id),
+                None => format!("node {node_id} sent an empty reply"),
             },
             Ok(Err(status)) => format!("{:?}: {}", status.code(), status.message()),
             Err(_) => "the attempt timed out".to_owned(),
         };
-        self.next_member();
+        self.leader.handle_failure(node_id);
         tokio::time::sleep(Duration::from_micros(NO_LEADER_WAIT_US / 5)).await;
-        Err(format!(
-            "opening the session at node {}: {error}",
-            member.node_id
-        ))
-    }
-
-    fn next_member(&mut self) {
-        self.current = (self.current + 1) % self.connections.members.len();
+        Err(format!("opening the session at node {node_id}: {error}"))
     }
 }

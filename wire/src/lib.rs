@@ -9,6 +9,7 @@
 //!   nodes, as a pure core that reads no clock plus an injectable physical clock;
 //! - [`ids`] and [`record`]: validated domain types for identifiers and operation records, with
 //!   conversions from the wire that reject malformed input with errors naming the field;
+//! - [`route`]: the [`LeaderTracker`] every caller of a raft group routes its requests with;
 //! - [`version`]: the protocol version that nodes and clients exchange, so that different
 //!   releases refuse each other clearly;
 //! - `grpc` (feature `grpc`, on by default): the tonic clients and servers, the interceptors that
@@ -57,6 +58,7 @@
 pub mod hlc;
 pub mod ids;
 pub mod record;
+pub mod route;
 pub mod version;
 
 #[cfg(feature = "grpc")]
@@ -89,6 +91,7 @@ pub use ids::{
 pub use record::{
     ARGUMENTS_BYTES_MAX, Arguments, ArgumentsError, Record, RecordError, Scope, ScopeError,
 };
+pub use route::{LeaderTracker, NextAttempt};
 pub use version::{
     PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, VersionError, check_protocol_version,
 };

@@ -10,9 +10,9 @@
 //! 3. calls [`CoordinatorNode::handle_tick`] when an epoch has passed;
 //! 4. calls [`CoordinatorNode::handle_ready`] ONCE, whose [`ReadyIo`] syncs RocksDB and hands
 //!    raft messages to the peer transport;
-//! 5. routes the node's outputs: sealed epochs to the region senders, and the answers to
-//!    sealed epoch reads (which the replica gives only after confirming its leadership) to
-//!    the waiting `ReadSealedEpoch` calls.
+//! 5. drains [`CoordinatorNode::poll_output`] in one exhaustive `match`: sealed epochs to the
+//!    region senders, and the answers to sealed epoch reads (which the replica gives only
+//!    after confirming its leadership) to the waiting `ReadSealedEpoch` calls.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -321,10 +321,7 @@ impl CoordinatorLoop {
             CoordinatorEvent::SubmitBatch { batch, reply } => {
                 let region = batch.region.clone();
                 let sender_node_id = batch.sender_node_id;
-                let outcome = self
-                    .node
-                    .handle_region_batch(now_us, batch)
-                    .and_then(|()| self.node.current_batch_ack(now_us, &region));
+                let outcome = self.node.answer_region_batch(now_us, batch);
                 if outcome.is_ok()
                     && let Some(sender) = RegionId::new(region)
                         .ok()
@@ -385,23 +382,25 @@ impl CoordinatorLoop {
     }
 
     fn route_outputs(&mut self) {
-        while let Some((read_id, mut reply)) = self.node.poll_sealed_epoch_reply() {
-            if let Some(not_leader) = reply.not_leader.as_mut() {
-                not_leader.leader_address = self
-                    .config
-                    .replica_address(not_leader.leader_node_id)
-                    .unwrap_or_default()
-                    .to_owned();
-            }
-            if let Some(sender) = self.epoch_reads.remove(&read_id) {
-                // The caller may have given up: nothing to do.
-                let _ = sender.send(Ok(reply));
-            }
-        }
         while let Some(output) = self.node.poll_output() {
-            let CoordinatorOutput::ToRegion { region, message } = output;
-            match message {
-                RegionMessage::Epoch(epoch) => {
+            match output {
+                CoordinatorOutput::SealedEpochReply { read_id, mut reply } => {
+                    if let Some(not_leader) = reply.not_leader.as_mut() {
+                        not_leader.leader_address = self
+                            .config
+                            .replica_address(not_leader.leader_node_id)
+                            .unwrap_or_default()
+                            .to_owned();
+                    }
+                    if let Some(sender) = self.epoch_reads.remove(&read_id) {
+                        // The caller may have given up: nothing to do.
+                        let _ = sender.send(Ok(reply));
+                    }
+                }
+                CoordinatorOutput::ToRegion {
+                    region,
+                    message: RegionMessage::Epoch(epoch),
+                } => {
                     if let Some(sender) = self.region_senders.get(&region) {
                         sender.send(epoch);
                     }
@@ -409,7 +408,10 @@ impl CoordinatorLoop {
                 // Not sent: every SubmitBatch is answered at once with the region's current
                 // acknowledgement state, so the acknowledgement of a batch reaches the region
                 // with the answer to a later submission.
-                RegionMessage::BatchAck(_) => {}
+                CoordinatorOutput::ToRegion {
+                    message: RegionMessage::BatchAck(_),
+                    ..
+                } => {}
             }
         }
     }

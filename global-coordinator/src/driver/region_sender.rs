@@ -2,20 +2,20 @@
 //! each part in order through `RegionEpochs.Deliver` on the region's leader guess and feeds
 //! every answer back to the coordinator as an epoch acknowledgement.
 //!
-//! The leader guess is the node that last submitted a batch for the region (only leaders
-//! ship batches); a NotLeader answer moves it to the hinted leader, an error to the region's
-//! next node. A part that finds no leader within [`REGION_DELIVERY_ATTEMPTS_MAX`] attempts is
-//! dropped: the coordinator resends from the region's acknowledged point.
+//! Each region's [`LeaderTracker`] names the node a part goes to: the node that last submitted
+//! a batch for the region (only leaders ship batches); a NotLeader answer moves it to the
+//! hinted leader, an error to the region's next node. A part that finds no leader within
+//! [`REGION_DELIVERY_ATTEMPTS_MAX`] attempts is dropped: the coordinator resends from the
+//! region's acknowledged point.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use dsss_raft_group::transport::DelayLine;
-use dsss_wire::RegionId;
 use dsss_wire::grpc::{VersionedChannel, region_epochs_client};
 use dsss_wire::proto::{self, region_epochs_client::RegionEpochsClient};
+use dsss_wire::{LeaderTracker, RegionId};
 use tokio::sync::mpsc;
 use tonic::transport::Endpoint;
 
@@ -41,8 +41,9 @@ pub const REGION_NODES_MAX: usize = 9;
 #[derive(Clone, Debug)]
 pub(crate) struct RegionSender {
     queue: mpsc::Sender<(Instant, proto::SealedEpoch)>,
-    leader_guess: Arc<AtomicU64>,
-    node_ids: Arc<Vec<u64>>,
+    /// Shared with the task: the loop learns leaders from batches, the task from answers.
+    /// `None` when no node of the region has a usable address.
+    leader: Option<Arc<Mutex<LeaderTracker>>>,
 }
 
 impl RegionSender {
@@ -55,9 +56,6 @@ impl RegionSender {
     ) -> RegionSender {
         let (queue, receiver) = mpsc::channel(REGION_QUEUE_PARTS_MAX);
         let nodes: Vec<NodeAddress> = nodes.iter().take(REGION_NODES_MAX).cloned().collect();
-        let first = nodes.first().map_or(0, |node| node.node_id);
-        let leader_guess = Arc::new(AtomicU64::new(first));
-        let node_ids = Arc::new(nodes.iter().map(|node| node.node_id).collect());
         let mut clients = Vec::with_capacity(nodes.len());
         for node in &nodes {
             match Endpoint::from_shared(format!("http://{}", node.address)) {
@@ -75,19 +73,21 @@ impl RegionSender {
                 }
             }
         }
-        tokio::spawn(run_region_sender(
-            region,
-            clients,
-            leader_guess.clone(),
-            receiver,
-            line,
-            events,
-        ));
-        RegionSender {
-            queue,
-            leader_guess,
-            node_ids,
+        let leader = (!clients.is_empty()).then(|| {
+            let node_ids = clients.iter().map(|(node_id, _)| *node_id).collect();
+            Arc::new(Mutex::new(LeaderTracker::new(node_ids, 0)))
+        });
+        if let Some(leader) = &leader {
+            tokio::spawn(run_region_sender(
+                region,
+                clients,
+                leader.clone(),
+                receiver,
+                line,
+                events,
+            ));
         }
+        RegionSender { queue, leader }
     }
 
     /// Queues a part without waiting; a full queue drops it (the coordinator resends).
@@ -97,58 +97,53 @@ impl RegionSender {
 
     /// Sends the next parts to `node_id`, when it is a node of the region.
     pub(crate) fn guess_leader(&self, node_id: u64) {
-        if self.node_ids.contains(&node_id) {
-            self.leader_guess.store(node_id, Ordering::Relaxed);
+        if let Some(leader) = &self.leader {
+            lock(leader).prefer(node_id);
         }
     }
 }
 
 type Client = RegionEpochsClient<VersionedChannel>;
 
+/// The tracker, also after a panic elsewhere while it was held: its state is always whole.
+fn lock(leader: &Mutex<LeaderTracker>) -> std::sync::MutexGuard<'_, LeaderTracker> {
+    leader.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 async fn run_region_sender(
     region: RegionId,
     mut clients: Vec<(u64, Client)>,
-    leader_guess: Arc<AtomicU64>,
+    leader: Arc<Mutex<LeaderTracker>>,
     mut queue: mpsc::Receiver<(Instant, proto::SealedEpoch)>,
     mut line: DelayLine,
     events: SyncSender<CoordinatorEvent>,
 ) {
-    if clients.is_empty() {
-        return;
-    }
-    let node_ids: Vec<u64> = clients.iter().map(|(node_id, _)| *node_id).collect();
     let mut failing = false;
     while let Some((enqueued_at, epoch)) = queue.recv().await {
         dsss_raft_group::transport::wait_until(line.send_at(enqueued_at)).await;
         for _ in 0..REGION_DELIVERY_ATTEMPTS_MAX {
-            let target = leader_guess.load(Ordering::Relaxed);
+            let node_id = lock(&leader).target();
             let index = clients
                 .iter()
-                .position(|(node_id, _)| *node_id == target)
-                .unwrap_or(0);
-            let (node_id, client) = &mut clients[index];
-            let node_id = *node_id;
-            let next = next_node(&node_ids, node_id);
-            let call = client.deliver(epoch.clone());
+                .position(|(id, _)| *id == node_id)
+                .expect("the leader tracker names only nodes with a client");
+            let call = clients[index].1.deliver(epoch.clone());
             match tokio::time::timeout(Duration::from_micros(REGION_CALL_TIMEOUT_US), call).await {
                 Ok(Ok(reply)) => {
                     let ack = reply.into_inner();
                     match &ack.not_leader {
                         Some(not_leader) => {
-                            let hinted = not_leader.leader_node_id;
-                            let known = clients.iter().any(|(id, _)| *id == hinted);
-                            let guess = if known && hinted != node_id {
-                                hinted
-                            } else {
-                                next
-                            };
-                            leader_guess.store(guess, Ordering::Relaxed);
+                            // The attempts are bounded and the coordinator resends from the
+                            // region's acknowledged point: no wait before the next node.
+                            let _ =
+                                lock(&leader).handle_not_leader(node_id, not_leader.leader_hint());
                         }
                         None => {
                             if failing {
                                 tracing::info!(%region, node_id, "region reachable again for sealed epochs");
                             }
                             failing = false;
+                            lock(&leader).handle_success(node_id);
                             // A full loop queue drops the answer: the region answers again.
                             let _ = events.try_send(CoordinatorEvent::EpochAck(ack));
                             break;
@@ -160,25 +155,16 @@ async fn run_region_sender(
                         tracing::warn!(%region, node_id, code = ?status.code(), message = status.message(), "sealed epoch delivery failed; trying the region's next node");
                     }
                     failing = true;
-                    leader_guess.store(next, Ordering::Relaxed);
+                    lock(&leader).handle_failure(node_id);
                 }
                 Err(_) => {
                     if !failing {
                         tracing::warn!(%region, node_id, "sealed epoch delivery timed out; trying the region's next node");
                     }
                     failing = true;
-                    leader_guess.store(next, Ordering::Relaxed);
+                    lock(&leader).handle_failure(node_id);
                 }
             }
         }
-    }
-}
-
-/// The node after `current` in `nodes`, wrapping around (the first when `current` is not
-/// there).
-pub(crate) fn next_node(nodes: &[u64], current: u64) -> u64 {
-    match nodes.iter().position(|&node| node == current) {
-        Some(index) => nodes[(index + 1) % nodes.len()],
-        None => nodes.first().copied().unwrap_or(current),
     }
 }

@@ -5,9 +5,9 @@
 //! The node loop hands every `ToCoordinator::Batch` output to [`CoordinatorSender::send`]
 //! without waiting (a full queue drops it: the leader resends unacknowledged batches). The
 //! task takes the batches in order, waits for the WAN delay when emulated, and calls
-//! `Coordinator.SubmitBatch` on its coordinator leader guess: first the topology's preferred
-//! leader, then the leader a NotLeader answer names, or the next replica after an error. Each
-//! acknowledgement goes back to the node loop ([`NodeEvent::BatchAck`]).
+//! `Coordinator.SubmitBatch` on the replica its [`LeaderTracker`] names: first the topology's
+//! preferred leader, then the leader a NotLeader answer names, or the next replica after an
+//! error. Each acknowledgement goes back to the node loop ([`NodeEvent::BatchAck`]).
 //! `ToCoordinator::EpochAck` outputs are not sent: the answers to `RegionEpochs.Deliver`
 //! carry the same acknowledgements.
 //!
@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use dsss_raft_group::transport::{DelayLine, OneWayDelay, PeerDelays};
 use dsss_topology::Topology;
+use dsss_wire::LeaderTracker;
 use dsss_wire::grpc::{VersionedChannel, coordinator_client};
 use dsss_wire::proto::{self, coordinator_client::CoordinatorClient};
 use tokio::sync::mpsc;
@@ -175,16 +176,17 @@ impl CoordinatorSender {
         }
         let (queue, receiver) = mpsc::channel(COORDINATOR_QUEUE_BATCHES_MAX);
         let (reads, reads_receiver) = mpsc::channel(COORDINATOR_QUEUE_READS_MAX);
+        let leader = leader_tracker(&clients, settings.preferred_leader);
         let reader = EpochReader {
             clients: clients.clone(),
-            guess: settings.preferred_leader,
+            leader: leader.clone(),
             delays: settings.coordinator_delays.clone(),
             line: DelayLine::new(None, node_id.rotate_left(17)),
             events: events.clone(),
         };
         let task = CoordinatorTask {
             clients,
-            guess: settings.preferred_leader,
+            leader,
             delays: settings.coordinator_delays.clone(),
             line: DelayLine::new(None, node_id),
             events: events.clone(),
@@ -227,7 +229,7 @@ impl CoordinatorSender {
 /// The task that asks the coordinator leader for its newest sealed epoch.
 struct EpochReader {
     clients: Vec<(u64, Client)>,
-    guess: u64,
+    leader: LeaderTracker,
     delays: HashMap<u64, OneWayDelay>,
     line: DelayLine,
     events: SyncSender<NodeEvent>,
@@ -256,9 +258,8 @@ impl EpochReader {
     ) -> Result<proto::ReadSealedEpochReply, String> {
         let mut last_error = String::from("no coordinator replica was tried");
         for _ in 0..COORDINATOR_ATTEMPTS_MAX {
-            let (index, node_ids, next) = leader_guess(&self.clients, self.guess);
-            let (replica, client) = &mut self.clients[index];
-            let replica = *replica;
+            let replica = self.leader.target();
+            let client = client_of(&mut self.clients, replica);
             self.line.set_delay(self.delays.get(&replica).copied());
             dsss_raft_group::transport::wait_until(self.line.send_at(Instant::now())).await;
             let call = client.read_sealed_epoch(request);
@@ -269,18 +270,17 @@ impl EpochReader {
                 Ok(Ok(reply)) => {
                     let reply = reply.into_inner();
                     if let Some(not_leader) = &reply.not_leader {
-                        let hinted = not_leader.leader_node_id;
                         last_error = format!("coordinator replica {replica} does not lead");
-                        self.guess = if hinted != replica && node_ids.contains(&hinted) {
-                            hinted
-                        } else {
-                            next
-                        };
+                        // The attempts are bounded and the barriers behind the read are asked
+                        // again: no wait before the next replica.
+                        let _ = self
+                            .leader
+                            .handle_not_leader(replica, not_leader.leader_hint());
                         continue;
                     }
                     // The answer travels back over the same emulated link.
                     dsss_raft_group::transport::wait_until(self.line.send_at(Instant::now())).await;
-                    self.guess = replica;
+                    self.leader.handle_success(replica);
                     return Ok(reply);
                 }
                 Ok(Err(status)) => {
@@ -289,14 +289,14 @@ impl EpochReader {
                         status.code(),
                         status.message()
                     );
-                    self.guess = next;
+                    self.leader.handle_failure(replica);
                 }
                 Err(_) => {
                     last_error = format!(
                         "coordinator replica {replica} did not answer within \
                          {COORDINATOR_CALL_TIMEOUT_US} us"
                     );
-                    self.guess = next;
+                    self.leader.handle_failure(replica);
                 }
             }
         }
@@ -306,7 +306,7 @@ impl EpochReader {
 
 struct CoordinatorTask {
     clients: Vec<(u64, Client)>,
-    guess: u64,
+    leader: LeaderTracker,
     delays: HashMap<u64, OneWayDelay>,
     line: DelayLine,
     events: SyncSender<NodeEvent>,
@@ -318,7 +318,8 @@ impl CoordinatorTask {
         while let Some((enqueued_at, batch)) = queue.recv().await {
             let mut enqueued_at = enqueued_at;
             for _ in 0..COORDINATOR_ATTEMPTS_MAX {
-                self.line.set_delay(self.delays.get(&self.guess).copied());
+                self.line
+                    .set_delay(self.delays.get(&self.leader.target()).copied());
                 dsss_raft_group::transport::wait_until(self.line.send_at(enqueued_at)).await;
                 if self.submit(&batch).await {
                     break;
@@ -331,29 +332,26 @@ impl CoordinatorTask {
 
     /// One attempt on the leader guess. True when the batch needs no other attempt.
     async fn submit(&mut self, batch: &proto::RegionBatch) -> bool {
-        let (index, node_ids, next) = leader_guess(&self.clients, self.guess);
-        let (replica, client) = &mut self.clients[index];
-        let replica = *replica;
-        let call = client.submit_batch(batch.clone());
+        let replica = self.leader.target();
+        let call = client_of(&mut self.clients, replica).submit_batch(batch.clone());
         let outcome =
             tokio::time::timeout(Duration::from_micros(COORDINATOR_CALL_TIMEOUT_US), call).await;
         match outcome {
             Ok(Ok(reply)) => {
                 let ack = reply.into_inner();
                 if let Some(not_leader) = &ack.not_leader {
-                    let hinted = not_leader.leader_node_id;
-                    self.guess = if hinted != replica && node_ids.contains(&hinted) {
-                        hinted
-                    } else {
-                        next
-                    };
+                    // The attempts are bounded and the leader resends what stays
+                    // unacknowledged: no wait before the next replica.
+                    let _ = self
+                        .leader
+                        .handle_not_leader(replica, not_leader.leader_hint());
                     return false;
                 }
                 if self.failing {
                     tracing::info!(replica, "coordinator reachable again");
                 }
                 self.failing = false;
-                self.guess = replica;
+                self.leader.handle_success(replica);
                 // A full loop queue drops the acknowledgement: the next answer repeats it.
                 let _ = self.events.try_send(NodeEvent::BatchAck(ack));
                 true
@@ -372,7 +370,7 @@ impl CoordinatorTask {
                     return true;
                 }
                 self.failing = true;
-                self.guess = next;
+                self.leader.handle_failure(replica);
                 false
             }
             Err(_) => {
@@ -383,31 +381,26 @@ impl CoordinatorTask {
                     );
                 }
                 self.failing = true;
-                self.guess = next;
+                self.leader.handle_failure(replica);
                 false
             }
         }
     }
 }
 
-/// Where the next coordinator call goes: the index in `clients` of the leader guess (the
-/// first replica when the guess is none of them), every replica's node id, and the replica
-/// to try after it.
-fn leader_guess(clients: &[(u64, Client)], guess: u64) -> (usize, Vec<u64>, u64) {
-    let index = clients
-        .iter()
-        .position(|(node_id, _)| *node_id == guess)
-        .unwrap_or(0);
-    let node_ids: Vec<u64> = clients.iter().map(|(node_id, _)| *node_id).collect();
-    let next = next_node(&node_ids, node_ids[index]);
-    (index, node_ids, next)
+/// The leader tracker over the replicas of `clients`, whose first guess is `preferred` (the
+/// first replica when `preferred` is none of them).
+fn leader_tracker(clients: &[(u64, Client)], preferred: u64) -> LeaderTracker {
+    let mut leader = LeaderTracker::new(clients.iter().map(|(node_id, _)| *node_id).collect(), 0);
+    leader.prefer(preferred);
+    leader
 }
 
-/// The node after `current` in `nodes`, wrapping around (the first when `current` is not
-/// there).
-fn next_node(nodes: &[u64], current: u64) -> u64 {
-    match nodes.iter().position(|&node| node == current) {
-        Some(index) => nodes[(index + 1) % nodes.len()],
-        None => nodes.first().copied().unwrap_or(current),
-    }
+/// The client of `replica`, one of the tracker's members (the tracker is built over `clients`).
+fn client_of(clients: &mut [(u64, Client)], replica: u64) -> &mut Client {
+    let index = clients
+        .iter()
+        .position(|(node_id, _)| *node_id == replica)
+        .expect("the leader tracker names only replicas with a client");
+    &mut clients[index].1
 }

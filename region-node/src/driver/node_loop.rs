@@ -10,9 +10,9 @@
 //! 3. ticks raft when the tick interval has passed;
 //! 4. calls [`RegionNode::handle_ready`] ONCE, whose [`ReadyIo`] syncs RocksDB and hands raft
 //!    messages to the peer transport;
-//! 5. drains the node's replies to the waiting proposers, barriers and uploads, its log events
-//!    to the subscribers, its sealed epoch reads to the coordinator client, and logs its
-//!    divergence alarms.
+//! 5. drains [`RegionNode::poll_output`] in one exhaustive `match`: replies to the waiting
+//!    proposers, barriers and uploads, log events to the subscribers, sealed epoch reads and
+//!    batches to the coordinator client, and divergence alarms to the log.
 //!
 //! While one sync runs, new requests queue in the channel and all of them share the next
 //! sync: group commit falls out of the loop's shape, and the node batches the queued
@@ -43,8 +43,8 @@ use crate::node::{
 };
 use crate::{
     GlobalMessageError, LogEntry, LogEvent, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest,
-    REGION_LOG, REGION_STATE, RegionNode, RegionNodeConfig, RegionNodeError, RegionStatus, Reply,
-    SyncError, ToCoordinator, WAITERS_MAX,
+    REGION_LOG, REGION_STATE, RegionNode, RegionNodeConfig, RegionNodeError, RegionOutput,
+    RegionStatus, Reply, SyncError, ToCoordinator, WAITERS_MAX,
 };
 
 /// The most events waiting in the node's channel. A sender that finds it full gets an error
@@ -504,67 +504,98 @@ impl NodeLoop {
             };
             self.node.handle_ready(&mut io)?;
         }
-        self.deliver_replies(false);
-        while let Some(event) = self.node.poll_log_event() {
-            if let LogEvent::Restored {
-                first_retained_position,
-                next_position,
-            } = event
-            {
-                // Operators watch for this line: a member restored from a snapshot was too far
-                // behind for the leader's raft log (a new member, or one back from a long
-                // outage).
-                tracing::info!(
-                    first_retained_position,
-                    next_position,
-                    "restored a snapshot of the region log"
-                );
-            }
-            // No subscriber is not an error: the event is in the log for later readers. Without
-            // one, the event is not even wrapped for sending, which spares an allocation per
-            // record under a write load that nobody streams.
-            if self.log_events.receiver_count() > 0 {
-                let _ = self.log_events.send(Arc::new(event));
-            }
-        }
-        self.deliver_barriers_and_uploads();
-        while let Some(alarm) = self.node.poll_divergence_alarm() {
-            // The region stops truncating its log until an operator looks: two replicas of
-            // the object computed different states from the same records.
-            tracing::error!(
-                object_id = %alarm.object_id,
-                position = alarm.position,
-                first_client_id = alarm.first_client_id,
-                second_client_id = alarm.second_client_id,
-                "checkpoint hash mismatch: the object's methods are not deterministic; the \
-                 region log is no longer truncated"
-            );
-        }
-        while let Some(read) = self.node.poll_sealed_epoch_read() {
-            match &self.coordinator {
-                Some(coordinator) => coordinator.read_sealed_epoch(read),
-                None => self.node.handle_sealed_epoch_read(
-                    SystemClock.now_us(),
-                    read.read_id,
-                    Err("this node knows no coordinator replica to ask".to_owned()),
-                ),
-            }
-        }
-        // Answers to reads that failed at once.
-        self.deliver_barriers_and_uploads();
-        while let Some(message) = self.node.poll_to_coordinator() {
-            match message {
-                ToCoordinator::Batch(batch) => {
+        self.route_outputs(false);
+        Ok(())
+    }
+
+    /// Drains every output of the node in one exhaustive `match`. `immediate`: the outputs
+    /// come out of a proposal itself, so its answers did not wait for a round (a call
+    /// committed before, or a refusal).
+    fn route_outputs(&mut self, immediate: bool) {
+        while let Some(output) = self.node.poll_output() {
+            match output {
+                RegionOutput::Reply(reply) => self.deliver_reply(reply, immediate),
+                RegionOutput::SyncReply(reply) => {
+                    let Some(sender) = self.syncs.remove(&reply.sync_id()) else {
+                        continue;
+                    };
+                    let outcome = match reply {
+                        SyncReply::Ready {
+                            apply_through_position,
+                            sealed_epoch_number,
+                            ..
+                        } => Ok(Barrier {
+                            apply_through_position,
+                            sealed_epoch_number,
+                        }),
+                        SyncReply::Refused { error, .. } => Err(error),
+                    };
+                    // The caller may have given up: nothing to do.
+                    let _ = sender.send(outcome);
+                }
+                RegionOutput::SessionReply(reply) => {
+                    if let Some(sender) = self.session_opens.remove(&reply.open_id) {
+                        let _ = sender.send(reply.result);
+                    }
+                }
+                RegionOutput::CheckpointReply(reply) => {
+                    if let Some(sender) = self.uploads.remove(&reply.upload_id) {
+                        let _ = sender.send(reply.result);
+                    }
+                }
+                RegionOutput::SealedEpochRead(read) => match &self.coordinator {
+                    Some(coordinator) => coordinator.read_sealed_epoch(read),
+                    // Refused at once; the refusals of its barriers come out of this loop.
+                    None => self.node.handle_sealed_epoch_read(
+                        SystemClock.now_us(),
+                        read.read_id,
+                        Err("this node knows no coordinator replica to ask".to_owned()),
+                    ),
+                },
+                RegionOutput::LogEvent(event) => {
+                    if let LogEvent::Restored {
+                        first_retained_position,
+                        next_position,
+                    } = event
+                    {
+                        // Operators watch for this line: a member restored from a snapshot was
+                        // too far behind for the leader's raft log (a new member, or one back
+                        // from a long outage).
+                        tracing::info!(
+                            first_retained_position,
+                            next_position,
+                            "restored a snapshot of the region log"
+                        );
+                    }
+                    // No subscriber is not an error: the event is in the log for later readers.
+                    // Without one, the event is not even wrapped for sending, which spares an
+                    // allocation per record under a write load that nobody streams.
+                    if self.log_events.receiver_count() > 0 {
+                        let _ = self.log_events.send(Arc::new(event));
+                    }
+                }
+                RegionOutput::DivergenceAlarm(alarm) => {
+                    // The region stops truncating its log until an operator looks: two replicas
+                    // of the object computed different states from the same records.
+                    tracing::error!(
+                        object_id = %alarm.object_id,
+                        position = alarm.position,
+                        first_client_id = alarm.first_client_id,
+                        second_client_id = alarm.second_client_id,
+                        "checkpoint hash mismatch: the object's methods are not deterministic; \
+                         the region log is no longer truncated"
+                    );
+                }
+                RegionOutput::ToCoordinator(ToCoordinator::Batch(batch)) => {
                     if let Some(coordinator) = &self.coordinator {
                         coordinator.send(batch);
                     }
                 }
                 // Not sent: the answer to every `RegionEpochs.Deliver` carries the same
                 // acknowledgement, at once.
-                ToCoordinator::EpochAck(_) => {}
+                RegionOutput::ToCoordinator(ToCoordinator::EpochAck(_)) => {}
             }
         }
-        Ok(())
     }
 
     fn handle_event(&mut self, event: NodeEvent) {
@@ -652,37 +683,6 @@ impl NodeLoop {
         id
     }
 
-    fn deliver_barriers_and_uploads(&mut self) {
-        while let Some(reply) = self.node.poll_sync_reply() {
-            let Some(sender) = self.syncs.remove(&reply.sync_id()) else {
-                continue;
-            };
-            let outcome = match reply {
-                SyncReply::Ready {
-                    apply_through_position,
-                    sealed_epoch_number,
-                    ..
-                } => Ok(Barrier {
-                    apply_through_position,
-                    sealed_epoch_number,
-                }),
-                SyncReply::Refused { error, .. } => Err(error),
-            };
-            // The caller may have given up: nothing to do.
-            let _ = sender.send(outcome);
-        }
-        while let Some(reply) = self.node.poll_checkpoint_reply() {
-            if let Some(sender) = self.uploads.remove(&reply.upload_id) {
-                let _ = sender.send(reply.result);
-            }
-        }
-        while let Some(reply) = self.node.poll_session_reply() {
-            if let Some(sender) = self.session_opens.remove(&reply.open_id) {
-                let _ = sender.send(reply.result);
-            }
-        }
-    }
-
     fn handle_propose(&mut self, request: ProposeRequest, reply: oneshot::Sender<ProposeOutcome>) {
         let key = (request.client_id, request.request_sequence);
         let waiting = self.waiters.contains_key(&key);
@@ -694,32 +694,30 @@ impl NodeLoop {
         // committed before) or are refusals; none of them waited for a round.
         self.waiters.entry(key).or_default().push(reply);
         self.node.handle_propose(SystemClock.now_us(), request);
-        self.deliver_replies(true);
+        self.route_outputs(true);
     }
 
-    fn deliver_replies(&mut self, immediate: bool) {
-        while let Some(reply) = self.node.poll_reply() {
-            let key = reply.key();
-            let Some(senders) = self.waiters.remove(&key) else {
-                continue;
-            };
-            let outcome = match reply {
-                Reply::Proposed { position, .. } => ProposeOutcome::Committed {
-                    position,
-                    timestamp: self
-                        .node
-                        .region_log()
-                        .record(position)
-                        .and_then(|stored| stored.entry.record())
-                        .map(|record| record.timestamp),
-                    duplicate: immediate,
-                },
-                Reply::Refused { error, .. } => ProposeOutcome::Refused(error),
-            };
-            for sender in senders {
-                // The caller may have given up (its deadline passed): nothing to do.
-                let _ = sender.send(outcome.clone());
-            }
+    fn deliver_reply(&mut self, reply: Reply, immediate: bool) {
+        let key = reply.key();
+        let Some(senders) = self.waiters.remove(&key) else {
+            return;
+        };
+        let outcome = match reply {
+            Reply::Proposed { position, .. } => ProposeOutcome::Committed {
+                position,
+                timestamp: self
+                    .node
+                    .region_log()
+                    .record(position)
+                    .and_then(|stored| stored.entry.record())
+                    .map(|record| record.timestamp),
+                duplicate: immediate,
+            },
+            Reply::Refused { error, .. } => ProposeOutcome::Refused(error),
+        };
+        for sender in senders {
+            // The caller may have given up (its deadline passed): nothing to do.
+            let _ = sender.send(outcome.clone());
         }
     }
 
@@ -727,20 +725,7 @@ impl NodeLoop {
         &mut self,
         epoch: proto::SealedEpoch,
     ) -> Result<proto::SealedEpochAck, GlobalMessageError> {
-        let now_us = SystemClock.now_us();
-        match self.node.handle_sealed_epoch(now_us, epoch) {
-            Ok(()) => Ok(self.node.sealed_epoch_ack(now_us)),
-            Err(GlobalMessageError::NotLeader { leader_hint }) => Ok(proto::SealedEpochAck {
-                region: self.region.as_str().to_owned(),
-                not_leader: Some(proto::NotLeader {
-                    leader_node_id: leader_hint.unwrap_or(0),
-                    leader_address: String::new(),
-                }),
-                sender_time: Some(self.node.clock().last().into()),
-                ..proto::SealedEpochAck::default()
-            }),
-            Err(error) => Err(error),
-        }
+        self.node.answer_sealed_epoch(SystemClock.now_us(), epoch)
     }
 
     fn status(&self) -> NodeStatus {

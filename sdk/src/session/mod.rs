@@ -52,7 +52,6 @@
 
 mod copy;
 pub mod messages;
-mod route;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -60,10 +59,10 @@ use std::sync::{Arc, RwLock};
 use dsss_wire::Scope;
 
 pub use copy::{ObjectCopy, new_copy};
+pub use dsss_wire::route::{LeaderTracker, NextAttempt};
 pub use messages::{
     FetchedCheckpoint, LogEntry, LogRecord, PositionedEntry, Request, Response, Transmit,
 };
-pub use route::{LeaderTracker, NextAttempt};
 
 use crate::error::CallError;
 use crate::object::{MethodError, SCHEMA_METHOD_ID};

@@ -29,17 +29,29 @@ pub(crate) fn content_hash(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Where a client sends its call next after `error` refused it: the leader a NotLeader
-/// refusal names, when it is one of the region's `members`; otherwise none (the client picks
-/// a member itself).
-pub(crate) fn leader_after_refusal(
+/// A client's tracker learns from `from` refusing its call with `error`: a NotLeader refusal
+/// names the leader perhaps; any other refusal passes over `from`, as production's region
+/// client passes over a member that cannot take the call. The retry goes out after the
+/// client's backoff either way.
+pub(crate) fn follow_refusal(
+    leader: &mut dsss_wire::LeaderTracker,
+    from: NodeId,
     error: &dsss_region_node::ProposeError,
-    members: &[NodeId],
-) -> Option<NodeId> {
+) {
     match error {
         dsss_region_node::ProposeError::NotLeader { leader_hint } => {
-            leader_hint.filter(|leader| members.contains(leader))
+            let _ = leader.handle_not_leader(from, *leader_hint);
         }
-        _ => None,
+        _ => leader.handle_failure(from),
     }
+}
+
+/// A tracker over `members` whose first guess `rng` draws, so that clients spread over the
+/// members as production's clients do by their ids.
+pub(crate) fn spread_tracker(
+    members: &[NodeId],
+    rng: &mut crate::SimRng,
+) -> dsss_wire::LeaderTracker {
+    let start = rng.below(members.len() as u64);
+    dsss_wire::LeaderTracker::new(members.to_vec(), start)
 }

@@ -6,7 +6,12 @@
 //! The node process is a thin driver, like the production one: it moves messages between
 //! the network and the two state machines, runs their rounds, and routes what they hand back
 //! (to the coordinator leader it believes in, to the region leader it believes in). Every
-//! protocol decision stays inside the state machines.
+//! protocol decision stays inside the state machines, and the beliefs are [`LeaderTracker`]s,
+//! as in production. Acknowledgements travel as in production: the coordinator answers each
+//! submitted batch with [`CoordinatorNode::answer_region_batch`], a region node each delivered
+//! epoch part with [`RegionNode::answer_sealed_epoch`] (a follower names the leader rather
+//! than forwarding the part), and the acknowledgements the nodes queue as outputs are not
+//! sent.
 //!
 //! Nodes also serve application instances of other workloads ([`Application`]): the applied
 //! log from a position (bounded per answer), an object's checkpoint, and `sync()` barriers,
@@ -19,18 +24,22 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
-use dsss_global_coordinator::{CoordinatorConfig, CoordinatorNode, CoordinatorOutput};
+use dsss_global_coordinator::{
+    CoordinatorConfig, CoordinatorNode, CoordinatorOutput, RegionMessage,
+};
 use dsss_raft_group::raft::eraftpb::Message as RaftMessage;
 use dsss_raft_group::{
     DurableStore, KeySpace, KeyValuePairs, ReadyIo, StoreError, WriteBatch, WriteOperation,
     encode_message,
 };
 use dsss_region_node::{
-    CheckpointFetch, GlobalMessageError, LogEntry, OpenSessionError, ProposeError, ProposeRequest,
-    RegionLog, RegionNode, RegionNodeConfig, Reply, SessionReply, SyncError, SyncReply,
+    CheckpointFetch, LogEntry, OpenSessionError, ProposeError, ProposeRequest, RegionLog,
+    RegionNode, RegionNodeConfig, RegionOutput, Reply, SessionReply, SyncError, SyncReply,
     ToCoordinator,
 };
-use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, RequestSequence, Scope, proto};
+use dsss_wire::{
+    Arguments, ClientId, LeaderTracker, MethodId, ObjectId, RequestSequence, Scope, proto,
+};
 
 use super::checker::GlobalObserver;
 use crate::network::{EXTERNAL_NODE_ID, NodeId};
@@ -452,15 +461,6 @@ pub struct Routes {
     pub clients: Vec<NodeId>,
 }
 
-impl Routes {
-    fn region_members(&self, region: &str) -> Option<&[NodeId]> {
-        self.regions
-            .iter()
-            .find(|(name, _)| name == region)
-            .map(|(_, members)| members.as_slice())
-    }
-}
-
 /// A node: the region node of its region, and the coordinator replica when the topology puts
 /// one here.
 pub struct NodeProcess {
@@ -470,13 +470,13 @@ pub struct NodeProcess {
     region: Option<RegionNode>,
     coordinator: Option<CoordinatorNode>,
     /// The coordinator replica this node's region leader sends to.
-    coordinator_guess: NodeId,
+    coordinator_leader: LeaderTracker,
     /// The newest time a coordinator leader answered this node.
     coordinator_heard_at: SimTime,
     /// How long without an answer before the next replica is tried.
     coordinator_silence_max: Duration,
     /// For the coordinator replica: the node each region's messages go to.
-    region_leader_guess: BTreeMap<String, NodeId>,
+    region_leaders: BTreeMap<String, LeaderTracker>,
     region_tick_timer: Option<TimerId>,
     coordinator_tick_timer: Option<TimerId>,
     coordinator_tick_interval: Duration,
@@ -515,16 +515,23 @@ impl NodeProcess {
             .map_or(REGION_TICK_INTERVAL, |config| {
                 Duration::from_micros(config.epoch_interval_us)
             });
+        let mut coordinator_leader = LeaderTracker::new(routes.coordinator_replicas.clone(), 0);
+        coordinator_leader.prefer(routes.preferred_coordinator_leader);
+        let region_leaders = routes
+            .regions
+            .iter()
+            .map(|(region, members)| (region.clone(), LeaderTracker::new(members.clone(), 0)))
+            .collect();
         NodeProcess {
             region_config,
             coordinator_config,
-            coordinator_guess: routes.preferred_coordinator_leader,
+            coordinator_leader,
             routes,
             region: None,
             coordinator: None,
             coordinator_heard_at: SimTime::ZERO,
             coordinator_silence_max,
-            region_leader_guess: BTreeMap::new(),
+            region_leaders,
             region_tick_timer: None,
             coordinator_tick_timer: None,
             coordinator_tick_interval,
@@ -581,91 +588,104 @@ impl NodeProcess {
             // The simulated disk only fails when full, and runs stay far below its size.
             panic!("node {}: a region round failed: {error}", cx.node());
         }
-        while let Some(reply) = region.poll_reply() {
-            let client = reply.key().0.get();
-            let to = if self.routes.clients.contains(&client) {
-                client
-            } else {
-                EXTERNAL_NODE_ID
-            };
-            cx.send(to, GlobalMessage::Reply(reply));
-        }
-        while let Some(reply) = region.poll_session_reply() {
-            let Some((client, open_id)) = self.session_opens.remove(&reply.open_id) else {
-                continue;
-            };
-            cx.send(
-                client,
-                GlobalMessage::SessionReply(SessionReply { open_id, ..reply }),
-            );
-        }
-        while let Some(reply) = region.poll_sync_reply() {
-            let Some((instance, instance_sync_id)) = self.instance_syncs.remove(&reply.sync_id())
-            else {
-                continue;
-            };
-            let reply = match reply {
-                SyncReply::Ready {
-                    apply_through_position,
-                    sealed_epoch_number,
-                    ..
-                } => SyncReply::Ready {
-                    sync_id: instance_sync_id,
-                    apply_through_position,
-                    sealed_epoch_number,
-                },
-                SyncReply::Refused { error, .. } => SyncReply::Refused {
-                    sync_id: instance_sync_id,
-                    error,
-                },
-            };
-            cx.send(instance, GlobalMessage::SyncReply(reply));
-        }
-        while let Some(read) = region.poll_sealed_epoch_read() {
-            if self.epoch_reads_sent.len() >= SEALED_EPOCH_READS_TRACKED_MAX {
-                self.epoch_reads_sent.pop_first();
-            }
-            self.epoch_reads_sent.insert(read.read_id, cx.now());
-            cx.send(
-                self.coordinator_guess,
-                GlobalMessage::ReadSealedEpoch {
-                    read_id: read.read_id,
-                    request: read.request,
-                },
-            );
-        }
-        {
-            let mut observer = self.observer.borrow_mut();
-            while let Some(event) = region.poll_log_event() {
-                observer.observe_log_event(cx.node(), &event);
-            }
-            while let Some(alarm) = region.poll_divergence_alarm() {
-                observer.violation(format!(
-                    "node {}: the checkpoints of {} at position {} differ between clients {}                      and {}",
-                    cx.node(),
-                    alarm.object_id.as_str(),
-                    alarm.position,
-                    alarm.first_client_id,
-                    alarm.second_client_id
-                ));
-            }
-        }
         let now = cx.now();
         if now.saturating_duration_since(self.coordinator_heard_at) > self.coordinator_silence_max
             && region.is_leader()
         {
             // The replica we send to has not answered for a while: it may be down or cut
             // off, so try the next one (a follower's answer names the leader).
-            self.coordinator_guess =
-                next_in(&self.routes.coordinator_replicas, self.coordinator_guess);
+            let silent = self.coordinator_leader.target();
+            self.coordinator_leader.handle_failure(silent);
             self.coordinator_heard_at = now;
         }
-        while let Some(message) = region.poll_to_coordinator() {
-            let message = match message {
-                ToCoordinator::Batch(batch) => GlobalMessage::Batch(batch),
-                ToCoordinator::EpochAck(ack) => GlobalMessage::EpochAck(ack),
-            };
-            cx.send(self.coordinator_guess, message);
+        while let Some(output) = region.poll_output() {
+            match output {
+                RegionOutput::Reply(reply) => {
+                    let client = reply.key().0.get();
+                    let to = if self.routes.clients.contains(&client) {
+                        client
+                    } else {
+                        EXTERNAL_NODE_ID
+                    };
+                    cx.send(to, GlobalMessage::Reply(reply));
+                }
+                RegionOutput::SyncReply(reply) => {
+                    let Some((instance, instance_sync_id)) =
+                        self.instance_syncs.remove(&reply.sync_id())
+                    else {
+                        continue;
+                    };
+                    let reply = match reply {
+                        SyncReply::Ready {
+                            apply_through_position,
+                            sealed_epoch_number,
+                            ..
+                        } => SyncReply::Ready {
+                            sync_id: instance_sync_id,
+                            apply_through_position,
+                            sealed_epoch_number,
+                        },
+                        SyncReply::Refused { error, .. } => SyncReply::Refused {
+                            sync_id: instance_sync_id,
+                            error,
+                        },
+                    };
+                    cx.send(instance, GlobalMessage::SyncReply(reply));
+                }
+                RegionOutput::SessionReply(reply) => {
+                    if let Some((client, open_id)) = self.session_opens.remove(&reply.open_id) {
+                        cx.send(
+                            client,
+                            GlobalMessage::SessionReply(SessionReply { open_id, ..reply }),
+                        );
+                    }
+                }
+                RegionOutput::CheckpointReply(reply) => {
+                    self.observer.borrow_mut().violation(format!(
+                        "node {}: the answer to checkpoint upload {}, which nobody sent here",
+                        cx.node(),
+                        reply.upload_id
+                    ));
+                }
+                RegionOutput::SealedEpochRead(read) => {
+                    if self.epoch_reads_sent.len() >= SEALED_EPOCH_READS_TRACKED_MAX {
+                        self.epoch_reads_sent.pop_first();
+                    }
+                    self.epoch_reads_sent.insert(read.read_id, cx.now());
+                    cx.send(
+                        self.coordinator_leader.target(),
+                        GlobalMessage::ReadSealedEpoch {
+                            read_id: read.read_id,
+                            request: read.request,
+                        },
+                    );
+                }
+                RegionOutput::LogEvent(event) => {
+                    self.observer
+                        .borrow_mut()
+                        .observe_log_event(cx.node(), &event);
+                }
+                RegionOutput::DivergenceAlarm(alarm) => {
+                    self.observer.borrow_mut().violation(format!(
+                        "node {}: the checkpoints of {} at position {} differ between clients {} \
+                         and {}",
+                        cx.node(),
+                        alarm.object_id.as_str(),
+                        alarm.position,
+                        alarm.first_client_id,
+                        alarm.second_client_id
+                    ));
+                }
+                RegionOutput::ToCoordinator(ToCoordinator::Batch(batch)) => {
+                    cx.send(
+                        self.coordinator_leader.target(),
+                        GlobalMessage::Batch(batch),
+                    );
+                }
+                // Not sent, as in production: the answer to every delivered part carries the
+                // same acknowledgement.
+                RegionOutput::ToCoordinator(ToCoordinator::EpochAck(_)) => {}
+            }
         }
     }
 
@@ -681,43 +701,44 @@ impl NodeProcess {
         if let Err(error) = coordinator.handle_ready(&mut io) {
             panic!("node {}: a coordinator round failed: {error}", cx.node());
         }
-        while let Some((read_id, reply)) = coordinator.poll_sealed_epoch_reply() {
-            if let Some((node, their_read_id)) = self.epoch_reads_received.remove(&read_id) {
-                cx.send(
-                    node,
-                    GlobalMessage::SealedEpochReply {
-                        read_id: their_read_id,
-                        reply,
-                    },
-                );
-            }
-        }
-        let mut outputs = Vec::new();
-        while let Some(output) = coordinator.poll_output() {
-            outputs.push(output);
-        }
+        // Taken first: routing borrows the whole process, which holds the coordinator.
+        let outputs: Vec<CoordinatorOutput> =
+            std::iter::from_fn(|| coordinator.poll_output()).collect();
         for output in outputs {
-            let CoordinatorOutput::ToRegion { region, message } = output;
-            let Some(to) = self.region_target(region.as_str()) else {
-                continue;
-            };
-            let message = match message {
-                dsss_global_coordinator::RegionMessage::BatchAck(ack) => {
-                    GlobalMessage::BatchAck(ack)
+            match output {
+                CoordinatorOutput::SealedEpochReply { read_id, reply } => {
+                    if let Some((node, their_read_id)) = self.epoch_reads_received.remove(&read_id)
+                    {
+                        cx.send(
+                            node,
+                            GlobalMessage::SealedEpochReply {
+                                read_id: their_read_id,
+                                reply,
+                            },
+                        );
+                    }
                 }
-                dsss_global_coordinator::RegionMessage::Epoch(epoch) => GlobalMessage::Epoch(epoch),
-            };
-            cx.send(to, message);
+                CoordinatorOutput::ToRegion {
+                    region,
+                    message: RegionMessage::Epoch(epoch),
+                } => {
+                    if let Some(to) = self.region_target(region.as_str()) {
+                        cx.send(to, GlobalMessage::Epoch(epoch));
+                    }
+                }
+                // Not sent, as in production: every submitted batch is answered at once with
+                // the region's acknowledgement state.
+                CoordinatorOutput::ToRegion {
+                    message: RegionMessage::BatchAck(_),
+                    ..
+                } => {}
+            }
         }
     }
 
-    /// The node a coordinator message for `region` goes to: the last node that spoke for the
-    /// region as its leader, else its first member.
+    /// The node a coordinator message for `region` goes to.
     fn region_target(&self, region: &str) -> Option<NodeId> {
-        if let Some(&node) = self.region_leader_guess.get(region) {
-            return Some(node);
-        }
-        self.routes.region_members(region)?.first().copied()
+        self.region_leaders.get(region).map(LeaderTracker::target)
     }
 
     fn schedule_flush(&mut self, cx: &mut Context<'_, GlobalMessage>) {
@@ -767,8 +788,8 @@ impl NodeProcess {
         if expired.is_empty() {
             return;
         }
-        let asked = self.coordinator_guess;
-        self.coordinator_guess = next_in(&self.routes.coordinator_replicas, asked);
+        let asked = self.coordinator_leader.target();
+        self.coordinator_leader.handle_failure(asked);
         let Some(region) = self.region.as_mut() else {
             return;
         };
@@ -788,20 +809,19 @@ impl NodeProcess {
     /// A coordinator replica answered as the leader: send there from now on. A message a
     /// region peer forwarded says nothing about the coordinator.
     fn handle_coordinator_answer(&mut self, cx: &Context<'_, GlobalMessage>, from: NodeId) {
-        if self.routes.coordinator_replicas.contains(&from) {
-            self.coordinator_guess = from;
+        if self.coordinator_leader.contains(from) {
+            self.coordinator_leader.handle_success(from);
             self.coordinator_heard_at = cx.now();
         }
     }
-}
 
-/// The element after `current` in `nodes`, wrapping around (the first when `current` is not
-/// there).
-fn next_in(nodes: &[NodeId], current: NodeId) -> NodeId {
-    let index = nodes.iter().position(|&node| node == current);
-    match index {
-        Some(index) => nodes[(index + 1) % nodes.len()],
-        None => nodes.first().copied().unwrap_or(current),
+    /// A coordinator replica said it does not lead, naming the leader perhaps.
+    fn handle_coordinator_not_leader(&mut self, from: NodeId, not_leader: &proto::NotLeader) {
+        // The next message goes out on its own schedule (the next batch, the leader's resend,
+        // the next read): nothing waits here.
+        let _ = self
+            .coordinator_leader
+            .handle_not_leader(from, not_leader.leader_hint());
     }
 }
 
@@ -880,12 +900,19 @@ impl Process for NodeProcess {
                 let Some(coordinator) = self.coordinator.as_mut() else {
                     return;
                 };
-                // The sender leads its region (only leaders ship batches).
-                self.region_leader_guess.insert(region_name, from);
-                if let Err(error) = coordinator.handle_region_batch(now_us, batch) {
-                    self.observer
-                        .borrow_mut()
-                        .note_refusal(format!("coordinator {}: {error}", cx.node()));
+                match coordinator.answer_region_batch(now_us, batch) {
+                    Ok(ack) => {
+                        // The sender leads its region (only leaders ship batches).
+                        if let Some(leader) = self.region_leaders.get_mut(&region_name) {
+                            leader.prefer(from);
+                        }
+                        cx.send(from, GlobalMessage::BatchAck(ack));
+                    }
+                    Err(error) => {
+                        self.observer
+                            .borrow_mut()
+                            .note_refusal(format!("coordinator {}: {error}", cx.node()));
+                    }
                 }
                 self.flush(cx);
             }
@@ -893,20 +920,17 @@ impl Process for NodeProcess {
                 let Some(coordinator) = self.coordinator.as_mut() else {
                     return;
                 };
-                match &ack.not_leader {
-                    Some(not_leader) if not_leader.leader_node_id != 0 => {
-                        self.region_leader_guess
-                            .insert(ack.region.clone(), not_leader.leader_node_id);
+                let leader = self.region_leaders.get_mut(&ack.region);
+                if let Some(not_leader) = &ack.not_leader {
+                    // The part is delivered again at the next resend, to the node the tracker
+                    // names then.
+                    if let Some(leader) = leader {
+                        let _ = leader.handle_not_leader(from, not_leader.leader_hint());
                     }
-                    Some(_) => {
-                        if let Some(members) = self.routes.region_members(&ack.region) {
-                            let next = next_in(members, from);
-                            self.region_leader_guess.insert(ack.region.clone(), next);
-                        }
-                    }
-                    None => {
-                        self.region_leader_guess.insert(ack.region.clone(), from);
-                    }
+                    return;
+                }
+                if let Some(leader) = leader {
+                    leader.handle_success(from);
                 }
                 if let Err(error) = coordinator.handle_epoch_ack(now_us, ack) {
                     self.observer
@@ -917,12 +941,7 @@ impl Process for NodeProcess {
             }
             GlobalMessage::BatchAck(ack) => {
                 match &ack.not_leader {
-                    Some(not_leader) if not_leader.leader_node_id != 0 => {
-                        self.coordinator_guess = not_leader.leader_node_id;
-                    }
-                    Some(_) => {
-                        self.coordinator_guess = next_in(&self.routes.coordinator_replicas, from);
-                    }
+                    Some(not_leader) => self.handle_coordinator_not_leader(from, not_leader),
                     None => self.handle_coordinator_answer(cx, from),
                 }
                 let region = self.region.as_mut().expect("started");
@@ -938,17 +957,8 @@ impl Process for NodeProcess {
             GlobalMessage::Epoch(epoch) => {
                 self.handle_coordinator_answer(cx, from);
                 let region = self.region.as_mut().expect("started");
-                match region.handle_sealed_epoch(now_us, epoch.clone()) {
-                    Ok(()) => {}
-                    Err(GlobalMessageError::NotLeader { leader_hint }) => {
-                        // Hand the part to the leader of the region, as a follower's driver
-                        // forwards; the coordinator resends it if it is lost.
-                        if let Some(leader) = leader_hint
-                            && leader != cx.node()
-                        {
-                            cx.send(leader, GlobalMessage::Epoch(epoch));
-                        }
-                    }
+                match region.answer_sealed_epoch(now_us, epoch) {
+                    Ok(ack) => cx.send(from, GlobalMessage::EpochAck(ack)),
                     Err(error) => {
                         self.observer
                             .borrow_mut()
@@ -1003,12 +1013,7 @@ impl Process for NodeProcess {
             }
             GlobalMessage::SealedEpochReply { read_id, reply } => {
                 match &reply.not_leader {
-                    Some(not_leader) if not_leader.leader_node_id != 0 => {
-                        self.coordinator_guess = not_leader.leader_node_id;
-                    }
-                    Some(_) => {
-                        self.coordinator_guess = next_in(&self.routes.coordinator_replicas, from);
-                    }
+                    Some(not_leader) => self.handle_coordinator_not_leader(from, not_leader),
                     None => self.handle_coordinator_answer(cx, from),
                 }
                 self.epoch_reads_sent.remove(&read_id);
@@ -1089,8 +1094,11 @@ pub struct ClientProcess {
     /// The region confirmed the client's session (its id is the client's node id).
     session_open: bool,
     next_open_id: u64,
+    /// The member the open in flight went to, until it answers.
+    opening_at: Option<NodeId>,
     in_flight: Option<InFlight>,
-    leader_guess: Option<NodeId>,
+    /// Where calls go; its first guess is drawn when the client starts.
+    leader: LeaderTracker,
     timer: Option<TimerId>,
     observer: Rc<RefCell<GlobalObserver>>,
 }
@@ -1104,14 +1112,15 @@ impl ClientProcess {
         observer: Rc<RefCell<GlobalObserver>>,
     ) -> Self {
         ClientProcess {
+            leader: LeaderTracker::new(members.clone(), 0),
             region,
             members,
             settings,
             next_sequence: 1,
             session_open: false,
             next_open_id: 1,
+            opening_at: None,
             in_flight: None,
-            leader_guess: None,
             timer: None,
             observer,
         }
@@ -1124,10 +1133,11 @@ impl ClientProcess {
 
     /// Asks a member to open the client's session; the timer tries again if no answer comes.
     fn open_session(&mut self, cx: &mut Context<'_, GlobalMessage>) {
-        let target = match self.leader_guess.take() {
-            Some(leader) => leader,
-            None => self.random_member(cx),
-        };
+        if let Some(silent) = self.opening_at.take() {
+            self.leader.handle_failure(silent);
+        }
+        let target = self.leader.target();
+        self.opening_at = Some(target);
         let open_id = self.next_open_id;
         self.next_open_id += 1;
         cx.send(
@@ -1152,17 +1162,21 @@ impl ClientProcess {
         if let Some(timer) = self.timer.take() {
             cx.cancel_timer(timer);
         }
+        self.opening_at = None;
         match reply.result {
             Ok(()) => {
                 self.session_open = true;
-                self.leader_guess = Some(from);
+                self.leader.handle_success(from);
                 self.start_next_call(cx);
             }
             Err(OpenSessionError::NotLeader { leader_hint }) => {
-                self.leader_guess = leader_hint;
+                self.leader.handle_not_leader(from, leader_hint);
                 self.timer = Some(cx.set_timer(CLIENT_RETRY_BACKOFF));
             }
-            Err(_) => self.timer = Some(cx.set_timer(CLIENT_RETRY_BACKOFF)),
+            Err(_) => {
+                self.leader.handle_failure(from);
+                self.timer = Some(cx.set_timer(CLIENT_RETRY_BACKOFF));
+            }
         }
     }
 
@@ -1216,10 +1230,7 @@ impl ClientProcess {
         } else {
             Scope::Regional
         };
-        let target = match self.leader_guess {
-            Some(leader) => leader,
-            None => self.random_member(cx),
-        };
+        let target = self.leader.target();
         self.observer.borrow_mut().invoked(
             ClientId(cx.node()),
             RequestSequence(sequence),
@@ -1250,6 +1261,7 @@ impl Process for ClientProcess {
     type Message = GlobalMessage;
 
     fn handle_start(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        self.leader = crate::workloads::common::spread_tracker(&self.members, cx.rng());
         self.think(cx);
     }
 
@@ -1293,7 +1305,7 @@ impl Process for ClientProcess {
                 request_sequence,
                 position,
             } => {
-                self.leader_guess = Some(from);
+                self.leader.handle_success(from);
                 self.observer.borrow_mut().acknowledged(
                     client_id,
                     request_sequence,
@@ -1327,8 +1339,7 @@ impl Process for ClientProcess {
                         cx.node()
                     ));
                 }
-                self.leader_guess =
-                    crate::workloads::common::leader_after_refusal(&error, &self.members);
+                crate::workloads::common::follow_refusal(&mut self.leader, from, &error);
                 if let Some(timer) = self.timer.take() {
                     cx.cancel_timer(timer);
                 }
@@ -1343,11 +1354,11 @@ impl Process for ClientProcess {
         }
         self.timer = None;
         match self.in_flight {
+            // A timeout or the pause after a refusal (the tracker moved already, and the
+            // failure below changes nothing more).
             Some(in_flight) => {
-                let target = match self.leader_guess.take() {
-                    Some(leader) if leader != in_flight.target => leader,
-                    _ => self.random_member(cx),
-                };
+                self.leader.handle_failure(in_flight.target);
+                let target = self.leader.target();
                 self.send_attempt(cx, in_flight, target);
             }
             None if !self.session_open => self.open_session(cx),

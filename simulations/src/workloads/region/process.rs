@@ -13,8 +13,8 @@ use dsss_raft_group::{
     encode_message,
 };
 use dsss_region_node::{
-    OpenSessionError, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig, Reply,
-    SessionReply,
+    OpenSessionError, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig, RegionOutput,
+    Reply, SessionReply,
 };
 use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, RequestSequence, Scope};
 
@@ -280,30 +280,50 @@ impl NodeProcess {
             // The simulated disk only fails when full, and runs stay far below its size.
             panic!("node {}: a round failed: {error}", cx.node());
         }
-        while let Some(reply) = node.poll_reply() {
-            let client = reply.key().0.get();
-            let to = if self.client_nodes.contains(&client) {
-                client
-            } else {
-                EXTERNAL_NODE_ID
-            };
-            cx.send(to, RegionMessage::Reply(reply));
-        }
-        while let Some(reply) = node.poll_session_reply() {
-            if let Some((client, open_id)) = self.session_opens.remove(&reply.open_id) {
-                cx.send(
-                    client,
-                    RegionMessage::SessionReply(SessionReply { open_id, ..reply }),
-                );
+        while let Some(output) = node.poll_output() {
+            match output {
+                RegionOutput::Reply(reply) => {
+                    let client = reply.key().0.get();
+                    let to = if self.client_nodes.contains(&client) {
+                        client
+                    } else {
+                        EXTERNAL_NODE_ID
+                    };
+                    cx.send(to, RegionMessage::Reply(reply));
+                }
+                RegionOutput::LogEvent(event) => {
+                    self.observer
+                        .borrow_mut()
+                        .observe_log_event(cx.node(), &event);
+                }
+                // A lone region has no coordinator: its batches and epoch acknowledgements go
+                // nowhere (the global workload routes them), and neither do its sealed epoch
+                // reads, which only barriers ask and this workload asks none.
+                RegionOutput::ToCoordinator(_) | RegionOutput::SealedEpochRead(_) => {}
+                RegionOutput::SessionReply(reply) => {
+                    if let Some((client, open_id)) = self.session_opens.remove(&reply.open_id) {
+                        cx.send(
+                            client,
+                            RegionMessage::SessionReply(SessionReply { open_id, ..reply }),
+                        );
+                    }
+                }
+                RegionOutput::SyncReply(_) | RegionOutput::CheckpointReply(_) => {
+                    self.observer.borrow_mut().violation(format!(
+                        "node {}: the answer to a barrier or an upload nobody asked here",
+                        cx.node()
+                    ));
+                }
+                RegionOutput::DivergenceAlarm(alarm) => {
+                    self.observer.borrow_mut().violation(format!(
+                        "node {}: the checkpoints of {} at position {} differ",
+                        cx.node(),
+                        alarm.object_id.as_str(),
+                        alarm.position
+                    ));
+                }
             }
         }
-        let mut observer = self.observer.borrow_mut();
-        while let Some(event) = node.poll_log_event() {
-            observer.observe_log_event(cx.node(), &event);
-        }
-        // A lone region has no coordinator: its batches and epoch acknowledgements go
-        // nowhere (the global workload routes them).
-        while node.poll_to_coordinator().is_some() {}
     }
 }
 

@@ -42,7 +42,9 @@ use dsss_region_node::{
     CheckpointFetch, LogEntry, OpenSessionError, ProposeError, ProposeRequest, Reply, SessionReply,
     SyncReply,
 };
-use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, Record, RequestSequence, Scope};
+use dsss_wire::{
+    Arguments, ClientId, LeaderTracker, MethodId, ObjectId, Record, RequestSequence, Scope,
+};
 
 use super::ObjectWorkload;
 use super::history::{
@@ -186,7 +188,8 @@ pub struct ApplicationProcess<W: ObjectWorkload> {
     open_id: u64,
     in_flight: Option<InFlight>,
     propose_timer: Option<TimerId>,
-    leader_guess: Option<NodeId>,
+    /// Where calls go; its first guess is drawn when the instance starts.
+    leader: LeaderTracker,
     think_timer: Option<TimerId>,
     sync: Option<SyncInFlight<W::Read>>,
     next_sync_id: u64,
@@ -233,6 +236,8 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
         if sets_up {
             scripted.extend(workload.setup_calls());
         }
+        // Replaced by a tracker with a drawn first guess when the instance starts.
+        let leader = LeaderTracker::new(members.clone(), 0);
         Ok(ApplicationProcess {
             workload,
             settings,
@@ -252,7 +257,7 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
             open_id: 0,
             in_flight: None,
             propose_timer: None,
-            leader_guess: None,
+            leader,
             think_timer: None,
             sync: None,
             next_sync_id: 1,
@@ -589,10 +594,7 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
                 completion: None,
             }),
         );
-        let target = match self.leader_guess {
-            Some(leader) => leader,
-            None => self.random_member(cx),
-        };
+        let target = self.leader.target();
         let in_flight = InFlight {
             sequence,
             call,
@@ -650,7 +652,7 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
             Reply::Proposed { position, .. } => {
                 self.note_acknowledged(cx, sequence, position);
                 if in_flight_sequence == Some(sequence) {
-                    self.leader_guess = Some(from);
+                    self.leader.handle_success(from);
                     if let Some(in_flight) = self.in_flight.as_mut() {
                         in_flight.ordered = true;
                     }
@@ -672,8 +674,7 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
                     // The answer to an earlier attempt or to a deliberate duplicate.
                     return;
                 }
-                self.leader_guess =
-                    crate::workloads::common::leader_after_refusal(&error, &self.members);
+                crate::workloads::common::follow_refusal(&mut self.leader, from, &error);
                 if let Some(timer) = self.propose_timer.take() {
                     cx.cancel_timer(timer);
                 }
@@ -697,14 +698,17 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
         match reply.result {
             Ok(()) => {
                 self.session_open = true;
-                self.leader_guess = Some(from);
+                self.leader.handle_success(from);
                 if let Some(in_flight) = self.in_flight.clone() {
                     self.send_attempt(cx, in_flight, from);
                 }
             }
             Err(error) => {
-                if let OpenSessionError::NotLeader { leader_hint } = error {
-                    self.leader_guess = leader_hint;
+                match error {
+                    OpenSessionError::NotLeader { leader_hint } => {
+                        self.leader.handle_not_leader(from, leader_hint);
+                    }
+                    _ => self.leader.handle_failure(from),
                 }
                 self.propose_timer = Some(cx.set_timer(CALL_RETRY_BACKOFF));
             }
@@ -742,10 +746,10 @@ impl<W: ObjectWorkload> ApplicationProcess<W> {
         if in_flight.ordered {
             return;
         }
-        let target = match self.leader_guess.take() {
-            Some(leader) if leader != in_flight.target => leader,
-            _ => self.random_member(cx),
-        };
+        // A timeout or the pause after a refusal (the tracker moved already, and the failure
+        // below changes nothing more).
+        self.leader.handle_failure(in_flight.target);
+        let target = self.leader.target();
         self.send_attempt(cx, in_flight, target);
     }
 
@@ -902,6 +906,7 @@ impl<W: ObjectWorkload> Process for ApplicationProcess<W> {
         self.observer.borrow_mut().register(cx.node(), &self.region);
         // Instances start reading at different members, so that one crash does not stall all.
         self.follow_index = cx.rng().below(self.members.len() as u64) as usize;
+        self.leader = crate::workloads::common::spread_tracker(&self.members, cx.rng());
         self.request_log(cx);
         self.next_operation(cx);
     }
