@@ -946,13 +946,6 @@ impl CoordinatorNode {
         Ok(())
     }
 
-    /// A timestamp of this node's clock for an outgoing message built by the driver (a raft
-    /// batch).
-    pub fn stamp(&mut self, now_us: u64) -> Timestamp {
-        self.observe_time(now_us);
-        self.clock.now(now_us)
-    }
-
     /// The answer this node gives `region` now: its acknowledgement state (batches applied,
     /// membership, watermark, incarnation) on the leader, `not_leader` (with the leader's id)
     /// on a follower. A driver that answers each submitted batch at once, before its entry is
