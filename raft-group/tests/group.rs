@@ -163,6 +163,8 @@ struct Member {
 }
 
 impl TestNode for Member {
+    type Shared = ();
+
     fn receive(&mut self, message: &[u8]) -> bool {
         let Some(group) = self.group.as_mut() else {
             return false;
@@ -171,7 +173,7 @@ impl TestNode for Member {
         true
     }
 
-    fn ready(&mut self, _now_us: u64) -> Vec<Message> {
+    fn ready(&mut self, _now_us: u64, _shared: &mut ()) -> Vec<Message> {
         let Some(group) = self.group.as_mut() else {
             return Vec::new();
         };
