@@ -1,14 +1,13 @@
-//! The coordinator's own binary encodings: raft entries, stored state and snapshots.
+//! The coordinator's own binary encodings: raft entries, stored state and snapshots. A record
+//! inside them is encoded by [`dsss_wire::encode_record`], as in the region log.
 //!
 //! Every value is big-endian; byte strings carry a 4-byte length prefix. Bytes read back from
 //! the log, the store or a snapshot are untrusted: the [`Reader`] never reads past the end,
 //! bounds every length, and names what it was reading when something is cut or too large.
 
-use dsss_wire::{Record, RegionId, Timestamp, proto};
-use prost::Message as _;
-
-/// The largest encoded record: the largest arguments plus room for every other field.
-pub const RECORD_BYTES_MAX: usize = dsss_wire::ARGUMENTS_BYTES_MAX + 4 * 1024;
+use dsss_wire::{
+    RECORD_BYTES_MAX, Record, RegionId, Timestamp, decode_record, encoded_record_len, proto,
+};
 
 /// The bytes a length prefix adds to a byte string.
 pub(crate) const LENGTH_PREFIX_BYTES: u64 = 4;
@@ -78,26 +77,9 @@ pub(crate) fn put_count(out: &mut Vec<u8>, count: usize) {
     );
 }
 
-/// Encodes one record (its protocol buffer form).
-pub(crate) fn encode_record(record: &Record) -> Vec<u8> {
-    proto::Record::from(record.clone()).encode_to_vec()
-}
-
 /// The size a record takes in entries, snapshots and the store: its encoding and its prefix.
 pub(crate) fn record_size_bytes(record: &Record) -> u64 {
-    proto::Record::from(record.clone()).encoded_len() as u64 + LENGTH_PREFIX_BYTES
-}
-
-/// Decodes and validates one record.
-pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, String> {
-    if bytes.len() > RECORD_BYTES_MAX {
-        return Err(format!(
-            "record of {} bytes is larger than the maximum of {RECORD_BYTES_MAX}",
-            bytes.len()
-        ));
-    }
-    let wire = proto::Record::decode(bytes).map_err(|error| format!("record: {error}"))?;
-    Record::try_from(wire).map_err(|error| error.to_string())
+    encoded_record_len(record) as u64 + LENGTH_PREFIX_BYTES
 }
 
 #[cfg(test)]

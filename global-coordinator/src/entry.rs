@@ -6,11 +6,9 @@
 //! entry that does not decode is refused by every replica alike. An entry starts with a format
 //! byte ([`ENTRY_FORMAT`]) and a kind byte.
 
-use dsss_wire::{Record, RegionId, Timestamp};
+use dsss_wire::{Record, RegionId, Timestamp, encode_record};
 
-use crate::codec::{
-    ReadValues, Reader, encode_record, put_bytes, put_count, put_region, put_timestamp, put_u64,
-};
+use crate::codec::{ReadValues, Reader, put_bytes, put_count, put_region, put_timestamp, put_u64};
 
 /// The format byte every entry of this release starts with.
 pub const ENTRY_FORMAT: u8 = 1;

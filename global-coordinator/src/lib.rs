@@ -67,7 +67,6 @@ pub mod entry;
 pub mod node;
 pub mod state;
 
-pub use codec::RECORD_BYTES_MAX;
 pub use entry::{
     BatchEntry, CoordinatorEntry, ENTRY_FORMAT, REGION_BATCH_RECORDS_BYTES_MAX,
     REGION_BATCH_RECORDS_MAX,

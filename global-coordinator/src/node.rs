@@ -82,7 +82,7 @@ pub const INTERVAL_US_MAX: u64 = 3_600_000_000;
 pub const CLOCK_SKEW_US_MAX: u64 = 60_000_000;
 
 // A part holds whole records: the largest record must fit in one.
-const _: () = assert!(EPOCH_PART_BYTES_MAX >= crate::codec::RECORD_BYTES_MAX as u64 + 4);
+const _: () = assert!(EPOCH_PART_BYTES_MAX >= dsss_wire::RECORD_BYTES_MAX as u64 + 4);
 const _: () = assert!(EPOCH_PART_BYTES_MAX * 4 <= dsss_wire::GRPC_MESSAGE_BYTES_MAX as u64);
 
 /// The settings of one coordinator replica.
@@ -955,13 +955,6 @@ impl CoordinatorNode {
         }
         self.answer_epoch_reads();
         Ok(())
-    }
-
-    /// A timestamp of this node's clock for an outgoing message built by the driver (a raft
-    /// batch).
-    pub fn stamp(&mut self, now_us: u64) -> Timestamp {
-        self.observe_time(now_us);
-        self.clock.now(now_us)
     }
 
     /// The answer this node gives `region` now: its acknowledgement state (batches applied,

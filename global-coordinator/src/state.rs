@@ -24,11 +24,11 @@ use dsss_raft_group::{
     DurableStore, KeySpace, RAFT_MESSAGE_BYTES_MAX, SnapshotError, StateMachine, StoreError,
     WriteBatch,
 };
-use dsss_wire::{Record, RegionId, Timestamp};
+use dsss_wire::{Record, RegionId, Timestamp, decode_record, encode_record};
 
 use crate::codec::{
-    LENGTH_PREFIX_BYTES, ReadValues, Reader, corrupt, encode_record, put_bytes, put_count,
-    put_region, put_timestamp, put_u64, record_size_bytes,
+    LENGTH_PREFIX_BYTES, ReadValues, Reader, corrupt, put_bytes, put_count, put_region,
+    put_timestamp, put_u64, record_size_bytes,
 };
 use crate::entry::{BatchEntry, CoordinatorEntry, check_batch};
 
@@ -1072,7 +1072,7 @@ impl CoordinatorState {
             )?;
             let chunk_len = chunk.len();
             for (key, value) in chunk {
-                let record = crate::codec::decode_record(&value)
+                let record = decode_record(&value)
                     .map_err(|reason| corrupt(COORDINATOR_PENDING, &key, reason))?;
                 if PendingKey::of(&record).to_bytes() != key {
                     return Err(corrupt(

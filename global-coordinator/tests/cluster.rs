@@ -3,13 +3,12 @@
 //! region, epoch delivery and resends, bounds, restarts, and a new leader that derives the
 //! same epochs from the log. Reference: docs/global-protocol.md sections 4 to 9.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-
 use dsss_global_coordinator::{
     CoordinatorConfig, CoordinatorLimits, CoordinatorNode, CoordinatorOutput, Epoch, InputError,
     PROPOSALS_PENDING_MAX, RegionMessage,
 };
 use dsss_raft_group::raft::eraftpb::Message;
+use dsss_raft_group::testing::{Network, TestNode};
 use dsss_raft_group::{MemoryStore, StoreIo};
 use dsss_wire::{
     Arguments, ClientId, MethodId, ObjectId, Record, RegionId, RequestSequence, Scope, Timestamp,
@@ -48,22 +47,54 @@ struct Replica {
     epoch_replies: Vec<(u64, proto::ReadSealedEpochReply)>,
 }
 
+impl TestNode for Replica {
+    type Shared = ();
+
+    fn receive(&mut self, message: &[u8]) -> bool {
+        let Some(node) = self.node.as_mut() else {
+            return false;
+        };
+        let _ = node.handle_raft_message(message);
+        true
+    }
+
+    fn ready(&mut self, _now_us: u64, _shared: &mut ()) -> Vec<Message> {
+        let Some(node) = self.node.as_mut() else {
+            return Vec::new();
+        };
+        let mut io = StoreIo::new(&mut self.store);
+        node.handle_ready(&mut io).unwrap();
+        let outbox = std::mem::take(&mut io.outbox);
+        while let Some(output) = node.poll_output() {
+            match output {
+                CoordinatorOutput::ToRegion { .. } => self.outputs.push(output),
+                CoordinatorOutput::SealedEpochReply { read_id, reply } => {
+                    self.epoch_replies.push((read_id, reply));
+                }
+            }
+        }
+        outbox
+    }
+
+    fn tick(&mut self, now_us: u64) {
+        if let Some(node) = self.node.as_mut() {
+            node.handle_tick(now_us);
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.node.as_ref().is_some_and(CoordinatorNode::is_leader)
+    }
+}
+
+/// Replicas over the in-memory test network.
 struct Cluster {
-    replicas: BTreeMap<u64, Replica>,
-    in_flight: VecDeque<Message>,
-    /// Replicas cut off from the others: their messages are dropped both ways.
-    isolated: BTreeSet<u64>,
-    now_us: u64,
+    network: Network<Replica>,
 }
 
 impl Cluster {
     fn new(ids: &[u64], regions: &[&str], adjust: impl Fn(&mut CoordinatorConfig)) -> Cluster {
-        let mut cluster = Cluster {
-            replicas: BTreeMap::new(),
-            in_flight: VecDeque::new(),
-            isolated: BTreeSet::new(),
-            now_us: START_US,
-        };
+        let mut network = Network::new(START_US, TICK_US);
         for &id in ids {
             let mut config = CoordinatorConfig::new(
                 id,
@@ -75,7 +106,7 @@ impl Cluster {
             adjust(&mut config);
             let mut store = MemoryStore::new();
             let node = CoordinatorNode::open(config.clone(), &mut store).unwrap();
-            cluster.replicas.insert(
+            network.insert(
                 id,
                 Replica {
                     node: Some(node),
@@ -86,82 +117,27 @@ impl Cluster {
                 },
             );
         }
-        cluster
+        Cluster { network }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.network.now_us()
     }
 
     fn node(&self, id: u64) -> &CoordinatorNode {
-        self.replicas[&id].node.as_ref().unwrap()
+        self.network.node(id).node.as_ref().unwrap()
     }
 
     fn node_mut(&mut self, id: u64) -> &mut CoordinatorNode {
-        self.replicas.get_mut(&id).unwrap().node.as_mut().unwrap()
-    }
-
-    fn ready(&mut self, id: u64) {
-        let replica = self.replicas.get_mut(&id).unwrap();
-        let Some(node) = replica.node.as_mut() else {
-            return;
-        };
-        let mut io = StoreIo::new(&mut replica.store);
-        node.handle_ready(&mut io).unwrap();
-        let outbox = std::mem::take(&mut io.outbox);
-        while let Some(output) = node.poll_output() {
-            match output {
-                CoordinatorOutput::ToRegion { .. } => replica.outputs.push(output),
-                CoordinatorOutput::SealedEpochReply { read_id, reply } => {
-                    replica.epoch_replies.push((read_id, reply));
-                }
-            }
-        }
-        self.in_flight.extend(outbox);
-    }
-
-    fn settle(&mut self) {
-        for _ in 0..100_000 {
-            let ids: Vec<u64> = self.replicas.keys().copied().collect();
-            for id in ids {
-                self.ready(id);
-            }
-            let Some(message) = self.in_flight.pop_front() else {
-                return;
-            };
-            if self.isolated.contains(&message.from) || self.isolated.contains(&message.to) {
-                continue;
-            }
-            let bytes = dsss_raft_group::encode_message(&message);
-            if let Some(node) = self
-                .replicas
-                .get_mut(&message.to)
-                .and_then(|replica| replica.node.as_mut())
-            {
-                let _ = node.handle_raft_message(&bytes);
-            }
-        }
-        panic!("the cluster did not settle");
+        self.network.node_mut(id).node.as_mut().unwrap()
     }
 
     fn tick(&mut self, ticks: usize) {
-        for _ in 0..ticks {
-            self.now_us += TICK_US;
-            let now_us = self.now_us;
-            for replica in self.replicas.values_mut() {
-                if let Some(node) = replica.node.as_mut() {
-                    node.handle_tick(now_us);
-                }
-            }
-            self.settle();
-        }
-    }
-
-    fn leader(&self) -> Option<u64> {
-        self.replicas.iter().find_map(|(id, replica)| {
-            let node = replica.node.as_ref()?;
-            (node.is_leader() && !self.isolated.contains(id)).then_some(*id)
-        })
+        self.network.tick(ticks);
     }
 
     fn read_sealed_epoch(&mut self, to: u64, read_id: u64) {
-        let now_us = self.now_us;
+        let now_us = self.now_us();
         let request = proto::ReadSealedEpochRequest {
             sender_node_id: 100,
             sender_time: time(now_us),
@@ -169,22 +145,15 @@ impl Cluster {
         self.node_mut(to)
             .handle_read_sealed_epoch(now_us, read_id, request)
             .unwrap();
-        self.settle();
+        self.network.settle();
     }
 
     fn take_epoch_replies(&mut self, id: u64) -> Vec<(u64, proto::ReadSealedEpochReply)> {
-        std::mem::take(&mut self.replicas.get_mut(&id).unwrap().epoch_replies)
+        std::mem::take(&mut self.network.node_mut(id).epoch_replies)
     }
 
     fn elect(&mut self) -> u64 {
-        for _ in 0..100 {
-            self.tick(5);
-            if let Some(leader) = self.leader() {
-                self.tick(3);
-                return leader;
-            }
-        }
-        panic!("no leader");
+        self.network.elect(3)
     }
 
     fn submit(
@@ -196,7 +165,7 @@ impl Cluster {
         records: Vec<proto::Record>,
         closed_us: u64,
     ) -> Result<(), InputError> {
-        let now_us = self.now_us;
+        let now_us = self.now_us();
         let batch = proto::RegionBatch {
             region: name.to_owned(),
             batch_number,
@@ -207,12 +176,12 @@ impl Cluster {
             incarnation,
         };
         let outcome = self.node_mut(to).handle_region_batch(now_us, batch);
-        self.settle();
+        self.network.settle();
         outcome
     }
 
     fn acknowledge(&mut self, to: u64, name: &str, through: u64) {
-        let now_us = self.now_us;
+        let now_us = self.now_us();
         let ack = proto::SealedEpochAck {
             region: name.to_owned(),
             appended_through_epoch_number: through,
@@ -221,21 +190,21 @@ impl Cluster {
             sender_time: time(now_us),
         };
         self.node_mut(to).handle_epoch_ack(now_us, ack).unwrap();
-        self.settle();
+        self.network.settle();
     }
 
     fn take_outputs(&mut self, id: u64) -> Vec<CoordinatorOutput> {
-        std::mem::take(&mut self.replicas.get_mut(&id).unwrap().outputs)
+        std::mem::take(&mut self.network.node_mut(id).outputs)
     }
 
     fn crash(&mut self, id: u64) {
-        let replica = self.replicas.get_mut(&id).unwrap();
+        let replica = self.network.node_mut(id);
         replica.node = None;
         replica.store.crash();
     }
 
     fn restart(&mut self, id: u64) {
-        let replica = self.replicas.get_mut(&id).unwrap();
+        let replica = self.network.node_mut(id);
         replica.node =
             Some(CoordinatorNode::open(replica.config.clone(), &mut replica.store).unwrap());
     }
@@ -273,7 +242,7 @@ fn split(
 fn a_new_leader_derives_the_same_epochs_from_the_log() {
     let mut cluster = Cluster::new(&[1, 2, 3], &["a", "b"], |_| {});
     let leader = cluster.elect();
-    let base = cluster.now_us;
+    let base = cluster.now_us();
     for number in 1..=4 {
         let at = base + number * 1_000;
         cluster
@@ -376,7 +345,7 @@ fn followers_answer_batches_with_a_leader_hint_and_take_nothing() {
     let leader = cluster.elect();
     assert_eq!(leader, 2, "the preferred leader campaigns at start");
     let follower = 1;
-    let now_us = cluster.now_us;
+    let now_us = cluster.now_us();
     cluster
         .submit(follower, "a", 1, 1, vec![record("a", 1, now_us)], now_us)
         .unwrap();
@@ -393,7 +362,7 @@ fn followers_answer_batches_with_a_leader_hint_and_take_nothing() {
 fn messages_beyond_the_clock_skew_are_refused_and_counted() {
     let mut cluster = Cluster::new(&[1], &["a"], |config| config.max_clock_skew_us = 1_000);
     let leader = cluster.elect();
-    let now_us = cluster.now_us;
+    let now_us = cluster.now_us();
     let batch = proto::RegionBatch {
         region: "a".to_owned(),
         batch_number: 1,
@@ -449,7 +418,7 @@ fn messages_beyond_the_clock_skew_are_refused_and_counted() {
 fn invalid_batches_and_acknowledgements_are_refused_with_clear_errors() {
     let mut cluster = Cluster::new(&[1], &["a", "b"], |_| {});
     let leader = cluster.elect();
-    let now_us = cluster.now_us;
+    let now_us = cluster.now_us();
     let error = cluster
         .submit(leader, "zz", 1, 1, vec![], now_us)
         .unwrap_err();
@@ -496,7 +465,7 @@ fn invalid_batches_and_acknowledgements_are_refused_with_clear_errors() {
 fn a_silent_region_is_suspected_and_readmitted_in_a_new_incarnation() {
     let mut cluster = Cluster::new(&[1, 2, 3], &["a", "b", "c"], |_| {});
     let leader = cluster.elect();
-    let start = cluster.now_us;
+    let start = cluster.now_us();
     for name in ["a", "b", "c"] {
         cluster
             .submit(leader, name, 1, 1, vec![record(name, 1, start - 10)], start)
@@ -518,7 +487,7 @@ fn a_silent_region_is_suspected_and_readmitted_in_a_new_incarnation() {
     let mut removed_at = None;
     for batch_number in 2..62 {
         cluster.tick(1);
-        let now_us = cluster.now_us;
+        let now_us = cluster.now_us();
         for name in ["a", "b"] {
             cluster
                 .submit(leader, name, 1, batch_number, vec![], now_us)
@@ -599,7 +568,7 @@ fn a_silent_region_is_suspected_and_readmitted_in_a_new_incarnation() {
 fn epochs_are_resent_from_the_acknowledged_point_and_dropped_once_all_appended() {
     let mut cluster = Cluster::new(&[1], &["a", "b"], |_| {});
     let leader = cluster.elect();
-    let base = cluster.now_us;
+    let base = cluster.now_us();
     for number in 1..=3 {
         for name in ["a", "b"] {
             cluster
@@ -643,7 +612,7 @@ fn bounds_refuse_batches_as_overloaded_instead_of_growing() {
         };
     });
     let leader = cluster.elect();
-    let now_us = cluster.now_us;
+    let now_us = cluster.now_us();
     let records: Vec<proto::Record> = (1..=12)
         .map(|sequence| record("a", sequence, now_us + sequence))
         .collect();
@@ -675,7 +644,7 @@ fn bounds_refuse_batches_as_overloaded_instead_of_growing() {
     assert_eq!(number, PROPOSALS_PENDING_MAX as u64 + 1);
     assert!(matches!(error, InputError::Overloaded { .. }), "{error}");
     assert!(node.status().counters.batches_overloaded >= 2);
-    cluster.settle();
+    cluster.network.settle();
     assert_eq!(
         cluster
             .node(leader)
@@ -691,7 +660,7 @@ fn bounds_refuse_batches_as_overloaded_instead_of_growing() {
 fn a_restarted_replica_recovers_its_state_from_the_store() {
     let mut cluster = Cluster::new(&[1], &["a", "b"], |_| {});
     let leader = cluster.elect();
-    let now_us = cluster.now_us;
+    let now_us = cluster.now_us();
     cluster
         .submit(leader, "a", 1, 1, vec![record("a", 1, now_us - 5)], now_us)
         .unwrap();
@@ -763,7 +732,7 @@ fn a_configuration_comes_from_the_topology() {
 fn sealed_epoch_reads_are_answered_only_by_a_confirmed_leader() {
     let mut cluster = Cluster::new(&[1, 2, 3], &["a"], |_| {});
     let leader = cluster.elect();
-    let base = cluster.now_us;
+    let base = cluster.now_us();
     cluster
         .submit(leader, "a", 1, 1, vec![record("a", 1, base - 500)], base)
         .unwrap();
@@ -792,7 +761,7 @@ fn sealed_epoch_reads_are_answered_only_by_a_confirmed_leader() {
     );
 
     // The leader is cut off: it still believes it leads, but cannot confirm it.
-    cluster.isolated.insert(leader);
+    cluster.network.isolate(leader);
     cluster.read_sealed_epoch(leader, 9);
     cluster.tick(1);
     assert!(
@@ -802,14 +771,14 @@ fn sealed_epoch_reads_are_answered_only_by_a_confirmed_leader() {
     // The others elect a new leader and seal a newer epoch.
     let new_leader = cluster.elect();
     assert_ne!(new_leader, leader);
-    let at = cluster.now_us;
+    let at = cluster.now_us();
     cluster
         .submit(new_leader, "a", 1, 2, vec![record("a", 2, at - 500)], at)
         .unwrap();
     cluster.tick(2);
     assert_eq!(cluster.node(new_leader).state().newest_epoch_number(), 2);
     // The old leader gives up within two election timeouts, without ever naming epoch 1.
-    let election_tick = cluster.replicas[&leader].config.election_tick;
+    let election_tick = cluster.network.node(leader).config.election_tick;
     cluster.tick(2 * election_tick);
     let replies = cluster.take_epoch_replies(leader);
     assert_eq!(replies.len(), 1, "{replies:?}");

@@ -68,6 +68,8 @@ pub mod group;
 pub mod memory_store;
 pub mod storage;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(feature = "driver")]
 pub mod transport;
 

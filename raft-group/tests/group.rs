@@ -3,13 +3,14 @@
 //! catch-up by snapshot, membership changes, and seeded election timeouts.
 //! Reference: docs/design.md section 3 (one `handle_ready` order), raft thesis 3.8 and 4.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 use dsss_raft_group::raft::eraftpb::{ConfChange, ConfChangeType, HardState, Message, MessageType};
+use dsss_raft_group::testing::{Network, TestNode};
 use dsss_raft_group::{
     Applied, DurableStore, KeySpace, LogRetention, MemoryStore, RAFT_LOG, RAFT_STATE, RaftGroup,
     RaftGroupConfig, ReadyIo, Role, SnapshotError, StateMachine, StoreError, WriteBatch,
-    decode_message, encode_message,
+    decode_message,
 };
 use protobuf::Message as _;
 
@@ -105,12 +106,10 @@ struct CheckingIo<'a> {
     node: u64,
     store: &'a mut MemoryStore,
     outbox: &'a mut Vec<Message>,
-    persists: u64,
 }
 
 impl ReadyIo for CheckingIo<'_> {
     fn persist(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.persists += 1;
         self.store.write(batch, true)
     }
 
@@ -163,21 +162,55 @@ struct Member {
     applied: Vec<Applied<usize>>,
 }
 
-/// Members connected by a hand-driven network that can cut a member off.
+impl TestNode for Member {
+    type Shared = ();
+
+    fn receive(&mut self, message: &[u8]) -> bool {
+        let Some(group) = self.group.as_mut() else {
+            return false;
+        };
+        let _ = group.step(decode_message(message).unwrap());
+        true
+    }
+
+    fn ready(&mut self, _now_us: u64, _shared: &mut ()) -> Vec<Message> {
+        let Some(group) = self.group.as_mut() else {
+            return Vec::new();
+        };
+        let mut outbox = Vec::new();
+        let mut io = CheckingIo {
+            node: self.config.node_id,
+            store: &mut self.store,
+            outbox: &mut outbox,
+        };
+        let applied = group.handle_ready(&mut io).unwrap();
+        self.applied.extend(applied);
+        outbox
+    }
+
+    // A raft group keeps no clock: a tick is a tick.
+    fn tick(&mut self, _now_us: u64) {
+        if let Some(group) = self.group.as_mut() {
+            group.tick();
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.group
+            .as_ref()
+            .is_some_and(|group| group.role() == Role::Leader)
+    }
+}
+
+/// Members over the in-memory test network.
 struct Cluster {
-    members: BTreeMap<u64, Member>,
-    in_flight: VecDeque<Message>,
-    isolated: BTreeSet<u64>,
-    messages_delivered: u64,
+    network: Network<Member>,
 }
 
 impl Cluster {
     fn new(ids: &[u64], retention: LogRetention, seed: u64) -> Cluster {
         let mut cluster = Cluster {
-            members: BTreeMap::new(),
-            in_flight: VecDeque::new(),
-            isolated: BTreeSet::new(),
-            messages_delivered: 0,
+            network: Network::new(0, 1),
         };
         for &id in ids {
             let mut config = RaftGroupConfig::new(id, ids.to_vec());
@@ -191,7 +224,7 @@ impl Cluster {
     fn add_member(&mut self, config: RaftGroupConfig) {
         let mut store = MemoryStore::new();
         let group = RaftGroup::open(config.clone(), Journal::default(), &mut store).unwrap();
-        self.members.insert(
+        self.network.insert(
             config.node_id,
             Member {
                 group: Some(group),
@@ -202,101 +235,35 @@ impl Cluster {
         );
     }
 
+    fn member(&self, id: u64) -> &Member {
+        self.network.node(id)
+    }
+
     fn group(&self, id: u64) -> &RaftGroup<Journal> {
-        self.members[&id].group.as_ref().unwrap()
+        self.member(id).group.as_ref().unwrap()
     }
 
     fn group_mut(&mut self, id: u64) -> &mut RaftGroup<Journal> {
-        self.members.get_mut(&id).unwrap().group.as_mut().unwrap()
-    }
-
-    fn ready(&mut self, id: u64) {
-        let member = self.members.get_mut(&id).unwrap();
-        let Some(group) = member.group.as_mut() else {
-            return;
-        };
-        let mut outbox = Vec::new();
-        let mut io = CheckingIo {
-            node: id,
-            store: &mut member.store,
-            outbox: &mut outbox,
-            persists: 0,
-        };
-        let applied = group.handle_ready(&mut io).unwrap();
-        member.applied.extend(applied);
-        for message in outbox {
-            // Every message crosses the wire as bytes, as in production.
-            let bytes = encode_message(&message);
-            self.in_flight.push_back(decode_message(&bytes).unwrap());
-        }
-    }
-
-    /// Runs until no message is in flight (bounded).
-    fn settle(&mut self) {
-        for _ in 0..100_000 {
-            let ids: Vec<u64> = self.members.keys().copied().collect();
-            for id in &ids {
-                self.ready(*id);
-            }
-            let Some(message) = self.in_flight.pop_front() else {
-                return;
-            };
-            let (from, to) = (message.from, message.to);
-            if self.isolated.contains(&from) || self.isolated.contains(&to) {
-                continue;
-            }
-            let Some(member) = self.members.get_mut(&to) else {
-                continue;
-            };
-            if let Some(group) = member.group.as_mut() {
-                let _ = group.step(message);
-                self.messages_delivered += 1;
-            }
-        }
-        panic!("the cluster did not settle");
-    }
-
-    fn tick_all(&mut self, ticks: usize) {
-        for _ in 0..ticks {
-            for member in self.members.values_mut() {
-                if let Some(group) = member.group.as_mut() {
-                    group.tick();
-                }
-            }
-            self.settle();
-        }
-    }
-
-    fn leader(&self) -> Option<u64> {
-        self.members.iter().find_map(|(id, member)| {
-            let group = member.group.as_ref()?;
-            (group.role() == Role::Leader && !self.isolated.contains(id)).then_some(*id)
-        })
+        self.network.node_mut(id).group.as_mut().unwrap()
     }
 
     fn elect(&mut self) -> u64 {
-        for _ in 0..100 {
-            self.tick_all(5);
-            if let Some(leader) = self.leader() {
-                return leader;
-            }
-        }
-        panic!("no leader was elected");
+        self.network.elect(0)
     }
 
     fn propose(&mut self, id: u64, data: &[u8]) {
         self.group_mut(id).propose(data.to_vec()).unwrap();
-        self.settle();
+        self.network.settle();
     }
 
     fn crash(&mut self, id: u64) {
-        let member = self.members.get_mut(&id).unwrap();
+        let member = self.network.node_mut(id);
         member.group = None;
         member.store.crash();
     }
 
     fn restart(&mut self, id: u64) {
-        let member = self.members.get_mut(&id).unwrap();
+        let member = self.network.node_mut(id);
         let group =
             RaftGroup::open(member.config.clone(), Journal::default(), &mut member.store).unwrap();
         member.group = Some(group);
@@ -322,7 +289,7 @@ fn three_members_elect_replicate_and_apply_in_one_order() {
         let proposer = [1, 2, 3][round as usize % 3];
         cluster.propose(proposer, format!("item {round}").as_bytes());
     }
-    cluster.tick_all(4);
+    cluster.network.tick(4);
     let expected = cluster.items(leader);
     assert_eq!(
         expected.len(),
@@ -346,12 +313,12 @@ fn a_round_that_only_learns_of_commits_does_not_sync_and_a_crash_after_it_loses_
     let mut cluster = Cluster::new(&[1, 2, 3], retention(1_000), 4);
     let leader = cluster.elect();
     let follower = if leader == 1 { 2 } else { 1 };
-    let syncs_before = cluster.members[&follower].store.sync_count();
-    let writes_before = cluster.members[&follower].store.write_count();
+    let syncs_before = cluster.member(follower).store.sync_count();
+    let writes_before = cluster.member(follower).store.write_count();
     cluster.propose(leader, b"one");
-    cluster.tick_all(2);
+    cluster.network.tick(2);
     assert_eq!(cluster.items(follower), vec![b"one".to_vec()]);
-    let store = &cluster.members[&follower].store;
+    let store = &cluster.member(follower).store;
     assert_eq!(
         store.sync_count() - syncs_before,
         1,
@@ -365,10 +332,10 @@ fn a_round_that_only_learns_of_commits_does_not_sync_and_a_crash_after_it_loses_
     // durable raft log and ends where it was.
     cluster.crash(follower);
     cluster.restart(follower);
-    cluster.tick_all(3);
+    cluster.network.tick(3);
     assert_eq!(cluster.items(follower), vec![b"one".to_vec()]);
     cluster.propose(leader, b"two");
-    cluster.tick_all(2);
+    cluster.network.tick(2);
     assert_eq!(cluster.items(follower), cluster.items(leader));
 }
 
@@ -380,13 +347,13 @@ fn a_crashed_member_recovers_its_state_and_catches_up() {
     for round in 0..5u32 {
         cluster.propose(leader, format!("before {round}").as_bytes());
     }
-    cluster.tick_all(2);
+    cluster.network.tick(2);
     let applied_before = cluster.group(follower).applied_index();
     let items_before = cluster.items(follower);
     assert_eq!(items_before.len(), 5);
     cluster.crash(follower);
     // Every entry it had applied is in its durable raft log.
-    assert!(durable_view(&cluster.members[&follower].store).0 >= applied_before);
+    assert!(durable_view(&cluster.member(follower).store).0 >= applied_before);
     for round in 0..5u32 {
         cluster.propose(leader, format!("during {round}").as_bytes());
     }
@@ -397,7 +364,7 @@ fn a_crashed_member_recovers_its_state_and_catches_up() {
     let items_restarted = cluster.items(follower);
     assert!(cluster.group(follower).applied_index() <= applied_before);
     assert_eq!(items_restarted[..], items_before[..items_restarted.len()]);
-    cluster.tick_all(10);
+    cluster.network.tick(10);
     assert_eq!(cluster.items(follower), cluster.items(leader));
     assert_eq!(cluster.items(follower).len(), 10);
 }
@@ -407,7 +374,7 @@ fn a_member_behind_the_compacted_log_catches_up_by_snapshot() {
     let mut cluster = Cluster::new(&[1, 2, 3], retention(8), 3);
     let leader = cluster.elect();
     let lagging = if leader == 3 { 2 } else { 3 };
-    cluster.isolated.insert(lagging);
+    cluster.network.isolate(lagging);
     for round in 0..40u32 {
         cluster.propose(leader, format!("item {round}").as_bytes());
     }
@@ -420,11 +387,12 @@ fn a_member_behind_the_compacted_log_catches_up_by_snapshot() {
         cluster.group(leader).storage().entry_count() <= 8 + 2,
         "retention bounds the log held"
     );
-    cluster.isolated.remove(&lagging);
-    cluster.tick_all(20);
+    cluster.network.rejoin(lagging);
+    cluster.network.tick(20);
     assert_eq!(cluster.items(lagging), cluster.items(leader));
     assert!(
-        cluster.members[&lagging]
+        cluster
+            .member(lagging)
             .applied
             .iter()
             .any(|applied| matches!(applied, Applied::Snapshot { .. })),
@@ -452,7 +420,7 @@ fn a_new_member_joins_as_learner_then_votes_and_a_member_leaves() {
         .group_mut(leader)
         .propose_conf_change(change)
         .unwrap();
-    cluster.tick_all(20);
+    cluster.network.tick(20);
     assert_eq!(cluster.group(leader).learners(), vec![4]);
     assert_eq!(cluster.items(4), cluster.items(leader));
     assert_eq!(cluster.group(4).learners(), vec![4]);
@@ -464,7 +432,7 @@ fn a_new_member_joins_as_learner_then_votes_and_a_member_leaves() {
         .group_mut(leader)
         .propose_conf_change(change)
         .unwrap();
-    cluster.tick_all(10);
+    cluster.network.tick(10);
     assert_eq!(cluster.group(leader).voters(), vec![1, 2, 3, 4]);
 
     let leaving = if leader == 1 { 2 } else { 1 };
@@ -475,15 +443,16 @@ fn a_new_member_joins_as_learner_then_votes_and_a_member_leaves() {
         .group_mut(leader)
         .propose_conf_change(change)
         .unwrap();
-    cluster.tick_all(10);
+    cluster.network.tick(10);
     let mut voters = vec![1, 2, 3, 4];
     voters.retain(|&id| id != leaving);
     assert_eq!(cluster.group(leader).voters(), voters);
     cluster.propose(leader, b"after the change");
-    cluster.tick_all(4);
+    cluster.network.tick(4);
     assert_eq!(cluster.items(4), cluster.items(leader));
     assert!(
-        cluster.members[&4]
+        cluster
+            .member(4)
             .applied
             .iter()
             .any(|applied| matches!(applied, Applied::Membership { .. })),
@@ -498,11 +467,11 @@ fn a_leader_transfer_hands_over_leadership() {
     cluster.propose(leader, b"one");
     let target = if leader == 3 { 1 } else { 3 };
     cluster.group_mut(leader).transfer_leader(target);
-    cluster.settle();
-    cluster.tick_all(2);
-    assert_eq!(cluster.leader(), Some(target));
+    cluster.network.settle();
+    cluster.network.tick(2);
+    assert_eq!(cluster.network.leader(), Some(target));
     cluster.propose(target, b"two");
-    cluster.tick_all(2);
+    cluster.network.tick(2);
     assert_eq!(
         cluster.items(leader),
         vec![b"one".to_vec(), b"two".to_vec()]
@@ -517,7 +486,7 @@ fn election_timeouts_come_from_the_seed_so_runs_replay() {
         let timeouts = (1..=5)
             .map(|id| cluster.group(id).election_timeout_ticks())
             .collect();
-        (leader, cluster.messages_delivered, timeouts)
+        (leader, cluster.network.delivered(), timeouts)
     }
     let outcomes: Vec<_> = (0..6).map(run).collect();
     for (seed, outcome) in outcomes.iter().enumerate() {

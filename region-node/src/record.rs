@@ -1,6 +1,6 @@
 //! Records as the region node proposes and stores them.
 //!
-//! A record is [`dsss_wire::Record`], encoded with its protocol buffer form. The region log
+//! A record is [`dsss_wire::Record`], encoded by [`dsss_wire::encode_record`]. The region log
 //! stores every entry as a [`proto::LogEntry`] (its position and which of the four kinds it
 //! is: regional, pending global, sequenced global, epoch sealed), the form subscribers get.
 //!
@@ -17,6 +17,10 @@ use dsss_wire::{
 };
 use prost::Message as _;
 
+// The record codec is the wire crate's, shared with the coordinator; the node's modules name it
+// here, next to the batches and log entries built on it.
+pub use dsss_wire::{RECORD_BYTES_MAX, decode_record, encode_record};
+
 use crate::bytes::{Reader, put_bytes};
 
 /// The most records in one raft entry.
@@ -25,9 +29,6 @@ pub const BATCH_RECORDS_MAX: usize = 256;
 /// The most bytes of encoded records in one raft entry. A single record may exceed it (its
 /// arguments may be up to [`dsss_wire::ARGUMENTS_BYTES_MAX`]); it then travels alone.
 pub const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
-
-/// The largest encoded record: the largest arguments plus room for every other field.
-pub const RECORD_BYTES_MAX: usize = dsss_wire::ARGUMENTS_BYTES_MAX + 4 * 1024;
 
 /// The largest stored log entry: a record and its position, kind and place in an epoch.
 pub const STORED_ENTRY_BYTES_MAX: usize = RECORD_BYTES_MAX + 256;
@@ -233,23 +234,6 @@ impl ProposeRequest {
             origin_region: region,
         }
     }
-}
-
-/// Encodes one record (its protocol buffer form).
-pub fn encode_record(record: &Record) -> Vec<u8> {
-    proto::Record::from(record.clone()).encode_to_vec()
-}
-
-/// Decodes and validates one record.
-pub fn decode_record(bytes: &[u8]) -> Result<Record, String> {
-    if bytes.len() > RECORD_BYTES_MAX {
-        return Err(format!(
-            "record of {} bytes is larger than the maximum of {RECORD_BYTES_MAX}",
-            bytes.len()
-        ));
-    }
-    let wire = proto::Record::decode(bytes).map_err(|error| format!("record: {error}"))?;
-    Record::try_from(wire).map_err(|error| error.to_string())
 }
 
 /// Encodes already encoded records as the data of one raft entry.

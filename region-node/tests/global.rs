@@ -4,9 +4,10 @@
 //! Reference: docs/design.md section 2 ("global tier") and docs/global-protocol.md sections 3,
 //! 6 and 7 (the region side).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use dsss_raft_group::raft::eraftpb::Message;
+use dsss_raft_group::testing::{Network, TestNode};
 use dsss_raft_group::{MemoryStore, StoreIo};
 use dsss_region_node::global::{GLOBAL_UNSEALED_SIZE_BYTES_MAX, OUTGOING_BATCHES_MAX};
 use dsss_region_node::{
@@ -216,81 +217,46 @@ struct Member {
     sessions: Vec<SessionReply>,
 }
 
-struct Region {
-    members: BTreeMap<u64, Member>,
-    in_flight: VecDeque<Message>,
-    isolated: BTreeSet<u64>,
-    now_us: u64,
+/// The region's link to the coordinator, which every member's ready round ships through.
+struct CoordinatorLink {
     coordinator: FakeCoordinator,
     /// Every batch shipped, in order.
     shipped: Vec<Shipped>,
     epoch_acks: Vec<proto::SealedEpochAck>,
     /// Whether shipped batches reach the coordinator.
-    coordinator_reachable: bool,
+    reachable: bool,
 }
 
-impl Region {
-    fn new(ids: &[u64], coordinator_regions: &[&str]) -> Region {
-        let mut region = Region {
-            members: BTreeMap::new(),
-            in_flight: VecDeque::new(),
-            isolated: BTreeSet::new(),
-            now_us: NOW_US,
-            coordinator: FakeCoordinator::new(coordinator_regions),
-            shipped: Vec::new(),
-            epoch_acks: Vec::new(),
-            coordinator_reachable: true,
+impl TestNode for Member {
+    type Shared = CoordinatorLink;
+
+    fn receive(&mut self, message: &[u8]) -> bool {
+        let Some(node) = self.node.as_mut() else {
+            return false;
         };
-        for &id in ids {
-            let mut config =
-                RegionNodeConfig::new(id, ids.to_vec(), RegionId::new(REGION).unwrap());
-            config.proposal_timeout_ticks = 1_000;
-            config.epoch_interval_us = 2 * TICK_US;
-            let mut store = MemoryStore::new();
-            let node = RegionNode::open(config.clone(), &mut store).unwrap();
-            region.members.insert(
-                id,
-                Member {
-                    node: Some(node),
-                    store,
-                    config,
-                    replies: Vec::new(),
-                    sessions: Vec::new(),
-                },
-            );
-        }
-        region
+        let _ = node.handle_raft_message(message);
+        true
     }
 
-    fn node(&self, id: u64) -> &RegionNode {
-        self.members[&id].node.as_ref().unwrap()
-    }
-
-    fn node_mut(&mut self, id: u64) -> &mut RegionNode {
-        self.members.get_mut(&id).unwrap().node.as_mut().unwrap()
-    }
-
-    fn ready(&mut self, id: u64) {
-        let now_us = self.now_us;
-        let member = self.members.get_mut(&id).unwrap();
-        let Some(node) = member.node.as_mut() else {
-            return;
+    fn ready(&mut self, now_us: u64, link: &mut CoordinatorLink) -> Vec<Message> {
+        let Some(node) = self.node.as_mut() else {
+            return Vec::new();
         };
-        let mut io = StoreIo::new(&mut member.store);
+        let mut io = StoreIo::new(&mut self.store);
         node.handle_ready(&mut io).unwrap();
         let outbox = std::mem::take(&mut io.outbox);
         while let Some(reply) = node.poll_reply() {
-            member.replies.push(reply);
+            self.replies.push(reply);
         }
         while let Some(reply) = node.poll_session_reply() {
-            member.sessions.push(reply);
+            self.sessions.push(reply);
         }
         while node.poll_log_event().is_some() {}
         let next_position = node.region_log().next_position();
         while let Some(message) = node.poll_to_coordinator() {
             match message {
                 ToCoordinator::Batch(batch) => {
-                    self.shipped.push((
+                    link.shipped.push((
                         batch.incarnation,
                         batch.batch_number,
                         Timestamp::try_from(batch.closed_timestamp.unwrap()).unwrap(),
@@ -301,112 +267,127 @@ impl Region {
                             .collect(),
                         next_position,
                     ));
-                    if self.coordinator_reachable {
-                        let ack = self.coordinator.handle_batch(batch);
+                    if link.reachable {
+                        let ack = link.coordinator.handle_batch(batch);
                         node.handle_batch_ack(now_us, ack).unwrap();
                     }
                 }
-                ToCoordinator::EpochAck(ack) => self.epoch_acks.push(ack),
+                ToCoordinator::EpochAck(ack) => link.epoch_acks.push(ack),
             }
         }
-        self.in_flight.extend(outbox);
+        outbox
     }
 
-    fn settle(&mut self) {
-        for _ in 0..100_000 {
-            let ids: Vec<u64> = self.members.keys().copied().collect();
-            for id in ids {
-                self.ready(id);
-            }
-            let Some(message) = self.in_flight.pop_front() else {
-                return;
-            };
-            if self.isolated.contains(&message.from) || self.isolated.contains(&message.to) {
-                continue;
-            }
-            let bytes = dsss_raft_group::encode_message(&message);
-            if let Some(node) = self
-                .members
-                .get_mut(&message.to)
-                .and_then(|member| member.node.as_mut())
-            {
-                let _ = node.handle_raft_message(&bytes);
-            }
+    fn tick(&mut self, now_us: u64) {
+        if let Some(node) = self.node.as_mut() {
+            node.handle_tick(now_us);
         }
-        panic!("the region did not settle");
+    }
+
+    fn is_leader(&self) -> bool {
+        self.node.as_ref().is_some_and(RegionNode::is_leader)
+    }
+}
+
+/// The members of a region over the in-memory test network, linked to a fake coordinator.
+struct Region {
+    network: Network<Member>,
+}
+
+impl Region {
+    fn new(ids: &[u64], coordinator_regions: &[&str]) -> Region {
+        let link = CoordinatorLink {
+            coordinator: FakeCoordinator::new(coordinator_regions),
+            shipped: Vec::new(),
+            epoch_acks: Vec::new(),
+            reachable: true,
+        };
+        let mut network = Network::with_shared(NOW_US, TICK_US, link);
+        for &id in ids {
+            let mut config =
+                RegionNodeConfig::new(id, ids.to_vec(), RegionId::new(REGION).unwrap());
+            config.proposal_timeout_ticks = 1_000;
+            config.epoch_interval_us = 2 * TICK_US;
+            let mut store = MemoryStore::new();
+            let node = RegionNode::open(config.clone(), &mut store).unwrap();
+            network.insert(
+                id,
+                Member {
+                    node: Some(node),
+                    store,
+                    config,
+                    replies: Vec::new(),
+                    sessions: Vec::new(),
+                },
+            );
+        }
+        Region { network }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.network.now_us()
+    }
+
+    fn link(&self) -> &CoordinatorLink {
+        self.network.shared()
+    }
+
+    fn link_mut(&mut self) -> &mut CoordinatorLink {
+        self.network.shared_mut()
+    }
+
+    fn node(&self, id: u64) -> &RegionNode {
+        self.network.node(id).node.as_ref().unwrap()
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut RegionNode {
+        self.network.node_mut(id).node.as_mut().unwrap()
     }
 
     fn tick(&mut self, ticks: usize) {
-        for _ in 0..ticks {
-            self.now_us += TICK_US;
-            let now_us = self.now_us;
-            for member in self.members.values_mut() {
-                if let Some(node) = member.node.as_mut() {
-                    node.handle_tick(now_us);
-                }
-            }
-            self.settle();
-        }
+        self.network.tick(ticks);
     }
 
     fn leader(&self) -> Option<u64> {
-        self.members.iter().find_map(|(id, member)| {
-            let node = member.node.as_ref()?;
-            (node.is_leader() && !self.isolated.contains(id)).then_some(*id)
-        })
+        self.network.leader()
     }
 
+    /// Elects a leader, and opens the sessions of the test clients (ids 1 to 9) once:
+    /// sessions are replicated state, so later leaders know them.
     fn elect(&mut self) -> u64 {
-        for _ in 0..100 {
-            self.tick(5);
-            if let Some(leader) = self.leader() {
-                self.tick(3);
-                self.open_sessions(leader);
-                return leader;
+        let leader = self.network.elect(3);
+        if self.node(leader).region_log().dedup().session_count() == 0 {
+            let now_us = self.now_us();
+            for client in 1..=9 {
+                self.node_mut(leader)
+                    .handle_open_session(now_us, client, client);
             }
+            self.network.settle();
+            let opened = std::mem::take(&mut self.network.node_mut(leader).sessions);
+            assert_eq!(opened.len(), 9, "{opened:?}");
+            assert!(
+                opened.iter().all(|reply| reply.result.is_ok()),
+                "{opened:?}"
+            );
         }
-        panic!("no leader");
-    }
-
-    /// Opens the sessions of the test clients (ids 1 to 9) through `via`, once: sessions are
-    /// replicated state, so later leaders know them.
-    fn open_sessions(&mut self, via: u64) {
-        if self.members.values().any(|member| {
-            member
-                .node
-                .as_ref()
-                .is_some_and(|node| node.region_log().dedup().session_count() > 0)
-        }) {
-            return;
-        }
-        let now_us = self.now_us;
-        for client in 1..=9 {
-            self.node_mut(via)
-                .handle_open_session(now_us, client, client);
-        }
-        self.settle();
-        let opened = std::mem::take(&mut self.members.get_mut(&via).unwrap().sessions);
-        assert_eq!(opened.len(), 9, "{opened:?}");
-        assert!(
-            opened.iter().all(|reply| reply.result.is_ok()),
-            "{opened:?}"
-        );
+        leader
     }
 
     fn propose(&mut self, id: u64, request: ProposeRequest) {
-        let now_us = self.now_us;
+        let now_us = self.now_us();
         self.node_mut(id).handle_propose(now_us, request);
-        self.settle();
+        self.network.settle();
     }
 
     fn take_replies(&mut self, id: u64) -> Vec<Reply> {
-        std::mem::take(&mut self.members.get_mut(&id).unwrap().replies)
+        std::mem::take(&mut self.network.node_mut(id).replies)
     }
 
     /// Delivers every epoch the coordinator sealed from `from_epoch` on to `to`, part by
     /// part, as the coordinator leader would; returns the errors of refused deliveries.
     fn deliver_epochs(&mut self, to: u64, from_epoch: u64) -> Vec<GlobalMessageError> {
         let epochs: Vec<proto::SealedEpoch> = self
+            .link()
             .coordinator
             .epochs
             .iter()
@@ -415,23 +396,23 @@ impl Region {
             .collect();
         let mut errors = Vec::new();
         for epoch in epochs {
-            let now_us = self.now_us;
+            let now_us = self.now_us();
             if let Err(error) = self.node_mut(to).handle_sealed_epoch(now_us, epoch) {
                 errors.push(error);
             }
-            self.settle();
+            self.network.settle();
         }
         errors
     }
 
     fn crash(&mut self, id: u64) {
-        let member = self.members.get_mut(&id).unwrap();
+        let member = self.network.node_mut(id);
         member.node = None;
         member.store.crash();
     }
 
     fn restart(&mut self, id: u64) {
-        let member = self.members.get_mut(&id).unwrap();
+        let member = self.network.node_mut(id);
         member.node = Some(RegionNode::open(member.config.clone(), &mut member.store).unwrap());
     }
 
@@ -520,8 +501,15 @@ fn a_global_call_completes_only_when_sealed_at_its_sequenced_position() {
 
     // The next CloseBatch ships the record; the coordinator seals it at once (one region).
     region.tick(4);
-    assert!(region.shipped.iter().any(|batch| batch.3 == vec![(7, 1)]));
+    assert!(
+        region
+            .link()
+            .shipped
+            .iter()
+            .any(|batch| batch.3 == vec![(7, 1)])
+    );
     let epoch_with_record = region
+        .link()
         .coordinator
         .epochs
         .iter()
@@ -554,7 +542,7 @@ fn a_global_call_completes_only_when_sealed_at_its_sequenced_position() {
         .iter()
         .filter(|entry| entry.1 == LogEntryKind::EpochSealed)
         .count();
-    assert_eq!(ends as u64, region.coordinator.next_epoch - 1);
+    assert_eq!(ends as u64, region.link().coordinator.next_epoch - 1);
     assert!(epoch_with_record <= region.node(leader).status().global.epochs_applied_through);
     for id in [1, 2, 3] {
         assert_eq!(region.entries(id), entries, "member {id}");
@@ -568,10 +556,10 @@ fn a_global_call_completes_only_when_sealed_at_its_sequenced_position() {
         next_position
     );
     // The leader acknowledged what it appended.
-    let last_ack = region.epoch_acks.last().unwrap();
+    let last_ack = region.link().epoch_acks.last().unwrap();
     assert_eq!(
         last_ack.appended_through_epoch_number,
-        region.coordinator.next_epoch - 1
+        region.link().coordinator.next_epoch - 1
     );
     // A follower refuses deliveries.
     let errors = region.deliver_epochs(follower, 1);
@@ -584,7 +572,7 @@ fn a_global_call_completes_only_when_sealed_at_its_sequenced_position() {
 #[test]
 fn records_applied_after_a_close_batch_exceed_its_closed_timestamp_across_leader_changes() {
     let mut region = Region::new(&[1, 2, 3], &[REGION]);
-    region.coordinator_reachable = false;
+    region.link_mut().reachable = false;
     let mut leader = region.elect();
     let mut client_sequence = 0;
     for round in 0..4 {
@@ -601,18 +589,21 @@ fn records_applied_after_a_close_batch_exceed_its_closed_timestamp_across_leader
             region
                 .node_mut(leader)
                 .handle_propose(stale_us, call(1, client_sequence, scope, 10));
-            region.settle();
+            region.network.settle();
         }
         region.tick(3);
         // Hand leadership to another member.
         let next = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
         region.node_mut(leader).transfer_leader(next);
-        region.settle();
+        region.network.settle();
         region.tick(5);
         leader = region.leader().unwrap();
         assert!(round < 4);
     }
-    assert!(region.shipped.len() >= 4, "batches were closed and shipped");
+    assert!(
+        region.link().shipped.len() >= 4,
+        "batches were closed and shipped"
+    );
     let entries = region.entries(leader);
     let timestamps: Vec<Timestamp> = entries.iter().map(|entry| entry.4).collect();
     assert!(
@@ -625,6 +616,7 @@ fn records_applied_after_a_close_batch_exceed_its_closed_timestamp_across_leader
     let mut seen = BTreeSet::new();
     // Resends repeat a batch: each counts from its first shipping.
     let first_shipped = region
+        .link()
         .shipped
         .iter()
         .filter(|batch| seen.insert((batch.0, batch.1)));
@@ -669,8 +661,12 @@ fn duplicate_epochs_and_parts_are_ignored() {
     region.tick(3);
     // The other region's closed timestamp lets the coordinator seal.
     let far = Timestamp::new(NOW_US + 60_000_000, 0);
-    region.coordinator.advance_closed(OTHER_REGION, far);
+    region
+        .link_mut()
+        .coordinator
+        .advance_closed(OTHER_REGION, far);
     let epoch = region
+        .link()
         .coordinator
         .epochs
         .iter()
@@ -678,19 +674,19 @@ fn duplicate_epochs_and_parts_are_ignored() {
         .cloned()
         .unwrap();
     // Earlier epochs first (they may be empty).
-    for earlier in region.coordinator.epochs.clone() {
+    for earlier in region.link().coordinator.epochs.clone() {
         if earlier.epoch_number < epoch.epoch_number {
-            let now_us = region.now_us;
+            let now_us = region.now_us();
             region
                 .node_mut(leader)
                 .handle_sealed_epoch(now_us, earlier)
                 .unwrap();
-            region.settle();
+            region.network.settle();
         }
     }
     let parts = split(&epoch, 2);
     assert_eq!(parts.len(), 3);
-    let now_us = region.now_us;
+    let now_us = region.now_us();
     // Out of order, then in order with every part twice.
     for part in [
         &parts[1], &parts[0], &parts[0], &parts[2], &parts[1], &parts[1], &parts[2],
@@ -699,7 +695,7 @@ fn duplicate_epochs_and_parts_are_ignored() {
             .node_mut(leader)
             .handle_sealed_epoch(now_us, part.clone())
             .unwrap();
-        region.settle();
+        region.network.settle();
     }
     let entries = region.entries(leader);
     assert_eq!(
@@ -729,7 +725,7 @@ fn duplicate_epochs_and_parts_are_ignored() {
     let next_position = log.next_position();
     let replies = region.take_replies(leader);
     assert_eq!(replies.len(), 5, "each call answered once: {replies:?}");
-    let ack = region.epoch_acks.last().unwrap();
+    let ack = region.link().epoch_acks.last().unwrap();
     assert_eq!(ack.appended_through_epoch_number, epoch.epoch_number);
     assert_eq!(ack.appended_parts_of_next_epoch, 0);
     // The whole epoch once more: acknowledged, nothing appended.
@@ -748,12 +744,15 @@ fn a_removed_region_reships_its_unsealed_records_in_its_next_incarnation() {
         region.propose(leader, global_call(5, sequence));
     }
     region.tick(3);
-    assert!(region.shipped.iter().any(|batch| batch.3.len() == 3));
+    assert!(region.link().shipped.iter().any(|batch| batch.3.len() == 3));
     // The coordinator suspects the region (it dropped the region's records) and seals
     // without it.
-    region.coordinator.suspect(REGION);
+    region.link_mut().coordinator.suspect(REGION);
     let far = Timestamp::new(NOW_US + 60_000_000, 0);
-    region.coordinator.advance_closed(OTHER_REGION, far);
+    region
+        .link_mut()
+        .coordinator
+        .advance_closed(OTHER_REGION, far);
     assert!(region.deliver_epochs(leader, 1).is_empty());
     let status = region.node(leader).status().global;
     assert!(!status.member);
@@ -761,15 +760,17 @@ fn a_removed_region_reships_its_unsealed_records_in_its_next_incarnation() {
     assert_eq!(status.unsealed_records, 3, "nothing was sealed");
     // The next CloseBatch ships them as batch 1 of incarnation 2; the coordinator readmits
     // the region and seals them above the watermark it had reached.
-    let first_new_epoch = region.coordinator.next_epoch;
+    let first_new_epoch = region.link().coordinator.next_epoch;
     region.tick(3);
     let reshipped = region
+        .link()
         .shipped
         .iter()
         .find(|batch| batch.0 == 2 && batch.1 == 1)
         .unwrap();
     assert_eq!(reshipped.3, vec![(5, 1), (5, 2), (5, 3)]);
     region
+        .link_mut()
         .coordinator
         .advance_closed(OTHER_REGION, Timestamp::new(NOW_US + 120_000_000, 0));
     assert!(region.deliver_epochs(leader, first_new_epoch).is_empty());
@@ -806,7 +807,7 @@ fn a_removed_region_reships_its_unsealed_records_in_its_next_incarnation() {
 #[test]
 fn beyond_the_bounds_global_calls_are_refused_naming_the_bound() {
     let mut region = Region::new(&[1], &[REGION]);
-    region.coordinator_reachable = false;
+    region.link_mut().reachable = false;
     let leader = region.elect();
     // Megabyte records: the unsealed bytes bound takes three of them.
     let admitted = GLOBAL_UNSEALED_SIZE_BYTES_MAX / (1024 * 1024 + 200);
@@ -887,14 +888,14 @@ fn restarts_keep_the_global_state_and_a_new_leader_resends_unacknowledged_batche
     );
     assert!(region.node(follower).status().global.last_assigned >= before.last_assigned());
     // The coordinator loses contact; a new leader ships every batch the region still holds.
-    region.coordinator_reachable = false;
+    region.link_mut().reachable = false;
     region.tick(2);
-    let shipped_before = region.shipped.len();
+    let shipped_before = region.link().shipped.len();
     region.node_mut(leader).transfer_leader(follower);
-    region.settle();
+    region.network.settle();
     region.tick(3);
     assert_eq!(region.leader(), Some(follower));
-    let resent: BTreeSet<u64> = region.shipped[shipped_before..]
+    let resent: BTreeSet<u64> = region.link().shipped[shipped_before..]
         .iter()
         .map(|batch| batch.1)
         .collect();
@@ -912,7 +913,7 @@ fn restarts_keep_the_global_state_and_a_new_leader_resends_unacknowledged_batche
 fn a_sender_clock_beyond_the_skew_is_refused_and_counted() {
     let mut region = Region::new(&[1], &[REGION]);
     let leader = region.elect();
-    let now_us = region.now_us;
+    let now_us = region.now_us();
     let ahead = proto::SealedEpoch {
         epoch_number: 1,
         watermark: Some(Timestamp::new(now_us, 0).into()),

@@ -3,9 +3,8 @@
 //! changes, restarts. Reference: docs/design.md sections 1 ("exactly once") and 2 ("regional
 //! tier").
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-
 use dsss_raft_group::raft::eraftpb::Message;
+use dsss_raft_group::testing::{Network, TestNode};
 use dsss_raft_group::{MemoryStore, StoreIo};
 use dsss_region_node::{
     BATCH_RECORDS_MAX, CheckpointOutcome, CheckpointReply, CheckpointUpload, LogEvent,
@@ -40,30 +39,68 @@ struct Member {
     sessions: Vec<SessionReply>,
 }
 
+impl TestNode for Member {
+    type Shared = ();
+
+    fn receive(&mut self, message: &[u8]) -> bool {
+        let Some(node) = self.node.as_mut() else {
+            return false;
+        };
+        let _ = node.handle_raft_message(message);
+        true
+    }
+
+    fn ready(&mut self, _now_us: u64, _shared: &mut ()) -> Vec<Message> {
+        let Some(node) = self.node.as_mut() else {
+            return Vec::new();
+        };
+        let mut io = StoreIo::new(&mut self.store);
+        node.handle_ready(&mut io).unwrap();
+        let outbox = std::mem::take(&mut io.outbox);
+        while let Some(reply) = node.poll_reply() {
+            self.replies.push(reply);
+        }
+        while let Some(event) = node.poll_log_event() {
+            self.events.push(event);
+        }
+        while let Some(reply) = node.poll_sync_reply() {
+            self.syncs.push(reply);
+        }
+        while let Some(reply) = node.poll_checkpoint_reply() {
+            self.uploads.push(reply);
+        }
+        while let Some(reply) = node.poll_session_reply() {
+            self.sessions.push(reply);
+        }
+        outbox
+    }
+
+    fn tick(&mut self, now_us: u64) {
+        if let Some(node) = self.node.as_mut() {
+            node.handle_tick(now_us);
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.node.as_ref().is_some_and(RegionNode::is_leader)
+    }
+}
+
+/// The members of a region over the in-memory test network.
 struct Region {
-    members: BTreeMap<u64, Member>,
-    in_flight: VecDeque<Message>,
-    isolated: BTreeSet<u64>,
-    now_us: u64,
-    sessions_open: bool,
+    network: Network<Member>,
 }
 
 impl Region {
     fn new(ids: &[u64]) -> Region {
-        let mut region = Region {
-            members: BTreeMap::new(),
-            in_flight: VecDeque::new(),
-            isolated: BTreeSet::new(),
-            now_us: NOW_US,
-            sessions_open: false,
-        };
+        let mut network = Network::new(NOW_US, 10_000);
         for &id in ids {
             let mut config =
                 RegionNodeConfig::new(id, ids.to_vec(), RegionId::new("eu-west").unwrap());
             config.proposal_timeout_ticks = 30;
             let mut store = MemoryStore::new();
             let node = RegionNode::open(config.clone(), &mut store).unwrap();
-            region.members.insert(
+            network.insert(
                 id,
                 Member {
                     node: Some(node),
@@ -77,161 +114,95 @@ impl Region {
                 },
             );
         }
-        region
+        Region { network }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.network.now_us()
     }
 
     fn node(&self, id: u64) -> &RegionNode {
-        self.members[&id].node.as_ref().unwrap()
+        self.network.node(id).node.as_ref().unwrap()
     }
 
     fn node_mut(&mut self, id: u64) -> &mut RegionNode {
-        self.members.get_mut(&id).unwrap().node.as_mut().unwrap()
-    }
-
-    fn ready(&mut self, id: u64) {
-        let member = self.members.get_mut(&id).unwrap();
-        let Some(node) = member.node.as_mut() else {
-            return;
-        };
-        let mut io = StoreIo::new(&mut member.store);
-        node.handle_ready(&mut io).unwrap();
-        let outbox = std::mem::take(&mut io.outbox);
-        while let Some(reply) = node.poll_reply() {
-            member.replies.push(reply);
-        }
-        while let Some(event) = node.poll_log_event() {
-            member.events.push(event);
-        }
-        while let Some(reply) = node.poll_sync_reply() {
-            member.syncs.push(reply);
-        }
-        while let Some(reply) = node.poll_checkpoint_reply() {
-            member.uploads.push(reply);
-        }
-        while let Some(reply) = node.poll_session_reply() {
-            member.sessions.push(reply);
-        }
-        self.in_flight.extend(outbox);
-    }
-
-    fn settle(&mut self) {
-        for _ in 0..100_000 {
-            let ids: Vec<u64> = self.members.keys().copied().collect();
-            for id in ids {
-                self.ready(id);
-            }
-            let Some(message) = self.in_flight.pop_front() else {
-                return;
-            };
-            if self.isolated.contains(&message.from) || self.isolated.contains(&message.to) {
-                continue;
-            }
-            let bytes = dsss_raft_group::encode_message(&message);
-            if let Some(node) = self
-                .members
-                .get_mut(&message.to)
-                .and_then(|member| member.node.as_mut())
-            {
-                let _ = node.handle_raft_message(&bytes);
-            }
-        }
-        panic!("the region did not settle");
+        self.network.node_mut(id).node.as_mut().unwrap()
     }
 
     fn tick(&mut self, ticks: usize) {
-        for _ in 0..ticks {
-            self.now_us += 10_000;
-            let now_us = self.now_us;
-            for member in self.members.values_mut() {
-                if let Some(node) = member.node.as_mut() {
-                    node.handle_tick(now_us);
-                }
-            }
-            self.settle();
-        }
+        self.network.tick(ticks);
     }
 
-    fn leader(&self) -> Option<u64> {
-        self.members.iter().find_map(|(id, member)| {
-            let node = member.node.as_ref()?;
-            (node.is_leader() && !self.isolated.contains(id)).then_some(*id)
-        })
-    }
-
+    /// Elects a leader, then lets every member learn it, and opens the test clients'
+    /// sessions (once per region: sessions are replicated state, so later leaders know them).
     fn elect(&mut self) -> u64 {
-        for _ in 0..100 {
-            self.tick(5);
-            if let Some(leader) = self.leader() {
-                // Let every member learn the leader.
-                self.tick(3);
-                self.open_sessions(leader);
-                return leader;
+        let leader = self.network.elect(3);
+        if self.node(leader).region_log().dedup().session_count() == 0 {
+            let now_us = self.now_us();
+            for client in TEST_CLIENTS {
+                self.node_mut(leader)
+                    .handle_open_session(now_us, client, client);
             }
+            self.network.settle();
+            let opened = std::mem::take(&mut self.network.node_mut(leader).sessions);
+            assert_eq!(opened.len(), TEST_CLIENTS.count(), "{opened:?}");
+            assert!(
+                opened.iter().all(|reply| reply.result.is_ok()),
+                "{opened:?}"
+            );
         }
-        panic!("no leader");
-    }
-
-    /// Opens the test clients' sessions through `via` (once per region: the sessions are
-    /// replicated state, so later leaders know them).
-    fn open_sessions(&mut self, via: u64) {
-        if self.sessions_open {
-            return;
-        }
-        let now_us = self.now_us;
-        for client in TEST_CLIENTS {
-            self.node_mut(via)
-                .handle_open_session(now_us, client, client);
-        }
-        self.settle();
-        let opened = std::mem::take(&mut self.members.get_mut(&via).unwrap().sessions);
-        assert_eq!(opened.len(), TEST_CLIENTS.count(), "{opened:?}");
-        assert!(
-            opened.iter().all(|reply| reply.result.is_ok()),
-            "{opened:?}"
-        );
-        self.sessions_open = true;
+        leader
     }
 
     fn propose(&mut self, id: u64, request: ProposeRequest) {
-        let now_us = self.now_us;
+        let now_us = self.now_us();
         self.node_mut(id).handle_propose(now_us, request);
-        self.settle();
+        self.network.settle();
     }
 
     fn take_replies(&mut self, id: u64) -> Vec<Reply> {
-        std::mem::take(&mut self.members.get_mut(&id).unwrap().replies)
+        std::mem::take(&mut self.network.node_mut(id).replies)
     }
 
     fn take_syncs(&mut self, id: u64) -> Vec<SyncReply> {
-        std::mem::take(&mut self.members.get_mut(&id).unwrap().syncs)
+        std::mem::take(&mut self.network.node_mut(id).syncs)
     }
 
     fn take_uploads(&mut self, id: u64) -> Vec<CheckpointReply> {
-        std::mem::take(&mut self.members.get_mut(&id).unwrap().uploads)
+        std::mem::take(&mut self.network.node_mut(id).uploads)
     }
 
     fn sync(&mut self, id: u64, sync_id: u64) {
-        let now_us = self.now_us;
+        let now_us = self.now_us();
         self.node_mut(id).handle_sync(now_us, sync_id);
-        self.settle();
+        self.network.settle();
     }
 
     fn upload(&mut self, id: u64, upload_id: u64, upload: CheckpointUpload) {
-        let now_us = self.now_us;
+        let now_us = self.now_us();
         self.node_mut(id)
             .handle_upload_checkpoint(now_us, upload_id, upload);
-        self.settle();
+        self.network.settle();
     }
 
     fn crash(&mut self, id: u64) {
-        let member = self.members.get_mut(&id).unwrap();
+        let member = self.network.node_mut(id);
         member.node = None;
         member.store.crash();
     }
 
     fn restart(&mut self, id: u64) {
-        let member = self.members.get_mut(&id).unwrap();
+        let member = self.network.node_mut(id);
         member.node = Some(RegionNode::open(member.config.clone(), &mut member.store).unwrap());
+    }
+
+    /// A member other than `id`.
+    fn other_than(&self, id: u64) -> u64 {
+        self.network
+            .ids()
+            .into_iter()
+            .find(|&other| other != id)
+            .unwrap()
     }
 
     fn log(&self, id: u64) -> Vec<(u64, u64, u64)> {
@@ -349,13 +320,13 @@ fn a_full_queue_is_overloaded_and_an_unknown_leader_refuses_at_once() {
         }]
     );
     let leader = region.elect();
-    let now_us = region.now_us;
+    let now_us = region.now_us();
     for sequence in 0..=PROPOSALS_PENDING_MAX as u64 {
         region
             .node_mut(leader)
             .handle_propose(now_us, call(2, sequence, 10));
     }
-    region.settle();
+    region.network.settle();
     let replies = region.take_replies(leader);
     let overloaded: Vec<_> = replies
         .iter()
@@ -390,7 +361,7 @@ fn a_follower_forwards_and_answers_when_it_applies() {
     for id in [1, 2, 3] {
         assert_eq!(region.log(id), vec![(1, 5, 1), (2, 6, 1)]);
     }
-    let events = &region.members[&3].events;
+    let events = &region.network.node(3).events;
     assert_eq!(events.len(), 2, "every member tells its subscribers");
 }
 
@@ -407,7 +378,7 @@ fn a_retry_after_a_leader_change_is_applied_once() {
     // The leader crashes before the client hears back about sequence 2 (say); the client
     // retries it at another node once a new leader is elected.
     region.crash(first_leader);
-    region.isolated.insert(first_leader);
+    region.network.isolate(first_leader);
     let second_leader = region.elect();
     assert_ne!(second_leader, first_leader);
     region.propose(second_leader, call(9, 2, 10));
@@ -415,7 +386,7 @@ fn a_retry_after_a_leader_change_is_applied_once() {
     region.propose(second_leader, call(9, 3, 10));
     assert_eq!(region.take_replies(second_leader), vec![proposed(9, 3, 3)]);
     // The old leader returns, recovers what it persisted, and converges.
-    region.isolated.remove(&first_leader);
+    region.network.rejoin(first_leader);
     region.restart(first_leader);
     region.tick(10);
     let expected = vec![(1, 9, 1), (2, 9, 2), (3, 9, 3)];
@@ -431,7 +402,7 @@ fn an_unanswered_proposal_times_out_as_dropped() {
     let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
     // The leader is cut off: the proposal reaches its log but can never commit.
     for &follower in &followers {
-        region.isolated.insert(follower);
+        region.network.isolate(follower);
     }
     region.propose(leader, call(4, 1, 10));
     region.tick(31);
@@ -517,7 +488,7 @@ fn a_region_without_a_global_tier_closes_no_batches_and_refuses_global_calls() {
 
 fn new_region_without_global_tier(ids: &[u64]) -> Region {
     let mut region = Region::new(ids);
-    for (&id, member) in &mut region.members {
+    for (id, member) in region.network.nodes_mut() {
         member.config.global_tier = false;
         member.store = MemoryStore::new();
         member.node = Some(RegionNode::open(member.config.clone(), &mut member.store).unwrap());
@@ -543,7 +514,7 @@ fn upload(object: &str, position: u64, hash: u8, client: u64) -> CheckpointUploa
 fn a_barrier_on_a_follower_waits_for_the_leader_and_covers_every_acknowledged_call() {
     let mut region = new_region_without_global_tier(&[1, 2, 3]);
     let leader = region.elect();
-    let follower = *region.members.keys().find(|&&id| id != leader).unwrap();
+    let follower = region.other_than(leader);
     let mut acknowledged = 0;
     for sequence in 1..=5 {
         region.propose(leader, call(9, sequence, 8));
@@ -555,17 +526,17 @@ fn a_barrier_on_a_follower_waits_for_the_leader_and_covers_every_acknowledged_ca
     }
     assert_eq!(acknowledged, 5);
     // The leader is cut off: the follower's read cannot be confirmed.
-    region.isolated.insert(leader);
+    region.network.isolate(leader);
     region.sync(follower, 1);
     region.tick(2);
     assert!(
         region.take_syncs(follower).is_empty(),
         "no confirmation, no barrier"
     );
-    region.isolated.remove(&leader);
+    region.network.rejoin(leader);
     for _ in 0..30 {
         region.tick(1);
-        if !region.members[&follower].syncs.is_empty() {
+        if !region.network.node(follower).syncs.is_empty() {
             break;
         }
     }
@@ -597,8 +568,8 @@ fn barriers_are_refused_without_a_leader_beyond_the_bound_and_after_the_timeout(
         }]
     );
     let leader = region.elect();
-    let follower = *region.members.keys().find(|&&id| id != leader).unwrap();
-    region.isolated.insert(leader);
+    let follower = region.other_than(leader);
+    region.network.isolate(leader);
     for sync_id in 0..SYNCS_IN_FLIGHT_MAX as u64 {
         region.sync(follower, sync_id);
     }
@@ -611,7 +582,9 @@ fn barriers_are_refused_without_a_leader_beyond_the_bound_and_after_the_timeout(
         }]
     );
     // No leader confirms anything for longer than the timeout (30 ticks here).
-    region.isolated.extend([1, 2, 3]);
+    for id in [1, 2, 3] {
+        region.network.isolate(id);
+    }
     region.tick(31);
     let refused = region.take_syncs(follower);
     assert_eq!(refused.len(), SYNCS_IN_FLIGHT_MAX);
@@ -709,9 +682,9 @@ fn checkpoint_uploads_from_any_member_are_applied_by_every_member() {
     let mut region = new_region_without_global_tier(&[1, 2, 3]);
     let leader = region.elect();
     let followers: Vec<u64> = region
-        .members
-        .keys()
-        .copied()
+        .network
+        .ids()
+        .into_iter()
         .filter(|&id| id != leader)
         .collect();
     for sequence in 1..=3 {
@@ -738,7 +711,7 @@ fn checkpoint_uploads_from_any_member_are_applied_by_every_member() {
         Ok(CheckpointOutcome::HashMismatch)
     );
     region.tick(3);
-    for member in region.members.values() {
+    for (_, member) in region.network.nodes() {
         let node = member.node.as_ref().unwrap();
         let status = node.status();
         assert_eq!(status.checkpoints.objects, 1);
@@ -769,7 +742,7 @@ fn a_restarted_member_keeps_its_checkpoints_and_truncation_point() {
     region.upload(leader, 1, upload("lobby/main", 4, 1, 100));
     region.upload(leader, 2, upload("lobby/main", 4, 1, 200));
     region.tick(3);
-    let member = *region.members.keys().find(|&&id| id != leader).unwrap();
+    let member = region.other_than(leader);
     let before = region.node(member).status().checkpoints;
     assert_eq!(before.truncated_through, 4);
     region.crash(member);

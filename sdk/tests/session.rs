@@ -1,8 +1,8 @@
 //! The client session, sans-IO, driven by hand: one stream feeds every open object, a copy
 //! opened later joins at the client's position, a member that stalls is left when something
 //! waits on it, a member that lies is left without harm, retries keep their sequence, a
-//! barrier waits for its position (docs/design.md section 2, "SDK client session"), and every
-//! subscription names its stream.
+//! barrier waits for its position (docs/design.md section 2, "SDK client session"), every
+//! subscription names its stream, and calls go in a session the region holds.
 #![deny(missing_docs)]
 
 use std::sync::Arc;
@@ -668,22 +668,6 @@ fn open_all_as(
     let mut pending = transmits(session);
     while let Some(transmit) = pending.pop() {
         match &transmit.request {
-
-/// The stream key of every subscription sent while `names` open (no checkpoints), with the
-/// objects each asked for.
-fn subscriptions_while_opening(
-    session: &mut ClientSession,
-    names: &[&str],
-) -> Vec<(u64, Vec<String>)> {
-    for name in names {
-        session
-            .open(0, name, Scope::Global, copy(name) as _)
-            .expect("opens");
-    }
-    let mut subscriptions = Vec::new();
-    let mut pending = transmits(session);
-    while let Some(transmit) = pending.pop() {
-        match transmit.request {
             Request::FetchCheckpoint { .. } => {
                 session.handle_response(
                     0,
@@ -815,7 +799,35 @@ fn a_retried_call_whose_session_ended_is_reported_as_possibly_applied() {
     // Later calls go in a new session.
     let renewed = open_region_session(&mut session, due + 1);
     assert_ne!(renewed, SESSION);
+}
 
+/// The stream key of every subscription sent while `names` open (no checkpoints), with the
+/// objects each asked for.
+fn subscriptions_while_opening(
+    session: &mut ClientSession,
+    names: &[&str],
+) -> Vec<(u64, Vec<String>)> {
+    for name in names {
+        session
+            .open(0, name, Scope::Global, copy(name) as _)
+            .expect("opens");
+    }
+    let mut subscriptions = Vec::new();
+    let mut pending = transmits(session);
+    while let Some(transmit) = pending.pop() {
+        match transmit.request {
+            Request::FetchCheckpoint { .. } => {
+                session.handle_response(
+                    0,
+                    transmit.node_id,
+                    transmit.request_id,
+                    Response::Checkpoint {
+                        checkpoint: None,
+                        truncated_through_position: 0,
+                    },
+                );
+                pending.extend(transmits(session));
+            }
             Request::Subscribe {
                 stream, object_ids, ..
             } => subscriptions.push((stream, object_ids)),

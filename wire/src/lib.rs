@@ -8,7 +8,8 @@
 //! - [`hlc`]: the hybrid logical clock that timestamps every record and every message between
 //!   nodes, as a pure core that reads no clock plus an injectable physical clock;
 //! - [`ids`] and [`record`]: validated domain types for identifiers and operation records, with
-//!   conversions from the wire that reject malformed input with errors naming the field;
+//!   conversions from the wire that reject malformed input with errors naming the field, and the
+//!   one encoding of a record that the region log and the coordinator store and replicate;
 //! - [`route`]: the [`LeaderTracker`] every caller of a raft group routes its requests with;
 //! - [`version`]: the protocol version that nodes and clients exchange, so that different
 //!   releases refuse each other clearly;
@@ -89,7 +90,8 @@ pub use ids::{
     RegionId, RegionIdError, RequestSequence,
 };
 pub use record::{
-    ARGUMENTS_BYTES_MAX, Arguments, ArgumentsError, Record, RecordError, Scope, ScopeError,
+    ARGUMENTS_BYTES_MAX, Arguments, ArgumentsError, RECORD_BYTES_MAX, Record, RecordError, Scope,
+    ScopeError, decode_record, encode_record, encoded_record_len,
 };
 pub use route::{LeaderTracker, NextAttempt};
 pub use version::{

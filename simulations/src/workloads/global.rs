@@ -18,7 +18,7 @@ pub mod checker;
 pub mod process;
 
 use std::cell::{Ref, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
@@ -1048,9 +1048,4 @@ fn run_until_with_restarts(
 /// Runs the cluster under the faults its seed draws, heals it, and checks it.
 pub fn run_global(settings: &GlobalRunSettings) -> Result<GlobalReport, String> {
     run_global_traced(settings).map(|(report, _)| report)
-}
-
-/// The regions of a report that measured latency, for coverage checks.
-pub fn regions_measured(report: &GlobalReport) -> BTreeSet<String> {
-    report.latency.keys().cloned().collect()
 }

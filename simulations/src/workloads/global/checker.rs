@@ -11,7 +11,7 @@
 //! - Durability: every acknowledged call is in its region's final log at its acknowledged
 //!   position, and every acknowledged global call is in every region's log.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dsss_region_node::{LogEntry, LogEvent, RegionLog};
@@ -604,19 +604,4 @@ pub fn acknowledged_by_scope(observer: &GlobalObserver) -> BTreeMap<&'static str
         }
     }
     counts
-}
-
-/// The distinct regions that hold at least one epoch, for reports.
-pub fn regions_with_epochs(
-    logs: &BTreeMap<String, BTreeMap<NodeId, &RegionLog>>,
-) -> BTreeSet<String> {
-    logs.iter()
-        .filter(|(_, members)| {
-            members.values().any(|log| {
-                log.records()
-                    .any(|stored| matches!(stored.entry, LogEntry::EpochSealed { .. }))
-            })
-        })
-        .map(|(region, _)| region.clone())
-        .collect()
 }
