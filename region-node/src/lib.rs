@@ -37,6 +37,10 @@
 //!     node.handle_tick(now_us);
 //!     node.handle_ready(&mut StoreIo::new(&mut store))?;
 //! }
+//! // The client opens its session (id 7, drawn at random by real clients) first.
+//! node.handle_open_session(now_us, 1, 7);
+//! node.handle_ready(&mut StoreIo::new(&mut store))?;
+//! assert_eq!(node.poll_session_reply().map(|reply| reply.result), Some(Ok(())));
 //! let call = ProposeRequest {
 //!     client_id: ClientId(7),
 //!     request_sequence: RequestSequence(1),

@@ -1376,6 +1376,9 @@ pub trait Application: Process<Message = GlobalMessage> {
 }
 
 /// A process of the global workload.
+// A client is a few hundred bytes (its leader tracker and counters) and a run holds a few
+// dozen processes for its whole length: the size of the enum costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub enum GlobalProcess {
     /// A region node, perhaps with a coordinator replica.
     Node(Box<NodeProcess>),
