@@ -1125,10 +1125,7 @@ impl ClientSession {
             }
             Response::NotLeader { leader_hint } => {
                 call.attempts.last_error = format!("node {node_id} is not the leader");
-                let wait = match self.leader.handle_not_leader(node_id, leader_hint) {
-                    NextAttempt::Now => 0,
-                    NextAttempt::AfterWait => retry_wait_us,
-                };
+                let wait = self.wait_after_not_leader(node_id, leader_hint);
                 self.calls
                     .get_mut(&call_id)
                     .expect("looked up above")
@@ -1204,10 +1201,7 @@ impl ClientSession {
             }
             Response::NotLeader { leader_hint } => {
                 self.session.attempts.last_error = format!("node {node_id} is not the leader");
-                let wait = match self.leader.handle_not_leader(node_id, leader_hint) {
-                    NextAttempt::Now => 0,
-                    NextAttempt::AfterWait => self.config.retry_wait_us,
-                };
+                let wait = self.wait_after_not_leader(node_id, leader_hint);
                 self.session.attempts.retry_at_us = Some(now_us + wait);
             }
             other => {
@@ -1219,6 +1213,15 @@ impl ClientSession {
                 self.session.attempts.retry_at_us = Some(now_us + wait);
                 self.leader.handle_failure(node_id);
             }
+        }
+    }
+
+    /// `node_id` said it does not lead: how long to wait before the next attempt, which goes
+    /// where the tracker now points.
+    fn wait_after_not_leader(&mut self, node_id: u64, leader_hint: Option<u64>) -> u64 {
+        match self.leader.handle_not_leader(node_id, leader_hint) {
+            NextAttempt::Now => 0,
+            NextAttempt::AfterWait => self.config.retry_wait_us,
         }
     }
 
