@@ -44,6 +44,23 @@ pub enum CallError {
         /// The session that ended.
         session_id: u64,
     },
+    /// The call was committed at `position` and took effect in every copy (unless the method
+    /// failed in every copy alike), but its return value is gone: this client's copy fell
+    /// behind the region's truncation point and moved to a checkpoint made after the call, and
+    /// more than [`crate::replica::RECENT_OUTCOMES_MAX`] records of the object (or
+    /// [`crate::replica::RECENT_OUTCOME_BYTES_MAX`] bytes of their results) followed it, so the
+    /// checkpoint no longer carries its outcome. Do not retry it: that would apply it again.
+    #[error(
+        "the call was applied at position {position} of {object}, but its result is no longer \
+         known: this copy moved to a checkpoint made after more of the object's calls than it \
+         keeps results of"
+    )]
+    ResultLost {
+        /// The object's name.
+        object: String,
+        /// Where the call's record is in the region log.
+        position: u64,
+    },
     /// The client already waits on as many calls as its bounds allow.
     #[error("overloaded: {0}")]
     Overloaded(String),

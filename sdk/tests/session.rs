@@ -2,17 +2,18 @@
 //! opened later joins at the client's position, a member that stalls is left when something
 //! waits on it, a member that lies is left without harm, retries keep their sequence, a
 //! barrier waits for its position (docs/design.md section 2, "SDK client session"), every
-//! subscription names its stream, and calls go in a session the region holds.
+//! subscription names its stream, calls go in a session the region holds, and a committed call
+//! is never reported failed when its copy jumps over its record.
 #![deny(missing_docs)]
 
 use std::sync::Arc;
 
-use dsss::replica::{ReplicaConfig, SharedReplica};
+use dsss::replica::{RECENT_OUTCOMES_MAX, RecordRef, Replica, ReplicaConfig, SharedReplica};
 use dsss::session::{
-    ClientSession, Event, LogEntry, LogRecord, PositionedEntry, Request, Response, SessionConfig,
-    Transmit, new_copy,
+    ClientSession, Event, FetchedCheckpoint, LogEntry, LogRecord, PositionedEntry, Request,
+    Response, SessionConfig, Transmit, new_copy,
 };
-use dsss::{Codec, Postcard, SharedObject};
+use dsss::{CallError, Codec, Postcard, SharedObject};
 use dsss_wire::Scope;
 
 /// A register whose write returns the value it replaced.
@@ -867,4 +868,169 @@ fn every_subscription_names_its_stream_one_for_the_client_or_one_per_object_when
     let mut objects: Vec<&String> = objects_of_stream.values().collect();
     objects.sort();
     assert_eq!(objects, names, "{subscriptions:?}");
+}
+
+/// Answers every subscription the session opens with "truncated below `first_retained`",
+/// until it asks for a checkpoint of `object`; returns that request.
+fn truncate_under_the_stream(
+    session: &mut ClientSession,
+    mut now: u64,
+    first_retained: u64,
+    object: &str,
+) -> Transmit {
+    let mut sent = transmits(session);
+    for _ in 0..20 {
+        if let Some(fetch) = sent.iter().find(|transmit| {
+            matches!(&transmit.request, Request::FetchCheckpoint { object_id } if object_id == object)
+        }) {
+            return fetch.clone();
+        }
+        match subscription(&sent) {
+            Some((node, stream, _, _)) => session.handle_response(
+                now,
+                node,
+                stream,
+                Response::StreamEnded {
+                    first_retained_position: Some(first_retained),
+                    reason: "truncated".to_owned(),
+                },
+            ),
+            None => {
+                now = session.poll_timeout().expect("a deadline").max(now);
+                session.handle_timeout(now);
+            }
+        }
+        sent = transmits(session);
+    }
+    panic!("the session never fetched a checkpoint of {object}");
+}
+
+/// The log of register `a` as another copy applied it: the schema declaration at 1, then
+/// `writes` (position, session, sequence, value); the checkpoint it made after the last.
+fn checkpoint_of_another_copy(writes: &[(u64, u64, u64, u64)]) -> FetchedCheckpoint {
+    let config = ReplicaConfig {
+        checkpoint_every_records: writes.len() as u64 + 1,
+        ..ReplicaConfig::default()
+    };
+    let mut other = Replica::<Register>::new("a", config);
+    let schema = Register::schema().encode();
+    other
+        .handle_record(
+            1,
+            RecordRef {
+                client_id: 99,
+                request_sequence: 1,
+                method_id: 0,
+                arguments: &schema,
+            },
+        )
+        .expect("declared");
+    for (position, session, sequence, value) in writes {
+        let arguments = Postcard::encode(&(*value,)).expect("encodes");
+        other
+            .handle_record(
+                *position,
+                RecordRef {
+                    client_id: *session,
+                    request_sequence: *sequence,
+                    method_id: 1,
+                    arguments: &arguments,
+                },
+            )
+            .expect("applies");
+    }
+    let checkpoint = other
+        .poll_checkpoint()
+        .expect("a checkpoint after the last write");
+    FetchedCheckpoint {
+        position: checkpoint.position,
+        state: checkpoint.state,
+        state_hash: checkpoint.state_hash.to_vec(),
+    }
+}
+
+/// A call committed at `position`, whose copy then falls behind the truncation point: the
+/// fetch of the checkpoint it moves to, and the call's id and sequence.
+fn a_committed_call_whose_copy_falls_behind(
+    session: &mut ClientSession,
+    a: &Arc<SharedReplica<Register>>,
+    position: u64,
+    first_retained: u64,
+) -> (Transmit, u64, u64) {
+    open_all(session, &["a"], std::slice::from_ref(a), 1);
+    let call = session
+        .call(0, "a", 1, Postcard::encode(&(42u64,)).expect("encodes"))
+        .expect("calls");
+    let (transmit, _, sequence) = proposal(&transmits(session));
+    session.handle_response(
+        0,
+        transmit.node_id,
+        transmit.request_id,
+        Response::Proposed { position },
+    );
+    assert!(events(session).is_empty(), "the call waits for its record");
+    let fetch = truncate_under_the_stream(session, 1, first_retained, "a");
+    (fetch, call, sequence)
+}
+
+#[test]
+fn a_committed_call_whose_copy_jumps_to_a_later_checkpoint_gets_its_result_from_it() {
+    let mut session = session();
+    let a = copy("a");
+    let (fetch, call, sequence) = a_committed_call_whose_copy_falls_behind(&mut session, &a, 5, 9);
+    // Another copy applied 7 at 3, the call (42, replacing 7) at 5 and 8 at 6, then made the
+    // checkpoint every member keeps.
+    let checkpoint =
+        checkpoint_of_another_copy(&[(3, 77, 1, 7), (5, SESSION, sequence, 42), (6, 77, 2, 8)]);
+    session.handle_response(
+        2,
+        fetch.node_id,
+        fetch.request_id,
+        Response::Checkpoint {
+            checkpoint: Some(checkpoint),
+            truncated_through_position: 6,
+        },
+    );
+    assert_eq!(
+        events(&mut session),
+        vec![Event::CallDone {
+            call_id: call,
+            outcome: Ok(Postcard::encode(&7u64).expect("encodes")),
+        }],
+        "the call took effect: it gets the value it replaced, never a failure"
+    );
+    assert_eq!(a.read(Register::value), 8);
+    assert_eq!(session.counters().results_from_checkpoints, 1);
+}
+
+#[test]
+fn a_committed_call_whose_result_the_checkpoint_no_longer_carries_is_reported_applied() {
+    let mut session = session();
+    let a = copy("a");
+    let later = RECENT_OUTCOMES_MAX as u64 + 1;
+    let (fetch, call, sequence) =
+        a_committed_call_whose_copy_falls_behind(&mut session, &a, 5, 7 + later);
+    let mut writes = vec![(5, SESSION, sequence, 42)];
+    writes.extend((0..later).map(|index| (6 + index, 77, index + 1, 100 + index)));
+    let checkpoint = checkpoint_of_another_copy(&writes);
+    let through = checkpoint.position;
+    session.handle_response(
+        2,
+        fetch.node_id,
+        fetch.request_id,
+        Response::Checkpoint {
+            checkpoint: Some(checkpoint),
+            truncated_through_position: through,
+        },
+    );
+    assert_eq!(
+        events(&mut session),
+        vec![Event::CallDone {
+            call_id: call,
+            outcome: Err(CallError::ResultLost {
+                object: "a".to_owned(),
+                position: 5,
+            }),
+        }]
+    );
 }

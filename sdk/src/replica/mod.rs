@@ -19,8 +19,12 @@
 //!
 //! Memory per replica, apart from the object itself: the restore point (one encoded state) and
 //! the records since it, at most [`ReplicaConfig::restore_point_every_records`] records and
-//! [`ReplicaConfig::retained_argument_bytes_max`] bytes of arguments.
+//! [`ReplicaConfig::retained_argument_bytes_max`] bytes of arguments; and the outcomes of the
+//! object's last calls (at most [`RECENT_OUTCOMES_MAX`] of them and
+//! [`RECENT_OUTCOME_BYTES_MAX`] bytes), which checkpoints carry so that a copy restored from a
+//! checkpoint past a call its client waits on can still answer it.
 
+mod recent;
 mod shared;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -32,7 +36,10 @@ use crate::codec::{Codec, Postcard};
 use crate::object::{MethodError, SCHEMA_METHOD_ID, SharedObject};
 use crate::schema::ObjectSchema;
 
+pub use recent::{RECENT_OUTCOME_BYTES_MAX, RECENT_OUTCOMES_MAX, RecordedOutcome};
 pub use shared::SharedReplica;
+
+use recent::RecentOutcomes;
 
 /// The most records between two restore points a configuration may ask for.
 pub const RESTORE_POINT_EVERY_RECORDS_MAX: u64 = 1_000_000;
@@ -138,6 +145,8 @@ struct Envelope {
     records_applied: u64,
     schema: Option<ObjectSchema>,
     state: Vec<u8>,
+    /// The outcomes of the object's last calls, for copies that jump over them.
+    recent: RecentOutcomes,
 }
 
 /// The state at a position, kept to undo a panicking call. The schema in force is not part of
@@ -168,6 +177,7 @@ pub struct Replica<T: SharedObject> {
     since_restore_point_bytes: usize,
     checkpoint_due: Option<Checkpoint>,
     stopped: Option<ReplicaStopped>,
+    recent: RecentOutcomes,
 }
 
 impl<T: SharedObject> Replica<T> {
@@ -197,6 +207,7 @@ impl<T: SharedObject> Replica<T> {
             since_restore_point_bytes: 0,
             checkpoint_due: None,
             stopped: None,
+            recent: RecentOutcomes::default(),
         }
     }
 
@@ -217,7 +228,11 @@ impl<T: SharedObject> Replica<T> {
                 "checkpoint of {object_id} at position {position}: the state does not match its hash"
             ));
         }
-        let envelope: Envelope = Postcard::decode(state).map_err(|error| {
+        let mut envelope: Envelope = Postcard::decode(state).map_err(|error| {
+            format!("checkpoint of {object_id} at position {position}: {error}")
+        })?;
+        envelope.recent.recount();
+        envelope.recent.validate(position).map_err(|error| {
             format!("checkpoint of {object_id} at position {position}: {error}")
         })?;
         if let Some(in_force) = &envelope.schema {
@@ -231,6 +246,7 @@ impl<T: SharedObject> Replica<T> {
         replica.position = position;
         replica.records_applied = envelope.records_applied;
         replica.schema = envelope.schema.clone();
+        replica.recent = envelope.recent;
         replica.restore_point = RestorePoint {
             position,
             records_applied: envelope.records_applied,
@@ -304,6 +320,13 @@ impl<T: SharedObject> Replica<T> {
             self.apply_call(record.method_id, record.arguments)
         };
         let skipped = outcome.is_err();
+        self.recent.record(
+            position,
+            record.client_id,
+            record.request_sequence,
+            record.method_id,
+            &outcome,
+        );
         self.records_applied += 1;
         self.retain(record.method_id, record.arguments, skipped);
         if let Some(stopped) = &self.stopped {
@@ -316,6 +339,14 @@ impl<T: SharedObject> Replica<T> {
             request_sequence: record.request_sequence,
             outcome,
         })
+    }
+
+    /// What the call of the record at `position` returned, if the copy still keeps it (the
+    /// outcomes of the object's last [`RECENT_OUTCOMES_MAX`] records, at most
+    /// [`RECENT_OUTCOME_BYTES_MAX`] bytes of them), also when the copy was restored from a
+    /// checkpoint made after the record.
+    pub fn recent_outcome(&self, position: u64) -> Option<RecordedOutcome> {
+        self.recent.find::<T>(position)
     }
 
     /// Notes that the log holds nothing for this object through `through_position`.
@@ -454,6 +485,7 @@ impl<T: SharedObject> Replica<T> {
             records_applied: self.records_applied,
             schema: self.schema.clone(),
             state: encode_state(&self.object),
+            recent: self.recent.clone(),
         };
         let state = Postcard::encode(&envelope).expect("an envelope of bytes always encodes");
         let state_hash: [u8; 32] = Sha256::digest(&state).into();

@@ -17,6 +17,8 @@ struct Tally {
 
 const ADD: u32 = 1;
 const FRAGILE_ADD: u32 = 2;
+/// Returns its argument bytes as they came, to make results of any size.
+const ECHO: u32 = 3;
 
 fn method(id: u32, name: &str) -> MethodSchema {
     MethodSchema {
@@ -42,11 +44,18 @@ impl SharedObject for Tally {
     fn schema() -> &'static ObjectSchema {
         static SCHEMA: OnceLock<ObjectSchema> = OnceLock::new();
         SCHEMA.get_or_init(|| {
-            tally_schema(vec![method(ADD, "add"), method(FRAGILE_ADD, "fragile_add")])
+            tally_schema(vec![
+                method(ADD, "add"),
+                method(FRAGILE_ADD, "fragile_add"),
+                method(ECHO, "echo"),
+            ])
         })
     }
 
     fn apply(&mut self, method_id: u32, arguments: &[u8]) -> Result<Vec<u8>, MethodError> {
+        if method_id == ECHO {
+            return Ok(arguments.to_vec());
+        }
         let amount: i64 = Postcard::decode(arguments).map_err(|source| MethodError::Arguments {
             type_name: "Tally",
             method: "add",
@@ -268,4 +277,119 @@ fn memory_since_the_restore_point_stays_bounded() {
     // Each argument is 3 bytes of postcard: a restore point every second record.
     assert_eq!(replica.restore_point_position(), 10);
     assert_eq!(replica.poll_checkpoint(), None);
+}
+
+fn echo(replica: &mut Replica<Tally>, position: u64, bytes: usize) {
+    let arguments = vec![7u8; bytes];
+    let applied = replica
+        .handle_record(
+            position,
+            RecordRef {
+                client_id: 9,
+                request_sequence: position,
+                method_id: ECHO,
+                arguments: &arguments,
+            },
+        )
+        .unwrap();
+    assert_eq!(applied.outcome.map(|result| result.len()), Ok(bytes));
+}
+
+#[test]
+fn a_copy_restored_from_a_later_checkpoint_still_knows_what_the_last_calls_returned() {
+    let config = ReplicaConfig {
+        checkpoint_every_records: 8,
+        ..config()
+    };
+    let mut replica = Replica::<Tally>::new("tally", config);
+    for position in 1..=8 {
+        if position == 3 {
+            call(&mut replica, position, FRAGILE_ADD, 5);
+        } else {
+            call(&mut replica, position, ADD, 1);
+        }
+    }
+    let checkpoint = replica
+        .poll_checkpoint()
+        .expect("a checkpoint after 8 records");
+    let mut restored = Replica::<Tally>::from_checkpoint(
+        "tally",
+        config,
+        checkpoint.position,
+        &checkpoint.state,
+        &checkpoint.state_hash,
+    )
+    .unwrap();
+    for position in 1..=8 {
+        let kept = restored.recent_outcome(position).expect("kept");
+        assert_eq!(Some(kept.clone()), replica.recent_outcome(position));
+        assert_eq!((kept.client_id, kept.request_sequence), (9, position));
+    }
+    let second = restored.recent_outcome(2).unwrap().outcome.unwrap();
+    assert_eq!(Postcard::decode::<i64>(&second).unwrap(), 2);
+    match restored.recent_outcome(3).unwrap().outcome {
+        Err(MethodError::Panicked {
+            type_name,
+            method,
+            message,
+        }) => {
+            assert_eq!((type_name, method), ("Tally", "fragile_add"));
+            assert!(message.contains("odd amount 5"), "{message}");
+        }
+        other => panic!("expected the panic again, got {other:?}"),
+    }
+    // The restored copy and the one that applied every record go on alike, table included.
+    for position in 9..=12 {
+        call(&mut replica, position, ADD, 1);
+        call(&mut restored, position, ADD, 1);
+    }
+    assert_eq!(restored.state_hash(), replica.state_hash());
+}
+
+#[test]
+fn recent_outcomes_stay_bounded_by_count_and_by_bytes() {
+    let no_checkpoints = ReplicaConfig {
+        checkpoint_every_records: 0,
+        ..ReplicaConfig::default()
+    };
+    let mut replica = Replica::<Tally>::new("tally", no_checkpoints);
+    let last = RECENT_OUTCOMES_MAX as u64 + 10;
+    for position in 1..=last {
+        call(&mut replica, position, ADD, 1);
+    }
+    assert!(replica.recent_outcome(10).is_none());
+    assert!(replica.recent_outcome(11).is_some());
+    assert!(replica.recent_outcome(last).is_some());
+
+    let mut replica = Replica::<Tally>::new("tally", no_checkpoints);
+    let third = RECENT_OUTCOME_BYTES_MAX / 3;
+    for position in 1..=4 {
+        echo(&mut replica, position, third);
+    }
+    assert!(replica.recent_outcome(1).is_none(), "over the byte bound");
+    assert!((2..=4).all(|position| replica.recent_outcome(position).is_some()));
+    // A result larger than the whole bound is not kept, and the others stay.
+    echo(&mut replica, 5, RECENT_OUTCOME_BYTES_MAX + 1);
+    assert!(replica.recent_outcome(5).is_none());
+    assert!(replica.recent_outcome(4).is_some());
+}
+
+#[test]
+fn a_checkpoint_whose_recent_outcomes_lie_about_positions_is_refused() {
+    let mut replica = Replica::<Tally>::new("tally", config());
+    for position in 1..=4 {
+        call(&mut replica, position * 10, ADD, 1);
+    }
+    // The outcomes of records up to 40, offered as a checkpoint at position 30.
+    let checkpoint = replica.poll_checkpoint().unwrap();
+    let error = Replica::<Tally>::from_checkpoint(
+        "tally",
+        config(),
+        30,
+        &checkpoint.state,
+        &checkpoint.state_hash,
+    )
+    .err()
+    .unwrap();
+    assert!(error.contains("beyond the checkpoint"), "{error}");
 }

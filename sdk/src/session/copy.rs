@@ -3,7 +3,8 @@
 
 use crate::object::SharedObject;
 use crate::replica::{
-    Applied, Checkpoint, RecordRef, Replica, ReplicaConfig, ReplicaStopped, SharedReplica,
+    Applied, Checkpoint, RecordRef, RecordedOutcome, Replica, ReplicaConfig, ReplicaStopped,
+    SharedReplica,
 };
 
 use super::messages::FetchedCheckpoint;
@@ -20,6 +21,9 @@ pub trait ObjectCopy: Send + Sync {
     ) -> Result<Applied, ReplicaStopped>;
     /// Notes that the log holds nothing for this object through `through_position`.
     fn handle_gap(&self, through_position: u64);
+    /// What the call of the record at `position` returned, if the copy still keeps it
+    /// ([`Replica::recent_outcome`]).
+    fn recent_outcome(&self, position: u64) -> Option<RecordedOutcome>;
     /// A checkpoint due for upload, if one is.
     fn poll_checkpoint(&self) -> Option<Checkpoint>;
     /// Replaces the copy by one built from `checkpoint`, or by the default state at
@@ -56,6 +60,10 @@ impl<T: SharedObject> ObjectCopy for SharedReplica<T> {
 
     fn handle_gap(&self, through_position: u64) {
         self.lock_write().handle_gap(through_position);
+    }
+
+    fn recent_outcome(&self, position: u64) -> Option<RecordedOutcome> {
+        self.lock_read().recent_outcome(position)
     }
 
     fn poll_checkpoint(&self) -> Option<Checkpoint> {

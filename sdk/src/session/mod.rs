@@ -178,6 +178,9 @@ pub struct SessionCounters {
     pub copies_restored: u64,
     /// Sessions opened in the region (the first, and new ones after the region ended one).
     pub sessions_opened: u64,
+    /// Calls answered from the outcomes a checkpoint carried, because their copy moved to
+    /// the checkpoint over their record.
+    pub results_from_checkpoints: u64,
 }
 
 /// What the session tells the application.
@@ -1118,7 +1121,7 @@ impl ClientSession {
                 if applied_through >= position {
                     // The copy is past the record and did not apply it for this call: it
                     // moved to a newer checkpoint over it.
-                    self.finish_call(now_us, call_id, Err(passed_over(&object_id, position)));
+                    self.finish_passed_call(now_us, call_id, &object_id, position);
                 } else {
                     self.start_waiting_on(now_us, key, was_waited_on);
                 }
@@ -1559,8 +1562,34 @@ impl ClientSession {
             })
             .collect();
         for (call_id, object_id, position) in passed {
-            self.finish_call(now_us, call_id, Err(passed_over(&object_id, position)));
+            self.finish_passed_call(now_us, call_id, &object_id, position);
         }
+    }
+
+    /// Answers a committed call whose record the copy passed over: the call took effect, so it
+    /// gets the outcome the checkpoint carried for its record, or [`CallError::ResultLost`]
+    /// when the checkpoint no longer carries it. Never a failure.
+    fn finish_passed_call(&mut self, now_us: u64, call_id: u64, object_id: &str, position: u64) {
+        let Some(call) = self.calls.get(&call_id) else {
+            return;
+        };
+        let sequence = call.sequence;
+        let recorded = self
+            .objects
+            .get(object_id)
+            .and_then(|object| object.copy.recent_outcome(position))
+            .filter(|recorded| Some((recorded.client_id, recorded.request_sequence)) == sequence);
+        let outcome = match recorded {
+            Some(recorded) => {
+                self.counters.results_from_checkpoints += 1;
+                recorded.outcome.map_err(CallError::Method)
+            }
+            None => Err(CallError::ResultLost {
+                object: object_id.to_owned(),
+                position,
+            }),
+        };
+        self.finish_call(now_us, call_id, outcome);
     }
 
     fn finish_barriers(&mut self) {
@@ -1925,16 +1954,6 @@ impl ClientSession {
         let id = self.next_handle_id;
         self.next_handle_id += 1;
         id
-    }
-}
-
-fn passed_over(object_id: &str, position: u64) -> CallError {
-    CallError::Stopped {
-        object: object_id.to_owned(),
-        reason: format!(
-            "the call was committed at position {position} but this copy passed it without \
-             applying it (it restarted from a newer checkpoint)"
-        ),
     }
 }
 
