@@ -202,6 +202,7 @@ async fn checkpoints_agree_truncate_the_log_and_a_mismatch_raises_an_alarm() {
             .subscribe(proto::SubscribeRequest {
                 from_position: 1,
                 object_ids: Vec::new(),
+                client_id: 0,
             })
             .await
             .expect_err("truncated");
@@ -218,6 +219,7 @@ async fn checkpoints_agree_truncate_the_log_and_a_mismatch_raises_an_alarm() {
         .subscribe(proto::SubscribeRequest {
             from_position: 6,
             object_ids: Vec::new(),
+            client_id: 0,
         })
         .await
         .expect("subscribe")

@@ -180,6 +180,7 @@ async fn proposals_commit_and_every_member_streams_the_same_log_resumably() {
         .subscribe(proto::SubscribeRequest {
             from_position: 41,
             object_ids: vec!["lobby/main".to_owned()],
+            client_id: 0,
         })
         .await
         .expect("subscribe")
@@ -251,6 +252,7 @@ async fn malformed_requests_name_the_field_and_the_node_keeps_serving() {
             proto::SubscribeRequest {
                 from_position: 0,
                 object_ids: Vec::new(),
+                client_id: 0,
             },
             None,
         ))

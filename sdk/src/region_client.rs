@@ -184,6 +184,7 @@ impl RegionConnections {
                 .subscribe(proto::SubscribeRequest {
                     from_position,
                     object_ids: Vec::new(),
+                    client_id: 0,
                 })
                 .await
             {

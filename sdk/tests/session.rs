@@ -1033,4 +1033,68 @@ fn a_committed_call_whose_result_the_checkpoint_no_longer_carries_is_reported_ap
             }),
         }]
     );
+
+#[test]
+fn a_stream_end_that_names_no_truncation_moves_the_stream_after_a_bounded_backoff() {
+    let mut session = session();
+    let a = copy("a");
+    let (mut node, mut stream, next) = open_all(&mut session, &["a"], std::slice::from_ref(&a), 1);
+    let retry_wait_max_us = session.config().retry_wait_max_us;
+    let mut now = 10_000_000;
+    for round in 0..12 {
+        // The member ends the stream as out of range, yet keeps the log from position 1, below
+        // what the stream needs: not a truncation (a reply over a size limit ends this way).
+        session.handle_response(
+            now,
+            node,
+            stream,
+            Response::StreamEnded {
+                first_retained_position: Some(1),
+                reason: "OutOfRange: decoded message length too large".to_owned(),
+            },
+        );
+        let sent = transmits(&mut session);
+        assert!(
+            subscription(&sent).is_none(),
+            "round {round}: the stream reopened at once, without a backoff: {sent:?}"
+        );
+        let ended_at = now;
+        let (reopened_node, reopened, from) = loop {
+            let due = session.poll_timeout().expect("a reopen time");
+            assert!(due > ended_at, "round {round}");
+            assert!(
+                due - ended_at <= retry_wait_max_us,
+                "round {round}: waited {} us",
+                due - ended_at
+            );
+            now = due;
+            session.handle_timeout(now);
+            let sent = transmits(&mut session);
+            assert!(
+                sent.iter()
+                    .all(|transmit| !matches!(transmit.request, Request::FetchCheckpoint { .. })),
+                "round {round}: no checkpoint is fetched for a log that is not truncated"
+            );
+            if let Some((node, stream, from, _)) = subscription(&sent) {
+                break (node, stream, from);
+            }
+        };
+        assert_eq!(
+            from, next,
+            "round {round}: it resumes where the copy stands"
+        );
+        (node, stream) = (reopened_node, reopened);
+    }
+    // The stream goes on from there.
+    session.handle_response(
+        now,
+        node,
+        stream,
+        Response::LogPiece {
+            entries: vec![write_entry(next, "a", 99, 1, 5)],
+            through_position: next,
+        },
+    );
+    assert_eq!(a.read(Register::value), 5);
+    assert_eq!(session.position(), next);
 }

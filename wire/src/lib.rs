@@ -116,6 +116,12 @@ pub const CHECKPOINT_STATE_BYTES_MAX: usize = GRPC_MESSAGE_BYTES_MAX - 1024 * 10
 /// The largest number of object ids that one subscribe or sync request may list.
 pub const OBJECT_IDS_PER_REQUEST_MAX: usize = 1024;
 
+/// The gRPC metadata key, in decimal, of the oldest position a node retains. A node sets it on
+/// the `OUT_OF_RANGE` status that ends a subscription from below its log's start, and only
+/// there: an `OUT_OF_RANGE` without it (a message over a size limit, say) says nothing about
+/// truncation.
+pub const FIRST_RETAINED_POSITION_HEADER: &str = "dsss-first-retained-position";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,8 +34,8 @@ pub use coordinator_client::{
 };
 pub use node_loop::{
     Barrier, EVENTS_PER_ITERATION_MAX, EVENTS_QUEUED_MAX, LOG_EVENTS_BROADCAST_MAX,
-    LOG_READ_RECORDS_MAX, LogRead, MembershipChange, NodeEvent, NodeLoopError, NodeStatus,
-    PROPOSE_WAITERS_MAX, ProposeOutcome,
+    LOG_READ_BYTES_MAX, LOG_READ_RECORDS_MAX, LogRead, MembershipChange, NodeEvent, NodeLoopError,
+    NodeStatus, PROPOSE_WAITERS_MAX, ProposeOutcome,
 };
 pub use peer::{PEER_BATCH_BYTES_MAX, PEER_BATCH_MESSAGES_MAX, PEER_QUEUE_MESSAGES_MAX};
 pub use server::{

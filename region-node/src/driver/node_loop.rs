@@ -59,6 +59,11 @@ pub const EVENTS_PER_ITERATION_MAX: usize = 4_096;
 /// The most records one [`NodeEvent::ReadLog`] returns.
 pub const LOG_READ_RECORDS_MAX: usize = 1_024;
 
+/// The most bytes of stored records one [`NodeEvent::ReadLog`] returns, beyond its first
+/// record: a read always holds one record when there is one, however large (a record is at
+/// most [`crate::record::STORED_ENTRY_BYTES_MAX`]).
+pub const LOG_READ_BYTES_MAX: usize = 4 * 1024 * 1024;
+
 /// The most log events kept for subscribers that have not read them yet. A subscriber that
 /// falls further behind reads the log itself again (see [`crate::service`]).
 pub const LOG_EVENTS_BROADCAST_MAX: usize = 16_384;
@@ -155,7 +160,7 @@ pub enum NodeEvent {
     /// A status query.
     Status(oneshot::Sender<NodeStatus>),
     /// A read of at most `records_max` records from `from_position` (at most
-    /// [`LOG_READ_RECORDS_MAX`]).
+    /// [`LOG_READ_RECORDS_MAX`], and [`LOG_READ_BYTES_MAX`] beyond the first record).
     ReadLog {
         /// The first position wanted.
         from_position: u64,
@@ -743,12 +748,17 @@ impl NodeLoop {
         let log = self.node.region_log();
         let records_max = records_max.min(LOG_READ_RECORDS_MAX);
         let mut records = Vec::new();
+        let mut size_bytes = 0u64;
         if from_position >= log.first_retained_position() {
             let mut position = from_position;
             while records.len() < records_max {
                 let Some(stored) = log.record(position) else {
                     break;
                 };
+                size_bytes += stored.size_bytes;
+                if !records.is_empty() && size_bytes > LOG_READ_BYTES_MAX as u64 {
+                    break;
+                }
                 records.push((position, stored.entry.clone()));
                 position += 1;
             }

@@ -12,7 +12,13 @@
 //!   kept in step with it), then every new record as the node applies it. Positions never
 //!   repeat and never skip (beyond filtered-out records, which `through_position` covers),
 //!   so a caller resumes from any position after a disconnect.
-//!   A `from` below the node's first retained position fails with `OUT_OF_RANGE` naming it.
+//!   A `from` below the node's first retained position fails with `OUT_OF_RANGE` naming it,
+//!   and the status carries it under [`FIRST_RETAINED_POSITION_HEADER`]. Each piece holds at
+//!   most [`SUBSCRIBE_REPLY_BYTES_MAX`] bytes of entries, or one larger entry alone. A node
+//!   serves at most [`SUBSCRIPTIONS_PER_CLIENT_MAX`] subscriptions of one client,
+//!   [`SUBSCRIPTIONS_PER_CONNECTION_MAX`] of one connection and [`SUBSCRIBE_STREAMS_MAX`] in
+//!   all (`RESOURCE_EXHAUSTED` naming the bound beyond), and holds at most
+//!   [`SUBSCRIBE_BUFFERED_BYTES_MAX`] bytes of pieces that wait for their subscribers.
 //! - `FetchCheckpoint` answers from the checkpoints this node applied; `UploadCheckpoint`
 //!   proposes the checkpoint through raft from any member and answers once it is applied here
 //!   (at most [`CHECKPOINT_UPLOAD_BYTES_IN_FLIGHT_MAX`] bytes of uploads wait on one node).
@@ -23,25 +29,32 @@
 //! A malformed request gets `INVALID_ARGUMENT` naming the field; the node keeps serving.
 
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dsss_wire::proto::region_client_server::RegionClient;
 use dsss_wire::proto::{self, open_session_reply, propose_reply};
 use dsss_wire::{
-    Arguments, ClientId, MethodId, OBJECT_IDS_PER_REQUEST_MAX, ObjectId, PROTOCOL_VERSION,
-    RequestSequence, Scope,
+    Arguments, ClientId, FIRST_RETAINED_POSITION_HEADER, GRPC_MESSAGE_BYTES_MAX, MethodId,
+    OBJECT_IDS_PER_REQUEST_MAX, ObjectId, PROTOCOL_VERSION, RequestSequence, Scope,
 };
+use prost::Message;
 
 use crate::checkpoint::{
     CHECKPOINT_STATE_BYTES_MAX, CheckpointOutcome, CheckpointUpload, STATE_HASH_BYTES,
 };
 use crate::node::{OpenSessionError, SyncError, UploadError};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::driver::{Barrier, LOG_READ_RECORDS_MAX, NodeEvent, NodeStatus, ProposeOutcome};
+use crate::driver::{
+    Barrier, LOG_READ_BYTES_MAX, LOG_READ_RECORDS_MAX, NodeEvent, NodeStatus, ProposeOutcome,
+};
+use crate::record::STORED_ENTRY_BYTES_MAX;
 use crate::service::{NodeLink, request_deadline, role_to_wire};
 use crate::{LogEntry, LogEvent, ProposeError, ProposeRequest};
 
@@ -68,12 +81,44 @@ pub const PROPOSE_DEADLINE_MARGIN_PERCENT: u32 = 10;
 /// The least time, in microseconds, the node keeps for the answer to travel back.
 pub const PROPOSE_DEADLINE_MARGIN_US_MIN: u64 = 5_000;
 
-/// The most `Subscribe` streams one node serves at once.
-pub const SUBSCRIBE_STREAMS_MAX: usize = 1_024;
+/// The most `Subscribe` streams one node serves at once, from all connections and clients. A
+/// stream costs a task and a place in the node's log events; the bytes of the pieces it
+/// buffers are bounded apart, node-wide, by [`SUBSCRIBE_BUFFERED_BYTES_MAX`]. It is a memory
+/// bound, far above what [`SUBSCRIPTIONS_PER_CLIENT_MAX`] times the clients of a region need
+/// (a client follows the log with one stream).
+pub const SUBSCRIBE_STREAMS_MAX: usize = 16_384;
 
-/// The most replies buffered for one subscriber; a slower subscriber falls behind the live
+/// The most `Subscribe` streams one connection may hold open on one node, so that one
+/// connection cannot take every stream of the node. Well above what the clients of one
+/// process need: each `dsss::Client` connects on its own and follows the log with one stream.
+pub const SUBSCRIPTIONS_PER_CONNECTION_MAX: usize = 256;
+
+/// The most `Subscribe` streams one client id may hold open on one node, over any number of
+/// connections. A client follows the log with one stream; the rest leaves room for streams it
+/// replaced and whose end has not reached the node yet.
+pub const SUBSCRIPTIONS_PER_CLIENT_MAX: usize = 8;
+
+/// The most bytes of entries in one piece of a log stream. An entry larger than that (a record
+/// is at most [`STORED_ENTRY_BYTES_MAX`], a little over 1 MiB) goes alone in its piece, so no
+/// piece comes near [`GRPC_MESSAGE_BYTES_MAX`].
+pub const SUBSCRIBE_REPLY_BYTES_MAX: usize = 1024 * 1024;
+
+/// The most bytes one piece of a log stream may take: the budget, or one entry alone, with
+/// room for the framing.
+const SUBSCRIBE_PIECE_BYTES_MAX: usize = SUBSCRIBE_REPLY_BYTES_MAX + STORED_ENTRY_BYTES_MAX + 1024;
+
+const _: () = assert!(SUBSCRIBE_PIECE_BYTES_MAX * 4 <= GRPC_MESSAGE_BYTES_MAX);
+
+/// The most pieces buffered for one subscriber; a slower subscriber falls behind the live
 /// events and catches up by reading the log.
-pub const SUBSCRIBE_STREAM_REPLIES_BUFFERED_MAX: usize = 16;
+pub const SUBSCRIBE_STREAM_REPLIES_BUFFERED_MAX: usize = 8;
+
+/// The most bytes of pieces one node holds for all its subscribers before gRPC takes them. A
+/// subscription that finds no room waits for room (its subscriber meanwhile falls behind the
+/// live events and later catches up from the log); nothing is dropped.
+pub const SUBSCRIBE_BUFFERED_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+const _: () = assert!(SUBSCRIBE_PIECE_BYTES_MAX * 64 <= SUBSCRIBE_BUFFERED_BYTES_MAX);
 
 /// The most bytes of checkpoint state one node holds in uploads waiting for their outcome;
 /// beyond, an upload is refused with `RESOURCE_EXHAUSTED`.
@@ -87,8 +132,17 @@ pub const DIVERGED_OBJECTS_LISTED_MAX: usize = 256;
 pub struct RegionClientService {
     link: NodeLink,
     in_flight: Arc<Mutex<HashMap<u64, usize>>>,
-    streams: Arc<Mutex<usize>>,
+    streams: Arc<Mutex<StreamCounts>>,
+    buffered_bytes: Arc<Semaphore>,
     upload_bytes: Arc<Mutex<usize>>,
+}
+
+/// The open subscriptions of one node: in all, per connection and per client.
+#[derive(Debug, Default)]
+struct StreamCounts {
+    total: usize,
+    by_connection: HashMap<SocketAddr, usize>,
+    by_client: HashMap<u64, usize>,
 }
 
 impl RegionClientService {
@@ -97,7 +151,8 @@ impl RegionClientService {
         RegionClientService {
             link,
             in_flight: Arc::new(Mutex::new(HashMap::new())),
-            streams: Arc::new(Mutex::new(0)),
+            streams: Arc::new(Mutex::new(StreamCounts::default())),
+            buffered_bytes: Arc::new(Semaphore::new(SUBSCRIBE_BUFFERED_BYTES_MAX)),
             upload_bytes: Arc::new(Mutex::new(0)),
         }
     }
@@ -162,19 +217,56 @@ impl RegionClientService {
         })
     }
 
-    fn take_stream(&self) -> Result<StreamSlot, Status> {
+    /// Takes a subscription of `client_id` (0: none named) over the connection from
+    /// `connection` (unknown off TCP), or says which bound refuses it.
+    fn take_stream(
+        &self,
+        connection: Option<SocketAddr>,
+        client_id: u64,
+    ) -> Result<StreamSlot, Status> {
+        let node_id = self.link.node_id();
         let mut streams = lock(&self.streams);
-        if *streams >= SUBSCRIBE_STREAMS_MAX {
+        let client = (client_id != 0).then_some(client_id);
+        if let Some(client_id) = client {
+            let held = streams.by_client.get(&client_id).copied().unwrap_or(0);
+            if held >= SUBSCRIPTIONS_PER_CLIENT_MAX {
+                return Err(Status::resource_exhausted(format!(
+                    "client {client_id} holds {held} subscriptions on node {node_id}, the most \
+                     one client may hold (SUBSCRIPTIONS_PER_CLIENT_MAX = \
+                     {SUBSCRIPTIONS_PER_CLIENT_MAX}); a client follows the log with one stream: \
+                     close the streams it no longer reads"
+                )));
+            }
+        }
+        if let Some(address) = connection {
+            let held = streams.by_connection.get(&address).copied().unwrap_or(0);
+            if held >= SUBSCRIPTIONS_PER_CONNECTION_MAX {
+                return Err(Status::resource_exhausted(format!(
+                    "the connection from {address} holds {held} subscriptions on node \
+                     {node_id}, the most one connection may hold \
+                     (SUBSCRIPTIONS_PER_CONNECTION_MAX = {SUBSCRIPTIONS_PER_CONNECTION_MAX}); \
+                     close one, or subscribe over another connection"
+                )));
+            }
+        }
+        if streams.total >= SUBSCRIBE_STREAMS_MAX {
             return Err(Status::resource_exhausted(format!(
-                "node {} serves {} subscriptions, the most it serves at once \
+                "node {node_id} serves {} subscriptions, the most it serves at once \
                  (SUBSCRIBE_STREAMS_MAX = {SUBSCRIBE_STREAMS_MAX}); subscribe to another member",
-                self.link.node_id(),
-                *streams
+                streams.total
             )));
         }
-        *streams += 1;
+        streams.total += 1;
+        if let Some(address) = connection {
+            *streams.by_connection.entry(address).or_default() += 1;
+        }
+        if let Some(client_id) = client {
+            *streams.by_client.entry(client_id).or_default() += 1;
+        }
         Ok(StreamSlot {
             streams: self.streams.clone(),
+            connection,
+            client,
         })
     }
 }
@@ -211,12 +303,31 @@ impl Drop for UploadBytes {
 
 /// One open subscription; the slot is given back when it drops.
 struct StreamSlot {
-    streams: Arc<Mutex<usize>>,
+    streams: Arc<Mutex<StreamCounts>>,
+    connection: Option<SocketAddr>,
+    client: Option<u64>,
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        *lock(&self.streams) -= 1;
+        let mut streams = lock(&self.streams);
+        streams.total -= 1;
+        if let Some(address) = self.connection
+            && let Some(held) = streams.by_connection.get_mut(&address)
+        {
+            *held -= 1;
+            if *held == 0 {
+                streams.by_connection.remove(&address);
+            }
+        }
+        if let Some(client_id) = self.client
+            && let Some(held) = streams.by_client.get_mut(&client_id)
+        {
+            *held -= 1;
+            if *held == 0 {
+                streams.by_client.remove(&client_id);
+            }
+        }
     }
 }
 
@@ -379,13 +490,20 @@ pub fn status_reply(status: &NodeStatus) -> proto::StatusReply {
     }
 }
 
-/// The status of a subscription from a position the node no longer holds.
+/// The status of a subscription from a position the node no longer holds; it carries the
+/// node's first retained position under [`FIRST_RETAINED_POSITION_HEADER`], which tells it
+/// from any other `OUT_OF_RANGE`.
 fn out_of_range(node_id: u64, from_position: u64, first_retained_position: u64) -> Status {
-    Status::out_of_range(format!(
+    let mut status = Status::out_of_range(format!(
         "position {from_position} is no longer retained on node {node_id}: its log starts at \
          position {first_retained_position}; start from a checkpoint (FetchCheckpoint) and \
          subscribe from one past its position"
-    ))
+    ));
+    status.metadata_mut().insert(
+        FIRST_RETAINED_POSITION_HEADER,
+        first_retained_position.into(),
+    );
+    status
 }
 
 fn refused_status(node_id: u64, error: &ProposeError) -> Status {
@@ -476,12 +594,14 @@ impl RegionClient for RegionClientService {
         }))
     }
 
-    type SubscribeStream = ReceiverStream<Result<proto::SubscribeReply, Status>>;
+    type SubscribeStream =
+        Pin<Box<dyn tokio_stream::Stream<Item = Result<proto::SubscribeReply, Status>> + Send>>;
 
     async fn subscribe(
         &self,
         request: Request<proto::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let connection = request.remote_addr();
         let request = request.into_inner();
         if request.from_position == 0 {
             return Err(invalid(
@@ -501,19 +621,22 @@ impl RegionClient for RegionClientService {
                 start.first_retained_position,
             ));
         }
-        let slot = self.take_stream()?;
+        let slot = self.take_stream(connection, request.client_id)?;
         let (sender, receiver) = mpsc::channel(SUBSCRIBE_STREAM_REPLIES_BUFFERED_MAX);
         let subscription = Subscription {
             link: self.link.clone(),
             next_position: request.from_position,
             filter,
             sender,
+            buffered_bytes: self.buffered_bytes.clone(),
         };
         tokio::spawn(async move {
             subscription.run().await;
             drop(slot);
         });
-        Ok(Response::new(ReceiverStream::new(receiver)))
+        // A piece's bytes count against the node's buffer until gRPC takes the piece.
+        let pieces = ReceiverStream::new(receiver).map(|(piece, _bytes)| piece);
+        Ok(Response::new(Box::pin(pieces)))
     }
 
     async fn fetch_checkpoint(
@@ -699,7 +822,11 @@ struct Subscription {
     link: NodeLink,
     next_position: u64,
     filter: HashSet<ObjectId>,
-    sender: mpsc::Sender<Result<proto::SubscribeReply, Status>>,
+    sender: mpsc::Sender<(
+        Result<proto::SubscribeReply, Status>,
+        Option<OwnedSemaphorePermit>,
+    )>,
+    buffered_bytes: Arc<Semaphore>,
 }
 
 /// Why a subscription stops following events and reads the log.
@@ -732,15 +859,12 @@ impl Subscription {
                 Follow::CatchUp => {}
                 Follow::Stop => return,
                 Follow::Shutdown => {
-                    let _ = self
-                        .sender
-                        .send(Err(Status::unavailable(format!(
-                            "node {} is shutting down; resume from position {} on another \
-                             member",
-                            self.link.node_id(),
-                            self.next_position
-                        ))))
-                        .await;
+                    let status = Status::unavailable(format!(
+                        "node {} is shutting down; resume from position {} on another member",
+                        self.link.node_id(),
+                        self.next_position
+                    ));
+                    self.end(status).await;
                     return;
                 }
             }
@@ -758,19 +882,17 @@ impl Subscription {
             {
                 Ok(read) => read,
                 Err(status) => {
-                    let _ = self.sender.send(Err(status)).await;
+                    self.end(status).await;
                     return false;
                 }
             };
             if self.next_position < read.first_retained_position {
-                let _ = self
-                    .sender
-                    .send(Err(out_of_range(
-                        self.link.node_id(),
-                        self.next_position,
-                        read.first_retained_position,
-                    )))
-                    .await;
+                let status = out_of_range(
+                    self.link.node_id(),
+                    self.next_position,
+                    read.first_retained_position,
+                );
+                self.end(status).await;
                 return false;
             }
             let Some(&(last_position, _)) = read.records.last() else {
@@ -789,14 +911,12 @@ impl Subscription {
                 Ok(event) => event,
                 Err(broadcast::error::RecvError::Lagged(_)) => return Follow::CatchUp,
                 Err(broadcast::error::RecvError::Closed) => {
-                    let _ = self
-                        .sender
-                        .send(Err(super::node_stopped(self.link.node_id())))
-                        .await;
+                    self.end(super::node_stopped(self.link.node_id())).await;
                     return Follow::Stop;
                 }
             };
             let mut records = Vec::new();
+            let mut records_bytes = 0;
             let mut pending = Some(event);
             while let Some(event) = pending.take() {
                 match &*event {
@@ -805,6 +925,7 @@ impl Subscription {
                         if *position < expected {
                             // Already sent, from the log read.
                         } else if *position == expected {
+                            records_bytes += entry_bytes(entry);
                             records.push((*position, entry.clone()));
                         } else {
                             return Follow::CatchUp;
@@ -812,7 +933,7 @@ impl Subscription {
                     }
                     LogEvent::Restored { .. } => return Follow::CatchUp,
                 }
-                if records.len() < LOG_READ_RECORDS_MAX {
+                if records.len() < LOG_READ_RECORDS_MAX && records_bytes < LOG_READ_BYTES_MAX {
                     pending = events.try_recv().ok();
                 }
             }
@@ -824,28 +945,74 @@ impl Subscription {
         }
     }
 
-    /// Sends the records that pass the filter, saying that everything through
-    /// `through_position` was delivered. False when the subscriber is gone.
+    /// Sends the records that pass the filter, in pieces of at most
+    /// [`SUBSCRIBE_REPLY_BYTES_MAX`] bytes of entries (an entry larger than that alone), the
+    /// last saying that everything through `through_position` was delivered. False when the
+    /// subscriber is gone.
     async fn send_records(&mut self, records: &[(u64, LogEntry)], through_position: u64) -> bool {
-        // An epoch's end names no object: every subscriber gets it, so that it can tell how
-        // far the global sequence has reached.
-        let entries = records
-            .iter()
-            .filter(|(_, entry)| {
-                self.filter.is_empty()
-                    || entry
-                        .record()
-                        .is_none_or(|record| self.filter.contains(&record.object_id))
-            })
-            .map(|(position, entry)| log_entry_to_wire(*position, entry))
-            .collect();
-        let reply = proto::SubscribeReply {
+        let mut entries = Vec::new();
+        let mut entries_bytes = 0;
+        for (position, entry) in records {
+            // An epoch's end names no object: every subscriber gets it, so that it can tell how
+            // far the global sequence has reached.
+            let wanted = self.filter.is_empty()
+                || entry
+                    .record()
+                    .is_none_or(|record| self.filter.contains(&record.object_id));
+            if !wanted {
+                continue;
+            }
+            let wire = log_entry_to_wire(*position, entry);
+            // The entry, its field tag and its length prefix.
+            let wire_bytes = wire.encoded_len() + 16;
+            if !entries.is_empty() && entries_bytes + wire_bytes > SUBSCRIBE_REPLY_BYTES_MAX {
+                let piece = proto::SubscribeReply {
+                    entries: std::mem::take(&mut entries),
+                    through_position: position - 1,
+                };
+                entries_bytes = 0;
+                if !self.send_piece(piece).await {
+                    return false;
+                }
+            }
+            entries_bytes += wire_bytes;
+            entries.push(wire);
+        }
+        let piece = proto::SubscribeReply {
             entries,
             through_position,
         };
-        self.next_position = through_position + 1;
-        self.sender.send(Ok(reply)).await.is_ok()
+        self.send_piece(piece).await
     }
+
+    /// Sends one piece once the node's buffer has room for it. False when the subscriber is
+    /// gone.
+    async fn send_piece(&mut self, piece: proto::SubscribeReply) -> bool {
+        let through_position = piece.through_position;
+        // A piece is at most SUBSCRIBE_PIECE_BYTES_MAX, far below the buffer and u32::MAX.
+        let size_bytes = u32::try_from(piece.encoded_len()).unwrap_or(u32::MAX);
+        let permit = tokio::select! {
+            permit = self.buffered_bytes.clone().acquire_many_owned(size_bytes) => permit.ok(),
+            _ = self.sender.closed() => return false,
+        };
+        if self.sender.send((Ok(piece), permit)).await.is_err() {
+            return false;
+        }
+        self.next_position = through_position + 1;
+        true
+    }
+
+    /// Ends the stream with `status`.
+    async fn end(&self, status: Status) {
+        let _ = self.sender.send((Err(status), None)).await;
+    }
+}
+
+/// About how many bytes `entry` takes on the wire.
+fn entry_bytes(entry: &LogEntry) -> usize {
+    entry.record().map_or(0, |record| {
+        record.arguments.len() + record.object_id.as_str().len()
+    }) + 128
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) wake: Arc<Notify>,
     pub(crate) connections: RegionConnections,
     pub(crate) region: String,
+    /// The id that names the client to the region (its subscriptions are counted by it).
+    client_id: u64,
     started: Instant,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -61,12 +63,14 @@ impl Shared {
         region: String,
     ) -> Arc<Shared> {
         let wake = Arc::new(Notify::new());
+        let client_id = session.config().client_id;
         let shared = Arc::new(Shared {
             session: Mutex::new(session),
             waits: Mutex::new(Waits::default()),
             wake: Arc::clone(&wake),
             connections,
             region,
+            client_id,
             started: Instant::now(),
             task: Mutex::new(None),
         });
@@ -223,29 +227,27 @@ fn send(
         if let Some(previous) = stream.take() {
             previous.abort();
         }
-        let connections = shared.connections.clone();
+        let client_id = shared.client_id;
+        let region = shared.region.clone();
         *stream = Some(tokio::spawn(async move {
-            let ended = follow(
-                stub,
-                node_id,
-                request_id,
+            let request = proto::SubscribeRequest {
                 from_position,
                 object_ids,
-                &answers,
-            )
-            .await;
-            let first_retained_position = if ended.code() == Code::OutOfRange {
-                // The member says where its log starts now; without an answer, everything
-                // below where the stream stands counts as gone.
-                Some(
-                    connections
-                        .status(node_id)
-                        .await
-                        .map_or(from_position + 1, |status| status.first_retained_position),
-                )
-            } else {
-                None
+                client_id,
             };
+            let ended = follow(stub, node_id, request_id, request, &answers).await;
+            let first_retained_position = first_retained_position(&ended);
+            if !matches!(ended.code(), Code::Cancelled | Code::Unavailable) {
+                // Bounds and refusals are worth an operator's eye; the session moves the
+                // stream to another member after a backoff.
+                tracing::warn!(
+                    region = %region,
+                    node_id,
+                    code = ?ended.code(),
+                    message = ended.message(),
+                    "the log stream ended"
+                );
+            }
             let _ = answers
                 .send((
                     node_id,
@@ -272,14 +274,9 @@ async fn follow(
     >,
     node_id: u64,
     request_id: u64,
-    from_position: u64,
-    object_ids: Vec<String>,
+    request: proto::SubscribeRequest,
     answers: &mpsc::Sender<Answer>,
 ) -> tonic::Status {
-    let request = proto::SubscribeRequest {
-        from_position,
-        object_ids,
-    };
     let mut pieces = match stub.subscribe(request).await {
         Ok(response) => response.into_inner(),
         Err(status) => return status,
@@ -299,6 +296,22 @@ async fn follow(
             Err(status) => return status,
         }
     }
+}
+
+/// The oldest position the member keeps, when `ended` says the stream needed one below it:
+/// only a member's own truncation answer carries it. Any other `OUT_OF_RANGE` (a message over
+/// a size limit, say) is a failure like the rest, never a truncation.
+fn first_retained_position(ended: &tonic::Status) -> Option<u64> {
+    if ended.code() != Code::OutOfRange {
+        return None;
+    }
+    ended
+        .metadata()
+        .get(dsss_wire::FIRST_RETAINED_POSITION_HEADER)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn entry_from_wire(entry: proto::LogEntry) -> PositionedEntry {
@@ -466,4 +479,38 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_members_truncation_answer_reads_as_truncation() {
+        // What tonic says when a reply passes the message size limit.
+        let too_large = tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 41943040 bytes, the limit is: \
+             33554432 bytes",
+        );
+        assert_eq!(first_retained_position(&too_large), None);
+
+        let mut truncated = tonic::Status::out_of_range("position 3 is no longer retained");
+        truncated
+            .metadata_mut()
+            .insert(dsss_wire::FIRST_RETAINED_POSITION_HEADER, 17u64.into());
+        assert_eq!(first_retained_position(&truncated), Some(17));
+
+        let mut garbled = tonic::Status::out_of_range("position 3 is no longer retained");
+        garbled.metadata_mut().insert(
+            dsss_wire::FIRST_RETAINED_POSITION_HEADER,
+            "seventeen".parse().expect("ASCII"),
+        );
+        assert_eq!(first_retained_position(&garbled), None);
+
+        let mut other = tonic::Status::unavailable("stopping");
+        other
+            .metadata_mut()
+            .insert(dsss_wire::FIRST_RETAINED_POSITION_HEADER, 17u64.into());
+        assert_eq!(first_retained_position(&other), None);
+    }
 }

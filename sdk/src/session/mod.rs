@@ -785,10 +785,14 @@ impl ClientSession {
                 }
                 self.apply_piece(now_us, key, &entries, through_position);
             }
+            // The member keeps the log only above what the stream needs. A claimed start at
+            // or below it is no truncation: the stream failed, and moves like any other.
             Response::StreamEnded {
                 first_retained_position: Some(first_retained),
                 ..
-            } => self.handle_truncated(now_us, key, first_retained),
+            } if first_retained > self.streams[&key].subscription_through + 1 => {
+                self.handle_truncated(now_us, key, first_retained);
+            }
             Response::StreamEnded { reason, .. }
             | Response::Failed { reason }
             | Response::Refused { reason }

@@ -1,0 +1,368 @@
+//! Log streams of the production driver over real gRPC on loopback: how many subscriptions one
+//! connection and one client may hold, and records of the largest accepted size streamed in
+//! pieces of bounded size. Reference: docs/design.md section 8 (bounds and limits).
+
+use dsss::region_client::{Call, RegionClient, RegionConnections};
+use dsss_region_node::service::{
+    SUBSCRIBE_REPLY_BYTES_MAX, SUBSCRIBE_STREAMS_MAX, SUBSCRIPTIONS_PER_CLIENT_MAX,
+    SUBSCRIPTIONS_PER_CONNECTION_MAX,
+};
+use dsss_wire::grpc::region_client_client;
+use dsss_wire::proto::{self, log_entry};
+use dsss_wire::{ARGUMENTS_BYTES_MAX, Scope};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tokio::time::{Instant, sleep};
+use tonic::Code;
+use tonic::transport::Endpoint;
+
+mod support;
+
+use support::{NODE_IDS, POLL_INTERVAL, Region, Stub, WAIT_MAX};
+
+/// Records of this many bytes of arguments: the largest a region accepts, less room for the
+/// length prefix of the encoding.
+const BLOB_BYTES: usize = ARGUMENTS_BYTES_MAX - 64;
+
+/// Large records written in a row: together well over the 32 MiB a gRPC message may hold.
+const BLOBS: u64 = 40;
+
+/// A stub over a connection of its own (a tonic channel is one HTTP/2 connection).
+async fn own_connection(address: &str) -> Stub {
+    let channel = Endpoint::from_shared(format!("http://{address}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    region_client_client(channel)
+}
+
+fn subscribe_request(from_position: u64, client_id: u64) -> proto::SubscribeRequest {
+    proto::SubscribeRequest {
+        from_position,
+        object_ids: Vec::new(),
+        client_id,
+    }
+}
+
+async fn wait_for_leader(connections: &RegionConnections) -> u64 {
+    let started = Instant::now();
+    loop {
+        for node_id in NODE_IDS {
+            if let Ok(status) = connections.status(node_id).await
+                && status.role == proto::NodeRole::Leader as i32
+            {
+                return node_id;
+            }
+        }
+        assert!(started.elapsed() < WAIT_MAX, "no leader");
+        sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Reads `stream` until it has delivered through `through_position`; returns its pieces.
+async fn pieces_through(
+    stream: &mut tonic::Streaming<proto::SubscribeReply>,
+    through_position: u64,
+) -> Vec<proto::SubscribeReply> {
+    let mut pieces = Vec::new();
+    loop {
+        let piece = tokio::time::timeout(WAIT_MAX, stream.message())
+            .await
+            .expect("the stream delivers within the bound")
+            .unwrap_or_else(|status| {
+                panic!(
+                    "the stream failed after {} pieces: {:?}: {}",
+                    pieces.len(),
+                    status.code(),
+                    status.message()
+                )
+            })
+            .expect("the stream stays open");
+        let through = piece.through_position;
+        pieces.push(piece);
+        if through >= through_position {
+            return pieces;
+        }
+    }
+}
+
+/// The arguments of every regional record in `pieces`, by position; checks that each piece
+/// stays within the reply budget unless it carries one entry alone.
+fn blobs_of(pieces: &[proto::SubscribeReply]) -> Vec<(u64, Vec<u8>)> {
+    let mut blobs = Vec::new();
+    for piece in pieces {
+        assert!(
+            piece.entries.len() <= 1 || piece.encoded_len() <= SUBSCRIBE_REPLY_BYTES_MAX,
+            "a piece of {} entries holds {} bytes, more than SUBSCRIBE_REPLY_BYTES_MAX",
+            piece.entries.len(),
+            piece.encoded_len()
+        );
+        for entry in &piece.entries {
+            if let Some(log_entry::Entry::Regional(record)) = &entry.entry {
+                blobs.push((entry.position, record.arguments.clone()));
+            }
+        }
+    }
+    blobs
+}
+
+fn blob(index: u64) -> Vec<u8> {
+    let mut blob = vec![u8::try_from(index % 251).expect("below 251"); BLOB_BYTES];
+    blob[..8].copy_from_slice(&index.to_le_bytes());
+    blob
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_cannot_take_every_subscription_of_a_node() {
+    let region = Region::start(false).await;
+    let connections = RegionConnections::new(&region.members()).expect("members");
+    wait_for_leader(&connections).await;
+    let address = region.configs[&1].listen_address.clone();
+
+    // One connection asks node 1 for as many streams as it serves in total.
+    let mut greedy = own_connection(&address).await;
+    let mut held = Vec::new();
+    let mut refusal = None;
+    for index in 0..SUBSCRIBE_STREAMS_MAX {
+        match greedy
+            .subscribe(subscribe_request(1, 1_000 + index as u64))
+            .await
+        {
+            Ok(stream) => held.push(stream.into_inner()),
+            Err(status) => {
+                refusal = Some(status);
+                break;
+            }
+        }
+    }
+    let refusal = refusal.unwrap_or_else(|| {
+        panic!(
+            "one connection opened {} subscriptions on one node",
+            held.len()
+        )
+    });
+    assert_eq!(held.len(), SUBSCRIPTIONS_PER_CONNECTION_MAX);
+    assert_eq!(refusal.code(), Code::ResourceExhausted, "{refusal:?}");
+    assert!(
+        refusal
+            .message()
+            .contains("SUBSCRIPTIONS_PER_CONNECTION_MAX")
+            && refusal
+                .message()
+                .contains(&SUBSCRIPTIONS_PER_CONNECTION_MAX.to_string()),
+        "the refusal names the bound: {}",
+        refusal.message()
+    );
+
+    // Other clients, each on its own connection, still subscribe to the node and follow it.
+    let mut others = Vec::new();
+    for client in 0..4 {
+        let mut stub = own_connection(&address).await;
+        let stream = stub
+            .subscribe(subscribe_request(1, 50 + client))
+            .await
+            .expect("another client subscribes")
+            .into_inner();
+        others.push(stream);
+    }
+    let mut writer = RegionClient::new(connections.clone(), 9);
+    let committed = writer
+        .propose(&Call {
+            object_id: "o".to_owned(),
+            method_id: 1,
+            arguments: vec![7],
+            scope: Scope::Regional,
+        })
+        .await
+        .expect("committed");
+    for stream in &mut others {
+        let pieces = pieces_through(stream, committed.position).await;
+        assert_eq!(blobs_of(&pieces), vec![(committed.position, vec![7])]);
+    }
+    // The connection that holds its share still follows the log on every stream it holds.
+    for stream in held.iter_mut().take(3) {
+        let pieces = pieces_through(stream, committed.position).await;
+        assert_eq!(blobs_of(&pieces), vec![(committed.position, vec![7])]);
+    }
+    // A stream given back makes room for another on the same connection.
+    held.truncate(SUBSCRIPTIONS_PER_CONNECTION_MAX - 1);
+    let started = Instant::now();
+    loop {
+        match greedy.subscribe(subscribe_request(1, 77)).await {
+            Ok(_) => break,
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert!(started.elapsed() < WAIT_MAX, "the slot never came back");
+                sleep(POLL_INTERVAL).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_take_every_subscription_over_many_connections() {
+    let region = Region::start(false).await;
+    let connections = RegionConnections::new(&region.members()).expect("members");
+    wait_for_leader(&connections).await;
+    let address = region.configs[&2].listen_address.clone();
+
+    // Client 5 spreads its subscriptions over connections of their own.
+    let mut held = Vec::new();
+    let mut refusal = None;
+    for _ in 0..=SUBSCRIPTIONS_PER_CLIENT_MAX {
+        let mut stub = own_connection(&address).await;
+        match stub.subscribe(subscribe_request(1, 5)).await {
+            Ok(stream) => held.push(stream.into_inner()),
+            Err(status) => {
+                refusal = Some(status);
+                break;
+            }
+        }
+    }
+    let refusal = refusal.expect("one client opened more than its bound");
+    assert_eq!(held.len(), SUBSCRIPTIONS_PER_CLIENT_MAX);
+    assert_eq!(refusal.code(), Code::ResourceExhausted, "{refusal:?}");
+    assert!(
+        refusal.message().contains("client 5")
+            && refusal.message().contains("SUBSCRIPTIONS_PER_CLIENT_MAX"),
+        "the refusal names the client and the bound: {}",
+        refusal.message()
+    );
+    // Another client subscribes on the very connection that was refused.
+    let mut stub = own_connection(&address).await;
+    assert!(stub.subscribe(subscribe_request(1, 5)).await.is_err());
+    stub.subscribe(subscribe_request(1, 6))
+        .await
+        .expect("another client subscribes on the same connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_the_largest_accepted_size_stream_in_bounded_pieces() {
+    let region = Region::start(false).await;
+    let connections = RegionConnections::new(&region.members()).expect("members");
+    let leader = wait_for_leader(&connections).await;
+    let follower = NODE_IDS
+        .into_iter()
+        .find(|&node_id| node_id != leader)
+        .expect("a follower");
+
+    // A subscriber that follows from the start but reads nothing until every record is in:
+    // it falls behind the node's live events.
+    let mut lagging = region
+        .stub(follower)
+        .subscribe(subscribe_request(1, 3))
+        .await
+        .expect("subscribe")
+        .into_inner();
+
+    let mut writer = RegionClient::new(connections.clone(), 9);
+    let mut last_position = 0;
+    for index in 1..=BLOBS {
+        let committed = writer
+            .propose(&Call {
+                object_id: "blobs".to_owned(),
+                method_id: 1,
+                arguments: blob(index),
+                scope: Scope::Regional,
+            })
+            .await
+            .expect("a record of the largest size is committed");
+        last_position = committed.position;
+    }
+    let expected: Vec<(u64, Vec<u8>)> = (1..=BLOBS).map(|index| (index, blob(index))).collect();
+
+    let pieces = pieces_through(&mut lagging, last_position).await;
+    assert_eq!(blobs_of(&pieces), expected, "the lagging subscriber");
+
+    // Every member serves the whole run to a new subscriber, which reads it from the log.
+    for node_id in NODE_IDS {
+        let mut stream = region
+            .stub(node_id)
+            .subscribe(subscribe_request(1, 4))
+            .await
+            .expect("subscribe")
+            .into_inner();
+        let pieces = pieces_through(&mut stream, last_position).await;
+        assert_eq!(blobs_of(&pieces), expected, "node {node_id}");
+        // Each record is larger than the reply budget: it comes alone in its piece.
+        assert!(
+            pieces.iter().all(|piece| piece.entries.len() <= 1),
+            "node {node_id}"
+        );
+    }
+    // The SDK's raw log reader gets the same records.
+    let entries = connections
+        .read_log(follower, 1, last_position, WAIT_MAX)
+        .await
+        .expect("read the log");
+    assert_eq!(entries.len(), BLOBS as usize);
+}
+
+/// Appends blobs and counts them.
+#[dsss::shared_object]
+#[derive(Default, Debug, Serialize, Deserialize)]
+pub struct Blobs {
+    count: u64,
+    bytes: u64,
+    checksum: u64,
+}
+
+#[dsss::methods]
+impl Blobs {
+    /// Appends `blob`; returns how many blobs there are.
+    #[mutate(id = 1)]
+    pub fn append(&mut self, blob: Vec<u8>) -> u64 {
+        self.count += 1;
+        self.bytes += blob.len() as u64;
+        self.checksum = blob.iter().fold(self.checksum, |sum, byte| {
+            sum.wrapping_mul(31) ^ u64::from(*byte)
+        });
+        self.count
+    }
+
+    /// How many blobs, their bytes, and a checksum of their contents in order.
+    pub fn summary(&self) -> (u64, u64, u64) {
+        (self.count, self.bytes, self.checksum)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_opens_an_object_whose_log_holds_many_records_of_the_largest_size() {
+    let region = Region::start(false).await;
+    let connections = RegionConnections::new(&region.members()).expect("members");
+    wait_for_leader(&connections).await;
+    let config = dsss::Config::new("test-region", region.members());
+
+    let writer = dsss::Client::connect(config.clone())
+        .await
+        .expect("connect");
+    let blobs = tokio::time::timeout(WAIT_MAX, writer.open_regional::<Blobs>("blobs"))
+        .await
+        .expect("opens within the bound")
+        .expect("opens");
+    for index in 1..=BLOBS {
+        let count = blobs
+            .append(blob(index)[..BLOB_BYTES - 64].to_vec())
+            .await
+            .expect("appended");
+        assert_eq!(count, index);
+    }
+    let written = blobs.read(Blobs::summary);
+    assert_eq!(written.0, BLOBS);
+
+    // A new client builds its copy from the log alone: every record, each near the largest
+    // size, in a row.
+    let reader = dsss::Client::connect(config).await.expect("connect");
+    let opened = tokio::time::timeout(WAIT_MAX, reader.open_regional::<Blobs>("blobs"))
+        .await
+        .expect("the object opens within the bound: the stream never ends in a loop")
+        .expect("opens");
+    assert_eq!(opened.read(Blobs::summary), written);
+    // Its calls complete too.
+    let count = tokio::time::timeout(WAIT_MAX, opened.append(vec![1; 16]))
+        .await
+        .expect("completes within the bound")
+        .expect("appended");
+    assert_eq!(count, BLOBS + 1);
+}
