@@ -136,7 +136,10 @@ impl<Event, Error: From<LoopThreadError>> LoopHandle<Event, Error> {
     fn join(&mut self) -> Result<(), Error> {
         match self.thread.take() {
             Some(thread) => thread.join().unwrap_or_else(|_| {
-                Err(LoopThreadError("the node thread panicked; see the log above".to_owned()).into())
+                Err(
+                    LoopThreadError("the node thread panicked; see the log above".to_owned())
+                        .into(),
+                )
             }),
             None => Ok(()),
         }
@@ -306,8 +309,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        Applied, MemoryStore, RaftGroup, RaftGroupConfig, ReadyError, SnapshotError,
-        StateMachine, StoreIo,
+        Applied, MemoryStore, RaftGroup, RaftGroupConfig, ReadyError, SnapshotError, StateMachine,
+        StoreIo,
     };
 
     /// How long a test waits for an answer of the loop before it fails: generous, since the
@@ -456,7 +459,8 @@ mod tests {
                 self.group.handle_ready(&mut BrokenDiskIo)?
             } else {
                 // One member: nothing to send.
-                self.group.handle_ready(&mut StoreIo::new(&mut self.store))?
+                self.group
+                    .handle_ready(&mut StoreIo::new(&mut self.store))?
             };
             for applied in applied {
                 if let Applied::Entry { output, .. } = applied {
@@ -484,7 +488,9 @@ mod tests {
 
     fn ask_status(events: &SyncSender<CounterEvent>) -> CounterStatus {
         let (reply, answer) = mpsc::channel();
-        events.try_send(CounterEvent::Status(reply)).expect("queued");
+        events
+            .try_send(CounterEvent::Status(reply))
+            .expect("queued");
         answer.recv_timeout(ANSWER_WAIT_MAX).expect("answered")
     }
 
@@ -589,9 +595,7 @@ mod tests {
         let mut handle = spawn(settings(), event_channel(), CounterNode::open).expect("opens");
         let events = handle.events();
         wait_for_leadership(&events);
-        events
-            .try_send(CounterEvent::FailNextSync)
-            .expect("queued");
+        events.try_send(CounterEvent::FailNextSync).expect("queued");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");

@@ -303,23 +303,24 @@ pub fn spawn_with_global(
         tick_interval: settings.tick_interval,
     };
     let thread_log_events = log_events.clone();
-    let node_loop = dsss_raft_group::node_loop::spawn(loop_settings, (events, receiver), move || {
-        let (node, store) = open(&settings)?;
-        Ok(RegionLoop {
-            node,
-            store,
-            peers: settings.peers,
-            log_events: thread_log_events,
-            waiters: HashMap::new(),
-            syncs: HashMap::new(),
-            uploads: HashMap::new(),
-            session_opens: HashMap::new(),
-            next_request_id: 1,
-            raft_messages_refused: 0,
-            region: settings.node.region.clone(),
-            coordinator,
-        })
-    })?;
+    let node_loop =
+        dsss_raft_group::node_loop::spawn(loop_settings, (events, receiver), move || {
+            let (node, store) = open(&settings)?;
+            Ok(RegionLoop {
+                node,
+                store,
+                peers: settings.peers,
+                log_events: thread_log_events,
+                waiters: HashMap::new(),
+                syncs: HashMap::new(),
+                uploads: HashMap::new(),
+                session_opens: HashMap::new(),
+                next_request_id: 1,
+                raft_messages_refused: 0,
+                region: settings.node.region.clone(),
+                coordinator,
+            })
+        })?;
     Ok(NodeLoopHandle {
         node_loop,
         log_events,
@@ -543,16 +544,14 @@ impl RegionLoop {
                 }
                 let open_id = self.take_request_id();
                 self.session_opens.insert(open_id, reply);
-                self.node
-                    .handle_open_session(now_us, open_id, session_id);
+                self.node.handle_open_session(now_us, open_id, session_id);
             }
             NodeEvent::FetchCheckpoint { object_id, reply } => {
                 let fetch = self.node.region_log().checkpoints().fetch(&object_id);
                 let _ = reply.send(fetch);
             }
             NodeEvent::SealedEpochRead { read_id, reply } => {
-                self.node
-                    .handle_sealed_epoch_read(now_us, read_id, reply);
+                self.node.handle_sealed_epoch_read(now_us, read_id, reply);
             }
         }
     }
