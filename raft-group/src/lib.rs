@@ -9,8 +9,11 @@
 //! - [`encode_message`] and [`decode_message`] put raft messages on the wire; decoding
 //!   untrusted bytes never panics.
 //! - [`MemoryStore`] is an in-memory [`DurableStore`] with crash semantics, for tests.
+//! - Behind feature `driver`, `node_loop` is the one production node loop both tiers run on
+//!   (a thread per node, its bounded event channel, ticks, one ready round per iteration),
+//!   and `transport` the gRPC peer transport.
 //!
-//! Everything here is sans-IO: no clock (time is the driver's ticks), no thread-local
+//! Everything else here is sans-IO: no clock (time is the driver's ticks), no thread-local
 //! randomness (election timeouts come from a seed), no files or sockets.
 //!
 //! # Example: a one-member group applies a proposal
@@ -66,6 +69,8 @@ pub mod codec;
 pub mod election;
 pub mod group;
 pub mod memory_store;
+#[cfg(feature = "driver")]
+pub mod node_loop;
 pub mod storage;
 pub mod store;
 #[cfg(feature = "testing")]

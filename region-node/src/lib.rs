@@ -24,7 +24,7 @@
 //!
 //! ```
 //! use dsss_raft_group::{MemoryStore, StoreIo};
-//! use dsss_region_node::{ProposeRequest, RegionNode, RegionNodeConfig, Reply};
+//! use dsss_region_node::{ProposeRequest, RegionNode, RegionNodeConfig, RegionOutput, Reply};
 //! use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, RegionId, RequestSequence, Scope};
 //!
 //! let mut store = MemoryStore::new();
@@ -40,7 +40,12 @@
 //! // The client opens its session (id 7, drawn at random by real clients) first.
 //! node.handle_open_session(now_us, 1, 7);
 //! node.handle_ready(&mut StoreIo::new(&mut store))?;
-//! assert_eq!(node.poll_session_reply().map(|reply| reply.result), Some(Ok(())));
+//! // The open's answer first, then the log event of its applied entry.
+//! assert!(matches!(
+//!     node.poll_output(),
+//!     Some(RegionOutput::SessionReply(reply)) if reply.result == Ok(())
+//! ));
+//! while node.poll_output().is_some() {}
 //! let call = ProposeRequest {
 //!     client_id: ClientId(7),
 //!     request_sequence: RequestSequence(1),
@@ -52,12 +57,20 @@
 //! node.handle_propose(now_us, call.clone());
 //! node.handle_ready(&mut StoreIo::new(&mut store))?;
 //! assert_eq!(
-//!     node.poll_reply(),
-//!     Some(Reply::Proposed { client_id: ClientId(7), request_sequence: RequestSequence(1), position: 1 })
+//!     node.poll_output(),
+//!     Some(RegionOutput::Reply(Reply::Proposed {
+//!         client_id: ClientId(7),
+//!         request_sequence: RequestSequence(1),
+//!         position: 1,
+//!     }))
 //! );
+//! while node.poll_output().is_some() {}
 //! // A retry of the same call gets the same position and appends nothing.
 //! node.handle_propose(now_us, call);
-//! assert_eq!(node.poll_reply().map(|reply| reply.key().1), Some(RequestSequence(1)));
+//! assert!(matches!(
+//!     node.poll_output(),
+//!     Some(RegionOutput::Reply(reply)) if reply.key().1 == RequestSequence(1)
+//! ));
 //! assert_eq!(node.region_log().next_position(), 2);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -9,18 +9,18 @@
 //!
 //! The global tier (docs/design.md section 2) adds inputs from the coordinator
 //! ([`RegionNode::handle_sealed_epoch`], [`RegionNode::handle_batch_ack`]) and an output
-//! queue of messages to it ([`RegionNode::poll_to_coordinator`]); the driver decides where
+//! queue of messages to it ([`RegionOutput::ToCoordinator`]); the driver decides where
 //! the coordinator leader is. A global call is answered only when its sealed copy is applied
 //! here, with the position of that copy; until then retries wait for it.
 //!
 //! Checkpoint uploads ([`RegionNode::handle_upload_checkpoint`]) are proposed into raft as
 //! commands that take no log position, from any member, and answered through
-//! [`RegionNode::poll_checkpoint_reply`] once applied here; a hash mismatch also comes out of
-//! [`RegionNode::poll_divergence_alarm`] on every member. Barriers
-//! ([`RegionNode::handle_sync`]) are answered through [`RegionNode::poll_sync_reply`] once this
+//! [`RegionOutput::CheckpointReply`] once applied here; a hash mismatch also comes out of
+//! [`RegionOutput::DivergenceAlarm`] on every member. Barriers
+//! ([`RegionNode::handle_sync`]) are answered through [`RegionOutput::SyncReply`] once this
 //! node has applied through the region's commit point as the leader confirmed it (raft's
 //! ReadIndex) and, with a global tier, through the newest sealed epoch the coordinator leader
-//! confirmed: the node asks for that through [`RegionNode::poll_sealed_epoch_read`] and the
+//! confirmed: the node asks for that through [`RegionOutput::SealedEpochRead`] and the
 //! driver hands the answer to [`RegionNode::handle_sealed_epoch_read`].
 //!
 //! A proposal waits in a bounded queue until the next `handle_ready`, which proposes the queue
@@ -839,7 +839,7 @@ impl RegionNode {
     // Inputs.
 
     /// A client asks to order a call. The answer comes later through
-    /// [`RegionNode::poll_reply`]: at once when the node cannot take it or already applied it
+    /// [`RegionOutput::Reply`]: at once when the node cannot take it or already applied it
     /// (a retry), otherwise when its record is applied here. A global call is answered when
     /// its sealed copy is applied here, with that copy's position; a retry of a global call
     /// whose pending record exists waits for it and adds nothing.
@@ -897,7 +897,7 @@ impl RegionNode {
     }
 
     /// A barrier asked of this node, named `sync_id` by the driver (unique among the barriers
-    /// waiting). The answer comes through [`RegionNode::poll_sync_reply`]: refused at once when
+    /// waiting). The answer comes through [`RegionOutput::SyncReply`]: refused at once when
     /// no leader is known or [`SYNCS_IN_FLIGHT_MAX`] barriers wait, otherwise once this node
     /// has applied through the commit index the leader confirmed AFTER the barrier arrived
     /// (and, with a global tier, through the sealed epoch the coordinator leader confirmed
@@ -982,7 +982,7 @@ impl RegionNode {
 
     /// A checkpoint a client offers, named `upload_id` by the driver (unique among the
     /// uploads waiting). Any member takes it: it is proposed into raft (a follower's proposal
-    /// goes to the leader) and answered through [`RegionNode::poll_checkpoint_reply`] once
+    /// goes to the leader) and answered through [`RegionOutput::CheckpointReply`] once
     /// applied here; refused at once when its position is beyond this node's applied
     /// position, its state too large, no leader is known, or too many uploads wait.
     pub fn handle_upload_checkpoint(
@@ -1040,7 +1040,7 @@ impl RegionNode {
 
     /// A client opens a session, named `open_id` by the driver (unique among the opens
     /// waiting), before its first call. Any member takes it: it is proposed into raft and
-    /// answered through [`RegionNode::poll_session_reply`] once applied here; refused at once
+    /// answered through [`RegionOutput::SessionReply`] once applied here; refused at once
     /// when the id is 0, no leader is known, or too many opens wait.
     pub fn handle_open_session(&mut self, now_us: u64, open_id: u64, session_id: u64) {
         self.now_us = now_us;
@@ -1263,9 +1263,8 @@ impl RegionNode {
     // Outputs.
 
     /// The next output of any kind, `None` once every output was taken. Drivers call it after
-    /// every input and every [`RegionNode::handle_ready`] until it returns `None`; the
-    /// `poll_*` methods below take one kind only, for tests and tools that look at one.
-    /// Answers come first (callers wait for them), messages to the coordinator last.
+    /// every input and every [`RegionNode::handle_ready`] until it returns `None`. Answers
+    /// come first (callers wait for them), messages to the coordinator last.
     pub fn poll_output(&mut self) -> Option<RegionOutput> {
         if let Some(reply) = self.replies.pop_front() {
             return Some(RegionOutput::Reply(reply));
@@ -1291,46 +1290,6 @@ impl RegionNode {
         self.to_coordinator
             .pop_front()
             .map(RegionOutput::ToCoordinator)
-    }
-
-    /// The next answer to a proposal.
-    pub fn poll_reply(&mut self) -> Option<Reply> {
-        self.replies.pop_front()
-    }
-
-    /// The next event of the log, for local subscribers.
-    pub fn poll_log_event(&mut self) -> Option<LogEvent> {
-        self.log_events.pop_front()
-    }
-
-    /// The next message for the coordinator leader.
-    pub fn poll_to_coordinator(&mut self) -> Option<ToCoordinator> {
-        self.to_coordinator.pop_front()
-    }
-
-    /// The next answer to a barrier.
-    pub fn poll_sync_reply(&mut self) -> Option<SyncReply> {
-        self.sync_replies.pop_front()
-    }
-
-    /// The next read of the coordinator's newest sealed epoch to send.
-    pub fn poll_sealed_epoch_read(&mut self) -> Option<SealedEpochRead> {
-        self.epoch_reads.pop_front()
-    }
-
-    /// The next answer to a checkpoint upload.
-    pub fn poll_checkpoint_reply(&mut self) -> Option<CheckpointReply> {
-        self.upload_replies.pop_front()
-    }
-
-    /// The next answer to a session open.
-    pub fn poll_session_reply(&mut self) -> Option<SessionReply> {
-        self.session_replies.pop_front()
-    }
-
-    /// The next divergence alarm this node applied (every member raises each alarm).
-    pub fn poll_divergence_alarm(&mut self) -> Option<DivergenceAlarm> {
-        self.alarms.pop_front()
     }
 
     /// What the region has appended of the sealed epochs, stamped now: the answer to a

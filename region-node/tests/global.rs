@@ -12,7 +12,7 @@ use dsss_raft_group::{MemoryStore, StoreIo};
 use dsss_region_node::global::{GLOBAL_UNSEALED_SIZE_BYTES_MAX, OUTGOING_BATCHES_MAX};
 use dsss_region_node::{
     GlobalMessageError, LogEntry, LogEntryKind, ProposeError, ProposeRequest, RegionNode,
-    RegionNodeConfig, Reply, SessionReply, ToCoordinator,
+    RegionNodeConfig, RegionOutput, Reply, SessionReply, ToCoordinator,
 };
 use dsss_wire::{
     Arguments, ClientId, MethodId, ObjectId, Record, RegionId, RequestSequence, Scope, Timestamp,
@@ -245,17 +245,12 @@ impl TestNode for Member {
         let mut io = StoreIo::new(&mut self.store);
         node.handle_ready(&mut io).unwrap();
         let outbox = std::mem::take(&mut io.outbox);
-        while let Some(reply) = node.poll_reply() {
-            self.replies.push(reply);
-        }
-        while let Some(reply) = node.poll_session_reply() {
-            self.sessions.push(reply);
-        }
-        while node.poll_log_event().is_some() {}
         let next_position = node.region_log().next_position();
-        while let Some(message) = node.poll_to_coordinator() {
-            match message {
-                ToCoordinator::Batch(batch) => {
+        while let Some(output) = node.poll_output() {
+            match output {
+                RegionOutput::Reply(reply) => self.replies.push(reply),
+                RegionOutput::SessionReply(reply) => self.sessions.push(reply),
+                RegionOutput::ToCoordinator(ToCoordinator::Batch(batch)) => {
                     link.shipped.push((
                         batch.incarnation,
                         batch.batch_number,
@@ -272,7 +267,15 @@ impl TestNode for Member {
                         node.handle_batch_ack(now_us, ack).unwrap();
                     }
                 }
-                ToCoordinator::EpochAck(ack) => link.epoch_acks.push(ack),
+                RegionOutput::ToCoordinator(ToCoordinator::EpochAck(ack)) => {
+                    link.epoch_acks.push(ack);
+                }
+                // Nobody here streams the log, waits on a barrier or uploads checkpoints.
+                RegionOutput::LogEvent(_)
+                | RegionOutput::SyncReply(_)
+                | RegionOutput::CheckpointReply(_)
+                | RegionOutput::SealedEpochRead(_)
+                | RegionOutput::DivergenceAlarm(_) => {}
             }
         }
         outbox

@@ -8,14 +8,53 @@ use dsss_raft_group::testing::{Network, TestNode};
 use dsss_raft_group::{MemoryStore, StoreIo};
 use dsss_region_node::{
     BATCH_RECORDS_MAX, CheckpointOutcome, CheckpointReply, CheckpointUpload, LogEvent,
-    PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig, Reply,
-    SYNCS_IN_FLIGHT_MAX, SessionReply, SyncError, SyncReply, UploadError,
+    PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig,
+    RegionOutput, Reply, SYNCS_IN_FLIGHT_MAX, SealedEpochRead, SessionReply, SyncError, SyncReply,
+    UploadError,
 };
 use dsss_wire::{
     Arguments, ClientId, MethodId, ObjectId, RegionId, RequestSequence, Scope, Timestamp, proto,
 };
 
 const NOW_US: u64 = 1_700_000_000_000_000;
+
+/// Every output the node has queued, in order, as a driver drains them.
+fn take_outputs(node: &mut RegionNode) -> Vec<RegionOutput> {
+    std::iter::from_fn(|| node.poll_output()).collect()
+}
+
+/// The answers to proposals among `outputs`.
+fn replies(outputs: &[RegionOutput]) -> Vec<Reply> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            RegionOutput::Reply(reply) => Some(reply.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The answers to barriers among `outputs`.
+fn sync_replies(outputs: &[RegionOutput]) -> Vec<SyncReply> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            RegionOutput::SyncReply(reply) => Some(reply.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The reads of the coordinator's sealed epoch among `outputs`.
+fn sealed_epoch_reads(outputs: &[RegionOutput]) -> Vec<SealedEpochRead> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            RegionOutput::SealedEpochRead(read) => Some(read.clone()),
+            _ => None,
+        })
+        .collect()
+}
 
 fn call(client: u64, sequence: u64, argument_bytes: usize) -> ProposeRequest {
     ProposeRequest {
@@ -57,20 +96,19 @@ impl TestNode for Member {
         let mut io = StoreIo::new(&mut self.store);
         node.handle_ready(&mut io).unwrap();
         let outbox = std::mem::take(&mut io.outbox);
-        while let Some(reply) = node.poll_reply() {
-            self.replies.push(reply);
-        }
-        while let Some(event) = node.poll_log_event() {
-            self.events.push(event);
-        }
-        while let Some(reply) = node.poll_sync_reply() {
-            self.syncs.push(reply);
-        }
-        while let Some(reply) = node.poll_checkpoint_reply() {
-            self.uploads.push(reply);
-        }
-        while let Some(reply) = node.poll_session_reply() {
-            self.sessions.push(reply);
+        while let Some(output) = node.poll_output() {
+            match output {
+                RegionOutput::Reply(reply) => self.replies.push(reply),
+                RegionOutput::LogEvent(event) => self.events.push(event),
+                RegionOutput::SyncReply(reply) => self.syncs.push(reply),
+                RegionOutput::CheckpointReply(reply) => self.uploads.push(reply),
+                RegionOutput::SessionReply(reply) => self.sessions.push(reply),
+                // These regions have no global tier (a barrier asks no coordinator), and the
+                // tests read alarms from the node's status.
+                RegionOutput::SealedEpochRead(_)
+                | RegionOutput::DivergenceAlarm(_)
+                | RegionOutput::ToCoordinator(_) => {}
+            }
         }
         outbox
     }
@@ -231,9 +269,11 @@ fn open_sessions(node: &mut RegionNode, store: &mut MemoryStore, now_us: u64) {
     }
     node.handle_ready(&mut StoreIo::new(store)).unwrap();
     let mut opened = 0;
-    while let Some(reply) = node.poll_session_reply() {
-        assert_eq!(reply.result, Ok(()), "{reply:?}");
-        opened += 1;
+    for output in take_outputs(node) {
+        if let RegionOutput::SessionReply(reply) = output {
+            assert_eq!(reply.result, Ok(()), "{reply:?}");
+            opened += 1;
+        }
     }
     assert_eq!(opened, TEST_CLIENTS.count());
 }
@@ -276,7 +316,8 @@ fn many_proposals_travel_in_few_entries_and_one_round() {
     // changed without a sync: the entries are durable, and applying them again after a crash
     // gives the same outcome.
     assert_eq!(store.sync_count() - syncs_before, 1);
-    let positions: Vec<u64> = std::iter::from_fn(|| node.poll_reply())
+    let positions: Vec<u64> = replies(&take_outputs(&mut node))
+        .into_iter()
         .map(|reply| match reply {
             Reply::Proposed { position, .. } => position,
             Reply::Refused { error, .. } => panic!("refused: {error}"),
@@ -472,17 +513,17 @@ fn a_region_without_a_global_tier_closes_no_batches_and_refuses_global_calls() {
     global.scope = Scope::Global;
     node.handle_propose(now_us, global);
     assert_eq!(
-        node.poll_reply(),
-        Some(Reply::Refused {
+        replies(&take_outputs(&mut node)),
+        vec![Reply::Refused {
             client_id: ClientId(1),
             request_sequence: RequestSequence(1),
             error: ProposeError::NoGlobalTier,
-        })
+        }]
     );
     // Regional calls are ordered as ever, and the log holds nothing else.
     node.handle_propose(now_us, call(1, 2, 10));
     node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
-    assert_eq!(node.poll_reply(), Some(proposed(1, 2, 1)));
+    assert_eq!(replies(&take_outputs(&mut node)), vec![proposed(1, 2, 1)]);
     assert_eq!(node.region_log().next_position(), 2);
 }
 
@@ -615,14 +656,12 @@ fn a_global_barrier_waits_for_the_confirmed_sealed_epoch_in_the_log() {
     node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
     node.handle_sync(now_us, 1);
     node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
-    let read = node
-        .poll_sealed_epoch_read()
-        .expect("the node asks the coordinator");
+    let outputs = take_outputs(&mut node);
+    let [read] = &sealed_epoch_reads(&outputs)[..] else {
+        panic!("the node asks the coordinator once: {outputs:?}");
+    };
     assert_eq!(read.request.sender_node_id, 1);
-    assert!(
-        node.poll_sync_reply().is_none(),
-        "the epoch is not confirmed yet"
-    );
+    assert_eq!(sync_replies(&outputs), [], "the epoch is not confirmed yet");
     let coordinator_time = Some(Timestamp::new(now_us, 0).into());
     node.handle_sealed_epoch_read(
         now_us,
@@ -635,8 +674,9 @@ fn a_global_barrier_waits_for_the_confirmed_sealed_epoch_in_the_log() {
         }),
     );
     node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
-    assert!(
-        node.poll_sync_reply().is_none(),
+    assert_eq!(
+        sync_replies(&take_outputs(&mut node)),
+        [],
         "epoch 1 is confirmed but not yet in this node's log"
     );
     let epoch = proto::SealedEpoch {
@@ -654,24 +694,27 @@ fn a_global_barrier_waits_for_the_confirmed_sealed_epoch_in_the_log() {
     node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
     let epoch_end = node.region_log().last_position();
     assert_eq!(
-        node.poll_sync_reply(),
-        Some(SyncReply::Ready {
+        sync_replies(&take_outputs(&mut node)),
+        [SyncReply::Ready {
             sync_id: 1,
             apply_through_position: epoch_end,
             sealed_epoch_number: 1,
-        })
+        }]
     );
     // A coordinator that cannot confirm refuses the barriers waiting for its answer.
     node.handle_sync(now_us, 2);
     node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
-    let read = node.poll_sealed_epoch_read().unwrap();
+    let outputs = take_outputs(&mut node);
+    let [read] = &sealed_epoch_reads(&outputs)[..] else {
+        panic!("the node asks the coordinator once: {outputs:?}");
+    };
     node.handle_sealed_epoch_read(now_us, read.read_id, Err("unreachable".to_owned()));
     assert!(matches!(
-        node.poll_sync_reply(),
-        Some(SyncReply::Refused {
+        &sync_replies(&take_outputs(&mut node))[..],
+        [SyncReply::Refused {
             sync_id: 2,
             error: SyncError::Coordinator { .. },
-        })
+        }]
     ));
 }
 

@@ -3,9 +3,10 @@
 //!
 //! The driver is thin; every protocol decision stays in the replica:
 //!
-//! - [`node_loop`]: one OS thread owns the replica and its RocksDB store in
-//!   `<node data_dir>/coordinator`, ticks once per epoch, drains its bounded event channel,
-//!   then runs ONE [`crate::CoordinatorNode::handle_ready`] whose writes are synced.
+//! - [`node_loop`]: the replica on the shared [`dsss_raft_group::node_loop`]: one OS thread
+//!   owns the replica and its RocksDB store in `<node data_dir>/coordinator`, ticks once per
+//!   epoch, drains its bounded event channel, then runs ONE
+//!   [`crate::CoordinatorNode::handle_ready`] whose writes are synced.
 //! - [`service`]: `Coordinator.SubmitBatch` answers each batch at once with the region's
 //!   current acknowledgement state (or NotLeader with the leader's id and address);
 //!   `Coordinator.ReadSealedEpoch` answers the newest sealed epoch on the leader once it has
@@ -68,7 +69,7 @@ pub async fn start(
         .map(|replica| (replica.node_id, replica.address.clone()))
         .collect();
     let peers = PeerSenders::start(node_id, &peers, config.peer_delays.clone());
-    let (events, receiver) = std::sync::mpsc::sync_channel(EVENTS_QUEUED_MAX);
+    let (events, receiver) = dsss_raft_group::node_loop::event_channel();
     let mut region_senders = BTreeMap::new();
     for (seed, (region, nodes)) in (1u64..).zip(&config.regions) {
         let line = DelayLine::new(

@@ -1,34 +1,24 @@
-//! The coordinator's node loop: one dedicated OS thread that owns the [`CoordinatorNode`] and
-//! its RocksDB store.
+//! The coordinator replica on the shared node loop ([`dsss_raft_group::node_loop`], which
+//! documents the iteration): one dedicated OS thread owns the [`CoordinatorNode`] and its
+//! RocksDB store, ticks once per epoch, and the gRPC services and the region senders send it
+//! [`CoordinatorEvent`]s.
 //!
-//! RocksDB's fsync blocks, so the replica does not live on the tokio runtime: the gRPC
-//! services and the region senders send it [`CoordinatorEvent`]s over a bounded channel. One
-//! iteration of the loop:
-//!
-//! 1. waits for an event or for the next tick (one per epoch), whichever comes first;
-//! 2. takes that event and every other queued one, up to [`EVENTS_PER_ITERATION_MAX`];
-//! 3. calls [`CoordinatorNode::handle_tick`] when an epoch has passed;
-//! 4. calls [`CoordinatorNode::handle_ready`] ONCE, whose [`ReadyIo`] syncs RocksDB and hands
-//!    raft messages to the peer transport;
-//! 5. drains [`CoordinatorNode::poll_output`] in one exhaustive `match`: sealed epochs to the
-//!    region senders, and the answers to sealed epoch reads (which the replica gives only
-//!    after confirming its leadership) to the waiting `ReadSealedEpoch` calls.
+//! Its outputs ([`CoordinatorNode::poll_output`]) go in one exhaustive `match`: sealed epochs
+//! to the region senders, and the answers to sealed epoch reads (which the replica gives only
+//! after confirming its leadership) to the waiting `ReadSealedEpoch` calls.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::time::Duration;
 
-use dsss_raft_group::raft::eraftpb::Message;
+use dsss_raft_group::node_loop::{LoopHandle, LoopNode, LoopSettings, LoopThreadError, PeerIo};
 use dsss_raft_group::transport::PeerSenders;
-use dsss_raft_group::{RAFT_LOG, RAFT_STATE, ReadyError, ReadyIo, StoreError, WriteBatch};
+use dsss_raft_group::{RAFT_LOG, RAFT_STATE, ReadyError, StoreError};
 use dsss_rocksdb_store::RocksDbStore;
+use dsss_wire::RegionId;
 use dsss_wire::grpc::VersionedChannel;
 use dsss_wire::proto::coordinator_peer_client::CoordinatorPeerClient;
 use dsss_wire::proto::{self, RaftBatch};
-use dsss_wire::{PhysicalClock, RegionId, SystemClock};
 use tokio::sync::oneshot;
 
 use super::config::CoordinatorDriverConfig;
@@ -38,12 +28,7 @@ use crate::{
     CoordinatorNodeError, CoordinatorOutput, CoordinatorStatus, InputError, RegionMessage,
 };
 
-/// The most events waiting in the loop's channel; a sender that finds it full gets an error
-/// at once (the region resends its batch, raft retransmits).
-pub const EVENTS_QUEUED_MAX: usize = 16_384;
-
-/// The most events one iteration takes before it runs a round of raft work.
-pub const EVENTS_PER_ITERATION_MAX: usize = 4_096;
+pub use dsss_raft_group::node_loop::{EVENTS_PER_ITERATION_MAX, EVENTS_QUEUED_MAX};
 
 /// The coordinator group's raft peer transport.
 pub type CoordinatorPeers = PeerSenders<CoordinatorPeerClient<VersionedChannel>>;
@@ -101,117 +86,42 @@ pub enum CoordinatorLoopError {
     Thread(String),
 }
 
-/// The running loop.
-pub struct CoordinatorLoopHandle {
-    events: SyncSender<CoordinatorEvent>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<(), CoordinatorLoopError>>>,
-    exited: Option<oneshot::Receiver<()>>,
-}
-
-impl CoordinatorLoopHandle {
-    /// A sender of events to the loop.
-    pub fn events(&self) -> SyncSender<CoordinatorEvent> {
-        self.events.clone()
-    }
-
-    /// Resolves when the loop has stopped, by request or by failure.
-    pub async fn exited(&mut self) {
-        if let Some(exited) = self.exited.as_mut() {
-            let _ = exited.await;
-            self.exited = None;
-        }
-    }
-
-    /// Asks the loop to stop and waits for its thread.
-    pub fn stop(mut self) -> Result<(), CoordinatorLoopError> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.join()
-    }
-
-    fn join(&mut self) -> Result<(), CoordinatorLoopError> {
-        match self.thread.take() {
-            Some(thread) => thread.join().unwrap_or_else(|_| {
-                Err(CoordinatorLoopError::Thread(
-                    "the coordinator thread panicked; see the log above".to_owned(),
-                ))
-            }),
-            None => Ok(()),
-        }
+impl From<LoopThreadError> for CoordinatorLoopError {
+    fn from(error: LoopThreadError) -> Self {
+        CoordinatorLoopError::Thread(error.0)
     }
 }
 
-impl Drop for CoordinatorLoopHandle {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.join();
-    }
-}
+/// The running loop: [`CoordinatorLoopHandle::events`] sends it events,
+/// [`CoordinatorLoopHandle::stop`] stops it.
+pub type CoordinatorLoopHandle = LoopHandle<CoordinatorEvent, CoordinatorLoopError>;
 
 /// Opens the store and the replica on a new thread and starts the loop. Returns once the
-/// replica is open (or could not be opened). `events` is the channel the loop reads (the
-/// region senders hold its sender already).
+/// replica is open (or could not be opened). `events` is the channel the loop reads (from
+/// [`dsss_raft_group::node_loop::event_channel`]; the region senders hold its sender already).
 pub(crate) fn spawn(
     config: CoordinatorDriverConfig,
     peers: CoordinatorPeers,
     region_senders: BTreeMap<RegionId, RegionSender>,
     events: (SyncSender<CoordinatorEvent>, Receiver<CoordinatorEvent>),
 ) -> Result<CoordinatorLoopHandle, CoordinatorLoopError> {
-    let (events, receiver) = events;
-    let stop = Arc::new(AtomicBool::new(false));
-    let (opened_sender, opened_receiver) = std::sync::mpsc::channel();
-    let (exited_sender, exited_receiver) = oneshot::channel();
-    let thread_stop = stop.clone();
-    let node_id = config.coordinator.node_id;
-    let thread = std::thread::Builder::new()
-        .name(format!("dsss-coordinator-{node_id}"))
-        .spawn(move || {
-            let outcome = match open(&config) {
-                Ok((node, store)) => {
-                    let _ = opened_sender.send(Ok(()));
-                    let mut node_loop = CoordinatorLoop {
-                        node,
-                        store,
-                        peers,
-                        region_senders,
-                        events: receiver,
-                        stop: thread_stop,
-                        tick_interval: Duration::from_micros(config.coordinator.epoch_interval_us),
-                        config,
-                        epoch_reads: HashMap::new(),
-                        next_read_id: 1,
-                    };
-                    node_loop.run()
-                }
-                Err(error) => {
-                    let _ = opened_sender.send(Err(error.to_string()));
-                    Err(error)
-                }
-            };
-            if let Err(error) = &outcome {
-                tracing::error!(node_id, %error, "the coordinator loop stopped");
-            }
-            let _ = exited_sender.send(());
-            outcome
-        })
-        .map_err(|error| {
-            CoordinatorLoopError::Thread(format!("cannot start the coordinator thread: {error}"))
-        })?;
-    let mut handle = CoordinatorLoopHandle {
-        events,
-        stop,
-        thread: Some(thread),
-        exited: Some(exited_receiver),
+    let settings = LoopSettings {
+        thread_name: format!("dsss-coordinator-{}", config.coordinator.node_id),
+        // One tick per epoch.
+        tick_interval: Duration::from_micros(config.coordinator.epoch_interval_us),
     };
-    match opened_receiver.recv() {
-        Ok(Ok(())) => Ok(handle),
-        Ok(Err(_)) | Err(_) => match handle.join() {
-            Err(error) => Err(error),
-            Ok(()) => Err(CoordinatorLoopError::Thread(
-                "the coordinator thread ended before opening the replica".to_owned(),
-            )),
-        },
-    }
+    dsss_raft_group::node_loop::spawn(settings, events, move || {
+        let (node, store) = open(&config)?;
+        Ok(CoordinatorLoop {
+            node,
+            store,
+            peers,
+            region_senders,
+            config,
+            epoch_reads: HashMap::new(),
+            next_read_id: 1,
+        })
+    })
 }
 
 fn open(
@@ -237,86 +147,47 @@ fn open(
     Ok((node, store))
 }
 
-/// The [`ReadyIo`] of the production replica: a batch raft must have durable is synced to
-/// RocksDB before raft goes on, one that only applies committed entries is written without a
-/// sync (a crash makes the replica apply them again, see `RaftGroup::handle_ready`), and
-/// messages go to the peer transport's queues without waiting.
-struct DriverIo<'a> {
-    store: &'a mut RocksDbStore,
-    peers: &'a CoordinatorPeers,
-}
-
-impl ReadyIo for DriverIo<'_> {
-    fn persist(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
-        dsss_raft_group::DurableStore::write(self.store, batch, true)
-    }
-
-    fn write_unsynced(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
-        dsss_raft_group::DurableStore::write(self.store, batch, false)
-    }
-
-    fn send(&mut self, messages: Vec<Message>) {
-        self.peers.send(messages);
-    }
-}
-
+/// The replica as the shared loop drives it, with the answer channels of its waiting callers.
 struct CoordinatorLoop {
     node: CoordinatorNode,
     store: RocksDbStore,
     peers: CoordinatorPeers,
     region_senders: BTreeMap<RegionId, RegionSender>,
-    events: Receiver<CoordinatorEvent>,
-    stop: Arc<AtomicBool>,
-    tick_interval: Duration,
     config: CoordinatorDriverConfig,
     /// The `ReadSealedEpoch` calls waiting for the replica's answer, by read id.
     epoch_reads: HashMap<u64, oneshot::Sender<Result<proto::ReadSealedEpochReply, InputError>>>,
     next_read_id: u64,
 }
 
-impl CoordinatorLoop {
-    fn run(&mut self) -> Result<(), CoordinatorLoopError> {
-        let mut next_tick = Instant::now();
-        while !self.stop.load(Ordering::SeqCst) {
-            let wait = if self.node.has_ready() {
-                Duration::ZERO
-            } else {
-                next_tick.saturating_duration_since(Instant::now())
-            };
-            match self.events.recv_timeout(wait) {
-                Ok(event) => self.handle_event(event),
-                Err(RecvTimeoutError::Timeout) => {}
-                // The region senders hold senders too: this happens only once everything
-                // that could send stopped.
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            for _ in 1..EVENTS_PER_ITERATION_MAX {
-                match self.events.try_recv() {
-                    Ok(event) => self.handle_event(event),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
-            }
-            let now = Instant::now();
-            if now >= next_tick {
-                // One tick per epoch; epochs lost in a stall are not replayed, because raft
-                // counts time in ticks and a burst of them would start elections.
-                self.node.handle_tick(SystemClock.now_us());
-                next_tick = (next_tick + self.tick_interval).max(now);
-            }
-            if self.node.has_ready() {
-                let mut io = DriverIo {
-                    store: &mut self.store,
-                    peers: &self.peers,
-                };
-                self.node.handle_ready(&mut io)?;
-            }
-            self.route_outputs();
-        }
+impl LoopNode for CoordinatorLoop {
+    type Event = CoordinatorEvent;
+    type Error = CoordinatorLoopError;
+
+    fn handle_event(&mut self, now_us: u64, event: CoordinatorEvent) {
+        self.handle_coordinator_event(now_us, event);
+    }
+
+    fn handle_tick(&mut self, now_us: u64) {
+        self.node.handle_tick(now_us);
+    }
+
+    fn has_ready(&self) -> bool {
+        self.node.has_ready()
+    }
+
+    fn handle_ready(&mut self) -> Result<(), CoordinatorLoopError> {
+        let mut io = PeerIo::new(&mut self.store, &self.peers);
+        self.node.handle_ready(&mut io)?;
         Ok(())
     }
 
-    fn handle_event(&mut self, event: CoordinatorEvent) {
-        let now_us = SystemClock.now_us();
+    fn route_outputs(&mut self, _now_us: u64) {
+        self.route_coordinator_outputs();
+    }
+}
+
+impl CoordinatorLoop {
+    fn handle_coordinator_event(&mut self, now_us: u64, event: CoordinatorEvent) {
         match event {
             CoordinatorEvent::SubmitBatch { batch, reply } => {
                 let region = batch.region.clone();
@@ -381,7 +252,7 @@ impl CoordinatorLoop {
         }
     }
 
-    fn route_outputs(&mut self) {
+    fn route_coordinator_outputs(&mut self) {
         while let Some(output) = self.node.poll_output() {
             match output {
                 CoordinatorOutput::SealedEpochReply { read_id, mut reply } => {

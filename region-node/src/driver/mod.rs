@@ -4,12 +4,13 @@
 //! The driver is thin. Every protocol decision stays in the node; the driver pumps
 //! events between the sockets, a tick timer, RocksDB and the node:
 //!
-//! - [`node_loop`]: one dedicated OS thread owns the node and its
-//!   [`RocksDbStore`](dsss_rocksdb_store::RocksDbStore). It takes events from a bounded
-//!   channel, ticks raft at a fixed interval, drains every queued event (up to a bound) and
-//!   then calls the ONE shared [`crate::RegionNode::handle_ready`] path with a
-//!   [`ReadyIo`](dsss_raft_group::ReadyIo) that syncs RocksDB and hands messages to the peer
-//!   transport. While one fsync runs, the next requests queue up and share the next sync.
+//! - [`node_loop`]: the node on the shared [`dsss_raft_group::node_loop`]: one dedicated OS
+//!   thread owns the node and its [`RocksDbStore`](dsss_rocksdb_store::RocksDbStore). It
+//!   takes events from a bounded channel, ticks raft at a fixed interval, drains every queued
+//!   event (up to a bound) and then calls the ONE shared [`crate::RegionNode::handle_ready`]
+//!   path with a [`ReadyIo`](dsss_raft_group::ReadyIo) that syncs RocksDB and hands messages
+//!   to the peer transport. While one fsync runs, the next requests queue up and share the
+//!   next sync.
 //! - [`peer`]: per peer a task with a bounded queue that sends raft messages in batches over
 //!   the `RegionPeer` gRPC service and reconnects with backoff. A full queue drops messages
 //!   (raft retransmits); the node loop never waits for the network.

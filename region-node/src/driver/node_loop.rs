@@ -1,37 +1,25 @@
-//! The node loop: one dedicated OS thread that owns the [`RegionNode`] and its RocksDB store.
+//! The region node on the shared node loop ([`dsss_raft_group::node_loop`], which documents
+//! the iteration): one dedicated OS thread owns the [`RegionNode`] and its RocksDB store, and
+//! the gRPC services send it [`NodeEvent`]s.
 //!
-//! RocksDB's fsync blocks, so the node does not live on the tokio runtime: the gRPC services
-//! send it [`NodeEvent`]s over a bounded channel and wait for the answers on oneshot channels.
-//! One iteration of the loop:
-//!
-//! 1. waits for an event or for the next tick, whichever comes first (no wait when the node
-//!    still has raft work left from the previous iteration);
-//! 2. takes that event and every other queued one, up to [`EVENTS_PER_ITERATION_MAX`];
-//! 3. ticks raft when the tick interval has passed;
-//! 4. calls [`RegionNode::handle_ready`] ONCE, whose [`ReadyIo`] syncs RocksDB and hands raft
-//!    messages to the peer transport;
-//! 5. drains [`RegionNode::poll_output`] in one exhaustive `match`: replies to the waiting
-//!    proposers, barriers and uploads, log events to the subscribers, sealed epoch reads and
-//!    batches to the coordinator client, and divergence alarms to the log.
-//!
-//! While one sync runs, new requests queue in the channel and all of them share the next
-//! sync: group commit falls out of the loop's shape, and the node batches the queued
-//! proposals into as few raft entries as its bounds allow.
+//! Its outputs ([`RegionNode::poll_output`]) go in one exhaustive `match`: replies to the
+//! waiting proposers, barriers and uploads, log events to the subscribers, sealed epoch reads
+//! and batches to the coordinator client, and divergence alarms to the log. The node batches
+//! the proposals queued during one sync into as few raft entries as its bounds allow.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
 
-use dsss_raft_group::raft::eraftpb::Message;
-use dsss_raft_group::{RAFT_LOG, RAFT_STATE, ReadyError, ReadyIo, StoreError, WriteBatch};
-use dsss_rocksdb_store::RocksDbStore;
-use dsss_wire::{
-    ClientId, PhysicalClock, RegionId, RequestSequence, SystemClock, Timestamp, proto,
+use dsss_raft_group::node_loop::{
+    LoopHandle, LoopNode, LoopSettings, LoopThreadError, PeerIo, event_channel,
 };
+use dsss_raft_group::raft::eraftpb::Message;
+use dsss_raft_group::{RAFT_LOG, RAFT_STATE, ReadyError, StoreError};
+use dsss_rocksdb_store::RocksDbStore;
+use dsss_wire::{ClientId, RegionId, RequestSequence, Timestamp, proto};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::checkpoint::{CheckpointFetch, CheckpointOutcome, CheckpointUpload};
@@ -47,14 +35,7 @@ use crate::{
     RegionStatus, Reply, SyncError, ToCoordinator, WAITERS_MAX,
 };
 
-/// The most events waiting in the node's channel. A sender that finds it full gets an error
-/// at once (a proposal is refused as overloaded, a raft message is dropped and retransmitted
-/// by raft), so the node's memory stays bounded whatever the clients do.
-pub const EVENTS_QUEUED_MAX: usize = 16_384;
-
-/// The most events one iteration of the loop takes before it runs a round of raft work, so
-/// that a flood of requests cannot starve ticks and syncs.
-pub const EVENTS_PER_ITERATION_MAX: usize = 4_096;
+pub use dsss_raft_group::node_loop::{EVENTS_PER_ITERATION_MAX, EVENTS_QUEUED_MAX};
 
 /// The most records one [`NodeEvent::ReadLog`] returns.
 pub const LOG_READ_RECORDS_MAX: usize = 1_024;
@@ -71,10 +52,6 @@ pub const LOG_EVENTS_BROADCAST_MAX: usize = 16_384;
 /// The most proposals the driver keeps waiting for an answer: the node's own bounds on
 /// queued and waiting proposals together.
 pub const PROPOSE_WAITERS_MAX: usize = WAITERS_MAX + PROPOSALS_PENDING_MAX;
-
-/// The most ticks the loop runs at once to catch up after a stall (a long sync), so that a
-/// stall does not turn into a burst of elections.
-const CATCH_UP_TICKS_MAX: u32 = 2;
 
 /// A barrier the node gave: apply through `apply_through_position` before reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,19 +248,22 @@ pub struct NodeLoopSettings {
     pub peers: PeerSenders,
 }
 
+impl From<LoopThreadError> for NodeLoopError {
+    fn from(error: LoopThreadError) -> Self {
+        NodeLoopError::Thread(error.0)
+    }
+}
+
 /// The running node loop.
 pub struct NodeLoopHandle {
-    events: SyncSender<NodeEvent>,
+    node_loop: LoopHandle<NodeEvent, NodeLoopError>,
     log_events: broadcast::Sender<Arc<LogEvent>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<(), NodeLoopError>>>,
-    exited: Option<oneshot::Receiver<()>>,
 }
 
 impl NodeLoopHandle {
     /// A sender of events to the node.
     pub fn events(&self) -> SyncSender<NodeEvent> {
-        self.events.clone()
+        self.node_loop.events()
     }
 
     /// A sender that subscribes to the node's log events.
@@ -294,35 +274,13 @@ impl NodeLoopHandle {
     /// Resolves when the loop has stopped, by request or by failure. Resolves at once when
     /// called a second time.
     pub async fn exited(&mut self) {
-        if let Some(exited) = self.exited.as_mut() {
-            let _ = exited.await;
-            self.exited = None;
-        }
+        self.node_loop.exited().await;
     }
 
     /// Asks the loop to stop and waits for the thread, returning why it stopped if it failed.
     /// The loop notices the request within one tick interval.
-    pub fn stop(mut self) -> Result<(), NodeLoopError> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.join()
-    }
-
-    fn join(&mut self) -> Result<(), NodeLoopError> {
-        match self.thread.take() {
-            Some(thread) => thread.join().unwrap_or_else(|_| {
-                Err(NodeLoopError::Thread(
-                    "the node thread panicked; see the log above".to_owned(),
-                ))
-            }),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for NodeLoopHandle {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = self.join();
+    pub fn stop(self) -> Result<(), NodeLoopError> {
+        self.node_loop.stop()
     }
 }
 
@@ -340,71 +298,38 @@ pub fn spawn_with_global(
     global: &GlobalSettings,
     runtime: Option<&tokio::runtime::Handle>,
 ) -> Result<NodeLoopHandle, NodeLoopError> {
-    let (events, receiver) = std::sync::mpsc::sync_channel(EVENTS_QUEUED_MAX);
+    let (events, receiver) = event_channel();
     let coordinator = runtime.and_then(|runtime| {
         CoordinatorSender::start(runtime, settings.node.group.node_id, global, events.clone())
     });
     let (log_events, _) = broadcast::channel(LOG_EVENTS_BROADCAST_MAX);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (opened_sender, opened_receiver) = std::sync::mpsc::channel();
-    let (exited_sender, exited_receiver) = oneshot::channel();
-    let thread_log_events = log_events.clone();
-    let thread_stop = stop.clone();
-    let node_id = settings.node.group.node_id;
-    let thread = std::thread::Builder::new()
-        .name(format!("dsss-node-{node_id}"))
-        .spawn(move || {
-            let outcome = match open(&settings) {
-                Ok((node, store)) => {
-                    let _ = opened_sender.send(Ok(()));
-                    let mut node_loop = NodeLoop {
-                        node,
-                        store,
-                        peers: settings.peers,
-                        events: receiver,
-                        log_events: thread_log_events,
-                        stop: thread_stop,
-                        tick_interval: settings.tick_interval,
-                        waiters: HashMap::new(),
-                        syncs: HashMap::new(),
-                        uploads: HashMap::new(),
-                        session_opens: HashMap::new(),
-                        next_request_id: 1,
-                        raft_messages_refused: 0,
-                        region: settings.node.region.clone(),
-                        coordinator,
-                    };
-                    node_loop.run()
-                }
-                Err(error) => {
-                    let _ = opened_sender.send(Err(error.to_string()));
-                    Err(error)
-                }
-            };
-            if let Err(error) = &outcome {
-                tracing::error!(node_id, %error, "the node loop stopped");
-            }
-            let _ = exited_sender.send(());
-            outcome
-        })
-        .map_err(|error| NodeLoopError::Thread(format!("cannot start the node thread: {error}")))?;
-    let mut handle = NodeLoopHandle {
-        events,
-        log_events,
-        stop,
-        thread: Some(thread),
-        exited: Some(exited_receiver),
+    let loop_settings = LoopSettings {
+        thread_name: format!("dsss-node-{}", settings.node.group.node_id),
+        tick_interval: settings.tick_interval,
     };
-    match opened_receiver.recv() {
-        Ok(Ok(())) => Ok(handle),
-        // The thread reported the error and returned it: join to hand back the typed error.
-        Ok(Err(_)) | Err(_) => match handle.join() {
-            Err(error) => Err(error),
-            Ok(()) => Err(NodeLoopError::Thread(
-                "the node thread ended before opening the node".to_owned(),
-            )),
-        },
-    }
+    let thread_log_events = log_events.clone();
+    let node_loop =
+        dsss_raft_group::node_loop::spawn(loop_settings, (events, receiver), move || {
+            let (node, store) = open(&settings)?;
+            Ok(RegionLoop {
+                node,
+                store,
+                peers: settings.peers,
+                log_events: thread_log_events,
+                waiters: HashMap::new(),
+                syncs: HashMap::new(),
+                uploads: HashMap::new(),
+                session_opens: HashMap::new(),
+                next_request_id: 1,
+                raft_messages_refused: 0,
+                region: settings.node.region.clone(),
+                coordinator,
+            })
+        })?;
+    Ok(NodeLoopHandle {
+        node_loop,
+        log_events,
+    })
 }
 
 fn open(settings: &NodeLoopSettings) -> Result<(RegionNode, RocksDbStore), NodeLoopError> {
@@ -419,39 +344,17 @@ fn open(settings: &NodeLoopSettings) -> Result<(RegionNode, RocksDbStore), NodeL
     Ok((node, store))
 }
 
-/// The [`ReadyIo`] of the production node: every batch is synced to RocksDB before raft goes
-/// on, and messages go to the peer transport's queues without waiting.
-struct DriverIo<'a> {
-    store: &'a mut RocksDbStore,
-    peers: &'a PeerSenders,
-}
-
-impl ReadyIo for DriverIo<'_> {
-    fn persist(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
-        dsss_raft_group::DurableStore::write(self.store, batch, true)
-    }
-
-    fn write_unsynced(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
-        dsss_raft_group::DurableStore::write(self.store, batch, false)
-    }
-
-    fn send(&mut self, messages: Vec<Message>) {
-        self.peers.send(messages);
-    }
-}
-
 /// Where the answers of one (client, sequence) go: a retry while the first attempt still
 /// waits adds a second sender, and both get the answer.
 type Waiters = HashMap<(ClientId, RequestSequence), Vec<oneshot::Sender<ProposeOutcome>>>;
 
-struct NodeLoop {
+/// The region node as the shared loop drives it, with the answer channels of its waiting
+/// callers.
+struct RegionLoop {
     node: RegionNode,
     store: RocksDbStore,
     peers: PeerSenders,
-    events: Receiver<NodeEvent>,
     log_events: broadcast::Sender<Arc<LogEvent>>,
-    stop: Arc<AtomicBool>,
-    tick_interval: Duration,
     waiters: Waiters,
     syncs: HashMap<u64, oneshot::Sender<Result<Barrier, SyncError>>>,
     uploads: HashMap<u64, oneshot::Sender<Result<CheckpointOutcome, UploadError>>>,
@@ -463,60 +366,38 @@ struct NodeLoop {
     coordinator: Option<CoordinatorSender>,
 }
 
-impl NodeLoop {
-    fn run(&mut self) -> Result<(), NodeLoopError> {
-        let mut next_tick = Instant::now() + self.tick_interval;
-        while !self.stop.load(Ordering::SeqCst) {
-            let wait = if self.node.has_ready() {
-                Duration::ZERO
-            } else {
-                next_tick.saturating_duration_since(Instant::now())
-            };
-            match self.events.recv_timeout(wait) {
-                Ok(event) => self.handle_event(event),
-                Err(RecvTimeoutError::Timeout) => {}
-                // Every sender is gone: the services stopped, so the node stops too.
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            for _ in 1..EVENTS_PER_ITERATION_MAX {
-                match self.events.try_recv() {
-                    Ok(event) => self.handle_event(event),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
-            }
-            let now = Instant::now();
-            let mut ticks = 0;
-            while now >= next_tick && ticks < CATCH_UP_TICKS_MAX {
-                self.node.handle_tick(SystemClock.now_us());
-                next_tick += self.tick_interval;
-                ticks += 1;
-            }
-            if now >= next_tick {
-                // Ticks lost in a stall are not replayed: raft measures time in ticks, and a
-                // burst of them would start elections for no reason.
-                next_tick = now + self.tick_interval;
-            }
-            self.run_ready()?;
-        }
+impl LoopNode for RegionLoop {
+    type Event = NodeEvent;
+    type Error = NodeLoopError;
+
+    fn handle_event(&mut self, now_us: u64, event: NodeEvent) {
+        self.handle_node_event(now_us, event);
+    }
+
+    fn handle_tick(&mut self, now_us: u64) {
+        self.node.handle_tick(now_us);
+    }
+
+    fn has_ready(&self) -> bool {
+        self.node.has_ready()
+    }
+
+    fn handle_ready(&mut self) -> Result<(), NodeLoopError> {
+        let mut io = PeerIo::new(&mut self.store, &self.peers);
+        self.node.handle_ready(&mut io)?;
         Ok(())
     }
 
-    fn run_ready(&mut self) -> Result<(), NodeLoopError> {
-        if self.node.has_ready() {
-            let mut io = DriverIo {
-                store: &mut self.store,
-                peers: &self.peers,
-            };
-            self.node.handle_ready(&mut io)?;
-        }
-        self.route_outputs(false);
-        Ok(())
+    fn route_outputs(&mut self, now_us: u64) {
+        self.route_node_outputs(now_us, false);
     }
+}
 
+impl RegionLoop {
     /// Drains every output of the node in one exhaustive `match`. `immediate`: the outputs
     /// come out of a proposal itself, so its answers did not wait for a round (a call
     /// committed before, or a refusal).
-    fn route_outputs(&mut self, immediate: bool) {
+    fn route_node_outputs(&mut self, now_us: u64, immediate: bool) {
         while let Some(output) = self.node.poll_output() {
             match output {
                 RegionOutput::Reply(reply) => self.deliver_reply(reply, immediate),
@@ -552,7 +433,7 @@ impl NodeLoop {
                     Some(coordinator) => coordinator.read_sealed_epoch(read),
                     // Refused at once; the refusals of its barriers come out of this loop.
                     None => self.node.handle_sealed_epoch_read(
-                        SystemClock.now_us(),
+                        now_us,
                         read.read_id,
                         Err("this node knows no coordinator replica to ask".to_owned()),
                     ),
@@ -603,9 +484,9 @@ impl NodeLoop {
         }
     }
 
-    fn handle_event(&mut self, event: NodeEvent) {
+    fn handle_node_event(&mut self, now_us: u64, event: NodeEvent) {
         match event {
-            NodeEvent::Propose { request, reply } => self.handle_propose(request, reply),
+            NodeEvent::Propose { request, reply } => self.handle_propose(now_us, request, reply),
             NodeEvent::RaftMessages(messages) => {
                 for message in messages {
                     if let Err(error) = self.node.handle_raft_message_decoded(message) {
@@ -615,7 +496,7 @@ impl NodeLoop {
                 }
             }
             NodeEvent::Status(reply) => {
-                let _ = reply.send(self.status());
+                let _ = reply.send(self.status(now_us));
             }
             NodeEvent::ReadLog {
                 from_position,
@@ -635,10 +516,10 @@ impl NodeLoop {
                 let _ = reply.send(self.change_membership(change));
             }
             NodeEvent::SealedEpoch { epoch, reply } => {
-                let _ = reply.send(self.handle_sealed_epoch(epoch));
+                let _ = reply.send(self.handle_sealed_epoch(now_us, epoch));
             }
             NodeEvent::BatchAck(ack) => {
-                if let Err(error) = self.node.handle_batch_ack(SystemClock.now_us(), ack) {
+                if let Err(error) = self.node.handle_batch_ack(now_us, ack) {
                     tracing::debug!(%error, "batch acknowledgement refused");
                 }
             }
@@ -649,7 +530,7 @@ impl NodeLoop {
                 }
                 let sync_id = self.take_request_id();
                 self.syncs.insert(sync_id, reply);
-                self.node.handle_sync(SystemClock.now_us(), sync_id);
+                self.node.handle_sync(now_us, sync_id);
             }
             NodeEvent::UploadCheckpoint { upload, reply } => {
                 if self.uploads.len() >= CHECKPOINT_UPLOADS_IN_FLIGHT_MAX {
@@ -659,7 +540,7 @@ impl NodeLoop {
                 let upload_id = self.take_request_id();
                 self.uploads.insert(upload_id, reply);
                 self.node
-                    .handle_upload_checkpoint(SystemClock.now_us(), upload_id, upload);
+                    .handle_upload_checkpoint(now_us, upload_id, upload);
             }
             NodeEvent::OpenSession { session_id, reply } => {
                 if self.session_opens.len() >= SESSION_OPENS_IN_FLIGHT_MAX {
@@ -668,16 +549,14 @@ impl NodeLoop {
                 }
                 let open_id = self.take_request_id();
                 self.session_opens.insert(open_id, reply);
-                self.node
-                    .handle_open_session(SystemClock.now_us(), open_id, session_id);
+                self.node.handle_open_session(now_us, open_id, session_id);
             }
             NodeEvent::FetchCheckpoint { object_id, reply } => {
                 let fetch = self.node.region_log().checkpoints().fetch(&object_id);
                 let _ = reply.send(fetch);
             }
             NodeEvent::SealedEpochRead { read_id, reply } => {
-                self.node
-                    .handle_sealed_epoch_read(SystemClock.now_us(), read_id, reply);
+                self.node.handle_sealed_epoch_read(now_us, read_id, reply);
             }
         }
     }
@@ -688,7 +567,12 @@ impl NodeLoop {
         id
     }
 
-    fn handle_propose(&mut self, request: ProposeRequest, reply: oneshot::Sender<ProposeOutcome>) {
+    fn handle_propose(
+        &mut self,
+        now_us: u64,
+        request: ProposeRequest,
+        reply: oneshot::Sender<ProposeOutcome>,
+    ) {
         let key = (request.client_id, request.request_sequence);
         let waiting = self.waiters.contains_key(&key);
         if !waiting && self.waiters.len() >= PROPOSE_WAITERS_MAX {
@@ -698,8 +582,8 @@ impl NodeLoop {
         // Answers that come out of `handle_propose` itself come from the dedup table (a call
         // committed before) or are refusals; none of them waited for a round.
         self.waiters.entry(key).or_default().push(reply);
-        self.node.handle_propose(SystemClock.now_us(), request);
-        self.route_outputs(true);
+        self.node.handle_propose(now_us, request);
+        self.route_node_outputs(now_us, true);
     }
 
     fn deliver_reply(&mut self, reply: Reply, immediate: bool) {
@@ -728,16 +612,17 @@ impl NodeLoop {
 
     fn handle_sealed_epoch(
         &mut self,
+        now_us: u64,
         epoch: proto::SealedEpoch,
     ) -> Result<proto::SealedEpochAck, GlobalMessageError> {
-        self.node.answer_sealed_epoch(SystemClock.now_us(), epoch)
+        self.node.answer_sealed_epoch(now_us, epoch)
     }
 
-    fn status(&self) -> NodeStatus {
+    fn status(&self, now_us: u64) -> NodeStatus {
         NodeStatus {
             node: self.node.status(),
             region: self.region.clone(),
-            physical_now_us: SystemClock.now_us(),
+            physical_now_us: now_us,
             hybrid_last: self.node.clock().last(),
             max_clock_skew_us: self.node.clock().max_skew_us(),
             raft_messages_refused: self.raft_messages_refused,
