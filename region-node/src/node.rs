@@ -1883,9 +1883,13 @@ impl RegionNode {
     }
 
     /// Proposes a `CloseBatch` when one is due (leader only).
+    /// It carries the coordinator's acknowledgement, which makes the region forget the
+    /// batches the coordinator took; at the outgoing bound it is proposed for that alone.
     fn propose_close_batch(&mut self, now_us: u64) {
+        let acknowledged = self.shipping.acknowledged();
+        let global = self.group.state_machine().global();
         if !self.config.global_tier
-            || !self.group.state_machine().global().can_close_batch()
+            || !(global.can_close_batch() || global.acknowledgement_prunes(acknowledged))
             || !self
                 .shipping
                 .close_due(now_us, self.config.epoch_interval_us)
@@ -1896,7 +1900,7 @@ impl RegionNode {
         // A refused proposal (a leader transfer is under way) is made again next epoch.
         if self
             .group
-            .propose(encode_close_batch(proposed_closed))
+            .propose(encode_close_batch(proposed_closed, acknowledged))
             .is_ok()
         {
             self.counters.close_batches_proposed += 1;

@@ -804,6 +804,113 @@ fn a_removed_region_reships_its_unsealed_records_in_its_next_incarnation() {
     }
 }
 
+/// After a readmission the coordinator holds the region's closed timestamp at or above the
+/// watermark it had reached, far above the closed timestamps of the batches the region closes
+/// next. A sealed epoch that lists the region again must not make it forget those batches
+/// before the coordinator took them: they are resent until acknowledged, and their records
+/// are sealed once each (docs/global-protocol.md sections 3 and 6).
+#[test]
+fn batches_closed_after_a_readmission_are_resent_until_the_coordinator_takes_them() {
+    let mut region = Region::new(&[1, 2, 3], &[REGION, OTHER_REGION]);
+    let leader = region.elect();
+    for sequence in 1..=3 {
+        region.propose(leader, global_call(5, sequence));
+    }
+    region.tick(3);
+    // Removed while the other region's closed timestamp runs far ahead of this region's.
+    region.link_mut().coordinator.suspect(REGION);
+    let far = Timestamp::new(NOW_US + 60_000_000, 0);
+    region
+        .link_mut()
+        .coordinator
+        .advance_closed(OTHER_REGION, far);
+    assert!(region.deliver_epochs(leader, 1).is_empty());
+    assert_eq!(region.node(leader).status().global.incarnation, 2);
+    // Batch 1 of incarnation 2 readmits the region.
+    let first_new_epoch = region.link().coordinator.next_epoch;
+    region.tick(3);
+    assert!(
+        region
+            .link()
+            .shipped
+            .iter()
+            .any(|batch| batch.0 == 2 && batch.1 == 1),
+        "batch 1 of incarnation 2 was shipped"
+    );
+    assert!(region.link().coordinator.regions[REGION].member);
+    // The next batches, one holding a new call, do not reach the coordinator.
+    region.link_mut().reachable = false;
+    region.propose(leader, global_call(6, 1));
+    region.tick(3);
+    let unacknowledged: Vec<u64> = region
+        .link()
+        .shipped
+        .iter()
+        .filter(|batch| batch.0 == 2 && batch.1 > 1)
+        .map(|batch| batch.1)
+        .collect();
+    assert!(!unacknowledged.is_empty());
+    assert!(
+        region
+            .link()
+            .shipped
+            .iter()
+            .any(|batch| batch.0 == 2 && batch.3.contains(&(6, 1))),
+        "the new call was shipped in incarnation 2"
+    );
+    // The epoch sealed at the readmission lists the region again, with a watermark above the
+    // closed timestamps of those batches.
+    region
+        .link_mut()
+        .coordinator
+        .advance_closed(OTHER_REGION, Timestamp::new(NOW_US + 120_000_000, 0));
+    assert!(region.deliver_epochs(leader, first_new_epoch).is_empty());
+    assert!(region.node(leader).status().global.member);
+    // The coordinator is reachable again: the region resends batch 2 and on, the coordinator
+    // takes them in order, and the new call is sealed.
+    region.link_mut().reachable = true;
+    let resend_ticks =
+        (region.network.node(leader).config.batch_resend_interval_us / TICK_US) as usize;
+    region.tick(2 * resend_ticks + 3);
+    let next_expected = region.link().coordinator.regions[REGION].next_batch_number;
+    let last_closed = region
+        .node(leader)
+        .region_log()
+        .global()
+        .last_batch_number();
+    assert_eq!(
+        next_expected,
+        last_closed + 1,
+        "the coordinator took every batch of incarnation 2 (the region closed {last_closed})"
+    );
+    region
+        .link_mut()
+        .coordinator
+        .advance_closed(OTHER_REGION, Timestamp::new(NOW_US + 180_000_000, 0));
+    assert!(region.deliver_epochs(leader, 1).is_empty());
+    region.tick(1);
+    let status = region.node(leader).status().global;
+    assert_eq!(status.unsealed_records, 0, "every call was sealed");
+    let entries = region.entries(leader);
+    for key in [(5, 1), (5, 2), (5, 3), (6, 1)] {
+        assert_eq!(
+            count_kind(&entries, LogEntryKind::SequencedGlobal, key),
+            1,
+            "{key:?} sealed exactly once"
+        );
+    }
+    assert!(
+        region
+            .take_replies(leader)
+            .iter()
+            .any(|reply| reply.key() == (ClientId(6), RequestSequence(1))),
+        "the new call completed"
+    );
+    for id in [1, 2, 3] {
+        assert_eq!(region.entries(id), entries, "member {id}");
+    }
+}
+
 #[test]
 fn beyond_the_bounds_global_calls_are_refused_naming_the_bound() {
     let mut region = Region::new(&[1], &[REGION]);
