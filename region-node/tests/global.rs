@@ -56,6 +56,8 @@ struct FakeCoordinator {
     next_epoch: u64,
     pending: Vec<Record>,
     epochs: Vec<proto::SealedEpoch>,
+    /// The oldest epoch it still holds, as its acknowledgements say (0: not said).
+    first_retained: u64,
     now: Timestamp,
 }
 
@@ -82,6 +84,7 @@ impl FakeCoordinator {
             next_epoch: 1,
             pending: Vec::new(),
             epochs: Vec::new(),
+            first_retained: 0,
             now: Timestamp::new(NOW_US, 0),
         }
     }
@@ -122,6 +125,7 @@ impl FakeCoordinator {
             not_leader: None,
             sender_time: Some(self.now.into()),
             incarnation: region.incarnation,
+            first_retained_epoch_number: self.first_retained,
         }
     }
 
@@ -222,7 +226,6 @@ struct CoordinatorLink {
     coordinator: FakeCoordinator,
     /// Every batch shipped, in order.
     shipped: Vec<Shipped>,
-    epoch_acks: Vec<proto::SealedEpochAck>,
     /// Whether shipped batches reach the coordinator.
     reachable: bool,
 }
@@ -272,7 +275,6 @@ impl TestNode for Member {
                         node.handle_batch_ack(now_us, ack).unwrap();
                     }
                 }
-                ToCoordinator::EpochAck(ack) => link.epoch_acks.push(ack),
             }
         }
         outbox
@@ -299,7 +301,6 @@ impl Region {
         let link = CoordinatorLink {
             coordinator: FakeCoordinator::new(coordinator_regions),
             shipped: Vec::new(),
-            epoch_acks: Vec::new(),
             reachable: true,
         };
         let mut network = Network::with_shared(NOW_US, TICK_US, link);
@@ -556,7 +557,8 @@ fn a_global_call_completes_only_when_sealed_at_its_sequenced_position() {
         next_position
     );
     // The leader acknowledged what it appended.
-    let last_ack = region.link().epoch_acks.last().unwrap();
+    let now_us = region.now_us();
+    let last_ack = region.node_mut(leader).sealed_epoch_ack(now_us);
     assert_eq!(
         last_ack.appended_through_epoch_number,
         region.link().coordinator.next_epoch - 1
@@ -725,7 +727,8 @@ fn duplicate_epochs_and_parts_are_ignored() {
     let next_position = log.next_position();
     let replies = region.take_replies(leader);
     assert_eq!(replies.len(), 5, "each call answered once: {replies:?}");
-    let ack = region.link().epoch_acks.last().unwrap();
+    let now_us = region.now_us();
+    let ack = region.node_mut(leader).sealed_epoch_ack(now_us);
     assert_eq!(ack.appended_through_epoch_number, epoch.epoch_number);
     assert_eq!(ack.appended_parts_of_next_epoch, 0);
     // The whole epoch once more: acknowledged, nothing appended.
@@ -909,6 +912,70 @@ fn batches_closed_after_a_readmission_are_resent_until_the_coordinator_takes_the
     for id in [1, 2, 3] {
         assert_eq!(region.entries(id), entries, "member {id}");
     }
+}
+
+/// A region that comes back after the coordinator released epochs it had not appended
+/// learns it from the coordinator's answer: it never appends a later epoch (that would leave
+/// a hole in its global sequence), says why in its status, and refuses new global calls with
+/// that reason (docs/global-protocol.md section 7).
+#[test]
+fn a_region_that_missed_released_epochs_refuses_to_append_past_the_hole() {
+    let mut region = Region::new(&[1, 2, 3], &[REGION, OTHER_REGION]);
+    let leader = region.elect();
+    region.propose(leader, global_call(5, 1));
+    region.tick(3);
+    region.link_mut().coordinator.suspect(REGION);
+    for step in 1..=3 {
+        region
+            .link_mut()
+            .coordinator
+            .advance_closed(OTHER_REGION, Timestamp::new(NOW_US + step * 60_000_000, 0));
+    }
+    assert_eq!(region.link().coordinator.epochs.len(), 3);
+    // The coordinator released epochs 1 and 2; it still holds epoch 3.
+    region.link_mut().coordinator.first_retained = 3;
+    region.tick(3);
+    let status = region.node(leader).status().global;
+    assert_eq!(status.epochs_missed, Some((1, 3)));
+    let error = region.node(leader).global_catch_up_error().unwrap();
+    assert!(error.contains("epochs 1 to 2"), "{error}");
+    // Epoch 3 does not follow what the region appended: it is not appended.
+    let errors = region.deliver_epochs(leader, 3);
+    region.tick(3);
+    assert_eq!(
+        region.node(leader).status().global.epochs_applied_through,
+        0,
+        "{errors:?}"
+    );
+    assert_eq!(
+        count_kind(
+            &region.entries(leader),
+            LogEntryKind::SequencedGlobal,
+            (5, 1)
+        ),
+        0
+    );
+    // New global calls are refused, naming the reason; regional calls go on.
+    region.take_replies(leader);
+    region.propose(leader, global_call(6, 1));
+    let replies = region.take_replies(leader);
+    assert!(
+        replies.iter().any(|reply| matches!(
+            reply,
+            Reply::Refused { error: ProposeError::GlobalOverloaded { bound }, .. }
+                if bound.contains("released sealed epochs")
+        )),
+        "{replies:?}"
+    );
+    region.propose(leader, call(6, 2, Scope::Regional, 10));
+    region.tick(3);
+    assert!(
+        region
+            .take_replies(leader)
+            .iter()
+            .any(|reply| matches!(reply, Reply::Proposed { .. })),
+        "a regional call completes"
+    );
 }
 
 #[test]

@@ -591,9 +591,6 @@ impl NodeLoop {
                         coordinator.send(batch);
                     }
                 }
-                // Not sent: the answer to every `RegionEpochs.Deliver` carries the same
-                // acknowledgement, at once.
-                RegionOutput::ToCoordinator(ToCoordinator::EpochAck(_)) => {}
             }
         }
     }
