@@ -583,10 +583,7 @@ impl CoordinatorState {
                 self.limits.pending_records_bytes_max
             ));
         }
-        match self.epochs_to_release(records_size_bytes) {
-            Ok(_) => None,
-            Err(reason) => Some(reason),
-        }
+        self.epochs_to_release(records_size_bytes).err()
     }
 
     /// How many of the oldest retained epochs must be released before a batch of
