@@ -41,20 +41,19 @@
 //!     sender_time: time(now_us),
 //! })?;
 //! node.handle_ready(&mut StoreIo::new(&mut store))?;
-//! let mut acknowledged = false;
 //! let mut sealed = false;
 //! while let Some(output) = node.poll_output() {
 //!     match output {
 //!         CoordinatorOutput::ToRegion { message, .. } => match message {
-//!             RegionMessage::BatchAck(ack) => {
-//!                 acknowledged = ack.acknowledged_through_batch_number == 1;
-//!             }
 //!             RegionMessage::Epoch(epoch) => sealed = epoch.epoch_number == 1,
 //!         },
 //!         CoordinatorOutput::SealedEpochReply { .. } => {}
 //!     }
 //! }
-//! assert!(acknowledged && sealed);
+//! assert!(sealed);
+//! // The region's next submission is answered with what is applied.
+//! let ack = node.current_batch_ack(now_us, "eu-west")?;
+//! assert_eq!(ack.acknowledged_through_batch_number, 1);
 //! assert_eq!(node.state().newest_epoch_number(), 1);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -7,8 +7,9 @@
 //!
 //! Every replica applies the log and so seals the same epochs; only the leader talks to
 //! regions. The leader:
-//! - proposes each region batch as one entry and answers it with a [`proto::RegionBatchAck`]
-//!   once the entry is applied (a follower answers at once with `not_leader`);
+//! - proposes each region batch as one entry; every submission is answered at once with a
+//!   [`proto::RegionBatchAck`] of what is applied ([`CoordinatorNode::answer_region_batch`];
+//!   a follower answers `not_leader`);
 //! - sends each newly sealed epoch to every region, member or not, in parts of at most
 //!   [`EPOCH_PART_BYTES_MAX`] bytes, and every resend interval resends from each region's
 //!   acknowledged point (at most [`RESEND_MESSAGES_PER_REGION_MAX`] parts per region);
@@ -346,11 +347,10 @@ pub enum MessageError {
     SenderTime(#[from] InputError),
 }
 
-/// A message for a region's leader.
+/// A message for a region's leader. (Batches are answered at once, by
+/// [`CoordinatorNode::answer_region_batch`].)
 #[derive(Clone, Debug, PartialEq)]
 pub enum RegionMessage {
-    /// The answer to a region batch.
-    BatchAck(proto::RegionBatchAck),
     /// One part of a sealed epoch.
     Epoch(proto::SealedEpoch),
 }
@@ -432,6 +432,9 @@ pub struct CoordinatorCounters {
     pub regions_removed: u64,
     /// Regions readmitted.
     pub regions_readmitted: u64,
+    /// Batches that would have readmitted a region that missed epochs released while it was
+    /// out of the membership (it cannot catch up from the coordinator).
+    pub readmissions_refused: u64,
     /// Epochs sealed by this replica's state machine.
     pub epochs_sealed: u64,
     /// Epoch parts handed to the driver.
@@ -640,10 +643,10 @@ impl CoordinatorNode {
 
     // Inputs.
 
-    /// A region leader's batch. The answer comes later through
-    /// [`CoordinatorNode::poll_output`]: at once from a follower (`not_leader`) or for a
-    /// batch taken before, otherwise once its entry is applied. An error means the batch was
-    /// not taken and no answer follows.
+    /// A region leader's batch: proposed, held until the batches before it arrive, or
+    /// nothing when it was taken before. It is answered with
+    /// [`CoordinatorNode::current_batch_ack`] (see [`CoordinatorNode::answer_region_batch`]),
+    /// which acknowledges what is applied. An error means the batch was not taken.
     pub fn handle_region_batch(
         &mut self,
         now_us: u64,
@@ -652,8 +655,7 @@ impl CoordinatorNode {
         self.receive_time(now_us, batch.sender_time, "region batch")?;
         let region = self.known_region(&batch.region)?;
         if !self.is_leader() {
-            let message = RegionMessage::BatchAck(self.not_leader_ack(&region));
-            self.push_output(region, message);
+            // The answer names the leader (`current_batch_ack`).
             return Ok(());
         }
         let entry = self.batch_entry(region.clone(), batch)?;
@@ -665,10 +667,17 @@ impl CoordinatorNode {
         let duplicate = entry.incarnation == region_state.incarnation
             && region_state.member
             && entry.batch_number < region_state.next_batch_number;
-        if stale || duplicate {
+        // A region that missed epochs released while it was out is not readmitted (the
+        // answer names the first retained epoch, which tells it so).
+        let cannot_catch_up = entry.incarnation > region_state.incarnation
+            && !region_state.member
+            && !state.can_catch_up(&region);
+        if cannot_catch_up {
+            self.counters.readmissions_refused += 1;
+        }
+        if stale || duplicate || cannot_catch_up {
+            // Answered from the applied state (`current_batch_ack`).
             self.counters.batches_not_accepted += 1;
-            let message = RegionMessage::BatchAck(self.batch_ack(&region));
-            self.push_output(region, message);
             return Ok(());
         }
         let key = (region.clone(), entry.incarnation, entry.batch_number);
@@ -980,8 +989,7 @@ impl CoordinatorNode {
     /// A region leader's batch, answered at once: [`CoordinatorNode::handle_region_batch`],
     /// then [`CoordinatorNode::current_batch_ack`]. Production answers `SubmitBatch` with it
     /// and the simulator answers a submission with it, so that acknowledgements reach the
-    /// regions the same way in both; the [`RegionMessage::BatchAck`] outputs are for drivers
-    /// that push acknowledgements instead.
+    /// regions the same way in both.
     pub fn answer_region_batch(
         &mut self,
         now_us: u64,
@@ -1405,10 +1413,6 @@ impl CoordinatorNode {
             if self.leadership.is_none() {
                 continue;
             }
-            if let EntryEffect::Batch { region, .. } = &output.effect {
-                let message = RegionMessage::BatchAck(self.batch_ack(region));
-                self.push_output(region.clone(), message);
-            }
             if let Some(number) = output.sealed_epoch {
                 let regions: Vec<RegionId> = self
                     .group
@@ -1453,6 +1457,10 @@ impl CoordinatorNode {
                     counters.regions_readmitted += u64::from(*readmitted);
                 }
                 BatchVerdict::Overloaded { .. } => counters.batches_overloaded += 1,
+                BatchVerdict::EpochsReleased { .. } => {
+                    counters.readmissions_refused += 1;
+                    counters.batches_not_accepted += 1;
+                }
                 _ => counters.batches_not_accepted += 1,
             },
             EntryEffect::Suspect {
@@ -1503,6 +1511,7 @@ impl CoordinatorNode {
             not_leader: None,
             sender_time: Some(sender_time.into()),
             incarnation: region_state.incarnation,
+            first_retained_epoch_number: state.first_retained_epoch_number(),
         }
     }
 

@@ -368,6 +368,17 @@ pub enum BatchVerdict {
         /// Which bound.
         reason: String,
     },
+    /// The batch would readmit a region that has not appended epochs the coordinator has
+    /// since released (it held them only for that region while it was out of the
+    /// membership): readmitted, the region could not append the epochs that follow, so it
+    /// stays out; nothing changed. It needs a state transfer the coordinator cannot give
+    /// (docs/global-protocol.md section 7).
+    EpochsReleased {
+        /// The newest epoch the region appended.
+        acknowledged_epoch: u64,
+        /// The oldest epoch the coordinator holds.
+        first_retained_epoch: u64,
+    },
 }
 
 /// What a suspect entry did.
@@ -537,6 +548,22 @@ impl CoordinatorState {
         self.epochs.get(usize::try_from(offset).ok()?)
     }
 
+    /// The oldest retained epoch, or the next to be sealed when none is retained: every epoch
+    /// below it was released.
+    pub fn first_retained_epoch_number(&self) -> u64 {
+        self.epochs
+            .front()
+            .map_or(self.next_epoch_number, |epoch| epoch.number)
+    }
+
+    /// Whether `region` has appended every epoch the coordinator released, so that it can
+    /// catch up from the retained ones.
+    pub fn can_catch_up(&self, region: &RegionId) -> bool {
+        self.regions
+            .get(region)
+            .is_some_and(|state| state.acknowledged_epoch + 1 >= self.first_retained_epoch_number())
+    }
+
     /// The bounds in force.
     pub fn limits(&self) -> CoordinatorLimits {
         self.limits
@@ -544,6 +571,10 @@ impl CoordinatorState {
 
     /// Whether a batch of `records_size_bytes` would be refused as overloaded now, and why.
     /// The leader asks before proposing, so that a full state does not fill its log.
+    ///
+    /// Retained epochs count only as far as a member region needs them: the oldest epochs
+    /// every member has appended, held for regions out of the membership, are released to
+    /// make room (see [`CoordinatorState::epochs_to_release`]).
     pub fn overload_reason(&self, records_size_bytes: u64) -> Option<String> {
         let pending = self.pending_size_bytes + records_size_bytes;
         if pending > self.limits.pending_records_bytes_max {
@@ -552,22 +583,77 @@ impl CoordinatorState {
                 self.limits.pending_records_bytes_max
             ));
         }
-        if self.epochs.len() >= self.limits.retained_epochs_max {
-            return Some(format!(
-                "{} sealed epochs are retained, the maximum; a region has not acknowledged them",
-                self.epochs.len()
+        self.epochs_to_release(records_size_bytes).err()
+    }
+
+    /// How many of the oldest retained epochs must be released before a batch of
+    /// `records_size_bytes` is taken, so that the retained epochs stay within their bounds
+    /// (counting the epoch that sealing everything pending would add). Only epochs every
+    /// member region has appended may go. An error names the bound that releasing them
+    /// cannot keep: a member region has not appended the epochs.
+    fn epochs_to_release(&self, records_size_bytes: u64) -> Result<usize, String> {
+        let pending = self.pending_size_bytes + records_size_bytes;
+        let releasable_through = self.members_minimum_acknowledged_epoch();
+        let mut count = self.epochs.len();
+        let mut retained_bytes = self.retained_size_bytes;
+        let mut released = 0;
+        for epoch in &self.epochs {
+            let fits = count < self.limits.retained_epochs_max
+                && retained_bytes + pending + EPOCH_HEADER_BYTES_MAX
+                    <= self.limits.retained_epochs_bytes_max;
+            if fits || epoch.number > releasable_through {
+                break;
+            }
+            count -= 1;
+            retained_bytes -= epoch.size_bytes;
+            released += 1;
+        }
+        if count >= self.limits.retained_epochs_max {
+            return Err(format!(
+                "{count} sealed epochs are retained, the maximum; a member region has not \
+                 acknowledged them"
             ));
         }
         // Sealing everything pending must keep the retained epochs within their bound.
-        let retained = self.retained_size_bytes + pending + EPOCH_HEADER_BYTES_MAX;
+        let retained = retained_bytes + pending + EPOCH_HEADER_BYTES_MAX;
         if retained > self.limits.retained_epochs_bytes_max {
-            return Some(format!(
+            return Err(format!(
                 "retained epochs could reach {retained} bytes, more than the maximum of {}; a \
-                 region has not acknowledged them",
+                 member region has not acknowledged them",
                 self.limits.retained_epochs_bytes_max
             ));
         }
-        None
+        Ok(released)
+    }
+
+    /// Releases the `count` oldest retained epochs, which every member region has appended;
+    /// a region out of the membership that has not appended them can no longer catch up from
+    /// the coordinator (it is not readmitted, see [`BatchVerdict::EpochsReleased`]).
+    fn release_epochs(&mut self, count: usize, batch: &mut WriteBatch) {
+        let Some(first) = self.epochs.front().map(|epoch| epoch.number) else {
+            return;
+        };
+        let releasable_through = self.members_minimum_acknowledged_epoch();
+        for _ in 0..count {
+            let epoch = self
+                .epochs
+                .pop_front()
+                .expect("count is within the retained epochs");
+            assert!(
+                epoch.number <= releasable_through,
+                "an epoch is released only once every member region appended it"
+            );
+            self.retained_size_bytes -= epoch.size_bytes;
+        }
+        if count > 0 {
+            batch.delete_range(
+                COORDINATOR_EPOCHS,
+                first.to_be_bytes().to_vec(),
+                (first + count as u64).to_be_bytes().to_vec(),
+            );
+        }
+        // A region that missed a released epoch holds nothing back any more.
+        self.drop_acknowledged_epochs(batch);
     }
 
     // Applying.
@@ -636,10 +722,20 @@ impl CoordinatorState {
             let size_bytes = record_size_bytes(&record);
             lifted.push((record, size_bytes));
         }
-        let records_size_bytes = lifted.iter().map(|(_, size_bytes)| size_bytes).sum();
+        if readmission && !self.can_catch_up(&region_id) {
+            return verdict(BatchVerdict::EpochsReleased {
+                acknowledged_epoch: region.acknowledged_epoch,
+                first_retained_epoch: self.first_retained_epoch_number(),
+            });
+        }
+        let records_size_bytes: u64 = lifted.iter().map(|(_, size_bytes)| size_bytes).sum();
         if let Some(reason) = self.overload_reason(records_size_bytes) {
             return verdict(BatchVerdict::Overloaded { reason });
         }
+        let release = self
+            .epochs_to_release(records_size_bytes)
+            .expect("overload_reason found the batch within the bounds");
+        self.release_epochs(release, batch);
         let region = self
             .regions
             .get_mut(&region_id)
@@ -738,7 +834,8 @@ impl CoordinatorState {
         }
     }
 
-    /// Drops the epochs every region, member or not, has appended.
+    /// Drops the epochs every region, member or not, has appended (leaving out the regions
+    /// that missed released epochs and cannot append these).
     fn drop_acknowledged_epochs(&mut self, batch: &mut WriteBatch) {
         let through = self.minimum_acknowledged_epoch();
         let first_before = self.epochs.front().map(|epoch| epoch.number);
@@ -762,9 +859,24 @@ impl CoordinatorState {
         self.assert_retained_window();
     }
 
+    /// The newest epoch every region has appended, leaving out the regions out of the
+    /// membership that missed released epochs (they cannot catch up from the coordinator, so
+    /// nothing is held for them).
     fn minimum_acknowledged_epoch(&self) -> u64 {
+        let first = self.first_retained_epoch_number();
         self.regions
             .values()
+            .filter(|state| state.member || state.acknowledged_epoch + 1 >= first)
+            .map(|state| state.acknowledged_epoch)
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// The newest epoch every member region has appended.
+    fn members_minimum_acknowledged_epoch(&self) -> u64 {
+        self.regions
+            .values()
+            .filter(|state| state.member)
             .map(|state| state.acknowledged_epoch)
             .min()
             .unwrap_or(0)
@@ -842,21 +954,37 @@ impl CoordinatorState {
         self.assert_retained_window();
     }
 
-    /// The retained epochs are exactly those after the lowest acknowledged one.
+    /// The retained epochs are dense up to the newest; they hold every epoch some member
+    /// region has not appended and no epoch every region has appended.
     fn assert_retained_window(&self) {
-        let first = (self.minimum_acknowledged_epoch() + 1).min(self.next_epoch_number);
-        assert_eq!(
-            self.epochs
-                .front()
-                .map_or(self.next_epoch_number, |epoch| epoch.number),
-            first,
-            "retained epochs start after the lowest acknowledged epoch"
-        );
-        assert_eq!(
-            self.epochs.len() as u64,
-            self.next_epoch_number - first,
-            "retained epochs are dense up to the newest"
-        );
+        if let Err(reason) = self.check_retained_window() {
+            panic!("{reason}");
+        }
+    }
+
+    fn check_retained_window(&self) -> Result<(), String> {
+        let first = self.first_retained_epoch_number();
+        if self.epochs.len() as u64 != self.next_epoch_number - first {
+            return Err(format!(
+                "{} retained epochs from epoch {first}, but the newest is {}: retained epochs \
+                 are dense up to the newest",
+                self.epochs.len(),
+                self.next_epoch_number - 1
+            ));
+        }
+        let needed_by_member = self.members_minimum_acknowledged_epoch() + 1;
+        if first > needed_by_member {
+            return Err(format!(
+                "retained epochs start at {first}, past epoch {needed_by_member} that a member \
+                 region has not appended"
+            ));
+        }
+        if first <= self.minimum_acknowledged_epoch() {
+            return Err(format!(
+                "epoch {first} is retained, but every region that can still append it did"
+            ));
+        }
+        Ok(())
     }
 
     // Persistence.
@@ -972,9 +1100,20 @@ impl CoordinatorState {
     /// Adds a retained epoch read back from a snapshot or the store, checking it continues
     /// the ones before.
     fn push_recovered_epoch(&mut self, epoch: Epoch) -> Result<(), String> {
+        // The first retained epoch follows the epochs every region appended, or, when epochs
+        // were released for regions out of the membership, those every member appended
+        // (`check_retained_window` checks which).
         let expected = match self.epochs.back() {
             Some(last) => last.number + 1,
-            None => self.minimum_acknowledged_epoch() + 1,
+            None => {
+                let all_appended = self
+                    .regions
+                    .values()
+                    .map(|state| state.acknowledged_epoch)
+                    .min()
+                    .unwrap_or(0);
+                epoch.number.clamp(all_appended + 1, self.next_epoch_number)
+            }
         };
         if epoch.number != expected {
             return Err(format!(
@@ -997,15 +1136,7 @@ impl CoordinatorState {
 
     /// The checks that tie the parts of a recovered state together.
     fn check_recovered(&self) -> Result<(), String> {
-        let expected_epochs = self.next_epoch_number - 1 - self.minimum_acknowledged_epoch();
-        if self.epochs.len() as u64 != expected_epochs {
-            return Err(format!(
-                "{} retained epochs, but epochs {} to {} are not acknowledged by every region",
-                self.epochs.len(),
-                self.minimum_acknowledged_epoch() + 1,
-                self.next_epoch_number - 1
-            ));
-        }
+        self.check_retained_window()?;
         if let Some(last) = self.epochs.back()
             && last.watermark != self.watermark
         {
@@ -1218,6 +1349,10 @@ impl StateMachine for CoordinatorState {
         *self = decoded;
         self.recover_pending(store)?;
         self.recover_epochs(store)?;
+        self.check_retained_window().map_err(|reason| {
+            let first = self.first_retained_epoch_number();
+            corrupt(COORDINATOR_EPOCHS, &first.to_be_bytes(), reason)
+        })?;
         self.check_recovered()
             .map_err(|reason| corrupt(COORDINATOR_STATE, STATE_KEY, reason))
     }
@@ -1607,6 +1742,89 @@ mod tests {
             .validate()
             .is_err()
         );
+    }
+
+    /// A region out of the membership for longer than the retention bound does not stop the
+    /// others: once only it holds epochs back, the oldest are released and batches keep being
+    /// taken. When it comes back it is not readmitted (it could not append the epochs that
+    /// follow the released ones), and nothing is held for it any more; a region back before
+    /// its epochs were released is readmitted as usual (docs/global-protocol.md section 7).
+    #[test]
+    fn a_region_out_of_the_membership_does_not_hold_epochs_past_the_bound() {
+        let limits = CoordinatorLimits {
+            retained_epochs_max: 8,
+            ..CoordinatorLimits::default()
+        };
+        let mut harness = Harness::with_limits(&["a", "b", "c", "d"], limits);
+        for name in ["a", "b", "c", "d"] {
+            harness.batch(name, 1, 1, &[], 100);
+        }
+        assert_eq!(harness.state.newest_epoch_number(), 1);
+        for name in ["a", "b", "c", "d"] {
+            harness.acknowledge(name, 1);
+        }
+        // c and d fall silent and are removed; c has appended epoch 1, d epoch 1 as well.
+        harness.suspect("c", 1);
+        harness.suspect("d", 1);
+        // a and b write for many more epochs than the bound, acknowledging as they go.
+        let mut batch_number = 1;
+        let mut sequence = 0;
+        for round in 1..=40_u64 {
+            batch_number += 1;
+            for name in ["a", "b"] {
+                sequence += 1;
+                let time = 100 + round * 100;
+                let outcome = harness.batch(name, 1, batch_number, &[(sequence, time - 50)], time);
+                assert_eq!(
+                    verdict(&outcome),
+                    BatchVerdict::Accepted { readmitted: false },
+                    "round {round}: {name}'s batch"
+                );
+            }
+            let newest = harness.state.newest_epoch_number();
+            harness.acknowledge("a", newest);
+            harness.acknowledge("b", newest);
+            if round == 2 {
+                // d comes back while its epochs are still retained: readmitted.
+                let outcome = harness.batch("d", 2, 1, &[], 150);
+                assert_eq!(
+                    verdict(&outcome),
+                    BatchVerdict::Accepted { readmitted: true }
+                );
+                harness.suspect("d", 2);
+            }
+            assert!(harness.state.retained_epoch_count() <= 8, "round {round}");
+        }
+        let newest = harness.state.newest_epoch_number();
+        assert!(newest > 30, "{newest} epochs sealed");
+        let first_retained = harness.state.first_retained_epoch_number();
+        assert!(first_retained > 2, "epochs c never appended were released");
+        assert!(!harness.state.can_catch_up(&region("c")));
+        // c comes back: it is not readmitted, and nothing changes.
+        let before = harness.state.clone();
+        let outcome = harness.batch("c", 2, 1, &[(1, 50)], 150);
+        assert_eq!(
+            verdict(&outcome),
+            BatchVerdict::EpochsReleased {
+                acknowledged_epoch: 1,
+                first_retained_epoch: first_retained,
+            }
+        );
+        assert_eq!(harness.state, before);
+        assert!(!harness.state.region(&region("c")).unwrap().member);
+        // a and b keep writing, and a replica restarted from its store holds the same state.
+        let outcome = harness.batch("a", 1, batch_number + 1, &[], 100_000);
+        assert_eq!(
+            verdict(&outcome),
+            BatchVerdict::Accepted { readmitted: false }
+        );
+        assert_eq!(harness.recovered(), harness.state);
+        let snapshot = harness.state.snapshot();
+        let names: Vec<RegionId> = harness.state.regions().keys().cloned().collect();
+        let mut restored = CoordinatorState::new(&names, limits);
+        let mut batch = WriteBatch::new();
+        restored.restore(&snapshot, &mut batch).unwrap();
+        assert_eq!(restored, harness.state);
     }
 
     fn busy_harness() -> Harness {

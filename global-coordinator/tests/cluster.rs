@@ -217,25 +217,19 @@ impl Cluster {
 /// Messages for regions, each with its region.
 type ToRegions<T> = Vec<(RegionId, T)>;
 
-/// The batch acknowledgements and epoch parts among `outputs`, by region.
-fn split(
-    outputs: Vec<CoordinatorOutput>,
-) -> (
-    ToRegions<proto::RegionBatchAck>,
-    ToRegions<proto::SealedEpoch>,
-) {
-    let mut acks = Vec::new();
+/// The epoch parts among `outputs`, by region. (Batches are answered at once, with
+/// `CoordinatorNode::current_batch_ack`.)
+fn split(outputs: Vec<CoordinatorOutput>) -> ToRegions<proto::SealedEpoch> {
     let mut epochs = Vec::new();
     for output in outputs {
         let CoordinatorOutput::ToRegion { region, message } = output else {
             unreachable!("the cluster keeps only messages to regions here");
         };
         match message {
-            RegionMessage::BatchAck(ack) => acks.push((region, ack)),
             RegionMessage::Epoch(epoch) => epochs.push((region, epoch)),
         }
     }
-    (acks, epochs)
+    epochs
 }
 
 #[test]
@@ -267,11 +261,13 @@ fn a_new_leader_derives_the_same_epochs_from_the_log() {
             .unwrap();
     }
     cluster.tick(2);
-    let (acks, epochs) = split(cluster.take_outputs(leader));
-    assert!(acks.iter().any(|(name, ack)| *name == region("b")
-        && ack.acknowledged_through_batch_number == 4
-        && ack.member
-        && ack.incarnation == 1));
+    let epochs = split(cluster.take_outputs(leader));
+    let now_us = cluster.now_us();
+    let ack = cluster
+        .node_mut(leader)
+        .current_batch_ack(now_us, "b")
+        .unwrap();
+    assert!(ack.acknowledged_through_batch_number == 4 && ack.member && ack.incarnation == 1);
     assert!(
         epochs
             .iter()
@@ -285,7 +281,7 @@ fn a_new_leader_derives_the_same_epochs_from_the_log() {
             sealed,
             "replica {id} sealed the same epochs"
         );
-        assert!(split(cluster.take_outputs(id)).0.is_empty() || id == leader);
+        assert!(split(cluster.take_outputs(id)).is_empty() || id == leader);
     }
 
     cluster.crash(leader);
@@ -323,7 +319,7 @@ fn a_new_leader_derives_the_same_epochs_from_the_log() {
         );
     }
     // The new leader sent every retained epoch to both regions from their acknowledged point.
-    let (_, resent) = split(cluster.take_outputs(new_leader));
+    let resent = split(cluster.take_outputs(new_leader));
     for name in ["a", "b"] {
         let numbers: Vec<u64> = resent
             .iter()
@@ -349,12 +345,15 @@ fn followers_answer_batches_with_a_leader_hint_and_take_nothing() {
     cluster
         .submit(follower, "a", 1, 1, vec![record("a", 1, now_us)], now_us)
         .unwrap();
-    let (acks, _) = split(cluster.take_outputs(follower));
-    assert_eq!(acks.len(), 1);
-    let not_leader = acks[0].1.not_leader.clone().expect("a NotLeader answer");
+    assert!(split(cluster.take_outputs(follower)).is_empty());
+    let ack = cluster
+        .node_mut(follower)
+        .current_batch_ack(now_us, "a")
+        .unwrap();
+    let not_leader = ack.not_leader.clone().expect("a NotLeader answer");
     assert_eq!(not_leader.leader_node_id, leader);
-    assert_eq!(acks[0].1.acknowledged_through_batch_number, 0);
-    assert!(acks[0].1.sender_time.is_some());
+    assert_eq!(ack.acknowledged_through_batch_number, 0);
+    assert!(ack.sender_time.is_some());
     assert_eq!(cluster.node(leader).state().pending_count(), 0);
 }
 
@@ -521,11 +520,10 @@ fn a_silent_region_is_suspected_and_readmitted_in_a_new_incarnation() {
     cluster
         .submit(leader, "c", 1, 3, vec![], removed_at)
         .unwrap();
-    let (acks, epochs) = split(cluster.take_outputs(leader));
-    let (_, ack) = acks
-        .iter()
-        .rev()
-        .find(|(name, _)| *name == region("c"))
+    let epochs = split(cluster.take_outputs(leader));
+    let ack = cluster
+        .node_mut(leader)
+        .current_batch_ack(removed_at, "c")
         .unwrap();
     assert!(!ack.member && ack.incarnation == 1 && ack.acknowledged_through_batch_number == 2);
     assert!(epochs.iter().any(
@@ -581,7 +579,7 @@ fn epochs_are_resent_from_the_acknowledged_point_and_dropped_once_all_appended()
     cluster.acknowledge(leader, "b", 1);
     cluster.take_outputs(leader);
     cluster.tick(6);
-    let (_, resent) = split(cluster.take_outputs(leader));
+    let resent = split(cluster.take_outputs(leader));
     let to = |name: &str| -> Vec<u64> {
         resent
             .iter()
@@ -697,10 +695,12 @@ fn a_restarted_replica_recovers_its_state_from_the_store() {
     cluster
         .submit(leader, "b", 1, 2, vec![], now_us + 20)
         .unwrap();
-    let (acks, _) = split(cluster.take_outputs(leader));
+    let ack = cluster
+        .node_mut(leader)
+        .current_batch_ack(now_us + 20, "b")
+        .unwrap();
     assert_eq!(
-        acks.last().unwrap().1.acknowledged_through_batch_number,
-        2,
+        ack.acknowledged_through_batch_number, 2,
         "answered as a duplicate"
     );
 }

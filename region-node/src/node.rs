@@ -468,8 +468,6 @@ pub enum RegionNodeError {
 pub enum ToCoordinator {
     /// An outgoing batch of global records, sent or resent.
     Batch(proto::RegionBatch),
-    /// What the region appended of the sealed epochs.
-    EpochAck(proto::SealedEpochAck),
 }
 
 /// What the node hands to its driver, through [`RegionNode::poll_output`]: drivers drain it in
@@ -603,6 +601,10 @@ pub struct GlobalStatus {
     pub watermark: Timestamp,
     /// The last timestamp the region assigned.
     pub last_assigned: Timestamp,
+    /// Set when the coordinator released epochs this region had not appended, as (first
+    /// missed epoch, first epoch the coordinator holds): the region cannot catch up and
+    /// refuses global calls (see [`RegionNode::global_catch_up_error`]).
+    pub epochs_missed: Option<(u64, u64)>,
 }
 
 /// Counters since the node opened.
@@ -624,6 +626,9 @@ pub struct NodeCounters {
     pub log_events_dropped: u64,
     /// Messages from the coordinator refused because their sender's clock was too far ahead.
     pub clock_skew_refused: u64,
+    /// Times the coordinator said it released epochs this region had not appended (see
+    /// [`RegionNode::global_catch_up_error`]).
+    pub epochs_missed_alarms: u64,
     /// Messages to the coordinator dropped because the driver did not poll them.
     pub to_coordinator_dropped: u64,
     /// Batches sent to the coordinator (resends included).
@@ -680,6 +685,10 @@ pub struct RegionNode {
     /// The physical time of the latest input.
     now_us: u64,
     shipping: Shipping,
+    /// Set once the coordinator said it released epochs this region had not appended:
+    /// (first missed epoch, first epoch the coordinator still holds). The region cannot
+    /// append past the gap and never applies an epoch with a hole before it.
+    epochs_missed: Option<(u64, u64)>,
     to_coordinator: VecDeque<ToCoordinator>,
     syncs: BTreeMap<u64, PendingSync>,
     sync_replies: VecDeque<SyncReply>,
@@ -746,6 +755,7 @@ impl RegionNode {
             counters: NodeCounters::default(),
             now_us: 0,
             shipping: Shipping::default(),
+            epochs_missed: None,
             to_coordinator: VecDeque::new(),
             syncs: BTreeMap::new(),
             sync_replies: VecDeque::new(),
@@ -820,6 +830,7 @@ impl RegionNode {
                 epochs_applied_through: log.global().epochs_applied_through(),
                 watermark: log.global().watermark(),
                 last_assigned: log.last_assigned(),
+                epochs_missed: self.epochs_missed,
             },
             proposals_pending: self.pending.len(),
             waiters: self.waiters.len(),
@@ -881,6 +892,11 @@ impl RegionNode {
         }
         if record.scope == Scope::Global
             && let Err(bound) = log.global().admit(encoded.len() as u64)
+        {
+            return self.reply_refused(key, ProposeError::GlobalOverloaded { bound });
+        }
+        if record.scope == Scope::Global
+            && let Some(bound) = self.global_catch_up_error()
         {
             return self.reply_refused(key, ProposeError::GlobalOverloaded { bound });
         }
@@ -1097,12 +1113,36 @@ impl RegionNode {
         }
         self.shipping
             .acknowledge(ack.incarnation, ack.acknowledged_through_batch_number);
+        let next_epoch = self.group.state_machine().global().epochs_applied_through() + 1;
+        if ack.first_retained_epoch_number > next_epoch && self.epochs_missed.is_none() {
+            // The epochs between were released while this region was out of the membership;
+            // appending a later one would leave a hole in the region's global sequence.
+            self.epochs_missed = Some((next_epoch, ack.first_retained_epoch_number));
+            self.counters.epochs_missed_alarms += 1;
+        }
         Ok(())
     }
 
+    /// Why this region cannot take global calls, when the coordinator released epochs it had
+    /// not appended (docs/global-protocol.md section 7): it cannot append the global
+    /// sequence past them, and a state transfer from another region is not implemented.
+    pub fn global_catch_up_error(&self) -> Option<String> {
+        self.epochs_missed.map(|(first_missed, first_retained)| {
+            format!(
+                "the coordinator released sealed epochs {first_missed} to {} before region {} \
+                 appended them (the region was out of the membership longer than the \
+                 coordinator retains epochs for it); the region cannot append later epochs \
+                 without a hole, and catching up from another region is not implemented, so \
+                 its global calls are refused",
+                first_retained - 1,
+                self.config.region
+            )
+        })
+    }
+
     /// One part of a sealed epoch from the coordinator. The leader proposes it as one raft
-    /// entry and, once it is applied, queues a [`ToCoordinator::EpochAck`]; a part already
-    /// appended is acknowledged at once. A follower refuses it with
+    /// entry; the coordinator learns what is appended from the answers to its deliveries
+    /// ([`RegionNode::answer_sealed_epoch`]). A follower refuses it with
     /// [`GlobalMessageError::NotLeader`]. The sender's time moves this node's clock.
     pub fn handle_sealed_epoch(
         &mut self,
@@ -1120,7 +1160,7 @@ impl RegionNode {
         let key = (part.epoch_number, part.part_index);
         let next_expected = self.next_expected_part();
         if key < next_expected {
-            self.push_epoch_ack();
+            // Appended already: the answer to this delivery says so.
             return Ok(());
         }
         self.shipping.enter_term(self.group.term());
@@ -1293,7 +1333,7 @@ impl RegionNode {
     }
 
     /// What the region has appended of the sealed epochs, stamped now: the answer to a
-    /// delivery the driver must give at once (it is also queued after each applied part).
+    /// delivery the driver must give at once.
     pub fn sealed_epoch_ack(&mut self, now_us: u64) -> proto::SealedEpochAck {
         self.now_us = now_us;
         self.epoch_ack()
@@ -1401,10 +1441,6 @@ impl RegionNode {
                     let timeout_ticks = self.config.proposal_timeout_ticks;
                     self.shipping
                         .forget_parts(next_expected, self.ticks, timeout_ticks);
-                    // The leader answers every delivery with what is appended, taken or not.
-                    if self.is_leader() {
-                        self.push_epoch_ack();
-                    }
                 }
                 Applied::Entry {
                     output:
@@ -1836,15 +1872,14 @@ impl RegionNode {
         }
     }
 
-    fn push_epoch_ack(&mut self) {
-        let ack = self.epoch_ack();
-        self.push_to_coordinator(ToCoordinator::EpochAck(ack));
-    }
-
     /// Proposes a `CloseBatch` when one is due (leader only).
+    /// It carries the coordinator's acknowledgement, which makes the region forget the
+    /// batches the coordinator took; at the outgoing bound it is proposed for that alone.
     fn propose_close_batch(&mut self, now_us: u64) {
+        let acknowledged = self.shipping.acknowledged();
+        let global = self.group.state_machine().global();
         if !self.config.global_tier
-            || !self.group.state_machine().global().can_close_batch()
+            || !(global.can_close_batch() || global.acknowledgement_prunes(acknowledged))
             || !self
                 .shipping
                 .close_due(now_us, self.config.epoch_interval_us)
@@ -1855,7 +1890,7 @@ impl RegionNode {
         // A refused proposal (a leader transfer is under way) is made again next epoch.
         if self
             .group
-            .propose(encode_close_batch(proposed_closed))
+            .propose(encode_close_batch(proposed_closed, acknowledged))
             .is_ok()
         {
             self.counters.close_batches_proposed += 1;

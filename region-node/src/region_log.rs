@@ -10,8 +10,9 @@
 //!   strictly in log order on every member alike, whatever leader stamped them. A regional
 //!   record is appended as such; a global one as pending, joining the open batch
 //!   ([`GlobalState`]);
-//! - a `CloseBatch`: the closed timestamp becomes `max(proposed, last_assigned)` and the new
-//!   `last_assigned`, so every later record exceeds it; the open batch becomes an outgoing
+//! - a `CloseBatch`: the outgoing batches the coordinator acknowledged to the proposing
+//!   leader are forgotten; the closed timestamp becomes `max(proposed, last_assigned)` and the
+//!   new `last_assigned`, so every later record exceeds it; the open batch becomes an outgoing
 //!   batch;
 //! - one part of a sealed epoch, taken only when it is the next expected: its records are
 //!   appended as sequenced records, a record of this region completes its call there (the
@@ -553,7 +554,12 @@ impl RegionLog {
         }
     }
 
-    fn apply_close_batch(&mut self, proposed_closed: Timestamp) -> EntryOutcome {
+    fn apply_close_batch(
+        &mut self,
+        proposed_closed: Timestamp,
+        acknowledged: (u64, u64),
+    ) -> EntryOutcome {
+        self.global.batches_acknowledged(acknowledged);
         if !self.global.can_close_batch() {
             return EntryOutcome::BatchClosed(None);
         }
@@ -992,7 +998,9 @@ impl StateMachine for RegionLog {
                 Err(reason) => return EntryOutcome::Refused { reason },
             },
             Some(CLOSE_BATCH_FORMAT) => match decode_close_batch(&data[1..]) {
-                Ok(proposed_closed) => self.apply_close_batch(proposed_closed),
+                Ok((proposed_closed, acknowledged)) => {
+                    self.apply_close_batch(proposed_closed, acknowledged)
+                }
                 Err(reason) => return EntryOutcome::Refused { reason },
             },
             Some(EPOCH_PART_FORMAT) => match decode_epoch_part(&data[1..]) {
@@ -1631,7 +1639,7 @@ mod tests {
         apply(&mut log, &mut store, &[record(1, 1), global.clone()]);
         let mut batch = WriteBatch::new();
         let closed = Timestamp::new(1_700_000_001_000_000, 0);
-        let outcome = log.apply(0, &encode_close_batch(closed), &mut batch);
+        let outcome = log.apply(0, &encode_close_batch(closed, (0, 0)), &mut batch);
         assert!(matches!(outcome, EntryOutcome::BatchClosed(Some(_))));
         store.write(batch, true).unwrap();
         apply(&mut log, &mut store, &[second]);

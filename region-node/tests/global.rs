@@ -56,6 +56,8 @@ struct FakeCoordinator {
     next_epoch: u64,
     pending: Vec<Record>,
     epochs: Vec<proto::SealedEpoch>,
+    /// The oldest epoch it still holds, as its acknowledgements say (0: not said).
+    first_retained: u64,
     now: Timestamp,
 }
 
@@ -82,6 +84,7 @@ impl FakeCoordinator {
             next_epoch: 1,
             pending: Vec::new(),
             epochs: Vec::new(),
+            first_retained: 0,
             now: Timestamp::new(NOW_US, 0),
         }
     }
@@ -122,6 +125,7 @@ impl FakeCoordinator {
             not_leader: None,
             sender_time: Some(self.now.into()),
             incarnation: region.incarnation,
+            first_retained_epoch_number: self.first_retained,
         }
     }
 
@@ -222,7 +226,6 @@ struct CoordinatorLink {
     coordinator: FakeCoordinator,
     /// Every batch shipped, in order.
     shipped: Vec<Shipped>,
-    epoch_acks: Vec<proto::SealedEpochAck>,
     /// Whether shipped batches reach the coordinator.
     reachable: bool,
 }
@@ -267,9 +270,6 @@ impl TestNode for Member {
                         node.handle_batch_ack(now_us, ack).unwrap();
                     }
                 }
-                RegionOutput::ToCoordinator(ToCoordinator::EpochAck(ack)) => {
-                    link.epoch_acks.push(ack);
-                }
                 // Nobody here streams the log, waits on a barrier or uploads checkpoints.
                 RegionOutput::LogEvent(_)
                 | RegionOutput::SyncReply(_)
@@ -302,7 +302,6 @@ impl Region {
         let link = CoordinatorLink {
             coordinator: FakeCoordinator::new(coordinator_regions),
             shipped: Vec::new(),
-            epoch_acks: Vec::new(),
             reachable: true,
         };
         let mut network = Network::with_shared(NOW_US, TICK_US, link);
@@ -559,7 +558,8 @@ fn a_global_call_completes_only_when_sealed_at_its_sequenced_position() {
         next_position
     );
     // The leader acknowledged what it appended.
-    let last_ack = region.link().epoch_acks.last().unwrap();
+    let now_us = region.now_us();
+    let last_ack = region.node_mut(leader).sealed_epoch_ack(now_us);
     assert_eq!(
         last_ack.appended_through_epoch_number,
         region.link().coordinator.next_epoch - 1
@@ -728,7 +728,8 @@ fn duplicate_epochs_and_parts_are_ignored() {
     let next_position = log.next_position();
     let replies = region.take_replies(leader);
     assert_eq!(replies.len(), 5, "each call answered once: {replies:?}");
-    let ack = region.link().epoch_acks.last().unwrap();
+    let now_us = region.now_us();
+    let ack = region.node_mut(leader).sealed_epoch_ack(now_us);
     assert_eq!(ack.appended_through_epoch_number, epoch.epoch_number);
     assert_eq!(ack.appended_parts_of_next_epoch, 0);
     // The whole epoch once more: acknowledged, nothing appended.
@@ -805,6 +806,177 @@ fn a_removed_region_reships_its_unsealed_records_in_its_next_incarnation() {
     for id in [1, 2, 3] {
         assert_eq!(region.entries(id), entries, "member {id}");
     }
+}
+
+/// After a readmission the coordinator holds the region's closed timestamp at or above the
+/// watermark it had reached, far above the closed timestamps of the batches the region closes
+/// next. A sealed epoch that lists the region again must not make it forget those batches
+/// before the coordinator took them: they are resent until acknowledged, and their records
+/// are sealed once each (docs/global-protocol.md sections 3 and 6).
+#[test]
+fn batches_closed_after_a_readmission_are_resent_until_the_coordinator_takes_them() {
+    let mut region = Region::new(&[1, 2, 3], &[REGION, OTHER_REGION]);
+    let leader = region.elect();
+    for sequence in 1..=3 {
+        region.propose(leader, global_call(5, sequence));
+    }
+    region.tick(3);
+    // Removed while the other region's closed timestamp runs far ahead of this region's.
+    region.link_mut().coordinator.suspect(REGION);
+    let far = Timestamp::new(NOW_US + 60_000_000, 0);
+    region
+        .link_mut()
+        .coordinator
+        .advance_closed(OTHER_REGION, far);
+    assert!(region.deliver_epochs(leader, 1).is_empty());
+    assert_eq!(region.node(leader).status().global.incarnation, 2);
+    // Batch 1 of incarnation 2 readmits the region.
+    let first_new_epoch = region.link().coordinator.next_epoch;
+    region.tick(3);
+    assert!(
+        region
+            .link()
+            .shipped
+            .iter()
+            .any(|batch| batch.0 == 2 && batch.1 == 1),
+        "batch 1 of incarnation 2 was shipped"
+    );
+    assert!(region.link().coordinator.regions[REGION].member);
+    // The next batches, one holding a new call, do not reach the coordinator.
+    region.link_mut().reachable = false;
+    region.propose(leader, global_call(6, 1));
+    region.tick(3);
+    let unacknowledged: Vec<u64> = region
+        .link()
+        .shipped
+        .iter()
+        .filter(|batch| batch.0 == 2 && batch.1 > 1)
+        .map(|batch| batch.1)
+        .collect();
+    assert!(!unacknowledged.is_empty());
+    assert!(
+        region
+            .link()
+            .shipped
+            .iter()
+            .any(|batch| batch.0 == 2 && batch.3.contains(&(6, 1))),
+        "the new call was shipped in incarnation 2"
+    );
+    // The epoch sealed at the readmission lists the region again, with a watermark above the
+    // closed timestamps of those batches.
+    region
+        .link_mut()
+        .coordinator
+        .advance_closed(OTHER_REGION, Timestamp::new(NOW_US + 120_000_000, 0));
+    assert!(region.deliver_epochs(leader, first_new_epoch).is_empty());
+    assert!(region.node(leader).status().global.member);
+    // The coordinator is reachable again: the region resends batch 2 and on, the coordinator
+    // takes them in order, and the new call is sealed.
+    region.link_mut().reachable = true;
+    let resend_ticks =
+        (region.network.node(leader).config.batch_resend_interval_us / TICK_US) as usize;
+    region.tick(2 * resend_ticks + 3);
+    let next_expected = region.link().coordinator.regions[REGION].next_batch_number;
+    let last_closed = region
+        .node(leader)
+        .region_log()
+        .global()
+        .last_batch_number();
+    assert_eq!(
+        next_expected,
+        last_closed + 1,
+        "the coordinator took every batch of incarnation 2 (the region closed {last_closed})"
+    );
+    region
+        .link_mut()
+        .coordinator
+        .advance_closed(OTHER_REGION, Timestamp::new(NOW_US + 180_000_000, 0));
+    assert!(region.deliver_epochs(leader, 1).is_empty());
+    region.tick(1);
+    let status = region.node(leader).status().global;
+    assert_eq!(status.unsealed_records, 0, "every call was sealed");
+    let entries = region.entries(leader);
+    for key in [(5, 1), (5, 2), (5, 3), (6, 1)] {
+        assert_eq!(
+            count_kind(&entries, LogEntryKind::SequencedGlobal, key),
+            1,
+            "{key:?} sealed exactly once"
+        );
+    }
+    assert!(
+        region
+            .take_replies(leader)
+            .iter()
+            .any(|reply| reply.key() == (ClientId(6), RequestSequence(1))),
+        "the new call completed"
+    );
+    for id in [1, 2, 3] {
+        assert_eq!(region.entries(id), entries, "member {id}");
+    }
+}
+
+/// A region that comes back after the coordinator released epochs it had not appended
+/// learns it from the coordinator's answer: it never appends a later epoch (that would leave
+/// a hole in its global sequence), says why in its status, and refuses new global calls with
+/// that reason (docs/global-protocol.md section 7).
+#[test]
+fn a_region_that_missed_released_epochs_refuses_to_append_past_the_hole() {
+    let mut region = Region::new(&[1, 2, 3], &[REGION, OTHER_REGION]);
+    let leader = region.elect();
+    region.propose(leader, global_call(5, 1));
+    region.tick(3);
+    region.link_mut().coordinator.suspect(REGION);
+    for step in 1..=3 {
+        region
+            .link_mut()
+            .coordinator
+            .advance_closed(OTHER_REGION, Timestamp::new(NOW_US + step * 60_000_000, 0));
+    }
+    assert_eq!(region.link().coordinator.epochs.len(), 3);
+    // The coordinator released epochs 1 and 2; it still holds epoch 3.
+    region.link_mut().coordinator.first_retained = 3;
+    region.tick(3);
+    let status = region.node(leader).status().global;
+    assert_eq!(status.epochs_missed, Some((1, 3)));
+    let error = region.node(leader).global_catch_up_error().unwrap();
+    assert!(error.contains("epochs 1 to 2"), "{error}");
+    // Epoch 3 does not follow what the region appended: it is not appended.
+    let errors = region.deliver_epochs(leader, 3);
+    region.tick(3);
+    assert_eq!(
+        region.node(leader).status().global.epochs_applied_through,
+        0,
+        "{errors:?}"
+    );
+    assert_eq!(
+        count_kind(
+            &region.entries(leader),
+            LogEntryKind::SequencedGlobal,
+            (5, 1)
+        ),
+        0
+    );
+    // New global calls are refused, naming the reason; regional calls go on.
+    region.take_replies(leader);
+    region.propose(leader, global_call(6, 1));
+    let replies = region.take_replies(leader);
+    assert!(
+        replies.iter().any(|reply| matches!(
+            reply,
+            Reply::Refused { error: ProposeError::GlobalOverloaded { bound }, .. }
+                if bound.contains("released sealed epochs")
+        )),
+        "{replies:?}"
+    );
+    region.propose(leader, call(6, 2, Scope::Regional, 10));
+    region.tick(3);
+    assert!(
+        region
+            .take_replies(leader)
+            .iter()
+            .any(|reply| matches!(reply, Reply::Proposed { .. })),
+        "a regional call completes"
+    );
 }
 
 #[test]

@@ -1033,6 +1033,7 @@ fn a_committed_call_whose_result_the_checkpoint_no_longer_carries_is_reported_ap
             }),
         }]
     );
+}
 
 #[test]
 fn a_stream_end_that_names_no_truncation_moves_the_stream_after_a_bounded_backoff() {

@@ -276,3 +276,82 @@ fn clock_skew_on_a_ladder_around_the_bound() {
         assert!(problems.is_empty(), "skew {skew_ms} ms: {problems:?}");
     }
 }
+
+/// Regions are cut off, one after another and again, each time for longer than the
+/// suspicion timeout, with its clocks behind the others' (within the skew bound), while every
+/// region keeps making global calls: each cut region is removed and readmitted, and after the
+/// heal every region holds the same global sequence with every acknowledged call in it and
+/// no region holds an unsealed call (docs/global-protocol.md sections 3 and 6). After a
+/// readmission the coordinator holds the region's closed timestamp at the watermark, above
+/// the closed timestamps of the region's next batches: those batches must still reach it.
+#[test]
+fn repeated_suspicion_and_readmission_lose_no_global_call() {
+    const CYCLES: u64 = 4;
+    run_seeds("global_readmission_cycles", 8, |seed| {
+        let topology = local_topology();
+        let regions: Vec<String> = topology
+            .regions
+            .iter()
+            .map(|region| region.id.clone())
+            .collect();
+        let skew_us = -(topology.cluster.max_clock_skew_us as i64) * 4 / 5;
+        let cut = suspicion(&topology) + Duration::from_millis(1_500);
+        let between = Duration::from_millis(1_500);
+        let mut settings = GlobalRunSettings::new(seed, topology.clone());
+        settings.fault_window = (cut + between).saturating_mul(CYCLES as u32) + between;
+        let mut cluster = GlobalCluster::new(&settings).expect("valid settings");
+        cluster.simulation().run_for(between);
+        let mut readmitted = 0;
+        for cycle in 0..CYCLES {
+            let name = regions[((seed + cycle) % regions.len() as u64) as usize].clone();
+            let members = cluster
+                .regions()
+                .iter()
+                .find(|(region, _)| *region == name)
+                .map(|(_, members)| members.clone())
+                .expect("the region is simulated");
+            let incarnation_before = members
+                .iter()
+                .filter_map(|&node| cluster.region_node(node))
+                .map(|node| node.status().global.incarnation)
+                .max()
+                .unwrap_or(0);
+            let simulated_region = cluster
+                .simulation()
+                .network()
+                .config()
+                .region_named(&name)
+                .expect("the region is simulated");
+            for &node in &members {
+                cluster.simulation().set_clock_skew_us(node, skew_us);
+            }
+            cluster.simulation().isolate_region(simulated_region);
+            cluster.simulation().run_for(cut);
+            cluster.simulation().heal_all();
+            cluster.simulation().run_for(between);
+            for &node in &members {
+                cluster.simulation().set_clock_skew_us(node, 0);
+            }
+            let incarnation_after = members
+                .iter()
+                .filter_map(|&node| cluster.region_node(node))
+                .map(|node| node.status().global.incarnation)
+                .max()
+                .unwrap_or(0);
+            if incarnation_after > incarnation_before {
+                readmitted += 1;
+            }
+        }
+        assert!(
+            readmitted > 0,
+            "seed {seed}: no cut region was removed: {}",
+            cluster.describe()
+        );
+        cluster.heal();
+        cluster
+            .converge(settings.convergence_max)
+            .unwrap_or_else(|problem| panic!("seed {seed}: {problem}"));
+        let problems = cluster.check();
+        assert!(problems.is_empty(), "seed {seed}: {problems:?}");
+    });
+}

@@ -276,13 +276,6 @@ impl CoordinatorLoop {
                         sender.send(epoch);
                     }
                 }
-                // Not sent: every SubmitBatch is answered at once with the region's current
-                // acknowledgement state, so the acknowledgement of a batch reaches the region
-                // with the answer to a later submission.
-                CoordinatorOutput::ToRegion {
-                    message: RegionMessage::BatchAck(_),
-                    ..
-                } => {}
             }
         }
     }

@@ -8,8 +8,8 @@
 //! `Coordinator.SubmitBatch` on the replica its [`LeaderTracker`] names: first the topology's
 //! preferred leader, then the leader a NotLeader answer names, or the next replica after an
 //! error. Each acknowledgement goes back to the node loop ([`NodeEvent::BatchAck`]).
-//! `ToCoordinator::EpochAck` outputs are not sent: the answers to `RegionEpochs.Deliver`
-//! carry the same acknowledgements.
+//! Acknowledgements of sealed epochs travel the other way, as the answers to
+//! `RegionEpochs.Deliver`.
 //!
 //! A second task serves the node's sealed epoch reads (the barriers behind `Sync`): it takes
 //! every read queued so far, calls `Coordinator.ReadSealedEpoch` once for all of them (the call

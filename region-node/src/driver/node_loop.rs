@@ -477,9 +477,6 @@ impl RegionLoop {
                         coordinator.send(batch);
                     }
                 }
-                // Not sent: the answer to every `RegionEpochs.Deliver` carries the same
-                // acknowledgement, at once.
-                RegionOutput::ToCoordinator(ToCoordinator::EpochAck(_)) => {}
             }
         }
     }

@@ -28,25 +28,41 @@ pub const EPOCH_PART_RECORDS_MAX: usize = 65_536;
 /// The most regions an epoch may list as members.
 pub const MEMBER_REGIONS_MAX: usize = 256;
 
-/// Encodes a `CloseBatch` entry: the leader's clock when it proposed it.
-pub fn encode_close_batch(proposed_closed: Timestamp) -> Vec<u8> {
+/// Encodes a `CloseBatch` entry: the leader's clock when it proposed it, and the newest
+/// (incarnation, batch number) the coordinator has acknowledged to that leader. Applying it
+/// forgets the acknowledged outgoing batches (see [`crate::global::GlobalState`]): the
+/// acknowledgement is the leader's soft state, and this entry is how it becomes replicated.
+pub fn encode_close_batch(proposed_closed: Timestamp, acknowledged: (u64, u64)) -> Vec<u8> {
     let mut data = vec![CLOSE_BATCH_FORMAT];
     data.extend_from_slice(&proposed_closed.physical_us.to_be_bytes());
     data.extend_from_slice(&proposed_closed.logical.to_be_bytes());
+    data.extend_from_slice(&acknowledged.0.to_be_bytes());
+    data.extend_from_slice(&acknowledged.1.to_be_bytes());
     data
 }
 
-/// Decodes the payload of a `CloseBatch` entry (after its format byte).
-pub(crate) fn decode_close_batch(payload: &[u8]) -> Result<Timestamp, String> {
+/// Decodes the payload of a `CloseBatch` entry (after its format byte): the proposed closed
+/// timestamp and the acknowledged (incarnation, batch number). An entry written before
+/// acknowledgements were carried holds the timestamp alone and acknowledges nothing.
+pub(crate) fn decode_close_batch(payload: &[u8]) -> Result<(Timestamp, (u64, u64)), String> {
     let mut reader = Reader::new(payload);
     let physical_us = reader.u64("proposed closed timestamp")?;
     let logical = reader.u32("proposed closed timestamp")?;
+    let acknowledged = if payload.len() > 12 {
+        (
+            reader.u64("acknowledged incarnation")?,
+            reader.u64("acknowledged batch number")?,
+        )
+    } else {
+        (0, 0)
+    };
     reader.finish()?;
-    Timestamp::try_from(proto::Timestamp {
+    let proposed_closed = Timestamp::try_from(proto::Timestamp {
         physical_us,
         logical,
     })
-    .map_err(|error| format!("proposed closed timestamp: {error}"))
+    .map_err(|error| format!("proposed closed timestamp: {error}"))?;
+    Ok((proposed_closed, acknowledged))
 }
 
 /// Encodes an epoch part entry.
@@ -230,12 +246,18 @@ mod tests {
         let data = encode_epoch_part(&part());
         assert_eq!(data[0], EPOCH_PART_FORMAT);
         assert_eq!(decode_epoch_part(&data[1..]).unwrap(), part());
-        let data = encode_close_batch(Timestamp::new(77, 3));
+        let data = encode_close_batch(Timestamp::new(77, 3), (2, 9));
         assert_eq!(
             decode_close_batch(&data[1..]).unwrap(),
-            Timestamp::new(77, 3)
+            (Timestamp::new(77, 3), (2, 9))
+        );
+        assert_eq!(
+            decode_close_batch(&data[1..13]).unwrap(),
+            (Timestamp::new(77, 3), (0, 0)),
+            "an entry without an acknowledgement acknowledges nothing"
         );
         assert!(decode_close_batch(&data[1..5]).is_err());
+        assert!(decode_close_batch(&data[1..20]).is_err());
     }
 
     #[test]

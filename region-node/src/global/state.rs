@@ -31,8 +31,8 @@ pub const GLOBAL_UNSEALED_RECORDS_MAX: usize = 16_384;
 /// snapshots keep room for it.
 pub const GLOBAL_UNSEALED_SIZE_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
-/// The most outgoing batches the coordinator has not yet pruned (through sealed epochs);
-/// beyond, the region closes no further batch and refuses new global calls as overloaded.
+/// The most outgoing batches the coordinator has not yet acknowledged; beyond, the region
+/// closes no further batch and refuses new global calls as overloaded.
 pub const OUTGOING_BATCHES_MAX: usize = 1_024;
 
 /// The key of the state (without its records).
@@ -49,7 +49,7 @@ const STATE_FORMAT: u8 = 1;
 /// How many keys one scan of the store returns while recovering.
 const RECOVERY_SCAN_CHUNK_MAX: usize = 1_024;
 
-/// A batch the region closed and ships until a sealed epoch shows it is no longer needed.
+/// A batch the region closed and ships until the coordinator acknowledges it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutgoingBatch {
     /// The region's incarnation when the batch was closed.
@@ -310,6 +310,30 @@ impl GlobalState {
         Some(outgoing)
     }
 
+    /// The coordinator acknowledged every batch at or below (incarnation, batch number)
+    /// `acknowledged`: it took them, so they need no resend, and their records (those not
+    /// sealed yet) are pending there. Those outgoing batches are forgotten; their unsealed
+    /// records stay until their sealed copies are appended. Returns how many were forgotten.
+    pub(crate) fn batches_acknowledged(&mut self, acknowledged: (u64, u64)) -> usize {
+        let mut forgotten = 0;
+        while self
+            .outgoing
+            .front()
+            .is_some_and(|batch| (batch.incarnation, batch.batch_number) <= acknowledged)
+        {
+            self.outgoing.pop_front();
+            forgotten += 1;
+        }
+        forgotten
+    }
+
+    /// True when a `CloseBatch` carrying `acknowledged` would forget an outgoing batch.
+    pub fn acknowledgement_prunes(&self, acknowledged: (u64, u64)) -> bool {
+        self.outgoing
+            .front()
+            .is_some_and(|batch| (batch.incarnation, batch.batch_number) <= acknowledged)
+    }
+
     /// Why `part` is not the next expected part, if it is not.
     pub(crate) fn check_next_part(&self, part: &EpochPart) -> Result<(), String> {
         let expected_epoch = self.epochs_applied_through + 1;
@@ -406,8 +430,8 @@ impl GlobalState {
         ))
     }
 
-    /// The epoch `epoch_number` with watermark `watermark` is wholly appended: prune the
-    /// batches it made useless, and follow the membership it lists.
+    /// The epoch `epoch_number` with watermark `watermark` is wholly appended: follow the
+    /// membership it lists.
     pub(crate) fn epoch_applied(
         &mut self,
         epoch_number: u64,
@@ -419,15 +443,11 @@ impl GlobalState {
         self.watermark = watermark;
         let listed = member_regions.contains(region);
         if listed {
-            // Every record of a batch closed at or below the watermark has a timestamp at or
-            // below it, and the coordinator counted the region: all of them are sealed.
-            while self
-                .outgoing
-                .front()
-                .is_some_and(|batch| batch.closed <= watermark)
-            {
-                self.outgoing.pop_front();
-            }
+            // Outgoing batches are not pruned here: an epoch's watermark does not show that
+            // the coordinator took a batch. After a readmission the coordinator holds the
+            // region's closed timestamp at or above the watermark it had reached, so epochs
+            // pass the closed timestamps of batches it has not taken yet; they leave only
+            // once acknowledged (`batches_acknowledged`).
             if self.member {
                 return MembershipChange::Unchanged;
             }

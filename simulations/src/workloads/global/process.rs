@@ -682,9 +682,6 @@ impl NodeProcess {
                         GlobalMessage::Batch(batch),
                     );
                 }
-                // Not sent, as in production: the answer to every delivered part carries the
-                // same acknowledgement.
-                RegionOutput::ToCoordinator(ToCoordinator::EpochAck(_)) => {}
             }
         }
     }
@@ -726,12 +723,6 @@ impl NodeProcess {
                         cx.send(to, GlobalMessage::Epoch(epoch));
                     }
                 }
-                // Not sent, as in production: every submitted batch is answered at once with
-                // the region's acknowledgement state.
-                CoordinatorOutput::ToRegion {
-                    message: RegionMessage::BatchAck(_),
-                    ..
-                } => {}
             }
         }
     }
