@@ -137,7 +137,7 @@ fn a_simulated_region_under_faults_passes_its_checks_and_names_bad_options() {
 #[test]
 fn every_example_object_runs_in_the_simulator_and_a_wrong_name_is_refused() {
     let root = workspace_root();
-    for object in ["bank", "counter", "lobby", "leaderboard"] {
+    for object in ["all", "bank", "counter", "lobby", "leaderboard"] {
         let output = run_dsss(root, ["sim", "sdk", "--object", object]);
         assert!(output.status.success(), "{object}: {output:?}");
         let report = stdout_of(&output);

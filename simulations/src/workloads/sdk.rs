@@ -1,31 +1,35 @@
-//! The sdk workload: application instances that hold the SDK's sans-IO [`Replica`] of one
-//! shared object (global, or one per region for a regional object), on a cluster of real
-//! region nodes and coordinator replicas (the global workload's), under the same faults; and
-//! the checkers of the guarantees an application relies on (docs/design.md sections 1, 2 and 6).
+//! The sdk workload: application instances that run the SDK's own sans-IO `ClientSession`
+//! (as `dsss::Client` does in production) with several shared objects open at once (by
+//! default a global bank, counter and lobby and a regional leaderboard in every region), on a
+//! cluster of real region nodes and coordinator replicas (the global workload's), under the
+//! same faults; and the checkers of the guarantees an application relies on (docs/design.md
+//! sections 1, 2 and 6).
 //!
-//! A run goes like this. Every instance declares the object's schema (as `Client::open`
-//! does); the first instance of the first region makes the workload's setup calls (for the
-//! bank: it opens the accounts; a regional object is set up by the first instance of every
-//! region, for its region's object); this setup runs without faults, until every copy shows it.
-//! Then the fault window starts: instances call, read and `sync()`-read at random while the
-//! seed's faults happen. Then the faults heal, the cluster converges, and the run drains: it
-//! goes on until every replica has applied every record of the object that the final logs
-//! hold. The checkers run on every run ([`checker`]); histories
-//! of at most [`SdkRunSettings::exhaustive_operations_max`] operations are also searched for
-//! an order with no help from the system ([`exhaustive`]).
+//! A run goes like this. Every instance opens its objects (the session declares each
+//! schema); the first instance of the first region makes the setup calls of the global
+//! objects (for the bank: it opens the accounts), the first instance of every region those of
+//! its region's regional objects; this setup runs without faults, until every copy shows it.
+//! Then the fault window starts: instances call, read and `sync()`-read random objects at
+//! random while the seed's faults happen. Then the faults heal, the cluster converges, and the
+//! run drains: it goes on until every copy has applied every record of its object that the
+//! final logs hold. The position checkers run on every object ([`checker`]); histories of at
+//! most [`SdkRunSettings::exhaustive_operations_max`] operations are also searched for ONE
+//! order across all objects with no help from the system ([`exhaustive`]).
 //!
-//! The workload is generic over the object: [`ObjectWorkload`] says which calls and reads to
-//! make and what must hold of every read, and whether the object is global or regional;
-//! [`bank`], [`counter`] and [`lobby`] are global objects, [`leaderboard`] a regional one.
+//! An object's part is an [`ObjectWorkload`]: which calls and reads to make and what must
+//! hold of every read, and whether the object is global or regional; [`bank`], [`counter`] and
+//! [`lobby`] are global objects, [`leaderboard`] a regional one. [`objects::erase`] lets one
+//! instance hold objects of many types.
 
-pub mod application;
 pub mod bank;
 pub mod checker;
 pub mod counter;
 pub mod exhaustive;
 pub mod history;
+pub mod instance;
 pub mod leaderboard;
 pub mod lobby;
+pub mod objects;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -38,11 +42,15 @@ use dsss_region_node::{LogEntry, RegionLog};
 use dsss_topology::Topology;
 use dsss_wire::Scope;
 
-pub use application::{ApplicationProcess, ApplicationSettings};
-pub use exhaustive::{EXHAUSTIVE_OPERATIONS_MAX, ExhaustiveVerdict, find_sequential_order};
-pub use history::{
-    ApplicationCounters, CallSpec, ClientHistory, Operation, SdkHistory, SdkObserver,
+pub use exhaustive::{
+    EXHAUSTIVE_OPERATIONS_MAX, ExhaustiveVerdict, find_joint_order, find_sequential_order,
 };
+pub use history::{
+    ApplicationCounters, CallSpec, ClientHistory, DynValue, JointHistory, Operation, SdkHistory,
+    SdkObserver,
+};
+pub use instance::{ApplicationSettings, SdkInstance};
+pub use objects::{AnyObjectWorkload, erase};
 
 use super::global::{
     ApplicationFactory, ApplicationPlace, CONVERGENCE_CHECK_INTERVAL, FaultsDrawn, GlobalCluster,
@@ -112,22 +120,25 @@ pub const SETUP_MAX: Duration = Duration::from_secs(600);
 /// The longest a run drains after the cluster converged.
 pub const DRAIN_MAX: Duration = Duration::from_secs(600);
 
+/// The most object workloads one run holds.
+pub const OBJECT_WORKLOADS_MAX: usize = 16;
+
 /// What an sdk run does.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SdkRunSettings {
     /// The cluster, its faults and windows; `clients_per_region` counts application instances
-    /// (at least one in the first region, which sets the object up). `client` is not used.
+    /// (at least one in the first region, which sets the objects up). `client` is not used.
     pub cluster: GlobalRunSettings,
     /// How instances behave.
     pub application: ApplicationSettings,
-    /// How long the fault-free setup may take: every instance declares the schema, one sets
-    /// the object up, and every copy must show the setup. The fault window starts then, and
-    /// instances operate until it ends.
+    /// How long the fault-free setup may take: every instance opens its objects, the setting
+    /// up instances make the setup calls, and every copy must show the setup. The fault window
+    /// starts then, and instances operate until it ends.
     pub setup_max: Duration,
     /// How long the run may drain after the cluster converged.
     pub drain_max: Duration,
-    /// Histories of at most this many operations are also checked by the exhaustive search
-    /// (0: never; at most [`EXHAUSTIVE_OPERATIONS_MAX`]).
+    /// Histories of at most this many operations (of all clients on all objects) are also
+    /// checked by the exhaustive search (0: never; at most [`EXHAUSTIVE_OPERATIONS_MAX`]).
     pub exhaustive_operations_max: usize,
 }
 
@@ -140,17 +151,19 @@ impl SdkRunSettings {
         let application = ApplicationSettings {
             think_time_min: Duration::from_millis(5),
             think_time_max: Duration::from_millis(40),
+            call_share: 0.6,
+            sync_read_share: 0.3,
+            operations_max: 10_000,
             // A global call is answered once sealed: a WAN round trip to the coordinator, its
             // quorum, the watermark and the way back. A retry keeps the sequence, so retrying
             // early costs a message, while waiting long after a lost one costs the run time.
-            request_timeout: d_max.saturating_mul(4) + Duration::from_millis(200),
+            attempt_timeout: d_max.saturating_mul(4) + Duration::from_millis(200),
+            stream_stall_timeout: Duration::from_millis(500),
+            call_timeout: Duration::from_secs(30),
             log_read_timeout: Duration::from_millis(100),
             log_poll_interval: Duration::from_millis(10),
-            call_share: 0.6,
-            sync_read_share: 0.3,
-            duplicate_probability: 0.05,
-            operations_max: 10_000,
             checkpoint_every_records: 8,
+            planted_stream_per_object: false,
         };
         SdkRunSettings {
             cluster,
@@ -184,7 +197,7 @@ impl SdkRunSettings {
         if self.cluster.clients_per_region == 0 {
             return Err(
                 "clients_per_region: 0; the first region needs an instance that sets \
-                        the object up"
+                        the objects up"
                     .to_string(),
             );
         }
@@ -224,28 +237,32 @@ pub struct SdkReport {
     pub regions: usize,
     /// Application instances.
     pub instances: usize,
+    /// The objects every instance holds (a regional one by its stem: each instance holds its
+    /// region's).
+    pub objects: Vec<String>,
     /// How long instances operated and faults happened.
     pub fault_window: Duration,
     /// The faults the seed drew.
     pub faults: FaultsDrawn,
     /// Total simulated time.
     pub simulated: Duration,
-    /// How long the cluster took to converge and every replica to catch up after the heal
+    /// How long the cluster took to converge and every copy to catch up after the heal
     /// (`None` if it did not).
     pub converged_after: Option<Duration>,
-    /// The object's records in the total order.
+    /// The records of every object in its total order (for a regional object, summed over the
+    /// regions), the sessions' schema declarations included.
     pub records_in_order: usize,
-    /// Calls made (schema declarations and setup included).
+    /// Calls the applications made (the setup included).
     pub calls: usize,
     /// Calls that completed.
     pub calls_completed: usize,
-    /// Completed calls the object refused by its own result (overdrafts).
+    /// Completed calls an object refused by its own result (overdrafts, a full lobby).
     pub calls_refused_by_object: usize,
     /// Reads made.
     pub reads: usize,
     /// Reads made after a `sync()` barrier.
     pub sync_reads: usize,
-    /// What the instances counted.
+    /// What the instances and their sessions counted.
     pub counters: ApplicationCounters,
     /// Epochs sealed.
     pub epochs: u64,
@@ -268,9 +285,14 @@ impl fmt::Display for SdkReport {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             formatter,
-            "sdk run on cluster \"{}\": seed {}, {} regions, {} application instances, {:?} of \
-             operations and faults",
-            self.cluster_name, self.seed, self.regions, self.instances, self.fault_window
+            "sdk run on cluster \"{}\": seed {}, {} regions, {} application instances each \
+             holding {}, {:?} of operations and faults",
+            self.cluster_name,
+            self.seed,
+            self.regions,
+            self.instances,
+            self.objects.join(", "),
+            self.fault_window
         )?;
         writeln!(
             formatter,
@@ -285,25 +307,27 @@ impl fmt::Display for SdkReport {
         )?;
         writeln!(
             formatter,
-            "  {} calls ({} completed, {} refused by the object), {} reads ({} after sync), {} \
-             records in the order, {} epochs",
+            "  {} calls ({} completed, {} refused by the object), {} reads ({} after sync, {} \
+             barriers given up), {} records in the orders, {} epochs",
             self.calls,
             self.calls_completed,
             self.calls_refused_by_object,
             self.reads,
             self.sync_reads,
+            self.counters.syncs_failed,
             self.records_in_order,
             self.epochs
         )?;
+        let sessions = &self.counters.sessions;
         writeln!(
             formatter,
-            "  {} retries, {} deliberate duplicates, {} log reads, {} checkpoint fetches, {} \
-             failovers; simulated {:?}, {}",
-            self.counters.retries,
-            self.counters.deliberate_duplicates,
+            "  sessions: {} call retries ({} after no answer), {} stream moves ({} stalls), {} \
+             log reads; simulated {:?}, {}",
+            sessions.call_retries,
+            self.counters.proposals_unanswered,
+            sessions.stream_moves,
+            sessions.stream_stalls,
             self.counters.log_reads,
-            self.counters.checkpoint_fetches,
-            self.counters.failovers,
             self.simulated,
             match self.converged_after {
                 Some(after) => format!("converged and drained {after:?} after the heal"),
@@ -316,8 +340,8 @@ impl fmt::Display for SdkReport {
                 states_explored,
             }) => writeln!(
                 formatter,
-                "  exhaustive search: an order of {} operations explains the history ({} \
-                 states)",
+                "  exhaustive search: one order of {} operations across the objects explains \
+                 the history ({} states)",
                 order.len(),
                 states_explored
             )?,
@@ -325,7 +349,8 @@ impl fmt::Display for SdkReport {
                 states_explored, ..
             }) => writeln!(
                 formatter,
-                "  exhaustive search: NO order explains the history ({states_explored} states)"
+                "  exhaustive search: NO order across the objects explains the history \
+                 ({states_explored} states)"
             )?,
             Some(ExhaustiveVerdict::TooLarge { reason }) => {
                 writeln!(formatter, "  exhaustive search: gave up, {reason}")?;
@@ -339,35 +364,79 @@ impl fmt::Display for SdkReport {
     }
 }
 
-/// A run's report, its histories and its trace.
+/// A run's report, its joint history and its trace.
+pub struct JointRun {
+    /// The report.
+    pub report: SdkReport,
+    /// Every client's history across its objects, and every copy's applied records.
+    pub history: JointHistory,
+    /// The trace.
+    pub trace: Trace,
+}
+
+/// A run of one object workload: its report, its typed history and its trace.
 pub struct SdkRun<W: ObjectWorkload> {
     /// The report.
     pub report: SdkReport,
-    /// Every client's history and every replica's applied records.
+    /// Every client's history and every copy's applied records.
     pub history: SdkHistory<W::Read, W::Value>,
     /// The trace.
     pub trace: Trace,
 }
 
-/// Runs `workload` on the cluster of `settings` under the faults its seed draws, heals,
-/// converges, drains, and checks. Returns the report, the histories and the trace.
-pub fn run_sdk_traced<W: ObjectWorkload>(
+/// The object workloads of a standard run: a global `dsss_examples::Bank` of
+/// [`bank::BANK_ACCOUNT_COUNT`] accounts, a global `Counter`, a global `Lobby` and a regional
+/// `Leaderboard` in every region.
+pub fn example_objects() -> Vec<Rc<dyn AnyObjectWorkload>> {
+    vec![
+        erase(
+            bank::bank_workload(bank::BANK_ACCOUNT_COUNT)
+                .expect("the standard account count is in bounds"),
+        ),
+        erase(counter::counter_workload()),
+        erase(lobby::lobby_workload()),
+        erase(leaderboard::leaderboard_workload()),
+    ]
+}
+
+/// Runs instances holding one object of each of `workloads` on the cluster of `settings` under
+/// the faults its seed draws, heals, converges, drains, and checks every object and the joint
+/// history. Returns the report, the history and the trace.
+pub fn run_objects_traced(
     settings: &SdkRunSettings,
-    workload: W,
-) -> Result<SdkRun<W>, String> {
+    workloads: Vec<Rc<dyn AnyObjectWorkload>>,
+) -> Result<JointRun, String> {
     settings.validate()?;
-    for region in &settings.cluster.topology.regions {
-        let object_id = workload.object_id_in(&region.id);
-        dsss_wire::ObjectId::new(object_id.as_str())
-            .map_err(|error| format!("object id {object_id:?}: {error}"))?;
+    if !(1..=OBJECT_WORKLOADS_MAX).contains(&workloads.len()) {
+        return Err(format!(
+            "{} object workloads; a run holds 1..={OBJECT_WORKLOADS_MAX}",
+            workloads.len()
+        ));
     }
-    let workload = Rc::new(workload);
-    let observer: Rc<RefCell<SdkObserver<W::Read, W::Value>>> =
-        Rc::new(RefCell::new(SdkObserver::default()));
+    for region in &settings.cluster.topology.regions {
+        for (index, workload) in workloads.iter().enumerate() {
+            let object_id = workload.object_id_in(&region.id);
+            dsss_wire::ObjectId::new(object_id.as_str())
+                .map_err(|error| format!("object id {object_id:?}: {error}"))?;
+            if let Some(other) = workloads
+                .iter()
+                .enumerate()
+                .find(|(other, workload)| *other != index && workload.holds(&object_id))
+            {
+                return Err(format!(
+                    "object id {object_id:?} belongs to two workloads (numbers {} and {})",
+                    index.min(other.0),
+                    index.max(other.0)
+                ));
+            }
+        }
+    }
+    let workloads = Rc::new(workloads);
+    let observer = Rc::new(RefCell::new(SdkObserver::default()));
     // Set once the setup is visible everywhere, to the end of the fault window.
     let operations_until = Rc::new(Cell::new(SimTime::MAX));
     let factory = application_factory(
-        &workload,
+        &workloads,
         settings.application,
         &operations_until,
         &observer,
@@ -385,14 +454,7 @@ pub fn run_sdk_traced<W: ObjectWorkload>(
     let heal_at = cluster.simulation().now();
     let converged = cluster
         .converge(settings.cluster.convergence_max)
-        .and_then(|_| {
-            drain(
-                &mut cluster,
-                &observer,
-                workload.as_ref(),
-                settings.drain_max,
-            )
-        });
+        .and_then(|_| drain(&mut cluster, &observer, &workloads, settings.drain_max));
     let converged_after = match converged {
         Ok(()) => Some(
             cluster
@@ -412,35 +474,44 @@ pub fn run_sdk_traced<W: ObjectWorkload>(
         observer.take_history()
     };
     let logs = final_logs(&cluster);
-    problems.extend(checker::check_all(
-        workload.as_ref(),
-        &history,
-        settings.application.checkpoint_every_records,
-        &logs,
-    ));
+    for workload in workloads.iter() {
+        problems.extend(workload.check(
+            &history,
+            settings.application.checkpoint_every_records,
+            &logs,
+        ));
+    }
     let exhaustive = (history.operation_count() <= settings.exhaustive_operations_max).then(|| {
-        find_sequential_order(
-            workload.as_ref(),
+        find_joint_order(
+            &workloads,
             &history.clients,
             exhaustive::EXHAUSTIVE_STATES_MAX,
         )
     });
     if let Some(ExhaustiveVerdict::Inconsistent { longest_prefix, .. }) = &exhaustive {
         problems.push(format!(
-            "sequential consistency (exhaustive search): no order of the {} operations explains \
-             every result and read; the longest explained prefix places {} of them",
+            "sequential consistency (exhaustive search): no one order of the {} operations \
+             across the objects explains every result and read; the longest explained prefix \
+             places {} of them",
             history.operation_count(),
             longest_prefix.len()
         ));
     }
     drop(logs);
-    let counts = OperationCounts::of(workload.as_ref(), &history);
+    let counts = OperationCounts::of(&workloads, &history);
     let topology = &settings.cluster.topology;
     let report = SdkReport {
         seed: settings.cluster.seed,
         cluster_name: topology.cluster.name.clone(),
         regions: topology.regions.len(),
         instances: history.clients.len(),
+        objects: workloads
+            .iter()
+            .map(|workload| match workload.scope() {
+                Scope::Global => format!("{} (global)", workload.object_id()),
+                Scope::Regional => format!("{}/<region> (regional)", workload.object_id()),
+            })
+            .collect(),
         fault_window: settings.cluster.fault_window,
         faults,
         simulated: cluster.simulation().now().since_start(),
@@ -451,83 +522,116 @@ pub fn run_sdk_traced<W: ObjectWorkload>(
         calls_refused_by_object: counts.calls_refused_by_object,
         reads: counts.reads,
         sync_reads: counts.sync_reads,
-        counters: observer.borrow().counters,
+        counters: observer.borrow().counters(),
         epochs: cluster.newest_sealed_epoch(),
         exhaustive,
         problems,
         trace_hash: cluster.simulation().trace_hash(),
     };
     let trace = cluster.simulation().trace().clone();
-    Ok(SdkRun {
+    Ok(JointRun {
         report,
         history,
         trace,
     })
 }
 
-/// The entry point of `dsss sim bank`: the bank workload over `dsss_examples::Bank` with
-/// [`bank::BANK_ACCOUNT_COUNT`] accounts on the cluster of `settings`, checked.
-pub fn run_bank(settings: &SdkRunSettings) -> Result<SdkReport, String> {
-    run_sdk(settings, bank::bank_workload(bank::BANK_ACCOUNT_COUNT)?)
-}
-
-/// The entry point of a counter run: random adds to one global `dsss_examples::Counter` on
-/// the cluster of `settings`, checked.
-pub fn run_counter(settings: &SdkRunSettings) -> Result<SdkReport, String> {
-    run_sdk(settings, counter::counter_workload())
-}
-
-/// The entry point of a lobby run: [`lobby::LOBBY_PLAYER_COUNT`] players joining and leaving
-/// one global `dsss_examples::Lobby` of [`lobby::LOBBY_CAPACITY`] seats on the cluster of
-/// `settings`, checked.
-pub fn run_lobby(settings: &SdkRunSettings) -> Result<SdkReport, String> {
-    run_sdk(settings, lobby::lobby_workload())
-}
-
-/// The entry point of a leaderboard run: random scores on a regional
-/// `dsss_examples::Leaderboard` in every region of the cluster of `settings`, each region's
-/// board checked on its own.
-pub fn run_leaderboard(settings: &SdkRunSettings) -> Result<SdkReport, String> {
-    run_sdk(settings, leaderboard::leaderboard_workload())
-}
-
-/// Makes the instances: the first of the first region sets the object up (of every region,
-/// for a regional object).
-fn application_factory<W: ObjectWorkload>(
-    workload: &Rc<W>,
-    settings: ApplicationSettings,
-    operations_until: &Rc<Cell<SimTime>>,
-    observer: &Rc<RefCell<SdkObserver<W::Read, W::Value>>>,
-) -> ApplicationFactory {
-    let workload = Rc::clone(workload);
-    let observer = Rc::clone(observer);
-    let operations_until = Rc::clone(operations_until);
-    let regional = workload.scope() == Scope::Regional;
-    Box::new(move |place: &ApplicationPlace| {
-        // Every regional object needs its own setup; a global one is set up once.
-        let sets_up = (place.region_index == 0 || regional) && place.index_in_region == 0;
-        let instance = ApplicationProcess::new(
-            Rc::clone(&workload),
-            settings,
-            place.region.clone(),
-            place.members.clone(),
-            sets_up,
-            Rc::clone(&operations_until),
-            Rc::clone(&observer),
-        )
-        // The settings and the object id were checked before the cluster was built, and a
-        // topology's regions have members.
-        .unwrap_or_else(|error| panic!("an instance of a checked run: {error}"));
-        Box::new(instance)
+/// Runs instances holding one object of `workload` (see [`run_objects_traced`]), and gives
+/// its history typed.
+pub fn run_sdk_traced<W: ObjectWorkload>(
+    settings: &SdkRunSettings,
+    workload: W,
+) -> Result<SdkRun<W>, String> {
+    let stem = workload.object_id().to_owned();
+    let scope = workload.scope();
+    let run = run_objects_traced(settings, vec![erase(workload)])?;
+    let history = run.history.object_history(|name| match scope {
+        Scope::Global => name == stem,
+        Scope::Regional => name.starts_with(&format!("{stem}/")),
+    });
+    Ok(SdkRun {
+        report: run.report,
+        history,
+        trace: run.trace,
     })
 }
 
-/// Runs `workload` on the cluster of `settings` and checks it; see [`run_sdk_traced`].
+/// Runs `workload` on the cluster of `settings` and checks it; see [`run_objects_traced`].
 pub fn run_sdk<W: ObjectWorkload>(
     settings: &SdkRunSettings,
     workload: W,
 ) -> Result<SdkReport, String> {
-    run_sdk_traced(settings, workload).map(|run| run.report)
+    run_objects_traced(settings, vec![erase(workload)]).map(|run| run.report)
+}
+
+/// The entry point of `dsss sim sdk`: instances holding every object of [`example_objects`]
+/// at once on the cluster of `settings`, checked.
+pub fn run_example_objects(settings: &SdkRunSettings) -> Result<SdkReport, String> {
+    run_objects_traced(settings, example_objects()).map(|run| run.report)
+}
+
+/// A bank run: `dsss_examples::Bank` with [`bank::BANK_ACCOUNT_COUNT`] accounts alone,
+/// checked.
+pub fn run_bank(settings: &SdkRunSettings) -> Result<SdkReport, String> {
+    run_sdk(settings, bank::bank_workload(bank::BANK_ACCOUNT_COUNT)?)
+}
+
+/// A counter run: random adds to one global `dsss_examples::Counter` alone, checked.
+pub fn run_counter(settings: &SdkRunSettings) -> Result<SdkReport, String> {
+    run_sdk(settings, counter::counter_workload())
+}
+
+/// A lobby run: [`lobby::LOBBY_PLAYER_COUNT`] players joining and leaving one global
+/// `dsss_examples::Lobby` of [`lobby::LOBBY_CAPACITY`] seats alone, checked.
+pub fn run_lobby(settings: &SdkRunSettings) -> Result<SdkReport, String> {
+    run_sdk(settings, lobby::lobby_workload())
+}
+
+/// A leaderboard run: random scores on a regional `dsss_examples::Leaderboard` in every
+/// region alone, each region's board checked on its own.
+pub fn run_leaderboard(settings: &SdkRunSettings) -> Result<SdkReport, String> {
+    run_sdk(settings, leaderboard::leaderboard_workload())
+}
+
+/// Makes the instances: the first of the first region sets the global objects up, the first
+/// of every region its regional objects.
+fn application_factory(
+    workloads: &Rc<Vec<Rc<dyn AnyObjectWorkload>>>,
+    settings: ApplicationSettings,
+    operations_until: &Rc<Cell<SimTime>>,
+    observer: &Rc<RefCell<SdkObserver>>,
+) -> ApplicationFactory {
+    let workloads = Rc::clone(workloads);
+    let observer = Rc::clone(observer);
+    let operations_until = Rc::clone(operations_until);
+    Box::new(move |place: &ApplicationPlace| {
+        let sets_up: Vec<usize> = if place.index_in_region == 0 {
+            workloads
+                .iter()
+                .enumerate()
+                .filter(|(_, workload)| {
+                    place.region_index == 0 || workload.scope() == Scope::Regional
+                })
+                .map(|(index, _)| index)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let instance = SdkInstance::new(
+            settings,
+            place.node,
+            &place.region,
+            place.members.clone(),
+            &workloads,
+            &sets_up,
+            Rc::clone(&operations_until),
+            Rc::clone(&observer),
+        )
+        // The settings and the object ids were checked before the cluster was built, and a
+        // topology's regions have members.
+        .unwrap_or_else(|error| panic!("an instance of a checked run: {error}"));
+        Box::new(instance)
+    })
 }
 
 /// What the histories hold, counted for the report.
@@ -541,42 +645,50 @@ struct OperationCounts {
 }
 
 impl OperationCounts {
-    fn of<W: ObjectWorkload>(workload: &W, history: &SdkHistory<W::Read, W::Value>) -> Self {
-        let calls: Vec<_> = history.calls().map(|(_, call)| call).collect();
-        // Every region's replicas follow one order per object: for a global object the same
-        // order everywhere, for a regional object one order per region, counted together.
-        let mut longest_by_region: BTreeMap<&str, usize> = BTreeMap::new();
-        for replica in history.replicas.values() {
-            let longest = longest_by_region
-                .entry(replica.region.as_str())
-                .or_default();
-            *longest = (*longest).max(replica.applied.len());
-        }
-        let records_in_order = match workload.scope() {
-            Scope::Global => longest_by_region.values().copied().max().unwrap_or(0),
-            Scope::Regional => longest_by_region.values().sum(),
+    fn of(workloads: &[Rc<dyn AnyObjectWorkload>], history: &JointHistory) -> Self {
+        let mut counts = OperationCounts {
+            records_in_order: 0,
+            calls: 0,
+            calls_completed: 0,
+            calls_refused_by_object: 0,
+            reads: 0,
+            sync_reads: 0,
         };
-        OperationCounts {
-            records_in_order,
-            calls: calls.len(),
-            calls_completed: calls
-                .iter()
-                .filter(|call| call.completion.is_some())
-                .count(),
-            calls_refused_by_object: calls
-                .iter()
-                .filter(|call| {
-                    call.completion.as_ref().is_some_and(|completion| {
-                        workload.is_refusal(&call.call, &completion.outcome)
-                    })
-                })
-                .count(),
-            reads: history.reads().count(),
-            sync_reads: history
-                .reads()
-                .filter(|(_, read)| read.sync.is_some())
-                .count(),
+        // Every copy of an object follows one order: its longest copy holds all of it.
+        for copies in history.replicas.values() {
+            counts.records_in_order += copies
+                .values()
+                .map(|replica| replica.applied.len())
+                .max()
+                .unwrap_or(0);
         }
+        for client in history.clients.values() {
+            for operation in &client.operations {
+                match operation {
+                    Operation::Call(call) => {
+                        counts.calls += 1;
+                        let Some(completion) = &call.completion else {
+                            continue;
+                        };
+                        counts.calls_completed += 1;
+                        let refused = workloads.iter().any(|workload| {
+                            workload.holds(&call.object)
+                                && workload.is_refusal(&call.call, &completion.outcome)
+                        });
+                        if refused {
+                            counts.calls_refused_by_object += 1;
+                        }
+                    }
+                    Operation::Read(read) => {
+                        counts.reads += 1;
+                        if read.sync.is_some() {
+                            counts.sync_reads += 1;
+                        }
+                    }
+                }
+            }
+        }
+        counts
     }
 }
 
@@ -619,10 +731,11 @@ fn records_in_region(cluster: &GlobalCluster, region: &str, object_id: &str, sco
         .unwrap_or(0)
 }
 
-/// Runs without faults until `instances` copies show the setup, at most `within`.
-fn set_up<R, V>(
+/// Runs without faults until `instances` instances saw every copy show its setup, at most
+/// `within`.
+fn set_up(
     cluster: &mut GlobalCluster,
-    observer: &Rc<RefCell<SdkObserver<R, V>>>,
+    observer: &Rc<RefCell<SdkObserver>>,
     instances: usize,
     within: Duration,
 ) -> Result<(), String> {
@@ -634,7 +747,7 @@ fn set_up<R, V>(
         }
         if cluster.simulation().now() >= deadline {
             return Err(format!(
-                "only {set_up} of {instances} copies showed the setup within {within:?}: {}",
+                "only {set_up} of {instances} instances saw the setup within {within:?}: {}",
                 cluster.describe()
             ));
         }
@@ -642,12 +755,12 @@ fn set_up<R, V>(
     }
 }
 
-/// Runs until every replica has applied every record of the object its region's log holds,
-/// at most `within`.
-fn drain<W: ObjectWorkload>(
+/// Runs until every copy has applied every record of its object its region's log holds, at
+/// most `within`.
+fn drain(
     cluster: &mut GlobalCluster,
-    observer: &Rc<RefCell<SdkObserver<W::Read, W::Value>>>,
-    workload: &W,
+    observer: &Rc<RefCell<SdkObserver>>,
+    workloads: &[Rc<dyn AnyObjectWorkload>],
     within: Duration,
 ) -> Result<(), String> {
     let deadline = cluster.simulation().now().saturating_add(within);
@@ -655,18 +768,24 @@ fn drain<W: ObjectWorkload>(
         let mut behind = Vec::new();
         {
             let observer = observer.borrow();
-            let mut held: BTreeMap<&str, u64> = BTreeMap::new();
-            for (&client, replica) in &observer.history().replicas {
-                let region = replica.region.as_str();
-                let in_log = *held.entry(region).or_insert_with(|| {
-                    let object_id = workload.object_id_in(region);
-                    records_in_region(cluster, region, &object_id, workload.scope())
-                });
-                if replica.records_applied != in_log {
-                    behind.push(format!(
-                        "client {client} ({region}) applied {} of {in_log}",
-                        replica.records_applied
-                    ));
+            let mut held: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+            for (object, copies) in &observer.history().replicas {
+                let scope = workloads
+                    .iter()
+                    .find(|workload| workload.holds(object))
+                    .map_or(Scope::Global, |workload| workload.scope());
+                for (&client, replica) in copies {
+                    let region = replica.region.as_str();
+                    let in_log = *held
+                        .entry((object.as_str(), region))
+                        .or_insert_with(|| records_in_region(cluster, region, object, scope));
+                    if replica.records_applied != in_log {
+                        behind.push(format!(
+                            "client {client} ({region}) applied {} of the {in_log} records of \
+                             {object}",
+                            replica.records_applied
+                        ));
+                    }
                 }
             }
         }
@@ -675,7 +794,7 @@ fn drain<W: ObjectWorkload>(
         }
         if cluster.simulation().now() >= deadline {
             return Err(format!(
-                "the replicas did not catch up within {within:?} after the cluster converged: \
+                "the copies did not catch up within {within:?} after the cluster converged: \
                  {}",
                 behind.join(", ")
             ));

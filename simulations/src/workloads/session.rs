@@ -22,6 +22,7 @@
 //! fixed) runs here too, and the checks must catch it
 //! ([`InstanceSettings::planted_stream_per_object`]).
 
+pub mod driver;
 pub mod history;
 pub mod instance;
 

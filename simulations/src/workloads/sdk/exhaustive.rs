@@ -1,11 +1,14 @@
 //! A sequential-consistency checker that takes no help from the system (docs/design.md section 6):
-//! it ignores every position, epoch and count the instances recorded, and searches for a total
-//! order of all clients' operations that respects each client's program order and in which
-//! every call's result and every read's value equal what a fresh replica fed that order gives.
+//! it ignores every position, epoch and count the instances recorded, and searches for ONE
+//! total order of all clients' operations on ALL objects together that respects each client's
+//! program order (which spans the objects the client holds) and in which every call's result
+//! and every read's value equal what fresh replicas of the objects, fed that order, give.
+//! Histories that each object alone would accept may have no such joint order: a client that
+//! writes one object and then reads another stale, while a second client does the opposite.
 //!
 //! The search is a depth-first search over "how many operations of each client are placed",
-//! memoised on that vector together with the hash of the object's state, since two prefixes
-//! that placed the same operations and reached the same state have the same futures. It is
+//! memoised on that vector together with the hash of every object's state, since two prefixes
+//! that placed the same operations and reached the same states have the same futures. It is
 //! exponential in the worst case, so it runs on small histories only
 //! ([`EXHAUSTIVE_OPERATIONS_MAX`], [`EXHAUSTIVE_STATES_MAX`]).
 //!
@@ -14,12 +17,13 @@
 //! somewhere.
 
 use std::collections::{BTreeMap, HashSet};
+use std::rc::Rc;
 
-use dsss::replica::{Checkpoint, RecordRef, Replica, ReplicaConfig};
-use dsss_wire::Scope;
+use dsss::replica::{Checkpoint, RecordRef};
 
 use super::ObjectWorkload;
-use super::history::{ClientHistory, Operation};
+use super::history::{ClientHistory, DynValue, JointClientHistory, Operation};
+use super::objects::{AnyObjectWorkload, erase};
 use crate::network::NodeId;
 
 /// The most operations (of all clients together) the search takes on.
@@ -45,7 +49,8 @@ pub enum ExhaustiveVerdict {
         /// The longest prefix of operations the search could place, for the report.
         longest_prefix: Vec<(NodeId, usize)>,
     },
-    /// The history is too large to search, or the search visited too many states.
+    /// The search gave up: the history is too large to search, the search visited too many
+    /// states, or an operation names an object no workload holds.
     TooLarge {
         /// Which bound was passed.
         reason: String,
@@ -59,70 +64,39 @@ impl ExhaustiveVerdict {
     }
 }
 
-/// The histories of the clients of one object, by client.
-type Clients<W> =
-    BTreeMap<NodeId, ClientHistory<<W as ObjectWorkload>::Read, <W as ObjectWorkload>::Value>>;
+/// The state of every object in the search, by object index: none before the object's first
+/// call, else the checkpoint a replica made after the last call placed.
+type SearchStates = Vec<Option<Checkpoint>>;
 
-/// The object's state in the search: none before the first call, else the checkpoint the
-/// replica made after the last call placed.
-type SearchState = Option<Checkpoint>;
+/// A history operation with its object resolved.
+struct Step<'a> {
+    object: usize,
+    operation: &'a Operation<DynValue, DynValue>,
+}
 
-struct Search<'a, W: ObjectWorkload> {
-    workload: &'a W,
-    clients: Vec<&'a ClientHistory<W::Read, W::Value>>,
-    config: ReplicaConfig,
-    /// Search states known to lead nowhere: (operations placed per client, state hash).
-    dead_ends: HashSet<(Vec<usize>, Option<[u8; 32]>)>,
+/// A search state: operations placed per client, and every object's state hash.
+type SearchKey = (Vec<usize>, Vec<Option<[u8; 32]>>);
+
+struct Search<'a> {
+    /// The object names, by object index, and the workload of each.
+    objects: Vec<(String, &'a dyn AnyObjectWorkload)>,
+    clients: Vec<(NodeId, Vec<Step<'a>>)>,
+    /// Search states known to lead nowhere: (operations placed per client, every object's
+    /// state hash).
+    dead_ends: HashSet<SearchKey>,
     states_explored: usize,
     states_max: usize,
     path: Vec<(NodeId, usize)>,
     longest_prefix: Vec<(NodeId, usize)>,
 }
 
-/// Searches for a total order of `clients`' operations that explains every result and read.
-/// Gives up past `states_max` search states (at most [`EXHAUSTIVE_STATES_MAX`]). For a
-/// regional object, whose regions each hold an object of their own, each region's clients are
-/// searched on their own (sharing the bound on states) and the orders found are joined.
-pub fn find_sequential_order<W: ObjectWorkload>(
-    workload: &W,
-    clients: &BTreeMap<NodeId, ClientHistory<W::Read, W::Value>>,
-    states_max: usize,
-) -> ExhaustiveVerdict {
-    if workload.scope() == Scope::Global {
-        return search_one_object(workload, clients, states_max);
-    }
-    let mut by_region: BTreeMap<&str, Clients<W>> = BTreeMap::new();
-    for (&client, history) in clients {
-        by_region
-            .entry(history.region.as_str())
-            .or_default()
-            .insert(client, history.clone());
-    }
-    let mut joined = Vec::new();
-    let mut states_explored = 0;
-    for region_clients in by_region.values() {
-        let states_left = states_max.saturating_sub(states_explored);
-        match search_one_object(workload, region_clients, states_left) {
-            ExhaustiveVerdict::Consistent {
-                order,
-                states_explored: explored,
-            } => {
-                joined.extend(order);
-                states_explored += explored;
-            }
-            refused => return refused,
-        }
-    }
-    ExhaustiveVerdict::Consistent {
-        order: joined,
-        states_explored,
-    }
-}
-
-/// The search over the clients of one object.
-fn search_one_object<W: ObjectWorkload>(
-    workload: &W,
-    clients: &BTreeMap<NodeId, ClientHistory<W::Read, W::Value>>,
+/// Searches for one total order of `clients`' operations across every object they name that
+/// explains every result and read; `workloads` say what each object is. Gives up past
+/// `states_max` search states (at most [`EXHAUSTIVE_STATES_MAX`]), past
+/// [`EXHAUSTIVE_OPERATIONS_MAX`] operations, or on an object no workload holds.
+pub fn find_joint_order(
+    workloads: &[Rc<dyn AnyObjectWorkload>],
+    clients: &BTreeMap<NodeId, JointClientHistory>,
     states_max: usize,
 ) -> ExhaustiveVerdict {
     let operations: usize = clients
@@ -137,14 +111,39 @@ fn search_one_object<W: ObjectWorkload>(
             ),
         };
     }
+    let mut objects: Vec<(String, &dyn AnyObjectWorkload)> = Vec::new();
+    let mut searched_clients = Vec::new();
+    for (&client, history) in clients {
+        let mut steps = Vec::new();
+        for operation in &history.operations {
+            let name = match operation {
+                Operation::Call(call) => &call.object,
+                Operation::Read(read) => &read.object,
+            };
+            let object = match objects.iter().position(|(known, _)| known == name) {
+                Some(index) => index,
+                None => {
+                    let Some(workload) = workloads.iter().find(|workload| workload.holds(name))
+                    else {
+                        return ExhaustiveVerdict::TooLarge {
+                            reason: format!(
+                                "client {client} operated on {name:?}, which no workload of \
+                                 the run holds"
+                            ),
+                        };
+                    };
+                    objects.push((name.clone(), workload.as_ref()));
+                    objects.len() - 1
+                }
+            };
+            steps.push(Step { object, operation });
+        }
+        searched_clients.push((client, steps));
+    }
+    let object_count = objects.len();
     let mut search = Search {
-        workload,
-        clients: clients.values().collect(),
-        config: ReplicaConfig {
-            // A checkpoint after every call: it is the state the search carries.
-            checkpoint_every_records: 1,
-            ..ReplicaConfig::default()
-        },
+        objects,
+        clients: searched_clients,
         dead_ends: HashSet::new(),
         states_explored: 0,
         states_max: states_max.min(EXHAUSTIVE_STATES_MAX),
@@ -152,7 +151,8 @@ fn search_one_object<W: ObjectWorkload>(
         longest_prefix: Vec::new(),
     };
     let mut placed = vec![0; search.clients.len()];
-    let found = search.explore(&mut placed, &None);
+    let mut states = vec![None; object_count];
+    let found = search.explore(&mut placed, &mut states);
     if search.states_explored > search.states_max {
         return ExhaustiveVerdict::TooLarge {
             reason: format!("the search visited more than {} states", search.states_max),
@@ -171,20 +171,38 @@ fn search_one_object<W: ObjectWorkload>(
     }
 }
 
-impl<W: ObjectWorkload> Search<'_, W> {
-    /// True when the operations not yet placed can follow `state` in some order; `path` then
+/// [`find_joint_order`] for the clients of one object workload (a global object, or the
+/// regional objects of every region, each an object of its own).
+pub fn find_sequential_order<W: ObjectWorkload + Clone>(
+    workload: &W,
+    clients: &BTreeMap<NodeId, ClientHistory<W::Read, W::Value>>,
+    states_max: usize,
+) -> ExhaustiveVerdict {
+    let history = super::history::SdkHistory {
+        clients: clients.clone(),
+        replicas: BTreeMap::new(),
+    };
+    let joint = history.to_joint(|region| workload.object_id_in(region));
+    find_joint_order(&[erase(workload.clone())], &joint.clients, states_max)
+}
+
+impl Search<'_> {
+    /// True when the operations not yet placed can follow `states` in some order; `path` then
     /// holds the whole order.
-    fn explore(&mut self, placed: &mut Vec<usize>, state: &SearchState) -> bool {
+    fn explore(&mut self, placed: &mut Vec<usize>, states: &mut SearchStates) -> bool {
         let done = placed
             .iter()
             .zip(&self.clients)
-            .all(|(&count, history)| count == history.operations.len());
+            .all(|(&count, (_, steps))| count == steps.len());
         if done {
             return true;
         }
         let key = (
             placed.clone(),
-            state.as_ref().map(|checkpoint| checkpoint.state_hash),
+            states
+                .iter()
+                .map(|state| state.as_ref().map(|checkpoint| checkpoint.state_hash))
+                .collect::<Vec<_>>(),
         );
         if self.dead_ends.contains(&key) {
             return false;
@@ -194,56 +212,60 @@ impl<W: ObjectWorkload> Search<'_, W> {
             return false;
         }
         for client_index in 0..self.clients.len() {
-            let history = self.clients[client_index];
-            let Some(operation) = history.operations.get(placed[client_index]) else {
+            let (client, steps) = &self.clients[client_index];
+            let client = *client;
+            let Some(step) = steps.get(placed[client_index]) else {
                 continue;
             };
-            let step = (history.client, placed[client_index]);
-            let mut next_states: Vec<SearchState> = Vec::new();
-            match operation {
+            let object = step.object;
+            let (name, workload) = &self.objects[object];
+            let state = states[object].as_ref();
+            let mut next_states: Vec<Option<Checkpoint>> = Vec::new();
+            match step.operation {
                 Operation::Read(read) => {
-                    let replica = self.replica_at(state);
-                    if self.workload.read(replica.object(), &read.read) == read.value {
-                        next_states.push(state.clone());
+                    if workload.replay_read(name, state, &read.read).as_ref() == Some(&read.value) {
+                        next_states.push(states[object].clone());
                     }
                 }
                 Operation::Call(call) => {
-                    let mut replica = self.replica_at(state);
-                    let records = replica.records_applied();
-                    let applied = replica.handle_record(
-                        records + 1,
+                    let replayed = workload.replay_call(
+                        name,
+                        state,
                         RecordRef {
-                            client_id: history.client,
+                            client_id: client,
                             request_sequence: call.sequence,
                             method_id: call.call.method_id,
                             arguments: &call.call.arguments,
                         },
                     );
-                    let matches = match (&applied, &call.completion) {
-                        (Ok(applied), Some(completion)) => applied.outcome == completion.outcome,
+                    let matches = match (&replayed, &call.completion) {
+                        (Ok(replayed), Some(completion)) => replayed.outcome == completion.outcome,
                         (Ok(_), None) => true,
                         (Err(_), _) => false,
                     };
-                    if matches {
-                        next_states.push(replica.poll_checkpoint());
+                    if let (true, Ok(replayed)) = (matches, replayed) {
+                        next_states.push(Some(replayed.state));
                     }
                     if call.completion.is_none() && call.acknowledged.is_none() {
                         // Never seen to complete: it may also stand nowhere.
-                        next_states.push(state.clone());
+                        next_states.push(states[object].clone());
                     }
                 }
             }
+            let step = (client, placed[client_index]);
             for next in next_states {
+                let before = std::mem::replace(&mut states[object], next);
                 placed[client_index] += 1;
                 self.path.push(step);
                 if self.path.len() > self.longest_prefix.len() {
                     self.longest_prefix = self.path.clone();
                 }
-                if self.explore(placed, &next) {
+                if self.explore(placed, states) {
                     return true;
                 }
                 self.path.pop();
                 placed[client_index] -= 1;
+                states[object] = before;
                 if self.states_explored > self.states_max {
                     return false;
                 }
@@ -251,22 +273,5 @@ impl<W: ObjectWorkload> Search<'_, W> {
         }
         self.dead_ends.insert(key);
         false
-    }
-
-    fn replica_at(&self, state: &SearchState) -> Replica<W::Object> {
-        let object_id = self.workload.object_id();
-        match state {
-            None => Replica::new(object_id, self.config),
-            Some(checkpoint) => Replica::from_checkpoint(
-                object_id,
-                self.config,
-                checkpoint.position,
-                &checkpoint.state,
-                &checkpoint.state_hash,
-            )
-            .unwrap_or_else(|error| {
-                panic!("a checkpoint the search made does not restore: {error}")
-            }),
-        }
     }
 }

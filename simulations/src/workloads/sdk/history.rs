@@ -1,13 +1,22 @@
 //! What application instances record while a run goes on: every client's history of calls and
-//! reads (what the client saw), and every replica's list of applied records (what the system
-//! did). The checkers read both; the exhaustive checker reads only the histories.
+//! reads across all the objects it holds (what the client saw), and every copy's list of
+//! applied records (what the system did). The checkers read both; the exhaustive checker reads
+//! only the histories.
+//!
+//! A run's [`JointHistory`] holds reads and values of objects of many types as [`DynValue`]s;
+//! [`JointHistory::object_history`] gives the typed [`SdkHistory`] of one object workload, which
+//! the position checker takes.
 //!
 //! Histories are plain data, so that a test can build or corrupt one by hand and check that
 //! the checkers catch it.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::rc::Rc;
 
 use dsss::MethodError;
+use dsss::session::SessionCounters;
 
 use crate::network::NodeId;
 use crate::time::SimTime;
@@ -59,6 +68,8 @@ pub struct CallCompletion {
 /// One call in a client's history.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallEvent {
+    /// The object called.
+    pub object: String,
     /// The client's request sequence for it (kept by every retry).
     pub sequence: u64,
     /// The call.
@@ -83,6 +94,8 @@ pub struct SyncBarrier {
 /// One read of the local copy.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadEvent<R, V> {
+    /// The object read.
+    pub object: String,
     /// What was read.
     pub read: R,
     /// The value read.
@@ -237,48 +250,205 @@ impl<R, V> SdkHistory<R, V> {
     }
 }
 
-/// Counts of what the instances did, for reports and coverage checks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ApplicationCounters {
-    /// Proposals sent again after a timeout or a refusal.
-    pub retries: u64,
-    /// Calls sent once more after they completed, to check that they apply once.
-    pub deliberate_duplicates: u64,
-    /// Times an instance stopped reading the log from one member and went to another.
-    pub failovers: u64,
-    /// Log reads answered.
-    pub log_reads: u64,
-    /// Checkpoint fetches answered (after a member said its log starts above the replica).
-    pub checkpoint_fetches: u64,
-    /// `sync()` barriers that ended in a read.
-    pub syncs: u64,
+/// A read or a value of any object's workload, its type erased so that one history holds
+/// the operations of objects of many types. Two are equal when they hold equal values of one
+/// type.
+#[derive(Clone)]
+pub struct DynValue(Rc<dyn AnyValue>);
+
+/// What [`DynValue`] needs of what it holds.
+trait AnyValue: Any + fmt::Debug {
+    fn as_any(&self) -> &dyn Any;
+    fn equals(&self, other: &dyn Any) -> bool;
 }
 
-/// What the instances of a run report while it goes on: the histories, the counters, and the
-/// violations they saw themselves (a record missed or applied twice, a pending record applied).
-#[derive(Debug)]
-pub struct SdkObserver<R, V> {
-    history: SdkHistory<R, V>,
-    set_up_at: BTreeMap<NodeId, SimTime>,
-    violations: Vec<String>,
-    violation_count: u64,
-    /// The counters.
-    pub counters: ApplicationCounters,
-}
+impl<T: Any + fmt::Debug + PartialEq> AnyValue for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 
-impl<R, V> Default for SdkObserver<R, V> {
-    fn default() -> Self {
-        SdkObserver {
-            history: SdkHistory::default(),
-            set_up_at: BTreeMap::new(),
-            violations: Vec::new(),
-            violation_count: 0,
-            counters: ApplicationCounters::default(),
-        }
+    fn equals(&self, other: &dyn Any) -> bool {
+        other.downcast_ref::<T>() == Some(self)
     }
 }
 
-impl<R, V> SdkObserver<R, V> {
+impl DynValue {
+    /// Holds `value`.
+    pub fn new<T: Any + fmt::Debug + PartialEq>(value: T) -> DynValue {
+        DynValue(Rc::new(value))
+    }
+
+    /// The value held, if it is a `T`.
+    pub fn downcast<T: Any>(&self) -> Option<&T> {
+        (*self.0).as_any().downcast_ref::<T>()
+    }
+}
+
+impl fmt::Debug for DynValue {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (*self.0).fmt(formatter)
+    }
+}
+
+impl PartialEq for DynValue {
+    fn eq(&self, other: &DynValue) -> bool {
+        (*self.0).equals((*other.0).as_any())
+    }
+}
+
+impl Eq for DynValue {}
+
+/// One client's history across every object it holds.
+pub type JointClientHistory = ClientHistory<DynValue, DynValue>;
+
+/// A whole run's histories across objects, and every copy's applied records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JointHistory {
+    /// Every client's history, its program order spanning its objects.
+    pub clients: BTreeMap<NodeId, JointClientHistory>,
+    /// Every copy, by object name and client.
+    pub replicas: BTreeMap<String, BTreeMap<NodeId, ReplicaRecord>>,
+}
+
+impl JointHistory {
+    /// How many operations all clients made.
+    pub fn operation_count(&self) -> usize {
+        self.clients
+            .values()
+            .map(|history| history.operations.len())
+            .sum()
+    }
+
+    /// The history of the objects whose names `holds` accepts (one object workload: a global
+    /// object, or the regional objects of every region), typed: the operations of every client
+    /// on them, and their copies. A read or value of another type than `R` or `V` is left out.
+    pub fn object_history<R: Any + Clone, V: Any + Clone>(
+        &self,
+        holds: impl Fn(&str) -> bool,
+    ) -> SdkHistory<R, V> {
+        let clients = self
+            .clients
+            .iter()
+            .map(|(&client, history)| {
+                let operations = history
+                    .operations
+                    .iter()
+                    .filter_map(|operation| match operation {
+                        Operation::Call(call) if holds(&call.object) => {
+                            Some(Operation::Call(call.clone()))
+                        }
+                        Operation::Read(read) if holds(&read.object) => {
+                            Some(Operation::Read(ReadEvent {
+                                object: read.object.clone(),
+                                read: read.read.downcast::<R>()?.clone(),
+                                value: read.value.downcast::<V>()?.clone(),
+                                records_applied: read.records_applied,
+                                at: read.at,
+                                sync: read.sync,
+                            }))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                (
+                    client,
+                    ClientHistory {
+                        client,
+                        region: history.region.clone(),
+                        operations,
+                    },
+                )
+            })
+            .collect();
+        let mut replicas = BTreeMap::new();
+        for (object, copies) in &self.replicas {
+            if holds(object) {
+                for (&client, replica) in copies {
+                    replicas.insert(client, replica.clone());
+                }
+            }
+        }
+        SdkHistory { clients, replicas }
+    }
+}
+
+impl<R: Any + fmt::Debug + PartialEq + Clone, V: Any + fmt::Debug + PartialEq + Clone>
+    SdkHistory<R, V>
+{
+    /// The same history with its reads and values type-erased, its copies named `object_of`
+    /// each client's region.
+    pub fn to_joint(&self, object_of: impl Fn(&str) -> String) -> JointHistory {
+        let clients = self
+            .clients
+            .iter()
+            .map(|(&client, history)| {
+                let operations = history
+                    .operations
+                    .iter()
+                    .map(|operation| match operation {
+                        Operation::Call(call) => Operation::Call(call.clone()),
+                        Operation::Read(read) => Operation::Read(ReadEvent {
+                            object: read.object.clone(),
+                            read: DynValue::new(read.read.clone()),
+                            value: DynValue::new(read.value.clone()),
+                            records_applied: read.records_applied,
+                            at: read.at,
+                            sync: read.sync,
+                        }),
+                    })
+                    .collect();
+                (
+                    client,
+                    ClientHistory {
+                        client,
+                        region: history.region.clone(),
+                        operations,
+                    },
+                )
+            })
+            .collect();
+        let mut replicas: BTreeMap<String, BTreeMap<NodeId, ReplicaRecord>> = BTreeMap::new();
+        for (&client, replica) in &self.replicas {
+            replicas
+                .entry(object_of(&replica.region))
+                .or_default()
+                .insert(client, replica.clone());
+        }
+        JointHistory { clients, replicas }
+    }
+}
+
+/// Counts of what the instances did, for reports and coverage checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApplicationCounters {
+    /// What the instances' sessions counted, summed: stream moves (and stalls among them),
+    /// call retries, copies joined.
+    pub sessions: SessionCounters,
+    /// Proposal attempts passed over without an answer (the session's attempt timeout).
+    pub proposals_unanswered: u64,
+    /// Log reads answered.
+    pub log_reads: u64,
+    /// `sync()` barriers that ended in reads.
+    pub syncs: u64,
+    /// `sync()` barriers that gave up.
+    pub syncs_failed: u64,
+}
+
+/// What the instances of a run report while it goes on: the histories, the counters, and the
+/// violations they saw themselves (a call that completed without its record applied, a copy
+/// that stopped).
+#[derive(Debug, Default)]
+pub struct SdkObserver {
+    history: JointHistory,
+    set_up_at: BTreeMap<NodeId, SimTime>,
+    session_counters: BTreeMap<NodeId, SessionCounters>,
+    violations: Vec<String>,
+    violation_count: u64,
+    /// The counters (the sessions' own are summed by [`SdkObserver::counters`]).
+    pub counters: ApplicationCounters,
+}
+
+impl SdkObserver {
     /// Records a broken guarantee.
     pub fn violation(&mut self, description: String) {
         self.violation_count += 1;
@@ -296,18 +466,36 @@ impl<R, V> SdkObserver<R, V> {
         violations
     }
 
-    /// The histories and replicas so far.
-    pub fn history(&self) -> &SdkHistory<R, V> {
+    /// Every counter, the sessions' summed.
+    pub fn counters(&self) -> ApplicationCounters {
+        let mut counters = self.counters;
+        for session in self.session_counters.values() {
+            counters.sessions.stream_moves += session.stream_moves;
+            counters.sessions.stream_stalls += session.stream_stalls;
+            counters.sessions.call_retries += session.call_retries;
+            counters.sessions.copies_joined += session.copies_joined;
+            counters.sessions.copies_restored += session.copies_restored;
+        }
+        counters
+    }
+
+    /// The latest counters of the session of `client`.
+    pub fn session_counters(&mut self, client: NodeId, counters: SessionCounters) {
+        self.session_counters.insert(client, counters);
+    }
+
+    /// The histories and copies so far.
+    pub fn history(&self) -> &JointHistory {
         &self.history
     }
 
-    /// Takes the histories and replicas out, leaving empty ones.
-    pub fn take_history(&mut self) -> SdkHistory<R, V> {
+    /// Takes the histories and copies out, leaving empty ones.
+    pub fn take_history(&mut self) -> JointHistory {
         std::mem::take(&mut self.history)
     }
 
-    /// An instance of `region` starts as `client`.
-    pub fn register(&mut self, client: NodeId, region: &str) {
+    /// An instance of `region` holding `objects` starts as `client`.
+    pub fn register(&mut self, client: NodeId, region: &str, objects: &[String]) {
         self.history.clients.insert(
             client,
             ClientHistory {
@@ -316,35 +504,33 @@ impl<R, V> SdkObserver<R, V> {
                 operations: Vec::new(),
             },
         );
-        self.history.replicas.insert(
-            client,
-            ReplicaRecord {
-                region: region.to_string(),
-                ..ReplicaRecord::default()
-            },
-        );
+        for object in objects {
+            self.history
+                .replicas
+                .entry(object.clone())
+                .or_default()
+                .insert(
+                    client,
+                    ReplicaRecord {
+                        region: region.to_string(),
+                        ..ReplicaRecord::default()
+                    },
+                );
+        }
     }
 
-    /// The copy of `client` showed the whole setup at `at`.
+    /// Every copy of `client` showed the whole setup at `at`.
     pub fn set_up(&mut self, client: NodeId, at: SimTime) {
         self.set_up_at.entry(client).or_insert(at);
     }
 
-    /// When each client's copy first showed the whole setup.
+    /// When each client's copies first showed the whole setup.
     pub fn set_up_at(&self) -> &BTreeMap<NodeId, SimTime> {
         &self.set_up_at
     }
 
-    /// How many operations `client` has made.
-    pub fn operation_count(&self, client: NodeId) -> usize {
-        self.history
-            .clients
-            .get(&client)
-            .map_or(0, |history| history.operations.len())
-    }
-
     /// `client` made an operation.
-    pub fn operation(&mut self, client: NodeId, operation: Operation<R, V>) {
+    pub fn operation(&mut self, client: NodeId, operation: Operation<DynValue, DynValue>) {
         let Some(history) = self.history.clients.get_mut(&client) else {
             self.violation(format!("client {client} is not registered"));
             return;
@@ -356,6 +542,20 @@ impl<R, V> SdkObserver<R, V> {
             return;
         }
         history.operations.push(operation);
+    }
+
+    /// The latest call of `client`, to record how it went.
+    pub fn last_call_mut(&mut self, client: NodeId) -> Option<&mut CallEvent> {
+        self.history
+            .clients
+            .get_mut(&client)?
+            .operations
+            .iter_mut()
+            .rev()
+            .find_map(|operation| match operation {
+                Operation::Call(call) => Some(call),
+                Operation::Read(_) => None,
+            })
     }
 
     /// The call of `client` with `sequence`, to record how it went.
@@ -372,40 +572,53 @@ impl<R, V> SdkObserver<R, V> {
             })
     }
 
-    /// The replica of `client` applied `record`.
-    pub fn applied(&mut self, client: NodeId, record: AppliedRecord) {
-        let Some(replica) = self.history.replicas.get_mut(&client) else {
-            self.violation(format!("client {client} is not registered"));
+    /// The copy of `object` held by `client`.
+    pub fn replica(&self, object: &str, client: NodeId) -> Option<&ReplicaRecord> {
+        self.history.replicas.get(object)?.get(&client)
+    }
+
+    /// The copy of `object` held by `client` applied `record`.
+    pub fn applied(&mut self, object: &str, client: NodeId, record: AppliedRecord) {
+        let Some(replica) = self
+            .history
+            .replicas
+            .get_mut(object)
+            .and_then(|copies| copies.get_mut(&client))
+        else {
+            self.violation(format!("client {client} holds no copy of {object}"));
             return;
         };
         if replica.applied.len() >= APPLIED_RECORDS_PER_REPLICA_MAX {
             self.violation(format!(
-                "the replica of client {client} applied more than \
+                "the copy of {object} of client {client} applied more than \
                  {APPLIED_RECORDS_PER_REPLICA_MAX} records"
             ));
             return;
         }
+        replica.position = record.position;
+        replica.records_applied = record.records_applied;
         replica.applied.push(record);
     }
 
-    /// The replica of `client` made a checkpoint with `state_hash` after `records_applied`
-    /// records.
-    pub fn checkpoint(&mut self, client: NodeId, records_applied: u64, state_hash: [u8; 32]) {
-        if let Some(replica) = self.history.replicas.get_mut(&client)
+    /// The copy of `object` held by `client` made a checkpoint with `state_hash` after
+    /// `records_applied` records.
+    pub fn checkpoint(
+        &mut self,
+        object: &str,
+        client: NodeId,
+        records_applied: u64,
+        state_hash: [u8; 32],
+    ) {
+        if let Some(replica) = self
+            .history
+            .replicas
+            .get_mut(object)
+            .and_then(|copies| copies.get_mut(&client))
             && replica.checkpoint_hashes.len() < CHECKPOINT_HASHES_PER_REPLICA_MAX
         {
             replica
                 .checkpoint_hashes
                 .insert(records_applied, state_hash);
-        }
-    }
-
-    /// The replica of `client` has handled the log through `position`, with `records_applied`
-    /// records of the object applied.
-    pub fn progress(&mut self, client: NodeId, position: u64, records_applied: u64) {
-        if let Some(replica) = self.history.replicas.get_mut(&client) {
-            replica.position = position;
-            replica.records_applied = records_applied;
         }
     }
 }
