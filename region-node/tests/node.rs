@@ -8,9 +8,9 @@ use dsss_raft_group::testing::{Network, TestNode};
 use dsss_raft_group::{MemoryStore, StoreIo};
 use dsss_region_node::{
     BATCH_RECORDS_MAX, CheckpointOutcome, CheckpointReply, CheckpointUpload, LogEvent,
-    PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig,
-    RegionOutput, Reply, SYNCS_IN_FLIGHT_MAX, SealedEpochRead, SessionReply, SyncError, SyncReply,
-    UploadError,
+    OpenSessionError, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest, RegionNode,
+    RegionNodeConfig, RegionOutput, Reply, SESSION_OPENS_IN_FLIGHT_MAX, SYNCS_IN_FLIGHT_MAX,
+    SealedEpochRead, SessionReply, SyncError, SyncReply, UploadError,
 };
 use dsss_wire::{
     Arguments, ClientId, MethodId, ObjectId, RegionId, RequestSequence, Scope, Timestamp, proto,
@@ -796,5 +796,59 @@ fn a_restarted_member_keeps_its_checkpoints_and_truncation_point() {
     assert_eq!(
         region.node(member).region_log().first_retained_position(),
         5
+    );
+}
+
+#[test]
+fn session_opens_beyond_the_in_flight_bound_are_refused_at_once_and_the_rest_open() {
+    let mut store = MemoryStore::new();
+    let config = RegionNodeConfig::new(1, vec![1], RegionId::new("eu-west").unwrap());
+    let mut node = RegionNode::open(config, &mut store).unwrap();
+    let mut now_us = NOW_US;
+    while !node.is_leader() {
+        now_us += 10_000;
+        node.handle_tick(now_us);
+        node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
+    }
+    take_outputs(&mut node);
+    // Every open waits for its entry to apply, which needs a ready round: none runs until
+    // one more than the bound has been asked.
+    let bound = SESSION_OPENS_IN_FLIGHT_MAX as u64;
+    for open_id in 1..=bound + 1 {
+        node.handle_open_session(now_us, open_id, 1_000 + open_id);
+    }
+    let refused: Vec<SessionReply> = take_outputs(&mut node)
+        .into_iter()
+        .filter_map(|output| match output {
+            RegionOutput::SessionReply(reply) => Some(reply),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].open_id, bound + 1);
+    assert_eq!(refused[0].result, Err(OpenSessionError::Overloaded));
+    let message = OpenSessionError::Overloaded.to_string();
+    assert!(
+        message.contains("SESSION_OPENS_IN_FLIGHT_MAX") && message.contains("1024"),
+        "{message}"
+    );
+    // The ones taken open, and room is back for the refused one.
+    node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
+    let opened = take_outputs(&mut node)
+        .into_iter()
+        .filter(|output| {
+            matches!(output, RegionOutput::SessionReply(reply) if reply.result.is_ok())
+        })
+        .count();
+    assert_eq!(opened as u64, bound);
+    node.handle_open_session(now_us, bound + 1, 1_000 + bound + 1);
+    node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
+    assert!(take_outputs(&mut node).iter().any(|output| matches!(
+        output,
+        RegionOutput::SessionReply(SessionReply { open_id, result: Ok(()), .. }) if *open_id == bound + 1
+    )));
+    assert_eq!(
+        node.region_log().dedup().session_count() as u64,
+        bound + 1
     );
 }
