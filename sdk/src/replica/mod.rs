@@ -36,7 +36,7 @@ use crate::codec::{Codec, Postcard};
 use crate::object::{MethodError, SCHEMA_METHOD_ID, SharedObject};
 use crate::schema::ObjectSchema;
 
-pub use recent::{RECENT_OUTCOME_BYTES_MAX, RECENT_OUTCOMES_MAX, RecordedOutcome};
+pub use recent::{RECENT_OUTCOME_BYTES_MAX, RECENT_OUTCOMES_MAX};
 pub use shared::SharedReplica;
 
 use recent::RecentOutcomes;
@@ -232,9 +232,12 @@ impl<T: SharedObject> Replica<T> {
             format!("checkpoint of {object_id} at position {position}: {error}")
         })?;
         envelope.recent.recount();
-        envelope.recent.validate(position).map_err(|error| {
-            format!("checkpoint of {object_id} at position {position}: {error}")
-        })?;
+        envelope
+            .recent
+            .validate(envelope.records_applied)
+            .map_err(|error| {
+                format!("checkpoint of {object_id} at position {position}: {error}")
+            })?;
         if let Some(in_force) = &envelope.schema {
             T::schema().check_compatible(in_force)?;
         }
@@ -321,7 +324,6 @@ impl<T: SharedObject> Replica<T> {
         };
         let skipped = outcome.is_err();
         self.recent.record(
-            position,
             record.client_id,
             record.request_sequence,
             record.method_id,
@@ -341,12 +343,16 @@ impl<T: SharedObject> Replica<T> {
         })
     }
 
-    /// What the call of the record at `position` returned, if the copy still keeps it (the
-    /// outcomes of the object's last [`RECENT_OUTCOMES_MAX`] records, at most
+    /// What the call `request_sequence` of session `client_id` returned, if the copy still
+    /// keeps it (the outcomes of the object's last [`RECENT_OUTCOMES_MAX`] records, at most
     /// [`RECENT_OUTCOME_BYTES_MAX`] bytes of them), also when the copy was restored from a
-    /// checkpoint made after the record.
-    pub fn recent_outcome(&self, position: u64) -> Option<RecordedOutcome> {
-        self.recent.find::<T>(position)
+    /// checkpoint made after the call's record.
+    pub fn recent_outcome(
+        &self,
+        client_id: u64,
+        request_sequence: u64,
+    ) -> Option<Result<Vec<u8>, MethodError>> {
+        self.recent.find::<T>(client_id, request_sequence)
     }
 
     /// Notes that the log holds nothing for this object through `through_position`.

@@ -6,9 +6,11 @@
 //! records this copy skipped. So every copy keeps the outcomes of the object's last records,
 //! and a checkpoint carries them: the copy that jumps finds the waiting call's outcome there.
 //!
-//! The table is a pure function of the object's log (the outcomes of its last records, oldest
-//! dropped first by count and by bytes), so copies at one position hold equal tables and their
-//! checkpoints keep equal hashes.
+//! The table is a pure function of the object's records in order (the outcomes of its last
+//! records, oldest dropped first by count and by bytes), so copies at one position hold equal
+//! tables and their checkpoints keep equal hashes. It names each outcome by its caller (session
+//! id and request sequence, unique while the session lives), not by log position, so that it
+//! depends on the object's records alone and not on where other objects' records fell.
 
 use std::collections::VecDeque;
 
@@ -112,22 +114,10 @@ impl StoredOutcome {
 /// The outcome of one record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct RecentOutcome {
-    position: u64,
     client_id: u64,
     request_sequence: u64,
     method_id: u32,
     outcome: StoredOutcome,
-}
-
-/// What a record's call returned, found in the table.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecordedOutcome {
-    /// The calling client (its session id).
-    pub client_id: u64,
-    /// The caller's sequence number.
-    pub request_sequence: u64,
-    /// What the call returned, or why it was skipped in every copy.
-    pub outcome: Result<Vec<u8>, MethodError>,
 }
 
 /// The outcomes of the object's last records, oldest first. See the module documentation.
@@ -140,21 +130,14 @@ pub(super) struct RecentOutcomes {
 }
 
 impl RecentOutcomes {
-    /// Keeps the outcome of the record at `position`, dropping the oldest beyond the bounds.
+    /// Keeps the outcome of the object's next record, dropping the oldest beyond the bounds.
     pub(super) fn record(
         &mut self,
-        position: u64,
         client_id: u64,
         request_sequence: u64,
         method_id: u32,
         outcome: &Result<Vec<u8>, MethodError>,
     ) {
-        debug_assert!(
-            self.entries
-                .back()
-                .is_none_or(|last| last.position < position),
-            "outcomes are kept in position order"
-        );
         let outcome = StoredOutcome::of(outcome);
         if outcome.bytes() > RECENT_OUTCOME_BYTES_MAX {
             // Too large to carry; every copy skips it alike.
@@ -162,7 +145,6 @@ impl RecentOutcomes {
         }
         self.bytes += outcome.bytes();
         self.entries.push_back(RecentOutcome {
-            position,
             client_id,
             request_sequence,
             method_id,
@@ -175,18 +157,20 @@ impl RecentOutcomes {
         }
     }
 
-    /// The outcome of the record at `position`, if it is still kept.
-    pub(super) fn find<T: SharedObject>(&self, position: u64) -> Option<RecordedOutcome> {
-        let index = self
-            .entries
-            .binary_search_by_key(&position, |entry| entry.position)
-            .ok()?;
-        let entry = &self.entries[index];
-        Some(RecordedOutcome {
-            client_id: entry.client_id,
-            request_sequence: entry.request_sequence,
-            outcome: entry.outcome.to_outcome::<T>(entry.method_id),
-        })
+    /// The outcome of the call `request_sequence` of session `client_id`, if it is still kept.
+    pub(super) fn find<T: SharedObject>(
+        &self,
+        client_id: u64,
+        request_sequence: u64,
+    ) -> Option<Result<Vec<u8>, MethodError>> {
+        // A session's sequences never repeat while it lives; the newest is the one asked for.
+        self.entries
+            .iter()
+            .rev()
+            .find(|entry| {
+                entry.client_id == client_id && entry.request_sequence == request_sequence
+            })
+            .map(|entry| entry.outcome.to_outcome::<T>(entry.method_id))
     }
 
     /// Counts the bytes again after decoding.
@@ -194,9 +178,9 @@ impl RecentOutcomes {
         self.bytes = self.entries.iter().map(|entry| entry.outcome.bytes()).sum();
     }
 
-    /// Checks what a checkpoint carried: positions increasing, within the bounds, none above
-    /// the checkpoint's own position.
-    pub(super) fn validate(&self, checkpoint_position: u64) -> Result<(), String> {
+    /// Checks what a checkpoint carried: within the bounds, and no more outcomes than the
+    /// object has records.
+    pub(super) fn validate(&self, records_applied: u64) -> Result<(), String> {
         if self.entries.len() > RECENT_OUTCOMES_MAX {
             return Err(format!(
                 "it carries {} recent outcomes, more than {RECENT_OUTCOMES_MAX}",
@@ -209,15 +193,11 @@ impl RecentOutcomes {
                 self.bytes
             ));
         }
-        let mut previous = 0;
-        for entry in &self.entries {
-            if entry.position <= previous || entry.position > checkpoint_position {
-                return Err(format!(
-                    "a recent outcome at position {} is out of order or beyond the checkpoint",
-                    entry.position
-                ));
-            }
-            previous = entry.position;
+        if self.entries.len() as u64 > records_applied {
+            return Err(format!(
+                "it carries {} recent outcomes for an object of {records_applied} records",
+                self.entries.len()
+            ));
         }
         Ok(())
     }

@@ -320,14 +320,19 @@ fn a_copy_restored_from_a_later_checkpoint_still_knows_what_the_last_calls_retur
         &checkpoint.state_hash,
     )
     .unwrap();
-    for position in 1..=8 {
-        let kept = restored.recent_outcome(position).expect("kept");
-        assert_eq!(Some(kept.clone()), replica.recent_outcome(position));
-        assert_eq!((kept.client_id, kept.request_sequence), (9, position));
+    // `call` gives the record at position p the sequence p of session 9.
+    for sequence in 1..=8 {
+        let kept = restored.recent_outcome(9, sequence).expect("kept");
+        assert_eq!(Some(kept), replica.recent_outcome(9, sequence));
     }
-    let second = restored.recent_outcome(2).unwrap().outcome.unwrap();
+    assert_eq!(
+        restored.recent_outcome(8, 2),
+        None,
+        "another session's call"
+    );
+    let second = restored.recent_outcome(9, 2).unwrap().unwrap();
     assert_eq!(Postcard::decode::<i64>(&second).unwrap(), 2);
-    match restored.recent_outcome(3).unwrap().outcome {
+    match restored.recent_outcome(9, 3).unwrap() {
         Err(MethodError::Panicked {
             type_name,
             method,
@@ -357,39 +362,65 @@ fn recent_outcomes_stay_bounded_by_count_and_by_bytes() {
     for position in 1..=last {
         call(&mut replica, position, ADD, 1);
     }
-    assert!(replica.recent_outcome(10).is_none());
-    assert!(replica.recent_outcome(11).is_some());
-    assert!(replica.recent_outcome(last).is_some());
+    assert!(replica.recent_outcome(9, 10).is_none());
+    assert!(replica.recent_outcome(9, 11).is_some());
+    assert!(replica.recent_outcome(9, last).is_some());
 
     let mut replica = Replica::<Tally>::new("tally", no_checkpoints);
     let third = RECENT_OUTCOME_BYTES_MAX / 3;
     for position in 1..=4 {
         echo(&mut replica, position, third);
     }
-    assert!(replica.recent_outcome(1).is_none(), "over the byte bound");
-    assert!((2..=4).all(|position| replica.recent_outcome(position).is_some()));
+    assert!(
+        replica.recent_outcome(9, 1).is_none(),
+        "over the byte bound"
+    );
+    assert!((2..=4).all(|sequence| replica.recent_outcome(9, sequence).is_some()));
     // A result larger than the whole bound is not kept, and the others stay.
     echo(&mut replica, 5, RECENT_OUTCOME_BYTES_MAX + 1);
-    assert!(replica.recent_outcome(5).is_none());
-    assert!(replica.recent_outcome(4).is_some());
+    assert!(replica.recent_outcome(9, 5).is_none());
+    assert!(replica.recent_outcome(9, 4).is_some());
 }
 
 #[test]
-fn a_checkpoint_whose_recent_outcomes_lie_about_positions_is_refused() {
+fn a_checkpoint_that_carries_more_outcomes_than_records_is_refused() {
     let mut replica = Replica::<Tally>::new("tally", config());
     for position in 1..=4 {
         call(&mut replica, position * 10, ADD, 1);
     }
-    // The outcomes of records up to 40, offered as a checkpoint at position 30.
     let checkpoint = replica.poll_checkpoint().unwrap();
-    let error = Replica::<Tally>::from_checkpoint(
-        "tally",
-        config(),
-        30,
-        &checkpoint.state,
-        &checkpoint.state_hash,
-    )
-    .err()
-    .unwrap();
-    assert!(error.contains("beyond the checkpoint"), "{error}");
+    let mut envelope: Envelope = Postcard::decode(&checkpoint.state).unwrap();
+    envelope.records_applied = 2;
+    let state = Postcard::encode(&envelope).unwrap();
+    let hash: [u8; 32] = Sha256::digest(&state).into();
+    let error = Replica::<Tally>::from_checkpoint("tally", config(), 40, &state, &hash)
+        .err()
+        .unwrap();
+    assert!(
+        error.contains("4 recent outcomes for an object of 2 records"),
+        "{error}"
+    );
+}
+
+#[test]
+fn the_outcomes_a_checkpoint_carries_do_not_depend_on_where_the_records_fell() {
+    // Copies of one object's records, at the positions the region log gave them and at dense
+    // positions (as a checker replays an order), hold the same checkpoint.
+    let mut sparse = Replica::<Tally>::new("tally", config());
+    let mut dense = Replica::<Tally>::new("tally", config());
+    for index in 1..=4 {
+        let arguments = Postcard::encode(&1i64).unwrap();
+        let record = RecordRef {
+            client_id: 9,
+            request_sequence: index,
+            method_id: ADD,
+            arguments: &arguments,
+        };
+        sparse.handle_record(index * 7, record).unwrap();
+        dense.handle_record(index, record).unwrap();
+    }
+    assert_eq!(
+        sparse.poll_checkpoint().unwrap().state_hash,
+        dense.poll_checkpoint().unwrap().state_hash
+    );
 }

@@ -1,10 +1,10 @@
 //! [`ObjectCopy`]: what the session needs of one object's local copy, whatever the object's
 //! type, so that one session can feed copies of many types from one log stream.
 
+use crate::object::MethodError;
 use crate::object::SharedObject;
 use crate::replica::{
-    Applied, Checkpoint, RecordRef, RecordedOutcome, Replica, ReplicaConfig, ReplicaStopped,
-    SharedReplica,
+    Applied, Checkpoint, RecordRef, Replica, ReplicaConfig, ReplicaStopped, SharedReplica,
 };
 
 use super::messages::FetchedCheckpoint;
@@ -21,9 +21,13 @@ pub trait ObjectCopy: Send + Sync {
     ) -> Result<Applied, ReplicaStopped>;
     /// Notes that the log holds nothing for this object through `through_position`.
     fn handle_gap(&self, through_position: u64);
-    /// What the call of the record at `position` returned, if the copy still keeps it
-    /// ([`Replica::recent_outcome`]).
-    fn recent_outcome(&self, position: u64) -> Option<RecordedOutcome>;
+    /// What the call `request_sequence` of session `client_id` returned, if the copy still
+    /// keeps it ([`Replica::recent_outcome`]).
+    fn recent_outcome(
+        &self,
+        client_id: u64,
+        request_sequence: u64,
+    ) -> Option<Result<Vec<u8>, MethodError>>;
     /// A checkpoint due for upload, if one is.
     fn poll_checkpoint(&self) -> Option<Checkpoint>;
     /// Replaces the copy by one built from `checkpoint`, or by the default state at
@@ -62,8 +66,12 @@ impl<T: SharedObject> ObjectCopy for SharedReplica<T> {
         self.lock_write().handle_gap(through_position);
     }
 
-    fn recent_outcome(&self, position: u64) -> Option<RecordedOutcome> {
-        self.lock_read().recent_outcome(position)
+    fn recent_outcome(
+        &self,
+        client_id: u64,
+        request_sequence: u64,
+    ) -> Option<Result<Vec<u8>, MethodError>> {
+        self.lock_read().recent_outcome(client_id, request_sequence)
     }
 
     fn poll_checkpoint(&self) -> Option<Checkpoint> {

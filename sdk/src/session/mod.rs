@@ -1577,16 +1577,14 @@ impl ClientSession {
         let Some(call) = self.calls.get(&call_id) else {
             return;
         };
-        let sequence = call.sequence;
-        let recorded = self
-            .objects
-            .get(object_id)
-            .and_then(|object| object.copy.recent_outcome(position))
-            .filter(|recorded| Some((recorded.client_id, recorded.request_sequence)) == sequence);
+        let recorded = call.sequence.and_then(|(session_id, sequence)| {
+            let object = self.objects.get(object_id)?;
+            object.copy.recent_outcome(session_id, sequence)
+        });
         let outcome = match recorded {
             Some(recorded) => {
                 self.counters.results_from_checkpoints += 1;
-                recorded.outcome.map_err(CallError::Method)
+                recorded.map_err(CallError::Method)
             }
             None => Err(CallError::ResultLost {
                 object: object_id.to_owned(),

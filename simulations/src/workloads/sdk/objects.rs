@@ -135,6 +135,14 @@ impl<T: SharedObject> ObjectCopy for RecordedCopy<T> {
         self.copy.handle_gap(through_position);
     }
 
+    fn recent_outcome(
+        &self,
+        client_id: u64,
+        request_sequence: u64,
+    ) -> Option<Result<Vec<u8>, MethodError>> {
+        self.copy.recent_outcome(client_id, request_sequence)
+    }
+
     fn poll_checkpoint(&self) -> Option<Checkpoint> {
         // Taken in `handle_record`.
         None
