@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use dsss::MethodError;
 use dsss::SharedObject;
 use dsss::replica::{
-    Applied, Checkpoint, RecordRef, Replica, ReplicaConfig, ReplicaStopped, SharedReplica,
+    Applied, Checkpoint, RecordRef, RecordedOutcome, Replica, ReplicaConfig, ReplicaStopped,
+    SharedReplica,
 };
 use dsss::session::{FetchedCheckpoint, ObjectCopy};
 use dsss_region_node::RegionLog;
@@ -133,6 +134,10 @@ impl<T: SharedObject> ObjectCopy for RecordedCopy<T> {
 
     fn handle_gap(&self, through_position: u64) {
         self.copy.handle_gap(through_position);
+    }
+
+    fn recent_outcome(&self, position: u64) -> Option<RecordedOutcome> {
+        self.copy.recent_outcome(position)
     }
 
     fn poll_checkpoint(&self) -> Option<Checkpoint> {
