@@ -836,9 +836,9 @@ fn session_opens_beyond_the_in_flight_bound_are_refused_at_once_and_the_rest_ope
     node.handle_ready(&mut StoreIo::new(&mut store)).unwrap();
     let opened = take_outputs(&mut node)
         .into_iter()
-        .filter(|output| {
-            matches!(output, RegionOutput::SessionReply(reply) if reply.result.is_ok())
-        })
+        .filter(
+            |output| matches!(output, RegionOutput::SessionReply(reply) if reply.result.is_ok()),
+        )
         .count();
     assert_eq!(opened as u64, bound);
     node.handle_open_session(now_us, bound + 1, 1_000 + bound + 1);
@@ -847,8 +847,5 @@ fn session_opens_beyond_the_in_flight_bound_are_refused_at_once_and_the_rest_ope
         output,
         RegionOutput::SessionReply(SessionReply { open_id, result: Ok(()), .. }) if *open_id == bound + 1
     )));
-    assert_eq!(
-        node.region_log().dedup().session_count() as u64,
-        bound + 1
-    );
+    assert_eq!(node.region_log().dedup().session_count() as u64, bound + 1);
 }
