@@ -438,8 +438,10 @@ impl RegionCluster {
     }
 
     /// Ends every fault (links, packet faults, crashed members), then runs until the region
-    /// has converged: a leader, every member applied through its commit index, the same log
-    /// everywhere, and no client waiting. Returns how long that took.
+    /// has converged: a leader that has committed an entry of its own term (so that its
+    /// commit index covers whatever earlier leaders committed), every member applied through
+    /// that commit index, the same region log everywhere, and no client waiting. Returns how
+    /// long that took.
     pub fn heal_and_converge(&mut self, within: Duration) -> Result<Duration, String> {
         self.heal(false);
         self.converge(within)
@@ -469,7 +471,7 @@ impl RegionCluster {
         let deadline = start.saturating_add(within);
         while self.simulation.now() < deadline {
             self.simulation.run_for(CONVERGENCE_CHECK_INTERVAL);
-            if self.converged() {
+            if self.is_converged() {
                 return Ok(self.simulation.now().saturating_duration_since(start));
             }
         }
@@ -479,11 +481,24 @@ impl RegionCluster {
         ))
     }
 
-    fn converged(&self) -> bool {
-        let Some(leader) = self.leader().and_then(|leader| self.node(leader)) else {
+    /// True when the region has converged (see [`RegionCluster::heal_and_converge`]): the
+    /// final checks may read the members' logs.
+    pub fn is_converged(&self) -> bool {
+        let Some(leader_node) = self.leader().and_then(|leader| self.node(leader)) else {
             return false;
         };
-        let leader = leader.status();
+        let leader = leader_node.status();
+        // A new leader's commit index may lag what earlier leaders committed and acknowledged
+        // (after a restart of every member it is only what was persisted, and commit indexes
+        // are persisted without a sync), until it commits an entry of its own term: the empty
+        // entry it appends on election, or a later one. Every entry committed in an earlier
+        // term precedes that entry in its log, so from then on its commit index covers every
+        // acknowledged record.
+        let committed_in_own_term =
+            leader_node.group().storage().term_of(leader.commit_index) == Some(leader.term);
+        if !committed_in_own_term {
+            return false;
+        }
         let members_caught_up = self.members.iter().all(|&member| {
             self.node(member).is_some_and(|node| {
                 let status = node.status();
@@ -508,11 +523,12 @@ impl RegionCluster {
                 Some(node) => {
                     let status = node.status();
                     parts.push(format!(
-                        "node {member}: {:?} term {} leader {:?} commit {} applied {} next \
-                         position {}",
+                        "node {member}: {:?} term {} leader {:?} last {} commit {} applied {} \
+                         next position {}",
                         status.role,
                         status.term,
                         status.leader_id,
+                        status.last_raft_index,
                         status.commit_index,
                         status.applied_index,
                         status.next_position

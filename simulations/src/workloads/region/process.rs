@@ -16,7 +16,7 @@ use dsss_region_node::{
     OpenSessionError, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig, RegionOutput,
     Reply, SessionReply,
 };
-use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, RequestSequence, Scope};
+use dsss_wire::{Arguments, ClientId, LeaderTracker, MethodId, ObjectId, RequestSequence, Scope};
 
 use super::checker::RegionObserver;
 use crate::disk::SimDisk;
@@ -427,7 +427,7 @@ struct InFlight {
 }
 
 /// A client: one call in flight, retried with the same sequence after a timeout or an error
-/// (at the hinted leader or another member), every acknowledgement reported to the observer.
+/// (at the member its [`LeaderTracker`] names), every acknowledgement reported to the observer.
 pub struct ClientProcess {
     members: Vec<NodeId>,
     settings: ClientSettings,
@@ -435,8 +435,11 @@ pub struct ClientProcess {
     /// The region confirmed the client's session (its id is the client's node id).
     session_open: bool,
     next_open_id: u64,
+    /// The member the open in flight went to, until it answers.
+    opening_at: Option<NodeId>,
     in_flight: Option<InFlight>,
-    leader_guess: Option<NodeId>,
+    /// Where calls go; its first guess is drawn when the client starts.
+    leader: LeaderTracker,
     timer: Option<TimerId>,
     observer: Rc<RefCell<RegionObserver>>,
 }
@@ -449,13 +452,14 @@ impl ClientProcess {
         observer: Rc<RefCell<RegionObserver>>,
     ) -> Self {
         ClientProcess {
+            leader: LeaderTracker::new(members.clone(), 0),
             members,
             settings,
             next_sequence: 1,
             session_open: false,
             next_open_id: 1,
+            opening_at: None,
             in_flight: None,
-            leader_guess: None,
             timer: None,
             observer,
         }
@@ -468,10 +472,11 @@ impl ClientProcess {
 
     /// Asks a member to open the client's session; the timer tries again if no answer comes.
     fn open_session(&mut self, cx: &mut Context<'_, RegionMessage>) {
-        let target = match self.leader_guess.take() {
-            Some(leader) => leader,
-            None => self.random_member(cx),
-        };
+        if let Some(silent) = self.opening_at.take() {
+            self.leader.handle_failure(silent);
+        }
+        let target = self.leader.target();
+        self.opening_at = Some(target);
         let open_id = self.next_open_id;
         self.next_open_id += 1;
         cx.send(
@@ -496,17 +501,21 @@ impl ClientProcess {
         if let Some(timer) = self.timer.take() {
             cx.cancel_timer(timer);
         }
+        self.opening_at = None;
         match reply.result {
             Ok(()) => {
                 self.session_open = true;
-                self.leader_guess = Some(from);
+                self.leader.handle_success(from);
                 self.start_next_call(cx);
             }
             Err(OpenSessionError::NotLeader { leader_hint }) => {
-                self.leader_guess = leader_hint;
+                self.leader.handle_not_leader(from, leader_hint);
                 self.timer = Some(cx.set_timer(CLIENT_RETRY_BACKOFF));
             }
-            Err(_) => self.timer = Some(cx.set_timer(CLIENT_RETRY_BACKOFF)),
+            Err(_) => {
+                self.leader.handle_failure(from);
+                self.timer = Some(cx.set_timer(CLIENT_RETRY_BACKOFF));
+            }
         }
     }
 
@@ -554,10 +563,7 @@ impl ClientProcess {
         }
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        let target = match self.leader_guess {
-            Some(leader) => leader,
-            None => self.random_member(cx),
-        };
+        let target = self.leader.target();
         let in_flight = InFlight {
             sequence,
             attempts: 0,
@@ -597,7 +603,7 @@ impl ClientProcess {
                     return;
                 }
                 self.in_flight = None;
-                self.leader_guess = Some(from);
+                self.leader.handle_success(from);
                 if cx.rng().chance(self.settings.duplicate_probability) {
                     // The same call again, as after a lost reply; its answer must carry the
                     // same position (checked when it arrives).
@@ -630,10 +636,7 @@ impl ClientProcess {
                          refused: {error}"
                     ));
                 }
-                self.leader_guess = match error {
-                    ProposeError::NotLeader { leader_hint } => leader_hint,
-                    _ => None,
-                };
+                crate::workloads::common::follow_refusal(&mut self.leader, from, &error);
                 // Retry after a short pause (the timer below), possibly elsewhere.
                 self.pause(cx, CLIENT_RETRY_BACKOFF);
             }
@@ -645,6 +648,7 @@ impl Process for ClientProcess {
     type Message = RegionMessage;
 
     fn handle_start(&mut self, cx: &mut Context<'_, RegionMessage>) {
+        self.leader = crate::workloads::common::spread_tracker(&self.members, cx.rng());
         let pause = self.think_time(cx);
         self.timer = Some(cx.set_timer(pause));
     }
@@ -673,13 +677,12 @@ impl Process for ClientProcess {
         }
         self.timer = None;
         match self.in_flight {
-            // A timeout or the pause after an error: the same call again, at the guessed
-            // leader or at another member.
+            // A timeout or the pause after an error: the same call again, at the member the
+            // tracker names (after a refusal it moved already, and the failure below changes
+            // nothing more).
             Some(in_flight) => {
-                let target = match self.leader_guess.take() {
-                    Some(leader) => leader,
-                    None => self.random_member(cx),
-                };
+                self.leader.handle_failure(in_flight.target);
+                let target = self.leader.target();
                 self.send_attempt(cx, in_flight, target);
             }
             None if !self.session_open => self.open_session(cx),
