@@ -55,3 +55,84 @@ pub(crate) fn spread_tracker(
     let start = rng.below(members.len() as u64);
     dsss_wire::LeaderTracker::new(members.to_vec(), start)
 }
+
+/// A simulated client's session open: which open is current, which member it went to, and
+/// whether the session is open. The same for the region and the global workloads' clients;
+/// they only wrap the messages and set the timers.
+#[derive(Debug)]
+pub(crate) struct SessionOpening {
+    open: bool,
+    next_open_id: u64,
+    /// The member the current open went to, until it answers.
+    asked: Option<NodeId>,
+}
+
+/// What a session reply means for the client.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SessionOpened {
+    /// The session is open: calls may go.
+    Open,
+    /// Refused or lost: try again after a backoff.
+    Retry,
+    /// An answer to an earlier open, or the session is open already: nothing to do.
+    Stale,
+}
+
+impl SessionOpening {
+    pub(crate) fn new() -> Self {
+        SessionOpening {
+            open: false,
+            next_open_id: 1,
+            asked: None,
+        }
+    }
+
+    /// Whether the region confirmed the session.
+    pub(crate) fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// The member to ask and the open id to ask with; a member asked before that never
+    /// answered counts as failed.
+    pub(crate) fn next_open(
+        &mut self,
+        leader: &mut dsss_wire::route::LeaderTracker,
+    ) -> (NodeId, u64) {
+        if let Some(silent) = self.asked.take() {
+            leader.handle_failure(silent);
+        }
+        let target = leader.target();
+        self.asked = Some(target);
+        let open_id = self.next_open_id;
+        self.next_open_id += 1;
+        (target, open_id)
+    }
+
+    /// Takes `from`'s answer to an open.
+    pub(crate) fn handle_reply(
+        &mut self,
+        leader: &mut dsss_wire::route::LeaderTracker,
+        from: NodeId,
+        reply: &dsss_region_node::SessionReply,
+    ) -> SessionOpened {
+        if self.open || reply.open_id + 1 != self.next_open_id {
+            return SessionOpened::Stale;
+        }
+        self.asked = None;
+        match &reply.result {
+            Ok(()) => {
+                self.open = true;
+                leader.handle_success(from);
+                SessionOpened::Open
+            }
+            Err(dsss_region_node::OpenSessionError::NotLeader { leader_hint }) => {
+                leader.handle_not_leader(from, *leader_hint);
+                SessionOpened::Retry
+            }
+            Err(_) => {
+                leader.handle_failure(from);
+                SessionOpened::Retry
+            }
+        }
+    }
+}

@@ -13,8 +13,7 @@ use dsss_raft_group::{
     encode_message,
 };
 use dsss_region_node::{
-    OpenSessionError, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig, RegionOutput,
-    Reply, SessionReply,
+    ProposeError, ProposeRequest, RegionNode, RegionNodeConfig, RegionOutput, Reply, SessionReply,
 };
 use dsss_wire::{Arguments, ClientId, LeaderTracker, MethodId, ObjectId, RequestSequence, Scope};
 
@@ -23,7 +22,7 @@ use crate::disk::SimDisk;
 use crate::network::{EXTERNAL_NODE_ID, NodeId};
 use crate::process::{Context, Process, TimerId};
 use crate::time::SimTime;
-use crate::workloads::common::content_hash;
+use crate::workloads::common::{SessionOpened, SessionOpening, content_hash};
 
 /// The interval of a region node's raft tick.
 pub const TICK_INTERVAL: Duration = Duration::from_millis(10);
@@ -432,11 +431,8 @@ pub struct ClientProcess {
     members: Vec<NodeId>,
     settings: ClientSettings,
     next_sequence: u64,
-    /// The region confirmed the client's session (its id is the client's node id).
-    session_open: bool,
-    next_open_id: u64,
-    /// The member the open in flight went to, until it answers.
-    opening_at: Option<NodeId>,
+    /// The client's session in the region (its id is the client's node id).
+    session: SessionOpening,
     in_flight: Option<InFlight>,
     /// Where calls go; its first guess is drawn when the client starts.
     leader: LeaderTracker,
@@ -456,9 +452,7 @@ impl ClientProcess {
             members,
             settings,
             next_sequence: 1,
-            session_open: false,
-            next_open_id: 1,
-            opening_at: None,
+            session: SessionOpening::new(),
             in_flight: None,
             timer: None,
             observer,
@@ -472,13 +466,7 @@ impl ClientProcess {
 
     /// Asks a member to open the client's session; the timer tries again if no answer comes.
     fn open_session(&mut self, cx: &mut Context<'_, RegionMessage>) {
-        if let Some(silent) = self.opening_at.take() {
-            self.leader.handle_failure(silent);
-        }
-        let target = self.leader.target();
-        self.opening_at = Some(target);
-        let open_id = self.next_open_id;
-        self.next_open_id += 1;
+        let (target, open_id) = self.session.next_open(&mut self.leader);
         cx.send(
             target,
             RegionMessage::OpenSession {
@@ -495,27 +483,17 @@ impl ClientProcess {
         from: NodeId,
         reply: SessionReply,
     ) {
-        if self.session_open || reply.open_id + 1 != self.next_open_id {
+        let outcome = self.session.handle_reply(&mut self.leader, from, &reply);
+        if outcome == SessionOpened::Stale {
             return;
         }
         if let Some(timer) = self.timer.take() {
             cx.cancel_timer(timer);
         }
-        self.opening_at = None;
-        match reply.result {
-            Ok(()) => {
-                self.session_open = true;
-                self.leader.handle_success(from);
-                self.start_next_call(cx);
-            }
-            Err(OpenSessionError::NotLeader { leader_hint }) => {
-                self.leader.handle_not_leader(from, leader_hint);
-                self.timer = Some(cx.set_timer(CLIENT_RETRY_BACKOFF));
-            }
-            Err(_) => {
-                self.leader.handle_failure(from);
-                self.timer = Some(cx.set_timer(CLIENT_RETRY_BACKOFF));
-            }
+        match outcome {
+            SessionOpened::Open => self.start_next_call(cx),
+            SessionOpened::Retry => self.timer = Some(cx.set_timer(CLIENT_RETRY_BACKOFF)),
+            SessionOpened::Stale => {}
         }
     }
 
@@ -685,7 +663,7 @@ impl Process for ClientProcess {
                 let target = self.leader.target();
                 self.send_attempt(cx, in_flight, target);
             }
-            None if !self.session_open => self.open_session(cx),
+            None if !self.session.is_open() => self.open_session(cx),
             None => self.start_next_call(cx),
         }
     }
