@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use dsss_topology::load;
-use dsss_wire::grpc::{VersionedChannel, region_admin_client};
+use dsss_wire::grpc::{VersionedChannel, region_admin_client, region_client_client};
 use dsss_wire::proto::region_admin_client::RegionAdminClient;
 use dsss_wire::proto::{self, MembershipAction};
 use tonic::Request;
@@ -43,8 +43,9 @@ pub(crate) enum RegionCommand {
         dsss node --topology five-nodes.toml --id 14 --join &\n  \
         dsss region add-node --topology five-nodes.toml --id 14")]
     AddNode(MembershipArgs),
-    /// Show how every node of the topology sees its region: leader, voters, learners and the
-    /// last position applied. A node that does not answer is listed as unreachable.
+    /// Show how every node of the topology sees its region: leader, voters, learners, the last
+    /// position applied, and how full the region's log is against its quota
+    /// (`region_log_quota_mb`). A node that does not answer is listed as unreachable.
     #[command(
         after_help = "Example:\n  dsss region status --topology topology/examples/local.toml"
     )]
@@ -185,13 +186,17 @@ fn status(arguments: &StatusArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
                 match reply {
                     Ok(reply) => {
                         let reply = reply.into_inner();
-                        format!(
+                        let members = format!(
                             "leader {}, voters {:?}, learners {:?}, applied through position {}",
                             reply.leader_node_id,
                             reply.voters,
                             reply.learners,
                             reply.applied_position
-                        )
+                        );
+                        match runtime.block_on(log_fill(&node.address)) {
+                            Ok(fill) => format!("{members}; {fill}"),
+                            Err(message) => format!("{members}; log fill unknown: {message}"),
+                        }
                     }
                     Err(status) => format!("unreachable: {}", status.message()),
                 }
@@ -205,6 +210,32 @@ fn status(arguments: &StatusArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
         );
     }
     ExitCode::SUCCESS
+}
+
+/// How full the region's log is, as the node at `address` reports it: bytes above the
+/// truncation point against the quota, and the truncation point.
+async fn log_fill(address: &str) -> Result<String, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|error| format!("address {address:?}: {error}"))?
+        .connect_timeout(CALL_TIMEOUT);
+    let mut stub = region_client_client(endpoint.connect_lazy());
+    let status = stub
+        .status(request(proto::StatusRequest {}))
+        .await
+        .map_err(|status| status.message().to_owned())?
+        .into_inner();
+    const MIB: f64 = 1024.0 * 1024.0;
+    let percent = if status.log_quota_bytes == 0 {
+        0.0
+    } else {
+        100.0 * status.log_size_bytes as f64 / status.log_quota_bytes as f64
+    };
+    Ok(format!(
+        "log {:.1} MiB of its {:.0} MiB quota ({percent:.0}%) above truncation point {}",
+        status.log_size_bytes as f64 / MIB,
+        status.log_quota_bytes as f64 / MIB,
+        status.truncated_through_position
+    ))
 }
 
 fn admin_stub(address: &str) -> Result<RegionAdminClient<VersionedChannel>, String> {

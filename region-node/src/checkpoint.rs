@@ -10,7 +10,7 @@
 //!
 //! | upload against the newest kept          | outcome         | effect                      |
 //! |-----------------------------------------|-----------------|-----------------------------|
-//! | no checkpoint, or a higher position     | `Stored`        | replaces the newest         |
+//! | no checkpoint, or a higher position     | `Stored`        | replaces the newest, covers |
 //! | same position, same hash, other client  | `Agreed`        | agreed position = position  |
 //! | same position, same hash, same client   | `Stored`        | none (a retry)              |
 //! | same position, different hash           | `HashMismatch`  | divergence alarm raised     |
@@ -20,23 +20,32 @@
 //! position, both clients) stays in the replicated state, and while any object has one the log
 //! is never truncated again.
 //!
+//! One client's checkpoint is trusted for truncation: the newest checkpoint covers the object's
+//! records at or below its position as soon as it is stored, agreed or not, so an object with a
+//! single instance lets the log shrink like one with many. Divergence is still caught where it
+//! can be: whenever a second client reports the same position (every replica of an object
+//! uploads at the same positions of its records), its hash is compared with the kept one. What
+//! this gives up is the check of a state that only one client ever computed: a replica that
+//! starts later from that checkpoint inherits it, and the comparison resumes at the next
+//! position both report.
+//!
 //! # Truncation
 //!
 //! Per object the region tracks the position of its newest record while that record lies above
-//! the object's agreed checkpoint ("uncovered"). Records are regional and sequenced global
+//! the object's newest checkpoint ("uncovered"). Records are regional and sequenced global
 //! records; pending global records and epoch ends belong to no object and never block. The
 //! region may drop every entry at or below
 //!
-//! `P = min(applied position, min over uncovered objects of their agreed position)`
+//! `P = min(applied position, min over uncovered objects of their newest checkpoint position)`
 //!
-//! and nothing more while an alarm stands. An object without an agreed checkpoint has agreed
-//! position 0, so it blocks truncation at 0 as long as it has a record in the log. The
+//! and nothing more while an alarm stands. An object without a checkpoint has position 0, so it
+//! blocks truncation at 0 as long as it has a record in the log. The
 //! truncation point only grows. It is replicated state; a member that restored a snapshot may
 //! hold fewer entries above it (see [`crate::region_log`]).
 //!
 //! The uncovered map holds at most [`OBJECTS_UNCOVERED_MAX`] objects. At the bound, a proposal
 //! of a record for another object is refused (before raft and again in apply, alike on every
-//! member) with a message naming the objects that lack an agreed checkpoint. A sequenced
+//! member) with a message naming the objects that lack a covering checkpoint. A sequenced
 //! global record was ordered by the coordinator and cannot be refused: if its object cannot be
 //! tracked, the region remembers the position of the first such record and never truncates at
 //! or above it, which keeps every record of an untracked object.
@@ -45,7 +54,7 @@
 //!
 //! A checkpoint kept at position `c` below the truncation point `T` is served at position `T`:
 //! the object has no record in `(c, T]` (had it one, `T` could not have passed it before the
-//! object's agreed position did, and the agreed position is at most `c`), so the state at `c`
+//! object's newest checkpoint did, and that is `c`), so the state at `c`
 //! is its state at `T`, and the caller subscribes from `T + 1`, which the log holds. For the
 //! same reason an object without a checkpoint has no record at or below `T`.
 //!
@@ -77,7 +86,7 @@ pub const CHECKPOINT_STATES_BYTES_MAX: u64 = 12 * 1024 * 1024;
 /// as resource exhausted.
 pub const OBJECTS_WITH_CHECKPOINTS_MAX: usize = 4_096;
 
-/// The most objects whose newest record lies above their agreed checkpoint (see the module
+/// The most objects whose newest record lies above their newest checkpoint (see the module
 /// documentation for what happens at the bound).
 pub const OBJECTS_UNCOVERED_MAX: usize = 4_096;
 
@@ -200,11 +209,12 @@ struct ObjectCheckpoints {
     alarm: Option<(u64, u64, u64)>,
 }
 
-/// An object whose newest record lies above its agreed checkpoint.
+/// An object whose newest record lies above its newest checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Uncovered {
     last_record_position: u64,
-    agreed_position: u64,
+    /// The position of its newest checkpoint, 0 when it has none.
+    covering_position: u64,
 }
 
 /// A checkpoint as a caller fetches it (see the module documentation on positions).
@@ -237,7 +247,7 @@ pub struct CheckpointState {
     objects: BTreeMap<ObjectId, ObjectCheckpoints>,
     states_size_bytes: u64,
     uncovered: BTreeMap<ObjectId, Uncovered>,
-    /// (agreed position, object) of every uncovered object: the first is the limit.
+    /// (covering position, object) of every uncovered object: the first is the limit.
     limits: BTreeSet<(u64, ObjectId)>,
     alarmed: BTreeSet<ObjectId>,
     alarms_raised: u64,
@@ -326,6 +336,14 @@ impl CheckpointState {
             .map_or(0, |object| object.agreed_position)
     }
 
+    /// The position of the newest checkpoint of `object_id` (agreed or reported by one
+    /// client), 0 when none: the object's records at or below it are covered.
+    pub fn covering_position(&self, object_id: &ObjectId) -> u64 {
+        self.objects
+            .get(object_id)
+            .map_or(0, |object| object.newest.position)
+    }
+
     /// The region's truncation point: entries at or below it may be dropped.
     pub fn truncated_through(&self) -> u64 {
         self.truncated_through
@@ -347,13 +365,13 @@ impl CheckpointState {
         self.states_size_bytes
     }
 
-    /// How many objects have a record above their agreed checkpoint (or have records and no
-    /// agreed checkpoint).
+    /// How many objects have a record above their newest checkpoint (or have records and no
+    /// checkpoint).
     pub fn uncovered_count(&self) -> usize {
         self.uncovered.len()
     }
 
-    /// True when `object_id` has a record above its agreed checkpoint.
+    /// True when `object_id` has a record above its newest checkpoint.
     pub fn is_uncovered(&self, object_id: &ObjectId) -> bool {
         self.uncovered.contains_key(object_id)
     }
@@ -382,17 +400,17 @@ impl CheckpointState {
         self.alarmed.len()
     }
 
-    /// The objects that hold truncation back, lowest agreed position first, at most `count`;
-    /// objects with an alarm come first.
+    /// The objects that hold truncation back, lowest covering position first, at most
+    /// `count`; objects with an alarm come first.
     pub fn blocking_objects(&self, count: usize) -> Vec<String> {
         self.alarmed
             .iter()
             .map(|object_id| format!("{object_id} (divergence alarm)"))
-            .chain(self.limits.iter().map(|(agreed, object_id)| {
-                if *agreed == 0 {
-                    format!("{object_id} (no agreed checkpoint)")
+            .chain(self.limits.iter().map(|(covering, object_id)| {
+                if *covering == 0 {
+                    format!("{object_id} (no checkpoint)")
                 } else {
-                    format!("{object_id} (agreed at {agreed})")
+                    format!("{object_id} (checkpoint at {covering})")
                 }
             }))
             .take(count)
@@ -406,7 +424,7 @@ impl CheckpointState {
             return Ok(());
         }
         Err(format!(
-            "{} objects have records without an agreed checkpoint covering them, the most the \
+            "{} objects have records without a checkpoint covering them, the most the \
              region tracks (OBJECTS_UNCOVERED_MAX), among them {}; their replicas must upload \
              checkpoints before records of further objects are taken",
             self.uncovered.len(),
@@ -421,8 +439,8 @@ impl CheckpointState {
             return None;
         }
         let mut limit = last_position;
-        if let Some((agreed, _)) = self.limits.first() {
-            limit = limit.min(*agreed);
+        if let Some((covering, _)) = self.limits.first() {
+            limit = limit.min(*covering);
         }
         if let Some(untracked_from) = self.untracked_from {
             limit = limit.min(untracked_from - 1);
@@ -519,6 +537,11 @@ impl CheckpointState {
                     });
             object.newest = newest;
             self.write_object(&object_id, space, batch);
+            // One client's checkpoint covers the object's records for truncation: an object
+            // with a single instance must not hold the log forever. Agreement of a second
+            // client at the same position is what detects divergence (see the module
+            // documentation).
+            self.cover(&object_id, position, space, batch);
             return Ok(CheckpointOutcome::Stored);
         }
         let object = self
@@ -544,9 +567,7 @@ impl CheckpointState {
             object.newest.reporting_clients.push(client_id);
         }
         object.agreed_position = object.agreed_position.max(position);
-        let agreed_position = object.agreed_position;
         self.write_object(&object_id, space, batch);
-        self.cover(&object_id, agreed_position, space, batch);
         Ok(CheckpointOutcome::Agreed)
     }
 
@@ -561,19 +582,19 @@ impl CheckpointState {
         if let Some(uncovered) = self.uncovered.get_mut(object_id) {
             uncovered.last_record_position = position;
         } else if self.uncovered.len() < OBJECTS_UNCOVERED_MAX {
-            let agreed_position = self.agreed_position(object_id);
+            let covering_position = self.covering_position(object_id);
             debug_assert!(
-                agreed_position < position,
+                covering_position < position,
                 "checkpoints lie below new records"
             );
             self.uncovered.insert(
                 object_id.clone(),
                 Uncovered {
                     last_record_position: position,
-                    agreed_position,
+                    covering_position,
                 },
             );
-            self.limits.insert((agreed_position, object_id.clone()));
+            self.limits.insert((covering_position, object_id.clone()));
         } else {
             if self.untracked_from.is_none() {
                 self.untracked_from = Some(position);
@@ -605,26 +626,27 @@ impl CheckpointState {
         Some(limit)
     }
 
-    /// The object's agreed position rose to `agreed_position`: it stops blocking when that
-    /// covers its newest record.
+    /// The object's newest checkpoint rose to `covering_position`: it stops blocking when
+    /// that covers its newest record.
     fn cover(
         &mut self,
         object_id: &ObjectId,
-        agreed_position: u64,
+        covering_position: u64,
         space: KeySpace,
         batch: &mut WriteBatch,
     ) {
         let Some(uncovered) = self.uncovered.get_mut(object_id) else {
             return;
         };
+        let covering_position = covering_position.max(uncovered.covering_position);
         self.limits
-            .remove(&(uncovered.agreed_position, object_id.clone()));
-        if uncovered.last_record_position <= agreed_position {
+            .remove(&(uncovered.covering_position, object_id.clone()));
+        if uncovered.last_record_position <= covering_position {
             self.uncovered.remove(object_id);
             batch.delete(space, object_key(UNCOVERED_KEY_PREFIX, object_id));
         } else {
-            uncovered.agreed_position = agreed_position;
-            self.limits.insert((agreed_position, object_id.clone()));
+            uncovered.covering_position = covering_position;
+            self.limits.insert((covering_position, object_id.clone()));
         }
     }
 
@@ -844,11 +866,11 @@ impl CheckpointState {
                 "more than {OBJECTS_UNCOVERED_MAX} uncovered objects"
             ));
         }
-        let agreed_position = self.agreed_position(&object_id);
-        if position >= next_position || position <= agreed_position {
+        let covering_position = self.covering_position(&object_id);
+        if position >= next_position || position <= covering_position {
             return Err(format!(
-                "newest record position {position} is not between the agreed position \
-                 {agreed_position} and the next position {next_position}"
+                "newest record position {position} is not between the checkpoint position \
+                 {covering_position} and the next position {next_position}"
             ));
         }
         if position <= self.truncated_through {
@@ -857,14 +879,14 @@ impl CheckpointState {
                 self.truncated_through
             ));
         }
-        self.limits.insert((agreed_position, object_id.clone()));
+        self.limits.insert((covering_position, object_id.clone()));
         if self
             .uncovered
             .insert(
                 object_id,
                 Uncovered {
                     last_record_position: position,
-                    agreed_position,
+                    covering_position,
                 },
             )
             .is_some()
@@ -1075,28 +1097,34 @@ mod tests {
     }
 
     #[test]
-    fn truncation_waits_for_agreed_checkpoints_of_every_object_with_records() {
+    fn truncation_waits_for_a_checkpoint_of_every_object_with_records() {
         let mut state = CheckpointState::default();
         let mut batch = WriteBatch::new();
         let (a, b) = (ObjectId::new("a").unwrap(), ObjectId::new("b").unwrap());
         state.record_appended(&a, 1, SPACE, &mut batch);
         state.record_appended(&b, 2, SPACE, &mut batch);
         state.record_appended(&a, 3, SPACE, &mut batch);
-        assert_eq!(
-            state.truncation_limit(3),
-            Some(0),
-            "no agreed checkpoint yet"
+        assert_eq!(state.truncation_limit(3), Some(0), "no checkpoint yet");
+        apply(&mut state, upload("a", 2, 1, 1)).unwrap();
+        assert!(
+            state.is_uncovered(&a),
+            "a has a record above its checkpoint"
         );
         apply(&mut state, upload("a", 3, 1, 1)).unwrap();
-        apply(&mut state, upload("a", 3, 1, 2)).unwrap();
         assert!(
             !state.is_uncovered(&a),
-            "a's agreed checkpoint covers its records"
+            "one client's checkpoint covers a's records, agreed or not"
         );
+        assert_eq!(state.agreed_position(&a), 0);
         assert_eq!(state.truncation_limit(3), Some(0), "b still lacks one");
         apply(&mut state, upload("b", 2, 1, 1)).unwrap();
-        apply(&mut state, upload("b", 2, 1, 2)).unwrap();
         assert_eq!(state.truncation_limit(3), Some(3));
+        // A second client at the same position agrees, or raises the alarm.
+        assert_eq!(
+            apply(&mut state, upload("a", 3, 1, 2)),
+            Ok(CheckpointOutcome::Agreed)
+        );
+        assert_eq!(state.agreed_position(&a), 3);
         state.record_appended(&b, 4, SPACE, &mut batch);
         assert_eq!(
             state.truncation_limit(4),
@@ -1132,15 +1160,14 @@ mod tests {
         assert!(state.admit_record(&known).is_ok());
         let error = state.admit_record(&new).unwrap_err();
         assert!(error.contains("OBJECTS_UNCOVERED_MAX"), "{error}");
-        assert!(error.contains("o/0 (no agreed checkpoint)"), "{error}");
+        assert!(error.contains("o/0 (no checkpoint)"), "{error}");
         state.record_appended(&new, 5_000, SPACE, &mut batch);
         assert_eq!(state.untracked_from(), Some(5_000));
-        // Every tracked object gets an agreed checkpoint: truncation stops below the
-        // untracked record.
+        // Every tracked object gets a checkpoint: truncation stops below the untracked
+        // record.
         for index in 0..OBJECTS_UNCOVERED_MAX as u64 {
             let name = format!("o/{index}");
             apply(&mut state, upload(&name, index + 1, 1, 1)).unwrap();
-            apply(&mut state, upload(&name, index + 1, 1, 2)).unwrap();
         }
         assert_eq!(state.uncovered_count(), 0);
         assert_eq!(state.truncation_limit(6_000), Some(4_999));

@@ -82,6 +82,7 @@ pub mod dedup;
 #[cfg(feature = "driver")]
 pub mod driver;
 pub mod global;
+pub mod log_blocks;
 pub mod node;
 pub mod record;
 pub mod region_log;

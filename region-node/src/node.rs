@@ -563,6 +563,13 @@ pub struct RegionStatus {
     pub syncs_in_flight: usize,
     /// The region's checkpoints and truncation, as this node applied them.
     pub checkpoints: CheckpointStatus,
+    /// The bytes of the log above the truncation point (replicated, by whole blocks).
+    pub log_size_bytes: u64,
+    /// The most bytes the log may hold above its truncation point before the region refuses
+    /// new records.
+    pub log_quota_bytes: u64,
+    /// The bytes of the newest entries this node holds in memory.
+    pub log_cache_bytes: u64,
     /// Counters since the node opened.
     pub counters: NodeCounters,
 }
@@ -843,6 +850,9 @@ impl RegionNode {
                 alarms_raised: log.checkpoints().alarms_raised(),
                 alarms: log.checkpoints().alarms().collect(),
             },
+            log_size_bytes: log.retained_size_bytes(),
+            log_quota_bytes: log.retention().size_bytes_max,
+            log_cache_bytes: log.cache_size_bytes(),
             counters: self.counters,
         }
     }

@@ -34,15 +34,22 @@
 //! no log position and changes only the replicated checkpoints.
 //!
 //! Truncation follows the checkpoints alone: after every entry, the log drops the entries at or
-//! below the truncation point that [`CheckpointState`] allows (below the agreed checkpoint of
+//! below the truncation point that [`CheckpointState`] allows (below the newest checkpoint of
 //! every object that has records, never while a divergence alarm stands), decided in apply, so
 //! every member drops the same entries at the same point. Nothing is dropped for size: the
 //! [`RegionLogRetention`] bounds only make the node refuse new proposals when the log above
 //! the truncation point grows too large (see [`crate::node`]).
 //!
+//! The entries live in the store, not in memory: a node keeps the newest of them in a cache
+//! bounded by [`LOG_CACHE_BYTES_MAX`] and [`LOG_CACHE_RECORDS_MAX`], which serves the readers
+//! that keep up, and reads older ones from the store ([`RegionLog::read`]). What the log
+//! holds above its truncation point, in bytes and by age, is counted by blocks of positions
+//! ([`LogBlocks`], replicated state), so a node's memory does not grow with the retained log.
+//! At start a node reads its counters and the newest entries back, not the whole log.
+//!
 //! Snapshots carry the whole replicated state (dedup table, positions, digest, global state,
-//! checkpoints) and as many of the newest retained entries as fit in one raft message
-//! ([`SNAPSHOT_BYTES_MAX`]). A member that restores one therefore holds a suffix of the log that
+//! checkpoints, log blocks) and as many of the newest retained entries as fit in one raft
+//! message ([`SNAPSHOT_BYTES_MAX`]). A member that restores one therefore holds a suffix of the log that
 //! may start above the truncation point: it serves subscriptions from its own first retained
 //! position, and a subscriber from below it is told where its log starts.
 //!
@@ -70,6 +77,7 @@ use crate::global::entry::{
     CLOSE_BATCH_FORMAT, EPOCH_PART_FORMAT, EpochPart, decode_close_batch, decode_epoch_part,
 };
 use crate::global::state::{GlobalState, MembershipChange, OutgoingBatch};
+use crate::log_blocks::LogBlocks;
 use crate::record::{
     BATCH_FORMAT, LogEntry, STORED_ENTRY_BYTES_MAX, decode_batch, decode_entry, encode_entry,
     encode_record,
@@ -87,10 +95,15 @@ pub const META_KEY: &[u8] = b"meta";
 /// The largest `records_max` a [`RegionLogRetention`] may set.
 pub const RETAINED_RECORDS_MAX: u64 = 10_000_000;
 
-/// The largest `size_bytes_max` a [`RegionLogRetention`] may set. The retained entries live in
-/// the store and, for serving, in memory: this bounds the memory of a node whose clients never
-/// checkpoint.
-pub const RETAINED_SIZE_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
+/// The largest `size_bytes_max` a [`RegionLogRetention`] may set.
+pub const RETAINED_SIZE_BYTES_MAX: u64 = 64 * 1024 * 1024 * 1024;
+
+/// The most bytes of entries a node keeps in memory to serve readers that keep up; older
+/// entries are read from the store.
+pub const LOG_CACHE_BYTES_MAX: u64 = 32 * 1024 * 1024;
+
+/// The most entries a node keeps in memory (see [`LOG_CACHE_BYTES_MAX`]).
+pub const LOG_CACHE_RECORDS_MAX: usize = 65_536;
 
 /// The largest snapshot, in bytes: it travels in one raft message.
 pub const SNAPSHOT_BYTES_MAX: usize = RAFT_MESSAGE_BYTES_MAX - 1024 * 1024;
@@ -123,6 +136,7 @@ const _: () = assert!(
         + 8
         + GLOBAL_SNAPSHOT_BYTES_MAX
         + crate::checkpoint::SNAPSHOT_PART_BYTES_MAX
+        + crate::log_blocks::SNAPSHOT_PART_BYTES_MAX
         + 4
         + STORED_ENTRY_BYTES_MAX
         <= SNAPSHOT_BYTES_MAX
@@ -132,21 +146,22 @@ const _: () = assert!(
 const RECOVERY_SCAN_CHUNK_MAX: usize = 1_024;
 
 const META_FORMAT: u8 = 2;
-const SNAPSHOT_FORMAT: u8 = 3;
+const SNAPSHOT_FORMAT: u8 = 4;
 
 /// A key greater than every 8-byte position key.
 const LOG_END_KEY: [u8; 9] = [0xff; 9];
 
 /// How large the region log may grow above its truncation point before the node refuses new
 /// proposals (with [`crate::ProposeError::LogFull`], naming the objects whose missing
-/// checkpoints hold truncation back). A guard only: it never drops an entry. The defaults hold
-/// far more than a benchmark writes (a few hundred thousand records).
+/// checkpoints hold truncation back): the region's quota, which the topology sets
+/// (`region_log_quota_mb`). A guard only: it never drops an entry. Both counts are replicated
+/// state (see [`LogBlocks`]), so every member refuses at the same fill.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RegionLogRetention {
     /// The most entries above the truncation point (at most [`RETAINED_RECORDS_MAX`]).
     pub records_max: u64,
-    /// The most bytes of encoded entries this node retains (at most
-    /// [`RETAINED_SIZE_BYTES_MAX`]).
+    /// The most bytes of encoded entries above the truncation point, counted by whole blocks
+    /// of positions (at most [`RETAINED_SIZE_BYTES_MAX`]).
     pub size_bytes_max: u64,
 }
 
@@ -227,7 +242,7 @@ pub enum RecordOutcome {
         /// The lowest sequence the window can still judge.
         floor: u64,
     },
-    /// The record's object cannot be tracked for truncation (too many objects lack an agreed
+    /// The record's object cannot be tracked for truncation (too many objects lack a
     /// checkpoint); nothing appended.
     LogFull {
         /// The client.
@@ -303,8 +318,10 @@ pub struct RegionLog {
     first_retained_position: u64,
     digest: u64,
     last_assigned: Timestamp,
-    records: VecDeque<LogRecord>,
-    retained_size_bytes: u64,
+    /// The newest entries, ending just before `next_position`.
+    cache: VecDeque<LogRecord>,
+    cache_size_bytes: u64,
+    blocks: LogBlocks,
     dedup: DedupTable,
     global: GlobalState,
     checkpoints: CheckpointState,
@@ -320,6 +337,7 @@ struct DecodedSnapshot {
     records: VecDeque<LogRecord>,
     global: GlobalState,
     checkpoints: CheckpointState,
+    blocks: LogBlocks,
 }
 
 /// The key of `position` in [`REGION_LOG`].
@@ -344,8 +362,9 @@ impl RegionLog {
             first_retained_position: 1,
             digest: FNV_OFFSET,
             last_assigned: Timestamp::ZERO,
-            records: VecDeque::new(),
-            retained_size_bytes: 0,
+            cache: VecDeque::new(),
+            cache_size_bytes: 0,
+            blocks: LogBlocks::default(),
             dedup: DedupTable::new(DedupLimits::STANDARD),
             global: GlobalState::default(),
             checkpoints: CheckpointState::default(),
@@ -401,20 +420,118 @@ impl RegionLog {
         &self.global
     }
 
-    /// The retained entries, oldest first.
-    pub fn records(&self) -> impl Iterator<Item = &LogRecord> {
-        self.records.iter()
+    /// The newest entries, oldest first, as the node holds them in memory: every retained
+    /// entry while the log is small, the newest [`LOG_CACHE_BYTES_MAX`] of it otherwise. The
+    /// whole retained log is in the store ([`RegionLog::read`]).
+    pub fn cached_records(&self) -> impl Iterator<Item = &LogRecord> {
+        self.cache.iter()
     }
 
-    /// The entry at `position`, if it is retained.
-    pub fn record(&self, position: u64) -> Option<&LogRecord> {
-        let offset = position.checked_sub(self.first_retained_position)?;
-        self.records.get(usize::try_from(offset).ok()?)
+    /// Whether every entry this node retains is also in memory: true while the retained log
+    /// fits in the cache. A check that walks [`RegionLog::cached_records`] as the whole log
+    /// must hold this, or read the store.
+    pub fn cache_holds_every_retained_entry(&self) -> bool {
+        self.cache.front().map_or(
+            self.first_retained_position == self.next_position,
+            |first| first.position == self.first_retained_position,
+        )
     }
 
-    /// The bytes of the retained records.
+    /// The entry at `position`, if the node holds it in memory.
+    pub fn cached_record(&self, position: u64) -> Option<&LogRecord> {
+        let first = self.cache.front()?.position;
+        let offset = position.checked_sub(first)?;
+        self.cache.get(usize::try_from(offset).ok()?)
+    }
+
+    /// The bytes of the entries in memory.
+    pub fn cache_size_bytes(&self) -> u64 {
+        self.cache_size_bytes
+    }
+
+    /// The bytes of the log above the truncation point (counted by whole blocks of positions,
+    /// see [`LogBlocks`]), the same on every member.
     pub fn retained_size_bytes(&self) -> u64 {
-        self.retained_size_bytes
+        self.blocks.size_bytes()
+    }
+
+    /// The log's blocks of positions above the truncation point.
+    pub fn blocks(&self) -> &LogBlocks {
+        &self.blocks
+    }
+
+    /// Reads the retained entries from `from_position` on, from memory or from `store` (the
+    /// store this log persists to), in order: at most `records_max`, and no more than
+    /// `bytes_max` bytes beyond the first entry (the first is read whatever its size, so a
+    /// reader always moves on). Empty when `from_position` is below the first retained
+    /// position or not applied yet.
+    ///
+    /// # Errors
+    ///
+    /// A store error, or [`StoreError::Corrupt`] naming the key when a stored entry does not
+    /// decode or is missing.
+    pub fn read(
+        &self,
+        store: &dyn DurableStore,
+        from_position: u64,
+        records_max: usize,
+        bytes_max: u64,
+    ) -> Result<Vec<LogRecord>, StoreError> {
+        let mut records = Vec::new();
+        if from_position < self.first_retained_position || from_position >= self.next_position {
+            return Ok(records);
+        }
+        let mut size_bytes = 0u64;
+        let mut position = from_position;
+        let cache_first = self
+            .cache
+            .front()
+            .map_or(self.next_position, |first| first.position);
+        let full = |records: &Vec<LogRecord>, size_bytes: u64, next_size: u64| {
+            records.len() >= records_max
+                || (!records.is_empty() && size_bytes + next_size > bytes_max)
+        };
+        while position < cache_first && records.len() < records_max {
+            let limit = (records_max - records.len()).min(RECOVERY_SCAN_CHUNK_MAX);
+            let chunk = store.scan(
+                REGION_LOG,
+                &position_key(position),
+                &position_key(cache_first),
+                limit,
+            )?;
+            if chunk.is_empty() {
+                return Err(corrupt(
+                    REGION_LOG,
+                    &position_key(position),
+                    format!(
+                        "the log should hold positions {} to {}, but position {position} is                          missing",
+                        self.first_retained_position,
+                        self.next_position - 1
+                    ),
+                ));
+            }
+            for (key, value) in chunk {
+                let log_record = decode_stored(position, &key, &value)?;
+                if full(&records, size_bytes, log_record.size_bytes) {
+                    return Ok(records);
+                }
+                size_bytes += log_record.size_bytes;
+                records.push(log_record);
+                position += 1;
+            }
+        }
+        for log_record in self
+            .cache
+            .iter()
+            .skip_while(|cached| cached.position < position)
+        {
+            if full(&records, size_bytes, log_record.size_bytes) {
+                break;
+            }
+            size_bytes += log_record.size_bytes;
+            records.push(log_record.clone());
+        }
+        Ok(records)
     }
 
     /// The dedup table.
@@ -435,16 +552,17 @@ impl RegionLog {
         self.checkpoints.admit_record(object_id)?;
         let entries = self.last_position() - self.truncated_through();
         if entries >= self.retention.records_max
-            || self.retained_size_bytes >= self.retention.size_bytes_max
+            || self.retained_size_bytes() >= self.retention.size_bytes_max
         {
             return Err(format!(
-                "the region log holds {entries} entries ({} bytes on this node) above its \
-                 truncation point {}, the most it may (records_max {}, size_bytes_max {}), \
-                 because objects lack an agreed checkpoint covering their records: {}",
-                self.retained_size_bytes,
+                "the region log is at its quota: it holds {entries} entries ({} bytes) above \
+                 its truncation point {}, the most it may (at most {} entries, and \
+                 region_log_quota_mb = {} MiB in the topology), because objects lack a \
+                 checkpoint covering their records: {}",
+                self.retained_size_bytes(),
                 self.truncated_through(),
                 self.retention.records_max,
-                self.retention.size_bytes_max,
+                self.retention.size_bytes_max / (1024 * 1024),
                 self.checkpoints
                     .blocking_objects(crate::checkpoint::NAMED_OBJECTS_MAX)
                     .join(", ")
@@ -641,25 +759,52 @@ impl RegionLog {
             "positions are assigned in order"
         );
         assert!(
-            self.records
+            self.cache
                 .back()
                 .is_none_or(|last| last.position + 1 == position),
             "the retained log has no gap before position {position}"
         );
+        let entry_time_us = match &entry {
+            LogEntry::Regional(record)
+            | LogEntry::PendingGlobal(record)
+            | LogEntry::SequencedGlobal { record, .. } => record.timestamp.physical_us,
+            LogEntry::EpochSealed { watermark, .. } => watermark.physical_us,
+        };
         if let LogEntry::Regional(record) | LogEntry::SequencedGlobal { record, .. } = &entry {
             self.checkpoints
                 .record_appended(&record.object_id, position, REGION_STATE, batch);
         }
         let bytes = encode_entry(position, &entry);
+        let size_bytes = bytes.len() as u64;
         self.digest = fnv1a(fnv1a(self.digest, &position.to_be_bytes()), &bytes);
         self.next_position += 1;
-        self.retained_size_bytes += bytes.len() as u64;
-        self.records.push_back(LogRecord {
+        self.blocks.appended(
+            position,
+            size_bytes,
+            entry_time_us.max(self.last_assigned.physical_us),
+            REGION_STATE,
+            batch,
+        );
+        batch.put(REGION_LOG, position_key(position).to_vec(), bytes);
+        self.cache_push(LogRecord {
             position,
             entry,
-            size_bytes: bytes.len() as u64,
+            size_bytes,
         });
-        batch.put(REGION_LOG, position_key(position).to_vec(), bytes);
+    }
+
+    /// Adds the newest entry to the cache and drops the oldest beyond its bounds (the newest
+    /// always stays).
+    fn cache_push(&mut self, log_record: LogRecord) {
+        self.cache_size_bytes += log_record.size_bytes;
+        self.cache.push_back(log_record);
+        while self.cache.len() > 1
+            && (self.cache.len() > LOG_CACHE_RECORDS_MAX
+                || self.cache_size_bytes > LOG_CACHE_BYTES_MAX)
+        {
+            let dropped = self.cache.pop_front().expect("more than one entry");
+            self.cache_size_bytes -= dropped.size_bytes;
+        }
     }
 
     fn apply_checkpoint(&mut self, payload: &[u8], batch: &mut WriteBatch) -> EntryOutcome {
@@ -691,12 +836,14 @@ impl RegionLog {
             self.checkpoints
                 .advance_truncation(self.last_position(), REGION_STATE, batch)
         {
-            while let Some(front) = self.records.front()
+            while let Some(front) = self.cache.front()
                 && front.position <= truncated_through
             {
-                let dropped = self.records.pop_front().expect("checked above");
-                self.retained_size_bytes -= dropped.size_bytes;
+                let dropped = self.cache.pop_front().expect("checked above");
+                self.cache_size_bytes -= dropped.size_bytes;
             }
+            self.blocks
+                .truncated(truncated_through, REGION_STATE, batch);
             self.first_retained_position = self.first_retained_position.max(truncated_through + 1);
         }
         if self.first_retained_position > first_before {
@@ -706,10 +853,17 @@ impl RegionLog {
                 position_key(self.first_retained_position).to_vec(),
             );
         }
-        assert_eq!(
-            self.first_retained_position + self.records.len() as u64,
-            self.next_position,
-            "the retained records end just before the next position"
+        assert!(
+            self.cache
+                .back()
+                .is_none_or(|last| last.position + 1 == self.next_position),
+            "the cached records end just before the next position"
+        );
+        assert!(
+            self.cache
+                .front()
+                .is_none_or(|first| first.position >= self.first_retained_position),
+            "the cache holds no entry below the first retained position"
         );
     }
 
@@ -746,10 +900,11 @@ impl RegionLog {
             + dedup.len()
             + 8
             + global.len()
-            + self.checkpoints.snapshot_size_bytes();
+            + self.checkpoints.snapshot_size_bytes()
+            + crate::log_blocks::SNAPSHOT_PART_BYTES_MAX;
         let mut budget_bytes = SNAPSHOT_BYTES_MAX.saturating_sub(fixed_size_bytes);
         let carried = self
-            .records
+            .cache
             .iter()
             .rev()
             .take_while(|log_record| {
@@ -759,7 +914,7 @@ impl RegionLog {
                 fits
             })
             .count();
-        let first_carried = self.records.len() - carried;
+        let first_carried = self.cache.len() - carried;
         let mut bytes = Vec::with_capacity(SNAPSHOT_BYTES_MAX - budget_bytes);
         bytes.push(SNAPSHOT_FORMAT);
         bytes.extend_from_slice(&self.next_position.to_be_bytes());
@@ -769,7 +924,7 @@ impl RegionLog {
         bytes.extend_from_slice(&self.last_assigned.logical.to_be_bytes());
         bytes.extend_from_slice(&dedup);
         bytes.extend_from_slice(&(carried as u64).to_be_bytes());
-        for log_record in self.records.iter().skip(first_carried) {
+        for log_record in self.cache.iter().skip(first_carried) {
             crate::bytes::put_bytes(
                 &mut bytes,
                 &encode_entry(log_record.position, &log_record.entry),
@@ -777,6 +932,7 @@ impl RegionLog {
         }
         bytes.extend_from_slice(&global);
         self.checkpoints.encode_snapshot(&mut bytes);
+        self.blocks.encode_snapshot(&mut bytes);
         bytes
     }
 
@@ -848,7 +1004,9 @@ impl RegionLog {
         }
         let global = GlobalState::decode_snapshot(&mut reader, next_position)?;
         let checkpoints = CheckpointState::decode_snapshot(&mut reader, next_position)?;
+        let blocks = LogBlocks::decode_snapshot(&mut reader)?;
         reader.finish()?;
+        blocks.check_span(checkpoints.truncated_through(), next_position)?;
         if first_retained_position <= checkpoints.truncated_through() {
             return Err(format!(
                 "it carries position {first_retained_position}, at or below the truncation \
@@ -865,67 +1023,84 @@ impl RegionLog {
             records,
             global,
             checkpoints,
+            blocks,
         })
     }
 
     // Recovery.
 
-    fn recover_records(&mut self, store: &dyn DurableStore) -> Result<(), StoreError> {
-        let mut start = position_key(self.first_retained_position).to_vec();
-        loop {
-            let chunk = store.scan(REGION_LOG, &start, &LOG_END_KEY, RECOVERY_SCAN_CHUNK_MAX)?;
-            let chunk_len = chunk.len();
-            for (key, value) in chunk {
-                let position = <[u8; 8]>::try_from(key.as_slice())
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| corrupt(REGION_LOG, &key, "a position key is 8 bytes"))?;
-                let expected = self.first_retained_position + self.records.len() as u64;
-                if position != expected || position >= self.next_position {
-                    return Err(corrupt(
-                        REGION_LOG,
-                        &key,
-                        format!(
-                            "expected position {expected} (the log ends before {}), found \
-                             {position}",
-                            self.next_position
-                        ),
-                    ));
-                }
-                let (stored_position, entry) =
-                    decode_entry(&value).map_err(|error| corrupt(REGION_LOG, &key, error))?;
-                if stored_position != position {
-                    return Err(corrupt(
-                        REGION_LOG,
-                        &key,
-                        format!("the entry says it is at position {stored_position}"),
-                    ));
-                }
-                self.retained_size_bytes += value.len() as u64;
-                self.records.push_back(LogRecord {
-                    position,
-                    entry,
-                    size_bytes: value.len() as u64,
-                });
-                start = position_key(position + 1).to_vec();
-            }
-            if chunk_len < RECOVERY_SCAN_CHUNK_MAX {
+    /// Reads the newest entries back into the cache: at most [`LOG_CACHE_RECORDS_MAX`] of
+    /// them are read, never the whole log.
+    fn recover_cache(&mut self, store: &dyn DurableStore) -> Result<(), StoreError> {
+        let from = self.first_retained_position.max(
+            self.next_position
+                .saturating_sub(LOG_CACHE_RECORDS_MAX as u64),
+        );
+        let mut position = from;
+        while position < self.next_position {
+            let chunk = store.scan(
+                REGION_LOG,
+                &position_key(position),
+                &LOG_END_KEY,
+                RECOVERY_SCAN_CHUNK_MAX,
+            )?;
+            if chunk.is_empty() {
                 break;
             }
+            for (key, value) in chunk {
+                if position >= self.next_position {
+                    return Err(corrupt(
+                        REGION_LOG,
+                        &key,
+                        format!("an entry beyond the log's end {}", self.next_position - 1),
+                    ));
+                }
+                let log_record = decode_stored(position, &key, &value)?;
+                self.cache_push(log_record);
+                position += 1;
+            }
         }
-        if self.first_retained_position + self.records.len() as u64 != self.next_position {
+        if position != self.next_position {
             return Err(corrupt(
                 REGION_STATE,
                 META_KEY,
                 format!(
-                    "the log should hold positions {} to {}, but holds {} records",
+                    "the log should hold positions {} to {}, but position {position} is missing",
                     self.first_retained_position,
-                    self.next_position - 1,
-                    self.records.len()
+                    self.next_position - 1
                 ),
             ));
         }
         Ok(())
     }
+}
+
+/// Decodes the stored entry at `key`, which should be the one at `position`.
+fn decode_stored(position: u64, key: &[u8], value: &[u8]) -> Result<LogRecord, StoreError> {
+    let key_position = <[u8; 8]>::try_from(key)
+        .map(u64::from_be_bytes)
+        .map_err(|_| corrupt(REGION_LOG, key, "a position key is 8 bytes"))?;
+    if key_position != position {
+        return Err(corrupt(
+            REGION_LOG,
+            key,
+            format!("expected position {position}, found {key_position}"),
+        ));
+    }
+    let (stored_position, entry) =
+        decode_entry(value).map_err(|error| corrupt(REGION_LOG, key, error))?;
+    if stored_position != position {
+        return Err(corrupt(
+            REGION_LOG,
+            key,
+            format!("the entry says it is at position {stored_position}"),
+        ));
+    }
+    Ok(LogRecord {
+        position,
+        entry,
+        size_bytes: value.len() as u64,
+    })
 }
 
 /// Encodes the entry that opens `session_id`: its format byte, the session, the proposing
@@ -1055,20 +1230,23 @@ impl StateMachine for RegionLog {
         self.digest = decoded.digest;
         self.last_assigned = decoded.last_assigned;
         self.dedup = decoded.dedup;
-        self.records = decoded.records;
         self.global = decoded.global;
         self.checkpoints = decoded.checkpoints;
-        self.retained_size_bytes = self.records.iter().map(|record| record.size_bytes).sum();
-        for log_record in &self.records {
+        self.blocks = decoded.blocks;
+        self.cache.clear();
+        self.cache_size_bytes = 0;
+        for log_record in decoded.records {
             batch.put(
                 REGION_LOG,
                 position_key(log_record.position).to_vec(),
                 encode_entry(log_record.position, &log_record.entry),
             );
+            self.cache_push(log_record);
         }
         self.dedup.write_all(REGION_STATE, batch);
         self.global.write_all(REGION_STATE, batch);
         self.checkpoints.write_all(REGION_STATE, batch);
+        self.blocks.write_all(REGION_STATE, batch);
         self.write_meta(batch);
         Ok(())
     }
@@ -1097,10 +1275,17 @@ impl StateMachine for RegionLog {
         self.first_retained_position = first_retained_position;
         self.digest = digest;
         self.last_assigned = last_assigned;
-        self.recover_records(store)?;
+        self.recover_cache(store)?;
         self.dedup = DedupTable::recover(DedupLimits::STANDARD, store, REGION_STATE)?;
         self.global = GlobalState::recover(REGION_STATE, store)?;
         self.checkpoints = CheckpointState::recover(REGION_STATE, store, self.next_position)?;
+        self.blocks = LogBlocks::recover(REGION_STATE, store)?;
+        if let Err(reason) = self
+            .blocks
+            .check_span(self.checkpoints.truncated_through(), self.next_position)
+        {
+            return Err(self.blocks.span_error(REGION_STATE, reason));
+        }
         if self.first_retained_position <= self.checkpoints.truncated_through() {
             return Err(corrupt(
                 REGION_STATE,
@@ -1322,7 +1507,13 @@ mod tests {
         assert!(matches!(outcomes[0], RecordOutcome::Duplicate { .. }));
         assert!(matches!(outcomes[2], RecordOutcome::Duplicate { .. }));
         assert_eq!(log.next_position(), 5);
-        let stored = log.record(4).unwrap().entry.record().unwrap().clone();
+        let stored = log
+            .cached_record(4)
+            .unwrap()
+            .entry
+            .record()
+            .unwrap()
+            .clone();
         assert_eq!(
             (stored.client_id, stored.request_sequence),
             (ClientId(3), RequestSequence(1))
@@ -1392,10 +1583,11 @@ mod tests {
         }
     }
 
-    /// Reference: docs/design.md section 2, "Checkpoints": the log is truncated below the agreed
-    /// checkpoint of every object with records, never below an uncovered record.
+    /// Reference: docs/design.md section 2, "Checkpoints": the log is truncated below the newest
+    /// checkpoint of every object with records (one client's suffices), never below an
+    /// uncovered record.
     #[test]
-    fn truncation_follows_agreed_checkpoints_and_never_drops_an_uncovered_record() {
+    fn truncation_follows_checkpoints_and_never_drops_an_uncovered_record() {
         let mut store = MemoryStore::new();
         let mut log = new_log(RegionLogRetention::default());
         // Positions 1 to 6 alternate objects a and b.
@@ -1406,37 +1598,33 @@ mod tests {
         assert_eq!(
             log.first_retained_position(),
             1,
-            "nothing agreed: nothing dropped"
+            "no checkpoint: nothing dropped"
         );
-        // a agrees at 5 (its newest record): b still lacks a checkpoint.
+        // a's one instance checkpoints at 5 (its newest record): b still lacks a checkpoint.
         assert_eq!(
             checkpoint(&mut log, &mut store, "a", 5, 1, 10),
             Ok(CheckpointOutcome::Stored)
         );
-        assert_eq!(
-            checkpoint(&mut log, &mut store, "a", 5, 1, 11),
-            Ok(CheckpointOutcome::Agreed)
-        );
         assert_eq!(log.first_retained_position(), 1, "b blocks at 0");
         assert_eq!(log.next_position(), 7, "a checkpoint takes no log position");
-        // b agrees at 4, below its newest record at 6: the log keeps 5 and above.
+        // b's one instance checkpoints at 4, below its newest record at 6: the log keeps 5
+        // and above.
         checkpoint(&mut log, &mut store, "b", 4, 2, 10).unwrap();
-        checkpoint(&mut log, &mut store, "b", 4, 2, 11).unwrap();
         assert_eq!(log.truncated_through(), 4);
         assert_eq!(log.first_retained_position(), 5);
         assert_eq!(store.keys(REGION_LOG).len(), 2);
-        assert!(log.record(4).is_none() && log.record(6).is_some());
+        assert!(log.cached_record(4).is_none() && log.cached_record(6).is_some());
         // A new object c without checkpoints holds the point where it is.
         apply(&mut log, &mut store, &[object_record("c", 1, 7)]);
         checkpoint(&mut log, &mut store, "b", 6, 2, 10).unwrap();
-        checkpoint(&mut log, &mut store, "b", 6, 2, 11).unwrap();
-        assert_eq!(log.truncated_through(), 4, "c has no agreed checkpoint");
-        // A divergence alarm on c stops truncation even after c agrees.
-        checkpoint(&mut log, &mut store, "c", 7, 3, 10).unwrap();
+        assert_eq!(log.truncated_through(), 4, "c has no checkpoint");
+        // A second instance of b reports another state at 6: the divergence alarm stops
+        // truncation even once c is covered.
         assert_eq!(
-            checkpoint(&mut log, &mut store, "c", 7, 4, 11),
+            checkpoint(&mut log, &mut store, "b", 6, 9, 11),
             Ok(CheckpointOutcome::HashMismatch)
         );
+        checkpoint(&mut log, &mut store, "c", 7, 3, 10).unwrap();
         assert_eq!(
             checkpoint(&mut log, &mut store, "c", 7, 3, 12),
             Ok(CheckpointOutcome::Agreed)
@@ -1460,9 +1648,8 @@ mod tests {
             apply(&mut log, &mut store, &[object_record("a", 1, sequence)]);
         }
         checkpoint(&mut log, &mut store, "a", 4, 1, 10).unwrap();
-        checkpoint(&mut log, &mut store, "a", 4, 1, 11).unwrap();
         assert_eq!(log.truncated_through(), 4);
-        assert_eq!(log.records().count(), 0);
+        assert_eq!(log.cached_records().count(), 0);
         assert_eq!(log.first_retained_position(), 5);
         // A checkpoint made below the truncation point is fetched at it.
         let fetch = log.checkpoints().fetch(&ObjectId::new("a").unwrap());
@@ -1492,14 +1679,111 @@ mod tests {
             apply(&mut log, &mut store, &[record(1, sequence)]);
         }
         let error = log.admit(&object).unwrap_err();
-        assert!(
-            error.contains("lobby/main (no agreed checkpoint)"),
-            "{error}"
-        );
-        assert_eq!(log.records().count(), 3, "the guard drops nothing");
+        assert!(error.contains("lobby/main (no checkpoint)"), "{error}");
+        assert_eq!(log.cached_records().count(), 3, "the guard drops nothing");
         checkpoint(&mut log, &mut store, "lobby/main", 3, 1, 10).unwrap();
-        checkpoint(&mut log, &mut store, "lobby/main", 3, 1, 11).unwrap();
         assert!(log.admit(&object).is_ok(), "truncation made room");
+    }
+
+    /// A record of client 1 with `size_bytes` of arguments.
+    fn large_record(sequence: u64, size_bytes: usize) -> Record {
+        Record {
+            arguments: dsss_wire::Arguments::new(vec![sequence as u8; size_bytes]).unwrap(),
+            ..record(1, sequence)
+        }
+    }
+
+    #[test]
+    fn a_log_far_larger_than_its_cache_is_read_back_whole_from_the_store() {
+        let mut store = MemoryStore::new();
+        let mut log = new_log(RegionLogRetention::default());
+        // 48 MiB of large records (past the cache's bytes), then 70,000 small ones (past its
+        // count): nothing truncates, as no object has a checkpoint.
+        let large = 192u64;
+        for sequence in 1..=large {
+            apply(&mut log, &mut store, &[large_record(sequence, 256 * 1024)]);
+        }
+        let small = 70_000u64;
+        let mut sequence = large;
+        while sequence < large + small {
+            let records: Vec<Record> = (sequence + 1..=(sequence + 250).min(large + small))
+                .map(|sequence| record(1, sequence))
+                .collect();
+            sequence += records.len() as u64;
+            apply(&mut log, &mut store, &records);
+        }
+        let total = large + small;
+        assert_eq!(log.last_position(), total);
+        let check_memory = |log: &RegionLog| {
+            assert!(log.cache_size_bytes() <= LOG_CACHE_BYTES_MAX);
+            assert!(log.cached_records().count() <= LOG_CACHE_RECORDS_MAX);
+            assert!(!log.cache_holds_every_retained_entry());
+        };
+        check_memory(&log);
+        let stored_bytes: u64 = store
+            .scan(REGION_LOG, &[], &LOG_END_KEY, usize::MAX)
+            .unwrap()
+            .iter()
+            .map(|(_, value)| value.len() as u64)
+            .sum();
+        assert_eq!(
+            log.retained_size_bytes(),
+            stored_bytes,
+            "the blocks count every byte"
+        );
+
+        // Every entry comes back in order, from the store and then from memory, in reads
+        // bounded by count and bytes.
+        let read_all = |log: &RegionLog| {
+            let mut position = 1;
+            let mut reads = 0;
+            while position <= total {
+                let records = log.read(&store, position, 1_000, 4 * 1024 * 1024).unwrap();
+                assert!(!records.is_empty(), "a read from {position} found nothing");
+                let bytes: u64 = records.iter().map(|stored| stored.size_bytes).sum();
+                assert!(records.len() == 1 || bytes <= 4 * 1024 * 1024);
+                for stored in &records {
+                    assert_eq!(stored.position, position);
+                    let expected = if position <= large {
+                        large_record(position, 256 * 1024)
+                    } else {
+                        record(1, position)
+                    };
+                    assert_eq!(stored.entry.record().unwrap().arguments, expected.arguments);
+                    position += 1;
+                }
+                reads += 1;
+            }
+            reads
+        };
+        let reads = read_all(&log);
+        assert!(
+            reads > total / 1_000,
+            "reads are bounded by count and bytes"
+        );
+        // A read larger than any bound still returns the first entry.
+        assert_eq!(log.read(&store, 1, 10, 1).unwrap().len(), 1);
+        assert!(
+            log.read(&store, total + 1, 10, u64::MAX)
+                .unwrap()
+                .is_empty()
+        );
+
+        // A restarted node reads back the newest entries only, and still serves all of them.
+        let mut recovered = new_log(log.retention());
+        recovered.recover(&store).unwrap();
+        check_memory(&recovered);
+        assert_eq!(recovered.retained_size_bytes(), log.retained_size_bytes());
+        assert_eq!(read_all(&recovered), reads);
+        assert_eq!(recovered.digest(), log.digest());
+
+        // An entry missing from the store is named, never skipped.
+        let mut damaged = store.clone();
+        let mut batch = WriteBatch::new();
+        batch.delete(REGION_LOG, position_key(7).to_vec());
+        damaged.write(batch, true).unwrap();
+        let error = log.read(&damaged, 5, 10, u64::MAX).unwrap_err();
+        assert!(error.to_string().contains("expected position 7"), "{error}");
     }
 
     #[test]
@@ -1576,10 +1860,10 @@ mod tests {
             other.first_retained_position() > 1,
             "the oldest entries did not fit"
         );
-        assert!(other.records().count() >= entries - 6);
+        assert!(other.cached_records().count() >= entries - 6);
         assert_eq!(
-            other.record(log.last_position()),
-            log.record(log.last_position()),
+            other.cached_record(log.last_position()),
+            log.cached_record(log.last_position()),
             "the newest entries travel"
         );
     }
@@ -1599,10 +1883,11 @@ mod tests {
         let mut global_bytes = Vec::new();
         log.global().encode_snapshot(&mut global_bytes);
         let entries_bytes: usize = log
-            .records()
+            .cached_records()
             .map(|stored| 4 + stored.size_bytes as usize)
             .sum();
         let count_offset = snapshot.len()
+            - (8 + 4 + 16 * log.blocks().len())
             - log.checkpoints().snapshot_size_bytes()
             - global_bytes.len()
             - entries_bytes
@@ -1644,11 +1929,23 @@ mod tests {
         store.write(batch, true).unwrap();
         apply(&mut log, &mut store, &[second]);
         assert!(
-            log.record(3).unwrap().entry.record().unwrap().timestamp > closed,
+            log.cached_record(3)
+                .unwrap()
+                .entry
+                .record()
+                .unwrap()
+                .timestamp
+                > closed,
             "a record applied after the close exceeds the closed timestamp"
         );
         // The first part of an epoch sealing the first global record.
-        let mut sealed = log.record(2).unwrap().entry.record().unwrap().clone();
+        let mut sealed = log
+            .cached_record(2)
+            .unwrap()
+            .entry
+            .record()
+            .unwrap()
+            .clone();
         sealed.timestamp = Timestamp::new(1_700_000_000_000_010, 0);
         let part = EpochPart {
             epoch_number: 1,

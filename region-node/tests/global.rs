@@ -422,7 +422,7 @@ impl Region {
     fn entries(&self, id: u64) -> Vec<(u64, LogEntryKind, u64, u64, Timestamp)> {
         self.node(id)
             .region_log()
-            .records()
+            .cached_records()
             .map(|stored| {
                 let (client, sequence, timestamp) =
                     stored
@@ -718,7 +718,7 @@ fn duplicate_epochs_and_parts_are_ignored() {
     // Sequenced records keep their index in the epoch across parts.
     let log = region.node(leader).region_log();
     let indexes: Vec<u32> = log
-        .records()
+        .cached_records()
         .filter_map(|stored| match &stored.entry {
             LogEntry::SequencedGlobal { index_in_epoch, .. } => Some(*index_in_epoch),
             _ => None,

@@ -246,7 +246,7 @@ impl Region {
     fn log(&self, id: u64) -> Vec<(u64, u64, u64)> {
         self.node(id)
             .region_log()
-            .records()
+            .cached_records()
             .map(|log_record| {
                 let record = log_record.entry.record().expect("regional records only");
                 (
@@ -479,14 +479,14 @@ fn a_restarted_member_keeps_its_log_and_dedup_table() {
     assert!(restarted.next_position() <= before.next_position());
     assert!(
         restarted
-            .records()
-            .zip(before.records())
+            .cached_records()
+            .zip(before.cached_records())
             .all(|(recovered, applied)| recovered == applied)
     );
     region.tick(3);
     let caught_up = region.node(follower).region_log();
     assert_eq!(caught_up, region.node(leader).region_log());
-    assert!(caught_up.records().eq(before.records()));
+    assert!(caught_up.cached_records().eq(before.cached_records()));
     assert_eq!(caught_up.dedup(), before.dedup());
     // The restarted follower answers a retry from its own dedup table.
     region.propose(follower, call(3, 2, 10));

@@ -85,7 +85,7 @@ fn positions_of(cluster: &RegionCluster, member: NodeId, client: u64) -> Vec<(u6
         .node(member)
         .expect("the member is up")
         .region_log()
-        .records()
+        .cached_records()
         .filter_map(|log_record| {
             let record = log_record.entry.record()?;
             (record.client_id == ClientId(client))
@@ -265,7 +265,14 @@ fn a_lagging_member_catches_up_by_snapshot_and_nothing_uncovered_is_dropped() {
     let record_counts: Vec<usize> = cluster
         .members()
         .iter()
-        .map(|&member| cluster.node(member).unwrap().region_log().records().count())
+        .map(|&member| {
+            cluster
+                .node(member)
+                .unwrap()
+                .region_log()
+                .cached_records()
+                .count()
+        })
         .collect();
     for &member in cluster.members() {
         let log = cluster.node(member).unwrap().region_log();

@@ -217,7 +217,7 @@ fn a_member_answers_log_reads_densely_and_in_bounded_pieces() {
         assert!(answer.entries.len() <= LOG_ENTRIES_PER_READ_MAX);
         for (offset, (position, entry)) in answer.entries.iter().enumerate() {
             assert_eq!(*position, from + offset as u64);
-            assert_eq!(&log.record(*position).unwrap().entry, entry);
+            assert_eq!(&log.cached_record(*position).unwrap().entry, entry);
         }
         assert_eq!(
             answer.through_position,

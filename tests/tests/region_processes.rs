@@ -45,6 +45,11 @@ struct RegionProcesses {
 impl RegionProcesses {
     /// Writes a one-region topology with free loopback ports into a temporary directory.
     fn new() -> Self {
+        Self::with_cluster_settings("")
+    }
+
+    /// As [`RegionProcesses::new`], with `extra` lines added to the `[cluster]` table.
+    fn with_cluster_settings(extra: &str) -> Self {
         let addresses: BTreeMap<u64, String> = NODE_IDS
             .iter()
             .map(|&node_id| (node_id, format!("127.0.0.1:{}", free_port())))
@@ -59,7 +64,7 @@ impl RegionProcesses {
             .collect();
         let text = format!(
             "[cluster]\nname = \"processes\"\nepoch_ms = 10\nsuspicion_timeout_ms = 2000\n\
-             max_clock_skew_ms = 250\nintra_region_delay_ms = 0.2\n\n\
+             max_clock_skew_ms = 250\nintra_region_delay_ms = 0.2\n{extra}\n\
              [coordinator]\nreplicas = [1]\npreferred_leader = 1\n\n\
              [[regions]]\nid = \"region-a\"\nnodes = [\n{}\n]\n",
             nodes.join("\n")
@@ -398,6 +403,101 @@ async fn sigterm_stops_a_node_cleanly_and_its_data_survives_a_restart() {
         .await
         .expect("read the log");
     assert_eq!(entries.len() as u64, last.position);
+}
+
+/// The quota of `region_log_quota_mb`, reached by a client whose records no checkpoint covers:
+/// the region refuses further records with an error that names the quota, every member reports
+/// the same fill in its status, and the refusal outlives a restart (the fill is replicated
+/// state, not a count in one node's memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_at_its_log_quota_refuses_records_naming_it_and_reports_the_fill() {
+    const QUOTA_BYTES: u64 = 1024 * 1024;
+    let mut region = RegionProcesses::with_cluster_settings("region_log_quota_mb = 1\n");
+    for node_id in NODE_IDS {
+        region.start(node_id);
+    }
+    let connections = RegionConnections::new(&region.members()).expect("valid members");
+    wait_for_leader("a leader is elected", &connections, &NODE_IDS).await;
+    // A refusal at the quota is retried until the total timeout: keep it short.
+    let mut client = RegionClient::new(connections.clone(), 91)
+        .with_timeouts(Duration::from_secs(2), Duration::from_secs(5));
+    let large_call = |sequence: u64| Call {
+        object_id: format!("sensor/{}", sequence % 10),
+        method_id: 1,
+        arguments: vec![sequence as u8; 4096],
+        scope: Scope::Regional,
+    };
+    let mut acknowledged = 0u64;
+    let refusal = loop {
+        let sequence = acknowledged + 1;
+        match client
+            .propose_with_sequence(sequence, &large_call(sequence))
+            .await
+        {
+            Ok(_) => acknowledged += 1,
+            Err(error) => break error.to_string(),
+        }
+        assert!(
+            acknowledged <= 2 * QUOTA_BYTES / 4096,
+            "the region took {acknowledged} records of 4 KiB under a 1 MiB quota"
+        );
+    };
+    assert!(
+        refusal.contains("quota") && refusal.contains("region_log_quota_mb = 1 MiB"),
+        "the refusal names the quota: {refusal}"
+    );
+    assert!(
+        refusal.contains("sensor/"),
+        "the refusal names objects holding truncation back: {refusal}"
+    );
+    assert!(
+        acknowledged >= QUOTA_BYTES / 4200 - 1,
+        "only {acknowledged} records were taken before the quota"
+    );
+    let fill = |status: &proto::StatusReply| (status.log_size_bytes, status.log_quota_bytes);
+    let mut fills = Vec::new();
+    for node_id in NODE_IDS {
+        let deadline = Deadline::new("every member applies the last record", WAIT_MAX);
+        loop {
+            let status = connections.status(node_id).await.expect("status");
+            if status.applied_position >= acknowledged {
+                fills.push(fill(&status));
+                assert!(
+                    status.log_cache_bytes > 0 && status.log_cache_bytes <= status.log_size_bytes
+                );
+                break;
+            }
+            deadline.check().await;
+        }
+    }
+    assert!(
+        fills
+            .iter()
+            .all(|&(size, quota)| size >= QUOTA_BYTES && quota == QUOTA_BYTES),
+        "every member reports the fill at the quota: {fills:?}"
+    );
+
+    // Restarted, the region still refuses, and still serves every record it took.
+    for node_id in NODE_IDS {
+        region.kill(node_id);
+    }
+    for node_id in NODE_IDS {
+        region.start(node_id);
+    }
+    wait_for_leader("a leader is elected again", &connections, &NODE_IDS).await;
+    let mut restarted = RegionClient::new(connections.clone(), 92)
+        .with_timeouts(Duration::from_secs(2), Duration::from_secs(10));
+    let error = restarted
+        .propose_with_sequence(1, &large_call(1))
+        .await
+        .expect_err("the region is still at its quota");
+    assert!(error.to_string().contains("quota"), "{error}");
+    let leader = wait_for_leader("a leader answers", &connections, &NODE_IDS).await;
+    let entries = connections
+        .read_log(leader, 1, acknowledged, WAIT_MAX)
+        .await
+        .expect("read the log");
+    assert_eq!(entries.len() as u64, acknowledged);
 }
 
 #[test]

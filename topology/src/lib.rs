@@ -17,6 +17,9 @@
 //!                               # integer 1..=60000
 //! intra_region_delay_ms = 0.2   # one-way delay between nodes of one region; 0..=1000
 //! intra_region_jitter_ms = 0.05 # optional, default 0; <= intra_region_delay_ms
+//! region_log_quota_mb = 1024    # optional, default 1024; integer 1..=65536: the most MiB a
+//!                               # region's log may hold above its truncation point before
+//!                               # the region refuses new records
 //!
 //! [tls]                         # optional; when present both keys are required
 //! ca_cert = "certs/ca.crt"
@@ -117,6 +120,12 @@ pub const COORDINATOR_REPLICAS_MAX: usize = 9;
 
 /// Longest global epoch, in milliseconds.
 pub const EPOCH_MS_MAX: u64 = 10_000;
+
+/// Largest region log quota, in MiB (64 GiB); the region node's own bound.
+pub const REGION_LOG_QUOTA_MB_MAX: u64 = 65_536;
+
+/// The region log quota when the file sets none, in MiB.
+pub const REGION_LOG_QUOTA_MB_DEFAULT: u64 = 1_024;
 
 /// Longest suspicion timeout, in milliseconds.
 pub const SUSPICION_TIMEOUT_MS_MAX: u64 = 600_000;

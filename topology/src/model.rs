@@ -33,6 +33,9 @@ pub struct ClusterSettings {
     pub intra_region_delay_us: u64,
     /// Jitter of the intra-region delay; at most `intra_region_delay_us`.
     pub intra_region_jitter_us: u64,
+    /// The most bytes a region's log may hold above its truncation point before the region
+    /// refuses new records (its disk quota).
+    pub region_log_quota_bytes: u64,
 }
 
 /// Mutual TLS material (`[tls]`). Relative paths resolve against the working directory of the

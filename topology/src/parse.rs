@@ -19,7 +19,8 @@ use crate::model::{
 use crate::rules;
 use crate::{
     CLOCK_SKEW_MS_MAX, COORDINATOR_REPLICAS_MAX, EPOCH_MS_MAX, INTER_REGION_DELAY_MS_MAX,
-    INTRA_REGION_DELAY_MS_MAX, REGION_NODES_MAX, REGIONS_MAX, SUSPICION_TIMEOUT_MS_MAX,
+    INTRA_REGION_DELAY_MS_MAX, REGION_LOG_QUOTA_MB_DEFAULT, REGION_LOG_QUOTA_MB_MAX,
+    REGION_NODES_MAX, REGIONS_MAX, SUSPICION_TIMEOUT_MS_MAX,
 };
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -38,6 +39,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "max_clock_skew_ms",
     "intra_region_delay_ms",
     "intra_region_jitter_ms",
+    "region_log_quota_mb",
 ];
 const TLS_KEYS: &[&str] = &["ca_cert", "cert_dir"];
 const COORDINATOR_KEYS: &[&str] = &["replicas", "preferred_leader"];
@@ -234,6 +236,16 @@ impl Reader<'_> {
             INTRA_REGION_DELAY_MS_MAX,
             intra_region_delay_us.map(|delay_us| (delay_us, "intra_region_delay_ms")),
         );
+        let region_log_quota_mb = match fields.get("region_log_quota_mb") {
+            None => Some(REGION_LOG_QUOTA_MB_DEFAULT),
+            Some(value) => self.integer(
+                value,
+                &fields.path_of("region_log_quota_mb"),
+                1,
+                REGION_LOG_QUOTA_MB_MAX,
+                "MiB",
+            ),
+        };
         Some(ClusterSettings {
             name: name?,
             epoch_us: epoch_ms? * MICROSECONDS_PER_MILLISECOND,
@@ -241,6 +253,7 @@ impl Reader<'_> {
             max_clock_skew_us: max_clock_skew_ms? * MICROSECONDS_PER_MILLISECOND,
             intra_region_delay_us: intra_region_delay_us?,
             intra_region_jitter_us: intra_region_jitter_us?,
+            region_log_quota_bytes: region_log_quota_mb? * 1024 * 1024,
         })
     }
 

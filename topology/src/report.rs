@@ -78,6 +78,10 @@ fn render_cluster(topology: &Topology, report: &mut String) {
                 jitter_us: cluster.intra_region_jitter_us,
             }) + " ms",
         ],
+        vec![
+            "region log quota".to_owned(),
+            format!("{} MiB", cluster.region_log_quota_bytes / (1024 * 1024)),
+        ],
         vec!["tls".to_owned(), tls],
         vec![
             "coordinator".to_owned(),
@@ -236,6 +240,7 @@ jitter_ms = 0.5
   suspicion timeout   1000 ms
   max clock skew      100 ms
   intra-region delay  0.25 ms
+  region log quota    1024 MiB
   tls                 CA certs/ca.crt, node certificates certs/node-N.crt and keys certs/node-N.key
   coordinator         replicas on nodes 2; preferred leader 2
 

@@ -97,6 +97,7 @@ impl DriverConfig {
         };
         let mut node_config = RegionNodeConfig::new(node_id, initial_members, region_id);
         node_config.max_clock_skew_us = topology.cluster.max_clock_skew_us;
+        node_config.log_retention.size_bytes_max = topology.cluster.region_log_quota_bytes;
         node_config.epoch_interval_us = topology
             .cluster
             .epoch_us

@@ -143,8 +143,8 @@ pub enum NodeEvent {
         from_position: u64,
         /// The most records wanted.
         records_max: usize,
-        /// Where the answer goes.
-        reply: oneshot::Sender<LogRead>,
+        /// Where the answer goes: the read, or why the store could not give it.
+        reply: oneshot::Sender<Result<LogRead, String>>,
     },
     /// Where a member lives: starts a raft transport to it. Answered true when something
     /// changed.
@@ -594,7 +594,7 @@ impl RegionLoop {
                 timestamp: self
                     .node
                     .region_log()
-                    .record(position)
+                    .cached_record(position)
                     .and_then(|stored| stored.entry.record())
                     .map(|record| record.timestamp),
                 duplicate: immediate,
@@ -626,30 +626,30 @@ impl RegionLoop {
         }
     }
 
-    fn read_log(&self, from_position: u64, records_max: usize) -> LogRead {
+    /// Reads from the node's cache of the newest entries, or from the store for older ones.
+    fn read_log(&self, from_position: u64, records_max: usize) -> Result<LogRead, String> {
         let log = self.node.region_log();
-        let records_max = records_max.min(LOG_READ_RECORDS_MAX);
-        let mut records = Vec::new();
-        let mut size_bytes = 0u64;
-        if from_position >= log.first_retained_position() {
-            let mut position = from_position;
-            while records.len() < records_max {
-                let Some(stored) = log.record(position) else {
-                    break;
-                };
-                size_bytes += stored.size_bytes;
-                if !records.is_empty() && size_bytes > LOG_READ_BYTES_MAX as u64 {
-                    break;
-                }
-                records.push((position, stored.entry.clone()));
-                position += 1;
-            }
-        }
-        LogRead {
-            records,
+        let records = log
+            .read(
+                &self.store,
+                from_position,
+                records_max.min(LOG_READ_RECORDS_MAX),
+                LOG_READ_BYTES_MAX as u64,
+            )
+            .map_err(|error| {
+                // A store that cannot give back an entry it holds is damaged: operators must
+                // see it, and the reader gets the error rather than a short read.
+                tracing::error!(from_position, %error, "cannot read the region log");
+                format!("reading the region log from position {from_position}: {error}")
+            })?;
+        Ok(LogRead {
+            records: records
+                .into_iter()
+                .map(|log_record| (log_record.position, log_record.entry))
+                .collect(),
             first_retained_position: log.first_retained_position(),
             next_position: log.next_position(),
-        }
+        })
     }
 
     fn change_membership(&mut self, change: MembershipChange) -> Result<(), String> {

@@ -475,6 +475,9 @@ pub fn status_reply(status: &NodeStatus) -> proto::StatusReply {
         checkpointed_objects: node.checkpoints.objects as u64,
         objects_lacking_agreed_checkpoint: node.checkpoints.uncovered_objects as u64,
         divergence_alarms: node.checkpoints.alarms_raised,
+        log_size_bytes: node.log_size_bytes,
+        log_quota_bytes: node.log_quota_bytes,
+        log_cache_bytes: node.log_cache_bytes,
         diverged_objects: node
             .checkpoints
             .alarms
@@ -1048,6 +1051,9 @@ mod tests {
                 waiters: 0,
                 syncs_in_flight: 0,
                 checkpoints: CheckpointStatus::default(),
+                log_size_bytes: 5 * 300,
+                log_quota_bytes: 1024 * 1024 * 1024,
+                log_cache_bytes: 5 * 300,
                 counters: NodeCounters::default(),
             },
             region: RegionId::new("eu-west").expect("valid region"),
@@ -1062,5 +1068,13 @@ mod tests {
         assert_eq!(reply.applied_position, 5);
         assert_eq!(reply.leader_node_id, 1);
         assert_eq!(reply.role, proto::NodeRole::Follower as i32);
+        assert_eq!(
+            (
+                reply.log_size_bytes,
+                reply.log_quota_bytes,
+                reply.log_cache_bytes
+            ),
+            (1_500, 1024 * 1024 * 1024, 1_500)
+        );
     }
 }

@@ -123,7 +123,8 @@ impl NodeLink {
             records_max,
             reply,
         })
-        .await
+        .await?
+        .map_err(Status::internal)
     }
 
     /// Subscribes to the node's log events.

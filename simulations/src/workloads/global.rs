@@ -355,6 +355,7 @@ impl GlobalCluster {
                 config.epoch_interval_us = topology.cluster.epoch_us;
                 config.batch_resend_interval_us = resend_us;
                 config.max_clock_skew_us = topology.cluster.max_clock_skew_us;
+                config.log_retention.size_bytes_max = topology.cluster.region_log_quota_bytes;
                 // A global call waits for its epoch; give it the suspicion timeout and a few
                 // WAN round trips before the node gives up on it.
                 let wait_us = topology.cluster.suspicion_timeout_us
@@ -601,6 +602,9 @@ impl GlobalCluster {
                 }
             }
         }
+        crate::workloads::region::assert_logs_in_memory(
+            logs.values().flat_map(|logs| logs.values().copied()),
+        );
         check_cluster(&logs, &self.observer.borrow())
     }
 }

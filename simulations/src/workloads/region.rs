@@ -561,8 +561,21 @@ impl RegionCluster {
             .iter()
             .filter_map(|&member| Some((member, self.node(member)?.region_log())))
             .collect();
+        assert_logs_in_memory(logs.values().copied());
         problems.extend(check_logs(&logs, observer.acknowledged()));
         problems
+    }
+}
+
+/// The final checks walk each member's log in memory: a run whose logs outgrow the node's
+/// cache must read the store instead, or it would check only the newest entries.
+pub fn assert_logs_in_memory<'a>(logs: impl IntoIterator<Item = &'a dsss_region_node::RegionLog>) {
+    for log in logs {
+        assert!(
+            log.cache_holds_every_retained_entry(),
+            "the checks walk the log in memory, but a node's log of {} entries outgrew its cache",
+            log.next_position() - log.first_retained_position()
+        );
     }
 }
 

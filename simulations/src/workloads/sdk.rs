@@ -703,6 +703,9 @@ fn final_logs(cluster: &GlobalCluster) -> BTreeMap<String, BTreeMap<NodeId, &Reg
             }
         }
     }
+    crate::workloads::region::assert_logs_in_memory(
+        logs.values().flat_map(|logs| logs.values().copied()),
+    );
     logs
 }
 
@@ -717,7 +720,7 @@ fn records_in_region(cluster: &GlobalCluster, region: &str, object_id: &str, sco
         .filter_map(|&member| cluster.region_node(member))
         .map(|node| {
             node.region_log()
-                .records()
+                .cached_records()
                 .filter(|stored| match (&stored.entry, scope) {
                     (LogEntry::SequencedGlobal { record, .. }, Scope::Global)
                     | (LogEntry::Regional(record), Scope::Regional) => {

@@ -317,7 +317,7 @@ fn epochs_of(log: &RegionLog) -> Result<Vec<(u64, EpochInLog)>, String> {
     let mut epochs = Vec::new();
     let mut open: Vec<Record> = Vec::new();
     let mut open_epoch: Option<u64> = None;
-    for stored in log.records() {
+    for stored in log.cached_records() {
         match &stored.entry {
             LogEntry::SequencedGlobal {
                 epoch_number,
@@ -442,7 +442,7 @@ pub fn check_cluster(
         // Members of one region agree at every position they both hold.
         let mut positions: BTreeMap<u64, (NodeId, &LogEntry)> = BTreeMap::new();
         for (&node, log) in members {
-            for stored in log.records() {
+            for stored in log.cached_records() {
                 match positions.get(&stored.position) {
                     Some((first_node, first)) if *first != &stored.entry => problems.push(format!(
                         "{region}: node {node} holds {:?} at position {}, node {first_node} \
@@ -524,7 +524,7 @@ pub fn check_cluster(
             continue;
         };
         for (&node, log) in members {
-            let Some(stored) = log.record(position) else {
+            let Some(stored) = log.cached_record(position) else {
                 problems.push(format!(
                     "c{client} s{sequence} ({}) acknowledged at position {position}, which node \
                      {node} does not hold (next position {})",
@@ -566,7 +566,7 @@ fn common_sealed_calls(
     for members in logs.values() {
         for log in members.values() {
             let calls: BTreeMap<(u64, u64), u64> = log
-                .records()
+                .cached_records()
                 .filter_map(|stored| match &stored.entry {
                     LogEntry::SequencedGlobal {
                         epoch_number,

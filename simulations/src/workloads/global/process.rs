@@ -194,7 +194,7 @@ impl LogEntries {
         }
         let mut position = from_position;
         while position <= log.last_position() && answer.entries.len() < LOG_ENTRIES_PER_READ_MAX {
-            let Some(stored) = log.record(position) else {
+            let Some(stored) = log.cached_record(position) else {
                 break;
             };
             answer.entries.push((position, stored.entry.clone()));

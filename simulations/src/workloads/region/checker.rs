@@ -149,8 +149,8 @@ pub fn check_logs(
     for (&node, log) in logs {
         check_one_log(node, log, &mut problems);
         // A prefix of the longest: equal records wherever both hold a position.
-        for log_record in log.records() {
-            if let Some(other) = longest.record(log_record.position)
+        for log_record in log.cached_records() {
+            if let Some(other) = longest.cached_record(log_record.position)
                 && other.entry != log_record.entry
             {
                 problems.push(format!(
@@ -176,7 +176,7 @@ pub fn check_logs(
                 ));
                 continue;
             }
-            let Some(stored) = log.record(position) else {
+            let Some(stored) = log.cached_record(position) else {
                 continue;
             };
             let held = stored
@@ -211,7 +211,7 @@ pub fn check_logs(
 fn check_one_log(node: NodeId, log: &RegionLog, problems: &mut Vec<String>) {
     let mut pairs = BTreeSet::new();
     let mut expected = log.first_retained_position();
-    for log_record in log.records() {
+    for log_record in log.cached_records() {
         if log_record.position != expected {
             problems.push(format!(
                 "node {node}: position {} follows {} (not dense)",

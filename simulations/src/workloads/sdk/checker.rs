@@ -480,7 +480,7 @@ pub fn check_final_logs(
     for (region, members) in logs {
         for (&node, log) in members {
             let mut held: Vec<(u64, OrderKey, u64, u64)> = Vec::new();
-            for stored in log.records() {
+            for stored in log.cached_records() {
                 let (key, record, record_scope) = match &stored.entry {
                     LogEntry::SequencedGlobal {
                         epoch_number,
