@@ -3,6 +3,7 @@
 //! pieces of bounded size. Reference: docs/design.md section 8 (bounds and limits).
 
 use dsss::region_client::{Call, RegionClient, RegionConnections};
+use dsss_region_node::region_log::LOG_CACHE_BYTES_MAX;
 use dsss_region_node::service::{
     SUBSCRIBE_REPLY_BYTES_MAX, SUBSCRIBE_STREAMS_MAX, SUBSCRIPTIONS_PER_CLIENT_MAX,
     SUBSCRIPTIONS_PER_CONNECTION_MAX,
@@ -239,7 +240,7 @@ async fn one_client_cannot_take_every_subscription_over_many_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_of_the_largest_accepted_size_stream_in_bounded_pieces() {
-    let region = Region::start(false).await;
+    let mut region = Region::start(false).await;
     let connections = RegionConnections::new(&region.members()).expect("members");
     let leader = wait_for_leader(&connections).await;
     let follower = NODE_IDS
@@ -297,6 +298,38 @@ async fn records_of_the_largest_accepted_size_stream_in_bounded_pieces() {
         .await
         .expect("read the log");
     assert_eq!(entries.len(), BLOBS as usize);
+
+    // The run is larger than the entries a node keeps in memory: the oldest come from the
+    // store, also after a restart, which reads back only the newest.
+    region.restart(follower).await;
+    let started = Instant::now();
+    let status = loop {
+        if let Ok(status) = connections.status(follower).await
+            && status.applied_position >= last_position
+        {
+            break status;
+        }
+        assert!(
+            started.elapsed() < WAIT_MAX,
+            "the restarted node never caught up"
+        );
+        sleep(POLL_INTERVAL).await;
+    };
+    assert!(
+        status.log_size_bytes > LOG_CACHE_BYTES_MAX
+            && status.log_cache_bytes <= LOG_CACHE_BYTES_MAX,
+        "log {} bytes, cache {} bytes",
+        status.log_size_bytes,
+        status.log_cache_bytes
+    );
+    let mut stream = region
+        .stub(follower)
+        .subscribe(subscribe_request(1, 5))
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let pieces = pieces_through(&mut stream, last_position).await;
+    assert_eq!(blobs_of(&pieces), expected, "the restarted node");
 }
 
 /// Appends blobs and counts them.
