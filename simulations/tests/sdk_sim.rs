@@ -13,6 +13,7 @@ use dsss_examples::{Bank, BankError};
 use dsss_simulations::workloads::global::{
     GlobalCluster, GlobalRunSettings, LOG_ENTRIES_PER_READ_MAX, LogEntries, ReadLogRequest,
 };
+use dsss_simulations::workloads::region::SimDiskReader;
 use dsss_simulations::workloads::sdk::bank::{
     BANK_OBJECT_ID, BankRead, BankValue, BankWorkload, bank_workload,
 };
@@ -195,6 +196,7 @@ fn a_member_answers_log_reads_densely_and_in_bounded_pieces() {
     let mut cluster = GlobalCluster::new(&settings).expect("valid settings");
     cluster.simulation().run_until(SimTime::from_secs(4));
     let log = cluster.region_node(11).expect("node 11 is up").region_log();
+    let store = SimDiskReader::new(cluster.disk(11).expect("node 11's disk"));
     let first = log.first_retained_position();
     let last = log.last_position();
     assert!(
@@ -206,11 +208,13 @@ fn a_member_answers_log_reads_densely_and_in_bounded_pieces() {
     while from <= last {
         let answer = LogEntries::answer(
             log,
+            &store,
             ReadLogRequest {
                 request_id: pieces,
                 from_position: from,
             },
-        );
+        )
+        .expect("the store holds the log");
         assert_eq!(answer.request_id, pieces);
         assert_eq!(answer.truncated_below, None);
         assert!(!answer.entries.is_empty());
@@ -229,21 +233,25 @@ fn a_member_answers_log_reads_densely_and_in_bounded_pieces() {
     assert!(pieces >= 2);
     let beyond = LogEntries::answer(
         log,
+        &store,
         ReadLogRequest {
             request_id: 0,
             from_position: last + 1,
         },
-    );
+    )
+    .expect("the store holds the log");
     assert!(beyond.entries.is_empty());
     assert_eq!(beyond.through_position, last);
     if first > 1 {
         let below = LogEntries::answer(
             log,
+            &store,
             ReadLogRequest {
                 request_id: 0,
                 from_position: first - 1,
             },
-        );
+        )
+        .expect("the store holds the log");
         assert_eq!(below.truncated_below, Some(first));
         assert!(below.entries.is_empty());
     }

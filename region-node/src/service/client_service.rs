@@ -224,11 +224,27 @@ impl RegionClientService {
         connection: Option<SocketAddr>,
         client_id: u64,
     ) -> Result<StreamSlot, Status> {
-        let node_id = self.link.node_id();
-        let mut streams = lock(&self.streams);
         let client = (client_id != 0).then_some(client_id);
+        lock(&self.streams).take(self.link.node_id(), connection, client)?;
+        Ok(StreamSlot {
+            streams: self.streams.clone(),
+            connection,
+            client,
+        })
+    }
+}
+
+impl StreamCounts {
+    /// Counts one more subscription of `client` over `connection`, or says which bound
+    /// refuses it (and counts nothing).
+    fn take(
+        &mut self,
+        node_id: u64,
+        connection: Option<SocketAddr>,
+        client: Option<u64>,
+    ) -> Result<(), Status> {
         if let Some(client_id) = client {
-            let held = streams.by_client.get(&client_id).copied().unwrap_or(0);
+            let held = self.by_client.get(&client_id).copied().unwrap_or(0);
             if held >= SUBSCRIPTIONS_PER_CLIENT_MAX {
                 return Err(Status::resource_exhausted(format!(
                     "client {client_id} holds {held} subscriptions on node {node_id}, the most \
@@ -239,7 +255,7 @@ impl RegionClientService {
             }
         }
         if let Some(address) = connection {
-            let held = streams.by_connection.get(&address).copied().unwrap_or(0);
+            let held = self.by_connection.get(&address).copied().unwrap_or(0);
             if held >= SUBSCRIPTIONS_PER_CONNECTION_MAX {
                 return Err(Status::resource_exhausted(format!(
                     "the connection from {address} holds {held} subscriptions on node \
@@ -249,25 +265,21 @@ impl RegionClientService {
                 )));
             }
         }
-        if streams.total >= SUBSCRIBE_STREAMS_MAX {
+        if self.total >= SUBSCRIBE_STREAMS_MAX {
             return Err(Status::resource_exhausted(format!(
                 "node {node_id} serves {} subscriptions, the most it serves at once \
                  (SUBSCRIBE_STREAMS_MAX = {SUBSCRIBE_STREAMS_MAX}); subscribe to another member",
-                streams.total
+                self.total
             )));
         }
-        streams.total += 1;
+        self.total += 1;
         if let Some(address) = connection {
-            *streams.by_connection.entry(address).or_default() += 1;
+            *self.by_connection.entry(address).or_default() += 1;
         }
         if let Some(client_id) = client {
-            *streams.by_client.entry(client_id).or_default() += 1;
+            *self.by_client.entry(client_id).or_default() += 1;
         }
-        Ok(StreamSlot {
-            streams: self.streams.clone(),
-            connection,
-            client,
-        })
+        Ok(())
     }
 }
 
@@ -1076,5 +1088,43 @@ mod tests {
             ),
             (1_500, 1024 * 1024 * 1024, 1_500)
         );
+    }
+
+    /// The node-wide bound holds against many connections and clients that each stay within
+    /// their own bounds.
+    #[test]
+    fn a_node_serves_at_most_subscribe_streams_max_subscriptions() {
+        let mut streams = StreamCounts::default();
+        let connections = SUBSCRIBE_STREAMS_MAX / SUBSCRIPTIONS_PER_CONNECTION_MAX;
+        let mut client_id = 0u64;
+        for connection in 0..connections {
+            let address = SocketAddr::from(([127, 0, 0, 1], 10_000 + connection as u16));
+            for index in 0..SUBSCRIPTIONS_PER_CONNECTION_MAX {
+                // A new client every SUBSCRIPTIONS_PER_CLIENT_MAX streams.
+                if index % SUBSCRIPTIONS_PER_CLIENT_MAX == 0 {
+                    client_id += 1;
+                }
+                streams
+                    .take(7, Some(address), Some(client_id))
+                    .expect("within every bound");
+            }
+        }
+        assert_eq!(streams.total, SUBSCRIBE_STREAMS_MAX);
+        let fresh = SocketAddr::from(([127, 0, 0, 2], 10_000));
+        let error = streams
+            .take(7, Some(fresh), Some(client_id + 1))
+            .expect_err("the node is full");
+        assert_eq!(error.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            error.message().contains("SUBSCRIBE_STREAMS_MAX = 16384")
+                && error.message().contains("node 7"),
+            "{}",
+            error.message()
+        );
+        assert_eq!(
+            streams.total, SUBSCRIBE_STREAMS_MAX,
+            "a refusal counts nothing"
+        );
+        assert!(!streams.by_connection.contains_key(&fresh));
     }
 }

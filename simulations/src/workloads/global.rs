@@ -420,6 +420,12 @@ impl GlobalCluster {
         &mut self.simulation
     }
 
+    /// The disk of `node`, to read its store (with a
+    /// [`SimDiskReader`](crate::workloads::region::SimDiskReader)).
+    pub fn disk(&self, node: NodeId) -> Option<&crate::disk::SimDisk> {
+        self.simulation.disk(node)
+    }
+
     /// The observer.
     pub fn observer(&self) -> Ref<'_, GlobalObserver> {
         self.observer.borrow()
@@ -488,17 +494,22 @@ impl GlobalCluster {
     pub fn converge(&mut self, within: Duration) -> Result<Duration, String> {
         let start = self.simulation.now();
         let deadline = start.saturating_add(within);
-        let mut target_epoch: Option<u64> = None;
+        let mut target: Option<(u64, Vec<u64>)> = None;
         while self.simulation.now() < deadline {
             self.simulation.run_for(CONVERGENCE_CHECK_INTERVAL);
-            match target_epoch {
+            match &target {
                 None => {
-                    if self.settled() {
-                        target_epoch = Some(self.newest_sealed_epoch());
+                    if self.settled()
+                        && let Some(commits) = self.region_commit_targets()
+                    {
+                        target = Some((self.newest_sealed_epoch(), commits));
                     }
                 }
-                Some(target) => {
-                    if self.settled() && self.every_member_appended(target) {
+                Some((epoch, commits)) => {
+                    if self.settled()
+                        && self.every_member_appended(*epoch)
+                        && self.every_member_applied(commits)
+                    {
                         return Ok(self.simulation.now().saturating_duration_since(start));
                     }
                 }
@@ -538,6 +549,41 @@ impl GlobalCluster {
             .map(|coordinator| coordinator.state().newest_epoch_number())
             .max()
             .unwrap_or(0)
+    }
+
+    /// The commit index of every region's leader, in region order, once each leader committed
+    /// an entry of its own term; none before. Until a new leader commits in its own term its
+    /// commit index may lag what earlier leaders committed and acknowledged (after a restart of
+    /// every member it is what was persisted, unsynced), so a check that trusted it could read
+    /// the logs before an acknowledged record is applied.
+    fn region_commit_targets(&self) -> Option<Vec<u64>> {
+        self.routes
+            .regions
+            .iter()
+            .map(|(_, members)| {
+                let leader = members.iter().find_map(|&member| {
+                    let node = self.region_node(member)?;
+                    node.is_leader().then_some(node)
+                })?;
+                let status = leader.status();
+                (leader.group().storage().term_of(status.commit_index) == Some(status.term))
+                    .then_some(status.commit_index)
+            })
+            .collect()
+    }
+
+    /// Every member of each region applied through that region's index in `commits`.
+    fn every_member_applied(&self, commits: &[u64]) -> bool {
+        self.routes
+            .regions
+            .iter()
+            .zip(commits)
+            .all(|((_, members), &commit)| {
+                members.iter().all(|&member| {
+                    self.region_node(member)
+                        .is_some_and(|node| node.status().applied_index >= commit)
+                })
+            })
     }
 
     fn every_member_appended(&self, epoch: u64) -> bool {

@@ -28,8 +28,8 @@ use dsss_wire::RegionId as WireRegionId;
 
 pub use checker::{RegionObserver, check_logs};
 pub use process::{
-    ClientProcess, ClientSettings, NodeProcess, RegionMessage, RegionProcess, SimDiskStore,
-    TICK_INTERVAL,
+    ClientProcess, ClientSettings, NodeProcess, RegionMessage, RegionProcess, SimDiskReader,
+    SimDiskStore, TICK_INTERVAL,
 };
 
 use super::common::{election_seed, uniform_duration};

@@ -178,8 +178,18 @@ pub struct LogEntries {
 }
 
 impl LogEntries {
-    /// The answer of a member whose applied log is `log` to `request`.
-    pub fn answer(log: &RegionLog, request: ReadLogRequest) -> LogEntries {
+    /// The answer of a member whose applied log is `log`, persisted in `store`, to `request`:
+    /// the newest entries come from the log's cache, older ones from the store, as a
+    /// production node reads them.
+    ///
+    /// # Errors
+    ///
+    /// The store could not give back an entry the log retains: the store is damaged.
+    pub fn answer(
+        log: &RegionLog,
+        store: &dyn DurableStore,
+        request: ReadLogRequest,
+    ) -> Result<LogEntries, StoreError> {
         let from_position = request.from_position.max(1);
         let mut answer = LogEntries {
             request_id: request.request_id,
@@ -190,18 +200,13 @@ impl LogEntries {
         };
         if from_position < log.first_retained_position() {
             answer.truncated_below = Some(log.first_retained_position());
-            return answer;
+            return Ok(answer);
         }
-        let mut position = from_position;
-        while position <= log.last_position() && answer.entries.len() < LOG_ENTRIES_PER_READ_MAX {
-            let Some(stored) = log.cached_record(position) else {
-                break;
-            };
-            answer.entries.push((position, stored.entry.clone()));
-            answer.through_position = position;
-            position += 1;
+        for stored in log.read(store, from_position, LOG_ENTRIES_PER_READ_MAX, u64::MAX)? {
+            answer.through_position = stored.position;
+            answer.entries.push((stored.position, stored.entry));
         }
-        answer
+        Ok(answer)
     }
 }
 
@@ -959,7 +964,12 @@ impl Process for NodeProcess {
             }
             GlobalMessage::ReadLog(request) => {
                 let region = self.region.as_ref().expect("started");
-                let answer = LogEntries::answer(region.region_log(), request);
+                let node = cx.node();
+                let store = SimDiskStore::new(cx.disk());
+                let answer = LogEntries::answer(region.region_log(), &store, request)
+                    .unwrap_or_else(|error| {
+                        panic!("node {node} cannot read back its own region log: {error}")
+                    });
                 cx.send(from, GlobalMessage::LogEntries(answer));
             }
             GlobalMessage::FetchCheckpoint {

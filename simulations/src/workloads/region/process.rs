@@ -169,9 +169,44 @@ impl DurableStore for SimDiskStore<'_> {
     }
 
     fn get(&self, space: KeySpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        SimDiskReader::new(self.disk).get(space, key)
+    }
+
+    fn scan(
+        &self,
+        space: KeySpace,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<KeyValuePairs, StoreError> {
+        SimDiskReader::new(self.disk).scan(space, start, end, limit)
+    }
+}
+
+/// The reads of a [`SimDiskStore`] over a disk borrowed shared, for whoever only reads a
+/// node's store (the checks of a run, a member answering a log read). A write is an error.
+pub struct SimDiskReader<'a> {
+    disk: &'a SimDisk,
+}
+
+impl<'a> SimDiskReader<'a> {
+    /// The reader over `disk`.
+    pub fn new(disk: &'a SimDisk) -> Self {
+        SimDiskReader { disk }
+    }
+}
+
+impl DurableStore for SimDiskReader<'_> {
+    fn write(&mut self, _batch: WriteBatch, _sync: bool) -> Result<(), StoreError> {
+        Err(StoreError::Engine(
+            "a SimDiskReader only reads; write through a SimDiskStore".to_owned(),
+        ))
+    }
+
+    fn get(&self, space: KeySpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .disk
-            .get(&Self::prefixed(space, key))
+            .get(&SimDiskStore::prefixed(space, key))
             .map(<[u8]>::to_vec))
     }
 
@@ -185,11 +220,13 @@ impl DurableStore for SimDiskStore<'_> {
         let prefix = space_prefix(space);
         Ok(self
             .disk
-            .scan_prefix(&prefix)
+            .scan_range(
+                &SimDiskStore::prefixed(space, start),
+                &SimDiskStore::prefixed(space, end),
+                limit,
+            )
             .into_iter()
             .map(|(key, value)| (key[prefix.len()..].to_vec(), value))
-            .filter(|(key, _)| key.as_slice() >= start && key.as_slice() < end)
-            .take(limit)
             .collect())
     }
 }
