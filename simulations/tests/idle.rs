@@ -194,6 +194,46 @@ fn an_idle_region_is_not_suspected_and_calls_after_the_quiet_complete() {
             made > 0 && acknowledged == made,
             "seed {seed}: {acknowledged} of {made} global calls after the quiet spell completed"
         );
+        // For the record, not a check: how long the first global call of each region after
+        // the quiet spell took, beside calls in a busy cluster.
+        let observer = cluster.observer();
+        let busy: Vec<Duration> = observer
+            .calls()
+            .values()
+            .filter(|call| {
+                call.scope == Scope::Global
+                    && call.invoked_at >= at(Duration::from_secs(1))
+                    && call.invoked_at < at(Duration::from_secs(2))
+            })
+            .filter_map(|call| {
+                call.acknowledged_at
+                    .map(|done| done.saturating_duration_since(call.invoked_at))
+            })
+            .collect();
+        let mut first_after: Vec<(String, Duration)> = Vec::new();
+        for (region, _) in cluster.regions() {
+            let first = observer
+                .calls()
+                .values()
+                .filter(|call| {
+                    call.scope == Scope::Global
+                        && &call.region == region
+                        && call.invoked_at >= quiet_until
+                })
+                .min_by_key(|call| call.invoked_at);
+            let latency = first.and_then(|call| {
+                call.acknowledged_at
+                    .map(|done| done.saturating_duration_since(call.invoked_at))
+            });
+            if let Some(latency) = latency {
+                first_after.push((region.clone(), latency));
+            }
+        }
+        let mean_busy = busy.iter().sum::<Duration>() / u32::try_from(busy.len().max(1)).unwrap();
+        eprintln!(
+            "seed {seed}: global calls in a busy cluster took {mean_busy:?} on average; the \
+             first after the quiet spell: {first_after:?}"
+        );
     });
 }
 
