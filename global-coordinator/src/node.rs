@@ -15,6 +15,8 @@
 //!   acknowledged point (at most [`RESEND_MESSAGES_PER_REGION_MAX`] parts per region);
 //! - proposes `EpochsAcknowledged` when a region's acknowledgements advanced (at most one
 //!   entry per region per tick);
+//! - tells regions in every answer whether records wait (`closes_wanted`), so that they
+//!   close a batch every epoch then and only at their idle pace otherwise;
 //! - proposes `Suspect` for a member whose closed timestamp has not advanced for the
 //!   suspicion timeout, measured since the later of its last advance and the moment this node
 //!   became leader (never for the last member: apply refuses it).
@@ -512,6 +514,9 @@ struct Leadership {
     term: u64,
     since_us: u64,
     regions: BTreeMap<RegionId, RegionDuty>,
+    /// When a batch with records last arrived: regions are asked to close every epoch
+    /// interval for a resend interval after it, before its entry is applied and beyond.
+    records_arrived_us: Option<u64>,
 }
 
 /// One replica of the global coordinator. See the module documentation.
@@ -657,6 +662,11 @@ impl CoordinatorNode {
         if !self.is_leader() {
             // The answer names the leader (`current_batch_ack`).
             return Ok(());
+        }
+        if !batch.records.is_empty()
+            && let Some(leadership) = self.leadership.as_mut()
+        {
+            leadership.records_arrived_us = Some(now_us);
         }
         let entry = self.batch_entry(region.clone(), batch)?;
         let state = self.group.state_machine();
@@ -970,8 +980,8 @@ impl CoordinatorNode {
     /// membership, watermark, incarnation) on the leader, `not_leader` (with the leader's id)
     /// on a follower. A driver that answers each submitted batch at once, before its entry is
     /// applied, answers with this; the batch's own acknowledgement reaches the region with
-    /// the answer to a later submission (a region submits every epoch and resends what is
-    /// unacknowledged).
+    /// the answer to a later submission (a region submits every epoch while busy, asks every
+    /// epoch while idle, and resends what is unacknowledged).
     pub fn current_batch_ack(
         &mut self,
         now_us: u64,
@@ -1283,6 +1293,7 @@ impl CoordinatorNode {
             term,
             since_us: now_us,
             regions,
+            records_arrived_us: None,
         });
     }
 
@@ -1512,7 +1523,23 @@ impl CoordinatorNode {
             sender_time: Some(sender_time.into()),
             incarnation: region_state.incarnation,
             first_retained_epoch_number: state.first_retained_epoch_number(),
+            closes_wanted: self.closes_wanted(),
         }
+    }
+
+    /// True when every member region should close a batch every epoch interval: records wait
+    /// for the watermark, or a batch with records arrived within the last resend interval
+    /// (its entry may not be applied yet). Otherwise a region with nothing to ship closes
+    /// only at its idle pace.
+    fn closes_wanted(&self) -> bool {
+        let recent_records = self
+            .leadership
+            .as_ref()
+            .and_then(|leadership| leadership.records_arrived_us)
+            .is_some_and(|at_us| {
+                self.now_us < at_us.saturating_add(self.config.resend_interval_us)
+            });
+        recent_records || self.group.state_machine().pending_count() > 0
     }
 
     fn not_leader_ack(&mut self, region: &RegionId) -> proto::RegionBatchAck {

@@ -10,8 +10,8 @@
 //! sealed twice.
 //!
 //! Store layout (written in the same batch as the raft group's own writes):
-//! - [`COORDINATOR_STATE`] key [`STATE_KEY`]: watermark, next epoch number and every region's
-//!   state;
+//! - [`COORDINATOR_STATE`] key [`STATE_KEY`]: watermark, next epoch number, every region's
+//!   state and the flag of a membership change no epoch shows yet;
 //! - [`COORDINATOR_PENDING`]: one pending record per key (its timestamp, region and request
 //!   sequence), the value its protocol buffer encoding;
 //! - [`COORDINATOR_EPOCHS`]: one retained sealed epoch per key (its number, 8 big-endian
@@ -77,8 +77,12 @@ const _: () = assert!(
 /// How many keys one scan of the store returns while recovering.
 const RECOVERY_SCAN_CHUNK_MAX: usize = 1_024;
 
-const STATE_FORMAT: u8 = 1;
-const SNAPSHOT_FORMAT: u8 = 1;
+/// Format 2 adds the flag of a membership change no epoch shows yet; format 1 (without it)
+/// is still read, the flag then set, which seals one epoch more at worst.
+const STATE_FORMAT: u8 = 2;
+const STATE_FORMAT_WITHOUT_MEMBERSHIP_FLAG: u8 = 1;
+const SNAPSHOT_FORMAT: u8 = 2;
+const SNAPSHOT_FORMAT_WITHOUT_MEMBERSHIP_FLAG: u8 = 1;
 
 /// The smallest encoded region state, to refuse impossible counts early.
 const REGION_ENCODED_BYTES_MIN: usize = 4 + 1 + 8 + 1 + 8 + 12 + 12 + 8;
@@ -449,6 +453,10 @@ pub struct CoordinatorState {
     pending_size_bytes: u64,
     epochs: VecDeque<Epoch>,
     retained_size_bytes: u64,
+    /// The membership changed (a removal or a readmission) since the newest epoch was sealed:
+    /// the next rise of the watermark seals an epoch even without records, so that every
+    /// region learns the membership.
+    membership_unsealed: bool,
 }
 
 impl CoordinatorState {
@@ -477,6 +485,7 @@ impl CoordinatorState {
             pending_size_bytes: 0,
             epochs: VecDeque::new(),
             retained_size_bytes: 0,
+            membership_unsealed: false,
         }
     }
 
@@ -745,6 +754,7 @@ impl CoordinatorState {
             region.member = true;
             region.next_batch_number = 1;
             region.closed = region.closed.max(watermark);
+            self.membership_unsealed = true;
         }
         region.floor = floor;
         region.closed = region.closed.max(entry.closed).max(floor);
@@ -785,6 +795,7 @@ impl CoordinatorState {
             SuspectVerdict::LastMember
         } else {
             region.member = false;
+            self.membership_unsealed = true;
             let doomed: Vec<PendingKey> = self
                 .pending
                 .keys()
@@ -883,8 +894,9 @@ impl CoordinatorState {
     }
 
     /// SEAL (docs/global-protocol.md section 5): the new watermark is the minimum closed
-    /// timestamp of the members; when it rose, the pending records at or below it become the
-    /// next epoch.
+    /// timestamp of the members; when it rose past a pending record, or the membership
+    /// changed since the newest epoch, the pending records at or below it become the next
+    /// epoch.
     fn seal(&mut self, batch: &mut WriteBatch) {
         let Some(new_watermark) = self
             .regions
@@ -898,6 +910,20 @@ impl CoordinatorState {
         if new_watermark <= self.watermark {
             return;
         }
+        // An epoch without records is sealed only as the first epoch (it shows the tier is
+        // up) or to show a membership change: while nothing waits, closed timestamps rise
+        // without sealing (and the watermark stays with the newest epoch). Every pending
+        // record stays above the minimum closed timestamp, so the epoch sealed later covers
+        // the whole stretch in one.
+        let carries_record = self
+            .pending
+            .first_key_value()
+            .is_some_and(|(key, _)| key.timestamp <= new_watermark);
+        let first = self.next_epoch_number == 1;
+        if !carries_record && !first && !self.membership_unsealed {
+            return;
+        }
+        self.membership_unsealed = false;
         let mut records = Vec::new();
         let mut record_sizes_bytes = Vec::new();
         while let Some(entry) = self.pending.first_entry() {
@@ -1003,6 +1029,7 @@ impl CoordinatorState {
             put_timestamp(&mut out, state.floor);
             put_u64(&mut out, state.acknowledged_epoch);
         }
+        out.push(u8::from(self.membership_unsealed));
         out
     }
 
@@ -1013,7 +1040,12 @@ impl CoordinatorState {
     }
 
     /// A state with the counters and regions read from `reader`, nothing pending or retained.
-    fn decode_state(&self, reader: &mut Reader<'_>) -> Result<CoordinatorState, String> {
+    /// `with_flag`: the encoding ends with the membership flag (format 2 on).
+    fn decode_state(
+        &self,
+        reader: &mut Reader<'_>,
+        with_flag: bool,
+    ) -> Result<CoordinatorState, String> {
         let watermark = reader.timestamp("watermark")?;
         let next_epoch_number = reader.u64("next epoch number")?;
         if next_epoch_number == 0 {
@@ -1055,6 +1087,11 @@ impl CoordinatorState {
         if !regions.values().any(|state| state.member) {
             return Err("no region is a member".to_owned());
         }
+        let membership_unsealed = if with_flag {
+            reader.bool("membership flag")?
+        } else {
+            true
+        };
         Ok(CoordinatorState {
             limits: self.limits,
             regions,
@@ -1064,6 +1101,7 @@ impl CoordinatorState {
             pending_size_bytes: 0,
             epochs: VecDeque::new(),
             retained_size_bytes: 0,
+            membership_unsealed,
         })
     }
 
@@ -1171,12 +1209,13 @@ impl CoordinatorState {
         }
         let mut reader = Reader::new(data);
         let format = reader.u8("snapshot format")?;
-        if format != SNAPSHOT_FORMAT {
+        if format != SNAPSHOT_FORMAT && format != SNAPSHOT_FORMAT_WITHOUT_MEMBERSHIP_FLAG {
             return Err(format!(
-                "format {format} is unknown; this release reads format {SNAPSHOT_FORMAT}"
+                "format {format} is unknown; this release reads formats \
+                 {SNAPSHOT_FORMAT_WITHOUT_MEMBERSHIP_FLAG} and {SNAPSHOT_FORMAT}"
             ));
         }
-        let mut state = self.decode_state(&mut reader)?;
+        let mut state = self.decode_state(&mut reader, format == SNAPSHOT_FORMAT)?;
         let pending_count = reader.count(usize::MAX, 4, "pending record count")?;
         for number in 0..pending_count {
             let (record, size_bytes) = reader.record(&format!("pending record {number}"))?;
@@ -1335,15 +1374,16 @@ impl StateMachine for CoordinatorState {
         let decoded = reader
             .u8("state format")
             .and_then(|format| {
-                if format == STATE_FORMAT {
-                    Ok(())
+                if format == STATE_FORMAT || format == STATE_FORMAT_WITHOUT_MEMBERSHIP_FLAG {
+                    Ok(format == STATE_FORMAT)
                 } else {
                     Err(format!(
-                        "format {format} is unknown; this release reads format {STATE_FORMAT}"
+                        "format {format} is unknown; this release reads formats \
+                         {STATE_FORMAT_WITHOUT_MEMBERSHIP_FLAG} and {STATE_FORMAT}"
                     ))
                 }
             })
-            .and_then(|()| self.decode_state(&mut reader))
+            .and_then(|with_flag| self.decode_state(&mut reader, with_flag))
             .and_then(|state| reader.finish().map(|()| state))
             .map_err(|reason| corrupt(COORDINATOR_STATE, STATE_KEY, reason))?;
         *self = decoded;
@@ -1518,23 +1558,46 @@ mod tests {
     }
 
     #[test]
-    fn empty_batches_seal_empty_epochs_that_move_the_watermark() {
+    fn empty_batches_move_closed_timestamps_and_seal_only_what_needs_an_epoch() {
+        // Reference: docs/global-protocol.md section 5 (SEAL): an epoch without records is
+        // sealed only to show a membership change.
         let mut harness = Harness::new(&["a", "b"]);
         harness.batch("a", 1, 1, &[], 100);
+        // The first rise of the watermark seals the first epoch, empty: the tier is up.
         let outcome = harness.batch("b", 1, 1, &[], 50);
         assert_eq!(outcome.sealed_epoch, Some(1));
+        assert!(harness.state.epoch(1).unwrap().records.is_empty());
         let outcome = harness.batch("b", 1, 2, &[], 120);
+        assert_eq!(outcome.sealed_epoch, None, "nothing waits");
+        assert_eq!(harness.state.watermark(), at(50));
+        assert_eq!(harness.state.region(&region("b")).unwrap().closed, at(120));
+        // A record seals one epoch covering the whole stretch since the last one.
+        let outcome = harness.batch("a", 1, 2, &[(1, 110)], 130);
         assert_eq!(outcome.sealed_epoch, Some(2));
         let epoch = harness.state.epoch(2).unwrap();
-        assert!(epoch.records.is_empty());
         assert_eq!(
             (epoch.previous_watermark, epoch.watermark),
-            (at(50), at(100))
+            (at(50), at(120))
         );
-        // A closed timestamp that does not rise seals nothing.
-        let outcome = harness.batch("b", 1, 3, &[], 120);
+        assert_eq!(harness.epoch_records(2), vec![entry("a", 1, 110)]);
+        // Closed timestamps rise again without an epoch...
+        let outcome = harness.batch("b", 1, 3, &[], 200);
         assert_eq!(outcome.sealed_epoch, None);
-        assert_eq!(harness.state.newest_epoch_number(), 2);
+        // ...until the membership changes: the removal seals an empty epoch without b.
+        let outcome = harness.suspect("b", 1);
+        assert_eq!(outcome.sealed_epoch, Some(3));
+        let epoch = harness.state.epoch(3).unwrap();
+        assert!(epoch.records.is_empty());
+        assert_eq!(epoch.member_regions, regions(&["a"]));
+        assert_eq!(
+            (epoch.previous_watermark, epoch.watermark),
+            (at(120), at(130))
+        );
+        // A closed timestamp that rises with nothing waiting seals nothing.
+        let outcome = harness.batch("a", 1, 3, &[], 300);
+        assert_eq!(outcome.sealed_epoch, None);
+        assert_eq!(harness.state.newest_epoch_number(), 3);
+        assert_eq!(harness.recovered(), harness.state);
     }
 
     #[test]
@@ -1638,7 +1701,7 @@ mod tests {
         harness.batch("a", 1, 3, &[], 700);
         harness.batch("b", 1, 4, &[], 700);
         harness.batch("c", 2, 2, &[], 700);
-        assert_eq!(harness.state.watermark(), at(700));
+        assert_eq!(harness.state.pending_count(), 0);
         let newest = harness.state.newest_epoch_number();
         let sealed: Vec<u64> = (1..=newest)
             .filter(|&number| harness.epoch_records(number).contains(&entry("c", 3, 500)))
@@ -1666,7 +1729,7 @@ mod tests {
     fn acknowledged_epochs_are_dropped_once_every_region_appended_them() {
         let mut harness = Harness::new(&["a", "b"]);
         for number in 1..=4 {
-            harness.batch("a", 1, number, &[], number * 100);
+            harness.batch("a", 1, number, &[(number, number * 100 - 50)], number * 100);
             harness.batch("b", 1, number, &[], number * 100);
         }
         assert_eq!(harness.state.newest_epoch_number(), 4);
@@ -1717,10 +1780,10 @@ mod tests {
                 .next_batch_number,
             1
         );
-        harness.batch("a", 1, 1, &[], 100);
+        harness.batch("a", 1, 1, &[(1, 50)], 100);
         harness.batch("b", 1, 1, &[], 100);
         harness.batch("b", 1, 2, &[], 200);
-        harness.batch("a", 1, 2, &[], 200);
+        harness.batch("a", 1, 2, &[(2, 150)], 200);
         assert_eq!(harness.state.retained_epoch_count(), 2);
         let outcome = harness.batch("a", 1, 3, &[], 300);
         let BatchVerdict::Overloaded { reason } = verdict(&outcome) else {
@@ -1757,7 +1820,8 @@ mod tests {
         };
         let mut harness = Harness::with_limits(&["a", "b", "c", "d"], limits);
         for name in ["a", "b", "c", "d"] {
-            harness.batch(name, 1, 1, &[], 100);
+            let records: &[(u64, u64)] = if name == "a" { &[(1_000, 50)] } else { &[] };
+            harness.batch(name, 1, 1, records, 100);
         }
         assert_eq!(harness.state.newest_epoch_number(), 1);
         for name in ["a", "b", "c", "d"] {
@@ -1972,7 +2036,16 @@ mod tests {
             40,
             "a record larger than the bound goes alone"
         );
-        harness.batch("a", 1, 2, &[], 200);
-        assert_eq!(harness.state.epoch(2).unwrap().part_ranges(1), vec![0..0]);
+        // An epoch without records (one that shows a membership change) is one empty part.
+        let empty = Epoch {
+            number: 2,
+            previous_watermark: at(100),
+            watermark: at(200),
+            member_regions: regions(&["a"]),
+            records: Vec::new(),
+            record_sizes_bytes: Vec::new(),
+            size_bytes: 0,
+        };
+        assert_eq!(empty.part_ranges(1), vec![0..0]);
     }
 }

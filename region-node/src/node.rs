@@ -130,6 +130,11 @@ pub struct RegionNodeConfig {
     pub epoch_interval_us: u64,
     /// How often the leader resends the batches the coordinator has not acknowledged.
     pub batch_resend_interval_us: u64,
+    /// How often the leader closes a batch while the region is idle: nothing to ship and the
+    /// coordinator not asking for closes (docs/global-protocol.md section 3). It keeps the
+    /// region's closed timestamp advancing well within the coordinator's suspicion timeout
+    /// (drivers use a quarter of it).
+    pub idle_close_interval_us: u64,
     /// Whether the region takes part in a global tier. Without one (a deployment of one
     /// region) the leader closes no batches, so the raft log carries only the region's own
     /// records, and a global call is refused with [`ProposeError::NoGlobalTier`] instead of
@@ -149,6 +154,7 @@ impl RegionNodeConfig {
             proposal_timeout_ticks: 100,
             epoch_interval_us: 50_000,
             batch_resend_interval_us: 500_000,
+            idle_close_interval_us: 500_000,
             global_tier: true,
         }
     }
@@ -168,6 +174,7 @@ impl RegionNodeConfig {
         for (name, value) in [
             ("epoch_interval_us", self.epoch_interval_us),
             ("batch_resend_interval_us", self.batch_resend_interval_us),
+            ("idle_close_interval_us", self.idle_close_interval_us),
         ] {
             if !(GLOBAL_INTERVAL_US_MIN..=GLOBAL_INTERVAL_US_MAX).contains(&value) {
                 return Err(format!(
@@ -621,6 +628,8 @@ pub struct NodeCounters {
     pub entries_proposed: u64,
     /// `CloseBatch` entries this node proposed.
     pub close_batches_proposed: u64,
+    /// Idle asks sent to the coordinator (an acknowledged batch again, without records).
+    pub idle_polls_sent: u64,
     /// Records in those entries.
     pub records_proposed: u64,
     /// Raft rounds handled.
@@ -1123,6 +1132,7 @@ impl RegionNode {
         }
         self.shipping
             .acknowledge(ack.incarnation, ack.acknowledged_through_batch_number);
+        self.shipping.set_closes_wanted(ack.closes_wanted);
         let next_epoch = self.group.state_machine().global().epochs_applied_through() + 1;
         if ack.first_retained_epoch_number > next_epoch && self.epochs_missed.is_none() {
             // The epochs between were released while this region was out of the membership;
@@ -1885,15 +1895,38 @@ impl RegionNode {
     /// Proposes a `CloseBatch` when one is due (leader only).
     /// It carries the coordinator's acknowledgement, which makes the region forget the
     /// batches the coordinator took; at the outgoing bound it is proposed for that alone.
+    ///
+    /// A batch is due every epoch interval while the region is busy: its open batch holds a
+    /// record, it is out of the membership or has closed no batch in its incarnation, or the
+    /// coordinator's last answer asked for closes (records wait for the watermark somewhere).
+    /// Otherwise the region is idle and closes only every `idle_close_interval_us`, enough to
+    /// show the coordinator it is alive; in between it asks the coordinator every epoch
+    /// interval whether closes are wanted ([`RegionNode::poll_coordinator`]), which costs no
+    /// raft entry on either side.
     fn propose_close_batch(&mut self, now_us: u64) {
         let acknowledged = self.shipping.acknowledged();
         let global = self.group.state_machine().global();
-        if !self.config.global_tier
-            || !(global.can_close_batch() || global.acknowledgement_prunes(acknowledged))
-            || !self
-                .shipping
-                .close_due(now_us, self.config.epoch_interval_us)
-        {
+        if !self.config.global_tier {
+            return;
+        }
+        let can_close = global.can_close_batch();
+        if !(can_close || global.acknowledgement_prunes(acknowledged)) {
+            return;
+        }
+        let busy = !can_close
+            || global.open_batch().next().is_some()
+            || !global.is_member()
+            || global.last_batch_number() == 0
+            || self.shipping.closes_wanted();
+        let interval_us = if busy {
+            self.config.epoch_interval_us
+        } else {
+            self.config.idle_close_interval_us
+        };
+        if !self.shipping.close_due(now_us, interval_us) {
+            if !busy {
+                self.poll_coordinator(now_us);
+            }
             return;
         }
         let proposed_closed = self.clock.now(now_us);
@@ -1905,6 +1938,36 @@ impl RegionNode {
         {
             self.counters.close_batches_proposed += 1;
         }
+    }
+
+    /// While idle, asks the coordinator every epoch interval whether closes are wanted, by
+    /// sending the newest batch it acknowledged again, without records. The coordinator
+    /// answers a batch it took before from its applied state, with no raft entry, and the
+    /// answer says whether records wait for the watermark (`closes_wanted`). Its closed
+    /// timestamp is the region's last assigned timestamp, a promise the region keeps anyway.
+    fn poll_coordinator(&mut self, now_us: u64) {
+        let (incarnation, batch_number) = self.shipping.acknowledged();
+        let global = self.group.state_machine().global();
+        if incarnation != global.incarnation()
+            || batch_number == 0
+            || !self
+                .shipping
+                .poll_due(now_us, self.config.epoch_interval_us)
+        {
+            return;
+        }
+        let closed = self.group.state_machine().last_assigned();
+        let message = proto::RegionBatch {
+            region: self.config.region.as_str().to_owned(),
+            batch_number,
+            records: Vec::new(),
+            closed_timestamp: Some(closed.into()),
+            sender_node_id: self.group.id(),
+            sender_time: Some(self.clock.now(now_us).into()),
+            incarnation,
+        };
+        self.counters.idle_polls_sent += 1;
+        self.push_to_coordinator(ToCoordinator::Batch(message));
     }
 
     /// Sends the batches never sent in this term, and with `resend` the unacknowledged ones

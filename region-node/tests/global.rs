@@ -126,6 +126,8 @@ impl FakeCoordinator {
             sender_time: Some(self.now.into()),
             incarnation: region.incarnation,
             first_retained_epoch_number: self.first_retained,
+            // These tests drive every close by hand; the fake always asks for them.
+            closes_wanted: true,
         }
     }
 

@@ -110,6 +110,14 @@ impl DriverConfig {
                 crate::node::GLOBAL_INTERVAL_US_MIN,
                 crate::node::GLOBAL_INTERVAL_US_MAX,
             );
+        // An idle region closes a batch four times per suspicion timeout, so that the
+        // coordinator keeps hearing of it without a close every epoch.
+        node_config.idle_close_interval_us = (topology.cluster.suspicion_timeout_us / 4)
+            .max(node_config.epoch_interval_us)
+            .clamp(
+                crate::node::GLOBAL_INTERVAL_US_MIN,
+                crate::node::GLOBAL_INTERVAL_US_MAX,
+            );
         let peers = region
             .nodes
             .iter()

@@ -28,7 +28,13 @@ pub struct Shipping {
     /// Every batch at or below this was sent at least once in this term.
     sent: (u64, u64),
     next_resend_us: u64,
-    next_close_us: u64,
+    /// When this leader last proposed a `CloseBatch`, and last asked the coordinator.
+    closed_at_us: Option<u64>,
+    polled_at_us: Option<u64>,
+    /// What the coordinator's newest answer said: records wait for the watermark, so every
+    /// region closes a batch every epoch interval. `None` (read as true) until an answer
+    /// arrives in this term.
+    closes_wanted: Option<bool>,
     /// Epoch parts proposed and not yet applied, with the tick they were proposed at.
     parts_proposed: BTreeMap<(u64, u32), u64>,
     /// The newest part proposed in this term, as (epoch, part, parts in the epoch), every
@@ -65,13 +71,37 @@ impl Shipping {
         self.acknowledged
     }
 
-    /// True when a `CloseBatch` is due at `now_us`; then the next one is due an interval
-    /// later.
-    pub fn close_due(&mut self, now_us: u64, epoch_interval_us: u64) -> bool {
-        if now_us < self.next_close_us {
+    /// The coordinator's newest answer said whether it wants closes every epoch interval.
+    pub fn set_closes_wanted(&mut self, wanted: bool) {
+        self.closes_wanted = Some(wanted);
+    }
+
+    /// True until an answer of the coordinator in this term says closes are not wanted.
+    pub fn closes_wanted(&self) -> bool {
+        self.closes_wanted.unwrap_or(true)
+    }
+
+    /// True when a `CloseBatch` is due at `now_us`: the first in this term, or `interval_us`
+    /// after the previous one. When true, the close counts as made at `now_us`.
+    pub fn close_due(&mut self, now_us: u64, interval_us: u64) -> bool {
+        if self
+            .closed_at_us
+            .is_some_and(|at_us| now_us < at_us.saturating_add(interval_us))
+        {
             return false;
         }
-        self.next_close_us = now_us.saturating_add(epoch_interval_us);
+        self.closed_at_us = Some(now_us);
+        true
+    }
+
+    /// True when an idle ask of the coordinator is due at `now_us`: the first in this term, or
+    /// `interval_us` after the previous ask or close. When true, the ask counts as made.
+    pub fn poll_due(&mut self, now_us: u64, interval_us: u64) -> bool {
+        let last_us = self.polled_at_us.max(self.closed_at_us);
+        if last_us.is_some_and(|at_us| now_us < at_us.saturating_add(interval_us)) {
+            return false;
+        }
+        self.polled_at_us = Some(now_us);
         true
     }
 

@@ -172,6 +172,7 @@ impl GlobalRunSettings {
                 // A global call waits for its epoch: allow several times the WAN delay.
                 request_timeout: d_max.saturating_mul(8) + Duration::from_millis(500),
                 calls_until: SimTime::ZERO,
+                quiet: None,
                 global_share: 0.7,
                 duplicate_probability: 0.05,
             },
@@ -354,6 +355,8 @@ impl GlobalCluster {
                 let mut config = RegionNodeConfig::new(member, members.clone(), region_id.clone());
                 config.epoch_interval_us = topology.cluster.epoch_us;
                 config.batch_resend_interval_us = resend_us;
+                config.idle_close_interval_us =
+                    (topology.cluster.suspicion_timeout_us / 4).max(config.epoch_interval_us);
                 config.max_clock_skew_us = topology.cluster.max_clock_skew_us;
                 config.log_retention.size_bytes_max = topology.cluster.region_log_quota_bytes;
                 // A global call waits for its epoch; give it the suspicion timeout and a few

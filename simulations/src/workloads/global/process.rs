@@ -1067,6 +1067,9 @@ pub struct ClientSettings {
     pub request_timeout: Duration,
     /// The client starts no new call after this time (it finishes the one in flight).
     pub calls_until: SimTime,
+    /// A quiet spell `[from, until)`: a call that would start in it waits until its end, so
+    /// the cluster stays idle in between.
+    pub quiet: Option<(SimTime, SimTime)>,
     /// The share of calls on the global object; the others go to the region's own object.
     pub global_share: f64,
     /// The probability that, after an acknowledgement, the client sends the same call again
@@ -1200,6 +1203,13 @@ impl ClientProcess {
 
     fn start_next_call(&mut self, cx: &mut Context<'_, GlobalMessage>) {
         if cx.now() >= self.settings.calls_until {
+            return;
+        }
+        if let Some((from, until)) = self.settings.quiet
+            && cx.now() >= from
+            && cx.now() < until
+        {
+            self.timer = Some(cx.set_timer(until.saturating_duration_since(cx.now())));
             return;
         }
         let sequence = self.next_sequence;
