@@ -133,7 +133,7 @@ fn deep_nesting_stops_at_the_parser_limit() {
     let diagnostics = parse("nested.toml", &nested).expect_err("name is not a string");
     assert_eq!(
         diagnostics.to_string(),
-        "nested.toml:25:8: cluster.name: expected a string, found an array"
+        "nested.toml:27:8: cluster.name: expected a string, found an array"
     );
 }
 
