@@ -278,13 +278,7 @@ async fn records_of_the_largest_accepted_size_stream_in_bounded_pieces() {
 
     // Every member serves the whole run to a new subscriber, which reads it from the log.
     for node_id in NODE_IDS {
-        let mut stream = region
-            .stub(node_id)
-            .subscribe(subscribe_request(1, 4))
-            .await
-            .expect("subscribe")
-            .into_inner();
-        let pieces = pieces_through(&mut stream, last_position).await;
+        let pieces = new_subscriber_through(&region, node_id, 4, last_position).await;
         assert_eq!(blobs_of(&pieces), expected, "node {node_id}");
         // Each record is larger than the reply budget: it comes alone in its piece.
         assert!(
@@ -322,14 +316,25 @@ async fn records_of_the_largest_accepted_size_stream_in_bounded_pieces() {
         status.log_size_bytes,
         status.log_cache_bytes
     );
+    let pieces = new_subscriber_through(&region, follower, 5, last_position).await;
+    assert_eq!(blobs_of(&pieces), expected, "the restarted node");
+}
+
+/// What a new subscriber of `client_id` to `node_id` reads from position 1 through
+/// `last_position`.
+async fn new_subscriber_through(
+    region: &Region,
+    node_id: u64,
+    client_id: u64,
+    last_position: u64,
+) -> Vec<proto::SubscribeReply> {
     let mut stream = region
-        .stub(follower)
-        .subscribe(subscribe_request(1, 5))
+        .stub(node_id)
+        .subscribe(subscribe_request(1, client_id))
         .await
         .expect("subscribe")
         .into_inner();
-    let pieces = pieces_through(&mut stream, last_position).await;
-    assert_eq!(blobs_of(&pieces), expected, "the restarted node");
+    pieces_through(&mut stream, last_position).await
 }
 
 /// Appends blobs and counts them.
