@@ -212,11 +212,7 @@ fn with_one_region_cut_off_the_others_keep_completing_global_writes() {
             window_start = window_end;
         }
         drop(observer);
-        cluster.heal();
-        cluster
-            .converge(settings.convergence_max)
-            .unwrap_or_else(|problem| panic!("seed {seed}: {problem}"));
-        let problems = cluster.check();
+        let problems = cluster.heal_and_check(settings.convergence_max);
         assert!(problems.is_empty(), "seed {seed}: {problems:?}");
     });
 }
@@ -268,11 +264,7 @@ fn clock_skew_on_a_ladder_around_the_bound() {
             completed_elsewhere > 0,
             "skew {skew_ms} ms: the other regions must keep writing"
         );
-        cluster.heal();
-        cluster
-            .converge(settings.convergence_max)
-            .unwrap_or_else(|problem| panic!("skew {skew_ms} ms: {problem}"));
-        let problems = cluster.check();
+        let problems = cluster.heal_and_check(settings.convergence_max);
         assert!(problems.is_empty(), "skew {skew_ms} ms: {problems:?}");
     }
 }
@@ -347,11 +339,7 @@ fn repeated_suspicion_and_readmission_lose_no_global_call() {
             "seed {seed}: no cut region was removed: {}",
             cluster.describe()
         );
-        cluster.heal();
-        cluster
-            .converge(settings.convergence_max)
-            .unwrap_or_else(|problem| panic!("seed {seed}: {problem}"));
-        let problems = cluster.check();
+        let problems = cluster.heal_and_check(settings.convergence_max);
         assert!(problems.is_empty(), "seed {seed}: {problems:?}");
     });
 }

@@ -128,11 +128,7 @@ fn quiet_settings(seed: u64, quiet: Duration, faults: GlobalFaultPlan) -> Global
 fn run_checked(seed: u64, settings: &GlobalRunSettings) -> GlobalCluster {
     let mut cluster = GlobalCluster::new(settings).expect("valid settings");
     run_fault_window(&mut cluster, settings);
-    cluster.heal();
-    cluster
-        .converge(settings.convergence_max)
-        .unwrap_or_else(|problem| panic!("seed {seed}: {problem}"));
-    let problems = cluster.check();
+    let problems = cluster.heal_and_check(settings.convergence_max);
     assert!(problems.is_empty(), "seed {seed}: {problems:?}");
     cluster
 }

@@ -423,6 +423,18 @@ impl GlobalCluster {
         &mut self.simulation
     }
 
+    /// Heals every fault, lets the cluster converge within `within`, and runs the final
+    /// checks: every problem found, a failure to converge first.
+    pub fn heal_and_check(&mut self, within: Duration) -> Vec<String> {
+        self.heal();
+        let mut problems = Vec::new();
+        if let Err(problem) = self.converge(within) {
+            problems.push(problem);
+        }
+        problems.extend(self.check());
+        problems
+    }
+
     /// The disk of `node`, to read its store (with a
     /// [`SimDiskReader`](crate::workloads::region::SimDiskReader)).
     pub fn disk(&self, node: NodeId) -> Option<&crate::disk::SimDisk> {
