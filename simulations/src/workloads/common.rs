@@ -15,6 +15,32 @@ pub(crate) fn election_seed(run_seed: u64, node: NodeId, incarnation: u64, group
 }
 
 /// A duration drawn uniformly from `low..=high` (`high` below `low` counts as `low`).
+/// Checks the settings every simulated application instance has: think times in order,
+/// shares of operations within 0..=1 and no zero timeout, naming the first setting that is
+/// wrong.
+pub(crate) fn validate_instance_settings(
+    think_time: (Duration, Duration),
+    shares: &[(&str, f64)],
+    durations: &[(&str, Duration)],
+) -> Result<(), String> {
+    let (think_time_min, think_time_max) = think_time;
+    if think_time_min > think_time_max {
+        return Err(format!(
+            "think_time_min {think_time_min:?} is above think_time_max {think_time_max:?}"
+        ));
+    }
+    if let Some((name, share)) = shares
+        .iter()
+        .find(|(_, share)| !(0.0..=1.0).contains(share))
+    {
+        return Err(format!("{name} {share} is outside 0..=1"));
+    }
+    if let Some((name, _)) = durations.iter().find(|(_, duration)| duration.is_zero()) {
+        return Err(format!("{name} is zero"));
+    }
+    Ok(())
+}
+
 pub(crate) fn uniform_duration(rng: &mut crate::SimRng, low: Duration, high: Duration) -> Duration {
     let low = u64::try_from(low.as_nanos()).unwrap_or(u64::MAX);
     let high = u64::try_from(high.as_nanos()).unwrap_or(u64::MAX).max(low);

@@ -64,31 +64,20 @@ pub struct InstanceSettings {
 impl InstanceSettings {
     /// Rejects settings an instance cannot honour, naming the setting.
     pub fn validate(&self) -> Result<(), String> {
-        if self.think_time_min > self.think_time_max {
-            return Err(format!(
-                "think_time_min {:?} is above think_time_max {:?}",
-                self.think_time_min, self.think_time_max
-            ));
-        }
-        for (name, share) in [
-            ("write_share", self.write_share),
-            ("sync_read_share", self.sync_read_share),
-        ] {
-            if !(0.0..=1.0).contains(&share) {
-                return Err(format!("{name} {share} is outside 0..=1"));
-            }
-        }
-        for (name, duration) in [
-            ("attempt_timeout", self.attempt_timeout),
-            ("stream_stall_timeout", self.stream_stall_timeout),
-            ("call_timeout", self.call_timeout),
-            ("log_read_timeout", self.log_read_timeout),
-            ("log_poll_interval", self.log_poll_interval),
-        ] {
-            if duration.is_zero() {
-                return Err(format!("{name} is zero"));
-            }
-        }
+        crate::workloads::common::validate_instance_settings(
+            (self.think_time_min, self.think_time_max),
+            &[
+                ("write_share", self.write_share),
+                ("sync_read_share", self.sync_read_share),
+            ],
+            &[
+                ("attempt_timeout", self.attempt_timeout),
+                ("stream_stall_timeout", self.stream_stall_timeout),
+                ("call_timeout", self.call_timeout),
+                ("log_read_timeout", self.log_read_timeout),
+                ("log_poll_interval", self.log_poll_interval),
+            ],
+        )?;
         Ok(())
     }
 }
