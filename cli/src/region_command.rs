@@ -45,7 +45,8 @@ pub(crate) enum RegionCommand {
     AddNode(MembershipArgs),
     /// Show how every node of the topology sees its region: leader, voters, learners, the last
     /// position applied, and how full the region's log is against its quota
-    /// (`region_log_quota_mb`). A node that does not answer is listed as unreachable.
+    /// (`region_log_quota_mb`); a node about to take a snapshot shows the entries it still
+    /// fetches. A node that does not answer is listed as unreachable.
     #[command(
         after_help = "Example:\n  dsss region status --topology topology/examples/local.toml"
     )]
@@ -230,12 +231,22 @@ async fn log_fill(address: &str) -> Result<String, String> {
     } else {
         100.0 * status.log_size_bytes as f64 / status.log_quota_bytes as f64
     };
-    Ok(format!(
+    let fill = format!(
         "log {:.1} MiB of its {:.0} MiB quota ({percent:.0}%) above truncation point {}",
         status.log_size_bytes as f64 / MIB,
         status.log_quota_bytes as f64 / MIB,
         status.truncated_through_position
-    ))
+    );
+    // A node behind the raft log fetches the entries its snapshot stands on before it takes
+    // it: operators see how far it is.
+    if status.snapshot_missing_to > 0 {
+        return Ok(format!(
+            "{fill}; taking a snapshot, fetching entries {} to {} from a peer",
+            status.snapshot_missing_from,
+            status.snapshot_missing_to - 1
+        ));
+    }
+    Ok(fill)
 }
 
 fn admin_stub(address: &str) -> Result<RegionAdminClient<VersionedChannel>, String> {

@@ -88,6 +88,7 @@ pub mod record;
 pub mod region_log;
 #[cfg(feature = "driver")]
 pub mod service;
+pub mod snapshot_catch_up;
 
 pub use checkpoint::{
     CHECKPOINT_STATE_BYTES_MAX, CHECKPOINT_STATES_BYTES_MAX, CheckpointFetch, CheckpointOutcome,
@@ -99,14 +100,15 @@ pub use dedup::{
     SessionRefusal, SessionWindow,
 };
 pub use node::{
-    CHECKPOINT_UPLOADS_IN_FLIGHT_MAX, CheckpointReply, CheckpointStatus, GlobalMessageError,
-    GlobalStatus, LOG_EVENTS_PENDING_MAX, LogEvent, MessageError, NodeCounters, OpenSessionError,
-    PROPOSALS_PENDING_MAX, ProposeError, REPLIES_PENDING_MAX, RegionNode, RegionNodeConfig,
-    RegionNodeError, RegionOutput, RegionStatus, Reply, SESSION_OPENS_IN_FLIGHT_MAX,
-    SYNCS_IN_FLIGHT_MAX, SealedEpochRead, SessionReply, SyncError, SyncReply,
-    TO_COORDINATOR_PENDING_MAX, ToCoordinator, UploadError, WAITERS_MAX,
+    CHECKPOINT_UPLOADS_IN_FLIGHT_MAX, CatchUpStatus, CheckpointReply, CheckpointStatus,
+    GlobalMessageError, GlobalStatus, LOG_EVENTS_PENDING_MAX, LogEvent, MessageError, NodeCounters,
+    OpenSessionError, PROPOSALS_PENDING_MAX, ProposeError, REPLIES_PENDING_MAX, RegionNode,
+    RegionNodeConfig, RegionNodeError, RegionOutput, RegionStatus, Reply,
+    SESSION_OPENS_IN_FLIGHT_MAX, SYNCS_IN_FLIGHT_MAX, SealedEpochRead, SessionReply, SyncError,
+    SyncReply, TO_COORDINATOR_PENDING_MAX, ToCoordinator, UploadError, WAITERS_MAX,
 };
 pub use record::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, LogEntry, LogEntryKind, ProposeRequest};
 pub use region_log::{
     EntryOutcome, LogRecord, REGION_LOG, REGION_STATE, RecordOutcome, RegionLog, RegionLogRetention,
 };
+pub use snapshot_catch_up::{LogRangeFetch, LogRangeReply, LogRangeRequest};

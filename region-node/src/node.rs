@@ -32,10 +32,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use dsss_raft_group::raft::eraftpb::{ConfChange, ConfChangeType, Message};
+use dsss_raft_group::raft::eraftpb::{ConfChange, ConfChangeType, Message, MessageType};
 use dsss_raft_group::{
     Applied, DecodeError, DurableStore, OpenError, ProposeError as GroupProposeError, RaftGroup,
-    RaftGroupConfig, ReadyError, ReadyIo, Role, StepError, decode_message,
+    RaftGroupConfig, ReadyError, ReadyIo, Role, SnapshotError, StepError, StoreError,
+    decode_message,
 };
 use dsss_wire::{
     ClientId, ClockSkewError, HybridLogicalClock, RegionId, RequestSequence, Scope, Timestamp,
@@ -56,6 +57,10 @@ use crate::record::{
 };
 use crate::region_log::{
     EntryOutcome, RecordOutcome, RegionLog, RegionLogRetention, encode_session_open,
+};
+use crate::snapshot_catch_up::{
+    CatchUpCounters, LogRangeFetch, LogRangeReply, LogRangeRequest, PieceOutcome, SnapshotCatchUp,
+    answer_log_range,
 };
 
 /// The most proposals waiting for the next round; beyond, proposals are refused with
@@ -498,6 +503,9 @@ pub enum RegionOutput {
     DivergenceAlarm(DivergenceAlarm),
     /// A message for the coordinator leader.
     ToCoordinator(ToCoordinator),
+    /// A request for entries a snapshot stands on, to send to a peer of the region; its
+    /// answer goes to [`RegionNode::handle_log_range`].
+    FetchLogRange(LogRangeFetch),
 }
 
 /// Why a message from the coordinator was not taken.
@@ -529,6 +537,17 @@ pub enum MessageError {
     /// The raft group refused it.
     #[error(transparent)]
     Step(#[from] StepError),
+}
+
+/// Snapshots that waited for the entries they stand on (see [`crate::snapshot_catch_up`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CatchUpStatus {
+    /// The positions still to fetch, `[from, end)`, while a snapshot waits.
+    pub missing: Option<(u64, u64)>,
+    /// What the waits did.
+    pub counters: CatchUpCounters,
+    /// Why the last piece was refused.
+    pub last_error: Option<String>,
 }
 
 /// A snapshot of the node's state, for operators and tests.
@@ -577,6 +596,8 @@ pub struct RegionStatus {
     pub log_quota_bytes: u64,
     /// The bytes of the newest entries this node holds in memory.
     pub log_cache_bytes: u64,
+    /// A snapshot waiting for the entries it stands on, and what such waits did.
+    pub catch_up: CatchUpStatus,
     /// Counters since the node opened.
     pub counters: NodeCounters,
 }
@@ -659,6 +680,9 @@ pub struct NodeCounters {
     pub syncs_refused: u64,
     /// Checkpoint uploads proposed.
     pub checkpoints_proposed: u64,
+    /// Pieces of a snapshot's entries refused or not answered (see
+    /// [`crate::snapshot_catch_up`]).
+    pub log_fetches_refused: u64,
 }
 
 /// A barrier waiting for its conditions.
@@ -724,6 +748,11 @@ pub struct RegionNode {
     session_opens: BTreeMap<u64, (u64, u64)>,
     session_replies: VecDeque<SessionReply>,
     alarms: VecDeque<DivergenceAlarm>,
+    /// Why the last piece of a snapshot's entries was refused.
+    last_log_fetch_error: Option<String>,
+    /// A snapshot waiting for the entries it stands on (see [`crate::snapshot_catch_up`]).
+    catch_up: SnapshotCatchUp,
+    log_fetches: VecDeque<LogRangeFetch>,
 }
 
 /// The context of a ReadIndex: the asking node and its read id, so that answers to other
@@ -786,6 +815,9 @@ impl RegionNode {
             session_opens: BTreeMap::new(),
             session_replies: VecDeque::new(),
             alarms: VecDeque::new(),
+            last_log_fetch_error: None,
+            catch_up: SnapshotCatchUp::default(),
+            log_fetches: VecDeque::new(),
         })
     }
 
@@ -862,6 +894,11 @@ impl RegionNode {
             log_size_bytes: log.retained_size_bytes(),
             log_quota_bytes: log.retention().size_bytes_max,
             log_cache_bytes: log.cache_size_bytes(),
+            catch_up: CatchUpStatus {
+                missing: self.catch_up.missing(),
+                counters: self.catch_up.counters(),
+                last_error: self.last_log_fetch_error.clone(),
+            },
             counters: self.counters,
         }
     }
@@ -1239,14 +1276,81 @@ impl RegionNode {
     /// A raft message from another member, as bytes from the network.
     pub fn handle_raft_message(&mut self, bytes: &[u8]) -> Result<(), MessageError> {
         let message = decode_message(bytes)?;
-        self.group.step(message)?;
+        self.handle_raft_message_decoded(message)
+    }
+
+    /// A raft message from another member, already decoded. A snapshot goes to raft only
+    /// once this node holds every entry it stands on; until then the node fetches them
+    /// ([`RegionOutput::FetchLogRange`], see [`crate::snapshot_catch_up`]).
+    pub fn handle_raft_message_decoded(&mut self, message: Message) -> Result<(), MessageError> {
+        if message.get_msg_type() != MessageType::MsgSnapshot || message.to != self.id() {
+            self.group.step(message)?;
+            return Ok(());
+        }
+        let log = self.group.state_machine();
+        let span = log
+            .snapshot_span(&message.get_snapshot().data)
+            .map_err(|reason| StepError::InvalidSnapshot {
+                from: message.from,
+                error: SnapshotError::new(format!("region log {reason}")),
+            })?;
+        let held = (log.first_retained_position(), log.next_position());
+        let mut members = self.group.voters();
+        members.extend(self.group.learners());
+        if let Some(message) = self
+            .catch_up
+            .offer(message, span, held, &members, self.id())
+        {
+            self.group.step(message)?;
+        }
+        self.queue_log_fetch();
         Ok(())
     }
 
-    /// A raft message from another member, already decoded.
-    pub fn handle_raft_message_decoded(&mut self, message: Message) -> Result<(), MessageError> {
-        self.group.step(message)?;
+    /// The answer to a [`RegionOutput::FetchLogRange`] from `peer`, or why the driver got
+    /// none. Entries that are what was asked are written to `store` (unsynced: restoring the
+    /// snapshot is a synced write after them); the snapshot goes to raft once its range is
+    /// whole. An answer that is not what was asked is dropped and the next peer asked. A
+    /// store error is fatal, as in [`RegionNode::handle_ready`].
+    pub fn handle_log_range(
+        &mut self,
+        fetch_id: u64,
+        reply: Result<LogRangeReply, String>,
+        store: &mut impl DurableStore,
+    ) -> Result<(), StoreError> {
+        match self.catch_up.receive(fetch_id, reply) {
+            PieceOutcome::Ignored => {}
+            PieceOutcome::Failed(reason) => {
+                self.counters.log_fetches_refused += 1;
+                self.last_log_fetch_error = Some(reason);
+            }
+            PieceOutcome::Entries { batch, complete } => {
+                store.write(batch, false)?;
+                if let Some(message) = complete
+                    && let Err(error) = self.group.step(message)
+                {
+                    self.last_log_fetch_error =
+                        Some(format!("raft refused the completed snapshot: {error}"));
+                }
+            }
+        }
+        self.queue_log_fetch();
         Ok(())
+    }
+
+    /// Answers a peer's [`LogRangeRequest`] from this node's log and `store`.
+    pub fn answer_log_range(
+        &self,
+        store: &dyn DurableStore,
+        request: &LogRangeRequest,
+    ) -> Result<LogRangeReply, StoreError> {
+        answer_log_range(self.group.state_machine(), store, request)
+    }
+
+    fn queue_log_fetch(&mut self) {
+        if let Some(fetch) = self.catch_up.poll_fetch(self.ticks) {
+            self.log_fetches.push_back(fetch);
+        }
     }
 
     /// One tick of the driver's clock: raft elections and heartbeats, and proposal timeouts.
@@ -1256,6 +1360,7 @@ impl RegionNode {
         let _ = self.clock.now(now_us);
         self.ticks += 1;
         self.group.tick();
+        self.queue_log_fetch();
         self.expire_waiters();
         self.expire_syncs_and_uploads();
         if self.is_leader() {
@@ -1346,6 +1451,9 @@ impl RegionNode {
         }
         if let Some(alarm) = self.alarms.pop_front() {
             return Some(RegionOutput::DivergenceAlarm(alarm));
+        }
+        if let Some(fetch) = self.log_fetches.pop_front() {
+            return Some(RegionOutput::FetchLogRange(fetch));
         }
         self.to_coordinator
             .pop_front()

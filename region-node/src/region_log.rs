@@ -48,10 +48,12 @@
 //! At start a node reads its counters and the newest entries back, not the whole log.
 //!
 //! Snapshots carry the whole replicated state (dedup table, positions, digest, global state,
-//! checkpoints, log blocks) and as many of the newest retained entries as fit in one raft
-//! message ([`SNAPSHOT_BYTES_MAX`]). A member that restores one therefore holds a suffix of the log that
-//! may start above the truncation point: it serves subscriptions from its own first retained
-//! position, and a subscriber from below it is told where its log starts.
+//! checkpoints, log blocks) and no entry: a log above its truncation point may hold far more
+//! than one raft message. A member takes a snapshot only once it holds every entry the
+//! snapshot's state stands on, above the truncation point and below its next position: it
+//! fetches those it lacks from a peer first, in bounded reads ([`crate::snapshot_catch_up`]).
+//! Restoring then keeps the entries the member holds in that range, so every member holds the
+//! whole retained log and no retained entry is ever on no member.
 //!
 //! The digest chains a 64-bit hash over every record ever applied, with its position: two
 //! members with the same next position and the same digest applied the same records, even
@@ -128,17 +130,13 @@ const GLOBAL_SNAPSHOT_BYTES_MAX: usize = 4
     + crate::global::GLOBAL_UNSEALED_SIZE_BYTES_MAX as usize
     + crate::record::RECORD_BYTES_MAX;
 
-// With every bound of the replicated state reached, a snapshot still has room for the newest
-// entry of the log, however large.
+// With every bound of the replicated state reached, a snapshot still fits in one raft message.
 const _: () = assert!(
     1 + META_FIELDS_BYTES
         + DEDUP_SNAPSHOT_BYTES_MAX
-        + 8
         + GLOBAL_SNAPSHOT_BYTES_MAX
         + crate::checkpoint::SNAPSHOT_PART_BYTES_MAX
         + crate::log_blocks::SNAPSHOT_PART_BYTES_MAX
-        + 4
-        + STORED_ENTRY_BYTES_MAX
         <= SNAPSHOT_BYTES_MAX
 );
 
@@ -146,7 +144,7 @@ const _: () = assert!(
 const RECOVERY_SCAN_CHUNK_MAX: usize = 1_024;
 
 const META_FORMAT: u8 = 2;
-const SNAPSHOT_FORMAT: u8 = 4;
+const SNAPSHOT_FORMAT: u8 = 5;
 
 /// A key greater than every 8-byte position key.
 const LOG_END_KEY: [u8; 9] = [0xff; 9];
@@ -309,8 +307,9 @@ pub enum EntryOutcome {
     },
 }
 
-/// The region log. See the module documentation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The region log. See the module documentation. Two logs are equal when their state is
+/// (the cache of the newest entries, a copy of what the store holds, is left out).
+#[derive(Clone, Debug)]
 pub struct RegionLog {
     retention: RegionLogRetention,
     region: RegionId,
@@ -327,17 +326,42 @@ pub struct RegionLog {
     checkpoints: CheckpointState,
 }
 
+impl PartialEq for RegionLog {
+    fn eq(&self, other: &Self) -> bool {
+        self.retention == other.retention
+            && self.region == other.region
+            && self.next_position == other.next_position
+            && self.first_retained_position == other.first_retained_position
+            && self.digest == other.digest
+            && self.last_assigned == other.last_assigned
+            && self.blocks == other.blocks
+            && self.dedup == other.dedup
+            && self.global == other.global
+            && self.checkpoints == other.checkpoints
+    }
+}
+
+impl Eq for RegionLog {}
+
 /// A decoded snapshot, checked.
 struct DecodedSnapshot {
     next_position: u64,
-    first_retained_position: u64,
     digest: u64,
     last_assigned: Timestamp,
     dedup: DedupTable,
-    records: VecDeque<LogRecord>,
     global: GlobalState,
     checkpoints: CheckpointState,
     blocks: LogBlocks,
+}
+
+/// The entries a snapshot's state stands on: a member must hold every entry in
+/// `(truncated_through, next_position)` before it takes the snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotSpan {
+    /// The snapshot's truncation point.
+    pub truncated_through: u64,
+    /// The position the next record takes after the snapshot.
+    pub next_position: u64,
 }
 
 /// The key of `position` in [`REGION_LOG`].
@@ -504,7 +528,8 @@ impl RegionLog {
                     REGION_LOG,
                     &position_key(position),
                     format!(
-                        "the log should hold positions {} to {}, but position {position} is                          missing",
+                        "the log should hold positions {} to {}, but position {position} is \
+                         missing",
                         self.first_retained_position,
                         self.next_position - 1
                     ),
@@ -884,56 +909,34 @@ impl RegionLog {
 
     // Snapshots.
 
-    /// The snapshot: the replicated state whole, and the newest retained entries that fit in
-    /// what [`SNAPSHOT_BYTES_MAX`] leaves (a contiguous suffix of the log).
+    /// The snapshot: the replicated state whole, without entries (see the module
+    /// documentation).
     fn encode_snapshot(&self) -> Vec<u8> {
-        let mut dedup = Vec::new();
-        dedup.extend_from_slice(&(self.dedup.session_count() as u32).to_be_bytes());
-        for (client_id, window) in self.dedup.sessions() {
-            dedup.extend_from_slice(&client_id.to_be_bytes());
-            dedup.extend_from_slice(&encode_window(window));
-        }
-        let mut global = Vec::new();
-        self.global.encode_snapshot(&mut global);
-        let fixed_size_bytes = 1
-            + META_FIELDS_BYTES
-            + dedup.len()
-            + 8
-            + global.len()
-            + self.checkpoints.snapshot_size_bytes()
-            + crate::log_blocks::SNAPSHOT_PART_BYTES_MAX;
-        let mut budget_bytes = SNAPSHOT_BYTES_MAX.saturating_sub(fixed_size_bytes);
-        let carried = self
-            .cache
-            .iter()
-            .rev()
-            .take_while(|log_record| {
-                let size_bytes = 4 + log_record.size_bytes as usize;
-                let fits = size_bytes <= budget_bytes;
-                budget_bytes = budget_bytes.saturating_sub(size_bytes);
-                fits
-            })
-            .count();
-        let first_carried = self.cache.len() - carried;
-        let mut bytes = Vec::with_capacity(SNAPSHOT_BYTES_MAX - budget_bytes);
+        let mut bytes = Vec::new();
         bytes.push(SNAPSHOT_FORMAT);
         bytes.extend_from_slice(&self.next_position.to_be_bytes());
-        bytes.extend_from_slice(&(self.next_position - carried as u64).to_be_bytes());
+        bytes.extend_from_slice(&(self.truncated_through() + 1).to_be_bytes());
         bytes.extend_from_slice(&self.digest.to_be_bytes());
         bytes.extend_from_slice(&self.last_assigned.physical_us.to_be_bytes());
         bytes.extend_from_slice(&self.last_assigned.logical.to_be_bytes());
-        bytes.extend_from_slice(&dedup);
-        bytes.extend_from_slice(&(carried as u64).to_be_bytes());
-        for log_record in self.cache.iter().skip(first_carried) {
-            crate::bytes::put_bytes(
-                &mut bytes,
-                &encode_entry(log_record.position, &log_record.entry),
-            );
+        bytes.extend_from_slice(&(self.dedup.session_count() as u32).to_be_bytes());
+        for (client_id, window) in self.dedup.sessions() {
+            bytes.extend_from_slice(&client_id.to_be_bytes());
+            bytes.extend_from_slice(&encode_window(window));
         }
-        bytes.extend_from_slice(&global);
+        self.global.encode_snapshot(&mut bytes);
         self.checkpoints.encode_snapshot(&mut bytes);
         self.blocks.encode_snapshot(&mut bytes);
+        debug_assert!(bytes.len() <= SNAPSHOT_BYTES_MAX);
         bytes
+    }
+
+    /// What a snapshot's state stands on, once the snapshot is checked whole.
+    pub fn snapshot_span(&self, data: &[u8]) -> Result<SnapshotSpan, String> {
+        self.decode_snapshot(data).map(|decoded| SnapshotSpan {
+            truncated_through: decoded.checkpoints.truncated_through(),
+            next_position: decoded.next_position,
+        })
     }
 
     fn decode_snapshot(&self, data: &[u8]) -> Result<DecodedSnapshot, String> {
@@ -977,50 +980,23 @@ impl RegionLog {
             }
             dedup.insert_recovered(session_id, window)?;
         }
-        let record_count = reader.u64("record count")?;
-        if record_count != next_position - first_retained_position {
-            return Err(format!(
-                "{record_count} records, but positions {first_retained_position} to {} need {}",
-                next_position - 1,
-                next_position - first_retained_position
-            ));
-        }
-        let mut records = VecDeque::new();
-        for offset in 0..record_count {
-            let position = first_retained_position + offset;
-            let bytes = reader.bytes(STORED_ENTRY_BYTES_MAX, "entry")?;
-            let (stored_position, entry) =
-                decode_entry(bytes).map_err(|error| format!("entry at {position}: {error}"))?;
-            if stored_position != position {
-                return Err(format!(
-                    "entry at {position} says it is at position {stored_position}"
-                ));
-            }
-            records.push_back(LogRecord {
-                position,
-                entry,
-                size_bytes: bytes.len() as u64,
-            });
-        }
         let global = GlobalState::decode_snapshot(&mut reader, next_position)?;
         let checkpoints = CheckpointState::decode_snapshot(&mut reader, next_position)?;
         let blocks = LogBlocks::decode_snapshot(&mut reader)?;
         reader.finish()?;
         blocks.check_span(checkpoints.truncated_through(), next_position)?;
-        if first_retained_position <= checkpoints.truncated_through() {
+        if first_retained_position != checkpoints.truncated_through() + 1 {
             return Err(format!(
-                "it carries position {first_retained_position}, at or below the truncation \
-                 point {}",
+                "its log starts at position {first_retained_position}, not just above its \
+                 truncation point {}",
                 checkpoints.truncated_through()
             ));
         }
         Ok(DecodedSnapshot {
             next_position,
-            first_retained_position,
             digest,
             last_assigned,
             dedup,
-            records,
             global,
             checkpoints,
             blocks,
@@ -1028,6 +1004,41 @@ impl RegionLog {
     }
 
     // Recovery.
+
+    /// A copy of this log whose cache holds every entry it retains, read back from `store`
+    /// beyond the cache's bounds: for checks that walk whole logs (tests and the simulator's
+    /// final checks), never for a serving node. An entry the log retains but the store lacks
+    /// is an error naming it.
+    pub fn with_every_entry_cached(
+        &self,
+        store: &dyn DurableStore,
+    ) -> Result<RegionLog, StoreError> {
+        let mut copy = self.clone();
+        copy.cache.clear();
+        copy.cache_size_bytes = 0;
+        let mut position = self.first_retained_position;
+        while position < self.next_position {
+            let records = self.read(store, position, RECOVERY_SCAN_CHUNK_MAX, u64::MAX)?;
+            if records.is_empty() {
+                return Err(corrupt(
+                    REGION_LOG,
+                    &position_key(position),
+                    format!(
+                        "the log should hold positions {} to {}, but position {position} is \
+                         missing",
+                        self.first_retained_position,
+                        self.next_position - 1
+                    ),
+                ));
+            }
+            for log_record in records {
+                position = log_record.position + 1;
+                copy.cache_size_bytes += log_record.size_bytes;
+                copy.cache.push_back(log_record);
+            }
+        }
+        Ok(copy)
+    }
 
     /// Reads the newest entries back into the cache: at most [`LOG_CACHE_RECORDS_MAX`] of
     /// them are read, never the whole log.
@@ -1076,6 +1087,24 @@ impl RegionLog {
 }
 
 /// Decodes the stored entry at `key`, which should be the one at `position`.
+/// Checks an entry a peer sent for `position` (see [`crate::snapshot_catch_up`]): it decodes
+/// and names that position.
+pub(crate) fn decode_fetched(position: u64, bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() > STORED_ENTRY_BYTES_MAX {
+        return Err(format!(
+            "{} bytes, more than the maximum of {STORED_ENTRY_BYTES_MAX}",
+            bytes.len()
+        ));
+    }
+    let (stored_position, _) = decode_entry(bytes)?;
+    if stored_position != position {
+        return Err(format!(
+            "the entry says it is at position {stored_position}"
+        ));
+    }
+    Ok(())
+}
+
 fn decode_stored(position: u64, key: &[u8], value: &[u8]) -> Result<LogRecord, StoreError> {
     let key_position = <[u8; 8]>::try_from(key)
         .map(u64::from_be_bytes)
@@ -1223,26 +1252,32 @@ impl StateMachine for RegionLog {
         let decoded = self
             .decode_snapshot(data)
             .map_err(|reason| SnapshotError::new(format!("region log {reason}")))?;
-        batch.delete_range(REGION_LOG, Vec::new(), LOG_END_KEY.to_vec());
+        // The entries above the truncation point and below the next position stay: the node
+        // took the snapshot only once it held every one of them (see the module
+        // documentation). Anything else goes.
+        let first_retained_position = decoded.checkpoints.truncated_through() + 1;
+        batch.delete_range(
+            REGION_LOG,
+            Vec::new(),
+            position_key(first_retained_position).to_vec(),
+        );
+        batch.delete_range(
+            REGION_LOG,
+            position_key(decoded.next_position).to_vec(),
+            LOG_END_KEY.to_vec(),
+        );
         batch.delete_range(REGION_STATE, Vec::new(), LOG_END_KEY.to_vec());
         self.next_position = decoded.next_position;
-        self.first_retained_position = decoded.first_retained_position;
+        self.first_retained_position = first_retained_position;
         self.digest = decoded.digest;
         self.last_assigned = decoded.last_assigned;
         self.dedup = decoded.dedup;
         self.global = decoded.global;
         self.checkpoints = decoded.checkpoints;
         self.blocks = decoded.blocks;
+        // The cache starts empty: older entries are read from the store.
         self.cache.clear();
         self.cache_size_bytes = 0;
-        for log_record in decoded.records {
-            batch.put(
-                REGION_LOG,
-                position_key(log_record.position).to_vec(),
-                encode_entry(log_record.position, &log_record.entry),
-            );
-            self.cache_push(log_record);
-        }
         self.dedup.write_all(REGION_STATE, batch);
         self.global.write_all(REGION_STATE, batch);
         self.checkpoints.write_all(REGION_STATE, batch);
@@ -1308,6 +1343,21 @@ mod tests {
     use crate::record::encode_batch;
     use crate::record::tests::record;
     use dsss_raft_group::MemoryStore;
+
+    /// Writes into `to` the entries `log` retains, read from `from`: what a member fetches
+    /// before it takes a snapshot ([`crate::snapshot_catch_up`]).
+    fn hold_entries(log: &RegionLog, from: &MemoryStore, to: &mut MemoryStore) {
+        let whole = log.with_every_entry_cached(from).unwrap();
+        let mut batch = WriteBatch::new();
+        for log_record in whole.cached_records() {
+            batch.put(
+                REGION_LOG,
+                position_key(log_record.position).to_vec(),
+                encode_entry(log_record.position, &log_record.entry),
+            );
+        }
+        to.write(batch, true).unwrap();
+    }
 
     fn new_log(retention: RegionLogRetention) -> RegionLog {
         RegionLog::new(retention, RegionId::new("eu-west").unwrap())
@@ -1824,6 +1874,7 @@ mod tests {
             &[record(99, 1), record(98, 1)],
         );
         other.validate_snapshot(&snapshot).unwrap();
+        hold_entries(&log, &store, &mut other_store);
         let mut batch = WriteBatch::new();
         other.restore(&snapshot, &mut batch).unwrap();
         other_store.write(batch, true).unwrap();
@@ -1839,7 +1890,7 @@ mod tests {
     }
 
     #[test]
-    fn a_snapshot_of_a_log_larger_than_a_raft_message_carries_its_newest_entries() {
+    fn a_snapshot_carries_no_entry_and_restoring_keeps_the_entries_the_member_holds() {
         let mut store = MemoryStore::new();
         let mut log = new_log(RegionLogRetention::default());
         let entries = SNAPSHOT_BYTES_MAX / dsss_wire::ARGUMENTS_BYTES_MAX + 4;
@@ -1850,22 +1901,55 @@ mod tests {
             apply(&mut log, &mut store, &[large]);
         }
         let snapshot = log.snapshot();
-        assert!(snapshot.len() <= SNAPSHOT_BYTES_MAX);
+        assert!(snapshot.len() < 64 * 1024, "{} bytes", snapshot.len());
+        assert_eq!(
+            log.snapshot_span(&snapshot).unwrap(),
+            SnapshotSpan {
+                truncated_through: 0,
+                next_position: log.next_position()
+            }
+        );
+        // The member holds every entry the snapshot stands on (it fetched them), and stale
+        // entries beyond the snapshot's end, which restoring drops.
+        let mut other_store = MemoryStore::new();
+        hold_entries(&log, &store, &mut other_store);
+        let mut stale = WriteBatch::new();
+        stale.put(
+            REGION_LOG,
+            position_key(log.next_position() + 3).to_vec(),
+            vec![1, 2, 3],
+        );
+        other_store.write(stale, true).unwrap();
         let mut other = new_log(log.retention());
         let mut batch = WriteBatch::new();
         other.restore(&snapshot, &mut batch).unwrap();
+        other_store.write(batch, true).unwrap();
         assert_eq!(other.next_position(), log.next_position());
         assert_eq!(other.digest(), log.digest());
+        assert_eq!(other.first_retained_position(), 1, "it holds the whole log");
+        assert_eq!(other.cached_records().count(), 0, "the cache starts empty");
+        let whole = other.with_every_entry_cached(&other_store).unwrap();
         assert!(
-            other.first_retained_position() > 1,
-            "the oldest entries did not fit"
+            whole.cached_records().eq(log
+                .with_every_entry_cached(&store)
+                .unwrap()
+                .cached_records())
         );
-        assert!(other.cached_records().count() >= entries - 6);
         assert_eq!(
-            other.cached_record(log.last_position()),
-            log.cached_record(log.last_position()),
-            "the newest entries travel"
+            other_store
+                .scan(
+                    REGION_LOG,
+                    &position_key(log.next_position()),
+                    &LOG_END_KEY,
+                    8
+                )
+                .unwrap(),
+            Vec::new(),
+            "nothing beyond the snapshot's end is kept"
         );
+        let mut recovered = new_log(log.retention());
+        recovered.recover(&other_store).unwrap();
+        assert_eq!(recovered, other);
     }
 
     #[test]
@@ -1879,22 +1963,17 @@ mod tests {
         for length in 0..snapshot.len() {
             assert!(log.validate_snapshot(&snapshot[..length]).is_err());
         }
-        let mut wrong_count = snapshot.clone();
-        let mut global_bytes = Vec::new();
-        log.global().encode_snapshot(&mut global_bytes);
-        let entries_bytes: usize = log
-            .cached_records()
-            .map(|stored| 4 + stored.size_bytes as usize)
-            .sum();
-        let count_offset = snapshot.len()
-            - (8 + 4 + 16 * log.blocks().len())
-            - log.checkpoints().snapshot_size_bytes()
-            - global_bytes.len()
-            - entries_bytes
-            - 8;
-        wrong_count[count_offset + 7] = 9;
-        let error = log.validate_snapshot(&wrong_count).unwrap_err();
-        assert!(error.to_string().contains("records"), "{error}");
+        // The log's start right after the format byte and the next position: a snapshot
+        // stands on the entries just above its truncation point, never elsewhere.
+        let mut wrong_start = snapshot.clone();
+        wrong_start[1 + 8 + 7] = 2;
+        let error = log.validate_snapshot(&wrong_start).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("not just above its truncation point 0"),
+            "{error}"
+        );
 
         let mut damaged = store.clone();
         let mut batch = WriteBatch::new();
@@ -1973,6 +2052,7 @@ mod tests {
         let mut other = new_log(log.retention());
         let mut other_store = MemoryStore::new();
         other.validate_snapshot(&snapshot).unwrap();
+        hold_entries(&log, &store, &mut other_store);
         let mut batch = WriteBatch::new();
         other.restore(&snapshot, &mut batch).unwrap();
         other_store.write(batch, true).unwrap();

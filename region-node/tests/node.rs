@@ -8,9 +8,9 @@ use dsss_raft_group::testing::{Network, TestNode};
 use dsss_raft_group::{MemoryStore, StoreIo};
 use dsss_region_node::{
     BATCH_RECORDS_MAX, CheckpointOutcome, CheckpointReply, CheckpointUpload, LogEvent,
-    OpenSessionError, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest, RegionNode,
-    RegionNodeConfig, RegionOutput, Reply, SESSION_OPENS_IN_FLIGHT_MAX, SYNCS_IN_FLIGHT_MAX,
-    SealedEpochRead, SessionReply, SyncError, SyncReply, UploadError,
+    LogRangeFetch, OpenSessionError, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest,
+    RegionNode, RegionNodeConfig, RegionOutput, Reply, SESSION_OPENS_IN_FLIGHT_MAX,
+    SYNCS_IN_FLIGHT_MAX, SealedEpochRead, SessionReply, SyncError, SyncReply, UploadError,
 };
 use dsss_wire::{
     Arguments, ClientId, MethodId, ObjectId, RegionId, RequestSequence, Scope, Timestamp, proto,
@@ -76,6 +76,8 @@ struct Member {
     syncs: Vec<SyncReply>,
     uploads: Vec<CheckpointReply>,
     sessions: Vec<SessionReply>,
+    /// Requests for entries a snapshot stands on, for [`Region::serve_log_fetches`].
+    fetches: Vec<LogRangeFetch>,
 }
 
 impl TestNode for Member {
@@ -103,6 +105,7 @@ impl TestNode for Member {
                 RegionOutput::SyncReply(reply) => self.syncs.push(reply),
                 RegionOutput::CheckpointReply(reply) => self.uploads.push(reply),
                 RegionOutput::SessionReply(reply) => self.sessions.push(reply),
+                RegionOutput::FetchLogRange(fetch) => self.fetches.push(fetch),
                 // These regions have no global tier (a barrier asks no coordinator), and the
                 // tests read alarms from the node's status.
                 RegionOutput::SealedEpochRead(_)
@@ -149,10 +152,40 @@ impl Region {
                     syncs: Vec::new(),
                     uploads: Vec::new(),
                     sessions: Vec::new(),
+                    fetches: Vec::new(),
                 },
             );
         }
         Region { network }
+    }
+
+    /// Answers every request for log entries the members made, from the peer asked (a peer
+    /// that is down or cut off gives no answer), then settles. Returns how many were answered.
+    fn serve_log_fetches(&mut self) -> usize {
+        let mut answered = 0;
+        for id in self.network.ids() {
+            let fetches = std::mem::take(&mut self.network.node_mut(id).fetches);
+            for fetch in fetches {
+                if self.network.is_isolated(id) || self.network.is_isolated(fetch.peer) {
+                    continue;
+                }
+                let peer = self.network.node(fetch.peer);
+                let Some(peer_node) = peer.node.as_ref() else {
+                    continue;
+                };
+                let reply = peer_node
+                    .answer_log_range(&peer.store, &fetch.request)
+                    .map_err(|error| error.to_string());
+                let member = self.network.node_mut(id);
+                if let Some(node) = member.node.as_mut() {
+                    node.handle_log_range(fetch.request.fetch_id, reply, &mut member.store)
+                        .unwrap();
+                    answered += 1;
+                }
+            }
+        }
+        self.network.settle();
+        answered
     }
 
     fn now_us(&self) -> u64 {
@@ -848,4 +881,79 @@ fn session_opens_beyond_the_in_flight_bound_are_refused_at_once_and_the_rest_ope
         RegionOutput::SessionReply(SessionReply { open_id, result: Ok(()), .. }) if *open_id == bound + 1
     )));
     assert_eq!(node.region_log().dedup().session_count() as u64, bound + 1);
+}
+
+#[test]
+fn a_member_behind_the_raft_log_takes_a_snapshot_only_once_it_holds_every_entry() {
+    // A log of about 40 MiB above its truncation point (no checkpoint covers it), more than
+    // one raft message; the leader keeps only a few raft entries, so a member cut off while
+    // it grew catches up by snapshot. The snapshot carries the state; the member fetches the
+    // entries in bounded pieces before raft takes it, and then holds the whole log.
+    let mut region = Region::new(&[1, 2, 3]);
+    for id in [1, 2, 3] {
+        let member = region.network.node_mut(id);
+        member.config.group.log_retention.entries_max = 8;
+        member.node = Some(RegionNode::open(member.config.clone(), &mut member.store).unwrap());
+    }
+    let leader = region.elect();
+    let lagging = region.other_than(leader);
+    region.network.isolate(lagging);
+    let large = dsss_wire::ARGUMENTS_BYTES_MAX;
+    let records = 40;
+    for sequence in 1..=records {
+        region.propose(leader, call(1, sequence, large));
+    }
+    for sequence in records + 1..=records + 40 {
+        region.propose(leader, call(1, sequence, 16));
+    }
+    assert_eq!(region.take_replies(leader).len() as u64, 2 * records);
+    let log_bytes = region.node(leader).status().log_size_bytes;
+    assert!(
+        log_bytes > dsss_raft_group::RAFT_MESSAGE_BYTES_MAX as u64,
+        "the log ({log_bytes} bytes) is larger than a raft message"
+    );
+    assert!(region.node(leader).group().first_index() > 2);
+    region.network.rejoin(lagging);
+    let mut rounds = 0;
+    while region.node(lagging).region_log().next_position()
+        < region.node(leader).region_log().next_position()
+    {
+        region.tick(1);
+        region.serve_log_fetches();
+        rounds += 1;
+        assert!(rounds < 2_000, "the lagging member caught up");
+    }
+    let status = region.node(lagging).status();
+    assert!(
+        status.catch_up.counters.snapshots_taken_after_fetch >= 1,
+        "{:?}",
+        status.catch_up
+    );
+    assert!(status.catch_up.counters.entries_fetched >= records);
+    assert_eq!(status.catch_up.missing, None);
+    let lagging_log = region.node(lagging).region_log();
+    assert_eq!(lagging_log.truncated_through(), 0);
+    assert_eq!(
+        lagging_log.first_retained_position(),
+        1,
+        "the member holds the whole retained log, not the part a message could carry"
+    );
+    let whole = |region: &Region, id: u64| {
+        let member = region.network.node(id);
+        member
+            .node
+            .as_ref()
+            .unwrap()
+            .region_log()
+            .with_every_entry_cached(&member.store)
+            .unwrap()
+            .cached_records()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(whole(&region, lagging), whole(&region, leader));
+    // It holds them in its store: after a restart it still serves every one.
+    region.crash(lagging);
+    region.restart(lagging);
+    assert_eq!(whole(&region, lagging), whole(&region, leader));
 }

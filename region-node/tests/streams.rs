@@ -320,6 +320,71 @@ async fn records_of_the_largest_accepted_size_stream_in_bounded_pieces() {
     assert_eq!(blobs_of(&pieces), expected, "the restarted node");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_back_after_the_raft_log_moved_on_holds_every_entry_once_caught_up() {
+    // The leader keeps few raft entries, so a node that was down while a run larger than one
+    // raft message was written catches up by snapshot. The snapshot carries the region's
+    // state, not its entries: the node reads those from a peer (RegionPeer.ReadLogRange) in
+    // bounded pieces before it takes the snapshot, and then serves the whole run.
+    let mut region = Region::start_with(false, |node| {
+        node.group.log_retention.entries_max = 8;
+    })
+    .await;
+    let connections = RegionConnections::new(&region.members()).expect("members");
+    let leader = wait_for_leader(&connections).await;
+    let away = NODE_IDS
+        .into_iter()
+        .find(|&node_id| node_id != leader)
+        .expect("a follower");
+    region.stop(away).await;
+
+    let mut writer = RegionClient::new(connections.clone(), 9);
+    let mut last_position = 0;
+    for index in 1..=BLOBS {
+        let committed = writer
+            .propose(&Call {
+                object_id: "blobs".to_owned(),
+                method_id: 1,
+                arguments: blob(index),
+                scope: Scope::Regional,
+            })
+            .await
+            .expect("committed by the two members up");
+        last_position = committed.position;
+    }
+    let expected: Vec<(u64, Vec<u8>)> = (1..=BLOBS).map(|index| (index, blob(index))).collect();
+
+    region.restart(away).await;
+    let started = Instant::now();
+    let status = loop {
+        if let Ok(status) = connections.status(away).await
+            && status.applied_position >= last_position
+        {
+            break status;
+        }
+        assert!(
+            started.elapsed() < WAIT_MAX,
+            "the node that was away never caught up"
+        );
+        sleep(POLL_INTERVAL).await;
+    };
+    assert_eq!(
+        status.first_retained_position, 1,
+        "the node holds the whole retained log, not the part one message could carry"
+    );
+    assert!(status.log_size_bytes > 32 * 1024 * 1024);
+    assert!(
+        status.snapshots_taken_after_fetch >= 1 && status.snapshot_entries_fetched >= BLOBS,
+        "the node caught up by snapshot after fetching the entries: {status:?}"
+    );
+    assert_eq!(
+        (status.snapshot_missing_from, status.snapshot_missing_to),
+        (0, 0)
+    );
+    let pieces = new_subscriber_through(&region, away, 4, last_position).await;
+    assert_eq!(blobs_of(&pieces), expected, "the node that was away");
+}
+
 /// What a new subscriber of `client_id` to `node_id` reads from position 1 through
 /// `last_position`.
 async fn new_subscriber_through(

@@ -82,9 +82,9 @@ fn assert_clean(cluster: &RegionCluster) {
 
 fn positions_of(cluster: &RegionCluster, member: NodeId, client: u64) -> Vec<(u64, u64)> {
     cluster
-        .node(member)
+        .whole_log(member)
         .expect("the member is up")
-        .region_log()
+        .expect("the member's log reads back whole")
         .cached_records()
         .filter_map(|log_record| {
             let record = log_record.entry.record()?;
@@ -267,9 +267,9 @@ fn a_lagging_member_catches_up_by_snapshot_and_nothing_uncovered_is_dropped() {
         .iter()
         .map(|&member| {
             cluster
-                .node(member)
+                .whole_log(member)
                 .unwrap()
-                .region_log()
+                .expect("the member's log reads back whole")
                 .cached_records()
                 .count()
         })
@@ -292,6 +292,65 @@ fn a_lagging_member_catches_up_by_snapshot_and_nothing_uncovered_is_dropped() {
         "every member holds the same records: {record_counts:?}"
     );
     assert_clean(&cluster);
+}
+
+#[test]
+fn members_that_catch_up_by_snapshot_in_turn_each_hold_every_retained_entry() {
+    // No checkpoint covers anything, so every entry since position 1 is retained. Each member
+    // in turn is cut off while the others move the raft log on, and catches up by snapshot.
+    // A snapshot carries no entries: each member fetches the ones it lacks before raft takes
+    // the snapshot, so in the end every member holds the whole log, and none was ever
+    // counted as caught up without it.
+    for seed in [31, 32, 33] {
+        let mut settings = RegionRunSettings::new(seed, 3);
+        // The clients call through every member's turn.
+        settings.fault_window = Duration::from_secs(10);
+        let mut cluster = RegionCluster::new(&settings).expect("valid settings");
+        leader(&mut cluster);
+        let members = cluster.members().to_vec();
+        for &member in &members {
+            cluster.simulation().isolate(member);
+            cluster.simulation().run_for(Duration::from_secs(1));
+            cluster
+                .heal_and_converge(Duration::from_secs(10))
+                .unwrap_or_else(|problem| panic!("seed {seed}: {problem}"));
+            assert!(
+                cluster.observer().snapshots_restored(member) >= 1,
+                "seed {seed}: node {member} caught up by snapshot"
+            );
+            let status = cluster.node(member).unwrap().status();
+            assert!(
+                status.catch_up.counters.snapshots_taken_after_fetch >= 1,
+                "seed {seed}: node {member} fetched the entries its snapshot stands on: {:?}",
+                status.catch_up
+            );
+        }
+        let mut whole_logs = Vec::new();
+        for &member in &members {
+            let log = cluster.node(member).unwrap().region_log();
+            assert_eq!(log.truncated_through(), 0, "seed {seed}");
+            assert_eq!(
+                log.first_retained_position(),
+                1,
+                "seed {seed}: node {member} holds the whole retained log"
+            );
+            let whole = cluster
+                .whole_log(member)
+                .unwrap()
+                .unwrap_or_else(|error| panic!("seed {seed}: node {member}: {error}"));
+            whole_logs.push(whole.cached_records().cloned().collect::<Vec<_>>());
+        }
+        assert!(
+            whole_logs[0].len() > 100,
+            "seed {seed}: the clients made progress"
+        );
+        assert!(
+            whole_logs.windows(2).all(|pair| pair[0] == pair[1]),
+            "seed {seed}: every member holds the same entries"
+        );
+        let problems = cluster.check();
+        assert!(problems.is_empty(), "seed {seed}: {problems:#?}");
+    }
 }
 
 /// Runs `change` on the current leader and returns what it answered.

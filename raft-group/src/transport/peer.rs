@@ -229,6 +229,16 @@ impl<D: RaftDelivery> PeerSenders<D> {
         }
     }
 
+    /// The address of `peer_id`, when a transport to it runs.
+    pub fn address(&self, peer_id: u64) -> Option<&str> {
+        self.addresses.get(&peer_id).map(String::as_str)
+    }
+
+    /// The runtime the transport's tasks run on, for other calls to peers.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.runtime
+    }
+
     /// Messages dropped since the transport started.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

@@ -24,11 +24,12 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::checkpoint::{CheckpointFetch, CheckpointOutcome, CheckpointUpload};
 use crate::driver::coordinator_client::{CoordinatorSender, GlobalSettings};
-use crate::driver::peer::PeerSenders;
+use crate::driver::peer::{PEER_CALL_TIMEOUT_US, PEER_CONNECT_TIMEOUT_US, PeerSenders};
 use crate::node::{
     CHECKPOINT_UPLOADS_IN_FLIGHT_MAX, OpenSessionError, SESSION_OPENS_IN_FLIGHT_MAX,
     SYNCS_IN_FLIGHT_MAX, SyncReply, UploadError,
 };
+use crate::snapshot_catch_up::{LogRangeFetch, LogRangeReply, LogRangeRequest};
 use crate::{
     GlobalMessageError, LogEntry, LogEvent, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest,
     REGION_LOG, REGION_STATE, RegionNode, RegionNodeConfig, RegionNodeError, RegionOutput,
@@ -145,6 +146,20 @@ pub enum NodeEvent {
         records_max: usize,
         /// Where the answer goes: the read, or why the store could not give it.
         reply: oneshot::Sender<Result<LogRead, String>>,
+    },
+    /// A peer's request for entries a snapshot stands on.
+    AnswerLogRange {
+        /// The request.
+        request: LogRangeRequest,
+        /// Where the answer goes: the entries, or why the store could not give them.
+        reply: oneshot::Sender<Result<LogRangeReply, String>>,
+    },
+    /// A peer's answer to this node's [`RegionOutput::FetchLogRange`], or why there is none.
+    LogRangeFetched {
+        /// The request's id.
+        fetch_id: u64,
+        /// The answer.
+        reply: Result<LogRangeReply, String>,
     },
     /// Where a member lives: starts a raft transport to it. Answered true when something
     /// changed.
@@ -308,6 +323,7 @@ pub fn spawn_with_global(
         tick_interval: settings.tick_interval,
     };
     let thread_log_events = log_events.clone();
+    let own_events = events.clone();
     let node_loop =
         dsss_raft_group::node_loop::spawn(loop_settings, (events, receiver), move || {
             let (node, store) = open(&settings)?;
@@ -324,6 +340,8 @@ pub fn spawn_with_global(
                 raft_messages_refused: 0,
                 region: settings.node.region.clone(),
                 coordinator,
+                events: own_events,
+                fatal: None,
             })
         })?;
     Ok(NodeLoopHandle {
@@ -364,6 +382,10 @@ struct RegionLoop {
     raft_messages_refused: u64,
     region: RegionId,
     coordinator: Option<CoordinatorSender>,
+    /// The node's own queue, for answers that come back from other tasks.
+    events: SyncSender<NodeEvent>,
+    /// A store write outside a round failed: the loop stops at its next round.
+    fatal: Option<StoreError>,
 }
 
 impl LoopNode for RegionLoop {
@@ -379,10 +401,13 @@ impl LoopNode for RegionLoop {
     }
 
     fn has_ready(&self) -> bool {
-        self.node.has_ready()
+        self.fatal.is_some() || self.node.has_ready()
     }
 
     fn handle_ready(&mut self) -> Result<(), NodeLoopError> {
+        if let Some(error) = self.fatal.take() {
+            return Err(ReadyError::Store(error).into());
+        }
         let mut io = PeerIo::new(&mut self.store, &self.peers);
         self.node.handle_ready(&mut io)?;
         Ok(())
@@ -438,6 +463,7 @@ impl RegionLoop {
                         Err("this node knows no coordinator replica to ask".to_owned()),
                     ),
                 },
+                RegionOutput::FetchLogRange(fetch) => self.fetch_log_range(fetch),
                 RegionOutput::LogEvent(event) => {
                     if let LogEvent::Restored {
                         first_retained_position,
@@ -501,6 +527,26 @@ impl RegionLoop {
                 reply,
             } => {
                 let _ = reply.send(self.read_log(from_position, records_max));
+            }
+            NodeEvent::AnswerLogRange { request, reply } => {
+                let answer = self
+                    .node
+                    .answer_log_range(&self.store, &request)
+                    .map_err(|error| {
+                        tracing::error!(%error, "cannot read the region log for a peer");
+                        format!(
+                            "reading the region log from position {}: {error}",
+                            request.from_position
+                        )
+                    });
+                let _ = reply.send(answer);
+            }
+            NodeEvent::LogRangeFetched { fetch_id, reply } => {
+                if let Err(error) = self.node.handle_log_range(fetch_id, reply, &mut self.store) {
+                    // The store failed a write: as a failed round, the node must restart
+                    // from what its store holds.
+                    self.fatal = Some(error);
+                }
             }
             NodeEvent::AddPeer {
                 node_id,
@@ -652,6 +698,26 @@ impl RegionLoop {
         })
     }
 
+    /// Sends a request for entries a snapshot stands on to its peer, on the runtime; the
+    /// answer (or why there is none) comes back as [`NodeEvent::LogRangeFetched`]. When the
+    /// queue is full the answer is lost and the node asks again after its timeout.
+    fn fetch_log_range(&mut self, fetch: LogRangeFetch) {
+        let fetch_id = fetch.request.fetch_id;
+        let Some(address) = self.peers.address(fetch.peer).map(str::to_owned) else {
+            let reply = Err(format!("no address is known for node {}", fetch.peer));
+            if let Err(error) = self.node.handle_log_range(fetch_id, reply, &mut self.store) {
+                self.fatal = Some(error);
+            }
+            return;
+        };
+        let events = self.events.clone();
+        let node_id = self.node.id();
+        self.peers.runtime().spawn(async move {
+            let reply = read_log_range(node_id, &address, fetch.request).await;
+            let _ = events.try_send(NodeEvent::LogRangeFetched { fetch_id, reply });
+        });
+    }
+
     fn change_membership(&mut self, change: MembershipChange) -> Result<(), String> {
         let outcome = match change {
             MembershipChange::AddLearner(node_id) => self.node.add_learner(node_id),
@@ -664,4 +730,33 @@ impl RegionLoop {
         };
         outcome.map_err(|error| error.to_string())
     }
+}
+
+/// One `ReadLogRange` call to the peer at `address`, bounded by the peer call timeout.
+async fn read_log_range(
+    node_id: u64,
+    address: &str,
+    request: LogRangeRequest,
+) -> Result<LogRangeReply, String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|error| format!("the peer address {address} is invalid: {error}"))?
+        .connect_timeout(Duration::from_micros(PEER_CONNECT_TIMEOUT_US))
+        .timeout(Duration::from_micros(PEER_CALL_TIMEOUT_US));
+    let mut client = dsss_wire::grpc::region_peer_client(endpoint.connect_lazy());
+    let reply = client
+        .read_log_range(proto::LogRangeRequest {
+            from_node_id: node_id,
+            fetch_id: request.fetch_id,
+            from_position: request.from_position,
+            end_position: request.end_position,
+        })
+        .await
+        .map_err(|status| format!("node at {address}: {}", status.message()))?
+        .into_inner();
+    Ok(LogRangeReply {
+        fetch_id: reply.fetch_id,
+        entries: reply.entries,
+        first_retained_position: reply.first_retained_position,
+        next_position: reply.next_position,
+    })
 }

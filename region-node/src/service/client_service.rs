@@ -490,6 +490,10 @@ pub fn status_reply(status: &NodeStatus) -> proto::StatusReply {
         log_size_bytes: node.log_size_bytes,
         log_quota_bytes: node.log_quota_bytes,
         log_cache_bytes: node.log_cache_bytes,
+        snapshots_taken_after_fetch: node.catch_up.counters.snapshots_taken_after_fetch,
+        snapshot_entries_fetched: node.catch_up.counters.entries_fetched,
+        snapshot_missing_from: node.catch_up.missing.map_or(0, |(from, _)| from),
+        snapshot_missing_to: node.catch_up.missing.map_or(0, |(_, to)| to),
         diverged_objects: node
             .checkpoints
             .alarms
@@ -1066,6 +1070,7 @@ mod tests {
                 log_size_bytes: 5 * 300,
                 log_quota_bytes: 1024 * 1024 * 1024,
                 log_cache_bytes: 5 * 300,
+                catch_up: Default::default(),
                 counters: NodeCounters::default(),
             },
             region: RegionId::new("eu-west").expect("valid region"),

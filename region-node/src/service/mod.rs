@@ -127,6 +127,16 @@ impl NodeLink {
         .map_err(Status::internal)
     }
 
+    /// Entries a peer's snapshot stands on (see [`crate::snapshot_catch_up`]).
+    pub async fn answer_log_range(
+        &self,
+        request: crate::LogRangeRequest,
+    ) -> Result<crate::LogRangeReply, Status> {
+        self.ask(|reply| NodeEvent::AnswerLogRange { request, reply })
+            .await?
+            .map_err(Status::internal)
+    }
+
     /// Subscribes to the node's log events.
     pub fn subscribe_log(&self) -> broadcast::Receiver<Arc<LogEvent>> {
         self.log_events.subscribe()

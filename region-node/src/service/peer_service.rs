@@ -64,6 +64,27 @@ impl RegionPeer for RegionPeerService {
         Ok(Response::new(ack()))
     }
 
+    async fn read_log_range(
+        &self,
+        request: Request<proto::LogRangeRequest>,
+    ) -> Result<Response<proto::LogRangeReply>, Status> {
+        let request = request.into_inner();
+        let reply = self
+            .link
+            .answer_log_range(crate::LogRangeRequest {
+                fetch_id: request.fetch_id,
+                from_position: request.from_position,
+                end_position: request.end_position,
+            })
+            .await?;
+        Ok(Response::new(proto::LogRangeReply {
+            fetch_id: reply.fetch_id,
+            entries: reply.entries,
+            first_retained_position: reply.first_retained_position,
+            next_position: reply.next_position,
+        }))
+    }
+
     async fn deliver_stream(
         &self,
         request: Request<Streaming<RaftBatch>>,

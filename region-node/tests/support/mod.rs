@@ -43,6 +43,11 @@ impl Region {
     /// Starts the three nodes; with `global_tier` false the region is a deployment of one
     /// region (it closes no batches and refuses global calls).
     pub async fn start(global_tier: bool) -> Region {
+        Region::start_with(global_tier, |_| {}).await
+    }
+
+    /// As [`Region::start`], with each node's settings changed by `adjust` first.
+    pub async fn start_with(global_tier: bool, adjust: impl Fn(&mut RegionNodeConfig)) -> Region {
         let directory = tempfile::tempdir().expect("temporary directory");
         let mut listeners = BTreeMap::new();
         for node_id in NODE_IDS {
@@ -66,6 +71,7 @@ impl Region {
                 RegionId::new("test-region").expect("valid region"),
             );
             node.global_tier = global_tier;
+            adjust(&mut node);
             let config = DriverConfig {
                 node,
                 listen_address: addresses[&node_id].clone(),

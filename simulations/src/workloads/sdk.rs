@@ -473,7 +473,16 @@ pub fn run_objects_traced(
         problems.extend(observer.violations());
         observer.take_history()
     };
-    let logs = final_logs(&cluster);
+    let (whole_logs, _) = cluster.whole_logs();
+    let logs: BTreeMap<String, BTreeMap<NodeId, &RegionLog>> = whole_logs
+        .iter()
+        .map(|(region, logs)| {
+            (
+                region.clone(),
+                logs.iter().map(|(&member, log)| (member, log)).collect(),
+            )
+        })
+        .collect();
     for workload in workloads.iter() {
         problems.extend(workload.check(
             &history,
@@ -690,23 +699,6 @@ impl OperationCounts {
         }
         counts
     }
-}
-
-/// The logs of every member that is up, by region.
-fn final_logs(cluster: &GlobalCluster) -> BTreeMap<String, BTreeMap<NodeId, &RegionLog>> {
-    let mut logs: BTreeMap<String, BTreeMap<NodeId, &RegionLog>> = BTreeMap::new();
-    for (region, members) in cluster.regions() {
-        let entry = logs.entry(region.clone()).or_default();
-        for &member in members {
-            if let Some(node) = cluster.region_node(member) {
-                entry.insert(member, node.region_log());
-            }
-        }
-    }
-    crate::workloads::region::assert_logs_in_memory(
-        logs.values().flat_map(|logs| logs.values().copied()),
-    );
-    logs
 }
 
 /// How many records of `object_id` in `scope` (sequenced records of a global object, records of

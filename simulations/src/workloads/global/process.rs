@@ -33,8 +33,9 @@ use dsss_raft_group::{
     encode_message,
 };
 use dsss_region_node::{
-    CheckpointFetch, LogEntry, ProposeError, ProposeRequest, RegionLog, RegionNode,
-    RegionNodeConfig, RegionOutput, Reply, SessionReply, SyncError, SyncReply, ToCoordinator,
+    CheckpointFetch, LogEntry, LogRangeReply, LogRangeRequest, ProposeError, ProposeRequest,
+    RegionLog, RegionNode, RegionNodeConfig, RegionOutput, Reply, SessionReply, SyncError,
+    SyncReply, ToCoordinator,
 };
 use dsss_wire::{
     Arguments, ClientId, LeaderTracker, MethodId, ObjectId, RequestSequence, Scope, proto,
@@ -73,7 +74,7 @@ pub const INSTANCE_SYNCS_TRACKED_MAX: usize = dsss_region_node::SYNCS_IN_FLIGHT_
 pub const SEALED_EPOCH_READS_TRACKED_MAX: usize = 256;
 
 /// The key prefix of the region node's data on a node's disk.
-const REGION_STORE_PREFIX: &[u8] = b"region/";
+pub const REGION_STORE_PREFIX: &[u8] = b"region/";
 
 /// The key prefix of the coordinator replica's data on a node's disk.
 const COORDINATOR_STORE_PREFIX: &[u8] = b"coordinator/";
@@ -111,6 +112,10 @@ pub enum GlobalMessage {
     ReadLog(ReadLogRequest),
     /// A member's answer to [`GlobalMessage::ReadLog`].
     LogEntries(LogEntries),
+    /// A region member asks a peer for entries a snapshot stands on.
+    ReadLogRange(LogRangeRequest),
+    /// A peer's answer to [`GlobalMessage::ReadLogRange`].
+    LogRange(LogRangeReply),
     /// An application instance asks a member for an object's newest checkpoint (after the
     /// member said it no longer keeps the log where the instance stands).
     FetchCheckpoint {
@@ -283,6 +288,19 @@ impl fmt::Debug for GlobalMessage {
                 formatter,
                 "read-log(r{} from p{})",
                 request.request_id, request.from_position
+            ),
+            GlobalMessage::ReadLogRange(request) => write!(
+                formatter,
+                "read-log-range(f{} p{}..p{})",
+                request.fetch_id, request.from_position, request.end_position
+            ),
+            GlobalMessage::LogRange(reply) => write!(
+                formatter,
+                "log-range(f{} {} entries, holds p{}..p{})",
+                reply.fetch_id,
+                reply.entries.len(),
+                reply.first_retained_position,
+                reply.next_position
             ),
             GlobalMessage::LogEntries(answer) => write!(
                 formatter,
@@ -686,6 +704,9 @@ impl NodeProcess {
                         GlobalMessage::Batch(batch),
                     );
                 }
+                RegionOutput::FetchLogRange(fetch) => {
+                    cx.send(fetch.peer, GlobalMessage::ReadLogRange(fetch.request));
+                }
             }
         }
     }
@@ -965,12 +986,36 @@ impl Process for NodeProcess {
             GlobalMessage::ReadLog(request) => {
                 let region = self.region.as_ref().expect("started");
                 let node = cx.node();
-                let store = SimDiskStore::new(cx.disk());
+                let mut disk = SimDiskStore::new(cx.disk());
+                let store = PrefixedStore::new(&mut disk, REGION_STORE_PREFIX);
                 let answer = LogEntries::answer(region.region_log(), &store, request)
                     .unwrap_or_else(|error| {
                         panic!("node {node} cannot read back its own region log: {error}")
                     });
                 cx.send(from, GlobalMessage::LogEntries(answer));
+            }
+            GlobalMessage::ReadLogRange(request) => {
+                let region = self.region.as_ref().expect("started");
+                let node = cx.node();
+                let mut disk = SimDiskStore::new(cx.disk());
+                let store = PrefixedStore::new(&mut disk, REGION_STORE_PREFIX);
+                let answer = region
+                    .answer_log_range(&store, &request)
+                    .unwrap_or_else(|error| {
+                        panic!("node {node} cannot read back its own region log: {error}")
+                    });
+                cx.send(from, GlobalMessage::LogRange(answer));
+            }
+            GlobalMessage::LogRange(reply) => {
+                let region = self.region.as_mut().expect("started");
+                let node = cx.node();
+                let mut disk = SimDiskStore::new(cx.disk());
+                let mut store = PrefixedStore::new(&mut disk, REGION_STORE_PREFIX);
+                if let Err(error) = region.handle_log_range(reply.fetch_id, Ok(reply), &mut store) {
+                    // The simulated disk only fails when full, and runs stay far below its size.
+                    panic!("node {node}: writing fetched log entries failed: {error}");
+                }
+                self.flush(cx);
             }
             GlobalMessage::FetchCheckpoint {
                 request_id,

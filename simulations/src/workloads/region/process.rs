@@ -13,7 +13,8 @@ use dsss_raft_group::{
     encode_message,
 };
 use dsss_region_node::{
-    ProposeError, ProposeRequest, RegionNode, RegionNodeConfig, RegionOutput, Reply, SessionReply,
+    LogRangeReply, LogRangeRequest, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig,
+    RegionOutput, Reply, SessionReply,
 };
 use dsss_wire::{Arguments, ClientId, LeaderTracker, MethodId, ObjectId, RequestSequence, Scope};
 
@@ -55,6 +56,10 @@ pub enum RegionMessage {
     Propose(ProposeRequest),
     /// A node's answer to a proposal.
     Reply(Reply),
+    /// A member asks a peer for entries a snapshot stands on.
+    ReadLogRange(LogRangeRequest),
+    /// A peer's answer to [`RegionMessage::ReadLogRange`].
+    LogRange(LogRangeReply),
 }
 
 impl fmt::Debug for RegionMessage {
@@ -65,6 +70,19 @@ impl fmt::Debug for RegionMessage {
                 "raft({}B #{:016x})",
                 bytes.len(),
                 content_hash(bytes)
+            ),
+            RegionMessage::ReadLogRange(request) => write!(
+                formatter,
+                "read-log-range(f{} p{}..p{})",
+                request.fetch_id, request.from_position, request.end_position
+            ),
+            RegionMessage::LogRange(reply) => write!(
+                formatter,
+                "log-range(f{} {} entries, holds p{}..p{})",
+                reply.fetch_id,
+                reply.entries.len(),
+                reply.first_retained_position,
+                reply.next_position
             ),
             RegionMessage::Propose(request) => write!(
                 formatter,
@@ -350,6 +368,9 @@ impl NodeProcess {
                         cx.node()
                     ));
                 }
+                RegionOutput::FetchLogRange(fetch) => {
+                    cx.send(fetch.peer, RegionMessage::ReadLogRange(fetch.request));
+                }
                 RegionOutput::DivergenceAlarm(alarm) => {
                     self.observer.borrow_mut().violation(format!(
                         "node {}: the checkpoints of {} at position {} differ",
@@ -412,6 +433,29 @@ impl Process for NodeProcess {
                 if self.flush_timer.is_none() {
                     self.flush_timer = Some(cx.set_timer(PROPOSAL_FLUSH_DELAY));
                 }
+            }
+            RegionMessage::ReadLogRange(request) => {
+                let store = SimDiskReader::new(cx.disk());
+                let answer = node
+                    .answer_log_range(&store, &request)
+                    .unwrap_or_else(|error| {
+                        panic!(
+                            "node {} cannot read back its own region log: {error}",
+                            cx.node()
+                        )
+                    });
+                cx.send(from, RegionMessage::LogRange(answer));
+            }
+            RegionMessage::LogRange(reply) => {
+                let mut store = SimDiskStore::new(cx.disk());
+                if let Err(error) = node.handle_log_range(reply.fetch_id, Ok(reply), &mut store) {
+                    // The simulated disk only fails when full, and runs stay far below its size.
+                    panic!(
+                        "node {}: writing fetched log entries failed: {error}",
+                        cx.node()
+                    );
+                }
+                self.flush(cx);
             }
             RegionMessage::Reply(_) | RegionMessage::SessionReply(_) => {
                 self.observer
@@ -679,7 +723,9 @@ impl Process for ClientProcess {
             RegionMessage::SessionReply(reply) => self.handle_session_reply(cx, from, reply),
             RegionMessage::Raft(_)
             | RegionMessage::Propose(_)
-            | RegionMessage::OpenSession { .. } => self.observer.borrow_mut().violation(format!(
+            | RegionMessage::OpenSession { .. }
+            | RegionMessage::ReadLogRange(_)
+            | RegionMessage::LogRange(_) => self.observer.borrow_mut().violation(format!(
                 "client {} got a node's message from {from}",
                 cx.node()
             )),
