@@ -70,6 +70,23 @@ pub(crate) enum BenchCommand {
         dsss bench region\n  \
         dsss bench region --clients 1,16,64 --seconds 10 --record-bytes 256")]
     Region(RegionBenchArgs),
+    /// Write a long load (4 GiB by default) through the SDK into a running cluster, watching node memory and region logs.
+    ///
+    /// Application instances in every region open a mix of journal objects (each instance its
+    /// own regional one, regional ones shared by the region's instances, a few global ones
+    /// every instance writes) and append payloads of random size until the total is written.
+    /// Every few seconds it prints what was written, calls/s, the resident memory of every
+    /// node process on this machine, and every region's log against its quota with its
+    /// truncation point (the Status RPC). It exits with 1 if a call failed, if a node's
+    /// memory rose more than --rss-growth-max-mib above its level after the warm-up, if a
+    /// region's log went above its quota, or if the copies of an object disagree with each
+    /// other or with the calls acknowledged.
+    #[command(
+        after_help = "Examples (with `dsss up --no-demo` running in another terminal):\n  \
+        dsss bench soak\n  \
+        dsss bench soak --total-mib 64 --payload-bytes 1024 --report-seconds 2"
+    )]
+    Soak(crate::soak_command::SoakArgs),
 }
 
 /// The arguments of `dsss bench region`.
@@ -97,6 +114,7 @@ pub(crate) fn run(
 ) -> ExitCode {
     match command {
         BenchCommand::Region(arguments) => region(arguments, stdout, stderr),
+        BenchCommand::Soak(arguments) => crate::soak_command::run(arguments, stdout, stderr),
     }
 }
 

@@ -6,6 +6,7 @@ mod bench_command;
 mod node_command;
 mod region_command;
 mod sim_command;
+mod soak_command;
 mod topology_command;
 mod up_command;
 

@@ -54,6 +54,12 @@ pub(crate) struct UpArgs {
     /// nodes on 127.0.0.1, written to dsss-up/local.toml).
     #[arg(long, value_name = "FILE")]
     topology: Option<PathBuf>,
+    /// Start the cluster and wait until it is ready, without the demo's writes: its objects
+    /// get no checkpoint (they hold a few records, far fewer than a checkpoint's interval), so
+    /// they would keep the region logs from ever being truncated (`dsss bench soak` needs a
+    /// cluster without them).
+    #[arg(long)]
+    no_demo: bool,
 }
 
 /// The cluster's child processes; every child still running is killed when this drops, so
@@ -152,7 +158,7 @@ pub(crate) fn run(args: UpArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) 
         };
         start_children(&topology, &topology_path, directory, &mut children, stdout)?;
         tokio::select! {
-            ready = run_demo(&topology, stdout) => ready?,
+            ready = run_demo(&topology, !args.no_demo, stdout) => ready?,
             _ = interrupt.recv() => return Ok("SIGINT received"),
             _ = terminate.recv() => return Ok("SIGTERM received"),
         }
@@ -273,7 +279,11 @@ async fn leader_status(connections: &RegionConnections) -> Option<proto::StatusR
     None
 }
 
-async fn run_demo(topology: &Topology, stdout: &mut dyn Write) -> Result<(), String> {
+async fn run_demo(
+    topology: &Topology,
+    with_demo: bool,
+    stdout: &mut dyn Write,
+) -> Result<(), String> {
     let regions = region_connections(topology)?;
     let started = Instant::now();
     let mut leaders = Vec::new();
@@ -307,6 +317,9 @@ async fn run_demo(topology: &Topology, stdout: &mut dyn Write) -> Result<(), Str
             "  region {region}: leader node {}, sealed epoch {}",
             status.node_id, status.sealed_epoch_number
         );
+    }
+    if !with_demo {
+        return Ok(());
     }
     bank_demo(topology, stdout).await
 }

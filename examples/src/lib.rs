@@ -7,6 +7,8 @@
 //!   region, and money is never created or destroyed.
 //! - [`Lobby`]: a game lobby with seats and a capacity.
 //! - [`Leaderboard`]: a regional object, ordered by its own region alone, beside the global ones.
+//! - [`Journal`]: an append-only journal that keeps a summary of its entries; the load of
+//!   `dsss bench soak`.
 //!
 //! Each also runs against a cluster (start one with `cargo run --bin dsss -- up` in another
 //! terminal): `cargo run -p dsss-examples --bin counter -- --topology dsss-up/local.toml --region
@@ -16,12 +18,14 @@
 pub mod bank;
 pub mod connect;
 pub mod counter;
+pub mod journal;
 pub mod leaderboard;
 pub mod lobby;
 pub mod register;
 
 pub use bank::{Bank, BankError, BankHandle};
 pub use counter::{Counter, CounterHandle};
+pub use journal::{Journal, JournalHandle};
 pub use leaderboard::{Leaderboard, LeaderboardHandle};
 pub use lobby::{Lobby, LobbyError, LobbyHandle};
 pub use register::{Register, RegisterHandle};

@@ -1,12 +1,13 @@
 //! Log streams of the production driver over real gRPC on loopback: how many subscriptions one
-//! connection and one client may hold, and records of the largest accepted size streamed in
-//! pieces of bounded size. Reference: docs/design.md section 8 (bounds and limits).
+//! connection and one client may hold, the bytes of pieces a node holds for slow subscribers,
+//! and records of the largest accepted size streamed in pieces of bounded size. Reference:
+//! docs/design.md section 8 (bounds and limits).
 
 use dsss::region_client::{Call, RegionClient, RegionConnections};
 use dsss_region_node::region_log::LOG_CACHE_BYTES_MAX;
 use dsss_region_node::service::{
-    SUBSCRIBE_REPLY_BYTES_MAX, SUBSCRIBE_STREAMS_MAX, SUBSCRIPTIONS_PER_CLIENT_MAX,
-    SUBSCRIPTIONS_PER_CONNECTION_MAX,
+    SUBSCRIBE_BUFFERED_BYTES_MAX, SUBSCRIBE_REPLY_BYTES_MAX, SUBSCRIBE_STREAM_REPLIES_BUFFERED_MAX,
+    SUBSCRIBE_STREAMS_MAX, SUBSCRIPTIONS_PER_CLIENT_MAX, SUBSCRIPTIONS_PER_CONNECTION_MAX,
 };
 use dsss_wire::grpc::region_client_client;
 use dsss_wire::proto::{self, log_entry};
@@ -318,6 +319,150 @@ async fn records_of_the_largest_accepted_size_stream_in_bounded_pieces() {
     );
     let pieces = new_subscriber_through(&region, follower, 5, last_position).await;
     assert_eq!(blobs_of(&pieces), expected, "the restarted node");
+}
+
+/// How long a subscriber is watched for a piece that must not come while the node's buffer is
+/// full. A piece that comes is a failure however late; a wait that ends empty passes.
+const NOTHING_ARRIVES_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The stream figures of `node_id`'s status: (subscriptions, buffered bytes, bound).
+async fn stream_load(connections: &RegionConnections, node_id: u64) -> (u64, u64, u64) {
+    let status = connections.status(node_id).await.expect("status answers");
+    (
+        status.subscriptions,
+        status.subscribe_buffered_bytes,
+        status.subscribe_buffered_bytes_max,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_subscribers_fill_the_buffer_of_a_node_and_give_it_back_when_they_go() {
+    let region = Region::start(false).await;
+    let connections = RegionConnections::new(&region.members()).expect("members");
+    let leader = wait_for_leader(&connections).await;
+    let node_id = NODE_IDS
+        .into_iter()
+        .find(|&node_id| node_id != leader)
+        .expect("a follower");
+    let address = region.configs[&node_id].listen_address.clone();
+
+    // A log of large records, each alone in its piece of about BLOB_BYTES.
+    let mut writer = RegionClient::new(connections.clone(), 9);
+    let mut last_position = 0;
+    for index in 1..=BLOBS {
+        last_position = writer
+            .propose(&Call {
+                object_id: "blobs".to_owned(),
+                method_id: 1,
+                arguments: blob(index),
+                scope: Scope::Regional,
+            })
+            .await
+            .expect("committed")
+            .position;
+    }
+    let mut expected: Vec<(u64, Vec<u8>)> = (1..=BLOBS).map(|index| (index, blob(index))).collect();
+
+    // Slow subscribers: each follows the log from the start over a connection of its own and
+    // reads nothing. Each holds at most SUBSCRIBE_STREAM_REPLIES_BUFFERED_MAX pieces queued
+    // (and one waiting to be queued); together they hold more than the node's buffer.
+    let slow_count =
+        SUBSCRIBE_BUFFERED_BYTES_MAX / (BLOB_BYTES * SUBSCRIBE_STREAM_REPLIES_BUFFERED_MAX) + 4;
+    let mut slow = Vec::new();
+    for index in 0..slow_count {
+        let mut stub = own_connection(&address).await;
+        let stream = stub
+            .subscribe(subscribe_request(1, 100 + index as u64))
+            .await
+            .expect("a slow subscriber subscribes")
+            .into_inner();
+        slow.push((stub, stream));
+    }
+    // They fill the buffer: the node holds no room for another piece, and never more than
+    // its bound.
+    let started = Instant::now();
+    loop {
+        let (subscriptions, buffered, bound) = stream_load(&connections, node_id).await;
+        assert_eq!(bound, SUBSCRIBE_BUFFERED_BYTES_MAX as u64);
+        assert!(
+            buffered <= bound,
+            "node {node_id} holds {buffered} bytes of pieces, above its bound of {bound}"
+        );
+        assert_eq!(subscriptions, slow_count as u64);
+        if bound - buffered < BLOB_BYTES as u64 {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT_MAX,
+            "the slow subscribers never filled the buffer: {buffered} of {bound} bytes"
+        );
+        sleep(POLL_INTERVAL).await;
+    }
+
+    // At the bound a new subscriber is taken, but its stream waits for room: nothing is
+    // dropped, nothing is refused, and it gets no piece while the buffer is full, although
+    // it reads at once.
+    let mut waiting = own_connection(&address)
+        .await
+        .subscribe(subscribe_request(1, 7))
+        .await
+        .expect("a subscriber is taken at the bound")
+        .into_inner();
+    assert!(
+        tokio::time::timeout(NOTHING_ARRIVES_WAIT, waiting.message())
+            .await
+            .is_err(),
+        "a piece arrived while the node's buffer was full"
+    );
+
+    // The node keeps serving all else: a proposal to it commits and is applied there, its
+    // status answers, and the other members stream the log to new subscribers.
+    let mut through_full_node = RegionClient::new(connections.clone(), 10);
+    through_full_node.prefer(node_id).expect("a member");
+    let committed = through_full_node
+        .propose(&Call {
+            object_id: "o".to_owned(),
+            method_id: 1,
+            arguments: vec![7],
+            scope: Scope::Regional,
+        })
+        .await
+        .expect("a proposal through the full node commits");
+    assert_eq!(committed.position, last_position + 1);
+    assert!(
+        connections
+            .status(node_id)
+            .await
+            .expect("status answers")
+            .applied_position
+            >= committed.position
+    );
+    expected.push((committed.position, vec![7]));
+    let other = NODE_IDS
+        .into_iter()
+        .find(|&other| other != node_id)
+        .expect("another member");
+    let pieces = new_subscriber_through(&region, other, 8, committed.position).await;
+    assert_eq!(blobs_of(&pieces), expected, "node {other}");
+
+    // The slow subscribers go: the node gives their room back, and the waiting subscriber
+    // gets the whole log in order.
+    drop(slow);
+    let pieces = pieces_through(&mut waiting, committed.position).await;
+    assert_eq!(blobs_of(&pieces), expected, "the subscriber that waited");
+    let started = Instant::now();
+    loop {
+        let (subscriptions, buffered, _) = stream_load(&connections, node_id).await;
+        if (subscriptions, buffered) == (1, 0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT_MAX,
+            "node {node_id} still serves {subscriptions} subscriptions and holds {buffered} \
+             bytes of pieces after the slow subscribers left"
+        );
+        sleep(POLL_INTERVAL).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,7 +115,13 @@ pub const SUBSCRIBE_STREAM_REPLIES_BUFFERED_MAX: usize = 8;
 
 /// The most bytes of pieces one node holds for all its subscribers before gRPC takes them. A
 /// subscription that finds no room waits for room (its subscriber meanwhile falls behind the
-/// live events and later catches up from the log); nothing is dropped.
+/// live events and later catches up from the log); nothing is dropped. The room is the node's,
+/// not each subscriber's: some 30 subscribers that stop reading, each holding
+/// [`SUBSCRIBE_STREAM_REPLIES_BUFFERED_MAX`] pieces of about 1 MiB, fill it, and then every
+/// stream of the node waits, prompt readers included, until they read or go (an SDK client
+/// moves to another member after its stream stall timeout). Not counted: the one piece per
+/// stream gRPC has taken but not sent yet, and the log read of a subscription waiting for room.
+/// `Status` reports the bytes held as `subscribe_buffered_bytes`.
 pub const SUBSCRIBE_BUFFERED_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 const _: () = assert!(SUBSCRIBE_PIECE_BYTES_MAX * 64 <= SUBSCRIBE_BUFFERED_BYTES_MAX);
@@ -460,10 +466,20 @@ pub fn log_entry_to_wire(position: u64, entry: &LogEntry) -> proto::LogEntry {
     entry.to_wire(position)
 }
 
-/// The wire form of a node's status. The applied position and the raft commit and applied
-/// indices are reported apart: a record gets its position only when it is applied, so the
-/// commit index is the only measure of how far commit runs ahead of this node's log.
-pub fn status_reply(status: &NodeStatus) -> proto::StatusReply {
+/// What a node's log streams hold at one moment, which the service alone knows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamLoad {
+    /// The `Subscribe` streams served.
+    pub subscriptions: usize,
+    /// The bytes of pieces held for subscribers, out of [`SUBSCRIBE_BUFFERED_BYTES_MAX`].
+    pub buffered_bytes: usize,
+}
+
+/// The wire form of a node's status and of what its streams hold. The applied position and
+/// the raft commit and applied indices are reported apart: a record gets its position only
+/// when it is applied, so the commit index is the only measure of how far commit runs ahead
+/// of this node's log.
+pub fn status_reply(status: &NodeStatus, streams: StreamLoad) -> proto::StatusReply {
     let node = &status.node;
     proto::StatusReply {
         node_id: node.node_id,
@@ -494,6 +510,9 @@ pub fn status_reply(status: &NodeStatus) -> proto::StatusReply {
         snapshot_entries_fetched: node.catch_up.counters.entries_fetched,
         snapshot_missing_from: node.catch_up.missing.map_or(0, |(from, _)| from),
         snapshot_missing_to: node.catch_up.missing.map_or(0, |(_, to)| to),
+        subscriptions: streams.subscriptions as u64,
+        subscribe_buffered_bytes: streams.buffered_bytes as u64,
+        subscribe_buffered_bytes_max: SUBSCRIBE_BUFFERED_BYTES_MAX as u64,
         diverged_objects: node
             .checkpoints
             .alarms
@@ -830,7 +849,12 @@ impl RegionClient for RegionClientService {
         _request: Request<proto::StatusRequest>,
     ) -> Result<Response<proto::StatusReply>, Status> {
         let status = self.link.status().await?;
-        Ok(Response::new(status_reply(&status)))
+        let streams = StreamLoad {
+            subscriptions: lock(&self.streams).total,
+            buffered_bytes: SUBSCRIBE_BUFFERED_BYTES_MAX
+                .saturating_sub(self.buffered_bytes.available_permits()),
+        };
+        Ok(Response::new(status_reply(&status, streams)))
     }
 }
 
@@ -1079,7 +1103,11 @@ mod tests {
             max_clock_skew_us: 250_000,
             raft_messages_refused: 0,
         };
-        let reply = status_reply(&status);
+        let streams = StreamLoad {
+            subscriptions: 3,
+            buffered_bytes: 4_096,
+        };
+        let reply = status_reply(&status, streams);
         assert_eq!(reply.commit_index, 12);
         assert_eq!(reply.applied_index, 9);
         assert_eq!(reply.applied_position, 5);
@@ -1092,6 +1120,14 @@ mod tests {
                 reply.log_cache_bytes
             ),
             (1_500, 1024 * 1024 * 1024, 1_500)
+        );
+        assert_eq!(
+            (
+                reply.subscriptions,
+                reply.subscribe_buffered_bytes,
+                reply.subscribe_buffered_bytes_max
+            ),
+            (3, 4_096, SUBSCRIBE_BUFFERED_BYTES_MAX as u64)
         );
     }
 
