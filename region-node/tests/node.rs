@@ -107,6 +107,7 @@ impl TestNode for Member {
                 // tests read alarms from the node's status.
                 RegionOutput::SealedEpochRead(_)
                 | RegionOutput::DivergenceAlarm(_)
+                | RegionOutput::EpochsRead(_)
                 | RegionOutput::ToCoordinator(_) => {}
             }
         }

@@ -171,6 +171,13 @@ pub enum NodeEvent {
         /// Where the answer goes.
         reply: oneshot::Sender<Result<proto::SealedEpochAck, GlobalMessageError>>,
     },
+    /// Another region reads sealed epochs back from this node's log.
+    ReadEpochs {
+        /// The read.
+        request: proto::ReadEpochsRequest,
+        /// Where the answer goes.
+        reply: oneshot::Sender<proto::ReadEpochsReply>,
+    },
     /// The coordinator's answer to one of this node's batches.
     BatchAck(proto::RegionBatchAck),
     /// A barrier for a linearizable read.
@@ -472,6 +479,16 @@ impl RegionLoop {
                          the region log is no longer truncated"
                     );
                 }
+                // The production configuration names no region to read released epochs from
+                // (`catch_up_regions` is empty), so the node asks none; were one asked, the
+                // answer says why nothing was read.
+                RegionOutput::EpochsRead(read) => {
+                    let _ = self.node.handle_epochs_read_reply(
+                        now_us,
+                        read.read_id,
+                        Err("this node's driver reads no epochs from other regions".to_owned()),
+                    );
+                }
                 RegionOutput::ToCoordinator(ToCoordinator::Batch(batch)) => {
                     if let Some(coordinator) = &self.coordinator {
                         coordinator.send(batch);
@@ -514,6 +531,10 @@ impl RegionLoop {
             }
             NodeEvent::SealedEpoch { epoch, reply } => {
                 let _ = reply.send(self.handle_sealed_epoch(now_us, epoch));
+            }
+            NodeEvent::ReadEpochs { request, reply } => {
+                let answer = self.node.answer_epochs_read(&self.store, now_us, request);
+                let _ = reply.send(answer);
             }
             NodeEvent::BatchAck(ack) => {
                 if let Err(error) = self.node.handle_batch_ack(now_us, ack) {

@@ -359,6 +359,14 @@ impl GlobalCluster {
                     (topology.cluster.suspicion_timeout_us / 4).max(config.epoch_interval_us);
                 config.max_clock_skew_us = topology.cluster.max_clock_skew_us;
                 config.log_retention.size_bytes_max = topology.cluster.region_log_quota_bytes;
+                // Released epochs are read back from the other regions' logs.
+                config.catch_up_regions = topology
+                    .regions
+                    .iter()
+                    .filter(|other| other.id != region.id)
+                    .map(|other| WireRegionId::new(other.id.clone()))
+                    .collect::<Result<_, _>>()
+                    .map_err(|error| format!("region {}: {error}", region.id))?;
                 // A global call waits for its epoch; give it the suspicion timeout and a few
                 // WAN round trips before the node gives up on it.
                 let wait_us = topology.cluster.suspicion_timeout_us
