@@ -1306,20 +1306,23 @@ impl RegionNode {
             let key = (part.epoch_number, part.part_index);
             if key != expected {
                 return Err(format!(
-                    "it starts or goes on at epoch {} part {}, but the region appends epoch {}                      part {} next",
+                    "it starts or goes on at epoch {} part {}, but the region appends epoch {} \
+                     part {} next",
                     key.0, key.1, expected.0, expected.1
                 ));
             }
             let previous = part.previous_watermark.unwrap_or(Timestamp::ZERO);
             if previous != watermark {
                 return Err(format!(
-                    "epoch {} starts after {previous}, but the epoch before it ended at                      {watermark}",
+                    "epoch {} starts after {previous}, but the epoch before it ended at \
+                     {watermark}",
                     part.epoch_number
                 ));
             }
             if epoch_shape.is_some_and(|part_count| part_count != part.part_count) {
                 return Err(format!(
-                    "epoch {} part {} says the epoch has {} parts, but its earlier parts said                      otherwise",
+                    "epoch {} part {} says the epoch has {} parts, but its earlier parts said \
+                     otherwise",
                     part.epoch_number, part.part_index, part.part_count
                 ));
             }

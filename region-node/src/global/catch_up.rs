@@ -212,9 +212,10 @@ fn find_epoch_start(
         unavailable(
             proto::EpochsUnavailableReason::Truncated,
             format!(
-                "region {}'s log no longer holds the start of epoch {epoch_number}: it starts at \
-                 position {first_retained}, after its checkpoints truncated the entries below",
-                log.region()
+                "region {}'s log no longer holds the start of epoch {epoch_number}: it holds \
+                 positions {first_retained} to {}, its checkpoints truncated the entries below",
+                log.region(),
+                log.last_position()
             ),
         )
     };
@@ -224,11 +225,8 @@ fn find_epoch_start(
             .read(store, position, SCAN_CHUNK_RECORDS, u64::MAX)
             .map_err(|error| other(format!("reading the log: {error}")))?;
         if chunk.is_empty() {
-            return Err(other(format!(
-                "epoch {epoch_number} was not found in region {}'s log up to position {}",
-                log.region(),
-                log.last_position()
-            )));
+            // The node appended the epoch, but no retained entry belongs to it.
+            return Err(truncated());
         }
         for stored in chunk {
             if !budget.take() {

@@ -23,7 +23,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
-use dsss_global_coordinator::{CoordinatorConfig, CoordinatorNode};
+use dsss_global_coordinator::{CoordinatorConfig, CoordinatorLimits, CoordinatorNode};
 use dsss_region_node::{RegionLog, RegionNode, RegionNodeConfig};
 use dsss_topology::Topology;
 use dsss_wire::RegionId as WireRegionId;
@@ -154,6 +154,9 @@ pub struct GlobalRunSettings {
     /// Whether the trace keeps its lines (for a determinism check that shows the first
     /// difference); the hash covers every line either way.
     pub keep_trace_lines: bool,
+    /// The coordinator's bounds. Lower retention makes the coordinator release epochs for a
+    /// region out of the membership within a short run, as it would after hours of writes.
+    pub coordinator_limits: CoordinatorLimits,
 }
 
 impl GlobalRunSettings {
@@ -179,6 +182,7 @@ impl GlobalRunSettings {
             measure_after: Duration::from_millis(500),
             convergence_max: suspicion.saturating_mul(4) + Duration::from_secs(20),
             keep_trace_lines: false,
+            coordinator_limits: CoordinatorLimits::default(),
             topology,
         }
     }
@@ -382,6 +386,7 @@ impl GlobalCluster {
             let mut config = CoordinatorConfig::from_topology(&topology, replica)
                 .map_err(|error| format!("coordinator replica {replica}: {error}"))?;
             config.resend_interval_us = resend_us;
+            config.limits = settings.coordinator_limits;
             coordinator_configs.insert(replica, config);
         }
         let routes = Rc::clone(routes);
