@@ -171,6 +171,13 @@ pub enum NodeEvent {
         /// Where the answer goes.
         reply: oneshot::Sender<Result<proto::SealedEpochAck, GlobalMessageError>>,
     },
+    /// Another region's answer to this node's read of released epochs, or why there is none.
+    EpochsRead {
+        /// The node's id of the read.
+        read_id: u64,
+        /// The answer.
+        reply: Result<proto::ReadEpochsReply, String>,
+    },
     /// Another region reads sealed epochs back from this node's log.
     ReadEpochs {
         /// The read.
@@ -479,16 +486,16 @@ impl RegionLoop {
                          the region log is no longer truncated"
                     );
                 }
-                // The production configuration names no region to read released epochs from
-                // (`catch_up_regions` is empty), so the node asks none; were one asked, the
-                // answer says why nothing was read.
-                RegionOutput::EpochsRead(read) => {
-                    let _ = self.node.handle_epochs_read_reply(
-                        now_us,
-                        read.read_id,
-                        Err("this node's driver reads no epochs from other regions".to_owned()),
-                    );
-                }
+                RegionOutput::EpochsRead(read) => match &self.coordinator {
+                    Some(coordinator) => coordinator.read_epochs(read),
+                    None => {
+                        let _ = self.node.handle_epochs_read_reply(
+                            now_us,
+                            read.read_id,
+                            Err("this node runs no global tier client".to_owned()),
+                        );
+                    }
+                },
                 RegionOutput::ToCoordinator(ToCoordinator::Batch(batch)) => {
                     if let Some(coordinator) = &self.coordinator {
                         coordinator.send(batch);
@@ -531,6 +538,17 @@ impl RegionLoop {
             }
             NodeEvent::SealedEpoch { epoch, reply } => {
                 let _ = reply.send(self.handle_sealed_epoch(now_us, epoch));
+            }
+            NodeEvent::EpochsRead { read_id, reply } => {
+                match self.node.handle_epochs_read_reply(now_us, read_id, reply) {
+                    Ok(0) => {}
+                    Ok(parts) => {
+                        tracing::info!(parts, "appending released epochs read from another region")
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "released epochs read from another region refused")
+                    }
+                }
             }
             NodeEvent::ReadEpochs { request, reply } => {
                 let answer = self.node.answer_epochs_read(&self.store, now_us, request);
