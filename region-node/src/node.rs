@@ -1391,10 +1391,10 @@ impl RegionNode {
     /// one read at a time, once the parts of the previous answer are applied, again after
     /// the resend interval when no answer came.
     fn ask_epochs(&mut self, now_us: u64) {
-        let Some((first_missed, _)) = self.epochs_missed else {
-            return;
-        };
-        if self.config.catch_up_regions.is_empty() || self.shipping.parts_in_flight() {
+        if self.epochs_missed.is_none()
+            || self.config.catch_up_regions.is_empty()
+            || self.shipping.parts_in_flight()
+        {
             return;
         }
         if let Some((_, region, asked_at_us)) = &self.catch_up.in_flight {
@@ -1420,7 +1420,6 @@ impl RegionNode {
         } else {
             (0, 0)
         };
-        debug_assert!(epoch_number >= first_missed);
         self.catch_up.last_read_id += 1;
         let read_id = self.catch_up.last_read_id;
         let request = proto::ReadEpochsRequest {

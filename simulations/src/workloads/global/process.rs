@@ -730,7 +730,7 @@ impl NodeProcess {
                         );
                         continue;
                     }
-                    let to = members[(read.read_id as usize / 2) % members.len()];
+                    let to = members[(read.read_id as usize) % members.len()];
                     cx.send(
                         to,
                         GlobalMessage::ReadEpochs {
