@@ -1393,10 +1393,18 @@ impl CoordinatorNode {
                 sends.push((region.clone(), from));
             }
         }
+        let first_retained = self.group.state_machine().first_retained_epoch_number();
         for (region, (through, parts_appended)) in sends {
             let mut budget = RESEND_MESSAGES_PER_REGION_MAX;
             let mut number = through + 1;
             let mut first_part = parts_appended as usize;
+            // A region that missed released epochs reads them from another region
+            // (docs/global-protocol.md section 7); it is sent the retained ones, without a walk
+            // over the numbers of every released one.
+            if number < first_retained {
+                number = first_retained;
+                first_part = 0;
+            }
             while budget > 0 && number <= newest {
                 let sent = self.send_epoch(&region, number, first_part, budget);
                 budget -= sent;

@@ -49,6 +49,7 @@ use crate::checkpoint::{
 };
 
 use crate::dedup::{DedupVerdict, SessionRefusal};
+use crate::global::catch_up::{EpochEndIndex, EpochsUnavailable, read_epochs};
 use crate::global::entry::{EpochPart, encode_close_batch, encode_epoch_part};
 use crate::global::shipping::Shipping;
 use crate::global::state::OutgoingBatch;
@@ -145,6 +146,10 @@ pub struct RegionNodeConfig {
     /// records, and a global call is refused with [`ProposeError::NoGlobalTier`] instead of
     /// waiting for an epoch that never comes.
     pub global_tier: bool,
+    /// The other regions of the global tier, which the leader asks in turn for the sealed
+    /// epochs the coordinator released before this region appended them
+    /// (docs/global-protocol.md section 7). Empty: such a region cannot catch up.
+    pub catch_up_regions: Vec<RegionId>,
 }
 
 impl RegionNodeConfig {
@@ -161,6 +166,7 @@ impl RegionNodeConfig {
             batch_resend_interval_us: 500_000,
             idle_close_interval_us: 500_000,
             global_tier: true,
+            catch_up_regions: Vec::new(),
         }
     }
 
@@ -187,6 +193,19 @@ impl RegionNodeConfig {
                      {GLOBAL_INTERVAL_US_MIN}..={GLOBAL_INTERVAL_US_MAX}"
                 ));
             }
+        }
+        if self.catch_up_regions.contains(&self.region) {
+            return Err(format!(
+                "catch_up_regions names the node's own region {}",
+                self.region
+            ));
+        }
+        if self.catch_up_regions.len() > crate::global::MEMBER_REGIONS_MAX {
+            return Err(format!(
+                "catch_up_regions names {} regions, more than the maximum of {}",
+                self.catch_up_regions.len(),
+                crate::global::MEMBER_REGIONS_MAX
+            ));
         }
         Ok(())
     }
@@ -233,7 +252,8 @@ pub enum ProposeError {
     /// the session lived, so it is not applied now; the client opens a new session for new
     /// calls.
     #[error(
-        "client session {session_id} is not open in this region (never opened, or it ended          after {idle_timeout_s} s without calls); open a new session"
+        "client session {session_id} is not open in this region (never opened, or it ended \
+         after {idle_timeout_s} s without calls); open a new session"
     )]
     UnknownSession {
         /// The session.
@@ -443,6 +463,20 @@ pub struct SealedEpochRead {
     pub request: proto::ReadSealedEpochRequest,
 }
 
+/// A read of sealed epochs from another region's log, for a region that missed epochs the
+/// coordinator released. The driver sends `request` to a node of `region` (any member serves
+/// it, `RegionEpochs.ReadEpochs` in production) and hands the answer to
+/// [`RegionNode::handle_epochs_read_reply`] with `read_id`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochsRead {
+    /// The node's id of the read.
+    pub read_id: u64,
+    /// The region to ask.
+    pub region: RegionId,
+    /// The request to send.
+    pub request: proto::ReadEpochsRequest,
+}
+
 /// What local subscribers see of the log, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LogEvent {
@@ -506,6 +540,8 @@ pub enum RegionOutput {
     /// A request for entries a snapshot stands on, to send to a peer of the region; its
     /// answer goes to [`RegionNode::handle_log_range`].
     FetchLogRange(LogRangeFetch),
+    /// A read of sealed epochs from another region, to catch up on released epochs.
+    EpochsRead(EpochsRead),
 }
 
 /// Why a message from the coordinator was not taken.
@@ -541,7 +577,7 @@ pub enum MessageError {
 
 /// Snapshots that waited for the entries they stand on (see [`crate::snapshot_catch_up`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CatchUpStatus {
+pub struct SnapshotCatchUpStatus {
     /// The positions still to fetch, `[from, end)`, while a snapshot waits.
     pub missing: Option<(u64, u64)>,
     /// What the waits did.
@@ -597,7 +633,7 @@ pub struct RegionStatus {
     /// The bytes of the newest entries this node holds in memory.
     pub log_cache_bytes: u64,
     /// A snapshot waiting for the entries it stands on, and what such waits did.
-    pub catch_up: CatchUpStatus,
+    pub snapshot_catch_up: SnapshotCatchUpStatus,
     /// Counters since the node opened.
     pub counters: NodeCounters,
 }
@@ -637,8 +673,9 @@ pub struct GlobalStatus {
     /// The last timestamp the region assigned.
     pub last_assigned: Timestamp,
     /// Set when the coordinator released epochs this region had not appended, as (first
-    /// missed epoch, first epoch the coordinator holds): the region cannot catch up and
-    /// refuses global calls (see [`RegionNode::global_catch_up_error`]).
+    /// missed epoch, first epoch the coordinator holds): the leader reads them from other
+    /// regions and refuses global calls until it appended them (see
+    /// [`RegionNode::global_catch_up_error`]).
     pub epochs_missed: Option<(u64, u64)>,
 }
 
@@ -666,6 +703,14 @@ pub struct NodeCounters {
     /// Times the coordinator said it released epochs this region had not appended (see
     /// [`RegionNode::global_catch_up_error`]).
     pub epochs_missed_alarms: u64,
+    /// Reads of released epochs sent to other regions.
+    pub epochs_reads_sent: u64,
+    /// Answers to those reads refused (a wrong or malformed epoch, or an unknown sender).
+    pub epochs_reads_refused: u64,
+    /// Epoch parts read from other regions and proposed.
+    pub epoch_parts_caught_up: u64,
+    /// Reads of this node's log served to other regions.
+    pub epochs_reads_served: u64,
     /// Messages to the coordinator dropped because the driver did not poll them.
     pub to_coordinator_dropped: u64,
     /// Batches sent to the coordinator (resends included).
@@ -701,6 +746,21 @@ struct PendingSync {
     sealed_epoch: Option<u64>,
 }
 
+/// The leader's reads of released epochs from other regions (soft state).
+#[derive(Debug, Default)]
+struct CatchUp {
+    /// The id of the last read asked.
+    last_read_id: u64,
+    /// The read waiting for its answer: (id, region asked, when).
+    in_flight: Option<(u64, RegionId, u64)>,
+    /// A read waiting for the driver.
+    queued: Option<EpochsRead>,
+    /// The index in `catch_up_regions` of the region to ask next.
+    next_region: usize,
+    /// Why each region asked since the last progress could not serve the epochs.
+    unavailable: BTreeMap<RegionId, EpochsUnavailable>,
+}
+
 /// A proposal waiting for the next round.
 struct PendingProposal {
     client_id: ClientId,
@@ -729,6 +789,10 @@ pub struct RegionNode {
     /// (first missed epoch, first epoch the coordinator still holds). The region cannot
     /// append past the gap and never applies an epoch with a hole before it.
     epochs_missed: Option<(u64, u64)>,
+    /// The leader's reads of those epochs from other regions.
+    catch_up: CatchUp,
+    /// Where the epochs this node applied or read end, to serve other regions' reads.
+    epoch_ends: EpochEndIndex,
     to_coordinator: VecDeque<ToCoordinator>,
     syncs: BTreeMap<u64, PendingSync>,
     sync_replies: VecDeque<SyncReply>,
@@ -751,7 +815,7 @@ pub struct RegionNode {
     /// Why the last piece of a snapshot's entries was refused.
     last_log_fetch_error: Option<String>,
     /// A snapshot waiting for the entries it stands on (see [`crate::snapshot_catch_up`]).
-    catch_up: SnapshotCatchUp,
+    snapshot_catch_up: SnapshotCatchUp,
     log_fetches: VecDeque<LogRangeFetch>,
 }
 
@@ -801,6 +865,8 @@ impl RegionNode {
             now_us: 0,
             shipping: Shipping::default(),
             epochs_missed: None,
+            catch_up: CatchUp::default(),
+            epoch_ends: EpochEndIndex::default(),
             to_coordinator: VecDeque::new(),
             syncs: BTreeMap::new(),
             sync_replies: VecDeque::new(),
@@ -816,7 +882,7 @@ impl RegionNode {
             session_replies: VecDeque::new(),
             alarms: VecDeque::new(),
             last_log_fetch_error: None,
-            catch_up: SnapshotCatchUp::default(),
+            snapshot_catch_up: SnapshotCatchUp::default(),
             log_fetches: VecDeque::new(),
         })
     }
@@ -894,9 +960,9 @@ impl RegionNode {
             log_size_bytes: log.retained_size_bytes(),
             log_quota_bytes: log.retention().size_bytes_max,
             log_cache_bytes: log.cache_size_bytes(),
-            catch_up: CatchUpStatus {
-                missing: self.catch_up.missing(),
-                counters: self.catch_up.counters(),
+            snapshot_catch_up: SnapshotCatchUpStatus {
+                missing: self.snapshot_catch_up.missing(),
+                counters: self.snapshot_catch_up.counters(),
                 last_error: self.last_log_fetch_error.clone(),
             },
             counters: self.counters,
@@ -1171,30 +1237,340 @@ impl RegionNode {
             .acknowledge(ack.incarnation, ack.acknowledged_through_batch_number);
         self.shipping.set_closes_wanted(ack.closes_wanted);
         let next_epoch = self.group.state_machine().global().epochs_applied_through() + 1;
-        if ack.first_retained_epoch_number > next_epoch && self.epochs_missed.is_none() {
+        let first_retained = ack.first_retained_epoch_number;
+        match self.epochs_missed {
             // The epochs between were released while this region was out of the membership;
-            // appending a later one would leave a hole in the region's global sequence.
-            self.epochs_missed = Some((next_epoch, ack.first_retained_epoch_number));
-            self.counters.epochs_missed_alarms += 1;
+            // appending a later one would leave a hole in the region's global sequence. The
+            // leader reads them from other regions' logs (`ask_epochs`).
+            None if first_retained > next_epoch => {
+                self.epochs_missed = Some((next_epoch, first_retained));
+                self.counters.epochs_missed_alarms += 1;
+            }
+            // The coordinator released more while the region caught up.
+            Some((first_missed, retained)) if first_retained > retained => {
+                self.epochs_missed = Some((first_missed, first_retained));
+            }
+            _ => {}
         }
+        self.end_catch_up_when_done();
         Ok(())
+    }
+
+    /// The answer to an [`EpochsRead`]: the other region's reply, or why the driver got none.
+    /// The parts it carries must be the very ones the region appends next (the next epoch and
+    /// part, the first part of each epoch starting at the watermark of the epoch before);
+    /// the leader proposes them as it proposes the coordinator's parts, and apply checks them
+    /// again. A reply that is not the next epoch is refused whole with
+    /// [`GlobalMessageError::Invalid`] naming what was wrong, and the next region is asked.
+    /// An answer to a read that is not the one waiting is ignored. Returns how many parts
+    /// were proposed.
+    pub fn handle_epochs_read_reply(
+        &mut self,
+        now_us: u64,
+        read_id: u64,
+        reply: Result<proto::ReadEpochsReply, String>,
+    ) -> Result<usize, GlobalMessageError> {
+        self.now_us = now_us;
+        let Some((waiting_id, region, _)) = self.catch_up.in_flight.clone() else {
+            return Ok(0);
+        };
+        if waiting_id != read_id {
+            return Ok(0);
+        }
+        self.catch_up.in_flight = None;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(reason) => {
+                self.region_unavailable(&region, proto::EpochsUnavailableReason::Other, reason);
+                return Ok(0);
+            }
+        };
+        if let Err(error) = self.observe_sender_time(now_us, reply.sender_time) {
+            return Err(self.refuse_epochs_read(&region, error.to_string()));
+        }
+        if reply.region != region.as_str() {
+            let reason = format!(
+                "the answer names region {:?}, but region {region} was asked",
+                reply.region
+            );
+            return Err(self.refuse_epochs_read(&region, reason));
+        }
+        let reason = proto::EpochsUnavailableReason::try_from(reply.unavailable)
+            .unwrap_or(proto::EpochsUnavailableReason::Other);
+        if reason != proto::EpochsUnavailableReason::Unspecified {
+            self.region_unavailable(&region, reason, reply.detail);
+            return Ok(0);
+        }
+        if !self.is_leader() {
+            return Err(GlobalMessageError::NotLeader {
+                leader_hint: self.group.leader_id().filter(|&leader| leader != self.id()),
+            });
+        }
+        if self.epochs_missed.is_none() {
+            return Ok(0);
+        }
+        let parts = match self.check_read_parts(reply.parts) {
+            Ok(parts) => parts,
+            Err(reason) => return Err(self.refuse_epochs_read(&region, reason)),
+        };
+        self.shipping.enter_term(self.group.term());
+        for part in &parts {
+            self.propose_epoch_part(part)?;
+            self.counters.epoch_parts_caught_up += 1;
+        }
+        self.catch_up.unavailable.clear();
+        Ok(parts.len())
+    }
+
+    /// Checks that `parts` continue the region's global sequence exactly where it stands.
+    fn check_read_parts(&self, parts: Vec<proto::SealedEpoch>) -> Result<Vec<EpochPart>, String> {
+        if parts.is_empty() {
+            return Err("the answer holds no part".to_owned());
+        }
+        if parts.len() > crate::global::catch_up::EPOCHS_READ_PARTS_MAX {
+            return Err(format!(
+                "the answer holds {} parts, more than the maximum of {}",
+                parts.len(),
+                crate::global::catch_up::EPOCHS_READ_PARTS_MAX
+            ));
+        }
+        let global = self.group.state_machine().global();
+        let mut expected = self.next_expected_part();
+        let mut watermark = global.watermark();
+        let mut epoch_shape = global.epoch_in_progress().map(|(part_count, _)| part_count);
+        let mut checked = Vec::with_capacity(parts.len());
+        for wire in parts {
+            let part = EpochPart::from_wire(wire)?;
+            let key = (part.epoch_number, part.part_index);
+            if key != expected {
+                return Err(format!(
+                    "it starts or goes on at epoch {} part {}, but the region appends epoch {} \
+                     part {} next",
+                    key.0, key.1, expected.0, expected.1
+                ));
+            }
+            let previous = part.previous_watermark.unwrap_or(Timestamp::ZERO);
+            if previous != watermark {
+                return Err(format!(
+                    "epoch {} starts after {previous}, but the epoch before it ended at \
+                     {watermark}",
+                    part.epoch_number
+                ));
+            }
+            if epoch_shape.is_some_and(|part_count| part_count != part.part_count) {
+                return Err(format!(
+                    "epoch {} part {} says the epoch has {} parts, but its earlier parts said \
+                     otherwise",
+                    part.epoch_number, part.part_index, part.part_count
+                ));
+            }
+            if part.is_last() {
+                expected = (part.epoch_number + 1, 0);
+                watermark = part.watermark;
+                epoch_shape = None;
+            } else {
+                expected = (part.epoch_number, part.part_index + 1);
+                epoch_shape = Some(part.part_count);
+            }
+            checked.push(part);
+        }
+        Ok(checked)
+    }
+
+    /// Serves another region's read of sealed epochs from this node's log (any member does,
+    /// from what it applied; `store` is the store this node persists to). Never panics: a
+    /// request that cannot be served is answered with the reason.
+    pub fn answer_epochs_read(
+        &mut self,
+        store: &dyn DurableStore,
+        now_us: u64,
+        request: proto::ReadEpochsRequest,
+    ) -> proto::ReadEpochsReply {
+        self.now_us = now_us;
+        self.counters.epochs_reads_served += 1;
+        let outcome = match self.observe_sender_time(now_us, request.sender_time) {
+            Err(error) => Err(EpochsUnavailable {
+                reason: proto::EpochsUnavailableReason::Other,
+                detail: error.to_string(),
+            }),
+            Ok(()) => read_epochs(
+                self.group.state_machine(),
+                store,
+                &mut self.epoch_ends,
+                &request,
+            ),
+        };
+        let sender_time = self.clock.now(now_us);
+        let (parts, unavailable, detail) = match outcome {
+            Ok(parts) => (
+                parts
+                    .iter()
+                    .map(|part| proto::SealedEpoch {
+                        sender_node_id: self.group.id(),
+                        sender_time: Some(sender_time.into()),
+                        ..part.to_wire()
+                    })
+                    .collect(),
+                proto::EpochsUnavailableReason::Unspecified,
+                String::new(),
+            ),
+            Err(unavailable) => (Vec::new(), unavailable.reason, unavailable.detail),
+        };
+        proto::ReadEpochsReply {
+            region: self.config.region.as_str().to_owned(),
+            parts,
+            unavailable: unavailable as i32,
+            detail,
+            sender_time: Some(sender_time.into()),
+        }
+    }
+
+    /// Asks the next region for the released epochs the region appends next (leader only):
+    /// one read at a time, once the parts of the previous answer are applied, again after
+    /// the resend interval when no answer came.
+    fn ask_epochs(&mut self, now_us: u64) {
+        if self.epochs_missed.is_none()
+            || self.config.catch_up_regions.is_empty()
+            || self.shipping.parts_in_flight()
+        {
+            return;
+        }
+        if let Some((_, region, asked_at_us)) = &self.catch_up.in_flight {
+            if now_us < asked_at_us.saturating_add(self.config.batch_resend_interval_us) {
+                return;
+            }
+            let region = region.clone();
+            self.catch_up.in_flight = None;
+            self.region_unavailable(
+                &region,
+                proto::EpochsUnavailableReason::Other,
+                "no answer within the resend interval".to_owned(),
+            );
+        }
+        let regions = &self.config.catch_up_regions;
+        let region = regions[self.catch_up.next_region % regions.len()].clone();
+        let (epoch_number, part_index) = self.next_expected_part();
+        let (part_count, records_appended) = if part_index > 0 {
+            self.region_log()
+                .global()
+                .epoch_in_progress()
+                .unwrap_or_default()
+        } else {
+            (0, 0)
+        };
+        self.catch_up.last_read_id += 1;
+        let read_id = self.catch_up.last_read_id;
+        let request = proto::ReadEpochsRequest {
+            region: self.config.region.as_str().to_owned(),
+            sender_node_id: self.group.id(),
+            epoch_number,
+            part_index,
+            part_count,
+            records_appended,
+            sender_time: Some(self.clock.now(now_us).into()),
+        };
+        self.catch_up.in_flight = Some((read_id, region.clone(), now_us));
+        self.catch_up.queued = Some(EpochsRead {
+            read_id,
+            region,
+            request,
+        });
+        self.counters.epochs_reads_sent += 1;
+    }
+
+    /// `region` could not serve the read: the next region is asked, unless it is still
+    /// searching its log.
+    fn region_unavailable(
+        &mut self,
+        region: &RegionId,
+        reason: proto::EpochsUnavailableReason,
+        detail: String,
+    ) {
+        if reason != proto::EpochsUnavailableReason::Searching {
+            self.catch_up.next_region = self.catch_up.next_region.wrapping_add(1);
+        }
+        self.catch_up
+            .unavailable
+            .insert(region.clone(), EpochsUnavailable { reason, detail });
+    }
+
+    fn refuse_epochs_read(&mut self, region: &RegionId, reason: String) -> GlobalMessageError {
+        self.counters.epochs_reads_refused += 1;
+        let detail = format!("its answer was refused: {reason}");
+        self.region_unavailable(region, proto::EpochsUnavailableReason::Other, detail);
+        GlobalMessageError::Invalid(format!(
+            "epochs read from region {region} refused: {reason}"
+        ))
+    }
+
+    /// Ends the catch-up once the region appended every epoch the coordinator released.
+    fn end_catch_up_when_done(&mut self) {
+        let next_epoch = self.group.state_machine().global().epochs_applied_through() + 1;
+        if self
+            .epochs_missed
+            .is_some_and(|(_, first_retained)| next_epoch >= first_retained)
+        {
+            self.epochs_missed = None;
+            self.catch_up = CatchUp {
+                last_read_id: self.catch_up.last_read_id,
+                ..CatchUp::default()
+            };
+        }
+    }
+
+    /// True when every region the leader may ask said its log no longer holds the epochs.
+    fn no_region_holds_missed_epochs(&self) -> bool {
+        let regions = &self.config.catch_up_regions;
+        regions.iter().all(|region| {
+            self.catch_up
+                .unavailable
+                .get(region)
+                .is_some_and(|unavailable| {
+                    unavailable.reason == proto::EpochsUnavailableReason::Truncated
+                })
+        })
     }
 
     /// Why this region cannot take global calls, when the coordinator released epochs it had
     /// not appended (docs/global-protocol.md section 7): it cannot append the global
-    /// sequence past them, and a state transfer from another region is not implemented.
+    /// sequence past them until it has read them from another region's log, and when no
+    /// region holds them any more, catching up needs a state transfer that is not
+    /// implemented.
     pub fn global_catch_up_error(&self) -> Option<String> {
-        self.epochs_missed.map(|(first_missed, first_retained)| {
-            format!(
-                "the coordinator released sealed epochs {first_missed} to {} before region {} \
-                 appended them (the region was out of the membership longer than the \
-                 coordinator retains epochs for it); the region cannot append later epochs \
-                 without a hole, and catching up from another region is not implemented, so \
-                 its global calls are refused",
-                first_retained - 1,
-                self.config.region
-            )
-        })
+        let (first_missed, first_retained) = self.epochs_missed?;
+        let released = format!(
+            "the coordinator released sealed epochs {first_missed} to {} before region {} \
+             appended them (the region was out of the membership longer than the coordinator \
+             retains epochs for it)",
+            first_retained - 1,
+            self.config.region
+        );
+        let appended = self.region_log().global().epochs_applied_through();
+        if self.config.catch_up_regions.is_empty() {
+            return Some(format!(
+                "{released}; no other region is configured to read them from, so the region \
+                 cannot append later epochs without a hole and its global calls are refused"
+            ));
+        }
+        if self.no_region_holds_missed_epochs() {
+            let reasons: Vec<String> = self
+                .catch_up
+                .unavailable
+                .iter()
+                .map(|(region, unavailable)| format!("{region}: {}", unavailable.detail))
+                .collect();
+            return Some(format!(
+                "{released}; no region still holds epoch {} in its log ({}), so the region \
+                 cannot catch up: that needs a state transfer of the global objects' \
+                 checkpoints, which is not implemented; its global calls are refused",
+                appended + 1,
+                reasons.join("; ")
+            ));
+        }
+        Some(format!(
+            "{released}; the region is reading them from other regions' logs (appended \
+             through epoch {appended}) and refuses global calls until it has"
+        ))
     }
 
     /// One part of a sealed epoch from the coordinator. The leader proposes it as one raft
@@ -1297,9 +1673,9 @@ impl RegionNode {
         let held = (log.first_retained_position(), log.next_position());
         let mut members = self.group.voters();
         members.extend(self.group.learners());
-        if let Some(message) = self
-            .catch_up
-            .offer(message, span, held, &members, self.id())
+        if let Some(message) =
+            self.snapshot_catch_up
+                .offer(message, span, held, &members, self.id())
         {
             self.group.step(message)?;
         }
@@ -1318,7 +1694,7 @@ impl RegionNode {
         reply: Result<LogRangeReply, String>,
         store: &mut impl DurableStore,
     ) -> Result<(), StoreError> {
-        match self.catch_up.receive(fetch_id, reply) {
+        match self.snapshot_catch_up.receive(fetch_id, reply) {
             PieceOutcome::Ignored => {}
             PieceOutcome::Failed(reason) => {
                 self.counters.log_fetches_refused += 1;
@@ -1348,7 +1724,7 @@ impl RegionNode {
     }
 
     fn queue_log_fetch(&mut self) {
-        if let Some(fetch) = self.catch_up.poll_fetch(self.ticks) {
+        if let Some(fetch) = self.snapshot_catch_up.poll_fetch(self.ticks) {
             self.log_fetches.push_back(fetch);
         }
     }
@@ -1367,6 +1743,7 @@ impl RegionNode {
             self.shipping.enter_term(self.group.term());
             self.propose_close_batch(now_us);
             self.ship_batches(true);
+            self.ask_epochs(now_us);
         }
     }
 
@@ -1387,11 +1764,15 @@ impl RegionNode {
             }
         }
         self.complete_syncs();
+        self.end_catch_up_when_done();
         if self.is_leader() {
             self.shipping.enter_term(self.group.term());
             self.ship_batches(false);
+            // The next read goes out as soon as the parts of the last one are applied.
+            self.ask_epochs(self.now_us);
         } else {
             self.shipping.clear();
+            self.catch_up.in_flight = None;
         }
         Ok(())
     }
@@ -1454,6 +1835,9 @@ impl RegionNode {
         }
         if let Some(fetch) = self.log_fetches.pop_front() {
             return Some(RegionOutput::FetchLogRange(fetch));
+        }
+        if let Some(read) = self.catch_up.queued.take() {
+            return Some(RegionOutput::EpochsRead(read));
         }
         self.to_coordinator
             .pop_front()
@@ -1623,6 +2007,9 @@ impl RegionNode {
                     _ => None,
                 }
                 .map(|record| (record.client_id, record.request_sequence));
+                if let LogEntry::EpochSealed { epoch_number, .. } = &entry {
+                    self.epoch_ends.note(*epoch_number, position);
+                }
                 self.push_log_event(LogEvent::Applied { position, entry });
                 if let Some(key) = completes
                     && self.waiters.remove(&key).is_some()

@@ -75,6 +75,10 @@ pub enum LogEntry {
         previous_watermark: Option<Timestamp>,
         /// How many records the epoch holds.
         record_count: u32,
+        /// The regions in the membership when the epoch was sealed, sorted; empty in entries
+        /// written before epoch ends named them. A region that missed the epoch needs them to
+        /// append it from this log (docs/global-protocol.md section 7).
+        member_regions: Vec<RegionId>,
     },
 }
 
@@ -130,11 +134,16 @@ impl LogEntry {
                 watermark,
                 previous_watermark,
                 record_count,
+                member_regions,
             } => Entry::EpochSealed(proto::EpochSealed {
                 epoch_number,
                 watermark: Some(watermark.into()),
                 previous_watermark: previous_watermark.map(Into::into),
                 record_count,
+                member_regions: member_regions
+                    .iter()
+                    .map(|region| region.as_str().to_owned())
+                    .collect(),
             }),
         };
         proto::LogEntry {
@@ -172,12 +181,29 @@ impl LogEntry {
                         .transpose()
                         .map_err(|error| format!("epoch end at {position}: {error}"))
                 };
+                if sealed.member_regions.len() > crate::global::MEMBER_REGIONS_MAX {
+                    return Err(format!(
+                        "epoch end at {position} names {} member regions, more than the \
+                         maximum of {}",
+                        sealed.member_regions.len(),
+                        crate::global::MEMBER_REGIONS_MAX
+                    ));
+                }
+                let member_regions = sealed
+                    .member_regions
+                    .into_iter()
+                    .map(|name| {
+                        RegionId::new(name)
+                            .map_err(|error| format!("epoch end at {position}: {error}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
                 LogEntry::EpochSealed {
                     epoch_number: sealed.epoch_number,
                     watermark: timestamp(sealed.watermark)?
                         .ok_or_else(|| format!("epoch end at {position} has no watermark"))?,
                     previous_watermark: timestamp(sealed.previous_watermark)?,
                     record_count: sealed.record_count,
+                    member_regions,
                 }
             }
         };
@@ -312,6 +338,7 @@ pub(crate) mod tests {
                 watermark: Timestamp::new(10, 1),
                 previous_watermark: None,
                 record_count: 3,
+                member_regions: vec![RegionId::new("eu-west").unwrap()],
             },
         ];
         for (offset, entry) in entries.iter().enumerate() {

@@ -757,6 +757,7 @@ impl RegionLog {
                 watermark,
                 previous_watermark,
                 record_count,
+                member_regions: part.member_regions.clone(),
             };
             self.append(position, entry.clone(), batch);
             appended.push(RecordOutcome::Appended { position, entry });

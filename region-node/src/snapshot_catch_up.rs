@@ -399,6 +399,7 @@ mod tests {
                         watermark: dsss_wire::Timestamp::new(position, 0),
                         previous_watermark: None,
                         record_count: 0,
+                        member_regions: Vec::new(),
                     },
                 )
             })

@@ -11,8 +11,8 @@ use dsss_raft_group::testing::{Network, TestNode};
 use dsss_raft_group::{MemoryStore, StoreIo};
 use dsss_region_node::global::{GLOBAL_UNSEALED_SIZE_BYTES_MAX, OUTGOING_BATCHES_MAX};
 use dsss_region_node::{
-    GlobalMessageError, LogEntry, LogEntryKind, ProposeError, ProposeRequest, RegionNode,
-    RegionNodeConfig, RegionOutput, Reply, SessionReply, ToCoordinator,
+    EpochsRead, GlobalMessageError, LogEntry, LogEntryKind, ProposeError, ProposeRequest,
+    RegionNode, RegionNodeConfig, RegionOutput, Reply, SessionReply, ToCoordinator,
 };
 use dsss_wire::{
     Arguments, ClientId, MethodId, ObjectId, Record, RegionId, RequestSequence, Scope, Timestamp,
@@ -221,6 +221,8 @@ struct Member {
     config: RegionNodeConfig,
     replies: Vec<Reply>,
     sessions: Vec<SessionReply>,
+    /// Reads of released epochs this member asked of other regions.
+    epochs_reads: Vec<EpochsRead>,
 }
 
 /// The region's link to the coordinator, which every member's ready round ships through.
@@ -255,6 +257,7 @@ impl TestNode for Member {
             match output {
                 RegionOutput::Reply(reply) => self.replies.push(reply),
                 RegionOutput::SessionReply(reply) => self.sessions.push(reply),
+                RegionOutput::EpochsRead(read) => self.epochs_reads.push(read),
                 RegionOutput::ToCoordinator(ToCoordinator::Batch(batch)) => {
                     link.shipped.push((
                         batch.incarnation,
@@ -303,6 +306,12 @@ struct Region {
 
 impl Region {
     fn new(ids: &[u64], coordinator_regions: &[&str]) -> Region {
+        Region::named(REGION, ids, coordinator_regions)
+    }
+
+    /// The members `ids` of region `name`; the other `coordinator_regions` are the regions
+    /// it reads released epochs from.
+    fn named(name: &str, ids: &[u64], coordinator_regions: &[&str]) -> Region {
         let link = CoordinatorLink {
             coordinator: FakeCoordinator::new(coordinator_regions),
             shipped: Vec::new(),
@@ -310,8 +319,12 @@ impl Region {
         };
         let mut network = Network::with_shared(NOW_US, TICK_US, link);
         for &id in ids {
-            let mut config =
-                RegionNodeConfig::new(id, ids.to_vec(), RegionId::new(REGION).unwrap());
+            let mut config = RegionNodeConfig::new(id, ids.to_vec(), RegionId::new(name).unwrap());
+            config.catch_up_regions = coordinator_regions
+                .iter()
+                .filter(|other| **other != name)
+                .map(|other| RegionId::new(*other).unwrap())
+                .collect();
             config.proposal_timeout_ticks = 1_000;
             config.epoch_interval_us = 2 * TICK_US;
             let mut store = MemoryStore::new();
@@ -324,6 +337,7 @@ impl Region {
                     config,
                     replies: Vec::new(),
                     sessions: Vec::new(),
+                    epochs_reads: Vec::new(),
                 },
             );
         }
@@ -409,6 +423,66 @@ impl Region {
             self.network.settle();
         }
         errors
+    }
+
+    /// The newest read of released epochs member `id` asked for, dropping older ones.
+    fn take_epochs_read(&mut self, id: u64) -> Option<EpochsRead> {
+        std::mem::take(&mut self.network.node_mut(id).epochs_reads).pop()
+    }
+
+    /// Member `id` serves `request` from its log and store.
+    fn serve_epochs_read(
+        &mut self,
+        id: u64,
+        request: proto::ReadEpochsRequest,
+    ) -> proto::ReadEpochsReply {
+        let now_us = self.now_us();
+        let member = self.network.node_mut(id);
+        let node = member.node.as_mut().unwrap();
+        node.answer_epochs_read(&member.store, now_us, request)
+    }
+
+    /// Hands `reply` to member `id` as the answer to its read `read_id`.
+    fn answer_epochs_read(
+        &mut self,
+        id: u64,
+        read_id: u64,
+        reply: proto::ReadEpochsReply,
+    ) -> Result<usize, GlobalMessageError> {
+        let now_us = self.now_us();
+        let outcome = self
+            .node_mut(id)
+            .handle_epochs_read_reply(now_us, read_id, Ok(reply));
+        self.network.settle();
+        outcome
+    }
+
+    /// The global sequence in member `id`'s log: every sequenced record and epoch end, as
+    /// (epoch, index in epoch or u32::MAX for an end, client, sequence, timestamp).
+    fn global_sequence(&self, id: u64) -> Vec<(u64, u32, u64, u64, Timestamp)> {
+        self.node(id)
+            .region_log()
+            .cached_records()
+            .filter_map(|stored| match &stored.entry {
+                LogEntry::SequencedGlobal {
+                    epoch_number,
+                    index_in_epoch,
+                    record,
+                } => Some((
+                    *epoch_number,
+                    *index_in_epoch,
+                    record.client_id.get(),
+                    record.request_sequence.get(),
+                    record.timestamp,
+                )),
+                LogEntry::EpochSealed {
+                    epoch_number,
+                    watermark,
+                    ..
+                } => Some((*epoch_number, u32::MAX, 0, 0, *watermark)),
+                _ => None,
+            })
+            .collect()
     }
 
     fn crash(&mut self, id: u64) {
@@ -1120,4 +1194,236 @@ fn a_sender_clock_beyond_the_skew_is_refused_and_counted() {
         .handle_batch_ack(now_us, malformed)
         .unwrap_err();
     assert!(error.to_string().contains(OTHER_REGION), "{error}");
+}
+
+/// A region whose missed epochs were released reads them from another region's log: a reply
+/// that is not the next epoch (a wrong number, a wrong previous watermark, a forged record) is
+/// refused naming what was wrong and changes nothing; the right one is appended, the region
+/// takes the coordinator's epochs again, is readmitted, and its log holds the same global
+/// sequence as the other region's (docs/global-protocol.md section 7).
+#[test]
+fn a_region_that_missed_released_epochs_catches_up_from_another_regions_log() {
+    let mut region = Region::new(&[1, 2, 3], &[REGION, OTHER_REGION]);
+    let mut other = Region::named(OTHER_REGION, &[4, 5, 6], &[REGION, OTHER_REGION]);
+    let leader = region.elect();
+    let other_leader = other.elect();
+    region.propose(leader, global_call(5, 1));
+    region.tick(3);
+    region.link_mut().coordinator.suspect(REGION);
+    for step in 1..=3 {
+        // A global call of the other region in every epoch: the object has no checkpoint,
+        // so the other region's log keeps the epochs.
+        let record = global_call(7, step).into_record(
+            Timestamp::new(NOW_US + step * 60_000_000 - 1_000, 0),
+            RegionId::new(OTHER_REGION).unwrap(),
+        );
+        region.link_mut().coordinator.pending.push(record);
+        region
+            .link_mut()
+            .coordinator
+            .advance_closed(OTHER_REGION, Timestamp::new(NOW_US + step * 60_000_000, 0));
+    }
+    // The other region appended every epoch, which carries records of its own.
+    let epochs = region.link().coordinator.epochs.clone();
+    for epoch in epochs {
+        let now_us = other.now_us();
+        other
+            .node_mut(other_leader)
+            .handle_sealed_epoch(now_us, epoch)
+            .unwrap();
+        other.network.settle();
+    }
+    assert_eq!(
+        other
+            .node(other_leader)
+            .status()
+            .global
+            .epochs_applied_through,
+        3
+    );
+    region.link_mut().coordinator.first_retained = 3;
+    region.tick(3);
+    assert_eq!(
+        region.node(leader).status().global.epochs_missed,
+        Some((1, 3))
+    );
+    let error = region.node(leader).global_catch_up_error().unwrap();
+    assert!(error.contains("reading them from other regions"), "{error}");
+
+    let read = region.take_epochs_read(leader).expect("the leader asks");
+    assert_eq!(read.region.as_str(), OTHER_REGION);
+    assert_eq!((read.request.epoch_number, read.request.part_index), (1, 0));
+    let good = other.serve_epochs_read(other_leader, read.request.clone());
+    assert_eq!(good.unavailable, 0, "{}", good.detail);
+    // Epochs 1 and 2, the ones released, and epoch 3, the newest the other region appended.
+    assert_eq!(good.parts.len(), 3);
+
+    // Wrong replies are refused whole, naming what was wrong, and append nothing.
+    type Forge = Box<dyn Fn(&mut proto::ReadEpochsReply)>;
+    let forgeries: Vec<(Forge, &str)> = vec![
+        (
+            Box::new(|reply| {
+                reply.parts.remove(0);
+            }),
+            "the region appends epoch 1 part 0 next",
+        ),
+        (
+            Box::new(|reply| {
+                reply.parts[0].previous_watermark = Some(Timestamp::new(NOW_US, 0).into());
+            }),
+            "starts after",
+        ),
+        (
+            Box::new(|reply| {
+                // A record the coordinator never sealed, stamped past the epoch's watermark.
+                let record = global_call(9, 9).into_record(
+                    Timestamp::new(NOW_US + 1_000_000_000, 0),
+                    RegionId::new(OTHER_REGION).unwrap(),
+                );
+                reply.parts[1].records.push(record.into());
+            }),
+            "outside",
+        ),
+        (
+            Box::new(|reply| reply.region = "ap-south".to_owned()),
+            "names region",
+        ),
+    ];
+    let mut read = read;
+    for (forge, expected) in forgeries {
+        let mut reply = good.clone();
+        forge(&mut reply);
+        let error = region
+            .answer_epochs_read(leader, read.read_id, reply)
+            .unwrap_err();
+        assert!(
+            error.to_string().contains(expected),
+            "{error} lacks {expected}"
+        );
+        assert_eq!(
+            region.node(leader).status().global.epochs_applied_through,
+            0
+        );
+        assert!(region.node(leader).status().global.epochs_missed.is_some());
+        read = region
+            .take_epochs_read(leader)
+            .expect("the leader asks again");
+    }
+    // The right answer is appended: the region catches up to the coordinator's epochs.
+    let proposed = region
+        .answer_epochs_read(leader, read.read_id, good)
+        .unwrap();
+    assert_eq!(proposed, 3);
+    region.tick(3);
+    let status = region.node(leader).status();
+    assert_eq!(status.global.epochs_applied_through, 3);
+    assert_eq!(status.global.epochs_missed, None);
+    assert_eq!(status.counters.epoch_parts_caught_up, 3);
+    assert_eq!(status.counters.epochs_reads_refused, 4);
+    // Epoch 1 did not list the region: it learned it was removed and reships its call in
+    // its next incarnation. The coordinator's copy of epoch 3 is a duplicate now.
+    assert_eq!(status.global.incarnation, 2);
+    assert!(region.deliver_epochs(leader, 3).is_empty());
+    region.tick(6);
+    region
+        .link_mut()
+        .coordinator
+        .advance_closed(OTHER_REGION, Timestamp::new(NOW_US + 600_000_000, 0));
+    let newest = region.link().coordinator.epochs.len() as u64;
+    assert!(region.deliver_epochs(leader, 4).is_empty());
+    region.tick(3);
+    let epochs = region.link().coordinator.epochs.clone();
+    for epoch in epochs.into_iter().skip(3) {
+        let now_us = other.now_us();
+        other
+            .node_mut(other_leader)
+            .handle_sealed_epoch(now_us, epoch)
+            .unwrap();
+        other.network.settle();
+    }
+    let status = region.node(leader).status().global;
+    assert!(status.member, "readmitted");
+    assert_eq!(status.epochs_applied_through, newest);
+    assert_eq!(status.unsealed_records, 0, "the call was sealed");
+    assert!(
+        region
+            .take_replies(leader)
+            .iter()
+            .any(|reply| reply.key() == (ClientId(5), RequestSequence(1))
+                && matches!(reply, Reply::Proposed { .. })),
+        "the call completed"
+    );
+    let sequence = region.global_sequence(leader);
+    assert_eq!(sequence, other.global_sequence(other_leader));
+    for id in [1, 2, 3] {
+        assert_eq!(region.global_sequence(id), sequence, "member {id}");
+    }
+}
+
+/// When the other regions' logs no longer hold the missed epochs (their checkpoints truncated
+/// them), the region keeps refusing global calls, and says why and what would be needed.
+#[test]
+fn a_region_keeps_its_alarm_when_no_region_holds_the_missed_epochs() {
+    let mut region = Region::new(&[1, 2, 3], &[REGION, OTHER_REGION]);
+    let mut other = Region::named(OTHER_REGION, &[4, 5, 6], &[REGION, OTHER_REGION]);
+    let leader = region.elect();
+    let other_leader = other.elect();
+    region.link_mut().coordinator.suspect(REGION);
+    for step in 1..=3 {
+        region
+            .link_mut()
+            .coordinator
+            .advance_closed(OTHER_REGION, Timestamp::new(NOW_US + step * 60_000_000, 0));
+    }
+    // The epochs hold no record of any object, so the other region truncates them at once.
+    let epochs = region.link().coordinator.epochs.clone();
+    for epoch in epochs {
+        let now_us = other.now_us();
+        other
+            .node_mut(other_leader)
+            .handle_sealed_epoch(now_us, epoch)
+            .unwrap();
+        other.network.settle();
+    }
+    let other_log = other.node(other_leader).region_log();
+    assert_eq!(
+        other_log.first_retained_position(),
+        other_log.next_position()
+    );
+    region.link_mut().coordinator.first_retained = 3;
+    region.tick(3);
+    let read = region.take_epochs_read(leader).expect("the leader asks");
+    let reply = other.serve_epochs_read(other_leader, read.request);
+    assert_eq!(
+        reply.unavailable,
+        proto::EpochsUnavailableReason::Truncated as i32,
+        "{}",
+        reply.detail
+    );
+    assert_eq!(
+        region.answer_epochs_read(leader, read.read_id, reply),
+        Ok(0)
+    );
+    let error = region.node(leader).global_catch_up_error().unwrap();
+    assert!(error.contains("no region still holds epoch 1"), "{error}");
+    assert!(
+        error.contains("us-east's log no longer holds the start of epoch 1"),
+        "{error}"
+    );
+    assert!(error.contains("state transfer"), "{error}");
+    region.take_replies(leader);
+    region.propose(leader, global_call(6, 1));
+    let replies = region.take_replies(leader);
+    assert!(
+        replies.iter().any(|reply| matches!(
+            reply,
+            Reply::Refused { error: ProposeError::GlobalOverloaded { bound }, .. }
+                if bound.contains("no region still holds")
+        )),
+        "{replies:?}"
+    );
+    assert_eq!(
+        region.node(leader).status().global.epochs_applied_through,
+        0
+    );
 }

@@ -110,6 +110,7 @@ impl TestNode for Member {
                 // tests read alarms from the node's status.
                 RegionOutput::SealedEpochRead(_)
                 | RegionOutput::DivergenceAlarm(_)
+                | RegionOutput::EpochsRead(_)
                 | RegionOutput::ToCoordinator(_) => {}
             }
         }
@@ -925,12 +926,16 @@ fn a_member_behind_the_raft_log_takes_a_snapshot_only_once_it_holds_every_entry(
     }
     let status = region.node(lagging).status();
     assert!(
-        status.catch_up.counters.snapshots_taken_after_fetch >= 1,
+        status
+            .snapshot_catch_up
+            .counters
+            .snapshots_taken_after_fetch
+            >= 1,
         "{:?}",
-        status.catch_up
+        status.snapshot_catch_up
     );
-    assert!(status.catch_up.counters.entries_fetched >= records);
-    assert_eq!(status.catch_up.missing, None);
+    assert!(status.snapshot_catch_up.counters.entries_fetched >= records);
+    assert_eq!(status.snapshot_catch_up.missing, None);
     let lagging_log = region.node(lagging).region_log();
     assert_eq!(lagging_log.truncated_through(), 0);
     assert_eq!(

@@ -343,3 +343,114 @@ fn repeated_suspicion_and_readmission_lose_no_global_call() {
         assert!(problems.is_empty(), "seed {seed}: {problems:?}");
     });
 }
+
+/// A region cut off for long enough that the coordinator released epochs it never appended
+/// (docs/global-protocol.md section 7) comes back and catches up from another region's log.
+/// A day-long cut is compressed: the coordinator retains at most `RETAINED_EPOCHS` epochs
+/// instead of 65,536, so that during a one-minute cut under a steady load it releases the
+/// epochs the cut region lacks many times over, as it would during a day at the production
+/// bound. Throughout the cut, global calls of the other regions keep completing (checked per
+/// ten-second window of simulated time); after the heal the cut region reads the released
+/// epochs from another region, is readmitted, and every copy agrees.
+#[test]
+fn a_region_cut_off_past_the_coordinators_retention_catches_up_and_agrees() {
+    const RETAINED_EPOCHS: usize = 64;
+    run_seeds("global_region_returns", 4, |seed| {
+        let topology = local_topology();
+        let regions: Vec<String> = topology
+            .regions
+            .iter()
+            .map(|region| region.id.clone())
+            .collect();
+        let cut_region = regions[(seed % regions.len() as u64) as usize].clone();
+        let cut_at = at(Duration::from_secs(2));
+        let cut = Duration::from_secs(60);
+        let cut_until = cut_at.saturating_add(cut);
+        let mut settings = GlobalRunSettings::new(seed, topology.clone());
+        settings.fault_window = cut + Duration::from_secs(6);
+        // The usual faults, but no partition or pause of their own: the cut is this test's.
+        let mut faults = GlobalFaultPlan::standard(suspicion(&topology));
+        faults.region_partition_count_max = 0;
+        faults.pause_count_max = 0;
+        settings.faults = faults;
+        settings.coordinator_limits.retained_epochs_max = RETAINED_EPOCHS;
+        let mut cluster = GlobalCluster::new(&settings).expect("valid settings");
+        cluster.simulation().run_until(cut_at);
+        let simulated_region = cluster
+            .simulation()
+            .network()
+            .config()
+            .region_named(&cut_region)
+            .expect("the region is simulated");
+        cluster.simulation().isolate_region(simulated_region);
+        cluster.simulation().run_until(cut_until);
+        let newest_epoch_at_heal = cluster
+            .nodes()
+            .into_iter()
+            .filter_map(|node| cluster.region_node(node))
+            .map(|node| node.status().global.epochs_applied_through)
+            .max()
+            .unwrap_or(0);
+
+        // Once the coordinator removed the cut region (suspicion timeout, plus an election
+        // when the cut took its leader), the other regions' calls complete again.
+        let resume_by = cut_at.saturating_add(suspicion(&topology).saturating_mul(3));
+        let window = Duration::from_secs(10);
+        let observer = cluster.observer();
+        let mut window_start = resume_by;
+        while window_start.saturating_add(window) <= cut_until {
+            let window_end = window_start.saturating_add(window);
+            let completed = observer
+                .calls()
+                .values()
+                .filter(|call| {
+                    call.region != cut_region
+                        && call.scope == Scope::Global
+                        && call.invoked_at >= window_start
+                        && call.invoked_at < window_end
+                        && call.acknowledged_at.is_some()
+                })
+                .count();
+            assert!(
+                completed > 0,
+                "seed {seed}: no global call started in [{window_start}, {window_end}) \
+                 completed with {cut_region} cut off"
+            );
+            window_start = window_end;
+        }
+        drop(observer);
+        assert!(
+            newest_epoch_at_heal > 4 * RETAINED_EPOCHS as u64,
+            "seed {seed}: only {newest_epoch_at_heal} epochs were sealed during the cut, too \
+             few for the coordinator to release any the cut region lacks"
+        );
+        cluster.simulation().heal_all();
+        cluster
+            .simulation()
+            .run_until(cut_until.saturating_add(Duration::from_secs(6)));
+        let members = cluster
+            .regions()
+            .iter()
+            .find(|(region, _)| *region == cut_region)
+            .map(|(_, members)| members.clone())
+            .expect("the region is simulated");
+        let caught_up: u64 = members
+            .iter()
+            .filter_map(|&node| cluster.region_node(node))
+            .map(|node| node.status().counters.epoch_parts_caught_up)
+            .sum();
+        assert!(
+            caught_up > 0,
+            "seed {seed}: {cut_region} read no released epoch from another region: {}",
+            cluster.describe()
+        );
+        let problems = cluster.heal_and_check(settings.convergence_max);
+        assert!(problems.is_empty(), "seed {seed}: {problems:?}");
+        println!(
+            "seed {seed}: {cut_region} cut off for {} s; {newest_epoch_at_heal} epochs sealed \
+             meanwhile, the coordinator retaining {RETAINED_EPOCHS}; {caught_up} epoch parts \
+             read from other regions after the heal",
+            cut.as_secs()
+        );
+    });
+}

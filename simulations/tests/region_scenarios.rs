@@ -320,9 +320,13 @@ fn members_that_catch_up_by_snapshot_in_turn_each_hold_every_retained_entry() {
             );
             let status = cluster.node(member).unwrap().status();
             assert!(
-                status.catch_up.counters.snapshots_taken_after_fetch >= 1,
+                status
+                    .snapshot_catch_up
+                    .counters
+                    .snapshots_taken_after_fetch
+                    >= 1,
                 "seed {seed}: node {member} fetched the entries its snapshot stands on: {:?}",
-                status.catch_up
+                status.snapshot_catch_up
             );
         }
         let mut whole_logs = Vec::new();

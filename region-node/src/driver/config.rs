@@ -96,6 +96,20 @@ impl DriverConfig {
             region.nodes.iter().map(|member| member.id).collect()
         };
         let mut node_config = RegionNodeConfig::new(node_id, initial_members, region_id);
+        // A region that missed epochs the coordinator released reads them from the others.
+        for other in topology
+            .regions
+            .iter()
+            .filter(|other| other.id != region.id)
+        {
+            let other_id = RegionId::new(other.id.clone()).map_err(|error| {
+                DriverConfigError::InvalidRegion {
+                    region: other.id.clone(),
+                    reason: error.to_string(),
+                }
+            })?;
+            node_config.catch_up_regions.push(other_id);
+        }
         node_config.max_clock_skew_us = topology.cluster.max_clock_skew_us;
         node_config.log_retention.size_bytes_max = topology.cluster.region_log_quota_bytes;
         node_config.epoch_interval_us = topology

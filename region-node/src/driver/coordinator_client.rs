@@ -17,6 +17,13 @@
 //! answers as the batch task does, and hands the answer to the node loop
 //! ([`NodeEvent::SealedEpochRead`]) with the newest read's id. With WAN emulation, the request
 //! and the answer each wait for the one-way delay.
+//!
+//! A third task serves the leader's reads of released epochs from other regions (a region
+//! that missed epochs the coordinator no longer holds, docs/global-protocol.md section 7): it
+//! calls `RegionEpochs.ReadEpochs` on a node of the named region (successive reads go to
+//! successive nodes, so an unreachable one is passed over) and hands the answer to the node
+//! loop ([`NodeEvent::EpochsRead`]). With WAN emulation, the request and the answer each wait
+//! for the one-way delay to that region.
 
 use std::collections::HashMap;
 use std::sync::mpsc::SyncSender;
@@ -25,14 +32,15 @@ use std::time::{Duration, Instant};
 use dsss_raft_group::transport::{DelayLine, OneWayDelay, PeerDelays};
 use dsss_topology::Topology;
 use dsss_wire::LeaderTracker;
-use dsss_wire::grpc::{VersionedChannel, coordinator_client};
+use dsss_wire::grpc::{VersionedChannel, coordinator_client, region_epochs_client};
+use dsss_wire::proto::region_epochs_client::RegionEpochsClient;
 use dsss_wire::proto::{self, coordinator_client::CoordinatorClient};
 use tokio::sync::mpsc;
 use tonic::Code;
 use tonic::transport::Endpoint;
 
 use crate::driver::{DriverConfigError, NodeEvent, PeerAddress};
-use crate::node::SealedEpochRead;
+use crate::node::{EpochsRead, SealedEpochRead};
 
 /// The most batches queued for the coordinator; beyond, new ones are dropped (resent later).
 pub const COORDINATOR_QUEUE_BATCHES_MAX: usize = 1_024;
@@ -50,6 +58,10 @@ pub const COORDINATOR_CONNECT_TIMEOUT_US: u64 = 1_000_000;
 /// with an error (its barriers are refused and asked again by their callers).
 pub const COORDINATOR_QUEUE_READS_MAX: usize = 256;
 
+/// The most reads of released epochs queued for the reader task; beyond, a read is answered at
+/// once with an error (the leader asks again after its resend interval).
+pub const EPOCHS_READS_QUEUED_MAX: usize = 16;
+
 /// The most coordinator replicas, as in topology files.
 pub const COORDINATOR_REPLICAS_MAX: usize = 9;
 
@@ -64,6 +76,10 @@ pub struct GlobalSettings {
     pub coordinator_delays: HashMap<u64, OneWayDelay>,
     /// The one-way delay of raft messages to the region's other members (empty: none).
     pub peer_delays: PeerDelays,
+    /// The nodes of every other region, which serve reads of released epochs.
+    pub other_regions: Vec<(String, Vec<PeerAddress>)>,
+    /// The one-way delay to each other region (empty: no emulation).
+    pub region_delays: HashMap<String, OneWayDelay>,
 }
 
 impl GlobalSettings {
@@ -110,9 +126,27 @@ impl GlobalSettings {
                 })
             })
             .collect();
+        let own_region_id = topology.regions[own_region_index].id.clone();
+        let other_regions: Vec<(String, Vec<PeerAddress>)> = topology
+            .regions
+            .iter()
+            .filter(|region| region.id != own_region_id)
+            .map(|region| {
+                let nodes = region
+                    .nodes
+                    .iter()
+                    .map(|node| PeerAddress {
+                        node_id: node.id,
+                        address: node.address.clone(),
+                    })
+                    .collect();
+                (region.id.clone(), nodes)
+            })
+            .collect();
         let mut settings = GlobalSettings {
             preferred_leader: topology.coordinator.preferred_leader,
             coordinator_replicas,
+            other_regions,
             ..GlobalSettings::default()
         };
         if emulate_wan {
@@ -120,6 +154,13 @@ impl GlobalSettings {
                 settings
                     .coordinator_delays
                     .insert(replica.node_id, delay_to(replica.node_id));
+            }
+            for (region, nodes) in &settings.other_regions {
+                if let Some(node) = nodes.first() {
+                    settings
+                        .region_delays
+                        .insert(region.clone(), delay_to(node.node_id));
+                }
             }
             let intra = topology.latency.link(own_region_index, own_region_index);
             settings.peer_delays.default = Some(OneWayDelay {
@@ -136,6 +177,7 @@ impl GlobalSettings {
 pub struct CoordinatorSender {
     queue: mpsc::Sender<(Instant, proto::RegionBatch)>,
     reads: mpsc::Sender<SealedEpochRead>,
+    epochs_reads: mpsc::Sender<EpochsRead>,
     events: SyncSender<NodeEvent>,
 }
 
@@ -192,13 +234,41 @@ impl CoordinatorSender {
             events: events.clone(),
             failing: false,
         };
+        let (epochs_reads, epochs_reads_receiver) = mpsc::channel(EPOCHS_READS_QUEUED_MAX);
+        let epochs_reader = RegionEpochsReader {
+            regions: settings.other_regions.clone(),
+            delays: settings.region_delays.clone(),
+            line: DelayLine::new(None, node_id.rotate_left(31)),
+            events: events.clone(),
+        };
         runtime.spawn(task.run(receiver));
         runtime.spawn(reader.run(reads_receiver));
+        runtime.spawn(epochs_reader.run(epochs_reads_receiver));
         Some(CoordinatorSender {
             queue,
             reads,
+            epochs_reads,
             events,
         })
+    }
+
+    /// Queues a read of released epochs from another region without waiting; a full queue
+    /// answers it at once with an error, through the node loop's channel.
+    pub fn read_epochs(&self, read: EpochsRead) {
+        if let Err(error) = self.epochs_reads.try_send(read) {
+            let read = match error {
+                mpsc::error::TrySendError::Full(read) | mpsc::error::TrySendError::Closed(read) => {
+                    read
+                }
+            };
+            let _ = self.events.try_send(NodeEvent::EpochsRead {
+                read_id: read.read_id,
+                reply: Err(format!(
+                    "{EPOCHS_READS_QUEUED_MAX} reads of released epochs wait \
+                     (EPOCHS_READS_QUEUED_MAX)"
+                )),
+            });
+        }
     }
 
     /// Queues a batch without waiting; a full queue drops it (the leader resends).
@@ -301,6 +371,70 @@ impl EpochReader {
             }
         }
         Err(last_error)
+    }
+}
+
+/// The task that reads released epochs from other regions' nodes.
+struct RegionEpochsReader {
+    regions: Vec<(String, Vec<PeerAddress>)>,
+    delays: HashMap<String, OneWayDelay>,
+    line: DelayLine,
+    events: SyncSender<NodeEvent>,
+}
+
+impl RegionEpochsReader {
+    async fn run(mut self, mut queue: mpsc::Receiver<EpochsRead>) {
+        while let Some(read) = queue.recv().await {
+            let read_id = read.read_id;
+            let reply = self.read(read).await;
+            // A full loop queue drops the answer: the leader asks again after its resend
+            // interval.
+            let _ = self
+                .events
+                .try_send(NodeEvent::EpochsRead { read_id, reply });
+        }
+    }
+
+    async fn read(&mut self, read: EpochsRead) -> Result<proto::ReadEpochsReply, String> {
+        let region = read.region.as_str();
+        let nodes = self
+            .regions
+            .iter()
+            .find(|(name, _)| name == region)
+            .map(|(_, nodes)| nodes.as_slice())
+            .unwrap_or_default();
+        if nodes.is_empty() {
+            return Err(format!("region {region} is not in the topology"));
+        }
+        let node = &nodes[(read.read_id as usize) % nodes.len()];
+        let endpoint = Endpoint::from_shared(format!("http://{}", node.address))
+            .map_err(|error| format!("node {} of region {region}: {error}", node.node_id))?;
+        let mut client: RegionEpochsClient<VersionedChannel> = region_epochs_client(
+            endpoint
+                .connect_timeout(Duration::from_micros(COORDINATOR_CONNECT_TIMEOUT_US))
+                .tcp_nodelay(true)
+                .connect_lazy(),
+        );
+        self.line.set_delay(self.delays.get(region).copied());
+        dsss_raft_group::transport::wait_until(self.line.send_at(Instant::now())).await;
+        let call = client.read_epochs(read.request);
+        match tokio::time::timeout(Duration::from_micros(COORDINATOR_CALL_TIMEOUT_US), call).await {
+            Ok(Ok(reply)) => {
+                // The answer travels back over the same emulated link.
+                dsss_raft_group::transport::wait_until(self.line.send_at(Instant::now())).await;
+                Ok(reply.into_inner())
+            }
+            Ok(Err(status)) => Err(format!(
+                "node {} of region {region} answered {:?}: {}",
+                node.node_id,
+                status.code(),
+                status.message()
+            )),
+            Err(_) => Err(format!(
+                "node {} of region {region} did not answer within {COORDINATOR_CALL_TIMEOUT_US} us",
+                node.node_id
+            )),
+        }
     }
 }
 

@@ -186,6 +186,20 @@ pub enum NodeEvent {
         /// Where the answer goes.
         reply: oneshot::Sender<Result<proto::SealedEpochAck, GlobalMessageError>>,
     },
+    /// Another region's answer to this node's read of released epochs, or why there is none.
+    EpochsRead {
+        /// The node's id of the read.
+        read_id: u64,
+        /// The answer.
+        reply: Result<proto::ReadEpochsReply, String>,
+    },
+    /// Another region reads sealed epochs back from this node's log.
+    ReadEpochs {
+        /// The read.
+        request: proto::ReadEpochsRequest,
+        /// Where the answer goes.
+        reply: oneshot::Sender<proto::ReadEpochsReply>,
+    },
     /// The coordinator's answer to one of this node's batches.
     BatchAck(proto::RegionBatchAck),
     /// A barrier for a linearizable read.
@@ -498,6 +512,16 @@ impl RegionLoop {
                          the region log is no longer truncated"
                     );
                 }
+                RegionOutput::EpochsRead(read) => match &self.coordinator {
+                    Some(coordinator) => coordinator.read_epochs(read),
+                    None => {
+                        let _ = self.node.handle_epochs_read_reply(
+                            now_us,
+                            read.read_id,
+                            Err("this node runs no global tier client".to_owned()),
+                        );
+                    }
+                },
                 RegionOutput::ToCoordinator(ToCoordinator::Batch(batch)) => {
                     if let Some(coordinator) = &self.coordinator {
                         coordinator.send(batch);
@@ -560,6 +584,21 @@ impl RegionLoop {
             }
             NodeEvent::SealedEpoch { epoch, reply } => {
                 let _ = reply.send(self.handle_sealed_epoch(now_us, epoch));
+            }
+            NodeEvent::EpochsRead { read_id, reply } => {
+                match self.node.handle_epochs_read_reply(now_us, read_id, reply) {
+                    Ok(0) => {}
+                    Ok(parts) => {
+                        tracing::info!(parts, "appending released epochs read from another region")
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "released epochs read from another region refused")
+                    }
+                }
+            }
+            NodeEvent::ReadEpochs { request, reply } => {
+                let answer = self.node.answer_epochs_read(&self.store, now_us, request);
+                let _ = reply.send(answer);
             }
             NodeEvent::BatchAck(ack) => {
                 if let Err(error) = self.node.handle_batch_ack(now_us, ack) {

@@ -146,6 +146,11 @@ impl Shipping {
             .is_some_and(|&tick| tick + timeout_ticks > now_ticks)
     }
 
+    /// True when a proposed part waits to be applied.
+    pub fn parts_in_flight(&self) -> bool {
+        !self.parts_proposed.is_empty()
+    }
+
     /// True when no further part may be proposed.
     pub fn parts_full(&self) -> bool {
         self.parts_proposed.len() >= EPOCH_PARTS_PROPOSED_MAX

@@ -370,6 +370,14 @@ impl GlobalState {
         Ok(())
     }
 
+    /// The epoch whose parts are being appended, as (parts it has, records appended so far),
+    /// none between epochs.
+    pub fn epoch_in_progress(&self) -> Option<(u32, u32)> {
+        self.in_progress
+            .as_ref()
+            .map(|progress| (progress.part_count, progress.record_count))
+    }
+
     /// The index in the epoch of the next record of the epoch in progress.
     pub(crate) fn next_index_in_epoch(&self) -> u32 {
         self.in_progress

@@ -3,9 +3,12 @@
 //! The part goes to the node: the leader proposes it and answers what the region has appended
 //! (`sealed_epoch_ack`); a follower answers with `not_leader` naming the leader and its
 //! address, so the coordinator's sender follows the hint.
+//!
+//! `ReadEpochs` serves another region's read of released epochs from this member's log
+//! (`RegionNode::answer_epochs_read`), on every member.
 
 use dsss_wire::proto::region_epochs_server::RegionEpochs;
-use dsss_wire::proto::{SealedEpoch, SealedEpochAck};
+use dsss_wire::proto::{ReadEpochsReply, ReadEpochsRequest, SealedEpoch, SealedEpochAck};
 use tonic::{Request, Response, Status};
 
 use crate::GlobalMessageError;
@@ -52,5 +55,17 @@ impl RegionEpochs for RegionEpochsService {
             *not_leader = self.link.not_leader(leader_hint);
         }
         Ok(Response::new(ack))
+    }
+
+    async fn read_epochs(
+        &self,
+        request: Request<ReadEpochsRequest>,
+    ) -> Result<Response<ReadEpochsReply>, Status> {
+        let request = request.into_inner();
+        let reply = self
+            .link
+            .ask(|reply| NodeEvent::ReadEpochs { request, reply })
+            .await?;
+        Ok(Response::new(reply))
     }
 }

@@ -23,7 +23,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
-use dsss_global_coordinator::{CoordinatorConfig, CoordinatorNode};
+use dsss_global_coordinator::{CoordinatorConfig, CoordinatorLimits, CoordinatorNode};
 use dsss_region_node::{RegionLog, RegionNode, RegionNodeConfig};
 use dsss_topology::Topology;
 use dsss_wire::RegionId as WireRegionId;
@@ -155,6 +155,9 @@ pub struct GlobalRunSettings {
     /// Whether the trace keeps its lines (for a determinism check that shows the first
     /// difference); the hash covers every line either way.
     pub keep_trace_lines: bool,
+    /// The coordinator's bounds. Lower retention makes the coordinator release epochs for a
+    /// region out of the membership within a short run, as it would after hours of writes.
+    pub coordinator_limits: CoordinatorLimits,
 }
 
 impl GlobalRunSettings {
@@ -180,6 +183,7 @@ impl GlobalRunSettings {
             measure_after: Duration::from_millis(500),
             convergence_max: suspicion.saturating_mul(4) + Duration::from_secs(20),
             keep_trace_lines: false,
+            coordinator_limits: CoordinatorLimits::default(),
             topology,
         }
     }
@@ -360,6 +364,14 @@ impl GlobalCluster {
                     (topology.cluster.suspicion_timeout_us / 4).max(config.epoch_interval_us);
                 config.max_clock_skew_us = topology.cluster.max_clock_skew_us;
                 config.log_retention.size_bytes_max = topology.cluster.region_log_quota_bytes;
+                // Released epochs are read back from the other regions' logs.
+                config.catch_up_regions = topology
+                    .regions
+                    .iter()
+                    .filter(|other| other.id != region.id)
+                    .map(|other| WireRegionId::new(other.id.clone()))
+                    .collect::<Result<_, _>>()
+                    .map_err(|error| format!("region {}: {error}", region.id))?;
                 // A global call waits for its epoch; give it the suspicion timeout and a few
                 // WAN round trips before the node gives up on it.
                 let wait_us = topology.cluster.suspicion_timeout_us
@@ -375,6 +387,7 @@ impl GlobalCluster {
             let mut config = CoordinatorConfig::from_topology(&topology, replica)
                 .map_err(|error| format!("coordinator replica {replica}: {error}"))?;
             config.resend_interval_us = resend_us;
+            config.limits = settings.coordinator_limits;
             coordinator_configs.insert(replica, config);
         }
         let routes = Rc::clone(routes);

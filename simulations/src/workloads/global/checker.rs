@@ -249,6 +249,7 @@ impl GlobalObserver {
                 watermark,
                 previous_watermark,
                 record_count,
+                ..
             } => {
                 let end = EpochEnd {
                     watermark: *watermark,
@@ -346,6 +347,7 @@ fn epochs_of(log: &RegionLog) -> Result<Vec<(u64, EpochInLog)>, String> {
                 watermark,
                 previous_watermark,
                 record_count,
+                ..
             } => {
                 if open_epoch.is_some_and(|open| open != *epoch_number) {
                     return Err(format!(

@@ -153,6 +153,20 @@ pub enum GlobalMessage {
         /// The answer.
         reply: proto::ReadSealedEpochReply,
     },
+    /// A region leader that missed released epochs reads them from a node of another region.
+    ReadEpochs {
+        /// The reading node's name for the read.
+        read_id: u64,
+        /// The request.
+        request: proto::ReadEpochsRequest,
+    },
+    /// The answer to [`GlobalMessage::ReadEpochs`].
+    EpochsReply {
+        /// The reading node's name for the read.
+        read_id: u64,
+        /// The answer.
+        reply: proto::ReadEpochsReply,
+    },
 }
 
 /// A request for the region log from `from_position` on, as a member has applied it.
@@ -359,6 +373,18 @@ impl fmt::Debug for GlobalMessage {
                 "sealed-epoch-reply(r{read_id} e{} not-leader {})",
                 reply.epoch_number,
                 reply.not_leader.is_some()
+            ),
+            GlobalMessage::ReadEpochs { read_id, request } => write!(
+                formatter,
+                "read-epochs(r{read_id} {} from e{} p{})",
+                request.region, request.epoch_number, request.part_index
+            ),
+            GlobalMessage::EpochsReply { read_id, reply } => write!(
+                formatter,
+                "epochs-reply(r{read_id} {} {} parts unavailable {})",
+                reply.region,
+                reply.parts.len(),
+                reply.unavailable
             ),
         }
     }
@@ -707,6 +733,33 @@ impl NodeProcess {
                 RegionOutput::FetchLogRange(fetch) => {
                     cx.send(fetch.peer, GlobalMessage::ReadLogRange(fetch.request));
                 }
+                // Any member of the other region serves the read; successive reads go to
+                // successive members, so a crashed or cut-off member is passed over.
+                RegionOutput::EpochsRead(read) => {
+                    let members = self
+                        .routes
+                        .regions
+                        .iter()
+                        .find(|(name, _)| name == read.region.as_str())
+                        .map(|(_, members)| members.clone())
+                        .unwrap_or_default();
+                    if members.is_empty() {
+                        let _ = region.handle_epochs_read_reply(
+                            cx.now_us(),
+                            read.read_id,
+                            Err(format!("region {} is not in the topology", read.region)),
+                        );
+                        continue;
+                    }
+                    let to = members[(read.read_id as usize) % members.len()];
+                    cx.send(
+                        to,
+                        GlobalMessage::ReadEpochs {
+                            read_id: read.read_id,
+                            request: read.request,
+                        },
+                    );
+                }
             }
         }
     }
@@ -1053,6 +1106,22 @@ impl Process for NodeProcess {
                     self.observer
                         .borrow_mut()
                         .note_refusal(format!("coordinator {}: {error}", cx.node()));
+                }
+                self.flush(cx);
+            }
+            GlobalMessage::ReadEpochs { read_id, request } => {
+                let region = self.region.as_mut().expect("started");
+                let mut disk = SimDiskStore::new(cx.disk());
+                let store = PrefixedStore::new(&mut disk, REGION_STORE_PREFIX);
+                let reply = region.answer_epochs_read(&store, now_us, request);
+                cx.send(from, GlobalMessage::EpochsReply { read_id, reply });
+            }
+            GlobalMessage::EpochsReply { read_id, reply } => {
+                let region = self.region.as_mut().expect("started");
+                if let Err(error) = region.handle_epochs_read_reply(now_us, read_id, Ok(reply)) {
+                    self.observer
+                        .borrow_mut()
+                        .note_refusal(format!("region node {}: {error}", cx.node()));
                 }
                 self.flush(cx);
             }

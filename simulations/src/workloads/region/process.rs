@@ -353,7 +353,9 @@ impl NodeProcess {
                 // A lone region has no coordinator: its batches and epoch acknowledgements go
                 // nowhere (the global workload routes them), and neither do its sealed epoch
                 // reads, which only barriers ask and this workload asks none.
-                RegionOutput::ToCoordinator(_) | RegionOutput::SealedEpochRead(_) => {}
+                RegionOutput::ToCoordinator(_)
+                | RegionOutput::SealedEpochRead(_)
+                | RegionOutput::EpochsRead(_) => {}
                 RegionOutput::SessionReply(reply) => {
                     if let Some((client, open_id)) = self.session_opens.remove(&reply.open_id) {
                         cx.send(
