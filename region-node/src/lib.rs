@@ -101,10 +101,10 @@ pub use dedup::{
 pub use node::{
     CHECKPOINT_UPLOADS_IN_FLIGHT_MAX, CheckpointReply, CheckpointStatus, GlobalMessageError,
     GlobalStatus, LOG_EVENTS_PENDING_MAX, LogEvent, MessageError, NodeCounters, OpenSessionError,
-    PROPOSALS_PENDING_MAX, ProposeError, REPLIES_PENDING_MAX, RegionNode, RegionNodeConfig,
-    RegionNodeError, RegionOutput, RegionStatus, Reply, SESSION_OPENS_IN_FLIGHT_MAX,
-    SYNCS_IN_FLIGHT_MAX, SealedEpochRead, SessionReply, SyncError, SyncReply,
-    TO_COORDINATOR_PENDING_MAX, ToCoordinator, UploadError, WAITERS_MAX,
+    PROPOSALS_PENDING_MAX, ProposeError, REGION_HEARTBEAT_TICKS, REPLIES_PENDING_MAX, RegionNode,
+    RegionNodeConfig, RegionNodeError, RegionOutput, RegionStatus, Reply,
+    SESSION_OPENS_IN_FLIGHT_MAX, SYNCS_IN_FLIGHT_MAX, SealedEpochRead, SessionReply, SyncError,
+    SyncReply, TO_COORDINATOR_PENDING_MAX, ToCoordinator, UploadError, WAITERS_MAX,
 };
 pub use record::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, LogEntry, LogEntryKind, ProposeRequest};
 pub use region_log::{
