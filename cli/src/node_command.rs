@@ -37,7 +37,7 @@ pub(crate) struct NodeArgs {
     /// (`dsss region add-node`), instead of forming the group with the region's listed nodes.
     #[arg(long)]
     join: bool,
-    /// The raft tick interval in milliseconds; elections take 10 to 20 ticks, heartbeats 2.
+    /// The raft tick interval in milliseconds; elections take 10 to 20 ticks, heartbeats 4.
     #[arg(long, value_name = "MS", default_value_t = TICK_INTERVAL_US_DEFAULT / 1_000)]
     tick_ms: u64,
     /// How many applied raft entries the node keeps before it compacts its raft log (members
@@ -105,6 +105,7 @@ pub(crate) fn run(args: NodeArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
     };
     crate::install_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .thread_name("dsss-node-runtime")
         .build()

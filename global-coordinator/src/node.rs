@@ -646,6 +646,24 @@ impl CoordinatorNode {
         !self.proposals.is_empty() || self.group.has_ready()
     }
 
+    /// How many of the next ticks would only count, so that a driver may run them late, all
+    /// at once before its next input (see [`RaftGroup::quiet_ticks`]). A follower that serves
+    /// no sealed epoch read only waits for its election timeout; the leader acts on every tick
+    /// (suspicion, acknowledgements and resends are due by time), as does a replica before its
+    /// first tick (the preferred leader campaigns on it). The ticks run late get the time of
+    /// the input they precede.
+    pub fn quiet_ticks(&self) -> u64 {
+        if !self.started
+            || self.is_leader()
+            || self.has_ready()
+            || !self.epoch_reads.is_empty()
+            || !self.outputs.is_empty()
+        {
+            return 0;
+        }
+        self.group.quiet_ticks()
+    }
+
     // Inputs.
 
     /// A region leader's batch: proposed, held until the batches before it arrive, or
@@ -981,7 +999,7 @@ impl CoordinatorNode {
     /// on a follower. A driver that answers each submitted batch at once, before its entry is
     /// applied, answers with this; the batch's own acknowledgement reaches the region with
     /// the answer to a later submission (a region submits every epoch while busy, asks every
-    /// epoch while idle, and resends what is unacknowledged).
+    /// idle poll interval while idle, and resends what is unacknowledged).
     pub fn current_batch_ack(
         &mut self,
         now_us: u64,

@@ -811,3 +811,32 @@ fn sealed_epoch_reads_are_answered_only_by_a_confirmed_leader() {
             >= 1
     );
 }
+
+/// What lets the driver of an idle replica sleep between ticks: a follower with nothing to
+/// serve reports the ticks before its election timeout as quiet, and after that many ticks
+/// without hearing from the leader it still campaigns on the next one; the leader, whose
+/// suspicion, acknowledgements and resends are due by time, and a replica that has not ticked
+/// yet (the preferred leader campaigns on its first tick), report none.
+#[test]
+fn an_idle_follower_reports_quiet_ticks_and_the_leader_none() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &["a", "b"], |_| {});
+    assert_eq!(cluster.node(1).quiet_ticks(), 0, "before the first tick");
+    let leader = cluster.elect();
+    assert_eq!(cluster.node(leader).quiet_ticks(), 0);
+    let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+    let quiet = cluster.node(follower).quiet_ticks();
+    assert!(quiet > 0, "an idle follower reported no quiet tick");
+
+    // Cut off from the leader, the follower ticks through its quiet ticks as a follower, and
+    // the tick after them starts an election.
+    cluster.network.isolate(follower);
+    for _ in 0..quiet {
+        cluster.node_mut(follower).handle_tick(START_US);
+        assert!(!cluster.node(follower).has_ready(), "a quiet tick acted");
+    }
+    cluster.node_mut(follower).handle_tick(START_US);
+    assert!(
+        cluster.node(follower).has_ready(),
+        "no campaign after the quiet ticks"
+    );
+}

@@ -558,6 +558,32 @@ impl<M: StateMachine> RaftGroup<M> {
         self.raw_node.has_ready()
     }
 
+    /// How many of the next ticks only count: raft acts (a leader's heartbeat or quorum
+    /// check, a follower's or candidate's election) on the tick after them, not before. A
+    /// driver with nothing else due may run these ticks late, all at once when it wakes (for
+    /// an event, or for the tick that acts), and raft does exactly what it would have done
+    /// ticked one by one: nothing but counting happens before the acting tick, and an event
+    /// taken after the late ticks sees the same counts. `u64::MAX` for a member that never
+    /// campaigns (a learner, or a node removed from the group).
+    pub fn quiet_ticks(&self) -> u64 {
+        let raft = &self.raw_node.raft;
+        let ticks_left = |timeout: usize, elapsed: usize| {
+            // The tick that brings `elapsed` to `timeout` acts; the ones before only count.
+            (timeout.saturating_sub(elapsed) as u64).saturating_sub(1)
+        };
+        match raft.state {
+            StateRole::Leader => ticks_left(raft.heartbeat_timeout(), raft.heartbeat_elapsed())
+                .min(ticks_left(raft.election_timeout(), raft.election_elapsed)),
+            StateRole::Follower | StateRole::PreCandidate | StateRole::Candidate => {
+                if raft.promotable() {
+                    ticks_left(raft.randomized_election_timeout(), raft.election_elapsed)
+                } else {
+                    u64::MAX
+                }
+            }
+        }
+    }
+
     /// The election timeout now in force, in ticks (drawn from the seeded generator).
     pub fn election_timeout_ticks(&self) -> usize {
         self.raw_node.raft.randomized_election_timeout()

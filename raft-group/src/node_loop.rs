@@ -7,17 +7,24 @@
 //! and its one exhaustive `match` over its output enum); [`spawn`] runs it. One iteration of
 //! the loop:
 //!
-//! 1. waits for an event or for the next tick, whichever comes first (no wait when the node
-//!    still has ready work left from the previous iteration);
-//! 2. takes that event and every other queued one, up to [`EVENTS_PER_ITERATION_MAX`];
-//! 3. ticks the node when the tick interval has passed, at most [`CATCH_UP_TICKS_MAX`] times
-//!    to catch up after a stall;
+//! 1. waits for an event or for the next tick that does something, whichever comes first (no
+//!    wait when the node still has ready work left from the previous iteration);
+//! 2. runs every tick whose time has passed, before the event: the ticks it slept through
+//!    (see below), and at most [`CATCH_UP_TICKS_MAX`] to catch up after a stall;
+//! 3. takes that event and every other queued one, up to [`EVENTS_PER_ITERATION_MAX`];
 //! 4. runs ONE ready round ([`LoopNode::handle_ready`]), whose [`ReadyIo`](crate::ReadyIo)
 //!    syncs the store and hands raft messages to the peer transport ([`PeerIo`]);
 //! 5. drains the node's outputs ([`LoopNode::route_outputs`]).
 //!
 //! While one sync runs, new requests queue in the channel and all of them share the next
 //! sync: group commit falls out of the loop's shape.
+//!
+//! An idle node costs almost nothing: before it waits, the loop asks the node how many of the
+//! next ticks would only count ([`LoopNode::quiet_ticks`]; a raft follower's ticks until its
+//! election timeout, say) and sleeps through them, up to [`QUIET_WAIT_MAX`]. It runs them
+//! when it wakes, for an event or for the first tick that acts, so the node sees the same
+//! ticks in the same order relative to its events as if it had been woken for each: only
+//! the wall-clock moment of the counting moves.
 //!
 //! Time is the loop's: it reads the system clock and hands the reading to the node with every
 //! event, tick and drain, so the nodes never read a clock.
@@ -51,6 +58,11 @@ pub const EVENTS_PER_ITERATION_MAX: usize = 4_096;
 /// elections for no reason.
 pub const CATCH_UP_TICKS_MAX: u32 = 2;
 
+/// The longest the loop sleeps through quiet ticks ([`LoopNode::quiet_ticks`]) before it
+/// wakes and asks the node again. It bounds how long a stop request waits: the loop sees it
+/// when it wakes.
+pub const QUIET_WAIT_MAX: Duration = Duration::from_millis(250);
+
 /// One sans-IO node as the loop drives it: what a tier implements to run on [`spawn`].
 ///
 /// The implementation owns the node, its store and its peer transport, and the waiting
@@ -68,6 +80,17 @@ pub trait LoopNode {
 
     /// One tick of the node's logical clock.
     fn handle_tick(&mut self, now_us: u64);
+
+    /// How many of the next ticks only count (advance the node's tick counters) and do nothing
+    /// else, as of `now_us`, with a tick every `tick_interval`: the loop may sleep through them
+    /// and run them late, all at once when it next wakes, before the event that woke it. The
+    /// node must answer 0 whenever a tick may act (send, propose, expire or answer
+    /// something), or when work waits on its ticks; the default, 0, ticks the node every
+    /// interval.
+    fn quiet_ticks(&self, now_us: u64, tick_interval: Duration) -> u64 {
+        let _ = (now_us, tick_interval);
+        0
+    }
 
     /// Whether the node has ready work: the loop then runs a round without waiting.
     fn has_ready(&self) -> bool;
@@ -126,8 +149,8 @@ impl<Event, Error: From<LoopThreadError>> LoopHandle<Event, Error> {
     }
 
     /// Asks the loop to stop and waits for its thread, returning why it stopped if it failed.
-    /// The loop notices the request within one tick interval, after its current round (so
-    /// everything it acknowledged is synced).
+    /// The loop notices the request within one tick interval or [`QUIET_WAIT_MAX`], whichever
+    /// is longer, after its current round (so everything it acknowledged is synced).
     pub fn stop(mut self) -> Result<(), Error> {
         self.stop.store(true, Ordering::SeqCst);
         self.join()
@@ -234,18 +257,28 @@ fn run<Node: LoopNode>(
 ) -> Result<(), Node::Error> {
     // The first tick comes at once: a node may act on it (the coordinator's preferred leader
     // campaigns).
-    let mut next_tick = Instant::now();
+    let mut clock = TickClock::new(Instant::now(), tick_interval);
     while !stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
         let wait = if node.has_ready() {
+            clock.wake_now();
             Duration::ZERO
         } else {
-            next_tick.saturating_duration_since(Instant::now())
+            clock.sleep(node.quiet_ticks(SystemClock.now_us(), tick_interval), now)
         };
-        match events.recv_timeout(wait) {
-            Ok(event) => node.handle_event(SystemClock.now_us(), event),
-            Err(RecvTimeoutError::Timeout) => {}
+        let received = match events.recv_timeout(wait) {
+            Ok(event) => Some(event),
+            Err(RecvTimeoutError::Timeout) => None,
             // Every sender is gone (the handle holds one): nothing can reach the node again.
             Err(RecvTimeoutError::Disconnected) => break,
+        };
+        // The ticks whose time has passed come before the event: the node sees them in the
+        // order it would have had it been woken for each.
+        for _ in 0..clock.due(Instant::now()) {
+            node.handle_tick(SystemClock.now_us());
+        }
+        if let Some(event) = received {
+            node.handle_event(SystemClock.now_us(), event);
         }
         for _ in 1..EVENTS_PER_ITERATION_MAX {
             match events.try_recv() {
@@ -253,22 +286,74 @@ fn run<Node: LoopNode>(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let now = Instant::now();
-        let mut ticks = 0;
-        while now >= next_tick && ticks < CATCH_UP_TICKS_MAX {
-            node.handle_tick(SystemClock.now_us());
-            next_tick += tick_interval;
-            ticks += 1;
-        }
-        if now >= next_tick {
-            next_tick = now + tick_interval;
-        }
         if node.has_ready() {
             node.handle_ready()?;
         }
         node.route_outputs(SystemClock.now_us());
     }
     Ok(())
+}
+
+/// When the loop's ticks are due, and how many it may sleep through. Time is passed in, so
+/// that the schedule is tested without a clock.
+#[derive(Clone, Copy, Debug)]
+struct TickClock {
+    tick_interval: Duration,
+    /// The time of the next tick not run yet.
+    next_tick: Instant,
+    /// Ticks the node let the loop sleep through when it last went to sleep: they are run
+    /// late, all of them, beyond the [`CATCH_UP_TICKS_MAX`] a stall may replay.
+    deferred: u64,
+}
+
+impl TickClock {
+    fn new(first_tick: Instant, tick_interval: Duration) -> Self {
+        TickClock {
+            tick_interval,
+            next_tick: first_tick,
+            deferred: 0,
+        }
+    }
+
+    /// How long to wait from `now` when the node has `quiet_ticks` ticks that only count: until
+    /// the first tick after them, at most [`QUIET_WAIT_MAX`] (or one tick interval, if longer).
+    fn sleep(&mut self, quiet_ticks: u64, now: Instant) -> Duration {
+        let interval_ns = self.tick_interval.as_nanos().max(1);
+        let quiet_max = (QUIET_WAIT_MAX.as_nanos() / interval_ns).saturating_sub(1);
+        self.deferred = quiet_ticks.min(u64::try_from(quiet_max).unwrap_or(u64::MAX));
+        let wake_at = self.tick_at(self.deferred);
+        wake_at.saturating_duration_since(now)
+    }
+
+    /// The loop does not sleep: no tick is deferred.
+    fn wake_now(&mut self) {
+        self.deferred = 0;
+    }
+
+    /// How many ticks to run at `now`: every one whose time has passed, up to the deferred
+    /// ones plus [`CATCH_UP_TICKS_MAX`]. Ticks beyond are dropped (a long stall): raft measures
+    /// time in ticks, and a burst of them would start elections for no reason.
+    fn due(&mut self, now: Instant) -> u64 {
+        let allowed = self.deferred.saturating_add(u64::from(CATCH_UP_TICKS_MAX));
+        let mut ticks = 0;
+        while now >= self.next_tick && ticks < allowed {
+            self.next_tick += self.tick_interval;
+            ticks += 1;
+        }
+        if now >= self.next_tick {
+            self.next_tick = now + self.tick_interval;
+        }
+        // Ticks run consume the deferral; the rest stays valid for the current sleep.
+        self.deferred = self.deferred.saturating_sub(ticks);
+        ticks
+    }
+
+    fn tick_at(&self, ticks_after_next: u64) -> Instant {
+        let offset = self
+            .tick_interval
+            .saturating_mul(u32::try_from(ticks_after_next).unwrap_or(u32::MAX));
+        self.next_tick + offset
+    }
 }
 
 /// The [`ReadyIo`] of the production drivers: a batch raft must have durable is synced to the
@@ -364,6 +449,8 @@ mod tests {
         rounds: u64,
         /// Ready rounds that began while outputs of an earlier round were still queued.
         rounds_over_undrained_outputs: u64,
+        /// Iterations of the loop: one `route_outputs` each.
+        iterations: u64,
     }
 
     enum CounterEvent {
@@ -375,6 +462,8 @@ mod tests {
         Status(mpsc::Sender<CounterStatus>),
         /// The next synced write fails, as a full disk would.
         FailNextSync,
+        /// From now on the node reports this many quiet ticks.
+        SetQuietTicks(u64),
     }
 
     /// A one-member raft group over a [`MemoryStore`], as a tier's node would be driven.
@@ -388,6 +477,7 @@ mod tests {
         outputs: VecDeque<u64>,
         status: CounterStatus,
         fail_next_sync: bool,
+        quiet_ticks: u64,
     }
 
     impl CounterNode {
@@ -403,6 +493,7 @@ mod tests {
                 outputs: VecDeque::new(),
                 status: CounterStatus::default(),
                 fail_next_sync: false,
+                quiet_ticks: 0,
             })
         }
     }
@@ -438,7 +529,12 @@ mod tests {
                     // Something to sync, so that a round runs.
                     let _ = self.group.propose(b"doomed".to_vec());
                 }
+                CounterEvent::SetQuietTicks(ticks) => self.quiet_ticks = ticks,
             }
+        }
+
+        fn quiet_ticks(&self, _now_us: u64, _tick_interval: Duration) -> u64 {
+            self.quiet_ticks
         }
 
         fn handle_tick(&mut self, _now_us: u64) {
@@ -471,6 +567,7 @@ mod tests {
         }
 
         fn route_outputs(&mut self, _now_us: u64) {
+            self.status.iterations += 1;
             while let Some(total) = self.outputs.pop_front() {
                 if let Some(reply) = self.proposed.pop_front() {
                     let _ = reply.send(Ok(total));
@@ -606,5 +703,84 @@ mod tests {
             }
             other => panic!("not the sync's error: {other:?}"),
         }
+    }
+
+    /// An idle node that reports its ticks quiet is not woken for them: the loop sleeps
+    /// through them and runs them all, before the next event, when that event wakes it.
+    #[test]
+    fn an_idle_node_sleeps_through_quiet_ticks_and_gets_them_before_the_next_event() {
+        let handle = spawn(settings(), event_channel(), CounterNode::open).expect("opens");
+        let events = handle.events();
+        wait_for_leadership(&events);
+        events
+            .try_send(CounterEvent::SetQuietTicks(u64::MAX))
+            .expect("queued");
+        let before = ask_status(&events);
+        let asked_at = Instant::now();
+        std::thread::sleep(100 * TICK_INTERVAL);
+        let slept = asked_at.elapsed();
+        let after = ask_status(&events);
+
+        // Ticked every interval, the loop would have run about 100 iterations; sleeping
+        // through quiet ticks it wakes once per QUIET_WAIT_MAX at most, and for the event.
+        let wakes_max = 1 + (slept.as_nanos() / QUIET_WAIT_MAX.as_nanos()) as u64 + 1;
+        let iterations = after.iterations - before.iterations;
+        assert!(
+            iterations <= wakes_max,
+            "{iterations} iterations in {slept:?} (at most {wakes_max})"
+        );
+        // The ticks slept through were run before the event was answered.
+        let ticks_due = (slept.as_nanos() / TICK_INTERVAL.as_nanos()) as u64;
+        let ticks = after.ticks - before.ticks;
+        assert!(
+            ticks + 1 >= ticks_due,
+            "{ticks} ticks run, {ticks_due} were due"
+        );
+        handle.stop().expect("stops cleanly");
+    }
+
+    fn at(start: Instant, ticks: u32) -> Instant {
+        start + TICK_INTERVAL * ticks
+    }
+
+    #[test]
+    fn the_tick_clock_sleeps_through_quiet_ticks_and_runs_them_all_on_waking() {
+        let start = Instant::now();
+        let mut clock = TickClock::new(start, TICK_INTERVAL);
+        // No quiet tick: wake for the next one.
+        assert_eq!(clock.sleep(0, start), Duration::ZERO);
+        assert_eq!(clock.due(start), 1);
+        // Five quiet ticks: wake for the sixth, which acts, and run all six.
+        assert_eq!(clock.sleep(5, start), TICK_INTERVAL * 6);
+        assert_eq!(clock.due(at(start, 6)), 6);
+        // An event two and a half intervals into a sleep gets the two ticks due before it;
+        // the rest of the deferral holds for the rest of the sleep.
+        assert_eq!(clock.sleep(5, at(start, 6)), TICK_INTERVAL * 6);
+        let event_at = at(start, 6) + TICK_INTERVAL * 5 / 2;
+        assert_eq!(clock.due(event_at), 2);
+        assert_eq!(clock.due(at(start, 12)), 4);
+    }
+
+    #[test]
+    fn the_tick_clock_caps_a_sleep_and_the_ticks_a_stall_replays() {
+        let start = Instant::now();
+        let mut clock = TickClock::new(start, TICK_INTERVAL);
+        let cap_ticks = (QUIET_WAIT_MAX.as_nanos() / TICK_INTERVAL.as_nanos()) as u32;
+        assert_eq!(clock.due(start), 1);
+        // However many quiet ticks, the loop wakes after QUIET_WAIT_MAX.
+        assert_eq!(clock.sleep(u64::MAX, start), QUIET_WAIT_MAX);
+        assert_eq!(clock.due(at(start, cap_ticks)), u64::from(cap_ticks));
+        // A stall while the loop was busy (no sleep, nothing deferred): at most
+        // CATCH_UP_TICKS_MAX ticks, and the next one an interval later.
+        clock.wake_now();
+        let stalled_until = at(start, cap_ticks + 50);
+        assert_eq!(clock.due(stalled_until), u64::from(CATCH_UP_TICKS_MAX));
+        assert_eq!(clock.due(stalled_until), 0);
+        assert_eq!(clock.sleep(0, stalled_until), TICK_INTERVAL);
+        // A tick interval longer than QUIET_WAIT_MAX: one interval, no quiet tick skipped.
+        let mut slow = TickClock::new(start, QUIET_WAIT_MAX * 2);
+        assert_eq!(slow.sleep(10, start), Duration::ZERO);
+        assert_eq!(slow.due(start), 1);
+        assert_eq!(slow.sleep(10, start), QUIET_WAIT_MAX * 2);
     }
 }

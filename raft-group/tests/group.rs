@@ -522,3 +522,94 @@ fn messages_for_another_node_and_bad_snapshots_are_refused() {
     // The refused snapshot changed nothing: not even the term.
     assert!(cluster.group(1).term() < 99);
 }
+
+/// Ticks `id` alone, without delivering anything, and returns whether a ready round waits.
+fn tick_alone(cluster: &mut Cluster, id: u64) -> bool {
+    cluster.group_mut(id).tick();
+    cluster.group(id).has_ready()
+}
+
+/// What lets an idle driver sleep through ticks: the ticks a member reports quiet do nothing
+/// but count (no message, no ready round, no change of role), and the tick right after them
+/// acts, for a leader (its heartbeat) and for a follower (its election).
+#[test]
+fn quiet_ticks_only_count_and_the_tick_after_them_acts() {
+    let mut cluster = Cluster::new(&[1, 2, 3], retention(1_000), 3);
+    let leader = cluster.elect();
+    let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+
+    // The leader, right after a heartbeat went out: heartbeat_tick (2) minus one quiet tick.
+    cluster.network.tick(1);
+    for _ in 0..4 {
+        let quiet = cluster.group(leader).quiet_ticks();
+        assert!(
+            quiet < 2,
+            "a leader heartbeats every 2 ticks, {quiet} quiet"
+        );
+        for tick in 0..quiet {
+            assert!(!tick_alone(&mut cluster, leader), "quiet tick {tick} acted");
+        }
+        assert!(
+            tick_alone(&mut cluster, leader),
+            "the tick after {quiet} quiet ticks sends the heartbeat"
+        );
+        cluster.network.settle();
+    }
+
+    // A follower that just heard from its leader: quiet until its election timeout.
+    cluster.network.settle();
+    let quiet = cluster.group(follower).quiet_ticks();
+    let timeout = cluster.group(follower).election_timeout_ticks() as u64;
+    assert!(
+        quiet > 0 && quiet < timeout,
+        "{quiet} quiet ticks of a {timeout}-tick timeout"
+    );
+    for tick in 0..quiet {
+        assert!(
+            !tick_alone(&mut cluster, follower),
+            "quiet tick {tick} acted"
+        );
+        assert_eq!(cluster.group(follower).role(), Role::Follower);
+        assert_eq!(cluster.group(follower).quiet_ticks(), quiet - tick - 1);
+    }
+    assert!(
+        tick_alone(&mut cluster, follower),
+        "the tick after the quiet ones starts an election"
+    );
+    assert_ne!(cluster.group(follower).role(), Role::Follower);
+}
+
+/// A member ticked late, all its quiet ticks at once right before a message, ends in the same
+/// state as a twin ticked one tick at a time: only when the counting happens moves.
+#[test]
+fn quiet_ticks_run_late_before_a_message_change_nothing() {
+    let mut ticked = Cluster::new(&[1, 2, 3], retention(1_000), 5);
+    let mut late = Cluster::new(&[1, 2, 3], retention(1_000), 5);
+    let leader = ticked.elect();
+    assert_eq!(late.elect(), leader, "twins elect the same leader");
+    let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+    for round in 0..3u32 {
+        let quiet = late.group(follower).quiet_ticks();
+        assert_eq!(ticked.group(follower).quiet_ticks(), quiet);
+        assert!(quiet >= 2, "round {round}: {quiet} quiet ticks");
+        // The twin ticked on time sees the ticks one by one; the late one sees none yet.
+        for _ in 0..quiet - 1 {
+            ticked.group_mut(follower).tick();
+            ticked.network.settle();
+        }
+        // The leader's message arrives: the late twin runs the ticks it slept through first.
+        for _ in 0..quiet - 1 {
+            late.group_mut(follower).tick();
+        }
+        for cluster in [&mut ticked, &mut late] {
+            cluster.propose(leader, format!("round {round}").as_bytes());
+        }
+        assert_eq!(
+            ticked.group(follower).quiet_ticks(),
+            late.group(follower).quiet_ticks(),
+            "round {round}"
+        );
+        assert_eq!(ticked.group(follower).role(), late.group(follower).role());
+        assert_eq!(ticked.items(follower), late.items(follower));
+    }
+}

@@ -102,9 +102,9 @@ pub use dedup::{
 pub use node::{
     CHECKPOINT_UPLOADS_IN_FLIGHT_MAX, CheckpointReply, CheckpointStatus, EpochsRead,
     GlobalMessageError, GlobalStatus, LOG_EVENTS_PENDING_MAX, LogEvent, MessageError, NodeCounters,
-    OpenSessionError, PROPOSALS_PENDING_MAX, ProposeError, REPLIES_PENDING_MAX, RegionNode,
-    RegionNodeConfig, RegionNodeError, RegionOutput, RegionStatus, Reply,
-    SESSION_OPENS_IN_FLIGHT_MAX, SYNCS_IN_FLIGHT_MAX, SealedEpochRead, SessionReply,
+    OpenSessionError, PROPOSALS_PENDING_MAX, ProposeError, REGION_HEARTBEAT_TICKS,
+    REPLIES_PENDING_MAX, RegionNode, RegionNodeConfig, RegionNodeError, RegionOutput, RegionStatus,
+    Reply, SESSION_OPENS_IN_FLIGHT_MAX, SYNCS_IN_FLIGHT_MAX, SealedEpochRead, SessionReply,
     SnapshotCatchUpStatus, SyncError, SyncReply, TO_COORDINATOR_PENDING_MAX, ToCoordinator,
     UploadError, WAITERS_MAX,
 };

@@ -85,6 +85,14 @@ pub const READY_ROUNDS_PER_CALL_MAX: usize = 8;
 /// The longest a proposal may wait, in ticks.
 pub const PROPOSAL_TIMEOUT_TICKS_MAX: u64 = 100_000;
 
+/// The ticks between a region leader's heartbeats, against raft's default election timeout of
+/// 10 to 20 ticks: a follower hears at least two heartbeats before its shortest timeout, so
+/// one lost heartbeat starts no election. Heartbeats are what an idle region sends, and each
+/// wakes every member twice (the heartbeat and its answer), so they come no more often than
+/// that. Failure detection does not change with them: a follower campaigns after the same
+/// election timeout (200 to 400 ms with the production 20 ms tick).
+pub const REGION_HEARTBEAT_TICKS: usize = 4;
+
 /// The most messages to the coordinator kept until the driver polls them; beyond, the oldest
 /// is dropped and counted (batches are resent, epoch acknowledgements are asked again).
 pub const TO_COORDINATOR_PENDING_MAX: usize = 1_024;
@@ -141,6 +149,13 @@ pub struct RegionNodeConfig {
     /// region's closed timestamp advancing well within the coordinator's suspicion timeout
     /// (drivers use a quarter of it).
     pub idle_close_interval_us: u64,
+    /// How often an idle leader asks the coordinator whether closes are wanted, between its
+    /// idle closes (docs/global-protocol.md section 3). Each ask is a WAN round trip that wakes
+    /// the region leader and the coordinator leader, so it sets most of what an idle cluster
+    /// costs; in exchange, the first global call after an idle spell waits for up to one such
+    /// interval before the other regions close past it (drivers use the batch resend
+    /// interval).
+    pub idle_poll_interval_us: u64,
     /// Whether the region takes part in a global tier. Without one (a deployment of one
     /// region) the leader closes no batches, so the raft log carries only the region's own
     /// records, and a global call is refused with [`ProposeError::NoGlobalTier`] instead of
@@ -156,8 +171,10 @@ impl RegionNodeConfig {
     /// The default settings for node `node_id` of `region`, whose initial members are
     /// `initial_members` (empty for a node that joins an existing region).
     pub fn new(node_id: u64, initial_members: Vec<u64>, region: RegionId) -> Self {
+        let mut group = RaftGroupConfig::new(node_id, initial_members);
+        group.heartbeat_tick = REGION_HEARTBEAT_TICKS;
         RegionNodeConfig {
-            group: RaftGroupConfig::new(node_id, initial_members),
+            group,
             region,
             log_retention: RegionLogRetention::default(),
             max_clock_skew_us: 500_000,
@@ -165,6 +182,7 @@ impl RegionNodeConfig {
             epoch_interval_us: 50_000,
             batch_resend_interval_us: 500_000,
             idle_close_interval_us: 500_000,
+            idle_poll_interval_us: 100_000,
             global_tier: true,
             catch_up_regions: Vec::new(),
         }
@@ -186,6 +204,7 @@ impl RegionNodeConfig {
             ("epoch_interval_us", self.epoch_interval_us),
             ("batch_resend_interval_us", self.batch_resend_interval_us),
             ("idle_close_interval_us", self.idle_close_interval_us),
+            ("idle_poll_interval_us", self.idle_poll_interval_us),
         ] {
             if !(GLOBAL_INTERVAL_US_MIN..=GLOBAL_INTERVAL_US_MAX).contains(&value) {
                 return Err(format!(
@@ -1782,6 +1801,39 @@ impl RegionNode {
         !self.pending.is_empty() || self.read_wanted || self.group.has_ready()
     }
 
+    /// How many of the next ticks would only count, so that a driver whose ticks come every
+    /// `tick_interval_us` may run them late, all at once before its next input (see
+    /// [`RaftGroup::quiet_ticks`]). Nothing may wait on a tick deadline (a proposal, barrier,
+    /// upload, session open or sealed epoch read): then a follower only waits for its election
+    /// timeout. A leader of an idle region in a global tier also waits for its next idle close,
+    /// ask or resend, which are due by time: no tick before that time, as of `now_us`, is
+    /// quiet. A busy region's leader closes every epoch and has no quiet tick.
+    pub fn quiet_ticks(&self, now_us: u64, tick_interval_us: u64) -> u64 {
+        let waiting = self.has_ready()
+            || !self.waiter_deadlines.is_empty()
+            || !self.syncs.is_empty()
+            || !self.uploads.is_empty()
+            || !self.session_opens.is_empty()
+            || !self.epoch_reads.is_empty()
+            || self.epoch_read_wanted
+            // A snapshot waiting for entries times its pieces out by ticks, and so does a
+            // read of missed epochs from another region.
+            || self.snapshot_catch_up.missing().is_some()
+            || self.catch_up.in_flight.is_some()
+            || self.epochs_missed.is_some();
+        if waiting {
+            return 0;
+        }
+        let raft_quiet = self.group.quiet_ticks();
+        if !(self.is_leader() && self.config.global_tier) {
+            return raft_quiet;
+        }
+        // The next tick comes within one interval, and the k-th quiet one within k intervals:
+        // every quiet tick must come before the due time.
+        let until_due_us = self.leader_due_at_us().saturating_sub(now_us);
+        raft_quiet.min(until_due_us.saturating_sub(1) / tick_interval_us.max(1))
+    }
+
     // Commands.
 
     /// Asks this node, if it leads, to hand leadership to `to`. Proposals are dropped while
@@ -2395,24 +2447,14 @@ impl RegionNode {
     /// record, it is out of the membership or has closed no batch in its incarnation, or the
     /// coordinator's last answer asked for closes (records wait for the watermark somewhere).
     /// Otherwise the region is idle and closes only every `idle_close_interval_us`, enough to
-    /// show the coordinator it is alive; in between it asks the coordinator every epoch
-    /// interval whether closes are wanted ([`RegionNode::poll_coordinator`]), which costs no
+    /// show the coordinator it is alive; in between it asks the coordinator every
+    /// `idle_poll_interval_us` whether closes are wanted ([`RegionNode::poll_coordinator`]), which costs no
     /// raft entry on either side.
     fn propose_close_batch(&mut self, now_us: u64) {
         let acknowledged = self.shipping.acknowledged();
-        let global = self.group.state_machine().global();
-        if !self.config.global_tier {
+        let Some(busy) = self.close_pace() else {
             return;
-        }
-        let can_close = global.can_close_batch();
-        if !(can_close || global.acknowledgement_prunes(acknowledged)) {
-            return;
-        }
-        let busy = !can_close
-            || global.open_batch().next().is_some()
-            || !global.is_member()
-            || global.last_batch_number() == 0
-            || self.shipping.closes_wanted();
+        };
         let interval_us = if busy {
             self.config.epoch_interval_us
         } else {
@@ -2435,7 +2477,54 @@ impl RegionNode {
         }
     }
 
-    /// While idle, asks the coordinator every epoch interval whether closes are wanted, by
+    /// Whether the leader may close a batch now and, if so, whether the region is busy (closes
+    /// every epoch interval) rather than idle (see [`RegionNode::propose_close_batch`]). `None`
+    /// without a global tier, or at the outgoing bound with nothing to prune.
+    fn close_pace(&self) -> Option<bool> {
+        let global = self.group.state_machine().global();
+        if !self.config.global_tier {
+            return None;
+        }
+        let can_close = global.can_close_batch();
+        if !(can_close || global.acknowledgement_prunes(self.shipping.acknowledged())) {
+            return None;
+        }
+        Some(
+            !can_close
+                || global.open_batch().next().is_some()
+                || !global.is_member()
+                || global.last_batch_number() == 0
+                || self.shipping.closes_wanted(),
+        )
+    }
+
+    /// When the leader of an idle region next has something to do on a tick, in microseconds
+    /// since the UNIX epoch: its next idle close, its next ask of the coordinator, or its next
+    /// resend of unacknowledged batches. 0 (due now) when the region is busy, or when anything
+    /// else of the leader's waits on ticks (epoch parts in flight, a new term to enter).
+    fn leader_due_at_us(&self) -> u64 {
+        if !self.shipping.is_term(self.group.term()) {
+            return 0;
+        }
+        // `None`, at the outgoing bound: only acknowledgements free it, and resends bring them.
+        if self.close_pace().unwrap_or_default() {
+            return 0;
+        }
+        let global = self.group.state_machine().global();
+        let acknowledged = self.shipping.acknowledged();
+        let unacknowledged = global
+            .outgoing()
+            .any(|batch| (batch.incarnation, batch.batch_number) > acknowledged);
+        let (incarnation, batch_number) = acknowledged;
+        let asks = incarnation == global.incarnation() && batch_number != 0;
+        self.shipping.idle_due_at_us(
+            self.config.idle_close_interval_us,
+            asks.then_some(self.config.idle_poll_interval_us),
+            unacknowledged.then_some(self.config.batch_resend_interval_us),
+        )
+    }
+
+    /// While idle, asks the coordinator every `idle_poll_interval_us` whether closes are wanted, by
     /// sending the newest batch it acknowledged again, without records. The coordinator
     /// answers a batch it took before from its applied state, with no raft entry, and the
     /// answer says whether records wait for the watermark (`closes_wanted`). Its closed
@@ -2447,7 +2536,7 @@ impl RegionNode {
             || batch_number == 0
             || !self
                 .shipping
-                .poll_due(now_us, self.config.epoch_interval_us)
+                .poll_due(now_us, self.config.idle_poll_interval_us)
         {
             return;
         }

@@ -232,6 +232,9 @@ struct CoordinatorLink {
     shipped: Vec<Shipped>,
     /// Whether shipped batches reach the coordinator.
     reachable: bool,
+    /// What the coordinator's answers say of closes: the fake always wants them, unless a
+    /// test makes the region idle.
+    closes_wanted: bool,
 }
 
 impl TestNode for Member {
@@ -271,7 +274,8 @@ impl TestNode for Member {
                         next_position,
                     ));
                     if link.reachable {
-                        let ack = link.coordinator.handle_batch(batch);
+                        let mut ack = link.coordinator.handle_batch(batch);
+                        ack.closes_wanted &= link.closes_wanted;
                         node.handle_batch_ack(now_us, ack).unwrap();
                     }
                 }
@@ -316,6 +320,7 @@ impl Region {
             coordinator: FakeCoordinator::new(coordinator_regions),
             shipped: Vec::new(),
             reachable: true,
+            closes_wanted: true,
         };
         let mut network = Network::with_shared(NOW_US, TICK_US, link);
         for &id in ids {
@@ -1426,4 +1431,54 @@ fn a_region_keeps_its_alarm_when_no_region_holds_the_missed_epochs() {
         region.node(leader).status().global.epochs_applied_through,
         0
     );
+}
+
+/// What lets the driver of an idle region sleep between ticks: once the coordinator wants no
+/// closes, the leader reports quiet ticks, and a tick it reported quiet ships nothing to the
+/// coordinator (its asks and idle closes come on the ticks it did not report quiet); followers
+/// report the quiet ticks of their election timeout. A global call makes every tick of the
+/// leader count again.
+#[test]
+fn an_idle_leader_ships_nothing_on_the_ticks_it_reports_quiet() {
+    let mut region = Region::new(&[1, 2, 3], &[REGION]);
+    region.link_mut().closes_wanted = false;
+    let leader = region.elect();
+    // Batch 1 is acknowledged and no close is wanted: the region is idle.
+    region.tick(10);
+    let mut quiet_seen = 0;
+    let mut shipped_on_unquiet_ticks = 0;
+    for _ in 0..200 {
+        let quiet = region.node(leader).quiet_ticks(region.now_us(), TICK_US);
+        let shipped = region.link().shipped.len();
+        region.tick(1);
+        if quiet > 0 {
+            quiet_seen += 1;
+            assert_eq!(
+                region.link().shipped.len(),
+                shipped,
+                "a tick reported quiet shipped a batch"
+            );
+        } else if region.link().shipped.len() > shipped {
+            shipped_on_unquiet_ticks += 1;
+        }
+    }
+    assert!(quiet_seen > 0, "an idle leader reported no quiet tick");
+    // 200 ticks of 10 ms: asks every 100 ms and idle closes every 500 ms went out.
+    assert!(
+        shipped_on_unquiet_ticks >= 10,
+        "{shipped_on_unquiet_ticks} asks or closes"
+    );
+    for follower in [1, 2, 3].into_iter().filter(|&id| id != leader) {
+        assert!(region.node(follower).quiet_ticks(region.now_us(), TICK_US) > 0);
+    }
+
+    region.propose(leader, global_call(1, 1));
+    for _ in 0..5 {
+        assert_eq!(
+            region.node(leader).quiet_ticks(region.now_us(), TICK_US),
+            0,
+            "a region with a global record closes every epoch"
+        );
+        region.tick(1);
+    }
 }

@@ -171,6 +171,10 @@ impl LoopNode for CoordinatorLoop {
         self.node.handle_tick(now_us);
     }
 
+    fn quiet_ticks(&self, _now_us: u64, _tick_interval: Duration) -> u64 {
+        self.node.quiet_ticks()
+    }
+
     fn has_ready(&self) -> bool {
         self.node.has_ready()
     }

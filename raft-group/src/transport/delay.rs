@@ -85,18 +85,45 @@ impl DelayLine {
     }
 }
 
-/// Waits until `send_at`. A send time that has come already returns at once: the timer
-/// driver's resolution (a millisecond) would otherwise add to every message sent without WAN
-/// emulation.
+/// Below this, a wait is not worth a timer: tokio's timer fires on whole milliseconds, so a
+/// shorter wait would end up to a millisecond later than asked (further from the emulated
+/// delay than sending at once), and it costs the runtime a wake-up per message. Delays within
+/// a region (0.2 ms in `local.toml`) are sent at once; delays between regions are waited for.
+pub const WAIT_US_MIN: u64 = 500;
+
+/// Waits until `send_at`. A send time that has come already, or that is less than
+/// [`WAIT_US_MIN`] away, returns at once: the timer driver's resolution (a millisecond) would
+/// otherwise add to every message sent without WAN emulation, or within a region.
 pub async fn wait_until(send_at: Instant) {
-    if send_at > Instant::now() {
+    if needs_timer(send_at, Instant::now()) {
         tokio::time::sleep_until(send_at.into()).await;
     }
+}
+
+/// Whether a message due at `send_at` waits for a timer at `now`.
+fn needs_timer(send_at: Instant, now: Instant) -> bool {
+    send_at.saturating_duration_since(now) >= Duration::from_micros(WAIT_US_MIN)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_waits_of_half_a_millisecond_or_more_take_a_timer() {
+        let now = Instant::now();
+        assert!(!needs_timer(now, now));
+        assert!(!needs_timer(now - Duration::from_millis(1), now));
+        // A delay within a region of local.toml.
+        assert!(!needs_timer(now + Duration::from_micros(250), now));
+        assert!(!needs_timer(
+            now + Duration::from_micros(WAIT_US_MIN - 1),
+            now
+        ));
+        assert!(needs_timer(now + Duration::from_micros(WAIT_US_MIN), now));
+        // A delay between regions.
+        assert!(needs_timer(now + Duration::from_millis(20), now));
+    }
 
     #[test]
     fn a_line_without_delay_sends_at_once() {

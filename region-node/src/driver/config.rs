@@ -9,8 +9,9 @@ use dsss_wire::RegionId;
 use crate::RegionNodeConfig;
 
 /// The default interval between two raft ticks, in microseconds. With the raft group's
-/// default of 10 ticks per election timeout and 2 per heartbeat, a leader that dies is
-/// replaced after 200 to 400 ms, and heartbeats go out every 40 ms.
+/// default of 10 ticks per election timeout and a region's 4 per heartbeat
+/// ([`crate::REGION_HEARTBEAT_TICKS`]), a leader that dies is replaced after 200 to 400
+/// ms, and heartbeats go out every 80 ms.
 pub const TICK_INTERVAL_US_DEFAULT: u64 = 20_000;
 
 /// The shortest tick interval a driver accepts, in microseconds: shorter ticks would spend the
@@ -132,6 +133,12 @@ impl DriverConfig {
                 crate::node::GLOBAL_INTERVAL_US_MIN,
                 crate::node::GLOBAL_INTERVAL_US_MAX,
             );
+        // Between its idle closes, an idle region asks the coordinator whether closes are
+        // wanted at the resend pace: asking every epoch would make the asks alone most of
+        // what an idle cluster costs.
+        node_config.idle_poll_interval_us = node_config
+            .batch_resend_interval_us
+            .min(node_config.idle_close_interval_us);
         let peers = region
             .nodes
             .iter()

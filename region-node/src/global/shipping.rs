@@ -56,6 +56,39 @@ impl Shipping {
         }
     }
 
+    /// Whether this state belongs to `term`.
+    pub fn is_term(&self, term: u64) -> bool {
+        self.term == term
+    }
+
+    /// When an idle leader next has something to do by time, in microseconds: its next idle
+    /// close (`idle_close_interval_us` after the last), its next ask of the coordinator when
+    /// it may ask (`idle_poll_interval_us` after the last ask or close), and its next resend
+    /// when batches are unacknowledged. 0 (due now) before its first close in this term, or
+    /// while epoch parts it proposed wait to be applied (their timeouts count ticks).
+    pub fn idle_due_at_us(
+        &self,
+        idle_close_interval_us: u64,
+        idle_poll_interval_us: Option<u64>,
+        resend_interval_us: Option<u64>,
+    ) -> u64 {
+        let Some(closed_at_us) = self.closed_at_us else {
+            return 0;
+        };
+        if !self.parts_proposed.is_empty() {
+            return 0;
+        }
+        let mut due_us = closed_at_us.saturating_add(idle_close_interval_us);
+        if let Some(interval_us) = idle_poll_interval_us {
+            let asked_at_us = self.polled_at_us.unwrap_or(0).max(closed_at_us);
+            due_us = due_us.min(asked_at_us.saturating_add(interval_us));
+        }
+        if resend_interval_us.is_some() {
+            due_us = due_us.min(self.next_resend_us);
+        }
+        due_us
+    }
+
     /// Forgets everything (this node no longer leads).
     pub fn clear(&mut self) {
         *self = Shipping::default();
