@@ -176,17 +176,17 @@ fn the_checks_catch_a_stream_per_object_and_pass_the_same_seeds_without_it() {
 
 #[test]
 fn a_seed_with_pauses_replays_the_same_run() {
-    // Seed 5 draws pauses, and a stream stalls in it.
-    let settings = SessionRunSettings::new(5, local_topology()).with_standard_faults();
+    // Seed 4 draws pauses, and streams stall in it.
+    let settings = SessionRunSettings::new(4, local_topology()).with_standard_faults();
     let first = run_session(&settings).expect("valid");
     let second = run_session(&settings).expect("valid");
     assert_passed(&first);
     assert!(first.faults.pauses > 0, "{first}");
     assert!(first.counters.stream_stalls > 0, "{first}");
-    assert_eq!(first.trace_hash, second.trace_hash, "seed 5");
-    assert_eq!(first.counters, second.counters, "seed 5");
+    assert_eq!(first.trace_hash, second.trace_hash, "seed 4");
+    assert_eq!(first.counters, second.counters, "seed 4");
     assert_eq!(
         first.proposals_unanswered, second.proposals_unanswered,
-        "seed 5"
+        "seed 4"
     );
 }
