@@ -155,15 +155,9 @@ fn region(arguments: RegionBenchArgs, stdout: &mut dyn Write, stderr: &mut dyn W
         let _ = writeln!(stderr, "{message}");
         return ExitCode::from(EXIT_BAD_INPUT);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::command_runtime::multi_thread(stderr, EXIT_BENCH_FAILED) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            let _ = writeln!(stderr, "cannot start the async runtime: {error}");
-            return ExitCode::from(EXIT_BENCH_FAILED);
-        }
+        Err(code) => return code,
     };
     let mut region = match BenchRegion::start() {
         Ok(region) => region,

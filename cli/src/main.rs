@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 mod bench_command;
+mod command_runtime;
 mod node_command;
 mod region_command;
 mod sim_command;

@@ -193,15 +193,9 @@ pub(crate) fn run(arguments: SoakArgs, stdout: &mut dyn Write, stderr: &mut dyn 
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::command_runtime::multi_thread(stderr, EXIT_SOAK_FAILED) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            let _ = writeln!(stderr, "cannot start the async runtime: {error}");
-            return ExitCode::from(EXIT_SOAK_FAILED);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(soak(&arguments, &topology, stdout)) {
         Ok(problems) if problems.is_empty() => {

@@ -135,15 +135,9 @@ pub(crate) fn run(args: UpArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) 
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::command_runtime::multi_thread(stderr, EXIT_CLUSTER_FAILED) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            let _ = writeln!(stderr, "cannot start the async runtime: {error}");
-            return ExitCode::from(EXIT_CLUSTER_FAILED);
-        }
+        Err(code) => return code,
     };
     let mut children = Children {
         children: Vec::new(),

@@ -524,16 +524,7 @@ impl RegionLog {
                 limit,
             )?;
             if chunk.is_empty() {
-                return Err(corrupt(
-                    REGION_LOG,
-                    &position_key(position),
-                    format!(
-                        "the log should hold positions {} to {}, but position {position} is \
-                         missing",
-                        self.first_retained_position,
-                        self.next_position - 1
-                    ),
-                ));
+                return Err(self.missing_entry(position));
             }
             for (key, value) in chunk {
                 let log_record = decode_stored(position, &key, &value)?;
@@ -1006,6 +997,19 @@ impl RegionLog {
 
     // Recovery.
 
+    /// The error for an entry the log retains at `position` but the store lacks.
+    fn missing_entry(&self, position: u64) -> StoreError {
+        corrupt(
+            REGION_LOG,
+            &position_key(position),
+            format!(
+                "the log should hold positions {} to {}, but position {position} is missing",
+                self.first_retained_position,
+                self.next_position - 1
+            ),
+        )
+    }
+
     /// A copy of this log whose cache holds every entry it retains, read back from `store`
     /// beyond the cache's bounds: for checks that walk whole logs (tests and the simulator's
     /// final checks), never for a serving node. An entry the log retains but the store lacks
@@ -1021,16 +1025,7 @@ impl RegionLog {
         while position < self.next_position {
             let records = self.read(store, position, RECOVERY_SCAN_CHUNK_MAX, u64::MAX)?;
             if records.is_empty() {
-                return Err(corrupt(
-                    REGION_LOG,
-                    &position_key(position),
-                    format!(
-                        "the log should hold positions {} to {}, but position {position} is \
-                         missing",
-                        self.first_retained_position,
-                        self.next_position - 1
-                    ),
-                ));
+                return Err(self.missing_entry(position));
             }
             for log_record in records {
                 position = log_record.position + 1;

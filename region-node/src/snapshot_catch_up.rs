@@ -57,6 +57,17 @@ pub struct LogRangeRequest {
     pub end_position: u64,
 }
 
+impl std::fmt::Display for LogRangeRequest {
+    /// The compact form traces show: fetch id and range.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "f{} p{}..p{}",
+            self.fetch_id, self.from_position, self.end_position
+        )
+    }
+}
+
 /// A request for the driver to send to `peer`, whose answer goes to
 /// [`crate::RegionNode::handle_log_range`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +90,20 @@ pub struct LogRangeReply {
     pub first_retained_position: u64,
     /// The position the peer's next record will take.
     pub next_position: u64,
+}
+
+impl std::fmt::Display for LogRangeReply {
+    /// The compact form traces show: fetch id, entry count and what the peer holds.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "f{} {} entries, holds p{}..p{}",
+            self.fetch_id,
+            self.entries.len(),
+            self.first_retained_position,
+            self.next_position
+        )
+    }
 }
 
 /// Answers `request` from `log` and its `store`: a prefix of the range, bounded by

@@ -303,19 +303,8 @@ impl fmt::Debug for GlobalMessage {
                 "read-log(r{} from p{})",
                 request.request_id, request.from_position
             ),
-            GlobalMessage::ReadLogRange(request) => write!(
-                formatter,
-                "read-log-range(f{} p{}..p{})",
-                request.fetch_id, request.from_position, request.end_position
-            ),
-            GlobalMessage::LogRange(reply) => write!(
-                formatter,
-                "log-range(f{} {} entries, holds p{}..p{})",
-                reply.fetch_id,
-                reply.entries.len(),
-                reply.first_retained_position,
-                reply.next_position
-            ),
+            GlobalMessage::ReadLogRange(request) => write!(formatter, "read-log-range({request})"),
+            GlobalMessage::LogRange(reply) => write!(formatter, "log-range({reply})"),
             GlobalMessage::LogEntries(answer) => write!(
                 formatter,
                 "log-entries(r{} from p{} {} entries through p{} truncated below {:?})",

@@ -71,19 +71,8 @@ impl fmt::Debug for RegionMessage {
                 bytes.len(),
                 content_hash(bytes)
             ),
-            RegionMessage::ReadLogRange(request) => write!(
-                formatter,
-                "read-log-range(f{} p{}..p{})",
-                request.fetch_id, request.from_position, request.end_position
-            ),
-            RegionMessage::LogRange(reply) => write!(
-                formatter,
-                "log-range(f{} {} entries, holds p{}..p{})",
-                reply.fetch_id,
-                reply.entries.len(),
-                reply.first_retained_position,
-                reply.next_position
-            ),
+            RegionMessage::ReadLogRange(request) => write!(formatter, "read-log-range({request})"),
+            RegionMessage::LogRange(reply) => write!(formatter, "log-range({reply})"),
             RegionMessage::Propose(request) => write!(
                 formatter,
                 "propose(c{} s{})",
