@@ -56,6 +56,9 @@ fn unopened_session(session_id: u64) -> ClientSession {
     let mut config = SessionConfig::new(CLIENT, MEMBERS.to_vec());
     config.stream_stall_timeout_us = STALL_US;
     config.attempt_timeout_us = ATTEMPT_US;
+    // These tests follow the session's deadlines one by one; the idle checkpoint has a test
+    // of its own.
+    config.idle_checkpoint_after_us = 0;
     ClientSession::new(config, session_id).expect("a valid configuration")
 }
 
@@ -1098,4 +1101,78 @@ fn a_stream_end_that_names_no_truncation_moves_the_stream_after_a_bounded_backof
     );
     assert_eq!(a.read(Register::value), 5);
     assert_eq!(session.position(), next);
+}
+
+#[test]
+fn an_object_whose_writes_stop_checkpoints_after_the_idle_interval() {
+    // Fewer records than `checkpoint_every_records` and then nothing: without a checkpoint
+    // the region would keep these records forever (its log truncates only below checkpoints).
+    let mut config = SessionConfig::new(CLIENT, MEMBERS.to_vec());
+    let idle_us = config.idle_checkpoint_after_us;
+    assert!(idle_us > 0, "idle checkpoints are on by default");
+    config.stream_stall_timeout_us = STALL_US;
+    config.attempt_timeout_us = ATTEMPT_US;
+    let mut session = ClientSession::new(config, SESSION).expect("a valid configuration");
+    open_region_session(&mut session, 0);
+    let copies = copies_fresh();
+    let (node, stream, next) = open_all(&mut session, &["a", "b"], &copies, 1);
+    let written_at = 1_000_000;
+    session.handle_response(
+        written_at,
+        node,
+        stream,
+        Response::LogPiece {
+            entries: vec![
+                write_entry(next, "a", 99, 1, 10),
+                write_entry(next + 1, "a", 99, 2, 11),
+            ],
+            through_position: next + 1,
+        },
+    );
+    assert!(
+        transmits(&mut session)
+            .iter()
+            .all(|transmit| !matches!(transmit.request, Request::UploadCheckpoint { .. })),
+        "no checkpoint while writes may still come"
+    );
+    // Due when the object has been quiet for the interval; `b` (only its schema since open)
+    // is due from its open.
+    let due = session
+        .poll_timeout()
+        .expect("an idle checkpoint is due some time");
+    assert!(due <= written_at + idle_us, "due at {due}");
+    session.handle_timeout(written_at + idle_us);
+    let mut uploads: Vec<(String, u64)> = Vec::new();
+    for transmit in transmits(&mut session) {
+        if let Request::UploadCheckpoint {
+            object_id,
+            position,
+            ..
+        } = transmit.request
+        {
+            uploads.push((object_id, position));
+            session.handle_response(
+                written_at + idle_us,
+                transmit.node_id,
+                transmit.request_id,
+                Response::Uploaded {
+                    hash_mismatch: false,
+                },
+            );
+        }
+    }
+    assert!(
+        uploads.contains(&("a".to_owned(), next + 1)),
+        "a checkpoint of a at its last record: {uploads:?}"
+    );
+    assert!(session.counters().idle_checkpoints >= 1);
+    // Nothing new since: no second checkpoint of a.
+    session.handle_timeout(written_at + 3 * idle_us);
+    assert!(
+        transmits(&mut session).iter().all(|transmit| !matches!(
+            &transmit.request,
+            Request::UploadCheckpoint { object_id, .. } if object_id == "a"
+        )),
+        "one checkpoint for one quiet spell"
+    );
 }

@@ -176,6 +176,8 @@ pub struct Replica<T: SharedObject> {
     since_restore_point: Vec<RetainedRecord>,
     since_restore_point_bytes: usize,
     checkpoint_due: Option<Checkpoint>,
+    /// Records applied since the last checkpoint this copy made or started from.
+    records_since_checkpoint: u64,
     stopped: Option<ReplicaStopped>,
     recent: RecentOutcomes,
 }
@@ -206,6 +208,7 @@ impl<T: SharedObject> Replica<T> {
             since_restore_point: Vec::new(),
             since_restore_point_bytes: 0,
             checkpoint_due: None,
+            records_since_checkpoint: 0,
             stopped: None,
             recent: RecentOutcomes::default(),
         }
@@ -362,6 +365,28 @@ impl<T: SharedObject> Replica<T> {
         }
     }
 
+    /// Records applied since the last checkpoint this copy made or started from.
+    pub fn records_since_checkpoint(&self) -> u64 {
+        self.records_since_checkpoint
+    }
+
+    /// Makes a checkpoint now, when records were applied since the last one: for an object
+    /// whose writes stopped, whose records would otherwise hold the region's log until
+    /// `checkpoint_every_records` more came. Never for a copy configured without checkpoints
+    /// (`checkpoint_every_records` 0). Returns whether one was made.
+    pub fn checkpoint_now(&mut self) -> bool {
+        // A copy configured without checkpoints makes none now either.
+        if self.config.checkpoint_every_records == 0
+            || self.records_since_checkpoint == 0
+            || self.stopped.is_some()
+        {
+            return false;
+        }
+        self.checkpoint_due = Some(self.make_checkpoint());
+        self.records_since_checkpoint = 0;
+        true
+    }
+
     /// The checkpoint made since the last poll, if one is due.
     pub fn poll_checkpoint(&mut self) -> Option<Checkpoint> {
         self.checkpoint_due.take()
@@ -465,9 +490,11 @@ impl<T: SharedObject> Replica<T> {
     }
 
     fn after_record(&mut self) {
+        self.records_since_checkpoint += 1;
         let every = self.config.checkpoint_every_records;
         if every > 0 && self.records_applied.is_multiple_of(every) {
             self.checkpoint_due = Some(self.make_checkpoint());
+            self.records_since_checkpoint = 0;
         }
         if self.since_restore_point.len() as u64 >= self.config.restore_point_every_records
             || self.since_restore_point_bytes >= self.config.retained_argument_bytes_max

@@ -424,3 +424,36 @@ fn the_outcomes_a_checkpoint_carries_do_not_depend_on_where_the_records_fell() {
         dense.poll_checkpoint().unwrap().state_hash
     );
 }
+
+#[test]
+fn a_checkpoint_made_now_covers_the_records_since_the_last_one_and_only_those() {
+    // config(): a checkpoint every 4 records.
+    let mut replica = Replica::<Tally>::new("tally", config());
+    let mut other = Replica::<Tally>::new("tally", config());
+    assert!(!replica.checkpoint_now(), "nothing applied yet");
+    for position in 1..=6 {
+        call(&mut replica, position, ADD, 1);
+        call(&mut other, position, ADD, 1);
+    }
+    assert!(replica.poll_checkpoint().is_some(), "the regular one at 4");
+    assert_eq!(replica.records_since_checkpoint(), 2);
+    assert!(replica.checkpoint_now());
+    let made = replica.poll_checkpoint().expect("made now");
+    assert_eq!(made.position, 6, "at the last record applied");
+    assert_eq!(replica.records_since_checkpoint(), 0);
+    assert!(!replica.checkpoint_now(), "nothing new since");
+    // Another copy at the same record makes the same checkpoint: the region can compare them.
+    assert!(other.checkpoint_now());
+    assert_eq!(other.poll_checkpoint().expect("made now"), made);
+    // A copy started from it goes on alike.
+    let restored = Replica::<Tally>::from_checkpoint(
+        "tally",
+        config(),
+        made.position,
+        &made.state,
+        &made.state_hash,
+    )
+    .expect("restores");
+    assert_eq!(restored.records_since_checkpoint(), 0);
+    assert_eq!(restored.state_hash(), replica.state_hash());
+}

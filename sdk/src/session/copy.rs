@@ -30,6 +30,11 @@ pub trait ObjectCopy: Send + Sync {
     ) -> Option<Result<Vec<u8>, MethodError>>;
     /// A checkpoint due for upload, if one is.
     fn poll_checkpoint(&self) -> Option<Checkpoint>;
+    /// Makes a checkpoint now if records were applied since the last one
+    /// ([`Replica::checkpoint_now`]); whether one was made.
+    fn checkpoint_now(&self) -> bool;
+    /// Records applied since the last checkpoint.
+    fn records_since_checkpoint(&self) -> u64;
     /// Replaces the copy by one built from `checkpoint`, or by the default state at
     /// `truncated_through_position` when the region keeps no checkpoint (the object has no
     /// record at or below it). The error says what is wrong with the checkpoint.
@@ -76,6 +81,14 @@ impl<T: SharedObject> ObjectCopy for SharedReplica<T> {
 
     fn poll_checkpoint(&self) -> Option<Checkpoint> {
         self.lock_write().poll_checkpoint()
+    }
+
+    fn checkpoint_now(&self) -> bool {
+        self.lock_write().checkpoint_now()
+    }
+
+    fn records_since_checkpoint(&self) -> u64 {
+        self.lock_read().records_since_checkpoint()
     }
 
     fn restore(

@@ -105,6 +105,11 @@ pub struct SessionConfig {
     pub retry_wait_us: u64,
     /// The longest wait before a retry.
     pub retry_wait_max_us: u64,
+    /// How long an open object may go without a new record before its copy checkpoints the
+    /// records applied since its last checkpoint (0: never). Without it, an object whose
+    /// writes stop holds the region's log until `checkpoint_every_records` more records
+    /// come, which may be never.
+    pub idle_checkpoint_after_us: u64,
     /// A deliberately broken mode for the simulator's self-test: every object follows the log
     /// with a stream of its own, as releases before the client session did. Never set it
     /// elsewhere: it breaks the single order across objects.
@@ -124,6 +129,7 @@ impl SessionConfig {
             stream_stall_timeout_us: 1_000_000,
             retry_wait_us: 20_000,
             retry_wait_max_us: 1_000_000,
+            idle_checkpoint_after_us: 10_000_000,
             planted_stream_per_object: false,
         }
     }
@@ -181,6 +187,9 @@ pub struct SessionCounters {
     /// Calls answered from the outcomes a checkpoint carried, because their copy moved to
     /// the checkpoint over their record.
     pub results_from_checkpoints: u64,
+    /// Checkpoints made because an object's writes stopped
+    /// ([`SessionConfig::idle_checkpoint_after_us`]).
+    pub idle_checkpoints: u64,
 }
 
 /// What the session tells the application.
@@ -243,6 +252,8 @@ struct OpenObject {
     fetch: Option<Attempts>,
     /// The checkpoint being uploaded, and the attempts made.
     upload: Option<(Checkpoint, u32)>,
+    /// When the copy last applied a record (or the object opened).
+    last_record_us: u64,
 }
 
 /// The key of the one stream of a correct session.
@@ -503,6 +514,7 @@ impl ClientSession {
                 stream,
                 fetch: Some(Attempts::new(now_us)),
                 upload: None,
+                last_record_us: now_us,
             },
         );
         self.send_due(now_us);
@@ -652,7 +664,27 @@ impl ClientSession {
             self.counters.stream_stalls += 1;
             self.move_stream(now_us, key, "made no progress within the stall timeout");
         }
+        for object in self.objects.values() {
+            if self
+                .idle_checkpoint_due_at(object)
+                .is_some_and(|due| due <= now_us)
+                && object.copy.checkpoint_now()
+            {
+                self.counters.idle_checkpoints += 1;
+            }
+        }
         self.after_input(now_us);
+    }
+
+    /// When an open object's copy checkpoints because its writes stopped, if it has records
+    /// since its last checkpoint and nothing is being uploaded for it.
+    fn idle_checkpoint_due_at(&self, object: &OpenObject) -> Option<u64> {
+        let after = self.config.idle_checkpoint_after_us;
+        (after > 0
+            && object.phase != Phase::Fetching
+            && object.upload.is_none()
+            && object.copy.records_since_checkpoint() > 0)
+            .then(|| object.last_record_us.saturating_add(after))
     }
 
     // Outputs.
@@ -692,6 +724,7 @@ impl ClientSession {
             consider(Some(sync.attempts.started_us + self.config.call_timeout_us));
         }
         for object in self.objects.values() {
+            consider(self.idle_checkpoint_due_at(object));
             if let Some(fetch) = &object.fetch {
                 consider(fetch.retry_at_us);
                 // Only an open gives up; a copy moving to a newer checkpoint keeps trying.
@@ -844,6 +877,7 @@ impl ClientSession {
         let sessions: BTreeSet<u64> = self.call_by_sequence.keys().map(|(id, _)| *id).collect();
         let mut completed = Vec::new();
         let mut stopped = Vec::new();
+        let mut touched: Vec<String> = Vec::new();
         {
             // Readers see the copies before this piece or after it, never in between.
             let view = Arc::clone(&self.view);
@@ -867,6 +901,7 @@ impl ClientSession {
                 {
                     continue;
                 }
+                touched.push(record.object_id.clone());
                 let applied = object.copy.handle_record(
                     positioned.position,
                     RecordRef {
@@ -899,6 +934,11 @@ impl ClientSession {
                 stream.last_progress_us = now_us;
                 stream.failures = 0;
                 stream.truncated_answers = 0;
+            }
+        }
+        for object_id in touched {
+            if let Some(object) = self.objects.get_mut(&object_id) {
+                object.last_record_us = now_us;
             }
         }
         for (object_id, applied) in completed {
