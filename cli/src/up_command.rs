@@ -151,11 +151,12 @@ pub(crate) fn run(args: UpArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) 
             return Err("cannot install the SIGINT and SIGTERM handlers".to_owned());
         };
         start_children(&topology, &topology_path, directory, &mut children, stdout)?;
-        tokio::select! {
+        // The demo's instances stay while the cluster runs (see `DemoInstances`).
+        let _demo = tokio::select! {
             ready = run_demo(&topology, !args.no_demo, stdout) => ready?,
             _ = interrupt.recv() => return Ok("SIGINT received"),
             _ = terminate.recv() => return Ok("SIGTERM received"),
-        }
+        };
         let _ = writeln!(
             stdout,
             "\nThe cluster runs; node logs are in {}. Ctrl-C stops every node.",
@@ -273,11 +274,20 @@ async fn leader_status(connections: &RegionConnections) -> Option<proto::StatusR
     None
 }
 
+/// The demo's application instances, kept while the cluster runs: once the demo's writes stop
+/// their copies checkpoint (`idle_checkpoint_after_us`), so the demo's records do not hold the
+/// regions' logs below them.
+struct DemoInstances {
+    _clients: Vec<dsss::Client>,
+    _banks: Vec<<Bank as dsss::SharedObject>::Handle>,
+    _boards: Vec<<Leaderboard as dsss::SharedObject>::Handle>,
+}
+
 async fn run_demo(
     topology: &Topology,
     with_demo: bool,
     stdout: &mut dyn Write,
-) -> Result<(), String> {
+) -> Result<Option<DemoInstances>, String> {
     let regions = region_connections(topology)?;
     let started = Instant::now();
     let mut leaders = Vec::new();
@@ -313,15 +323,15 @@ async fn run_demo(
         );
     }
     if !with_demo {
-        return Ok(());
+        return Ok(None);
     }
-    bank_demo(topology, stdout).await
+    bank_demo(topology, stdout).await.map(Some)
 }
 
 /// The demo: an application instance in every region opens the same global `Bank` through the
 /// SDK, moves money, and shows that every region's copy ends the same, plus a regional
 /// leaderboard that stays in its region.
-async fn bank_demo(topology: &Topology, stdout: &mut dyn Write) -> Result<(), String> {
+async fn bank_demo(topology: &Topology, stdout: &mut dyn Write) -> Result<DemoInstances, String> {
     let mut banks = Vec::new();
     for region in &topology.regions {
         let config = dsss::Config::from_parsed_topology(topology, &region.id)?;
@@ -379,6 +389,7 @@ async fn bank_demo(topology: &Topology, stdout: &mut dyn Write) -> Result<(), St
         stdout,
         "\nEvery region's copy after sync() (a linearizable barrier):"
     );
+    let mut boards = Vec::new();
     for (region, client, bank) in &banks {
         bank.sync()
             .await
@@ -419,7 +430,16 @@ async fn bank_demo(topology: &Topology, stdout: &mut dyn Write) -> Result<(), St
             "",
             started.elapsed().as_secs_f64() * 1_000.0
         );
+        boards.push(board);
     }
     let _ = stdout.flush();
-    Ok(())
+    let (clients, banks) = banks
+        .into_iter()
+        .map(|(_, client, bank)| (client, bank))
+        .unzip();
+    Ok(DemoInstances {
+        _clients: clients,
+        _banks: banks,
+        _boards: boards,
+    })
 }
