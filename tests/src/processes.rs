@@ -25,17 +25,16 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How many lines of each node log a failing test prints.
 pub const LOG_TAIL_LINES_MAX: usize = 40;
 
-/// A loopback port that was free a moment ago.
-///
-/// The port is bound and released at once, so another process may take it before the node
-/// does; tests on one machine take that small risk, as every free-port helper does.
-///
-/// # Panics
-///
-/// When no loopback port can be bound.
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
-    listener.local_addr().expect("bound address").port()
+/// `count` distinct free loopback ports: every listener is held until all are picked, so the
+/// system cannot hand out one port twice.
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("bound address").port())
+        .collect()
 }
 
 /// `topology/examples/local.toml` (three regions of three nodes, one coordinator replica per
@@ -48,14 +47,15 @@ pub fn local_topology_on_free_ports() -> (String, dsss_topology::Topology) {
     let local = dsss_topology::parse("local.toml", dsss_topology::LOCAL_TOPOLOGY_TOML)
         .unwrap_or_else(|diagnostics| panic!("the local topology is valid: {diagnostics}"));
     let mut text = dsss_topology::LOCAL_TOPOLOGY_TOML.to_owned();
-    for (_, node) in local.nodes() {
+    let nodes: Vec<_> = local.nodes().collect();
+    for ((_, node), port) in nodes.iter().zip(free_ports(nodes.len())) {
         let quoted = format!("\"{}\"", node.address);
         assert_eq!(
             text.matches(&quoted).count(),
             1,
             "local.toml names address {quoted} once"
         );
-        text = text.replace(&quoted, &format!("\"127.0.0.1:{}\"", free_port()));
+        text = text.replace(&quoted, &format!("\"127.0.0.1:{port}\""));
     }
     let topology = dsss_topology::parse("topology.toml", &text)
         .unwrap_or_else(|diagnostics| panic!("the test topology is valid: {diagnostics}"));

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use dsss::region_client::{Call, ClientError, RegionClient, RegionConnections};
 use dsss_tests::processes::{
-    Deadline, NodeProcesses, acknowledged_counts, free_port, wait_for_acknowledgements,
+    Deadline, NodeProcesses, acknowledged_counts, free_ports, wait_for_acknowledgements,
 };
 use dsss_wire::proto::{self, log_entry};
 use dsss_wire::{Record, Scope};
@@ -52,7 +52,8 @@ impl RegionProcesses {
     fn with_cluster_settings(extra: &str) -> Self {
         let addresses: BTreeMap<u64, String> = NODE_IDS
             .iter()
-            .map(|&node_id| (node_id, format!("127.0.0.1:{}", free_port())))
+            .zip(free_ports(NODE_IDS.len()))
+            .map(|(&node_id, port)| (node_id, format!("127.0.0.1:{port}")))
             .collect();
         let nodes: Vec<String> = addresses
             .iter()
