@@ -25,8 +25,14 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How many lines of each node log a failing test prints.
 pub const LOG_TAIL_LINES_MAX: usize = 40;
 
-/// `count` distinct free loopback ports: every listener is held until all are picked, so the
-/// system cannot hand out one port twice.
+/// `count` distinct loopback ports that were free a moment ago: every listener is held until
+/// all are picked, so the system cannot hand out one port twice. They are released before the
+/// nodes bind them, so another process may take one first; tests on one machine take that small
+/// risk, as every free-port helper does.
+///
+/// # Panics
+///
+/// When no loopback port can be bound.
 pub fn free_ports(count: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..count)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port"))
