@@ -258,20 +258,7 @@ async fn records_of_the_largest_accepted_size_stream_in_bounded_pieces() {
         .expect("subscribe")
         .into_inner();
 
-    let mut writer = RegionClient::new(connections.clone(), 9);
-    let mut last_position = 0;
-    for index in 1..=BLOBS {
-        let committed = writer
-            .propose(&Call {
-                object_id: "blobs".to_owned(),
-                method_id: 1,
-                arguments: blob(index),
-                scope: Scope::Regional,
-            })
-            .await
-            .expect("a record of the largest size is committed");
-        last_position = committed.position;
-    }
+    let last_position = write_blobs(&connections).await;
     let expected: Vec<(u64, Vec<u8>)> = (1..=BLOBS).map(|index| (index, blob(index))).collect();
 
     let pieces = pieces_through(&mut lagging, last_position).await;
@@ -297,19 +284,7 @@ async fn records_of_the_largest_accepted_size_stream_in_bounded_pieces() {
     // The run is larger than the entries a node keeps in memory: the oldest come from the
     // store, also after a restart, which reads back only the newest.
     region.restart(follower).await;
-    let started = Instant::now();
-    let status = loop {
-        if let Ok(status) = connections.status(follower).await
-            && status.applied_position >= last_position
-        {
-            break status;
-        }
-        assert!(
-            started.elapsed() < WAIT_MAX,
-            "the restarted node never caught up"
-        );
-        sleep(POLL_INTERVAL).await;
-    };
+    let status = status_once_applied(&connections, follower, last_position).await;
     assert!(
         status.log_size_bytes > LOG_CACHE_BYTES_MAX
             && status.log_cache_bytes <= LOG_CACHE_BYTES_MAX,
@@ -347,20 +322,7 @@ async fn slow_subscribers_fill_the_buffer_of_a_node_and_give_it_back_when_they_g
     let address = region.configs[&node_id].listen_address.clone();
 
     // A log of large records, each alone in its piece of about BLOB_BYTES.
-    let mut writer = RegionClient::new(connections.clone(), 9);
-    let mut last_position = 0;
-    for index in 1..=BLOBS {
-        last_position = writer
-            .propose(&Call {
-                object_id: "blobs".to_owned(),
-                method_id: 1,
-                arguments: blob(index),
-                scope: Scope::Regional,
-            })
-            .await
-            .expect("committed")
-            .position;
-    }
+    let last_position = write_blobs(&connections).await;
     let mut expected: Vec<(u64, Vec<u8>)> = (1..=BLOBS).map(|index| (index, blob(index))).collect();
 
     // Slow subscribers: each follows the log from the start over a connection of its own and
@@ -483,36 +445,11 @@ async fn a_node_back_after_the_raft_log_moved_on_holds_every_entry_once_caught_u
         .expect("a follower");
     region.stop(away).await;
 
-    let mut writer = RegionClient::new(connections.clone(), 9);
-    let mut last_position = 0;
-    for index in 1..=BLOBS {
-        let committed = writer
-            .propose(&Call {
-                object_id: "blobs".to_owned(),
-                method_id: 1,
-                arguments: blob(index),
-                scope: Scope::Regional,
-            })
-            .await
-            .expect("committed by the two members up");
-        last_position = committed.position;
-    }
+    let last_position = write_blobs(&connections).await;
     let expected: Vec<(u64, Vec<u8>)> = (1..=BLOBS).map(|index| (index, blob(index))).collect();
 
     region.restart(away).await;
-    let started = Instant::now();
-    let status = loop {
-        if let Ok(status) = connections.status(away).await
-            && status.applied_position >= last_position
-        {
-            break status;
-        }
-        assert!(
-            started.elapsed() < WAIT_MAX,
-            "the node that was away never caught up"
-        );
-        sleep(POLL_INTERVAL).await;
-    };
+    let status = status_once_applied(&connections, away, last_position).await;
     assert_eq!(
         status.first_retained_position, 1,
         "the node holds the whole retained log, not the part one message could carry"
@@ -528,6 +465,47 @@ async fn a_node_back_after_the_raft_log_moved_on_holds_every_entry_once_caught_u
     );
     let pieces = new_subscriber_through(&region, away, 4, last_position).await;
     assert_eq!(blobs_of(&pieces), expected, "the node that was away");
+}
+
+/// Writes the blobs 1 to [`BLOBS`] as regional records of "blobs", one after the other;
+/// returns the position of the last.
+async fn write_blobs(connections: &RegionConnections) -> u64 {
+    let mut writer = RegionClient::new(connections.clone(), 9);
+    let mut last_position = 0;
+    for index in 1..=BLOBS {
+        last_position = writer
+            .propose(&Call {
+                object_id: "blobs".to_owned(),
+                method_id: 1,
+                arguments: blob(index),
+                scope: Scope::Regional,
+            })
+            .await
+            .expect("a record of the largest size is committed")
+            .position;
+    }
+    last_position
+}
+
+/// The status of `node_id` once it has applied through `position` (bounded by [`WAIT_MAX`]).
+async fn status_once_applied(
+    connections: &RegionConnections,
+    node_id: u64,
+    position: u64,
+) -> proto::StatusReply {
+    let started = Instant::now();
+    loop {
+        if let Ok(status) = connections.status(node_id).await
+            && status.applied_position >= position
+        {
+            return status;
+        }
+        assert!(
+            started.elapsed() < WAIT_MAX,
+            "node {node_id} never applied through position {position}"
+        );
+        sleep(POLL_INTERVAL).await;
+    }
 }
 
 /// What a new subscriber of `client_id` to `node_id` reads from position 1 through
