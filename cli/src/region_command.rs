@@ -231,12 +231,19 @@ async fn log_fill(address: &str) -> Result<String, String> {
     } else {
         100.0 * status.log_size_bytes as f64 / status.log_quota_bytes as f64
     };
-    let fill = format!(
+    let mut fill = format!(
         "log {:.1} MiB of its {:.0} MiB quota ({percent:.0}%) above truncation point {}",
         status.log_size_bytes as f64 / MIB,
         status.log_quota_bytes as f64 / MIB,
         status.truncated_through_position
     );
+    // Objects released without a checkpoint no longer open in this region: worth a line.
+    if status.released_objects > 0 {
+        fill.push_str(&format!(
+            "; {} objects released without a checkpoint",
+            status.released_objects
+        ));
+    }
     // A node behind the raft log fetches the entries its snapshot stands on before it takes
     // it: operators see how far it is.
     if status.snapshot_missing_to > 0 {

@@ -36,9 +36,10 @@
 //! records; pending global records and epoch ends belong to no object and never block. The
 //! region may drop every entry at or below
 //!
-//! `P = min(applied position, min over uncovered objects of their newest checkpoint position)`
+//! `P = min(applied position, min over uncovered objects of their covering position)`
 //!
-//! and nothing more while an alarm stands. An object without a checkpoint has position 0, so it
+//! (an object's covering position is that of its newest checkpoint, or higher once its
+//! records were released, see below) and nothing more while an alarm stands. An object without a checkpoint has position 0, so it
 //! blocks truncation at 0 as long as it has a record in the log. The
 //! truncation point only grows. It is replicated state; a member that restored a snapshot may
 //! hold fewer entries above it (see [`crate::region_log`]).
@@ -50,19 +51,40 @@
 //! tracked, the region remembers the position of the first such record and never truncates at
 //! or above it, which keeps every record of an untracked object.
 //!
+//! # Releasing records nobody follows
+//!
+//! Some objects never get a checkpoint in a region: records written with the raw region
+//! client, a global object that no instance in this region has open, an object whose last
+//! instance ended before it checkpointed. Past a share of the quota or a log age (the
+//! region's [`crate::region_log::RegionLogRetention`], decided in apply from replicated state
+//! alone), the region *releases* them: [`CheckpointState::release_through`] lets truncation
+//! pass every object whose covering position is below a target, lowest first. An object whose
+//! newest record lies at or below the target stops being tracked; one with newer records is
+//! held back from the target on. Either is remembered as *released through* the last position
+//! passed (by a 16-byte digest of its id, at most [`RELEASED_OBJECTS_MAX`] objects). A fetch
+//! of a released object reports that position ([`CheckpointFetch::released_through`]) rather
+//! than serve a state that misses records; a checkpoint at or above it (from an instance that
+//! followed the object all along) lifts the mark. An object's covering position is never below
+//! the truncation point: its records at or below it are covered or released.
+//!
 //! # Fetching
 //!
 //! A checkpoint kept at position `c` below the truncation point `T` is served at position `T`:
 //! the object has no record in `(c, T]` (had it one, `T` could not have passed it before the
 //! object's newest checkpoint did, and that is `c`), so the state at `c`
 //! is its state at `T`, and the caller subscribes from `T + 1`, which the log holds. For the
-//! same reason an object without a checkpoint has no record at or below `T`.
+//! same reason an object without a checkpoint has no record at or below `T`. Both hold for
+//! every object the region has not released; for a released one the fetch says so.
 //!
 //! # Store layout (region state key space)
 //!
-//! - `truncation`: the truncation point, the alarm counter and the first untracked position;
+//! - `truncation`: the truncation point, the alarm counter, the first untracked position and
+//!   the release counter;
 //! - `checkpoint/<object id>`: one object's checkpoint, agreed position and alarm;
-//! - `uncovered/<object id>`: the position of an uncovered object's newest record.
+//! - `uncovered/<object id>`: the position of an uncovered object's newest record and its
+//!   covering position;
+//! - `released/<digest of the object id>`: the position through which an object's records
+//!   were released without a checkpoint.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -89,6 +111,13 @@ pub const OBJECTS_WITH_CHECKPOINTS_MAX: usize = 4_096;
 /// The most objects whose newest record lies above their newest checkpoint (see the module
 /// documentation for what happens at the bound).
 pub const OBJECTS_UNCOVERED_MAX: usize = 4_096;
+
+/// The most objects the region remembers as released without a checkpoint (see "Releasing
+/// records nobody follows" in the module documentation). Each is 24 bytes in memory, in the
+/// store and in snapshots (a digest of its id and a position). At the bound, truncation stops
+/// before the next object it would have to release, so the quota guard refuses writes again
+/// rather than forget a release.
+pub const RELEASED_OBJECTS_MAX: usize = 49_152;
 
 /// The most client ids kept per checkpoint as having reported it; later reporters still agree
 /// but are not listed.
@@ -118,7 +147,30 @@ const UNCOVERED_KEY_PREFIX: &[u8] = b"uncovered/";
 /// The end of the range of uncovered keys.
 const UNCOVERED_KEYS_END: &[u8] = b"uncovered0";
 
-const TRUNCATION_FORMAT: u8 = 1;
+/// The prefix of each released object's key (followed by the digest of its id).
+const RELEASED_KEY_PREFIX: &[u8] = b"released/";
+
+/// The end of the range of released keys.
+const RELEASED_KEYS_END: &[u8] = b"released0";
+
+/// The length of an object id's digest in the released set.
+const OBJECT_DIGEST_BYTES: usize = 16;
+
+/// The first 16 bytes of the SHA-256 of an object id: the released set keys objects by it so
+/// that each costs a fixed 24 bytes whatever the length of its id (a collision, with 2^-128
+/// odds per pair, would only make an open of one object fail as released).
+type ObjectDigest = [u8; OBJECT_DIGEST_BYTES];
+
+fn object_digest(object_id: &ObjectId) -> ObjectDigest {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(object_id.as_str().as_bytes());
+    let mut digest = [0; OBJECT_DIGEST_BYTES];
+    digest.copy_from_slice(&hash[..OBJECT_DIGEST_BYTES]);
+    digest
+}
+
+/// Format 2 adds the release counter to format 1.
+const TRUNCATION_FORMAT: u8 = 2;
 const OBJECT_FORMAT: u8 = 1;
 
 /// The largest encoded object entry, for bounded reads: the state, the hash, the reporters,
@@ -131,7 +183,9 @@ pub const SNAPSHOT_PART_BYTES_MAX: usize = 64
     + OBJECTS_WITH_CHECKPOINTS_MAX
         * (4 + OBJECT_ID_BYTES_MAX + 4 + 128 + 8 * REPORTING_CLIENTS_MAX)
     + CHECKPOINT_STATES_BYTES_MAX as usize
-    + OBJECTS_UNCOVERED_MAX * (4 + OBJECT_ID_BYTES_MAX + 8);
+    + OBJECTS_UNCOVERED_MAX * (4 + OBJECT_ID_BYTES_MAX + 16)
+    + 4
+    + RELEASED_OBJECTS_MAX * (OBJECT_DIGEST_BYTES + 8);
 
 /// A checkpoint offered by a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -239,6 +293,10 @@ pub struct CheckpointFetch {
     /// The region's truncation point: without a checkpoint, the caller starts from the default
     /// state at this position (the object has no record at or below it).
     pub truncated_through: u64,
+    /// Non-zero when the region released records of the object through this position
+    /// without a checkpoint covering them, and keeps no checkpoint at or above it: its state
+    /// cannot be rebuilt from this region (neither `checkpoint` nor the default state is it).
+    pub released_through: u64,
 }
 
 /// The replicated checkpoints and truncation state of a region. See the module documentation.
@@ -253,11 +311,22 @@ pub struct CheckpointState {
     alarms_raised: u64,
     truncated_through: u64,
     untracked_from: Option<u64>,
+    /// Objects whose records the region released without a checkpoint, and the position
+    /// through which it did.
+    released: BTreeMap<ObjectDigest, u64>,
+    /// How many times an object was released (the same object may be released again).
+    releases: u64,
 }
 
 fn object_key(prefix: &[u8], object_id: &ObjectId) -> Vec<u8> {
     let mut key = prefix.to_vec();
     key.extend_from_slice(object_id.as_str().as_bytes());
+    key
+}
+
+fn released_key(digest: &ObjectDigest) -> Vec<u8> {
+    let mut key = RELEASED_KEY_PREFIX.to_vec();
+    key.extend_from_slice(digest);
     key
 }
 
@@ -376,6 +445,23 @@ impl CheckpointState {
         self.uncovered.contains_key(object_id)
     }
 
+    /// The position through which the region released records of `object_id` without a
+    /// checkpoint, when it keeps no checkpoint at or above it (see the module documentation).
+    pub fn released_through(&self, object_id: &ObjectId) -> Option<u64> {
+        let released = *self.released.get(&object_digest(object_id))?;
+        (released > self.covering_position(object_id)).then_some(released)
+    }
+
+    /// How many objects the region remembers as released without a checkpoint.
+    pub fn released_count(&self) -> usize {
+        self.released.len()
+    }
+
+    /// How many times the region released an object's records without a checkpoint.
+    pub fn releases(&self) -> u64 {
+        self.releases
+    }
+
     /// How many hash mismatches the region has seen.
     pub fn alarms_raised(&self) -> u64 {
         self.alarms_raised
@@ -459,6 +545,7 @@ impl CheckpointState {
         CheckpointFetch {
             checkpoint,
             truncated_through: self.truncated_through,
+            released_through: self.released_through(object_id).unwrap_or(0),
         }
     }
 
@@ -537,6 +624,17 @@ impl CheckpointState {
                     });
             object.newest = newest;
             self.write_object(&object_id, space, batch);
+            // A checkpoint at or above the release point holds every record released: the
+            // object can be rebuilt again (from an instance that followed it all along).
+            let digest = object_digest(&object_id);
+            if self
+                .released
+                .get(&digest)
+                .is_some_and(|released| *released <= position)
+            {
+                self.released.remove(&digest);
+                batch.delete(space, released_key(&digest));
+            }
             // One client's checkpoint covers the object's records for truncation: an object
             // with a single instance must not hold the log forever. Agreement of a second
             // client at the same position is what detects divergence (see the module
@@ -582,7 +680,11 @@ impl CheckpointState {
         if let Some(uncovered) = self.uncovered.get_mut(object_id) {
             uncovered.last_record_position = position;
         } else if self.uncovered.len() < OBJECTS_UNCOVERED_MAX {
-            let covering_position = self.covering_position(object_id);
+            // The object's records at or below the truncation point are covered by its
+            // checkpoint or released: what holds truncation back is the higher of the two.
+            let covering_position = self
+                .covering_position(object_id)
+                .max(self.truncated_through);
             debug_assert!(
                 covering_position < position,
                 "checkpoints lie below new records"
@@ -602,11 +704,54 @@ impl CheckpointState {
             }
             return;
         }
-        batch.put(
-            space,
-            object_key(UNCOVERED_KEY_PREFIX, object_id),
-            position.to_be_bytes().to_vec(),
-        );
+        self.write_uncovered(object_id, space, batch);
+    }
+
+    /// Releases the records of every object without a checkpoint covering them at or below
+    /// `target`, lowest first, so that truncation may pass them: an object whose newest record
+    /// is at or below `target` stops being tracked, the others are held back from `target` on;
+    /// each is remembered as released through the last position passed. Stops early, at the
+    /// covering position of the first object it cannot remember (the released set is full).
+    /// Returns how many objects it released.
+    pub(crate) fn release_through(
+        &mut self,
+        target: u64,
+        space: KeySpace,
+        batch: &mut WriteBatch,
+    ) -> usize {
+        let mut released_now = 0;
+        while let Some((covering, object_id)) = self.limits.first().cloned()
+            && covering < target
+        {
+            let digest = object_digest(&object_id);
+            if !self.released.contains_key(&digest) && self.released.len() >= RELEASED_OBJECTS_MAX
+            {
+                break;
+            }
+            let uncovered = self.uncovered[&object_id];
+            self.limits.remove(&(covering, object_id.clone()));
+            let released_to = uncovered.last_record_position.min(target);
+            if uncovered.last_record_position <= target {
+                self.uncovered.remove(&object_id);
+                batch.delete(space, object_key(UNCOVERED_KEY_PREFIX, &object_id));
+            } else {
+                self.uncovered
+                    .get_mut(&object_id)
+                    .expect("present")
+                    .covering_position = target;
+                self.limits.insert((target, object_id.clone()));
+                self.write_uncovered(&object_id, space, batch);
+            }
+            let kept = self.released.entry(digest).or_insert(0);
+            *kept = (*kept).max(released_to);
+            batch.put(space, released_key(&digest), kept.to_be_bytes().to_vec());
+            self.releases += 1;
+            released_now += 1;
+        }
+        if released_now > 0 {
+            self.write_header(space, batch);
+        }
+        released_now
     }
 
     /// Raises the truncation point as far as the rules allow; returns the new point when it
@@ -647,10 +792,18 @@ impl CheckpointState {
         } else {
             uncovered.covering_position = covering_position;
             self.limits.insert((covering_position, object_id.clone()));
+            self.write_uncovered(object_id, space, batch);
         }
     }
 
     // Store.
+
+    fn write_uncovered(&self, object_id: &ObjectId, space: KeySpace, batch: &mut WriteBatch) {
+        let uncovered = &self.uncovered[object_id];
+        let mut value = uncovered.last_record_position.to_be_bytes().to_vec();
+        value.extend_from_slice(&uncovered.covering_position.to_be_bytes());
+        batch.put(space, object_key(UNCOVERED_KEY_PREFIX, object_id), value);
+    }
 
     fn write_object(&self, object_id: &ObjectId, space: KeySpace, batch: &mut WriteBatch) {
         let object = &self.objects[object_id];
@@ -666,6 +819,7 @@ impl CheckpointState {
         bytes.extend_from_slice(&self.truncated_through.to_be_bytes());
         bytes.extend_from_slice(&self.alarms_raised.to_be_bytes());
         bytes.extend_from_slice(&self.untracked_from.unwrap_or(0).to_be_bytes());
+        bytes.extend_from_slice(&self.releases.to_be_bytes());
         bytes
     }
 
@@ -679,12 +833,11 @@ impl CheckpointState {
         for object_id in self.objects.keys() {
             self.write_object(object_id, space, batch);
         }
-        for (object_id, uncovered) in &self.uncovered {
-            batch.put(
-                space,
-                object_key(UNCOVERED_KEY_PREFIX, object_id),
-                uncovered.last_record_position.to_be_bytes().to_vec(),
-            );
+        for object_id in self.uncovered.keys() {
+            self.write_uncovered(object_id, space, batch);
+        }
+        for (digest, position) in &self.released {
+            batch.put(space, released_key(digest), position.to_be_bytes().to_vec());
         }
     }
 
@@ -720,10 +873,32 @@ impl CheckpointState {
             |key, value| {
                 let object_id = object_from_key(UNCOVERED_KEY_PREFIX, key)
                     .ok_or_else(|| "not an uncovered object key".to_owned())?;
+                let mut reader = Reader::new(value);
+                let position = reader.u64("uncovered newest record position")?;
+                // Written by an older release: the covering position is the checkpoint's.
+                let covering = if value.len() == 8 {
+                    None
+                } else {
+                    Some(reader.u64("uncovered covering position")?)
+                };
+                reader.finish()?;
+                state.insert_uncovered(object_id, position, covering, next_position)
+            },
+        )?;
+        scan_range(
+            store,
+            space,
+            RELEASED_KEY_PREFIX,
+            RELEASED_KEYS_END,
+            |key, value| {
+                let digest = key
+                    .strip_prefix(RELEASED_KEY_PREFIX)
+                    .and_then(|digest| ObjectDigest::try_from(digest).ok())
+                    .ok_or_else(|| "not a released object key".to_owned())?;
                 let position = <[u8; 8]>::try_from(value)
                     .map(u64::from_be_bytes)
-                    .map_err(|_| "an uncovered position is 8 bytes".to_owned())?;
-                state.insert_uncovered(object_id, position, next_position)
+                    .map_err(|_| "a released position is 8 bytes".to_owned())?;
+                state.insert_released(digest, position)
             },
         )?;
         state
@@ -746,6 +921,12 @@ impl CheckpointState {
         for (object_id, uncovered) in &self.uncovered {
             put_bytes(out, object_id.as_str().as_bytes());
             out.extend_from_slice(&uncovered.last_record_position.to_be_bytes());
+            out.extend_from_slice(&uncovered.covering_position.to_be_bytes());
+        }
+        out.extend_from_slice(&(self.released.len() as u32).to_be_bytes());
+        for (digest, position) in &self.released {
+            out.extend_from_slice(digest);
+            out.extend_from_slice(&position.to_be_bytes());
         }
     }
 
@@ -769,13 +950,27 @@ impl CheckpointState {
                 .insert_object(object_id.clone(), object)
                 .map_err(|reason| format!("checkpoint of {object_id}: {reason}"))?;
         }
-        let uncovered_count = reader.count(OBJECTS_UNCOVERED_MAX, 12, "uncovered count")?;
+        let uncovered_count = reader.count(OBJECTS_UNCOVERED_MAX, 20, "uncovered count")?;
         for _ in 0..uncovered_count {
             let object_id = read_object_id(reader, "uncovered object id")?;
             let position = reader.u64("uncovered position")?;
+            let covering = reader.u64("uncovered covering position")?;
             state
-                .insert_uncovered(object_id.clone(), position, next_position)
+                .insert_uncovered(object_id.clone(), position, Some(covering), next_position)
                 .map_err(|reason| format!("uncovered object {object_id}: {reason}"))?;
+        }
+        let released_count = reader.count(
+            RELEASED_OBJECTS_MAX,
+            OBJECT_DIGEST_BYTES + 8,
+            "released object count",
+        )?;
+        for _ in 0..released_count {
+            let digest: ObjectDigest = reader
+                .take(OBJECT_DIGEST_BYTES, "released object digest")?
+                .try_into()
+                .expect("took exactly the digest length");
+            let position = reader.u64("released position")?;
+            state.insert_released(digest, position)?;
         }
         state.check_alarms()?;
         Ok(state)
@@ -784,15 +979,18 @@ impl CheckpointState {
     fn decode_header(&mut self, bytes: &[u8], next_position: u64) -> Result<(), String> {
         let mut reader = Reader::new(bytes);
         let format = reader.u8("truncation format")?;
-        if format != TRUNCATION_FORMAT {
+        if format != TRUNCATION_FORMAT && format != 1 {
             return Err(format!(
-                "truncation format {format} is unknown; this release reads format \
+                "truncation format {format} is unknown; this release reads formats 1 and \
                  {TRUNCATION_FORMAT}"
             ));
         }
         self.truncated_through = reader.u64("truncation point")?;
         self.alarms_raised = reader.u64("alarm count")?;
         let untracked_from = reader.u64("first untracked position")?;
+        if format == TRUNCATION_FORMAT {
+            self.releases = reader.u64("release count")?;
+        }
         reader.finish()?;
         if self.truncated_through >= next_position {
             return Err(format!(
@@ -842,6 +1040,7 @@ impl CheckpointState {
         &mut self,
         object_id: ObjectId,
         position: u64,
+        covering: Option<u64>,
         next_position: u64,
     ) -> Result<(), String> {
         if self.uncovered.len() >= OBJECTS_UNCOVERED_MAX {
@@ -849,7 +1048,14 @@ impl CheckpointState {
                 "more than {OBJECTS_UNCOVERED_MAX} uncovered objects"
             ));
         }
-        let covering_position = self.covering_position(&object_id);
+        let checkpoint_position = self.covering_position(&object_id);
+        let covering_position = covering.unwrap_or(checkpoint_position);
+        if covering_position < checkpoint_position {
+            return Err(format!(
+                "covering position {covering_position} is below its checkpoint at \
+                 {checkpoint_position}"
+            ));
+        }
         if position >= next_position || position <= covering_position {
             return Err(format!(
                 "newest record position {position} is not between the checkpoint position \
@@ -875,6 +1081,26 @@ impl CheckpointState {
             .is_some()
         {
             return Err("the object is listed twice".to_owned());
+        }
+        Ok(())
+    }
+
+    /// Adds a released object read back.
+    fn insert_released(&mut self, digest: ObjectDigest, position: u64) -> Result<(), String> {
+        if self.released.len() >= RELEASED_OBJECTS_MAX {
+            return Err(format!(
+                "more than {RELEASED_OBJECTS_MAX} released objects"
+            ));
+        }
+        if position == 0 || position > self.truncated_through {
+            return Err(format!(
+                "an object released through position {position}, which is not in \
+                 1..={} (the truncation point)",
+                self.truncated_through
+            ));
+        }
+        if self.released.insert(digest, position).is_some() {
+            return Err("a released object is listed twice".to_owned());
         }
         Ok(())
     }
@@ -1154,6 +1380,51 @@ mod tests {
         }
         assert_eq!(state.uncovered_count(), 0);
         assert_eq!(state.truncation_limit(6_000), Some(4_999));
+    }
+
+    /// The released set at its bound: once it remembers [`RELEASED_OBJECTS_MAX`] objects, a
+    /// release stops before the next object it would have to add (truncation holds there and
+    /// the quota guard takes over), while objects it remembers already are still released;
+    /// a checkpoint that lifts a mark makes room again.
+    #[test]
+    fn at_the_released_bound_releases_stop_before_a_new_object() {
+        let mut state = CheckpointState::default();
+        let mut batch = WriteBatch::new();
+        let mut position = 0u64;
+        let rounds = RELEASED_OBJECTS_MAX.div_ceil(OBJECTS_UNCOVERED_MAX);
+        for round in 0..rounds {
+            let count = OBJECTS_UNCOVERED_MAX.min(RELEASED_OBJECTS_MAX - round * OBJECTS_UNCOVERED_MAX);
+            for index in 0..count {
+                position += 1;
+                let object = ObjectId::new(format!("o/{round}/{index}")).unwrap();
+                state.record_appended(&object, position, SPACE, &mut batch);
+            }
+            assert_eq!(state.release_through(position, SPACE, &mut batch), count);
+            state.advance_truncation(position, SPACE, &mut batch);
+            assert_eq!(state.truncated_through(), position);
+        }
+        assert_eq!(state.released_count(), RELEASED_OBJECTS_MAX);
+        // One new object and one remembered: only the remembered one is released.
+        // (Objects of one covering position are released in id order: "o/..." before "p/...".)
+        let known = ObjectId::new("o/0/7").unwrap();
+        let new = ObjectId::new("p/new").unwrap();
+        state.record_appended(&known, position + 1, SPACE, &mut batch);
+        state.record_appended(&new, position + 2, SPACE, &mut batch);
+        assert_eq!(state.release_through(position + 2, SPACE, &mut batch), 1);
+        assert_eq!(state.released_through(&known), Some(position + 1));
+        assert!(state.is_uncovered(&new));
+        assert_eq!(state.truncation_limit(position + 2), Some(position));
+        assert_eq!(state.released_count(), RELEASED_OBJECTS_MAX);
+        // A checkpoint of a released object at its release point lifts it: room for one more.
+        let lifted = ObjectId::new("o/1/1").unwrap();
+        let lifted_at = state.released_through(&lifted).unwrap();
+        state
+            .apply_upload(upload("o/1/1", lifted_at, 3, 9), position + 2, SPACE, &mut batch)
+            .unwrap();
+        assert_eq!(state.released_through(&lifted), None);
+        assert_eq!(state.release_through(position + 2, SPACE, &mut batch), 1);
+        assert_eq!(state.released_through(&new), Some(position + 2));
+        assert_eq!(state.released_count(), RELEASED_OBJECTS_MAX);
     }
 
     #[test]

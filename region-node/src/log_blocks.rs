@@ -54,6 +54,19 @@ pub struct LogBlock {
     pub newest_us: u64,
 }
 
+/// The part of one block above the truncation point (see [`LogBlocks::spans_above`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockSpan {
+    /// Its first position above the truncation point.
+    pub first: u64,
+    /// Its last position.
+    pub last: u64,
+    /// Its bytes above the truncation point.
+    pub size_bytes: u64,
+    /// The newest log time of the block's entries.
+    pub newest_us: u64,
+}
+
 /// The blocks of the log above its truncation point. See the module documentation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogBlocks {
@@ -107,6 +120,48 @@ impl LogBlocks {
     /// The blocks kept with their indexes, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &LogBlock)> {
         (self.first_block..).zip(self.blocks.iter())
+    }
+
+    /// The part of each block above `truncated_through`, oldest first, for a log whose last
+    /// position is `last_position`: its first and last position, its bytes, and its newest log
+    /// time. The first block may straddle the truncation point; its bytes are then counted in
+    /// proportion to its positions above it (the block keeps one total, not a size per entry).
+    /// A pure function of replicated state, so every member counts the same.
+    pub fn spans_above(
+        &self,
+        truncated_through: u64,
+        last_position: u64,
+    ) -> impl Iterator<Item = BlockSpan> + '_ {
+        self.iter().filter_map(move |(block, log_block)| {
+            let block_first = block * BLOCK_POSITIONS + 1;
+            let last = ((block + 1) * BLOCK_POSITIONS).min(last_position);
+            let first = block_first.max(truncated_through + 1);
+            if first > last {
+                return None;
+            }
+            let positions = last - block_first + 1;
+            let above = last - first + 1;
+            let size_bytes = if above == positions {
+                log_block.size_bytes
+            } else {
+                // At most 1,024 positions and 64 GiB: the product fits in u128 easily.
+                (u128::from(log_block.size_bytes) * u128::from(above) / u128::from(positions))
+                    as u64
+            };
+            Some(BlockSpan {
+                first,
+                last,
+                size_bytes,
+                newest_us: log_block.newest_us,
+            })
+        })
+    }
+
+    /// The bytes above `truncated_through`, by [`LogBlocks::spans_above`].
+    pub fn size_bytes_above(&self, truncated_through: u64, last_position: u64) -> u64 {
+        self.spans_above(truncated_through, last_position)
+            .map(|span| span.size_bytes)
+            .sum()
     }
 
     /// Counts the entry appended at `position` (the next position of the log), of

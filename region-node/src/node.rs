@@ -670,6 +670,10 @@ pub struct CheckpointStatus {
     pub truncated_through: u64,
     /// Hash mismatches seen since the region began.
     pub alarms_raised: u64,
+    /// Objects whose records the region released without a checkpoint.
+    pub released_objects: usize,
+    /// How many times the region released an object's records.
+    pub releases: u64,
     /// The newest alarm of every diverged object.
     pub alarms: Vec<DivergenceAlarm>,
 }
@@ -974,6 +978,8 @@ impl RegionNode {
                 states_size_bytes: log.checkpoints().states_size_bytes(),
                 truncated_through: log.truncated_through(),
                 alarms_raised: log.checkpoints().alarms_raised(),
+                released_objects: log.checkpoints().released_count(),
+                releases: log.checkpoints().releases(),
                 alarms: log.checkpoints().alarms().collect(),
             },
             log_size_bytes: log.retained_size_bytes(),

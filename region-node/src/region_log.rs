@@ -100,6 +100,17 @@ pub const RETAINED_RECORDS_MAX: u64 = 10_000_000;
 /// The largest `size_bytes_max` a [`RegionLogRetention`] may set.
 pub const RETAINED_SIZE_BYTES_MAX: u64 = 64 * 1024 * 1024 * 1024;
 
+/// The share of the quota past which a region releases records that no checkpoint covers,
+/// unless the topology says otherwise (`region_log_release_share_percent`).
+pub const RELEASE_SHARE_PERCENT_DEFAULT: u8 = 75;
+
+/// The log age past which a region releases records that no checkpoint covers, unless the
+/// topology says otherwise (`region_log_release_age_s`): seven days.
+pub const RELEASE_AGE_US_DEFAULT: u64 = 7 * 24 * 3_600 * 1_000_000;
+
+/// The largest `release_age_us`: a year.
+pub const RELEASE_AGE_US_MAX: u64 = 365 * 24 * 3_600 * 1_000_000;
+
 /// The most bytes of entries a node keeps in memory to serve readers that keep up; older
 /// entries are read from the store.
 pub const LOG_CACHE_BYTES_MAX: u64 = 32 * 1024 * 1024;
@@ -144,16 +155,21 @@ const _: () = assert!(
 const RECOVERY_SCAN_CHUNK_MAX: usize = 1_024;
 
 const META_FORMAT: u8 = 2;
-const SNAPSHOT_FORMAT: u8 = 5;
+const SNAPSHOT_FORMAT: u8 = 6;
 
 /// A key greater than every 8-byte position key.
 const LOG_END_KEY: [u8; 9] = [0xff; 9];
 
-/// How large the region log may grow above its truncation point before the node refuses new
-/// proposals (with [`crate::ProposeError::LogFull`], naming the objects whose missing
-/// checkpoints hold truncation back): the region's quota, which the topology sets
-/// (`region_log_quota_mb`). A guard only: it never drops an entry. Both counts are replicated
-/// state (see [`LogBlocks`]), so every member refuses at the same fill.
+/// How large the region log may grow above its truncation point, and when it releases records
+/// that no checkpoint covers.
+///
+/// At the quota (`records_max`, `size_bytes_max`; the topology's `region_log_quota_mb`) a node
+/// refuses new proposals with [`crate::ProposeError::LogFull`], naming the objects that hold
+/// truncation back. Before that, past `release_share_percent` of the quota, or for entries
+/// older than `release_age_us` of log time, truncation releases the objects that hold it
+/// back (see [`crate::checkpoint`], "Releasing records nobody follows"), oldest blocks
+/// first, down to seven eighths of that share. Every count is replicated state (see
+/// [`LogBlocks`]), so every member refuses and releases at the same point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RegionLogRetention {
     /// The most entries above the truncation point (at most [`RETAINED_RECORDS_MAX`]).
@@ -161,6 +177,12 @@ pub struct RegionLogRetention {
     /// The most bytes of encoded entries above the truncation point, counted by whole blocks
     /// of positions (at most [`RETAINED_SIZE_BYTES_MAX`]).
     pub size_bytes_max: u64,
+    /// The share of both bounds, in percent, past which truncation releases records that no
+    /// checkpoint covers; 0 never releases for size (then the quota refuses writes instead).
+    pub release_share_percent: u8,
+    /// The log time, in microseconds, after which an entry's block is released even below
+    /// the share; 0 never releases for age.
+    pub release_age_us: u64,
 }
 
 impl Default for RegionLogRetention {
@@ -168,6 +190,8 @@ impl Default for RegionLogRetention {
         RegionLogRetention {
             records_max: 4_000_000,
             size_bytes_max: 1024 * 1024 * 1024,
+            release_share_percent: RELEASE_SHARE_PERCENT_DEFAULT,
+            release_age_us: RELEASE_AGE_US_DEFAULT,
         }
     }
 }
@@ -185,6 +209,18 @@ impl RegionLogRetention {
             return Err(format!(
                 "retention size_bytes_max {} is outside 1..={RETAINED_SIZE_BYTES_MAX}",
                 self.size_bytes_max
+            ));
+        }
+        if self.release_share_percent > 100 {
+            return Err(format!(
+                "retention release_share_percent {} is outside 0..=100",
+                self.release_share_percent
+            ));
+        }
+        if self.release_age_us > RELEASE_AGE_US_MAX {
+            return Err(format!(
+                "retention release_age_us {} is outside 0..={RELEASE_AGE_US_MAX} (a year)",
+                self.release_age_us
             ));
         }
         Ok(())
@@ -476,7 +512,8 @@ impl RegionLog {
     /// The bytes of the log above the truncation point (counted by whole blocks of positions,
     /// see [`LogBlocks`]), the same on every member.
     pub fn retained_size_bytes(&self) -> u64 {
-        self.blocks.size_bytes()
+        self.blocks
+            .size_bytes_above(self.truncated_through(), self.last_position())
     }
 
     /// The log's blocks of positions above the truncation point.
@@ -849,6 +886,9 @@ impl RegionLog {
     /// allow it to rise.
     fn truncate(&mut self, batch: &mut WriteBatch) {
         let first_before = self.first_retained_position;
+        if let Some(target) = self.release_target() {
+            self.checkpoints.release_through(target, REGION_STATE, batch);
+        }
         if let Some(truncated_through) =
             self.checkpoints
                 .advance_truncation(self.last_position(), REGION_STATE, batch)
@@ -882,6 +922,67 @@ impl RegionLog {
                 .is_none_or(|first| first.position >= self.first_retained_position),
             "the cache holds no entry below the first retained position"
         );
+    }
+
+    /// The position through which truncation should release records that no checkpoint
+    /// covers, when the log is past the release share of its quota or its oldest blocks are
+    /// past the release age (see [`RegionLogRetention`]); none otherwise, and none while an
+    /// alarm stands (a diverged region keeps everything until the quota stops it).
+    fn release_target(&self) -> Option<u64> {
+        let retention = self.retention;
+        let last_position = self.last_position();
+        let limit = self.checkpoints.truncation_limit(last_position)?;
+        if limit >= last_position {
+            return None;
+        }
+        let truncated_through = self.truncated_through();
+        let mut target = 0u64;
+        let share = u64::from(retention.release_share_percent);
+        if share > 0 {
+            let share_bytes = retention.size_bytes_max / 100 * share;
+            let mut remaining = self.retained_size_bytes();
+            if remaining > share_bytes {
+                // Down to seven eighths of the share, so that releases come in steps rather
+                // than at every record.
+                let low_bytes = share_bytes - share_bytes / 8;
+                for span in self.blocks.spans_above(truncated_through, last_position) {
+                    if remaining <= low_bytes {
+                        break;
+                    }
+                    let needed = remaining - low_bytes;
+                    if span.size_bytes <= needed {
+                        remaining -= span.size_bytes;
+                        target = span.last;
+                        continue;
+                    }
+                    // Part of this block is enough: its positions in proportion to its bytes.
+                    let positions = span.last - span.first + 1;
+                    let part = (u128::from(needed) * u128::from(positions))
+                        .div_ceil(u128::from(span.size_bytes)) as u64;
+                    target = span.first + part.clamp(1, positions) - 1;
+                    break;
+                }
+            }
+            let share_records = retention.records_max / 100 * share;
+            let entries = last_position - truncated_through;
+            if entries > share_records {
+                target = target.max(last_position - (share_records - share_records / 8));
+            }
+        }
+        if retention.release_age_us > 0 {
+            let now_us = self.last_assigned.physical_us;
+            for span in self.blocks.spans_above(truncated_through, last_position) {
+                if span.newest_us.saturating_add(retention.release_age_us) > now_us {
+                    break;
+                }
+                target = target.max(span.last);
+            }
+        }
+        if let Some(untracked_from) = self.checkpoints.untracked_from() {
+            target = target.min(untracked_from - 1);
+        }
+        let target = target.min(last_position);
+        (target > limit).then_some(target)
     }
 
     fn encode_meta(&self) -> Vec<u8> {
@@ -1718,6 +1819,8 @@ mod tests {
         let mut log = new_log(RegionLogRetention {
             records_max: 3,
             size_bytes_max: RETAINED_SIZE_BYTES_MAX,
+            release_share_percent: 0,
+            release_age_us: 0,
         });
         let object = ObjectId::new("lobby/main").unwrap();
         for sequence in 1..=3 {
@@ -1729,6 +1832,155 @@ mod tests {
         assert_eq!(log.cached_records().count(), 3, "the guard drops nothing");
         checkpoint(&mut log, &mut store, "lobby/main", 3, 1, 10).unwrap();
         assert!(log.admit(&object).is_ok(), "truncation made room");
+    }
+
+    /// The quota with releases: objects that no checkpoint covers (raw records, an object whose
+    /// instance is gone) no longer make the region refuse writes. Past the release share the
+    /// region releases them oldest first, the log stays under the share, a fetch of a released
+    /// object says so instead of serving a state without its records, a checkpoint at or above
+    /// the release point lifts it, and the marks survive a snapshot and a recovery.
+    #[test]
+    fn past_the_release_share_records_nobody_covers_are_released_and_marked() {
+        const QUOTA_BYTES: u64 = 256 * 1024;
+        let mut store = MemoryStore::new();
+        let mut log = new_log(RegionLogRetention {
+            records_max: RETAINED_RECORDS_MAX,
+            size_bytes_max: QUOTA_BYTES,
+            release_share_percent: 50,
+            release_age_us: 0,
+        });
+        // Ten objects, 1 KiB records: about 2,000 records cross the quota eight times.
+        let objects: Vec<String> = (0..10).map(|index| format!("sensor/{index}")).collect();
+        for sequence in 1..=2_000u64 {
+            let object = &objects[(sequence % 10) as usize];
+            let mut record = object_record(object, 1, sequence);
+            record.arguments = dsss_wire::Arguments::new(vec![7; 1024]).unwrap();
+            log.admit(&record.object_id)
+                .unwrap_or_else(|error| panic!("record {sequence} refused: {error}"));
+            apply(&mut log, &mut store, &[record]);
+            assert!(
+                log.retained_size_bytes() <= QUOTA_BYTES / 2 + 1100,
+                "record {sequence}: {} bytes retained",
+                log.retained_size_bytes()
+            );
+        }
+        assert!(log.truncated_through() > 1_000, "{}", log.truncated_through());
+        assert_eq!(log.checkpoints().released_count(), 10);
+        assert!(log.checkpoints().releases() >= 10);
+        let released = ObjectId::new("sensor/3").unwrap();
+        let fetch = log.checkpoints().fetch(&released);
+        assert!(fetch.checkpoint.is_none());
+        assert!(
+            fetch.released_through > 0 && fetch.released_through <= log.truncated_through(),
+            "{fetch:?}"
+        );
+        let never_written = ObjectId::new("sensor/never").unwrap();
+        assert_eq!(log.checkpoints().fetch(&never_written).released_through, 0);
+        // Every entry above the truncation point is still in the store.
+        let retained = log
+            .read(&store, log.first_retained_position(), usize::MAX, u64::MAX)
+            .unwrap();
+        assert_eq!(
+            retained.len() as u64,
+            log.last_position() - log.truncated_through()
+        );
+
+        // A snapshot and a recovery carry the marks.
+        let snapshot = log.snapshot();
+        let mut other_store = MemoryStore::new();
+        let mut other = new_log(log.retention());
+        hold_entries(&log, &store, &mut other_store);
+        let mut batch = WriteBatch::new();
+        other.restore(&snapshot, &mut batch).unwrap();
+        other_store.write(batch, true).unwrap();
+        assert_eq!(other, log);
+        let mut recovered = new_log(log.retention());
+        recovered.recover(&store).unwrap();
+        assert_eq!(recovered, log);
+        assert_eq!(
+            recovered.checkpoints().fetch(&released).released_through,
+            fetch.released_through
+        );
+
+        // A checkpoint below the release point leaves it; one at or above lifts it.
+        let below = fetch.released_through - 1;
+        checkpoint(&mut log, &mut store, "sensor/3", below, 1, 10).unwrap();
+        assert_eq!(
+            log.checkpoints().fetch(&released).released_through,
+            fetch.released_through
+        );
+        let last = log.last_position();
+        checkpoint(&mut log, &mut store, "sensor/3", last, 2, 10).unwrap();
+        let lifted = log.checkpoints().fetch(&released);
+        assert_eq!(lifted.released_through, 0);
+        assert_eq!(lifted.checkpoint.unwrap().uploaded_position, last);
+        assert_eq!(log.checkpoints().released_count(), 9);
+        let mut recovered = new_log(log.retention());
+        recovered.recover(&store).unwrap();
+        assert_eq!(recovered, log, "the lift is in the store");
+    }
+
+    /// With the share at 0 nothing is released for size, but entries older than the release
+    /// age are, by whole blocks, once log time passes them; a covered object is never marked.
+    #[test]
+    fn entries_older_than_the_release_age_are_released_and_covered_objects_are_not_marked() {
+        const AGE_US: u64 = 3_600 * 1_000_000;
+        let mut store = MemoryStore::new();
+        let mut log = new_log(RegionLogRetention {
+            records_max: RETAINED_RECORDS_MAX,
+            size_bytes_max: RETAINED_SIZE_BYTES_MAX,
+            release_share_percent: 0,
+            release_age_us: AGE_US,
+        });
+        let start_us = 1_000_000_000;
+        for sequence in 1..=1_500u64 {
+            let object = if sequence % 2 == 0 { "raw/a" } else { "app/b" };
+            let record = at(object_record(object, 1, sequence), start_us + sequence);
+            apply(&mut log, &mut store, &[record]);
+        }
+        // app/b has an instance that checkpoints; raw/a has none.
+        checkpoint(&mut log, &mut store, "app/b", 1_499, 1, 10).unwrap();
+        assert_eq!(log.truncated_through(), 0, "raw/a holds truncation at 0");
+        // An hour of log time later, the first block (positions 1..=1024) is past the age.
+        // (Another client: the first one's session ended in that hour of log time.)
+        let later = at(object_record("app/b", 2, 1), start_us + AGE_US + 2_000);
+        apply(&mut log, &mut store, &[later]);
+        let block_positions = crate::log_blocks::BLOCK_POSITIONS;
+        assert_eq!(log.truncated_through(), block_positions);
+        let raw = log.checkpoints().fetch(&ObjectId::new("raw/a").unwrap());
+        assert_eq!(raw.released_through, block_positions);
+        let app = log.checkpoints().fetch(&ObjectId::new("app/b").unwrap());
+        assert_eq!(app.released_through, 0, "a covered object is not released");
+        assert_eq!(log.checkpoints().released_count(), 1);
+        // raw/a still has records above the release point: it holds truncation there.
+        assert!(log.checkpoints().is_uncovered(&ObjectId::new("raw/a").unwrap()));
+    }
+
+    /// No release while a divergence alarm stands: a diverged region keeps every entry and
+    /// the quota refuses writes (the operator's signal).
+    #[test]
+    fn a_divergence_alarm_stops_releases_and_the_quota_refuses() {
+        let mut store = MemoryStore::new();
+        let mut log = new_log(RegionLogRetention {
+            records_max: 100,
+            size_bytes_max: RETAINED_SIZE_BYTES_MAX,
+            release_share_percent: 50,
+            release_age_us: 0,
+        });
+        apply(&mut log, &mut store, &[object_record("app/x", 1, 1)]);
+        checkpoint(&mut log, &mut store, "app/x", 1, 1, 10).unwrap();
+        assert_eq!(
+            checkpoint(&mut log, &mut store, "app/x", 1, 2, 11),
+            Ok(CheckpointOutcome::HashMismatch)
+        );
+        let truncated_through = log.truncated_through();
+        for sequence in 2..=101u64 {
+            apply(&mut log, &mut store, &[object_record("raw/y", 1, sequence)]);
+        }
+        assert_eq!(log.checkpoints().released_count(), 0);
+        assert_eq!(log.truncated_through(), truncated_through);
+        let error = log.admit(&ObjectId::new("raw/y").unwrap()).unwrap_err();
+        assert!(error.contains("divergence alarm"), "{error}");
     }
 
     /// A record of client 1 with `size_bytes` of arguments.

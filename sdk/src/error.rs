@@ -61,6 +61,22 @@ pub enum CallError {
         /// Where the call's record is in the region log.
         position: u64,
     },
+    /// The region released records of the object through `position` without a checkpoint
+    /// covering them (its retention rule for records that no instance follows: past a share of
+    /// its log quota, or a log age), and keeps no checkpoint at or above that position. The
+    /// object's state cannot be rebuilt from this region: an instance that still holds a copy
+    /// which applied those records can upload a checkpoint that makes it open again.
+    #[error(
+        "cannot open {object}: the region released its records through position {position} \
+         without a checkpoint covering them (no instance followed it to checkpoint it before \
+         the region's retention passed them), so its state cannot be rebuilt here"
+    )]
+    Released {
+        /// The object's name.
+        object: String,
+        /// The position through which its records were released.
+        position: u64,
+    },
     /// The client already waits on as many calls as its bounds allow.
     #[error("overloaded: {0}")]
     Overloaded(String),

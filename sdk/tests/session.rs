@@ -177,6 +177,7 @@ fn open_all(
                     Response::Checkpoint {
                         checkpoint: None,
                         truncated_through_position: 0,
+                        released_through_position: 0,
                     },
                 );
                 pending.extend(transmits(session));
@@ -272,6 +273,7 @@ fn one_stream_feeds_every_open_object_and_they_advance_together() {
             Response::Checkpoint {
                 checkpoint: None,
                 truncated_through_position: 0,
+                released_through_position: 0,
             },
         );
         let sent = transmits(&mut session);
@@ -335,6 +337,7 @@ fn a_copy_opened_later_joins_at_the_client_position_without_moving_the_others() 
         Response::Checkpoint {
             checkpoint: None,
             truncated_through_position: 0,
+            released_through_position: 0,
         },
     );
     let (node, stream, from, objects) =
@@ -680,6 +683,7 @@ fn open_all_as(
                     Response::Checkpoint {
                         checkpoint: None,
                         truncated_through_position: 0,
+                        released_through_position: 0,
                     },
                 );
                 pending.extend(transmits(session));
@@ -828,6 +832,7 @@ fn subscriptions_while_opening(
                     Response::Checkpoint {
                         checkpoint: None,
                         truncated_through_position: 0,
+                        released_through_position: 0,
                     },
                 );
                 pending.extend(transmits(session));
@@ -992,6 +997,7 @@ fn a_committed_call_whose_copy_jumps_to_a_later_checkpoint_gets_its_result_from_
         Response::Checkpoint {
             checkpoint: Some(checkpoint),
             truncated_through_position: 6,
+            released_through_position: 0,
         },
     );
     assert_eq!(
@@ -1024,6 +1030,7 @@ fn a_committed_call_whose_result_the_checkpoint_no_longer_carries_is_reported_ap
         Response::Checkpoint {
             checkpoint: Some(checkpoint),
             truncated_through_position: through,
+            released_through_position: 0,
         },
     );
     assert_eq!(
@@ -1035,6 +1042,83 @@ fn a_committed_call_whose_result_the_checkpoint_no_longer_carries_is_reported_ap
                 position: 5,
             }),
         }]
+    );
+}
+
+/// The region released the object's records without a checkpoint (nobody followed it): an
+/// open fails saying so, rather than start from a default state that misses those records.
+#[test]
+fn an_open_of_an_object_whose_records_the_region_released_fails_saying_so() {
+    let mut session = session();
+    let a = copy("a");
+    session
+        .open(0, "a", Scope::Global, Arc::clone(&a) as _)
+        .expect("opens");
+    let fetch = transmits(&mut session)
+        .into_iter()
+        .find(|transmit| matches!(transmit.request, Request::FetchCheckpoint { .. }))
+        .expect("the open fetches a checkpoint");
+    session.handle_response(
+        0,
+        fetch.node_id,
+        fetch.request_id,
+        Response::Checkpoint {
+            checkpoint: None,
+            truncated_through_position: 900,
+            released_through_position: 850,
+        },
+    );
+    let events = events(&mut session);
+    let error = events
+        .iter()
+        .find_map(|event| match event {
+            Event::Opened {
+                outcome: Err(error),
+                ..
+            } => Some(error.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("the open failed: {events:?}"));
+    assert_eq!(
+        error,
+        CallError::Released {
+            object: "a".to_owned(),
+            position: 850,
+        }
+    );
+    assert!(error.to_string().contains("released its records through position 850"));
+}
+
+/// A copy that fell behind the truncation point while the region released records of its
+/// object it had not applied cannot catch up: its waiting call fails (it may have been
+/// applied) and the object stops, instead of jumping over records it never saw.
+#[test]
+fn a_copy_behind_a_release_of_its_object_stops_and_fails_its_calls() {
+    let mut session = session();
+    let a = copy("a");
+    let (fetch, call, _) = a_committed_call_whose_copy_falls_behind(&mut session, &a, 5, 9);
+    session.handle_response(
+        2,
+        fetch.node_id,
+        fetch.request_id,
+        Response::Checkpoint {
+            checkpoint: None,
+            truncated_through_position: 8,
+            released_through_position: 6,
+        },
+    );
+    let events = events(&mut session);
+    assert!(
+        events.iter().any(|event| matches!(
+            event,
+            Event::CallDone { call_id, outcome: Err(CallError::Stopped { reason, .. }) }
+                if *call_id == call && reason.contains("released its records through position 6")
+        )),
+        "{events:?}"
+    );
+    assert!(
+        session.call(3, "a", 1, Postcard::encode(&(1u64,)).expect("encodes")).is_err(),
+        "the object is no longer open"
     );
 }
 

@@ -406,14 +406,17 @@ async fn sigterm_stops_a_node_cleanly_and_its_data_survives_a_restart() {
     assert_eq!(entries.len() as u64, last.position);
 }
 
-/// The quota of `region_log_quota_mb`, reached by a client whose records no checkpoint covers:
-/// the region refuses further records with an error that names the quota, every member reports
-/// the same fill in its status, and the refusal outlives a restart (the fill is replicated
-/// state, not a count in one node's memory).
+/// The quota of `region_log_quota_mb` with releases turned off
+/// (`region_log_release_share_percent = 0`), reached by a client whose records no checkpoint
+/// covers: the region refuses further records with an error that names the quota, every
+/// member reports the same fill in its status, and the refusal outlives a restart (the fill is
+/// replicated state, not a count in one node's memory).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_region_at_its_log_quota_refuses_records_naming_it_and_reports_the_fill() {
     const QUOTA_BYTES: u64 = 1024 * 1024;
-    let mut region = RegionProcesses::with_cluster_settings("region_log_quota_mb = 1\n");
+    let mut region = RegionProcesses::with_cluster_settings(
+        "region_log_quota_mb = 1\nregion_log_release_share_percent = 0\n",
+    );
     for node_id in NODE_IDS {
         region.start(node_id);
     }
@@ -499,6 +502,98 @@ async fn a_region_at_its_log_quota_refuses_records_naming_it_and_reports_the_fil
         .await
         .expect("read the log");
     assert_eq!(entries.len() as u64, acknowledged);
+}
+
+/// What a new user ran into: a client of the raw region API writes records of ten objects that
+/// no instance checkpoints, far past the region's quota (4 MiB of 4 KiB records under a 1 MiB
+/// quota). With the default release rule the region never refuses one: past 75% of the quota it
+/// releases the oldest records that no checkpoint covers, every member's log stays under the
+/// quota, the status counts the objects released, and fetching one says its records were
+/// released instead of serving a state without them. All of it outlives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_nobody_checkpoints_are_released_past_a_share_of_the_quota_and_never_refused() {
+    const QUOTA_BYTES: u64 = 1024 * 1024;
+    const RECORDS: u64 = 1_024;
+    let mut region = RegionProcesses::with_cluster_settings("region_log_quota_mb = 1\n");
+    for node_id in NODE_IDS {
+        region.start(node_id);
+    }
+    let connections = RegionConnections::new(&region.members()).expect("valid members");
+    wait_for_leader("a leader is elected", &connections, &NODE_IDS).await;
+    let mut client = RegionClient::new(connections.clone(), 93);
+    let call = |sequence: u64| Call {
+        object_id: format!("sensor/{}", sequence % 10),
+        method_id: 1,
+        arguments: vec![sequence as u8; 4096],
+        scope: Scope::Regional,
+    };
+    let mut last_position = 0;
+    for sequence in 1..=RECORDS {
+        let committed = client
+            .propose_with_sequence(sequence, &call(sequence))
+            .await
+            .unwrap_or_else(|error| panic!("record {sequence} was refused: {error}"));
+        last_position = committed.position;
+    }
+    let applied = |status: &proto::StatusReply| status.applied_position >= last_position;
+    let mut truncated_through = 0;
+    for node_id in NODE_IDS {
+        let deadline = Deadline::new("every member applies the last record", WAIT_MAX);
+        let status = loop {
+            let status = connections.status(node_id).await.expect("status");
+            if applied(&status) {
+                break status;
+            }
+            deadline.check().await;
+        };
+        assert!(
+            status.log_size_bytes <= QUOTA_BYTES * 3 / 4 + 8192,
+            "node {node_id} holds {} bytes above its truncation point under a quota of \
+             {QUOTA_BYTES}",
+            status.log_size_bytes
+        );
+        assert_eq!(status.released_objects, 10, "node {node_id}: {status:?}");
+        assert!(status.releases >= 10, "node {node_id}: {status:?}");
+        assert!(status.truncated_through_position > RECORDS / 2);
+        truncated_through = status.truncated_through_position;
+    }
+    let fetch = |connections: RegionConnections| async move {
+        let leader = connections.find_leader().await.expect("a leader");
+        connections
+            .stub(leader)
+            .expect("a stub")
+            .fetch_checkpoint(proto::FetchCheckpointRequest {
+                object_id: "sensor/3".to_owned(),
+            })
+            .await
+            .expect("fetch")
+            .into_inner()
+    };
+    let fetched = fetch(connections.clone()).await;
+    assert!(fetched.checkpoint.is_none());
+    assert!(
+        fetched.released_through_position > 0
+            && fetched.released_through_position <= truncated_through,
+        "{fetched:?}"
+    );
+
+    for node_id in NODE_IDS {
+        region.kill(node_id);
+    }
+    for node_id in NODE_IDS {
+        region.start(node_id);
+    }
+    wait_for_leader("a leader is elected again", &connections, &NODE_IDS).await;
+    let again = fetch(connections.clone()).await;
+    assert_eq!(
+        again.released_through_position,
+        fetched.released_through_position
+    );
+    let more = client
+        .propose_with_sequence(RECORDS + 1, &call(RECORDS + 1))
+        .await
+        .expect("the restarted region takes records");
+    assert!(more.position > last_position);
 }
 
 #[test]

@@ -20,6 +20,14 @@
 //! region_log_quota_mb = 1024    # optional, default 1024; integer 1..=65536: the most MiB a
 //!                               # region's log may hold above its truncation point before
 //!                               # the region refuses new records
+//! region_log_release_share_percent = 75
+//!                               # optional, default 75; integer 0..=100: past this share of
+//!                               # the quota the region releases records that no checkpoint
+//!                               # covers (0: never, the quota refuses writes instead)
+//! region_log_release_age_s = 604800
+//!                               # optional, default 604800 (7 days); 0..=31536000: records
+//!                               # older than this that no checkpoint covers are released
+//!                               # (0: never)
 //!
 //! [tls]                         # optional; when present both keys are required
 //! ca_cert = "certs/ca.crt"
@@ -126,6 +134,17 @@ pub const REGION_LOG_QUOTA_MB_MAX: u64 = 65_536;
 
 /// The region log quota when the file sets none, in MiB.
 pub const REGION_LOG_QUOTA_MB_DEFAULT: u64 = 1_024;
+
+/// The share of the quota past which a region releases records no checkpoint covers, in
+/// percent, when the file sets none.
+pub const REGION_LOG_RELEASE_SHARE_PERCENT_DEFAULT: u64 = 75;
+
+/// The log age past which a region releases records no checkpoint covers, in seconds, when the
+/// file sets none: seven days.
+pub const REGION_LOG_RELEASE_AGE_S_DEFAULT: u64 = 7 * 24 * 3_600;
+
+/// The largest release age, in seconds: a year.
+pub const REGION_LOG_RELEASE_AGE_S_MAX: u64 = 365 * 24 * 3_600;
 
 /// Longest suspicion timeout, in milliseconds.
 pub const SUSPICION_TIMEOUT_MS_MAX: u64 = 600_000;

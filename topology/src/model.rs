@@ -36,6 +36,12 @@ pub struct ClusterSettings {
     /// The most bytes a region's log may hold above its truncation point before the region
     /// refuses new records (its disk quota).
     pub region_log_quota_bytes: u64,
+    /// The share of the quota, in percent, past which the region releases records that no
+    /// checkpoint covers; 0 never.
+    pub region_log_release_share_percent: u8,
+    /// The log age, in microseconds, past which the region releases records that no
+    /// checkpoint covers; 0 never.
+    pub region_log_release_age_us: u64,
 }
 
 /// Mutual TLS material (`[tls]`). Relative paths resolve against the working directory of the

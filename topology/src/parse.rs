@@ -20,6 +20,8 @@ use crate::rules;
 use crate::{
     CLOCK_SKEW_MS_MAX, COORDINATOR_REPLICAS_MAX, EPOCH_MS_MAX, INTER_REGION_DELAY_MS_MAX,
     INTRA_REGION_DELAY_MS_MAX, REGION_LOG_QUOTA_MB_DEFAULT, REGION_LOG_QUOTA_MB_MAX,
+    REGION_LOG_RELEASE_AGE_S_DEFAULT, REGION_LOG_RELEASE_AGE_S_MAX,
+    REGION_LOG_RELEASE_SHARE_PERCENT_DEFAULT,
     REGION_NODES_MAX, REGIONS_MAX, SUSPICION_TIMEOUT_MS_MAX,
 };
 
@@ -40,6 +42,8 @@ const CLUSTER_KEYS: &[&str] = &[
     "intra_region_delay_ms",
     "intra_region_jitter_ms",
     "region_log_quota_mb",
+    "region_log_release_share_percent",
+    "region_log_release_age_s",
 ];
 const TLS_KEYS: &[&str] = &["ca_cert", "cert_dir"];
 const COORDINATOR_KEYS: &[&str] = &["replicas", "preferred_leader"];
@@ -246,6 +250,27 @@ impl Reader<'_> {
                 "MiB",
             ),
         };
+        let region_log_release_share_percent =
+            match fields.get("region_log_release_share_percent") {
+                None => Some(REGION_LOG_RELEASE_SHARE_PERCENT_DEFAULT),
+                Some(value) => self.integer(
+                    value,
+                    &fields.path_of("region_log_release_share_percent"),
+                    0,
+                    100,
+                    "percent",
+                ),
+            };
+        let region_log_release_age_s = match fields.get("region_log_release_age_s") {
+            None => Some(REGION_LOG_RELEASE_AGE_S_DEFAULT),
+            Some(value) => self.integer(
+                value,
+                &fields.path_of("region_log_release_age_s"),
+                0,
+                REGION_LOG_RELEASE_AGE_S_MAX,
+                "seconds",
+            ),
+        };
         Some(ClusterSettings {
             name: name?,
             epoch_us: epoch_ms? * MICROSECONDS_PER_MILLISECOND,
@@ -254,6 +279,9 @@ impl Reader<'_> {
             intra_region_delay_us: intra_region_delay_us?,
             intra_region_jitter_us: intra_region_jitter_us?,
             region_log_quota_bytes: region_log_quota_mb? * 1024 * 1024,
+            region_log_release_share_percent: u8::try_from(region_log_release_share_percent?)
+                .expect("checked to be at most 100"),
+            region_log_release_age_us: region_log_release_age_s? * 1_000_000,
         })
     }
 

@@ -126,6 +126,7 @@ impl RegionClient for OneNodeRegion {
         Ok(Response::new(FetchCheckpointReply {
             checkpoint,
             truncated_through_position: 0,
+            released_through_position: 0,
         }))
     }
 

@@ -113,6 +113,9 @@ impl DriverConfig {
         }
         node_config.max_clock_skew_us = topology.cluster.max_clock_skew_us;
         node_config.log_retention.size_bytes_max = topology.cluster.region_log_quota_bytes;
+        node_config.log_retention.release_share_percent =
+            topology.cluster.region_log_release_share_percent;
+        node_config.log_retention.release_age_us = topology.cluster.region_log_release_age_us;
         node_config.epoch_interval_us = topology
             .cluster
             .epoch_us

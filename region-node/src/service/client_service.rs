@@ -513,6 +513,8 @@ pub fn status_reply(status: &NodeStatus, streams: StreamLoad) -> proto::StatusRe
         subscriptions: streams.subscriptions as u64,
         subscribe_buffered_bytes: streams.buffered_bytes as u64,
         subscribe_buffered_bytes_max: SUBSCRIBE_BUFFERED_BYTES_MAX as u64,
+        released_objects: node.checkpoints.released_objects as u64,
+        releases: node.checkpoints.releases,
         diverged_objects: node
             .checkpoints
             .alarms
@@ -697,6 +699,7 @@ impl RegionClient for RegionClientService {
         Ok(Response::new(proto::FetchCheckpointReply {
             checkpoint,
             truncated_through_position: fetch.truncated_through,
+            released_through_position: fetch.released_through,
         }))
     }
 

@@ -414,6 +414,7 @@ async fn unary(
                         state_hash: checkpoint.state_hash,
                     }),
                     truncated_through_position: reply.truncated_through_position,
+                    released_through_position: reply.released_through_position,
                 }
             })
         }

@@ -184,6 +184,9 @@ pub enum Response {
         checkpoint: Option<FetchedCheckpoint>,
         /// The region's truncation point.
         truncated_through_position: u64,
+        /// Non-zero when the region released the object's records through this position
+        /// without a checkpoint: its state cannot be rebuilt from the region.
+        released_through_position: u64,
     },
     /// The answer to [`Request::UploadCheckpoint`].
     Uploaded {

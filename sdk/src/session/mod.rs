@@ -1375,11 +1375,26 @@ impl ClientSession {
             Response::Checkpoint {
                 checkpoint,
                 truncated_through_position,
+                released_through_position,
             } => {
-                let restored = if object.phase == Phase::Fetching {
+                // The region released records of the object without a checkpoint: a copy that
+                // did not apply them itself cannot be rebuilt from this region.
+                let released = released_through_position > 0
+                    && (object.phase == Phase::Fetching
+                        || object.copy.position() < released_through_position);
+                let restored = if released {
+                    Err(CallError::Released {
+                        object: object_id.to_owned(),
+                        position: released_through_position,
+                    })
+                } else if object.phase == Phase::Fetching {
                     object
                         .copy
                         .restore(checkpoint.as_ref(), truncated_through_position)
+                        .map_err(|reason| CallError::Schema {
+                            object: object_id.to_owned(),
+                            reason,
+                        })
                 } else {
                     // A copy that follows the log moves only forward: to a newer checkpoint
                     // over the truncated part, or past the truncation point when the object has
@@ -1388,7 +1403,13 @@ impl ClientSession {
                     match checkpoint.as_ref() {
                         Some(newer) if newer.position > current => {
                             self.counters.copies_restored += 1;
-                            object.copy.restore(Some(newer), truncated_through_position)
+                            object
+                                .copy
+                                .restore(Some(newer), truncated_through_position)
+                                .map_err(|reason| CallError::Schema {
+                                    object: object_id.to_owned(),
+                                    reason,
+                                })
                         }
                         _ => {
                             object.copy.handle_gap(truncated_through_position);
@@ -1400,16 +1421,17 @@ impl ClientSession {
                 let open_id = object.open_id;
                 let key = object.stream;
                 let phase = object.phase;
-                if let Err(reason) = restored {
+                if let Err(error) = restored {
                     self.objects.remove(object_id);
+                    let reason = match &error {
+                        CallError::Schema { reason, .. } => reason.clone(),
+                        other => other.to_string(),
+                    };
                     self.fail_calls_of(now_us, object_id, &reason);
                     if phase == Phase::Fetching {
                         self.events.push_back(Event::Opened {
                             open_id,
-                            outcome: Err(CallError::Schema {
-                                object: object_id.to_owned(),
-                                reason,
-                            }),
+                            outcome: Err(error),
                         });
                     }
                     self.reopen_stream(now_us, key);

@@ -366,6 +366,9 @@ impl GlobalCluster {
                 config.idle_poll_interval_us = resend_us.min(config.idle_close_interval_us);
                 config.max_clock_skew_us = topology.cluster.max_clock_skew_us;
                 config.log_retention.size_bytes_max = topology.cluster.region_log_quota_bytes;
+                config.log_retention.release_share_percent =
+                    topology.cluster.region_log_release_share_percent;
+                config.log_retention.release_age_us = topology.cluster.region_log_release_age_us;
                 // Released epochs are read back from the other regions' logs.
                 config.catch_up_regions = topology
                     .regions

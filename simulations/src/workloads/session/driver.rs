@@ -494,6 +494,7 @@ impl SessionDriver {
                             state_hash: checkpoint.state_hash.to_vec(),
                         }),
                         truncated_through_position: fetch.truncated_through,
+                        released_through_position: fetch.released_through,
                     };
                     self.session
                         .handle_response(now_us, from, request_id, response);
