@@ -724,8 +724,7 @@ impl CheckpointState {
             && covering < target
         {
             let digest = object_digest(&object_id);
-            if !self.released.contains_key(&digest) && self.released.len() >= RELEASED_OBJECTS_MAX
-            {
+            if !self.released.contains_key(&digest) && self.released.len() >= RELEASED_OBJECTS_MAX {
                 break;
             }
             let uncovered = self.uncovered[&object_id];
@@ -1088,9 +1087,7 @@ impl CheckpointState {
     /// Adds a released object read back.
     fn insert_released(&mut self, digest: ObjectDigest, position: u64) -> Result<(), String> {
         if self.released.len() >= RELEASED_OBJECTS_MAX {
-            return Err(format!(
-                "more than {RELEASED_OBJECTS_MAX} released objects"
-            ));
+            return Err(format!("more than {RELEASED_OBJECTS_MAX} released objects"));
         }
         if position == 0 || position > self.truncated_through {
             return Err(format!(
@@ -1393,7 +1390,8 @@ mod tests {
         let mut position = 0u64;
         let rounds = RELEASED_OBJECTS_MAX.div_ceil(OBJECTS_UNCOVERED_MAX);
         for round in 0..rounds {
-            let count = OBJECTS_UNCOVERED_MAX.min(RELEASED_OBJECTS_MAX - round * OBJECTS_UNCOVERED_MAX);
+            let count =
+                OBJECTS_UNCOVERED_MAX.min(RELEASED_OBJECTS_MAX - round * OBJECTS_UNCOVERED_MAX);
             for index in 0..count {
                 position += 1;
                 let object = ObjectId::new(format!("o/{round}/{index}")).unwrap();
@@ -1419,7 +1417,12 @@ mod tests {
         let lifted = ObjectId::new("o/1/1").unwrap();
         let lifted_at = state.released_through(&lifted).unwrap();
         state
-            .apply_upload(upload("o/1/1", lifted_at, 3, 9), position + 2, SPACE, &mut batch)
+            .apply_upload(
+                upload("o/1/1", lifted_at, 3, 9),
+                position + 2,
+                SPACE,
+                &mut batch,
+            )
             .unwrap();
         assert_eq!(state.released_through(&lifted), None);
         assert_eq!(state.release_through(position + 2, SPACE, &mut batch), 1);

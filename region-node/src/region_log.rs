@@ -887,7 +887,8 @@ impl RegionLog {
     fn truncate(&mut self, batch: &mut WriteBatch) {
         let first_before = self.first_retained_position;
         if let Some(target) = self.release_target() {
-            self.checkpoints.release_through(target, REGION_STATE, batch);
+            self.checkpoints
+                .release_through(target, REGION_STATE, batch);
         }
         if let Some(truncated_through) =
             self.checkpoints
@@ -958,7 +959,8 @@ impl RegionLog {
                     // Part of this block is enough: its positions in proportion to its bytes.
                     let positions = span.last - span.first + 1;
                     let part = (u128::from(needed) * u128::from(positions))
-                        .div_ceil(u128::from(span.size_bytes)) as u64;
+                        .div_ceil(u128::from(span.size_bytes))
+                        as u64;
                     target = span.first + part.clamp(1, positions) - 1;
                     break;
                 }
@@ -1864,7 +1866,11 @@ mod tests {
                 log.retained_size_bytes()
             );
         }
-        assert!(log.truncated_through() > 1_000, "{}", log.truncated_through());
+        assert!(
+            log.truncated_through() > 1_000,
+            "{}",
+            log.truncated_through()
+        );
         assert_eq!(log.checkpoints().released_count(), 10);
         assert!(log.checkpoints().releases() >= 10);
         let released = ObjectId::new("sensor/3").unwrap();
@@ -1953,7 +1959,10 @@ mod tests {
         assert_eq!(app.released_through, 0, "a covered object is not released");
         assert_eq!(log.checkpoints().released_count(), 1);
         // raw/a still has records above the release point: it holds truncation there.
-        assert!(log.checkpoints().is_uncovered(&ObjectId::new("raw/a").unwrap()));
+        assert!(
+            log.checkpoints()
+                .is_uncovered(&ObjectId::new("raw/a").unwrap())
+        );
     }
 
     /// No release while a divergence alarm stands: a diverged region keeps every entry and

@@ -1086,7 +1086,11 @@ fn an_open_of_an_object_whose_records_the_region_released_fails_saying_so() {
             position: 850,
         }
     );
-    assert!(error.to_string().contains("released its records through position 850"));
+    assert!(
+        error
+            .to_string()
+            .contains("released its records through position 850")
+    );
 }
 
 /// A copy that fell behind the truncation point while the region released records of its
@@ -1117,7 +1121,9 @@ fn a_copy_behind_a_release_of_its_object_stops_and_fails_its_calls() {
         "{events:?}"
     );
     assert!(
-        session.call(3, "a", 1, Postcard::encode(&(1u64,)).expect("encodes")).is_err(),
+        session
+            .call(3, "a", 1, Postcard::encode(&(1u64,)).expect("encodes"))
+            .is_err(),
         "the object is no longer open"
     );
 }

@@ -21,8 +21,8 @@ use crate::{
     CLOCK_SKEW_MS_MAX, COORDINATOR_REPLICAS_MAX, EPOCH_MS_MAX, INTER_REGION_DELAY_MS_MAX,
     INTRA_REGION_DELAY_MS_MAX, REGION_LOG_QUOTA_MB_DEFAULT, REGION_LOG_QUOTA_MB_MAX,
     REGION_LOG_RELEASE_AGE_S_DEFAULT, REGION_LOG_RELEASE_AGE_S_MAX,
-    REGION_LOG_RELEASE_SHARE_PERCENT_DEFAULT,
-    REGION_NODES_MAX, REGIONS_MAX, SUSPICION_TIMEOUT_MS_MAX,
+    REGION_LOG_RELEASE_SHARE_PERCENT_DEFAULT, REGION_NODES_MAX, REGIONS_MAX,
+    SUSPICION_TIMEOUT_MS_MAX,
 };
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -250,17 +250,17 @@ impl Reader<'_> {
                 "MiB",
             ),
         };
-        let region_log_release_share_percent =
-            match fields.get("region_log_release_share_percent") {
-                None => Some(REGION_LOG_RELEASE_SHARE_PERCENT_DEFAULT),
-                Some(value) => self.integer(
-                    value,
-                    &fields.path_of("region_log_release_share_percent"),
-                    0,
-                    100,
-                    "percent",
-                ),
-            };
+        let region_log_release_share_percent = match fields.get("region_log_release_share_percent")
+        {
+            None => Some(REGION_LOG_RELEASE_SHARE_PERCENT_DEFAULT),
+            Some(value) => self.integer(
+                value,
+                &fields.path_of("region_log_release_share_percent"),
+                0,
+                100,
+                "percent",
+            ),
+        };
         let region_log_release_age_s = match fields.get("region_log_release_age_s") {
             None => Some(REGION_LOG_RELEASE_AGE_S_DEFAULT),
             Some(value) => self.integer(

@@ -200,6 +200,25 @@ fn render_table(rows: &[Vec<String>], indent: &str) -> String {
     table
 }
 
+/// The region's rule for releasing records that no checkpoint covers, in words.
+fn release_rule(cluster: &crate::ClusterSettings) -> String {
+    let share = match cluster.region_log_release_share_percent {
+        0 => None,
+        percent => Some(format!("past {percent}% of the quota")),
+    };
+    let age = match cluster.region_log_release_age_us / 1_000_000 {
+        0 => None,
+        seconds if seconds % 86_400 == 0 => Some(format!("after {} days", seconds / 86_400)),
+        seconds if seconds % 3_600 == 0 => Some(format!("after {} h", seconds / 3_600)),
+        seconds => Some(format!("after {seconds} s")),
+    };
+    match (share, age) {
+        (None, None) => "never (the quota refuses writes)".to_owned(),
+        (Some(rule), None) | (None, Some(rule)) => rule,
+        (Some(share), Some(age)) => format!("{share}, or {age}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,24 +306,5 @@ d_max = 12.5 ms (between north and south)
             vec!["abc".to_owned(), "y".to_owned()],
         ];
         assert_eq!(render_table(&rows, ""), "é    x\nabc  y\n");
-    }
-}
-
-/// The region's rule for releasing records that no checkpoint covers, in words.
-fn release_rule(cluster: &crate::ClusterSettings) -> String {
-    let share = match cluster.region_log_release_share_percent {
-        0 => None,
-        percent => Some(format!("past {percent}% of the quota")),
-    };
-    let age = match cluster.region_log_release_age_us / 1_000_000 {
-        0 => None,
-        seconds if seconds % 86_400 == 0 => Some(format!("after {} days", seconds / 86_400)),
-        seconds if seconds % 3_600 == 0 => Some(format!("after {} h", seconds / 3_600)),
-        seconds => Some(format!("after {seconds} s")),
-    };
-    match (share, age) {
-        (None, None) => "never (the quota refuses writes)".to_owned(),
-        (Some(rule), None) | (None, Some(rule)) => rule,
-        (Some(share), Some(age)) => format!("{share}, or {age}"),
     }
 }
