@@ -171,6 +171,7 @@ impl CoordinatorConfig {
         let mut config = CoordinatorConfig::new(node_id, replica_ids, regions);
         let cluster = &topology.cluster;
         config.preferred_leader = Some(topology.coordinator.preferred_leader);
+        config.limits.retained_epochs_max = topology.coordinator.retained_epochs;
         config.epoch_interval_us = cluster.epoch_us;
         config.suspicion_timeout_us = cluster.suspicion_timeout_us;
         config.max_clock_skew_us = cluster.max_clock_skew_us;

@@ -2049,3 +2049,7 @@ mod tests {
         assert_eq!(empty.part_ranges(1), vec![0..0]);
     }
 }
+
+// A topology may set the retention up to the coordinator's own bound.
+const _: () =
+    assert!(dsss_topology::COORDINATOR_RETAINED_EPOCHS_MAX as usize == RETAINED_EPOCHS_MAX);

@@ -79,7 +79,15 @@ impl GlobalCluster {
     /// Writes `local.toml` with every node on a free loopback port into a temporary directory
     /// (its relative data directories resolve there).
     fn new() -> Self {
-        let (text, topology) = local_topology_on_free_ports();
+        Self::with_coordinator_settings("")
+    }
+
+    /// [`GlobalCluster::new`] with `extra` lines added to the topology's `[coordinator]`.
+    fn with_coordinator_settings(extra: &str) -> Self {
+        let (text, _) = local_topology_on_free_ports();
+        let text = text.replacen("[coordinator]\n", &format!("[coordinator]\n{extra}"), 1);
+        let topology = dsss_topology::parse("topology.toml", &text)
+            .unwrap_or_else(|diagnostics| panic!("the test topology is valid: {diagnostics}"));
         assert_eq!(topology.regions.len(), 3, "the test runs three regions");
         let regions = topology
             .regions
@@ -765,4 +773,173 @@ async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call() {
          every region; logs read through positions {:?}",
         logs.iter().map(Vec::len).collect::<Vec<_>>()
     );
+}
+
+/// Region local-c goes down whole (its three nodes killed, the coordinator replica it hosts
+/// with them) while the other regions keep making global calls, long enough that the
+/// coordinator, which retains only 32 sealed epochs here, releases the epochs local-c never
+/// acknowledged. The others' calls keep completing; when local-c comes back it reads the
+/// epochs it missed from another region's log, takes global calls again, and every region's log
+/// holds the same sealed epochs with the same calls in the same order, local-c's included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_down_past_the_coordinators_retention_catches_up_from_another_region() {
+    const RETAINED_EPOCHS: u64 = 32;
+    let mut cluster =
+        GlobalCluster::with_coordinator_settings(&format!("retained_epochs = {RETAINED_EPOCHS}\n"));
+    for node_id in cluster.node_ids() {
+        cluster.start(node_id);
+    }
+    wait_until_ready(&cluster.regions).await;
+    let down_index = 2;
+    let down_nodes = cluster.regions[down_index].node_ids.clone();
+    for &node_id in &down_nodes {
+        cluster.processes.kill(node_id);
+    }
+    let sealed_of =
+        |status: Option<proto::StatusReply>| status.map_or(0, |s| s.sealed_epoch_number);
+    let sealed_at_kill = sealed_of(region_leader_status(&cluster.regions[0]).await);
+
+    // One client in each of the two regions still up.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut counters = Vec::new();
+    let mut clients = Vec::new();
+    for region_index in 0..2 {
+        let region = &cluster.regions[region_index];
+        let counter = Arc::new(AtomicUsize::new(0));
+        counters.push(counter.clone());
+        let plan = ClientPlan {
+            connections: region.connections.clone(),
+            client_id: client_id_of(region_index, 0),
+            region_index,
+            first_member: region.node_ids[0],
+        };
+        clients.push(tokio::spawn(run_client(plan, stop.clone(), counter)));
+    }
+    // The coordinator seals four times its retention while local-c is away.
+    let deadline = Deadline::new(
+        "the other regions' global calls seal four times the coordinator's retention",
+        WAIT_MAX,
+    );
+    loop {
+        let sealed = sealed_of(region_leader_status(&cluster.regions[0]).await);
+        if sealed >= sealed_at_kill + 4 * RETAINED_EPOCHS
+            && acknowledged_counts(&counters)
+                .iter()
+                .all(|&count| count >= ACKS_PER_PHASE)
+        {
+            break;
+        }
+        deadline.check().await;
+    }
+
+    // local-c returns on its data directories, the load still running.
+    for &node_id in &down_nodes {
+        cluster.start(node_id);
+    }
+    let sealed_at_return = sealed_of(region_leader_status(&cluster.regions[0]).await);
+    let deadline = Deadline::new(
+        "local-c applies the epochs sealed while it was away",
+        WAIT_MAX,
+    );
+    while sealed_of(region_leader_status(&cluster.regions[down_index]).await) < sealed_at_return {
+        deadline.check().await;
+    }
+    // It read them from another region's log: the coordinator no longer had them.
+    let mut caught_up = 0;
+    for &node_id in &down_nodes {
+        if let Ok(status) = cluster.regions[down_index]
+            .connections
+            .status(node_id)
+            .await
+        {
+            caught_up += status.epoch_parts_caught_up;
+        }
+    }
+    assert!(
+        caught_up > 0,
+        "local-c caught up without reading another region's log"
+    );
+    // And it takes global calls again.
+    let returned = &cluster.regions[down_index];
+    let mut client = RegionClient::new(returned.connections.clone(), client_id_of(down_index, 0))
+        .with_timeouts(ATTEMPT_TIMEOUT, PROPOSE_TIME);
+    let call = global_call(client_id_of(down_index, 0), 1);
+    let deadline = Deadline::new("local-c acknowledges a global call", WAIT_MAX);
+    loop {
+        match client.propose_with_sequence(1, &call).await {
+            Ok(_) => break,
+            Err(ClientError::GaveUp { .. }) => deadline.check().await,
+            Err(error) => panic!("local-c refused a global call after its return: {error}"),
+        }
+    }
+    let before_stop = acknowledged_counts(&counters);
+    wait_for_acknowledgements(
+        "the other regions' calls go on after local-c's return",
+        &counters,
+        &before_stop,
+        ACKS_PER_PHASE,
+        WAIT_MAX,
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        let history = client.await.expect("client task");
+        assert!(
+            history.refused.is_none(),
+            "client {} had a call refused: {:?}",
+            history.client_id,
+            history.refused
+        );
+    }
+
+    // Every region's log holds the same sealed epochs, with no gap, through the epoch that
+    // sealed local-c's call.
+    let own_call = (client_id_of(down_index, 0), 1);
+    let mut epochs: Vec<BTreeMap<u64, Vec<CallKey>>> = Vec::new();
+    for region in &cluster.regions {
+        let leader = region_leader_status(region)
+            .await
+            .expect("a leader")
+            .node_id;
+        let mut entries = Vec::new();
+        let deadline = Deadline::new("every region's log seals local-c's call", WAIT_MAX);
+        loop {
+            read_more(&region.connections, leader, &mut entries)
+                .await
+                .expect("read the log");
+            if sequenced_counts(&entries).contains_key(&own_call) {
+                break;
+            }
+            deadline.check().await;
+        }
+        epochs.push(sealed_epochs(&region.id, &entries));
+    }
+    let last = epochs
+        .iter()
+        .map(|sealed| *sealed.keys().next_back().expect("sealed epochs"))
+        .min()
+        .expect("three regions");
+    let first = epochs
+        .iter()
+        .map(|sealed| *sealed.keys().next().expect("sealed epochs"))
+        .max()
+        .expect("three regions");
+    // The epochs all three logs hold reach back past what the coordinator still retained
+    // when local-c returned: local-c got those from another region's log.
+    assert!(
+        first + RETAINED_EPOCHS < sealed_at_return && last >= sealed_at_return,
+        "the logs have epochs {first}..={last} in common; local-c returned at epoch \
+         {sealed_at_return} after going down at {sealed_at_kill}"
+    );
+    for (index, sealed) in epochs.iter().enumerate().skip(1) {
+        for epoch in first..=last {
+            assert_eq!(
+                sealed.get(&epoch),
+                epochs[0].get(&epoch),
+                "regions {} and {} disagree on epoch {epoch}",
+                cluster.regions[0].id,
+                cluster.regions[index].id
+            );
+        }
+    }
 }

@@ -36,6 +36,9 @@
 //! [coordinator]
 //! replicas = [11, 21, 31]       # nodes that also host a coordinator replica; odd count 1..=9
 //! preferred_leader = 11         # one of the replicas
+//! retained_epochs = 65536       # optional, default 65536; integer 16..=65536: sealed epochs
+//!                               # the coordinator keeps for regions that have not
+//!                               # acknowledged them
 //!
 //! [[regions]]
 //! id = "region-a"               # 1..=63 characters of a-z, 0-9 and '-', not starting or
@@ -145,6 +148,13 @@ pub const REGION_LOG_RELEASE_AGE_S_DEFAULT: u64 = 7 * 24 * 3_600;
 
 /// The largest release age, in seconds: a year.
 pub const REGION_LOG_RELEASE_AGE_S_MAX: u64 = 365 * 24 * 3_600;
+
+/// The most sealed epochs the coordinator may retain (its own bound,
+/// `RETAINED_EPOCHS_MAX`), and the default.
+pub const COORDINATOR_RETAINED_EPOCHS_MAX: u64 = 65_536;
+
+/// The fewest sealed epochs a topology may have the coordinator retain.
+pub const COORDINATOR_RETAINED_EPOCHS_MIN: u64 = 16;
 
 /// Longest suspicion timeout, in milliseconds.
 pub const SUSPICION_TIMEOUT_MS_MAX: u64 = 600_000;

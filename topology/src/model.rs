@@ -73,6 +73,10 @@ pub struct CoordinatorSettings {
     pub replicas: Vec<u64>,
     /// The replica that should lead when it can; one of `replicas`.
     pub preferred_leader: u64,
+    /// The most sealed epochs the coordinator retains for regions that have not acknowledged
+    /// them; beyond, it releases those only regions out of the membership still need (they
+    /// catch up from another region's log when they return).
+    pub retained_epochs: usize,
 }
 
 /// One region: an odd-sized raft group of nodes.

@@ -18,7 +18,8 @@ use crate::model::{
 };
 use crate::rules;
 use crate::{
-    CLOCK_SKEW_MS_MAX, COORDINATOR_REPLICAS_MAX, EPOCH_MS_MAX, INTER_REGION_DELAY_MS_MAX,
+    CLOCK_SKEW_MS_MAX, COORDINATOR_REPLICAS_MAX, COORDINATOR_RETAINED_EPOCHS_MAX,
+    COORDINATOR_RETAINED_EPOCHS_MIN, EPOCH_MS_MAX, INTER_REGION_DELAY_MS_MAX,
     INTRA_REGION_DELAY_MS_MAX, REGION_LOG_QUOTA_MB_DEFAULT, REGION_LOG_QUOTA_MB_MAX,
     REGION_LOG_RELEASE_AGE_S_DEFAULT, REGION_LOG_RELEASE_AGE_S_MAX,
     REGION_LOG_RELEASE_SHARE_PERCENT_DEFAULT, REGION_NODES_MAX, REGIONS_MAX,
@@ -46,7 +47,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "region_log_release_age_s",
 ];
 const TLS_KEYS: &[&str] = &["ca_cert", "cert_dir"];
-const COORDINATOR_KEYS: &[&str] = &["replicas", "preferred_leader"];
+const COORDINATOR_KEYS: &[&str] = &["replicas", "preferred_leader", "retained_epochs"];
 const REGION_KEYS: &[&str] = &["id", "nodes"];
 const NODE_KEYS: &[&str] = &["id", "address", "data_dir"];
 const LATENCY_KEYS: &[&str] = &["between", "one_way_ms", "jitter_ms"];
@@ -113,6 +114,8 @@ struct CoordinatorDraft {
     /// False when the replica list has a problem already reported.
     replicas_valid: bool,
     preferred_leader: Option<(u64, Range<usize>)>,
+    /// The retention bound as read (the default when absent); `None` when it was invalid.
+    retained_epochs: Option<u64>,
 }
 
 /// The regions as read. Checks that need every id (replica placement, matrix completeness)
@@ -404,11 +407,22 @@ impl Reader<'_> {
                     self.integer(value, &fields.path_of("preferred_leader"), 1, u64::MAX, "")?;
                 Some((node_id, value.span()))
             });
+        let retained_epochs = match fields.get("retained_epochs") {
+            None => Some(COORDINATOR_RETAINED_EPOCHS_MAX),
+            Some(value) => self.integer(
+                value,
+                &fields.path_of("retained_epochs"),
+                COORDINATOR_RETAINED_EPOCHS_MIN,
+                COORDINATOR_RETAINED_EPOCHS_MAX,
+                "epochs",
+            ),
+        };
         Some(CoordinatorDraft {
             replicas,
             replicas_all_read,
             replicas_valid,
             preferred_leader,
+            retained_epochs,
         })
     }
 
@@ -640,6 +654,7 @@ impl Reader<'_> {
         }
         let replica_ids: Vec<u64> = replicas.iter().map(|(node_id, _)| *node_id).collect();
         let (preferred_leader, leader_span) = draft.preferred_leader?;
+        let retained_epochs = draft.retained_epochs?;
         // Comparing with a list that could not be read, or an empty one, would only repeat
         // its problem.
         let comparable = draft.replicas_all_read && !replica_ids.is_empty();
@@ -663,6 +678,7 @@ impl Reader<'_> {
         valid.then_some(CoordinatorSettings {
             replicas: replica_ids,
             preferred_leader,
+            retained_epochs: usize::try_from(retained_epochs).expect("at most 65,536"),
         })
     }
 

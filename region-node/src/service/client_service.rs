@@ -515,6 +515,7 @@ pub fn status_reply(status: &NodeStatus, streams: StreamLoad) -> proto::StatusRe
         subscribe_buffered_bytes_max: SUBSCRIBE_BUFFERED_BYTES_MAX as u64,
         released_objects: node.checkpoints.released_objects as u64,
         releases: node.checkpoints.releases,
+        epoch_parts_caught_up: node.counters.epoch_parts_caught_up,
         diverged_objects: node
             .checkpoints
             .alarms
