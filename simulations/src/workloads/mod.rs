@@ -2,6 +2,7 @@
 
 mod common;
 pub mod global;
+pub mod month;
 pub mod order_check;
 pub mod probe;
 pub mod region;

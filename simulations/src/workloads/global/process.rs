@@ -33,9 +33,9 @@ use dsss_raft_group::{
     encode_message,
 };
 use dsss_region_node::{
-    CheckpointFetch, LogEntry, LogRangeReply, LogRangeRequest, ProposeError, ProposeRequest,
-    RegionLog, RegionNode, RegionNodeConfig, RegionOutput, Reply, SessionReply, SyncError,
-    SyncReply, ToCoordinator,
+    CheckpointFetch, CheckpointReply, CheckpointUpload, LogEntry, LogRangeReply, LogRangeRequest,
+    ProposeError, ProposeRequest, RegionLog, RegionNode, RegionNodeConfig, RegionOutput, Reply,
+    SessionReply, SyncError, SyncReply, ToCoordinator,
 };
 use dsss_wire::{
     Arguments, ClientId, LeaderTracker, MethodId, ObjectId, RequestSequence, Scope, proto,
@@ -72,6 +72,14 @@ pub const INSTANCE_SYNCS_TRACKED_MAX: usize = dsss_region_node::SYNCS_IN_FLIGHT_
 /// The most sealed-epoch reads a node keeps track of, on either side (asked as a region node,
 /// answered as a coordinator replica); beyond, the oldest is forgotten.
 pub const SEALED_EPOCH_READS_TRACKED_MAX: usize = 256;
+
+/// The most checkpoint uploads of application instances a node keeps track of; beyond, a
+/// new one is refused as overloaded (the region node refuses beyond its own bound anyway).
+pub const INSTANCE_UPLOADS_TRACKED_MAX: usize = dsss_region_node::CHECKPOINT_UPLOADS_IN_FLIGHT_MAX;
+
+/// The most sessions a node remembers the client node of, to send the answers to their calls
+/// there (see [`NodeProcess`]); beyond, the lowest session id is forgotten first.
+pub const CLIENT_ROUTES_MAX: usize = 4_096;
 
 /// The key prefix of the region node's data on a node's disk.
 pub const REGION_STORE_PREFIX: &[u8] = b"region/";
@@ -138,6 +146,16 @@ pub enum GlobalMessage {
     },
     /// A member's answer to [`GlobalMessage::Sync`], carrying the instance's name for it.
     SyncReply(SyncReply),
+    /// An application instance offers a checkpoint of an object's copy, named `upload_id` by
+    /// the instance.
+    UploadCheckpoint {
+        /// The instance's name for the upload, echoed in the answer.
+        upload_id: u64,
+        /// The checkpoint.
+        upload: CheckpointUpload,
+    },
+    /// A member's answer to [`GlobalMessage::UploadCheckpoint`], carrying the instance's name.
+    CheckpointUploaded(CheckpointReply),
     /// A region node asks the coordinator leader for the newest sealed epoch, on behalf of its
     /// barriers.
     ReadSealedEpoch {
@@ -332,6 +350,18 @@ impl fmt::Debug for GlobalMessage {
                 fetch.truncated_through
             ),
             GlobalMessage::Sync { sync_id } => write!(formatter, "sync(y{sync_id})"),
+            GlobalMessage::UploadCheckpoint { upload_id, upload } => write!(
+                formatter,
+                "upload-checkpoint(u{upload_id} {} at p{} #{:016x})",
+                upload.object_id.as_str(),
+                upload.position,
+                content_hash(&upload.state_hash)
+            ),
+            GlobalMessage::CheckpointUploaded(reply) => write!(
+                formatter,
+                "checkpoint-uploaded(u{} {:?})",
+                reply.upload_id, reply.result
+            ),
             GlobalMessage::OpenSession {
                 open_id,
                 session_id,
@@ -526,6 +556,14 @@ pub struct NodeProcess {
     /// and the client's name.
     session_opens: BTreeMap<u64, (NodeId, u64)>,
     next_open_id: u64,
+    /// Checkpoint uploads waiting on the region node: the node's name for each, with the
+    /// instance and the instance's name.
+    instance_uploads: BTreeMap<u64, (NodeId, u64)>,
+    next_upload_id: u64,
+    /// The client node that proposed in each session lately, for the answers: a session id
+    /// names its node only until the session is renewed (the SDK draws the new id), or when
+    /// an instance starts sessions one after another.
+    client_routes: BTreeMap<u64, NodeId>,
     /// Sealed-epoch reads the region node asked, with when they were sent, to give up on the
     /// unanswered ones.
     epoch_reads_sent: BTreeMap<u64, SimTime>,
@@ -577,6 +615,9 @@ impl NodeProcess {
             next_sync_id: 1,
             session_opens: BTreeMap::new(),
             next_open_id: 1,
+            instance_uploads: BTreeMap::new(),
+            next_upload_id: 1,
+            client_routes: BTreeMap::new(),
             epoch_reads_sent: BTreeMap::new(),
             epoch_reads_received: BTreeMap::new(),
             next_epoch_read_id: 1,
@@ -639,10 +680,10 @@ impl NodeProcess {
             match output {
                 RegionOutput::Reply(reply) => {
                     let client = reply.key().0.get();
-                    let to = if self.routes.clients.contains(&client) {
-                        client
-                    } else {
-                        EXTERNAL_NODE_ID
+                    let to = match self.client_routes.get(&client) {
+                        Some(&node) => node,
+                        None if self.routes.clients.contains(&client) => client,
+                        None => EXTERNAL_NODE_ID,
                     };
                     cx.send(to, GlobalMessage::Reply(reply));
                 }
@@ -678,6 +719,18 @@ impl NodeProcess {
                     }
                 }
                 RegionOutput::CheckpointReply(reply) => {
+                    if let Some((instance, upload_id)) =
+                        self.instance_uploads.remove(&reply.upload_id)
+                    {
+                        cx.send(
+                            instance,
+                            GlobalMessage::CheckpointUploaded(CheckpointReply {
+                                upload_id,
+                                ..reply
+                            }),
+                        );
+                        continue;
+                    }
                     self.observer.borrow_mut().violation(format!(
                         "node {}: the answer to checkpoint upload {}, which nobody sent here",
                         cx.node(),
@@ -949,6 +1002,15 @@ impl Process for NodeProcess {
                 }
             }
             GlobalMessage::Propose(request) => {
+                if self.routes.clients.contains(&from) {
+                    let session_id = request.client_id.get();
+                    if !self.client_routes.contains_key(&session_id)
+                        && self.client_routes.len() >= CLIENT_ROUTES_MAX
+                    {
+                        self.client_routes.pop_first();
+                    }
+                    self.client_routes.insert(session_id, from);
+                }
                 let region = self.region.as_mut().expect("started");
                 region.handle_propose(now_us, request);
                 self.schedule_flush(cx);
@@ -1068,6 +1130,24 @@ impl Process for NodeProcess {
                 cx.send(from, GlobalMessage::CheckpointFetched { request_id, fetch });
             }
             GlobalMessage::Sync { sync_id } => self.handle_instance_sync(cx, from, sync_id),
+            GlobalMessage::UploadCheckpoint { upload_id, upload } => {
+                if self.instance_uploads.len() >= INSTANCE_UPLOADS_TRACKED_MAX {
+                    cx.send(
+                        from,
+                        GlobalMessage::CheckpointUploaded(CheckpointReply {
+                            upload_id,
+                            result: Err(dsss_region_node::UploadError::Overloaded),
+                        }),
+                    );
+                    return;
+                }
+                let local_id = self.next_upload_id;
+                self.next_upload_id += 1;
+                self.instance_uploads.insert(local_id, (from, upload_id));
+                let region = self.region.as_mut().expect("started");
+                region.handle_upload_checkpoint(now_us, local_id, upload);
+                self.schedule_flush(cx);
+            }
             GlobalMessage::OpenSession {
                 open_id,
                 session_id,
@@ -1128,6 +1208,7 @@ impl Process for NodeProcess {
             | GlobalMessage::SessionReply(_)
             | GlobalMessage::LogEntries(_)
             | GlobalMessage::CheckpointFetched { .. }
+            | GlobalMessage::CheckpointUploaded(_)
             | GlobalMessage::SyncReply(_) => {
                 self.observer.borrow_mut().violation(format!(
                     "node {} got a message meant for a client from {from}",

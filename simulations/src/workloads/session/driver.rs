@@ -26,7 +26,8 @@ use dsss::session::{
     Request, Response, Transmit,
 };
 use dsss_region_node::{
-    LogEntry, OpenSessionError, ProposeError, ProposeRequest, Reply, SyncReply,
+    CheckpointOutcome, CheckpointUpload, LogEntry, OpenSessionError, ProposeError, ProposeRequest,
+    Reply, SyncReply, UploadError,
 };
 use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, Record, RequestSequence, Scope};
 
@@ -97,6 +98,9 @@ pub struct SessionDriver {
     /// Log reads answered, since the last drain.
     log_reads: u64,
     violations: Vec<String>,
+    /// Whether the session's checkpoint uploads go to the members (see
+    /// [`SessionDriver::carry_uploads`]); when not, an upload is a problem.
+    uploads_carried: bool,
 }
 
 /// What a driver counted and saw since the last [`SessionDriver::drain`].
@@ -141,7 +145,15 @@ impl SessionDriver {
             proposals_unanswered: 0,
             log_reads: 0,
             violations: Vec::new(),
+            uploads_carried: false,
         }
+    }
+
+    /// Carries the session's checkpoint uploads to the members, as production's driver does.
+    /// Off by default: the workloads whose copies must make no checkpoint report an upload as
+    /// a problem.
+    pub fn carry_uploads(&mut self) {
+        self.uploads_carried = true;
     }
 
     /// The session, for commands and events.
@@ -317,8 +329,33 @@ impl SessionDriver {
                     },
                 );
             }
+            Request::UploadCheckpoint {
+                object_id,
+                position,
+                state,
+                state_hash,
+                client_id,
+            } if self.uploads_carried => {
+                let Ok(object_id) = ObjectId::new(object_id) else {
+                    return;
+                };
+                self.asked.insert(request_id, node_id);
+                cx.send(
+                    node_id,
+                    GlobalMessage::UploadCheckpoint {
+                        upload_id: request_id,
+                        upload: CheckpointUpload {
+                            object_id,
+                            position,
+                            state,
+                            state_hash,
+                            client_id: ClientId(client_id),
+                        },
+                    },
+                );
+            }
             Request::UploadCheckpoint { .. } => {
-                // The simulated region takes no uploads: the copies must make none.
+                // Uploads are not carried: the copies must make none.
                 self.violation("the session asked to upload a checkpoint".to_owned());
             }
         }
@@ -498,6 +535,32 @@ impl SessionDriver {
                     };
                     self.session
                         .handle_response(now_us, from, request_id, response);
+                }
+            }
+            GlobalMessage::CheckpointUploaded(reply) => {
+                if self.asked.remove(&reply.upload_id).is_some() {
+                    // As production's driver maps the gRPC answer and its status codes.
+                    let response = match reply.result {
+                        Ok(outcome) => Response::Uploaded {
+                            hash_mismatch: outcome == CheckpointOutcome::HashMismatch,
+                        },
+                        Err(UploadError::NotLeader { leader_hint }) => {
+                            Response::NotLeader { leader_hint }
+                        }
+                        Err(
+                            error @ (UploadError::Overloaded | UploadError::ResourceExhausted(_)),
+                        ) => Response::Busy {
+                            reason: error.to_string(),
+                        },
+                        Err(error @ UploadError::Invalid(_)) => Response::Refused {
+                            reason: error.to_string(),
+                        },
+                        Err(error @ UploadError::Dropped) => Response::Failed {
+                            reason: error.to_string(),
+                        },
+                    };
+                    self.session
+                        .handle_response(now_us, from, reply.upload_id, response);
                 }
             }
             GlobalMessage::SyncReply(reply) => {
