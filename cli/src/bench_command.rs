@@ -87,6 +87,18 @@ pub(crate) enum BenchCommand {
         dsss bench soak --total-mib 64 --payload-bytes 1024 --report-seconds 2"
     )]
     Soak(crate::soak_command::SoakArgs),
+    /// Measure the CPU an idle cluster uses: `dsss up --no-demo`, every process, over a minute.
+    ///
+    /// Starts `dsss up --no-demo` in a temporary directory, waits until the cluster is ready
+    /// and for --settle-seconds more, then reads the CPU time (user and system) of `dsss up`
+    /// and every node process from /proc over --seconds. Prints each process's CPU seconds per
+    /// minute, split into the node loop, the tokio runtime and the coordinator loop, and the
+    /// total as a share of one core. The cluster is stopped and the directory removed at the
+    /// end. Linux only; measure a release build.
+    #[command(after_help = "Examples:\n  \
+        dsss bench idle\n  \
+        dsss bench idle --settle-seconds 10 --seconds 20 --topology my-cluster.toml")]
+    Idle(crate::idle_bench_command::IdleBenchArgs),
 }
 
 /// The arguments of `dsss bench region`.
@@ -115,6 +127,7 @@ pub(crate) fn run(
     match command {
         BenchCommand::Region(arguments) => region(arguments, stdout, stderr),
         BenchCommand::Soak(arguments) => crate::soak_command::run(arguments, stdout, stderr),
+        BenchCommand::Idle(arguments) => crate::idle_bench_command::run(arguments, stdout, stderr),
     }
 }
 
@@ -270,12 +283,12 @@ impl Drop for BenchRegion {
 }
 
 /// The benchmark's temporary directory, removed when the value drops.
-struct BenchDirectory {
+pub(crate) struct BenchDirectory {
     path: PathBuf,
 }
 
 impl BenchDirectory {
-    fn create() -> Result<BenchDirectory, String> {
+    pub(crate) fn create() -> Result<BenchDirectory, String> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|since| since.subsec_nanos())
@@ -286,7 +299,7 @@ impl BenchDirectory {
         Ok(BenchDirectory { path })
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }
@@ -373,7 +386,9 @@ fn nodes_cpu_time(pids: &[u32]) -> Option<Duration> {
 /// The kernel reports process times in USER_HZ, which is 100 on every Linux platform.
 const PROC_TICKS_PER_SECOND: u64 = 100;
 
-fn parse_cpu_time(stat: &str) -> Option<Duration> {
+/// The CPU time (user and system) in the text of a `/proc/PID/stat` or
+/// `/proc/PID/task/TID/stat` file.
+pub(crate) fn parse_cpu_time(stat: &str) -> Option<Duration> {
     // The command name (field 2) is in parentheses and may hold spaces: count fields after
     // its closing parenthesis, where field 3 is the first.
     let after_name = &stat[stat.rfind(')')? + 1..];

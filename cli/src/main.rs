@@ -4,6 +4,7 @@
 
 mod bench_command;
 mod command_runtime;
+mod idle_bench_command;
 mod node_command;
 mod region_command;
 mod sim_command;

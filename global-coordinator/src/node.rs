@@ -144,7 +144,10 @@ impl CoordinatorConfig {
     /// and preferred leader, epoch length, suspicion timeout and maximum skew. The resend
     /// interval is ten epochs (at most half the suspicion timeout); the election timeout is
     /// at least ten times the largest one-way delay between regions, so that WAN round trips
-    /// do not cause elections.
+    /// do not cause elections. The leader heartbeats every third of the election timeout: a
+    /// follower hears three heartbeats before its shortest timeout (so one lost heartbeat
+    /// starts no election, as in regions), and an idle coordinator sends few messages, each of
+    /// which wakes two processes.
     pub fn from_topology(
         topology: &dsss_topology::Topology,
         node_id: u64,
@@ -181,7 +184,7 @@ impl CoordinatorConfig {
         let delay_ticks = (10 * topology.latency.d_max_us()).div_ceil(cluster.epoch_us.max(1));
         config.election_tick = usize::try_from(delay_ticks.max(10))
             .map_or(ELECTION_TICK_MAX, |ticks| ticks.min(ELECTION_TICK_MAX));
-        config.heartbeat_tick = (config.election_tick / 5).max(1);
+        config.heartbeat_tick = (config.election_tick / 3).max(1);
         config.validate()?;
         Ok(config)
     }
@@ -647,22 +650,99 @@ impl CoordinatorNode {
         !self.proposals.is_empty() || self.group.has_ready()
     }
 
-    /// How many of the next ticks would only count, so that a driver may run them late, all
-    /// at once before its next input (see [`RaftGroup::quiet_ticks`]). A follower that serves
-    /// no sealed epoch read only waits for its election timeout; the leader acts on every tick
-    /// (suspicion, acknowledgements and resends are due by time), as does a replica before its
-    /// first tick (the preferred leader campaigns on it). The ticks run late get the time of
-    /// the input they precede.
-    pub fn quiet_ticks(&self) -> u64 {
+    /// How many of the next ticks would only count, so that a driver whose ticks come every
+    /// `tick_interval_us` may run them late, all at once before its next input (see
+    /// [`RaftGroup::quiet_ticks`]). Nothing may wait on a tick: no sealed epoch read, proposal
+    /// or output, and the replica has ticked once (the preferred leader campaigns on its first
+    /// tick). A follower then only waits for its election timeout. The leader also waits for
+    /// its duties, which are due by time ([`CoordinatorNode::leader_due_at_us`]): no tick
+    /// before the earliest of them, as of `now_us`, is quiet. While records are pending (a
+    /// busy cluster), the leader has no quiet tick. The ticks run late get the time of the
+    /// input they precede.
+    pub fn quiet_ticks(&self, now_us: u64, tick_interval_us: u64) -> u64 {
         if !self.started
-            || self.is_leader()
             || self.has_ready()
             || !self.epoch_reads.is_empty()
             || !self.outputs.is_empty()
         {
             return 0;
         }
-        self.group.quiet_ticks()
+        let raft_quiet = self.group.quiet_ticks();
+        if !self.is_leader() {
+            return raft_quiet;
+        }
+        let Some(due_at_us) = self.leader_due_at_us(now_us) else {
+            return raft_quiet;
+        };
+        // The next tick comes within one interval, and the k-th quiet one within k intervals:
+        // every quiet tick must come before the due time.
+        let until_due_us = due_at_us.saturating_sub(now_us);
+        raft_quiet.min(until_due_us.saturating_sub(1) / tick_interval_us.max(1))
+    }
+
+    /// When the leader's next tick acts (`now_us` when one would act now), `None` when only
+    /// raft's ticks may: the earliest of a member region's suspicion (its closed timestamp
+    /// standing still for the suspicion timeout), an acknowledgement to propose or propose
+    /// again, and a resend of unacknowledged epochs. A closed timestamp that rose since the
+    /// last tick is due now, so that the tick notes when it rose, as it would ticked every
+    /// interval. A leader that has not set up its duties yet, or holds pending records, acts
+    /// now.
+    fn leader_due_at_us(&self, now_us: u64) -> Option<u64> {
+        let state = self.group.state_machine();
+        let Some(leadership) = self.leadership.as_ref() else {
+            return Some(now_us);
+        };
+        if state.pending_count() > 0 {
+            return Some(now_us);
+        }
+        let timeout_us = self.config.suspicion_timeout_us;
+        let resend_us = self.config.resend_interval_us;
+        let members = state.member_regions().len();
+        let newest = state.newest_epoch_number();
+        let mut due: Option<u64> = None;
+        let mut due_at = |at_us: u64| {
+            due = Some(due.map_or(at_us, |due| due.min(at_us)));
+        };
+        for (region, duty) in &leadership.regions {
+            let Some(region_state) = state.region(region) else {
+                continue;
+            };
+            if region_state.closed > duty.closed_seen {
+                due_at(now_us);
+                continue;
+            }
+            if region_state.member && members > 1 {
+                // Suspected once the silence is longer than the timeout, and again a timeout
+                // after a suspicion of the same incarnation (see `suspect_silent_regions`).
+                let silent_since_us = duty.advanced_at_us.max(leadership.since_us);
+                let mut suspect_at_us =
+                    silent_since_us.saturating_add(timeout_us.saturating_add(1));
+                if let Some((incarnation, at_us)) = duty.suspected
+                    && incarnation == region_state.incarnation
+                {
+                    suspect_at_us = suspect_at_us.max(at_us.saturating_add(timeout_us));
+                }
+                due_at(suspect_at_us);
+            }
+            let replicated = region_state.acknowledged_epoch;
+            let through = duty.appended.0;
+            if through > replicated {
+                match duty.acknowledgement_proposed {
+                    Some((proposed, at_us)) if proposed >= through => {
+                        due_at(at_us.saturating_add(resend_us));
+                    }
+                    _ => due_at(now_us),
+                }
+            }
+            let from = duty.appended.max((replicated, 0));
+            if from.0 < newest {
+                due_at(
+                    duty.resent_at_us
+                        .map_or(now_us, |at_us| at_us.saturating_add(resend_us)),
+                );
+            }
+        }
+        due
     }
 
     // Inputs.

@@ -738,6 +738,9 @@ fn a_configuration_comes_from_the_topology() {
     assert!(
         config.election_tick as u64 * config.epoch_interval_us >= 10 * topology.latency.d_max_us()
     );
+    // Three heartbeats before the shortest election timeout.
+    assert_eq!(config.heartbeat_tick, config.election_tick / 3);
+    assert!(3 * config.heartbeat_tick <= config.election_tick);
     let error = CoordinatorConfig::from_topology(&topology, 999_999).unwrap_err();
     assert_eq!(error.field, "node_id");
 }
@@ -814,17 +817,21 @@ fn sealed_epoch_reads_are_answered_only_by_a_confirmed_leader() {
 
 /// What lets the driver of an idle replica sleep between ticks: a follower with nothing to
 /// serve reports the ticks before its election timeout as quiet, and after that many ticks
-/// without hearing from the leader it still campaigns on the next one; the leader, whose
-/// suspicion, acknowledgements and resends are due by time, and a replica that has not ticked
-/// yet (the preferred leader campaigns on its first tick), report none.
+/// without hearing from the leader it still campaigns on the next one; a replica that has not
+/// ticked yet (the preferred leader campaigns on its first tick) reports none.
 #[test]
-fn an_idle_follower_reports_quiet_ticks_and_the_leader_none() {
+fn an_idle_follower_reports_quiet_ticks_and_campaigns_after_them() {
     let mut cluster = Cluster::new(&[1, 2, 3], &["a", "b"], |_| {});
-    assert_eq!(cluster.node(1).quiet_ticks(), 0, "before the first tick");
+    assert_eq!(
+        cluster.node(1).quiet_ticks(START_US, TICK_US),
+        0,
+        "before the first tick"
+    );
     let leader = cluster.elect();
-    assert_eq!(cluster.node(leader).quiet_ticks(), 0);
     let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
-    let quiet = cluster.node(follower).quiet_ticks();
+    let quiet = cluster
+        .node(follower)
+        .quiet_ticks(cluster.now_us(), TICK_US);
     assert!(quiet > 0, "an idle follower reported no quiet tick");
 
     // Cut off from the leader, the follower ticks through its quiet ticks as a follower, and
@@ -838,5 +845,103 @@ fn an_idle_follower_reports_quiet_ticks_and_the_leader_none() {
     assert!(
         cluster.node(follower).has_ready(),
         "no campaign after the quiet ticks"
+    );
+}
+
+/// A region leader's batch at `now_us`, closing at `now_us`, without records.
+fn close_at(cluster: &mut Cluster, name: &str, batch_number: u64, now_us: u64) {
+    let batch = proto::RegionBatch {
+        region: name.to_owned(),
+        batch_number,
+        records: vec![],
+        closed_timestamp: time(now_us),
+        sender_node_id: 100,
+        sender_time: time(now_us),
+        incarnation: 1,
+    };
+    cluster
+        .node_mut(1)
+        .handle_region_batch(now_us, batch)
+        .unwrap();
+    cluster.network.settle();
+}
+
+/// The idle leader's driver sleeps through the ticks its duties leave quiet (the coordinator
+/// leader of an idle `dsss up` used to be woken every epoch), and the leader still acts when
+/// it would ticked every interval: one twin is ticked every interval, the other only when it
+/// reports no quiet tick left or a batch arrives (then it runs the ticks it slept through
+/// first, all with the batch's time, as the node loop does). Region a closes every 100 ms and
+/// b falls silent: both twins suspect b on the same tick, keep a, and hold the same epochs,
+/// while the late twin wakes for a fraction of the ticks.
+#[test]
+fn a_leader_sleeping_through_its_quiet_ticks_suspects_on_the_same_tick() {
+    // Raft's own ticks would wake the leader every other tick: make them rare, so that the
+    // leader's duties are what bounds its sleep.
+    let rare_heartbeats = |config: &mut CoordinatorConfig| {
+        config.election_tick = 100;
+        config.heartbeat_tick = 60;
+    };
+    let mut on_time = Cluster::new(&[1], &["a", "b"], rare_heartbeats);
+    let mut late = Cluster::new(&[1], &["a", "b"], rare_heartbeats);
+    assert_eq!(on_time.elect(), 1);
+    assert_eq!(late.elect(), 1);
+    let start_us = on_time.now_us();
+    assert_eq!(late.now_us(), start_us);
+    for cluster in [&mut on_time, &mut late] {
+        for name in ["a", "b"] {
+            close_at(cluster, name, 1, start_us);
+        }
+    }
+    let steps = 100u64;
+    let mut a_batch_number = 1;
+    let (mut owed, mut quiet_left, mut late_wakes) = (0u64, 0u64, 0u64);
+    let mut b_removed_at_step = [None, None];
+    for step in 1..=steps {
+        let now_us = start_us + step * TICK_US;
+        let a_closes = step % 10 == 0;
+        if a_closes {
+            a_batch_number += 1;
+        }
+        on_time.node_mut(1).handle_tick(now_us);
+        on_time.network.settle();
+        if a_closes {
+            close_at(&mut on_time, "a", a_batch_number, now_us);
+        }
+        if quiet_left > 0 && !a_closes {
+            owed += 1;
+            quiet_left -= 1;
+        } else {
+            late_wakes += 1;
+            for _ in 0..=owed {
+                late.node_mut(1).handle_tick(now_us);
+            }
+            owed = 0;
+            late.network.settle();
+            if a_closes {
+                close_at(&mut late, "a", a_batch_number, now_us);
+            }
+            quiet_left = late.node(1).quiet_ticks(now_us, TICK_US);
+        }
+        for (twin, cluster) in [&on_time, &late].into_iter().enumerate() {
+            let b_member = cluster.node(1).state().region(&region("b")).unwrap().member;
+            if !b_member && b_removed_at_step[twin].is_none() {
+                b_removed_at_step[twin] = Some(step);
+            }
+        }
+    }
+    let removed_at_step = b_removed_at_step[0].expect("the silent region was suspected");
+    // The suspicion timeout is 300 ms: 30 ticks of 10 ms.
+    assert!(
+        removed_at_step >= 30,
+        "suspected after {removed_at_step} ticks"
+    );
+    assert_eq!(b_removed_at_step[1], Some(removed_at_step), "the late twin");
+    for cluster in [&on_time, &late] {
+        assert!(cluster.node(1).state().region(&region("a")).unwrap().member);
+    }
+    assert_eq!(on_time.epochs(1), late.epochs(1));
+    assert!(
+        late_wakes * 2 < steps,
+        "the late twin woke for {late_wakes} of {steps} ticks"
     );
 }

@@ -171,8 +171,9 @@ impl LoopNode for CoordinatorLoop {
         self.node.handle_tick(now_us);
     }
 
-    fn quiet_ticks(&self, _now_us: u64, _tick_interval: Duration) -> u64 {
-        self.node.quiet_ticks()
+    fn quiet_ticks(&self, now_us: u64, tick_interval: Duration) -> u64 {
+        let tick_interval_us = u64::try_from(tick_interval.as_micros()).unwrap_or(u64::MAX);
+        self.node.quiet_ticks(now_us, tick_interval_us)
     }
 
     fn has_ready(&self) -> bool {
