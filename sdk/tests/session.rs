@@ -1045,57 +1045,90 @@ fn a_committed_call_whose_result_the_checkpoint_no_longer_carries_is_reported_ap
     );
 }
 
-/// The region released the object's records without a checkpoint (nobody followed it): an
-/// open fails saying so, rather than start from a default state that misses those records.
-#[test]
-fn an_open_of_an_object_whose_records_the_region_released_fails_saying_so() {
-    let mut session = session();
-    let a = copy("a");
-    session
-        .open(0, "a", Scope::Global, Arc::clone(&a) as _)
-        .expect("opens");
-    let fetch = transmits(&mut session)
+/// Answers the checkpoint fetch of `object` that the session sends by `now` (after handing it
+/// the time) with "released through `released`", or with no checkpoint when `released` is 0.
+fn answer_fetch(session: &mut ClientSession, now: u64, object: &str, released: u64) {
+    session.handle_timeout(now);
+    let fetch = transmits(session)
         .into_iter()
-        .find(|transmit| matches!(transmit.request, Request::FetchCheckpoint { .. }))
-        .expect("the open fetches a checkpoint");
+        .find(|transmit| {
+            matches!(&transmit.request, Request::FetchCheckpoint { object_id } if object_id == object)
+        })
+        .unwrap_or_else(|| panic!("no fetch of {object} by {now} us"));
     session.handle_response(
-        0,
+        now,
         fetch.node_id,
         fetch.request_id,
         Response::Checkpoint {
             checkpoint: None,
             truncated_through_position: 900,
-            released_through_position: 850,
+            released_through_position: released,
         },
-    );
-    let events = events(&mut session);
-    let error = events
-        .iter()
-        .find_map(|event| match event {
-            Event::Opened {
-                outcome: Err(error),
-                ..
-            } => Some(error.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("the open failed: {events:?}"));
-    assert_eq!(
-        error,
-        CallError::Released {
-            object: "a".to_owned(),
-            position: 850,
-        }
-    );
-    assert!(
-        error
-            .to_string()
-            .contains("released its records through position 850")
     );
 }
 
+fn open_failure(events: &[Event]) -> Option<CallError> {
+    events.iter().find_map(|event| match event {
+        Event::Opened {
+            outcome: Err(error),
+            ..
+        } => Some(error.clone()),
+        _ => None,
+    })
+}
+
+/// The region released the object's records without a checkpoint: an open asks again with
+/// backoff (an instance that follows the object may lift the release with its next
+/// checkpoint), goes on once it is lifted, and fails saying so when the call timeout runs out,
+/// rather than start from a default state that misses those records.
+#[test]
+fn an_open_of_a_released_object_waits_for_a_lift_and_fails_saying_so_when_none_comes() {
+    let mut session = session();
+    let a = copy("a");
+    session
+        .open(0, "a", Scope::Global, Arc::clone(&a) as _)
+        .expect("opens");
+    answer_fetch(&mut session, 0, "a", 850);
+    assert_eq!(open_failure(&events(&mut session)), None, "it asks again");
+    assert_eq!(session.counters().released_fetches_retried, 1);
+    // Lifted by the next answer: the open goes on (it subscribes from the truncation point).
+    let retry_at = session.poll_timeout().expect("a retry");
+    answer_fetch(&mut session, retry_at, "a", 0);
+    assert_eq!(open_failure(&events(&mut session)), None);
+    assert!(
+        subscription(&transmits(&mut session)).is_some(),
+        "the open subscribes once the release is lifted"
+    );
+
+    let mut session = self::session();
+    let b = copy("b");
+    session
+        .open(0, "b", Scope::Global, Arc::clone(&b) as _)
+        .expect("opens");
+    let call_timeout = session.config().call_timeout_us;
+    let mut now = 0;
+    let error = loop {
+        answer_fetch(&mut session, now, "b", 850);
+        if let Some(error) = open_failure(&events(&mut session)) {
+            break error;
+        }
+        now = session.poll_timeout().expect("a retry");
+        assert!(now < call_timeout, "the open outlived its call timeout");
+    };
+    assert_eq!(
+        error,
+        CallError::Released {
+            object: "b".to_owned(),
+            position: 850,
+        }
+    );
+    assert!(error.to_string().contains("released its records through position 850"));
+}
+
 /// A copy that fell behind the truncation point while the region released records of its
-/// object it had not applied cannot catch up: its waiting call fails (it may have been
-/// applied) and the object stops, instead of jumping over records it never saw.
+/// object it had not applied asks again for as long as a call may take; when no checkpoint
+/// lifts the release, its waiting call fails (it may have been applied) and the object stops,
+/// instead of jumping over records it never saw.
 #[test]
 fn a_copy_behind_a_release_of_its_object_stops_and_fails_its_calls() {
     let mut session = session();
@@ -1111,7 +1144,32 @@ fn a_copy_behind_a_release_of_its_object_stops_and_fails_its_calls() {
             released_through_position: 6,
         },
     );
-    let events = events(&mut session);
+    let mut now = 2;
+    let events = loop {
+        let events = events(&mut session);
+        if !events.is_empty() {
+            break events;
+        }
+        now = session.poll_timeout().expect("a retry");
+        assert!(now < 60_000_000, "the copy never gave up");
+        session.handle_timeout(now);
+        let Some(fetch) = transmits(&mut session)
+            .into_iter()
+            .find(|transmit| matches!(transmit.request, Request::FetchCheckpoint { .. }))
+        else {
+            continue;
+        };
+        session.handle_response(
+            now,
+            fetch.node_id,
+            fetch.request_id,
+            Response::Checkpoint {
+                checkpoint: None,
+                truncated_through_position: 8,
+                released_through_position: 6,
+            },
+        );
+    };
     assert!(
         events.iter().any(|event| matches!(
             event,
@@ -1121,11 +1179,28 @@ fn a_copy_behind_a_release_of_its_object_stops_and_fails_its_calls() {
         "{events:?}"
     );
     assert!(
-        session
-            .call(3, "a", 1, Postcard::encode(&(1u64,)).expect("encodes"))
-            .is_err(),
+        session.call(now, "a", 1, Postcard::encode(&(1u64,)).expect("encodes")).is_err(),
         "the object is no longer open"
     );
+}
+
+/// Closing a copy that applied records since its last checkpoint uploads one, so that the
+/// object's newest records stay covered when this was its last instance.
+#[test]
+fn closing_a_copy_with_records_since_its_checkpoint_uploads_one() {
+    let mut session = session();
+    let a = copy("a");
+    open_all(&mut session, &["a"], std::slice::from_ref(&a), 1);
+    session.close(1, "a");
+    let sent = transmits(&mut session);
+    assert!(
+        sent.iter().any(|transmit| matches!(
+            &transmit.request,
+            Request::UploadCheckpoint { object_id, position: 1, .. } if object_id == "a"
+        )),
+        "{sent:?}"
+    );
+    assert_eq!(session.counters().closing_checkpoints, 1);
 }
 
 #[test]

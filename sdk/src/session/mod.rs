@@ -190,6 +190,11 @@ pub struct SessionCounters {
     /// Checkpoints made because an object's writes stopped
     /// ([`SessionConfig::idle_checkpoint_after_us`]).
     pub idle_checkpoints: u64,
+    /// Checkpoints uploaded by copies that were closed with records since their last one.
+    pub closing_checkpoints: u64,
+    /// Checkpoint fetches answered "released" and asked again, in case an instance that
+    /// follows the object lifts the release with its next checkpoint.
+    pub released_fetches_retried: u64,
 }
 
 /// What the session tells the application.
@@ -522,10 +527,42 @@ impl ClientSession {
     }
 
     /// Closes `object_id`: its waiting calls fail, and the stream stops carrying its records.
+    /// A copy that applied records since its last checkpoint uploads one more, once and
+    /// without waiting for the answer: if it was the object's last instance, its newest
+    /// records would otherwise be covered by no checkpoint, and the region would in time
+    /// release them (docs/design.md section 2.8), after which the object no longer opens.
     pub fn close(&mut self, now_us: u64, object_id: &str) {
         let Some(object) = self.objects.remove(object_id) else {
             return;
         };
+        if object.phase != Phase::Fetching
+            && object.copy.records_since_checkpoint() > 0
+            && object.copy.checkpoint_now()
+            && let Some(checkpoint) = object.copy.poll_checkpoint()
+        {
+            self.counters.closing_checkpoints += 1;
+            let node_id = self.leader.target();
+            let request_id = self.next_request();
+            self.requests.insert(
+                request_id,
+                InFlight {
+                    pending: Pending::Upload(object_id.to_owned()),
+                    node_id,
+                    deadline_us: now_us + self.config.attempt_timeout_us,
+                },
+            );
+            self.transmits.push_back(Transmit {
+                node_id,
+                request_id,
+                request: Request::UploadCheckpoint {
+                    object_id: object_id.to_owned(),
+                    position: checkpoint.position,
+                    state: checkpoint.state,
+                    state_hash: checkpoint.state_hash,
+                    client_id: self.config.client_id,
+                },
+            });
+        }
         let reason = "the object was closed".to_owned();
         if object.phase != Phase::Open {
             self.events.push_back(Event::Opened {
@@ -1382,6 +1419,24 @@ impl ClientSession {
                 let released = released_through_position > 0
                     && (object.phase == Phase::Fetching
                         || object.copy.position() < released_through_position);
+                // An instance that follows the object may still lift the release with its next
+                // checkpoint (every N records, or once its writes pause): ask again, with the
+                // usual backoff, for as long as a call may take.
+                if released {
+                    fetch.failures += 1;
+                    fetch.last_error = format!(
+                        "node {node_id}: the region released the records through position \
+                         {released_through_position}"
+                    );
+                    let factor = 1u64 << fetch.failures.saturating_sub(1).min(16);
+                    let wait = (self.config.retry_wait_us.saturating_mul(factor))
+                        .min(self.config.retry_wait_max_us);
+                    if now_us.saturating_add(wait) < fetch.started_us + self.config.call_timeout_us {
+                        fetch.retry_at_us = Some(now_us + wait);
+                        self.counters.released_fetches_retried += 1;
+                        return;
+                    }
+                }
                 let restored = if released {
                     Err(CallError::Released {
                         object: object_id.to_owned(),
