@@ -26,7 +26,7 @@ use dsss::session::{
     Request, Response, Transmit,
 };
 use dsss_region_node::{
-    LogEntry, OpenSessionError, ProposeError, ProposeRequest, Reply, SyncReply,
+    CloseSessionError, LogEntry, OpenSessionError, ProposeError, ProposeRequest, Reply, SyncReply,
 };
 use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, Record, RequestSequence, Scope};
 
@@ -226,6 +226,16 @@ impl SessionDriver {
                     node_id,
                     GlobalMessage::OpenSession {
                         open_id: request_id,
+                        session_id,
+                    },
+                );
+            }
+            Request::CloseSession { session_id } => {
+                self.asked.insert(request_id, node_id);
+                cx.send(
+                    node_id,
+                    GlobalMessage::CloseSession {
+                        close_id: request_id,
                         session_id,
                     },
                 );
@@ -483,6 +493,27 @@ impl SessionDriver {
                     };
                     self.session
                         .handle_response(now_us, from, reply.open_id, response);
+                }
+            }
+            GlobalMessage::SessionCloseReply(reply) => {
+                if self.asked.remove(&reply.close_id).is_some() {
+                    let response = match reply.result {
+                        Ok(_) => Response::SessionClosed,
+                        Err(CloseSessionError::NotLeader { leader_hint }) => {
+                            Response::NotLeader { leader_hint }
+                        }
+                        Err(error @ CloseSessionError::Overloaded) => Response::Busy {
+                            reason: error.to_string(),
+                        },
+                        Err(error @ CloseSessionError::Dropped) => Response::Failed {
+                            reason: error.to_string(),
+                        },
+                        Err(error @ CloseSessionError::InvalidId) => Response::Refused {
+                            reason: error.to_string(),
+                        },
+                    };
+                    self.session
+                        .handle_response(now_us, from, reply.close_id, response);
                 }
             }
             GlobalMessage::CheckpointFetched { request_id, fetch } => {
