@@ -214,7 +214,7 @@ fn status(arguments: &StatusArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
 }
 
 /// How full the region's log is, as the node at `address` reports it: bytes above the
-/// truncation point against the quota, and the truncation point.
+/// truncation point against the quota, the truncation point, and the live client sessions.
 async fn log_fill(address: &str) -> Result<String, String> {
     let endpoint = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|error| format!("address {address:?}: {error}"))?
@@ -232,10 +232,12 @@ async fn log_fill(address: &str) -> Result<String, String> {
         100.0 * status.log_size_bytes as f64 / status.log_quota_bytes as f64
     };
     let mut fill = format!(
-        "log {:.1} MiB of its {:.0} MiB quota ({percent:.0}%) above truncation point {}",
+        "log {:.1} MiB of its {:.0} MiB quota ({percent:.0}%) above truncation point {}; \
+         {} live client sessions",
         status.log_size_bytes as f64 / MIB,
         status.log_quota_bytes as f64 / MIB,
-        status.truncated_through_position
+        status.truncated_through_position,
+        status.sessions
     );
     // Objects released without a checkpoint no longer open in this region: worth a line.
     if status.released_objects > 0 {

@@ -17,6 +17,10 @@
 //!   time: the physical part of the timestamps the leader assigns to entries, so every member
 //!   expires the same sessions at the same entry, and a client that keeps retrying keeps its
 //!   session however many positions other clients fill in between;
+//! - it ends when its client closes it (an entry of the region log too, taking no position):
+//!   its calls are refused from then on as after an expiry, and it frees its room at once. The
+//!   close names only the session id: that id (64 random bits the client drew) is the only
+//!   credential a client holds, so a session is closed only by whoever knows its id;
 //! - at most [`SESSIONS_MAX`] sessions live at once: a new session beyond that is refused
 //!   (the caller is told which bound it met), never made room for by evicting a live one.
 //!
@@ -362,6 +366,20 @@ impl DedupTable {
         self.touch(session_id, now_us);
         self.sessions[&session_id].write_header(session_id, space, batch);
         Ok(())
+    }
+
+    /// Closes `session_id` at its client's request, adding the deletes to `batch`: from now on
+    /// its calls are refused as [`DedupVerdict::UnknownSession`], exactly as after it expired,
+    /// and it no longer counts against [`DedupLimits::sessions_max`]. Returns whether it lived
+    /// (closing a session that ended or never opened, a retried close, changes nothing).
+    pub fn close(&mut self, session_id: u64, space: KeySpace, batch: &mut WriteBatch) -> bool {
+        let Some(entry) = self.sessions.remove(&session_id) else {
+            return false;
+        };
+        self.idle_order
+            .remove(&(entry.window.last_active_us, session_id));
+        entry.delete_all(session_id, space, batch);
+        true
     }
 
     /// Marks `session_id` active at `now_us`; activity never moves back.
@@ -841,6 +859,57 @@ mod tests {
         );
         assert_eq!(table.session_count(), 3, "sessions 0, 5 and the new one");
         assert_eq!(table.check(0, 1), DedupVerdict::Duplicate { position: 1 });
+    }
+
+    #[test]
+    fn a_closed_session_frees_its_room_and_its_calls_are_refused_never_applied_again() {
+        let mut table = small(4, MINUTE_US, 2);
+        let mut store = MemoryStore::new();
+        let mut batch = WriteBatch::new();
+        open(&mut table, 1, 0, &mut batch);
+        open(&mut table, 2, 0, &mut batch);
+        table.record(1, 1, 10, 1, SPACE, &mut batch);
+        table.record(1, 2, 11, 2, SPACE, &mut batch);
+        write(&mut store, batch);
+        let mut batch = WriteBatch::new();
+        assert!(
+            table.open(3, 3, SPACE, &mut batch).is_err(),
+            "the table is full"
+        );
+        assert!(table.close(1, SPACE, &mut batch), "session 1 lived");
+        assert_eq!(table.session_count(), 1);
+        for sequence in [1, 2, 3] {
+            assert_eq!(
+                table.check(1, sequence),
+                DedupVerdict::UnknownSession,
+                "sequence {sequence}: a closed session's calls, applied or not, are refused"
+            );
+        }
+        assert!(
+            !table.close(1, SPACE, &mut batch),
+            "a retried close changes nothing"
+        );
+        assert!(
+            !table.close(9, SPACE, &mut batch),
+            "nor does closing an unknown session"
+        );
+        open(&mut table, 3, 3, &mut batch);
+        assert_eq!(
+            table.session_count(),
+            2,
+            "the closed session's room was taken"
+        );
+        write(&mut store, batch);
+        let recovered = DedupTable::recover(table.limits(), &store, SPACE).unwrap();
+        assert_eq!(
+            recovered, table,
+            "the close deleted every key of the session"
+        );
+        assert_eq!(recovered.check(1, 1), DedupVerdict::UnknownSession);
+        // Closed, the session never comes back by expiry bookkeeping either.
+        let mut batch = WriteBatch::new();
+        table.expire(10 * MINUTE_US, SPACE, &mut batch);
+        assert_eq!(table.session_count(), 0);
     }
 
     #[test]

@@ -100,13 +100,13 @@ pub use dedup::{
     SessionRefusal, SessionWindow,
 };
 pub use node::{
-    CHECKPOINT_UPLOADS_IN_FLIGHT_MAX, CheckpointReply, CheckpointStatus, EpochsRead,
-    GlobalMessageError, GlobalStatus, LOG_EVENTS_PENDING_MAX, LogEvent, MessageError, NodeCounters,
-    OpenSessionError, PROPOSALS_PENDING_MAX, ProposeError, REGION_HEARTBEAT_TICKS,
+    CHECKPOINT_UPLOADS_IN_FLIGHT_MAX, CheckpointReply, CheckpointStatus, CloseSessionError,
+    EpochsRead, GlobalMessageError, GlobalStatus, LOG_EVENTS_PENDING_MAX, LogEvent, MessageError,
+    NodeCounters, OpenSessionError, PROPOSALS_PENDING_MAX, ProposeError, REGION_HEARTBEAT_TICKS,
     REPLIES_PENDING_MAX, RegionNode, RegionNodeConfig, RegionNodeError, RegionOutput, RegionStatus,
-    Reply, SESSION_OPENS_IN_FLIGHT_MAX, SYNCS_IN_FLIGHT_MAX, SealedEpochRead, SessionReply,
-    SnapshotCatchUpStatus, SyncError, SyncReply, TO_COORDINATOR_PENDING_MAX, ToCoordinator,
-    UploadError, WAITERS_MAX,
+    Reply, SESSION_CLOSES_IN_FLIGHT_MAX, SESSION_OPENS_IN_FLIGHT_MAX, SYNCS_IN_FLIGHT_MAX,
+    SealedEpochRead, SessionCloseReply, SessionReply, SnapshotCatchUpStatus, SyncError, SyncReply,
+    TO_COORDINATOR_PENDING_MAX, ToCoordinator, UploadError, WAITERS_MAX,
 };
 pub use record::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, LogEntry, LogEntryKind, ProposeRequest};
 pub use region_log::{

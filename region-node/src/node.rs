@@ -57,7 +57,8 @@ use crate::record::{
     BATCH_BYTES_MAX, BATCH_RECORDS_MAX, LogEntry, ProposeRequest, encode_batch, encode_record,
 };
 use crate::region_log::{
-    EntryOutcome, RecordOutcome, RegionLog, RegionLogRetention, encode_session_open,
+    EntryOutcome, RecordOutcome, RegionLog, RegionLogRetention, encode_session_close,
+    encode_session_open,
 };
 use crate::snapshot_catch_up::{
     CatchUpCounters, LogRangeFetch, LogRangeReply, LogRangeRequest, PieceOutcome, SnapshotCatchUp,
@@ -108,6 +109,10 @@ pub const CHECKPOINT_UPLOADS_IN_FLIGHT_MAX: usize = 64;
 /// The most session opens waiting to be applied on one node; beyond, an open is refused with
 /// [`OpenSessionError::Overloaded`].
 pub const SESSION_OPENS_IN_FLIGHT_MAX: usize = 1_024;
+
+/// The most session closes waiting to be applied on one node; beyond, a close is refused with
+/// [`CloseSessionError::Overloaded`].
+pub const SESSION_CLOSES_IN_FLIGHT_MAX: usize = 1_024;
 
 /// The most sealed epoch reads waiting for the driver; beyond, the oldest is dropped (its
 /// barriers time out and are asked again).
@@ -451,6 +456,43 @@ pub enum OpenSessionError {
     Dropped,
 }
 
+/// Why a session close was not applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CloseSessionError {
+    /// No leader is known; nothing was proposed.
+    #[error("not the leader and no leader known{}", hint_text(*.leader_hint))]
+    NotLeader {
+        /// A node that may lead.
+        leader_hint: Option<u64>,
+    },
+    /// Too many closes wait on this node ([`SESSION_CLOSES_IN_FLIGHT_MAX`]).
+    #[error(
+        "overloaded: {SESSION_CLOSES_IN_FLIGHT_MAX} session closes wait on this node \
+         (SESSION_CLOSES_IN_FLIGHT_MAX)"
+    )]
+    Overloaded,
+    /// The session id is 0, which is never valid.
+    #[error("session id 0 is never valid")]
+    InvalidId,
+    /// The close was lost (raft dropped it, a snapshot replaced the state, or it waited too
+    /// long); it may still be applied. Retrying is safe: closing a closed session changes
+    /// nothing.
+    #[error("dropped before it was applied; retry")]
+    Dropped,
+}
+
+/// The answer to one session close.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionCloseReply {
+    /// The driver's id of the close.
+    pub close_id: u64,
+    /// The session.
+    pub session_id: u64,
+    /// Whether the session lived until the close (false: it had ended or never opened), or
+    /// why the close was not applied.
+    pub result: Result<bool, CloseSessionError>,
+}
+
 /// The answer to one session open.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionReply {
@@ -548,6 +590,8 @@ pub enum RegionOutput {
     CheckpointReply(CheckpointReply),
     /// The answer to a session open.
     SessionReply(SessionReply),
+    /// The answer to a session close.
+    SessionCloseReply(SessionCloseReply),
     /// A read of the coordinator's newest sealed epoch to send to the coordinator leader.
     SealedEpochRead(SealedEpochRead),
     /// An event of the log, for local subscribers.
@@ -642,6 +686,8 @@ pub struct RegionStatus {
     pub waiters: usize,
     /// Barriers waiting on this node.
     pub syncs_in_flight: usize,
+    /// The client sessions that live in the region, as this node applied them.
+    pub sessions: usize,
     /// The region's checkpoints and truncation, as this node applied them.
     pub checkpoints: CheckpointStatus,
     /// The bytes of the log above the truncation point (replicated, by whole blocks).
@@ -834,6 +880,10 @@ pub struct RegionNode {
     /// they give up.
     session_opens: BTreeMap<u64, (u64, u64)>,
     session_replies: VecDeque<SessionReply>,
+    /// Session closes this node proposed, by id, with their session and the tick at which
+    /// they give up.
+    session_closes: BTreeMap<u64, (u64, u64)>,
+    session_close_replies: VecDeque<SessionCloseReply>,
     alarms: VecDeque<DivergenceAlarm>,
     /// Why the last piece of a snapshot's entries was refused.
     last_log_fetch_error: Option<String>,
@@ -903,6 +953,8 @@ impl RegionNode {
             upload_replies: VecDeque::new(),
             session_opens: BTreeMap::new(),
             session_replies: VecDeque::new(),
+            session_closes: BTreeMap::new(),
+            session_close_replies: VecDeque::new(),
             alarms: VecDeque::new(),
             last_log_fetch_error: None,
             snapshot_catch_up: SnapshotCatchUp::default(),
@@ -972,6 +1024,7 @@ impl RegionNode {
             proposals_pending: self.pending.len(),
             waiters: self.waiters.len(),
             syncs_in_flight: self.syncs.len(),
+            sessions: log.dedup().session_count(),
             checkpoints: CheckpointStatus {
                 objects: log.checkpoints().object_count(),
                 uncovered_objects: log.checkpoints().uncovered_count(),
@@ -1235,6 +1288,43 @@ impl RegionNode {
         }
         self.session_opens.insert(
             open_id,
+            (session_id, self.ticks + self.config.proposal_timeout_ticks),
+        );
+    }
+
+    /// A client closes its session, named `close_id` by the driver (unique among the closes
+    /// waiting), once it makes no more calls: proposed into raft like an open, and answered
+    /// through [`RegionOutput::SessionCloseReply`] once applied here; refused at once when the
+    /// id is 0, no leader is known, or too many closes wait. The session id is the only thing
+    /// the close is checked against: it is 64 random bits only the session's client knows (the
+    /// only client credential there is), so only that client can close it.
+    pub fn handle_close_session(&mut self, now_us: u64, close_id: u64, session_id: u64) {
+        self.now_us = now_us;
+        let refuse = |node: &mut Self, error| {
+            node.push_session_close_reply(SessionCloseReply {
+                close_id,
+                session_id,
+                result: Err(error),
+            })
+        };
+        if self.session_closes.contains_key(&close_id) {
+            return;
+        }
+        if session_id == 0 {
+            return refuse(self, CloseSessionError::InvalidId);
+        }
+        if self.session_closes.len() >= SESSION_CLOSES_IN_FLIGHT_MAX {
+            return refuse(self, CloseSessionError::Overloaded);
+        }
+        if self.group.leader_id().is_none() {
+            return refuse(self, CloseSessionError::NotLeader { leader_hint: None });
+        }
+        let data = encode_session_close(session_id, (self.id(), close_id));
+        if self.group.propose(data).is_err() {
+            return refuse(self, CloseSessionError::Dropped);
+        }
+        self.session_closes.insert(
+            close_id,
             (session_id, self.ticks + self.config.proposal_timeout_ticks),
         );
     }
@@ -1820,6 +1910,7 @@ impl RegionNode {
             || !self.syncs.is_empty()
             || !self.uploads.is_empty()
             || !self.session_opens.is_empty()
+            || !self.session_closes.is_empty()
             || !self.epoch_reads.is_empty()
             || self.epoch_read_wanted
             // A snapshot waiting for entries times its pieces out by ticks, and so does a
@@ -1881,6 +1972,9 @@ impl RegionNode {
         }
         if let Some(reply) = self.session_replies.pop_front() {
             return Some(RegionOutput::SessionReply(reply));
+        }
+        if let Some(reply) = self.session_close_replies.pop_front() {
+            return Some(RegionOutput::SessionCloseReply(reply));
         }
         if let Some(read) = self.epoch_reads.pop_front() {
             return Some(RegionOutput::SealedEpochRead(read));
@@ -2036,6 +2130,24 @@ impl RegionNode {
                             open_id,
                             session_id,
                             result: outcome.map_err(OpenSessionError::Full),
+                        });
+                    }
+                }
+                Applied::Entry {
+                    output:
+                        EntryOutcome::SessionClosed {
+                            proposer,
+                            session_id,
+                            was_open,
+                        },
+                    ..
+                } => {
+                    let (node_id, close_id) = proposer;
+                    if node_id == self.id() && self.session_closes.remove(&close_id).is_some() {
+                        self.push_session_close_reply(SessionCloseReply {
+                            close_id,
+                            session_id,
+                            result: Ok(was_open),
                         });
                     }
                 }
@@ -2281,6 +2393,28 @@ impl RegionNode {
                 result: Err(OpenSessionError::Dropped),
             });
         }
+        let expired: Vec<(u64, u64)> = self
+            .session_closes
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= ticks)
+            .map(|(&close_id, &(session_id, _))| (close_id, session_id))
+            .collect();
+        for (close_id, session_id) in expired {
+            self.session_closes.remove(&close_id);
+            self.push_session_close_reply(SessionCloseReply {
+                close_id,
+                session_id,
+                result: Err(CloseSessionError::Dropped),
+            });
+        }
+    }
+
+    fn push_session_close_reply(&mut self, reply: SessionCloseReply) {
+        if self.session_close_replies.len() >= 2 * SESSION_CLOSES_IN_FLIGHT_MAX {
+            self.session_close_replies.pop_front();
+            self.counters.replies_dropped += 1;
+        }
+        self.session_close_replies.push_back(reply);
     }
 
     fn push_session_reply(&mut self, reply: SessionReply) {
@@ -2338,6 +2472,14 @@ impl RegionNode {
                 open_id,
                 session_id,
                 result: Err(OpenSessionError::Dropped),
+            });
+        }
+        // And a close's: closing again is idempotent too.
+        for (close_id, (session_id, _)) in std::mem::take(&mut self.session_closes) {
+            self.push_session_close_reply(SessionCloseReply {
+                close_id,
+                session_id,
+                result: Err(CloseSessionError::Dropped),
             });
         }
         let log = self.group.state_machine();

@@ -132,6 +132,9 @@ const DEDUP_SNAPSHOT_BYTES_MAX: usize =
 /// The format byte of an entry that opens a client session.
 pub(crate) const SESSION_OPEN_FORMAT: u8 = 5;
 
+/// The format byte of an entry that closes a client session at its client's request.
+pub(crate) const SESSION_CLOSE_FORMAT: u8 = 6;
+
 /// The largest global state in a snapshot: its header (read back with a bound of 1 MiB) and
 /// every unsealed record the bounds allow.
 const GLOBAL_SNAPSHOT_BYTES_MAX: usize = 4
@@ -335,6 +338,16 @@ pub enum EntryOutcome {
         session_id: u64,
         /// Open, or why not.
         outcome: Result<(), SessionRefusal>,
+    },
+    /// A client session close: whether the session lived until this entry. It takes no log
+    /// position.
+    SessionClosed {
+        /// The node that proposed it and its number there.
+        proposer: (u64, u64),
+        /// The session.
+        session_id: u64,
+        /// The session lived and is closed now; false when it had ended or never opened.
+        was_open: bool,
     },
     /// The entry did not decode; every member refuses it alike and nothing changes.
     Refused {
@@ -722,6 +735,19 @@ impl RegionLog {
             proposer,
             session_id,
             outcome,
+        }
+    }
+
+    fn apply_session_close(&mut self, payload: &[u8], batch: &mut WriteBatch) -> EntryOutcome {
+        let (session_id, proposer) = match decode_session_close(payload) {
+            Ok(fields) => fields,
+            Err(reason) => return EntryOutcome::Refused { reason },
+        };
+        let was_open = self.dedup.close(session_id, REGION_STATE, batch);
+        EntryOutcome::SessionClosed {
+            proposer,
+            session_id,
+            was_open,
         }
     }
 
@@ -1265,6 +1291,33 @@ fn decode_session_open(payload: &[u8]) -> Result<(u64, Timestamp, (u64, u64)), S
     fields.map_err(|reason| format!("session open entry: {reason}"))
 }
 
+/// Encodes the entry that closes `session_id`: its format byte, the session, and the proposer
+/// (node id, its number for the close) that waits for it. It carries no timestamp: a close
+/// counts no log time.
+pub(crate) fn encode_session_close(session_id: u64, proposer: (u64, u64)) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(1 + 8 + 16);
+    bytes.push(SESSION_CLOSE_FORMAT);
+    bytes.extend_from_slice(&session_id.to_be_bytes());
+    bytes.extend_from_slice(&proposer.0.to_be_bytes());
+    bytes.extend_from_slice(&proposer.1.to_be_bytes());
+    bytes
+}
+
+/// Decodes the body of a session close entry (after its format byte).
+fn decode_session_close(payload: &[u8]) -> Result<(u64, (u64, u64)), String> {
+    let mut reader = Reader::new(payload);
+    let fields = (|| {
+        let session_id = reader.u64("session id")?;
+        if session_id == 0 {
+            return Err("session id 0 is never valid".to_owned());
+        }
+        let proposer = (reader.u64("proposer node")?, reader.u64("proposer number")?);
+        reader.finish()?;
+        Ok((session_id, proposer))
+    })();
+    fields.map_err(|reason| format!("session close entry: {reason}"))
+}
+
 fn decode_meta_fields(reader: &mut Reader<'_>) -> Result<(u64, u64, u64, Timestamp), String> {
     let next_position = reader.u64("next position")?;
     let first_retained_position = reader.u64("first retained position")?;
@@ -1318,11 +1371,15 @@ impl StateMachine for RegionLog {
                 refused @ EntryOutcome::Refused { .. } => return refused,
                 outcome => outcome,
             },
+            Some(SESSION_CLOSE_FORMAT) => match self.apply_session_close(&data[1..], batch) {
+                refused @ EntryOutcome::Refused { .. } => return refused,
+                outcome => outcome,
+            },
             Some(format) => {
                 return EntryOutcome::Refused {
                     reason: format!(
                         "entry format {format} is unknown; this release reads formats \
-                         {BATCH_FORMAT} to {SESSION_OPEN_FORMAT}"
+                         {BATCH_FORMAT} to {SESSION_CLOSE_FORMAT}"
                     ),
                 };
             }

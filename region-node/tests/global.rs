@@ -279,12 +279,14 @@ impl TestNode for Member {
                         node.handle_batch_ack(now_us, ack).unwrap();
                     }
                 }
-                // Nobody here streams the log, waits on a barrier or uploads checkpoints, and
-                // no member falls behind the raft log far enough to need a snapshot.
+                // Nobody here streams the log, waits on a barrier, uploads checkpoints or
+                // closes a session, and no member falls behind the raft log far enough to need
+                // a snapshot.
                 RegionOutput::FetchLogRange(_)
                 | RegionOutput::LogEvent(_)
                 | RegionOutput::SyncReply(_)
                 | RegionOutput::CheckpointReply(_)
+                | RegionOutput::SessionCloseReply(_)
                 | RegionOutput::SealedEpochRead(_)
                 | RegionOutput::DivergenceAlarm(_) => {}
             }

@@ -10,7 +10,8 @@ use dsss_region_node::{
     BATCH_RECORDS_MAX, CheckpointOutcome, CheckpointReply, CheckpointUpload, LogEvent,
     LogRangeFetch, OpenSessionError, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest,
     RegionNode, RegionNodeConfig, RegionOutput, Reply, SESSION_OPENS_IN_FLIGHT_MAX,
-    SYNCS_IN_FLIGHT_MAX, SealedEpochRead, SessionReply, SyncError, SyncReply, UploadError,
+    SYNCS_IN_FLIGHT_MAX, SealedEpochRead, SessionCloseReply, SessionReply, SyncError, SyncReply,
+    UploadError,
 };
 use dsss_wire::{
     Arguments, ClientId, MethodId, ObjectId, RegionId, RequestSequence, Scope, Timestamp, proto,
@@ -76,6 +77,7 @@ struct Member {
     syncs: Vec<SyncReply>,
     uploads: Vec<CheckpointReply>,
     sessions: Vec<SessionReply>,
+    session_closes: Vec<SessionCloseReply>,
     /// Requests for entries a snapshot stands on, for [`Region::serve_log_fetches`].
     fetches: Vec<LogRangeFetch>,
 }
@@ -105,6 +107,7 @@ impl TestNode for Member {
                 RegionOutput::SyncReply(reply) => self.syncs.push(reply),
                 RegionOutput::CheckpointReply(reply) => self.uploads.push(reply),
                 RegionOutput::SessionReply(reply) => self.sessions.push(reply),
+                RegionOutput::SessionCloseReply(reply) => self.session_closes.push(reply),
                 RegionOutput::FetchLogRange(fetch) => self.fetches.push(fetch),
                 // These regions have no global tier (a barrier asks no coordinator), and the
                 // tests read alarms from the node's status.
@@ -153,6 +156,7 @@ impl Region {
                     syncs: Vec::new(),
                     uploads: Vec::new(),
                     sessions: Vec::new(),
+                    session_closes: Vec::new(),
                     fetches: Vec::new(),
                 },
             );
@@ -830,6 +834,80 @@ fn a_restarted_member_keeps_its_checkpoints_and_truncation_point() {
     assert_eq!(
         region.node(member).region_log().first_retained_position(),
         5
+    );
+}
+
+#[test]
+fn a_session_closed_through_a_follower_is_closed_on_every_member_and_its_calls_are_refused() {
+    let mut region = Region::new(&[1, 2, 3]);
+    let leader = region.elect();
+    let follower = region.other_than(leader);
+    region.propose(follower, call(1, 1, 8));
+    assert!(
+        matches!(
+            region.take_replies(follower)[..],
+            [Reply::Proposed { position: 1, .. }]
+        ),
+        "the call of a live session is applied"
+    );
+    let now_us = region.now_us();
+    region
+        .node_mut(follower)
+        .handle_close_session(now_us, 70, 1);
+    region.network.settle();
+    let closes = std::mem::take(&mut region.network.node_mut(follower).session_closes);
+    assert_eq!(
+        closes,
+        vec![SessionCloseReply {
+            close_id: 70,
+            session_id: 1,
+            result: Ok(true)
+        }]
+    );
+    for id in [1, 2, 3] {
+        assert!(
+            region.node(id).region_log().dedup().session(1).is_none(),
+            "member {id} applied the close"
+        );
+        assert_eq!(
+            region.node(id).status().sessions,
+            TEST_CLIENTS.count() - 1,
+            "member {id}"
+        );
+    }
+    // The retry of the applied call and a new call are refused; nothing is appended.
+    for sequence in [1, 2] {
+        region.propose(leader, call(1, sequence, 8));
+        let replies = region.take_replies(leader);
+        assert!(
+            matches!(
+                replies[..],
+                [Reply::Refused {
+                    error: ProposeError::UnknownSession { session_id: 1, .. },
+                    ..
+                }]
+            ),
+            "sequence {sequence}: {replies:?}"
+        );
+    }
+    assert_eq!(region.log(leader), vec![(1, 1, 1)]);
+    // A retried close changes nothing and says so; id 0 is refused at once.
+    let now_us = region.now_us();
+    region.node_mut(leader).handle_close_session(now_us, 71, 1);
+    region.node_mut(leader).handle_close_session(now_us, 72, 0);
+    region.network.settle();
+    let closes = std::mem::take(&mut region.network.node_mut(leader).session_closes);
+    assert!(
+        closes.contains(&SessionCloseReply {
+            close_id: 71,
+            session_id: 1,
+            result: Ok(false)
+        }) && closes.contains(&SessionCloseReply {
+            close_id: 72,
+            session_id: 0,
+            result: Err(dsss_region_node::CloseSessionError::InvalidId)
+        }),
+        "{closes:?}"
     );
 }
 

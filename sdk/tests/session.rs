@@ -1341,3 +1341,118 @@ fn an_object_whose_writes_stop_checkpoints_after_the_idle_interval() {
         "one checkpoint for one quiet spell"
     );
 }
+
+#[test]
+fn a_session_close_waits_for_unacknowledged_calls_then_ends_the_region_session() {
+    let mut session = session();
+    let a = copy("a");
+    open_all_as(&mut session, SESSION, "a", &a);
+    let call = session
+        .call(0, "a", 1, Postcard::encode(&(3u64,)).expect("encodes"))
+        .expect("calls");
+    let (call_transmit, _, _) = proposal(&transmits(&mut session));
+    let close_id = session.close_session(1);
+    assert_eq!(
+        session.close_session(1),
+        close_id,
+        "asked again: the same close"
+    );
+    assert!(
+        transmits(&mut session).is_empty(),
+        "no close while a call waits for its acknowledgement"
+    );
+    let refused = session
+        .call(1, "a", 1, Postcard::encode(&(4u64,)).expect("encodes"))
+        .expect_err("a closing client takes no call");
+    assert!(refused.to_string().contains("closed"), "{refused}");
+    assert!(session.open(1, "b", Scope::Regional, copy("b")).is_err());
+
+    // The call is acknowledged: now the close goes, naming the session.
+    session.handle_response(
+        2,
+        call_transmit.node_id,
+        call_transmit.request_id,
+        Response::Proposed { position: 4 },
+    );
+    let sent = transmits(&mut session);
+    let [close] = &sent[..] else {
+        panic!("one close expected: {sent:?}");
+    };
+    assert_eq!(
+        close.request,
+        Request::CloseSession {
+            session_id: SESSION
+        }
+    );
+    // A member without a leader sends it elsewhere; the region's answer completes it.
+    session.handle_response(
+        3,
+        close.node_id,
+        close.request_id,
+        Response::NotLeader { leader_hint: None },
+    );
+    session.handle_timeout(3 + ATTEMPT_US);
+    let sent = transmits(&mut session);
+    let [again] = &sent[..] else {
+        panic!("the close is retried: {sent:?}");
+    };
+    assert_eq!(again.request, close.request);
+    session.handle_response(
+        4 + ATTEMPT_US,
+        again.node_id,
+        again.request_id,
+        Response::SessionClosed,
+    );
+    let closed = events(&mut session);
+    assert!(
+        closed.contains(&Event::SessionClosed {
+            close_id,
+            outcome: Ok(())
+        }),
+        "{closed:?}"
+    );
+    // Nothing goes to the region for the session any more.
+    session.handle_timeout(100 * ATTEMPT_US);
+    let later = transmits(&mut session);
+    assert!(
+        later.iter().all(|transmit| matches!(
+            transmit.request,
+            Request::Subscribe { .. } | Request::FetchCheckpoint { .. }
+        )),
+        "{later:?}"
+    );
+    let _ = call;
+}
+
+#[test]
+fn a_session_the_region_never_heard_of_closes_without_a_request_and_a_dropped_one_at_once() {
+    let mut never_opened = unopened_session(SESSION);
+    let close_id = never_opened.close_session(0);
+    assert!(transmits(&mut never_opened).is_empty());
+    assert_eq!(
+        events(&mut never_opened),
+        vec![Event::SessionClosed {
+            close_id,
+            outcome: Ok(())
+        }]
+    );
+    assert_eq!(never_opened.close_session_now(0), None);
+
+    // A driver that stops closes at once, even with a call unacknowledged: the region applies
+    // that call once or refuses it.
+    let mut session = session();
+    let a = copy("a");
+    open_all_as(&mut session, SESSION, "a", &a);
+    session
+        .call(0, "a", 1, Postcard::encode(&(3u64,)).expect("encodes"))
+        .expect("calls");
+    let _ = transmits(&mut session);
+    let close = session.close_session_now(1).expect("a close to send");
+    assert_eq!(
+        close.request,
+        Request::CloseSession {
+            session_id: SESSION
+        }
+    );
+    assert_eq!(session.close_session_now(1), None, "sent once");
+}

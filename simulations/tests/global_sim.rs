@@ -454,3 +454,170 @@ fn a_region_cut_off_past_the_coordinators_retention_catches_up_and_agrees() {
         );
     });
 }
+
+/// One region cut off for `cut` of simulated time while the other regions keep making global
+/// calls at a low rate all along (one every two to four seconds per client): their calls keep
+/// completing within a bound that follows from the topology, the coordinator keeps a bounded
+/// number of epochs (it releases what only the cut region still lacks), and the region, back,
+/// reads what it missed from another region's log and agrees with the others. Returns the
+/// line the run prints.
+fn a_region_cut_off_for(seed: u64, cut: Duration) -> String {
+    const RETAINED_EPOCHS: usize = 64;
+    let wall_started = std::time::Instant::now();
+    let topology = local_topology();
+    let regions: Vec<String> = topology
+        .regions
+        .iter()
+        .map(|region| region.id.clone())
+        .collect();
+    let cut_region = regions[(seed % regions.len() as u64) as usize].clone();
+    let cut_at = at(Duration::from_secs(2));
+    let cut_until = cut_at.saturating_add(cut);
+    let mut settings = GlobalRunSettings::new(seed, topology.clone());
+    settings.fault_window = cut + Duration::from_secs(6);
+    // No fault but the cut: the calls' waits measure the cut's effect alone.
+    settings.faults = GlobalFaultPlan::NONE;
+    settings.client.think_time_min = Duration::from_secs(2);
+    settings.client.think_time_max = Duration::from_secs(4);
+    settings.client.global_share = 1.0;
+    settings.coordinator_limits.retained_epochs_max = RETAINED_EPOCHS;
+    let mut cluster = GlobalCluster::new(&settings).expect("valid settings");
+    cluster.simulation().run_until(cut_at);
+    let simulated_region = cluster
+        .simulation()
+        .network()
+        .config()
+        .region_named(&cut_region)
+        .expect("the region is simulated");
+    cluster.simulation().isolate_region(simulated_region);
+
+    // The coordinator's retention is sampled every simulated minute of the cut.
+    let mut retained_max = 0;
+    let mut now = cut_at;
+    while now < cut_until {
+        now = now.saturating_add(Duration::from_secs(60)).min(cut_until);
+        cluster.simulation().run_until(now);
+        for replica in cluster.nodes() {
+            if let Some(coordinator) = cluster.coordinator(replica) {
+                let retained = coordinator.status().retained_epochs;
+                assert!(
+                    retained <= RETAINED_EPOCHS,
+                    "seed {seed}: coordinator replica {replica} retains {retained} epochs at \
+                     {now}, more than its bound of {RETAINED_EPOCHS}"
+                );
+                retained_max = retained_max.max(retained);
+            }
+        }
+    }
+    let newest_epoch_at_heal = cluster.newest_sealed_epoch();
+
+    // Once the coordinator removed the cut region (suspicion timeout, plus an election when
+    // the cut took a leader), a global call of another region waits for its epoch only: the
+    // epoch, the other regions' idle poll and close, and a few WAN round trips; the client's
+    // own timeout (eight times the largest one-way delay, and half a second) bounds it.
+    let resume_by = cut_at.saturating_add(suspicion(&topology).saturating_mul(3));
+    let wait_max = settings.client.request_timeout;
+    let observer = cluster.observer();
+    let mut completed = 0;
+    let mut longest_wait = Duration::ZERO;
+    for call in observer.calls().values() {
+        if call.region == cut_region
+            || call.scope != Scope::Global
+            || call.invoked_at < resume_by
+            || call.invoked_at.saturating_add(wait_max) > cut_until
+        {
+            continue;
+        }
+        let Some(acknowledged_at) = call.acknowledged_at else {
+            panic!(
+                "seed {seed}: a global call of {} made at {} was never acknowledged with \
+                 {cut_region} cut off",
+                call.region, call.invoked_at
+            );
+        };
+        let wait = acknowledged_at.saturating_duration_since(call.invoked_at);
+        assert!(
+            wait <= wait_max,
+            "seed {seed}: a global call of {} made at {} waited {wait:?}, more than \
+             {wait_max:?}, with {cut_region} cut off",
+            call.region,
+            call.invoked_at
+        );
+        longest_wait = longest_wait.max(wait);
+        completed += 1;
+    }
+    drop(observer);
+    // Two regions, two clients each, a call every two to four seconds: about one a second.
+    let expected_min = (cut.as_secs() / 4).saturating_sub(2 * suspicion(&topology).as_secs());
+    assert!(
+        completed >= expected_min,
+        "seed {seed}: only {completed} global calls completed during the cut, fewer than \
+         {expected_min}"
+    );
+    assert!(
+        newest_epoch_at_heal > 4 * RETAINED_EPOCHS as u64,
+        "seed {seed}: only {newest_epoch_at_heal} epochs were sealed during the cut, too few \
+         for the coordinator to release any the cut region lacks"
+    );
+
+    cluster.simulation().heal_all();
+    cluster
+        .simulation()
+        .run_until(cut_until.saturating_add(Duration::from_secs(6)));
+    let members = cluster
+        .regions()
+        .iter()
+        .find(|(region, _)| *region == cut_region)
+        .map(|(_, members)| members.clone())
+        .expect("the region is simulated");
+    let caught_up: u64 = members
+        .iter()
+        .filter_map(|&node| cluster.region_node(node))
+        .map(|node| node.status().counters.epoch_parts_caught_up)
+        .sum();
+    assert!(
+        caught_up > 0,
+        "seed {seed}: {cut_region} read no released epoch from another region: {}",
+        cluster.describe()
+    );
+    let problems = cluster.heal_and_check(settings.convergence_max);
+    assert!(problems.is_empty(), "seed {seed}: {problems:?}");
+    let delivered = cluster.simulation().statistics().delivered;
+    let wall = wall_started.elapsed();
+    format!(
+        "seed {seed}: {cut_region} cut off for {} s of simulated time; {completed} global calls \
+         of the other regions completed meanwhile, the longest in {longest_wait:?} (bound \
+         {wait_max:?}); {newest_epoch_at_heal} epochs sealed, the coordinator retaining at most \
+         {retained_max} (bound {RETAINED_EPOCHS}); {caught_up} epoch parts read from other \
+         regions after the heal; {delivered} messages delivered in {wall:?} of wall time \
+         ({:.0} per second)",
+        cut.as_secs(),
+        delivered as f64 / wall.as_secs_f64()
+    )
+}
+
+/// The longest cut that keeps the test near a minute of wall time in a debug build (the
+/// simulator runs about 66 simulated seconds per wall second here, ticks of every node
+/// included): half an hour of simulated time.
+#[test]
+fn a_region_cut_off_for_half_an_hour_while_the_others_write_catches_up_and_agrees() {
+    run_seeds("global_region_long_cut", 1, |seed| {
+        println!(
+            "{}",
+            a_region_cut_off_for(seed, Duration::from_secs(30 * 60))
+        );
+    });
+}
+
+/// The same for a whole simulated day: about 20 minutes of wall time in a debug build, so it
+/// runs on request (`--ignored`).
+#[test]
+#[ignore = "a simulated day takes about 20 minutes of wall time in a debug build"]
+fn a_region_cut_off_for_a_day_while_the_others_write_catches_up_and_agrees() {
+    run_seeds("global_region_day_cut", 1, |seed| {
+        println!(
+            "{}",
+            a_region_cut_off_for(seed, Duration::from_secs(24 * 60 * 60))
+        );
+    });
+}

@@ -108,6 +108,13 @@ impl RegionClient for OneNodeRegion {
         Err(Status::unimplemented("this test node keeps no sessions"))
     }
 
+    async fn close_session(
+        &self,
+        _request: Request<proto::CloseSessionRequest>,
+    ) -> Result<Response<proto::CloseSessionReply>, Status> {
+        Err(Status::unimplemented("this test node keeps no sessions"))
+    }
+
     type SubscribeStream = tokio_stream::Iter<std::vec::IntoIter<Result<SubscribeReply, Status>>>;
 
     async fn subscribe(

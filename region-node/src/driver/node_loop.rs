@@ -26,8 +26,9 @@ use crate::checkpoint::{CheckpointFetch, CheckpointOutcome, CheckpointUpload};
 use crate::driver::coordinator_client::{CoordinatorSender, GlobalSettings};
 use crate::driver::peer::{PEER_CALL_TIMEOUT_US, PEER_CONNECT_TIMEOUT_US, PeerSenders};
 use crate::node::{
-    CHECKPOINT_UPLOADS_IN_FLIGHT_MAX, OpenSessionError, SESSION_OPENS_IN_FLIGHT_MAX,
-    SYNCS_IN_FLIGHT_MAX, SyncReply, UploadError,
+    CHECKPOINT_UPLOADS_IN_FLIGHT_MAX, CloseSessionError, OpenSessionError,
+    SESSION_CLOSES_IN_FLIGHT_MAX, SESSION_OPENS_IN_FLIGHT_MAX, SYNCS_IN_FLIGHT_MAX, SyncReply,
+    UploadError,
 };
 use crate::snapshot_catch_up::{LogRangeFetch, LogRangeReply, LogRangeRequest};
 use crate::{
@@ -221,6 +222,13 @@ pub enum NodeEvent {
         /// Where the answer goes.
         reply: oneshot::Sender<Result<(), OpenSessionError>>,
     },
+    /// A client closes its session.
+    CloseSession {
+        /// The session id the client opened.
+        session_id: u64,
+        /// Where the answer goes: whether the session lived until the close.
+        reply: oneshot::Sender<Result<bool, CloseSessionError>>,
+    },
     /// A read of an object's newest checkpoint.
     FetchCheckpoint {
         /// The object.
@@ -350,6 +358,7 @@ pub fn spawn_with_global(
                 syncs: HashMap::new(),
                 uploads: HashMap::new(),
                 session_opens: HashMap::new(),
+                session_closes: HashMap::new(),
                 next_request_id: 1,
                 raft_messages_refused: 0,
                 region: settings.node.region.clone(),
@@ -391,6 +400,7 @@ struct RegionLoop {
     syncs: HashMap<u64, oneshot::Sender<Result<Barrier, SyncError>>>,
     uploads: HashMap<u64, oneshot::Sender<Result<CheckpointOutcome, UploadError>>>,
     session_opens: HashMap<u64, oneshot::Sender<Result<(), OpenSessionError>>>,
+    session_closes: HashMap<u64, oneshot::Sender<Result<bool, CloseSessionError>>>,
     /// The id of the next barrier or upload handed to the node.
     next_request_id: u64,
     raft_messages_refused: u64,
@@ -465,6 +475,11 @@ impl RegionLoop {
                 }
                 RegionOutput::SessionReply(reply) => {
                     if let Some(sender) = self.session_opens.remove(&reply.open_id) {
+                        let _ = sender.send(reply.result);
+                    }
+                }
+                RegionOutput::SessionCloseReply(reply) => {
+                    if let Some(sender) = self.session_closes.remove(&reply.close_id) {
                         let _ = sender.send(reply.result);
                     }
                 }
@@ -637,6 +652,15 @@ impl RegionLoop {
                 let open_id = self.take_request_id();
                 self.session_opens.insert(open_id, reply);
                 self.node.handle_open_session(now_us, open_id, session_id);
+            }
+            NodeEvent::CloseSession { session_id, reply } => {
+                if self.session_closes.len() >= SESSION_CLOSES_IN_FLIGHT_MAX {
+                    let _ = reply.send(Err(CloseSessionError::Overloaded));
+                    return;
+                }
+                let close_id = self.take_request_id();
+                self.session_closes.insert(close_id, reply);
+                self.node.handle_close_session(now_us, close_id, session_id);
             }
             NodeEvent::FetchCheckpoint { object_id, reply } => {
                 let fetch = self.node.region_log().checkpoints().fetch(&object_id);

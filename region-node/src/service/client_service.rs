@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dsss_wire::proto::region_client_server::RegionClient;
-use dsss_wire::proto::{self, open_session_reply, propose_reply};
+use dsss_wire::proto::{self, close_session_reply, open_session_reply, propose_reply};
 use dsss_wire::{
     Arguments, ClientId, FIRST_RETAINED_POSITION_HEADER, GRPC_MESSAGE_BYTES_MAX, MethodId,
     OBJECT_IDS_PER_REQUEST_MAX, ObjectId, PROTOCOL_VERSION, RequestSequence, Scope,
@@ -45,7 +45,7 @@ use prost::Message;
 use crate::checkpoint::{
     CHECKPOINT_STATE_BYTES_MAX, CheckpointOutcome, CheckpointUpload, STATE_HASH_BYTES,
 };
-use crate::node::{OpenSessionError, SyncError, UploadError};
+use crate::node::{CloseSessionError, OpenSessionError, SyncError, UploadError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -513,6 +513,7 @@ pub fn status_reply(status: &NodeStatus, streams: StreamLoad) -> proto::StatusRe
         subscriptions: streams.subscriptions as u64,
         subscribe_buffered_bytes: streams.buffered_bytes as u64,
         subscribe_buffered_bytes_max: SUBSCRIBE_BUFFERED_BYTES_MAX as u64,
+        sessions: node.sessions as u64,
         released_objects: node.checkpoints.released_objects as u64,
         releases: node.checkpoints.releases,
         epoch_parts_caught_up: node.counters.epoch_parts_caught_up,
@@ -752,6 +753,56 @@ impl RegionClient for RegionClientService {
             }
         };
         Ok(Response::new(proto::OpenSessionReply {
+            outcome: Some(outcome),
+        }))
+    }
+
+    async fn close_session(
+        &self,
+        request: Request<proto::CloseSessionRequest>,
+    ) -> Result<Response<proto::CloseSessionReply>, Status> {
+        let (deadline, budget) = Self::budget(request.metadata());
+        let session_id = request.into_inner().session_id;
+        let node_id = self.link.node_id();
+        if session_id == 0 {
+            return Err(Status::invalid_argument(
+                "close_session: session_id is 0, which is never valid",
+            ));
+        }
+        let (sender, receiver) = oneshot::channel();
+        self.link.send(NodeEvent::CloseSession {
+            session_id,
+            reply: sender,
+        })?;
+        let outcome = match tokio::time::timeout(budget, receiver).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => return Err(super::node_stopped(node_id)),
+            Err(_) => {
+                return Err(Status::deadline_exceeded(format!(
+                    "node {node_id}: the session close was not applied within its deadline of \
+                     {} ms; retrying it is safe",
+                    deadline.as_millis()
+                )));
+            }
+        };
+        let outcome = match outcome {
+            Ok(was_open) => close_session_reply::Outcome::Closed(proto::SessionClosed { was_open }),
+            Err(CloseSessionError::NotLeader { leader_hint }) => {
+                close_session_reply::Outcome::NotLeader(self.link.not_leader(leader_hint))
+            }
+            Err(error @ CloseSessionError::InvalidId) => {
+                return Err(Status::invalid_argument(format!("close_session: {error}")));
+            }
+            Err(error @ CloseSessionError::Overloaded) => {
+                return Err(Status::resource_exhausted(format!(
+                    "node {node_id}: {error}"
+                )));
+            }
+            Err(error @ CloseSessionError::Dropped) => {
+                return Err(Status::unavailable(format!("node {node_id}: {error}")));
+            }
+        };
+        Ok(Response::new(proto::CloseSessionReply {
             outcome: Some(outcome),
         }))
     }
@@ -1094,6 +1145,7 @@ mod tests {
                 proposals_pending: 0,
                 waiters: 0,
                 syncs_in_flight: 0,
+                sessions: 0,
                 checkpoints: CheckpointStatus::default(),
                 log_size_bytes: 5 * 300,
                 log_quota_bytes: 1024 * 1024 * 1024,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use dsss_wire::proto::{self, log_entry, open_session_reply, propose_reply};
+use dsss_wire::proto::{self, close_session_reply, log_entry, open_session_reply, propose_reply};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -32,7 +32,14 @@ pub(crate) struct Waits {
     pub(crate) opens: HashMap<u64, oneshot::Sender<Result<(), CallError>>>,
     pub(crate) calls: HashMap<u64, oneshot::Sender<Result<Vec<u8>, CallError>>>,
     pub(crate) syncs: HashMap<u64, oneshot::Sender<Result<(), CallError>>>,
+    /// Every `Client::close` waiting (clones may close at once: the session closes once).
+    pub(crate) closes: Vec<oneshot::Sender<Result<(), CallError>>>,
+    /// How the session's close ended, once it did.
+    pub(crate) closed: Option<Result<(), CallError>>,
 }
+
+/// How long a close sent by a dropped client may take; nobody waits for it.
+const DROP_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the application's handles and the driver task share.
 pub(crate) struct Shared {
@@ -48,10 +55,39 @@ pub(crate) struct Shared {
 }
 
 impl Drop for Shared {
+    /// The last handle is gone: the driver stops, and the region session is closed without
+    /// waiting, so that it frees its room in the region at once (best effort: when the close
+    /// is lost, the region ends the session after its idle timeout).
     fn drop(&mut self) {
         if let Some(task) = lock(&self.task).take() {
             task.abort();
         }
+        let now_us = self.now_us();
+        let Some(transmit) = lock(&self.session).close_session_now(now_us) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Ok(stub) = self.connections.stub(transmit.node_id) else {
+            return;
+        };
+        let region = self.region.clone();
+        runtime.spawn(async move {
+            let node_id = transmit.node_id;
+            let outcome =
+                tokio::time::timeout(DROP_CLOSE_TIMEOUT, unary(stub, node_id, transmit.request))
+                    .await;
+            if !matches!(outcome, Ok(Response::SessionClosed)) {
+                tracing::debug!(
+                    region = %region,
+                    node_id,
+                    outcome = ?outcome,
+                    "the close of a dropped client's session did not finish; the region ends \
+                     it after its idle timeout"
+                );
+            }
+        });
     }
 }
 
@@ -168,6 +204,12 @@ fn deliver(shared: &Shared, events: Vec<Event>) {
                 if let Some(wait) = waits.calls.remove(&call_id) {
                     let _ = wait.send(outcome);
                 }
+            }
+            Event::SessionClosed { outcome, .. } => {
+                for wait in waits.closes.drain(..) {
+                    let _ = wait.send(outcome.clone());
+                }
+                waits.closed = Some(outcome);
             }
             Event::SyncDone { sync_id, outcome } => {
                 if let Some(wait) = waits.syncs.remove(&sync_id) {
@@ -355,6 +397,24 @@ async fn unary(
                 .map(|reply| match reply.into_inner().outcome {
                     Some(open_session_reply::Outcome::Opened(_)) => Response::SessionOpened,
                     Some(open_session_reply::Outcome::NotLeader(not_leader)) => {
+                        Response::NotLeader {
+                            leader_hint: (not_leader.leader_node_id != 0)
+                                .then_some(not_leader.leader_node_id),
+                        }
+                    }
+                    None => Response::Failed {
+                        reason: format!("node {node_id} sent an empty reply"),
+                    },
+                })
+        }
+        SessionRequest::CloseSession { session_id } => {
+            let mut request = Request::new(proto::CloseSessionRequest { session_id });
+            request.set_timeout(deadline);
+            stub.close_session(request)
+                .await
+                .map(|reply| match reply.into_inner().outcome {
+                    Some(close_session_reply::Outcome::Closed(_)) => Response::SessionClosed,
+                    Some(close_session_reply::Outcome::NotLeader(not_leader)) => {
                         Response::NotLeader {
                             leader_hint: (not_leader.leader_node_id != 0)
                                 .then_some(not_leader.leader_node_id),

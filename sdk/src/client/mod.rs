@@ -79,6 +79,39 @@ impl Client {
         driver::lock(&self.shared.session).position()
     }
 
+    /// Ends this client: waits for its calls still waiting for the region's acknowledgement to
+    /// be acknowledged or give up (each within `call_timeout`), then closes its session in the
+    /// region, so the region refuses the session's calls from then on and frees its room among
+    /// the region's live sessions at once rather than after the idle timeout. Bounded: it
+    /// returns within twice `call_timeout` and a bit, with the reason when the close could not
+    /// be confirmed (the region then ends the session after its idle timeout). Calls and opens
+    /// through this client or any clone fail from now on; reads of open objects still work.
+    /// Dropping the last handle of a client closes the session too, without waiting.
+    pub async fn close(&self) -> Result<(), CallError> {
+        let (sender, closed) = tokio::sync::oneshot::channel();
+        let done = self.shared.command(|session, now_us, waits| {
+            if let Some(outcome) = &waits.closed {
+                return Some(outcome.clone());
+            }
+            waits.closes.push(sender);
+            session.close_session(now_us);
+            None
+        });
+        if let Some(outcome) = done {
+            return outcome;
+        }
+        let bound = 2 * self.config.call_timeout + self.config.attempt_timeout;
+        match tokio::time::timeout(bound, closed).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(CallError::Config("the client's driver stopped".to_owned())),
+            Err(_) => Err(CallError::GaveUp {
+                attempts: 0,
+                elapsed_ms: bound.as_millis() as u64,
+                last_error: "the session close got no answer in time".to_owned(),
+            }),
+        }
+    }
+
     /// A barrier for the whole client: once it returns, reads of any of its objects see every
     /// call that completed anywhere before it was called.
     pub async fn sync(&self) -> Result<(), CallError> {

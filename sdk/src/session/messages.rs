@@ -38,6 +38,11 @@ pub enum Request {
         /// The session id: 64 random bits, fresh for each session.
         session_id: u64,
     },
+    /// Close the client's session in the region (the client makes no more calls in it).
+    CloseSession {
+        /// The session id the client opened.
+        session_id: u64,
+    },
     /// Order one call.
     Propose {
         /// The object called.
@@ -151,6 +156,8 @@ pub enum Response {
     },
     /// The session is open in the region.
     SessionOpened,
+    /// The region holds the session no more (closed now, or it had ended before).
+    SessionClosed,
     /// The region holds no such session (never opened, or ended by idleness): the call was
     /// not applied now.
     SessionUnknown {

@@ -11,7 +11,7 @@
 //! The session reads no clock (time comes in as `now_us`, microseconds on any monotonic
 //! clock), opens no socket and spawns nothing. A driver pumps it, in this order:
 //! 1. commands: [`ClientSession::open`], [`ClientSession::call`], [`ClientSession::sync`],
-//!    [`ClientSession::close`];
+//!    [`ClientSession::close`], [`ClientSession::close_session`];
 //! 2. inputs: [`ClientSession::handle_response`] for every answer and every piece of the log
 //!    stream, [`ClientSession::handle_timeout`] when [`ClientSession::poll_timeout`] passes;
 //! 3. outputs, after EVERY command or input: drain [`ClientSession::poll_transmit`] (send each
@@ -34,6 +34,10 @@
 //! - `sync()`: a barrier for the whole client. A member names a position (raft ReadIndex in the
 //!   region and the newest sealed epoch from the coordinator); the barrier completes when the
 //!   cursor reaches it.
+//! - Closing: [`ClientSession::close_session`] ends the client's session in the region once
+//!   no call waits for its acknowledgement (a call acknowledged still completes from the
+//!   stream), so the region refuses the session's calls from then on and frees its room at
+//!   once instead of after its idle timeout. No call or open is taken after it begins.
 //! - Routing: proposals follow a [`LeaderTracker`]; a member that does not answer within the
 //!   attempt timeout is passed over. The stream moves to the next member when it ended, or
 //!   when something waits on it (a call's record, a barrier, a joining copy) and it made no
@@ -214,6 +218,14 @@ pub enum Event {
         /// The outcome.
         outcome: Result<Vec<u8>, CallError>,
     },
+    /// The close of the session in the region finished: the region holds the session no more,
+    /// or why that is not known.
+    SessionClosed {
+        /// The id [`ClientSession::close_session`] returned.
+        close_id: u64,
+        /// The outcome.
+        outcome: Result<(), CallError>,
+    },
     /// A barrier finished: reads now see every call completed anywhere before it began.
     SyncDone {
         /// The id [`ClientSession::sync`] returned.
@@ -330,6 +342,23 @@ struct RegionSession {
     attempts: Attempts,
 }
 
+/// The close of the client's session in the region, once asked for.
+struct SessionClose {
+    /// The id [`ClientSession::close_session`] returned.
+    close_id: u64,
+    attempts: Attempts,
+    /// The close finished (the event went out).
+    done: bool,
+}
+
+/// The error of an open or a call made after the client began to close.
+fn client_closed(object_id: &str) -> CallError {
+    CallError::Stopped {
+        object: object_id.to_owned(),
+        reason: "the client was closed".to_owned(),
+    }
+}
+
 /// The session id after `id`: a step of SplitMix64, so that ids look random to the region
 /// and the simulator's stay deterministic.
 fn next_session_id(id: u64) -> u64 {
@@ -363,6 +392,7 @@ struct SyncState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Pending {
     OpenSession,
+    CloseSession,
     Call(u64),
     Fetch(String),
     Upload(String),
@@ -395,6 +425,8 @@ pub struct ClientSession {
     pending_upload_retries: Vec<String>,
     leader: LeaderTracker,
     session: RegionSession,
+    /// The close of the session, once asked for: no call or open is taken from then on.
+    close: Option<SessionClose>,
     next_request_id: u64,
     next_sequence: u64,
     next_handle_id: u64,
@@ -431,6 +463,7 @@ impl ClientSession {
                 open: false,
                 attempts: Attempts::new(0),
             },
+            close: None,
             next_request_id: 1,
             next_sequence: 1,
             next_handle_id: 1,
@@ -493,6 +526,9 @@ impl ClientSession {
     ) -> Result<u64, CallError> {
         dsss_wire::ObjectId::new(object_id)
             .map_err(|error| CallError::Config(error.to_string()))?;
+        if self.close.is_some() {
+            return Err(client_closed(object_id));
+        }
         if self.objects.contains_key(object_id) {
             return Err(CallError::Config(format!(
                 "{object_id} is open in this client already: clone its handle instead"
@@ -577,6 +613,73 @@ impl ClientSession {
         self.reopen_stream(now_us, object.stream);
     }
 
+    /// Closes the client's session in the region: once no call waits for its acknowledgement
+    /// (each is acknowledged, or gives up by its timeout), the close goes to the region, and
+    /// from then on the region refuses every call of the session and no longer counts it
+    /// against its bound on live sessions. No call or open is taken after this; calls already
+    /// acknowledged still complete from the stream. Completes with [`Event::SessionClosed`]
+    /// (a session that never asked the region for an open completes at once); a close that
+    /// gets no answer within `call_timeout_us` gives up, and the region ends the session after
+    /// its idle timeout instead. Asked again, it returns the same id.
+    pub fn close_session(&mut self, now_us: u64) -> u64 {
+        if let Some(close) = &self.close {
+            return close.close_id;
+        }
+        let close_id = self.next_handle();
+        let mut attempts = Attempts::new(now_us);
+        attempts.retry_at_us = None;
+        self.close = Some(SessionClose {
+            close_id,
+            attempts,
+            done: false,
+        });
+        self.after_input(now_us);
+        close_id
+    }
+
+    /// The one request that closes the session in the region at once, for a driver that stops
+    /// and awaits no answer (a dropped client): calls still unacknowledged are left to the
+    /// region, which applies each once or refuses it. No call or open is taken after this.
+    /// `None` when the region never heard of the session or its close was sent already.
+    pub fn close_session_now(&mut self, now_us: u64) -> Option<Transmit> {
+        if self.close_under_way() {
+            return None;
+        }
+        let close_id = self.close_session(now_us);
+        if self.close_under_way() {
+            // Nothing waited: the close went out as any other request.
+            return self
+                .transmits
+                .drain(..)
+                .find(|transmit| matches!(transmit.request, Request::CloseSession { .. }));
+        }
+        let close = self.close.as_mut().expect("asked for above");
+        debug_assert_eq!(close.close_id, close_id);
+        close.done = true;
+        close.attempts.attempts = 1;
+        Some(Transmit {
+            node_id: self.leader.target(),
+            request_id: self.next_request(),
+            request: Request::CloseSession {
+                session_id: self.session.id,
+            },
+        })
+    }
+
+    /// Whether [`ClientSession::close_session`] was asked for.
+    pub fn is_closing(&self) -> bool {
+        self.close.is_some()
+    }
+
+    /// How many calls wait for the region's acknowledgement (queued, or proposed and not yet
+    /// answered).
+    pub fn calls_unacknowledged(&self) -> usize {
+        self.calls
+            .values()
+            .filter(|call| call.committed_at.is_none())
+            .count()
+    }
+
     /// Calls `method_id` of the open object `object_id` with encoded `arguments`. Completes
     /// with [`Event::CallDone`].
     pub fn call(
@@ -642,6 +745,9 @@ impl ClientSession {
             match in_flight.pending {
                 Pending::OpenSession => {
                     self.handle_session_response(now_us, node_id, request_id, response);
+                }
+                Pending::CloseSession => {
+                    self.handle_close_response(now_us, node_id, request_id, response);
                 }
                 Pending::Call(call_id) => {
                     self.handle_call_response(now_us, call_id, node_id, request_id, response);
@@ -747,8 +853,16 @@ impl ClientSession {
         for request_id in self.requests.keys() {
             consider(self.attempt_deadline(*request_id));
         }
-        if !self.session.open {
+        if !self.session.open && self.open_wanted() {
             consider(self.session.attempts.retry_at_us);
+        }
+        if let Some(close) = self.close.as_ref().filter(|close| !close.done) {
+            consider(close.attempts.retry_at_us);
+            if close.attempts.attempts > 0 {
+                consider(Some(
+                    close.attempts.started_us + self.config.call_timeout_us,
+                ));
+            }
         }
         for call in self.calls.values() {
             consider(call.attempts.retry_at_us);
@@ -1147,6 +1261,9 @@ impl ClientSession {
         method_id: u32,
         arguments: Vec<u8>,
     ) -> Result<u64, CallError> {
+        if self.close.is_some() {
+            return Err(client_closed(object_id));
+        }
         if self.calls.len() >= CALLS_WAITING_MAX {
             return Err(CallError::Overloaded(format!(
                 "this client already waits on {CALLS_WAITING_MAX} calls"
@@ -1298,6 +1415,133 @@ impl ClientSession {
                 self.leader.handle_failure(node_id);
             }
         }
+    }
+
+    /// The region answered a close of the session.
+    fn handle_close_response(
+        &mut self,
+        now_us: u64,
+        node_id: u64,
+        request_id: u64,
+        response: Response,
+    ) {
+        let Some(close) = self.close.as_mut().filter(|close| {
+            !close.done && close.attempts.in_flight.map(|(id, _)| id) == Some(request_id)
+        }) else {
+            return;
+        };
+        close.attempts.in_flight = None;
+        let close_id = close.close_id;
+        match response {
+            Response::SessionClosed => {
+                close.done = true;
+                self.leader.handle_success(node_id);
+                self.events.push_back(Event::SessionClosed {
+                    close_id,
+                    outcome: Ok(()),
+                });
+            }
+            Response::NotLeader { leader_hint } => {
+                close.attempts.last_error = format!("node {node_id} is not the leader");
+                let wait = self.wait_after_not_leader(node_id, leader_hint);
+                self.set_close_retry(now_us + wait);
+            }
+            other => {
+                close.attempts.last_error = format!("node {node_id}: {other:?}");
+                close.attempts.failures += 1;
+                let failures = close.attempts.failures;
+                let wait = self.retry_wait(failures.saturating_sub(1));
+                self.set_close_retry(now_us + wait);
+                self.leader.handle_failure(node_id);
+            }
+        }
+    }
+
+    fn set_close_retry(&mut self, at_us: u64) {
+        if let Some(close) = self.close.as_mut() {
+            close.attempts.retry_at_us = Some(at_us);
+        }
+    }
+
+    /// Whether the close of the session went (or goes now) to the region: no open is sent any
+    /// more.
+    fn close_under_way(&self) -> bool {
+        self.close
+            .as_ref()
+            .is_some_and(|close| close.done || close.attempts.attempts > 0)
+    }
+
+    /// Whether the session still has a use for an open region session: always until its close
+    /// is asked for; after, only for the calls made before that wait for it.
+    fn open_wanted(&self) -> bool {
+        match &self.close {
+            None => true,
+            Some(_) => !self.close_under_way() && self.calls_unacknowledged() > 0,
+        }
+    }
+
+    /// Sends the close of the session when it is due: asked for, and no call waits for its
+    /// acknowledgement (so none can go in the session after the close).
+    fn send_close_due(&mut self, now_us: u64) {
+        let unacknowledged = self.calls_unacknowledged();
+        let never_opened = !self.session.open && self.session.attempts.attempts == 0;
+        let Some(close) = self.close.as_mut() else {
+            return;
+        };
+        if close.done || close.attempts.in_flight.is_some() || unacknowledged > 0 {
+            return;
+        }
+        if close.attempts.attempts == 0 {
+            if never_opened {
+                // The region never heard of the session: nothing to close.
+                close.done = true;
+                let close_id = close.close_id;
+                self.events.push_back(Event::SessionClosed {
+                    close_id,
+                    outcome: Ok(()),
+                });
+                return;
+            }
+            // The bound on the close counts from when it can go, not from when it was asked
+            // for: the calls before it had their own.
+            close.attempts.started_us = now_us;
+            close.attempts.retry_at_us = Some(now_us);
+        }
+        if now_us >= close.attempts.started_us + self.config.call_timeout_us {
+            close.done = true;
+            let close_id = close.close_id;
+            let error = close.attempts.gave_up(now_us);
+            self.events.push_back(Event::SessionClosed {
+                close_id,
+                outcome: Err(error),
+            });
+            return;
+        }
+        if close.attempts.retry_at_us.is_none_or(|at| at > now_us) {
+            return;
+        }
+        let node_id = self.leader.target();
+        let request_id = self.next_request();
+        let deadline = now_us + self.config.attempt_timeout_us;
+        let close = self.close.as_mut().expect("looked up above");
+        close.attempts.retry_at_us = None;
+        close.attempts.attempts += 1;
+        close.attempts.in_flight = Some((request_id, deadline));
+        self.requests.insert(
+            request_id,
+            InFlight {
+                pending: Pending::CloseSession,
+                node_id,
+                deadline_us: deadline,
+            },
+        );
+        self.transmits.push_back(Transmit {
+            node_id,
+            request_id,
+            request: Request::CloseSession {
+                session_id: self.session.id,
+            },
+        });
     }
 
     /// `node_id` said it does not lead: how long to wait before the next attempt, which goes
@@ -1855,7 +2099,8 @@ impl ClientSession {
         if !self.session.open {
             // No call leaves the queue before the region holds the session.
             free = 0;
-            if self.session.attempts.in_flight.is_none()
+            if self.open_wanted()
+                && self.session.attempts.in_flight.is_none()
                 && self
                     .session
                     .attempts
@@ -2039,6 +2284,7 @@ impl ClientSession {
                 self.reopen_stream(now_us, key);
             }
         }
+        self.send_close_due(now_us);
     }
 
     // Helpers.

@@ -48,8 +48,9 @@ pub const FIRST_CLIENT_ID: NodeId = 100_000;
 /// The most clients per region.
 pub const CLIENTS_PER_REGION_MAX: usize = 16;
 
-/// The longest fault window a run accepts.
-pub const FAULT_WINDOW_MAX: Duration = Duration::from_secs(600);
+/// The longest fault window a run accepts: a day and an hour, so that a region can be cut off
+/// for a simulated day while the others keep calling.
+pub const FAULT_WINDOW_MAX: Duration = Duration::from_secs(25 * 60 * 60);
 
 /// The longest a run waits for the healed cluster to converge.
 pub const CONVERGENCE_MAX: Duration = Duration::from_secs(600);

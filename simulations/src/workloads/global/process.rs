@@ -35,7 +35,7 @@ use dsss_raft_group::{
 use dsss_region_node::{
     CheckpointFetch, CheckpointReply, CheckpointUpload, LogEntry, LogRangeReply, LogRangeRequest,
     ProposeError, ProposeRequest, RegionLog, RegionNode, RegionNodeConfig, RegionOutput, Reply,
-    SessionReply, SyncError, SyncReply, ToCoordinator,
+    SessionCloseReply, SessionReply, SyncError, SyncReply, ToCoordinator,
 };
 use dsss_wire::{
     Arguments, ClientId, LeaderTracker, MethodId, ObjectId, RequestSequence, Scope, proto,
@@ -103,6 +103,15 @@ pub enum GlobalMessage {
     },
     /// A region node's answer to [`GlobalMessage::OpenSession`], carrying the client's name.
     SessionReply(SessionReply),
+    /// A client closes its session, named `close_id` by the client.
+    CloseSession {
+        /// The client's name for the close, echoed in the answer.
+        close_id: u64,
+        /// The session.
+        session_id: u64,
+    },
+    /// A region node's answer to [`GlobalMessage::CloseSession`], carrying the client's name.
+    SessionCloseReply(SessionCloseReply),
     /// A client's call.
     Propose(ProposeRequest),
     /// A region node's answer to a call.
@@ -371,6 +380,15 @@ impl fmt::Debug for GlobalMessage {
                 "session-reply(o{} c{} {:?})",
                 reply.open_id, reply.session_id, reply.result
             ),
+            GlobalMessage::CloseSession {
+                close_id,
+                session_id,
+            } => write!(formatter, "close-session(x{close_id} c{session_id})"),
+            GlobalMessage::SessionCloseReply(reply) => write!(
+                formatter,
+                "session-close-reply(x{} c{} {:?})",
+                reply.close_id, reply.session_id, reply.result
+            ),
             GlobalMessage::SyncReply(SyncReply::Ready {
                 sync_id,
                 apply_through_position,
@@ -555,6 +573,8 @@ pub struct NodeProcess {
     /// Session opens waiting on the region node: the node's name for each, with the client
     /// and the client's name.
     session_opens: BTreeMap<u64, (NodeId, u64)>,
+    /// Session closes handed to the region node, by its id: the client and its name.
+    session_closes: BTreeMap<u64, (NodeId, u64)>,
     next_open_id: u64,
     /// Checkpoint uploads waiting on the region node: the node's name for each, with the
     /// instance and the instance's name.
@@ -614,6 +634,7 @@ impl NodeProcess {
             instance_syncs: BTreeMap::new(),
             next_sync_id: 1,
             session_opens: BTreeMap::new(),
+            session_closes: BTreeMap::new(),
             next_open_id: 1,
             instance_uploads: BTreeMap::new(),
             next_upload_id: 1,
@@ -715,6 +736,17 @@ impl NodeProcess {
                         cx.send(
                             client,
                             GlobalMessage::SessionReply(SessionReply { open_id, ..reply }),
+                        );
+                    }
+                }
+                RegionOutput::SessionCloseReply(reply) => {
+                    if let Some((client, close_id)) = self.session_closes.remove(&reply.close_id) {
+                        cx.send(
+                            client,
+                            GlobalMessage::SessionCloseReply(SessionCloseReply {
+                                close_id,
+                                ..reply
+                            }),
                         );
                     }
                 }
@@ -1159,6 +1191,17 @@ impl Process for NodeProcess {
                 region.handle_open_session(now_us, local_id, session_id);
                 self.schedule_flush(cx);
             }
+            GlobalMessage::CloseSession {
+                close_id,
+                session_id,
+            } => {
+                let local_id = self.next_open_id;
+                self.next_open_id += 1;
+                self.session_closes.insert(local_id, (from, close_id));
+                let region = self.region.as_mut().expect("started");
+                region.handle_close_session(now_us, local_id, session_id);
+                self.schedule_flush(cx);
+            }
             GlobalMessage::ReadSealedEpoch { read_id, request } => {
                 let Some(coordinator) = self.coordinator.as_mut() else {
                     return;
@@ -1206,6 +1249,7 @@ impl Process for NodeProcess {
             }
             GlobalMessage::Reply(_)
             | GlobalMessage::SessionReply(_)
+            | GlobalMessage::SessionCloseReply(_)
             | GlobalMessage::LogEntries(_)
             | GlobalMessage::CheckpointFetched { .. }
             | GlobalMessage::CheckpointUploaded(_)

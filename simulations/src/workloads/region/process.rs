@@ -353,9 +353,12 @@ impl NodeProcess {
                         );
                     }
                 }
-                RegionOutput::SyncReply(_) | RegionOutput::CheckpointReply(_) => {
+                RegionOutput::SyncReply(_)
+                | RegionOutput::CheckpointReply(_)
+                | RegionOutput::SessionCloseReply(_) => {
                     self.observer.borrow_mut().violation(format!(
-                        "node {}: the answer to a barrier or an upload nobody asked here",
+                        "node {}: the answer to a barrier, an upload or a session close \
+                         nobody asked here",
                         cx.node()
                     ));
                 }

@@ -415,6 +415,12 @@ impl SdkInstance {
                     "the region found a divergent checkpoint of {object_id} at {position}"
                 ));
             }
+            Event::SessionClosed { close_id, .. } => {
+                // This workload's instances keep their sessions to the end.
+                self.violation(format!(
+                    "a session close {close_id} nobody asked for finished"
+                ));
+            }
         }
     }
 

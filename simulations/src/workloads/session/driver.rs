@@ -26,8 +26,8 @@ use dsss::session::{
     Request, Response, Transmit,
 };
 use dsss_region_node::{
-    CheckpointOutcome, CheckpointUpload, LogEntry, OpenSessionError, ProposeError, ProposeRequest,
-    Reply, SyncReply, UploadError,
+    CheckpointOutcome, CheckpointUpload, CloseSessionError, LogEntry, OpenSessionError,
+    ProposeError, ProposeRequest, Reply, SyncReply, UploadError,
 };
 use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, Record, RequestSequence, Scope};
 
@@ -238,6 +238,16 @@ impl SessionDriver {
                     node_id,
                     GlobalMessage::OpenSession {
                         open_id: request_id,
+                        session_id,
+                    },
+                );
+            }
+            Request::CloseSession { session_id } => {
+                self.asked.insert(request_id, node_id);
+                cx.send(
+                    node_id,
+                    GlobalMessage::CloseSession {
+                        close_id: request_id,
                         session_id,
                     },
                 );
@@ -520,6 +530,27 @@ impl SessionDriver {
                     };
                     self.session
                         .handle_response(now_us, from, reply.open_id, response);
+                }
+            }
+            GlobalMessage::SessionCloseReply(reply) => {
+                if self.asked.remove(&reply.close_id).is_some() {
+                    let response = match reply.result {
+                        Ok(_) => Response::SessionClosed,
+                        Err(CloseSessionError::NotLeader { leader_hint }) => {
+                            Response::NotLeader { leader_hint }
+                        }
+                        Err(error @ CloseSessionError::Overloaded) => Response::Busy {
+                            reason: error.to_string(),
+                        },
+                        Err(error @ CloseSessionError::Dropped) => Response::Failed {
+                            reason: error.to_string(),
+                        },
+                        Err(error @ CloseSessionError::InvalidId) => Response::Refused {
+                            reason: error.to_string(),
+                        },
+                    };
+                    self.session
+                        .handle_response(now_us, from, reply.close_id, response);
                 }
             }
             GlobalMessage::CheckpointFetched { request_id, fetch } => {

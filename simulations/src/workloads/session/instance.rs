@@ -314,6 +314,13 @@ impl SessionInstance {
                     self.index
                 ));
             }
+            Event::SessionClosed { close_id, .. } => {
+                // This workload's instances keep their sessions to the end.
+                self.observer.borrow_mut().violation(format!(
+                    "instance {}: a session close {close_id} nobody asked for finished",
+                    self.index
+                ));
+            }
         }
     }
 
