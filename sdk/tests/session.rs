@@ -1122,7 +1122,11 @@ fn an_open_of_a_released_object_waits_for_a_lift_and_fails_saying_so_when_none_c
             position: 850,
         }
     );
-    assert!(error.to_string().contains("released its records through position 850"));
+    assert!(
+        error
+            .to_string()
+            .contains("released its records through position 850")
+    );
 }
 
 /// A copy that fell behind the truncation point while the region released records of its
@@ -1179,7 +1183,9 @@ fn a_copy_behind_a_release_of_its_object_stops_and_fails_its_calls() {
         "{events:?}"
     );
     assert!(
-        session.call(now, "a", 1, Postcard::encode(&(1u64,)).expect("encodes")).is_err(),
+        session
+            .call(now, "a", 1, Postcard::encode(&(1u64,)).expect("encodes"))
+            .is_err(),
         "the object is no longer open"
     );
 }

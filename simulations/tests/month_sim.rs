@@ -30,7 +30,11 @@ fn a_month_of_instances_that_come_and_go_keeps_every_region_writable_and_bounded
         assert!(report.global_objects_opened >= 10, "seed {seed}:\n{report}");
         assert_eq!(report.endings.len(), 3, "seed {seed}:\n{report}");
         assert!(report.holders > 0, "seed {seed}:\n{report}");
-        assert!(report.objects_compared > 0, "seed {seed}:\n{report}");
+        // Shared objects whose last instance ended within the idle interval of its last append
+        // hold records no checkpoint covers; past 75% of the quota the region releases them, so
+        // later opens fail saying so (counted apart, never a refusal of a write). Copies that
+        // do open are compared at the end (`passed`); the control below, where nothing is
+        // released, compares shared objects on every run.
         for region in &report.regions {
             assert!(
                 region.payload_bytes_appended >= 5 * region.quota_bytes,

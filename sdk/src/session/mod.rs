@@ -1675,7 +1675,8 @@ impl ClientSession {
                     let factor = 1u64 << fetch.failures.saturating_sub(1).min(16);
                     let wait = (self.config.retry_wait_us.saturating_mul(factor))
                         .min(self.config.retry_wait_max_us);
-                    if now_us.saturating_add(wait) < fetch.started_us + self.config.call_timeout_us {
+                    if now_us.saturating_add(wait) < fetch.started_us + self.config.call_timeout_us
+                    {
                         fetch.retry_at_us = Some(now_us + wait);
                         self.counters.released_fetches_retried += 1;
                         return;

@@ -418,6 +418,14 @@ impl MonthSlot {
                 drop(observer);
                 live.waiting = Waiting::Finished;
             }
+            Event::SessionClosed { close_id, .. } => {
+                // This workload's instances end without closing their sessions, which the
+                // region ends by idleness.
+                self.observer.borrow_mut().violation(format!(
+                    "instance {}: a session close {close_id} nobody asked for finished",
+                    live.index
+                ));
+            }
             Event::CheckpointDiverged {
                 object_id,
                 position,
