@@ -53,6 +53,10 @@ pub const PENDING_RECORDS_BYTES_MAX: u64 = 8 * 1024 * 1024;
 /// The most sealed epochs retained until every region has acknowledged them.
 pub const RETAINED_EPOCHS_MAX: usize = 65_536;
 
+// A topology may set the retention up to the coordinator's own bound.
+const _: () =
+    assert!(dsss_topology::COORDINATOR_RETAINED_EPOCHS_MAX as usize == RETAINED_EPOCHS_MAX);
+
 /// The most bytes of retained sealed epochs (encoded).
 pub const RETAINED_EPOCHS_BYTES_MAX: u64 = 16 * 1024 * 1024;
 
@@ -2049,7 +2053,3 @@ mod tests {
         assert_eq!(empty.part_ranges(1), vec![0..0]);
     }
 }
-
-// A topology may set the retention up to the coordinator's own bound.
-const _: () =
-    assert!(dsss_topology::COORDINATOR_RETAINED_EPOCHS_MAX as usize == RETAINED_EPOCHS_MAX);
