@@ -240,11 +240,22 @@ async fn closed_sessions_free_their_room_at_the_bound_and_their_calls_are_never_
     region.restart(follower).await;
     wait_for_sessions(&connections, SESSIONS_MAX as u64).await;
     let mut follower_stub = region.stub(follower);
-    let reply = follower_stub
-        .propose(propose_request(1, 1))
-        .await
-        .expect("answered")
-        .into_inner();
+    // Until the restarted member hears from the leader it answers "not leader" without a hint;
+    // then it forwards the proposal and answers with what the region applied.
+    let mut reply = None;
+    for _ in 0..200 {
+        let answer = follower_stub
+            .propose(propose_request(1, 1))
+            .await
+            .expect("answered")
+            .into_inner();
+        if !matches!(answer.outcome, Some(propose_reply::Outcome::NotLeader(_))) {
+            reply = Some(answer);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let reply = reply.expect("the restarted member learns the leader within 10 s");
     assert!(
         matches!(
             reply.outcome,

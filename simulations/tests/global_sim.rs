@@ -424,28 +424,7 @@ fn a_region_cut_off_past_the_coordinators_retention_catches_up_and_agrees() {
             "seed {seed}: only {newest_epoch_at_heal} epochs were sealed during the cut, too \
              few for the coordinator to release any the cut region lacks"
         );
-        cluster.simulation().heal_all();
-        cluster
-            .simulation()
-            .run_until(cut_until.saturating_add(Duration::from_secs(6)));
-        let members = cluster
-            .regions()
-            .iter()
-            .find(|(region, _)| *region == cut_region)
-            .map(|(_, members)| members.clone())
-            .expect("the region is simulated");
-        let caught_up: u64 = members
-            .iter()
-            .filter_map(|&node| cluster.region_node(node))
-            .map(|node| node.status().counters.epoch_parts_caught_up)
-            .sum();
-        assert!(
-            caught_up > 0,
-            "seed {seed}: {cut_region} read no released epoch from another region: {}",
-            cluster.describe()
-        );
-        let problems = cluster.heal_and_check(settings.convergence_max);
-        assert!(problems.is_empty(), "seed {seed}: {problems:?}");
+        let caught_up = heal_and_check_caught_up(&mut cluster, &settings, &cut_region, cut_until);
         println!(
             "seed {seed}: {cut_region} cut off for {} s; {newest_epoch_at_heal} epochs sealed \
              meanwhile, the coordinator retaining {RETAINED_EPOCHS}; {caught_up} epoch parts \
@@ -461,6 +440,41 @@ fn a_region_cut_off_past_the_coordinators_retention_catches_up_and_agrees() {
 /// number of epochs (it releases what only the cut region still lacks), and the region, back,
 /// reads what it missed from another region's log and agrees with the others. Returns the
 /// line the run prints.
+/// Heals the cut of `cut_region` (which ended at `cut_until`), lets the cluster run a few
+/// seconds, checks that the region read released epochs from another region's log and that the
+/// cluster converges with every check passing; returns the epoch parts it read.
+fn heal_and_check_caught_up(
+    cluster: &mut GlobalCluster,
+    settings: &GlobalRunSettings,
+    cut_region: &str,
+    cut_until: SimTime,
+) -> u64 {
+    let seed = settings.seed;
+    cluster.simulation().heal_all();
+    cluster
+        .simulation()
+        .run_until(cut_until.saturating_add(Duration::from_secs(6)));
+    let members = cluster
+        .regions()
+        .iter()
+        .find(|(region, _)| *region == cut_region)
+        .map(|(_, members)| members.clone())
+        .expect("the region is simulated");
+    let caught_up: u64 = members
+        .iter()
+        .filter_map(|&node| cluster.region_node(node))
+        .map(|node| node.status().counters.epoch_parts_caught_up)
+        .sum();
+    assert!(
+        caught_up > 0,
+        "seed {seed}: {cut_region} read no released epoch from another region: {}",
+        cluster.describe()
+    );
+    let problems = cluster.heal_and_check(settings.convergence_max);
+    assert!(problems.is_empty(), "seed {seed}: {problems:?}");
+    caught_up
+}
+
 fn a_region_cut_off_for(seed: u64, cut: Duration) -> String {
     const RETAINED_EPOCHS: usize = 64;
     let wall_started = std::time::Instant::now();
@@ -560,28 +574,7 @@ fn a_region_cut_off_for(seed: u64, cut: Duration) -> String {
          for the coordinator to release any the cut region lacks"
     );
 
-    cluster.simulation().heal_all();
-    cluster
-        .simulation()
-        .run_until(cut_until.saturating_add(Duration::from_secs(6)));
-    let members = cluster
-        .regions()
-        .iter()
-        .find(|(region, _)| *region == cut_region)
-        .map(|(_, members)| members.clone())
-        .expect("the region is simulated");
-    let caught_up: u64 = members
-        .iter()
-        .filter_map(|&node| cluster.region_node(node))
-        .map(|node| node.status().counters.epoch_parts_caught_up)
-        .sum();
-    assert!(
-        caught_up > 0,
-        "seed {seed}: {cut_region} read no released epoch from another region: {}",
-        cluster.describe()
-    );
-    let problems = cluster.heal_and_check(settings.convergence_max);
-    assert!(problems.is_empty(), "seed {seed}: {problems:?}");
+    let caught_up = heal_and_check_caught_up(&mut cluster, &settings, &cut_region, cut_until);
     let delivered = cluster.simulation().statistics().delivered;
     let wall = wall_started.elapsed();
     format!(
