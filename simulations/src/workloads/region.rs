@@ -730,6 +730,11 @@ pub struct RegionReport {
     pub messages_dropped: u64,
     /// Broken guarantees, described (empty in a correct build).
     pub problems: Vec<String>,
+    /// The first member's truncation point at the end (the same on every member once they
+    /// converged).
+    pub truncated_through: u64,
+    /// How many times the first member's region released an object without a checkpoint.
+    pub releases: u64,
     /// SHA-256 of the run's trace.
     pub trace_hash: String,
 }
@@ -822,11 +827,14 @@ pub fn run_region_traced(
     };
     let observer = cluster.observer.borrow();
     let statistics = *cluster.simulation.statistics();
-    let records = cluster
+    let first_log = cluster
         .members
         .first()
         .and_then(|&member| cluster.node(member))
-        .map_or(0, |node| node.region_log().last_position());
+        .map(|node| node.region_log());
+    let records = first_log.map_or(0, |log| log.last_position());
+    let truncated_through = first_log.map_or(0, |log| log.truncated_through());
+    let releases = first_log.map_or(0, |log| log.checkpoints().releases());
     let report = RegionReport {
         settings: settings.clone(),
         faults: drawn,
@@ -841,6 +849,8 @@ pub fn run_region_traced(
         messages_delivered: statistics.delivered,
         messages_dropped: statistics.dropped(),
         problems,
+        truncated_through,
+        releases,
         trace_hash: cluster.simulation.trace_hash(),
     };
     drop(observer);
