@@ -1839,6 +1839,7 @@ impl RegionNode {
     }
 
     fn queue_log_fetch(&mut self) {
+        self.snapshot_catch_up.overtaken(self.group.applied_index());
         if let Some(fetch) = self.snapshot_catch_up.poll_fetch(self.ticks) {
             self.log_fetches.push_back(fetch);
         }

@@ -153,6 +153,8 @@ pub struct CatchUpCounters {
     /// Pieces that failed: no answer in time, an error, a peer without the range, or an
     /// answer that was not what was asked.
     pub fetches_failed: u64,
+    /// Waiting snapshots dropped because the member applied past them by appends meanwhile.
+    pub snapshots_overtaken: u64,
 }
 
 /// What became of a piece.
@@ -272,6 +274,23 @@ impl SnapshotCatchUp {
             failures: 0,
         });
         None
+    }
+
+    /// Drops the waiting snapshot when the member's raft log has applied through its index by
+    /// other means (a leader that still held the entries appended them): the member no longer
+    /// needs it, and a fetch of its range would only be work and a stale status. Returns
+    /// whether one was dropped.
+    pub fn overtaken(&mut self, applied_index: u64) -> bool {
+        if self
+            .waiting
+            .as_ref()
+            .is_some_and(|waiting| waiting.index <= applied_index)
+        {
+            self.waiting = None;
+            self.counters.snapshots_overtaken += 1;
+            return true;
+        }
+        false
     }
 
     /// The next piece to ask, at tick `now_tick`: when a snapshot waits and no piece is in
@@ -453,6 +472,30 @@ mod tests {
         assert!(message.is_some());
         assert_eq!(catch_up.missing(), None);
         assert_eq!(catch_up.poll_fetch(0), None);
+    }
+
+    /// A member whose raft log applied past the waiting snapshot's index by appends no longer
+    /// needs it: it is dropped, its range is no longer reported missing, and an answer to a
+    /// piece asked before is ignored.
+    #[test]
+    fn a_snapshot_the_member_applied_past_is_dropped() {
+        let mut catch_up = SnapshotCatchUp::default();
+        let offered = catch_up.offer(snapshot_message(1, 50), span(0, 41), (1, 1), &[1, 2, 3], 3);
+        assert!(offered.is_none());
+        let fetch = catch_up.poll_fetch(0).unwrap();
+        assert!(
+            !catch_up.overtaken(49),
+            "below the snapshot's index it still waits"
+        );
+        assert_eq!(catch_up.missing(), Some((1, 41)));
+        assert!(catch_up.overtaken(50));
+        assert_eq!(catch_up.missing(), None);
+        assert_eq!(catch_up.counters().snapshots_overtaken, 1);
+        assert!(matches!(
+            catch_up.receive(fetch.request.fetch_id, Ok(reply(&fetch, 40))),
+            PieceOutcome::Ignored
+        ));
+        assert_eq!(catch_up.poll_fetch(1), None);
     }
 
     #[test]

@@ -196,6 +196,30 @@ impl RegionClientService {
         (deadline, deadline.saturating_sub(margin))
     }
 
+    /// Hands the node loop the event `make` builds around a reply channel, and waits for the
+    /// answer within the call's budget (from its metadata). `what` names the request in the
+    /// error of a missed deadline; a session open or close is safe to retry.
+    async fn ask_node<T>(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        what: &str,
+        make: impl FnOnce(oneshot::Sender<T>) -> NodeEvent,
+    ) -> Result<T, Status> {
+        let (deadline, budget) = Self::budget(metadata);
+        let node_id = self.link.node_id();
+        let (sender, receiver) = oneshot::channel();
+        self.link.send(make(sender))?;
+        match tokio::time::timeout(budget, receiver).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(_)) => Err(super::node_stopped(node_id)),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "node {node_id}: the {what} was not applied within its deadline of {} ms; \
+                 retrying it is safe",
+                deadline.as_millis()
+            ))),
+        }
+    }
+
     /// Takes one of the client's in-flight slots, or says why not.
     fn take_slot(&self, client_id: u64) -> Result<InFlightSlot, Status> {
         let mut in_flight = lock(&self.in_flight);
@@ -709,7 +733,7 @@ impl RegionClient for RegionClientService {
         &self,
         request: Request<proto::OpenSessionRequest>,
     ) -> Result<Response<proto::OpenSessionReply>, Status> {
-        let (deadline, budget) = Self::budget(request.metadata());
+        let metadata = request.metadata().clone();
         let session_id = request.into_inner().session_id;
         let node_id = self.link.node_id();
         if session_id == 0 {
@@ -717,22 +741,12 @@ impl RegionClient for RegionClientService {
                 "open_session: session_id is 0, which is never valid",
             ));
         }
-        let (sender, receiver) = oneshot::channel();
-        self.link.send(NodeEvent::OpenSession {
-            session_id,
-            reply: sender,
-        })?;
-        let outcome = match tokio::time::timeout(budget, receiver).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => return Err(super::node_stopped(node_id)),
-            Err(_) => {
-                return Err(Status::deadline_exceeded(format!(
-                    "node {node_id}: the session open was not applied within its deadline of \
-                     {} ms; retrying it is safe",
-                    deadline.as_millis()
-                )));
-            }
-        };
+        let outcome = self
+            .ask_node(&metadata, "session open", |reply| NodeEvent::OpenSession {
+                session_id,
+                reply,
+            })
+            .await?;
         let outcome = match outcome {
             Ok(()) => open_session_reply::Outcome::Opened(proto::SessionOpened {
                 idle_timeout_us: crate::SESSION_IDLE_TIMEOUT_US,
@@ -761,7 +775,7 @@ impl RegionClient for RegionClientService {
         &self,
         request: Request<proto::CloseSessionRequest>,
     ) -> Result<Response<proto::CloseSessionReply>, Status> {
-        let (deadline, budget) = Self::budget(request.metadata());
+        let metadata = request.metadata().clone();
         let session_id = request.into_inner().session_id;
         let node_id = self.link.node_id();
         if session_id == 0 {
@@ -769,22 +783,11 @@ impl RegionClient for RegionClientService {
                 "close_session: session_id is 0, which is never valid",
             ));
         }
-        let (sender, receiver) = oneshot::channel();
-        self.link.send(NodeEvent::CloseSession {
-            session_id,
-            reply: sender,
-        })?;
-        let outcome = match tokio::time::timeout(budget, receiver).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => return Err(super::node_stopped(node_id)),
-            Err(_) => {
-                return Err(Status::deadline_exceeded(format!(
-                    "node {node_id}: the session close was not applied within its deadline of \
-                     {} ms; retrying it is safe",
-                    deadline.as_millis()
-                )));
-            }
-        };
+        let outcome = self
+            .ask_node(&metadata, "session close", |reply| {
+                NodeEvent::CloseSession { session_id, reply }
+            })
+            .await?;
         let outcome = match outcome {
             Ok(was_open) => close_session_reply::Outcome::Closed(proto::SessionClosed { was_open }),
             Err(CloseSessionError::NotLeader { leader_hint }) => {
