@@ -129,7 +129,7 @@ fn check_of_several_files_reports_all_of_them() {
         "tests/broken/groups.toml:10:12: coordinator.replicas: 4 replicas given",
         "tests/broken/groups.toml:22:9: regions[1].nodes: 0 nodes given",
         "tests/broken/bad-numbers.toml:4:12: cluster.epoch_ms: 0 is out of range",
-        "tests/broken/bad-numbers.toml:29:14: latency[0].one_way_ms: 1e12 is out of range",
+        "tests/broken/bad-numbers.toml:31:14: latency[0].one_way_ms: 1e12 is out of range",
         "tests/broken/missing-file.toml: file: cannot open: ",
         "dsss topology check: 3 of 4 files have problems",
     ] {
