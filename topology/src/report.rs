@@ -259,13 +259,14 @@ jitter_ms = 0.5
         let topology = parse("pair.toml", TWO_REGIONS).expect("valid topology");
         let report = render_report(&topology);
         let expected = r#"cluster "pair"
-  epoch               5 ms
-  suspicion timeout   1000 ms
-  max clock skew      100 ms
-  intra-region delay  0.25 ms
-  region log quota    1024 MiB
-  tls                 CA certs/ca.crt, node certificates certs/node-N.crt and keys certs/node-N.key
-  coordinator         replicas on nodes 2; preferred leader 2
+  epoch                       5 ms
+  suspicion timeout           1000 ms
+  max clock skew              100 ms
+  intra-region delay          0.25 ms
+  region log quota            1024 MiB
+  release without checkpoint  past 75% of the quota, or after 7 days
+  tls                         CA certs/ca.crt, node certificates certs/node-N.crt and keys certs/node-N.key
+  coordinator                 replicas on nodes 2; preferred leader 2
 
 regions: 2, nodes: 2
   region  node  address         data dir  coordinator
