@@ -8,6 +8,8 @@
 //!   it at start.
 //! - [`encode_message`] and [`decode_message`] put raft messages on the wire; decoding
 //!   untrusted bytes never panics.
+//! - [`message_check`] refuses, before raft-rs sees it, every message whose fields would make
+//!   raft-rs stop the node ([`StepError::Unsafe`]): a node never panics on untrusted bytes.
 //! - [`MemoryStore`] is an in-memory [`DurableStore`] with crash semantics, for tests.
 //! - Behind feature `driver`, `node_loop` is the one production node loop both tiers run on
 //!   (a thread per node, its bounded event channel, ticks, one ready round per iteration),
@@ -69,6 +71,7 @@ pub mod codec;
 pub mod election;
 pub mod group;
 pub mod memory_store;
+pub mod message_check;
 #[cfg(feature = "driver")]
 pub mod node_loop;
 pub mod storage;
@@ -86,6 +89,7 @@ pub use group::{
     StateMachine, StepError, StoreIo,
 };
 pub use memory_store::MemoryStore;
+pub use message_check::UnsafeMessage;
 /// The raft-rs crate this group is built on, so users name the same message types.
 pub use raft;
 /// A read the leader confirmed: its context and the commit index it names.
