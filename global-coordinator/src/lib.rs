@@ -46,6 +46,7 @@
 //!     match output {
 //!         CoordinatorOutput::ToRegion { message, .. } => match message {
 //!             RegionMessage::Epoch(epoch) => sealed = epoch.epoch_number == 1,
+//!             RegionMessage::BatchAck(_) => {}
 //!         },
 //!         CoordinatorOutput::SealedEpochReply { .. } => {}
 //!     }

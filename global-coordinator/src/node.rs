@@ -359,6 +359,9 @@ pub enum MessageError {
 pub enum RegionMessage {
     /// One part of a sealed epoch.
     Epoch(proto::SealedEpoch),
+    /// An acknowledgement sent unasked, saying that closes are wanted (see
+    /// [`CoordinatorNode::handle_region_batch`]).
+    BatchAck(proto::RegionBatchAck),
 }
 
 /// What the coordinator hands to its driver, through [`CoordinatorNode::poll_output`] only:
@@ -445,6 +448,11 @@ pub struct CoordinatorCounters {
     pub epochs_sealed: u64,
     /// Epoch parts handed to the driver.
     pub epoch_messages_sent: u64,
+    /// Acknowledgements sent unasked to idle regions when records arrived or the membership
+    /// changed.
+    pub idle_regions_woken: u64,
+    /// Liveness asks of idle regions answered (not counted in `batches_not_accepted`).
+    pub liveness_asks_answered: u64,
     /// Entries raft dropped.
     pub proposals_dropped: u64,
     /// Outputs dropped because the driver did not poll them.
@@ -521,6 +529,9 @@ struct Leadership {
     /// When a batch with records last arrived: regions are asked to close every epoch
     /// interval for a resend interval after it, before its entry is applied and beyond.
     records_arrived_us: Option<u64>,
+    /// Whether the member regions were told of the membership change that waits to be
+    /// sealed (see `CoordinatorNode::wake_regions_for_membership`).
+    membership_change_told: bool,
 }
 
 /// One replica of the global coordinator. See the module documentation.
@@ -762,10 +773,14 @@ impl CoordinatorNode {
             // The answer names the leader (`current_batch_ack`).
             return Ok(());
         }
-        if !batch.records.is_empty()
-            && let Some(leadership) = self.leadership.as_mut()
-        {
-            leadership.records_arrived_us = Some(now_us);
+        if !batch.records.is_empty() && self.leadership.is_some() {
+            let woken = !self.closes_wanted();
+            if let Some(leadership) = self.leadership.as_mut() {
+                leadership.records_arrived_us = Some(now_us);
+            }
+            if woken {
+                self.wake_idle_regions(&region);
+            }
         }
         let entry = self.batch_entry(region.clone(), batch)?;
         let state = self.group.state_machine();
@@ -784,9 +799,18 @@ impl CoordinatorNode {
         if cannot_catch_up {
             self.counters.readmissions_refused += 1;
         }
+        // An idle region's liveness ask: its newest acknowledged batch again, without records
+        // (`RegionNode::ask_coordinator`).
+        let liveness_ask = duplicate
+            && entry.records.is_empty()
+            && entry.batch_number == region_state.next_batch_number - 1;
         if stale || duplicate || cannot_catch_up {
             // Answered from the applied state (`current_batch_ack`).
-            self.counters.batches_not_accepted += 1;
+            if liveness_ask {
+                self.take_liveness_ask(&region, now_us);
+            } else {
+                self.counters.batches_not_accepted += 1;
+            }
             return Ok(());
         }
         let key = (region.clone(), entry.incarnation, entry.batch_number);
@@ -1071,6 +1095,7 @@ impl CoordinatorNode {
                 break;
             }
         }
+        self.wake_regions_for_membership();
         self.answer_epoch_reads();
         Ok(())
     }
@@ -1079,8 +1104,8 @@ impl CoordinatorNode {
     /// membership, watermark, incarnation) on the leader, `not_leader` (with the leader's id)
     /// on a follower. A driver that answers each submitted batch at once, before its entry is
     /// applied, answers with this; the batch's own acknowledgement reaches the region with
-    /// the answer to a later submission (a region submits every epoch while busy, asks every
-    /// idle poll interval while idle, and resends what is unacknowledged).
+    /// the answer to a later submission (a region submits every epoch while busy, closes at
+    /// its idle pace while idle, and resends what is unacknowledged).
     pub fn current_batch_ack(
         &mut self,
         now_us: u64,
@@ -1393,6 +1418,7 @@ impl CoordinatorNode {
             since_us: now_us,
             regions,
             records_arrived_us: None,
+            membership_change_told: false,
         });
     }
 
@@ -1636,8 +1662,9 @@ impl CoordinatorNode {
 
     /// True when every member region should close a batch every epoch interval: records wait
     /// for the watermark, or a batch with records arrived within the last resend interval
-    /// (its entry may not be applied yet). Otherwise a region with nothing to ship closes
-    /// only at its idle pace.
+    /// (its entry may not be applied yet), or a membership change waits for the epoch that
+    /// shows it (which the watermark seals too). Otherwise a region with nothing to ship
+    /// closes no batch.
     fn closes_wanted(&self) -> bool {
         let recent_records = self
             .leadership
@@ -1646,7 +1673,66 @@ impl CoordinatorNode {
             .is_some_and(|at_us| {
                 self.now_us < at_us.saturating_add(self.config.resend_interval_us)
             });
-        recent_records || self.group.state_machine().pending_count() > 0
+        let state = self.group.state_machine();
+        recent_records || state.pending_count() > 0 || state.membership_unsealed()
+    }
+
+    /// A member region's liveness ask counts as a sign of life, like a close that advances
+    /// its closed timestamp, while no records wait: an idle region closes no batch, and is
+    /// not suspected for it. While records wait, only closes count, so a region that can ask
+    /// but not close (its leader cannot commit) is suspected and the others go on without it.
+    fn take_liveness_ask(&mut self, region: &RegionId, now_us: u64) {
+        self.counters.liveness_asks_answered += 1;
+        if self.closes_wanted() {
+            return;
+        }
+        if let Some(duty) = self
+            .leadership
+            .as_mut()
+            .and_then(|leadership| leadership.regions.get_mut(region))
+        {
+            duty.advanced_at_us = duty.advanced_at_us.max(now_us);
+        }
+    }
+
+    /// Tells every member region, once per membership change, that closes are wanted: a
+    /// region was removed or readmitted, and the epoch that shows it is sealed only when the
+    /// watermark rises, that is when every member closes past it. Idle members close no
+    /// batch, so without this a readmitted region would wait for the next record.
+    fn wake_regions_for_membership(&mut self) {
+        let unsealed = self.group.state_machine().membership_unsealed();
+        let Some(leadership) = self.leadership.as_mut() else {
+            return;
+        };
+        let told = std::mem::replace(&mut leadership.membership_change_told, unsealed);
+        if !unsealed || told {
+            return;
+        }
+        for region in self.group.state_machine().member_regions() {
+            let ack = self.batch_ack(&region);
+            self.counters.idle_regions_woken += 1;
+            self.push_output(region, RegionMessage::BatchAck(ack));
+        }
+    }
+
+    /// Tells every member region but `origin` that closes are now wanted, with an
+    /// acknowledgement sent unasked: records arrived while every region closed at its idle
+    /// pace, and they wait for every region's closed timestamp. Regions do not ask between
+    /// their idle closes, so without this the records would wait up to an idle interval; a
+    /// lost message costs that much, as the next idle close's answer says the same.
+    fn wake_idle_regions(&mut self, origin: &RegionId) {
+        let regions: Vec<RegionId> = self
+            .group
+            .state_machine()
+            .member_regions()
+            .into_iter()
+            .filter(|region| region != origin)
+            .collect();
+        for region in regions {
+            let ack = self.batch_ack(&region);
+            self.counters.idle_regions_woken += 1;
+            self.push_output(region, RegionMessage::BatchAck(ack));
+        }
     }
 
     fn not_leader_ack(&mut self, region: &RegionId) -> proto::RegionBatchAck {

@@ -569,6 +569,12 @@ impl CoordinatorState {
             .map_or(self.next_epoch_number, |epoch| epoch.number)
     }
 
+    /// True when the membership changed since the newest epoch: the next rise of the
+    /// watermark seals an epoch that shows it, records or not.
+    pub fn membership_unsealed(&self) -> bool {
+        self.membership_unsealed
+    }
+
     /// Whether `region` has appended every epoch the coordinator released, so that it can
     /// catch up from the retained ones.
     pub fn can_catch_up(&self, region: &RegionId) -> bool {

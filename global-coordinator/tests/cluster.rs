@@ -227,6 +227,9 @@ fn split(outputs: Vec<CoordinatorOutput>) -> ToRegions<proto::SealedEpoch> {
         };
         match message {
             RegionMessage::Epoch(epoch) => epochs.push((region, epoch)),
+            // The unasked acknowledgements that wake idle regions are looked at by the tests
+            // that need them (`records_wake_idle_regions_once`).
+            RegionMessage::BatchAck(_) => {}
         }
     }
     epochs
@@ -944,4 +947,206 @@ fn a_leader_sleeping_through_its_quiet_ticks_suspects_on_the_same_tick() {
         late_wakes * 2 < steps,
         "the late twin woke for {late_wakes} of {steps} ticks"
     );
+}
+
+/// The unasked acknowledgements addressed to each region among `outputs`.
+fn wake_ups(outputs: Vec<CoordinatorOutput>) -> Vec<(RegionId, proto::RegionBatchAck)> {
+    outputs
+        .into_iter()
+        .filter_map(|output| match output {
+            CoordinatorOutput::ToRegion {
+                region,
+                message: RegionMessage::BatchAck(ack),
+            } => Some((region, ack)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Idle regions do not ask whether closes are wanted: the leader tells them, once, when the
+/// first records arrive after an idle spell. Every member region but the one that sent the
+/// records hears `closes_wanted`; further records while closes are wanted wake nobody again,
+/// nor do batches without records; once the records are sealed and the resend interval has
+/// passed, the next records wake the others again.
+#[test]
+fn records_after_an_idle_spell_wake_the_other_regions_once() {
+    let mut cluster = Cluster::new(&[1], &["a", "b", "c"], |_| {});
+    let leader = cluster.elect();
+    let base = cluster.now_us();
+    for name in ["a", "b", "c"] {
+        cluster.submit(leader, name, 1, 1, vec![], base).unwrap();
+    }
+    cluster.tick(10);
+    cluster.take_outputs(leader);
+    let now_us = cluster.now_us();
+    let idle_ack = cluster.node_mut(leader).current_batch_ack(now_us, "b");
+    assert!(
+        !idle_ack.unwrap().closes_wanted,
+        "nothing waits: closes are not wanted"
+    );
+
+    let now_us = cluster.now_us();
+    cluster
+        .submit(leader, "a", 1, 2, vec![record("a", 1, now_us)], now_us)
+        .unwrap();
+    let woken = wake_ups(cluster.take_outputs(leader));
+    let regions: Vec<&str> = woken.iter().map(|(region, _)| region.as_str()).collect();
+    assert_eq!(
+        regions,
+        ["b", "c"],
+        "every other member is told, the sender is not"
+    );
+    for (region, ack) in &woken {
+        assert!(ack.closes_wanted, "{region}: {ack:?}");
+        assert_eq!(ack.region, region.as_str());
+        assert!(ack.not_leader.is_none());
+        assert_eq!(ack.acknowledged_through_batch_number, 1, "{region}");
+    }
+
+    // While closes are wanted, more records and empty closes wake nobody.
+    let now_us = cluster.now_us();
+    cluster
+        .submit(leader, "a", 1, 3, vec![record("a", 2, now_us)], now_us)
+        .unwrap();
+    cluster.submit(leader, "b", 1, 2, vec![], now_us).unwrap();
+    assert!(wake_ups(cluster.take_outputs(leader)).is_empty());
+
+    // Every region closes past the records: they are sealed, and after the resend interval
+    // closes are no longer wanted; new records wake the others again.
+    let now_us = cluster.now_us() + 1;
+    cluster.submit(leader, "a", 1, 4, vec![], now_us).unwrap();
+    cluster.submit(leader, "b", 1, 3, vec![], now_us).unwrap();
+    cluster.submit(leader, "c", 1, 2, vec![], now_us).unwrap();
+    cluster.tick(10);
+    let now_us = cluster.now_us();
+    let ack = cluster.node_mut(leader).current_batch_ack(now_us, "c");
+    assert!(!ack.unwrap().closes_wanted);
+    cluster.take_outputs(leader);
+    let now_us = cluster.now_us();
+    cluster
+        .submit(leader, "c", 1, 3, vec![record("c", 1, now_us)], now_us)
+        .unwrap();
+    let woken = wake_ups(cluster.take_outputs(leader));
+    let regions: Vec<&str> = woken.iter().map(|(region, _)| region.as_str()).collect();
+    assert_eq!(regions, ["a", "b"]);
+    assert_eq!(cluster.node(leader).status().counters.idle_regions_woken, 4);
+}
+
+/// Idle regions close no batch: their liveness asks (the newest acknowledged batch again,
+/// without records) keep them members for many suspicion timeouts, and cost no raft entry.
+/// Once records wait, asks no longer count: a region that asks but does not close is
+/// suspected after the timeout, and the others go on without it.
+#[test]
+fn liveness_asks_keep_an_idle_region_but_not_one_that_holds_records_back() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &["a", "b", "c"], |_| {});
+    let leader = cluster.elect();
+    let start = cluster.now_us();
+    for name in ["a", "b", "c"] {
+        cluster.submit(leader, name, 1, 1, vec![], start).unwrap();
+    }
+    cluster.tick(10);
+    let applied_before = cluster.node(leader).group().applied_index();
+    // Four seconds, thirteen suspicion timeouts: every region asks every 50 ms.
+    for _ in 0..80 {
+        cluster.tick(5);
+        let now_us = cluster.now_us();
+        for name in ["a", "b", "c"] {
+            cluster.submit(leader, name, 1, 1, vec![], now_us).unwrap();
+        }
+    }
+    let state = cluster.node(leader).state();
+    for name in ["a", "b", "c"] {
+        let region_state = state.region(&region(name)).unwrap();
+        assert!(region_state.member, "{name} was suspected while it asked");
+        assert_eq!(region_state.incarnation, 1, "{name}");
+    }
+    let counters = cluster.node(leader).status().counters;
+    assert_eq!(counters.liveness_asks_answered, 240);
+    assert_eq!(counters.regions_removed, 0);
+    let applied = cluster.node(leader).group().applied_index() - applied_before;
+    assert!(applied <= 2, "{applied} raft entries for asks alone");
+
+    // a's record waits for every region's close; c closes, b only asks.
+    let now_us = cluster.now_us();
+    cluster
+        .submit(leader, "a", 1, 2, vec![record("a", 1, now_us)], now_us)
+        .unwrap();
+    let mut removed = false;
+    for batch_number in 2..60 {
+        cluster.tick(1);
+        let now_us = cluster.now_us();
+        cluster
+            .submit(leader, "a", 1, batch_number + 1, vec![], now_us)
+            .unwrap();
+        cluster
+            .submit(leader, "c", 1, batch_number, vec![], now_us)
+            .unwrap();
+        cluster.submit(leader, "b", 1, 1, vec![], now_us).unwrap();
+        if !cluster
+            .node(leader)
+            .state()
+            .region(&region("b"))
+            .unwrap()
+            .member
+        {
+            removed = true;
+            break;
+        }
+    }
+    assert!(removed, "b held a's record back by asking without closing");
+    let state = cluster.node(leader).state();
+    assert!(
+        state.newest_epoch_number() >= 1,
+        "a's record was sealed without b"
+    );
+}
+
+/// A membership change is shown by the next epoch, which needs every member's close past the
+/// watermark: idle members, which close no batch, are told once that closes are wanted, and
+/// are no longer asked once the epoch is sealed.
+#[test]
+fn a_membership_change_wakes_the_idle_members_until_its_epoch_is_sealed() {
+    let mut cluster = Cluster::new(&[1], &["a", "b", "c"], |_| {});
+    let leader = cluster.elect();
+    let start = cluster.now_us();
+    for name in ["a", "b", "c"] {
+        cluster.submit(leader, name, 1, 1, vec![], start).unwrap();
+    }
+    cluster.tick(5);
+    cluster.take_outputs(leader);
+    // a and b ask every 50 ms; c falls silent and is removed after the suspicion timeout.
+    let mut woken = Vec::new();
+    for _ in 0..20 {
+        cluster.tick(5);
+        let now_us = cluster.now_us();
+        for name in ["a", "b"] {
+            cluster.submit(leader, name, 1, 1, vec![], now_us).unwrap();
+        }
+        woken.extend(wake_ups(cluster.take_outputs(leader)));
+        if !woken.is_empty() {
+            break;
+        }
+    }
+    let state = cluster.node(leader).state();
+    assert!(!state.region(&region("c")).unwrap().member, "c was removed");
+    assert!(state.membership_unsealed());
+    let regions: Vec<&str> = woken.iter().map(|(region, _)| region.as_str()).collect();
+    assert_eq!(regions, ["a", "b"], "each member told once");
+    assert!(woken.iter().all(|(_, ack)| ack.closes_wanted));
+    // a and b close: the epoch that shows the removal is sealed, and closes are no longer
+    // wanted.
+    let now_us = cluster.now_us();
+    cluster.submit(leader, "a", 1, 2, vec![], now_us).unwrap();
+    cluster.submit(leader, "b", 1, 2, vec![], now_us).unwrap();
+    cluster.tick(1);
+    let state = cluster.node(leader).state();
+    assert!(!state.membership_unsealed());
+    let newest = state.epoch(state.newest_epoch_number()).unwrap();
+    assert_eq!(newest.member_regions, vec![region("a"), region("b")]);
+    let now_us = cluster.now_us();
+    let ack = cluster
+        .node_mut(leader)
+        .current_batch_ack(now_us, "a")
+        .unwrap();
+    assert!(!ack.closes_wanted);
 }

@@ -325,9 +325,28 @@ impl DedupTable {
     /// Ends every session idle for longer than the timeout as of `now_us` (log time), adding
     /// the deletes to `batch`.
     pub fn expire(&mut self, now_us: u64, space: KeySpace, batch: &mut WriteBatch) {
+        self.expire_keeping(now_us, space, batch, |_| false);
+    }
+
+    /// [`DedupTable::expire`], except that a session for which `in_flight` is true is not
+    /// idle: it is marked active at `now_us` (and written to `batch`) instead of ended. The
+    /// region keeps a session whose global call waits for its epoch, however long the
+    /// coordinator is away, so that the call's retry finds its answer once it is sealed.
+    pub fn expire_keeping(
+        &mut self,
+        now_us: u64,
+        space: KeySpace,
+        batch: &mut WriteBatch,
+        in_flight: impl Fn(u64) -> bool,
+    ) {
         while let Some(&(last_active_us, session_id)) = self.idle_order.first() {
             if now_us.saturating_sub(last_active_us) <= self.limits.idle_timeout_us {
                 break;
+            }
+            if in_flight(session_id) {
+                self.touch(session_id, now_us);
+                self.sessions[&session_id].write_header(session_id, space, batch);
+                continue;
             }
             if let Some(entry) = self.sessions.remove(&session_id) {
                 entry.delete_all(session_id, space, batch);
@@ -454,14 +473,17 @@ impl DedupTable {
         }
     }
 
-    /// Moves the applied pair `(session_id, sequence)` to a later `position`: a global call
-    /// is first applied as a pending record, and once sealed its retries get the position of
-    /// its sequenced copy. Nothing happens when the table no longer holds the pair.
+    /// Moves the applied pair `(session_id, sequence)` to a later `position` at `now_us` (log
+    /// time): a global call is first applied as a pending record, and once sealed its retries
+    /// get the position of its sequenced copy. The sealing counts as the session's activity:
+    /// the call completes only now, however long its epoch took, and its client calls next
+    /// after it. Nothing happens when the table no longer holds the pair.
     pub fn relocate(
         &mut self,
         session_id: u64,
         sequence: u64,
         position: u64,
+        now_us: u64,
         space: KeySpace,
         batch: &mut WriteBatch,
     ) {
@@ -473,6 +495,8 @@ impl DedupTable {
         };
         *applied_position = position;
         entry.write_slot(session_id, sequence, space, batch);
+        self.touch(session_id, now_us);
+        self.sessions[&session_id].write_header(session_id, space, batch);
     }
 
     /// Adds a session read from a snapshot; its sequences get slots in order.
@@ -777,6 +801,38 @@ mod tests {
         assert_eq!(table.check(1, 3), DedupVerdict::TooOld { floor: 4 });
     }
 
+    /// A session whose global call waits for its epoch is not idle: past the timeout it is
+    /// marked active (and written) instead of ended, so the call's retry is answered once
+    /// the epoch is sealed; once nothing waits, it ends a timeout after that.
+    #[test]
+    fn a_session_with_a_call_in_flight_outlives_the_idle_timeout() {
+        let mut table = small(4, MINUTE_US, 10);
+        let mut batch = WriteBatch::new();
+        open(&mut table, 1, 0, &mut batch);
+        open(&mut table, 2, 0, &mut batch);
+        table.record(1, 1, 1, 1_000, SPACE, &mut batch);
+        table.record(2, 1, 2, 1_000, SPACE, &mut batch);
+        let writes_before = batch.operations().len();
+        let later_us = 30 * MINUTE_US;
+        table.expire_keeping(later_us, SPACE, &mut batch, |session| session == 1);
+        assert!(table.session(2).is_none(), "the idle session ended");
+        assert!(table.session(1).is_some(), "the session in flight lives");
+        assert_eq!(table.check(1, 1), DedupVerdict::Duplicate { position: 1 });
+        assert!(
+            batch.operations()[writes_before..]
+                .iter()
+                .any(|operation| matches!(operation, WriteOperation::Put { .. })),
+            "its new activity is written, so a restarted member ends it at the same time"
+        );
+        table.expire(later_us + MINUTE_US, SPACE, &mut batch);
+        assert!(
+            table.session(1).is_some(),
+            "active at the keep, idle for the timeout"
+        );
+        table.expire(later_us + MINUTE_US + 1, SPACE, &mut batch);
+        assert!(table.session(1).is_none());
+    }
+
     #[test]
     fn a_session_ends_after_its_idle_timeout_in_log_time_and_its_calls_are_refused_after() {
         let mut table = small(4, MINUTE_US, 10);
@@ -1029,7 +1085,7 @@ mod tests {
                     && let Some(window) = table.session(session)
                     && let Some(&applied) = window.applied.keys().next()
                 {
-                    table.relocate(session, applied, position, SPACE, &mut batch);
+                    table.relocate(session, applied, position, now_us, SPACE, &mut batch);
                 }
                 write(&mut store, batch);
                 let recovered = DedupTable::recover(limits, &store, SPACE).unwrap();

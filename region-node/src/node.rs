@@ -149,18 +149,11 @@ pub struct RegionNodeConfig {
     pub epoch_interval_us: u64,
     /// How often the leader resends the batches the coordinator has not acknowledged.
     pub batch_resend_interval_us: u64,
-    /// How often the leader closes a batch while the region is idle: nothing to ship and the
-    /// coordinator not asking for closes (docs/global-protocol.md section 3). It keeps the
-    /// region's closed timestamp advancing well within the coordinator's suspicion timeout
-    /// (drivers use a quarter of it).
+    /// How often the leader shows the coordinator that it is alive while the region is idle
+    /// (nothing to ship and the coordinator not asking for closes, docs/global-protocol.md
+    /// section 3): a liveness ask, or a close while it cannot ask yet. Well within the
+    /// coordinator's suspicion timeout (drivers use a quarter of it).
     pub idle_close_interval_us: u64,
-    /// How often an idle leader asks the coordinator whether closes are wanted, between its
-    /// idle closes (docs/global-protocol.md section 3). Each ask is a WAN round trip that wakes
-    /// the region leader and the coordinator leader, so it sets most of what an idle cluster
-    /// costs; in exchange, the first global call after an idle spell waits for up to one such
-    /// interval before the other regions close past it (drivers use the batch resend
-    /// interval).
-    pub idle_poll_interval_us: u64,
     /// Whether the region takes part in a global tier. Without one (a deployment of one
     /// region) the leader closes no batches, so the raft log carries only the region's own
     /// records, and a global call is refused with [`ProposeError::NoGlobalTier`] instead of
@@ -187,7 +180,6 @@ impl RegionNodeConfig {
             epoch_interval_us: 50_000,
             batch_resend_interval_us: 500_000,
             idle_close_interval_us: 500_000,
-            idle_poll_interval_us: 100_000,
             global_tier: true,
             catch_up_regions: Vec::new(),
         }
@@ -209,7 +201,6 @@ impl RegionNodeConfig {
             ("epoch_interval_us", self.epoch_interval_us),
             ("batch_resend_interval_us", self.batch_resend_interval_us),
             ("idle_close_interval_us", self.idle_close_interval_us),
-            ("idle_poll_interval_us", self.idle_poll_interval_us),
         ] {
             if !(GLOBAL_INTERVAL_US_MIN..=GLOBAL_INTERVAL_US_MAX).contains(&value) {
                 return Err(format!(
@@ -755,8 +746,9 @@ pub struct NodeCounters {
     pub entries_proposed: u64,
     /// `CloseBatch` entries this node proposed.
     pub close_batches_proposed: u64,
-    /// Idle asks sent to the coordinator (an acknowledged batch again, without records).
-    pub idle_polls_sent: u64,
+    /// Liveness asks an idle leader sent to the coordinator (its newest acknowledged batch
+    /// again, without records).
+    pub liveness_asks_sent: u64,
     /// Records in those entries.
     pub records_proposed: u64,
     /// Raft rounds handled.
@@ -1340,6 +1332,12 @@ impl RegionNode {
         self.observe_sender_time(now_us, ack.sender_time)?;
         if ack.not_leader.is_some() {
             // Nothing was acknowledged; the driver looks for the coordinator leader.
+            return Ok(());
+        }
+        if !self.is_leader() {
+            // The coordinator's acknowledgements are the leader's soft state; one that reaches
+            // another member (sent unasked to a leader that has since stepped down, or the
+            // answer to a batch sent before it did) concerns nobody here.
             return Ok(());
         }
         if ack.region != self.config.region.as_str() {
@@ -2595,24 +2593,26 @@ impl RegionNode {
     /// A batch is due every epoch interval while the region is busy: its open batch holds a
     /// record, it is out of the membership or has closed no batch in its incarnation, or the
     /// coordinator's last answer asked for closes (records wait for the watermark somewhere).
-    /// Otherwise the region is idle and closes only every `idle_close_interval_us`, enough to
-    /// show the coordinator it is alive; in between it asks the coordinator every
-    /// `idle_poll_interval_us` whether closes are wanted ([`RegionNode::poll_coordinator`]), which costs no
-    /// raft entry on either side.
+    /// Otherwise the region is idle: it closes no batch, and shows the coordinator that it is
+    /// alive with a liveness ask every `idle_close_interval_us`, which costs no raft entry on
+    /// either side ([`RegionNode::ask_coordinator`]). It learns that closes are wanted from
+    /// the coordinator leader, which tells it unasked when records arrive
+    /// (`CoordinatorNode::wake_idle_regions`), and from the answer to its next ask. An idle
+    /// leader that cannot ask (no close of its own acknowledged yet) closes at the idle pace.
     fn propose_close_batch(&mut self, now_us: u64) {
         let acknowledged = self.shipping.acknowledged();
         let Some(busy) = self.close_pace() else {
             return;
         };
+        if !busy && self.ask_coordinator(now_us) {
+            return;
+        }
         let interval_us = if busy {
             self.config.epoch_interval_us
         } else {
             self.config.idle_close_interval_us
         };
         if !self.shipping.close_due(now_us, interval_us) {
-            if !busy {
-                self.poll_coordinator(now_us);
-            }
             return;
         }
         let proposed_closed = self.clock.now(now_us);
@@ -2664,30 +2664,34 @@ impl RegionNode {
         let unacknowledged = global
             .outgoing()
             .any(|batch| (batch.incarnation, batch.batch_number) > acknowledged);
-        let (incarnation, batch_number) = acknowledged;
-        let asks = incarnation == global.incarnation() && batch_number != 0;
         self.shipping.idle_due_at_us(
             self.config.idle_close_interval_us,
-            asks.then_some(self.config.idle_poll_interval_us),
-            unacknowledged.then_some(self.config.batch_resend_interval_us),
+            self.config.batch_resend_interval_us,
+            unacknowledged,
         )
     }
 
-    /// While idle, asks the coordinator every `idle_poll_interval_us` whether closes are wanted, by
-    /// sending the newest batch it acknowledged again, without records. The coordinator
-    /// answers a batch it took before from its applied state, with no raft entry, and the
-    /// answer says whether records wait for the watermark (`closes_wanted`). Its closed
-    /// timestamp is the region's last assigned timestamp, a promise the region keeps anyway.
-    fn poll_coordinator(&mut self, now_us: u64) {
+    /// An idle leader's liveness ask: every `idle_close_interval_us`, and again after the
+    /// resend interval while unanswered, it sends the newest batch the coordinator
+    /// acknowledged in its incarnation again, without records. The coordinator answers a
+    /// batch it took before from its applied state, with no raft entry, counts it as a sign
+    /// of life while no records wait (so the region is not suspected for being idle), and
+    /// its answer says whether closes are wanted. The closed timestamp is the region's last
+    /// assigned timestamp, a promise it keeps anyway. False when the leader cannot ask: it
+    /// has closed no batch in this term, or no batch of its incarnation is acknowledged (it
+    /// then closes at the idle pace instead).
+    fn ask_coordinator(&mut self, now_us: u64) -> bool {
         let (incarnation, batch_number) = self.shipping.acknowledged();
         let global = self.group.state_machine().global();
-        if incarnation != global.incarnation()
-            || batch_number == 0
-            || !self
-                .shipping
-                .poll_due(now_us, self.config.idle_poll_interval_us)
-        {
-            return;
+        if !self.shipping.has_closed() || incarnation != global.incarnation() || batch_number == 0 {
+            return false;
+        }
+        if !self.shipping.ask_due(
+            now_us,
+            self.config.idle_close_interval_us,
+            self.config.batch_resend_interval_us,
+        ) {
+            return true;
         }
         let closed = self.group.state_machine().last_assigned();
         let message = proto::RegionBatch {
@@ -2699,8 +2703,9 @@ impl RegionNode {
             sender_time: Some(self.clock.now(now_us).into()),
             incarnation,
         };
-        self.counters.idle_polls_sent += 1;
+        self.counters.liveness_asks_sent += 1;
         self.push_to_coordinator(ToCoordinator::Batch(message));
+        true
     }
 
     /// Sends the batches never sent in this term, and with `resend` the unacknowledged ones

@@ -639,6 +639,16 @@ impl RegionLog {
 
     // Applying.
 
+    /// Ends the sessions idle past the timeout at log time `now_us`, except those with a
+    /// global call waiting for its epoch (see [`DedupTable::expire_keeping`]).
+    fn expire_sessions(&mut self, now_us: u64, batch: &mut WriteBatch) {
+        let global = &self.global;
+        self.dedup
+            .expire_keeping(now_us, REGION_STATE, batch, |session_id| {
+                global.has_unsealed_of(session_id)
+            });
+    }
+
     fn apply_record(&mut self, mut record: Record, batch: &mut WriteBatch) -> RecordOutcome {
         let position = self.next_position;
         let client_id = record.client_id;
@@ -646,7 +656,7 @@ impl RegionLog {
         // The record's final timestamp (below) is at least this; its physical part is the
         // log time that session lifetimes are counted in.
         let now_us = record.timestamp.max(self.last_assigned).physical_us;
-        self.dedup.expire(now_us, REGION_STATE, batch);
+        self.expire_sessions(now_us, batch);
         let global = record.scope == Scope::Global;
         if global
             && let Some(position) = self
@@ -730,6 +740,7 @@ impl RegionLog {
         // An open takes no position and assigns no timestamp; the log time it counts from is
         // the leader's clock when it proposed the open, never below what the log assigned.
         let now_us = proposed.max(self.last_assigned).physical_us;
+        self.expire_sessions(now_us, batch);
         let outcome = self.dedup.open(session_id, now_us, REGION_STATE, batch);
         EntryOutcome::SessionOpened {
             proposer,
@@ -788,8 +799,9 @@ impl RegionLog {
                     .is_some()
                 {
                     // From now on a retry of the call learns its sequenced position.
+                    let now_us = record.timestamp.physical_us;
                     self.dedup
-                        .relocate(key.0, key.1, position, REGION_STATE, batch);
+                        .relocate(key.0, key.1, position, now_us, REGION_STATE, batch);
                 }
             }
             let entry = LogEntry::SequencedGlobal {

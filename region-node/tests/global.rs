@@ -1437,7 +1437,7 @@ fn a_region_keeps_its_alarm_when_no_region_holds_the_missed_epochs() {
 
 /// What lets the driver of an idle region sleep between ticks: once the coordinator wants no
 /// closes, the leader reports quiet ticks, and a tick it reported quiet ships nothing to the
-/// coordinator (its asks and idle closes come on the ticks it did not report quiet); followers
+/// coordinator (its idle closes come on the ticks it did not report quiet); followers
 /// report the quiet ticks of their election timeout. A global call makes every tick of the
 /// leader count again.
 #[test]
@@ -1447,6 +1447,7 @@ fn an_idle_leader_ships_nothing_on_the_ticks_it_reports_quiet() {
     let leader = region.elect();
     // Batch 1 is acknowledged and no close is wanted: the region is idle.
     region.tick(10);
+    let closes_before = region.node(leader).status().counters.close_batches_proposed;
     let mut quiet_seen = 0;
     let mut shipped_on_unquiet_ticks = 0;
     for _ in 0..200 {
@@ -1465,14 +1466,67 @@ fn an_idle_leader_ships_nothing_on_the_ticks_it_reports_quiet() {
         }
     }
     assert!(quiet_seen > 0, "an idle leader reported no quiet tick");
-    // 200 ticks of 10 ms: asks every 100 ms and idle closes every 500 ms went out.
+    // 200 ticks of 10 ms: a liveness ask every 500 ms went out, and nothing in between (an
+    // idle region does not ask whether closes are wanted; it is told). The asks cost no raft
+    // entry: the idle leader closed no batch.
     assert!(
-        shipped_on_unquiet_ticks >= 10,
-        "{shipped_on_unquiet_ticks} asks or closes"
+        (3..=5).contains(&shipped_on_unquiet_ticks),
+        "{shipped_on_unquiet_ticks} liveness asks"
+    );
+    let counters = region.node(leader).status().counters;
+    assert_eq!(counters.close_batches_proposed, closes_before);
+    assert!(counters.liveness_asks_sent >= 3, "{counters:?}");
+    // It wakes for its raft heartbeats and its asks only.
+    let heartbeats = 200 / dsss_region_node::REGION_HEARTBEAT_TICKS;
+    assert!(
+        200 - quiet_seen <= heartbeats + 16,
+        "an idle leader woke on {} of 200 ticks ({heartbeats} heartbeats)",
+        200 - quiet_seen
     );
     for follower in [1, 2, 3].into_iter().filter(|&id| id != leader) {
         assert!(region.node(follower).quiet_ticks(region.now_us(), TICK_US) > 0);
     }
+
+    // The coordinator tells the idle leader unasked that records wait elsewhere: it closes
+    // every epoch at once, not at its idle pace. Told the same, a follower ignores it.
+    let &(incarnation, through, ..) = region.link().shipped.last().unwrap();
+    let wake_up = proto::RegionBatchAck {
+        region: REGION.to_owned(),
+        acknowledged_through_batch_number: through,
+        member: true,
+        watermark: Some(region.link().coordinator.watermark.into()),
+        not_leader: None,
+        sender_time: Some(region.link().coordinator.now.into()),
+        incarnation,
+        first_retained_epoch_number: 0,
+        closes_wanted: true,
+    };
+    let now_us = region.now_us();
+    let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+    region
+        .node_mut(follower)
+        .handle_batch_ack(now_us, wake_up.clone())
+        .unwrap();
+    assert!(region.node(follower).quiet_ticks(region.now_us(), TICK_US) > 0);
+    region
+        .node_mut(leader)
+        .handle_batch_ack(now_us, wake_up)
+        .unwrap();
+    assert_eq!(
+        region.node(leader).quiet_ticks(region.now_us(), TICK_US),
+        0,
+        "a leader told that closes are wanted closes every epoch"
+    );
+    region.link_mut().closes_wanted = true;
+    let shipped = region.link().shipped.len();
+    region.tick(20);
+    assert!(
+        region.link().shipped.len() >= shipped + 3,
+        "20 ticks of 10 ms with closes wanted: {} closes",
+        region.link().shipped.len() - shipped
+    );
+    region.link_mut().closes_wanted = false;
+    region.tick(10);
 
     region.propose(leader, global_call(1, 1));
     for _ in 0..5 {

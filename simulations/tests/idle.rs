@@ -48,9 +48,9 @@ fn applied_indexes(cluster: &GlobalCluster) -> (Vec<(String, u64)>, u64) {
     (regions, coordinator)
 }
 
-/// Ten simulated minutes without a call cost each raft group a few entries per suspicion
-/// timeout, not one (or more) per epoch: regions close at the idle pace (a quarter of the
-/// suspicion timeout) and the coordinator seals nothing.
+/// Ten simulated minutes without a call cost no raft entry, not one (or more) per epoch:
+/// idle regions close no batch but send liveness asks (a quarter of the suspicion timeout
+/// apart), which the coordinator answers without an entry, and it seals nothing.
 #[test]
 fn an_idle_cluster_writes_few_raft_entries() {
     let topology = local_topology();
@@ -76,9 +76,9 @@ fn an_idle_cluster_writes_few_raft_entries() {
 
     let epoch_us = topology.cluster.epoch_us;
     let idle_us = u64::try_from(idle.as_micros()).expect("a short spell");
-    let idle_close_us = topology.cluster.suspicion_timeout_us / 4;
-    // One close per idle interval, with room for leader changes and the odd extra close.
-    let closes_max = 2 * idle_us / idle_close_us;
+    // Entries of the last calls' tail, a session expiring, no more (one close per idle
+    // interval would be 1,200).
+    let closes_max = 8;
     assert!(
         epochs_after - epochs_before <= 3,
         "{} epochs sealed in {idle:?} without a call (one per {epoch_us} us epoch would be {})",
@@ -102,10 +102,21 @@ fn an_idle_cluster_writes_few_raft_entries() {
         coordinator_after - coordinator_before,
         regions * closes_max
     );
-    // Idle is not silent: no region was suspected, and the cluster still checks out.
+    // Idle is not silent: the regions asked, no region was suspected, and the cluster still
+    // checks out.
+    let idle_asks_min = idle_us / (topology.cluster.suspicion_timeout_us / 4);
     for node in cluster.nodes() {
         if let Some(region) = cluster.region_node(node) {
             assert_eq!(region.status().global.incarnation, 1, "node {node}");
+        }
+        if let Some(coordinator) = cluster.coordinator(node)
+            && coordinator.is_leader()
+        {
+            let answered = coordinator.status().counters.liveness_asks_answered;
+            assert!(
+                answered >= regions * idle_asks_min * 9 / 10,
+                "the coordinator leader answered {answered} liveness asks in {idle:?}"
+            );
         }
     }
     let problems = cluster.check();

@@ -25,7 +25,7 @@ use super::config::CoordinatorDriverConfig;
 use super::region_sender::RegionSender;
 use crate::{
     COORDINATOR_EPOCHS, COORDINATOR_PENDING, COORDINATOR_STATE, CoordinatorNode,
-    CoordinatorNodeError, CoordinatorOutput, CoordinatorStatus, InputError, RegionMessage,
+    CoordinatorNodeError, CoordinatorOutput, CoordinatorStatus, InputError,
 };
 
 pub use dsss_raft_group::node_loop::{EVENTS_PER_ITERATION_MAX, EVENTS_QUEUED_MAX};
@@ -273,12 +273,9 @@ impl CoordinatorLoop {
                         let _ = sender.send(Ok(reply));
                     }
                 }
-                CoordinatorOutput::ToRegion {
-                    region,
-                    message: RegionMessage::Epoch(epoch),
-                } => {
+                CoordinatorOutput::ToRegion { region, message } => {
                     if let Some(sender) = self.region_senders.get(&region) {
-                        sender.send(epoch);
+                        sender.send(message);
                     }
                 }
             }

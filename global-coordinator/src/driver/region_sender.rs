@@ -1,6 +1,8 @@
 //! The senders of sealed epochs: one task per region with a bounded queue, which delivers
 //! each part in order through `RegionEpochs.Deliver` on the region's leader guess and feeds
-//! every answer back to the coordinator as an epoch acknowledgement.
+//! every answer back to the coordinator as an epoch acknowledgement. The same queue carries
+//! the acknowledgements the coordinator sends unasked (`RegionEpochs.Acknowledge`), tried
+//! once on the leader guess: a lost one is made up by the region's next idle close.
 //!
 //! Each region's [`LeaderTracker`] names the node a part goes to: the node that last submitted
 //! a batch for the region (only leaders ship batches); a NotLeader answer moves it to the
@@ -14,15 +16,17 @@ use std::time::{Duration, Instant};
 
 use dsss_raft_group::transport::DelayLine;
 use dsss_wire::grpc::{VersionedChannel, region_epochs_client};
-use dsss_wire::proto::{self, region_epochs_client::RegionEpochsClient};
+use dsss_wire::proto::region_epochs_client::RegionEpochsClient;
 use dsss_wire::{LeaderTracker, RegionId};
 use tokio::sync::mpsc;
 use tonic::transport::Endpoint;
 
 use super::config::NodeAddress;
 use super::node_loop::CoordinatorEvent;
+use crate::RegionMessage;
 
-/// The most epoch parts queued for one region; beyond, new parts are dropped (resent later).
+/// The most messages (epoch parts) queued for one region; beyond, new ones are dropped (parts
+/// are resent later).
 pub const REGION_QUEUE_PARTS_MAX: usize = 1_024;
 
 /// The most nodes one delivery tries before the part is dropped.
@@ -40,7 +44,7 @@ pub const REGION_NODES_MAX: usize = 9;
 /// The loop's handle on one region's sender task.
 #[derive(Clone, Debug)]
 pub(crate) struct RegionSender {
-    queue: mpsc::Sender<(Instant, proto::SealedEpoch)>,
+    queue: mpsc::Sender<(Instant, RegionMessage)>,
     /// Shared with the task: the loop learns leaders from batches, the task from answers.
     /// `None` when no node of the region has a usable address.
     leader: Option<Arc<Mutex<LeaderTracker>>>,
@@ -90,9 +94,10 @@ impl RegionSender {
         RegionSender { queue, leader }
     }
 
-    /// Queues a part without waiting; a full queue drops it (the coordinator resends).
-    pub(crate) fn send(&self, epoch: proto::SealedEpoch) {
-        let _ = self.queue.try_send((Instant::now(), epoch));
+    /// Queues a message without waiting; a full queue drops it (the coordinator resends
+    /// parts, and the region's next idle close brings what an acknowledgement said).
+    pub(crate) fn send(&self, message: RegionMessage) {
+        let _ = self.queue.try_send((Instant::now(), message));
     }
 
     /// Sends the next parts to `node_id`, when it is a node of the region.
@@ -114,13 +119,30 @@ async fn run_region_sender(
     region: RegionId,
     mut clients: Vec<(u64, Client)>,
     leader: Arc<Mutex<LeaderTracker>>,
-    mut queue: mpsc::Receiver<(Instant, proto::SealedEpoch)>,
+    mut queue: mpsc::Receiver<(Instant, RegionMessage)>,
     mut line: DelayLine,
     events: SyncSender<CoordinatorEvent>,
 ) {
     let mut failing = false;
-    while let Some((enqueued_at, epoch)) = queue.recv().await {
+    while let Some((enqueued_at, message)) = queue.recv().await {
         dsss_raft_group::transport::wait_until(line.send_at(enqueued_at)).await;
+        let epoch = match message {
+            RegionMessage::Epoch(epoch) => epoch,
+            RegionMessage::BatchAck(ack) => {
+                let node_id = lock(&leader).target();
+                let index = clients
+                    .iter()
+                    .position(|(id, _)| *id == node_id)
+                    .expect("the leader tracker names only nodes with a client");
+                let call = clients[index].1.acknowledge(ack);
+                let answered =
+                    tokio::time::timeout(Duration::from_micros(REGION_CALL_TIMEOUT_US), call).await;
+                if !matches!(answered, Ok(Ok(_))) {
+                    tracing::debug!(%region, node_id, "an acknowledgement sent unasked was lost");
+                }
+                continue;
+            }
+        };
         for _ in 0..REGION_DELIVERY_ATTEMPTS_MAX {
             let node_id = lock(&leader).target();
             let index = clients

@@ -136,12 +136,6 @@ impl DriverConfig {
                 crate::node::GLOBAL_INTERVAL_US_MIN,
                 crate::node::GLOBAL_INTERVAL_US_MAX,
             );
-        // Between its idle closes, an idle region asks the coordinator whether closes are
-        // wanted at the resend pace: asking every epoch would make the asks alone most of
-        // what an idle cluster costs.
-        node_config.idle_poll_interval_us = node_config
-            .batch_resend_interval_us
-            .min(node_config.idle_close_interval_us);
         let peers = region
             .nodes
             .iter()

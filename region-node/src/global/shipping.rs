@@ -28,12 +28,15 @@ pub struct Shipping {
     /// Every batch at or below this was sent at least once in this term.
     sent: (u64, u64),
     next_resend_us: u64,
-    /// When this leader last proposed a `CloseBatch`, and last asked the coordinator.
+    /// When this leader last proposed a `CloseBatch`.
     closed_at_us: Option<u64>,
-    polled_at_us: Option<u64>,
-    /// What the coordinator's newest answer said: records wait for the watermark, so every
-    /// region closes a batch every epoch interval. `None` (read as true) until an answer
-    /// arrives in this term.
+    /// When this leader last asked the coordinator whether it is heard (an idle region's
+    /// liveness ask, see `RegionNode::ask_coordinator`), and whether an answer came since.
+    asked_at_us: Option<u64>,
+    ask_answered: bool,
+    /// What the coordinator's newest answer (or acknowledgement sent unasked) said: records
+    /// wait for the watermark, so every region closes a batch every epoch interval. `None`
+    /// (read as true) until an answer arrives in this term.
     closes_wanted: Option<bool>,
     /// Epoch parts proposed and not yet applied, with the tick they were proposed at.
     parts_proposed: BTreeMap<(u64, u32), u64>,
@@ -61,16 +64,16 @@ impl Shipping {
         self.term == term
     }
 
-    /// When an idle leader next has something to do by time, in microseconds: its next idle
-    /// close (`idle_close_interval_us` after the last), its next ask of the coordinator when
-    /// it may ask (`idle_poll_interval_us` after the last ask or close), and its next resend
-    /// when batches are unacknowledged. 0 (due now) before its first close in this term, or
-    /// while epoch parts it proposed wait to be applied (their timeouts count ticks).
+    /// When an idle leader next has something to do by time, in microseconds: its next
+    /// liveness ask (`idle_interval_us` after the last ask or close, or `resend_interval_us`
+    /// after an unanswered ask), and its next resend when batches are unacknowledged
+    /// (`resend_batches`). 0 (due now) before its first close in this term, or while epoch
+    /// parts it proposed wait to be applied (their timeouts count ticks).
     pub fn idle_due_at_us(
         &self,
-        idle_close_interval_us: u64,
-        idle_poll_interval_us: Option<u64>,
-        resend_interval_us: Option<u64>,
+        idle_interval_us: u64,
+        resend_interval_us: u64,
+        resend_batches: bool,
     ) -> u64 {
         let Some(closed_at_us) = self.closed_at_us else {
             return 0;
@@ -78,12 +81,12 @@ impl Shipping {
         if !self.parts_proposed.is_empty() {
             return 0;
         }
-        let mut due_us = closed_at_us.saturating_add(idle_close_interval_us);
-        if let Some(interval_us) = idle_poll_interval_us {
-            let asked_at_us = self.polled_at_us.unwrap_or(0).max(closed_at_us);
-            due_us = due_us.min(asked_at_us.saturating_add(interval_us));
+        let last_us = self.asked_at_us.unwrap_or(0).max(closed_at_us);
+        let mut due_us = last_us.saturating_add(idle_interval_us);
+        if let Some(asked_at_us) = self.asked_at_us.filter(|_| !self.ask_answered) {
+            due_us = due_us.min(asked_at_us.saturating_add(resend_interval_us));
         }
-        if resend_interval_us.is_some() {
+        if resend_batches {
             due_us = due_us.min(self.next_resend_us);
         }
         due_us
@@ -96,6 +99,7 @@ impl Shipping {
 
     /// The coordinator acknowledged every batch through `batch_number` of `incarnation`.
     pub fn acknowledge(&mut self, incarnation: u64, batch_number: u64) {
+        self.ask_answered = true;
         self.acknowledged = self.acknowledged.max((incarnation, batch_number));
     }
 
@@ -127,14 +131,26 @@ impl Shipping {
         true
     }
 
-    /// True when an idle ask of the coordinator is due at `now_us`: the first in this term, or
-    /// `interval_us` after the previous ask or close. When true, the ask counts as made.
-    pub fn poll_due(&mut self, now_us: u64, interval_us: u64) -> bool {
-        let last_us = self.polled_at_us.max(self.closed_at_us);
-        if last_us.is_some_and(|at_us| now_us < at_us.saturating_add(interval_us)) {
+    /// True when this leader has closed a batch in this term.
+    pub fn has_closed(&self) -> bool {
+        self.closed_at_us.is_some()
+    }
+
+    /// True when an idle leader's liveness ask is due at `now_us`: `idle_interval_us` after
+    /// its last ask or close, or `resend_interval_us` after an ask that no answer followed
+    /// (asks are not otherwise resent, and a region the coordinator does not hear from is
+    /// suspected). When true, the ask counts as made.
+    pub fn ask_due(&mut self, now_us: u64, idle_interval_us: u64, resend_interval_us: u64) -> bool {
+        let last_us = self.asked_at_us.max(self.closed_at_us);
+        let idle_due = last_us.is_none_or(|at_us| now_us >= at_us.saturating_add(idle_interval_us));
+        let resend_due = self.asked_at_us.is_some_and(|at_us| {
+            !self.ask_answered && now_us >= at_us.saturating_add(resend_interval_us)
+        });
+        if !(idle_due || resend_due) {
             return false;
         }
-        self.polled_at_us = Some(now_us);
+        self.asked_at_us = Some(now_us);
+        self.ask_answered = false;
         true
     }
 

@@ -202,6 +202,14 @@ impl GlobalState {
             .copied()
     }
 
+    /// True when a record of `client_id` waits for its epoch.
+    pub fn has_unsealed_of(&self, client_id: u64) -> bool {
+        self.unsealed_by_key
+            .range((client_id, 0)..=(client_id, u64::MAX))
+            .next()
+            .is_some()
+    }
+
     /// The bytes of the unsealed records.
     pub fn unsealed_size_bytes(&self) -> u64 {
         self.unsealed_size_bytes

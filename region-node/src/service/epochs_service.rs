@@ -4,11 +4,17 @@
 //! (`sealed_epoch_ack`); a follower answers with `not_leader` naming the leader and its
 //! address, so the coordinator's sender follows the hint.
 //!
+//! `Acknowledge` takes the coordinator's acknowledgement sent unasked (it says closes are
+//! wanted) into the node as if it answered a batch; a node that does not lead ignores it.
+//!
 //! `ReadEpochs` serves another region's read of released epochs from this member's log
 //! (`RegionNode::answer_epochs_read`), on every member.
 
 use dsss_wire::proto::region_epochs_server::RegionEpochs;
-use dsss_wire::proto::{ReadEpochsReply, ReadEpochsRequest, SealedEpoch, SealedEpochAck};
+use dsss_wire::proto::{
+    ReadEpochsReply, ReadEpochsRequest, RegionBatchAck, RegionBatchAckReceipt, SealedEpoch,
+    SealedEpochAck,
+};
 use tonic::{Request, Response, Status};
 
 use crate::GlobalMessageError;
@@ -55,6 +61,14 @@ impl RegionEpochs for RegionEpochsService {
             *not_leader = self.link.not_leader(leader_hint);
         }
         Ok(Response::new(ack))
+    }
+
+    async fn acknowledge(
+        &self,
+        request: Request<RegionBatchAck>,
+    ) -> Result<Response<RegionBatchAckReceipt>, Status> {
+        self.link.send(NodeEvent::BatchAck(request.into_inner()))?;
+        Ok(Response::new(RegionBatchAckReceipt {}))
     }
 
     async fn read_epochs(

@@ -363,8 +363,6 @@ impl GlobalCluster {
                 config.batch_resend_interval_us = resend_us;
                 config.idle_close_interval_us =
                     (topology.cluster.suspicion_timeout_us / 4).max(config.epoch_interval_us);
-                // As production drivers (`DriverConfig::from_topology`) set it.
-                config.idle_poll_interval_us = resend_us.min(config.idle_close_interval_us);
                 config.max_clock_skew_us = topology.cluster.max_clock_skew_us;
                 config.log_retention.size_bytes_max = topology.cluster.region_log_quota_bytes;
                 config.log_retention.release_share_percent =

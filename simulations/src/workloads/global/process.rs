@@ -556,8 +556,10 @@ pub struct NodeProcess {
     coordinator: Option<CoordinatorNode>,
     /// The coordinator replica this node's region leader sends to.
     coordinator_leader: LeaderTracker,
-    /// The newest time a coordinator leader answered this node.
-    coordinator_heard_at: SimTime,
+    /// Since when a message this node's region leader sent to the coordinator waits for an
+    /// answer: the first sent after the last answer. An idle region sends only every idle
+    /// interval, so silence counts only while something is unanswered.
+    coordinator_unanswered_since: Option<SimTime>,
     /// How long without an answer before the next replica is tried.
     coordinator_silence_max: Duration,
     /// For the coordinator replica: the node each region's messages go to.
@@ -624,7 +626,7 @@ impl NodeProcess {
             routes,
             region: None,
             coordinator: None,
-            coordinator_heard_at: SimTime::ZERO,
+            coordinator_unanswered_since: None,
             coordinator_silence_max,
             region_leaders,
             region_tick_timer: None,
@@ -688,14 +690,15 @@ impl NodeProcess {
             panic!("node {}: a region round failed: {error}", cx.node());
         }
         let now = cx.now();
-        if now.saturating_duration_since(self.coordinator_heard_at) > self.coordinator_silence_max
-            && region.is_leader()
+        if self.coordinator_unanswered_since.is_some_and(|since| {
+            now.saturating_duration_since(since) > self.coordinator_silence_max
+        }) && region.is_leader()
         {
             // The replica we send to has not answered for a while: it may be down or cut
             // off, so try the next one (a follower's answer names the leader).
             let silent = self.coordinator_leader.target();
             self.coordinator_leader.handle_failure(silent);
-            self.coordinator_heard_at = now;
+            self.coordinator_unanswered_since = None;
         }
         while let Some(output) = region.poll_output() {
             match output {
@@ -799,6 +802,7 @@ impl NodeProcess {
                     ));
                 }
                 RegionOutput::ToCoordinator(ToCoordinator::Batch(batch)) => {
+                    self.coordinator_unanswered_since.get_or_insert(now);
                     cx.send(
                         self.coordinator_leader.target(),
                         GlobalMessage::Batch(batch),
@@ -867,12 +871,13 @@ impl NodeProcess {
                         );
                     }
                 }
-                CoordinatorOutput::ToRegion {
-                    region,
-                    message: RegionMessage::Epoch(epoch),
-                } => {
+                CoordinatorOutput::ToRegion { region, message } => {
                     if let Some(to) = self.region_target(region.as_str()) {
-                        cx.send(to, GlobalMessage::Epoch(epoch));
+                        let message = match message {
+                            RegionMessage::Epoch(epoch) => GlobalMessage::Epoch(epoch),
+                            RegionMessage::BatchAck(ack) => GlobalMessage::BatchAck(ack),
+                        };
+                        cx.send(to, message);
                     }
                 }
             }
@@ -951,17 +956,18 @@ impl NodeProcess {
 
     /// A coordinator replica answered as the leader: send there from now on. A message a
     /// region peer forwarded says nothing about the coordinator.
-    fn handle_coordinator_answer(&mut self, cx: &Context<'_, GlobalMessage>, from: NodeId) {
+    fn handle_coordinator_answer(&mut self, from: NodeId) {
         if self.coordinator_leader.contains(from) {
             self.coordinator_leader.handle_success(from);
-            self.coordinator_heard_at = cx.now();
+            self.coordinator_unanswered_since = None;
         }
     }
 
     /// A coordinator replica said it does not lead, naming the leader perhaps.
     fn handle_coordinator_not_leader(&mut self, from: NodeId, not_leader: &proto::NotLeader) {
         // The next message goes out on its own schedule (the next batch, the leader's resend,
-        // the next read): nothing waits here.
+        // the next read): nothing waits here, and its silence counts from when it is sent.
+        self.coordinator_unanswered_since = None;
         let _ = self
             .coordinator_leader
             .handle_not_leader(from, not_leader.leader_hint());
@@ -994,7 +1000,7 @@ impl Process for NodeProcess {
                 ),
             }
         }
-        self.coordinator_heard_at = cx.now();
+        self.coordinator_unanswered_since = None;
         // Random phases, so that nodes do not tick in lockstep.
         let tick_ns = u64::try_from(REGION_TICK_INTERVAL.as_nanos()).expect("a short interval");
         let phase = cx.rng().below(tick_ns);
@@ -1094,7 +1100,7 @@ impl Process for NodeProcess {
             GlobalMessage::BatchAck(ack) => {
                 match &ack.not_leader {
                     Some(not_leader) => self.handle_coordinator_not_leader(from, not_leader),
-                    None => self.handle_coordinator_answer(cx, from),
+                    None => self.handle_coordinator_answer(from),
                 }
                 let region = self.region.as_mut().expect("started");
                 if ack.not_leader.is_none()
@@ -1107,7 +1113,7 @@ impl Process for NodeProcess {
                 self.flush(cx);
             }
             GlobalMessage::Epoch(epoch) => {
-                self.handle_coordinator_answer(cx, from);
+                self.handle_coordinator_answer(from);
                 let region = self.region.as_mut().expect("started");
                 match region.answer_sealed_epoch(now_us, epoch) {
                     Ok(ack) => cx.send(from, GlobalMessage::EpochAck(ack)),
@@ -1240,7 +1246,7 @@ impl Process for NodeProcess {
             GlobalMessage::SealedEpochReply { read_id, reply } => {
                 match &reply.not_leader {
                     Some(not_leader) => self.handle_coordinator_not_leader(from, not_leader),
-                    None => self.handle_coordinator_answer(cx, from),
+                    None => self.handle_coordinator_answer(from),
                 }
                 self.epoch_reads_sent.remove(&read_id);
                 let region = self.region.as_mut().expect("started");
