@@ -406,6 +406,85 @@ async fn sigterm_stops_a_node_cleanly_and_its_data_survives_a_restart() {
     assert_eq!(entries.len() as u64, last.position);
 }
 
+/// One unauthenticated `RegionPeer.Deliver` call to a follower, carrying a single raft
+/// heartbeat that names another member as its sender and commits `u64::MAX`, used to make
+/// raft-rs stop the node (`to_commit ... is out of range`), and three such calls a region.
+/// Now the follower refuses each such message (its term 0, then its current term) and keeps
+/// running; so does every member, and the region still commits calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_heartbeat_committing_past_the_log_stops_no_node() {
+    use dsss_raft_group::raft::eraftpb::{Message, MessageType};
+
+    let mut region = RegionProcesses::new();
+    for node_id in NODE_IDS {
+        region.start(node_id);
+    }
+    let connections = RegionConnections::new(&region.members()).expect("valid members");
+    let leader = wait_for_leader("a first leader", &connections, &NODE_IDS).await;
+    let mut client = RegionClient::new(connections.clone(), 91);
+    client
+        .propose_with_sequence(1, &call_for(91, 1))
+        .await
+        .expect("the region commits calls");
+    let term = connections
+        .status(leader)
+        .await
+        .expect("the leader answers")
+        .term;
+    for follower in NODE_IDS.into_iter().filter(|&id| id != leader) {
+        let channel = tonic::transport::Endpoint::from_shared(format!(
+            "http://{}",
+            region.addresses[&follower]
+        ))
+        .expect("a valid address")
+        .connect()
+        .await
+        .expect("the follower listens");
+        let mut peer = dsss_wire::grpc::region_peer_client(channel);
+        for forged_term in [0, term] {
+            let mut heartbeat = Message::default();
+            heartbeat.set_msg_type(MessageType::MsgHeartbeat);
+            heartbeat.from = leader;
+            heartbeat.to = follower;
+            heartbeat.term = forged_term;
+            heartbeat.commit = u64::MAX;
+            let batch = proto::RaftBatch {
+                from_node_id: leader,
+                to_node_id: follower,
+                sender_time: None,
+                messages: vec![dsss_raft_group::encode_message(&heartbeat)],
+            };
+            // Delivery is acknowledged either way: raft tolerates lost messages, and the
+            // node drops what it refuses.
+            let _ = peer.deliver(batch).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for node_id in NODE_IDS {
+        assert!(
+            region.processes.is_running(node_id),
+            "node {node_id} stopped after the forged heartbeats"
+        );
+    }
+    for sequence in 2..=5 {
+        client
+            .propose_with_sequence(sequence, &call_for(91, sequence))
+            .await
+            .expect("the region still commits calls");
+    }
+    for node_id in NODE_IDS {
+        let status = connections
+            .status(node_id)
+            .await
+            .expect("every member answers");
+        assert!(
+            status.commit_index < u64::MAX / 2,
+            "node {node_id} took the forged commit: {}",
+            status.commit_index
+        );
+    }
+}
+
 /// The quota of `region_log_quota_mb` with releases turned off
 /// (`region_log_release_share_percent = 0`), reached by a client whose records no checkpoint
 /// covers: the region refuses further records with an error that names the quota, every
