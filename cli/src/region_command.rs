@@ -246,6 +246,13 @@ async fn log_fill(address: &str) -> Result<String, String> {
             status.released_objects
         ));
     }
+    // Refused raft messages are forged or corrupt input from the network: worth a line.
+    if status.raft_messages_refused > 0 {
+        fill.push_str(&format!(
+            "; {} raft messages refused (forged or corrupt)",
+            status.raft_messages_refused
+        ));
+    }
     // A node behind the raft log fetches the entries its snapshot stands on before it takes
     // it: operators see how far it is.
     if status.snapshot_missing_to > 0 {

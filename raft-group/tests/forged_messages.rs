@@ -2,89 +2,27 @@
 //! `RaftGroup::step` checked messages (a `fatal!`, an assertion, an overflow or a slice out of
 //! range in raft-rs or in the group; or, for a snapshot request past the leader's log, starved
 //! a follower for good), and is now refused with `StepError::Unsafe` naming the field, after
-//! which the group commits as before. Then the other side: the batched append honest raft-rs
-//! sends with its entries away from its anchor goes out re-anchored; a cluster driven through
+//! which the group commits as before. Then the other side: the sequence after which raft-rs's
+//! `batch_append` would send entries away from their anchor is taken; a cluster driven through
 //! elections, partitions, crashes, snapshots, membership changes and delayed, reordered and
 //! duplicated delivery never has an honest message refused; random messages never stop a
 //! node; and random unsafe messages change nothing, the group committing afterwards.
 //! Reference: `raft-group/src/message_check.rs` for each rule and why it is safe.
 
+mod common;
+
 use std::collections::{HashSet, VecDeque};
 
+use common::Journal;
 use dsss_raft_group::message_check::{INDEX_MAX, TERM_MAX};
 use dsss_raft_group::raft::eraftpb::{
     ConfChange, ConfChangeType, ConfState, Entry, Message, MessageType, Snapshot,
 };
 use dsss_raft_group::testing::{Network, TestNode};
 use dsss_raft_group::{
-    Applied, DurableStore, KeySpace, LogRetention, MemoryStore, RaftGroup, RaftGroupConfig, Role,
-    SnapshotError, StateMachine, StepError, StoreError, StoreIo, WriteBatch, decode_message,
+    Applied, LogRetention, MemoryStore, RaftGroup, RaftGroupConfig, Role, StepError, StoreIo,
+    decode_message,
 };
-
-const JOURNAL: KeySpace = KeySpace::new("journal");
-
-/// A state machine that keeps every applied entry, persisted under [`JOURNAL`].
-#[derive(Default)]
-struct Journal {
-    items: Vec<Vec<u8>>,
-}
-
-impl StateMachine for Journal {
-    type Output = ();
-
-    fn apply(&mut self, _index: u64, data: &[u8], batch: &mut WriteBatch) {
-        let slot = self.items.len() as u64;
-        batch.put(JOURNAL, slot.to_be_bytes().to_vec(), data.to_vec());
-        self.items.push(data.to_vec());
-    }
-
-    fn snapshot(&self) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        for item in &self.items {
-            bytes.extend_from_slice(&(item.len() as u32).to_be_bytes());
-            bytes.extend_from_slice(item);
-        }
-        bytes
-    }
-
-    fn validate_snapshot(&self, data: &[u8]) -> Result<(), SnapshotError> {
-        decode_items(data).map(|_| ())
-    }
-
-    fn restore(&mut self, data: &[u8], batch: &mut WriteBatch) -> Result<(), SnapshotError> {
-        self.items = decode_items(data)?;
-        batch.delete_range(JOURNAL, vec![], vec![0xff; 9]);
-        for (slot, item) in self.items.iter().enumerate() {
-            batch.put(JOURNAL, (slot as u64).to_be_bytes().to_vec(), item.clone());
-        }
-        Ok(())
-    }
-
-    fn recover(&mut self, store: &dyn DurableStore) -> Result<(), StoreError> {
-        self.items = store
-            .scan(JOURNAL, &[], &[0xff; 9], usize::MAX)?
-            .into_iter()
-            .map(|(_, value)| value)
-            .collect();
-        Ok(())
-    }
-}
-
-fn decode_items(mut data: &[u8]) -> Result<Vec<Vec<u8>>, SnapshotError> {
-    let mut items = Vec::new();
-    while !data.is_empty() {
-        let (length, rest) = data
-            .split_first_chunk::<4>()
-            .ok_or_else(|| SnapshotError::new("truncated length"))?;
-        let length = u32::from_be_bytes(*length) as usize;
-        if rest.len() < length {
-            return Err(SnapshotError::new("truncated item"));
-        }
-        items.push(rest[..length].to_vec());
-        data = &rest[length..];
-    }
-    Ok(items)
-}
 
 /// A deterministic generator (xorshift), so that a failure replays.
 struct Xorshift(u64);

@@ -482,6 +482,13 @@ async fn a_forged_heartbeat_committing_past_the_log_stops_no_node() {
             "node {node_id} took the forged commit: {}",
             status.commit_index
         );
+        if node_id != leader {
+            assert!(
+                status.raft_messages_refused >= 2,
+                "node {node_id} counts the forged heartbeats it refused: {}",
+                status.raft_messages_refused
+            );
+        }
     }
 }
 

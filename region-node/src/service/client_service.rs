@@ -541,6 +541,7 @@ pub fn status_reply(status: &NodeStatus, streams: StreamLoad) -> proto::StatusRe
         released_objects: node.checkpoints.released_objects as u64,
         releases: node.checkpoints.releases,
         epoch_parts_caught_up: node.counters.epoch_parts_caught_up,
+        raft_messages_refused: status.raft_messages_refused,
         diverged_objects: node
             .checkpoints
             .alarms
