@@ -300,8 +300,10 @@ fn members_that_catch_up_by_snapshot_in_turn_each_hold_every_retained_entry() {
     // in turn is cut off while the others move the raft log on, and catches up by snapshot.
     // A snapshot carries no entries: each member fetches the ones it lacks before raft takes
     // the snapshot, so in the end every member holds the whole log, and none was ever
-    // counted as caught up without it.
-    for seed in [31, 32, 33] {
+    // counted as caught up without it. (The seeds are ones where every member's turn needs a
+    // snapshot; in some, such as 32, a member's turn ends while the leader still holds the
+    // entries it lacks, and it catches up by appends instead.)
+    for seed in [31, 33, 34] {
         let mut settings = RegionRunSettings::new(seed, 3);
         // The clients call through every member's turn.
         settings.fault_window = Duration::from_secs(10);
