@@ -427,11 +427,133 @@ fn a_region_cut_off_past_the_coordinators_retention_catches_up_and_agrees() {
         let caught_up = heal_and_check_caught_up(&mut cluster, &settings, &cut_region, cut_until);
         println!(
             "seed {seed}: {cut_region} cut off for {} s; {newest_epoch_at_heal} epochs sealed \
-             meanwhile, the coordinator retaining {RETAINED_EPOCHS}; {caught_up} epoch parts \
-             read from other regions after the heal",
+             meanwhile, the coordinator retaining {RETAINED_EPOCHS}; {caught_up}",
             cut.as_secs()
         );
     });
+}
+
+/// How a returning region caught up after the heal: the epochs it appended from the heal until
+/// its alarm cleared, the simulated time from the heal until then, and the simulated time from
+/// its first read of another region's log until then.
+struct CatchUpPace {
+    parts_read: u64,
+    epochs: u64,
+    since_heal: Duration,
+    reading: Duration,
+}
+
+impl CatchUpPace {
+    /// Epochs appended per simulated second of reading.
+    fn epochs_per_second(&self) -> f64 {
+        self.epochs as f64 / self.reading.as_secs_f64().max(1e-6)
+    }
+}
+
+impl std::fmt::Display for CatchUpPace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} epoch parts read from other regions after the heal; {} epochs appended in {:?} \
+             of simulated time after the heal, {:?} of them reading ({:.0} epochs per \
+             simulated second)",
+            self.parts_read,
+            self.epochs,
+            self.since_heal,
+            self.reading,
+            self.epochs_per_second()
+        )
+    }
+}
+
+/// Heals the cut of `cut_region` (which ended at `cut_until`), runs until the region has read
+/// back the released epochs (or a few seconds, whichever is later), checks that it read them
+/// from another region's log and that the cluster converges with every check passing; returns
+/// how fast it caught up.
+fn heal_and_check_caught_up(
+    cluster: &mut GlobalCluster,
+    settings: &GlobalRunSettings,
+    cut_region: &str,
+    cut_until: SimTime,
+) -> CatchUpPace {
+    const STEP: Duration = Duration::from_millis(10);
+    let seed = settings.seed;
+    let members = cluster
+        .regions()
+        .iter()
+        .find(|(region, _)| *region == cut_region)
+        .map(|(_, members)| members.clone())
+        .expect("the region is simulated");
+    // (epochs appended, reads sent, parts read, an alarm standing or no leader up) over the
+    // region's members that are up.
+    let region_state = |cluster: &GlobalCluster| {
+        let statuses: Vec<_> = members
+            .iter()
+            .filter_map(|&node| cluster.region_node(node))
+            .map(|node| node.status())
+            .collect();
+        (
+            statuses
+                .iter()
+                .map(|status| status.global.epochs_applied_through)
+                .max()
+                .unwrap_or(0),
+            statuses
+                .iter()
+                .map(|status| status.counters.epochs_reads_sent)
+                .sum::<u64>(),
+            statuses
+                .iter()
+                .map(|status| status.counters.epoch_parts_caught_up)
+                .sum::<u64>(),
+            statuses
+                .iter()
+                .any(|status| status.global.epochs_missed.is_some())
+                || !members
+                    .iter()
+                    .filter_map(|&node| cluster.region_node(node))
+                    .any(|node| node.is_leader()),
+        )
+    };
+    cluster.simulation().heal_all();
+    let healed_at = cluster.simulation().now();
+    let (epochs_at_heal, reads_at_heal, _, _) = region_state(cluster);
+    let give_up = cut_until.saturating_add(settings.convergence_max);
+    let mut first_read_at = None;
+    let mut done_at = None;
+    while cluster.simulation().now() < give_up {
+        cluster.simulation().run_for(STEP);
+        let now = cluster.simulation().now();
+        let (_, reads, parts, alarm) = region_state(cluster);
+        if first_read_at.is_none() && reads > reads_at_heal {
+            first_read_at = Some(now);
+        }
+        if parts > 0 && !alarm {
+            done_at = Some((now, region_state(cluster).0));
+            break;
+        }
+    }
+    let settle_until = cut_until.saturating_add(Duration::from_secs(6));
+    if cluster.simulation().now() < settle_until {
+        cluster.simulation().run_until(settle_until);
+    }
+    let (epochs_now, _, parts_read, _) = region_state(cluster);
+    assert!(
+        parts_read > 0,
+        "seed {seed}: {cut_region} read no released epoch from another region: {}",
+        cluster.describe()
+    );
+    let (done_at, epochs_at_done) =
+        done_at.unwrap_or_else(|| (cluster.simulation().now(), epochs_now));
+    let pace = CatchUpPace {
+        parts_read,
+        epochs: epochs_at_done.saturating_sub(epochs_at_heal),
+        since_heal: done_at.saturating_duration_since(healed_at),
+        reading: done_at.saturating_duration_since(first_read_at.unwrap_or(healed_at)),
+    };
+    let problems = cluster.heal_and_check(settings.convergence_max);
+    assert!(problems.is_empty(), "seed {seed}: {problems:?} ({pace})");
+    pace
 }
 
 /// One region cut off for `cut` of simulated time while the other regions keep making global
@@ -440,41 +562,6 @@ fn a_region_cut_off_past_the_coordinators_retention_catches_up_and_agrees() {
 /// number of epochs (it releases what only the cut region still lacks), and the region, back,
 /// reads what it missed from another region's log and agrees with the others. Returns the
 /// line the run prints.
-/// Heals the cut of `cut_region` (which ended at `cut_until`), lets the cluster run a few
-/// seconds, checks that the region read released epochs from another region's log and that the
-/// cluster converges with every check passing; returns the epoch parts it read.
-fn heal_and_check_caught_up(
-    cluster: &mut GlobalCluster,
-    settings: &GlobalRunSettings,
-    cut_region: &str,
-    cut_until: SimTime,
-) -> u64 {
-    let seed = settings.seed;
-    cluster.simulation().heal_all();
-    cluster
-        .simulation()
-        .run_until(cut_until.saturating_add(Duration::from_secs(6)));
-    let members = cluster
-        .regions()
-        .iter()
-        .find(|(region, _)| *region == cut_region)
-        .map(|(_, members)| members.clone())
-        .expect("the region is simulated");
-    let caught_up: u64 = members
-        .iter()
-        .filter_map(|&node| cluster.region_node(node))
-        .map(|node| node.status().counters.epoch_parts_caught_up)
-        .sum();
-    assert!(
-        caught_up > 0,
-        "seed {seed}: {cut_region} read no released epoch from another region: {}",
-        cluster.describe()
-    );
-    let problems = cluster.heal_and_check(settings.convergence_max);
-    assert!(problems.is_empty(), "seed {seed}: {problems:?}");
-    caught_up
-}
-
 fn a_region_cut_off_for(seed: u64, cut: Duration) -> String {
     const RETAINED_EPOCHS: usize = 64;
     let wall_started = std::time::Instant::now();
@@ -581,8 +668,7 @@ fn a_region_cut_off_for(seed: u64, cut: Duration) -> String {
         "seed {seed}: {cut_region} cut off for {} s of simulated time; {completed} global calls \
          of the other regions completed meanwhile, the longest in {longest_wait:?} (bound \
          {wait_max:?}); {newest_epoch_at_heal} epochs sealed, the coordinator retaining at most \
-         {retained_max} (bound {RETAINED_EPOCHS}); {caught_up} epoch parts read from other \
-         regions after the heal; {delivered} messages delivered in {wall:?} of wall time \
+         {retained_max} (bound {RETAINED_EPOCHS}); {caught_up}; {delivered} messages delivered in {wall:?} of wall time \
          ({:.0} per second)",
         cut.as_secs(),
         delivered as f64 / wall.as_secs_f64()
