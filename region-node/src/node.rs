@@ -814,6 +814,12 @@ struct CatchUp {
     last_read_id: u64,
     /// The read waiting for its answer: (id, region asked, when).
     in_flight: Option<(u64, RegionId, u64)>,
+    /// The parts of the last answer not yet proposed, in order, each the one after the part
+    /// proposed before it: they go into raft as room frees under `EPOCH_PARTS_PROPOSED_MAX`.
+    /// At most one answer's worth (`EPOCHS_READ_PARTS_MAX`, `EPOCHS_READ_REPLY_BYTES_MAX`).
+    held: VecDeque<EpochPart>,
+    /// The term in which `held` was checked against the log; a later term drops it.
+    held_term: u64,
     /// A read waiting for the driver.
     queued: Option<EpochsRead>,
     /// The index in `catch_up_regions` of the region to ask next.
@@ -1426,13 +1432,41 @@ impl RegionNode {
             Ok(parts) => parts,
             Err(reason) => return Err(self.refuse_epochs_read(&region, reason)),
         };
+        let taken = parts.len();
+        self.catch_up.held = parts.into();
+        self.catch_up.held_term = self.group.term();
+        self.catch_up.unavailable.clear();
+        self.propose_read_parts();
+        Ok(taken)
+    }
+
+    /// Proposes the parts of the last answer that wait (leader only), as many as
+    /// `EPOCH_PARTS_PROPOSED_MAX` leaves room for; the rest go as earlier parts apply. A part
+    /// the log appended meanwhile (the coordinator's copy of it) is skipped. In a new term, or
+    /// when raft drops a proposal, the parts still held are dropped: the next read starts from
+    /// what the log appended.
+    fn propose_read_parts(&mut self) {
+        if self.catch_up.held.is_empty() {
+            return;
+        }
+        if !self.is_leader() || self.catch_up.held_term != self.group.term() {
+            self.catch_up.held.clear();
+            return;
+        }
         self.shipping.enter_term(self.group.term());
-        for part in &parts {
-            self.propose_epoch_part(part)?;
+        let next_expected = self.next_expected_part();
+        while !self.shipping.parts_full()
+            && let Some(part) = self.catch_up.held.pop_front()
+        {
+            if (part.epoch_number, part.part_index) < next_expected {
+                continue;
+            }
+            if self.propose_epoch_part(&part).is_err() {
+                self.catch_up.held.clear();
+                return;
+            }
             self.counters.epoch_parts_caught_up += 1;
         }
-        self.catch_up.unavailable.clear();
-        Ok(parts.len())
     }
 
     /// Checks that `parts` continue the region's global sequence exactly where it stands.
@@ -1487,6 +1521,17 @@ impl RegionNode {
             }
             checked.push(part);
         }
+        // Measured as the server measures it: the parts' wire form, without the sender's
+        // fields.
+        let reply_bytes: u64 = checked.iter().map(EpochPart::wire_len).sum();
+        let bytes_max = crate::global::catch_up::EPOCHS_READ_REPLY_BYTES_MAX;
+        if checked.len() > 1 && reply_bytes > bytes_max {
+            return Err(format!(
+                "the answer holds {} parts of {reply_bytes} bytes in all, more than the maximum \
+                 of {bytes_max} (only an answer of one part may be larger)",
+                checked.len()
+            ));
+        }
         Ok(checked)
     }
 
@@ -1539,12 +1584,13 @@ impl RegionNode {
     }
 
     /// Asks the next region for the released epochs the region appends next (leader only):
-    /// one read at a time, once the parts of the previous answer are applied, again after
-    /// the resend interval when no answer came.
+    /// one read at a time, once every part of the previous answer is proposed and applied,
+    /// again after the resend interval when no answer came.
     fn ask_epochs(&mut self, now_us: u64) {
         if self.epochs_missed.is_none()
             || self.config.catch_up_regions.is_empty()
             || self.shipping.parts_in_flight()
+            || !self.catch_up.held.is_empty()
         {
             return;
         }
@@ -1872,6 +1918,9 @@ impl RegionNode {
             let applied = self.group.handle_ready(io)?;
             self.counters.rounds += 1;
             self.handle_applied(applied);
+            // Applied parts make room for the next ones read from another region, which this
+            // same call hands to raft.
+            self.propose_read_parts();
             self.handle_read_states();
             if !self.group.has_ready() {
                 break;
@@ -1887,6 +1936,7 @@ impl RegionNode {
         } else {
             self.shipping.clear();
             self.catch_up.in_flight = None;
+            self.catch_up.held.clear();
         }
         Ok(())
     }

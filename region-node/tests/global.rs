@@ -9,7 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use dsss_raft_group::raft::eraftpb::Message;
 use dsss_raft_group::testing::{Network, TestNode};
 use dsss_raft_group::{MemoryStore, StoreIo};
-use dsss_region_node::global::{GLOBAL_UNSEALED_SIZE_BYTES_MAX, OUTGOING_BATCHES_MAX};
+use dsss_region_node::global::catch_up::{EPOCHS_READ_PARTS_MAX, EPOCHS_READ_REPLY_BYTES_MAX};
+use dsss_region_node::global::{
+    EPOCH_PARTS_PROPOSED_MAX, EpochPart, GLOBAL_UNSEALED_SIZE_BYTES_MAX, OUTGOING_BATCHES_MAX,
+};
 use dsss_region_node::{
     EpochsRead, GlobalMessageError, LogEntry, LogEntryKind, ProposeError, ProposeRequest,
     RegionNode, RegionNodeConfig, RegionOutput, Reply, SessionReply, ToCoordinator,
@@ -1361,6 +1364,378 @@ fn a_region_that_missed_released_epochs_catches_up_from_another_regions_log() {
         "the call completed"
     );
     let sequence = region.global_sequence(leader);
+    assert_eq!(sequence, other.global_sequence(other_leader));
+    for id in [1, 2, 3] {
+        assert_eq!(region.global_sequence(id), sequence, "member {id}");
+    }
+}
+
+/// Region `REGION` (`members`) was cut off while the coordinator sealed `epochs` epochs, each
+/// with one global call of `OTHER_REGION` of `argument_bytes` bytes, which the other region
+/// (member 4 alone) appended; the coordinator released every epoch but the newest. Returns
+/// both regions and their leaders, the region's leader with its alarm raised.
+fn a_region_that_missed(
+    members: &[u64],
+    epochs: u64,
+    argument_bytes: usize,
+) -> (Region, Region, u64, u64) {
+    let mut region = Region::new(members, &[REGION, OTHER_REGION]);
+    let mut other = Region::named(OTHER_REGION, &[4], &[REGION, OTHER_REGION]);
+    let leader = region.elect();
+    let other_leader = other.elect();
+    region.link_mut().coordinator.suspect(REGION);
+    for step in 1..=epochs {
+        // A call in every epoch: the object has no checkpoint, so the other region's log keeps
+        // the epochs.
+        let record = call(7, step, Scope::Global, argument_bytes).into_record(
+            Timestamp::new(NOW_US + step * 1_000 - 500, 0),
+            RegionId::new(OTHER_REGION).unwrap(),
+        );
+        let coordinator = &mut region.link_mut().coordinator;
+        coordinator.pending.push(record);
+        coordinator.advance_closed(OTHER_REGION, Timestamp::new(NOW_US + step * 1_000, 0));
+    }
+    let sealed = region.link().coordinator.epochs.clone();
+    assert_eq!(sealed.len() as u64, epochs);
+    for chunk in sealed.chunks(EPOCH_PARTS_PROPOSED_MAX / 2) {
+        for epoch in chunk {
+            let now_us = other.now_us();
+            other
+                .node_mut(other_leader)
+                .handle_sealed_epoch(now_us, epoch.clone())
+                .unwrap();
+        }
+        other.network.settle();
+    }
+    assert_eq!(
+        other
+            .node(other_leader)
+            .status()
+            .global
+            .epochs_applied_through,
+        epochs
+    );
+    region.link_mut().coordinator.first_retained = epochs;
+    region.tick(3);
+    assert_eq!(
+        region.node(leader).status().global.epochs_missed,
+        Some((1, epochs))
+    );
+    (region, other, leader, other_leader)
+}
+
+/// The wire size of `parts` as a reply's bound counts it.
+fn reply_bytes(parts: &[proto::SealedEpoch]) -> u64 {
+    parts
+        .iter()
+        .map(|part| EpochPart::from_wire(part.clone()).unwrap().wire_len())
+        .sum()
+}
+
+/// Reads member `id` of `region` asks for, served by `other_leader` of `other` and answered,
+/// until the region has appended every epoch the other region holds; returns the number of
+/// parts of each answer.
+fn catch_up_fully(
+    region: &mut Region,
+    id: u64,
+    other: &mut Region,
+    other_leader: u64,
+) -> Vec<usize> {
+    let newest = other
+        .node(other_leader)
+        .status()
+        .global
+        .epochs_applied_through;
+    let mut answers = Vec::new();
+    while region.node(id).status().global.epochs_applied_through < newest {
+        assert!(answers.len() < 100, "no progress after {answers:?}");
+        let read = region
+            .take_epochs_read(id)
+            .expect("the leader asks while it lacks epochs");
+        let reply = other.serve_epochs_read(other_leader, read.request);
+        assert_eq!(reply.unavailable, 0, "{}", reply.detail);
+        answers.push(reply.parts.len());
+        region.answer_epochs_read(id, read.read_id, reply).unwrap();
+        region.tick(1);
+    }
+    answers
+}
+
+/// A reply holds at most `EPOCHS_READ_PARTS_MAX` parts, and a forged one with more is refused
+/// whole. The leader proposes a reply's parts `EPOCH_PARTS_PROPOSED_MAX` at a time, the rest
+/// as earlier ones apply, and asks its next read only once all of them are applied, from where
+/// the log stands. (A region of one member: the test store copies itself on every synced
+/// write, which thousands of entries over three members make slow.)
+#[test]
+fn a_long_catch_up_reads_replies_of_bounded_parts_and_proposes_them_in_bounded_rounds() {
+    let epochs = EPOCHS_READ_PARTS_MAX as u64 + 4;
+    let (mut region, mut other, leader, other_leader) = a_region_that_missed(&[1], epochs, 10);
+    let read = region.take_epochs_read(leader).expect("the leader asks");
+    assert_eq!((read.request.epoch_number, read.request.part_index), (1, 0));
+    let good = other.serve_epochs_read(other_leader, read.request);
+    assert_eq!(good.unavailable, 0, "{}", good.detail);
+    assert_eq!(
+        good.parts.len(),
+        EPOCHS_READ_PARTS_MAX,
+        "the parts bound ends the reply"
+    );
+    assert!(reply_bytes(&good.parts) <= EPOCHS_READ_REPLY_BYTES_MAX);
+
+    // One part more than the bound: refused whole, nothing proposed.
+    let mut forged = good.clone();
+    let last = forged.parts.last().unwrap().clone();
+    forged.parts.push(proto::SealedEpoch {
+        epoch_number: last.epoch_number + 1,
+        previous_watermark: last.watermark,
+        watermark: Some(Timestamp::new(NOW_US + epochs * 1_000, 0).into()),
+        records: Vec::new(),
+        ..last
+    });
+    let error = region
+        .answer_epochs_read(leader, read.read_id, forged)
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("more than the maximum of {EPOCHS_READ_PARTS_MAX}")),
+        "{error}"
+    );
+    let status = region.node(leader).status();
+    assert_eq!(status.counters.epoch_parts_proposed, 0);
+    assert_eq!(status.global.epochs_applied_through, 0);
+
+    // The right answer: the first EPOCH_PARTS_PROPOSED_MAX parts go into raft at once, the
+    // rest wait for them, and no read is asked meanwhile.
+    let read = region
+        .take_epochs_read(leader)
+        .expect("the leader asks again");
+    let now_us = region.now_us();
+    let taken = region
+        .node_mut(leader)
+        .handle_epochs_read_reply(now_us, read.read_id, Ok(good))
+        .unwrap();
+    assert_eq!(taken, EPOCHS_READ_PARTS_MAX);
+    let counters = region.node(leader).status().counters;
+    assert_eq!(
+        counters.epoch_parts_proposed,
+        EPOCH_PARTS_PROPOSED_MAX as u64
+    );
+    assert_eq!(
+        counters.epoch_parts_caught_up,
+        EPOCH_PARTS_PROPOSED_MAX as u64
+    );
+    assert_eq!(counters.epochs_reads_sent, 2);
+    // As a node loop does, ready rounds run until none is left.
+    while region.node(leader).has_ready() {
+        region.network.settle();
+    }
+    let status = region.node(leader).status();
+    assert_eq!(
+        status.global.epochs_applied_through,
+        EPOCHS_READ_PARTS_MAX as u64
+    );
+    assert_eq!(
+        status.counters.epoch_parts_caught_up,
+        EPOCHS_READ_PARTS_MAX as u64
+    );
+
+    // One read was asked meanwhile, once every part was applied: it starts where the log
+    // stands, and the rest is appended.
+    let reads = std::mem::take(&mut region.network.node_mut(leader).epochs_reads);
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    assert_eq!(status.counters.epochs_reads_sent, 3);
+    let read = reads.into_iter().next().unwrap();
+    assert_eq!(
+        (read.request.epoch_number, read.request.part_index),
+        (EPOCHS_READ_PARTS_MAX as u64 + 1, 0)
+    );
+    let rest = other.serve_epochs_read(other_leader, read.request);
+    assert_eq!(rest.parts.len(), 4);
+    assert_eq!(region.answer_epochs_read(leader, read.read_id, rest), Ok(4));
+    region.tick(3);
+    let status = region.node(leader).status();
+    assert_eq!(status.global.epochs_applied_through, epochs);
+    assert_eq!(status.global.epochs_missed, None);
+    assert_eq!(
+        region.global_sequence(leader),
+        other.global_sequence(other_leader)
+    );
+}
+
+/// A reply holds at most `EPOCHS_READ_REPLY_BYTES_MAX` bytes of parts (a first part alone may
+/// be larger), and one beyond it is refused whole; epochs of large records are read over
+/// several replies.
+#[test]
+fn a_reply_holds_at_most_its_bytes_bound() {
+    const ARGUMENT_BYTES: usize = 1_000_000;
+    let epochs = 7;
+    let (mut region, mut other, leader, other_leader) =
+        a_region_that_missed(&[1, 2, 3], epochs, ARGUMENT_BYTES);
+    let read = region.take_epochs_read(leader).expect("the leader asks");
+    let first = other.serve_epochs_read(other_leader, read.request.clone());
+    assert_eq!(first.unavailable, 0, "{}", first.detail);
+    let per_part = reply_bytes(&first.parts[..1]);
+    let fitting = (EPOCHS_READ_REPLY_BYTES_MAX / per_part) as usize;
+    assert!(fitting < epochs as usize - 1, "the bound must be reached");
+    assert_eq!(first.parts.len(), fitting, "the bytes bound ends the reply");
+    assert!(reply_bytes(&first.parts) <= EPOCHS_READ_REPLY_BYTES_MAX);
+
+    // The same parts and the next one: past the bound, refused whole.
+    let mut after = read.request.clone();
+    after.epoch_number += fitting as u64;
+    let next = other.serve_epochs_read(other_leader, after);
+    let mut forged = first.clone();
+    forged.parts.push(next.parts[0].clone());
+    assert!(reply_bytes(&forged.parts) > EPOCHS_READ_REPLY_BYTES_MAX);
+    let error = region
+        .answer_epochs_read(leader, read.read_id, forged)
+        .unwrap_err();
+    assert!(error.to_string().contains("bytes in all"), "{error}");
+    assert_eq!(
+        region.node(leader).status().global.epochs_applied_through,
+        0
+    );
+
+    let answers = catch_up_fully(&mut region, leader, &mut other, other_leader);
+    assert!(answers.len() >= 2, "{answers:?}");
+    assert!(answers.iter().all(|&parts| parts <= fitting), "{answers:?}");
+    region.tick(3);
+    assert_eq!(region.node(leader).status().global.epochs_missed, None);
+    assert_eq!(
+        region.global_sequence(leader),
+        other.global_sequence(other_leader)
+    );
+}
+
+/// Answers that are not the one awaited change nothing: an answer that came after the read
+/// timed out and the next was asked, the same answer twice, an answer to a read never asked.
+/// Only the awaited one is appended, once.
+#[test]
+fn late_duplicate_and_unknown_answers_to_epochs_reads_are_ignored() {
+    let (mut region, mut other, leader, other_leader) = a_region_that_missed(&[1, 2, 3], 5, 10);
+    let first = region.take_epochs_read(leader).expect("the leader asks");
+    let late = other.serve_epochs_read(other_leader, first.request.clone());
+    // No answer within the resend interval: the leader asks again.
+    let interval_ticks = RegionNodeConfig::new(1, vec![1], RegionId::new(REGION).unwrap())
+        .batch_resend_interval_us
+        / TICK_US;
+    region.tick(interval_ticks as usize + 1);
+    let second = region
+        .take_epochs_read(leader)
+        .expect("the leader asks again after the resend interval");
+    assert_ne!(second.read_id, first.read_id);
+    assert_eq!(second.request.epoch_number, 1);
+
+    // The late answer to the first read: ignored, although its parts are right.
+    assert_eq!(
+        region.answer_epochs_read(leader, first.read_id, late.clone()),
+        Ok(0)
+    );
+    // An answer to a read never asked.
+    assert_eq!(
+        region.answer_epochs_read(leader, second.read_id + 100, late),
+        Ok(0)
+    );
+    let status = region.node(leader).status();
+    assert_eq!(status.counters.epoch_parts_proposed, 0);
+    assert_eq!(status.counters.epochs_reads_refused, 0);
+    assert_eq!(status.global.epochs_applied_through, 0);
+
+    // The awaited answer is appended; the same answer again is ignored.
+    let reply = other.serve_epochs_read(other_leader, second.request);
+    assert_eq!(
+        region.answer_epochs_read(leader, second.read_id, reply.clone()),
+        Ok(5)
+    );
+    assert_eq!(
+        region.answer_epochs_read(leader, second.read_id, reply),
+        Ok(0)
+    );
+    region.tick(3);
+    let status = region.node(leader).status();
+    assert_eq!(status.counters.epoch_parts_proposed, 5);
+    assert_eq!(status.counters.epoch_parts_caught_up, 5);
+    assert_eq!(status.global.epochs_applied_through, 5);
+    assert_eq!(status.global.epochs_missed, None);
+    assert_eq!(
+        region.global_sequence(leader),
+        other.global_sequence(other_leader)
+    );
+}
+
+/// A leader cut off from its region with parts of an answer proposed and more held loses its
+/// leadership: the answer it then receives is not proposed, the parts it held are dropped,
+/// and the new leader reads from what the region's log appended. Every member ends with the
+/// other region's global sequence.
+#[test]
+fn an_answer_that_reaches_a_deposed_leader_is_dropped_and_the_new_leader_reads_again() {
+    let epochs = EPOCH_PARTS_PROPOSED_MAX as u64 + 44;
+    let (mut region, mut other, leader, other_leader) =
+        a_region_that_missed(&[1, 2, 3], epochs, 10);
+    let old_read = region.take_epochs_read(leader).expect("the leader asks");
+    let reply = other.serve_epochs_read(other_leader, old_read.request);
+    assert_eq!(reply.parts.len() as u64, epochs);
+
+    // Cut off, the leader takes the answer: it proposes what fits, holds the rest, and none
+    // of it commits.
+    region.network.isolate(leader);
+    let now_us = region.now_us();
+    assert_eq!(
+        region.node_mut(leader).handle_epochs_read_reply(
+            now_us,
+            old_read.read_id,
+            Ok(reply.clone())
+        ),
+        Ok(epochs as usize)
+    );
+    assert_eq!(
+        region.node(leader).status().counters.epoch_parts_proposed,
+        EPOCH_PARTS_PROPOSED_MAX as u64
+    );
+    let new_leader = region.elect();
+    assert_ne!(new_leader, leader);
+    region.tick(3);
+    let read = region
+        .take_epochs_read(new_leader)
+        .expect("the new leader asks");
+    assert_eq!((read.request.epoch_number, read.request.part_index), (1, 0));
+
+    // Back, the old leader steps down and drops what it held; the answer it gets again is not
+    // proposed.
+    region.network.rejoin(leader);
+    region.tick(3);
+    assert!(!region.node(leader).is_leader());
+    let proposed = region.node(leader).status().counters.epoch_parts_proposed;
+    let again = region.answer_epochs_read(leader, old_read.read_id, reply);
+    assert!(
+        matches!(again, Ok(0) | Err(GlobalMessageError::NotLeader { .. })),
+        "{again:?}"
+    );
+    assert_eq!(
+        region.node(leader).status().counters.epoch_parts_proposed,
+        proposed
+    );
+    region.take_epochs_read(leader);
+
+    // The new leader catches up from where the region's log stands.
+    let applied = region
+        .node(new_leader)
+        .status()
+        .global
+        .epochs_applied_through;
+    assert_eq!(
+        applied, 0,
+        "nothing the deposed leader proposed was committed"
+    );
+    let reply = other.serve_epochs_read(other_leader, read.request);
+    assert_eq!(
+        region.answer_epochs_read(new_leader, read.read_id, reply),
+        Ok(epochs as usize)
+    );
+    region.tick(3);
+    let status = region.node(new_leader).status();
+    assert_eq!(status.global.epochs_missed, None);
+    let sequence = region.global_sequence(new_leader);
     assert_eq!(sequence, other.global_sequence(other_leader));
     for id in [1, 2, 3] {
         assert_eq!(region.global_sequence(id), sequence, "member {id}");

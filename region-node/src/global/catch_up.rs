@@ -6,10 +6,12 @@
 //! epoch's watermarks and member regions, until its checkpoints truncate them. A region that
 //! missed epochs the coordinator no longer holds reads them back from another region's log:
 //! [`read_epochs`] serves such a read on any member of the other region, from what that member
-//! applied, as parts cut the way the asking region needs them; the asking region's leader
+//! applied, as parts cut the way the asking region needs them, up to [`EPOCHS_READ_PARTS_MAX`]
+//! parts and [`EPOCHS_READ_REPLY_BYTES_MAX`] bytes per reply; the asking region's leader
 //! proposes them exactly as it proposes the coordinator's parts, so the same checks apply (the
 //! next epoch and part, the previous watermark equal to the watermark of the last epoch
-//! appended).
+//! appended), a bounded number at a time, holding the rest of the reply until earlier ones
+//! apply.
 //!
 //! Finding where an epoch starts takes a scan of the log. Each node keeps an index of the
 //! positions of the epoch ends it applied or scanned ([`EpochEndIndex`], soft state, bounded
@@ -26,13 +28,29 @@ use crate::global::entry::{EPOCH_PART_RECORDS_MAX, EpochPart};
 use crate::record::{LogEntry, encode_record};
 use crate::region_log::RegionLog;
 
-/// The most bytes of records one reply to an epochs read carries (the first part always goes,
-/// whatever its size, so a reader always moves on).
-pub const EPOCHS_READ_REPLY_BYTES_MAX: u64 = 2 * 1024 * 1024;
+/// The most bytes one reply to an epochs read carries, counted as its parts' wire form
+/// (records and headers, [`EpochPart::wire_len`]); the first part always goes, whatever its
+/// size, so that a reader always moves on. The asking leader holds the parts of a reply until
+/// it has proposed them all, so this bounds what a catch-up holds in memory; with a first part
+/// of at most [`EPOCH_READ_PART_BYTES_MAX`] of records (or one larger record), a reply stays
+/// far below the gRPC message bound (`GRPC_MESSAGE_BYTES_MAX`, 32 MiB).
+pub const EPOCHS_READ_REPLY_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
-/// The most parts one reply carries; the asking leader proposes them all at once, so this is
-/// also the most parts of a catch-up in flight.
-pub const EPOCHS_READ_PARTS_MAX: usize = 64;
+/// The most parts one reply carries. The asking leader reads one reply per round trip to the
+/// other region and proposes its parts as they fit under `EPOCH_PARTS_PROPOSED_MAX` (more as
+/// earlier ones apply), so for the small epochs of a lightly loaded tier (one part of a few
+/// hundred bytes each) this sets the catch-up pace: a day of epochs at one a second is about
+/// 21 replies. It also bounds the entries one read makes its server scan (with
+/// [`EPOCHS_READ_ENTRIES_MAX`]).
+pub const EPOCHS_READ_PARTS_MAX: usize = 4_096;
+
+// A reply, with the sender's fields of each part and its own, fits a gRPC message with room
+// to spare: the parts' wire form is at most the byte bound, or one part of at most
+// EPOCH_READ_PART_BYTES_MAX of records (one record beyond) and its header.
+const _: () = assert!(
+    EPOCHS_READ_REPLY_BYTES_MAX + EPOCH_READ_PART_BYTES_MAX + EPOCHS_READ_PARTS_MAX as u64 * 64
+        <= dsss_wire::GRPC_MESSAGE_BYTES_MAX as u64 / 4
+);
 
 /// The most log entries one read scans, searching and reading together.
 pub const EPOCHS_READ_ENTRIES_MAX: usize = 262_144;
@@ -131,8 +149,9 @@ impl Budget {
 }
 
 /// Serves an epochs read from `log` (persisted to `store`): the parts that follow the asker's
-/// last appended part, at most [`EPOCHS_READ_PARTS_MAX`] and [`EPOCHS_READ_REPLY_BYTES_MAX`],
-/// through the last epoch this node appended. Never panics on any request.
+/// last appended part, at most [`EPOCHS_READ_PARTS_MAX`] and [`EPOCHS_READ_REPLY_BYTES_MAX`]
+/// (the first part whatever its size), through the last epoch this node appended. Never
+/// panics on any request.
 pub fn read_epochs(
     log: &RegionLog,
     store: &dyn DurableStore,
@@ -176,14 +195,14 @@ pub fn read_epochs(
             part_count,
             records_appended,
         )? {
-            let (part, size_bytes) = part;
+            let (part, wire_bytes) = part;
             if !parts.is_empty()
                 && (parts.len() >= EPOCHS_READ_PARTS_MAX
-                    || reply_bytes + size_bytes > EPOCHS_READ_REPLY_BYTES_MAX)
+                    || reply_bytes + wire_bytes > EPOCHS_READ_REPLY_BYTES_MAX)
             {
                 return Ok(parts);
             }
-            reply_bytes += size_bytes;
+            reply_bytes += wire_bytes;
             parts.push(part);
         }
         epoch_number += 1;
@@ -363,7 +382,7 @@ fn read_epoch(
     }
 }
 
-/// Cuts `epoch` into parts from `first_part` on, each with its size in bytes of records. From
+/// Cuts `epoch` into parts from `first_part` on, each with the length of its wire form. From
 /// part 0 the cut is this node's (parts of at most [`EPOCH_READ_PART_BYTES_MAX`] and
 /// [`EPOCH_PART_RECORDS_MAX`] records); from a later part, the asker holds the first parts of
 /// the coordinator's cut, `part_count` parts with `records_appended` records in the first
@@ -417,7 +436,6 @@ fn cut_epoch(
         .enumerate()
         .map(|(offset, range)| {
             let records = &rest[range];
-            let size_bytes = records.iter().map(|(_, bytes)| bytes).sum();
             let part = EpochPart {
                 epoch_number,
                 watermark: epoch.watermark,
@@ -427,7 +445,8 @@ fn cut_epoch(
                 part_count,
                 member_regions: epoch.member_regions.clone(),
             };
-            (part, size_bytes)
+            let wire_bytes = part.wire_len();
+            (part, wire_bytes)
         })
         .collect())
 }

@@ -205,6 +205,12 @@ impl EpochPart {
         }
     }
 
+    /// The length in bytes of the wire form, without the sender's fields: what a part costs
+    /// in a message that carries it.
+    pub fn wire_len(&self) -> u64 {
+        self.to_wire().encoded_len() as u64
+    }
+
     /// True when this is the epoch's last part.
     pub fn is_last(&self) -> bool {
         self.part_index + 1 == self.part_count
