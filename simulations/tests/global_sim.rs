@@ -476,12 +476,14 @@ fn a_region_cut_off_past_the_coordinators_retention_catches_up_and_agrees() {
 
 /// How a returning region caught up after the heal: the epochs it appended from the heal until
 /// its alarm cleared, the simulated time from the heal until then, and the simulated time from
-/// its first read of another region's log until then.
+/// its first read of another region's log until then; `done` is false when the alarm still
+/// stood at the end of the measure (then the times run to that end).
 struct CatchUpPace {
     parts_read: u64,
     epochs: u64,
     since_heal: Duration,
     reading: Duration,
+    done: bool,
 }
 
 impl CatchUpPace {
@@ -497,26 +499,28 @@ impl std::fmt::Display for CatchUpPace {
             f,
             "{} epoch parts read from other regions after the heal; {} epochs appended in {:?} \
              of simulated time after the heal, {:?} of them reading ({:.0} epochs per \
-             simulated second)",
+             simulated second){}",
             self.parts_read,
             self.epochs,
             self.since_heal,
             self.reading,
-            self.epochs_per_second()
+            self.epochs_per_second(),
+            if self.done { "" } else { ", not caught up yet" }
         )
     }
 }
 
-/// Heals the cut of `cut_region` (which ended at `cut_until`), runs until the region has read
-/// back the released epochs (or a few seconds, whichever is later), checks that it read them
-/// from another region's log and that the cluster converges with every check passing; returns
-/// how fast it caught up.
+/// Heals the cut of `cut_region` (which ended at `cut_until`), lets the cluster run a few
+/// seconds, measuring how fast the region reads back the released epochs, checks that it read
+/// them from another region's log and that the cluster converges with every check passing;
+/// returns the measure.
 fn heal_and_check_caught_up(
     cluster: &mut GlobalCluster,
     settings: &GlobalRunSettings,
     cut_region: &str,
     cut_until: SimTime,
 ) -> CatchUpPace {
+    // The measure's resolution.
     const STEP: Duration = Duration::from_millis(10);
     let seed = settings.seed;
     let members = cluster
@@ -525,14 +529,14 @@ fn heal_and_check_caught_up(
         .find(|(region, _)| *region == cut_region)
         .map(|(_, members)| members.clone())
         .expect("the region is simulated");
-    // (epochs appended, reads sent, parts read, an alarm standing or no leader up) over the
-    // region's members that are up.
+    // Over the region's members that are up: (epochs appended, reads sent, parts read, whether
+    // an alarm stands or no member leads).
     let region_state = |cluster: &GlobalCluster| {
-        let statuses: Vec<_> = members
+        let nodes: Vec<_> = members
             .iter()
             .filter_map(|&node| cluster.region_node(node))
-            .map(|node| node.status())
             .collect();
+        let statuses: Vec<_> = nodes.iter().map(|node| node.status()).collect();
         (
             statuses
                 .iter()
@@ -550,33 +554,29 @@ fn heal_and_check_caught_up(
             statuses
                 .iter()
                 .any(|status| status.global.epochs_missed.is_some())
-                || !members
-                    .iter()
-                    .filter_map(|&node| cluster.region_node(node))
-                    .any(|node| node.is_leader()),
+                || !nodes.iter().any(|node| node.is_leader()),
         )
     };
     cluster.simulation().heal_all();
     let healed_at = cluster.simulation().now();
     let (epochs_at_heal, reads_at_heal, _, _) = region_state(cluster);
-    let give_up = cut_until.saturating_add(settings.convergence_max);
+    let settle_until = cut_until.saturating_add(Duration::from_secs(6));
     let mut first_read_at = None;
-    let mut done_at = None;
-    while cluster.simulation().now() < give_up {
-        cluster.simulation().run_for(STEP);
+    let mut done = None;
+    while cluster.simulation().now() < settle_until {
+        let next = cluster.simulation().now().saturating_add(STEP);
+        cluster.simulation().run_until(next.min(settle_until));
+        if done.is_some() {
+            continue;
+        }
         let now = cluster.simulation().now();
-        let (_, reads, parts, alarm) = region_state(cluster);
+        let (epochs, reads, parts, alarm) = region_state(cluster);
         if first_read_at.is_none() && reads > reads_at_heal {
             first_read_at = Some(now);
         }
         if parts > 0 && !alarm {
-            done_at = Some((now, region_state(cluster).0));
-            break;
+            done = Some((now, epochs));
         }
-    }
-    let settle_until = cut_until.saturating_add(Duration::from_secs(6));
-    if cluster.simulation().now() < settle_until {
-        cluster.simulation().run_until(settle_until);
     }
     let (epochs_now, _, parts_read, _) = region_state(cluster);
     assert!(
@@ -584,13 +584,13 @@ fn heal_and_check_caught_up(
         "seed {seed}: {cut_region} read no released epoch from another region: {}",
         cluster.describe()
     );
-    let (done_at, epochs_at_done) =
-        done_at.unwrap_or_else(|| (cluster.simulation().now(), epochs_now));
+    let (done_at, epochs_at_done) = done.unwrap_or((cluster.simulation().now(), epochs_now));
     let pace = CatchUpPace {
         parts_read,
         epochs: epochs_at_done.saturating_sub(epochs_at_heal),
         since_heal: done_at.saturating_duration_since(healed_at),
         reading: done_at.saturating_duration_since(first_read_at.unwrap_or(healed_at)),
+        done: done.is_some(),
     };
     let problems = cluster.heal_and_check(settings.convergence_max);
     assert!(problems.is_empty(), "seed {seed}: {problems:?} ({pace})");
@@ -709,8 +709,8 @@ fn a_region_cut_off_for(seed: u64, cut: Duration) -> String {
         "seed {seed}: {cut_region} cut off for {} s of simulated time; {completed} global calls \
          of the other regions completed meanwhile, the longest in {longest_wait:?} (bound \
          {wait_max:?}); {newest_epoch_at_heal} epochs sealed, the coordinator retaining at most \
-         {retained_max} (bound {RETAINED_EPOCHS}); {caught_up}; {delivered} messages delivered in {wall:?} of wall time \
-         ({:.0} per second)",
+         {retained_max} (bound {RETAINED_EPOCHS}); {caught_up}; {delivered} messages \
+         delivered in {wall:?} of wall time ({:.0} per second)",
         cut.as_secs(),
         delivered as f64 / wall.as_secs_f64()
     )
