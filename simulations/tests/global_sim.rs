@@ -730,11 +730,11 @@ fn a_region_cut_off_for_half_an_hour_while_the_others_write_catches_up_and_agree
 }
 
 /// The same for a whole simulated day (about 109,000 epochs released while the region is cut
-/// off): 15 to 20 minutes of wall time in a debug build, nearly all of it simulating the day
+/// off): about 15 minutes of wall time in a debug build, nearly all of it simulating the day
 /// (83 million messages, the 10 ms raft ticks of every node); the catch-up after the heal takes
 /// about 1.3 s of simulated time. It runs on request (`--ignored`).
 #[test]
-#[ignore = "a simulated day takes 15 to 20 minutes of wall time in a debug build"]
+#[ignore = "a simulated day takes about 15 minutes of wall time in a debug build"]
 fn a_region_cut_off_for_a_day_while_the_others_write_catches_up_and_agrees() {
     run_seeds("global_region_day_cut", 1, |seed| {
         println!(
