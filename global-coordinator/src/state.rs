@@ -1328,7 +1328,13 @@ pub(crate) fn check_regions(regions: &[RegionId]) -> Result<(), String> {
 impl StateMachine for CoordinatorState {
     type Output = EntryOutcome;
 
-    fn apply(&mut self, _index: u64, data: &[u8], batch: &mut WriteBatch) -> EntryOutcome {
+    fn apply(
+        &mut self,
+        _index: u64,
+        data: &[u8],
+        _store: &dyn DurableStore,
+        batch: &mut WriteBatch,
+    ) -> Result<EntryOutcome, StoreError> {
         let epochs_before = self.next_epoch_number;
         let effect = match CoordinatorEntry::decode(data) {
             Ok(entry) => self.apply_entry(entry, batch),
@@ -1336,14 +1342,14 @@ impl StateMachine for CoordinatorState {
         };
         self.write_state(batch);
         let sealed_epoch = (self.next_epoch_number > epochs_before).then_some(epochs_before);
-        EntryOutcome {
+        Ok(EntryOutcome {
             effect,
             sealed_epoch,
-        }
+        })
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        self.encode_snapshot()
+    fn snapshot(&self, _store: &dyn DurableStore) -> Result<Vec<u8>, StoreError> {
+        Ok(self.encode_snapshot())
     }
 
     fn validate_snapshot(&self, data: &[u8]) -> Result<(), SnapshotError> {
@@ -1455,7 +1461,10 @@ mod tests {
         fn apply_bytes(&mut self, data: &[u8]) -> EntryOutcome {
             self.index += 1;
             let mut batch = WriteBatch::new();
-            let outcome = self.state.apply(self.index, data, &mut batch);
+            let outcome = self
+                .state
+                .apply(self.index, data, &self.store, &mut batch)
+                .unwrap();
             self.store.write(batch, true).unwrap();
             outcome
         }
@@ -1893,7 +1902,7 @@ mod tests {
             BatchVerdict::Accepted { readmitted: false }
         );
         assert_eq!(harness.recovered(), harness.state);
-        let snapshot = harness.state.snapshot();
+        let snapshot = harness.state.snapshot(&harness.store).unwrap();
         let names: Vec<RegionId> = harness.state.regions().keys().cloned().collect();
         let mut restored = CoordinatorState::new(&names, limits);
         let mut batch = WriteBatch::new();
@@ -1930,7 +1939,7 @@ mod tests {
     #[test]
     fn a_snapshot_carries_the_whole_state_and_restores_it_alone() {
         let harness = busy_harness();
-        let snapshot = harness.state.snapshot();
+        let snapshot = harness.state.snapshot(&harness.store).unwrap();
         let mut other = Harness::new(&["a", "b", "c"]);
         other.batch("c", 1, 1, &[(7, 10)], 20);
         other.state.validate_snapshot(&snapshot).unwrap();
@@ -1943,13 +1952,13 @@ mod tests {
             harness.state,
             "the restored state was fully written"
         );
-        assert_eq!(other.state.snapshot(), snapshot);
+        assert_eq!(other.state.snapshot(&other.store).unwrap(), snapshot);
     }
 
     #[test]
     fn damaged_snapshots_entries_and_stores_are_errors_never_panics() {
         let harness = busy_harness();
-        let snapshot = harness.state.snapshot();
+        let snapshot = harness.state.snapshot(&harness.store).unwrap();
         for length in 0..snapshot.len() {
             assert!(
                 harness

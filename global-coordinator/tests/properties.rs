@@ -153,7 +153,10 @@ impl Run {
     fn apply_counted(&mut self, data: &[u8], batch_records: usize) -> EntryEffect {
         self.index += 1;
         let mut batch = WriteBatch::new();
-        let outcome = self.state.apply(self.index, data, &mut batch);
+        let outcome = self
+            .state
+            .apply(self.index, data, &self.store, &mut batch)
+            .unwrap();
         self.store.write(batch, true).unwrap();
         match &outcome.effect {
             EntryEffect::Batch {
@@ -385,7 +388,7 @@ impl Run {
             "seed {}: recovery differs",
             self.seed
         );
-        let snapshot = self.state.snapshot();
+        let snapshot = self.state.snapshot(&self.store).unwrap();
         let mut restored = CoordinatorState::new(&ids, self.state.limits());
         let mut batch = WriteBatch::new();
         restored.restore(&snapshot, &mut batch).unwrap();

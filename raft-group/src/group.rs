@@ -258,10 +258,26 @@ pub trait StateMachine {
     /// `batch`, which is persisted atomically with the group's own writes. Data that does not
     /// decode MUST be refused deterministically (every member refuses it alike), never by a
     /// panic.
-    fn apply(&mut self, index: u64, data: &[u8], batch: &mut WriteBatch) -> Self::Output;
+    ///
+    /// `store` holds every batch written before this round, not `batch`: a state machine that
+    /// reads back what it wrote keeps the writes of the round itself until
+    /// [`StateMachine::batch_written`]. A read that fails is returned, and is fatal for the
+    /// node ([`ReadyError::Store`]): nothing of the round is written.
+    fn apply(
+        &mut self,
+        index: u64,
+        data: &[u8],
+        store: &dyn DurableStore,
+        batch: &mut WriteBatch,
+    ) -> Result<Self::Output, StoreError>;
 
-    /// The whole state, encoded, for a follower behind the compaction point.
-    fn snapshot(&self) -> Vec<u8>;
+    /// The batch the last applies wrote into is now in the store (written, synced or not):
+    /// reads of `store` see it from now on.
+    fn batch_written(&mut self) {}
+
+    /// The whole state, encoded, for a follower behind the compaction point; what it reads
+    /// lies in `store`.
+    fn snapshot(&self, store: &dyn DurableStore) -> Result<Vec<u8>, StoreError>;
 
     /// Checks snapshot bytes from the network before raft accepts them, so that
     /// [`StateMachine::restore`] cannot fail afterwards.
@@ -291,6 +307,10 @@ pub trait ReadyIo {
 
     /// Hands raft messages to the transport. Delivery is best effort: raft retries.
     fn send(&mut self, messages: Vec<Message>);
+
+    /// Runs `reads` over the store the round persists into, as every batch written so far
+    /// left it (the state machine reads it back while it applies).
+    fn with_store(&mut self, reads: &mut dyn FnMut(&dyn DurableStore));
 }
 
 /// A [`ReadyIo`] over a [`DurableStore`] that collects the messages to send: the plain way to
@@ -323,6 +343,10 @@ impl<S: DurableStore> ReadyIo for StoreIo<'_, S> {
 
     fn send(&mut self, messages: Vec<Message>) {
         self.outbox.extend(messages);
+    }
+
+    fn with_store(&mut self, reads: &mut dyn FnMut(&dyn DurableStore)) {
+        reads(&*self.store);
     }
 }
 
@@ -745,7 +769,7 @@ impl<M: StateMachine> RaftGroup<M> {
         &mut self,
         io: &mut impl ReadyIo,
     ) -> Result<Vec<Applied<M::Output>>, ReadyError> {
-        self.build_snapshot_if_wanted();
+        self.build_snapshot_if_wanted(io)?;
         let mut applied = Vec::new();
         if !self.raw_node.has_ready() {
             return Ok(applied);
@@ -759,9 +783,14 @@ impl<M: StateMachine> RaftGroup<M> {
 
         if !ready.snapshot().is_empty() {
             self.restore_snapshot(ready.snapshot(), &mut batch, &mut applied)?;
+            // The entries applied after the snapshot read the store back: it must hold the
+            // restored state first. Raft sends nothing that promises the snapshot before the
+            // round's own sync below.
+            io.write_unsynced(std::mem::take(&mut batch))?;
+            self.state_machine.batch_written();
         }
         send(io, ready.take_messages(), &mut snapshot_receivers);
-        self.apply_committed(ready.take_committed_entries(), &mut batch, &mut applied);
+        self.apply_committed(io, ready.take_committed_entries(), &mut batch, &mut applied)?;
         self.raw_node
             .mut_store()
             .append(ready.entries(), &mut batch);
@@ -779,6 +808,7 @@ impl<M: StateMachine> RaftGroup<M> {
         } else if !batch.is_empty() {
             io.write_unsynced(batch)?;
         }
+        self.state_machine.batch_written();
         send(io, ready.take_persisted_messages(), &mut snapshot_receivers);
 
         let mut light = self.raw_node.advance_append(ready);
@@ -787,10 +817,11 @@ impl<M: StateMachine> RaftGroup<M> {
         }
         send(io, light.take_messages(), &mut snapshot_receivers);
         let mut batch = WriteBatch::new();
-        self.apply_committed(light.take_committed_entries(), &mut batch, &mut applied);
+        self.apply_committed(io, light.take_committed_entries(), &mut batch, &mut applied)?;
         if !batch.is_empty() {
             self.raw_node.store().write_hard_state(&mut batch);
             io.write_unsynced(batch)?;
+            self.state_machine.batch_written();
         }
         self.raw_node.advance_apply();
 
@@ -837,13 +868,28 @@ impl<M: StateMachine> RaftGroup<M> {
 
     fn apply_committed(
         &mut self,
+        io: &mut impl ReadyIo,
         entries: Vec<Entry>,
         batch: &mut WriteBatch,
         applied: &mut Vec<Applied<M::Output>>,
-    ) {
+    ) -> Result<(), StoreError> {
         if entries.is_empty() {
-            return;
+            return Ok(());
         }
+        let mut result = Ok(());
+        io.with_store(&mut |store| {
+            result = self.apply_entries(&entries, store, batch, applied);
+        });
+        result
+    }
+
+    fn apply_entries(
+        &mut self,
+        entries: &[Entry],
+        store: &dyn DurableStore,
+        batch: &mut WriteBatch,
+        applied: &mut Vec<Applied<M::Output>>,
+    ) -> Result<(), StoreError> {
         for entry in entries {
             let index = entry.index;
             assert_eq!(
@@ -856,7 +902,7 @@ impl<M: StateMachine> RaftGroup<M> {
                     // The empty entry a new leader appends: nothing to apply.
                 }
                 EntryType::EntryNormal => {
-                    let output = self.state_machine.apply(index, &entry.data, batch);
+                    let output = self.state_machine.apply(index, &entry.data, store, batch)?;
                     applied.push(Applied::Entry { index, output });
                 }
                 EntryType::EntryConfChange => {
@@ -874,6 +920,7 @@ impl<M: StateMachine> RaftGroup<M> {
             self.applied_index = index;
         }
         RaftStorage::write_applied(self.applied_index, batch);
+        Ok(())
     }
 
     fn apply_membership(
@@ -915,25 +962,31 @@ impl<M: StateMachine> RaftGroup<M> {
 
     /// Builds the snapshot raft asked for, from the state machine as it is now (applied and
     /// persisted through the applied index).
-    fn build_snapshot_if_wanted(&mut self) {
+    fn build_snapshot_if_wanted(&mut self, io: &mut impl ReadyIo) -> Result<(), StoreError> {
         let storage = self.raw_node.store();
         if !storage.take_snapshot_wanted() {
-            return;
+            return Ok(());
         }
         let index = self.applied_index;
         let Some(term) = storage.term_of(index) else {
-            return;
+            return Ok(());
         };
         if index == 0 {
-            return;
+            return Ok(());
         }
-        let mut snapshot = Snapshot::default();
-        snapshot.data = self.state_machine.snapshot().into();
+        let mut data = Ok(Vec::new());
+        let state_machine = &self.state_machine;
+        io.with_store(&mut |store| data = state_machine.snapshot(store));
+        let mut snapshot = Snapshot {
+            data: data?.into(),
+            ..Snapshot::default()
+        };
         let metadata = snapshot.mut_metadata();
         metadata.index = index;
         metadata.term = term;
         metadata.set_conf_state(storage.conf_state().clone());
         self.raw_node.mut_store().set_outgoing_snapshot(snapshot);
+        Ok(())
     }
 
     /// raft-rs draws a new election timeout from an unseeded generator whenever it resets,

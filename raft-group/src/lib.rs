@@ -32,12 +32,18 @@
 //!
 //! impl StateMachine for ByteCounter {
 //!     type Output = u64;
-//!     fn apply(&mut self, _index: u64, data: &[u8], _batch: &mut WriteBatch) -> u64 {
+//!     fn apply(
+//!         &mut self,
+//!         _index: u64,
+//!         data: &[u8],
+//!         _store: &dyn DurableStore,
+//!         _batch: &mut WriteBatch,
+//!     ) -> Result<u64, StoreError> {
 //!         self.0 += data.len() as u64;
-//!         self.0
+//!         Ok(self.0)
 //!     }
-//!     fn snapshot(&self) -> Vec<u8> {
-//!         self.0.to_be_bytes().to_vec()
+//!     fn snapshot(&self, _store: &dyn DurableStore) -> Result<Vec<u8>, StoreError> {
+//!         Ok(self.0.to_be_bytes().to_vec())
 //!     }
 //!     fn validate_snapshot(&self, data: &[u8]) -> Result<(), SnapshotError> {
 //!         <[u8; 8]>::try_from(data).map(|_| ()).map_err(|_| SnapshotError::new("not 8 bytes"))

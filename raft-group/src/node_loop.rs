@@ -385,6 +385,10 @@ impl<S: DurableStore, D: RaftDelivery> ReadyIo for PeerIo<'_, S, D> {
     fn send(&mut self, messages: Vec<Message>) {
         self.peers.send(messages);
     }
+
+    fn with_store(&mut self, reads: &mut dyn FnMut(&dyn DurableStore)) {
+        reads(&*self.store);
+    }
 }
 
 #[cfg(test)]
@@ -410,12 +414,18 @@ mod tests {
 
     impl StateMachine for ByteCounter {
         type Output = u64;
-        fn apply(&mut self, _index: u64, data: &[u8], _batch: &mut WriteBatch) -> u64 {
+        fn apply(
+            &mut self,
+            _index: u64,
+            data: &[u8],
+            _store: &dyn DurableStore,
+            _batch: &mut WriteBatch,
+        ) -> Result<u64, StoreError> {
             self.0 += data.len() as u64;
-            self.0
+            Ok(self.0)
         }
-        fn snapshot(&self) -> Vec<u8> {
-            self.0.to_be_bytes().to_vec()
+        fn snapshot(&self, _store: &dyn DurableStore) -> Result<Vec<u8>, StoreError> {
+            Ok(self.0.to_be_bytes().to_vec())
         }
         fn validate_snapshot(&self, data: &[u8]) -> Result<(), SnapshotError> {
             <[u8; 8]>::try_from(data)
@@ -499,13 +509,16 @@ mod tests {
     }
 
     /// Fails every synced write: the store of a node whose disk broke.
-    struct BrokenDiskIo;
+    struct BrokenDiskIo(MemoryStore);
 
     impl ReadyIo for BrokenDiskIo {
         fn persist(&mut self, _batch: WriteBatch) -> Result<(), StoreError> {
             Err(StoreError::Engine("no space left on device".to_owned()))
         }
         fn send(&mut self, _messages: Vec<Message>) {}
+        fn with_store(&mut self, reads: &mut dyn FnMut(&dyn DurableStore)) {
+            reads(&self.0);
+        }
     }
 
     impl LoopNode for CounterNode {
@@ -552,7 +565,8 @@ mod tests {
             }
             self.status.rounds += 1;
             let applied = if self.fail_next_sync {
-                self.group.handle_ready(&mut BrokenDiskIo)?
+                self.group
+                    .handle_ready(&mut BrokenDiskIo(MemoryStore::new()))?
             } else {
                 // One member: nothing to send.
                 self.group

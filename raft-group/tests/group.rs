@@ -89,6 +89,10 @@ impl ReadyIo for CheckingIo<'_> {
         }
         self.outbox.extend(messages);
     }
+
+    fn with_store(&mut self, reads: &mut dyn FnMut(&dyn DurableStore)) {
+        reads(&*self.store);
+    }
 }
 
 struct Member {

@@ -39,17 +39,20 @@
 //! `P = min(applied position, min over uncovered objects of their covering position)`
 //!
 //! (an object's covering position is that of its newest checkpoint, or higher once its
-//! records were released, see below) and nothing more while an alarm stands. An object without a checkpoint has position 0, so it
-//! blocks truncation at 0 as long as it has a record in the log. The
-//! truncation point only grows. It is replicated state; a member that restored a snapshot may
+//! records were released, see below) and nothing more while an alarm stands. An object
+//! without a checkpoint has position 0, so it blocks truncation at 0 as long as it has a
+//! record in the log. The truncation point only grows. It is replicated state; a member that restored a snapshot may
 //! hold fewer entries above it (see [`crate::region_log`]).
 //!
-//! The uncovered map holds at most [`OBJECTS_UNCOVERED_MAX`] objects. At the bound, a proposal
-//! of a record for another object is refused (before raft and again in apply, alike on every
-//! member) with a message naming the objects that lack a covering checkpoint. A sequenced
-//! global record was ordered by the coordinator and cannot be refused: if its object cannot be
-//! tracked, the region remembers the position of the first such record and never truncates at
-//! or above it, which keeps every record of an untracked object.
+//! What the region tracks is bounded by bytes, not by a count of objects: everything here
+//! travels whole in one raft snapshot, so its encoding in a snapshot stays within
+//! [`CHECKPOINT_BYTES_MAX`] for the checkpoints with their states and [`TRACKING_BYTES_MAX`]
+//! for the uncovered and released objects. At the tracking bound, a record of an object the
+//! region does not track yet is refused in apply (alike on every member) with a message that
+//! says so; at the checkpoint bound, a checkpoint that would add bytes is. A sequenced global record was ordered by the coordinator
+//! and cannot be refused: if its object cannot be tracked, the region remembers the position
+//! of the first such record and never truncates at or above it, which keeps every record of
+//! an untracked object.
 //!
 //! # Releasing records nobody follows
 //!
@@ -76,19 +79,38 @@
 //! same reason an object without a checkpoint has no record at or below `T`. Both hold for
 //! every object the region has not released; for a released one the fetch says so.
 //!
+//! # Where the state lives
+//!
+//! In the store, not in memory: a node keeps the counters (the header below) and at most
+//! [`ALARMS_LISTED_MAX`] divergence alarms, whatever the number of objects. Applying an entry
+//! reads what it needs back from the store, over the writes of the batch being built (kept
+//! until the raft group reports it written, [`CheckpointState::batch_written`]). The lowest
+//! covering position, which bounds truncation, is the first key of an index kept in the store
+//! (`limit/`), and the node remembers it until it changes.
+//!
 //! # Store layout (region state key space)
 //!
-//! - `truncation`: the truncation point, the alarm counter, the first untracked position and
-//!   the release counter;
-//! - `checkpoint/<object id>`: one object's checkpoint, agreed position and alarm;
+//! - `truncation`: the header: the truncation point, the alarm counter, the first untracked
+//!   position, the release counter, and the counts and bytes of what is tracked;
+//! - `checkpoint/<object id>`: one object's newest checkpoint without its state (position,
+//!   hash, reporters, agreed position, alarm, state length);
+//! - `state/<object id>`: that checkpoint's state bytes;
 //! - `uncovered/<object id>`: the position of an uncovered object's newest record and its
 //!   covering position;
+//! - `limit/<covering position, 8 bytes big-endian><object id>`: empty, one per uncovered
+//!   object: the index whose first key is the lowest covering position;
+//! - `alarm/<object id>`: empty, one per object with a divergence alarm;
 //! - `released/<digest of the object id>`: the position through which an object's records
 //!   were released without a checkpoint.
+//!
+//! A store written by an older release (header format 1 or 2, states inside the checkpoint
+//! values, no index) is read whole once at start and rewritten in this layout with the first
+//! entry applied.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 
-use dsss_raft_group::{DurableStore, KeySpace, StoreError, WriteBatch};
+use dsss_raft_group::{DurableStore, KeySpace, KeyValuePairs, StoreError, WriteBatch};
 use dsss_wire::ids::OBJECT_ID_BYTES_MAX;
 use dsss_wire::{ClientId, ObjectId};
 
@@ -99,25 +121,29 @@ use crate::bytes::{Reader, corrupt, put_bytes, scan_range};
 /// so does one raft entry.
 pub const CHECKPOINT_STATE_BYTES_MAX: usize = 8 * 1024 * 1024;
 
-/// The most bytes of state the region keeps over all its checkpoints; beyond, an upload that
-/// would add more is refused as resource exhausted. Checkpoints travel in raft snapshots,
-/// which are one raft message: the bound keeps room there for everything else.
-pub const CHECKPOINT_STATES_BYTES_MAX: u64 = 12 * 1024 * 1024;
+/// The most bytes the checkpoints may take in a raft snapshot, which carries the checkpoint
+/// state whole in one raft message next to the rest of the region's state: each checkpoint
+/// costs its id, its largest encoding without the state, and its state (see
+/// [`CheckpointState::checkpoint_bytes`]). At the bound, a checkpoint of a new object, or one
+/// with a larger state, is refused as resource exhausted; newer checkpoints whose state is no
+/// larger are still taken.
+pub const CHECKPOINT_BYTES_MAX: u64 = 12 * 1024 * 1024;
 
-/// The most objects the region keeps checkpoints of; an upload for another object is refused
-/// as resource exhausted.
-pub const OBJECTS_WITH_CHECKPOINTS_MAX: usize = 4_096;
+/// The most bytes the tracking of objects may take in a raft snapshot: every uncovered object
+/// (its id and 20 bytes) and every released one (24 bytes). Apart from
+/// [`CHECKPOINT_BYTES_MAX`], so that at either bound the other still moves: checkpoints of
+/// uncovered objects free tracking bytes, and releases go on whatever the checkpoints take.
+/// At the bound a record of an object not tracked yet is refused, and a release stops before
+/// an object it would have to add. With ids of 20 bytes, about 100,000 uncovered objects fit.
+pub const TRACKING_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
-/// The most objects whose newest record lies above their newest checkpoint (see the module
-/// documentation for what happens at the bound).
-pub const OBJECTS_UNCOVERED_MAX: usize = 4_096;
+/// The most bytes the checkpoint state takes in a snapshot: both bounds and the header.
+pub const SNAPSHOT_PART_BYTES_MAX: usize =
+    4 + HEADER_BYTES_MAX + 12 + (CHECKPOINT_BYTES_MAX + TRACKING_BYTES_MAX) as usize;
 
-/// The most objects the region remembers as released without a checkpoint (see "Releasing
-/// records nobody follows" in the module documentation). Each is 24 bytes in memory, in the
-/// store and in snapshots (a digest of its id and a position). At the bound, truncation stops
-/// before the next object it would have to release, so the quota guard refuses writes again
-/// rather than forget a release.
-pub const RELEASED_OBJECTS_MAX: usize = 49_152;
+/// How many divergence alarms a node keeps in memory to report (the lowest object ids); every
+/// alarm stays in the store and in the count.
+pub const ALARMS_LISTED_MAX: usize = 64;
 
 /// The most client ids kept per checkpoint as having reported it; later reporters still agree
 /// but are not listed.
@@ -132,26 +158,33 @@ pub const NAMED_OBJECTS_MAX: usize = 4;
 /// The format byte of a checkpoint entry in the raft log.
 pub(crate) const CHECKPOINT_FORMAT: u8 = 4;
 
-/// The key of the truncation state.
+/// The key of the header.
 const TRUNCATION_KEY: &[u8] = b"truncation";
 
-/// The prefix of each object's checkpoint key.
+/// The key prefixes of this module in the region state key space, each with the end of its
+/// range (the prefix with its last byte raised by one).
 const CHECKPOINT_KEY_PREFIX: &[u8] = b"checkpoint/";
-
-/// The end of the range of checkpoint keys: the prefix with its last byte raised by one.
 const CHECKPOINT_KEYS_END: &[u8] = b"checkpoint0";
-
-/// The prefix of each uncovered object's key.
+const STATE_KEY_PREFIX: &[u8] = b"state/";
+const STATE_KEYS_END: &[u8] = b"state0";
 const UNCOVERED_KEY_PREFIX: &[u8] = b"uncovered/";
-
-/// The end of the range of uncovered keys.
 const UNCOVERED_KEYS_END: &[u8] = b"uncovered0";
-
-/// The prefix of each released object's key (followed by the digest of its id).
+const LIMIT_KEY_PREFIX: &[u8] = b"limit/";
+const LIMIT_KEYS_END: &[u8] = b"limit0";
+const ALARM_KEY_PREFIX: &[u8] = b"alarm/";
+const ALARM_KEYS_END: &[u8] = b"alarm0";
 const RELEASED_KEY_PREFIX: &[u8] = b"released/";
-
-/// The end of the range of released keys.
 const RELEASED_KEYS_END: &[u8] = b"released0";
+
+/// Every range of this module, for a restore that replaces them all.
+const KEY_RANGES: [(&[u8], &[u8]); 6] = [
+    (CHECKPOINT_KEY_PREFIX, CHECKPOINT_KEYS_END),
+    (STATE_KEY_PREFIX, STATE_KEYS_END),
+    (UNCOVERED_KEY_PREFIX, UNCOVERED_KEYS_END),
+    (LIMIT_KEY_PREFIX, LIMIT_KEYS_END),
+    (ALARM_KEY_PREFIX, ALARM_KEYS_END),
+    (RELEASED_KEY_PREFIX, RELEASED_KEYS_END),
+];
 
 /// The length of an object id's digest in the released set.
 const OBJECT_DIGEST_BYTES: usize = 16;
@@ -169,23 +202,34 @@ fn object_digest(object_id: &ObjectId) -> ObjectDigest {
     digest
 }
 
-/// Format 2 adds the release counter to format 1.
-const TRUNCATION_FORMAT: u8 = 2;
-const OBJECT_FORMAT: u8 = 1;
+/// Format 3 adds the counts and bytes of what is tracked (formats 1 and 2, of older releases,
+/// are read and migrated; see the module documentation).
+const TRUNCATION_FORMAT: u8 = 3;
+/// Format 2 keeps the state under its own key; format 1 (older releases) held it inline.
+const OBJECT_FORMAT: u8 = 2;
 
-/// The largest encoded object entry, for bounded reads: the state, the hash, the reporters,
-/// the agreed position and an alarm.
-const OBJECT_BYTES_MAX: usize = CHECKPOINT_STATE_BYTES_MAX + 1024;
+/// The largest encoded object entry of format 1, for bounded reads.
+const LEGACY_OBJECT_BYTES_MAX: usize = CHECKPOINT_STATE_BYTES_MAX + 1024;
 
-/// The largest snapshot part of this state, in bytes, when every bound is reached: each
-/// object's id, hash, reporters, positions and alarm, the states, and the uncovered map.
-pub const SNAPSHOT_PART_BYTES_MAX: usize = 64
-    + OBJECTS_WITH_CHECKPOINTS_MAX
-        * (4 + OBJECT_ID_BYTES_MAX + 4 + 128 + 8 * REPORTING_CLIENTS_MAX)
-    + CHECKPOINT_STATES_BYTES_MAX as usize
-    + OBJECTS_UNCOVERED_MAX * (4 + OBJECT_ID_BYTES_MAX + 16)
-    + 4
-    + RELEASED_OBJECTS_MAX * (OBJECT_DIGEST_BYTES + 8);
+/// The largest encoded checkpoint without its state.
+const OBJECT_META_BYTES_MAX: usize =
+    1 + 8 + STATE_HASH_BYTES + 4 + 8 * REPORTING_CLIENTS_MAX + 8 + 25 + 8;
+
+/// The largest header.
+const HEADER_BYTES_MAX: usize = 64 + 7 * 8;
+
+/// What one item costs in a snapshot, in bytes (see [`CheckpointState::checkpoint_bytes`]). A
+/// checkpoint counts its largest encoding without the state, so that a reporter or an alarm
+/// added later never passes the bound.
+fn object_snapshot_bytes(object_id: &ObjectId, state_bytes: u64) -> u64 {
+    (4 + object_id.as_str().len() + 4 + OBJECT_META_BYTES_MAX + 4) as u64 + state_bytes
+}
+
+fn uncovered_snapshot_bytes(object_id: &ObjectId) -> u64 {
+    (4 + object_id.as_str().len() + 16) as u64
+}
+
+const RELEASED_SNAPSHOT_BYTES: u64 = (OBJECT_DIGEST_BYTES + 8) as u64;
 
 /// A checkpoint offered by a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,14 +270,14 @@ pub enum CheckpointRefusal {
     Invalid(String),
 }
 
-/// The newest checkpoint of an object.
+/// The newest checkpoint of an object, without its state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredCheckpoint {
     /// The position the state reflects.
     pub position: u64,
-    /// The state bytes.
-    pub state: Vec<u8>,
-    /// Their hash, as reported.
+    /// The length of the state, in bytes.
+    pub state_bytes: u64,
+    /// The hash of the state, as reported.
     pub state_hash: [u8; STATE_HASH_BYTES],
     /// The clients that reported this checkpoint, in the order they did (at most
     /// [`REPORTING_CLIENTS_MAX`]).
@@ -253,7 +297,7 @@ pub struct DivergenceAlarm {
     pub second_client_id: u64,
 }
 
-/// What the region keeps of one object.
+/// What the region keeps of one object, its state apart.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct ObjectCheckpoints {
     newest: StoredCheckpoint,
@@ -267,7 +311,7 @@ struct ObjectCheckpoints {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Uncovered {
     last_record_position: u64,
-    /// The position of its newest checkpoint, 0 when it has none.
+    /// The position of its newest checkpoint (or the release point), 0 when it has none.
     covering_position: u64,
 }
 
@@ -299,27 +343,171 @@ pub struct CheckpointFetch {
     pub released_through: u64,
 }
 
-/// The replicated checkpoints and truncation state of a region. See the module documentation.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CheckpointState {
-    objects: BTreeMap<ObjectId, ObjectCheckpoints>,
-    states_size_bytes: u64,
-    uncovered: BTreeMap<ObjectId, Uncovered>,
-    /// (covering position, object) of every uncovered object: the first is the limit.
-    limits: BTreeSet<(u64, ObjectId)>,
-    alarmed: BTreeSet<ObjectId>,
-    alarms_raised: u64,
+/// The counters of the checkpoint state: all a node holds in memory of it, besides the
+/// alarms it lists. Persisted under `truncation`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Header {
     truncated_through: u64,
-    untracked_from: Option<u64>,
-    /// Objects whose records the region released without a checkpoint, and the position
-    /// through which it did.
-    released: BTreeMap<ObjectDigest, u64>,
+    alarms_raised: u64,
+    /// The first sequenced global record whose object could not be tracked, 0 when none.
+    untracked_from: u64,
     /// How many times an object was released (the same object may be released again).
     releases: u64,
+    object_count: u64,
+    states_size_bytes: u64,
+    uncovered_count: u64,
+    released_count: u64,
+    alarm_count: u64,
+    /// What the checkpoints take in a snapshot, bounded by [`CHECKPOINT_BYTES_MAX`].
+    checkpoint_bytes: u64,
+    /// What the uncovered and released objects take, bounded by [`TRACKING_BYTES_MAX`].
+    tracking_bytes: u64,
 }
+
+impl Header {
+    fn encode(&self) -> Vec<u8> {
+        let mut bytes = vec![TRUNCATION_FORMAT];
+        for value in [
+            self.truncated_through,
+            self.alarms_raised,
+            self.untracked_from,
+            self.releases,
+            self.object_count,
+            self.states_size_bytes,
+            self.uncovered_count,
+            self.released_count,
+            self.alarm_count,
+            self.checkpoint_bytes,
+            self.tracking_bytes,
+        ] {
+            bytes.extend_from_slice(&value.to_be_bytes());
+        }
+        bytes
+    }
+
+    /// Decodes a header; `Ok(false)` when it is of an older format, whose counts must be
+    /// rebuilt from the rest of the state.
+    fn decode(bytes: &[u8], next_position: u64) -> Result<(Header, bool), String> {
+        let mut reader = Reader::new(bytes);
+        let format = reader.u8("truncation format")?;
+        if !(1..=TRUNCATION_FORMAT).contains(&format) {
+            return Err(format!(
+                "truncation format {format} is unknown; this release reads formats 1 to \
+                 {TRUNCATION_FORMAT}"
+            ));
+        }
+        let mut header = Header {
+            truncated_through: reader.u64("truncation point")?,
+            alarms_raised: reader.u64("alarm count")?,
+            untracked_from: reader.u64("first untracked position")?,
+            ..Header::default()
+        };
+        if format >= 2 {
+            header.releases = reader.u64("release count")?;
+        }
+        if format == TRUNCATION_FORMAT {
+            header.object_count = reader.u64("checkpointed object count")?;
+            header.states_size_bytes = reader.u64("state bytes")?;
+            header.uncovered_count = reader.u64("uncovered object count")?;
+            header.released_count = reader.u64("released object count")?;
+            header.alarm_count = reader.u64("alarmed object count")?;
+            header.checkpoint_bytes = reader.u64("checkpoint bytes")?;
+            header.tracking_bytes = reader.u64("tracking bytes")?;
+        }
+        reader.finish()?;
+        if header.truncated_through >= next_position {
+            return Err(format!(
+                "truncation point {} is not below the next position {next_position}",
+                header.truncated_through
+            ));
+        }
+        if header.untracked_from >= next_position {
+            return Err(format!(
+                "first untracked position {} is not below the next position {next_position}",
+                header.untracked_from
+            ));
+        }
+        if header.alarm_count > header.alarms_raised {
+            return Err(format!(
+                "{} objects have alarms but only {} were raised",
+                header.alarm_count, header.alarms_raised
+            ));
+        }
+        if header.checkpoint_bytes > CHECKPOINT_BYTES_MAX
+            || header.tracking_bytes > TRACKING_BYTES_MAX
+        {
+            return Err(format!(
+                "the checkpoints take {} bytes (at most {CHECKPOINT_BYTES_MAX}) and the \
+                 tracking of objects {} bytes (at most {TRACKING_BYTES_MAX})",
+                header.checkpoint_bytes, header.tracking_bytes
+            ));
+        }
+        Ok((header, format == TRUNCATION_FORMAT))
+    }
+}
+
+/// The lowest covering position among uncovered objects, as the node last read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum FirstLimit {
+    /// Must be read from the store.
+    Unknown,
+    /// No object is uncovered.
+    None,
+    /// This one.
+    Known(u64, ObjectId),
+}
+
+/// The replicated checkpoints and truncation state of a region, kept in the store. See the
+/// module documentation.
+#[derive(Clone, Debug)]
+pub struct CheckpointState {
+    header: Header,
+    /// The alarms of the lowest object ids, at most [`ALARMS_LISTED_MAX`].
+    alarms: BTreeMap<ObjectId, (u64, u64, u64)>,
+    /// The alarm the last hash mismatch raised.
+    newest_alarm: Option<DivergenceAlarm>,
+    /// The writes of the batch being built, which the store does not hold yet: a key's new
+    /// value, or `None` when it is deleted.
+    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Writes a migration from an older layout still owes the store: they go into the next
+    /// batch (see [`CheckpointState::take_migration`]).
+    migration: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// The first key of the limit index, remembered (the node's own cache; it changes
+    /// nothing that is replicated).
+    first_limit: RefCell<FirstLimit>,
+}
+
+impl Default for CheckpointState {
+    fn default() -> Self {
+        CheckpointState {
+            header: Header::default(),
+            alarms: BTreeMap::new(),
+            newest_alarm: None,
+            pending: BTreeMap::new(),
+            migration: Vec::new(),
+            first_limit: RefCell::new(FirstLimit::None),
+        }
+    }
+}
+
+/// Two states are equal when their counters and listed alarms are (the store holds the rest).
+impl PartialEq for CheckpointState {
+    fn eq(&self, other: &Self) -> bool {
+        self.header == other.header && self.alarms == other.alarms
+    }
+}
+
+impl Eq for CheckpointState {}
 
 fn object_key(prefix: &[u8], object_id: &ObjectId) -> Vec<u8> {
     let mut key = prefix.to_vec();
+    key.extend_from_slice(object_id.as_str().as_bytes());
+    key
+}
+
+fn limit_key(covering_position: u64, object_id: &ObjectId) -> Vec<u8> {
+    let mut key = LIMIT_KEY_PREFIX.to_vec();
+    key.extend_from_slice(&covering_position.to_be_bytes());
     key.extend_from_slice(object_id.as_str().as_bytes());
     key
 }
@@ -333,6 +521,13 @@ fn released_key(digest: &ObjectDigest) -> Vec<u8> {
 fn object_from_key(prefix: &[u8], key: &[u8]) -> Option<ObjectId> {
     let suffix = key.strip_prefix(prefix)?;
     ObjectId::new(std::str::from_utf8(suffix).ok()?).ok()
+}
+
+fn limit_from_key(key: &[u8]) -> Option<(u64, ObjectId)> {
+    let suffix = key.strip_prefix(LIMIT_KEY_PREFIX)?;
+    let (position, id) = suffix.split_first_chunk::<8>()?;
+    let object_id = ObjectId::new(std::str::from_utf8(id).ok()?).ok()?;
+    Some((u64::from_be_bytes(*position), object_id))
 }
 
 /// Encodes a checkpoint entry for the raft log: the upload and who proposed it (a node and
@@ -390,162 +585,532 @@ fn read_hash(reader: &mut Reader<'_>, what: &str) -> Result<[u8; STATE_HASH_BYTE
     Ok(bytes.try_into().expect("took exactly the hash length"))
 }
 
+fn decode_position(value: &[u8], what: &str) -> Result<u64, String> {
+    <[u8; 8]>::try_from(value)
+        .map(u64::from_be_bytes)
+        .map_err(|_| format!("{what} is 8 bytes, not {}", value.len()))
+}
+
+fn encode_uncovered(uncovered: Uncovered) -> Vec<u8> {
+    let mut value = uncovered.last_record_position.to_be_bytes().to_vec();
+    value.extend_from_slice(&uncovered.covering_position.to_be_bytes());
+    value
+}
+
+fn decode_uncovered(value: &[u8]) -> Result<Uncovered, String> {
+    let mut reader = Reader::new(value);
+    let last_record_position = reader.u64("uncovered newest record position")?;
+    let covering_position = reader.u64("uncovered covering position")?;
+    reader.finish()?;
+    if last_record_position <= covering_position {
+        return Err(format!(
+            "newest record position {last_record_position} is not above the covering \
+             position {covering_position}"
+        ));
+    }
+    Ok(Uncovered {
+        last_record_position,
+        covering_position,
+    })
+}
+
+/// The state of a snapshot, decoded and checked, to restore.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DecodedCheckpoints {
+    header: Header,
+    objects: Vec<(ObjectId, ObjectCheckpoints, Vec<u8>)>,
+    uncovered: Vec<(ObjectId, Uncovered)>,
+    released: Vec<(ObjectDigest, u64)>,
+}
+
+impl DecodedCheckpoints {
+    /// The snapshot's truncation point.
+    pub(crate) fn truncated_through(&self) -> u64 {
+        self.header.truncated_through
+    }
+}
+
 impl CheckpointState {
+    // Reads: the batch being built over the store.
+
+    fn get(
+        &self,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.pending.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => store.get(space, key),
+        }
+    }
+
+    /// Up to `limit` pairs with `start <= key < end`, in key order, the pending writes over the
+    /// store.
+    fn scan(
+        &self,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<KeyValuePairs, StoreError> {
+        const CHUNK: usize = 64;
+        let mut found = Vec::new();
+        let mut from = start.to_vec();
+        loop {
+            let chunk = store.scan(space, &from, end, CHUNK)?;
+            let exhausted = chunk.len() < CHUNK;
+            let upper = match chunk.last() {
+                Some((key, _)) if !exhausted => {
+                    let mut next = key.clone();
+                    next.push(0);
+                    next
+                }
+                _ => end.to_vec(),
+            };
+            let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = chunk.into_iter().collect();
+            for (key, value) in self.pending.range(from.clone()..upper.clone()) {
+                match value {
+                    Some(value) => merged.insert(key.clone(), value.clone()),
+                    None => merged.remove(key),
+                };
+            }
+            for pair in merged {
+                found.push(pair);
+                if found.len() >= limit {
+                    return Ok(found);
+                }
+            }
+            if exhausted {
+                return Ok(found);
+            }
+            from = upper;
+        }
+    }
+
+    fn object(
+        &self,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        object_id: &ObjectId,
+    ) -> Result<Option<ObjectCheckpoints>, StoreError> {
+        let key = object_key(CHECKPOINT_KEY_PREFIX, object_id);
+        let Some(value) = self.get(store, space, &key)? else {
+            return Ok(None);
+        };
+        let mut reader = Reader::new(&value);
+        decode_meta(&mut reader)
+            .and_then(|object| reader.finish().map(|()| object))
+            .map(Some)
+            .map_err(|reason| corrupt(space, &key, reason))
+    }
+
+    fn uncovered(
+        &self,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        object_id: &ObjectId,
+    ) -> Result<Option<Uncovered>, StoreError> {
+        let key = object_key(UNCOVERED_KEY_PREFIX, object_id);
+        match self.get(store, space, &key)? {
+            None => Ok(None),
+            Some(value) => decode_uncovered(&value)
+                .map(Some)
+                .map_err(|reason| corrupt(space, &key, reason)),
+        }
+    }
+
+    fn released(
+        &self,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        digest: &ObjectDigest,
+    ) -> Result<Option<u64>, StoreError> {
+        let key = released_key(digest);
+        match self.get(store, space, &key)? {
+            None => Ok(None),
+            Some(value) => decode_position(&value, "a released position")
+                .map(Some)
+                .map_err(|reason| corrupt(space, &key, reason)),
+        }
+    }
+
+    /// The lowest covering position among uncovered objects, and the object.
+    fn first_limit(
+        &self,
+        store: &dyn DurableStore,
+        space: KeySpace,
+    ) -> Result<Option<(u64, ObjectId)>, StoreError> {
+        if let FirstLimit::Known(position, object_id) = &*self.first_limit.borrow() {
+            return Ok(Some((*position, object_id.clone())));
+        }
+        if *self.first_limit.borrow() == FirstLimit::None {
+            return Ok(None);
+        }
+        // No covering position lies below the truncation point: the scan starts there.
+        let mut start = LIMIT_KEY_PREFIX.to_vec();
+        start.extend_from_slice(&self.header.truncated_through.to_be_bytes());
+        let first = self.scan(store, space, &start, LIMIT_KEYS_END, 1)?;
+        let first = match first.first() {
+            None => None,
+            Some((key, _)) => Some(
+                limit_from_key(key)
+                    .ok_or_else(|| corrupt(space, key, "not a limit key".to_owned()))?,
+            ),
+        };
+        *self.first_limit.borrow_mut() = match &first {
+            None => FirstLimit::None,
+            Some((position, object_id)) => FirstLimit::Known(*position, object_id.clone()),
+        };
+        Ok(first)
+    }
+
     // Getters.
 
-    /// The newest checkpoint kept for `object_id`.
-    pub fn newest(&self, object_id: &ObjectId) -> Option<&StoredCheckpoint> {
-        self.objects.get(object_id).map(|object| &object.newest)
+    /// The newest checkpoint kept for `object_id`, without its state.
+    pub fn newest(
+        &self,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        object_id: &ObjectId,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        Ok(self
+            .object(store, space, object_id)?
+            .map(|object| object.newest))
     }
 
     /// The newest agreed position of `object_id`, 0 when none.
-    pub fn agreed_position(&self, object_id: &ObjectId) -> u64 {
-        self.objects
-            .get(object_id)
-            .map_or(0, |object| object.agreed_position)
-    }
-
-    /// The position of the newest checkpoint of `object_id` (agreed or reported by one
-    /// client), 0 when none: the object's records at or below it are covered.
-    pub fn covering_position(&self, object_id: &ObjectId) -> u64 {
-        self.objects
-            .get(object_id)
-            .map_or(0, |object| object.newest.position)
+    pub fn agreed_position(
+        &self,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        object_id: &ObjectId,
+    ) -> Result<u64, StoreError> {
+        Ok(self
+            .object(store, space, object_id)?
+            .map_or(0, |object| object.agreed_position))
     }
 
     /// The region's truncation point: entries at or below it may be dropped.
     pub fn truncated_through(&self) -> u64 {
-        self.truncated_through
+        self.header.truncated_through
     }
 
-    /// The position of the first sequenced global record whose object could not be tracked
-    /// (the uncovered map was full): the log is never truncated at or above it.
+    /// The position of the first sequenced global record whose object could not be tracked:
+    /// the log is never truncated at or above it.
     pub fn untracked_from(&self) -> Option<u64> {
-        self.untracked_from
+        (self.header.untracked_from > 0).then_some(self.header.untracked_from)
     }
 
     /// How many objects have a checkpoint.
-    pub fn object_count(&self) -> usize {
-        self.objects.len()
+    pub fn object_count(&self) -> u64 {
+        self.header.object_count
     }
 
     /// The bytes of state over every kept checkpoint.
     pub fn states_size_bytes(&self) -> u64 {
-        self.states_size_bytes
+        self.header.states_size_bytes
     }
 
     /// How many objects have a record above their newest checkpoint (or have records and no
     /// checkpoint).
-    pub fn uncovered_count(&self) -> usize {
-        self.uncovered.len()
+    pub fn uncovered_count(&self) -> u64 {
+        self.header.uncovered_count
+    }
+
+    /// What the checkpoints take in a raft snapshot, out of [`CHECKPOINT_BYTES_MAX`].
+    pub fn checkpoint_bytes(&self) -> u64 {
+        self.header.checkpoint_bytes
+    }
+
+    /// What the uncovered and released objects take in a raft snapshot, out of
+    /// [`TRACKING_BYTES_MAX`].
+    pub fn tracking_bytes(&self) -> u64 {
+        self.header.tracking_bytes
     }
 
     /// True when `object_id` has a record above its newest checkpoint.
-    pub fn is_uncovered(&self, object_id: &ObjectId) -> bool {
-        self.uncovered.contains_key(object_id)
+    pub fn is_uncovered(
+        &self,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        object_id: &ObjectId,
+    ) -> Result<bool, StoreError> {
+        Ok(self.uncovered(store, space, object_id)?.is_some())
     }
 
     /// The position through which the region released records of `object_id` without a
     /// checkpoint, when it keeps no checkpoint at or above it (see the module documentation).
-    pub fn released_through(&self, object_id: &ObjectId) -> Option<u64> {
-        let released = *self.released.get(&object_digest(object_id))?;
-        (released > self.covering_position(object_id)).then_some(released)
+    pub fn released_through(
+        &self,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        object_id: &ObjectId,
+    ) -> Result<Option<u64>, StoreError> {
+        let Some(released) = self.released(store, space, &object_digest(object_id))? else {
+            return Ok(None);
+        };
+        let covering = self
+            .object(store, space, object_id)?
+            .map_or(0, |object| object.newest.position);
+        Ok((released > covering).then_some(released))
     }
 
     /// How many objects the region remembers as released without a checkpoint.
-    pub fn released_count(&self) -> usize {
-        self.released.len()
+    pub fn released_count(&self) -> u64 {
+        self.header.released_count
     }
 
     /// How many times the region released an object's records without a checkpoint.
     pub fn releases(&self) -> u64 {
-        self.releases
+        self.header.releases
     }
 
     /// How many hash mismatches the region has seen.
     pub fn alarms_raised(&self) -> u64 {
-        self.alarms_raised
+        self.header.alarms_raised
     }
 
-    /// The newest divergence alarm of every object that has one, in object order.
+    /// The divergence alarms of the lowest object ids (at most [`ALARMS_LISTED_MAX`]), in
+    /// object order: the newest alarm of each.
     pub fn alarms(&self) -> impl Iterator<Item = DivergenceAlarm> + '_ {
-        self.alarmed.iter().filter_map(|object_id| {
-            let (position, first_client_id, second_client_id) =
-                self.objects.get(object_id)?.alarm?;
-            Some(DivergenceAlarm {
+        self.alarms.iter().map(
+            |(object_id, (position, first_client_id, second_client_id))| DivergenceAlarm {
                 object_id: object_id.clone(),
-                position,
-                first_client_id,
-                second_client_id,
-            })
-        })
+                position: *position,
+                first_client_id: *first_client_id,
+                second_client_id: *second_client_id,
+            },
+        )
+    }
+
+    /// The alarm the newest hash mismatch raised, if any.
+    pub fn newest_alarm(&self) -> Option<&DivergenceAlarm> {
+        self.newest_alarm.as_ref()
     }
 
     /// How many objects have a divergence alarm.
-    pub fn alarm_count(&self) -> usize {
-        self.alarmed.len()
+    pub fn alarm_count(&self) -> u64 {
+        self.header.alarm_count
     }
 
-    /// The objects that hold truncation back, lowest covering position first, at most
-    /// `count`; objects with an alarm come first.
+    /// The objects that hold truncation back as this node last read them, for messages:
+    /// listed alarms first, then the object with the lowest covering position when the node
+    /// knows it, at most `count`.
     pub fn blocking_objects(&self, count: usize) -> Vec<String> {
-        self.alarmed
-            .iter()
+        let mut named: Vec<String> = self
+            .alarms
+            .keys()
             .map(|object_id| format!("{object_id} (divergence alarm)"))
-            .chain(self.limits.iter().map(|(covering, object_id)| {
-                if *covering == 0 {
-                    format!("{object_id} (no checkpoint)")
-                } else {
-                    format!("{object_id} (checkpoint at {covering})")
-                }
-            }))
-            .take(count)
-            .collect()
+            .collect();
+        if let FirstLimit::Known(covering, object_id) = &*self.first_limit.borrow() {
+            named.push(if *covering == 0 {
+                format!("{object_id} (no checkpoint)")
+            } else {
+                format!("{object_id} (checkpoint at {covering})")
+            });
+        }
+        let others = self.header.alarm_count + self.header.uncovered_count;
+        named.truncate(count);
+        let left = others.saturating_sub(named.len() as u64);
+        if left > 0 {
+            named.push(format!("{left} more"));
+        }
+        named
     }
 
-    /// Whether a proposal of a record for `object_id` can be tracked: the object is tracked
-    /// already, or the uncovered map has room. The error says why not.
-    pub fn admit_record(&self, object_id: &ObjectId) -> Result<(), String> {
-        if self.uncovered.contains_key(object_id) || self.uncovered.len() < OBJECTS_UNCOVERED_MAX {
-            return Ok(());
+    /// Whether a record of `object_id` can be tracked: the object is tracked already, or the
+    /// state has room for it in a snapshot. The error says why not.
+    pub fn admit_record(
+        &self,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        object_id: &ObjectId,
+    ) -> Result<Result<(), String>, StoreError> {
+        let added = uncovered_snapshot_bytes(object_id);
+        if self.header.tracking_bytes + added <= TRACKING_BYTES_MAX
+            || self.uncovered(store, space, object_id)?.is_some()
+        {
+            return Ok(Ok(()));
         }
-        Err(format!(
-            "{} objects have records without a checkpoint covering them, the most the \
-             region tracks (OBJECTS_UNCOVERED_MAX), among them {}; their replicas must upload \
-             checkpoints before records of further objects are taken",
-            self.uncovered.len(),
-            self.blocking_objects(NAMED_OBJECTS_MAX).join(", ")
-        ))
+        Ok(Err(format!(
+            "the region tracks {} objects with records above their checkpoint and {} \
+             released ones, which take {} bytes in a snapshot: a record of another object \
+             would pass the maximum of {TRACKING_BYTES_MAX} (TRACKING_BYTES_MAX); records of \
+             objects tracked already are still taken, and checkpoints of uncovered objects \
+             make room",
+            self.header.uncovered_count, self.header.released_count, self.header.tracking_bytes,
+        )))
     }
 
     /// The highest position the log may be truncated through now, given the applied position
     /// `last_position`; none while an alarm stands.
-    pub fn truncation_limit(&self, last_position: u64) -> Option<u64> {
-        if !self.alarmed.is_empty() {
-            return None;
+    pub fn truncation_limit(
+        &self,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        last_position: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        if self.header.alarm_count > 0 {
+            return Ok(None);
         }
         let mut limit = last_position;
-        if let Some((covering, _)) = self.limits.first() {
-            limit = limit.min(*covering);
+        if let Some((covering, _)) = self.first_limit(store, space)? {
+            limit = limit.min(covering);
         }
-        if let Some(untracked_from) = self.untracked_from {
+        if let Some(untracked_from) = self.untracked_from() {
             limit = limit.min(untracked_from - 1);
         }
-        Some(limit)
+        Ok(Some(limit))
     }
 
     /// The newest checkpoint of `object_id` as a caller starts from it.
-    pub fn fetch(&self, object_id: &ObjectId) -> CheckpointFetch {
-        let checkpoint = self.objects.get(object_id).map(|object| FetchedCheckpoint {
-            position: object.newest.position.max(self.truncated_through),
-            uploaded_position: object.newest.position,
-            state: object.newest.state.clone(),
-            state_hash: object.newest.state_hash,
-        });
-        CheckpointFetch {
+    pub fn fetch(
+        &self,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        object_id: &ObjectId,
+    ) -> Result<CheckpointFetch, StoreError> {
+        let checkpoint = match self.object(store, space, object_id)? {
+            None => None,
+            Some(object) => {
+                let key = object_key(STATE_KEY_PREFIX, object_id);
+                let state = self.get(store, space, &key)?.ok_or_else(|| {
+                    corrupt(
+                        space,
+                        &key,
+                        "the state of a kept checkpoint is missing".to_owned(),
+                    )
+                })?;
+                Some(FetchedCheckpoint {
+                    position: object.newest.position.max(self.header.truncated_through),
+                    uploaded_position: object.newest.position,
+                    state,
+                    state_hash: object.newest.state_hash,
+                })
+            }
+        };
+        Ok(CheckpointFetch {
             checkpoint,
-            truncated_through: self.truncated_through,
-            released_through: self.released_through(object_id).unwrap_or(0),
+            truncated_through: self.header.truncated_through,
+            released_through: self.released_through(store, space, object_id)?.unwrap_or(0),
+        })
+    }
+
+    // Writes: into the batch, and kept until it is written.
+
+    fn put(&mut self, space: KeySpace, batch: &mut WriteBatch, key: Vec<u8>, value: Vec<u8>) {
+        batch.put(space, key.clone(), value.clone());
+        self.pending.insert(key, Some(value));
+    }
+
+    fn delete(&mut self, space: KeySpace, batch: &mut WriteBatch, key: Vec<u8>) {
+        batch.delete(space, key.clone());
+        self.pending.insert(key, None);
+    }
+
+    fn write_header(&mut self, space: KeySpace, batch: &mut WriteBatch) {
+        let header = self.header.encode();
+        self.put(space, batch, TRUNCATION_KEY.to_vec(), header);
+    }
+
+    fn write_object(
+        &mut self,
+        space: KeySpace,
+        batch: &mut WriteBatch,
+        object_id: &ObjectId,
+        object: &ObjectCheckpoints,
+    ) {
+        self.put(
+            space,
+            batch,
+            object_key(CHECKPOINT_KEY_PREFIX, object_id),
+            encode_meta(object),
+        );
+    }
+
+    fn add_limit(
+        &mut self,
+        space: KeySpace,
+        batch: &mut WriteBatch,
+        covering: u64,
+        object_id: &ObjectId,
+    ) {
+        self.put(space, batch, limit_key(covering, object_id), Vec::new());
+        let mut first = self.first_limit.borrow_mut();
+        let lower = match &*first {
+            FirstLimit::None => true,
+            FirstLimit::Known(position, known) => (covering, object_id) < (*position, known),
+            FirstLimit::Unknown => false,
+        };
+        if lower {
+            *first = FirstLimit::Known(covering, object_id.clone());
+        }
+    }
+
+    fn remove_limit(
+        &mut self,
+        space: KeySpace,
+        batch: &mut WriteBatch,
+        covering: u64,
+        object_id: &ObjectId,
+    ) {
+        self.delete(space, batch, limit_key(covering, object_id));
+        let mut first = self.first_limit.borrow_mut();
+        if let FirstLimit::Known(position, known) = &*first
+            && *position == covering
+            && known == object_id
+        {
+            *first = FirstLimit::Unknown;
+        }
+    }
+
+    fn write_uncovered(
+        &mut self,
+        space: KeySpace,
+        batch: &mut WriteBatch,
+        object_id: &ObjectId,
+        uncovered: Uncovered,
+    ) {
+        self.put(
+            space,
+            batch,
+            object_key(UNCOVERED_KEY_PREFIX, object_id),
+            encode_uncovered(uncovered),
+        );
+    }
+
+    fn note_alarm(&mut self, object_id: &ObjectId, alarm: (u64, u64, u64)) {
+        self.newest_alarm = Some(DivergenceAlarm {
+            object_id: object_id.clone(),
+            position: alarm.0,
+            first_client_id: alarm.1,
+            second_client_id: alarm.2,
+        });
+        self.list_alarm(object_id, alarm);
+    }
+
+    /// Lists an alarm if it is among the lowest object ids.
+    fn list_alarm(&mut self, object_id: &ObjectId, alarm: (u64, u64, u64)) {
+        self.alarms.insert(object_id.clone(), alarm);
+        if self.alarms.len() > ALARMS_LISTED_MAX {
+            self.alarms.pop_last();
+        }
+    }
+
+    /// The batch the writes went into is in the store now (see the module documentation).
+    pub(crate) fn batch_written(&mut self) {
+        self.pending.clear();
+    }
+
+    /// Writes a migration from an older layout still owes into `batch`, once.
+    pub(crate) fn take_migration(&mut self, space: KeySpace, batch: &mut WriteBatch) {
+        for (key, value) in std::mem::take(&mut self.migration) {
+            match value {
+                Some(value) => batch.put(space, key, value),
+                None => batch.delete(space, key),
+            }
         }
     }
 
@@ -557,9 +1122,10 @@ impl CheckpointState {
         &mut self,
         upload: CheckpointUpload,
         last_position: u64,
+        store: &dyn DurableStore,
         space: KeySpace,
         batch: &mut WriteBatch,
-    ) -> Result<CheckpointOutcome, CheckpointRefusal> {
+    ) -> Result<Result<CheckpointOutcome, CheckpointRefusal>, StoreError> {
         let CheckpointUpload {
             object_id,
             position,
@@ -569,289 +1135,348 @@ impl CheckpointState {
         } = upload;
         let client_id = client_id.get();
         if position == 0 || position > last_position {
-            return Err(CheckpointRefusal::Invalid(format!(
+            return Ok(Err(CheckpointRefusal::Invalid(format!(
                 "checkpoint.position {position} is outside 1..={last_position} (the applied \
                  position)"
-            )));
+            ))));
         }
         if state.len() > CHECKPOINT_STATE_BYTES_MAX {
-            return Err(CheckpointRefusal::Invalid(format!(
+            return Ok(Err(CheckpointRefusal::Invalid(format!(
                 "checkpoint.state holds {} bytes, more than the maximum of \
                  {CHECKPOINT_STATE_BYTES_MAX}",
                 state.len()
-            )));
+            ))));
         }
-        let kept_size_bytes = self
-            .objects
-            .get(&object_id)
-            .map_or(0, |object| object.newest.state.len() as u64);
-        let replaces = self
-            .objects
-            .get(&object_id)
+        let kept = self.object(store, space, &object_id)?;
+        let replaces = kept
+            .as_ref()
             .is_none_or(|object| position > object.newest.position);
         if replaces {
-            if !self.objects.contains_key(&object_id)
-                && self.objects.len() >= OBJECTS_WITH_CHECKPOINTS_MAX
-            {
-                return Err(CheckpointRefusal::ResourceExhausted(format!(
-                    "the region keeps checkpoints of {} objects, the most it may \
-                     (OBJECTS_WITH_CHECKPOINTS_MAX); no checkpoint of {object_id} is taken",
-                    self.objects.len()
-                )));
-            }
-            let size_after = self.states_size_bytes - kept_size_bytes + state.len() as u64;
-            if size_after > CHECKPOINT_STATES_BYTES_MAX {
-                return Err(CheckpointRefusal::ResourceExhausted(format!(
-                    "the checkpoint of {object_id} would bring the states the region keeps to \
-                     {size_after} bytes, more than the maximum of {CHECKPOINT_STATES_BYTES_MAX} \
-                     (CHECKPOINT_STATES_BYTES_MAX)"
-                )));
-            }
-            self.states_size_bytes = size_after;
             let newest = StoredCheckpoint {
                 position,
-                state,
+                state_bytes: state.len() as u64,
                 state_hash,
                 reporting_clients: vec![client_id],
             };
-            let object =
-                self.objects
-                    .entry(object_id.clone())
-                    .or_insert_with(|| ObjectCheckpoints {
-                        newest: newest.clone(),
-                        agreed_position: 0,
-                        alarm: None,
-                    });
-            object.newest = newest;
-            self.write_object(&object_id, space, batch);
+            let object = ObjectCheckpoints {
+                newest,
+                agreed_position: kept.as_ref().map_or(0, |kept| kept.agreed_position),
+                alarm: kept.as_ref().and_then(|kept| kept.alarm),
+            };
+            let kept_bytes = kept.as_ref().map_or(0, |kept| {
+                object_snapshot_bytes(&object_id, kept.newest.state_bytes)
+            });
+            let new_bytes = object_snapshot_bytes(&object_id, state.len() as u64);
+            let bytes_after = self.header.checkpoint_bytes - kept_bytes + new_bytes;
+            if new_bytes > kept_bytes && bytes_after > CHECKPOINT_BYTES_MAX {
+                return Ok(Err(CheckpointRefusal::ResourceExhausted(format!(
+                    "the checkpoint of {object_id} ({} bytes of state) would bring what the \
+                     region's checkpoints take in a snapshot to {bytes_after} bytes, more than \
+                     the maximum of {CHECKPOINT_BYTES_MAX} (CHECKPOINT_BYTES_MAX); the region \
+                     keeps {} checkpoints with {} bytes of state",
+                    state.len(),
+                    self.header.object_count,
+                    self.header.states_size_bytes
+                ))));
+            }
+            self.header.checkpoint_bytes = bytes_after;
+            self.header.states_size_bytes = self.header.states_size_bytes
+                - kept.as_ref().map_or(0, |kept| kept.newest.state_bytes)
+                + state.len() as u64;
+            if kept.is_none() {
+                self.header.object_count += 1;
+            }
+            self.write_object(space, batch, &object_id, &object);
+            self.put(
+                space,
+                batch,
+                object_key(STATE_KEY_PREFIX, &object_id),
+                state,
+            );
             // A checkpoint at or above the release point holds every record released: the
             // object can be rebuilt again (from an instance that followed it all along).
             let digest = object_digest(&object_id);
             if self
-                .released
-                .get(&digest)
-                .is_some_and(|released| *released <= position)
+                .released(store, space, &digest)?
+                .is_some_and(|released| released <= position)
             {
-                self.released.remove(&digest);
-                batch.delete(space, released_key(&digest));
+                self.delete(space, batch, released_key(&digest));
+                self.header.released_count -= 1;
+                self.header.tracking_bytes -= RELEASED_SNAPSHOT_BYTES;
             }
             // One client's checkpoint covers the object's records for truncation: an object
             // with a single instance must not hold the log forever. Agreement of a second
             // client at the same position is what detects divergence (see the module
             // documentation).
-            self.cover(&object_id, position, space, batch);
-            return Ok(CheckpointOutcome::Stored);
+            self.cover(store, space, batch, &object_id, position)?;
+            self.write_header(space, batch);
+            return Ok(Ok(CheckpointOutcome::Stored));
         }
-        let object = self
-            .objects
-            .get_mut(&object_id)
-            .expect("a checkpoint that is not replaced is kept");
+        let mut object = kept.expect("a checkpoint that is not replaced is kept");
         if position < object.newest.position {
-            return Ok(CheckpointOutcome::Superseded);
+            return Ok(Ok(CheckpointOutcome::Superseded));
         }
         if state_hash != object.newest.state_hash {
             let first_client_id = object.newest.reporting_clients[0];
-            object.alarm = Some((position, first_client_id, client_id));
-            self.alarmed.insert(object_id.clone());
-            self.alarms_raised += 1;
-            self.write_object(&object_id, space, batch);
+            let alarm = (position, first_client_id, client_id);
+            if object.alarm.is_none() {
+                self.header.alarm_count += 1;
+                self.put(
+                    space,
+                    batch,
+                    object_key(ALARM_KEY_PREFIX, &object_id),
+                    Vec::new(),
+                );
+            }
+            object.alarm = Some(alarm);
+            self.header.alarms_raised += 1;
+            self.note_alarm(&object_id, alarm);
+            self.write_object(space, batch, &object_id, &object);
             self.write_header(space, batch);
-            return Ok(CheckpointOutcome::HashMismatch);
+            return Ok(Ok(CheckpointOutcome::HashMismatch));
         }
         if object.newest.reporting_clients.contains(&client_id) {
-            return Ok(CheckpointOutcome::Stored);
+            return Ok(Ok(CheckpointOutcome::Stored));
         }
         if object.newest.reporting_clients.len() < REPORTING_CLIENTS_MAX {
             object.newest.reporting_clients.push(client_id);
         }
         object.agreed_position = object.agreed_position.max(position);
-        self.write_object(&object_id, space, batch);
-        Ok(CheckpointOutcome::Agreed)
+        self.write_object(space, batch, &object_id, &object);
+        Ok(Ok(CheckpointOutcome::Agreed))
     }
 
     /// Notes a record of `object_id` appended at `position`.
     pub(crate) fn record_appended(
         &mut self,
-        object_id: &ObjectId,
-        position: u64,
+        store: &dyn DurableStore,
         space: KeySpace,
         batch: &mut WriteBatch,
-    ) {
-        if let Some(uncovered) = self.uncovered.get_mut(object_id) {
+        object_id: &ObjectId,
+        position: u64,
+    ) -> Result<(), StoreError> {
+        if let Some(mut uncovered) = self.uncovered(store, space, object_id)? {
             uncovered.last_record_position = position;
-        } else if self.uncovered.len() < OBJECTS_UNCOVERED_MAX {
-            // The object's records at or below the truncation point are covered by its
-            // checkpoint or released: what holds truncation back is the higher of the two.
-            let covering_position = self
-                .covering_position(object_id)
-                .max(self.truncated_through);
-            debug_assert!(
-                covering_position < position,
-                "checkpoints lie below new records"
-            );
-            self.uncovered.insert(
-                object_id.clone(),
-                Uncovered {
-                    last_record_position: position,
-                    covering_position,
-                },
-            );
-            self.limits.insert((covering_position, object_id.clone()));
-        } else {
-            if self.untracked_from.is_none() {
-                self.untracked_from = Some(position);
+            self.write_uncovered(space, batch, object_id, uncovered);
+            return Ok(());
+        }
+        let added = uncovered_snapshot_bytes(object_id);
+        if self.header.tracking_bytes + added > TRACKING_BYTES_MAX {
+            // Only a sequenced global record gets here (a regional one was refused in
+            // apply): every record from here on is kept.
+            if self.header.untracked_from == 0 {
+                self.header.untracked_from = position;
                 self.write_header(space, batch);
             }
-            return;
+            return Ok(());
         }
-        self.write_uncovered(object_id, space, batch);
+        // The object's records at or below the truncation point are covered by its
+        // checkpoint or released: what holds truncation back is the higher of the two.
+        let covering_position = self
+            .object(store, space, object_id)?
+            .map_or(0, |object| object.newest.position)
+            .max(self.header.truncated_through);
+        debug_assert!(
+            covering_position < position,
+            "checkpoints lie below new records"
+        );
+        let uncovered = Uncovered {
+            last_record_position: position,
+            covering_position,
+        };
+        self.write_uncovered(space, batch, object_id, uncovered);
+        self.add_limit(space, batch, covering_position, object_id);
+        self.header.uncovered_count += 1;
+        self.header.tracking_bytes += added;
+        self.write_header(space, batch);
+        Ok(())
     }
 
     /// Releases the records of every object without a checkpoint covering them at or below
     /// `target`, lowest first, so that truncation may pass them: an object whose newest record
     /// is at or below `target` stops being tracked, the others are held back from `target` on;
     /// each is remembered as released through the last position passed. Stops early, at the
-    /// covering position of the first object it cannot remember (the released set is full).
+    /// covering position of the first object it cannot remember (the state is at its bound).
     /// Returns how many objects it released.
     pub(crate) fn release_through(
         &mut self,
-        target: u64,
+        store: &dyn DurableStore,
         space: KeySpace,
         batch: &mut WriteBatch,
-    ) -> usize {
+        target: u64,
+    ) -> Result<usize, StoreError> {
         let mut released_now = 0;
-        while let Some((covering, object_id)) = self.limits.first().cloned()
+        while let Some((covering, object_id)) = self.first_limit(store, space)?
             && covering < target
         {
             let digest = object_digest(&object_id);
-            if !self.released.contains_key(&digest) && self.released.len() >= RELEASED_OBJECTS_MAX {
+            let kept = self.released(store, space, &digest)?;
+            let uncovered = self.uncovered(store, space, &object_id)?.ok_or_else(|| {
+                corrupt(
+                    space,
+                    &object_key(UNCOVERED_KEY_PREFIX, &object_id),
+                    "an object in the limit index is not uncovered".to_owned(),
+                )
+            })?;
+            let gone = uncovered.last_record_position <= target;
+            // Releasing an object that stops being tracked frees its uncovered entry; one
+            // remembered already costs nothing more.
+            let added = if kept.is_some() {
+                0
+            } else {
+                RELEASED_SNAPSHOT_BYTES
+            };
+            let freed = if gone {
+                uncovered_snapshot_bytes(&object_id)
+            } else {
+                0
+            };
+            if self.header.tracking_bytes + added > TRACKING_BYTES_MAX + freed {
                 break;
             }
-            let uncovered = self.uncovered[&object_id];
-            self.limits.remove(&(covering, object_id.clone()));
+            self.remove_limit(space, batch, covering, &object_id);
             let released_to = uncovered.last_record_position.min(target);
-            if uncovered.last_record_position <= target {
-                self.uncovered.remove(&object_id);
-                batch.delete(space, object_key(UNCOVERED_KEY_PREFIX, &object_id));
+            if gone {
+                self.delete(space, batch, object_key(UNCOVERED_KEY_PREFIX, &object_id));
+                self.header.uncovered_count -= 1;
             } else {
-                self.uncovered
-                    .get_mut(&object_id)
-                    .expect("present")
-                    .covering_position = target;
-                self.limits.insert((target, object_id.clone()));
-                self.write_uncovered(&object_id, space, batch);
+                let held = Uncovered {
+                    last_record_position: uncovered.last_record_position,
+                    covering_position: target,
+                };
+                self.write_uncovered(space, batch, &object_id, held);
+                self.add_limit(space, batch, target, &object_id);
             }
-            let kept = self.released.entry(digest).or_insert(0);
-            *kept = (*kept).max(released_to);
-            batch.put(space, released_key(&digest), kept.to_be_bytes().to_vec());
-            self.releases += 1;
+            if kept.is_none() {
+                self.header.released_count += 1;
+            }
+            self.header.tracking_bytes = self.header.tracking_bytes + added - freed;
+            let released = kept.unwrap_or(0).max(released_to);
+            self.put(
+                space,
+                batch,
+                released_key(&digest),
+                released.to_be_bytes().to_vec(),
+            );
+            self.header.releases += 1;
             released_now += 1;
         }
         if released_now > 0 {
             self.write_header(space, batch);
         }
-        released_now
+        Ok(released_now)
     }
 
     /// Raises the truncation point as far as the rules allow; returns the new point when it
     /// moved.
     pub(crate) fn advance_truncation(
         &mut self,
-        last_position: u64,
+        store: &dyn DurableStore,
         space: KeySpace,
         batch: &mut WriteBatch,
-    ) -> Option<u64> {
-        let limit = self.truncation_limit(last_position)?;
-        if limit <= self.truncated_through {
-            return None;
+        last_position: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let Some(limit) = self.truncation_limit(store, space, last_position)? else {
+            return Ok(None);
+        };
+        if limit <= self.header.truncated_through {
+            return Ok(None);
         }
-        self.truncated_through = limit;
+        self.header.truncated_through = limit;
         self.write_header(space, batch);
-        Some(limit)
+        Ok(Some(limit))
     }
 
     /// The object's newest checkpoint rose to `covering_position`: it stops blocking when
     /// that covers its newest record.
     fn cover(
         &mut self,
-        object_id: &ObjectId,
-        covering_position: u64,
+        store: &dyn DurableStore,
         space: KeySpace,
         batch: &mut WriteBatch,
-    ) {
-        let Some(uncovered) = self.uncovered.get_mut(object_id) else {
-            return;
+        object_id: &ObjectId,
+        covering_position: u64,
+    ) -> Result<(), StoreError> {
+        let Some(uncovered) = self.uncovered(store, space, object_id)? else {
+            return Ok(());
         };
         let covering_position = covering_position.max(uncovered.covering_position);
-        self.limits
-            .remove(&(uncovered.covering_position, object_id.clone()));
+        self.remove_limit(space, batch, uncovered.covering_position, object_id);
         if uncovered.last_record_position <= covering_position {
-            self.uncovered.remove(object_id);
-            batch.delete(space, object_key(UNCOVERED_KEY_PREFIX, object_id));
+            self.delete(space, batch, object_key(UNCOVERED_KEY_PREFIX, object_id));
+            self.header.uncovered_count -= 1;
+            self.header.tracking_bytes -= uncovered_snapshot_bytes(object_id);
         } else {
-            uncovered.covering_position = covering_position;
-            self.limits.insert((covering_position, object_id.clone()));
-            self.write_uncovered(object_id, space, batch);
+            let uncovered = Uncovered {
+                last_record_position: uncovered.last_record_position,
+                covering_position,
+            };
+            self.write_uncovered(space, batch, object_id, uncovered);
+            self.add_limit(space, batch, covering_position, object_id);
         }
+        Ok(())
     }
 
-    // Store.
+    // Start and snapshots.
 
-    fn write_uncovered(&self, object_id: &ObjectId, space: KeySpace, batch: &mut WriteBatch) {
-        let uncovered = &self.uncovered[object_id];
-        let mut value = uncovered.last_record_position.to_be_bytes().to_vec();
-        value.extend_from_slice(&uncovered.covering_position.to_be_bytes());
-        batch.put(space, object_key(UNCOVERED_KEY_PREFIX, object_id), value);
-    }
-
-    fn write_object(&self, object_id: &ObjectId, space: KeySpace, batch: &mut WriteBatch) {
-        let object = &self.objects[object_id];
-        batch.put(
-            space,
-            object_key(CHECKPOINT_KEY_PREFIX, object_id),
-            encode_object(object),
-        );
-    }
-
-    fn encode_header(&self) -> Vec<u8> {
-        let mut bytes = vec![TRUNCATION_FORMAT];
-        bytes.extend_from_slice(&self.truncated_through.to_be_bytes());
-        bytes.extend_from_slice(&self.alarms_raised.to_be_bytes());
-        bytes.extend_from_slice(&self.untracked_from.unwrap_or(0).to_be_bytes());
-        bytes.extend_from_slice(&self.releases.to_be_bytes());
-        bytes
-    }
-
-    fn write_header(&self, space: KeySpace, batch: &mut WriteBatch) {
-        batch.put(space, TRUNCATION_KEY, self.encode_header());
-    }
-
-    /// Writes the whole state, after a snapshot replaced it.
-    pub(crate) fn write_all(&self, space: KeySpace, batch: &mut WriteBatch) {
-        self.write_header(space, batch);
-        for object_id in self.objects.keys() {
-            self.write_object(object_id, space, batch);
-        }
-        for object_id in self.uncovered.keys() {
-            self.write_uncovered(object_id, space, batch);
-        }
-        for (digest, position) in &self.released {
-            batch.put(space, released_key(digest), position.to_be_bytes().to_vec());
-        }
-    }
-
-    /// Reads the state back from the store; `next_position` bounds every position.
+    /// Reads the counters and the listed alarms back from the store; `next_position` bounds
+    /// every position. A store of an older layout is read whole and migrated (see the module
+    /// documentation).
     pub(crate) fn recover(
         space: KeySpace,
         store: &dyn DurableStore,
         next_position: u64,
     ) -> Result<CheckpointState, StoreError> {
-        let mut state = CheckpointState::default();
-        if let Some(header) = store.get(space, TRUNCATION_KEY)? {
-            state
-                .decode_header(&header, next_position)
-                .map_err(|reason| corrupt(space, TRUNCATION_KEY, reason))?;
+        let mut state = CheckpointState {
+            first_limit: RefCell::new(FirstLimit::Unknown),
+            ..CheckpointState::default()
+        };
+        let Some(header) = store.get(space, TRUNCATION_KEY)? else {
+            state.first_limit = RefCell::new(FirstLimit::None);
+            return Ok(state);
+        };
+        let (header, current) = Header::decode(&header, next_position)
+            .map_err(|reason| corrupt(space, TRUNCATION_KEY, reason))?;
+        state.header = header;
+        if !current {
+            state.migrate(space, store, next_position)?;
         }
+        let alarmed = state.scan(
+            store,
+            space,
+            ALARM_KEY_PREFIX,
+            ALARM_KEYS_END,
+            ALARMS_LISTED_MAX,
+        )?;
+        for (key, _) in alarmed {
+            let object_id = object_from_key(ALARM_KEY_PREFIX, &key)
+                .ok_or_else(|| corrupt(space, &key, "not an alarm key".to_owned()))?;
+            let alarm = state
+                .object(store, space, &object_id)?
+                .and_then(|object| object.alarm)
+                .ok_or_else(|| corrupt(space, &key, "an alarmed object has no alarm".to_owned()))?;
+            state.list_alarm(&object_id, alarm);
+        }
+        Ok(state)
+    }
+
+    /// Rebuilds the counters and the indexes of a store of an older layout, as writes owed
+    /// to the next batch (and seen by reads until then).
+    fn migrate(
+        &mut self,
+        space: KeySpace,
+        store: &dyn DurableStore,
+        next_position: u64,
+    ) -> Result<(), StoreError> {
+        let mut header = Header {
+            truncated_through: self.header.truncated_through,
+            alarms_raised: self.header.alarms_raised,
+            untracked_from: self.header.untracked_from,
+            releases: self.header.releases,
+            ..Header::default()
+        };
+        let mut writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut checkpoints = BTreeMap::new();
         scan_range(
             store,
             space,
@@ -860,8 +1485,19 @@ impl CheckpointState {
             |key, value| {
                 let object_id = object_from_key(CHECKPOINT_KEY_PREFIX, key)
                     .ok_or_else(|| "not a checkpoint key".to_owned())?;
-                let object = decode_object(&mut Reader::new(value), next_position)?;
-                state.insert_object(object_id, object)
+                let (object, state) = decode_legacy_object(value, next_position)?;
+                header.object_count += 1;
+                header.states_size_bytes += state.len() as u64;
+                let meta = encode_meta(&object);
+                header.checkpoint_bytes += object_snapshot_bytes(&object_id, state.len() as u64);
+                if object.alarm.is_some() {
+                    header.alarm_count += 1;
+                    writes.push((object_key(ALARM_KEY_PREFIX, &object_id), Some(Vec::new())));
+                }
+                checkpoints.insert(object_id.clone(), object.newest.position);
+                writes.push((object_key(CHECKPOINT_KEY_PREFIX, &object_id), Some(meta)));
+                writes.push((object_key(STATE_KEY_PREFIX, &object_id), Some(state)));
+                Ok(())
             },
         )?;
         scan_range(
@@ -873,15 +1509,23 @@ impl CheckpointState {
                 let object_id = object_from_key(UNCOVERED_KEY_PREFIX, key)
                     .ok_or_else(|| "not an uncovered object key".to_owned())?;
                 let mut reader = Reader::new(value);
-                let position = reader.u64("uncovered newest record position")?;
-                // Written by an older release: the covering position is the checkpoint's.
-                let covering = if value.len() == 8 {
-                    None
+                let last_record_position = reader.u64("uncovered newest record position")?;
+                // Written by the oldest releases: the covering position is the checkpoint's.
+                let covering_position = if value.len() == 8 {
+                    checkpoints.get(&object_id).copied().unwrap_or(0)
                 } else {
-                    Some(reader.u64("uncovered covering position")?)
+                    reader.u64("uncovered covering position")?
                 };
                 reader.finish()?;
-                state.insert_uncovered(object_id, position, covering, next_position)
+                let uncovered = Uncovered {
+                    last_record_position,
+                    covering_position,
+                };
+                header.uncovered_count += 1;
+                header.tracking_bytes += uncovered_snapshot_bytes(&object_id);
+                writes.push((key.to_vec(), Some(encode_uncovered(uncovered))));
+                writes.push((limit_key(covering_position, &object_id), Some(Vec::new())));
+                Ok(())
             },
         )?;
         scan_range(
@@ -889,246 +1533,282 @@ impl CheckpointState {
             space,
             RELEASED_KEY_PREFIX,
             RELEASED_KEYS_END,
+            |_, value| {
+                decode_position(value, "a released position")?;
+                header.released_count += 1;
+                header.tracking_bytes += RELEASED_SNAPSHOT_BYTES;
+                Ok(())
+            },
+        )?;
+        self.header = header;
+        writes.push((TRUNCATION_KEY.to_vec(), Some(header.encode())));
+        for (key, value) in &writes {
+            self.pending.insert(key.clone(), value.clone());
+        }
+        self.migration = writes;
+        Ok(())
+    }
+
+    /// The state in a snapshot, read from the store (and the pending writes).
+    pub(crate) fn encode_snapshot(
+        &self,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        out: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        put_bytes(out, &self.header.encode());
+        let mut sections: [Vec<u8>; 3] = Default::default();
+        let mut counts = [0u32; 3];
+        self.scan_all(
+            store,
+            space,
+            CHECKPOINT_KEY_PREFIX,
+            CHECKPOINT_KEYS_END,
+            |key, meta| {
+                let object_id = object_from_key(CHECKPOINT_KEY_PREFIX, key)
+                    .ok_or_else(|| "not a checkpoint key".to_owned())?;
+                let state_key = object_key(STATE_KEY_PREFIX, &object_id);
+                let state = self
+                    .get(store, space, &state_key)
+                    .map_err(|error| error.to_string())?
+                    .ok_or_else(|| "the state of a kept checkpoint is missing".to_owned())?;
+                put_bytes(&mut sections[0], object_id.as_str().as_bytes());
+                put_bytes(&mut sections[0], meta);
+                put_bytes(&mut sections[0], &state);
+                counts[0] += 1;
+                Ok(())
+            },
+        )?;
+        self.scan_all(
+            store,
+            space,
+            UNCOVERED_KEY_PREFIX,
+            UNCOVERED_KEYS_END,
+            |key, value| {
+                let object_id = object_from_key(UNCOVERED_KEY_PREFIX, key)
+                    .ok_or_else(|| "not an uncovered object key".to_owned())?;
+                put_bytes(&mut sections[1], object_id.as_str().as_bytes());
+                sections[1].extend_from_slice(value);
+                counts[1] += 1;
+                Ok(())
+            },
+        )?;
+        self.scan_all(
+            store,
+            space,
+            RELEASED_KEY_PREFIX,
+            RELEASED_KEYS_END,
             |key, value| {
                 let digest = key
                     .strip_prefix(RELEASED_KEY_PREFIX)
-                    .and_then(|digest| ObjectDigest::try_from(digest).ok())
                     .ok_or_else(|| "not a released object key".to_owned())?;
-                let position = <[u8; 8]>::try_from(value)
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| "a released position is 8 bytes".to_owned())?;
-                state.insert_released(digest, position)
+                sections[2].extend_from_slice(digest);
+                sections[2].extend_from_slice(value);
+                counts[2] += 1;
+                Ok(())
             },
         )?;
-        state
-            .check_alarms()
-            .map_err(|reason| corrupt(space, TRUNCATION_KEY, reason))?;
-        Ok(state)
+        for (count, section) in counts.iter().zip(&sections) {
+            out.extend_from_slice(&count.to_be_bytes());
+            out.extend_from_slice(section);
+        }
+        Ok(())
     }
 
-    // Snapshots.
-
-    /// The state in a snapshot.
-    pub(crate) fn encode_snapshot(&self, out: &mut Vec<u8>) {
-        put_bytes(out, &self.encode_header());
-        out.extend_from_slice(&(self.objects.len() as u32).to_be_bytes());
-        for (object_id, object) in &self.objects {
-            put_bytes(out, object_id.as_str().as_bytes());
-            put_bytes(out, &encode_object(object));
-        }
-        out.extend_from_slice(&(self.uncovered.len() as u32).to_be_bytes());
-        for (object_id, uncovered) in &self.uncovered {
-            put_bytes(out, object_id.as_str().as_bytes());
-            out.extend_from_slice(&uncovered.last_record_position.to_be_bytes());
-            out.extend_from_slice(&uncovered.covering_position.to_be_bytes());
-        }
-        out.extend_from_slice(&(self.released.len() as u32).to_be_bytes());
-        for (digest, position) in &self.released {
-            out.extend_from_slice(digest);
-            out.extend_from_slice(&position.to_be_bytes());
+    fn scan_all(
+        &self,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        start: &[u8],
+        end: &[u8],
+        mut take: impl FnMut(&[u8], &[u8]) -> Result<(), String>,
+    ) -> Result<(), StoreError> {
+        const CHUNK: usize = 256;
+        let mut from = start.to_vec();
+        loop {
+            let chunk = self.scan(store, space, &from, end, CHUNK)?;
+            let chunk_len = chunk.len();
+            for (key, value) in chunk {
+                take(&key, &value).map_err(|reason| corrupt(space, &key, reason))?;
+                from = key;
+                from.push(0);
+            }
+            if chunk_len < CHUNK {
+                return Ok(());
+            }
         }
     }
 
-    /// Reads the state from a snapshot; positions must lie below `next_position`.
+    /// Reads the state from a snapshot, checked whole; positions must lie below
+    /// `next_position`.
     pub(crate) fn decode_snapshot(
         reader: &mut Reader<'_>,
         next_position: u64,
-    ) -> Result<CheckpointState, String> {
-        let mut state = CheckpointState::default();
-        let header = reader.bytes(64, "truncation state")?;
-        state.decode_header(header, next_position)?;
-        let object_count = reader.count(OBJECTS_WITH_CHECKPOINTS_MAX, 8, "checkpoint count")?;
+    ) -> Result<DecodedCheckpoints, String> {
+        let header_bytes = reader.bytes(HEADER_BYTES_MAX, "truncation state")?;
+        let (header, current) = Header::decode(header_bytes, next_position)?;
+        if !current {
+            return Err("the truncation state of a snapshot is of an older format".to_owned());
+        }
+        let mut decoded = DecodedCheckpoints {
+            header,
+            ..DecodedCheckpoints::default()
+        };
+        let mut counted = Header {
+            truncated_through: header.truncated_through,
+            alarms_raised: header.alarms_raised,
+            untracked_from: header.untracked_from,
+            releases: header.releases,
+            ..Header::default()
+        };
+        let item_max = SNAPSHOT_PART_BYTES_MAX;
+        let object_count = reader.count(item_max / 12, 12, "checkpoint count")?;
+        let mut last_id: Option<ObjectId> = None;
         for _ in 0..object_count {
             let object_id = read_object_id(reader, "checkpoint object id")?;
-            let bytes = reader.bytes(OBJECT_BYTES_MAX, "checkpoint")?;
-            let mut object_reader = Reader::new(bytes);
-            let object = decode_object(&mut object_reader, next_position)
-                .and_then(|object| object_reader.finish().map(|()| object))
+            if last_id.as_ref().is_some_and(|last| *last >= object_id) {
+                return Err(format!("checkpoint of {object_id} is out of order"));
+            }
+            last_id = Some(object_id.clone());
+            let meta = reader.bytes(OBJECT_META_BYTES_MAX, "checkpoint")?;
+            let mut meta_reader = Reader::new(meta);
+            let object = decode_meta(&mut meta_reader)
+                .and_then(|object| meta_reader.finish().map(|()| object))
                 .map_err(|reason| format!("checkpoint of {object_id}: {reason}"))?;
-            state
-                .insert_object(object_id.clone(), object)
+            check_object(&object, next_position)
                 .map_err(|reason| format!("checkpoint of {object_id}: {reason}"))?;
+            let state = reader
+                .bytes(CHECKPOINT_STATE_BYTES_MAX, "checkpoint state")?
+                .to_vec();
+            if state.len() as u64 != object.newest.state_bytes {
+                return Err(format!(
+                    "checkpoint of {object_id}: {} bytes of state, {} announced",
+                    state.len(),
+                    object.newest.state_bytes
+                ));
+            }
+            counted.object_count += 1;
+            counted.states_size_bytes += state.len() as u64;
+            counted.checkpoint_bytes += object_snapshot_bytes(&object_id, state.len() as u64);
+            if object.alarm.is_some() {
+                counted.alarm_count += 1;
+            }
+            decoded.objects.push((object_id, object, state));
         }
-        let uncovered_count = reader.count(OBJECTS_UNCOVERED_MAX, 20, "uncovered count")?;
+        let uncovered_count = reader.count(item_max / 21, 21, "uncovered count")?;
+        let mut last_id: Option<ObjectId> = None;
         for _ in 0..uncovered_count {
             let object_id = read_object_id(reader, "uncovered object id")?;
-            let position = reader.u64("uncovered position")?;
-            let covering = reader.u64("uncovered covering position")?;
-            state
-                .insert_uncovered(object_id.clone(), position, Some(covering), next_position)
+            if last_id.as_ref().is_some_and(|last| *last >= object_id) {
+                return Err(format!("uncovered object {object_id} is out of order"));
+            }
+            last_id = Some(object_id.clone());
+            let uncovered = decode_uncovered(reader.take(16, "uncovered positions")?)
                 .map_err(|reason| format!("uncovered object {object_id}: {reason}"))?;
+            if uncovered.last_record_position >= next_position
+                || uncovered.last_record_position <= header.truncated_through
+                || uncovered.covering_position < header.truncated_through
+            {
+                return Err(format!(
+                    "uncovered object {object_id}: newest record at {} and covering position \
+                     {} do not lie between the truncation point {} and the next position \
+                     {next_position}",
+                    uncovered.last_record_position,
+                    uncovered.covering_position,
+                    header.truncated_through
+                ));
+            }
+            counted.uncovered_count += 1;
+            counted.tracking_bytes += uncovered_snapshot_bytes(&object_id);
+            decoded.uncovered.push((object_id, uncovered));
         }
         let released_count = reader.count(
-            RELEASED_OBJECTS_MAX,
+            item_max / (OBJECT_DIGEST_BYTES + 8),
             OBJECT_DIGEST_BYTES + 8,
             "released object count",
         )?;
+        let mut last_digest: Option<ObjectDigest> = None;
         for _ in 0..released_count {
             let digest: ObjectDigest = reader
                 .take(OBJECT_DIGEST_BYTES, "released object digest")?
                 .try_into()
                 .expect("took exactly the digest length");
+            if last_digest.is_some_and(|last| last >= digest) {
+                return Err("released objects are out of order".to_owned());
+            }
+            last_digest = Some(digest);
             let position = reader.u64("released position")?;
-            state.insert_released(digest, position)?;
+            if position == 0 || position > header.truncated_through {
+                return Err(format!(
+                    "an object released through position {position}, which is not in \
+                     1..={} (the truncation point)",
+                    header.truncated_through
+                ));
+            }
+            counted.released_count += 1;
+            counted.tracking_bytes += RELEASED_SNAPSHOT_BYTES;
+            decoded.released.push((digest, position));
         }
-        state.check_alarms()?;
-        Ok(state)
+        if counted != header {
+            return Err(format!(
+                "the counters {header:?} do not match what the snapshot holds ({counted:?})"
+            ));
+        }
+        Ok(decoded)
     }
 
-    fn decode_header(&mut self, bytes: &[u8], next_position: u64) -> Result<(), String> {
-        let mut reader = Reader::new(bytes);
-        let format = reader.u8("truncation format")?;
-        if format != TRUNCATION_FORMAT && format != 1 {
-            return Err(format!(
-                "truncation format {format} is unknown; this release reads formats 1 and \
-                 {TRUNCATION_FORMAT}"
-            ));
-        }
-        self.truncated_through = reader.u64("truncation point")?;
-        self.alarms_raised = reader.u64("alarm count")?;
-        let untracked_from = reader.u64("first untracked position")?;
-        if format == TRUNCATION_FORMAT {
-            self.releases = reader.u64("release count")?;
-        }
-        reader.finish()?;
-        if self.truncated_through >= next_position {
-            return Err(format!(
-                "truncation point {} is not below the next position {next_position}",
-                self.truncated_through
-            ));
-        }
-        if untracked_from >= next_position {
-            return Err(format!(
-                "first untracked position {untracked_from} is not below the next position \
-                 {next_position}"
-            ));
-        }
-        self.untracked_from = (untracked_from > 0).then_some(untracked_from);
-        Ok(())
-    }
-
-    fn insert_object(
+    /// Replaces the whole state with a snapshot's, writing it into `batch`.
+    pub(crate) fn restore(
         &mut self,
-        object_id: ObjectId,
-        object: ObjectCheckpoints,
-    ) -> Result<(), String> {
-        if self.objects.len() >= OBJECTS_WITH_CHECKPOINTS_MAX {
-            return Err(format!(
-                "more than {OBJECTS_WITH_CHECKPOINTS_MAX} objects with checkpoints"
-            ));
+        decoded: DecodedCheckpoints,
+        space: KeySpace,
+        batch: &mut WriteBatch,
+    ) {
+        for (start, end) in KEY_RANGES {
+            batch.delete_range(space, start.to_vec(), end.to_vec());
         }
-        let size_after = self.states_size_bytes + object.newest.state.len() as u64;
-        if size_after > CHECKPOINT_STATES_BYTES_MAX {
-            return Err(format!(
-                "states of {size_after} bytes, more than the maximum of \
-                 {CHECKPOINT_STATES_BYTES_MAX}"
-            ));
+        *self = CheckpointState {
+            header: decoded.header,
+            first_limit: RefCell::new(FirstLimit::Unknown),
+            ..CheckpointState::default()
+        };
+        batch.put(space, TRUNCATION_KEY.to_vec(), decoded.header.encode());
+        for (object_id, object, state) in decoded.objects {
+            if let Some(alarm) = object.alarm {
+                batch.put(space, object_key(ALARM_KEY_PREFIX, &object_id), Vec::new());
+                self.list_alarm(&object_id, alarm);
+            }
+            batch.put(
+                space,
+                object_key(CHECKPOINT_KEY_PREFIX, &object_id),
+                encode_meta(&object),
+            );
+            batch.put(space, object_key(STATE_KEY_PREFIX, &object_id), state);
         }
-        if object.alarm.is_some() {
-            self.alarmed.insert(object_id.clone());
+        for (object_id, uncovered) in decoded.uncovered {
+            batch.put(
+                space,
+                object_key(UNCOVERED_KEY_PREFIX, &object_id),
+                encode_uncovered(uncovered),
+            );
+            batch.put(
+                space,
+                limit_key(uncovered.covering_position, &object_id),
+                Vec::new(),
+            );
         }
-        if self.objects.insert(object_id, object).is_some() {
-            return Err("the object is listed twice".to_owned());
+        for (digest, position) in decoded.released {
+            batch.put(
+                space,
+                released_key(&digest),
+                position.to_be_bytes().to_vec(),
+            );
         }
-        self.states_size_bytes = size_after;
-        Ok(())
-    }
-
-    /// Adds an uncovered object read back; its checkpoint (if any) must be known already.
-    fn insert_uncovered(
-        &mut self,
-        object_id: ObjectId,
-        position: u64,
-        covering: Option<u64>,
-        next_position: u64,
-    ) -> Result<(), String> {
-        if self.uncovered.len() >= OBJECTS_UNCOVERED_MAX {
-            return Err(format!(
-                "more than {OBJECTS_UNCOVERED_MAX} uncovered objects"
-            ));
-        }
-        let checkpoint_position = self.covering_position(&object_id);
-        let covering_position = covering.unwrap_or(checkpoint_position);
-        if covering_position < checkpoint_position {
-            return Err(format!(
-                "covering position {covering_position} is below its checkpoint at \
-                 {checkpoint_position}"
-            ));
-        }
-        if position >= next_position || position <= covering_position {
-            return Err(format!(
-                "newest record position {position} is not between the checkpoint position \
-                 {covering_position} and the next position {next_position}"
-            ));
-        }
-        if position <= self.truncated_through {
-            return Err(format!(
-                "newest record at {position} lies at or below the truncation point {}",
-                self.truncated_through
-            ));
-        }
-        self.limits.insert((covering_position, object_id.clone()));
-        if self
-            .uncovered
-            .insert(
-                object_id,
-                Uncovered {
-                    last_record_position: position,
-                    covering_position,
-                },
-            )
-            .is_some()
-        {
-            return Err("the object is listed twice".to_owned());
-        }
-        Ok(())
-    }
-
-    /// Adds a released object read back.
-    fn insert_released(&mut self, digest: ObjectDigest, position: u64) -> Result<(), String> {
-        if self.released.len() >= RELEASED_OBJECTS_MAX {
-            return Err(format!("more than {RELEASED_OBJECTS_MAX} released objects"));
-        }
-        if position == 0 || position > self.truncated_through {
-            return Err(format!(
-                "an object released through position {position}, which is not in \
-                 1..={} (the truncation point)",
-                self.truncated_through
-            ));
-        }
-        if self.released.insert(digest, position).is_some() {
-            return Err("a released object is listed twice".to_owned());
-        }
-        Ok(())
-    }
-
-    /// An alarm counter below the number of alarmed objects means damaged state.
-    fn check_alarms(&self) -> Result<(), String> {
-        if (self.alarmed.len() as u64) > self.alarms_raised {
-            return Err(format!(
-                "{} objects have alarms but only {} were raised",
-                self.alarmed.len(),
-                self.alarms_raised
-            ));
-        }
-        Ok(())
     }
 }
 
-fn encoded_object_size_bytes(object: &ObjectCheckpoints) -> usize {
-    1 + 8
-        + STATE_HASH_BYTES
-        + 4
-        + 8 * object.newest.reporting_clients.len()
-        + 4
-        + object.newest.state.len()
-        + 8
-        + 1
-        + if object.alarm.is_some() { 24 } else { 0 }
-}
-
-fn encode_object(object: &ObjectCheckpoints) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(encoded_object_size_bytes(object));
+fn encode_meta(object: &ObjectCheckpoints) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(OBJECT_META_BYTES_MAX);
     bytes.push(OBJECT_FORMAT);
     bytes.extend_from_slice(&object.newest.position.to_be_bytes());
     bytes.extend_from_slice(&object.newest.state_hash);
@@ -1137,7 +1817,6 @@ fn encode_object(object: &ObjectCheckpoints) -> Vec<u8> {
     for client_id in &object.newest.reporting_clients {
         bytes.extend_from_slice(&client_id.to_be_bytes());
     }
-    put_bytes(&mut bytes, &object.newest.state);
     bytes.extend_from_slice(&object.agreed_position.to_be_bytes());
     match object.alarm {
         None => bytes.push(0),
@@ -1148,16 +1827,15 @@ fn encode_object(object: &ObjectCheckpoints) -> Vec<u8> {
             bytes.extend_from_slice(&second.to_be_bytes());
         }
     }
+    bytes.extend_from_slice(&object.newest.state_bytes.to_be_bytes());
     bytes
 }
 
-fn decode_object(reader: &mut Reader<'_>, next_position: u64) -> Result<ObjectCheckpoints, String> {
-    let format = reader.u8("checkpoint format")?;
-    if format != OBJECT_FORMAT {
-        return Err(format!(
-            "checkpoint format {format} is unknown; this release reads format {OBJECT_FORMAT}"
-        ));
-    }
+/// The fields both formats share: position, hash, reporters, and the state inline (format 1).
+type CommonFields = (u64, [u8; STATE_HASH_BYTES], Vec<u64>, Option<Vec<u8>>);
+
+/// The fields both formats share, up to the state (format 1) or before the state length.
+fn decode_common(reader: &mut Reader<'_>, legacy: bool) -> Result<CommonFields, String> {
     let position = reader.u64("checkpoint position")?;
     let state_hash = read_hash(reader, "checkpoint state hash")?;
     let count = reader.count(REPORTING_CLIENTS_MAX, 8, "reporting client count")?;
@@ -1168,11 +1846,20 @@ fn decode_object(reader: &mut Reader<'_>, next_position: u64) -> Result<ObjectCh
     for _ in 0..count {
         reporting_clients.push(reader.u64("reporting client")?);
     }
-    let state = reader
-        .bytes(CHECKPOINT_STATE_BYTES_MAX, "checkpoint state")?
-        .to_vec();
-    let agreed_position = reader.u64("agreed position")?;
-    let alarm = if reader.bool("alarm flag")? {
+    let state = if legacy {
+        Some(
+            reader
+                .bytes(CHECKPOINT_STATE_BYTES_MAX, "checkpoint state")?
+                .to_vec(),
+        )
+    } else {
+        None
+    };
+    Ok((position, state_hash, reporting_clients, state))
+}
+
+fn decode_alarm(reader: &mut Reader<'_>) -> Result<Option<(u64, u64, u64)>, String> {
+    Ok(if reader.bool("alarm flag")? {
         Some((
             reader.u64("alarm position")?,
             reader.u64("alarm client")?,
@@ -1180,23 +1867,82 @@ fn decode_object(reader: &mut Reader<'_>, next_position: u64) -> Result<ObjectCh
         ))
     } else {
         None
-    };
-    if position == 0 || position >= next_position || agreed_position > position {
+    })
+}
+
+fn decode_meta(reader: &mut Reader<'_>) -> Result<ObjectCheckpoints, String> {
+    let format = reader.u8("checkpoint format")?;
+    if format != OBJECT_FORMAT {
         return Err(format!(
-            "positions out of order: checkpoint at {position}, agreed at {agreed_position}, \
-             next position {next_position}"
+            "checkpoint format {format} is unknown; this release reads format {OBJECT_FORMAT}"
+        ));
+    }
+    let (position, state_hash, reporting_clients, _) = decode_common(reader, false)?;
+    let agreed_position = reader.u64("agreed position")?;
+    let alarm = decode_alarm(reader)?;
+    let state_bytes = reader.u64("state length")?;
+    if state_bytes > CHECKPOINT_STATE_BYTES_MAX as u64 {
+        return Err(format!(
+            "a state of {state_bytes} bytes, more than the maximum of \
+             {CHECKPOINT_STATE_BYTES_MAX}"
         ));
     }
     Ok(ObjectCheckpoints {
         newest: StoredCheckpoint {
             position,
-            state,
+            state_bytes,
             state_hash,
             reporting_clients,
         },
         agreed_position,
         alarm,
     })
+}
+
+fn check_object(object: &ObjectCheckpoints, next_position: u64) -> Result<(), String> {
+    let position = object.newest.position;
+    if position == 0 || position >= next_position || object.agreed_position > position {
+        return Err(format!(
+            "positions out of order: checkpoint at {position}, agreed at {}, next position \
+             {next_position}",
+            object.agreed_position
+        ));
+    }
+    Ok(())
+}
+
+/// An object of an older release: its state inline.
+fn decode_legacy_object(
+    value: &[u8],
+    next_position: u64,
+) -> Result<(ObjectCheckpoints, Vec<u8>), String> {
+    if value.len() > LEGACY_OBJECT_BYTES_MAX {
+        return Err(format!("a checkpoint of {} bytes", value.len()));
+    }
+    let mut reader = Reader::new(value);
+    let format = reader.u8("checkpoint format")?;
+    if format != 1 {
+        return Err(format!(
+            "checkpoint format {format} in a store of an older release, which wrote format 1"
+        ));
+    }
+    let (position, state_hash, reporting_clients, state) = decode_common(&mut reader, true)?;
+    let state = state.expect("format 1 holds the state");
+    let agreed_position = reader.u64("agreed position")?;
+    let alarm = decode_alarm(&mut reader)?;
+    reader.finish()?;
+    let object = ObjectCheckpoints {
+        newest: StoredCheckpoint {
+            position,
+            state_bytes: state.len() as u64,
+            state_hash,
+            reporting_clients,
+        },
+        agreed_position,
+        alarm,
+    };
+    check_object(&object, next_position)?;
+    Ok((object, state))
 }
 
 #[cfg(test)]
@@ -1216,255 +1962,425 @@ mod tests {
         }
     }
 
-    fn apply(
-        state: &mut CheckpointState,
-        upload: CheckpointUpload,
-    ) -> Result<CheckpointOutcome, CheckpointRefusal> {
-        state.apply_upload(upload, 10_000, SPACE, &mut WriteBatch::new())
+    fn id(name: &str) -> ObjectId {
+        ObjectId::new(name).unwrap()
+    }
+
+    /// A checkpoint state over a store, as the region log drives it: writes go into a batch
+    /// that reaches the store at `write`, or after every step when `write_each` is set (so
+    /// that each test runs both over pending writes and over the store).
+    struct Harness {
+        state: CheckpointState,
+        store: MemoryStore,
+        batch: WriteBatch,
+        write_each: bool,
+    }
+
+    impl Harness {
+        fn new(write_each: bool) -> Self {
+            Harness {
+                state: CheckpointState::default(),
+                store: MemoryStore::new(),
+                batch: WriteBatch::new(),
+                write_each,
+            }
+        }
+
+        fn step(&mut self) {
+            if self.write_each {
+                self.write();
+            }
+        }
+
+        fn write(&mut self) {
+            self.store
+                .write(std::mem::take(&mut self.batch), true)
+                .unwrap();
+            self.state.batch_written();
+        }
+
+        fn upload_at(
+            &mut self,
+            upload: CheckpointUpload,
+            last_position: u64,
+        ) -> Result<CheckpointOutcome, CheckpointRefusal> {
+            let outcome = self
+                .state
+                .apply_upload(upload, last_position, &self.store, SPACE, &mut self.batch)
+                .unwrap();
+            self.step();
+            outcome
+        }
+
+        fn upload(
+            &mut self,
+            upload: CheckpointUpload,
+        ) -> Result<CheckpointOutcome, CheckpointRefusal> {
+            self.upload_at(upload, 10_000_000)
+        }
+
+        fn record(&mut self, object: &ObjectId, position: u64) {
+            self.state
+                .record_appended(&self.store, SPACE, &mut self.batch, object, position)
+                .unwrap();
+            self.step();
+        }
+
+        fn admit(&self, object: &ObjectId) -> Result<(), String> {
+            self.state.admit_record(&self.store, SPACE, object).unwrap()
+        }
+
+        fn release(&mut self, target: u64) -> usize {
+            let released = self
+                .state
+                .release_through(&self.store, SPACE, &mut self.batch, target)
+                .unwrap();
+            self.step();
+            released
+        }
+
+        fn advance(&mut self, last_position: u64) -> Option<u64> {
+            let moved = self
+                .state
+                .advance_truncation(&self.store, SPACE, &mut self.batch, last_position)
+                .unwrap();
+            self.step();
+            moved
+        }
+
+        fn limit(&self, last_position: u64) -> Option<u64> {
+            self.state
+                .truncation_limit(&self.store, SPACE, last_position)
+                .unwrap()
+        }
+
+        fn newest(&self, object: &ObjectId) -> Option<StoredCheckpoint> {
+            self.state.newest(&self.store, SPACE, object).unwrap()
+        }
+
+        fn agreed(&self, object: &ObjectId) -> u64 {
+            self.state
+                .agreed_position(&self.store, SPACE, object)
+                .unwrap()
+        }
+
+        fn uncovered(&self, object: &ObjectId) -> bool {
+            self.state.is_uncovered(&self.store, SPACE, object).unwrap()
+        }
+
+        fn released_through(&self, object: &ObjectId) -> Option<u64> {
+            self.state
+                .released_through(&self.store, SPACE, object)
+                .unwrap()
+        }
+
+        fn fetch(&self, object: &ObjectId) -> CheckpointFetch {
+            self.state.fetch(&self.store, SPACE, object).unwrap()
+        }
+    }
+
+    /// Runs `test` with the writes kept pending until the end, and written after each step.
+    fn both_ways(test: impl Fn(&mut Harness)) {
+        for write_each in [false, true] {
+            let mut harness = Harness::new(write_each);
+            test(&mut harness);
+        }
     }
 
     /// The rules of the module documentation, one row per case, applied in order to one state.
     #[test]
     fn uploads_follow_the_rules_table() {
         use CheckpointOutcome::*;
-        let mut state = CheckpointState::default();
-        let object = ObjectId::new("lobby/main").unwrap();
-        // (upload, outcome, newest position afterwards, agreed position afterwards)
-        let table: [(CheckpointUpload, CheckpointOutcome, u64, u64); 9] = [
-            (upload("lobby/main", 10, 1, 7), Stored, 10, 0),
-            (upload("lobby/main", 10, 1, 7), Stored, 10, 0),
-            (upload("lobby/main", 10, 1, 8), Agreed, 10, 10),
-            (upload("lobby/main", 10, 1, 9), Agreed, 10, 10),
-            (upload("lobby/main", 9, 1, 9), Superseded, 10, 10),
-            (upload("lobby/main", 20, 2, 8), Stored, 20, 10),
-            (upload("lobby/main", 20, 3, 9), HashMismatch, 20, 10),
-            (upload("lobby/main", 20, 2, 7), Agreed, 20, 20),
-            (upload("lobby/main", 15, 5, 7), Superseded, 20, 20),
-        ];
-        for (row, (upload, outcome, newest, agreed)) in table.into_iter().enumerate() {
-            assert_eq!(apply(&mut state, upload), Ok(outcome), "row {row}");
-            assert_eq!(state.newest(&object).unwrap().position, newest, "row {row}");
-            assert_eq!(state.agreed_position(&object), agreed, "row {row}");
-        }
-        let alarms: Vec<DivergenceAlarm> = state.alarms().collect();
-        assert_eq!(
-            alarms,
-            vec![DivergenceAlarm {
+        both_ways(|harness| {
+            let object = id("lobby/main");
+            // (upload, outcome, newest position afterwards, agreed position afterwards)
+            let table: [(CheckpointUpload, CheckpointOutcome, u64, u64); 9] = [
+                (upload("lobby/main", 10, 1, 7), Stored, 10, 0),
+                (upload("lobby/main", 10, 1, 7), Stored, 10, 0),
+                (upload("lobby/main", 10, 1, 8), Agreed, 10, 10),
+                (upload("lobby/main", 10, 1, 9), Agreed, 10, 10),
+                (upload("lobby/main", 9, 1, 9), Superseded, 10, 10),
+                (upload("lobby/main", 20, 2, 8), Stored, 20, 10),
+                (upload("lobby/main", 20, 3, 9), HashMismatch, 20, 10),
+                (upload("lobby/main", 20, 2, 7), Agreed, 20, 20),
+                (upload("lobby/main", 15, 5, 7), Superseded, 20, 20),
+            ];
+            for (row, (upload, outcome, newest, agreed)) in table.into_iter().enumerate() {
+                assert_eq!(harness.upload(upload), Ok(outcome), "row {row}");
+                assert_eq!(
+                    harness.newest(&object).unwrap().position,
+                    newest,
+                    "row {row}"
+                );
+                assert_eq!(harness.agreed(&object), agreed, "row {row}");
+            }
+            let expected = DivergenceAlarm {
                 object_id: object.clone(),
                 position: 20,
                 first_client_id: 8,
                 second_client_id: 9,
-            }]
-        );
-        assert_eq!(state.alarms_raised(), 1);
-        assert_eq!(state.newest(&object).unwrap().reporting_clients, vec![8, 7]);
+            };
+            let alarms: Vec<DivergenceAlarm> = harness.state.alarms().collect();
+            assert_eq!(alarms, vec![expected.clone()]);
+            assert_eq!(harness.state.newest_alarm(), Some(&expected));
+            assert_eq!(harness.state.alarms_raised(), 1);
+            assert_eq!(harness.state.alarm_count(), 1);
+            assert_eq!(
+                harness.newest(&object).unwrap().reporting_clients,
+                vec![8, 7]
+            );
+            assert_eq!(harness.state.object_count(), 1);
+            assert_eq!(harness.state.states_size_bytes(), 10);
+            let fetched = harness.fetch(&object).checkpoint.unwrap();
+            assert_eq!(fetched.state, vec![2; 10]);
+        });
     }
 
     #[test]
-    fn out_of_range_uploads_are_refused_naming_the_field_or_the_bound() {
-        let mut state = CheckpointState::default();
-        let error = state
-            .apply_upload(upload("a", 11, 1, 1), 10, SPACE, &mut WriteBatch::new())
-            .unwrap_err();
-        assert!(error.to_string().contains("checkpoint.position"), "{error}");
-        assert!(apply(&mut state, upload("a", 0, 1, 1)).is_err());
-        let mut too_large = upload("a", 5, 1, 1);
-        too_large.state = vec![0; CHECKPOINT_STATE_BYTES_MAX + 1];
-        let error = apply(&mut state, too_large).unwrap_err();
-        assert!(error.to_string().contains("checkpoint.state"), "{error}");
+    fn out_of_range_uploads_are_refused_naming_the_field() {
+        both_ways(|harness| {
+            let error = harness.upload_at(upload("a", 11, 1, 1), 10).unwrap_err();
+            assert!(error.to_string().contains("checkpoint.position"), "{error}");
+            assert!(harness.upload(upload("a", 0, 1, 1)).is_err());
+            let mut too_large = upload("a", 5, 1, 1);
+            too_large.state = vec![0; CHECKPOINT_STATE_BYTES_MAX + 1];
+            let error = harness.upload(too_large).unwrap_err();
+            assert!(error.to_string().contains("checkpoint.state"), "{error}");
+            assert_eq!(harness.state.object_count(), 0);
+        });
+    }
 
-        for index in 0..OBJECTS_WITH_CHECKPOINTS_MAX {
-            let mut small = upload(&format!("object/{index}"), 5, 1, 1);
-            small.state = Vec::new();
-            assert_eq!(apply(&mut state, small), Ok(CheckpointOutcome::Stored));
-        }
-        let error = apply(&mut state, upload("one/more", 5, 1, 1)).unwrap_err();
-        assert!(matches!(error, CheckpointRefusal::ResourceExhausted(_)));
-        assert!(error.to_string().contains("OBJECTS_WITH_CHECKPOINTS_MAX"));
-        // A kept object still takes a newer checkpoint.
-        assert_eq!(
-            apply(&mut state, upload("object/0", 6, 1, 1)),
-            Ok(CheckpointOutcome::Stored)
-        );
-
-        let mut state = CheckpointState::default();
+    /// States fill the snapshot's share: a checkpoint that would pass it is refused, a
+    /// smaller state for a kept object is taken, and that makes room again.
+    #[test]
+    fn checkpoints_stop_at_the_snapshot_bound_and_smaller_states_make_room() {
+        let mut harness = Harness::new(true);
         let mut large = upload("big/one", 5, 1, 1);
         large.state = vec![0; CHECKPOINT_STATE_BYTES_MAX];
-        assert_eq!(
-            apply(&mut state, large.clone()),
-            Ok(CheckpointOutcome::Stored)
-        );
-        large.object_id = ObjectId::new("big/two").unwrap();
-        let error = apply(&mut state, large).unwrap_err();
+        assert_eq!(harness.upload(large.clone()), Ok(CheckpointOutcome::Stored));
+        let mut second = large.clone();
+        second.object_id = id("big/two");
+        second.state = vec![0; CHECKPOINT_BYTES_MAX as usize - CHECKPOINT_STATE_BYTES_MAX];
+        let error = harness.upload(second.clone()).unwrap_err();
+        assert!(matches!(error, CheckpointRefusal::ResourceExhausted(_)));
         assert!(
-            error.to_string().contains("CHECKPOINT_STATES_BYTES_MAX"),
+            error.to_string().contains("CHECKPOINT_BYTES_MAX"),
             "{error}"
         );
+        assert!(harness.state.checkpoint_bytes() <= CHECKPOINT_BYTES_MAX);
+        // A newer, smaller checkpoint of the kept object is taken and frees room.
+        let mut smaller = upload("big/one", 6, 2, 1);
+        smaller.state = vec![1; 1024];
+        assert_eq!(harness.upload(smaller), Ok(CheckpointOutcome::Stored));
+        assert_eq!(harness.upload(second), Ok(CheckpointOutcome::Stored));
+        assert_eq!(harness.state.object_count(), 2);
+        assert!(harness.state.checkpoint_bytes() <= CHECKPOINT_BYTES_MAX);
     }
 
     #[test]
     fn truncation_waits_for_a_checkpoint_of_every_object_with_records() {
-        let mut state = CheckpointState::default();
-        let mut batch = WriteBatch::new();
-        let (a, b) = (ObjectId::new("a").unwrap(), ObjectId::new("b").unwrap());
-        state.record_appended(&a, 1, SPACE, &mut batch);
-        state.record_appended(&b, 2, SPACE, &mut batch);
-        state.record_appended(&a, 3, SPACE, &mut batch);
-        assert_eq!(state.truncation_limit(3), Some(0), "no checkpoint yet");
-        apply(&mut state, upload("a", 2, 1, 1)).unwrap();
-        assert!(
-            state.is_uncovered(&a),
-            "a has a record above its checkpoint"
-        );
-        apply(&mut state, upload("a", 3, 1, 1)).unwrap();
-        assert!(
-            !state.is_uncovered(&a),
-            "one client's checkpoint covers a's records, agreed or not"
-        );
-        assert_eq!(state.agreed_position(&a), 0);
-        assert_eq!(state.truncation_limit(3), Some(0), "b still lacks one");
-        apply(&mut state, upload("b", 2, 1, 1)).unwrap();
-        assert_eq!(state.truncation_limit(3), Some(3));
-        // A second client at the same position agrees, or raises the alarm.
-        assert_eq!(
-            apply(&mut state, upload("a", 3, 1, 2)),
-            Ok(CheckpointOutcome::Agreed)
-        );
-        assert_eq!(state.agreed_position(&a), 3);
-        state.record_appended(&b, 4, SPACE, &mut batch);
-        assert_eq!(
-            state.truncation_limit(4),
-            Some(2),
-            "b's newest record lies above 2"
-        );
-        assert_eq!(state.advance_truncation(4, SPACE, &mut batch), Some(2));
-        assert_eq!(state.advance_truncation(4, SPACE, &mut batch), None);
-        // A checkpoint below the truncation point is served at it.
-        let fetched = state.fetch(&a).checkpoint.unwrap();
-        assert_eq!((fetched.position, fetched.uploaded_position), (3, 3));
-        assert_eq!(
-            state.fetch(&ObjectId::new("c").unwrap()).truncated_through,
-            2
-        );
-        // An alarm freezes truncation.
-        apply(&mut state, upload("b", 4, 1, 1)).unwrap();
-        apply(&mut state, upload("b", 4, 9, 2)).unwrap();
-        assert_eq!(state.truncation_limit(4), None);
-        assert!(state.blocking_objects(4)[0].contains("divergence alarm"));
+        both_ways(|harness| {
+            let (a, b) = (id("a"), id("b"));
+            harness.record(&a, 1);
+            harness.record(&b, 2);
+            harness.record(&a, 3);
+            assert_eq!(harness.limit(3), Some(0), "no checkpoint yet");
+            harness.upload(upload("a", 2, 1, 1)).unwrap();
+            assert!(harness.uncovered(&a), "a has a record above its checkpoint");
+            harness.upload(upload("a", 3, 1, 1)).unwrap();
+            assert!(
+                !harness.uncovered(&a),
+                "one client's checkpoint covers a's records, agreed or not"
+            );
+            assert_eq!(harness.agreed(&a), 0);
+            assert_eq!(harness.limit(3), Some(0), "b still lacks one");
+            harness.upload(upload("b", 2, 1, 1)).unwrap();
+            assert_eq!(harness.limit(3), Some(3));
+            // A second client at the same position agrees, or raises the alarm.
+            assert_eq!(
+                harness.upload(upload("a", 3, 1, 2)),
+                Ok(CheckpointOutcome::Agreed)
+            );
+            assert_eq!(harness.agreed(&a), 3);
+            harness.record(&b, 4);
+            assert_eq!(harness.limit(4), Some(2), "b's newest record lies above 2");
+            assert_eq!(harness.advance(4), Some(2));
+            assert_eq!(harness.advance(4), None);
+            // A checkpoint below the truncation point is served at it.
+            let fetched = harness.fetch(&a).checkpoint.unwrap();
+            assert_eq!((fetched.position, fetched.uploaded_position), (3, 3));
+            assert_eq!(harness.fetch(&id("c")).truncated_through, 2);
+            // An alarm freezes truncation.
+            harness.upload(upload("b", 4, 1, 1)).unwrap();
+            harness.upload(upload("b", 4, 9, 2)).unwrap();
+            assert_eq!(harness.limit(4), None);
+            assert!(harness.state.blocking_objects(4)[0].contains("divergence alarm"));
+        });
     }
 
+    /// Far more objects than the former bound of 4,096 have records and no checkpoint; the
+    /// bound is what they take in a snapshot. At it, a record of a new object is refused
+    /// while tracked ones still are taken, a sequenced record of an untracked object holds
+    /// truncation below it, and checkpoints make room.
     #[test]
-    fn at_the_bound_new_objects_are_refused_and_untracked_ones_hold_truncation() {
-        let mut state = CheckpointState::default();
-        let mut batch = WriteBatch::new();
-        for index in 0..OBJECTS_UNCOVERED_MAX as u64 {
-            let object = ObjectId::new(format!("o/{index}")).unwrap();
-            state.record_appended(&object, index + 1, SPACE, &mut batch);
-        }
-        let known = ObjectId::new("o/0").unwrap();
-        let new = ObjectId::new("new").unwrap();
-        assert!(state.admit_record(&known).is_ok());
-        let error = state.admit_record(&new).unwrap_err();
-        assert!(error.contains("OBJECTS_UNCOVERED_MAX"), "{error}");
-        assert!(error.contains("o/0 (no checkpoint)"), "{error}");
-        state.record_appended(&new, 5_000, SPACE, &mut batch);
-        assert_eq!(state.untracked_from(), Some(5_000));
-        // Every tracked object gets a checkpoint: truncation stops below the untracked
-        // record.
-        for index in 0..OBJECTS_UNCOVERED_MAX as u64 {
-            let name = format!("o/{index}");
-            apply(&mut state, upload(&name, index + 1, 1, 1)).unwrap();
-        }
-        assert_eq!(state.uncovered_count(), 0);
-        assert_eq!(state.truncation_limit(6_000), Some(4_999));
-    }
-
-    /// The released set at its bound: once it remembers [`RELEASED_OBJECTS_MAX`] objects, a
-    /// release stops before the next object it would have to add (truncation holds there and
-    /// the quota guard takes over), while objects it remembers already are still released;
-    /// a checkpoint that lifts a mark makes room again.
-    #[test]
-    fn at_the_released_bound_releases_stop_before_a_new_object() {
-        let mut state = CheckpointState::default();
-        let mut batch = WriteBatch::new();
-        let mut position = 0u64;
-        let rounds = RELEASED_OBJECTS_MAX.div_ceil(OBJECTS_UNCOVERED_MAX);
-        for round in 0..rounds {
-            let count =
-                OBJECTS_UNCOVERED_MAX.min(RELEASED_OBJECTS_MAX - round * OBJECTS_UNCOVERED_MAX);
-            for index in 0..count {
-                position += 1;
-                let object = ObjectId::new(format!("o/{round}/{index}")).unwrap();
-                state.record_appended(&object, position, SPACE, &mut batch);
+    fn objects_are_tracked_up_to_the_snapshot_bound_and_untracked_ones_hold_truncation() {
+        let mut harness = Harness::new(false);
+        let long_id = |index: u64| id(&format!("{index:0>width$}", width = OBJECT_ID_BYTES_MAX));
+        let mut position = 0;
+        loop {
+            let object = long_id(position);
+            if harness.admit(&object).is_err() {
+                break;
             }
-            assert_eq!(state.release_through(position, SPACE, &mut batch), count);
-            state.advance_truncation(position, SPACE, &mut batch);
-            assert_eq!(state.truncated_through(), position);
+            position += 1;
+            harness.record(&object, position);
+            if position % 4_096 == 0 {
+                harness.write();
+            }
         }
-        assert_eq!(state.released_count(), RELEASED_OBJECTS_MAX);
-        // One new object and one remembered: only the remembered one is released.
-        // (Objects of one covering position are released in id order: "o/..." before "p/...".)
-        let known = ObjectId::new("o/0/7").unwrap();
-        let new = ObjectId::new("p/new").unwrap();
-        state.record_appended(&known, position + 1, SPACE, &mut batch);
-        state.record_appended(&new, position + 2, SPACE, &mut batch);
-        assert_eq!(state.release_through(position + 2, SPACE, &mut batch), 1);
-        assert_eq!(state.released_through(&known), Some(position + 1));
-        assert!(state.is_uncovered(&new));
-        assert_eq!(state.truncation_limit(position + 2), Some(position));
-        assert_eq!(state.released_count(), RELEASED_OBJECTS_MAX);
-        // A checkpoint of a released object at its release point lifts it: room for one more.
-        let lifted = ObjectId::new("o/1/1").unwrap();
-        let lifted_at = state.released_through(&lifted).unwrap();
-        state
-            .apply_upload(
-                upload("o/1/1", lifted_at, 3, 9),
-                position + 2,
-                SPACE,
-                &mut batch,
-            )
-            .unwrap();
-        assert_eq!(state.released_through(&lifted), None);
-        assert_eq!(state.release_through(position + 2, SPACE, &mut batch), 1);
-        assert_eq!(state.released_through(&new), Some(position + 2));
-        assert_eq!(state.released_count(), RELEASED_OBJECTS_MAX);
+        harness.write();
+        let tracked = position;
+        assert!(tracked > 4_096 * 3, "{tracked} objects tracked");
+        assert_eq!(harness.state.uncovered_count(), tracked);
+        assert!(harness.state.tracking_bytes() <= TRACKING_BYTES_MAX);
+        let new = long_id(tracked);
+        let error = harness.admit(&new).unwrap_err();
+        assert!(error.contains("TRACKING_BYTES_MAX"), "{error}");
+        assert!(
+            harness.admit(&long_id(0)).is_ok(),
+            "a tracked object is still taken"
+        );
+        // A sequenced global record of the new object cannot be refused: it is kept.
+        harness.record(&new, tracked + 1);
+        assert_eq!(harness.state.untracked_from(), Some(tracked + 1));
+        // Every tracked object gets a checkpoint: truncation stops below the untracked record.
+        for index in 0..tracked {
+            let object = long_id(index);
+            let mut covering = upload("x", index + 1, 1, 1);
+            covering.object_id = object;
+            covering.state = Vec::new();
+            harness.upload(covering).unwrap();
+            if index % 4_096 == 0 {
+                harness.write();
+            }
+        }
+        harness.write();
+        assert_eq!(harness.state.uncovered_count(), 0);
+        assert_eq!(harness.limit(tracked + 10), Some(tracked));
+    }
+
+    /// Releases stop at the tracking bound before an object they would have to add; a
+    /// checkpoint that lifts a mark makes room for one more.
+    #[test]
+    fn at_the_tracking_bound_releases_stop_before_a_new_object() {
+        let mut harness = Harness::new(false);
+        let name = |index: u64| id(&format!("o/{index:06}"));
+        // Objects with a record each, until the tracking bound refuses the next one.
+        let mut count = 0;
+        while harness.admit(&name(count)).is_ok() {
+            count += 1;
+            harness.record(&name(count - 1), count);
+            if count % 4_096 == 0 {
+                harness.write();
+            }
+        }
+        // A second record of each, above the release target: a release holds each back and
+        // remembers it (24 bytes more) rather than freeing its entry.
+        for index in 0..count {
+            harness.record(&name(index), count + 1 + index);
+            if index % 4_096 == 0 {
+                harness.write();
+            }
+        }
+        harness.write();
+        let room = TRACKING_BYTES_MAX - harness.state.tracking_bytes();
+        assert!(room < uncovered_snapshot_bytes(&name(0)), "{room}");
+        let fits = (room / RELEASED_SNAPSHOT_BYTES) as usize;
+        assert_eq!(harness.release(count), fits);
+        assert_eq!(harness.state.released_count(), fits as u64);
+        assert!(harness.state.tracking_bytes() <= TRACKING_BYTES_MAX);
+        assert_eq!(
+            harness.limit(2 * count),
+            Some(0),
+            "an object the release could not remember holds truncation"
+        );
+        // A checkpoint of the first object through its newest record covers it (and lifts
+        // its mark if it had one): room for at least one more release.
+        let lifted = name(0);
+        let mut covering = upload("x", count + 1, 3, 9);
+        covering.object_id = lifted.clone();
+        covering.state = Vec::new();
+        harness.upload_at(covering, 2 * count).unwrap();
+        harness.write();
+        assert_eq!(harness.released_through(&lifted), None);
+        let released_before = harness.state.released_count();
+        let room = TRACKING_BYTES_MAX - harness.state.tracking_bytes();
+        assert!(room >= RELEASED_SNAPSHOT_BYTES, "{room}");
+        assert!(harness.release(count) >= 1);
+        assert!(harness.state.released_count() > released_before);
+        assert!(harness.state.tracking_bytes() <= TRACKING_BYTES_MAX);
     }
 
     #[test]
     fn the_store_and_snapshots_keep_everything() {
-        let mut store = MemoryStore::new();
-        let mut state = CheckpointState::default();
-        let mut batch = WriteBatch::new();
-        let (a, b) = (ObjectId::new("a").unwrap(), ObjectId::new("b").unwrap());
-        state.record_appended(&a, 1, SPACE, &mut batch);
-        state.record_appended(&b, 2, SPACE, &mut batch);
-        state
-            .apply_upload(upload("a", 1, 1, 1), 2, SPACE, &mut batch)
-            .unwrap();
-        state
-            .apply_upload(upload("a", 1, 1, 2), 2, SPACE, &mut batch)
-            .unwrap();
-        state
-            .apply_upload(upload("b", 2, 1, 1), 2, SPACE, &mut batch)
-            .unwrap();
-        state
-            .apply_upload(upload("b", 2, 2, 2), 2, SPACE, &mut batch)
-            .unwrap();
-        state.record_appended(&a, 3, SPACE, &mut batch);
-        store.write(batch, true).unwrap();
-        let recovered = CheckpointState::recover(SPACE, &store, 4).unwrap();
-        assert_eq!(recovered, state);
+        let mut harness = Harness::new(false);
+        let (a, b) = (id("a"), id("b"));
+        harness.record(&a, 1);
+        harness.record(&b, 2);
+        harness.upload_at(upload("a", 1, 1, 1), 2).unwrap();
+        harness.upload_at(upload("a", 1, 1, 2), 2).unwrap();
+        harness.upload_at(upload("b", 2, 1, 1), 2).unwrap();
+        harness.upload_at(upload("b", 2, 2, 2), 2).unwrap();
+        harness.record(&a, 3);
+        harness.record(&id("c"), 4);
+        harness.write();
+        let recovered = CheckpointState::recover(SPACE, &harness.store, 5).unwrap();
+        assert_eq!(recovered, harness.state);
+        assert_eq!(
+            recovered.fetch(&harness.store, SPACE, &b).unwrap(),
+            harness.fetch(&b)
+        );
+        assert_eq!(
+            recovered
+                .truncation_limit(&harness.store, SPACE, 4)
+                .unwrap(),
+            None
+        );
+        assert_eq!(recovered.alarms().count(), 1);
 
         let mut bytes = Vec::new();
-        state.encode_snapshot(&mut bytes);
+        harness
+            .state
+            .encode_snapshot(&harness.store, SPACE, &mut bytes)
+            .unwrap();
         let mut reader = Reader::new(&bytes);
-        let decoded = CheckpointState::decode_snapshot(&mut reader, 4).unwrap();
+        let decoded = CheckpointState::decode_snapshot(&mut reader, 5).unwrap();
         reader.finish().unwrap();
-        assert_eq!(decoded, state);
+        // Restored into another store, over other state, it reads the same.
+        let mut other = Harness::new(true);
+        other.record(&id("stale"), 1);
+        other.upload_at(upload("stale", 1, 1, 1), 1).unwrap();
+        other.state.restore(decoded, SPACE, &mut other.batch);
+        other.write();
+        assert_eq!(other.state, harness.state);
+        for object in [&a, &b, &id("c"), &id("stale")] {
+            assert_eq!(other.fetch(object), harness.fetch(object), "{object}");
+            assert_eq!(
+                other.uncovered(object),
+                harness.uncovered(object),
+                "{object}"
+            );
+        }
+        let mut again = Vec::new();
+        other
+            .state
+            .encode_snapshot(&other.store, SPACE, &mut again)
+            .unwrap();
+        assert_eq!(again, bytes, "the restored state encodes as the original");
         for length in 0..bytes.len() {
             let mut reader = Reader::new(&bytes[..length]);
             let outcome =
-                CheckpointState::decode_snapshot(&mut reader, 4).and_then(|_| reader.finish());
+                CheckpointState::decode_snapshot(&mut reader, 5).and_then(|_| reader.finish());
             assert!(
                 outcome.is_err(),
                 "a snapshot cut at {length} bytes is refused"
@@ -1472,6 +2388,77 @@ mod tests {
         }
         let error = CheckpointState::decode_snapshot(&mut Reader::new(&bytes), 2).unwrap_err();
         assert!(error.contains("next position"), "{error}");
+    }
+
+    /// A store written by the previous release (states inside the checkpoint values, no
+    /// index, header format 2) is read and rewritten in the current layout.
+    #[test]
+    fn a_store_of_the_previous_layout_is_migrated() {
+        let mut store = MemoryStore::new();
+        let mut batch = WriteBatch::new();
+        let mut header = vec![2];
+        for value in [0u64, 0, 0, 0] {
+            header.extend_from_slice(&value.to_be_bytes());
+        }
+        batch.put(SPACE, TRUNCATION_KEY.to_vec(), header);
+        // Object "a": checkpoint at 2 with state [7; 5], one reporter, no alarm.
+        let mut legacy = vec![1];
+        legacy.extend_from_slice(&2u64.to_be_bytes());
+        legacy.extend_from_slice(&[7; STATE_HASH_BYTES]);
+        legacy.extend_from_slice(&1u32.to_be_bytes());
+        legacy.extend_from_slice(&9u64.to_be_bytes());
+        put_bytes(&mut legacy, &[7; 5]);
+        legacy.extend_from_slice(&0u64.to_be_bytes());
+        legacy.push(0);
+        batch.put(SPACE, object_key(CHECKPOINT_KEY_PREFIX, &id("a")), legacy);
+        // "a" has a record at 3 above it; "b" a record at 1 and no checkpoint.
+        batch.put(
+            SPACE,
+            object_key(UNCOVERED_KEY_PREFIX, &id("a")),
+            encode_uncovered(Uncovered {
+                last_record_position: 3,
+                covering_position: 2,
+            }),
+        );
+        batch.put(
+            SPACE,
+            object_key(UNCOVERED_KEY_PREFIX, &id("b")),
+            1u64.to_be_bytes().to_vec(),
+        );
+        store.write(batch, true).unwrap();
+
+        let mut state = CheckpointState::recover(SPACE, &store, 4).unwrap();
+        assert_eq!(
+            (
+                state.object_count(),
+                state.uncovered_count(),
+                state.states_size_bytes()
+            ),
+            (1, 2, 5)
+        );
+        assert_eq!(state.truncation_limit(&store, SPACE, 3).unwrap(), Some(0));
+        let fetched = state
+            .fetch(&store, SPACE, &id("a"))
+            .unwrap()
+            .checkpoint
+            .unwrap();
+        assert_eq!(fetched.state, vec![7; 5]);
+        let mut batch = WriteBatch::new();
+        state.take_migration(SPACE, &mut batch);
+        store.write(batch, true).unwrap();
+        state.batch_written();
+        let again = CheckpointState::recover(SPACE, &store, 4).unwrap();
+        assert_eq!(again, state);
+        assert_eq!(again.truncation_limit(&store, SPACE, 3).unwrap(), Some(0));
+        assert_eq!(
+            again
+                .fetch(&store, SPACE, &id("a"))
+                .unwrap()
+                .checkpoint
+                .unwrap()
+                .state,
+            vec![7; 5]
+        );
     }
 
     #[test]

@@ -91,9 +91,8 @@ pub mod service;
 pub mod snapshot_catch_up;
 
 pub use checkpoint::{
-    CHECKPOINT_STATE_BYTES_MAX, CHECKPOINT_STATES_BYTES_MAX, CheckpointFetch, CheckpointOutcome,
-    CheckpointRefusal, CheckpointUpload, DivergenceAlarm, OBJECTS_UNCOVERED_MAX,
-    OBJECTS_WITH_CHECKPOINTS_MAX,
+    ALARMS_LISTED_MAX, CHECKPOINT_STATE_BYTES_MAX, CheckpointFetch, CheckpointOutcome,
+    CheckpointRefusal, CheckpointUpload, DivergenceAlarm,
 };
 pub use dedup::{
     DEDUP_WINDOW_MAX, DedupLimits, DedupTable, DedupVerdict, SESSION_IDLE_TIMEOUT_US, SESSIONS_MAX,

@@ -698,9 +698,9 @@ pub struct RegionStatus {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckpointStatus {
     /// Objects with a checkpoint.
-    pub objects: usize,
+    pub objects: u64,
     /// Objects with records above their agreed checkpoint (or without one).
-    pub uncovered_objects: usize,
+    pub uncovered_objects: u64,
     /// The bytes of state kept over all checkpoints.
     pub states_size_bytes: u64,
     /// The region's truncation point.
@@ -708,7 +708,16 @@ pub struct CheckpointStatus {
     /// Hash mismatches seen since the region began.
     pub alarms_raised: u64,
     /// Objects whose records the region released without a checkpoint.
-    pub released_objects: usize,
+    pub released_objects: u64,
+    /// What the checkpoints take in a raft snapshot, out of
+    /// [`crate::checkpoint::CHECKPOINT_BYTES_MAX`].
+    pub checkpoint_bytes: u64,
+    /// What the uncovered and released objects take in a raft snapshot, out of
+    /// [`crate::checkpoint::TRACKING_BYTES_MAX`].
+    pub tracking_bytes: u64,
+    /// Objects with a divergence alarm (`alarms` lists at most
+    /// [`crate::checkpoint::ALARMS_LISTED_MAX`] of them).
+    pub alarmed_objects: u64,
     /// How many times the region released an object's records.
     pub releases: u64,
     /// The newest alarm of every diverged object.
@@ -1031,6 +1040,9 @@ impl RegionNode {
                 alarms_raised: log.checkpoints().alarms_raised(),
                 released_objects: log.checkpoints().released_count(),
                 releases: log.checkpoints().releases(),
+                checkpoint_bytes: log.checkpoints().checkpoint_bytes(),
+                tracking_bytes: log.checkpoints().tracking_bytes(),
+                alarmed_objects: log.checkpoints().alarm_count(),
                 alarms: log.checkpoints().alarms().collect(),
             },
             log_size_bytes: log.retained_size_bytes(),
@@ -1085,7 +1097,7 @@ impl RegionNode {
         if record.scope == Scope::Global && !self.config.global_tier {
             return self.reply_refused(key, ProposeError::NoGlobalTier);
         }
-        if let Err(reason) = log.admit(&record.object_id) {
+        if let Err(reason) = log.admit() {
             return self.reply_refused(key, ProposeError::LogFull { reason });
         }
         if record.scope == Scope::Global
@@ -2300,8 +2312,9 @@ impl RegionNode {
                 .group
                 .state_machine()
                 .checkpoints()
-                .alarms()
-                .find(|alarm| &alarm.object_id == object_id)
+                .newest_alarm()
+                .filter(|alarm| &alarm.object_id == object_id)
+                .cloned()
         {
             if self.alarms.len() >= DIVERGENCE_ALARMS_PENDING_MAX {
                 self.alarms.pop_front();

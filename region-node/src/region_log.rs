@@ -28,7 +28,8 @@
 //! - [`REGION_STATE`]: `meta` (next position, first retained position, the log digest, the
 //!   last assigned timestamp), one `client/<id>` key per client of the dedup table, the
 //!   global state (`global`, `global/record/<position>`), and the checkpoints (`truncation`,
-//!   `checkpoint/<object>`, `uncovered/<object>`; see [`crate::checkpoint`]).
+//!   `checkpoint/<object>`, `state/<object>`, `uncovered/<object>`, `limit/...`, `alarm/...`,
+//!   `released/...`; see [`crate::checkpoint`]).
 //!
 //! A raft entry may also be a checkpoint upload ([`crate::checkpoint`]): a command that takes
 //! no log position and changes only the replicated checkpoints.
@@ -69,7 +70,7 @@ use dsss_wire::{ClientId, ObjectId, Record, RegionId, RequestSequence, Scope, Ti
 
 use crate::bytes::{FNV_OFFSET, Reader, corrupt, fnv1a};
 use crate::checkpoint::{
-    CHECKPOINT_FORMAT, CheckpointOutcome, CheckpointRefusal, CheckpointState,
+    CHECKPOINT_FORMAT, CheckpointOutcome, CheckpointRefusal, CheckpointState, DecodedCheckpoints,
     decode_checkpoint_entry,
 };
 use crate::dedup::{
@@ -158,7 +159,7 @@ const _: () = assert!(
 const RECOVERY_SCAN_CHUNK_MAX: usize = 1_024;
 
 const META_FORMAT: u8 = 2;
-const SNAPSHOT_FORMAT: u8 = 6;
+const SNAPSHOT_FORMAT: u8 = 7;
 
 /// A key greater than every 8-byte position key.
 const LOG_END_KEY: [u8; 9] = [0xff; 9];
@@ -399,7 +400,7 @@ struct DecodedSnapshot {
     last_assigned: Timestamp,
     dedup: DedupTable,
     global: GlobalState,
-    checkpoints: CheckpointState,
+    checkpoints: DecodedCheckpoints,
     blocks: LogBlocks,
 }
 
@@ -470,6 +471,15 @@ impl RegionLog {
     /// The region's checkpoints and what they allow to truncate.
     pub fn checkpoints(&self) -> &CheckpointState {
         &self.checkpoints
+    }
+
+    /// The newest checkpoint of `object_id` as a caller starts from it, read from `store`.
+    pub fn fetch_checkpoint(
+        &self,
+        store: &dyn DurableStore,
+        object_id: &ObjectId,
+    ) -> Result<crate::checkpoint::CheckpointFetch, StoreError> {
+        self.checkpoints.fetch(store, REGION_STATE, object_id)
     }
 
     /// The digest chained over every record applied so far.
@@ -610,12 +620,12 @@ impl RegionLog {
         self.retention
     }
 
-    /// Whether the log takes a new record of `object_id` now, by the bounds of this node:
-    /// the object can be tracked for truncation, and the log above the truncation point holds
-    /// fewer entries and bytes than [`RegionLogRetention`] allows. The error says which bound
-    /// is reached and names the objects that hold truncation back.
-    pub fn admit(&self, object_id: &ObjectId) -> Result<(), String> {
-        self.checkpoints.admit_record(object_id)?;
+    /// Whether the log takes a new record now, by the bounds of this node: the log above the
+    /// truncation point holds fewer entries and bytes than [`RegionLogRetention`] allows. The
+    /// error says which bound is reached and names the objects that hold truncation back.
+    /// Whether the record's object can be tracked takes a read of the store: apply decides
+    /// it ([`RecordOutcome::LogFull`]).
+    pub fn admit(&self) -> Result<(), String> {
         let entries = self.last_position() - self.truncated_through();
         if entries >= self.retention.records_max
             || self.retained_size_bytes() >= self.retention.size_bytes_max
@@ -649,7 +659,12 @@ impl RegionLog {
             });
     }
 
-    fn apply_record(&mut self, mut record: Record, batch: &mut WriteBatch) -> RecordOutcome {
+    fn apply_record(
+        &mut self,
+        mut record: Record,
+        store: &dyn DurableStore,
+        batch: &mut WriteBatch,
+    ) -> Result<RecordOutcome, StoreError> {
         let position = self.next_position;
         let client_id = record.client_id;
         let request_sequence = record.request_sequence;
@@ -666,48 +681,51 @@ impl RegionLog {
             // A call whose pending record waits for its epoch keeps it, even when its
             // session ended meanwhile (the coordinator was away longer than the idle
             // timeout): the retry is answered once the epoch is sealed.
-            return RecordOutcome::Duplicate {
+            return Ok(RecordOutcome::Duplicate {
                 client_id,
                 request_sequence,
                 position,
-            };
+            });
         }
         match self.dedup.check(client_id.get(), request_sequence.get()) {
             DedupVerdict::Duplicate { position } => {
-                return RecordOutcome::Duplicate {
+                return Ok(RecordOutcome::Duplicate {
                     client_id,
                     request_sequence,
                     position,
-                };
+                });
             }
             DedupVerdict::TooOld { floor } => {
-                return RecordOutcome::TooOld {
+                return Ok(RecordOutcome::TooOld {
                     client_id,
                     request_sequence,
                     floor,
-                };
+                });
             }
             DedupVerdict::UnknownSession => {
-                return RecordOutcome::UnknownSession {
+                return Ok(RecordOutcome::UnknownSession {
                     client_id,
                     request_sequence,
-                };
+                });
             }
             DedupVerdict::New => {}
         }
-        if let Err(reason) = self.checkpoints.admit_record(&record.object_id) {
-            return RecordOutcome::LogFull {
+        if let Err(reason) =
+            self.checkpoints
+                .admit_record(store, REGION_STATE, &record.object_id)?
+        {
+            return Ok(RecordOutcome::LogFull {
                 client_id,
                 request_sequence,
                 reason,
-            };
+            });
         }
         if global && let Err(bound) = self.global.admit(encode_record(&record).len() as u64) {
-            return RecordOutcome::Overloaded {
+            return Ok(RecordOutcome::Overloaded {
                 client_id,
                 request_sequence,
                 bound,
-            };
+            });
         }
         // The timestamp is final here, in log order, the same on every member.
         record.timestamp = record.timestamp.max(self.last_assigned.successor());
@@ -727,8 +745,8 @@ impl RegionLog {
         } else {
             LogEntry::Regional(record)
         };
-        self.append(position, entry.clone(), batch);
-        RecordOutcome::Appended { position, entry }
+        self.append(position, entry.clone(), store, batch)?;
+        Ok(RecordOutcome::Appended { position, entry })
     }
 
     fn apply_session_open(&mut self, payload: &[u8], batch: &mut WriteBatch) -> EntryOutcome {
@@ -776,16 +794,21 @@ impl RegionLog {
         EntryOutcome::BatchClosed(self.global.close_batch(closed))
     }
 
-    fn apply_epoch_part(&mut self, part: EpochPart, batch: &mut WriteBatch) -> EntryOutcome {
+    fn apply_epoch_part(
+        &mut self,
+        part: EpochPart,
+        store: &dyn DurableStore,
+        batch: &mut WriteBatch,
+    ) -> Result<EntryOutcome, StoreError> {
         let (epoch_number, part_index) = (part.epoch_number, part.part_index);
         if let Err(reason) = self.global.check_next_part(&part) {
-            return EntryOutcome::EpochPart {
+            return Ok(EntryOutcome::EpochPart {
                 epoch_number,
                 part_index,
                 ignored: Some(reason),
                 appended: Vec::new(),
                 membership: MembershipChange::Unchanged,
-            };
+            });
         }
         let mut appended = Vec::with_capacity(part.records.len() + 1);
         let mut index_in_epoch = self.global.next_index_in_epoch();
@@ -810,7 +833,7 @@ impl RegionLog {
                 record: record.clone(),
             };
             index_in_epoch = index_in_epoch.saturating_add(1);
-            self.append(position, entry.clone(), batch);
+            self.append(position, entry.clone(), store, batch)?;
             appended.push(RecordOutcome::Appended { position, entry });
         }
         let mut membership = MembershipChange::Unchanged;
@@ -825,7 +848,7 @@ impl RegionLog {
                 record_count,
                 member_regions: part.member_regions.clone(),
             };
-            self.append(position, entry.clone(), batch);
+            self.append(position, entry.clone(), store, batch)?;
             appended.push(RecordOutcome::Appended { position, entry });
             membership = self.global.epoch_applied(
                 epoch_number,
@@ -834,16 +857,22 @@ impl RegionLog {
                 &self.region,
             );
         }
-        EntryOutcome::EpochPart {
+        Ok(EntryOutcome::EpochPart {
             epoch_number,
             part_index,
             ignored: None,
             appended,
             membership,
-        }
+        })
     }
 
-    fn append(&mut self, position: u64, entry: LogEntry, batch: &mut WriteBatch) {
+    fn append(
+        &mut self,
+        position: u64,
+        entry: LogEntry,
+        store: &dyn DurableStore,
+        batch: &mut WriteBatch,
+    ) -> Result<(), StoreError> {
         // Positions are dense and only grow, and a position is written once: an applied
         // record never changes.
         assert_eq!(
@@ -863,8 +892,13 @@ impl RegionLog {
             LogEntry::EpochSealed { watermark, .. } => watermark.physical_us,
         };
         if let LogEntry::Regional(record) | LogEntry::SequencedGlobal { record, .. } = &entry {
-            self.checkpoints
-                .record_appended(&record.object_id, position, REGION_STATE, batch);
+            self.checkpoints.record_appended(
+                store,
+                REGION_STATE,
+                batch,
+                &record.object_id,
+                position,
+            )?;
         }
         let bytes = encode_entry(position, &entry);
         let size_bytes = bytes.len() as u64;
@@ -883,6 +917,7 @@ impl RegionLog {
             entry,
             size_bytes,
         });
+        Ok(())
     }
 
     /// Adds the newest entry to the cache and drops the oldest beyond its bounds (the newest
@@ -899,38 +934,47 @@ impl RegionLog {
         }
     }
 
-    fn apply_checkpoint(&mut self, payload: &[u8], batch: &mut WriteBatch) -> EntryOutcome {
+    fn apply_checkpoint(
+        &mut self,
+        payload: &[u8],
+        store: &dyn DurableStore,
+        batch: &mut WriteBatch,
+    ) -> Result<EntryOutcome, StoreError> {
         let (upload, proposer) = match decode_checkpoint_entry(payload) {
             Ok(decoded) => decoded,
             Err(reason) => {
-                return EntryOutcome::Refused {
+                return Ok(EntryOutcome::Refused {
                     reason: format!("checkpoint entry: {reason}"),
-                };
+                });
             }
         };
         let object_id = upload.object_id.clone();
         let last_position = self.last_position();
-        let outcome = self
-            .checkpoints
-            .apply_upload(upload, last_position, REGION_STATE, batch);
-        EntryOutcome::Checkpoint {
+        let outcome =
+            self.checkpoints
+                .apply_upload(upload, last_position, store, REGION_STATE, batch)?;
+        Ok(EntryOutcome::Checkpoint {
             proposer,
             object_id,
             outcome,
-        }
+        })
     }
 
     /// Drops the retained entries at or below the truncation point, once the checkpoints
     /// allow it to rise.
-    fn truncate(&mut self, batch: &mut WriteBatch) {
+    fn truncate(
+        &mut self,
+        store: &dyn DurableStore,
+        batch: &mut WriteBatch,
+    ) -> Result<(), StoreError> {
         let first_before = self.first_retained_position;
-        if let Some(target) = self.release_target() {
+        if let Some(target) = self.release_target(store)? {
             self.checkpoints
-                .release_through(target, REGION_STATE, batch);
+                .release_through(store, REGION_STATE, batch, target)?;
         }
         if let Some(truncated_through) =
             self.checkpoints
-                .advance_truncation(self.last_position(), REGION_STATE, batch)
+                .advance_truncation(store, REGION_STATE, batch, self.last_position())?
         {
             while let Some(front) = self.cache.front()
                 && front.position <= truncated_through
@@ -961,18 +1005,24 @@ impl RegionLog {
                 .is_none_or(|first| first.position >= self.first_retained_position),
             "the cache holds no entry below the first retained position"
         );
+        Ok(())
     }
 
     /// The position through which truncation should release records that no checkpoint
     /// covers, when the log is past the release share of its quota or its oldest blocks are
     /// past the release age (see [`RegionLogRetention`]); none otherwise, and none while an
     /// alarm stands (a diverged region keeps everything until the quota stops it).
-    fn release_target(&self) -> Option<u64> {
+    fn release_target(&self, store: &dyn DurableStore) -> Result<Option<u64>, StoreError> {
         let retention = self.retention;
         let last_position = self.last_position();
-        let limit = self.checkpoints.truncation_limit(last_position)?;
+        let Some(limit) = self
+            .checkpoints
+            .truncation_limit(store, REGION_STATE, last_position)?
+        else {
+            return Ok(None);
+        };
         if limit >= last_position {
-            return None;
+            return Ok(None);
         }
         let truncated_through = self.truncated_through();
         let mut target = 0u64;
@@ -1022,7 +1072,7 @@ impl RegionLog {
             target = target.min(untracked_from - 1);
         }
         let target = target.min(last_position);
-        (target > limit).then_some(target)
+        Ok((target > limit).then_some(target))
     }
 
     fn encode_meta(&self) -> Vec<u8> {
@@ -1044,7 +1094,7 @@ impl RegionLog {
 
     /// The snapshot: the replicated state whole, without entries (see the module
     /// documentation).
-    fn encode_snapshot(&self) -> Vec<u8> {
+    fn encode_snapshot(&self, store: &dyn DurableStore) -> Result<Vec<u8>, StoreError> {
         let mut bytes = Vec::new();
         bytes.push(SNAPSHOT_FORMAT);
         bytes.extend_from_slice(&self.next_position.to_be_bytes());
@@ -1058,10 +1108,11 @@ impl RegionLog {
             bytes.extend_from_slice(&encode_window(window));
         }
         self.global.encode_snapshot(&mut bytes);
-        self.checkpoints.encode_snapshot(&mut bytes);
+        self.checkpoints
+            .encode_snapshot(store, REGION_STATE, &mut bytes)?;
         self.blocks.encode_snapshot(&mut bytes);
         debug_assert!(bytes.len() <= SNAPSHOT_BYTES_MAX);
-        bytes
+        Ok(bytes)
     }
 
     /// What a snapshot's state stands on, once the snapshot is checked whole.
@@ -1354,60 +1405,72 @@ fn decode_meta_fields(reader: &mut Reader<'_>) -> Result<(u64, u64, u64, Timesta
 impl StateMachine for RegionLog {
     type Output = EntryOutcome;
 
-    fn apply(&mut self, _index: u64, data: &[u8], batch: &mut WriteBatch) -> EntryOutcome {
+    fn apply(
+        &mut self,
+        _index: u64,
+        data: &[u8],
+        store: &dyn DurableStore,
+        batch: &mut WriteBatch,
+    ) -> Result<EntryOutcome, StoreError> {
+        self.checkpoints.take_migration(REGION_STATE, batch);
         let outcome = match data.first().copied() {
             Some(BATCH_FORMAT) => match decode_batch(data) {
-                Ok(records) => EntryOutcome::Records(
-                    records
-                        .into_iter()
-                        .map(|(record, _)| self.apply_record(record, batch))
-                        .collect(),
-                ),
-                Err(reason) => return EntryOutcome::Refused { reason },
+                Ok(records) => {
+                    let mut outcomes = Vec::with_capacity(records.len());
+                    for (record, _) in records {
+                        outcomes.push(self.apply_record(record, store, batch)?);
+                    }
+                    EntryOutcome::Records(outcomes)
+                }
+                Err(reason) => return Ok(EntryOutcome::Refused { reason }),
             },
             Some(CLOSE_BATCH_FORMAT) => match decode_close_batch(&data[1..]) {
                 Ok((proposed_closed, acknowledged)) => {
                     self.apply_close_batch(proposed_closed, acknowledged)
                 }
-                Err(reason) => return EntryOutcome::Refused { reason },
+                Err(reason) => return Ok(EntryOutcome::Refused { reason }),
             },
             Some(EPOCH_PART_FORMAT) => match decode_epoch_part(&data[1..]) {
-                Ok(part) => self.apply_epoch_part(part, batch),
-                Err(reason) => return EntryOutcome::Refused { reason },
+                Ok(part) => self.apply_epoch_part(part, store, batch)?,
+                Err(reason) => return Ok(EntryOutcome::Refused { reason }),
             },
-            Some(CHECKPOINT_FORMAT) => match self.apply_checkpoint(&data[1..], batch) {
-                refused @ EntryOutcome::Refused { .. } => return refused,
+            Some(CHECKPOINT_FORMAT) => match self.apply_checkpoint(&data[1..], store, batch)? {
+                refused @ EntryOutcome::Refused { .. } => return Ok(refused),
                 outcome => outcome,
             },
             Some(SESSION_OPEN_FORMAT) => match self.apply_session_open(&data[1..], batch) {
-                refused @ EntryOutcome::Refused { .. } => return refused,
+                refused @ EntryOutcome::Refused { .. } => return Ok(refused),
                 outcome => outcome,
             },
             Some(SESSION_CLOSE_FORMAT) => match self.apply_session_close(&data[1..], batch) {
-                refused @ EntryOutcome::Refused { .. } => return refused,
+                refused @ EntryOutcome::Refused { .. } => return Ok(refused),
                 outcome => outcome,
             },
             Some(format) => {
-                return EntryOutcome::Refused {
+                return Ok(EntryOutcome::Refused {
                     reason: format!(
                         "entry format {format} is unknown; this release reads formats \
                          {BATCH_FORMAT} to {SESSION_CLOSE_FORMAT}"
                     ),
-                };
+                });
             }
             None => {
-                return EntryOutcome::Refused {
+                return Ok(EntryOutcome::Refused {
                     reason: "an empty entry".to_owned(),
-                };
+                });
             }
         };
-        self.truncate(batch);
+        self.truncate(store, batch)?;
         self.write_meta(batch);
-        outcome
+        Ok(outcome)
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        self.encode_snapshot()
+    fn batch_written(&mut self) {
+        self.checkpoints.batch_written();
+    }
+
+    fn snapshot(&self, store: &dyn DurableStore) -> Result<Vec<u8>, StoreError> {
+        self.encode_snapshot(store)
     }
 
     fn validate_snapshot(&self, data: &[u8]) -> Result<(), SnapshotError> {
@@ -1441,14 +1504,14 @@ impl StateMachine for RegionLog {
         self.last_assigned = decoded.last_assigned;
         self.dedup = decoded.dedup;
         self.global = decoded.global;
-        self.checkpoints = decoded.checkpoints;
         self.blocks = decoded.blocks;
         // The cache starts empty: older entries are read from the store.
         self.cache.clear();
         self.cache_size_bytes = 0;
         self.dedup.write_all(REGION_STATE, batch);
         self.global.write_all(REGION_STATE, batch);
-        self.checkpoints.write_all(REGION_STATE, batch);
+        self.checkpoints
+            .restore(decoded.checkpoints, REGION_STATE, batch);
         self.blocks.write_all(REGION_STATE, batch);
         self.write_meta(batch);
         Ok(())
@@ -1564,8 +1627,11 @@ mod tests {
         records: &[Record],
     ) -> EntryOutcome {
         let mut batch = WriteBatch::new();
-        let outcome = log.apply(0, &batch_of(records), &mut batch);
+        let outcome = log
+            .apply(0, &batch_of(records), &*store, &mut batch)
+            .unwrap();
         store.write(batch, true).unwrap();
+        log.batch_written();
         outcome
     }
 
@@ -1576,12 +1642,16 @@ mod tests {
         proposed: Timestamp,
     ) -> EntryOutcome {
         let mut batch = WriteBatch::new();
-        let outcome = log.apply(
-            0,
-            &encode_session_open(session_id, proposed, (1, session_id)),
-            &mut batch,
-        );
+        let outcome = log
+            .apply(
+                0,
+                &encode_session_open(session_id, proposed, (1, session_id)),
+                &*store,
+                &mut batch,
+            )
+            .unwrap();
         store.write(batch, true).unwrap();
+        log.batch_written();
         outcome
     }
 
@@ -1661,24 +1731,29 @@ mod tests {
         assert_eq!(recovered, log);
         let mut restored = new_log(RegionLogRetention::default());
         restored
-            .restore(&log.snapshot(), &mut WriteBatch::new())
+            .restore(&log.snapshot(&store).unwrap(), &mut WriteBatch::new())
             .unwrap();
         assert_eq!(restored.dedup(), log.dedup());
         let entry = encode_session_open(9, Timestamp::new(5, 0), (1, 2));
         for length in 1..entry.len() {
             let before = log.clone();
-            let outcome = log.apply(0, &entry[..length], &mut WriteBatch::new());
+            let outcome = log
+                .apply(0, &entry[..length], &store, &mut WriteBatch::new())
+                .unwrap();
             assert!(
                 matches!(&outcome, EntryOutcome::Refused { reason } if reason.contains("session open entry")),
                 "{outcome:?}"
             );
             assert_eq!(log, before);
         }
-        let outcome = log.apply(
-            0,
-            &encode_session_open(0, Timestamp::new(5, 0), (1, 2)),
-            &mut WriteBatch::new(),
-        );
+        let outcome = log
+            .apply(
+                0,
+                &encode_session_open(0, Timestamp::new(5, 0), (1, 2)),
+                &store,
+                &mut WriteBatch::new(),
+            )
+            .unwrap();
         assert!(
             matches!(outcome, EntryOutcome::Refused { .. }),
             "{outcome:?}"
@@ -1763,7 +1838,9 @@ mod tests {
         let mut log = new_log(RegionLogRetention::default());
         let before = log.clone();
         let mut batch = WriteBatch::new();
-        let outcome = log.apply(0, &[1, 0, 0, 0, 1, 0xff], &mut batch);
+        let outcome = log
+            .apply(0, &[1, 0, 0, 0, 1, 0xff], &MemoryStore::new(), &mut batch)
+            .unwrap();
         assert!(matches!(outcome, EntryOutcome::Refused { .. }));
         assert!(batch.is_empty());
         assert_eq!(log, before);
@@ -1793,8 +1870,9 @@ mod tests {
         };
         let data = crate::checkpoint::encode_checkpoint_entry(&upload, (1, position));
         let mut batch = WriteBatch::new();
-        let outcome = log.apply(0, &data, &mut batch);
+        let outcome = log.apply(0, &data, &*store, &mut batch).unwrap();
         store.write(batch, true).unwrap();
+        log.batch_written();
         match outcome {
             EntryOutcome::Checkpoint { outcome, .. } => outcome,
             other => panic!("not a checkpoint outcome: {other:?}"),
@@ -1870,15 +1948,55 @@ mod tests {
         assert_eq!(log.cached_records().count(), 0);
         assert_eq!(log.first_retained_position(), 5);
         // A checkpoint made below the truncation point is fetched at it.
-        let fetch = log.checkpoints().fetch(&ObjectId::new("a").unwrap());
+        let fetch = log
+            .fetch_checkpoint(&store, &ObjectId::new("a").unwrap())
+            .unwrap();
         assert_eq!(fetch.checkpoint.unwrap().position, 4);
         apply(&mut log, &mut store, &[object_record("b", 1, 5)]);
         assert_eq!(
-            log.checkpoints()
-                .fetch(&ObjectId::new("b").unwrap())
+            log.fetch_checkpoint(&store, &ObjectId::new("b").unwrap())
+                .unwrap()
                 .truncated_through,
             4
         );
+        let mut recovered = new_log(log.retention());
+        recovered.recover(&store).unwrap();
+        assert_eq!(recovered, log);
+    }
+
+    /// Reported: a region refused records of new objects once 4,096 objects had records and
+    /// no checkpoint. The bound is now what they take in a snapshot: ten thousand objects
+    /// with one record each and no checkpoint are all taken, and a checkpoint of each lets
+    /// the log go.
+    #[test]
+    fn ten_thousand_objects_without_a_checkpoint_are_all_taken() {
+        const OBJECTS: u64 = 10_000;
+        let mut store = MemoryStore::new();
+        let mut log = new_log(RegionLogRetention::default());
+        let mut sequence = 0;
+        for chunk in (0..OBJECTS).collect::<Vec<_>>().chunks(500) {
+            let records: Vec<Record> = chunk
+                .iter()
+                .map(|index| {
+                    sequence += 1;
+                    object_record(&format!("user/{index}"), 1, sequence)
+                })
+                .collect();
+            let outcome = apply(&mut log, &mut store, &records);
+            assert!(
+                positions(&outcome).iter().all(|position| *position > 0),
+                "{outcome:?}"
+            );
+        }
+        assert_eq!(log.checkpoints().uncovered_count(), OBJECTS);
+        assert_eq!(log.truncated_through(), 0);
+        for index in 0..OBJECTS {
+            let name = format!("user/{index}");
+            checkpoint(&mut log, &mut store, &name, index + 1, 1, 7).unwrap();
+        }
+        assert_eq!(log.checkpoints().uncovered_count(), 0);
+        assert_eq!(log.checkpoints().object_count(), OBJECTS);
+        assert_eq!(log.truncated_through(), OBJECTS);
         let mut recovered = new_log(log.retention());
         recovered.recover(&store).unwrap();
         assert_eq!(recovered, log);
@@ -1893,16 +2011,15 @@ mod tests {
             release_share_percent: 0,
             release_age_us: 0,
         });
-        let object = ObjectId::new("lobby/main").unwrap();
         for sequence in 1..=3 {
-            assert!(log.admit(&object).is_ok());
+            assert!(log.admit().is_ok());
             apply(&mut log, &mut store, &[record(1, sequence)]);
         }
-        let error = log.admit(&object).unwrap_err();
+        let error = log.admit().unwrap_err();
         assert!(error.contains("lobby/main (no checkpoint)"), "{error}");
         assert_eq!(log.cached_records().count(), 3, "the guard drops nothing");
         checkpoint(&mut log, &mut store, "lobby/main", 3, 1, 10).unwrap();
-        assert!(log.admit(&object).is_ok(), "truncation made room");
+        assert!(log.admit().is_ok(), "truncation made room");
     }
 
     /// The quota with releases: objects that no checkpoint covers (raw records, an object whose
@@ -1926,7 +2043,7 @@ mod tests {
             let object = &objects[(sequence % 10) as usize];
             let mut record = object_record(object, 1, sequence);
             record.arguments = dsss_wire::Arguments::new(vec![7; 1024]).unwrap();
-            log.admit(&record.object_id)
+            log.admit()
                 .unwrap_or_else(|error| panic!("record {sequence} refused: {error}"));
             apply(&mut log, &mut store, &[record]);
             assert!(
@@ -1943,14 +2060,19 @@ mod tests {
         assert_eq!(log.checkpoints().released_count(), 10);
         assert!(log.checkpoints().releases() >= 10);
         let released = ObjectId::new("sensor/3").unwrap();
-        let fetch = log.checkpoints().fetch(&released);
+        let fetch = log.fetch_checkpoint(&store, &released).unwrap();
         assert!(fetch.checkpoint.is_none());
         assert!(
             fetch.released_through > 0 && fetch.released_through <= log.truncated_through(),
             "{fetch:?}"
         );
         let never_written = ObjectId::new("sensor/never").unwrap();
-        assert_eq!(log.checkpoints().fetch(&never_written).released_through, 0);
+        assert_eq!(
+            log.fetch_checkpoint(&store, &never_written)
+                .unwrap()
+                .released_through,
+            0
+        );
         // Every entry above the truncation point is still in the store.
         let retained = log
             .read(&store, log.first_retained_position(), usize::MAX, u64::MAX)
@@ -1961,7 +2083,7 @@ mod tests {
         );
 
         // A snapshot and a recovery carry the marks.
-        let snapshot = log.snapshot();
+        let snapshot = log.snapshot(&store).unwrap();
         let mut other_store = MemoryStore::new();
         let mut other = new_log(log.retention());
         hold_entries(&log, &store, &mut other_store);
@@ -1973,7 +2095,10 @@ mod tests {
         recovered.recover(&store).unwrap();
         assert_eq!(recovered, log);
         assert_eq!(
-            recovered.checkpoints().fetch(&released).released_through,
+            recovered
+                .fetch_checkpoint(&store, &released)
+                .unwrap()
+                .released_through,
             fetch.released_through
         );
 
@@ -1981,12 +2106,14 @@ mod tests {
         let below = fetch.released_through - 1;
         checkpoint(&mut log, &mut store, "sensor/3", below, 1, 10).unwrap();
         assert_eq!(
-            log.checkpoints().fetch(&released).released_through,
+            log.fetch_checkpoint(&store, &released)
+                .unwrap()
+                .released_through,
             fetch.released_through
         );
         let last = log.last_position();
         checkpoint(&mut log, &mut store, "sensor/3", last, 2, 10).unwrap();
-        let lifted = log.checkpoints().fetch(&released);
+        let lifted = log.fetch_checkpoint(&store, &released).unwrap();
         assert_eq!(lifted.released_through, 0);
         assert_eq!(lifted.checkpoint.unwrap().uploaded_position, last);
         assert_eq!(log.checkpoints().released_count(), 9);
@@ -2022,15 +2149,20 @@ mod tests {
         apply(&mut log, &mut store, &[later]);
         let block_positions = crate::log_blocks::BLOCK_POSITIONS;
         assert_eq!(log.truncated_through(), block_positions);
-        let raw = log.checkpoints().fetch(&ObjectId::new("raw/a").unwrap());
+        let raw = log
+            .fetch_checkpoint(&store, &ObjectId::new("raw/a").unwrap())
+            .unwrap();
         assert_eq!(raw.released_through, block_positions);
-        let app = log.checkpoints().fetch(&ObjectId::new("app/b").unwrap());
+        let app = log
+            .fetch_checkpoint(&store, &ObjectId::new("app/b").unwrap())
+            .unwrap();
         assert_eq!(app.released_through, 0, "a covered object is not released");
         assert_eq!(log.checkpoints().released_count(), 1);
         // raw/a still has records above the release point: it holds truncation there.
         assert!(
             log.checkpoints()
-                .is_uncovered(&ObjectId::new("raw/a").unwrap())
+                .is_uncovered(&store, REGION_STATE, &ObjectId::new("raw/a").unwrap())
+                .unwrap()
         );
     }
 
@@ -2057,7 +2189,7 @@ mod tests {
         }
         assert_eq!(log.checkpoints().released_count(), 0);
         assert_eq!(log.truncated_through(), truncated_through);
-        let error = log.admit(&ObjectId::new("raw/y").unwrap()).unwrap_err();
+        let error = log.admit().unwrap_err();
         assert!(error.contains("divergence alarm"), "{error}");
     }
 
@@ -2191,7 +2323,7 @@ mod tests {
         }
         checkpoint(&mut log, &mut store, "lobby/main", 4, 1, 10).unwrap();
         checkpoint(&mut log, &mut store, "lobby/main", 4, 1, 11).unwrap();
-        let snapshot = log.snapshot();
+        let snapshot = log.snapshot(&store).unwrap();
         let mut other_store = MemoryStore::new();
         let mut other = new_log(log.retention());
         apply(
@@ -2226,7 +2358,7 @@ mod tests {
                 dsss_wire::Arguments::new(vec![7; dsss_wire::ARGUMENTS_BYTES_MAX]).unwrap();
             apply(&mut log, &mut store, &[large]);
         }
-        let snapshot = log.snapshot();
+        let snapshot = log.snapshot(&store).unwrap();
         assert!(snapshot.len() < 64 * 1024, "{} bytes", snapshot.len());
         assert_eq!(
             log.snapshot_span(&snapshot).unwrap(),
@@ -2285,7 +2417,7 @@ mod tests {
         for sequence in 1..=3 {
             apply(&mut log, &mut store, &[record(1, sequence)]);
         }
-        let snapshot = log.snapshot();
+        let snapshot = log.snapshot(&store).unwrap();
         for length in 0..snapshot.len() {
             assert!(log.validate_snapshot(&snapshot[..length]).is_err());
         }
@@ -2329,7 +2461,9 @@ mod tests {
         apply(&mut log, &mut store, &[record(1, 1), global.clone()]);
         let mut batch = WriteBatch::new();
         let closed = Timestamp::new(1_700_000_001_000_000, 0);
-        let outcome = log.apply(0, &encode_close_batch(closed, (0, 0)), &mut batch);
+        let outcome = log
+            .apply(0, &encode_close_batch(closed, (0, 0)), &store, &mut batch)
+            .unwrap();
         assert!(matches!(outcome, EntryOutcome::BatchClosed(Some(_))));
         store.write(batch, true).unwrap();
         apply(&mut log, &mut store, &[second]);
@@ -2362,7 +2496,8 @@ mod tests {
             member_regions: vec![RegionId::new("eu-west").unwrap()],
         };
         let mut batch = WriteBatch::new();
-        log.apply(0, &encode_epoch_part(&part), &mut batch);
+        log.apply(0, &encode_epoch_part(&part), &store, &mut batch)
+            .unwrap();
         store.write(batch, true).unwrap();
         assert_eq!(log.global().unsealed().count(), 1);
         assert_eq!(log.global().parts_applied_of_next(), 1);
@@ -2374,7 +2509,7 @@ mod tests {
         let mut recovered = new_log(log.retention());
         recovered.recover(&store).unwrap();
         assert_eq!(recovered, log);
-        let snapshot = log.snapshot();
+        let snapshot = log.snapshot(&store).unwrap();
         let mut other = new_log(log.retention());
         let mut other_store = MemoryStore::new();
         other.validate_snapshot(&snapshot).unwrap();

@@ -15,20 +15,26 @@ pub struct Journal {
 impl StateMachine for Journal {
     type Output = usize;
 
-    fn apply(&mut self, _index: u64, data: &[u8], batch: &mut WriteBatch) -> usize {
+    fn apply(
+        &mut self,
+        _index: u64,
+        data: &[u8],
+        _store: &dyn DurableStore,
+        batch: &mut WriteBatch,
+    ) -> Result<usize, StoreError> {
         let slot = self.items.len() as u64;
         batch.put(JOURNAL, slot.to_be_bytes().to_vec(), data.to_vec());
         self.items.push(data.to_vec());
-        self.items.len()
+        Ok(self.items.len())
     }
 
-    fn snapshot(&self) -> Vec<u8> {
+    fn snapshot(&self, _store: &dyn DurableStore) -> Result<Vec<u8>, StoreError> {
         let mut bytes = Vec::new();
         for item in &self.items {
             bytes.extend_from_slice(&(item.len() as u32).to_be_bytes());
             bytes.extend_from_slice(item);
         }
-        bytes
+        Ok(bytes)
     }
 
     fn validate_snapshot(&self, data: &[u8]) -> Result<(), SnapshotError> {

@@ -234,7 +234,7 @@ pub enum NodeEvent {
         /// The object.
         object_id: dsss_wire::ObjectId,
         /// Where the answer goes.
-        reply: oneshot::Sender<CheckpointFetch>,
+        reply: oneshot::Sender<Result<CheckpointFetch, String>>,
     },
     /// The coordinator's answer to a sealed epoch read, or why there is none.
     SealedEpochRead {
@@ -663,7 +663,14 @@ impl RegionLoop {
                 self.node.handle_close_session(now_us, close_id, session_id);
             }
             NodeEvent::FetchCheckpoint { object_id, reply } => {
-                let fetch = self.node.region_log().checkpoints().fetch(&object_id);
+                let fetch = self
+                    .node
+                    .region_log()
+                    .fetch_checkpoint(&self.store, &object_id)
+                    .map_err(|error| {
+                        tracing::error!(%error, "cannot read a checkpoint");
+                        format!("reading the checkpoint of {object_id}: {error}")
+                    });
                 let _ = reply.send(fetch);
             }
             NodeEvent::SealedEpochRead { read_id, reply } => {

@@ -524,8 +524,8 @@ pub fn status_reply(status: &NodeStatus, streams: StreamLoad) -> proto::StatusRe
         }),
         truncated_through_position: node.checkpoints.truncated_through,
         first_retained_position: node.first_retained_position,
-        checkpointed_objects: node.checkpoints.objects as u64,
-        objects_lacking_agreed_checkpoint: node.checkpoints.uncovered_objects as u64,
+        checkpointed_objects: node.checkpoints.objects,
+        objects_lacking_agreed_checkpoint: node.checkpoints.uncovered_objects,
         divergence_alarms: node.checkpoints.alarms_raised,
         log_size_bytes: node.log_size_bytes,
         log_quota_bytes: node.log_quota_bytes,
@@ -538,7 +538,7 @@ pub fn status_reply(status: &NodeStatus, streams: StreamLoad) -> proto::StatusRe
         subscribe_buffered_bytes: streams.buffered_bytes as u64,
         subscribe_buffered_bytes_max: SUBSCRIBE_BUFFERED_BYTES_MAX as u64,
         sessions: node.sessions as u64,
-        released_objects: node.checkpoints.released_objects as u64,
+        released_objects: node.checkpoints.released_objects,
         releases: node.checkpoints.releases,
         epoch_parts_caught_up: node.counters.epoch_parts_caught_up,
         raft_messages_refused: status.raft_messages_refused,
@@ -716,7 +716,8 @@ impl RegionClient for RegionClientService {
         let fetch = self
             .link
             .ask(|reply| NodeEvent::FetchCheckpoint { object_id, reply })
-            .await?;
+            .await?
+            .map_err(Status::internal)?;
         let checkpoint = fetch.checkpoint.map(|checkpoint| proto::Checkpoint {
             object_id: reply_object_id,
             position: checkpoint.position,

@@ -414,9 +414,9 @@ pub struct RegionFigures {
     /// The last position at the end: records and other entries the log ever held.
     pub last_position: u64,
     /// Objects the region keeps a checkpoint of, at the end.
-    pub objects_checkpointed: usize,
+    pub objects_checkpointed: u64,
     /// Objects with records no checkpoint covers, at the end.
-    pub objects_uncovered: usize,
+    pub objects_uncovered: u64,
     /// Payload bytes of the appends acknowledged to instances that the region's log holds
     /// (its regional objects', and every global object's): a floor under what the log was
     /// written, entry headers not counted.

@@ -519,6 +519,11 @@ impl ReadyIo for SimReadyIo<'_, '_> {
         PrefixedStore::new(&mut disk, self.prefix).write(batch, true)
     }
 
+    fn with_store(&mut self, reads: &mut dyn FnMut(&dyn DurableStore)) {
+        let mut disk = SimDiskStore::new(self.cx.disk());
+        reads(&PrefixedStore::new(&mut disk, self.prefix));
+    }
+
     fn write_unsynced(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
         // Lost on a crash unless a later synced write comes first, as on a real disk.
         let mut disk = SimDiskStore::new(self.cx.disk());
@@ -1164,7 +1169,14 @@ impl Process for NodeProcess {
                 object_id,
             } => {
                 let region = self.region.as_ref().expect("started");
-                let fetch = region.region_log().checkpoints().fetch(&object_id);
+                let node = cx.node();
+                let mut disk = SimDiskStore::new(cx.disk());
+                let store = PrefixedStore::new(&mut disk, REGION_STORE_PREFIX);
+                let fetch = match region.region_log().fetch_checkpoint(&store, &object_id) {
+                    Ok(fetch) => fetch,
+                    // The simulated disk holds what was written; a read fails only on a bug.
+                    Err(error) => panic!("node {node}: reading a checkpoint failed: {error}"),
+                };
                 cx.send(from, GlobalMessage::CheckpointFetched { request_id, fetch });
             }
             GlobalMessage::Sync { sync_id } => self.handle_instance_sync(cx, from, sync_id),

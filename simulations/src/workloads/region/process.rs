@@ -249,6 +249,10 @@ impl ReadyIo for SimReadyIo<'_, '_> {
         SimDiskStore::new(self.cx.disk()).write(batch, true)
     }
 
+    fn with_store(&mut self, reads: &mut dyn FnMut(&dyn DurableStore)) {
+        reads(&SimDiskStore::new(self.cx.disk()));
+    }
+
     fn write_unsynced(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
         // Lost on a crash unless a later synced write comes first, as on a real disk.
         SimDiskStore::new(self.cx.disk()).write(batch, false)
