@@ -1974,7 +1974,7 @@ mod tests {
         let mut store = MemoryStore::new();
         let mut log = new_log(RegionLogRetention::default());
         let mut sequence = 0;
-        for chunk in (0..OBJECTS).collect::<Vec<_>>().chunks(500) {
+        for chunk in (0..OBJECTS).collect::<Vec<_>>().chunks(200) {
             let records: Vec<Record> = chunk
                 .iter()
                 .map(|index| {
@@ -1990,10 +1990,35 @@ mod tests {
         }
         assert_eq!(log.checkpoints().uncovered_count(), OBJECTS);
         assert_eq!(log.truncated_through(), 0);
+        // As raft rounds apply them: many entries to a batch, read back over its writes.
+        let mut batch = WriteBatch::new();
         for index in 0..OBJECTS {
-            let name = format!("user/{index}");
-            checkpoint(&mut log, &mut store, &name, index + 1, 1, 7).unwrap();
+            let upload = crate::checkpoint::CheckpointUpload {
+                object_id: ObjectId::new(format!("user/{index}")).unwrap(),
+                position: index + 1,
+                state: vec![1; 16],
+                state_hash: [1; 32],
+                client_id: ClientId(7),
+            };
+            let data = crate::checkpoint::encode_checkpoint_entry(&upload, (1, index));
+            let outcome = log.apply(0, &data, &store, &mut batch).unwrap();
+            assert!(
+                matches!(
+                    outcome,
+                    EntryOutcome::Checkpoint {
+                        outcome: Ok(CheckpointOutcome::Stored),
+                        ..
+                    }
+                ),
+                "{outcome:?}"
+            );
+            if index % 1_000 == 999 {
+                store.write(std::mem::take(&mut batch), true).unwrap();
+                log.batch_written();
+            }
         }
+        store.write(batch, true).unwrap();
+        log.batch_written();
         assert_eq!(log.checkpoints().uncovered_count(), 0);
         assert_eq!(log.checkpoints().object_count(), OBJECTS);
         assert_eq!(log.truncated_through(), OBJECTS);
