@@ -246,6 +246,28 @@ async fn log_fill(address: &str) -> Result<String, String> {
             status.released_objects
         ));
     }
+    // Past half of either bound on what the checkpoint state takes in a snapshot, the region
+    // nears refusing new objects or checkpoints: worth a line.
+    for (what, bytes, max) in [
+        (
+            "checkpoints",
+            status.checkpoint_bytes,
+            status.checkpoint_bytes_max,
+        ),
+        (
+            "tracked objects",
+            status.tracking_bytes,
+            status.tracking_bytes_max,
+        ),
+    ] {
+        if max > 0 && bytes * 2 > max {
+            fill.push_str(&format!(
+                "; {what} take {:.1} of their {:.0} MiB in a snapshot",
+                bytes as f64 / MIB,
+                max as f64 / MIB
+            ));
+        }
+    }
     // Refused raft messages are forged or corrupt input from the network: worth a line.
     if status.raft_messages_refused > 0 {
         fill.push_str(&format!(
