@@ -843,12 +843,10 @@ fn a_read_answer_without_a_term_is_refused() {
     assert_eq!(refused, ["term"]);
 }
 
-/// The only voter told to time out wins its campaign at once, and raft-rs asserts a new
-/// leader's log is persisted: a forged append of a higher term made it a follower with an
-/// entry not yet persisted (a production node steps a batch of messages before its round).
-#[test]
-fn a_timeout_making_the_only_voter_leader_before_its_log_is_persisted_is_refused() {
-    let mut cluster = Cluster::new(&[1], retention(1_000), 19);
+/// A one-member group that leads and committed a proposal, and a forged append of the next
+/// term that would add an entry to its log (from a member that does not exist).
+fn only_voter_with_a_forged_append(seed: u64) -> (Cluster, Message) {
+    let mut cluster = Cluster::new(&[1], retention(1_000), seed);
     cluster.network.elect(0);
     cluster.propose_at_leader();
     let term = cluster.group(1).term() + 1;
@@ -858,6 +856,16 @@ fn a_timeout_making_the_only_voter_leader_before_its_log_is_persisted_is_refused
     append.log_term = cluster.term_at(1, last_index);
     append.commit = cluster.group(1).commit_index();
     append.set_entries(vec![entry(last_index + 1, term)].into());
+    (cluster, append)
+}
+
+/// The only voter told to time out wins its campaign at once, and raft-rs asserts a new
+/// leader's log is persisted: a forged append of a higher term made it a follower with an
+/// entry not yet persisted (a production node steps a batch of messages before its round).
+#[test]
+fn a_timeout_making_the_only_voter_leader_before_its_log_is_persisted_is_refused() {
+    let (mut cluster, append) = only_voter_with_a_forged_append(19);
+    let term = append.term;
     let timeout = forged(MessageType::MsgTimeoutNow, 2, 1, term);
     let refused = cluster.step_forged(1, vec![append, timeout]);
     cluster.network.tick(40);
@@ -871,16 +879,7 @@ fn a_timeout_making_the_only_voter_leader_before_its_log_is_persisted_is_refused
 /// the entry.
 #[test]
 fn a_tick_cannot_make_the_only_voter_leader_before_its_log_is_persisted() {
-    let mut cluster = Cluster::new(&[1], retention(1_000), 23);
-    cluster.network.elect(0);
-    cluster.propose_at_leader();
-    let term = cluster.group(1).term() + 1;
-    let last_index = cluster.group(1).last_index();
-    let mut append = forged(MessageType::MsgAppend, 2, 1, term);
-    append.index = last_index;
-    append.log_term = cluster.term_at(1, last_index);
-    append.commit = cluster.group(1).commit_index();
-    append.set_entries(vec![entry(last_index + 1, term)].into());
+    let (mut cluster, append) = only_voter_with_a_forged_append(23);
     cluster.group_mut(1).step(append).unwrap();
     for _ in 0..40 {
         cluster.group_mut(1).tick();

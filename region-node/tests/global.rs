@@ -1235,22 +1235,8 @@ fn a_region_that_missed_released_epochs_catches_up_from_another_regions_log() {
     }
     // The other region appended every epoch, which carries records of its own.
     let epochs = region.link().coordinator.epochs.clone();
-    for epoch in epochs {
-        let now_us = other.now_us();
-        other
-            .node_mut(other_leader)
-            .handle_sealed_epoch(now_us, epoch)
-            .unwrap();
-        other.network.settle();
-    }
-    assert_eq!(
-        other
-            .node(other_leader)
-            .status()
-            .global
-            .epochs_applied_through,
-        3
-    );
+    append_sealed(&mut other, other_leader, &epochs, 1);
+    assert_eq!(epochs.len(), 3);
     region.link_mut().coordinator.first_retained = 3;
     region.tick(3);
     assert_eq!(
@@ -1397,23 +1383,11 @@ fn a_region_that_missed(
     }
     let sealed = region.link().coordinator.epochs.clone();
     assert_eq!(sealed.len() as u64, epochs);
-    for chunk in sealed.chunks(EPOCH_PARTS_PROPOSED_MAX / 2) {
-        for epoch in chunk {
-            let now_us = other.now_us();
-            other
-                .node_mut(other_leader)
-                .handle_sealed_epoch(now_us, epoch.clone())
-                .unwrap();
-        }
-        other.network.settle();
-    }
-    assert_eq!(
-        other
-            .node(other_leader)
-            .status()
-            .global
-            .epochs_applied_through,
-        epochs
+    append_sealed(
+        &mut other,
+        other_leader,
+        &sealed,
+        EPOCH_PARTS_PROPOSED_MAX / 2,
     );
     region.link_mut().coordinator.first_retained = epochs;
     region.tick(3);
@@ -1422,6 +1396,25 @@ fn a_region_that_missed(
         Some((1, epochs))
     );
     (region, other, leader, other_leader)
+}
+
+/// Hands `epochs` to the leader of `region`, `chunk` at a time with the network settled
+/// between, and checks that it applied them all.
+fn append_sealed(region: &mut Region, leader: u64, epochs: &[proto::SealedEpoch], chunk: usize) {
+    for epochs_now in epochs.chunks(chunk) {
+        for epoch in epochs_now {
+            let now_us = region.now_us();
+            region
+                .node_mut(leader)
+                .handle_sealed_epoch(now_us, epoch.clone())
+                .unwrap();
+        }
+        region.network.settle();
+    }
+    assert_eq!(
+        region.node(leader).status().global.epochs_applied_through,
+        epochs.len() as u64
+    );
 }
 
 /// The wire size of `parts` as a reply's bound counts it.
