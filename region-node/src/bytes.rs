@@ -3,10 +3,10 @@
 //! reads the store with.
 
 pub(crate) use dsss_raft_group::bytes::{Reader, corrupt, put_bytes};
-use dsss_raft_group::{DurableStore, KeySpace, StoreError};
+use dsss_raft_group::{DurableStore, KeySpace, KeyValuePairs, StoreError};
 
 /// How many keys one read of the store returns while recovering.
-const RECOVERY_SCAN_CHUNK_MAX: usize = 256;
+pub(crate) const RECOVERY_SCAN_CHUNK_MAX: usize = 256;
 
 /// Hands every key-value pair of `space` with `start <= key < end` to `take`, in key order,
 /// reading the store a chunk at a time. An error from `take` becomes a corruption error that
@@ -16,11 +16,27 @@ pub(crate) fn scan_range(
     space: KeySpace,
     start: &[u8],
     end: &[u8],
+    take: impl FnMut(&[u8], &[u8]) -> Result<(), String>,
+) -> Result<(), StoreError> {
+    scan_chunks(
+        |from| store.scan(space, from, end, RECOVERY_SCAN_CHUNK_MAX),
+        space,
+        start,
+        take,
+    )
+}
+
+/// As [`scan_range`], over any reader: `scan(from)` returns up to
+/// `RECOVERY_SCAN_CHUNK_MAX` pairs from `from` on, in key order, up to the end it stops at.
+pub(crate) fn scan_chunks(
+    mut scan: impl FnMut(&[u8]) -> Result<KeyValuePairs, StoreError>,
+    space: KeySpace,
+    start: &[u8],
     mut take: impl FnMut(&[u8], &[u8]) -> Result<(), String>,
 ) -> Result<(), StoreError> {
     let mut start = start.to_vec();
     loop {
-        let chunk = store.scan(space, &start, end, RECOVERY_SCAN_CHUNK_MAX)?;
+        let chunk = scan(&start)?;
         let chunk_len = chunk.len();
         for (key, value) in chunk {
             take(&key, &value).map_err(|reason| corrupt(space, &key, reason))?;

@@ -114,7 +114,7 @@ use dsss_raft_group::{DurableStore, KeySpace, KeyValuePairs, StoreError, WriteBa
 use dsss_wire::ids::OBJECT_ID_BYTES_MAX;
 use dsss_wire::{ClientId, ObjectId};
 
-use crate::bytes::{Reader, corrupt, put_bytes, scan_range};
+use crate::bytes::{RECOVERY_SCAN_CHUNK_MAX, Reader, corrupt, put_bytes, scan_chunks, scan_range};
 
 /// The largest state a checkpoint may carry, in bytes. The gRPC messages of both directions
 /// (upload and fetch) hold it with room to spare ([`dsss_wire::GRPC_MESSAGE_BYTES_MAX`]), and
@@ -1619,28 +1619,22 @@ impl CheckpointState {
         Ok(())
     }
 
+    /// Hands every pair with `start <= key < end` to `take`, the pending writes over the
+    /// store, a chunk at a time.
     fn scan_all(
         &self,
         store: &dyn DurableStore,
         space: KeySpace,
         start: &[u8],
         end: &[u8],
-        mut take: impl FnMut(&[u8], &[u8]) -> Result<(), String>,
+        take: impl FnMut(&[u8], &[u8]) -> Result<(), String>,
     ) -> Result<(), StoreError> {
-        const CHUNK: usize = 256;
-        let mut from = start.to_vec();
-        loop {
-            let chunk = self.scan(store, space, &from, end, CHUNK)?;
-            let chunk_len = chunk.len();
-            for (key, value) in chunk {
-                take(&key, &value).map_err(|reason| corrupt(space, &key, reason))?;
-                from = key;
-                from.push(0);
-            }
-            if chunk_len < CHUNK {
-                return Ok(());
-            }
-        }
+        scan_chunks(
+            |from| self.scan(store, space, from, end, RECOVERY_SCAN_CHUNK_MAX),
+            space,
+            start,
+            take,
+        )
     }
 
     /// Reads the state from a snapshot, checked whole; positions must lie below
