@@ -45,14 +45,31 @@ use recent::RecentOutcomes;
 pub const RESTORE_POINT_EVERY_RECORDS_MAX: u64 = 1_000_000;
 /// The most argument bytes a configuration may let a replica keep since its restore point.
 pub const RETAINED_ARGUMENT_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// The fewest argument bytes between checkpoints a configuration may ask for (besides 0, no
+/// byte trigger): each checkpoint encodes and uploads the whole state, and a smaller interval
+/// would do so every few records of even modest arguments (`checkpoint_every_records` is the
+/// setting for checkpointing every few records).
+pub const CHECKPOINT_EVERY_ARGUMENT_BYTES_MIN: u64 = 64 * 1024;
+/// The most argument bytes between checkpoints a configuration may ask for: the region's
+/// default log quota (1 GiB). Past it, one object's records alone could fill a region with the
+/// default quota before their checkpoint.
+pub const CHECKPOINT_EVERY_ARGUMENT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 
 /// How a replica checkpoints and how much it keeps to recover from a panicking method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplicaConfig {
     /// A checkpoint to upload is made after every this many records of the object (counted from
     /// the start of the object's log, so every copy checkpoints at the same positions and their
-    /// hashes can be compared); 0 makes none.
+    /// hashes can be compared); 0: no record trigger.
     pub checkpoint_every_records: u64,
+    /// A checkpoint to upload is also made after the record with which the object's encoded
+    /// arguments, summed from the start of the object's log, reach or pass a multiple of this
+    /// many bytes; 0: no byte trigger. It bounds the log an object holds above its checkpoint
+    /// when its arguments are large, where `checkpoint_every_records` alone would let it grow
+    /// to that many records of them. The sum is a function of the object's log and checkpoints
+    /// carry it, so every copy, also one started from another's checkpoint, checkpoints at the
+    /// same records. Either trigger makes a checkpoint; with both 0 the copy makes none.
+    pub checkpoint_every_argument_bytes: u64,
     /// A restore point is taken after every this many records, from 1.
     pub restore_point_every_records: u64,
     /// A restore point is taken early once the records since the last one hold this many
@@ -64,6 +81,15 @@ impl Default for ReplicaConfig {
     fn default() -> Self {
         ReplicaConfig {
             checkpoint_every_records: 10_000,
+            // 4 MiB: a 256th of the region's default log quota (1 GiB), so hundreds of objects
+            // written at once, each up to one interval (plus one record) above its newest
+            // checkpoint, still fit below the quota; with 10,000 records of 16 KiB arguments
+            // (156 MiB) a handful of objects would fill it before their first checkpoint.
+            // 10,000 records of up to about 420 bytes of arguments stay under 4 MiB, so for
+            // small calls the record trigger still comes first and nothing changes. A copy
+            // encodes and uploads its state at most once more per 4 MiB of arguments it
+            // applies, little beside those records for states below a few MiB.
+            checkpoint_every_argument_bytes: 4 * 1024 * 1024,
             restore_point_every_records: 1_024,
             retained_argument_bytes_max: 4 * 1024 * 1024,
         }
@@ -73,6 +99,16 @@ impl Default for ReplicaConfig {
 impl ReplicaConfig {
     /// Checks the bounds.
     pub fn validate(&self) -> Result<(), String> {
+        let bytes = self.checkpoint_every_argument_bytes;
+        if bytes != 0
+            && !(CHECKPOINT_EVERY_ARGUMENT_BYTES_MIN..=CHECKPOINT_EVERY_ARGUMENT_BYTES_MAX)
+                .contains(&bytes)
+        {
+            return Err(format!(
+                "checkpoint_every_argument_bytes {bytes} is neither 0 (no byte trigger) nor \
+                 within {CHECKPOINT_EVERY_ARGUMENT_BYTES_MIN}..={CHECKPOINT_EVERY_ARGUMENT_BYTES_MAX}"
+            ));
+        }
         if !(1..=RESTORE_POINT_EVERY_RECORDS_MAX).contains(&self.restore_point_every_records) {
             return Err(format!(
                 "restore_point_every_records {} is outside 1..={RESTORE_POINT_EVERY_RECORDS_MAX}",
@@ -120,7 +156,8 @@ pub struct Applied {
 pub struct Checkpoint {
     /// The position the state reflects.
     pub position: u64,
-    /// The encoded envelope: records applied, schema in force, object state.
+    /// The encoded envelope: records applied, schema in force, object state, the outcomes of
+    /// the last calls, argument bytes applied.
     pub state: Vec<u8>,
     /// SHA-256 of `state`.
     pub state_hash: [u8; 32],
@@ -140,6 +177,13 @@ pub struct ReplicaStopped {
 
 /// What a checkpoint's state bytes hold. Encoded with postcard, whose output is deterministic,
 /// so equal replicas give equal bytes and equal hashes.
+///
+/// Postcard is not self-describing: the form is told apart by its fields. This form is the
+/// previous one ([`PreviousEnvelope`]) with `argument_bytes_applied` appended, so bytes of the
+/// previous form always end before that field and never decode as this form, and bytes of this
+/// form leave that field over as trailing bytes in the previous form: [`decode_envelope`] tries
+/// this form and then the previous one, and cannot mistake one for the other. A later change
+/// must keep the forms apart the same way (or add a tag they cannot be confused with).
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     records_applied: u64,
@@ -147,6 +191,40 @@ struct Envelope {
     state: Vec<u8>,
     /// The outcomes of the object's last calls, for copies that jump over them.
     recent: RecentOutcomes,
+    /// The encoded argument bytes of the object's records since the start of its log (or since
+    /// the previous-form checkpoint its copies started from), which the byte trigger counts.
+    argument_bytes_applied: u64,
+}
+
+/// The envelope checkpoints had before they carried `argument_bytes_applied`. A copy started
+/// from one counts argument bytes from that checkpoint on: the bytes before it are no longer in
+/// the log. Copies that all start from it still count alike; the only ones that would not are
+/// copies of the previous release and of this one applying the same object at once, whose
+/// envelopes differ anyway.
+#[derive(Serialize, Deserialize)]
+struct PreviousEnvelope {
+    records_applied: u64,
+    schema: Option<ObjectSchema>,
+    state: Vec<u8>,
+    recent: RecentOutcomes,
+}
+
+/// Decodes a checkpoint's envelope, of this form or of the previous one (see [`Envelope`]). The
+/// error is that of this form when neither decodes.
+fn decode_envelope(bytes: &[u8]) -> Result<Envelope, crate::codec::CodecError> {
+    match Postcard::decode::<Envelope>(bytes) {
+        Ok(envelope) => Ok(envelope),
+        Err(error) => match Postcard::decode::<PreviousEnvelope>(bytes) {
+            Ok(previous) => Ok(Envelope {
+                records_applied: previous.records_applied,
+                schema: previous.schema,
+                state: previous.state,
+                recent: previous.recent,
+                argument_bytes_applied: 0,
+            }),
+            Err(_) => Err(error),
+        },
+    }
 }
 
 /// The state at a position, kept to undo a panicking call. The schema in force is not part of
@@ -154,6 +232,7 @@ struct Envelope {
 struct RestorePoint {
     position: u64,
     records_applied: u64,
+    argument_bytes_applied: u64,
     state: Vec<u8>,
 }
 
@@ -171,6 +250,8 @@ pub struct Replica<T: SharedObject> {
     object: T,
     position: u64,
     records_applied: u64,
+    /// The encoded argument bytes of the object's records so far (see [`Envelope`]).
+    argument_bytes_applied: u64,
     schema: Option<ObjectSchema>,
     restore_point: RestorePoint,
     since_restore_point: Vec<RetainedRecord>,
@@ -199,10 +280,12 @@ impl<T: SharedObject> Replica<T> {
             object,
             position: 0,
             records_applied: 0,
+            argument_bytes_applied: 0,
             schema: None,
             restore_point: RestorePoint {
                 position: 0,
                 records_applied: 0,
+                argument_bytes_applied: 0,
                 state,
             },
             since_restore_point: Vec::new(),
@@ -231,7 +314,7 @@ impl<T: SharedObject> Replica<T> {
                 "checkpoint of {object_id} at position {position}: the state does not match its hash"
             ));
         }
-        let mut envelope: Envelope = Postcard::decode(state).map_err(|error| {
+        let mut envelope = decode_envelope(state).map_err(|error| {
             format!("checkpoint of {object_id} at position {position}: {error}")
         })?;
         envelope.recent.recount();
@@ -251,11 +334,13 @@ impl<T: SharedObject> Replica<T> {
         replica.object = object;
         replica.position = position;
         replica.records_applied = envelope.records_applied;
+        replica.argument_bytes_applied = envelope.argument_bytes_applied;
         replica.schema = envelope.schema.clone();
         replica.recent = envelope.recent;
         replica.restore_point = RestorePoint {
             position,
             records_applied: envelope.records_applied,
+            argument_bytes_applied: envelope.argument_bytes_applied,
             state: envelope.state,
         };
         Ok(replica)
@@ -284,6 +369,13 @@ impl<T: SharedObject> Replica<T> {
     /// How many records of the object the copy has handled since the object's log began.
     pub fn records_applied(&self) -> u64 {
         self.records_applied
+    }
+
+    /// The encoded argument bytes of the object's records the copy has handled since the
+    /// object's log began (or since the previous-form checkpoint it started from), which
+    /// [`ReplicaConfig::checkpoint_every_argument_bytes`] counts.
+    pub fn argument_bytes_applied(&self) -> u64 {
+        self.argument_bytes_applied
     }
 
     /// The schema in force in the object's log, once a schema record was applied.
@@ -333,11 +425,13 @@ impl<T: SharedObject> Replica<T> {
             &outcome,
         );
         self.records_applied += 1;
+        let bytes_before = self.argument_bytes_applied;
+        self.argument_bytes_applied = bytes_before.saturating_add(record.arguments.len() as u64);
         self.retain(record.method_id, record.arguments, skipped);
         if let Some(stopped) = &self.stopped {
             return Err(stopped.clone());
         }
-        self.after_record();
+        self.after_record(bytes_before);
         Ok(Applied {
             position,
             client_id: record.client_id,
@@ -372,11 +466,14 @@ impl<T: SharedObject> Replica<T> {
 
     /// Makes a checkpoint now, when records were applied since the last one: for an object
     /// whose writes stopped, whose records would otherwise hold the region's log until
-    /// `checkpoint_every_records` more came. Never for a copy configured without checkpoints
-    /// (`checkpoint_every_records` 0). Returns whether one was made.
+    /// `checkpoint_every_records` more came (or their arguments reached
+    /// `checkpoint_every_argument_bytes`). Never for a copy configured without checkpoints
+    /// (both 0). It moves neither trigger: the next regular checkpoint falls on the same record
+    /// as in a copy that made none now. Returns whether one was made.
     pub fn checkpoint_now(&mut self) -> bool {
         // A copy configured without checkpoints makes none now either.
-        if self.config.checkpoint_every_records == 0
+        if (self.config.checkpoint_every_records == 0
+            && self.config.checkpoint_every_argument_bytes == 0)
             || self.records_since_checkpoint == 0
             || self.stopped.is_some()
         {
@@ -489,10 +586,19 @@ impl<T: SharedObject> Replica<T> {
         });
     }
 
-    fn after_record(&mut self) {
+    /// After a record whose arguments took the byte count from `bytes_before` to
+    /// `argument_bytes_applied`: both triggers are functions of the object's log alone (its
+    /// record count, and its argument bytes summed from its start), so every copy checkpoints
+    /// after the same records whatever checkpoint it started from and whatever it made now.
+    fn after_record(&mut self, bytes_before: u64) {
         self.records_since_checkpoint += 1;
         let every = self.config.checkpoint_every_records;
-        if every > 0 && self.records_applied.is_multiple_of(every) {
+        let every_bytes = self.config.checkpoint_every_argument_bytes;
+        let records_due = every > 0 && self.records_applied.is_multiple_of(every);
+        // The sum reached or passed a multiple of the interval with this record.
+        let bytes_due = every_bytes > 0
+            && bytes_before / every_bytes < self.argument_bytes_applied / every_bytes;
+        if records_due || bytes_due {
             self.checkpoint_due = Some(self.make_checkpoint());
             self.records_since_checkpoint = 0;
         }
@@ -507,6 +613,7 @@ impl<T: SharedObject> Replica<T> {
         self.restore_point = RestorePoint {
             position: self.position,
             records_applied: self.records_applied,
+            argument_bytes_applied: self.argument_bytes_applied,
             state: encode_state(&self.object),
         };
         self.since_restore_point.clear();
@@ -519,6 +626,7 @@ impl<T: SharedObject> Replica<T> {
             schema: self.schema.clone(),
             state: encode_state(&self.object),
             recent: self.recent.clone(),
+            argument_bytes_applied: self.argument_bytes_applied,
         };
         let state = Postcard::encode(&envelope).expect("an envelope of bytes always encodes");
         let state_hash: [u8; 32] = Sha256::digest(&state).into();
@@ -539,6 +647,11 @@ impl<T: SharedObject> Replica<T> {
     /// The records counted at the restore point (for tests and status).
     pub fn restore_point_records_applied(&self) -> u64 {
         self.restore_point.records_applied
+    }
+
+    /// The argument bytes counted at the restore point (for tests and status).
+    pub fn restore_point_argument_bytes_applied(&self) -> u64 {
+        self.restore_point.argument_bytes_applied
     }
 }
 

@@ -98,6 +98,7 @@ impl SharedObject for Tally {
 fn config() -> ReplicaConfig {
     ReplicaConfig {
         checkpoint_every_records: 4,
+        checkpoint_every_argument_bytes: 0,
         restore_point_every_records: 3,
         retained_argument_bytes_max: 1024,
     }
@@ -267,6 +268,7 @@ fn memory_since_the_restore_point_stays_bounded() {
         "tally",
         ReplicaConfig {
             checkpoint_every_records: 0,
+            checkpoint_every_argument_bytes: 0,
             restore_point_every_records: 1_000,
             retained_argument_bytes_max: 4,
         },
@@ -355,6 +357,7 @@ fn a_copy_restored_from_a_later_checkpoint_still_knows_what_the_last_calls_retur
 fn recent_outcomes_stay_bounded_by_count_and_by_bytes() {
     let no_checkpoints = ReplicaConfig {
         checkpoint_every_records: 0,
+        checkpoint_every_argument_bytes: 0,
         ..ReplicaConfig::default()
     };
     let mut replica = Replica::<Tally>::new("tally", no_checkpoints);
@@ -456,4 +459,254 @@ fn a_checkpoint_made_now_covers_the_records_since_the_last_one_and_only_those() 
     .expect("restores");
     assert_eq!(restored.records_since_checkpoint(), 0);
     assert_eq!(restored.state_hash(), replica.state_hash());
+}
+
+#[test]
+fn the_byte_interval_is_0_or_within_its_bounds() {
+    let with = |bytes: u64| ReplicaConfig {
+        checkpoint_every_argument_bytes: bytes,
+        ..ReplicaConfig::default()
+    };
+    assert_eq!(ReplicaConfig::default().validate(), Ok(()));
+    for fine in [
+        0,
+        CHECKPOINT_EVERY_ARGUMENT_BYTES_MIN,
+        CHECKPOINT_EVERY_ARGUMENT_BYTES_MAX,
+    ] {
+        assert_eq!(with(fine).validate(), Ok(()), "{fine}");
+    }
+    for wrong in [
+        1,
+        CHECKPOINT_EVERY_ARGUMENT_BYTES_MIN - 1,
+        CHECKPOINT_EVERY_ARGUMENT_BYTES_MAX + 1,
+        u64::MAX,
+    ] {
+        let error = with(wrong).validate().unwrap_err();
+        assert!(
+            error.starts_with(&format!("checkpoint_every_argument_bytes {wrong} ")),
+            "{error}"
+        );
+    }
+}
+
+/// A call of `ECHO` at `position` whose arguments are `bytes` bytes (session 9, sequence
+/// `position`); returns the checkpoint it made, if any.
+fn echo_and_poll(replica: &mut Replica<Tally>, position: u64, bytes: usize) -> Option<Checkpoint> {
+    echo(replica, position, bytes);
+    replica.poll_checkpoint()
+}
+
+/// 64 KiB, the smallest byte interval.
+const BYTES_EVERY: u64 = CHECKPOINT_EVERY_ARGUMENT_BYTES_MIN;
+
+#[test]
+fn large_arguments_checkpoint_long_before_the_record_interval() {
+    // The default record interval (10,000 records) would make no checkpoint in these 20.
+    let config = ReplicaConfig {
+        checkpoint_every_argument_bytes: BYTES_EVERY,
+        ..ReplicaConfig::default()
+    };
+    let mut replica = Replica::<Tally>::new("tally", config);
+    let mut positions = Vec::new();
+    for position in 1..=20 {
+        // 16 KiB: the sum reaches 64 KiB exactly with every fourth record.
+        if let Some(checkpoint) = echo_and_poll(&mut replica, position, 16 * 1024) {
+            positions.push(checkpoint.position);
+        }
+    }
+    assert_eq!(positions, vec![4, 8, 12, 16, 20]);
+    assert_eq!(replica.argument_bytes_applied(), 20 * 16 * 1024);
+
+    // 20,000 bytes: the sum passes the multiples of 65,536 inside records 4, 7, 10, 14, 17
+    // and 20. With a record interval of 5 besides, either trigger makes one, and a record both
+    // fire on makes one checkpoint.
+    let config = ReplicaConfig {
+        checkpoint_every_records: 5,
+        ..config
+    };
+    let mut replica = Replica::<Tally>::new("tally", config);
+    let mut positions = Vec::new();
+    for position in 1..=20 {
+        if let Some(checkpoint) = echo_and_poll(&mut replica, position, 20_000) {
+            positions.push(checkpoint.position);
+        }
+    }
+    assert_eq!(positions, vec![4, 5, 7, 10, 14, 15, 17, 20]);
+
+    // Without the byte trigger the record interval alone counts, as before.
+    let config = ReplicaConfig {
+        checkpoint_every_argument_bytes: 0,
+        ..config
+    };
+    let mut replica = Replica::<Tally>::new("tally", config);
+    let positions: Vec<u64> = (1..=20)
+        .filter_map(|position| echo_and_poll(&mut replica, position, 20_000))
+        .map(|checkpoint| checkpoint.position)
+        .collect();
+    assert_eq!(positions, vec![5, 10, 15, 20]);
+}
+
+/// The object's record at `position` in the log of the next test: echoes of varied sizes, and
+/// now and then a call that panics (the copy restores and replays, and the record still
+/// counts).
+fn varied(replica: &mut Replica<Tally>, position: u64) -> Option<Checkpoint> {
+    if position.is_multiple_of(9) {
+        call(replica, position, FRAGILE_ADD, 3);
+        return replica.poll_checkpoint();
+    }
+    echo_and_poll(replica, position, varied_bytes(position) as usize)
+}
+
+/// The argument bytes of the record at `position` in [`varied`]'s log.
+fn varied_bytes(position: u64) -> u64 {
+    if position.is_multiple_of(9) {
+        Postcard::encode(&3i64).unwrap().len() as u64
+    } else {
+        position * 7_919 % 30_000 + 1
+    }
+}
+
+/// The argument bytes of [`varied`]'s log through `position`.
+fn varied_sum(position: u64) -> u64 {
+    (1..=position).map(varied_bytes).sum()
+}
+
+#[test]
+fn copies_started_from_any_checkpoint_count_bytes_alike_and_checkpoint_at_the_same_records() {
+    let config = ReplicaConfig {
+        checkpoint_every_records: 7,
+        checkpoint_every_argument_bytes: BYTES_EVERY,
+        restore_point_every_records: 3,
+        retained_argument_bytes_max: 40_000,
+    };
+    let last = 60;
+    // The copy that applies the whole log, from its start.
+    let mut whole = Replica::<Tally>::new("tally", config);
+    let mut scheduled = Vec::new();
+    let mut idle = None;
+    for position in 1..=last {
+        if let Some(checkpoint) = varied(&mut whole, position) {
+            scheduled.push(checkpoint);
+        }
+        // An idle checkpoint between two scheduled ones, which other copies do not make.
+        if position == 23 && whole.records_since_checkpoint() > 0 {
+            assert!(whole.checkpoint_now());
+            idle = Some(whole.poll_checkpoint().expect("made now"));
+        }
+    }
+    let idle = idle.expect("records since the checkpoint before 23");
+    // The byte trigger fired between the record interval's checkpoints.
+    let positions: Vec<u64> = scheduled.iter().map(|c| c.position).collect();
+    assert!(
+        positions.iter().any(|position| position % 7 != 0),
+        "{positions:?}"
+    );
+    // Every record counts, the panicking ones too, as they count as records; the restore
+    // point keeps the count at its record, as it keeps the record count.
+    let sum = varied_sum(last);
+    assert_eq!(whole.argument_bytes_applied(), sum);
+    assert_eq!(
+        whole.restore_point_argument_bytes_applied(),
+        varied_sum(whole.restore_point_position())
+    );
+
+    // Copies started from a byte-triggered checkpoint and from the idle one apply the rest of
+    // the log: they checkpoint at the same records as the whole copy, with the same hashes.
+    let from_bytes = scheduled
+        .iter()
+        .find(|checkpoint| checkpoint.position % 7 != 0 && checkpoint.position < 40)
+        .expect("a byte-triggered checkpoint")
+        .clone();
+    for start in [&from_bytes, &idle] {
+        let mut copy = Replica::<Tally>::from_checkpoint(
+            "tally",
+            config,
+            start.position,
+            &start.state,
+            &start.state_hash,
+        )
+        .unwrap();
+        let mut made = Vec::new();
+        for position in start.position + 1..=last {
+            if let Some(checkpoint) = varied(&mut copy, position) {
+                made.push(checkpoint);
+            }
+        }
+        let expected: Vec<&Checkpoint> = scheduled
+            .iter()
+            .filter(|checkpoint| checkpoint.position > start.position)
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(
+            made.iter().collect::<Vec<_>>(),
+            expected,
+            "from {}",
+            start.position
+        );
+        assert_eq!(copy.argument_bytes_applied(), sum);
+        assert_eq!(copy.state_hash(), whole.state_hash());
+    }
+}
+
+/// A checkpoint's state bytes as the previous release encoded them (an envelope without
+/// `argument_bytes_applied`): `Tally` after the schema declaration at 1, `add(5)` at 2, a
+/// `fragile_add(3)` that panicked at 3, `add(7)` at 4.
+const PREVIOUS_ENVELOPE: &str = "04010554616c6c790301036164640b616d6f756e743a2069363403693634\
+    08706f737463617264020b66726167696c655f6164640b616d6f756e743a206936340369363408706f737463\
+    61726403046563686f0b616d6f756e743a206936340369363408706f7374636172640002180204030100000009\
+    020100010a090302040c6f646420616d6f756e742033090401000118";
+
+fn from_hex(text: &str) -> Vec<u8> {
+    let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_hexdigit).collect();
+    digits
+        .chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_checkpoint_of_the_previous_envelope_form_still_restores_and_counts_bytes_from_there() {
+    let state = from_hex(PREVIOUS_ENVELOPE);
+    let hash: [u8; 32] = Sha256::digest(&state).into();
+    // The forms cannot be mistaken for each other.
+    assert!(Postcard::decode::<Envelope>(&state).is_err());
+    let config = ReplicaConfig {
+        checkpoint_every_argument_bytes: BYTES_EVERY,
+        ..config()
+    };
+    let restore = || Replica::<Tally>::from_checkpoint("tally", config, 4, &state, &hash).unwrap();
+    let mut restored = restore();
+    assert_eq!(restored.object(), &Tally { total: 12, adds: 2 });
+    assert_eq!(restored.records_applied(), 4);
+    assert_eq!(restored.argument_bytes_applied(), 0);
+    assert_eq!(restored.schema_in_force(), Some(Tally::schema()));
+    match restored.recent_outcome(9, 3) {
+        Some(Err(MethodError::Panicked { message, .. })) => {
+            assert!(message.contains("odd amount 3"), "{message}")
+        }
+        other => panic!("expected the panic, got {other:?}"),
+    }
+    let second: i64 = Postcard::decode(&restored.recent_outcome(9, 2).unwrap().unwrap()).unwrap();
+    assert_eq!(second, 5);
+    // Its checkpoints are of the current form, and two copies started from it go on alike:
+    // the byte count starts at that checkpoint.
+    let mut other = restore();
+    let mut made = Vec::new();
+    for position in 5..=12 {
+        let a = echo_and_poll(&mut restored, position, 20_000);
+        let b = echo_and_poll(&mut other, position, 20_000);
+        assert_eq!(a, b);
+        made.extend(a);
+    }
+    // 8 and 12 by count (every 4); by bytes counted from 0 at 4, 8 (80,000 passes 65,536)
+    // and 11 (140,000 passes 131,072).
+    let positions: Vec<u64> = made.iter().map(|c| c.position).collect();
+    assert_eq!(positions, vec![8, 11, 12]);
+    let newer = &made[0].state;
+    assert!(Postcard::decode::<PreviousEnvelope>(newer).is_err());
+    let envelope: Envelope = Postcard::decode(newer).unwrap();
+    assert_eq!(
+        (envelope.records_applied, envelope.argument_bytes_applied),
+        (8, 80_000)
+    );
 }

@@ -111,8 +111,8 @@ pub struct SessionConfig {
     pub retry_wait_max_us: u64,
     /// How long an open object may go without a new record before its copy checkpoints the
     /// records applied since its last checkpoint (0: never). Without it, an object whose
-    /// writes stop holds the region's log until `checkpoint_every_records` more records
-    /// come, which may be never.
+    /// writes stop holds the region's log until `checkpoint_every_records` more records (or
+    /// `checkpoint_every_argument_bytes` of arguments) come, which may be never.
     pub idle_checkpoint_after_us: u64,
     /// A deliberately broken mode for the simulator's self-test: every object follows the log
     /// with a stream of its own, as releases before the client session did. Never set it

@@ -157,6 +157,7 @@ impl SessionInstance {
         // below a copy and every open starts from the log's beginning.
         let replica = ReplicaConfig {
             checkpoint_every_records: 0,
+            checkpoint_every_argument_bytes: 0,
             ..ReplicaConfig::default()
         };
         let objects = objects
