@@ -246,8 +246,8 @@ async fn log_fill(address: &str) -> Result<String, String> {
             status.released_objects
         ));
     }
-    // Past half of either bound on what the checkpoint state takes in a snapshot, the region
-    // nears refusing new objects or checkpoints: worth a line.
+    // Past half of either bound on what the checkpoint state takes, the region nears refusing
+    // new objects or checkpoints: worth a line.
     for (what, bytes, max) in [
         (
             "checkpoints",
@@ -262,7 +262,7 @@ async fn log_fill(address: &str) -> Result<String, String> {
     ] {
         if max > 0 && bytes * 2 > max {
             fill.push_str(&format!(
-                "; {what} take {:.1} of their {:.0} MiB in a snapshot",
+                "; {what} take {:.1} of their {:.0} MiB",
                 bytes as f64 / MIB,
                 max as f64 / MIB
             ));

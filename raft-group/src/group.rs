@@ -16,7 +16,7 @@ use raft::{RawNode, ReadState, SnapshotStatus, StateRole};
 use crate::election::ElectionTimeoutRng;
 use crate::message_check::{NodeState, UnsafeMessage, check_message};
 use crate::storage::RaftStorage;
-use crate::store::{DurableStore, StoreError, WriteBatch};
+use crate::store::{DurableStore, KeyRange, StoreError, WriteBatch};
 
 /// The largest election tick a configuration may use.
 pub const ELECTION_TICK_MAX: usize = 10_000;
@@ -278,6 +278,15 @@ pub trait StateMachine {
     /// The whole state, encoded, for a follower behind the compaction point; what it reads
     /// lies in `store`.
     fn snapshot(&self, store: &dyn DurableStore) -> Result<Vec<u8>, StoreError>;
+
+    /// The ranges of the store that a follower fetches apart from the snapshot (a state too
+    /// large for one raft message): the group pins a view of them under the snapshot's raft
+    /// index when it builds the snapshot, read in the same instant as
+    /// [`StateMachine::snapshot`], so the view holds exactly the state the snapshot describes.
+    /// None by default.
+    fn snapshot_view_ranges(&self) -> Vec<KeyRange> {
+        Vec::new()
+    }
 
     /// Checks snapshot bytes from the network before raft accepts them, so that
     /// [`StateMachine::restore`] cannot fail afterwards.
@@ -591,6 +600,13 @@ impl<M: StateMachine> RaftGroup<M> {
     /// The state machine.
     pub fn state_machine(&self) -> &M {
         &self.state_machine
+    }
+
+    /// The state machine, to change what is the node's own (a note for a snapshot it is
+    /// about to take, say): never the replicated state, which changes only by applying
+    /// entries and restoring snapshots.
+    pub fn state_machine_mut(&mut self) -> &mut M {
+        &mut self.state_machine
     }
 
     /// The raft log mirror.
@@ -950,11 +966,28 @@ impl<M: StateMachine> RaftGroup<M> {
         {
             return;
         }
-        let point = storage.compaction_point(
+        let mut point = storage.compaction_point(
             self.applied_index,
             retention.entries_max / 2,
             retention.size_bytes_max / 2,
         );
+        // A follower taking a snapshot needs the entries after it once it restored it: while
+        // the log stays within twice its bounds, they are kept, so that a snapshot whose
+        // transfer outlasts the bounds under load is not followed by another, and another.
+        let pending_snapshot = self
+            .raw_node
+            .raft
+            .prs()
+            .iter()
+            .filter(|(_, progress)| progress.state == raft::ProgressState::Snapshot)
+            .map(|(_, progress)| progress.pending_snapshot)
+            .min();
+        if let Some(pending_snapshot) = pending_snapshot
+            && retained_entries <= 2 * retention.entries_max
+            && storage.entries_size_bytes() <= 2 * retention.size_bytes_max
+        {
+            point = point.min(pending_snapshot);
+        }
         if point > compacted_index {
             self.raw_node.mut_store().compact_through(point, batch);
         }
@@ -976,7 +1009,17 @@ impl<M: StateMachine> RaftGroup<M> {
         }
         let mut data = Ok(Vec::new());
         let state_machine = &self.state_machine;
-        io.with_store(&mut |store| data = state_machine.snapshot(store));
+        let view_ranges = state_machine.snapshot_view_ranges();
+        io.with_store(&mut |store| {
+            data = state_machine.snapshot(store);
+            if data.is_ok() && !view_ranges.is_empty() {
+                // Pinned in the same instant as the snapshot was read: the view and the
+                // snapshot describe one state. A store that cannot pin is failing.
+                if let Err(error) = store.pin_view(index, &view_ranges) {
+                    data = Err(error);
+                }
+            }
+        });
         let mut snapshot = Snapshot {
             data: data?.into(),
             ..Snapshot::default()

@@ -102,6 +102,6 @@ pub use raft;
 pub use raft::ReadState;
 pub use storage::{RaftStorage, RecoveredStorage};
 pub use store::{
-    DurableStore, KeySpace, KeyValuePairs, RAFT_LOG, RAFT_STATE, StoreError, WriteBatch,
-    WriteOperation,
+    CopiedView, DurableStore, KeyRange, KeySpace, KeyValuePairs, PINNED_VIEWS_MAX, PinnedViews,
+    RAFT_LOG, RAFT_STATE, StoreError, StoreView, WriteBatch, WriteOperation,
 };

@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::store::{DurableStore, KeySpace, KeyValuePairs, StoreError, WriteBatch, WriteOperation};
+use crate::store::{
+    DurableStore, KeySpace, KeyValuePairs, PinnedViews, StoreError, WriteBatch, WriteOperation,
+};
 
 /// The contents of a store: key space and key to value.
 type Contents = BTreeMap<(KeySpace, Vec<u8>), Vec<u8>>;
@@ -20,6 +22,8 @@ pub struct MemoryStore {
     visible: Contents,
     syncs: u64,
     writes: u64,
+    /// Views pinned since the last crash (copies of what was pinned).
+    views: PinnedViews,
 }
 
 impl MemoryStore {
@@ -31,6 +35,8 @@ impl MemoryStore {
     /// What a crash does: every write since the last sync is lost.
     pub fn crash(&mut self) {
         self.visible = self.durable.clone();
+        // Pinned views live in memory: a crash drops them.
+        self.views.clear();
     }
 
     /// How many synced writes the store has taken.
@@ -114,6 +120,10 @@ impl DurableStore for MemoryStore {
             .take(limit)
             .map(|((_, key), value)| (key.clone(), value.clone()))
             .collect())
+    }
+
+    fn views(&self) -> Option<&PinnedViews> {
+        Some(&self.views)
     }
 }
 

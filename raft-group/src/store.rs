@@ -13,7 +13,9 @@
 //!   together with every later batch (never an earlier synced one).
 //! - Reads see every batch written before, synced or not.
 
+use std::collections::VecDeque;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 /// A named key space: one column family in RocksDB, one key prefix in the simulator. Keys of
 /// different spaces never collide, and a range delete stays inside one space.
@@ -187,6 +189,178 @@ pub enum StoreError {
 /// Key-value pairs, in key order, as a scan returns them.
 pub type KeyValuePairs = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// The most views a store keeps pinned ([`DurableStore::pin_view`]): pinning another drops
+/// the oldest. A view holds what the store held when it was pinned (on RocksDB, files that
+/// compaction would otherwise delete), so only the newest are kept.
+pub const PINNED_VIEWS_MAX: usize = 2;
+
+/// A range of keys of one space, `start <= key < end`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRange {
+    /// The key space.
+    pub space: KeySpace,
+    /// The first key of the range.
+    pub start: Vec<u8>,
+    /// The first key past the range.
+    pub end: Vec<u8>,
+}
+
+/// A read-only view of a store as it was when it was pinned: later writes to the store do
+/// not show in it.
+pub trait StoreView: Send + Sync {
+    /// The value of `key` in `space`.
+    fn get(&self, space: KeySpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Up to `limit` key-value pairs with `start <= key < end`, in key order.
+    fn scan(
+        &self,
+        space: KeySpace,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<KeyValuePairs, StoreError>;
+}
+
+/// The views a store keeps pinned, newest last, at most [`PINNED_VIEWS_MAX`]. A clone has a
+/// list of its own that starts with the same views.
+#[derive(Default)]
+pub struct PinnedViews {
+    views: Arc<Mutex<ViewList>>,
+}
+
+/// Views by id, oldest first.
+type ViewList = VecDeque<(u64, Arc<dyn StoreView>)>;
+
+impl fmt::Debug for PinnedViews {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_list()
+            .entries(self.lock().iter().map(|(id, _)| id))
+            .finish()
+    }
+}
+
+/// Two lists are equal when they keep views under the same ids (what a view holds is a
+/// copy of the store, not something of its own).
+impl PartialEq for PinnedViews {
+    fn eq(&self, other: &Self) -> bool {
+        self.ids() == other.ids()
+    }
+}
+
+impl Eq for PinnedViews {}
+
+impl Clone for PinnedViews {
+    fn clone(&self) -> Self {
+        PinnedViews {
+            views: Arc::new(Mutex::new(self.lock().clone())),
+        }
+    }
+}
+
+impl PinnedViews {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ViewList> {
+        // A view list is never left half-changed, so a poisoned lock still holds a good one.
+        self.views
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Keeps `view` under `id`, replacing a view of the same id and dropping the oldest beyond
+    /// [`PINNED_VIEWS_MAX`].
+    pub fn keep(&self, id: u64, view: Arc<dyn StoreView>) {
+        let mut views = self.lock();
+        views.retain(|(kept, _)| *kept != id);
+        views.push_back((id, view));
+        while views.len() > PINNED_VIEWS_MAX {
+            views.pop_front();
+        }
+    }
+
+    /// Drops the view kept under `id`, if any.
+    pub fn clear_id(&self, id: u64) {
+        self.lock().retain(|(kept, _)| *kept != id);
+    }
+
+    /// The view kept under `id`.
+    pub fn get(&self, id: u64) -> Option<Arc<dyn StoreView>> {
+        self.lock()
+            .iter()
+            .find(|(kept, _)| *kept == id)
+            .map(|(_, view)| Arc::clone(view))
+    }
+
+    /// The ids kept, oldest first.
+    pub fn ids(&self) -> Vec<u64> {
+        self.lock().iter().map(|(id, _)| *id).collect()
+    }
+
+    /// Drops every view (what a crash or a restart does).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+}
+
+/// A view made by copying ranges of a store: for stores in memory, whose copies cost what the
+/// ranges hold.
+#[derive(Clone, Debug, Default)]
+pub struct CopiedView {
+    contents: std::collections::BTreeMap<(KeySpace, Vec<u8>), Vec<u8>>,
+}
+
+impl CopiedView {
+    /// A copy of `ranges` of `store`, read a chunk at a time.
+    pub fn copy_of(
+        store: &(impl DurableStore + ?Sized),
+        ranges: &[KeyRange],
+    ) -> Result<CopiedView, StoreError> {
+        const CHUNK: usize = 1_024;
+        let mut contents = std::collections::BTreeMap::new();
+        for range in ranges {
+            let mut from = range.start.clone();
+            loop {
+                let chunk = store.scan(range.space, &from, &range.end, CHUNK)?;
+                let exhausted = chunk.len() < CHUNK;
+                if let Some((last, _)) = chunk.last() {
+                    from = last.clone();
+                    from.push(0);
+                }
+                for (key, value) in chunk {
+                    contents.insert((range.space, key), value);
+                }
+                if exhausted {
+                    break;
+                }
+            }
+        }
+        Ok(CopiedView { contents })
+    }
+}
+
+impl StoreView for CopiedView {
+    fn get(&self, space: KeySpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.contents.get(&(space, key.to_vec())).cloned())
+    }
+
+    fn scan(
+        &self,
+        space: KeySpace,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<KeyValuePairs, StoreError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .contents
+            .range((space, start.to_vec())..(space, end.to_vec()))
+            .take(limit)
+            .map(|((_, key), value)| (key.clone(), value.clone()))
+            .collect())
+    }
+}
+
 /// A key-value store with atomic batches and an explicit sync (see the module contract).
 pub trait DurableStore {
     /// Applies `batch` atomically; with `sync`, makes it and every earlier batch durable
@@ -204,4 +378,28 @@ pub trait DurableStore {
         end: &[u8],
         limit: usize,
     ) -> Result<KeyValuePairs, StoreError>;
+
+    /// The views this store keeps pinned, when it can keep any.
+    fn views(&self) -> Option<&PinnedViews> {
+        None
+    }
+
+    /// Pins a read-only view of `ranges` as the store holds them now, under `id` (a store
+    /// may keep more than the ranges). The default copies the ranges into memory, which suits
+    /// stores held in memory; a store on disk pins without copying.
+    fn pin_view(&self, id: u64, ranges: &[KeyRange]) -> Result<(), StoreError> {
+        let Some(views) = self.views() else {
+            return Err(StoreError::Engine(
+                "this store keeps no pinned views".to_owned(),
+            ));
+        };
+        let view = CopiedView::copy_of(self, ranges)?;
+        views.keep(id, Arc::new(view));
+        Ok(())
+    }
+
+    /// The view pinned under `id`, while the store keeps it.
+    fn pinned_view(&self, id: u64) -> Option<Arc<dyn StoreView>> {
+        self.views()?.get(id)
+    }
 }

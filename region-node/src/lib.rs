@@ -90,9 +90,11 @@ pub mod region_log;
 pub mod service;
 pub mod snapshot_catch_up;
 
+pub use checkpoint::transfer::{STATE_PIECE_BYTES_MAX, STATE_PIECE_PAIRS_MAX, StatePiece};
 pub use checkpoint::{
-    ALARMS_LISTED_MAX, CHECKPOINT_STATE_BYTES_MAX, CheckpointFetch, CheckpointOutcome,
-    CheckpointRefusal, CheckpointUpload, DivergenceAlarm,
+    ALARMS_LISTED_MAX, CHECKPOINT_STATE_BYTES_MAX, CHECKPOINTS_A, CHECKPOINTS_B, CheckpointBounds,
+    CheckpointFetch, CheckpointOutcome, CheckpointRefusal, CheckpointSpace, CheckpointUpload,
+    DivergenceAlarm,
 };
 pub use dedup::{
     DEDUP_WINDOW_MAX, DedupLimits, DedupTable, DedupVerdict, SESSION_IDLE_TIMEOUT_US, SESSIONS_MAX,
@@ -111,4 +113,4 @@ pub use record::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, LogEntry, LogEntryKind, Pro
 pub use region_log::{
     EntryOutcome, LogRecord, REGION_LOG, REGION_STATE, RecordOutcome, RegionLog, RegionLogRetention,
 };
-pub use snapshot_catch_up::{LogRangeFetch, LogRangeReply, LogRangeRequest};
+pub use snapshot_catch_up::{LogRangeFetch, LogRangeReply, LogRangeRequest, StateRequest};

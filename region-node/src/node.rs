@@ -709,12 +709,12 @@ pub struct CheckpointStatus {
     pub alarms_raised: u64,
     /// Objects whose records the region released without a checkpoint.
     pub released_objects: u64,
-    /// What the checkpoints take in a raft snapshot, out of
-    /// [`crate::checkpoint::CHECKPOINT_BYTES_MAX`].
+    /// What the checkpoints take, out of `bounds.checkpoint_bytes_max`.
     pub checkpoint_bytes: u64,
-    /// What the uncovered and released objects take in a raft snapshot, out of
-    /// [`crate::checkpoint::TRACKING_BYTES_MAX`].
+    /// What the uncovered and released objects take, out of `bounds.tracking_bytes_max`.
     pub tracking_bytes: u64,
+    /// What the checkpoint state may hold.
+    pub bounds: crate::checkpoint::CheckpointBounds,
     /// Objects with a divergence alarm (`alarms` lists at most
     /// [`crate::checkpoint::ALARMS_LISTED_MAX`] of them).
     pub alarmed_objects: u64,
@@ -1041,6 +1041,7 @@ impl RegionNode {
                 released_objects: log.checkpoints().released_count(),
                 releases: log.checkpoints().releases(),
                 checkpoint_bytes: log.checkpoints().checkpoint_bytes(),
+                bounds: log.checkpoints().bounds(),
                 tracking_bytes: log.checkpoints().tracking_bytes(),
                 alarmed_objects: log.checkpoints().alarm_count(),
                 alarms: log.checkpoints().alarms().collect(),
@@ -1842,11 +1843,14 @@ impl RegionNode {
                 error: SnapshotError::new(format!("region log {reason}")),
             })?;
         let held = (log.first_retained_position(), log.next_position());
+        let staging = span
+            .state
+            .map(|to_fetch| log.stage_state(&to_fetch, span.next_position));
         let mut members = self.group.voters();
         members.extend(self.group.learners());
         if let Some(message) =
             self.snapshot_catch_up
-                .offer(message, span, held, &members, self.id())
+                .offer(message, span, held, &members, self.id(), staging)
         {
             self.group.step(message)?;
         }
@@ -1865,14 +1869,33 @@ impl RegionNode {
         reply: Result<LogRangeReply, String>,
         store: &mut impl DurableStore,
     ) -> Result<(), StoreError> {
-        match self.snapshot_catch_up.receive(fetch_id, reply) {
+        let live = self.group.state_machine().checkpoint_space();
+        self.snapshot_catch_up.drop_fetch_into(live);
+        match self.snapshot_catch_up.receive(fetch_id, reply, &*store) {
             PieceOutcome::Ignored => {}
             PieceOutcome::Failed(reason) => {
                 self.counters.log_fetches_refused += 1;
                 self.last_log_fetch_error = Some(reason);
             }
-            PieceOutcome::Entries { batch, complete } => {
+            PieceOutcome::Entries {
+                batch,
+                complete,
+                staged,
+            } => {
                 store.write(batch, false)?;
+                if let Some((staging, to_fetch)) = &staged
+                    && !self
+                        .group
+                        .state_machine_mut()
+                        .note_staged(staging, to_fetch)
+                {
+                    self.last_log_fetch_error = Some(
+                        "the checkpoint state was fetched into the space this node switched to \
+                         meanwhile; the next snapshot fetches it again"
+                            .to_owned(),
+                    );
+                    return Ok(());
+                }
                 if let Some(message) = complete
                     && let Err(error) = self.group.step(message)
                 {
@@ -1896,6 +1919,8 @@ impl RegionNode {
 
     fn queue_log_fetch(&mut self) {
         self.snapshot_catch_up.overtaken(self.group.applied_index());
+        let live = self.group.state_machine().checkpoint_space();
+        self.snapshot_catch_up.drop_fetch_into(live);
         if let Some(fetch) = self.snapshot_catch_up.poll_fetch(self.ticks) {
             self.log_fetches.push_back(fetch);
         }
@@ -1938,6 +1963,8 @@ impl RegionNode {
                 break;
             }
         }
+        // A snapshot stepped since the last call was restored (or dropped) by these rounds.
+        self.snapshot_catch_up.ready_ran();
         self.complete_syncs();
         self.end_catch_up_when_done();
         if self.is_leader() {

@@ -63,15 +63,16 @@
 use std::collections::VecDeque;
 
 use dsss_raft_group::{
-    DurableStore, KeySpace, RAFT_MESSAGE_BYTES_MAX, SnapshotError, StateMachine, StoreError,
-    WriteBatch,
+    DurableStore, KeyRange, KeySpace, RAFT_MESSAGE_BYTES_MAX, SnapshotError, StateMachine,
+    StoreError, WriteBatch,
 };
 use dsss_wire::{ClientId, ObjectId, Record, RegionId, RequestSequence, Scope, Timestamp};
 
 use crate::bytes::{FNV_OFFSET, Reader, corrupt, fnv1a};
+use crate::checkpoint::transfer::StateStaging;
 use crate::checkpoint::{
-    CHECKPOINT_FORMAT, CheckpointOutcome, CheckpointRefusal, CheckpointState, DecodedCheckpoints,
-    decode_checkpoint_entry,
+    CHECKPOINT_FORMAT, CheckpointBounds, CheckpointOutcome, CheckpointRefusal, CheckpointSpace,
+    CheckpointState, Header, SnapshotCheckpoints, decode_checkpoint_entry,
 };
 use crate::dedup::{
     DedupLimits, DedupTable, DedupVerdict, SessionRefusal, decode_window, encode_window,
@@ -94,6 +95,10 @@ pub const REGION_STATE: KeySpace = KeySpace::new("region_state");
 
 /// The key of the log's counters in [`REGION_STATE`].
 pub const META_KEY: &[u8] = b"meta";
+
+/// The key in [`REGION_STATE`] that names where this node keeps its checkpoint state
+/// ([`CheckpointSpace`]): the node's own, not replicated.
+const CHECKPOINT_SPACE_KEY: &[u8] = b"checkpoint_space";
 
 /// The largest `records_max` a [`RegionLogRetention`] may set.
 pub const RETAINED_RECORDS_MAX: u64 = 10_000_000;
@@ -159,7 +164,7 @@ const _: () = assert!(
 const RECOVERY_SCAN_CHUNK_MAX: usize = 1_024;
 
 const META_FORMAT: u8 = 2;
-const SNAPSHOT_FORMAT: u8 = 7;
+const SNAPSHOT_FORMAT: u8 = 8;
 
 /// A key greater than every 8-byte position key.
 const LOG_END_KEY: [u8; 9] = [0xff; 9];
@@ -374,6 +379,11 @@ pub struct RegionLog {
     dedup: DedupTable,
     global: GlobalState,
     checkpoints: CheckpointState,
+    /// Where this node keeps the checkpoint state (its own choice, not replicated).
+    checkpoint_space: CheckpointSpace,
+    /// A snapshot's checkpoint state fetched whole into the other space, waiting for raft to
+    /// restore the snapshot: where, and the counters it adds up to.
+    staged: Option<(CheckpointSpace, Header)>,
 }
 
 impl PartialEq for RegionLog {
@@ -400,18 +410,30 @@ struct DecodedSnapshot {
     last_assigned: Timestamp,
     dedup: DedupTable,
     global: GlobalState,
-    checkpoints: DecodedCheckpoints,
+    checkpoints: SnapshotCheckpoints,
     blocks: LogBlocks,
 }
 
-/// The entries a snapshot's state stands on: a member must hold every entry in
-/// `(truncated_through, next_position)` before it takes the snapshot.
+/// What a snapshot's state stands on: a member must hold every entry in
+/// `(truncated_through, next_position)`, and the checkpoint state when it has any, before it
+/// takes the snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotSpan {
     /// The snapshot's truncation point.
     pub truncated_through: u64,
     /// The position the next record takes after the snapshot.
     pub next_position: u64,
+    /// The checkpoint state to fetch from the sender's view, when the snapshot keeps any
+    /// ([`crate::checkpoint::transfer`]).
+    pub state: Option<StateToFetch>,
+}
+
+/// The checkpoint state a snapshot counts, to fetch from the view its sender pinned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateToFetch {
+    /// Where the sender keeps the state, so where its view holds it.
+    pub sender_space: CheckpointSpace,
+    expected: Header,
 }
 
 /// The key of `position` in [`REGION_LOG`].
@@ -441,11 +463,41 @@ impl RegionLog {
             blocks: LogBlocks::default(),
             dedup: DedupTable::new(DedupLimits::STANDARD),
             global: GlobalState::default(),
-            checkpoints: CheckpointState::default(),
+            checkpoints: CheckpointState::new(CheckpointBounds::for_quota(
+                retention.size_bytes_max,
+            )),
+            checkpoint_space: CheckpointSpace::A,
+            staged: None,
         }
     }
 
     // Getters.
+
+    /// Where this node keeps its checkpoint state.
+    pub fn checkpoint_space(&self) -> CheckpointSpace {
+        self.checkpoint_space
+    }
+
+    /// A fetch of the checkpoint state `to_fetch` of a snapshot whose next position is
+    /// `next_position`, into the space this node does not use.
+    pub fn stage_state(&self, to_fetch: &StateToFetch, next_position: u64) -> StateStaging {
+        StateStaging::new(
+            self.checkpoint_space.other(),
+            to_fetch.expected,
+            next_position,
+        )
+    }
+
+    /// The snapshot's state was fetched whole by `staging`: a snapshot whose counters are its
+    /// counters may now be taken. False (and nothing noted) when this node switched spaces
+    /// since the fetch began.
+    pub fn note_staged(&mut self, staging: &StateStaging, to_fetch: &StateToFetch) -> bool {
+        if staging.space() == self.checkpoint_space {
+            return false;
+        }
+        self.staged = Some((staging.space(), to_fetch.expected));
+        true
+    }
 
     /// The position the next record will take.
     pub fn next_position(&self) -> u64 {
@@ -479,7 +531,8 @@ impl RegionLog {
         store: &dyn DurableStore,
         object_id: &ObjectId,
     ) -> Result<crate::checkpoint::CheckpointFetch, StoreError> {
-        self.checkpoints.fetch(store, REGION_STATE, object_id)
+        self.checkpoints
+            .fetch(store, self.checkpoint_space.key_space(), object_id)
     }
 
     /// The digest chained over every record applied so far.
@@ -710,10 +763,11 @@ impl RegionLog {
             }
             DedupVerdict::New => {}
         }
-        if let Err(reason) =
-            self.checkpoints
-                .admit_record(store, REGION_STATE, &record.object_id)?
-        {
+        if let Err(reason) = self.checkpoints.admit_record(
+            store,
+            self.checkpoint_space.key_space(),
+            &record.object_id,
+        )? {
             return Ok(RecordOutcome::LogFull {
                 client_id,
                 request_sequence,
@@ -894,7 +948,7 @@ impl RegionLog {
         if let LogEntry::Regional(record) | LogEntry::SequencedGlobal { record, .. } = &entry {
             self.checkpoints.record_appended(
                 store,
-                REGION_STATE,
+                self.checkpoint_space.key_space(),
                 batch,
                 &record.object_id,
                 position,
@@ -950,9 +1004,10 @@ impl RegionLog {
         };
         let object_id = upload.object_id.clone();
         let last_position = self.last_position();
-        let outcome =
-            self.checkpoints
-                .apply_upload(upload, last_position, store, REGION_STATE, batch)?;
+        let space = self.checkpoint_space.key_space();
+        let outcome = self
+            .checkpoints
+            .apply_upload(upload, last_position, store, space, batch)?;
         Ok(EntryOutcome::Checkpoint {
             proposer,
             object_id,
@@ -968,13 +1023,14 @@ impl RegionLog {
         batch: &mut WriteBatch,
     ) -> Result<(), StoreError> {
         let first_before = self.first_retained_position;
+        let space = self.checkpoint_space.key_space();
         if let Some(target) = self.release_target(store)? {
             self.checkpoints
-                .release_through(store, REGION_STATE, batch, target)?;
+                .release_through(store, space, batch, target)?;
         }
         if let Some(truncated_through) =
             self.checkpoints
-                .advance_truncation(store, REGION_STATE, batch, self.last_position())?
+                .advance_truncation(store, space, batch, self.last_position())?
         {
             while let Some(front) = self.cache.front()
                 && front.position <= truncated_through
@@ -1015,9 +1071,11 @@ impl RegionLog {
     fn release_target(&self, store: &dyn DurableStore) -> Result<Option<u64>, StoreError> {
         let retention = self.retention;
         let last_position = self.last_position();
-        let Some(limit) = self
-            .checkpoints
-            .truncation_limit(store, REGION_STATE, last_position)?
+        let Some(limit) = self.checkpoints.truncation_limit(
+            store,
+            self.checkpoint_space.key_space(),
+            last_position,
+        )?
         else {
             return Ok(None);
         };
@@ -1094,7 +1152,7 @@ impl RegionLog {
 
     /// The snapshot: the replicated state whole, without entries (see the module
     /// documentation).
-    fn encode_snapshot(&self, store: &dyn DurableStore) -> Result<Vec<u8>, StoreError> {
+    fn encode_snapshot(&self) -> Vec<u8> {
         let mut bytes = Vec::new();
         bytes.push(SNAPSHOT_FORMAT);
         bytes.extend_from_slice(&self.next_position.to_be_bytes());
@@ -1109,10 +1167,10 @@ impl RegionLog {
         }
         self.global.encode_snapshot(&mut bytes);
         self.checkpoints
-            .encode_snapshot(store, REGION_STATE, &mut bytes)?;
+            .encode_snapshot(self.checkpoint_space, &mut bytes);
         self.blocks.encode_snapshot(&mut bytes);
         debug_assert!(bytes.len() <= SNAPSHOT_BYTES_MAX);
-        Ok(bytes)
+        bytes
     }
 
     /// What a snapshot's state stands on, once the snapshot is checked whole.
@@ -1120,6 +1178,14 @@ impl RegionLog {
         self.decode_snapshot(data).map(|decoded| SnapshotSpan {
             truncated_through: decoded.checkpoints.truncated_through(),
             next_position: decoded.next_position,
+            state: decoded
+                .checkpoints
+                .header
+                .has_items()
+                .then_some(StateToFetch {
+                    sender_space: decoded.checkpoints.sender_space,
+                    expected: decoded.checkpoints.header,
+                }),
         })
     }
 
@@ -1185,6 +1251,24 @@ impl RegionLog {
             checkpoints,
             blocks,
         })
+    }
+
+    /// A snapshot that keeps anything per object is taken only once its checkpoint state was
+    /// fetched whole into the space this node does not use (see
+    /// [`crate::checkpoint::transfer`]).
+    fn check_staged(&self, decoded: &DecodedSnapshot) -> Result<(), SnapshotError> {
+        let header = decoded.checkpoints.header;
+        if header.has_items()
+            && self
+                .staged
+                .is_none_or(|(space, staged)| staged != header || space == self.checkpoint_space)
+        {
+            return Err(SnapshotError::new(
+                "region log checkpoint state of the snapshot was not fetched: this node holds \
+                 no copy of its checkpoints, released and uncovered objects",
+            ));
+        }
+        Ok(())
     }
 
     // Recovery.
@@ -1412,7 +1496,8 @@ impl StateMachine for RegionLog {
         store: &dyn DurableStore,
         batch: &mut WriteBatch,
     ) -> Result<EntryOutcome, StoreError> {
-        self.checkpoints.take_migration(REGION_STATE, batch);
+        self.checkpoints
+            .take_migration(self.checkpoint_space.key_space(), batch);
         let outcome = match data.first().copied() {
             Some(BATCH_FORMAT) => match decode_batch(data) {
                 Ok(records) => {
@@ -1469,20 +1554,34 @@ impl StateMachine for RegionLog {
         self.checkpoints.batch_written();
     }
 
-    fn snapshot(&self, store: &dyn DurableStore) -> Result<Vec<u8>, StoreError> {
-        self.encode_snapshot(store)
+    fn snapshot(&self, _store: &dyn DurableStore) -> Result<Vec<u8>, StoreError> {
+        // Everything per object stays in the store: a member taking the snapshot fetches it
+        // from the view the group pins now (snapshot_view_ranges).
+        Ok(self.encode_snapshot())
+    }
+
+    fn snapshot_view_ranges(&self) -> Vec<KeyRange> {
+        if self.checkpoints.has_items() {
+            crate::checkpoint::transfer::view_ranges(self.checkpoint_space.key_space())
+        } else {
+            Vec::new()
+        }
     }
 
     fn validate_snapshot(&self, data: &[u8]) -> Result<(), SnapshotError> {
-        self.decode_snapshot(data)
-            .map(|_| ())
-            .map_err(|reason| SnapshotError::new(format!("region log {reason}")))
+        let decoded = self
+            .decode_snapshot(data)
+            .map_err(|reason| SnapshotError::new(format!("region log {reason}")))?;
+        // A snapshot that keeps anything per object is taken only once its state was fetched
+        // whole into the space this node does not use (see crate::checkpoint::transfer).
+        self.check_staged(&decoded)
     }
 
     fn restore(&mut self, data: &[u8], batch: &mut WriteBatch) -> Result<(), SnapshotError> {
         let decoded = self
             .decode_snapshot(data)
             .map_err(|reason| SnapshotError::new(format!("region log {reason}")))?;
+        self.check_staged(&decoded)?;
         // The entries above the truncation point and below the next position stay: the node
         // took the snapshot only once it held every one of them (see the module
         // documentation). Anything else goes.
@@ -1510,8 +1609,15 @@ impl StateMachine for RegionLog {
         self.cache_size_bytes = 0;
         self.dedup.write_all(REGION_STATE, batch);
         self.global.write_all(REGION_STATE, batch);
-        self.checkpoints
-            .restore(decoded.checkpoints, REGION_STATE, batch);
+        let staged = self.staged.take().map(|(space, _)| space);
+        self.checkpoint_space =
+            self.checkpoints
+                .restore(decoded.checkpoints, self.checkpoint_space, staged, batch);
+        batch.put(
+            REGION_STATE,
+            CHECKPOINT_SPACE_KEY,
+            vec![self.checkpoint_space.tag()],
+        );
         self.blocks.write_all(REGION_STATE, batch);
         self.write_meta(batch);
         Ok(())
@@ -1544,7 +1650,14 @@ impl StateMachine for RegionLog {
         self.recover_cache(store)?;
         self.dedup = DedupTable::recover(DedupLimits::STANDARD, store, REGION_STATE)?;
         self.global = GlobalState::recover(REGION_STATE, store)?;
-        self.checkpoints = CheckpointState::recover(REGION_STATE, store, self.next_position)?;
+        self.checkpoint_space =
+            CheckpointSpace::recover(store, REGION_STATE, CHECKPOINT_SPACE_KEY)?;
+        self.checkpoints = CheckpointState::recover(
+            self.checkpoint_space.key_space(),
+            store,
+            self.next_position,
+            self.checkpoints.bounds(),
+        )?;
         self.blocks = LogBlocks::recover(REGION_STATE, store)?;
         if let Err(reason) = self
             .blocks
@@ -1588,6 +1701,40 @@ mod tests {
             );
         }
         to.write(batch, true).unwrap();
+    }
+
+    /// Fetches into `to` the checkpoint state of `snapshot`, made by `log` over `from`, as a
+    /// member does before it takes a snapshot ([`crate::checkpoint::transfer`]): from a view of
+    /// `from` pinned with the snapshot, in pieces, into the space `to_log` does not use.
+    fn hold_state(
+        log: &RegionLog,
+        from: &MemoryStore,
+        snapshot: &[u8],
+        to_log: &mut RegionLog,
+        to: &mut MemoryStore,
+    ) {
+        let span = to_log.snapshot_span(snapshot).unwrap();
+        let Some(to_fetch) = span.state else {
+            return;
+        };
+        from.pin_view(1, &log.snapshot_view_ranges()).unwrap();
+        let view = from.pinned_view(1).unwrap();
+        let mut staging = to_log.stage_state(&to_fetch, span.next_position);
+        loop {
+            let piece = crate::checkpoint::transfer::answer_state_piece(
+                &*view,
+                to_fetch.sender_space.key_space(),
+                staging.after_key(),
+            )
+            .unwrap();
+            let mut batch = WriteBatch::new();
+            let whole = staging.take_piece(&piece, to, &mut batch).unwrap();
+            to.write(batch, false).unwrap();
+            if whole {
+                break;
+            }
+        }
+        assert!(to_log.note_staged(&staging, &to_fetch));
     }
 
     fn new_log(retention: RegionLogRetention) -> RegionLog {
@@ -1730,9 +1877,15 @@ mod tests {
         recovered.recover(&store).unwrap();
         assert_eq!(recovered, log);
         let mut restored = new_log(RegionLogRetention::default());
-        restored
-            .restore(&log.snapshot(&store).unwrap(), &mut WriteBatch::new())
-            .unwrap();
+        let snapshot = log.snapshot(&store).unwrap();
+        hold_state(
+            &log,
+            &store,
+            &snapshot,
+            &mut restored,
+            &mut MemoryStore::new(),
+        );
+        restored.restore(&snapshot, &mut WriteBatch::new()).unwrap();
         assert_eq!(restored.dedup(), log.dedup());
         let entry = encode_session_open(9, Timestamp::new(5, 0), (1, 2));
         for length in 1..entry.len() {
@@ -1965,7 +2118,7 @@ mod tests {
     }
 
     /// Reported: a region refused records of new objects once 4,096 objects had records and
-    /// no checkpoint. The bound is now what they take in a snapshot: ten thousand objects
+    /// no checkpoint. The bound is now what they take in bytes: ten thousand objects
     /// with one record each and no checkpoint are all taken, and a checkpoint of each lets
     /// the log go.
     #[test]
@@ -2111,6 +2264,7 @@ mod tests {
         let snapshot = log.snapshot(&store).unwrap();
         let mut other_store = MemoryStore::new();
         let mut other = new_log(log.retention());
+        hold_state(&log, &store, &snapshot, &mut other, &mut other_store);
         hold_entries(&log, &store, &mut other_store);
         let mut batch = WriteBatch::new();
         other.restore(&snapshot, &mut batch).unwrap();
@@ -2186,7 +2340,11 @@ mod tests {
         // raw/a still has records above the release point: it holds truncation there.
         assert!(
             log.checkpoints()
-                .is_uncovered(&store, REGION_STATE, &ObjectId::new("raw/a").unwrap())
+                .is_uncovered(
+                    &store,
+                    log.checkpoint_space().key_space(),
+                    &ObjectId::new("raw/a").unwrap()
+                )
                 .unwrap()
         );
     }
@@ -2356,6 +2514,7 @@ mod tests {
             &mut other_store,
             &[record(99, 1), record(98, 1)],
         );
+        hold_state(&log, &store, &snapshot, &mut other, &mut other_store);
         other.validate_snapshot(&snapshot).unwrap();
         hold_entries(&log, &store, &mut other_store);
         let mut batch = WriteBatch::new();
@@ -2389,9 +2548,12 @@ mod tests {
             log.snapshot_span(&snapshot).unwrap(),
             SnapshotSpan {
                 truncated_through: 0,
-                next_position: log.next_position()
+                next_position: log.next_position(),
+                state: log.snapshot_span(&snapshot).unwrap().state,
             }
         );
+        let state = log.snapshot_span(&snapshot).unwrap().state.unwrap();
+        assert_eq!(state.sender_space, CheckpointSpace::A);
         // The member holds every entry the snapshot stands on (it fetched them), and stale
         // entries beyond the snapshot's end, which restoring drops.
         let mut other_store = MemoryStore::new();
@@ -2404,6 +2566,7 @@ mod tests {
         );
         other_store.write(stale, true).unwrap();
         let mut other = new_log(log.retention());
+        hold_state(&log, &store, &snapshot, &mut other, &mut other_store);
         let mut batch = WriteBatch::new();
         other.restore(&snapshot, &mut batch).unwrap();
         other_store.write(batch, true).unwrap();
@@ -2537,6 +2700,7 @@ mod tests {
         let snapshot = log.snapshot(&store).unwrap();
         let mut other = new_log(log.retention());
         let mut other_store = MemoryStore::new();
+        hold_state(&log, &store, &snapshot, &mut other, &mut other_store);
         other.validate_snapshot(&snapshot).unwrap();
         hold_entries(&log, &store, &mut other_store);
         let mut batch = WriteBatch::new();

@@ -29,8 +29,12 @@
 use dsss_raft_group::raft::eraftpb::Message;
 use dsss_raft_group::{DurableStore, StoreError, WriteBatch};
 
+use crate::checkpoint::CheckpointSpace;
+use crate::checkpoint::transfer::{StatePiece, StateStaging, answer_state_piece};
 use crate::record::encode_entry;
-use crate::region_log::{REGION_LOG, RegionLog, SnapshotSpan, decode_fetched, position_key};
+use crate::region_log::{
+    REGION_LOG, RegionLog, SnapshotSpan, StateToFetch, decode_fetched, position_key,
+};
 
 /// The most entries one piece of a fetch carries.
 pub const LOG_FETCH_RECORDS_MAX: u32 = 1_024;
@@ -55,16 +59,39 @@ pub struct LogRangeRequest {
     pub from_position: u64,
     /// The first position not wanted.
     pub end_position: u64,
+    /// When some, a piece of the checkpoint state of a snapshot is asked instead of entries
+    /// (see [`crate::checkpoint::transfer`]).
+    pub state: Option<StateRequest>,
+}
+
+/// A request for a piece of a snapshot's checkpoint state, from the view its sender pinned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateRequest {
+    /// The raft index of the snapshot, under which its view is pinned.
+    pub view_index: u64,
+    /// Where the sender kept the state when it pinned the view.
+    pub space: CheckpointSpace,
+    /// The piece starts after this key (at the start when empty).
+    pub after_key: Vec<u8>,
 }
 
 impl std::fmt::Display for LogRangeRequest {
-    /// The compact form traces show: fetch id and range.
+    /// The compact form traces show: fetch id and range, or the state piece asked.
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            formatter,
-            "f{} p{}..p{}",
-            self.fetch_id, self.from_position, self.end_position
-        )
+        match &self.state {
+            None => write!(
+                formatter,
+                "f{} p{}..p{}",
+                self.fetch_id, self.from_position, self.end_position
+            ),
+            Some(state) => write!(
+                formatter,
+                "f{} state of i{} after {} bytes of key",
+                self.fetch_id,
+                state.view_index,
+                state.after_key.len()
+            ),
+        }
     }
 }
 
@@ -90,6 +117,9 @@ pub struct LogRangeReply {
     pub first_retained_position: u64,
     /// The position the peer's next record will take.
     pub next_position: u64,
+    /// The piece of checkpoint state asked, when a piece was asked and the peer keeps the
+    /// view it was asked from.
+    pub state: Option<StatePiece>,
 }
 
 impl std::fmt::Display for LogRangeReply {
@@ -102,7 +132,16 @@ impl std::fmt::Display for LogRangeReply {
             self.entries.len(),
             self.first_retained_position,
             self.next_position
-        )
+        )?;
+        if let Some(state) = &self.state {
+            write!(
+                formatter,
+                ", {} state pairs{}",
+                state.pairs.len(),
+                if state.done { ", done" } else { "" }
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -114,6 +153,23 @@ pub fn answer_log_range(
     store: &dyn DurableStore,
     request: &LogRangeRequest,
 ) -> Result<LogRangeReply, StoreError> {
+    if let Some(state) = &request.state {
+        let piece = match store.pinned_view(state.view_index) {
+            Some(view) => Some(answer_state_piece(
+                &*view,
+                state.space.key_space(),
+                &state.after_key,
+            )?),
+            None => None,
+        };
+        return Ok(LogRangeReply {
+            fetch_id: request.fetch_id,
+            entries: Vec::new(),
+            first_retained_position: log.first_retained_position(),
+            next_position: log.next_position(),
+            state: piece,
+        });
+    }
     let wanted = request
         .end_position
         .saturating_sub(request.from_position)
@@ -136,6 +192,7 @@ pub fn answer_log_range(
             .collect(),
         first_retained_position: log.first_retained_position(),
         next_position: log.next_position(),
+        state: None,
     })
 }
 
@@ -155,21 +212,30 @@ pub struct CatchUpCounters {
     pub fetches_failed: u64,
     /// Waiting snapshots dropped because the member applied past them by appends meanwhile.
     pub snapshots_overtaken: u64,
+    /// Pieces of checkpoint state fetched and written (see [`crate::checkpoint::transfer`]).
+    pub state_pieces_fetched: u64,
+    /// Bytes of keys and values of checkpoint state fetched and written.
+    pub state_bytes_fetched: u64,
 }
 
 /// What became of a piece.
 #[derive(Debug)]
+// One outcome is made and consumed per piece fetched: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum PieceOutcome {
     /// Not the piece in flight (late, duplicated, or for a snapshot given up): nothing done.
     Ignored,
     /// The piece failed; the next peer is asked.
     Failed(String),
-    /// Entries to write; once written, `complete` (when some) goes to raft.
+    /// Entries or state to write; once written, `complete` (when some) goes to raft.
     Entries {
-        /// The entries, keyed as the region log keys them.
+        /// The entries, keyed as the region log keys them, or the state's pairs.
         batch: WriteBatch,
-        /// The snapshot, when this piece completed its range.
+        /// The snapshot, when this piece completed what it stands on.
         complete: Option<Message>,
+        /// The checkpoint state fetched whole, when the snapshot has one: the region log
+        /// must note it ([`RegionLog::note_staged`]) before raft takes the snapshot.
+        staged: Option<(StateStaging, StateToFetch)>,
     },
 }
 
@@ -187,6 +253,9 @@ struct WaitingSnapshot {
     /// The piece asked and the tick it was asked at.
     in_flight: Option<(u64, u64)>,
     failures: u32,
+    /// The checkpoint state to fetch from the sender once the entries are held, and its
+    /// fetch so far; none when the snapshot keeps nothing per object.
+    state: Option<(StateToFetch, StateStaging)>,
 }
 
 /// The snapshot waiting for its entries, if any (see the module documentation).
@@ -195,6 +264,10 @@ pub struct SnapshotCatchUp {
     waiting: Option<WaitingSnapshot>,
     next_fetch_id: u64,
     counters: CatchUpCounters,
+    /// A snapshot whose state was fetched went to raft and its restore is not known to have
+    /// run: no new state fetch starts (it would clear the space the restore switches to)
+    /// until the next ready round ([`SnapshotCatchUp::ready_ran`]).
+    restore_pending: bool,
 }
 
 impl SnapshotCatchUp {
@@ -214,6 +287,10 @@ impl SnapshotCatchUp {
     /// positions the member's own log holds, `[first retained, next)`; `members` the group's
     /// members (this member among them or not). Returns the message when it can go to raft
     /// now; otherwise it waits (or an older one is dropped for a newer one waiting).
+    ///
+    /// `staging` is the fetch of the snapshot's checkpoint state into the space the member
+    /// does not use, when the snapshot keeps any (`span.state`): it goes on once the entries
+    /// are held, from the snapshot's sender alone (only it pinned the view).
     pub fn offer(
         &mut self,
         message: Message,
@@ -221,6 +298,7 @@ impl SnapshotCatchUp {
         held: (u64, u64),
         members: &[u64],
         own_id: u64,
+        staging: Option<StateStaging>,
     ) -> Option<Message> {
         let index = message.get_snapshot().get_metadata().index;
         let start = span.truncated_through + 1;
@@ -234,6 +312,11 @@ impl SnapshotCatchUp {
             if waiting.index > index {
                 return None;
             }
+            // The same snapshot again (the leader probes a member that has not taken it): the
+            // fetch goes on where it stands, from the same view.
+            if waiting.index == index && waiting.message.from == message.from {
+                return None;
+            }
             // The fetched prefix of the waiting range stays held; the new range starts at
             // or above the old one (truncation points only grow).
             if waiting.span.truncated_through <= span.truncated_through
@@ -242,7 +325,8 @@ impl SnapshotCatchUp {
                 from = waiting.next_needed;
             }
         }
-        if from >= span.next_position {
+        let state = span.state.zip(staging);
+        if from >= span.next_position && state.is_none() {
             self.waiting = None;
             self.counters.snapshots_taken_at_once += 1;
             return Some(message);
@@ -259,9 +343,11 @@ impl SnapshotCatchUp {
             .as_ref()
             .and_then(|waiting| waiting.in_flight)
             .filter(|_| {
-                self.waiting
-                    .as_ref()
-                    .is_some_and(|waiting| waiting.next_needed == from)
+                // A piece of entries in flight still serves; a piece of state came from the
+                // older snapshot's view.
+                self.waiting.as_ref().is_some_and(|waiting| {
+                    waiting.next_needed == from && waiting.next_needed < waiting.span.next_position
+                })
             });
         self.waiting = Some(WaitingSnapshot {
             message,
@@ -272,8 +358,33 @@ impl SnapshotCatchUp {
             peer_cursor: 0,
             in_flight,
             failures: 0,
+            state,
         });
         None
+    }
+
+    /// Drops the waiting snapshot when its checkpoint state is fetched into `live`, the space
+    /// the node keeps its state in now (it switched spaces by restoring another snapshot
+    /// since the fetch began): a piece must never be written over the state in use. Returns
+    /// whether one was dropped.
+    pub fn drop_fetch_into(&mut self, live: CheckpointSpace) -> bool {
+        let into_live = self.waiting.as_ref().is_some_and(|waiting| {
+            waiting
+                .state
+                .as_ref()
+                .is_some_and(|(_, staging)| staging.space() == live)
+        });
+        if into_live {
+            self.waiting = None;
+            self.counters.snapshots_dropped += 1;
+        }
+        into_live
+    }
+
+    /// A ready round of the group ran: a snapshot that went to raft was restored by it or
+    /// dropped, so a new fetch of checkpoint state may begin.
+    pub fn ready_ran(&mut self) {
+        self.restore_pending = false;
     }
 
     /// Drops the waiting snapshot when the member's raft log has applied through its index by
@@ -307,23 +418,53 @@ impl SnapshotCatchUp {
                 return None;
             }
         }
+        let entries_held = self
+            .waiting
+            .as_ref()
+            .is_some_and(|waiting| waiting.next_needed >= waiting.span.next_position);
+        if entries_held && self.restore_pending {
+            return None;
+        }
         let waiting = self.waiting.as_mut()?;
         self.next_fetch_id += 1;
         let fetch_id = self.next_fetch_id;
         waiting.in_flight = Some((fetch_id, now_tick));
+        if entries_held && let Some((to_fetch, staging)) = &waiting.state {
+            return Some(LogRangeFetch {
+                peer: waiting.message.from,
+                request: LogRangeRequest {
+                    fetch_id,
+                    from_position: 0,
+                    end_position: 0,
+                    state: Some(StateRequest {
+                        view_index: waiting.index,
+                        space: to_fetch.sender_space,
+                        after_key: staging.after_key().to_vec(),
+                    }),
+                },
+            });
+        }
         Some(LogRangeFetch {
             peer: waiting.peers[waiting.peer_cursor % waiting.peers.len()],
             request: LogRangeRequest {
                 fetch_id,
                 from_position: waiting.next_needed,
                 end_position: waiting.span.next_position,
+                state: None,
             },
         })
     }
 
     /// A peer's answer (or why the driver got none). A failed piece moves to the next peer;
     /// entries that are what was asked come back as a batch to write.
-    pub fn receive(&mut self, fetch_id: u64, reply: Result<LogRangeReply, String>) -> PieceOutcome {
+    ///
+    /// `store` is the member's store, read for what earlier pieces of checkpoint state wrote.
+    pub fn receive(
+        &mut self,
+        fetch_id: u64,
+        reply: Result<LogRangeReply, String>,
+        store: &dyn DurableStore,
+    ) -> PieceOutcome {
         let Some(waiting) = self.waiting.as_mut() else {
             return PieceOutcome::Ignored;
         };
@@ -331,6 +472,9 @@ impl SnapshotCatchUp {
             return PieceOutcome::Ignored;
         }
         waiting.in_flight = None;
+        if waiting.next_needed >= waiting.span.next_position {
+            return self.receive_state(fetch_id, reply, store);
+        }
         let from = waiting.next_needed;
         let end = waiting.span.next_position;
         let checked = reply.and_then(|reply| check_piece(&reply, fetch_id, from, end));
@@ -345,13 +489,76 @@ impl SnapshotCatchUp {
                 self.counters.entries_fetched += count;
                 let waiting = self.waiting.as_mut().expect("checked above");
                 waiting.next_needed = from + count;
-                let complete = if waiting.next_needed >= end {
+                let complete = if waiting.next_needed >= end && waiting.state.is_none() {
                     self.counters.snapshots_taken_after_fetch += 1;
                     self.waiting.take().map(|waiting| waiting.message)
                 } else {
                     None
                 };
-                PieceOutcome::Entries { batch, complete }
+                PieceOutcome::Entries {
+                    batch,
+                    complete,
+                    staged: None,
+                }
+            }
+        }
+    }
+
+    /// A piece of checkpoint state (the entries are held): checked and written into the
+    /// space the member does not use; the last one completes the snapshot.
+    fn receive_state(
+        &mut self,
+        fetch_id: u64,
+        reply: Result<LogRangeReply, String>,
+        store: &dyn DurableStore,
+    ) -> PieceOutcome {
+        let waiting = self.waiting.as_mut().expect("checked by the caller");
+        let index = waiting.index;
+        let Some((_, staging)) = waiting.state.as_mut() else {
+            return PieceOutcome::Ignored;
+        };
+        let mut batch = WriteBatch::new();
+        let checked = reply.and_then(|reply| {
+            if reply.fetch_id != fetch_id {
+                return Err(format!(
+                    "the answer names fetch {} instead of {fetch_id}",
+                    reply.fetch_id
+                ));
+            }
+            let piece = reply.state.ok_or_else(|| {
+                format!("the sender keeps no view of the snapshot at raft index {index}")
+            })?;
+            let bytes = staging.bytes();
+            let whole = staging
+                .take_piece(&piece, store, &mut batch)
+                .map_err(|reason| format!("checkpoint state: {reason}"))?;
+            Ok((whole, staging.bytes() - bytes))
+        });
+        match checked {
+            Err(reason) => {
+                self.counters.fetches_failed += 1;
+                self.fail();
+                PieceOutcome::Failed(reason)
+            }
+            Ok((whole, bytes)) => {
+                self.counters.state_pieces_fetched += 1;
+                self.counters.state_bytes_fetched += bytes;
+                if !whole {
+                    return PieceOutcome::Entries {
+                        batch,
+                        complete: None,
+                        staged: None,
+                    };
+                }
+                self.counters.snapshots_taken_after_fetch += 1;
+                self.restore_pending = true;
+                let waiting = self.waiting.take().expect("checked above");
+                let (to_fetch, staging) = waiting.state.expect("checked above");
+                PieceOutcome::Entries {
+                    batch,
+                    complete: Some(waiting.message),
+                    staged: Some((staging, to_fetch)),
+                }
             }
         }
     }
@@ -415,6 +622,7 @@ fn check_piece(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dsss_raft_group::MemoryStore;
     use dsss_raft_group::raft::eraftpb::MessageType;
 
     fn snapshot_message(from: u64, index: u64) -> Message {
@@ -430,6 +638,7 @@ mod tests {
         SnapshotSpan {
             truncated_through,
             next_position,
+            state: None,
         }
     }
 
@@ -456,6 +665,7 @@ mod tests {
             entries: entries(fetch.request.from_position, count),
             first_retained_position: 1,
             next_position: 1_000,
+            state: None,
         }
     }
 
@@ -468,6 +678,7 @@ mod tests {
             (5, 40),
             &[1, 2, 3],
             3,
+            None,
         );
         assert!(message.is_some());
         assert_eq!(catch_up.missing(), None);
@@ -480,7 +691,14 @@ mod tests {
     #[test]
     fn a_snapshot_the_member_applied_past_is_dropped() {
         let mut catch_up = SnapshotCatchUp::default();
-        let offered = catch_up.offer(snapshot_message(1, 50), span(0, 41), (1, 1), &[1, 2, 3], 3);
+        let offered = catch_up.offer(
+            snapshot_message(1, 50),
+            span(0, 41),
+            (1, 1),
+            &[1, 2, 3],
+            3,
+            None,
+        );
         assert!(offered.is_none());
         let fetch = catch_up.poll_fetch(0).unwrap();
         assert!(
@@ -492,7 +710,11 @@ mod tests {
         assert_eq!(catch_up.missing(), None);
         assert_eq!(catch_up.counters().snapshots_overtaken, 1);
         assert!(matches!(
-            catch_up.receive(fetch.request.fetch_id, Ok(reply(&fetch, 40))),
+            catch_up.receive(
+                fetch.request.fetch_id,
+                Ok(reply(&fetch, 40)),
+                &MemoryStore::new()
+            ),
             PieceOutcome::Ignored
         ));
         assert_eq!(catch_up.poll_fetch(1), None);
@@ -508,6 +730,7 @@ mod tests {
             (1, 20),
             &[1, 2, 3],
             3,
+            None,
         );
         assert!(offered.is_none());
         assert_eq!(catch_up.missing(), Some((20, 2_500)));
@@ -519,8 +742,13 @@ mod tests {
             None,
             "one piece in flight at a time"
         );
-        let PieceOutcome::Entries { batch, complete } =
-            catch_up.receive(fetch.request.fetch_id, Ok(reply(&fetch, 1_024)))
+        let PieceOutcome::Entries {
+            batch, complete, ..
+        } = catch_up.receive(
+            fetch.request.fetch_id,
+            Ok(reply(&fetch, 1_024)),
+            &MemoryStore::new(),
+        )
         else {
             panic!("the piece is what was asked");
         };
@@ -531,7 +759,11 @@ mod tests {
             let fetch = catch_up.poll_fetch(2).unwrap();
             assert_eq!(fetch.request.from_position, position);
             let count = (2_500 - position).min(1_024);
-            match catch_up.receive(fetch.request.fetch_id, Ok(reply(&fetch, count))) {
+            match catch_up.receive(
+                fetch.request.fetch_id,
+                Ok(reply(&fetch, count)),
+                &MemoryStore::new(),
+            ) {
                 PieceOutcome::Entries {
                     complete: Some(message),
                     ..
@@ -556,13 +788,15 @@ mod tests {
             (1, 5),
             &[1, 2, 3],
             3,
+            None,
         );
         let fetch = catch_up.poll_fetch(0).unwrap();
         assert_eq!(fetch.request.from_position, 11);
         // Entries that start elsewhere than asked.
         let mut shifted = reply(&fetch, 3);
         shifted.entries = entries(12, 3);
-        let PieceOutcome::Failed(reason) = catch_up.receive(fetch.request.fetch_id, Ok(shifted))
+        let PieceOutcome::Failed(reason) =
+            catch_up.receive(fetch.request.fetch_id, Ok(shifted), &MemoryStore::new())
         else {
             panic!("a shifted piece is refused");
         };
@@ -573,14 +807,15 @@ mod tests {
         let mut garbage = reply(&fetch, 1);
         garbage.entries = vec![vec![0xff; 7]];
         assert!(matches!(
-            catch_up.receive(fetch.request.fetch_id, Ok(garbage)),
+            catch_up.receive(fetch.request.fetch_id, Ok(garbage), &MemoryStore::new()),
             PieceOutcome::Failed(_)
         ));
         // A peer that no longer holds the range.
         let fetch = catch_up.poll_fetch(2).unwrap();
         let mut truncated = reply(&fetch, 0);
         truncated.first_retained_position = 60;
-        let PieceOutcome::Failed(reason) = catch_up.receive(fetch.request.fetch_id, Ok(truncated))
+        let PieceOutcome::Failed(reason) =
+            catch_up.receive(fetch.request.fetch_id, Ok(truncated), &MemoryStore::new())
         else {
             panic!("an empty piece fails");
         };
@@ -588,12 +823,20 @@ mod tests {
         // More than was asked.
         let fetch = catch_up.poll_fetch(3).unwrap();
         assert!(matches!(
-            catch_up.receive(fetch.request.fetch_id, Ok(reply(&fetch, 200))),
+            catch_up.receive(
+                fetch.request.fetch_id,
+                Ok(reply(&fetch, 200)),
+                &MemoryStore::new()
+            ),
             PieceOutcome::Failed(_)
         ));
         // A late answer to a piece no longer in flight changes nothing.
         assert!(matches!(
-            catch_up.receive(fetch.request.fetch_id, Ok(reply(&fetch, 5))),
+            catch_up.receive(
+                fetch.request.fetch_id,
+                Ok(reply(&fetch, 5)),
+                &MemoryStore::new()
+            ),
             PieceOutcome::Ignored
         ));
         assert_eq!(catch_up.missing(), Some((11, 100)));
@@ -602,7 +845,14 @@ mod tests {
     #[test]
     fn a_silent_peer_times_out_and_too_many_failures_drop_the_snapshot() {
         let mut catch_up = SnapshotCatchUp::default();
-        catch_up.offer(snapshot_message(1, 50), span(0, 100), (1, 1), &[1, 2, 3], 3);
+        catch_up.offer(
+            snapshot_message(1, 50),
+            span(0, 100),
+            (1, 1),
+            &[1, 2, 3],
+            3,
+            None,
+        );
         let mut tick = 0;
         let mut asked = Vec::new();
         while catch_up.missing().is_some() {
@@ -627,11 +877,14 @@ mod tests {
             (1, 1),
             &[1, 2, 3],
             3,
+            None,
         );
         let fetch = catch_up.poll_fetch(0).unwrap();
-        let PieceOutcome::Entries { .. } =
-            catch_up.receive(fetch.request.fetch_id, Ok(reply(&fetch, 1_024)))
-        else {
+        let PieceOutcome::Entries { .. } = catch_up.receive(
+            fetch.request.fetch_id,
+            Ok(reply(&fetch, 1_024)),
+            &MemoryStore::new(),
+        ) else {
             panic!("the piece is taken");
         };
         // An older snapshot changes nothing.
@@ -642,7 +895,8 @@ mod tests {
                     span(5, 2_000),
                     (1, 1),
                     &[1, 2, 3],
-                    3
+                    3,
+                    None,
                 )
                 .is_none()
         );
@@ -655,7 +909,8 @@ mod tests {
                     span(500, 4_000),
                     (1, 1),
                     &[1, 2, 3],
-                    3
+                    3,
+                    None,
                 )
                 .is_none()
         );
@@ -672,6 +927,7 @@ mod tests {
             (1, 1),
             &[1, 2, 3],
             3,
+            None,
         );
         assert_eq!(catch_up.missing(), Some((2_001, 4_500)));
     }

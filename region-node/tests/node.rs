@@ -7,11 +7,11 @@ use dsss_raft_group::raft::eraftpb::Message;
 use dsss_raft_group::testing::{Network, TestNode};
 use dsss_raft_group::{MemoryStore, StoreIo};
 use dsss_region_node::{
-    BATCH_RECORDS_MAX, CheckpointOutcome, CheckpointReply, CheckpointUpload, LogEvent,
-    LogRangeFetch, OpenSessionError, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest,
+    BATCH_RECORDS_MAX, CheckpointOutcome, CheckpointReply, CheckpointSpace, CheckpointUpload,
+    LogEvent, LogRangeFetch, OpenSessionError, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest,
     RegionNode, RegionNodeConfig, RegionOutput, Reply, SESSION_OPENS_IN_FLIGHT_MAX,
-    SYNCS_IN_FLIGHT_MAX, SealedEpochRead, SessionCloseReply, SessionReply, SyncError, SyncReply,
-    UploadError,
+    STATE_PIECE_BYTES_MAX, SYNCS_IN_FLIGHT_MAX, SealedEpochRead, SessionCloseReply, SessionReply,
+    SyncError, SyncReply, UploadError,
 };
 use dsss_wire::{
     Arguments, ClientId, MethodId, ObjectId, RegionId, RequestSequence, Scope, Timestamp, proto,
@@ -1039,4 +1039,160 @@ fn a_member_behind_the_raft_log_takes_a_snapshot_only_once_it_holds_every_entry(
     region.crash(lagging);
     region.restart(lagging);
     assert_eq!(whole(&region, lagging), whole(&region, leader));
+}
+
+/// Reference: docs/design.md section 2.8, "Where the checkpoint state lives": the checkpoints
+/// a region keeps are bounded by its storage, not by one raft message. A member behind the
+/// raft log takes a snapshot whose checkpoint state (here 36 MiB of states, more than a raft
+/// message and three times the bound the state had while snapshots carried it) moves in
+/// pieces from a view the leader pinned with the snapshot, while the leader moves on.
+#[test]
+fn a_member_behind_fetches_checkpoint_state_larger_than_a_raft_message_in_pieces() {
+    let mut region = new_region_without_global_tier(&[1, 2, 3]);
+    for id in [1, 2, 3] {
+        let member = region.network.node_mut(id);
+        member.config.group.log_retention.entries_max = 8;
+        member.node = Some(RegionNode::open(member.config.clone(), &mut member.store).unwrap());
+    }
+    let leader = region.elect();
+    let lagging = region.other_than(leader);
+    region.network.isolate(lagging);
+    let object = |index: usize| ObjectId::new(format!("user/{index:04}")).unwrap();
+    let record_of = |index: usize, sequence: u64| ProposeRequest {
+        object_id: object(index),
+        ..call(1, sequence, 16)
+    };
+    const LARGE: usize = 6;
+    const SMALL: usize = 300;
+    for index in 0..LARGE + SMALL {
+        region.propose(leader, record_of(index, index as u64 + 1));
+    }
+    assert_eq!(region.take_replies(leader).len(), LARGE + SMALL);
+    let state_bytes = 6 * 1024 * 1024;
+    for index in 0..LARGE + SMALL {
+        let mut checkpoint = upload(object(index).as_str(), index as u64 + 1, 1, 1);
+        if index < LARGE {
+            checkpoint.state = vec![index as u8; state_bytes];
+        }
+        region.upload(leader, index as u64 + 1, checkpoint);
+    }
+    for index in (LARGE..LARGE + SMALL).step_by(2) {
+        let sequence = (LARGE + SMALL + index) as u64;
+        region.propose(leader, record_of(index, sequence));
+    }
+    let leader_status = region.node(leader).status();
+    assert_eq!(leader_status.checkpoints.objects, (LARGE + SMALL) as u64);
+    assert!(
+        leader_status.checkpoints.checkpoint_bytes > dsss_raft_group::RAFT_MESSAGE_BYTES_MAX as u64,
+        "{:?}",
+        leader_status.checkpoints
+    );
+    assert!(region.node(leader).group().first_index() > 2);
+
+    region.network.rejoin(lagging);
+    let mut rounds = 0;
+    let mut leader_moved_on = false;
+    while region.node(lagging).group().applied_index() < region.node(leader).group().applied_index()
+    {
+        region.tick(1);
+        // Once the member fetches state, the leader takes a newer checkpoint of a large
+        // object: the pinned view keeps serving the state of the snapshot.
+        if !leader_moved_on
+            && region
+                .node(lagging)
+                .status()
+                .snapshot_catch_up
+                .counters
+                .state_pieces_fetched
+                > 0
+        {
+            let last = region.node(leader).region_log().last_position();
+            let mut newer = upload(object(0).as_str(), last, 9, 1);
+            newer.state = vec![9; 1024];
+            region.upload(leader, 10_000, newer);
+            leader_moved_on = true;
+        }
+        region.serve_log_fetches();
+        rounds += 1;
+        assert!(
+            rounds < 2_000,
+            "the lagging member caught up: {:?} applied {} of {}",
+            region.node(lagging).status().snapshot_catch_up,
+            region.node(lagging).group().applied_index(),
+            region.node(leader).group().applied_index()
+        );
+    }
+    assert!(leader_moved_on);
+    let status = region.node(lagging).status();
+    let counters = status.snapshot_catch_up.counters;
+    assert!(counters.snapshots_taken_after_fetch >= 1, "{counters:?}");
+    // A state larger than a piece's byte bound travels alone in its piece.
+    assert!(state_bytes > STATE_PIECE_BYTES_MAX);
+    assert!(counters.state_pieces_fetched > LARGE as u64, "{counters:?}");
+    assert!(
+        counters.state_bytes_fetched >= (LARGE * state_bytes) as u64,
+        "{counters:?}"
+    );
+    assert_eq!(status.snapshot_catch_up.missing, None);
+    assert_eq!(
+        region.node(lagging).region_log().checkpoint_space(),
+        CheckpointSpace::B,
+        "the state was fetched into the space the member did not use"
+    );
+    let fetch_all = |region: &Region, id: u64| {
+        let member = region.network.node(id);
+        let log = member.node.as_ref().unwrap().region_log();
+        (0..LARGE + SMALL)
+            .map(|index| log.fetch_checkpoint(&member.store, &object(index)).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let on_leader = fetch_all(&region, leader);
+    let state_of = |fetched: &dsss_region_node::CheckpointFetch| {
+        let state = &fetched.checkpoint.as_ref().unwrap().state;
+        (state.len(), state.first().copied())
+    };
+    assert_eq!(state_of(&on_leader[0]), (1024, Some(9)));
+    assert_eq!(state_of(&on_leader[1]), (state_bytes, Some(1)));
+    // (Compared without printing: the states are megabytes.)
+    let same = |when: &str, on_lagging: Vec<dsss_region_node::CheckpointFetch>| {
+        for (index, (lagging_fetch, leader_fetch)) in on_lagging.iter().zip(&on_leader).enumerate()
+        {
+            let brief = |fetched: &dsss_region_node::CheckpointFetch| {
+                (
+                    fetched
+                        .checkpoint
+                        .as_ref()
+                        .map(|c| (c.position, c.uploaded_position, c.state.len())),
+                    fetched.truncated_through,
+                    fetched.released_through,
+                )
+            };
+            assert!(
+                lagging_fetch == leader_fetch,
+                "{when}: object {index}: {:?} against {:?}",
+                brief(lagging_fetch),
+                brief(leader_fetch)
+            );
+        }
+    };
+    same("caught up", fetch_all(&region, lagging));
+    assert_eq!(
+        region.node(lagging).status().checkpoints,
+        region.node(leader).status().checkpoints
+    );
+    // It is all in its store, in the space it switched to: after a crash it comes back at
+    // the snapshot or later, replays what it lost, and serves every checkpoint again.
+    region.crash(lagging);
+    region.restart(lagging);
+    assert_eq!(
+        region.node(lagging).region_log().checkpoint_space(),
+        CheckpointSpace::B
+    );
+    region.propose(leader, record_of(1, 100_000));
+    region.tick(5);
+    assert_eq!(
+        region.node(lagging).region_log().next_position(),
+        region.node(leader).region_log().next_position()
+    );
+    same("restarted", fetch_all(&region, lagging));
 }

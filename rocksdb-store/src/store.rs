@@ -5,7 +5,12 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use dsss_raft_group::{DurableStore, KeySpace, StoreError, WriteBatch, WriteOperation};
+use std::sync::Arc;
+
+use dsss_raft_group::{
+    DurableStore, KeyRange, KeySpace, PinnedViews, StoreError, StoreView, WriteBatch,
+    WriteOperation,
+};
 use rocksdb::{
     Cache, ColumnFamily, ColumnFamilyDescriptor, DB, ErrorKind, ReadOptions, WriteOptions,
 };
@@ -51,6 +56,9 @@ pub struct RocksDbStore {
     key_spaces: BTreeSet<KeySpace>,
     synced_write: WriteOptions,
     unsynced_write: WriteOptions,
+    /// Views pinned since the store was opened: read-only copies of the database made of
+    /// hard links (RocksDB checkpoints) in the directory beside it ([`views_directory`]).
+    views: PinnedViews,
 }
 
 impl RocksDbStore {
@@ -99,6 +107,16 @@ impl RocksDbStore {
             .map(|name| ColumnFamilyDescriptor::new(name, key_space_options(&cache)));
         let database = DB::open_cf_descriptors(&options, path, descriptors)
             .map_err(|error| open_error(path, error))?;
+        // Views pinned before a restart are gone with the process that pinned them.
+        let views_directory = views_directory(path);
+        if views_directory.exists() {
+            std::fs::remove_dir_all(&views_directory).map_err(|error| {
+                StoreError::Engine(format!(
+                    "cannot remove the views of an earlier run at {}: {error}",
+                    views_directory.display()
+                ))
+            })?;
+        }
         let mut synced_write = WriteOptions::default();
         synced_write.set_sync(true);
         let mut unsynced_write = WriteOptions::default();
@@ -109,6 +127,7 @@ impl RocksDbStore {
             key_spaces: key_spaces.iter().copied().collect(),
             synced_write,
             unsynced_write,
+            views: PinnedViews::default(),
         })
     }
 
@@ -179,22 +198,9 @@ impl RocksDbStore {
         Ok(engine_batch)
     }
 
-    /// The error for a failed read of `key` in `space`: damage the engine detected becomes
-    /// [`StoreError::Corrupt`] at that key, anything else [`StoreError::Engine`].
+    /// The error for a failed read of `key` in `space`.
     fn read_error(&self, space: KeySpace, key: &[u8], error: rocksdb::Error) -> StoreError {
-        if error.kind() == ErrorKind::Corruption {
-            StoreError::Corrupt {
-                space,
-                key_hex: hex(key),
-                reason: format!("RocksDB store at {}: {error}", self.path.display()),
-            }
-        } else {
-            StoreError::Engine(format!(
-                "reading key {} of key space `{space}` in the store at {}: {error}",
-                hex(key),
-                self.path.display()
-            ))
-        }
+        read_error(&self.path, space, key, error)
     }
 }
 
@@ -241,52 +247,220 @@ impl DurableStore for RocksDbStore {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
         let column_family = self.column_family(space)?;
-        if limit > SCAN_LIMIT_MAX {
-            return Err(StoreError::Engine(format!(
-                "scan limit {limit} exceeds SCAN_LIMIT_MAX ({SCAN_LIMIT_MAX}) in key space `{space}` of the store at {}",
-                self.path.display()
-            )));
-        }
-        if limit == 0 || start >= end {
-            return Ok(Vec::new());
-        }
-        let mut read_options = ReadOptions::default();
-        // Both bounds let RocksDB stop at `end` instead of stepping over deleted keys beyond
-        // it, which matters after a range delete of a compacted log prefix.
-        read_options.set_iterate_lower_bound(start);
-        read_options.set_iterate_upper_bound(end);
-        let mut iterator = self
-            .database
-            .raw_iterator_cf_opt(column_family, read_options);
-        iterator.seek(start);
-        let mut pairs = Vec::new();
-        while pairs.len() < limit {
-            let Some((key, value)) = iterator.item() else {
-                break;
-            };
-            // RocksDB enforces the bounds itself; a key outside them means the engine and
-            // its files disagree, which must stop the node rather than feed it wrong entries.
-            if key < start || key >= end {
-                return Err(StoreError::Corrupt {
-                    space,
-                    key_hex: hex(key),
-                    reason: format!(
-                        "RocksDB store at {} returned a key outside the scanned range {}..{}",
-                        self.path.display(),
-                        hex(start),
-                        hex(end)
-                    ),
-                });
-            }
-            pairs.push((key.to_vec(), value.to_vec()));
-            iterator.next();
-        }
-        iterator.status().map_err(|error| {
-            let position = pairs.last().map_or(start, |(key, _)| key.as_slice());
-            self.read_error(space, position, error)
-        })?;
-        Ok(pairs)
+        scan_database(
+            &self.database,
+            &self.path,
+            column_family,
+            space,
+            start,
+            end,
+            limit,
+        )
     }
+
+    fn views(&self) -> Option<&PinnedViews> {
+        Some(&self.views)
+    }
+
+    /// Pins the whole database, whatever the ranges: a RocksDB checkpoint (hard links to the
+    /// table files, after a flush of the memtables) opened read-only. It costs a flush and the
+    /// disk space of table files that compaction replaces while the view is kept.
+    fn pin_view(&self, id: u64, _ranges: &[KeyRange]) -> Result<(), StoreError> {
+        let directory = views_directory(&self.path).join(id.to_string());
+        let pin_error = |what: &str, error: &dyn fmt::Display| {
+            StoreError::Engine(format!(
+                "pinning a view of the store at {} in {}: {what}: {error}",
+                self.path.display(),
+                directory.display()
+            ))
+        };
+        // The same id again (a snapshot built again at the same index) replaces the view.
+        self.views.clear_id(id);
+        if directory.exists() {
+            std::fs::remove_dir_all(&directory)
+                .map_err(|error| pin_error("removing an older view", &error))?;
+        }
+        if let Some(parent) = directory.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|error| pin_error("creating the views directory", &error))?;
+        }
+        rocksdb::checkpoint::Checkpoint::new(&self.database)
+            .and_then(|checkpoint| checkpoint.create_checkpoint(&directory))
+            .map_err(|error| pin_error("creating the checkpoint", &error))?;
+        let cache = Cache::new_lru_cache(VIEW_BLOCK_CACHE_SIZE_BYTES);
+        let names = DB::list_cf(&database_options(false), &directory)
+            .map_err(|error| pin_error("listing its key spaces", &error))?;
+        let descriptors = names
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, key_space_options(&cache)));
+        let database = DB::open_cf_descriptors_read_only(
+            &database_options(false),
+            &directory,
+            descriptors,
+            false,
+        )
+        .map_err(|error| pin_error("opening it", &error))?;
+        self.views.keep(
+            id,
+            Arc::new(RocksView {
+                database: Some(database),
+                directory,
+                key_spaces: self.key_spaces.clone(),
+            }),
+        );
+        Ok(())
+    }
+}
+
+/// The block cache of one pinned view: views are read once, in order, by a follower that
+/// fetches a snapshot's state.
+const VIEW_BLOCK_CACHE_SIZE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Where the views of the store at `path` live: a directory beside it, on the same file
+/// system (a checkpoint is made of hard links).
+fn views_directory(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|name| name.to_os_string())
+        .unwrap_or_default();
+    name.push(".views");
+    path.with_file_name(name)
+}
+
+/// A read-only view of a [`RocksDbStore`]: a checkpoint of it, opened read-only, removed from
+/// disk when the view is dropped.
+struct RocksView {
+    database: Option<DB>,
+    directory: PathBuf,
+    key_spaces: BTreeSet<KeySpace>,
+}
+
+impl RocksView {
+    fn column_family(&self, space: KeySpace) -> Result<(&DB, &ColumnFamily), StoreError> {
+        let database = self.database.as_ref().expect("open until dropped");
+        let handle = if self.key_spaces.contains(&space) {
+            database.cf_handle(space.name())
+        } else {
+            None
+        };
+        handle.map(|handle| (database, handle)).ok_or_else(|| {
+            StoreError::Engine(format!(
+                "unknown key space `{space}` in the view at {}",
+                self.directory.display()
+            ))
+        })
+    }
+}
+
+impl StoreView for RocksView {
+    fn get(&self, space: KeySpace, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let (database, column_family) = self.column_family(space)?;
+        database
+            .get_cf(column_family, key)
+            .map_err(|error| read_error(&self.directory, space, key, error))
+    }
+
+    fn scan(
+        &self,
+        space: KeySpace,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let (database, column_family) = self.column_family(space)?;
+        scan_database(
+            database,
+            &self.directory,
+            column_family,
+            space,
+            start,
+            end,
+            limit,
+        )
+    }
+}
+
+impl Drop for RocksView {
+    fn drop(&mut self) {
+        // Closed before its files go.
+        drop(self.database.take());
+        // Left behind on failure, and removed when the store is next opened.
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+/// The error for a failed read of `key` in `space` of the database at `path`: damage the
+/// engine detected becomes [`StoreError::Corrupt`] at that key, anything else
+/// [`StoreError::Engine`].
+fn read_error(path: &Path, space: KeySpace, key: &[u8], error: rocksdb::Error) -> StoreError {
+    if error.kind() == ErrorKind::Corruption {
+        StoreError::Corrupt {
+            space,
+            key_hex: hex(key),
+            reason: format!("RocksDB store at {}: {error}", path.display()),
+        }
+    } else {
+        StoreError::Engine(format!(
+            "reading key {} of key space `{space}` in the store at {}: {error}",
+            hex(key),
+            path.display()
+        ))
+    }
+}
+
+/// Up to `limit` pairs of `column_family` with `start <= key < end`, in key order.
+fn scan_database(
+    database: &DB,
+    path: &Path,
+    column_family: &ColumnFamily,
+    space: KeySpace,
+    start: &[u8],
+    end: &[u8],
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    if limit > SCAN_LIMIT_MAX {
+        return Err(StoreError::Engine(format!(
+            "scan limit {limit} exceeds SCAN_LIMIT_MAX ({SCAN_LIMIT_MAX}) in key space `{space}` of the store at {}",
+            path.display()
+        )));
+    }
+    if limit == 0 || start >= end {
+        return Ok(Vec::new());
+    }
+    let mut read_options = ReadOptions::default();
+    // Both bounds let RocksDB stop at `end` instead of stepping over deleted keys beyond
+    // it, which matters after a range delete of a compacted log prefix.
+    read_options.set_iterate_lower_bound(start);
+    read_options.set_iterate_upper_bound(end);
+    let mut iterator = database.raw_iterator_cf_opt(column_family, read_options);
+    iterator.seek(start);
+    let mut pairs = Vec::new();
+    while pairs.len() < limit {
+        let Some((key, value)) = iterator.item() else {
+            break;
+        };
+        // RocksDB enforces the bounds itself; a key outside them means the engine and
+        // its files disagree, which must stop the node rather than feed it wrong entries.
+        if key < start || key >= end {
+            return Err(StoreError::Corrupt {
+                space,
+                key_hex: hex(key),
+                reason: format!(
+                    "RocksDB store at {} returned a key outside the scanned range {}..{}",
+                    path.display(),
+                    hex(start),
+                    hex(end)
+                ),
+            });
+        }
+        pairs.push((key.to_vec(), value.to_vec()));
+        iterator.next();
+    }
+    iterator.status().map_err(|error| {
+        let position = pairs.last().map_or(start, |(key, _)| key.as_slice());
+        read_error(path, space, position, error)
+    })?;
+    Ok(pairs)
 }
 
 impl fmt::Debug for RocksDbStore {

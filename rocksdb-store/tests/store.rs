@@ -3,7 +3,10 @@
 
 use std::path::Path;
 
-use dsss_raft_group::{DurableStore, KeySpace, RAFT_LOG, RAFT_STATE, StoreError, WriteBatch};
+use dsss_raft_group::{
+    DurableStore, KeyRange, KeySpace, PINNED_VIEWS_MAX, RAFT_LOG, RAFT_STATE, StoreError,
+    WriteBatch,
+};
 use dsss_rocksdb_store::{
     BATCH_OPERATIONS_MAX, BATCH_SIZE_BYTES_MAX, RocksDbStore, SCAN_LIMIT_MAX,
 };
@@ -482,4 +485,67 @@ fn the_store_moves_to_another_thread_and_serves_reads_from_several() {
             );
         }
     });
+}
+
+/// A follower fetches a snapshot's state from a view its sender pinned when it built the
+/// snapshot: the view must keep showing that state while the store moves on, and what it holds
+/// on disk must go when the view does.
+#[test]
+fn a_pinned_view_keeps_the_state_it_was_pinned_at_while_the_store_moves_on() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("store");
+    let views = directory.path().join("store.views");
+    let mut store = open(&path);
+    for key in 0..100u64 {
+        put(&mut store, REGION_LOG, &index(key), b"before", false);
+    }
+    let range = KeyRange {
+        space: REGION_LOG,
+        start: Vec::new(),
+        end: vec![0xff; 9],
+    };
+    store.pin_view(7, std::slice::from_ref(&range)).unwrap();
+    for key in 0..100u64 {
+        put(&mut store, REGION_LOG, &index(key), b"after", false);
+    }
+    let mut batch = WriteBatch::new();
+    batch.delete_range(REGION_LOG, index(50).to_vec(), index(100).to_vec());
+    store.write(batch, true).unwrap();
+
+    let view = store.pinned_view(7).expect("the view is kept");
+    let pairs = view.scan(REGION_LOG, &[], &[0xff; 9], 1_000).unwrap();
+    assert_eq!(pairs.len(), 100);
+    assert!(pairs.iter().all(|(_, value)| value == b"before"));
+    assert_eq!(
+        view.get(REGION_LOG, &index(60)).unwrap(),
+        Some(b"before".to_vec())
+    );
+    assert_eq!(store.get(REGION_LOG, &index(60)).unwrap(), None);
+    assert!(store.pinned_view(8).is_none());
+    assert!(
+        view.get(CHECKPOINTS, b"key").is_err(),
+        "unknown spaces are errors"
+    );
+
+    // At most PINNED_VIEWS_MAX are kept: pinning two more drops the first, and its files.
+    store.pin_view(8, std::slice::from_ref(&range)).unwrap();
+    store.pin_view(9, std::slice::from_ref(&range)).unwrap();
+    assert!(store.pinned_view(7).is_none());
+    assert!(
+        views.join("7").exists(),
+        "a view in use stays until its last reader drops it"
+    );
+    drop(view);
+    assert!(!views.join("7").exists());
+    assert_eq!(store.views().unwrap().ids(), vec![8, 9]);
+    assert_eq!(PINNED_VIEWS_MAX, 2);
+
+    // Views end with the process that pinned them: a reopened store has none on disk.
+    let leaked = store.pinned_view(9).unwrap();
+    drop(store);
+    std::mem::forget(leaked);
+    assert!(views.join("9").exists());
+    let store = open(&path);
+    assert!(!views.exists());
+    assert!(store.pinned_view(9).is_none());
 }

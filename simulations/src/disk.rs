@@ -12,6 +12,8 @@
 
 use std::collections::BTreeMap;
 
+use dsss_raft_group::PinnedViews;
+
 /// The longest key, in bytes.
 pub const DISK_KEY_SIZE_BYTES_MAX: usize = 4_096;
 
@@ -63,6 +65,9 @@ pub struct SimDisk {
     /// Bytes of keys and values the node currently sees.
     visible_size_bytes: usize,
     size_bytes_max: usize,
+    /// Views of the node's stores pinned since its last crash: copies in memory, as a
+    /// process keeps them (see [`dsss_raft_group::DurableStore::pin_view`]).
+    views: PinnedViews,
 }
 
 impl Default for SimDisk {
@@ -89,6 +94,7 @@ impl SimDisk {
             unsynced: BTreeMap::new(),
             visible_size_bytes: 0,
             size_bytes_max: size_bytes_max.min(DISK_SIZE_BYTES_MAX),
+            views: PinnedViews::default(),
         }
     }
 
@@ -238,9 +244,16 @@ impl SimDisk {
         self.visible_size_bytes
     }
 
+    /// The views pinned on this disk's stores since the last crash.
+    pub fn views(&self) -> &PinnedViews {
+        &self.views
+    }
+
     /// What a crash does to the disk: drops every write since the last sync, and returns how
     /// many keys were affected.
     pub fn discard_unsynced(&mut self) -> usize {
+        // Pinned views live in the crashed process's memory.
+        self.views.clear();
         let discarded = std::mem::take(&mut self.unsynced).len();
         self.visible_size_bytes = self
             .durable

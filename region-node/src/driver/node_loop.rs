@@ -32,9 +32,9 @@ use crate::node::{
 };
 use crate::snapshot_catch_up::{LogRangeFetch, LogRangeReply, LogRangeRequest};
 use crate::{
-    GlobalMessageError, LogEntry, LogEvent, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest,
-    REGION_LOG, REGION_STATE, RegionNode, RegionNodeConfig, RegionNodeError, RegionOutput,
-    RegionStatus, Reply, SyncError, ToCoordinator, WAITERS_MAX,
+    CHECKPOINTS_A, CHECKPOINTS_B, GlobalMessageError, LogEntry, LogEvent, PROPOSALS_PENDING_MAX,
+    ProposeError, ProposeRequest, REGION_LOG, REGION_STATE, RegionNode, RegionNodeConfig,
+    RegionNodeError, RegionOutput, RegionStatus, Reply, SyncError, ToCoordinator, WAITERS_MAX,
 };
 
 pub use dsss_raft_group::node_loop::{EVENTS_PER_ITERATION_MAX, EVENTS_QUEUED_MAX};
@@ -375,11 +375,21 @@ pub fn spawn_with_global(
 
 fn open(settings: &NodeLoopSettings) -> Result<(RegionNode, RocksDbStore), NodeLoopError> {
     let path = settings.data_dir.clone();
-    let mut store = RocksDbStore::open(&path, &[RAFT_LOG, RAFT_STATE, REGION_LOG, REGION_STATE])
-        .map_err(|error| NodeLoopError::OpenStore {
-            path: path.clone(),
-            error,
-        })?;
+    let mut store = RocksDbStore::open(
+        &path,
+        &[
+            RAFT_LOG,
+            RAFT_STATE,
+            REGION_LOG,
+            REGION_STATE,
+            CHECKPOINTS_A,
+            CHECKPOINTS_B,
+        ],
+    )
+    .map_err(|error| NodeLoopError::OpenStore {
+        path: path.clone(),
+        error,
+    })?;
     let node = RegionNode::open(settings.node.clone(), &mut store)
         .map_err(|error| NodeLoopError::OpenNode { path, error })?;
     Ok((node, store))
@@ -824,14 +834,36 @@ async fn read_log_range(
             fetch_id: request.fetch_id,
             from_position: request.from_position,
             end_position: request.end_position,
+            state: request.state.map(|state| proto::LogRangeStateRequest {
+                view_index: state.view_index,
+                space: u32::from(state.space.tag()),
+                after_key: state.after_key,
+            }),
         })
         .await
         .map_err(|status| format!("node at {address}: {}", status.message()))?
         .into_inner();
+    let state = match reply.state {
+        None => None,
+        Some(piece) => {
+            if piece.keys.len() != piece.values.len() {
+                return Err(format!(
+                    "node at {address}: a piece of checkpoint state with {} keys and {} values",
+                    piece.keys.len(),
+                    piece.values.len()
+                ));
+            }
+            Some(crate::StatePiece {
+                pairs: piece.keys.into_iter().zip(piece.values).collect(),
+                done: piece.done,
+            })
+        }
+    };
     Ok(LogRangeReply {
         fetch_id: reply.fetch_id,
         entries: reply.entries,
         first_retained_position: reply.first_retained_position,
         next_position: reply.next_position,
+        state,
     })
 }

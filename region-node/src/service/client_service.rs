@@ -543,9 +543,9 @@ pub fn status_reply(status: &NodeStatus, streams: StreamLoad) -> proto::StatusRe
         epoch_parts_caught_up: node.counters.epoch_parts_caught_up,
         raft_messages_refused: status.raft_messages_refused,
         checkpoint_bytes: node.checkpoints.checkpoint_bytes,
-        checkpoint_bytes_max: crate::checkpoint::CHECKPOINT_BYTES_MAX,
+        checkpoint_bytes_max: node.checkpoints.bounds.checkpoint_bytes_max,
         tracking_bytes: node.checkpoints.tracking_bytes,
-        tracking_bytes_max: crate::checkpoint::TRACKING_BYTES_MAX,
+        tracking_bytes_max: node.checkpoints.bounds.tracking_bytes_max,
         diverged_objects: node
             .checkpoints
             .alarms

@@ -69,12 +69,27 @@ impl RegionPeer for RegionPeerService {
         request: Request<proto::LogRangeRequest>,
     ) -> Result<Response<proto::LogRangeReply>, Status> {
         let request = request.into_inner();
+        let state = match request.state {
+            None => None,
+            Some(state) => {
+                let space = u8::try_from(state.space)
+                    .map_err(|_| format!("checkpoint space {} is unknown (0 to 2)", state.space))
+                    .and_then(crate::CheckpointSpace::from_tag)
+                    .map_err(|reason| Status::invalid_argument(format!("state.space: {reason}")))?;
+                Some(crate::StateRequest {
+                    view_index: state.view_index,
+                    space,
+                    after_key: state.after_key,
+                })
+            }
+        };
         let reply = self
             .link
             .answer_log_range(crate::LogRangeRequest {
                 fetch_id: request.fetch_id,
                 from_position: request.from_position,
                 end_position: request.end_position,
+                state,
             })
             .await?;
         Ok(Response::new(proto::LogRangeReply {
@@ -82,6 +97,14 @@ impl RegionPeer for RegionPeerService {
             entries: reply.entries,
             first_retained_position: reply.first_retained_position,
             next_position: reply.next_position,
+            state: reply.state.map(|piece| {
+                let (keys, values) = piece.pairs.into_iter().unzip();
+                proto::LogRangeStatePiece {
+                    keys,
+                    values,
+                    done: piece.done,
+                }
+            }),
         }))
     }
 

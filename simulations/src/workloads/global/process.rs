@@ -29,8 +29,8 @@ use dsss_global_coordinator::{
 };
 use dsss_raft_group::raft::eraftpb::Message as RaftMessage;
 use dsss_raft_group::{
-    DurableStore, KeySpace, KeyValuePairs, ReadyIo, StoreError, WriteBatch, WriteOperation,
-    encode_message,
+    DurableStore, KeySpace, KeyValuePairs, PinnedViews, ReadyIo, StoreError, WriteBatch,
+    WriteOperation, encode_message,
 };
 use dsss_region_node::{
     CheckpointFetch, CheckpointReply, CheckpointUpload, LogEntry, LogRangeReply, LogRangeRequest,
@@ -502,6 +502,13 @@ impl<S: DurableStore> DurableStore for PrefixedStore<'_, S> {
             .into_iter()
             .map(|(key, value)| (key[prefix_length..].to_vec(), value))
             .collect())
+    }
+
+    /// The inner store's views: a view pinned through this store is copied through it, so
+    /// it holds the keys without the prefix. Only the region node's group pins views, so the
+    /// ids of the two groups sharing the disk never meet.
+    fn views(&self) -> Option<&PinnedViews> {
+        self.inner.views()
     }
 }
 

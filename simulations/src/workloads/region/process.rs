@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use dsss_raft_group::raft::eraftpb::Message as RaftMessage;
 use dsss_raft_group::{
-    DurableStore, KeySpace, KeyValuePairs, ReadyIo, StoreError, WriteBatch, WriteOperation,
-    encode_message,
+    DurableStore, KeySpace, KeyValuePairs, PinnedViews, ReadyIo, StoreError, WriteBatch,
+    WriteOperation, encode_message,
 };
 use dsss_region_node::{
     LogRangeReply, LogRangeRequest, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig,
@@ -188,6 +188,10 @@ impl DurableStore for SimDiskStore<'_> {
     ) -> Result<KeyValuePairs, StoreError> {
         SimDiskReader::new(self.disk).scan(space, start, end, limit)
     }
+
+    fn views(&self) -> Option<&PinnedViews> {
+        Some(self.disk.views())
+    }
 }
 
 /// The reads of a [`SimDiskStore`] over a disk borrowed shared, for whoever only reads a
@@ -235,6 +239,10 @@ impl DurableStore for SimDiskReader<'_> {
             .into_iter()
             .map(|(key, value)| (key[prefix.len()..].to_vec(), value))
             .collect())
+    }
+
+    fn views(&self) -> Option<&PinnedViews> {
+        Some(self.disk.views())
     }
 }
 

@@ -44,12 +44,13 @@
 //! record in the log. The truncation point only grows. It is replicated state; a member that restored a snapshot may
 //! hold fewer entries above it (see [`crate::region_log`]).
 //!
-//! What the region tracks is bounded by bytes, not by a count of objects: everything here
-//! travels whole in one raft snapshot, so its encoding in a snapshot stays within
-//! [`CHECKPOINT_BYTES_MAX`] for the checkpoints with their states and [`TRACKING_BYTES_MAX`]
-//! for the uncovered and released objects. At the tracking bound, a record of an object the
-//! region does not track yet is refused in apply (alike on every member) with a message that
-//! says so; at the checkpoint bound, a checkpoint that would add bytes is. A sequenced global record was ordered by the coordinator
+//! What the region tracks is bounded by bytes of storage, not by a count of objects or by
+//! one raft message ([`CheckpointBounds`]: the checkpoints with their states may take as much
+//! as the region log quota, the uncovered and released objects a quarter of it); a snapshot
+//! carries only the counters, and a member taking one fetches the rest in pieces
+//! ([`transfer`]). At the tracking bound, a record of an object the region does not track
+//! yet is refused in apply (alike on every member) with a message that says so; at the
+//! checkpoint bound, a checkpoint that would add bytes is. A sequenced global record was ordered by the coordinator
 //! and cannot be refused: if its object cannot be tracked, the region remembers the position
 //! of the first such record and never truncates at or above it, which keeps every record of
 //! an untracked object.
@@ -88,7 +89,12 @@
 //! covering position, which bounds truncation, is the first key of an index kept in the store
 //! (`limit/`), and the node remembers it until it changes.
 //!
-//! # Store layout (region state key space)
+//! # Store layout
+//!
+//! In one of two key spaces, [`CHECKPOINTS_A`] or [`CHECKPOINTS_B`], the node's own choice
+//! ([`CheckpointSpace`]): a member taking a snapshot fetches the state into the other and
+//! switches when raft restores the snapshot. Stores of older releases keep it in the region
+//! state key space until then.
 //!
 //! - `truncation`: the header: the truncation point, the alarm counter, the first untracked
 //!   position, the release counter, and the counts and bytes of what is tracked;
@@ -105,7 +111,9 @@
 //!
 //! A store written by an older release (header format 1 or 2, states inside the checkpoint
 //! values, no index) is read whole once at start and rewritten in this layout with the first
-//! entry applied.
+//! entry applied. A snapshot built before that entry describes the migrated state but its
+//! view holds the old layout: a member fetching it finds the pieces do not add up to the
+//! counters and waits for the next snapshot.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -114,32 +122,56 @@ use dsss_raft_group::{DurableStore, KeySpace, KeyValuePairs, StoreError, WriteBa
 use dsss_wire::ids::OBJECT_ID_BYTES_MAX;
 use dsss_wire::{ClientId, ObjectId};
 
-use crate::bytes::{RECOVERY_SCAN_CHUNK_MAX, Reader, corrupt, put_bytes, scan_chunks, scan_range};
+use crate::bytes::{Reader, corrupt, put_bytes, scan_range};
+
+pub mod transfer;
 
 /// The largest state a checkpoint may carry, in bytes. The gRPC messages of both directions
 /// (upload and fetch) hold it with room to spare ([`dsss_wire::GRPC_MESSAGE_BYTES_MAX`]), and
 /// so does one raft entry.
 pub const CHECKPOINT_STATE_BYTES_MAX: usize = 8 * 1024 * 1024;
 
-/// The most bytes the checkpoints may take in a raft snapshot, which carries the checkpoint
-/// state whole in one raft message next to the rest of the region's state: each checkpoint
-/// costs its id, its largest encoding without the state, and its state (see
-/// [`CheckpointState::checkpoint_bytes`]). At the bound, a checkpoint of a new object, or one
-/// with a larger state, is refused as resource exhausted; newer checkpoints whose state is no
-/// larger are still taken.
-pub const CHECKPOINT_BYTES_MAX: u64 = 12 * 1024 * 1024;
+/// What the checkpoint state of a region may hold, in bytes. Neither travels in one raft
+/// message (a member taking a snapshot fetches the state in pieces), so both are shares of
+/// the region's storage: [`CheckpointBounds::for_quota`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckpointBounds {
+    /// The most bytes the checkpoints may take: each costs its id, its largest encoding
+    /// without the state, and its state (see [`CheckpointState::checkpoint_bytes`]). At the
+    /// bound, a checkpoint of a new object, or one with a larger state, is refused as resource
+    /// exhausted; newer checkpoints whose state is no larger are still taken.
+    pub checkpoint_bytes_max: u64,
+    /// The most bytes the tracking of objects may take: every uncovered object (its id and 20
+    /// bytes) and every released one (24 bytes). Apart from the checkpoints, so that at either
+    /// bound the other still moves: checkpoints of uncovered objects free tracking bytes, and
+    /// releases go on whatever the checkpoints take. At the bound a record of an object not
+    /// tracked yet is refused, and a release stops before an object it would have to add.
+    pub tracking_bytes_max: u64,
+}
 
-/// The most bytes the tracking of objects may take in a raft snapshot: every uncovered object
-/// (its id and 20 bytes) and every released one (24 bytes). Apart from
-/// [`CHECKPOINT_BYTES_MAX`], so that at either bound the other still moves: checkpoints of
-/// uncovered objects free tracking bytes, and releases go on whatever the checkpoints take.
-/// At the bound a record of an object not tracked yet is refused, and a release stops before
-/// an object it would have to add. With ids of 20 bytes, about 100,000 uncovered objects fit.
-pub const TRACKING_BYTES_MAX: u64 = 4 * 1024 * 1024;
+impl CheckpointBounds {
+    /// The bounds of a region whose log quota is `quota_bytes`: the checkpoints may take as
+    /// much as the log, the tracking of objects a quarter of it (with the default quota of
+    /// 1 GiB, about 5 million uncovered objects with ids of 30 bytes).
+    pub fn for_quota(quota_bytes: u64) -> CheckpointBounds {
+        CheckpointBounds {
+            checkpoint_bytes_max: quota_bytes,
+            tracking_bytes_max: quota_bytes / 4,
+        }
+    }
+}
 
-/// The most bytes the checkpoint state takes in a snapshot: both bounds and the header.
+impl Default for CheckpointBounds {
+    /// The bounds of the default region log quota.
+    fn default() -> Self {
+        CheckpointBounds::for_quota(crate::region_log::RegionLogRetention::default().size_bytes_max)
+    }
+}
+
+/// The most bytes the checkpoint state takes in a snapshot: the header, where it lives and
+/// the listed alarms.
 pub const SNAPSHOT_PART_BYTES_MAX: usize =
-    4 + HEADER_BYTES_MAX + 12 + (CHECKPOINT_BYTES_MAX + TRACKING_BYTES_MAX) as usize;
+    4 + HEADER_BYTES_MAX + 1 + 4 + ALARMS_LISTED_MAX * (4 + OBJECT_ID_BYTES_MAX + 24);
 
 /// How many divergence alarms a node keeps in memory to report (the lowest object ids); every
 /// alarm stays in the store and in the count.
@@ -161,6 +193,93 @@ pub(crate) const CHECKPOINT_FORMAT: u8 = 4;
 /// The key of the header.
 const TRUNCATION_KEY: &[u8] = b"truncation";
 
+/// One of the two key spaces the checkpoint state lives in. A member that takes a snapshot
+/// fetches the state into the one not in use and switches to it when raft restores the
+/// snapshot, so the state never has to fit in one raft message or one write batch (see
+/// [`transfer`]).
+pub const CHECKPOINTS_A: KeySpace = KeySpace::new("checkpoints_a");
+
+/// The other of the two (see [`CHECKPOINTS_A`]).
+pub const CHECKPOINTS_B: KeySpace = KeySpace::new("checkpoints_b");
+
+/// The first key past every key of this module (they all start with ASCII letters).
+pub(crate) const KEYS_END: &[u8] = &[0xff];
+
+/// Where a node's checkpoint state lives. Stores written by older releases keep it in the
+/// region state key space until the node first restores a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CheckpointSpace {
+    /// The region state key space ([`crate::region_log::REGION_STATE`]), of older releases.
+    Legacy,
+    /// [`CHECKPOINTS_A`].
+    A,
+    /// [`CHECKPOINTS_B`].
+    B,
+}
+
+impl CheckpointSpace {
+    /// The key space.
+    pub fn key_space(self) -> KeySpace {
+        match self {
+            CheckpointSpace::Legacy => crate::region_log::REGION_STATE,
+            CheckpointSpace::A => CHECKPOINTS_A,
+            CheckpointSpace::B => CHECKPOINTS_B,
+        }
+    }
+
+    /// The space a snapshot's state is fetched into while this one is in use.
+    pub fn other(self) -> CheckpointSpace {
+        match self {
+            CheckpointSpace::A => CheckpointSpace::B,
+            CheckpointSpace::Legacy | CheckpointSpace::B => CheckpointSpace::A,
+        }
+    }
+
+    /// Its byte in the store and in snapshots.
+    pub fn tag(self) -> u8 {
+        match self {
+            CheckpointSpace::Legacy => 0,
+            CheckpointSpace::A => 1,
+            CheckpointSpace::B => 2,
+        }
+    }
+
+    /// The space a byte names.
+    pub fn from_tag(tag: u8) -> Result<CheckpointSpace, String> {
+        match tag {
+            0 => Ok(CheckpointSpace::Legacy),
+            1 => Ok(CheckpointSpace::A),
+            2 => Ok(CheckpointSpace::B),
+            other => Err(format!("checkpoint space {other} is unknown (0 to 2)")),
+        }
+    }
+
+    /// Where the state of a node lives, read from its store at start: the space named under
+    /// `key` in `state_space`, else the region state key space when it holds a checkpoint
+    /// header (a store of an older release), else [`CheckpointSpace::A`].
+    pub(crate) fn recover(
+        store: &dyn DurableStore,
+        state_space: KeySpace,
+        key: &[u8],
+    ) -> Result<CheckpointSpace, StoreError> {
+        if let Some(value) = store.get(state_space, key)? {
+            let [tag] = value.as_slice() else {
+                return Err(corrupt(
+                    state_space,
+                    key,
+                    format!("a checkpoint space is 1 byte, not {}", value.len()),
+                ));
+            };
+            return CheckpointSpace::from_tag(*tag)
+                .map_err(|reason| corrupt(state_space, key, reason));
+        }
+        if store.get(state_space, TRUNCATION_KEY)?.is_some() {
+            return Ok(CheckpointSpace::Legacy);
+        }
+        Ok(CheckpointSpace::A)
+    }
+}
+
 /// The key prefixes of this module in the region state key space, each with the end of its
 /// range (the prefix with its last byte raised by one).
 const CHECKPOINT_KEY_PREFIX: &[u8] = b"checkpoint/";
@@ -175,16 +294,6 @@ const ALARM_KEY_PREFIX: &[u8] = b"alarm/";
 const ALARM_KEYS_END: &[u8] = b"alarm0";
 const RELEASED_KEY_PREFIX: &[u8] = b"released/";
 const RELEASED_KEYS_END: &[u8] = b"released0";
-
-/// Every range of this module, for a restore that replaces them all.
-const KEY_RANGES: [(&[u8], &[u8]); 6] = [
-    (CHECKPOINT_KEY_PREFIX, CHECKPOINT_KEYS_END),
-    (STATE_KEY_PREFIX, STATE_KEYS_END),
-    (UNCOVERED_KEY_PREFIX, UNCOVERED_KEYS_END),
-    (LIMIT_KEY_PREFIX, LIMIT_KEYS_END),
-    (ALARM_KEY_PREFIX, ALARM_KEYS_END),
-    (RELEASED_KEY_PREFIX, RELEASED_KEYS_END),
-];
 
 /// The length of an object id's digest in the released set.
 const OBJECT_DIGEST_BYTES: usize = 16;
@@ -218,9 +327,9 @@ const OBJECT_META_BYTES_MAX: usize =
 /// The largest header.
 const HEADER_BYTES_MAX: usize = 64 + 7 * 8;
 
-/// What one item costs in a snapshot, in bytes (see [`CheckpointState::checkpoint_bytes`]). A
-/// checkpoint counts its largest encoding without the state, so that a reporter or an alarm
-/// added later never passes the bound.
+/// What one item costs, in bytes (see [`CheckpointState::checkpoint_bytes`]): its key and
+/// value with room to spare. A checkpoint counts its largest encoding without the state, so
+/// that a reporter or an alarm added later never passes the bound.
 fn object_snapshot_bytes(object_id: &ObjectId, state_bytes: u64) -> u64 {
     (4 + object_id.as_str().len() + 4 + OBJECT_META_BYTES_MAX + 4) as u64 + state_bytes
 }
@@ -346,7 +455,7 @@ pub struct CheckpointFetch {
 /// The counters of the checkpoint state: all a node holds in memory of it, besides the
 /// alarms it lists. Persisted under `truncation`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Header {
+pub(crate) struct Header {
     truncated_through: u64,
     alarms_raised: u64,
     /// The first sequenced global record whose object could not be tracked, 0 when none.
@@ -358,13 +467,19 @@ struct Header {
     uncovered_count: u64,
     released_count: u64,
     alarm_count: u64,
-    /// What the checkpoints take in a snapshot, bounded by [`CHECKPOINT_BYTES_MAX`].
+    /// What the checkpoints take, bounded by [`CheckpointBounds::checkpoint_bytes_max`].
     checkpoint_bytes: u64,
-    /// What the uncovered and released objects take, bounded by [`TRACKING_BYTES_MAX`].
+    /// What the uncovered and released objects take, bounded by
+    /// [`CheckpointBounds::tracking_bytes_max`].
     tracking_bytes: u64,
 }
 
 impl Header {
+    /// Whether anything per object is kept: checkpoints, uncovered or released objects.
+    pub(crate) fn has_items(&self) -> bool {
+        self.object_count + self.uncovered_count + self.released_count > 0
+    }
+
     fn encode(&self) -> Vec<u8> {
         let mut bytes = vec![TRUNCATION_FORMAT];
         for value in [
@@ -433,15 +548,6 @@ impl Header {
                 header.alarm_count, header.alarms_raised
             ));
         }
-        if header.checkpoint_bytes > CHECKPOINT_BYTES_MAX
-            || header.tracking_bytes > TRACKING_BYTES_MAX
-        {
-            return Err(format!(
-                "the checkpoints take {} bytes (at most {CHECKPOINT_BYTES_MAX}) and the \
-                 tracking of objects {} bytes (at most {TRACKING_BYTES_MAX})",
-                header.checkpoint_bytes, header.tracking_bytes
-            ));
-        }
         Ok((header, format == TRUNCATION_FORMAT))
     }
 }
@@ -475,18 +581,13 @@ pub struct CheckpointState {
     /// The first key of the limit index, remembered (the node's own cache; it changes
     /// nothing that is replicated).
     first_limit: RefCell<FirstLimit>,
+    /// What the state may hold (configuration, alike on every member).
+    bounds: CheckpointBounds,
 }
 
 impl Default for CheckpointState {
     fn default() -> Self {
-        CheckpointState {
-            header: Header::default(),
-            alarms: BTreeMap::new(),
-            newest_alarm: None,
-            pending: BTreeMap::new(),
-            migration: Vec::new(),
-            first_limit: RefCell::new(FirstLimit::None),
-        }
+        CheckpointState::new(CheckpointBounds::default())
     }
 }
 
@@ -614,16 +715,18 @@ fn decode_uncovered(value: &[u8]) -> Result<Uncovered, String> {
     })
 }
 
-/// The state of a snapshot, decoded and checked, to restore.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct DecodedCheckpoints {
-    header: Header,
-    objects: Vec<(ObjectId, ObjectCheckpoints, Vec<u8>)>,
-    uncovered: Vec<(ObjectId, Uncovered)>,
-    released: Vec<(ObjectDigest, u64)>,
+/// The checkpoint state of a snapshot, decoded and checked, to restore: the counters and the
+/// listed alarms; everything per object is fetched apart (see
+/// [`transfer`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SnapshotCheckpoints {
+    pub(crate) header: Header,
+    /// Where the sender keeps the state, so where its view holds it.
+    pub(crate) sender_space: CheckpointSpace,
+    alarms: BTreeMap<ObjectId, (u64, u64, u64)>,
 }
 
-impl DecodedCheckpoints {
+impl SnapshotCheckpoints {
     /// The snapshot's truncation point.
     pub(crate) fn truncated_through(&self) -> u64 {
         self.header.truncated_through
@@ -631,6 +734,24 @@ impl DecodedCheckpoints {
 }
 
 impl CheckpointState {
+    /// An empty state held within `bounds`.
+    pub fn new(bounds: CheckpointBounds) -> CheckpointState {
+        CheckpointState {
+            header: Header::default(),
+            alarms: BTreeMap::new(),
+            newest_alarm: None,
+            pending: BTreeMap::new(),
+            migration: Vec::new(),
+            first_limit: RefCell::new(FirstLimit::None),
+            bounds,
+        }
+    }
+
+    /// What the state may hold.
+    pub fn bounds(&self) -> CheckpointBounds {
+        self.bounds
+    }
+
     // Reads: the batch being built over the store.
 
     fn get(
@@ -819,13 +940,13 @@ impl CheckpointState {
         self.header.uncovered_count
     }
 
-    /// What the checkpoints take in a raft snapshot, out of [`CHECKPOINT_BYTES_MAX`].
+    /// What the checkpoints take, out of [`CheckpointBounds::checkpoint_bytes_max`].
     pub fn checkpoint_bytes(&self) -> u64 {
         self.header.checkpoint_bytes
     }
 
-    /// What the uncovered and released objects take in a raft snapshot, out of
-    /// [`TRACKING_BYTES_MAX`].
+    /// What the uncovered and released objects take, out of
+    /// [`CheckpointBounds::tracking_bytes_max`].
     pub fn tracking_bytes(&self) -> u64 {
         self.header.tracking_bytes
     }
@@ -921,7 +1042,7 @@ impl CheckpointState {
     }
 
     /// Whether a record of `object_id` can be tracked: the object is tracked already, or the
-    /// state has room for it in a snapshot. The error says why not.
+    /// state has room for it within its bounds. The error says why not.
     pub fn admit_record(
         &self,
         store: &dyn DurableStore,
@@ -929,18 +1050,21 @@ impl CheckpointState {
         object_id: &ObjectId,
     ) -> Result<Result<(), String>, StoreError> {
         let added = uncovered_snapshot_bytes(object_id);
-        if self.header.tracking_bytes + added <= TRACKING_BYTES_MAX
+        if self.header.tracking_bytes + added <= self.bounds.tracking_bytes_max
             || self.uncovered(store, space, object_id)?.is_some()
         {
             return Ok(Ok(()));
         }
         Ok(Err(format!(
             "the region tracks {} objects with records above their checkpoint and {} \
-             released ones, which take {} bytes in a snapshot: a record of another object \
-             would pass the maximum of {TRACKING_BYTES_MAX} (TRACKING_BYTES_MAX); records of \
-             objects tracked already are still taken, and checkpoints of uncovered objects \
+             released ones, which take {} bytes: a record of another object would pass the \
+             maximum of {} (tracking_bytes_max, a quarter of the region log quota); records \
+             of objects tracked already are still taken, and checkpoints of uncovered objects \
              make room",
-            self.header.uncovered_count, self.header.released_count, self.header.tracking_bytes,
+            self.header.uncovered_count,
+            self.header.released_count,
+            self.header.tracking_bytes,
+            self.bounds.tracking_bytes_max,
         )))
     }
 
@@ -1172,13 +1296,14 @@ impl CheckpointState {
             });
             let new_bytes = object_snapshot_bytes(&object_id, state.len() as u64);
             let bytes_after = self.header.checkpoint_bytes - kept_bytes + new_bytes;
-            if new_bytes > kept_bytes && bytes_after > CHECKPOINT_BYTES_MAX {
+            if new_bytes > kept_bytes && bytes_after > self.bounds.checkpoint_bytes_max {
                 return Ok(Err(CheckpointRefusal::ResourceExhausted(format!(
                     "the checkpoint of {object_id} ({} bytes of state) would bring what the \
-                     region's checkpoints take in a snapshot to {bytes_after} bytes, more than \
-                     the maximum of {CHECKPOINT_BYTES_MAX} (CHECKPOINT_BYTES_MAX); the region \
-                     keeps {} checkpoints with {} bytes of state",
+                     region's checkpoints take to {bytes_after} bytes, more than the maximum of \
+                     {} (checkpoint_bytes_max, the region log quota); the region keeps {} \
+                     checkpoints with {} bytes of state",
                     state.len(),
+                    self.bounds.checkpoint_bytes_max,
                     self.header.object_count,
                     self.header.states_size_bytes
                 ))));
@@ -1265,7 +1390,7 @@ impl CheckpointState {
             return Ok(());
         }
         let added = uncovered_snapshot_bytes(object_id);
-        if self.header.tracking_bytes + added > TRACKING_BYTES_MAX {
+        if self.header.tracking_bytes + added > self.bounds.tracking_bytes_max {
             // Only a sequenced global record gets here (a regional one was refused in
             // apply): every record from here on is kept.
             if self.header.untracked_from == 0 {
@@ -1335,7 +1460,7 @@ impl CheckpointState {
             } else {
                 0
             };
-            if self.header.tracking_bytes + added > TRACKING_BYTES_MAX + freed {
+            if self.header.tracking_bytes + added > self.bounds.tracking_bytes_max + freed {
                 break;
             }
             self.remove_limit(space, batch, covering, &object_id);
@@ -1430,10 +1555,11 @@ impl CheckpointState {
         space: KeySpace,
         store: &dyn DurableStore,
         next_position: u64,
+        bounds: CheckpointBounds,
     ) -> Result<CheckpointState, StoreError> {
         let mut state = CheckpointState {
             first_limit: RefCell::new(FirstLimit::Unknown),
-            ..CheckpointState::default()
+            ..CheckpointState::new(bounds)
         };
         let Some(header) = store.get(space, TRUNCATION_KEY)? else {
             state.first_limit = RefCell::new(FirstLimit::None);
@@ -1553,88 +1679,26 @@ impl CheckpointState {
         Ok(())
     }
 
-    /// The state in a snapshot, read from the store (and the pending writes).
-    pub(crate) fn encode_snapshot(
-        &self,
-        store: &dyn DurableStore,
-        space: KeySpace,
-        out: &mut Vec<u8>,
-    ) -> Result<(), StoreError> {
+    /// The state in a snapshot: the counters, where this node keeps the state (`space`), and
+    /// the listed alarms. Everything per object stays in the store: a member that takes the
+    /// snapshot fetches it in pieces from a view the group pins with the snapshot (see
+    /// [`transfer`]).
+    pub(crate) fn encode_snapshot(&self, space: CheckpointSpace, out: &mut Vec<u8>) {
         put_bytes(out, &self.header.encode());
-        let mut sections: [Vec<u8>; 3] = Default::default();
-        let mut counts = [0u32; 3];
-        self.scan_all(
-            store,
-            space,
-            CHECKPOINT_KEY_PREFIX,
-            CHECKPOINT_KEYS_END,
-            |key, meta| {
-                let object_id = object_from_key(CHECKPOINT_KEY_PREFIX, key)
-                    .ok_or_else(|| "not a checkpoint key".to_owned())?;
-                let state_key = object_key(STATE_KEY_PREFIX, &object_id);
-                let state = self
-                    .get(store, space, &state_key)
-                    .map_err(|error| error.to_string())?
-                    .ok_or_else(|| "the state of a kept checkpoint is missing".to_owned())?;
-                put_bytes(&mut sections[0], object_id.as_str().as_bytes());
-                put_bytes(&mut sections[0], meta);
-                put_bytes(&mut sections[0], &state);
-                counts[0] += 1;
-                Ok(())
-            },
-        )?;
-        self.scan_all(
-            store,
-            space,
-            UNCOVERED_KEY_PREFIX,
-            UNCOVERED_KEYS_END,
-            |key, value| {
-                let object_id = object_from_key(UNCOVERED_KEY_PREFIX, key)
-                    .ok_or_else(|| "not an uncovered object key".to_owned())?;
-                put_bytes(&mut sections[1], object_id.as_str().as_bytes());
-                sections[1].extend_from_slice(value);
-                counts[1] += 1;
-                Ok(())
-            },
-        )?;
-        self.scan_all(
-            store,
-            space,
-            RELEASED_KEY_PREFIX,
-            RELEASED_KEYS_END,
-            |key, value| {
-                let digest = key
-                    .strip_prefix(RELEASED_KEY_PREFIX)
-                    .ok_or_else(|| "not a released object key".to_owned())?;
-                sections[2].extend_from_slice(digest);
-                sections[2].extend_from_slice(value);
-                counts[2] += 1;
-                Ok(())
-            },
-        )?;
-        for (count, section) in counts.iter().zip(&sections) {
-            out.extend_from_slice(&count.to_be_bytes());
-            out.extend_from_slice(section);
+        out.push(space.tag());
+        out.extend_from_slice(&(self.alarms.len() as u32).to_be_bytes());
+        for (object_id, (position, first, second)) in &self.alarms {
+            put_bytes(out, object_id.as_str().as_bytes());
+            out.extend_from_slice(&position.to_be_bytes());
+            out.extend_from_slice(&first.to_be_bytes());
+            out.extend_from_slice(&second.to_be_bytes());
         }
-        Ok(())
     }
 
-    /// Hands every pair with `start <= key < end` to `take`, the pending writes over the
-    /// store, a chunk at a time.
-    fn scan_all(
-        &self,
-        store: &dyn DurableStore,
-        space: KeySpace,
-        start: &[u8],
-        end: &[u8],
-        take: impl FnMut(&[u8], &[u8]) -> Result<(), String>,
-    ) -> Result<(), StoreError> {
-        scan_chunks(
-            |from| self.scan(store, space, from, end, RECOVERY_SCAN_CHUNK_MAX),
-            space,
-            start,
-            take,
-        )
+    /// Whether the state holds anything per object, which a member taking a snapshot must
+    /// fetch.
+    pub(crate) fn has_items(&self) -> bool {
+        self.header.has_items()
     }
 
     /// Reads the state from a snapshot, checked whole; positions must lie below
@@ -1642,167 +1706,85 @@ impl CheckpointState {
     pub(crate) fn decode_snapshot(
         reader: &mut Reader<'_>,
         next_position: u64,
-    ) -> Result<DecodedCheckpoints, String> {
+    ) -> Result<SnapshotCheckpoints, String> {
         let header_bytes = reader.bytes(HEADER_BYTES_MAX, "truncation state")?;
         let (header, current) = Header::decode(header_bytes, next_position)?;
         if !current {
             return Err("the truncation state of a snapshot is of an older format".to_owned());
         }
-        let mut decoded = DecodedCheckpoints {
-            header,
-            ..DecodedCheckpoints::default()
-        };
-        let mut counted = Header {
-            truncated_through: header.truncated_through,
-            alarms_raised: header.alarms_raised,
-            untracked_from: header.untracked_from,
-            releases: header.releases,
-            ..Header::default()
-        };
-        let item_max = SNAPSHOT_PART_BYTES_MAX;
-        let object_count = reader.count(item_max / 12, 12, "checkpoint count")?;
-        let mut last_id: Option<ObjectId> = None;
-        for _ in 0..object_count {
-            let object_id = read_object_id(reader, "checkpoint object id")?;
-            if last_id.as_ref().is_some_and(|last| *last >= object_id) {
-                return Err(format!("checkpoint of {object_id} is out of order"));
-            }
-            last_id = Some(object_id.clone());
-            let meta = reader.bytes(OBJECT_META_BYTES_MAX, "checkpoint")?;
-            let mut meta_reader = Reader::new(meta);
-            let object = decode_meta(&mut meta_reader)
-                .and_then(|object| meta_reader.finish().map(|()| object))
-                .map_err(|reason| format!("checkpoint of {object_id}: {reason}"))?;
-            check_object(&object, next_position)
-                .map_err(|reason| format!("checkpoint of {object_id}: {reason}"))?;
-            let state = reader
-                .bytes(CHECKPOINT_STATE_BYTES_MAX, "checkpoint state")?
-                .to_vec();
-            if state.len() as u64 != object.newest.state_bytes {
-                return Err(format!(
-                    "checkpoint of {object_id}: {} bytes of state, {} announced",
-                    state.len(),
-                    object.newest.state_bytes
-                ));
-            }
-            counted.object_count += 1;
-            counted.states_size_bytes += state.len() as u64;
-            counted.checkpoint_bytes += object_snapshot_bytes(&object_id, state.len() as u64);
-            if object.alarm.is_some() {
-                counted.alarm_count += 1;
-            }
-            decoded.objects.push((object_id, object, state));
-        }
-        let uncovered_count = reader.count(item_max / 21, 21, "uncovered count")?;
-        let mut last_id: Option<ObjectId> = None;
-        for _ in 0..uncovered_count {
-            let object_id = read_object_id(reader, "uncovered object id")?;
-            if last_id.as_ref().is_some_and(|last| *last >= object_id) {
-                return Err(format!("uncovered object {object_id} is out of order"));
-            }
-            last_id = Some(object_id.clone());
-            let uncovered = decode_uncovered(reader.take(16, "uncovered positions")?)
-                .map_err(|reason| format!("uncovered object {object_id}: {reason}"))?;
-            if uncovered.last_record_position >= next_position
-                || uncovered.last_record_position <= header.truncated_through
-                || uncovered.covering_position < header.truncated_through
-            {
-                return Err(format!(
-                    "uncovered object {object_id}: newest record at {} and covering position \
-                     {} do not lie between the truncation point {} and the next position \
-                     {next_position}",
-                    uncovered.last_record_position,
-                    uncovered.covering_position,
-                    header.truncated_through
-                ));
-            }
-            counted.uncovered_count += 1;
-            counted.tracking_bytes += uncovered_snapshot_bytes(&object_id);
-            decoded.uncovered.push((object_id, uncovered));
-        }
-        let released_count = reader.count(
-            item_max / (OBJECT_DIGEST_BYTES + 8),
-            OBJECT_DIGEST_BYTES + 8,
-            "released object count",
-        )?;
-        let mut last_digest: Option<ObjectDigest> = None;
-        for _ in 0..released_count {
-            let digest: ObjectDigest = reader
-                .take(OBJECT_DIGEST_BYTES, "released object digest")?
-                .try_into()
-                .expect("took exactly the digest length");
-            if last_digest.is_some_and(|last| last >= digest) {
-                return Err("released objects are out of order".to_owned());
-            }
-            last_digest = Some(digest);
-            let position = reader.u64("released position")?;
-            // A release that stops at its bound leaves the truncation point below the marks
-            // of the objects it released: a mark only has to name an applied position.
-            if position == 0 || position >= next_position {
-                return Err(format!(
-                    "an object released through position {position}, which is not in \
-                     1..{next_position} (the next position)"
-                ));
-            }
-            counted.released_count += 1;
-            counted.tracking_bytes += RELEASED_SNAPSHOT_BYTES;
-            decoded.released.push((digest, position));
-        }
-        if counted != header {
+        let sender_space = CheckpointSpace::from_tag(reader.u8("checkpoint space")?)?;
+        let listed = reader.count(ALARMS_LISTED_MAX, 4 + 1 + 24, "listed alarm count")?;
+        let expected = header.alarm_count.min(ALARMS_LISTED_MAX as u64);
+        if listed as u64 != expected {
             return Err(format!(
-                "the counters {header:?} do not match what the snapshot holds ({counted:?})"
+                "{listed} alarms listed for {} objects with alarms (the lowest {expected} are)",
+                header.alarm_count
             ));
         }
-        Ok(decoded)
+        let mut alarms = BTreeMap::new();
+        let mut last_id: Option<ObjectId> = None;
+        for _ in 0..listed {
+            let object_id = read_object_id(reader, "alarmed object id")?;
+            if last_id.as_ref().is_some_and(|last| *last >= object_id) {
+                return Err(format!("the alarm of {object_id} is out of order"));
+            }
+            last_id = Some(object_id.clone());
+            let alarm = (
+                reader.u64("alarm position")?,
+                reader.u64("alarm first client")?,
+                reader.u64("alarm second client")?,
+            );
+            if alarm.0 >= next_position {
+                return Err(format!(
+                    "the alarm of {object_id} at position {}, not below the next position \
+                     {next_position}",
+                    alarm.0
+                ));
+            }
+            alarms.insert(object_id, alarm);
+        }
+        Ok(SnapshotCheckpoints {
+            header,
+            sender_space,
+            alarms,
+        })
     }
 
-    /// Replaces the whole state with a snapshot's, writing it into `batch`.
+    /// Replaces the whole state with a snapshot's, writing into `batch`; `live` is where the
+    /// node keeps its state now and `staged` where it fetched the snapshot's (required when
+    /// the snapshot has anything per object). Returns where the state lives from now on.
     pub(crate) fn restore(
         &mut self,
-        decoded: DecodedCheckpoints,
-        space: KeySpace,
+        decoded: SnapshotCheckpoints,
+        live: CheckpointSpace,
+        staged: Option<CheckpointSpace>,
         batch: &mut WriteBatch,
-    ) {
-        for (start, end) in KEY_RANGES {
-            batch.delete_range(space, start.to_vec(), end.to_vec());
+    ) -> CheckpointSpace {
+        let target = match staged {
+            Some(staged) if decoded.header.has_items() => staged,
+            _ if live == CheckpointSpace::Legacy => CheckpointSpace::A,
+            _ => live,
+        };
+        // The region state key space, where older releases kept the state, is cleared whole
+        // by the region log's restore; the two spaces of this module are cleared here, but
+        // for the one that holds the fetched state.
+        for space in [CheckpointSpace::A, CheckpointSpace::B] {
+            if space != target || !decoded.header.has_items() {
+                batch.delete_range(space.key_space(), Vec::new(), KEYS_END.to_vec());
+            }
         }
+        batch.put(
+            target.key_space(),
+            TRUNCATION_KEY.to_vec(),
+            decoded.header.encode(),
+        );
         *self = CheckpointState {
             header: decoded.header,
+            alarms: decoded.alarms,
             first_limit: RefCell::new(FirstLimit::Unknown),
-            ..CheckpointState::default()
+            ..CheckpointState::new(self.bounds)
         };
-        batch.put(space, TRUNCATION_KEY.to_vec(), decoded.header.encode());
-        for (object_id, object, state) in decoded.objects {
-            if let Some(alarm) = object.alarm {
-                batch.put(space, object_key(ALARM_KEY_PREFIX, &object_id), Vec::new());
-                self.list_alarm(&object_id, alarm);
-            }
-            batch.put(
-                space,
-                object_key(CHECKPOINT_KEY_PREFIX, &object_id),
-                encode_meta(&object),
-            );
-            batch.put(space, object_key(STATE_KEY_PREFIX, &object_id), state);
-        }
-        for (object_id, uncovered) in decoded.uncovered {
-            batch.put(
-                space,
-                object_key(UNCOVERED_KEY_PREFIX, &object_id),
-                encode_uncovered(uncovered),
-            );
-            batch.put(
-                space,
-                limit_key(uncovered.covering_position, &object_id),
-                Vec::new(),
-            );
-        }
-        for (digest, position) in decoded.released {
-            batch.put(
-                space,
-                released_key(&digest),
-                position.to_be_bytes().to_vec(),
-            );
-        }
+        target
     }
 }
 
@@ -1951,6 +1933,14 @@ mod tests {
 
     const SPACE: KeySpace = KeySpace::new("region_state");
 
+    /// Bounds small enough for a test to reach.
+    const CHECKPOINT_BYTES_MAX: u64 = 12 * 1024 * 1024;
+    const TRACKING_BYTES_MAX: u64 = 4 * 1024 * 1024;
+    const BOUNDS: CheckpointBounds = CheckpointBounds {
+        checkpoint_bytes_max: CHECKPOINT_BYTES_MAX,
+        tracking_bytes_max: TRACKING_BYTES_MAX,
+    };
+
     fn upload(object: &str, position: u64, hash: u8, client: u64) -> CheckpointUpload {
         CheckpointUpload {
             object_id: ObjectId::new(object).unwrap(),
@@ -1973,15 +1963,18 @@ mod tests {
         store: MemoryStore,
         batch: WriteBatch,
         write_each: bool,
+        /// Where the state lives.
+        space: KeySpace,
     }
 
     impl Harness {
         fn new(write_each: bool) -> Self {
             Harness {
-                state: CheckpointState::default(),
+                state: CheckpointState::new(BOUNDS),
                 store: MemoryStore::new(),
                 batch: WriteBatch::new(),
                 write_each,
+                space: SPACE,
             }
         }
 
@@ -2005,7 +1998,13 @@ mod tests {
         ) -> Result<CheckpointOutcome, CheckpointRefusal> {
             let outcome = self
                 .state
-                .apply_upload(upload, last_position, &self.store, SPACE, &mut self.batch)
+                .apply_upload(
+                    upload,
+                    last_position,
+                    &self.store,
+                    self.space,
+                    &mut self.batch,
+                )
                 .unwrap();
             self.step();
             outcome
@@ -2020,19 +2019,21 @@ mod tests {
 
         fn record(&mut self, object: &ObjectId, position: u64) {
             self.state
-                .record_appended(&self.store, SPACE, &mut self.batch, object, position)
+                .record_appended(&self.store, self.space, &mut self.batch, object, position)
                 .unwrap();
             self.step();
         }
 
         fn admit(&self, object: &ObjectId) -> Result<(), String> {
-            self.state.admit_record(&self.store, SPACE, object).unwrap()
+            self.state
+                .admit_record(&self.store, self.space, object)
+                .unwrap()
         }
 
         fn release(&mut self, target: u64) -> usize {
             let released = self
                 .state
-                .release_through(&self.store, SPACE, &mut self.batch, target)
+                .release_through(&self.store, self.space, &mut self.batch, target)
                 .unwrap();
             self.step();
             released
@@ -2041,7 +2042,7 @@ mod tests {
         fn advance(&mut self, last_position: u64) -> Option<u64> {
             let moved = self
                 .state
-                .advance_truncation(&self.store, SPACE, &mut self.batch, last_position)
+                .advance_truncation(&self.store, self.space, &mut self.batch, last_position)
                 .unwrap();
             self.step();
             moved
@@ -2049,32 +2050,34 @@ mod tests {
 
         fn limit(&self, last_position: u64) -> Option<u64> {
             self.state
-                .truncation_limit(&self.store, SPACE, last_position)
+                .truncation_limit(&self.store, self.space, last_position)
                 .unwrap()
         }
 
         fn newest(&self, object: &ObjectId) -> Option<StoredCheckpoint> {
-            self.state.newest(&self.store, SPACE, object).unwrap()
+            self.state.newest(&self.store, self.space, object).unwrap()
         }
 
         fn agreed(&self, object: &ObjectId) -> u64 {
             self.state
-                .agreed_position(&self.store, SPACE, object)
+                .agreed_position(&self.store, self.space, object)
                 .unwrap()
         }
 
         fn uncovered(&self, object: &ObjectId) -> bool {
-            self.state.is_uncovered(&self.store, SPACE, object).unwrap()
+            self.state
+                .is_uncovered(&self.store, self.space, object)
+                .unwrap()
         }
 
         fn released_through(&self, object: &ObjectId) -> Option<u64> {
             self.state
-                .released_through(&self.store, SPACE, object)
+                .released_through(&self.store, self.space, object)
                 .unwrap()
         }
 
         fn fetch(&self, object: &ObjectId) -> CheckpointFetch {
-            self.state.fetch(&self.store, SPACE, object).unwrap()
+            self.state.fetch(&self.store, self.space, object).unwrap()
         }
     }
 
@@ -2149,10 +2152,10 @@ mod tests {
         });
     }
 
-    /// States fill the snapshot's share: a checkpoint that would pass it is refused, a
-    /// smaller state for a kept object is taken, and that makes room again.
+    /// States fill their bound: a checkpoint that would pass it is refused, a smaller state
+    /// for a kept object is taken, and that makes room again.
     #[test]
-    fn checkpoints_stop_at_the_snapshot_bound_and_smaller_states_make_room() {
+    fn checkpoints_stop_at_their_bound_and_smaller_states_make_room() {
         let mut harness = Harness::new(true);
         let mut large = upload("big/one", 5, 1, 1);
         large.state = vec![0; CHECKPOINT_STATE_BYTES_MAX];
@@ -2163,7 +2166,7 @@ mod tests {
         let error = harness.upload(second.clone()).unwrap_err();
         assert!(matches!(error, CheckpointRefusal::ResourceExhausted(_)));
         assert!(
-            error.to_string().contains("CHECKPOINT_BYTES_MAX"),
+            error.to_string().contains("checkpoint_bytes_max"),
             "{error}"
         );
         assert!(harness.state.checkpoint_bytes() <= CHECKPOINT_BYTES_MAX);
@@ -2218,11 +2221,11 @@ mod tests {
     }
 
     /// Far more objects than the former bound of 4,096 have records and no checkpoint; the
-    /// bound is what they take in a snapshot. At it, a record of a new object is refused
+    /// bound is what they take in bytes. At it, a record of a new object is refused
     /// while tracked ones still are taken, a sequenced record of an untracked object holds
     /// truncation below it, and checkpoints make room.
     #[test]
-    fn objects_are_tracked_up_to_the_snapshot_bound_and_untracked_ones_hold_truncation() {
+    fn objects_are_tracked_up_to_their_bound_and_untracked_ones_hold_truncation() {
         let mut harness = Harness::new(false);
         let long_id = |index: u64| id(&format!("{index:0>width$}", width = OBJECT_ID_BYTES_MAX));
         let mut position = 0;
@@ -2244,7 +2247,7 @@ mod tests {
         assert!(harness.state.tracking_bytes() <= TRACKING_BYTES_MAX);
         let new = long_id(tracked);
         let error = harness.admit(&new).unwrap_err();
-        assert!(error.contains("TRACKING_BYTES_MAX"), "{error}");
+        assert!(error.contains("tracking_bytes_max"), "{error}");
         assert!(
             harness.admit(&long_id(0)).is_ok(),
             "a tracked object is still taken"
@@ -2319,18 +2322,13 @@ mod tests {
         assert!(harness.state.released_count() > released_before);
         assert!(harness.state.tracking_bytes() <= TRACKING_BYTES_MAX);
         // The release stopped at an object it could not remember, so the truncation point
-        // stays below the marks of those it released; a snapshot still carries them.
+        // stays below the marks of those it released; a snapshot's state still moves whole.
         harness.advance(2 * count);
         assert!(harness.state.truncated_through() < count);
         harness.write();
-        let mut bytes = Vec::new();
-        harness
-            .state
-            .encode_snapshot(&harness.store, SPACE, &mut bytes)
-            .unwrap();
-        let mut reader = Reader::new(&bytes);
-        CheckpointState::decode_snapshot(&mut reader, 2 * count + 1).unwrap();
-        reader.finish().unwrap();
+        let mut other = Harness::new(true);
+        transfer(&harness, &mut other, 2 * count + 1);
+        assert_eq!(other.state, harness.state);
     }
 
     #[test]
@@ -2346,7 +2344,7 @@ mod tests {
         harness.record(&a, 3);
         harness.record(&id("c"), 4);
         harness.write();
-        let recovered = CheckpointState::recover(SPACE, &harness.store, 5).unwrap();
+        let recovered = CheckpointState::recover(SPACE, &harness.store, 5, BOUNDS).unwrap();
         assert_eq!(recovered, harness.state);
         assert_eq!(
             recovered.fetch(&harness.store, SPACE, &b).unwrap(),
@@ -2360,20 +2358,12 @@ mod tests {
         );
         assert_eq!(recovered.alarms().count(), 1);
 
-        let mut bytes = Vec::new();
-        harness
-            .state
-            .encode_snapshot(&harness.store, SPACE, &mut bytes)
-            .unwrap();
-        let mut reader = Reader::new(&bytes);
-        let decoded = CheckpointState::decode_snapshot(&mut reader, 5).unwrap();
-        reader.finish().unwrap();
-        // Restored into another store, over other state, it reads the same.
+        // Moved into another store, over other state, it reads the same.
         let mut other = Harness::new(true);
         other.record(&id("stale"), 1);
         other.upload_at(upload("stale", 1, 1, 1), 1).unwrap();
-        other.state.restore(decoded, SPACE, &mut other.batch);
-        other.write();
+        let bytes = transfer(&harness, &mut other, 5);
+        assert_eq!(other.space, CHECKPOINTS_A);
         assert_eq!(other.state, harness.state);
         for object in [&a, &b, &id("c"), &id("stale")] {
             assert_eq!(other.fetch(object), harness.fetch(object), "{object}");
@@ -2383,12 +2373,30 @@ mod tests {
                 "{object}"
             );
         }
+        assert_eq!(
+            other.store.keys(SPACE),
+            Vec::<Vec<u8>>::new(),
+            "the space left behind is cleared"
+        );
         let mut again = Vec::new();
-        other
-            .state
-            .encode_snapshot(&other.store, SPACE, &mut again)
-            .unwrap();
-        assert_eq!(again, bytes, "the restored state encodes as the original");
+        other.state.encode_snapshot(CheckpointSpace::A, &mut again);
+        let counters = |bytes: &[u8]| {
+            let decoded = CheckpointState::decode_snapshot(&mut Reader::new(bytes), 5).unwrap();
+            (decoded.header, decoded.alarms)
+        };
+        assert_eq!(
+            counters(&again),
+            counters(&bytes),
+            "the restored state encodes as the original (but for where it lives)"
+        );
+        // The other direction: from A back into the region state space's successor, B.
+        let mut third = Harness::new(true);
+        third.space = CHECKPOINTS_A;
+        third.record(&id("stale"), 1);
+        transfer(&other, &mut third, 5);
+        assert_eq!(third.space, CHECKPOINTS_B);
+        assert_eq!(third.fetch(&b), harness.fetch(&b));
+        assert!(third.store.keys(CHECKPOINTS_A).is_empty());
         for length in 0..bytes.len() {
             let mut reader = Reader::new(&bytes[..length]);
             let outcome =
@@ -2400,6 +2408,60 @@ mod tests {
         }
         let error = CheckpointState::decode_snapshot(&mut Reader::new(&bytes), 2).unwrap_err();
         assert!(error.contains("next position"), "{error}");
+    }
+
+    /// Moves `from`'s state into `to` as a member taking a snapshot does: the snapshot's
+    /// counters, a view of `from`'s store pinned with them, pieces fetched from it into the
+    /// space `to` does not use (the view is read after `from` changed, to show it holds the
+    /// pinned state), and the restore that switches `to` over. Returns the snapshot's bytes.
+    fn transfer(from: &Harness, to: &mut Harness, next_position: u64) -> Vec<u8> {
+        let live = match from.space {
+            CHECKPOINTS_A => CheckpointSpace::A,
+            CHECKPOINTS_B => CheckpointSpace::B,
+            _ => CheckpointSpace::Legacy,
+        };
+        let mut bytes = Vec::new();
+        from.state.encode_snapshot(live, &mut bytes);
+        let mut sender = from.store.clone();
+        sender
+            .pin_view(7, &transfer::view_ranges(from.space))
+            .unwrap();
+        // The sender moves on: the view does not.
+        let mut batch = WriteBatch::new();
+        batch.delete_range(from.space, Vec::new(), KEYS_END.to_vec());
+        sender.write(batch, true).unwrap();
+        let mut reader = Reader::new(&bytes);
+        let decoded = CheckpointState::decode_snapshot(&mut reader, next_position).unwrap();
+        reader.finish().unwrap();
+        assert_eq!(decoded.sender_space, live);
+        let to_live = match to.space {
+            CHECKPOINTS_A => CheckpointSpace::A,
+            CHECKPOINTS_B => CheckpointSpace::B,
+            _ => CheckpointSpace::Legacy,
+        };
+        let mut staging =
+            transfer::StateStaging::new(to_live.other(), decoded.header, next_position);
+        let view = sender.pinned_view(7).unwrap();
+        loop {
+            let piece =
+                transfer::answer_state_piece(&*view, from.space, staging.after_key()).unwrap();
+            let mut batch = WriteBatch::new();
+            let whole = staging.take_piece(&piece, &to.store, &mut batch).unwrap();
+            to.store.write(batch, false).unwrap();
+            if whole {
+                break;
+            }
+        }
+        let target = to
+            .state
+            .restore(decoded, to_live, Some(staging.space()), &mut to.batch);
+        if to.space == SPACE {
+            // The region log's restore clears the region state space whole.
+            to.batch.delete_range(SPACE, Vec::new(), KEYS_END.to_vec());
+        }
+        to.space = target.key_space();
+        to.write();
+        bytes
     }
 
     /// A store written by the previous release (states inside the checkpoint values, no
@@ -2439,7 +2501,7 @@ mod tests {
         );
         store.write(batch, true).unwrap();
 
-        let mut state = CheckpointState::recover(SPACE, &store, 4).unwrap();
+        let mut state = CheckpointState::recover(SPACE, &store, 4, BOUNDS).unwrap();
         // A round that writes before any entry applies leaves the migration owed, and read.
         state.batch_written();
         assert_eq!(
@@ -2461,7 +2523,7 @@ mod tests {
         state.take_migration(SPACE, &mut batch);
         store.write(batch, true).unwrap();
         state.batch_written();
-        let again = CheckpointState::recover(SPACE, &store, 4).unwrap();
+        let again = CheckpointState::recover(SPACE, &store, 4, BOUNDS).unwrap();
         assert_eq!(again, state);
         assert_eq!(again.truncation_limit(&store, SPACE, 3).unwrap(), Some(0));
         assert_eq!(
