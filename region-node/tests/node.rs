@@ -1041,13 +1041,21 @@ fn a_member_behind_the_raft_log_takes_a_snapshot_only_once_it_holds_every_entry(
     assert_eq!(whole(&region, lagging), whole(&region, leader));
 }
 
-/// Reference: docs/design.md section 2.8, "Where the checkpoint state lives": the checkpoints
-/// a region keeps are bounded by its storage, not by one raft message. A member behind the
-/// raft log takes a snapshot whose checkpoint state (here 36 MiB of states, more than a raft
-/// message and three times the bound the state had while snapshots carried it) moves in
-/// pieces from a view the leader pinned with the snapshot, while the leader moves on.
-#[test]
-fn a_member_behind_fetches_checkpoint_state_larger_than_a_raft_message_in_pieces() {
+/// The objects of [`region_with_a_member_behind_checkpoints`]: the first
+/// [`LARGE_CHECKPOINTS`] have states of [`LARGE_STATE_BYTES`], the next [`SMALL_CHECKPOINTS`]
+/// small ones, and every other small one a record above its checkpoint.
+fn checkpointed_object(index: usize) -> ObjectId {
+    ObjectId::new(format!("user/{index:04}")).unwrap()
+}
+
+const LARGE_CHECKPOINTS: usize = 6;
+const SMALL_CHECKPOINTS: usize = 300;
+const LARGE_STATE_BYTES: usize = 6 * 1024 * 1024;
+
+/// A region (no global tier, raft logs of 8 entries) whose leader keeps 36 MiB of checkpoint
+/// states, more than a raft message, written while one member was cut off: it can catch up
+/// only by snapshot. Returns the region, the leader and that member, cut off no longer.
+fn region_with_a_member_behind_checkpoints() -> (Region, u64, u64) {
     let mut region = new_region_without_global_tier(&[1, 2, 3]);
     for id in [1, 2, 3] {
         let member = region.network.node_mut(id);
@@ -1057,38 +1065,91 @@ fn a_member_behind_fetches_checkpoint_state_larger_than_a_raft_message_in_pieces
     let leader = region.elect();
     let lagging = region.other_than(leader);
     region.network.isolate(lagging);
-    let object = |index: usize| ObjectId::new(format!("user/{index:04}")).unwrap();
+    let object = checkpointed_object;
     let record_of = |index: usize, sequence: u64| ProposeRequest {
         object_id: object(index),
         ..call(1, sequence, 16)
     };
-    const LARGE: usize = 6;
-    const SMALL: usize = 300;
-    for index in 0..LARGE + SMALL {
+    let all = LARGE_CHECKPOINTS + SMALL_CHECKPOINTS;
+    for index in 0..all {
         region.propose(leader, record_of(index, index as u64 + 1));
     }
-    assert_eq!(region.take_replies(leader).len(), LARGE + SMALL);
-    let state_bytes = 6 * 1024 * 1024;
-    for index in 0..LARGE + SMALL {
+    assert_eq!(region.take_replies(leader).len(), all);
+    for index in 0..all {
         let mut checkpoint = upload(object(index).as_str(), index as u64 + 1, 1, 1);
-        if index < LARGE {
-            checkpoint.state = vec![index as u8; state_bytes];
+        if index < LARGE_CHECKPOINTS {
+            checkpoint.state = vec![index as u8; LARGE_STATE_BYTES];
         }
         region.upload(leader, index as u64 + 1, checkpoint);
     }
-    for index in (LARGE..LARGE + SMALL).step_by(2) {
-        let sequence = (LARGE + SMALL + index) as u64;
-        region.propose(leader, record_of(index, sequence));
+    for index in (LARGE_CHECKPOINTS..all).step_by(2) {
+        region.propose(leader, record_of(index, (all + index) as u64));
     }
     let leader_status = region.node(leader).status();
-    assert_eq!(leader_status.checkpoints.objects, (LARGE + SMALL) as u64);
+    assert_eq!(leader_status.checkpoints.objects, all as u64);
     assert!(
         leader_status.checkpoints.checkpoint_bytes > dsss_raft_group::RAFT_MESSAGE_BYTES_MAX as u64,
         "{:?}",
         leader_status.checkpoints
     );
     assert!(region.node(leader).group().first_index() > 2);
+    region.network.rejoin(lagging);
+    (region, leader, lagging)
+}
 
+/// Checks that a member serves what the leader does, object by object, without printing
+/// states of megabytes.
+fn same_checkpoints(
+    when: &str,
+    on_member: &[dsss_region_node::CheckpointFetch],
+    on_leader: &[dsss_region_node::CheckpointFetch],
+) {
+    let brief = |fetched: &dsss_region_node::CheckpointFetch| {
+        (
+            fetched
+                .checkpoint
+                .as_ref()
+                .map(|c| (c.position, c.uploaded_position, c.state.len())),
+            fetched.truncated_through,
+            fetched.released_through,
+        )
+    };
+    assert_eq!(on_member.len(), on_leader.len());
+    for (index, (member, leader)) in on_member.iter().zip(on_leader).enumerate() {
+        assert!(
+            member == leader,
+            "{when}: object {index}: {:?} against {:?}",
+            brief(member),
+            brief(leader)
+        );
+    }
+}
+
+/// What every member serves of every object of [`region_with_a_member_behind_checkpoints`].
+fn fetch_every_checkpoint(region: &Region, id: u64) -> Vec<dsss_region_node::CheckpointFetch> {
+    let member = region.network.node(id);
+    let log = member.node.as_ref().unwrap().region_log();
+    (0..LARGE_CHECKPOINTS + SMALL_CHECKPOINTS)
+        .map(|index| {
+            log.fetch_checkpoint(&member.store, &checkpointed_object(index))
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Reference: docs/design.md section 2.8, "Where the checkpoint state lives": the checkpoints
+/// a region keeps are bounded by its storage, not by one raft message. A member behind the
+/// raft log takes a snapshot whose checkpoint state (here 36 MiB of states, more than a raft
+/// message and three times the bound the state had while snapshots carried it) moves in
+/// pieces from a view the leader pinned with the snapshot, while the leader moves on.
+#[test]
+fn a_member_behind_fetches_checkpoint_state_larger_than_a_raft_message_in_pieces() {
+    let (mut region, leader, lagging) = region_with_a_member_behind_checkpoints();
+    let object = checkpointed_object;
+    let record_of = |index: usize, sequence: u64| ProposeRequest {
+        object_id: object(index),
+        ..call(1, sequence, 16)
+    };
     region.network.rejoin(lagging);
     let mut rounds = 0;
     let mut leader_moved_on = false;
@@ -1127,10 +1188,13 @@ fn a_member_behind_fetches_checkpoint_state_larger_than_a_raft_message_in_pieces
     let counters = status.snapshot_catch_up.counters;
     assert!(counters.snapshots_taken_after_fetch >= 1, "{counters:?}");
     // A state larger than a piece's byte bound travels alone in its piece.
-    assert!(state_bytes > STATE_PIECE_BYTES_MAX);
-    assert!(counters.state_pieces_fetched > LARGE as u64, "{counters:?}");
+    assert!(LARGE_STATE_BYTES > STATE_PIECE_BYTES_MAX);
     assert!(
-        counters.state_bytes_fetched >= (LARGE * state_bytes) as u64,
+        counters.state_pieces_fetched > LARGE_CHECKPOINTS as u64,
+        "{counters:?}"
+    );
+    assert!(
+        counters.state_bytes_fetched >= (LARGE_CHECKPOINTS * LARGE_STATE_BYTES) as u64,
         "{counters:?}"
     );
     assert_eq!(status.snapshot_catch_up.missing, None);
@@ -1139,43 +1203,16 @@ fn a_member_behind_fetches_checkpoint_state_larger_than_a_raft_message_in_pieces
         CheckpointSpace::B,
         "the state was fetched into the space the member did not use"
     );
-    let fetch_all = |region: &Region, id: u64| {
-        let member = region.network.node(id);
-        let log = member.node.as_ref().unwrap().region_log();
-        (0..LARGE + SMALL)
-            .map(|index| log.fetch_checkpoint(&member.store, &object(index)).unwrap())
-            .collect::<Vec<_>>()
-    };
-    let on_leader = fetch_all(&region, leader);
+    let on_leader = fetch_every_checkpoint(&region, leader);
     let state_of = |fetched: &dsss_region_node::CheckpointFetch| {
         let state = &fetched.checkpoint.as_ref().unwrap().state;
         (state.len(), state.first().copied())
     };
     assert_eq!(state_of(&on_leader[0]), (1024, Some(9)));
-    assert_eq!(state_of(&on_leader[1]), (state_bytes, Some(1)));
+    assert_eq!(state_of(&on_leader[1]), (LARGE_STATE_BYTES, Some(1)));
     // (Compared without printing: the states are megabytes.)
-    let same = |when: &str, on_lagging: Vec<dsss_region_node::CheckpointFetch>| {
-        for (index, (lagging_fetch, leader_fetch)) in on_lagging.iter().zip(&on_leader).enumerate()
-        {
-            let brief = |fetched: &dsss_region_node::CheckpointFetch| {
-                (
-                    fetched
-                        .checkpoint
-                        .as_ref()
-                        .map(|c| (c.position, c.uploaded_position, c.state.len())),
-                    fetched.truncated_through,
-                    fetched.released_through,
-                )
-            };
-            assert!(
-                lagging_fetch == leader_fetch,
-                "{when}: object {index}: {:?} against {:?}",
-                brief(lagging_fetch),
-                brief(leader_fetch)
-            );
-        }
-    };
-    same("caught up", fetch_all(&region, lagging));
+    let same = |when: &str, on_lagging: Vec<_>| same_checkpoints(when, &on_lagging, &on_leader);
+    same("caught up", fetch_every_checkpoint(&region, lagging));
     assert_eq!(
         region.node(lagging).status().checkpoints,
         region.node(leader).status().checkpoints
@@ -1194,5 +1231,74 @@ fn a_member_behind_fetches_checkpoint_state_larger_than_a_raft_message_in_pieces
         region.node(lagging).region_log().next_position(),
         region.node(leader).region_log().next_position()
     );
-    same("restarted", fetch_all(&region, lagging));
+    same("restarted", fetch_every_checkpoint(&region, lagging));
+}
+
+/// The sender of a snapshot is killed while a member fetches its checkpoint state: its view
+/// is gone with it. The member's pieces from that view stay in the space it does not use, the
+/// region goes on under whichever leader, and the member catches up from a later snapshot and
+/// serves what the others do.
+#[test]
+fn a_member_catches_up_when_the_sender_of_its_snapshot_is_killed_mid_transfer() {
+    let (mut region, leader, lagging) = region_with_a_member_behind_checkpoints();
+    let mut rounds = 0;
+    let mut killed = false;
+    loop {
+        region.tick(1);
+        if !killed
+            && region
+                .node(lagging)
+                .status()
+                .snapshot_catch_up
+                .counters
+                .state_pieces_fetched
+                > 0
+        {
+            region.crash(leader);
+            region.restart(leader);
+            killed = true;
+        }
+        region.serve_log_fetches();
+        rounds += 1;
+        let leading = region
+            .network
+            .ids()
+            .into_iter()
+            .find(|&id| region.node(id).is_leader());
+        if killed
+            && let Some(leading) = leading
+            && region.node(lagging).group().applied_index()
+                >= region.node(leading).group().applied_index()
+        {
+            break;
+        }
+        assert!(
+            rounds < 3_000,
+            "the member caught up: {:?}",
+            region.node(lagging).status().snapshot_catch_up
+        );
+    }
+    let status = region.node(lagging).status();
+    assert!(
+        status
+            .snapshot_catch_up
+            .counters
+            .snapshots_taken_after_fetch
+            >= 1,
+        "{:?}",
+        status.snapshot_catch_up
+    );
+    let others: Vec<u64> = region
+        .network
+        .ids()
+        .into_iter()
+        .filter(|&id| id != lagging)
+        .collect();
+    for other in others {
+        same_checkpoints(
+            "after the sender was killed",
+            &fetch_every_checkpoint(&region, lagging),
+            &fetch_every_checkpoint(&region, other),
+        );
+    }
 }

@@ -330,7 +330,24 @@ fn members_that_catch_up_by_snapshot_in_turn_each_hold_every_retained_entry() {
                 "seed {seed}: node {member} fetched the entries its snapshot stands on: {:?}",
                 status.snapshot_catch_up
             );
+            // The records' objects have no checkpoint: they are tracked as uncovered, and that
+            // state travels apart from the snapshot too, from the view its sender pinned.
+            assert!(
+                status.checkpoints.uncovered_objects > 0
+                    && status.snapshot_catch_up.counters.state_pieces_fetched >= 1,
+                "seed {seed}: node {member} fetched the checkpoint state: {:?} {:?}",
+                status.checkpoints,
+                status.snapshot_catch_up
+            );
         }
+        let checkpoint_states: Vec<_> = members
+            .iter()
+            .map(|&member| cluster.node(member).unwrap().status().checkpoints)
+            .collect();
+        assert!(
+            checkpoint_states.windows(2).all(|pair| pair[0] == pair[1]),
+            "seed {seed}: every member tracks the same objects: {checkpoint_states:?}"
+        );
         let mut whole_logs = Vec::new();
         for &member in &members {
             let log = cluster.node(member).unwrap().region_log();
