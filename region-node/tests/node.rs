@@ -1188,7 +1188,7 @@ fn a_member_behind_fetches_checkpoint_state_larger_than_a_raft_message_in_pieces
     let counters = status.snapshot_catch_up.counters;
     assert!(counters.snapshots_taken_after_fetch >= 1, "{counters:?}");
     // A state larger than a piece's byte bound travels alone in its piece.
-    assert!(LARGE_STATE_BYTES > STATE_PIECE_BYTES_MAX);
+    const { assert!(LARGE_STATE_BYTES > STATE_PIECE_BYTES_MAX) };
     assert!(
         counters.state_pieces_fetched > LARGE_CHECKPOINTS as u64,
         "{counters:?}"

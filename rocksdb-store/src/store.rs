@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dsss_raft_group::{
-    DurableStore, KeyRange, KeySpace, PinnedViews, StoreError, StoreView, WriteBatch,
-    WriteOperation,
+    DurableStore, KeyRange, KeySpace, KeyValuePairs, PinnedViews, StoreError, StoreView,
+    WriteBatch, WriteOperation,
 };
 use rocksdb::{
     Cache, ColumnFamily, ColumnFamilyDescriptor, DB, ErrorKind, ReadOptions, WriteOptions,
@@ -245,7 +245,7 @@ impl DurableStore for RocksDbStore {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<KeyValuePairs, StoreError> {
         let column_family = self.column_family(space)?;
         scan_database(
             &self.database,
@@ -366,7 +366,7 @@ impl StoreView for RocksView {
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<KeyValuePairs, StoreError> {
         let (database, column_family) = self.column_family(space)?;
         scan_database(
             database,
@@ -417,7 +417,7 @@ fn scan_database(
     start: &[u8],
     end: &[u8],
     limit: usize,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+) -> Result<KeyValuePairs, StoreError> {
     if limit > SCAN_LIMIT_MAX {
         return Err(StoreError::Engine(format!(
             "scan limit {limit} exceeds SCAN_LIMIT_MAX ({SCAN_LIMIT_MAX}) in key space `{space}` of the store at {}",
