@@ -6,14 +6,10 @@
 //! last sync. What it does not model: torn writes, reordering before a sync, or running out
 //! of space (see the simulator's disk for a capacity limit).
 
-use std::collections::BTreeMap;
-
 use crate::store::{
-    DurableStore, KeySpace, KeyValuePairs, PinnedViews, StoreError, WriteBatch, WriteOperation,
+    Contents, DurableStore, KeySpace, KeyValuePairs, PinnedViews, StoreError, WriteBatch,
+    WriteOperation, scan_contents,
 };
-
-/// The contents of a store: key space and key to value.
-type Contents = BTreeMap<(KeySpace, Vec<u8>), Vec<u8>>;
 
 /// An in-memory store with crash semantics. See the module documentation.
 #[derive(Clone, Debug, Default)]
@@ -111,15 +107,7 @@ impl DurableStore for MemoryStore {
         end: &[u8],
         limit: usize,
     ) -> Result<KeyValuePairs, StoreError> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        Ok(self
-            .visible
-            .range((space, start.to_vec())..(space, end.to_vec()))
-            .take(limit)
-            .map(|((_, key), value)| (key.clone(), value.clone()))
-            .collect())
+        Ok(scan_contents(&self.visible, space, start, end, limit))
     }
 
     fn views(&self) -> Option<&PinnedViews> {

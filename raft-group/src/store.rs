@@ -305,7 +305,7 @@ impl PinnedViews {
 /// ranges hold.
 #[derive(Clone, Debug, Default)]
 pub struct CopiedView {
-    contents: std::collections::BTreeMap<(KeySpace, Vec<u8>), Vec<u8>>,
+    contents: Contents,
 }
 
 impl CopiedView {
@@ -315,7 +315,7 @@ impl CopiedView {
         ranges: &[KeyRange],
     ) -> Result<CopiedView, StoreError> {
         const CHUNK: usize = 1_024;
-        let mut contents = std::collections::BTreeMap::new();
+        let mut contents = Contents::new();
         for range in ranges {
             let mut from = range.start.clone();
             loop {
@@ -349,16 +349,29 @@ impl StoreView for CopiedView {
         end: &[u8],
         limit: usize,
     ) -> Result<KeyValuePairs, StoreError> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        Ok(self
-            .contents
-            .range((space, start.to_vec())..(space, end.to_vec()))
-            .take(limit)
-            .map(|((_, key), value)| (key.clone(), value.clone()))
-            .collect())
+        Ok(scan_contents(&self.contents, space, start, end, limit))
     }
+}
+
+/// Keys and values of stores held in memory, by key space and key.
+pub(crate) type Contents = std::collections::BTreeMap<(KeySpace, Vec<u8>), Vec<u8>>;
+
+/// Up to `limit` pairs of `space` in `contents` with `start <= key < end`, in key order.
+pub(crate) fn scan_contents(
+    contents: &Contents,
+    space: KeySpace,
+    start: &[u8],
+    end: &[u8],
+    limit: usize,
+) -> KeyValuePairs {
+    if start >= end {
+        return Vec::new();
+    }
+    contents
+        .range((space, start.to_vec())..(space, end.to_vec()))
+        .take(limit)
+        .map(|((_, key), value)| (key.clone(), value.clone()))
+        .collect()
 }
 
 /// A key-value store with atomic batches and an explicit sync (see the module contract).
