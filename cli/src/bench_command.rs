@@ -330,6 +330,8 @@ fn spawn_node(
         .arg("--topology")
         .arg(topology)
         .args(["--id", &node_id.to_string()])
+        // The benchmark's own loopback cluster measures the protocol over plaintext gRPC.
+        .arg("--insecure")
         .current_dir(directory)
         .stdin(Stdio::null())
         .stdout(log_copy)

@@ -3,12 +3,14 @@
 #![deny(missing_docs)]
 
 mod bench_command;
+mod certs_command;
 mod command_runtime;
 mod idle_bench_command;
 mod node_command;
 mod region_command;
 mod sim_command;
 mod soak_command;
+mod tls_setup;
 mod topology_command;
 mod up_command;
 
@@ -72,6 +74,9 @@ enum Command {
     /// Change the membership of a running region.
     #[command(subcommand)]
     Region(region_command::RegionCommand),
+    /// Make the TLS certificates of a topology's nodes and clients.
+    #[command(subcommand)]
+    Certs(certs_command::CertsCommand),
     /// Measure DSSS on this machine.
     #[command(subcommand)]
     Bench(bench_command::BenchCommand),
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
         Command::Topology(command) => topology_command::run(command, &mut stdout, &mut stderr),
         Command::Sim(command) => sim_command::run(command, &mut stdout, &mut stderr),
         Command::Region(command) => region_command::run(command, &mut stdout, &mut stderr),
+        Command::Certs(command) => certs_command::run(command, &mut stdout, &mut stderr),
         Command::Bench(command) => bench_command::run(command, &mut stdout, &mut stderr),
         Command::Up(arguments) => {
             drop(stdout);

@@ -50,6 +50,11 @@ pub(crate) struct NodeArgs {
     /// behaves like one spread over a WAN (`dsss up` turns it on).
     #[arg(long)]
     emulate_wan: bool,
+    /// Serve and connect over plaintext gRPC, without TLS: nothing is encrypted or
+    /// authenticated. Without it the node runs mutual TLS with the files the topology's
+    /// [tls] table names, and refuses to start when the topology has none.
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// Runs the node until a signal stops it, logging to standard error.
@@ -68,6 +73,19 @@ pub(crate) fn run(args: NodeArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
+    let security = match crate::tls_setup::security(
+        &topology,
+        &args.topology,
+        crate::tls_setup::Role::Node(args.id),
+        args.insecure,
+    ) {
+        Ok(security) => security,
+        Err(error) => {
+            let _ = writeln!(stderr, "node {} cannot start: {error}", args.id);
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    config.security = security.clone();
     config.tick_interval_us = args.tick_ms.saturating_mul(1_000);
     if let Some(entries_max) = args.raft_log_entries_max {
         config.node.group.log_retention.entries_max = entries_max;
@@ -94,7 +112,10 @@ pub(crate) fn run(args: NodeArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
     };
     let coordinator_config = if global_tier && topology.is_coordinator_replica(args.id) {
         match CoordinatorDriverConfig::from_topology(&topology, args.id, args.emulate_wan) {
-            Ok(config) => Some(config),
+            Ok(mut config) => {
+                config.security = security.clone();
+                Some(config)
+            }
             Err(error) => {
                 let _ = writeln!(stderr, "{}: {error}", args.topology.display());
                 return ExitCode::from(EXIT_BAD_INPUT);
@@ -104,6 +125,11 @@ pub(crate) fn run(args: NodeArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
         None
     };
     crate::install_logging();
+    if args.insecure {
+        let warning = crate::tls_setup::insecure_warning(&format!("node {}", args.id));
+        let _ = writeln!(stderr, "{warning}");
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -121,12 +147,18 @@ pub(crate) fn run(args: NodeArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
     } else {
         "no WAN emulation"
     };
+    let transport = if security.is_tls() {
+        "mutual TLS"
+    } else {
+        "plaintext (--insecure)"
+    };
     runtime.block_on(serve(
         Hosted {
             config,
             global,
             coordinator_config,
             wan,
+            transport,
         },
         stdout,
         stderr,
@@ -139,6 +171,7 @@ struct Hosted {
     global: GlobalSettings,
     coordinator_config: Option<CoordinatorDriverConfig>,
     wan: &'static str,
+    transport: &'static str,
 }
 
 async fn serve(hosted: Hosted, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
@@ -147,6 +180,7 @@ async fn serve(hosted: Hosted, stdout: &mut dyn Write, stderr: &mut dyn Write) -
         global,
         coordinator_config,
         wan,
+        transport,
     } = hosted;
     let node_id = config.node.group.node_id;
     let region = config.node.region.as_str().to_owned();
@@ -193,7 +227,7 @@ async fn serve(hosted: Hosted, stdout: &mut dyn Write, stderr: &mut dyn Write) -
     };
     let _ = writeln!(
         stdout,
-        "node {node_id} of region {region} listening on {} (gRPC); data in {}; peers: {}; {}; {wan}",
+        "node {node_id} of region {region} listening on {} (gRPC, {transport}); data in {}; peers: {}; {}; {wan}",
         node.local_address(),
         data_dir.display(),
         if peers.is_empty() {

@@ -11,6 +11,7 @@ use dsss_topology::load;
 use dsss_wire::grpc::{VersionedChannel, region_admin_client, region_client_client};
 use dsss_wire::proto::region_admin_client::RegionAdminClient;
 use dsss_wire::proto::{self, MembershipAction};
+use dsss_wire::tls::Security;
 use tonic::Request;
 use tonic::transport::Endpoint;
 
@@ -105,6 +106,17 @@ pub(crate) fn run(
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
+    let security = match crate::tls_setup::caller_security(
+        &topology,
+        &arguments.topology,
+        crate::tls_setup::Role::Admin,
+    ) {
+        Ok(security) => security,
+        Err(error) => {
+            let _ = writeln!(stderr, "{error}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
     let Some(region) = topology.region_of(arguments.id) else {
         let _ = writeln!(
             stderr,
@@ -128,7 +140,7 @@ pub(crate) fn run(
     let _runtime_context = runtime.enter();
     let mut members = Vec::new();
     for node in &region.nodes {
-        match admin_stub(&node.address) {
+        match admin_stub(&node.address, &security) {
             Ok(stub) => members.push(Member {
                 node_id: node.id,
                 address: node.address.clone(),
@@ -169,6 +181,17 @@ fn status(arguments: &StatusArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
+    let security = match crate::tls_setup::caller_security(
+        &topology,
+        &arguments.topology,
+        crate::tls_setup::Role::Admin,
+    ) {
+        Ok(security) => security,
+        Err(error) => {
+            let _ = writeln!(stderr, "{error}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -181,7 +204,7 @@ fn status(arguments: &StatusArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
     };
     let _runtime_context = runtime.enter();
     for (region, node) in topology.nodes() {
-        let line = match admin_stub(&node.address) {
+        let line = match admin_stub(&node.address, &security) {
             Ok(mut stub) => {
                 let reply = runtime.block_on(stub.members(request(proto::MembersRequest {})));
                 match reply {
@@ -194,7 +217,7 @@ fn status(arguments: &StatusArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
                             reply.learners,
                             reply.applied_position
                         );
-                        match runtime.block_on(log_fill(&node.address)) {
+                        match runtime.block_on(log_fill(&node.address, &security)) {
                             Ok(fill) => format!("{members}; {fill}"),
                             Err(message) => format!("{members}; log fill unknown: {message}"),
                         }
@@ -215,11 +238,11 @@ fn status(arguments: &StatusArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
 
 /// How full the region's log is, as the node at `address` reports it: bytes above the
 /// truncation point against the quota, the truncation point, and the live client sessions.
-async fn log_fill(address: &str) -> Result<String, String> {
+async fn log_fill(address: &str, security: &Security) -> Result<String, String> {
     let endpoint = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|error| format!("address {address:?}: {error}"))?
         .connect_timeout(CALL_TIMEOUT);
-    let mut stub = region_client_client(endpoint.connect_lazy());
+    let mut stub = region_client_client(security.connect_lazy(endpoint));
     let status = stub
         .status(request(proto::StatusRequest {}))
         .await
@@ -287,11 +310,14 @@ async fn log_fill(address: &str) -> Result<String, String> {
     Ok(fill)
 }
 
-fn admin_stub(address: &str) -> Result<RegionAdminClient<VersionedChannel>, String> {
+fn admin_stub(
+    address: &str,
+    security: &Security,
+) -> Result<RegionAdminClient<VersionedChannel>, String> {
     let endpoint = Endpoint::from_shared(format!("http://{address}"))
         .map_err(|error| format!("address {address:?}: {error}"))?
         .connect_timeout(CALL_TIMEOUT);
-    Ok(region_admin_client(endpoint.connect_lazy()))
+    Ok(region_admin_client(security.connect_lazy(endpoint)))
 }
 
 struct Member {

@@ -253,7 +253,7 @@ async fn soak(
     topology: &Topology,
     stdout: &mut dyn Write,
 ) -> Result<Vec<String>, String> {
-    let watcher = ClusterWatcher::new(topology)?;
+    let watcher = ClusterWatcher::new(topology, &arguments.topology)?;
     let total_bytes = arguments.total_mib * 1024 * 1024;
     let _ = writeln!(
         stdout,
@@ -637,7 +637,12 @@ struct ClusterWatcher {
 }
 
 impl ClusterWatcher {
-    fn new(topology: &Topology) -> Result<ClusterWatcher, String> {
+    fn new(topology: &Topology, topology_path: &Path) -> Result<ClusterWatcher, String> {
+        let security = crate::tls_setup::caller_security(
+            topology,
+            topology_path,
+            crate::tls_setup::Role::Admin,
+        )?;
         let mut regions = Vec::new();
         let mut pids = BTreeMap::new();
         let listeners = listening_sockets();
@@ -658,7 +663,7 @@ impl ClusterWatcher {
                     pids.insert(node.id, pid);
                 }
             }
-            let connections = RegionConnections::new(&members)
+            let connections = RegionConnections::with_security(&members, &security)
                 .map_err(|error| format!("region {}: {error}", region.id))?;
             regions.push((region.id.clone(), connections));
         }

@@ -13,6 +13,7 @@ use dsss::region_client::RegionConnections;
 use dsss_examples::{Bank, BankError, Leaderboard};
 use dsss_topology::{LOCAL_TOPOLOGY_TOML, Topology, load};
 use dsss_wire::proto;
+use dsss_wire::tls::Security;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Exit status when the cluster could not start.
@@ -60,6 +61,11 @@ pub(crate) struct UpArgs {
     /// cluster without them).
     #[arg(long)]
     no_demo: bool,
+    /// Run every node with `dsss node --insecure`: plaintext gRPC, no certificates. Without
+    /// it the cluster runs mutual TLS with the files the topology's [tls] table names,
+    /// generating a development CA and certificates there first when any is missing.
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// The cluster's child processes; every child still running is killed when this drops, so
@@ -135,6 +141,52 @@ pub(crate) fn run(args: UpArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) 
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
+    if args.insecure {
+        let _ = writeln!(
+            stderr,
+            "{}",
+            crate::tls_setup::insecure_warning("every node")
+        );
+    } else {
+        match &topology.tls {
+            None => {
+                let _ = writeln!(
+                    stderr,
+                    "dsss up: {} has no [tls] table: add one (ca_cert and cert_dir) to run the                      cluster with mutual TLS, or pass --insecure to run it over plaintext gRPC",
+                    topology_path.display()
+                );
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+            Some(tls) if !crate::certs_command::all_present(&topology, tls) => {
+                let layout = crate::certs_command::Layout::from_settings(tls);
+                match crate::certs_command::generate(&topology, &layout, false) {
+                    Ok(summary) => {
+                        let _ = writeln!(stdout, "Generated development TLS certificates:");
+                        for line in summary.lines() {
+                            let _ = writeln!(stdout, "  {line}");
+                        }
+                    }
+                    Err(error) => {
+                        let _ = writeln!(stderr, "dsss up: cannot generate certificates: {error}");
+                        return ExitCode::from(EXIT_CLUSTER_FAILED);
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    let security = match crate::tls_setup::security(
+        &topology,
+        &topology_path,
+        crate::tls_setup::Role::Admin,
+        args.insecure,
+    ) {
+        Ok(security) => security,
+        Err(error) => {
+            let _ = writeln!(stderr, "dsss up: {error}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
     let runtime = match crate::command_runtime::multi_thread(stderr, EXIT_CLUSTER_FAILED) {
         Ok(runtime) => runtime,
         Err(code) => return code,
@@ -150,10 +202,17 @@ pub(crate) fn run(args: UpArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) 
         ) else {
             return Err("cannot install the SIGINT and SIGTERM handlers".to_owned());
         };
-        start_children(&topology, &topology_path, directory, &mut children, stdout)?;
+        start_children(
+            &topology,
+            &topology_path,
+            directory,
+            args.insecure,
+            &mut children,
+            stdout,
+        )?;
         // The demo's instances stay while the cluster runs (see `DemoInstances`).
         let _demo = tokio::select! {
-            ready = run_demo(&topology, !args.no_demo, stdout) => ready?,
+            ready = run_demo(&topology, &security, !args.no_demo, stdout) => ready?,
             _ = interrupt.recv() => return Ok("SIGINT received"),
             _ = terminate.recv() => return Ok("SIGTERM received"),
         };
@@ -186,6 +245,7 @@ fn start_children(
     topology: &Topology,
     topology_path: &Path,
     directory: &Path,
+    insecure: bool,
     children: &mut Children,
     stdout: &mut dyn Write,
 ) -> Result<(), String> {
@@ -193,10 +253,15 @@ fn start_children(
         .map_err(|error| format!("cannot locate the dsss binary: {error}"))?;
     let _ = writeln!(
         stdout,
-        "Starting {} nodes of cluster {:?} from {} (WAN delays emulated):",
+        "Starting {} nodes of cluster {:?} from {} (WAN delays emulated, {}):",
         topology.node_count(),
         topology.cluster.name,
-        topology_path.display()
+        topology_path.display(),
+        if insecure {
+            "plaintext gRPC (--insecure)"
+        } else {
+            "mutual TLS"
+        }
     );
     let _ = writeln!(
         stdout,
@@ -210,10 +275,15 @@ fn start_children(
         let log_error = log
             .try_clone()
             .map_err(|error| format!("cannot open {}: {error}", log_path.display()))?;
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .args(["node", "--emulate-wan", "--topology"])
             .arg(topology_path)
-            .args(["--id", &node.id.to_string()])
+            .args(["--id", &node.id.to_string()]);
+        if insecure {
+            command.arg("--insecure");
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_error)
@@ -245,7 +315,10 @@ fn start_children(
 }
 
 /// Connections to every region, in topology order.
-fn region_connections(topology: &Topology) -> Result<Vec<(String, RegionConnections)>, String> {
+fn region_connections(
+    topology: &Topology,
+    security: &Security,
+) -> Result<Vec<(String, RegionConnections)>, String> {
     topology
         .regions
         .iter()
@@ -255,7 +328,7 @@ fn region_connections(topology: &Topology) -> Result<Vec<(String, RegionConnecti
                 .iter()
                 .map(|node| (node.id, node.address.clone()))
                 .collect();
-            RegionConnections::new(&members)
+            RegionConnections::with_security(&members, security)
                 .map(|connections| (region.id.clone(), connections))
                 .map_err(|error| format!("region {}: {error}", region.id))
         })
@@ -285,10 +358,11 @@ struct DemoInstances {
 
 async fn run_demo(
     topology: &Topology,
+    security: &Security,
     with_demo: bool,
     stdout: &mut dyn Write,
 ) -> Result<Option<DemoInstances>, String> {
-    let regions = region_connections(topology)?;
+    let regions = region_connections(topology, security)?;
     let started = Instant::now();
     let mut leaders = Vec::new();
     loop {
@@ -325,16 +399,29 @@ async fn run_demo(
     if !with_demo {
         return Ok(None);
     }
-    bank_demo(topology, stdout).await.map(Some)
+    bank_demo(topology, !security.is_tls(), stdout)
+        .await
+        .map(Some)
 }
 
 /// The demo: an application instance in every region opens the same global `Bank` through the
 /// SDK, moves money, and shows that every region's copy ends the same, plus a regional
 /// leaderboard that stays in its region.
-async fn bank_demo(topology: &Topology, stdout: &mut dyn Write) -> Result<DemoInstances, String> {
+async fn bank_demo(
+    topology: &Topology,
+    insecure: bool,
+    stdout: &mut dyn Write,
+) -> Result<DemoInstances, String> {
     let mut banks = Vec::new();
     for region in &topology.regions {
-        let config = dsss::Config::from_parsed_topology(topology, &region.id)?;
+        let config = if insecure {
+            // Plaintext, as the nodes run: the [tls] files need not exist.
+            let mut plain = topology.clone();
+            plain.tls = None;
+            dsss::Config::from_parsed_topology(&plain, &region.id)?
+        } else {
+            dsss::Config::from_parsed_topology(topology, &region.id)?
+        };
         let client = dsss::Client::connect(config)
             .await
             .map_err(|error| format!("region {}: {error}", region.id))?;

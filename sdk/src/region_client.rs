@@ -20,6 +20,7 @@ use std::time::Duration;
 use dsss_wire::grpc::{VersionedChannel, region_client_client};
 use dsss_wire::proto::region_client_client::RegionClientClient;
 use dsss_wire::proto::{self, open_session_reply, propose_reply};
+use dsss_wire::tls::Security;
 use dsss_wire::{LeaderTracker, NextAttempt, Scope, Timestamp};
 use tonic::transport::Endpoint;
 use tonic::{Code, Request};
@@ -101,8 +102,19 @@ pub struct RegionConnections {
 }
 
 impl RegionConnections {
-    /// Channels to `members` (node id, `host:port`); nothing connects until the first call.
+    /// Plaintext channels to `members` (node id, `host:port`); nothing connects until the
+    /// first call. Only nodes started with `--insecure` (and tests) accept them: see
+    /// [`RegionConnections::with_security`].
     pub fn new(members: &[(u64, String)]) -> Result<RegionConnections, ClientError> {
+        RegionConnections::with_security(members, &Security::Plaintext)
+    }
+
+    /// Channels to `members` (node id, `host:port`) secured as `security` says; nothing
+    /// connects until the first call.
+    pub fn with_security(
+        members: &[(u64, String)],
+        security: &Security,
+    ) -> Result<RegionConnections, ClientError> {
         if members.is_empty() || members.len() > MEMBERS_MAX {
             return Err(ClientError::Members(format!(
                 "{} members given; a region has 1 to {MEMBERS_MAX}",
@@ -119,7 +131,7 @@ impl RegionConnections {
                 .tcp_nodelay(true);
             list.push(Member {
                 node_id: *node_id,
-                client: region_client_client(endpoint.connect_lazy()),
+                client: region_client_client(security.connect_lazy(endpoint)),
             });
         }
         Ok(RegionConnections {

@@ -5,6 +5,11 @@
 //! data directories (relative paths in the topology resolve against it) and one log file per
 //! start of a node. Every child still running is killed when the value drops, so that no
 //! process outlives its test, and a failing test prints the tail of every node's log.
+//!
+//! A topology with a `[tls]` table runs mutual TLS: its relative paths are made absolute in
+//! the temporary directory, `dsss certs generate` writes the certificates there, and
+//! [`NodeProcesses::client_security`] and [`NodeProcesses::topology_model`] give test clients
+//! what they need to connect. A topology without one runs its nodes with `--insecure`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -15,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use dsss_wire::tls::{Security, TlsFiles};
 use tokio::time::{Instant, sleep};
 
 use crate::dsss_binary;
@@ -68,28 +74,83 @@ pub fn local_topology_on_free_ports() -> (String, dsss_topology::Topology) {
     (text, topology)
 }
 
+/// How a test client of `topology` connects: mutual TLS with its client certificate when it
+/// has `[tls]` (its paths absolute, as [`NodeProcesses::topology_model`] has them), plaintext
+/// otherwise.
+///
+/// # Panics
+///
+/// When the client certificate cannot be loaded.
+pub fn client_security_of(topology: &dsss_topology::Topology) -> Security {
+    match &topology.tls {
+        Some(tls) => Security::tls(TlsFiles {
+            ca_cert: tls.ca_cert.clone(),
+            cert: tls.client_cert.clone(),
+            key: tls.client_key.clone(),
+        })
+        .unwrap_or_else(|error| panic!("the client certificate loads: {error}")),
+        None => Security::Plaintext,
+    }
+}
+
 /// The `dsss node` processes of one test cluster, killed when the value drops.
 #[derive(Debug)]
 pub struct NodeProcesses {
     directory: tempfile::TempDir,
     topology: PathBuf,
+    model: dsss_topology::Topology,
     children: HashMap<u64, Child>,
     starts: BTreeMap<u64, u32>,
 }
 
 impl NodeProcesses {
-    /// Writes `topology_text` to `topology.toml` in a new temporary directory.
+    /// Writes `topology_text` to `topology.toml` in a new temporary directory; with a `[tls]`
+    /// table, its paths made absolute there and the certificates generated.
     ///
     /// # Panics
     ///
-    /// When the directory or the file cannot be created.
+    /// When the directory or the file cannot be created, the topology is invalid, or the
+    /// certificates cannot be generated.
     pub fn new(topology_text: &str) -> Self {
         let directory = tempfile::tempdir().expect("create a temporary directory");
         let topology = directory.path().join("topology.toml");
-        fs::write(&topology, topology_text).expect("write the topology");
+        let parsed = dsss_topology::parse("topology.toml", topology_text)
+            .unwrap_or_else(|diagnostics| panic!("the test topology is valid: {diagnostics}"));
+        let mut text = topology_text.to_owned();
+        if let Some(tls) = &parsed.tls {
+            for path in [&tls.ca_cert, &tls.cert_dir] {
+                if path.is_relative() {
+                    let quoted = format!("\"{}\"", path.display());
+                    let absolute = directory.path().join(path);
+                    text =
+                        text.replacen(&quoted, &format!("{:?}", absolute.display().to_string()), 1);
+                }
+            }
+        }
+        fs::write(&topology, &text).expect("write the topology");
+        let model = dsss_topology::parse("topology.toml", &text)
+            .unwrap_or_else(|diagnostics| panic!("the written topology is valid: {diagnostics}"));
+        if let Some(tls) = &model.tls {
+            assert!(
+                tls.ca_cert.is_absolute() && tls.cert_dir.is_absolute(),
+                "the [tls] paths were made absolute: {tls:?}"
+            );
+            let output = Command::new(dsss_binary())
+                .args(["certs", "generate", "--topology"])
+                .arg(&topology)
+                .current_dir(directory.path())
+                .output()
+                .expect("run dsss certs generate");
+            assert!(
+                output.status.success(),
+                "dsss certs generate failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
         NodeProcesses {
             directory,
             topology,
+            model,
             children: HashMap::new(),
             starts: BTreeMap::new(),
         }
@@ -105,14 +166,30 @@ impl NodeProcesses {
         &self.topology
     }
 
+    /// The topology as written (its `[tls]` paths absolute), for clients in the test.
+    pub fn topology_model(&self) -> &dsss_topology::Topology {
+        &self.model
+    }
+
+    /// How a test client connects: mutual TLS with the generated client certificate when the
+    /// topology has `[tls]`, plaintext otherwise.
+    ///
+    /// # Panics
+    ///
+    /// When the generated files cannot be loaded.
+    pub fn client_security(&self) -> Security {
+        client_security_of(&self.model)
+    }
+
     fn log_path(&self, node_id: u64, start: u32) -> PathBuf {
         self.directory
             .path()
             .join(format!("node-{node_id}.start-{start}.log"))
     }
 
-    /// Starts `dsss node --topology <file> --id <node_id>` followed by `extra_arguments`, in
-    /// the temporary directory, its output in a log file of that directory.
+    /// Starts `dsss node --topology <file> --id <node_id>` followed by `extra_arguments` (and
+    /// `--insecure` when the topology has no `[tls]`), in the temporary directory, its output
+    /// in a log file of that directory.
     ///
     /// # Panics
     ///
@@ -126,11 +203,16 @@ impl NodeProcesses {
         *start += 1;
         let start = *start;
         let log = File::create(self.log_path(node_id, start)).expect("create a node log");
-        let child = Command::new(dsss_binary())
+        let mut command = Command::new(dsss_binary());
+        command
             .args(["node", "--topology"])
             .arg(&self.topology)
             .args(["--id", &node_id.to_string()])
-            .args(extra_arguments)
+            .args(extra_arguments);
+        if self.model.tls.is_none() {
+            command.arg("--insecure");
+        }
+        let child = command
             .current_dir(self.directory.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log file"))

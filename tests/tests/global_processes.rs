@@ -86,8 +86,9 @@ impl GlobalCluster {
     fn with_coordinator_settings(extra: &str) -> Self {
         let (text, _) = local_topology_on_free_ports();
         let text = text.replacen("[coordinator]\n", &format!("[coordinator]\n{extra}"), 1);
-        let topology = dsss_topology::parse("topology.toml", &text)
-            .unwrap_or_else(|diagnostics| panic!("the test topology is valid: {diagnostics}"));
+        let processes = NodeProcesses::new(&text);
+        let topology = processes.topology_model().clone();
+        let security = processes.client_security();
         assert_eq!(topology.regions.len(), 3, "the test runs three regions");
         let regions = topology
             .regions
@@ -101,7 +102,8 @@ impl GlobalCluster {
                 RegionUnderTest {
                     id: region.id.clone(),
                     node_ids: members.iter().map(|(node_id, _)| *node_id).collect(),
-                    connections: RegionConnections::new(&members).expect("valid members"),
+                    connections: RegionConnections::with_security(&members, &security)
+                        .expect("valid members"),
                 }
             })
             .collect();
@@ -113,11 +115,11 @@ impl GlobalCluster {
                     .expect("a valid address")
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true);
-                (node.id, coordinator_client(endpoint.connect_lazy()))
+                (node.id, coordinator_client(security.connect_lazy(endpoint)))
             })
             .collect();
         GlobalCluster {
-            processes: NodeProcesses::new(&text),
+            processes,
             regions,
             replicas,
         }

@@ -96,6 +96,9 @@ impl Processes {
         if join {
             command.arg("--join");
         }
+        // Membership changes run over plaintext here (the topology has no [tls]); the
+        // process tests of the local topology run mutual TLS.
+        command.arg("--insecure");
         command.args(extra);
         let child = command
             .current_dir(self.directory.path())

@@ -15,7 +15,7 @@ use std::time::Duration;
 use dsss::replica::ReplicaConfig;
 use dsss::{CallError, Client, Config};
 use dsss_examples::{Bank, BankError, BankHandle, Leaderboard};
-use dsss_tests::processes::{NodeProcesses, local_topology_on_free_ports};
+use dsss_tests::processes::{NodeProcesses, client_security_of, local_topology_on_free_ports};
 use dsss_topology::Topology;
 use dsss_wire::proto;
 use tokio::time::sleep;
@@ -108,7 +108,11 @@ async fn region_leader(topology: &Topology, region: &str) -> Option<u64> {
         .iter()
         .map(|node| (node.id, node.address.clone()))
         .collect();
-    let connections = dsss::region_client::RegionConnections::new(&members).ok()?;
+    let connections = dsss::region_client::RegionConnections::with_security(
+        &members,
+        &client_security_of(topology),
+    )
+    .ok()?;
     for (node_id, _) in &members {
         if let Ok(status) = connections.status(*node_id).await
             && status.role == proto::NodeRole::Leader as i32
@@ -121,8 +125,10 @@ async fn region_leader(topology: &Topology, region: &str) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bank_in_three_regions_keeps_every_copy_equal_through_a_leader_kill() {
-    let (text, topology) = local_topology_on_free_ports();
+    let (text, _) = local_topology_on_free_ports();
     let mut processes = NodeProcesses::new(&text);
+    // The model's [tls] paths are absolute, for the test's own clients.
+    let topology = processes.topology_model().clone();
     let node_ids: Vec<u64> = topology.nodes().map(|(_, node)| node.id).collect();
     for &node_id in &node_ids {
         processes.start(node_id, &["--emulate-wan"]);
@@ -293,7 +299,11 @@ async fn bank_in_three_regions_keeps_every_copy_equal_through_a_leader_kill() {
             .iter()
             .map(|node| (node.id, node.address.clone()))
             .collect();
-        let connections = dsss::region_client::RegionConnections::new(&members).unwrap();
+        let connections = dsss::region_client::RegionConnections::with_security(
+            &members,
+            &client_security_of(&topology),
+        )
+        .unwrap();
         let status = connections.status(members[0].0).await.expect("status");
         assert!(
             status.checkpointed_objects >= 1,
@@ -306,8 +316,10 @@ async fn bank_in_three_regions_keeps_every_copy_equal_through_a_leader_kill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regional_objects_stay_in_their_region() {
-    let (text, topology) = local_topology_on_free_ports();
+    let (text, _) = local_topology_on_free_ports();
     let mut processes = NodeProcesses::new(&text);
+    // The model's [tls] paths are absolute, for the test's own clients.
+    let topology = processes.topology_model().clone();
     for (_, node) in topology.nodes() {
         processes.start(node.id, &["--emulate-wan"]);
     }

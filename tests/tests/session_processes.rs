@@ -474,8 +474,10 @@ fn checker_input(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_keep_one_order_across_objects_through_kills_and_freezes() {
     let origin = Instant::now();
-    let (text, topology) = local_topology_on_free_ports();
+    let (text, _) = local_topology_on_free_ports();
     let mut processes = NodeProcesses::new(&text);
+    // The model's [tls] paths are absolute, for the test's own clients.
+    let topology = processes.topology_model().clone();
     for (_, node) in topology.nodes() {
         processes.start(node.id, &["--emulate-wan"]);
     }

@@ -10,7 +10,9 @@
 use std::time::Duration;
 
 use dsss::region_client::RegionConnections;
-use dsss_tests::processes::{Deadline, NodeProcesses, local_topology_on_free_ports};
+use dsss_tests::processes::{
+    Deadline, NodeProcesses, client_security_of, local_topology_on_free_ports,
+};
 use dsss_tests::run_dsss;
 use dsss_wire::proto;
 
@@ -31,7 +33,9 @@ async fn wait_until_ready(topology: &dsss_topology::Topology) {
                 .iter()
                 .map(|node| (node.id, node.address.clone()))
                 .collect();
-            let connections = RegionConnections::new(&members).expect("members");
+            let connections =
+                RegionConnections::with_security(&members, &client_security_of(topology))
+                    .expect("members");
             for node_id in connections.node_ids() {
                 if let Ok(status) = connections.status(node_id).await
                     && status.role == proto::NodeRole::Leader as i32
@@ -51,8 +55,10 @@ async fn wait_until_ready(topology: &dsss_topology::Topology) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_soak_passes_its_checks_and_moves_every_truncation_point() {
-    let (text, topology) = local_topology_on_free_ports();
+    let (text, _) = local_topology_on_free_ports();
     let mut processes = NodeProcesses::new(&text);
+    // The model's [tls] paths are absolute, for the test's own clients.
+    let topology = processes.topology_model().clone();
     for (_, node) in topology.nodes() {
         processes.start(node.id, &["--emulate-wan"]);
     }

@@ -29,9 +29,12 @@
 //!                               # older than this that no checkpoint covers are released
 //!                               # (0: never)
 //!
-//! [tls]                         # optional; when present both keys are required
-//! ca_cert = "certs/ca.crt"
-//! cert_dir = "certs"            # node N uses cert_dir/node-N.crt and cert_dir/node-N.key
+//! [tls]                         # optional; without it nodes start only with --insecure
+//! ca_cert = "certs/ca.crt"      # required in [tls]: the CA every certificate is checked with
+//! cert_dir = "certs"            # required in [tls]: node N uses cert_dir/node-N.crt and
+//!                               # cert_dir/node-N.key; operators' commands admin.crt/.key
+//! client_cert = "app.crt"       # optional, with client_key: what applications present
+//! client_key = "app.key"        # (default cert_dir/client.crt and cert_dir/client.key)
 //!
 //! [coordinator]
 //! replicas = [11, 21, 31]       # nodes that also host a coordinator replica; odd count 1..=9

@@ -48,13 +48,29 @@ pub struct ClusterSettings {
 /// process that reads the topology.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsSettings {
-    /// The certificate authority that signs every node certificate.
+    /// The certificate authority that signs every node and client certificate.
     pub ca_cert: PathBuf,
-    /// The directory holding `node-N.crt` and `node-N.key` for each node id N.
+    /// The directory holding `node-N.crt` and `node-N.key` for each node id N, and the
+    /// operator's `admin.crt` and `admin.key`.
     pub cert_dir: PathBuf,
+    /// The certificate applications (the SDK) present: `client_cert` when given, otherwise
+    /// `cert_dir/client.crt`.
+    pub client_cert: PathBuf,
+    /// The private key of `client_cert`: `client_key` when given, otherwise
+    /// `cert_dir/client.key`.
+    pub client_key: PathBuf,
 }
 
 impl TlsSettings {
+    /// The file name of the default client certificate in `cert_dir`.
+    pub const CLIENT_CERT_FILE: &str = "client.crt";
+    /// The file name of the default client key in `cert_dir`.
+    pub const CLIENT_KEY_FILE: &str = "client.key";
+    /// The file name of the operator's certificate in `cert_dir` (`dsss region ...`).
+    pub const ADMIN_CERT_FILE: &str = "admin.crt";
+    /// The file name of the operator's key in `cert_dir`.
+    pub const ADMIN_KEY_FILE: &str = "admin.key";
+
     /// The certificate file of a node: `cert_dir/node-N.crt`.
     pub fn node_cert_path(&self, node_id: u64) -> PathBuf {
         self.cert_dir.join(format!("node-{node_id}.crt"))
@@ -63,6 +79,16 @@ impl TlsSettings {
     /// The private key file of a node: `cert_dir/node-N.key`.
     pub fn node_key_path(&self, node_id: u64) -> PathBuf {
         self.cert_dir.join(format!("node-{node_id}.key"))
+    }
+
+    /// The operator's certificate, which `dsss region` commands present: `cert_dir/admin.crt`.
+    pub fn admin_cert_path(&self) -> PathBuf {
+        self.cert_dir.join(Self::ADMIN_CERT_FILE)
+    }
+
+    /// The operator's private key: `cert_dir/admin.key`.
+    pub fn admin_key_path(&self) -> PathBuf {
+        self.cert_dir.join(Self::ADMIN_KEY_FILE)
     }
 }
 

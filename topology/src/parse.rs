@@ -46,7 +46,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "region_log_release_share_percent",
     "region_log_release_age_s",
 ];
-const TLS_KEYS: &[&str] = &["ca_cert", "cert_dir"];
+const TLS_KEYS: &[&str] = &["ca_cert", "cert_dir", "client_cert", "client_key"];
 const COORDINATOR_KEYS: &[&str] = &["replicas", "preferred_leader", "retained_epochs"];
 const REGION_KEYS: &[&str] = &["id", "nodes"];
 const NODE_KEYS: &[&str] = &["id", "address", "data_dir"];
@@ -348,9 +348,44 @@ impl Reader<'_> {
         let cert_dir = self
             .required(&fields, "cert_dir")
             .and_then(|value| self.path(value, &fields.path_of("cert_dir")));
+        let client_cert = fields
+            .get("client_cert")
+            .map(|value| self.path(value, &fields.path_of("client_cert")));
+        let client_key = fields
+            .get("client_key")
+            .map(|value| self.path(value, &fields.path_of("client_key")));
+        // A client certificate without its key (or the reverse) cannot be used: name the
+        // missing one. Neither given: the client's pair in cert_dir. (An inner `None` is a
+        // path already reported invalid.)
+        let client_pair = match (client_cert, client_key) {
+            (Some(cert), Some(key)) => Some((cert?, key?)),
+            (None, None) => None,
+            (given_cert, _) => {
+                let (missing, given) = if given_cert.is_some() {
+                    ("client_key", "client_cert")
+                } else {
+                    ("client_cert", "client_key")
+                };
+                self.report(
+                    fields.span.clone(),
+                    &fields.path_of(missing),
+                    format!("a required key is missing (it goes with {path}.{given})"),
+                );
+                return None;
+            }
+        };
+        let cert_dir = cert_dir?;
+        let (client_cert, client_key) = client_pair.unwrap_or_else(|| {
+            (
+                cert_dir.join(TlsSettings::CLIENT_CERT_FILE),
+                cert_dir.join(TlsSettings::CLIENT_KEY_FILE),
+            )
+        });
         Some(TlsSettings {
             ca_cert: ca_cert?,
-            cert_dir: cert_dir?,
+            cert_dir,
+            client_cert,
+            client_key,
         })
     }
 

@@ -45,12 +45,14 @@ fn render_cluster(topology: &Topology, report: &mut String) {
     let cluster = &topology.cluster;
     let tls = match &topology.tls {
         Some(tls) => format!(
-            "CA {}, node certificates {} and keys {}",
+            "mutual TLS: CA {}, node certificates {} and keys {}, client certificate {} and key {}",
             tls.ca_cert.display(),
             tls.cert_dir.join("node-N.crt").display(),
-            tls.cert_dir.join("node-N.key").display()
+            tls.cert_dir.join("node-N.key").display(),
+            tls.client_cert.display(),
+            tls.client_key.display()
         ),
-        None => "off (plain connections)".to_owned(),
+        None => "none ([tls] absent: nodes start only with --insecure)".to_owned(),
     };
     let replicas: Vec<String> = topology
         .coordinator
@@ -265,7 +267,7 @@ jitter_ms = 0.5
   intra-region delay          0.25 ms
   region log quota            1024 MiB
   release without checkpoint  past 75% of the quota, or after 7 days
-  tls                         CA certs/ca.crt, node certificates certs/node-N.crt and keys certs/node-N.key
+  tls                         mutual TLS: CA certs/ca.crt, node certificates certs/node-N.crt and keys certs/node-N.key, client certificate certs/client.crt and key certs/client.key
   coordinator                 replicas on nodes 2; preferred leader 2
 
 regions: 2, nodes: 2

@@ -64,6 +64,8 @@ pub mod version;
 
 #[cfg(feature = "grpc")]
 pub mod grpc;
+#[cfg(feature = "grpc")]
+pub mod tls;
 
 /// The protocol buffer messages of DSSS, generated from `proto/dsss/v1/*.proto`.
 ///

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use dsss_raft_group::transport::{OneWayDelay, PeerDelays};
 use dsss_topology::Topology;
 use dsss_wire::RegionId;
+use dsss_wire::tls::Security;
 
 use crate::{ConfigError, CoordinatorConfig};
 
@@ -37,6 +38,10 @@ pub struct CoordinatorDriverConfig {
     pub peer_delays: PeerDelays,
     /// The WAN delay of sealed epochs to each region (empty: none).
     pub region_delays: BTreeMap<RegionId, OneWayDelay>,
+    /// How connections to the other replicas and to the regions are secured.
+    /// [`CoordinatorDriverConfig::from_topology`] leaves it plaintext; `dsss node` sets it
+    /// from the topology's `[tls]` table.
+    pub security: Security,
 }
 
 impl CoordinatorDriverConfig {
@@ -103,6 +108,7 @@ impl CoordinatorDriverConfig {
             regions,
             peer_delays,
             region_delays,
+            security: Security::Plaintext,
         })
     }
 

@@ -68,7 +68,12 @@ pub async fn start(
         .filter(|replica| replica.node_id != node_id)
         .map(|replica| (replica.node_id, replica.address.clone()))
         .collect();
-    let peers = PeerSenders::start(node_id, &peers, config.peer_delays.clone());
+    let peers = PeerSenders::start(
+        node_id,
+        &peers,
+        config.peer_delays.clone(),
+        config.security.clone(),
+    );
     let (events, receiver) = dsss_raft_group::node_loop::event_channel();
     let mut region_senders = BTreeMap::new();
     for (seed, (region, nodes)) in (1u64..).zip(&config.regions) {
@@ -78,7 +83,13 @@ pub async fn start(
         );
         region_senders.insert(
             region.clone(),
-            RegionSender::start(region.clone(), nodes, line, events.clone()),
+            RegionSender::start(
+                region.clone(),
+                nodes,
+                line,
+                &config.security,
+                events.clone(),
+            ),
         );
     }
     let link = CoordinatorLink::new(node_id, events.clone());

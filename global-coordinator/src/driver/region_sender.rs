@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use dsss_raft_group::transport::DelayLine;
 use dsss_wire::grpc::{VersionedChannel, region_epochs_client};
 use dsss_wire::proto::region_epochs_client::RegionEpochsClient;
+use dsss_wire::tls::Security;
 use dsss_wire::{LeaderTracker, RegionId};
 use tokio::sync::mpsc;
 use tonic::transport::Endpoint;
@@ -56,6 +57,7 @@ impl RegionSender {
         region: RegionId,
         nodes: &[NodeAddress],
         line: DelayLine,
+        security: &Security,
         events: SyncSender<CoordinatorEvent>,
     ) -> RegionSender {
         let (queue, receiver) = mpsc::channel(REGION_QUEUE_PARTS_MAX);
@@ -66,10 +68,11 @@ impl RegionSender {
                 Ok(endpoint) => clients.push((
                     node.node_id,
                     region_epochs_client(
-                        endpoint
-                            .connect_timeout(Duration::from_micros(REGION_CONNECT_TIMEOUT_US))
-                            .tcp_nodelay(true)
-                            .connect_lazy(),
+                        security.connect_lazy(
+                            endpoint
+                                .connect_timeout(Duration::from_micros(REGION_CONNECT_TIMEOUT_US))
+                                .tcp_nodelay(true),
+                        ),
                     ),
                 )),
                 Err(error) => {

@@ -26,6 +26,7 @@ use dsss_wire::grpc::{VersionedChannel, coordinator_peer_client, region_peer_cli
 use dsss_wire::proto::coordinator_peer_client::CoordinatorPeerClient;
 use dsss_wire::proto::region_peer_client::RegionPeerClient;
 use dsss_wire::proto::{self, RaftBatch};
+use dsss_wire::tls::Security;
 use dsss_wire::{PhysicalClock, SystemClock};
 use raft::eraftpb::Message;
 use tokio::sync::mpsc;
@@ -135,6 +136,7 @@ pub struct PeerSenders<D: RaftDelivery> {
     delays: PeerDelays,
     dropped: Arc<AtomicU64>,
     runtime: tokio::runtime::Handle,
+    security: Security,
     delivery: std::marker::PhantomData<fn() -> D>,
 }
 
@@ -153,6 +155,7 @@ impl<D: RaftDelivery> Clone for PeerSenders<D> {
             delays: self.delays.clone(),
             dropped: self.dropped.clone(),
             runtime: self.runtime.clone(),
+            security: self.security.clone(),
             delivery: std::marker::PhantomData,
         }
     }
@@ -160,12 +163,18 @@ impl<D: RaftDelivery> Clone for PeerSenders<D> {
 
 impl<D: RaftDelivery> PeerSenders<D> {
     /// Starts one task per peer (`(node id, host:port)`) on the current tokio runtime, with
-    /// the WAN `delays`. The tasks end when the returned senders (and every clone) are dropped.
+    /// the WAN `delays`, connecting as `security` says (mutual TLS or plaintext). The tasks
+    /// end when the returned senders (and every clone) are dropped.
     ///
     /// # Panics
     ///
     /// When called outside a tokio runtime.
-    pub fn start(node_id: u64, peers: &[(u64, String)], delays: PeerDelays) -> Self {
+    pub fn start(
+        node_id: u64,
+        peers: &[(u64, String)],
+        delays: PeerDelays,
+        security: Security,
+    ) -> Self {
         let mut senders = PeerSenders {
             node_id,
             queues: HashMap::new(),
@@ -173,6 +182,7 @@ impl<D: RaftDelivery> PeerSenders<D> {
             delays,
             dropped: Arc::default(),
             runtime: tokio::runtime::Handle::current(),
+            security,
             delivery: std::marker::PhantomData,
         };
         for (peer_id, address) in peers {
@@ -203,6 +213,7 @@ impl<D: RaftDelivery> PeerSenders<D> {
             self.node_id,
             peer_id,
             address.to_owned(),
+            self.security.clone(),
             receiver,
             line,
         ));
@@ -234,6 +245,11 @@ impl<D: RaftDelivery> PeerSenders<D> {
         self.addresses.get(&peer_id).map(String::as_str)
     }
 
+    /// How the transport connects to peers, for other calls to them.
+    pub fn security(&self) -> &Security {
+        &self.security
+    }
+
     /// The runtime the transport's tasks run on, for other calls to peers.
     pub fn runtime(&self) -> &tokio::runtime::Handle {
         &self.runtime
@@ -255,6 +271,7 @@ async fn run_peer<D: RaftDelivery>(
     from_node_id: u64,
     to_node_id: u64,
     address: String,
+    security: Security,
     mut queue: mpsc::Receiver<Queued>,
     mut line: DelayLine,
 ) {
@@ -267,7 +284,7 @@ async fn run_peer<D: RaftDelivery>(
             return;
         }
     };
-    let client = D::over(endpoint.connect_lazy());
+    let client = D::over(security.connect_lazy(endpoint));
     let mut backoff_us = PEER_BACKOFF_US_MIN;
     let mut failing = false;
     let mut stream: Option<PeerStream> = None;

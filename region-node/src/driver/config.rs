@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use dsss_topology::Topology;
 use dsss_wire::RegionId;
+use dsss_wire::tls::Security;
 
 use crate::RegionNodeConfig;
 
@@ -43,6 +44,11 @@ pub struct DriverConfig {
     pub peers: Vec<PeerAddress>,
     /// The interval between two raft ticks.
     pub tick_interval_us: u64,
+    /// How the node's server and every connection it makes are secured: mutual TLS, or
+    /// plaintext when its operator asked for it (`dsss node --insecure`).
+    /// [`DriverConfig::from_topology`] leaves it plaintext; `dsss node` sets it from the
+    /// topology's `[tls]` table.
+    pub security: Security,
 }
 
 /// Why a topology does not give a configuration for a node.
@@ -151,6 +157,7 @@ impl DriverConfig {
             data_dir: node.data_dir.clone(),
             peers,
             tick_interval_us: TICK_INTERVAL_US_DEFAULT,
+            security: Security::Plaintext,
         };
         config.validate()?;
         Ok(config)

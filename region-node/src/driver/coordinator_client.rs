@@ -35,6 +35,7 @@ use dsss_wire::LeaderTracker;
 use dsss_wire::grpc::{VersionedChannel, coordinator_client, region_epochs_client};
 use dsss_wire::proto::region_epochs_client::RegionEpochsClient;
 use dsss_wire::proto::{self, coordinator_client::CoordinatorClient};
+use dsss_wire::tls::Security;
 use tokio::sync::mpsc;
 use tonic::Code;
 use tonic::transport::Endpoint;
@@ -80,6 +81,9 @@ pub struct GlobalSettings {
     pub other_regions: Vec<(String, Vec<PeerAddress>)>,
     /// The one-way delay to each other region (empty: no emulation).
     pub region_delays: HashMap<String, OneWayDelay>,
+    /// How connections to the coordinator and the other regions are secured; the node's
+    /// start takes it from its [`DriverConfig`](crate::driver::DriverConfig).
+    pub security: Security,
 }
 
 impl GlobalSettings {
@@ -202,10 +206,13 @@ impl CoordinatorSender {
                 Ok(endpoint) => clients.push((
                     replica.node_id,
                     coordinator_client(
-                        endpoint
-                            .connect_timeout(Duration::from_micros(COORDINATOR_CONNECT_TIMEOUT_US))
-                            .tcp_nodelay(true)
-                            .connect_lazy(),
+                        settings.security.connect_lazy(
+                            endpoint
+                                .connect_timeout(Duration::from_micros(
+                                    COORDINATOR_CONNECT_TIMEOUT_US,
+                                ))
+                                .tcp_nodelay(true),
+                        ),
                     ),
                 )),
                 Err(error) => {
@@ -237,6 +244,7 @@ impl CoordinatorSender {
         let (epochs_reads, epochs_reads_receiver) = mpsc::channel(EPOCHS_READS_QUEUED_MAX);
         let epochs_reader = RegionEpochsReader {
             regions: settings.other_regions.clone(),
+            security: settings.security.clone(),
             delays: settings.region_delays.clone(),
             line: DelayLine::new(None, node_id.rotate_left(31)),
             events: events.clone(),
@@ -377,6 +385,7 @@ impl EpochReader {
 /// The task that reads released epochs from other regions' nodes.
 struct RegionEpochsReader {
     regions: Vec<(String, Vec<PeerAddress>)>,
+    security: Security,
     delays: HashMap<String, OneWayDelay>,
     line: DelayLine,
     events: SyncSender<NodeEvent>,
@@ -410,10 +419,11 @@ impl RegionEpochsReader {
         let endpoint = Endpoint::from_shared(format!("http://{}", node.address))
             .map_err(|error| format!("node {} of region {region}: {error}", node.node_id))?;
         let mut client: RegionEpochsClient<VersionedChannel> = region_epochs_client(
-            endpoint
-                .connect_timeout(Duration::from_micros(COORDINATOR_CONNECT_TIMEOUT_US))
-                .tcp_nodelay(true)
-                .connect_lazy(),
+            self.security.connect_lazy(
+                endpoint
+                    .connect_timeout(Duration::from_micros(COORDINATOR_CONNECT_TIMEOUT_US))
+                    .tcp_nodelay(true),
+            ),
         );
         self.line.set_delay(self.delays.get(region).copied());
         dsss_raft_group::transport::wait_until(self.line.send_at(Instant::now())).await;

@@ -797,8 +797,9 @@ impl RegionLoop {
         };
         let events = self.events.clone();
         let node_id = self.node.id();
+        let security = self.peers.security().clone();
         self.peers.runtime().spawn(async move {
-            let reply = read_log_range(node_id, &address, fetch.request).await;
+            let reply = read_log_range(node_id, &address, &security, fetch.request).await;
             let _ = events.try_send(NodeEvent::LogRangeFetched { fetch_id, reply });
         });
     }
@@ -821,13 +822,14 @@ impl RegionLoop {
 async fn read_log_range(
     node_id: u64,
     address: &str,
+    security: &dsss_wire::tls::Security,
     request: LogRangeRequest,
 ) -> Result<LogRangeReply, String> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
         .map_err(|error| format!("the peer address {address} is invalid: {error}"))?
         .connect_timeout(Duration::from_micros(PEER_CONNECT_TIMEOUT_US))
         .timeout(Duration::from_micros(PEER_CALL_TIMEOUT_US));
-    let mut client = dsss_wire::grpc::region_peer_client(endpoint.connect_lazy());
+    let mut client = dsss_wire::grpc::region_peer_client(security.connect_lazy(endpoint));
     let reply = client
         .read_log_range(proto::LogRangeRequest {
             from_node_id: node_id,

@@ -7,6 +7,7 @@
 use dsss_raft_group::transport::{self, PeerDelays};
 use dsss_wire::grpc::VersionedChannel;
 use dsss_wire::proto::region_peer_client::RegionPeerClient;
+use dsss_wire::tls::Security;
 
 pub use dsss_raft_group::transport::{
     PEER_BACKOFF_US_MAX, PEER_BACKOFF_US_MIN, PEER_BATCH_BYTES_MAX, PEER_BATCH_MESSAGES_MAX,
@@ -16,18 +17,18 @@ pub use dsss_raft_group::transport::{
 /// The queues of the peer tasks, by node id, as the node loop sees them.
 pub type PeerSenders = transport::PeerSenders<RegionPeerClient<VersionedChannel>>;
 
-/// Starts one task per peer on the current tokio runtime, with no WAN delay. The tasks end
-/// when the returned senders (and every clone) are dropped.
+/// Starts one task per peer on the current tokio runtime, with no WAN delay, over plaintext
+/// gRPC (tests). The tasks end when the returned senders (and every clone) are dropped.
 ///
 /// # Panics
 ///
 /// When called outside a tokio runtime.
 pub fn start_peers(node_id: u64, peers: &[crate::driver::PeerAddress]) -> PeerSenders {
-    start_peers_with_delays(node_id, peers, PeerDelays::none())
+    start_peers_with_delays(node_id, peers, PeerDelays::none(), Security::Plaintext)
 }
 
 /// Starts one task per peer on the current tokio runtime, each message to a peer delayed as
-/// `delays` says (WAN emulation).
+/// `delays` says (WAN emulation), connecting as `security` says.
 ///
 /// # Panics
 ///
@@ -36,10 +37,11 @@ pub fn start_peers_with_delays(
     node_id: u64,
     peers: &[crate::driver::PeerAddress],
     delays: PeerDelays,
+    security: Security,
 ) -> PeerSenders {
     let peers: Vec<(u64, String)> = peers
         .iter()
         .map(|peer| (peer.node_id, peer.address.clone()))
         .collect();
-    PeerSenders::start(node_id, &peers, delays)
+    PeerSenders::start(node_id, &peers, delays, security)
 }

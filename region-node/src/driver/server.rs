@@ -12,7 +12,6 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 use crate::driver::coordinator_client::GlobalSettings;
 use crate::driver::node_loop::{self, NodeLoopHandle, NodeLoopSettings};
@@ -88,20 +87,28 @@ pub async fn start_with_listener(
 
 /// Starts node `config` on `listener` as a member of the global tier: its batches go to the
 /// coordinator `global` names (with its WAN delays), and its server also serves
-/// `extra_routes` (a coordinator replica hosted on the same node and port).
+/// `extra_routes` (a coordinator replica hosted on the same node and port). The server and
+/// every connection the node makes are secured as `config.security` says (it replaces
+/// `global.security`).
 pub async fn start_with_global(
     config: DriverConfig,
     listener: TcpListener,
-    global: GlobalSettings,
+    mut global: GlobalSettings,
     extra_routes: Routes,
 ) -> Result<RunningNode, StartError> {
     config.validate()?;
+    global.security = config.security.clone();
     let node_id = config.node.group.node_id;
     let local_address = listener.local_addr().map_err(|error| StartError::Bind {
         address: config.listen_address.clone(),
         error,
     })?;
-    let peers = start_peers_with_delays(node_id, &config.peers, global.peer_delays.clone());
+    let peers = start_peers_with_delays(
+        node_id,
+        &config.peers,
+        global.peer_delays.clone(),
+        config.security.clone(),
+    );
     let settings = NodeLoopSettings {
         node: config.node.clone(),
         data_dir: config.data_dir.clone(),
@@ -142,18 +149,20 @@ pub async fn start_with_global(
         .add_service(region_client_server(RegionClientService::new(link.clone())))
         .add_service(region_peer_server(RegionPeerService::new(link.clone())))
         .add_service(region_admin_server(RegionAdminService::new(link)));
-    // The builder's own TCP settings apply only to listeners it binds itself: without
-    // TCP_NODELAY on accepted sockets, Nagle's algorithm holds small replies back until the
-    // peer's delayed acknowledgement (40 ms on Linux).
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let security = config.security.clone();
     let server = tokio::spawn(async move {
-        router
-            .serve_with_incoming_shutdown(incoming, async {
+        security
+            .serve(router, listener, async {
                 let _ = shutdown_signal.await;
             })
             .await
     });
-    tracing::info!(node_id, address = %local_address, data_dir = %config.data_dir.display(), "region node serving");
+    let transport = if config.security.is_tls() {
+        "mutual TLS"
+    } else {
+        "plaintext"
+    };
+    tracing::info!(node_id, address = %local_address, data_dir = %config.data_dir.display(), transport, "region node serving");
     Ok(RunningNode {
         node_id,
         local_address,

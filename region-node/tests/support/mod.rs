@@ -85,6 +85,9 @@ impl Region {
                     })
                     .collect(),
                 tick_interval_us: TICK_INTERVAL_US,
+                // The in-process tests run plaintext; mutual TLS is tested over real
+                // processes (tests/tests/tls_processes.rs) and in dsss-wire.
+                security: dsss_wire::tls::Security::Plaintext,
             };
             configs.insert(node_id, config);
         }

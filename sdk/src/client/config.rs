@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use dsss_wire::tls::{Security, TlsFiles};
+
 use crate::replica::ReplicaConfig;
 use crate::session::{CALLS_IN_FLIGHT_MAX, SessionConfig};
 
@@ -28,6 +30,10 @@ pub struct Config {
     /// How long the log stream may make no progress while a call, an open or a `sync()` waits
     /// on it before the client follows the log from the next member.
     pub stream_stall_timeout: Duration,
+    /// How connections to the region are secured. [`Config::new`] leaves them plaintext;
+    /// [`Config::from_topology`] uses mutual TLS with the topology's client certificate when
+    /// the topology has a `[tls]` table.
+    pub security: Security,
 }
 
 impl Config {
@@ -39,7 +45,9 @@ impl Config {
             .map_err(|reason| format!("{}: {reason}", path.display()))
     }
 
-    /// A client of `region` with the nodes of that region in `topology`.
+    /// A client of `region` with the nodes of that region in `topology`, over mutual TLS with
+    /// the client certificate and key that the topology's `[tls]` table names (checked now,
+    /// the error naming the file that cannot be used), or plaintext when it has none.
     pub fn from_parsed_topology(
         topology: &dsss_topology::Topology,
         region: &str,
@@ -55,14 +63,23 @@ impl Config {
                 known.join(", ")
             ));
         };
-        Ok(Config::new(
+        let mut config = Config::new(
             region,
             found
                 .nodes
                 .iter()
                 .map(|node| (node.id, node.address.clone()))
                 .collect(),
-        ))
+        );
+        if let Some(tls) = &topology.tls {
+            config.security = Security::tls(TlsFiles {
+                ca_cert: tls.ca_cert.clone(),
+                cert: tls.client_cert.clone(),
+                key: tls.client_key.clone(),
+            })
+            .map_err(|error| format!("[tls] client certificate: {error}"))?;
+        }
+        Ok(config)
     }
 
     /// A client of `region` whose members are `members` (node id, `host:port`).
@@ -76,6 +93,7 @@ impl Config {
             call_timeout: Duration::from_secs(30),
             attempt_timeout: Duration::from_secs(2),
             stream_stall_timeout: Duration::from_secs(1),
+            security: Security::Plaintext,
         }
     }
 

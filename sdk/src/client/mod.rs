@@ -49,7 +49,7 @@ impl Client {
     /// reached then makes `open` fail.
     pub async fn connect(config: Config) -> Result<Client, CallError> {
         config.validate().map_err(CallError::Config)?;
-        let connections = RegionConnections::new(&config.members)
+        let connections = RegionConnections::with_security(&config.members, &config.security)
             .map_err(|error| CallError::Config(error.to_string()))?;
         let client_id = config.client_id.unwrap_or_else(fresh_client_id);
         // The session id is fresh even when the client id is configured: a restarted

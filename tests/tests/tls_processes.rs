@@ -1,0 +1,275 @@
+//! Mutual TLS between real `dsss node` processes: a region of three nodes started from a
+//! topology with `[tls]` (certificates from `dsss certs generate`) commits calls from the
+//! region client, refuses callers without the cluster's certificates, and takes renewed
+//! certificates without a restart; nodes without `[tls]` or with unusable files refuse to start.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use dsss::region_client::{Call, RegionClient, RegionConnections};
+use dsss_tests::processes::{Deadline, NodeProcesses, free_ports};
+use dsss_wire::Scope;
+use dsss_wire::proto;
+use dsss_wire::tls::{Security, TlsFiles, node_id_of_certificate};
+
+/// The nodes of the test region.
+const NODE_IDS: [u64; 3] = [1, 2, 3];
+
+/// Generous bound on every wait; nothing is asserted about speed.
+const WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// A one-region topology on free loopback ports, with `tls` (a `[tls]` table or nothing).
+fn topology_text(tls: &str) -> String {
+    let addresses: BTreeMap<u64, String> = NODE_IDS
+        .iter()
+        .zip(free_ports(NODE_IDS.len()))
+        .map(|(&node_id, port)| (node_id, format!("127.0.0.1:{port}")))
+        .collect();
+    let nodes: Vec<String> = addresses
+        .iter()
+        .map(|(node_id, address)| {
+            format!("  {{ id = {node_id}, address = \"{address}\", data_dir = \"data/node-{node_id}\" }},")
+        })
+        .collect();
+    format!(
+        "[cluster]\nname = \"tls\"\nepoch_ms = 10\nsuspicion_timeout_ms = 2000\n\
+         max_clock_skew_ms = 250\nintra_region_delay_ms = 0.2\n\n{tls}\n\
+         [coordinator]\nreplicas = [1]\npreferred_leader = 1\n\n\
+         [[regions]]\nid = \"region-a\"\nnodes = [\n{}\n]\n",
+        nodes.join("\n")
+    )
+}
+
+const TLS_TABLE: &str = "[tls]\nca_cert = \"certs/ca.crt\"\ncert_dir = \"certs\"\n";
+
+fn members(processes: &NodeProcesses) -> Vec<(u64, String)> {
+    processes.topology_model().regions[0]
+        .nodes
+        .iter()
+        .map(|node| (node.id, node.address.clone()))
+        .collect()
+}
+
+fn call(sequence: u64) -> Call {
+    Call {
+        object_id: "counter/tls".to_owned(),
+        method_id: 1,
+        arguments: format!("call {sequence}").into_bytes(),
+        scope: Scope::Regional,
+    }
+}
+
+async fn wait_for_leader(connections: &RegionConnections) -> u64 {
+    let deadline = Deadline::new("a leader is elected over TLS", WAIT_MAX);
+    loop {
+        for node_id in NODE_IDS {
+            if let Ok(status) = connections.status(node_id).await
+                && status.role == proto::NodeRole::Leader as i32
+            {
+                return node_id;
+            }
+        }
+        deadline.check().await;
+    }
+}
+
+fn node_log(processes: &NodeProcesses, node_id: u64) -> String {
+    std::fs::read_to_string(
+        processes
+            .directory()
+            .join(format!("node-{node_id}.start-1.log")),
+    )
+    .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_region_commits_calls_refuses_strangers_and_takes_renewed_certificates() {
+    let mut processes = NodeProcesses::new(&topology_text(TLS_TABLE));
+    for node_id in NODE_IDS {
+        processes.start(node_id, &[]);
+    }
+    let members = members(&processes);
+    let connections = RegionConnections::with_security(&members, &processes.client_security())
+        .expect("valid members");
+    let leader = wait_for_leader(&connections).await;
+    let mut client = RegionClient::new(connections.clone(), 7);
+    client.prefer(leader).expect("the leader is a member");
+    let first = client
+        .propose_with_sequence(1, &call(1))
+        .await
+        .expect("the region commits a call over TLS");
+    assert!(first.position >= 1);
+    for node_id in NODE_IDS {
+        assert!(
+            node_log(&processes, node_id).contains("mutual TLS"),
+            "node {node_id} says it runs mutual TLS:\n{}",
+            node_log(&processes, node_id)
+        );
+    }
+
+    // A plaintext client gets nothing from a node.
+    let plaintext = RegionConnections::new(&members).expect("valid members");
+    let refused = plaintext
+        .status(leader)
+        .await
+        .expect_err("plaintext is refused");
+    assert!(!refused.to_string().is_empty());
+
+    // A client with a certificate of another CA gets nothing either.
+    let stranger_dir = processes.directory().join("stranger");
+    let output = dsss_tests::run_dsss(
+        processes.directory(),
+        [
+            "certs",
+            "generate",
+            "--topology",
+            processes.topology().to_str().expect("utf-8 path"),
+            "--out",
+            stranger_dir.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    // The stranger trusts both CAs, so that its files load and it accepts the node: only
+    // the node can refuse it.
+    let cluster_ca = processes
+        .topology_model()
+        .tls
+        .as_ref()
+        .expect("tls")
+        .ca_cert
+        .clone();
+    let both = stranger_dir.join("both-cas.crt");
+    std::fs::write(
+        &both,
+        [
+            std::fs::read_to_string(stranger_dir.join("ca.crt")).expect("stranger CA"),
+            std::fs::read_to_string(&cluster_ca).expect("cluster CA"),
+        ]
+        .concat(),
+    )
+    .expect("write");
+    let stranger = Security::tls(TlsFiles {
+        ca_cert: both,
+        cert: stranger_dir.join("client.crt"),
+        key: stranger_dir.join("client.key"),
+    })
+    .expect("the stranger's files load");
+    let strangers = RegionConnections::with_security(&members, &stranger).expect("members");
+    strangers
+        .status(leader)
+        .await
+        .expect_err("a certificate of another CA is refused");
+    // The same call with the cluster's client certificate succeeds.
+    connections
+        .status(leader)
+        .await
+        .expect("the cluster's client is served");
+
+    // Renewed certificates (same CA) are written while the nodes run: new connections use
+    // them and the nodes say so.
+    let output = dsss_tests::run_dsss(
+        processes.directory(),
+        [
+            "certs",
+            "generate",
+            "--topology",
+            processes.topology().to_str().expect("utf-8 path"),
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let renewed = RegionConnections::with_security(&members, &processes.client_security())
+        .expect("valid members");
+    let mut client = RegionClient::new(renewed, 8);
+    client
+        .propose_with_sequence(1, &call(2))
+        .await
+        .expect("the region commits over renewed certificates");
+    let deadline = Deadline::new("a node reloads its renewed certificate", WAIT_MAX);
+    loop {
+        if NODE_IDS
+            .iter()
+            .any(|&node_id| node_log(&processes, node_id).contains("TLS certificate files changed"))
+        {
+            break;
+        }
+        deadline.check().await;
+    }
+}
+
+#[test]
+fn certs_generate_names_the_node_and_keeps_keys_private() {
+    let processes = NodeProcesses::new(&topology_text(TLS_TABLE));
+    let tls = processes.topology_model().tls.clone().expect("tls");
+    for node_id in NODE_IDS {
+        let key = tls.node_key_path(node_id);
+        let mode = std::fs::metadata(&key)
+            .expect("key written")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+        let pem = std::fs::read(tls.node_cert_path(node_id)).expect("certificate written");
+        use rustls_pki_types::pem::PemObject;
+        let certificate =
+            rustls_pki_types::CertificateDer::from_pem_slice(&pem).expect("a PEM certificate");
+        assert_eq!(node_id_of_certificate(&certificate), Some(node_id));
+    }
+    for key in [
+        tls.client_key.clone(),
+        tls.admin_key_path(),
+        tls.ca_cert.with_extension("key"),
+    ] {
+        let mode = std::fs::metadata(&key)
+            .expect("key written")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+    }
+}
+
+#[test]
+fn a_node_without_tls_or_insecure_refuses_to_start() {
+    let processes = NodeProcesses::new(&topology_text(""));
+    let output = dsss_tests::run_dsss(
+        processes.directory(),
+        [
+            "node",
+            "--topology",
+            processes.topology().to_str().expect("utf-8 path"),
+            "--id",
+            "1",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("has no [tls] table"), "{stderr}");
+    assert!(stderr.contains("--insecure"), "{stderr}");
+}
+
+#[test]
+fn a_node_with_a_missing_key_names_the_file() {
+    let processes = NodeProcesses::new(&topology_text(TLS_TABLE));
+    let key = processes
+        .topology_model()
+        .tls
+        .as_ref()
+        .expect("tls")
+        .node_key_path(2);
+    std::fs::remove_file(&key).expect("remove the key");
+    let output = dsss_tests::run_dsss(
+        processes.directory(),
+        [
+            "node",
+            "--topology",
+            processes.topology().to_str().expect("utf-8 path"),
+            "--id",
+            "2",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: cannot read", key.display())),
+        "{stderr}"
+    );
+}

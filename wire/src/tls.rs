@@ -1,0 +1,577 @@
+//! Mutual TLS for every DSSS connection (feature `grpc`): node to node, region to coordinator,
+//! coordinator to region and client to node.
+//!
+//! A process has one [`Security`]: [`Security::Plaintext`] (only when its operator asked for it)
+//! or [`Security::Tls`] with a [`TlsIdentity`], the certificate authority it trusts and the
+//! certificate and key it presents. Both sides of every connection present a certificate
+//! signed by the CA and check the other's: a server refuses a client without one, and a client
+//! checks that the server's certificate names the host it dialled (an IP address or DNS name in
+//! its subject alternative names).
+//!
+//! The identity reloads itself: before every handshake it compares the modification time and
+//! size of its three files with those it loaded, and when one changed it reads them again.
+//! New connections then use the new certificate (or CA); open connections keep the one they
+//! were made with. A reload that fails (a file half written, a key that does not match its
+//! certificate) keeps the previous material and logs a warning naming the file; the next
+//! handshake tries again.
+//!
+//! Servers take their connections from [`Security::serve`], clients their channels from
+//! [`Security::connect_lazy`] or [`Security::connect`]; the certificates reach the services as
+//! tonic's [`TlsConnectInfo`](tonic::transport::server::TlsConnectInfo), so
+//! `Request::peer_certs` and `Request::remote_addr` work as usual. [`node_id_of_certificate`]
+//! reads the node id a DSSS node certificate names (`dsss certs generate` writes it as the URI
+//! `dsss://node/<id>`).
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use hyper_util::rt::TokioIo;
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// How long a TLS handshake on an accepted connection may take, in microseconds, before the
+/// connection is closed.
+pub const HANDSHAKE_TIMEOUT_US: u64 = 10_000_000;
+
+/// The most TLS handshakes a server runs at once; connections beyond are closed at once.
+pub const HANDSHAKES_IN_FLIGHT_MAX: usize = 256;
+
+/// The most connections whose handshake finished but that the server has not taken yet.
+const ACCEPTED_QUEUED_MAX: usize = 64;
+
+/// The wait after a failed `accept` (out of file descriptors), in microseconds.
+const ACCEPT_ERROR_WAIT_US: u64 = 50_000;
+
+/// The URI prefix of the node id in a node certificate's subject alternative names.
+pub const NODE_URI_PREFIX: &str = "dsss://node/";
+
+/// The URI prefix of a client's name in a client certificate's subject alternative names.
+pub const CLIENT_URI_PREFIX: &str = "dsss://client/";
+
+/// The three files of a TLS identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The PEM certificate(s) of the authority whose certificates this process accepts.
+    pub ca_cert: PathBuf,
+    /// The PEM certificate chain this process presents (its own certificate first).
+    pub cert: PathBuf,
+    /// The PEM private key of `cert` (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Why TLS material cannot be used. Every case names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("{}: cannot read: {error}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        error: io::Error,
+    },
+    /// A file was read but holds nothing usable.
+    #[error("{}: {problem}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+fn invalid(path: &Path, problem: impl Into<String>) -> TlsError {
+    TlsError::Invalid {
+        path: path.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// What identifies the version of a file that was loaded: its modification time and size
+/// (`None` when it could not be read).
+type FileStamp = Option<(SystemTime, u64)>;
+
+fn stamp_of(path: &Path) -> FileStamp {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
+}
+
+/// The rustls configurations built from one version of the files.
+struct Built {
+    server: Arc<ServerConfig>,
+    client: Arc<ClientConfig>,
+}
+
+struct Loaded {
+    stamps: [FileStamp; 3],
+    built: Arc<Built>,
+    /// The stamps of the last version that failed to load, so that it is reported once.
+    failed: Option<[FileStamp; 3]>,
+    /// How many times the files were loaded since the first time.
+    reloads: u64,
+}
+
+/// A CA, certificate and key, loaded and kept current: see the [module documentation](self).
+pub struct TlsIdentity {
+    files: TlsFiles,
+    loaded: Mutex<Loaded>,
+}
+
+impl fmt::Debug for TlsIdentity {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("TlsIdentity")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsIdentity {
+    /// Loads `files` and checks them: each holds what it should, the key matches the
+    /// certificate, and the certificate is signed by the CA and valid now.
+    pub fn load(files: TlsFiles) -> Result<TlsIdentity, TlsError> {
+        let stamps = stamps(&files);
+        let built = build(&files)?;
+        Ok(TlsIdentity {
+            files,
+            loaded: Mutex::new(Loaded {
+                stamps,
+                built: Arc::new(built),
+                failed: None,
+                reloads: 0,
+            }),
+        })
+    }
+
+    /// The files this identity reads.
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
+    /// How many times the files were read again after they changed.
+    pub fn reloads(&self) -> u64 {
+        self.lock().reloads
+    }
+
+    /// The server configuration for the next handshake, reloaded first when a file changed.
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.current().server.clone()
+    }
+
+    /// The client configuration for the next handshake, reloaded first when a file changed.
+    pub fn client_config(&self) -> Arc<ClientConfig> {
+        self.current().client.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Loaded> {
+        // The state is replaced whole, so a panic elsewhere cannot leave it half updated.
+        self.loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn current(&self) -> Arc<Built> {
+        let now = stamps(&self.files);
+        let mut loaded = self.lock();
+        if now == loaded.stamps || loaded.failed == Some(now) {
+            return loaded.built.clone();
+        }
+        match build(&self.files) {
+            Ok(built) => {
+                loaded.stamps = now;
+                loaded.built = Arc::new(built);
+                loaded.failed = None;
+                loaded.reloads += 1;
+                tracing::info!(cert = %self.files.cert.display(), ca = %self.files.ca_cert.display(), "TLS certificate files changed; new connections use them");
+            }
+            Err(error) => {
+                loaded.failed = Some(now);
+                tracing::warn!(%error, "TLS certificate files changed but cannot be used; keeping the previous ones");
+            }
+        }
+        loaded.built.clone()
+    }
+}
+
+fn stamps(files: &TlsFiles) -> [FileStamp; 3] {
+    [
+        stamp_of(&files.ca_cert),
+        stamp_of(&files.cert),
+        stamp_of(&files.key),
+    ]
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|error| TlsError::Read {
+        path: path.to_owned(),
+        error,
+    })
+}
+
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = read(path)?;
+    let certificates = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| invalid(path, format!("not a PEM certificate file: {error}")))?;
+    if certificates.is_empty() {
+        return Err(invalid(path, "holds no PEM certificate"));
+    }
+    Ok(certificates)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = read(path)?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|error| match error {
+        rustls::pki_types::pem::Error::NoItemsFound => invalid(path, "holds no PEM private key"),
+        error => invalid(path, format!("not a PEM private key file: {error}")),
+    })
+}
+
+/// The ring provider: rustls deprecates it for lacking post-quantum key exchange, but it
+/// builds with a C compiler alone (aws-lc-rs needs more of a toolchain), and it is what tonic's
+/// `tls-ring` builds on.
+#[allow(deprecated)]
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn build(files: &TlsFiles) -> Result<Built, TlsError> {
+    let provider = provider();
+    let mut roots = RootCertStore::empty();
+    for certificate in read_certificates(&files.ca_cert)? {
+        roots.add(certificate).map_err(|error| {
+            invalid(
+                &files.ca_cert,
+                format!("not a usable CA certificate: {error}"),
+            )
+        })?;
+    }
+    let roots = Arc::new(roots);
+    let chain = read_certificates(&files.cert)?;
+    let key = read_key(&files.key)?;
+    let client_verifier =
+        WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|error| invalid(&files.ca_cert, format!("unusable CA: {error}")))?;
+    // The process's own certificate must pass the check its peers make, or every connection
+    // would fail later with a less helpful message.
+    client_verifier
+        .verify_client_cert(&chain[0], &chain[1..], UnixTime::now())
+        .map_err(|error| {
+            invalid(
+                &files.cert,
+                format!(
+                    "not accepted with the CA {}: {error}",
+                    files.ca_cert.display()
+                ),
+            )
+        })?;
+    let versions = |error: rustls::Error| invalid(&files.cert, format!("TLS setup: {error}"));
+    let key_problem = |error: rustls::Error| {
+        invalid(
+            &files.key,
+            format!(
+                "not usable with the certificate {}: {error}",
+                files.cert.display()
+            ),
+        )
+    };
+    let mut server = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(versions)?
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(chain.clone(), key.clone_key())
+        .map_err(key_problem)?;
+    server.alpn_protocols = vec![b"h2".to_vec()];
+    let server_verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|error| invalid(&files.ca_cert, format!("unusable CA: {error}")))?;
+    let mut client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(versions)?
+        .with_webpki_verifier(server_verifier)
+        .with_client_auth_cert(chain, key)
+        .map_err(key_problem)?;
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Built {
+        server: Arc::new(server),
+        client: Arc::new(client),
+    })
+}
+
+/// How a process's connections are secured.
+#[derive(Clone, Debug, Default)]
+pub enum Security {
+    /// Plain HTTP/2: nothing is authenticated or encrypted. Only for processes started with
+    /// an explicit `--insecure` and for tests.
+    #[default]
+    Plaintext,
+    /// Mutual TLS with this identity.
+    Tls(Arc<TlsIdentity>),
+}
+
+impl PartialEq for Security {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Security::Plaintext, Security::Plaintext) => true,
+            (Security::Tls(a), Security::Tls(b)) => a.files == b.files,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Security {}
+
+impl Security {
+    /// Mutual TLS with the identity in `files`, loaded and checked now.
+    pub fn tls(files: TlsFiles) -> Result<Security, TlsError> {
+        Ok(Security::Tls(Arc::new(TlsIdentity::load(files)?)))
+    }
+
+    /// Whether connections use TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Security::Tls(_))
+    }
+
+    /// A channel to `endpoint` (an `http://host:port` endpoint with its timeouts set) that
+    /// connects on first use, over TLS when this is [`Security::Tls`]. The endpoint's connect
+    /// timeout applies to the TCP connection and the handshake together.
+    pub fn connect_lazy(&self, endpoint: Endpoint) -> Channel {
+        match self {
+            Security::Plaintext => endpoint.connect_lazy(),
+            Security::Tls(identity) => endpoint.connect_with_connector_lazy(TlsConnector {
+                identity: identity.clone(),
+            }),
+        }
+    }
+
+    /// A channel to `endpoint`, connected now: see [`Security::connect_lazy`].
+    pub async fn connect(&self, endpoint: Endpoint) -> Result<Channel, tonic::transport::Error> {
+        match self {
+            Security::Plaintext => endpoint.connect().await,
+            Security::Tls(identity) => {
+                endpoint
+                    .connect_with_connector(TlsConnector {
+                        identity: identity.clone(),
+                    })
+                    .await
+            }
+        }
+    }
+
+    /// Serves `router` on the connections `listener` accepts (`TCP_NODELAY` set), after a TLS
+    /// handshake that requires a client certificate when this is [`Security::Tls`], until
+    /// `shutdown` resolves.
+    pub async fn serve<F>(
+        &self,
+        router: Router,
+        listener: TcpListener,
+        shutdown: F,
+    ) -> Result<(), tonic::transport::Error>
+    where
+        F: Future<Output = ()> + Send,
+    {
+        match self {
+            Security::Plaintext => {
+                // The builder's own TCP settings apply only to listeners it binds itself:
+                // without TCP_NODELAY on accepted sockets, Nagle's algorithm holds small
+                // replies back until the peer's delayed acknowledgement (40 ms on Linux).
+                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                router
+                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .await
+            }
+            Security::Tls(identity) => {
+                let incoming = tls_incoming(listener, identity.clone());
+                router
+                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .await
+            }
+        }
+    }
+}
+
+/// The stream of connections that completed a TLS handshake on `listener`. Handshakes run in
+/// tasks of their own (a slow client does not hold up the others); one that fails or takes
+/// longer than [`HANDSHAKE_TIMEOUT_US`] closes its connection and is logged. The accepting
+/// task ends when the stream is dropped.
+pub fn tls_incoming(
+    listener: TcpListener,
+    identity: Arc<TlsIdentity>,
+) -> ReceiverStream<Result<tokio_rustls::server::TlsStream<TcpStream>, io::Error>> {
+    let (sender, receiver) = mpsc::channel(ACCEPTED_QUEUED_MAX);
+    tokio::spawn(accept_loop(listener, identity, sender));
+    ReceiverStream::new(receiver)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    identity: Arc<TlsIdentity>,
+    sender: mpsc::Sender<Result<tokio_rustls::server::TlsStream<TcpStream>, io::Error>>,
+) {
+    let handshakes = Arc::new(Semaphore::new(HANDSHAKES_IN_FLIGHT_MAX));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = sender.closed() => return,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_micros(ACCEPT_ERROR_WAIT_US)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            tracing::warn!(%remote, "too many TLS handshakes in flight; connection closed");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config());
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let handshake = tokio::time::timeout(
+                Duration::from_micros(HANDSHAKE_TIMEOUT_US),
+                handshake(acceptor, stream),
+            )
+            .await;
+            match handshake {
+                Ok(Ok(stream)) => {
+                    let _ = sender.send(Ok(stream)).await;
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%remote, %error, "TLS handshake failed; connection closed");
+                }
+                Err(_) => {
+                    tracing::warn!(%remote, "TLS handshake timed out; connection closed");
+                }
+            }
+        });
+    }
+}
+
+/// The start of the HTTP/2 connection preface: what a plaintext gRPC client sends first.
+const HTTP2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
+
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, io::Error> {
+    let mut first = [0_u8; HTTP2_PREFACE_START.len()];
+    // Peeking waits for the client's first bytes, which a TLS client sends at once.
+    let peeked = stream.peek(&mut first).await?;
+    if first[..peeked] == HTTP2_PREFACE_START[..peeked] && peeked > 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the client speaks plaintext HTTP/2, and this node requires TLS with a client certificate",
+        ));
+    }
+    acceptor.accept(stream).await
+}
+
+/// Dials a node over TCP and runs the TLS handshake with the identity's current client
+/// configuration.
+#[derive(Clone)]
+struct TlsConnector {
+    identity: Arc<TlsIdentity>,
+}
+
+impl tower_service::Service<Uri> for TlsConnector {
+    type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let identity = self.identity.clone();
+        Box::pin(async move {
+            let host = uri
+                .host()
+                .ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, format!("{uri} names no host"))
+                })?
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let port = uri.port_u16().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, format!("{uri} names no port"))
+            })?;
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let name = ServerName::try_from(host.clone()).map_err(|error| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{host} is not a valid TLS server name: {error}"),
+                )
+            })?;
+            let connector = tokio_rustls::TlsConnector::from(identity.client_config());
+            let stream = connector
+                .connect(name, tcp)
+                .await
+                .map_err(|error| handshake_error(&host, port, error))?;
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+fn handshake_error(host: &str, port: u16, error: io::Error) -> io::Error {
+    let plaintext_server = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|inner| {
+            matches!(
+                inner,
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+            )
+        });
+    let message = if plaintext_server {
+        format!(
+            "TLS handshake with {host}:{port} failed: the server does not speak TLS (is it running with --insecure?)"
+        )
+    } else {
+        format!("TLS handshake with {host}:{port} failed: {error}")
+    };
+    io::Error::new(error.kind(), message)
+}
+
+/// The node id a node certificate names in a subject alternative name `dsss://node/<id>`, if
+/// it names one.
+pub fn node_id_of_certificate(certificate: &CertificateDer<'_>) -> Option<u64> {
+    uri_names(certificate.as_ref(), NODE_URI_PREFIX)
+        .next()
+        .and_then(|rest| rest.parse().ok())
+}
+
+/// The rest of every URI subject alternative name that starts with `prefix`. A URI name is
+/// DER-encoded as the context tag 6 (`0x86`), a short length and the URI's ASCII bytes; the
+/// scan reads exactly that many bytes, so nothing around the name leaks into it.
+fn uri_names<'a>(der: &'a [u8], prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    (0..der.len().saturating_sub(2)).filter_map(move |at| {
+        let length = usize::from(*der.get(at + 1)?);
+        if der[at] != 0x86 || length >= 0x80 {
+            return None;
+        }
+        let uri = der.get(at + 2..at + 2 + length)?;
+        std::str::from_utf8(uri.strip_prefix(prefix.as_bytes())?).ok()
+    })
+}
