@@ -478,12 +478,48 @@ async fn handshake(
     // Peeking waits for the client's first bytes, which a TLS client sends at once.
     let peeked = stream.peek(&mut first).await?;
     if first[..peeked] == HTTP2_PREFACE_START[..peeked] && peeked > 0 {
+        refuse_plaintext(stream).await;
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "the client speaks plaintext HTTP/2, and this node requires TLS with a client certificate",
         ));
     }
     acceptor.accept(stream).await
+}
+
+/// What a plaintext client is told, as the debug data of an HTTP/2 GOAWAY.
+pub const PLAINTEXT_REFUSAL: &str =
+    "this node requires mutual TLS; the client connected over plaintext";
+
+/// Answers a plaintext HTTP/2 client with the server's empty SETTINGS and a GOAWAY
+/// (INADEQUATE_SECURITY) carrying [`PLAINTEXT_REFUSAL`], so that its error says why, then
+/// closes the connection. Bounded by the handshake timeout of the caller.
+async fn refuse_plaintext(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// HTTP/2 frame types and the INADEQUATE_SECURITY error code (RFC 9113).
+    const SETTINGS: u8 = 0x4;
+    const GOAWAY: u8 = 0x7;
+    const INADEQUATE_SECURITY: u32 = 0xc;
+    let mut frames = vec![0, 0, 0, SETTINGS, 0, 0, 0, 0, 0];
+    let payload_length = 8 + PLAINTEXT_REFUSAL.len();
+    frames.extend_from_slice(&u32::try_from(payload_length).unwrap_or(0).to_be_bytes()[1..]);
+    frames.extend_from_slice(&[GOAWAY, 0, 0, 0, 0, 0]);
+    frames.extend_from_slice(&0_u32.to_be_bytes());
+    frames.extend_from_slice(&INADEQUATE_SECURITY.to_be_bytes());
+    frames.extend_from_slice(PLAINTEXT_REFUSAL.as_bytes());
+    // Read what the client sent so far: closing with unread data would reset the connection
+    // and the client might never read the GOAWAY.
+    let mut discard = [0_u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_millis(50), stream.read(&mut discard)).await;
+    if stream.write_all(&frames).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    // Wait for the client to close its side (or a bound), reading what else it sends.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while matches!(stream.read(&mut discard).await, Ok(read) if read > 0) {}
+    })
+    .await;
 }
 
 /// Dials a node over TCP and runs the TLS handshake with the identity's current client

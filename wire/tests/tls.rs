@@ -254,10 +254,13 @@ async fn a_plaintext_client_of_a_tls_server_fails() {
     let status = call(address, &Security::Plaintext)
         .await
         .expect_err("refused");
-    // The node closes the connection before answering anything (and logs that the client
-    // spoke plaintext HTTP/2).
+    // The node answers with an HTTP/2 GOAWAY that says why (and logs that the client spoke
+    // plaintext HTTP/2).
     let described = format!("{status:?}");
-    assert!(described.contains("connection closed"), "{described}");
+    assert!(
+        described.contains(dsss_wire::tls::PLAINTEXT_REFUSAL),
+        "{described}"
+    );
 }
 
 #[tokio::test]
