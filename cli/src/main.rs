@@ -46,14 +46,18 @@ enum Command {
     /// The node takes its address and data directory from the topology file (the directory is
     /// created when missing; a node run again reuses its data), forms its region's raft group
     /// with the region's other nodes (or, with --join, waits to be added to a running one), and
-    /// serves the RegionClient, RegionPeer, RegionAdmin and RegionEpochs gRPC services; on a
+    /// serves the RegionClient, RegionPeer, RegionAdmin and RegionEpochs gRPC services over
+    /// mutual TLS with the files of the topology's [tls] table (plaintext only with
+    /// --insecure; without [tls] and without --insecure it refuses to start); on a
     /// node the topology lists as a coordinator replica, the Coordinator and CoordinatorPeer
     /// services too, on the same port. It logs to standard
     /// error and prints one line on standard output once it listens. SIGINT or SIGTERM stop it
     /// cleanly; everything it acknowledged is already synced to disk, so even a SIGKILL loses
     /// nothing acknowledged.
     #[command(
-        after_help = "Example: a three-node region on one machine, one node per terminal:\n  \
+        after_help = "Example: a three-node region on one machine, one node per terminal, after writing \
+        development certificates where the topology's [tls] table says:\n  \
+        dsss certs generate --topology topology/examples/local.toml\n  \
         dsss node --topology topology/examples/local.toml --id 11\n  \
         dsss node --topology topology/examples/local.toml --id 12\n  \
         dsss node --topology topology/examples/local.toml --id 13"
@@ -64,7 +68,9 @@ enum Command {
     /// Every node of the topology (the embedded local topology when no file is given: three
     /// regions of three nodes on 127.0.0.1) starts as a `dsss node --emulate-wan` child process
     /// on its own data directory from the file (reused when run again), its log in
-    /// dsss-up/logs/. Once every region has a leader and the coordinator seals epochs, a demo
+    /// dsss-up/logs/. The nodes run mutual TLS with the files of the topology's [tls] table,
+    /// written first (a development CA and certificates) when any is missing; --insecure runs
+    /// them over plaintext gRPC instead. Once every region has a leader and the coordinator seals epochs, a demo
     /// client makes a few global writes from each region and prints the position each got in
     /// its region and the time it took. Ctrl-C (SIGINT) or SIGTERM stops every node cleanly.
     #[command(
