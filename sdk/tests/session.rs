@@ -501,6 +501,89 @@ fn an_unanswered_call_is_retried_at_another_member_with_the_same_sequence() {
     assert!(events(&mut session).is_empty());
 }
 
+/// The region's dedup window: the highest sequences of a session it still judges.
+const REGION_DEDUP_WINDOW: u64 = 32;
+
+#[test]
+fn a_call_left_unanswered_never_falls_out_of_the_region_dedup_window() {
+    let mut session = session();
+    let a = copy("a");
+    let (node, stream, mut position) = open_all(&mut session, &["a"], std::slice::from_ref(&a), 1);
+    for value in 0..100u64 {
+        session
+            .call(0, "a", 1, Postcard::encode(&(value,)).expect("encodes"))
+            .expect("queued");
+    }
+    // The first proposal is never answered; every other one is committed and applied at once.
+    let mut stuck = None;
+    let mut highest_applied = 0;
+    for _ in 0..200 {
+        let mut entries = Vec::new();
+        for transmit in transmits(&mut session) {
+            let Request::Propose {
+                request_sequence,
+                arguments,
+                ..
+            } = &transmit.request
+            else {
+                continue;
+            };
+            let sequence = *request_sequence;
+            if *stuck.get_or_insert(sequence) == sequence {
+                continue;
+            }
+            session.handle_response(
+                0,
+                transmit.node_id,
+                transmit.request_id,
+                Response::Proposed { position },
+            );
+            entries.push(PositionedEntry {
+                position,
+                entry: LogEntry::SequencedGlobal(record(
+                    "a",
+                    SESSION,
+                    sequence,
+                    1,
+                    arguments.clone(),
+                )),
+            });
+            highest_applied = highest_applied.max(sequence);
+            position += 1;
+        }
+        if entries.is_empty() {
+            break;
+        }
+        session.handle_response(
+            0,
+            node,
+            stream,
+            Response::LogPiece {
+                entries,
+                through_position: position - 1,
+            },
+        );
+        events(&mut session);
+    }
+    let stuck = stuck.expect("a call was proposed");
+    assert!(highest_applied > stuck, "the other calls went on");
+    assert!(
+        highest_applied < stuck + REGION_DEDUP_WINDOW,
+        "sequence {highest_applied} was applied while {stuck} may still be retried: the region \
+         would refuse the retry as too old"
+    );
+    // The retry of the unanswered call still carries its sequence, inside the window.
+    session.handle_timeout(ATTEMPT_US);
+    let mut retried = transmits(&mut session);
+    if retried.is_empty() {
+        let at = session.poll_timeout().expect("a retry time");
+        session.handle_timeout(at);
+        retried = transmits(&mut session);
+    }
+    let (_, _, sequence) = proposal(&retried);
+    assert_eq!(sequence, stuck);
+}
+
 #[test]
 fn a_barrier_completes_only_when_the_client_position_reaches_it() {
     let mut session = session();

@@ -23,6 +23,11 @@ use dsss_tests::processes::{NodeProcesses, local_topology_on_free_ports};
 use dsss_topology::Topology;
 use tokio::time::sleep;
 
+// A retried call keeps its sequence, so the SDK numbers new calls only within a span the
+// region still judges (its dedup window); otherwise a slow retry would be refused as too old.
+const _: () =
+    assert!(dsss::session::SEQUENCE_SPAN_MAX < dsss_region_node::dedup::DEDUP_WINDOW_MAX as u64);
+
 /// Application instances (clients) per region.
 const INSTANCES_PER_REGION: usize = 2;
 

@@ -51,8 +51,9 @@
 //!
 //! # Bounds
 //! [`OPEN_OBJECTS_MAX`] objects, [`CALLS_WAITING_MAX`] calls (of which at most
-//! `calls_in_flight_max` proposed at once), [`SYNCS_WAITING_MAX`] barriers; beyond, commands
-//! are refused with [`CallError::Overloaded`].
+//! `calls_in_flight_max` proposed at once, numbered within [`SEQUENCE_SPAN_MAX`] of the
+//! oldest call not yet in the log), [`SYNCS_WAITING_MAX`] barriers; beyond, commands are
+//! refused with [`CallError::Overloaded`].
 
 mod copy;
 pub mod messages;
@@ -79,6 +80,11 @@ pub const CALLS_WAITING_MAX: usize = 4_096;
 /// The most calls one session may have proposed at once. It stays below what a node accepts
 /// in flight per client, so the session queues instead of being refused.
 pub const CALLS_IN_FLIGHT_MAX: usize = 16;
+/// How far past the lowest sequence of a call not yet in the log a session may number new
+/// calls. The region judges only the 32 highest sequences of a session it applied (its dedup
+/// window) and refuses anything older as too old; a call that is retried for a long time while
+/// the others go on must stay inside that window, so new calls wait behind it instead.
+pub const SEQUENCE_SPAN_MAX: u64 = CALLS_IN_FLIGHT_MAX as u64;
 /// The most `sync()` barriers one session may have waiting.
 pub const SYNCS_WAITING_MAX: usize = 1_024;
 /// The most attempts to upload one checkpoint; a lost one is no loss, the next comes later.
@@ -2097,6 +2103,21 @@ impl ClientSession {
             .filter(|call| call.sequence.is_some())
             .count();
         let mut free = self.config.calls_in_flight_max.saturating_sub(in_flight);
+        // Calls not yet in the log may still be retried: none may fall out of the region's
+        // dedup window, whatever the others do meanwhile.
+        let session_id = self.session.id;
+        let lowest_open = self
+            .calls
+            .values()
+            .filter(|call| call.committed_at.is_none())
+            .filter_map(|call| call.sequence)
+            .filter(|(id, _)| *id == session_id)
+            .map(|(_, sequence)| sequence)
+            .min();
+        if let Some(lowest) = lowest_open {
+            let room = (lowest + SEQUENCE_SPAN_MAX).saturating_sub(self.next_sequence);
+            free = free.min(usize::try_from(room).unwrap_or(usize::MAX));
+        }
         if !self.session.open {
             // No call leaves the queue before the region holds the session.
             free = 0;
