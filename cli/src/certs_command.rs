@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand};
 use dsss_topology::{TlsSettings, Topology, load};
-use dsss_wire::tls::{CLIENT_URI_PREFIX, NODE_URI_PREFIX, Security, TlsFiles};
+use dsss_wire::tls::{ADMIN_URI_PREFIX, CLIENT_URI_PREFIX, NODE_URI_PREFIX, Security, TlsFiles};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType, date_time_ymd,
@@ -39,7 +39,7 @@ pub(crate) enum CertsCommand {
     /// dsss://node/N and as the DNS name node-N.<region>.dsss, and the host of its address (IP
     /// address or DNS name) so that connections to it verify. The client certificate
     /// (client.crt, or the topology's client_cert and client_key) names dsss://client/client,
-    /// the operator's (admin.crt) dsss://client/admin. Private keys are written with mode 0600.
+    /// the operator's (admin.crt) dsss://admin/admin. Private keys are written with mode 0600.
     ///
     /// Without --out, the files go where the topology's [tls] table says: the CA to ca_cert
     /// (its key beside it, with the extension .key), the rest to cert_dir. With --out, all go
@@ -257,19 +257,23 @@ pub(crate) fn generate(
         settings.cert_dir.join("node-N.crt").display(),
         settings.cert_dir.join("node-N.key").display()
     ));
-    for (name, cert, key) in [
+    // Applications and operators hold distinct roles: a client certificate cannot make admin
+    // calls, nor an admin certificate calls of an application.
+    for (name, prefix, cert, key) in [
         (
             "client",
+            CLIENT_URI_PREFIX,
             settings.client_cert.clone(),
             settings.client_key.clone(),
         ),
         (
             "admin",
+            ADMIN_URI_PREFIX,
             settings.admin_cert_path(),
             settings.admin_key_path(),
         ),
     ] {
-        let names = vec![SanType::URI(ia5(&format!("{CLIENT_URI_PREFIX}{name}"))?)];
+        let names = vec![SanType::URI(ia5(&format!("{prefix}{name}"))?)];
         let common_name = format!("dsss {name}");
         issue(&issuer, &common_name, names, false, &cert, &key)?;
         check(&settings.ca_cert, &cert, &key)?;

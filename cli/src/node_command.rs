@@ -10,6 +10,7 @@ use clap::Args;
 use dsss_global_coordinator::driver::{
     self as coordinator, CoordinatorDriverConfig, RunningCoordinator,
 };
+use dsss_region_node::driver::identity::{self, DataIdentity};
 use dsss_region_node::driver::{
     DriverConfig, GlobalSettings, RunningNode, TICK_INTERVAL_US_DEFAULT, start_with_global,
 };
@@ -55,6 +56,12 @@ pub(crate) struct NodeArgs {
     /// [tls] table names, and refuses to start when the topology has none.
     #[arg(long)]
     insecure: bool,
+    /// Say that the node is new, so that it may start on a data directory that exists but is
+    /// empty (a volume prepared for it). Without it such a directory is refused: it is also
+    /// what an unmounted volume looks like, and a node that starts on one forgets its votes.
+    /// A directory that does not exist yet is always taken as new.
+    #[arg(long)]
+    initialize: bool,
 }
 
 /// Runs the node until a signal stops it, logging to standard error.
@@ -96,6 +103,16 @@ pub(crate) fn run(args: NodeArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
             "--tick-ms {} --raft-log-entries-max {}: {error}",
             args.tick_ms, config.node.group.log_retention.entries_max
         );
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    // The data directory must be this node's, before any store in it opens.
+    let identity = DataIdentity {
+        cluster: topology.cluster.name.clone(),
+        region: config.node.region.as_str().to_owned(),
+        node_id: args.id,
+    };
+    if let Err(error) = identity::check_and_record(&config.data_dir, &identity, args.initialize) {
+        let _ = writeln!(stderr, "node {} cannot start: {error}", args.id);
         return ExitCode::from(EXIT_BAD_INPUT);
     }
     // A topology of one region runs no global tier: its log holds only its own records, as
@@ -215,9 +232,10 @@ async fn serve(hosted: Hosted, stdout: &mut dyn Write, stderr: &mut dyn Write) -
         },
         None => None,
     };
+    let access = std::sync::Arc::new(config.access.clone());
     let routes = coordinator
         .as_ref()
-        .map_or_else(Routes::default, RunningCoordinator::routes);
+        .map_or_else(Routes::default, |coordinator| coordinator.routes(&access));
     let mut node = match start_with_global(config, listener, global, routes).await {
         Ok(node) => node,
         Err(error) => {

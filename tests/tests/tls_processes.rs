@@ -1,7 +1,8 @@
 //! Mutual TLS between real `dsss node` processes: a region of three nodes started from a
 //! topology with `[tls]` (certificates from `dsss certs generate`) commits calls from the
 //! region client, refuses callers without the cluster's certificates, and takes renewed
-//! certificates without a restart; nodes without `[tls]` or with unusable files refuse to start.
+//! certificates without a restart; nodes without `[tls]` or with unusable files refuse to start,
+//! and so do nodes on another node's data directory or on an empty one.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -272,4 +273,83 @@ fn a_node_with_a_missing_key_names_the_file() {
         stderr.contains(&format!("{}: cannot read", key.display())),
         "{stderr}"
     );
+}
+
+/// Runs `dsss node --id <node_id>` in the foreground, expecting it to refuse to start; its
+/// standard error.
+fn refused_start(processes: &NodeProcesses, node_id: u64, extra: &[&str]) -> String {
+    let id = node_id.to_string();
+    let mut arguments = vec![
+        "node",
+        "--topology",
+        processes.topology().to_str().expect("utf-8 path"),
+        "--id",
+        &id,
+    ];
+    arguments.extend_from_slice(extra);
+    let output = dsss_tests::run_dsss(processes.directory(), arguments);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "node {node_id}: {stderr}");
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapped_and_empty_data_directories_refuse_to_start_naming_the_problem() {
+    let mut processes = NodeProcesses::new(&topology_text(TLS_TABLE));
+    for node_id in NODE_IDS {
+        processes.start(node_id, &[]);
+    }
+    let members = members(&processes);
+    let connections = RegionConnections::with_security(&members, &processes.client_security())
+        .expect("valid members");
+    let leader = wait_for_leader(&connections).await;
+    let mut client = RegionClient::new(connections.clone(), 7);
+    client.prefer(leader).expect("a member");
+    client
+        .propose_with_sequence(1, &call(1))
+        .await
+        .expect("the region commits a call");
+    for node_id in NODE_IDS {
+        processes.kill(node_id);
+    }
+    let data = |node_id: u64| processes.directory().join(format!("data/node-{node_id}"));
+
+    // Node 1 started on node 2's data (and the other way round) would vote with its votes.
+    let parked = processes.directory().join("data/parked");
+    std::fs::rename(data(1), &parked).expect("move");
+    std::fs::rename(data(2), data(1)).expect("move");
+    std::fs::rename(&parked, data(2)).expect("move");
+    let stderr = refused_start(&processes, 1, &[]);
+    assert!(
+        stderr.contains("belongs to node 2 of region region-a of cluster tls")
+            && stderr.contains("node 2 is not 1")
+            && stderr.contains("swapped"),
+        "{stderr}"
+    );
+    // --initialize never takes over another node's data.
+    let stderr = refused_start(&processes, 2, &["--initialize"]);
+    assert!(stderr.contains("node 1 is not 2"), "{stderr}");
+    std::fs::rename(data(1), &parked).expect("move");
+    std::fs::rename(data(2), data(1)).expect("move");
+    std::fs::rename(&parked, data(2)).expect("move");
+
+    // An empty directory where node 3's data should be: a volume that did not mount.
+    std::fs::remove_dir_all(data(3)).expect("empty node 3's directory");
+    std::fs::create_dir(data(3)).expect("the mount point stays");
+    let stderr = refused_start(&processes, 3, &[]);
+    assert!(
+        stderr.contains("exists but is empty") && stderr.contains("--initialize"),
+        "{stderr}"
+    );
+
+    // The directories that are right start, and the region serves again.
+    processes.start(1, &[]);
+    processes.start(2, &[]);
+    let leader = wait_for_leader(&connections).await;
+    let mut client = RegionClient::new(connections, 8);
+    client.prefer(leader).expect("a member");
+    client
+        .propose_with_sequence(1, &call(2))
+        .await
+        .expect("the region commits with its two members whose data is theirs");
 }

@@ -63,6 +63,8 @@ pub mod route;
 pub mod version;
 
 #[cfg(feature = "grpc")]
+pub mod access;
+#[cfg(feature = "grpc")]
 pub mod grpc;
 #[cfg(feature = "grpc")]
 pub mod tls;

@@ -63,6 +63,10 @@ pub const NODE_URI_PREFIX: &str = "dsss://node/";
 /// The URI prefix of a client's name in a client certificate's subject alternative names.
 pub const CLIENT_URI_PREFIX: &str = "dsss://client/";
 
+/// The URI prefix of the name of an operator's certificate (admin calls) in its subject
+/// alternative names.
+pub const ADMIN_URI_PREFIX: &str = "dsss://admin/";
+
 /// The three files of a TLS identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsFiles {
@@ -601,7 +605,7 @@ pub fn node_id_of_certificate(certificate: &CertificateDer<'_>) -> Option<u64> {
 /// The rest of every URI subject alternative name that starts with `prefix`. A URI name is
 /// DER-encoded as the context tag 6 (`0x86`), a short length and the URI's ASCII bytes; the
 /// scan reads exactly that many bytes, so nothing around the name leaks into it.
-fn uri_names<'a>(der: &'a [u8], prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+pub(crate) fn uri_names<'a>(der: &'a [u8], prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     (0..der.len().saturating_sub(2)).filter_map(move |at| {
         let length = usize::from(*der.get(at + 1)?);
         if der[at] != 0x86 || length >= 0x80 {

@@ -26,8 +26,10 @@ pub mod region_sender;
 pub mod service;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use dsss_raft_group::transport::{DelayLine, PeerSenders};
+use dsss_wire::access::{AccessPolicy, Guarded};
 use dsss_wire::grpc::{coordinator_peer_server, coordinator_server};
 use tonic::service::Routes;
 
@@ -122,14 +124,17 @@ impl RunningCoordinator {
     }
 
     /// The `Coordinator` and `CoordinatorPeer` services, with the protocol version check and
-    /// the message size limit, to serve on a gRPC server.
-    pub fn routes(&self) -> Routes {
-        Routes::new(coordinator_server(CoordinatorService::new(
-            self.link.clone(),
-        )))
-        .add_service(coordinator_peer_server(CoordinatorPeerService::new(
-            self.link.clone(),
-        )))
+    /// the message size limit, admitting the callers `access` allows, to serve on a gRPC
+    /// server.
+    pub fn routes(&self, access: &Arc<AccessPolicy>) -> Routes {
+        Routes::new(Guarded::new(
+            coordinator_server(CoordinatorService::new(self.link.clone())),
+            Arc::clone(access),
+        ))
+        .add_service(Guarded::new(
+            coordinator_peer_server(CoordinatorPeerService::new(self.link.clone())),
+            Arc::clone(access),
+        ))
     }
 
     /// Resolves when the node loop stops on its own (a failed sync).

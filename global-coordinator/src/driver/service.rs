@@ -7,6 +7,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
 
 use dsss_raft_group::transport::PEER_BATCH_MESSAGES_MAX;
+use dsss_wire::access::{caller_of, check_claimed_node, check_claimed_region};
 use dsss_wire::proto::coordinator_peer_server::CoordinatorPeer;
 use dsss_wire::proto::coordinator_server::Coordinator;
 use dsss_wire::proto::{self, RaftBatch, RaftBatchAck};
@@ -102,6 +103,13 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<proto::RegionBatch>,
     ) -> Result<Response<proto::RegionBatchAck>, Status> {
+        // Only a node of the region a batch names may submit it.
+        check_claimed_region(&request, &request.get_ref().region, "the batch's region")?;
+        check_claimed_node(
+            &request,
+            request.get_ref().sender_node_id,
+            "the batch's sender_node_id",
+        )?;
         let batch = request.into_inner();
         let outcome = self
             .link
@@ -148,6 +156,11 @@ fn peer_ack() -> RaftBatchAck {
 #[tonic::async_trait]
 impl CoordinatorPeer for CoordinatorPeerService {
     async fn deliver(&self, request: Request<RaftBatch>) -> Result<Response<RaftBatchAck>, Status> {
+        check_claimed_node(
+            &request,
+            request.get_ref().from_node_id,
+            "the raft batch's from_node_id",
+        )?;
         let batch = request.into_inner();
         self.check(&batch)?;
         // A full queue drops the batch: raft retransmits what is not acknowledged.
@@ -165,8 +178,10 @@ impl CoordinatorPeer for CoordinatorPeerService {
         &self,
         request: Request<tonic::Streaming<RaftBatch>>,
     ) -> Result<Response<RaftBatchAck>, Status> {
+        let caller = caller_of(&request);
         let mut batches = request.into_inner();
         while let Some(batch) = batches.message().await? {
+            caller.check_claimed_node(batch.from_node_id, "the raft batch's from_node_id")?;
             self.check(&batch)?;
             // A replica that stopped, or is too busy to queue the batch, ends the stream: the
             // sender backs off and opens a new one (raft retransmits), rather than stream on

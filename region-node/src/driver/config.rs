@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use dsss_topology::Topology;
 use dsss_wire::RegionId;
+use dsss_wire::access::AccessPolicy;
 use dsss_wire::tls::Security;
 
 use crate::RegionNodeConfig;
@@ -49,6 +50,10 @@ pub struct DriverConfig {
     /// [`DriverConfig::from_topology`] leaves it plaintext; `dsss node` sets it from the
     /// topology's `[tls]` table.
     pub security: Security,
+    /// Which identities may call which of the node's methods under mutual TLS: the
+    /// topology's nodes and regions and the coordinator's replicas. Filled by
+    /// [`DriverConfig::from_topology`]; plaintext admits every caller.
+    pub access: AccessPolicy,
 }
 
 /// Why a topology does not give a configuration for a node.
@@ -158,6 +163,13 @@ impl DriverConfig {
             peers,
             tick_interval_us: TICK_INTERVAL_US_DEFAULT,
             security: Security::Plaintext,
+            access: AccessPolicy::new(
+                region.id.clone(),
+                topology
+                    .nodes()
+                    .map(|(region, node)| (node.id, region.id.clone())),
+                topology.coordinator.replicas.iter().copied(),
+            ),
         };
         config.validate()?;
         Ok(config)

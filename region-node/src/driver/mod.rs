@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod coordinator_client;
+pub mod identity;
 pub mod node_loop;
 pub mod peer;
 pub mod server;

@@ -2,8 +2,10 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use dsss_wire::access::Guarded;
 use dsss_wire::grpc::{
     region_admin_server, region_client_server, region_epochs_server, region_peer_server,
 };
@@ -142,13 +144,27 @@ pub async fn start_with_global(
         stopping_receiver,
     );
     let (server_shutdown, shutdown_signal) = oneshot::channel::<()>();
+    // Every service admits only the identities its methods allow (dsss_wire::access).
+    let access = Arc::new(config.access.clone());
     let router = Server::builder()
         .max_concurrent_streams(Some(STREAMS_PER_CONNECTION_MAX))
         .add_routes(extra_routes)
-        .add_service(region_epochs_server(RegionEpochsService::new(link.clone())))
-        .add_service(region_client_server(RegionClientService::new(link.clone())))
-        .add_service(region_peer_server(RegionPeerService::new(link.clone())))
-        .add_service(region_admin_server(RegionAdminService::new(link)));
+        .add_service(Guarded::new(
+            region_epochs_server(RegionEpochsService::new(link.clone())),
+            Arc::clone(&access),
+        ))
+        .add_service(Guarded::new(
+            region_client_server(RegionClientService::new(link.clone())),
+            Arc::clone(&access),
+        ))
+        .add_service(Guarded::new(
+            region_peer_server(RegionPeerService::new(link.clone())),
+            Arc::clone(&access),
+        ))
+        .add_service(Guarded::new(
+            region_admin_server(RegionAdminService::new(link)),
+            Arc::clone(&access),
+        ));
     let security = config.security.clone();
     let server = tokio::spawn(async move {
         security

@@ -2,7 +2,8 @@
 //!
 //! A batch is checked whole before any of it reaches the node: it must be addressed to this
 //! node, hold at most [`PEER_BATCH_MESSAGES_MAX`] messages, and every message must decode and
-//! come from the batch's sender. Decoding happens here, on the runtime's threads, so the node
+//! come from the batch's sender, which must be the node whose certificate made the call
+//! (`dsss_wire::access`; only nodes of this region reach this service at all). Decoding happens here, on the runtime's threads, so the node
 //! loop only steps messages. When the node's queue is full a `Deliver` batch is dropped and
 //! still acknowledged: raft retransmits, and the sender has nothing better to do with it. On a
 //! `DeliverStream` the same ends the stream with the error (and so does a stopped node), so
@@ -10,6 +11,7 @@
 
 use dsss_raft_group::decode_message;
 use dsss_raft_group::raft::eraftpb::Message;
+use dsss_wire::access::{caller_of, check_claimed_node};
 use dsss_wire::proto::region_peer_server::RegionPeer;
 use dsss_wire::proto::{self, RaftBatch, RaftBatchAck};
 use dsss_wire::{PhysicalClock, SystemClock};
@@ -47,6 +49,11 @@ fn ack() -> RaftBatchAck {
 #[tonic::async_trait]
 impl RegionPeer for RegionPeerService {
     async fn deliver(&self, request: Request<RaftBatch>) -> Result<Response<RaftBatchAck>, Status> {
+        check_claimed_node(
+            &request,
+            request.get_ref().from_node_id,
+            "the raft batch's from_node_id",
+        )?;
         let batch = request.into_inner();
         let from = batch.from_node_id;
         let messages = self.check(batch)?;
@@ -112,8 +119,10 @@ impl RegionPeer for RegionPeerService {
         &self,
         request: Request<Streaming<RaftBatch>>,
     ) -> Result<Response<RaftBatchAck>, Status> {
+        let caller = caller_of(&request);
         let mut batches = request.into_inner();
         while let Some(batch) = batches.message().await? {
+            caller.check_claimed_node(batch.from_node_id, "the raft batch's from_node_id")?;
             let messages = self.check(batch)?;
             if !messages.is_empty() {
                 // A node that stopped, or is too busy to queue the batch, ends the stream:

@@ -88,6 +88,7 @@ impl Region {
                 // The in-process tests run plaintext; mutual TLS is tested over real
                 // processes (tests/tests/tls_processes.rs) and in dsss-wire.
                 security: dsss_wire::tls::Security::Plaintext,
+                access: dsss_wire::access::AccessPolicy::default(),
             };
             configs.insert(node_id, config);
         }
