@@ -68,6 +68,11 @@ pub(crate) struct GenerateArgs {
     /// being accepted once the nodes load the new CA).
     #[arg(long)]
     new_ca: bool,
+    /// Also write a certificate for the application NAME (dsss://client/NAME), as
+    /// client-NAME.crt and client-NAME.key in the certificate directory; repeatable. The
+    /// topology's [[grants]] say what each name may do.
+    #[arg(long = "client", value_name = "NAME")]
+    clients: Vec<String>,
 }
 
 /// Runs one `dsss certs` subcommand.
@@ -96,7 +101,13 @@ pub(crate) fn run(
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    match generate(&topology, &layout, arguments.new_ca) {
+    for name in &arguments.clients {
+        if let Err(problem) = check_client_name(name) {
+            let _ = writeln!(stderr, "--client {name:?}: {problem}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    }
+    match generate(&topology, &layout, arguments.new_ca, &arguments.clients) {
         Ok(summary) => {
             let _ = write!(stdout, "{summary}");
             let found = topology.tls.as_ref().is_some_and(|tls| {
@@ -185,6 +196,7 @@ pub(crate) fn generate(
     topology: &Topology,
     layout: &Layout,
     new_ca: bool,
+    more_clients: &[String],
 ) -> Result<String, String> {
     let mut summary = String::new();
     for directory in [
@@ -259,20 +271,29 @@ pub(crate) fn generate(
     ));
     // Applications and operators hold distinct roles: a client certificate cannot make admin
     // calls, nor an admin certificate calls of an application.
-    for (name, prefix, cert, key) in [
+    let mut holders = vec![
         (
-            "client",
+            "client".to_owned(),
             CLIENT_URI_PREFIX,
             settings.client_cert.clone(),
             settings.client_key.clone(),
         ),
         (
-            "admin",
+            "admin".to_owned(),
             ADMIN_URI_PREFIX,
             settings.admin_cert_path(),
             settings.admin_key_path(),
         ),
-    ] {
+    ];
+    for name in more_clients {
+        holders.push((
+            name.clone(),
+            CLIENT_URI_PREFIX,
+            settings.cert_dir.join(format!("client-{name}.crt")),
+            settings.cert_dir.join(format!("client-{name}.key")),
+        ));
+    }
+    for (name, prefix, cert, key) in holders {
         let names = vec![SanType::URI(ia5(&format!("{prefix}{name}"))?)];
         let common_name = format!("dsss {name}");
         issue(&issuer, &common_name, names, false, &cert, &key)?;
@@ -284,6 +305,26 @@ pub(crate) fn generate(
         ));
     }
     Ok(summary)
+}
+
+/// Checks an application's name for `--client`: what a topology's `[[grants]]` may name.
+fn check_client_name(name: &str) -> Result<(), String> {
+    let chars = name.chars().count();
+    if chars == 0 || chars > dsss_topology::GRANT_CLIENT_CHARS_MAX {
+        return Err(format!(
+            "a client name has 1 to {} characters",
+            dsss_topology::GRANT_CLIENT_CHARS_MAX
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "{bad:?} is not allowed in a client name (only letters, digits, '-', '_' and '.')"
+        ));
+    }
+    Ok(())
 }
 
 /// Sets the validity: from the start of last year, so that clocks a little behind still

@@ -159,7 +159,7 @@ pub(crate) fn run(args: UpArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) 
             }
             Some(tls) if !crate::certs_command::all_present(&topology, tls) => {
                 let layout = crate::certs_command::Layout::from_settings(tls);
-                match crate::certs_command::generate(&topology, &layout, false) {
+                match crate::certs_command::generate(&topology, &layout, false, &[]) {
                     Ok(summary) => {
                         let _ = writeln!(stdout, "Generated development TLS certificates:");
                         for line in summary.lines() {

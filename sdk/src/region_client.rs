@@ -285,6 +285,8 @@ pub struct RegionClient {
     client_id: u64,
     /// The region confirmed the client's session (`OpenSession`).
     session_open: bool,
+    /// The id the region keeps the session under (its records carry it), once it said.
+    log_session_id: Option<u64>,
     next_sequence: u64,
     leader: LeaderTracker,
     attempt_timeout: Duration,
@@ -303,6 +305,7 @@ impl RegionClient {
             connections,
             client_id,
             session_open: false,
+            log_session_id: None,
             next_sequence: 1,
             leader,
             attempt_timeout: Duration::from_micros(ATTEMPT_TIMEOUT_US_DEFAULT),
@@ -320,6 +323,14 @@ impl RegionClient {
     /// The client's id.
     pub fn client_id(&self) -> u64 {
         self.client_id
+    }
+
+    /// The id the region keeps the client's session under, which its records carry in the
+    /// log: under mutual TLS one derived from the client's identity and [`Self::client_id`]
+    /// (so that no other client can call under it), otherwise the client id. Known once the
+    /// session is open (after the first call); the client id before.
+    pub fn log_session_id(&self) -> u64 {
+        self.log_session_id.unwrap_or(self.client_id)
     }
 
     /// The member the next attempt goes to first.
@@ -473,8 +484,11 @@ impl RegionClient {
         let reply = tokio::time::timeout(self.attempt_timeout, stub.open_session(request)).await;
         let error = match reply {
             Ok(Ok(reply)) => match reply.into_inner().outcome {
-                Some(open_session_reply::Outcome::Opened(_)) => {
+                Some(open_session_reply::Outcome::Opened(opened)) => {
                     self.leader.handle_success(node_id);
+                    if opened.log_session_id != 0 {
+                        self.log_session_id = Some(opened.log_session_id);
+                    }
                     return Ok(());
                 }
                 Some(open_session_reply::Outcome::NotLeader(not_leader)) => {

@@ -77,7 +77,7 @@ fn open_region_session(session: &mut ClientSession, now: u64) -> u64 {
         now,
         transmit.node_id,
         transmit.request_id,
-        Response::SessionOpened,
+        Response::SessionOpened { log_session_id: 0 },
     );
     session_id
 }
@@ -742,10 +742,82 @@ fn calls_carry_the_session_id_and_a_restarted_process_never_takes_its_predecesso
     );
 }
 
+#[test]
+fn calls_name_the_chosen_session_id_and_are_found_under_the_id_the_region_keeps() {
+    // Under mutual TLS the region keeps the session under an id of the client's identity:
+    // requests keep naming the id the client chose, records carry the region's.
+    const KEPT: u64 = 0x0123_4567_89ab_cdef;
+    let mut session = unopened_session(SESSION);
+    session.handle_timeout(0);
+    let sent = transmits(&mut session);
+    let [open] = &sent[..] else {
+        panic!("one open expected: {sent:?}");
+    };
+    session.handle_response(
+        0,
+        open.node_id,
+        open.request_id,
+        Response::SessionOpened {
+            log_session_id: KEPT,
+        },
+    );
+    let a = copy("a");
+    let (node, stream, next) = open_all_kept(&mut session, SESSION, KEPT, "a", &a);
+    let call = session
+        .call(0, "a", 1, Postcard::encode(&(4u64,)).expect("encodes"))
+        .expect("calls");
+    let (transmit, session_id, sequence) = proposal(&transmits(&mut session));
+    assert_eq!(session_id, SESSION, "requests name the id the client chose");
+    session.handle_response(
+        0,
+        transmit.node_id,
+        transmit.request_id,
+        Response::Proposed { position: next },
+    );
+    // A record under the chosen id is someone else's; the call's record carries the kept id.
+    session.handle_response(
+        0,
+        node,
+        stream,
+        Response::LogPiece {
+            entries: vec![write_entry(next, "a", KEPT, sequence, 4)],
+            through_position: next,
+        },
+    );
+    assert_eq!(
+        events(&mut session),
+        vec![Event::CallDone {
+            call_id: call,
+            outcome: Ok(Postcard::encode(&0u64).expect("encodes")),
+        }]
+    );
+    // A close names the chosen id too.
+    let _ = session.close_session(0);
+    let sent = transmits(&mut session);
+    assert!(
+        sent.iter().any(|transmit| matches!(
+            transmit.request,
+            Request::CloseSession { session_id } if session_id == SESSION
+        )),
+        "the close names the chosen id: {sent:?}"
+    );
+}
+
 /// Opens `name` on a session whose region session is `session_id`; the live stream and the
 /// next free position.
 fn open_all_as(
     session: &mut ClientSession,
+    session_id: u64,
+    name: &str,
+    copy: &Arc<SharedReplica<Register>>,
+) -> (u64, u64, u64) {
+    open_all_kept(session, session_id, session_id, name, copy)
+}
+
+/// [`open_all_as`] for a session whose requests name `chosen` and whose records carry `kept`.
+fn open_all_kept(
+    session: &mut ClientSession,
+    chosen: u64,
     session_id: u64,
     name: &str,
     copy: &Arc<SharedReplica<Register>>,
@@ -778,7 +850,7 @@ fn open_all_as(
                 arguments,
                 ..
             } => {
-                assert_eq!(*client_id, session_id);
+                assert_eq!(*client_id, chosen);
                 declaration = Some((transmit.clone(), *request_sequence, arguments.clone()));
             }
             other => panic!("unexpected request at open: {other:?}"),

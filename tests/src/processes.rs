@@ -181,6 +181,24 @@ impl NodeProcesses {
         client_security_of(&self.model)
     }
 
+    /// How an operator's tool connects: mutual TLS with the generated admin certificate
+    /// when the topology has `[tls]`, plaintext otherwise.
+    ///
+    /// # Panics
+    ///
+    /// When the generated files cannot be loaded.
+    pub fn admin_security(&self) -> Security {
+        match &self.model.tls {
+            Some(tls) => Security::tls(TlsFiles {
+                ca_cert: tls.ca_cert.clone(),
+                cert: tls.admin_cert_path(),
+                key: tls.admin_key_path(),
+            })
+            .unwrap_or_else(|error| panic!("the admin certificate loads: {error}")),
+            None => Security::Plaintext,
+        }
+    }
+
     fn log_path(&self, node_id: u64, start: u32) -> PathBuf {
         self.directory
             .path()

@@ -89,6 +89,7 @@ impl GlobalCluster {
         let processes = NodeProcesses::new(&text);
         let topology = processes.topology_model().clone();
         let security = processes.client_security();
+        let admin = processes.admin_security();
         assert_eq!(topology.regions.len(), 3, "the test runs three regions");
         let regions = topology
             .regions
@@ -115,7 +116,8 @@ impl GlobalCluster {
                     .expect("a valid address")
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true);
-                (node.id, coordinator_client(security.connect_lazy(endpoint)))
+                // The barrier read the test probes the coordinator with is an operator's.
+                (node.id, coordinator_client(admin.connect_lazy(endpoint)))
             })
             .collect();
         GlobalCluster {
@@ -232,7 +234,10 @@ struct Acknowledged {
 /// What one client saw.
 #[derive(Debug)]
 struct ClientHistory {
+    /// The id the region keeps the client's session under: what its records carry.
     client_id: u64,
+    /// The id the client chose, which names its region and its calls' arguments.
+    chosen_id: u64,
     region_index: usize,
     acknowledged: Vec<Acknowledged>,
     /// A call still being retried when the load stopped: the region may hold it once or not
@@ -286,6 +291,7 @@ async fn run_client(
         .expect("the first member is in the region");
     let mut history = ClientHistory {
         client_id: plan.client_id,
+        chosen_id: plan.client_id,
         region_index: plan.region_index,
         acknowledged: Vec::new(),
         unacknowledged: None,
@@ -323,6 +329,8 @@ async fn run_client(
         }
         sleep(CALL_PAUSE).await;
     }
+    // The log knows the client by the id the region keeps its session under.
+    history.client_id = client.log_session_id();
     history
 }
 
@@ -676,6 +684,11 @@ async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call() {
     }
     // Every global record names the region of the client that made it, carries that call's
     // arguments, and is pending only in its origin region's log.
+    let chosen_ids: BTreeMap<u64, u64> = histories
+        .iter()
+        .map(|history| (history.client_id, history.chosen_id))
+        .collect();
+    let chosen = |log_id: u64| chosen_ids.get(&log_id).copied().unwrap_or(log_id);
     for (index, log) in logs.iter().enumerate() {
         let region = &cluster.regions[index].id;
         for entry in log {
@@ -685,7 +698,7 @@ async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call() {
                 _ => continue,
             };
             let record = record.expect("checked when counted");
-            let origin = &region_index_of_client(record.client_id)
+            let origin = &region_index_of_client(chosen(record.client_id))
                 .and_then(|origin| cluster.regions.get(origin))
                 .unwrap_or_else(|| {
                     panic!(
@@ -709,7 +722,7 @@ async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call() {
             );
             assert_eq!(
                 record.arguments,
-                global_call(record.client_id, record.request_sequence).arguments,
+                global_call(chosen(record.client_id), record.request_sequence).arguments,
                 "region {region}, position {}: the arguments of another call",
                 entry.position
             );
@@ -896,7 +909,7 @@ async fn a_region_down_past_the_coordinators_retention_catches_up_from_another_r
 
     // Every region's log holds the same sealed epochs, with no gap, through the epoch that
     // sealed local-c's call.
-    let own_call = (client_id_of(down_index, 0), 1);
+    let own_call = (client.log_session_id(), 1);
     let mut epochs: Vec<BTreeMap<u64, Vec<CallKey>>> = Vec::new();
     for region in &cluster.regions {
         let leader = region_leader_status(region)

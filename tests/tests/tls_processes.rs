@@ -353,3 +353,264 @@ async fn swapped_and_empty_data_directories_refuse_to_start_naming_the_problem()
         .await
         .expect("the region commits with its two members whose data is theirs");
 }
+
+/// A grant for the generated client certificate (`dsss://client/client`): calls and reads on
+/// the objects under `bank/`, nothing else.
+const GRANTS: &str =
+    "[[grants]]\nclient = \"client\"\nobjects = [\"bank/\"]\nrights = [\"call\", \"read\"]\n";
+
+/// Asserts that `outcome` was refused for want of a grant to `right`.
+fn denied<T>(outcome: Result<tonic::Response<T>, tonic::Status>, right: &str, what: &str) {
+    let Err(status) = outcome else {
+        panic!("{what}: served");
+    };
+    assert_eq!(
+        status.code(),
+        tonic::Code::PermissionDenied,
+        "{what}: {status:?}"
+    );
+    assert!(
+        status.message().contains(&format!("no grant to {right}")),
+        "{what}: {}",
+        status.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_may_do_only_what_its_grants_allow() {
+    let mut processes = NodeProcesses::new(&topology_text(&format!("{TLS_TABLE}\n{GRANTS}")));
+    for node_id in NODE_IDS {
+        processes.start(node_id, &[]);
+    }
+    let members = members(&processes);
+    let connections = RegionConnections::with_security(&members, &processes.client_security())
+        .expect("valid members");
+    let leader = wait_for_leader(&connections).await;
+    let address = members
+        .iter()
+        .find(|(node_id, _)| *node_id == leader)
+        .map(|(_, address)| address.clone())
+        .expect("the leader is a member");
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .expect("a valid endpoint");
+    let mut stub =
+        dsss_wire::grpc::region_client_client(processes.client_security().connect_lazy(endpoint));
+
+    // Granted: a call on bank/, and reading it.
+    let mut client = RegionClient::new(connections.clone(), 7);
+    client.prefer(leader).expect("a member");
+    let mut granted = call(1);
+    granted.object_id = "bank/alice".to_owned();
+    client
+        .propose_with_sequence(1, &granted)
+        .await
+        .expect("a granted call commits");
+    stub.fetch_checkpoint(proto::FetchCheckpointRequest {
+        object_id: "bank/alice".to_owned(),
+    })
+    .await
+    .expect("a granted read");
+
+    // Refused, one right at a time, on an object outside the grant.
+    denied(
+        stub.propose(proto::ProposeRequest {
+            object_id: "board/top".to_owned(),
+            method_id: 1,
+            arguments: b"x".to_vec(),
+            client_id: 1,
+            request_sequence: 1,
+            scope: proto::Scope::Regional as i32,
+        })
+        .await,
+        "call",
+        "a call outside the grant",
+    );
+    denied(
+        stub.subscribe(proto::SubscribeRequest {
+            from_position: 1,
+            object_ids: vec!["board/top".to_owned()],
+            client_id: 0,
+        })
+        .await,
+        "read",
+        "a subscription outside the grant",
+    );
+    denied(
+        stub.subscribe(proto::SubscribeRequest {
+            from_position: 1,
+            object_ids: Vec::new(),
+            client_id: 0,
+        })
+        .await,
+        "read",
+        "a whole-log subscription without a grant on every object",
+    );
+    denied(
+        stub.fetch_checkpoint(proto::FetchCheckpointRequest {
+            object_id: "board/top".to_owned(),
+        })
+        .await,
+        "read",
+        "a checkpoint outside the grant",
+    );
+    denied(
+        stub.upload_checkpoint(proto::UploadCheckpointRequest {
+            checkpoint: Some(proto::Checkpoint {
+                object_id: "bank/alice".to_owned(),
+                position: 1,
+                state: Vec::new(),
+                state_hash: vec![0; 32],
+            }),
+            client_id: 7,
+        })
+        .await,
+        "upload",
+        "an upload without the upload right",
+    );
+    // The node logged each refusal.
+    let log = std::fs::read_to_string(
+        processes
+            .directory()
+            .join(format!("node-{leader}.start-1.log")),
+    )
+    .expect("the leader's log");
+    assert!(log.contains("no grant"), "the refusals are logged:\n{log}");
+}
+
+/// The raw `RegionClient` stub of `security` on `address`.
+fn region_stub(
+    address: &str,
+    security: &Security,
+) -> dsss_wire::proto::region_client_client::RegionClientClient<dsss_wire::grpc::VersionedChannel> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .expect("a valid endpoint");
+    dsss_wire::grpc::region_client_client(security.connect_lazy(endpoint))
+}
+
+fn propose_as(session_id: u64, sequence: u64, text: &str) -> proto::ProposeRequest {
+    proto::ProposeRequest {
+        object_id: "counter/sessions".to_owned(),
+        method_id: 1,
+        arguments: text.as_bytes().to_vec(),
+        client_id: session_id,
+        request_sequence: sequence,
+        scope: proto::Scope::Regional as i32,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_call_retry_or_close_under_another_clients_session() {
+    let mut processes = NodeProcesses::new(&topology_text(TLS_TABLE));
+    // A second application, mallory, with a certificate of the same CA.
+    let output = dsss_tests::run_dsss(
+        processes.directory(),
+        [
+            "certs",
+            "generate",
+            "--topology",
+            processes.topology().to_str().expect("utf-8 path"),
+            "--client",
+            "mallory",
+        ],
+    );
+    assert!(output.status.success(), "{output:?}");
+    for node_id in NODE_IDS {
+        processes.start(node_id, &[]);
+    }
+    let members = members(&processes);
+    let connections = RegionConnections::with_security(&members, &processes.client_security())
+        .expect("valid members");
+    let leader = wait_for_leader(&connections).await;
+    let address = &members
+        .iter()
+        .find(|(node_id, _)| *node_id == leader)
+        .expect("the leader is a member")
+        .1;
+    let tls = processes.topology_model().tls.clone().expect("tls");
+    let mallory = Security::tls(TlsFiles {
+        ca_cert: tls.ca_cert.clone(),
+        cert: tls.cert_dir.join("client-mallory.crt"),
+        key: tls.cert_dir.join("client-mallory.key"),
+    })
+    .expect("mallory's files load");
+    let mut alice = region_stub(address, &processes.client_security());
+    let mut mallory = region_stub(address, &mallory);
+
+    // Alice opens session 1234; the region keeps it under an id of her own.
+    let opened = alice
+        .open_session(proto::OpenSessionRequest { session_id: 1234 })
+        .await
+        .expect("alice opens a session")
+        .into_inner();
+    let Some(proto::open_session_reply::Outcome::Opened(opened)) = opened.outcome else {
+        panic!("opened: {opened:?}");
+    };
+    let kept = opened.log_session_id;
+    assert!(kept != 0 && kept != 1234, "kept under {kept}");
+    let committed = |reply: proto::ProposeReply| match reply.outcome {
+        Some(proto::propose_reply::Outcome::Committed(committed)) => Some(committed.position),
+        _ => None,
+    };
+    let first = committed(
+        alice
+            .propose(propose_as(1234, 1, "alice 1"))
+            .await
+            .expect("served")
+            .into_inner(),
+    )
+    .expect("alice's call commits");
+
+    // Mallory, who read the kept id in the log (or guessed the chosen one), reaches a session
+    // of her own, which is not open: nothing of hers is applied under alice's session.
+    for session_id in [kept, 1234] {
+        let reply = mallory
+            .propose(propose_as(session_id, 2, "mallory"))
+            .await
+            .expect("served")
+            .into_inner();
+        assert!(
+            matches!(
+                reply.outcome,
+                Some(proto::propose_reply::Outcome::SessionUnknown(_))
+            ),
+            "mallory under session {session_id}: {reply:?}"
+        );
+        let closed = mallory
+            .close_session(proto::CloseSessionRequest { session_id })
+            .await
+            .expect("served")
+            .into_inner();
+        assert!(
+            matches!(
+                closed.outcome,
+                Some(proto::close_session_reply::Outcome::Closed(
+                    proto::SessionClosed { was_open: false }
+                ))
+            ),
+            "mallory closes nothing of alice's: {closed:?}"
+        );
+    }
+
+    // Alice's session lives on: her retry gets her own position, her next call commits.
+    let retried = committed(
+        alice
+            .propose(propose_as(1234, 1, "alice 1"))
+            .await
+            .expect("served")
+            .into_inner(),
+    );
+    assert_eq!(
+        retried,
+        Some(first),
+        "a retry gets the first copy's position"
+    );
+    let second = committed(
+        alice
+            .propose(propose_as(1234, 2, "alice 2"))
+            .await
+            .expect("served")
+            .into_inner(),
+    )
+    .expect("alice's next call commits");
+    assert!(second > first);
+}

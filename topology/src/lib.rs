@@ -57,6 +57,14 @@
 //! one_way_ms = 20.0             # 0..=5000
 //! jitter_ms = 2.0               # optional, default 0; 0..=one_way_ms: a message takes
 //!                               # one_way_ms +- jitter_ms
+//!
+//! [[grants]]                    # optional, at most 1024, needs [tls]; without any, every
+//!                               # client may do everything a client may; with some, a client
+//!                               # may do only what its grants say
+//! client = "app"                # the name its certificate gives it (dsss://client/app)
+//! objects = ["bank/", "board/"] # 1..=64 object-name prefixes; "" is every object
+//! rights = ["call", "read"]     # call (sessions, calls), read (subscribe, fetch checkpoints,
+//!                               # sync), upload (checkpoints)
 //! ```
 //!
 //! Rules beyond the comments above:
@@ -113,11 +121,14 @@ use std::path::Path;
 
 pub use diagnostics::{DIAGNOSTICS_MAX, Diagnostic, Diagnostics, Location};
 pub use model::{
-    ClusterSettings, CoordinatorSettings, LatencyMatrix, Link, NodeSettings, Region, TlsSettings,
-    Topology,
+    ClusterSettings, CoordinatorSettings, Grant, GrantRight, LatencyMatrix, Link, NodeSettings,
+    Region, TlsSettings, Topology,
 };
 pub use report::{d_max_line, render_report};
-pub use rules::{CLUSTER_NAME_CHARS_MAX, HOST_NAME_BYTES_MAX, PATH_BYTES_MAX, REGION_ID_CHARS_MAX};
+pub use rules::{
+    CLUSTER_NAME_CHARS_MAX, GRANT_CLIENT_CHARS_MAX, GRANT_OBJECT_PREFIX_BYTES_MAX,
+    GRANT_OBJECTS_MAX, GRANTS_MAX, HOST_NAME_BYTES_MAX, PATH_BYTES_MAX, REGION_ID_CHARS_MAX,
+};
 
 /// Largest topology file [`load`] reads, in bytes (1 MiB). A deployment description is a few
 /// kilobytes; anything near this size is a mistake or an attack.

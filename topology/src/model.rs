@@ -16,6 +16,55 @@ pub struct Topology {
     pub regions: Vec<Region>,
     /// One-way delays between and within regions.
     pub latency: LatencyMatrix,
+    /// What each client identity may do, from `[[grants]]`; empty: every client may do
+    /// everything a client may.
+    pub grants: Vec<Grant>,
+}
+
+/// What one client identity may do with which objects (`[[grants]]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The client's name, as its certificate gives it (`dsss://client/<name>`).
+    pub client: String,
+    /// Object-name prefixes; the empty prefix is every object.
+    pub objects: Vec<String>,
+    /// The rights granted over them.
+    pub rights: Vec<GrantRight>,
+}
+
+/// A right a grant gives a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GrantRight {
+    /// Open sessions and call methods.
+    Call,
+    /// Subscribe, fetch checkpoints, `sync()`.
+    Read,
+    /// Upload checkpoints.
+    Upload,
+}
+
+impl GrantRight {
+    /// The names a topology may use, in order.
+    pub const NAMES: [&'static str; 3] = ["call", "read", "upload"];
+
+    /// The right named `name`.
+    pub fn from_name(name: &str) -> Option<GrantRight> {
+        match name {
+            "call" => Some(GrantRight::Call),
+            "read" => Some(GrantRight::Read),
+            "upload" => Some(GrantRight::Upload),
+            _ => None,
+        }
+    }
+
+    /// The right's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            GrantRight::Call => "call",
+            GrantRight::Read => "read",
+            GrantRight::Upload => "upload",
+        }
+    }
 }
 
 /// Cluster-wide settings (`[cluster]`).

@@ -13,17 +13,17 @@ use toml::de::{DeArray, DeTable, DeValue};
 
 use crate::diagnostics::{Diagnostics, DiagnosticsCollector, Location, SourceMap};
 use crate::model::{
-    ClusterSettings, CoordinatorSettings, LatencyMatrix, Link, NodeSettings, Region, TlsSettings,
-    Topology, normalized_path,
+    ClusterSettings, CoordinatorSettings, Grant, GrantRight, LatencyMatrix, Link, NodeSettings,
+    Region, TlsSettings, Topology, normalized_path,
 };
 use crate::rules;
 use crate::{
     CLOCK_SKEW_MS_MAX, COORDINATOR_REPLICAS_MAX, COORDINATOR_RETAINED_EPOCHS_MAX,
-    COORDINATOR_RETAINED_EPOCHS_MIN, EPOCH_MS_MAX, INTER_REGION_DELAY_MS_MAX,
-    INTRA_REGION_DELAY_MS_MAX, REGION_LOG_QUOTA_MB_DEFAULT, REGION_LOG_QUOTA_MB_MAX,
-    REGION_LOG_RELEASE_AGE_S_DEFAULT, REGION_LOG_RELEASE_AGE_S_MAX,
-    REGION_LOG_RELEASE_SHARE_PERCENT_DEFAULT, REGION_NODES_MAX, REGIONS_MAX,
-    SUSPICION_TIMEOUT_MS_MAX,
+    COORDINATOR_RETAINED_EPOCHS_MIN, EPOCH_MS_MAX, GRANT_OBJECT_PREFIX_BYTES_MAX,
+    GRANT_OBJECTS_MAX, GRANTS_MAX, INTER_REGION_DELAY_MS_MAX, INTRA_REGION_DELAY_MS_MAX,
+    REGION_LOG_QUOTA_MB_DEFAULT, REGION_LOG_QUOTA_MB_MAX, REGION_LOG_RELEASE_AGE_S_DEFAULT,
+    REGION_LOG_RELEASE_AGE_S_MAX, REGION_LOG_RELEASE_SHARE_PERCENT_DEFAULT, REGION_NODES_MAX,
+    REGIONS_MAX, SUSPICION_TIMEOUT_MS_MAX,
 };
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -34,7 +34,15 @@ const SNIPPET_CHARS_MAX: usize = 60;
 /// Microseconds per millisecond, for turning file values (ms) into model values (us).
 const MICROSECONDS_PER_MILLISECOND: u64 = 1_000;
 
-const ROOT_KEYS: &[&str] = &["cluster", "tls", "coordinator", "regions", "latency"];
+const ROOT_KEYS: &[&str] = &[
+    "cluster",
+    "tls",
+    "coordinator",
+    "regions",
+    "latency",
+    "grants",
+];
+const GRANT_KEYS: &[&str] = &["client", "objects", "rights"];
 const CLUSTER_KEYS: &[&str] = &[
     "name",
     "epoch_ms",
@@ -189,6 +197,10 @@ impl Reader<'_> {
             .required(&root, "regions")
             .and_then(|value| self.regions(value, "regions"));
         let latency_entries = self.latency_entries(root.get("latency"), regions.as_ref());
+        let grants = match root.get("grants") {
+            None => Some(Vec::new()),
+            Some(value) => self.grants(value, "grants", root.get("tls").is_some()),
+        };
 
         let coordinator =
             coordinator.and_then(|draft| self.check_coordinator(draft, regions.as_ref()));
@@ -203,6 +215,125 @@ impl Reader<'_> {
             coordinator: coordinator?,
             regions,
             latency: latency?,
+            grants: grants?,
+        })
+    }
+
+    fn grants(&mut self, value: &Value<'_>, path: &str, has_tls: bool) -> Option<Vec<Grant>> {
+        let array = self.array(value, path, "an array of tables ([[grants]])")?;
+        if !has_tls {
+            self.report(
+                value.span(),
+                path,
+                "grants name clients by the identity in their certificates: they need a [tls] \
+                 table (over plaintext nobody is identified)",
+            );
+            return None;
+        }
+        if array.len() > GRANTS_MAX {
+            self.report(
+                value.span(),
+                path,
+                format!("{} grants; at most {GRANTS_MAX}", array.len()),
+            );
+            return None;
+        }
+        let mut grants = Vec::new();
+        let mut all_read = true;
+        for (index, grant_value) in array.iter().enumerate() {
+            match self.grant(grant_value, &format!("{path}[{index}]")) {
+                Some(grant) => grants.push(grant),
+                None => all_read = false,
+            }
+        }
+        all_read.then_some(grants)
+    }
+
+    fn grant(&mut self, value: &Value<'_>, path: &str) -> Option<Grant> {
+        let fields = self.fields(value, path, GRANT_KEYS, "a table ([[grants]])")?;
+        let client = self.required(&fields, "client").and_then(|value| {
+            let client = self.string(value, &fields.path_of("client"))?;
+            self.check_rule(
+                value,
+                &fields.path_of("client"),
+                rules::check_grant_client(client),
+            )?;
+            Some(client.to_owned())
+        });
+        let objects = self.required(&fields, "objects").and_then(|value| {
+            let objects_path = fields.path_of("objects");
+            let array = self.array(value, &objects_path, "an array of object-name prefixes")?;
+            if array.is_empty() || array.len() > GRANT_OBJECTS_MAX {
+                self.report(
+                    value.span(),
+                    &objects_path,
+                    format!(
+                        "{} prefixes; a grant names 1 to {GRANT_OBJECTS_MAX} (\"\" is every object)",
+                        array.len()
+                    ),
+                );
+                return None;
+            }
+            let mut prefixes = Vec::new();
+            for (index, prefix_value) in array.iter().enumerate() {
+                let prefix_path = format!("{objects_path}[{index}]");
+                let prefix = self.string(prefix_value, &prefix_path)?;
+                if prefix.len() > GRANT_OBJECT_PREFIX_BYTES_MAX {
+                    self.report(
+                        prefix_value.span(),
+                        &prefix_path,
+                        format!(
+                            "{} bytes; an object prefix has at most \
+                             {GRANT_OBJECT_PREFIX_BYTES_MAX}",
+                            prefix.len()
+                        ),
+                    );
+                    return None;
+                }
+                prefixes.push(prefix.to_owned());
+            }
+            Some(prefixes)
+        });
+        let rights = self.required(&fields, "rights").and_then(|value| {
+            let rights_path = fields.path_of("rights");
+            let array = self.array(value, &rights_path, "an array of rights")?;
+            if array.is_empty() {
+                self.report(
+                    value.span(),
+                    &rights_path,
+                    format!(
+                        "no rights; a grant gives some of: {}",
+                        GrantRight::NAMES.join(", ")
+                    ),
+                );
+                return None;
+            }
+            let mut rights = Vec::new();
+            for (index, right_value) in array.iter().enumerate() {
+                let right_path = format!("{rights_path}[{index}]");
+                let name = self.string(right_value, &right_path)?;
+                let Some(right) = GrantRight::from_name(name) else {
+                    self.report(
+                        right_value.span(),
+                        &right_path,
+                        format!(
+                            "{name:?} is not a right (rights: {})",
+                            GrantRight::NAMES.join(", ")
+                        ),
+                    );
+                    return None;
+                };
+                if !rights.contains(&right) {
+                    rights.push(right);
+                }
+            }
+            rights.sort();
+            Some(rights)
+        });
+        Some(Grant {
+            client: client?,
+            objects: objects?,
+            rights: rights?,
         })
     }
 

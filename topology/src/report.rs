@@ -41,6 +41,38 @@ pub fn d_max_line(topology: &Topology) -> String {
     }
 }
 
+/// The grants in one line: who may do what with which objects.
+fn grants_line(topology: &Topology) -> String {
+    if topology.grants.is_empty() {
+        return "none: every client may call, read and upload any object".to_owned();
+    }
+    topology
+        .grants
+        .iter()
+        .map(|grant| {
+            let rights: Vec<&str> = grant.rights.iter().map(|right| right.name()).collect();
+            let objects: Vec<String> = grant
+                .objects
+                .iter()
+                .map(|prefix| {
+                    if prefix.is_empty() {
+                        "every object".to_owned()
+                    } else {
+                        format!("{prefix}*")
+                    }
+                })
+                .collect();
+            format!(
+                "client {} may {} {}",
+                grant.client,
+                rights.join("+"),
+                objects.join(", ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn render_cluster(topology: &Topology, report: &mut String) {
     let cluster = &topology.cluster;
     let tls = match &topology.tls {
@@ -89,6 +121,7 @@ fn render_cluster(topology: &Topology, report: &mut String) {
             release_rule(cluster),
         ],
         vec!["tls".to_owned(), tls],
+        vec!["grants".to_owned(), grants_line(topology)],
         vec![
             "coordinator".to_owned(),
             format!(
@@ -268,6 +301,7 @@ jitter_ms = 0.5
   region log quota            1024 MiB
   release without checkpoint  past 75% of the quota, or after 7 days
   tls                         mutual TLS: CA certs/ca.crt, node certificates certs/node-N.crt and keys certs/node-N.key, client certificate certs/client.crt and key certs/client.key
+  grants                      none: every client may call, read and upload any object
   coordinator                 replicas on nodes 2; preferred leader 2
 
 regions: 2, nodes: 2

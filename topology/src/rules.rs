@@ -66,6 +66,41 @@ pub(crate) fn check_cluster_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest client name in a grant, in characters.
+pub const GRANT_CLIENT_CHARS_MAX: usize = 63;
+
+/// The most `[[grants]]` a topology may hold.
+pub const GRANTS_MAX: usize = 1_024;
+
+/// The most object prefixes one grant may name.
+pub const GRANT_OBJECTS_MAX: usize = 64;
+
+/// Longest object prefix in a grant, in bytes (an object id's own bound).
+pub const GRANT_OBJECT_PREFIX_BYTES_MAX: usize = 256;
+
+/// Checks a grant's client name: 1 to 63 characters of ASCII letters, digits, `-`, `_` and
+/// `.` (what `dsss certs generate` writes after `dsss://client/`).
+pub(crate) fn check_grant_client(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the client name must not be empty".to_owned());
+    }
+    let chars = name.chars().count();
+    if chars > GRANT_CLIENT_CHARS_MAX {
+        return Err(format!(
+            "a client name has at most {GRANT_CLIENT_CHARS_MAX} characters, this one has {chars}"
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "{bad:?} is not allowed in a client name (only letters, digits, '-', '_' and '.')"
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a `host:port` address and returns why it is invalid, phrased to follow
 /// "is not a valid host:port". The host is an IPv4 literal, an IPv6 literal in brackets or a
 /// host name; the port is 1 to 65535.

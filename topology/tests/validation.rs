@@ -2,7 +2,7 @@
 //! diagnostics it must produce (field path and a piece of the message), no more and no fewer.
 //! Reference: docs/design.md section 5.
 
-use dsss_topology::{Diagnostics, Link, Topology, parse};
+use dsss_topology::{Diagnostics, Grant, GrantRight, Link, Topology, parse};
 
 /// A case: its name, the text to parse, and the expected (field path, message fragment)s.
 type Case = (
@@ -320,7 +320,7 @@ fn cluster_rules() {
             edited("[coordinator]", "[metrics]\nport = 1\n\n[coordinator]"),
             &[(
                 "metrics",
-                "unknown key (expected one of: cluster, tls, coordinator, regions, latency)",
+                "unknown key (expected one of: cluster, tls, coordinator, regions, latency, grants)",
             )],
         ),
         (
@@ -375,6 +375,96 @@ fn tls_rules() {
                 .replacen("tls = 5\n\n", "", 1)
                 .replacen("[cluster]", "tls = 5\n\n[cluster]", 1),
             &[("tls", "expected a table ([tls]), found an integer 5")],
+        ),
+    ];
+    for (case, text, expected) in cases {
+        assert_diagnostics(case, text, expected);
+    }
+}
+
+const TLS: &str = "[tls]\nca_cert = \"ca.crt\"\ncert_dir = \"certs\"\n\n[coordinator]";
+
+/// The valid file with `[tls]` and `grants` (appended at its end).
+fn with_grants(grants: &str) -> String {
+    format!("{}\n{grants}", edited("[coordinator]", TLS))
+}
+
+#[test]
+fn grants_are_read_in_full() {
+    let topology = parse(
+        "test.toml",
+        &with_grants(
+            "[[grants]]\nclient = \"app\"\nobjects = [\"bank/\", \"\"]\nrights = [\"read\", \"call\", \"read\"]\n\n\
+             [[grants]]\nclient = \"uploader\"\nobjects = [\"board/\"]\nrights = [\"upload\"]\n",
+        ),
+    )
+    .expect("valid grants");
+    assert_eq!(
+        topology.grants,
+        vec![
+            Grant {
+                client: "app".to_owned(),
+                objects: vec!["bank/".to_owned(), String::new()],
+                rights: vec![GrantRight::Call, GrantRight::Read],
+            },
+            Grant {
+                client: "uploader".to_owned(),
+                objects: vec!["board/".to_owned()],
+                rights: vec![GrantRight::Upload],
+            },
+        ]
+    );
+    assert!(parse("test.toml", VALID).expect("valid").grants.is_empty());
+}
+
+#[test]
+fn grant_rules() {
+    let grant = |client: &str, objects: &str, rights: &str| {
+        with_grants(&format!(
+            "[[grants]]\nclient = {client}\nobjects = {objects}\nrights = {rights}\n"
+        ))
+    };
+    let many_objects = format!("[{}]", vec!["\"a\""; 65].join(", "));
+    let cases: &[Case] = &[
+        (
+            "grants without tls",
+            format!(
+                "{VALID}\n[[grants]]\nclient = \"app\"\nobjects = [\"\"]\nrights = [\"call\"]\n"
+            ),
+            &[("grants", "they need a [tls] table")],
+        ),
+        (
+            "bad client name",
+            grant("\"app/1\"", "[\"\"]", "[\"call\"]"),
+            &[("grants[0].client", "'/' is not allowed in a client name")],
+        ),
+        (
+            "no objects",
+            grant("\"app\"", "[]", "[\"call\"]"),
+            &[("grants[0].objects", "a grant names 1 to 64")],
+        ),
+        (
+            "too many objects",
+            grant("\"app\"", &many_objects, "[\"call\"]"),
+            &[("grants[0].objects", "65 prefixes")],
+        ),
+        (
+            "unknown right",
+            grant("\"app\"", "[\"\"]", "[\"call\", \"admin\"]"),
+            &[(
+                "grants[0].rights[1]",
+                "\"admin\" is not a right (rights: call, read, upload)",
+            )],
+        ),
+        (
+            "no rights",
+            grant("\"app\"", "[\"\"]", "[]"),
+            &[("grants[0].rights", "no rights")],
+        ),
+        (
+            "missing client",
+            with_grants("[[grants]]\nobjects = [\"\"]\nrights = [\"call\"]\n"),
+            &[("grants[0].client", "a required key is missing")],
         ),
     ];
     for (case, text, expected) in cases {

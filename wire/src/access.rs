@@ -19,12 +19,18 @@
 //! | `RegionAdmin.*` | admins |
 //! | `RegionPeer.*` (raft, catch-up reads) | nodes of this node's region |
 //! | `RegionEpochs.Deliver`, `RegionEpochs.Acknowledge` | nodes that host a coordinator replica |
-//! | `RegionEpochs.ReadEpochs`, `Coordinator.*` | nodes |
+//! | `RegionEpochs.ReadEpochs`, `Coordinator.SubmitBatch` | nodes |
+//! | `Coordinator.ReadSealedEpoch` | nodes and admins |
 //! | `CoordinatorPeer.*` (the coordinator's raft) | nodes that host a coordinator replica |
 //!
 //! Admitted calls carry their [`Caller`] in the request's extensions ([`caller_of`]), so that a
 //! service can check what a message claims against who sent it: a raft batch's sender must be
 //! the calling node, a region's batch must come from a node of that region.
+//!
+//! Clients are further bound by the topology's `[[grants]]` when it has any: each names a
+//! client, object-name prefixes and rights ([`ClientRight`]: call, read, upload). The client
+//! service checks them per object ([`check_grant`]); a client no grant names may do nothing.
+//! Without `[[grants]]` every client may do everything a client may.
 //!
 //! A server that runs over plaintext (`--insecure`, which its operator chose and which logs a
 //! warning) has no identities to check: every caller is [`Caller::Insecure`] and admitted.
@@ -163,6 +169,33 @@ fn refuse_claim(message: String) -> Status {
     Status::permission_denied(message)
 }
 
+/// The id under which the region keeps the session a caller opens (or calls in) as
+/// `session_id`. A client's session ids live in a space of their own: the id is derived from
+/// the client's identity and the id it chose (SHA-256, truncated, never 0), so a client that
+/// reads another's session id in the log (records carry it) and proposes, retries or closes
+/// under it only reaches a session of its own, which does not exist. Callers that are not
+/// clients (plaintext) keep the id they chose.
+pub fn scoped_session_id(caller: &Caller, session_id: u64) -> u64 {
+    use sha2::{Digest, Sha256};
+    let Caller::Known(Identity::Client(name)) = caller else {
+        return session_id;
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(b"dsss session id\0");
+    hasher.update((name.len() as u64).to_be_bytes());
+    hasher.update(name.as_bytes());
+    hasher.update(session_id.to_be_bytes());
+    let digest = hasher.finalize();
+    let mut bytes = [0_u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(bytes).max(1)
+}
+
+/// [`scoped_session_id`] for the caller of `request`.
+pub fn scoped_session_id_of<T>(request: &tonic::Request<T>, session_id: u64) -> u64 {
+    scoped_session_id(&caller_of(request), session_id)
+}
+
 /// Reads the identity a certificate names: exactly one DSSS role URI, or an error that says
 /// what the certificate holds instead.
 pub fn identity_of_certificate(der: &[u8]) -> Result<Identity, String> {
@@ -217,6 +250,8 @@ pub enum Rule {
     Admins,
     /// Any node of the topology.
     Nodes,
+    /// Any node of the topology, or an operator (a read an operator's tools make too).
+    NodesOrAdmins,
     /// Nodes of the server's own region.
     RegionMembers,
     /// Nodes that host a replica of the global coordinator.
@@ -235,6 +270,7 @@ impl Rule {
             ("dsss.v1.RegionPeer", _) => Rule::RegionMembers,
             ("dsss.v1.RegionEpochs", "ReadEpochs") => Rule::Nodes,
             ("dsss.v1.RegionEpochs", _) => Rule::CoordinatorReplicas,
+            ("dsss.v1.Coordinator", "ReadSealedEpoch") => Rule::NodesOrAdmins,
             ("dsss.v1.Coordinator", _) => Rule::Nodes,
             ("dsss.v1.CoordinatorPeer", _) => Rule::CoordinatorReplicas,
             _ => return None,
@@ -247,6 +283,7 @@ impl Rule {
             Rule::Clients => "a client identity (dsss://client/<name>)",
             Rule::Admins => "an admin identity (dsss://admin/<name>)",
             Rule::Nodes => "a node of the topology",
+            Rule::NodesOrAdmins => "a node of the topology or an admin identity",
             Rule::RegionMembers => "a node of this region",
             Rule::CoordinatorReplicas => "a node that hosts a coordinator replica",
         }
@@ -260,6 +297,124 @@ pub struct AccessPolicy {
     node_regions: BTreeMap<u64, String>,
     coordinator_replicas: BTreeSet<u64>,
     own_region: String,
+    /// Each client's grants, when the topology has any; `None`: every client may do
+    /// everything a client may.
+    client_grants: Option<BTreeMap<String, Arc<ClientGrants>>>,
+}
+
+/// What a client may do with the objects: calls, reads (subscriptions, checkpoint fetches,
+/// `sync()`), checkpoint uploads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ClientRight {
+    /// Open and close sessions, propose calls.
+    Call,
+    /// Subscribe, fetch checkpoints, `sync()`.
+    Read,
+    /// Upload checkpoints.
+    Upload,
+}
+
+impl ClientRight {
+    /// Every right, in order.
+    pub const ALL: [ClientRight; 3] = [ClientRight::Call, ClientRight::Read, ClientRight::Upload];
+
+    /// The right's name in a topology's `[[grants]]` and in refusals.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientRight::Call => "call",
+            ClientRight::Read => "read",
+            ClientRight::Upload => "upload",
+        }
+    }
+}
+
+/// One grant: `rights` over the objects whose names start with one of `object_prefixes` (the
+/// empty prefix is every object).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientGrant {
+    /// The object-name prefixes.
+    pub object_prefixes: Vec<String>,
+    /// The rights.
+    pub rights: BTreeSet<ClientRight>,
+}
+
+/// What one client may do: the union of its grants.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientGrants {
+    grants: Vec<ClientGrant>,
+}
+
+impl ClientGrants {
+    /// The union of `grants`.
+    pub fn new(grants: Vec<ClientGrant>) -> ClientGrants {
+        ClientGrants { grants }
+    }
+
+    /// Whether `right` is granted on `object_id`; with no object (a whole-log subscription),
+    /// whether it is granted on every object (the empty prefix).
+    pub fn allows(&self, right: ClientRight, object_id: Option<&str>) -> bool {
+        self.grants.iter().any(|grant| {
+            grant.rights.contains(&right)
+                && grant
+                    .object_prefixes
+                    .iter()
+                    .any(|prefix| object_id.map_or(prefix.is_empty(), |id| id.starts_with(prefix)))
+        })
+    }
+
+    /// Whether `right` is granted on some object.
+    pub fn allows_any(&self, right: ClientRight) -> bool {
+        self.grants
+            .iter()
+            .any(|grant| grant.rights.contains(&right) && !grant.object_prefixes.is_empty())
+    }
+}
+
+/// The grants of a client caller, left beside its [`Caller`] by [`Guarded`]; absent when the
+/// topology grants every client everything (or the server runs plaintext).
+#[derive(Clone, Debug)]
+struct CallerGrants(Arc<ClientGrants>);
+
+/// Checks that the client that made `request` holds `right` on `object_id` (on every object
+/// when `None`); the refusal names the client, the right and the object.
+pub fn check_grant<T>(
+    request: &tonic::Request<T>,
+    right: ClientRight,
+    object_id: Option<&str>,
+) -> Result<(), Status> {
+    let Some(CallerGrants(grants)) = request.extensions().get::<CallerGrants>() else {
+        return Ok(());
+    };
+    if grants.allows(right, object_id) {
+        return Ok(());
+    }
+    Err(refuse_grant(&caller_of(request), right, object_id))
+}
+
+/// Checks that the client that made `request` holds `right` on at least one object (to open a
+/// session, or to `sync()`).
+pub fn check_any_grant<T>(request: &tonic::Request<T>, right: ClientRight) -> Result<(), Status> {
+    let Some(CallerGrants(grants)) = request.extensions().get::<CallerGrants>() else {
+        return Ok(());
+    };
+    if grants.allows_any(right) {
+        return Ok(());
+    }
+    Err(refuse_grant(&caller_of(request), right, None))
+}
+
+fn refuse_grant(caller: &Caller, right: ClientRight, object_id: Option<&str>) -> Status {
+    let what = match object_id {
+        Some(object_id) => format!("object {object_id:?}"),
+        None => "every object".to_owned(),
+    };
+    let message = format!(
+        "{caller} holds no grant to {} {what}; the topology's [[grants]] say what each client \
+         may do",
+        right.name()
+    );
+    tracing::warn!(reason = message.as_str(), "call refused: no grant");
+    Status::permission_denied(message)
 }
 
 impl AccessPolicy {
@@ -274,7 +429,37 @@ impl AccessPolicy {
             node_regions: node_regions.into_iter().collect(),
             coordinator_replicas: coordinator_replicas.into_iter().collect(),
             own_region: own_region.into(),
+            client_grants: None,
         }
+    }
+
+    /// The policy with `grants` (client name, its grants): from then on a client may do only
+    /// what its grants allow, and a client with none may do nothing.
+    pub fn with_grants(
+        mut self,
+        grants: impl IntoIterator<Item = (String, Vec<ClientGrant>)>,
+    ) -> AccessPolicy {
+        let mut by_client: BTreeMap<String, Vec<ClientGrant>> = BTreeMap::new();
+        for (client, client_grants) in grants {
+            by_client.entry(client).or_default().extend(client_grants);
+        }
+        self.client_grants = Some(
+            by_client
+                .into_iter()
+                .map(|(client, grants)| (client, Arc::new(ClientGrants::new(grants))))
+                .collect(),
+        );
+        self
+    }
+
+    /// The grants of client `name`: `None` when the policy restricts no client.
+    pub fn grants_of(&self, name: &str) -> Option<Arc<ClientGrants>> {
+        self.client_grants.as_ref().map(|grants| {
+            grants
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(ClientGrants::default()))
+        })
     }
 
     /// The region of node `node_id` in the topology.
@@ -302,9 +487,9 @@ impl AccessPolicy {
         match (rule, identity) {
             (Rule::AnyIdentity, _)
             | (Rule::Clients, Identity::Client(_))
-            | (Rule::Admins, Identity::Admin(_)) => Ok(()),
+            | (Rule::Admins | Rule::NodesOrAdmins, Identity::Admin(_)) => Ok(()),
             (
-                Rule::Nodes | Rule::RegionMembers | Rule::CoordinatorReplicas,
+                Rule::Nodes | Rule::NodesOrAdmins | Rule::RegionMembers | Rule::CoordinatorReplicas,
                 Identity::Node(node_id),
             ) => {
                 let Some(region) = self.region_of(*node_id) else {
@@ -395,6 +580,11 @@ where
                         .extensions_mut()
                         .insert(CallerRegion(region.to_owned()));
                 }
+                if let Caller::Known(Identity::Client(name)) = &caller
+                    && let Some(grants) = self.policy.grants_of(name)
+                {
+                    request.extensions_mut().insert(CallerGrants(grants));
+                }
                 request.extensions_mut().insert(caller);
                 let response = self.inner.call(request);
                 Box::pin(async move { Ok(response.await?.map(Body::new)) })
@@ -432,11 +622,70 @@ mod tests {
     }
 
     #[test]
+    fn grants_allow_their_rights_on_their_prefixes_only() {
+        let policy = policy().with_grants([
+            (
+                "app".to_owned(),
+                vec![ClientGrant {
+                    object_prefixes: vec!["bank/".to_owned()],
+                    rights: [ClientRight::Call, ClientRight::Read].into(),
+                }],
+            ),
+            (
+                "app".to_owned(),
+                vec![ClientGrant {
+                    object_prefixes: vec!["board/".to_owned()],
+                    rights: [ClientRight::Upload].into(),
+                }],
+            ),
+            (
+                "auditor".to_owned(),
+                vec![ClientGrant {
+                    object_prefixes: vec![String::new()],
+                    rights: [ClientRight::Read].into(),
+                }],
+            ),
+        ]);
+        let app = policy.grants_of("app").expect("grants are configured");
+        assert!(app.allows(ClientRight::Call, Some("bank/eu")));
+        assert!(app.allows(ClientRight::Read, Some("bank/eu")));
+        assert!(!app.allows(ClientRight::Upload, Some("bank/eu")));
+        assert!(app.allows(ClientRight::Upload, Some("board/1")));
+        assert!(!app.allows(ClientRight::Call, Some("board/1")));
+        assert!(!app.allows(ClientRight::Read, None), "not every object");
+        assert!(app.allows_any(ClientRight::Call));
+        let auditor = policy.grants_of("auditor").expect("configured");
+        assert!(auditor.allows(ClientRight::Read, None));
+        assert!(auditor.allows(ClientRight::Read, Some("anything")));
+        assert!(!auditor.allows_any(ClientRight::Call));
+        let stranger = policy.grants_of("stranger").expect("configured");
+        for right in ClientRight::ALL {
+            assert!(!stranger.allows_any(right), "{right:?}");
+        }
+        assert_eq!(AccessPolicy::default().grants_of("app"), None);
+    }
+
+    #[test]
+    fn each_client_identity_has_a_session_id_space_of_its_own() {
+        let alice = Caller::Known(Identity::Client("alice".to_owned()));
+        let bob = Caller::Known(Identity::Client("bob".to_owned()));
+        let of_alice = scoped_session_id(&alice, 42);
+        assert_eq!(of_alice, scoped_session_id(&alice, 42), "stable");
+        assert_ne!(of_alice, 42);
+        assert_ne!(of_alice, scoped_session_id(&bob, 42));
+        // Bob, having read alice's id in the log, still reaches a session of his own.
+        assert_ne!(scoped_session_id(&bob, of_alice), of_alice);
+        assert_eq!(scoped_session_id(&Caller::Insecure, 42), 42);
+    }
+
+    #[test]
     fn every_method_admits_only_its_roles() {
         let policy = policy();
         let client = Caller::Known(Identity::Client("app".to_owned()));
         let admin = Caller::Known(Identity::Admin("ops".to_owned()));
-        let cases: [(&str, &Caller, bool); 16] = [
+        let cases: [(&str, &Caller, bool); 18] = [
+            ("/dsss.v1.Coordinator/ReadSealedEpoch", &admin, true),
+            ("/dsss.v1.Coordinator/SubmitBatch", &admin, false),
             ("/dsss.v1.RegionClient/Propose", &client, true),
             ("/dsss.v1.RegionClient/Propose", &admin, false),
             ("/dsss.v1.RegionClient/Propose", &node(11), false),

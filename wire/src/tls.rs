@@ -67,6 +67,32 @@ pub const CLIENT_URI_PREFIX: &str = "dsss://client/";
 /// alternative names.
 pub const ADMIN_URI_PREFIX: &str = "dsss://admin/";
 
+/// How often a connection with nothing to send pings its peer over HTTP/2, in microseconds,
+/// both ways: a peer that vanished without closing (a host that died, a cut link that drops
+/// packets) is found within this and [`HTTP2_KEEPALIVE_TIMEOUT_US`], instead of when the
+/// operating system gives up on the connection, minutes later.
+pub const HTTP2_KEEPALIVE_INTERVAL_US: u64 = 10_000_000;
+
+/// How long a ping may stay unanswered before the connection is closed, in microseconds.
+pub const HTTP2_KEEPALIVE_TIMEOUT_US: u64 = 20_000_000;
+
+/// `endpoint` with the client side of the keepalive: pings while idle too, so that a
+/// subscription waiting for records notices a dead node.
+fn with_keepalive(endpoint: Endpoint) -> Endpoint {
+    endpoint
+        .http2_keep_alive_interval(Duration::from_micros(HTTP2_KEEPALIVE_INTERVAL_US))
+        .keep_alive_timeout(Duration::from_micros(HTTP2_KEEPALIVE_TIMEOUT_US))
+        .keep_alive_while_idle(true)
+}
+
+/// A server builder with the server side of the keepalive ([`HTTP2_KEEPALIVE_INTERVAL_US`]):
+/// a client that stopped answering is disconnected and its streams and slots freed.
+pub fn server_builder() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_micros(HTTP2_KEEPALIVE_INTERVAL_US)))
+        .http2_keepalive_timeout(Some(Duration::from_micros(HTTP2_KEEPALIVE_TIMEOUT_US)))
+}
+
 /// The three files of a TLS identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsFiles {
@@ -356,6 +382,7 @@ impl Security {
     /// connects on first use, over TLS when this is [`Security::Tls`]. The endpoint's connect
     /// timeout applies to the TCP connection and the handshake together.
     pub fn connect_lazy(&self, endpoint: Endpoint) -> Channel {
+        let endpoint = with_keepalive(endpoint);
         match self {
             Security::Plaintext => endpoint.connect_lazy(),
             Security::Tls(identity) => endpoint.connect_with_connector_lazy(TlsConnector {
@@ -366,6 +393,7 @@ impl Security {
 
     /// A channel to `endpoint`, connected now: see [`Security::connect_lazy`].
     pub async fn connect(&self, endpoint: Endpoint) -> Result<Channel, tonic::transport::Error> {
+        let endpoint = with_keepalive(endpoint);
         match self {
             Security::Plaintext => endpoint.connect().await,
             Security::Tls(identity) => {

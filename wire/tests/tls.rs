@@ -415,3 +415,51 @@ fn unusable_files_are_named_in_the_error() {
         format!("{}: holds no PEM certificate", empty_ca.display())
     );
 }
+
+#[tokio::test]
+async fn a_server_closes_a_connection_whose_peer_stops_answering_pings() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (_stop, stopped) = oneshot::channel::<()>();
+    let router = dsss_wire::tls::server_builder().add_service(coordinator_server(PeerEcho));
+    tokio::spawn(async move {
+        Security::Plaintext
+            .serve(router, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    // A client that opens an HTTP/2 connection, then reads what comes and answers nothing:
+    // a peer whose host froze with the connection open.
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("the preface and empty settings");
+    let started = std::time::Instant::now();
+    let bound = Duration::from_micros(
+        dsss_wire::tls::HTTP2_KEEPALIVE_INTERVAL_US + dsss_wire::tls::HTTP2_KEEPALIVE_TIMEOUT_US,
+    );
+    let mut buffer = [0_u8; 4096];
+    let closed = tokio::time::timeout(bound * 3, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the server kept a silent connection open for {:?}",
+        started.elapsed()
+    );
+    println!(
+        "the silent connection was closed after {:?}",
+        started.elapsed()
+    );
+}

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use dsss_topology::Topology;
+use dsss_topology::{GrantRight, Topology};
 use dsss_wire::RegionId;
-use dsss_wire::access::AccessPolicy;
+use dsss_wire::access::{AccessPolicy, ClientGrant, ClientRight};
 use dsss_wire::tls::Security;
 
 use crate::RegionNodeConfig;
@@ -156,7 +156,7 @@ impl DriverConfig {
                 address: member.address.clone(),
             })
             .collect();
-        let config = DriverConfig {
+        let mut config = DriverConfig {
             node: node_config,
             listen_address: node.address.clone(),
             data_dir: node.data_dir.clone(),
@@ -171,6 +171,28 @@ impl DriverConfig {
                 topology.coordinator.replicas.iter().copied(),
             ),
         };
+        if !topology.grants.is_empty() {
+            config.access = config
+                .access
+                .with_grants(topology.grants.iter().map(|grant| {
+                    let rights = grant
+                        .rights
+                        .iter()
+                        .map(|right| match right {
+                            GrantRight::Call => ClientRight::Call,
+                            GrantRight::Read => ClientRight::Read,
+                            GrantRight::Upload => ClientRight::Upload,
+                        })
+                        .collect();
+                    (
+                        grant.client.clone(),
+                        vec![ClientGrant {
+                            object_prefixes: grant.objects.clone(),
+                            rights,
+                        }],
+                    )
+                }));
+        }
         config.validate()?;
         Ok(config)
     }

@@ -13,7 +13,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
-use tonic::transport::Server;
 
 use crate::driver::coordinator_client::GlobalSettings;
 use crate::driver::node_loop::{self, NodeLoopHandle, NodeLoopSettings};
@@ -146,7 +145,7 @@ pub async fn start_with_global(
     let (server_shutdown, shutdown_signal) = oneshot::channel::<()>();
     // Every service admits only the identities its methods allow (dsss_wire::access).
     let access = Arc::new(config.access.clone());
-    let router = Server::builder()
+    let router = dsss_wire::tls::server_builder()
         .max_concurrent_streams(Some(STREAMS_PER_CONNECTION_MAX))
         .add_routes(extra_routes)
         .add_service(Guarded::new(

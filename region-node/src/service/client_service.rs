@@ -34,6 +34,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dsss_wire::access::{ClientRight, check_any_grant, check_grant, scoped_session_id_of};
 use dsss_wire::proto::region_client_server::RegionClient;
 use dsss_wire::proto::{self, close_session_reply, open_session_reply, propose_reply};
 use dsss_wire::{
@@ -617,7 +618,17 @@ impl RegionClient for RegionClientService {
         request: Request<proto::ProposeRequest>,
     ) -> Result<Response<proto::ProposeReply>, Status> {
         let (deadline, budget) = Self::budget(request.metadata());
-        let request = propose_request_from_wire(request.into_inner())?;
+        check_grant(
+            &request,
+            ClientRight::Call,
+            Some(&request.get_ref().object_id),
+        )?;
+        let scoped = scoped_session_id_of(&request, request.get_ref().client_id);
+        let mut wire = request.into_inner();
+        if wire.client_id != 0 {
+            wire.client_id = scoped;
+        }
+        let request = propose_request_from_wire(wire)?;
         let _slot = self.take_slot(request.client_id.get())?;
         let (sender, receiver) = oneshot::channel();
         self.link.send(NodeEvent::Propose {
@@ -673,7 +684,18 @@ impl RegionClient for RegionClientService {
         request: Request<proto::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let connection = request.remote_addr();
-        let request = request.into_inner();
+        // A whole-log subscription (no objects named) needs read on every object.
+        if request.get_ref().object_ids.is_empty() {
+            check_grant(&request, ClientRight::Read, None)?;
+        }
+        for object_id in &request.get_ref().object_ids {
+            check_grant(&request, ClientRight::Read, Some(object_id))?;
+        }
+        let scoped = scoped_session_id_of(&request, request.get_ref().client_id);
+        let mut request = request.into_inner();
+        if request.client_id != 0 {
+            request.client_id = scoped;
+        }
         if request.from_position == 0 {
             return Err(invalid(
                 "subscribe",
@@ -714,6 +736,11 @@ impl RegionClient for RegionClientService {
         &self,
         request: Request<proto::FetchCheckpointRequest>,
     ) -> Result<Response<proto::FetchCheckpointReply>, Status> {
+        check_grant(
+            &request,
+            ClientRight::Read,
+            Some(&request.get_ref().object_id),
+        )?;
         let object_id = ObjectId::new(request.into_inner().object_id)
             .map_err(|error| invalid("fetch_checkpoint", "object_id", error))?;
         let reply_object_id = object_id.as_str().to_owned();
@@ -739,14 +766,17 @@ impl RegionClient for RegionClientService {
         &self,
         request: Request<proto::OpenSessionRequest>,
     ) -> Result<Response<proto::OpenSessionReply>, Status> {
+        check_any_grant(&request, ClientRight::Call)?;
         let metadata = request.metadata().clone();
-        let session_id = request.into_inner().session_id;
-        let node_id = self.link.node_id();
-        if session_id == 0 {
+        let asked = request.get_ref().session_id;
+        if asked == 0 {
             return Err(Status::invalid_argument(
                 "open_session: session_id is 0, which is never valid",
             ));
         }
+        // The region keeps the session under an id of the caller's own space.
+        let session_id = scoped_session_id_of(&request, asked);
+        let node_id = self.link.node_id();
         let outcome = self
             .ask_node(&metadata, "session open", |reply| NodeEvent::OpenSession {
                 session_id,
@@ -756,6 +786,7 @@ impl RegionClient for RegionClientService {
         let outcome = match outcome {
             Ok(()) => open_session_reply::Outcome::Opened(proto::SessionOpened {
                 idle_timeout_us: crate::SESSION_IDLE_TIMEOUT_US,
+                log_session_id: session_id,
             }),
             Err(OpenSessionError::NotLeader { leader_hint }) => {
                 open_session_reply::Outcome::NotLeader(self.link.not_leader(leader_hint))
@@ -781,14 +812,16 @@ impl RegionClient for RegionClientService {
         &self,
         request: Request<proto::CloseSessionRequest>,
     ) -> Result<Response<proto::CloseSessionReply>, Status> {
+        check_any_grant(&request, ClientRight::Call)?;
         let metadata = request.metadata().clone();
-        let session_id = request.into_inner().session_id;
-        let node_id = self.link.node_id();
-        if session_id == 0 {
+        let asked = request.get_ref().session_id;
+        if asked == 0 {
             return Err(Status::invalid_argument(
                 "close_session: session_id is 0, which is never valid",
             ));
         }
+        let session_id = scoped_session_id_of(&request, asked);
+        let node_id = self.link.node_id();
         let outcome = self
             .ask_node(&metadata, "session close", |reply| {
                 NodeEvent::CloseSession { session_id, reply }
@@ -821,6 +854,9 @@ impl RegionClient for RegionClientService {
         request: Request<proto::UploadCheckpointRequest>,
     ) -> Result<Response<proto::UploadCheckpointReply>, Status> {
         let (deadline, budget) = Self::budget(request.metadata());
+        if let Some(checkpoint) = &request.get_ref().checkpoint {
+            check_grant(&request, ClientRight::Upload, Some(&checkpoint.object_id))?;
+        }
         let upload = checkpoint_upload_from_wire(request.into_inner())?;
         let _bytes = self.take_upload_bytes(upload.state.len())?;
         let node_id = self.link.node_id();
@@ -871,6 +907,8 @@ impl RegionClient for RegionClientService {
         request: Request<proto::SyncRequest>,
     ) -> Result<Response<proto::SyncReply>, Status> {
         let (deadline, budget) = Self::budget(request.metadata());
+        // A barrier reveals no record: any read grant may wait on one.
+        check_any_grant(&request, ClientRight::Read)?;
         // The barrier covers every object; the list is checked so that a malformed request
         // is refused rather than silently served.
         object_ids_from_wire("sync", request.into_inner().object_ids)?;

@@ -395,7 +395,9 @@ async fn unary(
             stub.open_session(request)
                 .await
                 .map(|reply| match reply.into_inner().outcome {
-                    Some(open_session_reply::Outcome::Opened(_)) => Response::SessionOpened,
+                    Some(open_session_reply::Outcome::Opened(opened)) => Response::SessionOpened {
+                        log_session_id: opened.log_session_id,
+                    },
                     Some(open_session_reply::Outcome::NotLeader(not_leader)) => {
                         Response::NotLeader {
                             leader_hint: (not_leader.leader_node_id != 0)

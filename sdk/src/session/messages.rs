@@ -155,7 +155,11 @@ pub enum Response {
         position: u64,
     },
     /// The session is open in the region.
-    SessionOpened,
+    SessionOpened {
+        /// The id the region keeps the session under, which the session's records carry in
+        /// the log; 0 when it is the id the client asked for.
+        log_session_id: u64,
+    },
     /// The region holds the session no more (closed now, or it had ended before).
     SessionClosed,
     /// The region holds no such session (never opened, or ended by idleness): the call was

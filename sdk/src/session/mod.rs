@@ -340,8 +340,12 @@ impl Attempts {
 /// The client's session in the region's replicated state: the region applies each of its
 /// calls once while it lives.
 struct RegionSession {
-    /// The session id calls carry.
+    /// The session id requests name: the one this client chose.
     id: u64,
+    /// The id the region keeps the session under, which its records carry in the log: under
+    /// mutual TLS one derived from the client's identity and `id`, so that no other client
+    /// can use the session; `id` until the region says.
+    log_id: u64,
     /// The region confirmed the open; calls may be sent.
     open: bool,
     /// The open under way while not open.
@@ -379,9 +383,12 @@ struct CallState {
     object_id: String,
     method_id: u32,
     arguments: Vec<u8>,
-    /// Given when the call leaves the queue, with the session it is sent in; every attempt
-    /// reuses both.
+    /// Given when the call leaves the queue, with the session it is sent in (the id the
+    /// session's records carry in the log); every attempt reuses both.
     sequence: Option<(u64, u64)>,
+    /// The session id the call's requests name (the id this client chose; the region may
+    /// keep the session under another, `sequence`'s).
+    request_session_id: u64,
     attempts: Attempts,
     /// The position the region acknowledged the call at.
     committed_at: Option<u64>,
@@ -466,6 +473,7 @@ impl ClientSession {
             leader,
             session: RegionSession {
                 id: session_id,
+                log_id: session_id,
                 open: false,
                 attempts: Attempts::new(0),
             },
@@ -1285,6 +1293,7 @@ impl ClientSession {
                 method_id,
                 arguments,
                 sequence: None,
+                request_session_id: 0,
                 attempts,
                 committed_at: None,
             },
@@ -1356,7 +1365,7 @@ impl ClientSession {
                 if let Some(sequence) = sequence {
                     self.call_by_sequence.remove(&sequence);
                 }
-                if session_id == self.session.id {
+                if session_id == self.session.log_id {
                     self.renew_session(now_us);
                 }
                 if first_attempt {
@@ -1401,8 +1410,11 @@ impl ClientSession {
         }
         self.session.attempts.in_flight = None;
         match response {
-            Response::SessionOpened => {
+            Response::SessionOpened { log_session_id } => {
                 self.leader.handle_success(node_id);
+                if log_session_id != 0 {
+                    self.session.log_id = log_session_id;
+                }
                 self.session.open = true;
                 self.counters.sessions_opened += 1;
             }
@@ -1564,8 +1576,10 @@ impl ClientSession {
         if let Some((request_id, _)) = self.session.attempts.in_flight {
             self.requests.remove(&request_id);
         }
+        let id = next_session_id(self.session.id);
         self.session = RegionSession {
-            id: next_session_id(self.session.id),
+            id,
+            log_id: id,
             open: false,
             attempts: Attempts::new(now_us),
         };
@@ -2105,7 +2119,7 @@ impl ClientSession {
         let mut free = self.config.calls_in_flight_max.saturating_sub(in_flight);
         // Calls not yet in the log may still be retried: none may fall out of the region's
         // dedup window, whatever the others do meanwhile.
-        let session_id = self.session.id;
+        let session_id = self.session.log_id;
         let lowest_open = self
             .calls
             .values()
@@ -2159,11 +2173,12 @@ impl ClientSession {
             let sequence = self.next_sequence;
             self.next_sequence += 1;
             let call = self.calls.get_mut(&call_id).expect("queued calls exist");
-            call.sequence = Some((self.session.id, sequence));
+            call.sequence = Some((self.session.log_id, sequence));
+            call.request_session_id = self.session.id;
             call.attempts.started_us = now_us;
             call.attempts.retry_at_us = Some(now_us);
             self.call_by_sequence
-                .insert((self.session.id, sequence), call_id);
+                .insert((self.session.log_id, sequence), call_id);
             free -= 1;
         }
         let due_calls: Vec<u64> = self
@@ -2187,8 +2202,8 @@ impl ClientSession {
                 self.counters.call_retries += 1;
             }
             call.attempts.in_flight = Some((request_id, deadline));
-            let (session_id, request_sequence) =
-                call.sequence.expect("proposed calls have a sequence");
+            let (_, request_sequence) = call.sequence.expect("proposed calls have a sequence");
+            let session_id = call.request_session_id;
             self.requests.insert(
                 request_id,
                 InFlight {

@@ -512,7 +512,7 @@ impl SessionDriver {
             GlobalMessage::SessionReply(reply) => {
                 if self.asked.remove(&reply.open_id).is_some() {
                     let response = match reply.result {
-                        Ok(()) => Response::SessionOpened,
+                        Ok(()) => Response::SessionOpened { log_session_id: 0 },
                         Err(OpenSessionError::NotLeader { leader_hint }) => {
                             Response::NotLeader { leader_hint }
                         }
