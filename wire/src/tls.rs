@@ -22,9 +22,11 @@
 //! reads the node id a DSSS node certificate names (`dsss certs generate` writes it as the URI
 //! `dsss://node/<id>`).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -47,6 +49,11 @@ use tonic::transport::{Channel, Endpoint, Uri};
 /// How long a TLS handshake on an accepted connection may take, in microseconds, before the
 /// connection is closed.
 pub const HANDSHAKE_TIMEOUT_US: u64 = 10_000_000;
+
+/// The most connections one IP address may hold open to a TLS server at once; more are closed
+/// at once. Nodes hold a few each (raft streams, batches, catch-up reads); many application
+/// instances behind one address share the rest.
+pub const CONNECTIONS_PER_ADDRESS_MAX: usize = 512;
 
 /// The most TLS handshakes a server runs at once; connections beyond are closed at once.
 pub const HANDSHAKES_IN_FLIGHT_MAX: usize = 256;
@@ -429,7 +436,8 @@ impl Security {
                     .await
             }
             Security::Tls(identity) => {
-                let incoming = tls_incoming(listener, identity.clone());
+                let incoming =
+                    tls_incoming(listener, identity.clone(), CONNECTIONS_PER_ADDRESS_MAX);
                 router
                     .serve_with_incoming_shutdown(incoming, shutdown)
                     .await
@@ -442,19 +450,130 @@ impl Security {
 /// tasks of their own (a slow client does not hold up the others); one that fails or takes
 /// longer than [`HANDSHAKE_TIMEOUT_US`] closes its connection and is logged. The accepting
 /// task ends when the stream is dropped.
+///
+/// At most `connections_per_address_max` connections from one IP address are open at once
+/// ([`CONNECTIONS_PER_ADDRESS_MAX`] for [`Security::serve`]); one more is closed at once and
+/// logged, so that one host cannot take every connection a node can hold.
 pub fn tls_incoming(
     listener: TcpListener,
     identity: Arc<TlsIdentity>,
-) -> ReceiverStream<Result<tokio_rustls::server::TlsStream<TcpStream>, io::Error>> {
+    connections_per_address_max: usize,
+) -> ReceiverStream<Result<tokio_rustls::server::TlsStream<CountedStream>, io::Error>> {
     let (sender, receiver) = mpsc::channel(ACCEPTED_QUEUED_MAX);
-    tokio::spawn(accept_loop(listener, identity, sender));
+    let slots = Arc::new(AddressSlots {
+        open: Mutex::new(HashMap::new()),
+        per_address_max: connections_per_address_max,
+    });
+    tokio::spawn(accept_loop(listener, identity, slots, sender));
     ReceiverStream::new(receiver)
+}
+
+/// The open connections per remote IP address of one listener.
+struct AddressSlots {
+    open: Mutex<HashMap<IpAddr, usize>>,
+    per_address_max: usize,
+}
+
+impl AddressSlots {
+    /// A slot for one more connection from `address`, if it has fewer than the bound open.
+    fn take(self: &Arc<Self>, address: IpAddr) -> Option<AddressSlot> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(address).or_insert(0);
+        if *count >= self.per_address_max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            slots: Arc::clone(self),
+            address,
+        })
+    }
+}
+
+/// One open connection's place in its address's count, given back when it closes.
+struct AddressSlot {
+    slots: Arc<AddressSlots>,
+    address: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .slots
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.address);
+            }
+        }
+    }
+}
+
+/// An accepted TCP connection that holds its place in its address's count until it closes.
+pub struct CountedStream {
+    inner: TcpStream,
+    _slot: AddressSlot,
+}
+
+impl tokio::io::AsyncRead for CountedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(context, buffer)
+    }
+}
+
+impl tokio::io::AsyncWrite for CountedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(context, buffer)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(context)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(context)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffers: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(context, buffers)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+impl tonic::transport::server::Connected for CountedStream {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
 }
 
 async fn accept_loop(
     listener: TcpListener,
     identity: Arc<TlsIdentity>,
-    sender: mpsc::Sender<Result<tokio_rustls::server::TlsStream<TcpStream>, io::Error>>,
+    slots: Arc<AddressSlots>,
+    sender: mpsc::Sender<Result<tokio_rustls::server::TlsStream<CountedStream>, io::Error>>,
 ) {
     let handshakes = Arc::new(Semaphore::new(HANDSHAKES_IN_FLIGHT_MAX));
     loop {
@@ -470,11 +589,23 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Some(slot) = slots.take(remote.ip()) else {
+            tracing::warn!(
+                %remote,
+                per_address_max = slots.per_address_max,
+                "too many connections from one address; connection closed"
+            );
+            continue;
+        };
         let Ok(permit) = handshakes.clone().try_acquire_owned() else {
             tracing::warn!(%remote, "too many TLS handshakes in flight; connection closed");
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let stream = CountedStream {
+            inner: stream,
+            _slot: slot,
+        };
         let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config());
         let sender = sender.clone();
         tokio::spawn(async move {
@@ -504,11 +635,11 @@ const HTTP2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
 
 async fn handshake(
     acceptor: tokio_rustls::TlsAcceptor,
-    stream: TcpStream,
-) -> Result<tokio_rustls::server::TlsStream<TcpStream>, io::Error> {
+    stream: CountedStream,
+) -> Result<tokio_rustls::server::TlsStream<CountedStream>, io::Error> {
     let mut first = [0_u8; HTTP2_PREFACE_START.len()];
     // Peeking waits for the client's first bytes, which a TLS client sends at once.
-    let peeked = stream.peek(&mut first).await?;
+    let peeked = stream.inner.peek(&mut first).await?;
     if first[..peeked] == HTTP2_PREFACE_START[..peeked] && peeked > 0 {
         refuse_plaintext(stream).await;
         return Err(io::Error::new(
@@ -526,7 +657,7 @@ pub const PLAINTEXT_REFUSAL: &str =
 /// Answers a plaintext HTTP/2 client with the server's empty SETTINGS and a GOAWAY
 /// (INADEQUATE_SECURITY) carrying [`PLAINTEXT_REFUSAL`], so that its error says why, then
 /// closes the connection. Bounded by the handshake timeout of the caller.
-async fn refuse_plaintext(mut stream: TcpStream) {
+async fn refuse_plaintext(mut stream: CountedStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     /// HTTP/2 frame types and the INADEQUATE_SECURITY error code (RFC 9113).
     const SETTINGS: u8 = 0x4;

@@ -463,3 +463,67 @@ async fn a_server_closes_a_connection_whose_peer_stops_answering_pings() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn connections_beyond_the_bound_per_address_are_closed_until_one_ends() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let ca = Authority::new("cluster CA");
+    let server_files = ca.issue(&directory(root.path(), "server"), "node-1", 1);
+    let client = tls(ca.issue(&directory(root.path(), "client"), "node-2", 2));
+    let identity = Arc::new(dsss_wire::tls::TlsIdentity::load(server_files).expect("loads"));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let incoming = dsss_wire::tls::tls_incoming(listener, identity, 2);
+    tokio::spawn(
+        Server::builder()
+            .add_service(coordinator_server(PeerEcho))
+            .serve_with_incoming(incoming),
+    );
+    let endpoint = || {
+        Endpoint::from_shared(format!("http://{address}"))
+            .expect("endpoint")
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(5))
+    };
+    let ask = |channel: tonic::transport::Channel| async move {
+        coordinator_client(channel)
+            .read_sealed_epoch(ReadSealedEpochRequest::default())
+            .await
+            .map(|reply| reply.into_inner().epoch_number)
+    };
+    let first = client
+        .connect(endpoint())
+        .await
+        .expect("the first connection");
+    let second = client
+        .connect(endpoint())
+        .await
+        .expect("the second connection");
+    assert_eq!(ask(first.clone()).await.expect("served"), 2);
+    assert_eq!(ask(second.clone()).await.expect("served"), 2);
+    // A third connection from the same address is closed before its handshake.
+    let third = match client.connect(endpoint()).await {
+        Ok(channel) => ask(channel).await.map(|_| ()),
+        Err(error) => Err(Status::unavailable(error.to_string())),
+    };
+    assert!(
+        third.is_err(),
+        "a third connection from one address was served"
+    );
+    // Once one ends, its place is free again.
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(channel) = client.connect(endpoint()).await
+            && ask(channel).await.is_ok()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no connection was served after one of the two ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ask(second).await.expect("still served"), 2);
+}
