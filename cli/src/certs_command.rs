@@ -102,7 +102,7 @@ pub(crate) fn run(
         }
     };
     for name in &arguments.clients {
-        if let Err(problem) = check_client_name(name) {
+        if let Err(problem) = dsss_topology::check_client_name(name) {
             let _ = writeln!(stderr, "--client {name:?}: {problem}");
             return ExitCode::from(EXIT_BAD_INPUT);
         }
@@ -305,26 +305,6 @@ pub(crate) fn generate(
         ));
     }
     Ok(summary)
-}
-
-/// Checks an application's name for `--client`: what a topology's `[[grants]]` may name.
-fn check_client_name(name: &str) -> Result<(), String> {
-    let chars = name.chars().count();
-    if chars == 0 || chars > dsss_topology::GRANT_CLIENT_CHARS_MAX {
-        return Err(format!(
-            "a client name has 1 to {} characters",
-            dsss_topology::GRANT_CLIENT_CHARS_MAX
-        ));
-    }
-    if let Some(bad) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
-        return Err(format!(
-            "{bad:?} is not allowed in a client name (only letters, digits, '-', '_' and '.')"
-        ));
-    }
-    Ok(())
 }
 
 /// Sets the validity: from the start of last year, so that clocks a little behind still

@@ -62,6 +62,10 @@ pub(crate) struct NodeArgs {
     /// A directory that does not exist yet is always taken as new.
     #[arg(long)]
     initialize: bool,
+    /// Run as if this machine's clock were off by this many milliseconds (negative: behind),
+    /// for drills of clock fencing: the node should fence itself and say so.
+    #[arg(long, value_name = "MS", hide = true, allow_negative_numbers = true)]
+    clock_step_ms: Option<i64>,
 }
 
 /// Runs the node until a signal stops it, logging to standard error.
@@ -104,6 +108,15 @@ pub(crate) fn run(args: NodeArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
             args.tick_ms, config.node.group.log_retention.entries_max
         );
         return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    if let Some(step_ms) = args.clock_step_ms {
+        dsss_wire::SystemClock::step_process_clock(step_ms.saturating_mul(1_000));
+        let _ = writeln!(
+            stderr,
+            "node {}: this process reads its clock {step_ms} ms off the machine's \
+             (--clock-step-ms)",
+            args.id
+        );
     }
     // The data directory must be this node's, before any store in it opens.
     let identity = DataIdentity {

@@ -262,6 +262,20 @@ async fn log_fill(address: &str, security: &Security) -> Result<String, String> 
         status.truncated_through_position,
         status.sessions
     );
+    // A node whose clock is off refuses calls and does not lead: worth a line.
+    if let Some(clock) = status.clock.as_ref().filter(|clock| clock.fenced) {
+        fill.push_str(&format!(
+            "; FENCED: its clock is {} ms {} of its region's (more than the {} ms allowed), so \
+             it refuses calls and does not lead",
+            clock.own_offset_us.unsigned_abs() / 1_000,
+            if clock.own_offset_us >= 0 {
+                "ahead"
+            } else {
+                "behind"
+            },
+            clock.max_skew_us / 1_000
+        ));
+    }
     // Objects released without a checkpoint no longer open in this region: worth a line.
     if status.released_objects > 0 {
         fill.push_str(&format!(

@@ -420,6 +420,8 @@ struct PendingEpochRead {
 pub struct CoordinatorCounters {
     /// Messages refused because their sender time was beyond the maximum skew.
     pub refused_for_skew: u64,
+    /// Times this replica fenced itself because its clock was beyond the bound.
+    pub clock_fences: u64,
     /// Sealed epoch reads answered with an epoch after a confirmed read.
     pub epoch_reads_confirmed: u64,
     /// Sealed epoch reads answered `not_leader`.
@@ -541,6 +543,8 @@ pub struct CoordinatorNode {
     clock: HybridLogicalClock,
     now_us: u64,
     started: bool,
+    /// Set while this replica's clock is beyond the bound from a majority of the replicas.
+    clock_fenced: bool,
     proposals: VecDeque<Vec<u8>>,
     proposals_size_bytes: usize,
     /// (region, incarnation, batch number) of the batches waiting in `proposals`.
@@ -573,6 +577,7 @@ impl CoordinatorNode {
             clock,
             now_us: 0,
             started: false,
+            clock_fenced: false,
             proposals: VecDeque::new(),
             proposals_size_bytes: 0,
             queued_batches: BTreeSet::new(),
@@ -620,6 +625,30 @@ impl CoordinatorNode {
     /// The node's hybrid logical clock, as of its last input.
     pub fn clock(&self) -> &HybridLogicalClock {
         &self.clock
+    }
+
+    /// The driver's verdict on this replica's clock against the other replicas' (see
+    /// `dsss_raft_group::PeerClocks`), given before every tick. While it is beyond the bound
+    /// the replica is fenced: it does not campaign, a leader hands leadership to another
+    /// replica, and its hybrid clock is not moved by its physical one; it resumes as soon as
+    /// the verdict is no longer beyond.
+    pub fn handle_clock_verdict(&mut self, verdict: &dsss_raft_group::ClockVerdict) {
+        let fenced = verdict.fences();
+        if fenced && !self.clock_fenced {
+            self.counters.clock_fences += 1;
+        }
+        self.clock_fenced = fenced;
+        self.group.set_may_campaign(!fenced);
+    }
+
+    /// True while this replica's clock is beyond the bound.
+    pub fn clock_fenced(&self) -> bool {
+        self.clock_fenced
+    }
+
+    /// The voters of the coordinator group, as this replica knows them.
+    pub fn voters(&self) -> Vec<u64> {
+        self.group.voters()
     }
 
     /// The node's state.
@@ -1060,8 +1089,13 @@ impl CoordinatorNode {
     /// heartbeats, and the leader's duties (suspicion, acknowledgements, resends).
     pub fn handle_tick(&mut self, now_us: u64) {
         self.observe_time(now_us);
-        let _ = self.clock.now(now_us);
         self.ticks += 1;
+        // A replica whose clock is off does not move its hybrid clock by it, does not stand
+        // for election (its group sends no vote requests) and, leading, hands leadership to
+        // the replica whose log is longest.
+        if !self.clock_fenced {
+            let _ = self.clock.now(now_us);
+        }
         self.group.tick();
         self.tick_epoch_reads();
         if !self.started {
@@ -1072,6 +1106,9 @@ impl CoordinatorNode {
             }
         }
         self.refresh_leadership();
+        if self.clock_fenced {
+            self.group.hand_leadership_away();
+        }
         if self.leadership.is_some() {
             self.suspect_silent_regions();
             self.propose_acknowledgements();

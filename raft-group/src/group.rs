@@ -491,6 +491,9 @@ pub struct RaftGroup<M: StateMachine> {
     timeout_drawn_for: (u64, StateRole),
     /// Reads the leader confirmed, oldest first, until [`RaftGroup::take_read_states`].
     read_states: Vec<ReadState>,
+    /// False while this node must not lead: the vote requests of elections it starts are
+    /// not sent (see [`RaftGroup::set_may_campaign`]).
+    may_campaign: bool,
 }
 
 impl<M: StateMachine> RaftGroup<M> {
@@ -530,6 +533,7 @@ impl<M: StateMachine> RaftGroup<M> {
             config,
             applied_index,
             read_states: Vec::new(),
+            may_campaign: true,
         };
         group.draw_election_timeout();
         Ok(group)
@@ -738,6 +742,41 @@ impl<M: StateMachine> RaftGroup<M> {
         std::mem::take(&mut self.read_states)
     }
 
+    /// On a leader, starts handing leadership to the other voter whose log is known to match
+    /// furthest (the lowest id among equals), unless a transfer is under way; nothing on a
+    /// follower or a sole voter.
+    pub fn hand_leadership_away(&mut self) {
+        let raft = &self.raw_node.raft;
+        if raft.state != raft::StateRole::Leader || raft.lead_transferee.is_some() {
+            return;
+        }
+        let own = self.id();
+        let transferee = self
+            .voters()
+            .into_iter()
+            .filter(|voter| *voter != own)
+            .max_by_key(|voter| {
+                let matched = raft
+                    .prs()
+                    .get(*voter)
+                    .map_or(0, |progress| progress.matched);
+                (matched, std::cmp::Reverse(*voter))
+            });
+        if let Some(transferee) = transferee {
+            self.transfer_leader(transferee);
+        }
+    }
+
+    /// Whether this node may stand for election. While it may not, it keeps ticking (so that
+    /// its leader lease runs out and it votes for others, which a node that stopped ticking
+    /// never would under check-quorum) but the vote and pre-vote requests of the elections
+    /// its ticks start are never sent, so it never wins one; everything else (votes for
+    /// others, appends, heartbeats) goes on as before. A leader is not affected: see
+    /// [`RaftGroup::transfer_leader`].
+    pub fn set_may_campaign(&mut self, may_campaign: bool) {
+        self.may_campaign = may_campaign;
+    }
+
     /// Asks the leader (this node) to hand leadership to `to`; ignored on a follower.
     pub fn transfer_leader(&mut self, to: u64) {
         self.raw_node.transfer_leader(to);
@@ -805,7 +844,12 @@ impl<M: StateMachine> RaftGroup<M> {
             io.write_unsynced(std::mem::take(&mut batch))?;
             self.state_machine.batch_written();
         }
-        send(io, ready.take_messages(), &mut snapshot_receivers);
+        send(
+            io,
+            ready.take_messages(),
+            &mut snapshot_receivers,
+            self.may_campaign,
+        );
         self.apply_committed(io, ready.take_committed_entries(), &mut batch, &mut applied)?;
         self.raw_node
             .mut_store()
@@ -825,13 +869,23 @@ impl<M: StateMachine> RaftGroup<M> {
             io.write_unsynced(batch)?;
         }
         self.state_machine.batch_written();
-        send(io, ready.take_persisted_messages(), &mut snapshot_receivers);
+        send(
+            io,
+            ready.take_persisted_messages(),
+            &mut snapshot_receivers,
+            self.may_campaign,
+        );
 
         let mut light = self.raw_node.advance_append(ready);
         if let Some(commit) = light.commit_index() {
             self.raw_node.mut_store().set_commit(commit);
         }
-        send(io, light.take_messages(), &mut snapshot_receivers);
+        send(
+            io,
+            light.take_messages(),
+            &mut snapshot_receivers,
+            self.may_campaign,
+        );
         let mut batch = WriteBatch::new();
         self.apply_committed(io, light.take_committed_entries(), &mut batch, &mut applied)?;
         if !batch.is_empty() {
@@ -1056,7 +1110,21 @@ fn propose_error(error: raft::Error) -> ProposeError {
     }
 }
 
-fn send(io: &mut impl ReadyIo, messages: Vec<Message>, snapshot_receivers: &mut Vec<u64>) {
+fn send(
+    io: &mut impl ReadyIo,
+    mut messages: Vec<Message>,
+    snapshot_receivers: &mut Vec<u64>,
+    may_campaign: bool,
+) {
+    if !may_campaign {
+        // The election this node started goes nowhere: no peer hears of it.
+        messages.retain(|message| {
+            !matches!(
+                message.get_msg_type(),
+                MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+            )
+        });
+    }
     if messages.is_empty() {
         return;
     }

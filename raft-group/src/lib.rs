@@ -80,6 +80,7 @@ pub mod memory_store;
 pub mod message_check;
 #[cfg(feature = "driver")]
 pub mod node_loop;
+pub mod peer_clocks;
 pub mod storage;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -96,6 +97,7 @@ pub use group::{
 };
 pub use memory_store::MemoryStore;
 pub use message_check::UnsafeMessage;
+pub use peer_clocks::{ClockProbe, ClockSample, ClockVerdict, PeerClocks};
 /// The raft-rs crate this group is built on, so users name the same message types.
 pub use raft;
 /// A read the leader confirmed: its context and the commit index it names.

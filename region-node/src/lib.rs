@@ -101,9 +101,10 @@ pub use dedup::{
     SessionRefusal, SessionWindow,
 };
 pub use node::{
-    CHECKPOINT_UPLOADS_IN_FLIGHT_MAX, CheckpointReply, CheckpointStatus, CloseSessionError,
-    EpochsRead, GlobalMessageError, GlobalStatus, LOG_EVENTS_PENDING_MAX, LogEvent, MessageError,
-    NodeCounters, OpenSessionError, PROPOSALS_PENDING_MAX, ProposeError, REGION_HEARTBEAT_TICKS,
+    CHECKPOINT_UPLOADS_IN_FLIGHT_MAX, CheckpointReply, CheckpointStatus, ClockFence, ClockSample,
+    ClockStatus, ClockVerdict, CloseSessionError, EpochsRead, GlobalMessageError, GlobalStatus,
+    LOG_EVENTS_PENDING_MAX, LogEvent, MAX_CLOCK_SKEW_US_DEFAULT, MessageError, NodeCounters,
+    OpenSessionError, PROPOSALS_PENDING_MAX, ProposeError, REGION_HEARTBEAT_TICKS,
     REPLIES_PENDING_MAX, RegionNode, RegionNodeConfig, RegionNodeError, RegionOutput, RegionStatus,
     Reply, SESSION_CLOSES_IN_FLIGHT_MAX, SESSION_OPENS_IN_FLIGHT_MAX, SYNCS_IN_FLIGHT_MAX,
     SealedEpochRead, SessionCloseReply, SessionReply, SnapshotCatchUpStatus, SyncError, SyncReply,

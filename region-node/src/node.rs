@@ -38,6 +38,7 @@ use dsss_raft_group::{
     RaftGroupConfig, ReadyError, ReadyIo, Role, SnapshotError, StepError, StoreError,
     decode_message,
 };
+pub use dsss_raft_group::{ClockSample, ClockVerdict};
 use dsss_wire::{
     ClientId, ClockSkewError, HybridLogicalClock, RegionId, RequestSequence, Scope, Timestamp,
     proto,
@@ -165,6 +166,9 @@ pub struct RegionNodeConfig {
     pub catch_up_regions: Vec<RegionId>,
 }
 
+/// The clock skew a node tolerates unless its topology says otherwise, in microseconds.
+pub const MAX_CLOCK_SKEW_US_DEFAULT: u64 = 500_000;
+
 impl RegionNodeConfig {
     /// The default settings for node `node_id` of `region`, whose initial members are
     /// `initial_members` (empty for a node that joins an existing region).
@@ -175,7 +179,7 @@ impl RegionNodeConfig {
             group,
             region,
             log_retention: RegionLogRetention::default(),
-            max_clock_skew_us: 500_000,
+            max_clock_skew_us: MAX_CLOCK_SKEW_US_DEFAULT,
             proposal_timeout_ticks: 100,
             epoch_interval_us: 50_000,
             batch_resend_interval_us: 500_000,
@@ -286,6 +290,56 @@ pub enum ProposeError {
         /// The lowest sequence the region still judges.
         floor: u64,
     },
+    /// This node's clock is beyond the tolerated skew from a majority of its region, so it
+    /// stamps no record (see [`RegionNode::handle_clock_verdict`]); another member takes the
+    /// call.
+    #[error("{0}")]
+    ClockFenced(ClockFence),
+}
+
+/// Why a node whose clock is off refuses to stamp: how far off it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ClockFence {
+    /// This node's offset from its region's clocks, in microseconds: positive when ahead; for
+    /// a step, how far its clock jumped.
+    pub offset_us: i64,
+    /// The tolerated skew, in microseconds.
+    pub max_skew_us: u64,
+    /// The clock jumped against the node's monotonic clock, and no majority has vouched for
+    /// it since (rather than being measured off by peers).
+    pub stepped: bool,
+}
+
+impl std::fmt::Display for ClockFence {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.offset_us.unsigned_abs() / 1_000;
+        let max_ms = self.max_skew_us / 1_000;
+        if self.stepped {
+            let way = if self.offset_us >= 0 {
+                "forwards"
+            } else {
+                "backwards"
+            };
+            write!(
+                formatter,
+                "this node's clock stepped {ms} ms {way} and its peers have not confirmed it \
+                 since (the topology's max_clock_skew_ms is {max_ms} ms), so it stamps no \
+                 record until they do; call another member"
+            )
+        } else {
+            let way = if self.offset_us >= 0 {
+                "ahead"
+            } else {
+                "behind"
+            };
+            write!(
+                formatter,
+                "this node's clock is {ms} ms {way} of its region's (more than the {max_ms} ms \
+                 the topology's max_clock_skew_ms allows), so it stamps no record until its \
+                 clock is back within the bound; call another member"
+            )
+        }
+    }
 }
 
 fn hint_text(hint: Option<u64>) -> String {
@@ -445,6 +499,9 @@ pub enum OpenSessionError {
     /// marks it active.
     #[error("dropped before it was applied; retry")]
     Dropped,
+    /// This node's clock is off, so it stamps nothing; another member takes the open.
+    #[error("{0}")]
+    ClockFenced(ClockFence),
 }
 
 /// Why a session close was not applied.
@@ -692,6 +749,17 @@ pub struct RegionStatus {
     pub snapshot_catch_up: SnapshotCatchUpStatus,
     /// Counters since the node opened.
     pub counters: NodeCounters,
+    /// What this node knows of its peers' clocks, and whether it fenced itself.
+    pub clock: ClockStatus,
+}
+
+/// What a node knows of its peers' clocks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClockStatus {
+    /// Set while the node's clock is beyond the bound from a majority of its region.
+    pub fenced: Option<ClockFence>,
+    /// Each peer's offset as last measured (fresh samples only), in node id order.
+    pub peers: Vec<(u64, ClockSample)>,
 }
 
 /// The region's checkpoints and truncation, as a node applied them.
@@ -770,6 +838,8 @@ pub struct NodeCounters {
     pub log_events_dropped: u64,
     /// Messages from the coordinator refused because their sender's clock was too far ahead.
     pub clock_skew_refused: u64,
+    /// Times this node fenced itself because its clock was beyond the bound.
+    pub clock_fences: u64,
     /// Times the coordinator said it released epochs this region had not appended (see
     /// [`RegionNode::global_catch_up_error`]).
     pub epochs_missed_alarms: u64,
@@ -858,6 +928,10 @@ pub struct RegionNode {
     replies: VecDeque<Reply>,
     log_events: VecDeque<LogEvent>,
     counters: NodeCounters,
+    /// Set while this node's clock is beyond the bound: it stamps nothing and does not lead.
+    clock_fence: Option<ClockFence>,
+    /// The samples the last clock verdict rested on.
+    clock_samples: Vec<(u64, ClockSample)>,
     /// The physical time of the latest input.
     now_us: u64,
     shipping: Shipping,
@@ -943,6 +1017,8 @@ impl RegionNode {
             log_events: VecDeque::new(),
             counters: NodeCounters::default(),
             now_us: 0,
+            clock_fence: None,
+            clock_samples: Vec::new(),
             shipping: Shipping::default(),
             epochs_missed: None,
             catch_up: CatchUp::default(),
@@ -974,6 +1050,11 @@ impl RegionNode {
     /// This node's id.
     pub fn id(&self) -> u64 {
         self.group.id()
+    }
+
+    /// The voters of the region's raft group, as this node knows them.
+    pub fn voters(&self) -> Vec<u64> {
+        self.group.voters()
     }
 
     /// The region log as this node has applied it.
@@ -1055,7 +1136,46 @@ impl RegionNode {
                 last_error: self.last_log_fetch_error.clone(),
             },
             counters: self.counters,
+            clock: ClockStatus {
+                fenced: self.clock_fence,
+                peers: self.clock_samples.clone(),
+            },
         }
+    }
+
+    /// The driver's verdict on this node's clock against its peers' ([`PeerClocks`]), and
+    /// the samples it rests on; the driver gives it before every tick. While the verdict is
+    /// [`ClockVerdict::Beyond`] or [`ClockVerdict::Stepped`] the node is fenced: it refuses
+    /// calls and session opens
+    /// ([`ProposeError::ClockFenced`]), stops moving its hybrid clock by its physical one,
+    /// does not campaign, and a leader hands leadership to a peer; it resumes as soon as the
+    /// verdict is no longer beyond. An [`ClockVerdict::Unknown`] verdict (too few peers
+    /// heard from: just started, or cut off) does not fence: a node that hears from nobody
+    /// cannot commit anything anyway.
+    ///
+    /// [`PeerClocks`]: dsss_raft_group::PeerClocks
+    pub fn handle_clock_verdict(
+        &mut self,
+        verdict: &ClockVerdict,
+        samples: Vec<(u64, ClockSample)>,
+    ) {
+        let fence = verdict.fences().then(|| ClockFence {
+            offset_us: verdict.own_offset_us(),
+            max_skew_us: self.clock.max_skew_us(),
+            stepped: matches!(verdict, ClockVerdict::Stepped { .. }),
+        });
+        if fence.is_some() && self.clock_fence.is_none() {
+            self.counters.clock_fences += 1;
+        }
+        self.clock_fence = fence;
+        self.group.set_may_campaign(fence.is_none());
+        self.clock_samples = samples;
+    }
+
+    /// Set while this node's clock is beyond the bound (see
+    /// [`RegionNode::handle_clock_verdict`]).
+    pub fn clock_fence(&self) -> Option<ClockFence> {
+        self.clock_fence
     }
 
     // Inputs.
@@ -1085,6 +1205,9 @@ impl RegionNode {
         }
         if self.group.leader_id().is_none() {
             return self.reply_refused(key, ProposeError::NotLeader { leader_hint: None });
+        }
+        if let Some(fence) = self.clock_fence {
+            return self.reply_refused(key, ProposeError::ClockFenced(fence));
         }
         let new_waiter = !self.waiters.contains_key(&key);
         if self.pending.len() >= PROPOSALS_PENDING_MAX
@@ -1289,6 +1412,9 @@ impl RegionNode {
         }
         if self.group.leader_id().is_none() {
             return refuse(self, OpenSessionError::NotLeader { leader_hint: None });
+        }
+        if let Some(fence) = self.clock_fence {
+            return refuse(self, OpenSessionError::ClockFenced(fence));
         }
         // The log time a session counts its idleness from: this node's clock, which the
         // leader's entries never trail by more than the tolerated skew.
@@ -1929,19 +2055,31 @@ impl RegionNode {
     /// One tick of the driver's clock: raft elections and heartbeats, and proposal timeouts.
     pub fn handle_tick(&mut self, now_us: u64) {
         self.now_us = now_us;
-        // Reading the clock on every tick keeps the hybrid clock near physical time.
-        let _ = self.clock.now(now_us);
         self.ticks += 1;
-        self.group.tick();
+        if self.clock_fence.is_some() {
+            self.tick_fenced();
+        } else {
+            // Reading the clock on every tick keeps the hybrid clock near physical time.
+            let _ = self.clock.now(now_us);
+            self.group.tick();
+        }
         self.queue_log_fetch();
         self.expire_waiters();
         self.expire_syncs_and_uploads();
-        if self.is_leader() {
+        if self.is_leader() && self.clock_fence.is_none() {
             self.shipping.enter_term(self.group.term());
             self.propose_close_batch(now_us);
             self.ship_batches(true);
             self.ask_epochs(now_us);
         }
+    }
+
+    /// A tick while the clock is fenced: raft ticks (the group sends no vote requests, see
+    /// [`RaftGroup::set_may_campaign`]), a leader hands leadership to a peer, preferring the
+    /// one whose log is longest, and the hybrid clock is not moved by the physical one.
+    fn tick_fenced(&mut self) {
+        self.group.tick();
+        self.group.hand_leadership_away();
     }
 
     /// Runs the node's outstanding work: proposes the waiting proposals as batches, then
@@ -1968,10 +2106,13 @@ impl RegionNode {
         self.complete_syncs();
         self.end_catch_up_when_done();
         if self.is_leader() {
-            self.shipping.enter_term(self.group.term());
-            self.ship_batches(false);
-            // The next read goes out as soon as the parts of the last one are applied.
-            self.ask_epochs(self.now_us);
+            // A fenced leader hands leadership away and sends nothing stamped meanwhile.
+            if self.clock_fence.is_none() {
+                self.shipping.enter_term(self.group.term());
+                self.ship_batches(false);
+                // The next read goes out as soon as the parts of the last one are applied.
+                self.ask_epochs(self.now_us);
+            }
         } else {
             self.shipping.clear();
             self.catch_up.in_flight = None;

@@ -1320,24 +1320,22 @@ impl RegionLog {
                 .saturating_sub(LOG_CACHE_RECORDS_MAX as u64),
         );
         let mut position = from;
+        // The scan ends at the log's end: entries beyond it are those a snapshot catch-up
+        // fetched before the node stopped or dropped the snapshot (crate::snapshot_catch_up),
+        // the very entries this member applies at those positions later, or a restore drops.
+        // They are not part of the log yet.
+        let end = position_key(self.next_position);
         while position < self.next_position {
             let chunk = store.scan(
                 REGION_LOG,
                 &position_key(position),
-                &LOG_END_KEY,
+                &end,
                 RECOVERY_SCAN_CHUNK_MAX,
             )?;
             if chunk.is_empty() {
                 break;
             }
             for (key, value) in chunk {
-                if position >= self.next_position {
-                    return Err(corrupt(
-                        REGION_LOG,
-                        &key,
-                        format!("an entry beyond the log's end {}", self.next_position - 1),
-                    ));
-                }
                 let log_record = decode_stored(position, &key, &value)?;
                 self.cache_push(log_record);
                 position += 1;
@@ -2628,6 +2626,30 @@ mod tests {
         let mut recovered = new_log(log.retention());
         let error = recovered.recover(&damaged).unwrap_err();
         assert!(error.to_string().contains("expected position 2"), "{error}");
+
+        // Entries beyond the end, as a snapshot catch-up leaves them when the node stops
+        // before it restores the snapshot: not part of the log, and no reason to refuse it.
+        let mut fetched_ahead = store.clone();
+        let mut ahead = new_log(log.retention());
+        let mut ahead_store = MemoryStore::new();
+        for sequence in 1..=5 {
+            apply(&mut ahead, &mut ahead_store, &[record(1, sequence)]);
+        }
+        let mut batch = WriteBatch::new();
+        for position in 4..=5 {
+            let bytes = ahead_store
+                .get(REGION_LOG, &position_key(position))
+                .unwrap()
+                .unwrap();
+            batch.put(REGION_LOG, position_key(position).to_vec(), bytes);
+        }
+        fetched_ahead.write(batch, true).unwrap();
+        let mut recovered = new_log(log.retention());
+        recovered.recover(&fetched_ahead).unwrap();
+        assert_eq!(recovered.next_position(), 4);
+        assert_eq!(recovered.digest(), log.digest());
+        apply(&mut recovered, &mut fetched_ahead, &[record(1, 4)]);
+        assert_eq!(recovered.next_position(), 5);
 
         let mut damaged = store.clone();
         let mut batch = WriteBatch::new();

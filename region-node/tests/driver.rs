@@ -293,6 +293,7 @@ async fn malformed_requests_name_the_field_and_the_node_keeps_serving() {
             to_node_id: leader,
             sender_time: None,
             messages: vec![encode_message(&valid), vec![0xff, 0x00, 0x13]],
+            clock_probe: None,
         })
         .await
         .expect_err("refused");
@@ -308,6 +309,7 @@ async fn malformed_requests_name_the_field_and_the_node_keeps_serving() {
             to_node_id: leader + 100,
             sender_time: None,
             messages: Vec::new(),
+            clock_probe: None,
         })
         .await
         .expect_err("refused");

@@ -8,10 +8,10 @@ use dsss_raft_group::testing::{Network, TestNode};
 use dsss_raft_group::{MemoryStore, StoreIo};
 use dsss_region_node::{
     BATCH_RECORDS_MAX, CheckpointOutcome, CheckpointReply, CheckpointSpace, CheckpointUpload,
-    LogEvent, LogRangeFetch, OpenSessionError, PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest,
-    RegionNode, RegionNodeConfig, RegionOutput, Reply, SESSION_OPENS_IN_FLIGHT_MAX,
-    STATE_PIECE_BYTES_MAX, SYNCS_IN_FLIGHT_MAX, SealedEpochRead, SessionCloseReply, SessionReply,
-    SyncError, SyncReply, UploadError,
+    ClockFence, ClockSample, ClockVerdict, LogEvent, LogRangeFetch, OpenSessionError,
+    PROPOSALS_PENDING_MAX, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig,
+    RegionOutput, Reply, SESSION_OPENS_IN_FLIGHT_MAX, STATE_PIECE_BYTES_MAX, SYNCS_IN_FLIGHT_MAX,
+    SealedEpochRead, SessionCloseReply, SessionReply, SyncError, SyncReply, UploadError,
 };
 use dsss_wire::{
     Arguments, ClientId, MethodId, ObjectId, RegionId, RequestSequence, Scope, Timestamp, proto,
@@ -1301,4 +1301,103 @@ fn a_member_catches_up_when_the_sender_of_its_snapshot_is_killed_mid_transfer() 
             &fetch_every_checkpoint(&region, other),
         );
     }
+}
+
+/// What the driver says of a node an hour ahead of `peers`.
+fn an_hour_ahead_of(peers: &[u64], now_us: u64) -> ClockVerdict {
+    ClockVerdict::Beyond {
+        peers: peers
+            .iter()
+            .map(|peer| {
+                (
+                    *peer,
+                    ClockSample {
+                        offset_us: -3_600_000_000,
+                        uncertainty_us: 1_000,
+                        taken_at_us: now_us,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_leader_whose_clock_is_off_refuses_calls_hands_leadership_away_and_resumes_within_the_bound() {
+    let mut region = Region::new(&[1, 2, 3]);
+    let fenced = region.elect();
+    let others: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != fenced).collect();
+    let now_us = region.now_us();
+    let verdict = an_hour_ahead_of(&others, now_us);
+    region
+        .node_mut(fenced)
+        .handle_clock_verdict(&verdict, Vec::new());
+    let fence = ClockFence {
+        offset_us: 3_600_000_000,
+        max_skew_us: dsss_region_node::MAX_CLOCK_SKEW_US_DEFAULT,
+        stepped: false,
+    };
+    assert_eq!(region.node(fenced).status().clock.fenced, Some(fence));
+    region.propose(fenced, call(5, 1, 10));
+    let refused = region.take_replies(fenced);
+    assert_eq!(
+        refused,
+        vec![Reply::Refused {
+            client_id: ClientId(5),
+            request_sequence: RequestSequence(1),
+            error: ProposeError::ClockFenced(fence),
+        }]
+    );
+    let message = ProposeError::ClockFenced(fence).to_string();
+    assert!(
+        message.contains("3600000 ms ahead") && message.contains("call another member"),
+        "{message}"
+    );
+    region.node_mut(fenced).handle_open_session(now_us, 77, 77);
+    region.network.settle();
+    let opens = std::mem::take(&mut region.network.node_mut(fenced).sessions);
+    assert_eq!(
+        opens
+            .iter()
+            .map(|reply| reply.result.clone())
+            .collect::<Vec<_>>(),
+        vec![Err(OpenSessionError::ClockFenced(fence))]
+    );
+    // The leader hands leadership to a peer within a few ticks, and never takes it back while
+    // fenced, whatever happens to the others' elections.
+    region.tick(20);
+    assert!(!region.node(fenced).is_leader());
+    let leader = region.network.elect(3);
+    assert!(others.contains(&leader), "leader {leader}");
+    region.propose(leader, call(5, 1, 10));
+    assert_eq!(region.take_replies(leader), vec![proposed(5, 1, 1)]);
+    let other = others.iter().copied().find(|&id| id != leader).unwrap();
+    region.crash(leader);
+    region.network.isolate(leader);
+    region.tick(60);
+    assert!(!region.node(fenced).is_leader());
+    assert!(
+        region.node(other).is_leader(),
+        "the peer within the bound leads"
+    );
+    assert_eq!(region.node(fenced).status().counters.clock_fences, 1);
+    // Back within the bound: it takes calls again.
+    region
+        .node_mut(fenced)
+        .handle_clock_verdict(&ClockVerdict::Within, Vec::new());
+    assert_eq!(region.node(fenced).clock_fence(), None);
+    region.propose(fenced, call(5, 2, 10));
+    region.tick(2);
+    assert_eq!(region.take_replies(fenced), vec![proposed(5, 2, 2)]);
+}
+
+#[test]
+fn an_unknown_verdict_does_not_fence() {
+    let mut region = Region::new(&[1, 2, 3]);
+    let leader = region.elect();
+    region
+        .node_mut(leader)
+        .handle_clock_verdict(&ClockVerdict::Unknown, Vec::new());
+    region.propose(leader, call(5, 1, 10));
+    assert_eq!(region.take_replies(leader), vec![proposed(5, 1, 1)]);
 }

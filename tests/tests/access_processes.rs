@@ -94,6 +94,7 @@ fn raft_batch(from: u64, to: u64) -> proto::RaftBatch {
         to_node_id: to,
         sender_time: None,
         messages: Vec::new(),
+        clock_probe: None,
     }
 }
 

@@ -453,6 +453,7 @@ async fn a_forged_heartbeat_committing_past_the_log_stops_no_node() {
                 to_node_id: follower,
                 sender_time: None,
                 messages: vec![dsss_raft_group::encode_message(&heartbeat)],
+                clock_probe: None,
             };
             // Delivery is acknowledged either way: raft tolerates lost messages, and the
             // node drops what it refuses.
@@ -701,4 +702,104 @@ fn a_node_missing_from_the_topology_is_refused_with_the_known_ids() {
         stderr.contains("node 7 is not in the topology (its nodes are [1, 2, 3])"),
         "{stderr}"
     );
+}
+
+/// One member runs on a machine whose clock is an hour ahead (`--clock-step-ms`). Its peers
+/// measure that from the probes their raft batches carry; it fences itself: its status says
+/// so with its offset, it refuses calls with an answer that names its clock, it never leads
+/// (not even when the leader is killed and it could win the election), and the region keeps
+/// committing calls through the other two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_clock_is_an_hour_ahead_fences_itself_and_the_region_serves_on() {
+    const SKEWED: u64 = 3;
+    const HOUR_US: i64 = 3_600_000_000;
+    let mut region = RegionProcesses::new();
+    region.start(1);
+    region.start(2);
+    region
+        .processes
+        .start(SKEWED, &["--clock-step-ms", "3600000"]);
+    let connections = RegionConnections::new(&region.members()).expect("valid members");
+    let deadline = Deadline::new("the skewed member fences itself", WAIT_MAX);
+    let fenced = loop {
+        if let Ok(status) = connections.status(SKEWED).await
+            && let Some(clock) = status.clock
+            && clock.fenced
+        {
+            break clock;
+        }
+        deadline.check().await;
+    };
+    assert!(
+        fenced.own_offset_us.abs_diff(HOUR_US) < 1_000_000,
+        "it knows it is an hour ahead: {fenced:?}"
+    );
+    assert_eq!(fenced.fences, 1);
+    let leader = wait_for_leader("a leader among the others", &connections, &[1, 2]).await;
+    for node_id in [1, 2] {
+        let deadline = Deadline::new("a member measures the skewed one", WAIT_MAX);
+        let clock = loop {
+            let clock = connections
+                .status(node_id)
+                .await
+                .expect("status")
+                .clock
+                .expect("clock health");
+            if clock.peers.iter().any(|peer| peer.node_id == SKEWED) {
+                break clock;
+            }
+            deadline.check().await;
+        };
+        assert!(!clock.fenced, "node {node_id}: {clock:?}");
+        let skewed = clock
+            .peers
+            .iter()
+            .find(|peer| peer.node_id == SKEWED)
+            .expect("measured");
+        assert!(
+            skewed.offset_us.abs_diff(HOUR_US) < 1_000_000,
+            "node {node_id} sees node {SKEWED} an hour ahead: {skewed:?}"
+        );
+    }
+    // A call sent to it is refused, naming its clock, so that clients go elsewhere.
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", region.addresses[&SKEWED]))
+            .expect("a valid address");
+    let mut stub = dsss_wire::grpc::region_client_client(endpoint.connect_lazy());
+    let refused = stub
+        .propose(proto::ProposeRequest {
+            object_id: "counter/7".to_owned(),
+            method_id: 1,
+            arguments: b"refused".to_vec(),
+            client_id: 7,
+            request_sequence: 1,
+            scope: proto::Scope::Regional as i32,
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().contains("ms ahead") && refused.message().contains("max_clock_skew_ms"),
+        "{}",
+        refused.message()
+    );
+    // Clients of the whole region are served by the others.
+    let mut client = RegionClient::new(connections.clone(), 92);
+    client
+        .propose_with_sequence(1, &call_for(92, 1))
+        .await
+        .expect("the region commits calls");
+    // With the leader gone, the skewed member could win an election (its log is as long as
+    // the survivor's); it stands for none, votes, and the survivor leads.
+    region.kill(leader);
+    let survivor = if leader == 1 { 2 } else { 1 };
+    let next = wait_for_leader("the survivor leads", &connections, &[survivor, SKEWED]).await;
+    assert_eq!(next, survivor);
+    client
+        .propose_with_sequence(2, &call_for(92, 2))
+        .await
+        .expect("the region commits calls without its old leader");
+    let status = connections.status(SKEWED).await.expect("status");
+    assert_ne!(status.role, proto::NodeRole::Leader as i32);
+    assert!(status.clock.expect("clock").fenced);
 }

@@ -128,6 +128,7 @@ pub use report::{d_max_line, render_report};
 pub use rules::{
     CLUSTER_NAME_CHARS_MAX, GRANT_CLIENT_CHARS_MAX, GRANT_OBJECT_PREFIX_BYTES_MAX,
     GRANT_OBJECTS_MAX, GRANTS_MAX, HOST_NAME_BYTES_MAX, PATH_BYTES_MAX, REGION_ID_CHARS_MAX,
+    check_client_name,
 };
 
 /// Largest topology file [`load`] reads, in bytes (1 MiB). A deployment description is a few

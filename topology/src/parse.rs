@@ -256,7 +256,7 @@ impl Reader<'_> {
             self.check_rule(
                 value,
                 &fields.path_of("client"),
-                rules::check_grant_client(client),
+                rules::check_client_name(client),
             )?;
             Some(client.to_owned())
         });

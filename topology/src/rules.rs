@@ -78,9 +78,10 @@ pub const GRANT_OBJECTS_MAX: usize = 64;
 /// Longest object prefix in a grant, in bytes (an object id's own bound).
 pub const GRANT_OBJECT_PREFIX_BYTES_MAX: usize = 256;
 
-/// Checks a grant's client name: 1 to 63 characters of ASCII letters, digits, `-`, `_` and
+/// Checks a client name, of a grant or of `dsss certs generate --client`: 1 to 63 characters
+/// of ASCII letters, digits, `-`, `_` and
 /// `.` (what `dsss certs generate` writes after `dsss://client/`).
-pub(crate) fn check_grant_client(name: &str) -> Result<(), String> {
+pub fn check_client_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("the client name must not be empty".to_owned());
     }

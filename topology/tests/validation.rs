@@ -2,7 +2,10 @@
 //! diagnostics it must produce (field path and a piece of the message), no more and no fewer.
 //! Reference: docs/design.md section 5.
 
-use dsss_topology::{Diagnostics, Grant, GrantRight, Link, Topology, parse};
+use dsss_topology::{
+    Diagnostics, GRANT_CLIENT_CHARS_MAX, GRANT_OBJECT_PREFIX_BYTES_MAX, GRANTS_MAX, Grant,
+    GrantRight, Link, Topology, parse,
+};
 
 /// A case: its name, the text to parse, and the expected (field path, message fragment)s.
 type Case = (
@@ -465,6 +468,35 @@ fn grant_rules() {
             "missing client",
             with_grants("[[grants]]\nobjects = [\"\"]\nrights = [\"call\"]\n"),
             &[("grants[0].client", "a required key is missing")],
+        ),
+        (
+            "client name too long",
+            grant(
+                &format!("\"{}\"", "a".repeat(GRANT_CLIENT_CHARS_MAX + 1)),
+                "[\"\"]",
+                "[\"call\"]",
+            ),
+            &[("grants[0].client", "at most 63 characters, this one has 64")],
+        ),
+        (
+            "object prefix too long",
+            grant(
+                "\"app\"",
+                &format!("[\"{}\"]", "b".repeat(GRANT_OBJECT_PREFIX_BYTES_MAX + 1)),
+                "[\"call\"]",
+            ),
+            &[(
+                "grants[0].objects[0]",
+                "257 bytes; an object prefix has at most 256",
+            )],
+        ),
+        (
+            "too many grants",
+            with_grants(
+                &"[[grants]]\nclient = \"app\"\nobjects = [\"\"]\nrights = [\"call\"]\n"
+                    .repeat(GRANTS_MAX + 1),
+            ),
+            &[("grants", "1025 grants; at most 1024")],
         ),
     ];
     for (case, text, expected) in cases {

@@ -314,14 +314,28 @@ impl<T: PhysicalClock + ?Sized> PhysicalClock for Arc<T> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SystemClock;
 
+/// Microseconds added to every [`SystemClock`] reading in this process (see
+/// [`SystemClock::step_process_clock`]).
+static SYSTEM_CLOCK_STEP_US: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+impl SystemClock {
+    /// Makes every reading of the system clock in this process `step_us` microseconds later
+    /// (earlier when negative) than the machine's clock: what a node on a machine whose
+    /// clock is off sees, for drills and tests of clock fencing (`dsss node --clock-step-ms`).
+    pub fn step_process_clock(step_us: i64) {
+        SYSTEM_CLOCK_STEP_US.store(step_us, Ordering::SeqCst);
+    }
+}
+
 impl PhysicalClock for SystemClock {
     /// Microseconds since the UNIX epoch. A system clock set before 1970 reads as 0; the hybrid
     /// logical clock still advances through its logical part.
     fn now_us(&self) -> u64 {
-        match SystemTime::now().duration_since(UNIX_EPOCH) {
+        let now_us = match SystemTime::now().duration_since(UNIX_EPOCH) {
             Ok(since_epoch) => u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX),
             Err(_) => 0,
-        }
+        };
+        now_us.saturating_add_signed(SYSTEM_CLOCK_STEP_US.load(Ordering::Relaxed))
     }
 }
 

@@ -201,6 +201,7 @@ impl RegionClient for OneNodeRegion {
                 physical_now_us,
                 max_skew_us: MAX_SKEW_US,
                 rejected_timestamps: 0,
+                ..proto::ClockHealth::default()
             }),
             ..StatusReply::default()
         }))

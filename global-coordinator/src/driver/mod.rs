@@ -26,9 +26,10 @@ pub mod region_sender;
 pub mod service;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use dsss_raft_group::transport::{DelayLine, PeerSenders};
+use dsss_raft_group::PeerClocks;
+use dsss_raft_group::transport::{DelayLine, PeerSenders, SharedPeerClocks};
 use dsss_wire::access::{AccessPolicy, Guarded};
 use dsss_wire::grpc::{coordinator_peer_server, coordinator_server};
 use tonic::service::Routes;
@@ -50,6 +51,7 @@ use region_sender::RegionSender;
 pub struct RunningCoordinator {
     node_id: u64,
     link: CoordinatorLink,
+    clocks: SharedPeerClocks,
     node_loop: Option<CoordinatorLoopHandle>,
 }
 
@@ -70,11 +72,17 @@ pub async fn start(
         .filter(|replica| replica.node_id != node_id)
         .map(|replica| (replica.node_id, replica.address.clone()))
         .collect();
+    // What the replica knows of the other replicas' clocks: the transport stamps batches with
+    // probes, the peer service takes the samples, the node loop gives the verdict to the node.
+    let clocks = Arc::new(Mutex::new(PeerClocks::new(
+        config.coordinator.max_clock_skew_us,
+    )));
     let peers = PeerSenders::start(
         node_id,
         &peers,
         config.peer_delays.clone(),
         config.security.clone(),
+        Arc::clone(&clocks),
     );
     let (events, receiver) = dsss_raft_group::node_loop::event_channel();
     let mut region_senders = BTreeMap::new();
@@ -108,6 +116,7 @@ pub async fn start(
     Ok(RunningCoordinator {
         node_id,
         link,
+        clocks,
         node_loop: Some(node_loop),
     })
 }
@@ -132,7 +141,10 @@ impl RunningCoordinator {
             Arc::clone(access),
         ))
         .add_service(Guarded::new(
-            coordinator_peer_server(CoordinatorPeerService::new(self.link.clone())),
+            coordinator_peer_server(CoordinatorPeerService::new(
+                self.link.clone(),
+                Arc::clone(&self.clocks),
+            )),
             Arc::clone(access),
         ))
     }

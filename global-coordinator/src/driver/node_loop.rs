@@ -12,13 +12,13 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::Duration;
 
 use dsss_raft_group::node_loop::{LoopHandle, LoopNode, LoopSettings, LoopThreadError, PeerIo};
-use dsss_raft_group::transport::PeerSenders;
+use dsss_raft_group::transport::{PeerSenders, lock_clocks, monotonic_us};
 use dsss_raft_group::{RAFT_LOG, RAFT_STATE, ReadyError, StoreError};
 use dsss_rocksdb_store::RocksDbStore;
-use dsss_wire::RegionId;
 use dsss_wire::grpc::VersionedChannel;
 use dsss_wire::proto::coordinator_peer_client::CoordinatorPeerClient;
 use dsss_wire::proto::{self, RaftBatch};
+use dsss_wire::{PhysicalClock, RegionId, SystemClock};
 use tokio::sync::oneshot;
 
 use super::config::CoordinatorDriverConfig;
@@ -159,6 +159,36 @@ struct CoordinatorLoop {
     next_read_id: u64,
 }
 
+impl CoordinatorLoop {
+    /// Gives the replica the verdict on its clock from what the peer transport measured, and
+    /// logs when it fences itself or resumes.
+    fn judge_clock(&mut self, now_us: u64) {
+        let verdict = {
+            let mut clocks = lock_clocks(self.peers.clocks());
+            // The two clocks read together: `now_us` may have been read a while ago.
+            let (wall_us, steady_us) = (SystemClock.now_us(), monotonic_us());
+            clocks.observe_local_clock(wall_us, steady_us);
+            clocks.verdict(self.node.id(), &self.node.voters(), now_us)
+        };
+        let was_fenced = self.node.clock_fenced();
+        self.node.handle_clock_verdict(&verdict);
+        match (was_fenced, self.node.clock_fenced()) {
+            (false, true) => tracing::error!(
+                node_id = self.node.id(),
+                offset_ms = verdict.own_offset_us() / 1_000,
+                max_skew_ms = self.config.coordinator.max_clock_skew_us / 1_000,
+                "this coordinator replica's clock is beyond the tolerated skew from a majority \
+                 of the replicas; it will not lead until its clock is back within the bound"
+            ),
+            (true, false) => tracing::warn!(
+                node_id = self.node.id(),
+                "this coordinator replica's clock is back within the bound; it may lead again"
+            ),
+            _ => {}
+        }
+    }
+}
+
 impl LoopNode for CoordinatorLoop {
     type Event = CoordinatorEvent;
     type Error = CoordinatorLoopError;
@@ -168,6 +198,7 @@ impl LoopNode for CoordinatorLoop {
     }
 
     fn handle_tick(&mut self, now_us: u64) {
+        self.judge_clock(now_us);
         self.node.handle_tick(now_us);
     }
 

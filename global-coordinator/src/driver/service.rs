@@ -6,7 +6,7 @@
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
 
-use dsss_raft_group::transport::PEER_BATCH_MESSAGES_MAX;
+use dsss_raft_group::transport::{PEER_BATCH_MESSAGES_MAX, SharedPeerClocks, observe_probe};
 use dsss_wire::access::{caller_of, check_claimed_node, check_claimed_region};
 use dsss_wire::proto::coordinator_peer_server::CoordinatorPeer;
 use dsss_wire::proto::coordinator_server::Coordinator;
@@ -135,12 +135,14 @@ impl Coordinator for CoordinatorService {
 #[derive(Clone, Debug)]
 pub struct CoordinatorPeerService {
     link: CoordinatorLink,
+    clocks: SharedPeerClocks,
 }
 
 impl CoordinatorPeerService {
-    /// The service over `link`.
-    pub fn new(link: CoordinatorLink) -> Self {
-        CoordinatorPeerService { link }
+    /// The service over `link`, measuring the other replicas' clocks into `clocks` from the
+    /// probes their batches carry.
+    pub fn new(link: CoordinatorLink, clocks: SharedPeerClocks) -> Self {
+        CoordinatorPeerService { link, clocks }
     }
 }
 
@@ -163,6 +165,7 @@ impl CoordinatorPeer for CoordinatorPeerService {
         )?;
         let batch = request.into_inner();
         self.check(&batch)?;
+        observe_probe(&self.clocks, batch.from_node_id, batch.clock_probe.as_ref());
         // A full queue drops the batch: raft retransmits what is not acknowledged.
         if let Err(status) = self.link.send(CoordinatorEvent::RaftBatch(batch)) {
             tracing::debug!(
@@ -183,6 +186,7 @@ impl CoordinatorPeer for CoordinatorPeerService {
         while let Some(batch) = batches.message().await? {
             caller.check_claimed_node(batch.from_node_id, "the raft batch's from_node_id")?;
             self.check(&batch)?;
+            observe_probe(&self.clocks, batch.from_node_id, batch.clock_probe.as_ref());
             // A replica that stopped, or is too busy to queue the batch, ends the stream: the
             // sender backs off and opens a new one (raft retransmits), rather than stream on
             // into a replica that is gone.

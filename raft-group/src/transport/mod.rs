@@ -14,5 +14,6 @@ pub use delay::{DELAY_US_MAX, DelayLine, OneWayDelay, wait_until};
 pub use peer::{
     PEER_BACKOFF_US_MAX, PEER_BACKOFF_US_MIN, PEER_BATCH_BYTES_MAX, PEER_BATCH_MESSAGES_MAX,
     PEER_CALL_TIMEOUT_US, PEER_CONNECT_TIMEOUT_US, PEER_QUEUE_MESSAGES_MAX,
-    PEER_STREAM_BATCHES_MAX, PEERS_MAX, PeerDelays, PeerSenders, RaftDelivery,
+    PEER_STREAM_BATCHES_MAX, PEERS_MAX, PeerDelays, PeerSenders, RaftDelivery, SharedPeerClocks,
+    lock_clocks, monotonic_us, observe_probe, probe_for,
 };

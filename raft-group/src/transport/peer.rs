@@ -18,8 +18,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dsss_wire::grpc::{VersionedChannel, coordinator_peer_client, region_peer_client};
@@ -37,6 +37,52 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::delay::{DelayLine, OneWayDelay};
 use crate::encode_message;
+use crate::peer_clocks::{CLOCK_PROBE_INTERVAL_US, ClockProbe, PeerClocks};
+
+/// This node's view of its peers' clocks, shared by the peer tasks (which stamp outgoing
+/// batches with probes), the service that receives batches (which takes the samples) and the
+/// node loop (which reads the verdict).
+pub type SharedPeerClocks = Arc<Mutex<PeerClocks>>;
+
+/// The probe for a batch to `peer_id`, as of now.
+pub fn probe_for(clocks: &SharedPeerClocks, peer_id: u64) -> proto::ClockProbe {
+    let probe = lock_clocks(clocks).probe_for(peer_id, SystemClock.now_us());
+    proto::ClockProbe {
+        sent_at_us: probe.sent_at_us,
+        echo_sent_at_us: probe.echo_sent_at_us,
+        echo_held_us: probe.echo_held_us,
+    }
+}
+
+/// Takes the probe of a batch from `peer_id` that arrived now. Returns the sample it gave.
+pub fn observe_probe(
+    clocks: &SharedPeerClocks,
+    peer_id: u64,
+    probe: Option<&proto::ClockProbe>,
+) -> Option<crate::ClockSample> {
+    let probe = probe?;
+    let probe = ClockProbe {
+        sent_at_us: probe.sent_at_us,
+        echo_sent_at_us: probe.echo_sent_at_us,
+        echo_held_us: probe.echo_held_us,
+    };
+    lock_clocks(clocks).observe(peer_id, probe, SystemClock.now_us())
+}
+
+/// Microseconds of this process's monotonic clock, from an arbitrary start: what
+/// [`PeerClocks::observe_local_clock`] compares the wall clock with.
+pub fn monotonic_us() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The clocks, even if a holder panicked: they hold only samples.
+pub fn lock_clocks(clocks: &SharedPeerClocks) -> std::sync::MutexGuard<'_, PeerClocks> {
+    clocks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// The most raft messages queued for one peer; beyond, new messages are dropped.
 pub const PEER_QUEUE_MESSAGES_MAX: usize = 4_096;
@@ -137,6 +183,7 @@ pub struct PeerSenders<D: RaftDelivery> {
     dropped: Arc<AtomicU64>,
     runtime: tokio::runtime::Handle,
     security: Security,
+    clocks: SharedPeerClocks,
     delivery: std::marker::PhantomData<fn() -> D>,
 }
 
@@ -156,6 +203,7 @@ impl<D: RaftDelivery> Clone for PeerSenders<D> {
             dropped: self.dropped.clone(),
             runtime: self.runtime.clone(),
             security: self.security.clone(),
+            clocks: self.clocks.clone(),
             delivery: std::marker::PhantomData,
         }
     }
@@ -163,8 +211,9 @@ impl<D: RaftDelivery> Clone for PeerSenders<D> {
 
 impl<D: RaftDelivery> PeerSenders<D> {
     /// Starts one task per peer (`(node id, host:port)`) on the current tokio runtime, with
-    /// the WAN `delays`, connecting as `security` says (mutual TLS or plaintext). The tasks
-    /// end when the returned senders (and every clone) are dropped.
+    /// the WAN `delays`, connecting as `security` says (mutual TLS or plaintext), stamping
+    /// every batch with a probe from `clocks`. The tasks end when the returned senders (and
+    /// every clone) are dropped.
     ///
     /// # Panics
     ///
@@ -174,6 +223,7 @@ impl<D: RaftDelivery> PeerSenders<D> {
         peers: &[(u64, String)],
         delays: PeerDelays,
         security: Security,
+        clocks: SharedPeerClocks,
     ) -> Self {
         let mut senders = PeerSenders {
             node_id,
@@ -183,6 +233,7 @@ impl<D: RaftDelivery> PeerSenders<D> {
             dropped: Arc::default(),
             runtime: tokio::runtime::Handle::current(),
             security,
+            clocks,
             delivery: std::marker::PhantomData,
         };
         for (peer_id, address) in peers {
@@ -214,6 +265,7 @@ impl<D: RaftDelivery> PeerSenders<D> {
             peer_id,
             address.to_owned(),
             self.security.clone(),
+            self.clocks.clone(),
             receiver,
             line,
         ));
@@ -255,6 +307,11 @@ impl<D: RaftDelivery> PeerSenders<D> {
         &self.runtime
     }
 
+    /// This node's view of its peers' clocks, which the transport's batches measure.
+    pub fn clocks(&self) -> &SharedPeerClocks {
+        &self.clocks
+    }
+
     /// Messages dropped since the transport started.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -272,6 +329,7 @@ async fn run_peer<D: RaftDelivery>(
     to_node_id: u64,
     address: String,
     security: Security,
+    clocks: SharedPeerClocks,
     mut queue: mpsc::Receiver<Queued>,
     mut line: DelayLine,
 ) {
@@ -293,15 +351,33 @@ async fn run_peer<D: RaftDelivery>(
     let mut carried: Option<Timed> = None;
     loop {
         let first = match carried.take() {
-            Some(timed) => timed,
-            None => match queue.recv().await {
-                Some(queued) => timed(&mut line, queued),
-                None => return,
+            Some(timed) => Some(timed),
+            None => {
+                // An idle link still carries a probe now and then, so that both ends keep
+                // measuring their clocks.
+                let idle = Duration::from_micros(CLOCK_PROBE_INTERVAL_US);
+                match tokio::time::timeout(idle, queue.recv()).await {
+                    Ok(Some(queued)) => Some(timed(&mut line, queued)),
+                    Ok(None) => return,
+                    Err(_) => None,
+                }
+            }
+        };
+        let mut batch = match first {
+            Some(first) => {
+                super::delay::wait_until(first.send_at).await;
+                let (batch, rest) =
+                    collect_batch(from_node_id, to_node_id, first, &mut queue, &mut line);
+                carried = rest;
+                batch
+            }
+            None => RaftBatch {
+                from_node_id,
+                to_node_id,
+                ..RaftBatch::default()
             },
         };
-        super::delay::wait_until(first.send_at).await;
-        let (batch, rest) = collect_batch(from_node_id, to_node_id, first, &mut queue, &mut line);
-        carried = rest;
+        batch.clock_probe = Some(probe_for(&clocks, to_node_id));
         let open = stream.get_or_insert_with(|| PeerStream::open(&client));
         let sent = tokio::time::timeout(
             Duration::from_micros(PEER_CALL_TIMEOUT_US),
@@ -420,6 +496,7 @@ fn collect_batch(
             logical: 0,
         }),
         messages,
+        clock_probe: None,
     };
     (batch, rest)
 }

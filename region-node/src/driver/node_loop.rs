@@ -17,9 +17,12 @@ use dsss_raft_group::node_loop::{
     LoopHandle, LoopNode, LoopSettings, LoopThreadError, PeerIo, event_channel,
 };
 use dsss_raft_group::raft::eraftpb::Message;
-use dsss_raft_group::{RAFT_LOG, RAFT_STATE, ReadyError, StoreError};
+use dsss_raft_group::transport::{lock_clocks, monotonic_us};
+use dsss_raft_group::{ClockVerdict, RAFT_LOG, RAFT_STATE, ReadyError, StoreError};
 use dsss_rocksdb_store::RocksDbStore;
-use dsss_wire::{ClientId, RegionId, RequestSequence, Timestamp, proto};
+use dsss_wire::{
+    ClientId, PhysicalClock, RegionId, RequestSequence, SystemClock, Timestamp, proto,
+};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::checkpoint::{CheckpointFetch, CheckpointOutcome, CheckpointUpload};
@@ -427,10 +430,18 @@ impl LoopNode for RegionLoop {
     type Error = NodeLoopError;
 
     fn handle_event(&mut self, now_us: u64, event: NodeEvent) {
+        // A clock that stepped since the last tick must not stamp this call.
+        if matches!(
+            event,
+            NodeEvent::Propose { .. } | NodeEvent::OpenSession { .. }
+        ) {
+            self.judge_clock(now_us);
+        }
         self.handle_node_event(now_us, event);
     }
 
     fn handle_tick(&mut self, now_us: u64) {
+        self.judge_clock(now_us);
         self.node.handle_tick(now_us);
     }
 
@@ -458,6 +469,62 @@ impl LoopNode for RegionLoop {
 }
 
 impl RegionLoop {
+    /// Gives the node the verdict on its clock from what the peer transport measured, and
+    /// logs when the node fences itself or resumes.
+    fn judge_clock(&mut self, now_us: u64) {
+        let (verdict, samples) = {
+            let mut clocks = lock_clocks(self.peers.clocks());
+            // The two clocks read together: `now_us` may have been read a while ago.
+            let (wall_us, steady_us) = (SystemClock.now_us(), monotonic_us());
+            if let Some(step_us) = clocks.observe_local_clock(wall_us, steady_us) {
+                tracing::warn!(
+                    node_id = self.node.id(),
+                    step_ms = step_us / 1_000,
+                    "this node's wall clock stepped against its monotonic clock; it stamps \
+                     nothing until its peers confirm the new time"
+                );
+            }
+            let voters = self.node.voters();
+            (
+                clocks.verdict(self.node.id(), &voters, now_us),
+                clocks.fresh_samples(now_us),
+            )
+        };
+        let was_fenced = self.node.clock_fence().is_some();
+        self.node.handle_clock_verdict(&verdict, samples);
+        match (was_fenced, self.node.clock_fence()) {
+            (false, Some(fence)) => {
+                let peers: Vec<String> = match &verdict {
+                    ClockVerdict::Beyond { peers } => peers
+                        .iter()
+                        .map(|(peer, sample)| {
+                            format!(
+                                "node {peer} at {:+} ms (within {} ms)",
+                                sample.offset_us / 1_000,
+                                sample.uncertainty_us / 1_000
+                            )
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                tracing::error!(
+                    node_id = self.node.id(),
+                    offset_ms = fence.offset_us / 1_000,
+                    max_skew_ms = fence.max_skew_us / 1_000,
+                    peers = %peers.join(", "),
+                    "{fence}; this node refuses calls and will not lead until then"
+                );
+            }
+            (true, None) => {
+                tracing::warn!(
+                    node_id = self.node.id(),
+                    "this node's clock is back within the bound of its region's; it takes calls again"
+                );
+            }
+            _ => {}
+        }
+    }
+
     /// Drains every output of the node in one exhaustive `match`. `immediate`: the outputs
     /// come out of a proposal itself, so its answers did not wait for a round (a call
     /// committed before, or a refusal).

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dsss_wire::access::Guarded;
@@ -21,6 +21,7 @@ use crate::driver::{DriverConfig, DriverConfigError, NodeLoopError};
 use crate::service::{
     NodeLink, RegionAdminService, RegionClientService, RegionEpochsService, RegionPeerService,
 };
+use dsss_raft_group::PeerClocks;
 
 /// The most HTTP/2 streams (concurrent requests) one connection may open: enough for many
 /// clients sharing a connection, few enough that one connection cannot take the node over.
@@ -104,11 +105,15 @@ pub async fn start_with_global(
         address: config.listen_address.clone(),
         error,
     })?;
+    // What the node knows of its peers' clocks: the transport stamps batches with probes,
+    // the peer service takes the samples, and the node loop gives the verdict to the node.
+    let clocks = Arc::new(Mutex::new(PeerClocks::new(config.node.max_clock_skew_us)));
     let peers = start_peers_with_delays(
         node_id,
         &config.peers,
         global.peer_delays.clone(),
         config.security.clone(),
+        Arc::clone(&clocks),
     );
     let settings = NodeLoopSettings {
         node: config.node.clone(),
@@ -157,7 +162,7 @@ pub async fn start_with_global(
             Arc::clone(&access),
         ))
         .add_service(Guarded::new(
-            region_peer_server(RegionPeerService::new(link.clone())),
+            region_peer_server(RegionPeerService::new(link.clone(), clocks)),
             Arc::clone(&access),
         ))
         .add_service(Guarded::new(

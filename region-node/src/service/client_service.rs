@@ -522,6 +522,20 @@ pub fn status_reply(status: &NodeStatus, streams: StreamLoad) -> proto::StatusRe
             physical_now_us: status.physical_now_us,
             max_skew_us: status.max_clock_skew_us,
             rejected_timestamps: node.counters.clock_skew_refused,
+            fenced: node.clock.fenced.is_some(),
+            own_offset_us: node.clock.fenced.map_or(0, |fence| fence.offset_us),
+            fences: node.counters.clock_fences,
+            peers: node
+                .clock
+                .peers
+                .iter()
+                .map(|(peer, sample)| proto::PeerClockOffset {
+                    node_id: *peer,
+                    offset_us: sample.offset_us,
+                    uncertainty_us: sample.uncertainty_us,
+                    measured_at_us: sample.taken_at_us,
+                })
+                .collect(),
         }),
         truncated_through_position: node.checkpoints.truncated_through,
         first_retained_position: node.first_retained_position,
@@ -604,6 +618,7 @@ fn refused_status(node_id: u64, error: &ProposeError) -> Status {
         ProposeError::UnknownSession { .. } => {
             Status::failed_precondition(format!("node {node_id}: {error}"))
         }
+        ProposeError::ClockFenced(fence) => Status::unavailable(format!("node {node_id}: {fence}")),
         ProposeError::TooOld { floor } => Status::failed_precondition(format!(
             "request_sequence is too old: the region only judges this client's sequences from \
              {floor} on, so it cannot tell whether this call was applied"
@@ -799,7 +814,7 @@ impl RegionClient for RegionClientService {
                     "node {node_id}: {error}"
                 )));
             }
-            Err(error @ OpenSessionError::Dropped) => {
+            Err(error @ (OpenSessionError::Dropped | OpenSessionError::ClockFenced(_))) => {
                 return Err(Status::unavailable(format!("node {node_id}: {error}")));
             }
         };
@@ -1199,6 +1214,7 @@ mod tests {
                 log_cache_bytes: 5 * 300,
                 snapshot_catch_up: Default::default(),
                 counters: NodeCounters::default(),
+                clock: crate::ClockStatus::default(),
             },
             region: RegionId::new("eu-west").expect("valid region"),
             physical_now_us: 1_700_000_000_000_000,

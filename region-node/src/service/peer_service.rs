@@ -11,6 +11,7 @@
 
 use dsss_raft_group::decode_message;
 use dsss_raft_group::raft::eraftpb::Message;
+use dsss_raft_group::transport::{SharedPeerClocks, observe_probe};
 use dsss_wire::access::{caller_of, check_claimed_node};
 use dsss_wire::proto::region_peer_server::RegionPeer;
 use dsss_wire::proto::{self, RaftBatch, RaftBatchAck};
@@ -24,12 +25,14 @@ use crate::service::NodeLink;
 #[derive(Clone, Debug)]
 pub struct RegionPeerService {
     link: NodeLink,
+    clocks: SharedPeerClocks,
 }
 
 impl RegionPeerService {
-    /// The service over `link`.
-    pub fn new(link: NodeLink) -> Self {
-        RegionPeerService { link }
+    /// The service over `link`, measuring peers' clocks into `clocks` from the probes their
+    /// batches carry.
+    pub fn new(link: NodeLink, clocks: SharedPeerClocks) -> Self {
+        RegionPeerService { link, clocks }
     }
 }
 
@@ -56,7 +59,9 @@ impl RegionPeer for RegionPeerService {
         )?;
         let batch = request.into_inner();
         let from = batch.from_node_id;
+        let probe = batch.clock_probe;
         let messages = self.check(batch)?;
+        observe_probe(&self.clocks, from, probe.as_ref());
         if !messages.is_empty() {
             // A full queue drops the batch: raft retransmits what is not acknowledged.
             if let Err(status) = self.link.send(NodeEvent::RaftMessages(messages)) {
@@ -123,7 +128,9 @@ impl RegionPeer for RegionPeerService {
         let mut batches = request.into_inner();
         while let Some(batch) = batches.message().await? {
             caller.check_claimed_node(batch.from_node_id, "the raft batch's from_node_id")?;
+            let (from, probe) = (batch.from_node_id, batch.clock_probe);
             let messages = self.check(batch)?;
+            observe_probe(&self.clocks, from, probe.as_ref());
             if !messages.is_empty() {
                 // A node that stopped, or is too busy to queue the batch, ends the stream:
                 // the sender drops what it held, backs off and opens a new one (raft

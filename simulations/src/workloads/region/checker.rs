@@ -41,6 +41,8 @@ pub struct RegionObserver {
     pub deliberate_duplicates: u64,
     /// Raft messages a node refused (decoding or stepping).
     pub raft_messages_refused: u64,
+    /// Times a node fenced itself because its clock was beyond the bound from its peers'.
+    pub clock_fences: u64,
     violation_count: u64,
     violations: Vec<String>,
 }

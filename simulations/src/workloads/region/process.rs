@@ -7,10 +7,11 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
+use dsss_raft_group::peer_clocks::CLOCK_PROBE_INTERVAL_US;
 use dsss_raft_group::raft::eraftpb::Message as RaftMessage;
 use dsss_raft_group::{
-    DurableStore, KeySpace, KeyValuePairs, PinnedViews, ReadyIo, StoreError, WriteBatch,
-    WriteOperation, encode_message,
+    ClockProbe, DurableStore, KeySpace, KeyValuePairs, PeerClocks, PinnedViews, ReadyIo,
+    StoreError, WriteBatch, WriteOperation, encode_message,
 };
 use dsss_region_node::{
     LogRangeReply, LogRangeRequest, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig,
@@ -41,8 +42,11 @@ const CALL_ARGUMENT_BYTES: usize = 24;
 /// A message of the region workload.
 #[derive(Clone)]
 pub enum RegionMessage {
-    /// A raft message, encoded as on the wire.
-    Raft(Vec<u8>),
+    /// A raft message, encoded as on the wire, with the sender's clock probe (as a batch of
+    /// raft messages carries one in production).
+    Raft(Vec<u8>, ClockProbe),
+    /// A clock probe alone, which a member sends a peer it sent nothing for a while.
+    ClockProbe(ClockProbe),
     /// A client opens its session, named `open_id` by the client.
     OpenSession {
         /// The client's name for the open, echoed in the answer.
@@ -65,11 +69,16 @@ pub enum RegionMessage {
 impl fmt::Debug for RegionMessage {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RegionMessage::Raft(bytes) => write!(
+            RegionMessage::Raft(bytes, _) => write!(
                 formatter,
                 "raft({}B #{:016x})",
                 bytes.len(),
                 content_hash(bytes)
+            ),
+            RegionMessage::ClockProbe(probe) => write!(
+                formatter,
+                "clock-probe(at {} echo {} held {})",
+                probe.sent_at_us, probe.echo_sent_at_us, probe.echo_held_us
             ),
             RegionMessage::ReadLogRange(request) => write!(formatter, "read-log-range({request})"),
             RegionMessage::LogRange(reply) => write!(formatter, "log-range({reply})"),
@@ -250,6 +259,7 @@ impl DurableStore for SimDiskReader<'_> {
 /// as bytes through the simulated network.
 struct SimReadyIo<'c, 'a> {
     cx: &'c mut Context<'a, RegionMessage>,
+    clocks: &'c mut NodeClocks,
 }
 
 impl ReadyIo for SimReadyIo<'_, '_> {
@@ -267,10 +277,36 @@ impl ReadyIo for SimReadyIo<'_, '_> {
     }
 
     fn send(&mut self, messages: Vec<RaftMessage>) {
+        let now_us = self.cx.now_us();
         for message in messages {
-            self.cx
-                .send(message.to, RegionMessage::Raft(encode_message(&message)));
+            let probe = self.clocks.probe_for(message.to, now_us);
+            self.cx.send(
+                message.to,
+                RegionMessage::Raft(encode_message(&message), probe),
+            );
         }
+    }
+}
+
+/// What a node knows of its peers' clocks, as the production driver keeps it: the probes it
+/// sends, the samples it takes, and when it last sent each peer something.
+struct NodeClocks {
+    clocks: PeerClocks,
+    /// The node's clock when it last sent each peer a probe.
+    probed_at_us: BTreeMap<u64, u64>,
+}
+
+impl NodeClocks {
+    fn new(max_skew_us: u64) -> Self {
+        NodeClocks {
+            clocks: PeerClocks::new(max_skew_us),
+            probed_at_us: BTreeMap::new(),
+        }
+    }
+
+    fn probe_for(&mut self, peer: u64, now_us: u64) -> ClockProbe {
+        self.probed_at_us.insert(peer, now_us);
+        self.clocks.probe_for(peer, now_us)
     }
 }
 
@@ -287,6 +323,8 @@ pub struct NodeProcess {
     session_opens: BTreeMap<u64, (NodeId, u64)>,
     next_open_id: u64,
     observer: Rc<RefCell<RegionObserver>>,
+    /// Its peers' clocks, measured from the probes raft messages carry (lost on a crash).
+    clocks: NodeClocks,
 }
 
 impl NodeProcess {
@@ -297,6 +335,7 @@ impl NodeProcess {
         observer: Rc<RefCell<RegionObserver>>,
     ) -> Self {
         NodeProcess {
+            clocks: NodeClocks::new(config.max_clock_skew_us),
             config,
             client_nodes,
             node: None,
@@ -325,13 +364,36 @@ impl NodeProcess {
         self.flush(cx);
     }
 
+    /// As the production driver does before every tick and every call: the verdict on the
+    /// node's clock, with the virtual time as its monotonic clock.
+    fn judge_clock(&mut self, cx: &mut Context<'_, RegionMessage>) {
+        let Some(node) = self.node.as_mut() else {
+            return;
+        };
+        let now_us = cx.now_us();
+        let monotonic_us = u64::try_from(cx.now().since_start().as_micros()).unwrap_or(u64::MAX);
+        self.clocks.clocks.observe_local_clock(now_us, monotonic_us);
+        let verdict = self
+            .clocks
+            .clocks
+            .verdict(node.id(), &node.voters(), now_us);
+        let was_fenced = node.clock_fence().is_some();
+        node.handle_clock_verdict(&verdict, self.clocks.clocks.fresh_samples(now_us));
+        if !was_fenced && node.clock_fence().is_some() {
+            self.observer.borrow_mut().clock_fences += 1;
+        }
+    }
+
     /// Runs a round and hands its outputs on: raft messages to peers, replies to callers,
     /// log events to the observer.
     fn flush(&mut self, cx: &mut Context<'_, RegionMessage>) {
         let Some(node) = self.node.as_mut() else {
             return;
         };
-        if let Err(error) = node.handle_ready(&mut SimReadyIo { cx }) {
+        if let Err(error) = node.handle_ready(&mut SimReadyIo {
+            cx,
+            clocks: &mut self.clocks,
+        }) {
             // The simulated disk only fails when full, and runs stay far below its size.
             panic!("node {}: a round failed: {error}", cx.node());
         }
@@ -394,6 +456,8 @@ impl Process for NodeProcess {
     type Message = RegionMessage;
 
     fn handle_start(&mut self, cx: &mut Context<'_, RegionMessage>) {
+        // What a node measured of its peers' clocks lives in memory only.
+        self.clocks = NodeClocks::new(self.config.max_clock_skew_us);
         let mut store = SimDiskStore::new(cx.disk());
         let node = match RegionNode::open(self.config.clone(), &mut store) {
             Ok(node) => node,
@@ -416,13 +480,21 @@ impl Process for NodeProcess {
             return;
         };
         match message {
-            RegionMessage::Raft(bytes) => {
+            RegionMessage::ClockProbe(probe) => {
+                self.clocks.clocks.observe(from, probe, cx.now_us());
+            }
+            RegionMessage::Raft(bytes, probe) => {
+                self.clocks.clocks.observe(from, probe, cx.now_us());
                 if node.handle_raft_message(&bytes).is_err() {
                     self.observer.borrow_mut().raft_messages_refused += 1;
                 }
                 self.flush(cx);
             }
             RegionMessage::Propose(request) => {
+                self.judge_clock(cx);
+                let Some(node) = self.node.as_mut() else {
+                    return;
+                };
                 node.handle_propose(cx.now_us(), request);
                 if self.flush_timer.is_none() {
                     self.flush_timer = Some(cx.set_timer(PROPOSAL_FLUSH_DELAY));
@@ -432,6 +504,10 @@ impl Process for NodeProcess {
                 open_id,
                 session_id,
             } => {
+                self.judge_clock(cx);
+                let Some(node) = self.node.as_mut() else {
+                    return;
+                };
                 let local_id = self.next_open_id;
                 self.next_open_id += 1;
                 self.session_opens.insert(local_id, (from, open_id));
@@ -480,8 +556,20 @@ impl Process for NodeProcess {
         if Some(timer) != self.tick_timer {
             return;
         }
+        self.judge_clock(cx);
         if let Some(node) = self.node.as_mut() {
-            node.handle_tick(cx.now_us());
+            // As the production driver does: a probe to every voter it sent nothing for a
+            // while.
+            let now_us = cx.now_us();
+            let voters = node.voters();
+            node.handle_tick(now_us);
+            for peer in voters.into_iter().filter(|peer| *peer != node.id()) {
+                let probed_at_us = self.clocks.probed_at_us.get(&peer).copied().unwrap_or(0);
+                if now_us.abs_diff(probed_at_us) >= CLOCK_PROBE_INTERVAL_US {
+                    let probe = self.clocks.probe_for(peer, now_us);
+                    cx.send(peer, RegionMessage::ClockProbe(probe));
+                }
+            }
         }
         self.flush(cx);
         self.tick_timer = Some(cx.set_timer(TICK_INTERVAL));
@@ -727,7 +815,8 @@ impl Process for ClientProcess {
         match message {
             RegionMessage::Reply(reply) => self.handle_reply(cx, from, reply),
             RegionMessage::SessionReply(reply) => self.handle_session_reply(cx, from, reply),
-            RegionMessage::Raft(_)
+            RegionMessage::Raft(..)
+            | RegionMessage::ClockProbe(_)
             | RegionMessage::Propose(_)
             | RegionMessage::OpenSession { .. }
             | RegionMessage::ReadLogRange(_)
@@ -851,11 +940,12 @@ mod tests {
 
     #[test]
     fn the_trace_names_raft_messages_by_content_not_by_bytes() {
-        let short = format!("{:?}", RegionMessage::Raft(vec![1, 2, 3]));
-        let other = format!("{:?}", RegionMessage::Raft(vec![1, 2, 4]));
+        let probe = ClockProbe::default();
+        let short = format!("{:?}", RegionMessage::Raft(vec![1, 2, 3], probe));
+        let other = format!("{:?}", RegionMessage::Raft(vec![1, 2, 4], probe));
         assert!(short.starts_with("raft(3B #"), "{short}");
         assert_ne!(short, other);
-        let long = format!("{:?}", RegionMessage::Raft(vec![0; 100_000]));
+        let long = format!("{:?}", RegionMessage::Raft(vec![0; 100_000], probe));
         assert!(long.len() < 40, "{long}");
     }
 }

@@ -519,7 +519,9 @@ impl SessionDriver {
                         Err(error @ OpenSessionError::Overloaded) => Response::Busy {
                             reason: error.to_string(),
                         },
-                        Err(error @ OpenSessionError::Dropped) => Response::Failed {
+                        Err(
+                            error @ (OpenSessionError::Dropped | OpenSessionError::ClockFenced(_)),
+                        ) => Response::Failed {
                             reason: error.to_string(),
                         },
                         Err(error @ (OpenSessionError::Full(_) | OpenSessionError::InvalidId)) => {
