@@ -20,7 +20,8 @@ pub(crate) trait ReadValues {
     fn timestamp(&mut self, what: &str) -> Result<Timestamp, String>;
     /// A length-prefixed region id.
     fn region(&mut self, what: &str) -> Result<RegionId, String>;
-    /// A length-prefixed record, returned with its encoded size (prefix included).
+    /// A length-prefixed record in its own encoding ([`dsss_wire::encode_record`]), returned
+    /// with its encoded size (prefix included).
     fn record(&mut self, what: &str) -> Result<(Record, u64), String>;
 }
 
@@ -44,7 +45,19 @@ impl ReadValues for Reader<'_> {
     fn record(&mut self, what: &str) -> Result<(Record, u64), String> {
         let bytes = self.bytes(RECORD_BYTES_MAX, what)?;
         let record = decode_record(bytes).map_err(|error| format!("{what}: {error}"))?;
-        Ok((record, bytes.len() as u64 + LENGTH_PREFIX_BYTES))
+        // Sizes count a record's own encoding, which every writer of entries, state and
+        // snapshots uses. A record encoded otherwise would count its received size here and
+        // its own size once re-encoded (in the store, in the next snapshot): a replica that
+        // restored it and one that restarted would enforce the size bounds on different sums.
+        let encoded_len = encoded_record_len(&record);
+        if encoded_len != bytes.len() {
+            return Err(format!(
+                "{what}: {} bytes that decode to a record whose encoding is {encoded_len} \
+                 bytes; records are stored in their own encoding only",
+                bytes.len()
+            ));
+        }
+        Ok((record, encoded_len as u64 + LENGTH_PREFIX_BYTES))
     }
 }
 

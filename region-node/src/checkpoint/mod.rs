@@ -475,9 +475,11 @@ pub(crate) struct Header {
 }
 
 impl Header {
-    /// Whether anything per object is kept: checkpoints, uncovered or released objects.
+    /// Whether anything per object is kept: checkpoints, uncovered or released objects. The
+    /// counts of a snapshot's header come from the network and may be anything, so they are
+    /// not summed (a sum can overflow, or wrap to 0 and hide the objects).
     pub(crate) fn has_items(&self) -> bool {
-        self.object_count + self.uncovered_count + self.released_count > 0
+        self.object_count > 0 || self.uncovered_count > 0 || self.released_count > 0
     }
 
     fn encode(&self) -> Vec<u8> {

@@ -589,7 +589,9 @@ impl GlobalState {
                 member_regions
                     .push(RegionId::new(name).map_err(|error| format!("member region: {error}"))?);
             }
-            if epoch_number != state.epochs_applied_through + 1
+            // The header may come from a peer's snapshot, so its counters may hold any value:
+            // they are compared without adding to them unchecked.
+            if state.epochs_applied_through.checked_add(1) != Some(epoch_number)
                 || parts_applied == 0
                 || parts_applied >= part_count
             {
@@ -625,10 +627,9 @@ impl GlobalState {
             };
             if batch.after_position > batch.through_position
                 || batch.batch_number > state.last_batch_number
-                || state
-                    .outgoing
-                    .back()
-                    .is_some_and(|last| last.batch_number + 1 != batch.batch_number)
+                || state.outgoing.back().is_some_and(|last| {
+                    last.batch_number.checked_add(1) != Some(batch.batch_number)
+                })
             {
                 return Err(format!(
                     "outgoing batch {} is out of order",
