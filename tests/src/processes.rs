@@ -31,6 +31,33 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How many lines of each node log a failing test prints.
 pub const LOG_TAIL_LINES_MAX: usize = 40;
 
+/// A topology of one region, "region-a", whose nodes `node_ids` listen on free loopback ports
+/// (data in `data/node-N`), with the coordinator on the first node, cluster `name`, and
+/// `tables` (a `[tls]` table, grants, or nothing) after the `[cluster]` table.
+///
+/// # Panics
+///
+/// When no loopback port can be bound.
+pub fn one_region_topology(name: &str, node_ids: &[u64], tables: &str) -> String {
+    let nodes: Vec<String> = node_ids
+        .iter()
+        .zip(free_ports(node_ids.len()))
+        .map(|(node_id, port)| {
+            format!(
+                "  {{ id = {node_id}, address = \"127.0.0.1:{port}\", data_dir = \"data/node-{node_id}\" }},"
+            )
+        })
+        .collect();
+    let first = node_ids.first().copied().unwrap_or(1);
+    format!(
+        "[cluster]\nname = \"{name}\"\nepoch_ms = 10\nsuspicion_timeout_ms = 2000\n\
+         max_clock_skew_ms = 250\nintra_region_delay_ms = 0.2\n\n{tables}\n\
+         [coordinator]\nreplicas = [{first}]\npreferred_leader = {first}\n\n\
+         [[regions]]\nid = \"region-a\"\nnodes = [\n{}\n]\n",
+        nodes.join("\n")
+    )
+}
+
 /// `count` distinct loopback ports that were free a moment ago: every listener is held until
 /// all are picked, so the system cannot hand out one port twice. They are released before the
 /// nodes bind them, so another process may take one first; tests on one machine take that small

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dsss::region_client::{Call, RegionClient, RegionConnections};
-use dsss_tests::processes::{Deadline, NodeProcesses, free_ports};
+use dsss_tests::processes::{Deadline, NodeProcesses, one_region_topology};
 use dsss_wire::Scope;
 use dsss_wire::proto;
 use dsss_wire::tls::Security;
@@ -38,24 +38,10 @@ const NODE_RESIDENT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 const WAIT_MAX: Duration = Duration::from_secs(60);
 
 fn topology_text() -> String {
-    let addresses: BTreeMap<u64, String> = NODE_IDS
-        .iter()
-        .zip(free_ports(NODE_IDS.len()))
-        .map(|(&node_id, port)| (node_id, format!("127.0.0.1:{port}")))
-        .collect();
-    let nodes: Vec<String> = addresses
-        .iter()
-        .map(|(node_id, address)| {
-            format!("  {{ id = {node_id}, address = \"{address}\", data_dir = \"data/node-{node_id}\" }},")
-        })
-        .collect();
-    format!(
-        "[cluster]\nname = \"flood\"\nepoch_ms = 10\nsuspicion_timeout_ms = 2000\n\
-         max_clock_skew_ms = 250\nintra_region_delay_ms = 0.2\n\n\
-         [tls]\nca_cert = \"certs/ca.crt\"\ncert_dir = \"certs\"\n\n\
-         [coordinator]\nreplicas = [1]\npreferred_leader = 1\n\n\
-         [[regions]]\nid = \"region-a\"\nnodes = [\n{}\n]\n",
-        nodes.join("\n")
+    one_region_topology(
+        "flood",
+        &NODE_IDS,
+        "[tls]\nca_cert = \"certs/ca.crt\"\ncert_dir = \"certs\"\n",
     )
 }
 

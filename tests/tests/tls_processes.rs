@@ -4,12 +4,11 @@
 //! certificates without a restart; nodes without `[tls]` or with unusable files refuse to start,
 //! and so do nodes on another node's data directory or on an empty one.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use dsss::region_client::{Call, RegionClient, RegionConnections};
-use dsss_tests::processes::{Deadline, NodeProcesses, free_ports};
+use dsss_tests::processes::{Deadline, NodeProcesses, one_region_topology};
 use dsss_wire::Scope;
 use dsss_wire::proto;
 use dsss_wire::tls::{Security, TlsFiles, node_id_of_certificate};
@@ -22,24 +21,7 @@ const WAIT_MAX: Duration = Duration::from_secs(60);
 
 /// A one-region topology on free loopback ports, with `tls` (a `[tls]` table or nothing).
 fn topology_text(tls: &str) -> String {
-    let addresses: BTreeMap<u64, String> = NODE_IDS
-        .iter()
-        .zip(free_ports(NODE_IDS.len()))
-        .map(|(&node_id, port)| (node_id, format!("127.0.0.1:{port}")))
-        .collect();
-    let nodes: Vec<String> = addresses
-        .iter()
-        .map(|(node_id, address)| {
-            format!("  {{ id = {node_id}, address = \"{address}\", data_dir = \"data/node-{node_id}\" }},")
-        })
-        .collect();
-    format!(
-        "[cluster]\nname = \"tls\"\nepoch_ms = 10\nsuspicion_timeout_ms = 2000\n\
-         max_clock_skew_ms = 250\nintra_region_delay_ms = 0.2\n\n{tls}\n\
-         [coordinator]\nreplicas = [1]\npreferred_leader = 1\n\n\
-         [[regions]]\nid = \"region-a\"\nnodes = [\n{}\n]\n",
-        nodes.join("\n")
-    )
+    one_region_topology("tls", &NODE_IDS, tls)
 }
 
 const TLS_TABLE: &str = "[tls]\nca_cert = \"certs/ca.crt\"\ncert_dir = \"certs\"\n";
