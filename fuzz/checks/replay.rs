@@ -68,3 +68,34 @@ pub fn write_seeds(target: &str, seeds: &[(String, Vec<u8>)]) {
         }
     }
 }
+
+/// A seed input for a check whose first byte selects one of `names` (its decoders): the
+/// selector of `name`, then `data`; named `name-variant`.
+#[allow(dead_code)] // Not every corpus test writes selected seeds.
+pub fn selected_seed<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    name: &str,
+    variant: &str,
+    data: &[u8],
+) -> (String, Vec<u8>) {
+    let selector = names
+        .into_iter()
+        .position(|decoder| decoder == name)
+        .unwrap_or_else(|| panic!("no decoder {name}"));
+    let mut input = vec![u8::try_from(selector).expect("fewer than 256 decoders")];
+    input.extend_from_slice(data);
+    (format!("{name}-{variant}"), input)
+}
+
+/// Raft entries framed as the checks' apply decoders read them: each with its length as two
+/// big-endian bytes.
+#[allow(dead_code)] // Not every corpus test writes framed entries.
+pub fn framed(entries: &[Vec<u8>]) -> Vec<u8> {
+    let mut data = Vec::new();
+    for entry in entries {
+        let length = u16::try_from(entry.len()).expect("an entry of at most 64 KiB");
+        data.extend_from_slice(&length.to_be_bytes());
+        data.extend_from_slice(entry);
+    }
+    data
+}

@@ -105,22 +105,12 @@ fn a_batch_entry_with_a_record_in_another_encoding_is_refused() {
 }
 
 fn seed(name: &str, variant: &str, data: &[u8]) -> (String, Vec<u8>) {
-    let selector = check::DECODERS
-        .iter()
-        .position(|(decoder, _)| *decoder == name)
-        .unwrap_or_else(|| panic!("no decoder {name}"));
-    let mut input = vec![selector as u8];
-    input.extend_from_slice(data);
-    (format!("{name}-{variant}"), input)
-}
-
-fn framed(entries: &[Vec<u8>]) -> Vec<u8> {
-    let mut data = Vec::new();
-    for entry in entries {
-        data.extend_from_slice(&u16::try_from(entry.len()).unwrap().to_be_bytes());
-        data.extend_from_slice(entry);
-    }
-    data
+    replay::selected_seed(
+        check::DECODERS.iter().map(|(decoder, _)| *decoder),
+        name,
+        variant,
+        data,
+    )
 }
 
 /// Writes the seed corpus: every kind of entry, a run of batches from every region that seals
@@ -171,8 +161,16 @@ fn write_seed_corpus() {
         seed("CoordinatorEntry::decode", "batch", &batches[0]),
         seed("CoordinatorEntry::decode", "suspect", &suspect),
         seed("CoordinatorEntry::decode", "acknowledged", &acknowledged),
-        seed("CoordinatorState::apply", "epoch", &framed(&entries)),
-        seed("CoordinatorState::apply", "batch", &framed(&batches[..1])),
+        seed(
+            "CoordinatorState::apply",
+            "epoch",
+            &replay::framed(&entries),
+        ),
+        seed(
+            "CoordinatorState::apply",
+            "batch",
+            &replay::framed(&batches[..1]),
+        ),
         seed("CoordinatorState::validate_snapshot", "sealed", &snapshot),
     ];
     replay::write_seeds(TARGET, &seeds);

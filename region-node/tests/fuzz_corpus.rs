@@ -95,23 +95,12 @@ fn record(sequence: u64, scope: Scope) -> Record {
 
 /// The input that selects `name` and carries `data`.
 fn seed(name: &str, variant: &str, data: &[u8]) -> (String, Vec<u8>) {
-    let selector = check::DECODERS
-        .iter()
-        .position(|(decoder, _)| *decoder == name)
-        .unwrap_or_else(|| panic!("no decoder {name}"));
-    let mut input = vec![selector as u8];
-    input.extend_from_slice(data);
-    (format!("{name}-{variant}"), input)
-}
-
-/// Raft entries framed as the apply decoder reads them.
-fn framed(entries: &[Vec<u8>]) -> Vec<u8> {
-    let mut data = Vec::new();
-    for entry in entries {
-        data.extend_from_slice(&u16::try_from(entry.len()).unwrap().to_be_bytes());
-        data.extend_from_slice(entry);
-    }
-    data
+    replay::selected_seed(
+        check::DECODERS.iter().map(|(decoder, _)| *decoder),
+        name,
+        variant,
+        data,
+    )
 }
 
 /// Writes the seed corpus: valid encodings of every kind. Run the test binary with
@@ -236,15 +225,23 @@ fn write_seed_corpus() {
             "one_record",
             &part.to_wire().encode_to_vec(),
         ),
-        seed("RegionLog::apply", "every_kind", &framed(&entries)),
-        seed("RegionLog::apply", "batch", &framed(&[batch])),
-        seed("RegionLog::apply", "close", &framed(&[close])),
-        seed("RegionLog::apply", "epoch_part", &framed(&[epoch_part])),
-        seed("RegionLog::apply", "checkpoint", &framed(&[checkpoint])),
+        seed("RegionLog::apply", "every_kind", &replay::framed(&entries)),
+        seed("RegionLog::apply", "batch", &replay::framed(&[batch])),
+        seed("RegionLog::apply", "close", &replay::framed(&[close])),
+        seed(
+            "RegionLog::apply",
+            "epoch_part",
+            &replay::framed(&[epoch_part]),
+        ),
+        seed(
+            "RegionLog::apply",
+            "checkpoint",
+            &replay::framed(&[checkpoint]),
+        ),
         seed(
             "RegionLog::apply",
             "sessions",
-            &framed(&[session_open, session_close]),
+            &replay::framed(&[session_open, session_close]),
         ),
         seed("RegionLog::validate_snapshot", "applied", &snapshot),
         seed("RegionLog::validate_snapshot", "empty", &empty_snapshot),

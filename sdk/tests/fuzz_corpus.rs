@@ -21,13 +21,12 @@ fn every_corpus_input_decodes_or_is_refused() {
 }
 
 fn seed(name: &str, variant: &str, data: &[u8]) -> (String, Vec<u8>) {
-    let selector = check::DECODERS
-        .iter()
-        .position(|(decoder, _)| *decoder == name)
-        .unwrap_or_else(|| panic!("no decoder {name}"));
-    let mut input = vec![selector as u8];
-    input.extend_from_slice(data);
-    (format!("{name}-{variant}"), input)
+    replay::selected_seed(
+        check::DECODERS.iter().map(|(decoder, _)| *decoder),
+        name,
+        variant,
+        data,
+    )
 }
 
 /// A call of the `calls` decoder: the method id byte and the arguments with their length.
