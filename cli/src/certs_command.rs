@@ -52,6 +52,58 @@ pub(crate) enum CertsCommand {
         dsss certs generate --topology topology/examples/local.toml\n  \
         dsss certs generate --topology my-cluster.toml --out certs")]
     Generate(GenerateArgs),
+    /// Make a bearer token for a client that reaches the nodes through a gateway which ends
+    /// its TLS.
+    ///
+    /// Prints the token (give it to the client: `Config::bearer_token` in the SDK) and the
+    /// [[tokens]] table to add to the topology, which holds only the token's SHA-256 digest.
+    /// A call that carries the token is the named client's: its grants, its session ids,
+    /// whatever client certificate the gateway's connection presents. Remove the table (and
+    /// restart the nodes) to revoke the token.
+    #[command(after_help = "Example:\n  dsss certs token --client alice")]
+    Token(TokenArgs),
+}
+
+/// The arguments of `dsss certs token`.
+#[derive(Debug, Args)]
+pub(crate) struct TokenArgs {
+    /// The client the token stands for (as in [[grants]]).
+    #[arg(long = "client", value_name = "NAME")]
+    client: String,
+}
+
+/// Bytes of randomness in a token.
+const TOKEN_RANDOM_BYTES: usize = 32;
+
+/// Prints a fresh token for the client and its `[[tokens]]` table.
+fn token(arguments: &TokenArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
+    use std::io::Read;
+    if let Err(problem) = dsss_topology::check_client_name(&arguments.client) {
+        let _ = writeln!(stderr, "--client {:?}: {problem}", arguments.client);
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    let mut random = [0_u8; TOKEN_RANDOM_BYTES];
+    if let Err(error) =
+        fs::File::open("/dev/urandom").and_then(|mut source| source.read_exact(&mut random))
+    {
+        let _ = writeln!(stderr, "cannot read /dev/urandom for the token: {error}");
+        return ExitCode::from(EXIT_WRITE_FAILED);
+    }
+    let token = format!("dsss_{}", hex(&random));
+    let digest = dsss_wire::access::token_digest(&token);
+    let _ = writeln!(
+        stdout,
+        "token for client {client:?} (give it to the client; it is not stored anywhere):\n{token}\n\n\
+         add to the topology (it holds the token's SHA-256 digest, not the token):\n\
+         [[tokens]]\nclient = {client:?}\nsha256 = \"{}\"",
+        hex(&digest),
+        client = arguments.client,
+    );
+    ExitCode::SUCCESS
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// The arguments of `dsss certs generate`.
@@ -81,7 +133,10 @@ pub(crate) fn run(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> ExitCode {
-    let CertsCommand::Generate(arguments) = command;
+    let arguments = match command {
+        CertsCommand::Generate(arguments) => arguments,
+        CertsCommand::Token(arguments) => return token(&arguments, stdout, stderr),
+    };
     let topology = match load(&arguments.topology) {
         Ok(topology) => topology,
         Err(diagnostics) => {

@@ -80,7 +80,7 @@ enum Command {
     /// Change the membership of a running region.
     #[command(subcommand)]
     Region(region_command::RegionCommand),
-    /// Make the TLS certificates of a topology's nodes and clients.
+    /// Make the TLS certificates of a topology's nodes and clients, and clients' bearer tokens.
     #[command(subcommand)]
     Certs(certs_command::CertsCommand),
     /// Measure DSSS on this machine.

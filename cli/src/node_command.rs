@@ -66,17 +66,33 @@ pub(crate) struct NodeArgs {
     /// for drills of clock fencing: the node should fence itself and say so.
     #[arg(long, value_name = "MS", hide = true, allow_negative_numbers = true)]
     clock_step_ms: Option<i64>,
+    /// The node's data directory, instead of the topology's data_dir for it (a volume that
+    /// each machine mounts at its own path, with one topology file for all). Its coordinator
+    /// replica, if it hosts one, keeps its data under it too.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 /// Runs the node until a signal stops it, logging to standard error.
 pub(crate) fn run(args: NodeArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
-    let topology = match load(&args.topology) {
+    let mut topology = match load(&args.topology) {
         Ok(topology) => topology,
         Err(diagnostics) => {
             let _ = write!(stderr, "{diagnostics}");
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
+    if let Some(data_dir) = &args.data_dir {
+        // One place to change: the region node and the coordinator replica both read it.
+        if let Some(node) = topology
+            .regions
+            .iter_mut()
+            .flat_map(|region| region.nodes.iter_mut())
+            .find(|node| node.id == args.id)
+        {
+            node.data_dir = data_dir.clone();
+        }
+    }
     let mut config = match DriverConfig::from_topology(&topology, args.id, args.join) {
         Ok(config) => config,
         Err(error) => {
@@ -215,6 +231,7 @@ async fn serve(hosted: Hosted, stdout: &mut dyn Write, stderr: &mut dyn Write) -
     let node_id = config.node.group.node_id;
     let region = config.node.region.as_str().to_owned();
     let data_dir = config.data_dir.clone();
+    let advertised = config.advertised_address.clone();
     let peers: Vec<String> = config
         .peers
         .iter()
@@ -258,8 +275,13 @@ async fn serve(hosted: Hosted, stdout: &mut dyn Write, stderr: &mut dyn Write) -
     };
     let _ = writeln!(
         stdout,
-        "node {node_id} of region {region} listening on {} (gRPC, {transport}); data in {}; peers: {}; {}; {wan}",
+        "node {node_id} of region {region} listening on {}{} (gRPC, {transport}); data in {}; peers: {}; {}; {wan}",
         node.local_address(),
+        if advertised == node.local_address().to_string() {
+            String::new()
+        } else {
+            format!(", reached at {advertised}")
+        },
         data_dir.display(),
         if peers.is_empty() {
             "none".to_owned()

@@ -42,8 +42,8 @@ fn from_hex(text: &str) -> Vec<u8> {
 
 /// The object counts of a snapshot's header were summed to learn whether it keeps anything
 /// per object: the sum overflowed (a panic with overflow checks, a wrap to "nothing kept"
-/// without them). The snapshot decodes, keeps objects, and is refused because their state was
-/// not fetched.
+/// without them). The snapshot is refused, not a panic: its header counts more state bytes
+/// than the checkpoint bytes that include them, which no honest header does.
 #[test]
 fn a_snapshot_whose_object_counts_overflow_their_sum_is_refused_not_a_panic() {
     let snapshot = from_hex(SNAPSHOT_WITH_OVERFLOWING_OBJECT_COUNTS);
@@ -51,10 +51,17 @@ fn a_snapshot_whose_object_counts_overflow_their_sum_is_refused_not_a_panic() {
         RegionLogRetention::default(),
         RegionId::new("eu-west").unwrap(),
     );
-    let span = log.snapshot_span(&snapshot).expect("the snapshot decodes");
-    assert!(span.state.is_some(), "the snapshot keeps objects");
-    let error = log.validate_snapshot(&snapshot).unwrap_err();
-    assert!(error.to_string().contains("was not fetched"), "{error}");
+    let error = log
+        .snapshot_span(&snapshot)
+        .map(|_| ())
+        .expect_err("counters that do not add up");
+    assert!(
+        error
+            .to_string()
+            .contains("more than the 0 checkpoint bytes"),
+        "{error}"
+    );
+    assert!(log.validate_snapshot(&snapshot).is_err());
 }
 
 /// A region log snapshot, found by fuzzing, whose global state has applied every epoch

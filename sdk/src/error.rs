@@ -77,6 +77,22 @@ pub enum CallError {
         /// The position through which its records were released.
         position: u64,
     },
+    /// The region acknowledged the call at `position` (it takes effect in every copy, unless
+    /// the method fails in every copy alike), but this client's copy did not apply it within
+    /// the call timeout: no member delivered the log to it meanwhile. The copy applies it
+    /// when the log reaches it again; only its return value is not known here. Do not retry
+    /// it: that would apply it twice.
+    #[error(
+        "the call was committed at position {position} of {object}, but this copy did not          apply it within {waited_ms} ms (no member delivered the log meanwhile); it takes          effect, and its result is not known here"
+    )]
+    NotApplied {
+        /// The object's name.
+        object: String,
+        /// Where the call's record is in the region log.
+        position: u64,
+        /// How long the call waited in all.
+        waited_ms: u64,
+    },
     /// The client already waits on as many calls as its bounds allow.
     #[error("overloaded: {0}")]
     Overloaded(String),

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dsss_wire::grpc::{VersionedChannel, region_client_client};
+use dsss_wire::grpc::{AttachProtocolVersion, VersionedChannel, region_client_client_with};
 use dsss_wire::proto::region_client_client::RegionClientClient;
 use dsss_wire::proto::{self, open_session_reply, propose_reply};
 use dsss_wire::tls::Security;
@@ -115,6 +115,23 @@ impl RegionConnections {
         members: &[(u64, String)],
         security: &Security,
     ) -> Result<RegionConnections, ClientError> {
+        RegionConnections::with_security_and_token(members, security, None)
+    }
+
+    /// Channels like [`RegionConnections::with_security`] whose requests also carry
+    /// `bearer_token` (one the topology's `[[tokens]]` lists): the region then takes the calls
+    /// as the token's client, whatever client certificate the connection presents.
+    pub fn with_security_and_token(
+        members: &[(u64, String)],
+        security: &Security,
+        bearer_token: Option<&str>,
+    ) -> Result<RegionConnections, ClientError> {
+        let attach = match bearer_token {
+            None => AttachProtocolVersion::default(),
+            Some(token) => {
+                AttachProtocolVersion::with_token(token).map_err(ClientError::Members)?
+            }
+        };
         if members.is_empty() || members.len() > MEMBERS_MAX {
             return Err(ClientError::Members(format!(
                 "{} members given; a region has 1 to {MEMBERS_MAX}",
@@ -131,7 +148,7 @@ impl RegionConnections {
                 .tcp_nodelay(true);
             list.push(Member {
                 node_id: *node_id,
-                client: region_client_client(security.connect_lazy(endpoint)),
+                client: region_client_client_with(security.connect_lazy(endpoint), attach.clone()),
             });
         }
         Ok(RegionConnections {

@@ -585,6 +585,74 @@ fn a_call_left_unanswered_never_falls_out_of_the_region_dedup_window() {
 }
 
 #[test]
+fn a_committed_call_that_no_member_delivers_fails_at_its_deadline_and_is_still_applied_later() {
+    let mut session = session();
+    let a = copy("a");
+    let (stream_node, stream_id, next) =
+        open_all(&mut session, &["a"], std::slice::from_ref(&a), 1);
+    let mut stream = (stream_node, stream_id);
+    let start = 10_000_000;
+    let call = session
+        .call(start, "a", 1, Postcard::encode(&(42u64,)).expect("encodes"))
+        .expect("called");
+    let (propose, _, sequence) = proposal(&transmits(&mut session));
+    session.handle_response(
+        start,
+        propose.node_id,
+        propose.request_id,
+        Response::Proposed { position: next },
+    );
+    // Every member the stream moves to stays silent (packets dropped): follow the session's
+    // deadlines, answering nothing, until the call's own deadline passes.
+    let deadline = start + SessionConfig::new(CLIENT, MEMBERS.to_vec()).call_timeout_us;
+    let mut now = start;
+    let mut done = Vec::new();
+    while done.is_empty() {
+        now = session.poll_timeout().expect("something waits");
+        assert!(now <= deadline, "the call waited past its deadline");
+        session.handle_timeout(now);
+        if let Some((node, request_id, from, _)) = subscription(&transmits(&mut session)) {
+            assert_eq!(from, next, "the stream resumes where the copy stands");
+            stream = (node, request_id);
+        }
+        done = events(&mut session);
+    }
+    assert_eq!(now, deadline);
+    let [Event::CallDone { call_id, outcome }] = &done[..] else {
+        panic!("the call's end expected: {done:?}");
+    };
+    assert_eq!(*call_id, call);
+    assert!(
+        matches!(
+            outcome,
+            Err(CallError::NotApplied { object, position, waited_ms })
+                if object == "a" && *position == next && *waited_ms == (deadline - start) / 1_000
+        ),
+        "{outcome:?}"
+    );
+    assert!(
+        session.overdue(now).is_empty(),
+        "{:?}",
+        session.overdue(now)
+    );
+    // When the stream's member serves the log again, the record is applied like any other.
+    session.handle_response(
+        now + 1,
+        stream.0,
+        stream.1,
+        Response::LogPiece {
+            entries: vec![write_entry(next, "a", SESSION, sequence, 42)],
+            through_position: next,
+        },
+    );
+    assert_eq!(a.read(Register::value), 42);
+    assert!(
+        events(&mut session).is_empty(),
+        "the call was answered once"
+    );
+}
+
+#[test]
 fn a_barrier_completes_only_when_the_client_position_reaches_it() {
     let mut session = session();
     let copies = copies_fresh();
@@ -1303,15 +1371,13 @@ fn a_copy_behind_a_release_of_its_object_stops_and_fails_its_calls() {
             released_through_position: 6,
         },
     );
+    // Answer every fetch alike, past the call timeout (30 s).
     let mut now = 2;
-    let events = loop {
-        let events = events(&mut session);
-        if !events.is_empty() {
-            break events;
-        }
-        now = session.poll_timeout().expect("a retry");
-        assert!(now < 60_000_000, "the copy never gave up");
+    let mut seen = Vec::new();
+    while let Some(next) = session.poll_timeout().filter(|next| *next < 40_000_000) {
+        now = next;
         session.handle_timeout(now);
+        seen.extend(events(&mut session));
         let Some(fetch) = transmits(&mut session)
             .into_iter()
             .find(|transmit| matches!(transmit.request, Request::FetchCheckpoint { .. }))
@@ -1328,14 +1394,28 @@ fn a_copy_behind_a_release_of_its_object_stops_and_fails_its_calls() {
                 released_through_position: 6,
             },
         );
-    };
+        seen.extend(events(&mut session));
+    }
+    // The call's deadline (which covers waiting for the local apply) and the copy's give-up
+    // fall at the same call timeout: the call is reported committed but not applied, or failed
+    // with the object, whichever comes first; never as a success, and once.
+    let ends: Vec<&Event> = seen
+        .iter()
+        .filter(|event| matches!(event, Event::CallDone { call_id, .. } if *call_id == call))
+        .collect();
     assert!(
-        events.iter().any(|event| matches!(
-            event,
-            Event::CallDone { call_id, outcome: Err(CallError::Stopped { reason, .. }) }
-                if *call_id == call && reason.contains("released its records through position 6")
-        )),
-        "{events:?}"
+        matches!(
+            ends[..],
+            [Event::CallDone { outcome: Err(CallError::Stopped { reason, .. }), .. }]
+                if reason.contains("released its records through position 6")
+        ) || matches!(
+            ends[..],
+            [Event::CallDone {
+                outcome: Err(CallError::NotApplied { position: 5, .. }),
+                ..
+            }]
+        ),
+        "{seen:?}"
     );
     assert!(
         session

@@ -310,6 +310,122 @@ fn clock_skew_on_a_ladder_around_the_bound() {
     }
 }
 
+/// A coordinator leader and a region leader whose clocks leap an hour ahead (a bad NTP step)
+/// find it from the probes their raft messages carry: each fences itself (stops leading,
+/// stamps nothing, stands for no election) while every region keeps completing global calls;
+/// once their clocks are right again the cluster converges with nothing lost
+/// (docs/design.md section 2.6).
+#[test]
+fn nodes_whose_clocks_leap_an_hour_fence_themselves_while_every_region_keeps_writing() {
+    const HOUR_US: i64 = 3_600_000_000;
+    let topology = local_topology();
+    for seed in 0..3 {
+        let mut settings = GlobalRunSettings::new(seed, topology.clone());
+        settings.fault_window = Duration::from_secs(16);
+        let mut cluster = GlobalCluster::new(&settings).expect("valid settings");
+        let leap_at = at(Duration::from_secs(4));
+        cluster.simulation().run_until(leap_at);
+        let leader_of = |cluster: &GlobalCluster, members: &[u64]| {
+            members.iter().copied().find(|&node| {
+                cluster
+                    .region_node(node)
+                    .is_some_and(|region| region.is_leader())
+            })
+        };
+        let coordinator_leader = cluster
+            .nodes()
+            .into_iter()
+            .find(|&node| cluster.coordinator(node).is_some_and(|c| c.is_leader()))
+            .unwrap_or_else(|| panic!("seed {seed}: no coordinator leader at 4 s"));
+        // A region leader that hosts no coordinator replica, so that the replicas' majority
+        // keeps its clock; when every leader hosts one, a follower of another region.
+        let replicas = &topology.coordinator.replicas;
+        let region_members = |index: usize| -> Vec<u64> {
+            topology.regions[index]
+                .nodes
+                .iter()
+                .map(|node| node.id)
+                .collect()
+        };
+        let leapt_region = (0..topology.regions.len())
+            .map(region_members)
+            .find(|members| {
+                leader_of(&cluster, members).is_some_and(|leader| {
+                    !replicas.contains(&leader) && !members.contains(&coordinator_leader)
+                })
+            });
+        let (region_b, region_leader, was_leader) = match leapt_region {
+            Some(members) => {
+                let leader = leader_of(&cluster, &members).expect("found above");
+                (members, leader, true)
+            }
+            None => {
+                let members = (0..topology.regions.len())
+                    .map(region_members)
+                    .find(|members| !members.contains(&coordinator_leader))
+                    .expect("a region without the coordinator leader");
+                let follower = members
+                    .iter()
+                    .copied()
+                    .find(|node| !replicas.contains(node))
+                    .expect("a node without a replica");
+                (members, follower, false)
+            }
+        };
+        let leapt = [coordinator_leader, region_leader];
+        for node in leapt {
+            cluster.simulation().set_clock_skew_us(node, HOUR_US);
+        }
+        cluster.simulation().run_until(at(Duration::from_secs(12)));
+        let fences = cluster.observer().clock_fences;
+        assert!(
+            fences >= 2,
+            "seed {seed}: {fences} fences for two clocks an hour ahead"
+        );
+        assert!(
+            !cluster
+                .coordinator(coordinator_leader)
+                .is_some_and(|coordinator| coordinator.is_leader()),
+            "seed {seed}: the leapt coordinator replica {coordinator_leader} still leads"
+        );
+        let fenced = cluster
+            .region_node(region_leader)
+            .and_then(|region| region.clock_fence());
+        assert!(
+            fenced.is_some(),
+            "seed {seed}: region node {region_leader} is not fenced"
+        );
+        assert!(
+            leader_of(&cluster, &region_b).is_some_and(|leader| leader != region_leader),
+            "seed {seed}: the region of {region_leader} (its leader: {was_leader}) has no other \
+             leader"
+        );
+        for region in &topology.regions {
+            let completed = cluster
+                .observer()
+                .calls()
+                .values()
+                .filter(|call| {
+                    call.scope == Scope::Global
+                        && call.region == region.id
+                        && call.invoked_at >= at(Duration::from_secs(8))
+                        && call.acknowledged_at.is_some()
+                })
+                .count();
+            assert!(
+                completed > 0,
+                "seed {seed}: region {} completed no global call while the clocks were off",
+                region.id
+            );
+        }
+        for node in leapt {
+            cluster.simulation().set_clock_skew_us(node, 0);
+        }
+        let problems = cluster.heal_and_check(settings.convergence_max);
+        assert!(problems.is_empty(), "seed {seed}: {problems:?}");
+    }
+}
+
 /// Regions are cut off, one after another and again, each time for longer than the
 /// suspicion timeout, with its clocks behind the others' (within the skew bound), while every
 /// region keeps making global calls: each cut region is removed and readmitted, and after the

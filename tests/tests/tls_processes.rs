@@ -595,4 +595,163 @@ async fn a_client_cannot_call_retry_or_close_under_another_clients_session() {
     )
     .expect("alice's next call commits");
     assert!(second > first);
+
+    // Nor can mallory report checkpoints as alice: an upload under alice's client id is
+    // mallory's, so another hash at the position alice reported is a mismatch between two
+    // clients (an alarm that names mallory), not alice's report replaced.
+    let upload = |hash: u8| proto::UploadCheckpointRequest {
+        checkpoint: Some(proto::Checkpoint {
+            object_id: "counter/sessions".to_owned(),
+            position: second,
+            state: vec![hash; 8],
+            state_hash: vec![hash; 32],
+        }),
+        client_id: 77,
+    };
+    let stored = alice
+        .upload_checkpoint(upload(1))
+        .await
+        .expect("served")
+        .into_inner();
+    assert_eq!(
+        stored.outcome,
+        proto::CheckpointOutcome::Stored as i32,
+        "{stored:?}"
+    );
+    let mismatch = mallory
+        .upload_checkpoint(upload(2))
+        .await
+        .expect("served")
+        .into_inner();
+    assert_eq!(
+        mismatch.outcome,
+        proto::CheckpointOutcome::HashMismatch as i32,
+        "{mismatch:?}"
+    );
+    // The alarm names two clients, neither by the raw id both sent: mallory's report is
+    // hers, not alice's contradicting herself.
+    let status = alice
+        .status(proto::StatusRequest::default())
+        .await
+        .expect("served")
+        .into_inner();
+    let alarm = status
+        .diverged_objects
+        .iter()
+        .find(|alarm| alarm.object_id == "counter/sessions")
+        .unwrap_or_else(|| panic!("no alarm: {:?}", status.diverged_objects));
+    assert_ne!(
+        alarm.first_client_id, alarm.second_client_id,
+        "one client id for alice and mallory: {alarm:?}"
+    );
+    assert!(
+        alarm.first_client_id != 77 && alarm.second_client_id != 77,
+        "a raw client id in the alarm: {alarm:?}"
+    );
+}
+
+/// The token and the `[[tokens]]` table `dsss certs token --client NAME` prints.
+fn token_for(client: &str) -> (String, String) {
+    let output = dsss_tests::run_dsss(
+        &std::env::temp_dir(),
+        ["certs", "token", "--client", client],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let printed = String::from_utf8(output.stdout).expect("utf-8");
+    let token = printed
+        .lines()
+        .find(|line| line.starts_with("dsss_"))
+        .unwrap_or_else(|| panic!("no token printed:\n{printed}"))
+        .to_owned();
+    let table = printed
+        .split_once("[[tokens]]")
+        .map(|(_, rest)| format!("[[tokens]]{rest}"))
+        .unwrap_or_else(|| panic!("no table printed:\n{printed}"));
+    assert!(!table.contains(&token), "the table holds the token itself");
+    (token, table)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bearer_token_makes_a_gateways_calls_its_clients_with_the_clients_grants() {
+    let (alice_token, alice_table) = token_for("alice");
+    let (revoked_token, _) = token_for("alice");
+    // The gateway presents the topology's client certificate (dsss://client/client), which no
+    // grant names: alone it may do nothing; alice may call and read under alice/.
+    let grants =
+        "[[grants]]\nclient = \"alice\"\nobjects = [\"alice/\"]\nrights = [\"call\", \"read\"]\n";
+    let mut processes = NodeProcesses::new(&topology_text(&format!(
+        "{TLS_TABLE}\n{grants}\n{alice_table}"
+    )));
+    for node_id in NODE_IDS {
+        processes.start(node_id, &[]);
+    }
+    let members = members(&processes);
+    let gateway = processes.client_security();
+    let plain = RegionConnections::with_security(&members, &gateway).expect("valid members");
+    let leader = wait_for_leader(&plain).await;
+    let address = &members
+        .iter()
+        .find(|(node_id, _)| *node_id == leader)
+        .expect("the leader is a member")
+        .1;
+    let stub_bearing = |token: Option<&str>| {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .expect("a valid endpoint");
+        let attach = match token {
+            Some(token) => {
+                dsss_wire::grpc::AttachProtocolVersion::with_token(token).expect("a usable token")
+            }
+            None => dsss_wire::grpc::AttachProtocolVersion::default(),
+        };
+        dsss_wire::grpc::region_client_client_with(gateway.connect_lazy(endpoint), attach)
+    };
+    let propose = |object: &str| proto::ProposeRequest {
+        object_id: object.to_owned(),
+        method_id: 1,
+        arguments: b"x".to_vec(),
+        client_id: 0,
+        request_sequence: 0,
+        scope: proto::Scope::Regional as i32,
+    };
+
+    // With alice's token the gateway's calls are alice's: within her grant they commit...
+    let with_token =
+        RegionConnections::with_security_and_token(&members, &gateway, Some(&alice_token))
+            .expect("valid members");
+    let mut alice = RegionClient::new(with_token, 7);
+    alice.prefer(leader).expect("a member");
+    let mut granted = call(1);
+    granted.object_id = "alice/counter".to_owned();
+    alice
+        .propose_with_sequence(1, &granted)
+        .await
+        .expect("a call within alice's grant commits");
+    // ...outside it they are refused, naming alice.
+    let refused = stub_bearing(Some(&alice_token))
+        .propose(propose("bob/counter"))
+        .await
+        .expect_err("outside alice's grant");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("client \"alice\""),
+        "{refused:?}"
+    );
+    // Without a token the gateway is itself, which no grant names.
+    let refused = stub_bearing(None)
+        .propose(propose("alice/counter"))
+        .await
+        .expect_err("the gateway alone");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("client \"client\""),
+        "{refused:?}"
+    );
+    // A token the topology does not list (another one made for alice, never added) is refused
+    // before anything else.
+    let refused = stub_bearing(Some(&revoked_token))
+        .propose(propose("alice/counter"))
+        .await
+        .expect_err("an unlisted token");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    assert!(refused.message().contains("[[tokens]]"), "{refused:?}");
 }

@@ -50,7 +50,9 @@
 //!   { id = 11, address = "127.0.0.1:7111", data_dir = "data/region-a/node-11" },
 //!   { id = 12, address = "127.0.0.1:7112", data_dir = "data/region-a/node-12" },
 //!   { id = 13, address = "127.0.0.1:7113", data_dir = "data/region-a/node-13" },
-//! ]
+//! ]                             # a node may add listen = "0.0.0.0:7113": the host:port it
+//!                               # binds, when peers and clients reach it at `address`
+//!                               # through NAT or a container's service
 //!
 //! [[latency]]                   # one entry per unordered pair of distinct regions
 //! between = ["region-a", "region-b"]
@@ -65,13 +67,32 @@
 //! objects = ["bank/", "board/"] # 1..=64 object-name prefixes; "" is every object
 //! rights = ["call", "read"]     # call (sessions, calls), read (subscribe, fetch checkpoints,
 //!                               # sync), upload (checkpoints)
+//!
+//! [[tokens]]                    # optional, at most 1024, needs [tls]: bearer tokens for
+//!                               # clients behind a gateway that ends their TLS
+//! client = "app"                # the client a call carrying the token is made as
+//! sha256 = "b46d...d182"        # the SHA-256 of the token, 64 hex digits (dsss certs token)
+//!
+//! [limits]                      # optional; every key optional, defaults shown
+//! connections_per_address = 512 # 1..=65536 open connections from one IP address
+//! handshakes_in_flight = 256    # 1..=65536 TLS handshakes at once
+//! handshake_timeout_ms = 10000  # 100..=3600000
+//! keepalive_interval_ms = 10000 # 100..=3600000: HTTP/2 pings; a connection whose ping goes
+//! keepalive_timeout_ms = 20000  # unanswered for keepalive_timeout_ms is closed
+//! connection_idle_timeout_s = 600
+//!                               # 1..=604800: a connection with no request is closed
+//! streams_per_connection = 1024 # 1..=65536 requests in flight on one connection
+//! request_mb_per_connection = 64
+//! request_mb_per_caller = 128   # 33..=1048576 MiB of requests in flight per connection, per
+//! request_mb_per_server = 512   # caller (identity, or address over plaintext), per node
 //! ```
 //!
 //! Rules beyond the comments above:
 //! - There are 1..=64 regions; region ids are unique.
 //! - Node ids are integers >= 1, unique across the whole cluster. Addresses are `host:port`
 //!   with an IPv4 literal, an IPv6 literal in brackets (`[::1]:7000`) or a host name, and a
-//!   port 1..=65535; they are unique (host names compared without case). Data directories are
+//!   port 1..=65535; they are unique (host names compared without case); `listen` addresses
+//!   follow the same form and may repeat (`0.0.0.0:7000` on every host). Data directories are
 //!   non-empty and unique (`data/a`, `./data/a` and `data/a/` are the same directory).
 //! - Relative paths (`data_dir`, `ca_cert`, `cert_dir`) resolve against the working directory
 //!   of the process that uses them, not against the directory of the topology file.
@@ -121,19 +142,38 @@ use std::path::Path;
 
 pub use diagnostics::{DIAGNOSTICS_MAX, Diagnostic, Diagnostics, Location};
 pub use model::{
-    ClusterSettings, CoordinatorSettings, Grant, GrantRight, LatencyMatrix, Link, NodeSettings,
-    Region, TlsSettings, Topology,
+    ClientToken, ClusterSettings, CoordinatorSettings, Grant, GrantRight, LatencyMatrix,
+    LimitsSettings, Link, NodeSettings, Region, TlsSettings, Topology,
 };
 pub use report::{d_max_line, render_report};
 pub use rules::{
     CLUSTER_NAME_CHARS_MAX, GRANT_CLIENT_CHARS_MAX, GRANT_OBJECT_PREFIX_BYTES_MAX,
     GRANT_OBJECTS_MAX, GRANTS_MAX, HOST_NAME_BYTES_MAX, PATH_BYTES_MAX, REGION_ID_CHARS_MAX,
-    check_client_name,
+    TOKENS_MAX, check_client_name, parse_sha256_hex,
 };
 
 /// Largest topology file [`load`] reads, in bytes (1 MiB). A deployment description is a few
 /// kilobytes; anything near this size is a mistake or an attack.
 pub const TOPOLOGY_FILE_BYTES_MAX: u64 = 1024 * 1024;
+
+/// The most a `[limits]` count may be (connections per address, handshakes, streams).
+pub const LIMITS_COUNT_MAX: u64 = 65_536;
+
+/// The least a `[limits]` byte bound may be, in MiB: one request of the largest size gRPC
+/// carries (32 MiB) with its framing.
+pub const LIMITS_REQUEST_MB_MIN: u64 = 33;
+
+/// The most a `[limits]` byte bound may be, in MiB.
+pub const LIMITS_REQUEST_MB_MAX: u64 = 1_048_576;
+
+/// The least a `[limits]` timeout or interval given in milliseconds may be.
+pub const LIMITS_MS_MIN: u64 = 100;
+
+/// The most a `[limits]` timeout or interval given in milliseconds may be (an hour).
+pub const LIMITS_MS_MAX: u64 = 3_600_000;
+
+/// The most a connection's idle timeout may be, in seconds (a week).
+pub const LIMITS_IDLE_S_MAX: u64 = 7 * 24 * 3_600;
 
 /// Most regions a topology may have.
 pub const REGIONS_MAX: usize = 64;

@@ -19,6 +19,11 @@ pub struct Topology {
     /// What each client identity may do, from `[[grants]]`; empty: every client may do
     /// everything a client may.
     pub grants: Vec<Grant>,
+    /// Bounds of every node's server (`[limits]`); each unset one keeps the server's default.
+    pub limits: LimitsSettings,
+    /// Bearer tokens that identify clients (`[[tokens]]`), for clients behind a gateway that
+    /// ends their TLS.
+    pub tokens: Vec<ClientToken>,
 }
 
 /// What one client identity may do with which objects (`[[grants]]`).
@@ -65,6 +70,43 @@ impl GrantRight {
             GrantRight::Upload => "upload",
         }
     }
+}
+
+/// A bearer token that identifies a client (`[[tokens]]`): calls that carry the token are the
+/// client's, with its grants. The file holds the token's SHA-256 digest, never the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientToken {
+    /// The client the token stands for.
+    pub client: String,
+    /// The SHA-256 digest of the token.
+    pub sha256: [u8; 32],
+}
+
+/// Bounds of every node's server (`[limits]`), in bytes, counts and time. `None` keeps the
+/// default the server names (`dsss topology show` prints both).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LimitsSettings {
+    /// Open connections per remote IP address.
+    pub connections_per_address: Option<u64>,
+    /// TLS handshakes in flight at once.
+    pub handshakes_in_flight: Option<u64>,
+    /// How long a TLS handshake may take.
+    pub handshake_timeout_us: Option<u64>,
+    /// The HTTP/2 keepalive ping interval.
+    pub keepalive_interval_us: Option<u64>,
+    /// How long a keepalive ping may go unanswered before the connection is closed.
+    pub keepalive_timeout_us: Option<u64>,
+    /// How long a connection may carry no request before it is closed.
+    pub connection_idle_timeout_us: Option<u64>,
+    /// Requests in flight at once on one connection.
+    pub streams_per_connection: Option<u64>,
+    /// Bytes of requests in flight on one connection.
+    pub request_bytes_per_connection: Option<u64>,
+    /// Bytes of requests in flight from one caller (an identity, or an address over
+    /// plaintext).
+    pub request_bytes_per_caller: Option<u64>,
+    /// Bytes of requests in flight on one node.
+    pub request_bytes_per_server: Option<u64>,
 }
 
 /// Cluster-wide settings (`[cluster]`).
@@ -168,8 +210,12 @@ pub struct Region {
 pub struct NodeSettings {
     /// The node's id, unique in the cluster and at least 1.
     pub id: u64,
-    /// `host:port` the node listens on and peers dial.
+    /// `host:port` peers and clients dial: the node's advertised address.
     pub address: String,
+    /// `host:port` the node binds, when it differs from `address` (behind NAT, in a
+    /// container, or a Kubernetes pod behind its service): `0.0.0.0:7001`, say. `None`: the
+    /// node binds `address`.
+    pub listen: Option<String>,
     /// Where the node keeps its data. A relative path resolves against the working directory
     /// of the node's process.
     pub data_dir: PathBuf,
@@ -277,6 +323,13 @@ impl LatencyMatrix {
             None if self.region_count == 1 => self.link(0, 0).one_way_us,
             None => 0,
         }
+    }
+}
+
+impl NodeSettings {
+    /// The address the node binds: `listen` when given, else `address`.
+    pub fn listen_address(&self) -> &str {
+        self.listen.as_deref().unwrap_or(&self.address)
     }
 }
 

@@ -13,17 +13,19 @@ use toml::de::{DeArray, DeTable, DeValue};
 
 use crate::diagnostics::{Diagnostics, DiagnosticsCollector, Location, SourceMap};
 use crate::model::{
-    ClusterSettings, CoordinatorSettings, Grant, GrantRight, LatencyMatrix, Link, NodeSettings,
-    Region, TlsSettings, Topology, normalized_path,
+    ClientToken, ClusterSettings, CoordinatorSettings, Grant, GrantRight, LatencyMatrix,
+    LimitsSettings, Link, NodeSettings, Region, TlsSettings, Topology, normalized_path,
 };
 use crate::rules;
 use crate::{
     CLOCK_SKEW_MS_MAX, COORDINATOR_REPLICAS_MAX, COORDINATOR_RETAINED_EPOCHS_MAX,
     COORDINATOR_RETAINED_EPOCHS_MIN, EPOCH_MS_MAX, GRANT_OBJECT_PREFIX_BYTES_MAX,
     GRANT_OBJECTS_MAX, GRANTS_MAX, INTER_REGION_DELAY_MS_MAX, INTRA_REGION_DELAY_MS_MAX,
-    REGION_LOG_QUOTA_MB_DEFAULT, REGION_LOG_QUOTA_MB_MAX, REGION_LOG_RELEASE_AGE_S_DEFAULT,
-    REGION_LOG_RELEASE_AGE_S_MAX, REGION_LOG_RELEASE_SHARE_PERCENT_DEFAULT, REGION_NODES_MAX,
-    REGIONS_MAX, SUSPICION_TIMEOUT_MS_MAX,
+    LIMITS_COUNT_MAX, LIMITS_IDLE_S_MAX, LIMITS_MS_MAX, LIMITS_MS_MIN, LIMITS_REQUEST_MB_MAX,
+    LIMITS_REQUEST_MB_MIN, REGION_LOG_QUOTA_MB_DEFAULT, REGION_LOG_QUOTA_MB_MAX,
+    REGION_LOG_RELEASE_AGE_S_DEFAULT, REGION_LOG_RELEASE_AGE_S_MAX,
+    REGION_LOG_RELEASE_SHARE_PERCENT_DEFAULT, REGION_NODES_MAX, REGIONS_MAX,
+    SUSPICION_TIMEOUT_MS_MAX,
 };
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -41,6 +43,22 @@ const ROOT_KEYS: &[&str] = &[
     "regions",
     "latency",
     "grants",
+    "limits",
+    "tokens",
+];
+const TOKEN_KEYS: &[&str] = &["client", "sha256"];
+/// The keys of `[limits]`.
+const LIMITS_KEYS: &[&str] = &[
+    "connections_per_address",
+    "handshakes_in_flight",
+    "handshake_timeout_ms",
+    "keepalive_interval_ms",
+    "keepalive_timeout_ms",
+    "connection_idle_timeout_s",
+    "streams_per_connection",
+    "request_mb_per_connection",
+    "request_mb_per_caller",
+    "request_mb_per_server",
 ];
 const GRANT_KEYS: &[&str] = &["client", "objects", "rights"];
 const CLUSTER_KEYS: &[&str] = &[
@@ -57,7 +75,7 @@ const CLUSTER_KEYS: &[&str] = &[
 const TLS_KEYS: &[&str] = &["ca_cert", "cert_dir", "client_cert", "client_key"];
 const COORDINATOR_KEYS: &[&str] = &["replicas", "preferred_leader", "retained_epochs"];
 const REGION_KEYS: &[&str] = &["id", "nodes"];
-const NODE_KEYS: &[&str] = &["id", "address", "data_dir"];
+const NODE_KEYS: &[&str] = &["id", "address", "listen", "data_dir"];
 const LATENCY_KEYS: &[&str] = &["between", "one_way_ms", "jitter_ms"];
 
 /// Parses and validates topology text; see the crate documentation for the rules.
@@ -201,6 +219,14 @@ impl Reader<'_> {
             None => Some(Vec::new()),
             Some(value) => self.grants(value, "grants", root.get("tls").is_some()),
         };
+        let tokens = match root.get("tokens") {
+            None => Some(Vec::new()),
+            Some(value) => self.tokens(value, "tokens", root.get("tls").is_some()),
+        };
+        let limits = match root.get("limits") {
+            None => Some(LimitsSettings::default()),
+            Some(value) => self.limits(value, "limits"),
+        };
 
         let coordinator =
             coordinator.and_then(|draft| self.check_coordinator(draft, regions.as_ref()));
@@ -216,7 +242,156 @@ impl Reader<'_> {
             regions,
             latency: latency?,
             grants: grants?,
+            limits: limits?,
+            tokens: tokens?,
         })
+    }
+
+    fn tokens(&mut self, value: &Value<'_>, path: &str, has_tls: bool) -> Option<Vec<ClientToken>> {
+        let array = self.array(value, path, "an array of tables ([[tokens]])")?;
+        if !has_tls {
+            self.report(
+                value.span(),
+                path,
+                "tokens stand for clients behind a gateway that reaches the nodes over mutual \
+                 TLS: they need a [tls] table",
+            );
+            return None;
+        }
+        if array.len() > rules::TOKENS_MAX {
+            self.report(
+                value.span(),
+                path,
+                format!("{} tokens; at most {}", array.len(), rules::TOKENS_MAX),
+            );
+            return None;
+        }
+        let mut tokens: Vec<ClientToken> = Vec::new();
+        let mut all_read = true;
+        for (index, token_value) in array.iter().enumerate() {
+            let token_path = format!("{path}[{index}]");
+            let Some(fields) =
+                self.fields(token_value, &token_path, TOKEN_KEYS, "a table ([[tokens]])")
+            else {
+                all_read = false;
+                continue;
+            };
+            let client = self.client_name(&fields);
+            let sha256 = self.required(&fields, "sha256").and_then(|value| {
+                let text = self.string(value, &fields.path_of("sha256"))?;
+                let digest = self.check_rule(
+                    value,
+                    &fields.path_of("sha256"),
+                    rules::parse_sha256_hex(text),
+                )?;
+                if let Some(first) = tokens.iter().position(|token| token.sha256 == digest) {
+                    self.report(
+                        value.span(),
+                        &fields.path_of("sha256"),
+                        format!("the same token as {path}[{first}]; a token stands for one client"),
+                    );
+                    return None;
+                }
+                Some(digest)
+            });
+            match (client, sha256) {
+                (Some(client), Some(sha256)) => tokens.push(ClientToken { client, sha256 }),
+                _ => all_read = false,
+            }
+        }
+        all_read.then_some(tokens)
+    }
+
+    fn limits(&mut self, value: &Value<'_>, path: &str) -> Option<LimitsSettings> {
+        let fields = self.fields(value, path, LIMITS_KEYS, "a table ([limits])")?;
+        let mut all_read = true;
+        // (key, least, most, unit, factor to the model's unit)
+        let mut read =
+            |reader: &mut Self, key: &str, least: u64, most: u64, unit: &str, factor: u64| {
+                let value = fields.get(key)?;
+                let read = reader.integer(value, &fields.path_of(key), least, most, unit);
+                if read.is_none() {
+                    all_read = false;
+                }
+                read.map(|value| value * factor)
+            };
+        const MIB: u64 = 1024 * 1024;
+        let limits = LimitsSettings {
+            connections_per_address: read(
+                self,
+                "connections_per_address",
+                1,
+                LIMITS_COUNT_MAX,
+                "",
+                1,
+            ),
+            handshakes_in_flight: read(self, "handshakes_in_flight", 1, LIMITS_COUNT_MAX, "", 1),
+            handshake_timeout_us: read(
+                self,
+                "handshake_timeout_ms",
+                LIMITS_MS_MIN,
+                LIMITS_MS_MAX,
+                "ms",
+                MICROSECONDS_PER_MILLISECOND,
+            ),
+            keepalive_interval_us: read(
+                self,
+                "keepalive_interval_ms",
+                LIMITS_MS_MIN,
+                LIMITS_MS_MAX,
+                "ms",
+                MICROSECONDS_PER_MILLISECOND,
+            ),
+            keepalive_timeout_us: read(
+                self,
+                "keepalive_timeout_ms",
+                LIMITS_MS_MIN,
+                LIMITS_MS_MAX,
+                "ms",
+                MICROSECONDS_PER_MILLISECOND,
+            ),
+            connection_idle_timeout_us: read(
+                self,
+                "connection_idle_timeout_s",
+                1,
+                LIMITS_IDLE_S_MAX,
+                "seconds",
+                1_000_000,
+            ),
+            streams_per_connection: read(
+                self,
+                "streams_per_connection",
+                1,
+                LIMITS_COUNT_MAX,
+                "",
+                1,
+            ),
+            request_bytes_per_connection: read(
+                self,
+                "request_mb_per_connection",
+                LIMITS_REQUEST_MB_MIN,
+                LIMITS_REQUEST_MB_MAX,
+                "MiB",
+                MIB,
+            ),
+            request_bytes_per_caller: read(
+                self,
+                "request_mb_per_caller",
+                LIMITS_REQUEST_MB_MIN,
+                LIMITS_REQUEST_MB_MAX,
+                "MiB",
+                MIB,
+            ),
+            request_bytes_per_server: read(
+                self,
+                "request_mb_per_server",
+                LIMITS_REQUEST_MB_MIN,
+                LIMITS_REQUEST_MB_MAX,
+                "MiB",
+                MIB,
+            ),
+        };
+        all_read.then_some(limits)
     }
 
     fn grants(&mut self, value: &Value<'_>, path: &str, has_tls: bool) -> Option<Vec<Grant>> {
@@ -249,17 +424,21 @@ impl Reader<'_> {
         all_read.then_some(grants)
     }
 
+    /// The required `client` of a grant or a token: a client name as certificates carry it.
+    fn client_name(&mut self, fields: &Fields<'_, '_>) -> Option<String> {
+        let value = self.required(fields, "client")?;
+        let client = self.string(value, &fields.path_of("client"))?;
+        self.check_rule(
+            value,
+            &fields.path_of("client"),
+            rules::check_client_name(client),
+        )?;
+        Some(client.to_owned())
+    }
+
     fn grant(&mut self, value: &Value<'_>, path: &str) -> Option<Grant> {
         let fields = self.fields(value, path, GRANT_KEYS, "a table ([[grants]])")?;
-        let client = self.required(&fields, "client").and_then(|value| {
-            let client = self.string(value, &fields.path_of("client"))?;
-            self.check_rule(
-                value,
-                &fields.path_of("client"),
-                rules::check_client_name(client),
-            )?;
-            Some(client.to_owned())
-        });
+        let client = self.client_name(&fields);
         let objects = self.required(&fields, "objects").and_then(|value| {
             let objects_path = fields.path_of("objects");
             let array = self.array(value, &objects_path, "an array of object-name prefixes")?;
@@ -768,6 +947,28 @@ impl Reader<'_> {
             self.claim_unique(&mut draft.addresses, key, value, &address_path, path, &what)
                 .then(|| address.to_owned())
         });
+        // What the node binds is its own business: two nodes of one host may both bind
+        // 0.0.0.0 on different ports, and containers reuse ports freely.
+        let listen = match fields.get("listen") {
+            None => Some(None),
+            Some(value) => {
+                let listen_path = fields.path_of("listen");
+                self.string(value, &listen_path).and_then(|listen| {
+                    match rules::check_address(listen) {
+                        Ok(()) => Some(Some(listen.to_owned())),
+                        Err(reason) => {
+                            let snippet = self.snippet(value.span());
+                            self.report(
+                                value.span(),
+                                &listen_path,
+                                format!("{snippet} is not a valid host:port ({reason})"),
+                            );
+                            None
+                        }
+                    }
+                })
+            }
+        };
         let data_dir = self.required(&fields, "data_dir").and_then(|value| {
             let data_dir_path = fields.path_of("data_dir");
             let data_dir = self.path(value, &data_dir_path)?;
@@ -789,6 +990,7 @@ impl Reader<'_> {
         Some(NodeSettings {
             id: id?,
             address: address?,
+            listen: listen?,
             data_dir: data_dir?,
         })
     }
@@ -1228,14 +1430,14 @@ impl Reader<'_> {
         Some((milliseconds * MICROSECONDS_PER_MILLISECOND as f64).round() as u64)
     }
 
-    fn check_rule(
+    fn check_rule<T>(
         &mut self,
         value: &Value<'_>,
         path: &str,
-        result: Result<(), String>,
-    ) -> Option<()> {
+        result: Result<T, String>,
+    ) -> Option<T> {
         match result {
-            Ok(()) => Some(()),
+            Ok(checked) => Some(checked),
             Err(reason) => {
                 let snippet = self.snippet(value.span());
                 self.report(value.span(), path, format!("{snippet}: {reason}"));

@@ -73,6 +73,98 @@ fn grants_line(topology: &Topology) -> String {
         .join("; ")
 }
 
+/// Which clients bearer tokens stand for.
+fn tokens_line(topology: &Topology) -> String {
+    if topology.tokens.is_empty() {
+        return "none: clients are known by their certificates".to_owned();
+    }
+    let mut clients: Vec<&str> = topology
+        .tokens
+        .iter()
+        .map(|token| token.client.as_str())
+        .collect();
+    clients.sort_unstable();
+    clients.dedup();
+    format!(
+        "{} for clients {}",
+        topology.tokens.len(),
+        clients.join(", ")
+    )
+}
+
+/// The `[limits]` the file sets; the rest keep each node's defaults (`dsss node --help`).
+fn limits_line(topology: &Topology) -> String {
+    let limits = &topology.limits;
+    const MIB: u64 = 1024 * 1024;
+    let set: Vec<String> = [
+        (
+            "connections per address",
+            limits.connections_per_address,
+            1,
+            "",
+        ),
+        ("handshakes in flight", limits.handshakes_in_flight, 1, ""),
+        (
+            "handshake timeout",
+            limits.handshake_timeout_us,
+            1_000,
+            " ms",
+        ),
+        (
+            "keepalive interval",
+            limits.keepalive_interval_us,
+            1_000,
+            " ms",
+        ),
+        (
+            "keepalive timeout",
+            limits.keepalive_timeout_us,
+            1_000,
+            " ms",
+        ),
+        (
+            "idle connection timeout",
+            limits.connection_idle_timeout_us,
+            1_000_000,
+            " s",
+        ),
+        (
+            "streams per connection",
+            limits.streams_per_connection,
+            1,
+            "",
+        ),
+        (
+            "request bytes per connection",
+            limits.request_bytes_per_connection,
+            MIB,
+            " MiB",
+        ),
+        (
+            "request bytes per caller",
+            limits.request_bytes_per_caller,
+            MIB,
+            " MiB",
+        ),
+        (
+            "request bytes per node",
+            limits.request_bytes_per_server,
+            MIB,
+            " MiB",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, value, divisor, unit)| {
+        value.map(|value| format!("{name} {}{unit}", value / divisor))
+    })
+    .collect();
+    if set.is_empty() {
+        "the defaults (no [limits])".to_owned()
+    } else {
+        format!("{}; the rest default", set.join(", "))
+    }
+}
+
 fn render_cluster(topology: &Topology, report: &mut String) {
     let cluster = &topology.cluster;
     let tls = match &topology.tls {
@@ -122,6 +214,8 @@ fn render_cluster(topology: &Topology, report: &mut String) {
         ],
         vec!["tls".to_owned(), tls],
         vec!["grants".to_owned(), grants_line(topology)],
+        vec!["tokens".to_owned(), tokens_line(topology)],
+        vec!["limits".to_owned(), limits_line(topology)],
         vec![
             "coordinator".to_owned(),
             format!(
@@ -162,10 +256,14 @@ fn render_regions(topology: &Topology, report: &mut String) {
             } else {
                 String::new()
             };
+            let address = match &node.listen {
+                Some(listen) => format!("{} (binds {listen})", node.address),
+                None => node.address.clone(),
+            };
             rows.push(vec![
                 region_cell,
                 node.id.to_string(),
-                node.address.clone(),
+                address,
                 node.data_dir.display().to_string(),
                 role.to_owned(),
             ]);
@@ -302,6 +400,8 @@ jitter_ms = 0.5
   release without checkpoint  past 75% of the quota, or after 7 days
   tls                         mutual TLS: CA certs/ca.crt, node certificates certs/node-N.crt and keys certs/node-N.key, client certificate certs/client.crt and key certs/client.key
   grants                      none: every client may call, read and upload any object
+  tokens                      none: clients are known by their certificates
+  limits                      the defaults (no [limits])
   coordinator                 replicas on nodes 2; preferred leader 2
 
 regions: 2, nodes: 2

@@ -72,6 +72,27 @@ pub const GRANT_CLIENT_CHARS_MAX: usize = 63;
 /// The most `[[grants]]` a topology may hold.
 pub const GRANTS_MAX: usize = 1_024;
 
+/// The most `[[tokens]]` a topology may hold.
+pub const TOKENS_MAX: usize = 1_024;
+
+/// Reads a SHA-256 digest written as 64 hexadecimal digits.
+pub fn parse_sha256_hex(text: &str) -> Result<[u8; 32], String> {
+    if text.len() != 64 {
+        return Err(format!(
+            "a SHA-256 digest is 64 hexadecimal digits; this one has {} characters \
+             (`dsss token generate` prints the line to use)",
+            text.chars().count()
+        ));
+    }
+    let mut digest = [0_u8; 32];
+    for (index, byte) in digest.iter_mut().enumerate() {
+        let pair = &text[2 * index..2 * index + 2];
+        *byte = u8::from_str_radix(pair, 16)
+            .map_err(|_| format!("{pair:?} at offset {} is not hexadecimal", 2 * index))?;
+    }
+    Ok(digest)
+}
+
 /// The most object prefixes one grant may name.
 pub const GRANT_OBJECTS_MAX: usize = 64;
 

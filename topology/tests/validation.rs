@@ -323,7 +323,7 @@ fn cluster_rules() {
             edited("[coordinator]", "[metrics]\nport = 1\n\n[coordinator]"),
             &[(
                 "metrics",
-                "unknown key (expected one of: cluster, tls, coordinator, regions, latency, grants)",
+                "unknown key (expected one of: cluster, tls, coordinator, regions, latency, grants, limits, tokens)",
             )],
         ),
         (
@@ -922,4 +922,150 @@ fn an_empty_file_names_every_missing_section() {
             ],
         );
     }
+}
+
+#[test]
+fn limits_are_read_in_model_units_and_unset_ones_keep_the_defaults() {
+    let topology = parse("test.toml", &format!("{VALID}{}", LIMITS)).expect("valid");
+    let limits = &topology.limits;
+    assert_eq!(limits.connections_per_address, Some(64));
+    assert_eq!(limits.handshake_timeout_us, Some(2_500_000));
+    assert_eq!(limits.keepalive_interval_us, Some(5_000_000));
+    assert_eq!(limits.connection_idle_timeout_us, Some(300_000_000));
+    assert_eq!(limits.request_bytes_per_caller, Some(128 * 1024 * 1024));
+    assert_eq!(limits.handshakes_in_flight, None);
+    assert_eq!(limits.request_bytes_per_server, None);
+    let report = dsss_topology::render_report(&topology);
+    assert!(
+        report.contains(
+            "connections per address 64, handshake timeout 2500 ms, keepalive interval 5000 \
+             ms, idle connection timeout 300 s, request bytes per caller 128 MiB; the rest \
+             default"
+        ),
+        "{report}"
+    );
+    let unset = parse("test.toml", VALID).expect("valid");
+    assert_eq!(unset.limits, dsss_topology::LimitsSettings::default());
+    assert_diagnostics(
+        "an unknown limit",
+        &format!("{VALID}[limits]\nconnections = 5\n"),
+        &[("limits.connections", "unknown key")],
+    );
+}
+
+const LIMITS: &str = "[limits]
+connections_per_address = 64
+handshake_timeout_ms = 2500
+keepalive_interval_ms = 5000
+connection_idle_timeout_s = 300
+request_mb_per_caller = 128
+";
+
+#[test]
+fn tokens_name_a_client_by_the_digest_of_a_secret_and_need_tls() {
+    let digest = "5e".repeat(32);
+    let other = "A0".repeat(32);
+    let topology = parse(
+        "test.toml",
+        &with_grants(&format!(
+            "[[tokens]]\nclient = \"alice\"\nsha256 = \"{digest}\"\n\n\
+             [[tokens]]\nclient = \"alice\"\nsha256 = \"{other}\"\n"
+        )),
+    )
+    .expect("valid tokens");
+    assert_eq!(topology.tokens.len(), 2);
+    assert_eq!(topology.tokens[0].client, "alice");
+    assert_eq!(topology.tokens[0].sha256, [0x5e; 32]);
+    assert_eq!(topology.tokens[1].sha256, [0xa0; 32]);
+    let report = dsss_topology::render_report(&topology);
+    assert!(
+        report.contains("tokens                      2 for clients alice"),
+        "{report}"
+    );
+
+    let token = |client: &str, sha256: &str| {
+        with_grants(&format!(
+            "[[tokens]]\nclient = {client}\nsha256 = {sha256}\n"
+        ))
+    };
+    let cases: Vec<Case> = vec![
+        (
+            "a digest too short",
+            token("\"alice\"", "\"abc\""),
+            &[("tokens[0].sha256", "64 hexadecimal digits")],
+        ),
+        (
+            "not hexadecimal",
+            token("\"alice\"", &format!("\"{}zz\"", "0".repeat(62))),
+            &[("tokens[0].sha256", "\"zz\" at offset 62 is not hexadecimal")],
+        ),
+        (
+            "a bad client name",
+            token("\"a b\"", &format!("\"{digest}\"")),
+            &[("tokens[0].client", "client name")],
+        ),
+        (
+            "a token twice",
+            with_grants(&format!(
+                "[[tokens]]\nclient = \"alice\"\nsha256 = \"{digest}\"\n\
+                 [[tokens]]\nclient = \"bob\"\nsha256 = \"{digest}\"\n"
+            )),
+            &[("tokens[1].sha256", "the same token as tokens[0]")],
+        ),
+        (
+            "no client",
+            with_grants(&format!("[[tokens]]\nsha256 = \"{digest}\"\n")),
+            &[("tokens[0].client", "a required key is missing")],
+        ),
+        (
+            "without tls",
+            format!("{VALID}\n[[tokens]]\nclient = \"alice\"\nsha256 = \"{digest}\"\n"),
+            &[("tokens", "need a [tls] table")],
+        ),
+        (
+            "too many",
+            with_grants(
+                &(0..=dsss_topology::TOKENS_MAX)
+                    .map(|index| format!("[[tokens]]\nclient = \"c\"\nsha256 = \"{index:064x}\"\n"))
+                    .collect::<String>(),
+            ),
+            &[("tokens", "1025 tokens; at most 1024")],
+        ),
+    ];
+    for (case, text, expected) in cases {
+        assert_diagnostics(case, &text, expected);
+    }
+}
+
+#[test]
+fn a_node_may_bind_another_address_than_the_one_it_is_reached_at() {
+    let text = edited(
+        r#"{ id = 12, address = "127.0.0.1:7112", data_dir = "data/a/12" }"#,
+        r#"{ id = 12, address = "node-12.example:7112", listen = "0.0.0.0:7112", data_dir = "data/a/12" }"#,
+    )
+    .replacen(
+        r#"{ id = 13, address = "127.0.0.1:7113", data_dir"#,
+        r#"{ id = 13, address = "127.0.0.1:7113", listen = "0.0.0.0:7112", data_dir"#,
+        1,
+    );
+    let topology = parse("test.toml", &text).expect("valid: bound addresses may repeat");
+    let nodes = &topology.regions[0].nodes;
+    assert_eq!(nodes[0].listen, None);
+    assert_eq!(nodes[0].listen_address(), "127.0.0.1:7111");
+    assert_eq!(nodes[1].listen.as_deref(), Some("0.0.0.0:7112"));
+    assert_eq!(nodes[1].listen_address(), "0.0.0.0:7112");
+    assert_eq!(nodes[1].address, "node-12.example:7112");
+    let report = dsss_topology::render_report(&topology);
+    assert!(
+        report.contains("node-12.example:7112 (binds 0.0.0.0:7112)"),
+        "{report}"
+    );
+    assert_diagnostics(
+        "a listen address without a port",
+        &edited(
+            r#"{ id = 12, address = "127.0.0.1:7112", data_dir"#,
+            r#"{ id = 12, address = "127.0.0.1:7112", listen = "0.0.0.0", data_dir"#,
+        ),
+        &[("regions[0].nodes[1].listen", "is not a valid host:port")],
+    );
 }

@@ -50,7 +50,41 @@ use tonic::server::NamedService;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower_service::Service;
 
-use crate::tls::{ADMIN_URI_PREFIX, CLIENT_URI_PREFIX, NODE_URI_PREFIX, uri_names};
+use crate::limits::{ActiveRequest, Charge, ConnectionState, RequestBudgets, ServerLimits};
+use crate::tls::{ADMIN_URI_PREFIX, CLIENT_URI_PREFIX, ConnectionInfo, NODE_URI_PREFIX, uri_names};
+
+/// The header that carries a client's bearer token.
+pub const AUTHORIZATION_HEADER: &str = "authorization";
+
+/// What precedes the token in [`AUTHORIZATION_HEADER`].
+pub const BEARER_PREFIX: &str = "Bearer ";
+
+/// The most bytes a bearer token may hold.
+pub const TOKEN_BYTES_MAX: usize = 512;
+
+/// The SHA-256 digest of a bearer token: what a topology's `[[tokens]]` lists, so that the
+/// file never holds the secret itself.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Checks that `token` can travel in a header: 16 to [`TOKEN_BYTES_MAX`] visible ASCII
+/// characters without spaces.
+pub fn check_token(token: &str) -> Result<(), String> {
+    if token.len() < 16 || token.len() > TOKEN_BYTES_MAX {
+        return Err(format!(
+            "a bearer token holds 16 to {TOKEN_BYTES_MAX} characters; this one holds {}",
+            token.len()
+        ));
+    }
+    if let Some(bad) = token.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "a bearer token holds visible ASCII characters only; this one holds {bad:?}"
+        ));
+    }
+    Ok(())
+}
 
 /// What a caller's certificate says it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -300,6 +334,11 @@ pub struct AccessPolicy {
     /// Each client's grants, when the topology has any; `None`: every client may do
     /// everything a client may.
     client_grants: Option<BTreeMap<String, Arc<ClientGrants>>>,
+    /// The bytes of requests in flight and their bounds, shared by every service of the
+    /// server (clones of a policy share them).
+    budgets: Arc<RequestBudgets>,
+    /// The client each bearer token identifies, by the token's SHA-256 digest.
+    tokens: BTreeMap<[u8; 32], String>,
 }
 
 /// What a client may do with the objects: calls, reads (subscriptions, checkpoint fetches,
@@ -430,7 +469,76 @@ impl AccessPolicy {
             coordinator_replicas: coordinator_replicas.into_iter().collect(),
             own_region: own_region.into(),
             client_grants: None,
+            budgets: Arc::new(RequestBudgets::default()),
+            tokens: BTreeMap::new(),
         }
+    }
+
+    /// The policy with bearer `tokens` (client name, SHA-256 digest of its token): a client
+    /// call that carries one of them in `authorization: Bearer <token>` is the named client's,
+    /// whatever client certificate its connection presents (a gateway that ends TLS for its
+    /// own clients and forwards their calls).
+    pub fn with_tokens(
+        mut self,
+        tokens: impl IntoIterator<Item = (String, [u8; 32])>,
+    ) -> AccessPolicy {
+        self.tokens = tokens
+            .into_iter()
+            .map(|(client, digest)| (digest, client))
+            .collect();
+        self
+    }
+
+    /// The caller a request is made as: `connection`'s, or the client its bearer token names.
+    /// A token the topology does not list is refused (`UNAUTHENTICATED`), and so is a token
+    /// carried by a node or an admin (tokens stand for clients only).
+    fn caller_with_token(
+        &self,
+        connection: Caller,
+        authorization: Option<&http::HeaderValue>,
+    ) -> Result<Caller, Status> {
+        let Some(value) = authorization else {
+            return Ok(connection);
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix(BEARER_PREFIX))
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "the authorization header is not `Bearer <token>` in visible ASCII",
+                )
+            })?;
+        let Some(client) = self.tokens.get(&token_digest(token)) else {
+            return Err(Status::unauthenticated(
+                "the bearer token is not one of the topology's [[tokens]] (or the token was \
+                 replaced)",
+            ));
+        };
+        match connection {
+            Caller::Insecure | Caller::Known(Identity::Client(_)) => {
+                Ok(Caller::Known(Identity::Client(client.clone())))
+            }
+            other => Err(Status::permission_denied(format!(
+                "a bearer token stands for a client; the caller is {other}"
+            ))),
+        }
+    }
+
+    /// The policy with fresh budgets under `limits`.
+    pub fn with_limits(mut self, limits: ServerLimits) -> AccessPolicy {
+        self.budgets = Arc::new(RequestBudgets::new(limits));
+        self
+    }
+
+    /// The server's limits.
+    pub fn limits(&self) -> &ServerLimits {
+        self.budgets.limits()
+    }
+
+    /// The bytes of requests in flight, per caller and in all.
+    pub fn budgets(&self) -> &RequestBudgets {
+        &self.budgets
     }
 
     /// The policy with `grants` (client name, its grants): from then on a client may do only
@@ -510,27 +618,72 @@ impl AccessPolicy {
     }
 }
 
-/// The caller of a request that reached a server, from its connection's certificate; an
-/// error when the certificate names no single DSSS identity.
-fn caller_of_connection(extensions: &http::Extensions) -> Result<Caller, Status> {
-    let Some(connection) = extensions.get::<TlsConnectInfo<TcpConnectInfo>>() else {
+/// What a request's connection tells: its state (absent for a connection DSSS's accept loop
+/// did not make), its TCP addresses, and its certificate under TLS.
+struct ConnectionOf {
+    state: Option<Arc<ConnectionState>>,
+    tcp: Option<TcpConnectInfo>,
+    tls: Option<TlsConnectInfo<ConnectionInfo>>,
+}
+
+fn connection_of(extensions: &http::Extensions) -> ConnectionOf {
+    if let Some(tls) = extensions.get::<TlsConnectInfo<ConnectionInfo>>() {
+        return ConnectionOf {
+            state: Some(Arc::clone(&tls.get_ref().state)),
+            tcp: Some(tls.get_ref().tcp.clone()),
+            tls: Some(tls.clone()),
+        };
+    }
+    if let Some(plain) = extensions.get::<ConnectionInfo>() {
+        return ConnectionOf {
+            state: Some(Arc::clone(&plain.state)),
+            tcp: Some(plain.tcp.clone()),
+            tls: None,
+        };
+    }
+    ConnectionOf {
+        state: None,
+        tcp: extensions.get::<TcpConnectInfo>().cloned(),
+        tls: None,
+    }
+}
+
+/// The caller of a request that reached a server, from its connection's certificate (read
+/// once per connection); an error when the certificate names no single DSSS identity.
+fn caller_of_connection(connection: &ConnectionOf) -> Result<Caller, Status> {
+    let Some(tls) = &connection.tls else {
         return Ok(Caller::Insecure);
     };
-    let certificate = connection
-        .peer_certs()
-        .and_then(|certificates| certificates.first().cloned())
-        .ok_or_else(|| {
-            Status::unauthenticated("the TLS connection carries no client certificate")
-        })?;
-    identity_of_certificate(certificate.as_ref())
-        .map(Caller::Known)
-        .map_err(|problem| {
-            Status::permission_denied(format!("the caller's certificate: {problem}"))
-        })
+    let identify = || {
+        let certificate = tls
+            .peer_certs()
+            .and_then(|certificates| certificates.first().cloned())
+            .ok_or_else(|| {
+                Status::unauthenticated("the TLS connection carries no client certificate")
+            })?;
+        identity_of_certificate(certificate.as_ref())
+            .map(Caller::Known)
+            .map_err(|problem| {
+                Status::permission_denied(format!("the caller's certificate: {problem}"))
+            })
+    };
+    match &connection.state {
+        Some(state) => state.caller.get_or_init(identify).clone(),
+        None => identify(),
+    }
+}
+
+/// Whether the method at `path` takes a stream of requests (a raft `DeliverStream`): its
+/// messages count against the budgets only while the server holds them, one at a time.
+fn takes_a_request_stream(path: &str) -> bool {
+    path.ends_with("/DeliverStream")
 }
 
 /// A gRPC service that admits only the callers its [`AccessPolicy`] allows (see the module's
-/// table), and leaves the [`Caller`] of every admitted request in its extensions.
+/// table), and leaves the [`Caller`] of every admitted request in its extensions. Every
+/// admitted request is charged, as its bytes arrive, to its connection's, its caller's and
+/// the server's budgets ([`crate::limits`]) and counts as activity of its connection until
+/// its answer is sent.
 #[derive(Clone, Debug)]
 pub struct Guarded<S> {
     inner: S,
@@ -538,7 +691,7 @@ pub struct Guarded<S> {
 }
 
 impl<S> Guarded<S> {
-    /// `inner`, guarded by `policy`.
+    /// `inner`, guarded by `policy` (and its budgets).
     pub fn new(inner: S, policy: Arc<AccessPolicy>) -> Guarded<S> {
         Guarded { inner, policy }
     }
@@ -567,37 +720,201 @@ where
         self.inner.poll_ready(context)
     }
 
-    fn call(&mut self, mut request: http::Request<Body>) -> GuardedFuture {
-        let admitted = caller_of_connection(request.extensions()).and_then(|caller| {
-            self.policy
-                .admit(request.uri().path(), &caller)
-                .map(|()| caller)
-        });
-        match admitted {
-            Ok(caller) => {
-                if let Some(region) = caller.node_id().and_then(|id| self.policy.region_of(id)) {
-                    request
-                        .extensions_mut()
-                        .insert(CallerRegion(region.to_owned()));
-                }
-                if let Caller::Known(Identity::Client(name)) = &caller
-                    && let Some(grants) = self.policy.grants_of(name)
-                {
-                    request.extensions_mut().insert(CallerGrants(grants));
-                }
-                request.extensions_mut().insert(caller);
-                let response = self.inner.call(request);
-                Box::pin(async move { Ok(response.await?.map(Body::new)) })
-            }
+    fn call(&mut self, request: http::Request<Body>) -> GuardedFuture {
+        let connection = connection_of(request.extensions());
+        let admitted = caller_of_connection(&connection)
+            .and_then(|caller| {
+                self.policy
+                    .caller_with_token(caller, request.headers().get(AUTHORIZATION_HEADER))
+            })
+            .and_then(|caller| {
+                self.policy
+                    .admit(request.uri().path(), &caller)
+                    .map(|()| caller)
+            });
+        let caller = match admitted {
+            Ok(caller) => caller,
             Err(status) => {
                 tracing::warn!(
                     path = request.uri().path(),
                     reason = status.message(),
                     "call refused"
                 );
-                Box::pin(std::future::ready(Ok(status.into_http())))
+                return Box::pin(std::future::ready(Ok(status.into_http())));
+            }
+        };
+        let (mut parts, body) = request.into_parts();
+        if let Some(region) = caller.node_id().and_then(|id| self.policy.region_of(id)) {
+            parts.extensions.insert(CallerRegion(region.to_owned()));
+        }
+        if let Caller::Known(Identity::Client(name)) = &caller
+            && let Some(grants) = self.policy.grants_of(name)
+        {
+            parts.extensions.insert(CallerGrants(grants));
+        }
+        // Over plaintext a caller is known by its address only.
+        let budget_key = match (
+            &caller,
+            connection.tcp.as_ref().and_then(|tcp| tcp.remote_addr()),
+        ) {
+            (Caller::Known(identity), _) => identity.to_string(),
+            (Caller::Insecure, Some(remote)) => format!("address {}", remote.ip()),
+            (Caller::Insecure, None) => "an unknown address".to_owned(),
+        };
+        if let Some(tcp) = connection.tcp {
+            // `Request::remote_addr` reads it.
+            parts.extensions.insert(tcp);
+        }
+        parts.extensions.insert(caller);
+        let path = parts.uri.path().to_owned();
+        let charge = Arc::new(Charge::new(
+            Arc::clone(&self.policy.budgets),
+            connection.state.clone(),
+            budget_key,
+            path.clone(),
+        ));
+        let active = connection
+            .state
+            .as_ref()
+            .map(ConnectionState::start_request);
+        let body = Body::new(CountingBody {
+            inner: body,
+            charge: Arc::clone(&charge),
+            stream: takes_a_request_stream(&path).then(MessageCursor::default),
+            releasable: 0,
+        });
+        let response = self.inner.call(http::Request::from_parts(parts, body));
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| {
+                Body::new(HoldingBody {
+                    inner: Body::new(body),
+                    _held: (charge, active),
+                })
+            }))
+        })
+    }
+}
+
+/// A request body that charges its bytes to the request's [`Charge`] as they arrive and fails
+/// the request (`RESOURCE_EXHAUSTED`) when they would pass a bound. For a request stream it
+/// follows the gRPC framing and gives back each message's bytes once the next is asked for.
+struct CountingBody {
+    inner: Body,
+    charge: Arc<Charge>,
+    stream: Option<MessageCursor>,
+    /// Bytes of messages the stream completed, given back at the next poll.
+    releasable: u64,
+}
+
+impl http_body::Body for CountingBody {
+    type Data = tonic::codegen::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Status>>> {
+        let this = &mut *self;
+        if this.releasable > 0 {
+            // The decoder asks for more only once it handed out every whole message it held.
+            this.charge.release(this.releasable);
+            this.releasable = 0;
+        }
+        let frame = match Pin::new(&mut this.inner).poll_frame(context) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            other => return other,
+        };
+        if let Some(data) = frame.data_ref() {
+            if let Err(status) = this.charge.add(data.len() as u64) {
+                return Poll::Ready(Some(Err(status)));
+            }
+            if let Some(cursor) = &mut this.stream {
+                this.releasable += cursor.feed(data);
             }
         }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Where a stream of gRPC messages stands: each message is a 5-byte header (a compression
+/// flag and a 4-byte big-endian length) and its payload.
+#[derive(Debug, Default)]
+struct MessageCursor {
+    header: [u8; 5],
+    header_len: usize,
+    /// Payload bytes of the current message still to come.
+    remaining: u64,
+    /// Bytes of the current message seen so far, header included.
+    current: u64,
+}
+
+impl MessageCursor {
+    /// Takes `data`, returns the bytes of the messages it completed.
+    fn feed(&mut self, mut data: &[u8]) -> u64 {
+        let mut completed = 0;
+        while !data.is_empty() {
+            if self.header_len < self.header.len() {
+                let take = (self.header.len() - self.header_len).min(data.len());
+                self.header[self.header_len..self.header_len + take].copy_from_slice(&data[..take]);
+                self.header_len += take;
+                self.current += take as u64;
+                data = &data[take..];
+                if self.header_len == self.header.len() {
+                    let mut length = [0_u8; 4];
+                    length.copy_from_slice(&self.header[1..]);
+                    self.remaining = u64::from(u32::from_be_bytes(length));
+                }
+            } else {
+                let take = usize::try_from(self.remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(data.len());
+                self.remaining -= take as u64;
+                self.current += take as u64;
+                data = &data[take..];
+            }
+            if self.header_len == self.header.len() && self.remaining == 0 {
+                completed += self.current;
+                self.current = 0;
+                self.header_len = 0;
+            }
+        }
+        completed
+    }
+}
+
+/// A response body that holds what its request held (its charge, its place among its
+/// connection's requests in flight) until the answer is sent.
+struct HoldingBody {
+    inner: Body,
+    _held: (Arc<Charge>, Option<ActiveRequest>),
+}
+
+impl http_body::Body for HoldingBody {
+    type Data = tonic::codegen::Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(context)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -663,6 +980,70 @@ mod tests {
             assert!(!stranger.allows_any(right), "{right:?}");
         }
         assert_eq!(AccessPolicy::default().grants_of("app"), None);
+    }
+
+    #[test]
+    fn a_message_cursor_finds_where_each_grpc_message_ends_however_the_bytes_are_cut() {
+        let message = |payload: usize| {
+            let mut bytes = vec![0_u8];
+            bytes.extend_from_slice(&u32::try_from(payload).expect("small").to_be_bytes());
+            bytes.extend(std::iter::repeat_n(9_u8, payload));
+            bytes
+        };
+        let stream: Vec<u8> = [message(3), message(0), message(1000), message(2)].concat();
+        for cut in [1, 2, 5, 7, 64, 4096] {
+            let mut cursor = MessageCursor::default();
+            let completed: Vec<u64> = stream.chunks(cut).map(|chunk| cursor.feed(chunk)).collect();
+            assert_eq!(
+                completed.iter().sum::<u64>(),
+                stream.len() as u64,
+                "cut {cut}"
+            );
+            assert_eq!(cursor.current, 0, "cut {cut}: nothing left half read");
+        }
+        let mut cursor = MessageCursor::default();
+        assert_eq!(cursor.feed(&message(10)[..12]), 0, "half a message is held");
+        assert_eq!(cursor.feed(&message(10)[12..]), 15);
+    }
+
+    #[test]
+    fn a_listed_bearer_token_makes_a_client_or_plaintext_caller_its_client_and_nothing_else() {
+        let policy =
+            policy().with_tokens([("alice".to_owned(), token_digest("dsss_token-of-alice-0001"))]);
+        let header = |text: &str| http::HeaderValue::from_str(text).expect("a header value");
+        let alice = Caller::Known(Identity::Client("alice".to_owned()));
+        let gateway = Caller::Known(Identity::Client("gateway".to_owned()));
+        let bearer = header("Bearer dsss_token-of-alice-0001");
+        let as_caller = |outcome: Result<Caller, Status>| outcome.expect("admitted");
+        assert_eq!(
+            as_caller(policy.caller_with_token(gateway.clone(), Some(&bearer))),
+            alice
+        );
+        assert_eq!(
+            as_caller(policy.caller_with_token(Caller::Insecure, Some(&bearer))),
+            alice
+        );
+        assert_eq!(
+            as_caller(policy.caller_with_token(gateway.clone(), None)),
+            gateway
+        );
+        let refused = policy
+            .caller_with_token(node(11), Some(&bearer))
+            .expect_err("a node with a token");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+        for (value, fragment) in [
+            ("Bearer dsss_some-other-token-02", "[[tokens]]"),
+            ("Basic YWxpY2U6c2VjcmV0", "Bearer <token>"),
+        ] {
+            let refused = policy
+                .caller_with_token(gateway.clone(), Some(&header(value)))
+                .expect_err(value);
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{value}");
+            assert!(refused.message().contains(fragment), "{refused:?}");
+        }
+        assert!(check_token("short").is_err());
+        assert!(check_token("has a space in it, sadly").is_err());
+        check_token("dsss_token-of-alice-0001").expect("usable");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! generated `new` functions, so that no service can be exposed without the version check or
 //! with tonic's default message limits.
 
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -40,17 +41,50 @@ impl From<VersionError> for Status {
 }
 
 /// Client interceptor: adds the [`PROTOCOL_VERSION_HEADER`] header with [`PROTOCOL_VERSION`] to
-/// every request.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AttachProtocolVersion;
+/// every request, and the client's bearer token when it has one.
+#[derive(Debug, Clone, Default)]
+pub struct AttachProtocolVersion {
+    bearer: Option<MetadataValue<Ascii>>,
+}
+
+impl AttachProtocolVersion {
+    /// Also sends `authorization: Bearer <token>` with every request (see
+    /// [`crate::access::AccessPolicy::with_tokens`]); the error says why the token cannot go
+    /// in a header.
+    pub fn with_token(token: &str) -> Result<AttachProtocolVersion, String> {
+        crate::access::check_token(token)?;
+        let value = format!("{}{token}", crate::access::BEARER_PREFIX)
+            .parse()
+            .map_err(|_| "the bearer token cannot go in a header".to_owned())?;
+        Ok(AttachProtocolVersion {
+            bearer: Some(value),
+        })
+    }
+}
 
 impl Interceptor for AttachProtocolVersion {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         request
             .metadata_mut()
             .insert(PROTOCOL_VERSION_HEADER, PROTOCOL_VERSION.into());
+        if let Some(bearer) = &self.bearer {
+            request
+                .metadata_mut()
+                .insert(crate::access::AUTHORIZATION_HEADER, bearer.clone());
+        }
         Ok(request)
     }
+}
+
+/// A `RegionClient` client over `channel` like [`region_client_client`], whose requests also
+/// carry `attach`'s bearer token.
+pub fn region_client_client_with(
+    channel: Channel,
+    attach: AttachProtocolVersion,
+) -> RegionClientClient<VersionedChannel> {
+    RegionClientClient::with_interceptor(channel, attach)
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
 }
 
 /// Server interceptor: refuses, with `FAILED_PRECONDITION`, every request whose
@@ -105,7 +139,7 @@ macro_rules! service_constructors {
         #[doc = concat!("A `", $service, "` client over `channel`, sending the protocol ")]
         #[doc = "version and limiting messages to [`GRPC_MESSAGE_BYTES_MAX`] both ways."]
         pub fn $client_fn(channel: Channel) -> $client<VersionedChannel> {
-            $client::with_interceptor(channel, AttachProtocolVersion)
+            $client::with_interceptor(channel, AttachProtocolVersion::default())
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
         }
@@ -179,7 +213,7 @@ mod tests {
 
     #[test]
     fn attached_header_passes_the_server_check() {
-        let request = AttachProtocolVersion
+        let request = AttachProtocolVersion::default()
             .call(Request::new(()))
             .expect("attaching never fails");
         assert_eq!(

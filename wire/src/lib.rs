@@ -67,6 +67,8 @@ pub mod access;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 #[cfg(feature = "grpc")]
+pub mod limits;
+#[cfg(feature = "grpc")]
 pub mod tls;
 
 /// The protocol buffer messages of DSSS, generated from `proto/dsss/v1/*.proto`.

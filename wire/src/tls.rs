@@ -17,8 +17,8 @@
 //!
 //! Servers take their connections from [`Security::serve`], clients their channels from
 //! [`Security::connect_lazy`] or [`Security::connect`]; the certificates reach the services as
-//! tonic's [`TlsConnectInfo`](tonic::transport::server::TlsConnectInfo), so
-//! `Request::peer_certs` and `Request::remote_addr` work as usual. [`node_id_of_certificate`]
+//! tonic's [`TlsConnectInfo`](tonic::transport::server::TlsConnectInfo) of a
+//! [`ConnectionInfo`] ([`peer_certificates`] reads them). [`node_id_of_certificate`]
 //! reads the node id a DSSS node certificate names (`dsss certs generate` writes it as the URI
 //! `dsss://node/<id>`).
 
@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -43,61 +43,48 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::server::{Router, TcpConnectInfo};
+
+use crate::limits::{
+    ConnectionState, KEEPALIVE_INTERVAL_US_DEFAULT, KEEPALIVE_TIMEOUT_US_DEFAULT, ServerLimits,
+    monotonic_us,
+};
 use tonic::transport::{Channel, Endpoint, Uri};
 
-/// How long a TLS handshake on an accepted connection may take, in microseconds, before the
-/// connection is closed.
-pub const HANDSHAKE_TIMEOUT_US: u64 = 10_000_000;
-
-/// The most connections one IP address may hold open to a TLS server at once; more are closed
-/// at once. Nodes hold a few each (raft streams, batches, catch-up reads); many application
-/// instances behind one address share the rest.
-pub const CONNECTIONS_PER_ADDRESS_MAX: usize = 512;
-
-/// The most TLS handshakes a server runs at once; connections beyond are closed at once.
-pub const HANDSHAKES_IN_FLIGHT_MAX: usize = 256;
-
-/// The most connections whose handshake finished but that the server has not taken yet.
+/// The accepted connections that wait for the server to take them.
 const ACCEPTED_QUEUED_MAX: usize = 64;
 
-/// The wait after a failed `accept` (out of file descriptors), in microseconds.
+/// How long the accept loop waits after the listener failed (out of file descriptors, say)
+/// before it accepts again, in microseconds.
 const ACCEPT_ERROR_WAIT_US: u64 = 50_000;
 
-/// The URI prefix of the node id in a node certificate's subject alternative names.
+/// The URI prefix of the subject alternative name that names a DSSS node in its certificate.
 pub const NODE_URI_PREFIX: &str = "dsss://node/";
 
-/// The URI prefix of a client's name in a client certificate's subject alternative names.
+/// The URI prefix of the subject alternative name that names a client (an application).
 pub const CLIENT_URI_PREFIX: &str = "dsss://client/";
 
-/// The URI prefix of the name of an operator's certificate (admin calls) in its subject
-/// alternative names.
+/// The URI prefix of the subject alternative name that names an admin identity (an operator's
+/// commands).
 pub const ADMIN_URI_PREFIX: &str = "dsss://admin/";
 
-/// How often a connection with nothing to send pings its peer over HTTP/2, in microseconds,
-/// both ways: a peer that vanished without closing (a host that died, a cut link that drops
-/// packets) is found within this and [`HTTP2_KEEPALIVE_TIMEOUT_US`], instead of when the
-/// operating system gives up on the connection, minutes later.
-pub const HTTP2_KEEPALIVE_INTERVAL_US: u64 = 10_000_000;
-
-/// How long a ping may stay unanswered before the connection is closed, in microseconds.
-pub const HTTP2_KEEPALIVE_TIMEOUT_US: u64 = 20_000_000;
-
-/// `endpoint` with the client side of the keepalive: pings while idle too, so that a
-/// subscription waiting for records notices a dead node.
+/// `endpoint` with the client side of the keepalive (the default [`ServerLimits`] interval
+/// and timeout): pings while idle too, so that a subscription waiting for records notices a
+/// dead node.
 fn with_keepalive(endpoint: Endpoint) -> Endpoint {
     endpoint
-        .http2_keep_alive_interval(Duration::from_micros(HTTP2_KEEPALIVE_INTERVAL_US))
-        .keep_alive_timeout(Duration::from_micros(HTTP2_KEEPALIVE_TIMEOUT_US))
+        .http2_keep_alive_interval(Duration::from_micros(KEEPALIVE_INTERVAL_US_DEFAULT))
+        .keep_alive_timeout(Duration::from_micros(KEEPALIVE_TIMEOUT_US_DEFAULT))
         .keep_alive_while_idle(true)
 }
 
-/// A server builder with the server side of the keepalive ([`HTTP2_KEEPALIVE_INTERVAL_US`]):
-/// a client that stopped answering is disconnected and its streams and slots freed.
-pub fn server_builder() -> tonic::transport::Server {
+/// A server builder with `limits`' keepalive (a client that stopped answering is disconnected
+/// and its streams and slots freed) and bound on requests in flight per connection.
+pub fn server_builder(limits: &ServerLimits) -> tonic::transport::Server {
     tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_micros(HTTP2_KEEPALIVE_INTERVAL_US)))
-        .http2_keepalive_timeout(Some(Duration::from_micros(HTTP2_KEEPALIVE_TIMEOUT_US)))
+        .http2_keepalive_interval(Some(Duration::from_micros(limits.keepalive_interval_us)))
+        .http2_keepalive_timeout(Some(Duration::from_micros(limits.keepalive_timeout_us)))
+        .max_concurrent_streams(Some(limits.streams_per_connection_max))
 }
 
 /// The three files of a TLS identity.
@@ -414,12 +401,14 @@ impl Security {
     }
 
     /// Serves `router` on the connections `listener` accepts (`TCP_NODELAY` set), after a TLS
-    /// handshake that requires a client certificate when this is [`Security::Tls`], until
-    /// `shutdown` resolves.
+    /// handshake that requires a client certificate when this is [`Security::Tls`], within
+    /// `limits` (connections per address, handshakes, idle connections), until `shutdown`
+    /// resolves.
     pub async fn serve<F>(
         &self,
         router: Router,
         listener: TcpListener,
+        limits: &ServerLimits,
         shutdown: F,
     ) -> Result<(), tonic::transport::Error>
     where
@@ -427,19 +416,16 @@ impl Security {
     {
         match self {
             Security::Plaintext => {
-                // The builder's own TCP settings apply only to listeners it binds itself:
-                // without TCP_NODELAY on accepted sockets, Nagle's algorithm holds small
-                // replies back until the peer's delayed acknowledgement (40 ms on Linux).
-                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
                 router
-                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .serve_with_incoming_shutdown(plaintext_incoming(listener, limits), shutdown)
                     .await
             }
             Security::Tls(identity) => {
-                let incoming =
-                    tls_incoming(listener, identity.clone(), CONNECTIONS_PER_ADDRESS_MAX);
                 router
-                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .serve_with_incoming_shutdown(
+                        tls_incoming(listener, identity.clone(), limits),
+                        shutdown,
+                    )
                     .await
             }
         }
@@ -447,24 +433,75 @@ impl Security {
 }
 
 /// The stream of connections that completed a TLS handshake on `listener`. Handshakes run in
-/// tasks of their own (a slow client does not hold up the others); one that fails or takes
-/// longer than [`HANDSHAKE_TIMEOUT_US`] closes its connection and is logged. The accepting
-/// task ends when the stream is dropped.
+/// tasks of their own (a slow client does not hold up the others), at most
+/// `limits.handshakes_in_flight_max` at once; one that fails or takes longer than
+/// `limits.handshake_timeout_us` closes its connection and is logged. The accepting task ends
+/// when the stream is dropped.
 ///
-/// At most `connections_per_address_max` connections from one IP address are open at once
-/// ([`CONNECTIONS_PER_ADDRESS_MAX`] for [`Security::serve`]); one more is closed at once and
-/// logged, so that one host cannot take every connection a node can hold.
+/// At most `limits.connections_per_address_max` connections from one IP address are open at
+/// once; one more is closed at once and logged, so that one host cannot take every connection
+/// a node can hold. A connection that carries no request for
+/// `limits.connection_idle_timeout_us` is closed.
 pub fn tls_incoming(
     listener: TcpListener,
     identity: Arc<TlsIdentity>,
-    connections_per_address_max: usize,
+    limits: &ServerLimits,
 ) -> ReceiverStream<Result<tokio_rustls::server::TlsStream<CountedStream>, io::Error>> {
+    let handshake_timeout = Duration::from_micros(limits.handshake_timeout_us);
+    accepting(listener, limits, move |stream, remote| {
+        let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config());
+        async move {
+            match tokio::time::timeout(handshake_timeout, handshake(acceptor, stream)).await {
+                Ok(Ok(stream)) => Some(stream),
+                Ok(Err(error)) => {
+                    tracing::warn!(%remote, %error, "TLS handshake failed; connection closed");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(%remote, "TLS handshake timed out; connection closed");
+                    None
+                }
+            }
+        }
+    })
+}
+
+/// The stream of plaintext connections `listener` accepts, within the same bounds per
+/// address and on idleness as [`tls_incoming`].
+pub fn plaintext_incoming(
+    listener: TcpListener,
+    limits: &ServerLimits,
+) -> ReceiverStream<Result<CountedStream, io::Error>> {
+    accepting(listener, limits, |stream, _| {
+        std::future::ready(Some(stream))
+    })
+}
+
+/// Runs the accept loop on `listener`: each connection within the per-address bound gets a
+/// handshake slot and goes through `handshake` in a task of its own; what it yields is served.
+fn accepting<T, H, F>(
+    listener: TcpListener,
+    limits: &ServerLimits,
+    handshake: H,
+) -> ReceiverStream<Result<T, io::Error>>
+where
+    T: Send + 'static,
+    H: Fn(CountedStream, SocketAddr) -> F + Send + 'static,
+    F: Future<Output = Option<T>> + Send + 'static,
+{
     let (sender, receiver) = mpsc::channel(ACCEPTED_QUEUED_MAX);
     let slots = Arc::new(AddressSlots {
         open: Mutex::new(HashMap::new()),
-        per_address_max: connections_per_address_max,
+        per_address_max: limits.connections_per_address_max,
     });
-    tokio::spawn(accept_loop(listener, identity, slots, sender));
+    tokio::spawn(accept_loop(
+        listener,
+        slots,
+        Arc::new(Semaphore::new(limits.handshakes_in_flight_max)),
+        limits.connection_idle_timeout_us,
+        handshake,
+        sender,
+    ));
     ReceiverStream::new(receiver)
 }
 
@@ -515,10 +552,37 @@ impl Drop for AddressSlot {
     }
 }
 
-/// An accepted TCP connection that holds its place in its address's count until it closes.
+/// An accepted TCP connection that holds its place in its address's count until it closes,
+/// and ends itself (a read error) once it carried no request for the idle timeout.
 pub struct CountedStream {
     inner: TcpStream,
     _slot: AddressSlot,
+    state: Arc<ConnectionState>,
+    idle_timeout_us: u64,
+    idle_timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl CountedStream {
+    /// Whether the connection has been idle past its timeout; otherwise arms the timer (with
+    /// `context`'s waker) for the next moment it could be.
+    fn idle_past_timeout(&mut self, context: &mut Context<'_>) -> bool {
+        loop {
+            if self.idle_timer.as_mut().poll(context).is_pending() {
+                return false;
+            }
+            let now_us = monotonic_us();
+            let next_check_us = match self.state.idle_deadline_us(self.idle_timeout_us) {
+                Some(deadline_us) if deadline_us <= now_us => return true,
+                Some(deadline_us) => deadline_us,
+                // Busy: it cannot be idle before a full timeout from now.
+                None => now_us.saturating_add(self.idle_timeout_us),
+            };
+            let wait = Duration::from_micros(next_check_us - now_us);
+            self.idle_timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + wait);
+        }
+    }
 }
 
 impl tokio::io::AsyncRead for CountedStream {
@@ -527,7 +591,18 @@ impl tokio::io::AsyncRead for CountedStream {
         context: &mut Context<'_>,
         buffer: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(context, buffer)
+        let read = Pin::new(&mut self.inner).poll_read(context, buffer);
+        if read.is_pending() && self.idle_past_timeout(context) {
+            tracing::debug!(
+                idle_timeout_us = self.idle_timeout_us,
+                "connection idle past its timeout; closed"
+            );
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the connection carried no request for the idle timeout",
+            )));
+        }
+        read
     }
 }
 
@@ -561,21 +636,51 @@ impl tokio::io::AsyncWrite for CountedStream {
     }
 }
 
-impl tonic::transport::server::Connected for CountedStream {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+/// What a server's services learn of a connection: its TCP addresses and its
+/// [`ConnectionState`] (under TLS, inside tonic's `TlsConnectInfo`).
+#[derive(Clone, Debug)]
+pub struct ConnectionInfo {
+    /// The connection's addresses.
+    pub tcp: TcpConnectInfo,
+    /// The connection's requests, bytes in flight and caller.
+    pub state: Arc<ConnectionState>,
+}
 
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
+impl tonic::transport::server::Connected for CountedStream {
+    type ConnectInfo = ConnectionInfo;
+
+    fn connect_info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            tcp: self.inner.connect_info(),
+            state: Arc::clone(&self.state),
+        }
     }
 }
 
-async fn accept_loop(
+/// The certificates the caller of `request` presented, when it came over a TLS connection of
+/// [`tls_incoming`] (tonic's `Request::peer_certs` knows only its own connection types).
+pub fn peer_certificates<T>(
+    request: &tonic::Request<T>,
+) -> Option<Arc<Vec<CertificateDer<'static>>>> {
+    request
+        .extensions()
+        .get::<tonic::transport::server::TlsConnectInfo<ConnectionInfo>>()
+        .and_then(|info| info.peer_certs())
+        .or_else(|| request.peer_certs())
+}
+
+async fn accept_loop<T, H, F>(
     listener: TcpListener,
-    identity: Arc<TlsIdentity>,
     slots: Arc<AddressSlots>,
-    sender: mpsc::Sender<Result<tokio_rustls::server::TlsStream<CountedStream>, io::Error>>,
-) {
-    let handshakes = Arc::new(Semaphore::new(HANDSHAKES_IN_FLIGHT_MAX));
+    handshakes: Arc<Semaphore>,
+    idle_timeout_us: u64,
+    handshake: H,
+    sender: mpsc::Sender<Result<T, io::Error>>,
+) where
+    T: Send + 'static,
+    H: Fn(CountedStream, SocketAddr) -> F,
+    F: Future<Output = Option<T>> + Send + 'static,
+{
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -598,33 +703,26 @@ async fn accept_loop(
             continue;
         };
         let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-            tracing::warn!(%remote, "too many TLS handshakes in flight; connection closed");
+            tracing::warn!(%remote, "too many handshakes in flight; connection closed");
             continue;
         };
+        // The builder's own TCP settings apply only to listeners it binds itself: without
+        // TCP_NODELAY on accepted sockets, Nagle's algorithm holds small replies back until
+        // the peer's delayed acknowledgement (40 ms on Linux).
         let _ = stream.set_nodelay(true);
         let stream = CountedStream {
             inner: stream,
             _slot: slot,
+            state: Arc::new(ConnectionState::accepted()),
+            idle_timeout_us,
+            idle_timer: Box::pin(tokio::time::sleep(Duration::from_micros(idle_timeout_us))),
         };
-        let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config());
+        let handshake = handshake(stream, remote);
         let sender = sender.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let handshake = tokio::time::timeout(
-                Duration::from_micros(HANDSHAKE_TIMEOUT_US),
-                handshake(acceptor, stream),
-            )
-            .await;
-            match handshake {
-                Ok(Ok(stream)) => {
-                    let _ = sender.send(Ok(stream)).await;
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(%remote, %error, "TLS handshake failed; connection closed");
-                }
-                Err(_) => {
-                    tracing::warn!(%remote, "TLS handshake timed out; connection closed");
-                }
+            if let Some(stream) = handshake.await {
+                let _ = sender.send(Ok(stream)).await;
             }
         });
     }

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dsss_wire::grpc::{coordinator_client, coordinator_server};
+use dsss_wire::limits::ServerLimits;
 use dsss_wire::proto::coordinator_server::Coordinator;
 use dsss_wire::proto::{ReadSealedEpochReply, ReadSealedEpochRequest, RegionBatch, RegionBatchAck};
-use dsss_wire::tls::{Security, TlsFiles, node_id_of_certificate};
+use dsss_wire::tls::{Security, TlsFiles, node_id_of_certificate, peer_certificates};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -41,8 +42,7 @@ impl Coordinator for PeerEcho {
         &self,
         request: Request<ReadSealedEpochRequest>,
     ) -> Result<Response<ReadSealedEpochReply>, Status> {
-        let node_id = request
-            .peer_certs()
+        let node_id = peer_certificates(&request)
             .and_then(|certificates| certificates.first().and_then(node_id_of_certificate))
             .unwrap_or(0);
         Ok(Response::new(ReadSealedEpochReply {
@@ -119,7 +119,7 @@ async fn serve(security: Security) -> (SocketAddr, oneshot::Sender<()>) {
     let router = Server::builder().add_service(coordinator_server(PeerEcho));
     tokio::spawn(async move {
         security
-            .serve(router, listener, async {
+            .serve(router, listener, &ServerLimits::default(), async {
                 let _ = stopped.await;
             })
             .await
@@ -422,10 +422,17 @@ async fn a_server_closes_a_connection_whose_peer_stops_answering_pings() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let (_stop, stopped) = oneshot::channel::<()>();
-    let router = dsss_wire::tls::server_builder().add_service(coordinator_server(PeerEcho));
+    // Keepalive bounds of a second each (the defaults are 10 s and 20 s).
+    let limits = ServerLimits {
+        keepalive_interval_us: 1_000_000,
+        keepalive_timeout_us: 1_000_000,
+        ..ServerLimits::default()
+    };
+    let router = dsss_wire::tls::server_builder(&limits).add_service(coordinator_server(PeerEcho));
+    let server_limits = limits.clone();
     tokio::spawn(async move {
         Security::Plaintext
-            .serve(router, listener, async {
+            .serve(router, listener, &server_limits, async {
                 let _ = stopped.await;
             })
             .await
@@ -440,9 +447,7 @@ async fn a_server_closes_a_connection_whose_peer_stops_answering_pings() {
         .await
         .expect("the preface and empty settings");
     let started = std::time::Instant::now();
-    let bound = Duration::from_micros(
-        dsss_wire::tls::HTTP2_KEEPALIVE_INTERVAL_US + dsss_wire::tls::HTTP2_KEEPALIVE_TIMEOUT_US,
-    );
+    let bound = Duration::from_micros(limits.keepalive_interval_us + limits.keepalive_timeout_us);
     let mut buffer = [0_u8; 4096];
     let closed = tokio::time::timeout(bound * 3, async {
         loop {
@@ -473,7 +478,11 @@ async fn connections_beyond_the_bound_per_address_are_closed_until_one_ends() {
     let identity = Arc::new(dsss_wire::tls::TlsIdentity::load(server_files).expect("loads"));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
-    let incoming = dsss_wire::tls::tls_incoming(listener, identity, 2);
+    let limits = ServerLimits {
+        connections_per_address_max: 2,
+        ..ServerLimits::default()
+    };
+    let incoming = dsss_wire::tls::tls_incoming(listener, identity, &limits);
     tokio::spawn(
         Server::builder()
             .add_service(coordinator_server(PeerEcho))
@@ -526,4 +535,50 @@ async fn connections_beyond_the_bound_per_address_are_closed_until_one_ends() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(ask(second).await.expect("still served"), 2);
+}
+
+#[tokio::test]
+async fn connections_past_the_handshakes_in_flight_are_closed_until_one_ends() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let ca = Authority::new("cluster CA");
+    let server_files = ca.issue(&directory(root.path(), "server"), "node-1", 1);
+    let client = tls(ca.issue(&directory(root.path(), "client"), "node-2", 2));
+    let identity = Arc::new(dsss_wire::tls::TlsIdentity::load(server_files).expect("loads"));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let limits = ServerLimits {
+        handshakes_in_flight_max: 1,
+        handshake_timeout_us: 60_000_000,
+        ..ServerLimits::default()
+    };
+    let incoming = dsss_wire::tls::tls_incoming(listener, identity, &limits);
+    tokio::spawn(
+        Server::builder()
+            .add_service(coordinator_server(PeerEcho))
+            .serve_with_incoming(incoming),
+    );
+    // A connection that never starts its handshake holds the only handshake slot.
+    let silent = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = call(address, &client).await;
+    assert!(
+        refused.is_err(),
+        "a handshake past the bound was served: {refused:?}"
+    );
+    // Once it goes, the slot is free again.
+    drop(silent);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(node_id) = call(address, &client).await {
+            assert_eq!(node_id, 2);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no handshake was served after the silent connection ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -544,6 +544,28 @@ impl Header {
                 header.untracked_from
             ));
         }
+        // The byte counters sum what the counted objects take: a header from a peer that
+        // counts bytes of no object would hold the bounds against state that does not exist,
+        // and no fetch would ever correct it (a state without objects fetches nothing).
+        if header.object_count == 0 && (header.checkpoint_bytes > 0 || header.states_size_bytes > 0)
+        {
+            return Err(format!(
+                "no checkpointed object, but {} checkpoint bytes and {} state bytes",
+                header.checkpoint_bytes, header.states_size_bytes
+            ));
+        }
+        if header.states_size_bytes > header.checkpoint_bytes {
+            return Err(format!(
+                "{} state bytes, more than the {} checkpoint bytes that include them",
+                header.states_size_bytes, header.checkpoint_bytes
+            ));
+        }
+        if header.uncovered_count == 0 && header.released_count == 0 && header.tracking_bytes > 0 {
+            return Err(format!(
+                "no uncovered or released object, but {} tracking bytes",
+                header.tracking_bytes
+            ));
+        }
         if header.alarm_count > header.alarms_raised {
             return Err(format!(
                 "{} objects have alarms but only {} were raised",
@@ -1942,6 +1964,45 @@ mod tests {
         checkpoint_bytes_max: CHECKPOINT_BYTES_MAX,
         tracking_bytes_max: TRACKING_BYTES_MAX,
     };
+
+    #[test]
+    fn a_header_whose_byte_counters_count_objects_it_does_not_have_is_refused() {
+        let honest = Header {
+            object_count: 1,
+            states_size_bytes: 10,
+            checkpoint_bytes: 80,
+            uncovered_count: 2,
+            tracking_bytes: 90,
+            ..Header::default()
+        };
+        Header::decode(&honest.encode(), 10).expect("counters that add up");
+        for (lie, fragment) in [
+            (
+                Header {
+                    object_count: 0,
+                    ..honest
+                },
+                "no checkpointed object, but 80 checkpoint bytes",
+            ),
+            (
+                Header {
+                    states_size_bytes: 81,
+                    ..honest
+                },
+                "81 state bytes, more than the 80 checkpoint bytes",
+            ),
+            (
+                Header {
+                    uncovered_count: 0,
+                    ..honest
+                },
+                "no uncovered or released object, but 90 tracking bytes",
+            ),
+        ] {
+            let refused = Header::decode(&lie.encode(), 10).expect_err(fragment);
+            assert!(refused.contains(fragment), "{refused}");
+        }
+    }
 
     fn upload(object: &str, position: u64, hash: u8, client: u64) -> CheckpointUpload {
         CheckpointUpload {

@@ -3,9 +3,11 @@
 
 use std::path::PathBuf;
 
+use dsss_topology::LimitsSettings;
 use dsss_topology::{GrantRight, Topology};
 use dsss_wire::RegionId;
 use dsss_wire::access::{AccessPolicy, ClientGrant, ClientRight};
+use dsss_wire::limits::ServerLimits;
 use dsss_wire::tls::Security;
 
 use crate::RegionNodeConfig;
@@ -37,8 +39,12 @@ pub struct PeerAddress {
 pub struct DriverConfig {
     /// The sans-IO node's settings: node id, initial members, region, raft ticks.
     pub node: RegionNodeConfig,
-    /// `host:port` the node's gRPC server listens on.
+    /// `host:port` the node's gRPC server binds.
     pub listen_address: String,
+    /// `host:port` peers and clients reach the node at, which it names to others (in the
+    /// leader hints of its answers): the topology's `address`, where `listen_address` is its
+    /// `listen` (the two differ behind NAT and in containers).
+    pub advertised_address: String,
     /// The directory of the node's RocksDB store; created when missing.
     pub data_dir: PathBuf,
     /// The other nodes of the region that this node may exchange raft messages with.
@@ -158,7 +164,8 @@ impl DriverConfig {
             .collect();
         let mut config = DriverConfig {
             node: node_config,
-            listen_address: node.address.clone(),
+            listen_address: node.listen_address().to_owned(),
+            advertised_address: node.address.clone(),
             data_dir: node.data_dir.clone(),
             peers,
             tick_interval_us: TICK_INTERVAL_US_DEFAULT,
@@ -169,6 +176,13 @@ impl DriverConfig {
                     .nodes()
                     .map(|(region, node)| (node.id, region.id.clone())),
                 topology.coordinator.replicas.iter().copied(),
+            )
+            .with_limits(server_limits(&topology.limits))
+            .with_tokens(
+                topology
+                    .tokens
+                    .iter()
+                    .map(|token| (token.client.clone(), token.sha256)),
             ),
         };
         if !topology.grants.is_empty() {
@@ -206,6 +220,10 @@ impl DriverConfig {
                 self.tick_interval_us
             )));
         }
+        self.access
+            .limits()
+            .validate()
+            .map_err(DriverConfigError::Invalid)?;
         let own_id = self.node.group.node_id;
         if let Some(peer) = self.peers.iter().find(|peer| peer.node_id == own_id) {
             return Err(DriverConfigError::Invalid(format!(
@@ -219,11 +237,57 @@ impl DriverConfig {
     /// The address of `node_id`, this node or a peer.
     pub fn address_of(&self, node_id: u64) -> Option<&str> {
         if node_id == self.node.group.node_id {
-            return Some(&self.listen_address);
+            return Some(&self.advertised_address);
         }
         self.peers
             .iter()
             .find(|peer| peer.node_id == node_id)
             .map(|peer| peer.address.as_str())
+    }
+}
+
+/// The server bounds a topology's `[limits]` set, the server's defaults for the rest.
+pub fn server_limits(settings: &LimitsSettings) -> ServerLimits {
+    let defaults = ServerLimits::default();
+    let count = |value: Option<u64>, default: usize| {
+        value.map_or(default, |value| {
+            usize::try_from(value).unwrap_or(usize::MAX)
+        })
+    };
+    ServerLimits {
+        connections_per_address_max: count(
+            settings.connections_per_address,
+            defaults.connections_per_address_max,
+        ),
+        handshakes_in_flight_max: count(
+            settings.handshakes_in_flight,
+            defaults.handshakes_in_flight_max,
+        ),
+        handshake_timeout_us: settings
+            .handshake_timeout_us
+            .unwrap_or(defaults.handshake_timeout_us),
+        keepalive_interval_us: settings
+            .keepalive_interval_us
+            .unwrap_or(defaults.keepalive_interval_us),
+        keepalive_timeout_us: settings
+            .keepalive_timeout_us
+            .unwrap_or(defaults.keepalive_timeout_us),
+        connection_idle_timeout_us: settings
+            .connection_idle_timeout_us
+            .unwrap_or(defaults.connection_idle_timeout_us),
+        streams_per_connection_max: settings
+            .streams_per_connection
+            .map_or(defaults.streams_per_connection_max, |value| {
+                u32::try_from(value).unwrap_or(u32::MAX)
+            }),
+        request_bytes_per_connection_max: settings
+            .request_bytes_per_connection
+            .unwrap_or(defaults.request_bytes_per_connection_max),
+        request_bytes_per_caller_max: settings
+            .request_bytes_per_caller
+            .unwrap_or(defaults.request_bytes_per_caller_max),
+        request_bytes_per_server_max: settings
+            .request_bytes_per_server
+            .unwrap_or(defaults.request_bytes_per_server_max),
     }
 }

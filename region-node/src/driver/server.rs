@@ -23,10 +23,6 @@ use crate::service::{
 };
 use dsss_raft_group::PeerClocks;
 
-/// The most HTTP/2 streams (concurrent requests) one connection may open: enough for many
-/// clients sharing a connection, few enough that one connection cannot take the node over.
-pub const STREAMS_PER_CONNECTION_MAX: u32 = 1_024;
-
 /// How long a stopping node waits for its open requests to finish, in microseconds, before it
 /// closes their connections.
 pub const SHUTDOWN_GRACE_US: u64 = 3_000_000;
@@ -138,7 +134,7 @@ pub async fn start_with_global(
         .iter()
         .map(|peer| (peer.node_id, peer.address.clone()))
         .collect();
-    addresses.insert(node_id, config.listen_address.clone());
+    addresses.insert(node_id, config.advertised_address.clone());
     let (stopping, stopping_receiver) = watch::channel(false);
     let link = NodeLink::new(
         node_loop.events(),
@@ -150,8 +146,9 @@ pub async fn start_with_global(
     let (server_shutdown, shutdown_signal) = oneshot::channel::<()>();
     // Every service admits only the identities its methods allow (dsss_wire::access).
     let access = Arc::new(config.access.clone());
-    let router = dsss_wire::tls::server_builder()
-        .max_concurrent_streams(Some(STREAMS_PER_CONNECTION_MAX))
+    // The topology's [limits]: connections, keepalive, idleness and requests in flight.
+    let limits = access.limits().clone();
+    let router = dsss_wire::tls::server_builder(&limits)
         .add_routes(extra_routes)
         .add_service(Guarded::new(
             region_epochs_server(RegionEpochsService::new(link.clone())),
@@ -172,7 +169,7 @@ pub async fn start_with_global(
     let security = config.security.clone();
     let server = tokio::spawn(async move {
         security
-            .serve(router, listener, async {
+            .serve(router, listener, &limits, async {
                 let _ = shutdown_signal.await;
             })
             .await
@@ -182,7 +179,7 @@ pub async fn start_with_global(
     } else {
         "plaintext"
     };
-    tracing::info!(node_id, address = %local_address, data_dir = %config.data_dir.display(), transport, "region node serving");
+    tracing::info!(node_id, address = %local_address, advertised = %config.advertised_address, data_dir = %config.data_dir.display(), transport, "region node serving");
     Ok(RunningNode {
         node_id,
         local_address,

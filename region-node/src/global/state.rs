@@ -650,6 +650,17 @@ impl GlobalState {
             ));
         }
         let record = decode_record(bytes)?;
+        // Sizes count a record's own encoding, which every writer of the store and of
+        // snapshots uses: a record encoded otherwise would count one size here and another
+        // once written again, so members would enforce the bounds on different sums.
+        let own_len = dsss_wire::record::encoded_record_len(&record);
+        if own_len != bytes.len() {
+            return Err(format!(
+                "{} bytes that decode to a record whose own encoding is {own_len} bytes; \
+                 records are kept in their own encoding only",
+                bytes.len()
+            ));
+        }
         let key = (record.client_id.get(), record.request_sequence.get());
         if self.unsealed_by_key.insert(key, position).is_some() {
             return Err(format!(
@@ -756,5 +767,55 @@ fn read_flag(reader: &mut Reader<'_>, what: &str) -> Result<bool, String> {
         0 => Ok(false),
         1 => Ok(true),
         other => Err(format!("{what} is {other}, neither 0 nor 1")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dsss_wire::proto;
+
+    fn global_record() -> Record {
+        Record::try_from(proto::Record {
+            object_id: "lobby/main".to_owned(),
+            method_id: 1,
+            arguments: vec![1, 2, 3],
+            client_id: 42,
+            request_sequence: 7,
+            timestamp: Some(proto::Timestamp {
+                physical_us: 1_700_000_000_000_000,
+                logical: 0,
+            }),
+            scope: proto::Scope::Global.into(),
+            origin_region: "eu-west".to_owned(),
+        })
+        .expect("a valid record")
+    }
+
+    fn snapshot_with(record_bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_bytes(&mut out, &GlobalState::default().encode_header());
+        out.extend_from_slice(&1_u64.to_be_bytes());
+        out.extend_from_slice(&5_u64.to_be_bytes());
+        put_bytes(&mut out, record_bytes);
+        out
+    }
+
+    #[test]
+    fn a_snapshot_record_in_another_encoding_than_its_own_is_refused() {
+        let own = encode_record(&global_record());
+        let snapshot = snapshot_with(&own);
+        let state = GlobalState::decode_snapshot(&mut Reader::new(&snapshot), 10)
+            .expect("a record in its own encoding");
+        assert_eq!(state.unsealed_size_bytes, own.len() as u64);
+        // The same record with an unknown field (111, varint 1) after it: it decodes to the
+        // same record, but counts three bytes more than its own encoding.
+        let mut padded = own.clone();
+        padded.extend_from_slice(&[0xf8, 0x06, 0x01]);
+        assert_eq!(decode_record(&padded).expect("decodes"), global_record());
+        let refused = GlobalState::decode_snapshot(&mut Reader::new(&snapshot_with(&padded)), 10)
+            .map(|_| ())
+            .expect_err("another encoding");
+        assert!(refused.contains("own encoding"), "{refused}");
     }
 }

@@ -872,7 +872,11 @@ impl RegionClient for RegionClientService {
         if let Some(checkpoint) = &request.get_ref().checkpoint {
             check_grant(&request, ClientRight::Upload, Some(&checkpoint.object_id))?;
         }
-        let upload = checkpoint_upload_from_wire(request.into_inner())?;
+        // The uploader's id lives in its identity's space, as session ids do: a client cannot
+        // report hashes (or raise alarms) under another client's id.
+        let uploader = scoped_session_id_of(&request, request.get_ref().client_id);
+        let mut upload = checkpoint_upload_from_wire(request.into_inner())?;
+        upload.client_id = ClientId(uploader);
         let _bytes = self.take_upload_bytes(upload.state.len())?;
         let node_id = self.link.node_id();
         let (sender, receiver) = oneshot::channel();

@@ -75,6 +75,7 @@ impl Region {
             let config = DriverConfig {
                 node,
                 listen_address: addresses[&node_id].clone(),
+                advertised_address: addresses[&node_id].clone(),
                 data_dir: directory.path().join(format!("node-{node_id}")),
                 peers: addresses
                     .iter()

@@ -21,9 +21,9 @@ pub struct Config {
     pub replica: ReplicaConfig,
     /// The most calls in flight at once, 1 to [`CALLS_IN_FLIGHT_MAX`].
     pub calls_in_flight_max: usize,
-    /// How long one call may take to be acknowledged over all its retries (an acknowledged
-    /// call is then waited for until its record applies), and how long an open or a `sync()`
-    /// may take.
+    /// How long one call may take, from the first attempt until this client's copy applied it
+    /// (past it an acknowledged call fails with [`crate::CallError::NotApplied`]), and how long
+    /// an open or a `sync()` may take.
     pub call_timeout: Duration,
     /// How long one request may go unanswered before the next member is tried.
     pub attempt_timeout: Duration,
@@ -34,6 +34,11 @@ pub struct Config {
     /// [`Config::from_topology`] uses mutual TLS with the topology's client certificate when
     /// the topology has a `[tls]` table.
     pub security: Security,
+    /// A bearer token the topology's `[[tokens]]` lists, sent with every request: the region
+    /// takes the calls as the token's client (its grants, its session ids) whatever client
+    /// certificate the connection presents. For deployments whose clients reach DSSS through
+    /// a gateway that ends their TLS.
+    pub bearer_token: Option<String>,
 }
 
 impl Config {
@@ -94,6 +99,7 @@ impl Config {
             attempt_timeout: Duration::from_secs(2),
             stream_stall_timeout: Duration::from_secs(1),
             security: Security::Plaintext,
+            bearer_token: None,
         }
     }
 
@@ -120,6 +126,10 @@ impl Config {
                 "calls_in_flight_max {} is outside 1..={CALLS_IN_FLIGHT_MAX}",
                 self.calls_in_flight_max
             ));
+        }
+        if let Some(token) = &self.bearer_token {
+            dsss_wire::access::check_token(token)
+                .map_err(|problem| format!("bearer_token: {problem}"))?;
         }
         if self.client_id == Some(0) {
             return Err("client id 0 is reserved".to_owned());

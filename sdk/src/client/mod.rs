@@ -49,8 +49,12 @@ impl Client {
     /// reached then makes `open` fail.
     pub async fn connect(config: Config) -> Result<Client, CallError> {
         config.validate().map_err(CallError::Config)?;
-        let connections = RegionConnections::with_security(&config.members, &config.security)
-            .map_err(|error| CallError::Config(error.to_string()))?;
+        let connections = RegionConnections::with_security_and_token(
+            &config.members,
+            &config.security,
+            config.bearer_token.as_deref(),
+        )
+        .map_err(|error| CallError::Config(error.to_string()))?;
         let client_id = config.client_id.unwrap_or_else(fresh_client_id);
         // The session id is fresh even when the client id is configured: a restarted
         // process's calls are never taken for its predecessor's.

@@ -102,7 +102,8 @@ pub struct SessionConfig {
     pub members: Vec<u64>,
     /// The most calls proposed at once, 1 to [`CALLS_IN_FLIGHT_MAX`].
     pub calls_in_flight_max: usize,
-    /// How long a call may take to be acknowledged over all its attempts, and how long an open
+    /// How long a call may take to be acknowledged over all its attempts and applied by this
+    /// client's copy ([`CallError::NotApplied`] past it), and how long an open
     /// or a barrier may take, in microseconds.
     pub call_timeout_us: u64,
     /// How long one attempt may go unanswered before the next member is tried.
@@ -880,7 +881,8 @@ impl ClientSession {
         }
         for call in self.calls.values() {
             consider(call.attempts.retry_at_us);
-            if call.committed_at.is_none() && (call.sequence.is_some() || !self.session.open) {
+            // Acknowledged calls too: the deadline covers waiting for the local apply.
+            if call.sequence.is_some() || !self.session.open {
                 consider(Some(call.attempts.started_us + self.config.call_timeout_us));
             }
         }
@@ -926,8 +928,7 @@ impl ClientSession {
             if call.attempts.retry_at_us.is_some_and(|at| at <= now_us) {
                 overdue.push(format!("call {id} retry (sequence {:?})", call.sequence));
             }
-            if call.committed_at.is_none()
-                && call.sequence.is_some()
+            if call.sequence.is_some()
                 && call.attempts.started_us + self.config.call_timeout_us <= now_us
             {
                 overdue.push(format!("call {id} timeout"));
@@ -2003,16 +2004,24 @@ impl ClientSession {
             .calls
             .iter()
             .filter(|(_, call)| {
-                // A call gives up when it waited too long for its acknowledgement, or for the
-                // region to open the session it would go in.
-                call.committed_at.is_none()
-                    && (call.sequence.is_some() || !self.session.open)
+                // A call gives up when it waited too long for its acknowledgement, for the
+                // region to open the session it would go in, or, acknowledged, for this
+                // client's copy to apply it (a log stream that every member stopped serving).
+                (call.sequence.is_some() || !self.session.open)
                     && now_us >= call.attempts.started_us + timeout
             })
             .map(|(call_id, _)| *call_id)
             .collect();
         for call_id in calls {
-            let error = self.calls[&call_id].attempts.gave_up(now_us);
+            let call = &self.calls[&call_id];
+            let error = match call.committed_at {
+                Some(position) => CallError::NotApplied {
+                    object: call.object_id.clone(),
+                    position,
+                    waited_ms: now_us.saturating_sub(call.attempts.started_us) / 1_000,
+                },
+                None => call.attempts.gave_up(now_us),
+            };
             self.finish_call(now_us, call_id, Err(error));
         }
         let syncs: Vec<u64> = self

@@ -1,9 +1,74 @@
 //! Small pieces the workloads share: seeds for election timeouts, uniform durations, and the
 //! content hash that names an opaque message in the trace.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use dsss_raft_group::peer_clocks::CLOCK_PROBE_INTERVAL_US;
+use dsss_raft_group::{ClockProbe, ClockVerdict, PeerClocks};
+
 use crate::network::NodeId;
+use crate::time::SimTime;
+
+/// What a node knows of its peers' clocks in one raft group, as the production driver keeps
+/// it: the probes it sends, the samples it takes, and when it last sent each peer something.
+/// Lost on a crash, as the driver's is.
+pub(crate) struct NodeClocks {
+    pub(crate) clocks: PeerClocks,
+    /// The node's clock when it last sent each peer a probe.
+    probed_at_us: BTreeMap<u64, u64>,
+}
+
+impl NodeClocks {
+    pub(crate) fn new(max_skew_us: u64) -> Self {
+        NodeClocks {
+            clocks: PeerClocks::new(max_skew_us),
+            probed_at_us: BTreeMap::new(),
+        }
+    }
+
+    /// The probe that goes with a message to `peer` now.
+    pub(crate) fn probe_for(&mut self, peer: u64, now_us: u64) -> ClockProbe {
+        self.probed_at_us.insert(peer, now_us);
+        self.clocks.probe_for(peer, now_us)
+    }
+
+    /// The verdict on the node's clock, as the driver gives it before every tick and call:
+    /// `now_us` is the node's (skewed) clock, `now` the virtual time, its monotonic clock.
+    pub(crate) fn verdict(
+        &mut self,
+        own_id: u64,
+        voters: &[u64],
+        now_us: u64,
+        now: SimTime,
+    ) -> ClockVerdict {
+        let monotonic_us = u64::try_from(now.since_start().as_micros()).unwrap_or(u64::MAX);
+        self.clocks.observe_local_clock(now_us, monotonic_us);
+        self.clocks.verdict(own_id, voters, now_us)
+    }
+
+    /// Probes for the voters the node sent nothing for a probe interval, as the driver sends
+    /// them alone.
+    pub(crate) fn due_probes(
+        &mut self,
+        own_id: u64,
+        voters: &[u64],
+        now_us: u64,
+    ) -> Vec<(u64, ClockProbe)> {
+        voters
+            .iter()
+            .copied()
+            .filter(|peer| *peer != own_id)
+            .filter(|peer| {
+                let probed_at_us = self.probed_at_us.get(peer).copied().unwrap_or(0);
+                now_us.abs_diff(probed_at_us) >= CLOCK_PROBE_INTERVAL_US
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|peer| (peer, self.probe_for(peer, now_us)))
+            .collect()
+    }
+}
 
 /// One run's seed mixed with a node, its incarnation and the raft group it runs (0 for the
 /// only one): the seed of that incarnation's election timeouts (splitmix64 finalizer).

@@ -933,6 +933,9 @@ pub struct GlobalReport {
     pub refusals: u64,
     /// A few of the refusals, described.
     pub refusal_examples: Vec<String>,
+    /// Times a region node or a coordinator replica fenced itself for its clock (each clock
+    /// judged against its group's peers by the probes their raft messages carry).
+    pub clock_fences: u64,
     /// Regions taken out of the watermark and admitted again, over all replicas' view.
     pub incarnations_max: u64,
     /// Global-call latency per origin region.
@@ -986,14 +989,16 @@ impl fmt::Display for GlobalReport {
         writeln!(
             formatter,
             "  {} global and {} regional calls acknowledged, {} epochs sealed, {} retries, {} \
-             deliberate duplicates, {} refused messages, highest region incarnation {}",
+             deliberate duplicates, {} refused messages, highest region incarnation {}, {} \
+             clock fences",
             self.acknowledged_global,
             self.acknowledged_regional,
             self.epochs,
             self.retries,
             self.deliberate_duplicates,
             self.refusals,
-            self.incarnations_max
+            self.incarnations_max,
+            self.clock_fences
         )?;
         writeln!(
             formatter,
@@ -1051,6 +1056,15 @@ pub fn run_global_traced(
     cluster.heal();
     let converged = cluster.converge(settings.convergence_max);
     let mut problems = cluster.check();
+    // Skews are drawn within the topology's bound, so no clock is ever surely beyond it; a
+    // node may still fence itself for a step (the heal sets every clock right) that it could
+    // not yet compare with a majority. With no skew drawn, no clock moves at all.
+    let clock_fences = cluster.observer.borrow().clock_fences;
+    if clock_fences > 0 && drawn.clock_skew_us_max == 0 {
+        problems.push(format!(
+            "nodes fenced themselves {clock_fences} times for clock skew, with every clock exact"
+        ));
+    }
     let converged_after = match converged {
         Ok(after) => Some(after),
         Err(problem) => {
@@ -1086,6 +1100,7 @@ pub fn run_global_traced(
         deliberate_duplicates: observer.deliberate_duplicates,
         refusals: observer.refusals,
         refusal_examples: observer.refusal_examples().to_vec(),
+        clock_fences,
         incarnations_max,
         latency,
         d_max_ms: settings.topology.latency.d_max_us() as f64 / 1_000.0,

@@ -71,6 +71,8 @@ pub struct GlobalObserver {
     pub refusals: u64,
     /// Raft messages the nodes refused.
     pub raft_messages_refused: u64,
+    /// Times a region node or a coordinator replica fenced itself for its clock.
+    pub clock_fences: u64,
     /// Calls retried by clients.
     pub retries: u64,
     /// Calls sent again after their acknowledgement.

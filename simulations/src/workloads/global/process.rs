@@ -29,8 +29,8 @@ use dsss_global_coordinator::{
 };
 use dsss_raft_group::raft::eraftpb::Message as RaftMessage;
 use dsss_raft_group::{
-    DurableStore, KeySpace, KeyValuePairs, PinnedViews, ReadyIo, StoreError, WriteBatch,
-    WriteOperation, encode_message,
+    ClockProbe, DurableStore, KeySpace, KeyValuePairs, PinnedViews, ReadyIo, StoreError,
+    WriteBatch, WriteOperation, encode_message,
 };
 use dsss_region_node::{
     CheckpointFetch, CheckpointReply, CheckpointUpload, LogEntry, LogRangeReply, LogRangeRequest,
@@ -45,7 +45,7 @@ use super::checker::GlobalObserver;
 use crate::network::{EXTERNAL_NODE_ID, NodeId};
 use crate::process::{Context, Process, TimerId};
 use crate::time::SimTime;
-use crate::workloads::common::{SessionOpened, SessionOpening, content_hash};
+use crate::workloads::common::{NodeClocks, SessionOpened, SessionOpening, content_hash};
 use crate::workloads::region::SimDiskStore;
 
 /// The interval of a region node's raft tick.
@@ -90,10 +90,16 @@ const COORDINATOR_STORE_PREFIX: &[u8] = b"coordinator/";
 /// A message of the global workload.
 #[derive(Clone)]
 pub enum GlobalMessage {
-    /// A raft message between members of one region, encoded as on the wire.
-    RegionRaft(Vec<u8>),
-    /// A raft message between coordinator replicas, encoded as on the wire.
-    CoordinatorRaft(Vec<u8>),
+    /// A raft message between members of one region, encoded as on the wire, with the
+    /// sender's clock probe (as a batch of the production transport carries one).
+    RegionRaft(Vec<u8>, ClockProbe),
+    /// A raft message between coordinator replicas, encoded as on the wire, with the sender's
+    /// clock probe.
+    CoordinatorRaft(Vec<u8>, ClockProbe),
+    /// A clock probe alone, to a member of the sender's region it sent nothing for a while.
+    RegionClockProbe(ClockProbe),
+    /// A clock probe alone, to another coordinator replica.
+    CoordinatorClockProbe(ClockProbe),
     /// A client opens its session, named `open_id` by the client.
     OpenSession {
         /// The client's name for the open, echoed in the answer.
@@ -259,18 +265,28 @@ impl LogEntries {
 impl fmt::Debug for GlobalMessage {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            GlobalMessage::RegionRaft(bytes) => write!(
+            GlobalMessage::RegionRaft(bytes, probe) => write!(
                 formatter,
-                "region-raft({}B #{:016x})",
+                "region-raft({}B #{:016x} clock {})",
                 bytes.len(),
-                content_hash(bytes)
+                content_hash(bytes),
+                probe.sent_at_us
             ),
-            GlobalMessage::CoordinatorRaft(bytes) => write!(
+            GlobalMessage::CoordinatorRaft(bytes, probe) => write!(
                 formatter,
-                "coordinator-raft({}B #{:016x})",
+                "coordinator-raft({}B #{:016x} clock {})",
                 bytes.len(),
-                content_hash(bytes)
+                content_hash(bytes),
+                probe.sent_at_us
             ),
+            GlobalMessage::RegionClockProbe(probe)
+            | GlobalMessage::CoordinatorClockProbe(probe) => {
+                write!(
+                    formatter,
+                    "clock-probe(at {} echo {} held {})",
+                    probe.sent_at_us, probe.echo_sent_at_us, probe.echo_held_us
+                )
+            }
             GlobalMessage::Propose(request) => write!(
                 formatter,
                 "propose(c{} s{} {:?})",
@@ -517,7 +533,9 @@ impl<S: DurableStore> DurableStore for PrefixedStore<'_, S> {
 struct SimReadyIo<'c, 'a> {
     cx: &'c mut Context<'a, GlobalMessage>,
     prefix: &'static [u8],
-    wrap: fn(Vec<u8>) -> GlobalMessage,
+    wrap: fn(Vec<u8>, ClockProbe) -> GlobalMessage,
+    /// The group's view of its peers' clocks, whose probes ride on its messages.
+    clocks: &'c mut NodeClocks,
 }
 
 impl ReadyIo for SimReadyIo<'_, '_> {
@@ -538,9 +556,11 @@ impl ReadyIo for SimReadyIo<'_, '_> {
     }
 
     fn send(&mut self, messages: Vec<RaftMessage>) {
+        let now_us = self.cx.now_us();
         for message in messages {
+            let probe = self.clocks.probe_for(message.to, now_us);
             self.cx
-                .send(message.to, (self.wrap)(encode_message(&message)));
+                .send(message.to, (self.wrap)(encode_message(&message), probe));
         }
     }
 }
@@ -606,6 +626,10 @@ pub struct NodeProcess {
     epoch_reads_received: BTreeMap<u64, (NodeId, u64)>,
     next_epoch_read_id: u64,
     observer: Rc<RefCell<GlobalObserver>>,
+    /// The region group's and the coordinator group's views of their peers' clocks, from
+    /// the probes their raft messages carry (lost on a crash).
+    region_clocks: NodeClocks,
+    coordinator_clocks: NodeClocks,
 }
 
 impl NodeProcess {
@@ -619,6 +643,10 @@ impl NodeProcess {
         coordinator_silence_max: Duration,
         observer: Rc<RefCell<GlobalObserver>>,
     ) -> Self {
+        let region_config_skew = region_config.max_clock_skew_us;
+        let coordinator_config_skew = coordinator_config
+            .as_ref()
+            .map_or(region_config_skew, |config| config.max_clock_skew_us);
         let coordinator_tick_interval = coordinator_config
             .as_ref()
             .map_or(REGION_TICK_INTERVAL, |config| {
@@ -657,6 +685,8 @@ impl NodeProcess {
             epoch_reads_received: BTreeMap::new(),
             next_epoch_read_id: 1,
             observer,
+            region_clocks: NodeClocks::new(region_config_skew),
+            coordinator_clocks: NodeClocks::new(coordinator_config_skew),
         }
     }
 
@@ -682,6 +712,23 @@ impl NodeProcess {
         self.flush(cx);
     }
 
+    /// As the production driver does before every tick and every call: the verdict on the
+    /// region node's clock, with the virtual time as its monotonic clock.
+    fn judge_region_clock(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        let Some(region) = self.region.as_mut() else {
+            return;
+        };
+        let now_us = cx.now_us();
+        let verdict = self
+            .region_clocks
+            .verdict(region.id(), &region.voters(), now_us, cx.now());
+        let was_fenced = region.clock_fence().is_some();
+        region.handle_clock_verdict(&verdict, self.region_clocks.clocks.fresh_samples(now_us));
+        if !was_fenced && region.clock_fence().is_some() {
+            self.observer.borrow_mut().clock_fences += 1;
+        }
+    }
+
     /// Runs both rounds and hands their outputs on.
     fn flush(&mut self, cx: &mut Context<'_, GlobalMessage>) {
         self.flush_region(cx);
@@ -696,6 +743,7 @@ impl NodeProcess {
             cx,
             prefix: REGION_STORE_PREFIX,
             wrap: GlobalMessage::RegionRaft,
+            clocks: &mut self.region_clocks,
         };
         if let Err(error) = region.handle_ready(&mut io) {
             // The simulated disk only fails when full, and runs stay far below its size.
@@ -862,6 +910,7 @@ impl NodeProcess {
             cx,
             prefix: COORDINATOR_STORE_PREFIX,
             wrap: GlobalMessage::CoordinatorRaft,
+            clocks: &mut self.coordinator_clocks,
         };
         if let Err(error) = coordinator.handle_ready(&mut io) {
             panic!("node {}: a coordinator round failed: {error}", cx.node());
@@ -1013,6 +1062,14 @@ impl Process for NodeProcess {
             }
         }
         self.coordinator_unanswered_since = None;
+        self.region_clocks = NodeClocks::new(self.region_config.max_clock_skew_us);
+        self.coordinator_clocks = NodeClocks::new(
+            self.coordinator_config
+                .as_ref()
+                .map_or(self.region_config.max_clock_skew_us, |config| {
+                    config.max_clock_skew_us
+                }),
+        );
         // Random phases, so that nodes do not tick in lockstep.
         let tick_ns = u64::try_from(REGION_TICK_INTERVAL.as_nanos()).expect("a short interval");
         let phase = cx.rng().below(tick_ns);
@@ -1036,14 +1093,22 @@ impl Process for NodeProcess {
         }
         let now_us = cx.now_us();
         match message {
-            GlobalMessage::RegionRaft(bytes) => {
+            GlobalMessage::RegionClockProbe(probe) => {
+                self.region_clocks.clocks.observe(from, probe, now_us);
+            }
+            GlobalMessage::CoordinatorClockProbe(probe) => {
+                self.coordinator_clocks.clocks.observe(from, probe, now_us);
+            }
+            GlobalMessage::RegionRaft(bytes, probe) => {
+                self.region_clocks.clocks.observe(from, probe, now_us);
                 let region = self.region.as_mut().expect("started");
                 if region.handle_raft_message(&bytes).is_err() {
                     self.observer.borrow_mut().raft_messages_refused += 1;
                 }
                 self.flush(cx);
             }
-            GlobalMessage::CoordinatorRaft(bytes) => {
+            GlobalMessage::CoordinatorRaft(bytes, probe) => {
+                self.coordinator_clocks.clocks.observe(from, probe, now_us);
                 if let Some(coordinator) = self.coordinator.as_mut() {
                     if coordinator.handle_raft_message(&bytes).is_err() {
                         self.observer.borrow_mut().raft_messages_refused += 1;
@@ -1052,6 +1117,7 @@ impl Process for NodeProcess {
                 }
             }
             GlobalMessage::Propose(request) => {
+                self.judge_region_clock(cx);
                 if self.routes.clients.contains(&from) {
                     let session_id = request.client_id.get();
                     if !self.client_routes.contains_key(&session_id)
@@ -1209,6 +1275,7 @@ impl Process for NodeProcess {
                 open_id,
                 session_id,
             } => {
+                self.judge_region_clock(cx);
                 let local_id = self.next_open_id;
                 self.next_open_id += 1;
                 self.session_opens.insert(local_id, (from, open_id));
@@ -1292,14 +1359,36 @@ impl Process for NodeProcess {
         if Some(timer) == self.flush_timer {
             self.flush_timer = None;
         } else if Some(timer) == self.region_tick_timer {
+            self.judge_region_clock(cx);
             if let Some(region) = self.region.as_mut() {
+                let voters = region.voters();
                 region.handle_tick(now_us);
+                // As the production driver does: a probe to every voter it sent nothing for
+                // a while.
+                for (peer, probe) in self.region_clocks.due_probes(region.id(), &voters, now_us) {
+                    cx.send(peer, GlobalMessage::RegionClockProbe(probe));
+                }
             }
             self.expire_epoch_reads(cx);
             self.region_tick_timer = Some(cx.set_timer(REGION_TICK_INTERVAL));
         } else if Some(timer) == self.coordinator_tick_timer {
             if let Some(coordinator) = self.coordinator.as_mut() {
+                let voters = coordinator.voters();
+                let verdict =
+                    self.coordinator_clocks
+                        .verdict(coordinator.id(), &voters, now_us, cx.now());
+                let was_fenced = coordinator.clock_fenced();
+                coordinator.handle_clock_verdict(&verdict);
+                if !was_fenced && coordinator.clock_fenced() {
+                    self.observer.borrow_mut().clock_fences += 1;
+                }
                 coordinator.handle_tick(now_us);
+                for (peer, probe) in
+                    self.coordinator_clocks
+                        .due_probes(coordinator.id(), &voters, now_us)
+                {
+                    cx.send(peer, GlobalMessage::CoordinatorClockProbe(probe));
+                }
             }
             self.coordinator_tick_timer = Some(cx.set_timer(self.coordinator_tick_interval));
         } else {

@@ -7,11 +7,10 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
-use dsss_raft_group::peer_clocks::CLOCK_PROBE_INTERVAL_US;
 use dsss_raft_group::raft::eraftpb::Message as RaftMessage;
 use dsss_raft_group::{
-    ClockProbe, DurableStore, KeySpace, KeyValuePairs, PeerClocks, PinnedViews, ReadyIo,
-    StoreError, WriteBatch, WriteOperation, encode_message,
+    ClockProbe, DurableStore, KeySpace, KeyValuePairs, PinnedViews, ReadyIo, StoreError,
+    WriteBatch, WriteOperation, encode_message,
 };
 use dsss_region_node::{
     LogRangeReply, LogRangeRequest, ProposeError, ProposeRequest, RegionNode, RegionNodeConfig,
@@ -24,7 +23,7 @@ use crate::disk::SimDisk;
 use crate::network::{EXTERNAL_NODE_ID, NodeId};
 use crate::process::{Context, Process, TimerId};
 use crate::time::SimTime;
-use crate::workloads::common::{SessionOpened, SessionOpening, content_hash};
+use crate::workloads::common::{NodeClocks, SessionOpened, SessionOpening, content_hash};
 
 /// The interval of a region node's raft tick.
 pub const TICK_INTERVAL: Duration = Duration::from_millis(10);
@@ -288,28 +287,6 @@ impl ReadyIo for SimReadyIo<'_, '_> {
     }
 }
 
-/// What a node knows of its peers' clocks, as the production driver keeps it: the probes it
-/// sends, the samples it takes, and when it last sent each peer something.
-struct NodeClocks {
-    clocks: PeerClocks,
-    /// The node's clock when it last sent each peer a probe.
-    probed_at_us: BTreeMap<u64, u64>,
-}
-
-impl NodeClocks {
-    fn new(max_skew_us: u64) -> Self {
-        NodeClocks {
-            clocks: PeerClocks::new(max_skew_us),
-            probed_at_us: BTreeMap::new(),
-        }
-    }
-
-    fn probe_for(&mut self, peer: u64, now_us: u64) -> ClockProbe {
-        self.probed_at_us.insert(peer, now_us);
-        self.clocks.probe_for(peer, now_us)
-    }
-}
-
 /// A region node: the real [`RegionNode`], opened from the node's disk at every start.
 pub struct NodeProcess {
     config: RegionNodeConfig,
@@ -371,12 +348,9 @@ impl NodeProcess {
             return;
         };
         let now_us = cx.now_us();
-        let monotonic_us = u64::try_from(cx.now().since_start().as_micros()).unwrap_or(u64::MAX);
-        self.clocks.clocks.observe_local_clock(now_us, monotonic_us);
         let verdict = self
             .clocks
-            .clocks
-            .verdict(node.id(), &node.voters(), now_us);
+            .verdict(node.id(), &node.voters(), now_us, cx.now());
         let was_fenced = node.clock_fence().is_some();
         node.handle_clock_verdict(&verdict, self.clocks.clocks.fresh_samples(now_us));
         if !was_fenced && node.clock_fence().is_some() {
@@ -563,12 +537,8 @@ impl Process for NodeProcess {
             let now_us = cx.now_us();
             let voters = node.voters();
             node.handle_tick(now_us);
-            for peer in voters.into_iter().filter(|peer| *peer != node.id()) {
-                let probed_at_us = self.clocks.probed_at_us.get(&peer).copied().unwrap_or(0);
-                if now_us.abs_diff(probed_at_us) >= CLOCK_PROBE_INTERVAL_US {
-                    let probe = self.clocks.probe_for(peer, now_us);
-                    cx.send(peer, RegionMessage::ClockProbe(probe));
-                }
+            for (peer, probe) in self.clocks.due_probes(node.id(), &voters, now_us) {
+                cx.send(peer, RegionMessage::ClockProbe(probe));
             }
         }
         self.flush(cx);
