@@ -50,8 +50,10 @@ enum Command {
     /// mutual TLS with the files of the topology's [tls] table (plaintext only with
     /// --insecure; without [tls] and without --insecure it refuses to start); on a
     /// node the topology lists as a coordinator replica, the Coordinator and CoordinatorPeer
-    /// services too, on the same port. It logs to standard
-    /// error and prints one line on standard output once it listens. SIGINT or SIGTERM stop it
+    /// services too, on the same port. It logs to standard error (DSSS_LOG sets the levels
+    /// as tracing directives, info by default: `DSSS_LOG=info,raft=warn`; raft-rs's own lines
+    /// come under the target raft; DSSS_LOG_FORMAT=json writes one JSON object per line) and
+    /// prints one line on standard output once it listens. SIGINT or SIGTERM stop it
     /// cleanly; everything it acknowledged is already synced to disk, so even a SIGKILL loses
     /// nothing acknowledged.
     #[command(
@@ -120,17 +122,45 @@ fn main() -> ExitCode {
 /// Sends the log of long-running commands (`dsss node`, `dsss bench`) to standard error, at
 /// level INFO, or at the level that the `DSSS_LOG` variable names (`error`, `warn`, `info`,
 /// `debug`, `trace`).
-pub(crate) fn install_logging() {
-    let level = std::env::var("DSSS_LOG")
-        .ok()
-        .and_then(|value| value.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::INFO);
-    // A second installation (never done by the commands) would fail harmlessly.
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
+pub(crate) fn install_logging() -> Option<String> {
+    let (filter, warning) = log_filter(std::env::var(LOG_ENV).ok().as_deref());
+    let json = std::env::var(LOG_FORMAT_ENV).is_ok_and(|format| format == "json");
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+        .with_ansi(false);
+    // A second installation (never done by the commands) would fail harmlessly.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    warning
+}
+
+/// The environment variable that sets what `dsss node` logs: tracing's `EnvFilter`
+/// directives, such as `info`, `warn,dsss_region_node=debug` or `info,raft=warn`.
+pub(crate) const LOG_ENV: &str = "DSSS_LOG";
+
+/// The environment variable that makes `dsss node` log JSON lines (`DSSS_LOG_FORMAT=json`).
+pub(crate) const LOG_FORMAT_ENV: &str = "DSSS_LOG_FORMAT";
+
+/// The filter `directives` (the value of [`LOG_ENV`]) describe, `info` when unset; when they
+/// do not parse, `info` and a warning that says what was wrong.
+fn log_filter(directives: Option<&str>) -> (tracing_subscriber::EnvFilter, Option<String>) {
+    use tracing_subscriber::EnvFilter;
+    match directives.map(EnvFilter::try_new) {
+        None => (EnvFilter::new("info"), None),
+        Some(Ok(filter)) => (filter, None),
+        Some(Err(error)) => (
+            EnvFilter::new("info"),
+            Some(format!(
+                "{LOG_ENV}={:?} is not a list of log directives ({error}); logging at info. \
+                 Example: {LOG_ENV}=info,dsss_region_node=debug,raft=warn",
+                directives.unwrap_or_default()
+            )),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -141,5 +171,17 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn log_directives_that_do_not_parse_are_named_and_info_is_used() {
+        let (filter, warning) = log_filter(Some("info,raft=warn,dsss_region_node=debug"));
+        assert_eq!(warning, None);
+        assert!(filter.to_string().contains("raft=warn"), "{filter}");
+        let (filter, warning) = log_filter(Some("raft=loud"));
+        let warning = warning.expect("a warning");
+        assert!(warning.contains("DSSS_LOG=\"raft=loud\""), "{warning}");
+        assert_eq!(filter.to_string(), "info");
+        assert_eq!(log_filter(None).0.to_string(), "info");
     }
 }

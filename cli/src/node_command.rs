@@ -170,10 +170,13 @@ pub(crate) fn run(args: NodeArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
     } else {
         None
     };
-    crate::install_logging();
+    // From here on, what the node says goes through the log (in its format: one JSON object
+    // per line with DSSS_LOG_FORMAT=json), not beside it.
+    if let Some(warning) = crate::install_logging() {
+        tracing::warn!(node_id = args.id, "{warning}");
+    }
     if args.insecure {
         let warning = crate::tls_setup::insecure_warning(&format!("node {}", args.id));
-        let _ = writeln!(stderr, "{warning}");
         tracing::warn!("{warning}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

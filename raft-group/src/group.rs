@@ -522,6 +522,11 @@ impl<M: StateMachine> RaftGroup<M> {
             applied_index = BOOTSTRAP_INDEX;
         }
         state_machine.recover(store)?;
+        // raft-rs's own log lines (it adds the node's `raft_id`) go to tracing in the driver,
+        // where a subscriber may want them, and nowhere in the simulator.
+        #[cfg(feature = "driver")]
+        let logger = crate::raft_log::logger();
+        #[cfg(not(feature = "driver"))]
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raw_node = RawNode::new(&config.raft_config(applied_index), storage, &logger)
             .map_err(|error| OpenError::Raft(error.to_string()))?;

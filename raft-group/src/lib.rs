@@ -81,6 +81,8 @@ pub mod message_check;
 #[cfg(feature = "driver")]
 pub mod node_loop;
 pub mod peer_clocks;
+#[cfg(feature = "driver")]
+mod raft_log;
 pub mod storage;
 pub mod store;
 #[cfg(feature = "testing")]
