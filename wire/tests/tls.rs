@@ -469,25 +469,35 @@ async fn a_server_closes_a_connection_whose_peer_stops_answering_pings() {
     );
 }
 
-#[tokio::test]
-async fn connections_beyond_the_bound_per_address_are_closed_until_one_ends() {
-    let root = tempfile::tempdir().expect("temporary directory");
+/// A TLS server of node 1's certificate under `limits` on a free loopback port, and a client
+/// of node 2 of the same CA (their files under `root`).
+async fn limited_server(root: &Path, limits: ServerLimits) -> (SocketAddr, Security) {
     let ca = Authority::new("cluster CA");
-    let server_files = ca.issue(&directory(root.path(), "server"), "node-1", 1);
-    let client = tls(ca.issue(&directory(root.path(), "client"), "node-2", 2));
+    let server_files = ca.issue(&directory(root, "server"), "node-1", 1);
+    let client = tls(ca.issue(&directory(root, "client"), "node-2", 2));
     let identity = Arc::new(dsss_wire::tls::TlsIdentity::load(server_files).expect("loads"));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
-    let limits = ServerLimits {
-        connections_per_address_max: 2,
-        ..ServerLimits::default()
-    };
     let incoming = dsss_wire::tls::tls_incoming(listener, identity, &limits);
     tokio::spawn(
         Server::builder()
             .add_service(coordinator_server(PeerEcho))
             .serve_with_incoming(incoming),
     );
+    (address, client)
+}
+
+#[tokio::test]
+async fn connections_beyond_the_bound_per_address_are_closed_until_one_ends() {
+    let root = tempfile::tempdir().expect("temporary directory");
+    let (address, client) = limited_server(
+        root.path(),
+        ServerLimits {
+            connections_per_address_max: 2,
+            ..ServerLimits::default()
+        },
+    )
+    .await;
     let endpoint = || {
         Endpoint::from_shared(format!("http://{address}"))
             .expect("endpoint")
@@ -540,23 +550,15 @@ async fn connections_beyond_the_bound_per_address_are_closed_until_one_ends() {
 #[tokio::test]
 async fn connections_past_the_handshakes_in_flight_are_closed_until_one_ends() {
     let root = tempfile::tempdir().expect("temporary directory");
-    let ca = Authority::new("cluster CA");
-    let server_files = ca.issue(&directory(root.path(), "server"), "node-1", 1);
-    let client = tls(ca.issue(&directory(root.path(), "client"), "node-2", 2));
-    let identity = Arc::new(dsss_wire::tls::TlsIdentity::load(server_files).expect("loads"));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    let limits = ServerLimits {
-        handshakes_in_flight_max: 1,
-        handshake_timeout_us: 60_000_000,
-        ..ServerLimits::default()
-    };
-    let incoming = dsss_wire::tls::tls_incoming(listener, identity, &limits);
-    tokio::spawn(
-        Server::builder()
-            .add_service(coordinator_server(PeerEcho))
-            .serve_with_incoming(incoming),
-    );
+    let (address, client) = limited_server(
+        root.path(),
+        ServerLimits {
+            handshakes_in_flight_max: 1,
+            handshake_timeout_us: 60_000_000,
+            ..ServerLimits::default()
+        },
+    )
+    .await;
     // A connection that never starts its handshake holds the only handshake slot.
     let silent = tokio::net::TcpStream::connect(address)
         .await
