@@ -6,10 +6,12 @@ mod bench_command;
 mod certs_command;
 mod command_runtime;
 mod idle_bench_command;
+mod monitoring;
 mod node_command;
 mod region_command;
 mod sim_command;
 mod soak_command;
+mod status_command;
 mod tls_setup;
 mod topology_command;
 mod up_command;
@@ -79,6 +81,25 @@ enum Command {
         after_help = "Example:\n  dsss up\n  dsss up --topology topology/examples/local.toml"
     )]
     Up(up_command::UpArgs),
+    /// Show the whole cluster's health at a glance, and exit non-zero when something needs
+    /// attention.
+    ///
+    /// Asks every node of the topology for its status and every coordinator replica for its
+    /// own, at once, with an admin certificate (the topology's [tls] files), and prints per
+    /// region the leader, term, log fill against its quota, truncation point, checkpoints and
+    /// divergence alarms, and per node its role, applied position, lag behind its region,
+    /// largest clock offset to a peer, sessions and log streams; then the coordinator (leader,
+    /// newest sealed epoch, watermark lag, and per region membership, closed-timestamp lag and
+    /// how long it has been silent); then what needs attention: unreachable nodes, a region or
+    /// coordinator without a leader, a node behind or fenced for its clock, a log or
+    /// checkpoint state past 80% of its bound, divergence alarms, missed epochs, a region out
+    /// of the global membership. Exit status 0 when healthy, 1 when something needs attention,
+    /// 2 for a topology that cannot be used.
+    #[command(after_help = "Examples:
+          dsss status                      (the cluster `dsss up` runs in this directory)
+          dsss status --topology topology/examples/local.toml --json
+          dsss status --watch")]
+    Status(status_command::StatusArgs),
     /// Change the membership of a running region.
     #[command(subcommand)]
     Region(region_command::RegionCommand),
@@ -100,6 +121,7 @@ fn main() -> ExitCode {
         Command::Region(command) => region_command::run(command, &mut stdout, &mut stderr),
         Command::Certs(command) => certs_command::run(command, &mut stdout, &mut stderr),
         Command::Bench(command) => bench_command::run(command, &mut stdout, &mut stderr),
+        Command::Status(arguments) => status_command::run(arguments, &mut stdout, &mut stderr),
         Command::Up(arguments) => {
             drop(stdout);
             drop(stderr);

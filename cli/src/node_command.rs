@@ -19,6 +19,9 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tonic::service::Routes;
 
+use crate::monitoring;
+use crate::monitoring::node_pages::{CoordinatorObservations, NodePages};
+
 /// Exit status when the node could not start or stopped on an error.
 const EXIT_NODE_FAILED: u8 = 1;
 
@@ -71,6 +74,12 @@ pub(crate) struct NodeArgs {
     /// replica, if it hosts one, keeps its data under it too.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Serve plain HTTP for monitoring on this host:port, instead of the topology's
+    /// metrics_listen for the node: Prometheus metrics on /metrics, 200 on /healthz while the
+    /// process serves, and on /readyz 200 once the node is a member of its region's group that
+    /// knows a leader (503 with the reason otherwise). Without either, no such endpoint.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_listen: Option<String>,
 }
 
 /// Runs the node until a signal stops it, logging to standard error.
@@ -93,6 +102,14 @@ pub(crate) fn run(args: NodeArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
             node.data_dir = data_dir.clone();
         }
     }
+    let metrics_listen = args.metrics_listen.clone().or_else(|| {
+        topology
+            .regions
+            .iter()
+            .flat_map(|region| &region.nodes)
+            .find(|node| node.id == args.id)
+            .and_then(|node| node.metrics_listen.clone())
+    });
     let mut config = match DriverConfig::from_topology(&topology, args.id, args.join) {
         Ok(config) => config,
         Err(error) => {
@@ -206,6 +223,7 @@ pub(crate) fn run(args: NodeArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
             config,
             global,
             coordinator_config,
+            metrics_listen,
             wan,
             transport,
         },
@@ -219,6 +237,8 @@ struct Hosted {
     config: DriverConfig,
     global: GlobalSettings,
     coordinator_config: Option<CoordinatorDriverConfig>,
+    /// Where to serve the monitoring endpoint, if anywhere.
+    metrics_listen: Option<String>,
     wan: &'static str,
     transport: &'static str,
 }
@@ -228,6 +248,7 @@ async fn serve(hosted: Hosted, stdout: &mut dyn Write, stderr: &mut dyn Write) -
         config,
         global,
         coordinator_config,
+        metrics_listen,
         wan,
         transport,
     } = hosted;
@@ -265,10 +286,25 @@ async fn serve(hosted: Hosted, stdout: &mut dyn Write, stderr: &mut dyn Write) -
         },
         None => None,
     };
+    // Bound before the node starts, so that a taken port stops the node before it joins.
+    let metrics_listener = match &metrics_listen {
+        Some(address) => match TcpListener::bind(address).await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                let _ = writeln!(
+                    stderr,
+                    "node {node_id} could not start: cannot serve metrics on {address}: {error}"
+                );
+                return ExitCode::from(EXIT_NODE_FAILED);
+            }
+        },
+        None => None,
+    };
     let access = std::sync::Arc::new(config.access.clone());
     let routes = coordinator
         .as_ref()
         .map_or_else(Routes::default, |coordinator| coordinator.routes(&access));
+    let (routes, health) = monitoring::health::with_health_service(routes, &access);
     let mut node = match start_with_global(config, listener, global, routes).await {
         Ok(node) => node,
         Err(error) => {
@@ -276,9 +312,34 @@ async fn serve(hosted: Hosted, stdout: &mut dyn Write, stderr: &mut dyn Write) -
             return ExitCode::from(EXIT_NODE_FAILED);
         }
     };
+    let pages = NodePages {
+        node: node.observations(),
+        coordinator: coordinator
+            .as_ref()
+            .map(|coordinator| CoordinatorObservations {
+                link: coordinator.link().clone(),
+                sync_latency: std::sync::Arc::clone(coordinator.sync_latency()),
+            }),
+        region: region.clone(),
+        node_id,
+    };
+    // Both end with the runtime when the process stops.
+    let _health = tokio::spawn(monitoring::health::keep_reporting(pages.clone(), health));
+    let metrics_address = metrics_listener.map(|listener| {
+        let address = listener.local_addr().ok();
+        tokio::spawn(monitoring::endpoint::serve(
+            listener,
+            std::sync::Arc::new(pages),
+        ));
+        address
+    });
+    let metrics = match metrics_address {
+        Some(Some(address)) => format!("; metrics on http://{address}/metrics"),
+        _ => String::new(),
+    };
     let _ = writeln!(
         stdout,
-        "node {node_id} of region {region} listening on {}{} (gRPC, {transport}); data in {}; peers: {}; {}; {wan}",
+        "node {node_id} of region {region} listening on {}{} (gRPC, {transport}); data in {}; peers: {}; {}; {wan}{metrics}",
         node.local_address(),
         if advertised == node.local_address().to_string() {
             String::new()

@@ -402,6 +402,12 @@ pub struct RegionStatus {
     pub closed: Timestamp,
     /// The highest epoch it has acknowledged (replicated).
     pub acknowledged_epoch: u64,
+    /// On the leader: when the leader last saw the region's closed timestamp move, in
+    /// microseconds of its clock (how long the region has been silent); `None` elsewhere.
+    pub closed_advanced_at_us: Option<u64>,
+    /// On the leader: when it proposed to take the region out of the membership, while that
+    /// waits or holds; `None` elsewhere.
+    pub suspected_at_us: Option<u64>,
 }
 
 /// A sealed epoch read waiting for the leader's confirmation.
@@ -496,6 +502,12 @@ pub struct CoordinatorStatus {
     pub outputs_pending: usize,
     /// Counters since the node opened.
     pub counters: CoordinatorCounters,
+    /// What the replica's raft member counted (leader changes, snapshots sent).
+    pub raft: dsss_raft_group::GroupCounters,
+    /// The replica's clock, as of its last input, in microseconds since the UNIX epoch.
+    pub now_us: u64,
+    /// The replicas that vote.
+    pub voters: Vec<u64>,
 }
 
 /// The leader's view of one region, soft state that a new leader rebuilds.
@@ -670,18 +682,29 @@ impl CoordinatorNode {
             regions: state
                 .regions()
                 .iter()
-                .map(|(region, region_state)| RegionStatus {
-                    region: region.clone(),
-                    member: region_state.member,
-                    incarnation: region_state.incarnation,
-                    next_batch_number: region_state.next_batch_number,
-                    closed: region_state.closed,
-                    acknowledged_epoch: region_state.acknowledged_epoch,
+                .map(|(region, region_state)| {
+                    let duty = self
+                        .leadership
+                        .as_ref()
+                        .and_then(|leadership| leadership.regions.get(region));
+                    RegionStatus {
+                        region: region.clone(),
+                        member: region_state.member,
+                        incarnation: region_state.incarnation,
+                        next_batch_number: region_state.next_batch_number,
+                        closed: region_state.closed,
+                        acknowledged_epoch: region_state.acknowledged_epoch,
+                        closed_advanced_at_us: duty.map(|duty| duty.advanced_at_us),
+                        suspected_at_us: duty.and_then(|duty| duty.suspected.map(|(_, at)| at)),
+                    }
                 })
                 .collect(),
             proposals_pending: self.proposals.len(),
             outputs_pending: self.outputs.len(),
             counters: self.counters,
+            raft: self.group.counters(),
+            now_us: self.now_us,
+            voters: self.group.voters(),
         }
     }
 

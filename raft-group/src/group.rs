@@ -494,6 +494,21 @@ pub struct RaftGroup<M: StateMachine> {
     /// False while this node must not lead: the vote requests of elections it starts are
     /// not sent (see [`RaftGroup::set_may_campaign`]).
     may_campaign: bool,
+    /// The leader this member knew of at the end of its last ready round (raft's invalid id
+    /// for none), to count changes.
+    leader_seen: u64,
+    /// What this member counted since it opened.
+    counters: GroupCounters,
+}
+
+/// What a member counted since it opened, for operators (metrics and status).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupCounters {
+    /// Times this member learned of a new leader (an election it saw end, or the first leader
+    /// it heard of after opening).
+    pub leader_changes: u64,
+    /// Snapshots this member handed to the transport for a follower.
+    pub snapshots_sent: u64,
 }
 
 impl<M: StateMachine> RaftGroup<M> {
@@ -539,6 +554,8 @@ impl<M: StateMachine> RaftGroup<M> {
             applied_index,
             read_states: Vec::new(),
             may_campaign: true,
+            leader_seen: raft::INVALID_ID,
+            counters: GroupCounters::default(),
         };
         group.draw_election_timeout();
         Ok(group)
@@ -565,6 +582,11 @@ impl<M: StateMachine> RaftGroup<M> {
     /// This node's role.
     pub fn role(&self) -> Role {
         self.raw_node.raft.state.into()
+    }
+
+    /// What this member counted since it opened.
+    pub fn counters(&self) -> GroupCounters {
+        self.counters
     }
 
     /// The current term.
@@ -902,8 +924,16 @@ impl<M: StateMachine> RaftGroup<M> {
 
         // A snapshot is handed to the transport whole; raft resumes the follower in probe
         // mode and sends it again if it never arrived.
+        self.counters.snapshots_sent += snapshot_receivers.len() as u64;
         for to in snapshot_receivers {
             self.raw_node.report_snapshot(to, SnapshotStatus::Finish);
+        }
+        let leader = self.raw_node.raft.leader_id;
+        if leader != self.leader_seen {
+            self.leader_seen = leader;
+            if leader != raft::INVALID_ID {
+                self.counters.leader_changes += 1;
+            }
         }
         self.draw_election_timeout_if_reset();
         Ok(applied)

@@ -375,7 +375,10 @@ impl<'a, S: DurableStore, D: RaftDelivery> PeerIo<'a, S, D> {
 
 impl<S: DurableStore, D: RaftDelivery> ReadyIo for PeerIo<'_, S, D> {
     fn persist(&mut self, batch: WriteBatch) -> Result<(), StoreError> {
-        self.store.write(batch, true)
+        let started = Instant::now();
+        let written = self.store.write(batch, true);
+        self.peers.sync_latency().observe(started.elapsed());
+        written
     }
 
     fn write_unsynced(&mut self, batch: WriteBatch) -> Result<(), StoreError> {

@@ -749,6 +749,8 @@ pub struct RegionStatus {
     pub snapshot_catch_up: SnapshotCatchUpStatus,
     /// Counters since the node opened.
     pub counters: NodeCounters,
+    /// What the node's raft member counted (leader changes, snapshots sent).
+    pub raft: dsss_raft_group::GroupCounters,
     /// What this node knows of its peers' clocks, and whether it fenced itself.
     pub clock: ClockStatus,
 }
@@ -1136,6 +1138,7 @@ impl RegionNode {
                 last_error: self.last_log_fetch_error.clone(),
             },
             counters: self.counters,
+            raft: self.group.counters(),
             clock: ClockStatus {
                 fenced: self.clock_fence,
                 peers: self.clock_samples.clone(),

@@ -77,7 +77,8 @@ pub fn free_ports(count: usize) -> Vec<u16> {
 }
 
 /// `topology/examples/local.toml` (three regions of three nodes, one coordinator replica per
-/// region, its latency matrix) with every node on a free loopback port, as text and parsed.
+/// region, its latency matrix) with every node on free loopback ports (its gRPC address and
+/// its metrics address), as text and parsed.
 ///
 /// # Panics
 ///
@@ -87,8 +88,14 @@ pub fn local_topology_on_free_ports() -> (String, dsss_topology::Topology) {
         .unwrap_or_else(|diagnostics| panic!("the local topology is valid: {diagnostics}"));
     let mut text = dsss_topology::LOCAL_TOPOLOGY_TOML.to_owned();
     let nodes: Vec<_> = local.nodes().collect();
-    for ((_, node), port) in nodes.iter().zip(free_ports(nodes.len())) {
-        let quoted = format!("\"{}\"", node.address);
+    // Every address a node binds moves: the gRPC one and the monitoring one, so that tests
+    // running at once (or beside `dsss up`) never share a port.
+    let addresses: Vec<&String> = nodes
+        .iter()
+        .flat_map(|(_, node)| std::iter::once(&node.address).chain(&node.metrics_listen))
+        .collect();
+    for (address, port) in addresses.iter().zip(free_ports(addresses.len())) {
+        let quoted = format!("\"{address}\"");
         assert_eq!(
             text.matches(&quoted).count(),
             1,
@@ -373,6 +380,12 @@ impl Deadline {
             wait_max,
             started: Instant::now(),
         }
+    }
+
+    /// Whether the wait is over (for a caller that says more than [`Deadline::check`] when it
+    /// gives up).
+    pub fn expired(&self) -> bool {
+        self.started.elapsed() >= self.wait_max
     }
 
     /// Panics when the wait is over, else sleeps one [`POLL_INTERVAL`].

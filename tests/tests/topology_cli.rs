@@ -174,7 +174,7 @@ fn show_without_a_file_uses_the_embedded_local_topology() {
     assert!(stdout.starts_with("topology: embedded default"), "{stdout}");
     assert!(
         stdout.lines().any(|line| line
-            == "  local-a  11    127.0.0.1:7111  data/local-a/node-11  replica, preferred leader"),
+            == "  local-a  11    127.0.0.1:7111, metrics on 127.0.0.1:9111  data/local-a/node-11  replica, preferred leader"),
         "{stdout}"
     );
     assert!(

@@ -52,7 +52,9 @@
 //!   { id = 13, address = "127.0.0.1:7113", data_dir = "data/region-a/node-13" },
 //! ]                             # a node may add listen = "0.0.0.0:7113": the host:port it
 //!                               # binds, when peers and clients reach it at `address`
-//!                               # through NAT or a container's service
+//!                               # through NAT or a container's service; and
+//!                               # metrics_listen = "0.0.0.0:9100": where it serves plain
+//!                               # HTTP for monitoring (/metrics, /healthz, /readyz)
 //!
 //! [[latency]]                   # one entry per unordered pair of distinct regions
 //! between = ["region-a", "region-b"]
@@ -91,8 +93,9 @@
 //! - There are 1..=64 regions; region ids are unique.
 //! - Node ids are integers >= 1, unique across the whole cluster. Addresses are `host:port`
 //!   with an IPv4 literal, an IPv6 literal in brackets (`[::1]:7000`) or a host name, and a
-//!   port 1..=65535; they are unique (host names compared without case); `listen` addresses
-//!   follow the same form and may repeat (`0.0.0.0:7000` on every host). Data directories are
+//!   port 1..=65535; they are unique (host names compared without case); `listen` and
+//!   `metrics_listen` addresses follow the same form and may repeat (`0.0.0.0:7000` on every
+//!   host). Data directories are
 //!   non-empty and unique (`data/a`, `./data/a` and `data/a/` are the same directory).
 //! - Relative paths (`data_dir`, `ca_cert`, `cert_dir`) resolve against the working directory
 //!   of the process that uses them, not against the directory of the topology file.

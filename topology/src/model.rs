@@ -216,6 +216,10 @@ pub struct NodeSettings {
     /// container, or a Kubernetes pod behind its service): `0.0.0.0:7001`, say. `None`: the
     /// node binds `address`.
     pub listen: Option<String>,
+    /// `host:port` where the node serves plain HTTP for monitoring: Prometheus metrics on
+    /// `/metrics`, liveness on `/healthz`, readiness on `/readyz`. `None`: no such endpoint
+    /// (`dsss node --metrics-listen` can still ask for one).
+    pub metrics_listen: Option<String>,
     /// Where the node keeps its data. A relative path resolves against the working directory
     /// of the node's process.
     pub data_dir: PathBuf,

@@ -75,7 +75,7 @@ const CLUSTER_KEYS: &[&str] = &[
 const TLS_KEYS: &[&str] = &["ca_cert", "cert_dir", "client_cert", "client_key"];
 const COORDINATOR_KEYS: &[&str] = &["replicas", "preferred_leader", "retained_epochs"];
 const REGION_KEYS: &[&str] = &["id", "nodes"];
-const NODE_KEYS: &[&str] = &["id", "address", "listen", "data_dir"];
+const NODE_KEYS: &[&str] = &["id", "address", "listen", "metrics_listen", "data_dir"];
 const LATENCY_KEYS: &[&str] = &["between", "one_way_ms", "jitter_ms"];
 
 /// Parses and validates topology text; see the crate documentation for the rules.
@@ -949,26 +949,8 @@ impl Reader<'_> {
         });
         // What the node binds is its own business: two nodes of one host may both bind
         // 0.0.0.0 on different ports, and containers reuse ports freely.
-        let listen = match fields.get("listen") {
-            None => Some(None),
-            Some(value) => {
-                let listen_path = fields.path_of("listen");
-                self.string(value, &listen_path).and_then(|listen| {
-                    match rules::check_address(listen) {
-                        Ok(()) => Some(Some(listen.to_owned())),
-                        Err(reason) => {
-                            let snippet = self.snippet(value.span());
-                            self.report(
-                                value.span(),
-                                &listen_path,
-                                format!("{snippet} is not a valid host:port ({reason})"),
-                            );
-                            None
-                        }
-                    }
-                })
-            }
-        };
+        let listen = self.optional_address(&fields, "listen");
+        let metrics_listen = self.optional_address(&fields, "metrics_listen");
         let data_dir = self.required(&fields, "data_dir").and_then(|value| {
             let data_dir_path = fields.path_of("data_dir");
             let data_dir = self.path(value, &data_dir_path)?;
@@ -991,8 +973,31 @@ impl Reader<'_> {
             id: id?,
             address: address?,
             listen: listen?,
+            metrics_listen: metrics_listen?,
             data_dir: data_dir?,
         })
+    }
+
+    /// An optional `host:port` key of a node (`listen`, `metrics_listen`): `Some(None)` when
+    /// absent, `None` when present and not an address (reported).
+    fn optional_address(&mut self, fields: &Fields<'_, '_>, key: &str) -> Option<Option<String>> {
+        let Some(value) = fields.get(key) else {
+            return Some(None);
+        };
+        let key_path = fields.path_of(key);
+        let address = self.string(value, &key_path)?;
+        match rules::check_address(address) {
+            Ok(()) => Some(Some(address.to_owned())),
+            Err(reason) => {
+                let snippet = self.snippet(value.span());
+                self.report(
+                    value.span(),
+                    &key_path,
+                    format!("{snippet} is not a valid host:port ({reason})"),
+                );
+                None
+            }
+        }
     }
 
     /// Checks the replicas and the preferred leader against the nodes. Node existence is only

@@ -256,10 +256,13 @@ fn render_regions(topology: &Topology, report: &mut String) {
             } else {
                 String::new()
             };
-            let address = match &node.listen {
+            let mut address = match &node.listen {
                 Some(listen) => format!("{} (binds {listen})", node.address),
                 None => node.address.clone(),
             };
+            if let Some(metrics) = &node.metrics_listen {
+                address.push_str(&format!(", metrics on {metrics}"));
+            }
             rows.push(vec![
                 region_cell,
                 node.id.to_string(),

@@ -42,6 +42,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use tonic::Status;
 use tonic::body::Body;
@@ -50,6 +51,7 @@ use tonic::server::NamedService;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower_service::Service;
 
+use crate::call_metrics::{CallMetrics, code_of_headers};
 use crate::limits::{ActiveRequest, Charge, ConnectionState, RequestBudgets, ServerLimits};
 use crate::tls::{ADMIN_URI_PREFIX, CLIENT_URI_PREFIX, ConnectionInfo, NODE_URI_PREFIX, uri_names};
 
@@ -305,8 +307,11 @@ impl Rule {
             ("dsss.v1.RegionEpochs", "ReadEpochs") => Rule::Nodes,
             ("dsss.v1.RegionEpochs", _) => Rule::CoordinatorReplicas,
             ("dsss.v1.Coordinator", "ReadSealedEpoch") => Rule::NodesOrAdmins,
+            ("dsss.v1.Coordinator", "Status") => Rule::AnyIdentity,
             ("dsss.v1.Coordinator", _) => Rule::Nodes,
             ("dsss.v1.CoordinatorPeer", _) => Rule::CoordinatorReplicas,
+            // Load balancers and orchestrators ask whether a node serves.
+            ("grpc.health.v1.Health", _) => Rule::AnyIdentity,
             _ => return None,
         })
     }
@@ -339,6 +344,8 @@ pub struct AccessPolicy {
     budgets: Arc<RequestBudgets>,
     /// The client each bearer token identifies, by the token's SHA-256 digest.
     tokens: BTreeMap<[u8; 32], String>,
+    /// Calls by method and answer, shared like the budgets.
+    calls: Arc<CallMetrics>,
 }
 
 /// What a client may do with the objects: calls, reads (subscriptions, checkpoint fetches,
@@ -471,7 +478,14 @@ impl AccessPolicy {
             client_grants: None,
             budgets: Arc::new(RequestBudgets::default()),
             tokens: BTreeMap::new(),
+            calls: Arc::default(),
         }
+    }
+
+    /// What the server's methods answered since it started (every service guarded by this
+    /// policy or a clone of it).
+    pub fn call_metrics(&self) -> &Arc<CallMetrics> {
+        &self.calls
     }
 
     /// The policy with bearer `tokens` (client name, SHA-256 digest of its token): a client
@@ -721,6 +735,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<Body>) -> GuardedFuture {
+        let started = Instant::now();
         let connection = connection_of(request.extensions());
         let admitted = caller_of_connection(&connection)
             .and_then(|caller| {
@@ -739,6 +754,11 @@ where
                     path = request.uri().path(),
                     reason = status.message(),
                     "call refused"
+                );
+                self.policy.calls.record(
+                    request.uri().path(),
+                    status.code() as i32,
+                    started.elapsed(),
                 );
                 return Box::pin(std::future::ready(Ok(status.into_http())));
             }
@@ -784,8 +804,14 @@ where
             releasable: 0,
         });
         let response = self.inner.call(http::Request::from_parts(parts, body));
+        let calls = Arc::clone(&self.policy.calls);
         Box::pin(async move {
             let response = response.await?;
+            calls.record(
+                &path,
+                code_of_headers(response.headers()),
+                started.elapsed(),
+            );
             Ok(response.map(|body| {
                 Body::new(HoldingBody {
                     inner: Body::new(body),
@@ -1064,13 +1090,17 @@ mod tests {
         let policy = policy();
         let client = Caller::Known(Identity::Client("app".to_owned()));
         let admin = Caller::Known(Identity::Admin("ops".to_owned()));
-        let cases: [(&str, &Caller, bool); 18] = [
+        let cases: [(&str, &Caller, bool); 22] = [
             ("/dsss.v1.Coordinator/ReadSealedEpoch", &admin, true),
             ("/dsss.v1.Coordinator/SubmitBatch", &admin, false),
             ("/dsss.v1.RegionClient/Propose", &client, true),
             ("/dsss.v1.RegionClient/Propose", &admin, false),
             ("/dsss.v1.RegionClient/Propose", &node(11), false),
             ("/dsss.v1.RegionClient/Status", &node(21), true),
+            ("/dsss.v1.Coordinator/Status", &admin, true),
+            ("/dsss.v1.Coordinator/Status", &client, true),
+            ("/grpc.health.v1.Health/Check", &client, true),
+            ("/grpc.health.v1.Health/Watch", &node(12), true),
             ("/dsss.v1.RegionAdmin/AddPeer", &admin, true),
             ("/dsss.v1.RegionAdmin/AddPeer", &client, false),
             ("/dsss.v1.RegionAdmin/ChangeMembership", &node(12), false),

@@ -58,12 +58,15 @@
 
 pub mod hlc;
 pub mod ids;
+pub mod latency;
 pub mod record;
 pub mod route;
 pub mod version;
 
 #[cfg(feature = "grpc")]
 pub mod access;
+#[cfg(feature = "grpc")]
+pub mod call_metrics;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 #[cfg(feature = "grpc")]

@@ -53,6 +53,13 @@ impl Coordinator for Holder {
             ..ReadSealedEpochReply::default()
         }))
     }
+
+    async fn status(
+        &self,
+        _request: Request<dsss_wire::proto::CoordinatorStatusRequest>,
+    ) -> Result<Response<dsss_wire::proto::CoordinatorStatusReply>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
 }
 
 /// A plaintext server of `holder` under `limits` on a free loopback port; it stops when the

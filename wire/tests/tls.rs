@@ -50,6 +50,13 @@ impl Coordinator for PeerEcho {
             ..ReadSealedEpochReply::default()
         }))
     }
+
+    async fn status(
+        &self,
+        _request: Request<dsss_wire::proto::CoordinatorStatusRequest>,
+    ) -> Result<Response<dsss_wire::proto::CoordinatorStatusReply>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
 }
 
 /// A CA that issues certificates into a directory.

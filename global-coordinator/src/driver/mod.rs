@@ -32,6 +32,7 @@ use dsss_raft_group::PeerClocks;
 use dsss_raft_group::transport::{DelayLine, PeerSenders, SharedPeerClocks};
 use dsss_wire::access::{AccessPolicy, Guarded};
 use dsss_wire::grpc::{coordinator_peer_server, coordinator_server};
+use dsss_wire::latency::LatencyHistogram;
 use tonic::service::Routes;
 
 pub use config::{COORDINATOR_DATA_DIR_NAME, CoordinatorDriverConfig, NodeAddress};
@@ -42,7 +43,7 @@ pub use node_loop::{
 pub use region_sender::{
     REGION_CALL_TIMEOUT_US, REGION_DELIVERY_ATTEMPTS_MAX, REGION_QUEUE_PARTS_MAX,
 };
-pub use service::{CoordinatorLink, CoordinatorPeerService, CoordinatorService};
+pub use service::{CoordinatorLink, CoordinatorPeerService, CoordinatorService, status_reply};
 
 use region_sender::RegionSender;
 
@@ -52,6 +53,7 @@ pub struct RunningCoordinator {
     node_id: u64,
     link: CoordinatorLink,
     clocks: SharedPeerClocks,
+    sync_latency: Arc<LatencyHistogram>,
     node_loop: Option<CoordinatorLoopHandle>,
 }
 
@@ -84,6 +86,7 @@ pub async fn start(
         config.security.clone(),
         Arc::clone(&clocks),
     );
+    let sync_latency = Arc::clone(peers.sync_latency());
     let (events, receiver) = dsss_raft_group::node_loop::event_channel();
     let mut region_senders = BTreeMap::new();
     for (seed, (region, nodes)) in (1u64..).zip(&config.regions) {
@@ -117,6 +120,7 @@ pub async fn start(
         node_id,
         link,
         clocks,
+        sync_latency,
         node_loop: Some(node_loop),
     })
 }
@@ -130,6 +134,11 @@ impl RunningCoordinator {
     /// The replica's link, for status queries.
     pub fn link(&self) -> &CoordinatorLink {
         &self.link
+    }
+
+    /// How long the replica's synced store writes take.
+    pub fn sync_latency(&self) -> &Arc<LatencyHistogram> {
+        &self.sync_latency
     }
 
     /// The `Coordinator` and `CoordinatorPeer` services, with the protocol version check and

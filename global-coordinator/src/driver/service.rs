@@ -129,6 +129,55 @@ impl Coordinator for CoordinatorService {
             .await?;
         outcome.map(Response::new).map_err(input_status)
     }
+
+    async fn status(
+        &self,
+        _request: Request<proto::CoordinatorStatusRequest>,
+    ) -> Result<Response<proto::CoordinatorStatusReply>, Status> {
+        Ok(Response::new(status_reply(&self.link.status().await?)))
+    }
+}
+
+/// What `Coordinator.Status` answers for a replica in `status`.
+pub fn status_reply(status: &crate::CoordinatorStatus) -> proto::CoordinatorStatusReply {
+    proto::CoordinatorStatusReply {
+        node_id: status.node_id,
+        leader: status.role == dsss_raft_group::Role::Leader,
+        leader_node_id: status.leader_id.unwrap_or(0),
+        term: status.term,
+        commit_index: status.commit_index,
+        applied_index: status.applied_index,
+        newest_epoch: status.newest_epoch,
+        watermark_physical_us: status.watermark.physical_us,
+        retained_epochs: status.retained_epochs as u64,
+        retained_bytes: status.retained_size_bytes,
+        pending_records: status.pending_records as u64,
+        regions: status
+            .regions
+            .iter()
+            .map(|region| proto::CoordinatorRegionStatus {
+                region: region.region.as_str().to_owned(),
+                member: region.member,
+                incarnation: region.incarnation,
+                closed_physical_us: region.closed.physical_us,
+                acknowledged_epoch: region.acknowledged_epoch,
+                has_leader_view: region.closed_advanced_at_us.is_some(),
+                closed_advanced_at_us: region.closed_advanced_at_us.unwrap_or(0),
+                suspected_at_us: region.suspected_at_us.unwrap_or(0),
+            })
+            .collect(),
+        now_us: status.now_us,
+        voters: status.voters.clone(),
+        leader_changes: status.raft.leader_changes,
+        epochs_sealed: status.counters.epochs_sealed,
+        regions_removed: status.counters.regions_removed,
+        regions_readmitted: status.counters.regions_readmitted,
+        readmissions_refused: status.counters.readmissions_refused,
+        batches_overloaded: status.counters.batches_overloaded,
+        refused_for_skew: status.counters.refused_for_skew,
+        clock_fences: status.counters.clock_fences,
+        snapshots_sent: status.raft.snapshots_sent,
+    }
 }
 
 /// The `CoordinatorPeer` service of one replica.

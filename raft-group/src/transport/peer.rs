@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dsss_wire::grpc::{VersionedChannel, coordinator_peer_client, region_peer_client};
+use dsss_wire::latency::LatencyHistogram;
 use dsss_wire::proto::coordinator_peer_client::CoordinatorPeerClient;
 use dsss_wire::proto::region_peer_client::RegionPeerClient;
 use dsss_wire::proto::{self, RaftBatch};
@@ -184,6 +185,9 @@ pub struct PeerSenders<D: RaftDelivery> {
     runtime: tokio::runtime::Handle,
     security: Security,
     clocks: SharedPeerClocks,
+    /// How long the node's synced store writes take: the loop that owns these senders times
+    /// each one ([`crate::node_loop::PeerIo`]), the metrics endpoint reads it.
+    sync_latency: Arc<LatencyHistogram>,
     delivery: std::marker::PhantomData<fn() -> D>,
 }
 
@@ -204,6 +208,7 @@ impl<D: RaftDelivery> Clone for PeerSenders<D> {
             runtime: self.runtime.clone(),
             security: self.security.clone(),
             clocks: self.clocks.clone(),
+            sync_latency: Arc::clone(&self.sync_latency),
             delivery: std::marker::PhantomData,
         }
     }
@@ -234,6 +239,7 @@ impl<D: RaftDelivery> PeerSenders<D> {
             runtime: tokio::runtime::Handle::current(),
             security,
             clocks,
+            sync_latency: Arc::default(),
             delivery: std::marker::PhantomData,
         };
         for (peer_id, address) in peers {
@@ -315,6 +321,11 @@ impl<D: RaftDelivery> PeerSenders<D> {
     /// Messages dropped since the transport started.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// How long the node's synced store writes take (shared by every clone).
+    pub fn sync_latency(&self) -> &Arc<LatencyHistogram> {
+        &self.sync_latency
     }
 }
 

@@ -41,5 +41,6 @@ pub use node_loop::{
 };
 pub use peer::{PEER_BATCH_BYTES_MAX, PEER_BATCH_MESSAGES_MAX, PEER_QUEUE_MESSAGES_MAX};
 pub use server::{
-    RunningNode, SHUTDOWN_GRACE_US, StartError, start, start_with_global, start_with_listener,
+    NodeObservations, RunningNode, SHUTDOWN_GRACE_US, StartError, start, start_with_global,
+    start_with_listener,
 };

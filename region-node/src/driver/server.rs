@@ -6,9 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dsss_wire::access::Guarded;
+use dsss_wire::call_metrics::CallMetrics;
 use dsss_wire::grpc::{
     region_admin_server, region_client_server, region_epochs_server, region_peer_server,
 };
+use dsss_wire::latency::LatencyHistogram;
+use dsss_wire::proto;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -58,6 +61,35 @@ pub struct RunningNode {
     server_shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     node_loop: Option<NodeLoopHandle>,
+    observed: NodeObservations,
+}
+
+/// What a running node lets its host read about it while it runs: its status as the `Status`
+/// method answers it, the calls its services answered, and how long its store syncs take.
+/// Clones read the same node.
+#[derive(Clone, Debug)]
+pub struct NodeObservations {
+    client_service: RegionClientService,
+    calls: Arc<CallMetrics>,
+    sync_latency: Arc<LatencyHistogram>,
+}
+
+impl NodeObservations {
+    /// The node's status, as its `Status` method answers.
+    pub async fn status(&self) -> Result<proto::StatusReply, tonic::Status> {
+        self.client_service.node_status().await
+    }
+
+    /// Calls by method and answer since the node started (every service of its server,
+    /// including routes it was given to serve beside its own).
+    pub fn calls(&self) -> &Arc<CallMetrics> {
+        &self.calls
+    }
+
+    /// How long the node's synced store writes take.
+    pub fn sync_latency(&self) -> &Arc<LatencyHistogram> {
+        &self.sync_latency
+    }
 }
 
 /// Starts node `config` on its listening address: opens (or creates) its store, starts the
@@ -111,6 +143,7 @@ pub async fn start_with_global(
         config.security.clone(),
         Arc::clone(&clocks),
     );
+    let sync_latency = Arc::clone(peers.sync_latency());
     let settings = NodeLoopSettings {
         node: config.node.clone(),
         data_dir: config.data_dir.clone(),
@@ -144,6 +177,12 @@ pub async fn start_with_global(
         stopping_receiver,
     );
     let (server_shutdown, shutdown_signal) = oneshot::channel::<()>();
+    let client_service = RegionClientService::new(link.clone());
+    let observed = NodeObservations {
+        client_service: client_service.clone(),
+        calls: Arc::clone(config.access.call_metrics()),
+        sync_latency,
+    };
     // Every service admits only the identities its methods allow (dsss_wire::access).
     let access = Arc::new(config.access.clone());
     // The topology's [limits]: connections, keepalive, idleness and requests in flight.
@@ -155,7 +194,7 @@ pub async fn start_with_global(
             Arc::clone(&access),
         ))
         .add_service(Guarded::new(
-            region_client_server(RegionClientService::new(link.clone())),
+            region_client_server(client_service.clone()),
             Arc::clone(&access),
         ))
         .add_service(Guarded::new(
@@ -187,6 +226,7 @@ pub async fn start_with_global(
         server_shutdown: Some(server_shutdown),
         server: Some(server),
         node_loop: Some(node_loop),
+        observed,
     })
 }
 
@@ -199,6 +239,11 @@ impl RunningNode {
     /// The address the gRPC server listens on.
     pub fn local_address(&self) -> SocketAddr {
         self.local_address
+    }
+
+    /// What its host may read about the node while it runs.
+    pub fn observations(&self) -> NodeObservations {
+        self.observed.clone()
     }
 
     /// Resolves when the node stops on its own: its loop failed (a sync failed) or the server

@@ -164,6 +164,18 @@ impl RegionClientService {
         }
     }
 
+    /// What the `Status` method answers, for callers in the same process (the metrics
+    /// endpoint).
+    pub async fn node_status(&self) -> Result<proto::StatusReply, Status> {
+        let status = self.link.status().await?;
+        let streams = StreamLoad {
+            subscriptions: lock(&self.streams).total,
+            buffered_bytes: SUBSCRIBE_BUFFERED_BYTES_MAX
+                .saturating_sub(self.buffered_bytes.available_permits()),
+        };
+        Ok(status_reply(&status, streams))
+    }
+
     /// Takes room for `size_bytes` of uploaded state, or says why not.
     fn take_upload_bytes(&self, size_bytes: usize) -> Result<UploadBytes, Status> {
         let mut upload_bytes = lock(&self.upload_bytes);
@@ -561,6 +573,18 @@ pub fn status_reply(status: &NodeStatus, streams: StreamLoad) -> proto::StatusRe
         checkpoint_bytes_max: node.checkpoints.bounds.checkpoint_bytes_max,
         tracking_bytes: node.checkpoints.tracking_bytes,
         tracking_bytes_max: node.checkpoints.bounds.tracking_bytes_max,
+        leader_changes: node.raft.leader_changes,
+        snapshots_sent: node.raft.snapshots_sent,
+        voters: node.voters.clone(),
+        learners: node.learners.clone(),
+        global_member: node.global.member,
+        global_incarnation: node.global.incarnation,
+        watermark_physical_us: node.global.watermark.physical_us,
+        unsealed_records: node.global.unsealed_records as u64,
+        outgoing_batches: node.global.outgoing_batches as u64,
+        epochs_missed_from: node.global.epochs_missed.map_or(0, |(from, _)| from),
+        epochs_missed_to: node.global.epochs_missed.map_or(0, |(_, to)| to),
+        records_applied: node.counters.records_applied,
         diverged_objects: node
             .checkpoints
             .alarms
@@ -969,13 +993,7 @@ impl RegionClient for RegionClientService {
         &self,
         _request: Request<proto::StatusRequest>,
     ) -> Result<Response<proto::StatusReply>, Status> {
-        let status = self.link.status().await?;
-        let streams = StreamLoad {
-            subscriptions: lock(&self.streams).total,
-            buffered_bytes: SUBSCRIBE_BUFFERED_BYTES_MAX
-                .saturating_sub(self.buffered_bytes.available_permits()),
-        };
-        Ok(Response::new(status_reply(&status, streams)))
+        Ok(Response::new(self.node_status().await?))
     }
 }
 
@@ -1218,6 +1236,7 @@ mod tests {
                 log_cache_bytes: 5 * 300,
                 snapshot_catch_up: Default::default(),
                 counters: NodeCounters::default(),
+                raft: dsss_raft_group::GroupCounters::default(),
                 clock: crate::ClockStatus::default(),
             },
             region: RegionId::new("eu-west").expect("valid region"),
