@@ -15,6 +15,8 @@ mod status_command;
 mod tls_setup;
 mod topology_command;
 mod up_command;
+mod up_control;
+mod up_live;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -81,6 +83,16 @@ enum Command {
         after_help = "Example:\n  dsss up\n  dsss up --topology topology/examples/local.toml"
     )]
     Up(up_command::UpArgs),
+    /// Stop the cluster that `dsss up` runs from this directory (every node stops cleanly; the
+    /// data stays).
+    Down,
+    /// Kill one node of the cluster that `dsss up` runs from this directory with SIGKILL, as a
+    /// crash would, to watch its region fail over (`dsss status`, the live view of `dsss up`).
+    #[command(after_help = "Example:\n  dsss kill-node 12\n  dsss status\n  dsss restart-node 12")]
+    KillNode(up_control::NodeArgs),
+    /// Start one node of the cluster that `dsss up` runs from this directory again (stopping
+    /// it first if it runs); it catches up with its region from its own data.
+    RestartNode(up_control::NodeArgs),
     /// Show the whole cluster's health at a glance, and exit non-zero when something needs
     /// attention.
     ///
@@ -122,6 +134,11 @@ fn main() -> ExitCode {
         Command::Certs(command) => certs_command::run(command, &mut stdout, &mut stderr),
         Command::Bench(command) => bench_command::run(command, &mut stdout, &mut stderr),
         Command::Status(arguments) => status_command::run(arguments, &mut stdout, &mut stderr),
+        Command::Down => up_control::down(&mut stdout, &mut stderr),
+        Command::KillNode(arguments) => up_control::kill_node(&arguments, &mut stdout, &mut stderr),
+        Command::RestartNode(arguments) => {
+            up_control::restart_node(&arguments, &mut stdout, &mut stderr)
+        }
         Command::Up(arguments) => {
             drop(stdout);
             drop(stderr);

@@ -33,6 +33,9 @@ pub const LAG_POSITIONS_ATTENTION: u64 = 10_000;
 /// space alarm is the model, raised before the quota refuses writes.
 pub const FILL_PERCENT_ATTENTION: u64 = 80;
 
+/// How many diverged objects `dsss status` names.
+pub const DIVERGED_NAMED_MAX: usize = 8;
+
 /// The shortest and longest `--watch` interval, seconds.
 const WATCH_SECONDS_MIN: u64 = 1;
 const WATCH_SECONDS_MAX: u64 = 3_600;
@@ -122,6 +125,8 @@ pub struct NodeFacts {
     pub checkpointed_objects: u64,
     /// Divergence alarms.
     pub divergence_alarms: u64,
+    /// The objects whose copies diverged (at most [`DIVERGED_NAMED_MAX`] of them).
+    pub diverged_objects: Vec<String>,
     /// Objects released without a checkpoint.
     pub released_objects: u64,
     /// What the checkpoint state takes, and its bounds.
@@ -445,7 +450,7 @@ async fn ask_node(address: &str, security: &Security) -> Result<proto::StatusRep
         .map_err(|status| status.message().to_owned())
 }
 
-async fn ask_replica(
+pub(crate) async fn ask_replica(
     address: &str,
     security: &Security,
 ) -> Result<proto::CoordinatorStatusReply, String> {
@@ -484,6 +489,12 @@ fn facts_of(reply: &proto::StatusReply) -> NodeFacts {
         truncated_through: reply.truncated_through_position,
         checkpointed_objects: reply.checkpointed_objects,
         divergence_alarms: reply.divergence_alarms,
+        diverged_objects: reply
+            .diverged_objects
+            .iter()
+            .take(DIVERGED_NAMED_MAX)
+            .map(|diverged| diverged.object_id.clone())
+            .collect(),
         released_objects: reply.released_objects,
         checkpoint_bytes: reply.checkpoint_bytes,
         checkpoint_bytes_max: reply.checkpoint_bytes_max,
@@ -630,10 +641,12 @@ pub fn problems(status: &ClusterStatus) -> Vec<String> {
         }
         if newest.divergence_alarms > 0 {
             problems.push(format!(
-                "region {} raised {} divergence alarms: copies of an object computed different \
-                 states (a method that is not deterministic); the region stops truncating until \
-                 it is resolved (`dsss region status` lists the objects)",
-                region.region, newest.divergence_alarms
+                "region {} raised {} divergence alarms (objects {}): copies of an object \
+                 computed different states (a method that is not deterministic); the region \
+                 stops truncating until it is resolved",
+                region.region,
+                newest.divergence_alarms,
+                newest.diverged_objects.join(", ")
             ));
         }
         if let Some((from, to)) = answered.iter().find_map(|(_, facts)| facts.epochs_missed) {

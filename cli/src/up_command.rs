@@ -16,6 +16,8 @@ use dsss_wire::proto;
 use dsss_wire::tls::Security;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::{up_control, up_live};
+
 /// Exit status when the cluster could not start.
 const EXIT_CLUSTER_FAILED: u8 = 1;
 
@@ -66,15 +68,100 @@ pub(crate) struct UpArgs {
     /// generating a development CA and certificates there first when any is missing.
     #[arg(long)]
     insecure: bool,
+    /// Start from nothing: remove every node's data directory and the old logs first (the
+    /// certificates stay). Refused while a cluster of `dsss up` runs from this directory.
+    #[arg(long)]
+    fresh: bool,
+}
+
+/// How to start a node, again after `dsss restart-node`.
+struct Launch {
+    binary: PathBuf,
+    topology_path: PathBuf,
+    directory: PathBuf,
+    insecure: bool,
+}
+
+impl Launch {
+    /// Starts node `node_id`, its output appended to its log, and writes its pid file.
+    fn start(&self, node_id: u64) -> Result<Child, String> {
+        let log_path = self
+            .directory
+            .join("logs")
+            .join(format!("node-{node_id}.log"));
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|error| format!("cannot open {}: {error}", log_path.display()))?;
+        let log_error = log
+            .try_clone()
+            .map_err(|error| format!("cannot open {}: {error}", log_path.display()))?;
+        let mut command = Command::new(&self.binary);
+        command
+            .args(["node", "--emulate-wan", "--topology"])
+            .arg(&self.topology_path)
+            .args(["--id", &node_id.to_string()]);
+        if self.insecure {
+            command.arg("--insecure");
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_error)
+            .spawn()
+            .map_err(|error| format!("cannot start node {node_id}: {error}"))?;
+        let pid_file = up_control::node_pid_file(node_id);
+        fs::write(&pid_file, child.id().to_string())
+            .map_err(|error| format!("cannot write {}: {error}", pid_file.display()))?;
+        Ok(child)
+    }
 }
 
 /// The cluster's child processes; every child still running is killed when this drops, so
-/// that no node outlives `dsss up`.
+/// that no node outlives `dsss up`. A node killed from outside stays in the list, exited, until
+/// `dsss restart-node` asks for it again.
 struct Children {
     children: Vec<(u64, Child)>,
+    launch: Option<Launch>,
 }
 
 impl Children {
+    /// Which nodes run now, in start order.
+    fn running(&mut self) -> Vec<(u64, bool)> {
+        self.children
+            .iter_mut()
+            .map(|(node_id, child)| (*node_id, matches!(child.try_wait(), Ok(None))))
+            .collect()
+    }
+
+    /// Starts again every node that `dsss restart-node` asked for (stopping it with SIGTERM
+    /// first if it still runs), and says so.
+    fn serve_restart_requests(&mut self, stdout: &mut dyn Write) {
+        let Some(launch) = &self.launch else {
+            return;
+        };
+        for (node_id, child) in &mut self.children {
+            let request = up_control::restart_request_file(*node_id);
+            if !request.exists() {
+                continue;
+            }
+            if matches!(child.try_wait(), Ok(None)) {
+                stop_child(*node_id, child, stdout);
+            }
+            match launch.start(*node_id) {
+                Ok(started) => {
+                    *child = started;
+                    let _ = writeln!(stdout, "node {node_id} started again");
+                }
+                Err(error) => {
+                    let _ = writeln!(stdout, "node {node_id} could not start again: {error}");
+                }
+            }
+            let _ = fs::remove_file(&request);
+        }
+    }
+
     /// Sends SIGTERM to every child and waits for each (killing the ones that do not stop).
     fn stop(&mut self, stdout: &mut dyn Write) {
         for (_, child) in &self.children {
@@ -83,35 +170,47 @@ impl Children {
                 .stderr(Stdio::null())
                 .status();
         }
-        let deadline = Instant::now() + CHILD_STOP_WAIT_MAX;
         for (node_id, child) in &mut self.children {
-            loop {
-                match child.try_wait() {
-                    Ok(Some(status)) => {
-                        let _ = writeln!(stdout, "node {node_id} stopped ({status})");
-                        break;
-                    }
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    _ => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        let _ = writeln!(stdout, "node {node_id} killed: it did not stop in time");
-                        break;
-                    }
-                }
-            }
+            stop_child(*node_id, child, stdout);
+            let _ = fs::remove_file(up_control::node_pid_file(*node_id));
         }
         self.children.clear();
     }
 }
 
+/// Waits for `child` to stop after SIGTERM (sent here again; a second one changes nothing),
+/// killing it after [`CHILD_STOP_WAIT_MAX`].
+fn stop_child(node_id: u64, child: &mut Child, stdout: &mut dyn Write) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + CHILD_STOP_WAIT_MAX;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let _ = writeln!(stdout, "node {node_id} stopped ({status})");
+                return;
+            }
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = writeln!(stdout, "node {node_id} killed: it did not stop in time");
+                return;
+            }
+        }
+    }
+}
+
 impl Drop for Children {
     fn drop(&mut self) {
-        for (_, child) in &mut self.children {
+        for (node_id, child) in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
+            let _ = fs::remove_file(up_control::node_pid_file(*node_id));
         }
     }
 }
@@ -119,10 +218,35 @@ impl Drop for Children {
 /// Runs the cluster until SIGINT or SIGTERM.
 pub(crate) fn run(args: UpArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
     let directory = Path::new(UP_DIRECTORY);
-    if let Err(error) = fs::create_dir_all(directory.join("logs")) {
-        let _ = writeln!(stderr, "cannot create {}: {error}", directory.display());
+    if let Some(pid) = up_control::live_pid(&up_control::up_pid_file(), &["up"]) {
+        let _ = writeln!(
+            stderr,
+            "dsss up: a cluster of `dsss up` already runs from this directory (pid {pid});              `dsss down` stops it"
+        );
         return ExitCode::from(EXIT_CLUSTER_FAILED);
     }
+    for needed in [
+        directory.join("logs"),
+        PathBuf::from(up_control::RUN_DIRECTORY),
+    ] {
+        if let Err(error) = fs::create_dir_all(&needed) {
+            let _ = writeln!(stderr, "cannot create {}: {error}", needed.display());
+            return ExitCode::from(EXIT_CLUSTER_FAILED);
+        }
+    }
+    // Requests left by a `dsss up` that was killed must not restart nodes of this one.
+    if let Ok(entries) = fs::read_dir(up_control::RUN_DIRECTORY) {
+        for entry in entries.flatten() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    let _up_pid = match PidFile::write(up_control::up_pid_file()) {
+        Ok(pid_file) => pid_file,
+        Err(error) => {
+            let _ = writeln!(stderr, "dsss up: {error}");
+            return ExitCode::from(EXIT_CLUSTER_FAILED);
+        }
+    };
     let topology_path = match args.topology {
         Some(path) => path,
         None => {
@@ -141,6 +265,20 @@ pub(crate) fn run(args: UpArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) 
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
+    if args.fresh {
+        match remove_data(&topology, directory) {
+            Ok(removed) => {
+                let _ = writeln!(
+                    stdout,
+                    "Removed the data of {removed} nodes and the old logs (--fresh)."
+                );
+            }
+            Err(error) => {
+                let _ = writeln!(stderr, "dsss up --fresh: {error}");
+                return ExitCode::from(EXIT_CLUSTER_FAILED);
+            }
+        }
+    }
     if args.insecure {
         let _ = writeln!(
             stderr,
@@ -191,8 +329,21 @@ pub(crate) fn run(args: UpArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) 
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
+    let binary = match std::env::current_exe() {
+        Ok(binary) => binary,
+        Err(error) => {
+            let _ = writeln!(stderr, "dsss up: cannot locate the dsss binary: {error}");
+            return ExitCode::from(EXIT_CLUSTER_FAILED);
+        }
+    };
     let mut children = Children {
         children: Vec::new(),
+        launch: Some(Launch {
+            binary,
+            topology_path: topology_path.clone(),
+            directory: directory.to_path_buf(),
+            insecure: args.insecure,
+        }),
     };
     let outcome = runtime.block_on(async {
         // Signal handlers first: a Ctrl-C during the start still stops every child.
@@ -205,24 +356,48 @@ pub(crate) fn run(args: UpArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) 
         start_children(
             &topology,
             &topology_path,
-            directory,
             args.insecure,
             &mut children,
             stdout,
         )?;
         // The demo's instances stay while the cluster runs (see `DemoInstances`).
-        let _demo = tokio::select! {
+        let demo = tokio::select! {
             ready = run_demo(&topology, &security, !args.no_demo, stdout) => ready?,
             _ = interrupt.recv() => return Ok("SIGINT received"),
             _ = terminate.recv() => return Ok("SIGTERM received"),
         };
         let _ = writeln!(
             stdout,
-            "\nThe cluster runs; node logs are in {}. Ctrl-C stops every node.",
+            "\nThe cluster runs; node logs are in {}. Ctrl-C (or `dsss down` in another \
+             terminal) stops every node.",
             directory.join("logs").display()
         );
         let _ = stdout.flush();
+        let watch = async {
+            match &demo {
+                Some(demo) => {
+                    up_live::run(
+                        &topology,
+                        &security,
+                        &demo.banks,
+                        |stdout| {
+                            children.serve_restart_requests(stdout);
+                            children.running()
+                        },
+                        stdout,
+                    )
+                    .await;
+                }
+                // Without the demo (benchmarks run the cluster so) nothing but restart
+                // requests: the cluster stays idle.
+                None => loop {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    children.serve_restart_requests(stdout);
+                },
+            }
+        };
         Ok(tokio::select! {
+            _ = watch => "the live view ended",
             _ = interrupt.recv() => "SIGINT received",
             _ = terminate.recv() => "SIGTERM received",
         })
@@ -244,13 +419,10 @@ pub(crate) fn run(args: UpArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) 
 fn start_children(
     topology: &Topology,
     topology_path: &Path,
-    directory: &Path,
     insecure: bool,
     children: &mut Children,
     stdout: &mut dyn Write,
 ) -> Result<(), String> {
-    let binary = std::env::current_exe()
-        .map_err(|error| format!("cannot locate the dsss binary: {error}"))?;
     let _ = writeln!(
         stdout,
         "Starting {} nodes of cluster {:?} from {} (WAN delays emulated, {}):",
@@ -265,30 +437,21 @@ fn start_children(
     );
     let _ = writeln!(
         stdout,
-        "  {:>6}  {:<16}  {:<22}  {:<12}  data",
-        "node", "region", "address", "coordinator"
+        "  {:>6}  {:<16}  {:<22}  {:<12}  {:<22}  data",
+        "node", "region", "address", "coordinator", "metrics"
     );
     for (region, node) in topology.nodes() {
-        let log_path = directory.join("logs").join(format!("node-{}.log", node.id));
-        let log = File::create(&log_path)
+        // A fresh log per run of `dsss up`; a restarted node appends to it.
+        let log_path = Path::new(UP_DIRECTORY)
+            .join("logs")
+            .join(format!("node-{}.log", node.id));
+        File::create(&log_path)
             .map_err(|error| format!("cannot create {}: {error}", log_path.display()))?;
-        let log_error = log
-            .try_clone()
-            .map_err(|error| format!("cannot open {}: {error}", log_path.display()))?;
-        let mut command = Command::new(&binary);
-        command
-            .args(["node", "--emulate-wan", "--topology"])
-            .arg(topology_path)
-            .args(["--id", &node.id.to_string()]);
-        if insecure {
-            command.arg("--insecure");
-        }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_error)
-            .spawn()
-            .map_err(|error| format!("cannot start node {}: {error}", node.id))?;
+        let child = children
+            .launch
+            .as_ref()
+            .ok_or("no way to start nodes")?
+            .start(node.id)?;
         children.children.push((node.id, child));
         let replica = if topology.is_coordinator_replica(node.id) {
             if topology.coordinator.preferred_leader == node.id {
@@ -301,17 +464,60 @@ fn start_children(
         };
         let _ = writeln!(
             stdout,
-            "  {:>6}  {:<16}  {:<22}  {:<12}  {}",
+            "  {:>6}  {:<16}  {:<22}  {:<12}  {:<22}  {}",
             node.id,
             region.id,
             node.address,
             replica,
+            node.metrics_listen.as_deref().unwrap_or("-"),
             node.data_dir.display()
         );
     }
     let _ = writeln!(stdout, "  (* the preferred coordinator leader)");
     let _ = stdout.flush();
     Ok(())
+}
+
+/// Removes every node's data directory (and its coordinator replica's, which lives inside it)
+/// and the old logs, for `--fresh`; returns how many data directories there were.
+fn remove_data(topology: &Topology, directory: &Path) -> Result<usize, String> {
+    let mut removed = 0;
+    for (_, node) in topology.nodes() {
+        match fs::remove_dir_all(&node.data_dir) {
+            Ok(()) => removed += 1,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(format!(
+                    "cannot remove {}: {error}",
+                    node.data_dir.display()
+                ));
+            }
+        }
+    }
+    let logs = directory.join("logs");
+    if let Ok(entries) = fs::read_dir(&logs) {
+        for entry in entries.flatten() {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    Ok(removed)
+}
+
+/// A pid file that names this process while it lives, removed when dropped.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn write(path: PathBuf) -> Result<PidFile, String> {
+        fs::write(&path, std::process::id().to_string())
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+        Ok(PidFile(path))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
 }
 
 /// Connections to every region, in topology order.
@@ -352,7 +558,8 @@ async fn leader_status(connections: &RegionConnections) -> Option<proto::StatusR
 /// regions' logs below them.
 struct DemoInstances {
     _clients: Vec<dsss::Client>,
-    _banks: Vec<<Bank as dsss::SharedObject>::Handle>,
+    /// Each region's bank, by region: the live view keeps calling them.
+    banks: Vec<(String, std::sync::Arc<up_live::BankHandle>)>,
     _boards: Vec<<Leaderboard as dsss::SharedObject>::Handle>,
 }
 
@@ -522,11 +729,11 @@ async fn bank_demo(
     let _ = stdout.flush();
     let (clients, banks) = banks
         .into_iter()
-        .map(|(_, client, bank)| (client, bank))
+        .map(|(region, client, bank)| (client, (region, std::sync::Arc::new(bank))))
         .unzip();
     Ok(DemoInstances {
         _clients: clients,
-        _banks: banks,
+        banks,
         _boards: boards,
     })
 }

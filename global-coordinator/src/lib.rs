@@ -48,7 +48,7 @@
 //!             RegionMessage::Epoch(epoch) => sealed = epoch.epoch_number == 1,
 //!             RegionMessage::BatchAck(_) => {}
 //!         },
-//!         CoordinatorOutput::SealedEpochReply { .. } => {}
+//!         CoordinatorOutput::SealedEpochReply { .. } | CoordinatorOutput::Notice(_) => {}
 //!     }
 //! }
 //! assert!(sealed);
@@ -74,9 +74,10 @@ pub use entry::{
 pub use node::{
     CLOCK_SKEW_US_MAX, ConfigError, CoordinatorConfig, CoordinatorCounters, CoordinatorNode,
     CoordinatorNodeError, CoordinatorOutput, CoordinatorStatus, EPOCH_PART_BYTES_MAX,
-    INTERVAL_US_MAX, InputError, MessageError, OUTPUTS_PENDING_MAX, PROPOSALS_PENDING_BYTES_MAX,
-    PROPOSALS_PENDING_MAX, READY_ROUNDS_PER_CALL_MAX, RESEND_MESSAGES_PER_REGION_MAX,
-    RegionMessage, RegionStatus, SEALED_EPOCH_READS_IN_FLIGHT_MAX, epoch_messages,
+    INTERVAL_US_MAX, InputError, MessageError, Notice, OUTPUTS_PENDING_MAX,
+    PROPOSALS_PENDING_BYTES_MAX, PROPOSALS_PENDING_MAX, READY_ROUNDS_PER_CALL_MAX,
+    RESEND_MESSAGES_PER_REGION_MAX, RegionMessage, RegionStatus, SEALED_EPOCH_READS_IN_FLIGHT_MAX,
+    epoch_messages,
 };
 pub use state::{
     BatchVerdict, COORDINATOR_EPOCHS, COORDINATOR_PENDING, COORDINATOR_STATE, CoordinatorLimits,

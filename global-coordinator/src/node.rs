@@ -385,6 +385,69 @@ pub enum CoordinatorOutput {
         /// `not_leader` otherwise.
         reply: proto::ReadSealedEpochReply,
     },
+    /// Something an operator should read in the log, said once where it happens: the
+    /// production driver logs it; the simulator's checks read the same facts from the
+    /// replicas' state and drop it.
+    Notice(Notice),
+}
+
+/// A change of the global membership, as one replica saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// The leader proposes to take `region` out of the membership: its closed timestamp has
+    /// not moved for `silent_for_us`.
+    RegionSuspected {
+        /// The region.
+        region: RegionId,
+        /// Its incarnation.
+        incarnation: u64,
+        /// How long it was silent, in microseconds.
+        silent_for_us: u64,
+    },
+    /// This replica applied the removal of `region` (the other regions' epochs go on without
+    /// it), dropping `records_dropped` of its pending records.
+    RegionRemoved {
+        /// The region.
+        region: RegionId,
+        /// Its pending records dropped.
+        records_dropped: usize,
+    },
+    /// This replica applied the readmission of `region` in a new incarnation.
+    RegionReadmitted {
+        /// The region.
+        region: RegionId,
+    },
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::RegionSuspected {
+                region,
+                incarnation,
+                silent_for_us,
+            } => write!(
+                formatter,
+                "suspecting region {region} (incarnation {incarnation}): its closed timestamp has \
+                 not moved for {} ms; proposing to take it out of the global membership",
+                silent_for_us / 1_000
+            ),
+            Notice::RegionRemoved {
+                region,
+                records_dropped,
+            } => write!(
+                formatter,
+                "region {region} left the global membership ({records_dropped} of its pending \
+                 records dropped); the other regions' epochs go on without it"
+            ),
+            Notice::RegionReadmitted { region } => {
+                write!(
+                    formatter,
+                    "region {region} was readmitted to the global membership"
+                )
+            }
+        }
+    }
 }
 
 /// One region as the coordinator holds it.
@@ -1491,6 +1554,7 @@ impl CoordinatorNode {
             return;
         };
         let mut suspects = Vec::new();
+        let mut notices = Vec::new();
         for (region, duty) in &mut leadership.regions {
             let region_state = state
                 .region(region)
@@ -1509,11 +1573,19 @@ impl CoordinatorNode {
                 && now_us.saturating_sub(silent_since_us) > timeout_us
             {
                 duty.suspected = Some((region_state.incarnation, now_us));
+                notices.push(Notice::RegionSuspected {
+                    region: region.clone(),
+                    incarnation: region_state.incarnation,
+                    silent_for_us: now_us.saturating_sub(silent_since_us),
+                });
                 suspects.push(CoordinatorEntry::Suspect {
                     region: region.clone(),
                     incarnation: region_state.incarnation,
                 });
             }
+        }
+        for notice in notices {
+            self.push_notice(notice);
         }
         for entry in suspects {
             self.queue_duty(entry);
@@ -1650,15 +1722,23 @@ impl CoordinatorNode {
     }
 
     fn count_outcome(&mut self, outcome: &EntryOutcome) {
+        let mut notice = None;
         let counters = &mut self.counters;
         if outcome.sealed_epoch.is_some() {
             counters.epochs_sealed += 1;
         }
         match &outcome.effect {
-            EntryEffect::Batch { verdict, .. } => match verdict {
+            EntryEffect::Batch {
+                verdict, region, ..
+            } => match verdict {
                 BatchVerdict::Accepted { readmitted } => {
                     counters.batches_accepted += 1;
                     counters.regions_readmitted += u64::from(*readmitted);
+                    if *readmitted {
+                        notice = Some(Notice::RegionReadmitted {
+                            region: region.clone(),
+                        });
+                    }
                 }
                 BatchVerdict::Overloaded { .. } => counters.batches_overloaded += 1,
                 BatchVerdict::EpochsReleased { .. } => {
@@ -1668,11 +1748,20 @@ impl CoordinatorNode {
                 _ => counters.batches_not_accepted += 1,
             },
             EntryEffect::Suspect {
-                verdict: SuspectVerdict::Removed { .. },
-                ..
-            } => counters.regions_removed += 1,
+                verdict: SuspectVerdict::Removed { records_dropped },
+                region,
+            } => {
+                counters.regions_removed += 1;
+                notice = Some(Notice::RegionRemoved {
+                    region: region.clone(),
+                    records_dropped: *records_dropped,
+                });
+            }
             EntryEffect::Refused { .. } => counters.entries_refused += 1,
             EntryEffect::Suspect { .. } | EntryEffect::EpochsAcknowledged { .. } => {}
+        }
+        if let Some(notice) = notice {
+            self.push_notice(notice);
         }
     }
 
@@ -1806,6 +1895,14 @@ impl CoordinatorNode {
             sender_time: Some(sender_time.into()),
             ..proto::RegionBatchAck::default()
         }
+    }
+
+    fn push_notice(&mut self, notice: Notice) {
+        if self.outputs.len() >= OUTPUTS_PENDING_MAX {
+            self.outputs.pop_front();
+            self.counters.outputs_dropped += 1;
+        }
+        self.outputs.push_back(CoordinatorOutput::Notice(notice));
     }
 
     fn push_output(&mut self, region: RegionId, message: RegionMessage) {

@@ -5,7 +5,7 @@
 
 use dsss_global_coordinator::{
     CoordinatorConfig, CoordinatorLimits, CoordinatorNode, CoordinatorOutput, Epoch, InputError,
-    PROPOSALS_PENDING_MAX, RegionMessage,
+    Notice, PROPOSALS_PENDING_MAX, RegionMessage,
 };
 use dsss_raft_group::raft::eraftpb::Message;
 use dsss_raft_group::testing::{Network, TestNode};
@@ -45,6 +45,7 @@ struct Replica {
     config: CoordinatorConfig,
     outputs: Vec<CoordinatorOutput>,
     epoch_replies: Vec<(u64, proto::ReadSealedEpochReply)>,
+    notices: Vec<Notice>,
 }
 
 impl TestNode for Replica {
@@ -68,6 +69,7 @@ impl TestNode for Replica {
         while let Some(output) = node.poll_output() {
             match output {
                 CoordinatorOutput::ToRegion { .. } => self.outputs.push(output),
+                CoordinatorOutput::Notice(notice) => self.notices.push(notice),
                 CoordinatorOutput::SealedEpochReply { read_id, reply } => {
                     self.epoch_replies.push((read_id, reply));
                 }
@@ -114,6 +116,7 @@ impl Cluster {
                     config,
                     outputs: Vec::new(),
                     epoch_replies: Vec::new(),
+                    notices: Vec::new(),
                 },
             );
         }
@@ -146,6 +149,10 @@ impl Cluster {
             .handle_read_sealed_epoch(now_us, read_id, request)
             .unwrap();
         self.network.settle();
+    }
+
+    fn notices(&self, id: u64) -> &[Notice] {
+        &self.network.node(id).notices
     }
 
     fn take_epoch_replies(&mut self, id: u64) -> Vec<(u64, proto::ReadSealedEpochReply)> {
@@ -571,6 +578,25 @@ fn a_silent_region_is_suspected_and_readmitted_in_a_new_incarnation() {
         "the re-sent record is lifted above the watermark"
     );
     assert_eq!(cluster.node(leader).status().counters.regions_readmitted, 1);
+    // The leader said each step once, for the operator's log.
+    let notices = cluster.notices(leader);
+    let suspected = notices
+        .iter()
+        .filter(|notice| matches!(notice, Notice::RegionSuspected { region: r, .. } if *r == region("c")))
+        .count();
+    assert_eq!(suspected, 1, "{notices:?}");
+    assert!(
+        notices.iter().any(
+            |notice| matches!(notice, Notice::RegionRemoved { region: r, .. } if *r == region("c"))
+        ),
+        "{notices:?}"
+    );
+    assert!(
+        notices.contains(&Notice::RegionReadmitted {
+            region: region("c")
+        }),
+        "{notices:?}"
+    );
 }
 
 #[test]

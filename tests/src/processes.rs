@@ -247,6 +247,17 @@ impl NodeProcesses {
     ///
     /// When the node is already running, or the binary cannot be started.
     pub fn start(&mut self, node_id: u64, extra_arguments: &[&str]) {
+        self.start_wrapped(node_id, &[], extra_arguments);
+    }
+
+    /// As [`NodeProcesses::start`], with `dsss node` run by the command `wrapper` names
+    /// (`["ip", "netns", "exec", "host-1"]` runs it in a network namespace); the wrapper
+    /// must exec it, so that the child is the node.
+    ///
+    /// # Panics
+    ///
+    /// As [`NodeProcesses::start`].
+    pub fn start_wrapped(&mut self, node_id: u64, wrapper: &[&str], extra_arguments: &[&str]) {
         assert!(
             !self.children.contains_key(&node_id),
             "node {node_id} is already running"
@@ -255,7 +266,14 @@ impl NodeProcesses {
         *start += 1;
         let start = *start;
         let log = File::create(self.log_path(node_id, start)).expect("create a node log");
-        let mut command = Command::new(dsss_binary());
+        let mut command = match wrapper.split_first() {
+            Some((program, arguments)) => {
+                let mut command = Command::new(program);
+                command.args(arguments).arg(dsss_binary());
+                command
+            }
+            None => Command::new(dsss_binary()),
+        };
         command
             .args(["node", "--topology"])
             .arg(&self.topology)

@@ -5,7 +5,7 @@
 //! shows in `dsss status` (exit 1, the node named) while its region keeps committing calls, and
 //! restarting it makes the status healthy again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use dsss::region_client::{Call, RegionClient, RegionConnections};
@@ -46,8 +46,9 @@ async fn http_get(address: &str, path: &str) -> (String, String) {
 }
 
 /// Checks the text format's rules on `page` (every sample's family announced by `# HELP` and
-/// `# TYPE` first, every value a number) and returns the samples by name with labels.
-fn parse_exposition(page: &str) -> BTreeMap<String, f64> {
+/// `# TYPE` first, every value a number) and returns the families announced and the samples by
+/// name with labels.
+fn parse_exposition(page: &str) -> (Vec<String>, BTreeMap<String, f64>) {
     let mut announced: Vec<String> = Vec::new();
     let mut samples = BTreeMap::new();
     for line in page.lines() {
@@ -83,7 +84,34 @@ fn parse_exposition(page: &str) -> BTreeMap<String, f64> {
         );
         samples.insert(series.to_owned(), value);
     }
-    samples
+    (announced, samples)
+}
+
+/// Every `dsss_` metric family the dashboard and the alert rules in `deploy/` refer to.
+fn families_used_in_deploy() -> BTreeSet<String> {
+    let root = dsss_tests::workspace_root();
+    let mut used = BTreeSet::new();
+    for file in [
+        "deploy/grafana/dsss-dashboard.json",
+        "deploy/prometheus/alerts.yml",
+    ] {
+        let text = std::fs::read_to_string(root.join(file))
+            .unwrap_or_else(|error| panic!("read {file}: {error}"));
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("dsss_") {
+            let name: String = rest[start..]
+                .chars()
+                .take_while(|character| character.is_ascii_alphanumeric() || *character == '_')
+                .collect();
+            rest = &rest[start + name.len()..];
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name);
+            used.insert(family.to_owned());
+        }
+    }
+    used
 }
 
 /// Whether some sample's series starts with `name{` and contains each of `labels`.
@@ -145,7 +173,19 @@ async fn status_metrics_and_health_follow_a_node_that_is_killed_and_restarted() 
     };
     let (status_line, page) = http_get(&metrics_of(11), "/metrics").await;
     assert_eq!(status_line, "HTTP/1.1 200 OK");
-    let samples = parse_exposition(&page);
+    let (announced, samples) = parse_exposition(&page);
+    // The dashboard and the alerts shipped in deploy/ name only families a node exports (node
+    // 11 hosts a coordinator replica, so it exports them all).
+    let used = families_used_in_deploy();
+    assert!(used.len() > 20, "{used:?}");
+    let unknown: Vec<&String> = used
+        .iter()
+        .filter(|family| !announced.contains(family))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "deploy/ refers to families no node exports: {unknown:?}"
+    );
     let node_11 = "region=\"local-a\",node=\"11\"";
     for family in [
         "dsss_raft_term",

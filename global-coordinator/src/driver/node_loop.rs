@@ -304,6 +304,9 @@ impl CoordinatorLoop {
                         let _ = sender.send(Ok(reply));
                     }
                 }
+                CoordinatorOutput::Notice(notice) => {
+                    tracing::warn!(node_id = self.node.id(), "{notice}");
+                }
                 CoordinatorOutput::ToRegion { region, message } => {
                     if let Some(sender) = self.region_senders.get(&region) {
                         sender.send(message);

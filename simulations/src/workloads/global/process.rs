@@ -920,6 +920,8 @@ impl NodeProcess {
             std::iter::from_fn(|| coordinator.poll_output()).collect();
         for output in outputs {
             match output {
+                // The checks read membership from the replicas' state; notices are for logs.
+                CoordinatorOutput::Notice(_) => {}
                 CoordinatorOutput::SealedEpochReply { read_id, reply } => {
                     if let Some((node, their_read_id)) = self.epoch_reads_received.remove(&read_id)
                     {
