@@ -1,5 +1,5 @@
-//! `dsss region add-node` and `dsss region remove-node`: membership changes of a running
-//! region over its `RegionAdmin` gRPC service.
+//! `dsss region add-node`, `remove-node`, `status` and `clear-alarm`: work on one running
+//! region over its `RegionAdmin` and `RegionClient` gRPC services.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -52,6 +52,17 @@ pub(crate) enum RegionCommand {
         after_help = "Example:\n  dsss region status --topology topology/examples/local.toml"
     )]
     Status(StatusArgs),
+    /// Clear a divergence alarm once the divergence is resolved (the object's method fixed and
+    /// its copies restarted), so that the region truncates its log past the object again.
+    ///
+    /// A divergence alarm means two copies of an object computed different states at one
+    /// position: a method that is not deterministic. While it stands the region keeps every
+    /// record (`dsss status` names the object). Clearing it changes nothing else: the next
+    /// checkpoints are compared again, and a divergence that persists raises a new alarm.
+    #[command(after_help = "Example:\n  \
+        dsss status\n  \
+        dsss region clear-alarm --topology dsss-up/local.toml --region local-a --object demo/bank")]
+    ClearAlarm(ClearAlarmArgs),
     /// Remove a node from its region's raft group (leadership moves away from it first).
     #[command(after_help = "Example:\n  \
         dsss region remove-node --topology five-nodes.toml --id 15")]
@@ -72,6 +83,20 @@ pub(crate) struct MembershipArgs {
     wait_seconds: u64,
 }
 
+/// The arguments of `dsss region clear-alarm`.
+#[derive(Debug, Args)]
+pub(crate) struct ClearAlarmArgs {
+    /// The topology file that lists the region's nodes.
+    #[arg(long, value_name = "FILE")]
+    topology: PathBuf,
+    /// The region whose alarm to clear.
+    #[arg(long, value_name = "REGION")]
+    region: String,
+    /// The object whose copies diverged.
+    #[arg(long, value_name = "ID")]
+    object: String,
+}
+
 /// The arguments of `dsss region status`.
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
@@ -90,6 +115,7 @@ pub(crate) fn run(
         RegionCommand::AddNode(arguments) => (arguments, true),
         RegionCommand::RemoveNode(arguments) => (arguments, false),
         RegionCommand::Status(arguments) => return status(&arguments, stdout, stderr),
+        RegionCommand::ClearAlarm(arguments) => return clear_alarm(&arguments, stdout, stderr),
     };
     if arguments.wait_seconds == 0 || arguments.wait_seconds > WAIT_SECONDS_MAX {
         let _ = writeln!(
@@ -171,6 +197,101 @@ pub(crate) fn run(
             ExitCode::from(EXIT_CHANGE_FAILED)
         }
     }
+}
+
+fn clear_alarm(
+    arguments: &ClearAlarmArgs,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> ExitCode {
+    let topology = match load(&arguments.topology) {
+        Ok(topology) => topology,
+        Err(diagnostics) => {
+            let _ = write!(stderr, "{diagnostics}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let Some(region) = topology
+        .regions
+        .iter()
+        .find(|region| region.id == arguments.region)
+    else {
+        let regions: Vec<&str> = topology
+            .regions
+            .iter()
+            .map(|region| region.id.as_str())
+            .collect();
+        let _ = writeln!(
+            stderr,
+            "--region {}: not a region of {} (its regions: {})",
+            arguments.region,
+            arguments.topology.display(),
+            regions.join(", ")
+        );
+        return ExitCode::from(EXIT_BAD_INPUT);
+    };
+    let security = match crate::tls_setup::caller_security(
+        &topology,
+        &arguments.topology,
+        crate::tls_setup::Role::Admin,
+    ) {
+        Ok(security) => security,
+        Err(error) => {
+            let _ = writeln!(stderr, "{error}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = writeln!(stderr, "cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_CHANGE_FAILED);
+        }
+    };
+    let _runtime_context = runtime.enter();
+    // Any member takes it (a follower's proposal goes to the leader): the first that answers.
+    let mut failures = Vec::new();
+    for node in &region.nodes {
+        let answer = admin_stub(&node.address, &security).map(|mut stub| {
+            runtime.block_on(stub.clear_alarm(request(proto::ClearAlarmRequest {
+                object_id: arguments.object.clone(),
+            })))
+        });
+        match answer {
+            Ok(Ok(reply)) => {
+                let line = if reply.into_inner().was_alarmed {
+                    format!(
+                        "cleared the divergence alarm of {} in region {}: the region truncates \
+                         past it again",
+                        arguments.object, region.id
+                    )
+                } else {
+                    format!(
+                        "{} has no divergence alarm in region {}; nothing changed",
+                        arguments.object, region.id
+                    )
+                };
+                let _ = writeln!(stdout, "{line}");
+                return ExitCode::SUCCESS;
+            }
+            Ok(Err(status)) if status.code() == tonic::Code::InvalidArgument => {
+                let _ = writeln!(stderr, "{}", status.message());
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+            Ok(Err(status)) => failures.push(format!("node {}: {}", node.id, status.message())),
+            Err(message) => failures.push(format!("node {}: {message}", node.id)),
+        }
+    }
+    let _ = writeln!(
+        stderr,
+        "no node of region {} cleared the alarm: {}",
+        region.id,
+        failures.join("; ")
+    );
+    ExitCode::from(EXIT_CHANGE_FAILED)
 }
 
 fn status(arguments: &StatusArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {

@@ -123,7 +123,7 @@ pub struct NodeFacts {
     pub truncated_through: u64,
     /// Checkpoints kept, and alarms raised since the region began.
     pub checkpointed_objects: u64,
-    /// Divergence alarms.
+    /// Objects whose divergence alarm stands.
     pub divergence_alarms: u64,
     /// The objects whose copies diverged (at most [`DIVERGED_NAMED_MAX`] of them).
     pub diverged_objects: Vec<String>,
@@ -488,7 +488,7 @@ fn facts_of(reply: &proto::StatusReply) -> NodeFacts {
         log_quota_bytes: reply.log_quota_bytes,
         truncated_through: reply.truncated_through_position,
         checkpointed_objects: reply.checkpointed_objects,
-        divergence_alarms: reply.divergence_alarms,
+        divergence_alarms: reply.alarmed_objects,
         diverged_objects: reply
             .diverged_objects
             .iter()
@@ -641,9 +641,10 @@ pub fn problems(status: &ClusterStatus) -> Vec<String> {
         }
         if newest.divergence_alarms > 0 {
             problems.push(format!(
-                "region {} raised {} divergence alarms (objects {}): copies of an object \
-                 computed different states (a method that is not deterministic); the region \
-                 stops truncating until it is resolved",
+                "region {} has {} objects with a divergence alarm ({}): their copies computed \
+                 different states (a method that is not deterministic); the region stops \
+                 truncating until the method is fixed and the alarm cleared (`dsss region \
+                 clear-alarm`)",
                 region.region,
                 newest.divergence_alarms,
                 newest.diverged_objects.join(", ")
@@ -950,7 +951,7 @@ mod tests {
             "node 12 of region a is 10001 positions behind",
             "node 12 fenced itself: its clock is 900 ms off",
             "region a's log holds 921.6 MiB of its 1024 MiB quota (89%)",
-            "region a raised 1 divergence alarms",
+            "region a has 1 objects with a divergence alarm",
             "region a lacks epochs 40..90",
             "region a is out of the global membership (suspected 4.0 s ago)",
         ];

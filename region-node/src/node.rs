@@ -1391,6 +1391,40 @@ impl RegionNode {
             .insert(upload_id, self.ticks + self.config.proposal_timeout_ticks);
     }
 
+    /// An operator clears `object_id`'s divergence alarm (the divergence is resolved), named
+    /// `upload_id` by the driver among the uploads waiting: proposed into raft like an upload
+    /// and answered through [`RegionOutput::CheckpointReply`] with
+    /// [`CheckpointOutcome::AlarmCleared`] or [`CheckpointOutcome::NoAlarm`] once applied here.
+    pub fn handle_clear_alarm(
+        &mut self,
+        now_us: u64,
+        upload_id: u64,
+        object_id: &dsss_wire::ObjectId,
+    ) {
+        self.now_us = now_us;
+        let refuse = |node: &mut Self, error| {
+            node.push_upload_reply(CheckpointReply {
+                upload_id,
+                result: Err(error),
+            })
+        };
+        if self.uploads.contains_key(&upload_id) {
+            return;
+        }
+        if self.uploads.len() >= CHECKPOINT_UPLOADS_IN_FLIGHT_MAX {
+            return refuse(self, UploadError::Overloaded);
+        }
+        if self.group.leader_id().is_none() {
+            return refuse(self, UploadError::NotLeader { leader_hint: None });
+        }
+        let data = crate::checkpoint::encode_alarm_clear_entry(object_id, (self.id(), upload_id));
+        if self.group.propose(data).is_err() {
+            return refuse(self, UploadError::Dropped);
+        }
+        self.uploads
+            .insert(upload_id, self.ticks + self.config.proposal_timeout_ticks);
+    }
+
     /// A client opens a session, named `open_id` by the driver (unique among the opens
     /// waiting), before its first call. Any member takes it: it is proposed into raft and
     /// answered through [`RegionOutput::SessionReply`] once applied here; refused at once

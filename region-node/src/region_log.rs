@@ -71,8 +71,9 @@ use dsss_wire::{ClientId, ObjectId, Record, RegionId, RequestSequence, Scope, Ti
 use crate::bytes::{FNV_OFFSET, Reader, corrupt, fnv1a};
 use crate::checkpoint::transfer::StateStaging;
 use crate::checkpoint::{
-    CHECKPOINT_FORMAT, CheckpointBounds, CheckpointOutcome, CheckpointRefusal, CheckpointSpace,
-    CheckpointState, Header, SnapshotCheckpoints, decode_checkpoint_entry,
+    ALARM_CLEAR_FORMAT, CHECKPOINT_FORMAT, CheckpointBounds, CheckpointOutcome, CheckpointRefusal,
+    CheckpointSpace, CheckpointState, Header, SnapshotCheckpoints, decode_alarm_clear_entry,
+    decode_checkpoint_entry,
 };
 use crate::dedup::{
     DedupLimits, DedupTable, DedupVerdict, SessionRefusal, decode_window, encode_window,
@@ -1529,11 +1530,29 @@ impl StateMachine for RegionLog {
                 refused @ EntryOutcome::Refused { .. } => return Ok(refused),
                 outcome => outcome,
             },
+            Some(ALARM_CLEAR_FORMAT) => match decode_alarm_clear_entry(&data[1..]) {
+                Ok((object_id, proposer)) => {
+                    let space = self.checkpoint_space.key_space();
+                    let outcome = self
+                        .checkpoints
+                        .apply_alarm_clear(&object_id, store, space, batch)?;
+                    EntryOutcome::Checkpoint {
+                        proposer,
+                        object_id,
+                        outcome: Ok(outcome),
+                    }
+                }
+                Err(reason) => {
+                    return Ok(EntryOutcome::Refused {
+                        reason: format!("alarm clear entry: {reason}"),
+                    });
+                }
+            },
             Some(format) => {
                 return Ok(EntryOutcome::Refused {
                     reason: format!(
                         "entry format {format} is unknown; this release reads formats \
-                         {BATCH_FORMAT} to {SESSION_CLOSE_FORMAT}"
+                         {BATCH_FORMAT} to {ALARM_CLEAR_FORMAT}"
                     ),
                 });
             }

@@ -309,7 +309,14 @@ fn region_metrics(page: &mut Exposition, labels: &Labels<'_>, status: &proto::St
             (
                 "dsss_region_divergence_alarms",
                 Gauge,
-                "Checkpoint hash mismatches the region has seen (a method that is not deterministic).",
+                "Objects whose divergence alarm stands (copies computed different states: a \
+                 method that is not deterministic); the region does not truncate meanwhile.",
+                status.alarmed_objects as f64,
+            ),
+            (
+                "dsss_region_divergence_alarms_raised_total",
+                Counter,
+                "Divergence alarms raised since the region began, cleared ones included.",
                 status.divergence_alarms as f64,
             ),
             (

@@ -190,6 +190,10 @@ pub const NAMED_OBJECTS_MAX: usize = 4;
 /// The format byte of a checkpoint entry in the raft log.
 pub(crate) const CHECKPOINT_FORMAT: u8 = 4;
 
+/// The format byte of an entry that clears an object's divergence alarm (an operator resolved
+/// it: `dsss region clear-alarm`).
+pub(crate) const ALARM_CLEAR_FORMAT: u8 = 7;
+
 /// The key of the header.
 const TRUNCATION_KEY: &[u8] = b"truncation";
 
@@ -366,6 +370,11 @@ pub enum CheckpointOutcome {
     HashMismatch,
     /// The region keeps a newer checkpoint; this one was dropped.
     Superseded,
+    /// (An operator's `ClearAlarm`, answered through the upload path.) The object's
+    /// divergence alarm was cleared: truncation may move past it again.
+    AlarmCleared,
+    /// (An operator's `ClearAlarm`.) The object had no divergence alarm; nothing changed.
+    NoAlarm,
 }
 
 /// Why an upload was not taken, decided alike on every member.
@@ -668,6 +677,29 @@ pub(crate) fn encode_checkpoint_entry(upload: &CheckpointUpload, proposer: (u64,
     data.extend_from_slice(&upload.client_id.get().to_be_bytes());
     put_bytes(&mut data, &upload.state);
     data
+}
+
+/// Encodes an entry that clears `object_id`'s divergence alarm, with who proposed it (a node
+/// and its upload number: the answer goes back as an upload's does).
+pub(crate) fn encode_alarm_clear_entry(object_id: &ObjectId, proposer: (u64, u64)) -> Vec<u8> {
+    let mut data = Vec::with_capacity(64 + object_id.as_str().len());
+    data.push(ALARM_CLEAR_FORMAT);
+    data.extend_from_slice(&proposer.0.to_be_bytes());
+    data.extend_from_slice(&proposer.1.to_be_bytes());
+    put_bytes(&mut data, object_id.as_str().as_bytes());
+    data
+}
+
+/// Decodes the payload of an alarm-clearing entry (after its format byte).
+pub(crate) fn decode_alarm_clear_entry(payload: &[u8]) -> Result<(ObjectId, (u64, u64)), String> {
+    let mut reader = Reader::new(payload);
+    let proposer = (
+        reader.u64("alarm clear proposer")?,
+        reader.u64("alarm clear number")?,
+    );
+    let object_id = read_object_id(&mut reader, "alarm clear object id")?;
+    reader.finish()?;
+    Ok((object_id, proposer))
 }
 
 /// Decodes the payload of a checkpoint entry (after its format byte).
@@ -1267,6 +1299,57 @@ impl CheckpointState {
     }
 
     // Applying.
+
+    /// Clears `object_id`'s divergence alarm, writing what changed into `batch`: an operator
+    /// says the divergence is resolved (the method fixed and every copy restarted), so the
+    /// object no longer holds truncation back for it. Its newest checkpoint stays; the next
+    /// uploads are compared again as usual, so a divergence that persists raises a new alarm.
+    pub(crate) fn apply_alarm_clear(
+        &mut self,
+        object_id: &ObjectId,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        batch: &mut WriteBatch,
+    ) -> Result<CheckpointOutcome, StoreError> {
+        let Some(mut object) = self.object(store, space, object_id)? else {
+            return Ok(CheckpointOutcome::NoAlarm);
+        };
+        if object.alarm.take().is_none() {
+            return Ok(CheckpointOutcome::NoAlarm);
+        }
+        self.write_object(space, batch, object_id, &object);
+        self.delete(space, batch, object_key(ALARM_KEY_PREFIX, object_id));
+        self.header.alarm_count -= 1;
+        self.write_header(space, batch);
+        if self
+            .newest_alarm
+            .as_ref()
+            .is_some_and(|alarm| alarm.object_id == *object_id)
+        {
+            self.newest_alarm = None;
+        }
+        // The listed alarms are the lowest object ids: list again from the store (its pending
+        // writes included), so that one beyond the list takes the cleared one's place.
+        self.alarms.clear();
+        let alarmed = self.scan(
+            store,
+            space,
+            ALARM_KEY_PREFIX,
+            ALARM_KEYS_END,
+            ALARMS_LISTED_MAX,
+        )?;
+        for (key, _) in alarmed {
+            let Some(listed) = object_from_key(ALARM_KEY_PREFIX, &key) else {
+                return Err(corrupt(space, &key, "not an alarm key".to_owned()));
+            };
+            let alarm = self
+                .object(store, space, &listed)?
+                .and_then(|object| object.alarm)
+                .ok_or_else(|| corrupt(space, &key, "an alarmed object has no alarm".to_owned()))?;
+            self.list_alarm(&listed, alarm);
+        }
+        Ok(CheckpointOutcome::AlarmCleared)
+    }
 
     /// Applies an upload when the log's last position is `last_position`, writing what
     /// changed into `batch`.
@@ -2199,6 +2282,100 @@ mod tests {
             let fetched = harness.fetch(&object).checkpoint.unwrap();
             assert_eq!(fetched.state, vec![2; 10]);
         });
+    }
+
+    #[test]
+    fn a_cleared_alarm_lets_truncation_move_and_a_lasting_divergence_raises_a_new_one() {
+        use CheckpointOutcome::*;
+        both_ways(|harness| {
+            let (lobby, board) = (id("lobby/main"), id("board/main"));
+            harness.record(&lobby, 5);
+            harness.record(&board, 6);
+            assert_eq!(harness.upload(upload("lobby/main", 10, 1, 7)), Ok(Stored));
+            assert_eq!(
+                harness.upload(upload("lobby/main", 10, 2, 8)),
+                Ok(HashMismatch)
+            );
+            assert_eq!(harness.upload(upload("board/main", 10, 1, 7)), Ok(Stored));
+            assert_eq!(
+                harness.upload(upload("board/main", 10, 3, 8)),
+                Ok(HashMismatch)
+            );
+            assert_eq!(harness.state.alarm_count(), 2);
+            assert_eq!(
+                harness.limit(10),
+                None,
+                "no truncation while an alarm stands"
+            );
+
+            let cleared = harness
+                .state
+                .apply_alarm_clear(&lobby, &harness.store, harness.space, &mut harness.batch)
+                .unwrap();
+            harness.step();
+            assert_eq!(cleared, AlarmCleared);
+            assert_eq!(harness.state.alarm_count(), 1);
+            let listed: Vec<ObjectId> = harness
+                .state
+                .alarms()
+                .map(|alarm| alarm.object_id)
+                .collect();
+            assert_eq!(listed, vec![board.clone()]);
+            assert_eq!(
+                harness.limit(10),
+                None,
+                "the other alarm still holds truncation"
+            );
+            let again = harness
+                .state
+                .apply_alarm_clear(&lobby, &harness.store, harness.space, &mut harness.batch)
+                .unwrap();
+            assert_eq!(again, NoAlarm);
+            let unknown = harness
+                .state
+                .apply_alarm_clear(
+                    &id("never/seen"),
+                    &harness.store,
+                    harness.space,
+                    &mut harness.batch,
+                )
+                .unwrap();
+            assert_eq!(unknown, NoAlarm);
+            let cleared = harness
+                .state
+                .apply_alarm_clear(&board, &harness.store, harness.space, &mut harness.batch)
+                .unwrap();
+            harness.step();
+            assert_eq!(cleared, AlarmCleared);
+            assert_eq!(harness.state.alarm_count(), 0);
+            assert_eq!(harness.state.alarms().count(), 0);
+            assert_eq!(
+                harness.state.alarms_raised(),
+                2,
+                "the count of alarms ever raised stays"
+            );
+            assert!(harness.limit(10).is_some(), "truncation may move again");
+
+            // A divergence that lasts raises a new alarm at the next position both report.
+            assert_eq!(harness.upload(upload("lobby/main", 20, 1, 7)), Ok(Stored));
+            assert_eq!(
+                harness.upload(upload("lobby/main", 20, 2, 8)),
+                Ok(HashMismatch)
+            );
+            assert_eq!(harness.state.alarm_count(), 1);
+        });
+    }
+
+    #[test]
+    fn alarm_clear_entries_round_trip_and_damaged_ones_are_errors() {
+        let object = id("lobby/main");
+        let data = encode_alarm_clear_entry(&object, (12, 99));
+        assert_eq!(data[0], ALARM_CLEAR_FORMAT);
+        assert_eq!(decode_alarm_clear_entry(&data[1..]), Ok((object, (12, 99))));
+        assert!(decode_alarm_clear_entry(&data[1..data.len() - 1]).is_err());
+        let mut longer = data[1..].to_vec();
+        longer.push(0);
+        assert!(decode_alarm_clear_entry(&longer).is_err());
     }
 
     #[test]

@@ -218,6 +218,14 @@ pub enum NodeEvent {
         /// Where the answer goes.
         reply: oneshot::Sender<Result<CheckpointOutcome, UploadError>>,
     },
+    /// An operator clears an object's divergence alarm.
+    ClearAlarm {
+        /// The object.
+        object_id: dsss_wire::ObjectId,
+        /// Where the answer goes: [`CheckpointOutcome::AlarmCleared`] or
+        /// [`CheckpointOutcome::NoAlarm`].
+        reply: oneshot::Sender<Result<CheckpointOutcome, UploadError>>,
+    },
     /// A client opens a session.
     OpenSession {
         /// The session id the client chose.
@@ -720,6 +728,15 @@ impl RegionLoop {
                 self.uploads.insert(upload_id, reply);
                 self.node
                     .handle_upload_checkpoint(now_us, upload_id, upload);
+            }
+            NodeEvent::ClearAlarm { object_id, reply } => {
+                if self.uploads.len() >= CHECKPOINT_UPLOADS_IN_FLIGHT_MAX {
+                    let _ = reply.send(Err(UploadError::Overloaded));
+                    return;
+                }
+                let upload_id = self.take_request_id();
+                self.uploads.insert(upload_id, reply);
+                self.node.handle_clear_alarm(now_us, upload_id, &object_id);
             }
             NodeEvent::OpenSession { session_id, reply } => {
                 if self.session_opens.len() >= SESSION_OPENS_IN_FLIGHT_MAX {

@@ -6,11 +6,14 @@
 //! has caught up the leader promotes it to voter. The raft group applies one change at a time;
 //! a change proposed while another is pending is refused with `FAILED_PRECONDITION`.
 
+use dsss_wire::ObjectId;
 use dsss_wire::proto::region_admin_server::RegionAdmin;
 use dsss_wire::proto::{self, MembershipAction};
 use tonic::{Request, Response, Status};
 
+use crate::checkpoint::CheckpointOutcome;
 use crate::driver::{MembershipChange, NodeEvent};
+use crate::node::UploadError;
 use crate::service::NodeLink;
 
 /// The most bytes of a peer address.
@@ -120,6 +123,33 @@ impl RegionAdmin for RegionAdminService {
         Ok(Response::new(proto::ChangeMembershipReply {
             not_leader: None,
         }))
+    }
+
+    async fn clear_alarm(
+        &self,
+        request: Request<proto::ClearAlarmRequest>,
+    ) -> Result<Response<proto::ClearAlarmReply>, Status> {
+        let object_id = ObjectId::new(request.into_inner().object_id)
+            .map_err(|error| invalid("clear alarm", "object_id", error.to_string()))?;
+        let node_id = self.link.node_id();
+        let outcome = self
+            .link
+            .ask(|reply| NodeEvent::ClearAlarm {
+                object_id: object_id.clone(),
+                reply,
+            })
+            .await?;
+        match outcome {
+            Ok(CheckpointOutcome::AlarmCleared) => {
+                tracing::warn!(node_id, %object_id, "divergence alarm cleared by an operator");
+                Ok(Response::new(proto::ClearAlarmReply { was_alarmed: true }))
+            }
+            Ok(_) => Ok(Response::new(proto::ClearAlarmReply { was_alarmed: false })),
+            Err(UploadError::NotLeader { .. }) => Err(Status::unavailable(format!(
+                "node {node_id} knows no leader of its region; retry after a short wait"
+            ))),
+            Err(error) => Err(Status::unavailable(format!("node {node_id}: {error}"))),
+        }
     }
 
     async fn members(

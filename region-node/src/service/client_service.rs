@@ -495,6 +495,11 @@ fn outcome_to_wire(outcome: CheckpointOutcome) -> proto::CheckpointOutcome {
         CheckpointOutcome::Agreed => proto::CheckpointOutcome::Agreed,
         CheckpointOutcome::HashMismatch => proto::CheckpointOutcome::HashMismatch,
         CheckpointOutcome::Superseded => proto::CheckpointOutcome::Superseded,
+        // Outcomes of an operator's ClearAlarm, which goes through RegionAdmin; an upload
+        // never has them.
+        CheckpointOutcome::AlarmCleared | CheckpointOutcome::NoAlarm => {
+            proto::CheckpointOutcome::Unspecified
+        }
     }
 }
 
@@ -585,6 +590,7 @@ pub fn status_reply(status: &NodeStatus, streams: StreamLoad) -> proto::StatusRe
         epochs_missed_from: node.global.epochs_missed.map_or(0, |(from, _)| from),
         epochs_missed_to: node.global.epochs_missed.map_or(0, |(_, to)| to),
         records_applied: node.counters.records_applied,
+        alarmed_objects: node.checkpoints.alarmed_objects,
         diverged_objects: node
             .checkpoints
             .alarms
