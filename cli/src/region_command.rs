@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use dsss_topology::load;
 use dsss_wire::grpc::{VersionedChannel, region_admin_client, region_client_client};
 use dsss_wire::proto::region_admin_client::RegionAdminClient;
 use dsss_wire::proto::{self, MembershipAction};
@@ -125,24 +124,11 @@ pub(crate) fn run(
         );
         return ExitCode::from(EXIT_BAD_INPUT);
     }
-    let topology = match load(&arguments.topology) {
-        Ok(topology) => topology,
-        Err(diagnostics) => {
-            let _ = write!(stderr, "{diagnostics}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
-    };
-    let security = match crate::tls_setup::caller_security(
-        &topology,
-        &arguments.topology,
-        crate::tls_setup::Role::Admin,
-    ) {
-        Ok(security) => security,
-        Err(error) => {
-            let _ = writeln!(stderr, "{error}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
-    };
+    let (topology, security) =
+        match crate::command_runtime::operator_setup(&arguments.topology, stderr, EXIT_BAD_INPUT) {
+            Ok(setup) => setup,
+            Err(code) => return code,
+        };
     let Some(region) = topology.region_of(arguments.id) else {
         let _ = writeln!(
             stderr,
@@ -152,15 +138,9 @@ pub(crate) fn run(
         );
         return ExitCode::from(EXIT_BAD_INPUT);
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::command_runtime::current_thread(stderr, EXIT_CHANGE_FAILED) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            let _ = writeln!(stderr, "cannot start the async runtime: {error}");
-            return ExitCode::from(EXIT_CHANGE_FAILED);
-        }
+        Err(code) => return code,
     };
     // The channels are built inside the runtime, which their connections run on.
     let _runtime_context = runtime.enter();
@@ -204,13 +184,11 @@ fn clear_alarm(
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> ExitCode {
-    let topology = match load(&arguments.topology) {
-        Ok(topology) => topology,
-        Err(diagnostics) => {
-            let _ = write!(stderr, "{diagnostics}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
-    };
+    let (topology, security) =
+        match crate::command_runtime::operator_setup(&arguments.topology, stderr, EXIT_BAD_INPUT) {
+            Ok(setup) => setup,
+            Err(code) => return code,
+        };
     let Some(region) = topology
         .regions
         .iter()
@@ -230,26 +208,9 @@ fn clear_alarm(
         );
         return ExitCode::from(EXIT_BAD_INPUT);
     };
-    let security = match crate::tls_setup::caller_security(
-        &topology,
-        &arguments.topology,
-        crate::tls_setup::Role::Admin,
-    ) {
-        Ok(security) => security,
-        Err(error) => {
-            let _ = writeln!(stderr, "{error}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::command_runtime::current_thread(stderr, EXIT_CHANGE_FAILED) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            let _ = writeln!(stderr, "cannot start the async runtime: {error}");
-            return ExitCode::from(EXIT_CHANGE_FAILED);
-        }
+        Err(code) => return code,
     };
     let _runtime_context = runtime.enter();
     // Any member takes it (a follower's proposal goes to the leader): the first that answers.
@@ -295,33 +256,14 @@ fn clear_alarm(
 }
 
 fn status(arguments: &StatusArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
-    let topology = match load(&arguments.topology) {
-        Ok(topology) => topology,
-        Err(diagnostics) => {
-            let _ = write!(stderr, "{diagnostics}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
-    };
-    let security = match crate::tls_setup::caller_security(
-        &topology,
-        &arguments.topology,
-        crate::tls_setup::Role::Admin,
-    ) {
-        Ok(security) => security,
-        Err(error) => {
-            let _ = writeln!(stderr, "{error}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let (topology, security) =
+        match crate::command_runtime::operator_setup(&arguments.topology, stderr, EXIT_BAD_INPUT) {
+            Ok(setup) => setup,
+            Err(code) => return code,
+        };
+    let runtime = match crate::command_runtime::current_thread(stderr, EXIT_CHANGE_FAILED) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            let _ = writeln!(stderr, "cannot start the async runtime: {error}");
-            return ExitCode::from(EXIT_CHANGE_FAILED);
-        }
+        Err(code) => return code,
     };
     let _runtime_context = runtime.enter();
     for (region, node) in topology.nodes() {

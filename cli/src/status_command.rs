@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use dsss_topology::{Topology, load};
+use dsss_topology::Topology;
 use dsss_wire::grpc::{coordinator_client, region_client_client};
 use dsss_wire::proto;
 use dsss_wire::tls::Security;
@@ -232,40 +232,23 @@ pub(crate) fn run(args: StatusArgs, stdout: &mut dyn Write, stderr: &mut dyn Wri
         );
         return ExitCode::from(EXIT_BAD_INPUT);
     }
-    let topology = match load(&args.topology) {
-        Ok(topology) => topology,
-        Err(diagnostics) => {
-            let _ = write!(stderr, "{diagnostics}");
-            if args.topology == Path::new("dsss-up/local.toml") {
-                let _ = writeln!(
-                    stderr,
-                    "(dsss status reads the topology `dsss up` writes in this directory; give \
-                     --topology FILE for another cluster)"
-                );
+    let (topology, security) =
+        match crate::command_runtime::operator_setup(&args.topology, stderr, EXIT_BAD_INPUT) {
+            Ok(setup) => setup,
+            Err(code) => {
+                if args.topology == Path::new("dsss-up/local.toml") {
+                    let _ = writeln!(
+                        stderr,
+                        "(dsss status reads the topology `dsss up` writes in this directory; \
+                         give --topology FILE for another cluster)"
+                    );
+                }
+                return code;
             }
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
-    };
-    let security = match crate::tls_setup::caller_security(
-        &topology,
-        &args.topology,
-        crate::tls_setup::Role::Admin,
-    ) {
-        Ok(security) => security,
-        Err(error) => {
-            let _ = writeln!(stderr, "{error}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+        };
+    let runtime = match crate::command_runtime::current_thread(stderr, EXIT_ATTENTION) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            let _ = writeln!(stderr, "cannot start the async runtime: {error}");
-            return ExitCode::from(EXIT_ATTENTION);
-        }
+        Err(code) => return code,
     };
     loop {
         let status = runtime.block_on(gather(&topology, &security));

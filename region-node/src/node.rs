@@ -1346,49 +1346,28 @@ impl RegionNode {
     ) {
         self.now_us = now_us;
         let node_id = self.id();
-        let refuse = |node: &mut Self, error| {
-            node.push_upload_reply(CheckpointReply {
-                upload_id,
-                result: Err(error),
-            })
-        };
-        if self.uploads.contains_key(&upload_id) {
-            return;
-        }
-        if self.uploads.len() >= CHECKPOINT_UPLOADS_IN_FLIGHT_MAX {
-            return refuse(self, UploadError::Overloaded);
-        }
         let applied_position = self.region_log().last_position();
-        if upload.position == 0 || upload.position > applied_position {
-            return refuse(
-                self,
-                UploadError::Invalid(format!(
+        let waiting_before = self.uploads.contains_key(&upload_id);
+        self.propose_upload(upload_id, || {
+            if upload.position == 0 || upload.position > applied_position {
+                return Err(UploadError::Invalid(format!(
                     "checkpoint.position {} is outside 1..={applied_position}, the positions \
                      node {node_id} has applied",
                     upload.position,
-                )),
-            );
-        }
-        if upload.state.len() > CHECKPOINT_STATE_BYTES_MAX {
-            return refuse(
-                self,
-                UploadError::Invalid(format!(
+                )));
+            }
+            if upload.state.len() > CHECKPOINT_STATE_BYTES_MAX {
+                return Err(UploadError::Invalid(format!(
                     "checkpoint.state holds {} bytes, more than the maximum of \
                      {CHECKPOINT_STATE_BYTES_MAX}",
                     upload.state.len()
-                )),
-            );
+                )));
+            }
+            Ok(encode_checkpoint_entry(&upload, (node_id, upload_id)))
+        });
+        if !waiting_before && self.uploads.contains_key(&upload_id) {
+            self.counters.checkpoints_proposed += 1;
         }
-        if self.group.leader_id().is_none() {
-            return refuse(self, UploadError::NotLeader { leader_hint: None });
-        }
-        let data = encode_checkpoint_entry(&upload, (node_id, upload_id));
-        if self.group.propose(data).is_err() {
-            return refuse(self, UploadError::Dropped);
-        }
-        self.counters.checkpoints_proposed += 1;
-        self.uploads
-            .insert(upload_id, self.ticks + self.config.proposal_timeout_ticks);
     }
 
     /// An operator clears `object_id`'s divergence alarm (the divergence is resolved), named
@@ -1402,27 +1381,46 @@ impl RegionNode {
         object_id: &dsss_wire::ObjectId,
     ) {
         self.now_us = now_us;
-        let refuse = |node: &mut Self, error| {
-            node.push_upload_reply(CheckpointReply {
-                upload_id,
-                result: Err(error),
-            })
-        };
+        let proposer = (self.id(), upload_id);
+        self.propose_upload(upload_id, || {
+            Ok(crate::checkpoint::encode_alarm_clear_entry(
+                object_id, proposer,
+            ))
+        });
+    }
+
+    /// Proposes the entry `entry` makes for upload `upload_id` (a checkpoint or an alarm
+    /// clear), unless that upload already waits; answers the refusal at once when too many
+    /// uploads wait, `entry` refuses, no leader is known or raft drops the proposal.
+    fn propose_upload(
+        &mut self,
+        upload_id: u64,
+        entry: impl FnOnce() -> Result<Vec<u8>, UploadError>,
+    ) {
         if self.uploads.contains_key(&upload_id) {
             return;
         }
-        if self.uploads.len() >= CHECKPOINT_UPLOADS_IN_FLIGHT_MAX {
-            return refuse(self, UploadError::Overloaded);
+        let proposed = if self.uploads.len() >= CHECKPOINT_UPLOADS_IN_FLIGHT_MAX {
+            Err(UploadError::Overloaded)
+        } else {
+            entry().and_then(|data| {
+                if self.group.leader_id().is_none() {
+                    Err(UploadError::NotLeader { leader_hint: None })
+                } else {
+                    self.group.propose(data).map_err(|_| UploadError::Dropped)
+                }
+            })
+        };
+        match proposed {
+            Ok(()) => {
+                self.uploads
+                    .insert(upload_id, self.ticks + self.config.proposal_timeout_ticks);
+            }
+            Err(error) => self.push_upload_reply(CheckpointReply {
+                upload_id,
+                result: Err(error),
+            }),
         }
-        if self.group.leader_id().is_none() {
-            return refuse(self, UploadError::NotLeader { leader_hint: None });
-        }
-        let data = crate::checkpoint::encode_alarm_clear_entry(object_id, (self.id(), upload_id));
-        if self.group.propose(data).is_err() {
-            return refuse(self, UploadError::Dropped);
-        }
-        self.uploads
-            .insert(upload_id, self.ticks + self.config.proposal_timeout_ticks);
     }
 
     /// A client opens a session, named `open_id` by the driver (unique among the opens

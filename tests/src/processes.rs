@@ -28,6 +28,10 @@ use crate::dsss_binary;
 /// How often a [`Deadline`] polls its condition.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
+/// The `[tls]` table of a test topology: certificates that [`NodeProcesses::new`] generates in
+/// its temporary directory.
+pub const TLS_TABLE: &str = "[tls]\nca_cert = \"certs/ca.crt\"\ncert_dir = \"certs\"\n";
+
 /// How many lines of each node log a failing test prints.
 pub const LOG_TAIL_LINES_MAX: usize = 40;
 
@@ -198,6 +202,14 @@ impl NodeProcesses {
     /// The topology file.
     pub fn topology(&self) -> &Path {
         &self.topology
+    }
+
+    /// Every node of the topology as (id, address), for a client's connections.
+    pub fn members(&self) -> Vec<(u64, String)> {
+        self.model
+            .nodes()
+            .map(|(_, node)| (node.id, node.address.clone()))
+            .collect()
     }
 
     /// The topology as written (its `[tls]` paths absolute), for clients in the test.

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use dsss::region_client::{Call, RegionClient, RegionConnections};
-use dsss_tests::processes::{Deadline, NodeProcesses, one_region_topology};
+use dsss_tests::processes::{Deadline, NodeProcesses, TLS_TABLE, one_region_topology};
 use dsss_tests::run_dsss;
 use dsss_wire::Scope;
 use dsss_wire::proto;
@@ -23,22 +23,14 @@ const OBJECT: &str = "ledger/diverged";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_divergence_alarm_shows_in_status_and_an_operator_clears_it() {
-    let text = one_region_topology(
-        "alarm",
-        &NODE_IDS,
-        "[tls]\nca_cert = \"certs/ca.crt\"\ncert_dir = \"certs\"\n",
-    );
+    let text = one_region_topology("alarm", &NODE_IDS, TLS_TABLE);
     let mut processes = NodeProcesses::new(&text);
     for node_id in NODE_IDS {
         processes.start(node_id, &[]);
     }
-    let members: Vec<(u64, String)> = processes
-        .topology_model()
-        .nodes()
-        .map(|(_, node)| (node.id, node.address.clone()))
-        .collect();
-    let connections = RegionConnections::with_security(&members, &processes.client_security())
-        .expect("valid members");
+    let connections =
+        RegionConnections::with_security(&processes.members(), &processes.client_security())
+            .expect("valid members");
     let mut client = RegionClient::new(connections.clone(), 5);
     let call = Call {
         object_id: OBJECT.to_owned(),
@@ -92,7 +84,7 @@ async fn a_divergence_alarm_shows_in_status_and_an_operator_clears_it() {
         deadline.check().await;
     }
 
-    let clear = || {
+    let clear = |region: &str| {
         run_dsss(
             processes.directory(),
             [
@@ -101,13 +93,13 @@ async fn a_divergence_alarm_shows_in_status_and_an_operator_clears_it() {
                 "--topology",
                 &topology,
                 "--region",
-                "region-a",
+                region,
                 "--object",
                 OBJECT,
             ],
         )
     };
-    let cleared = clear();
+    let cleared = clear("region-a");
     let said = String::from_utf8_lossy(&cleared.stdout);
     assert!(
         cleared.status.success(),
@@ -127,7 +119,7 @@ async fn a_divergence_alarm_shows_in_status_and_an_operator_clears_it() {
         }
         deadline.check().await;
     }
-    let again = clear();
+    let again = clear("region-a");
     assert!(again.status.success());
     assert!(
         String::from_utf8_lossy(&again.stdout).contains("has no divergence alarm"),
@@ -135,19 +127,7 @@ async fn a_divergence_alarm_shows_in_status_and_an_operator_clears_it() {
         String::from_utf8_lossy(&again.stdout)
     );
     // A region that does not exist is named.
-    let wrong = run_dsss(
-        processes.directory(),
-        [
-            "region",
-            "clear-alarm",
-            "--topology",
-            &topology,
-            "--region",
-            "region-z",
-            "--object",
-            OBJECT,
-        ],
-    );
+    let wrong = clear("region-z");
     assert_eq!(wrong.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("--region region-z"));
 }

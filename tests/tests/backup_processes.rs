@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use dsss::region_client::{Call, RegionClient, RegionConnections};
-use dsss_tests::processes::{Deadline, NodeProcesses, one_region_topology};
+use dsss_tests::processes::{Deadline, NodeProcesses, TLS_TABLE, one_region_topology};
 use dsss_wire::Scope;
 use dsss_wire::proto;
 
@@ -90,22 +90,14 @@ async fn propose(client: &mut RegionClient, sequence: u64, label: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_region_restored_from_a_backup_of_every_node_holds_what_it_held_then() {
-    let text = one_region_topology(
-        "backup",
-        &NODE_IDS,
-        "[tls]\nca_cert = \"certs/ca.crt\"\ncert_dir = \"certs\"\n",
-    );
+    let text = one_region_topology("backup", &NODE_IDS, TLS_TABLE);
     let mut processes = NodeProcesses::new(&text);
     for node_id in NODE_IDS {
         processes.start(node_id, &[]);
     }
-    let members: Vec<(u64, String)> = processes
-        .topology_model()
-        .nodes()
-        .map(|(_, node)| (node.id, node.address.clone()))
-        .collect();
-    let connections = RegionConnections::with_security(&members, &processes.client_security())
-        .expect("valid members");
+    let connections =
+        RegionConnections::with_security(&processes.members(), &processes.client_security())
+            .expect("valid members");
     let mut client = RegionClient::new(connections.clone(), 77);
     let mut last = 0;
     for sequence in 1..=20 {

@@ -2222,6 +2222,15 @@ mod tests {
                 .unwrap()
         }
 
+        fn clear_alarm(&mut self, object: &ObjectId) -> CheckpointOutcome {
+            let outcome = self
+                .state
+                .apply_alarm_clear(object, &self.store, self.space, &mut self.batch)
+                .unwrap();
+            self.step();
+            outcome
+        }
+
         fn fetch(&self, object: &ObjectId) -> CheckpointFetch {
             self.state.fetch(&self.store, self.space, object).unwrap()
         }
@@ -2308,11 +2317,7 @@ mod tests {
                 "no truncation while an alarm stands"
             );
 
-            let cleared = harness
-                .state
-                .apply_alarm_clear(&lobby, &harness.store, harness.space, &mut harness.batch)
-                .unwrap();
-            harness.step();
+            let cleared = harness.clear_alarm(&lobby);
             assert_eq!(cleared, AlarmCleared);
             assert_eq!(harness.state.alarm_count(), 1);
             let listed: Vec<ObjectId> = harness
@@ -2326,26 +2331,11 @@ mod tests {
                 None,
                 "the other alarm still holds truncation"
             );
-            let again = harness
-                .state
-                .apply_alarm_clear(&lobby, &harness.store, harness.space, &mut harness.batch)
-                .unwrap();
+            let again = harness.clear_alarm(&lobby);
             assert_eq!(again, NoAlarm);
-            let unknown = harness
-                .state
-                .apply_alarm_clear(
-                    &id("never/seen"),
-                    &harness.store,
-                    harness.space,
-                    &mut harness.batch,
-                )
-                .unwrap();
+            let unknown = harness.clear_alarm(&id("never/seen"));
             assert_eq!(unknown, NoAlarm);
-            let cleared = harness
-                .state
-                .apply_alarm_clear(&board, &harness.store, harness.space, &mut harness.batch)
-                .unwrap();
-            harness.step();
+            let cleared = harness.clear_alarm(&board);
             assert_eq!(cleared, AlarmCleared);
             assert_eq!(harness.state.alarm_count(), 0);
             assert_eq!(harness.state.alarms().count(), 0);
