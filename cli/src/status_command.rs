@@ -907,6 +907,43 @@ mod tests {
     }
 
     #[test]
+    fn at_most_eight_diverged_objects_are_named() {
+        let reply = proto::StatusReply {
+            alarmed_objects: 10,
+            diverged_objects: (0..10)
+                .map(|index| proto::DivergedObject {
+                    object_id: format!("object/{index}"),
+                    ..proto::DivergedObject::default()
+                })
+                .collect(),
+            ..proto::StatusReply::default()
+        };
+        let facts = facts_of(&reply);
+        assert_eq!(facts.divergence_alarms, 10);
+        assert_eq!(facts.diverged_objects.len(), DIVERGED_NAMED_MAX);
+        assert_eq!(facts.diverged_objects[0], "object/0");
+    }
+
+    #[test]
+    fn a_watch_interval_outside_its_bounds_is_refused_naming_them() {
+        for seconds in [WATCH_SECONDS_MIN - 1, WATCH_SECONDS_MAX + 1] {
+            let arguments = StatusArgs {
+                topology: PathBuf::from("no-such-topology.toml"),
+                json: false,
+                watch: Some(seconds),
+            };
+            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            let code = run(arguments, &mut stdout, &mut stderr);
+            assert_eq!(code, ExitCode::from(EXIT_BAD_INPUT));
+            let said = String::from_utf8_lossy(&stderr);
+            assert!(
+                said.contains(&format!("--watch: {seconds} is outside 1..=3600")),
+                "{said}"
+            );
+        }
+    }
+
+    #[test]
     fn a_healthy_cluster_has_no_problem() {
         assert_eq!(problems(&cluster()), Vec::<String>::new());
     }
