@@ -50,6 +50,10 @@ use crate::checkpoint::{
 };
 
 use crate::dedup::{DedupVerdict, SessionRefusal};
+use crate::global::adoption::{
+    AdoptionCounters, Adoptions, CheckpointRead, check_checkpoint_reply, checkpoint_read_reply,
+    encode_adoption_entry, serve_checkpoint_read,
+};
 use crate::global::catch_up::{EpochEndIndex, EpochsUnavailable, read_epochs};
 use crate::global::entry::{EpochPart, encode_close_batch, encode_epoch_part};
 use crate::global::shipping::Shipping;
@@ -653,6 +657,9 @@ pub enum RegionOutput {
     FetchLogRange(LogRangeFetch),
     /// A read of sealed epochs from another region, to catch up on released epochs.
     EpochsRead(EpochsRead),
+    /// A read of a global object's checkpoint from another region, to adopt it; its answer
+    /// goes to [`RegionNode::handle_checkpoint_read_reply`].
+    CheckpointRead(CheckpointRead),
 }
 
 /// Why a message from the coordinator was not taken.
@@ -753,6 +760,8 @@ pub struct RegionStatus {
     pub raft: dsss_raft_group::GroupCounters,
     /// What this node knows of its peers' clocks, and whether it fenced itself.
     pub clock: ClockStatus,
+    /// This node's adoptions of global objects' checkpoints from other regions.
+    pub adoptions: AdoptionStatus,
 }
 
 /// What a node knows of its peers' clocks.
@@ -792,6 +801,18 @@ pub struct CheckpointStatus {
     pub releases: u64,
     /// The newest alarm of every diverged object.
     pub alarms: Vec<DivergenceAlarm>,
+}
+
+/// A node's adoptions of global objects' checkpoints from other regions
+/// ([`crate::global::adoption`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AdoptionStatus {
+    /// Adoptions waiting for an answer or for their entry to apply.
+    pub waiting: usize,
+    /// What they did.
+    pub counters: AdoptionCounters,
+    /// Why the last one that failed did.
+    pub last_error: Option<String>,
 }
 
 /// The region's side of the global tier, as this node applied it.
@@ -973,6 +994,8 @@ pub struct RegionNode {
     /// A snapshot waiting for the entries it stands on (see [`crate::snapshot_catch_up`]).
     snapshot_catch_up: SnapshotCatchUp,
     log_fetches: VecDeque<LogRangeFetch>,
+    /// Checkpoints of released global objects this node adopts from other regions.
+    adoptions: Adoptions,
 }
 
 /// The context of a ReadIndex: the asking node and its read id, so that answers to other
@@ -1044,6 +1067,7 @@ impl RegionNode {
             last_log_fetch_error: None,
             snapshot_catch_up: SnapshotCatchUp::default(),
             log_fetches: VecDeque::new(),
+            adoptions: Adoptions::default(),
         })
     }
 
@@ -1142,6 +1166,11 @@ impl RegionNode {
             clock: ClockStatus {
                 fenced: self.clock_fence,
                 peers: self.clock_samples.clone(),
+            },
+            adoptions: AdoptionStatus {
+                waiting: self.adoptions.waiting(),
+                counters: self.adoptions.counters(),
+                last_error: self.adoptions.last_error().map(str::to_owned),
             },
         }
     }
@@ -2101,6 +2130,7 @@ impl RegionNode {
         self.queue_log_fetch();
         self.expire_waiters();
         self.expire_syncs_and_uploads();
+        self.expire_adoption_reads(now_us);
         if self.is_leader() && self.clock_fence.is_none() {
             self.shipping.enter_term(self.group.term());
             self.propose_close_batch(now_us);
@@ -2255,6 +2285,9 @@ impl RegionNode {
         if let Some(read) = self.catch_up.queued.take() {
             return Some(RegionOutput::EpochsRead(read));
         }
+        if let Some(read) = self.adoptions.poll_read() {
+            return Some(RegionOutput::CheckpointRead(read));
+        }
         self.to_coordinator
             .pop_front()
             .map(RegionOutput::ToCoordinator)
@@ -2381,6 +2414,15 @@ impl RegionNode {
                 } => self.handle_checkpoint_applied(proposer, &object_id, outcome),
                 Applied::Entry {
                     output:
+                        EntryOutcome::Adoption {
+                            proposer,
+                            object_id,
+                            outcome,
+                        },
+                    ..
+                } => self.handle_adoption_applied(proposer, &object_id, outcome),
+                Applied::Entry {
+                    output:
                         EntryOutcome::SessionOpened {
                             proposer,
                             session_id,
@@ -2501,6 +2543,169 @@ impl RegionNode {
                     self.reply_refused(key, ProposeError::LogFull { reason });
                 }
             }
+        }
+    }
+
+    // Adopting global objects' checkpoints from other regions (crate::global::adoption).
+
+    /// The newest checkpoint of `object_id` as a caller starts from it (`FetchCheckpoint`),
+    /// read from `store`, the store this node persists to. When the region released records
+    /// of the object without a checkpoint and the caller says it is a global object
+    /// (`global`), the node also starts adopting the object's checkpoint from another region
+    /// of `catch_up_regions`: a caller that asks again once it applied finds it.
+    pub fn fetch_checkpoint(
+        &mut self,
+        store: &dyn DurableStore,
+        now_us: u64,
+        object_id: &dsss_wire::ObjectId,
+        global: bool,
+    ) -> Result<crate::checkpoint::CheckpointFetch, StoreError> {
+        self.now_us = now_us;
+        let fetch = self
+            .group
+            .state_machine()
+            .fetch_checkpoint(store, object_id)?;
+        if global && fetch.released_through > 0 {
+            let sender_time = self.clock.now(now_us).into();
+            self.adoptions.start(
+                object_id,
+                &self.config.catch_up_regions,
+                self.group.id(),
+                &self.config.region,
+                sender_time,
+                now_us,
+            );
+        }
+        Ok(fetch)
+    }
+
+    /// Serves another region's read of a global object's checkpoint from this node's applied
+    /// state (any member does; `store` is the store this node persists to). Never panics: a
+    /// read that cannot be served is answered with the reason.
+    pub fn answer_checkpoint_read(
+        &mut self,
+        store: &dyn DurableStore,
+        now_us: u64,
+        request: proto::ReadCheckpointRequest,
+    ) -> proto::ReadCheckpointReply {
+        self.now_us = now_us;
+        self.adoptions.served();
+        let served = match self.observe_sender_time(now_us, request.sender_time) {
+            Err(error) => Err(error.to_string()),
+            Ok(()) => dsss_wire::ObjectId::new(&request.object_id)
+                .map_err(|error| format!("object_id: {error}"))
+                .and_then(|object_id| {
+                    serve_checkpoint_read(self.group.state_machine(), store, &object_id)
+                }),
+        };
+        let sender_time = self.clock.now(now_us).into();
+        checkpoint_read_reply(&self.config.region, &request.object_id, served, sender_time)
+    }
+
+    /// The answer to a [`CheckpointRead`]: the other region's reply, or why the driver got
+    /// none. A checkpoint that passes [`check_checkpoint_reply`] is proposed as an adoption
+    /// entry; a region that cannot serve it, or an answer that breaks a rule, moves the
+    /// adoption to the next region. An answer to a read no adoption waits for is ignored.
+    /// Returns whether an entry was proposed; the error names what was wrong with a refused
+    /// answer.
+    pub fn handle_checkpoint_read_reply(
+        &mut self,
+        now_us: u64,
+        read_id: u64,
+        reply: Result<proto::ReadCheckpointReply, String>,
+    ) -> Result<bool, GlobalMessageError> {
+        self.now_us = now_us;
+        let Some((object_id, region)) = self.adoptions.reading(read_id) else {
+            return Ok(false);
+        };
+        let checked = reply.map(|reply| {
+            let sender_time = reply.sender_time;
+            self.observe_sender_time(now_us, sender_time)
+                .map_err(|error| error.to_string())
+                .and_then(|()| check_checkpoint_reply(&region, &object_id, reply))
+        });
+        let adopted = match checked {
+            Ok(Ok(Ok(adopted))) => adopted,
+            Err(reason) | Ok(Ok(Err(reason))) => {
+                let reason = format!("region {region}: {reason}");
+                self.adoption_read_failed(&object_id, reason, false, now_us);
+                return Ok(false);
+            }
+            Ok(Err(reason)) => {
+                let reason = format!("the answer of region {region} was refused: {reason}");
+                self.adoption_read_failed(&object_id, reason.clone(), true, now_us);
+                return Err(GlobalMessageError::Invalid(reason));
+            }
+        };
+        let entry = encode_adoption_entry(&adopted, (self.group.id(), read_id));
+        if self.group.leader_id().is_none() || self.group.propose(entry).is_err() {
+            let reason = "no leader took the adoption entry".to_owned();
+            self.adoption_read_failed(&object_id, reason, false, now_us);
+            return Ok(false);
+        }
+        self.adoptions
+            .proposed(&object_id, self.ticks + self.config.proposal_timeout_ticks);
+        Ok(true)
+    }
+
+    fn adoption_read_failed(
+        &mut self,
+        object_id: &dsss_wire::ObjectId,
+        reason: String,
+        refused: bool,
+        now_us: u64,
+    ) {
+        let sender_time = self.clock.now(now_us).into();
+        self.adoptions.read_failed(
+            object_id,
+            reason,
+            refused,
+            &self.config.catch_up_regions,
+            self.group.id(),
+            &self.config.region,
+            sender_time,
+            now_us,
+        );
+    }
+
+    /// Asks the next region for the adoptions whose read went unanswered, and gives up those
+    /// whose entry did not apply in time.
+    fn expire_adoption_reads(&mut self, now_us: u64) {
+        for object_id in self.adoptions.expired(now_us, self.ticks) {
+            let reason = format!(
+                "no answer within {} ms",
+                crate::global::adoption::ADOPTION_READ_TIMEOUT_US / 1000
+            );
+            self.adoption_read_failed(&object_id, reason, false, now_us);
+        }
+    }
+
+    fn handle_adoption_applied(
+        &mut self,
+        proposer: (u64, u64),
+        object_id: &dsss_wire::ObjectId,
+        outcome: Result<crate::global::adoption::AdoptionOutcome, CheckpointRefusal>,
+    ) {
+        let (node_id, read_id) = proposer;
+        if node_id != self.id() {
+            return;
+        }
+        let goes_on = self.adoptions.applied(
+            object_id,
+            read_id,
+            outcome.map_err(|error| error.to_string()),
+        );
+        if goes_on {
+            let now_us = self.now_us;
+            let sender_time = self.clock.now(now_us).into();
+            self.adoptions.ask_again(
+                object_id,
+                &self.config.catch_up_regions,
+                self.group.id(),
+                &self.config.region,
+                sender_time,
+                now_us,
+            );
         }
     }
 

@@ -78,6 +78,9 @@ use crate::checkpoint::{
 use crate::dedup::{
     DedupLimits, DedupTable, DedupVerdict, SessionRefusal, decode_window, encode_window,
 };
+use crate::global::adoption::{
+    ADOPTION_FORMAT, AdoptionOutcome, GlobalPoint, decode_adoption_entry,
+};
 use crate::global::entry::{
     CLOSE_BATCH_FORMAT, EPOCH_PART_FORMAT, EpochPart, decode_close_batch, decode_epoch_part,
 };
@@ -337,6 +340,16 @@ pub enum EntryOutcome {
         /// The outcome, or why it was refused.
         outcome: Result<CheckpointOutcome, CheckpointRefusal>,
     },
+    /// A global object's checkpoint adopted from another region (or why not). It takes no
+    /// log position.
+    Adoption {
+        /// The node that proposed it and its read number there.
+        proposer: (u64, u64),
+        /// The object.
+        object_id: ObjectId,
+        /// What applying it did, or why it was refused.
+        outcome: Result<AdoptionOutcome, CheckpointRefusal>,
+    },
     /// A client session open: whether the session lives now. It takes no log position.
     SessionOpened {
         /// The node that proposed it and its number there.
@@ -534,6 +547,17 @@ impl RegionLog {
     ) -> Result<crate::checkpoint::CheckpointFetch, StoreError> {
         self.checkpoints
             .fetch(store, self.checkpoint_space.key_space(), object_id)
+    }
+
+    /// Whether `object_id` has a record above its newest checkpoint (or, without one, above
+    /// the truncation point), read from `store`.
+    pub fn checkpoint_is_uncovered(
+        &self,
+        store: &dyn DurableStore,
+        object_id: &ObjectId,
+    ) -> Result<bool, StoreError> {
+        self.checkpoints
+            .is_uncovered(store, self.checkpoint_space.key_space(), object_id)
     }
 
     /// The digest chained over every record applied so far.
@@ -1548,11 +1572,37 @@ impl StateMachine for RegionLog {
                     });
                 }
             },
+            Some(ADOPTION_FORMAT) => match decode_adoption_entry(&data[1..]) {
+                Ok((adopted, proposer)) => {
+                    let object_id = adopted.object_id.clone();
+                    let space = self.checkpoint_space.key_space();
+                    let point = GlobalPoint::of(self);
+                    let last_position = self.last_position();
+                    let outcome = self.checkpoints.apply_adoption(
+                        adopted,
+                        point,
+                        last_position,
+                        store,
+                        space,
+                        batch,
+                    )?;
+                    EntryOutcome::Adoption {
+                        proposer,
+                        object_id,
+                        outcome,
+                    }
+                }
+                Err(reason) => {
+                    return Ok(EntryOutcome::Refused {
+                        reason: format!("adoption entry: {reason}"),
+                    });
+                }
+            },
             Some(format) => {
                 return Ok(EntryOutcome::Refused {
                     reason: format!(
                         "entry format {format} is unknown; this release reads formats \
-                         {BATCH_FORMAT} to {ALARM_CLEAR_FORMAT}"
+                         {BATCH_FORMAT} to {ADOPTION_FORMAT}"
                     ),
                 });
             }

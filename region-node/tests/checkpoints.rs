@@ -188,6 +188,7 @@ async fn checkpoints_agree_truncate_the_log_and_a_mismatch_raises_an_alarm() {
             .stub(node_id)
             .fetch_checkpoint(proto::FetchCheckpointRequest {
                 object_id: OBJECT.to_owned(),
+                ..Default::default()
             })
             .await
             .expect("fetch")
@@ -321,6 +322,7 @@ async fn malformed_uploads_are_refused_naming_the_field_and_the_largest_state_tr
         .stub(leader)
         .fetch_checkpoint(proto::FetchCheckpointRequest {
             object_id: String::new(),
+            ..Default::default()
         })
         .await
         .expect_err("refused");
@@ -342,6 +344,7 @@ async fn malformed_uploads_are_refused_naming_the_field_and_the_largest_state_tr
                 .stub(node_id)
                 .fetch_checkpoint(proto::FetchCheckpointRequest {
                     object_id: "big/object".to_owned(),
+                    ..Default::default()
                 })
                 .await
                 .expect("fetch")

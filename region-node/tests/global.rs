@@ -9,13 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use dsss_raft_group::raft::eraftpb::Message;
 use dsss_raft_group::testing::{Network, TestNode};
 use dsss_raft_group::{MemoryStore, StoreIo};
+use dsss_region_node::global::adoption::{CheckpointRead, GlobalPoint};
 use dsss_region_node::global::catch_up::{EPOCHS_READ_PARTS_MAX, EPOCHS_READ_REPLY_BYTES_MAX};
 use dsss_region_node::global::{
     EPOCH_PARTS_PROPOSED_MAX, EpochPart, GLOBAL_UNSEALED_SIZE_BYTES_MAX, OUTGOING_BATCHES_MAX,
 };
 use dsss_region_node::{
-    EpochsRead, GlobalMessageError, LogEntry, LogEntryKind, ProposeError, ProposeRequest,
-    RegionNode, RegionNodeConfig, RegionOutput, Reply, SessionReply, ToCoordinator,
+    CheckpointUpload, EpochsRead, GlobalMessageError, LogEntry, LogEntryKind, ProposeError,
+    ProposeRequest, RegionNode, RegionNodeConfig, RegionOutput, Reply, SessionReply, ToCoordinator,
 };
 use dsss_wire::{
     Arguments, ClientId, MethodId, ObjectId, Record, RegionId, RequestSequence, Scope, Timestamp,
@@ -226,6 +227,8 @@ struct Member {
     sessions: Vec<SessionReply>,
     /// Reads of released epochs this member asked of other regions.
     epochs_reads: Vec<EpochsRead>,
+    /// Reads of global objects' checkpoints this member asked of other regions.
+    checkpoint_reads: Vec<CheckpointRead>,
 }
 
 /// The region's link to the coordinator, which every member's ready round ships through.
@@ -264,6 +267,7 @@ impl TestNode for Member {
                 RegionOutput::Reply(reply) => self.replies.push(reply),
                 RegionOutput::SessionReply(reply) => self.sessions.push(reply),
                 RegionOutput::EpochsRead(read) => self.epochs_reads.push(read),
+                RegionOutput::CheckpointRead(read) => self.checkpoint_reads.push(read),
                 RegionOutput::ToCoordinator(ToCoordinator::Batch(batch)) => {
                     link.shipped.push((
                         batch.incarnation,
@@ -321,6 +325,16 @@ impl Region {
     /// The members `ids` of region `name`; the other `coordinator_regions` are the regions
     /// it reads released epochs from.
     fn named(name: &str, ids: &[u64], coordinator_regions: &[&str]) -> Region {
+        Region::named_with(name, ids, coordinator_regions, |_| {})
+    }
+
+    /// As [`Region::named`], with every member's configuration changed by `configure`.
+    fn named_with(
+        name: &str,
+        ids: &[u64],
+        coordinator_regions: &[&str],
+        configure: impl Fn(&mut RegionNodeConfig),
+    ) -> Region {
         let link = CoordinatorLink {
             coordinator: FakeCoordinator::new(coordinator_regions),
             shipped: Vec::new(),
@@ -337,6 +351,7 @@ impl Region {
                 .collect();
             config.proposal_timeout_ticks = 1_000;
             config.epoch_interval_us = 2 * TICK_US;
+            configure(&mut config);
             let mut store = MemoryStore::new();
             let node = RegionNode::open(config.clone(), &mut store).unwrap();
             network.insert(
@@ -348,6 +363,7 @@ impl Region {
                     replies: Vec::new(),
                     sessions: Vec::new(),
                     epochs_reads: Vec::new(),
+                    checkpoint_reads: Vec::new(),
                 },
             );
         }
@@ -1413,7 +1429,7 @@ fn append_sealed(region: &mut Region, leader: u64, epochs: &[proto::SealedEpoch]
     }
     assert_eq!(
         region.node(leader).status().global.epochs_applied_through,
-        epochs.len() as u64
+        epochs.last().map_or(0, |epoch| epoch.epoch_number)
     );
 }
 
@@ -1905,4 +1921,279 @@ fn an_idle_leader_ships_nothing_on_the_ticks_it_reports_quiet() {
         );
         region.tick(1);
     }
+}
+
+/// Seals one epoch per step in `region`'s coordinator, each holding one global call of the
+/// other region on `lobby/main`.
+fn seal_calls(region: &mut Region, steps: std::ops::RangeInclusive<u64>) {
+    for step in steps {
+        let record = global_call(7, step).into_record(
+            Timestamp::new(NOW_US + step * 1_000 - 500, 0),
+            RegionId::new(OTHER_REGION).unwrap(),
+        );
+        let coordinator = &mut region.link_mut().coordinator;
+        coordinator.pending.push(record);
+        coordinator.advance_closed(OTHER_REGION, Timestamp::new(NOW_US + step * 1_000, 0));
+    }
+}
+
+/// Member `id` of `region` fetches `object`'s checkpoint as a caller that says whether the
+/// object is global.
+fn fetch(
+    region: &mut Region,
+    id: u64,
+    object: &ObjectId,
+    global: bool,
+) -> dsss_region_node::CheckpointFetch {
+    let now_us = region.now_us();
+    let member = region.network.node_mut(id);
+    let node = member.node.as_mut().unwrap();
+    let fetch = node
+        .fetch_checkpoint(&member.store, now_us, object, global)
+        .unwrap();
+    region.network.settle();
+    fetch
+}
+
+/// Uploads a checkpoint of `object` at `position` to member `id`, as a client there would.
+fn upload_state(region: &mut Region, id: u64, object: &ObjectId, position: u64, state: &[u8]) {
+    use sha2::Digest;
+    let now_us = region.now_us();
+    let upload = CheckpointUpload {
+        object_id: object.clone(),
+        position,
+        state: state.to_vec(),
+        state_hash: sha2::Sha256::digest(state).into(),
+        client_id: ClientId(8),
+    };
+    region
+        .node_mut(id)
+        .handle_upload_checkpoint(now_us, 1, upload);
+    region.network.settle();
+}
+
+/// Member `id` serves another region's read of a checkpoint.
+fn serve_checkpoint_read(
+    region: &mut Region,
+    id: u64,
+    request: proto::ReadCheckpointRequest,
+) -> proto::ReadCheckpointReply {
+    let now_us = region.now_us();
+    let member = region.network.node_mut(id);
+    let node = member.node.as_mut().unwrap();
+    node.answer_checkpoint_read(&member.store, now_us, request)
+}
+
+fn take_checkpoint_read(region: &mut Region, id: u64) -> Option<CheckpointRead> {
+    let reads = std::mem::take(&mut region.network.node_mut(id).checkpoint_reads);
+    assert!(reads.len() <= 1, "{reads:?}");
+    reads.into_iter().next()
+}
+
+/// A global object that nobody in a region follows is released there once the log passes its
+/// share; opened later, the region adopts the object's checkpoint from another region, at a
+/// position where its own log stands inside the stretch of the global order the checkpoint
+/// holds for, and the copy starts from it. An answer that breaks a rule is refused naming it,
+/// and one for a stretch the log has passed is asked again.
+#[test]
+fn a_released_global_object_is_adopted_from_another_regions_checkpoint() {
+    let mut region = Region::named_with(REGION, &[1, 2, 3], &[REGION, OTHER_REGION], |config| {
+        config.log_retention.records_max = 64;
+        config.log_retention.release_share_percent = 50;
+    });
+    let mut other = Region::named(OTHER_REGION, &[4, 5, 6], &[REGION, OTHER_REGION]);
+    let leader = region.elect();
+    let other_leader = other.elect();
+    region.link_mut().coordinator.suspect(REGION);
+    let object = ObjectId::new("lobby/main").unwrap();
+    seal_calls(&mut region, 1..=40);
+    let epochs = region.link().coordinator.epochs.clone();
+    append_sealed(&mut region, leader, &epochs, 8);
+    append_sealed(&mut other, other_leader, &epochs, 8);
+    let status = region.node(leader).status();
+    assert_eq!(status.checkpoints.released_objects, 1);
+    assert!(status.checkpoints.truncated_through > 0);
+
+    // The other region follows the object: a client there checkpointed its last record.
+    let other_last = other.node(other_leader).region_log().last_position();
+    let state = b"the board after 40 calls".to_vec();
+    upload_state(&mut other, other_leader, &object, other_last - 1, &state);
+
+    // A caller that does not say the scope (an earlier release) starts no adoption.
+    let released = fetch(&mut region, 2, &object, false);
+    assert!(released.released_through > 0 && released.checkpoint.is_none());
+    assert!(take_checkpoint_read(&mut region, 2).is_none());
+    // A caller of a global object does: a follower asks the other region.
+    assert!(fetch(&mut region, 2, &object, true).released_through > 0);
+    let read = take_checkpoint_read(&mut region, 2).expect("a read");
+    assert_eq!(read.region.as_str(), OTHER_REGION);
+    assert_eq!(read.request.object_id, "lobby/main");
+    // Asking again while it waits sends nothing more.
+    fetch(&mut region, 2, &object, true);
+    assert!(take_checkpoint_read(&mut region, 2).is_none());
+
+    let good = serve_checkpoint_read(&mut other, 5, read.request.clone());
+    assert_eq!(good.unavailable, "", "served");
+    assert_eq!(good.state, state);
+    // Valid from the epoch end after the object's last record, through where the other
+    // region stands: the start of epoch 41.
+    let end = proto::GlobalPoint {
+        epoch_number: 41,
+        records: 0,
+    };
+    assert_eq!(
+        (good.valid_from, good.valid_through),
+        (Some(end), Some(end))
+    );
+
+    // Forged answers are refused naming what was wrong; the next read goes out.
+    type Forge = Box<dyn Fn(&mut proto::ReadCheckpointReply)>;
+    let forgeries: Vec<(Forge, &str)> = vec![
+        (Box::new(|reply| reply.state.push(0)), "SHA-256"),
+        (
+            Box::new(|reply| reply.object_id = "lobby/other".to_owned()),
+            "is for object",
+        ),
+        (
+            Box::new(|reply| reply.valid_from.as_mut().unwrap().epoch_number = 42),
+            "lies past valid_through",
+        ),
+    ];
+    let mut read = read;
+    for (forge, expected) in forgeries {
+        let mut reply = good.clone();
+        forge(&mut reply);
+        let now_us = region.now_us();
+        let error = region
+            .node_mut(2)
+            .handle_checkpoint_read_reply(now_us, read.read_id, Ok(reply))
+            .unwrap_err();
+        assert!(
+            error.to_string().contains(expected),
+            "{error} lacks {expected}"
+        );
+        region.network.settle();
+        read = take_checkpoint_read(&mut region, 2).expect("asked again");
+    }
+    assert_eq!(
+        region.node(2).status().adoptions.counters.replies_refused,
+        3
+    );
+
+    // Meanwhile the region appended one more epoch with a call on the object, which the
+    // other region has not: the answer's stretch lies behind the log, and it asks again.
+    seal_calls(&mut region, 41..=41);
+    let newer = region.link().coordinator.epochs[40..].to_vec();
+    append_sealed(&mut region, leader, &newer, 1);
+    let now_us = region.now_us();
+    let reply = serve_checkpoint_read(&mut other, 5, read.request.clone());
+    assert!(
+        region
+            .node_mut(2)
+            .handle_checkpoint_read_reply(now_us, read.read_id, Ok(reply))
+            .unwrap()
+    );
+    region.network.settle();
+    assert!(fetch(&mut region, 1, &object, false).released_through > 0);
+    let read = take_checkpoint_read(&mut region, 2).expect("asked again past the stretch");
+
+    // The other region takes the epoch too, and its client checkpoints the new record.
+    let before = other.node(other_leader).region_log().last_position();
+    append_sealed(&mut other, other_leader, &[epochs, newer].concat(), 41);
+    let state = b"the board after 41 calls".to_vec();
+    upload_state(&mut other, other_leader, &object, before + 1, &state);
+    let reply = serve_checkpoint_read(&mut other, 6, read.request.clone());
+    assert_eq!(
+        reply.valid_through,
+        Some(proto::GlobalPoint {
+            epoch_number: 42,
+            records: 0
+        })
+    );
+    let now_us = region.now_us();
+    assert!(
+        region
+            .node_mut(2)
+            .handle_checkpoint_read_reply(now_us, read.read_id, Ok(reply))
+            .unwrap()
+    );
+    region.network.settle();
+
+    // Every member now serves the adopted checkpoint at the region's last position.
+    let last = region.node(leader).region_log().last_position();
+    for id in [1, 2, 3] {
+        let adopted = fetch(&mut region, id, &object, true);
+        assert_eq!(adopted.released_through, 0, "member {id}");
+        let checkpoint = adopted.checkpoint.expect("adopted");
+        assert_eq!(checkpoint.state, state, "member {id}");
+        assert_eq!(checkpoint.uploaded_position, last, "member {id}");
+        assert_eq!(region.node(id).status().checkpoints.released_objects, 0);
+    }
+    let status = region.node(2).status().adoptions;
+    assert_eq!(
+        (status.waiting, status.counters.adopted),
+        (0, 1),
+        "{status:?}"
+    );
+    assert!(take_checkpoint_read(&mut region, 2).is_none());
+    assert_eq!(
+        GlobalPoint::of(region.node(1).region_log()).epoch_number,
+        42
+    );
+}
+
+/// A region answers why it cannot serve a checkpoint: it keeps none, or the object has records
+/// above it.
+#[test]
+fn a_region_serves_no_checkpoint_that_misses_records_of_the_object() {
+    let mut region = Region::new(&[1], &[REGION, OTHER_REGION]);
+    let leader = region.elect();
+    region.link_mut().coordinator.suspect(REGION);
+    seal_calls(&mut region, 1..=3);
+    let epochs = region.link().coordinator.epochs.clone();
+    append_sealed(&mut region, leader, &epochs, 3);
+    let request = proto::ReadCheckpointRequest {
+        region: OTHER_REGION.to_owned(),
+        sender_node_id: 9,
+        object_id: "lobby/main".to_owned(),
+        sender_time: Some(Timestamp::new(NOW_US, 0).into()),
+    };
+    let none = serve_checkpoint_read(&mut region, leader, request.clone());
+    assert!(
+        none.unavailable.contains("keeps no checkpoint"),
+        "{}",
+        none.unavailable
+    );
+    let object = ObjectId::new("lobby/main").unwrap();
+    // A checkpoint of the first record leaves two records above it.
+    let first = region
+        .node(leader)
+        .region_log()
+        .read(&region.network.node(leader).store, 1, 1, u64::MAX)
+        .unwrap();
+    assert_eq!(first[0].entry.kind(), LogEntryKind::SequencedGlobal);
+    upload_state(
+        &mut region,
+        leader,
+        &object,
+        first[0].position,
+        b"after one call",
+    );
+    let above = serve_checkpoint_read(&mut region, leader, request.clone());
+    assert!(
+        above
+            .unavailable
+            .contains("holds records of lobby/main above"),
+        "{}",
+        above.unavailable
+    );
+    assert!(above.state.is_empty());
+    let mut bad = request;
+    bad.object_id = String::new();
+    let invalid = serve_checkpoint_read(&mut region, leader, bad);
+    assert!(
+        invalid.unavailable.contains("object_id"),
+        "{}",
+        invalid.unavailable
+    );
 }

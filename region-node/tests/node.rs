@@ -114,6 +114,7 @@ impl TestNode for Member {
                 RegionOutput::SealedEpochRead(_)
                 | RegionOutput::DivergenceAlarm(_)
                 | RegionOutput::EpochsRead(_)
+                | RegionOutput::CheckpointRead(_)
                 | RegionOutput::ToCoordinator(_) => {}
             }
         }

@@ -1112,7 +1112,7 @@ fn truncate_under_the_stream(
     let mut sent = transmits(session);
     for _ in 0..20 {
         if let Some(fetch) = sent.iter().find(|transmit| {
-            matches!(&transmit.request, Request::FetchCheckpoint { object_id } if object_id == object)
+            matches!(&transmit.request, Request::FetchCheckpoint { object_id, .. } if object_id == object)
         }) {
             return fetch.clone();
         }
@@ -1275,7 +1275,7 @@ fn answer_fetch(session: &mut ClientSession, now: u64, object: &str, released: u
     let fetch = transmits(session)
         .into_iter()
         .find(|transmit| {
-            matches!(&transmit.request, Request::FetchCheckpoint { object_id } if object_id == object)
+            matches!(&transmit.request, Request::FetchCheckpoint { object_id, .. } if object_id == object)
         })
         .unwrap_or_else(|| panic!("no fetch of {object} by {now} us"));
     session.handle_response(

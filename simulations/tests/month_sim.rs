@@ -30,6 +30,11 @@ fn a_month_of_instances_that_come_and_go_keeps_every_region_writable_and_bounded
         assert!(report.global_objects_opened >= 10, "seed {seed}:\n{report}");
         assert_eq!(report.endings.len(), 3, "seed {seed}:\n{report}");
         assert!(report.holders > 0, "seed {seed}:\n{report}");
+        // Every holder opens a global object nobody in its region followed, whose records the
+        // region released: the region adopts another region's checkpoint of it, and the copy
+        // agrees with the other regions' (`passed`).
+        assert!(report.late_opens.0 > 0, "seed {seed}:\n{report}");
+        assert!(report.checkpoints_adopted > 0, "seed {seed}:\n{report}");
         // Shared objects whose last instance ended within the idle interval of its last append
         // hold records no checkpoint covers; past 75% of the quota the region releases them, so
         // later opens fail saying so (counted apart, never a refusal of a write). Copies that

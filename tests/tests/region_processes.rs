@@ -651,6 +651,7 @@ async fn records_nobody_checkpoints_are_released_past_a_share_of_the_quota_and_n
             .expect("a stub")
             .fetch_checkpoint(proto::FetchCheckpointRequest {
                 object_id: "sensor/3".to_owned(),
+                ..Default::default()
             })
             .await
             .expect("fetch")

@@ -389,6 +389,7 @@ async fn a_client_may_do_only_what_its_grants_allow() {
         .expect("a granted call commits");
     stub.fetch_checkpoint(proto::FetchCheckpointRequest {
         object_id: "bank/alice".to_owned(),
+        ..Default::default()
     })
     .await
     .expect("a granted read");
@@ -430,6 +431,7 @@ async fn a_client_may_do_only_what_its_grants_allow() {
     denied(
         stub.fetch_checkpoint(proto::FetchCheckpointRequest {
             object_id: "board/top".to_owned(),
+            ..Default::default()
         })
         .await,
         "read",

@@ -19,7 +19,7 @@
 //! | `RegionAdmin.*` | admins |
 //! | `RegionPeer.*` (raft, catch-up reads) | nodes of this node's region |
 //! | `RegionEpochs.Deliver`, `RegionEpochs.Acknowledge` | nodes that host a coordinator replica |
-//! | `RegionEpochs.ReadEpochs`, `Coordinator.SubmitBatch` | nodes |
+//! | `RegionEpochs.ReadEpochs`, `RegionEpochs.ReadCheckpoint`, `Coordinator.SubmitBatch` | nodes |
 //! | `Coordinator.ReadSealedEpoch` | nodes and admins |
 //! | `CoordinatorPeer.*` (the coordinator's raft) | nodes that host a coordinator replica |
 //!
@@ -304,7 +304,7 @@ impl Rule {
             ("dsss.v1.RegionClient", _) => Rule::Clients,
             ("dsss.v1.RegionAdmin", _) => Rule::Admins,
             ("dsss.v1.RegionPeer", _) => Rule::RegionMembers,
-            ("dsss.v1.RegionEpochs", "ReadEpochs") => Rule::Nodes,
+            ("dsss.v1.RegionEpochs", "ReadEpochs" | "ReadCheckpoint") => Rule::Nodes,
             ("dsss.v1.RegionEpochs", _) => Rule::CoordinatorReplicas,
             ("dsss.v1.Coordinator", "ReadSealedEpoch") => Rule::NodesOrAdmins,
             ("dsss.v1.Coordinator", "Status") => Rule::AnyIdentity,
@@ -1090,7 +1090,7 @@ mod tests {
         let policy = policy();
         let client = Caller::Known(Identity::Client("app".to_owned()));
         let admin = Caller::Known(Identity::Admin("ops".to_owned()));
-        let cases: [(&str, &Caller, bool); 22] = [
+        let cases: [(&str, &Caller, bool); 23] = [
             ("/dsss.v1.Coordinator/ReadSealedEpoch", &admin, true),
             ("/dsss.v1.Coordinator/SubmitBatch", &admin, false),
             ("/dsss.v1.RegionClient/Propose", &client, true),
@@ -1110,6 +1110,7 @@ mod tests {
             ("/dsss.v1.RegionEpochs/Deliver", &node(21), true),
             ("/dsss.v1.RegionEpochs/Deliver", &node(12), false),
             ("/dsss.v1.RegionEpochs/ReadEpochs", &node(12), true),
+            ("/dsss.v1.RegionEpochs/ReadCheckpoint", &node(12), true),
             ("/dsss.v1.Coordinator/SubmitBatch", &client, false),
             ("/dsss.v1.CoordinatorPeer/Deliver", &node(12), false),
             ("/other.Service/Call", &node(11), false),

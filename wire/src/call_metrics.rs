@@ -14,7 +14,7 @@ use tonic::codegen::http;
 use crate::latency::{LatencyCounts, LatencyHistogram};
 
 /// The gRPC methods DSSS serves, by path. Calls to any other path count under `other`.
-pub const KNOWN_METHODS: [&str; 25] = [
+pub const KNOWN_METHODS: [&str; 26] = [
     "/dsss.v1.RegionClient/OpenSession",
     "/dsss.v1.RegionClient/CloseSession",
     "/dsss.v1.RegionClient/Propose",
@@ -28,6 +28,7 @@ pub const KNOWN_METHODS: [&str; 25] = [
     "/dsss.v1.RegionPeer/ReadLogRange",
     "/dsss.v1.RegionEpochs/Deliver",
     "/dsss.v1.RegionEpochs/ReadEpochs",
+    "/dsss.v1.RegionEpochs/ReadCheckpoint",
     "/dsss.v1.RegionEpochs/Acknowledge",
     "/dsss.v1.RegionAdmin/AddPeer",
     "/dsss.v1.RegionAdmin/ChangeMembership",

@@ -432,6 +432,7 @@ async fn the_largest_checkpoint_crosses_in_both_directions() {
     let fetched = client
         .fetch_checkpoint(FetchCheckpointRequest {
             object_id: largest.object_id.clone(),
+            ..Default::default()
         })
         .await
         .expect("the largest checkpoint comes back")
@@ -445,7 +446,10 @@ async fn server_refuses_to_send_a_reply_over_the_limit() {
     let object_id = oversized.object_id.clone();
     let channel = start_node(OneNodeRegion::with_checkpoint(oversized), ServerKind::Dsss).await;
     let status = region_client_client(channel)
-        .fetch_checkpoint(FetchCheckpointRequest { object_id })
+        .fetch_checkpoint(FetchCheckpointRequest {
+            object_id,
+            ..Default::default()
+        })
         .await
         .expect_err("the reply is over the limit");
     assert_eq!(status.code(), Code::OutOfRange, "{}", status.message());
@@ -467,7 +471,10 @@ async fn client_refuses_a_reply_over_the_limit() {
     let region = OneNodeRegion::with_checkpoint(oversized);
     let channel = start_node(region, ServerKind::UnlimitedEncoding).await;
     let status = region_client_client(channel)
-        .fetch_checkpoint(FetchCheckpointRequest { object_id })
+        .fetch_checkpoint(FetchCheckpointRequest {
+            object_id,
+            ..Default::default()
+        })
         .await
         .expect_err("the reply is over the limit");
     assert_eq!(status.code(), Code::OutOfRange, "{}", status.message());

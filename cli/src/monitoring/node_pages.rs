@@ -332,6 +332,24 @@ fn region_metrics(page: &mut Exposition, labels: &Labels<'_>, status: &proto::St
                 status.releases as f64,
             ),
             (
+                "dsss_region_checkpoints_adopted_total",
+                Counter,
+                "Checkpoints of released global objects this node adopted from other regions.",
+                status.checkpoints_adopted as f64,
+            ),
+            (
+                "dsss_region_checkpoint_reads_served_total",
+                Counter,
+                "Reads of global objects' checkpoints this node served to other regions.",
+                status.checkpoint_reads_served as f64,
+            ),
+            (
+                "dsss_region_adoptions_given_up_total",
+                Counter,
+                "Adoptions of a global object's checkpoint this node gave up.",
+                status.adoptions_given_up as f64,
+            ),
+            (
                 "dsss_region_checkpoint_bytes",
                 Gauge,
                 "What the region's checkpoints take.",

@@ -123,6 +123,7 @@ use dsss_wire::ids::OBJECT_ID_BYTES_MAX;
 use dsss_wire::{ClientId, ObjectId};
 
 use crate::bytes::{Reader, corrupt, put_bytes, scan_range};
+use crate::global::adoption::{AdoptedCheckpoint, AdoptionOutcome, GlobalPoint};
 
 pub mod transfer;
 
@@ -186,6 +187,10 @@ pub const STATE_HASH_BYTES: usize = 32;
 
 /// How many object names an error message lists at most.
 pub const NAMED_OBJECTS_MAX: usize = 4;
+
+/// The reporting client of a checkpoint adopted from another region
+/// ([`crate::global::adoption`]): no client of this region computed it.
+pub const ADOPTED_CLIENT_ID: u64 = 0;
 
 /// The format byte of a checkpoint entry in the raft log.
 pub(crate) const CHECKPOINT_FORMAT: u8 = 4;
@@ -1393,60 +1398,9 @@ impl CheckpointState {
                 state_hash,
                 reporting_clients: vec![client_id],
             };
-            let object = ObjectCheckpoints {
-                newest,
-                agreed_position: kept.as_ref().map_or(0, |kept| kept.agreed_position),
-                alarm: kept.as_ref().and_then(|kept| kept.alarm),
-            };
-            let kept_bytes = kept.as_ref().map_or(0, |kept| {
-                object_snapshot_bytes(&object_id, kept.newest.state_bytes)
-            });
-            let new_bytes = object_snapshot_bytes(&object_id, state.len() as u64);
-            let bytes_after = self.header.checkpoint_bytes - kept_bytes + new_bytes;
-            if new_bytes > kept_bytes && bytes_after > self.bounds.checkpoint_bytes_max {
-                return Ok(Err(CheckpointRefusal::ResourceExhausted(format!(
-                    "the checkpoint of {object_id} ({} bytes of state) would bring what the \
-                     region's checkpoints take to {bytes_after} bytes, more than the maximum of \
-                     {} (checkpoint_bytes_max, the region log quota); the region keeps {} \
-                     checkpoints with {} bytes of state",
-                    state.len(),
-                    self.bounds.checkpoint_bytes_max,
-                    self.header.object_count,
-                    self.header.states_size_bytes
-                ))));
-            }
-            self.header.checkpoint_bytes = bytes_after;
-            self.header.states_size_bytes = self.header.states_size_bytes
-                - kept.as_ref().map_or(0, |kept| kept.newest.state_bytes)
-                + state.len() as u64;
-            if kept.is_none() {
-                self.header.object_count += 1;
-            }
-            self.write_object(space, batch, &object_id, &object);
-            self.put(
-                space,
-                batch,
-                object_key(STATE_KEY_PREFIX, &object_id),
-                state,
-            );
-            // A checkpoint at or above the release point holds every record released: the
-            // object can be rebuilt again (from an instance that followed it all along).
-            let digest = object_digest(&object_id);
-            if self
-                .released(store, space, &digest)?
-                .is_some_and(|released| released <= position)
-            {
-                self.delete(space, batch, released_key(&digest));
-                self.header.released_count -= 1;
-                self.header.tracking_bytes -= RELEASED_SNAPSHOT_BYTES;
-            }
-            // One client's checkpoint covers the object's records for truncation: an object
-            // with a single instance must not hold the log forever. Agreement of a second
-            // client at the same position is what detects divergence (see the module
-            // documentation).
-            self.cover(store, space, batch, &object_id, position)?;
-            self.write_header(space, batch);
-            return Ok(Ok(CheckpointOutcome::Stored));
+            return Ok(self
+                .store_newest(store, space, batch, &object_id, kept, newest, state)?
+                .map(|()| CheckpointOutcome::Stored));
         }
         let mut object = kept.expect("a checkpoint that is not replaced is kept");
         if position < object.newest.position {
@@ -1480,6 +1434,129 @@ impl CheckpointState {
         object.agreed_position = object.agreed_position.max(position);
         self.write_object(space, batch, &object_id, &object);
         Ok(Ok(CheckpointOutcome::Agreed))
+    }
+
+    /// Keeps `newest` (with `state`) as `object_id`'s newest checkpoint in place of `kept`,
+    /// lifts a release mark it reaches and covers the object's records up to it; refused at
+    /// the checkpoint bound when it adds bytes.
+    #[allow(clippy::too_many_arguments)]
+    fn store_newest(
+        &mut self,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        batch: &mut WriteBatch,
+        object_id: &ObjectId,
+        kept: Option<ObjectCheckpoints>,
+        newest: StoredCheckpoint,
+        state: Vec<u8>,
+    ) -> Result<Result<(), CheckpointRefusal>, StoreError> {
+        let position = newest.position;
+        let object = ObjectCheckpoints {
+            newest,
+            agreed_position: kept.as_ref().map_or(0, |kept| kept.agreed_position),
+            alarm: kept.as_ref().and_then(|kept| kept.alarm),
+        };
+        let kept_bytes = kept.as_ref().map_or(0, |kept| {
+            object_snapshot_bytes(object_id, kept.newest.state_bytes)
+        });
+        let new_bytes = object_snapshot_bytes(object_id, state.len() as u64);
+        let bytes_after = self.header.checkpoint_bytes - kept_bytes + new_bytes;
+        if new_bytes > kept_bytes && bytes_after > self.bounds.checkpoint_bytes_max {
+            return Ok(Err(CheckpointRefusal::ResourceExhausted(format!(
+                "the checkpoint of {object_id} ({} bytes of state) would bring what the \
+                 region's checkpoints take to {bytes_after} bytes, more than the maximum of \
+                 {} (checkpoint_bytes_max, the region log quota); the region keeps {} \
+                 checkpoints with {} bytes of state",
+                state.len(),
+                self.bounds.checkpoint_bytes_max,
+                self.header.object_count,
+                self.header.states_size_bytes
+            ))));
+        }
+        self.header.checkpoint_bytes = bytes_after;
+        self.header.states_size_bytes = self.header.states_size_bytes
+            - kept.as_ref().map_or(0, |kept| kept.newest.state_bytes)
+            + state.len() as u64;
+        if kept.is_none() {
+            self.header.object_count += 1;
+        }
+        self.write_object(space, batch, object_id, &object);
+        self.put(space, batch, object_key(STATE_KEY_PREFIX, object_id), state);
+        // A checkpoint at or above the release point holds every record released: the
+        // object can be rebuilt again (from an instance that followed it all along, or from
+        // another region's checkpoint of a global object).
+        let digest = object_digest(object_id);
+        if self
+            .released(store, space, &digest)?
+            .is_some_and(|released| released <= position)
+        {
+            self.delete(space, batch, released_key(&digest));
+            self.header.released_count -= 1;
+            self.header.tracking_bytes -= RELEASED_SNAPSHOT_BYTES;
+        }
+        // One client's checkpoint covers the object's records for truncation: an object
+        // with a single instance must not hold the log forever. Agreement of a second
+        // client at the same position is what detects divergence (see the module
+        // documentation).
+        self.cover(store, space, batch, object_id, position)?;
+        self.write_header(space, batch);
+        Ok(Ok(()))
+    }
+
+    /// Applies a global object's checkpoint made in another region, when the region's log
+    /// stands at `point` with its last position `last_position` (see
+    /// [`crate::global::adoption`]): kept as the object's newest checkpoint at `last_position`
+    /// when the object is released here and `point` lies in the stretch the checkpoint is
+    /// valid for. Its reporting client is [`ADOPTED_CLIENT_ID`].
+    pub(crate) fn apply_adoption(
+        &mut self,
+        adopted: AdoptedCheckpoint,
+        point: GlobalPoint,
+        last_position: u64,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        batch: &mut WriteBatch,
+    ) -> Result<Result<AdoptionOutcome, CheckpointRefusal>, StoreError> {
+        let AdoptedCheckpoint {
+            object_id,
+            state,
+            state_hash,
+            valid_from,
+            valid_through,
+        } = adopted;
+        if self
+            .released(store, space, &object_digest(&object_id))?
+            .is_none()
+        {
+            return Ok(Ok(AdoptionOutcome::NotReleased));
+        }
+        let kept = self.object(store, space, &object_id)?;
+        if kept
+            .as_ref()
+            .is_some_and(|kept| kept.newest.position >= last_position)
+        {
+            return Ok(Ok(AdoptionOutcome::NotReleased));
+        }
+        if point < valid_from {
+            return Ok(Ok(AdoptionOutcome::Behind));
+        }
+        if point > valid_through {
+            return Ok(Ok(AdoptionOutcome::Ahead));
+        }
+        // Every record of the object in this log up to `last_position` is a global record at
+        // or before `point`, and the state holds exactly those: it is the object's state at
+        // `last_position`.
+        let newest = StoredCheckpoint {
+            position: last_position,
+            state_bytes: state.len() as u64,
+            state_hash,
+            reporting_clients: vec![ADOPTED_CLIENT_ID],
+        };
+        Ok(self
+            .store_newest(store, space, batch, &object_id, kept, newest, state)?
+            .map(|()| AdoptionOutcome::Adopted {
+                position: last_position,
+            }))
     }
 
     /// Notes a record of `object_id` appended at `position`.
@@ -2234,6 +2311,129 @@ mod tests {
         fn fetch(&self, object: &ObjectId) -> CheckpointFetch {
             self.state.fetch(&self.store, self.space, object).unwrap()
         }
+
+        fn adopt(
+            &mut self,
+            adopted: AdoptedCheckpoint,
+            point: GlobalPoint,
+            last_position: u64,
+        ) -> Result<AdoptionOutcome, CheckpointRefusal> {
+            let outcome = self
+                .state
+                .apply_adoption(
+                    adopted,
+                    point,
+                    last_position,
+                    &self.store,
+                    self.space,
+                    &mut self.batch,
+                )
+                .unwrap();
+            self.step();
+            outcome
+        }
+    }
+
+    fn point(epoch_number: u64, records: u32) -> GlobalPoint {
+        GlobalPoint {
+            epoch_number,
+            records,
+        }
+    }
+
+    /// A global object's checkpoint from another region, valid from epoch 5 after 1 record
+    /// through epoch 8.
+    fn adopted(object: &str, byte: u8) -> AdoptedCheckpoint {
+        AdoptedCheckpoint {
+            object_id: id(object),
+            state: vec![byte; 12],
+            state_hash: [byte; STATE_HASH_BYTES],
+            valid_from: point(5, 1),
+            valid_through: point(8, 0),
+        }
+    }
+
+    #[test]
+    fn an_adopted_checkpoint_is_taken_only_for_a_released_object_inside_its_stretch() {
+        use AdoptionOutcome::*;
+        both_ways(|harness| {
+            let object = id("lobby/main");
+            // Nothing released: nothing to adopt, whatever the stretch.
+            assert_eq!(
+                harness.adopt(adopted("lobby/main", 3), point(6, 0), 40),
+                Ok(NotReleased)
+            );
+            assert_eq!(harness.newest(&object), None);
+            harness.record(&object, 10);
+            harness.record(&object, 20);
+            assert_eq!(harness.release(15), 1);
+            assert_eq!(harness.released_through(&object), Some(15));
+            assert!(
+                harness.uncovered(&object),
+                "its record at 20 is still tracked"
+            );
+            // Outside the stretch, alike on every member: refused, nothing changes.
+            assert_eq!(
+                harness.adopt(adopted("lobby/main", 3), point(5, 0), 40),
+                Ok(Behind)
+            );
+            assert_eq!(
+                harness.adopt(adopted("lobby/main", 3), point(8, 1), 40),
+                Ok(Ahead)
+            );
+            assert_eq!(harness.newest(&object), None);
+            assert_eq!(harness.fetch(&object).released_through, 15);
+            // Inside it: the checkpoint of the region's last position, the release lifted, the
+            // records covered.
+            assert_eq!(
+                harness.adopt(adopted("lobby/main", 3), point(8, 0), 40),
+                Ok(Adopted { position: 40 })
+            );
+            let newest = harness.newest(&object).expect("adopted");
+            assert_eq!(newest.position, 40);
+            assert_eq!(newest.reporting_clients, vec![ADOPTED_CLIENT_ID]);
+            let fetch = harness.fetch(&object);
+            assert_eq!(fetch.released_through, 0);
+            assert_eq!(fetch.checkpoint.expect("kept").state, vec![3; 12]);
+            assert!(!harness.uncovered(&object));
+            assert_eq!(harness.state.released_count(), 0);
+            // Adopting again finds nothing released.
+            assert_eq!(
+                harness.adopt(adopted("lobby/main", 4), point(6, 0), 41),
+                Ok(NotReleased)
+            );
+            // A client of this region that applies the next records agrees or diverges with
+            // the adopted state like any other reporter.
+            harness.record(&object, 45);
+            assert_eq!(
+                harness.upload_at(upload("lobby/main", 40, 9, 7), 50),
+                Ok(CheckpointOutcome::HashMismatch)
+            );
+            let alarm = harness.state.newest_alarm().expect("raised").clone();
+            assert_eq!(
+                (alarm.first_client_id, alarm.second_client_id),
+                (ADOPTED_CLIENT_ID, 7)
+            );
+        });
+    }
+
+    #[test]
+    fn an_adopted_checkpoint_is_refused_at_the_checkpoint_bound() {
+        let mut harness = Harness::new(true);
+        let object = id("lobby/main");
+        harness.record(&object, 10);
+        assert_eq!(harness.release(15), 1);
+        let mut first = upload("lobby/other", 5, 1, 7);
+        first.state = vec![1; CHECKPOINT_STATE_BYTES_MAX];
+        assert_eq!(harness.upload(first), Ok(CheckpointOutcome::Stored));
+        let mut large = adopted("lobby/main", 3);
+        large.state = vec![3; CHECKPOINT_STATE_BYTES_MAX / 2];
+        let refused = harness.adopt(large, point(6, 0), 40).unwrap_err();
+        assert!(
+            refused.to_string().contains("checkpoint_bytes_max"),
+            "{refused}"
+        );
+        assert_eq!(harness.released_through(&object), Some(10));
     }
 
     /// Runs `test` with the writes kept pending until the end, and written after each step.

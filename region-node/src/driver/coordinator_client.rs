@@ -24,6 +24,12 @@
 //! successive nodes, so an unreachable one is passed over) and hands the answer to the node
 //! loop ([`NodeEvent::EpochsRead`]). With WAN emulation, the request and the answer each wait
 //! for the one-way delay to that region.
+//!
+//! A fourth task serves the node's reads of global objects' checkpoints from other regions
+//! (an object the region released, adopted from another region, docs/design.md section 2.8):
+//! each read runs on its own (the node bounds how many wait, `ADOPTIONS_IN_FLIGHT_MAX`),
+//! calls `RegionEpochs.ReadCheckpoint` on a node of the named region the same way, and hands
+//! the answer to the node loop ([`NodeEvent::CheckpointRead`]).
 
 use std::collections::HashMap;
 use std::sync::mpsc::SyncSender;
@@ -41,6 +47,7 @@ use tonic::Code;
 use tonic::transport::Endpoint;
 
 use crate::driver::{DriverConfigError, NodeEvent, PeerAddress};
+use crate::global::adoption::CheckpointRead;
 use crate::node::{EpochsRead, SealedEpochRead};
 
 /// The most batches queued for the coordinator; beyond, new ones are dropped (resent later).
@@ -62,6 +69,10 @@ pub const COORDINATOR_QUEUE_READS_MAX: usize = 256;
 /// The most reads of released epochs queued for the reader task; beyond, a read is answered at
 /// once with an error (the leader asks again after its resend interval).
 pub const EPOCHS_READS_QUEUED_MAX: usize = 16;
+
+/// The most checkpoint reads queued for their task; beyond, a read is answered at once with an
+/// error (the adoption asks the next region).
+pub const CHECKPOINT_READS_QUEUED_MAX: usize = 64;
 
 /// The most coordinator replicas, as in topology files.
 pub const COORDINATOR_REPLICAS_MAX: usize = 9;
@@ -182,6 +193,7 @@ pub struct CoordinatorSender {
     queue: mpsc::Sender<(Instant, proto::RegionBatch)>,
     reads: mpsc::Sender<SealedEpochRead>,
     epochs_reads: mpsc::Sender<EpochsRead>,
+    checkpoint_reads: mpsc::Sender<CheckpointRead>,
     events: SyncSender<NodeEvent>,
 }
 
@@ -249,15 +261,42 @@ impl CoordinatorSender {
             line: DelayLine::new(None, node_id.rotate_left(31)),
             events: events.clone(),
         };
+        let (checkpoint_reads, checkpoint_reads_receiver) =
+            mpsc::channel(CHECKPOINT_READS_QUEUED_MAX);
+        let checkpoint_reader = RegionEpochsReader {
+            line: DelayLine::new(None, node_id.rotate_left(43)),
+            ..epochs_reader.clone()
+        };
         runtime.spawn(task.run(receiver));
         runtime.spawn(reader.run(reads_receiver));
         runtime.spawn(epochs_reader.run(epochs_reads_receiver));
+        runtime.spawn(checkpoint_reader.run_checkpoint_reads(checkpoint_reads_receiver));
         Some(CoordinatorSender {
             queue,
             reads,
             epochs_reads,
+            checkpoint_reads,
             events,
         })
+    }
+
+    /// Queues a read of a global object's checkpoint from another region without waiting; a
+    /// full queue answers it at once with an error, through the node loop's channel.
+    pub fn read_checkpoint(&self, read: CheckpointRead) {
+        if let Err(error) = self.checkpoint_reads.try_send(read) {
+            let read = match error {
+                mpsc::error::TrySendError::Full(read) | mpsc::error::TrySendError::Closed(read) => {
+                    read
+                }
+            };
+            let _ = self.events.try_send(NodeEvent::CheckpointRead {
+                read_id: read.read_id,
+                reply: Err(format!(
+                    "{CHECKPOINT_READS_QUEUED_MAX} checkpoint reads wait \
+                     (CHECKPOINT_READS_QUEUED_MAX)"
+                )),
+            });
+        }
     }
 
     /// Queues a read of released epochs from another region without waiting; a full queue
@@ -382,7 +421,9 @@ impl EpochReader {
     }
 }
 
-/// The task that reads released epochs from other regions' nodes.
+/// The task that reads released epochs (and, a second one, checkpoints) from other regions'
+/// nodes.
+#[derive(Clone)]
 struct RegionEpochsReader {
     regions: Vec<(String, Vec<PeerAddress>)>,
     security: Security,
@@ -395,7 +436,13 @@ impl RegionEpochsReader {
     async fn run(mut self, mut queue: mpsc::Receiver<EpochsRead>) {
         while let Some(read) = queue.recv().await {
             let read_id = read.read_id;
-            let reply = self.read(read).await;
+            let reply = self
+                .call(
+                    read.region.as_str(),
+                    read.read_id,
+                    |mut client| async move { client.read_epochs(read.request).await },
+                )
+                .await;
             // A full loop queue drops the answer: the leader asks again after its resend
             // interval.
             let _ = self
@@ -404,8 +451,40 @@ impl RegionEpochsReader {
         }
     }
 
-    async fn read(&mut self, read: EpochsRead) -> Result<proto::ReadEpochsReply, String> {
-        let region = read.region.as_str();
+    /// Runs each checkpoint read on its own: one slow region does not hold the others back.
+    async fn run_checkpoint_reads(self, mut queue: mpsc::Receiver<CheckpointRead>) {
+        while let Some(read) = queue.recv().await {
+            let mut reader = self.clone();
+            tokio::spawn(async move {
+                let read_id = read.read_id;
+                let reply = reader
+                    .call(
+                        read.region.as_str(),
+                        read.read_id,
+                        |mut client| async move { client.read_checkpoint(read.request).await },
+                    )
+                    .await;
+                // A full loop queue drops the answer: the adoption asks the next region after
+                // its timeout.
+                let _ = reader
+                    .events
+                    .try_send(NodeEvent::CheckpointRead { read_id, reply });
+            });
+        }
+    }
+
+    /// Calls a node of `region` (the one `read_id` picks) with `call`, over the emulated WAN
+    /// delay both ways.
+    async fn call<Reply, Call, Answer>(
+        &mut self,
+        region: &str,
+        read_id: u64,
+        call: Call,
+    ) -> Result<Reply, String>
+    where
+        Call: FnOnce(RegionEpochsClient<VersionedChannel>) -> Answer,
+        Answer: std::future::Future<Output = Result<tonic::Response<Reply>, tonic::Status>>,
+    {
         let nodes = self
             .regions
             .iter()
@@ -415,10 +494,10 @@ impl RegionEpochsReader {
         if nodes.is_empty() {
             return Err(format!("region {region} is not in the topology"));
         }
-        let node = &nodes[(read.read_id as usize) % nodes.len()];
+        let node = &nodes[(read_id as usize) % nodes.len()];
         let endpoint = Endpoint::from_shared(format!("http://{}", node.address))
             .map_err(|error| format!("node {} of region {region}: {error}", node.node_id))?;
-        let mut client: RegionEpochsClient<VersionedChannel> = region_epochs_client(
+        let client: RegionEpochsClient<VersionedChannel> = region_epochs_client(
             self.security.connect_lazy(
                 endpoint
                     .connect_timeout(Duration::from_micros(COORDINATOR_CONNECT_TIMEOUT_US))
@@ -427,8 +506,12 @@ impl RegionEpochsReader {
         );
         self.line.set_delay(self.delays.get(region).copied());
         dsss_raft_group::transport::wait_until(self.line.send_at(Instant::now())).await;
-        let call = client.read_epochs(read.request);
-        match tokio::time::timeout(Duration::from_micros(COORDINATOR_CALL_TIMEOUT_US), call).await {
+        match tokio::time::timeout(
+            Duration::from_micros(COORDINATOR_CALL_TIMEOUT_US),
+            call(client),
+        )
+        .await
+        {
             Ok(Ok(reply)) => {
                 // The answer travels back over the same emulated link.
                 dsss_raft_group::transport::wait_until(self.line.send_at(Instant::now())).await;

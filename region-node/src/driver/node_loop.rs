@@ -197,6 +197,21 @@ pub enum NodeEvent {
         /// The answer.
         reply: Result<proto::ReadEpochsReply, String>,
     },
+    /// Another region's answer to this node's read of a global object's checkpoint, or why
+    /// there is none.
+    CheckpointRead {
+        /// The node's id of the read.
+        read_id: u64,
+        /// The answer.
+        reply: Result<proto::ReadCheckpointReply, String>,
+    },
+    /// Another region reads a global object's checkpoint from this node.
+    ReadCheckpoint {
+        /// The read.
+        request: proto::ReadCheckpointRequest,
+        /// Where the answer goes.
+        reply: oneshot::Sender<proto::ReadCheckpointReply>,
+    },
     /// Another region reads sealed epochs back from this node's log.
     ReadEpochs {
         /// The read.
@@ -244,6 +259,9 @@ pub enum NodeEvent {
     FetchCheckpoint {
         /// The object.
         object_id: dsss_wire::ObjectId,
+        /// Whether the caller says it is a global object (a released one is then adopted
+        /// from another region).
+        global: bool,
         /// Where the answer goes.
         reply: oneshot::Sender<Result<CheckpointFetch, String>>,
     },
@@ -627,6 +645,16 @@ impl RegionLoop {
                         );
                     }
                 },
+                RegionOutput::CheckpointRead(read) => match &self.coordinator {
+                    Some(coordinator) => coordinator.read_checkpoint(read),
+                    None => {
+                        let _ = self.node.handle_checkpoint_read_reply(
+                            now_us,
+                            read.read_id,
+                            Err("this node runs no global tier client".to_owned()),
+                        );
+                    }
+                },
                 RegionOutput::ToCoordinator(ToCoordinator::Batch(batch)) => {
                     if let Some(coordinator) = &self.coordinator {
                         coordinator.send(batch);
@@ -701,6 +729,27 @@ impl RegionLoop {
                     }
                 }
             }
+            NodeEvent::CheckpointRead { read_id, reply } => {
+                match self
+                    .node
+                    .handle_checkpoint_read_reply(now_us, read_id, reply)
+                {
+                    Ok(true) => tracing::info!(
+                        read_id,
+                        "adopting a global object's checkpoint read from another region"
+                    ),
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "checkpoint read from another region refused")
+                    }
+                }
+            }
+            NodeEvent::ReadCheckpoint { request, reply } => {
+                let answer = self
+                    .node
+                    .answer_checkpoint_read(&self.store, now_us, request);
+                let _ = reply.send(answer);
+            }
             NodeEvent::ReadEpochs { request, reply } => {
                 let answer = self.node.answer_epochs_read(&self.store, now_us, request);
                 let _ = reply.send(answer);
@@ -756,11 +805,14 @@ impl RegionLoop {
                 self.session_closes.insert(close_id, reply);
                 self.node.handle_close_session(now_us, close_id, session_id);
             }
-            NodeEvent::FetchCheckpoint { object_id, reply } => {
+            NodeEvent::FetchCheckpoint {
+                object_id,
+                global,
+                reply,
+            } => {
                 let fetch = self
                     .node
-                    .region_log()
-                    .fetch_checkpoint(&self.store, &object_id)
+                    .fetch_checkpoint(&self.store, now_us, &object_id, global)
                     .map_err(|error| {
                         tracing::error!(%error, "cannot read a checkpoint");
                         format!("reading the checkpoint of {object_id}: {error}")

@@ -16,6 +16,7 @@
 //! part of a sealed epoch it receives as one raft entry ([`entry`]). A region that missed
 //! epochs the coordinator released reads them back from another region's log ([`catch_up`]).
 
+pub mod adoption;
 pub mod catch_up;
 pub mod entry;
 pub mod shipping;

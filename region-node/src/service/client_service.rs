@@ -591,6 +591,9 @@ pub fn status_reply(status: &NodeStatus, streams: StreamLoad) -> proto::StatusRe
         epochs_missed_to: node.global.epochs_missed.map_or(0, |(_, to)| to),
         records_applied: node.counters.records_applied,
         alarmed_objects: node.checkpoints.alarmed_objects,
+        checkpoints_adopted: node.adoptions.counters.adopted,
+        checkpoint_reads_served: node.adoptions.counters.reads_served,
+        adoptions_given_up: node.adoptions.counters.given_up,
         diverged_objects: node
             .checkpoints
             .alarms
@@ -786,12 +789,27 @@ impl RegionClient for RegionClientService {
             ClientRight::Read,
             Some(&request.get_ref().object_id),
         )?;
-        let object_id = ObjectId::new(request.into_inner().object_id)
+        let request = request.into_inner();
+        // Callers of earlier releases do not say the scope: their released objects are not
+        // adopted from another region.
+        let global = match request.scope {
+            0 => false,
+            scope => {
+                Scope::try_from(scope)
+                    .map_err(|error| invalid("fetch_checkpoint", "scope", error))?
+                    == Scope::Global
+            }
+        };
+        let object_id = ObjectId::new(request.object_id)
             .map_err(|error| invalid("fetch_checkpoint", "object_id", error))?;
         let reply_object_id = object_id.as_str().to_owned();
         let fetch = self
             .link
-            .ask(|reply| NodeEvent::FetchCheckpoint { object_id, reply })
+            .ask(|reply| NodeEvent::FetchCheckpoint {
+                object_id,
+                global,
+                reply,
+            })
             .await?
             .map_err(Status::internal)?;
         let checkpoint = fetch.checkpoint.map(|checkpoint| proto::Checkpoint {
@@ -1244,6 +1262,7 @@ mod tests {
                 counters: NodeCounters::default(),
                 raft: dsss_raft_group::GroupCounters::default(),
                 clock: crate::ClockStatus::default(),
+                adoptions: crate::node::AdoptionStatus::default(),
             },
             region: RegionId::new("eu-west").expect("valid region"),
             physical_now_us: 1_700_000_000_000_000,

@@ -8,12 +8,14 @@
 //! wanted) into the node as if it answered a batch; a node that does not lead ignores it.
 //!
 //! `ReadEpochs` serves another region's read of released epochs from this member's log
-//! (`RegionNode::answer_epochs_read`), on every member.
+//! (`RegionNode::answer_epochs_read`), on every member; `ReadCheckpoint` serves another
+//! region's read of a global object's checkpoint, to adopt it
+//! (`RegionNode::answer_checkpoint_read`), on every member.
 
 use dsss_wire::proto::region_epochs_server::RegionEpochs;
 use dsss_wire::proto::{
-    ReadEpochsReply, ReadEpochsRequest, RegionBatchAck, RegionBatchAckReceipt, SealedEpoch,
-    SealedEpochAck,
+    ReadCheckpointReply, ReadCheckpointRequest, ReadEpochsReply, ReadEpochsRequest, RegionBatchAck,
+    RegionBatchAckReceipt, SealedEpoch, SealedEpochAck,
 };
 use tonic::{Request, Response, Status};
 
@@ -79,6 +81,18 @@ impl RegionEpochs for RegionEpochsService {
         let reply = self
             .link
             .ask(|reply| NodeEvent::ReadEpochs { request, reply })
+            .await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn read_checkpoint(
+        &self,
+        request: Request<ReadCheckpointRequest>,
+    ) -> Result<Response<ReadCheckpointReply>, Status> {
+        let request = request.into_inner();
+        let reply = self
+            .link
+            .ask(|reply| NodeEvent::ReadCheckpoint { request, reply })
             .await?;
         Ok(Response::new(reply))
     }

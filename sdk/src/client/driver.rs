@@ -464,8 +464,11 @@ async fn unary(
                     },
                 })
         }
-        SessionRequest::FetchCheckpoint { object_id } => {
-            let mut request = Request::new(proto::FetchCheckpointRequest { object_id });
+        SessionRequest::FetchCheckpoint { object_id, scope } => {
+            let mut request = Request::new(proto::FetchCheckpointRequest {
+                object_id,
+                scope: proto::Scope::from(scope) as i32,
+            });
             request.set_timeout(deadline);
             stub.fetch_checkpoint(request).await.map(|reply| {
                 let reply = reply.into_inner();

@@ -62,6 +62,9 @@ pub enum Request {
     FetchCheckpoint {
         /// The object.
         object_id: String,
+        /// Its scope: a global object the region released is then adopted from another
+        /// region, so that asking again finds its checkpoint.
+        scope: Scope,
     },
     /// Offer a checkpoint of an object.
     UploadCheckpoint {

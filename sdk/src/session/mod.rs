@@ -2249,11 +2249,9 @@ impl ClientSession {
             let node_id = self.leader.target();
             let request_id = self.next_request();
             let deadline = now_us + self.config.attempt_timeout_us;
-            let fetch = self
-                .objects
-                .get_mut(&object_id)
-                .and_then(|object| object.fetch.as_mut())
-                .expect("listed");
+            let object = self.objects.get_mut(&object_id).expect("listed");
+            let scope = object.scope;
+            let fetch = object.fetch.as_mut().expect("listed");
             fetch.retry_at_us = None;
             fetch.attempts += 1;
             fetch.in_flight = Some((request_id, deadline));
@@ -2268,7 +2266,7 @@ impl ClientSession {
             self.transmits.push_back(Transmit {
                 node_id,
                 request_id,
-                request: Request::FetchCheckpoint { object_id },
+                request: Request::FetchCheckpoint { object_id, scope },
             });
         }
         let due_syncs: Vec<u64> = self

@@ -14,7 +14,11 @@
 //! crosses the quota many times over; the run lasts long enough in simulated time for the
 //! sessions that ended to pass the region's idle timeout. Then arrivals stop, the cluster is
 //! quiet for a while, and the instances still running make one append, a `sync()` barrier and
-//! a read of every object they hold.
+//! a read of every object they hold. The first instance of each region is a keeper that holds
+//! one global object to the end (one never opened in the next region); after the final reads
+//! each instance still running opens the global object never opened in its region that a
+//! keeper read, whose records its region released: the region adopts the keeper region's
+//! checkpoint of it (docs/design.md section 2.8), and the instance reads it after a barrier.
 //!
 //! Checked on every run, with the seed in every failure:
 //! - no write is refused because the region log is full (every refusal any member sent an
@@ -23,7 +27,9 @@
 //! - every member's retained log stays at or under the region's quota and its cache of
 //!   entries under `LOG_CACHE_BYTES_MAX`, sampled through the run;
 //! - every copy agrees: the instances holding an object read the same summary after the
-//!   final barrier, and the cluster's own checks (the same logs and epochs) pass.
+//!   final barrier (the late opens' copies included), and the cluster's own checks (the same
+//!   logs and epochs) pass;
+//! - every late open of an object a holder elsewhere read completes.
 
 pub mod instance;
 
@@ -120,10 +126,16 @@ pub struct MonthSettings {
     pub log_read_timeout: Duration,
     /// The pause between two log reads when the last answer held everything.
     pub log_poll_interval: Duration,
+    /// Whether the first instance of each region is a keeper that holds one global object
+    /// to the end (the first never opened in the next region), and each holder, after its
+    /// final reads, opens the first global object never opened in its region that a holder
+    /// elsewhere read (a keeper's), and reads it: its region released the object's records,
+    /// so the open completes by the region adopting another region's checkpoint of it.
+    pub late_global_opens: bool,
 }
 
 impl MonthSettings {
-    /// The standard month on `topology` with a region log quota of 2 MiB: 8 slots per region,
+    /// The standard month on `topology` with a region log quota of 2 MiB: 9 slots per region (one of them a keeper),
     /// 3,000 own objects, 10 popular objects per region, 24 global objects, payloads of 256
     /// to 1,536 bytes, 60 minutes of arrivals and 32 quiet ones (past the region's 30-minute
     /// session idle timeout).
@@ -133,7 +145,7 @@ impl MonthSettings {
         MonthSettings {
             seed,
             topology,
-            slots_per_region: 8,
+            slots_per_region: 9,
             own_objects: 3_000,
             popular_objects_per_region: 10,
             global_objects: 24,
@@ -150,12 +162,13 @@ impl MonthSettings {
             checkpoint_every_records: 64,
             idle_checkpoint_after: Duration::from_secs(10),
             sample_every: Duration::from_secs(5),
-            final_round_max: Duration::from_secs(120),
+            final_round_max: Duration::from_secs(180),
             attempt_timeout: d_max.saturating_mul(4) + Duration::from_millis(200),
             stream_stall_timeout: Duration::from_millis(1_000),
             call_timeout: Duration::from_secs(10),
             log_read_timeout: Duration::from_millis(300),
             log_poll_interval: Duration::from_millis(250),
+            late_global_opens: true,
         }
     }
 
@@ -245,6 +258,9 @@ pub enum FinalRound {
     Appends,
     /// Every holder's append is done: each makes a `sync()` barrier and reads.
     Reads,
+    /// Every holder read: each opens a global object never opened in its region that a
+    /// holder elsewhere read, makes a barrier and reads it.
+    LateOpens,
 }
 
 /// What an instance read of a journal after the final barrier.
@@ -293,6 +309,8 @@ pub fn failure_kind(message: &str) -> &'static str {
 pub struct MonthObserver {
     /// The next own object of each region.
     pub next_own: BTreeMap<String, u64>,
+    /// The regions whose keeper started.
+    pub keepers: BTreeSet<String>,
     /// Instances started.
     pub instances_started: u64,
     /// Instances running now.
@@ -319,10 +337,20 @@ pub struct MonthObserver {
     pub copies_restored: u64,
     /// Holders whose final append is done (or failed).
     pub final_appends_done: u64,
-    /// Instances done with the final round.
+    /// Instances done with the final round's reads.
     pub holders_finished: u64,
+    /// Instances done with the late open.
+    pub late_finished: u64,
     /// The final reads: object, then instance index.
     pub final_reads: BTreeMap<String, BTreeMap<u64, ObjectRead>>,
+    /// Holders that opened a late object (a global object never opened in their region).
+    pub late_opens: u64,
+    /// Of those, opens that completed, and how many attempts the slowest took.
+    pub late_opens_completed: u64,
+    /// The most attempts a late open that completed took.
+    pub late_open_attempts_max: u32,
+    /// Late opens given up: the object and the last error.
+    pub late_open_failures: Vec<(String, String)>,
     violations: Vec<String>,
 }
 
@@ -346,6 +374,18 @@ impl MonthObserver {
             .entry(failure_kind(error))
             .or_default()
             .add(format!("{object}: {error}"));
+    }
+
+    fn late_opened(&mut self, attempt: u32) {
+        self.late_opens_completed += 1;
+        self.late_open_attempts_max = self.late_open_attempts_max.max(attempt);
+    }
+
+    fn late_open_failed(&mut self, object: &str, error: &str) {
+        if self.late_open_failures.len() < PROBLEMS_KEPT_MAX {
+            self.late_open_failures
+                .push((object.to_owned(), error.to_owned()));
+        }
     }
 
     fn call_failed(&mut self, object: &str, error: &str) {
@@ -459,6 +499,14 @@ pub struct MonthReport {
     /// Objects read by two or more holders at the end, all in agreement unless a problem
     /// says otherwise.
     pub objects_compared: usize,
+    /// Late opens (holders opening a global object never opened in their region) started
+    /// and completed, and the most attempts one took.
+    pub late_opens: (u64, u64, u32),
+    /// Checkpoints of global objects the regions adopted from other regions, over every
+    /// member (`RegionStatus::adoptions`).
+    pub checkpoints_adopted: u64,
+    /// Late opens given up: the object and the last error.
+    pub late_open_failures: Vec<(String, String)>,
     /// Broken guarantees, described (empty in a correct build).
     pub problems: Vec<String>,
     /// SHA-256 of the run's trace.
@@ -517,6 +565,15 @@ impl fmt::Display for MonthReport {
             self.idle_checkpoints,
             self.copies_restored
         )?;
+        writeln!(
+            formatter,
+            "  late opens of global objects never opened in their region: {} started, {} \
+             completed (at most {} attempts), {} checkpoints adopted from other regions",
+            self.late_opens.0, self.late_opens.1, self.late_opens.2, self.checkpoints_adopted
+        )?;
+        for (object, error) in self.late_open_failures.iter().take(EXAMPLES_KEPT) {
+            writeln!(formatter, "    first late open given up: {object}: {error}")?;
+        }
         write_failures(formatter, "opens", &self.open_failures)?;
         write_failures(formatter, "calls", &self.call_failures)?;
         for (region, count) in &self.log_full_refusals {
@@ -693,18 +750,26 @@ pub fn run_month(settings: &MonthSettings) -> Result<MonthReport, String> {
         .simulation()
         .now()
         .saturating_add(settings.final_round_max);
-    while observer.borrow().holders_finished < holders {
-        if final_round.get() == FinalRound::Appends
-            && observer.borrow().final_appends_done >= holders
-        {
-            final_round.set(FinalRound::Reads);
+    loop {
+        let (finished, late_finished, appends_done) = {
+            let observer = observer.borrow();
+            (
+                observer.holders_finished,
+                observer.late_finished,
+                observer.final_appends_done,
+            )
+        };
+        match final_round.get() {
+            FinalRound::Appends if appends_done >= holders => final_round.set(FinalRound::Reads),
+            FinalRound::Reads if finished >= holders => final_round.set(FinalRound::LateOpens),
+            FinalRound::LateOpens if late_finished >= holders => break,
+            _ => {}
         }
         if cluster.simulation().now() >= deadline {
             problems.push(format!(
                 "not within {:?}: every instance holding objects finished its final round \
-                 ({} of {holders}); {}",
+                 ({finished} of {holders} read, {late_finished} done with the late open); {}",
                 settings.final_round_max,
-                observer.borrow().holders_finished,
                 cluster.describe()
             ));
             break;
@@ -748,6 +813,26 @@ pub fn run_month(settings: &MonthSettings) -> Result<MonthReport, String> {
             }
         }
     }
+    // A late object read by a holder elsewhere had a copy whose checkpoint the region could
+    // adopt: its open must not fail, and no late open may fail for another reason.
+    for (object, error) in &observer.late_open_failures {
+        if failure_kind(error) != "the object's records were released"
+            || observer.final_reads.contains_key(object)
+        {
+            problems.push(format!(
+                "the late open of {object} failed although other regions hold copies of it: \
+                 {error}"
+            ));
+        }
+    }
+    let checkpoints_adopted = cluster
+        .regions()
+        .to_vec()
+        .iter()
+        .flat_map(|(_, members)| members.clone())
+        .filter_map(|member| cluster.region_node(member))
+        .map(|node| node.status().adoptions.counters.adopted)
+        .sum();
     let mut objects_compared = 0;
     for (object, reads) in &observer.final_reads {
         let distinct: BTreeSet<&ObjectRead> = reads.values().collect();
@@ -782,6 +867,13 @@ pub fn run_month(settings: &MonthSettings) -> Result<MonthReport, String> {
         copies_restored: observer.copies_restored,
         regions,
         objects_compared,
+        late_opens: (
+            observer.late_opens,
+            observer.late_opens_completed,
+            observer.late_open_attempts_max,
+        ),
+        checkpoints_adopted,
+        late_open_failures: observer.late_open_failures.clone(),
         problems,
         trace_hash: cluster.simulation().trace_hash(),
     })

@@ -315,12 +315,38 @@ struct EpochInLog {
     previous_watermark: Option<Timestamp>,
 }
 
-/// The sealed epochs of a log, in order, or a description of what is malformed.
+/// The sealed epochs of a log, in order, or a description of what is malformed. When the
+/// entries held start past the log's first position (truncated, or beyond the cache), the
+/// epoch they start in may have begun before them: its remaining entries are left out.
 fn epochs_of(log: &RegionLog) -> Result<Vec<(u64, EpochInLog)>, String> {
     let mut epochs = Vec::new();
     let mut open: Vec<Record> = Vec::new();
     let mut open_epoch: Option<u64> = None;
-    for stored in log.cached_records() {
+    let mut stored_records = log.cached_records().peekable();
+    let mut partial = stored_records
+        .peek()
+        .is_some_and(|first| first.position > 1);
+    for stored in stored_records {
+        if partial {
+            match &stored.entry {
+                // The first record of an epoch, or the end of an epoch without records: a
+                // whole epoch starts here.
+                LogEntry::SequencedGlobal {
+                    index_in_epoch: 0, ..
+                }
+                | LogEntry::EpochSealed {
+                    record_count: 0, ..
+                } => partial = false,
+                // The end of an epoch whose records lie before the entries held.
+                LogEntry::EpochSealed { .. } => {
+                    partial = false;
+                    continue;
+                }
+                LogEntry::SequencedGlobal { .. }
+                | LogEntry::Regional(_)
+                | LogEntry::PendingGlobal(_) => continue,
+            }
+        }
         match &stored.entry {
             LogEntry::SequencedGlobal {
                 epoch_number,

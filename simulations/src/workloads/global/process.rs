@@ -146,6 +146,9 @@ pub enum GlobalMessage {
         request_id: u64,
         /// The object.
         object_id: ObjectId,
+        /// Whether the instance says it is a global object (a released one is then adopted
+        /// from another region).
+        global: bool,
     },
     /// A member's answer to [`GlobalMessage::FetchCheckpoint`].
     CheckpointFetched {
@@ -199,6 +202,21 @@ pub enum GlobalMessage {
         read_id: u64,
         /// The answer.
         reply: proto::ReadEpochsReply,
+    },
+    /// A region node reads a global object's checkpoint from a node of another region, to
+    /// adopt it.
+    ReadCheckpoint {
+        /// The reading node's name for the read.
+        read_id: u64,
+        /// The request.
+        request: proto::ReadCheckpointRequest,
+    },
+    /// The answer to [`GlobalMessage::ReadCheckpoint`].
+    CheckpointReadReply {
+        /// The reading node's name for the read.
+        read_id: u64,
+        /// The answer.
+        reply: proto::ReadCheckpointReply,
     },
 }
 
@@ -360,6 +378,7 @@ impl fmt::Debug for GlobalMessage {
             GlobalMessage::FetchCheckpoint {
                 request_id,
                 object_id,
+                ..
             } => write!(
                 formatter,
                 "fetch-checkpoint(r{request_id} {})",
@@ -437,6 +456,19 @@ impl fmt::Debug for GlobalMessage {
                 "epochs-reply(r{read_id} {} {} parts unavailable {})",
                 reply.region,
                 reply.parts.len(),
+                reply.unavailable
+            ),
+            GlobalMessage::ReadCheckpoint { read_id, request } => write!(
+                formatter,
+                "read-checkpoint(r{read_id} {} {})",
+                request.region, request.object_id
+            ),
+            GlobalMessage::CheckpointReadReply { read_id, reply } => write!(
+                formatter,
+                "checkpoint-read-reply(r{read_id} {} {} {} bytes unavailable {:?})",
+                reply.region,
+                reply.object_id,
+                reply.state.len(),
                 reply.unavailable
             ),
         }
@@ -898,6 +930,31 @@ impl NodeProcess {
                         },
                     );
                 }
+                RegionOutput::CheckpointRead(read) => {
+                    let members = self
+                        .routes
+                        .regions
+                        .iter()
+                        .find(|(name, _)| name == read.region.as_str())
+                        .map(|(_, members)| members.clone())
+                        .unwrap_or_default();
+                    if members.is_empty() {
+                        let _ = region.handle_checkpoint_read_reply(
+                            cx.now_us(),
+                            read.read_id,
+                            Err(format!("region {} is not in the topology", read.region)),
+                        );
+                        continue;
+                    }
+                    let to = members[(read.read_id as usize) % members.len()];
+                    cx.send(
+                        to,
+                        GlobalMessage::ReadCheckpoint {
+                            read_id: read.read_id,
+                            request: read.request,
+                        },
+                    );
+                }
             }
         }
     }
@@ -1242,17 +1299,19 @@ impl Process for NodeProcess {
             GlobalMessage::FetchCheckpoint {
                 request_id,
                 object_id,
+                global,
             } => {
-                let region = self.region.as_ref().expect("started");
+                let region = self.region.as_mut().expect("started");
                 let node = cx.node();
                 let mut disk = SimDiskStore::new(cx.disk());
                 let store = PrefixedStore::new(&mut disk, REGION_STORE_PREFIX);
-                let fetch = match region.region_log().fetch_checkpoint(&store, &object_id) {
+                let fetch = match region.fetch_checkpoint(&store, now_us, &object_id, global) {
                     Ok(fetch) => fetch,
                     // The simulated disk holds what was written; a read fails only on a bug.
                     Err(error) => panic!("node {node}: reading a checkpoint failed: {error}"),
                 };
                 cx.send(from, GlobalMessage::CheckpointFetched { request_id, fetch });
+                self.flush(cx);
             }
             GlobalMessage::Sync { sync_id } => self.handle_instance_sync(cx, from, sync_id),
             GlobalMessage::UploadCheckpoint { upload_id, upload } => {
@@ -1321,6 +1380,23 @@ impl Process for NodeProcess {
                 let store = PrefixedStore::new(&mut disk, REGION_STORE_PREFIX);
                 let reply = region.answer_epochs_read(&store, now_us, request);
                 cx.send(from, GlobalMessage::EpochsReply { read_id, reply });
+            }
+            GlobalMessage::ReadCheckpoint { read_id, request } => {
+                let region = self.region.as_mut().expect("started");
+                let mut disk = SimDiskStore::new(cx.disk());
+                let store = PrefixedStore::new(&mut disk, REGION_STORE_PREFIX);
+                let reply = region.answer_checkpoint_read(&store, now_us, request);
+                cx.send(from, GlobalMessage::CheckpointReadReply { read_id, reply });
+            }
+            GlobalMessage::CheckpointReadReply { read_id, reply } => {
+                let region = self.region.as_mut().expect("started");
+                if let Err(error) = region.handle_checkpoint_read_reply(now_us, read_id, Ok(reply))
+                {
+                    self.observer
+                        .borrow_mut()
+                        .note_refusal(format!("region node {}: {error}", cx.node()));
+                }
+                self.flush(cx);
             }
             GlobalMessage::EpochsReply { read_id, reply } => {
                 let region = self.region.as_mut().expect("started");

@@ -10,7 +10,11 @@
 //! crashes); or it lingers, idle, for a while and then ends without closing. After a pause the
 //! slot starts the next instance, with a new session id. Once arrivals stop, the instances
 //! still running stop writing and hold their objects until the final round: one append, a
-//! `sync()` barrier, and a read of every object held.
+//! `sync()` barrier, and a read of every object held. Once every holder has read, each opens
+//! the first global object never opened in its region that a holder elsewhere read: its
+//! region released its records (nobody there followed them), so the open completes by the
+//! region adopting another region's checkpoint of it (docs/design.md section 2.8); after
+//! another barrier the instance reads it too, to be compared with the other regions' copies.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -38,6 +42,17 @@ const APPEND_METHOD_ID: u32 = 1;
 
 /// How often an instance that holds its objects looks whether the final round began.
 const HOLDING_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long the application waits before it opens again a late object whose open failed
+/// because the region released its records (no region served a checkpoint to adopt yet: the
+/// other regions' copies checkpoint once their final append is idle).
+const LATE_OPEN_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// The pause of a keeper between two appends, shortest (the longest is twice as long).
+const KEEPER_THINK_TIME: Duration = Duration::from_secs(30);
+
+/// The most opens of the late object an instance makes.
+pub const LATE_OPEN_ATTEMPTS_MAX: u32 = 4;
 
 /// How an instance goes away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +107,18 @@ enum Waiting {
     AwaitingReads,
     /// The final round's barrier.
     FinalSync { sync_id: u64 },
+    /// The final reads are done: waiting for every holder's, before the late open.
+    AwaitingLate,
+    /// The open of the late object `name`, the `attempt`th.
+    LateOpen {
+        open_id: u64,
+        name: String,
+        attempt: u32,
+    },
+    /// The late object's open is tried again when the late timer fires.
+    LateRetry { attempt: u32 },
+    /// The barrier before the late object is read.
+    LateSync { sync_id: u64, name: String },
     /// The final round is done.
     Finished,
 }
@@ -107,6 +134,9 @@ struct Live {
     think_timer: Option<TimerId>,
     linger_timer: Option<TimerId>,
     holding_timer: Option<TimerId>,
+    late_timer: Option<TimerId>,
+    /// Whether this is its region's keeper (see [`MonthSettings::late_global_opens`]).
+    keeper: bool,
 }
 
 /// A place where instances come and go. See the module documentation.
@@ -261,7 +291,28 @@ impl MonthSlot {
                 settings.linger_max,
             )),
         };
-        let wanted = self.draw_objects(cx);
+        let keeper = self.settings.late_global_opens
+            && settings.topology.regions.len() > 1
+            && settings.global_objects >= settings.topology.regions.len()
+            && self
+                .observer
+                .borrow_mut()
+                .keepers
+                .insert(self.region.clone());
+        let (wanted, appends, ending) = if keeper {
+            // The keeper holds the first global object never opened in the next region, to
+            // the end: the late open of that region adopts its checkpoint.
+            let regions = settings.topology.regions.len();
+            let index = (self.region_index + 1) % regions;
+            debug_assert!(global_object_opened_in(index, self.region_index, regions));
+            (
+                vec![(format!("journal/global-{index}"), Scope::Global)],
+                u32::MAX,
+                Ending::Closes,
+            )
+        } else {
+            (self.draw_objects(cx), appends, ending)
+        };
         let now_us = SessionDriver::now_us(cx);
         let mut objects = BTreeMap::new();
         let mut opens = BTreeMap::new();
@@ -291,6 +342,8 @@ impl MonthSlot {
             think_timer: None,
             linger_timer: None,
             holding_timer: None,
+            late_timer: None,
+            keeper,
         });
         self.observer.borrow_mut().live += 1;
         if matches!(&self.live, Some(Live { waiting: Waiting::Opens(opens), .. }) if opens.is_empty())
@@ -329,6 +382,18 @@ impl MonthSlot {
             return;
         };
         match event {
+            Event::Opened { open_id, outcome } if matches!(&live.waiting, Waiting::LateOpen { open_id: waited, .. } if *waited == open_id) =>
+            {
+                let Waiting::LateOpen { name, attempt, .. } = live.waiting.clone() else {
+                    return;
+                };
+                self.late_opened(
+                    cx,
+                    name,
+                    attempt,
+                    outcome.map_err(|error| error.to_string()),
+                );
+            }
             Event::Opened { open_id, outcome } => {
                 let final_round = matches!(live.waiting, Waiting::FinalOpens(_));
                 let (Waiting::Opens(opens) | Waiting::FinalOpens(opens)) = &mut live.waiting else {
@@ -388,6 +453,33 @@ impl MonthSlot {
                 }
                 _ => {}
             },
+            Event::SyncDone { sync_id, outcome } if matches!(&live.waiting, Waiting::LateSync { sync_id: waited, .. } if *waited == sync_id) =>
+            {
+                let Waiting::LateSync { name, .. } = live.waiting.clone() else {
+                    return;
+                };
+                let index = live.index;
+                let mut observer = self.observer.borrow_mut();
+                match (outcome, live.objects.get(&name)) {
+                    (Ok(()), Some(held)) => {
+                        let view = live.driver.session().view();
+                        let _reading = view.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        let read = held.copy.read(|journal| ObjectRead {
+                            entries: journal.entries(),
+                            bytes: journal.bytes(),
+                            digest: journal.digest(),
+                        });
+                        observer.final_read(&name, index, read);
+                    }
+                    (Ok(()), None) => {}
+                    (Err(error), _) => observer.violation(format!(
+                        "instance {index}: the barrier before reading {name} failed: {error}"
+                    )),
+                }
+                observer.late_finished += 1;
+                drop(observer);
+                live.waiting = Waiting::Finished;
+            }
             Event::SyncDone { sync_id, outcome } => {
                 let Waiting::FinalSync { sync_id: waited } = live.waiting else {
                     return;
@@ -416,7 +508,8 @@ impl MonthSlot {
                 }
                 observer.holders_finished += 1;
                 drop(observer);
-                live.waiting = Waiting::Finished;
+                live.waiting = Waiting::AwaitingLate;
+                live.holding_timer = Some(cx.set_timer(HOLDING_CHECK_INTERVAL));
             }
             Event::SessionClosed { close_id, .. } => {
                 // This workload's instances end without closing their sessions, which the
@@ -440,7 +533,11 @@ impl MonthSlot {
     }
 
     fn think(&mut self, cx: &mut Context<'_, GlobalMessage>) {
-        let (low, high) = self.settings.think_time;
+        let (mut low, mut high) = self.settings.think_time;
+        if self.live.as_ref().is_some_and(|live| live.keeper) {
+            // A keeper writes now and then: its object is followed, not busy.
+            (low, high) = (KEEPER_THINK_TIME, KEEPER_THINK_TIME.saturating_mul(2));
+        }
         let pause = uniform_duration(cx.rng(), low, high);
         let timer = cx.set_timer(pause);
         if let Some(live) = self.live.as_mut() {
@@ -618,6 +715,116 @@ impl MonthSlot {
         }
     }
 
+    /// The late object of this region: the first global object never opened here that a
+    /// holder of another region read in the final round (so a copy of it lives on, whose
+    /// checkpoint the region can adopt).
+    fn late_object(&self) -> Option<String> {
+        let regions = self.settings.topology.regions.len();
+        if !self.settings.late_global_opens || regions < 2 {
+            return None;
+        }
+        let observer = self.observer.borrow();
+        (0..self.settings.global_objects)
+            .filter(|&index| !global_object_opened_in(index, self.region_index, regions))
+            .map(|index| format!("journal/global-{index}"))
+            .find(|name| observer.final_reads.contains_key(name))
+    }
+
+    /// After its final reads, the instance opens the late object (the `attempt`th time), or
+    /// finishes when there is none.
+    fn late_open(&mut self, cx: &mut Context<'_, GlobalMessage>, attempt: u32) {
+        let now_us = SessionDriver::now_us(cx);
+        let late = self.late_object();
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        let Some(name) = late else {
+            self.observer.borrow_mut().late_finished += 1;
+            live.waiting = Waiting::Finished;
+            return;
+        };
+        if attempt == 1 {
+            self.observer.borrow_mut().late_opens += 1;
+        }
+        let replica = ReplicaConfig {
+            checkpoint_every_records: self.settings.checkpoint_every_records,
+            ..ReplicaConfig::default()
+        };
+        let copy = Arc::new(new_copy::<Journal>(&name, replica));
+        match live
+            .driver
+            .session_mut()
+            .open(now_us, &name, Scope::Global, Arc::clone(&copy) as _)
+        {
+            Ok(open_id) => {
+                live.objects.insert(
+                    name.clone(),
+                    Held {
+                        scope: Scope::Global,
+                        copy,
+                    },
+                );
+                live.waiting = Waiting::LateOpen {
+                    open_id,
+                    name,
+                    attempt,
+                };
+            }
+            Err(error) => {
+                let mut observer = self.observer.borrow_mut();
+                observer.late_open_failed(&name, &error.to_string());
+                observer.late_finished += 1;
+                live.waiting = Waiting::Finished;
+            }
+        }
+    }
+
+    /// The late object's open ended: read it after a barrier, try again later when the
+    /// region released its records and served no adopted checkpoint yet, or give up.
+    fn late_opened(
+        &mut self,
+        cx: &mut Context<'_, GlobalMessage>,
+        name: String,
+        attempt: u32,
+        outcome: Result<(), String>,
+    ) {
+        let now_us = SessionDriver::now_us(cx);
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        match outcome {
+            Ok(()) => {
+                self.observer.borrow_mut().late_opened(attempt);
+                match live.driver.session_mut().sync(now_us) {
+                    Ok(sync_id) => live.waiting = Waiting::LateSync { sync_id, name },
+                    Err(error) => {
+                        let mut observer = self.observer.borrow_mut();
+                        observer.violation(format!(
+                            "instance {}: the barrier before reading {name} was refused: {error}",
+                            live.index
+                        ));
+                        observer.late_finished += 1;
+                        live.waiting = Waiting::Finished;
+                    }
+                }
+            }
+            Err(error) => {
+                live.objects.remove(&name);
+                if super::failure_kind(&error) == "the object's records were released"
+                    && attempt < LATE_OPEN_ATTEMPTS_MAX
+                {
+                    live.late_timer = Some(cx.set_timer(LATE_OPEN_RETRY_AFTER));
+                    live.waiting = Waiting::LateRetry { attempt };
+                    return;
+                }
+                let mut observer = self.observer.borrow_mut();
+                observer.late_open_failed(&name, &error);
+                observer.late_finished += 1;
+                live.waiting = Waiting::Finished;
+            }
+        }
+    }
+
     /// The instance goes away: its session and copies are dropped (after closing its objects
     /// if that is its ending). The slot starts another after a pause.
     fn end_instance(&mut self, cx: &mut Context<'_, GlobalMessage>) {
@@ -647,6 +854,8 @@ impl MonthSlot {
                     | Waiting::Append { .. }
                     | Waiting::FinalAppend { .. }
                     | Waiting::FinalSync { .. }
+                    | Waiting::LateOpen { .. }
+                    | Waiting::LateSync { .. }
             )
         })
     }
@@ -707,14 +916,22 @@ impl Process for MonthSlot {
             if matches!(live.waiting, Waiting::Lingering) {
                 self.end_instance(cx);
             }
+        } else if live.late_timer == Some(timer) {
+            live.late_timer = None;
+            if let Waiting::LateRetry { attempt, .. } = live.waiting {
+                self.late_open(cx, attempt + 1);
+            }
         } else if live.holding_timer == Some(timer) {
             live.holding_timer = None;
             match (&live.waiting, self.final_round.get()) {
                 (Waiting::Holding, FinalRound::Appends | FinalRound::Reads) => {
                     self.final_opens(cx);
                 }
-                (Waiting::AwaitingReads, FinalRound::Reads) => self.final_sync(cx),
-                (Waiting::Holding | Waiting::AwaitingReads, _) => {
+                (Waiting::AwaitingReads, FinalRound::Reads | FinalRound::LateOpens) => {
+                    self.final_sync(cx)
+                }
+                (Waiting::AwaitingLate, FinalRound::LateOpens) => self.late_open(cx, 1),
+                (Waiting::Holding | Waiting::AwaitingReads | Waiting::AwaitingLate, _) => {
                     live.holding_timer = Some(cx.set_timer(HOLDING_CHECK_INTERVAL));
                 }
                 _ => {}

@@ -392,7 +392,8 @@ impl NodeProcess {
                 // reads, which only barriers ask and this workload asks none.
                 RegionOutput::ToCoordinator(_)
                 | RegionOutput::SealedEpochRead(_)
-                | RegionOutput::EpochsRead(_) => {}
+                | RegionOutput::EpochsRead(_)
+                | RegionOutput::CheckpointRead(_) => {}
                 RegionOutput::SessionReply(reply) => {
                     if let Some((client, open_id)) = self.session_opens.remove(&reply.open_id) {
                         cx.send(

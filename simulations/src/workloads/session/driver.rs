@@ -317,7 +317,7 @@ impl SessionDriver {
                 }
                 cx.send(node_id, GlobalMessage::Propose(request));
             }
-            Request::FetchCheckpoint { object_id } => {
+            Request::FetchCheckpoint { object_id, scope } => {
                 let Ok(object_id) = ObjectId::new(object_id) else {
                     return;
                 };
@@ -327,6 +327,7 @@ impl SessionDriver {
                     GlobalMessage::FetchCheckpoint {
                         request_id,
                         object_id,
+                        global: scope == Scope::Global,
                     },
                 );
             }
