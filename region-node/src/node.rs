@@ -1030,6 +1030,11 @@ impl RegionNode {
             config.max_clock_skew_us,
         )
         .unwrap_or_else(|_| HybridLogicalClock::new(config.max_clock_skew_us));
+        let adoptions = Adoptions::new(
+            config.group.node_id,
+            config.region.clone(),
+            config.catch_up_regions.clone(),
+        );
         Ok(RegionNode {
             group,
             config,
@@ -1067,7 +1072,7 @@ impl RegionNode {
             last_log_fetch_error: None,
             snapshot_catch_up: SnapshotCatchUp::default(),
             log_fetches: VecDeque::new(),
-            adoptions: Adoptions::default(),
+            adoptions,
         })
     }
 
@@ -2567,14 +2572,7 @@ impl RegionNode {
             .fetch_checkpoint(store, object_id)?;
         if global && fetch.released_through > 0 {
             let sender_time = self.clock.now(now_us).into();
-            self.adoptions.start(
-                object_id,
-                &self.config.catch_up_regions,
-                self.group.id(),
-                &self.config.region,
-                sender_time,
-                now_us,
-            );
+            self.adoptions.start(object_id, sender_time, now_us);
         }
         Ok(fetch)
     }
@@ -2656,16 +2654,8 @@ impl RegionNode {
         now_us: u64,
     ) {
         let sender_time = self.clock.now(now_us).into();
-        self.adoptions.read_failed(
-            object_id,
-            reason,
-            refused,
-            &self.config.catch_up_regions,
-            self.group.id(),
-            &self.config.region,
-            sender_time,
-            now_us,
-        );
+        self.adoptions
+            .read_failed(object_id, reason, refused, sender_time, now_us);
     }
 
     /// Asks the next region for the adoptions whose read went unanswered, and gives up those
@@ -2698,14 +2688,7 @@ impl RegionNode {
         if goes_on {
             let now_us = self.now_us;
             let sender_time = self.clock.now(now_us).into();
-            self.adoptions.ask_again(
-                object_id,
-                &self.config.catch_up_regions,
-                self.group.id(),
-                &self.config.region,
-                sender_time,
-                now_us,
-            );
+            self.adoptions.ask_again(object_id, sender_time, now_us);
         }
     }
 

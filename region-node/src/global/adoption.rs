@@ -450,8 +450,13 @@ pub struct AdoptionCounters {
 
 /// The adoptions a node runs, soft state: a restart forgets them, and the clients' next
 /// fetches start them again.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Adoptions {
+    /// The asking node and its region, as the reads name them.
+    node_id: u64,
+    region: RegionId,
+    /// The regions asked, in turn.
+    regions: Vec<RegionId>,
     waiting: BTreeMap<ObjectId, Adoption>,
     queued: VecDeque<CheckpointRead>,
     last_read_id: u64,
@@ -463,6 +468,21 @@ pub struct Adoptions {
 }
 
 impl Adoptions {
+    /// The adoptions of node `node_id` of `region`, which asks `regions` in turn.
+    pub fn new(node_id: u64, region: RegionId, regions: Vec<RegionId>) -> Adoptions {
+        Adoptions {
+            node_id,
+            region,
+            regions,
+            waiting: BTreeMap::new(),
+            queued: VecDeque::new(),
+            last_read_id: 0,
+            next_region: 0,
+            last_error: None,
+            counters: AdoptionCounters::default(),
+        }
+    }
+
     /// What the adoptions did.
     pub fn counters(&self) -> AdoptionCounters {
         self.counters
@@ -483,18 +503,10 @@ impl Adoptions {
         self.queued.pop_front()
     }
 
-    /// A fetch found `object_id` released: adopt a checkpoint of it from one of `regions`,
+    /// A fetch found `object_id` released: adopt a checkpoint of it from one of the regions,
     /// unless an adoption of it waits already or too many do.
-    pub fn start(
-        &mut self,
-        object_id: &ObjectId,
-        regions: &[RegionId],
-        local_node_id: u64,
-        local_region: &RegionId,
-        sender_time: proto::Timestamp,
-        now_us: u64,
-    ) {
-        if regions.is_empty() || self.waiting.contains_key(object_id) {
+    pub fn start(&mut self, object_id: &ObjectId, sender_time: proto::Timestamp, now_us: u64) {
+        if self.regions.is_empty() || self.waiting.contains_key(object_id) {
             return;
         }
         if self.waiting.len() >= ADOPTIONS_IN_FLIGHT_MAX {
@@ -509,36 +521,21 @@ impl Adoptions {
                 stage: Stage::Proposed { deadline_ticks: 0 },
             },
         );
-        self.ask(
-            object_id,
-            regions,
-            local_node_id,
-            local_region,
-            sender_time,
-            now_us,
-        );
+        self.ask(object_id, sender_time, now_us);
     }
 
     /// Sends the next read of the adoption of `object_id`, or gives it up after
     /// [`ADOPTION_ATTEMPTS_MAX`] reads.
-    fn ask(
-        &mut self,
-        object_id: &ObjectId,
-        regions: &[RegionId],
-        local_node_id: u64,
-        local_region: &RegionId,
-        sender_time: proto::Timestamp,
-        now_us: u64,
-    ) {
+    fn ask(&mut self, object_id: &ObjectId, sender_time: proto::Timestamp, now_us: u64) {
         let Some(adoption) = self.waiting.get_mut(object_id) else {
             return;
         };
-        if adoption.attempts >= ADOPTION_ATTEMPTS_MAX || regions.is_empty() {
+        if adoption.attempts >= ADOPTION_ATTEMPTS_MAX || self.regions.is_empty() {
             self.waiting.remove(object_id);
             self.counters.given_up += 1;
             return;
         }
-        let region = regions[self.next_region % regions.len()].clone();
+        let region = self.regions[self.next_region % self.regions.len()].clone();
         self.last_read_id += 1;
         adoption.read_id = self.last_read_id;
         adoption.attempts += 1;
@@ -550,8 +547,8 @@ impl Adoptions {
             read_id: self.last_read_id,
             region,
             request: proto::ReadCheckpointRequest {
-                region: local_region.as_str().to_owned(),
-                sender_node_id: local_node_id,
+                region: self.region.as_str().to_owned(),
+                sender_node_id: self.node_id,
                 object_id: object_id.as_str().to_owned(),
                 sender_time: Some(sender_time),
             },
@@ -573,15 +570,11 @@ impl Adoptions {
 
     /// The read of `object_id` failed (no answer, a refused answer, or a region that could
     /// not serve it, `reason`): the next region is asked.
-    #[allow(clippy::too_many_arguments)]
     pub fn read_failed(
         &mut self,
         object_id: &ObjectId,
         reason: String,
         refused: bool,
-        regions: &[RegionId],
-        local_node_id: u64,
-        local_region: &RegionId,
         sender_time: proto::Timestamp,
         now_us: u64,
     ) {
@@ -590,14 +583,7 @@ impl Adoptions {
         }
         self.last_error = Some(reason);
         self.next_region = self.next_region.wrapping_add(1);
-        self.ask(
-            object_id,
-            regions,
-            local_node_id,
-            local_region,
-            sender_time,
-            now_us,
-        );
+        self.ask(object_id, sender_time, now_us);
     }
 
     /// The answer for `object_id` was proposed; the entry names `read_id`.
@@ -654,23 +640,8 @@ impl Adoptions {
     }
 
     /// Asks again for an adoption that goes on after [`Adoptions::applied`].
-    pub fn ask_again(
-        &mut self,
-        object_id: &ObjectId,
-        regions: &[RegionId],
-        local_node_id: u64,
-        local_region: &RegionId,
-        sender_time: proto::Timestamp,
-        now_us: u64,
-    ) {
-        self.ask(
-            object_id,
-            regions,
-            local_node_id,
-            local_region,
-            sender_time,
-            now_us,
-        );
+    pub fn ask_again(&mut self, object_id: &ObjectId, sender_time: proto::Timestamp, now_us: u64) {
+        self.ask(object_id, sender_time, now_us);
     }
 
     /// The objects whose read went unanswered past [`ADOPTION_READ_TIMEOUT_US`] (the caller
@@ -808,11 +779,11 @@ mod tests {
         ];
         let here = RegionId::new("north").expect("valid");
         let time = proto::Timestamp::default();
-        let mut adoptions = Adoptions::default();
+        let mut adoptions = Adoptions::new(1, here.clone(), regions.to_vec());
         let board = id("board");
-        adoptions.start(&board, &regions, 1, &here, time, 0);
+        adoptions.start(&board, time, 0);
         // A second fetch while it waits starts nothing more.
-        adoptions.start(&board, &regions, 1, &here, time, 10);
+        adoptions.start(&board, time, 10);
         let first = adoptions.poll_read().expect("a read");
         assert!(adoptions.poll_read().is_none());
         assert_eq!(first.region, regions[0]);
@@ -824,16 +795,7 @@ mod tests {
             let now = u64::from(attempt) * ADOPTION_READ_TIMEOUT_US;
             let expired = adoptions.expired(now, 0);
             assert_eq!(expired, vec![board.clone()]);
-            adoptions.read_failed(
-                &board,
-                "silent".to_owned(),
-                false,
-                &regions,
-                1,
-                &here,
-                time,
-                now,
-            );
+            adoptions.read_failed(&board, "silent".to_owned(), false, time, now);
             let read = adoptions.poll_read().expect("asked again");
             assert_eq!(
                 read.region,
@@ -841,16 +803,7 @@ mod tests {
                 "attempt {attempt}"
             );
         }
-        adoptions.read_failed(
-            &board,
-            "silent".to_owned(),
-            false,
-            &regions,
-            1,
-            &here,
-            time,
-            0,
-        );
+        adoptions.read_failed(&board, "silent".to_owned(), false, time, 0);
         assert!(adoptions.poll_read().is_none());
         assert_eq!(adoptions.waiting(), 0);
         assert_eq!(adoptions.counters().given_up, 1);
@@ -864,16 +817,9 @@ mod tests {
     fn at_most_so_many_adoptions_wait() {
         let regions = [RegionId::new("east").expect("valid")];
         let here = RegionId::new("north").expect("valid");
-        let mut adoptions = Adoptions::default();
+        let mut adoptions = Adoptions::new(1, here.clone(), regions.to_vec());
         for n in 0..=ADOPTIONS_IN_FLIGHT_MAX {
-            adoptions.start(
-                &id(&format!("object-{n}")),
-                &regions,
-                1,
-                &here,
-                proto::Timestamp::default(),
-                0,
-            );
+            adoptions.start(&id(&format!("object-{n}")), proto::Timestamp::default(), 0);
         }
         assert_eq!(adoptions.waiting(), ADOPTIONS_IN_FLIGHT_MAX);
         assert_eq!(adoptions.counters().refused_full, 1);
@@ -884,15 +830,15 @@ mod tests {
         let regions = [RegionId::new("east").expect("valid")];
         let here = RegionId::new("north").expect("valid");
         let time = proto::Timestamp::default();
-        let mut adoptions = Adoptions::default();
+        let mut adoptions = Adoptions::new(1, here.clone(), regions.to_vec());
         let board = id("board");
-        adoptions.start(&board, &regions, 1, &here, time, 0);
+        adoptions.start(&board, time, 0);
         let read = adoptions.poll_read().expect("a read");
         adoptions.proposed(&board, 100);
         // An entry of another read is not this adoption's.
         assert!(!adoptions.applied(&board, read.read_id + 1, Ok(AdoptionOutcome::Ahead)));
         assert!(adoptions.applied(&board, read.read_id, Ok(AdoptionOutcome::Ahead)));
-        adoptions.ask_again(&board, &regions, 1, &here, time, 5);
+        adoptions.ask_again(&board, time, 5);
         let again = adoptions.poll_read().expect("asked again");
         adoptions.proposed(&board, 100);
         assert!(!adoptions.applied(
@@ -903,7 +849,7 @@ mod tests {
         assert_eq!(adoptions.waiting(), 0);
         assert_eq!(adoptions.counters().adopted, 1);
         // An entry not applied in time is given up.
-        adoptions.start(&board, &regions, 1, &here, time, 0);
+        adoptions.start(&board, time, 0);
         adoptions.poll_read().expect("a read");
         adoptions.proposed(&board, 100);
         assert!(adoptions.expired(0, 101).is_empty());

@@ -1129,20 +1129,57 @@ pub fn run_fault_window_from(
     settings: &GlobalRunSettings,
     start: SimTime,
 ) -> FaultsDrawn {
-    if start > cluster.simulation.now() {
-        cluster.simulation.run_until(start);
-    }
+    run_fault_window_observed(cluster, settings, start, Duration::MAX, &mut |_| {})
+}
+
+/// As [`run_fault_window_from`], handing the cluster to `observe` every `every` of simulated
+/// time through the window (a workload that samples its cluster as it runs).
+pub fn run_fault_window_observed(
+    cluster: &mut GlobalCluster,
+    settings: &GlobalRunSettings,
+    start: SimTime,
+    every: Duration,
+    observe: &mut dyn FnMut(&mut GlobalCluster),
+) -> FaultsDrawn {
+    let mut observed = Observed {
+        every,
+        next: cluster.simulation.now().saturating_add(every),
+        observe,
+    };
+    observed.run_until(cluster, start);
     let mut drawn = FaultsDrawn::default();
     let schedule = draw_schedule(cluster, settings, start, &mut drawn);
     cluster.simulation.set_faults(drawn.network);
     let mut restarts: Vec<(SimTime, NodeId)> = Vec::new();
     for (time, event) in &schedule {
-        run_until_with_restarts(cluster, *time, &mut restarts);
+        run_until_with_restarts(cluster, *time, &mut restarts, &mut observed);
         apply_fault(cluster, event, &mut drawn, &mut restarts);
     }
     let window_end = start.saturating_add(settings.fault_window);
-    run_until_with_restarts(cluster, window_end, &mut restarts);
+    run_until_with_restarts(cluster, window_end, &mut restarts, &mut observed);
     drawn
+}
+
+/// Runs a cluster forward, handing it to an observer at a fixed interval of simulated time.
+struct Observed<'a> {
+    every: Duration,
+    next: SimTime,
+    observe: &'a mut dyn FnMut(&mut GlobalCluster),
+}
+
+impl Observed<'_> {
+    fn run_until(&mut self, cluster: &mut GlobalCluster, until: SimTime) {
+        while self.next <= until {
+            if self.next > cluster.simulation.now() {
+                cluster.simulation.run_until(self.next);
+            }
+            (self.observe)(cluster);
+            self.next = self.next.saturating_add(self.every);
+        }
+        if until > cluster.simulation.now() {
+            cluster.simulation.run_until(until);
+        }
+    }
 }
 
 /// Runs to `until`, restarting the crashed coordinator leaders whose downtime ends on the
@@ -1151,21 +1188,18 @@ fn run_until_with_restarts(
     cluster: &mut GlobalCluster,
     until: SimTime,
     restarts: &mut Vec<(SimTime, NodeId)>,
+    observed: &mut Observed<'_>,
 ) {
     restarts.sort_by_key(|(time, node)| (*time, *node));
     while let Some(&(time, node)) = restarts.first() {
         if time > until {
             break;
         }
-        if time > cluster.simulation.now() {
-            cluster.simulation.run_until(time);
-        }
+        observed.run_until(cluster, time);
         cluster.simulation.restart(node);
         restarts.remove(0);
     }
-    if until > cluster.simulation.now() {
-        cluster.simulation.run_until(until);
-    }
+    observed.run_until(cluster, until);
 }
 
 /// Runs the cluster under the faults its seed draws, heals it, and checks it.

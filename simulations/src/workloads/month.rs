@@ -46,7 +46,7 @@ pub use instance::{Ending, MonthSlot};
 
 use super::global::{
     ApplicationFactory, ApplicationPlace, CLIENTS_PER_REGION_MAX, CONVERGENCE_CHECK_INTERVAL,
-    GlobalCluster, GlobalRunSettings,
+    FaultsDrawn, GlobalCluster, GlobalFaultPlan, GlobalRunSettings, run_fault_window_observed,
 };
 use crate::network::NodeId;
 use crate::time::SimTime;
@@ -132,6 +132,8 @@ pub struct MonthSettings {
     /// elsewhere read (a keeper's), and reads it: its region released the object's records,
     /// so the open completes by the region adopting another region's checkpoint of it.
     pub late_global_opens: bool,
+    /// The faults of the run, drawn over the hour of arrivals (none by default).
+    pub faults: GlobalFaultPlan,
 }
 
 impl MonthSettings {
@@ -169,6 +171,7 @@ impl MonthSettings {
             log_read_timeout: Duration::from_millis(300),
             log_poll_interval: Duration::from_millis(250),
             late_global_opens: true,
+            faults: GlobalFaultPlan::NONE,
         }
     }
 
@@ -507,6 +510,8 @@ pub struct MonthReport {
     pub checkpoints_adopted: u64,
     /// Late opens given up: the object and the last error.
     pub late_open_failures: Vec<(String, String)>,
+    /// The faults drawn over the hour of arrivals, when the run had any.
+    pub faults: Option<FaultsDrawn>,
     /// Broken guarantees, described (empty in a correct build).
     pub problems: Vec<String>,
     /// SHA-256 of the run's trace.
@@ -573,6 +578,20 @@ impl fmt::Display for MonthReport {
         )?;
         for (object, error) in self.late_open_failures.iter().take(EXAMPLES_KEPT) {
             writeln!(formatter, "    first late open given up: {object}: {error}")?;
+        }
+        if let Some(faults) = &self.faults {
+            writeln!(
+                formatter,
+                "  faults over the arrivals: {} crashes ({} of the coordinator leader), {} \
+                 pauses, clock skew up to {} ms, loss {:.3}, duplication {:.3}, reordering {:.3}",
+                faults.crashes,
+                faults.coordinator_leader_crashes,
+                faults.pauses,
+                faults.clock_skew_us_max / 1_000,
+                faults.network.loss_probability,
+                faults.network.duplication_probability,
+                faults.network.reorder_probability
+            )?;
         }
         write_failures(formatter, "opens", &self.open_failures)?;
         write_failures(formatter, "calls", &self.call_failures)?;
@@ -734,12 +753,27 @@ pub fn run_month(settings: &MonthSettings) -> Result<MonthReport, String> {
     };
     let mut cluster_settings = GlobalRunSettings::new(settings.seed, settings.topology.clone());
     cluster_settings.clients_per_region = settings.slots_per_region;
+    cluster_settings.faults = settings.faults;
+    cluster_settings.fault_window = settings.arrivals_for;
     let mut cluster = GlobalCluster::with_applications(&cluster_settings, factory)?;
     let quota_bytes = settings.topology.cluster.region_log_quota_bytes;
     let mut sampler = Sampler::new(&cluster, quota_bytes);
     let mut problems = Vec::new();
     let quiet_from = SimTime::ZERO.saturating_add(settings.arrivals_for);
     let final_from = quiet_from.saturating_add(settings.quiet_for);
+    // Under faults, the hour of arrivals runs through the fault window (sampled as ever), and
+    // the faults still in force at its end are healed before the quiet spell.
+    let faults = (settings.faults != GlobalFaultPlan::NONE).then(|| {
+        let drawn = run_fault_window_observed(
+            &mut cluster,
+            &cluster_settings,
+            SimTime::ZERO,
+            settings.sample_every,
+            &mut |cluster| sampler.sample(cluster),
+        );
+        cluster.heal();
+        drawn
+    });
     while cluster.simulation().now() < final_from {
         cluster.simulation().run_for(settings.sample_every);
         sampler.sample(&mut cluster);
@@ -874,6 +908,7 @@ pub fn run_month(settings: &MonthSettings) -> Result<MonthReport, String> {
         ),
         checkpoints_adopted,
         late_open_failures: observer.late_open_failures.clone(),
+        faults,
         problems,
         trace_hash: cluster.simulation().trace_hash(),
     })

@@ -38,7 +38,7 @@ use dsss_region_node::{
     SessionCloseReply, SessionReply, SyncError, SyncReply, ToCoordinator,
 };
 use dsss_wire::{
-    Arguments, ClientId, LeaderTracker, MethodId, ObjectId, RequestSequence, Scope, proto,
+    Arguments, ClientId, LeaderTracker, MethodId, ObjectId, RegionId, RequestSequence, Scope, proto,
 };
 
 use super::checker::GlobalObserver;
@@ -610,6 +610,20 @@ pub struct Routes {
     pub clients: Vec<NodeId>,
 }
 
+impl Routes {
+    /// The member of `region` that serves the read numbered `read_id` (any member serves a
+    /// read of another region; successive reads go to successive members, so a crashed or
+    /// cut-off member is passed over); none when the topology has no such region.
+    fn member_for(&self, region: &RegionId, read_id: u64) -> Option<NodeId> {
+        let members = self
+            .regions
+            .iter()
+            .find(|(name, _)| name == region.as_str())
+            .map(|(_, members)| members)?;
+        (!members.is_empty()).then(|| members[(read_id as usize) % members.len()])
+    }
+}
+
 /// A node: the region node of its region, and the coordinator replica when the topology puts
 /// one here.
 pub struct NodeProcess {
@@ -903,25 +917,15 @@ impl NodeProcess {
                 RegionOutput::FetchLogRange(fetch) => {
                     cx.send(fetch.peer, GlobalMessage::ReadLogRange(fetch.request));
                 }
-                // Any member of the other region serves the read; successive reads go to
-                // successive members, so a crashed or cut-off member is passed over.
                 RegionOutput::EpochsRead(read) => {
-                    let members = self
-                        .routes
-                        .regions
-                        .iter()
-                        .find(|(name, _)| name == read.region.as_str())
-                        .map(|(_, members)| members.clone())
-                        .unwrap_or_default();
-                    if members.is_empty() {
+                    let Some(to) = self.routes.member_for(&read.region, read.read_id) else {
                         let _ = region.handle_epochs_read_reply(
                             cx.now_us(),
                             read.read_id,
                             Err(format!("region {} is not in the topology", read.region)),
                         );
                         continue;
-                    }
-                    let to = members[(read.read_id as usize) % members.len()];
+                    };
                     cx.send(
                         to,
                         GlobalMessage::ReadEpochs {
@@ -931,22 +935,14 @@ impl NodeProcess {
                     );
                 }
                 RegionOutput::CheckpointRead(read) => {
-                    let members = self
-                        .routes
-                        .regions
-                        .iter()
-                        .find(|(name, _)| name == read.region.as_str())
-                        .map(|(_, members)| members.clone())
-                        .unwrap_or_default();
-                    if members.is_empty() {
+                    let Some(to) = self.routes.member_for(&read.region, read.read_id) else {
                         let _ = region.handle_checkpoint_read_reply(
                             cx.now_us(),
                             read.read_id,
                             Err(format!("region {} is not in the topology", read.region)),
                         );
                         continue;
-                    }
-                    let to = members[(read.read_id as usize) % members.len()];
+                    };
                     cx.send(
                         to,
                         GlobalMessage::ReadCheckpoint {
