@@ -1352,6 +1352,39 @@ fn an_open_of_a_released_object_waits_for_a_lift_and_fails_saying_so_when_none_c
     );
 }
 
+/// An open that a member answered "released" fails saying so when the call timeout runs out,
+/// also when its last attempts went unanswered (a lost answer is no new verdict).
+#[test]
+fn an_open_of_a_released_object_whose_last_answers_are_lost_still_fails_as_released() {
+    let mut session = session();
+    let a = copy("a");
+    session
+        .open(0, "a", Scope::Global, Arc::clone(&a) as _)
+        .expect("opens");
+    answer_fetch(&mut session, 0, "a", 850);
+    let call_timeout = session.config().call_timeout_us;
+    // Every later attempt goes unanswered until the call timeout.
+    let error = loop {
+        let now = session.poll_timeout().expect("a timer");
+        assert!(
+            now <= call_timeout * 2,
+            "the open outlived its call timeout"
+        );
+        session.handle_timeout(now);
+        transmits(&mut session);
+        if let Some(error) = open_failure(&events(&mut session)) {
+            break error;
+        }
+    };
+    assert_eq!(
+        error,
+        CallError::Released {
+            object: "a".to_owned(),
+            position: 850,
+        }
+    );
+}
+
 /// A copy that fell behind the truncation point while the region released records of its
 /// object it had not applied asks again for as long as a call may take; when no checkpoint
 /// lifts the release, its waiting call fails (it may have been applied) and the object stops,

@@ -315,6 +315,9 @@ struct Attempts {
     retry_at_us: Option<u64>,
     failures: u32,
     last_error: String,
+    /// For a checkpoint fetch: the position through which a member last said the region
+    /// released the object's records, 0 when none did.
+    released_through: u64,
 }
 
 impl Attempts {
@@ -326,6 +329,7 @@ impl Attempts {
             retry_at_us: Some(now_us),
             failures: 0,
             last_error: "no attempt made".to_owned(),
+            released_through: 0,
         }
     }
 
@@ -1688,6 +1692,7 @@ impl ClientSession {
                 // checkpoint (every N records, or once its writes pause): ask again, with the
                 // usual backoff, for as long as a call may take.
                 if released {
+                    fetch.released_through = released_through_position;
                     fetch.failures += 1;
                     fetch.last_error = format!(
                         "node {node_id}: the region released the records through position \
@@ -2058,9 +2063,19 @@ impl ClientSession {
             if let Some((request_id, _)) = fetch.in_flight {
                 self.requests.remove(&request_id);
             }
+            // A member said the records are released: that is why the open fails, even when
+            // the last attempt went unanswered.
+            let error = if fetch.released_through > 0 {
+                CallError::Released {
+                    object: name.clone(),
+                    position: fetch.released_through,
+                }
+            } else {
+                fetch.gave_up(now_us)
+            };
             self.events.push_back(Event::Opened {
                 open_id: object.open_id,
-                outcome: Err(fetch.gave_up(now_us)),
+                outcome: Err(error),
             });
         }
     }
