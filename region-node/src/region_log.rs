@@ -2072,6 +2072,42 @@ mod tests {
         record
     }
 
+    /// A region serves a checkpoint for adoption only when it finds, within
+    /// `ADOPTION_SCAN_ENTRIES_MAX` entries after it, where in the global order it stands (or
+    /// reaches the end of its log first): past the bound it answers that it cannot.
+    #[test]
+    fn a_checkpoint_is_served_for_adoption_only_within_the_scan_bound() {
+        use crate::global::adoption::{ADOPTION_SCAN_ENTRIES_MAX, serve_checkpoint_read};
+        use crate::record::BATCH_RECORDS_MAX;
+        let mut log = new_log(RegionLogRetention::default());
+        let mut store = MemoryStore::new();
+        apply(&mut log, &mut store, &[object_record("lobby/main", 7, 1)]);
+        assert_eq!(
+            checkpoint(&mut log, &mut store, "lobby/main", 1, 3, 7),
+            Ok(CheckpointOutcome::Stored)
+        );
+        let object = ObjectId::new("lobby/main").unwrap();
+        // No global entry after it: the state holds at the point the log stands at now.
+        let served = serve_checkpoint_read(&log, &store, &object).expect("served");
+        assert_eq!(served.valid_from, GlobalPoint::of(&log));
+        assert_eq!(served.valid_through, GlobalPoint::of(&log));
+        assert_eq!(served.state, vec![3; 16]);
+        // More regional entries after it than the scan reads, and none global.
+        let mut sequence = 1;
+        while log.last_position() <= ADOPTION_SCAN_ENTRIES_MAX as u64 + 1 {
+            let records: Vec<Record> = (0..BATCH_RECORDS_MAX)
+                .map(|index| object_record("lobby/other", 8, sequence + index as u64))
+                .collect();
+            sequence += BATCH_RECORDS_MAX as u64;
+            apply(&mut log, &mut store, &records);
+        }
+        let refused = serve_checkpoint_read(&log, &store, &object).unwrap_err();
+        assert!(
+            refused.contains(&format!("read {ADOPTION_SCAN_ENTRIES_MAX} entries")),
+            "{refused}"
+        );
+    }
+
     /// Offers a checkpoint of `object` at `position` whose state and hash are `hash` repeated.
     fn checkpoint(
         log: &mut RegionLog,
