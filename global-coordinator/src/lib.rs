@@ -83,5 +83,6 @@ pub use state::{
     BatchVerdict, COORDINATOR_EPOCHS, COORDINATOR_PENDING, COORDINATOR_STATE, CoordinatorLimits,
     CoordinatorState, EPOCH_HEADER_BYTES_MAX, EntryEffect, EntryOutcome, Epoch,
     PENDING_RECORDS_BYTES_MAX, PendingKey, REGIONS_MAX, RETAINED_EPOCHS_BYTES_MAX,
-    RETAINED_EPOCHS_MAX, RegionState, SNAPSHOT_BYTES_MAX, STATE_KEY, SuspectVerdict,
+    RETAINED_EPOCHS_MAX, RegionState, SNAPSHOT_BYTES_MAX, STATE_KEY, SealedRecordMark,
+    SuspectVerdict,
 };

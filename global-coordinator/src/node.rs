@@ -1806,6 +1806,14 @@ impl CoordinatorNode {
             incarnation: region_state.incarnation,
             first_retained_epoch_number: state.first_retained_epoch_number(),
             closes_wanted: self.closes_wanted(),
+            last_sealed_record: region_state
+                .last_sealed
+                .map(|mark| proto::SealedRecordMark {
+                    client_id: mark.client_id,
+                    request_sequence: mark.request_sequence,
+                    epoch_number: mark.epoch_number,
+                }),
+            last_sealed_record_unknown: !region_state.last_sealed_known,
         }
     }
 

@@ -81,12 +81,22 @@ const _: () = assert!(
 /// How many keys one scan of the store returns while recovering.
 const RECOVERY_SCAN_CHUNK_MAX: usize = 1_024;
 
-/// Format 2 adds the flag of a membership change no epoch shows yet; format 1 (without it)
-/// is still read, the flag then set, which seals one epoch more at worst.
-const STATE_FORMAT: u8 = 2;
+/// Format 3 adds each region's newest sealed record ([`SealedRecordMark`]); format 2 adds the
+/// flag of a membership change no epoch shows yet. Formats 1 and 2 are still read: the flag is
+/// then set, which seals one epoch more at worst, and no region's mark is known, which only a
+/// region catching up past every retained log needs (it then waits for the next record sealed
+/// of it, docs/global-protocol.md section 7).
+const STATE_FORMAT: u8 = 3;
+const STATE_FORMAT_WITHOUT_SEALED_MARKS: u8 = 2;
 const STATE_FORMAT_WITHOUT_MEMBERSHIP_FLAG: u8 = 1;
-const SNAPSHOT_FORMAT: u8 = 2;
+const SNAPSHOT_FORMAT: u8 = 3;
 const SNAPSHOT_FORMAT_WITHOUT_MEMBERSHIP_FLAG: u8 = 1;
+
+/// How a region's sealed mark is written in format 3: none sealed yet, a mark, or not known
+/// (read from an older format and no record of the region sealed since).
+const SEALED_MARK_NONE: u8 = 0;
+const SEALED_MARK_KEPT: u8 = 1;
+const SEALED_MARK_UNKNOWN: u8 = 2;
 
 /// The smallest encoded region state, to refuse impossible counts early.
 const REGION_ENCODED_BYTES_MIN: usize = 4 + 1 + 8 + 1 + 8 + 12 + 12 + 8;
@@ -161,6 +171,27 @@ pub struct RegionState {
     pub floor: Timestamp,
     /// The highest epoch the region has wholly appended.
     pub acknowledged_epoch: u64,
+    /// The region's newest record that a sealed epoch holds, none before the first.
+    pub last_sealed: Option<SealedRecordMark>,
+    /// False when the state was written by a release that kept no marks, until the next
+    /// record of the region is sealed: `last_sealed` then says nothing.
+    pub last_sealed_known: bool,
+}
+
+/// A region's newest record that a sealed epoch holds. A region's records are sealed in the
+/// order it shipped them (each batch in log order, timestamps rising, the watermark sealing
+/// every pending record at or below it), so every record the region shipped up to this one
+/// was sealed and, while it is out of the membership, none after it: a region that skips
+/// epochs no log holds any longer tells by this mark which of its records those epochs took
+/// (docs/global-protocol.md section 7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealedRecordMark {
+    /// The record's client.
+    pub client_id: u64,
+    /// Its request sequence.
+    pub request_sequence: u64,
+    /// The epoch that holds it.
+    pub epoch_number: u64,
 }
 
 impl RegionState {
@@ -172,6 +203,8 @@ impl RegionState {
             closed: Timestamp::ZERO,
             floor: Timestamp::ZERO,
             acknowledged_epoch: 0,
+            last_sealed: None,
+            last_sealed_known: true,
         }
     }
 
@@ -948,6 +981,22 @@ impl CoordinatorState {
             );
             self.pending_size_bytes -= size_bytes;
             batch.delete(COORDINATOR_PENDING, key_bytes);
+            let origin = self
+                .regions
+                .get_mut(&record.origin_region)
+                .expect("a pending record comes from a configured region");
+            assert!(
+                origin
+                    .last_sealed
+                    .is_none_or(|mark| mark.epoch_number <= self.next_epoch_number),
+                "a region's sealed records only move forward in the global order"
+            );
+            origin.last_sealed = Some(SealedRecordMark {
+                client_id: record.client_id.get(),
+                request_sequence: record.request_sequence.get(),
+                epoch_number: self.next_epoch_number,
+            });
+            origin.last_sealed_known = true;
             records.push(record);
             record_sizes_bytes.push(size_bytes);
         }
@@ -1040,6 +1089,18 @@ impl CoordinatorState {
             put_u64(&mut out, state.acknowledged_epoch);
         }
         out.push(u8::from(self.membership_unsealed));
+        for state in self.regions.values() {
+            match state.last_sealed {
+                _ if !state.last_sealed_known => out.push(SEALED_MARK_UNKNOWN),
+                None => out.push(SEALED_MARK_NONE),
+                Some(mark) => {
+                    out.push(SEALED_MARK_KEPT);
+                    put_u64(&mut out, mark.client_id);
+                    put_u64(&mut out, mark.request_sequence);
+                    put_u64(&mut out, mark.epoch_number);
+                }
+            }
+        }
         out
     }
 
@@ -1049,12 +1110,12 @@ impl CoordinatorState {
         batch.put(COORDINATOR_STATE, STATE_KEY, value);
     }
 
-    /// A state with the counters and regions read from `reader`, nothing pending or retained.
-    /// `with_flag`: the encoding ends with the membership flag (format 2 on).
+    /// A state with the counters and regions read from `reader`, nothing pending or retained,
+    /// in state or snapshot format `format` (1 to 3, numbered alike).
     fn decode_state(
         &self,
         reader: &mut Reader<'_>,
-        with_flag: bool,
+        format: u8,
     ) -> Result<CoordinatorState, String> {
         let watermark = reader.timestamp("watermark")?;
         let next_epoch_number = reader.u64("next epoch number")?;
@@ -1073,6 +1134,9 @@ impl CoordinatorState {
                 closed: reader.timestamp(&what("closed timestamp"))?,
                 floor: reader.timestamp(&what("floor"))?,
                 acknowledged_epoch: reader.u64(&what("acknowledged epoch"))?,
+                last_sealed: None,
+                // Formats before 3 kept no marks.
+                last_sealed_known: format >= STATE_FORMAT,
             };
             if state.incarnation == 0 || state.next_batch_number == 0 {
                 return Err(what("incarnation or next batch number is 0"));
@@ -1097,11 +1161,43 @@ impl CoordinatorState {
         if !regions.values().any(|state| state.member) {
             return Err("no region is a member".to_owned());
         }
-        let membership_unsealed = if with_flag {
+        let membership_unsealed = if format >= STATE_FORMAT_WITHOUT_SEALED_MARKS {
             reader.bool("membership flag")?
         } else {
             true
         };
+        if format >= STATE_FORMAT {
+            for (region, state) in &mut regions {
+                let what = |field: &str| format!("region {region} {field}");
+                match reader.u8(&what("sealed mark kind"))? {
+                    SEALED_MARK_NONE => continue,
+                    SEALED_MARK_UNKNOWN => {
+                        state.last_sealed_known = false;
+                        continue;
+                    }
+                    SEALED_MARK_KEPT => {}
+                    other => {
+                        return Err(what(&format!(
+                            "sealed mark kind {other} is unknown; this release writes \
+                             {SEALED_MARK_NONE} to {SEALED_MARK_UNKNOWN}"
+                        )));
+                    }
+                }
+                let mark = SealedRecordMark {
+                    client_id: reader.u64(&what("sealed mark client"))?,
+                    request_sequence: reader.u64(&what("sealed mark request sequence"))?,
+                    epoch_number: reader.u64(&what("sealed mark epoch"))?,
+                };
+                if mark.epoch_number == 0 || mark.epoch_number >= next_epoch_number {
+                    return Err(what(&format!(
+                        "sealed mark names epoch {}, not one of the sealed epochs 1 to {}",
+                        mark.epoch_number,
+                        next_epoch_number - 1
+                    )));
+                }
+                state.last_sealed = Some(mark);
+            }
+        }
         Ok(CoordinatorState {
             limits: self.limits,
             regions,
@@ -1219,13 +1315,13 @@ impl CoordinatorState {
         }
         let mut reader = Reader::new(data);
         let format = reader.u8("snapshot format")?;
-        if format != SNAPSHOT_FORMAT && format != SNAPSHOT_FORMAT_WITHOUT_MEMBERSHIP_FLAG {
+        if !(SNAPSHOT_FORMAT_WITHOUT_MEMBERSHIP_FLAG..=SNAPSHOT_FORMAT).contains(&format) {
             return Err(format!(
                 "format {format} is unknown; this release reads formats \
-                 {SNAPSHOT_FORMAT_WITHOUT_MEMBERSHIP_FLAG} and {SNAPSHOT_FORMAT}"
+                 {SNAPSHOT_FORMAT_WITHOUT_MEMBERSHIP_FLAG} to {SNAPSHOT_FORMAT}"
             ));
         }
-        let mut state = self.decode_state(&mut reader, format == SNAPSHOT_FORMAT)?;
+        let mut state = self.decode_state(&mut reader, format)?;
         let pending_count = reader.count(usize::MAX, 4, "pending record count")?;
         for number in 0..pending_count {
             let (record, size_bytes) = reader.record(&format!("pending record {number}"))?;
@@ -1390,16 +1486,16 @@ impl StateMachine for CoordinatorState {
         let decoded = reader
             .u8("state format")
             .and_then(|format| {
-                if format == STATE_FORMAT || format == STATE_FORMAT_WITHOUT_MEMBERSHIP_FLAG {
-                    Ok(format == STATE_FORMAT)
+                if (STATE_FORMAT_WITHOUT_MEMBERSHIP_FLAG..=STATE_FORMAT).contains(&format) {
+                    Ok(format)
                 } else {
                     Err(format!(
                         "format {format} is unknown; this release reads formats \
-                         {STATE_FORMAT_WITHOUT_MEMBERSHIP_FLAG} and {STATE_FORMAT}"
+                         {STATE_FORMAT_WITHOUT_MEMBERSHIP_FLAG} to {STATE_FORMAT}"
                     ))
                 }
             })
-            .and_then(|with_flag| self.decode_state(&mut reader, with_flag))
+            .and_then(|format| self.decode_state(&mut reader, format))
             .and_then(|state| reader.finish().map(|()| state))
             .map_err(|reason| corrupt(COORDINATOR_STATE, STATE_KEY, reason))?;
         *self = decoded;
@@ -1727,6 +1823,99 @@ mod tests {
             .collect();
         assert_eq!(sealed.len(), 1, "c's record is sealed exactly once");
         assert!(sealed[0] > sealed_before.last().unwrap().number);
+    }
+
+    #[test]
+    fn each_regions_newest_sealed_record_is_marked_and_kept_after_its_removal() {
+        // Reference: docs/global-protocol.md section 7 ("When no region holds them"): the mark
+        // tells a region that skips epochs which of its records they sealed.
+        let mut harness = Harness::new(&["a", "b", "c"]);
+        let mark = |harness: &Harness, name: &str| {
+            harness
+                .state
+                .region(&region(name))
+                .unwrap()
+                .last_sealed
+                .map(|mark| (mark.request_sequence, mark.epoch_number))
+        };
+        harness.batch("a", 1, 1, &[(1, 100), (2, 300)], 300);
+        harness.batch("b", 1, 1, &[], 200);
+        harness.batch("c", 1, 1, &[(1, 120), (2, 400)], 400);
+        assert_eq!(harness.state.newest_epoch_number(), 1);
+        assert_eq!(mark(&harness, "a"), Some((1, 1)));
+        assert_eq!(mark(&harness, "b"), None, "b has no sealed record");
+        assert_eq!(mark(&harness, "c"), Some((1, 1)));
+        // c leaves; its record at 400 was never sealed and is dropped; a's at 300 is sealed.
+        harness.suspect("c", 1);
+        harness.batch("b", 1, 2, &[(1, 350)], 500);
+        harness.batch("a", 1, 2, &[], 500);
+        let newest = harness.state.newest_epoch_number();
+        assert!(newest > 1);
+        let (sequence, epoch) = mark(&harness, "a").unwrap();
+        assert_eq!(sequence, 2);
+        assert!(harness.epoch_records(epoch).contains(&entry("a", 2, 300)));
+        let (sequence, epoch) = mark(&harness, "b").unwrap();
+        assert_eq!(sequence, 1);
+        assert!(harness.epoch_records(epoch).contains(&entry("b", 1, 350)));
+        assert_eq!(
+            mark(&harness, "c"),
+            Some((1, 1)),
+            "the mark of a region out of the membership stays on its last sealed record"
+        );
+        assert_eq!(
+            harness.recovered(),
+            harness.state,
+            "the marks are persisted"
+        );
+        let snapshot = harness.state.snapshot(&harness.store).unwrap();
+        let mut other = Harness::new(&["a", "b", "c"]);
+        let mut batch = WriteBatch::new();
+        other.state.restore(&snapshot, &mut batch).unwrap();
+        assert_eq!(other.state, harness.state, "a snapshot carries the marks");
+        // A state written before the marks (format 2) is read with none known.
+        let mut encoded = harness.state.encode_state();
+        encoded.truncate(encoded.len() - 3 * (1 + 3 * 8));
+        let mut older = vec![STATE_FORMAT_WITHOUT_SEALED_MARKS];
+        older.extend_from_slice(&encoded);
+        let mut batch = WriteBatch::new();
+        batch.put(COORDINATOR_STATE, STATE_KEY, older);
+        harness.store.write(batch, true).unwrap();
+        let recovered = harness.recovered();
+        assert!(
+            recovered
+                .regions()
+                .values()
+                .all(|state| state.last_sealed.is_none() && !state.last_sealed_known),
+            "a state written before the marks knows none"
+        );
+        assert_eq!(recovered.watermark(), harness.state.watermark());
+        // Unknown marks are persisted as such.
+        let mut batch = WriteBatch::new();
+        recovered.write_state(&mut batch);
+        harness.store.write(batch, true).unwrap();
+        assert!(
+            harness
+                .recovered()
+                .regions()
+                .values()
+                .all(|state| !state.last_sealed_known)
+        );
+        // A mark naming an epoch not sealed is a damaged state.
+        let mut encoded = harness.state.encode_state();
+        let at_epoch = encoded.len() - 8;
+        encoded[at_epoch..].copy_from_slice(&(newest + 1).to_be_bytes());
+        let mut damaged = vec![STATE_FORMAT];
+        damaged.extend_from_slice(&encoded);
+        let mut batch = WriteBatch::new();
+        batch.put(COORDINATOR_STATE, STATE_KEY, damaged);
+        harness.store.write(batch, true).unwrap();
+        let names = regions(&["a", "b", "c"]);
+        let mut again = CoordinatorState::new(&names, CoordinatorLimits::default());
+        let error = again.recover(&harness.store).unwrap_err().to_string();
+        assert!(
+            error.contains("region c sealed mark names epoch"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -54,9 +54,10 @@ use crate::global::adoption::{
     AdoptionCounters, Adoptions, CheckpointRead, check_checkpoint_reply, checkpoint_read_reply,
     encode_adoption_entry, serve_checkpoint_read,
 };
-use crate::global::catch_up::{EpochEndIndex, EpochsUnavailable, read_epochs};
+use crate::global::catch_up::{EpochEndIndex, EpochsUnavailable, HeldEpochEnd, read_epochs};
 use crate::global::entry::{EpochPart, encode_close_batch, encode_epoch_part};
 use crate::global::shipping::Shipping;
+use crate::global::skip::{EpochsSkip, encode_skip_entry};
 use crate::global::state::OutgoingBatch;
 use crate::record::{
     BATCH_BYTES_MAX, BATCH_RECORDS_MAX, LogEntry, ProposeRequest, encode_batch, encode_record,
@@ -891,6 +892,16 @@ pub struct NodeCounters {
     /// Pieces of a snapshot's entries refused or not answered (see
     /// [`crate::snapshot_catch_up`]).
     pub log_fetches_refused: u64,
+    /// Skips of sealed epochs no region's log held any longer that this node proposed
+    /// (docs/global-protocol.md section 7, "When no region holds them").
+    pub epoch_skips_proposed: u64,
+    /// Such skips this node applied.
+    pub epoch_skips_applied: u64,
+    /// Epochs those skips passed over.
+    pub epochs_skipped: u64,
+    /// Records of this region that skipped epochs had sealed: taken out of the unsealed set
+    /// and answered at the skip.
+    pub records_sealed_in_skipped_epochs: u64,
 }
 
 /// A barrier waiting for its conditions.
@@ -928,6 +939,29 @@ struct CatchUp {
     next_region: usize,
     /// Why each region asked since the last progress could not serve the epochs.
     unavailable: BTreeMap<RegionId, EpochsUnavailable>,
+    /// The `skip_from_epoch_number` of the read in flight.
+    asked_skip_from: u64,
+    /// The skip proposed last, as (its first skipped epoch, when): no read leaves while it
+    /// may still apply (within the resend interval).
+    skip_proposed: Option<(u64, u64)>,
+    /// What the coordinator said of the region's newest sealed record, in an answer that
+    /// also showed it released epochs the region had not appended: the region was out of
+    /// the membership then and cannot be readmitted before it catches up, so no record of
+    /// it is sealed meanwhile and the mark no longer moves.
+    sealed_mark: SealedMarkHeard,
+}
+
+/// What the coordinator said of the region's newest sealed record (see `CatchUp`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum SealedMarkHeard {
+    /// No answer that counts came yet.
+    #[default]
+    NotHeard,
+    /// The coordinator does not know it (its state was written by a release that kept no
+    /// marks): the region cannot tell which of its records the released epochs sealed.
+    Unknown,
+    /// (client id, request sequence, epoch) of the newest record sealed, none when none was.
+    Known(Option<(u64, u64, u64)>),
 }
 
 /// A proposal waiting for the next round.
@@ -1565,6 +1599,16 @@ impl RegionNode {
         self.shipping.set_closes_wanted(ack.closes_wanted);
         let next_epoch = self.group.state_machine().global().epochs_applied_through() + 1;
         let first_retained = ack.first_retained_epoch_number;
+        if first_retained > next_epoch {
+            self.catch_up.sealed_mark = if ack.last_sealed_record_unknown {
+                SealedMarkHeard::Unknown
+            } else {
+                SealedMarkHeard::Known(
+                    ack.last_sealed_record
+                        .map(|mark| (mark.client_id, mark.request_sequence, mark.epoch_number)),
+                )
+            };
+        }
         match self.epochs_missed {
             // The epochs between were released while this region was out of the membership;
             // appending a later one would leave a hole in the region's global sequence. The
@@ -1625,7 +1669,28 @@ impl RegionNode {
         let reason = proto::EpochsUnavailableReason::try_from(reply.unavailable)
             .unwrap_or(proto::EpochsUnavailableReason::Other);
         if reason != proto::EpochsUnavailableReason::Unspecified {
+            let held_from = match reply.held_from {
+                Some(_) if reason != proto::EpochsUnavailableReason::Truncated => {
+                    let reason = "it names an epoch end to skip to without saying TRUNCATED";
+                    return Err(self.refuse_epochs_read(&region, reason.to_owned()));
+                }
+                Some(wire) => match HeldEpochEnd::from_wire(wire) {
+                    Ok(end) if end.epoch_number >= self.catch_up.asked_skip_from => Some(end),
+                    Ok(end) => {
+                        let reason = format!(
+                            "it names the end of epoch {} to skip to, below epoch {} asked for",
+                            end.epoch_number, self.catch_up.asked_skip_from
+                        );
+                        return Err(self.refuse_epochs_read(&region, reason));
+                    }
+                    Err(reason) => return Err(self.refuse_epochs_read(&region, reason)),
+                },
+                None => None,
+            };
             self.region_unavailable(&region, reason, reply.detail);
+            if let Some(unavailable) = self.catch_up.unavailable.get_mut(&region) {
+                unavailable.held_from = held_from;
+            }
             return Ok(0);
         }
         if !self.is_leader() {
@@ -1758,6 +1823,7 @@ impl RegionNode {
             Err(error) => Err(EpochsUnavailable {
                 reason: proto::EpochsUnavailableReason::Other,
                 detail: error.to_string(),
+                held_from: None,
             }),
             Ok(()) => read_epochs(
                 self.group.state_machine(),
@@ -1767,7 +1833,7 @@ impl RegionNode {
             ),
         };
         let sender_time = self.clock.now(now_us);
-        let (parts, unavailable, detail) = match outcome {
+        let (parts, unavailable, detail, held_from) = match outcome {
             Ok(parts) => (
                 parts
                     .iter()
@@ -1779,8 +1845,14 @@ impl RegionNode {
                     .collect(),
                 proto::EpochsUnavailableReason::Unspecified,
                 String::new(),
+                None,
             ),
-            Err(unavailable) => (Vec::new(), unavailable.reason, unavailable.detail),
+            Err(unavailable) => (
+                Vec::new(),
+                unavailable.reason,
+                unavailable.detail,
+                unavailable.held_from.as_ref().map(HeldEpochEnd::to_wire),
+            ),
         };
         proto::ReadEpochsReply {
             region: self.config.region.as_str().to_owned(),
@@ -1788,6 +1860,7 @@ impl RegionNode {
             unavailable: unavailable as i32,
             detail,
             sender_time: Some(sender_time.into()),
+            held_from,
         }
     }
 
@@ -1814,9 +1887,21 @@ impl RegionNode {
                 "no answer within the resend interval".to_owned(),
             );
         }
+        let (epoch_number, part_index) = self.next_expected_part();
+        if let Some((first_skipped, asked_at_us)) = self.catch_up.skip_proposed {
+            if first_skipped == epoch_number
+                && now_us < asked_at_us.saturating_add(self.config.batch_resend_interval_us)
+            {
+                return;
+            }
+            self.catch_up.skip_proposed = None;
+        }
+        if self.propose_skip(now_us) {
+            return;
+        }
+        let skip_from = self.skip_from(epoch_number);
         let regions = &self.config.catch_up_regions;
         let region = regions[self.catch_up.next_region % regions.len()].clone();
-        let (epoch_number, part_index) = self.next_expected_part();
         let (part_count, records_appended) = if part_index > 0 {
             self.region_log()
                 .global()
@@ -1835,7 +1920,9 @@ impl RegionNode {
             part_count,
             records_appended,
             sender_time: Some(self.clock.now(now_us).into()),
+            skip_from_epoch_number: skip_from,
         };
+        self.catch_up.asked_skip_from = skip_from;
         self.catch_up.in_flight = Some((read_id, region.clone(), now_us));
         self.catch_up.queued = Some(EpochsRead {
             read_id,
@@ -1843,6 +1930,63 @@ impl RegionNode {
             request,
         });
         self.counters.epochs_reads_sent += 1;
+    }
+
+    /// The first epoch a skip may end at, asked of the regions with every read: at or after
+    /// both the epoch the region appends next and the one holding its newest sealed record
+    /// (so that the skipped epochs hold every record of the region that was sealed and it
+    /// did not append). 0, asking for none, while the coordinator's mark is not known.
+    fn skip_from(&self, next_epoch: u64) -> u64 {
+        match self.catch_up.sealed_mark {
+            SealedMarkHeard::Known(mark) => {
+                next_epoch.max(mark.map_or(0, |(_, _, epoch_number)| epoch_number))
+            }
+            SealedMarkHeard::NotHeard | SealedMarkHeard::Unknown => 0,
+        }
+    }
+
+    /// Proposes a skip of the epochs no region's log holds (docs/global-protocol.md section
+    /// 7, "When no region holds them"; [`crate::global::skip`]) once every region asked said
+    /// so and named an epoch end its log holds at or after [`RegionNode::skip_from`]: to the
+    /// lowest of those. Returns whether it proposed one.
+    fn propose_skip(&mut self, now_us: u64) -> bool {
+        if !self.no_region_holds_missed_epochs() {
+            return false;
+        }
+        let SealedMarkHeard::Known(mark) = self.catch_up.sealed_mark else {
+            return false;
+        };
+        let first_skipped = self.group.state_machine().global().epochs_applied_through() + 1;
+        let skip_from = self.skip_from(first_skipped);
+        let mut ends = self
+            .config
+            .catch_up_regions
+            .iter()
+            .map(|region| {
+                let unavailable = self.catch_up.unavailable.get(region)?;
+                let end = unavailable.held_from.as_ref()?;
+                (end.epoch_number >= skip_from).then(|| (end.clone(), region.clone()))
+            })
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default();
+        ends.sort_by_key(|(end, _)| end.epoch_number);
+        let Some((end, source)) = ends.into_iter().next() else {
+            return false;
+        };
+        let skip = EpochsSkip {
+            first_skipped,
+            end,
+            sealed_through: mark
+                .map(|(client_id, request_sequence, _)| (client_id, request_sequence)),
+            source,
+        };
+        if self.group.propose(encode_skip_entry(&skip)).is_err() {
+            return false;
+        }
+        self.counters.epoch_skips_proposed += 1;
+        self.catch_up.skip_proposed = Some((first_skipped, now_us));
+        self.catch_up.unavailable.clear();
+        true
     }
 
     /// `region` could not serve the read: the next region is asked, unless it is still
@@ -1856,9 +2000,14 @@ impl RegionNode {
         if reason != proto::EpochsUnavailableReason::Searching {
             self.catch_up.next_region = self.catch_up.next_region.wrapping_add(1);
         }
-        self.catch_up
-            .unavailable
-            .insert(region.clone(), EpochsUnavailable { reason, detail });
+        self.catch_up.unavailable.insert(
+            region.clone(),
+            EpochsUnavailable {
+                reason,
+                detail,
+                held_from: None,
+            },
+        );
     }
 
     fn refuse_epochs_read(&mut self, region: &RegionId, reason: String) -> GlobalMessageError {
@@ -1926,10 +2075,23 @@ impl RegionNode {
                 .iter()
                 .map(|(region, unavailable)| format!("{region}: {}", unavailable.detail))
                 .collect();
+            let waiting_for = match self.catch_up.sealed_mark {
+                SealedMarkHeard::Known(_) => {
+                    "it skips them to an epoch end another region's log holds, then adopts \
+                     its global objects' checkpoints from other regions"
+                }
+                SealedMarkHeard::NotHeard => {
+                    "it skips them once the coordinator says which of its records they sealed"
+                }
+                SealedMarkHeard::Unknown => {
+                    "it cannot skip them: the coordinator does not know which of its records \
+                     they sealed (its state was written by an older release), so the region \
+                     must be rebuilt from another region's data"
+                }
+            };
             return Some(format!(
-                "{released}; no region still holds epoch {} in its log ({}), so the region \
-                 cannot catch up: that needs a state transfer of the global objects' \
-                 checkpoints, which is not implemented; its global calls are refused",
+                "{released}; no region still holds epoch {} in its log ({}); {waiting_for}; its \
+                 global calls are refused until then",
                 appended + 1,
                 reasons.join("; ")
             ));
@@ -2410,6 +2572,27 @@ impl RegionNode {
                 }
                 Applied::Entry {
                     output:
+                        EntryOutcome::EpochsSkipped {
+                            first_skipped,
+                            through_epoch,
+                            ignored,
+                            appended,
+                            ..
+                        },
+                    ..
+                } => {
+                    if ignored.is_none() {
+                        self.counters.epoch_skips_applied += 1;
+                        self.counters.epochs_skipped += through_epoch + 1 - first_skipped;
+                        self.counters.records_sealed_in_skipped_epochs +=
+                            appended.len().saturating_sub(1) as u64;
+                    }
+                    for outcome in appended {
+                        self.handle_record_outcome(outcome);
+                    }
+                }
+                Applied::Entry {
+                    output:
                         EntryOutcome::Checkpoint {
                             proposer,
                             object_id,
@@ -2566,10 +2749,19 @@ impl RegionNode {
         global: bool,
     ) -> Result<crate::checkpoint::CheckpointFetch, StoreError> {
         self.now_us = now_us;
-        let fetch = self
+        let mut fetch = self
             .group
             .state_machine()
             .fetch_checkpoint(store, object_id)?;
+        if global
+            && let Some(skipped) = self
+                .group
+                .state_machine()
+                .checkpoint_stale_by_skip(store, object_id)?
+        {
+            // The checkpoint kept (if any) misses the object's records in skipped epochs.
+            fetch.released_through = fetch.released_through.max(skipped);
+        }
         if global && fetch.released_through > 0 {
             let sender_time = self.clock.now(now_us).into();
             self.adoptions.start(object_id, sender_time, now_us);

@@ -79,6 +79,11 @@ pub enum LogEntry {
         /// written before epoch ends named them. A region that missed the epoch needs them to
         /// append it from this log (docs/global-protocol.md section 7).
         member_regions: Vec<RegionId>,
+        /// Non-zero when the region skipped epochs no log held any longer: the log holds no
+        /// record of the epochs from this one through `epoch_number` (`record_count` is 0), so
+        /// a copy of a global object from before this entry misses records
+        /// (docs/global-protocol.md section 7, "When no region holds them").
+        skipped_from: u64,
     },
 }
 
@@ -135,6 +140,7 @@ impl LogEntry {
                 previous_watermark,
                 record_count,
                 member_regions,
+                skipped_from,
             } => Entry::EpochSealed(proto::EpochSealed {
                 epoch_number,
                 watermark: Some(watermark.into()),
@@ -144,6 +150,7 @@ impl LogEntry {
                     .iter()
                     .map(|region| region.as_str().to_owned())
                     .collect(),
+                first_skipped_epoch_number: skipped_from,
             }),
         };
         proto::LogEntry {
@@ -197,6 +204,14 @@ impl LogEntry {
                             .map_err(|error| format!("epoch end at {position}: {error}"))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                if sealed.first_skipped_epoch_number > sealed.epoch_number
+                    || (sealed.first_skipped_epoch_number > 0 && sealed.record_count > 0)
+                {
+                    return Err(format!(
+                        "epoch end at {position} skips epochs {} to {} but counts {} records",
+                        sealed.first_skipped_epoch_number, sealed.epoch_number, sealed.record_count
+                    ));
+                }
                 LogEntry::EpochSealed {
                     epoch_number: sealed.epoch_number,
                     watermark: timestamp(sealed.watermark)?
@@ -204,6 +219,7 @@ impl LogEntry {
                     previous_watermark: timestamp(sealed.previous_watermark)?,
                     record_count: sealed.record_count,
                     member_regions,
+                    skipped_from: sealed.first_skipped_epoch_number,
                 }
             }
         };
@@ -339,6 +355,15 @@ pub(crate) mod tests {
                 previous_watermark: None,
                 record_count: 3,
                 member_regions: vec![RegionId::new("eu-west").unwrap()],
+                skipped_from: 0,
+            },
+            LogEntry::EpochSealed {
+                epoch_number: 90,
+                watermark: Timestamp::new(20, 0),
+                previous_watermark: None,
+                record_count: 0,
+                member_regions: vec![RegionId::new("eu-west").unwrap()],
+                skipped_from: 5,
             },
         ];
         for (offset, entry) in entries.iter().enumerate() {

@@ -84,6 +84,7 @@ use crate::global::adoption::{
 use crate::global::entry::{
     CLOSE_BATCH_FORMAT, EPOCH_PART_FORMAT, EpochPart, decode_close_batch, decode_epoch_part,
 };
+use crate::global::skip::{EpochsSkip, SKIP_FORMAT, decode_skip_entry};
 use crate::global::state::{GlobalState, MembershipChange, OutgoingBatch};
 use crate::log_blocks::LogBlocks;
 use crate::record::{
@@ -331,6 +332,21 @@ pub enum EntryOutcome {
         /// What the epoch's end changed in the region's membership.
         membership: MembershipChange,
     },
+    /// A skip of sealed epochs no log held any longer.
+    EpochsSkipped {
+        /// The first epoch skipped.
+        first_skipped: u64,
+        /// The last.
+        through_epoch: u64,
+        /// Why it was not taken (it does not start at the epoch the region appends next), or
+        /// none when it was.
+        ignored: Option<String>,
+        /// The epoch end appended, then one [`RecordOutcome::Duplicate`] at its position for
+        /// each record of this region that the skipped epochs sealed.
+        appended: Vec<RecordOutcome>,
+        /// What the skip changed in the region's membership.
+        membership: MembershipChange,
+    },
     /// A checkpoint upload: what the region did with it. It takes no log position.
     Checkpoint {
         /// The node that proposed it and its number there.
@@ -547,6 +563,18 @@ impl RegionLog {
     ) -> Result<crate::checkpoint::CheckpointFetch, StoreError> {
         self.checkpoints
             .fetch(store, self.checkpoint_space.key_space(), object_id)
+    }
+
+    /// For a global object: the position of the region's latest skip of sealed epochs when
+    /// the newest checkpoint kept of it lies below it (see
+    /// [`CheckpointState::stale_by_skip`]), read from `store`.
+    pub fn checkpoint_stale_by_skip(
+        &self,
+        store: &dyn DurableStore,
+        object_id: &ObjectId,
+    ) -> Result<Option<u64>, StoreError> {
+        self.checkpoints
+            .stale_by_skip(store, self.checkpoint_space.key_space(), object_id)
     }
 
     /// Whether `object_id` has a record above its newest checkpoint (or, without one, above
@@ -926,6 +954,7 @@ impl RegionLog {
                 previous_watermark,
                 record_count,
                 member_regions: part.member_regions.clone(),
+                skipped_from: 0,
             };
             self.append(position, entry.clone(), store, batch)?;
             appended.push(RecordOutcome::Appended { position, entry });
@@ -939,6 +968,66 @@ impl RegionLog {
         Ok(EntryOutcome::EpochPart {
             epoch_number,
             part_index,
+            ignored: None,
+            appended,
+            membership,
+        })
+    }
+
+    /// Applies a skip of sealed epochs no log held any longer (see [`crate::global::skip`]).
+    fn apply_skip(
+        &mut self,
+        skip: EpochsSkip,
+        store: &dyn DurableStore,
+        batch: &mut WriteBatch,
+    ) -> Result<EntryOutcome, StoreError> {
+        if let Err(reason) = self.global.check_skip(&skip) {
+            return Ok(EntryOutcome::EpochsSkipped {
+                first_skipped: skip.first_skipped,
+                through_epoch: skip.end.epoch_number,
+                ignored: Some(reason),
+                appended: Vec::new(),
+                membership: MembershipChange::Unchanged,
+            });
+        }
+        let position = self.next_position;
+        let entry = LogEntry::EpochSealed {
+            epoch_number: skip.end.epoch_number,
+            watermark: skip.end.watermark,
+            previous_watermark: (skip.first_skipped > 1).then(|| self.global.watermark()),
+            record_count: 0,
+            member_regions: skip.end.member_regions.clone(),
+            skipped_from: skip.first_skipped,
+        };
+        self.append(position, entry.clone(), store, batch)?;
+        let mut appended = vec![RecordOutcome::Appended { position, entry }];
+        // The records the skipped epochs sealed: a retry of their calls learns this position,
+        // through which their effects are in every checkpoint adopted from now on.
+        let now_us = skip.end.watermark.physical_us;
+        for (client_id, request_sequence) in
+            self.global
+                .take_sealed_through(REGION_STATE, skip.sealed_through, batch)
+        {
+            self.dedup.relocate(
+                client_id,
+                request_sequence,
+                position,
+                now_us,
+                REGION_STATE,
+                batch,
+            );
+            appended.push(RecordOutcome::Duplicate {
+                client_id: ClientId(client_id),
+                request_sequence: RequestSequence(request_sequence),
+                position,
+            });
+        }
+        self.checkpoints
+            .note_global_skip(self.checkpoint_space.key_space(), batch, position);
+        let membership = self.global.skip_applied(&skip.end, &self.region);
+        Ok(EntryOutcome::EpochsSkipped {
+            first_skipped: skip.first_skipped,
+            through_epoch: skip.end.epoch_number,
             ignored: None,
             appended,
             membership,
@@ -1598,11 +1687,19 @@ impl StateMachine for RegionLog {
                     });
                 }
             },
+            Some(SKIP_FORMAT) => match decode_skip_entry(&data[1..]) {
+                Ok(skip) => self.apply_skip(skip, store, batch)?,
+                Err(reason) => {
+                    return Ok(EntryOutcome::Refused {
+                        reason: format!("skip entry: {reason}"),
+                    });
+                }
+            },
             Some(format) => {
                 return Ok(EntryOutcome::Refused {
                     reason: format!(
                         "entry format {format} is unknown; this release reads formats \
-                         {BATCH_FORMAT} to {ADOPTION_FORMAT}"
+                         {BATCH_FORMAT} to {SKIP_FORMAT}"
                     ),
                 });
             }
@@ -2106,6 +2203,160 @@ mod tests {
             refused.contains(&format!("read {ADOPTION_SCAN_ENTRIES_MAX} entries")),
             "{refused}"
         );
+    }
+
+    /// Reference: docs/global-protocol.md section 7, "When no region holds them". A skip moves
+    /// the global sequence to the epoch end another region holds, answers the region's records
+    /// that the coordinator sealed (through its mark) at the skip and keeps the others to ship
+    /// again; checkpoints of global objects from before it are stale, and it is not applied
+    /// twice.
+    #[test]
+    fn a_skip_takes_the_records_the_skipped_epochs_sealed_and_leaves_older_checkpoints_stale() {
+        use crate::global::adoption::serve_checkpoint_read;
+        use crate::global::catch_up::HeldEpochEnd;
+        use crate::global::skip::{EpochsSkip, encode_skip_entry};
+        let mut store = MemoryStore::new();
+        let mut log = new_log(RegionLogRetention::default());
+        let globals: Vec<Record> = (1..=3)
+            .map(|sequence| {
+                let mut global = object_record("lobby/main", 4, sequence);
+                global.scope = Scope::Global;
+                global
+            })
+            .collect();
+        apply(&mut log, &mut store, &globals);
+        assert_eq!(log.global().unsealed().count(), 3);
+        assert_eq!(
+            checkpoint(&mut log, &mut store, "lobby/main", 3, 9, 7),
+            Ok(CheckpointOutcome::Stored)
+        );
+        let object = ObjectId::new("lobby/main").unwrap();
+        let never_written = ObjectId::new("lobby/quiet").unwrap();
+        // Before any skip a region serves the default state of an object that never had a
+        // record (an empty state).
+        let served = serve_checkpoint_read(&log, &store, &never_written).expect("served");
+        assert!(served.state.is_empty());
+        let end = HeldEpochEnd {
+            epoch_number: 7,
+            watermark: Timestamp::new(1_800_000_000_000_000, 0),
+            member_regions: vec![RegionId::new("us-east").unwrap()],
+        };
+        let skip = EpochsSkip {
+            first_skipped: 1,
+            end: end.clone(),
+            sealed_through: Some((4, 2)),
+            source: RegionId::new("us-east").unwrap(),
+        };
+        let apply_skip = |log: &mut RegionLog, store: &mut MemoryStore, skip: &EpochsSkip| {
+            let mut batch = WriteBatch::new();
+            let outcome = log
+                .apply(0, &encode_skip_entry(skip), &*store, &mut batch)
+                .unwrap();
+            store.write(batch, true).unwrap();
+            log.batch_written();
+            outcome
+        };
+        let EntryOutcome::EpochsSkipped {
+            ignored: None,
+            appended,
+            membership,
+            ..
+        } = apply_skip(&mut log, &mut store, &skip)
+        else {
+            panic!("the skip was not taken");
+        };
+        assert_eq!(
+            appended[0],
+            RecordOutcome::Appended {
+                position: 4,
+                entry: LogEntry::EpochSealed {
+                    epoch_number: 7,
+                    watermark: end.watermark,
+                    previous_watermark: None,
+                    record_count: 0,
+                    member_regions: end.member_regions.clone(),
+                    skipped_from: 1,
+                },
+            }
+        );
+        let answered: Vec<(u64, u64)> = appended[1..]
+            .iter()
+            .map(|outcome| match outcome {
+                RecordOutcome::Duplicate {
+                    client_id,
+                    request_sequence,
+                    position: 4,
+                } => (client_id.get(), request_sequence.get()),
+                other => panic!("not answered at the skip: {other:?}"),
+            })
+            .collect();
+        assert_eq!(answered, vec![(4, 1), (4, 2)], "the calls through the mark");
+        assert_eq!(
+            membership,
+            MembershipChange::Removed { incarnation: 2 },
+            "the epoch skipped to no longer lists the region"
+        );
+        assert_eq!(log.global().epochs_applied_through(), 7);
+        assert_eq!(log.global().watermark(), end.watermark);
+        let left: Vec<u64> = log
+            .global()
+            .unsealed()
+            .map(|(_, unsealed)| unsealed.record.request_sequence.get())
+            .collect();
+        assert_eq!(left, vec![3], "the record after the mark ships again");
+        assert_eq!(
+            log.dedup().check(4, 1),
+            DedupVerdict::Duplicate { position: 4 }
+        );
+        // Global checkpoints from before the skip are stale; a fetch says so, the region
+        // serves neither them nor a default state to other regions.
+        assert_eq!(log.checkpoints().global_skipped_through(), 4);
+        assert_eq!(
+            log.checkpoint_stale_by_skip(&store, &object).unwrap(),
+            Some(4)
+        );
+        assert_eq!(
+            log.checkpoint_stale_by_skip(&store, &never_written)
+                .unwrap(),
+            Some(4)
+        );
+        let refused = serve_checkpoint_read(&log, &store, &never_written).unwrap_err();
+        assert!(refused.contains("skipped sealed epochs"), "{refused}");
+        // A checkpoint at or after the skip is not.
+        assert_eq!(
+            checkpoint(&mut log, &mut store, "lobby/main", 4, 5, 7),
+            Ok(CheckpointOutcome::Stored)
+        );
+        assert_eq!(log.checkpoint_stale_by_skip(&store, &object).unwrap(), None);
+        // The same skip again, or one that does not start at the next epoch: ignored.
+        for again in [
+            skip.clone(),
+            EpochsSkip {
+                first_skipped: 9,
+                end: HeldEpochEnd {
+                    epoch_number: 12,
+                    ..end.clone()
+                },
+                ..skip.clone()
+            },
+        ] {
+            let before = log.clone();
+            let outcome = apply_skip(&mut log, &mut store, &again);
+            assert!(
+                matches!(
+                    outcome,
+                    EntryOutcome::EpochsSkipped {
+                        ignored: Some(_),
+                        ..
+                    }
+                ),
+                "{outcome:?}"
+            );
+            assert_eq!(log, before);
+        }
+        let mut recovered = new_log(log.retention());
+        recovered.recover(&store).unwrap();
+        assert_eq!(recovered, log, "the skip is persisted");
     }
 
     /// Offers a checkpoint of `object` at `position` whose state and hash are `hash` repeated.

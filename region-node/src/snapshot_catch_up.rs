@@ -653,6 +653,7 @@ mod tests {
                         previous_watermark: None,
                         record_count: 0,
                         member_regions: Vec::new(),
+                        skipped_from: 0,
                     },
                 )
             })

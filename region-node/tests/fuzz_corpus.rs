@@ -223,6 +223,7 @@ fn write_seed_corpus() {
                     previous_watermark: Some(Timestamp::new(5, 0)),
                     record_count: 1,
                     member_regions: vec![RegionId::new("eu-west").unwrap()],
+                    skipped_from: 0,
                 },
             ),
         ),

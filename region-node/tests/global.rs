@@ -132,6 +132,8 @@ impl FakeCoordinator {
             first_retained_epoch_number: self.first_retained,
             // These tests drive every close by hand; the fake always asks for them.
             closes_wanted: true,
+            last_sealed_record: None,
+            last_sealed_record_unknown: false,
         }
     }
 
@@ -1752,7 +1754,8 @@ fn an_answer_that_reaches_a_deposed_leader_is_dropped_and_the_new_leader_reads_a
 }
 
 /// When the other regions' logs no longer hold the missed epochs (their checkpoints truncated
-/// them), the region keeps refusing global calls, and says why and what would be needed.
+/// them) nor any epoch end to skip to, the region keeps refusing global calls, and says why
+/// and what it waits for.
 #[test]
 fn a_region_keeps_its_alarm_when_no_region_holds_the_missed_epochs() {
     let mut region = Region::new(&[1, 2, 3], &[REGION, OTHER_REGION]);
@@ -1784,12 +1787,38 @@ fn a_region_keeps_its_alarm_when_no_region_holds_the_missed_epochs() {
     region.link_mut().coordinator.first_retained = 3;
     region.tick(3);
     let read = region.take_epochs_read(leader).expect("the leader asks");
+    // The coordinator said the region has no sealed record: a skip may end at any epoch
+    // from the next one on.
+    assert_eq!(read.request.skip_from_epoch_number, 1);
+    // An answer that names an epoch end to skip to which is no valid epoch end is refused
+    // whole, and the region is asked again.
+    let mut forged = other.serve_epochs_read(other_leader, read.request.clone());
+    forged.held_from = Some(proto::HeldEpochEnd {
+        epoch_number: 0,
+        watermark: Some(Timestamp::new(NOW_US, 0).into()),
+        member_regions: vec![OTHER_REGION.to_owned()],
+    });
+    let refused = region
+        .answer_epochs_read(leader, read.read_id, forged)
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("held epoch end names epoch 0"),
+        "{refused}"
+    );
+    region.tick(3);
+    let read = region
+        .take_epochs_read(leader)
+        .expect("the leader asks again");
     let reply = other.serve_epochs_read(other_leader, read.request);
     assert_eq!(
         reply.unavailable,
         proto::EpochsUnavailableReason::Truncated as i32,
         "{}",
         reply.detail
+    );
+    assert_eq!(
+        reply.held_from, None,
+        "the other region's log holds no epoch end to skip to"
     );
     assert_eq!(
         region.answer_epochs_read(leader, read.read_id, reply),
@@ -1801,7 +1830,10 @@ fn a_region_keeps_its_alarm_when_no_region_holds_the_missed_epochs() {
         error.contains("us-east's log no longer holds the start of epoch 1"),
         "{error}"
     );
-    assert!(error.contains("state transfer"), "{error}");
+    assert!(
+        error.contains("it skips them to an epoch end another region's log holds"),
+        "{error}"
+    );
     region.take_replies(leader);
     region.propose(leader, global_call(6, 1));
     let replies = region.take_replies(leader);
@@ -1884,6 +1916,8 @@ fn an_idle_leader_ships_nothing_on_the_ticks_it_reports_quiet() {
         incarnation,
         first_retained_epoch_number: 0,
         closes_wanted: true,
+        last_sealed_record: None,
+        last_sealed_record_unknown: false,
     };
     let now_us = region.now_us();
     let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
@@ -2142,8 +2176,8 @@ fn a_released_global_object_is_adopted_from_another_regions_checkpoint() {
     );
 }
 
-/// A region answers why it cannot serve a checkpoint: it keeps none, or the object has records
-/// above it.
+/// A region answers why it cannot serve a checkpoint: the object has records above the one it
+/// keeps (or, keeping none, records at all).
 #[test]
 fn a_region_serves_no_checkpoint_that_misses_records_of_the_object() {
     let mut region = Region::new(&[1], &[REGION, OTHER_REGION]);
@@ -2158,9 +2192,12 @@ fn a_region_serves_no_checkpoint_that_misses_records_of_the_object() {
         object_id: "lobby/main".to_owned(),
         sender_time: Some(Timestamp::new(NOW_US, 0).into()),
     };
+    // Without a checkpoint the region serves the default state only for an object that never
+    // had a record; this one has three.
     let none = serve_checkpoint_read(&mut region, leader, request.clone());
     assert!(
-        none.unavailable.contains("keeps no checkpoint"),
+        none.unavailable
+            .contains("holds records of lobby/main above its newest checkpoint (at position 0)"),
         "{}",
         none.unavailable
     );

@@ -1268,6 +1268,139 @@ fn a_committed_call_whose_result_the_checkpoint_no_longer_carries_is_reported_ap
     );
 }
 
+/// The region skipped sealed epochs no region's log held any longer (docs/global-protocol.md
+/// section 7): a copy of a global object below the skip stops there (it applies nothing past
+/// it), fetches again, waits while the region adopts a checkpoint from another region, and
+/// restarts from it; a call the skipped epochs sealed, answered at the skip, gets its result
+/// from that checkpoint. A global object that never had a record comes back as its default
+/// state (an empty state in the checkpoint).
+#[test]
+fn a_global_copy_behind_skipped_epochs_restarts_from_the_checkpoint_its_region_adopts() {
+    let mut session = session();
+    let copies = copies_fresh();
+    let (node, stream, next) = open_all(&mut session, &["a", "b"], &copies, 1);
+    assert_eq!(next, 3);
+    let call = session
+        .call(0, "a", 1, Postcard::encode(&(42u64,)).expect("encodes"))
+        .expect("calls");
+    let (transmit, _, sequence) = proposal(&transmits(&mut session));
+    // The region took the call as sealed in the skipped epochs: it answers with the skip's
+    // position.
+    session.handle_response(
+        0,
+        transmit.node_id,
+        transmit.request_id,
+        Response::Proposed { position: 4 },
+    );
+    session.handle_response(
+        0,
+        node,
+        stream,
+        Response::LogPiece {
+            entries: vec![
+                write_entry(3, "a", 77, 1, 7),
+                PositionedEntry {
+                    position: 4,
+                    entry: LogEntry::EpochsSkipped,
+                },
+                write_entry(5, "a", 77, 2, 8),
+            ],
+            through_position: 5,
+        },
+    );
+    assert_eq!(copies[0].read(Register::value), 7, "nothing past the skip");
+    assert_eq!(copies[0].lock_read().position(), 3);
+    assert_eq!(
+        copies[1].lock_read().position(),
+        2,
+        "no gap is taken over the skip"
+    );
+    assert_eq!(session.counters().copies_behind_skipped_epochs, 2);
+    assert!(events(&mut session).is_empty(), "the call waits");
+    let fetches: Vec<Transmit> = transmits(&mut session)
+        .into_iter()
+        .filter(|transmit| matches!(transmit.request, Request::FetchCheckpoint { .. }))
+        .collect();
+    assert_eq!(fetches.len(), 2, "{fetches:?}");
+    // First the region says the checkpoints it keeps miss the skipped records.
+    for fetch in &fetches {
+        let Request::FetchCheckpoint { scope, .. } = &fetch.request else {
+            unreachable!()
+        };
+        assert_eq!(*scope, Scope::Global);
+        session.handle_response(
+            1,
+            fetch.node_id,
+            fetch.request_id,
+            Response::Checkpoint {
+                checkpoint: None,
+                truncated_through_position: 0,
+                released_through_position: 4,
+            },
+        );
+    }
+    assert!(
+        events(&mut session).is_empty(),
+        "nothing fails while the fetches retry"
+    );
+    // They ask again with their backoff.
+    let mut now = 1;
+    let mut retries: Vec<Transmit> = Vec::new();
+    for _ in 0..50 {
+        if retries.len() == 2 {
+            break;
+        }
+        now = session.poll_timeout().expect("a retry is due").max(now);
+        session.handle_timeout(now);
+        retries.extend(
+            transmits(&mut session)
+                .into_iter()
+                .filter(|transmit| matches!(transmit.request, Request::FetchCheckpoint { .. })),
+        );
+    }
+    assert_eq!(retries.len(), 2, "{retries:?}");
+    // Then the checkpoints the region adopted: another region's state of each object.
+    for retry in retries {
+        let Request::FetchCheckpoint { object_id, .. } = &retry.request else {
+            unreachable!()
+        };
+        let checkpoint = if object_id == "a" {
+            checkpoint_of_another_copy(&[(3, 77, 1, 7), (4, SESSION, sequence, 42), (5, 77, 2, 8)])
+        } else {
+            FetchedCheckpoint {
+                position: 5,
+                state: Vec::new(),
+                state_hash: Vec::new(),
+            }
+        };
+        session.handle_response(
+            now,
+            retry.node_id,
+            retry.request_id,
+            Response::Checkpoint {
+                checkpoint: Some(checkpoint),
+                truncated_through_position: 0,
+                released_through_position: 0,
+            },
+        );
+    }
+    assert_eq!(copies[0].read(Register::value), 8);
+    assert_eq!(copies[0].lock_read().position(), 5);
+    assert_eq!(copies[1].read(Register::value), 0, "the default state");
+    assert_eq!(copies[1].lock_read().position(), 5);
+    assert_eq!(
+        events(&mut session),
+        vec![Event::CallDone {
+            call_id: call,
+            outcome: Ok(Postcard::encode(&7u64).expect("encodes")),
+        }],
+        "the call sealed in the skipped epochs gets the value it replaced"
+    );
+    let (_, _, from, objects) = subscription(&transmits(&mut session)).expect("the stream reopens");
+    assert_eq!(from, 6);
+    assert_eq!(objects, vec!["a".to_owned(), "b".to_owned()]);
+}
+
 /// Answers the checkpoint fetch of `object` that the session sends by `now` (after handing it
 /// the time) with "released through `released`", or with no checkpoint when `released` is 0.
 fn answer_fetch(session: &mut ClientSession, now: u64, object: &str, released: u64) {
@@ -1450,12 +1583,15 @@ fn a_copy_behind_a_release_of_its_object_stops_and_fails_its_calls() {
         ),
         "{seen:?}"
     );
+    // The object is no longer open, and a later call says why.
+    let error = session
+        .call(now, "a", 1, Postcard::encode(&(1u64,)).expect("encodes"))
+        .unwrap_err();
     assert!(
-        session
-            .call(now, "a", 1, Postcard::encode(&(1u64,)).expect("encodes"))
-            .is_err(),
-        "the object is no longer open"
+        matches!(&error, CallError::Released { object, .. } if object == "a"),
+        "{error:?}"
     );
+    assert!(!session.is_open("a"));
 }
 
 /// Closing a copy that applied records since its last checkpoint uploads one, so that the

@@ -590,6 +590,101 @@ fn a_region_cut_off_past_the_coordinators_retention_catches_up_and_agrees() {
     });
 }
 
+/// A region cut off longer than every other region keeps the epochs it lacks: the others
+/// release the records nobody follows (a log age bound of 10 s) and truncate their logs past
+/// them, and the coordinator releases them too, so no log serves them. Back, the region skips
+/// them to an epoch end another region's log holds, answers the calls they sealed at the skip,
+/// ships its other records again, and agrees with the others: every acknowledged call is
+/// sealed exactly once and where every log that holds its epoch has it
+/// (docs/global-protocol.md section 7, "When no region holds them").
+#[test]
+fn a_region_cut_off_past_every_regions_log_skips_the_epochs_and_agrees() {
+    const RETAINED_EPOCHS: usize = 64;
+    run_seeds("global_region_skips", 4, |seed| {
+        let mut topology = local_topology();
+        topology.cluster.region_log_release_age_us = 10_000_000;
+        let regions: Vec<String> = topology
+            .regions
+            .iter()
+            .map(|region| region.id.clone())
+            .collect();
+        let cut_region = regions[(seed % regions.len() as u64) as usize].clone();
+        let cut_at = at(Duration::from_secs(2));
+        let cut = Duration::from_secs(60);
+        let cut_until = cut_at.saturating_add(cut);
+        let mut settings = GlobalRunSettings::new(seed, topology.clone());
+        settings.fault_window = cut + Duration::from_secs(6);
+        // The usual faults, but no partition or pause of their own: the cut is this test's.
+        let mut faults = GlobalFaultPlan::standard(suspicion(&topology));
+        faults.region_partition_count_max = 0;
+        faults.pause_count_max = 0;
+        settings.faults = faults;
+        settings.coordinator_limits.retained_epochs_max = RETAINED_EPOCHS;
+        let mut cluster = GlobalCluster::new(&settings).expect("valid settings");
+        cluster.simulation().run_until(cut_at);
+        let simulated_region = cluster
+            .simulation()
+            .network()
+            .config()
+            .region_named(&cut_region)
+            .expect("the region is simulated");
+        cluster.simulation().isolate_region(simulated_region);
+        cluster.simulation().run_until(cut_until);
+        let members: Vec<_> = cluster
+            .regions()
+            .iter()
+            .find(|(region, _)| *region == cut_region)
+            .map(|(_, members)| members.clone())
+            .expect("the region is simulated");
+        let applied_at_heal = members
+            .iter()
+            .filter_map(|&node| cluster.region_node(node))
+            .map(|node| node.status().global.epochs_applied_through)
+            .max()
+            .unwrap_or(0);
+        let problems = cluster.heal_and_check(settings.convergence_max);
+        let statuses: Vec<_> = members
+            .iter()
+            .filter_map(|&node| cluster.region_node(node))
+            .map(|node| node.status())
+            .collect();
+        let skips = statuses
+            .iter()
+            .map(|status| status.counters.epoch_skips_applied)
+            .max()
+            .unwrap_or(0);
+        let skipped = statuses
+            .iter()
+            .map(|status| status.counters.epochs_skipped)
+            .max()
+            .unwrap_or(0);
+        let applied_now = statuses
+            .iter()
+            .map(|status| status.global.epochs_applied_through)
+            .max()
+            .unwrap_or(0);
+        let answered_at_skip = statuses
+            .iter()
+            .map(|status| status.counters.records_sealed_in_skipped_epochs)
+            .max()
+            .unwrap_or(0);
+        assert!(problems.is_empty(), "seed {seed}: {problems:?}");
+        assert!(
+            skips > 0,
+            "seed {seed}: {cut_region} never skipped epochs; the other regions' logs still held \
+             what it lacked: {}",
+            cluster.describe()
+        );
+        println!(
+            "seed {seed}: {cut_region} cut off for {} s with the others releasing records after \
+             10 s; back at epoch {applied_at_heal}, it skipped {skipped} epochs in {skips} \
+             skip(s), answering {answered_at_skip} of its records they had sealed, and \
+             appended through epoch {applied_now}",
+            cut.as_secs()
+        );
+    });
+}
+
 /// How a returning region caught up after the heal: the epochs it appended from the heal until
 /// its alarm cleared, the simulated time from the heal until then, and the simulated time from
 /// its first read of another region's log until then; `done` is false when the alarm still

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use dsss_simulations::run_seeds;
-use dsss_simulations::workloads::global::GlobalFaultPlan;
+use dsss_simulations::workloads::global::{GlobalFaultPlan, ScriptedCut};
 use dsss_simulations::workloads::month::{MonthSettings, run_month};
 use dsss_topology::Topology;
 
@@ -109,5 +109,44 @@ fn a_month_under_faults_keeps_every_region_writable_and_its_copies_equal() {
             "seed {seed}:\n{report}"
         );
         assert!(report.checkpoints_adopted > 0, "seed {seed}:\n{report}");
+    });
+}
+
+/// A shorter month in which one region is cut off from the others for its last twenty minutes
+/// of arrivals, while the other regions' logs cross their quota and truncate and the
+/// coordinator keeps only 64 sealed epochs: back, no log holds the epochs the region missed,
+/// so it skips them (docs/global-protocol.md section 7, "When no region holds them"). Its
+/// holders' copies of global journals restart from checkpoints the region adopts from other
+/// regions and read what the other regions' copies read; nothing fails but the cut region's
+/// opens and calls during the cut and its recovery (`CUT_OFF`) and opens of released objects,
+/// no write is refused for a full log, and the cluster's checks pass.
+#[test]
+fn a_month_with_a_region_cut_off_past_every_log_skips_the_epochs_and_its_copies_agree() {
+    run_seeds("month_skip", 1, |seed| {
+        let mut settings = MonthSettings::new(seed, local_topology());
+        let regions = settings.topology.regions.len() as u64;
+        settings.arrivals_for = Duration::from_secs(30 * 60);
+        settings.quiet_for = Duration::from_secs(31 * 60);
+        settings.faults = GlobalFaultPlan {
+            scripted_region_cut: Some(ScriptedCut {
+                region_index: (seed % regions) as usize,
+                after: Duration::from_secs(10 * 60),
+                length: Duration::from_secs(20 * 60),
+            }),
+            ..GlobalFaultPlan::NONE
+        };
+        settings.coordinator_limits.retained_epochs_max = 64;
+        let report = run_month(&settings).expect("valid settings");
+        println!("{report}");
+        assert!(report.passed(), "seed {seed}:\n{report}");
+        assert!(
+            report.epoch_skips > 0,
+            "seed {seed}: no region skipped:\n{report}"
+        );
+        assert!(
+            report.copies_behind_skipped_epochs > 0,
+            "seed {seed}: no copy restarted after the skip:\n{report}"
+        );
+        assert!(report.objects_compared > 0, "seed {seed}:\n{report}");
     });
 }

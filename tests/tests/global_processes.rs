@@ -84,8 +84,20 @@ impl GlobalCluster {
 
     /// [`GlobalCluster::new`] with `extra` lines added to the topology's `[coordinator]`.
     fn with_coordinator_settings(extra: &str) -> Self {
+        Self::with_settings("", extra)
+    }
+
+    /// [`GlobalCluster::new`] with `cluster_extra` lines added to the topology's `[cluster]`
+    /// and `coordinator_extra` lines to its `[coordinator]`.
+    fn with_settings(cluster_extra: &str, coordinator_extra: &str) -> Self {
         let (text, _) = local_topology_on_free_ports();
-        let text = text.replacen("[coordinator]\n", &format!("[coordinator]\n{extra}"), 1);
+        let text = text
+            .replacen("[cluster]\n", &format!("[cluster]\n{cluster_extra}"), 1)
+            .replacen(
+                "[coordinator]\n",
+                &format!("[coordinator]\n{coordinator_extra}"),
+                1,
+            );
         let processes = NodeProcesses::new(&text);
         let topology = processes.topology_model().clone();
         let security = processes.client_security();
@@ -410,7 +422,8 @@ fn pending_positions(entries: &[proto::LogEntry]) -> HashMap<CallKey, Vec<u64>> 
 
 /// The sealed epochs of a region's log, by epoch number: the calls each holds, in order. The
 /// log may start after the first epochs (the region drops leading entries that hold no
-/// object's record), so numbering starts at the first epoch the log shows. Checks on the way
+/// object's record, and truncates), so numbering starts at the first epoch the log shows
+/// whole. Checks on the way
 /// that epochs are numbered without gaps, that every global record sits in
 /// the epoch that is open at its position with the next index, and that each end-of-epoch
 /// entry counts the epoch's records. The records of an epoch not yet ended are left out.
@@ -419,12 +432,29 @@ fn sealed_epochs(region: &str, entries: &[proto::LogEntry]) -> BTreeMap<u64, Vec
     let mut open: Vec<CallKey> = Vec::new();
     let mut first_epoch: Option<u64> = None;
     for entry in entries {
-        let shown = match &entry.entry {
-            Some(log_entry::Entry::Global(sequenced)) => Some(sequenced.epoch_number),
-            Some(log_entry::Entry::EpochSealed(end)) => Some(end.epoch_number),
-            _ => None,
+        let Some(first) = first_epoch else {
+            // A log read from the start holds every epoch from the first; one truncated may
+            // start inside an epoch, so its numbering starts after the first end it shows.
+            match &entry.entry {
+                Some(log_entry::Entry::Global(sequenced))
+                    if sequenced.index_in_epoch == 0 && entry.position == 1 =>
+                {
+                    first_epoch = Some(sequenced.epoch_number);
+                }
+                Some(log_entry::Entry::EpochSealed(end)) => {
+                    first_epoch = Some(end.epoch_number + 1);
+                    continue;
+                }
+                _ => continue,
+            }
+            let Some(log_entry::Entry::Global(sequenced)) = &entry.entry else {
+                unreachable!("matched above")
+            };
+            open.push(key_of(
+                sequenced.record.as_ref().expect("checked when counted"),
+            ));
+            continue;
         };
-        let first = *first_epoch.get_or_insert(shown.unwrap_or(1));
         let open_epoch = first + sealed.len() as u64;
         match &entry.entry {
             Some(log_entry::Entry::Global(sequenced)) => {
@@ -436,6 +466,12 @@ fn sealed_epochs(region: &str, entries: &[proto::LogEntry]) -> BTreeMap<u64, Vec
                 );
                 let record = sequenced.record.as_ref().expect("checked when counted");
                 open.push(key_of(record));
+            }
+            // The region skipped epochs no log held any longer: what follows starts after them.
+            Some(log_entry::Entry::EpochSealed(end)) if end.first_skipped_epoch_number > 0 => {
+                sealed.clear();
+                open.clear();
+                first_epoch = Some(end.epoch_number + 1);
             }
             Some(log_entry::Entry::EpochSealed(end)) => {
                 assert_eq!(
@@ -945,6 +981,197 @@ async fn a_region_down_past_the_coordinators_retention_catches_up_from_another_r
         first + RETAINED_EPOCHS < sealed_at_return && last >= sealed_at_return,
         "the logs have epochs {first}..={last} in common; local-c returned at epoch \
          {sealed_at_return} after going down at {sealed_at_kill}"
+    );
+    for (index, sealed) in epochs.iter().enumerate().skip(1) {
+        for epoch in first..=last {
+            assert_eq!(
+                sealed.get(&epoch),
+                epochs[0].get(&epoch),
+                "regions {} and {} disagree on epoch {epoch}",
+                cluster.regions[0].id,
+                cluster.regions[index].id
+            );
+        }
+    }
+}
+
+/// local-c's three processes are killed while the other regions keep making global calls with
+/// a log age bound of 2 s (they release the records nobody checkpoints and truncate their logs
+/// past them) and a coordinator that retains only 32 sealed epochs. When local-c comes back no
+/// log holds the epochs it missed: it skips them to an epoch end another region's log holds
+/// (docs/global-protocol.md section 7, "When no region holds them"), takes global calls again,
+/// and from the skip on every region's log holds the same sealed epochs with the same calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_down_past_every_regions_log_skips_the_epochs_it_missed() {
+    const RETAINED_EPOCHS: u64 = 32;
+    let mut cluster = GlobalCluster::with_settings(
+        "region_log_release_age_s = 2\n",
+        &format!("retained_epochs = {RETAINED_EPOCHS}\n"),
+    );
+    for node_id in cluster.node_ids() {
+        cluster.start(node_id);
+    }
+    wait_until_ready(&cluster.regions).await;
+    let down_index = 2;
+    let down_nodes = cluster.regions[down_index].node_ids.clone();
+    for &node_id in &down_nodes {
+        cluster.processes.kill(node_id);
+    }
+    let sealed_at_kill = region_leader_status(&cluster.regions[0])
+        .await
+        .map_or(0, |status| status.sealed_epoch_number);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut counters = Vec::new();
+    let mut clients = Vec::new();
+    for region_index in 0..2 {
+        let region = &cluster.regions[region_index];
+        let counter = Arc::new(AtomicUsize::new(0));
+        counters.push(counter.clone());
+        let plan = ClientPlan {
+            connections: region.connections.clone(),
+            client_id: client_id_of(region_index, 0),
+            region_index,
+            first_member: region.node_ids[0],
+        };
+        clients.push(tokio::spawn(run_client(plan, stop.clone(), counter)));
+    }
+    // The coordinator seals four times its retention (it releases what only local-c lacks)...
+    let deadline = Deadline::new(
+        "the other regions' global calls seal four times the coordinator's retention",
+        WAIT_MAX,
+    );
+    let applied_then = loop {
+        let (a, b) = (
+            region_leader_status(&cluster.regions[0]).await,
+            region_leader_status(&cluster.regions[1]).await,
+        );
+        if let (Some(a), Some(b)) = (a, b)
+            && a.sealed_epoch_number >= sealed_at_kill + 4 * RETAINED_EPOCHS
+        {
+            break [a.applied_position, b.applied_position];
+        }
+        deadline.check().await;
+    };
+    // ...and both regions up truncate past every entry they held then, the epochs local-c
+    // lacks among them (they release the records no checkpoint covers after 2 s).
+    let deadline = Deadline::new(
+        "the regions up truncate past the epochs local-c lacks",
+        WAIT_MAX,
+    );
+    loop {
+        let mut truncated_past = true;
+        for (region, applied) in applied_then.iter().enumerate() {
+            let first_retained = region_leader_status(&cluster.regions[region])
+                .await
+                .map_or(0, |status| status.first_retained_position);
+            truncated_past &= first_retained > applied + 1;
+        }
+        if truncated_past {
+            break;
+        }
+        deadline.check().await;
+    }
+
+    // local-c returns on its data directories, the load still running.
+    for &node_id in &down_nodes {
+        cluster.start(node_id);
+    }
+    let sealed_at_return = region_leader_status(&cluster.regions[0])
+        .await
+        .map_or(0, |status| status.sealed_epoch_number);
+    let deadline = Deadline::new(
+        "local-c applies the epochs sealed while it was away",
+        WAIT_MAX,
+    );
+    while region_leader_status(&cluster.regions[down_index])
+        .await
+        .map_or(0, |status| status.sealed_epoch_number)
+        < sealed_at_return
+    {
+        deadline.check().await;
+    }
+    // It skipped them: no log held them any longer.
+    let mut skips = 0;
+    for &node_id in &down_nodes {
+        if let Ok(status) = cluster.regions[down_index]
+            .connections
+            .status(node_id)
+            .await
+        {
+            skips = skips.max(status.epoch_skips);
+        }
+    }
+    assert!(skips > 0, "local-c caught up without skipping epochs");
+    // And it takes global calls again.
+    let returned = &cluster.regions[down_index];
+    let mut client = RegionClient::new(returned.connections.clone(), client_id_of(down_index, 0))
+        .with_timeouts(ATTEMPT_TIMEOUT, PROPOSE_TIME);
+    let call = global_call(client_id_of(down_index, 0), 1);
+    let deadline = Deadline::new("local-c acknowledges a global call", WAIT_MAX);
+    loop {
+        match client.propose_with_sequence(1, &call).await {
+            Ok(_) => break,
+            Err(ClientError::GaveUp { .. }) => deadline.check().await,
+            Err(error) => panic!("local-c refused a global call after its return: {error}"),
+        }
+    }
+    let before_stop = acknowledged_counts(&counters);
+    wait_for_acknowledgements(
+        "the other regions' calls go on after local-c's return",
+        &counters,
+        &before_stop,
+        ACKS_PER_PHASE,
+        WAIT_MAX,
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        let history = client.await.expect("client task");
+        assert!(
+            history.refused.is_none(),
+            "client {} had a call refused: {:?}",
+            history.client_id,
+            history.refused
+        );
+    }
+
+    // From local-c's skip on, every region's log holds the same sealed epochs, with no gap,
+    // through the epoch that sealed local-c's call.
+    let own_call = (client.log_session_id(), 1);
+    let mut epochs: Vec<BTreeMap<u64, Vec<CallKey>>> = Vec::new();
+    for region in &cluster.regions {
+        let leader = region_leader_status(region)
+            .await
+            .expect("a leader")
+            .node_id;
+        let mut entries = Vec::new();
+        let deadline = Deadline::new("every region's log seals local-c's call", WAIT_MAX);
+        loop {
+            read_more(&region.connections, leader, &mut entries)
+                .await
+                .expect("read the log");
+            if sequenced_counts(&entries).contains_key(&own_call) {
+                break;
+            }
+            deadline.check().await;
+        }
+        epochs.push(sealed_epochs(&region.id, &entries));
+    }
+    let first = epochs
+        .iter()
+        .map(|sealed| *sealed.keys().next().expect("sealed epochs"))
+        .max()
+        .expect("three regions");
+    let last = epochs
+        .iter()
+        .map(|sealed| *sealed.keys().next_back().expect("sealed epochs"))
+        .min()
+        .expect("three regions");
+    assert!(
+        first <= last && last >= sealed_at_return,
+        "the logs have epochs {first}..={last} in common; local-c returned at epoch \
+         {sealed_at_return}"
     );
     for (index, sealed) in epochs.iter().enumerate().skip(1) {
         for epoch in first..=last {

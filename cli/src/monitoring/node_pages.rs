@@ -350,6 +350,18 @@ fn region_metrics(page: &mut Exposition, labels: &Labels<'_>, status: &proto::St
                 status.adoptions_given_up as f64,
             ),
             (
+                "dsss_region_epoch_skips_total",
+                Counter,
+                "Skips of sealed epochs no region's log held any longer.",
+                status.epoch_skips as f64,
+            ),
+            (
+                "dsss_region_epochs_skipped_total",
+                Counter,
+                "Sealed epochs those skips passed over.",
+                status.epochs_skipped as f64,
+            ),
+            (
                 "dsss_region_checkpoint_bytes",
                 Gauge,
                 "What the region's checkpoints take.",

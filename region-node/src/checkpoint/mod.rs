@@ -322,7 +322,10 @@ fn object_digest(object_id: &ObjectId) -> ObjectDigest {
 
 /// Format 3 adds the counts and bytes of what is tracked (formats 1 and 2, of older releases,
 /// are read and migrated; see the module documentation).
-const TRUNCATION_FORMAT: u8 = 3;
+/// Format 4 adds the position of the region's latest skip of epochs; format 3 the counters
+/// (formats 1 and 2 are rebuilt from the rest of the state).
+const TRUNCATION_FORMAT: u8 = 4;
+const TRUNCATION_FORMAT_WITH_COUNTERS: u8 = 3;
 /// Format 2 keeps the state under its own key; format 1 (older releases) held it inline.
 const OBJECT_FORMAT: u8 = 2;
 
@@ -407,6 +410,15 @@ pub struct StoredCheckpoint {
     pub reporting_clients: Vec<u64>,
 }
 
+impl StoredCheckpoint {
+    /// True for the default state adopted from a region that kept no checkpoint of a global
+    /// object with no record: an empty state, reported by [`ADOPTED_CLIENT_ID`] alone. No
+    /// client's encoding of a state is empty.
+    pub fn is_adopted_default(&self) -> bool {
+        self.state_bytes == 0 && self.reporting_clients == [ADOPTED_CLIENT_ID]
+    }
+}
+
 /// Two clients reported different hashes for one object at one position.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DivergenceAlarm {
@@ -486,6 +498,10 @@ pub(crate) struct Header {
     /// What the uncovered and released objects take, bounded by
     /// [`CheckpointBounds::tracking_bytes_max`].
     tracking_bytes: u64,
+    /// The position of the epoch end by which the region last skipped sealed epochs no log
+    /// held any longer, 0 when it never did: a global object's checkpoint below it misses
+    /// the object's records in those epochs (docs/global-protocol.md section 7).
+    global_skipped_through: u64,
 }
 
 impl Header {
@@ -510,6 +526,7 @@ impl Header {
             self.alarm_count,
             self.checkpoint_bytes,
             self.tracking_bytes,
+            self.global_skipped_through,
         ] {
             bytes.extend_from_slice(&value.to_be_bytes());
         }
@@ -536,7 +553,7 @@ impl Header {
         if format >= 2 {
             header.releases = reader.u64("release count")?;
         }
-        if format == TRUNCATION_FORMAT {
+        if format >= TRUNCATION_FORMAT_WITH_COUNTERS {
             header.object_count = reader.u64("checkpointed object count")?;
             header.states_size_bytes = reader.u64("state bytes")?;
             header.uncovered_count = reader.u64("uncovered object count")?;
@@ -544,6 +561,9 @@ impl Header {
             header.alarm_count = reader.u64("alarmed object count")?;
             header.checkpoint_bytes = reader.u64("checkpoint bytes")?;
             header.tracking_bytes = reader.u64("tracking bytes")?;
+        }
+        if format >= 4 {
+            header.global_skipped_through = reader.u64("skip position")?;
         }
         reader.finish()?;
         if header.truncated_through >= next_position {
@@ -556,6 +576,12 @@ impl Header {
             return Err(format!(
                 "first untracked position {} is not below the next position {next_position}",
                 header.untracked_from
+            ));
+        }
+        if header.global_skipped_through >= next_position {
+            return Err(format!(
+                "skip position {} is not below the next position {next_position}",
+                header.global_skipped_through
             ));
         }
         // The byte counters sum what the counted objects take: a header from a peer that
@@ -586,7 +612,7 @@ impl Header {
                 header.alarm_count, header.alarms_raised
             ));
         }
-        Ok((header, format == TRUNCATION_FORMAT))
+        Ok((header, format >= TRUNCATION_FORMAT_WITH_COUNTERS))
     }
 }
 
@@ -1039,6 +1065,47 @@ impl CheckpointState {
         Ok((released > covering).then_some(released))
     }
 
+    /// The position of the epoch end by which the region last skipped sealed epochs that no
+    /// log held any longer, 0 when it never did.
+    pub fn global_skipped_through(&self) -> u64 {
+        self.header.global_skipped_through
+    }
+
+    /// For a global object: the position of the region's latest skip when the newest
+    /// checkpoint kept of it lies below it, or none is kept. Its state here then misses
+    /// its records in the skipped epochs, and only a checkpoint adopted from another region
+    /// rebuilds it (docs/global-protocol.md section 7, "When no region holds them").
+    pub fn stale_by_skip(
+        &self,
+        store: &dyn DurableStore,
+        space: KeySpace,
+        object_id: &ObjectId,
+    ) -> Result<Option<u64>, StoreError> {
+        let skipped = self.header.global_skipped_through;
+        if skipped == 0 {
+            return Ok(None);
+        }
+        let covering = self
+            .object(store, space, object_id)?
+            .map_or(0, |object| object.newest.position);
+        Ok((covering < skipped).then_some(skipped))
+    }
+
+    /// Notes that the epoch end at `position` skipped epochs no log held.
+    pub(crate) fn note_global_skip(
+        &mut self,
+        space: KeySpace,
+        batch: &mut WriteBatch,
+        position: u64,
+    ) {
+        assert!(
+            position > self.header.global_skipped_through,
+            "skips only move forward"
+        );
+        self.header.global_skipped_through = position;
+        self.write_header(space, batch);
+    }
+
     /// How many objects the region remembers as released without a checkpoint.
     pub fn released_count(&self) -> u64 {
         self.header.released_count
@@ -1388,9 +1455,14 @@ impl CheckpointState {
             ))));
         }
         let kept = self.object(store, space, &object_id)?;
-        let replaces = kept
-            .as_ref()
-            .is_none_or(|object| position > object.newest.position);
+        // An adopted default state (no checkpoint anywhere, see
+        // `crate::global::adoption::serve_checkpoint_read`) is kept as an empty state: a
+        // client's encoding of the same state at the same position replaces it rather than
+        // disagreeing with it.
+        let replaces = kept.as_ref().is_none_or(|object| {
+            position > object.newest.position
+                || (position == object.newest.position && object.newest.is_adopted_default())
+        });
         if replaces {
             let newest = StoredCheckpoint {
                 position,
@@ -1524,13 +1596,21 @@ impl CheckpointState {
             valid_from,
             valid_through,
         } = adopted;
-        if self
-            .released(store, space, &object_digest(&object_id))?
-            .is_none()
+        let kept = self.object(store, space, &object_id)?;
+        // Missing records: released here, or in epochs the region skipped after the newest
+        // checkpoint kept.
+        let skipped = self.header.global_skipped_through;
+        let stale = skipped > 0
+            && kept
+                .as_ref()
+                .is_none_or(|kept| kept.newest.position < skipped);
+        if !stale
+            && self
+                .released(store, space, &object_digest(&object_id))?
+                .is_none()
         {
             return Ok(Ok(AdoptionOutcome::NotReleased));
         }
-        let kept = self.object(store, space, &object_id)?;
         if kept
             .as_ref()
             .is_some_and(|kept| kept.newest.position >= last_position)

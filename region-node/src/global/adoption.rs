@@ -39,7 +39,7 @@ use dsss_wire::{ObjectId, RegionId, proto};
 use sha2::{Digest, Sha256};
 
 use crate::bytes::{Reader, put_bytes};
-use crate::checkpoint::{CHECKPOINT_STATE_BYTES_MAX, STATE_HASH_BYTES};
+use crate::checkpoint::{CHECKPOINT_STATE_BYTES_MAX, FetchedCheckpoint, STATE_HASH_BYTES};
 use crate::record::LogEntry;
 use crate::region_log::RegionLog;
 
@@ -242,11 +242,24 @@ pub fn serve_checkpoint_read(
             fetched.released_through
         ));
     }
-    let Some(checkpoint) = fetched.checkpoint else {
+    if let Some(skipped) = log
+        .checkpoint_stale_by_skip(store, object_id)
+        .map_err(read)?
+    {
         return Err(format!(
-            "region {region} keeps no checkpoint of {object_id}"
+            "region {region} skipped sealed epochs no log held (at position {skipped}) after \
+             its newest checkpoint of {object_id}; it is adopting one itself"
         ));
-    };
+    }
+    // Without a checkpoint, the object has no record at or below the truncation point; with
+    // none above it either (checked below), it never had one: its state is the default one,
+    // sent as an empty state (no client's encoding is empty).
+    let checkpoint = fetched.checkpoint.unwrap_or_else(|| FetchedCheckpoint {
+        position: fetched.truncated_through,
+        uploaded_position: fetched.truncated_through,
+        state: Vec::new(),
+        state_hash: Sha256::digest([]).into(),
+    });
     if log
         .checkpoint_is_uncovered(store, object_id)
         .map_err(read)?

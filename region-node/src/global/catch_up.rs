@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use dsss_raft_group::DurableStore;
 use dsss_wire::{Record, RegionId, Timestamp, proto};
 
-use crate::global::entry::{EPOCH_PART_RECORDS_MAX, EpochPart};
+use crate::global::entry::{EPOCH_PART_RECORDS_MAX, EpochPart, MEMBER_REGIONS_MAX};
 use crate::record::{LogEntry, encode_record};
 use crate::region_log::RegionLog;
 
@@ -117,10 +117,81 @@ pub struct EpochsUnavailable {
     pub reason: proto::EpochsUnavailableReason,
     /// What, in words.
     pub detail: String,
+    /// With [`proto::EpochsUnavailableReason::Truncated`], when the read asked where it may
+    /// skip to: the end of the first epoch at or above the one it named that the log holds.
+    pub held_from: Option<HeldEpochEnd>,
+}
+
+/// The end of a sealed epoch in a region's log, which holds every entry after it: a region
+/// that no log serves the epochs it lacks may skip to it (docs/global-protocol.md section 7,
+/// "When no region holds them").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldEpochEnd {
+    /// The epoch that ends there.
+    pub epoch_number: u64,
+    /// Its watermark.
+    pub watermark: Timestamp,
+    /// The member regions when it was sealed, sorted.
+    pub member_regions: Vec<RegionId>,
+}
+
+impl HeldEpochEnd {
+    /// The wire form.
+    pub fn to_wire(&self) -> proto::HeldEpochEnd {
+        proto::HeldEpochEnd {
+            epoch_number: self.epoch_number,
+            watermark: Some(self.watermark.into()),
+            member_regions: self
+                .member_regions
+                .iter()
+                .map(|region| region.as_str().to_owned())
+                .collect(),
+        }
+    }
+
+    /// Checks the wire form: an epoch number, a watermark, 1 to [`MEMBER_REGIONS_MAX`] valid
+    /// region ids, sorted, none twice.
+    pub fn from_wire(wire: proto::HeldEpochEnd) -> Result<HeldEpochEnd, String> {
+        if wire.epoch_number == 0 {
+            return Err("held epoch end names epoch 0; epochs start at 1".to_owned());
+        }
+        let watermark = wire
+            .watermark
+            .ok_or_else(|| "held epoch end has no watermark".to_owned())
+            .and_then(|value| {
+                Timestamp::try_from(value)
+                    .map_err(|error| format!("held epoch end watermark: {error}"))
+            })?;
+        if wire.member_regions.is_empty() || wire.member_regions.len() > MEMBER_REGIONS_MAX {
+            return Err(format!(
+                "held epoch end names {} member regions; an epoch has 1 to {MEMBER_REGIONS_MAX}",
+                wire.member_regions.len()
+            ));
+        }
+        let member_regions = wire
+            .member_regions
+            .into_iter()
+            .map(|name| {
+                RegionId::new(name).map_err(|error| format!("held epoch end member: {error}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if member_regions.windows(2).any(|pair| pair[0] >= pair[1]) {
+            return Err("held epoch end member regions are not sorted and unique".to_owned());
+        }
+        Ok(HeldEpochEnd {
+            epoch_number: wire.epoch_number,
+            watermark,
+            member_regions,
+        })
+    }
 }
 
 fn unavailable(reason: proto::EpochsUnavailableReason, detail: String) -> EpochsUnavailable {
-    EpochsUnavailable { reason, detail }
+    EpochsUnavailable {
+        reason,
+        detail,
+        held_from: None,
+    }
 }
 
 fn other(detail: String) -> EpochsUnavailable {
@@ -173,7 +244,23 @@ pub fn read_epochs(
         ));
     }
     let mut budget = Budget { entries: 0 };
-    let mut position = find_epoch_start(log, store, index, epoch_number, &mut budget)?;
+    let mut position = match find_epoch_start(log, store, index, epoch_number, &mut budget) {
+        Ok(position) => position,
+        Err(mut truncated)
+            if truncated.reason == proto::EpochsUnavailableReason::Truncated
+                && request.skip_from_epoch_number > 0 =>
+        {
+            truncated.held_from = find_held_epoch_end(
+                log,
+                store,
+                index,
+                request.skip_from_epoch_number,
+                &mut budget,
+            );
+            return Err(truncated);
+        }
+        Err(error) => return Err(error),
+    };
     let (mut first_part, mut part_count, mut records_appended) = (
         request.part_index,
         request.part_count,
@@ -272,17 +359,62 @@ fn find_epoch_start(
                 LogEntry::EpochSealed {
                     epoch_number: number,
                     record_count,
+                    skipped_from,
                     ..
                 } => {
                     index.note(*number, stored.position);
                     if *number >= epoch_number {
-                        if *number == epoch_number && *record_count == 0 {
+                        // A skipped epoch's records are in no entry of this log.
+                        if *number == epoch_number && *record_count == 0 && *skipped_from == 0 {
                             return Ok(stored.position);
                         }
                         return Err(truncated());
                     }
                 }
                 _ => {}
+            }
+            position = stored.position + 1;
+        }
+    }
+}
+
+/// The end of the first epoch numbered `skip_from` or above that `log` holds with its member
+/// regions, found by a scan that starts after the nearest indexed end of an earlier epoch;
+/// none when the scan reaches the end of the log, runs out of `budget`, or cannot read.
+fn find_held_epoch_end(
+    log: &RegionLog,
+    store: &dyn DurableStore,
+    index: &mut EpochEndIndex,
+    skip_from: u64,
+    budget: &mut Budget,
+) -> Option<HeldEpochEnd> {
+    let mut position = index.search_from(skip_from, log.first_retained_position());
+    loop {
+        let chunk = log
+            .read(store, position, SCAN_CHUNK_RECORDS, u64::MAX)
+            .ok()?;
+        if chunk.is_empty() {
+            return None;
+        }
+        for stored in chunk {
+            if !budget.take() {
+                return None;
+            }
+            if let LogEntry::EpochSealed {
+                epoch_number,
+                watermark,
+                member_regions,
+                ..
+            } = stored.entry
+            {
+                index.note(epoch_number, stored.position);
+                if epoch_number >= skip_from && !member_regions.is_empty() {
+                    return Some(HeldEpochEnd {
+                        epoch_number,
+                        watermark,
+                        member_regions,
+                    });
+                }
             }
             position = stored.position + 1;
         }
@@ -352,8 +484,19 @@ fn read_epoch(
                     previous_watermark,
                     record_count,
                     member_regions,
+                    skipped_from,
                 } => {
                     index.note(number, at);
+                    if skipped_from > 0 {
+                        return Err(unavailable(
+                            proto::EpochsUnavailableReason::Truncated,
+                            format!(
+                                "region {} skipped epochs {skipped_from} to {number} (position \
+                                 {at}): no log held them when it caught up",
+                                log.region()
+                            ),
+                        ));
+                    }
                     if number != epoch_number || record_count as usize != records.len() {
                         return Err(other(format!(
                             "position {at} ends epoch {number} with {record_count} records, \

@@ -14,12 +14,14 @@
 //! The leader ships the outgoing batches to the coordinator and resends them from the
 //! acknowledged point ([`Shipping`], soft state: resending is idempotent), and proposes every
 //! part of a sealed epoch it receives as one raft entry ([`entry`]). A region that missed
-//! epochs the coordinator released reads them back from another region's log ([`catch_up`]).
+//! epochs the coordinator released reads them back from another region's log ([`catch_up`]),
+//! or skips them when no log holds them any longer ([`skip`]).
 
 pub mod adoption;
 pub mod catch_up;
 pub mod entry;
 pub mod shipping;
+pub mod skip;
 pub mod state;
 
 pub use entry::{

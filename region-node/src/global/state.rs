@@ -19,7 +19,9 @@ use dsss_raft_group::{DurableStore, KeySpace, StoreError, WriteBatch};
 use dsss_wire::{Record, RegionId, Timestamp};
 
 use crate::bytes::{Reader, corrupt, put_bytes};
+use crate::global::catch_up::HeldEpochEnd;
 use crate::global::entry::{EpochPart, MEMBER_REGIONS_MAX};
+use crate::global::skip::EpochsSkip;
 use crate::record::{RECORD_BYTES_MAX, decode_record, encode_record};
 
 /// The most global records a region holds unsealed; beyond, new global calls are refused
@@ -412,6 +414,78 @@ impl GlobalState {
         self.unsealed_size_bytes -= unsealed.size_bytes;
         batch.delete(space, record_key(position));
         Some(position)
+    }
+
+    /// Why `skip` does not apply to this state, if it does not: it starts at the epoch the
+    /// region appends next and ends past it.
+    pub(crate) fn check_skip(&self, skip: &EpochsSkip) -> Result<(), String> {
+        let expected = self.epochs_applied_through + 1;
+        if skip.first_skipped != expected {
+            return Err(format!(
+                "a skip from epoch {}: the region appends epoch {expected} next",
+                skip.first_skipped
+            ));
+        }
+        if skip.end.epoch_number < skip.first_skipped {
+            return Err(format!(
+                "a skip to the end of epoch {}, before epoch {}",
+                skip.end.epoch_number, skip.first_skipped
+            ));
+        }
+        if skip.end.watermark <= self.watermark {
+            return Err(format!(
+                "a skip to the end of epoch {} at {}, not above the region's watermark {}",
+                skip.end.epoch_number, skip.end.watermark, self.watermark
+            ));
+        }
+        Ok(())
+    }
+
+    /// For a checked skip: every unsealed record at or before the one the coordinator sealed
+    /// last, `(client_id, request_sequence)`, was sealed in the skipped epochs (see
+    /// [`crate::global::skip`]); they leave the unsealed set. Returns their keys, in log
+    /// order. None leaves when that record is not unsealed here: the region appended it, and
+    /// every record sealed before it, from epochs it did not skip.
+    pub(crate) fn take_sealed_through(
+        &mut self,
+        space: KeySpace,
+        sealed_through: Option<(u64, u64)>,
+        batch: &mut WriteBatch,
+    ) -> Vec<(u64, u64)> {
+        let Some(through) = sealed_through.and_then(|key| self.unsealed_by_key.get(&key).copied())
+        else {
+            return Vec::new();
+        };
+        let keys: Vec<(u64, u64)> = self
+            .unsealed
+            .range(..=through)
+            .map(|(_, unsealed)| {
+                (
+                    unsealed.record.client_id.get(),
+                    unsealed.record.request_sequence.get(),
+                )
+            })
+            .collect();
+        for &(client_id, request_sequence) in &keys {
+            self.seal(space, client_id, request_sequence, batch);
+        }
+        keys
+    }
+
+    /// A checked skip was applied: the region's sequence stands at the end of the last epoch
+    /// skipped, whose membership it follows. An epoch whose first parts were appended is
+    /// abandoned with the rest.
+    pub(crate) fn skip_applied(
+        &mut self,
+        end: &HeldEpochEnd,
+        region: &RegionId,
+    ) -> MembershipChange {
+        assert!(
+            end.epoch_number > self.epochs_applied_through && end.watermark > self.watermark,
+            "a skip moves the global sequence forward"
+        );
+        self.in_progress = None;
+        self.epoch_applied(end.epoch_number, end.watermark, &end.member_regions, region)
     }
 
     /// A checked part (see [`GlobalState::check_next_part`]) was appended with its records.

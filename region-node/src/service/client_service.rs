@@ -594,6 +594,8 @@ pub fn status_reply(status: &NodeStatus, streams: StreamLoad) -> proto::StatusRe
         checkpoints_adopted: node.adoptions.counters.adopted,
         checkpoint_reads_served: node.adoptions.counters.reads_served,
         adoptions_given_up: node.adoptions.counters.given_up,
+        epoch_skips: node.counters.epoch_skips_applied,
+        epochs_skipped: node.counters.epochs_skipped,
         diverged_objects: node
             .checkpoints
             .alarms

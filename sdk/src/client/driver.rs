@@ -370,6 +370,9 @@ fn entry_from_wire(entry: proto::LogEntry) -> PositionedEntry {
             Some(global) => LogEntry::SequencedGlobal(record(global)),
             None => LogEntry::Other,
         },
+        Some(log_entry::Entry::EpochSealed(sealed)) if sealed.first_skipped_epoch_number > 0 => {
+            LogEntry::EpochsSkipped
+        }
         _ => LogEntry::Other,
     };
     PositionedEntry {

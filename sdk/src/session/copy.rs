@@ -37,7 +37,8 @@ pub trait ObjectCopy: Send + Sync {
     fn records_since_checkpoint(&self) -> u64;
     /// Replaces the copy by one built from `checkpoint`, or by the default state at
     /// `truncated_through_position` when the region keeps no checkpoint (the object has no
-    /// record at or below it). The error says what is wrong with the checkpoint.
+    /// record at or below it), or at the checkpoint's position when its state is empty (no
+    /// encoding of a state is). The error says what is wrong with the checkpoint.
     fn restore(
         &self,
         checkpoint: Option<&FetchedCheckpoint>,
@@ -100,6 +101,13 @@ impl<T: SharedObject> ObjectCopy for SharedReplica<T> {
         let name = replica.object_id().to_owned();
         let config = replica.config();
         let restored = match checkpoint {
+            // A global object that never had a record, adopted by the region from another one
+            // that kept no checkpoint of it: the default state at that position.
+            Some(checkpoint) if checkpoint.state.is_empty() => {
+                let mut fresh = Replica::new(name, config);
+                fresh.handle_gap(checkpoint.position);
+                fresh
+            }
             Some(checkpoint) => Replica::from_checkpoint(
                 name,
                 config,

@@ -108,6 +108,10 @@ pub enum LogEntry {
     Regional(LogRecord),
     /// A global record at its place in a sealed epoch: applied by copies of global objects.
     SequencedGlobal(LogRecord),
+    /// The end of sealed epochs the region skipped because no region's log held them any
+    /// longer: a copy of a global object that applied records below it missed some, and
+    /// restarts from a checkpoint at or after it.
+    EpochsSkipped,
     /// Anything else (a pending global record, the end of an epoch): applies nothing.
     Other,
 }

@@ -206,6 +206,9 @@ pub struct SessionCounters {
     /// Checkpoint fetches answered "released" and asked again, in case an instance that
     /// follows the object lifts the release with its next checkpoint.
     pub released_fetches_retried: u64,
+    /// Copies of global objects that reached the end of sealed epochs the region skipped (no
+    /// region's log held them any longer) and fetched their state again.
+    pub copies_behind_skipped_epochs: u64,
 }
 
 /// What the session tells the application.
@@ -431,6 +434,11 @@ pub struct ClientSession {
     /// by every read of a copy: a reader never sees one copy ahead of another.
     view: Arc<RwLock<()>>,
     objects: BTreeMap<String, OpenObject>,
+    /// Objects whose copy the session dropped while they were open (a checkpoint it had to
+    /// move to could not be had: the region released the records), with why: a later call
+    /// on one fails with that error rather than as "not open". At most
+    /// [`OPEN_OBJECTS_MAX`]; opening or closing the name again forgets it.
+    lost: BTreeMap<String, CallError>,
     streams: BTreeMap<u64, Stream>,
     calls: BTreeMap<u64, CallState>,
     /// Calls by (session, request sequence), once proposed.
@@ -468,6 +476,7 @@ impl ClientSession {
             config,
             view: Arc::new(RwLock::new(())),
             objects: BTreeMap::new(),
+            lost: BTreeMap::new(),
             streams: BTreeMap::new(),
             calls: BTreeMap::new(),
             call_by_sequence: BTreeMap::new(),
@@ -553,6 +562,7 @@ impl ClientSession {
                 "{object_id} is open in this client already: clone its handle instead"
             )));
         }
+        self.lost.remove(object_id);
         if self.objects.len() >= OPEN_OBJECTS_MAX {
             return Err(CallError::Overloaded(format!(
                 "this client already has {OPEN_OBJECTS_MAX} objects open"
@@ -587,6 +597,7 @@ impl ClientSession {
     /// records would otherwise be covered by no checkpoint, and the region would in time
     /// release them (docs/design.md section 2.8), after which the object no longer opens.
     pub fn close(&mut self, now_us: u64, object_id: &str) {
+        self.lost.remove(object_id);
         let Some(object) = self.objects.remove(object_id) else {
             return;
         };
@@ -714,6 +725,9 @@ impl ClientSession {
                 return Err(CallError::Config(format!("{object_id} is still opening")));
             }
             None => {
+                if let Some(error) = self.lost.get(object_id) {
+                    return Err(error.clone());
+                }
                 return Err(CallError::Config(format!(
                     "{object_id} is not open in this client"
                 )));
@@ -1048,6 +1062,7 @@ impl ClientSession {
         let mut completed = Vec::new();
         let mut stopped = Vec::new();
         let mut touched: Vec<String> = Vec::new();
+        let mut skipped_copies = 0u64;
         {
             // Readers see the copies before this piece or after it, never in between.
             let view = Arc::clone(&self.view);
@@ -1058,6 +1073,23 @@ impl ClientSession {
                 let (record, scope) = match &positioned.entry {
                     LogEntry::Regional(record) => (record, Scope::Regional),
                     LogEntry::SequencedGlobal(record) => (record, Scope::Global),
+                    LogEntry::EpochsSkipped => {
+                        // The region skipped sealed epochs no region's log held any longer:
+                        // a global copy below this entry missed records, and restarts from a
+                        // checkpoint the region adopts from another region.
+                        for object in self.objects.values_mut() {
+                            if object.stream == key
+                                && object.scope == Scope::Global
+                                && object.phase != Phase::Fetching
+                                && object.fetch.is_none()
+                                && object.copy.position() < positioned.position
+                            {
+                                object.fetch = Some(Attempts::new(now_us));
+                                skipped_copies += 1;
+                            }
+                        }
+                        continue;
+                    }
                     LogEntry::Other => continue,
                 };
                 let Some(object) = self.objects.get(&record.object_id) else {
@@ -1066,6 +1098,7 @@ impl ClientSession {
                 if object.stream != key
                     || object.scope != scope
                     || object.phase == Phase::Fetching
+                    || object.fetch.is_some()
                     || positioned.position <= object.copy.position()
                     || object.copy.stopped().is_some()
                 {
@@ -1090,8 +1123,10 @@ impl ClientSession {
                 }
             }
             for object in self.objects.values() {
+                // A copy waiting for a checkpoint does not move past what it missed.
                 if object.stream == key
                     && object.phase != Phase::Fetching
+                    && object.fetch.is_none()
                     && object.copy.position() < through_position
                 {
                     object.copy.handle_gap(through_position);
@@ -1127,6 +1162,14 @@ impl ClientSession {
         }
         for (object_id, reason) in stopped {
             self.fail_calls_of(now_us, &object_id, &reason);
+        }
+        if skipped_copies > 0 {
+            // The copies that fetch leave the stream's filter: it opens again without them,
+            // and with them once they are restored.
+            self.counters.copies_behind_skipped_epochs += skipped_copies;
+            let stream = self.streams.get_mut(&key).expect("the stream exists");
+            stream.subscription = None;
+            stream.reopen_at_us = Some(now_us);
         }
     }
 
@@ -1749,6 +1792,16 @@ impl ClientSession {
                 let phase = object.phase;
                 if let Err(error) = restored {
                     self.objects.remove(object_id);
+                    if phase != Phase::Fetching {
+                        // The application still holds the object: its next call says why it
+                        // is gone.
+                        if self.lost.len() >= OPEN_OBJECTS_MAX
+                            && let Some(oldest) = self.lost.keys().next().cloned()
+                        {
+                            self.lost.remove(&oldest);
+                        }
+                        self.lost.insert(object_id.to_owned(), error.clone());
+                    }
                     let reason = match &error {
                         CallError::Schema { reason, .. } => reason.clone(),
                         other => other.to_string(),

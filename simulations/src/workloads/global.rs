@@ -83,6 +83,21 @@ pub struct GlobalFaultPlan {
     pub pause_count_max: u32,
     /// The longest a pause lasts.
     pub pause_duration_max: Duration,
+    /// Besides the drawn partitions: one region cut off from every other for a set stretch
+    /// of the window (a scripted long absence).
+    pub scripted_region_cut: Option<ScriptedCut>,
+}
+
+/// A region cut off from every other region, from `after` the start of the fault window for
+/// `length`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScriptedCut {
+    /// The region, by its index in the topology's list of regions.
+    pub region_index: usize,
+    /// When the cut begins, after the window starts.
+    pub after: Duration,
+    /// How long it lasts.
+    pub length: Duration,
 }
 
 impl GlobalFaultPlan {
@@ -97,6 +112,7 @@ impl GlobalFaultPlan {
         clock_skew_share_max: 0.0,
         pause_count_max: 0,
         pause_duration_max: Duration::ZERO,
+        scripted_region_cut: None,
     };
 
     /// Every kind of fault, at levels the cluster must survive, for a topology whose
@@ -118,6 +134,7 @@ impl GlobalFaultPlan {
             clock_skew_share_max: 0.5,
             pause_count_max: 0,
             pause_duration_max: Duration::ZERO,
+            scripted_region_cut: None,
         }
     }
 
@@ -217,6 +234,16 @@ impl GlobalRunSettings {
             return Err(format!(
                 "faults.clock_skew_share_max: {} is outside 0..=10",
                 self.faults.clock_skew_share_max
+            ));
+        }
+        if let Some(cut) = self.faults.scripted_region_cut
+            && cut.region_index >= self.topology.regions.len()
+        {
+            return Err(format!(
+                "faults.scripted_region_cut.region_index: {} is not one of the topology's {} \
+                 regions",
+                cut.region_index,
+                self.topology.regions.len()
             ));
         }
         if self.client.think_time_min > self.client.think_time_max
@@ -822,6 +849,17 @@ fn draw_schedule(
             events.push((pause_at, FaultEvent::Pause(node)));
             events.push((pause_at.saturating_add(duration), FaultEvent::Resume(node)));
         }
+    }
+    // Drawn last too, so that the other faults a seed draws are the same with it or without.
+    if let Some(cut) = plan.scripted_region_cut
+        && let Some(region) = settings.topology.regions.get(cut.region_index)
+    {
+        if cut.length > suspicion {
+            drawn.long_region_partitions += 1;
+        }
+        let cut_at = start.saturating_add(cut.after);
+        events.push((cut_at, FaultEvent::IsolateRegion(region.id.clone())));
+        events.push((cut_at.saturating_add(cut.length), FaultEvent::HealPartition));
     }
     // A stable sort keeps the drawing order among equal times, so the seed alone decides.
     events.sort_by_key(|(time, _)| *time);

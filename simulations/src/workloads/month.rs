@@ -39,6 +39,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
+use dsss_global_coordinator::CoordinatorLimits;
 use dsss_region_node::region_log::LOG_CACHE_BYTES_MAX;
 use dsss_topology::Topology;
 
@@ -132,8 +133,12 @@ pub struct MonthSettings {
     /// elsewhere read (a keeper's), and reads it: its region released the object's records,
     /// so the open completes by the region adopting another region's checkpoint of it.
     pub late_global_opens: bool,
-    /// The faults of the run, drawn over the hour of arrivals (none by default).
+    /// The faults of the run, drawn over the hour of arrivals (none by default). With a
+    /// scripted region cut, that region's failures from the cut until [`CUT_RECOVERY`] after
+    /// it count as [`CUT_OFF`], not as failures of the run.
     pub faults: GlobalFaultPlan,
+    /// The coordinator's bounds (its retention of sealed epochs among them).
+    pub coordinator_limits: CoordinatorLimits,
 }
 
 impl MonthSettings {
@@ -172,6 +177,7 @@ impl MonthSettings {
             log_poll_interval: Duration::from_millis(250),
             late_global_opens: true,
             faults: GlobalFaultPlan::NONE,
+            coordinator_limits: CoordinatorLimits::default(),
         }
     }
 
@@ -295,6 +301,16 @@ impl FailureCount {
     }
 }
 
+/// The kind of a failure in a region while it is cut off from the others (a scripted cut,
+/// [`MonthSettings::faults`]), until a while after it returns: its global calls cannot be
+/// sealed then.
+pub const CUT_OFF: &str = "while its region was cut off";
+
+/// How long after a scripted cut ends its region's failures still count as [`CUT_OFF`]: the
+/// region catches up (skipping what no log holds any longer) and adopts its global objects'
+/// checkpoints, and calls that began before take their timeout.
+pub const CUT_RECOVERY: Duration = Duration::from_secs(3 * 60);
+
 /// The kind of a failed open or call, from its message: the region log at its quota, the
 /// records of the object released by the region, or anything else.
 pub fn failure_kind(message: &str) -> &'static str {
@@ -354,6 +370,11 @@ pub struct MonthObserver {
     pub late_open_attempts_max: u32,
     /// Late opens given up: the object and the last error.
     pub late_open_failures: Vec<(String, String)>,
+    /// Copies of global objects behind a skip of sealed epochs no log held any longer, which
+    /// fetched their state again, summed as instances end or finish.
+    pub copies_behind_skipped_epochs: u64,
+    /// The region within its scripted cut (or its recovery after it), set by the harness.
+    pub cut_off: Option<String>,
     violations: Vec<String>,
 }
 
@@ -372,11 +393,21 @@ impl MonthObserver {
         }
     }
 
-    fn open_failed(&mut self, object: &str, error: &str) {
+    /// The kind of a failure in `region`: [`CUT_OFF`] while it is cut off, by its message
+    /// otherwise.
+    fn kind_in(&self, region: &str, error: &str) -> &'static str {
+        match failure_kind(error) {
+            "other" if self.cut_off.as_deref() == Some(region) => CUT_OFF,
+            kind => kind,
+        }
+    }
+
+    fn open_failed(&mut self, region: &str, object: &str, error: &str) {
+        let kind = self.kind_in(region, error);
         self.open_failures
-            .entry(failure_kind(error))
+            .entry(kind)
             .or_default()
-            .add(format!("{object}: {error}"));
+            .add(format!("{object} ({region}): {error}"));
     }
 
     fn late_opened(&mut self, attempt: u32) {
@@ -391,11 +422,12 @@ impl MonthObserver {
         }
     }
 
-    fn call_failed(&mut self, object: &str, error: &str) {
+    fn call_failed(&mut self, region: &str, object: &str, error: &str) {
+        let kind = self.kind_in(region, error);
         self.call_failures
-            .entry(failure_kind(error))
+            .entry(kind)
             .or_default()
-            .add(format!("{object}: {error}"));
+            .add(format!("{object} ({region}): {error}"));
     }
 
     fn log_full(&mut self, node: NodeId, region: &str, reason: &str) {
@@ -508,6 +540,10 @@ pub struct MonthReport {
     /// Checkpoints of global objects the regions adopted from other regions, over every
     /// member (`RegionStatus::adoptions`).
     pub checkpoints_adopted: u64,
+    /// Skips of sealed epochs no log held any longer, summed over the regions.
+    pub epoch_skips: u64,
+    /// Copies of global objects behind such a skip, which fetched their state again.
+    pub copies_behind_skipped_epochs: u64,
     /// Late opens given up: the object and the last error.
     pub late_open_failures: Vec<(String, String)>,
     /// The faults drawn over the hour of arrivals, when the run had any.
@@ -578,6 +614,14 @@ impl fmt::Display for MonthReport {
         )?;
         for (object, error) in self.late_open_failures.iter().take(EXAMPLES_KEPT) {
             writeln!(formatter, "    first late open given up: {object}: {error}")?;
+        }
+        if self.epoch_skips > 0 || self.copies_behind_skipped_epochs > 0 {
+            writeln!(
+                formatter,
+                "  {} skips of sealed epochs no region's log held any longer; {} copies of \
+                 global objects behind one fetched their state again",
+                self.epoch_skips, self.copies_behind_skipped_epochs
+            )?;
         }
         if let Some(faults) = &self.faults {
             writeln!(
@@ -755,6 +799,20 @@ pub fn run_month(settings: &MonthSettings) -> Result<MonthReport, String> {
     cluster_settings.clients_per_region = settings.slots_per_region;
     cluster_settings.faults = settings.faults;
     cluster_settings.fault_window = settings.arrivals_for;
+    cluster_settings.coordinator_limits = settings.coordinator_limits;
+    // The scripted cut's region, and the stretch its failures count as `CUT_OFF`.
+    let cut_window = settings.faults.scripted_region_cut.and_then(|cut| {
+        let region = settings.topology.regions.get(cut.region_index)?.id.clone();
+        let from = SimTime::ZERO.saturating_add(cut.after);
+        let until = from.saturating_add(cut.length).saturating_add(CUT_RECOVERY);
+        Some((region, from, until))
+    });
+    let mark_cut = |now: SimTime| {
+        observer.borrow_mut().cut_off = cut_window
+            .as_ref()
+            .filter(|(_, from, until)| (*from..*until).contains(&now))
+            .map(|(region, ..)| region.clone());
+    };
     let mut cluster = GlobalCluster::with_applications(&cluster_settings, factory)?;
     let quota_bytes = settings.topology.cluster.region_log_quota_bytes;
     let mut sampler = Sampler::new(&cluster, quota_bytes);
@@ -769,7 +827,10 @@ pub fn run_month(settings: &MonthSettings) -> Result<MonthReport, String> {
             &cluster_settings,
             SimTime::ZERO,
             settings.sample_every,
-            &mut |cluster| sampler.sample(cluster),
+            &mut |cluster| {
+                sampler.sample(cluster);
+                mark_cut(cluster.simulation().now());
+            },
         );
         cluster.heal();
         drawn
@@ -777,6 +838,7 @@ pub fn run_month(settings: &MonthSettings) -> Result<MonthReport, String> {
     while cluster.simulation().now() < final_from {
         cluster.simulation().run_for(settings.sample_every);
         sampler.sample(&mut cluster);
+        mark_cut(cluster.simulation().now());
     }
     let holders = observer.borrow().live;
     final_round.set(FinalRound::Appends);
@@ -838,7 +900,7 @@ pub fn run_month(settings: &MonthSettings) -> Result<MonthReport, String> {
         ("calls", &observer.call_failures),
     ] {
         for (kind, count) in failures {
-            if *kind != "the object's records were released" {
+            if *kind != "the object's records were released" && *kind != CUT_OFF {
                 problems.push(format!(
                     "{} {what} failed ({kind}); the first: {}",
                     count.count,
@@ -866,6 +928,19 @@ pub fn run_month(settings: &MonthSettings) -> Result<MonthReport, String> {
         .flat_map(|(_, members)| members.clone())
         .filter_map(|member| cluster.region_node(member))
         .map(|node| node.status().adoptions.counters.adopted)
+        .sum();
+    // Per region, the most skips any member applied (each member applies every skip).
+    let epoch_skips = cluster
+        .regions()
+        .iter()
+        .map(|(_, members)| {
+            members
+                .iter()
+                .filter_map(|&member| cluster.region_node(member))
+                .map(|node| node.status().counters.epoch_skips_applied)
+                .max()
+                .unwrap_or(0)
+        })
         .sum();
     let mut objects_compared = 0;
     for (object, reads) in &observer.final_reads {
@@ -907,6 +982,8 @@ pub fn run_month(settings: &MonthSettings) -> Result<MonthReport, String> {
             observer.late_open_attempts_max,
         ),
         checkpoints_adopted,
+        epoch_skips,
+        copies_behind_skipped_epochs: observer.copies_behind_skipped_epochs,
         late_open_failures: observer.late_open_failures.clone(),
         faults,
         problems,

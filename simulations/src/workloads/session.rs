@@ -178,6 +178,9 @@ pub struct SessionReport {
     pub proposals_unanswered: usize,
     /// What the instances' sessions counted, summed.
     pub counters: SessionCounters,
+    /// Skips of sealed epochs no log held any longer, summed over the regions (each counted
+    /// once, by the member that applied the most).
+    pub epoch_skips: u64,
     /// Broken guarantees, described (empty in a correct build).
     pub problems: Vec<String>,
     /// SHA-256 of the run's trace.
@@ -213,7 +216,7 @@ impl fmt::Display for SessionReport {
             formatter,
             "  writes {} (failed {}), local reads {}, sync() reads {}, barriers given up {}; \
              sessions: {} stream moves ({} stalls), {} call retries ({} after no answer), {} \
-             copies joined",
+             copies joined; {} epoch skips, {} copies behind one",
             self.writes,
             self.writes_failed,
             self.reads,
@@ -224,6 +227,8 @@ impl fmt::Display for SessionReport {
             self.counters.call_retries,
             self.proposals_unanswered,
             self.counters.copies_joined,
+            self.epoch_skips,
+            self.counters.copies_behind_skipped_epochs,
         )?;
         if self.problems.is_empty() {
             write!(
@@ -297,6 +302,7 @@ pub fn run_session(settings: &SessionRunSettings) -> Result<SessionReport, Strin
         syncs_failed: observer.syncs_failed,
         proposals_unanswered: observer.proposals_unanswered,
         counters: observer.counters,
+        epoch_skips: epoch_skips(&cluster),
         problems,
         trace_hash: cluster.simulation().trace_hash(),
     };
@@ -313,6 +319,22 @@ pub fn run_session(settings: &SessionRunSettings) -> Result<SessionReport, Strin
         }
     }
     Ok(report)
+}
+
+/// Skips of sealed epochs no log held, per region the most any member up applied, summed.
+fn epoch_skips(cluster: &GlobalCluster) -> u64 {
+    cluster
+        .regions()
+        .iter()
+        .map(|(_, members)| {
+            members
+                .iter()
+                .filter_map(|&node| cluster.region_node(node))
+                .map(|node| node.status().counters.epoch_skips_applied)
+                .max()
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 fn instance_factory(

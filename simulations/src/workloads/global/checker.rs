@@ -11,7 +11,7 @@
 //! - Durability: every acknowledged call is in its region's final log at its acknowledged
 //!   position, and every acknowledged global call is in every region's log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use dsss_region_node::{LogEntry, LogEvent, RegionLog};
@@ -81,6 +81,8 @@ pub struct GlobalObserver {
     pub entries_applied: u64,
     /// Snapshots members restored.
     pub snapshots_restored: u64,
+    /// Skips of epochs no log held that members applied.
+    pub epoch_skips: u64,
 }
 
 impl GlobalObserver {
@@ -246,6 +248,27 @@ impl GlobalObserver {
                 index_in_epoch,
                 record,
             } => self.observe_sealed(&region, *epoch_number, *index_in_epoch, record),
+            // A skip of epochs no log held (docs/global-protocol.md section 7): the region
+            // holds none of their records; the epoch it skips to ends where it ended
+            // everywhere.
+            LogEntry::EpochSealed {
+                epoch_number,
+                watermark,
+                skipped_from,
+                ..
+            } if *skipped_from > 0 => {
+                self.epoch_skips += 1;
+                if let Some(first) = self.epoch_ends.get(epoch_number)
+                    && first.watermark != *watermark
+                {
+                    let description = format!(
+                        "{region} skipped to the end of epoch {epoch_number} at {watermark:?}, \
+                         another region ended it at {:?}",
+                        first.watermark
+                    );
+                    self.violation(description);
+                }
+            }
             LogEntry::EpochSealed {
                 epoch_number,
                 watermark,
@@ -348,6 +371,13 @@ fn epochs_of(log: &RegionLog) -> Result<Vec<(u64, EpochInLog)>, String> {
             }
         }
         match &stored.entry {
+            // The log skipped epochs no log held: what it holds starts again after them (an
+            // epoch whose first parts it appended is abandoned).
+            LogEntry::EpochSealed { skipped_from, .. } if *skipped_from > 0 => {
+                epochs.clear();
+                open.clear();
+                open_epoch = None;
+            }
             LogEntry::SequencedGlobal {
                 epoch_number,
                 index_in_epoch,
@@ -538,10 +568,18 @@ pub fn check_cluster(
             }
         }
     }
-    // Every acknowledged call is at its acknowledged position in its region's log, as the
-    // kind of entry its scope makes; every acknowledged global call is sealed in an epoch
-    // that every region holds.
-    let sealed_everywhere: BTreeMap<(u64, u64), u64> = common_sealed_calls(logs);
+    // Every acknowledged call is at its acknowledged position in its region's log (while the
+    // log retains it), as the kind of entry its scope makes; every acknowledged global call is
+    // sealed, and in the log of every member of every region that holds its epoch whole.
+    let held: Vec<(String, NodeId, SealedInLog)> = logs
+        .iter()
+        .flat_map(|(region, members)| {
+            members
+                .iter()
+                .map(|(&node, log)| (region.clone(), node, sealed_in_log(log)))
+        })
+        .collect();
+    let mut skipped_calls: BTreeSet<(u64, u64)> = BTreeSet::new();
     for (&(client, sequence), call) in observer.calls() {
         let Some(position) = call.position else {
             continue;
@@ -554,6 +592,10 @@ pub fn check_cluster(
             continue;
         };
         for (&node, log) in members {
+            if position < log.first_retained_position() {
+                // Truncated below a checkpoint or released: nothing left to compare.
+                continue;
+            }
             let Some(stored) = log.cached_record(position) else {
                 problems.push(format!(
                     "c{client} s{sequence} ({}) acknowledged at position {position}, which node \
@@ -568,6 +610,14 @@ pub fn check_cluster(
                 | (LogEntry::SequencedGlobal { record, .. }, Scope::Global) => {
                     record.client_id.get() == client && record.request_sequence.get() == sequence
                 }
+                // Sealed in epochs the region skipped (no log held them any longer): answered
+                // at the skip, and sealed in the other regions' logs.
+                (LogEntry::EpochSealed { skipped_from, .. }, Scope::Global)
+                    if *skipped_from > 0 =>
+                {
+                    skipped_calls.insert((client, sequence));
+                    observer.sealed_at.contains_key(&(client, sequence))
+                }
                 _ => false,
             };
             if !matches {
@@ -578,47 +628,61 @@ pub fn check_cluster(
                 ));
             }
         }
-        if call.scope == Scope::Global && !sealed_everywhere.contains_key(&(client, sequence)) {
+        if call.scope != Scope::Global {
+            continue;
+        }
+        let Some(&(epoch, _)) = observer.sealed_at.get(&(client, sequence)) else {
             problems.push(format!(
-                "c{client} s{sequence} ({}) acknowledged, but not sealed in every region's log",
+                "c{client} s{sequence} ({}) acknowledged, but no region appended it sealed",
                 call.region
             ));
+            continue;
+        };
+        for (region, node, sealed) in &held {
+            let missing = match sealed.epochs {
+                // Not appended yet: every region must have appended the epoch by the end.
+                Some((_, last)) if epoch > last => true,
+                Some((first, _)) if epoch >= first => !sealed.calls.contains(&(client, sequence)),
+                // Before the epochs the log holds whole (truncated or skipped), or none held.
+                Some(_) => false,
+                None => sealed.next_epoch <= epoch,
+            };
+            if missing {
+                problems.push(format!(
+                    "c{client} s{sequence} ({}) acknowledged and sealed in epoch {epoch}, but not \
+                     in the log of node {node} ({region}), which holds epochs {:?} whole",
+                    call.region, sealed.epochs
+                ));
+            }
         }
     }
     problems
 }
 
-/// The calls sealed in the logs of every member of every region, with their epoch.
-fn common_sealed_calls(
-    logs: &BTreeMap<String, BTreeMap<NodeId, &RegionLog>>,
-) -> BTreeMap<(u64, u64), u64> {
-    let mut common: Option<BTreeMap<(u64, u64), u64>> = None;
-    for members in logs.values() {
-        for log in members.values() {
-            let calls: BTreeMap<(u64, u64), u64> = log
-                .cached_records()
-                .filter_map(|stored| match &stored.entry {
-                    LogEntry::SequencedGlobal {
-                        epoch_number,
-                        record,
-                        ..
-                    } => Some((
-                        (record.client_id.get(), record.request_sequence.get()),
-                        *epoch_number,
-                    )),
-                    _ => None,
-                })
-                .collect();
-            common = Some(match common {
-                None => calls,
-                Some(common) => common
-                    .into_iter()
-                    .filter(|(call, _)| calls.contains_key(call))
-                    .collect(),
-            });
-        }
+/// The sealed calls of one log and the epochs it holds whole.
+struct SealedInLog {
+    /// The calls sealed in the epochs the log holds whole.
+    calls: BTreeSet<(u64, u64)>,
+    /// The first and last epoch the log holds whole, none when it holds none.
+    epochs: Option<(u64, u64)>,
+    /// The epoch the log appends next.
+    next_epoch: u64,
+}
+
+fn sealed_in_log(log: &RegionLog) -> SealedInLog {
+    let epochs = epochs_of(log).unwrap_or_default();
+    SealedInLog {
+        calls: epochs
+            .iter()
+            .flat_map(|(_, epoch)| epoch.records.iter())
+            .map(|record| (record.client_id.get(), record.request_sequence.get()))
+            .collect(),
+        epochs: epochs
+            .first()
+            .zip(epochs.last())
+            .map(|((first, _), (last, _))| (*first, *last)),
+        next_epoch: log.global().epochs_applied_through() + 1,
     }
-    common.unwrap_or_default()
 }
 
 /// The calls of `observer` that were acknowledged, per scope, for coverage checks.

@@ -326,10 +326,11 @@ impl MonthSlot {
                     opens.insert(open_id, name.clone());
                     objects.insert(name, Held { scope, copy });
                 }
-                Err(error) => self
-                    .observer
-                    .borrow_mut()
-                    .open_failed(&name, &error.to_string()),
+                Err(error) => {
+                    self.observer
+                        .borrow_mut()
+                        .open_failed(&self.region, &name, &error.to_string())
+                }
             }
         }
         self.live = Some(Live {
@@ -407,7 +408,7 @@ impl MonthSlot {
                 match outcome {
                     Ok(()) => observer.opened(&name),
                     Err(error) => {
-                        observer.open_failed(&name, &error.to_string());
+                        observer.open_failed(&self.region, &name, &error.to_string());
                         live.objects.remove(&name);
                     }
                 }
@@ -434,20 +435,22 @@ impl MonthSlot {
                             &self.region_names,
                             payload_bytes,
                         ),
-                        Err(error) => self
-                            .observer
-                            .borrow_mut()
-                            .call_failed(&object, &error.to_string()),
+                        Err(error) => self.observer.borrow_mut().call_failed(
+                            &self.region,
+                            &object,
+                            &error.to_string(),
+                        ),
                     }
                     self.think(cx);
                 }
                 Waiting::FinalAppend { call_id: waited } if waited == call_id => {
                     match outcome {
                         Ok(_) => self.observer.borrow_mut().appends_acknowledged += 1,
-                        Err(error) => self
-                            .observer
-                            .borrow_mut()
-                            .call_failed("the final append", &error.to_string()),
+                        Err(error) => self.observer.borrow_mut().call_failed(
+                            &self.region,
+                            "the final append",
+                            &error.to_string(),
+                        ),
                     }
                     self.await_reads(cx);
                 }
@@ -494,6 +497,11 @@ impl MonthSlot {
                         let view = live.driver.session().view();
                         let _reading = view.read().unwrap_or_else(|poisoned| poisoned.into_inner());
                         for (name, held) in &live.objects {
+                            // A copy the session dropped (its region could not rebuild the
+                            // object: every record it missed was released) is not read.
+                            if !live.driver.session().is_open(name) {
+                                continue;
+                            }
                             let read = held.copy.read(|journal| ObjectRead {
                                 entries: journal.entries(),
                                 bytes: journal.bytes(),
@@ -507,6 +515,11 @@ impl MonthSlot {
                     )),
                 }
                 observer.holders_finished += 1;
+                observer.copies_behind_skipped_epochs += live
+                    .driver
+                    .session()
+                    .counters()
+                    .copies_behind_skipped_epochs;
                 drop(observer);
                 live.waiting = Waiting::AwaitingLate;
                 live.holding_timer = Some(cx.set_timer(HOLDING_CHECK_INTERVAL));
@@ -599,7 +612,7 @@ impl MonthSlot {
             Err(error) => {
                 self.observer
                     .borrow_mut()
-                    .call_failed(&object, &error.to_string());
+                    .call_failed(&self.region, &object, &error.to_string());
                 self.think(cx);
             }
         }
@@ -645,10 +658,11 @@ impl MonthSlot {
                     opens.insert(open_id, name.clone());
                     live.objects.insert(name, Held { scope, copy });
                 }
-                Err(error) => self
-                    .observer
-                    .borrow_mut()
-                    .open_failed(&name, &error.to_string()),
+                Err(error) => {
+                    self.observer
+                        .borrow_mut()
+                        .open_failed(&self.region, &name, &error.to_string())
+                }
             }
         }
         if opens.is_empty() {
@@ -679,7 +693,7 @@ impl MonthSlot {
             Err(error) => {
                 self.observer
                     .borrow_mut()
-                    .call_failed(&object, &error.to_string());
+                    .call_failed(&self.region, &object, &error.to_string());
                 self.await_reads(cx);
             }
         }
@@ -838,6 +852,7 @@ impl MonthSlot {
             *observer.endings.entry(live.ending.kind()).or_default() += 1;
             observer.idle_checkpoints += counters.idle_checkpoints;
             observer.copies_restored += counters.copies_restored;
+            observer.copies_behind_skipped_epochs += counters.copies_behind_skipped_epochs;
         }
         // Answers to the requests of the session that ended (none takes longer than the
         // shortest pause) arrive before the next session starts.

@@ -704,6 +704,9 @@ fn entry_for_session(
         LogEntry::SequencedGlobal { record: global, .. } if wanted(global) => {
             SessionEntry::SequencedGlobal(record(global))
         }
+        LogEntry::EpochSealed { skipped_from, .. } if *skipped_from > 0 => {
+            SessionEntry::EpochsSkipped
+        }
         LogEntry::EpochSealed { .. } => SessionEntry::Other,
         _ => return None,
     };

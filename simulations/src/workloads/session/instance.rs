@@ -303,6 +303,8 @@ impl SessionInstance {
                     observer.counters.call_retries += counters.call_retries;
                     observer.counters.copies_joined += counters.copies_joined;
                     observer.counters.copies_restored += counters.copies_restored;
+                    observer.counters.copies_behind_skipped_epochs +=
+                        counters.copies_behind_skipped_epochs;
                     drop(observer);
                     self.waiting = Waiting::Done;
                 } else {
