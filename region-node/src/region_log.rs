@@ -2359,6 +2359,44 @@ mod tests {
         assert_eq!(recovered, log, "the skip is persisted");
     }
 
+    /// The scan that finds where a served checkpoint stands in the global order reads at most
+    /// `ADOPTION_SCAN_BYTES_MAX` too: past it, with fewer entries than the entry bound, the
+    /// region answers that it cannot.
+    #[test]
+    fn a_checkpoint_is_served_for_adoption_only_within_the_scan_byte_bound() {
+        use crate::global::adoption::{
+            ADOPTION_SCAN_BYTES_MAX, ADOPTION_SCAN_ENTRIES_MAX, serve_checkpoint_read,
+        };
+        let mut log = new_log(RegionLogRetention::default());
+        let mut store = MemoryStore::new();
+        apply(&mut log, &mut store, &[object_record("lobby/main", 7, 1)]);
+        assert_eq!(
+            checkpoint(&mut log, &mut store, "lobby/main", 1, 3, 7),
+            Ok(CheckpointOutcome::Stored)
+        );
+        // Regional records of another object, a MiB of arguments each, past the byte bound.
+        let record_bytes = dsss_wire::ARGUMENTS_BYTES_MAX - 1024;
+        let mut sequence = 1;
+        while log.retained_size_bytes() <= ADOPTION_SCAN_BYTES_MAX + 2 * record_bytes as u64 {
+            let large = Record {
+                arguments: dsss_wire::Arguments::new(vec![7; record_bytes]).unwrap(),
+                ..object_record("lobby/other", 8, sequence)
+            };
+            apply(&mut log, &mut store, &[large]);
+            sequence += 1;
+        }
+        let object = ObjectId::new("lobby/main").unwrap();
+        let refused = serve_checkpoint_read(&log, &store, &object).unwrap_err();
+        assert!(
+            refused.contains(" bytes) after the checkpoint"),
+            "{refused}"
+        );
+        assert!(
+            log.last_position() < ADOPTION_SCAN_ENTRIES_MAX as u64,
+            "the byte bound, not the entry bound, stopped the scan"
+        );
+    }
+
     /// Offers a checkpoint of `object` at `position` whose state and hash are `hash` repeated.
     fn checkpoint(
         log: &mut RegionLog,

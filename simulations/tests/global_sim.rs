@@ -501,6 +501,58 @@ fn repeated_suspicion_and_readmission_lose_no_global_call() {
     });
 }
 
+/// A cluster cut short of one region: the run the cut tests share.
+struct CutRun {
+    cluster: GlobalCluster,
+    settings: GlobalRunSettings,
+    cut_region: String,
+    cut_at: SimTime,
+    cut_until: SimTime,
+}
+
+/// Runs a cluster on `topology` under the usual faults (but no partition or pause of their
+/// own: the cut is the test's) with the coordinator retaining `retained_epochs`, cuts the
+/// seed's region off from the others at 2 s and runs on through `cut`.
+fn cut_off_under_faults(
+    seed: u64,
+    topology: &Topology,
+    cut: Duration,
+    retained_epochs: usize,
+) -> CutRun {
+    let regions: Vec<String> = topology
+        .regions
+        .iter()
+        .map(|region| region.id.clone())
+        .collect();
+    let cut_region = regions[(seed % regions.len() as u64) as usize].clone();
+    let cut_at = at(Duration::from_secs(2));
+    let cut_until = cut_at.saturating_add(cut);
+    let mut settings = GlobalRunSettings::new(seed, topology.clone());
+    settings.fault_window = cut + Duration::from_secs(6);
+    let mut faults = GlobalFaultPlan::standard(suspicion(topology));
+    faults.region_partition_count_max = 0;
+    faults.pause_count_max = 0;
+    settings.faults = faults;
+    settings.coordinator_limits.retained_epochs_max = retained_epochs;
+    let mut cluster = GlobalCluster::new(&settings).expect("valid settings");
+    cluster.simulation().run_until(cut_at);
+    let simulated_region = cluster
+        .simulation()
+        .network()
+        .config()
+        .region_named(&cut_region)
+        .expect("the region is simulated");
+    cluster.simulation().isolate_region(simulated_region);
+    cluster.simulation().run_until(cut_until);
+    CutRun {
+        cluster,
+        settings,
+        cut_region,
+        cut_at,
+        cut_until,
+    }
+}
+
 /// A region cut off for long enough that the coordinator released epochs it never appended
 /// (docs/global-protocol.md section 7) comes back and catches up from another region's log.
 /// A day-long cut is compressed: the coordinator retains at most `RETAINED_EPOCHS` epochs
@@ -514,33 +566,14 @@ fn a_region_cut_off_past_the_coordinators_retention_catches_up_and_agrees() {
     const RETAINED_EPOCHS: usize = 64;
     run_seeds("global_region_returns", 4, |seed| {
         let topology = local_topology();
-        let regions: Vec<String> = topology
-            .regions
-            .iter()
-            .map(|region| region.id.clone())
-            .collect();
-        let cut_region = regions[(seed % regions.len() as u64) as usize].clone();
-        let cut_at = at(Duration::from_secs(2));
         let cut = Duration::from_secs(60);
-        let cut_until = cut_at.saturating_add(cut);
-        let mut settings = GlobalRunSettings::new(seed, topology.clone());
-        settings.fault_window = cut + Duration::from_secs(6);
-        // The usual faults, but no partition or pause of their own: the cut is this test's.
-        let mut faults = GlobalFaultPlan::standard(suspicion(&topology));
-        faults.region_partition_count_max = 0;
-        faults.pause_count_max = 0;
-        settings.faults = faults;
-        settings.coordinator_limits.retained_epochs_max = RETAINED_EPOCHS;
-        let mut cluster = GlobalCluster::new(&settings).expect("valid settings");
-        cluster.simulation().run_until(cut_at);
-        let simulated_region = cluster
-            .simulation()
-            .network()
-            .config()
-            .region_named(&cut_region)
-            .expect("the region is simulated");
-        cluster.simulation().isolate_region(simulated_region);
-        cluster.simulation().run_until(cut_until);
+        let CutRun {
+            mut cluster,
+            settings,
+            cut_region,
+            cut_at,
+            cut_until,
+        } = cut_off_under_faults(seed, &topology, cut, RETAINED_EPOCHS);
         let newest_epoch_at_heal = cluster
             .nodes()
             .into_iter()
@@ -603,33 +636,13 @@ fn a_region_cut_off_past_every_regions_log_skips_the_epochs_and_agrees() {
     run_seeds("global_region_skips", 4, |seed| {
         let mut topology = local_topology();
         topology.cluster.region_log_release_age_us = 10_000_000;
-        let regions: Vec<String> = topology
-            .regions
-            .iter()
-            .map(|region| region.id.clone())
-            .collect();
-        let cut_region = regions[(seed % regions.len() as u64) as usize].clone();
-        let cut_at = at(Duration::from_secs(2));
         let cut = Duration::from_secs(60);
-        let cut_until = cut_at.saturating_add(cut);
-        let mut settings = GlobalRunSettings::new(seed, topology.clone());
-        settings.fault_window = cut + Duration::from_secs(6);
-        // The usual faults, but no partition or pause of their own: the cut is this test's.
-        let mut faults = GlobalFaultPlan::standard(suspicion(&topology));
-        faults.region_partition_count_max = 0;
-        faults.pause_count_max = 0;
-        settings.faults = faults;
-        settings.coordinator_limits.retained_epochs_max = RETAINED_EPOCHS;
-        let mut cluster = GlobalCluster::new(&settings).expect("valid settings");
-        cluster.simulation().run_until(cut_at);
-        let simulated_region = cluster
-            .simulation()
-            .network()
-            .config()
-            .region_named(&cut_region)
-            .expect("the region is simulated");
-        cluster.simulation().isolate_region(simulated_region);
-        cluster.simulation().run_until(cut_until);
+        let CutRun {
+            mut cluster,
+            settings,
+            cut_region,
+            ..
+        } = cut_off_under_faults(seed, &topology, cut, RETAINED_EPOCHS);
         let members: Vec<_> = cluster
             .regions()
             .iter()

@@ -496,6 +496,24 @@ impl GlobalCluster {
         &self.routes.regions
     }
 
+    /// Skips of sealed epochs no log held any longer (docs/global-protocol.md section 7),
+    /// summed over the regions: per region, the most any member that is up applied (every
+    /// member applies each skip).
+    pub fn epoch_skips(&self) -> u64 {
+        self.routes
+            .regions
+            .iter()
+            .map(|(_, members)| {
+                members
+                    .iter()
+                    .filter_map(|&member| self.region_node(member))
+                    .map(|node| node.status().counters.epoch_skips_applied)
+                    .max()
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
     /// The region node of `node`, if it is up.
     pub fn region_node(&self, node: NodeId) -> Option<&RegionNode> {
         self.simulation.process(node)?.node()?.region_node()

@@ -929,19 +929,7 @@ pub fn run_month(settings: &MonthSettings) -> Result<MonthReport, String> {
         .filter_map(|member| cluster.region_node(member))
         .map(|node| node.status().adoptions.counters.adopted)
         .sum();
-    // Per region, the most skips any member applied (each member applies every skip).
-    let epoch_skips = cluster
-        .regions()
-        .iter()
-        .map(|(_, members)| {
-            members
-                .iter()
-                .filter_map(|&member| cluster.region_node(member))
-                .map(|node| node.status().counters.epoch_skips_applied)
-                .max()
-                .unwrap_or(0)
-        })
-        .sum();
+    let epoch_skips = cluster.epoch_skips();
     let mut objects_compared = 0;
     for (object, reads) in &observer.final_reads {
         let distinct: BTreeSet<&ObjectRead> = reads.values().collect();

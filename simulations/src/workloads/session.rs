@@ -302,7 +302,7 @@ pub fn run_session(settings: &SessionRunSettings) -> Result<SessionReport, Strin
         syncs_failed: observer.syncs_failed,
         proposals_unanswered: observer.proposals_unanswered,
         counters: observer.counters,
-        epoch_skips: epoch_skips(&cluster),
+        epoch_skips: cluster.epoch_skips(),
         problems,
         trace_hash: cluster.simulation().trace_hash(),
     };
@@ -319,22 +319,6 @@ pub fn run_session(settings: &SessionRunSettings) -> Result<SessionReport, Strin
         }
     }
     Ok(report)
-}
-
-/// Skips of sealed epochs no log held, per region the most any member up applied, summed.
-fn epoch_skips(cluster: &GlobalCluster) -> u64 {
-    cluster
-        .regions()
-        .iter()
-        .map(|(_, members)| {
-            members
-                .iter()
-                .filter_map(|&node| cluster.region_node(node))
-                .map(|node| node.status().counters.epoch_skips_applied)
-                .max()
-                .unwrap_or(0)
-        })
-        .sum()
 }
 
 fn instance_factory(
