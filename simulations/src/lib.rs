@@ -106,6 +106,7 @@ pub mod network;
 pub mod process;
 pub mod queue;
 pub mod random;
+pub mod scenario;
 pub mod seeds;
 pub mod simulation;
 pub mod time;

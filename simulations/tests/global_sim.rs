@@ -5,6 +5,7 @@
 use std::cell::Cell;
 use std::time::Duration;
 
+use dsss_region_node::RegionStatus;
 use dsss_simulations::workloads::global::{
     GlobalCluster, GlobalFaultPlan, GlobalRunSettings, run_global, run_global_traced,
 };
@@ -153,17 +154,9 @@ fn a_catch_up_replays_the_same_run() {
         cluster.simulation().run_until(cut_at.saturating_add(cut));
         let problems = cluster.heal_and_check(settings.convergence_max);
         assert!(problems.is_empty(), "seed {seed}: {problems:?}");
-        let members = cluster
-            .regions()
-            .iter()
-            .find(|(region, _)| region == "local-b")
-            .map(|(_, members)| members.clone())
-            .expect("the region is simulated");
-        let caught_up: u64 = members
-            .iter()
-            .filter_map(|&node| cluster.region_node(node))
-            .map(|node| node.status().counters.epoch_parts_caught_up)
-            .sum();
+        let caught_up = total(&cluster.member_statuses("local-b"), |status| {
+            status.counters.epoch_parts_caught_up
+        });
         assert!(caught_up > 0, "seed {seed}: no epoch was read back");
         cluster.simulation().trace().clone()
     });
@@ -453,18 +446,10 @@ fn repeated_suspicion_and_readmission_lose_no_global_call() {
         let mut readmitted = 0;
         for cycle in 0..CYCLES {
             let name = regions[((seed + cycle) % regions.len() as u64) as usize].clone();
-            let members = cluster
-                .regions()
-                .iter()
-                .find(|(region, _)| *region == name)
-                .map(|(_, members)| members.clone())
-                .expect("the region is simulated");
-            let incarnation_before = members
-                .iter()
-                .filter_map(|&node| cluster.region_node(node))
-                .map(|node| node.status().global.incarnation)
-                .max()
-                .unwrap_or(0);
+            let members = cluster.members_of(&name);
+            let incarnation_before = most(&cluster.member_statuses(&name), |status| {
+                status.global.incarnation
+            });
             let simulated_region = cluster
                 .simulation()
                 .network()
@@ -481,12 +466,9 @@ fn repeated_suspicion_and_readmission_lose_no_global_call() {
             for &node in &members {
                 cluster.simulation().set_clock_skew_us(node, 0);
             }
-            let incarnation_after = members
-                .iter()
-                .filter_map(|&node| cluster.region_node(node))
-                .map(|node| node.status().global.incarnation)
-                .max()
-                .unwrap_or(0);
+            let incarnation_after = most(&cluster.member_statuses(&name), |status| {
+                status.global.incarnation
+            });
             if incarnation_after > incarnation_before {
                 readmitted += 1;
             }
@@ -643,44 +625,17 @@ fn a_region_cut_off_past_every_regions_log_skips_the_epochs_and_agrees() {
             cut_region,
             ..
         } = cut_off_under_faults(seed, &topology, cut, RETAINED_EPOCHS);
-        let members: Vec<_> = cluster
-            .regions()
-            .iter()
-            .find(|(region, _)| *region == cut_region)
-            .map(|(_, members)| members.clone())
-            .expect("the region is simulated");
-        let applied_at_heal = members
-            .iter()
-            .filter_map(|&node| cluster.region_node(node))
-            .map(|node| node.status().global.epochs_applied_through)
-            .max()
-            .unwrap_or(0);
+        let applied_at_heal = most(&cluster.member_statuses(&cut_region), |status| {
+            status.global.epochs_applied_through
+        });
         let problems = cluster.heal_and_check(settings.convergence_max);
-        let statuses: Vec<_> = members
-            .iter()
-            .filter_map(|&node| cluster.region_node(node))
-            .map(|node| node.status())
-            .collect();
-        let skips = statuses
-            .iter()
-            .map(|status| status.counters.epoch_skips_applied)
-            .max()
-            .unwrap_or(0);
-        let skipped = statuses
-            .iter()
-            .map(|status| status.counters.epochs_skipped)
-            .max()
-            .unwrap_or(0);
-        let applied_now = statuses
-            .iter()
-            .map(|status| status.global.epochs_applied_through)
-            .max()
-            .unwrap_or(0);
-        let answered_at_skip = statuses
-            .iter()
-            .map(|status| status.counters.records_sealed_in_skipped_epochs)
-            .max()
-            .unwrap_or(0);
+        let statuses = cluster.member_statuses(&cut_region);
+        let skips = most(&statuses, |status| status.counters.epoch_skips_applied);
+        let skipped = most(&statuses, |status| status.counters.epochs_skipped);
+        let applied_now = most(&statuses, |status| status.global.epochs_applied_through);
+        let answered_at_skip = most(&statuses, |status| {
+            status.counters.records_sealed_in_skipped_epochs
+        });
         assert!(problems.is_empty(), "seed {seed}: {problems:?}");
         assert!(
             skips > 0,
@@ -696,6 +651,16 @@ fn a_region_cut_off_past_every_regions_log_skips_the_epochs_and_agrees() {
             cut.as_secs()
         );
     });
+}
+
+/// The largest of `field` over `statuses`, 0 when there is none.
+fn most(statuses: &[RegionStatus], field: impl Fn(&RegionStatus) -> u64) -> u64 {
+    statuses.iter().map(field).max().unwrap_or(0)
+}
+
+/// The sum of `field` over `statuses`.
+fn total(statuses: &[RegionStatus], field: impl Fn(&RegionStatus) -> u64) -> u64 {
+    statuses.iter().map(field).sum()
 }
 
 /// How a returning region caught up after the heal: the epochs it appended from the heal until

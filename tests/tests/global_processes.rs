@@ -282,6 +282,52 @@ fn global_call(client_id: u64, sequence: u64) -> Call {
     }
 }
 
+/// Closed-loop global clients ([`run_client`]) running until [`ClientLoad::stop`].
+struct ClientLoad {
+    stopping: Arc<AtomicBool>,
+    /// Each client's acknowledged calls so far, in start order.
+    counters: Vec<Arc<AtomicUsize>>,
+    clients: Vec<tokio::task::JoinHandle<ClientHistory>>,
+}
+
+impl ClientLoad {
+    /// Starts `per_region` clients in each region of `region_indexes`, spread over its members.
+    fn start(cluster: &GlobalCluster, region_indexes: &[usize], per_region: u64) -> ClientLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut counters = Vec::new();
+        let mut clients = Vec::new();
+        for &region_index in region_indexes {
+            let region = &cluster.regions[region_index];
+            for index in 0..per_region {
+                let counter = Arc::new(AtomicUsize::new(0));
+                counters.push(counter.clone());
+                let plan = ClientPlan {
+                    connections: region.connections.clone(),
+                    client_id: client_id_of(region_index, index),
+                    region_index,
+                    first_member: region.node_ids[index as usize % region.node_ids.len()],
+                };
+                clients.push(tokio::spawn(run_client(plan, stop.clone(), counter)));
+            }
+        }
+        ClientLoad {
+            stopping: stop,
+            counters,
+            clients,
+        }
+    }
+
+    /// Stops the clients and returns their histories once each ended.
+    async fn stop(self) -> Vec<ClientHistory> {
+        self.stopping.store(true, Ordering::SeqCst);
+        let mut histories = Vec::new();
+        for client in self.clients {
+            histories.push(client.await.expect("client task"));
+        }
+        histories
+    }
+}
+
 struct ClientPlan {
     connections: RegionConnections,
     client_id: u64,
@@ -502,22 +548,9 @@ async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call() {
 
     // Clients in every region, spread over its members (the one to be killed included), so
     // that some of them must fail over.
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut counters: Vec<Arc<AtomicUsize>> = Vec::new();
-    let mut clients = Vec::new();
-    for (region_index, region) in cluster.regions.iter().enumerate() {
-        for index in 0..CLIENTS_PER_REGION {
-            let counter = Arc::new(AtomicUsize::new(0));
-            counters.push(counter.clone());
-            let plan = ClientPlan {
-                connections: region.connections.clone(),
-                client_id: client_id_of(region_index, index),
-                region_index,
-                first_member: region.node_ids[index as usize % region.node_ids.len()],
-            };
-            clients.push(tokio::spawn(run_client(plan, stop.clone(), counter)));
-        }
-    }
+    let all_regions: Vec<usize> = (0..cluster.regions.len()).collect();
+    let load = ClientLoad::start(&cluster, &all_regions, CLIENTS_PER_REGION);
+    let counters = load.counters.clone();
     wait_for_acknowledgements(
         "every client has global calls acknowledged",
         &counters,
@@ -572,11 +605,7 @@ async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call() {
         WAIT_MAX,
     )
     .await;
-    stop.store(true, Ordering::SeqCst);
-    let mut histories = Vec::new();
-    for client in clients {
-        histories.push(client.await.expect("client task"));
-    }
+    let histories = load.stop().await;
     for history in &histories {
         assert!(
             history.refused.is_none(),
@@ -851,21 +880,8 @@ async fn a_region_down_past_the_coordinators_retention_catches_up_from_another_r
     let sealed_at_kill = sealed_of(region_leader_status(&cluster.regions[0]).await);
 
     // One client in each of the two regions still up.
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut counters = Vec::new();
-    let mut clients = Vec::new();
-    for region_index in 0..2 {
-        let region = &cluster.regions[region_index];
-        let counter = Arc::new(AtomicUsize::new(0));
-        counters.push(counter.clone());
-        let plan = ClientPlan {
-            connections: region.connections.clone(),
-            client_id: client_id_of(region_index, 0),
-            region_index,
-            first_member: region.node_ids[0],
-        };
-        clients.push(tokio::spawn(run_client(plan, stop.clone(), counter)));
-    }
+    let load = ClientLoad::start(&cluster, &[0, 1], 1);
+    let counters = load.counters.clone();
     // The coordinator seals four times its retention while local-c is away.
     let deadline = Deadline::new(
         "the other regions' global calls seal four times the coordinator's retention",
@@ -912,8 +928,7 @@ async fn a_region_down_past_the_coordinators_retention_catches_up_from_another_r
     );
     // It takes global calls again, the others' calls go on, and from where every log starts
     // (after local-c's skip, if it skipped) every region holds the same sealed epochs.
-    let (first, last) =
-        returned_region_agrees(&cluster, down_index, &stop, clients, &counters).await;
+    let (first, last) = returned_region_agrees(&cluster, down_index, load).await;
     // The epochs all three logs hold reach back past what the coordinator still retained
     // when local-c returned: local-c got those from another region's log.
     assert!(
@@ -949,21 +964,7 @@ async fn a_region_down_past_every_regions_log_skips_the_epochs_it_missed() {
         .await
         .map_or(0, |status| status.sealed_epoch_number);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut counters = Vec::new();
-    let mut clients = Vec::new();
-    for region_index in 0..2 {
-        let region = &cluster.regions[region_index];
-        let counter = Arc::new(AtomicUsize::new(0));
-        counters.push(counter.clone());
-        let plan = ClientPlan {
-            connections: region.connections.clone(),
-            client_id: client_id_of(region_index, 0),
-            region_index,
-            first_member: region.node_ids[0],
-        };
-        clients.push(tokio::spawn(run_client(plan, stop.clone(), counter)));
-    }
+    let load = ClientLoad::start(&cluster, &[0, 1], 1);
     // The coordinator seals four times its retention (it releases what only local-c lacks)...
     let deadline = Deadline::new(
         "the other regions' global calls seal four times the coordinator's retention",
@@ -1033,8 +1034,7 @@ async fn a_region_down_past_every_regions_log_skips_the_epochs_it_missed() {
     assert!(skips > 0, "local-c caught up without skipping epochs");
     // It takes global calls again, the others' calls go on, and from local-c's skip on every
     // region's log holds the same sealed epochs.
-    let (first, last) =
-        returned_region_agrees(&cluster, down_index, &stop, clients, &counters).await;
+    let (first, last) = returned_region_agrees(&cluster, down_index, load).await;
     assert!(
         first <= last && last >= sealed_at_return,
         "the logs have epochs {first}..={last} in common; local-c returned at epoch \
@@ -1050,10 +1050,9 @@ async fn a_region_down_past_every_regions_log_skips_the_epochs_it_missed() {
 async fn returned_region_agrees(
     cluster: &GlobalCluster,
     down_index: usize,
-    stop: &AtomicBool,
-    clients: Vec<tokio::task::JoinHandle<ClientHistory>>,
-    counters: &[Arc<AtomicUsize>],
+    load: ClientLoad,
 ) -> (u64, u64) {
+    let counters = &load.counters.clone();
     let returned = &cluster.regions[down_index];
     let client_id = client_id_of(down_index, 0);
     let mut client = RegionClient::new(returned.connections.clone(), client_id)
@@ -1076,9 +1075,7 @@ async fn returned_region_agrees(
         WAIT_MAX,
     )
     .await;
-    stop.store(true, Ordering::SeqCst);
-    for client in clients {
-        let history = client.await.expect("client task");
+    for history in load.stop().await {
         assert!(
             history.refused.is_none(),
             "client {} had a call refused: {:?}",

@@ -631,3 +631,122 @@ fn client_of(clients: &mut [(u64, Client)], replica: u64) -> &mut Client {
         .expect("the leader tracker names only replicas with a client");
     &mut clients[index].1
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::mpsc::{Receiver, sync_channel};
+
+    use dsss_wire::RegionId;
+
+    use super::*;
+
+    /// Settings whose coordinator replica and other region listen nowhere (a port that was
+    /// bound and let go): every call fails at once with "connection refused".
+    fn settings_of_unreachable_peers() -> GlobalSettings {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        let address = listener.local_addr().expect("an address").to_string();
+        drop(listener);
+        let peer = PeerAddress {
+            node_id: 7,
+            address,
+        };
+        GlobalSettings {
+            coordinator_replicas: vec![peer.clone()],
+            preferred_leader: 7,
+            other_regions: vec![("far".to_owned(), vec![peer])],
+            ..GlobalSettings::none()
+        }
+    }
+
+    /// The read ids answered on `events`, with their errors, once `expected` answers came.
+    fn answers(events: &Receiver<NodeEvent>, expected: usize) -> BTreeMap<u64, String> {
+        let mut answers = BTreeMap::new();
+        while answers.len() < expected {
+            let event = events
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("only {} of {expected} reads answered", answers.len()));
+            let (read_id, error) = match event {
+                NodeEvent::CheckpointRead { read_id, reply } => {
+                    (read_id, reply.expect_err("nothing listens"))
+                }
+                NodeEvent::EpochsRead { read_id, reply } => {
+                    (read_id, reply.expect_err("nothing listens"))
+                }
+                _ => continue,
+            };
+            assert!(
+                answers.insert(read_id, error).is_none(),
+                "read {read_id} answered twice"
+            );
+        }
+        answers
+    }
+
+    /// Reads queued faster than their task takes them: those past the bound are answered at
+    /// once with an error that names it, and every read is answered exactly once.
+    #[test]
+    fn reads_past_the_queue_bounds_are_answered_at_once_and_none_is_lost() {
+        // A runtime nobody drives yet: the tasks take nothing until `block_on` below.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        // Lazy channels are made inside a runtime's context, as the node's start does.
+        let _context = runtime.enter();
+        let (events, receiver) = sync_channel(1_024);
+        let sender = CoordinatorSender::start(
+            runtime.handle(),
+            1,
+            &settings_of_unreachable_peers(),
+            events,
+        )
+        .expect("a replica is named");
+        let region = RegionId::new("far").expect("a region id");
+        let checkpoint_reads = CHECKPOINT_READS_QUEUED_MAX as u64 + 3;
+        for read_id in 0..checkpoint_reads {
+            sender.read_checkpoint(CheckpointRead {
+                read_id,
+                region: region.clone(),
+                request: proto::ReadCheckpointRequest::default(),
+            });
+        }
+        let epochs_reads = EPOCHS_READS_QUEUED_MAX as u64 + 2;
+        for read_id in 1_000..1_000 + epochs_reads {
+            sender.read_epochs(EpochsRead {
+                read_id,
+                region: region.clone(),
+                request: proto::ReadEpochsRequest::default(),
+            });
+        }
+        // The reads past each bound are answered before any task ran.
+        let refused = answers(&receiver, 5);
+        let expected: Vec<u64> = (CHECKPOINT_READS_QUEUED_MAX as u64..checkpoint_reads)
+            .chain(1_000 + EPOCHS_READS_QUEUED_MAX as u64..1_000 + epochs_reads)
+            .collect();
+        assert_eq!(refused.keys().copied().collect::<Vec<_>>(), expected);
+        for (read_id, error) in &refused {
+            let bound = if *read_id < 1_000 {
+                "CHECKPOINT_READS_QUEUED_MAX"
+            } else {
+                "EPOCHS_READS_QUEUED_MAX"
+            };
+            assert!(error.contains(bound), "read {read_id}: {error}");
+        }
+        // The queued ones are each answered once the tasks run (here with the failed call).
+        let queued = CHECKPOINT_READS_QUEUED_MAX + EPOCHS_READS_QUEUED_MAX;
+        let answered = runtime.block_on(async move {
+            tokio::task::spawn_blocking(move || answers(&receiver, queued))
+                .await
+                .expect("the collector ends")
+        });
+        let expected: Vec<u64> = (0..CHECKPOINT_READS_QUEUED_MAX as u64)
+            .chain(1_000..1_000 + EPOCHS_READS_QUEUED_MAX as u64)
+            .collect();
+        assert_eq!(answered.keys().copied().collect::<Vec<_>>(), expected);
+        for (read_id, error) in &answered {
+            assert!(error.contains("region far"), "read {read_id}: {error}");
+        }
+        drop(sender);
+    }
+}

@@ -27,8 +27,7 @@ use dsss_wire::{RegionId, Timestamp};
 
 use crate::bytes::{Reader, put_bytes};
 use crate::global::catch_up::HeldEpochEnd;
-use crate::global::entry::MEMBER_REGIONS_MAX;
-use crate::global::state::read_timestamp;
+use crate::global::state::{put_member_regions, read_member_regions, read_timestamp};
 
 /// The format byte of a skip entry.
 pub(crate) const SKIP_FORMAT: u8 = 9;
@@ -55,10 +54,7 @@ pub(crate) fn encode_skip_entry(skip: &EpochsSkip) -> Vec<u8> {
     data.extend_from_slice(&skip.end.epoch_number.to_be_bytes());
     data.extend_from_slice(&skip.end.watermark.physical_us.to_be_bytes());
     data.extend_from_slice(&skip.end.watermark.logical.to_be_bytes());
-    data.extend_from_slice(&(skip.end.member_regions.len() as u32).to_be_bytes());
-    for region in &skip.end.member_regions {
-        put_bytes(&mut data, region.as_str().as_bytes());
-    }
+    put_member_regions(&mut data, &skip.end.member_regions);
     match skip.sealed_through {
         None => data.push(0),
         Some((client_id, request_sequence)) => {
@@ -85,15 +81,9 @@ pub(crate) fn decode_skip_entry(payload: &[u8]) -> Result<EpochsSkip, String> {
     let first_skipped = reader.u64("first skipped epoch")?;
     let epoch_number = reader.u64("last skipped epoch")?;
     let watermark = read_timestamp(&mut reader, "skip watermark")?;
-    let count = reader.u32("skip member count")? as usize;
-    if count == 0 || count > MEMBER_REGIONS_MAX {
-        return Err(format!(
-            "a skip names {count} member regions; an epoch has 1 to {MEMBER_REGIONS_MAX}"
-        ));
-    }
-    let mut member_regions = Vec::with_capacity(count);
-    for _ in 0..count {
-        member_regions.push(read_region(&mut reader, "skip member region")?);
+    let member_regions = read_member_regions(&mut reader, "skip member regions")?;
+    if member_regions.is_empty() {
+        return Err("a skip names no member region; an epoch has at least one".to_owned());
     }
     if member_regions.windows(2).any(|pair| pair[0] >= pair[1]) {
         return Err("skip member regions are not sorted and unique".to_owned());
@@ -132,6 +122,7 @@ pub(crate) fn decode_skip_entry(payload: &[u8]) -> Result<EpochsSkip, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::global::entry::MEMBER_REGIONS_MAX;
 
     fn skip() -> EpochsSkip {
         EpochsSkip {
@@ -173,6 +164,16 @@ mod tests {
         unsorted.end.member_regions.reverse();
         let error = decode_skip_entry(&encode_skip_entry(&unsorted)[1..]).unwrap_err();
         assert!(error.contains("not sorted"), "{error}");
+        let mut none = skip();
+        none.end.member_regions.clear();
+        let error = decode_skip_entry(&encode_skip_entry(&none)[1..]).unwrap_err();
+        assert!(error.contains("no member region"), "{error}");
+        let mut too_many = skip();
+        too_many.end.member_regions = (0..=MEMBER_REGIONS_MAX)
+            .map(|index| RegionId::new(format!("r{index:04}")).unwrap())
+            .collect();
+        let error = decode_skip_entry(&encode_skip_entry(&too_many)[1..]).unwrap_err();
+        assert!(error.contains("more than the maximum"), "{error}");
         let mut trailing = encode_skip_entry(&skip());
         trailing.push(0);
         assert!(decode_skip_entry(&trailing[1..]).is_err());

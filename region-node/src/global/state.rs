@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 
 use dsss_raft_group::{DurableStore, KeySpace, StoreError, WriteBatch};
+use dsss_wire::ids::REGION_ID_CHARS_MAX;
 use dsss_wire::{Record, RegionId, Timestamp};
 
 use crate::bytes::{Reader, corrupt, put_bytes};
@@ -599,10 +600,7 @@ impl GlobalState {
                     }
                 }
                 bytes.extend_from_slice(&progress.record_count.to_be_bytes());
-                bytes.extend_from_slice(&(progress.member_regions.len() as u32).to_be_bytes());
-                for region in &progress.member_regions {
-                    put_bytes(&mut bytes, region.as_str().as_bytes());
-                }
+                put_member_regions(&mut bytes, &progress.member_regions);
             }
         }
         bytes.extend_from_slice(&(self.outgoing.len() as u32).to_be_bytes());
@@ -648,21 +646,7 @@ impl GlobalState {
                 None
             };
             let record_count = reader.u32("epoch record count")?;
-            let region_count = reader.u32("member region count")? as usize;
-            if region_count > MEMBER_REGIONS_MAX {
-                return Err(format!(
-                    "{region_count} member regions, more than the maximum of \
-                     {MEMBER_REGIONS_MAX}"
-                ));
-            }
-            let mut member_regions = Vec::with_capacity(region_count);
-            for _ in 0..region_count {
-                let name = reader.bytes(64, "member region")?;
-                let name = std::str::from_utf8(name)
-                    .map_err(|_| "member region is not UTF-8".to_owned())?;
-                member_regions
-                    .push(RegionId::new(name).map_err(|error| format!("member region: {error}"))?);
-            }
+            let member_regions = read_member_regions(&mut reader, "member regions")?;
             // The header may come from a peer's snapshot, so its counters may hold any value:
             // they are compared without adding to them unchecked.
             if state.epochs_applied_through.checked_add(1) != Some(epoch_number)
@@ -823,6 +807,36 @@ impl GlobalState {
             }
         }
     }
+}
+
+/// Encodes a list of member regions: a count, then each name.
+pub(crate) fn put_member_regions(out: &mut Vec<u8>, regions: &[RegionId]) {
+    out.extend_from_slice(&(regions.len() as u32).to_be_bytes());
+    for region in regions {
+        put_bytes(out, region.as_str().as_bytes());
+    }
+}
+
+/// Decodes a list of member regions written by [`put_member_regions`]: at most
+/// `MEMBER_REGIONS_MAX`, each a valid region id; `what` names the list in errors.
+pub(crate) fn read_member_regions(
+    reader: &mut Reader<'_>,
+    what: &str,
+) -> Result<Vec<RegionId>, String> {
+    let count = reader.u32(what)? as usize;
+    if count > MEMBER_REGIONS_MAX {
+        return Err(format!(
+            "{what}: {count} member regions, more than the maximum of {MEMBER_REGIONS_MAX}"
+        ));
+    }
+    let mut regions = Vec::with_capacity(count);
+    for _ in 0..count {
+        let name = reader.bytes(REGION_ID_CHARS_MAX + 1, what)?;
+        let name =
+            std::str::from_utf8(name).map_err(|_| format!("{what}: a region is not UTF-8"))?;
+        regions.push(RegionId::new(name).map_err(|error| format!("{what}: {error}"))?);
+    }
+    Ok(regions)
 }
 
 fn put_timestamp(out: &mut Vec<u8>, timestamp: Timestamp) {

@@ -56,6 +56,7 @@
 //! refused with [`CallError::Overloaded`].
 
 mod copy;
+mod lost;
 pub mod messages;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -72,6 +73,7 @@ pub use messages::{
 use crate::error::CallError;
 use crate::object::{MethodError, SCHEMA_METHOD_ID};
 use crate::replica::{Checkpoint, RecordRef};
+use crate::session::lost::LostObjects;
 
 /// The most objects one session may have open (the region's filter bound too).
 pub const OPEN_OBJECTS_MAX: usize = 1_024;
@@ -437,8 +439,9 @@ pub struct ClientSession {
     /// Objects whose copy the session dropped while they were open (a checkpoint it had to
     /// move to could not be had: the region released the records), with why: a later call
     /// on one fails with that error rather than as "not open". At most
-    /// [`OPEN_OBJECTS_MAX`]; opening or closing the name again forgets it.
-    lost: BTreeMap<String, CallError>,
+    /// [`OPEN_OBJECTS_MAX`], the oldest forgotten first; opening or closing the name again
+    /// forgets it.
+    lost: LostObjects,
     streams: BTreeMap<u64, Stream>,
     calls: BTreeMap<u64, CallState>,
     /// Calls by (session, request sequence), once proposed.
@@ -476,7 +479,7 @@ impl ClientSession {
             config,
             view: Arc::new(RwLock::new(())),
             objects: BTreeMap::new(),
-            lost: BTreeMap::new(),
+            lost: LostObjects::new(OPEN_OBJECTS_MAX),
             streams: BTreeMap::new(),
             calls: BTreeMap::new(),
             call_by_sequence: BTreeMap::new(),
@@ -562,7 +565,7 @@ impl ClientSession {
                 "{object_id} is open in this client already: clone its handle instead"
             )));
         }
-        self.lost.remove(object_id);
+        self.lost.forget(object_id);
         if self.objects.len() >= OPEN_OBJECTS_MAX {
             return Err(CallError::Overloaded(format!(
                 "this client already has {OPEN_OBJECTS_MAX} objects open"
@@ -597,7 +600,7 @@ impl ClientSession {
     /// records would otherwise be covered by no checkpoint, and the region would in time
     /// release them (docs/design.md section 2.8), after which the object no longer opens.
     pub fn close(&mut self, now_us: u64, object_id: &str) {
-        self.lost.remove(object_id);
+        self.lost.forget(object_id);
         let Some(object) = self.objects.remove(object_id) else {
             return;
         };
@@ -1795,12 +1798,7 @@ impl ClientSession {
                     if phase != Phase::Fetching {
                         // The application still holds the object: its next call says why it
                         // is gone.
-                        if self.lost.len() >= OPEN_OBJECTS_MAX
-                            && let Some(oldest) = self.lost.keys().next().cloned()
-                        {
-                            self.lost.remove(&oldest);
-                        }
-                        self.lost.insert(object_id.to_owned(), error.clone());
+                        self.lost.insert(object_id, error.clone());
                     }
                     let reason = match &error {
                         CallError::Schema { reason, .. } => reason.clone(),

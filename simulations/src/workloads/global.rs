@@ -16,6 +16,7 @@
 
 pub mod checker;
 pub mod process;
+pub mod script;
 
 use std::cell::{Ref, RefCell};
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use dsss_global_coordinator::{CoordinatorConfig, CoordinatorLimits, CoordinatorNode};
-use dsss_region_node::{RegionLog, RegionNode, RegionNodeConfig};
+use dsss_region_node::{RegionLog, RegionNode, RegionNodeConfig, RegionStatus};
 use dsss_topology::Topology;
 use dsss_wire::RegionId as WireRegionId;
 
@@ -40,6 +41,7 @@ use crate::network::{NetworkConfig, NetworkFaults, NodeId};
 use crate::simulation::Simulation;
 use crate::time::SimTime;
 use crate::workloads::region::SimDiskReader;
+use script::{FaultScript, ScriptedFaultKind};
 
 /// The id of the first client process; a region's clients are numbered from
 /// `FIRST_CLIENT_ID + 100 * region index`.
@@ -176,6 +178,8 @@ pub struct GlobalRunSettings {
     /// The coordinator's bounds. Lower retention makes the coordinator release epochs for a
     /// region out of the membership within a short run, as it would after hours of writes.
     pub coordinator_limits: CoordinatorLimits,
+    /// Faults placed at set times, beside those drawn from `faults`.
+    pub script: FaultScript,
 }
 
 impl GlobalRunSettings {
@@ -202,6 +206,7 @@ impl GlobalRunSettings {
             convergence_max: suspicion.saturating_mul(4) + Duration::from_secs(20),
             keep_trace_lines: false,
             coordinator_limits: CoordinatorLimits::default(),
+            script: FaultScript::none(),
             topology,
         }
     }
@@ -246,6 +251,9 @@ impl GlobalRunSettings {
                 self.topology.regions.len()
             ));
         }
+        self.script
+            .validate(&self.topology, self.fault_window)
+            .map_err(|error| format!("script: {error}"))?;
         if self.client.think_time_min > self.client.think_time_max
             || self.client.request_timeout.is_zero()
             || !(0.0..=1.0).contains(&self.client.duplicate_probability)
@@ -496,6 +504,25 @@ impl GlobalCluster {
         &self.routes.regions
     }
 
+    /// The member node ids of the region named `region` (none when there is no such region).
+    pub fn members_of(&self, region: &str) -> Vec<NodeId> {
+        self.routes
+            .regions
+            .iter()
+            .find(|(name, _)| name == region)
+            .map(|(_, members)| members.clone())
+            .unwrap_or_default()
+    }
+
+    /// The status of each member of the region named `region` that is up.
+    pub fn member_statuses(&self, region: &str) -> Vec<RegionStatus> {
+        self.members_of(region)
+            .into_iter()
+            .filter_map(|member| self.region_node(member))
+            .map(|node| node.status())
+            .collect()
+    }
+
     /// Skips of sealed epochs no log held any longer (docs/global-protocol.md section 7),
     /// summed over the regions: per region, the most any member that is up applied (every
     /// member applies each skip).
@@ -503,11 +530,10 @@ impl GlobalCluster {
         self.routes
             .regions
             .iter()
-            .map(|(_, members)| {
-                members
+            .map(|(region, _)| {
+                self.member_statuses(region)
                     .iter()
-                    .filter_map(|&member| self.region_node(member))
-                    .map(|node| node.status().counters.epoch_skips_applied)
+                    .map(|status| status.counters.epoch_skips_applied)
                     .max()
                     .unwrap_or(0)
             })
@@ -762,12 +788,21 @@ impl GlobalCluster {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum FaultEvent {
     Crash(NodeId),
-    CrashCoordinatorLeader { downtime: Duration },
+    CrashCoordinatorLeader {
+        downtime: Duration,
+    },
     Restart(NodeId),
     IsolateRegion(String),
     HealPartition,
     Pause(NodeId),
     Resume(NodeId),
+    /// A scripted isolation's end: only that region's links heal.
+    HealIsolation(String),
+    CutRegions(String, String),
+    HealRegions(String, String),
+    CutOneWay(String, String),
+    HealOneWay(String, String),
+    ClockSkew(NodeId, i64),
 }
 
 /// What a run's schedule held, for the report.
@@ -879,6 +914,55 @@ fn draw_schedule(
         events.push((cut_at, FaultEvent::IsolateRegion(region.id.clone())));
         events.push((cut_at.saturating_add(cut.length), FaultEvent::HealPartition));
     }
+    // Placed last, and drawing nothing, so that the faults a seed draws are the same with a
+    // script or without.
+    if let Some(network) = settings.script.network {
+        drawn.network = network;
+    }
+    for fault in &settings.script.faults {
+        let begin = start.saturating_add(fault.at);
+        let end = fault
+            .kind
+            .length()
+            .map(|length| begin.saturating_add(length));
+        match &fault.kind {
+            ScriptedFaultKind::IsolateRegion { region, length } => {
+                if *length > suspicion {
+                    drawn.long_region_partitions += 1;
+                }
+                events.push((begin, FaultEvent::IsolateRegion(region.clone())));
+                events.extend(end.map(|end| (end, FaultEvent::HealIsolation(region.clone()))));
+            }
+            ScriptedFaultKind::CutRegions { a, b, .. } => {
+                events.push((begin, FaultEvent::CutRegions(a.clone(), b.clone())));
+                events.extend(end.map(|end| (end, FaultEvent::HealRegions(a.clone(), b.clone()))));
+            }
+            ScriptedFaultKind::CutOneWay { from, to, .. } => {
+                events.push((begin, FaultEvent::CutOneWay(from.clone(), to.clone())));
+                events
+                    .extend(end.map(|end| (end, FaultEvent::HealOneWay(from.clone(), to.clone()))));
+            }
+            ScriptedFaultKind::CrashNode { node, .. } => {
+                events.push((begin, FaultEvent::Crash(*node)));
+                events.extend(end.map(|end| (end, FaultEvent::Restart(*node))));
+            }
+            ScriptedFaultKind::CrashCoordinatorLeader { downtime } => {
+                events.push((
+                    begin,
+                    FaultEvent::CrashCoordinatorLeader {
+                        downtime: *downtime,
+                    },
+                ));
+            }
+            ScriptedFaultKind::PauseNode { node, .. } => {
+                events.push((begin, FaultEvent::Pause(*node)));
+                events.extend(end.map(|end| (end, FaultEvent::Resume(*node))));
+            }
+            ScriptedFaultKind::ClockSkew { node, skew_us } => {
+                events.push((begin, FaultEvent::ClockSkew(*node, *skew_us)));
+            }
+        }
+    }
     // A stable sort keeps the drawing order among equal times, so the seed alone decides.
     events.sort_by_key(|(time, _)| *time);
     events
@@ -926,6 +1010,52 @@ fn apply_fault(
         }
         FaultEvent::Resume(node) => {
             cluster.simulation.resume(*node);
+        }
+        FaultEvent::HealIsolation(region) => {
+            let regions = cluster.simulation.network().config().regions.len();
+            if let Some(simulated) = cluster.simulation.network().config().region_named(region) {
+                for other in (0..regions).map(crate::network::RegionId) {
+                    if other != simulated {
+                        cluster.simulation.heal_regions(simulated, other);
+                    }
+                }
+            }
+        }
+        FaultEvent::CutRegions(a, b) | FaultEvent::CutOneWay(a, b) => {
+            let config = cluster.simulation.network().config();
+            if let (Some(a_id), Some(b_id)) = (config.region_named(a), config.region_named(b)) {
+                drawn.region_partitions += 1;
+                if matches!(event, FaultEvent::CutRegions(..)) {
+                    cluster.simulation.cut_regions(a_id, b_id);
+                } else {
+                    cluster.simulation.cut_regions_one_way(a_id, b_id);
+                }
+            }
+        }
+        FaultEvent::HealRegions(a, b) => {
+            let config = cluster.simulation.network().config();
+            if let (Some(a_id), Some(b_id)) = (config.region_named(a), config.region_named(b)) {
+                cluster.simulation.heal_regions(a_id, b_id);
+            }
+        }
+        FaultEvent::HealOneWay(from, to) => {
+            let network = cluster.simulation.network();
+            let config = network.config();
+            if let (Some(from_id), Some(to_id)) =
+                (config.region_named(from), config.region_named(to))
+            {
+                let senders = network.nodes_in_region(from_id);
+                let receivers = network.nodes_in_region(to_id);
+                for &sender in &senders {
+                    for &receiver in &receivers {
+                        cluster.simulation.heal_one_way(sender, receiver);
+                    }
+                }
+            }
+        }
+        FaultEvent::ClockSkew(node, skew_us) => {
+            drawn.clock_skew_us_max = drawn.clock_skew_us_max.max(skew_us.unsigned_abs());
+            cluster.simulation.set_clock_skew_us(*node, *skew_us);
         }
     }
 }

@@ -37,7 +37,7 @@ use dsss_topology::Topology;
 use dsss_wire::Scope;
 
 pub use history::{InstanceHistory, SessionObserver, SessionOperation};
-pub use instance::{InstanceSettings, SessionInstance};
+pub use instance::{InstanceSettings, Popularity, SessionInstance, ZIPF_EXPONENT_MAX};
 
 use super::global::{
     ApplicationFactory, ApplicationPlace, CONVERGENCE_CHECK_INTERVAL, FaultsDrawn, GlobalCluster,
@@ -93,6 +93,7 @@ impl SessionRunSettings {
             log_read_timeout: Duration::from_millis(100),
             log_poll_interval: Duration::from_millis(10),
             planted_stream_per_object: false,
+            popularity: Popularity::Uniform,
         };
         SessionRunSettings {
             cluster,
@@ -185,6 +186,8 @@ pub struct SessionReport {
     pub problems: Vec<String>,
     /// SHA-256 of the run's trace.
     pub trace_hash: String,
+    /// The command that replays the run, printed when a check failed.
+    pub replay: String,
 }
 
 impl SessionReport {
@@ -242,17 +245,31 @@ impl fmt::Display for SessionReport {
             for problem in &self.problems {
                 write!(formatter, "\n  - {problem}")?;
             }
-            write!(
-                formatter,
-                "\n  replay: dsss sim session --seed {} --seeds 1 with the same options",
-                self.seed
-            )
+            write!(formatter, "\n  replay: {}", self.replay)
         }
     }
 }
 
 /// Runs a session workload with `settings` and checks it.
 pub fn run_session(settings: &SessionRunSettings) -> Result<SessionReport, String> {
+    run_session_with_histories(settings).map(|(report, _)| report)
+}
+
+/// What the instances of a run did, for measures beyond the report's counts.
+#[derive(Clone, Debug)]
+pub struct SessionHistories {
+    /// Every instance's history, by instance index.
+    pub instances: BTreeMap<u64, InstanceHistory>,
+    /// When the instances began operating (every register opened).
+    pub operations_from: SimTime,
+    /// When they stopped (the end of the fault window), before the final round.
+    pub operations_until: SimTime,
+}
+
+/// [`run_session`], also handing back every instance's history.
+pub fn run_session_with_histories(
+    settings: &SessionRunSettings,
+) -> Result<(SessionReport, SessionHistories), String> {
     settings.validate()?;
     let observer = Rc::new(RefCell::new(SessionObserver::default()));
     // Instances idle until the opening is done, then operate to the end of the fault window.
@@ -305,6 +322,15 @@ pub fn run_session(settings: &SessionRunSettings) -> Result<SessionReport, Strin
         epoch_skips: cluster.epoch_skips(),
         problems,
         trace_hash: cluster.simulation().trace_hash(),
+        replay: format!(
+            "dsss sim session --seed {} --seeds 1 with the same options",
+            settings.cluster.seed
+        ),
+    };
+    let histories = SessionHistories {
+        instances: observer.instances.clone(),
+        operations_from: start,
+        operations_until: operations_until.get(),
     };
     for history in observer.instances.values() {
         for operation in &history.operations {
@@ -315,10 +341,12 @@ pub fn run_session(settings: &SessionRunSettings) -> Result<SessionReport, Strin
                 SessionOperation::Write { replaced: None, .. } => report.writes_failed += 1,
                 SessionOperation::Read { synced: true, .. } => report.sync_reads += 1,
                 SessionOperation::Read { .. } => report.reads += 1,
+                // Counted by the observer as they happen.
+                SessionOperation::SyncFailed { .. } => {}
             }
         }
     }
-    Ok(report)
+    Ok((report, histories))
 }
 
 fn instance_factory(

@@ -39,6 +39,15 @@ pub enum SessionOperation {
         /// When it returned.
         ended_at: SimTime,
     },
+    /// A `sync()` barrier that gave up: no read follows it.
+    SyncFailed {
+        /// The register it was to read (`None`: every register, the final round).
+        object: Option<String>,
+        /// When the barrier began.
+        began_at: SimTime,
+        /// When it gave up.
+        ended_at: SimTime,
+    },
 }
 
 /// One instance's history.

@@ -59,6 +59,63 @@ pub struct InstanceSettings {
     /// catch: every object follows the log with a stream of its own, so one copy may lag
     /// another inside the instance.
     pub planted_stream_per_object: bool,
+    /// How the instance picks the register of each operation, among those it holds in the
+    /// order of their names.
+    pub popularity: Popularity,
+}
+
+/// How an instance picks the register of each operation among those it holds, ranked by
+/// name (`register/global-0`, `register/global-1`, ..., then its region's regional register).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Popularity {
+    /// Every register alike.
+    Uniform,
+    /// The k-th register (from 1) in proportion to 1 / k^exponent.
+    Zipf {
+        /// The exponent, above 0 (1 is the classic law; larger favours the first more).
+        exponent: f64,
+    },
+}
+
+/// The largest Zipf exponent a run accepts: beyond it every operation picks the first
+/// register.
+pub const ZIPF_EXPONENT_MAX: f64 = 10.0;
+
+impl Popularity {
+    /// Picks an index below `count` (above 0) from a uniform draw in [0, 1).
+    pub fn pick(&self, count: usize, draw: f64) -> usize {
+        match *self {
+            Popularity::Uniform => ((draw * count as f64) as usize).min(count - 1),
+            Popularity::Zipf { exponent } => {
+                let weight = |rank: usize| (rank as f64 + 1.0).powf(-exponent);
+                let total: f64 = (0..count).map(weight).sum();
+                let mut left = draw * total;
+                for rank in 0..count {
+                    left -= weight(rank);
+                    if left < 0.0 {
+                        return rank;
+                    }
+                }
+                count - 1
+            }
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        match *self {
+            Popularity::Uniform => Ok(()),
+            Popularity::Zipf { exponent } => {
+                if exponent > 0.0 && exponent <= ZIPF_EXPONENT_MAX {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "popularity: a Zipf exponent of {exponent} is outside (0, \
+                         {ZIPF_EXPONENT_MAX}]"
+                    ))
+                }
+            }
+        }
+    }
 }
 
 impl InstanceSettings {
@@ -78,7 +135,7 @@ impl InstanceSettings {
                 ("log_poll_interval", self.log_poll_interval),
             ],
         )?;
-        Ok(())
+        self.popularity.validate()
     }
 }
 
@@ -293,6 +350,11 @@ impl SessionInstance {
                     }
                 } else {
                     self.observer.borrow_mut().syncs_failed += 1;
+                    self.record(SessionOperation::SyncFailed {
+                        object,
+                        began_at,
+                        ended_at: now,
+                    });
                 }
                 if self.waiting_final() {
                     let counters = self.driver.session().counters();
@@ -376,7 +438,12 @@ impl SessionInstance {
         }
         self.operations_done += 1;
         let names: Vec<&String> = self.objects.keys().collect();
-        let object = names[(cx.rng().next_u64() % names.len() as u64) as usize].clone();
+        let object = match self.settings.popularity {
+            // Drawn as always, so that runs of earlier releases keep their seeds' histories.
+            Popularity::Uniform => names[(cx.rng().next_u64() % names.len() as u64) as usize],
+            popularity => names[popularity.pick(names.len(), cx.rng().next_f64())],
+        }
+        .clone();
         let draw = cx.rng().next_f64();
         if draw < self.settings.write_share {
             // Unique in the run: the instance's index in the high bits.

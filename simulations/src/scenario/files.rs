@@ -1,0 +1,619 @@
+//! The files a researcher writes for `dsss sim run`: a workload file (who calls what, how
+//! often) and a fault file (what breaks, when), both TOML, read into the settings of a session
+//! run. Every mistake is refused with the file's own words: the table and key, the value, and
+//! what would be accepted. docs/simulator.md documents both formats.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::network::NetworkFaults;
+use crate::workloads::global::script::{FaultScript, ScriptedFault, ScriptedFaultKind};
+use crate::workloads::session::{GLOBAL_OBJECTS_MAX, Popularity};
+
+/// The most application instances per region a workload file may ask for.
+pub const INSTANCES_PER_REGION_MAX: usize = crate::workloads::global::CLIENTS_PER_REGION_MAX;
+
+/// The largest file `dsss sim run` reads, in bytes.
+pub const SCENARIO_FILE_BYTES_MAX: usize = 1 << 20;
+
+/// A workload, as read from its file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workload {
+    /// Application instances in every region.
+    pub instances_per_region: usize,
+    /// Global registers every instance holds.
+    pub global_registers: usize,
+    /// Whether every instance also holds its region's regional register.
+    pub regional_register: bool,
+    /// The share of operations that are writes.
+    pub write_share: f64,
+    /// The share that are local reads.
+    pub local_read_share: f64,
+    /// The share that are reads after a `sync()` barrier.
+    pub sync_read_share: f64,
+    /// How an instance picks the register of each operation.
+    pub popularity: Popularity,
+    /// The shortest wait between two operations of an instance (closed loop).
+    pub think_time_min: Duration,
+    /// The longest.
+    pub think_time_max: Duration,
+    /// The most operations one instance makes.
+    pub operations_per_instance_max: usize,
+}
+
+/// What a fault file asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Faults {
+    /// Faults at set times, and exact packet faults.
+    pub script: FaultScript,
+    /// Whether the seed also draws the standard swarm of faults (crashes, coordinator leader
+    /// crashes, pauses, region partitions, clock skew, loss, duplication and reordering).
+    pub standard_swarm: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkloadFile {
+    instances_per_region: usize,
+    objects: ObjectsTable,
+    mix: MixTable,
+    #[serde(default)]
+    popularity: Option<PopularityTable>,
+    arrival: ArrivalTable,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ObjectsTable {
+    global_registers: usize,
+    #[serde(default = "yes")]
+    regional_register: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MixTable {
+    write: f64,
+    local_read: f64,
+    sync_read: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PopularityTable {
+    law: String,
+    #[serde(default)]
+    exponent: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArrivalTable {
+    think_time: [String; 2],
+    #[serde(default = "operations_default")]
+    operations_per_instance_max: usize,
+}
+
+fn operations_default() -> usize {
+    100_000
+}
+
+/// The most operations per instance a workload file may ask for.
+pub const OPERATIONS_PER_INSTANCE_MAX: usize = 1_000_000;
+
+fn check_size(text: &str, what: &str) -> Result<(), String> {
+    if text.len() > SCENARIO_FILE_BYTES_MAX {
+        return Err(format!(
+            "the {what} file holds {} bytes; at most {SCENARIO_FILE_BYTES_MAX} are read",
+            text.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a workload file's text.
+pub fn parse_workload(text: &str) -> Result<Workload, String> {
+    check_size(text, "workload")?;
+    let file: WorkloadFile = toml::from_str(text).map_err(|error| error.to_string())?;
+    if !(1..=INSTANCES_PER_REGION_MAX).contains(&file.instances_per_region) {
+        return Err(format!(
+            "instances_per_region = {} is outside 1..={INSTANCES_PER_REGION_MAX}",
+            file.instances_per_region
+        ));
+    }
+    if !(1..=GLOBAL_OBJECTS_MAX).contains(&file.objects.global_registers) {
+        return Err(format!(
+            "[objects] global_registers = {} is outside 1..={GLOBAL_OBJECTS_MAX}",
+            file.objects.global_registers
+        ));
+    }
+    let mix = &file.mix;
+    for (name, share) in [
+        ("write", mix.write),
+        ("local_read", mix.local_read),
+        ("sync_read", mix.sync_read),
+    ] {
+        if !(0.0..=1.0).contains(&share) {
+            return Err(format!("[mix] {name} = {share} is outside 0..=1"));
+        }
+    }
+    let total = mix.write + mix.local_read + mix.sync_read;
+    if (total - 1.0).abs() > 1e-9 {
+        return Err(format!(
+            "[mix] write + local_read + sync_read = {total}; the shares sum to 1"
+        ));
+    }
+    let popularity = match &file.popularity {
+        None => Popularity::Uniform,
+        Some(table) => match (table.law.as_str(), table.exponent) {
+            ("uniform", None) => Popularity::Uniform,
+            ("uniform", Some(_)) => {
+                return Err("[popularity] a uniform law takes no exponent".to_owned());
+            }
+            ("zipf", Some(exponent)) => Popularity::Zipf { exponent },
+            ("zipf", None) => {
+                return Err("[popularity] a zipf law needs an exponent, e.g. 1.1".to_owned());
+            }
+            (other, _) => {
+                return Err(format!(
+                    "[popularity] law = {other:?}; it is \"uniform\" or \"zipf\""
+                ));
+            }
+        },
+    };
+    let think_time_min = parse_duration(&file.arrival.think_time[0])
+        .map_err(|error| format!("[arrival] think_time[0]: {error}"))?;
+    let think_time_max = parse_duration(&file.arrival.think_time[1])
+        .map_err(|error| format!("[arrival] think_time[1]: {error}"))?;
+    if think_time_min > think_time_max {
+        return Err(format!(
+            "[arrival] think_time = [{:?}, {:?}]: the first is the shortest wait, the second \
+             the longest",
+            file.arrival.think_time[0], file.arrival.think_time[1]
+        ));
+    }
+    if think_time_max > Duration::from_secs(3_600) {
+        return Err(format!(
+            "[arrival] think_time[1] = {:?} is longer than an hour",
+            file.arrival.think_time[1]
+        ));
+    }
+    if !(1..=OPERATIONS_PER_INSTANCE_MAX).contains(&file.arrival.operations_per_instance_max) {
+        return Err(format!(
+            "[arrival] operations_per_instance_max = {} is outside \
+             1..={OPERATIONS_PER_INSTANCE_MAX}",
+            file.arrival.operations_per_instance_max
+        ));
+    }
+    Ok(Workload {
+        instances_per_region: file.instances_per_region,
+        global_registers: file.objects.global_registers,
+        regional_register: file.objects.regional_register,
+        write_share: mix.write,
+        local_read_share: mix.local_read,
+        sync_read_share: mix.sync_read,
+        popularity,
+        think_time_min,
+        think_time_max,
+        operations_per_instance_max: file.arrival.operations_per_instance_max,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultFile {
+    #[serde(default)]
+    network: Option<NetworkTable>,
+    #[serde(default)]
+    swarm: Option<SwarmTable>,
+    #[serde(default)]
+    fault: Vec<FaultTable>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkTable {
+    #[serde(default)]
+    loss: f64,
+    #[serde(default)]
+    duplicate: f64,
+    #[serde(default)]
+    reorder: f64,
+    #[serde(default)]
+    reorder_delay_max: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwarmTable {
+    preset: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultTable {
+    at: String,
+    kind: String,
+    #[serde(default, rename = "for")]
+    length: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    regions: Option<[String; 2]>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    node: Option<u64>,
+    #[serde(default)]
+    skew: Option<String>,
+}
+
+/// Reads a fault file's text. Names and times are checked against the topology and the run's
+/// length when the run starts ([`FaultScript::validate`]).
+pub fn parse_faults(text: &str) -> Result<Faults, String> {
+    check_size(text, "fault")?;
+    let file: FaultFile = toml::from_str(text).map_err(|error| error.to_string())?;
+    let network = match file.network {
+        None => None,
+        Some(table) => {
+            let reorder_delay_max = match &table.reorder_delay_max {
+                Some(text) => parse_duration(text)
+                    .map_err(|error| format!("[network] reorder_delay_max: {error}"))?,
+                None if table.reorder > 0.0 => Duration::from_millis(20),
+                None => Duration::ZERO,
+            };
+            let faults = NetworkFaults {
+                loss_probability: table.loss,
+                duplication_probability: table.duplicate,
+                reorder_probability: table.reorder,
+                reorder_delay_max,
+            };
+            faults
+                .validate()
+                .map_err(|error| format!("[network]: {error}"))?;
+            Some(faults)
+        }
+    };
+    let standard_swarm = match file.swarm {
+        None => false,
+        Some(table) => match table.preset.as_str() {
+            "standard" => true,
+            "none" => false,
+            other => {
+                return Err(format!(
+                    "[swarm] preset = {other:?}; it is \"standard\" or \"none\""
+                ));
+            }
+        },
+    };
+    let mut faults = Vec::with_capacity(file.fault.len());
+    for (index, table) in file.fault.iter().enumerate() {
+        faults.push(read_fault(table).map_err(|error| format!("[[fault]] {index}: {error}"))?);
+    }
+    Ok(Faults {
+        script: FaultScript { network, faults },
+        standard_swarm,
+    })
+}
+
+fn read_fault(table: &FaultTable) -> Result<ScriptedFault, String> {
+    let at = parse_duration(&table.at).map_err(|error| format!("at: {error}"))?;
+    let length = || -> Result<Duration, String> {
+        let text = table
+            .length
+            .as_ref()
+            .ok_or_else(|| format!("a {} fault needs `for`, how long it lasts", table.kind))?;
+        parse_duration(text).map_err(|error| format!("for: {error}"))
+    };
+    let text = |value: &Option<String>, key: &str| -> Result<String, String> {
+        value
+            .clone()
+            .ok_or_else(|| format!("a {} fault needs `{key}`", table.kind))
+    };
+    let node = || -> Result<u64, String> {
+        table
+            .node
+            .ok_or_else(|| format!("a {} fault needs `node`, a node id", table.kind))
+    };
+    // Keys that the kind does not take are refused rather than ignored.
+    let takes: &[&str] = match table.kind.as_str() {
+        "isolate_region" => &["region", "for"],
+        "cut_regions" => &["regions", "for"],
+        "cut_one_way" => &["from", "to", "for"],
+        "crash_node" | "pause_node" => &["node", "for"],
+        "crash_coordinator_leader" => &["for"],
+        "clock_skew" => &["node", "skew"],
+        other => {
+            return Err(format!(
+                "kind = {other:?}; it is one of isolate_region, cut_regions, cut_one_way, \
+                 crash_node, crash_coordinator_leader, pause_node, clock_skew"
+            ));
+        }
+    };
+    for (key, present) in [
+        ("for", table.length.is_some()),
+        ("region", table.region.is_some()),
+        ("regions", table.regions.is_some()),
+        ("from", table.from.is_some()),
+        ("to", table.to.is_some()),
+        ("node", table.node.is_some()),
+        ("skew", table.skew.is_some()),
+    ] {
+        if present && !takes.contains(&key) {
+            return Err(format!(
+                "a {} fault takes no `{key}` (it takes {})",
+                table.kind,
+                takes.join(", ")
+            ));
+        }
+    }
+    let kind = match table.kind.as_str() {
+        "isolate_region" => ScriptedFaultKind::IsolateRegion {
+            region: text(&table.region, "region")?,
+            length: length()?,
+        },
+        "cut_regions" => {
+            let [a, b] = table
+                .regions
+                .clone()
+                .ok_or("a cut_regions fault needs `regions`, two region names")?;
+            ScriptedFaultKind::CutRegions {
+                a,
+                b,
+                length: length()?,
+            }
+        }
+        "cut_one_way" => ScriptedFaultKind::CutOneWay {
+            from: text(&table.from, "from")?,
+            to: text(&table.to, "to")?,
+            length: length()?,
+        },
+        "crash_node" => ScriptedFaultKind::CrashNode {
+            node: node()?,
+            downtime: length()?,
+        },
+        "pause_node" => ScriptedFaultKind::PauseNode {
+            node: node()?,
+            length: length()?,
+        },
+        "crash_coordinator_leader" => ScriptedFaultKind::CrashCoordinatorLeader {
+            downtime: length()?,
+        },
+        _ => {
+            let skew = text(&table.skew, "skew")?;
+            ScriptedFaultKind::ClockSkew {
+                node: node()?,
+                skew_us: parse_signed_duration_us(&skew)
+                    .map_err(|error| format!("skew: {error}"))?,
+            }
+        }
+    };
+    Ok(ScriptedFault { at, kind })
+}
+
+/// Reads a duration written as a number and a unit: `250us`, `20ms`, `1.5s`, `2min`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let micros = parse_signed_duration_us(text)?;
+    u64::try_from(micros)
+        .map(Duration::from_micros)
+        .map_err(|_| format!("{text:?} is negative"))
+}
+
+/// The longest duration a file may name: a week.
+const DURATION_US_MAX: f64 = 7.0 * 24.0 * 3_600.0 * 1e6;
+
+/// [`parse_duration`] that takes a leading minus, in microseconds.
+fn parse_signed_duration_us(text: &str) -> Result<i64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|character: char| character.is_ascii_alphabetic())
+        .ok_or_else(|| format!("{text:?} has no unit; write e.g. 250us, 20ms, 1.5s, 2min, 1h"))?;
+    let (number, unit) = trimmed.split_at(split);
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?}: {:?} is not a number", number.trim()))?;
+    let scale = match unit {
+        "us" => 1.0,
+        "ms" => 1e3,
+        "s" => 1e6,
+        "min" => 60e6,
+        "h" => 3_600e6,
+        other => {
+            return Err(format!(
+                "{text:?}: unit {other:?} is not one of us, ms, s, min, h"
+            ));
+        }
+    };
+    let micros = value * scale;
+    if !micros.is_finite() || micros.abs() > DURATION_US_MAX {
+        return Err(format!("{text:?} is longer than a week"));
+    }
+    Ok(micros.round() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WORKLOAD: &str = r#"
+instances_per_region = 3
+
+[objects]
+global_registers = 4
+
+[mix]
+write = 0.5
+local_read = 0.2
+sync_read = 0.3
+
+[popularity]
+law = "zipf"
+exponent = 1.2
+
+[arrival]
+think_time = ["2ms", "30ms"]
+"#;
+
+    #[test]
+    fn a_workload_file_reads_into_its_settings() {
+        let workload = parse_workload(WORKLOAD).unwrap();
+        assert_eq!(workload.instances_per_region, 3);
+        assert_eq!(workload.global_registers, 4);
+        assert!(workload.regional_register, "the default");
+        assert_eq!(workload.popularity, Popularity::Zipf { exponent: 1.2 });
+        assert_eq!(workload.think_time_min, Duration::from_millis(2));
+        assert_eq!(workload.think_time_max, Duration::from_millis(30));
+        assert_eq!(workload.operations_per_instance_max, 100_000);
+    }
+
+    #[test]
+    fn a_wrong_workload_file_is_refused_naming_what_is_wrong() {
+        let cases = [
+            (
+                WORKLOAD.replace("sync_read = 0.3", "sync_read = 0.4"),
+                "the shares sum to 1",
+            ),
+            (
+                WORKLOAD.replace("global_registers = 4", "global_registers = 40"),
+                "global_registers = 40 is outside",
+            ),
+            (
+                WORKLOAD.replace("exponent = 1.2", ""),
+                "a zipf law needs an exponent",
+            ),
+            (
+                WORKLOAD.replace("\"30ms\"", "\"30 parsecs\""),
+                "think_time[1]",
+            ),
+            (
+                WORKLOAD.replace("\"2ms\", \"30ms\"", "\"30ms\", \"2ms\""),
+                "the first is the shortest",
+            ),
+            (
+                WORKLOAD.replace("[mix]", "[mix]\nwrites = 1"),
+                "unknown field `writes`",
+            ),
+            (
+                WORKLOAD.replace("instances_per_region = 3", ""),
+                "missing field `instances_per_region`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse_workload(&text).unwrap_err();
+            assert!(error.contains(expected), "{expected:?} not in {error}");
+        }
+    }
+
+    #[test]
+    fn a_fault_file_reads_into_a_script() {
+        let faults = parse_faults(
+            r#"
+[network]
+loss = 0.01
+reorder = 0.1
+
+[swarm]
+preset = "standard"
+
+[[fault]]
+at = "1s"
+kind = "cut_regions"
+regions = ["local-a", "local-b"]
+for = "2.5s"
+
+[[fault]]
+at = "3s"
+kind = "clock_skew"
+node = 4
+skew = "-40ms"
+
+[[fault]]
+at = "500ms"
+kind = "crash_coordinator_leader"
+for = "1s"
+"#,
+        )
+        .unwrap();
+        assert!(faults.standard_swarm);
+        let network = faults.script.network.unwrap();
+        assert_eq!(network.loss_probability, 0.01);
+        assert_eq!(network.reorder_delay_max, Duration::from_millis(20));
+        assert_eq!(
+            faults.script.faults,
+            vec![
+                ScriptedFault {
+                    at: Duration::from_secs(1),
+                    kind: ScriptedFaultKind::CutRegions {
+                        a: "local-a".to_owned(),
+                        b: "local-b".to_owned(),
+                        length: Duration::from_millis(2_500),
+                    },
+                },
+                ScriptedFault {
+                    at: Duration::from_secs(3),
+                    kind: ScriptedFaultKind::ClockSkew {
+                        node: 4,
+                        skew_us: -40_000,
+                    },
+                },
+                ScriptedFault {
+                    at: Duration::from_millis(500),
+                    kind: ScriptedFaultKind::CrashCoordinatorLeader {
+                        downtime: Duration::from_secs(1),
+                    },
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_wrong_fault_file_is_refused_naming_the_fault() {
+        let cases = [
+            (
+                "[[fault]]\nat = \"1s\"\nkind = \"meteor\"\n",
+                "[[fault]] 0: kind = \"meteor\"",
+            ),
+            (
+                "[[fault]]\nat = \"1s\"\nkind = \"crash_node\"\nnode = 3\n",
+                "needs `for`",
+            ),
+            (
+                "[[fault]]\nat = \"1s\"\nkind = \"crash_node\"\nnode = 3\nfor = \"1s\"\n\
+                 region = \"local-a\"\n",
+                "takes no `region`",
+            ),
+            (
+                "[[fault]]\nat = \"-1s\"\nkind = \"crash_coordinator_leader\"\nfor = \"1s\"\n",
+                "is negative",
+            ),
+            ("[network]\nloss = 2.0\n", "[network]"),
+            ("[swarm]\npreset = \"wild\"\n", "preset = \"wild\""),
+        ];
+        for (text, expected) in cases {
+            let error = parse_faults(text).unwrap_err();
+            assert!(error.contains(expected), "{expected:?} not in {error}");
+        }
+    }
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1_500)));
+        assert_eq!(parse_duration("2min"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("12").unwrap_err().contains("no unit"));
+        assert!(parse_duration("3 weeks").unwrap_err().contains("unit"));
+        assert!(
+            parse_duration("200h")
+                .unwrap_err()
+                .contains("longer than a week")
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! A researcher's run (`dsss sim run`): a topology, a workload file and a fault file, one seed
+//! and a length, run as a session workload (application instances holding global and regional
+//! registers through the SDK's own client session, on real region nodes and coordinator
+//! replicas), checked like every session run, and measured ([`results`]).
+//!
+//! Checked on every run: one order across the global registers and per region across its
+//! regional register, from the results alone (no position the system reports is trusted);
+//! `sync()` reads linearizable; the final reads agree (convergence after the heal); and the
+//! cluster's own checks (every region holds the same sealed epochs, no acknowledged call lost
+//! or applied twice). docs/simulator.md describes the files and the results.
+
+pub mod files;
+pub mod results;
+
+use std::time::Duration;
+
+use dsss_topology::Topology;
+use serde::Serialize;
+
+pub use files::{Faults, Workload, parse_duration, parse_faults, parse_workload};
+pub use results::{RunResults, measure};
+
+use crate::workloads::global::FAULT_WINDOW_MAX;
+use crate::workloads::session::{SessionReport, SessionRunSettings, run_session_with_histories};
+
+/// Everything one run needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// The cluster.
+    pub topology: Topology,
+    /// Who calls what, how often.
+    pub workload: Workload,
+    /// What breaks, when.
+    pub faults: Faults,
+    /// Every random choice of the run comes from it.
+    pub seed: u64,
+    /// How long the instances operate (and faults happen), in simulated time.
+    pub duration: Duration,
+}
+
+/// A run's outcome: its checks, the faults it had and its measures.
+#[derive(Clone, Debug)]
+pub struct ScenarioReport {
+    /// The session run's report: checks, counts, the faults drawn, the trace hash.
+    pub session: SessionReport,
+    /// The measures.
+    pub results: RunResults,
+}
+
+/// The JSON form of a report: a function of the seed and the files alone.
+#[derive(Serialize)]
+struct ReportJson<'a> {
+    seed: u64,
+    passed: bool,
+    problems: &'a [String],
+    simulated_s: f64,
+    trace_hash: &'a str,
+    instances: usize,
+    faults: FaultsJson,
+    results: &'a RunResults,
+}
+
+#[derive(Serialize)]
+struct FaultsJson {
+    crashes: u32,
+    coordinator_leader_crashes: u32,
+    pauses: u32,
+    region_cuts: u32,
+    region_cuts_beyond_suspicion: u32,
+    clock_skew_ms_max: f64,
+    loss: f64,
+    duplication: f64,
+    reordering: f64,
+}
+
+impl ScenarioReport {
+    /// True when every check passed.
+    pub fn passed(&self) -> bool {
+        self.session.passed()
+    }
+
+    /// The report as JSON: the same seed and files give the same bytes.
+    pub fn to_json(&self) -> String {
+        let faults = &self.session.faults;
+        let json = ReportJson {
+            seed: self.session.seed,
+            passed: self.passed(),
+            problems: &self.session.problems,
+            simulated_s: self.session.simulated.as_secs_f64(),
+            trace_hash: &self.session.trace_hash,
+            instances: self.session.instances,
+            faults: FaultsJson {
+                crashes: faults.crashes,
+                coordinator_leader_crashes: faults.coordinator_leader_crashes,
+                pauses: faults.pauses,
+                region_cuts: faults.region_partitions,
+                region_cuts_beyond_suspicion: faults.long_region_partitions,
+                clock_skew_ms_max: faults.clock_skew_us_max as f64 / 1_000.0,
+                loss: faults.network.loss_probability,
+                duplication: faults.network.duplication_probability,
+                reordering: faults.network.reorder_probability,
+            },
+            results: &self.results,
+        };
+        // Plain data with string keys: serializing it cannot fail.
+        serde_json::to_string_pretty(&json).expect("a report serializes") + "\n"
+    }
+}
+
+impl Scenario {
+    /// The session run this scenario asks for, or why it cannot be run.
+    pub fn session_settings(&self) -> Result<SessionRunSettings, String> {
+        if self.duration.is_zero() || self.duration > FAULT_WINDOW_MAX {
+            return Err(format!(
+                "--duration {:?} is outside 1 ns..={FAULT_WINDOW_MAX:?}",
+                self.duration
+            ));
+        }
+        let mut settings = SessionRunSettings::new(self.seed, self.topology.clone());
+        if self.faults.standard_swarm {
+            settings = settings.with_standard_faults();
+        }
+        let workload = &self.workload;
+        settings.cluster.clients_per_region = workload.instances_per_region;
+        settings.cluster.fault_window = self.duration;
+        settings.cluster.script = self.faults.script.clone();
+        settings.global_objects = workload.global_registers;
+        settings.regional_object = workload.regional_register;
+        let instance = &mut settings.instance;
+        instance.write_share = workload.write_share;
+        let reads = workload.local_read_share + workload.sync_read_share;
+        instance.sync_read_share = if reads > 0.0 {
+            workload.sync_read_share / reads
+        } else {
+            0.0
+        };
+        instance.popularity = workload.popularity;
+        instance.think_time_min = workload.think_time_min;
+        instance.think_time_max = workload.think_time_max;
+        instance.operations_max = workload.operations_per_instance_max;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Runs the scenario and checks it; an error names a setting the run cannot honour.
+    pub fn run(&self) -> Result<ScenarioReport, String> {
+        let settings = self.session_settings()?;
+        let (session, histories) = run_session_with_histories(&settings)?;
+        let results = measure(&self.topology, &histories);
+        Ok(ScenarioReport { session, results })
+    }
+}

@@ -1,0 +1,413 @@
+//! What a `dsss sim run` measured, from the instances' histories alone: latency per region and
+//! operation class, throughput, availability and the longest stall, each latency beside d_max
+//! and the region's sequential-consistency bound; written as a terminal table, JSON and CSV.
+//!
+//! Everything here is a function of the run's histories, so the same seed and files give the
+//! same bytes. Percentiles are exact (nearest rank over every sample), in microseconds.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use dsss_topology::Topology;
+use serde::Serialize;
+
+use crate::time::SimTime;
+use crate::workloads::session::{SessionHistories, SessionOperation};
+
+/// The operation classes measured, in report order.
+pub const OPERATION_CLASSES: [&str; 4] =
+    ["global_write", "regional_write", "sync_read", "local_read"];
+
+/// One class of operations of one region.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ClassResults {
+    /// Operations that completed (a write that returned, a read).
+    pub completed: u64,
+    /// Operations that failed (a write whose effect is unknown, a barrier that gave up).
+    pub failed: u64,
+    /// Latency percentiles of the completed operations, in milliseconds (absent when none
+    /// completed).
+    pub latency_ms: Option<Percentiles>,
+    /// The p50 and p99 latency over d_max.
+    pub over_d_max: Option<[f64; 2]>,
+    /// The p50 and p99 latency over the region's sequential-consistency bound.
+    pub over_sc_bound: Option<[f64; 2]>,
+}
+
+/// Latency percentiles, in milliseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// One region's results.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RegionResults {
+    /// The largest one-way delay from this region to another (the intra-region delay with
+    /// one region), in milliseconds: with local reads, a sequentially consistent write from
+    /// here cannot complete faster (docs/design.md section 7).
+    pub sc_bound_ms: f64,
+    /// Completed operations per second of the operation window.
+    pub throughput_per_s: f64,
+    /// The share of operations that completed, of those that completed or failed.
+    pub availability: f64,
+    /// The longest stretch of the operation window in which no operation of the region's
+    /// instances completed, in milliseconds.
+    pub longest_stall_ms: f64,
+    /// By operation class.
+    pub operations: BTreeMap<String, ClassResults>,
+}
+
+/// A run's results.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RunResults {
+    /// The length of the operation window, in seconds.
+    pub operation_window_s: f64,
+    /// d_max of the topology, in milliseconds.
+    pub d_max_ms: f64,
+    /// By region name.
+    pub regions: BTreeMap<String, RegionResults>,
+}
+
+/// Rounds to a thousandth, so that the files read well and stay the same across platforms'
+/// last-digit formatting.
+fn thousandths(value: f64) -> f64 {
+    (value * 1_000.0).round() / 1_000.0
+}
+
+fn ms(duration: Duration) -> f64 {
+    thousandths(duration.as_secs_f64() * 1_000.0)
+}
+
+/// The nearest-rank `quantile` of sorted `samples`.
+fn rank(sorted: &[Duration], quantile: f64) -> Duration {
+    let index = ((sorted.len() as f64 * quantile).ceil() as usize).clamp(1, sorted.len());
+    sorted[index - 1]
+}
+
+/// The sequential-consistency bound of each region of `topology`, in microseconds.
+fn sc_bounds_us(topology: &Topology) -> BTreeMap<String, u64> {
+    let count = topology.regions.len();
+    topology
+        .regions
+        .iter()
+        .enumerate()
+        .map(|(index, region)| {
+            let bound = (0..count)
+                .filter(|&other| other != index || count == 1)
+                .map(|other| topology.latency.link(index, other).one_way_us)
+                .max()
+                .unwrap_or(0);
+            (region.id.clone(), bound)
+        })
+        .collect()
+}
+
+/// The class of `operation` (none for the final round's failed barrier).
+fn class_of(operation: &SessionOperation) -> Option<&'static str> {
+    match operation {
+        SessionOperation::Write { object, .. } if object.starts_with("register/global-") => {
+            Some("global_write")
+        }
+        SessionOperation::Write { .. } => Some("regional_write"),
+        SessionOperation::Read { synced: true, .. } => Some("sync_read"),
+        SessionOperation::Read { .. } => Some("local_read"),
+        SessionOperation::SyncFailed {
+            object: Some(_), ..
+        } => Some("sync_read"),
+        SessionOperation::SyncFailed { object: None, .. } => None,
+    }
+}
+
+/// When `operation` began and ended, and whether it completed.
+fn span_of(operation: &SessionOperation) -> (SimTime, SimTime, bool) {
+    match operation {
+        SessionOperation::Write {
+            began_at,
+            ended_at,
+            replaced,
+            ..
+        } => (*began_at, *ended_at, replaced.is_some()),
+        SessionOperation::Read {
+            began_at, ended_at, ..
+        } => (*began_at, *ended_at, true),
+        SessionOperation::SyncFailed {
+            began_at, ended_at, ..
+        } => (*began_at, *ended_at, false),
+    }
+}
+
+/// Measures the operations that began inside the operation window of `histories`.
+pub fn measure(topology: &Topology, histories: &SessionHistories) -> RunResults {
+    let from = histories.operations_from;
+    let until = histories.operations_until;
+    let window = until.saturating_duration_since(from);
+    let d_max_us = topology.latency.d_max_us();
+    let bounds = sc_bounds_us(topology);
+    // Per region: per class, the latencies of completed operations and the failures; and
+    // every completion time.
+    let mut samples: BTreeMap<&str, BTreeMap<&str, (Vec<Duration>, u64)>> = BTreeMap::new();
+    let mut completions: BTreeMap<&str, Vec<SimTime>> = BTreeMap::new();
+    for region in &topology.regions {
+        samples.insert(region.id.as_str(), BTreeMap::new());
+        completions.insert(region.id.as_str(), Vec::new());
+    }
+    for history in histories.instances.values() {
+        let region = history.region.as_str();
+        for operation in &history.operations {
+            let Some(class) = class_of(operation) else {
+                continue;
+            };
+            let (began_at, ended_at, completed) = span_of(operation);
+            if began_at < from || began_at >= until {
+                continue;
+            }
+            let entry = samples.entry(region).or_default().entry(class).or_default();
+            if completed {
+                entry.0.push(ended_at.saturating_duration_since(began_at));
+                completions.entry(region).or_default().push(ended_at);
+            } else {
+                entry.1 += 1;
+            }
+        }
+    }
+    let ratio = |latency_us: f64, bound_us: u64| {
+        if bound_us == 0 {
+            0.0
+        } else {
+            thousandths(latency_us / bound_us as f64)
+        }
+    };
+    let mut regions = BTreeMap::new();
+    for (region, classes) in samples {
+        let bound_us = bounds.get(region).copied().unwrap_or(0);
+        let mut results = RegionResults {
+            sc_bound_ms: thousandths(bound_us as f64 / 1_000.0),
+            ..RegionResults::default()
+        };
+        let (mut completed_total, mut failed_total) = (0u64, 0u64);
+        for class in OPERATION_CLASSES {
+            let Some((latencies, failed)) = classes.get(class) else {
+                continue;
+            };
+            let mut sorted = latencies.clone();
+            sorted.sort_unstable();
+            completed_total += sorted.len() as u64;
+            failed_total += failed;
+            let mut class_results = ClassResults {
+                completed: sorted.len() as u64,
+                failed: *failed,
+                ..ClassResults::default()
+            };
+            if !sorted.is_empty() {
+                let p50 = rank(&sorted, 0.5);
+                let p99 = rank(&sorted, 0.99);
+                class_results.latency_ms = Some(Percentiles {
+                    p50: ms(p50),
+                    p90: ms(rank(&sorted, 0.9)),
+                    p99: ms(p99),
+                    p999: ms(rank(&sorted, 0.999)),
+                    max: ms(sorted[sorted.len() - 1]),
+                });
+                let (p50_us, p99_us) = (p50.as_micros() as f64, p99.as_micros() as f64);
+                class_results.over_d_max = Some([ratio(p50_us, d_max_us), ratio(p99_us, d_max_us)]);
+                class_results.over_sc_bound =
+                    Some([ratio(p50_us, bound_us), ratio(p99_us, bound_us)]);
+            }
+            results.operations.insert(class.to_owned(), class_results);
+        }
+        results.throughput_per_s = if window.is_zero() {
+            0.0
+        } else {
+            thousandths(completed_total as f64 / window.as_secs_f64())
+        };
+        results.availability = if completed_total + failed_total == 0 {
+            1.0
+        } else {
+            thousandths(completed_total as f64 / (completed_total + failed_total) as f64)
+        };
+        let mut times = completions.remove(region).unwrap_or_default();
+        times.retain(|time| *time >= from && *time <= until);
+        times.sort_unstable();
+        let mut last = from;
+        let mut longest = Duration::ZERO;
+        for time in times.into_iter().chain(std::iter::once(until)) {
+            longest = longest.max(time.saturating_duration_since(last));
+            last = time;
+        }
+        results.longest_stall_ms = ms(longest);
+        regions.insert(region.to_owned(), results);
+    }
+    RunResults {
+        operation_window_s: thousandths(window.as_secs_f64()),
+        d_max_ms: thousandths(d_max_us as f64 / 1_000.0),
+        regions,
+    }
+}
+
+impl RunResults {
+    /// One CSV row per region and operation class, with a header.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from(
+            "region,class,completed,failed,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,p50_over_d_max,\
+             p99_over_d_max,p50_over_sc_bound,p99_over_sc_bound,region_availability,\
+             region_longest_stall_ms\n",
+        );
+        for (region, results) in &self.regions {
+            for (class, class_results) in &results.operations {
+                let latency = class_results.latency_ms.map_or_else(
+                    || ",,,,".to_owned(),
+                    |p| format!("{},{},{},{},{}", p.p50, p.p90, p.p99, p.p999, p.max),
+                );
+                let pair = |value: Option<[f64; 2]>| {
+                    value.map_or_else(|| ",".to_owned(), |[a, b]| format!("{a},{b}"))
+                };
+                let _ = writeln!(
+                    out,
+                    "{region},{class},{},{},{latency},{},{},{},{}",
+                    class_results.completed,
+                    class_results.failed,
+                    pair(class_results.over_d_max),
+                    pair(class_results.over_sc_bound),
+                    results.availability,
+                    results.longest_stall_ms
+                );
+            }
+        }
+        out
+    }
+
+    /// The terminal table: one block per region.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<16} {:<15} {:>7} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
+            "region",
+            "operation",
+            "done",
+            "failed",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "max ms",
+            "p50/d",
+            "p50/sc"
+        );
+        for (region, results) in &self.regions {
+            for (class, class_results) in &results.operations {
+                let (latency, ratios) = match (
+                    class_results.latency_ms,
+                    class_results.over_d_max,
+                    class_results.over_sc_bound,
+                ) {
+                    (Some(p), Some([d, _]), Some([sc, _])) => (
+                        format!(
+                            "{:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                            p.p50, p.p90, p.p99, p.p999, p.max
+                        ),
+                        format!("{d:>8.2} {sc:>8.2}"),
+                    ),
+                    _ => (format!("{:>49}", "-"), format!("{:>17}", "-")),
+                };
+                let _ = writeln!(
+                    out,
+                    "{region:<16} {class:<15} {:>7} {:>6} {latency} {ratios}",
+                    class_results.completed, class_results.failed
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{region:<16} throughput {:.1}/s, availability {:.3}, longest stall {:.1} ms, \
+                 sc bound {:.1} ms",
+                results.throughput_per_s,
+                results.availability,
+                results.longest_stall_ms,
+                results.sc_bound_ms
+            );
+        }
+        let _ = write!(
+            out,
+            "d_max {:.1} ms; operation window {:.1} s",
+            self.d_max_ms, self.operation_window_s
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workloads::session::InstanceHistory;
+
+    fn at_ms(ms: u64) -> SimTime {
+        SimTime::from_millis(ms)
+    }
+
+    fn write(object: &str, began: u64, ended: u64, ok: bool) -> SessionOperation {
+        SessionOperation::Write {
+            object: object.to_owned(),
+            value: 1,
+            replaced: ok.then_some(0),
+            began_at: at_ms(began),
+            ended_at: at_ms(ended),
+        }
+    }
+
+    #[test]
+    fn results_count_latency_failures_and_stalls_per_region_and_class() {
+        let topology = dsss_topology::local_default();
+        let region = topology.regions[0].id.clone();
+        let mut history = InstanceHistory::new(&region);
+        // Ten global writes of 10..=100 ms back to back from 1 s, one failed write, one
+        // regional write, a failed barrier; then nothing from 2.5 s to the end at 4 s.
+        let mut now = 1_000;
+        for index in 1..=10 {
+            history.push(write("register/global-0", now, now + 10 * index, true));
+            now += 10 * index;
+        }
+        history.push(write("register/global-1", 1_600, 2_000, false));
+        history.push(write(&format!("register/{region}"), 2_000, 2_500, true));
+        history.push(SessionOperation::SyncFailed {
+            object: Some("register/global-0".to_owned()),
+            began_at: at_ms(2_000),
+            ended_at: at_ms(2_400),
+        });
+        // Before the window: not measured.
+        history.push(write("register/global-0", 500, 900, true));
+        let histories = SessionHistories {
+            instances: BTreeMap::from([(1, history)]),
+            operations_from: at_ms(1_000),
+            operations_until: at_ms(4_000),
+        };
+        let results = measure(&topology, &histories);
+        let measured = &results.regions[&region];
+        let global = &measured.operations["global_write"];
+        assert_eq!((global.completed, global.failed), (10, 1));
+        let latency = global.latency_ms.unwrap();
+        assert_eq!((latency.p50, latency.p90, latency.max), (50.0, 90.0, 100.0));
+        assert_eq!(measured.operations["regional_write"].completed, 1);
+        assert_eq!(measured.operations["sync_read"].failed, 1);
+        assert_eq!(measured.availability, thousandths(11.0 / 13.0));
+        assert_eq!(measured.longest_stall_ms, 1_500.0, "from 2.5 s to the end");
+        assert_eq!(measured.throughput_per_s, thousandths(11.0 / 3.0));
+        let d_max_ms = topology.latency.d_max_us() as f64 / 1_000.0;
+        assert_eq!(global.over_d_max.unwrap()[0], thousandths(50.0 / d_max_ms));
+        // Regions without instances are listed with no operations.
+        assert_eq!(results.regions.len(), topology.regions.len());
+        let csv = results.to_csv();
+        assert_eq!(csv.lines().count(), 1 + 3, "a header and three classes");
+        assert!(results.table().contains("global_write"));
+    }
+}

@@ -1,0 +1,103 @@
+//! `dsss sim run`'s scenarios in the simulator: the example workload and fault files in the
+//! repository, run on many seeds, keep every check (one order across objects, linearizable
+//! `sync()` reads, convergence, the cluster's own checks), and the scripted faults happen.
+//! Replay a failing seed with `DSSS_SEED=S`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use dsss_simulations::run_seeds;
+use dsss_simulations::scenario::{Scenario, parse_faults, parse_workload};
+
+fn example(path: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/sim")
+        .join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+fn scenario(seed: u64, workload: &str, faults: &str, duration: Duration) -> Scenario {
+    Scenario {
+        topology: dsss_topology::local_default(),
+        workload: parse_workload(&example(workload)).expect("the example workload reads"),
+        faults: parse_faults(&example(faults)).expect("the example faults read"),
+        seed,
+        duration,
+    }
+}
+
+/// The scripted faults of `cut-and-crash.toml` happen as written (an isolation beyond the
+/// suspicion timeout and a one-way cut, a coordinator leader crash, a pause, a clock step)
+/// over the packet faults it sets, and every check passes.
+#[test]
+fn scripted_faults_happen_and_every_check_passes() {
+    run_seeds("scenario_scripted", 4, |seed| {
+        let scenario = scenario(
+            seed,
+            "workloads/zipf.toml",
+            "faults/cut-and-crash.toml",
+            Duration::from_secs(10),
+        );
+        let report = scenario.run().expect("the example files are valid");
+        println!("{}\n{}", report.session, report.results.table());
+        assert!(report.passed(), "seed {seed}:\n{}", report.session);
+        let faults = report.session.faults;
+        assert_eq!(faults.region_partitions, 2, "seed {seed}: {faults:?}");
+        assert_eq!(faults.long_region_partitions, 1, "seed {seed}: {faults:?}");
+        assert_eq!(faults.pauses, 1, "seed {seed}: {faults:?}");
+        assert_eq!(
+            faults.coordinator_leader_crashes, 1,
+            "seed {seed}: {faults:?}"
+        );
+        assert_eq!(faults.clock_skew_us_max, 40_000, "seed {seed}: {faults:?}");
+        assert_eq!(faults.network.loss_probability, 0.01);
+        // Every region completed global writes; local-c, cut off for 3 s, stalled: its
+        // instances soon all wait on global writes that cannot be sealed while it is away.
+        for (region, results) in &report.results.regions {
+            assert!(
+                results.operations["global_write"].completed > 0,
+                "seed {seed}: {region} completed no global write"
+            );
+        }
+        let stall = report.results.regions["local-c"].longest_stall_ms;
+        assert!(
+            stall >= 1_000.0,
+            "seed {seed}: local-c's longest stall is {stall} ms through a 3 s isolation"
+        );
+    });
+}
+
+/// The seeded swarm of `swarm.toml` (crashes, coordinator leader crashes, pauses, region cuts,
+/// clock skew, loss, duplication and reordering) on the plain register workload.
+#[test]
+fn a_seeded_swarm_keeps_every_check() {
+    run_seeds("scenario_swarm", 4, |seed| {
+        let scenario = scenario(
+            seed,
+            "workloads/registers.toml",
+            "faults/swarm.toml",
+            Duration::from_secs(8),
+        );
+        let report = scenario.run().expect("the example files are valid");
+        println!("{}", report.session);
+        assert!(report.passed(), "seed {seed}:\n{}", report.session);
+    });
+}
+
+/// The JSON of a run is a function of the seed and the files.
+#[test]
+fn the_same_seed_gives_the_same_json() {
+    let run = |seed| {
+        scenario(
+            seed,
+            "workloads/registers.toml",
+            "faults/swarm.toml",
+            Duration::from_secs(4),
+        )
+        .run()
+        .expect("runs")
+        .to_json()
+    };
+    assert_eq!(run(11), run(11));
+    assert_ne!(run(11), run(12));
+}
