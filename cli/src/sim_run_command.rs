@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use dsss_simulations::scenario::{Faults, Scenario, parse_duration, parse_faults, parse_workload};
+use dsss_simulations::scenario::{
+    Faults, Scenario, ScenarioError, parse_duration, parse_faults, parse_workload,
+};
 use dsss_simulations::workloads::global::script::FaultScript;
 use dsss_topology::{load, local_default};
 
@@ -35,6 +37,10 @@ pub(crate) struct RunArgs {
     /// Writes results.json and latency.csv into this directory (created when missing).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Runs the coordinator with a planted bug for the checks to catch (SEAL leaves out one
+    /// region's closed timestamp).
+    #[arg(long, hide = true)]
+    planted_seal_without_a_region: bool,
 }
 
 /// Reads a file of at most the scenario bound, naming it on failure.
@@ -80,6 +86,7 @@ fn scenario_of(args: &RunArgs) -> Result<Scenario, String> {
         faults,
         seed: args.seed,
         duration,
+        planted_seal_without_a_region: args.planted_seal_without_a_region,
     })
 }
 
@@ -94,6 +101,9 @@ fn replay_command(args: &RunArgs) -> String {
         command += &format!(" --faults {}", faults.display());
     }
     command += &format!(" --seed {} --duration {}", args.seed, args.duration);
+    if args.planted_seal_without_a_region {
+        command += " --planted-seal-without-a-region";
+    }
     command
 }
 
@@ -111,9 +121,18 @@ pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
             report.session.replay = replay_command(args);
             report
         }
-        Err(message) => {
+        Err(ScenarioError::BadInput(message)) => {
             let _ = writeln!(stderr, "dsss sim run: {message}");
             return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        Err(broken @ ScenarioError::InvariantBroken(_)) => {
+            let _ = writeln!(
+                stderr,
+                "dsss sim run: seed {}: {broken}\nreplay: {}",
+                args.seed,
+                replay_command(args)
+            );
+            return ExitCode::from(EXIT_CHECK_FAILED);
         }
     };
     let wall = started.elapsed();

@@ -122,3 +122,29 @@ fn wrong_files_and_options_are_refused_naming_what_is_wrong() {
     }
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+/// A run that breaks a guarantee (here a planted bug in the coordinator, behind a hidden
+/// option) exits with 1 and prints the command that replays it.
+#[test]
+fn a_broken_guarantee_exits_with_1_and_prints_the_command_that_replays_it() {
+    let workload = example("workloads/registers.toml");
+    let output = dsss(&[
+        "sim",
+        "run",
+        "--workload",
+        &workload,
+        "--seed",
+        "1",
+        "--duration",
+        "4s",
+        "--planted-seal-without-a-region",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let replay = format!(
+        "replay: dsss sim run --workload {workload} --seed 1 --duration 4s \
+         --planted-seal-without-a-region"
+    );
+    assert!(stderr.contains(&replay), "{replay:?} not in {stderr}");
+    assert!(stderr.contains("seed 1"), "{stderr}");
+}

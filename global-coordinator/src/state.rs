@@ -114,6 +114,11 @@ pub struct CoordinatorLimits {
     pub retained_epochs_max: usize,
     /// The most bytes of retained epochs (at most [`RETAINED_EPOCHS_BYTES_MAX`]).
     pub retained_epochs_bytes_max: u64,
+    /// A planted bug for the simulator's checks to catch, never set in production: SEAL
+    /// leaves out the closed timestamp of the last member region (by id), and records that
+    /// region ships below the watermark are not lifted above it.
+    #[doc(hidden)]
+    pub planted_seal_without_a_region: bool,
 }
 
 impl Default for CoordinatorLimits {
@@ -122,6 +127,7 @@ impl Default for CoordinatorLimits {
             pending_records_bytes_max: PENDING_RECORDS_BYTES_MAX,
             retained_epochs_max: RETAINED_EPOCHS_MAX,
             retained_epochs_bytes_max: RETAINED_EPOCHS_BYTES_MAX,
+            planted_seal_without_a_region: false,
         }
     }
 }
@@ -766,10 +772,10 @@ impl CoordinatorState {
             // is at or above the watermark); after a readmission it lifts the re-sent records
             // above the watermark, so that no sealed epoch ever changes. The watermark term
             // guards the same invariant against a region that breaks its promise.
-            record.timestamp = record
-                .timestamp
-                .max(floor.successor())
-                .max(watermark.successor());
+            record.timestamp = record.timestamp.max(floor.successor());
+            if !self.limits.planted_seal_without_a_region {
+                record.timestamp = record.timestamp.max(watermark.successor());
+            }
             floor = record.timestamp;
             let size_bytes = record_size_bytes(&record);
             lifted.push((record, size_bytes));
@@ -941,11 +947,20 @@ impl CoordinatorState {
     /// changed since the newest epoch, the pending records at or below it become the next
     /// epoch.
     fn seal(&mut self, batch: &mut WriteBatch) {
+        let left_out = if self.limits.planted_seal_without_a_region {
+            self.regions
+                .iter()
+                .filter(|(_, state)| state.member)
+                .map(|(region, _)| region.clone())
+                .next_back()
+        } else {
+            None
+        };
         let Some(new_watermark) = self
             .regions
-            .values()
-            .filter(|state| state.member)
-            .map(|state| state.closed)
+            .iter()
+            .filter(|(region, state)| state.member && Some(*region) != left_out.as_ref())
+            .map(|(_, state)| state.closed)
             .min()
         else {
             return;
@@ -1972,6 +1987,7 @@ mod tests {
             pending_records_bytes_max: 400,
             retained_epochs_max: 2,
             retained_epochs_bytes_max: RETAINED_EPOCHS_BYTES_MAX,
+            ..CoordinatorLimits::default()
         };
         let mut harness = Harness::with_limits(&["a", "b"], limits);
         let records: Vec<(u64, u64)> = (1..=20).map(|sequence| (sequence, sequence)).collect();

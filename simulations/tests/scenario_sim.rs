@@ -23,6 +23,7 @@ fn scenario(seed: u64, workload: &str, faults: &str, duration: Duration) -> Scen
         faults: parse_faults(&example(faults)).expect("the example faults read"),
         seed,
         duration,
+        planted_seal_without_a_region: false,
     }
 }
 
@@ -100,4 +101,35 @@ fn the_same_seed_gives_the_same_json() {
     };
     assert_eq!(run(11), run(11));
     assert_ne!(run(11), run(12));
+}
+
+/// A coordinator with a planted bug (SEAL leaves out one region's closed timestamp, and that
+/// region's late records are not lifted above the watermark) is caught within 50 seeds of the
+/// fault-free example workload, by a failed check or a broken invariant, and the same seed
+/// replays the same failure.
+#[test]
+fn a_planted_seal_without_a_region_is_caught_within_50_seeds_and_replays() {
+    let planted = |seed| Scenario {
+        planted_seal_without_a_region: true,
+        ..scenario(
+            seed,
+            "workloads/registers.toml",
+            "faults/none.toml",
+            Duration::from_secs(4),
+        )
+    };
+    let failure = |seed| match planted(seed).run() {
+        Ok(report) if report.passed() => None,
+        Ok(report) => Some(report.session.problems.join("; ")),
+        Err(error) => Some(error.to_string()),
+    };
+    let (seed, caught) = (1..=50)
+        .find_map(|seed| failure(seed).map(|caught| (seed, caught)))
+        .expect("the planted bug went unnoticed for 50 seeds");
+    println!("seed {seed} caught the planted bug: {caught}");
+    assert_eq!(
+        failure(seed),
+        Some(caught),
+        "seed {seed} replays the failure"
+    );
 }

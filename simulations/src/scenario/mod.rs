@@ -36,6 +36,30 @@ pub struct Scenario {
     pub seed: u64,
     /// How long the instances operate (and faults happen), in simulated time.
     pub duration: Duration,
+    /// Runs the coordinator with a planted bug (SEAL leaves out one region's closed
+    /// timestamp), to show that the checks catch it. Never set outside such a demonstration.
+    pub planted_seal_without_a_region: bool,
+}
+
+/// Why a run gave no report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScenarioError {
+    /// A setting or file the run cannot honour.
+    BadInput(String),
+    /// An invariant asserted in the protocol code broke during the run: a found bug, like a
+    /// failed check.
+    InvariantBroken(String),
+}
+
+impl std::fmt::Display for ScenarioError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScenarioError::BadInput(message) => formatter.write_str(message),
+            ScenarioError::InvariantBroken(message) => {
+                write!(formatter, "an invariant broke during the run: {message}")
+            }
+        }
+    }
 }
 
 /// A run's outcome: its checks, the faults it had and its measures.
@@ -138,14 +162,35 @@ impl Scenario {
         instance.think_time_min = workload.think_time_min;
         instance.think_time_max = workload.think_time_max;
         instance.operations_max = workload.operations_per_instance_max;
+        settings
+            .cluster
+            .coordinator_limits
+            .planted_seal_without_a_region = self.planted_seal_without_a_region;
         settings.validate()?;
         Ok(settings)
     }
 
-    /// Runs the scenario and checks it; an error names a setting the run cannot honour.
-    pub fn run(&self) -> Result<ScenarioReport, String> {
-        let settings = self.session_settings()?;
-        let (session, histories) = run_session_with_histories(&settings)?;
+    /// Runs the scenario and checks it. An assertion of the protocol code that fails during
+    /// the run ends it as [`ScenarioError::InvariantBroken`] rather than as a crash, so that
+    /// the caller can name the seed that replays it.
+    pub fn run(&self) -> Result<ScenarioReport, ScenarioError> {
+        let settings = self.session_settings().map_err(ScenarioError::BadInput)?;
+        // The simulation is single-threaded and dropped whole on a panic: nothing it shares
+        // with the caller is left half-updated.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_session_with_histories(&settings)
+        }));
+        let (session, histories) = match outcome {
+            Ok(run) => run.map_err(ScenarioError::BadInput)?,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                return Err(ScenarioError::InvariantBroken(message));
+            }
+        };
         let results = measure(&self.topology, &histories);
         Ok(ScenarioReport { session, results })
     }
