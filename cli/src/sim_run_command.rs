@@ -37,6 +37,10 @@ pub(crate) struct RunArgs {
     /// Writes results.json and latency.csv into this directory (created when missing).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Writes every operation of the run to this file, one JSON object per line (the format
+    /// is in docs/simulator.md), for checkers outside DSSS.
+    #[arg(long, value_name = "FILE")]
+    history: Option<PathBuf>,
     /// Runs the coordinator with a planted bug for the checks to catch (SEAL leaves out one
     /// region's closed timestamp).
     #[arg(long, hide = true)]
@@ -162,6 +166,27 @@ pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
             "wrote {} and {}",
             directory.join("results.json").display(),
             directory.join("latency.csv").display()
+        );
+    }
+    if let Some(path) = &args.history {
+        if let Err(error) = std::fs::write(path, report.history_lines()) {
+            let _ = writeln!(
+                stderr,
+                "dsss sim run: writing the history to {}: {error}",
+                path.display()
+            );
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        let _ = writeln!(
+            stdout,
+            "wrote {} operations to {}",
+            report
+                .histories
+                .instances
+                .values()
+                .map(|history| history.operations.len())
+                .sum::<usize>(),
+            path.display()
         );
     }
     if report.passed() {

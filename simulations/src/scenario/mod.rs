@@ -10,6 +10,7 @@
 //! or applied twice). docs/simulator.md describes the files and the results.
 
 pub mod files;
+pub mod history;
 pub mod results;
 
 use std::time::Duration;
@@ -21,7 +22,9 @@ pub use files::{Faults, Workload, parse_duration, parse_faults, parse_workload};
 pub use results::{RunResults, measure};
 
 use crate::workloads::global::FAULT_WINDOW_MAX;
-use crate::workloads::session::{SessionReport, SessionRunSettings, run_session_with_histories};
+use crate::workloads::session::{
+    SessionHistories, SessionReport, SessionRunSettings, run_session_with_histories,
+};
 
 /// Everything one run needs.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,6 +72,8 @@ pub struct ScenarioReport {
     pub session: SessionReport,
     /// The measures.
     pub results: RunResults,
+    /// Every instance's history.
+    pub histories: SessionHistories,
 }
 
 /// The JSON form of a report: a function of the seed and the files alone.
@@ -101,6 +106,11 @@ impl ScenarioReport {
     /// True when every check passed.
     pub fn passed(&self) -> bool {
         self.session.passed()
+    }
+
+    /// The history as JSON lines ([`history::history_lines`]).
+    pub fn history_lines(&self) -> String {
+        history::history_lines(&self.histories)
     }
 
     /// The report as JSON: the same seed and files give the same bytes.
@@ -192,6 +202,10 @@ impl Scenario {
             }
         };
         let results = measure(&self.topology, &histories);
-        Ok(ScenarioReport { session, results })
+        Ok(ScenarioReport {
+            session,
+            results,
+            histories,
+        })
     }
 }
