@@ -1,5 +1,6 @@
-//! `dsss sim run`: one researcher's run from a topology, a workload file and a fault file
-//! (docs/simulator.md), with a terminal table, and JSON and CSV files with `--out`.
+//! `dsss sim run` and `dsss sim sweep`: a researcher's run from a topology, a workload file
+//! and a fault file (docs/simulator.md), with a terminal table, and JSON and CSV files with
+//! `--out`; a sweep runs it across the values of one parameter.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
+use dsss_simulations::scenario::sweep::{
+    parse_assignment, rows_csv, rows_table, run_sweep, summarize,
+};
 use dsss_simulations::scenario::{
     Faults, Scenario, ScenarioError, parse_duration, parse_faults, parse_workload,
 };
@@ -18,22 +22,15 @@ use crate::sim_command::{EXIT_BAD_INPUT, EXIT_CHECK_FAILED};
 /// Options of `dsss sim run`.
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// The topology file (default: the embedded local topology).
-    #[arg(long, value_name = "FILE")]
-    topology: Option<PathBuf>,
-    /// The workload file (TOML): instances, registers, operation mix, popularity, arrival.
-    #[arg(long, value_name = "FILE")]
-    workload: PathBuf,
-    /// The fault file (TOML): packet faults, a seeded swarm, faults at set times (default:
-    /// none).
-    #[arg(long, value_name = "FILE")]
-    faults: Option<PathBuf>,
+    #[command(flatten)]
+    scenario: ScenarioArgs,
     /// The seed of every random choice of the run.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// How long the instances operate and faults happen, in simulated time (e.g. 10s, 2min).
-    #[arg(long, value_name = "DURATION", default_value = "10s")]
-    duration: String,
+    /// Sets one parameter, as a sweep would: NAME=VALUE with NAME one of epoch_ms,
+    /// latency_scale, preferred_leader, instances_per_region, think_time_max_ms.
+    #[arg(long, value_name = "NAME=VALUE")]
+    set: Option<String>,
     /// Writes results.json and latency.csv into this directory (created when missing).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -45,6 +42,47 @@ pub(crate) struct RunArgs {
     /// region's closed timestamp).
     #[arg(long, hide = true)]
     planted_seal_without_a_region: bool,
+}
+
+/// Options of `dsss sim sweep`.
+#[derive(Debug, Args)]
+pub(crate) struct SweepArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    /// The parameter and its values: NAME=V1,V2,... with NAME one of epoch_ms,
+    /// latency_scale, preferred_leader, instances_per_region, think_time_max_ms.
+    #[arg(long, value_name = "NAME=V1,V2,...")]
+    param: String,
+    /// The first seed of every value.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Seeds per value: seed, seed + 1, ...
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seeds: u64,
+    /// Runs at once (default: one per core).
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Writes sweep.csv into this directory (created when missing).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+/// What a run and a sweep share: the cluster, the files and the length.
+#[derive(Debug, Args)]
+pub(crate) struct ScenarioArgs {
+    /// The topology file (default: the embedded local topology).
+    #[arg(long, value_name = "FILE")]
+    topology: Option<PathBuf>,
+    /// The workload file (TOML): instances, registers, operation mix, popularity, arrival.
+    #[arg(long, value_name = "FILE")]
+    workload: PathBuf,
+    /// The fault file (TOML): packet faults, a seeded swarm, faults at set times (default:
+    /// none).
+    #[arg(long, value_name = "FILE")]
+    faults: Option<PathBuf>,
+    /// How long the instances operate and faults happen, in simulated time (e.g. 10s, 2min).
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    duration: String,
 }
 
 /// Reads a file of at most the scenario bound, naming it on failure.
@@ -64,7 +102,7 @@ fn read_text(path: &Path, what: &str) -> Result<String, String> {
 }
 
 /// The scenario the options name, or what is wrong with them.
-fn scenario_of(args: &RunArgs) -> Result<Scenario, String> {
+fn scenario_of(args: &ScenarioArgs, seed: u64) -> Result<Scenario, String> {
     let topology = match &args.topology {
         Some(path) => load(path).map_err(|diagnostics| diagnostics.to_string())?,
         None => local_default(),
@@ -88,14 +126,20 @@ fn scenario_of(args: &RunArgs) -> Result<Scenario, String> {
         topology,
         workload,
         faults,
-        seed: args.seed,
+        seed,
         duration,
-        planted_seal_without_a_region: args.planted_seal_without_a_region,
+        planted_seal_without_a_region: false,
     })
 }
 
-/// The command that replays this run.
-fn replay_command(args: &RunArgs) -> String {
+/// The command that replays one run: the files, the seed, the one parameter set, and the
+/// planted bug when there is one.
+fn replay_command(
+    args: &ScenarioArgs,
+    seed: u64,
+    set: Option<String>,
+    planted_seal_without_a_region: bool,
+) -> String {
     let mut command = String::from("dsss sim run");
     if let Some(topology) = &args.topology {
         command += &format!(" --topology {}", topology.display());
@@ -104,25 +148,49 @@ fn replay_command(args: &RunArgs) -> String {
     if let Some(faults) = &args.faults {
         command += &format!(" --faults {}", faults.display());
     }
-    command += &format!(" --seed {} --duration {}", args.seed, args.duration);
-    if args.planted_seal_without_a_region {
+    command += &format!(" --seed {seed} --duration {}", args.duration);
+    if let Some(set) = set {
+        command += &format!(" --set {set}");
+    }
+    if planted_seal_without_a_region {
         command += " --planted-seal-without-a-region";
     }
     command
 }
 
+/// `dsss sim run`.
 pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
-    let scenario = match scenario_of(args) {
+    let scenario = scenario_of(&args.scenario, args.seed).and_then(|mut scenario| {
+        scenario.planted_seal_without_a_region = args.planted_seal_without_a_region;
+        if let Some(set) = &args.set {
+            let (parameter, values) =
+                parse_assignment(set).map_err(|error| format!("--set: {error}"))?;
+            let [value] = values[..] else {
+                return Err(format!("--set {set}: one value; a sweep takes several"));
+            };
+            parameter
+                .apply(&mut scenario, value)
+                .map_err(|error| format!("--set: {error}"))?;
+        }
+        Ok(scenario)
+    });
+    let scenario = match scenario {
         Ok(scenario) => scenario,
         Err(message) => {
             let _ = writeln!(stderr, "dsss sim run: {message}");
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
+    let replay = replay_command(
+        &args.scenario,
+        args.seed,
+        args.set.clone(),
+        args.planted_seal_without_a_region,
+    );
     let started = Instant::now();
     let report = match scenario.run() {
         Ok(mut report) => {
-            report.session.replay = replay_command(args);
+            report.session.replay = replay.clone();
             report
         }
         Err(ScenarioError::BadInput(message)) => {
@@ -132,9 +200,8 @@ pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
         Err(broken @ ScenarioError::InvariantBroken(_)) => {
             let _ = writeln!(
                 stderr,
-                "dsss sim run: seed {}: {broken}\nreplay: {}",
-                args.seed,
-                replay_command(args)
+                "dsss sim run: seed {}: {broken}\nreplay: {replay}",
+                args.seed
             );
             return ExitCode::from(EXIT_CHECK_FAILED);
         }
@@ -198,5 +265,85 @@ pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
             args.seed, report.session.replay
         );
         ExitCode::from(EXIT_CHECK_FAILED)
+    }
+}
+
+/// `dsss sim sweep`.
+pub(crate) fn sweep(args: &SweepArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
+    let prepared = scenario_of(&args.scenario, args.seed).and_then(|scenario| {
+        let (parameter, values) =
+            parse_assignment(&args.param).map_err(|error| format!("--param: {error}"))?;
+        Ok((scenario, parameter, values))
+    });
+    let (scenario, parameter, values) = match prepared {
+        Ok(prepared) => prepared,
+        Err(message) => {
+            let _ = writeln!(stderr, "dsss sim sweep: {message}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let threads = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let started = Instant::now();
+    let runs = match run_sweep(
+        &scenario, parameter, &values, args.seed, args.seeds, threads,
+    ) {
+        Ok(runs) => runs,
+        Err(message) => {
+            let _ = writeln!(stderr, "dsss sim sweep: {message}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let rows = summarize(&runs);
+    let _ = write!(stdout, "{}", rows_table(parameter, &rows));
+    let simulated: f64 = runs
+        .iter()
+        .filter_map(|run| run.outcome.as_ref().ok())
+        .map(|report| report.session.simulated.as_secs_f64())
+        .sum();
+    let _ = writeln!(
+        stdout,
+        "{} runs ({} values x {} seeds) on {threads} threads: {simulated:.1} s simulated in \
+         {:.1} s of wall time",
+        runs.len(),
+        values.len(),
+        args.seeds,
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(directory) = &args.out {
+        let path = directory.join("sweep.csv");
+        if let Err(error) = std::fs::create_dir_all(directory)
+            .and_then(|()| std::fs::write(&path, rows_csv(parameter, &rows)))
+        {
+            let _ = writeln!(
+                stderr,
+                "dsss sim sweep: writing {}: {error}",
+                path.display()
+            );
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        let _ = writeln!(stdout, "wrote {}", path.display());
+    }
+    let mut failed = false;
+    for run in &runs {
+        let problem = match &run.outcome {
+            Ok(report) if report.passed() => continue,
+            Ok(report) => report.session.problems.join("; "),
+            Err(error) => error.to_string(),
+        };
+        failed = true;
+        let set = format!("{}={}", parameter.name(), run.value);
+        let _ = writeln!(
+            stderr,
+            "dsss sim sweep: {set}, seed {}: {problem}\nreplay: {}",
+            run.seed,
+            replay_command(&args.scenario, run.seed, Some(set.clone()), false)
+        );
+    }
+    if failed {
+        ExitCode::from(EXIT_CHECK_FAILED)
+    } else {
+        ExitCode::SUCCESS
     }
 }

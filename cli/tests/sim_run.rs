@@ -148,3 +148,55 @@ fn a_broken_guarantee_exits_with_1_and_prints_the_command_that_replays_it() {
     assert!(stderr.contains(&replay), "{replay:?} not in {stderr}");
     assert!(stderr.contains("seed 1"), "{stderr}");
 }
+
+/// `dsss sim sweep` prints one row per value and region and writes sweep.csv; any run of it
+/// can be replayed alone with `dsss sim run --set`.
+#[test]
+fn a_sweep_prints_a_row_per_value_and_region_and_a_run_replays_with_set() {
+    let directory = scratch("sweep");
+    let workload = example("workloads/registers.toml");
+    let output = dsss(&[
+        "sim",
+        "sweep",
+        "--workload",
+        &workload,
+        "--param",
+        "latency_scale=0.5,2",
+        "--duration",
+        "3s",
+        "--out",
+        &directory.display().to_string(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let csv = std::fs::read_to_string(directory.join("sweep.csv")).expect("sweep.csv");
+    assert_eq!(csv.lines().count(), 1 + 2 * 3, "{csv}");
+    assert!(csv.starts_with("latency_scale,region,"), "{csv}");
+    assert!(stdout.contains("2 runs (2 values x 1 seeds)"), "{stdout}");
+    let output = dsss(&[
+        "sim",
+        "run",
+        "--workload",
+        &workload,
+        "--duration",
+        "3s",
+        "--set",
+        "latency_scale=2",
+    ]);
+    assert!(output.status.success());
+    let output = dsss(&[
+        "sim",
+        "run",
+        "--workload",
+        &workload,
+        "--set",
+        "epoch_ms=1,2",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("one value"));
+    let _ = std::fs::remove_dir_all(&directory);
+}

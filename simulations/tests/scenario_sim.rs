@@ -133,3 +133,39 @@ fn a_planted_seal_without_a_region_is_caught_within_50_seeds_and_replays() {
         "seed {seed} replays the failure"
     );
 }
+
+/// A sweep runs every value on every seed, gives one row per value and region, and gives the
+/// same runs on one thread or several (each run is a function of its seed and settings).
+#[test]
+fn a_sweep_gives_one_row_per_value_and_region_whatever_the_threads() {
+    use dsss_simulations::scenario::sweep::{SweepParameter, run_sweep, summarize};
+    let base = scenario(
+        1,
+        "workloads/registers.toml",
+        "faults/none.toml",
+        Duration::from_secs(3),
+    );
+    let values = [2.0, 10.0];
+    let on = |threads| {
+        run_sweep(&base, SweepParameter::EpochMs, &values, 5, 2, threads).expect("valid values")
+    };
+    let (one, two) = (on(1), on(2));
+    assert_eq!(one.len(), 4);
+    let json = |runs: &[dsss_simulations::scenario::sweep::SweepRun]| -> Vec<String> {
+        runs.iter()
+            .map(|run| {
+                let report = run.outcome.as_ref().expect("the run reports");
+                assert!(report.passed(), "{}", report.session);
+                format!("{} {} {}", run.value, run.seed, report.to_json())
+            })
+            .collect()
+    };
+    assert_eq!(json(&one), json(&two));
+    let rows = summarize(&one);
+    assert_eq!(rows.len(), values.len() * 3, "{rows:?}");
+    assert!(rows.iter().all(|row| row.runs == 2));
+    assert_eq!(rows[0].value, 2.0);
+    // A value the parameter refuses stops the sweep before it runs.
+    let error = run_sweep(&base, SweepParameter::EpochMs, &[0.5], 1, 1, 1).unwrap_err();
+    assert!(error.contains("epoch_ms = 0.5"), "{error}");
+}

@@ -12,6 +12,7 @@
 pub mod files;
 pub mod history;
 pub mod results;
+pub mod sweep;
 
 use std::time::Duration;
 
