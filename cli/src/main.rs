@@ -10,6 +10,7 @@ mod monitoring;
 mod node_command;
 mod region_command;
 mod sim_command;
+mod sim_plots;
 mod sim_run_command;
 mod soak_command;
 mod status_command;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
+use dsss_simulations::scenario::results::completed_samples;
 use dsss_simulations::scenario::sweep::{
     parse_assignment, rows_csv, rows_table, run_sweep, summarize,
 };
@@ -158,6 +159,14 @@ fn replay_command(
     command
 }
 
+fn listed(files: &[PathBuf]) -> String {
+    files
+        .iter()
+        .map(|file| file.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `dsss sim run`.
 pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
     let scenario = scenario_of(&args.scenario, args.seed).and_then(|mut scenario| {
@@ -234,6 +243,20 @@ pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
             directory.join("results.json").display(),
             directory.join("latency.csv").display()
         );
+        let samples = completed_samples(&report.histories, "global_write");
+        match crate::sim_plots::run_plots(
+            directory,
+            &samples,
+            &scenario.faults.script,
+            scenario.duration,
+        ) {
+            Ok(files) => {
+                let _ = writeln!(stdout, "wrote {}", listed(&files));
+            }
+            Err(reason) => {
+                let _ = writeln!(stderr, "dsss sim run: the plots were not drawn: {reason}");
+            }
+        }
     }
     if let Some(path) = &args.history {
         if let Err(error) = std::fs::write(path, report.history_lines()) {
@@ -324,6 +347,14 @@ pub(crate) fn sweep(args: &SweepArgs, stdout: &mut dyn Write, stderr: &mut dyn W
             return ExitCode::from(EXIT_BAD_INPUT);
         }
         let _ = writeln!(stdout, "wrote {}", path.display());
+        match crate::sim_plots::sweep_plot(directory, parameter.name(), &rows) {
+            Ok(files) => {
+                let _ = writeln!(stdout, "wrote {}", listed(&files));
+            }
+            Err(reason) => {
+                let _ = writeln!(stderr, "dsss sim sweep: the plot was not drawn: {reason}");
+            }
+        }
     }
     let mut failed = false;
     for run in &runs {

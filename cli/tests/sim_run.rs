@@ -71,6 +71,15 @@ fn the_same_seed_and_files_give_the_same_json_and_other_seeds_differ() {
         );
         // A header, then a row per region and class: three regions, four classes each.
         assert_eq!(csv.lines().count(), 1 + 3 * 4, "{csv}");
+        // The plots, with labelled axes and one curve per region.
+        for plot in ["latency-cdf", "latency-over-time"] {
+            let svg = std::fs::read_to_string(out.join(format!("{plot}.svg"))).expect("an SVG");
+            for text in ["latency (ms)", "local-a", "local-b", "local-c"] {
+                assert!(svg.contains(text), "{plot}.svg lacks {text:?}");
+            }
+            let png = std::fs::read(out.join(format!("{plot}.png"))).expect("a PNG");
+            assert!(png.starts_with(b"\x89PNG"), "{plot}.png is no PNG");
+        }
         results.push(json);
     }
     assert_eq!(results[0], results[1], "one seed and the same files, twice");
@@ -176,6 +185,13 @@ fn a_sweep_prints_a_row_per_value_and_region_and_a_run_replays_with_set() {
     let csv = std::fs::read_to_string(directory.join("sweep.csv")).expect("sweep.csv");
     assert_eq!(csv.lines().count(), 1 + 2 * 3, "{csv}");
     assert!(csv.starts_with("latency_scale,region,"), "{csv}");
+    let svg = std::fs::read_to_string(directory.join("sweep.svg")).expect("sweep.svg");
+    assert!(
+        svg.contains("latency_scale") && svg.contains("local-c"),
+        "{svg}"
+    );
+    let png = std::fs::read(directory.join("sweep.png")).expect("sweep.png");
+    assert!(png.starts_with(b"\x89PNG"));
     assert!(stdout.contains("2 runs (2 values x 1 seeds)"), "{stdout}");
     let output = dsss(&[
         "sim",
@@ -198,5 +214,35 @@ fn a_sweep_prints_a_row_per_value_and_region_and_a_run_replays_with_set() {
     ]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("one value"));
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
+/// Without a font the plots are not drawn, the run says why and how to mend it, and the
+/// results are written all the same.
+#[test]
+fn without_a_font_the_plots_are_skipped_saying_why() {
+    let directory = scratch("no-font");
+    let output = Command::new(env!("CARGO_BIN_EXE_dsss"))
+        .args([
+            "sim",
+            "run",
+            "--workload",
+            &example("workloads/registers.toml"),
+            "--duration",
+            "2s",
+            "--out",
+            &directory.display().to_string(),
+        ])
+        .env("DSSS_PLOT_FONT", directory.join("no-such-font.ttf"))
+        .output()
+        .expect("run dsss");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the plots were not drawn") && stderr.contains("DSSS_PLOT_FONT"),
+        "{stderr}"
+    );
+    assert!(directory.join("results.json").is_file());
+    assert!(!directory.join("latency-cdf.png").exists());
     let _ = std::fs::remove_dir_all(&directory);
 }

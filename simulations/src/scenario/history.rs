@@ -107,7 +107,7 @@ pub fn history_lines(histories: &SessionHistories) -> String {
             ));
         }
     }
-    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    lines.sort_by_key(|line| line.0);
     let mut out = String::new();
     for (_, line) in lines {
         out.push_str(&line);

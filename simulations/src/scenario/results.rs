@@ -346,6 +346,37 @@ impl RunResults {
     }
 }
 
+/// The completed operations of `class` begun inside the operation window, per region: when
+/// each began (since the window opened) and its latency, in invocation order. What the plots
+/// draw.
+pub fn completed_samples(
+    histories: &SessionHistories,
+    class: &str,
+) -> BTreeMap<String, Vec<(Duration, Duration)>> {
+    let from = histories.operations_from;
+    let until = histories.operations_until;
+    let mut samples: BTreeMap<String, Vec<(Duration, Duration)>> = BTreeMap::new();
+    for history in histories.instances.values() {
+        for operation in &history.operations {
+            if class_of(operation) != Some(class) {
+                continue;
+            }
+            let (began_at, ended_at, completed) = span_of(operation);
+            if !completed || began_at < from || began_at >= until {
+                continue;
+            }
+            samples.entry(history.region.clone()).or_default().push((
+                began_at.saturating_duration_since(from),
+                ended_at.saturating_duration_since(began_at),
+            ));
+        }
+    }
+    for region_samples in samples.values_mut() {
+        region_samples.sort_unstable();
+    }
+    samples
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
