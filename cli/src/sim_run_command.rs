@@ -197,7 +197,19 @@ pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
         args.planted_seal_without_a_region,
     );
     let started = Instant::now();
-    let report = match scenario.run() {
+    // On a terminal only (indicatif hides the bar otherwise): simulated time through the
+    // operation window.
+    let bar = indicatif::ProgressBar::new(scenario.duration.as_millis() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} simulated {pos}/{len} ms [{bar:40}] {elapsed} of wall time",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let outcome = scenario.run_with_progress(&mut |into| bar.set_position(into.as_millis() as u64));
+    bar.finish_and_clear();
+    let report = match outcome {
         Ok(mut report) => {
             report.session.replay = replay.clone();
             report
@@ -218,9 +230,16 @@ pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
     let wall = started.elapsed();
     let _ = writeln!(stdout, "{}", report.session);
     let _ = writeln!(stdout, "{}", report.results.table());
+    let rate: f64 = report
+        .results
+        .regions
+        .values()
+        .map(|region| region.throughput_per_s)
+        .sum();
     let _ = writeln!(
         stdout,
-        "speed: {:.1} s simulated in {:.1} s of wall time ({:.1}x)",
+        "speed: {:.1} s simulated in {:.1} s of wall time ({:.1}x), at {rate:.0} completed \
+         operations per simulated second",
         report.session.simulated.as_secs_f64(),
         wall.as_secs_f64(),
         report.session.simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9)

@@ -897,7 +897,14 @@ impl CoordinatorState {
     /// Drops the epochs every region, member or not, has appended (leaving out the regions
     /// that missed released epochs and cannot append these).
     fn drop_acknowledged_epochs(&mut self, batch: &mut WriteBatch) {
-        let through = self.minimum_acknowledged_epoch();
+        // The newest sealed epoch stays retained, however acknowledged: a region that comes
+        // back having skipped to it through another region's log (it was out of the
+        // membership while the epochs before were released) is told of nothing else while
+        // no new epoch is sealed. Delivering it the newest one is how the coordinator learns
+        // that the region holds it, and may readmit it (`can_catch_up`).
+        let through = self
+            .minimum_acknowledged_epoch()
+            .min(self.newest_epoch_number().saturating_sub(1));
         let first_before = self.epochs.front().map(|epoch| epoch.number);
         while self
             .epochs
@@ -1051,7 +1058,8 @@ impl CoordinatorState {
                 .is_none_or(|key| key.timestamp > self.watermark),
             "every pending record lies above the watermark"
         );
-        self.assert_retained_window();
+        // The epoch before is no longer the newest: if every region appended it, it goes.
+        self.drop_acknowledged_epochs(batch);
     }
 
     /// The retained epochs are dense up to the newest; they hold every epoch some member
@@ -1079,7 +1087,11 @@ impl CoordinatorState {
                  region has not appended"
             ));
         }
-        if first <= self.minimum_acknowledged_epoch() {
+        // The newest sealed epoch is kept whoever appended it (`drop_acknowledged_epochs`).
+        let droppable_through = self
+            .minimum_acknowledged_epoch()
+            .min(self.newest_epoch_number().saturating_sub(1));
+        if first <= droppable_through {
             return Err(format!(
                 "epoch {first} is retained, but every region that can still append it did"
             ));
@@ -1259,9 +1271,10 @@ impl CoordinatorState {
     /// Adds a retained epoch read back from a snapshot or the store, checking it continues
     /// the ones before.
     fn push_recovered_epoch(&mut self, epoch: Epoch) -> Result<(), String> {
-        // The first retained epoch follows the epochs every region appended, or, when epochs
-        // were released for regions out of the membership, those every member appended
-        // (`check_retained_window` checks which).
+        // The first retained epoch follows the epochs every region appended (or is the newest
+        // epoch, kept whoever appended it), or, when epochs were released for regions out of
+        // the membership, follows those every member appended (`check_retained_window` checks
+        // which).
         let expected = match self.epochs.back() {
             Some(last) => last.number + 1,
             None => {
@@ -1271,7 +1284,11 @@ impl CoordinatorState {
                     .map(|state| state.acknowledged_epoch)
                     .min()
                     .unwrap_or(0);
-                epoch.number.clamp(all_appended + 1, self.next_epoch_number)
+                // The newest epoch stays retained even when every region appended it.
+                let lowest = (all_appended + 1)
+                    .min(self.next_epoch_number.saturating_sub(1))
+                    .max(1);
+                epoch.number.clamp(lowest, self.next_epoch_number)
             }
         };
         if epoch.number != expected {
@@ -2113,6 +2130,58 @@ mod tests {
         let mut batch = WriteBatch::new();
         restored.restore(&snapshot, &mut batch).unwrap();
         assert_eq!(restored, harness.state);
+    }
+
+    /// A region that missed released epochs and skipped to the newest through another
+    /// region's log is readmitted once it acknowledges that epoch, even when nothing is sealed
+    /// after it: the newest epoch stays retained, so the coordinator can deliver it and learn
+    /// that the region holds it. (Dropping it left such a region refused for good while the
+    /// other regions were idle, its outgoing batches piling up.)
+    #[test]
+    fn a_region_that_skipped_to_the_newest_epoch_is_readmitted_without_a_new_epoch() {
+        let limits = CoordinatorLimits {
+            retained_epochs_max: 4,
+            ..CoordinatorLimits::default()
+        };
+        let mut harness = Harness::with_limits(&["a", "b", "c"], limits);
+        for name in ["a", "b", "c"] {
+            harness.batch(name, 1, 1, &[], 100);
+        }
+        harness.acknowledge("c", harness.state.newest_epoch_number());
+        harness.suspect("c", 1);
+        let mut sequence = 0;
+        for round in 1..=12_u64 {
+            for name in ["a", "b"] {
+                sequence += 1;
+                let time = 100 + round * 100;
+                harness.batch(name, 1, round + 1, &[(sequence, time - 50)], time);
+            }
+            let newest = harness.state.newest_epoch_number();
+            harness.acknowledge("a", newest);
+            harness.acknowledge("b", newest);
+        }
+        // Every member appended everything, and no epoch is sealed from here on: the newest
+        // stays retained all the same, and only it.
+        let newest = harness.state.newest_epoch_number();
+        assert!(newest > 8, "{newest} epochs sealed");
+        assert_eq!(harness.state.first_retained_epoch_number(), newest);
+        assert_eq!(harness.state.retained_epoch_count(), 1);
+        // c comes back having skipped to the newest epoch: refused until it says so...
+        assert!(!harness.state.can_catch_up(&region("c")));
+        let outcome = harness.batch("c", 2, 1, &[], 150);
+        assert!(
+            matches!(verdict(&outcome), BatchVerdict::EpochsReleased { .. }),
+            "{outcome:?}"
+        );
+        // ...which it does when the newest epoch is delivered to it; then it is readmitted.
+        harness.acknowledge("c", newest);
+        assert!(harness.state.can_catch_up(&region("c")));
+        let outcome = harness.batch("c", 2, 1, &[], 150);
+        assert_eq!(
+            verdict(&outcome),
+            BatchVerdict::Accepted { readmitted: true }
+        );
+        assert_eq!(harness.recovered(), harness.state);
     }
 
     fn busy_harness() -> Harness {

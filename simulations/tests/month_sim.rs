@@ -122,7 +122,7 @@ fn a_month_under_faults_keeps_every_region_writable_and_its_copies_equal() {
 /// no write is refused for a full log, and the cluster's checks pass.
 #[test]
 fn a_month_with_a_region_cut_off_past_every_log_skips_the_epochs_and_its_copies_agree() {
-    run_seeds("month_skip", 1, |seed| {
+    run_seeds("month_skip", 2, |seed| {
         let mut settings = MonthSettings::new(seed, local_topology());
         let regions = settings.topology.regions.len() as u64;
         settings.arrivals_for = Duration::from_secs(30 * 60);

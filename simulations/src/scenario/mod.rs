@@ -185,11 +185,20 @@ impl Scenario {
     /// the run ends it as [`ScenarioError::InvariantBroken`] rather than as a crash, so that
     /// the caller can name the seed that replays it.
     pub fn run(&self) -> Result<ScenarioReport, ScenarioError> {
+        self.run_with_progress(&mut |_| {})
+    }
+
+    /// [`Scenario::run`], handing `progress` the simulated time into the operation window as
+    /// the run goes (every [`crate::workloads::session::PROGRESS_EVERY`]).
+    pub fn run_with_progress(
+        &self,
+        progress: &mut dyn FnMut(Duration),
+    ) -> Result<ScenarioReport, ScenarioError> {
         let settings = self.session_settings().map_err(ScenarioError::BadInput)?;
         // The simulation is single-threaded and dropped whole on a panic: nothing it shares
         // with the caller is left half-updated.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_session_with_histories(&settings)
+            run_session_with_histories(&settings, progress)
         }));
         let (session, histories) = match outcome {
             Ok(run) => run.map_err(ScenarioError::BadInput)?,

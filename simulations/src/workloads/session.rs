@@ -41,7 +41,7 @@ pub use instance::{InstanceSettings, Popularity, SessionInstance, ZIPF_EXPONENT_
 
 use super::global::{
     ApplicationFactory, ApplicationPlace, CONVERGENCE_CHECK_INTERVAL, FaultsDrawn, GlobalCluster,
-    GlobalFaultPlan, GlobalRunSettings, run_fault_window_from,
+    GlobalFaultPlan, GlobalRunSettings, run_fault_window_observed,
 };
 use super::order_check;
 use crate::time::SimTime;
@@ -252,8 +252,12 @@ impl fmt::Display for SessionReport {
 
 /// Runs a session workload with `settings` and checks it.
 pub fn run_session(settings: &SessionRunSettings) -> Result<SessionReport, String> {
-    run_session_with_histories(settings).map(|(report, _)| report)
+    run_session_with_histories(settings, &mut |_| {}).map(|(report, _)| report)
 }
+
+/// How often, in simulated time, a run tells its caller how far it got through the operation
+/// window. Running in such steps processes the same events as running straight through.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// What the instances of a run did, for measures beyond the report's counts.
 #[derive(Clone, Debug)]
@@ -266,9 +270,11 @@ pub struct SessionHistories {
     pub operations_until: SimTime,
 }
 
-/// [`run_session`], also handing back every instance's history.
+/// [`run_session`], also handing back every instance's history, and handing `progress` the
+/// simulated time into the operation window every [`PROGRESS_EVERY`].
 pub fn run_session_with_histories(
     settings: &SessionRunSettings,
+    progress: &mut dyn FnMut(Duration),
 ) -> Result<(SessionReport, SessionHistories), String> {
     settings.validate()?;
     let observer = Rc::new(RefCell::new(SessionObserver::default()));
@@ -289,7 +295,13 @@ pub fn run_session_with_histories(
     }
     let start = cluster.simulation().now();
     operations_until.set(start.saturating_add(settings.cluster.fault_window));
-    let faults = run_fault_window_from(&mut cluster, &settings.cluster, start);
+    let faults = run_fault_window_observed(
+        &mut cluster,
+        &settings.cluster,
+        start,
+        PROGRESS_EVERY,
+        &mut |cluster| progress(cluster.simulation().now().saturating_duration_since(start)),
+    );
     cluster.heal();
     if let Err(problem) = cluster.converge(settings.cluster.convergence_max) {
         problems.push(problem);
