@@ -986,6 +986,51 @@ fn a_call_whose_only_attempt_met_an_ended_session_goes_again_in_a_new_session() 
     let _ = call;
 }
 
+/// Attempts a member refused before proposing anything (overloaded) cannot have been applied:
+/// when the next one meets an ended session, the call goes again in a new session rather than
+/// fail as possibly applied.
+#[test]
+fn a_call_refused_as_overloaded_whose_retry_meets_an_ended_session_goes_again_in_a_new_one() {
+    let mut session = session();
+    let a = copy("a");
+    open_all_as(&mut session, SESSION, "a", &a);
+    session
+        .call(0, "a", 1, Postcard::encode(&(3u64,)).expect("encodes"))
+        .expect("calls");
+    let mut now = 0;
+    for _ in 0..3 {
+        let (attempt, session_id, _) = proposal(&transmits(&mut session));
+        assert_eq!(session_id, SESSION);
+        session.handle_response(
+            now,
+            attempt.node_id,
+            attempt.request_id,
+            Response::Busy {
+                reason: "overloaded: 1024 batches wait for the coordinator".to_owned(),
+            },
+        );
+        now = session.poll_timeout().expect("a retry time");
+        session.handle_timeout(now);
+    }
+    let (attempt, _, _) = proposal(&transmits(&mut session));
+    session.handle_response(
+        now,
+        attempt.node_id,
+        attempt.request_id,
+        Response::SessionUnknown {
+            session_id: SESSION,
+        },
+    );
+    assert!(
+        events(&mut session).is_empty(),
+        "nothing of the call was applied: it is not failed"
+    );
+    let renewed = open_region_session(&mut session, now + 1);
+    assert_ne!(renewed, SESSION);
+    let (_, session_id, _) = proposal(&transmits(&mut session));
+    assert_eq!(session_id, renewed, "the same call, in the new session");
+}
+
 #[test]
 fn a_retried_call_whose_session_ended_is_reported_as_possibly_applied() {
     let mut session = session();

@@ -319,6 +319,9 @@ struct Attempts {
     /// When to send the next attempt, if none is in flight.
     retry_at_us: Option<u64>,
     failures: u32,
+    /// Attempts a member refused before proposing anything (`ResourceExhausted`: overloaded,
+    /// a full log, too many unsealed calls): none of them can have been applied.
+    refused_unproposed: u32,
     last_error: String,
     /// For a checkpoint fetch: the position through which a member last said the region
     /// released the object's records, 0 when none did.
@@ -333,6 +336,7 @@ impl Attempts {
             in_flight: None,
             retry_at_us: Some(now_us),
             failures: 0,
+            refused_unproposed: 0,
             last_error: "no attempt made".to_owned(),
             released_through: 0,
         }
@@ -1402,16 +1406,18 @@ impl ClientSession {
             Response::Busy { reason } => {
                 call.attempts.last_error = format!("node {node_id}: {reason}");
                 call.attempts.failures += 1;
+                call.attempts.refused_unproposed += 1;
                 call.attempts.retry_at_us = Some(now_us + retry_wait_us);
             }
             Response::Refused { reason } => {
                 self.finish_call(now_us, call_id, Err(CallError::Refused { node_id, reason }));
             }
             Response::SessionUnknown { session_id } => {
-                // Only the region's answer to this very attempt is known: with one attempt
-                // made, nothing of the call was applied, and it goes again in a new session;
-                // after several, an earlier one may have been applied while the session lived.
-                let first_attempt = call.attempts.attempts == 1;
+                // Only the region's answers are known: when every earlier attempt was refused
+                // before anything was proposed (or there was none), nothing of the call was
+                // applied, and it goes again in a new session; after an attempt whose fate is
+                // unknown, it may have been applied while the session lived.
+                let first_attempt = call.attempts.attempts == call.attempts.refused_unproposed + 1;
                 let sequence = call.sequence.take();
                 if let Some(sequence) = sequence {
                     self.call_by_sequence.remove(&sequence);
