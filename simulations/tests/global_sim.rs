@@ -495,18 +495,19 @@ struct CutRun {
 /// Runs a cluster on `topology` under the usual faults (but no partition or pause of their
 /// own: the cut is the test's) with the coordinator retaining `retained_epochs`, cuts the
 /// seed's region off from the others at 2 s and runs on through `cut`.
+/// The region a seed cuts off: the topology's regions in turn.
+fn region_of_seed(seed: u64, topology: &Topology) -> String {
+    let index = (seed % topology.regions.len() as u64) as usize;
+    topology.regions[index].id.clone()
+}
+
 fn cut_off_under_faults(
     seed: u64,
     topology: &Topology,
     cut: Duration,
     retained_epochs: usize,
 ) -> CutRun {
-    let regions: Vec<String> = topology
-        .regions
-        .iter()
-        .map(|region| region.id.clone())
-        .collect();
-    let cut_region = regions[(seed % regions.len() as u64) as usize].clone();
+    let cut_region = region_of_seed(seed, topology);
     let cut_at = at(Duration::from_secs(2));
     let cut_until = cut_at.saturating_add(cut);
     let mut settings = GlobalRunSettings::new(seed, topology.clone());
@@ -796,12 +797,7 @@ fn a_region_cut_off_for(seed: u64, cut: Duration) -> String {
     const RETAINED_EPOCHS: usize = 64;
     let wall_started = std::time::Instant::now();
     let topology = local_topology();
-    let regions: Vec<String> = topology
-        .regions
-        .iter()
-        .map(|region| region.id.clone())
-        .collect();
-    let cut_region = regions[(seed % regions.len() as u64) as usize].clone();
+    let cut_region = region_of_seed(seed, &topology);
     let cut_at = at(Duration::from_secs(2));
     let cut_until = cut_at.saturating_add(cut);
     let mut settings = GlobalRunSettings::new(seed, topology.clone());

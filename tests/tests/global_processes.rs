@@ -199,6 +199,17 @@ impl GlobalCluster {
 }
 
 /// The status of a region's leader, when one member reports itself leader.
+/// The status of each of `nodes` of `region` that answers.
+async fn statuses_of(region: &RegionUnderTest, nodes: &[u64]) -> Vec<proto::StatusReply> {
+    let mut statuses = Vec::new();
+    for &node_id in nodes {
+        if let Ok(status) = region.connections.status(node_id).await {
+            statuses.push(status);
+        }
+    }
+    statuses
+}
+
 async fn region_leader_status(region: &RegionUnderTest) -> Option<proto::StatusReply> {
     for &node_id in &region.node_ids {
         if let Ok(status) = region.connections.status(node_id).await
@@ -912,16 +923,11 @@ async fn a_region_down_past_the_coordinators_retention_catches_up_from_another_r
         deadline.check().await;
     }
     // It read them from another region's log: the coordinator no longer had them.
-    let mut caught_up = 0;
-    for &node_id in &down_nodes {
-        if let Ok(status) = cluster.regions[down_index]
-            .connections
-            .status(node_id)
-            .await
-        {
-            caught_up += status.epoch_parts_caught_up;
-        }
-    }
+    let caught_up: u64 = statuses_of(&cluster.regions[down_index], &down_nodes)
+        .await
+        .iter()
+        .map(|status| status.epoch_parts_caught_up)
+        .sum();
     assert!(
         caught_up > 0,
         "local-c caught up without reading another region's log"
@@ -1021,16 +1027,12 @@ async fn a_region_down_past_every_regions_log_skips_the_epochs_it_missed() {
         deadline.check().await;
     }
     // It skipped them: no log held them any longer.
-    let mut skips = 0;
-    for &node_id in &down_nodes {
-        if let Ok(status) = cluster.regions[down_index]
-            .connections
-            .status(node_id)
-            .await
-        {
-            skips = skips.max(status.epoch_skips);
-        }
-    }
+    let skips = statuses_of(&cluster.regions[down_index], &down_nodes)
+        .await
+        .iter()
+        .map(|status| status.epoch_skips)
+        .max()
+        .unwrap_or(0);
     assert!(skips > 0, "local-c caught up without skipping epochs");
     // It takes global calls again, the others' calls go on, and from local-c's skip on every
     // region's log holds the same sealed epochs.

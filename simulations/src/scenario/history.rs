@@ -41,26 +41,25 @@ pub fn history_lines(histories: &SessionHistories) -> String {
     let mut lines: Vec<((u64, u64, usize), String)> = Vec::new();
     for (process, history) in &histories.instances {
         for (index, operation) in history.operations.iter().enumerate() {
-            let line = match operation {
+            // Only what differs by kind; the rest of the line is common.
+            let (object, op, value, ok, replaced, synced, reported_position, span) = match operation
+            {
                 SessionOperation::Write {
                     object,
                     value,
                     replaced,
                     began_at,
                     ended_at,
-                } => HistoryLine {
-                    process: *process,
-                    region: &history.region,
-                    object,
-                    op: "write",
-                    value: Some(*value),
-                    ok: replaced.is_some(),
-                    replaced: *replaced,
-                    synced: None,
-                    invoke_us: began_at.as_micros(),
-                    complete_us: ended_at.as_micros(),
-                    reported_position: None,
-                },
+                } => (
+                    object.as_str(),
+                    "write",
+                    Some(*value),
+                    replaced.is_some(),
+                    *replaced,
+                    None,
+                    None,
+                    (began_at, ended_at),
+                ),
                 SessionOperation::Read {
                     object,
                     value,
@@ -68,36 +67,43 @@ pub fn history_lines(histories: &SessionHistories) -> String {
                     position,
                     began_at,
                     ended_at,
-                } => HistoryLine {
-                    process: *process,
-                    region: &history.region,
-                    object,
-                    op: "read",
-                    value: Some(*value),
-                    ok: true,
-                    replaced: None,
-                    synced: Some(*synced),
-                    invoke_us: began_at.as_micros(),
-                    complete_us: ended_at.as_micros(),
-                    reported_position: Some(*position),
-                },
+                } => (
+                    object.as_str(),
+                    "read",
+                    Some(*value),
+                    true,
+                    None,
+                    Some(*synced),
+                    Some(*position),
+                    (began_at, ended_at),
+                ),
                 SessionOperation::SyncFailed {
                     object,
                     began_at,
                     ended_at,
-                } => HistoryLine {
-                    process: *process,
-                    region: &history.region,
-                    object: object.as_deref().unwrap_or("*"),
-                    op: "sync",
-                    value: None,
-                    ok: false,
-                    replaced: None,
-                    synced: None,
-                    invoke_us: began_at.as_micros(),
-                    complete_us: ended_at.as_micros(),
-                    reported_position: None,
-                },
+                } => (
+                    object.as_deref().unwrap_or("*"),
+                    "sync",
+                    None,
+                    false,
+                    None,
+                    None,
+                    None,
+                    (began_at, ended_at),
+                ),
+            };
+            let line = HistoryLine {
+                process: *process,
+                region: &history.region,
+                object,
+                op,
+                value,
+                ok,
+                replaced,
+                synced,
+                invoke_us: span.0.as_micros(),
+                complete_us: span.1.as_micros(),
+                reported_position,
             };
             let key = (line.invoke_us, *process, index);
             // Plain data: serializing it cannot fail.
