@@ -11,7 +11,8 @@ use dsss_simulations::workloads::global::{GlobalFaultPlan, GlobalRunSettings, ru
 use dsss_simulations::workloads::probe::{ProbeRunSettings, run_probe};
 use dsss_simulations::workloads::region::{RegionFaultPlan, RegionRunSettings, run_region};
 use dsss_simulations::workloads::sdk::{
-    SdkRunSettings, run_bank, run_counter, run_example_objects, run_leaderboard, run_lobby,
+    EXHAUSTIVE_OPERATIONS_MAX, SdkRunSettings, run_bank, run_counter, run_example_objects,
+    run_leaderboard, run_lobby,
 };
 use dsss_simulations::workloads::session::{SessionRunSettings, run_session};
 use dsss_topology::{Topology, load, local_default};
@@ -49,8 +50,8 @@ pub(crate) enum SimCommand {
     ///
     /// Varies one of epoch_ms (the epoch length), latency_scale (a factor on every one-way
     /// delay between regions), preferred_leader (the coordinator replica that should lead),
-    /// instances_per_region, or think_time_max_ms (the longest wait between an instance's
-    /// operations), and runs `dsss sim run`'s scenario for every value and seed, spread over
+    /// instances_per_region, think_time_max_ms (the longest wait between an instance's
+    /// operations, closed loop) or rate_per_second (the arrival rate, open loop), and runs `dsss sim run`'s scenario for every value and seed, spread over
     /// the cores. Prints one row per value and region (global-write p50 and p99, p50 over
     /// d_max, sync() read p50, availability and throughput, averaged over the seeds); --out
     /// writes sweep.csv. Every run is checked; a failed check exits with 1 and prints the
@@ -116,6 +117,7 @@ pub(crate) enum SimCommand {
     #[command(after_help = "Examples:\n  \
         dsss sim sdk\n  \
         dsss sim sdk --object lobby --faults --seeds 5\n  \
+        dsss sim sdk --small 6 --faults --seeds 20\n  \
         dsss sim sdk --topology topology/examples/global.toml --faults --seed 3 --seeds 10")]
     Sdk(SdkArgs),
     /// Runs the SDK's own client session in application instances that each hold several
@@ -191,7 +193,17 @@ pub(crate) struct SdkArgs {
     /// Draw faults from each seed (otherwise the run is fault-free).
     #[arg(long)]
     faults: bool,
+    /// A small run: one instance per region making N operations, so that the exhaustive
+    /// search (one order across all objects, found without any position the system reports)
+    /// covers the whole history. Every run is searched when its history is small enough;
+    /// default runs are far larger.
+    #[arg(long, value_name = "N")]
+    small: Option<usize>,
 }
+
+/// The most operations per instance of `dsss sim sdk --small`: three regions' histories, with
+/// the setup calls, stay within the exhaustive search's bound.
+const SMALL_OPERATIONS_MAX: usize = 16;
 
 /// Options of `dsss sim global`.
 #[derive(Debug, Args)]
@@ -370,8 +382,22 @@ fn sdk(args: &SdkArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCo
         ExampleObject::Lobby => run_lobby,
         ExampleObject::Leaderboard => run_leaderboard,
     };
+    if let Some(operations) = args.small
+        && !(1..=SMALL_OPERATIONS_MAX).contains(&operations)
+    {
+        let _ = writeln!(
+            stderr,
+            "dsss sim sdk: --small {operations} is outside 1..={SMALL_OPERATIONS_MAX}"
+        );
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
     run_seeds("sdk", args.seed, args.seeds, stdout, stderr, |seed| {
-        let mut settings = SdkRunSettings::new(seed, topology.clone());
+        let mut settings = match args.small {
+            Some(operations) => SdkRunSettings::small(seed, topology.clone(), operations),
+            None => SdkRunSettings::new(seed, topology.clone()),
+        };
+        // Every history small enough is searched; a larger one is reported as too large.
+        settings.exhaustive_operations_max = EXHAUSTIVE_OPERATIONS_MAX;
         if args.faults {
             settings = settings.with_standard_faults();
         }

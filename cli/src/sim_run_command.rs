@@ -29,7 +29,8 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Sets one parameter, as a sweep would: NAME=VALUE with NAME one of epoch_ms,
-    /// latency_scale, preferred_leader, instances_per_region, think_time_max_ms.
+    /// latency_scale, preferred_leader, instances_per_region, think_time_max_ms,
+    /// rate_per_second.
     #[arg(long, value_name = "NAME=VALUE")]
     set: Option<String>,
     /// Writes results.json and latency.csv into this directory (created when missing).
@@ -51,7 +52,8 @@ pub(crate) struct SweepArgs {
     #[command(flatten)]
     scenario: ScenarioArgs,
     /// The parameter and its values: NAME=V1,V2,... with NAME one of epoch_ms,
-    /// latency_scale, preferred_leader, instances_per_region, think_time_max_ms.
+    /// latency_scale, preferred_leader, instances_per_region, think_time_max_ms,
+    /// rate_per_second.
     #[arg(long, value_name = "NAME=V1,V2,...")]
     param: String,
     /// The first seed of every value.

@@ -246,3 +246,56 @@ fn without_a_font_the_plots_are_skipped_saying_why() {
     assert!(!directory.join("latency-cdf.png").exists());
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+/// `dsss sim sdk` searches every history small enough for one order across all objects
+/// without positions, says so, and says when a history is too large to search.
+#[test]
+fn sim_sdk_searches_small_histories_exhaustively_and_says_when_one_is_too_large() {
+    let small = dsss(&["sim", "sdk", "--small", "4", "--faults", "--seed", "2"]);
+    let stdout = String::from_utf8_lossy(&small.stdout);
+    assert!(small.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("exhaustive search: one order of"),
+        "{stdout}"
+    );
+    let default = dsss(&["sim", "sdk", "--object", "counter"]);
+    let stdout = String::from_utf8_lossy(&default.stdout);
+    assert!(default.status.success(), "{stdout}");
+    assert!(stdout.contains("more than the 64 it searches"), "{stdout}");
+    let refused = dsss(&["sim", "sdk", "--small", "17"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--small 17 is outside 1..=16"));
+}
+
+/// An open-loop workload file runs from the command line, and its results name the arrivals.
+#[test]
+fn an_open_loop_workload_runs_and_reports_its_arrivals() {
+    let directory = scratch("open-loop");
+    let output = dsss(&[
+        "sim",
+        "run",
+        "--workload",
+        &example("workloads/open-loop.toml"),
+        "--duration",
+        "3s",
+        "--out",
+        &directory.display().to_string(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let json = std::fs::read_to_string(directory.join("results.json")).expect("results.json");
+    let results: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    for region in ["local-a", "local-b", "local-c"] {
+        let arrivals = results["results"]["regions"][region]["arrivals"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{region} has arrivals: {json}"));
+        assert!(arrivals > 0, "{region}: {json}");
+    }
+    let csv = std::fs::read_to_string(directory.join("latency.csv")).expect("latency.csv");
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with("region_arrivals_shed")
+    );
+}

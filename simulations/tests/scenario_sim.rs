@@ -27,6 +27,28 @@ fn scenario(seed: u64, workload: &str, faults: &str, duration: Duration) -> Scen
     }
 }
 
+/// Every example file in the repository reads (the docs point at them).
+#[test]
+fn every_example_file_reads() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sim");
+    for (folder, parse) in [
+        (
+            "workloads",
+            (|text: &str| parse_workload(text).map(drop)) as fn(&str) -> Result<(), String>,
+        ),
+        ("faults", |text: &str| parse_faults(text).map(drop)),
+    ] {
+        let mut read = 0;
+        for entry in std::fs::read_dir(root.join(folder)).expect("the examples folder") {
+            let path = entry.expect("a folder entry").path();
+            let text = std::fs::read_to_string(&path).expect("an example file");
+            parse(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            read += 1;
+        }
+        assert!(read >= 3, "{folder}: {read} files");
+    }
+}
+
 /// The scripted faults of `cut-and-crash.toml` happen as written (an isolation beyond the
 /// suspicion timeout and a one-way cut, a coordinator leader crash, a pause, a clock step)
 /// over the packet faults it sets, and every check passes.
@@ -66,6 +88,86 @@ fn scripted_faults_happen_and_every_check_passes() {
             "seed {seed}: local-c's longest stall is {stall} ms through a 3 s isolation"
         );
     });
+}
+
+/// The open-loop example (Poisson arrivals, writes with payloads) under the scripted faults:
+/// every check passes, arrivals come at about the asked rate, and the run is a function of its
+/// seed.
+#[test]
+fn an_open_loop_workload_with_payloads_keeps_every_check() {
+    run_seeds("scenario_open_loop", 3, |seed| {
+        let scenario = scenario(
+            seed,
+            "workloads/open-loop.toml",
+            "faults/cut-and-crash.toml",
+            Duration::from_secs(10),
+        );
+        let report = scenario.run().expect("the example files are valid");
+        println!("{}\n{}", report.session, report.results.table());
+        assert!(report.passed(), "seed {seed}:\n{}", report.session);
+        // Poisson arrivals at 120 per second for 10 s: 1,200 expected, standard deviation
+        // about 35.
+        let arrivals: u64 = report.results.regions.values().map(|r| r.arrivals).sum();
+        assert!(
+            (1_060..=1_340).contains(&arrivals),
+            "seed {seed}: {arrivals} operations arrived"
+        );
+        // Each write and sync() read that began stands for one arrival run (a write's
+        // follow-up local reads do not); the rest were local reads, shed, or still waiting
+        // when the window closed (60% of arrivals are writes and sync() reads; local-c's
+        // backlog from its 3 s isolation is still draining at the end).
+        let run: u64 = report
+            .results
+            .regions
+            .values()
+            .flat_map(|region| {
+                ["global_write", "regional_write", "sync_read"]
+                    .into_iter()
+                    .filter_map(|class| region.operations.get(class))
+                    .map(|class| class.completed + class.failed)
+            })
+            .sum();
+        assert!(
+            run <= arrivals && run * 5 > arrivals * 2,
+            "seed {seed}: {run} writes and sync() reads of {arrivals} arrivals"
+        );
+        assert_eq!(scenario.run().unwrap().to_json(), report.to_json());
+    });
+}
+
+/// An open-loop rate far above what the cluster completes fills every instance's backlog
+/// (`ARRIVALS_QUEUED_MAX`): later arrivals are shed and counted against availability, the
+/// backlog's wait shows in the latency, and nothing breaks.
+#[test]
+fn arrivals_past_the_backlog_bound_are_shed_and_counted() {
+    let seed = 5;
+    let mut scenario = scenario(
+        seed,
+        "workloads/open-loop.toml",
+        "faults/none.toml",
+        Duration::from_secs(2),
+    );
+    scenario.workload.instances_per_region = 1;
+    scenario.workload.write_share = 1.0;
+    scenario.workload.local_read_share = 0.0;
+    scenario.workload.sync_read_share = 0.0;
+    // 2,000 arrivals per instance per second against a few dozen completed writes.
+    scenario.workload.rate_per_second = Some(6_000.0);
+    scenario.workload.payload_bytes = (0, 0);
+    let report = scenario.run().expect("valid settings");
+    println!("{}\n{}", report.session, report.results.table());
+    assert!(report.passed(), "seed {seed}:\n{}", report.session);
+    for (region, results) in &report.results.regions {
+        assert!(
+            results.arrivals_shed > 2_000,
+            "seed {seed}: {region} shed {}",
+            results.arrivals_shed
+        );
+        assert!(results.availability < 0.5, "seed {seed}: {region}");
+        let global = results.operations["global_write"].latency_ms.unwrap();
+        // The last writes of the window waited behind about 1,000 earlier arrivals.
+        assert!(global.max > 1_000.0, "seed {seed}: {region}: {global:?}");
+    }
 }
 
 /// The seeded swarm of `swarm.toml` (crashes, coordinator leader crashes, pauses, region cuts,

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::network::NetworkFaults;
 use crate::workloads::global::script::{FaultScript, ScriptedFault, ScriptedFaultKind};
+use crate::workloads::session::instance::PAYLOAD_BYTES_MAX;
 use crate::workloads::session::{GLOBAL_OBJECTS_MAX, Popularity};
 
 /// The most application instances per region a workload file may ask for.
@@ -38,6 +39,11 @@ pub struct Workload {
     pub think_time_min: Duration,
     /// The longest.
     pub think_time_max: Duration,
+    /// When set, operations arrive in a Poisson process at this mean rate per second, summed
+    /// over every instance of the run (open loop), and the think times are not used.
+    pub rate_per_second: Option<f64>,
+    /// The smallest and largest payload of a write, in bytes (`(0, 0)`: none).
+    pub payload_bytes: (usize, usize),
     /// The most operations one instance makes.
     pub operations_per_instance_max: usize,
 }
@@ -61,6 +67,22 @@ struct WorkloadFile {
     #[serde(default)]
     popularity: Option<PopularityTable>,
     arrival: ArrivalTable,
+    #[serde(default)]
+    payload: Option<PayloadTable>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PayloadTable {
+    bytes: PayloadBytes,
+}
+
+/// One size, or the smallest and the largest.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PayloadBytes {
+    Exactly(usize),
+    Between([usize; 2]),
 }
 
 #[derive(Deserialize)]
@@ -94,7 +116,10 @@ struct PopularityTable {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ArrivalTable {
-    think_time: [String; 2],
+    #[serde(default)]
+    think_time: Option<[String; 2]>,
+    #[serde(default)]
+    rate_per_second: Option<f64>,
     #[serde(default = "operations_default")]
     operations_per_instance_max: usize,
 }
@@ -105,6 +130,9 @@ fn operations_default() -> usize {
 
 /// The most operations per instance a workload file may ask for.
 pub const OPERATIONS_PER_INSTANCE_MAX: usize = 1_000_000;
+
+/// The highest open-loop arrival rate a workload file may ask for, per second over the run.
+pub const RATE_PER_SECOND_MAX: f64 = 100_000.0;
 
 fn check_size(text: &str, what: &str) -> Result<(), String> {
     if text.len() > SCENARIO_FILE_BYTES_MAX {
@@ -166,21 +194,49 @@ pub fn parse_workload(text: &str) -> Result<Workload, String> {
             }
         },
     };
-    let think_time_min = parse_duration(&file.arrival.think_time[0])
-        .map_err(|error| format!("[arrival] think_time[0]: {error}"))?;
-    let think_time_max = parse_duration(&file.arrival.think_time[1])
-        .map_err(|error| format!("[arrival] think_time[1]: {error}"))?;
-    if think_time_min > think_time_max {
+    let (think_time_min, think_time_max, rate_per_second) =
+        match (&file.arrival.think_time, file.arrival.rate_per_second) {
+            (Some(think_time), None) => {
+                let (min, max) = read_think_time(think_time)?;
+                (min, max, None)
+            }
+            (None, Some(rate)) => {
+                if !(rate > 0.0 && rate <= RATE_PER_SECOND_MAX) {
+                    return Err(format!(
+                        "[arrival] rate_per_second = {rate} is outside (0, {RATE_PER_SECOND_MAX}]"
+                    ));
+                }
+                (Duration::ZERO, Duration::ZERO, Some(rate))
+            }
+            (Some(_), Some(_)) => {
+                return Err(
+                    "[arrival] takes think_time (closed loop) or rate_per_second (open \
+                            loop), not both"
+                        .to_owned(),
+                );
+            }
+            (None, None) => {
+                return Err(
+                    "[arrival] needs think_time = [\"2ms\", \"30ms\"] (closed loop) or \
+                            rate_per_second = 1000 (open loop)"
+                        .to_owned(),
+                );
+            }
+        };
+    let payload_bytes = match &file.payload {
+        None => (0, 0),
+        Some(PayloadTable {
+            bytes: PayloadBytes::Exactly(size),
+        }) => (*size, *size),
+        Some(PayloadTable {
+            bytes: PayloadBytes::Between([smallest, largest]),
+        }) => (*smallest, *largest),
+    };
+    if payload_bytes.0 > payload_bytes.1 || payload_bytes.1 > PAYLOAD_BYTES_MAX {
         return Err(format!(
-            "[arrival] think_time = [{:?}, {:?}]: the first is the shortest wait, the second \
-             the longest",
-            file.arrival.think_time[0], file.arrival.think_time[1]
-        ));
-    }
-    if think_time_max > Duration::from_secs(3_600) {
-        return Err(format!(
-            "[arrival] think_time[1] = {:?} is longer than an hour",
-            file.arrival.think_time[1]
+            "[payload] bytes = [{}, {}]: the smallest then the largest, at most \
+             {PAYLOAD_BYTES_MAX}",
+            payload_bytes.0, payload_bytes.1
         ));
     }
     if !(1..=OPERATIONS_PER_INSTANCE_MAX).contains(&file.arrival.operations_per_instance_max) {
@@ -200,8 +256,32 @@ pub fn parse_workload(text: &str) -> Result<Workload, String> {
         popularity,
         think_time_min,
         think_time_max,
+        rate_per_second,
+        payload_bytes,
         operations_per_instance_max: file.arrival.operations_per_instance_max,
     })
+}
+
+/// The closed loop's shortest and longest think time.
+fn read_think_time(think_time: &[String; 2]) -> Result<(Duration, Duration), String> {
+    let min = parse_duration(&think_time[0])
+        .map_err(|error| format!("[arrival] think_time[0]: {error}"))?;
+    let max = parse_duration(&think_time[1])
+        .map_err(|error| format!("[arrival] think_time[1]: {error}"))?;
+    if min > max {
+        return Err(format!(
+            "[arrival] think_time = [{:?}, {:?}]: the first is the shortest wait, the second \
+             the longest",
+            think_time[0], think_time[1]
+        ));
+    }
+    if max > Duration::from_secs(3_600) {
+        return Err(format!(
+            "[arrival] think_time[1] = {:?} is longer than an hour",
+            think_time[1]
+        ));
+    }
+    Ok((min, max))
 }
 
 #[derive(Deserialize)]
@@ -509,6 +589,77 @@ think_time = ["2ms", "30ms"]
         for (text, expected) in cases {
             let error = parse_workload(&text).unwrap_err();
             assert!(error.contains(expected), "{expected:?} not in {error}");
+        }
+    }
+
+    #[test]
+    fn an_open_loop_workload_with_payloads_reads_into_its_settings() {
+        let text = WORKLOAD.replace(
+            "think_time = [\"2ms\", \"30ms\"]",
+            "rate_per_second = 1000\n\n[payload]\nbytes = [64, 1024]",
+        );
+        let workload = parse_workload(&text).unwrap();
+        assert_eq!(workload.rate_per_second, Some(1_000.0));
+        assert_eq!(workload.payload_bytes, (64, 1_024));
+        let exactly = text.replace("[64, 1024]", "256");
+        assert_eq!(parse_workload(&exactly).unwrap().payload_bytes, (256, 256));
+        let closed = parse_workload(WORKLOAD).unwrap();
+        assert_eq!(
+            (closed.rate_per_second, closed.payload_bytes),
+            (None, (0, 0))
+        );
+    }
+
+    #[test]
+    fn every_bound_of_a_workload_file_is_reached_and_refused_past_it() {
+        let open = WORKLOAD.replace("think_time = [\"2ms\", \"30ms\"]", "rate_per_second = 1000");
+        let at_rate = |rate: f64| open.replace("1000", &rate.to_string());
+        assert!(parse_workload(&at_rate(RATE_PER_SECOND_MAX)).is_ok());
+        let with_payload = |bytes: usize| format!("{WORKLOAD}\n[payload]\nbytes = {bytes}\n");
+        assert!(parse_workload(&with_payload(PAYLOAD_BYTES_MAX)).is_ok());
+        let with_operations = |count: usize| {
+            WORKLOAD.replace(
+                "[arrival]",
+                &format!("[arrival]\noperations_per_instance_max = {count}"),
+            )
+        };
+        assert!(parse_workload(&with_operations(OPERATIONS_PER_INSTANCE_MAX)).is_ok());
+        let padded = |bytes: usize| format!("{WORKLOAD}{}", "#".repeat(bytes - WORKLOAD.len()));
+        assert!(parse_workload(&padded(SCENARIO_FILE_BYTES_MAX)).is_ok());
+        let cases = [
+            (
+                at_rate(RATE_PER_SECOND_MAX * 2.0),
+                "rate_per_second = 200000 is outside".to_owned(),
+            ),
+            (at_rate(0.0), "rate_per_second = 0 is outside".to_owned()),
+            (
+                open.replace("[arrival]", "[arrival]\nthink_time = [\"1ms\", \"2ms\"]"),
+                "not both".to_owned(),
+            ),
+            (
+                WORKLOAD.replace("think_time = [\"2ms\", \"30ms\"]", ""),
+                "needs think_time".to_owned(),
+            ),
+            (
+                with_payload(PAYLOAD_BYTES_MAX + 1),
+                format!("at most {PAYLOAD_BYTES_MAX}"),
+            ),
+            (
+                format!("{WORKLOAD}\n[payload]\nbytes = [100, 10]\n"),
+                "the smallest then the largest".to_owned(),
+            ),
+            (
+                with_operations(OPERATIONS_PER_INSTANCE_MAX + 1),
+                "operations_per_instance_max = 1000001 is outside".to_owned(),
+            ),
+            (
+                padded(SCENARIO_FILE_BYTES_MAX + 1),
+                format!("at most {SCENARIO_FILE_BYTES_MAX} are read"),
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse_workload(&text).unwrap_err();
+            assert!(error.contains(&expected), "{expected:?} not in {error}");
         }
     }
 

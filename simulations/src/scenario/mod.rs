@@ -173,6 +173,13 @@ impl Scenario {
         instance.think_time_min = workload.think_time_min;
         instance.think_time_max = workload.think_time_max;
         instance.operations_max = workload.operations_per_instance_max;
+        instance.payload_bytes = workload.payload_bytes;
+        // The run's rate, shared evenly: the sum of independent Poisson processes is one at
+        // the summed rate.
+        let instances = workload.instances_per_region * self.topology.regions.len();
+        instance.open_loop_rate_per_s = workload
+            .rate_per_second
+            .map(|rate| rate / instances.max(1) as f64);
         settings
             .cluster
             .coordinator_limits

@@ -3,13 +3,17 @@
 //! and the region's sequential-consistency bound; written as a terminal table, JSON and CSV.
 //!
 //! Everything here is a function of the run's histories, so the same seed and files give the
-//! same bytes. Percentiles are exact (nearest rank over every sample), in microseconds.
+//! same bytes. Latencies go into HDR histograms of microseconds with three significant digits:
+//! a percentile is the top of its bucket, at most 0.1% above the exact value; memory stays
+//! bounded however long the run; and the histograms of several seeds merge exactly (a sweep's
+//! percentiles pool every run's samples rather than averaging percentiles).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use dsss_topology::Topology;
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::time::SimTime;
@@ -33,6 +37,9 @@ pub struct ClassResults {
     pub over_d_max: Option<[f64; 2]>,
     /// The p50 and p99 latency over the region's sequential-consistency bound.
     pub over_sc_bound: Option<[f64; 2]>,
+    /// Every completed operation's latency, in microseconds (absent when none completed).
+    #[serde(skip)]
+    pub histogram: Option<Histogram<u64>>,
 }
 
 /// Latency percentiles, in milliseconds.
@@ -59,8 +66,14 @@ pub struct RegionResults {
     pub sc_bound_ms: f64,
     /// Completed operations per second of the operation window.
     pub throughput_per_s: f64,
-    /// The share of operations that completed, of those that completed or failed.
+    /// The share of operations that completed, of those that completed, failed, or (open
+    /// loop) arrived while the instance's backlog was full.
     pub availability: f64,
+    /// Open loop: operations that arrived in the window (0 in a closed loop).
+    pub arrivals: u64,
+    /// Open loop: operations that arrived while their instance's backlog was full and were
+    /// never run (counted against availability).
+    pub arrivals_shed: u64,
     /// The longest stretch of the operation window in which no operation of the region's
     /// instances completed, in milliseconds.
     pub longest_stall_ms: f64,
@@ -89,10 +102,28 @@ fn ms(duration: Duration) -> f64 {
     thousandths(duration.as_secs_f64() * 1_000.0)
 }
 
-/// The nearest-rank `quantile` of sorted `samples`.
-fn rank(sorted: &[Duration], quantile: f64) -> Duration {
-    let index = ((sorted.len() as f64 * quantile).ceil() as usize).clamp(1, sorted.len());
-    sorted[index - 1]
+/// The longest latency a histogram tells apart, in microseconds; longer ones count as it.
+const LATENCY_US_MAX: u64 = 3_600_000_000;
+
+/// An empty latency histogram: microseconds, three significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("the bounds are valid")
+}
+
+/// The percentiles of `histogram`, which holds at least one sample, in milliseconds.
+pub fn percentiles_of(histogram: &Histogram<u64>) -> Percentiles {
+    let at = |quantile: f64| us_to_ms(histogram.value_at_quantile(quantile));
+    Percentiles {
+        p50: at(0.5),
+        p90: at(0.9),
+        p99: at(0.99),
+        p999: at(0.999),
+        max: us_to_ms(histogram.max()),
+    }
+}
+
+fn us_to_ms(us: u64) -> f64 {
+    thousandths(us as f64 / 1_000.0)
 }
 
 /// The sequential-consistency bound of each region of `topology`, in microseconds.
@@ -156,14 +187,18 @@ pub fn measure(topology: &Topology, histories: &SessionHistories) -> RunResults 
     let bounds = sc_bounds_us(topology);
     // Per region: per class, the latencies of completed operations and the failures; and
     // every completion time.
-    let mut samples: BTreeMap<&str, BTreeMap<&str, (Vec<Duration>, u64)>> = BTreeMap::new();
+    let mut samples: BTreeMap<&str, BTreeMap<&str, (Histogram<u64>, u64)>> = BTreeMap::new();
     let mut completions: BTreeMap<&str, Vec<SimTime>> = BTreeMap::new();
+    let mut shed: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut arrived: BTreeMap<&str, u64> = BTreeMap::new();
     for region in &topology.regions {
         samples.insert(region.id.as_str(), BTreeMap::new());
         completions.insert(region.id.as_str(), Vec::new());
     }
     for history in histories.instances.values() {
         let region = history.region.as_str();
+        *shed.entry(region).or_default() += history.arrivals_shed;
+        *arrived.entry(region).or_default() += history.arrivals;
         for operation in &history.operations {
             let Some(class) = class_of(operation) else {
                 continue;
@@ -172,9 +207,16 @@ pub fn measure(topology: &Topology, histories: &SessionHistories) -> RunResults 
             if began_at < from || began_at >= until {
                 continue;
             }
-            let entry = samples.entry(region).or_default().entry(class).or_default();
+            let entry = samples
+                .entry(region)
+                .or_default()
+                .entry(class)
+                .or_insert_with(|| (latency_histogram(), 0));
             if completed {
-                entry.0.push(ended_at.saturating_duration_since(began_at));
+                let latency_us = ended_at.saturating_duration_since(began_at).as_micros();
+                entry
+                    .0
+                    .saturating_record(u64::try_from(latency_us).unwrap_or(u64::MAX));
                 completions.entry(region).or_default().push(ended_at);
             } else {
                 entry.1 += 1;
@@ -195,34 +237,29 @@ pub fn measure(topology: &Topology, histories: &SessionHistories) -> RunResults 
             sc_bound_ms: thousandths(bound_us as f64 / 1_000.0),
             ..RegionResults::default()
         };
-        let (mut completed_total, mut failed_total) = (0u64, 0u64);
+        let arrivals_shed = shed.get(region).copied().unwrap_or(0);
+        results.arrivals_shed = arrivals_shed;
+        results.arrivals = arrived.get(region).copied().unwrap_or(0);
+        let (mut completed_total, mut failed_total) = (0u64, arrivals_shed);
         for class in OPERATION_CLASSES {
-            let Some((latencies, failed)) = classes.get(class) else {
+            let Some((histogram, failed)) = classes.get(class) else {
                 continue;
             };
-            let mut sorted = latencies.clone();
-            sorted.sort_unstable();
-            completed_total += sorted.len() as u64;
+            completed_total += histogram.len();
             failed_total += failed;
             let mut class_results = ClassResults {
-                completed: sorted.len() as u64,
+                completed: histogram.len(),
                 failed: *failed,
                 ..ClassResults::default()
             };
-            if !sorted.is_empty() {
-                let p50 = rank(&sorted, 0.5);
-                let p99 = rank(&sorted, 0.99);
-                class_results.latency_ms = Some(Percentiles {
-                    p50: ms(p50),
-                    p90: ms(rank(&sorted, 0.9)),
-                    p99: ms(p99),
-                    p999: ms(rank(&sorted, 0.999)),
-                    max: ms(sorted[sorted.len() - 1]),
-                });
-                let (p50_us, p99_us) = (p50.as_micros() as f64, p99.as_micros() as f64);
+            if !histogram.is_empty() {
+                let p50_us = histogram.value_at_quantile(0.5) as f64;
+                let p99_us = histogram.value_at_quantile(0.99) as f64;
+                class_results.latency_ms = Some(percentiles_of(histogram));
                 class_results.over_d_max = Some([ratio(p50_us, d_max_us), ratio(p99_us, d_max_us)]);
                 class_results.over_sc_bound =
                     Some([ratio(p50_us, bound_us), ratio(p99_us, bound_us)]);
+                class_results.histogram = Some(histogram.clone());
             }
             results.operations.insert(class.to_owned(), class_results);
         }
@@ -261,7 +298,7 @@ impl RunResults {
         let mut out = String::from(
             "region,class,completed,failed,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,p50_over_d_max,\
              p99_over_d_max,p50_over_sc_bound,p99_over_sc_bound,region_availability,\
-             region_longest_stall_ms\n",
+             region_longest_stall_ms,region_arrivals_shed\n",
         );
         for (region, results) in &self.regions {
             for (class, class_results) in &results.operations {
@@ -274,13 +311,14 @@ impl RunResults {
                 };
                 let _ = writeln!(
                     out,
-                    "{region},{class},{},{},{latency},{},{},{},{}",
+                    "{region},{class},{},{},{latency},{},{},{},{},{}",
                     class_results.completed,
                     class_results.failed,
                     pair(class_results.over_d_max),
                     pair(class_results.over_sc_bound),
                     results.availability,
-                    results.longest_stall_ms
+                    results.longest_stall_ms,
+                    results.arrivals_shed
                 );
             }
         }
@@ -327,10 +365,15 @@ impl RunResults {
                     class_results.completed, class_results.failed
                 );
             }
+            let shed = if results.arrivals_shed > 0 {
+                format!(", {} arrivals shed", results.arrivals_shed)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
                 "{region:<16} throughput {:.1}/s, availability {:.3}, longest stall {:.1} ms, \
-                 sc bound {:.1} ms",
+                 sc bound {:.1} ms{shed}",
                 results.throughput_per_s,
                 results.availability,
                 results.longest_stall_ms,
@@ -426,19 +469,73 @@ mod tests {
         let measured = &results.regions[&region];
         let global = &measured.operations["global_write"];
         assert_eq!((global.completed, global.failed), (10, 1));
+        // HDR buckets: each percentile is at most 0.1% above the exact nearest rank.
         let latency = global.latency_ms.unwrap();
-        assert_eq!((latency.p50, latency.p90, latency.max), (50.0, 90.0, 100.0));
+        for (measured, exact) in [
+            (latency.p50, 50.0),
+            (latency.p90, 90.0),
+            (latency.max, 100.0),
+        ] {
+            assert!(
+                measured >= exact && measured <= exact * 1.001,
+                "{measured} ms for an exact {exact} ms"
+            );
+        }
         assert_eq!(measured.operations["regional_write"].completed, 1);
         assert_eq!(measured.operations["sync_read"].failed, 1);
         assert_eq!(measured.availability, thousandths(11.0 / 13.0));
         assert_eq!(measured.longest_stall_ms, 1_500.0, "from 2.5 s to the end");
         assert_eq!(measured.throughput_per_s, thousandths(11.0 / 3.0));
         let d_max_ms = topology.latency.d_max_us() as f64 / 1_000.0;
-        assert_eq!(global.over_d_max.unwrap()[0], thousandths(50.0 / d_max_ms));
+        assert_eq!(
+            global.over_d_max.unwrap()[0],
+            thousandths(latency.p50 / d_max_ms)
+        );
         // Regions without instances are listed with no operations.
         assert_eq!(results.regions.len(), topology.regions.len());
         let csv = results.to_csv();
         assert_eq!(csv.lines().count(), 1 + 3, "a header and three classes");
         assert!(results.table().contains("global_write"));
+    }
+
+    #[test]
+    fn shed_arrivals_count_against_availability_and_histograms_pool_runs() {
+        let topology = dsss_topology::local_default();
+        let region = topology.regions[0].id.clone();
+        let run = |latencies_ms: &[u64], shed: u64| {
+            let mut history = InstanceHistory::new(&region);
+            for (index, latency) in latencies_ms.iter().enumerate() {
+                let began = 1_000 + 100 * index as u64;
+                history.push(write("register/global-0", began, began + latency, true));
+            }
+            history.arrivals_shed = shed;
+            let histories = SessionHistories {
+                instances: BTreeMap::from([(1, history)]),
+                operations_from: at_ms(1_000),
+                operations_until: at_ms(4_000),
+            };
+            measure(&topology, &histories)
+        };
+        let first = run(&[10, 20, 30], 1);
+        let measured = &first.regions[&region];
+        assert_eq!(measured.arrivals_shed, 1);
+        assert_eq!(measured.availability, thousandths(3.0 / 4.0));
+        assert!(first.to_csv().lines().nth(1).unwrap().ends_with(",1"));
+        assert!(first.table().contains("1 arrivals shed"));
+        // Pooling two runs' histograms gives the percentiles of all six samples, not the
+        // mean of each run's.
+        let second = run(&[400, 500, 600], 0);
+        let mut pooled = latency_histogram();
+        for results in [&first, &second] {
+            let class = &results.regions[&region].operations["global_write"];
+            pooled.add(class.histogram.as_ref().unwrap()).unwrap();
+        }
+        let percentiles = percentiles_of(&pooled);
+        assert_eq!(pooled.len(), 6);
+        assert!((30.0..=30.03).contains(&percentiles.p50), "{percentiles:?}");
+        assert!(
+            (600.0..=600.6).contains(&percentiles.max),
+            "{percentiles:?}"
+        );
     }
 }

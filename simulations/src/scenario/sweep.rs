@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use super::results::{Percentiles, latency_histogram, percentiles_of};
 use super::{Scenario, ScenarioError, ScenarioReport};
 
 /// The most values one sweep takes.
@@ -31,16 +32,19 @@ pub enum SweepParameter {
     InstancesPerRegion,
     /// The longest think time of an instance, in milliseconds (a shorter one raises the rate).
     ThinkTimeMaxMs,
+    /// The open-loop arrival rate of the whole run, per second.
+    RatePerSecond,
 }
 
 impl SweepParameter {
     /// Every parameter with its name.
-    pub const ALL: [(SweepParameter, &'static str); 5] = [
+    pub const ALL: [(SweepParameter, &'static str); 6] = [
         (SweepParameter::EpochMs, "epoch_ms"),
         (SweepParameter::LatencyScale, "latency_scale"),
         (SweepParameter::PreferredLeader, "preferred_leader"),
         (SweepParameter::InstancesPerRegion, "instances_per_region"),
         (SweepParameter::ThinkTimeMaxMs, "think_time_max_ms"),
+        (SweepParameter::RatePerSecond, "rate_per_second"),
     ];
 
     /// The parameter's name.
@@ -125,10 +129,31 @@ impl SweepParameter {
                     whole(1, super::files::INSTANCES_PER_REGION_MAX as u64)? as usize;
             }
             SweepParameter::ThinkTimeMaxMs => {
+                if scenario.workload.rate_per_second.is_some() {
+                    return Err(format!(
+                        "{name}: the workload is open loop (rate_per_second); sweep \
+                         rate_per_second instead"
+                    ));
+                }
                 let think_ms = whole(0, 3_600_000)?;
                 let think = std::time::Duration::from_millis(think_ms);
                 scenario.workload.think_time_max = think;
                 scenario.workload.think_time_min = scenario.workload.think_time_min.min(think);
+            }
+            SweepParameter::RatePerSecond => {
+                let maximum = super::files::RATE_PER_SECOND_MAX;
+                if scenario.workload.rate_per_second.is_none() {
+                    return Err(format!(
+                        "{name}: the workload is closed loop (think_time); sweep \
+                         think_time_max_ms instead, or give it [arrival] rate_per_second"
+                    ));
+                }
+                if !(value > 0.0 && value <= maximum) {
+                    return Err(format!(
+                        "{name} = {value}: a rate above 0, at most {maximum}"
+                    ));
+                }
+                scenario.workload.rate_per_second = Some(value);
             }
         }
         Ok(())
@@ -229,7 +254,8 @@ pub fn run_sweep(
         .collect())
 }
 
-/// One row of a sweep's summary: a value and a region, averaged over its seeds.
+/// One row of a sweep's summary: a value and a region over its seeds. Latencies pool every
+/// run's samples (their histograms merged); availability and throughput are averaged.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SweepRow {
     /// The parameter's value.
@@ -238,13 +264,13 @@ pub struct SweepRow {
     pub region: String,
     /// Runs that gave a report.
     pub runs: u64,
-    /// Global-write p50 and p99 in ms, averaged over the runs that had any.
+    /// Global-write p50 and p99 in ms, over the global writes of every run.
     pub global_write_p50_ms: Option<f64>,
     /// See above.
     pub global_write_p99_ms: Option<f64>,
-    /// The global-write p50 over d_max, averaged.
+    /// The pooled global-write p50 over d_max.
     pub global_write_p50_over_d_max: Option<f64>,
-    /// `sync()` read p50 in ms, averaged.
+    /// `sync()` read p50 in ms, over the `sync()` reads of every run.
     pub sync_read_p50_ms: Option<f64>,
     /// Availability, averaged.
     pub availability: f64,
@@ -284,28 +310,35 @@ pub fn summarize(runs: &[SweepRun]) -> Vec<SweepRow> {
             let of = |pick: &dyn Fn(&ScenarioReport) -> Option<f64>| -> Vec<f64> {
                 reports.iter().filter_map(|report| pick(report)).collect()
             };
-            let class = |report: &ScenarioReport, class: &str| {
-                report.results.regions[&region]
-                    .operations
-                    .get(class)
-                    .and_then(|results| results.latency_ms.zip(results.over_d_max))
+            // Every run's samples of a class, pooled.
+            let pooled = |class: &str| -> Option<Percentiles> {
+                let mut merged = latency_histogram();
+                for report in &reports {
+                    let histogram = report.results.regions[&region]
+                        .operations
+                        .get(class)
+                        .and_then(|results| results.histogram.as_ref());
+                    if let Some(histogram) = histogram {
+                        // Same bounds and precision: the merge cannot fail.
+                        merged.add(histogram).expect("latency histograms merge");
+                    }
+                }
+                (!merged.is_empty()).then(|| percentiles_of(&merged))
             };
+            let global_write = pooled("global_write");
+            let d_max_ms = reports
+                .first()
+                .map_or(0.0, |report| report.results.d_max_ms);
             SweepRow {
                 value: order[index],
                 region: region.clone(),
                 runs: reports.len() as u64,
-                global_write_p50_ms: mean(&of(&|report| {
-                    class(report, "global_write").map(|(p, _)| p.p50)
-                })),
-                global_write_p99_ms: mean(&of(&|report| {
-                    class(report, "global_write").map(|(p, _)| p.p99)
-                })),
-                global_write_p50_over_d_max: mean(&of(&|report| {
-                    class(report, "global_write").map(|(_, [p50, _])| p50)
-                })),
-                sync_read_p50_ms: mean(&of(&|report| {
-                    class(report, "sync_read").map(|(p, _)| p.p50)
-                })),
+                global_write_p50_ms: global_write.map(|p| p.p50),
+                global_write_p99_ms: global_write.map(|p| p.p99),
+                global_write_p50_over_d_max: global_write
+                    .filter(|_| d_max_ms > 0.0)
+                    .map(|p| (p.p50 / d_max_ms * 1_000.0).round() / 1_000.0),
+                sync_read_p50_ms: pooled("sync_read").map(|p| p.p50),
                 availability: mean(&of(&|report| {
                     Some(report.results.regions[&region].availability)
                 }))

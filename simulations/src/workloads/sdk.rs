@@ -490,13 +490,25 @@ pub fn run_objects_traced(
             &logs,
         ));
     }
-    let exhaustive = (history.operation_count() <= settings.exhaustive_operations_max).then(|| {
-        find_joint_order(
+    let exhaustive = if history.operation_count() <= settings.exhaustive_operations_max {
+        Some(find_joint_order(
             &workloads,
             &history.clients,
             exhaustive::EXHAUSTIVE_STATES_MAX,
-        )
-    });
+        ))
+    } else if settings.exhaustive_operations_max > 0 {
+        // Asked for, but past the bound: said, so that nobody takes it as searched.
+        Some(ExhaustiveVerdict::TooLarge {
+            reason: format!(
+                "the history holds {} operations, more than the {} it searches (a small run, \
+                 such as `dsss sim sdk --small 6`, fits)",
+                history.operation_count(),
+                settings.exhaustive_operations_max
+            ),
+        })
+    } else {
+        None
+    };
     if let Some(ExhaustiveVerdict::Inconsistent { longest_prefix, .. }) = &exhaustive {
         problems.push(format!(
             "sequential consistency (exhaustive search): no one order of the {} operations \

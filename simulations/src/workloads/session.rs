@@ -94,6 +94,8 @@ impl SessionRunSettings {
             log_poll_interval: Duration::from_millis(10),
             planted_stream_per_object: false,
             popularity: Popularity::Uniform,
+            open_loop_rate_per_s: None,
+            payload_bytes: (0, 0),
         };
         SessionRunSettings {
             cluster,

@@ -57,6 +57,10 @@ pub struct InstanceHistory {
     pub region: String,
     /// Its operations in program order.
     pub operations: Vec<SessionOperation>,
+    /// Open loop: operations that arrived in the operation window.
+    pub arrivals: u64,
+    /// Open loop: operations that arrived while the backlog was full, never run.
+    pub arrivals_shed: u64,
 }
 
 impl InstanceHistory {
@@ -65,6 +69,8 @@ impl InstanceHistory {
         InstanceHistory {
             region: region.to_owned(),
             operations: Vec::new(),
+            arrivals: 0,
+            arrivals_shed: 0,
         }
     }
 

@@ -9,9 +9,15 @@
 //! writes a value unique in the run (a register's write returns the value it replaced), reads a
 //! copy locally, or asks for a `sync()` barrier and then reads. Everything is recorded with
 //! the simulated time for the position-free order checks.
+//!
+//! Operations come in a closed loop (the next one a think time after the last ended) or in an
+//! open loop ([`InstanceSettings::open_loop_rate_per_s`]): they arrive in a Poisson process
+//! whatever the instance is doing, wait in a bounded backlog while an earlier one runs, and
+//! each one's latency counts from its arrival, so that a stall shows in full rather than
+//! slowing the arrivals down (no coordinated omission).
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +37,24 @@ use crate::workloads::global::{Application, GlobalMessage};
 
 /// The method id of `Register::write`.
 const WRITE_METHOD_ID: u32 = 1;
+
+/// The method id of `Register::write_with_payload`.
+const WRITE_WITH_PAYLOAD_METHOD_ID: u32 = 2;
+
+/// The most operations that may wait in an open-loop instance's backlog; arrivals beyond it
+/// are shed (counted, never run), so that a stalled cluster cannot grow the backlog without
+/// limit.
+pub const ARRIVALS_QUEUED_MAX: usize = 1_024;
+
+/// The highest open-loop arrival rate of one instance, per second.
+pub const OPEN_LOOP_RATE_PER_INSTANCE_MAX: f64 = 10_000.0;
+
+/// The largest payload a write may carry, in bytes. The simulated nodes keep their logs in
+/// memory, so the bound keeps a long busy run's memory in check.
+pub const PAYLOAD_BYTES_MAX: usize = 64 * 1024;
+
+/// How often an open-loop instance whose arrivals ended looks for the final round.
+const IDLE_POLL: Duration = Duration::from_millis(10);
 
 /// How an instance behaves.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -62,6 +86,13 @@ pub struct InstanceSettings {
     /// How the instance picks the register of each operation, among those it holds in the
     /// order of their names.
     pub popularity: Popularity,
+    /// When set, operations arrive in a Poisson process at this mean rate (per second, for
+    /// this instance) whatever the instance is doing (open loop), and the think times are not
+    /// used. `None`: closed loop.
+    pub open_loop_rate_per_s: Option<f64>,
+    /// The smallest and largest payload a write carries, in bytes, drawn uniformly per write.
+    /// `(0, 0)`: plain writes of the value alone.
+    pub payload_bytes: (usize, usize),
 }
 
 /// How an instance picks the register of each operation among those it holds, ranked by
@@ -135,7 +166,23 @@ impl InstanceSettings {
                 ("log_poll_interval", self.log_poll_interval),
             ],
         )?;
-        self.popularity.validate()
+        self.popularity.validate()?;
+        if let Some(rate) = self.open_loop_rate_per_s
+            && !(rate > 0.0 && rate <= OPEN_LOOP_RATE_PER_INSTANCE_MAX)
+        {
+            return Err(format!(
+                "open_loop_rate_per_s: {rate} per instance is outside (0, \
+                 {OPEN_LOOP_RATE_PER_INSTANCE_MAX}]"
+            ));
+        }
+        let (smallest, largest) = self.payload_bytes;
+        if smallest > largest || largest > PAYLOAD_BYTES_MAX {
+            return Err(format!(
+                "payload_bytes: {smallest}..={largest} is not a range within \
+                 0..={PAYLOAD_BYTES_MAX}"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -150,7 +197,8 @@ struct Held {
 enum Waiting {
     /// Opens not finished yet, by open id.
     Opens(BTreeMap<u64, String>),
-    /// Nothing: the think timer runs.
+    /// Nothing: the think timer runs (closed loop), or the instance waits for the next
+    /// arrival (open loop).
     Thinking,
     /// A write.
     Write {
@@ -177,6 +225,10 @@ pub struct SessionInstance {
     objects: BTreeMap<String, Held>,
     waiting: Waiting,
     think_timer: Option<TimerId>,
+    /// Open loop: the timer of the next arrival.
+    arrival_timer: Option<TimerId>,
+    /// Open loop: when each operation waiting to run arrived, oldest first.
+    arrivals: VecDeque<SimTime>,
     next_value: u64,
     operations_done: usize,
     operations_until: Rc<Cell<SimTime>>,
@@ -245,6 +297,8 @@ impl SessionInstance {
             objects,
             waiting: Waiting::Opens(BTreeMap::new()),
             think_timer: None,
+            arrival_timer: None,
+            arrivals: VecDeque::new(),
             next_value: 1,
             operations_done: 0,
             operations_until,
@@ -294,6 +348,7 @@ impl SessionInstance {
                 }
                 if opens.is_empty() {
                     self.observer.borrow_mut().opened += 1;
+                    self.schedule_arrival(cx);
                     self.think(cx);
                 }
             }
@@ -395,6 +450,17 @@ impl SessionInstance {
 
     fn think(&mut self, cx: &mut Context<'_, GlobalMessage>) {
         self.waiting = Waiting::Thinking;
+        if self.settings.open_loop_rate_per_s.is_some() {
+            // The next operation is the oldest waiting arrival, run on a timer of its own so
+            // that a backlog of local reads does not recurse; with none waiting, the next
+            // arrival starts it. Once arrivals ended, poll for the final round.
+            if !self.arrivals.is_empty() {
+                self.think_timer = Some(cx.set_timer(Duration::ZERO));
+            } else if self.arrival_timer.is_none() {
+                self.think_timer = Some(cx.set_timer(IDLE_POLL));
+            }
+            return;
+        }
         let min = self.settings.think_time_min;
         let max = self.settings.think_time_max;
         let span = micros(max.saturating_sub(min));
@@ -407,13 +473,67 @@ impl SessionInstance {
         self.think_timer = Some(cx.set_timer(pause));
     }
 
+    /// Whether the operation window is over for this instance.
+    fn operations_ended(&self, now: SimTime) -> bool {
+        now >= self.operations_until.get() || self.operations_done >= self.settings.operations_max
+    }
+
+    /// Open loop: arms the timer of the next arrival, an exponentially distributed wait away,
+    /// unless the operation window is over.
+    fn schedule_arrival(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        let Some(rate) = self.settings.open_loop_rate_per_s else {
+            return;
+        };
+        if self.operations_ended(cx.now()) {
+            return;
+        }
+        // Inverse transform of a uniform draw in (0, 1]; whole microseconds, at least one.
+        let uniform = 1.0 - cx.rng().next_f64();
+        let wait_us = (-uniform.ln() / rate * 1e6).ceil().clamp(1.0, 3.6e9) as u64;
+        self.arrival_timer = Some(cx.set_timer(Duration::from_micros(wait_us)));
+    }
+
+    /// Open loop: an operation arrived; it waits in the backlog (or is shed when the backlog
+    /// is full) and starts at once if the instance is idle.
+    fn arrive(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        self.arrival_timer = None;
+        let queued = self.arrivals.len() < ARRIVALS_QUEUED_MAX;
+        if queued {
+            self.arrivals.push_back(cx.now());
+        }
+        let mut observer = self.observer.borrow_mut();
+        if let Some(history) = observer.instances.get_mut(&self.index) {
+            history.arrivals += 1;
+            history.arrivals_shed += u64::from(!queued);
+        }
+        drop(observer);
+        self.schedule_arrival(cx);
+        if matches!(self.waiting, Waiting::Thinking) && self.think_timer.is_none() {
+            self.think(cx);
+        }
+    }
+
     /// The next operation, or the final round, or nothing more.
     fn operate(&mut self, cx: &mut Context<'_, GlobalMessage>) {
         let now = cx.now();
         let now_us = Self::now_us(cx);
-        if now >= self.operations_until.get()
-            || self.operations_done >= self.settings.operations_max
+        // Open loop: arrivals start once the harness opens the operation window (until then
+        // the instance polls, as a closed-loop one thinks).
+        if self.settings.open_loop_rate_per_s.is_some()
+            && self.arrival_timer.is_none()
+            && self.arrivals.is_empty()
+            && !self.operations_ended(now)
         {
+            self.schedule_arrival(cx);
+        }
+        // Open loop: the operation began when it arrived, however long it waited.
+        let began_at = match self.settings.open_loop_rate_per_s {
+            Some(_) => self.arrivals.pop_front(),
+            None => Some(now),
+        };
+        let Some(began_at) = began_at.filter(|_| !self.operations_ended(now)) else {
+            // Arrivals still waiting when the window closes are dropped: the window is over.
+            self.arrivals.clear();
             if self.final_round.get() {
                 match self.driver.session_mut().sync(now_us) {
                     Ok(sync_id) => {
@@ -435,7 +555,7 @@ impl SessionInstance {
                 self.think(cx);
             }
             return;
-        }
+        };
         self.operations_done += 1;
         let names: Vec<&String> = self.objects.keys().collect();
         let object = match self.settings.popularity {
@@ -449,18 +569,34 @@ impl SessionInstance {
             // Unique in the run: the instance's index in the high bits.
             let value = (self.index << 32) | self.next_value;
             self.next_value += 1;
-            let arguments = Postcard::encode(&(value,)).expect("a u64 encodes");
+            let (method_id, arguments) = match self.settings.payload_bytes {
+                // No payload: no draw, so that runs without payloads keep their histories.
+                (0, 0) => (
+                    WRITE_METHOD_ID,
+                    Postcard::encode(&(value,)).expect("a u64 encodes"),
+                ),
+                (smallest, largest) => {
+                    let span = (largest - smallest) as u64 + 1;
+                    let size = smallest + (cx.rng().next_u64() % span) as usize;
+                    // The bytes themselves do not matter; their number does.
+                    let payload = vec![(value & 0xff) as u8; size];
+                    (
+                        WRITE_WITH_PAYLOAD_METHOD_ID,
+                        Postcard::encode(&(value, payload)).expect("bytes encode"),
+                    )
+                }
+            };
             match self
                 .driver
                 .session_mut()
-                .call(now_us, &object, WRITE_METHOD_ID, arguments)
+                .call(now_us, &object, method_id, arguments)
             {
                 Ok(call_id) => {
                     self.waiting = Waiting::Write {
                         call_id,
                         object,
                         value,
-                        began_at: now,
+                        began_at,
                     }
                 }
                 Err(error) => {
@@ -476,7 +612,7 @@ impl SessionInstance {
                     self.waiting = Waiting::Sync {
                         sync_id,
                         object: Some(object),
-                        began_at: now,
+                        began_at,
                     }
                 }
                 Err(error) => {
@@ -487,7 +623,7 @@ impl SessionInstance {
                 }
             }
         } else {
-            self.read(&object, false, now, now);
+            self.read(&object, false, began_at, now);
             self.think(cx);
         }
     }
@@ -562,6 +698,8 @@ impl Process for SessionInstance {
             if matches!(self.waiting, Waiting::Thinking) {
                 self.operate(cx);
             }
+        } else if self.arrival_timer == Some(timer) {
+            self.arrive(cx);
         }
         self.pump(cx);
     }
