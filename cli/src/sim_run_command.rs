@@ -33,7 +33,8 @@ pub(crate) struct RunArgs {
     /// rate_per_second.
     #[arg(long, value_name = "NAME=VALUE")]
     set: Option<String>,
-    /// Writes results.json and latency.csv into this directory (created when missing).
+    /// Writes results.json, latency.csv, stages.csv and the plots into this directory
+    /// (created when missing).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Writes every operation of the run to this file, one JSON object per line (the format
@@ -75,17 +76,17 @@ pub(crate) struct SweepArgs {
 pub(crate) struct ScenarioArgs {
     /// The topology file (default: the embedded local topology).
     #[arg(long, value_name = "FILE")]
-    topology: Option<PathBuf>,
+    pub(crate) topology: Option<PathBuf>,
     /// The workload file (TOML): instances, registers, operation mix, popularity, arrival.
     #[arg(long, value_name = "FILE")]
-    workload: PathBuf,
+    pub(crate) workload: PathBuf,
     /// The fault file (TOML): packet faults, a seeded swarm, faults at set times (default:
     /// none).
     #[arg(long, value_name = "FILE")]
-    faults: Option<PathBuf>,
+    pub(crate) faults: Option<PathBuf>,
     /// How long the instances operate and faults happen, in simulated time (e.g. 10s, 2min).
     #[arg(long, value_name = "DURATION", default_value = "10s")]
-    duration: String,
+    pub(crate) duration: String,
 }
 
 /// Reads a file of at most the scenario bound, naming it on failure.
@@ -105,7 +106,7 @@ fn read_text(path: &Path, what: &str) -> Result<String, String> {
 }
 
 /// The scenario the options name, or what is wrong with them.
-fn scenario_of(args: &ScenarioArgs, seed: u64) -> Result<Scenario, String> {
+pub(crate) fn scenario_of(args: &ScenarioArgs, seed: u64) -> Result<Scenario, String> {
     let topology = match &args.topology {
         Some(path) => load(path).map_err(|diagnostics| diagnostics.to_string())?,
         None => local_default(),
@@ -232,6 +233,7 @@ pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
     let wall = started.elapsed();
     let _ = writeln!(stdout, "{}", report.session);
     let _ = writeln!(stdout, "{}", report.results.table());
+    let _ = writeln!(stdout, "{}", report.results.stages_table());
     let rate: f64 = report
         .results
         .regions
@@ -249,7 +251,10 @@ pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
     if let Some(directory) = &args.out {
         let written = std::fs::create_dir_all(directory)
             .and_then(|()| std::fs::write(directory.join("results.json"), report.to_json()))
-            .and_then(|()| std::fs::write(directory.join("latency.csv"), report.results.to_csv()));
+            .and_then(|()| std::fs::write(directory.join("latency.csv"), report.results.to_csv()))
+            .and_then(|()| {
+                std::fs::write(directory.join("stages.csv"), report.results.stages_csv())
+            });
         if let Err(error) = written {
             let _ = writeln!(
                 stderr,
@@ -260,9 +265,10 @@ pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
         }
         let _ = writeln!(
             stdout,
-            "wrote {} and {}",
+            "wrote {}, {} and {}",
             directory.join("results.json").display(),
-            directory.join("latency.csv").display()
+            directory.join("latency.csv").display(),
+            directory.join("stages.csv").display()
         );
         let samples = completed_samples(&report.histories, "global_write");
         match crate::sim_plots::run_plots(

@@ -298,4 +298,8 @@ fn an_open_loop_workload_runs_and_reports_its_arrivals() {
             .unwrap()
             .ends_with("region_arrivals_shed")
     );
+    // Where the global writes' time went, per region and stage.
+    let stages = std::fs::read_to_string(directory.join("stages.csv")).expect("stages.csv");
+    assert!(stages.contains("local-c,coordinator_round,"), "{stages}");
+    assert!(stdout.contains("watermark_wait"), "{stdout}");
 }

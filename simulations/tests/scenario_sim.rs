@@ -170,6 +170,47 @@ fn arrivals_past_the_backlog_bound_are_shed_and_counted() {
     }
 }
 
+/// The stages of global writes are measured where they happen: on the local topology the
+/// coordinator leads from local-a (node 11), so a batch from local-b takes the 20 ms link to
+/// it and one from local-c the 35 ms link, give or take the jitter, and the sealed epoch takes
+/// the same links back; a batch of local-a crosses no region boundary.
+#[test]
+fn global_write_stages_follow_the_topology() {
+    let scenario = scenario(
+        2,
+        "workloads/registers.toml",
+        "faults/none.toml",
+        Duration::from_secs(5),
+    );
+    let report = scenario.run().expect("valid files");
+    println!("{}", report.results.stages_table());
+    assert!(report.passed(), "{}", report.session);
+    let one_way = [("local-a", 0.2), ("local-b", 20.0), ("local-c", 35.0)];
+    for (region, delay_ms) in one_way {
+        let stages = &report.results.regions[region].global_write_stages_ms;
+        assert_eq!(stages.len(), 6, "{region}: {stages:?}");
+        for stage in ["to_coordinator", "fan_out"] {
+            let p50 = stages[stage].p50;
+            assert!(
+                p50 >= delay_ms - 1.5 && p50 <= delay_ms + 1.6,
+                "{region}: {stage} p50 {p50} ms over a {delay_ms} ms link"
+            );
+        }
+        // Every stage together is the call's time in the cluster: at most its latency.
+        let total: f64 = stages.values().map(|p| p.p50).sum();
+        let global = report.results.regions[region].operations["global_write"]
+            .latency_ms
+            .expect("global writes completed");
+        assert!(
+            total <= global.max,
+            "{region}: stage p50s sum to {total} ms, the slowest global write took {} ms",
+            global.max
+        );
+    }
+    let csv = report.results.stages_csv();
+    assert_eq!(csv.lines().count(), 1 + 3 * 6, "{csv}");
+}
+
 /// The seeded swarm of `swarm.toml` (crashes, coordinator leader crashes, pauses, region cuts,
 /// clock skew, loss, duplication and reordering) on the plain register workload.
 #[test]

@@ -158,6 +158,7 @@ mod tests {
             instances: BTreeMap::from([(1, first), (2, second)]),
             operations_from: SimTime::ZERO,
             operations_until: SimTime::from_micros(1_000),
+            global_call_stages: Vec::new(),
         };
         let text = history_lines(&histories);
         let lines: Vec<&str> = text.lines().collect();

@@ -17,6 +17,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::time::SimTime;
+use crate::workloads::global::stages::STAGES;
 use crate::workloads::session::{SessionHistories, SessionOperation};
 
 /// The operation classes measured, in report order.
@@ -79,6 +80,11 @@ pub struct RegionResults {
     pub longest_stall_ms: f64,
     /// By operation class.
     pub operations: BTreeMap<String, ClassResults>,
+    /// Where the time of the region's global writes went, by stage (batch_wait,
+    /// to_coordinator, coordinator_round, watermark_wait, fan_out, apply; see
+    /// [`crate::workloads::global::stages`]): percentiles in milliseconds over the global calls
+    /// that reached the region in the window and were answered with every stage seen.
+    pub global_write_stages_ms: BTreeMap<String, Percentiles>,
 }
 
 /// A run's results.
@@ -285,6 +291,27 @@ pub fn measure(topology: &Topology, histories: &SessionHistories) -> RunResults 
         results.longest_stall_ms = ms(longest);
         regions.insert(region.to_owned(), results);
     }
+    let mut stages: BTreeMap<&str, Vec<Histogram<u64>>> = BTreeMap::new();
+    for call in &histories.global_call_stages {
+        if call.arrived < from || call.arrived >= until {
+            continue;
+        }
+        let histograms = stages
+            .entry(call.region.as_str())
+            .or_insert_with(|| STAGES.iter().map(|_| latency_histogram()).collect());
+        for (histogram, length) in histograms.iter_mut().zip(call.stages) {
+            histogram.saturating_record(u64::try_from(length.as_micros()).unwrap_or(u64::MAX));
+        }
+    }
+    for (region, histograms) in stages {
+        if let Some(results) = regions.get_mut(region) {
+            results.global_write_stages_ms = STAGES
+                .iter()
+                .zip(&histograms)
+                .map(|(stage, histogram)| ((*stage).to_owned(), percentiles_of(histogram)))
+                .collect();
+        }
+    }
     RunResults {
         operation_window_s: thousandths(window.as_secs_f64()),
         d_max_ms: thousandths(d_max_us as f64 / 1_000.0),
@@ -293,6 +320,54 @@ pub fn measure(topology: &Topology, histories: &SessionHistories) -> RunResults 
 }
 
 impl RunResults {
+    /// One CSV row per region and stage of its global writes, with a header.
+    pub fn stages_csv(&self) -> String {
+        let mut out = String::from("region,stage,p50_ms,p90_ms,p99_ms,p999_ms,max_ms\n");
+        for (region, results) in &self.regions {
+            for stage in STAGES {
+                if let Some(p) = results.global_write_stages_ms.get(stage) {
+                    let _ = writeln!(
+                        out,
+                        "{region},{stage},{},{},{},{},{}",
+                        p.p50, p.p90, p.p99, p.p999, p.max
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// The terminal table of where global writes' time went: per region, each stage's p50
+    /// and p99 in milliseconds.
+    pub fn stages_table(&self) -> String {
+        let mut out = format!("{:<16} {:<10}", "global writes", "ms");
+        for stage in STAGES {
+            let _ = write!(out, " {stage:>17}");
+        }
+        for (region, results) in &self.regions {
+            if results.global_write_stages_ms.is_empty() {
+                continue;
+            }
+            for (label, pick) in [
+                ("p50", (|p: &Percentiles| p.p50) as fn(&Percentiles) -> f64),
+                ("p99", |p: &Percentiles| p.p99),
+            ] {
+                let _ = write!(out, "\n{region:<16} {label:<10}");
+                for stage in STAGES {
+                    match results.global_write_stages_ms.get(stage) {
+                        Some(p) => {
+                            let _ = write!(out, " {:>17.2}", pick(p));
+                        }
+                        None => {
+                            let _ = write!(out, " {:>17}", "-");
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// One CSV row per region and operation class, with a header.
     pub fn to_csv(&self) -> String {
         let mut out = String::from(
@@ -464,6 +539,7 @@ mod tests {
             instances: BTreeMap::from([(1, history)]),
             operations_from: at_ms(1_000),
             operations_until: at_ms(4_000),
+            global_call_stages: Vec::new(),
         };
         let results = measure(&topology, &histories);
         let measured = &results.regions[&region];
@@ -513,6 +589,7 @@ mod tests {
                 instances: BTreeMap::from([(1, history)]),
                 operations_from: at_ms(1_000),
                 operations_until: at_ms(4_000),
+                global_call_stages: Vec::new(),
             };
             measure(&topology, &histories)
         };

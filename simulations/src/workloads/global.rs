@@ -17,6 +17,7 @@
 pub mod checker;
 pub mod process;
 pub mod script;
+pub mod stages;
 
 use std::cell::{Ref, RefCell};
 use std::collections::BTreeMap;

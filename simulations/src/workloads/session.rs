@@ -43,6 +43,7 @@ use super::global::{
     ApplicationFactory, ApplicationPlace, CONVERGENCE_CHECK_INTERVAL, FaultsDrawn, GlobalCluster,
     GlobalFaultPlan, GlobalRunSettings, run_fault_window_observed,
 };
+use super::global::stages::CallStages;
 use super::order_check;
 use crate::time::SimTime;
 
@@ -270,6 +271,8 @@ pub struct SessionHistories {
     pub operations_from: SimTime,
     /// When they stopped (the end of the fault window), before the final round.
     pub operations_until: SimTime,
+    /// Where the time of each answered global call went, stage by stage.
+    pub global_call_stages: Vec<CallStages>,
 }
 
 /// [`run_session`], also handing back every instance's history, and handing `progress` the
@@ -345,6 +348,7 @@ pub fn run_session_with_histories(
         instances: observer.instances.clone(),
         operations_from: start,
         operations_until: operations_until.get(),
+        global_call_stages: cluster.observer().stages.finished().to_vec(),
     };
     for history in observer.instances.values() {
         for operation in &history.operations {

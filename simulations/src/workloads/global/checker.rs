@@ -83,6 +83,8 @@ pub struct GlobalObserver {
     pub snapshots_restored: u64,
     /// Skips of epochs no log held that members applied.
     pub epoch_skips: u64,
+    /// Where each global call's time went.
+    pub stages: super::stages::StageTracker,
 }
 
 impl GlobalObserver {

@@ -809,6 +809,17 @@ impl NodeProcess {
         while let Some(output) = region.poll_output() {
             match output {
                 RegionOutput::Reply(reply) => {
+                    if let Reply::Proposed {
+                        client_id,
+                        request_sequence,
+                        ..
+                    } = &reply
+                    {
+                        self.observer
+                            .borrow_mut()
+                            .stages
+                            .call_answered(now, (client_id.get(), request_sequence.get()));
+                    }
                     let client = reply.key().0.get();
                     let to = match self.client_routes.get(&client) {
                         Some(&node) => node,
@@ -908,6 +919,7 @@ impl NodeProcess {
                     ));
                 }
                 RegionOutput::ToCoordinator(ToCoordinator::Batch(batch)) => {
+                    self.observer.borrow_mut().stages.batch_sent(now, &batch);
                     self.coordinator_unanswered_since.get_or_insert(now);
                     cx.send(
                         self.coordinator_leader.target(),
@@ -968,6 +980,17 @@ impl NodeProcess {
         if let Err(error) = coordinator.handle_ready(&mut io) {
             panic!("node {}: a coordinator round failed: {error}", cx.node());
         }
+        if coordinator.is_leader() {
+            let mut observer = self.observer.borrow_mut();
+            for (region, state) in coordinator.state().regions() {
+                observer.stages.batches_applied(
+                    cx.now(),
+                    region.as_str(),
+                    state.incarnation,
+                    state.next_batch_number.saturating_sub(1),
+                );
+            }
+        }
         // Taken first: routing borrows the whole process, which holds the coordinator.
         let outputs: Vec<CoordinatorOutput> =
             std::iter::from_fn(|| coordinator.poll_output()).collect();
@@ -989,10 +1012,15 @@ impl NodeProcess {
                 }
                 CoordinatorOutput::ToRegion { region, message } => {
                     if let Some(to) = self.region_target(region.as_str()) {
+                        let mut observer = self.observer.borrow_mut();
                         let message = match message {
-                            RegionMessage::Epoch(epoch) => GlobalMessage::Epoch(epoch),
+                            RegionMessage::Epoch(epoch) => {
+                                observer.stages.epoch_sent(cx.now(), &epoch);
+                                GlobalMessage::Epoch(epoch)
+                            }
                             RegionMessage::BatchAck(ack) => GlobalMessage::BatchAck(ack),
                         };
+                        drop(observer);
                         cx.send(to, message);
                     }
                 }
@@ -1182,6 +1210,13 @@ impl Process for NodeProcess {
                     }
                     self.client_routes.insert(session_id, from);
                 }
+                if request.scope == Scope::Global {
+                    self.observer.borrow_mut().stages.call_arrived(
+                        cx.now(),
+                        self.region_config.region.as_str(),
+                        (request.client_id.get(), request.request_sequence.get()),
+                    );
+                }
                 let region = self.region.as_mut().expect("started");
                 region.handle_propose(now_us, request);
                 self.schedule_flush(cx);
@@ -1191,6 +1226,10 @@ impl Process for NodeProcess {
                 let Some(coordinator) = self.coordinator.as_mut() else {
                     return;
                 };
+                self.observer
+                    .borrow_mut()
+                    .stages
+                    .batch_arrived(cx.now(), &batch);
                 match coordinator.answer_region_batch(now_us, batch) {
                     Ok(ack) => {
                         // The sender leads its region (only leaders ship batches).
@@ -1247,6 +1286,11 @@ impl Process for NodeProcess {
             }
             GlobalMessage::Epoch(epoch) => {
                 self.handle_coordinator_answer(from);
+                self.observer.borrow_mut().stages.epoch_arrived(
+                    cx.now(),
+                    self.region_config.region.as_str(),
+                    &epoch,
+                );
                 let region = self.region.as_mut().expect("started");
                 match region.answer_sealed_epoch(now_us, epoch) {
                     Ok(ack) => cx.send(from, GlobalMessage::EpochAck(ack)),
