@@ -9,16 +9,16 @@
 //! directory removed at the end. Linux only: it reads `/proc`.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Write};
+use std::fs;
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::mpsc;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
 use crate::bench_command::{BenchDirectory, parse_cpu_time};
+use crate::up_child::UpChild;
 
 /// Exit status when the benchmark could not run.
 const EXIT_BENCH_FAILED: u8 = 1;
@@ -28,15 +28,6 @@ const EXIT_BAD_INPUT: u8 = 2;
 
 /// The longest measured span, and the longest settling time, in seconds.
 pub const IDLE_SECONDS_MAX: u64 = 3_600;
-
-/// The longest wait for `dsss up` to say the cluster is ready.
-const READY_WAIT_MAX: Duration = Duration::from_secs(120);
-
-/// How long `dsss up` may take to stop its nodes after SIGTERM before it is killed.
-const STOP_WAIT_MAX: Duration = Duration::from_secs(30);
-
-/// The line `dsss up` prints once the cluster is ready.
-const READY_LINE_PREFIX: &str = "The cluster runs";
 
 /// The arguments of `dsss bench idle`.
 #[derive(Debug, Args)]
@@ -89,7 +80,7 @@ pub(crate) fn run(
 
 fn measure(arguments: &IdleBenchArgs, stdout: &mut dyn Write) -> Result<(), String> {
     let directory = BenchDirectory::create()?;
-    let mut cluster = IdleCluster::start(arguments, &directory)?;
+    let mut cluster = UpChild::start(arguments.topology.as_deref(), directory.path(), &[])?;
     let outcome = cluster.wait_until_ready(stdout).and_then(|()| {
         let _ = writeln!(
             stdout,
@@ -98,7 +89,7 @@ fn measure(arguments: &IdleBenchArgs, stdout: &mut dyn Write) -> Result<(), Stri
         );
         let _ = stdout.flush();
         std::thread::sleep(Duration::from_secs(arguments.settle_seconds));
-        let processes = cluster.processes()?;
+        let processes = processes(&cluster)?;
         let before = sample(&processes);
         let started = Instant::now();
         std::thread::sleep(Duration::from_secs(arguments.seconds));
@@ -110,136 +101,37 @@ fn measure(arguments: &IdleBenchArgs, stdout: &mut dyn Write) -> Result<(), Stri
     outcome.and(stopped)
 }
 
-/// The `dsss up` child and where its output goes.
-struct IdleCluster {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl IdleCluster {
-    fn start(arguments: &IdleBenchArgs, directory: &BenchDirectory) -> Result<Self, String> {
-        let binary = std::env::current_exe()
-            .map_err(|error| format!("cannot find the dsss binary: {error}"))?;
-        let mut command = Command::new(binary);
-        command.args(["up", "--no-demo"]);
-        if let Some(topology) = &arguments.topology {
-            // `dsss up` runs in the temporary directory.
-            let topology = fs::canonicalize(topology)
-                .map_err(|error| format!("--topology {}: {error}", topology.display()))?;
-            command.arg("--topology").arg(topology);
+/// `dsss up` and the node processes it started, each with its name in the report.
+fn processes(cluster: &UpChild) -> Result<Vec<(u32, String)>, String> {
+    let up_pid = cluster.pid();
+    let mut processes = vec![(up_pid, "dsss up".to_owned())];
+    let entries = fs::read_dir("/proc").map_err(|error| format!("cannot read /proc: {error}"))?;
+    let mut nodes = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if parent_pid(&stat) != Some(up_pid) {
+            continue;
         }
-        let log_path = directory.path().join("up.log");
-        let log = File::create(&log_path)
-            .map_err(|error| format!("cannot create {}: {error}", log_path.display()))?;
-        let mut child = command
-            .current_dir(directory.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .map_err(|error| format!("cannot start dsss up: {error}"))?;
-        let output = child
-            .stdout
-            .take()
-            .ok_or_else(|| "dsss up has no standard output".to_owned())?;
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(output).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(IdleCluster { child, lines })
+        let command_line = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let name = node_id_of(&command_line)
+            .map_or_else(|| format!("pid {pid}"), |node_id| format!("node {node_id}"));
+        nodes.push((pid, name));
     }
-
-    /// Echoes what `dsss up` says until the cluster is ready.
-    fn wait_until_ready(&mut self, stdout: &mut dyn Write) -> Result<(), String> {
-        let deadline = Instant::now() + READY_WAIT_MAX;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with(READY_LINE_PREFIX) => return Ok(()),
-                Ok(line) => {
-                    let _ = writeln!(stdout, "{line}");
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(format!(
-                        "the cluster was not ready within {} s",
-                        READY_WAIT_MAX.as_secs()
-                    ));
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err("dsss up ended before the cluster was ready".to_owned());
-                }
-            }
-        }
+    if nodes.is_empty() {
+        return Err("dsss up runs no node process".to_owned());
     }
-
-    /// `dsss up` and the node processes it started, each with its name in the report.
-    fn processes(&self) -> Result<Vec<(u32, String)>, String> {
-        let up_pid = self.child.id();
-        let mut processes = vec![(up_pid, "dsss up".to_owned())];
-        let entries =
-            fs::read_dir("/proc").map_err(|error| format!("cannot read /proc: {error}"))?;
-        let mut nodes = Vec::new();
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| name.parse().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            if parent_pid(&stat) != Some(up_pid) {
-                continue;
-            }
-            let command_line = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let name = node_id_of(&command_line)
-                .map_or_else(|| format!("pid {pid}"), |node_id| format!("node {node_id}"));
-            nodes.push((pid, name));
-        }
-        if nodes.is_empty() {
-            return Err("dsss up runs no node process".to_owned());
-        }
-        nodes.sort();
-        processes.extend(nodes);
-        Ok(processes)
-    }
-
-    /// Stops the cluster with SIGTERM (`dsss up` stops its nodes) and waits for it.
-    fn stop(&mut self) -> Result<(), String> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + STOP_WAIT_MAX;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) => return Ok(()),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                _ => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    return Err("dsss up did not stop within 30 s after SIGTERM".to_owned());
-                }
-            }
-        }
-    }
-}
-
-impl Drop for IdleCluster {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    nodes.sort();
+    processes.extend(nodes);
+    Ok(processes)
 }
 
 /// What a thread of a node process does, from its name.

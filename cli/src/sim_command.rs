@@ -46,6 +46,24 @@ pub(crate) enum SimCommand {
         dsss sim run --topology topology/examples/global.toml --workload \
         examples/sim/workloads/registers.toml --faults examples/sim/faults/swarm.toml")]
     Run(crate::sim_run_command::RunArgs),
+    /// Run a workload and fault file in the simulator and against real processes, side by
+    /// side: how closely the simulator's figures match a real cluster.
+    ///
+    /// Runs `dsss sim run`'s scenario, then starts `dsss up --no-demo --insecure` (real node
+    /// processes on RocksDB, the topology's WAN delays emulated by their transport) in a
+    /// temporary directory, runs the same application instances there as `dsss::Client`s
+    /// (same registers, mix, popularity, arrivals and payloads) and carries out the fault
+    /// script with signals (crash_node: SIGKILL, then a restart after the downtime;
+    /// pause_node: SIGSTOP, then SIGCONT). Prints both tables, then per region and operation
+    /// class the simulated p50 and p99 over the real ones, and availability and the longest
+    /// stall side by side. The real histories get the same order check. Faults that need the
+    /// simulator's network (cuts, clock steps, packet faults, the swarm) are refused. Uses the
+    /// topology's ports: no other `dsss up` may run on them.
+    #[command(after_help = "Examples:\n  \
+        dsss sim compare --workload examples/sim/workloads/registers.toml --duration 20s\n  \
+        dsss sim compare --workload examples/sim/workloads/registers.toml --faults \
+        examples/sim/faults/crash-and-pause.toml --duration 20s")]
+    Compare(crate::sim_compare_command::CompareArgs),
     /// Run a workload and fault file across the values of one parameter, several seeds each.
     ///
     /// Varies one of epoch_ms (the epoch length), latency_scale (a factor on every one-way
@@ -295,6 +313,7 @@ pub(crate) struct ProbeArgs {
 pub(crate) fn run(command: SimCommand, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
     match command {
         SimCommand::Run(args) => crate::sim_run_command::run(&args, stdout, stderr),
+        SimCommand::Compare(args) => crate::sim_compare_command::run(&args, stdout, stderr),
         SimCommand::Sweep(args) => crate::sim_run_command::sweep(&args, stdout, stderr),
         SimCommand::Probe(args) => probe(&args, stdout, stderr),
         SimCommand::Region(args) => region(&args, stdout, stderr),

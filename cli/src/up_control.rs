@@ -72,7 +72,7 @@ fn node_words(node_id: &str) -> [&str; 3] {
     ["node", "--id", node_id]
 }
 
-fn signal(pid: u32, name: &str) -> bool {
+pub(crate) fn signal(pid: u32, name: &str) -> bool {
     Command::new("kill")
         .args([format!("-{name}"), pid.to_string()])
         .stderr(Stdio::null())

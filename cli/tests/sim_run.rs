@@ -303,3 +303,65 @@ fn an_open_loop_workload_runs_and_reports_its_arrivals() {
     assert!(stages.contains("local-c,coordinator_round,"), "{stages}");
     assert!(stdout.contains("watermark_wait"), "{stdout}");
 }
+
+/// `dsss sim compare` runs the same files in the simulator and against real processes
+/// (`dsss up`), crashing a node with SIGKILL on both sides, and prints the ratios per region;
+/// faults that signals cannot give are refused by name.
+#[test]
+fn compare_runs_the_files_in_the_simulator_and_on_real_processes_side_by_side() {
+    let directory = scratch("compare");
+    let faults = directory.join("crash.toml");
+    std::fs::write(
+        &faults,
+        "[[fault]]\nat = \"1s\"\nkind = \"crash_node\"\nnode = 12\nfor = \"1s\"\n",
+    )
+    .expect("a fault file");
+    let output = Command::new(env!("CARGO_BIN_EXE_dsss"))
+        .args([
+            "sim",
+            "compare",
+            "--workload",
+            &example("workloads/registers.toml"),
+            "--faults",
+            &faults.display().to_string(),
+            "--duration",
+            "4s",
+        ])
+        .current_dir(&directory)
+        .output()
+        .expect("run dsss");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("real processes (dsss up"), "{stdout}");
+    for region in ["local-a", "local-b", "local-c"] {
+        let ratios = stdout
+            .lines()
+            .filter(|line| line.starts_with(region) && line.contains("global_write"))
+            .count();
+        // The simulated table, the real one, and the comparison.
+        assert_eq!(ratios, 3, "{region}: {stdout}");
+    }
+    assert!(stdout.contains("sim/real"), "{stdout}");
+    assert!(
+        stdout.contains("real histories: one order across objects"),
+        "{stdout}"
+    );
+    let refused = dsss(&[
+        "sim",
+        "compare",
+        "--workload",
+        &example("workloads/registers.toml"),
+        "--faults",
+        &example("faults/cut-and-crash.toml"),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("need the simulator's network"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}

@@ -39,11 +39,11 @@ use dsss_wire::Scope;
 pub use history::{InstanceHistory, SessionObserver, SessionOperation};
 pub use instance::{InstanceSettings, Popularity, SessionInstance, ZIPF_EXPONENT_MAX};
 
+use super::global::stages::CallStages;
 use super::global::{
     ApplicationFactory, ApplicationPlace, CONVERGENCE_CHECK_INTERVAL, FaultsDrawn, GlobalCluster,
     GlobalFaultPlan, GlobalRunSettings, run_fault_window_observed,
 };
-use super::global::stages::CallStages;
 use super::order_check;
 use crate::time::SimTime;
 

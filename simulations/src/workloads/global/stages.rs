@@ -105,7 +105,9 @@ impl StageTracker {
     /// A region leader shipped `batch`.
     pub fn batch_sent(&mut self, now: SimTime, batch: &proto::RegionBatch) {
         for record in &batch.records {
-            if let Some(stamps) = self.calls.get_mut(&(record.client_id, record.request_sequence))
+            if let Some(stamps) = self
+                .calls
+                .get_mut(&(record.client_id, record.request_sequence))
             {
                 stamps.batched.get_or_insert(now);
             }
@@ -177,7 +179,9 @@ impl StageTracker {
     /// A part of a sealed epoch left a coordinator replica.
     pub fn epoch_sent(&mut self, now: SimTime, epoch: &proto::SealedEpoch) {
         for record in &epoch.records {
-            if let Some(stamps) = self.calls.get_mut(&(record.client_id, record.request_sequence))
+            if let Some(stamps) = self
+                .calls
+                .get_mut(&(record.client_id, record.request_sequence))
             {
                 stamps.sealed.get_or_insert(now);
             }
@@ -190,7 +194,9 @@ impl StageTracker {
             if record.origin_region != region {
                 continue;
             }
-            if let Some(stamps) = self.calls.get_mut(&(record.client_id, record.request_sequence))
+            if let Some(stamps) = self
+                .calls
+                .get_mut(&(record.client_id, record.request_sequence))
             {
                 stamps.delivered.get_or_insert(now);
             }
