@@ -258,7 +258,7 @@ pub(crate) fn run_plots(
             Some((
                 from,
                 (from + length.as_secs_f64()).min(window.as_secs_f64()),
-                fault_label(&fault.kind),
+                fault.kind.label(),
             ))
         })
         .collect();
@@ -277,19 +277,6 @@ pub(crate) fn run_plots(
         },
     )?);
     Ok(written)
-}
-
-fn fault_label(kind: &dsss_simulations::workloads::global::script::ScriptedFaultKind) -> String {
-    use dsss_simulations::workloads::global::script::ScriptedFaultKind as Kind;
-    match kind {
-        Kind::IsolateRegion { region, .. } => format!("{region} isolated"),
-        Kind::CutRegions { a, b, .. } => format!("{a} | {b}"),
-        Kind::CutOneWay { from, to, .. } => format!("{from} -> {to} cut"),
-        Kind::CrashNode { node, .. } => format!("node {node} down"),
-        Kind::CrashCoordinatorLeader { .. } => "coordinator leader down".to_owned(),
-        Kind::PauseNode { node, .. } => format!("node {node} paused"),
-        Kind::ClockSkew { node, .. } => format!("node {node} clock"),
-    }
 }
 
 /// The plot of a sweep, into `directory`: the global-write p50 against the parameter, one

@@ -117,8 +117,8 @@ pub mod workloads;
 pub use clock::{CLOCK_DRIFT_PPM_MAX, CLOCK_SKEW_US_MAX, NodeClock, WALL_CLOCK_START_US};
 pub use disk::{DiskError, SimDisk};
 pub use network::{
-    EXTERNAL_NODE_ID, Link, Network, NetworkConfig, NetworkConfigError, NetworkFaults, NodeConfig,
-    NodeId, RegionId,
+    EXTERNAL_NODE_ID, Link, LinkOverride, Network, NetworkConfig, NetworkConfigError,
+    NetworkFaults, NodeConfig, NodeId, RegionId,
 };
 pub use process::{Context, Process, TimerId};
 pub use queue::{EVENT_QUEUE_LEN_MAX, EventQueue, EventQueueFull};

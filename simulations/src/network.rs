@@ -15,8 +15,15 @@
 //!   is made still arrives (it already left the sender, as a packet on the wire would). Healing
 //!   affects only messages sent afterwards, for the same reason.
 //!
-//! What it does not model: bandwidth and congestion, message sizes, corruption of message
-//! contents, and asymmetric loss per link (loss is one probability for the whole network).
+//! - A link between two regions can be changed for a while (a scripted fault): its delay and
+//!   jitter replaced, and packet faults of its own (loss, duplication, reordering) added on
+//!   top of the network-wide ones. Like a partition, a change acts on messages sent from then
+//!   on. A message on a link without such a change draws exactly what it drew before link
+//!   changes existed, so a run without them keeps its history; a changed link draws its own
+//!   loss, duplication and reordering right after the network-wide ones.
+//!
+//! What it does not model: bandwidth and congestion, message sizes, and corruption of message
+//! contents.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -524,6 +531,22 @@ pub enum NetworkFaultsError {
     },
 }
 
+/// A change to the link between two regions, one way, that stands until it is lifted: what a
+/// scripted `link_delay` or `link_loss` fault sets. Either part may be absent.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LinkOverride {
+    /// The delay and jitter in force instead of the configured ones.
+    pub link: Option<Link>,
+    /// Packet faults of this link alone, on top of the network-wide ones.
+    pub faults: Option<NetworkFaults>,
+}
+
+impl LinkOverride {
+    fn is_empty(&self) -> bool {
+        self.link.is_none() && self.faults.is_none()
+    }
+}
+
 /// The network of a running simulation: its validated configuration, faults and partitions.
 ///
 /// Read it through [`Simulation::network`](crate::Simulation::network); change it through the
@@ -535,6 +558,8 @@ pub struct Network {
     faults: NetworkFaults,
     /// One-way (from, to) pairs whose messages are dropped at send time.
     cut_links: BTreeSet<(NodeId, NodeId)>,
+    /// Changed links, by (sending region, receiving region); never an empty change.
+    link_overrides: BTreeMap<(RegionId, RegionId), LinkOverride>,
 }
 
 impl Network {
@@ -551,6 +576,7 @@ impl Network {
             region_of,
             faults: NetworkFaults::NONE,
             cut_links: BTreeSet::new(),
+            link_overrides: BTreeMap::new(),
         })
     }
 
@@ -578,12 +604,38 @@ impl Network {
             .collect()
     }
 
-    /// The link a message from `from` to `to` takes, or `None` if either node is unknown.
+    /// The link a message from `from` to `to` takes now (a changed delay included), or `None`
+    /// if either node is unknown.
     pub fn link(&self, from: NodeId, to: NodeId) -> Option<Link> {
         let from_region = self.region_of(from)?;
         let to_region = self.region_of(to)?;
-        // Validation guarantees a full matrix, so the entry exists.
-        self.config.links[from_region.0][to_region.0]
+        self.region_link(from_region, to_region)
+    }
+
+    /// The link from region `from` to region `to` now: the configured one, or the delay a
+    /// change put in its place. `None` for an unknown region.
+    pub fn region_link(&self, from: RegionId, to: RegionId) -> Option<Link> {
+        if let Some(link) = self
+            .link_overrides
+            .get(&(from, to))
+            .and_then(|change| change.link)
+        {
+            return Some(link);
+        }
+        // Validation guarantees a full matrix, so the entry of two known regions exists.
+        *self.config.links.get(from.0)?.get(to.0)?
+    }
+
+    /// The change standing on the link from region `from` to region `to`, if any.
+    pub fn link_override(&self, from: RegionId, to: RegionId) -> Option<&LinkOverride> {
+        self.link_overrides.get(&(from, to))
+    }
+
+    /// Every changed link, in (sending region, receiving region) order.
+    pub fn link_overrides(&self) -> impl Iterator<Item = ((RegionId, RegionId), &LinkOverride)> {
+        self.link_overrides
+            .iter()
+            .map(|(&pair, change)| (pair, change))
     }
 
     /// The current packet faults.
@@ -620,22 +672,83 @@ impl Network {
         self.cut_links.clear();
     }
 
+    /// Sets (`Some`) or lifts (`None`) the delay of the link `from -> to`. The caller checks
+    /// the regions and the bounds.
+    pub(crate) fn set_link_delay(&mut self, from: RegionId, to: RegionId, link: Option<Link>) {
+        self.change_link(from, to, |change| change.link = link);
+    }
+
+    /// Sets (`Some`) or lifts (`None`) the packet faults of the link `from -> to`. The caller
+    /// checks the regions and the values.
+    pub(crate) fn set_link_faults(
+        &mut self,
+        from: RegionId,
+        to: RegionId,
+        faults: Option<NetworkFaults>,
+    ) {
+        self.change_link(from, to, |change| change.faults = faults);
+    }
+
+    /// Lifts every link change; false when there was none.
+    pub(crate) fn restore_links(&mut self) -> bool {
+        let changed = !self.link_overrides.is_empty();
+        self.link_overrides.clear();
+        changed
+    }
+
+    fn change_link(
+        &mut self,
+        from: RegionId,
+        to: RegionId,
+        change: impl FnOnce(&mut LinkOverride),
+    ) {
+        let entry = self.link_overrides.entry((from, to)).or_default();
+        change(entry);
+        if entry.is_empty() {
+            self.link_overrides.remove(&(from, to));
+        }
+    }
+
+    /// The packet faults of the link a message from `from` to `to` takes, when it has its own.
+    pub(crate) fn link_faults(&self, from: NodeId, to: NodeId) -> Option<NetworkFaults> {
+        if self.link_overrides.is_empty() {
+            return None;
+        }
+        let from_region = self.region_of(from)?;
+        let to_region = self.region_of(to)?;
+        self.link_overrides
+            .get(&(from_region, to_region))
+            .and_then(|change| change.faults)
+    }
+
     /// The delay of one message from `from` to `to`: the link's delay plus, with the reorder
-    /// probability, an extra reorder delay. `None` if either node is unknown.
+    /// probability, an extra reorder delay; then, on a link with packet faults of its own,
+    /// with its reorder probability, an extra delay of its own. `None` if either node is
+    /// unknown.
     pub(crate) fn sample_delay(
         &self,
         rng: &mut SimRng,
         from: NodeId,
         to: NodeId,
     ) -> Option<Duration> {
-        let delay = self.link(from, to)?.sample_delay(rng);
-        if !rng.chance(self.faults.reorder_probability) {
-            return Some(delay);
+        let mut delay = self.link(from, to)?.sample_delay(rng);
+        delay += reorder_delay(rng, &self.faults);
+        if let Some(faults) = self.link_faults(from, to) {
+            delay += reorder_delay(rng, &faults);
         }
-        let extra_nanos =
-            rng.range_inclusive(0, duration_nanos_saturating(self.faults.reorder_delay_max));
-        Some(delay + Duration::from_nanos(extra_nanos))
+        Some(delay)
     }
+}
+
+/// With the reorder probability of `faults`, an extra delay drawn from
+/// `[0, reorder_delay_max]`; otherwise none. Draws one value, and one more when it reorders.
+fn reorder_delay(rng: &mut SimRng, faults: &NetworkFaults) -> Duration {
+    if !rng.chance(faults.reorder_probability) {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(
+        rng.range_inclusive(0, duration_nanos_saturating(faults.reorder_delay_max)),
+    )
 }
 
 #[cfg(test)]
@@ -765,6 +878,54 @@ mod tests {
         faults.duplication_probability = 0.0;
         faults.reorder_delay_max = Duration::from_secs(61);
         assert!(faults.validate().is_err());
+    }
+
+    #[test]
+    fn a_changed_link_takes_its_own_delay_and_faults_until_restored() {
+        let mut network = Network::new(two_regions()).unwrap();
+        let (eu, us) = (RegionId(0), RegionId(1));
+        assert!(!network.restore_links(), "nothing to restore");
+        network.set_link_delay(eu, us, Some(link_ms(300, 0)));
+        assert_eq!(network.link(1, 2), Some(link_ms(300, 0)));
+        assert_eq!(network.link(2, 1), Some(link_ms(45, 5)), "one way only");
+        assert_eq!(network.link_faults(1, 2), None);
+        let lossy = NetworkFaults {
+            loss_probability: 0.5,
+            ..NetworkFaults::NONE
+        };
+        network.set_link_faults(us, eu, Some(lossy));
+        assert_eq!(network.link_faults(2, 1), Some(lossy));
+        assert_eq!(network.link_faults(1, 2), None);
+        // Lifting one part keeps the other.
+        network.set_link_delay(eu, us, None);
+        assert_eq!(network.link(1, 2), Some(link_ms(40, 5)));
+        assert_eq!(network.link_overrides().count(), 1);
+        assert!(network.restore_links());
+        assert_eq!(network.link_overrides().count(), 0);
+        assert_eq!(network.link_faults(2, 1), None);
+    }
+
+    #[test]
+    fn a_link_without_a_change_draws_as_before() {
+        // The draws of an unchanged link: the link's delay, then the reorder chance (and the
+        // extra delay when it reorders), from the same generator as before link changes.
+        let mut network = Network::new(two_regions()).unwrap();
+        network.set_faults(NetworkFaults {
+            reorder_probability: 0.5,
+            reorder_delay_max: Duration::from_millis(10),
+            ..NetworkFaults::NONE
+        });
+        network.set_link_delay(RegionId(1), RegionId(0), Some(link_ms(500, 0)));
+        let (mut changed, mut expected) = (SimRng::new(3), SimRng::new(3));
+        for _ in 0..100 {
+            let delay = network.sample_delay(&mut changed, 1, 2).unwrap();
+            let mut by_hand = link_ms(40, 5).sample_delay(&mut expected);
+            if expected.chance(0.5) {
+                by_hand += Duration::from_nanos(expected.range_inclusive(0, 10_000_000));
+            }
+            assert_eq!(delay, by_hand);
+        }
+        assert_eq!(changed.next_u64(), expected.next_u64());
     }
 
     #[test]

@@ -634,7 +634,9 @@ impl<P: Process> Simulation<P> {
     }
 
     /// Sends one message through the network: partition, loss, delay, reordering and
-    /// duplication are decided now, in that order, each from the run's generator.
+    /// duplication are decided now, in that order, each from the run's generator. On a link
+    /// with packet faults of its own, its loss, reordering and duplication are drawn right
+    /// after the network-wide ones (and only there, so other messages draw as before).
     fn send(&mut self, from: NodeId, to: NodeId, message: P::Message) {
         let message_id = self.message_id();
         self.statistics.sent += 1;
@@ -658,11 +660,23 @@ impl<P: Process> Simulation<P> {
             self.drop_message(from, to, message_id, DropReason::Loss);
             return;
         }
+        let link_faults = self.network.link_faults(from, to);
+        if let Some(faults) = link_faults
+            && self.rng.chance(faults.loss_probability)
+        {
+            self.drop_message(from, to, message_id, DropReason::Loss);
+            return;
+        }
         let delay = self.sample_delay(from, to);
-        let duplicate = self
+        let mut duplicated = self
             .rng
-            .chance(self.network.faults().duplication_probability)
-            .then(|| (self.sample_delay(from, to), message.clone()));
+            .chance(self.network.faults().duplication_probability);
+        if let Some(faults) = link_faults {
+            // Drawn whatever the network-wide draw gave, so that the draws of a message do not
+            // depend on the outcome of an earlier one.
+            duplicated |= self.rng.chance(faults.duplication_probability);
+        }
+        let duplicate = duplicated.then(|| (self.sample_delay(from, to), message.clone()));
         self.schedule(
             self.now + delay,
             Event::Deliver {

@@ -295,3 +295,153 @@ fn a_message_to_the_outside_reaches_the_driver_at_once() {
             .any(|line| line.contains("deliver 3->external #0"))
     );
 }
+
+/// The delay of every probe `to` received from `from`, in microseconds.
+fn delays_from_us(
+    simulation: &dsss_simulations::Simulation<support::Recorder>,
+    to: u64,
+    from: u64,
+) -> Vec<u64> {
+    simulation
+        .process(to)
+        .unwrap()
+        .received
+        .iter()
+        .filter(|received| received.from == from)
+        .map(|received| (received.received_at - received.probe.sent_at).as_micros() as u64)
+        .collect()
+}
+
+#[test]
+fn a_changed_link_delay_holds_one_way_until_restored() {
+    let mut simulation = recorders(20);
+    // A probe already on its way keeps the delay it left with.
+    send_probe(&mut simulation, 1, 3, 0);
+    simulation.set_link_delay(support::EU, support::US, support::link_us(300_000, 10_000));
+    for sequence in 1..=200 {
+        send_probe(&mut simulation, 1, 3, sequence);
+        send_probe(&mut simulation, 2, 4, sequence);
+        send_probe(&mut simulation, 3, 1, sequence);
+        simulation.run_for(Duration::from_millis(1));
+    }
+    simulation.run_for(Duration::from_secs(1));
+    let first = simulation.process(3).unwrap().received[0].clone();
+    assert_eq!(first.probe.sequence, 0);
+    let first_delay_us = (first.received_at - first.probe.sent_at).as_micros() as u64;
+    assert!(
+        (35_000..=45_000).contains(&first_delay_us),
+        "{first_delay_us}"
+    );
+    // eu -> us now 300 ms +- 10 ms, for every node pair of the two regions; us -> eu unchanged.
+    let changed = delays_from_us(&simulation, 3, 1);
+    assert_eq!(changed.len(), 201);
+    assert_spread_within(&changed[1..], 290_000, 310_000);
+    assert_spread_within(&delays_from_us(&simulation, 4, 2), 290_000, 310_000);
+    assert_spread_within(&delays_from_us(&simulation, 1, 3), 45_000, 55_000);
+
+    simulation.restore_link_delay(support::EU, support::US);
+    for sequence in 0..200 {
+        send_probe(&mut simulation, 2, 3, sequence);
+        simulation.run_for(Duration::from_millis(1));
+    }
+    simulation.run_for(Duration::from_secs(1));
+    assert_spread_within(&delays_from_us(&simulation, 3, 2), 35_000, 45_000);
+    assert!(!simulation.restore_links(), "nothing left to restore");
+}
+
+#[test]
+fn link_faults_act_on_their_link_only_on_top_of_the_network_faults() {
+    let mut simulation = recorders(22);
+    simulation.set_loss_probability(0.1);
+    simulation.set_link_faults(
+        support::EU,
+        support::US,
+        dsss_simulations::NetworkFaults {
+            loss_probability: 0.5,
+            ..dsss_simulations::NetworkFaults::NONE
+        },
+    );
+    for sequence in 0..1_000 {
+        send_probe(&mut simulation, 1, 3, sequence);
+        send_probe(&mut simulation, 3, 1, sequence);
+    }
+    simulation.run_for(Duration::from_secs(1));
+    // eu -> us keeps about 0.9 * 0.5 of its probes; us -> eu about 0.9.
+    let lossy = simulation.process(3).unwrap().received.len();
+    let plain = simulation.process(1).unwrap().received.len();
+    assert!(
+        (380..520).contains(&lossy),
+        "{lossy} delivered on the lossy link"
+    );
+    assert!(
+        (860..940).contains(&plain),
+        "{plain} delivered on the other way"
+    );
+
+    // Duplication and reordering of the link alone.
+    simulation.set_loss_probability(0.0);
+    simulation.set_link_faults(
+        support::US,
+        support::EU,
+        dsss_simulations::NetworkFaults {
+            duplication_probability: 1.0,
+            reorder_probability: 1.0,
+            reorder_delay_max: Duration::from_millis(100),
+            ..dsss_simulations::NetworkFaults::NONE
+        },
+    );
+    let before = simulation.process(1).unwrap().received.len();
+    for sequence in 0..100 {
+        send_probe(&mut simulation, 3, 1, 10_000 + sequence);
+    }
+    simulation.run_for(Duration::from_secs(1));
+    let received = &simulation.process(1).unwrap().received[before..];
+    assert_eq!(received.len(), 200, "every probe twice");
+    let held_back = received
+        .iter()
+        .filter(|received| {
+            received.received_at - received.probe.sent_at > Duration::from_millis(55)
+        })
+        .count();
+    assert!(held_back > 100, "only {held_back} copies held back");
+
+    assert!(simulation.restore_links());
+    let before = simulation.process(3).unwrap().received.len();
+    for sequence in 0..100 {
+        send_probe(&mut simulation, 1, 3, 20_000 + sequence);
+    }
+    simulation.run_for(Duration::from_secs(1));
+    assert_eq!(simulation.process(3).unwrap().received.len(), before + 100);
+}
+
+/// A link change draws more only for the messages on that link: the probes of every other
+/// link arrive when they would have without it.
+#[test]
+fn a_link_change_leaves_the_draws_of_other_links_alone() {
+    let run = |changed: bool| {
+        let mut simulation = recorders(23);
+        simulation.set_loss_probability(0.2);
+        simulation.set_duplication_probability(0.2);
+        simulation.set_reordering(0.2, Duration::from_millis(5));
+        if changed {
+            // No probe crosses ap -> us.
+            simulation.set_link_delay(support::AP, support::US, support::link_us(1_000, 0));
+            simulation.set_link_faults(
+                support::AP,
+                support::US,
+                dsss_simulations::NetworkFaults {
+                    loss_probability: 0.9,
+                    ..dsss_simulations::NetworkFaults::NONE
+                },
+            );
+        }
+        for sequence in 0..300 {
+            send_probe(&mut simulation, 1, 3, sequence);
+            send_probe(&mut simulation, 4, 5, sequence);
+            simulation.run_for(Duration::from_millis(1));
+        }
+        simulation.run_for(Duration::from_secs(1));
+        [3, 5].map(|node| simulation.process(node).unwrap().received.clone())
+    };
+    assert_eq!(run(true), run(false));
+}

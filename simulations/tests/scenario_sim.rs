@@ -27,28 +27,6 @@ fn scenario(seed: u64, workload: &str, faults: &str, duration: Duration) -> Scen
     }
 }
 
-/// Every example file in the repository reads (the docs point at them).
-#[test]
-fn every_example_file_reads() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sim");
-    for (folder, parse) in [
-        (
-            "workloads",
-            (|text: &str| parse_workload(text).map(drop)) as fn(&str) -> Result<(), String>,
-        ),
-        ("faults", |text: &str| parse_faults(text).map(drop)),
-    ] {
-        let mut read = 0;
-        for entry in std::fs::read_dir(root.join(folder)).expect("the examples folder") {
-            let path = entry.expect("a folder entry").path();
-            let text = std::fs::read_to_string(&path).expect("an example file");
-            parse(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-            read += 1;
-        }
-        assert!(read >= 3, "{folder}: {read} files");
-    }
-}
-
 /// The scripted faults of `cut-and-crash.toml` happen as written (an isolation beyond the
 /// suspicion timeout and a one-way cut, a coordinator leader crash, a pause, a clock step)
 /// over the packet faults it sets, and every check passes.
@@ -311,4 +289,38 @@ fn a_sweep_gives_one_row_per_value_and_region_whatever_the_threads() {
     // A value the parameter refuses stops the sweep before it runs.
     let error = run_sweep(&base, SweepParameter::EpochMs, &[0.5], 1, 1, 1).unwrap_err();
     assert!(error.contains("epoch_ms = 0.5"), "{error}");
+}
+
+/// Every example file in examples/sim reads, and its faults fit the local topology within a
+/// 10 s run, as the examples say.
+#[test]
+fn every_example_file_reads_and_fits_the_local_topology() {
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/sim");
+    let files = |folder: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(directory.join(folder))
+            .unwrap_or_else(|error| panic!("{folder}: {error}"))
+            .map(|entry| entry.expect("a directory entry").file_name())
+            .map(|name| name.into_string().expect("a UTF-8 file name"))
+            .filter(|name| name.ends_with(".toml"))
+            .map(|name| format!("{folder}/{name}"))
+            .collect();
+        names.sort();
+        names
+    };
+    let workloads = files("workloads");
+    let faults = files("faults");
+    assert!(
+        faults.contains(&"faults/slow-link.toml".to_owned()),
+        "{faults:?}"
+    );
+    for workload in &workloads {
+        parse_workload(&example(workload)).unwrap_or_else(|error| panic!("{workload}: {error}"));
+    }
+    for fault_file in &faults {
+        let settings =
+            scenario(1, &workloads[0], fault_file, Duration::from_secs(10)).session_settings();
+        if let Err(error) = settings {
+            panic!("{fault_file}: {error}");
+        }
+    }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::network::NetworkFaults;
-use crate::workloads::global::script::{FaultScript, ScriptedFault, ScriptedFaultKind};
+use crate::workloads::global::script::{
+    FaultScript, ScriptedFault, ScriptedFaultKind, check_link_delay, check_link_faults,
+};
 use crate::workloads::session::instance::PAYLOAD_BYTES_MAX;
 use crate::workloads::session::{GLOBAL_OBJECTS_MAX, Popularity};
 
@@ -333,6 +335,18 @@ struct FaultTable {
     node: Option<u64>,
     #[serde(default)]
     skew: Option<String>,
+    #[serde(default)]
+    delay: Option<String>,
+    #[serde(default)]
+    jitter: Option<String>,
+    #[serde(default)]
+    loss: Option<f64>,
+    #[serde(default)]
+    duplicate: Option<f64>,
+    #[serde(default)]
+    reorder: Option<f64>,
+    #[serde(default)]
+    reorder_delay_max: Option<String>,
 }
 
 /// Reads a fault file's text. Names and times are checked against the topology and the run's
@@ -343,12 +357,9 @@ pub fn parse_faults(text: &str) -> Result<Faults, String> {
     let network = match file.network {
         None => None,
         Some(table) => {
-            let reorder_delay_max = match &table.reorder_delay_max {
-                Some(text) => parse_duration(text)
-                    .map_err(|error| format!("[network] reorder_delay_max: {error}"))?,
-                None if table.reorder > 0.0 => Duration::from_millis(20),
-                None => Duration::ZERO,
-            };
+            let reorder_delay_max =
+                reorder_delay_max(table.reorder_delay_max.as_deref(), table.reorder)
+                    .map_err(|error| format!("[network] reorder_delay_max: {error}"))?;
             let faults = NetworkFaults {
                 loss_probability: table.loss,
                 duplication_probability: table.duplicate,
@@ -410,10 +421,22 @@ fn read_fault(table: &FaultTable) -> Result<ScriptedFault, String> {
         "crash_node" | "pause_node" => &["node", "for"],
         "crash_coordinator_leader" => &["for"],
         "clock_skew" => &["node", "skew"],
+        "link_delay" => &["from", "to", "regions", "delay", "jitter", "for"],
+        "link_loss" => &[
+            "from",
+            "to",
+            "regions",
+            "loss",
+            "duplicate",
+            "reorder",
+            "reorder_delay_max",
+            "for",
+        ],
         other => {
             return Err(format!(
                 "kind = {other:?}; it is one of isolate_region, cut_regions, cut_one_way, \
-                 crash_node, crash_coordinator_leader, pause_node, clock_skew"
+                 crash_node, crash_coordinator_leader, pause_node, clock_skew, link_delay, \
+                 link_loss"
             ));
         }
     };
@@ -425,6 +448,12 @@ fn read_fault(table: &FaultTable) -> Result<ScriptedFault, String> {
         ("to", table.to.is_some()),
         ("node", table.node.is_some()),
         ("skew", table.skew.is_some()),
+        ("delay", table.delay.is_some()),
+        ("jitter", table.jitter.is_some()),
+        ("loss", table.loss.is_some()),
+        ("duplicate", table.duplicate.is_some()),
+        ("reorder", table.reorder.is_some()),
+        ("reorder_delay_max", table.reorder_delay_max.is_some()),
     ] {
         if present && !takes.contains(&key) {
             return Err(format!(
@@ -466,6 +495,45 @@ fn read_fault(table: &FaultTable) -> Result<ScriptedFault, String> {
         "crash_coordinator_leader" => ScriptedFaultKind::CrashCoordinatorLeader {
             downtime: length()?,
         },
+        "link_delay" => {
+            let (from, to, both_ways) = read_link(table)?;
+            let delay = parse_duration(&text(&table.delay, "delay")?)
+                .map_err(|error| format!("delay: {error}"))?;
+            let jitter = match &table.jitter {
+                Some(jitter) => {
+                    parse_duration(jitter).map_err(|error| format!("jitter: {error}"))?
+                }
+                None => Duration::ZERO,
+            };
+            check_link_delay(delay, jitter)?;
+            ScriptedFaultKind::LinkDelay {
+                from,
+                to,
+                both_ways,
+                delay,
+                jitter,
+                length: length()?,
+            }
+        }
+        "link_loss" => {
+            let (from, to, both_ways) = read_link(table)?;
+            let reorder = table.reorder.unwrap_or(0.0);
+            let faults = NetworkFaults {
+                loss_probability: table.loss.unwrap_or(0.0),
+                duplication_probability: table.duplicate.unwrap_or(0.0),
+                reorder_probability: reorder,
+                reorder_delay_max: reorder_delay_max(table.reorder_delay_max.as_deref(), reorder)
+                    .map_err(|error| format!("reorder_delay_max: {error}"))?,
+            };
+            check_link_faults(&faults)?;
+            ScriptedFaultKind::LinkLoss {
+                from,
+                to,
+                both_ways,
+                faults,
+                length: length()?,
+            }
+        }
         _ => {
             let skew = text(&table.skew, "skew")?;
             ScriptedFaultKind::ClockSkew {
@@ -476,6 +544,30 @@ fn read_fault(table: &FaultTable) -> Result<ScriptedFault, String> {
         }
     };
     Ok(ScriptedFault { at, kind })
+}
+
+/// The link of a `link_delay` or `link_loss` fault: `from` and `to` for one way, or
+/// `regions = [A, B]` for both ways. Returns (sending region, receiving region, both ways).
+fn read_link(table: &FaultTable) -> Result<(String, String, bool), String> {
+    match (&table.from, &table.to, &table.regions) {
+        (Some(from), Some(to), None) => Ok((from.clone(), to.clone(), false)),
+        (None, None, Some([a, b])) => Ok((a.clone(), b.clone(), true)),
+        _ => Err(format!(
+            "a {} fault names its link with `from` and `to` (one way) or with `regions`, two \
+             region names (both ways), not both",
+            table.kind
+        )),
+    }
+}
+
+/// The largest extra delay of reordering: as written, or 20 ms when the file gives a
+/// reorder probability but no delay.
+fn reorder_delay_max(text: Option<&str>, reorder: f64) -> Result<Duration, String> {
+    match text {
+        Some(text) => parse_duration(text),
+        None if reorder > 0.0 => Ok(Duration::from_millis(20)),
+        None => Ok(Duration::ZERO),
+    }
 }
 
 /// Reads a duration written as a number and a unit: `250us`, `20ms`, `1.5s`, `2min`, `1h`.
@@ -752,6 +844,232 @@ for = "1s"
             let error = parse_faults(text).unwrap_err();
             assert!(error.contains(expected), "{expected:?} not in {error}");
         }
+    }
+
+    #[test]
+    fn link_faults_read_into_a_script() {
+        let faults = parse_faults(
+            r#"
+[[fault]]
+at = "2s"
+kind = "link_delay"
+regions = ["local-a", "local-c"]
+delay = "150ms"
+jitter = "10ms"
+for = "4s"
+
+[[fault]]
+at = "3s"
+kind = "link_delay"
+from = "local-b"
+to = "local-c"
+delay = "1.5s"
+for = "2s"
+
+[[fault]]
+at = "7s"
+kind = "link_loss"
+from = "local-b"
+to = "local-a"
+loss = 0.2
+reorder = 0.1
+for = "2s"
+
+[[fault]]
+at = "9s"
+kind = "link_loss"
+regions = ["local-a", "local-b"]
+duplicate = 1
+reorder = 0.5
+reorder_delay_max = "5ms"
+for = "1s"
+"#,
+        )
+        .unwrap();
+        assert!(!faults.standard_swarm);
+        assert_eq!(
+            faults.script.faults,
+            vec![
+                ScriptedFault {
+                    at: Duration::from_secs(2),
+                    kind: ScriptedFaultKind::LinkDelay {
+                        from: "local-a".to_owned(),
+                        to: "local-c".to_owned(),
+                        both_ways: true,
+                        delay: Duration::from_millis(150),
+                        jitter: Duration::from_millis(10),
+                        length: Duration::from_secs(4),
+                    },
+                },
+                ScriptedFault {
+                    at: Duration::from_secs(3),
+                    kind: ScriptedFaultKind::LinkDelay {
+                        from: "local-b".to_owned(),
+                        to: "local-c".to_owned(),
+                        both_ways: false,
+                        delay: Duration::from_millis(1_500),
+                        jitter: Duration::ZERO,
+                        length: Duration::from_secs(2),
+                    },
+                },
+                ScriptedFault {
+                    at: Duration::from_secs(7),
+                    kind: ScriptedFaultKind::LinkLoss {
+                        from: "local-b".to_owned(),
+                        to: "local-a".to_owned(),
+                        both_ways: false,
+                        faults: NetworkFaults {
+                            loss_probability: 0.2,
+                            duplication_probability: 0.0,
+                            reorder_probability: 0.1,
+                            // The default when reorder is given without a delay.
+                            reorder_delay_max: Duration::from_millis(20),
+                        },
+                        length: Duration::from_secs(2),
+                    },
+                },
+                ScriptedFault {
+                    at: Duration::from_secs(9),
+                    kind: ScriptedFaultKind::LinkLoss {
+                        from: "local-a".to_owned(),
+                        to: "local-b".to_owned(),
+                        both_ways: true,
+                        faults: NetworkFaults {
+                            loss_probability: 0.0,
+                            duplication_probability: 1.0,
+                            reorder_probability: 0.5,
+                            reorder_delay_max: Duration::from_millis(5),
+                        },
+                        length: Duration::from_secs(1),
+                    },
+                },
+            ]
+        );
+        let topology = dsss_topology::local_default();
+        assert_eq!(
+            faults.script.validate(&topology, Duration::from_secs(10)),
+            Ok(())
+        );
+    }
+
+    /// A wrong link fault is refused naming the fault, the key, the value and what is
+    /// accepted.
+    #[test]
+    fn a_wrong_link_fault_is_refused_naming_the_key_and_the_value() {
+        let delay = |keys: &str| {
+            format!("[[fault]]\nat = \"1s\"\nkind = \"link_delay\"\nfor = \"2s\"\n{keys}\n")
+        };
+        let loss = |keys: &str| {
+            format!("[[fault]]\nat = \"1s\"\nkind = \"link_loss\"\nfor = \"2s\"\n{keys}\n")
+        };
+        let one_way = "from = \"local-a\"\nto = \"local-b\"";
+        let cases = [
+            (
+                delay(&format!("{one_way}\ndelay = \"61s\"")),
+                "[[fault]] 0: delay = 61s is more than the maximum of 60s",
+            ),
+            (
+                delay(&format!("{one_way}\ndelay = \"10ms\"\njitter = \"11ms\"")),
+                "jitter = 11ms is more than the delay of 10ms",
+            ),
+            (
+                delay(&format!("{one_way}\ndelay = \"fast\"")),
+                "delay: \"fast\": \"\" is not a number",
+            ),
+            (
+                delay(&format!("{one_way}\ndelay = \"-5ms\"")),
+                "delay: \"-5ms\" is negative",
+            ),
+            (delay(one_way), "a link_delay fault needs `delay`"),
+            (
+                delay("from = \"local-a\"\ndelay = \"5ms\""),
+                "names its link with `from` and `to` (one way) or with `regions`",
+            ),
+            (
+                delay(&format!(
+                    "{one_way}\nregions = [\"local-a\", \"local-b\"]\ndelay = \"5ms\""
+                )),
+                "not both",
+            ),
+            (
+                delay(&format!("{one_way}\ndelay = \"5ms\"\nloss = 0.1")),
+                "a link_delay fault takes no `loss`",
+            ),
+            (
+                delay(&format!("{one_way}\ndelay = \"5ms\"\nscale = 3.0")),
+                "unknown field `scale`",
+            ),
+            (
+                loss(&format!("{one_way}\nloss = 1.0")),
+                "[[fault]] 0: loss = 1 is outside 0 <= loss < 1 (a link that loses every \
+                 message is cut",
+            ),
+            (
+                loss(&format!("{one_way}\nloss = -0.1")),
+                "loss = -0.1 is outside 0 <= loss < 1",
+            ),
+            (
+                loss(&format!("{one_way}\nduplicate = 1.5")),
+                "duplicate = 1.5 is outside 0 <= duplicate <= 1",
+            ),
+            (
+                loss(&format!("{one_way}\nreorder = nan")),
+                "reorder = NaN is outside 0 <= reorder <= 1",
+            ),
+            (
+                loss(&format!(
+                    "{one_way}\nreorder = 0.5\nreorder_delay_max = \"61s\""
+                )),
+                "reorder_delay_max = 61s is more than the maximum of 60s",
+            ),
+            (
+                loss(one_way),
+                "loss, duplicate and reorder are all 0, so the fault changes nothing",
+            ),
+            (
+                loss(&format!("{one_way}\nloss = 0.1\ndelay = \"5ms\"")),
+                "a link_loss fault takes no `delay`",
+            ),
+            (
+                "[[fault]]\nat = \"1s\"\nkind = \"link_loss\"\nfrom = \"local-a\"\n\
+                 to = \"local-b\"\nloss = 0.1\n"
+                    .to_owned(),
+                "a link_loss fault needs `for`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse_faults(&text).unwrap_err();
+            assert!(error.contains(expected), "{expected:?} not in {error}");
+        }
+    }
+
+    /// Every bound of a link fault is accepted at the bound and refused just beyond it.
+    #[test]
+    fn link_fault_bounds_are_reached_and_kept() {
+        let delay = |delay: &str, jitter: &str| {
+            parse_faults(&format!(
+                "[[fault]]\nat = \"1s\"\nkind = \"link_delay\"\nfrom = \"local-a\"\n\
+                 to = \"local-b\"\ndelay = \"{delay}\"\njitter = \"{jitter}\"\nfor = \"2s\"\n"
+            ))
+        };
+        assert!(delay("60s", "0s").is_ok(), "the largest delay");
+        assert!(delay("60s", "60s").is_ok(), "the largest jitter");
+        assert!(delay("0s", "0s").is_ok(), "no delay at all");
+        assert!(delay("60.000001s", "0s").is_err());
+        assert!(delay("20ms", "20.001ms").is_err());
+        let loss = |keys: &str| {
+            parse_faults(&format!(
+                "[[fault]]\nat = \"1s\"\nkind = \"link_loss\"\nregions = [\"local-a\", \
+                 \"local-b\"]\n{keys}\nfor = \"2s\"\n"
+            ))
+        };
+        assert!(loss("loss = 0.999999").is_ok(), "just below a full loss");
+        assert!(loss("loss = 1").is_err());
+        assert!(loss("duplicate = 1.0").is_ok());
+        assert!(loss("duplicate = 1.000001").is_err());
+        assert!(loss("reorder = 1.0\nreorder_delay_max = \"60s\"").is_ok());
+        assert!(loss("reorder = 1.0\nreorder_delay_max = \"60.000001s\"").is_err());
+        assert!(loss("loss = 0.000001").is_ok(), "the smallest change");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{DropReason, Event, Simulation};
-use crate::network::{NetworkFaults, NodeId, RegionId};
+use crate::network::{LINK_DELAY_MAX, LINK_JITTER_MAX, Link, NetworkFaults, NodeId, RegionId};
 use crate::process::Process;
 
 impl<P: Process> Simulation<P> {
@@ -218,6 +218,77 @@ impl<P: Process> Simulation<P> {
     pub fn heal_all(&mut self) {
         self.network.heal_all();
         self.record(format_args!("heal-all"));
+    }
+
+    // Faults: changed links. Like partitions, they act on messages sent from now on.
+
+    /// Replaces the delay and jitter of the link from the nodes of `from` to the nodes of
+    /// `to`, one way, until [`Simulation::restore_link_delay`] or
+    /// [`Simulation::restore_links`].
+    ///
+    /// # Panics
+    ///
+    /// If a region is unknown, or the delay or jitter is beyond
+    /// [`LINK_DELAY_MAX`] or [`LINK_JITTER_MAX`].
+    pub fn set_link_delay(&mut self, from: RegionId, to: RegionId, link: Link) {
+        self.assert_region(from);
+        self.assert_region(to);
+        assert!(
+            link.delay <= LINK_DELAY_MAX && link.jitter <= LINK_JITTER_MAX,
+            "link delay {:?} or jitter {:?} is beyond its maximum ({LINK_DELAY_MAX:?}, \
+             {LINK_JITTER_MAX:?})",
+            link.delay,
+            link.jitter
+        );
+        self.network.set_link_delay(from, to, Some(link));
+        self.record(format_args!(
+            "link {from}->{to} delay={:?} jitter={:?}",
+            link.delay, link.jitter
+        ));
+    }
+
+    /// Gives the link `from -> to` back its configured delay and jitter.
+    pub fn restore_link_delay(&mut self, from: RegionId, to: RegionId) {
+        self.assert_region(from);
+        self.assert_region(to);
+        self.network.set_link_delay(from, to, None);
+        self.record(format_args!("link {from}->{to} delay restored"));
+    }
+
+    /// Adds packet faults to the link from the nodes of `from` to the nodes of `to`, one way,
+    /// on top of the network-wide ones, until [`Simulation::restore_link_faults`] or
+    /// [`Simulation::restore_links`].
+    ///
+    /// # Panics
+    ///
+    /// If a region is unknown, a probability is outside `[0, 1]` or the reorder delay is
+    /// beyond its bound.
+    pub fn set_link_faults(&mut self, from: RegionId, to: RegionId, faults: NetworkFaults) {
+        self.assert_region(from);
+        self.assert_region(to);
+        if let Err(error) = faults.validate() {
+            panic!("invalid faults for link {from}->{to}: {error}");
+        }
+        self.network.set_link_faults(from, to, Some(faults));
+        self.record(format_args!("link {from}->{to} faults {faults}"));
+    }
+
+    /// Takes the packet faults of the link `from -> to` away.
+    pub fn restore_link_faults(&mut self, from: RegionId, to: RegionId) {
+        self.assert_region(from);
+        self.assert_region(to);
+        self.network.set_link_faults(from, to, None);
+        self.record(format_args!("link {from}->{to} faults restored"));
+    }
+
+    /// Lifts every link change: every link has its configured delay and no packet faults of
+    /// its own. Returns false, and writes nothing to the trace, when no link was changed.
+    pub fn restore_links(&mut self) -> bool {
+        if !self.network.restore_links() {
+            return false;
+        }
+        self.record(format_args!("links restored"));
+        true
     }
 
     // Faults: clocks.

@@ -38,7 +38,7 @@ pub use process::{
 };
 
 use super::common::{election_seed, uniform_duration};
-use crate::network::{NetworkConfig, NetworkFaults, NodeId};
+use crate::network::{Link, NetworkConfig, NetworkFaults, NodeId};
 use crate::simulation::Simulation;
 use crate::time::SimTime;
 use crate::workloads::region::SimDiskReader;
@@ -577,12 +577,16 @@ impl GlobalCluster {
 
     // Commands.
 
-    /// Ends every fault: links heal, packet faults stop, clocks agree again, paused nodes
-    /// resume, crashed nodes restart.
+    /// Ends every fault: links heal, packet faults stop, changed links get their configured
+    /// delay back and lose their own packet faults, clocks agree again, paused nodes resume,
+    /// crashed nodes restart.
     pub fn heal(&mut self) {
         self.simulation.note("heal");
         self.simulation.heal_all();
         self.simulation.set_faults(NetworkFaults::NONE);
+        // Writes nothing to the trace when no link was changed, so that runs without link
+        // faults keep their traces.
+        self.simulation.restore_links();
         for node in self.nodes() {
             self.simulation.set_clock_skew_us(node, 0);
             self.simulation.set_clock_drift_ppm(node, 0);
@@ -786,7 +790,7 @@ impl GlobalCluster {
 }
 
 /// One fault of a run's schedule.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 enum FaultEvent {
     Crash(NodeId),
     CrashCoordinatorLeader {
@@ -804,6 +808,12 @@ enum FaultEvent {
     CutOneWay(String, String),
     HealOneWay(String, String),
     ClockSkew(NodeId, i64),
+    /// A scripted link delay: (sending region, receiving region, the link in force).
+    LinkDelay(String, String, Link),
+    RestoreLinkDelay(String, String),
+    /// Scripted packet faults of one link: (sending region, receiving region, the faults).
+    LinkFaults(String, String, NetworkFaults),
+    RestoreLinkFaults(String, String),
 }
 
 /// What a run's schedule held, for the report.
@@ -823,6 +833,9 @@ pub struct FaultsDrawn {
     pub clock_skew_us_max: u64,
     /// Pauses of region members that happened.
     pub pauses: u32,
+    /// Scripted changes of a one-way link (its delay, or its own packet faults) that
+    /// happened; a change of both ways counts two.
+    pub link_changes: u32,
 }
 
 /// Draws the fault schedule of a run from its seed, sorted by time, and sets the clocks.
@@ -962,11 +975,55 @@ fn draw_schedule(
             ScriptedFaultKind::ClockSkew { node, skew_us } => {
                 events.push((begin, FaultEvent::ClockSkew(*node, *skew_us)));
             }
+            ScriptedFaultKind::LinkDelay {
+                from,
+                to,
+                both_ways,
+                delay,
+                jitter,
+                ..
+            } => {
+                for (from, to) in one_way_links(from, to, *both_ways) {
+                    let link = Link::new(*delay, *jitter);
+                    events.push((begin, FaultEvent::LinkDelay(from.clone(), to.clone(), link)));
+                    events.extend(end.map(|end| (end, FaultEvent::RestoreLinkDelay(from, to))));
+                }
+            }
+            ScriptedFaultKind::LinkLoss {
+                from,
+                to,
+                both_ways,
+                faults,
+                ..
+            } => {
+                for (from, to) in one_way_links(from, to, *both_ways) {
+                    let event = FaultEvent::LinkFaults(from.clone(), to.clone(), *faults);
+                    events.push((begin, event));
+                    events.extend(end.map(|end| (end, FaultEvent::RestoreLinkFaults(from, to))));
+                }
+            }
         }
     }
     // A stable sort keeps the drawing order among equal times, so the seed alone decides.
-    events.sort_by_key(|(time, _)| *time);
+    // The end of a link change goes first among equal times, so that a change of the same
+    // link beginning as another ends stands (such changes may touch, not overlap).
+    events.sort_by_key(|(time, event)| {
+        let link_restore = matches!(
+            event,
+            FaultEvent::RestoreLinkDelay(..) | FaultEvent::RestoreLinkFaults(..)
+        );
+        (*time, !link_restore)
+    });
     events
+}
+
+/// The one-way links (sending region, receiving region) of a scripted link fault.
+fn one_way_links(from: &str, to: &str, both_ways: bool) -> Vec<(String, String)> {
+    let mut links = vec![(from.to_owned(), to.to_owned())];
+    if both_ways {
+        links.push((to.to_owned(), from.to_owned()));
+    }
+    links
 }
 
 fn apply_fault(
@@ -1057,6 +1114,29 @@ fn apply_fault(
         FaultEvent::ClockSkew(node, skew_us) => {
             drawn.clock_skew_us_max = drawn.clock_skew_us_max.max(skew_us.unsigned_abs());
             cluster.simulation.set_clock_skew_us(*node, *skew_us);
+        }
+        FaultEvent::LinkDelay(from, to, _)
+        | FaultEvent::RestoreLinkDelay(from, to)
+        | FaultEvent::LinkFaults(from, to, _)
+        | FaultEvent::RestoreLinkFaults(from, to) => {
+            let config = cluster.simulation.network().config();
+            let (Some(from), Some(to)) = (config.region_named(from), config.region_named(to))
+            else {
+                return;
+            };
+            let simulation = &mut cluster.simulation;
+            match event {
+                FaultEvent::LinkDelay(_, _, link) => {
+                    drawn.link_changes += 1;
+                    simulation.set_link_delay(from, to, *link);
+                }
+                FaultEvent::LinkFaults(_, _, faults) => {
+                    drawn.link_changes += 1;
+                    simulation.set_link_faults(from, to, *faults);
+                }
+                FaultEvent::RestoreLinkDelay(..) => simulation.restore_link_delay(from, to),
+                _ => simulation.restore_link_faults(from, to),
+            }
         }
     }
 }

@@ -218,6 +218,13 @@ impl fmt::Display for SessionReport {
             self.faults.clock_skew_us_max / 1_000,
             self.faults.network.loss_probability,
         )?;
+        if self.faults.link_changes > 0 {
+            writeln!(
+                formatter,
+                "  scripted link changes: {}",
+                self.faults.link_changes
+            )?;
+        }
         writeln!(
             formatter,
             "  writes {} (failed {}), local reads {}, sync() reads {}, barriers given up {}; \

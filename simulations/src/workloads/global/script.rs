@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dsss_topology::Topology;
 
-use crate::network::{NetworkFaults, NodeId};
+use crate::network::{LINK_DELAY_MAX, LINK_JITTER_MAX, NetworkFaults, NodeId, REORDER_DELAY_MAX};
 
 /// The most scripted faults one run takes.
 pub const SCRIPTED_FAULTS_MAX: usize = 1_024;
@@ -88,6 +88,92 @@ pub enum ScriptedFaultKind {
         /// The skew, in microseconds, either direction.
         skew_us: i64,
     },
+    /// The link from the nodes of `from` to the nodes of `to` (and back, when `both_ways`)
+    /// takes a one-way delay drawn uniformly from `[delay - jitter, delay + jitter]` instead
+    /// of the topology's, for `length`; then the topology's delay again.
+    LinkDelay {
+        /// The sending region.
+        from: String,
+        /// The receiving region.
+        to: String,
+        /// Whether the link from `to` to `from` changes too.
+        both_ways: bool,
+        /// The mean one-way delay, at most [`LINK_DELAY_MAX`].
+        delay: Duration,
+        /// The jitter around it, at most `delay`.
+        jitter: Duration,
+        /// How long.
+        length: Duration,
+    },
+    /// The link from the nodes of `from` to the nodes of `to` (and back, when `both_ways`)
+    /// loses, duplicates and reorders messages as `faults` says, on top of the packet faults
+    /// of the whole network, for `length`.
+    LinkLoss {
+        /// The sending region.
+        from: String,
+        /// The receiving region.
+        to: String,
+        /// Whether the link from `to` to `from` changes too.
+        both_ways: bool,
+        /// The link's own packet faults; its loss is below 1 (losing everything is a cut).
+        faults: NetworkFaults,
+        /// How long.
+        length: Duration,
+    },
+}
+
+/// Checks the delay and jitter of a `link_delay` fault, naming the key, the value and what
+/// is accepted.
+pub fn check_link_delay(delay: Duration, jitter: Duration) -> Result<(), String> {
+    if delay > LINK_DELAY_MAX {
+        return Err(format!(
+            "delay = {delay:?} is more than the maximum of {LINK_DELAY_MAX:?} (a one-way delay \
+             of 0 to {LINK_DELAY_MAX:?})"
+        ));
+    }
+    if jitter > delay || jitter > LINK_JITTER_MAX {
+        return Err(format!(
+            "jitter = {jitter:?} is more than the delay of {delay:?} (a jitter of 0 up to the \
+             delay)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the packet faults of a `link_loss` fault, naming the key, the value and what is
+/// accepted.
+pub fn check_link_faults(faults: &NetworkFaults) -> Result<(), String> {
+    let loss = faults.loss_probability;
+    if !(0.0..1.0).contains(&loss) {
+        return Err(format!(
+            "loss = {loss} is outside 0 <= loss < 1 (a link that loses every message is cut: \
+             use cut_one_way or cut_regions)"
+        ));
+    }
+    for (key, value) in [
+        ("duplicate", faults.duplication_probability),
+        ("reorder", faults.reorder_probability),
+    ] {
+        if !(0.0..=1.0).contains(&value) {
+            return Err(format!(
+                "{key} = {value} is outside 0 <= {key} <= 1 (a probability)"
+            ));
+        }
+    }
+    if faults.reorder_delay_max > REORDER_DELAY_MAX {
+        return Err(format!(
+            "reorder_delay_max = {:?} is more than the maximum of {REORDER_DELAY_MAX:?}",
+            faults.reorder_delay_max
+        ));
+    }
+    if loss == 0.0 && faults.duplication_probability == 0.0 && faults.reorder_probability == 0.0 {
+        return Err(
+            "loss, duplicate and reorder are all 0, so the fault changes nothing; give at least \
+             one of them a probability above 0"
+                .to_owned(),
+        );
+    }
+    Ok(())
 }
 
 impl ScriptedFaultKind {
@@ -97,11 +183,85 @@ impl ScriptedFaultKind {
             ScriptedFaultKind::IsolateRegion { length, .. }
             | ScriptedFaultKind::CutRegions { length, .. }
             | ScriptedFaultKind::CutOneWay { length, .. }
-            | ScriptedFaultKind::PauseNode { length, .. } => Some(*length),
+            | ScriptedFaultKind::PauseNode { length, .. }
+            | ScriptedFaultKind::LinkDelay { length, .. }
+            | ScriptedFaultKind::LinkLoss { length, .. } => Some(*length),
             ScriptedFaultKind::CrashNode { downtime, .. }
             | ScriptedFaultKind::CrashCoordinatorLeader { downtime } => Some(*downtime),
             ScriptedFaultKind::ClockSkew { .. } => None,
         }
+    }
+
+    /// A short description, for the shading of plots: `local-c isolated`,
+    /// `local-a -> local-b 120ms`, `local-a <-> local-b loss 20%`.
+    pub fn label(&self) -> String {
+        let link = |from: &str, to: &str, both_ways: bool| {
+            format!("{from} {} {to}", if both_ways { "<->" } else { "->" })
+        };
+        match self {
+            ScriptedFaultKind::IsolateRegion { region, .. } => format!("{region} isolated"),
+            ScriptedFaultKind::CutRegions { a, b, .. } => format!("{a} | {b}"),
+            ScriptedFaultKind::CutOneWay { from, to, .. } => format!("{from} -> {to} cut"),
+            ScriptedFaultKind::CrashNode { node, .. } => format!("node {node} down"),
+            ScriptedFaultKind::CrashCoordinatorLeader { .. } => {
+                "coordinator leader down".to_owned()
+            }
+            ScriptedFaultKind::PauseNode { node, .. } => format!("node {node} paused"),
+            ScriptedFaultKind::ClockSkew { node, .. } => format!("node {node} clock"),
+            ScriptedFaultKind::LinkDelay {
+                from,
+                to,
+                both_ways,
+                delay,
+                ..
+            } => format!("{} {delay:?}", link(from, to, *both_ways)),
+            ScriptedFaultKind::LinkLoss {
+                from,
+                to,
+                both_ways,
+                faults,
+                ..
+            } => {
+                let mut label = link(from, to, *both_ways);
+                for (name, probability) in [
+                    ("loss", faults.loss_probability),
+                    ("dup", faults.duplication_probability),
+                    ("reorder", faults.reorder_probability),
+                ] {
+                    if probability > 0.0 {
+                        // In tenths of a percent, so that 0.07 reads 7%, not 7.000000000000001%.
+                        let percent = (probability * 1_000.0).round() / 10.0;
+                        label += &format!(" {name} {percent}%");
+                    }
+                }
+                label
+            }
+        }
+    }
+
+    /// The one-way links (sending region, receiving region) a link fault changes, and what
+    /// it changes (`"delay"` or `"packet faults"`); `None` for the other kinds.
+    fn changed_links(&self) -> Option<(&'static str, Vec<(&str, &str)>)> {
+        let (what, from, to, both_ways) = match self {
+            ScriptedFaultKind::LinkDelay {
+                from,
+                to,
+                both_ways,
+                ..
+            } => ("delay", from, to, *both_ways),
+            ScriptedFaultKind::LinkLoss {
+                from,
+                to,
+                both_ways,
+                ..
+            } => ("packet faults", from, to, *both_ways),
+            _ => return None,
+        };
+        let mut links = vec![(from.as_str(), to.as_str())];
+        if both_ways {
+            links.push((to.as_str(), from.as_str()));
+        }
+        Some((what, links))
     }
 }
 
@@ -154,6 +314,17 @@ impl FaultScript {
                 ))
             }
         };
+        let link = |from: &str, to: &str, index: usize| -> Result<(), String> {
+            region(from, index)?;
+            region(to, index)?;
+            if from == to {
+                return Err(format!(
+                    "fault {index}: changes the link of {from:?} to itself; name two regions \
+                     (links inside a region do not change)"
+                ));
+            }
+            Ok(())
+        };
         for (index, fault) in self.faults.iter().enumerate() {
             if fault.at >= window {
                 return Err(format!(
@@ -199,10 +370,90 @@ impl FaultScript {
                     }
                 }
                 ScriptedFaultKind::CrashCoordinatorLeader { .. } => {}
+                ScriptedFaultKind::LinkDelay {
+                    from,
+                    to,
+                    delay,
+                    jitter,
+                    ..
+                } => {
+                    link(from, to, index)?;
+                    check_link_delay(*delay, *jitter)
+                        .map_err(|error| format!("fault {index}: {error}"))?;
+                }
+                ScriptedFaultKind::LinkLoss {
+                    from, to, faults, ..
+                } => {
+                    link(from, to, index)?;
+                    check_link_faults(faults).map_err(|error| format!("fault {index}: {error}"))?;
+                }
+            }
+        }
+        self.check_link_overlaps()
+    }
+
+    /// Refuses two changes of the same part (delay, or packet faults) of one link at once:
+    /// which would stand, and what the end of the first would give back, is not clear.
+    fn check_link_overlaps(&self) -> Result<(), String> {
+        let changes: Vec<LinkChange<'_>> = self
+            .faults
+            .iter()
+            .enumerate()
+            .filter_map(|(index, fault)| {
+                let (what, links) = fault.kind.changed_links()?;
+                let length = fault.kind.length().unwrap_or(Duration::ZERO);
+                Some(LinkChange {
+                    index,
+                    begin: fault.at,
+                    end: fault.at.saturating_add(length),
+                    what,
+                    links,
+                })
+            })
+            .collect();
+        for (position, change) in changes.iter().enumerate() {
+            for earlier in &changes[..position] {
+                if change.what != earlier.what
+                    || change.begin >= earlier.end
+                    || earlier.begin >= change.end
+                {
+                    continue;
+                }
+                let shared = change
+                    .links
+                    .iter()
+                    .find(|link| earlier.links.contains(link));
+                if let Some((from, to)) = shared {
+                    return Err(format!(
+                        "fault {}: changes the {} of the link {from} -> {to} from {:?} to \
+                         {:?}, while fault {} does from {:?} to {:?}; changes of one link's {} \
+                         may not overlap",
+                        change.index,
+                        change.what,
+                        change.begin,
+                        change.end,
+                        earlier.index,
+                        earlier.begin,
+                        earlier.end,
+                        change.what
+                    ));
+                }
             }
         }
         Ok(())
     }
+}
+
+/// One link fault of a script, for [`FaultScript::check_link_overlaps`].
+struct LinkChange<'a> {
+    /// Its index in the script.
+    index: usize,
+    begin: Duration,
+    end: Duration,
+    /// What it changes: `"delay"` or `"packet faults"`.
+    what: &'static str,
+    /// The one-way links (sending region, receiving region) it changes.
+    links: Vec<(&'a str, &'a str)>,
 }
 
 #[cfg(test)]
@@ -299,5 +550,150 @@ mod tests {
             let error = script.validate(&topology, window).unwrap_err();
             assert!(error.contains(expected), "{error}");
         }
+    }
+
+    fn slow(at_s: u64, from: &str, to: &str, both_ways: bool, length_s: u64) -> ScriptedFault {
+        ScriptedFault {
+            at: Duration::from_secs(at_s),
+            kind: ScriptedFaultKind::LinkDelay {
+                from: from.to_owned(),
+                to: to.to_owned(),
+                both_ways,
+                delay: Duration::from_millis(100),
+                jitter: Duration::ZERO,
+                length: Duration::from_secs(length_s),
+            },
+        }
+    }
+
+    fn lossy(at_s: u64, from: &str, to: &str, loss: f64) -> ScriptedFault {
+        ScriptedFault {
+            at: Duration::from_secs(at_s),
+            kind: ScriptedFaultKind::LinkLoss {
+                from: from.to_owned(),
+                to: to.to_owned(),
+                both_ways: false,
+                faults: NetworkFaults {
+                    loss_probability: loss,
+                    ..NetworkFaults::NONE
+                },
+                length: Duration::from_secs(2),
+            },
+        }
+    }
+
+    fn script(faults: Vec<ScriptedFault>) -> FaultScript {
+        FaultScript {
+            network: None,
+            faults,
+        }
+    }
+
+    #[test]
+    fn link_faults_are_checked_against_the_topology_and_each_other() {
+        let topology = dsss_topology::local_default();
+        let window = Duration::from_secs(10);
+        let check = |faults: Vec<ScriptedFault>| script(faults).validate(&topology, window);
+        // One way each, both ways, a delay and a loss on one link at once, and a change that
+        // begins as the other ends: all fine.
+        assert_eq!(
+            check(vec![
+                slow(1, "local-a", "local-b", false, 2),
+                slow(1, "local-b", "local-a", false, 2),
+                slow(3, "local-a", "local-b", true, 2),
+                lossy(1, "local-a", "local-b", 0.5),
+            ]),
+            Ok(())
+        );
+        let cases = [
+            (
+                vec![slow(1, "local-a", "mars", false, 2)],
+                "fault 0: region \"mars\" is not in the topology",
+            ),
+            (
+                vec![slow(1, "local-a", "local-a", true, 2)],
+                "fault 0: changes the link of \"local-a\" to itself",
+            ),
+            (
+                vec![slow(1, "local-a", "local-b", false, 0)],
+                "fault 0: it lasts no time",
+            ),
+            (
+                vec![lossy(1, "local-a", "local-b", 1.0)],
+                "fault 0: loss = 1 is outside 0 <= loss < 1",
+            ),
+            (
+                vec![
+                    slow(1, "local-a", "local-b", false, 2),
+                    slow(2, "local-b", "local-a", true, 2),
+                ],
+                "fault 1: changes the delay of the link local-a -> local-b from 2s to 4s, \
+                 while fault 0 does from 1s to 3s",
+            ),
+            (
+                vec![
+                    lossy(5, "local-a", "local-c", 0.1),
+                    lossy(4, "local-a", "local-c", 0.2),
+                ],
+                "fault 1: changes the packet faults of the link local-a -> local-c",
+            ),
+        ];
+        for (faults, expected) in cases {
+            let error = check(faults).unwrap_err();
+            assert!(error.contains(expected), "{expected:?} not in {error}");
+        }
+        let mut delay = slow(1, "local-a", "local-b", false, 2);
+        if let ScriptedFaultKind::LinkDelay { delay, jitter, .. } = &mut delay.kind {
+            *delay = LINK_DELAY_MAX + Duration::from_nanos(1);
+            *jitter = Duration::ZERO;
+        }
+        let error = check(vec![delay]).unwrap_err();
+        assert!(error.contains("more than the maximum of 60s"), "{error}");
+    }
+
+    #[test]
+    fn a_script_takes_at_most_its_maximum_of_link_faults() {
+        let topology = dsss_topology::local_default();
+        let window = Duration::from_secs(2_000);
+        // One after the other, never overlapping.
+        let faults = |count: u64| {
+            script(
+                (0..count)
+                    .map(|index| slow(index, "local-a", "local-b", true, 1))
+                    .collect(),
+            )
+        };
+        assert_eq!(
+            faults(SCRIPTED_FAULTS_MAX as u64).validate(&topology, window),
+            Ok(())
+        );
+        let error = faults(SCRIPTED_FAULTS_MAX as u64 + 1)
+            .validate(&topology, window)
+            .unwrap_err();
+        assert!(error.contains("a run takes at most 1024"), "{error}");
+    }
+
+    #[test]
+    fn link_faults_have_labels() {
+        assert_eq!(
+            slow(1, "local-a", "local-b", false, 2).kind.label(),
+            "local-a -> local-b 100ms"
+        );
+        assert_eq!(
+            slow(1, "local-a", "local-b", true, 2).kind.label(),
+            "local-a <-> local-b 100ms"
+        );
+        assert_eq!(
+            lossy(1, "local-b", "local-c", 0.07).kind.label(),
+            "local-b -> local-c loss 7%"
+        );
+        let mut both = lossy(1, "local-b", "local-c", 0.2);
+        if let ScriptedFaultKind::LinkLoss { faults, .. } = &mut both.kind {
+            faults.reorder_probability = 0.005;
+        }
+        assert_eq!(
+            both.kind.label(),
+            "local-b -> local-c loss 20% reorder 0.5%"
+        );
     }
 }
