@@ -212,3 +212,37 @@ fn the_same_seed_gives_the_same_run_with_link_faults() {
     };
     assert_eq!(run(5), run(5));
 }
+
+/// A link slow enough that a round trip to the coordinator leader takes longer than the
+/// region's batch silence bound (local-a <-> local-c at 150 ms each way, a 300 ms round trip
+/// against 210 ms) still lets local-c's `sync()` barriers through while it stands: a read of
+/// the newest sealed epoch waits as long as the production driver's call does, so they do not
+/// all wait for the link to heal (they did when such a read expired after the silence bound).
+/// Some still take over a second: the region leader's batches also count as unanswered past
+/// the silence bound, and it tries other replicas meanwhile.
+#[test]
+fn sync_reads_go_through_a_link_slower_than_the_silence_bound() {
+    let faults = "[[fault]]\nat = \"2s\"\nkind = \"link_delay\"\nregions = [\"local-a\", \
+                  \"local-c\"]\ndelay = \"150ms\"\nfor = \"6s\"\n";
+    run_seeds("link_faults_slow_sync", 2, |seed| {
+        let report = run(&scenario(seed, faults, Duration::from_secs(9)));
+        let samples = completed_samples(&report.histories, "sync_read");
+        let during: Vec<Duration> = samples["local-c"]
+            .iter()
+            .filter(|(began, latency)| {
+                *began >= Duration::from_secs(3) && *began + *latency < Duration::from_secs(8)
+            })
+            .map(|(_, latency)| *latency)
+            .collect();
+        assert!(
+            during.len() >= 2,
+            "seed {seed}: only {} of local-c's sync() reads completed while the link was slow",
+            during.len()
+        );
+        let slowest = during.iter().max().expect("some sync() reads");
+        assert!(
+            *slowest < Duration::from_secs(3),
+            "seed {seed}: a sync() read took {slowest:?} through a 300 ms round trip"
+        );
+    });
+}

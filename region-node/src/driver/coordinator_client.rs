@@ -56,8 +56,7 @@ pub const COORDINATOR_QUEUE_BATCHES_MAX: usize = 1_024;
 /// The most replicas one submission tries before the batch is dropped.
 pub const COORDINATOR_ATTEMPTS_MAX: usize = 4;
 
-/// How long one `SubmitBatch` call may take, in microseconds.
-pub const COORDINATOR_CALL_TIMEOUT_US: u64 = 2_000_000;
+pub use crate::global::COORDINATOR_CALL_TIMEOUT_US;
 
 /// How long connecting to a coordinator replica may take, in microseconds.
 pub const COORDINATOR_CONNECT_TIMEOUT_US: u64 = 1_000_000;

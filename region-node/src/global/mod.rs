@@ -17,6 +17,12 @@
 //! epochs the coordinator released reads them back from another region's log ([`catch_up`]),
 //! or skips them when no log holds them any longer ([`skip`]).
 
+/// How long one call to a coordinator replica may go unanswered (a batch's submission, a
+/// read of the newest sealed epoch) before the region node gives up on that replica, in
+/// microseconds. Shared by the production driver and the simulator's, so that a slow WAN link
+/// holds a `sync()` up alike in both.
+pub const COORDINATOR_CALL_TIMEOUT_US: u64 = 2_000_000;
+
 pub mod adoption;
 pub mod catch_up;
 pub mod entry;

@@ -1069,12 +1069,13 @@ impl NodeProcess {
     /// next read goes to another replica.
     fn expire_epoch_reads(&mut self, cx: &mut Context<'_, GlobalMessage>) {
         let now = cx.now();
+        // As long as the production driver waits for the same call: a WAN round trip
+        // longer than the batch silence bound must not expire every read.
+        let timeout = Duration::from_micros(dsss_region_node::global::COORDINATOR_CALL_TIMEOUT_US);
         let expired: Vec<u64> = self
             .epoch_reads_sent
             .iter()
-            .filter(|(_, sent_at)| {
-                now.saturating_duration_since(**sent_at) > self.coordinator_silence_max
-            })
+            .filter(|(_, sent_at)| now.saturating_duration_since(**sent_at) > timeout)
             .map(|(&read_id, _)| read_id)
             .collect();
         if expired.is_empty() {
@@ -1091,8 +1092,7 @@ impl NodeProcess {
                 cx.now_us(),
                 read_id,
                 Err(format!(
-                    "coordinator replica {asked} did not answer within {:?}",
-                    self.coordinator_silence_max
+                    "coordinator replica {asked} did not answer within {timeout:?}"
                 )),
             );
         }
