@@ -123,6 +123,21 @@ impl SimDisk {
 
     /// Stores `value` under `key`; durable after the next [`SimDisk::sync`].
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), DiskError> {
+        self.visible_size_bytes = self.size_bytes_after_put(key, value)?;
+        self.unsynced.insert(key.to_vec(), Some(value.to_vec()));
+        Ok(())
+    }
+
+    /// [`SimDisk::put`] of a key and value the caller hands over, so that neither is copied.
+    pub fn put_owned(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), DiskError> {
+        self.visible_size_bytes = self.size_bytes_after_put(&key, &value)?;
+        self.unsynced.insert(key, Some(value));
+        Ok(())
+    }
+
+    /// The bytes the node would see after putting `value` under `key`, or why the put is
+    /// refused.
+    fn size_bytes_after_put(&self, key: &[u8], value: &[u8]) -> Result<usize, DiskError> {
         if key.len() > DISK_KEY_SIZE_BYTES_MAX {
             return Err(DiskError::KeyTooLarge {
                 size_bytes: key.len(),
@@ -145,9 +160,7 @@ impl SimDisk {
                 size_bytes_max: self.size_bytes_max,
             });
         }
-        self.unsynced.insert(key.to_vec(), Some(value.to_vec()));
-        self.visible_size_bytes = size_bytes_after;
-        Ok(())
+        Ok(size_bytes_after)
     }
 
     /// Removes `key`; durable after the next [`SimDisk::sync`]. Removing an absent key does

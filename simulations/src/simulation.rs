@@ -498,8 +498,7 @@ impl<P: Process> Simulation<P> {
     }
 
     fn record(&mut self, text: fmt::Arguments<'_>) {
-        let line = format!("{} {text}", self.now);
-        self.trace.record(&line);
+        self.trace.record_fmt(format_args!("{} {text}", self.now));
     }
 
     fn message_id(&mut self) -> u64 {

@@ -6,6 +6,8 @@
 //! differ, [`Trace::first_difference`] can show the first line where the runs went apart.
 //! The hash always covers every line in full.
 
+use std::fmt::{self, Write as _};
+
 use sha2::{Digest, Sha256};
 
 /// The most lines a trace keeps in memory; later lines are hashed but not kept.
@@ -21,6 +23,9 @@ pub struct Trace {
     line_count: u64,
     keep_lines: bool,
     lines: Vec<String>,
+    /// The line being written by [`Trace::record_fmt`], reused from line to line so that
+    /// recording an event allocates nothing once it has grown to the longest line.
+    scratch: String,
 }
 
 impl Default for Trace {
@@ -29,8 +34,8 @@ impl Default for Trace {
     }
 }
 
-impl std::fmt::Debug for Trace {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Trace {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter
             .debug_struct("Trace")
             .field("hash", &self.hash_hex())
@@ -60,8 +65,8 @@ pub enum TraceDifference {
     },
 }
 
-impl std::fmt::Display for TraceDifference {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for TraceDifference {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TraceDifference::Line { index, left, right } => write!(
                 formatter,
@@ -85,6 +90,7 @@ impl Trace {
             line_count: 0,
             keep_lines: true,
             lines: Vec::new(),
+            scratch: String::new(),
         }
     }
 
@@ -102,6 +108,17 @@ impl Trace {
         if self.keep_lines && self.lines.len() < TRACE_LINES_KEPT_MAX {
             self.lines.push(truncated(line).to_owned());
         }
+    }
+
+    /// Appends one line written from `arguments`: the same as [`Trace::record`] of the
+    /// formatted text, without building a new string per line.
+    pub fn record_fmt(&mut self, arguments: fmt::Arguments<'_>) {
+        let mut line = std::mem::take(&mut self.scratch);
+        line.clear();
+        line.write_fmt(arguments)
+            .expect("writing to a String does not fail");
+        self.record(&line);
+        self.scratch = line;
     }
 
     /// The SHA-256 of every line so far, as lowercase hex.

@@ -130,7 +130,10 @@ impl<'a> SimDiskStore<'a> {
     }
 
     fn prefixed(space: KeySpace, key: &[u8]) -> Vec<u8> {
-        let mut prefixed = space_prefix(space);
+        let name = space.name().as_bytes();
+        let mut prefixed = Vec::with_capacity(name.len() + 1 + key.len());
+        prefixed.extend_from_slice(name);
+        prefixed.push(b'/');
         prefixed.extend_from_slice(key);
         prefixed
     }
@@ -139,7 +142,7 @@ impl<'a> SimDiskStore<'a> {
         match operation {
             WriteOperation::Put { space, key, value } => self
                 .disk
-                .put(&Self::prefixed(space, &key), &value)
+                .put_owned(Self::prefixed(space, &key), value)
                 .map_err(|error| StoreError::Engine(error.to_string())),
             WriteOperation::Delete { space, key } => {
                 self.disk.delete(&Self::prefixed(space, &key));
