@@ -11,6 +11,7 @@
 //! "everything since the last fsync is gone".
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use dsss_raft_group::PinnedViews;
 
@@ -80,6 +81,40 @@ fn entry_size_bytes(key: &[u8], value: &[u8]) -> usize {
     key.len() + value.len()
 }
 
+/// Refuses a key or value beyond its size bound.
+fn check_sizes(key: &[u8], value: &[u8]) -> Result<(), DiskError> {
+    if key.len() > DISK_KEY_SIZE_BYTES_MAX {
+        return Err(DiskError::KeyTooLarge {
+            size_bytes: key.len(),
+        });
+    }
+    if value.len() > DISK_VALUE_SIZE_BYTES_MAX {
+        return Err(DiskError::ValueTooLarge {
+            size_bytes: value.len(),
+        });
+    }
+    Ok(())
+}
+
+/// The bytes a disk holding `used_bytes` of at most `size_bytes_max` holds after an entry of
+/// `old_size_bytes` (0 when absent) becomes one of `new_size_bytes`, or the refusal.
+fn size_bytes_after(
+    used_bytes: usize,
+    size_bytes_max: usize,
+    old_size_bytes: usize,
+    new_size_bytes: usize,
+) -> Result<usize, DiskError> {
+    let size_bytes_after = used_bytes - old_size_bytes + new_size_bytes;
+    if size_bytes_after > size_bytes_max {
+        return Err(DiskError::Full {
+            used_bytes,
+            needed_bytes: new_size_bytes.saturating_sub(old_size_bytes),
+            size_bytes_max,
+        });
+    }
+    Ok(size_bytes_after)
+}
+
 impl SimDisk {
     /// An empty disk of [`DISK_SIZE_BYTES_MAX`] bytes.
     pub fn new() -> Self {
@@ -123,44 +158,45 @@ impl SimDisk {
 
     /// Stores `value` under `key`; durable after the next [`SimDisk::sync`].
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), DiskError> {
-        self.visible_size_bytes = self.size_bytes_after_put(key, value)?;
-        self.unsynced.insert(key.to_vec(), Some(value.to_vec()));
-        Ok(())
+        check_sizes(key, value)?;
+        self.put_owned(key.to_vec(), value.to_vec())
     }
 
     /// [`SimDisk::put`] of a key and value the caller hands over, so that neither is copied.
     pub fn put_owned(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), DiskError> {
-        self.visible_size_bytes = self.size_bytes_after_put(&key, &value)?;
-        self.unsynced.insert(key, Some(value));
+        check_sizes(&key, &value)?;
+        let new_size_bytes = entry_size_bytes(&key, &value);
+        // One lookup in the unsynced writes serves both the size check and the insert: the
+        // maps are keyed by long byte strings, so every lookup costs many comparisons.
+        match self.unsynced.entry(key) {
+            Entry::Occupied(mut pending) => {
+                let old_size_bytes = pending
+                    .get()
+                    .as_deref()
+                    .map_or(0, |old_value| entry_size_bytes(pending.key(), old_value));
+                self.visible_size_bytes = size_bytes_after(
+                    self.visible_size_bytes,
+                    self.size_bytes_max,
+                    old_size_bytes,
+                    new_size_bytes,
+                )?;
+                pending.insert(Some(value));
+            }
+            Entry::Vacant(vacant) => {
+                let old_size_bytes = self
+                    .durable
+                    .get(vacant.key())
+                    .map_or(0, |old_value| entry_size_bytes(vacant.key(), old_value));
+                self.visible_size_bytes = size_bytes_after(
+                    self.visible_size_bytes,
+                    self.size_bytes_max,
+                    old_size_bytes,
+                    new_size_bytes,
+                )?;
+                vacant.insert(Some(value));
+            }
+        }
         Ok(())
-    }
-
-    /// The bytes the node would see after putting `value` under `key`, or why the put is
-    /// refused.
-    fn size_bytes_after_put(&self, key: &[u8], value: &[u8]) -> Result<usize, DiskError> {
-        if key.len() > DISK_KEY_SIZE_BYTES_MAX {
-            return Err(DiskError::KeyTooLarge {
-                size_bytes: key.len(),
-            });
-        }
-        if value.len() > DISK_VALUE_SIZE_BYTES_MAX {
-            return Err(DiskError::ValueTooLarge {
-                size_bytes: value.len(),
-            });
-        }
-        let old_size_bytes = self
-            .get(key)
-            .map_or(0, |old_value| entry_size_bytes(key, old_value));
-        let new_size_bytes = entry_size_bytes(key, value);
-        let size_bytes_after = self.visible_size_bytes - old_size_bytes + new_size_bytes;
-        if size_bytes_after > self.size_bytes_max {
-            return Err(DiskError::Full {
-                used_bytes: self.visible_size_bytes,
-                needed_bytes: new_size_bytes.saturating_sub(old_size_bytes),
-                size_bytes_max: self.size_bytes_max,
-            });
-        }
-        Ok(size_bytes_after)
     }
 
     /// Removes `key`; durable after the next [`SimDisk::sync`]. Removing an absent key does
