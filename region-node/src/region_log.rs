@@ -702,11 +702,11 @@ impl RegionLog {
                 position += 1;
             }
         }
-        for log_record in self
-            .cache
-            .iter()
-            .skip_while(|cached| cached.position < position)
-        {
+        // Positions in the cache are dense, so the first wanted entry is found by its offset
+        // rather than by walking the (up to LOG_CACHE_RECORDS_MAX) entries before it.
+        let cache_offset =
+            usize::try_from(position.saturating_sub(cache_first)).unwrap_or(usize::MAX);
+        for log_record in self.cache.range(cache_offset.min(self.cache.len())..) {
             if full(&records, size_bytes, log_record.size_bytes) {
                 break;
             }

@@ -115,7 +115,7 @@ pub mod trace;
 pub mod workloads;
 
 pub use clock::{CLOCK_DRIFT_PPM_MAX, CLOCK_SKEW_US_MAX, NodeClock, WALL_CLOCK_START_US};
-pub use disk::{DiskError, SimDisk};
+pub use disk::{DiskError, DiskWrite, SimDisk};
 pub use network::{
     EXTERNAL_NODE_ID, Link, LinkOverride, Network, NetworkConfig, NetworkConfigError,
     NetworkFaults, NodeConfig, NodeId, RegionId,

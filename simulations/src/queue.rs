@@ -25,29 +25,33 @@ pub struct EventQueueFull {
     pub len_max: usize,
 }
 
-/// One pending event with its ordering key.
-struct Entry<E> {
+/// The ordering key of one pending event and where the event waits in the slab. The heap
+/// moves only these 24 bytes when it sifts, never the events themselves (a message can be
+/// hundreds of bytes).
+#[derive(Clone, Copy)]
+struct Key {
     time: SimTime,
     sequence: u64,
-    event: E,
+    slot: u32,
 }
 
-impl<E> PartialEq for Entry<E> {
+impl PartialEq for Key {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
 
-impl<E> Eq for Entry<E> {}
+impl Eq for Key {}
 
-impl<E> PartialOrd for Entry<E> {
+impl PartialOrd for Key {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl<E> Ord for Entry<E> {
+impl Ord for Key {
     /// Reversed, because `BinaryHeap` pops its largest element and we want the earliest.
+    /// Sequences are unique, so the slot never decides.
     fn cmp(&self, other: &Self) -> Ordering {
         (other.time, other.sequence).cmp(&(self.time, self.sequence))
     }
@@ -55,7 +59,11 @@ impl<E> Ord for Entry<E> {
 
 /// A bounded priority queue of events, earliest first, ties in insertion order.
 pub struct EventQueue<E> {
-    heap: BinaryHeap<Entry<E>>,
+    heap: BinaryHeap<Key>,
+    /// The pending events, at the slots their keys name; `None` for a free slot.
+    slots: Vec<Option<E>>,
+    /// Free slots, reused before the slab grows.
+    slots_free: Vec<u32>,
     sequence_next: u64,
     len_max: usize,
 }
@@ -72,12 +80,14 @@ impl<E> EventQueue<E> {
         Self::with_len_max(EVENT_QUEUE_LEN_MAX)
     }
 
-    /// An empty queue bounded by `len_max` events.
+    /// An empty queue bounded by `len_max` events (at most `u32::MAX`).
     pub fn with_len_max(len_max: usize) -> Self {
         EventQueue {
             heap: BinaryHeap::new(),
+            slots: Vec::new(),
+            slots_free: Vec::new(),
             sequence_next: 0,
-            len_max,
+            len_max: len_max.min(u32::MAX as usize),
         }
     }
 
@@ -90,27 +100,48 @@ impl<E> EventQueue<E> {
         }
         let sequence = self.sequence_next;
         self.sequence_next += 1;
-        self.heap.push(Entry {
+        let slot = match self.slots_free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(event);
+                slot
+            }
+            None => {
+                // Fits: the slab never holds more than `len_max` (at most u32::MAX) events.
+                let slot = self.slots.len() as u32;
+                self.slots.push(Some(event));
+                slot
+            }
+        };
+        self.heap.push(Key {
             time,
             sequence,
-            event,
+            slot,
         });
         Ok(())
     }
 
     /// Removes and returns the earliest event with its time.
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
-        self.heap.pop().map(|entry| (entry.time, entry.event))
+        let key = self.heap.pop()?;
+        let event = self.slots[key.slot as usize]
+            .take()
+            .expect("a queued key names an occupied slot");
+        self.slots_free.push(key.slot);
+        Some((key.time, event))
     }
 
     /// The earliest event with its time, left in the queue.
     pub fn peek(&self) -> Option<(SimTime, &E)> {
-        self.heap.peek().map(|entry| (entry.time, &entry.event))
+        let key = self.heap.peek()?;
+        let event = self.slots[key.slot as usize]
+            .as_ref()
+            .expect("a queued key names an occupied slot");
+        Some((key.time, event))
     }
 
     /// The time of the earliest event, if any.
     pub fn peek_time(&self) -> Option<SimTime> {
-        self.heap.peek().map(|entry| entry.time)
+        self.heap.peek().map(|key| key.time)
     }
 
     /// The number of pending events.

@@ -12,7 +12,7 @@
 //! network: that is a mistake in the test, not a behaviour of the system under test.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use crate::clock::NodeClock;
@@ -132,6 +132,18 @@ pub struct NotQuiet {
     pub events_pending: usize,
     /// Virtual time when it gave up.
     pub now: SimTime,
+}
+
+/// The kinds of the events the trace records by their fields ([`Trace::record_event`]).
+mod trace_kind {
+    /// A process sent a message: from, to, message id.
+    pub const SEND: u8 = 1;
+    /// A message was handed to a process: from, to, message id.
+    pub const DELIVER: u8 = 2;
+    /// A timer fired: node, timer id.
+    pub const FIRE: u8 = 3;
+    /// A message to the driver was taken out of the network: from, message id.
+    pub const DELIVER_EXTERNAL: u8 = 4;
 }
 
 /// A node id as the trace shows it: [`EXTERNAL_NODE_ID`] reads `external`.
@@ -498,8 +510,7 @@ impl<P: Process> Simulation<P> {
     }
 
     fn record(&mut self, text: fmt::Arguments<'_>) {
-        let line = format!("{} {text}", self.now);
-        self.trace.record(&line);
+        self.trace.record_fmt(format_args!("{} {text}", self.now));
     }
 
     fn message_id(&mut self) -> u64 {
@@ -580,15 +591,36 @@ impl<P: Process> Simulation<P> {
                     return;
                 }
                 self.statistics.delivered += 1;
-                self.record(format_args!(
-                    "deliver {}->{to} #{message_id} {message:?}",
-                    NodeLabel(from)
-                ));
+                let now = self.now;
+                // The message is not hashed again: it is the one whose text the send (or
+                // inject) record under this id hashed, so the id stands for it.
+                self.trace.record_event(
+                    trace_kind::DELIVER,
+                    now.as_nanos(),
+                    &[from, to, message_id],
+                    None,
+                    |line| {
+                        let _ = write!(
+                            line,
+                            "{now} deliver {}->{to} #{message_id} {message:?}",
+                            NodeLabel(from)
+                        );
+                    },
+                );
                 self.invoke(to, |process, cx| process.handle_message(cx, from, message));
             }
             Event::Timer { node, timer } => {
                 self.slot_mut(node).timers_pending.remove(&timer);
-                self.record(format_args!("fire {node} {timer}"));
+                let now = self.now;
+                self.trace.record_event(
+                    trace_kind::FIRE,
+                    now.as_nanos(),
+                    &[node, timer.get()],
+                    None,
+                    |line| {
+                        let _ = write!(line, "{now} fire {node} {timer}");
+                    },
+                );
                 self.invoke(node, |process, cx| process.handle_timer(cx, timer));
             }
         }
@@ -640,10 +672,16 @@ impl<P: Process> Simulation<P> {
     fn send(&mut self, from: NodeId, to: NodeId, message: P::Message) {
         let message_id = self.message_id();
         self.statistics.sent += 1;
-        self.record(format_args!(
-            "send {from}->{} #{message_id} {message:?}",
-            NodeLabel(to)
-        ));
+        let now = self.now;
+        self.trace.record_event(
+            trace_kind::SEND,
+            now.as_nanos(),
+            &[from, to, message_id],
+            Some(&message),
+            |line| {
+                let _ = write!(line, "{now} send {from}->{} #{message_id}", NodeLabel(to));
+            },
+        );
         if to == EXTERNAL_NODE_ID {
             self.send_external(from, message_id, message);
             return;
@@ -712,9 +750,20 @@ impl<P: Process> Simulation<P> {
             return;
         }
         self.statistics.delivered += 1;
-        self.record(format_args!(
-            "deliver {from}->external #{message_id} {message:?}"
-        ));
+        let now = self.now;
+        // As for a delivery between nodes, the send record just hashed the message.
+        self.trace.record_event(
+            trace_kind::DELIVER_EXTERNAL,
+            now.as_nanos(),
+            &[from, message_id],
+            None,
+            |line| {
+                let _ = write!(
+                    line,
+                    "{now} deliver {from}->external #{message_id} {message:?}"
+                );
+            },
+        );
         self.external_outbox.push(ExternalMessage {
             sent_at: self.now,
             from,

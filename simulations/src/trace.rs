@@ -1,10 +1,20 @@
-//! The trace: one text line per event, hashed with SHA-256.
+//! The trace: one line per event, hashed with SHA-256.
 //!
-//! Two runs with the same seed and configuration must write the same lines, so their hashes
+//! Two runs with the same seed and configuration must record the same events, so their hashes
 //! must match: that is the determinism check. The first [`TRACE_LINES_KEPT_MAX`] lines are
-//! also kept in memory (each cut to [`TRACE_LINE_SIZE_BYTES_MAX`]), so that when two hashes
-//! differ, [`Trace::first_difference`] can show the first line where the runs went apart.
-//! The hash always covers every line in full.
+//! also kept in memory as text (each cut to [`TRACE_LINE_SIZE_BYTES_MAX`]), so that when two
+//! hashes differ, [`Trace::first_difference`] can show the first line where the runs went
+//! apart. The hash always covers every event in full.
+//!
+//! The kernel's frequent events (sends, deliveries, timers) are recorded with
+//! [`Trace::record_event`]: the hash covers their fields as binary numbers and, for a send,
+//! its message's `Debug` text (a delivery names the message by its id), and their line is
+//! written out only while lines are kept, because formatting every number and message of every
+//! event as text was a large share of a run's time. Other lines are
+//! hashed as text. Each hashed record starts with a tag byte and ends with 0xFF (a byte UTF-8
+//! text never holds), so records cannot run into each other.
+
+use std::fmt::{self, Write as _};
 
 use sha2::{Digest, Sha256};
 
@@ -14,6 +24,18 @@ pub const TRACE_LINES_KEPT_MAX: usize = 100_000;
 /// The longest kept line, in bytes; longer lines are cut (the hash still covers all of it).
 pub const TRACE_LINE_SIZE_BYTES_MAX: usize = 1_024;
 
+/// The tag byte of a record hashed as text.
+const RECORD_TAG_TEXT: u8 = b'T';
+
+/// The tag byte of a record hashed by its fields ([`Trace::record_event`]).
+const RECORD_TAG_FIELDS: u8 = b'F';
+
+/// The byte that ends every hashed record.
+const RECORD_END: u8 = 0xFF;
+
+/// The most number fields of one [`Trace::record_event`].
+pub const TRACE_EVENT_FIELD_COUNT_MAX: usize = 4;
+
 /// A hashed, partly kept, log of every event of a run.
 #[derive(Clone)]
 pub struct Trace {
@@ -21,6 +43,9 @@ pub struct Trace {
     line_count: u64,
     keep_lines: bool,
     lines: Vec<String>,
+    /// The line being written by [`Trace::record_fmt`] or [`Trace::record_event`], reused from line to line so that
+    /// recording an event allocates nothing once it has grown to the longest line.
+    scratch: String,
 }
 
 impl Default for Trace {
@@ -29,8 +54,8 @@ impl Default for Trace {
     }
 }
 
-impl std::fmt::Debug for Trace {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Trace {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter
             .debug_struct("Trace")
             .field("hash", &self.hash_hex())
@@ -60,8 +85,8 @@ pub enum TraceDifference {
     },
 }
 
-impl std::fmt::Display for TraceDifference {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for TraceDifference {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TraceDifference::Line { index, left, right } => write!(
                 formatter,
@@ -85,6 +110,7 @@ impl Trace {
             line_count: 0,
             keep_lines: true,
             lines: Vec::new(),
+            scratch: String::new(),
         }
     }
 
@@ -94,17 +120,87 @@ impl Trace {
         self.keep_lines = keep_lines;
     }
 
-    /// Appends one line (without its newline).
+    /// Appends one line (without its newline), hashed as text.
     pub fn record(&mut self, line: &str) {
+        self.hasher.update([RECORD_TAG_TEXT]);
         self.hasher.update(line.as_bytes());
-        self.hasher.update(b"\n");
+        self.hasher.update([RECORD_END]);
         self.line_count += 1;
-        if self.keep_lines && self.lines.len() < TRACE_LINES_KEPT_MAX {
+        if self.keeps_next_line() {
             self.lines.push(truncated(line).to_owned());
         }
     }
 
-    /// The SHA-256 of every line so far, as lowercase hex.
+    /// Appends one event given by its fields: `kind` (which names the event and the meaning
+    /// of its fields), `time_ns` and `fields` are hashed as binary numbers, then `message`
+    /// (if any) as its `Debug` text. While lines are kept, `text` writes the event's line
+    /// into the string it is given, and the message's text follows it after a space.
+    ///
+    /// # Panics
+    ///
+    /// If `fields` holds more than [`TRACE_EVENT_FIELD_COUNT_MAX`] numbers.
+    pub fn record_event(
+        &mut self,
+        kind: u8,
+        time_ns: u64,
+        fields: &[u64],
+        message: Option<&dyn fmt::Debug>,
+        text: impl FnOnce(&mut String),
+    ) {
+        assert!(
+            fields.len() <= TRACE_EVENT_FIELD_COUNT_MAX,
+            "a trace event has at most {TRACE_EVENT_FIELD_COUNT_MAX} fields"
+        );
+        // The tag, the kind, the field count, the time and the fields: fixed-size, on the stack.
+        let mut header = [0u8; 3 + 8 * (1 + TRACE_EVENT_FIELD_COUNT_MAX)];
+        header[0] = RECORD_TAG_FIELDS;
+        header[1] = kind;
+        header[2] = fields.len() as u8;
+        header[3..11].copy_from_slice(&time_ns.to_le_bytes());
+        for (index, field) in fields.iter().enumerate() {
+            let start = 11 + 8 * index;
+            header[start..start + 8].copy_from_slice(&field.to_le_bytes());
+        }
+        self.hasher.update(&header[..11 + 8 * fields.len()]);
+        let keep = self.keeps_next_line();
+        let mut line = std::mem::take(&mut self.scratch);
+        line.clear();
+        if keep {
+            text(&mut line);
+        }
+        if let Some(message) = message {
+            if keep {
+                line.push(' ');
+            }
+            let message_start = line.len();
+            write!(line, "{message:?}").expect("writing to a String does not fail");
+            self.hasher.update(&line.as_bytes()[message_start..]);
+        }
+        self.hasher.update([RECORD_END]);
+        self.line_count += 1;
+        if keep {
+            self.lines.push(truncated(&line).to_owned());
+        }
+        self.scratch = line;
+    }
+
+    /// Whether the next line is kept in memory.
+    fn keeps_next_line(&self) -> bool {
+        self.keep_lines && self.lines.len() < TRACE_LINES_KEPT_MAX
+    }
+
+    /// Appends one line written from `arguments`: the same as [`Trace::record`] of the
+    /// formatted text, without building a new string per line.
+    pub fn record_fmt(&mut self, arguments: fmt::Arguments<'_>) {
+        let mut line = std::mem::take(&mut self.scratch);
+        line.clear();
+        line.write_fmt(arguments)
+            .expect("writing to a String does not fail");
+        self.record(&line);
+        self.scratch = line;
+    }
+
+    /// The SHA-256 of every record so far, as lowercase hex.
     pub fn hash_hex(&self) -> String {
         let digest = self.hasher.clone().finalize();
         digest.iter().map(|byte| format!("{byte:02x}")).collect()
@@ -180,6 +276,46 @@ mod tests {
         assert_ne!(first.hash_hex(), trace_of(&["ab"]).hash_hex());
         assert_eq!(first.hash_hex().len(), 64);
         assert_eq!(first.line_count(), 2);
+    }
+
+    fn send(trace: &mut Trace, time_ns: u64, message_id: u64, message: &str) {
+        trace.record_event(1, time_ns, &[3, 4, message_id], Some(&message), |line| {
+            line.push_str(&format!("{time_ns} send 3->4 #{message_id}"));
+        });
+    }
+
+    #[test]
+    fn field_events_hash_their_fields_and_message_and_keep_their_line() {
+        let mut first = Trace::new();
+        send(&mut first, 5, 7, "hello");
+        assert_eq!(first.lines(), ["5 send 3->4 #7 \"hello\""]);
+        assert_eq!(first.line_count(), 1);
+        let mut same = Trace::new();
+        send(&mut same, 5, 7, "hello");
+        assert_eq!(first.first_difference(&same), None);
+        for (time_ns, message_id, message) in [(6, 7, "hello"), (5, 8, "hello"), (5, 7, "hellO")] {
+            let mut other = Trace::new();
+            send(&mut other, time_ns, message_id, message);
+            assert_ne!(first.hash_hex(), other.hash_hex());
+            assert!(matches!(
+                first.first_difference(&other),
+                Some(TraceDifference::Line { index: 0, .. })
+            ));
+        }
+        // Whether lines are kept changes nothing in the hash.
+        let mut unkept = Trace::new();
+        unkept.set_keep_lines(false);
+        send(&mut unkept, 5, 7, "hello");
+        assert!(unkept.lines().is_empty());
+        assert_eq!(first.hash_hex(), unkept.hash_hex());
+        // Nor does a field event hash like a text line, or like fewer fields.
+        assert_ne!(
+            first.hash_hex(),
+            trace_of(&["5 send 3->4 #7 \"hello\""]).hash_hex()
+        );
+        let mut fewer = Trace::new();
+        fewer.record_event(1, 5, &[3, 4], Some(&"hello"), |_| {});
+        assert_ne!(first.hash_hex(), fewer.hash_hex());
     }
 
     #[test]

@@ -490,7 +490,8 @@ impl<'a, S: DurableStore> PrefixedStore<'a, S> {
     }
 
     fn key(&self, key: &[u8]) -> Vec<u8> {
-        let mut prefixed = self.prefix.to_vec();
+        let mut prefixed = Vec::with_capacity(self.prefix.len() + key.len());
+        prefixed.extend_from_slice(self.prefix);
         prefixed.extend_from_slice(key);
         prefixed
     }

@@ -19,7 +19,7 @@ use dsss_region_node::{
 use dsss_wire::{Arguments, ClientId, LeaderTracker, MethodId, ObjectId, RequestSequence, Scope};
 
 use super::checker::RegionObserver;
-use crate::disk::SimDisk;
+use crate::disk::{DiskWrite, SimDisk};
 use crate::network::{EXTERNAL_NODE_ID, NodeId};
 use crate::process::{Context, Process, TimerId};
 use crate::time::SimTime;
@@ -130,16 +130,35 @@ impl<'a> SimDiskStore<'a> {
     }
 
     fn prefixed(space: KeySpace, key: &[u8]) -> Vec<u8> {
-        let mut prefixed = space_prefix(space);
+        let name = space.name().as_bytes();
+        let mut prefixed = Vec::with_capacity(name.len() + 1 + key.len());
+        prefixed.extend_from_slice(name);
+        prefixed.push(b'/');
         prefixed.extend_from_slice(key);
         prefixed
+    }
+
+    /// Puts and deletes `writes` one at a time, then syncs, so that a put the disk refuses
+    /// fails where it is, after the writes before it.
+    fn write_one_by_one_and_sync(&mut self, writes: Vec<DiskWrite>) -> Result<(), StoreError> {
+        for write in writes {
+            match write {
+                DiskWrite::Put(key, value) => self
+                    .disk
+                    .put_owned(key, value)
+                    .map_err(|error| StoreError::Engine(error.to_string()))?,
+                DiskWrite::Delete(key) => self.disk.delete(&key),
+            }
+        }
+        self.disk.sync();
+        Ok(())
     }
 
     fn apply(&mut self, operation: WriteOperation) -> Result<(), StoreError> {
         match operation {
             WriteOperation::Put { space, key, value } => self
                 .disk
-                .put(&Self::prefixed(space, &key), &value)
+                .put_owned(Self::prefixed(space, &key), value)
                 .map_err(|error| StoreError::Engine(error.to_string())),
             WriteOperation::Delete { space, key } => {
                 self.disk.delete(&Self::prefixed(space, &key));
@@ -174,7 +193,30 @@ fn space_prefix(space: KeySpace) -> Vec<u8> {
 
 impl DurableStore for SimDiskStore<'_> {
     fn write(&mut self, batch: WriteBatch, sync: bool) -> Result<(), StoreError> {
-        for operation in batch.into_operations() {
+        let operations = batch.into_operations();
+        let single_keys = operations
+            .iter()
+            .all(|operation| !matches!(operation, WriteOperation::DeleteRange { .. }));
+        if sync && single_keys {
+            // The common case: straight into the durable map (see SimDisk::write_synced).
+            let writes = operations
+                .into_iter()
+                .map(|operation| match operation {
+                    WriteOperation::Put { space, key, value } => {
+                        DiskWrite::Put(Self::prefixed(space, &key), value)
+                    }
+                    WriteOperation::Delete { space, key } => {
+                        DiskWrite::Delete(Self::prefixed(space, &key))
+                    }
+                    WriteOperation::DeleteRange { .. } => unreachable!("checked above"),
+                })
+                .collect();
+            return match self.disk.write_synced(writes) {
+                Ok(()) => Ok(()),
+                Err(writes) => self.write_one_by_one_and_sync(writes),
+            };
+        }
+        for operation in operations {
             self.apply(operation)?;
         }
         if sync {
