@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use dsss::region_client::RegionConnections;
 use dsss_examples::Register;
 use dsss_simulations::SimRng;
 use dsss_simulations::scenario::results::RunResults;
@@ -32,6 +33,8 @@ use dsss_simulations::workloads::session::instance::ARRIVALS_QUEUED_MAX;
 use dsss_simulations::workloads::session::{
     InstanceHistory, SessionHistories, SessionOperation, check_histories,
 };
+use dsss_wire::proto;
+use dsss_wire::tls::Security;
 
 use crate::bench_command::BenchDirectory;
 use crate::sim_command::{EXIT_BAD_INPUT, EXIT_CHECK_FAILED};
@@ -56,12 +59,21 @@ pub(crate) struct CompareArgs {
 }
 
 /// A fault carried out with a signal, at a time after the window opens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum SignalFault {
     /// SIGKILL, then `dsss up` starts the node again after the downtime.
-    Crash { node: u64, downtime: Duration },
+    Crash { target: Target, downtime: Duration },
     /// SIGSTOP, then SIGCONT after the length.
-    Pause { node: u64, length: Duration },
+    Pause { target: Target, length: Duration },
+}
+
+/// The node a fault hits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Target {
+    /// This node.
+    Node(u64),
+    /// Whichever member leads the region when the fault happens (its Status says so).
+    LeaderOf(String),
 }
 
 /// The faults of `scenario` as signals, or the first one that signals cannot give.
@@ -75,14 +87,30 @@ fn signal_faults(scenario: &Scenario) -> Result<Vec<(Duration, SignalFault)>, St
     let mut faults = Vec::new();
     for (index, fault) in scenario.faults.script.faults.iter().enumerate() {
         let signal = match fault.kind {
-            ScriptedFaultKind::CrashNode { node, downtime } => {
-                SignalFault::Crash { node, downtime }
-            }
-            ScriptedFaultKind::PauseNode { node, length } => SignalFault::Pause { node, length },
+            ScriptedFaultKind::CrashNode { node, downtime } => SignalFault::Crash {
+                target: Target::Node(node),
+                downtime,
+            },
+            ScriptedFaultKind::PauseNode { node, length } => SignalFault::Pause {
+                target: Target::Node(node),
+                length,
+            },
+            ScriptedFaultKind::CrashRegionLeader {
+                ref region,
+                downtime,
+            } => SignalFault::Crash {
+                target: Target::LeaderOf(region.clone()),
+                downtime,
+            },
+            ScriptedFaultKind::PauseRegionLeader { ref region, length } => SignalFault::Pause {
+                target: Target::LeaderOf(region.clone()),
+                length,
+            },
             ref other => {
                 return Err(format!(
                     "[[fault]] {index} ({other:?}) cannot be done with signals to real \
-                     processes; `dsss sim compare` takes crash_node and pause_node"
+                     processes; `dsss sim compare` takes crash_node, pause_node, \
+                     crash_region_leader and pause_region_leader"
                 ));
             }
         };
@@ -294,11 +322,12 @@ async fn drive(
     let run_dir = directory.to_owned();
     let fault_tasks: Vec<_> = faults
         .iter()
-        .map(|&(at, fault)| {
-            let run_dir = run_dir.clone();
+        .map(|(at, fault)| {
+            let (at, fault, run_dir) = (*at, fault.clone(), run_dir.clone());
+            let topology = plain.clone();
             tokio::spawn(async move {
                 tokio::time::sleep_until((from + at).into()).await;
-                signal(fault, &run_dir).await
+                signal(fault, &topology, &run_dir).await
             })
         })
         .collect();
@@ -345,8 +374,35 @@ fn at(origin: Instant, instant: Instant) -> SimTime {
     SimTime::from_micros(u64::try_from(instant.duration_since(origin).as_micros()).unwrap_or(0))
 }
 
+/// The member that says it leads `region` now, asking each over its Status call.
+async fn region_leader(topology: &dsss_topology::Topology, region: &str) -> Result<u64, String> {
+    let members: Vec<(u64, String)> = topology
+        .regions
+        .iter()
+        .find(|candidate| candidate.id == region)
+        .ok_or_else(|| format!("no region {region} in the topology"))?
+        .nodes
+        .iter()
+        .map(|node| (node.id, node.address.clone()))
+        .collect();
+    let connections = RegionConnections::with_security(&members, &Security::Plaintext)
+        .map_err(|error| format!("connecting to {region}: {error}"))?;
+    for (node_id, _) in &members {
+        if let Ok(status) = connections.status(*node_id).await
+            && status.role == proto::NodeRole::Leader as i32
+        {
+            return Ok(*node_id);
+        }
+    }
+    Err(format!("no member of {region} says it leads"))
+}
+
 /// Carries out one fault on the cluster `dsss up` runs in `directory`.
-async fn signal(fault: SignalFault, directory: &Path) -> Result<(), String> {
+async fn signal(
+    fault: SignalFault,
+    topology: &dsss_topology::Topology,
+    directory: &Path,
+) -> Result<(), String> {
     let pid_of = |node: u64| -> Result<u32, String> {
         let file = directory.join(up_control::node_pid_file(node));
         std::fs::read_to_string(&file)
@@ -354,15 +410,21 @@ async fn signal(fault: SignalFault, directory: &Path) -> Result<(), String> {
             .and_then(|text| text.trim().parse().ok())
             .ok_or_else(|| format!("node {node} has no pid in {}", file.display()))
     };
+    let node_of = async |target: Target| match target {
+        Target::Node(node) => Ok(node),
+        Target::LeaderOf(region) => region_leader(topology, &region).await,
+    };
     match fault {
-        SignalFault::Crash { node, downtime } => {
+        SignalFault::Crash { target, downtime } => {
+            let node = node_of(target).await?;
             up_control::signal(pid_of(node)?, "KILL");
             tokio::time::sleep(downtime).await;
             let request = directory.join(up_control::restart_request_file(node));
             std::fs::write(&request, b"")
                 .map_err(|error| format!("cannot ask for node {node}'s restart: {error}"))?;
         }
-        SignalFault::Pause { node, length } => {
+        SignalFault::Pause { target, length } => {
+            let node = node_of(target).await?;
             let pid = pid_of(node)?;
             up_control::signal(pid, "STOP");
             tokio::time::sleep(length).await;
@@ -571,7 +633,9 @@ mod tests {
     fn crashes_and_pauses_become_signals_and_the_rest_is_refused_by_name() {
         let faults = signal_faults(&scenario(
             "[[fault]]\nat = \"1s\"\nkind = \"crash_node\"\nnode = 12\nfor = \"500ms\"\n\
-             [[fault]]\nat = \"2s\"\nkind = \"pause_node\"\nnode = 21\nfor = \"1s\"\n",
+             [[fault]]\nat = \"2s\"\nkind = \"pause_node\"\nnode = 21\nfor = \"1s\"\n\
+             [[fault]]\nat = \"3s\"\nkind = \"pause_region_leader\"\nregion = \"local-b\"\n\
+             for = \"1s\"\n",
         ))
         .unwrap();
         assert_eq!(
@@ -580,14 +644,21 @@ mod tests {
                 (
                     Duration::from_secs(1),
                     SignalFault::Crash {
-                        node: 12,
+                        target: Target::Node(12),
                         downtime: Duration::from_millis(500)
                     }
                 ),
                 (
                     Duration::from_secs(2),
                     SignalFault::Pause {
-                        node: 21,
+                        target: Target::Node(21),
+                        length: Duration::from_secs(1)
+                    }
+                ),
+                (
+                    Duration::from_secs(3),
+                    SignalFault::Pause {
+                        target: Target::LeaderOf("local-b".to_owned()),
                         length: Duration::from_secs(1)
                     }
                 ),

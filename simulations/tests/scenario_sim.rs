@@ -189,6 +189,28 @@ fn global_write_stages_follow_the_topology() {
     assert_eq!(csv.lines().count(), 1 + 3 * 6, "{csv}");
 }
 
+/// Faults aimed at a role hit whichever node holds it when they happen: the crash of
+/// local-a's leader and the pause of local-b's leader (`crash-and-pause.toml`) each find the
+/// region's leader, on every seed, and every check passes.
+#[test]
+fn faults_aimed_at_a_region_leader_hit_the_leader() {
+    run_seeds("scenario_leader_faults", 3, |seed| {
+        let scenario = scenario(
+            seed,
+            "workloads/registers.toml",
+            "faults/crash-and-pause.toml",
+            Duration::from_secs(10),
+        );
+        let report = scenario.run().expect("the example files are valid");
+        println!("{}\n{}", report.session, report.results.table());
+        assert!(report.passed(), "seed {seed}:\n{}", report.session);
+        let faults = report.session.faults;
+        assert_eq!(faults.crashes, 1, "seed {seed}: {faults:?}");
+        assert_eq!(faults.pauses, 1, "seed {seed}: {faults:?}");
+        assert_eq!(faults.region_leader_faults, 2, "seed {seed}: {faults:?}");
+    });
+}
+
 /// The seeded swarm of `swarm.toml` (crashes, coordinator leader crashes, pauses, region cuts,
 /// clock skew, loss, duplication and reordering) on the plain register workload.
 #[test]

@@ -420,6 +420,7 @@ fn read_fault(table: &FaultTable) -> Result<ScriptedFault, String> {
         "cut_one_way" => &["from", "to", "for"],
         "crash_node" | "pause_node" => &["node", "for"],
         "crash_coordinator_leader" => &["for"],
+        "crash_region_leader" | "pause_region_leader" => &["region", "for"],
         "clock_skew" => &["node", "skew"],
         "link_delay" => &["from", "to", "regions", "delay", "jitter", "for"],
         "link_loss" => &[
@@ -435,8 +436,8 @@ fn read_fault(table: &FaultTable) -> Result<ScriptedFault, String> {
         other => {
             return Err(format!(
                 "kind = {other:?}; it is one of isolate_region, cut_regions, cut_one_way, \
-                 crash_node, crash_coordinator_leader, pause_node, clock_skew, link_delay, \
-                 link_loss"
+                 crash_node, crash_region_leader, crash_coordinator_leader, pause_node, \
+                 pause_region_leader, clock_skew, link_delay, link_loss"
             ));
         }
     };
@@ -494,6 +495,14 @@ fn read_fault(table: &FaultTable) -> Result<ScriptedFault, String> {
         },
         "crash_coordinator_leader" => ScriptedFaultKind::CrashCoordinatorLeader {
             downtime: length()?,
+        },
+        "crash_region_leader" => ScriptedFaultKind::CrashRegionLeader {
+            region: text(&table.region, "region")?,
+            downtime: length()?,
+        },
+        "pause_region_leader" => ScriptedFaultKind::PauseRegionLeader {
+            region: text(&table.region, "region")?,
+            length: length()?,
         },
         "link_delay" => {
             let (from, to, both_ways) = read_link(table)?;
@@ -815,6 +824,44 @@ for = "1s"
                 },
             ]
         );
+    }
+
+    #[test]
+    fn faults_aimed_at_a_region_leader_read_and_name_what_is_missing() {
+        let faults = parse_faults(
+            "[[fault]]\nat = \"1s\"\nkind = \"crash_region_leader\"\nregion = \"local-a\"\n\
+             for = \"2s\"\n[[fault]]\nat = \"3s\"\nkind = \"pause_region_leader\"\n\
+             region = \"local-b\"\nfor = \"500ms\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            faults.script.faults[0].kind,
+            ScriptedFaultKind::CrashRegionLeader {
+                region: "local-a".to_owned(),
+                downtime: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(
+            faults.script.faults[1].kind,
+            ScriptedFaultKind::PauseRegionLeader {
+                region: "local-b".to_owned(),
+                length: Duration::from_millis(500)
+            }
+        );
+        for (text, expected) in [
+            (
+                "[[fault]]\nat = \"1s\"\nkind = \"crash_region_leader\"\nfor = \"2s\"\n",
+                "a crash_region_leader fault needs `region`",
+            ),
+            (
+                "[[fault]]\nat = \"1s\"\nkind = \"pause_region_leader\"\nnode = 11\n\
+                 region = \"local-a\"\nfor = \"2s\"\n",
+                "a pause_region_leader fault takes no `node`",
+            ),
+        ] {
+            let error = parse_faults(text).unwrap_err();
+            assert!(error.contains(expected), "{expected:?} not in {error}");
+        }
     }
 
     #[test]

@@ -566,6 +566,24 @@ impl GlobalCluster {
             .map(|(_, replica)| replica)
     }
 
+    /// The member that leads `region` now (the highest term's, should two believe they
+    /// lead), if any.
+    pub fn region_leader(&self, region: &str) -> Option<NodeId> {
+        let (_, members) = self
+            .routes
+            .regions
+            .iter()
+            .find(|(name, _)| name == region)?;
+        members
+            .iter()
+            .filter_map(|&member| {
+                let node = self.region_node(member)?;
+                node.is_leader().then(|| (node.group().term(), member))
+            })
+            .max()
+            .map(|(_, member)| member)
+    }
+
     /// Every node that is a region member.
     pub fn nodes(&self) -> Vec<NodeId> {
         self.routes
@@ -796,6 +814,16 @@ enum FaultEvent {
     CrashCoordinatorLeader {
         downtime: Duration,
     },
+    /// Whichever member leads the region then crashes, back after the downtime.
+    CrashRegionLeader {
+        region: String,
+        downtime: Duration,
+    },
+    /// Whichever member leads the region then pauses, resumed after the length.
+    PauseRegionLeader {
+        region: String,
+        length: Duration,
+    },
     Restart(NodeId),
     IsolateRegion(String),
     HealPartition,
@@ -825,6 +853,8 @@ pub struct FaultsDrawn {
     pub crashes: u32,
     /// Crashes of the coordinator leader.
     pub coordinator_leader_crashes: u32,
+    /// Faults aimed at a region's leader that found one and hit it (crashes and pauses).
+    pub region_leader_faults: u32,
     /// Region partitions.
     pub region_partitions: u32,
     /// Region partitions longer than the suspicion timeout.
@@ -972,6 +1002,24 @@ fn draw_schedule(
                 events.push((begin, FaultEvent::Pause(*node)));
                 events.extend(end.map(|end| (end, FaultEvent::Resume(*node))));
             }
+            ScriptedFaultKind::CrashRegionLeader { region, downtime } => {
+                events.push((
+                    begin,
+                    FaultEvent::CrashRegionLeader {
+                        region: region.clone(),
+                        downtime: *downtime,
+                    },
+                ));
+            }
+            ScriptedFaultKind::PauseRegionLeader { region, length } => {
+                events.push((
+                    begin,
+                    FaultEvent::PauseRegionLeader {
+                        region: region.clone(),
+                        length: *length,
+                    },
+                ));
+            }
             ScriptedFaultKind::ClockSkew { node, skew_us } => {
                 events.push((begin, FaultEvent::ClockSkew(*node, *skew_us)));
             }
@@ -1030,7 +1078,7 @@ fn apply_fault(
     cluster: &mut GlobalCluster,
     event: &FaultEvent,
     drawn: &mut FaultsDrawn,
-    restarts: &mut Vec<(SimTime, NodeId)>,
+    restarts: &mut Vec<(SimTime, FollowUp)>,
 ) {
     match event {
         FaultEvent::Crash(node) => {
@@ -1047,7 +1095,33 @@ fn apply_fault(
                     drawn.crashes += 1;
                     drawn.coordinator_leader_crashes += 1;
                     let back = cluster.simulation.now().saturating_add(*downtime);
-                    restarts.push((back, leader));
+                    restarts.push((back, FollowUp::Restart(leader)));
+                }
+            }
+        }
+        FaultEvent::CrashRegionLeader { region, downtime } => {
+            if let Some(leader) = cluster.region_leader(region) {
+                cluster
+                    .simulation
+                    .note(&format!("crash {region}'s leader {leader}"));
+                if cluster.simulation.crash(leader) {
+                    drawn.crashes += 1;
+                    drawn.region_leader_faults += 1;
+                    let back = cluster.simulation.now().saturating_add(*downtime);
+                    restarts.push((back, FollowUp::Restart(leader)));
+                }
+            }
+        }
+        FaultEvent::PauseRegionLeader { region, length } => {
+            if let Some(leader) = cluster.region_leader(region) {
+                cluster
+                    .simulation
+                    .note(&format!("pause {region}'s leader {leader}"));
+                if cluster.simulation.pause(leader) {
+                    drawn.pauses += 1;
+                    drawn.region_leader_faults += 1;
+                    let back = cluster.simulation.now().saturating_add(*length);
+                    restarts.push((back, FollowUp::Resume(leader)));
                 }
             }
         }
@@ -1417,7 +1491,7 @@ pub fn run_fault_window_observed(
     let mut drawn = FaultsDrawn::default();
     let schedule = draw_schedule(cluster, settings, start, &mut drawn);
     cluster.simulation.set_faults(drawn.network);
-    let mut restarts: Vec<(SimTime, NodeId)> = Vec::new();
+    let mut restarts: Vec<(SimTime, FollowUp)> = Vec::new();
     for (time, event) in &schedule {
         run_until_with_restarts(cluster, *time, &mut restarts, &mut observed);
         apply_fault(cluster, event, &mut drawn, &mut restarts);
@@ -1449,21 +1523,36 @@ impl Observed<'_> {
     }
 }
 
-/// Runs to `until`, restarting the crashed coordinator leaders whose downtime ends on the
-/// way.
+/// What a fault aimed at a role leaves to do once its length is over: the node it hit is only
+/// known when it happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum FollowUp {
+    Restart(NodeId),
+    Resume(NodeId),
+}
+
+/// Runs to `until`, restarting the crashed leaders and resuming the paused ones whose time
+/// comes on the way.
 fn run_until_with_restarts(
     cluster: &mut GlobalCluster,
     until: SimTime,
-    restarts: &mut Vec<(SimTime, NodeId)>,
+    restarts: &mut Vec<(SimTime, FollowUp)>,
     observed: &mut Observed<'_>,
 ) {
-    restarts.sort_by_key(|(time, node)| (*time, *node));
-    while let Some(&(time, node)) = restarts.first() {
+    restarts.sort_by_key(|(time, follow_up)| (*time, *follow_up));
+    while let Some(&(time, follow_up)) = restarts.first() {
         if time > until {
             break;
         }
         observed.run_until(cluster, time);
-        cluster.simulation.restart(node);
+        match follow_up {
+            FollowUp::Restart(node) => {
+                cluster.simulation.restart(node);
+            }
+            FollowUp::Resume(node) => {
+                cluster.simulation.resume(node);
+            }
+        }
         restarts.remove(0);
     }
     observed.run_until(cluster, until);

@@ -73,6 +73,23 @@ pub enum ScriptedFaultKind {
         /// How long it stays down.
         downtime: Duration,
     },
+    /// Whichever node leads `region`'s raft group at that moment crashes and restarts after
+    /// `downtime` (nothing happens when no member leads): a fault that hits the same role in
+    /// every run, whichever node elections gave it.
+    CrashRegionLeader {
+        /// The region's name.
+        region: String,
+        /// How long it stays down.
+        downtime: Duration,
+    },
+    /// Whichever node leads `region` at that moment handles nothing for `length` while its
+    /// links stay up (SIGSTOP, then SIGCONT).
+    PauseRegionLeader {
+        /// The region's name.
+        region: String,
+        /// How long.
+        length: Duration,
+    },
     /// A node handles nothing for `length` while its links stay up (SIGSTOP, then SIGCONT).
     PauseNode {
         /// The node's id in the topology.
@@ -184,9 +201,11 @@ impl ScriptedFaultKind {
             | ScriptedFaultKind::CutRegions { length, .. }
             | ScriptedFaultKind::CutOneWay { length, .. }
             | ScriptedFaultKind::PauseNode { length, .. }
+            | ScriptedFaultKind::PauseRegionLeader { length, .. }
             | ScriptedFaultKind::LinkDelay { length, .. }
             | ScriptedFaultKind::LinkLoss { length, .. } => Some(*length),
             ScriptedFaultKind::CrashNode { downtime, .. }
+            | ScriptedFaultKind::CrashRegionLeader { downtime, .. }
             | ScriptedFaultKind::CrashCoordinatorLeader { downtime } => Some(*downtime),
             ScriptedFaultKind::ClockSkew { .. } => None,
         }
@@ -207,6 +226,10 @@ impl ScriptedFaultKind {
                 "coordinator leader down".to_owned()
             }
             ScriptedFaultKind::PauseNode { node, .. } => format!("node {node} paused"),
+            ScriptedFaultKind::CrashRegionLeader { region, .. } => format!("{region} leader down"),
+            ScriptedFaultKind::PauseRegionLeader { region, .. } => {
+                format!("{region} leader paused")
+            }
             ScriptedFaultKind::ClockSkew { node, .. } => format!("node {node} clock"),
             ScriptedFaultKind::LinkDelay {
                 from,
@@ -370,6 +393,10 @@ impl FaultScript {
                     }
                 }
                 ScriptedFaultKind::CrashCoordinatorLeader { .. } => {}
+                ScriptedFaultKind::CrashRegionLeader { region: name, .. }
+                | ScriptedFaultKind::PauseRegionLeader { region: name, .. } => {
+                    region(name, index)?;
+                }
                 ScriptedFaultKind::LinkDelay {
                     from,
                     to,
