@@ -177,31 +177,29 @@ impl SimDisk {
         let new_size_bytes = entry_size_bytes(&key, &value);
         // One lookup in the unsynced writes serves both the size check and the insert: the
         // maps are keyed by long byte strings, so every lookup costs many comparisons.
-        match self.unsynced.entry(key) {
+        let entry = self.unsynced.entry(key);
+        // What the key holds now: its unsynced write, or else its durable value.
+        let old_size_bytes = match &entry {
+            Entry::Occupied(pending) => pending
+                .get()
+                .as_deref()
+                .map_or(0, |old_value| entry_size_bytes(pending.key(), old_value)),
+            Entry::Vacant(vacant) => self
+                .durable
+                .get(vacant.key())
+                .map_or(0, |old_value| entry_size_bytes(vacant.key(), old_value)),
+        };
+        self.visible_size_bytes = size_bytes_after(
+            self.visible_size_bytes,
+            self.size_bytes_max,
+            old_size_bytes,
+            new_size_bytes,
+        )?;
+        match entry {
             Entry::Occupied(mut pending) => {
-                let old_size_bytes = pending
-                    .get()
-                    .as_deref()
-                    .map_or(0, |old_value| entry_size_bytes(pending.key(), old_value));
-                self.visible_size_bytes = size_bytes_after(
-                    self.visible_size_bytes,
-                    self.size_bytes_max,
-                    old_size_bytes,
-                    new_size_bytes,
-                )?;
                 pending.insert(Some(value));
             }
             Entry::Vacant(vacant) => {
-                let old_size_bytes = self
-                    .durable
-                    .get(vacant.key())
-                    .map_or(0, |old_value| entry_size_bytes(vacant.key(), old_value));
-                self.visible_size_bytes = size_bytes_after(
-                    self.visible_size_bytes,
-                    self.size_bytes_max,
-                    old_size_bytes,
-                    new_size_bytes,
-                )?;
                 vacant.insert(Some(value));
             }
         }

@@ -1091,11 +1091,9 @@ fn apply_fault(
                 cluster
                     .simulation
                     .note(&format!("crash the coordinator leader {leader}"));
-                if cluster.simulation.crash(leader) {
+                if crash_for(cluster, leader, *downtime, restarts) {
                     drawn.crashes += 1;
                     drawn.coordinator_leader_crashes += 1;
-                    let back = cluster.simulation.now().saturating_add(*downtime);
-                    restarts.push((back, FollowUp::Restart(leader)));
                 }
             }
         }
@@ -1104,11 +1102,9 @@ fn apply_fault(
                 cluster
                     .simulation
                     .note(&format!("crash {region}'s leader {leader}"));
-                if cluster.simulation.crash(leader) {
+                if crash_for(cluster, leader, *downtime, restarts) {
                     drawn.crashes += 1;
                     drawn.region_leader_faults += 1;
-                    let back = cluster.simulation.now().saturating_add(*downtime);
-                    restarts.push((back, FollowUp::Restart(leader)));
                 }
             }
         }
@@ -1521,6 +1517,21 @@ impl Observed<'_> {
             cluster.simulation.run_until(until);
         }
     }
+}
+
+/// Crashes `node` and schedules its restart after `downtime`: true when it was up.
+fn crash_for(
+    cluster: &mut GlobalCluster,
+    node: NodeId,
+    downtime: Duration,
+    restarts: &mut Vec<(SimTime, FollowUp)>,
+) -> bool {
+    let crashed = cluster.simulation.crash(node);
+    if crashed {
+        let back = cluster.simulation.now().saturating_add(downtime);
+        restarts.push((back, FollowUp::Restart(node)));
+    }
+    crashed
 }
 
 /// What a fault aimed at a role leaves to do once its length is over: the node it hit is only

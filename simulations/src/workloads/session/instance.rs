@@ -710,3 +710,26 @@ impl Application for SessionInstance {
         !matches!(self.waiting, Waiting::Thinking | Waiting::Done)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workloads::session::SessionRunSettings;
+
+    #[test]
+    fn an_open_loop_rate_and_a_payload_are_taken_up_to_their_bounds() {
+        let mut settings = SessionRunSettings::new(1, dsss_topology::local_default()).instance;
+        settings.open_loop_rate_per_s = Some(OPEN_LOOP_RATE_PER_INSTANCE_MAX);
+        settings.payload_bytes = (PAYLOAD_BYTES_MAX, PAYLOAD_BYTES_MAX);
+        assert_eq!(settings.validate(), Ok(()));
+        settings.open_loop_rate_per_s = Some(OPEN_LOOP_RATE_PER_INSTANCE_MAX * 1.5);
+        let error = settings.validate().unwrap_err();
+        assert!(error.contains("open_loop_rate_per_s: 15000"), "{error}");
+        settings.open_loop_rate_per_s = Some(0.0);
+        assert!(settings.validate().is_err());
+        settings.open_loop_rate_per_s = None;
+        settings.payload_bytes = (0, PAYLOAD_BYTES_MAX + 1);
+        let error = settings.validate().unwrap_err();
+        assert!(error.contains("payload_bytes"), "{error}");
+    }
+}
