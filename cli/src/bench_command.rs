@@ -7,10 +7,18 @@
 //! commit, and proposes the next. The table gives records per second, the 50th and 99th
 //! percentile commit latency, and the CPU time of the benchmark process itself per record
 //! (getrusage), which tells how much of the machine the clients took from the nodes.
+//!
+//! Before the levels it measures the fsync latency of the machine in its directory (4 KiB
+//! writes, each followed by fdatasync), which bounds the commit latency of every system that
+//! syncs its log. With `--against-etcd` it also starts a three-member etcd cluster in the same
+//! directory ([`crate::bench_etcd`]) and, for each level, runs the level against etcd and then
+//! against the DSSS region with the same clients, connections and record size, and prints one
+//! table with both systems, the CPU per record of the client and of the servers, and the ratio
+//! of their throughputs.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -22,6 +30,8 @@ use clap::{Args, Subcommand};
 use dsss::region_client::{Call, RegionClient, RegionConnections};
 use dsss_wire::Scope;
 use dsss_wire::proto::NodeRole;
+
+use crate::bench_etcd::{self, EtcdCluster, EtcdPutter};
 
 /// Exit status when the benchmark could not run.
 const EXIT_BENCH_FAILED: u8 = 1;
@@ -57,6 +67,15 @@ const WARM_UP: Duration = Duration::from_secs(1);
 /// The longest wait for the region to elect a leader.
 const LEADER_WAIT_MAX: Duration = Duration::from_secs(60);
 
+/// How many synced writes measure the machine's fsync latency.
+const FSYNC_SAMPLES: usize = 1_000;
+
+/// The size of each synced write, in bytes.
+const FSYNC_BLOCK_BYTES: usize = 4_096;
+
+/// The longest the fsync measurement runs; on a slower disk it stops with fewer samples.
+const FSYNC_TIME_MAX: Duration = Duration::from_secs(30);
+
 /// The `dsss bench` subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
@@ -64,11 +83,15 @@ pub(crate) enum BenchCommand {
     ///
     /// Starts three `dsss node` processes on loopback (ports picked free) in a temporary
     /// directory, each with a RocksDB store that syncs its write-ahead log on every commit
-    /// round, and runs closed-loop clients against the leader for each concurrency level. The
-    /// processes are stopped and the directory removed at the end.
+    /// round, and runs closed-loop clients against the leader for each concurrency level. It
+    /// first prints the fsync latency of the disk under that directory (4 KiB writes, each
+    /// followed by fdatasync). With --against-etcd it runs a three-member etcd cluster beside
+    /// the region and measures both, level by level, in one table. The processes are stopped
+    /// and the directory removed at the end.
     #[command(after_help = "Examples:\n  \
         dsss bench region\n  \
-        dsss bench region --clients 1,16,64 --seconds 10 --record-bytes 256")]
+        dsss bench region --clients 1,16,64 --seconds 10 --record-bytes 256\n  \
+        dsss bench region --against-etcd --clients 1,16,64 --seconds 10")]
     Region(RegionBenchArgs),
     /// Write a long load (4 GiB by default) through the SDK into a running cluster, watching node memory and region logs.
     ///
@@ -116,6 +139,22 @@ pub(crate) struct RegionBenchArgs {
     /// How many gRPC connections the clients share.
     #[arg(long, value_name = "N", default_value_t = 4)]
     connections: usize,
+    /// Measure a three-member etcd cluster side by side: each level runs against etcd, then against DSSS, in one table.
+    ///
+    /// Starts three `etcd` processes (etcd 3.4, Debian's etcd-server package) on loopback in
+    /// the benchmark's directory, with etcd's defaults (its write-ahead log synced on every
+    /// commit), and runs every level first against etcd's leader (etcdserverpb.KV/Put of a
+    /// --record-bytes value, one key per client) and then against the DSSS region's leader,
+    /// with the same closed-loop clients and the same number of shared connections. The table
+    /// gives, per level, both systems' records/s, p50 and p99 latency, the CPU per record of
+    /// this benchmark process (client) and of the three server processes (servers), and the
+    /// ratio of DSSS's throughput to etcd's. Without an etcd binary it exits with status 2 and
+    /// names the package to install.
+    #[arg(long)]
+    against_etcd: bool,
+    /// The etcd binary for --against-etcd; by default the first `etcd` on the PATH.
+    #[arg(long, value_name = "PATH", requires = "against_etcd")]
+    etcd_binary: Option<PathBuf>,
 }
 
 /// Runs one benchmark subcommand.
@@ -163,32 +202,142 @@ fn check_arguments(arguments: &RegionBenchArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The etcd binary of `--against-etcd` and its version.
+struct EtcdBinary {
+    path: PathBuf,
+    version: String,
+}
+
 fn region(arguments: RegionBenchArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
     if let Err(message) = check_arguments(&arguments) {
         let _ = writeln!(stderr, "{message}");
         return ExitCode::from(EXIT_BAD_INPUT);
     }
+    let etcd_binary = if arguments.against_etcd {
+        let found = bench_etcd::find_binary(arguments.etcd_binary.as_deref()).and_then(|path| {
+            let version = bench_etcd::version(&path)?;
+            Ok(EtcdBinary { path, version })
+        });
+        match found {
+            Ok(binary) => Some(binary),
+            Err(message) => {
+                let _ = writeln!(stderr, "--against-etcd: {message}");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+        }
+    } else {
+        None
+    };
     let runtime = match crate::command_runtime::multi_thread(stderr, EXIT_BENCH_FAILED) {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let mut region = match BenchRegion::start() {
+    let directory = match BenchDirectory::create() {
+        Ok(directory) => directory,
+        Err(error) => {
+            let _ = writeln!(stderr, "{error}");
+            return ExitCode::from(EXIT_BENCH_FAILED);
+        }
+    };
+    match measure_fsync(directory.path()) {
+        Ok(latency) => {
+            let _ = writeln!(stdout, "{}", latency.line(directory.path()));
+        }
+        Err(error) => {
+            let _ = writeln!(stderr, "cannot measure the fsync latency: {error}");
+            return ExitCode::from(EXIT_BENCH_FAILED);
+        }
+    }
+    let mut region = match BenchRegion::start(directory) {
         Ok(region) => region,
         Err(error) => {
             let _ = writeln!(stderr, "cannot start the region: {error}");
             return ExitCode::from(EXIT_BENCH_FAILED);
         }
     };
-    let outcome = runtime.block_on(measure(&region, &arguments, stdout));
-    let stopped = region.stop();
+    let mut etcd = None;
+    if let Some(binary) = &etcd_binary {
+        match EtcdCluster::start(&binary.path, region.directory.path(), free_port) {
+            Ok(cluster) => etcd = Some(cluster),
+            Err(error) => {
+                let _ = writeln!(stderr, "cannot start the etcd cluster: {error}");
+                let _ = region.stop();
+                return ExitCode::from(EXIT_BENCH_FAILED);
+            }
+        }
+    }
+    let outcome = runtime.block_on(async {
+        match (etcd.as_mut(), &etcd_binary) {
+            (Some(cluster), Some(binary)) => {
+                measure_side_by_side(&region, cluster, binary, &arguments, stdout).await
+            }
+            _ => measure(&region, &arguments, stdout).await,
+        }
+    });
+    let etcd_stopped = etcd.as_mut().map_or(Ok(()), EtcdCluster::stop);
+    let stopped = region.stop().and(etcd_stopped);
     match (outcome, stopped) {
         (Ok(()), Ok(())) => ExitCode::SUCCESS,
         (Err(error), _) | (Ok(()), Err(error)) => {
             let _ = writeln!(stderr, "{error}");
             region.print_logs(stderr);
+            if let Some(cluster) = &etcd {
+                let _ = write!(stderr, "{}", cluster.log_tails());
+            }
             ExitCode::from(EXIT_BENCH_FAILED)
         }
     }
+}
+
+/// The machine's fsync latency, measured in the benchmark's directory.
+struct FsyncLatency {
+    /// The latency of each write and sync, sorted, in microseconds.
+    sorted_us: Vec<u32>,
+}
+
+impl FsyncLatency {
+    fn line(&self, directory: &Path) -> String {
+        format!(
+            "fsync latency of this machine in {}: {} x (4 KiB write + fdatasync): p50 {} us, \
+             p99 {} us",
+            directory.display(),
+            self.sorted_us.len(),
+            percentile_us(&self.sorted_us, 0.50),
+            percentile_us(&self.sorted_us, 0.99)
+        )
+    }
+}
+
+/// Writes 4 KiB blocks one after the other into a file laid out beforehand, each followed by
+/// fdatasync (as a log writes into a preallocated segment), and times each write and sync:
+/// [`FSYNC_SAMPLES`] of them, or fewer if they take more than [`FSYNC_TIME_MAX`] together.
+fn measure_fsync(directory: &Path) -> Result<FsyncLatency, String> {
+    let path = directory.join("fsync-probe");
+    let failed = |error: std::io::Error| format!("{}: {error}", path.display());
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .map_err(failed)?;
+    file.write_all(&vec![0; FSYNC_SAMPLES * FSYNC_BLOCK_BYTES])
+        .map_err(failed)?;
+    file.sync_all().map_err(failed)?;
+    file.seek(SeekFrom::Start(0)).map_err(failed)?;
+    let block = vec![0xa5; FSYNC_BLOCK_BYTES];
+    let started = Instant::now();
+    let mut sorted_us = Vec::with_capacity(FSYNC_SAMPLES);
+    while sorted_us.len() < FSYNC_SAMPLES && started.elapsed() < FSYNC_TIME_MAX {
+        let write_started = Instant::now();
+        file.write_all(&block).map_err(failed)?;
+        file.sync_data().map_err(failed)?;
+        let micros = write_started.elapsed().as_micros();
+        sorted_us.push(u32::try_from(micros).unwrap_or(u32::MAX));
+    }
+    drop(file);
+    fs::remove_file(&path).map_err(failed)?;
+    sorted_us.sort_unstable();
+    Ok(FsyncLatency { sorted_us })
 }
 
 /// The benchmark's region: three child processes, stopped when the value drops.
@@ -199,8 +348,7 @@ struct BenchRegion {
 }
 
 impl BenchRegion {
-    fn start() -> Result<BenchRegion, String> {
-        let directory = BenchDirectory::create()?;
+    fn start(directory: BenchDirectory) -> Result<BenchRegion, String> {
         let mut addresses = BTreeMap::new();
         for node_id in NODE_IDS {
             addresses.insert(node_id, format!("127.0.0.1:{}", free_port()?));
@@ -428,8 +576,89 @@ struct LevelResult {
     latencies_us: Vec<u32>,
     /// The benchmark client's CPU time over the level.
     cpu: Option<Duration>,
-    /// The three node processes' CPU time over the level.
-    nodes_cpu: Option<Duration>,
+    /// The three server processes' CPU time over the level.
+    servers_cpu: Option<Duration>,
+}
+
+/// One closed-loop client of a level: it writes a record, waits until it is committed, and
+/// writes the next.
+enum LevelClient {
+    /// A DSSS region client proposing a call to the region's leader.
+    Dsss { client: RegionClient, call: Call },
+    /// An etcd client putting a key to the cluster's leader.
+    Etcd(EtcdPutter),
+}
+
+impl LevelClient {
+    async fn commit(&mut self) -> Result<(), String> {
+        match self {
+            LevelClient::Dsss { client, call } => client
+                .propose(call)
+                .await
+                .map(|_| ())
+                .map_err(|error| format!("client {}: {error}", client.client_id())),
+            LevelClient::Etcd(putter) => putter.put().await,
+        }
+    }
+}
+
+/// The shared connections to the region's members, and the region's leader.
+async fn connect_region(
+    region: &BenchRegion,
+    arguments: &RegionBenchArgs,
+) -> Result<(Vec<RegionConnections>, u64), String> {
+    let members = region.members();
+    let mut connections = Vec::new();
+    for _ in 0..arguments.connections {
+        connections.push(RegionConnections::new(&members).map_err(|error| error.to_string())?);
+    }
+    let leader = wait_for_leader(&connections[0]).await?;
+    Ok((connections, leader))
+}
+
+/// `clients` DSSS clients with ids from `client_id_base + 1`, spread over `connections`,
+/// each proposing to `leader` a call of `record_bytes` arguments on an object of its own.
+fn dsss_clients(
+    connections: &[RegionConnections],
+    leader: u64,
+    clients: usize,
+    client_id_base: u64,
+    record_bytes: usize,
+) -> Result<Vec<LevelClient>, String> {
+    (0..clients)
+        .map(|index| {
+            let mut client = RegionClient::new(
+                connections[index % connections.len()].clone(),
+                client_id_base + index as u64 + 1,
+            );
+            client.prefer(leader).map_err(|error| error.to_string())?;
+            let call = Call {
+                object_id: format!("bench/{index}"),
+                method_id: 1,
+                arguments: vec![0x5a; record_bytes],
+                scope: Scope::Regional,
+            };
+            Ok(LevelClient::Dsss { client, call })
+        })
+        .collect()
+}
+
+/// `clients` etcd clients spread over `channels`, each putting a value of `record_bytes` under
+/// a key of its own (the same keys as the DSSS clients' objects).
+fn etcd_clients(
+    channels: &[tonic::transport::Channel],
+    clients: usize,
+    record_bytes: usize,
+) -> Vec<LevelClient> {
+    (0..clients)
+        .map(|index| {
+            LevelClient::Etcd(EtcdPutter::new(
+                channels[index % channels.len()].clone(),
+                format!("bench/{index}"),
+                vec![0x5a; record_bytes],
+            ))
+        })
+        .collect()
 }
 
 async fn measure(
@@ -437,12 +666,7 @@ async fn measure(
     arguments: &RegionBenchArgs,
     stdout: &mut dyn Write,
 ) -> Result<(), String> {
-    let members = region.members();
-    let mut connections = Vec::new();
-    for _ in 0..arguments.connections {
-        connections.push(RegionConnections::new(&members).map_err(|error| error.to_string())?);
-    }
-    let leader = wait_for_leader(&connections[0]).await?;
+    let (connections, leader) = connect_region(region, arguments).await?;
     let _ = writeln!(
         stdout,
         "region of 3 dsss node processes on loopback, leader node {leader}; {} s per level after \
@@ -459,46 +683,99 @@ async fn measure(
     );
     let mut client_id_base = 0;
     for &clients in &arguments.clients {
-        let result = run_level(
+        let level_clients = dsss_clients(
             &connections,
-            &region.pids(),
             leader,
             clients,
             client_id_base,
-            arguments,
-        )
-        .await?;
+            arguments.record_bytes,
+        )?;
         client_id_base += clients as u64;
+        let result = run_level(level_clients, &region.pids(), arguments.seconds).await?;
         let _ = writeln!(stdout, "{}", format_row(&result));
         let _ = stdout.flush();
     }
     Ok(())
 }
 
-async fn run_level(
-    connections: &[RegionConnections],
-    node_pids: &[u32],
-    leader: u64,
-    clients: usize,
-    client_id_base: u64,
+async fn measure_side_by_side(
+    region: &BenchRegion,
+    etcd: &mut EtcdCluster,
+    etcd_binary: &EtcdBinary,
     arguments: &RegionBenchArgs,
+    stdout: &mut dyn Write,
+) -> Result<(), String> {
+    let (connections, leader) = connect_region(region, arguments).await?;
+    let etcd_leader = etcd.wait_for_leader().await?;
+    let (etcd_leader_name, etcd_leader_url) = etcd.member(etcd_leader);
+    let etcd_channels = bench_etcd::connect(etcd_leader_url, arguments.connections).await?;
+    let _ = writeln!(
+        stdout,
+        "etcd {} ({}): 3 member processes on loopback with etcd's defaults (write-ahead log \
+         synced on every commit); clients send to the leader, {etcd_leader_name} (a follower \
+         would forward each put to it, one more hop)",
+        etcd_binary.version,
+        etcd_binary.path.display()
+    );
+    let _ = writeln!(
+        stdout,
+        "dsss: 3 dsss node processes on loopback (RocksDB syncing its write-ahead log); clients \
+         send to the leader, node {leader}"
+    );
+    let _ = writeln!(
+        stdout,
+        "each level runs against etcd, then against dsss, {} s each after {} s of warm-up, with \
+         the same closed-loop clients over {} shared connections per system; {}-byte records \
+         (etcd: the value of a put; dsss: the arguments of a call), one key or object per client",
+        arguments.seconds,
+        WARM_UP.as_secs(),
+        arguments.connections,
+        arguments.record_bytes
+    );
+    let _ = writeln!(
+        stdout,
+        "client, servers: CPU time per record in us of this benchmark process and of the system's \
+         3 server processes together; the other system idles meanwhile"
+    );
+    for line in side_by_side_header() {
+        let _ = writeln!(stdout, "{line}");
+    }
+    let mut client_id_base = 0;
+    for &clients in &arguments.clients {
+        let level_clients = etcd_clients(&etcd_channels, clients, arguments.record_bytes);
+        let etcd_result = run_level(level_clients, &etcd.pids(), arguments.seconds).await?;
+        let level_clients = dsss_clients(
+            &connections,
+            leader,
+            clients,
+            client_id_base,
+            arguments.record_bytes,
+        )?;
+        client_id_base += clients as u64;
+        let dsss_result = run_level(level_clients, &region.pids(), arguments.seconds).await?;
+        let _ = writeln!(
+            stdout,
+            "{}",
+            format_side_by_side_row(&etcd_result, &dsss_result)
+        );
+        let _ = stdout.flush();
+    }
+    Ok(())
+}
+
+/// Runs `clients` closed loop for [`WARM_UP`], then measures them for `seconds`, with the CPU
+/// time of this process and of the server processes `server_pids`.
+async fn run_level(
+    clients: Vec<LevelClient>,
+    server_pids: &[u32],
+    seconds: u64,
 ) -> Result<LevelResult, String> {
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
-    let samples_per_client = LATENCY_SAMPLES_MAX / clients;
+    let count = clients.len();
+    let samples_per_client = LATENCY_SAMPLES_MAX / count.max(1);
     let mut tasks = Vec::new();
-    for index in 0..clients {
-        let mut client = RegionClient::new(
-            connections[index % connections.len()].clone(),
-            client_id_base + index as u64 + 1,
-        );
-        client.prefer(leader).map_err(|error| error.to_string())?;
-        let call = Call {
-            object_id: format!("bench/{index}"),
-            method_id: 1,
-            arguments: vec![0x5a; arguments.record_bytes],
-            scope: Scope::Regional,
-        };
+    for mut client in clients {
         let measuring = measuring.clone();
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
@@ -506,10 +783,7 @@ async fn run_level(
             let mut records = 0_u64;
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                client
-                    .propose(&call)
-                    .await
-                    .map_err(|error| format!("client {}: {error}", client.client_id()))?;
+                client.commit().await?;
                 if measuring.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
                     records += 1;
                     if latencies_us.len() < samples_per_client {
@@ -523,17 +797,17 @@ async fn run_level(
     }
     tokio::time::sleep(WARM_UP).await;
     let cpu_before = process_cpu_time();
-    let nodes_cpu_before = nodes_cpu_time(node_pids);
+    let servers_cpu_before = nodes_cpu_time(server_pids);
     let started = Instant::now();
     measuring.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_secs(arguments.seconds)).await;
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::SeqCst);
     let elapsed = started.elapsed();
     let cpu = process_cpu_time()
         .zip(cpu_before)
         .map(|(after, before)| after.saturating_sub(before));
-    let nodes_cpu = nodes_cpu_time(node_pids)
-        .zip(nodes_cpu_before)
+    let servers_cpu = nodes_cpu_time(server_pids)
+        .zip(servers_cpu_before)
         .map(|(after, before)| after.saturating_sub(before));
     let mut records = 0;
     let mut latencies_us = Vec::new();
@@ -546,39 +820,104 @@ async fn run_level(
     }
     latencies_us.sort_unstable();
     Ok(LevelResult {
-        clients,
+        clients: count,
         records,
         elapsed,
         latencies_us,
         cpu,
-        nodes_cpu,
+        servers_cpu,
     })
 }
 
-fn percentile_ms(sorted_us: &[u32], fraction: f64) -> f64 {
+/// The nearest-rank percentile of `sorted_us`, in microseconds (0 when there is no sample).
+fn percentile_us(sorted_us: &[u32], fraction: f64) -> u32 {
     if sorted_us.is_empty() {
-        return 0.0;
+        return 0;
     }
     let rank = ((sorted_us.len() as f64 * fraction).ceil() as usize).clamp(1, sorted_us.len());
-    f64::from(sorted_us[rank - 1]) / 1_000.0
+    sorted_us[rank - 1]
+}
+
+fn percentile_ms(sorted_us: &[u32], fraction: f64) -> f64 {
+    f64::from(percentile_us(sorted_us, fraction)) / 1_000.0
+}
+
+impl LevelResult {
+    fn records_per_second(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// `cpu` per record in microseconds, with one decimal; "unknown" without a figure.
+    fn per_record(&self, cpu: Option<Duration>) -> String {
+        match cpu {
+            Some(cpu) if self.records > 0 => {
+                format!("{:.1}", cpu.as_secs_f64() * 1e6 / self.records as f64)
+            }
+            _ => "unknown".to_owned(),
+        }
+    }
 }
 
 fn format_row(result: &LevelResult) -> String {
-    let records_per_second = result.records as f64 / result.elapsed.as_secs_f64();
-    let per_record = |cpu: Option<Duration>| match cpu {
-        Some(cpu) if result.records > 0 => {
-            format!("{:.1} us", cpu.as_secs_f64() * 1e6 / result.records as f64)
+    let with_unit = |figure: String| {
+        if figure == "unknown" {
+            figure
+        } else {
+            format!("{figure} us")
         }
-        _ => "unknown".to_owned(),
     };
     format!(
         "{:>8} {:>12.0} {:>9.2} {:>9.2} {:>16} {:>15}",
         result.clients,
-        records_per_second,
+        result.records_per_second(),
         percentile_ms(&result.latencies_us, 0.50),
         percentile_ms(&result.latencies_us, 0.99),
-        per_record(result.cpu),
-        per_record(result.nodes_cpu)
+        with_unit(result.per_record(result.cpu)),
+        with_unit(result.per_record(result.servers_cpu))
+    )
+}
+
+/// The columns of one system in the side-by-side table.
+fn system_columns(result: &LevelResult) -> String {
+    format!(
+        "{:>10.0} {:>7.2} {:>7.2} {:>7} {:>8}",
+        result.records_per_second(),
+        percentile_ms(&result.latencies_us, 0.50),
+        percentile_ms(&result.latencies_us, 0.99),
+        result.per_record(result.cpu),
+        result.per_record(result.servers_cpu)
+    )
+}
+
+/// The two header lines of the side-by-side table.
+fn side_by_side_header() -> [String; 2] {
+    let columns = format!(
+        "{:>10} {:>7} {:>7} {:>7} {:>8}",
+        "records/s", "p50 ms", "p99 ms", "client", "servers"
+    );
+    let width = columns.len();
+    [
+        format!("{:>8}  {:-^width$}  {:-^width$}", "", " etcd ", " dsss "),
+        format!("{:>8}  {columns}  {columns}  {:>9}", "clients", "dsss/etcd"),
+    ]
+}
+
+/// One level of the side-by-side table: etcd's figures, DSSS's, and the ratio of their
+/// throughputs.
+fn format_side_by_side_row(etcd: &LevelResult, dsss: &LevelResult) -> String {
+    let ratio = if etcd.records > 0 {
+        format!(
+            "{:.2}",
+            dsss.records_per_second() / etcd.records_per_second()
+        )
+    } else {
+        "none".to_owned()
+    };
+    format!(
+        "{:>8}  {}  {}  {ratio:>9}",
+        dsss.clients,
+        system_columns(etcd),
+        system_columns(dsss)
     )
 }
 
@@ -603,6 +942,50 @@ mod tests {
         assert_eq!(parse_cpu_time("4242 (dsss) S 1 2"), None);
     }
 
+    fn level(clients: usize, records: u64, cpu_ms: u64) -> LevelResult {
+        LevelResult {
+            clients,
+            records,
+            elapsed: Duration::from_secs(2),
+            latencies_us: vec![500, 1_000, 2_000],
+            cpu: Some(Duration::from_millis(cpu_ms)),
+            servers_cpu: None,
+        }
+    }
+
+    #[test]
+    fn the_side_by_side_row_has_both_systems_and_the_ratio_under_the_header() {
+        let row = format_side_by_side_row(&level(16, 2_000, 100), &level(16, 3_000, 60));
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            fields,
+            [
+                "16", "1000", "1.00", "2.00", "50.0", "unknown", "1500", "1.00", "2.00", "20.0",
+                "unknown", "1.50"
+            ]
+        );
+        let [groups, columns] = side_by_side_header();
+        assert_eq!(columns.len(), row.len(), "{columns}\n{row}");
+        assert!(columns.ends_with("dsss/etcd"), "{columns}");
+        assert!(
+            groups.contains(" etcd ") && groups.contains(" dsss "),
+            "{groups}"
+        );
+        let nothing = format_side_by_side_row(&level(1, 0, 0), &level(1, 10, 0));
+        assert!(nothing.ends_with("none"), "{nothing}");
+    }
+
+    #[test]
+    fn the_fsync_latency_is_measured_in_the_directory() {
+        let directory = BenchDirectory::create().expect("directory");
+        let latency = measure_fsync(directory.path()).expect("measured");
+        assert!(!latency.sorted_us.is_empty());
+        assert!(latency.sorted_us.is_sorted());
+        assert!(!directory.path().join("fsync-probe").exists());
+        let line = latency.line(directory.path());
+        assert!(line.contains("fdatasync") && line.contains("p99"), "{line}");
+    }
+
     #[test]
     fn topology_text_is_a_valid_topology() {
         let addresses: BTreeMap<u64, String> = NODE_IDS
@@ -622,6 +1005,8 @@ mod tests {
             seconds: 5,
             record_bytes: 256,
             connections: 4,
+            against_etcd: false,
+            etcd_binary: None,
         };
         assert_eq!(check_arguments(&good), Ok(()));
         let zero_clients = RegionBenchArgs {

@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 mod bench_command;
+mod bench_etcd;
 mod certs_command;
 mod command_runtime;
 mod idle_bench_command;

@@ -130,7 +130,7 @@ pub(crate) fn run(args: NodeArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
         }
     };
     config.security = security.clone();
-    config.tick_interval_us = args.tick_ms.saturating_mul(1_000);
+    config.set_tick_interval_us(args.tick_ms.saturating_mul(1_000));
     if let Some(entries_max) = args.raft_log_entries_max {
         config.node.group.log_retention.entries_max = entries_max;
     }

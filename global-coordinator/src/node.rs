@@ -178,9 +178,7 @@ impl CoordinatorConfig {
         config.epoch_interval_us = cluster.epoch_us;
         config.suspicion_timeout_us = cluster.suspicion_timeout_us;
         config.max_clock_skew_us = cluster.max_clock_skew_us;
-        config.resend_interval_us = (cluster.epoch_us * 10)
-            .min(cluster.suspicion_timeout_us / 2)
-            .max(1);
+        config.resend_interval_us = topology.resend_interval_us();
         let delay_ticks = (10 * topology.latency.d_max_us()).div_ceil(cluster.epoch_us.max(1));
         config.election_tick = usize::try_from(delay_ticks.max(10))
             .map_or(ELECTION_TICK_MAX, |ticks| ticks.min(ELECTION_TICK_MAX));

@@ -89,6 +89,7 @@ pub mod region_log;
 #[cfg(feature = "driver")]
 pub mod service;
 pub mod snapshot_catch_up;
+pub mod topology_config;
 
 pub use checkpoint::transfer::{STATE_PIECE_BYTES_MAX, STATE_PIECE_PAIRS_MAX, StatePiece};
 pub use checkpoint::{
@@ -115,3 +116,6 @@ pub use region_log::{
     EntryOutcome, LogRecord, REGION_LOG, REGION_STATE, RecordOutcome, RegionLog, RegionLogRetention,
 };
 pub use snapshot_catch_up::{LogRangeFetch, LogRangeReply, LogRangeRequest, StateRequest};
+pub use topology_config::{
+    TICK_INTERVAL_US_DEFAULT, TopologyConfigError, proposal_timeout_ticks, region_node_config,
+};

@@ -134,7 +134,7 @@ fn a_region_run_replays_from_its_seed_with_real_raft_inside() {
     assert_ne!(first.trace_hash, second.trace_hash);
 }
 
-/// Region logs with a quota far below what a run writes (32 KiB, releases past half of it):
+/// Region logs with a quota far below what a run writes (16 KiB, releases past half of it):
 /// the object that nobody checkpoints is released again and again while members crash and
 /// restart, are partitioned, lose and reorder messages, and catch up by snapshot; every
 /// check still holds (every member ends with the same history and retained log, and every
@@ -150,7 +150,7 @@ fn releases_of_records_nobody_covers_under_faults_keep_every_member_equal() {
         |seed| {
             let mut settings = faulty(seed, 3);
             settings.region_log_retention = RegionLogRetention {
-                size_bytes_max: 32 * 1024,
+                size_bytes_max: 16 * 1024,
                 release_share_percent: 50,
                 release_age_us: 0,
                 ..RegionLogRetention::default()

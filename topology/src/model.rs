@@ -338,6 +338,23 @@ impl NodeSettings {
 }
 
 impl Topology {
+    /// How long a region waits before it resends a batch the coordinator has not acknowledged,
+    /// and the coordinator before it resends an epoch a region has not acknowledged: ten
+    /// epochs, but never less than three one-way delays across the widest link (an answer
+    /// cannot come back sooner than a round trip, and resending before it only doubles the
+    /// traffic), and at most half the suspicion timeout (so that a region that resends is
+    /// heard before it is suspected). The region node, the coordinator and the simulator all
+    /// take it from here.
+    pub fn resend_interval_us(&self) -> u64 {
+        let cluster = &self.cluster;
+        cluster
+            .epoch_us
+            .saturating_mul(10)
+            .max(self.latency.d_max_us().saturating_mul(3))
+            .min(cluster.suspicion_timeout_us / 2)
+            .max(1)
+    }
+
     /// The index of the region with this id.
     pub fn region_index(&self, region_id: &str) -> Option<usize> {
         self.regions

@@ -6,7 +6,10 @@
 //!
 //! Each region's [`LeaderTracker`] names the node a part goes to: the node that last submitted
 //! a batch for the region (only leaders ship batches); a NotLeader answer moves it to the
-//! hinted leader, an error to the region's next node. A part that finds no leader within
+//! hinted leader, an error to the region's next node. A batch from another node while a
+//! delivery is in flight ends that delivery's wait: the region elected that node, and the old
+//! leader, paused or cut off, may hold the call until its timeout (a SIGSTOPped process keeps
+//! its connections open). A part that finds no leader within
 //! [`REGION_DELIVERY_ATTEMPTS_MAX`] attempts is dropped: the coordinator resends from the
 //! region's acknowledged point.
 
@@ -19,7 +22,7 @@ use dsss_wire::grpc::{VersionedChannel, region_epochs_client};
 use dsss_wire::proto::region_epochs_client::RegionEpochsClient;
 use dsss_wire::tls::Security;
 use dsss_wire::{LeaderTracker, RegionId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tonic::transport::Endpoint;
 
 use super::config::NodeAddress;
@@ -49,6 +52,9 @@ pub(crate) struct RegionSender {
     /// Shared with the task: the loop learns leaders from batches, the task from answers.
     /// `None` when no node of the region has a usable address.
     leader: Option<Arc<Mutex<LeaderTracker>>>,
+    /// Counts the leaders the loop learned from batches, so that the task gives up a delivery
+    /// in flight to a node the region no longer follows.
+    leader_moves: watch::Sender<u64>,
 }
 
 impl RegionSender {
@@ -59,6 +65,25 @@ impl RegionSender {
         line: DelayLine,
         security: &Security,
         events: SyncSender<CoordinatorEvent>,
+    ) -> RegionSender {
+        Self::start_with_call_timeout(
+            region,
+            nodes,
+            line,
+            security,
+            events,
+            Duration::from_micros(REGION_CALL_TIMEOUT_US),
+        )
+    }
+
+    /// [`RegionSender::start`], with deliveries given up after `call_timeout`.
+    fn start_with_call_timeout(
+        region: RegionId,
+        nodes: &[NodeAddress],
+        line: DelayLine,
+        security: &Security,
+        events: SyncSender<CoordinatorEvent>,
+        call_timeout: Duration,
     ) -> RegionSender {
         let (queue, receiver) = mpsc::channel(REGION_QUEUE_PARTS_MAX);
         let nodes: Vec<NodeAddress> = nodes.iter().take(REGION_NODES_MAX).cloned().collect();
@@ -80,21 +105,31 @@ impl RegionSender {
                 }
             }
         }
+        let (leader_moves, moves) = watch::channel(0);
         let leader = (!clients.is_empty()).then(|| {
             let node_ids = clients.iter().map(|(node_id, _)| *node_id).collect();
             Arc::new(Mutex::new(LeaderTracker::new(node_ids, 0)))
         });
         if let Some(leader) = &leader {
-            tokio::spawn(run_region_sender(
-                region,
-                clients,
-                leader.clone(),
-                receiver,
-                line,
-                events,
-            ));
+            tokio::spawn(
+                SenderTask {
+                    region,
+                    clients,
+                    leader: leader.clone(),
+                    leader_moves: moves,
+                    queue: receiver,
+                    line,
+                    events,
+                    call_timeout,
+                }
+                .run(),
+            );
         }
-        RegionSender { queue, leader }
+        RegionSender {
+            queue,
+            leader,
+            leader_moves,
+        }
     }
 
     /// Queues a message without waiting; a full queue drops it (the coordinator resends
@@ -106,7 +141,11 @@ impl RegionSender {
     /// Sends the next parts to `node_id`, when it is a node of the region.
     pub(crate) fn guess_leader(&self, node_id: u64) {
         if let Some(leader) = &self.leader {
-            lock(leader).prefer(node_id);
+            let mut tracker = lock(leader);
+            if tracker.target() != node_id && tracker.prefer(node_id) {
+                drop(tracker);
+                self.leader_moves.send_modify(|moves| *moves += 1);
+            }
         }
     }
 }
@@ -118,78 +157,233 @@ fn lock(leader: &Mutex<LeaderTracker>) -> std::sync::MutexGuard<'_, LeaderTracke
     leader.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn run_region_sender(
+/// The task that delivers one region's messages, and what it owns.
+struct SenderTask {
     region: RegionId,
-    mut clients: Vec<(u64, Client)>,
+    clients: Vec<(u64, Client)>,
     leader: Arc<Mutex<LeaderTracker>>,
-    mut queue: mpsc::Receiver<(Instant, RegionMessage)>,
-    mut line: DelayLine,
+    leader_moves: watch::Receiver<u64>,
+    queue: mpsc::Receiver<(Instant, RegionMessage)>,
+    line: DelayLine,
     events: SyncSender<CoordinatorEvent>,
-) {
-    let mut failing = false;
-    while let Some((enqueued_at, message)) = queue.recv().await {
-        dsss_raft_group::transport::wait_until(line.send_at(enqueued_at)).await;
-        let epoch = match message {
-            RegionMessage::Epoch(epoch) => epoch,
-            RegionMessage::BatchAck(ack) => {
+    call_timeout: Duration,
+}
+
+impl SenderTask {
+    /// Delivers until the queue closes (the coordinator loop is gone).
+    async fn run(self) {
+        let SenderTask {
+            region,
+            mut clients,
+            leader,
+            mut leader_moves,
+            mut queue,
+            mut line,
+            events,
+            call_timeout,
+        } = self;
+        let mut failing = false;
+        while let Some((enqueued_at, message)) = queue.recv().await {
+            dsss_raft_group::transport::wait_until(line.send_at(enqueued_at)).await;
+            let epoch = match message {
+                RegionMessage::Epoch(epoch) => epoch,
+                RegionMessage::BatchAck(ack) => {
+                    let node_id = lock(&leader).target();
+                    let index = clients
+                        .iter()
+                        .position(|(id, _)| *id == node_id)
+                        .expect("the leader tracker names only nodes with a client");
+                    let call = clients[index].1.acknowledge(ack);
+                    let answered = tokio::time::timeout(call_timeout, call).await;
+                    if !matches!(answered, Ok(Ok(_))) {
+                        tracing::debug!(%region, node_id, "an acknowledgement sent unasked was lost");
+                    }
+                    continue;
+                }
+            };
+            for _ in 0..REGION_DELIVERY_ATTEMPTS_MAX {
                 let node_id = lock(&leader).target();
                 let index = clients
                     .iter()
                     .position(|(id, _)| *id == node_id)
                     .expect("the leader tracker names only nodes with a client");
-                let call = clients[index].1.acknowledge(ack);
-                let answered =
-                    tokio::time::timeout(Duration::from_micros(REGION_CALL_TIMEOUT_US), call).await;
-                if !matches!(answered, Ok(Ok(_))) {
-                    tracing::debug!(%region, node_id, "an acknowledgement sent unasked was lost");
-                }
-                continue;
-            }
-        };
-        for _ in 0..REGION_DELIVERY_ATTEMPTS_MAX {
-            let node_id = lock(&leader).target();
-            let index = clients
-                .iter()
-                .position(|(id, _)| *id == node_id)
-                .expect("the leader tracker names only nodes with a client");
-            let call = clients[index].1.deliver(epoch.clone());
-            match tokio::time::timeout(Duration::from_micros(REGION_CALL_TIMEOUT_US), call).await {
-                Ok(Ok(reply)) => {
-                    let ack = reply.into_inner();
-                    match &ack.not_leader {
-                        Some(not_leader) => {
-                            // The attempts are bounded and the coordinator resends from the
-                            // region's acknowledged point: no wait before the next node.
-                            let _ =
-                                lock(&leader).handle_not_leader(node_id, not_leader.leader_hint());
-                        }
-                        None => {
-                            if failing {
-                                tracing::info!(%region, node_id, "region reachable again for sealed epochs");
+                let call = clients[index].1.deliver(epoch.clone());
+                leader_moves.borrow_and_update();
+                let moved = async {
+                    if leader_moves.changed().await.is_err() {
+                        // The loop is gone; the queue closes next.
+                        std::future::pending::<()>().await;
+                    }
+                };
+                let answered = tokio::select! {
+                    answered = tokio::time::timeout(call_timeout, call) => answered,
+                    () = moved => {
+                        tracing::debug!(%region, node_id, "a batch came from another node; delivering there");
+                        continue;
+                    }
+                };
+                match answered {
+                    Ok(Ok(reply)) => {
+                        let ack = reply.into_inner();
+                        match &ack.not_leader {
+                            Some(not_leader) => {
+                                // The attempts are bounded and the coordinator resends from the
+                                // region's acknowledged point: no wait before the next node.
+                                let _ = lock(&leader)
+                                    .handle_not_leader(node_id, not_leader.leader_hint());
                             }
-                            failing = false;
-                            lock(&leader).handle_success(node_id);
-                            // A full loop queue drops the answer: the region answers again.
-                            let _ = events.try_send(CoordinatorEvent::EpochAck(ack));
-                            break;
+                            None => {
+                                if failing {
+                                    tracing::info!(%region, node_id, "region reachable again for sealed epochs");
+                                }
+                                failing = false;
+                                lock(&leader).handle_success(node_id);
+                                // A full loop queue drops the answer: the region answers again.
+                                let _ = events.try_send(CoordinatorEvent::EpochAck(ack));
+                                break;
+                            }
                         }
                     }
-                }
-                Ok(Err(status)) => {
-                    if !failing {
-                        tracing::warn!(%region, node_id, code = ?status.code(), message = status.message(), "sealed epoch delivery failed; trying the region's next node");
+                    Ok(Err(status)) => {
+                        if !failing {
+                            tracing::warn!(%region, node_id, code = ?status.code(), message = status.message(), "sealed epoch delivery failed; trying the region's next node");
+                        }
+                        failing = true;
+                        lock(&leader).handle_failure(node_id);
                     }
-                    failing = true;
-                    lock(&leader).handle_failure(node_id);
-                }
-                Err(_) => {
-                    if !failing {
-                        tracing::warn!(%region, node_id, "sealed epoch delivery timed out; trying the region's next node");
+                    Err(_) => {
+                        if !failing {
+                            tracing::warn!(%region, node_id, "sealed epoch delivery timed out; trying the region's next node");
+                        }
+                        failing = true;
+                        lock(&leader).handle_failure(node_id);
                     }
-                    failing = true;
-                    lock(&leader).handle_failure(node_id);
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use dsss_wire::limits::ServerLimits;
+    use dsss_wire::proto;
+    use dsss_wire::proto::region_epochs_server::RegionEpochs;
+    use tonic::{Request, Response, Status};
+
+    use super::*;
+
+    /// A region node of the test: answers deliveries as a leader, or, frozen, never answers
+    /// them (as a SIGSTOPped process with its connections open).
+    struct FakeRegionNode {
+        frozen: bool,
+        delivered: Arc<AtomicU64>,
+    }
+
+    #[tonic::async_trait]
+    impl RegionEpochs for FakeRegionNode {
+        async fn deliver(
+            &self,
+            _: Request<proto::SealedEpoch>,
+        ) -> Result<Response<proto::SealedEpochAck>, Status> {
+            self.delivered.fetch_add(1, Ordering::SeqCst);
+            if self.frozen {
+                std::future::pending::<()>().await;
+            }
+            Ok(Response::new(proto::SealedEpochAck {
+                region: "region-a".to_owned(),
+                appended_through_epoch_number: 1,
+                ..proto::SealedEpochAck::default()
+            }))
+        }
+
+        async fn read_epochs(
+            &self,
+            _: Request<proto::ReadEpochsRequest>,
+        ) -> Result<Response<proto::ReadEpochsReply>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        async fn read_checkpoint(
+            &self,
+            _: Request<proto::ReadCheckpointRequest>,
+        ) -> Result<Response<proto::ReadCheckpointReply>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        async fn acknowledge(
+            &self,
+            _: Request<proto::RegionBatchAck>,
+        ) -> Result<Response<proto::RegionBatchAckReceipt>, Status> {
+            Ok(Response::new(proto::RegionBatchAckReceipt {}))
+        }
+    }
+
+    async fn start_node(node_id: u64, frozen: bool) -> (NodeAddress, Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let delivered = Arc::new(AtomicU64::new(0));
+        let node = FakeRegionNode {
+            frozen,
+            delivered: Arc::clone(&delivered),
+        };
+        let limits = ServerLimits::default();
+        let router = dsss_wire::tls::server_builder(&limits)
+            .add_service(dsss_wire::grpc::region_epochs_server(node));
+        tokio::spawn(async move {
+            let _ = Security::Plaintext
+                .serve(router, listener, &limits, std::future::pending())
+                .await;
+        });
+        (NodeAddress { node_id, address }, delivered)
+    }
+
+    /// A region's leader froze with a sealed epoch part in flight to it, and the region elected
+    /// another node, whose batch reached the coordinator: the part goes to the new leader at
+    /// once instead of waiting out the call to the frozen one (here an hour, so only the
+    /// batch can move it).
+    #[tokio::test]
+    async fn a_batch_from_a_new_leader_moves_a_delivery_stuck_on_a_frozen_one() {
+        let (frozen, frozen_delivered) = start_node(11, true).await;
+        let (elected, elected_delivered) = start_node(12, false).await;
+        let (events, received) = std::sync::mpsc::sync_channel(16);
+        let region = RegionId::new("region-a".to_owned()).unwrap();
+        let sender = RegionSender::start_with_call_timeout(
+            region,
+            &[frozen, elected],
+            DelayLine::new(None, 1),
+            &Security::Plaintext,
+            events,
+            Duration::from_secs(3_600),
+        );
+        sender.guess_leader(11);
+        sender.send(RegionMessage::Epoch(proto::SealedEpoch {
+            epoch_number: 1,
+            ..proto::SealedEpoch::default()
+        }));
+        while frozen_delivered.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(elected_delivered.load(Ordering::SeqCst), 0);
+        // Node 12 submitted a batch: it leads the region now.
+        sender.guess_leader(12);
+        let acknowledged =
+            tokio::task::spawn_blocking(move || received.recv_timeout(Duration::from_secs(60)))
+                .await
+                .unwrap();
+        match acknowledged {
+            Ok(CoordinatorEvent::EpochAck(ack)) => {
+                assert_eq!(ack.appended_through_epoch_number, 1);
+            }
+            Ok(_) => panic!("the sender fed back something other than an epoch acknowledgement"),
+            Err(error) => panic!("the part never reached the new leader: {error}"),
+        }
+        assert_eq!(elected_delivered.load(Ordering::SeqCst), 1);
+        // A guess that names the node already targeted moves nothing.
+        assert_eq!(*sender.leader_moves.borrow(), 1);
+        sender.guess_leader(12);
+        assert_eq!(*sender.leader_moves.borrow(), 1);
     }
 }

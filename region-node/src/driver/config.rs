@@ -5,18 +5,14 @@ use std::path::PathBuf;
 
 use dsss_topology::LimitsSettings;
 use dsss_topology::{GrantRight, Topology};
-use dsss_wire::RegionId;
 use dsss_wire::access::{AccessPolicy, ClientGrant, ClientRight};
 use dsss_wire::limits::ServerLimits;
 use dsss_wire::tls::Security;
 
 use crate::RegionNodeConfig;
+use crate::topology_config::TopologyConfigError;
 
-/// The default interval between two raft ticks, in microseconds. With the raft group's
-/// default of 10 ticks per election timeout and a region's 4 per heartbeat
-/// ([`crate::REGION_HEARTBEAT_TICKS`]), a leader that dies is replaced after 200 to 400
-/// ms, and heartbeats go out every 80 ms.
-pub const TICK_INTERVAL_US_DEFAULT: u64 = 20_000;
+pub use crate::topology_config::TICK_INTERVAL_US_DEFAULT;
 
 /// The shortest tick interval a driver accepts, in microseconds: shorter ticks would spend the
 /// node loop on timers rather than on requests.
@@ -65,22 +61,9 @@ pub struct DriverConfig {
 /// Why a topology does not give a configuration for a node.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DriverConfigError {
-    /// The node id is not in the topology.
-    #[error("node {node_id} is not in the topology (its nodes are {known:?})")]
-    UnknownNode {
-        /// The id asked for.
-        node_id: u64,
-        /// Every node id of the topology.
-        known: Vec<u64>,
-    },
-    /// The node's region id is not a valid region id for records.
-    #[error("region id {region:?}: {reason}")]
-    InvalidRegion {
-        /// The region id.
-        region: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// The node is not in the topology, or its region's id cannot name records.
+    #[error(transparent)]
+    Topology(#[from] TopologyConfigError),
     /// A setting is out of range.
     #[error("{0}")]
     Invalid(String),
@@ -96,63 +79,13 @@ impl DriverConfig {
         node_id: u64,
         join: bool,
     ) -> Result<DriverConfig, DriverConfigError> {
-        let (region, node) = topology
-            .nodes()
-            .find(|(_, node)| node.id == node_id)
-            .ok_or_else(|| DriverConfigError::UnknownNode {
-                node_id,
-                known: topology.nodes().map(|(_, node)| node.id).collect(),
-            })?;
-        let region_id =
-            RegionId::new(region.id.clone()).map_err(|error| DriverConfigError::InvalidRegion {
-                region: region.id.clone(),
-                reason: error.to_string(),
-            })?;
-        let initial_members = if join {
-            Vec::new()
-        } else {
-            region.nodes.iter().map(|member| member.id).collect()
-        };
-        let mut node_config = RegionNodeConfig::new(node_id, initial_members, region_id);
-        // A region that missed epochs the coordinator released reads them from the others.
-        for other in topology
-            .regions
-            .iter()
-            .filter(|other| other.id != region.id)
-        {
-            let other_id = RegionId::new(other.id.clone()).map_err(|error| {
-                DriverConfigError::InvalidRegion {
-                    region: other.id.clone(),
-                    reason: error.to_string(),
-                }
-            })?;
-            node_config.catch_up_regions.push(other_id);
-        }
-        node_config.max_clock_skew_us = topology.cluster.max_clock_skew_us;
-        node_config.log_retention.size_bytes_max = topology.cluster.region_log_quota_bytes;
-        node_config.log_retention.release_share_percent =
-            topology.cluster.region_log_release_share_percent;
-        node_config.log_retention.release_age_us = topology.cluster.region_log_release_age_us;
-        node_config.epoch_interval_us = topology
-            .cluster
-            .epoch_us
-            .max(crate::node::GLOBAL_INTERVAL_US_MIN);
-        // The coordinator resends epochs every ten epochs (at most half the suspicion
-        // timeout); the region resends unacknowledged batches at the same pace.
-        node_config.batch_resend_interval_us = (topology.cluster.epoch_us * 10)
-            .min(topology.cluster.suspicion_timeout_us / 2)
-            .clamp(
-                crate::node::GLOBAL_INTERVAL_US_MIN,
-                crate::node::GLOBAL_INTERVAL_US_MAX,
-            );
-        // An idle region closes a batch four times per suspicion timeout, so that the
-        // coordinator keeps hearing of it without a close every epoch.
-        node_config.idle_close_interval_us = (topology.cluster.suspicion_timeout_us / 4)
-            .max(node_config.epoch_interval_us)
-            .clamp(
-                crate::node::GLOBAL_INTERVAL_US_MIN,
-                crate::node::GLOBAL_INTERVAL_US_MAX,
-            );
+        let (region, node) = crate::topology_config::find_node(topology, node_id)?;
+        let node_config = crate::topology_config::region_node_config(
+            topology,
+            node_id,
+            join,
+            TICK_INTERVAL_US_DEFAULT,
+        )?;
         let peers = region
             .nodes
             .iter()
@@ -209,6 +142,19 @@ impl DriverConfig {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// Ticks raft every `tick_interval_us` instead, keeping how long a proposal may wait
+    /// (its timeout, counted in ticks, is rescaled).
+    pub fn set_tick_interval_us(&mut self, tick_interval_us: u64) {
+        let proposal_wait_us = self
+            .node
+            .proposal_timeout_ticks
+            .saturating_mul(self.tick_interval_us);
+        self.tick_interval_us = tick_interval_us;
+        self.node.proposal_timeout_ticks = proposal_wait_us
+            .div_ceil(tick_interval_us.max(1))
+            .clamp(1, crate::node::PROPOSAL_TIMEOUT_TICKS_MAX);
     }
 
     /// Checks every setting, naming the first that is wrong.
@@ -289,5 +235,25 @@ pub fn server_limits(settings: &LimitsSettings) -> ServerLimits {
         request_bytes_per_server_max: settings
             .request_bytes_per_server
             .unwrap_or(defaults.request_bytes_per_server_max),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_tick_keeps_how_long_a_proposal_may_wait() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../topology/examples/local.toml");
+        let topology = dsss_topology::load(&path).unwrap();
+        let mut config = DriverConfig::from_topology(&topology, 21, false).unwrap();
+        assert_eq!(config.tick_interval_us, TICK_INTERVAL_US_DEFAULT);
+        // 3.7 s: the suspicion timeout, twenty widest delays and a second.
+        assert_eq!(config.node.proposal_timeout_ticks, 185);
+        config.set_tick_interval_us(5_000);
+        assert_eq!(config.tick_interval_us, 5_000);
+        assert_eq!(config.node.proposal_timeout_ticks, 740);
+        config.validate().unwrap();
     }
 }

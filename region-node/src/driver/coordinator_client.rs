@@ -49,6 +49,7 @@ use tonic::transport::Endpoint;
 use crate::driver::{DriverConfigError, NodeEvent, PeerAddress};
 use crate::global::adoption::CheckpointRead;
 use crate::node::{EpochsRead, SealedEpochRead};
+use crate::topology_config::TopologyConfigError;
 
 /// The most batches queued for the coordinator; beyond, new ones are dropped (resent later).
 pub const COORDINATOR_QUEUE_BATCHES_MAX: usize = 1_024;
@@ -113,7 +114,7 @@ impl GlobalSettings {
         let own_region_index =
             topology
                 .region_index_of(node_id)
-                .ok_or_else(|| DriverConfigError::UnknownNode {
+                .ok_or_else(|| TopologyConfigError::UnknownNode {
                     node_id,
                     known: topology.nodes().map(|(_, node)| node.id).collect(),
                 })?;

@@ -6,7 +6,10 @@ use std::time::Duration;
 use dsss_wire::tls::{Security, TlsFiles};
 
 use crate::replica::ReplicaConfig;
-use crate::session::{CALLS_IN_FLIGHT_MAX, SessionConfig};
+use crate::session::{
+    CALLS_IN_FLIGHT_MAX, SessionConfig, TOPOLOGY_STREAM_STALL_TIMEOUT_US,
+    attempt_timeout_us_for_d_max,
+};
 
 /// How a client reaches its region and how its replicas behave.
 #[derive(Clone, Debug)]
@@ -76,6 +79,10 @@ impl Config {
                 .map(|node| (node.id, node.address.clone()))
                 .collect(),
         );
+        // The waits follow the topology's delays, as the simulator's instances do.
+        config.attempt_timeout =
+            Duration::from_micros(attempt_timeout_us_for_d_max(topology.latency.d_max_us()));
+        config.stream_stall_timeout = Duration::from_micros(TOPOLOGY_STREAM_STALL_TIMEOUT_US);
         if let Some(tls) = &topology.tls {
             config.security = Security::tls(TlsFiles {
                 ca_cert: tls.ca_cert.clone(),
@@ -141,4 +148,26 @@ impl Config {
 
 fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_of_a_topology_waits_as_long_as_its_delays_ask() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../topology/examples/local.toml");
+        let mut topology = dsss_topology::load(&path).unwrap();
+        // Plaintext: the example's certificates are made by `dsss up`.
+        topology.tls = None;
+        let config = Config::from_parsed_topology(&topology, "local-b").unwrap();
+        // Four times the widest one-way delay (35 ms) and 200 ms.
+        assert_eq!(config.attempt_timeout, Duration::from_millis(340));
+        assert_eq!(config.stream_stall_timeout, Duration::from_millis(500));
+        config.validate().unwrap();
+        // Without a topology the waits stay the conservative defaults.
+        let plain = Config::new("local-b", vec![(21, "127.0.0.1:7121".to_owned())]);
+        assert_eq!(plain.attempt_timeout, Duration::from_secs(2));
+        assert_eq!(plain.stream_stall_timeout, Duration::from_secs(1));
+    }
 }

@@ -130,6 +130,24 @@ pub struct SessionConfig {
     pub planted_stream_per_object: bool,
 }
 
+/// How long one attempt may go unanswered before the next member is tried, for a client of a
+/// topology whose widest one-way delay is `d_max`: a global call is answered once its epoch
+/// is sealed, which takes a WAN round trip to the coordinator, its quorum, the watermark and
+/// the way back (about four `d_max`), and 200 ms more cover the region's own rounds. A retry
+/// keeps the call's sequence, so an early one costs a message, never a second application;
+/// a late one is how long a paused member holds its clients. Clients built from a topology
+/// (`Config::from_parsed_topology`) and the simulator's instances both use it.
+pub fn attempt_timeout_us_for_d_max(d_max_us: u64) -> u64 {
+    d_max_us.saturating_mul(4).saturating_add(200_000)
+}
+
+/// How long the log stream of a client built from a topology may make no progress while
+/// something waits on it before the client follows the log from the next member: about as
+/// long as the region takes to replace a leader that stopped (200 to 400 ms with the
+/// production tick), so that a paused member holds its readers no longer than its region
+/// holds its writers.
+pub const TOPOLOGY_STREAM_STALL_TIMEOUT_US: u64 = 500_000;
+
 impl SessionConfig {
     /// A session of `client_id` with `members`, and the default waits.
     pub fn new(client_id: u64, members: Vec<u64>) -> SessionConfig {

@@ -26,9 +26,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use dsss_global_coordinator::{CoordinatorConfig, CoordinatorLimits, CoordinatorNode};
-use dsss_region_node::{RegionLog, RegionNode, RegionNodeConfig, RegionStatus};
+use dsss_region_node::{RegionLog, RegionNode, RegionNodeConfig, RegionStatus, region_node_config};
 use dsss_topology::Topology;
-use dsss_wire::RegionId as WireRegionId;
 
 pub use checker::{GlobalObserver, check_cluster};
 pub use process::{
@@ -266,13 +265,6 @@ impl GlobalRunSettings {
     }
 }
 
-/// How often leaders resend what the other tier has not acknowledged: ten epochs, but never
-/// below three times the largest one-way delay, so that an answer on its way is not chased by
-/// a resend.
-fn resend_interval_us(topology: &Topology) -> u64 {
-    (topology.cluster.epoch_us * 10).max(3 * topology.latency.d_max_us())
-}
-
 /// A simulated cluster: its nodes, clients, observer and simulation. See the module
 /// documentation.
 pub struct GlobalCluster {
@@ -387,46 +379,22 @@ impl GlobalCluster {
         mut make_application: Option<ApplicationFactory>,
     ) -> Result<impl FnMut(NodeId, &crate::SimDisk) -> GlobalProcess + 'static, String> {
         let topology = settings.topology.clone();
-        let resend_us = resend_interval_us(&topology);
+        let resend_us = topology.resend_interval_us();
+        // The nodes take their settings from the topology as production nodes do, ticking at
+        // the production interval.
+        let region_tick_us = u64::try_from(REGION_TICK_INTERVAL.as_micros()).unwrap_or(1);
         let mut region_configs: BTreeMap<NodeId, RegionNodeConfig> = BTreeMap::new();
         for region in &topology.regions {
-            let region_id = WireRegionId::new(region.id.clone())
-                .map_err(|error| format!("region {}: {error}", region.id))?;
-            let members: Vec<NodeId> = region.nodes.iter().map(|node| node.id).collect();
-            for &member in &members {
-                let mut config = RegionNodeConfig::new(member, members.clone(), region_id.clone());
-                config.epoch_interval_us = topology.cluster.epoch_us;
-                config.batch_resend_interval_us = resend_us;
-                config.idle_close_interval_us =
-                    (topology.cluster.suspicion_timeout_us / 4).max(config.epoch_interval_us);
-                config.max_clock_skew_us = topology.cluster.max_clock_skew_us;
-                config.log_retention.size_bytes_max = topology.cluster.region_log_quota_bytes;
-                config.log_retention.release_share_percent =
-                    topology.cluster.region_log_release_share_percent;
-                config.log_retention.release_age_us = topology.cluster.region_log_release_age_us;
-                // Released epochs are read back from the other regions' logs.
-                config.catch_up_regions = topology
-                    .regions
-                    .iter()
-                    .filter(|other| other.id != region.id)
-                    .map(|other| WireRegionId::new(other.id.clone()))
-                    .collect::<Result<_, _>>()
+            for node in &region.nodes {
+                let config = region_node_config(&topology, node.id, false, region_tick_us)
                     .map_err(|error| format!("region {}: {error}", region.id))?;
-                // A global call waits for its epoch; give it the suspicion timeout and a few
-                // WAN round trips before the node gives up on it.
-                let wait_us = topology.cluster.suspicion_timeout_us
-                    + 20 * topology.latency.d_max_us()
-                    + 1_000_000;
-                let tick_us = u64::try_from(REGION_TICK_INTERVAL.as_micros()).unwrap_or(1);
-                config.proposal_timeout_ticks = wait_us.div_ceil(tick_us);
-                region_configs.insert(member, config);
+                region_configs.insert(node.id, config);
             }
         }
         let mut coordinator_configs: BTreeMap<NodeId, CoordinatorConfig> = BTreeMap::new();
         for &replica in &topology.coordinator.replicas {
             let mut config = CoordinatorConfig::from_topology(&topology, replica)
                 .map_err(|error| format!("coordinator replica {replica}: {error}"))?;
-            config.resend_interval_us = resend_us;
             config.limits = settings.coordinator_limits;
             coordinator_configs.insert(replica, config);
         }

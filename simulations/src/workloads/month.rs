@@ -148,7 +148,7 @@ impl MonthSettings {
     /// session idle timeout).
     pub fn new(seed: u64, mut topology: Topology) -> MonthSettings {
         topology.cluster.region_log_quota_bytes = 2 * 1024 * 1024;
-        let d_max = Duration::from_micros(topology.latency.d_max_us());
+        let d_max_us = topology.latency.d_max_us();
         MonthSettings {
             seed,
             topology,
@@ -170,7 +170,9 @@ impl MonthSettings {
             idle_checkpoint_after: Duration::from_secs(10),
             sample_every: Duration::from_secs(5),
             final_round_max: Duration::from_secs(180),
-            attempt_timeout: d_max.saturating_mul(4) + Duration::from_millis(200),
+            attempt_timeout: Duration::from_micros(dsss::session::attempt_timeout_us_for_d_max(
+                d_max_us,
+            )),
             stream_stall_timeout: Duration::from_millis(1_000),
             call_timeout: Duration::from_secs(10),
             log_read_timeout: Duration::from_millis(300),

@@ -146,7 +146,7 @@ impl SdkRunSettings {
     /// A fault-free run on `topology`: two instances per region, three seconds of calls and
     /// reads.
     pub fn new(seed: u64, topology: Topology) -> Self {
-        let d_max = Duration::from_micros(topology.latency.d_max_us());
+        let d_max_us = topology.latency.d_max_us();
         let cluster = GlobalRunSettings::new(seed, topology);
         let application = ApplicationSettings {
             think_time_min: Duration::from_millis(5),
@@ -157,8 +157,12 @@ impl SdkRunSettings {
             // A global call is answered once sealed: a WAN round trip to the coordinator, its
             // quorum, the watermark and the way back. A retry keeps the sequence, so retrying
             // early costs a message, while waiting long after a lost one costs the run time.
-            attempt_timeout: d_max.saturating_mul(4) + Duration::from_millis(200),
-            stream_stall_timeout: Duration::from_millis(500),
+            attempt_timeout: Duration::from_micros(dsss::session::attempt_timeout_us_for_d_max(
+                d_max_us,
+            )),
+            stream_stall_timeout: Duration::from_micros(
+                dsss::session::TOPOLOGY_STREAM_STALL_TIMEOUT_US,
+            ),
             call_timeout: Duration::from_secs(30),
             log_read_timeout: Duration::from_millis(100),
             log_poll_interval: Duration::from_millis(10),

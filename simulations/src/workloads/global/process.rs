@@ -48,8 +48,9 @@ use crate::time::SimTime;
 use crate::workloads::common::{NodeClocks, SessionOpened, SessionOpening, content_hash};
 use crate::workloads::region::SimDiskStore;
 
-/// The interval of a region node's raft tick.
-pub const REGION_TICK_INTERVAL: Duration = Duration::from_millis(10);
+/// The interval of a region node's raft tick: the production nodes' default.
+pub const REGION_TICK_INTERVAL: Duration =
+    Duration::from_micros(dsss_region_node::TICK_INTERVAL_US_DEFAULT);
 
 /// How long a node lets proposals gather before it runs a round, so that proposals arriving
 /// together travel in one raft entry.

@@ -25,8 +25,9 @@ use crate::process::{Context, Process, TimerId};
 use crate::time::SimTime;
 use crate::workloads::common::{NodeClocks, SessionOpened, SessionOpening, content_hash};
 
-/// The interval of a region node's raft tick.
-pub const TICK_INTERVAL: Duration = Duration::from_millis(10);
+/// The interval of a region node's raft tick: the production nodes' default.
+pub const TICK_INTERVAL: Duration =
+    Duration::from_micros(dsss_region_node::TICK_INTERVAL_US_DEFAULT);
 
 /// How long a node lets proposals gather before it runs a round, so that proposals arriving
 /// together travel in one raft entry.
