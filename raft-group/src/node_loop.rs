@@ -7,10 +7,13 @@
 //! and its one exhaustive `match` over its output enum); [`spawn`] runs it. One iteration of
 //! the loop:
 //!
-//! 1. waits for an event or for the next tick that does something, whichever comes first (no
-//!    wait when the node still has ready work left from the previous iteration);
+//! 1. waits for an event, for the next tick that does something or for the wake-up the node
+//!    asked for, whichever comes first (no wait when the node still has ready work left from
+//!    the previous iteration);
 //! 2. runs every tick whose time has passed, before the event: the ticks it slept through
-//!    (see below), and at most [`CATCH_UP_TICKS_MAX`] to catch up after a stall;
+//!    (see below), and at most [`CATCH_UP_TICKS_MAX`] to catch up after a stall; then the
+//!    node's own wake-up between ticks, when it asked for one ([`LoopNode::wake_at_us`]) and
+//!    its time has passed;
 //! 3. takes that event and every other queued one, up to [`EVENTS_PER_ITERATION_MAX`];
 //! 4. runs ONE ready round ([`LoopNode::handle_ready`]), whose [`ReadyIo`](crate::ReadyIo)
 //!    syncs the store and hands raft messages to the peer transport ([`PeerIo`]);
@@ -90,6 +93,19 @@ pub trait LoopNode {
     fn quiet_ticks(&self, now_us: u64, tick_interval: Duration) -> u64 {
         let _ = (now_us, tick_interval);
         0
+    }
+
+    /// When the node wants to be woken between two ticks, in microseconds since the UNIX
+    /// epoch: for work whose period is shorter than the tick (a region leader closes a batch
+    /// every epoch interval, and an epoch may be shorter than a raft tick). The loop wakes it
+    /// then with [`LoopNode::handle_wake`]; the default, none, leaves the node to its ticks.
+    fn wake_at_us(&self) -> Option<u64> {
+        None
+    }
+
+    /// The time [`LoopNode::wake_at_us`] named has come.
+    fn handle_wake(&mut self, now_us: u64) {
+        let _ = now_us;
     }
 
     /// Whether the node has ready work: the loop then runs a round without waiting.
@@ -264,7 +280,14 @@ fn run<Node: LoopNode>(
             clock.wake_now();
             Duration::ZERO
         } else {
-            clock.sleep(node.quiet_ticks(SystemClock.now_us(), tick_interval), now)
+            let now_us = SystemClock.now_us();
+            let until_tick = clock.sleep(node.quiet_ticks(now_us, tick_interval), now);
+            match node.wake_at_us() {
+                Some(wake_at_us) => {
+                    until_tick.min(Duration::from_micros(wake_at_us.saturating_sub(now_us)))
+                }
+                None => until_tick,
+            }
         };
         let received = match events.recv_timeout(wait) {
             Ok(event) => Some(event),
@@ -276,6 +299,13 @@ fn run<Node: LoopNode>(
         // order it would have had it been woken for each.
         for _ in 0..clock.due(Instant::now()) {
             node.handle_tick(SystemClock.now_us());
+        }
+        let now_us = SystemClock.now_us();
+        if node
+            .wake_at_us()
+            .is_some_and(|wake_at_us| wake_at_us <= now_us)
+        {
+            node.handle_wake(now_us);
         }
         if let Some(event) = received {
             node.handle_event(SystemClock.now_us(), event);

@@ -2306,6 +2306,37 @@ impl RegionNode {
         }
     }
 
+    /// When the leader of a busy region closes its next batch, in microseconds since the UNIX
+    /// epoch: one epoch interval after its last close. A batch closes every epoch interval,
+    /// and ticks alone would close one per tick when the epoch is shorter than the tick
+    /// (10 ms epochs, 20 ms raft ticks): a driver wakes the node at this time
+    /// ([`RegionNode::handle_close_due`]). None when no close waits on time: not the leader,
+    /// clock fenced, no global tier, an idle region (it closes at its idle pace, on ticks), or
+    /// no close made yet in this term (the next tick makes the first).
+    pub fn close_due_at_us(&self) -> Option<u64> {
+        if !self.is_leader()
+            || self.clock_fence.is_some()
+            || !self.shipping.is_term(self.group.term())
+            || !self.close_pace()?
+        {
+            return None;
+        }
+        self.shipping
+            .next_close_at_us(self.config.epoch_interval_us)
+    }
+
+    /// The time [`RegionNode::close_due_at_us`] named has come: the leader closes a batch if
+    /// one is due (a tick may have closed it already).
+    pub fn handle_close_due(&mut self, now_us: u64) {
+        self.now_us = now_us;
+        if self.is_leader()
+            && self.clock_fence.is_none()
+            && self.shipping.is_term(self.group.term())
+        {
+            self.propose_close_batch(now_us);
+        }
+    }
+
     /// A tick while the clock is fenced: raft ticks (the group sends no vote requests, see
     /// [`RaftGroup::set_may_campaign`]), a leader hands leadership to a peer, preferring the
     /// one whose log is longest, and the hybrid clock is not moved by the physical one.

@@ -2234,3 +2234,62 @@ fn a_region_serves_no_checkpoint_that_misses_records_of_the_object() {
         invalid.unavailable
     );
 }
+
+/// An epoch shorter than a tick: a busy leader closes one batch per epoch only when its driver
+/// wakes it at the time it names between ticks (`close_due_at_us`, `handle_close_due`); on
+/// ticks alone it would close one per tick. Followers and an idle leader name no time.
+#[test]
+fn a_busy_leader_closes_a_batch_every_epoch_when_the_epoch_is_shorter_than_a_tick() {
+    let mut region = Region::named_with(REGION, &[1, 2, 3], &[REGION], |config| {
+        config.epoch_interval_us = TICK_US / 2;
+    });
+    let leader = region.elect();
+    region.tick(5);
+    for follower in [1, 2, 3].into_iter().filter(|&id| id != leader) {
+        assert_eq!(region.node(follower).close_due_at_us(), None);
+    }
+    let closes = |region: &Region| region.node(leader).status().counters.close_batches_proposed;
+
+    // Ticks alone: one close per tick.
+    let before = closes(&region);
+    region.tick(20);
+    let on_ticks = closes(&region) - before;
+    assert!(
+        (19..=21).contains(&on_ticks),
+        "{on_ticks} closes on 20 ticks"
+    );
+
+    // Woken between ticks at the time it names: one close per epoch, two per tick.
+    let before = closes(&region);
+    for _ in 0..20 {
+        let now_us = region.now_us();
+        let due_us = region
+            .node(leader)
+            .close_due_at_us()
+            .expect("a busy leader names its next close");
+        assert!(
+            due_us > now_us && due_us < now_us + TICK_US,
+            "the next close at {due_us}, the tick at {now_us}"
+        );
+        region.node_mut(leader).handle_close_due(due_us);
+        region.network.settle();
+        region.tick(1);
+    }
+    let woken = closes(&region) - before;
+    assert!(
+        (38..=41).contains(&woken),
+        "{woken} closes on 20 ticks with wakes"
+    );
+    assert!(region.link().shipped.len() as u64 >= woken);
+
+    // Woken early, before its time, it closes nothing.
+    let before = closes(&region);
+    let now_us = region.now_us();
+    region.node_mut(leader).handle_close_due(now_us + 1);
+    assert_eq!(closes(&region), before);
+
+    // Idle (every batch acknowledged, no close wanted): no time named; it asks on ticks.
+    region.link_mut().closes_wanted = false;
+    region.tick(10);
+    assert_eq!(region.node(leader).close_due_at_us(), None);
+}

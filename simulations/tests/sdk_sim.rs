@@ -212,6 +212,7 @@ fn a_member_answers_log_reads_densely_and_in_bounded_pieces() {
             ReadLogRequest {
                 request_id: pieces,
                 from_position: from,
+                wait_us: 0,
             },
         )
         .expect("the store holds the log");
@@ -237,6 +238,7 @@ fn a_member_answers_log_reads_densely_and_in_bounded_pieces() {
         ReadLogRequest {
             request_id: 0,
             from_position: last + 1,
+            wait_us: 0,
         },
     )
     .expect("the store holds the log");
@@ -249,6 +251,7 @@ fn a_member_answers_log_reads_densely_and_in_bounded_pieces() {
             ReadLogRequest {
                 request_id: 0,
                 from_position: first - 1,
+                wait_us: 0,
             },
         )
         .expect("the store holds the log");

@@ -476,6 +476,16 @@ impl LoopNode for RegionLoop {
         self.node.quiet_ticks(now_us, tick_interval_us)
     }
 
+    fn wake_at_us(&self) -> Option<u64> {
+        self.node.close_due_at_us()
+    }
+
+    fn handle_wake(&mut self, now_us: u64) {
+        // The close stamps a closed timestamp: a clock that stepped must not.
+        self.judge_clock(now_us);
+        self.node.handle_close_due(now_us);
+    }
+
     fn has_ready(&self) -> bool {
         self.fatal.is_some() || self.node.has_ready()
     }

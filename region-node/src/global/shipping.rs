@@ -131,6 +131,13 @@ impl Shipping {
         true
     }
 
+    /// When the next `CloseBatch` is due with `interval_us` between closes; none before the
+    /// first close of the term (the next tick makes it).
+    pub fn next_close_at_us(&self, interval_us: u64) -> Option<u64> {
+        self.closed_at_us
+            .map(|at_us| at_us.saturating_add(interval_us))
+    }
+
     /// True when this leader has closed a batch in this term.
     pub fn has_closed(&self) -> bool {
         self.closed_at_us.is_some()

@@ -125,8 +125,9 @@ pub struct MonthSettings {
     pub call_timeout: Duration,
     /// How long the driver waits for a member's answer to a log read.
     pub log_read_timeout: Duration,
-    /// The pause between two log reads when the last answer held everything.
-    pub log_poll_interval: Duration,
+    /// How long a member may hold a log read that finds nothing new before it answers empty
+    /// (it answers as soon as it applies something, as a production stream pushes).
+    pub log_read_wait: Duration,
     /// Whether the first instance of each region is a keeper that holds one global object
     /// to the end (the first never opened in the next region), and each holder, after its
     /// final reads, opens the first global object never opened in its region that a holder
@@ -176,7 +177,7 @@ impl MonthSettings {
             stream_stall_timeout: Duration::from_millis(1_000),
             call_timeout: Duration::from_secs(10),
             log_read_timeout: Duration::from_millis(300),
-            log_poll_interval: Duration::from_millis(250),
+            log_read_wait: Duration::from_millis(250),
             late_global_opens: true,
             faults: GlobalFaultPlan::NONE,
             coordinator_limits: CoordinatorLimits::default(),
@@ -242,7 +243,7 @@ impl MonthSettings {
             ("stream_stall_timeout", self.stream_stall_timeout),
             ("call_timeout", self.call_timeout),
             ("log_read_timeout", self.log_read_timeout),
-            ("log_poll_interval", self.log_poll_interval),
+            ("log_read_wait", self.log_read_wait),
             ("think_time.1", self.think_time.1),
         ] {
             if duration.is_zero() || duration > Duration::from_secs(30 * 24 * 3_600) {

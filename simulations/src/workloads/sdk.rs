@@ -165,7 +165,7 @@ impl SdkRunSettings {
             ),
             call_timeout: Duration::from_secs(30),
             log_read_timeout: Duration::from_millis(100),
-            log_poll_interval: Duration::from_millis(10),
+            log_read_wait: Duration::from_millis(50),
             checkpoint_every_records: 8,
             planted_stream_per_object: false,
         };

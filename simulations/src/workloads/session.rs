@@ -96,7 +96,7 @@ impl SessionRunSettings {
             ),
             call_timeout: Duration::from_secs(30),
             log_read_timeout: Duration::from_millis(100),
-            log_poll_interval: Duration::from_millis(10),
+            log_read_wait: Duration::from_millis(50),
             planted_stream_per_object: false,
             popularity: Popularity::Uniform,
             open_loop_rate_per_s: None,

@@ -19,7 +19,7 @@
 //! and back.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
@@ -65,6 +65,11 @@ const CALL_ARGUMENT_BYTES: usize = 24;
 /// The most log entries one [`GlobalMessage::LogEntries`] answer carries, so that a reader far
 /// behind catches up in bounded steps.
 pub const LOG_ENTRIES_PER_READ_MAX: usize = 256;
+
+/// The most log reads a member holds while they wait for something new to be applied; beyond,
+/// the oldest is answered empty (its reader asks again), as a production node bounds its
+/// subscribers.
+pub const PARKED_LOG_READS_MAX: usize = 4_096;
 
 /// The most barriers of application instances a node keeps track of; beyond, a new one is
 /// refused as overloaded (the region node refuses beyond its own bound anyway).
@@ -229,6 +234,11 @@ pub struct ReadLogRequest {
     pub request_id: u64,
     /// The first position wanted (positions start at 1).
     pub from_position: u64,
+    /// How long the member may hold the read when it has applied nothing from
+    /// `from_position` on, answering as soon as it applies something: a production stream
+    /// pushes records as they are applied, and a reader that polled instead would see each
+    /// record up to one poll interval late. Zero answers at once.
+    pub wait_us: u64,
 }
 
 /// A member's answer to a [`ReadLogRequest`]: the applied entries from the asked position on,
@@ -362,8 +372,8 @@ impl fmt::Debug for GlobalMessage {
             ),
             GlobalMessage::ReadLog(request) => write!(
                 formatter,
-                "read-log(r{} from p{})",
-                request.request_id, request.from_position
+                "read-log(r{} from p{} wait {}us)",
+                request.request_id, request.from_position, request.wait_us
             ),
             GlobalMessage::ReadLogRange(request) => write!(formatter, "read-log-range({request})"),
             GlobalMessage::LogRange(reply) => write!(formatter, "log-range({reply})"),
@@ -626,6 +636,14 @@ impl Routes {
     }
 }
 
+/// A log read a member holds until it has something new for it.
+struct ParkedLogRead {
+    reader: NodeId,
+    request: ReadLogRequest,
+    /// When the member answers it empty.
+    until: SimTime,
+}
+
 /// A node: the region node of its region, and the coordinator replica when the topology puts
 /// one here.
 pub struct NodeProcess {
@@ -645,6 +663,11 @@ pub struct NodeProcess {
     /// For the coordinator replica: the node each region's messages go to.
     region_leaders: BTreeMap<String, LeaderTracker>,
     region_tick_timer: Option<TimerId>,
+    /// The timer of the region leader's next batch close between ticks
+    /// ([`RegionNode::close_due_at_us`]), with the node time it was armed for: a time armed
+    /// once is not armed again, so a close that does not move it cannot spin.
+    close_timer: Option<TimerId>,
+    close_timer_at_us: u64,
     coordinator_tick_timer: Option<TimerId>,
     coordinator_tick_interval: Duration,
     flush_timer: Option<TimerId>,
@@ -674,6 +697,12 @@ pub struct NodeProcess {
     epoch_reads_received: BTreeMap<u64, (NodeId, u64)>,
     next_epoch_read_id: u64,
     observer: Rc<RefCell<GlobalObserver>>,
+    /// Log reads that found nothing new, held until the region node applies more or until
+    /// their wait ends (lost on a crash, as a production node's streams are).
+    parked_log_reads: VecDeque<ParkedLogRead>,
+    /// The region log's next position and the earliest end of a wait when the held reads
+    /// were last looked at: until one of them moves, none is due.
+    parked_log_reads_checked: (u64, SimTime),
     /// The region group's and the coordinator group's views of their peers' clocks, from
     /// the probes their raft messages carry (lost on a crash).
     region_clocks: NodeClocks,
@@ -718,6 +747,8 @@ impl NodeProcess {
             coordinator_silence_max,
             region_leaders,
             region_tick_timer: None,
+            close_timer: None,
+            close_timer_at_us: 0,
             coordinator_tick_timer: None,
             coordinator_tick_interval,
             flush_timer: None,
@@ -733,6 +764,8 @@ impl NodeProcess {
             epoch_reads_received: BTreeMap::new(),
             next_epoch_read_id: 1,
             observer,
+            parked_log_reads: VecDeque::new(),
+            parked_log_reads_checked: (0, SimTime::ZERO),
             region_clocks: NodeClocks::new(region_config_skew),
             coordinator_clocks: NodeClocks::new(coordinator_config_skew),
         }
@@ -781,6 +814,76 @@ impl NodeProcess {
     fn flush(&mut self, cx: &mut Context<'_, GlobalMessage>) {
         self.flush_region(cx);
         self.flush_coordinator(cx);
+        self.answer_parked_log_reads(cx);
+        self.arm_close_timer(cx);
+    }
+
+    /// As the production loop does (`LoopNode::wake_at_us`): wakes the region leader for its
+    /// next batch close when that comes before its next tick would.
+    fn arm_close_timer(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        let Some(at_us) = self.region.as_ref().and_then(RegionNode::close_due_at_us) else {
+            return;
+        };
+        if at_us == self.close_timer_at_us {
+            return;
+        }
+        if let Some(timer) = self.close_timer.take() {
+            cx.cancel_timer(timer);
+        }
+        self.close_timer_at_us = at_us;
+        let delay = Duration::from_micros(at_us.saturating_sub(cx.now_us()));
+        self.close_timer = Some(cx.set_timer(delay));
+    }
+
+    /// Answers `request` from `reader` with what the region node applied from its position on.
+    fn answer_log_read(
+        &mut self,
+        cx: &mut Context<'_, GlobalMessage>,
+        reader: NodeId,
+        request: ReadLogRequest,
+    ) {
+        let region = self.region.as_ref().expect("started");
+        let node = cx.node();
+        let mut disk = SimDiskStore::new(cx.disk());
+        let store = PrefixedStore::new(&mut disk, REGION_STORE_PREFIX);
+        let answer =
+            LogEntries::answer(region.region_log(), &store, request).unwrap_or_else(|error| {
+                panic!("node {node} cannot read back its own region log: {error}")
+            });
+        cx.send(reader, GlobalMessage::LogEntries(answer));
+    }
+
+    /// Answers the held log reads that the region node has applied something for, and those
+    /// whose wait ended.
+    fn answer_parked_log_reads(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        if self.parked_log_reads.is_empty() {
+            return;
+        }
+        let Some(region) = self.region.as_ref() else {
+            return;
+        };
+        let next_position = region.region_log().next_position();
+        let now = cx.now();
+        let (checked_position, earliest_until) = self.parked_log_reads_checked;
+        if next_position == checked_position && now < earliest_until {
+            return;
+        }
+        let (due, held): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.parked_log_reads)
+            .into_iter()
+            .partition(|parked| {
+                parked.request.from_position < next_position || parked.until <= now
+            });
+        self.parked_log_reads = held;
+        let earliest_until = self
+            .parked_log_reads
+            .iter()
+            .map(|parked| parked.until)
+            .min()
+            .unwrap_or(SimTime::MAX);
+        self.parked_log_reads_checked = (next_position, earliest_until);
+        for parked in due {
+            self.answer_log_read(cx, parked.reader, parked.request);
+        }
     }
 
     fn flush_region(&mut self, cx: &mut Context<'_, GlobalMessage>) {
@@ -1147,6 +1250,10 @@ impl Process for NodeProcess {
             }
         }
         self.coordinator_unanswered_since = None;
+        self.parked_log_reads.clear();
+        self.close_timer = None;
+        self.close_timer_at_us = 0;
+        self.parked_log_reads_checked = (0, SimTime::ZERO);
         self.region_clocks = NodeClocks::new(self.region_config.max_clock_skew_us);
         self.coordinator_clocks = NodeClocks::new(
             self.coordinator_config
@@ -1306,14 +1413,28 @@ impl Process for NodeProcess {
             }
             GlobalMessage::ReadLog(request) => {
                 let region = self.region.as_ref().expect("started");
-                let node = cx.node();
-                let mut disk = SimDiskStore::new(cx.disk());
-                let store = PrefixedStore::new(&mut disk, REGION_STORE_PREFIX);
-                let answer = LogEntries::answer(region.region_log(), &store, request)
-                    .unwrap_or_else(|error| {
-                        panic!("node {node} cannot read back its own region log: {error}")
+                if request.wait_us > 0
+                    && request.from_position >= region.region_log().next_position()
+                    && request.from_position >= region.region_log().first_retained_position()
+                {
+                    if self.parked_log_reads.len() >= PARKED_LOG_READS_MAX
+                        && let Some(oldest) = self.parked_log_reads.pop_front()
+                    {
+                        self.answer_log_read(cx, oldest.reader, oldest.request);
+                    }
+                    let until = cx
+                        .now()
+                        .saturating_add(Duration::from_micros(request.wait_us));
+                    self.parked_log_reads.push_back(ParkedLogRead {
+                        reader: from,
+                        request,
+                        until,
                     });
-                cx.send(from, GlobalMessage::LogEntries(answer));
+                    let checked = &mut self.parked_log_reads_checked.1;
+                    *checked = (*checked).min(until);
+                } else {
+                    self.answer_log_read(cx, from, request);
+                }
             }
             GlobalMessage::ReadLogRange(request) => {
                 let region = self.region.as_ref().expect("started");
@@ -1478,6 +1599,12 @@ impl Process for NodeProcess {
         let now_us = cx.now_us();
         if Some(timer) == self.flush_timer {
             self.flush_timer = None;
+        } else if Some(timer) == self.close_timer {
+            self.close_timer = None;
+            self.judge_region_clock(cx);
+            if let Some(region) = self.region.as_mut() {
+                region.handle_close_due(now_us);
+            }
         } else if Some(timer) == self.region_tick_timer {
             self.judge_region_clock(cx);
             if let Some(region) = self.region.as_mut() {

@@ -271,7 +271,7 @@ impl MonthSlot {
             format!("instance {index} (node {}, {})", self.node, self.region),
             session,
             settings.log_read_timeout,
-            settings.log_poll_interval,
+            settings.log_read_wait,
         );
         driver.carry_uploads();
         let replica = ReplicaConfig {

@@ -52,8 +52,9 @@ pub struct ApplicationSettings {
     pub call_timeout: Duration,
     /// How long the driver waits for a member's answer to a log read before asking again.
     pub log_read_timeout: Duration,
-    /// The pause between two log reads when the last answer held everything the member had.
-    pub log_poll_interval: Duration,
+    /// How long a member may hold a log read that finds nothing new before it answers empty
+    /// (it answers as soon as it applies something, as a production stream pushes).
+    pub log_read_wait: Duration,
     /// Every copy makes a checkpoint after this many records of its object (0: never); the
     /// checkers compare the state hashes of copies at equal counts.
     pub checkpoint_every_records: u64,
@@ -77,7 +78,7 @@ impl ApplicationSettings {
                 ("stream_stall_timeout", self.stream_stall_timeout),
                 ("call_timeout", self.call_timeout),
                 ("log_read_timeout", self.log_read_timeout),
-                ("log_poll_interval", self.log_poll_interval),
+                ("log_read_wait", self.log_read_wait),
             ],
         )?;
         if self.operations_max > super::history::OPERATIONS_PER_CLIENT_MAX / 2 {
@@ -202,7 +203,7 @@ impl SdkInstance {
                 format!("client {node} ({region})"),
                 session,
                 settings.log_read_timeout,
-                settings.log_poll_interval,
+                settings.log_read_wait,
             ),
             objects,
             setup,

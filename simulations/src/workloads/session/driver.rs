@@ -7,8 +7,10 @@
 //! back, and arms a timer for [`ClientSession::poll_timeout`]. A log stream is carried as
 //! production's server stream is: the driver asks the member the session subscribed to for
 //! the applied log from the stream's next position ([`GlobalMessage::ReadLog`]), forwards each
-//! answer as one piece, and asks again at once when the answer was full, else after a poll
-//! interval; an answer that does not come is asked for again from the same member. Which
+//! answer as one piece, and asks again at once. The member holds a read that finds nothing
+//! new until something is applied or `log_read_wait` passes, so that records reach the stream
+//! as they are applied, as production's stream pushes them; an answer that does not come is
+//! asked for again from the same member. Which
 //! member the stream reads from, and when it moves, is the session's decision (its stall
 //! timeout), as in production. The driver carries every stream the session asks for, by the
 //! stream key each subscription names: one for a correct session, one per object in the
@@ -33,9 +35,7 @@ use dsss_wire::{Arguments, ClientId, MethodId, ObjectId, Record, RequestSequence
 
 use crate::network::NodeId;
 use crate::process::{Context, TimerId};
-use crate::workloads::global::{
-    GlobalMessage, LOG_ENTRIES_PER_READ_MAX, LogEntries, ReadLogRequest,
-};
+use crate::workloads::global::{GlobalMessage, LogEntries, ReadLogRequest};
 
 /// The most order keys of sequenced global records the driver keeps (see
 /// [`SessionDriver::order_key`]); older ones are dropped first.
@@ -54,7 +54,6 @@ struct StreamState {
     /// The id of the outstanding log read.
     read_id: u64,
     read_timer: Option<TimerId>,
-    poll_timer: Option<TimerId>,
 }
 
 /// A call the session proposed, as the driver saw it go out.
@@ -74,7 +73,7 @@ pub struct SessionDriver {
     label: String,
     session: ClientSession,
     log_read_timeout: Duration,
-    log_poll_interval: Duration,
+    log_read_wait: Duration,
     /// The streams carried, by the session's stream key.
     streams: BTreeMap<u64, StreamState>,
     next_read_id: u64,
@@ -121,18 +120,19 @@ pub struct DriverNotes {
 
 impl SessionDriver {
     /// A driver of `session`, named `label` in its problems, that asks a member for the log
-    /// again after `log_read_timeout` without an answer and polls every `log_poll_interval`.
+    /// again after `log_read_timeout` without an answer, beyond the `log_read_wait` the member
+    /// may hold a read that finds nothing new.
     pub fn new(
         label: String,
         session: ClientSession,
         log_read_timeout: Duration,
-        log_poll_interval: Duration,
+        log_read_wait: Duration,
     ) -> SessionDriver {
         SessionDriver {
             label,
             session,
             log_read_timeout,
-            log_poll_interval,
+            log_read_wait,
             streams: BTreeMap::new(),
             next_read_id: 1,
             proposals: BTreeMap::new(),
@@ -260,7 +260,6 @@ impl SessionDriver {
                 // The subscription replaces the earlier one of its stream only.
                 if let Some(old) = self.streams.remove(&stream) {
                     cancel(cx, old.read_timer);
-                    cancel(cx, old.poll_timer);
                 }
                 self.streams.insert(
                     stream,
@@ -271,7 +270,6 @@ impl SessionDriver {
                         object_ids,
                         read_id: 0,
                         read_timer: None,
-                        poll_timer: None,
                     },
                 );
                 self.read_log(cx, stream);
@@ -375,24 +373,25 @@ impl SessionDriver {
     fn read_log(&mut self, cx: &mut Context<'_, GlobalMessage>, key: u64) {
         let read_id = self.next_read_id;
         self.next_read_id += 1;
-        let log_read_timeout = self.log_read_timeout;
+        let wait = self.log_read_wait;
+        let answer_due = self.log_read_timeout + wait;
         let Some(stream) = self.streams.get_mut(&key) else {
             return;
         };
         cancel(cx, stream.read_timer.take());
         stream.read_id = read_id;
-        stream.read_timer = Some(cx.set_timer(log_read_timeout));
+        stream.read_timer = Some(cx.set_timer(answer_due));
         cx.send(
             stream.node_id,
             GlobalMessage::ReadLog(ReadLogRequest {
                 request_id: read_id,
                 from_position: stream.next_position,
+                wait_us: u64::try_from(wait.as_micros()).unwrap_or(u64::MAX),
             }),
         );
     }
 
     fn handle_log_entries(&mut self, cx: &mut Context<'_, GlobalMessage>, answer: LogEntries) {
-        let poll_interval = self.log_poll_interval;
         // Read ids are unique across the driver's streams: the answer names its stream.
         let Some((&key, stream)) = self
             .streams
@@ -421,7 +420,6 @@ impl SessionDriver {
             return;
         }
         self.log_reads += 1;
-        let full = answer.entries.len() >= LOG_ENTRIES_PER_READ_MAX;
         // The member filters as production's stream does: records of other objects are left
         // out, the ends of epochs are kept.
         let entries = answer
@@ -430,11 +428,8 @@ impl SessionDriver {
             .filter_map(|(position, entry)| entry_for_session(*position, entry, &stream.object_ids))
             .collect();
         stream.next_position = answer.through_position + 1;
-        if full {
-            self.read_log(cx, key);
-        } else if let Some(stream) = self.streams.get_mut(&key) {
-            stream.poll_timer = Some(cx.set_timer(poll_interval));
-        }
+        // The next read goes out at once: the member holds it until there is more.
+        self.read_log(cx, key);
         for (position, entry) in &answer.entries {
             if let LogEntry::SequencedGlobal {
                 epoch_number,
@@ -622,7 +617,7 @@ impl SessionDriver {
     }
 
     /// Handles `timer` if it is the driver's: the session's deadline, or a stream's log read
-    /// or poll. Returns false for a timer of the application's.
+    /// that went unanswered. Returns false for a timer of the application's.
     pub fn handle_timer(&mut self, cx: &mut Context<'_, GlobalMessage>, timer: TimerId) -> bool {
         let now_us = Self::now_us(cx);
         if self.session_timer.is_some_and(|(id, _)| id == timer) {
@@ -639,14 +634,14 @@ impl SessionDriver {
             }
             return true;
         }
-        if let Some((&key, stream)) = self.streams.iter_mut().find(|(_, stream)| {
-            stream.read_timer == Some(timer) || stream.poll_timer == Some(timer)
-        }) {
+        if let Some((&key, stream)) = self
+            .streams
+            .iter_mut()
+            .find(|(_, stream)| stream.read_timer == Some(timer))
+        {
             // No answer (the member is down, paused, or the message was lost): ask it again;
-            // the session moves the stream when it waits on it and it stalls. Or the poll
-            // interval passed.
+            // the session moves the stream when it waits on it and it stalls.
             stream.read_timer = None;
-            stream.poll_timer = None;
             self.read_log(cx, key);
             return true;
         }

@@ -77,8 +77,9 @@ pub struct InstanceSettings {
     pub call_timeout: Duration,
     /// How long the process waits for a member's answer to a log read before asking again.
     pub log_read_timeout: Duration,
-    /// The pause between two log reads when the last answer held everything the member had.
-    pub log_poll_interval: Duration,
+    /// How long a member may hold a log read that finds nothing new before it answers empty
+    /// (it answers as soon as it applies something, as a production stream pushes).
+    pub log_read_wait: Duration,
     /// Runs the session in its planted stream-per-object mode, the bug the order checks must
     /// catch: every object follows the log with a stream of its own, so one copy may lag
     /// another inside the instance.
@@ -163,7 +164,7 @@ impl InstanceSettings {
                 ("stream_stall_timeout", self.stream_stall_timeout),
                 ("call_timeout", self.call_timeout),
                 ("log_read_timeout", self.log_read_timeout),
-                ("log_poll_interval", self.log_poll_interval),
+                ("log_read_wait", self.log_read_wait),
             ],
         )?;
         self.popularity.validate()?;
@@ -292,7 +293,7 @@ impl SessionInstance {
                 format!("instance {index}"),
                 session,
                 settings.log_read_timeout,
-                settings.log_poll_interval,
+                settings.log_read_wait,
             ),
             objects,
             waiting: Waiting::Opens(BTreeMap::new()),
