@@ -6,6 +6,11 @@
 //!   itself. Its delay is drawn uniformly from `[delay - jitter, delay + jitter]`, the lower end
 //!   clamped at zero (the draw is uniform over the clamped range, so no probability mass piles
 //!   up at zero).
+//! - Messages from one node to another arrive in the order they were sent, as on the TCP
+//!   connections that production nodes and clients hold to each other (raft messages travel
+//!   on one stream per peer): a message whose drawn delay would bring it before an earlier one
+//!   of the same sender and receiver arrives right after it instead, so jitter spreads
+//!   arrival times but never reorders. Only the reordering fault below and duplicates do.
 //! - Loss drops a message at send time with a probability. Duplication delivers a second copy
 //!   with its own independently drawn delay. Reordering adds, with a probability, an extra
 //!   delay drawn uniformly from `[0, reorder_delay_max]`, so a later message can overtake an
@@ -721,22 +726,22 @@ impl Network {
             .and_then(|change| change.faults)
     }
 
-    /// The delay of one message from `from` to `to`: the link's delay plus, with the reorder
-    /// probability, an extra reorder delay; then, on a link with packet faults of its own,
-    /// with its reorder probability, an extra delay of its own. `None` if either node is
-    /// unknown.
+    /// The delay of one message from `from` to `to`, in two parts: the link's delay, and,
+    /// with the reorder probability, an extra reorder delay plus, on a link with packet faults
+    /// of its own, with its reorder probability, an extra delay of its own. `None` if either
+    /// node is unknown.
     pub(crate) fn sample_delay(
         &self,
         rng: &mut SimRng,
         from: NodeId,
         to: NodeId,
-    ) -> Option<Duration> {
-        let mut delay = self.link(from, to)?.sample_delay(rng);
-        delay += reorder_delay(rng, &self.faults);
+    ) -> Option<(Duration, Duration)> {
+        let delay = self.link(from, to)?.sample_delay(rng);
+        let mut reorder = reorder_delay(rng, &self.faults);
         if let Some(faults) = self.link_faults(from, to) {
-            delay += reorder_delay(rng, &faults);
+            reorder += reorder_delay(rng, &faults);
         }
-        Some(delay)
+        Some((delay, reorder))
     }
 }
 
@@ -919,11 +924,12 @@ mod tests {
         let (mut changed, mut expected) = (SimRng::new(3), SimRng::new(3));
         for _ in 0..100 {
             let delay = network.sample_delay(&mut changed, 1, 2).unwrap();
-            let mut by_hand = link_ms(40, 5).sample_delay(&mut expected);
+            let link_delay = link_ms(40, 5).sample_delay(&mut expected);
+            let mut reorder = Duration::ZERO;
             if expected.chance(0.5) {
-                by_hand += Duration::from_nanos(expected.range_inclusive(0, 10_000_000));
+                reorder = Duration::from_nanos(expected.range_inclusive(0, 10_000_000));
             }
-            assert_eq!(delay, by_hand);
+            assert_eq!(delay, (link_delay, reorder));
         }
         assert_eq!(changed.next_u64(), expected.next_u64());
     }

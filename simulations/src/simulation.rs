@@ -217,6 +217,10 @@ pub struct Simulation<P: Process> {
     /// Paused nodes, each with the events held for it in the order they came due: they are
     /// processed when it resumes.
     paused: BTreeMap<NodeId, Vec<Event<P::Message>>>,
+    /// For each sender and receiver that exchanged a message, when the newest message between
+    /// them arrives before any reordering fault: a later one arrives no earlier (links are
+    /// FIFO, see the network module). One entry per pair of nodes, so bounded by the topology.
+    in_order_arrivals: BTreeMap<(NodeId, NodeId), SimTime>,
 }
 
 impl<P: Process> Simulation<P> {
@@ -243,6 +247,7 @@ impl<P: Process> Simulation<P> {
             statistics: MessageStatistics::default(),
             external_outbox: Vec::new(),
             paused: BTreeMap::new(),
+            in_order_arrivals: BTreeMap::new(),
         };
         let node_ids: Vec<NodeId> = simulation.network.node_ids().collect();
         for node in node_ids {
@@ -705,7 +710,12 @@ impl<P: Process> Simulation<P> {
             self.drop_message(from, to, message_id, DropReason::Loss);
             return;
         }
-        let delay = self.sample_delay(from, to);
+        let (delay, reorder) = self.sample_delay(from, to);
+        let in_order_at = self
+            .in_order_arrivals
+            .get(&(from, to))
+            .map_or(self.now + delay, |&previous| previous.max(self.now + delay));
+        self.in_order_arrivals.insert((from, to), in_order_at);
         let mut duplicated = self
             .rng
             .chance(self.network.faults().duplication_probability);
@@ -714,9 +724,12 @@ impl<P: Process> Simulation<P> {
             // depend on the outcome of an earlier one.
             duplicated |= self.rng.chance(faults.duplication_probability);
         }
-        let duplicate = duplicated.then(|| (self.sample_delay(from, to), message.clone()));
+        let duplicate = duplicated.then(|| {
+            let (delay, reorder) = self.sample_delay(from, to);
+            (delay + reorder, message.clone())
+        });
         self.schedule(
-            self.now + delay,
+            in_order_at + reorder,
             Event::Deliver {
                 from,
                 to,
@@ -771,7 +784,7 @@ impl<P: Process> Simulation<P> {
         });
     }
 
-    fn sample_delay(&mut self, from: NodeId, to: NodeId) -> Duration {
+    fn sample_delay(&mut self, from: NodeId, to: NodeId) -> (Duration, Duration) {
         match self.network.sample_delay(&mut self.rng, from, to) {
             Some(delay) => delay,
             None => panic!("no link from node {from} to node {to}, though both exist"),

@@ -10,13 +10,18 @@ use support::{Probe, recorders, recorders_on, send_probe};
 
 const PROBE_COUNT: u64 = 2_000;
 
-/// Sends `PROBE_COUNT` probes from `from` to `to`, spaced 1 ms apart, and returns the delay of
-/// each one that arrived, in microseconds.
+/// Probes sent further apart than a link's whole jitter range (the widest here is +- 10 ms), so
+/// that a probe is never held behind the one before it (links are FIFO) and each delay is the
+/// link's own draw.
+const PROBE_SPACING: Duration = Duration::from_millis(21);
+
+/// Sends `PROBE_COUNT` probes from `from` to `to`, [`PROBE_SPACING`] apart, and returns the
+/// delay of each one that arrived, in microseconds.
 fn probe_delays_us(seed: u64, from: u64, to: u64) -> Vec<u64> {
     let mut simulation = recorders(seed);
     for sequence in 0..PROBE_COUNT {
         send_probe(&mut simulation, from, to, sequence);
-        simulation.run_for(Duration::from_millis(1));
+        simulation.run_for(PROBE_SPACING);
     }
     simulation.run_for(Duration::from_secs(1));
     let receiver = simulation.process(to).unwrap();
@@ -150,6 +155,53 @@ fn duplication_of_one_delivers_every_message_twice() {
     assert_eq!(sequences, expected);
     assert_eq!(simulation.statistics().duplicated, 100);
     assert_eq!(simulation.statistics().delivered, 200);
+}
+
+/// Jitter spreads arrival times but never reorders the messages of one sender to one receiver:
+/// production's nodes and clients talk over TCP connections (raft over one stream per peer),
+/// which deliver in order. A message drawn to arrive before an earlier one arrives right
+/// after it.
+#[test]
+fn jitter_never_reorders_the_messages_from_one_node_to_another() {
+    let config = NetworkConfig::single_region("lab", [1, 2, 3], support::link_us(3_000, 2_000));
+    let mut simulation = recorders_on(12, config);
+    for sequence in 0..500 {
+        send_probe(&mut simulation, 1, 2, sequence);
+        send_probe(&mut simulation, 3, 2, 1_000 + sequence);
+        simulation.run_for(Duration::from_micros(100));
+    }
+    simulation.run_for(Duration::from_secs(1));
+    let received = &simulation.process(2).unwrap().received;
+    assert_eq!(received.len(), 1_000);
+    for sender in [1, 3] {
+        let from_sender: Vec<_> = received
+            .iter()
+            .filter(|message| message.from == sender)
+            .collect();
+        let sequences: Vec<u64> = from_sender
+            .iter()
+            .map(|message| message.probe.sequence)
+            .collect();
+        let mut sorted = sequences.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sequences, sorted,
+            "node {sender}'s messages arrived out of order"
+        );
+        for message in from_sender {
+            let delay = message.received_at - message.probe.sent_at;
+            assert!(delay >= Duration::from_millis(1) && delay <= Duration::from_millis(5));
+        }
+    }
+    // The two senders' messages interleave: the order holds per sender, not across senders.
+    let first_from_3 = received
+        .iter()
+        .position(|message| message.from == 3)
+        .unwrap();
+    assert!(
+        first_from_3 < 10,
+        "node 3's first message came {first_from_3}th"
+    );
 }
 
 #[test]
@@ -322,7 +374,7 @@ fn a_changed_link_delay_holds_one_way_until_restored() {
         send_probe(&mut simulation, 1, 3, sequence);
         send_probe(&mut simulation, 2, 4, sequence);
         send_probe(&mut simulation, 3, 1, sequence);
-        simulation.run_for(Duration::from_millis(1));
+        simulation.run_for(PROBE_SPACING);
     }
     simulation.run_for(Duration::from_secs(1));
     let first = simulation.process(3).unwrap().received[0].clone();
@@ -342,7 +394,7 @@ fn a_changed_link_delay_holds_one_way_until_restored() {
     simulation.restore_link_delay(support::EU, support::US);
     for sequence in 0..200 {
         send_probe(&mut simulation, 2, 3, sequence);
-        simulation.run_for(Duration::from_millis(1));
+        simulation.run_for(PROBE_SPACING);
     }
     simulation.run_for(Duration::from_secs(1));
     assert_spread_within(&delays_from_us(&simulation, 3, 2), 35_000, 45_000);
