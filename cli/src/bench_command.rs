@@ -683,15 +683,15 @@ async fn measure(
     );
     let mut client_id_base = 0;
     for &clients in &arguments.clients {
-        let level_clients = dsss_clients(
+        let result = run_dsss_level(
+            region,
             &connections,
             leader,
             clients,
-            client_id_base,
-            arguments.record_bytes,
-        )?;
-        client_id_base += clients as u64;
-        let result = run_level(level_clients, &region.pids(), arguments.seconds).await?;
+            &mut client_id_base,
+            arguments,
+        )
+        .await?;
         let _ = writeln!(stdout, "{}", format_row(&result));
         let _ = stdout.flush();
     }
@@ -744,15 +744,15 @@ async fn measure_side_by_side(
     for &clients in &arguments.clients {
         let level_clients = etcd_clients(&etcd_channels, clients, arguments.record_bytes);
         let etcd_result = run_level(level_clients, &etcd.pids(), arguments.seconds).await?;
-        let level_clients = dsss_clients(
+        let dsss_result = run_dsss_level(
+            region,
             &connections,
             leader,
             clients,
-            client_id_base,
-            arguments.record_bytes,
-        )?;
-        client_id_base += clients as u64;
-        let dsss_result = run_level(level_clients, &region.pids(), arguments.seconds).await?;
+            &mut client_id_base,
+            arguments,
+        )
+        .await?;
         let _ = writeln!(
             stdout,
             "{}",
@@ -765,6 +765,27 @@ async fn measure_side_by_side(
 
 /// Runs `clients` closed loop for [`WARM_UP`], then measures them for `seconds`, with the CPU
 /// time of this process and of the server processes `server_pids`.
+/// Runs one level of `clients` closed-loop clients against the region's leader, with client
+/// ids from `client_id_base` on (moved past them: every level's clients are new sessions).
+async fn run_dsss_level(
+    region: &BenchRegion,
+    connections: &[RegionConnections],
+    leader: u64,
+    clients: usize,
+    client_id_base: &mut u64,
+    arguments: &RegionBenchArgs,
+) -> Result<LevelResult, String> {
+    let level_clients = dsss_clients(
+        connections,
+        leader,
+        clients,
+        *client_id_base,
+        arguments.record_bytes,
+    )?;
+    *client_id_base += clients as u64;
+    run_level(level_clients, &region.pids(), arguments.seconds).await
+}
+
 async fn run_level(
     clients: Vec<LevelClient>,
     server_pids: &[u32],

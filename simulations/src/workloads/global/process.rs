@@ -1601,7 +1601,7 @@ impl Process for NodeProcess {
             self.flush_timer = None;
         } else if Some(timer) == self.close_timer {
             self.close_timer = None;
-            self.judge_region_clock(cx);
+            // As the production loop: the clock is judged on ticks and calls, not here.
             if let Some(region) = self.region.as_mut() {
                 region.handle_close_due(now_us);
             }
