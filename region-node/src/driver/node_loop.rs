@@ -481,9 +481,9 @@ impl LoopNode for RegionLoop {
     }
 
     fn handle_wake(&mut self, now_us: u64) {
-        // The clock is judged on ticks (every 20 ms) and before calls, not here: judging it
-        // between ticks too made busy regions' closed timestamps stall for seconds in the
-        // multi-process tests (`tests/tests/global_processes.rs`), for a reason not yet found.
+        // A close stamps the batch's closed timestamp with the hybrid clock: a clock that
+        // stepped since the last tick must not stamp it, as it must not stamp a call.
+        self.judge_clock(now_us);
         self.node.handle_close_due(now_us);
     }
 

@@ -1601,7 +1601,8 @@ impl Process for NodeProcess {
             self.flush_timer = None;
         } else if Some(timer) == self.close_timer {
             self.close_timer = None;
-            // As the production loop: the clock is judged on ticks and calls, not here.
+            // As the production loop: the clock is judged before a close stamps its time.
+            self.judge_region_clock(cx);
             if let Some(region) = self.region.as_mut() {
                 region.handle_close_due(now_us);
             }
