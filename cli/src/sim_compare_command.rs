@@ -625,6 +625,7 @@ mod tests {
             faults: parse_faults(faults).unwrap(),
             seed: 1,
             duration: Duration::from_secs(5),
+            node_costs: dsss_simulations::NodeCosts::FREE,
             planted_seal_without_a_region: false,
         }
     }

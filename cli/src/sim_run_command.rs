@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
+use dsss_simulations::NodeCosts;
 use dsss_simulations::scenario::results::completed_samples;
 use dsss_simulations::scenario::sweep::{
     parse_assignment, rows_csv, rows_table, run_sweep, summarize,
@@ -87,6 +88,26 @@ pub(crate) struct ScenarioArgs {
     /// How long the instances operate and faults happen, in simulated time (e.g. 10s, 2min).
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub(crate) duration: String,
+    /// How long one disk sync (fsync) of a region node or coordinator replica takes (e.g.
+    /// 200us; default 0: the disk syncs at once). `dsss bench region` measures this machine's.
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub(crate) disk_sync: String,
+    /// The CPU time a region node or coordinator replica spends on each message or timer it
+    /// handles (e.g. 50us; default 0: nodes spend no time).
+    #[arg(long, value_name = "DURATION", default_value = "0s")]
+    pub(crate) cpu_per_event: String,
+}
+
+/// The node costs the options name.
+pub(crate) fn node_costs_of(args: &ScenarioArgs) -> Result<NodeCosts, String> {
+    let costs = NodeCosts {
+        disk_sync: parse_duration(&args.disk_sync)
+            .map_err(|error| format!("--disk-sync: {error}"))?,
+        cpu_per_event: parse_duration(&args.cpu_per_event)
+            .map_err(|error| format!("--cpu-per-event: {error}"))?,
+    };
+    costs.validate()?;
+    Ok(costs)
 }
 
 /// Reads a file of at most the scenario bound, naming it on failure.
@@ -132,6 +153,7 @@ pub(crate) fn scenario_of(args: &ScenarioArgs, seed: u64) -> Result<Scenario, St
         faults,
         seed,
         duration,
+        node_costs: node_costs_of(args)?,
         planted_seal_without_a_region: false,
     })
 }
@@ -153,6 +175,12 @@ fn replay_command(
         command += &format!(" --faults {}", faults.display());
     }
     command += &format!(" --seed {seed} --duration {}", args.duration);
+    if args.disk_sync != "0s" {
+        command += &format!(" --disk-sync {}", args.disk_sync);
+    }
+    if args.cpu_per_event != "0s" {
+        command += &format!(" --cpu-per-event {}", args.cpu_per_event);
+    }
     if let Some(set) = set {
         command += &format!(" --set {set}");
     }

@@ -7,8 +7,9 @@
 //! writes with an error the node must handle.
 //!
 //! What it does not model: torn or partially persisted writes, writes persisted out of order
-//! before a sync, bit rot, misdirected writes, or latency. A crash here is the clean case of
-//! "everything since the last fsync is gone".
+//! before a sync, bit rot, or misdirected writes. A crash here is the clean case of
+//! "everything since the last fsync is gone". The disk itself takes no time: the kernel charges
+//! a sync's latency to the node that made it ([`crate::costs`]).
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -66,8 +67,9 @@ pub enum DiskWrite {
     Delete(Vec<u8>),
 }
 
-/// One node's disk. See the module documentation for what it models.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One node's disk. See the module documentation for what it models. Two disks are equal
+/// when they hold the same writes, however many syncs made them.
+#[derive(Clone, Debug)]
 pub struct SimDisk {
     durable: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Writes since the last sync: `Some(value)` for a put, `None` for a delete.
@@ -78,7 +80,22 @@ pub struct SimDisk {
     /// Views of the node's stores pinned since its last crash: copies in memory, as a
     /// process keeps them (see [`dsss_raft_group::DurableStore::pin_view`]).
     views: PinnedViews,
+    /// Syncs since the disk was made, for the kernel to charge their latency
+    /// ([`crate::costs::NodeCosts`]).
+    sync_count: u64,
 }
+
+impl PartialEq for SimDisk {
+    fn eq(&self, other: &Self) -> bool {
+        self.durable == other.durable
+            && self.unsynced == other.unsynced
+            && self.visible_size_bytes == other.visible_size_bytes
+            && self.size_bytes_max == other.size_bytes_max
+            && self.views == other.views
+    }
+}
+
+impl Eq for SimDisk {}
 
 impl Default for SimDisk {
     fn default() -> Self {
@@ -139,6 +156,7 @@ impl SimDisk {
             visible_size_bytes: 0,
             size_bytes_max: size_bytes_max.min(DISK_SIZE_BYTES_MAX),
             views: PinnedViews::default(),
+            sync_count: 0,
         }
     }
 
@@ -326,12 +344,18 @@ impl SimDisk {
 
     /// Makes every earlier write durable (an fsync).
     pub fn sync(&mut self) {
+        self.sync_count += 1;
         for (key, value) in std::mem::take(&mut self.unsynced) {
             match value {
                 Some(value) => self.durable.insert(key, value),
                 None => self.durable.remove(&key),
             };
         }
+    }
+
+    /// How many syncs the disk has made since it was made (crashes included).
+    pub fn sync_count(&self) -> u64 {
+        self.sync_count
     }
 
     /// The number of keys written or deleted since the last sync.

@@ -101,6 +101,7 @@
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod costs;
 pub mod disk;
 pub mod network;
 pub mod process;
@@ -115,6 +116,7 @@ pub mod trace;
 pub mod workloads;
 
 pub use clock::{CLOCK_DRIFT_PPM_MAX, CLOCK_SKEW_US_MAX, NodeClock, WALL_CLOCK_START_US};
+pub use costs::{NODE_COST_MAX, NodeCosts};
 pub use disk::{DiskError, DiskWrite, SimDisk};
 pub use network::{
     EXTERNAL_NODE_ID, Link, LinkOverride, Network, NetworkConfig, NetworkConfigError,

@@ -10,6 +10,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::costs::NodeCosts;
 use crate::disk::SimDisk;
 use crate::network::NodeId;
 use crate::random::SimRng;
@@ -66,9 +67,20 @@ impl fmt::Display for TimerId {
 
 /// An action requested by a handler, applied by the kernel after the handler returns.
 pub(crate) enum Action<M> {
-    Send { to: NodeId, message: M },
-    SetTimer { timer: TimerId, after: Duration },
-    CancelTimer { timer: TimerId },
+    /// `after`: the work the handler did before the send, which the message waits for
+    /// ([`crate::costs`]).
+    Send {
+        to: NodeId,
+        message: M,
+        after: Duration,
+    },
+    SetTimer {
+        timer: TimerId,
+        after: Duration,
+    },
+    CancelTimer {
+        timer: TimerId,
+    },
 }
 
 /// What a process sees and can do while one of its handlers runs.
@@ -80,6 +92,9 @@ pub struct Context<'a, M> {
     disk: &'a mut SimDisk,
     timer_id_next: &'a mut u64,
     actions: Vec<Action<M>>,
+    costs: NodeCosts,
+    /// The disk's sync count when the handler started.
+    syncs_at_start: u64,
 }
 
 impl<'a, M> Context<'a, M> {
@@ -90,7 +105,9 @@ impl<'a, M> Context<'a, M> {
         rng: &'a mut SimRng,
         disk: &'a mut SimDisk,
         timer_id_next: &'a mut u64,
+        costs: NodeCosts,
     ) -> Self {
+        let syncs_at_start = disk.sync_count();
         Context {
             node,
             now,
@@ -99,11 +116,21 @@ impl<'a, M> Context<'a, M> {
             disk,
             timer_id_next,
             actions: Vec::new(),
+            costs,
+            syncs_at_start,
         }
     }
 
-    pub(crate) fn into_actions(self) -> Vec<Action<M>> {
-        self.actions
+    /// The actions requested, in order, and how long the handler kept its node busy.
+    pub(crate) fn into_actions(self) -> (Vec<Action<M>>, Duration) {
+        let busy = self.work_done();
+        (self.actions, busy)
+    }
+
+    /// The time the handler's work so far costs: its CPU time and its syncs.
+    fn work_done(&self) -> Duration {
+        self.costs
+            .handler_time(self.disk.sync_count() - self.syncs_at_start)
     }
 
     /// The id of the node this handler runs on.
@@ -134,13 +161,15 @@ impl<'a, M> Context<'a, M> {
         self.disk
     }
 
-    /// Sends `message` to `to` through the simulated network.
+    /// Sends `message` to `to` through the simulated network. With costs
+    /// ([`crate::costs`]) it leaves once the work before it is done.
     ///
     /// # Panics
     ///
     /// If this handler already requested [`CONTEXT_ACTION_COUNT_MAX`] actions.
     pub fn send(&mut self, to: NodeId, message: M) {
-        self.push_action(Action::Send { to, message });
+        let after = self.work_done();
+        self.push_action(Action::Send { to, message, after });
     }
 
     /// Sets a timer that fires `after` from now, unless cancelled or the node crashes first.

@@ -11,11 +11,12 @@
 //! Driver methods act at the current virtual time. They panic on a node id that is not in the
 //! network: that is a mistake in the test, not a behaviour of the system under test.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use crate::clock::NodeClock;
+use crate::costs::NodeCosts;
 use crate::disk::SimDisk;
 use crate::network::{
     EXTERNAL_NODE_ID, Network, NetworkConfig, NetworkConfigError, NodeId, RegionId,
@@ -59,6 +60,8 @@ pub enum DropReason {
     /// It was addressed to [`EXTERNAL_NODE_ID`] while [`EXTERNAL_OUTBOX_LEN_MAX`] messages
     /// were already waiting for the driver.
     ExternalOutboxFull,
+    /// Its sender crashed before the work it was sent after was done ([`crate::costs`]).
+    SenderDown,
 }
 
 impl fmt::Display for DropReason {
@@ -69,6 +72,7 @@ impl fmt::Display for DropReason {
             DropReason::Loss => "loss",
             DropReason::NodeDown => "node-down",
             DropReason::ExternalOutboxFull => "external-outbox-full",
+            DropReason::SenderDown => "sender-down",
         })
     }
 }
@@ -94,6 +98,8 @@ pub struct MessageStatistics {
     pub dropped_node_down: u64,
     /// Messages to [`EXTERNAL_NODE_ID`] dropped because the driver did not take earlier ones.
     pub dropped_external_outbox_full: u64,
+    /// Messages whose sender crashed before they left ([`crate::costs`]).
+    pub dropped_sender_down: u64,
 }
 
 impl MessageStatistics {
@@ -104,6 +110,7 @@ impl MessageStatistics {
             + self.dropped_loss
             + self.dropped_node_down
             + self.dropped_external_outbox_full
+            + self.dropped_sender_down
     }
 
     fn count_drop(&mut self, reason: DropReason) {
@@ -113,6 +120,7 @@ impl MessageStatistics {
             DropReason::Loss => &mut self.dropped_loss,
             DropReason::NodeDown => &mut self.dropped_node_down,
             DropReason::ExternalOutboxFull => &mut self.dropped_external_outbox_full,
+            DropReason::SenderDown => &mut self.dropped_sender_down,
         };
         *counter += 1;
     }
@@ -172,20 +180,34 @@ enum Event<M> {
     },
     /// Fire a timer.
     Timer { node: NodeId, timer: TimerId },
+    /// The node of the given incarnation finished its work ([`crate::costs`]): hand it the
+    /// first event that waited in its inbox.
+    Wake { node: NodeId, incarnation: u64 },
 }
 
 impl<M> Event<M> {
     /// The node the event happens at.
     fn node(&self) -> NodeId {
         match self {
-            Event::Start { node, .. } | Event::Timer { node, .. } => *node,
+            Event::Start { node, .. } | Event::Timer { node, .. } | Event::Wake { node, .. } => {
+                *node
+            }
             Event::Deliver { to, .. } => *to,
         }
     }
 }
 
+/// A message that leaves its sender after work the sender is still doing.
+#[derive(Clone, Copy, Debug)]
+struct Departure {
+    message_id: u64,
+    departs: SimTime,
+    /// 2 when the network duplicated it.
+    copies: u8,
+}
+
 /// Everything the simulation keeps about one node.
-struct NodeSlot<P> {
+struct NodeSlot<P, M> {
     /// `None` while the node is down.
     process: Option<P>,
     disk: SimDisk,
@@ -194,6 +216,20 @@ struct NodeSlot<P> {
     timers_pending: BTreeSet<TimerId>,
     /// Counts restarts, so that a stale start event is recognised.
     incarnation: u64,
+    /// What the node's work costs ([`crate::costs`]).
+    costs: NodeCosts,
+    /// Until when the node is busy with the work of its last handler: what comes due before
+    /// waits in `inbox` until then.
+    busy_until: SimTime,
+    /// Events that came due while the node was busy, in the order they came; bounded by
+    /// [`crate::queue::EVENT_QUEUE_LEN_MAX`].
+    inbox: VecDeque<Event<M>>,
+    /// Whether an [`Event::Wake`] for the inbox is queued.
+    wake_queued: bool,
+    /// The messages the node sent that leave after its work is done, with when they leave;
+    /// those that have left are pruned at its next handler. Bounded by the actions of one
+    /// handler call plus those of the calls within its busy time.
+    departures: Vec<Departure>,
 }
 
 /// Creates a node's process from its id and its disk (empty at the start of the run, the
@@ -207,7 +243,7 @@ pub struct Simulation<P: Process> {
     rng: SimRng,
     queue: EventQueue<Event<P::Message>>,
     network: Network,
-    nodes: BTreeMap<NodeId, NodeSlot<P>>,
+    nodes: BTreeMap<NodeId, NodeSlot<P, P::Message>>,
     factory: ProcessFactory<P>,
     trace: Trace,
     timer_id_next: u64,
@@ -221,6 +257,9 @@ pub struct Simulation<P: Process> {
     /// them arrives before any reordering fault: a later one arrives no earlier (links are
     /// FIFO, see the network module). One entry per pair of nodes, so bounded by the topology.
     in_order_arrivals: BTreeMap<(NodeId, NodeId), SimTime>,
+    /// Messages whose sender crashed before they left, with their copies still on the way:
+    /// dropped when they come due.
+    lost_departures: BTreeMap<u64, u8>,
 }
 
 impl<P: Process> Simulation<P> {
@@ -248,6 +287,7 @@ impl<P: Process> Simulation<P> {
             external_outbox: Vec::new(),
             paused: BTreeMap::new(),
             in_order_arrivals: BTreeMap::new(),
+            lost_departures: BTreeMap::new(),
         };
         let node_ids: Vec<NodeId> = simulation.network.node_ids().collect();
         for node in node_ids {
@@ -261,6 +301,11 @@ impl<P: Process> Simulation<P> {
                     clock: NodeClock::new(),
                     timers_pending: BTreeSet::new(),
                     incarnation: 0,
+                    costs: NodeCosts::FREE,
+                    busy_until: SimTime::ZERO,
+                    inbox: VecDeque::new(),
+                    wake_queued: false,
+                    departures: Vec::new(),
                 },
             );
             simulation.schedule(
@@ -331,6 +376,19 @@ impl<P: Process> Simulation<P> {
     /// The clock of `node`.
     pub fn clock(&self, node: NodeId) -> &NodeClock {
         &self.slot(node).clock
+    }
+
+    /// Sets what the work of `node` costs from now on ([`crate::costs`]); every node starts
+    /// with [`NodeCosts::FREE`].
+    ///
+    /// # Panics
+    ///
+    /// If `node` is unknown, or a cost is beyond [`crate::costs::NODE_COST_MAX`].
+    pub fn set_costs(&mut self, node: NodeId, costs: NodeCosts) {
+        if let Err(error) = costs.validate() {
+            panic!("costs of node {node}: {error}");
+        }
+        self.slot_mut(node).costs = costs;
     }
 
     /// Message counts so far.
@@ -500,14 +558,14 @@ impl<P: Process> Simulation<P> {
 
     // Internals.
 
-    fn slot(&self, node: NodeId) -> &NodeSlot<P> {
+    fn slot(&self, node: NodeId) -> &NodeSlot<P, P::Message> {
         match self.nodes.get(&node) {
             Some(slot) => slot,
             None => panic!("node {node} is not in the simulated network"),
         }
     }
 
-    fn slot_mut(&mut self, node: NodeId) -> &mut NodeSlot<P> {
+    fn slot_mut(&mut self, node: NodeId) -> &mut NodeSlot<P, P::Message> {
         match self.nodes.get_mut(&node) {
             Some(slot) => slot,
             None => panic!("node {node} is not in the simulated network"),
@@ -548,6 +606,73 @@ impl<P: Process> Simulation<P> {
         );
         self.now = time;
         let node = event.node();
+        let event = match event {
+            Event::Wake { .. } => {
+                self.slot_mut(node).wake_queued = false;
+                let Some(event) = self.take_from_inbox(node) else {
+                    return Some(false);
+                };
+                event
+            }
+            Event::Start { .. } => event,
+            Event::Deliver { .. } | Event::Timer { .. } => {
+                let slot = self.slot(node);
+                if slot.busy_until > time || !slot.inbox.is_empty() {
+                    // The node is still at the work of an earlier event: this one waits, behind
+                    // any that waited before it.
+                    self.put_in_inbox(node, event);
+                    return Some(false);
+                }
+                event
+            }
+        };
+        let processed = self.process_ready(node, event);
+        self.queue_wake(node);
+        Some(processed)
+    }
+
+    /// The first event of the inbox of `node` that still does something.
+    fn take_from_inbox(&mut self, node: NodeId) -> Option<Event<P::Message>> {
+        loop {
+            let event = self.slot_mut(node).inbox.pop_front()?;
+            if !self.is_stale(&event) {
+                return Some(event);
+            }
+        }
+    }
+
+    /// Makes `event` wait in the inbox of `node` until the node is free.
+    fn put_in_inbox(&mut self, node: NodeId, event: Event<P::Message>) {
+        let (seed, now) = (self.seed, self.now);
+        let slot = self.slot_mut(node);
+        assert!(
+            slot.inbox.len() < crate::queue::EVENT_QUEUE_LEN_MAX,
+            "simulation with seed {seed} at {now}: node {node} has {} events waiting for it to              finish its work: its costs let it handle less than the workload gives it",
+            slot.inbox.len()
+        );
+        slot.inbox.push_back(event);
+        self.queue_wake(node);
+    }
+
+    /// Queues the wake of `node` for when it is free, if events wait for it and none is queued.
+    fn queue_wake(&mut self, node: NodeId) {
+        let now = self.now;
+        let slot = self.slot_mut(node);
+        if slot.inbox.is_empty() || slot.wake_queued {
+            return;
+        }
+        slot.wake_queued = true;
+        let wake = Event::Wake {
+            node,
+            incarnation: slot.incarnation,
+        };
+        let at = slot.busy_until.max(now);
+        self.schedule(at, wake);
+    }
+
+    /// Handles an event whose node is free now (or holds it for a paused node); returns
+    /// whether it did anything.
+    fn process_ready(&mut self, node: NodeId, event: Event<P::Message>) -> bool {
         if let Some(held) = self.paused.get_mut(&node) {
             // A paused node handles nothing: what comes due waits for it to resume.
             let line = match &event {
@@ -556,20 +681,22 @@ impl<P: Process> Simulation<P> {
                     from, message_id, ..
                 } => format!("hold {}->{node} #{message_id}", NodeLabel(*from)),
                 Event::Timer { timer, .. } => format!("hold {node} {timer}"),
+                // A wake is taken apart before it gets here; holding it holds nothing.
+                Event::Wake { .. } => return false,
             };
             held.push(event);
             self.record(format_args!("{line}"));
-            return Some(true);
+            return true;
         }
         self.process_event(event);
-        Some(true)
+        true
     }
 
     /// True for an event that no longer does anything: a cancelled or crashed timer, or the
     /// start of an incarnation that is gone.
     fn is_stale(&self, event: &Event<P::Message>) -> bool {
         match event {
-            Event::Start { node, incarnation } => {
+            Event::Start { node, incarnation } | Event::Wake { node, incarnation } => {
                 let slot = self.slot(*node);
                 slot.incarnation != *incarnation || slot.process.is_none()
             }
@@ -591,6 +718,14 @@ impl<P: Process> Simulation<P> {
                 message_id,
                 message,
             } => {
+                if let Some(copies) = self.lost_departures.get_mut(&message_id) {
+                    *copies -= 1;
+                    if *copies == 0 {
+                        self.lost_departures.remove(&message_id);
+                    }
+                    self.drop_message(from, to, message_id, DropReason::SenderDown);
+                    return;
+                }
                 if self.slot(to).process.is_none() {
                     self.drop_message(from, to, message_id, DropReason::NodeDown);
                     return;
@@ -628,6 +763,8 @@ impl<P: Process> Simulation<P> {
                 );
                 self.invoke(node, |process, cx| process.handle_timer(cx, timer));
             }
+            // Taken apart in `process_next`: it hands on the event that waited.
+            Event::Wake { .. } => {}
         }
     }
 
@@ -640,6 +777,8 @@ impl<P: Process> Simulation<P> {
     ) -> Option<R> {
         let slot = self.nodes.get_mut(&node)?;
         let process = slot.process.as_mut()?;
+        let now = self.now;
+        slot.departures.retain(|departure| departure.departs > now);
         let now_us = slot.clock.now_us(self.now);
         let mut cx = Context::new(
             node,
@@ -648,9 +787,13 @@ impl<P: Process> Simulation<P> {
             &mut self.rng,
             &mut slot.disk,
             &mut self.timer_id_next,
+            slot.costs,
         );
         let result = handler(process, &mut cx);
-        let actions = cx.into_actions();
+        let (actions, busy) = cx.into_actions();
+        if !busy.is_zero() {
+            slot.busy_until = self.now + busy;
+        }
         for action in actions {
             self.apply(node, action);
         }
@@ -659,7 +802,7 @@ impl<P: Process> Simulation<P> {
 
     fn apply(&mut self, node: NodeId, action: Action<P::Message>) {
         match action {
-            Action::Send { to, message } => self.send(node, to, message),
+            Action::Send { to, message, after } => self.send(node, to, message, after),
             Action::SetTimer { timer, after } => {
                 self.slot_mut(node).timers_pending.insert(timer);
                 self.schedule(self.now + after, Event::Timer { node, timer });
@@ -674,7 +817,7 @@ impl<P: Process> Simulation<P> {
     /// duplication are decided now, in that order, each from the run's generator. On a link
     /// with packet faults of its own, its loss, reordering and duplication are drawn right
     /// after the network-wide ones (and only there, so other messages draw as before).
-    fn send(&mut self, from: NodeId, to: NodeId, message: P::Message) {
+    fn send(&mut self, from: NodeId, to: NodeId, message: P::Message, after: Duration) {
         let message_id = self.message_id();
         self.statistics.sent += 1;
         let now = self.now;
@@ -711,10 +854,11 @@ impl<P: Process> Simulation<P> {
             return;
         }
         let (delay, reorder) = self.sample_delay(from, to);
+        let departs = self.now + after;
         let in_order_at = self
             .in_order_arrivals
             .get(&(from, to))
-            .map_or(self.now + delay, |&previous| previous.max(self.now + delay));
+            .map_or(departs + delay, |&previous| previous.max(departs + delay));
         self.in_order_arrivals.insert((from, to), in_order_at);
         let mut duplicated = self
             .rng
@@ -726,8 +870,15 @@ impl<P: Process> Simulation<P> {
         }
         let duplicate = duplicated.then(|| {
             let (delay, reorder) = self.sample_delay(from, to);
-            (delay + reorder, message.clone())
+            (after + delay + reorder, message.clone())
         });
+        if !after.is_zero() {
+            self.slot_mut(from).departures.push(Departure {
+                message_id,
+                departs,
+                copies: 1 + u8::from(duplicate.is_some()),
+            });
+        }
         self.schedule(
             in_order_at + reorder,
             Event::Deliver {

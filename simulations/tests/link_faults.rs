@@ -24,6 +24,7 @@ fn scenario(seed: u64, faults: &str, duration: Duration) -> Scenario {
         faults: parse_faults(faults).expect("the fault file reads"),
         seed,
         duration,
+        node_costs: dsss_simulations::NodeCosts::FREE,
         planted_seal_without_a_region: false,
     }
 }

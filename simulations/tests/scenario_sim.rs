@@ -23,6 +23,7 @@ fn scenario(seed: u64, workload: &str, faults: &str, duration: Duration) -> Scen
         faults: parse_faults(&example(faults)).expect("the example faults read"),
         seed,
         duration,
+        node_costs: dsss_simulations::NodeCosts::FREE,
         planted_seal_without_a_region: false,
     }
 }
@@ -345,4 +346,57 @@ fn every_example_file_reads_and_fits_the_local_topology() {
             panic!("{fault_file}: {error}");
         }
     }
+}
+
+/// With node costs (a disk sync and CPU time per event, as `dsss sim run --disk-sync
+/// --cpu-per-event` sets them) under the crash-and-pause script, every check still passes on
+/// every seed, the run is a function of its seed and costs, and every region's writes take
+/// longer than with free nodes: a regional write waits for its nodes' syncs and CPU time.
+#[test]
+fn node_costs_keep_every_check_and_slow_writes_down() {
+    let costs = dsss_simulations::NodeCosts {
+        disk_sync: Duration::from_micros(200),
+        cpu_per_event: Duration::from_micros(150),
+    };
+    run_seeds("scenario_costs", 3, |seed| {
+        let free = scenario(
+            seed,
+            "workloads/registers.toml",
+            "faults/crash-and-pause.toml",
+            Duration::from_secs(10),
+        );
+        let costly = Scenario {
+            node_costs: costs,
+            ..free.clone()
+        };
+        let report = costly.run().expect("the example files are valid");
+        println!("{}\n{}", report.session, report.results.table());
+        assert!(report.passed(), "seed {seed}:\n{}", report.session);
+        assert_eq!(
+            report.to_json(),
+            costly.run().unwrap().to_json(),
+            "seed {seed}"
+        );
+        assert!(report.to_json().contains("\"cpu_per_event_us\": 150.0"));
+        let free_report = free.run().expect("the example files are valid");
+        for (region, results) in &report.results.regions {
+            let p50 = |results: &dsss_simulations::scenario::results::RegionResults, class| {
+                results.operations[class]
+                    .latency_ms
+                    .expect("writes completed")
+                    .p50
+            };
+            for class in ["regional_write", "global_write"] {
+                let (with, without) = (
+                    p50(results, class),
+                    p50(&free_report.results.regions[region], class),
+                );
+                assert!(
+                    with > without,
+                    "seed {seed}: {region} {class} p50 {with} ms with costs, {without} ms \
+                     without"
+                );
+            }
+        }
+    });
 }

@@ -22,6 +22,7 @@ use serde::Serialize;
 pub use files::{Faults, Workload, parse_duration, parse_faults, parse_workload};
 pub use results::{RunResults, measure};
 
+use crate::costs::NodeCosts;
 use crate::workloads::global::FAULT_WINDOW_MAX;
 use crate::workloads::session::{
     SessionHistories, SessionReport, SessionRunSettings, run_session_with_histories,
@@ -40,6 +41,8 @@ pub struct Scenario {
     pub seed: u64,
     /// How long the instances operate (and faults happen), in simulated time.
     pub duration: Duration,
+    /// What the work of region nodes and coordinator replicas costs ([`crate::costs`]).
+    pub node_costs: NodeCosts,
     /// Runs the coordinator with a planted bug (SEAL leaves out one region's closed
     /// timestamp), to show that the checks catch it. Never set outside such a demonstration.
     pub planted_seal_without_a_region: bool,
@@ -69,6 +72,8 @@ impl std::fmt::Display for ScenarioError {
 /// A run's outcome: its checks, the faults it had and its measures.
 #[derive(Clone, Debug)]
 pub struct ScenarioReport {
+    /// What the nodes' work cost in the run.
+    pub node_costs: NodeCosts,
     /// The session run's report: checks, counts, the faults drawn, the trace hash.
     pub session: SessionReport,
     /// The measures.
@@ -85,9 +90,16 @@ struct ReportJson<'a> {
     problems: &'a [String],
     simulated_s: f64,
     trace_hash: &'a str,
+    node_costs: NodeCostsJson,
     instances: usize,
     faults: FaultsJson,
     results: &'a RunResults,
+}
+
+#[derive(Serialize)]
+struct NodeCostsJson {
+    disk_sync_us: f64,
+    cpu_per_event_us: f64,
 }
 
 #[derive(Serialize)]
@@ -123,6 +135,10 @@ impl ScenarioReport {
             problems: &self.session.problems,
             simulated_s: self.session.simulated.as_secs_f64(),
             trace_hash: &self.session.trace_hash,
+            node_costs: NodeCostsJson {
+                disk_sync_us: self.node_costs.disk_sync.as_nanos() as f64 / 1_000.0,
+                cpu_per_event_us: self.node_costs.cpu_per_event.as_nanos() as f64 / 1_000.0,
+            },
             instances: self.session.instances,
             faults: FaultsJson {
                 crashes: faults.crashes,
@@ -159,6 +175,7 @@ impl Scenario {
         settings.cluster.clients_per_region = workload.instances_per_region;
         settings.cluster.fault_window = self.duration;
         settings.cluster.script = self.faults.script.clone();
+        settings.cluster.node_costs = self.node_costs;
         settings.global_objects = workload.global_registers;
         settings.regional_object = workload.regional_register;
         let instance = &mut settings.instance;
@@ -220,6 +237,7 @@ impl Scenario {
         };
         let results = measure(&self.topology, &histories);
         Ok(ScenarioReport {
+            node_costs: self.node_costs,
             session,
             results,
             histories,

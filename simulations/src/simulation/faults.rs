@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::{DropReason, Event, Simulation};
 use crate::network::{LINK_DELAY_MAX, LINK_JITTER_MAX, Link, NetworkFaults, NodeId, RegionId};
 use crate::process::Process;
+use crate::time::SimTime;
 
 impl<P: Process> Simulation<P> {
     // Faults: crashes.
@@ -18,18 +19,36 @@ impl<P: Process> Simulation<P> {
     ///
     /// If `node` is unknown.
     pub fn crash(&mut self, node: NodeId) -> bool {
+        let now = self.now;
         let slot = self.slot_mut(node);
         if slot.process.take().is_none() {
             return false;
         }
         slot.timers_pending.clear();
+        // The work it was at dies with it, and what waited for that work is lost as messages
+        // that reach a down node are.
+        slot.busy_until = SimTime::ZERO;
+        slot.wake_queued = false;
+        let waiting = std::mem::take(&mut slot.inbox);
+        let unsent: Vec<(u64, u8)> = std::mem::take(&mut slot.departures)
+            .into_iter()
+            .filter(|departure| departure.departs > now)
+            .map(|departure| (departure.message_id, departure.copies))
+            .collect();
         let writes_lost = slot.disk.discard_unsynced();
         self.record(format_args!(
             "crash {node} unsynced_writes_lost={writes_lost}"
         ));
+        // What it sent after work it had not finished never left.
+        self.lost_departures.extend(unsent);
+        // Its connections die with it: what its next incarnation sends, and what is sent to
+        // that, is ordered afresh.
+        self.in_order_arrivals
+            .retain(|&(from, to), _| from != node && to != node);
         // A paused process can be killed: what was held for it is lost with it, as messages
         // that reach a down node are.
-        for event in self.paused.remove(&node).unwrap_or_default() {
+        let held = self.paused.remove(&node).unwrap_or_default();
+        for event in waiting.into_iter().chain(held) {
             if let Event::Deliver {
                 from, message_id, ..
             } = event

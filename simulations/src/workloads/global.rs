@@ -37,6 +37,7 @@ pub use process::{
 };
 
 use super::common::{election_seed, uniform_duration};
+use crate::costs::NodeCosts;
 use crate::network::{Link, NetworkConfig, NetworkFaults, NodeId};
 use crate::simulation::Simulation;
 use crate::time::SimTime;
@@ -180,6 +181,9 @@ pub struct GlobalRunSettings {
     pub coordinator_limits: CoordinatorLimits,
     /// Faults placed at set times, beside those drawn from `faults`.
     pub script: FaultScript,
+    /// What the work of every region node and coordinator replica costs (application
+    /// instances and clients cost nothing): [`NodeCosts::FREE`] unless set.
+    pub node_costs: NodeCosts,
 }
 
 impl GlobalRunSettings {
@@ -207,6 +211,7 @@ impl GlobalRunSettings {
             keep_trace_lines: false,
             coordinator_limits: CoordinatorLimits::default(),
             script: FaultScript::none(),
+            node_costs: NodeCosts::FREE,
             topology,
         }
     }
@@ -225,6 +230,9 @@ impl GlobalRunSettings {
                 self.fault_window
             ));
         }
+        self.node_costs
+            .validate()
+            .map_err(|error| format!("node_costs: {error}"))?;
         if self.convergence_max.is_zero() || self.convergence_max > CONVERGENCE_MAX {
             return Err(format!(
                 "convergence_max: {:?} is outside 1 ns..={CONVERGENCE_MAX:?}",
@@ -364,6 +372,13 @@ impl GlobalCluster {
         let mut simulation =
             Simulation::new(settings.seed, network, factory).map_err(|error| error.to_string())?;
         simulation.set_trace_lines_kept(settings.keep_trace_lines);
+        if !settings.node_costs.is_free() {
+            for region in &topology.regions {
+                for node in &region.nodes {
+                    simulation.set_costs(node.id, settings.node_costs);
+                }
+            }
+        }
         Ok(GlobalCluster {
             simulation,
             observer,

@@ -1,0 +1,153 @@
+//! Node costs (`dsss_simulations::costs`): a handler's CPU time and its disk syncs delay what
+//! it sends after them, and keep its node busy, so that what comes due meanwhile waits in
+//! order. Without costs, nothing takes time but the network.
+
+use std::time::Duration;
+
+use dsss_simulations::{
+    Context, Link, NetworkConfig, NodeCosts, NodeId, Process, SimDisk, SimTime, Simulation, TimerId,
+};
+
+/// A message of the test: a ping with a number, or one of the two answers to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Message {
+    Ping(u64),
+    /// Sent before the answering node syncs its disk.
+    BeforeSync(u64),
+    /// Sent after it synced.
+    AfterSync(u64),
+}
+
+/// Answers each ping twice, around a disk sync, as a raft node sends appends before its own
+/// sync and acknowledgements after it; records when answers arrive.
+#[derive(Default)]
+struct Answerer {
+    arrivals: Vec<(Message, SimTime)>,
+}
+
+impl Process for Answerer {
+    type Message = Message;
+
+    fn handle_start(&mut self, _cx: &mut Context<'_, Message>) {}
+
+    fn handle_message(&mut self, cx: &mut Context<'_, Message>, from: NodeId, message: Message) {
+        if let Message::Ping(number) = message {
+            cx.send(from, Message::BeforeSync(number));
+            cx.disk().put(b"ping", &number.to_be_bytes()).unwrap();
+            cx.disk().sync();
+            cx.send(from, Message::AfterSync(number));
+        } else {
+            self.arrivals.push((message, cx.now()));
+        }
+    }
+
+    fn handle_timer(&mut self, _cx: &mut Context<'_, Message>, _timer: TimerId) {}
+}
+
+/// Nodes 1 and 2, 1 ms apart without jitter; node 2 costs `costs`. Node 1 sends two pings at
+/// time zero; returns when each answer reached it.
+fn arrivals(costs: NodeCosts) -> Vec<(Message, SimTime)> {
+    let mut config = NetworkConfig::new();
+    let region = config.add_region("here", Link::new(Duration::from_millis(1), Duration::ZERO));
+    config.add_node(1, region);
+    config.add_node(2, region);
+    let mut simulation =
+        Simulation::new(7, config, |_: NodeId, _: &SimDisk| Answerer::default()).unwrap();
+    simulation.set_costs(2, costs);
+    simulation.run_until(SimTime::ZERO);
+    simulation
+        .with_process(1, |_, cx| {
+            cx.send(2, Message::Ping(1));
+            cx.send(2, Message::Ping(2));
+        })
+        .unwrap();
+    simulation.run_until_quiet().unwrap();
+    simulation.process(1).unwrap().arrivals.clone()
+}
+
+fn at_us(micros: u64) -> SimTime {
+    SimTime::ZERO + Duration::from_micros(micros)
+}
+
+#[test]
+fn without_costs_only_the_network_takes_time() {
+    assert_eq!(
+        arrivals(NodeCosts::FREE),
+        [
+            (Message::BeforeSync(1), at_us(2_000)),
+            (Message::AfterSync(1), at_us(2_000)),
+            (Message::BeforeSync(2), at_us(2_000)),
+            (Message::AfterSync(2), at_us(2_000)),
+        ]
+    );
+}
+
+#[test]
+fn a_send_waits_for_the_work_before_it_and_a_busy_node_handles_what_comes_in_order() {
+    let costs = NodeCosts {
+        disk_sync: Duration::from_micros(2_000),
+        cpu_per_event: Duration::from_micros(100),
+    };
+    assert_eq!(
+        arrivals(costs),
+        [
+            // Ping 1 reaches node 2 at 1 ms: its first answer leaves after the CPU time
+            // (1.1 ms), the second after the sync too (3.1 ms).
+            (Message::BeforeSync(1), at_us(2_100)),
+            (Message::AfterSync(1), at_us(4_100)),
+            // Ping 2 reached node 2 at 1 ms too, and waited until 3.1 ms for ping 1's work.
+            (Message::BeforeSync(2), at_us(4_200)),
+            (Message::AfterSync(2), at_us(6_200)),
+        ]
+    );
+}
+
+/// A node that crashes while events wait for its work loses them (the messages count as
+/// dropped at a down node), and after its restart it handles what comes at once: the work of
+/// the crashed process does not hold up the new one.
+#[test]
+fn a_crash_drops_what_waited_for_the_work_and_the_restarted_node_starts_free() {
+    let mut config = NetworkConfig::new();
+    let region = config.add_region("here", Link::new(Duration::from_millis(1), Duration::ZERO));
+    config.add_node(1, region);
+    config.add_node(2, region);
+    let mut simulation =
+        Simulation::new(7, config, |_: NodeId, _: &SimDisk| Answerer::default()).unwrap();
+    simulation.set_costs(
+        2,
+        NodeCosts {
+            disk_sync: Duration::from_millis(10),
+            cpu_per_event: Duration::ZERO,
+        },
+    );
+    simulation.run_until(SimTime::ZERO);
+    simulation
+        .with_process(1, |_, cx| {
+            cx.send(2, Message::Ping(1));
+            cx.send(2, Message::Ping(2));
+        })
+        .unwrap();
+    // Ping 1 is handled at 1 ms and keeps node 2 busy until 11 ms; ping 2 waits.
+    simulation.run_until(at_us(5_000));
+    assert!(simulation.crash(2));
+    assert_eq!(simulation.statistics().dropped_node_down, 1);
+    assert!(simulation.restart(2));
+    simulation
+        .with_process(1, |_, cx| cx.send(2, Message::Ping(3)))
+        .unwrap();
+    simulation.run_until_quiet().unwrap();
+    let arrivals = &simulation.process(1).unwrap().arrivals;
+    assert_eq!(
+        arrivals
+            .iter()
+            .filter(|(message, _)| matches!(message, Message::BeforeSync(2)))
+            .count(),
+        0,
+        "a ping that waited for the crashed process's work was answered: {arrivals:?}"
+    );
+    // Ping 3 reaches the restarted node at 6 ms and is answered at once.
+    assert!(
+        arrivals.contains(&(Message::BeforeSync(3), at_us(7_000))),
+        "{arrivals:?}"
+    );
+}
