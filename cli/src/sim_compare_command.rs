@@ -366,6 +366,7 @@ async fn drive(
         operations_from: at(origin, from),
         operations_until: at(origin, until),
         global_call_stages: Vec::new(),
+        node_busy_shares: BTreeMap::new(),
     })
 }
 

@@ -230,6 +230,8 @@ struct NodeSlot<P, M> {
     /// those that have left are pruned at its next handler. Bounded by the actions of one
     /// handler call plus those of the calls within its busy time.
     departures: Vec<Departure>,
+    /// The work this node's handlers cost so far, over every incarnation.
+    busy_total: Duration,
 }
 
 /// Creates a node's process from its id and its disk (empty at the start of the run, the
@@ -306,6 +308,7 @@ impl<P: Process> Simulation<P> {
                     inbox: VecDeque::new(),
                     wake_queued: false,
                     departures: Vec::new(),
+                    busy_total: Duration::ZERO,
                 },
             );
             simulation.schedule(
@@ -389,6 +392,16 @@ impl<P: Process> Simulation<P> {
             panic!("costs of node {node}: {error}");
         }
         self.slot_mut(node).costs = costs;
+    }
+
+    /// How long the handlers of `node` worked so far, by its costs ([`crate::costs`]): zero
+    /// for a node without costs.
+    ///
+    /// # Panics
+    ///
+    /// If `node` is unknown.
+    pub fn busy_time(&self, node: NodeId) -> Duration {
+        self.slot(node).busy_total
     }
 
     /// Message counts so far.
@@ -793,6 +806,7 @@ impl<P: Process> Simulation<P> {
         let (actions, busy) = cx.into_actions();
         if !busy.is_zero() {
             slot.busy_until = self.now + busy;
+            slot.busy_total += busy;
         }
         for action in actions {
             self.apply(node, action);

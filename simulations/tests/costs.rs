@@ -151,3 +151,37 @@ fn a_crash_drops_what_waited_for_the_work_and_the_restarted_node_starts_free() {
         "{arrivals:?}"
     );
 }
+
+/// A node's busy time adds up its handlers' costs: its start (a CPU time) and two pings (each a
+/// CPU time and one sync).
+#[test]
+fn a_nodes_busy_time_is_the_sum_of_its_handlers_costs() {
+    let costs = NodeCosts {
+        disk_sync: Duration::from_micros(2_000),
+        cpu_per_event: Duration::from_micros(100),
+    };
+    let mut config = NetworkConfig::new();
+    let region = config.add_region("here", Link::new(Duration::from_millis(1), Duration::ZERO));
+    config.add_node(1, region);
+    config.add_node(2, region);
+    let mut simulation =
+        Simulation::new(7, config, |_: NodeId, _: &SimDisk| Answerer::default()).unwrap();
+    simulation.set_costs(2, costs);
+    simulation.run_until(SimTime::ZERO);
+    simulation
+        .with_process(1, |_, cx| {
+            cx.send(2, Message::Ping(1));
+            cx.send(2, Message::Ping(2));
+        })
+        .unwrap();
+    simulation.run_until_quiet().unwrap();
+    assert_eq!(
+        simulation.busy_time(2),
+        Duration::from_micros(100 + 2 * 2_100)
+    );
+    assert_eq!(
+        simulation.busy_time(1),
+        Duration::ZERO,
+        "node 1 has no costs"
+    );
+}

@@ -351,7 +351,8 @@ fn every_example_file_reads_and_fits_the_local_topology() {
 /// With node costs (a disk sync and CPU time per event, as `dsss sim run --disk-sync
 /// --cpu-per-event` sets them) under the crash-and-pause script, every check still passes on
 /// every seed, the run is a function of its seed and costs, and every region's writes take
-/// longer than with free nodes: a regional write waits for its nodes' syncs and CPU time.
+/// longer than with free nodes: a regional write waits for its nodes' syncs and CPU time. The
+/// results name each region's busiest node.
 #[test]
 fn node_costs_keep_every_check_and_slow_writes_down() {
     let costs = dsss_simulations::NodeCosts {
@@ -380,6 +381,13 @@ fn node_costs_keep_every_check_and_slow_writes_down() {
         assert!(report.to_json().contains("\"cpu_per_event_us\": 150.0"));
         let free_report = free.run().expect("the example files are valid");
         for (region, results) in &report.results.regions {
+            // Every region's busiest node worked for part of the window, and only with costs.
+            let busiest = results.busiest_node.expect("with costs a node is busy");
+            assert!(
+                busiest.busy_share > 0.0 && busiest.busy_share <= 1.0,
+                "seed {seed}: {region} {busiest:?}"
+            );
+            assert_eq!(free_report.results.regions[region].busiest_node, None);
             let p50 = |results: &dsss_simulations::scenario::results::RegionResults, class| {
                 results.operations[class]
                     .latency_ms

@@ -159,6 +159,7 @@ mod tests {
             operations_from: SimTime::ZERO,
             operations_until: SimTime::from_micros(1_000),
             global_call_stages: Vec::new(),
+            node_busy_shares: BTreeMap::new(),
         };
         let text = history_lines(&histories);
         let lines: Vec<&str> = text.lines().collect();

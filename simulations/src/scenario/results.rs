@@ -85,6 +85,20 @@ pub struct RegionResults {
     /// [`crate::workloads::global::stages`]): percentiles in milliseconds over the global calls
     /// that reached the region in the window and were answered with every stage seen.
     pub global_write_stages_ms: BTreeMap<String, Percentiles>,
+    /// The region's node that spent the largest share of the operation window working, and
+    /// that share (0 to 1), with node costs ([`crate::costs`]); absent without them. A share
+    /// near 1 is a node that cannot keep up: what waits for it waits longer and longer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub busiest_node: Option<BusiestNode>,
+}
+
+/// A region's busiest node in the operation window.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct BusiestNode {
+    /// Its id.
+    pub node: u64,
+    /// The share of the window it spent working.
+    pub busy_share: f64,
 }
 
 /// A run's results.
@@ -289,6 +303,19 @@ pub fn measure(topology: &Topology, histories: &SessionHistories) -> RunResults 
             last = time;
         }
         results.longest_stall_ms = ms(longest);
+        results.busiest_node = histories
+            .node_busy_shares
+            .get(region)
+            .and_then(|shares| {
+                shares
+                    .iter()
+                    .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0)))
+                    .filter(|(_, share)| **share > 0.0)
+            })
+            .map(|(node, share)| BusiestNode {
+                node: *node,
+                busy_share: thousandths(*share),
+            });
         regions.insert(region.to_owned(), results);
     }
     let mut stages: BTreeMap<&str, Vec<Histogram<u64>>> = BTreeMap::new();
@@ -440,11 +467,18 @@ impl RunResults {
                     class_results.completed, class_results.failed
                 );
             }
-            let shed = if results.arrivals_shed > 0 {
+            let mut shed = if results.arrivals_shed > 0 {
                 format!(", {} arrivals shed", results.arrivals_shed)
             } else {
                 String::new()
             };
+            if let Some(busiest) = results.busiest_node {
+                shed += &format!(
+                    ", busiest node {} {:.0}% busy",
+                    busiest.node,
+                    busiest.busy_share * 100.0
+                );
+            }
             let _ = writeln!(
                 out,
                 "{region:<16} throughput {:.1}/s, availability {:.3}, longest stall {:.1} ms, \
@@ -540,6 +574,7 @@ mod tests {
             operations_from: at_ms(1_000),
             operations_until: at_ms(4_000),
             global_call_stages: Vec::new(),
+            node_busy_shares: BTreeMap::new(),
         };
         let results = measure(&topology, &histories);
         let measured = &results.regions[&region];
@@ -590,6 +625,7 @@ mod tests {
                 operations_from: at_ms(1_000),
                 operations_until: at_ms(4_000),
                 global_call_stages: Vec::new(),
+                node_busy_shares: BTreeMap::new(),
             };
             measure(&topology, &histories)
         };

@@ -284,6 +284,29 @@ pub struct SessionHistories {
     pub operations_until: SimTime,
     /// Where the time of each answered global call went, stage by stage.
     pub global_call_stages: Vec<CallStages>,
+    /// For each region, the share of the operation window each of its nodes spent working,
+    /// by node id: all zero without node costs ([`crate::costs`]); empty when unknown (real
+    /// processes).
+    pub node_busy_shares: BTreeMap<String, BTreeMap<u64, f64>>,
+}
+
+/// How long each node of each region worked so far ([`crate::Simulation::busy_time`]).
+fn busy_times(
+    cluster: &mut GlobalCluster,
+    topology: &dsss_topology::Topology,
+) -> BTreeMap<String, BTreeMap<u64, Duration>> {
+    topology
+        .regions
+        .iter()
+        .map(|region| {
+            let nodes = region
+                .nodes
+                .iter()
+                .map(|node| (node.id, cluster.simulation().busy_time(node.id)))
+                .collect::<BTreeMap<_, _>>();
+            (region.id.clone(), nodes)
+        })
+        .collect()
 }
 
 /// [`run_session`], also handing back every instance's history, and handing `progress` the
@@ -311,6 +334,7 @@ pub fn run_session_with_histories(
     }
     let start = cluster.simulation().now();
     operations_until.set(start.saturating_add(settings.cluster.fault_window));
+    let busy_at_start = busy_times(&mut cluster, &settings.cluster.topology);
     let faults = run_fault_window_observed(
         &mut cluster,
         &settings.cluster,
@@ -318,6 +342,25 @@ pub fn run_session_with_histories(
         PROGRESS_EVERY,
         &mut |cluster| progress(cluster.simulation().now().saturating_duration_since(start)),
     );
+    let window = cluster.simulation().now().saturating_duration_since(start);
+    let node_busy_shares = busy_times(&mut cluster, &settings.cluster.topology)
+        .into_iter()
+        .map(|(region, nodes)| {
+            let shares = nodes
+                .into_iter()
+                .map(|(node, busy)| {
+                    let before = busy_at_start[&region][&node];
+                    let share = if window.is_zero() {
+                        0.0
+                    } else {
+                        (busy - before).as_secs_f64() / window.as_secs_f64()
+                    };
+                    (node, share)
+                })
+                .collect();
+            (region, shares)
+        })
+        .collect();
     cluster.heal();
     if let Err(problem) = cluster.converge(settings.cluster.convergence_max) {
         problems.push(problem);
@@ -360,6 +403,7 @@ pub fn run_session_with_histories(
         operations_from: start,
         operations_until: operations_until.get(),
         global_call_stages: cluster.observer().stages.finished().to_vec(),
+        node_busy_shares,
     };
     for history in observer.instances.values() {
         for operation in &history.operations {
