@@ -928,3 +928,46 @@ fn a_region_cut_off_for_a_day_while_the_others_write_catches_up_and_agrees() {
         );
     });
 }
+
+/// A member holds at most `PARKED_LOG_READS_MAX` log reads that wait for something new to be
+/// applied; one more makes it answer the oldest at once (with nothing new: its reader asks
+/// again), and the others keep waiting.
+#[test]
+fn a_member_holds_a_bounded_number_of_waiting_log_reads_and_answers_the_oldest_beyond_it() {
+    use dsss_simulations::workloads::global::process::{
+        GlobalMessage, PARKED_LOG_READS_MAX, ReadLogRequest,
+    };
+    let mut settings = GlobalRunSettings::new(1, local_topology());
+    settings.clients_per_region = 0;
+    let mut cluster = GlobalCluster::new(&settings).expect("valid settings");
+    cluster.simulation().run_for(Duration::from_secs(1));
+    let simulation = cluster.simulation();
+    let now = simulation.now();
+    // Far beyond anything the member will apply in this test, so every read waits.
+    let from_position = 1_000_000_000;
+    for request_id in 0..=PARKED_LOG_READS_MAX as u64 {
+        let request = ReadLogRequest {
+            request_id,
+            from_position,
+            wait_us: 60_000_000,
+        };
+        simulation.inject(now, 11, GlobalMessage::ReadLog(request));
+    }
+    simulation.run_for(Duration::from_millis(200));
+    let answered: Vec<u64> = simulation
+        .take_external_messages()
+        .into_iter()
+        .filter_map(|message| match message.message {
+            GlobalMessage::LogEntries(answer) => {
+                assert!(answer.entries.is_empty(), "{answer:?}");
+                Some(answer.request_id)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        answered,
+        [0],
+        "only the oldest read is answered before its wait ends"
+    );
+}

@@ -1413,9 +1413,9 @@ impl Process for NodeProcess {
             }
             GlobalMessage::ReadLog(request) => {
                 let region = self.region.as_ref().expect("started");
+                // Nothing new to give (the retained positions all lie below the next one).
                 if request.wait_us > 0
                     && request.from_position >= region.region_log().next_position()
-                    && request.from_position >= region.region_log().first_retained_position()
                 {
                     if self.parked_log_reads.len() >= PARKED_LOG_READS_MAX
                         && let Some(oldest) = self.parked_log_reads.pop_front()
