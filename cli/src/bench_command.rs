@@ -504,13 +504,34 @@ fn topology_text(addresses: &BTreeMap<u64, String>) -> String {
     )
 }
 
+/// How many ports [`free_port`] tries before it gives up.
+const FREE_PORT_ATTEMPTS_MAX: usize = 64;
+
+/// A free loopback port that this process has not handed out before. A port handed to a
+/// child process that has not bound it yet still looks free to the kernel, which may offer
+/// it again: the region's nodes and the etcd members are started one after the other, and
+/// once an etcd member was given a node's port and could not bind it.
 fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .map_err(|error| format!("cannot find a free loopback port: {error}"))?;
-    listener
-        .local_addr()
-        .map(|address| address.port())
-        .map_err(|error| format!("cannot read a bound port: {error}"))
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..FREE_PORT_ATTEMPTS_MAX {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .map_err(|error| format!("cannot find a free loopback port: {error}"))?;
+        let port = listener
+            .local_addr()
+            .map(|address| address.port())
+            .map_err(|error| format!("cannot read a bound port: {error}"))?;
+        let mut handed_out = HANDED_OUT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if handed_out.insert(port) {
+            return Ok(port);
+        }
+    }
+    Err(format!(
+        "cannot find a free loopback port: the kernel offered only ports already handed out, \
+         {FREE_PORT_ATTEMPTS_MAX} times"
+    ))
 }
 
 /// The CPU time (user and system, every thread) this process used so far: what
@@ -945,6 +966,13 @@ fn format_side_by_side_row(etcd: &LevelResult, dsss: &LevelResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_is_handed_out_once_even_when_nothing_bound_it() {
+        let ports: Vec<u16> = (0..500).map(|_| free_port().unwrap()).collect();
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len());
+    }
 
     #[test]
     fn percentiles_take_the_nearest_rank() {

@@ -11,7 +11,11 @@
 //!   its own sync, leave after the CPU time; the answers it sends after the sync leave after
 //!   both, as they do from a real process;
 //! - the node is busy until all of it is done: an event that comes due meanwhile waits, in
-//!   order, as it waits in a real process's queue.
+//!   order, as it waits in a real process's queue. When the node is free, the events that
+//!   waited are handed to it in one run at that time (up to
+//!   [`crate::simulation::EVENTS_PER_RUN_MAX`]), each told whether another follows
+//!   ([`crate::Context::more_waiting`]), so that a process can make one raft round for all of
+//!   them, as a production loop takes every queued event before its next round.
 //!
 //! A crash ends the work: the messages sent after work that was not done by then never leave
 //! (they count as dropped, `sender-down`), the events that waited are lost, and the restarted

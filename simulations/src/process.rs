@@ -45,6 +45,15 @@ pub trait Process {
     /// A timer set with [`Context::set_timer`] fired (it was not cancelled, and the node did
     /// not crash since setting it).
     fn handle_timer(&mut self, cx: &mut Context<'_, Self::Message>, timer: TimerId);
+
+    /// A run of events that waited while the node was busy ([`crate::costs`]) was handed to
+    /// it, one handler call each, and one of them was told that more would follow
+    /// ([`Context::more_waiting`]) when none did (a handler cancelled the timer that was next):
+    /// the work a process defers to the end of such a run is due now. Costs no CPU time of its
+    /// own. The default does nothing.
+    fn handle_run_end(&mut self, cx: &mut Context<'_, Self::Message>) {
+        let _ = cx;
+    }
 }
 
 /// A timer of one node. Ids are unique over the whole run, so a timer set before a crash is
@@ -63,6 +72,15 @@ impl fmt::Display for TimerId {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(formatter, "timer{}", self.0)
     }
+}
+
+/// Where a handler call stands in a run of events that waited for the node's work.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RunPosition {
+    /// The work of the run's earlier calls.
+    pub(crate) work_before: Duration,
+    /// Whether another event follows in the run.
+    pub(crate) more_waiting: bool,
 }
 
 /// An action requested by a handler, applied by the kernel after the handler returns.
@@ -95,6 +113,10 @@ pub struct Context<'a, M> {
     costs: NodeCosts,
     /// The disk's sync count when the handler started.
     syncs_at_start: u64,
+    /// The work of the earlier handler calls of the same run of waiting events.
+    work_before: Duration,
+    /// Whether another waiting event follows this one in the same run.
+    more_waiting: bool,
 }
 
 impl<'a, M> Context<'a, M> {
@@ -105,7 +127,7 @@ impl<'a, M> Context<'a, M> {
         rng: &'a mut SimRng,
         disk: &'a mut SimDisk,
         timer_id_next: &'a mut u64,
-        costs: NodeCosts,
+        (costs, run): (NodeCosts, RunPosition),
     ) -> Self {
         let syncs_at_start = disk.sync_count();
         Context {
@@ -118,19 +140,32 @@ impl<'a, M> Context<'a, M> {
             actions: Vec::new(),
             costs,
             syncs_at_start,
+            work_before: run.work_before,
+            more_waiting: run.more_waiting,
         }
     }
 
-    /// The actions requested, in order, and how long the handler kept its node busy.
+    /// The actions requested, in order, and the work of this handler call alone.
     pub(crate) fn into_actions(self) -> (Vec<Action<M>>, Duration) {
-        let busy = self.work_done();
-        (self.actions, busy)
+        let own_work = self.work_done() - self.work_before;
+        (self.actions, own_work)
     }
 
-    /// The time the handler's work so far costs: its CPU time and its syncs.
+    /// The time the work so far costs, since the run of waiting events began: the earlier
+    /// calls' work, this call's CPU time and its syncs.
     fn work_done(&self) -> Duration {
-        self.costs
-            .handler_time(self.disk.sync_count() - self.syncs_at_start)
+        self.work_before.saturating_add(
+            self.costs
+                .handler_time(self.disk.sync_count() - self.syncs_at_start),
+        )
+    }
+
+    /// True when the node was busy and another event that waited meanwhile will be handed to
+    /// it right after this one, at the same time: a process may leave work that one pass does
+    /// for every event (a raft round) to the last of them, as a production loop handles every
+    /// queued event before its next round. Always false without costs.
+    pub fn more_waiting(&self) -> bool {
+        self.more_waiting
     }
 
     /// The id of the node this handler runs on.

@@ -21,7 +21,7 @@ use crate::disk::SimDisk;
 use crate::network::{
     EXTERNAL_NODE_ID, Network, NetworkConfig, NetworkConfigError, NodeId, RegionId,
 };
-use crate::process::{Action, Context, Process, TimerId};
+use crate::process::{Action, Context, Process, RunPosition, TimerId};
 use crate::queue::EventQueue;
 use crate::random::SimRng;
 use crate::time::SimTime;
@@ -31,6 +31,11 @@ mod faults;
 
 /// The most events [`Simulation::run_until_quiet`] processes before it gives up.
 pub const QUIET_STEP_COUNT_MAX: u64 = 10_000_000;
+
+/// The most events that waited for a busy node it is handed in one run, at one time, before
+/// its next run: as many as a production loop handles before its next raft round
+/// (`dsss_raft_group::node_loop::EVENTS_PER_ITERATION_MAX`).
+pub const EVENTS_PER_RUN_MAX: usize = 4_096;
 
 /// The most messages to [`EXTERNAL_NODE_ID`] kept until the driver takes them.
 pub const EXTERNAL_OUTBOX_LEN_MAX: usize = 100_000;
@@ -232,6 +237,8 @@ struct NodeSlot<P, M> {
     departures: Vec<Departure>,
     /// The work this node's handlers cost so far, over every incarnation.
     busy_total: Duration,
+    /// Where the next handler call stands in a run of waiting events; reset after each.
+    run: RunPosition,
 }
 
 /// Creates a node's process from its id and its disk (empty at the start of the run, the
@@ -309,6 +316,7 @@ impl<P: Process> Simulation<P> {
                     wake_queued: false,
                     departures: Vec::new(),
                     busy_total: Duration::ZERO,
+                    run: RunPosition::default(),
                 },
             );
             simulation.schedule(
@@ -622,10 +630,7 @@ impl<P: Process> Simulation<P> {
         let event = match event {
             Event::Wake { .. } => {
                 self.slot_mut(node).wake_queued = false;
-                let Some(event) = self.take_from_inbox(node) else {
-                    return Some(false);
-                };
-                event
+                return Some(self.hand_waiting_run(node));
             }
             Event::Start { .. } => event,
             Event::Deliver { .. } | Event::Timer { .. } => {
@@ -642,6 +647,62 @@ impl<P: Process> Simulation<P> {
         let processed = self.process_ready(node, event);
         self.queue_wake(node);
         Some(processed)
+    }
+
+    /// Hands `node` the events that waited for its work, one handler call each, all at the
+    /// current time, up to [`EVENTS_PER_RUN_MAX`]: each call is told whether another follows
+    /// ([`Context::more_waiting`]) and its work adds to the run's. Returns whether it handled
+    /// any.
+    fn hand_waiting_run(&mut self, node: NodeId) -> bool {
+        let mut handled = 0;
+        let mut work_before = Duration::ZERO;
+        let mut told_more = false;
+        while let Some(event) = self.take_from_inbox(node) {
+            handled += 1;
+            self.drop_stale_from_inbox(node);
+            let more_waiting = handled < EVENTS_PER_RUN_MAX && !self.slot(node).inbox.is_empty();
+            self.slot_mut(node).run = RunPosition {
+                work_before,
+                more_waiting,
+            };
+            self.process_ready(node, event);
+            let slot = self.slot_mut(node);
+            slot.run = RunPosition::default();
+            work_before = slot.busy_until.saturating_duration_since(self.now);
+            told_more = more_waiting;
+            if !more_waiting {
+                break;
+            }
+        }
+        if told_more && self.slot(node).process.is_some() && !self.is_paused(node) {
+            // The event that was to follow was a timer its predecessor cancelled.
+            let slot = self.slot_mut(node);
+            let costs = slot.costs;
+            slot.costs = NodeCosts {
+                cpu_per_event: Duration::ZERO,
+                ..costs
+            };
+            slot.run = RunPosition {
+                work_before,
+                more_waiting: false,
+            };
+            self.invoke(node, |process, cx| process.handle_run_end(cx));
+            let slot = self.slot_mut(node);
+            slot.costs = costs;
+            slot.run = RunPosition::default();
+        }
+        self.queue_wake(node);
+        handled > 0
+    }
+
+    /// Drops the events at the front of the inbox of `node` that no longer do anything.
+    fn drop_stale_from_inbox(&mut self, node: NodeId) {
+        while let Some(event) = self.slot(node).inbox.front() {
+            if !self.is_stale(event) {
+                return;
+            }
+            self.slot_mut(node).inbox.pop_front();
+        }
     }
 
     /// The first event of the inbox of `node` that still does something.
@@ -793,6 +854,7 @@ impl<P: Process> Simulation<P> {
         let now = self.now;
         slot.departures.retain(|departure| departure.departs > now);
         let now_us = slot.clock.now_us(self.now);
+        let run = slot.run;
         let mut cx = Context::new(
             node,
             self.now,
@@ -800,13 +862,14 @@ impl<P: Process> Simulation<P> {
             &mut self.rng,
             &mut slot.disk,
             &mut self.timer_id_next,
-            slot.costs,
+            (slot.costs, run),
         );
         let result = handler(process, &mut cx);
-        let (actions, busy) = cx.into_actions();
+        let (actions, own_work) = cx.into_actions();
+        let busy = run.work_before + own_work;
         if !busy.is_zero() {
             slot.busy_until = self.now + busy;
-            slot.busy_total += busy;
+            slot.busy_total += own_work;
         }
         for action in actions {
             self.apply(node, action);

@@ -707,6 +707,9 @@ pub struct NodeProcess {
     /// the probes their raft messages carry (lost on a crash).
     region_clocks: NodeClocks,
     coordinator_clocks: NodeClocks,
+    /// A handler skipped its raft rounds because another waiting event follows it in the
+    /// same run ([`Context::more_waiting`]): the last one of the run makes them.
+    flush_deferred: bool,
 }
 
 impl NodeProcess {
@@ -768,6 +771,7 @@ impl NodeProcess {
             parked_log_reads_checked: (0, SimTime::ZERO),
             region_clocks: NodeClocks::new(region_config_skew),
             coordinator_clocks: NodeClocks::new(coordinator_config_skew),
+            flush_deferred: false,
         }
     }
 
@@ -810,8 +814,22 @@ impl NodeProcess {
         }
     }
 
-    /// Runs both rounds and hands their outputs on.
+    /// Makes the raft rounds a handler of this run left for its end, once the run ends.
+    fn flush_at_run_end(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        if self.flush_deferred && !cx.more_waiting() {
+            self.flush(cx);
+        }
+    }
+
+    /// Runs both rounds and hands their outputs on; when another waiting event follows in the
+    /// same run, leaves them to the end of the run, as the production loop makes one round
+    /// for every event it found queued.
     fn flush(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        if cx.more_waiting() {
+            self.flush_deferred = true;
+            return;
+        }
+        self.flush_deferred = false;
         self.flush_region(cx);
         self.flush_coordinator(cx);
         self.answer_parked_log_reads(cx);
@@ -2012,7 +2030,10 @@ impl Process for GlobalProcess {
         message: GlobalMessage,
     ) {
         match self {
-            GlobalProcess::Node(node) => node.handle_message(cx, from, message),
+            GlobalProcess::Node(node) => {
+                node.handle_message(cx, from, message);
+                node.flush_at_run_end(cx);
+            }
             GlobalProcess::Client(client) => client.handle_message(cx, from, message),
             GlobalProcess::Application(application) => {
                 application.handle_message(cx, from, message);
@@ -2022,9 +2043,18 @@ impl Process for GlobalProcess {
 
     fn handle_timer(&mut self, cx: &mut Context<'_, GlobalMessage>, timer: TimerId) {
         match self {
-            GlobalProcess::Node(node) => node.handle_timer(cx, timer),
+            GlobalProcess::Node(node) => {
+                node.handle_timer(cx, timer);
+                node.flush_at_run_end(cx);
+            }
             GlobalProcess::Client(client) => client.handle_timer(cx, timer),
             GlobalProcess::Application(application) => application.handle_timer(cx, timer),
+        }
+    }
+
+    fn handle_run_end(&mut self, cx: &mut Context<'_, GlobalMessage>) {
+        if let GlobalProcess::Node(node) = self {
+            node.flush_at_run_end(cx);
         }
     }
 }
