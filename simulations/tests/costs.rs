@@ -23,6 +23,8 @@ enum Message {
 #[derive(Default)]
 struct Answerer {
     arrivals: Vec<(Message, SimTime)>,
+    /// For each ping handled: its number, and whether another waiting event was to follow.
+    pings: Vec<(u64, bool)>,
 }
 
 impl Process for Answerer {
@@ -32,6 +34,7 @@ impl Process for Answerer {
 
     fn handle_message(&mut self, cx: &mut Context<'_, Message>, from: NodeId, message: Message) {
         if let Message::Ping(number) = message {
+            self.pings.push((number, cx.more_waiting()));
             cx.send(from, Message::BeforeSync(number));
             cx.disk().put(b"ping", &number.to_be_bytes()).unwrap();
             cx.disk().sync();
@@ -44,9 +47,9 @@ impl Process for Answerer {
     fn handle_timer(&mut self, _cx: &mut Context<'_, Message>, _timer: TimerId) {}
 }
 
-/// Nodes 1 and 2, 1 ms apart without jitter; node 2 costs `costs`. Node 1 sends two pings at
-/// time zero; returns when each answer reached it.
-fn arrivals(costs: NodeCosts) -> Vec<(Message, SimTime)> {
+/// Nodes 1 and 2, 1 ms apart without jitter; node 2 costs `costs`. Node 1 has just sent two
+/// pings, at time zero.
+fn two_pings(costs: NodeCosts) -> Simulation<Answerer> {
     let mut config = NetworkConfig::new();
     let region = config.add_region("here", Link::new(Duration::from_millis(1), Duration::ZERO));
     config.add_node(1, region);
@@ -61,6 +64,12 @@ fn arrivals(costs: NodeCosts) -> Vec<(Message, SimTime)> {
             cx.send(2, Message::Ping(2));
         })
         .unwrap();
+    simulation
+}
+
+/// When each answer to [`two_pings`] reached node 1.
+fn arrivals(costs: NodeCosts) -> Vec<(Message, SimTime)> {
+    let mut simulation = two_pings(costs);
     simulation.run_until_quiet().unwrap();
     simulation.process(1).unwrap().arrivals.clone()
 }
@@ -107,26 +116,10 @@ fn a_send_waits_for_the_work_before_it_and_a_busy_node_handles_what_comes_in_ord
 /// the crashed process does not hold up the new one.
 #[test]
 fn a_crash_drops_what_waited_for_the_work_and_the_restarted_node_starts_free() {
-    let mut config = NetworkConfig::new();
-    let region = config.add_region("here", Link::new(Duration::from_millis(1), Duration::ZERO));
-    config.add_node(1, region);
-    config.add_node(2, region);
-    let mut simulation =
-        Simulation::new(7, config, |_: NodeId, _: &SimDisk| Answerer::default()).unwrap();
-    simulation.set_costs(
-        2,
-        NodeCosts {
-            disk_sync: Duration::from_millis(10),
-            cpu_per_event: Duration::ZERO,
-        },
-    );
-    simulation.run_until(SimTime::ZERO);
-    simulation
-        .with_process(1, |_, cx| {
-            cx.send(2, Message::Ping(1));
-            cx.send(2, Message::Ping(2));
-        })
-        .unwrap();
+    let mut simulation = two_pings(NodeCosts {
+        disk_sync: Duration::from_millis(10),
+        cpu_per_event: Duration::ZERO,
+    });
     // Ping 1 is handled at 1 ms and keeps node 2 busy until 11 ms; ping 2 waits.
     simulation.run_until(at_us(5_000));
     assert!(simulation.crash(2));
@@ -160,20 +153,7 @@ fn a_nodes_busy_time_is_the_sum_of_its_handlers_costs() {
         disk_sync: Duration::from_micros(2_000),
         cpu_per_event: Duration::from_micros(100),
     };
-    let mut config = NetworkConfig::new();
-    let region = config.add_region("here", Link::new(Duration::from_millis(1), Duration::ZERO));
-    config.add_node(1, region);
-    config.add_node(2, region);
-    let mut simulation =
-        Simulation::new(7, config, |_: NodeId, _: &SimDisk| Answerer::default()).unwrap();
-    simulation.set_costs(2, costs);
-    simulation.run_until(SimTime::ZERO);
-    simulation
-        .with_process(1, |_, cx| {
-            cx.send(2, Message::Ping(1));
-            cx.send(2, Message::Ping(2));
-        })
-        .unwrap();
+    let mut simulation = two_pings(costs);
     simulation.run_until_quiet().unwrap();
     assert_eq!(
         simulation.busy_time(2),
@@ -184,4 +164,33 @@ fn a_nodes_busy_time_is_the_sum_of_its_handlers_costs() {
         Duration::ZERO,
         "node 1 has no costs"
     );
+}
+
+/// Events that waited for a busy node reach it in one run when it is free: each call but the
+/// last is told that another follows, and the work of the run adds up, call after call.
+#[test]
+fn events_that_waited_reach_the_node_in_one_run_whose_work_adds_up() {
+    let mut simulation = two_pings(NodeCosts {
+        disk_sync: Duration::from_micros(2_000),
+        cpu_per_event: Duration::from_micros(100),
+    });
+    simulation
+        .with_process(1, |_, cx| cx.send(2, Message::Ping(3)))
+        .unwrap();
+    simulation.run_until_quiet().unwrap();
+    // Ping 1 alone at 1 ms; pings 2 and 3 waited until 3.1 ms and came in one run.
+    assert_eq!(
+        simulation.process(2).unwrap().pings,
+        [(1, false), (2, true), (3, false)]
+    );
+    let arrivals = &simulation.process(1).unwrap().arrivals;
+    for expected in [
+        (Message::BeforeSync(2), at_us(4_200)),
+        (Message::AfterSync(2), at_us(6_200)),
+        // Ping 3's work starts where ping 2's ended (5.2 ms).
+        (Message::BeforeSync(3), at_us(6_300)),
+        (Message::AfterSync(3), at_us(8_300)),
+    ] {
+        assert!(arrivals.contains(&expected), "{expected:?} in {arrivals:?}");
+    }
 }
