@@ -28,18 +28,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// jemalloc instead of the C library's allocator for everything the Rust code of `dsss`
-/// allocates. A simulation allocates and frees small objects all the time (raft messages,
-/// log entries, write batches). `dsss sim run --workload examples/sim/workloads/busy.toml
-/// --duration 20s` on one core, release builds run alternately: 8.2x to 8.9x faster than real
-/// time (2.22 to 2.47 s of CPU) with jemalloc, 7.4x to 7.7x (2.59 to 2.65 s) for the same code
-/// before it; preloading libjemalloc under the older binary gave 8.9x and 9.0x against 7.1x and
-/// 7.5x. A region's throughput did not move beyond its noise with jemalloc preloaded
-/// (`dsss bench region --against-etcd`, three runs each), so RocksDB's own allocations keep the
-/// C library's allocator.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 /// DSSS: one shared, persistent object for every instance of a geo-distributed application.
 #[derive(Debug, Parser)]
 #[command(
