@@ -721,7 +721,8 @@ impl<P: Process> Simulation<P> {
         let slot = self.slot_mut(node);
         assert!(
             slot.inbox.len() < crate::queue::EVENT_QUEUE_LEN_MAX,
-            "simulation with seed {seed} at {now}: node {node} has {} events waiting for it to              finish its work: its costs let it handle less than the workload gives it",
+            "simulation with seed {seed} at {now}: node {node} has {} events waiting for it to \
+             finish its work: its costs let it handle less than the workload gives it",
             slot.inbox.len()
         );
         slot.inbox.push_back(event);
