@@ -194,3 +194,31 @@ fn events_that_waited_reach_the_node_in_one_run_whose_work_adds_up() {
         assert!(arrivals.contains(&expected), "{expected:?} in {arrivals:?}");
     }
 }
+
+/// A run hands over at most `EVENTS_PER_RUN_MAX` waiting events: the last of them is told that
+/// none follows, and the rest come in the next run.
+#[test]
+fn a_run_ends_at_its_bound_and_the_rest_come_in_the_next_run() {
+    use dsss_simulations::simulation::EVENTS_PER_RUN_MAX;
+    let mut simulation = two_pings(NodeCosts {
+        disk_sync: Duration::ZERO,
+        cpu_per_event: Duration::from_micros(1),
+    });
+    let last = EVENTS_PER_RUN_MAX as u64 + 3;
+    simulation
+        .with_process(1, |_, cx| {
+            for number in 3..=last {
+                cx.send(2, Message::Ping(number));
+            }
+        })
+        .unwrap();
+    simulation.run_until_quiet().unwrap();
+    let pings = &simulation.process(2).unwrap().pings;
+    // Ping 1 alone; pings 2 to EVENTS_PER_RUN_MAX + 1 in one run; the last two in the next.
+    assert_eq!(pings.len() as u64, last);
+    let run_end = EVENTS_PER_RUN_MAX;
+    assert_eq!(pings[run_end - 1], (run_end as u64, true));
+    assert_eq!(pings[run_end], (run_end as u64 + 1, false));
+    assert_eq!(pings[run_end + 1], (run_end as u64 + 2, true));
+    assert_eq!(pings[run_end + 2], (last, false));
+}
