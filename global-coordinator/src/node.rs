@@ -40,7 +40,9 @@ use dsss_raft_group::{
     Applied, DecodeError, DurableStore, OpenError, RaftGroup, RaftGroupConfig, ReadyError, ReadyIo,
     Role, StepError, decode_message, group::ELECTION_TICK_MAX,
 };
-use dsss_wire::{ClockSkewError, HybridLogicalClock, Record, RegionId, Timestamp, proto};
+use dsss_wire::{
+    ClockSkewError, HybridLogicalClock, Record, RegionId, ResendTimeout, Timestamp, proto,
+};
 
 use crate::codec::record_size_bytes;
 use crate::entry::{BatchEntry, CoordinatorEntry, REGION_BATCH_RECORDS_MAX, check_batch};
@@ -104,8 +106,13 @@ pub struct CoordinatorConfig {
     pub epoch_interval_us: u64,
     /// How long a member's closed timestamp may stand still before the leader suspects it.
     pub suspicion_timeout_us: u64,
-    /// How often the leader resends unacknowledged epochs to a region.
+    /// How long the leader waits, after a region's acknowledgements last moved, before it
+    /// resends the epochs the region has not acknowledged; doubled after each resend they did
+    /// not follow (see [`ResendTimeout`]).
     pub resend_interval_us: u64,
+    /// How long the leader waits at most before it resends, however many resends brought
+    /// nothing. At least `resend_interval_us`.
+    pub resend_interval_max_us: u64,
     /// Received hybrid logical clock times further ahead than this are refused.
     pub max_clock_skew_us: u64,
     /// The seed of this replica's election timeouts.
@@ -132,6 +139,7 @@ impl CoordinatorConfig {
             epoch_interval_us: 10_000,
             suspicion_timeout_us: 2_000_000,
             resend_interval_us: 100_000,
+            resend_interval_max_us: 1_000_000,
             max_clock_skew_us: 250_000,
             election_seed: node_id,
             election_tick: 10,
@@ -179,6 +187,7 @@ impl CoordinatorConfig {
         config.suspicion_timeout_us = cluster.suspicion_timeout_us;
         config.max_clock_skew_us = cluster.max_clock_skew_us;
         config.resend_interval_us = topology.resend_interval_us();
+        config.resend_interval_max_us = topology.resend_interval_max_us();
         let delay_ticks = (10 * topology.latency.d_max_us()).div_ceil(cluster.epoch_us.max(1));
         config.election_tick = usize::try_from(delay_ticks.max(10))
             .map_or(ELECTION_TICK_MAX, |ticks| ticks.min(ELECTION_TICK_MAX));
@@ -220,6 +229,7 @@ impl CoordinatorConfig {
             ("epoch_interval_us", self.epoch_interval_us),
             ("suspicion_timeout_us", self.suspicion_timeout_us),
             ("resend_interval_us", self.resend_interval_us),
+            ("resend_interval_max_us", self.resend_interval_max_us),
         ] {
             if value == 0 || value > INTERVAL_US_MAX {
                 return Err(ConfigError::new(
@@ -227,6 +237,15 @@ impl CoordinatorConfig {
                     format!("{value} is outside 1..={INTERVAL_US_MAX}"),
                 ));
             }
+        }
+        if self.resend_interval_max_us < self.resend_interval_us {
+            return Err(ConfigError::new(
+                "resend_interval_max_us",
+                format!(
+                    "{} is below resend_interval_us {}",
+                    self.resend_interval_max_us, self.resend_interval_us
+                ),
+            ));
         }
         if self.max_clock_skew_us == 0 || self.max_clock_skew_us > CLOCK_SKEW_US_MAX {
             return Err(ConfigError::new(
@@ -517,6 +536,9 @@ pub struct CoordinatorCounters {
     pub epochs_sealed: u64,
     /// Epoch parts handed to the driver.
     pub epoch_messages_sent: u64,
+    /// Of those, parts resent to a region whose acknowledgements had not moved for its
+    /// resend timeout.
+    pub epoch_messages_resent: u64,
     /// Acknowledgements sent unasked to idle regions when records arrived or the membership
     /// changed.
     pub idle_regions_woken: u64,
@@ -583,8 +605,19 @@ struct RegionDuty {
     appended: (u64, u32),
     /// The acknowledgement last proposed, and when.
     acknowledgement_proposed: Option<(u64, u64)>,
-    /// When epochs were last resent.
+    /// The wait before unacknowledged epochs are sent again, doubled per resend that the
+    /// region's acknowledgements did not follow.
+    resend_timeout: ResendTimeout,
+    /// Since when epochs sent to the region have waited without its acknowledged point
+    /// moving: its last move, the last resend, or the first send while it had every epoch.
+    /// `None` while the region has every sealed epoch; 0 (a resend due at once) when this
+    /// node became leader.
+    waiting_since_us: Option<u64>,
+    /// When epochs were last resent to the region.
     resent_at_us: Option<u64>,
+    /// A node of the region answered that it does not lead since the last resend: what it
+    /// was sent is lost, so the resend is due at the lower bound, whatever the timeout.
+    refused: bool,
     /// The region's newest batch this leader has proposed, as (incarnation, batch number),
     /// with every lower batch of that incarnation proposed before it.
     proposed_through: (u64, u64),
@@ -593,6 +626,20 @@ struct RegionDuty {
     early: BTreeMap<(u64, u64), BatchEntry>,
     /// The newest epoch sent to the region (new, resent, or in its catch-up window).
     window_sent_through: u64,
+}
+
+impl RegionDuty {
+    /// When the epochs the region has not acknowledged, waiting since `since_us`, are due
+    /// again: the lower bound after the last resend once a node of the region refused a part,
+    /// the resend timeout after `since_us` otherwise.
+    fn resend_at_us(&self, since_us: u64, min_us: u64, max_us: u64) -> u64 {
+        if self.refused {
+            return self
+                .resent_at_us
+                .map_or(since_us, |at_us| at_us.saturating_add(min_us));
+        }
+        since_us.saturating_add(self.resend_timeout.timeout_us(min_us, max_us))
+    }
 }
 
 /// The leader's soft state.
@@ -860,10 +907,9 @@ impl CoordinatorNode {
             }
             let from = duty.appended.max((replicated, 0));
             if from.0 < newest {
-                due_at(
-                    duty.resent_at_us
-                        .map_or(now_us, |at_us| at_us.saturating_add(resend_us)),
-                );
+                due_at(duty.waiting_since_us.map_or(now_us, |since_us| {
+                    duty.resend_at_us(since_us, resend_us, self.config.resend_interval_max_us)
+                }));
             }
         }
         due
@@ -1039,7 +1085,15 @@ impl CoordinatorNode {
         self.receive_time(now_us, ack.sender_time, "sealed epoch acknowledgement")?;
         let region = self.known_region(&ack.region)?;
         if ack.not_leader.is_some() {
-            // The receiver was not its region's leader: it appended nothing.
+            // The receiver was not its region's leader: it appended nothing, and the next
+            // resend is due at the lower bound of the wait.
+            if let Some(duty) = self
+                .leadership
+                .as_mut()
+                .and_then(|leadership| leadership.regions.get_mut(&region))
+            {
+                duty.refused = true;
+            }
             return Ok(());
         }
         let newest = self.group.state_machine().newest_epoch_number();
@@ -1063,6 +1117,8 @@ impl CoordinatorNode {
             && appended > duty.appended
         {
             duty.appended = appended;
+            duty.resend_timeout.progressed();
+            duty.waiting_since_us = (appended.0 < newest).then_some(now_us);
             // The region moves on: keep its window of epochs in flight full, so that a region
             // far behind catches up at one window per round trip, not per resend interval.
             self.send_window(&region);
@@ -1526,7 +1582,10 @@ impl CoordinatorNode {
                     suspected: None,
                     appended: (state.acknowledged_epoch, 0),
                     acknowledgement_proposed: None,
+                    resend_timeout: ResendTimeout::default(),
+                    waiting_since_us: Some(0),
                     resent_at_us: None,
+                    refused: false,
                     proposed_through: (state.incarnation, state.next_batch_number - 1),
                     early: BTreeMap::new(),
                     window_sent_through: state.acknowledged_epoch,
@@ -1622,9 +1681,17 @@ impl CoordinatorNode {
         }
     }
 
+    /// Resends each region the epochs it has not acknowledged, from its acknowledged point,
+    /// once its acknowledgements have not moved for its resend timeout (the resend interval,
+    /// doubled after each resend they did not follow): a region slowed by load, whose
+    /// acknowledgements still move, is not sent copies of what it has not yet had time to
+    /// take.
     fn resend_epochs(&mut self) {
         let now_us = self.now_us;
-        let resend_us = self.config.resend_interval_us;
+        let (min_us, max_us) = (
+            self.config.resend_interval_us,
+            self.config.resend_interval_max_us,
+        );
         let state = self.group.state_machine();
         let newest = state.newest_epoch_number();
         let Some(leadership) = self.leadership.as_mut() else {
@@ -1632,21 +1699,24 @@ impl CoordinatorNode {
         };
         let mut sends = Vec::new();
         for (region, duty) in &mut leadership.regions {
-            if duty
-                .resent_at_us
-                .is_some_and(|at_us| now_us.saturating_sub(at_us) < resend_us)
-            {
-                continue;
-            }
-            duty.resent_at_us = Some(now_us);
             let replicated = state
                 .region(region)
                 .expect("duties cover the known regions")
                 .acknowledged_epoch;
             let from = duty.appended.max((replicated, 0));
-            if from.0 < newest {
-                sends.push((region.clone(), from));
+            if from.0 >= newest {
+                duty.waiting_since_us = None;
+                continue;
             }
+            let since_us = *duty.waiting_since_us.get_or_insert(now_us);
+            if now_us < duty.resend_at_us(since_us, min_us, max_us) {
+                continue;
+            }
+            duty.resend_timeout.backed_off();
+            duty.waiting_since_us = Some(now_us);
+            duty.resent_at_us = Some(now_us);
+            duty.refused = false;
+            sends.push((region.clone(), from));
         }
         let first_retained = self.group.state_machine().first_retained_epoch_number();
         for (region, (through, parts_appended)) in sends {
@@ -1662,6 +1732,7 @@ impl CoordinatorNode {
             }
             while budget > 0 && number <= newest {
                 let sent = self.send_epoch(&region, number, first_part, budget);
+                self.counters.epoch_messages_resent += sent as u64;
                 budget -= sent;
                 number += 1;
                 first_part = 0;
@@ -1706,12 +1777,14 @@ impl CoordinatorNode {
                         });
                     if caught_up {
                         self.send_epoch(&region, number, 0, usize::MAX);
+                        let now_us = self.now_us;
                         if let Some(duty) = self
                             .leadership
                             .as_mut()
                             .and_then(|leadership| leadership.regions.get_mut(&region))
                         {
                             duty.window_sent_through = duty.window_sent_through.max(number);
+                            duty.waiting_since_us.get_or_insert(now_us);
                         }
                     }
                 }

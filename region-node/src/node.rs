@@ -56,7 +56,7 @@ use crate::global::adoption::{
 };
 use crate::global::catch_up::{EpochEndIndex, EpochsUnavailable, HeldEpochEnd, read_epochs};
 use crate::global::entry::{EpochPart, encode_close_batch, encode_epoch_part};
-use crate::global::shipping::Shipping;
+use crate::global::shipping::{ResendBounds, Shipping};
 use crate::global::skip::{EpochsSkip, encode_skip_entry};
 use crate::global::state::OutgoingBatch;
 use crate::record::{
@@ -153,8 +153,15 @@ pub struct RegionNodeConfig {
     /// How often the leader closes the open batch of global records (the topology's epoch
     /// length).
     pub epoch_interval_us: u64,
-    /// How often the leader resends the batches the coordinator has not acknowledged.
+    /// How long the leader waits, after the coordinator's acknowledgements last moved, before
+    /// it resends the batches the coordinator has not acknowledged; doubled after each resend
+    /// they did not follow (see [`crate::global::Shipping::due`]).
     pub batch_resend_interval_us: u64,
+    /// How long the leader waits at most before it resends unacknowledged batches, however
+    /// many resends brought nothing: within the coordinator's suspicion timeout (drivers use
+    /// at most half of it), so that a region whose batch was lost is heard again before it is
+    /// suspected. At least `batch_resend_interval_us`.
+    pub batch_resend_interval_max_us: u64,
     /// How often the leader shows the coordinator that it is alive while the region is idle
     /// (nothing to ship and the coordinator not asking for closes, docs/global-protocol.md
     /// section 3): a liveness ask, or a close while it cannot ask yet. Well within the
@@ -188,6 +195,7 @@ impl RegionNodeConfig {
             proposal_timeout_ticks: 100,
             epoch_interval_us: 50_000,
             batch_resend_interval_us: 500_000,
+            batch_resend_interval_max_us: 2_000_000,
             idle_close_interval_us: 500_000,
             global_tier: true,
             catch_up_regions: Vec::new(),
@@ -209,6 +217,10 @@ impl RegionNodeConfig {
         for (name, value) in [
             ("epoch_interval_us", self.epoch_interval_us),
             ("batch_resend_interval_us", self.batch_resend_interval_us),
+            (
+                "batch_resend_interval_max_us",
+                self.batch_resend_interval_max_us,
+            ),
             ("idle_close_interval_us", self.idle_close_interval_us),
         ] {
             if !(GLOBAL_INTERVAL_US_MIN..=GLOBAL_INTERVAL_US_MAX).contains(&value) {
@@ -217,6 +229,12 @@ impl RegionNodeConfig {
                      {GLOBAL_INTERVAL_US_MIN}..={GLOBAL_INTERVAL_US_MAX}"
                 ));
             }
+        }
+        if self.batch_resend_interval_max_us < self.batch_resend_interval_us {
+            return Err(format!(
+                "batch_resend_interval_max_us {} is below batch_resend_interval_us {}",
+                self.batch_resend_interval_max_us, self.batch_resend_interval_us
+            ));
         }
         if self.catch_up_regions.contains(&self.region) {
             return Err(format!(
@@ -879,6 +897,9 @@ pub struct NodeCounters {
     pub to_coordinator_dropped: u64,
     /// Batches sent to the coordinator (resends included).
     pub batches_sent: u64,
+    /// Of those, copies of a batch sent before in this leadership (resends: the
+    /// acknowledged point had not moved for the resend timeout).
+    pub batches_resent: u64,
     /// Epoch parts proposed.
     pub epoch_parts_proposed: u64,
     /// Leadership-confirmed reads (raft ReadIndex) asked for barriers.
@@ -1579,7 +1600,11 @@ impl RegionNode {
         self.now_us = now_us;
         self.observe_sender_time(now_us, ack.sender_time)?;
         if ack.not_leader.is_some() {
-            // Nothing was acknowledged; the driver looks for the coordinator leader.
+            // Nothing was acknowledged; the driver looks for the coordinator leader, and the
+            // leader sends what that replica did not take again.
+            if self.is_leader() {
+                self.shipping.refused();
+            }
             return Ok(());
         }
         if !self.is_leader() {
@@ -1594,8 +1619,11 @@ impl RegionNode {
                 ack.region, self.config.region
             )));
         }
-        self.shipping
-            .acknowledge(ack.incarnation, ack.acknowledged_through_batch_number);
+        self.shipping.acknowledge(
+            now_us,
+            ack.incarnation,
+            ack.acknowledged_through_batch_number,
+        );
         self.shipping.set_closes_wanted(ack.closes_wanted);
         let next_epoch = self.group.state_machine().global().epochs_applied_through() + 1;
         let first_retained = ack.first_retained_epoch_number;
@@ -3343,7 +3371,7 @@ impl RegionNode {
             .any(|batch| (batch.incarnation, batch.batch_number) > acknowledged);
         self.shipping.idle_due_at_us(
             self.config.idle_close_interval_us,
-            self.config.batch_resend_interval_us,
+            self.resend_bounds(),
             unacknowledged,
         )
     }
@@ -3388,16 +3416,25 @@ impl RegionNode {
     /// Sends the batches never sent in this term, and with `resend` the unacknowledged ones
     /// when the resend interval passed (leader only).
     fn ship_batches(&mut self, resend: bool) {
-        let resend_interval_us = resend.then_some(self.config.batch_resend_interval_us);
-        let due = self.shipping.due(
-            self.group.state_machine().global(),
-            self.now_us,
-            resend_interval_us,
-        );
+        let resend = resend.then(|| self.resend_bounds());
+        let sent_before = self.shipping.sent();
+        let due = self
+            .shipping
+            .due(self.group.state_machine().global(), self.now_us, resend);
         for batch in due {
             let message = self.region_batch(&batch);
             self.counters.batches_sent += 1;
+            if (batch.incarnation, batch.batch_number) <= sent_before {
+                self.counters.batches_resent += 1;
+            }
             self.push_to_coordinator(ToCoordinator::Batch(message));
+        }
+    }
+
+    fn resend_bounds(&self) -> ResendBounds {
+        ResendBounds {
+            min_us: self.config.batch_resend_interval_us,
+            max_us: self.config.batch_resend_interval_max_us,
         }
     }
 

@@ -76,10 +76,14 @@ pub fn region_node_config(
     config.log_retention.release_share_percent = cluster.region_log_release_share_percent;
     config.log_retention.release_age_us = cluster.region_log_release_age_us;
     config.epoch_interval_us = cluster.epoch_us.max(GLOBAL_INTERVAL_US_MIN);
-    // The region resends unacknowledged batches at the coordinator's pace.
+    // The region resends unacknowledged batches at the coordinator's pace, waiting longer
+    // while acknowledgements are slow.
     config.batch_resend_interval_us = topology
         .resend_interval_us()
         .clamp(GLOBAL_INTERVAL_US_MIN, GLOBAL_INTERVAL_US_MAX);
+    config.batch_resend_interval_max_us = topology
+        .resend_interval_max_us()
+        .clamp(config.batch_resend_interval_us, GLOBAL_INTERVAL_US_MAX);
     // An idle region closes a batch four times per suspicion timeout, so that the
     // coordinator keeps hearing of it without a close every epoch.
     config.idle_close_interval_us = (cluster.suspicion_timeout_us / 4)

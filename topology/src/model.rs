@@ -355,6 +355,17 @@ impl Topology {
             .max(1)
     }
 
+    /// The longest a sender waits before it resends what is unacknowledged, after resends
+    /// that brought nothing (each doubles the wait): four resend intervals, at most half the
+    /// suspicion timeout (so that a region that resends is still heard before it is
+    /// suspected), never less than [`Topology::resend_interval_us`].
+    pub fn resend_interval_max_us(&self) -> u64 {
+        let interval_us = self.resend_interval_us();
+        (self.cluster.suspicion_timeout_us / 2)
+            .min(interval_us.saturating_mul(4))
+            .max(interval_us)
+    }
+
     /// The index of the region with this id.
     pub fn region_index(&self, region_id: &str) -> Option<usize> {
         self.regions

@@ -60,6 +60,7 @@ pub mod hlc;
 pub mod ids;
 pub mod latency;
 pub mod record;
+pub mod resend_timeout;
 pub mod route;
 pub mod version;
 
@@ -102,6 +103,7 @@ pub use record::{
     ARGUMENTS_BYTES_MAX, Arguments, ArgumentsError, RECORD_BYTES_MAX, Record, RecordError, Scope,
     ScopeError, decode_record, encode_record, encoded_record_len,
 };
+pub use resend_timeout::ResendTimeout;
 pub use route::{LeaderTracker, NextAttempt};
 pub use version::{
     PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, VersionError, check_protocol_version,

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use dsss_wire::ResendTimeout;
+
 use crate::global::entry::EpochPart;
 use crate::global::state::{GlobalState, OutgoingBatch};
 
@@ -18,6 +20,15 @@ pub const EPOCH_PARTS_PROPOSED_MAX: usize = 256;
 /// delayed or lost; beyond, a part is dropped and the coordinator resends it.
 pub const EARLY_EPOCH_PARTS_MAX: usize = 256;
 
+/// The bounds of the wait before unacknowledged batches are sent again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResendBounds {
+    /// The first wait, after the acknowledged point last moved.
+    pub min_us: u64,
+    /// The longest wait, however many resends brought nothing.
+    pub max_us: u64,
+}
+
 /// The leader's soft state towards the coordinator. See the module documentation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Shipping {
@@ -27,7 +38,18 @@ pub struct Shipping {
     acknowledged: (u64, u64),
     /// Every batch at or below this was sent at least once in this term.
     sent: (u64, u64),
-    next_resend_us: u64,
+    /// The wait before unacknowledged batches are sent again, doubled per resend that the
+    /// acknowledged point did not follow.
+    resend_timeout: ResendTimeout,
+    /// Since when sent batches have waited without the acknowledged point moving: its last
+    /// move, the last resend, or the first send while everything was acknowledged. `None`
+    /// while every sent batch is acknowledged.
+    waiting_since_us: Option<u64>,
+    /// When unacknowledged batches were last resent in this term.
+    resent_at_us: Option<u64>,
+    /// A coordinator replica answered that it does not lead since the last resend: what it
+    /// was sent is lost, so the resend is due at the lower bound, whatever the timeout.
+    refused: bool,
     /// When this leader last proposed a `CloseBatch`.
     closed_at_us: Option<u64>,
     /// When this leader last asked the coordinator whether it is heard (an idle region's
@@ -65,14 +87,14 @@ impl Shipping {
     }
 
     /// When an idle leader next has something to do by time, in microseconds: its next
-    /// liveness ask (`idle_interval_us` after the last ask or close, or `resend_interval_us`
+    /// liveness ask (`idle_interval_us` after the last ask or close, or the lower resend bound
     /// after an unanswered ask), and its next resend when batches are unacknowledged
-    /// (`resend_batches`). 0 (due now) before its first close in this term, or while epoch
-    /// parts it proposed wait to be applied (their timeouts count ticks).
+    /// (`resend_batches`, see [`Shipping::due`]). 0 (due now) before its first close in this
+    /// term, or while epoch parts it proposed wait to be applied (their timeouts count ticks).
     pub fn idle_due_at_us(
         &self,
         idle_interval_us: u64,
-        resend_interval_us: u64,
+        resend: ResendBounds,
         resend_batches: bool,
     ) -> u64 {
         let Some(closed_at_us) = self.closed_at_us else {
@@ -84,10 +106,10 @@ impl Shipping {
         let last_us = self.asked_at_us.unwrap_or(0).max(closed_at_us);
         let mut due_us = last_us.saturating_add(idle_interval_us);
         if let Some(asked_at_us) = self.asked_at_us.filter(|_| !self.ask_answered) {
-            due_us = due_us.min(asked_at_us.saturating_add(resend_interval_us));
+            due_us = due_us.min(asked_at_us.saturating_add(resend.min_us));
         }
-        if resend_batches {
-            due_us = due_us.min(self.next_resend_us);
+        if resend_batches && let Some(resend_at_us) = self.resend_at_us(resend) {
+            due_us = due_us.min(resend_at_us);
         }
         due_us
     }
@@ -97,15 +119,53 @@ impl Shipping {
         *self = Shipping::default();
     }
 
-    /// The coordinator acknowledged every batch through `batch_number` of `incarnation`.
-    pub fn acknowledge(&mut self, incarnation: u64, batch_number: u64) {
+    /// The coordinator acknowledged every batch through `batch_number` of `incarnation`, in an
+    /// answer that arrived at `now_us`.
+    pub fn acknowledge(&mut self, now_us: u64, incarnation: u64, batch_number: u64) {
         self.ask_answered = true;
-        self.acknowledged = self.acknowledged.max((incarnation, batch_number));
+        let key = (incarnation, batch_number);
+        if key <= self.acknowledged {
+            return;
+        }
+        self.acknowledged = key;
+        self.resend_timeout.progressed();
+        self.waiting_since_us = (self.sent > key).then_some(now_us);
+    }
+
+    /// When the unacknowledged batches are due to be sent again: the resend timeout after the
+    /// leader began to wait, `None` while nothing sent waits.
+    fn resend_at_us(&self, resend: ResendBounds) -> Option<u64> {
+        let timeout_us = self.resend_timeout.timeout_us(resend.min_us, resend.max_us);
+        let since_us = self.waiting_since_us?;
+        if self.refused {
+            return Some(
+                self.resent_at_us
+                    .map_or(since_us, |at_us| at_us.saturating_add(resend.min_us)),
+            );
+        }
+        Some(since_us.saturating_add(timeout_us))
+    }
+
+    /// A coordinator replica answered that it does not lead: the batches it was sent are not
+    /// taken, and the unacknowledged ones go again at the lower bound of the wait (not after
+    /// the timeout, which measures the leader's acknowledgements).
+    pub fn refused(&mut self) {
+        self.refused = true;
+    }
+
+    /// The wait before unacknowledged batches are sent again, as it stands.
+    pub fn resend_timeout_us(&self, resend: ResendBounds) -> u64 {
+        self.resend_timeout.timeout_us(resend.min_us, resend.max_us)
     }
 
     /// Every batch at or below this (incarnation, batch number) is acknowledged.
     pub fn acknowledged(&self) -> (u64, u64) {
         self.acknowledged
+    }
+
+    /// Every batch at or below this (incarnation, batch number) was sent in this term.
+    pub fn sent(&self) -> (u64, u64) {
+        self.sent
     }
 
     /// The coordinator's newest answer said whether it wants closes every epoch interval.
@@ -162,16 +222,27 @@ impl Shipping {
     }
 
     /// The batches to send now: those never sent in this term, and when `resend` is allowed
-    /// and the resend interval passed, every unacknowledged one, in order.
+    /// and the acknowledged point has not moved for the resend timeout, every unacknowledged
+    /// one, in order, at most [`BATCHES_PER_RESEND_MAX`].
+    ///
+    /// The timeout is the lower bound, doubled after each resend that the acknowledged point
+    /// did not follow, up to the upper bound (see [`ResendTimeout`]): a coordinator slowed by
+    /// load, whose acknowledgements still move, is not sent copies of what it has not yet had
+    /// time to take.
     pub fn due(
         &mut self,
         state: &GlobalState,
         now_us: u64,
-        resend: Option<u64>,
+        resend: Option<ResendBounds>,
     ) -> Vec<OutgoingBatch> {
-        let resending = resend.is_some_and(|_| now_us >= self.next_resend_us);
-        if let Some(interval_us) = resend.filter(|_| resending) {
-            self.next_resend_us = now_us.saturating_add(interval_us);
+        let resending = resend
+            .and_then(|bounds| self.resend_at_us(bounds))
+            .is_some_and(|resend_at_us| now_us >= resend_at_us);
+        if resending {
+            self.resend_timeout.backed_off();
+            self.waiting_since_us = Some(now_us);
+            self.resent_at_us = Some(now_us);
+            self.refused = false;
         }
         let mut due = Vec::new();
         for batch in state.outgoing() {
@@ -182,7 +253,10 @@ impl Shipping {
             if due.len() >= BATCHES_PER_RESEND_MAX {
                 break;
             }
-            self.sent = self.sent.max(key);
+            if key > self.sent {
+                self.waiting_since_us.get_or_insert(now_us);
+                self.sent = key;
+            }
             due.push(*batch);
         }
         due

@@ -1380,9 +1380,14 @@ impl Process for NodeProcess {
                 let leader = self.region_leaders.get_mut(&ack.region);
                 if let Some(not_leader) = &ack.not_leader {
                     // The part is delivered again at the next resend, to the node the tracker
-                    // names then.
+                    // names then; the replica learns that the resend is due soon.
                     if let Some(leader) = leader {
                         let _ = leader.handle_not_leader(from, not_leader.leader_hint());
+                    }
+                    if let Err(error) = coordinator.handle_epoch_ack(now_us, ack) {
+                        self.observer
+                            .borrow_mut()
+                            .note_refusal(format!("coordinator {}: {error}", cx.node()));
                     }
                     return;
                 }
@@ -1401,10 +1406,10 @@ impl Process for NodeProcess {
                     Some(not_leader) => self.handle_coordinator_not_leader(from, not_leader),
                     None => self.handle_coordinator_answer(from),
                 }
+                // A `not_leader` answer acknowledges nothing, but tells the region node that the
+                // replica did not take what it was sent, so that it resends soon.
                 let region = self.region.as_mut().expect("started");
-                if ack.not_leader.is_none()
-                    && let Err(error) = region.handle_batch_ack(now_us, ack)
-                {
+                if let Err(error) = region.handle_batch_ack(now_us, ack) {
                     self.observer
                         .borrow_mut()
                         .note_refusal(format!("region node {}: {error}", cx.node()));
