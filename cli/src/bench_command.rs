@@ -514,16 +514,27 @@ const FREE_PORT_ATTEMPTS_MAX: usize = 64;
 fn free_port() -> Result<u16, String> {
     static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
-    for _ in 0..FREE_PORT_ATTEMPTS_MAX {
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    port_not_handed_out(&mut handed_out, || {
         let listener = TcpListener::bind("127.0.0.1:0")
             .map_err(|error| format!("cannot find a free loopback port: {error}"))?;
-        let port = listener
+        listener
             .local_addr()
             .map(|address| address.port())
-            .map_err(|error| format!("cannot read a bound port: {error}"))?;
-        let mut handed_out = HANDED_OUT
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .map_err(|error| format!("cannot read a bound port: {error}"))
+    })
+}
+
+/// The first port `offer` gives that is not in `handed_out`, which it joins; an error once
+/// [`FREE_PORT_ATTEMPTS_MAX`] offers were all handed out before.
+fn port_not_handed_out(
+    handed_out: &mut std::collections::BTreeSet<u16>,
+    mut offer: impl FnMut() -> Result<u16, String>,
+) -> Result<u16, String> {
+    for _ in 0..FREE_PORT_ATTEMPTS_MAX {
+        let port = offer()?;
         if handed_out.insert(port) {
             return Ok(port);
         }
@@ -972,6 +983,31 @@ mod tests {
         let ports: Vec<u16> = (0..500).map(|_| free_port().unwrap()).collect();
         let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
         assert_eq!(distinct.len(), ports.len());
+    }
+
+    #[test]
+    fn a_kernel_that_offers_only_handed_out_ports_gets_a_clear_error_after_the_bound() {
+        let mut handed_out = std::collections::BTreeSet::from([40_000]);
+        let mut offers = 0;
+        let error = port_not_handed_out(&mut handed_out, || {
+            offers += 1;
+            Ok(40_000)
+        })
+        .unwrap_err();
+        assert_eq!(offers, FREE_PORT_ATTEMPTS_MAX);
+        assert!(error.contains("already handed out, 64 times"), "{error}");
+        // A new port on the last attempt is still taken.
+        let mut offers = 0;
+        let port = port_not_handed_out(&mut handed_out, || {
+            offers += 1;
+            Ok(if offers == FREE_PORT_ATTEMPTS_MAX {
+                40_001
+            } else {
+                40_000
+            })
+        });
+        assert_eq!(port, Ok(40_001));
+        assert!(handed_out.contains(&40_001));
     }
 
     #[test]

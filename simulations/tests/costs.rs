@@ -222,3 +222,29 @@ fn a_run_ends_at_its_bound_and_the_rest_come_in_the_next_run() {
     assert_eq!(pings[run_end + 1], (run_end as u64 + 2, true));
     assert_eq!(pings[run_end + 2], (last, false));
 }
+
+/// A node that cannot keep up holds at most `EVENT_QUEUE_LEN_MAX` waiting events: the next one
+/// stops the run with a message that names the seed, the node and why, rather than letting the
+/// inbox grow without limit.
+#[test]
+#[should_panic(expected = "events waiting for it to finish its work")]
+fn a_busy_nodes_inbox_stops_the_run_at_its_bound() {
+    use dsss_simulations::{EVENT_QUEUE_LEN_MAX, NODE_COST_MAX};
+    let mut simulation = two_pings(NodeCosts {
+        disk_sync: Duration::ZERO,
+        cpu_per_event: NODE_COST_MAX,
+    });
+    // Node 2 takes the longest cost per event, so pings injected every microsecond pile up in
+    // its inbox; they go in a chunk at a time, which keeps the kernel's own queue far below
+    // its bound.
+    const CHUNK: usize = 10_000;
+    let mut number = 3;
+    for chunk in 0..=EVENT_QUEUE_LEN_MAX / CHUNK {
+        let at = at_us(10 + chunk as u64);
+        for _ in 0..CHUNK {
+            simulation.inject(at, 2, Message::Ping(number));
+            number += 1;
+        }
+        simulation.run_until(at);
+    }
+}

@@ -62,22 +62,75 @@ pub fn one_region_topology(name: &str, node_ids: &[u64], tables: &str) -> String
     )
 }
 
-/// `count` distinct loopback ports that were free a moment ago: every listener is held until
-/// all are picked, so the system cannot hand out one port twice. They are released before the
-/// nodes bind them, so another process may take one first; tests on one machine take that small
-/// risk, as every free-port helper does.
+/// `count` distinct loopback ports that were free a moment ago, none handed out before by this
+/// process. Every listener is held until all are picked. They are released before the nodes
+/// bind them, so they are taken below the kernel's ephemeral range (where outbound connections
+/// get their local ports; 32768 to 60999 by default, read from
+/// `/proc/sys/net/ipv4/ip_local_port_range`): a port the kernel offered for binding came from
+/// that range, and once a node's client connection took a metrics port handed out that way
+/// before the node bound it ("Address already in use"). Each process starts at its own place
+/// in the range, so that test processes side by side rarely try the same ports.
 ///
 /// # Panics
 ///
-/// When no loopback port can be bound.
+/// When `count` free ports cannot be found below the ephemeral range.
 pub fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port"))
-        .collect();
+    static NEXT: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
+    let (low, high) = (PORTS_LOW, ephemeral_ports_start());
+    if high < low.saturating_add(PORTS_SPAN_MIN) {
+        // No room below the ephemeral range on this machine: take the kernel's offers.
+        let listeners: Vec<TcpListener> = (0..count)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port"))
+            .collect();
+        return listeners
+            .iter()
+            .map(|listener| listener.local_addr().expect("bound address").port())
+            .collect();
+    }
+    let span = high - low;
+    let mut next = NEXT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut port = next.unwrap_or_else(|| {
+        // A different start per process; u32 arithmetic, the span is below 2^16.
+        low + u16::try_from(std::process::id().wrapping_mul(7_919) % u32::from(span))
+            .expect("below the span")
+    });
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..span {
+        if listeners.len() == count {
+            break;
+        }
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            listeners.push(listener);
+        }
+        port = if port + 1 >= high { low } else { port + 1 };
+    }
+    *next = Some(port);
+    assert_eq!(
+        listeners.len(),
+        count,
+        "only {} free loopback ports between {low} and {high}",
+        listeners.len()
+    );
     listeners
         .iter()
         .map(|listener| listener.local_addr().expect("bound address").port())
         .collect()
+}
+
+/// The lowest port [`free_ports`] hands out.
+const PORTS_LOW: u16 = 10_000;
+
+/// The fewest ports below the ephemeral range for [`free_ports`] to pick from there.
+const PORTS_SPAN_MIN: u16 = 1_000;
+
+/// The first port of the kernel's ephemeral range (32768 when it cannot be read).
+fn ephemeral_ports_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// `topology/examples/local.toml` (three regions of three nodes, one coordinator replica per
@@ -454,5 +507,29 @@ pub async fn wait_for_acknowledgements(
         .all(|(count, before)| *count >= before + per_client)
     {
         deadline.check().await;
+    }
+}
+
+#[cfg(test)]
+mod free_port_tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_below_the_ephemeral_range_and_never_handed_out_twice() {
+        let first = free_ports(40);
+        let second = free_ports(40);
+        let all: std::collections::BTreeSet<u16> = first.iter().chain(&second).copied().collect();
+        assert_eq!(all.len(), 80, "{first:?} {second:?}");
+        let ephemeral_start = ephemeral_ports_start();
+        if ephemeral_start >= PORTS_LOW + PORTS_SPAN_MIN {
+            assert!(
+                all.iter()
+                    .all(|&port| (PORTS_LOW..ephemeral_start).contains(&port)),
+                "{all:?} against the ephemeral range from {ephemeral_start}"
+            );
+        }
+        for port in all {
+            TcpListener::bind(("127.0.0.1", port)).expect("released for the nodes to bind");
+        }
     }
 }
