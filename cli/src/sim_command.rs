@@ -69,7 +69,9 @@ pub(crate) enum SimCommand {
     /// Varies one of epoch_ms (the epoch length), latency_scale (a factor on every one-way
     /// delay between regions), preferred_leader (the coordinator replica that should lead),
     /// instances_per_region, think_time_max_ms (the longest wait between an instance's
-    /// operations, closed loop) or rate_per_second (the arrival rate, open loop), and runs `dsss sim run`'s scenario for every value and seed, spread over
+    /// operations, closed loop), rate_per_second (the arrival rate, open loop),
+    /// cpu_per_event_us or disk_sync_us (the node costs of --cpu-per-event and --disk-sync),
+    /// and runs `dsss sim run`'s scenario for every value and seed, spread over
     /// the cores. Prints one row per value and region (global-write p50 and p99, p50 over
     /// d_max, sync() read p50, availability and throughput, averaged over the seeds); --out
     /// writes sweep.csv. Every run is checked; a failed check exits with 1 and prints the

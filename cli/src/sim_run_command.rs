@@ -31,7 +31,7 @@ pub(crate) struct RunArgs {
     seed: u64,
     /// Sets one parameter, as a sweep would: NAME=VALUE with NAME one of epoch_ms,
     /// latency_scale, preferred_leader, instances_per_region, think_time_max_ms,
-    /// rate_per_second.
+    /// rate_per_second, cpu_per_event_us, disk_sync_us.
     #[arg(long, value_name = "NAME=VALUE")]
     set: Option<String>,
     /// Writes results.json, latency.csv, stages.csv and the plots into this directory
@@ -55,7 +55,7 @@ pub(crate) struct SweepArgs {
     scenario: ScenarioArgs,
     /// The parameter and its values: NAME=V1,V2,... with NAME one of epoch_ms,
     /// latency_scale, preferred_leader, instances_per_region, think_time_max_ms,
-    /// rate_per_second.
+    /// rate_per_second, cpu_per_event_us, disk_sync_us.
     #[arg(long, value_name = "NAME=V1,V2,...")]
     param: String,
     /// The first seed of every value.

@@ -34,17 +34,24 @@ pub enum SweepParameter {
     ThinkTimeMaxMs,
     /// The open-loop arrival rate of the whole run, per second.
     RatePerSecond,
+    /// The CPU time a region node or coordinator replica spends on each event, in
+    /// microseconds ([`crate::costs`]): where a node stops keeping up.
+    CpuPerEventUs,
+    /// The time one disk sync of a region node or coordinator replica takes, in microseconds.
+    DiskSyncUs,
 }
 
 impl SweepParameter {
     /// Every parameter with its name.
-    pub const ALL: [(SweepParameter, &'static str); 6] = [
+    pub const ALL: [(SweepParameter, &'static str); 8] = [
         (SweepParameter::EpochMs, "epoch_ms"),
         (SweepParameter::LatencyScale, "latency_scale"),
         (SweepParameter::PreferredLeader, "preferred_leader"),
         (SweepParameter::InstancesPerRegion, "instances_per_region"),
         (SweepParameter::ThinkTimeMaxMs, "think_time_max_ms"),
         (SweepParameter::RatePerSecond, "rate_per_second"),
+        (SweepParameter::CpuPerEventUs, "cpu_per_event_us"),
+        (SweepParameter::DiskSyncUs, "disk_sync_us"),
     ];
 
     /// The parameter's name.
@@ -154,6 +161,15 @@ impl SweepParameter {
                     ));
                 }
                 scenario.workload.rate_per_second = Some(value);
+            }
+            SweepParameter::CpuPerEventUs | SweepParameter::DiskSyncUs => {
+                let maximum_us = crate::costs::NODE_COST_MAX.as_micros() as u64;
+                let cost = std::time::Duration::from_micros(whole(0, maximum_us)?);
+                if self == SweepParameter::CpuPerEventUs {
+                    scenario.node_costs.cpu_per_event = cost;
+                } else {
+                    scenario.node_costs.disk_sync = cost;
+                }
             }
         }
         Ok(())
@@ -417,6 +433,44 @@ pub fn rows_table(parameter: SweepParameter, rows: &[SweepRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_costs_are_swept_in_whole_microseconds_up_to_the_bound() {
+        let mut scenario = Scenario {
+            topology: dsss_topology::local_default(),
+            workload: super::super::files::parse_workload(include_str!(
+                "../../../examples/sim/workloads/registers.toml"
+            ))
+            .expect("the example workload reads"),
+            faults: super::super::files::parse_faults("").expect("no faults"),
+            seed: 1,
+            duration: std::time::Duration::from_secs(1),
+            node_costs: crate::NodeCosts::FREE,
+            planted_seal_without_a_region: false,
+        };
+        SweepParameter::CpuPerEventUs
+            .apply(&mut scenario, 450.0)
+            .unwrap();
+        SweepParameter::DiskSyncUs
+            .apply(&mut scenario, 130.0)
+            .unwrap();
+        assert_eq!(
+            scenario.node_costs,
+            crate::NodeCosts {
+                disk_sync: std::time::Duration::from_micros(130),
+                cpu_per_event: std::time::Duration::from_micros(450),
+            }
+        );
+        let beyond = SweepParameter::CpuPerEventUs
+            .apply(&mut scenario, 1_000_001.0)
+            .unwrap_err();
+        assert!(beyond.contains("cpu_per_event_us = 1000001"), "{beyond}");
+        assert!(
+            SweepParameter::DiskSyncUs
+                .apply(&mut scenario, 1.5)
+                .is_err()
+        );
+    }
 
     #[test]
     fn assignments_name_a_known_parameter_and_numbers() {
