@@ -2293,3 +2293,71 @@ fn a_busy_leader_closes_a_batch_every_epoch_when_the_epoch_is_shorter_than_a_tic
     region.tick(10);
     assert_eq!(region.node(leader).close_due_at_us(), None);
 }
+
+/// A leader resends only while the coordinator's acknowledgements stand still, and waits
+/// twice as long after each resend that brought nothing, up to the upper bound: with the
+/// coordinator unreachable, the oldest unacknowledged batch goes again one resend interval
+/// after it was sent, then two, four, and four again (the bound is four intervals). Once the
+/// coordinator answers again and its acknowledgements move, no batch is sent twice, as a
+/// loaded but answering coordinator must not be sent copies of what it has not yet taken.
+#[test]
+fn a_leader_resends_only_while_acknowledgements_stand_still_and_backs_off() {
+    let mut region = Region::named_with(REGION, &[1, 2, 3], &[REGION], |config| {
+        config.batch_resend_interval_us = 100_000;
+        config.batch_resend_interval_max_us = 400_000;
+    });
+    let leader = region.elect();
+    region.tick(20);
+    region.link_mut().reachable = false;
+    let from = region.link().shipped.len();
+    region.propose(leader, global_call(7, 1));
+    while region.link().shipped.len() == from {
+        region.tick(1);
+    }
+    let first_unacknowledged = region.link().shipped[from].1;
+    let interval_ticks = (100_000 / TICK_US) as usize;
+    let mut copies_at = Vec::new();
+    let mut seen = region
+        .link()
+        .shipped
+        .iter()
+        .filter(|batch| batch.1 == first_unacknowledged)
+        .count();
+    for tick in 1..=16 * interval_ticks {
+        region.tick(1);
+        let now_seen = region
+            .link()
+            .shipped
+            .iter()
+            .filter(|batch| batch.1 == first_unacknowledged)
+            .count();
+        if now_seen > seen {
+            copies_at.push(tick);
+            seen = now_seen;
+        }
+    }
+    let gaps: Vec<usize> = copies_at
+        .windows(2)
+        .map(|pair| (pair[1] - pair[0] + interval_ticks / 2) / interval_ticks)
+        .collect();
+    assert_eq!(
+        copies_at.len(),
+        5,
+        "resends at ticks {copies_at:?} ({interval_ticks} ticks per interval)"
+    );
+    assert_eq!(gaps, vec![2, 4, 4, 4], "resends at ticks {copies_at:?}");
+    assert!(copies_at[0] <= interval_ticks + 2, "{copies_at:?}");
+    // The coordinator answers again: the next resend reaches it, acknowledgements move, and
+    // from then on every batch goes once.
+    region.link_mut().reachable = true;
+    region.tick(5 * interval_ticks);
+    let from = region.link().shipped.len();
+    region.tick(10 * interval_ticks);
+    let later: Vec<(u64, u64)> = region.link().shipped[from..]
+        .iter()
+        .map(|batch| (batch.0, batch.1))
+        .collect();
+    let distinct: std::collections::BTreeSet<(u64, u64)> = later.iter().copied().collect();
+    assert!(later.len() >= 10, "{} batches shipped", later.len());
+    assert_eq!(distinct.len(), later.len(), "a batch went twice: {later:?}");
+}

@@ -147,15 +147,10 @@ impl Shipping {
     }
 
     /// A coordinator replica answered that it does not lead: the batches it was sent are not
-    /// taken, and the unacknowledged ones go again at the lower bound of the wait (not after
-    /// the timeout, which measures the leader's acknowledgements).
+    /// taken, so the unacknowledged ones go again one lower bound after the last resend,
+    /// whatever the backoff (which is for a leader that does not acknowledge).
     pub fn refused(&mut self) {
         self.refused = true;
-    }
-
-    /// The wait before unacknowledged batches are sent again, as it stands.
-    pub fn resend_timeout_us(&self, resend: ResendBounds) -> u64 {
-        self.resend_timeout.timeout_us(resend.min_us, resend.max_us)
     }
 
     /// Every batch at or below this (incarnation, batch number) is acknowledged.
