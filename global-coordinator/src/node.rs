@@ -128,7 +128,8 @@ pub struct CoordinatorConfig {
 impl CoordinatorConfig {
     /// Settings for replica `node_id` of a group of `replica_ids` serving `regions` (sorted
     /// here), with the default intervals: 10 ms epochs, 2 s suspicion timeout, 100 ms resend
-    /// interval, 250 ms maximum skew.
+    /// interval backed off to four times that at most (as `Topology::resend_interval_max_us`
+    /// gives), 250 ms maximum skew.
     pub fn new(node_id: u64, replica_ids: Vec<u64>, mut regions: Vec<RegionId>) -> Self {
         regions.sort();
         CoordinatorConfig {
@@ -139,7 +140,7 @@ impl CoordinatorConfig {
             epoch_interval_us: 10_000,
             suspicion_timeout_us: 2_000_000,
             resend_interval_us: 100_000,
-            resend_interval_max_us: 1_000_000,
+            resend_interval_max_us: 400_000,
             max_clock_skew_us: 250_000,
             election_seed: node_id,
             election_tick: 10,
@@ -605,19 +606,10 @@ struct RegionDuty {
     appended: (u64, u32),
     /// The acknowledgement last proposed, and when.
     acknowledgement_proposed: Option<(u64, u64)>,
-    /// The wait before unacknowledged epochs are sent again, doubled per resend that the
-    /// region's acknowledgements did not follow.
+    /// When the epochs the region has not acknowledged are sent again: after a wait doubled
+    /// per resend that its acknowledgements did not follow; due at once when this node
+    /// became leader, since it does not know what the region holds.
     resend_timeout: ResendTimeout,
-    /// Since when epochs sent to the region have waited without its acknowledged point
-    /// moving: its last move, the last resend, or the first send while it had every epoch.
-    /// `None` while the region has every sealed epoch; 0 (a resend due at once) when this
-    /// node became leader.
-    waiting_since_us: Option<u64>,
-    /// When epochs were last resent to the region.
-    resent_at_us: Option<u64>,
-    /// A node of the region answered that it does not lead since the last resend: what it
-    /// was sent is lost, so the resend is due at the lower bound, whatever the timeout.
-    refused: bool,
     /// The region's newest batch this leader has proposed, as (incarnation, batch number),
     /// with every lower batch of that incarnation proposed before it.
     proposed_through: (u64, u64),
@@ -626,20 +618,6 @@ struct RegionDuty {
     early: BTreeMap<(u64, u64), BatchEntry>,
     /// The newest epoch sent to the region (new, resent, or in its catch-up window).
     window_sent_through: u64,
-}
-
-impl RegionDuty {
-    /// When the epochs the region has not acknowledged, waiting since `since_us`, are due
-    /// again: the lower bound after the last resend once a node of the region refused a part,
-    /// the resend timeout after `since_us` otherwise.
-    fn resend_at_us(&self, since_us: u64, min_us: u64, max_us: u64) -> u64 {
-        if self.refused {
-            return self
-                .resent_at_us
-                .map_or(since_us, |at_us| at_us.saturating_add(min_us));
-        }
-        since_us.saturating_add(self.resend_timeout.timeout_us(min_us, max_us))
-    }
 }
 
 /// The leader's soft state.
@@ -907,9 +885,11 @@ impl CoordinatorNode {
             }
             let from = duty.appended.max((replicated, 0));
             if from.0 < newest {
-                due_at(duty.waiting_since_us.map_or(now_us, |since_us| {
-                    duty.resend_at_us(since_us, resend_us, self.config.resend_interval_max_us)
-                }));
+                due_at(
+                    duty.resend_timeout
+                        .resend_at_us(resend_us, self.config.resend_interval_max_us)
+                        .unwrap_or(now_us),
+                );
             }
         }
         due
@@ -1092,7 +1072,7 @@ impl CoordinatorNode {
                 .as_mut()
                 .and_then(|leadership| leadership.regions.get_mut(&region))
             {
-                duty.refused = true;
+                duty.resend_timeout.refused();
             }
             return Ok(());
         }
@@ -1117,8 +1097,7 @@ impl CoordinatorNode {
             && appended > duty.appended
         {
             duty.appended = appended;
-            duty.resend_timeout.progressed();
-            duty.waiting_since_us = (appended.0 < newest).then_some(now_us);
+            duty.resend_timeout.progressed(now_us, appended.0 < newest);
             // The region moves on: keep its window of epochs in flight full, so that a region
             // far behind catches up at one window per round trip, not per resend interval.
             self.send_window(&region);
@@ -1582,10 +1561,7 @@ impl CoordinatorNode {
                     suspected: None,
                     appended: (state.acknowledged_epoch, 0),
                     acknowledgement_proposed: None,
-                    resend_timeout: ResendTimeout::default(),
-                    waiting_since_us: Some(0),
-                    resent_at_us: None,
-                    refused: false,
+                    resend_timeout: ResendTimeout::due_at_once(),
                     proposed_through: (state.incarnation, state.next_batch_number - 1),
                     early: BTreeMap::new(),
                     window_sent_through: state.acknowledged_epoch,
@@ -1705,17 +1681,15 @@ impl CoordinatorNode {
                 .acknowledged_epoch;
             let from = duty.appended.max((replicated, 0));
             if from.0 >= newest {
-                duty.waiting_since_us = None;
+                duty.resend_timeout.settled();
                 continue;
             }
-            let since_us = *duty.waiting_since_us.get_or_insert(now_us);
-            if now_us < duty.resend_at_us(since_us, min_us, max_us) {
+            duty.resend_timeout.sent(now_us);
+            let resend_at_us = duty.resend_timeout.resend_at_us(min_us, max_us);
+            if resend_at_us.is_none_or(|at_us| now_us < at_us) {
                 continue;
             }
-            duty.resend_timeout.backed_off();
-            duty.waiting_since_us = Some(now_us);
-            duty.resent_at_us = Some(now_us);
-            duty.refused = false;
+            duty.resend_timeout.resent(now_us);
             sends.push((region.clone(), from));
         }
         let first_retained = self.group.state_machine().first_retained_epoch_number();
@@ -1784,7 +1758,7 @@ impl CoordinatorNode {
                             .and_then(|leadership| leadership.regions.get_mut(&region))
                         {
                             duty.window_sent_through = duty.window_sent_through.max(number);
-                            duty.waiting_since_us.get_or_insert(now_us);
+                            duty.resend_timeout.sent(now_us);
                         }
                     }
                 }

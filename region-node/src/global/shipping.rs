@@ -38,18 +38,9 @@ pub struct Shipping {
     acknowledged: (u64, u64),
     /// Every batch at or below this was sent at least once in this term.
     sent: (u64, u64),
-    /// The wait before unacknowledged batches are sent again, doubled per resend that the
-    /// acknowledged point did not follow.
+    /// When unacknowledged batches are sent again in this term: after a wait doubled per
+    /// resend that the acknowledged point did not follow.
     resend_timeout: ResendTimeout,
-    /// Since when sent batches have waited without the acknowledged point moving: its last
-    /// move, the last resend, or the first send while everything was acknowledged. `None`
-    /// while every sent batch is acknowledged.
-    waiting_since_us: Option<u64>,
-    /// When unacknowledged batches were last resent in this term.
-    resent_at_us: Option<u64>,
-    /// A coordinator replica answered that it does not lead since the last resend: what it
-    /// was sent is lost, so the resend is due at the lower bound, whatever the timeout.
-    refused: bool,
     /// When this leader last proposed a `CloseBatch`.
     closed_at_us: Option<u64>,
     /// When this leader last asked the coordinator whether it is heard (an idle region's
@@ -108,7 +99,11 @@ impl Shipping {
         if let Some(asked_at_us) = self.asked_at_us.filter(|_| !self.ask_answered) {
             due_us = due_us.min(asked_at_us.saturating_add(resend.min_us));
         }
-        if resend_batches && let Some(resend_at_us) = self.resend_at_us(resend) {
+        if resend_batches
+            && let Some(resend_at_us) = self
+                .resend_timeout
+                .resend_at_us(resend.min_us, resend.max_us)
+        {
             due_us = due_us.min(resend_at_us);
         }
         due_us
@@ -128,29 +123,14 @@ impl Shipping {
             return;
         }
         self.acknowledged = key;
-        self.resend_timeout.progressed();
-        self.waiting_since_us = (self.sent > key).then_some(now_us);
-    }
-
-    /// When the unacknowledged batches are due to be sent again: the resend timeout after the
-    /// leader began to wait, `None` while nothing sent waits.
-    fn resend_at_us(&self, resend: ResendBounds) -> Option<u64> {
-        let timeout_us = self.resend_timeout.timeout_us(resend.min_us, resend.max_us);
-        let since_us = self.waiting_since_us?;
-        if self.refused {
-            return Some(
-                self.resent_at_us
-                    .map_or(since_us, |at_us| at_us.saturating_add(resend.min_us)),
-            );
-        }
-        Some(since_us.saturating_add(timeout_us))
+        self.resend_timeout.progressed(now_us, self.sent > key);
     }
 
     /// A coordinator replica answered that it does not lead: the batches it was sent are not
     /// taken, so the unacknowledged ones go again one lower bound after the last resend,
     /// whatever the backoff (which is for a leader that does not acknowledge).
     pub fn refused(&mut self) {
-        self.refused = true;
+        self.resend_timeout.refused();
     }
 
     /// Every batch at or below this (incarnation, batch number) is acknowledged.
@@ -231,13 +211,13 @@ impl Shipping {
         resend: Option<ResendBounds>,
     ) -> Vec<OutgoingBatch> {
         let resending = resend
-            .and_then(|bounds| self.resend_at_us(bounds))
+            .and_then(|bounds| {
+                self.resend_timeout
+                    .resend_at_us(bounds.min_us, bounds.max_us)
+            })
             .is_some_and(|resend_at_us| now_us >= resend_at_us);
         if resending {
-            self.resend_timeout.backed_off();
-            self.waiting_since_us = Some(now_us);
-            self.resent_at_us = Some(now_us);
-            self.refused = false;
+            self.resend_timeout.resent(now_us);
         }
         let mut due = Vec::new();
         for batch in state.outgoing() {
@@ -249,7 +229,7 @@ impl Shipping {
                 break;
             }
             if key > self.sent {
-                self.waiting_since_us.get_or_insert(now_us);
+                self.resend_timeout.sent(now_us);
                 self.sent = key;
             }
             due.push(*batch);
