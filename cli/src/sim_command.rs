@@ -1,21 +1,27 @@
 //! `dsss sim`: deterministic simulations on a topology.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use dsss_simulations::NetworkFaults;
-use dsss_simulations::workloads::global::{GlobalFaultPlan, GlobalRunSettings, run_global};
+use dsss_simulations::NodeCosts;
+use dsss_simulations::scenario::files::INSTANCES_PER_REGION_MAX;
+use dsss_simulations::scenario::{Faults, Scenario, parse_faults, parse_workload};
+use dsss_simulations::workloads::global::FAULT_WINDOW_MAX;
+use dsss_simulations::workloads::global::script::FaultScript;
 use dsss_simulations::workloads::probe::{ProbeRunSettings, run_probe};
 use dsss_simulations::workloads::region::{RegionFaultPlan, RegionRunSettings, run_region};
 use dsss_simulations::workloads::sdk::{
     EXHAUSTIVE_OPERATIONS_MAX, SdkRunSettings, run_bank, run_counter, run_example_objects,
     run_leaderboard, run_lobby,
 };
-use dsss_simulations::workloads::session::{SessionRunSettings, run_session};
+use dsss_simulations::workloads::session::GLOBAL_OBJECTS_MAX;
 use dsss_topology::{Topology, load, local_default};
+
+use crate::sim_run_command::{RunOutputs, run_and_report};
 
 /// Exit status when a simulation found a broken guarantee.
 pub(crate) const EXIT_CHECK_FAILED: u8 = 1;
@@ -111,13 +117,23 @@ pub(crate) enum SimCommand {
         dsss sim region\n  \
         dsss sim region --members 5 --faults --seed 1 --seeds 50")]
     Region(RegionArgs),
-    /// Simulates every region and the global coordinator of a topology: clients in every
-    /// region call a global object and their region's own object; with --faults, regions are
-    /// cut off (some beyond the suspicion timeout), the coordinator leader and other nodes
-    /// crash, clocks are skewed within the bound, and messages are lost, duplicated and
-    /// reordered; then everything heals. Checks that every region holds the same sealed epochs
-    /// in the same order and that no acknowledged call is lost or applied twice, and reports
-    /// global-write latency per origin region beside d_max.
+    /// A preset of `dsss sim run`: every region and the global coordinator of a topology, with
+    /// application instances in every region writing a global register and their region's
+    /// regional register, on several seeds.
+    ///
+    /// Each seed is the run `dsss sim run --workload examples/sim/workloads/writes.toml
+    /// --duration 3s --seed S` (with --faults, also `--faults examples/sim/faults/swarm.toml`),
+    /// whose files are built into the binary; --clients-per-region and --duration-s set the
+    /// workload's instances_per_region and the run's --duration. Region leaders close a batch
+    /// every epoch, the coordinator seals epochs at the minimum closed timestamp over the
+    /// regions in its membership, and every region appends them. With --faults the seed draws
+    /// node crashes, crashes of the coordinator leader, pauses, region cuts (some beyond the
+    /// suspicion timeout, so the region is suspected and readmitted), clock skew within the
+    /// bound, and loss, duplication and reordering; then everything heals. Every run is checked
+    /// as `dsss sim run` checks it (every region holds the same sealed epochs, no acknowledged
+    /// call lost or applied twice, one order across objects, convergence) and reports the
+    /// write latency per origin region beside d_max, and where each global write's time went.
+    /// --out writes each seed's results into DIR/seed-S.
     #[command(after_help = "Examples:\n  \
         dsss sim global\n  \
         dsss sim global --topology topology/examples/global.toml\n  \
@@ -140,20 +156,26 @@ pub(crate) enum SimCommand {
         dsss sim sdk --small 6 --faults --seeds 20\n  \
         dsss sim sdk --topology topology/examples/global.toml --faults --seed 3 --seeds 10")]
     Sdk(SdkArgs),
-    /// Runs the SDK's own client session in application instances that each hold several
-    /// registers at once: --objects global registers plus their region's regional register.
-    /// Instances write unique values (a write returns the value it replaced), read locally and
-    /// read after `sync()`; with --faults, nodes and the coordinator leader crash, regions are
-    /// cut off, clocks skew and messages are lost, duplicated and reordered, then everything
-    /// heals and every instance reads every register after a final `sync()`. Checks, from the
-    /// results alone, that all instances' histories over the global registers (and each
-    /// region's over its regional register) fit one sequentially consistent order in which
-    /// every `sync()` read follows every write completed before it began, and that the copies
-    /// converge.
+    /// A preset of `dsss sim run`: application instances that each hold several registers at
+    /// once through the SDK's own client session, on several seeds.
+    ///
+    /// Each seed is the run `dsss sim run --workload examples/sim/workloads/registers.toml
+    /// --duration 3s --seed S` (with --faults, also `--faults examples/sim/faults/swarm.toml`),
+    /// whose files are built into the binary; --objects and --instances-per-region set the
+    /// workload's global_registers and instances_per_region. Instances hold --objects global
+    /// registers plus their region's regional register, write unique values (a write returns
+    /// the value it replaced), read locally and read after `sync()`; with --faults, nodes and
+    /// the coordinator leader crash, members pause, regions are cut off, clocks skew and
+    /// messages are lost, duplicated and reordered, then everything heals and every instance
+    /// reads every register after a final `sync()`. Every run is checked and measured as
+    /// `dsss sim run` checks and measures it: one order across objects from the results alone,
+    /// linearizable `sync()` reads, convergence, the cluster's own checks; the latency table
+    /// per region and operation class. --out writes each seed's results into DIR/seed-S.
     #[command(after_help = "Examples:\n  \
         dsss sim session\n  \
         dsss sim session --faults --seed 1 --seeds 20\n  \
-        dsss sim session --topology topology/examples/global.toml --objects 4 --faults")]
+        dsss sim session --topology topology/examples/global.toml --objects 4 --faults \
+        --out results/")]
     Session(SessionArgs),
 }
 
@@ -172,13 +194,28 @@ pub(crate) struct SessionArgs {
     /// Draw faults from each seed (otherwise the run is fault-free).
     #[arg(long)]
     faults: bool,
-    /// Global registers every instance holds.
+    /// Global registers every instance holds (the workload's global_registers, 1 to 16).
     #[arg(long, value_name = "N", default_value_t = 3)]
     objects: usize,
-    /// Instances per region.
+    /// Instances per region (the workload's instances_per_region, 1 to 16).
     #[arg(long, value_name = "N", default_value_t = 2)]
     instances_per_region: usize,
+    /// Writes each seed's results.json, latency.csv, stages.csv and plots into DIR/seed-S.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
+
+/// The workload file of `dsss sim session`, as in the repository.
+const SESSION_WORKLOAD: &str = include_str!("../../examples/sim/workloads/registers.toml");
+
+/// The workload file of `dsss sim global`, as in the repository.
+const GLOBAL_WORKLOAD: &str = include_str!("../../examples/sim/workloads/writes.toml");
+
+/// The fault file of `dsss sim session --faults` and `dsss sim global --faults`, as in the repository.
+const SWARM_FAULTS: &str = include_str!("../../examples/sim/faults/swarm.toml");
+
+/// How long the instances of a preset run operate, unless the preset's options say otherwise.
+const PRESET_DURATION: Duration = Duration::from_secs(3);
 
 /// The example objects `dsss sim sdk` runs.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -240,12 +277,15 @@ pub(crate) struct GlobalArgs {
     /// Draw faults from each seed (otherwise the run is fault-free).
     #[arg(long)]
     faults: bool,
-    /// Clients per region.
+    /// Application instances per region (the workload's instances_per_region, 1 to 16).
     #[arg(long, value_name = "N", default_value_t = 2)]
     clients_per_region: usize,
-    /// How long clients call (and faults happen), in simulated seconds.
+    /// How long instances write (and faults happen), in simulated seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
     duration_s: f64,
+    /// Writes each seed's results.json, latency.csv, stages.csv and plots into DIR/seed-S.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 /// Options of `dsss sim region`.
@@ -326,22 +366,120 @@ pub(crate) fn run(command: SimCommand, stdout: &mut dyn Write, stderr: &mut dyn 
 }
 
 fn session(args: &SessionArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
-    let topology = match topology_of(args.topology.as_ref()) {
-        Ok(topology) => topology,
+    let preset = topology_of(args.topology.as_ref()).and_then(|topology| {
+        let mut workload = parse_workload(SESSION_WORKLOAD)
+            .map_err(|error| format!("the built-in workload: {error}"))?;
+        if !(1..=GLOBAL_OBJECTS_MAX).contains(&args.objects) {
+            return Err(format!(
+                "--objects: {} is outside 1..={GLOBAL_OBJECTS_MAX}",
+                args.objects
+            ));
+        }
+        if !(1..=INSTANCES_PER_REGION_MAX).contains(&args.instances_per_region) {
+            return Err(format!(
+                "--instances-per-region: {} is outside 1..={INSTANCES_PER_REGION_MAX}",
+                args.instances_per_region
+            ));
+        }
+        workload.global_registers = args.objects;
+        workload.instances_per_region = args.instances_per_region;
+        let faults = preset_faults(args.faults)?;
+        Ok(Scenario {
+            topology,
+            workload,
+            faults,
+            seed: args.seed,
+            duration: PRESET_DURATION,
+            node_costs: NodeCosts::FREE,
+            planted_seal_without_a_region: false,
+        })
+    });
+    let scenario = match preset {
+        Ok(scenario) => scenario,
         Err(message) => {
-            let _ = writeln!(stderr, "{message}");
+            let _ = writeln!(stderr, "dsss sim session: {message}");
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    run_seeds("session", args.seed, args.seeds, stdout, stderr, |seed| {
-        let mut settings = SessionRunSettings::new(seed, topology.clone());
-        if args.faults {
-            settings = settings.with_standard_faults();
+    let mut options = String::new();
+    if let Some(topology) = &args.topology {
+        options += &format!(" --topology {}", topology.display());
+    }
+    if args.faults {
+        options += " --faults";
+    }
+    options += &format!(
+        " --objects {} --instances-per-region {}",
+        args.objects, args.instances_per_region
+    );
+    run_preset_seeds(
+        "session",
+        &scenario,
+        args.seeds,
+        &options,
+        args.out.as_deref(),
+        stdout,
+        stderr,
+    )
+}
+
+/// The faults of a preset: the standard swarm with `--faults`, none without.
+fn preset_faults(faults: bool) -> Result<Faults, String> {
+    if faults {
+        parse_faults(SWARM_FAULTS).map_err(|error| format!("the built-in fault file: {error}"))
+    } else {
+        Ok(Faults {
+            script: FaultScript::none(),
+            standard_swarm: false,
+        })
+    }
+}
+
+/// Runs a preset's `scenario` for `seeds` seeds from its own on, as `dsss sim run` runs it
+/// (each seed's results into `out`/seed-S), and exits 1 naming the seeds whose checks failed,
+/// each with the command (`dsss sim {command}` with `options`) that replays it.
+fn run_preset_seeds(
+    command: &str,
+    scenario: &Scenario,
+    seeds: u64,
+    options: &str,
+    out: Option<&Path>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> ExitCode {
+    if seeds == 0 || seeds > SEEDS_MAX {
+        let _ = writeln!(
+            stderr,
+            "dsss sim {command}: --seeds: {seeds} is outside 1..={SEEDS_MAX}"
+        );
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    let mut failed_seeds = Vec::new();
+    for seed in scenario.seed..scenario.seed.saturating_add(seeds) {
+        let mut run = scenario.clone();
+        run.seed = seed;
+        let replay = format!("dsss sim {command} --seed {seed} --seeds 1{options}");
+        let directory = out.map(|out| out.join(format!("seed-{seed}")));
+        let outputs = RunOutputs {
+            out: directory.as_deref(),
+            history: None,
+        };
+        match run_and_report(command, &run, replay, outputs, stdout, stderr) {
+            Ok(true) => {}
+            Ok(false) => failed_seeds.push(seed),
+            Err(exit) => return exit,
         }
-        settings.global_objects = args.objects;
-        settings.cluster.clients_per_region = args.instances_per_region;
-        run_session(&settings).map(|report| (report.to_string(), report.passed()))
-    })
+    }
+    if failed_seeds.is_empty() {
+        let _ = writeln!(stdout, "all {seeds} seeds passed every check");
+        ExitCode::SUCCESS
+    } else {
+        let _ = writeln!(
+            stderr,
+            "dsss sim {command}: checks failed with seeds {failed_seeds:?}"
+        );
+        ExitCode::from(EXIT_CHECK_FAILED)
+    }
 }
 
 /// Runs `run_one` for every seed from `first_seed` on, prints each report, and exits 1 naming
@@ -427,31 +565,61 @@ fn sdk(args: &SdkArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCo
 }
 
 fn global(args: &GlobalArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
-    let topology = match topology_of(args.topology.as_ref()) {
-        Ok(topology) => topology,
-        Err(message) => {
-            let _ = writeln!(stderr, "{message}");
-            return ExitCode::from(EXIT_BAD_INPUT);
+    let preset = topology_of(args.topology.as_ref()).and_then(|topology| {
+        let mut workload = parse_workload(GLOBAL_WORKLOAD)
+            .map_err(|error| format!("the built-in workload: {error}"))?;
+        if !(1..=INSTANCES_PER_REGION_MAX).contains(&args.clients_per_region) {
+            return Err(format!(
+                "--clients-per-region: {} is outside 1..={INSTANCES_PER_REGION_MAX}",
+                args.clients_per_region
+            ));
         }
-    };
-    let window = match seconds("--duration-s", args.duration_s) {
-        Ok(window) => window,
+        workload.instances_per_region = args.clients_per_region;
+        let duration = seconds("--duration-s", args.duration_s)?;
+        if duration.is_zero() || duration > FAULT_WINDOW_MAX {
+            return Err(format!(
+                "--duration-s: {}; give more than 0 and at most {} seconds",
+                args.duration_s,
+                FAULT_WINDOW_MAX.as_secs()
+            ));
+        }
+        Ok(Scenario {
+            topology,
+            workload,
+            faults: preset_faults(args.faults)?,
+            seed: args.seed,
+            duration,
+            node_costs: NodeCosts::FREE,
+            planted_seal_without_a_region: false,
+        })
+    });
+    let scenario = match preset {
+        Ok(scenario) => scenario,
         Err(message) => {
             let _ = writeln!(stderr, "dsss sim global: {message}");
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    run_seeds("global", args.seed, args.seeds, stdout, stderr, |seed| {
-        let mut settings = GlobalRunSettings::new(seed, topology.clone());
-        settings.clients_per_region = args.clients_per_region;
-        settings.fault_window = window;
-        if args.faults {
-            settings.faults = GlobalFaultPlan::standard(Duration::from_micros(
-                topology.cluster.suspicion_timeout_us,
-            ));
-        }
-        run_global(&settings).map(|report| (report.to_string(), report.passed()))
-    })
+    let mut options = String::new();
+    if let Some(topology) = &args.topology {
+        options += &format!(" --topology {}", topology.display());
+    }
+    if args.faults {
+        options += " --faults";
+    }
+    options += &format!(
+        " --clients-per-region {} --duration-s {}",
+        args.clients_per_region, args.duration_s
+    );
+    run_preset_seeds(
+        "global",
+        &scenario,
+        args.seeds,
+        &options,
+        args.out.as_deref(),
+        stdout,
+        stderr,
+    )
 }
 
 fn region(args: &RegionArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {

@@ -227,6 +227,38 @@ pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
         args.set.clone(),
         args.planted_seal_without_a_region,
     );
+    let outputs = RunOutputs {
+        out: args.out.as_deref(),
+        history: args.history.as_deref(),
+    };
+    match run_and_report("run", &scenario, replay, outputs, stdout, stderr) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(EXIT_CHECK_FAILED),
+        Err(exit) => exit,
+    }
+}
+
+/// Where a run writes beside the terminal.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RunOutputs<'a> {
+    /// results.json, latency.csv, stages.csv and the plots go into this directory.
+    pub(crate) out: Option<&'a Path>,
+    /// Every operation, one JSON object per line.
+    pub(crate) history: Option<&'a Path>,
+}
+
+/// Runs `scenario`, prints its report, its tables and its speed, and writes `outputs`, as
+/// `dsss sim {command}`: `Ok(true)` when every check passed, `Ok(false)` when one failed (the
+/// seed and `replay`, the command that replays the run, are printed), the exit status when a
+/// setting or an output cannot be used.
+pub(crate) fn run_and_report(
+    command: &str,
+    scenario: &Scenario,
+    replay: String,
+    outputs: RunOutputs<'_>,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Result<bool, ExitCode> {
     let started = Instant::now();
     // On a terminal only (indicatif hides the bar otherwise): simulated time through the
     // operation window.
@@ -246,16 +278,16 @@ pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
             report
         }
         Err(ScenarioError::BadInput(message)) => {
-            let _ = writeln!(stderr, "dsss sim run: {message}");
-            return ExitCode::from(EXIT_BAD_INPUT);
+            let _ = writeln!(stderr, "dsss sim {command}: {message}");
+            return Err(ExitCode::from(EXIT_BAD_INPUT));
         }
         Err(broken @ ScenarioError::InvariantBroken(_)) => {
             let _ = writeln!(
                 stderr,
-                "dsss sim run: seed {}: {broken}\nreplay: {replay}",
-                args.seed
+                "dsss sim {command}: seed {}: {broken}\nreplay: {replay}",
+                scenario.seed
             );
-            return ExitCode::from(EXIT_CHECK_FAILED);
+            return Ok(false);
         }
     };
     let wall = started.elapsed();
@@ -276,7 +308,7 @@ pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
         wall.as_secs_f64(),
         report.session.simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9)
     );
-    if let Some(directory) = &args.out {
+    if let Some(directory) = outputs.out {
         let written = std::fs::create_dir_all(directory)
             .and_then(|()| std::fs::write(directory.join("results.json"), report.to_json()))
             .and_then(|()| std::fs::write(directory.join("latency.csv"), report.results.to_csv()))
@@ -286,10 +318,10 @@ pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
         if let Err(error) = written {
             let _ = writeln!(
                 stderr,
-                "dsss sim run: writing the results into {}: {error}",
+                "dsss sim {command}: writing the results into {}: {error}",
                 directory.display()
             );
-            return ExitCode::from(EXIT_BAD_INPUT);
+            return Err(ExitCode::from(EXIT_BAD_INPUT));
         }
         let _ = writeln!(
             stdout,
@@ -309,18 +341,21 @@ pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
                 let _ = writeln!(stdout, "wrote {}", listed(&files));
             }
             Err(reason) => {
-                let _ = writeln!(stderr, "dsss sim run: the plots were not drawn: {reason}");
+                let _ = writeln!(
+                    stderr,
+                    "dsss sim {command}: the plots were not drawn: {reason}"
+                );
             }
         }
     }
-    if let Some(path) = &args.history {
+    if let Some(path) = outputs.history {
         if let Err(error) = std::fs::write(path, report.history_lines()) {
             let _ = writeln!(
                 stderr,
-                "dsss sim run: writing the history to {}: {error}",
+                "dsss sim {command}: writing the history to {}: {error}",
                 path.display()
             );
-            return ExitCode::from(EXIT_BAD_INPUT);
+            return Err(ExitCode::from(EXIT_BAD_INPUT));
         }
         let _ = writeln!(
             stdout,
@@ -334,16 +369,14 @@ pub(crate) fn run(args: &RunArgs, stdout: &mut dyn Write, stderr: &mut dyn Write
             path.display()
         );
     }
-    if report.passed() {
-        ExitCode::SUCCESS
-    } else {
+    if !report.passed() {
         let _ = writeln!(
             stderr,
-            "dsss sim run: checks failed with seed {}; replay: {}",
-            args.seed, report.session.replay
+            "dsss sim {command}: checks failed with seed {}; replay: {}",
+            scenario.seed, report.session.replay
         );
-        ExitCode::from(EXIT_CHECK_FAILED)
     }
+    Ok(report.passed())
 }
 
 /// `dsss sim sweep`.

@@ -378,3 +378,84 @@ fn compare_runs_the_files_in_the_simulator_and_on_real_processes_side_by_side() 
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+/// The trace hash a run prints, one per seed.
+fn trace_hashes(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|line| line.split("; trace ").nth(1))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `dsss sim session` and `dsss sim global` are presets of `dsss sim run`: each seed is the
+/// same run, event for event, as `dsss sim run` with the preset's files from the repository,
+/// and each prints the run's latency table; their options are refused naming the option.
+#[test]
+fn session_and_global_are_presets_of_run_with_the_repositorys_files() {
+    let presets = [
+        (
+            vec!["sim", "session", "--faults", "--seed", "2", "--seeds", "2"],
+            "workloads/registers.toml",
+            "3s",
+        ),
+        (
+            vec![
+                "sim",
+                "global",
+                "--faults",
+                "--seed",
+                "2",
+                "--seeds",
+                "2",
+                "--duration-s",
+                "2",
+            ],
+            "workloads/writes.toml",
+            "2s",
+        ),
+    ];
+    for (preset, workload, duration) in presets {
+        let output = dsss(&preset);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{preset:?}: {stdout}");
+        assert!(
+            stdout.contains("all 2 seeds passed every check"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("global_write"), "{stdout}");
+        let preset_hashes = trace_hashes(&stdout);
+        assert_eq!(preset_hashes.len(), 2, "{stdout}");
+        assert_ne!(preset_hashes[0], preset_hashes[1], "seeds differ");
+        for (seed, preset_hash) in [2, 3].into_iter().zip(&preset_hashes) {
+            let run = dsss(&[
+                "sim",
+                "run",
+                "--workload",
+                &example(workload),
+                "--faults",
+                &example("faults/swarm.toml"),
+                "--duration",
+                duration,
+                "--seed",
+                &seed.to_string(),
+            ]);
+            let run_stdout = String::from_utf8_lossy(&run.stdout);
+            assert!(run.status.success(), "{run_stdout}");
+            assert_eq!(
+                trace_hashes(&run_stdout),
+                vec![preset_hash.clone()],
+                "{preset:?}, seed {seed}: the preset and the run went apart"
+            );
+        }
+    }
+    let refused = dsss(&["sim", "session", "--objects", "17"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--objects: 17 is outside 1..=16"));
+    let refused = dsss(&["sim", "global", "--clients-per-region", "0"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("--clients-per-region: 0 is outside 1..=16")
+    );
+}

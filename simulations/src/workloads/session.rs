@@ -393,8 +393,9 @@ pub fn run_session_with_histories(
         epoch_skips: cluster.epoch_skips(),
         problems,
         trace_hash: cluster.simulation().trace_hash(),
+        // The caller that knows the command line (`dsss sim run` and its presets) replaces it.
         replay: format!(
-            "dsss sim session --seed {} --seeds 1 with the same options",
+            "the same session run settings with seed {}",
             settings.cluster.seed
         ),
     };
