@@ -201,6 +201,10 @@ impl SenderTask {
                     continue;
                 }
             };
+            // A `not_leader` answer from a node that every later attempt did not make up for:
+            // the coordinator learns that the part was not taken, and resends soon instead of
+            // after its backoff, as the simulator's replicas do.
+            let mut refusal = None;
             for _ in 0..REGION_DELIVERY_ATTEMPTS_MAX {
                 let node_id = lock(&leader).target();
                 let index = clients
@@ -231,8 +235,10 @@ impl SenderTask {
                                 // region's acknowledged point: no wait before the next node.
                                 let _ = lock(&leader)
                                     .handle_not_leader(node_id, not_leader.leader_hint());
+                                refusal = Some(ack);
                             }
                             None => {
+                                refusal = None;
                                 if failing {
                                     tracing::info!(%region, node_id, "region reachable again for sealed epochs");
                                 }
@@ -260,6 +266,10 @@ impl SenderTask {
                     }
                 }
             }
+            if let Some(refusal) = refusal {
+                // A full loop queue drops it: the resend then waits for the backoff.
+                let _ = events.try_send(CoordinatorEvent::EpochAck(refusal));
+            }
         }
     }
 }
@@ -275,10 +285,20 @@ mod tests {
 
     use super::*;
 
-    /// A region node of the test: answers deliveries as a leader, or, frozen, never answers
-    /// them (as a SIGSTOPped process with its connections open).
+    /// How a region node of the test answers deliveries.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Answer {
+        /// As the region's leader: the part is appended.
+        Leader,
+        /// Never (as a SIGSTOPped process with its connections open).
+        Frozen,
+        /// It does not lead and knows no leader (an election is in progress).
+        NotLeader,
+    }
+
+    /// A region node of the test.
     struct FakeRegionNode {
-        frozen: bool,
+        answer: Answer,
         delivered: Arc<AtomicU64>,
     }
 
@@ -289,14 +309,19 @@ mod tests {
             _: Request<proto::SealedEpoch>,
         ) -> Result<Response<proto::SealedEpochAck>, Status> {
             self.delivered.fetch_add(1, Ordering::SeqCst);
-            if self.frozen {
-                std::future::pending::<()>().await;
+            match self.answer {
+                Answer::Leader => Ok(Response::new(proto::SealedEpochAck {
+                    region: "region-a".to_owned(),
+                    appended_through_epoch_number: 1,
+                    ..proto::SealedEpochAck::default()
+                })),
+                Answer::Frozen => std::future::pending().await,
+                Answer::NotLeader => Ok(Response::new(proto::SealedEpochAck {
+                    region: "region-a".to_owned(),
+                    not_leader: Some(proto::NotLeader::default()),
+                    ..proto::SealedEpochAck::default()
+                })),
             }
-            Ok(Response::new(proto::SealedEpochAck {
-                region: "region-a".to_owned(),
-                appended_through_epoch_number: 1,
-                ..proto::SealedEpochAck::default()
-            }))
         }
 
         async fn read_epochs(
@@ -321,12 +346,12 @@ mod tests {
         }
     }
 
-    async fn start_node(node_id: u64, frozen: bool) -> (NodeAddress, Arc<AtomicU64>) {
+    async fn start_node(node_id: u64, answer: Answer) -> (NodeAddress, Arc<AtomicU64>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let delivered = Arc::new(AtomicU64::new(0));
         let node = FakeRegionNode {
-            frozen,
+            answer,
             delivered: Arc::clone(&delivered),
         };
         let limits = ServerLimits::default();
@@ -346,8 +371,8 @@ mod tests {
     /// batch can move it).
     #[tokio::test]
     async fn a_batch_from_a_new_leader_moves_a_delivery_stuck_on_a_frozen_one() {
-        let (frozen, frozen_delivered) = start_node(11, true).await;
-        let (elected, elected_delivered) = start_node(12, false).await;
+        let (frozen, frozen_delivered) = start_node(11, Answer::Frozen).await;
+        let (elected, elected_delivered) = start_node(12, Answer::Leader).await;
         let (events, received) = std::sync::mpsc::sync_channel(16);
         let region = RegionId::new("region-a".to_owned()).unwrap();
         let sender = RegionSender::start_with_call_timeout(
@@ -385,5 +410,44 @@ mod tests {
         assert_eq!(*sender.leader_moves.borrow(), 1);
         sender.guess_leader(12);
         assert_eq!(*sender.leader_moves.borrow(), 1);
+    }
+
+    /// Every node of a region answers that it does not lead (an election is in progress): once
+    /// the attempts ran out, the coordinator's loop is told of the refusal, so that its replica
+    /// resends the part one resend interval after the last instead of after its backoff, as
+    /// in the simulator. A delivery a node takes tells the loop of its acknowledgement only.
+    #[tokio::test]
+    async fn a_part_every_node_refused_as_not_leader_is_reported_to_the_loop() {
+        let (first, first_delivered) = start_node(11, Answer::NotLeader).await;
+        let (second, second_delivered) = start_node(12, Answer::NotLeader).await;
+        let (events, received) = std::sync::mpsc::sync_channel(16);
+        let region = RegionId::new("region-a".to_owned()).unwrap();
+        let sender = RegionSender::start_with_call_timeout(
+            region,
+            &[first, second],
+            DelayLine::new(None, 1),
+            &Security::Plaintext,
+            events,
+            Duration::from_secs(60),
+        );
+        sender.send(RegionMessage::Epoch(proto::SealedEpoch {
+            epoch_number: 1,
+            ..proto::SealedEpoch::default()
+        }));
+        let reported =
+            tokio::task::spawn_blocking(move || received.recv_timeout(Duration::from_secs(60)))
+                .await
+                .unwrap();
+        match reported {
+            Ok(CoordinatorEvent::EpochAck(ack)) => {
+                assert!(ack.not_leader.is_some(), "{ack:?}");
+                assert_eq!(ack.appended_through_epoch_number, 0);
+            }
+            Ok(_) => panic!("the sender fed back something other than an epoch acknowledgement"),
+            Err(error) => panic!("the refusal never reached the loop: {error}"),
+        }
+        let attempts =
+            first_delivered.load(Ordering::SeqCst) + second_delivered.load(Ordering::SeqCst);
+        assert_eq!(attempts, REGION_DELIVERY_ATTEMPTS_MAX as u64);
     }
 }

@@ -544,21 +544,34 @@ impl CoordinatorTask {
     async fn run(mut self, mut queue: mpsc::Receiver<(Instant, proto::RegionBatch)>) {
         while let Some((enqueued_at, batch)) = queue.recv().await {
             let mut enqueued_at = enqueued_at;
+            // A `not_leader` answer that no later attempt made up for: the node learns that
+            // the batch was not taken and resends soon instead of after its backoff, as the
+            // simulator's region nodes do.
+            let mut refusal = None;
             for _ in 0..COORDINATOR_ATTEMPTS_MAX {
                 self.line
                     .set_delay(self.delays.get(&self.leader.target()).copied());
                 dsss_raft_group::transport::wait_until(self.line.send_at(enqueued_at)).await;
-                if self.submit(&batch).await {
-                    break;
+                match self.submit(&batch).await {
+                    Attempt::Done => {
+                        refusal = None;
+                        break;
+                    }
+                    Attempt::NotLeader(ack) => refusal = Some(ack),
+                    Attempt::Failed => {}
                 }
                 // The next attempt goes to another replica, over its own link.
                 enqueued_at = Instant::now();
             }
+            if let Some(refusal) = refusal {
+                // A full loop queue drops it: the resend then waits for the backoff.
+                let _ = self.events.try_send(NodeEvent::BatchAck(refusal));
+            }
         }
     }
 
-    /// One attempt on the leader guess. True when the batch needs no other attempt.
-    async fn submit(&mut self, batch: &proto::RegionBatch) -> bool {
+    /// One attempt on the leader guess.
+    async fn submit(&mut self, batch: &proto::RegionBatch) -> Attempt {
         let replica = self.leader.target();
         let call = client_of(&mut self.clients, replica).submit_batch(batch.clone());
         let outcome =
@@ -572,7 +585,7 @@ impl CoordinatorTask {
                     let _ = self
                         .leader
                         .handle_not_leader(replica, not_leader.leader_hint());
-                    return false;
+                    return Attempt::NotLeader(ack);
                 }
                 if self.failing {
                     tracing::info!(replica, "coordinator reachable again");
@@ -581,7 +594,7 @@ impl CoordinatorTask {
                 self.leader.handle_success(replica);
                 // A full loop queue drops the acknowledgement: the next answer repeats it.
                 let _ = self.events.try_send(NodeEvent::BatchAck(ack));
-                true
+                Attempt::Done
             }
             Ok(Err(status)) => {
                 let refused = matches!(
@@ -594,11 +607,11 @@ impl CoordinatorTask {
                 if refused {
                     // The leader answered and refused it: another replica would not take it
                     // either. The batch is resent later.
-                    return true;
+                    return Attempt::Done;
                 }
                 self.failing = true;
                 self.leader.handle_failure(replica);
-                false
+                Attempt::Failed
             }
             Err(_) => {
                 if !self.failing {
@@ -609,10 +622,21 @@ impl CoordinatorTask {
                 }
                 self.failing = true;
                 self.leader.handle_failure(replica);
-                false
+                Attempt::Failed
             }
         }
     }
+}
+
+/// How one attempt to submit a batch ended.
+enum Attempt {
+    /// No other attempt is needed: the leader took it, or refused it for a reason another
+    /// replica would share.
+    Done,
+    /// The replica does not lead; its answer.
+    NotLeader(proto::RegionBatchAck),
+    /// No answer, or a failed call: the replica may be down.
+    Failed,
 }
 
 /// The leader tracker over the replicas of `clients`, whose first guess is `preferred` (the
@@ -747,6 +771,101 @@ mod tests {
         for (read_id, error) in &answered {
             assert!(error.contains("region far"), "read {read_id}: {error}");
         }
+        drop(sender);
+    }
+
+    /// A coordinator replica of the test that does not lead and knows no leader (an election
+    /// is in progress), and counts the batches it was sent.
+    struct NotLeaderReplica {
+        submitted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    #[tonic::async_trait]
+    impl proto::coordinator_server::Coordinator for NotLeaderReplica {
+        async fn submit_batch(
+            &self,
+            _: tonic::Request<proto::RegionBatch>,
+        ) -> Result<tonic::Response<proto::RegionBatchAck>, tonic::Status> {
+            self.submitted
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(tonic::Response::new(proto::RegionBatchAck {
+                not_leader: Some(proto::NotLeader::default()),
+                ..proto::RegionBatchAck::default()
+            }))
+        }
+
+        async fn read_sealed_epoch(
+            &self,
+            _: tonic::Request<proto::ReadSealedEpochRequest>,
+        ) -> Result<tonic::Response<proto::ReadSealedEpochReply>, tonic::Status> {
+            Err(tonic::Status::unimplemented("not in this test"))
+        }
+
+        async fn status(
+            &self,
+            _: tonic::Request<proto::CoordinatorStatusRequest>,
+        ) -> Result<tonic::Response<proto::CoordinatorStatusReply>, tonic::Status> {
+            Err(tonic::Status::unimplemented("not in this test"))
+        }
+    }
+
+    /// Serves a [`NotLeaderReplica`] on a loopback port.
+    async fn start_not_leader_replica(
+        node_id: u64,
+    ) -> (PeerAddress, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let address = listener.local_addr().expect("an address").to_string();
+        let submitted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let replica = NotLeaderReplica {
+            submitted: std::sync::Arc::clone(&submitted),
+        };
+        let limits = dsss_wire::limits::ServerLimits::default();
+        let router = dsss_wire::tls::server_builder(&limits)
+            .add_service(dsss_wire::grpc::coordinator_server(replica));
+        tokio::spawn(async move {
+            let _ = Security::Plaintext
+                .serve(router, listener, &limits, std::future::pending())
+                .await;
+        });
+        (PeerAddress { node_id, address }, submitted)
+    }
+
+    /// Every coordinator replica answers that it does not lead: once the attempts ran out,
+    /// the node loop is told of the refusal, so that the region leader resends the batch one
+    /// resend interval after its last resend instead of after its backoff, as in the
+    /// simulator.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_every_replica_refused_as_not_leader_is_reported_to_the_loop() {
+        let (first, first_submitted) = start_not_leader_replica(7).await;
+        let (second, second_submitted) = start_not_leader_replica(8).await;
+        let settings = GlobalSettings {
+            coordinator_replicas: vec![first, second],
+            preferred_leader: 7,
+            ..GlobalSettings::none()
+        };
+        let (events, received) = sync_channel(16);
+        let sender =
+            CoordinatorSender::start(&tokio::runtime::Handle::current(), 1, &settings, events)
+                .expect("replicas are named");
+        sender.send(proto::RegionBatch {
+            region: "near".to_owned(),
+            batch_number: 1,
+            ..proto::RegionBatch::default()
+        });
+        let reported =
+            tokio::task::spawn_blocking(move || received.recv_timeout(Duration::from_secs(60)))
+                .await
+                .expect("the receiver ends");
+        match reported {
+            Ok(NodeEvent::BatchAck(ack)) => assert!(ack.not_leader.is_some(), "{ack:?}"),
+            Ok(_) => panic!("the sender fed back something other than a batch acknowledgement"),
+            Err(error) => panic!("the refusal never reached the loop: {error}"),
+        }
+        let attempts = first_submitted.load(std::sync::atomic::Ordering::SeqCst)
+            + second_submitted.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(attempts, COORDINATOR_ATTEMPTS_MAX as u64);
         drop(sender);
     }
 }
