@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use dsss_simulations::NetworkFaults;
 use dsss_simulations::NodeCosts;
 use dsss_simulations::scenario::files::INSTANCES_PER_REGION_MAX;
-use dsss_simulations::scenario::{Faults, Scenario, parse_faults, parse_workload};
+use dsss_simulations::scenario::{Faults, Scenario, Workload, parse_faults, parse_workload};
 use dsss_simulations::workloads::global::FAULT_WINDOW_MAX;
 use dsss_simulations::workloads::global::script::FaultScript;
 use dsss_simulations::workloads::probe::{ProbeRunSettings, run_probe};
@@ -366,87 +366,98 @@ pub(crate) fn run(command: SimCommand, stdout: &mut dyn Write, stderr: &mut dyn 
 }
 
 fn session(args: &SessionArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
-    let preset = topology_of(args.topology.as_ref()).and_then(|topology| {
-        let mut workload = parse_workload(SESSION_WORKLOAD)
-            .map_err(|error| format!("the built-in workload: {error}"))?;
-        if !(1..=GLOBAL_OBJECTS_MAX).contains(&args.objects) {
-            return Err(format!(
-                "--objects: {} is outside 1..={GLOBAL_OBJECTS_MAX}",
-                args.objects
-            ));
-        }
-        if !(1..=INSTANCES_PER_REGION_MAX).contains(&args.instances_per_region) {
-            return Err(format!(
-                "--instances-per-region: {} is outside 1..={INSTANCES_PER_REGION_MAX}",
-                args.instances_per_region
-            ));
-        }
-        workload.global_registers = args.objects;
-        workload.instances_per_region = args.instances_per_region;
-        let faults = preset_faults(args.faults)?;
-        Ok(Scenario {
-            topology,
-            workload,
-            faults,
-            seed: args.seed,
-            duration: PRESET_DURATION,
-            node_costs: NodeCosts::FREE,
-            planted_seal_without_a_region: false,
-        })
-    });
-    let scenario = match preset {
-        Ok(scenario) => scenario,
-        Err(message) => {
-            let _ = writeln!(stderr, "dsss sim session: {message}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
+    let preset = Preset {
+        command: "session",
+        workload: SESSION_WORKLOAD,
+        topology: args.topology.as_ref(),
+        faults: args.faults,
+        seed: args.seed,
+        seeds: args.seeds,
+        duration: Ok(PRESET_DURATION),
+        out: args.out.as_deref(),
+        options: format!(
+            " --objects {} --instances-per-region {}",
+            args.objects, args.instances_per_region
+        ),
     };
-    let mut options = String::new();
-    if let Some(topology) = &args.topology {
-        options += &format!(" --topology {}", topology.display());
-    }
-    if args.faults {
-        options += " --faults";
-    }
-    options += &format!(
-        " --objects {} --instances-per-region {}",
-        args.objects, args.instances_per_region
-    );
-    run_preset_seeds(
-        "session",
-        &scenario,
-        args.seeds,
-        &options,
-        args.out.as_deref(),
+    run_preset(
+        preset,
+        |workload| {
+            if !(1..=GLOBAL_OBJECTS_MAX).contains(&args.objects) {
+                return Err(format!(
+                    "--objects: {} is outside 1..={GLOBAL_OBJECTS_MAX}",
+                    args.objects
+                ));
+            }
+            if !(1..=INSTANCES_PER_REGION_MAX).contains(&args.instances_per_region) {
+                return Err(format!(
+                    "--instances-per-region: {} is outside 1..={INSTANCES_PER_REGION_MAX}",
+                    args.instances_per_region
+                ));
+            }
+            workload.global_registers = args.objects;
+            workload.instances_per_region = args.instances_per_region;
+            Ok(())
+        },
         stdout,
         stderr,
     )
 }
 
-/// The faults of a preset: the standard swarm with `--faults`, none without.
-fn preset_faults(faults: bool) -> Result<Faults, String> {
-    if faults {
-        parse_faults(SWARM_FAULTS).map_err(|error| format!("the built-in fault file: {error}"))
-    } else {
-        Ok(Faults {
-            script: FaultScript::none(),
-            standard_swarm: false,
-        })
-    }
+/// One preset of `dsss sim run`: its built-in workload file and the options it was given.
+struct Preset<'a> {
+    /// The subcommand, as `dsss sim {command}`.
+    command: &'static str,
+    /// The text of the preset's workload file.
+    workload: &'static str,
+    /// The topology file, or the embedded local topology.
+    topology: Option<&'a PathBuf>,
+    /// Whether the built-in swarm fault file applies.
+    faults: bool,
+    /// The first seed.
+    seed: u64,
+    /// How many seeds from it.
+    seeds: u64,
+    /// How long the instances operate, or what is wrong with the option that set it.
+    duration: Result<Duration, String>,
+    /// Each seed's results go into `out`/seed-S.
+    out: Option<&'a Path>,
+    /// The preset's own options, as the command that replays a seed repeats them.
+    options: String,
 }
 
-/// Runs a preset's `scenario` for `seeds` seeds from its own on, as `dsss sim run` runs it
-/// (each seed's results into `out`/seed-S), and exits 1 naming the seeds whose checks failed,
-/// each with the command (`dsss sim {command}` with `options`) that replays it.
-fn run_preset_seeds(
-    command: &str,
-    scenario: &Scenario,
-    seeds: u64,
-    options: &str,
-    out: Option<&Path>,
+/// Runs `preset` with its workload as `shape` changes it, for every seed, as `dsss sim run`
+/// runs it (each seed's results into `out`/seed-S), and exits 1 naming the seeds whose checks
+/// failed, each with the preset's command that replays it; 2 for options it cannot use.
+fn run_preset(
+    preset: Preset<'_>,
+    shape: impl FnOnce(&mut Workload) -> Result<(), String>,
     stdout: &mut dyn Write,
     stderr: &mut dyn Write,
 ) -> ExitCode {
+    let command = preset.command;
+    let scenario = topology_of(preset.topology).and_then(|topology| {
+        let mut workload = parse_workload(preset.workload)
+            .map_err(|error| format!("the built-in workload: {error}"))?;
+        shape(&mut workload)?;
+        Ok(Scenario {
+            topology,
+            workload,
+            faults: preset_faults(preset.faults)?,
+            seed: preset.seed,
+            duration: preset.duration?,
+            node_costs: NodeCosts::FREE,
+            planted_seal_without_a_region: false,
+        })
+    });
+    let scenario = match scenario {
+        Ok(scenario) => scenario,
+        Err(message) => {
+            let _ = writeln!(stderr, "dsss sim {command}: {message}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let seeds = preset.seeds;
     if seeds == 0 || seeds > SEEDS_MAX {
         let _ = writeln!(
             stderr,
@@ -454,12 +465,20 @@ fn run_preset_seeds(
         );
         return ExitCode::from(EXIT_BAD_INPUT);
     }
+    let mut options = String::new();
+    if let Some(topology) = preset.topology {
+        options += &format!(" --topology {}", topology.display());
+    }
+    if preset.faults {
+        options += " --faults";
+    }
+    options += &preset.options;
     let mut failed_seeds = Vec::new();
     for seed in scenario.seed..scenario.seed.saturating_add(seeds) {
         let mut run = scenario.clone();
         run.seed = seed;
         let replay = format!("dsss sim {command} --seed {seed} --seeds 1{options}");
-        let directory = out.map(|out| out.join(format!("seed-{seed}")));
+        let directory = preset.out.map(|out| out.join(format!("seed-{seed}")));
         let outputs = RunOutputs {
             out: directory.as_deref(),
             history: None,
@@ -479,6 +498,18 @@ fn run_preset_seeds(
             "dsss sim {command}: checks failed with seeds {failed_seeds:?}"
         );
         ExitCode::from(EXIT_CHECK_FAILED)
+    }
+}
+
+/// The faults of a preset: the standard swarm with `--faults`, none without.
+fn preset_faults(faults: bool) -> Result<Faults, String> {
+    if faults {
+        parse_faults(SWARM_FAULTS).map_err(|error| format!("the built-in fault file: {error}"))
+    } else {
+        Ok(Faults {
+            script: FaultScript::none(),
+            standard_swarm: false,
+        })
     }
 }
 
@@ -565,17 +596,7 @@ fn sdk(args: &SdkArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCo
 }
 
 fn global(args: &GlobalArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
-    let preset = topology_of(args.topology.as_ref()).and_then(|topology| {
-        let mut workload = parse_workload(GLOBAL_WORKLOAD)
-            .map_err(|error| format!("the built-in workload: {error}"))?;
-        if !(1..=INSTANCES_PER_REGION_MAX).contains(&args.clients_per_region) {
-            return Err(format!(
-                "--clients-per-region: {} is outside 1..={INSTANCES_PER_REGION_MAX}",
-                args.clients_per_region
-            ));
-        }
-        workload.instances_per_region = args.clients_per_region;
-        let duration = seconds("--duration-s", args.duration_s)?;
+    let duration = seconds("--duration-s", args.duration_s).and_then(|duration| {
         if duration.is_zero() || duration > FAULT_WINDOW_MAX {
             return Err(format!(
                 "--duration-s: {}; give more than 0 and at most {} seconds",
@@ -583,40 +604,34 @@ fn global(args: &GlobalArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> 
                 FAULT_WINDOW_MAX.as_secs()
             ));
         }
-        Ok(Scenario {
-            topology,
-            workload,
-            faults: preset_faults(args.faults)?,
-            seed: args.seed,
-            duration,
-            node_costs: NodeCosts::FREE,
-            planted_seal_without_a_region: false,
-        })
+        Ok(duration)
     });
-    let scenario = match preset {
-        Ok(scenario) => scenario,
-        Err(message) => {
-            let _ = writeln!(stderr, "dsss sim global: {message}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
+    let preset = Preset {
+        command: "global",
+        workload: GLOBAL_WORKLOAD,
+        topology: args.topology.as_ref(),
+        faults: args.faults,
+        seed: args.seed,
+        seeds: args.seeds,
+        duration,
+        out: args.out.as_deref(),
+        options: format!(
+            " --clients-per-region {} --duration-s {}",
+            args.clients_per_region, args.duration_s
+        ),
     };
-    let mut options = String::new();
-    if let Some(topology) = &args.topology {
-        options += &format!(" --topology {}", topology.display());
-    }
-    if args.faults {
-        options += " --faults";
-    }
-    options += &format!(
-        " --clients-per-region {} --duration-s {}",
-        args.clients_per_region, args.duration_s
-    );
-    run_preset_seeds(
-        "global",
-        &scenario,
-        args.seeds,
-        &options,
-        args.out.as_deref(),
+    run_preset(
+        preset,
+        |workload| {
+            if !(1..=INSTANCES_PER_REGION_MAX).contains(&args.clients_per_region) {
+                return Err(format!(
+                    "--clients-per-region: {} is outside 1..={INSTANCES_PER_REGION_MAX}",
+                    args.clients_per_region
+                ));
+            }
+            workload.instances_per_region = args.clients_per_region;
+            Ok(())
+        },
         stdout,
         stderr,
     )
