@@ -389,19 +389,25 @@ fn session(args: &SessionArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -
                     args.objects
                 ));
             }
-            if !(1..=INSTANCES_PER_REGION_MAX).contains(&args.instances_per_region) {
-                return Err(format!(
-                    "--instances-per-region: {} is outside 1..={INSTANCES_PER_REGION_MAX}",
-                    args.instances_per_region
-                ));
-            }
             workload.global_registers = args.objects;
-            workload.instances_per_region = args.instances_per_region;
+            workload.instances_per_region =
+                instances_per_region("--instances-per-region", args.instances_per_region)?;
             Ok(())
         },
         stdout,
         stderr,
     )
+}
+
+/// The instances per region a preset's `option` asks for, within the workload file's bound.
+fn instances_per_region(option: &str, instances: usize) -> Result<usize, String> {
+    if (1..=INSTANCES_PER_REGION_MAX).contains(&instances) {
+        Ok(instances)
+    } else {
+        Err(format!(
+            "{option}: {instances} is outside 1..={INSTANCES_PER_REGION_MAX}"
+        ))
+    }
 }
 
 /// One preset of `dsss sim run`: its built-in workload file and the options it was given.
@@ -623,13 +629,8 @@ fn global(args: &GlobalArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> 
     run_preset(
         preset,
         |workload| {
-            if !(1..=INSTANCES_PER_REGION_MAX).contains(&args.clients_per_region) {
-                return Err(format!(
-                    "--clients-per-region: {} is outside 1..={INSTANCES_PER_REGION_MAX}",
-                    args.clients_per_region
-                ));
-            }
-            workload.instances_per_region = args.clients_per_region;
+            workload.instances_per_region =
+                instances_per_region("--clients-per-region", args.clients_per_region)?;
             Ok(())
         },
         stdout,

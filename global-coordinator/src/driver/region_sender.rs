@@ -415,7 +415,7 @@ mod tests {
     /// Every node of a region answers that it does not lead (an election is in progress): once
     /// the attempts ran out, the coordinator's loop is told of the refusal, so that its replica
     /// resends the part one resend interval after the last instead of after its backoff, as
-    /// in the simulator. A delivery a node takes tells the loop of its acknowledgement only.
+    /// in the simulator.
     #[tokio::test]
     async fn a_part_every_node_refused_as_not_leader_is_reported_to_the_loop() {
         let (first, first_delivered) = start_node(11, Answer::NotLeader).await;
