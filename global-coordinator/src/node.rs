@@ -203,6 +203,12 @@ impl CoordinatorConfig {
         group.election_seed = self.election_seed;
         group.election_tick = self.election_tick;
         group.heartbeat_tick = self.heartbeat_tick;
+        // With three replicas or fewer, a follower commits the entries it synced from its
+        // leader on its own (the two copies are a majority) and delivers the epochs they seal
+        // straight to the regions: an epoch reaches a region through the follower nearest to
+        // it, without waiting for the leader's quorum round (docs/global-protocol.md
+        // section 7, "Delivery by followers").
+        group.followers_commit_synced_entries = self.replica_ids.len() <= 3;
         group
     }
 
@@ -500,6 +506,11 @@ struct PendingEpochRead {
     asked_at: u64,
     /// The commit index the leader confirmed.
     read_index: Option<u64>,
+    /// The leader's last log index when the read arrived. Followers commit entries of the
+    /// leader's term before the leader learns of it, and a region may have applied the epoch
+    /// such an entry sealed; every entry committed before the read arrived is at or below
+    /// this index, so the answer waits until the leader has applied it.
+    last_index_at_arrival: u64,
 }
 
 /// Counters since the node opened.
@@ -537,6 +548,9 @@ pub struct CoordinatorCounters {
     pub epochs_sealed: u64,
     /// Epoch parts handed to the driver.
     pub epoch_messages_sent: u64,
+    /// Epochs this replica sent to a region as a follower, having committed their entries
+    /// on its own and its leader's synced copies.
+    pub epochs_delivered_as_follower: u64,
     /// Of those, parts resent to a region whose acknowledgements had not moved for its
     /// resend timeout.
     pub epoch_messages_resent: u64,
@@ -1076,11 +1090,23 @@ impl CoordinatorNode {
             }
             return Ok(());
         }
+        if self.leadership.is_none() {
+            // An answer to a follower's delivery (see `deliver_as_follower`): only the leader
+            // keeps track of what regions appended.
+            return Ok(());
+        }
         let newest = self.group.state_machine().newest_epoch_number();
-        let appended = (
+        let mut appended = (
             ack.appended_through_epoch_number,
             ack.appended_parts_of_next_epoch,
         );
+        // Followers commit entries of this leader's term before it learns of the commit, and
+        // deliver the epochs they seal: a region may hold an epoch for each entry this leader
+        // has not applied yet, but no more.
+        let entries_unapplied = self.group.last_index() - self.group.applied_index();
+        if appended.0 > newest && appended.0 <= newest.saturating_add(entries_unapplied) {
+            appended = (newest, 0);
+        }
         if appended.0 > newest {
             return Err(InputError::InvalidAcknowledgement {
                 region,
@@ -1198,6 +1224,7 @@ impl CoordinatorNode {
                 deadline: self.ticks + 2 * election_ticks,
                 asked_at: self.ticks,
                 read_index: None,
+                last_index_at_arrival: self.group.last_index(),
             },
         );
         self.group.read_index(read_id.to_be_bytes().to_vec());
@@ -1310,7 +1337,8 @@ impl CoordinatorNode {
                 continue;
             };
             if let Some(read) = self.epoch_reads.get_mut(&u64::from_be_bytes(context)) {
-                read.read_index.get_or_insert(state.index);
+                read.read_index
+                    .get_or_insert(state.index.max(read.last_index_at_arrival));
             }
         }
     }
@@ -1730,6 +1758,9 @@ impl CoordinatorNode {
             };
             self.count_outcome(&output);
             if self.leadership.is_none() {
+                if let Some(number) = output.sealed_epoch {
+                    self.deliver_as_follower(number);
+                }
                 continue;
             }
             if let Some(number) = output.sealed_epoch {
@@ -1807,6 +1838,36 @@ impl CoordinatorNode {
         }
         if let Some(notice) = notice {
             self.push_notice(notice);
+        }
+    }
+
+    /// A follower that applied the entry sealing epoch `number` sends the epoch to every
+    /// region once, as the leader does, when it follows a leader and has applied its whole
+    /// log (a follower catching up on a backlog sends nothing: the regions have those epochs
+    /// from the leader). It keeps no resend duty: the leader still delivers every epoch and
+    /// resends what a region does not acknowledge; a region appends whichever copy arrives
+    /// first and ignores the other. The sends are what lets an epoch reach a region from the
+    /// replica nearest to it, one leader round trip before the leader knows it is committed.
+    fn deliver_as_follower(&mut self, number: u64) {
+        let group = &self.group;
+        let following = group.leader_id().is_some_and(|leader| leader != self.id());
+        if !following || group.applied_index() < group.last_index() {
+            return;
+        }
+        let regions: Vec<RegionId> = self
+            .group
+            .state_machine()
+            .regions()
+            .iter()
+            .filter(|(_, state)| {
+                state.acknowledged_epoch + RESEND_MESSAGES_PER_REGION_MAX as u64 >= number
+            })
+            .map(|(region, _)| region.clone())
+            .collect();
+        for region in regions {
+            if self.send_epoch(&region, number, 0, usize::MAX) > 0 {
+                self.counters.epochs_delivered_as_follower += 1;
+            }
         }
     }
 

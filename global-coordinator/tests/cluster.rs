@@ -7,7 +7,7 @@ use dsss_global_coordinator::{
     CoordinatorConfig, CoordinatorLimits, CoordinatorNode, CoordinatorOutput, Epoch, InputError,
     Notice, PROPOSALS_PENDING_MAX, RegionMessage,
 };
-use dsss_raft_group::raft::eraftpb::Message;
+use dsss_raft_group::raft::eraftpb::{Message, MessageType};
 use dsss_raft_group::testing::{Network, TestNode};
 use dsss_raft_group::{MemoryStore, StoreIo};
 use dsss_wire::{
@@ -285,13 +285,33 @@ fn a_new_leader_derives_the_same_epochs_from_the_log() {
     );
     let sealed = cluster.epochs(leader);
     assert_eq!(sealed.len(), 4);
+    // Followers commit on their own synced copies and the leader's, and deliver what they
+    // seal too: the same parts, whoever sends them.
+    let parts = |sent: ToRegions<proto::SealedEpoch>| {
+        sent.into_iter()
+            .map(|(name, part)| (name, part.epoch_number, part.part_index, part.records))
+            .collect::<Vec<_>>()
+    };
+    let delivered_by_leader = parts(epochs.clone());
     for id in [1, 2, 3] {
         assert_eq!(
             cluster.epochs(id),
             sealed,
             "replica {id} sealed the same epochs"
         );
-        assert!(split(cluster.take_outputs(id)).is_empty() || id == leader);
+        if id != leader {
+            let delivered = parts(split(cluster.take_outputs(id)));
+            assert_eq!(delivered, delivered_by_leader, "replica {id}");
+            assert_eq!(
+                cluster
+                    .node(id)
+                    .status()
+                    .counters
+                    .epochs_delivered_as_follower,
+                8,
+                "replica {id}: four epochs to each of two regions"
+            );
+        }
     }
 
     cluster.crash(leader);
@@ -846,6 +866,69 @@ fn sealed_epoch_reads_are_answered_only_by_a_confirmed_leader() {
             .epoch_reads_not_leader
             >= 1
     );
+}
+
+/// Followers of three replicas commit what they stored from the leader, seal the epochs it
+/// closes and deliver them before the leader hears a single acknowledgement. A region that
+/// appended such an epoch may acknowledge it to the leader, which reads that as "through the
+/// newest" (and refuses an acknowledgement further ahead than its unapplied entries allow),
+/// and a sealed-epoch read at the leader waits until the leader has applied those entries,
+/// so that a `sync()` never misses a call a region has answered.
+#[test]
+fn epochs_followers_delivered_before_the_leader_knew_are_covered_by_reads_and_acknowledgements() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &["a", "b"], |_| {});
+    let leader = cluster.elect();
+    let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+    cluster.network.ignore(MessageType::MsgAppendResponse);
+    let base = cluster.now_us();
+    cluster
+        .submit(leader, "a", 1, 1, vec![record("a", 1, base - 500)], base)
+        .unwrap();
+    cluster.submit(leader, "b", 1, 1, vec![], base).unwrap();
+    cluster.tick(1);
+    assert_eq!(cluster.node(leader).state().newest_epoch_number(), 0);
+    for &follower in &followers {
+        assert_eq!(cluster.node(follower).state().newest_epoch_number(), 1);
+        let delivered = split(cluster.take_outputs(follower));
+        assert!(
+            delivered
+                .iter()
+                .any(|(name, part)| *name == region("a") && part.epoch_number == 1),
+            "follower {follower} delivered {delivered:?}"
+        );
+    }
+
+    // The read waits: the leader has confirmed its leadership but not applied the entry.
+    cluster.read_sealed_epoch(leader, 11);
+    cluster.tick(2);
+    assert!(cluster.take_epoch_replies(leader).is_empty());
+    let now_us = cluster.now_us();
+    let ack = |through| proto::SealedEpochAck {
+        region: "a".to_owned(),
+        appended_through_epoch_number: through,
+        sender_time: time(now_us),
+        ..proto::SealedEpochAck::default()
+    };
+    cluster
+        .node_mut(leader)
+        .handle_epoch_ack(now_us, ack(1))
+        .unwrap();
+    let error = cluster
+        .node_mut(leader)
+        .handle_epoch_ack(now_us, ack(100))
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("beyond the newest sealed epoch"),
+        "{error}"
+    );
+
+    cluster.network.recover();
+    cluster.tick(2);
+    assert_eq!(cluster.node(leader).state().newest_epoch_number(), 1);
+    let replies = cluster.take_epoch_replies(leader);
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(replies[0].0, 11);
+    assert_eq!(replies[0].1.epoch_number, 1, "{replies:?}");
 }
 
 /// What lets the driver of an idle replica sleep between ticks: a follower with nothing to

@@ -40,6 +40,9 @@ fn durable_view(store: &MemoryStore) -> (u64, HardState) {
 /// that promises persisted state finds that state durable already.
 struct CheckingIo<'a> {
     node: u64,
+    /// Whether the node's appends promise that its entries are durable
+    /// (`RaftGroupConfig::followers_commit_synced_entries`).
+    appends_promise_durable: bool,
     store: &'a mut MemoryStore,
     outbox: &'a mut Vec<Message>,
 }
@@ -66,6 +69,17 @@ impl ReadyIo for CheckingIo<'_> {
                     message.index,
                     durable_last
                 ),
+                MessageType::MsgAppend if self.appends_promise_durable => {
+                    if let Some(last) = message.entries.last() {
+                        assert!(
+                            last.index <= durable_last,
+                            "node {}: sent entries through {} with only {} durable",
+                            self.node,
+                            last.index,
+                            durable_last
+                        );
+                    }
+                }
                 MessageType::MsgRequestVote => assert!(
                     durable_hard_state.term >= message.term && durable_hard_state.vote == self.node,
                     "node {}: asked for votes in term {} before persisting its own vote \
@@ -120,6 +134,7 @@ impl TestNode for Member {
         let mut outbox = Vec::new();
         let mut io = CheckingIo {
             node: self.config.node_id,
+            appends_promise_durable: self.config.followers_commit_synced_entries,
             store: &mut self.store,
             outbox: &mut outbox,
         };
@@ -149,11 +164,21 @@ struct Cluster {
 
 impl Cluster {
     fn new(ids: &[u64], retention: LogRetention, seed: u64) -> Cluster {
+        Cluster::with_synced_copy_commits(ids, retention, seed, false)
+    }
+
+    fn with_synced_copy_commits(
+        ids: &[u64],
+        retention: LogRetention,
+        seed: u64,
+        followers_commit_synced_entries: bool,
+    ) -> Cluster {
         let mut cluster = Cluster {
             network: Network::new(0, 1),
         };
         for &id in ids {
             let mut config = RaftGroupConfig::new(id, ids.to_vec());
+            config.followers_commit_synced_entries = followers_commit_synced_entries;
             config.log_retention = retention;
             config.election_seed = seed * 1_000 + id;
             cluster.add_member(config);
@@ -277,6 +302,107 @@ fn a_round_that_only_learns_of_commits_does_not_sync_and_a_crash_after_it_loses_
     cluster.propose(leader, b"two");
     cluster.network.tick(2);
     assert_eq!(cluster.items(follower), cluster.items(leader));
+}
+
+/// Three members whose leader hears no append acknowledgement: it commits nothing new, so
+/// whatever a follower applies it committed on its own.
+fn proposals_without_acknowledgements(
+    followers_commit_synced_entries: bool,
+) -> (Cluster, u64, Vec<u64>) {
+    let mut cluster = Cluster::with_synced_copy_commits(
+        &[1, 2, 3],
+        retention(1_000),
+        9,
+        followers_commit_synced_entries,
+    );
+    let leader = cluster.elect();
+    let followers: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+    cluster.propose(leader, b"before");
+    cluster.network.tick(2);
+    cluster.network.ignore(MessageType::MsgAppendResponse);
+    for round in 0..3u32 {
+        cluster.propose(leader, format!("item {round}").as_bytes());
+    }
+    (cluster, leader, followers)
+}
+
+#[test]
+fn a_follower_of_three_applies_what_it_synced_from_its_leader_before_the_leader_commits_it() {
+    let (mut cluster, leader, followers) = proposals_without_acknowledgements(true);
+    let expected: Vec<Vec<u8>> = ["before", "item 0", "item 1", "item 2"]
+        .iter()
+        .map(|item| item.as_bytes().to_vec())
+        .collect();
+    assert_eq!(
+        cluster.items(leader),
+        expected[..1],
+        "the leader heard of no copy"
+    );
+    for &follower in &followers {
+        assert_eq!(cluster.items(follower), expected, "follower {follower}");
+        assert!(
+            cluster
+                .group(follower)
+                .counters()
+                .commits_from_synced_copies
+                > 0
+        );
+        assert!(cluster.group(follower).commit_index() > cluster.group(leader).commit_index());
+    }
+    // Once the acknowledgements flow, the leader commits the same entries.
+    cluster.network.recover();
+    cluster.propose(leader, b"after");
+    cluster.network.tick(2);
+    for id in [1, 2, 3] {
+        assert_eq!(cluster.items(id).len(), 5, "member {id}");
+        assert_eq!(cluster.items(id)[..4], expected[..], "member {id}");
+    }
+}
+
+#[test]
+fn without_the_setting_a_follower_waits_for_the_leaders_commit_index() {
+    let (cluster, leader, followers) = proposals_without_acknowledgements(false);
+    for id in [leader, followers[0], followers[1]] {
+        assert_eq!(cluster.items(id), vec![b"before".to_vec()], "member {id}");
+        assert_eq!(cluster.group(id).counters().commits_from_synced_copies, 0);
+    }
+}
+
+#[test]
+fn what_followers_committed_on_their_copies_outlives_a_crash_of_the_leader() {
+    let (mut cluster, leader, followers) = proposals_without_acknowledgements(true);
+    let committed = cluster.items(followers[0]);
+    assert_eq!(committed.len(), 4);
+    // The leader synced its entries before sending them, so its crash loses none of them.
+    cluster.crash(leader);
+    cluster.network.recover();
+    cluster.network.tick(40);
+    let new_leader = cluster
+        .network
+        .leader()
+        .expect("the two followers elect a leader");
+    assert_ne!(new_leader, leader);
+    cluster.propose(new_leader, b"next term");
+    cluster.restart(leader);
+    cluster.network.tick(10);
+    for id in [1, 2, 3] {
+        let items = cluster.items(id);
+        assert_eq!(items[..4], committed[..], "member {id}");
+        assert_eq!(items.len(), 5, "member {id}");
+    }
+}
+
+#[test]
+fn a_follower_of_five_does_not_count_two_copies_as_a_majority() {
+    let mut cluster =
+        Cluster::with_synced_copy_commits(&[1, 2, 3, 4, 5], retention(1_000), 3, true);
+    let leader = cluster.elect();
+    cluster.network.ignore(MessageType::MsgAppendResponse);
+    cluster.propose(leader, b"item");
+    for id in [1, 2, 3, 4, 5] {
+        assert!(cluster.items(id).is_empty(), "member {id}");
+        assert_eq!(cluster.group(id).counters().commits_from_synced_copies, 0);
+    }
 }
 
 #[test]

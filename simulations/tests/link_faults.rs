@@ -219,8 +219,10 @@ fn the_same_seed_gives_the_same_run_with_link_faults() {
 /// against 210 ms) still lets local-c's `sync()` barriers through while it stands: a read of
 /// the newest sealed epoch waits as long as the production driver's call does, so they do not
 /// all wait for the link to heal (they did when such a read expired after the silence bound).
-/// Some still take over a second: the region leader's batches also count as unanswered past
-/// the silence bound, and it tries other replicas meanwhile.
+/// Some still take seconds: the region leader's batches also count as unanswered past the
+/// silence bound, and it tries other replicas meanwhile (seed 0: the slowest 2.8 s while only
+/// the coordinator's leader delivered epochs, 3.2 s with its followers delivering too), but
+/// none waits for the heal at 8 s, which would take a read begun at 3 s five seconds.
 #[test]
 fn sync_reads_go_through_a_link_slower_than_the_silence_bound() {
     let faults = "[[fault]]\nat = \"2s\"\nkind = \"link_delay\"\nregions = [\"local-a\", \
@@ -242,7 +244,7 @@ fn sync_reads_go_through_a_link_slower_than_the_silence_bound() {
         );
         let slowest = during.iter().max().expect("some sync() reads");
         assert!(
-            *slowest < Duration::from_secs(3),
+            *slowest < Duration::from_secs(4),
             "seed {seed}: a sync() read took {slowest:?} through a 300 ms round trip"
         );
     });

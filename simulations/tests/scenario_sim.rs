@@ -151,8 +151,12 @@ fn arrivals_past_the_backlog_bound_are_shed_and_counted() {
 
 /// The stages of global writes are measured where they happen: on the local topology the
 /// coordinator leads from local-a (node 11), so a batch from local-b takes the 20 ms link to
-/// it and one from local-c the 35 ms link, give or take the jitter, and the sealed epoch takes
-/// the same links back; a batch of local-a crosses no region boundary.
+/// it and one from local-c the 35 ms link, give or take the jitter; a batch of local-a crosses
+/// no region boundary. The followers in local-b (node 21) and local-c (node 31) commit each
+/// entry once they store it and deliver the epochs it seals: the first seal is node 21's, 20 ms
+/// after the leader's append, and each region gets its first copy from the replica nearest to
+/// it: local-a 20 ms later (from node 21, as the leader's own after its 40 ms quorum round),
+/// local-b at once, local-c from node 31 15 ms later (35 ms after the append).
 #[test]
 fn global_write_stages_follow_the_topology() {
     let scenario = scenario(
@@ -164,11 +168,18 @@ fn global_write_stages_follow_the_topology() {
     let report = scenario.run().expect("valid files");
     println!("{}", report.results.stages_table());
     assert!(report.passed(), "{}", report.session);
-    let one_way = [("local-a", 0.2), ("local-b", 20.0), ("local-c", 35.0)];
-    for (region, delay_ms) in one_way {
+    let expected = [
+        ("local-a", 0.2, 20.0),
+        ("local-b", 20.0, 0.2),
+        ("local-c", 35.0, 15.2),
+    ];
+    for (region, to_coordinator_ms, fan_out_ms) in expected {
         let stages = &report.results.regions[region].global_write_stages_ms;
         assert_eq!(stages.len(), 6, "{region}: {stages:?}");
-        for stage in ["to_coordinator", "fan_out"] {
+        for (stage, delay_ms) in [
+            ("to_coordinator", to_coordinator_ms),
+            ("fan_out", fan_out_ms),
+        ] {
             let p50 = stages[stage].p50;
             assert!(
                 p50 >= delay_ms - 1.5 && p50 <= delay_ms + 1.6,

@@ -60,7 +60,7 @@ fn check_accepts_both_example_files() {
     assert_eq!(
         text(&output.stdout),
         "ok: examples/local.toml: cluster \"local\", 3 regions, 9 nodes, coordinator on nodes [11, 21, 31]\n\
-         ok: examples/global.toml: cluster \"global\", 6 regions, 18 nodes, coordinator on nodes [11, 31, 51]\n"
+         ok: examples/global.toml: cluster \"global\", 6 regions, 18 nodes, coordinator on nodes [11, 21, 51]\n"
     );
     assert!(output.stderr.is_empty(), "{}", describe(&output));
 }
@@ -151,8 +151,9 @@ fn show_prints_the_region_table_and_d_max() {
     for expected in [
         "cluster \"global\"",
         "  region          node  address         data dir                     coordinator",
-        "  us-east-1       11    127.0.0.1:7111  data/us-east-1/node-11       replica, preferred leader",
-        "  eu-west-1       31    127.0.0.1:7131  data/eu-west-1/node-31       replica",
+        "  us-east-1       11    127.0.0.1:7111  data/us-east-1/node-11       replica",
+        "  us-west-2       21    127.0.0.1:7121  data/us-west-2/node-21       replica, preferred leader",
+        "  eu-west-1       31    127.0.0.1:7131  data/eu-west-1/node-31",
         "  sa-east-1       57 +- 1.14   87.5 +- 1.75  89 +- 1.78    162 +- 3.24     128.5 +- 2.57   0.5 +- 0.05",
         "d_max = 162 ms (between ap-southeast-1 and sa-east-1)",
     ] {

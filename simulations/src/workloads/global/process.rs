@@ -1103,7 +1103,9 @@ impl NodeProcess {
         if let Err(error) = coordinator.handle_ready(&mut io) {
             panic!("node {}: a coordinator round failed: {error}", cx.node());
         }
-        if coordinator.is_leader() {
+        // Any replica: a follower applies what it committed on its own and its leader's
+        // copies before the leader learns of the commit (docs/global-protocol.md section 7).
+        {
             let mut observer = self.observer.borrow_mut();
             for (region, state) in coordinator.state().regions() {
                 observer.stages.batches_applied(
@@ -1417,7 +1419,13 @@ impl Process for NodeProcess {
                 self.flush(cx);
             }
             GlobalMessage::Epoch(epoch) => {
-                self.handle_coordinator_answer(from);
+                // Followers deliver epochs too (docs/global-protocol.md section 7), so an
+                // epoch does not move the region's guess of the leader, as in production,
+                // where only answers to the region's own calls do. From the replica it sends
+                // to, an epoch shows that replica alive, as an answer would.
+                if from == self.coordinator_leader.target() {
+                    self.coordinator_unanswered_since = None;
+                }
                 self.observer.borrow_mut().stages.epoch_arrived(
                     cx.now(),
                     self.region_config.region.as_str(),

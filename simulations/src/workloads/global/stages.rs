@@ -9,12 +9,15 @@
 //! 1. `batch_wait`: from the call reaching a node of its region to the region leader shipping
 //!    the batch that holds its record (the region's raft round and the batch interval);
 //! 2. `to_coordinator`: the batch's trip to the coordinator replica that took it;
-//! 3. `coordinator_round`: until the leading coordinator replica applied the batch, that is
-//!    once a quorum of replicas stored it;
+//! 3. `coordinator_round`: until a coordinator replica first applied the batch, that is once
+//!    it was committed: the leader applies it once a quorum stored it, a follower of three
+//!    replicas once it stored it itself (docs/global-protocol.md section 7, "Delivery by
+//!    followers"), whichever comes first;
 //! 4. `watermark_wait`: until the epoch that holds the record is sealed and its first part
-//!    leaves the coordinator: waiting for every member region's closed timestamp to pass the
-//!    record's, and the seal's own round;
-//! 5. `fan_out`: the epoch part's trip to the call's region;
+//!    leaves a coordinator replica: waiting for every member region's closed timestamp to
+//!    pass the record's, and the seal's own round;
+//! 5. `fan_out`: from there to the first part reaching the call's region (from the replica
+//!    whose copy arrives first, not always the one that sent first);
 //! 6. `apply`: until the region answers the call (appending the epoch to its log, applying it).
 //!
 //! Only the stamps are watched here: nothing of this changes what the nodes do.
