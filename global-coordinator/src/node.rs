@@ -1103,7 +1103,10 @@ impl CoordinatorNode {
         // Followers commit entries of this leader's term before it learns of the commit, and
         // deliver the epochs they seal: a region may hold an epoch for each entry this leader
         // has not applied yet, but no more.
-        let entries_unapplied = self.group.last_index() - self.group.applied_index();
+        let entries_unapplied = self
+            .group
+            .last_index()
+            .saturating_sub(self.group.applied_index());
         if appended.0 > newest && appended.0 <= newest.saturating_add(entries_unapplied) {
             appended = (newest, 0);
         }
