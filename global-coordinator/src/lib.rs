@@ -76,8 +76,8 @@ pub use node::{
     CoordinatorNodeError, CoordinatorOutput, CoordinatorStatus, EPOCH_PART_BYTES_MAX,
     INTERVAL_US_MAX, InputError, MessageError, Notice, OUTPUTS_PENDING_MAX,
     PROPOSALS_PENDING_BYTES_MAX, PROPOSALS_PENDING_MAX, READY_ROUNDS_PER_CALL_MAX,
-    RESEND_MESSAGES_PER_REGION_MAX, RegionMessage, RegionStatus, SEALED_EPOCH_READS_IN_FLIGHT_MAX,
-    epoch_messages,
+    REGION_DELIVERY_ATTEMPTS_MAX, RESEND_MESSAGES_PER_REGION_MAX, RegionMessage, RegionStatus,
+    SEALED_EPOCH_READS_IN_FLIGHT_MAX, epoch_messages,
 };
 pub use state::{
     BatchVerdict, COORDINATOR_EPOCHS, COORDINATOR_PENDING, COORDINATOR_STATE, CoordinatorLimits,

@@ -80,6 +80,11 @@ pub const RESEND_MESSAGES_PER_REGION_MAX: usize = 64;
 /// answered `not_leader` at once (the region asks again).
 pub const SEALED_EPOCH_READS_IN_FLIGHT_MAX: usize = 1_024;
 
+/// The most nodes of a region one sealed epoch part tries (a failed attempt moves to the
+/// region's next node at once) before it is given up and left to the resend timer. Shared by
+/// the production driver and the simulator's.
+pub const REGION_DELIVERY_ATTEMPTS_MAX: usize = 4;
+
 /// The longest interval (epoch, suspicion, resend) a configuration may set: one hour.
 pub const INTERVAL_US_MAX: u64 = 3_600_000_000;
 

@@ -41,7 +41,8 @@ pub use node_loop::{
     EVENTS_QUEUED_MAX,
 };
 pub use region_sender::{
-    REGION_CALL_TIMEOUT_US, REGION_DELIVERY_ATTEMPTS_MAX, REGION_QUEUE_PARTS_MAX,
+    REGION_CALL_TIMEOUT_US, REGION_CALLS_IN_FLIGHT_MAX, REGION_DELIVERY_ATTEMPTS_MAX,
+    REGION_QUEUE_PARTS_MAX,
 };
 pub use service::{CoordinatorLink, CoordinatorPeerService, CoordinatorService, status_reply};
 

@@ -1,6 +1,10 @@
 //! The senders of sealed epochs: one task per region with a bounded queue, which delivers
 //! each part in order through `RegionEpochs.Deliver` on the region's leader guess and feeds
-//! every answer back to the coordinator as an epoch acknowledgement. The same queue carries
+//! every answer back to the coordinator as an epoch acknowledgement. Calls start in order and
+//! do not wait for the answers of earlier ones: up to [`REGION_CALLS_IN_FLIGHT_MAX`] are open
+//! at once ([`CallsInFlight`]), so that a WAN round trip longer than an epoch does not hold
+//! the region's epochs back (the region holds parts that overtake an earlier one until the
+//! gap fills). With WAN emulation an answer is taken after the return leg of the link. The same queue carries
 //! the acknowledgements the coordinator sends unasked (`RegionEpochs.Acknowledge`), tried
 //! once on the leader guess: a lost one is made up by the region's next idle close.
 //!
@@ -17,8 +21,9 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use dsss_raft_group::transport::DelayLine;
+use dsss_raft_group::transport::{CallsInFlight, DelayLine};
 use dsss_wire::grpc::{VersionedChannel, region_epochs_client};
+use dsss_wire::proto;
 use dsss_wire::proto::region_epochs_client::RegionEpochsClient;
 use dsss_wire::tls::Security;
 use dsss_wire::{LeaderTracker, RegionId};
@@ -33,8 +38,13 @@ use crate::RegionMessage;
 /// are resent later).
 pub const REGION_QUEUE_PARTS_MAX: usize = 1_024;
 
-/// The most nodes one delivery tries before the part is dropped.
-pub const REGION_DELIVERY_ATTEMPTS_MAX: usize = 4;
+pub use crate::REGION_DELIVERY_ATTEMPTS_MAX;
+
+/// The most calls (deliveries and acknowledgements) open at once to one region. The
+/// coordinator seals an epoch every epoch interval and each call takes a WAN round trip: with
+/// 10 ms epochs, 64 calls keep up with round trips of up to 640 ms; beyond, parts wait in the
+/// queue for a free call.
+pub const REGION_CALLS_IN_FLIGHT_MAX: usize = 64;
 
 /// How long one delivery may take, in microseconds.
 pub const REGION_CALL_TIMEOUT_US: u64 = 2_000_000;
@@ -121,6 +131,7 @@ impl RegionSender {
                     line,
                     events,
                     call_timeout,
+                    failing: false,
                 }
                 .run(),
             );
@@ -167,116 +178,206 @@ struct SenderTask {
     line: DelayLine,
     events: SyncSender<CoordinatorEvent>,
     call_timeout: Duration,
+    failing: bool,
+}
+
+/// One epoch part on its way through its attempts.
+struct Delivery {
+    epoch: proto::SealedEpoch,
+    /// The attempts made, this one included.
+    attempt: usize,
+    /// A `not_leader` answer from a node that every later attempt did not make up for: the
+    /// coordinator learns that the part was not taken, and resends soon instead of after its
+    /// backoff, as the simulator's replicas do.
+    refusal: Option<proto::SealedEpochAck>,
+}
+
+/// How one call of the task ended.
+enum Attempted {
+    /// A delivery's attempt on `node_id`.
+    Delivery {
+        delivery: Delivery,
+        node_id: u64,
+        outcome: DeliveryOutcome,
+    },
+    /// An acknowledgement sent unasked, tried once.
+    Acknowledgement,
+}
+
+/// What a delivery's attempt came to.
+enum DeliveryOutcome {
+    /// The node answered (or the call failed).
+    Answered(Result<proto::SealedEpochAck, tonic::Status>),
+    /// No answer within the call timeout.
+    TimedOut,
+    /// A batch came from another node of the region while the call was open.
+    LeaderMoved,
 }
 
 impl SenderTask {
-    /// Delivers until the queue closes (the coordinator loop is gone).
-    async fn run(self) {
-        let SenderTask {
-            region,
-            mut clients,
-            leader,
-            mut leader_moves,
-            mut queue,
-            mut line,
-            events,
-            call_timeout,
-        } = self;
-        let mut failing = false;
-        while let Some((enqueued_at, message)) = queue.recv().await {
-            dsss_raft_group::transport::wait_until(line.send_at(enqueued_at)).await;
-            let epoch = match message {
-                RegionMessage::Epoch(epoch) => epoch,
-                RegionMessage::BatchAck(ack) => {
-                    let node_id = lock(&leader).target();
-                    let index = clients
-                        .iter()
-                        .position(|(id, _)| *id == node_id)
-                        .expect("the leader tracker names only nodes with a client");
-                    let call = clients[index].1.acknowledge(ack);
-                    let answered = tokio::time::timeout(call_timeout, call).await;
-                    if !matches!(answered, Ok(Ok(_))) {
-                        tracing::debug!(%region, node_id, "an acknowledgement sent unasked was lost");
+    /// Delivers until the queue closes (the coordinator loop is gone): each message in order,
+    /// up to [`REGION_CALLS_IN_FLIGHT_MAX`] calls open at once.
+    async fn run(mut self) {
+        let mut calls = CallsInFlight::new(REGION_CALLS_IN_FLIGHT_MAX);
+        loop {
+            tokio::select! {
+                Some(attempted) = calls.next(), if !calls.is_empty() => {
+                    self.settle(&mut calls, attempted);
+                }
+                queued = self.queue.recv(), if calls.has_room() => match queued {
+                    Some((enqueued_at, RegionMessage::Epoch(epoch))) => {
+                        let delivery = Delivery {
+                            epoch,
+                            attempt: 1,
+                            refusal: None,
+                        };
+                        self.start_delivery(&mut calls, enqueued_at, delivery);
                     }
-                    continue;
+                    Some((enqueued_at, RegionMessage::BatchAck(ack))) => {
+                        self.start_acknowledgement(&mut calls, enqueued_at, ack);
+                    }
+                    None => return,
+                },
+            }
+        }
+    }
+
+    /// The leader guess and its client.
+    fn target(&self) -> (u64, Client) {
+        let node_id = lock(&self.leader).target();
+        let client = self
+            .clients
+            .iter()
+            .find(|(id, _)| *id == node_id)
+            .map(|(_, client)| client.clone())
+            .expect("the leader tracker names only nodes with a client");
+        (node_id, client)
+    }
+
+    /// Sends an acknowledgement, once, to the leader guess.
+    fn start_acknowledgement(
+        &mut self,
+        calls: &mut CallsInFlight<Attempted>,
+        enqueued_at: Instant,
+        ack: proto::RegionBatchAck,
+    ) {
+        let (node_id, mut client) = self.target();
+        let send_at = self.line.send_at(enqueued_at);
+        let answer_delay = self.line.answer_delay();
+        let region = self.region.clone();
+        let call_timeout = self.call_timeout;
+        calls.start(send_at, answer_delay, async move {
+            let answered = tokio::time::timeout(call_timeout, client.acknowledge(ack)).await;
+            if !matches!(answered, Ok(Ok(_))) {
+                tracing::debug!(%region, node_id, "an acknowledgement sent unasked was lost");
+            }
+            Attempted::Acknowledgement
+        });
+    }
+
+    /// Starts an attempt of `delivery` on the leader guess. A batch from another node of the
+    /// region while the call is open ends the call's wait: the region elected that node, and
+    /// the old leader, paused or cut off, may hold the call until its timeout.
+    fn start_delivery(
+        &mut self,
+        calls: &mut CallsInFlight<Attempted>,
+        enqueued_at: Instant,
+        delivery: Delivery,
+    ) {
+        let (node_id, mut client) = self.target();
+        let send_at = self.line.send_at(enqueued_at);
+        let answer_delay = self.line.answer_delay();
+        let mut leader_moves = self.leader_moves.clone();
+        leader_moves.borrow_and_update();
+        let call_timeout = self.call_timeout;
+        calls.start(send_at, answer_delay, async move {
+            let call = client.deliver(delivery.epoch.clone());
+            let moved = async {
+                if leader_moves.changed().await.is_err() {
+                    // The loop is gone; the queue closes next.
+                    std::future::pending::<()>().await;
                 }
             };
-            // A `not_leader` answer from a node that every later attempt did not make up for:
-            // the coordinator learns that the part was not taken, and resends soon instead of
-            // after its backoff, as the simulator's replicas do.
-            let mut refusal = None;
-            for _ in 0..REGION_DELIVERY_ATTEMPTS_MAX {
-                let node_id = lock(&leader).target();
-                let index = clients
-                    .iter()
-                    .position(|(id, _)| *id == node_id)
-                    .expect("the leader tracker names only nodes with a client");
-                let call = clients[index].1.deliver(epoch.clone());
-                leader_moves.borrow_and_update();
-                let moved = async {
-                    if leader_moves.changed().await.is_err() {
-                        // The loop is gone; the queue closes next.
-                        std::future::pending::<()>().await;
+            let outcome = tokio::select! {
+                answered = tokio::time::timeout(call_timeout, call) => match answered {
+                    Ok(answered) => {
+                        DeliveryOutcome::Answered(answered.map(tonic::Response::into_inner))
                     }
-                };
-                let answered = tokio::select! {
-                    answered = tokio::time::timeout(call_timeout, call) => answered,
-                    () = moved => {
-                        tracing::debug!(%region, node_id, "a batch came from another node; delivering there");
-                        continue;
-                    }
-                };
-                match answered {
-                    Ok(Ok(reply)) => {
-                        let ack = reply.into_inner();
-                        match &ack.not_leader {
-                            Some(not_leader) => {
-                                // The attempts are bounded and the coordinator resends from the
-                                // region's acknowledged point: no wait before the next node.
-                                let _ = lock(&leader)
-                                    .handle_not_leader(node_id, not_leader.leader_hint());
-                                refusal = Some(ack);
-                            }
-                            None => {
-                                refusal = None;
-                                if failing {
-                                    tracing::info!(%region, node_id, "region reachable again for sealed epochs");
-                                }
-                                failing = false;
-                                lock(&leader).handle_success(node_id);
-                                // A full loop queue drops the answer: the region answers again.
-                                let _ = events.try_send(CoordinatorEvent::EpochAck(ack));
-                                break;
-                            }
-                        }
-                    }
-                    Ok(Err(status)) => {
-                        if !failing {
-                            tracing::warn!(%region, node_id, code = ?status.code(), message = status.message(), "sealed epoch delivery failed; trying the region's next node");
-                        }
-                        failing = true;
-                        lock(&leader).handle_failure(node_id);
-                    }
-                    Err(_) => {
-                        if !failing {
-                            tracing::warn!(%region, node_id, "sealed epoch delivery timed out; trying the region's next node");
-                        }
-                        failing = true;
-                        lock(&leader).handle_failure(node_id);
-                    }
+                    Err(_) => DeliveryOutcome::TimedOut,
+                },
+                () = moved => DeliveryOutcome::LeaderMoved,
+            };
+            Attempted::Delivery {
+                delivery,
+                node_id,
+                outcome,
+            }
+        });
+    }
+
+    /// Takes an attempt's outcome: an acknowledgement goes to the coordinator loop, a refusal
+    /// or a failure moves the leader guess and the part goes again, until the attempts run
+    /// out.
+    fn settle(&mut self, calls: &mut CallsInFlight<Attempted>, attempted: Attempted) {
+        let Attempted::Delivery {
+            mut delivery,
+            node_id,
+            outcome,
+        } = attempted
+        else {
+            return;
+        };
+        let region = &self.region;
+        match outcome {
+            DeliveryOutcome::Answered(Ok(ack)) => match &ack.not_leader {
+                Some(not_leader) => {
+                    // The attempts are bounded and the coordinator resends from the region's
+                    // acknowledged point: no wait before the next node.
+                    let _ = lock(&self.leader).handle_not_leader(node_id, not_leader.leader_hint());
+                    delivery.refusal = Some(ack);
                 }
+                None => {
+                    if self.failing {
+                        tracing::info!(%region, node_id, "region reachable again for sealed epochs");
+                    }
+                    self.failing = false;
+                    lock(&self.leader).handle_success(node_id);
+                    // A full loop queue drops the answer: the region answers again.
+                    let _ = self.events.try_send(CoordinatorEvent::EpochAck(ack));
+                    return;
+                }
+            },
+            DeliveryOutcome::Answered(Err(status)) => {
+                if !self.failing {
+                    tracing::warn!(%region, node_id, code = ?status.code(), message = status.message(), "sealed epoch delivery failed; trying the region's next node");
+                }
+                self.failing = true;
+                lock(&self.leader).handle_failure(node_id);
             }
-            if let Some(refusal) = refusal {
-                // A full loop queue drops it: the resend then waits for the backoff.
-                let _ = events.try_send(CoordinatorEvent::EpochAck(refusal));
+            DeliveryOutcome::TimedOut => {
+                if !self.failing {
+                    tracing::warn!(%region, node_id, "sealed epoch delivery timed out; trying the region's next node");
+                }
+                self.failing = true;
+                lock(&self.leader).handle_failure(node_id);
             }
+            DeliveryOutcome::LeaderMoved => {
+                tracing::debug!(%region, node_id, "a batch came from another node; delivering there");
+            }
+        }
+        if delivery.attempt < REGION_DELIVERY_ATTEMPTS_MAX {
+            delivery.attempt += 1;
+            self.start_delivery(calls, Instant::now(), delivery);
+        } else if let Some(refusal) = delivery.refusal {
+            // A full loop queue drops it: the resend then waits for the backoff.
+            let _ = self.events.try_send(CoordinatorEvent::EpochAck(refusal));
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
     use dsss_wire::limits::ServerLimits;
     use dsss_wire::proto;
@@ -294,22 +395,56 @@ mod tests {
         Frozen,
         /// It does not lead and knows no leader (an election is in progress).
         NotLeader,
+        /// As the region's leader, but each answer is held until `together` deliveries are
+        /// open at once (or a second passed), then every answer comes at once: a region
+        /// across a WAN, whose answers are on their way back while more epochs are sealed.
+        HeldUntilOpen { together: usize },
     }
 
     /// A region node of the test.
     struct FakeRegionNode {
         answer: Answer,
         delivered: Arc<AtomicU64>,
+        open: AtomicUsize,
+        most_open: Arc<AtomicUsize>,
+        released: tokio::sync::Notify,
+        released_once: AtomicBool,
+    }
+
+    impl FakeRegionNode {
+        /// Holds a delivery until `together` are open at once, counting the most open.
+        async fn hold_until_open(&self, together: usize) {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            let open = self.open.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_open.fetch_max(open, Ordering::SeqCst);
+            if open >= together {
+                self.released_once.store(true, Ordering::SeqCst);
+                self.released.notify_waiters();
+            } else if !self.released_once.load(Ordering::SeqCst) {
+                let _ = tokio::time::timeout(Duration::from_secs(1), released).await;
+            }
+            self.open.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     #[tonic::async_trait]
     impl RegionEpochs for FakeRegionNode {
         async fn deliver(
             &self,
-            _: Request<proto::SealedEpoch>,
+            request: Request<proto::SealedEpoch>,
         ) -> Result<Response<proto::SealedEpochAck>, Status> {
             self.delivered.fetch_add(1, Ordering::SeqCst);
             match self.answer {
+                Answer::HeldUntilOpen { together } => {
+                    self.hold_until_open(together).await;
+                    Ok(Response::new(proto::SealedEpochAck {
+                        region: "region-a".to_owned(),
+                        appended_through_epoch_number: request.into_inner().epoch_number,
+                        ..proto::SealedEpochAck::default()
+                    }))
+                }
                 Answer::Leader => Ok(Response::new(proto::SealedEpochAck {
                     region: "region-a".to_owned(),
                     appended_through_epoch_number: 1,
@@ -347,12 +482,26 @@ mod tests {
     }
 
     async fn start_node(node_id: u64, answer: Answer) -> (NodeAddress, Arc<AtomicU64>) {
+        let (address, delivered, _) = start_node_counting_open(node_id, answer).await;
+        (address, delivered)
+    }
+
+    /// [`start_node`], with the most deliveries the node saw open at once.
+    async fn start_node_counting_open(
+        node_id: u64,
+        answer: Answer,
+    ) -> (NodeAddress, Arc<AtomicU64>, Arc<AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let delivered = Arc::new(AtomicU64::new(0));
+        let most_open = Arc::new(AtomicUsize::new(0));
         let node = FakeRegionNode {
             answer,
             delivered: Arc::clone(&delivered),
+            open: AtomicUsize::new(0),
+            most_open: Arc::clone(&most_open),
+            released: tokio::sync::Notify::new(),
+            released_once: AtomicBool::new(false),
         };
         let limits = ServerLimits::default();
         let router = dsss_wire::tls::server_builder(&limits)
@@ -362,7 +511,60 @@ mod tests {
                 .serve(router, listener, &limits, std::future::pending())
                 .await;
         });
-        (NodeAddress { node_id, address }, delivered)
+        (NodeAddress { node_id, address }, delivered, most_open)
+    }
+
+    /// Parts sealed while earlier ones wait for their answers are not held back: the task
+    /// keeps up to [`REGION_CALLS_IN_FLIGHT_MAX`] deliveries open together, never more (one
+    /// delivery per WAN round trip would fall behind a sealed epoch per epoch interval without
+    /// end), and every acknowledgement reaches the coordinator's loop, those queued past the
+    /// bound included.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parts_are_delivered_without_waiting_for_earlier_answers_up_to_the_bound() {
+        const PARTS: usize = REGION_CALLS_IN_FLIGHT_MAX + 8;
+        let (node, delivered, most_open) = start_node_counting_open(
+            11,
+            Answer::HeldUntilOpen {
+                together: REGION_CALLS_IN_FLIGHT_MAX,
+            },
+        )
+        .await;
+        let (events, received) = std::sync::mpsc::sync_channel(PARTS);
+        let sender = RegionSender::start(
+            RegionId::new("region-a".to_owned()).unwrap(),
+            &[node],
+            DelayLine::new(None, 1),
+            &Security::Plaintext,
+            events,
+        );
+        for epoch_number in 1..=PARTS as u64 {
+            sender.send(RegionMessage::Epoch(proto::SealedEpoch {
+                epoch_number,
+                ..proto::SealedEpoch::default()
+            }));
+        }
+        let acknowledged = tokio::task::spawn_blocking(move || {
+            let mut acknowledged = std::collections::BTreeSet::new();
+            while acknowledged.len() < PARTS {
+                match received.recv_timeout(Duration::from_secs(60)) {
+                    Ok(CoordinatorEvent::EpochAck(ack)) => {
+                        acknowledged.insert(ack.appended_through_epoch_number);
+                    }
+                    Ok(_) => {}
+                    Err(error) => panic!("{} of {PARTS} acknowledged: {error}", acknowledged.len()),
+                }
+            }
+            acknowledged
+        })
+        .await
+        .unwrap();
+        assert_eq!(acknowledged, (1..=PARTS as u64).collect());
+        assert_eq!(delivered.load(Ordering::SeqCst), PARTS as u64);
+        assert_eq!(
+            most_open.load(Ordering::SeqCst),
+            REGION_CALLS_IN_FLIGHT_MAX,
+            "as many parts as the bound allows were in flight at once, and no more"
+        );
     }
 
     /// A region's leader froze with a sealed epoch part in flight to it, and the region elected

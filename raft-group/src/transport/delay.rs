@@ -60,19 +60,35 @@ impl DelayLine {
     /// When a message queued at `enqueued_at` may leave: never before the previous message of
     /// this line.
     pub fn send_at(&mut self, enqueued_at: Instant) -> Instant {
-        let Some(delay) = self.delay else {
+        if self.delay.is_none() {
             return enqueued_at;
-        };
-        let one_way_us = delay.one_way_us.min(DELAY_US_MAX);
-        let jitter_us = delay.jitter_us.min(one_way_us);
-        let spread = 2 * jitter_us + 1;
-        let sampled_us = one_way_us - jitter_us + self.next_random() % spread;
-        let mut send_at = enqueued_at + Duration::from_micros(sampled_us);
+        }
+        let mut send_at = enqueued_at + self.sample();
         if let Some(last) = self.last_send_at {
             send_at = send_at.max(last);
         }
         self.last_send_at = Some(send_at);
         send_at
+    }
+
+    /// How long an answer to a call sent over this line travels back: the link's one-way delay
+    /// with jitter, drawn afresh (zero without a delay). Answers are not kept in order: each
+    /// call's answer travels on its own, and what they carry (acknowledged points) is
+    /// cumulative.
+    pub fn answer_delay(&mut self) -> Duration {
+        if self.delay.is_none() {
+            return Duration::ZERO;
+        }
+        self.sample()
+    }
+
+    /// One delay drawn from the line's link; the line has one.
+    fn sample(&mut self) -> Duration {
+        let delay = self.delay.unwrap_or_default();
+        let one_way_us = delay.one_way_us.min(DELAY_US_MAX);
+        let jitter_us = delay.jitter_us.min(one_way_us);
+        let spread = 2 * jitter_us + 1;
+        Duration::from_micros(one_way_us - jitter_us + self.next_random() % spread)
     }
 
     /// SplitMix64: a small, well mixed generator; jitter needs no more.
@@ -164,6 +180,20 @@ mod tests {
             previous = send_at;
         }
         assert!(distinct.len() > 10, "the jitter varies the delay");
+    }
+
+    #[test]
+    fn answers_travel_back_over_the_links_delay_and_not_without_one() {
+        assert_eq!(DelayLine::off().answer_delay(), Duration::ZERO);
+        let delay = OneWayDelay {
+            one_way_us: 20_000,
+            jitter_us: 1_000,
+        };
+        let mut line = DelayLine::new(Some(delay), 3);
+        for _ in 0..100 {
+            let delay_us = line.answer_delay().as_micros();
+            assert!((19_000..=21_000).contains(&delay_us), "{delay_us}");
+        }
     }
 
     #[test]

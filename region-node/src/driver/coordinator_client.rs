@@ -7,7 +7,11 @@
 //! task takes the batches in order, waits for the WAN delay when emulated, and calls
 //! `Coordinator.SubmitBatch` on the replica its [`LeaderTracker`] names: first the topology's
 //! preferred leader, then the leader a NotLeader answer names, or the next replica after an
-//! error. Each acknowledgement goes back to the node loop ([`NodeEvent::BatchAck`]).
+//! error. It does not wait for an answer before the next call: up to
+//! [`COORDINATOR_BATCHES_IN_FLIGHT_MAX`] calls are open at once ([`CallsInFlight`]), so that
+//! a WAN round trip longer than an epoch does not hold batches back. Each acknowledgement
+//! goes back to the node loop ([`NodeEvent::BatchAck`]) after the return leg of the emulated
+//! link.
 //! Acknowledgements of sealed epochs travel the other way, as the answers to
 //! `RegionEpochs.Deliver`.
 //!
@@ -15,8 +19,11 @@
 //! every read queued so far, calls `Coordinator.ReadSealedEpoch` once for all of them (the call
 //! starts after each of them was asked, so its answer serves them all), following NotLeader
 //! answers as the batch task does, and hands the answer to the node loop
-//! ([`NodeEvent::SealedEpochRead`]) with the newest read's id. With WAN emulation, the request
-//! and the answer each wait for the one-way delay.
+//! ([`NodeEvent::SealedEpochRead`]) with the newest read's id. A read does not wait for the
+//! answer to an earlier one: up to [`SEALED_EPOCH_READ_CALLS_IN_FLIGHT_MAX`] calls are open at
+//! once (answers may come out of order; the node serves each barrier with the first answer
+//! to a read asked after it). With WAN emulation, the request and the answer each wait for the
+//! one-way delay.
 //!
 //! A third task serves the leader's reads of released epochs from other regions (a region
 //! that missed epochs the coordinator no longer holds, docs/global-protocol.md section 7): it
@@ -35,7 +42,7 @@ use std::collections::HashMap;
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
-use dsss_raft_group::transport::{DelayLine, OneWayDelay, PeerDelays};
+use dsss_raft_group::transport::{CallsInFlight, DelayLine, OneWayDelay, PeerDelays};
 use dsss_topology::Topology;
 use dsss_wire::LeaderTracker;
 use dsss_wire::grpc::{VersionedChannel, coordinator_client, region_epochs_client};
@@ -54,10 +61,13 @@ use crate::topology_config::TopologyConfigError;
 /// The most batches queued for the coordinator; beyond, new ones are dropped (resent later).
 pub const COORDINATOR_QUEUE_BATCHES_MAX: usize = 1_024;
 
-/// The most replicas one submission tries before the batch is dropped.
-pub const COORDINATOR_ATTEMPTS_MAX: usize = 4;
+/// The most batch submissions open at once. A region leader closes a batch every epoch
+/// interval and each call takes a WAN round trip: with 10 ms epochs, 64 calls keep up with
+/// round trips of up to 640 ms (the farthest regions of `global.toml` are about 330 ms
+/// apart); beyond, batches wait in the queue for a free call.
+pub const COORDINATOR_BATCHES_IN_FLIGHT_MAX: usize = 64;
 
-pub use crate::global::COORDINATOR_CALL_TIMEOUT_US;
+pub use crate::global::{COORDINATOR_ATTEMPTS_MAX, COORDINATOR_CALL_TIMEOUT_US};
 
 /// How long connecting to a coordinator replica may take, in microseconds.
 pub const COORDINATOR_CONNECT_TIMEOUT_US: u64 = 1_000_000;
@@ -65,6 +75,10 @@ pub const COORDINATOR_CONNECT_TIMEOUT_US: u64 = 1_000_000;
 /// The most sealed epoch reads queued for the reader task; beyond, a read is answered at once
 /// with an error (its barriers are refused and asked again by their callers).
 pub const COORDINATOR_QUEUE_READS_MAX: usize = 256;
+
+/// The most sealed epoch read calls open at once. Each call serves every read queued before it
+/// started; past the bound, the reads queued meanwhile share the next call.
+pub const SEALED_EPOCH_READ_CALLS_IN_FLIGHT_MAX: usize = 16;
 
 /// The most reads of released epochs queued for the reader task; beyond, a read is answered at
 /// once with an error (the leader asks again after its resend interval).
@@ -352,72 +366,125 @@ struct EpochReader {
     events: SyncSender<NodeEvent>,
 }
 
+/// One sealed epoch read (standing for every read queued before it) on its way through its
+/// attempts.
+struct EpochReadAttempt {
+    read: SealedEpochRead,
+    /// The attempts made, this one included.
+    attempt: usize,
+    replica: u64,
+    outcome:
+        Result<Result<proto::ReadSealedEpochReply, tonic::Status>, tokio::time::error::Elapsed>,
+}
+
 impl EpochReader {
+    /// Serves the queued reads until the queue closes, up to
+    /// [`SEALED_EPOCH_READ_CALLS_IN_FLIGHT_MAX`] calls open at once.
     async fn run(mut self, mut queue: mpsc::Receiver<SealedEpochRead>) {
-        while let Some(mut read) = queue.recv().await {
-            // Every read queued now was asked before the call below starts: one answer
-            // serves them all, and the newest carries the freshest sender time.
-            while let Ok(newer) = queue.try_recv() {
-                read = newer;
+        let mut calls = CallsInFlight::new(SEALED_EPOCH_READ_CALLS_IN_FLIGHT_MAX);
+        loop {
+            tokio::select! {
+                Some(attempted) = calls.next(), if !calls.is_empty() => {
+                    self.settle(&mut calls, attempted);
+                }
+                queued = queue.recv(), if calls.has_room() => match queued {
+                    Some(mut read) => {
+                        // Every read queued now was asked before the call below starts: one
+                        // answer serves them all, and the newest carries the freshest sender
+                        // time.
+                        while let Ok(newer) = queue.try_recv() {
+                            read = newer;
+                        }
+                        self.start(&mut calls, read, 1);
+                    }
+                    None => return,
+                },
             }
-            let reply = self.read(read.request).await;
-            // A full loop queue drops the answer: the barriers time out and are asked again.
-            let _ = self.events.try_send(NodeEvent::SealedEpochRead {
-                read_id: read.read_id,
-                reply,
-            });
         }
     }
 
-    async fn read(
+    /// Starts an attempt of `read` on the leader guess, over its link both ways.
+    fn start(
         &mut self,
-        request: proto::ReadSealedEpochRequest,
-    ) -> Result<proto::ReadSealedEpochReply, String> {
-        let mut last_error = String::from("no coordinator replica was tried");
-        for _ in 0..COORDINATOR_ATTEMPTS_MAX {
-            let replica = self.leader.target();
-            let client = client_of(&mut self.clients, replica);
-            self.line.set_delay(self.delays.get(&replica).copied());
-            dsss_raft_group::transport::wait_until(self.line.send_at(Instant::now())).await;
-            let call = client.read_sealed_epoch(request);
+        calls: &mut CallsInFlight<EpochReadAttempt>,
+        read: SealedEpochRead,
+        attempt: usize,
+    ) {
+        let replica = self.leader.target();
+        self.line.set_delay(self.delays.get(&replica).copied());
+        let send_at = self.line.send_at(Instant::now());
+        let answer_delay = self.line.answer_delay();
+        let mut client = client_of(&mut self.clients, replica).clone();
+        calls.start(send_at, answer_delay, async move {
+            let call = client.read_sealed_epoch(read.request);
             let outcome =
                 tokio::time::timeout(Duration::from_micros(COORDINATOR_CALL_TIMEOUT_US), call)
-                    .await;
-            match outcome {
-                Ok(Ok(reply)) => {
-                    let reply = reply.into_inner();
-                    if let Some(not_leader) = &reply.not_leader {
-                        last_error = format!("coordinator replica {replica} does not lead");
-                        // The attempts are bounded and the barriers behind the read are asked
-                        // again: no wait before the next replica.
-                        let _ = self
-                            .leader
-                            .handle_not_leader(replica, not_leader.leader_hint());
-                        continue;
-                    }
-                    // The answer travels back over the same emulated link.
-                    dsss_raft_group::transport::wait_until(self.line.send_at(Instant::now())).await;
-                    self.leader.handle_success(replica);
-                    return Ok(reply);
-                }
-                Ok(Err(status)) => {
-                    last_error = format!(
-                        "coordinator replica {replica} answered {:?}: {}",
-                        status.code(),
-                        status.message()
-                    );
-                    self.leader.handle_failure(replica);
-                }
-                Err(_) => {
-                    last_error = format!(
-                        "coordinator replica {replica} did not answer within \
-                         {COORDINATOR_CALL_TIMEOUT_US} us"
-                    );
-                    self.leader.handle_failure(replica);
-                }
+                    .await
+                    .map(|answered| answered.map(tonic::Response::into_inner));
+            EpochReadAttempt {
+                read,
+                attempt,
+                replica,
+                outcome,
             }
+        });
+    }
+
+    /// Takes an attempt's outcome: the answer goes to the node loop; a refusal or a failure
+    /// moves the leader guess and the read goes again, until the attempts run out and the
+    /// last error goes to the node loop.
+    fn settle(&mut self, calls: &mut CallsInFlight<EpochReadAttempt>, attempted: EpochReadAttempt) {
+        let EpochReadAttempt {
+            read,
+            attempt,
+            replica,
+            outcome,
+        } = attempted;
+        let error = match outcome {
+            Ok(Ok(reply)) => match &reply.not_leader {
+                Some(not_leader) => {
+                    // The attempts are bounded and the barriers behind the read are asked
+                    // again: no wait before the next replica.
+                    let _ = self
+                        .leader
+                        .handle_not_leader(replica, not_leader.leader_hint());
+                    format!("coordinator replica {replica} does not lead")
+                }
+                None => {
+                    self.leader.handle_success(replica);
+                    // A full loop queue drops the answer: the barriers time out and are asked
+                    // again.
+                    let _ = self.events.try_send(NodeEvent::SealedEpochRead {
+                        read_id: read.read_id,
+                        reply: Ok(reply),
+                    });
+                    return;
+                }
+            },
+            Ok(Err(status)) => {
+                self.leader.handle_failure(replica);
+                format!(
+                    "coordinator replica {replica} answered {:?}: {}",
+                    status.code(),
+                    status.message()
+                )
+            }
+            Err(_) => {
+                self.leader.handle_failure(replica);
+                format!(
+                    "coordinator replica {replica} did not answer within \
+                     {COORDINATOR_CALL_TIMEOUT_US} us"
+                )
+            }
+        };
+        if attempt < COORDINATOR_ATTEMPTS_MAX {
+            self.start(calls, read, attempt + 1);
+        } else {
+            let _ = self.events.try_send(NodeEvent::SealedEpochRead {
+                read_id: read.read_id,
+                reply: Err(error),
+            });
         }
-        Err(last_error)
     }
 }
 
@@ -540,61 +607,103 @@ struct CoordinatorTask {
     failing: bool,
 }
 
+/// One batch on its way through its attempts.
+struct Submission {
+    batch: proto::RegionBatch,
+    /// The attempts made, this one included.
+    attempt: usize,
+    /// A `not_leader` answer that no later attempt made up for: the node learns that the
+    /// batch was not taken and resends soon instead of after its backoff, as the simulator's
+    /// region nodes do.
+    refusal: Option<proto::RegionBatchAck>,
+}
+
+/// An attempt of a submission, answered or timed out.
+struct Attempted {
+    submission: Submission,
+    replica: u64,
+    outcome: Result<Result<proto::RegionBatchAck, tonic::Status>, tokio::time::error::Elapsed>,
+}
+
 impl CoordinatorTask {
+    /// Ships the queued batches in order, up to [`COORDINATOR_BATCHES_IN_FLIGHT_MAX`] calls at
+    /// once, until the queue closes.
     async fn run(mut self, mut queue: mpsc::Receiver<(Instant, proto::RegionBatch)>) {
-        while let Some((enqueued_at, batch)) = queue.recv().await {
-            let mut enqueued_at = enqueued_at;
-            // A `not_leader` answer that no later attempt made up for: the node learns that
-            // the batch was not taken and resends soon instead of after its backoff, as the
-            // simulator's region nodes do.
-            let mut refusal = None;
-            for _ in 0..COORDINATOR_ATTEMPTS_MAX {
-                self.line
-                    .set_delay(self.delays.get(&self.leader.target()).copied());
-                dsss_raft_group::transport::wait_until(self.line.send_at(enqueued_at)).await;
-                match self.submit(&batch).await {
-                    Attempt::Done => {
-                        refusal = None;
-                        break;
-                    }
-                    Attempt::NotLeader(ack) => refusal = Some(ack),
-                    Attempt::Failed => {}
+        let mut calls = CallsInFlight::new(COORDINATOR_BATCHES_IN_FLIGHT_MAX);
+        loop {
+            tokio::select! {
+                Some(attempted) = calls.next(), if !calls.is_empty() => {
+                    self.settle(&mut calls, attempted);
                 }
-                // The next attempt goes to another replica, over its own link.
-                enqueued_at = Instant::now();
-            }
-            if let Some(refusal) = refusal {
-                // A full loop queue drops it: the resend then waits for the backoff.
-                let _ = self.events.try_send(NodeEvent::BatchAck(refusal));
+                queued = queue.recv(), if calls.has_room() => match queued {
+                    Some((enqueued_at, batch)) => {
+                        let submission = Submission {
+                            batch,
+                            attempt: 1,
+                            refusal: None,
+                        };
+                        self.start(&mut calls, enqueued_at, submission);
+                    }
+                    None => return,
+                },
             }
         }
     }
 
-    /// One attempt on the leader guess.
-    async fn submit(&mut self, batch: &proto::RegionBatch) -> Attempt {
+    /// Starts an attempt on the leader guess, over its link.
+    fn start(
+        &mut self,
+        calls: &mut CallsInFlight<Attempted>,
+        enqueued_at: Instant,
+        submission: Submission,
+    ) {
         let replica = self.leader.target();
-        let call = client_of(&mut self.clients, replica).submit_batch(batch.clone());
-        let outcome =
-            tokio::time::timeout(Duration::from_micros(COORDINATOR_CALL_TIMEOUT_US), call).await;
+        self.line.set_delay(self.delays.get(&replica).copied());
+        let send_at = self.line.send_at(enqueued_at);
+        let answer_delay = self.line.answer_delay();
+        let mut client = client_of(&mut self.clients, replica).clone();
+        calls.start(send_at, answer_delay, async move {
+            let call = client.submit_batch(submission.batch.clone());
+            let outcome =
+                tokio::time::timeout(Duration::from_micros(COORDINATOR_CALL_TIMEOUT_US), call)
+                    .await
+                    .map(|answered| answered.map(tonic::Response::into_inner));
+            Attempted {
+                submission,
+                replica,
+                outcome,
+            }
+        });
+    }
+
+    /// Takes an attempt's outcome: the acknowledgement goes to the node loop, a refusal or a
+    /// failure moves the leader guess and the batch goes again (the next attempt goes to
+    /// another replica, over its own link), until the attempts run out.
+    fn settle(&mut self, calls: &mut CallsInFlight<Attempted>, attempted: Attempted) {
+        let Attempted {
+            mut submission,
+            replica,
+            outcome,
+        } = attempted;
         match outcome {
-            Ok(Ok(reply)) => {
-                let ack = reply.into_inner();
+            Ok(Ok(ack)) => {
                 if let Some(not_leader) = &ack.not_leader {
                     // The attempts are bounded and the leader resends what stays
                     // unacknowledged: no wait before the next replica.
                     let _ = self
                         .leader
                         .handle_not_leader(replica, not_leader.leader_hint());
-                    return Attempt::NotLeader(ack);
+                    submission.refusal = Some(ack);
+                } else {
+                    if self.failing {
+                        tracing::info!(replica, "coordinator reachable again");
+                    }
+                    self.failing = false;
+                    self.leader.handle_success(replica);
+                    // A full loop queue drops the acknowledgement: the next answer repeats it.
+                    let _ = self.events.try_send(NodeEvent::BatchAck(ack));
+                    return;
                 }
-                if self.failing {
-                    tracing::info!(replica, "coordinator reachable again");
-                }
-                self.failing = false;
-                self.leader.handle_success(replica);
-                // A full loop queue drops the acknowledgement: the next answer repeats it.
-                let _ = self.events.try_send(NodeEvent::BatchAck(ack));
-                Attempt::Done
             }
             Ok(Err(status)) => {
                 let refused = matches!(
@@ -607,11 +716,10 @@ impl CoordinatorTask {
                 if refused {
                     // The leader answered and refused it: another replica would not take it
                     // either. The batch is resent later.
-                    return Attempt::Done;
+                    return;
                 }
                 self.failing = true;
                 self.leader.handle_failure(replica);
-                Attempt::Failed
             }
             Err(_) => {
                 if !self.failing {
@@ -622,21 +730,16 @@ impl CoordinatorTask {
                 }
                 self.failing = true;
                 self.leader.handle_failure(replica);
-                Attempt::Failed
             }
         }
+        if submission.attempt < COORDINATOR_ATTEMPTS_MAX {
+            submission.attempt += 1;
+            self.start(calls, Instant::now(), submission);
+        } else if let Some(refusal) = submission.refusal {
+            // A full loop queue drops it: the resend then waits for the backoff.
+            let _ = self.events.try_send(NodeEvent::BatchAck(refusal));
+        }
     }
-}
-
-/// How one attempt to submit a batch ended.
-enum Attempt {
-    /// No other attempt is needed: the leader took it, or refused it for a reason another
-    /// replica would share.
-    Done,
-    /// The replica does not lead; its answer.
-    NotLeader(proto::RegionBatchAck),
-    /// No answer, or a failed call: the replica may be down.
-    Failed,
 }
 
 /// The leader tracker over the replicas of `clients`, whose first guess is `preferred` (the
@@ -830,6 +933,210 @@ mod tests {
                 .await;
         });
         (PeerAddress { node_id, address }, submitted)
+    }
+
+    /// A coordinator replica of the test that leads and holds the answers to batches until
+    /// `together` calls are open at once (or a second passed), then answers at once, as a
+    /// coordinator across a WAN whose answers are still on their way back while the region
+    /// closes more batches. It counts the most calls it saw open at once.
+    struct HoldingReplica {
+        together: usize,
+        open: std::sync::atomic::AtomicUsize,
+        most_open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        released: tokio::sync::Notify,
+        released_once: std::sync::atomic::AtomicBool,
+    }
+
+    impl HoldingReplica {
+        /// Serves a [`HoldingReplica`] holding calls until `together` are open, on a loopback
+        /// port: its address and the most calls it saw open at once.
+        async fn start(
+            node_id: u64,
+            together: usize,
+        ) -> (PeerAddress, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("binds");
+            let address = listener.local_addr().expect("an address").to_string();
+            let most_open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let replica = HoldingReplica {
+                together,
+                open: std::sync::atomic::AtomicUsize::new(0),
+                most_open: std::sync::Arc::clone(&most_open),
+                released: tokio::sync::Notify::new(),
+                released_once: std::sync::atomic::AtomicBool::new(false),
+            };
+            let limits = dsss_wire::limits::ServerLimits::default();
+            let router = dsss_wire::tls::server_builder(&limits)
+                .add_service(dsss_wire::grpc::coordinator_server(replica));
+            tokio::spawn(async move {
+                let _ = Security::Plaintext
+                    .serve(router, listener, &limits, std::future::pending())
+                    .await;
+            });
+            (PeerAddress { node_id, address }, most_open)
+        }
+
+        /// Holds a call until `together` are open at once (or a second passed, half the
+        /// client's call timeout, so that no attempt is repeated).
+        async fn hold(&self) {
+            use std::sync::atomic::Ordering;
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            let open = self.open.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_open.fetch_max(open, Ordering::SeqCst);
+            if open >= self.together {
+                self.released_once.store(true, Ordering::SeqCst);
+                self.released.notify_waiters();
+            } else if !self.released_once.load(Ordering::SeqCst) {
+                let _ = tokio::time::timeout(Duration::from_secs(1), released).await;
+            }
+            self.open.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tonic::async_trait]
+    impl proto::coordinator_server::Coordinator for HoldingReplica {
+        async fn submit_batch(
+            &self,
+            request: tonic::Request<proto::RegionBatch>,
+        ) -> Result<tonic::Response<proto::RegionBatchAck>, tonic::Status> {
+            self.hold().await;
+            let batch = request.into_inner();
+            Ok(tonic::Response::new(proto::RegionBatchAck {
+                region: batch.region,
+                acknowledged_through_batch_number: batch.batch_number,
+                member: true,
+                ..proto::RegionBatchAck::default()
+            }))
+        }
+
+        async fn read_sealed_epoch(
+            &self,
+            _: tonic::Request<proto::ReadSealedEpochRequest>,
+        ) -> Result<tonic::Response<proto::ReadSealedEpochReply>, tonic::Status> {
+            self.hold().await;
+            Ok(tonic::Response::new(proto::ReadSealedEpochReply {
+                epoch_number: 1,
+                ..proto::ReadSealedEpochReply::default()
+            }))
+        }
+
+        async fn status(
+            &self,
+            _: tonic::Request<proto::CoordinatorStatusRequest>,
+        ) -> Result<tonic::Response<proto::CoordinatorStatusReply>, tonic::Status> {
+            Err(tonic::Status::unimplemented("not in this test"))
+        }
+    }
+
+    /// Batches queued while earlier ones wait for their answers are not held back: the task
+    /// keeps up to [`COORDINATOR_BATCHES_IN_FLIGHT_MAX`] calls open together, never more (a
+    /// WAN round trip longer than an epoch interval would otherwise let one batch through per
+    /// round trip, and the region's unsent batches would grow without end), and every
+    /// acknowledgement reaches the node loop, those queued past the bound included.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_are_shipped_without_waiting_for_earlier_answers_up_to_the_bound() {
+        const BATCHES: usize = COORDINATOR_BATCHES_IN_FLIGHT_MAX + 8;
+        let (replica, most_open) =
+            HoldingReplica::start(7, COORDINATOR_BATCHES_IN_FLIGHT_MAX).await;
+        let settings = GlobalSettings {
+            coordinator_replicas: vec![replica],
+            preferred_leader: 7,
+            ..GlobalSettings::none()
+        };
+        let (events, received) = sync_channel(BATCHES);
+        let sender =
+            CoordinatorSender::start(&tokio::runtime::Handle::current(), 1, &settings, events)
+                .expect("a replica is named");
+        for batch_number in 1..=BATCHES as u64 {
+            sender.send(proto::RegionBatch {
+                region: "near".to_owned(),
+                batch_number,
+                ..proto::RegionBatch::default()
+            });
+        }
+        let acknowledged = tokio::task::spawn_blocking(move || {
+            let mut acknowledged = std::collections::BTreeSet::new();
+            while acknowledged.len() < BATCHES {
+                match received.recv_timeout(Duration::from_secs(60)) {
+                    Ok(NodeEvent::BatchAck(ack)) => {
+                        acknowledged.insert(ack.acknowledged_through_batch_number);
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        panic!("{} of {BATCHES} acknowledged: {error}", acknowledged.len())
+                    }
+                }
+            }
+            acknowledged
+        })
+        .await
+        .expect("the receiver ends");
+        assert_eq!(acknowledged, (1..=BATCHES as u64).collect());
+        assert_eq!(
+            most_open.load(std::sync::atomic::Ordering::SeqCst),
+            COORDINATOR_BATCHES_IN_FLIGHT_MAX,
+            "as many batches as the bound allows were in flight at once, and no more"
+        );
+        drop(sender);
+    }
+
+    /// A sealed epoch read asked while earlier ones wait for their answers gets a call of its
+    /// own at once, up to [`SEALED_EPOCH_READ_CALLS_IN_FLIGHT_MAX`] open together and never more: a
+    /// read past the bound waits for a free call. Every read is answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sealed_epoch_reads_do_not_wait_for_earlier_answers_up_to_the_bound() {
+        use std::sync::atomic::Ordering;
+        // Never reached: the replica holds every call for its second.
+        let (replica, most_open) =
+            HoldingReplica::start(7, SEALED_EPOCH_READ_CALLS_IN_FLIGHT_MAX + 1).await;
+        let settings = GlobalSettings {
+            coordinator_replicas: vec![replica],
+            preferred_leader: 7,
+            ..GlobalSettings::none()
+        };
+        let (events, received) = sync_channel(64);
+        let sender =
+            CoordinatorSender::start(&tokio::runtime::Handle::current(), 1, &settings, events)
+                .expect("a replica is named");
+        let reads = SEALED_EPOCH_READ_CALLS_IN_FLIGHT_MAX as u64 + 1;
+        for read_id in 1..=reads {
+            sender.read_sealed_epoch(SealedEpochRead {
+                read_id,
+                request: proto::ReadSealedEpochRequest::default(),
+            });
+            // Each read is taken alone (reads queued together share a call): wait until its
+            // call is open, up to the bound.
+            let open = (read_id as usize).min(SEALED_EPOCH_READ_CALLS_IN_FLIGHT_MAX);
+            while most_open.load(Ordering::SeqCst) < open {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        let answered = tokio::task::spawn_blocking(move || {
+            let mut answered = std::collections::BTreeSet::new();
+            while answered.len() < reads as usize {
+                match received.recv_timeout(Duration::from_secs(60)) {
+                    Ok(NodeEvent::SealedEpochRead { read_id, reply }) => {
+                        assert_eq!(reply.expect("the replica answers").epoch_number, 1);
+                        answered.insert(read_id);
+                    }
+                    Ok(_) => {}
+                    Err(error) => panic!("{} of {reads} answered: {error}", answered.len()),
+                }
+            }
+            answered
+        })
+        .await
+        .expect("the receiver ends");
+        assert_eq!(answered, (1..=reads).collect());
+        assert_eq!(
+            most_open.load(Ordering::SeqCst),
+            SEALED_EPOCH_READ_CALLS_IN_FLIGHT_MAX,
+            "the read past the bound waited for a free call"
+        );
+        drop(sender);
     }
 
     /// Every coordinator replica answers that it does not lead: once the attempts ran out,

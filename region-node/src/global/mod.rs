@@ -23,6 +23,11 @@
 /// holds a `sync()` up alike in both.
 pub const COORDINATOR_CALL_TIMEOUT_US: u64 = 2_000_000;
 
+/// The most coordinator replicas one message to the coordinator tries (a batch's submission,
+/// a sealed-epoch read) before it is given up and left to the resend timers: a failed attempt
+/// moves to the next replica at once. Shared by the production driver and the simulator's.
+pub const COORDINATOR_ATTEMPTS_MAX: usize = 4;
+
 pub mod adoption;
 pub mod catch_up;
 pub mod entry;
