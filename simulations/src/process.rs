@@ -46,6 +46,27 @@ pub trait Process {
     /// not crash since setting it).
     fn handle_timer(&mut self, cx: &mut Context<'_, Self::Message>, timer: TimerId);
 
+    /// Whether the kernel tells this process of messages that found their receiver crashed
+    /// ([`Process::handle_refused`]). False by default: a process that does not act on
+    /// refusals keeps its runs' traces as they were.
+    fn notices_refusals(&self) -> bool {
+        false
+    }
+
+    /// A message this node sent to `to` found `to` crashed (not paused, and not behind a cut
+    /// link), and the refusal came back one mean one-way delay later, as a host refuses a
+    /// connection to a process that is gone: the production drivers see such a call fail at
+    /// once rather than time out. Called only when [`Process::notices_refusals`] is true. The
+    /// default does nothing.
+    fn handle_refused(
+        &mut self,
+        cx: &mut Context<'_, Self::Message>,
+        to: NodeId,
+        message: Self::Message,
+    ) {
+        let _ = (cx, to, message);
+    }
+
     /// A run of events that waited while the node was busy ([`crate::costs`]) was handed to
     /// it, one handler call each, and one of them was told that more would follow
     /// ([`Context::more_waiting`]) when none did (a handler cancelled the timer that was next):

@@ -185,6 +185,16 @@ enum Event<M> {
     },
     /// Fire a timer.
     Timer { node: NodeId, timer: TimerId },
+    /// Tell `node` (of the given incarnation) that its message `message_id` to `to` found
+    /// `to` down: the connection refusal a crashed process's host answers with
+    /// ([`Process::notices_refusals`]).
+    Refused {
+        node: NodeId,
+        incarnation: u64,
+        to: NodeId,
+        message_id: u64,
+        message: M,
+    },
     /// The node of the given incarnation finished its work ([`crate::costs`]): hand it the
     /// first event that waited in its inbox.
     Wake { node: NodeId, incarnation: u64 },
@@ -194,9 +204,10 @@ impl<M> Event<M> {
     /// The node the event happens at.
     fn node(&self) -> NodeId {
         match self {
-            Event::Start { node, .. } | Event::Timer { node, .. } | Event::Wake { node, .. } => {
-                *node
-            }
+            Event::Start { node, .. }
+            | Event::Timer { node, .. }
+            | Event::Wake { node, .. }
+            | Event::Refused { node, .. } => *node,
             Event::Deliver { to, .. } => *to,
         }
     }
@@ -633,7 +644,7 @@ impl<P: Process> Simulation<P> {
                 return Some(self.hand_waiting_run(node));
             }
             Event::Start { .. } => event,
-            Event::Deliver { .. } | Event::Timer { .. } => {
+            Event::Deliver { .. } | Event::Timer { .. } | Event::Refused { .. } => {
                 let slot = self.slot(node);
                 if slot.busy_until > time || !slot.inbox.is_empty() {
                     // The node is still at the work of an earlier event: this one waits, behind
@@ -756,6 +767,9 @@ impl<P: Process> Simulation<P> {
                     from, message_id, ..
                 } => format!("hold {}->{node} #{message_id}", NodeLabel(*from)),
                 Event::Timer { timer, .. } => format!("hold {node} {timer}"),
+                Event::Refused { to, message_id, .. } => {
+                    format!("hold {node} refusal {node}->{to} #{message_id}")
+                }
                 // A wake is taken apart before it gets here; holding it holds nothing.
                 Event::Wake { .. } => return false,
             };
@@ -771,7 +785,11 @@ impl<P: Process> Simulation<P> {
     /// start of an incarnation that is gone.
     fn is_stale(&self, event: &Event<P::Message>) -> bool {
         match event {
-            Event::Start { node, incarnation } | Event::Wake { node, incarnation } => {
+            Event::Start { node, incarnation }
+            | Event::Wake { node, incarnation }
+            | Event::Refused {
+                node, incarnation, ..
+            } => {
                 let slot = self.slot(*node);
                 slot.incarnation != *incarnation || slot.process.is_none()
             }
@@ -803,6 +821,7 @@ impl<P: Process> Simulation<P> {
                 }
                 if self.slot(to).process.is_none() {
                     self.drop_message(from, to, message_id, DropReason::NodeDown);
+                    self.refuse(from, to, message_id, message);
                     return;
                 }
                 self.statistics.delivered += 1;
@@ -823,6 +842,16 @@ impl<P: Process> Simulation<P> {
                     },
                 );
                 self.invoke(to, |process, cx| process.handle_message(cx, from, message));
+            }
+            Event::Refused {
+                node,
+                to,
+                message_id,
+                message,
+                ..
+            } => {
+                self.record(format_args!("refused {node}->{to} #{message_id}"));
+                self.invoke(node, |process, cx| process.handle_refused(cx, to, message));
             }
             Event::Timer { node, timer } => {
                 self.slot_mut(node).timers_pending.remove(&timer);
@@ -1011,6 +1040,41 @@ impl<P: Process> Simulation<P> {
             from,
             message,
         });
+    }
+
+    /// A message from `from` found `to` down: when processes notice refusals and the link
+    /// back is not cut, the sender learns of it one mean one-way delay later, as a crashed
+    /// process's host refuses the connection (a paused process, or a cut link, stays silent).
+    /// The delay is the link's mean, drawn from no generator, so that runs draw as they would
+    /// without refusals.
+    fn refuse(&mut self, from: NodeId, to: NodeId, message_id: u64, message: P::Message) {
+        if from == EXTERNAL_NODE_ID || self.network.is_cut(to, from) {
+            return;
+        }
+        let Some(sender) = self.nodes.get(&from) else {
+            return;
+        };
+        if !sender
+            .process
+            .as_ref()
+            .is_some_and(Process::notices_refusals)
+        {
+            return;
+        }
+        let incarnation = sender.incarnation;
+        let Some(link) = self.network.link(to, from) else {
+            return;
+        };
+        self.schedule(
+            self.now + link.delay,
+            Event::Refused {
+                node: from,
+                incarnation,
+                to,
+                message_id,
+                message,
+            },
+        );
     }
 
     fn sample_delay(&mut self, from: NodeId, to: NodeId) -> (Duration, Duration) {

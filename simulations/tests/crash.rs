@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use dsss_simulations::{SimTime, Simulation};
+use dsss_simulations::{Context, NodeId, Process, SimTime, Simulation, TimerId};
 use support::{Probe, Recorder, delivers, recorders, send_probe, three_regions};
 
 fn entry(key: &str, value: &str) -> (Vec<u8>, Vec<u8>) {
@@ -176,4 +176,99 @@ fn a_message_arriving_while_down_is_dropped_and_one_arriving_after_restart_is_no
     simulation.run_for(Duration::from_secs(1));
     // The network does not know about restarts: the message reaches the new process.
     assert_eq!(simulation.process(3).unwrap().sequences_received(), [1]);
+}
+
+/// A process that notices refusals: it records each message of its that found its receiver
+/// crashed, and when the refusal came.
+#[derive(Debug, Default)]
+struct RefusalNoticer {
+    refusals: Vec<(NodeId, Probe, SimTime)>,
+}
+
+impl Process for RefusalNoticer {
+    type Message = Probe;
+
+    fn notices_refusals(&self) -> bool {
+        true
+    }
+
+    fn handle_start(&mut self, _: &mut Context<'_, Probe>) {}
+
+    fn handle_message(&mut self, _: &mut Context<'_, Probe>, _: NodeId, _: Probe) {}
+
+    fn handle_timer(&mut self, _: &mut Context<'_, Probe>, _: TimerId) {}
+
+    fn handle_refused(&mut self, cx: &mut Context<'_, Probe>, to: NodeId, probe: Probe) {
+        self.refusals.push((to, probe, cx.now()));
+    }
+}
+
+fn noticers() -> Simulation<RefusalNoticer> {
+    let mut simulation =
+        Simulation::new(4, three_regions(), |_, _| RefusalNoticer::default()).unwrap();
+    simulation.run_until(SimTime::ZERO);
+    simulation
+}
+
+fn send_from(simulation: &mut Simulation<RefusalNoticer>, from: NodeId, to: NodeId, sequence: u64) {
+    simulation
+        .with_process(from, |_, cx| {
+            let probe = Probe {
+                sequence,
+                sent_at: cx.now(),
+            };
+            cx.send(to, probe);
+        })
+        .expect("the sender is up");
+}
+
+/// A message to a crashed node comes back to its sender as a refusal, one mean one-way delay
+/// of the link back after it reached the node's host (as a host refuses a connection to a
+/// process that is gone); a paused node, a cut link back and a sender that restarted since
+/// hear nothing, and a process that does not notice refusals is never told.
+#[test]
+fn a_message_to_a_crashed_node_is_refused_back_to_its_sender() {
+    let mut simulation = noticers();
+    assert!(simulation.crash(3));
+    send_from(&mut simulation, 1, 3, 1);
+    simulation.run_for(Duration::from_secs(1));
+    let refusals = &simulation.process(1).unwrap().refusals;
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    let (to, probe, at) = &refusals[0];
+    assert_eq!((*to, probe.sequence), (3, 1));
+    // eu -> us takes 40 ms +- 5 ms, the refusal us -> eu the mean 50 ms.
+    let took = at.saturating_duration_since(probe.sent_at);
+    assert!(
+        (Duration::from_millis(85)..=Duration::from_millis(95)).contains(&took),
+        "{took:?}"
+    );
+
+    // A paused node's host keeps its connections: silence.
+    assert!(simulation.pause(4));
+    send_from(&mut simulation, 1, 4, 2);
+    // A cut link back carries no refusal.
+    simulation.cut_one_way(3, 2);
+    send_from(&mut simulation, 2, 3, 3);
+    // A sender that restarts before the refusal arrives is a new process.
+    send_from(&mut simulation, 2, 5, 4);
+    assert!(simulation.crash(5));
+    simulation.run_for(Duration::from_millis(150));
+    assert!(simulation.crash(2));
+    assert!(simulation.restart(2));
+    simulation.run_for(Duration::from_secs(1));
+    assert_eq!(simulation.process(1).unwrap().refusals.len(), 1);
+    assert!(simulation.process(2).unwrap().refusals.is_empty());
+
+    // Recorders do not notice refusals: no refusal is even scheduled.
+    let mut recorders = recorders(4);
+    assert!(recorders.crash(3));
+    send_probe(&mut recorders, 1, 3, 1);
+    recorders.run_for(Duration::from_secs(1));
+    assert!(
+        !recorders
+            .trace()
+            .lines()
+            .iter()
+            .any(|line| line.contains("refused"))
+    );
 }

@@ -394,7 +394,6 @@ impl GlobalCluster {
         mut make_application: Option<ApplicationFactory>,
     ) -> Result<impl FnMut(NodeId, &crate::SimDisk) -> GlobalProcess + 'static, String> {
         let topology = settings.topology.clone();
-        let resend_us = topology.resend_interval_us();
         // The nodes take their settings from the topology as production nodes do, ticking at
         // the production interval.
         let region_tick_us = u64::try_from(REGION_TICK_INTERVAL.as_micros()).unwrap_or(1);
@@ -418,7 +417,12 @@ impl GlobalCluster {
         let mut client_settings = settings.client;
         client_settings.calls_until = SimTime::ZERO.saturating_add(settings.fault_window);
         let seed = settings.seed;
-        let silence_max = Duration::from_micros(resend_us.saturating_mul(2));
+        // As long as a production call to a coordinator replica waits for its answer: a
+        // replica that crashed is passed over at once (its host refuses the connection,
+        // `NodeProcess::handle_refused`), one that is paused, cut off or behind a slow link
+        // only after this.
+        let silence_max =
+            Duration::from_micros(dsss_region_node::global::COORDINATOR_CALL_TIMEOUT_US);
         let mut incarnations: BTreeMap<NodeId, u64> = BTreeMap::new();
         Ok(move |node: NodeId, _disk: &crate::SimDisk| {
             if let Some(place) = client_region.get(&node) {

@@ -25,13 +25,15 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use dsss_global_coordinator::{
-    CoordinatorConfig, CoordinatorNode, CoordinatorOutput, RegionMessage,
+    CoordinatorConfig, CoordinatorNode, CoordinatorOutput, REGION_DELIVERY_ATTEMPTS_MAX,
+    RegionMessage,
 };
 use dsss_raft_group::raft::eraftpb::Message as RaftMessage;
 use dsss_raft_group::{
     ClockProbe, DurableStore, KeySpace, KeyValuePairs, PinnedViews, ReadyIo, StoreError,
     WriteBatch, WriteOperation, encode_message,
 };
+use dsss_region_node::global::COORDINATOR_ATTEMPTS_MAX;
 use dsss_region_node::{
     CheckpointFetch, CheckpointReply, CheckpointUpload, LogEntry, LogRangeReply, LogRangeRequest,
     ProposeError, ProposeRequest, RegionLog, RegionNode, RegionNodeConfig, RegionOutput, Reply,
@@ -660,8 +662,14 @@ pub struct NodeProcess {
     coordinator_unanswered_since: Option<SimTime>,
     /// How long without an answer before the next replica is tried.
     coordinator_silence_max: Duration,
+    /// Messages to coordinator replicas sent again at once after a refusal since the last
+    /// answer ([`NodeProcess::handle_refused`]).
+    coordinator_refusals: usize,
     /// For the coordinator replica: the node each region's messages go to.
     region_leaders: BTreeMap<String, LeaderTracker>,
+    /// For the coordinator replica: epoch parts sent again at once after a refusal since the
+    /// region last answered, per region.
+    region_refusals: BTreeMap<String, usize>,
     region_tick_timer: Option<TimerId>,
     /// The timer of the region leader's next batch close between ticks
     /// ([`RegionNode::close_due_at_us`]), with the node time it was armed for: a time armed
@@ -748,6 +756,8 @@ impl NodeProcess {
             coordinator: None,
             coordinator_unanswered_since: None,
             coordinator_silence_max,
+            coordinator_refusals: 0,
+            region_refusals: BTreeMap::new(),
             region_leaders,
             region_tick_timer: None,
             close_timer: None,
@@ -1229,6 +1239,61 @@ impl NodeProcess {
         if self.coordinator_leader.contains(from) {
             self.coordinator_leader.handle_success(from);
             self.coordinator_unanswered_since = None;
+            self.coordinator_refusals = 0;
+        }
+    }
+
+    /// A message this node sent found its receiver crashed: the host refused the connection,
+    /// and a production driver's call fails at once instead of waiting out its timeout. As
+    /// there, the next coordinator replica (or the region's next node) is tried now, with at
+    /// most as many attempts after refusals as a production call makes
+    /// (`COORDINATOR_ATTEMPTS_MAX`, `REGION_DELIVERY_ATTEMPTS_MAX`), counted since the last
+    /// answer; past that, the resend timers of the state machines take over.
+    fn handle_refused(
+        &mut self,
+        cx: &mut Context<'_, GlobalMessage>,
+        to: NodeId,
+        message: GlobalMessage,
+    ) {
+        match message {
+            GlobalMessage::Batch(_) | GlobalMessage::ReadSealedEpoch { .. }
+                if self.coordinator_leader.contains(to) =>
+            {
+                self.coordinator_leader.handle_failure(to);
+                self.coordinator_unanswered_since = None;
+                if self.coordinator_refusals + 1 >= COORDINATOR_ATTEMPTS_MAX {
+                    return;
+                }
+                self.coordinator_refusals += 1;
+                if let GlobalMessage::ReadSealedEpoch { read_id, .. } = &message {
+                    match self.epoch_reads_sent.get_mut(read_id) {
+                        // Its timeout counts from the new attempt, as a production call's.
+                        Some(sent_at) => *sent_at = cx.now(),
+                        None => return,
+                    }
+                } else {
+                    self.coordinator_unanswered_since = Some(cx.now());
+                }
+                cx.send(self.coordinator_leader.target(), message);
+            }
+            GlobalMessage::Epoch(_) => {
+                let Some((region, leader)) = self
+                    .region_leaders
+                    .iter_mut()
+                    .find(|(_, leader)| leader.contains(to))
+                else {
+                    return;
+                };
+                leader.handle_failure(to);
+                let refusals = self.region_refusals.entry(region.clone()).or_default();
+                if *refusals + 1 >= REGION_DELIVERY_ATTEMPTS_MAX {
+                    return;
+                }
+                *refusals += 1;
+                cx.send(leader.target(), message);
+            }
+            // Raft messages and answers are not calls: nothing waits for them.
+            _ => {}
         }
     }
 
@@ -1396,6 +1461,7 @@ impl Process for NodeProcess {
                 if let Some(leader) = leader {
                     leader.handle_success(from);
                 }
+                self.region_refusals.remove(&ack.region);
                 if let Err(error) = coordinator.handle_epoch_ack(now_us, ack) {
                     self.observer
                         .borrow_mut()
@@ -2051,6 +2117,22 @@ impl Process for GlobalProcess {
             GlobalProcess::Application(application) => {
                 application.handle_message(cx, from, message);
             }
+        }
+    }
+
+    fn notices_refusals(&self) -> bool {
+        matches!(self, GlobalProcess::Node(_))
+    }
+
+    fn handle_refused(
+        &mut self,
+        cx: &mut Context<'_, GlobalMessage>,
+        to: NodeId,
+        message: GlobalMessage,
+    ) {
+        if let GlobalProcess::Node(node) = self {
+            node.handle_refused(cx, to, message);
+            node.flush_at_run_end(cx);
         }
     }
 
