@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use dsss::replica::{RECENT_OUTCOMES_MAX, RecordRef, Replica, ReplicaConfig, SharedReplica};
 use dsss::session::{
-    ClientSession, Event, FetchedCheckpoint, LogEntry, LogRecord, PositionedEntry, Request,
-    Response, SessionConfig, Transmit, new_copy,
+    ClientSession, Event, FetchedCheckpoint, LATE_SYNC_ATTEMPTS_MAX, LogEntry, LogRecord,
+    PositionedEntry, Request, Response, SessionConfig, Transmit, new_copy,
 };
 use dsss::{CallError, Codec, Postcard, SharedObject};
 use dsss_wire::Scope;
@@ -698,6 +698,113 @@ fn a_barrier_completes_only_when_the_client_position_reaches_it() {
     for copy in &copies {
         assert_eq!(copy.lock_read().position(), next + 5);
     }
+}
+
+/// The `sync()` requests among `sent`.
+fn sync_requests(sent: Vec<Transmit>) -> Vec<Transmit> {
+    sent.into_iter()
+        .filter(|transmit| matches!(transmit.request, Request::Sync { .. }))
+        .collect()
+}
+
+/// A link slower than the attempt timeout: the answer to a `sync()` attempt arrives after the
+/// session gave up on it. Every attempt was asked after the barrier began, so the late answer
+/// still names a valid barrier: the barrier completes with it and no further attempt is sent,
+/// instead of each attempt timing out in turn.
+#[test]
+fn a_barrier_answered_after_its_attempt_timed_out_completes_with_that_answer() {
+    let mut session = session();
+    let copies = copies_fresh();
+    let (node, stream, next) = open_all(&mut session, &["a", "b"], &copies, 1);
+    let sync = session.sync(0).expect("a barrier");
+    let [first] = &sync_requests(transmits(&mut session))[..] else {
+        panic!("one barrier request");
+    };
+    session.handle_timeout(ATTEMPT_US);
+    // The first attempt's answer comes late.
+    session.handle_response(
+        ATTEMPT_US + 1,
+        first.node_id,
+        first.request_id,
+        Response::Barrier {
+            apply_through_position: next + 1,
+        },
+    );
+    assert_eq!(session.counters().late_sync_barriers, 1);
+    session.handle_response(
+        ATTEMPT_US + 2,
+        node,
+        stream,
+        Response::LogPiece {
+            entries: Vec::new(),
+            through_position: next + 1,
+        },
+    );
+    assert_eq!(
+        events(&mut session),
+        vec![Event::SyncDone {
+            sync_id: sync,
+            outcome: Ok(())
+        }]
+    );
+    // Nothing is asked again.
+    let mut now = ATTEMPT_US + 2;
+    for _ in 0..4 {
+        let Some(deadline) = session.poll_timeout() else {
+            break;
+        };
+        now = deadline.max(now);
+        session.handle_timeout(now);
+        assert!(sync_requests(transmits(&mut session)).is_empty());
+    }
+}
+
+/// Attempts given up on are remembered up to [`LATE_SYNC_ATTEMPTS_MAX`]: the answer to one
+/// forgotten past the bound names no barrier, the answer to the newest does.
+#[test]
+fn late_barrier_answers_are_taken_for_the_newest_attempts_up_to_the_bound() {
+    let mut config = SessionConfig::new(CLIENT, MEMBERS.to_vec());
+    config.stream_stall_timeout_us = STALL_US;
+    config.idle_checkpoint_after_us = 0;
+    // Attempts that time out one after another, for longer than the bound covers.
+    config.attempt_timeout_us = 10;
+    config.retry_wait_us = 1;
+    config.retry_wait_max_us = 1;
+    config.call_timeout_us = 1_000_000_000;
+    let mut session = ClientSession::new(config, SESSION).expect("a valid configuration");
+    open_region_session(&mut session, 0);
+    let copies = copies_fresh();
+    let (_, _, next) = open_all(&mut session, &["a"], &copies, 1);
+    session.sync(0).expect("a barrier");
+    let mut attempts = sync_requests(transmits(&mut session));
+    let mut now = 0;
+    while attempts.len() <= LATE_SYNC_ATTEMPTS_MAX + 1 {
+        now = session.poll_timeout().expect("a deadline").max(now);
+        session.handle_timeout(now);
+        attempts.extend(sync_requests(transmits(&mut session)));
+    }
+    // The oldest attempt was forgotten: its answer names nothing.
+    let oldest = &attempts[0];
+    session.handle_response(
+        now,
+        oldest.node_id,
+        oldest.request_id,
+        Response::Barrier {
+            apply_through_position: next + 1,
+        },
+    );
+    assert_eq!(session.counters().late_sync_barriers, 0);
+    // The newest one given up on is still taken.
+    let newest = &attempts[LATE_SYNC_ATTEMPTS_MAX];
+    session.handle_response(
+        now,
+        newest.node_id,
+        newest.request_id,
+        Response::Barrier {
+            apply_through_position: next + 1,
+        },
+    );
+    assert_eq!(session.counters().late_sync_barriers, 1);
 }
 
 #[test]

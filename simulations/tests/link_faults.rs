@@ -79,11 +79,6 @@ const SLOW_DELAY_MS: f64 = 70.0;
 /// local-c's closed timestamp, which crosses the link). Those begun a second after it ended
 /// are back below the run without it plus the added delay. Simulated times: the same on every
 /// machine.
-///
-/// The delay stays below what the timeouts derived from the topology allow: with a round
-/// trip to the coordinator leader beyond twice the resend interval (210 ms on this topology),
-/// every read of the newest sealed epoch from local-c expires and its `sync()` barriers wait
-/// until the link is restored (docs/simulator.md).
 #[test]
 fn a_slow_link_raises_the_global_write_latency_while_it_stands() {
     let slow = format!(
@@ -214,17 +209,17 @@ fn the_same_seed_gives_the_same_run_with_link_faults() {
     assert_eq!(run(5), run(5));
 }
 
-/// A link slow enough that a round trip to the coordinator leader takes longer than the
-/// region's batch silence bound (local-a <-> local-c at 150 ms each way, a 300 ms round trip
-/// against 210 ms) still lets local-c's `sync()` barriers through while it stands: a read of
-/// the newest sealed epoch waits as long as the production driver's call does, so they do not
-/// all wait for the link to heal (they did when such a read expired after the silence bound).
-/// Some still take seconds: the region leader's batches also count as unanswered past the
-/// silence bound, and it tries other replicas meanwhile (seed 0: the slowest 2.8 s while only
-/// the coordinator's leader delivered epochs, 3.2 s with its followers delivering too), but
-/// none waits for the heal at 8 s, which would take a read begun at 3 s five seconds.
+/// A link slow enough that a round trip to the coordinator leader takes longer than an
+/// instance's attempt timeout (local-a <-> local-c at 150 ms each way, a 300 ms round trip;
+/// instances give an attempt 340 ms on this topology, and the coordinator's confirmation of its
+/// leadership adds the 40 ms round trip to local-b) still lets local-c's `sync()` barriers
+/// through in about one round trip: the region waits for the coordinator as long as the
+/// production driver waits for a call (2 s), and an instance takes the answer to an attempt it
+/// gave up on (every attempt names a valid barrier). Before both, the region leader tried
+/// other replicas after 210 ms of silence and instances dropped the late answers, and the
+/// slowest `sync()` took 1.4 to 3.2 s on seeds 0 to 5.
 #[test]
-fn sync_reads_go_through_a_link_slower_than_the_silence_bound() {
+fn sync_reads_take_one_round_trip_through_a_link_slower_than_the_attempt_timeout() {
     let faults = "[[fault]]\nat = \"2s\"\nkind = \"link_delay\"\nregions = [\"local-a\", \
                   \"local-c\"]\ndelay = \"150ms\"\nfor = \"6s\"\n";
     run_seeds("link_faults_slow_sync", 2, |seed| {
@@ -243,8 +238,13 @@ fn sync_reads_go_through_a_link_slower_than_the_silence_bound() {
             during.len()
         );
         let slowest = during.iter().max().expect("some sync() reads");
+        println!(
+            "seed {seed}: local-c's slowest of {} sync() reads while the link was slow took \
+             {slowest:?}",
+            during.len()
+        );
         assert!(
-            *slowest < Duration::from_secs(4),
+            *slowest < Duration::from_millis(500),
             "seed {seed}: a sync() read took {slowest:?} through a 300 ms round trip"
         );
     });

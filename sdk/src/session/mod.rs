@@ -89,6 +89,12 @@ pub const CALLS_IN_FLIGHT_MAX: usize = 16;
 pub const SEQUENCE_SPAN_MAX: u64 = CALLS_IN_FLIGHT_MAX as u64;
 /// The most `sync()` barriers one session may have waiting.
 pub const SYNCS_WAITING_MAX: usize = 1_024;
+
+/// The most `sync()` attempts given up on (past the attempt timeout) whose answers the
+/// session still takes; beyond, the oldest is forgotten. An answer to any attempt is a valid
+/// barrier, since every attempt was asked after its `sync()` began: over a link slower than
+/// the attempt timeout, the late answers are the ones that come.
+pub const LATE_SYNC_ATTEMPTS_MAX: usize = 1_024;
 /// The most attempts to upload one checkpoint; a lost one is no loss, the next comes later.
 pub const UPLOAD_ATTEMPTS_MAX: u32 = 6;
 
@@ -229,6 +235,9 @@ pub struct SessionCounters {
     /// Copies of global objects that reached the end of sealed epochs the region skipped (no
     /// region's log held them any longer) and fetched their state again.
     pub copies_behind_skipped_epochs: u64,
+    /// `sync()` barriers named by the answer to an attempt already given up on (past the
+    /// attempt timeout), see [`LATE_SYNC_ATTEMPTS_MAX`].
+    pub late_sync_barriers: u64,
 }
 
 /// What the session tells the application.
@@ -472,6 +481,9 @@ pub struct ClientSession {
     queued_calls: VecDeque<u64>,
     syncs: BTreeMap<u64, SyncState>,
     requests: BTreeMap<u64, InFlight>,
+    /// `sync()` attempts past their attempt timeout, by request id, with their barrier's id:
+    /// at most [`LATE_SYNC_ATTEMPTS_MAX`].
+    late_sync_attempts: BTreeMap<u64, u64>,
     /// Uploads to send again, to the member the tracker names.
     pending_upload_retries: Vec<String>,
     leader: LeaderTracker,
@@ -508,6 +520,7 @@ impl ClientSession {
             queued_calls: VecDeque::new(),
             syncs: BTreeMap::new(),
             requests: BTreeMap::new(),
+            late_sync_attempts: BTreeMap::new(),
             pending_upload_retries: Vec::new(),
             leader,
             session: RegionSession {
@@ -820,6 +833,13 @@ impl ClientSession {
                     self.handle_sync_response(now_us, sync_id, node_id, request_id, response);
                 }
             }
+        } else if let Some(sync_id) = self.late_sync_attempts.remove(&request_id)
+            && let Response::Barrier {
+                apply_through_position,
+            } = response
+        {
+            self.counters.late_sync_barriers += 1;
+            self.set_sync_barrier(now_us, sync_id, apply_through_position);
         }
         self.after_input(now_us);
     }
@@ -839,6 +859,12 @@ impl ClientSession {
         for request_id in expired {
             if let Some(in_flight) = self.requests.get(&request_id) {
                 let node_id = in_flight.node_id;
+                if let Pending::Sync(sync_id) = in_flight.pending {
+                    if self.late_sync_attempts.len() >= LATE_SYNC_ATTEMPTS_MAX {
+                        self.late_sync_attempts.pop_first();
+                    }
+                    self.late_sync_attempts.insert(request_id, sync_id);
+                }
                 self.handle_response(
                     now_us,
                     node_id,
@@ -1941,18 +1967,7 @@ impl ClientSession {
         match response {
             Response::Barrier {
                 apply_through_position,
-            } => {
-                let keys: Vec<u64> = self.streams.keys().copied().collect();
-                let waited: Vec<(u64, bool)> = keys
-                    .iter()
-                    .map(|key| (*key, self.stream_waited_on(*key)))
-                    .collect();
-                let sync = self.syncs.get_mut(&sync_id).expect("looked up above");
-                sync.barrier = Some(apply_through_position);
-                for (key, was_waited_on) in waited {
-                    self.start_waiting_on(now_us, key, was_waited_on);
-                }
-            }
+            } => self.set_sync_barrier(now_us, sync_id, apply_through_position),
             Response::Refused { reason } => {
                 self.syncs.remove(&sync_id);
                 self.events.push_back(Event::SyncDone {
@@ -1963,10 +1978,34 @@ impl ClientSession {
             other => {
                 sync.attempts.last_error = format!("node {node_id}: {other:?}");
                 sync.attempts.failures += 1;
-                sync.attempts.retry_at_us = Some(now_us + retry_wait_us);
+                if sync.barrier.is_none() {
+                    sync.attempts.retry_at_us = Some(now_us + retry_wait_us);
+                }
                 // Any member gives a barrier: move on from this one.
                 self.leader.handle_failure(node_id);
             }
+        }
+    }
+
+    /// A member named the position `sync_id` applies through, in the answer to one of its
+    /// attempts (a late one included). Every attempt was asked after the barrier began, so
+    /// any answer is a valid barrier; with two, the lower is reached first. No further
+    /// attempt is sent.
+    fn set_sync_barrier(&mut self, now_us: u64, sync_id: u64, apply_through_position: u64) {
+        let keys: Vec<u64> = self.streams.keys().copied().collect();
+        let waited: Vec<(u64, bool)> = keys
+            .iter()
+            .map(|key| (*key, self.stream_waited_on(*key)))
+            .collect();
+        let Some(sync) = self.syncs.get_mut(&sync_id) else {
+            return;
+        };
+        sync.barrier = Some(sync.barrier.map_or(apply_through_position, |barrier| {
+            barrier.min(apply_through_position)
+        }));
+        sync.attempts.retry_at_us = None;
+        for (key, was_waited_on) in waited {
+            self.start_waiting_on(now_us, key, was_waited_on);
         }
     }
 
