@@ -49,9 +49,10 @@ pub(crate) struct NodeArgs {
     /// and drills set it low to exercise catch-up by snapshot.
     #[arg(long, value_name = "N")]
     raft_log_entries_max: Option<u64>,
-    /// Delay every message to another node by the topology's one-way latency (with jitter)
-    /// from this node's region to the other node's region, so that a cluster on one machine
-    /// behaves like one spread over a WAN (`dsss up` turns it on).
+    /// Delay every message to another node, and the answer to every call on its way back,
+    /// by the topology's one-way latency (with jitter) between this node's region and the
+    /// other node's region, so that a cluster on one machine behaves like one spread over a
+    /// WAN (`dsss up` turns it on).
     #[arg(long)]
     emulate_wan: bool,
     /// Serve and connect over plaintext gRPC, without TLS: nothing is encrypted or

@@ -210,18 +210,6 @@ fn noticers() -> Simulation<RefusalNoticer> {
     simulation
 }
 
-fn send_from(simulation: &mut Simulation<RefusalNoticer>, from: NodeId, to: NodeId, sequence: u64) {
-    simulation
-        .with_process(from, |_, cx| {
-            let probe = Probe {
-                sequence,
-                sent_at: cx.now(),
-            };
-            cx.send(to, probe);
-        })
-        .expect("the sender is up");
-}
-
 /// A message to a crashed node comes back to its sender as a refusal, one mean one-way delay
 /// of the link back after it reached the node's host (as a host refuses a connection to a
 /// process that is gone); a paused node, a cut link back and a sender that restarted since
@@ -230,7 +218,7 @@ fn send_from(simulation: &mut Simulation<RefusalNoticer>, from: NodeId, to: Node
 fn a_message_to_a_crashed_node_is_refused_back_to_its_sender() {
     let mut simulation = noticers();
     assert!(simulation.crash(3));
-    send_from(&mut simulation, 1, 3, 1);
+    send_probe(&mut simulation, 1, 3, 1);
     simulation.run_for(Duration::from_secs(1));
     let refusals = &simulation.process(1).unwrap().refusals;
     assert_eq!(refusals.len(), 1, "{refusals:?}");
@@ -245,12 +233,12 @@ fn a_message_to_a_crashed_node_is_refused_back_to_its_sender() {
 
     // A paused node's host keeps its connections: silence.
     assert!(simulation.pause(4));
-    send_from(&mut simulation, 1, 4, 2);
+    send_probe(&mut simulation, 1, 4, 2);
     // A cut link back carries no refusal.
     simulation.cut_one_way(3, 2);
-    send_from(&mut simulation, 2, 3, 3);
+    send_probe(&mut simulation, 2, 3, 3);
     // A sender that restarts before the refusal arrives is a new process.
-    send_from(&mut simulation, 2, 5, 4);
+    send_probe(&mut simulation, 2, 5, 4);
     assert!(simulation.crash(5));
     simulation.run_for(Duration::from_millis(150));
     assert!(simulation.crash(2));

@@ -196,7 +196,7 @@ struct Delivery {
 enum Attempted {
     /// A delivery's attempt on `node_id`.
     Delivery {
-        delivery: Delivery,
+        delivery: Box<Delivery>,
         node_id: u64,
         outcome: DeliveryOutcome,
     },
@@ -226,11 +226,11 @@ impl SenderTask {
                 }
                 queued = self.queue.recv(), if calls.has_room() => match queued {
                     Some((enqueued_at, RegionMessage::Epoch(epoch))) => {
-                        let delivery = Delivery {
+                        let delivery = Box::new(Delivery {
                             epoch,
                             attempt: 1,
                             refusal: None,
-                        };
+                        });
                         self.start_delivery(&mut calls, enqueued_at, delivery);
                     }
                     Some((enqueued_at, RegionMessage::BatchAck(ack))) => {
@@ -282,7 +282,7 @@ impl SenderTask {
         &mut self,
         calls: &mut CallsInFlight<Attempted>,
         enqueued_at: Instant,
-        delivery: Delivery,
+        delivery: Box<Delivery>,
     ) {
         let (node_id, mut client) = self.target();
         let send_at = self.line.send_at(enqueued_at);
@@ -377,7 +377,9 @@ impl SenderTask {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use dsss_raft_group::transport::OpenCallsGate;
 
     use dsss_wire::limits::ServerLimits;
     use dsss_wire::proto;
@@ -405,28 +407,8 @@ mod tests {
     struct FakeRegionNode {
         answer: Answer,
         delivered: Arc<AtomicU64>,
-        open: AtomicUsize,
-        most_open: Arc<AtomicUsize>,
-        released: tokio::sync::Notify,
-        released_once: AtomicBool,
-    }
-
-    impl FakeRegionNode {
-        /// Holds a delivery until `together` are open at once, counting the most open.
-        async fn hold_until_open(&self, together: usize) {
-            let released = self.released.notified();
-            tokio::pin!(released);
-            released.as_mut().enable();
-            let open = self.open.fetch_add(1, Ordering::SeqCst) + 1;
-            self.most_open.fetch_max(open, Ordering::SeqCst);
-            if open >= together {
-                self.released_once.store(true, Ordering::SeqCst);
-                self.released.notify_waiters();
-            } else if !self.released_once.load(Ordering::SeqCst) {
-                let _ = tokio::time::timeout(Duration::from_secs(1), released).await;
-            }
-            self.open.fetch_sub(1, Ordering::SeqCst);
-        }
+        /// What [`Answer::HeldUntilOpen`] holds deliveries at.
+        gate: Arc<OpenCallsGate>,
     }
 
     #[tonic::async_trait]
@@ -437,8 +419,8 @@ mod tests {
         ) -> Result<Response<proto::SealedEpochAck>, Status> {
             self.delivered.fetch_add(1, Ordering::SeqCst);
             match self.answer {
-                Answer::HeldUntilOpen { together } => {
-                    self.hold_until_open(together).await;
+                Answer::HeldUntilOpen { .. } => {
+                    self.gate.pass().await;
                     Ok(Response::new(proto::SealedEpochAck {
                         region: "region-a".to_owned(),
                         appended_through_epoch_number: request.into_inner().epoch_number,
@@ -486,22 +468,23 @@ mod tests {
         (address, delivered)
     }
 
-    /// [`start_node`], with the most deliveries the node saw open at once.
+    /// [`start_node`], with the gate of an [`Answer::HeldUntilOpen`] node.
     async fn start_node_counting_open(
         node_id: u64,
         answer: Answer,
-    ) -> (NodeAddress, Arc<AtomicU64>, Arc<AtomicUsize>) {
+    ) -> (NodeAddress, Arc<AtomicU64>, Arc<OpenCallsGate>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let delivered = Arc::new(AtomicU64::new(0));
-        let most_open = Arc::new(AtomicUsize::new(0));
+        let together = match answer {
+            Answer::HeldUntilOpen { together } => together,
+            _ => 1,
+        };
+        let gate = Arc::new(OpenCallsGate::new(together, Duration::from_secs(1)));
         let node = FakeRegionNode {
             answer,
             delivered: Arc::clone(&delivered),
-            open: AtomicUsize::new(0),
-            most_open: Arc::clone(&most_open),
-            released: tokio::sync::Notify::new(),
-            released_once: AtomicBool::new(false),
+            gate: Arc::clone(&gate),
         };
         let limits = ServerLimits::default();
         let router = dsss_wire::tls::server_builder(&limits)
@@ -511,7 +494,7 @@ mod tests {
                 .serve(router, listener, &limits, std::future::pending())
                 .await;
         });
-        (NodeAddress { node_id, address }, delivered, most_open)
+        (NodeAddress { node_id, address }, delivered, gate)
     }
 
     /// Parts sealed while earlier ones wait for their answers are not held back: the task
@@ -522,7 +505,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn parts_are_delivered_without_waiting_for_earlier_answers_up_to_the_bound() {
         const PARTS: usize = REGION_CALLS_IN_FLIGHT_MAX + 8;
-        let (node, delivered, most_open) = start_node_counting_open(
+        let (node, delivered, gate) = start_node_counting_open(
             11,
             Answer::HeldUntilOpen {
                 together: REGION_CALLS_IN_FLIGHT_MAX,
@@ -561,7 +544,7 @@ mod tests {
         assert_eq!(acknowledged, (1..=PARTS as u64).collect());
         assert_eq!(delivered.load(Ordering::SeqCst), PARTS as u64);
         assert_eq!(
-            most_open.load(Ordering::SeqCst),
+            gate.most_open(),
             REGION_CALLS_IN_FLIGHT_MAX,
             "as many parts as the bound allows were in flight at once, and no more"
         );

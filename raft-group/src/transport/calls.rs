@@ -77,6 +77,58 @@ impl<Answer: Send + 'static> CallsInFlight<Answer> {
     }
 }
 
+/// For tests of senders (feature `testing`): a gate a fake server passes each call through,
+/// which holds calls until `together` are open at once (or `hold_max` passed), then lets every
+/// call through, from then on at once; it counts the most calls it saw open at once. A server
+/// across a WAN, whose answers are still on their way back while its clients send more.
+#[cfg(feature = "testing")]
+#[derive(Debug)]
+pub struct OpenCallsGate {
+    together: usize,
+    hold_max: Duration,
+    open: std::sync::atomic::AtomicUsize,
+    most_open: std::sync::atomic::AtomicUsize,
+    released: tokio::sync::Notify,
+    released_once: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(feature = "testing")]
+impl OpenCallsGate {
+    /// A gate that opens once `together` calls wait at it; a call waits at most `hold_max`.
+    pub fn new(together: usize, hold_max: Duration) -> Self {
+        OpenCallsGate {
+            together,
+            hold_max,
+            open: std::sync::atomic::AtomicUsize::new(0),
+            most_open: std::sync::atomic::AtomicUsize::new(0),
+            released: tokio::sync::Notify::new(),
+            released_once: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Holds one call as the gate says.
+    pub async fn pass(&self) {
+        use std::sync::atomic::Ordering;
+        let released = self.released.notified();
+        tokio::pin!(released);
+        released.as_mut().enable();
+        let open = self.open.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_open.fetch_max(open, Ordering::SeqCst);
+        if open >= self.together {
+            self.released_once.store(true, Ordering::SeqCst);
+            self.released.notify_waiters();
+        } else if !self.released_once.load(Ordering::SeqCst) {
+            let _ = tokio::time::timeout(self.hold_max, released).await;
+        }
+        self.open.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The most calls open at once so far.
+    pub fn most_open(&self) -> usize {
+        self.most_open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -15,6 +15,8 @@ pub mod delay;
 pub mod peer;
 
 pub use calls::CallsInFlight;
+#[cfg(feature = "testing")]
+pub use calls::OpenCallsGate;
 pub use delay::{DELAY_US_MAX, DelayLine, OneWayDelay, wait_until};
 pub use peer::{
     PEER_BACKOFF_US_MAX, PEER_BACKOFF_US_MIN, PEER_BATCH_BYTES_MAX, PEER_BATCH_MESSAGES_MAX,

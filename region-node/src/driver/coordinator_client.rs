@@ -764,6 +764,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::mpsc::{Receiver, sync_channel};
 
+    use dsss_raft_group::transport::OpenCallsGate;
     use dsss_wire::RegionId;
 
     use super::*;
@@ -916,14 +917,22 @@ mod tests {
     async fn start_not_leader_replica(
         node_id: u64,
     ) -> (PeerAddress, std::sync::Arc<std::sync::atomic::AtomicU64>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binds");
-        let address = listener.local_addr().expect("an address").to_string();
         let submitted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let replica = NotLeaderReplica {
             submitted: std::sync::Arc::clone(&submitted),
         };
+        (serve_replica(node_id, replica).await, submitted)
+    }
+
+    /// Serves `replica` as coordinator replica `node_id` on a loopback port.
+    async fn serve_replica(
+        node_id: u64,
+        replica: impl proto::coordinator_server::Coordinator,
+    ) -> PeerAddress {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let address = listener.local_addr().expect("an address").to_string();
         let limits = dsss_wire::limits::ServerLimits::default();
         let router = dsss_wire::tls::server_builder(&limits)
             .add_service(dsss_wire::grpc::coordinator_server(replica));
@@ -932,67 +941,28 @@ mod tests {
                 .serve(router, listener, &limits, std::future::pending())
                 .await;
         });
-        (PeerAddress { node_id, address }, submitted)
+        PeerAddress { node_id, address }
     }
 
-    /// A coordinator replica of the test that leads and holds the answers to batches until
-    /// `together` calls are open at once (or a second passed), then answers at once, as a
-    /// coordinator across a WAN whose answers are still on their way back while the region
-    /// closes more batches. It counts the most calls it saw open at once.
+    /// A coordinator replica of the test that leads and passes every call through a gate
+    /// that holds the answers until `together` calls are open at once (or a second passed,
+    /// half the client's call timeout, so that no attempt is repeated), as a coordinator
+    /// across a WAN whose answers are still on their way back while the region sends more.
     struct HoldingReplica {
-        together: usize,
-        open: std::sync::atomic::AtomicUsize,
-        most_open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-        released: tokio::sync::Notify,
-        released_once: std::sync::atomic::AtomicBool,
+        gate: std::sync::Arc<OpenCallsGate>,
     }
 
     impl HoldingReplica {
-        /// Serves a [`HoldingReplica`] holding calls until `together` are open, on a loopback
-        /// port: its address and the most calls it saw open at once.
+        /// Serves a [`HoldingReplica`] on a loopback port: its address and its gate.
         async fn start(
             node_id: u64,
             together: usize,
-        ) -> (PeerAddress, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("binds");
-            let address = listener.local_addr().expect("an address").to_string();
-            let most_open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        ) -> (PeerAddress, std::sync::Arc<OpenCallsGate>) {
+            let gate = std::sync::Arc::new(OpenCallsGate::new(together, Duration::from_secs(1)));
             let replica = HoldingReplica {
-                together,
-                open: std::sync::atomic::AtomicUsize::new(0),
-                most_open: std::sync::Arc::clone(&most_open),
-                released: tokio::sync::Notify::new(),
-                released_once: std::sync::atomic::AtomicBool::new(false),
+                gate: std::sync::Arc::clone(&gate),
             };
-            let limits = dsss_wire::limits::ServerLimits::default();
-            let router = dsss_wire::tls::server_builder(&limits)
-                .add_service(dsss_wire::grpc::coordinator_server(replica));
-            tokio::spawn(async move {
-                let _ = Security::Plaintext
-                    .serve(router, listener, &limits, std::future::pending())
-                    .await;
-            });
-            (PeerAddress { node_id, address }, most_open)
-        }
-
-        /// Holds a call until `together` are open at once (or a second passed, half the
-        /// client's call timeout, so that no attempt is repeated).
-        async fn hold(&self) {
-            use std::sync::atomic::Ordering;
-            let released = self.released.notified();
-            tokio::pin!(released);
-            released.as_mut().enable();
-            let open = self.open.fetch_add(1, Ordering::SeqCst) + 1;
-            self.most_open.fetch_max(open, Ordering::SeqCst);
-            if open >= self.together {
-                self.released_once.store(true, Ordering::SeqCst);
-                self.released.notify_waiters();
-            } else if !self.released_once.load(Ordering::SeqCst) {
-                let _ = tokio::time::timeout(Duration::from_secs(1), released).await;
-            }
-            self.open.fetch_sub(1, Ordering::SeqCst);
+            (serve_replica(node_id, replica).await, gate)
         }
     }
 
@@ -1002,7 +972,7 @@ mod tests {
             &self,
             request: tonic::Request<proto::RegionBatch>,
         ) -> Result<tonic::Response<proto::RegionBatchAck>, tonic::Status> {
-            self.hold().await;
+            self.gate.pass().await;
             let batch = request.into_inner();
             Ok(tonic::Response::new(proto::RegionBatchAck {
                 region: batch.region,
@@ -1016,7 +986,7 @@ mod tests {
             &self,
             _: tonic::Request<proto::ReadSealedEpochRequest>,
         ) -> Result<tonic::Response<proto::ReadSealedEpochReply>, tonic::Status> {
-            self.hold().await;
+            self.gate.pass().await;
             Ok(tonic::Response::new(proto::ReadSealedEpochReply {
                 epoch_number: 1,
                 ..proto::ReadSealedEpochReply::default()
@@ -1039,8 +1009,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn batches_are_shipped_without_waiting_for_earlier_answers_up_to_the_bound() {
         const BATCHES: usize = COORDINATOR_BATCHES_IN_FLIGHT_MAX + 8;
-        let (replica, most_open) =
-            HoldingReplica::start(7, COORDINATOR_BATCHES_IN_FLIGHT_MAX).await;
+        let (replica, gate) = HoldingReplica::start(7, COORDINATOR_BATCHES_IN_FLIGHT_MAX).await;
         let settings = GlobalSettings {
             coordinator_replicas: vec![replica],
             preferred_leader: 7,
@@ -1076,7 +1045,7 @@ mod tests {
         .expect("the receiver ends");
         assert_eq!(acknowledged, (1..=BATCHES as u64).collect());
         assert_eq!(
-            most_open.load(std::sync::atomic::Ordering::SeqCst),
+            gate.most_open(),
             COORDINATOR_BATCHES_IN_FLIGHT_MAX,
             "as many batches as the bound allows were in flight at once, and no more"
         );
@@ -1088,9 +1057,8 @@ mod tests {
     /// read past the bound waits for a free call. Every read is answered.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sealed_epoch_reads_do_not_wait_for_earlier_answers_up_to_the_bound() {
-        use std::sync::atomic::Ordering;
         // Never reached: the replica holds every call for its second.
-        let (replica, most_open) =
+        let (replica, gate) =
             HoldingReplica::start(7, SEALED_EPOCH_READ_CALLS_IN_FLIGHT_MAX + 1).await;
         let settings = GlobalSettings {
             coordinator_replicas: vec![replica],
@@ -1110,7 +1078,7 @@ mod tests {
             // Each read is taken alone (reads queued together share a call): wait until its
             // call is open, up to the bound.
             let open = (read_id as usize).min(SEALED_EPOCH_READ_CALLS_IN_FLIGHT_MAX);
-            while most_open.load(Ordering::SeqCst) < open {
+            while gate.most_open() < open {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
@@ -1132,7 +1100,7 @@ mod tests {
         .expect("the receiver ends");
         assert_eq!(answered, (1..=reads).collect());
         assert_eq!(
-            most_open.load(Ordering::SeqCst),
+            gate.most_open(),
             SEALED_EPOCH_READ_CALLS_IN_FLIGHT_MAX,
             "the read past the bound waited for a free call"
         );

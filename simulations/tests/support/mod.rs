@@ -118,7 +118,12 @@ pub fn recorders_on(seed: u64, config: NetworkConfig) -> Simulation<Recorder> {
 }
 
 /// Makes `from` send probe `sequence` to `to` now.
-pub fn send_probe(simulation: &mut Simulation<Recorder>, from: NodeId, to: NodeId, sequence: u64) {
+pub fn send_probe<P: Process<Message = Probe>>(
+    simulation: &mut Simulation<P>,
+    from: NodeId,
+    to: NodeId,
+    sequence: u64,
+) {
     simulation
         .with_process(from, |_, cx| {
             let probe = Probe {
