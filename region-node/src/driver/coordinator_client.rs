@@ -1077,8 +1077,17 @@ mod tests {
             });
             // Each read is taken alone (reads queued together share a call): wait until its
             // call is open, up to the bound.
+            // A reader that waited for each answer before the next call would never open a
+            // second one: the wait ends after a minute with a failure instead of a hang.
             let open = (read_id as usize).min(SEALED_EPOCH_READ_CALLS_IN_FLIGHT_MAX);
+            let waiting_since = Instant::now();
             while gate.most_open() < open {
+                assert!(
+                    waiting_since.elapsed() < Duration::from_secs(60),
+                    "read {read_id} found {} calls open, not {open}: the reader waits for \
+                     earlier answers",
+                    gate.most_open()
+                );
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
