@@ -202,10 +202,38 @@ impl CoordinatorConfig {
         Ok(config)
     }
 
+    /// The election priority of replica `node` (see `RaftGroupConfig::election_priority`):
+    /// the preferred leader's is the highest, the number of replicas, and the other replicas
+    /// follow in ascending id order down to 1; without a preferred leader every replica has 0
+    /// (plain raft). When the leader fails, the two remaining replicas of three then never
+    /// split their votes: the regions' global calls wait for one election timeout, not for
+    /// another timeout after each split (about one election in two on a WAN, where the
+    /// pre-vote and the vote take two round trips of the spread of the timeouts).
+    pub fn election_priority_of(&self, node: u64) -> u32 {
+        let Some(preferred) = self.preferred_leader else {
+            return 0;
+        };
+        let count = u32::try_from(self.replica_ids.len()).unwrap_or(u32::MAX);
+        if node == preferred {
+            return count;
+        }
+        let mut others: Vec<u64> = self
+            .replica_ids
+            .iter()
+            .copied()
+            .filter(|id| *id != preferred)
+            .collect();
+        others.sort_unstable();
+        others.iter().position(|id| *id == node).map_or(0, |index| {
+            count.saturating_sub(1 + u32::try_from(index).unwrap_or(u32::MAX))
+        })
+    }
+
     /// The raft group settings of this replica.
     pub fn group_config(&self) -> RaftGroupConfig {
         let mut group = RaftGroupConfig::new(self.node_id, self.replica_ids.clone());
         group.election_seed = self.election_seed;
+        group.election_priority = self.election_priority_of(self.node_id);
         group.election_tick = self.election_tick;
         group.heartbeat_tick = self.heartbeat_tick;
         // With three replicas or fewer, a follower commits the entries it synced from its
@@ -1261,7 +1289,9 @@ impl CoordinatorNode {
         }
         self.refresh_leadership();
         if self.clock_fenced {
-            self.group.hand_leadership_away();
+            let config = &self.config;
+            self.group
+                .hand_leadership_away(|voter| config.election_priority_of(voter));
         }
         if self.leadership.is_some() {
             self.suspect_silent_regions();

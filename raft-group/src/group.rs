@@ -79,6 +79,18 @@ pub struct RaftGroupConfig {
     pub heartbeat_tick: usize,
     /// The seed of this node's election timeouts. Nodes of one group should differ.
     pub election_seed: u64,
+    /// This node's election priority (raft-rs's `priority`): a voter whose log is as long as
+    /// a candidate's refuses its (pre-)vote when the voter's priority is higher. 0 on every
+    /// node (the default) is plain raft. Distinct priorities end split votes between two
+    /// candidates whose timeouts fire within a round trip of each other: only the one of
+    /// higher priority gets past the pre-vote, where with equal priorities both raise their
+    /// term, vote for themselves and wait another timeout. Over a WAN, where the pre-vote
+    /// and the vote take two round trips of tens of milliseconds against a timeout spread
+    /// of a few hundred, such split votes are common. A longer log still wins over a higher
+    /// priority, so the safety of elections is unchanged; a node that may not campaign
+    /// ([`RaftGroup::set_may_campaign`]) drops its priority to 0 meanwhile, so that it never
+    /// holds the others back.
+    pub election_priority: u32,
     /// The most entry bytes in one append message (raft sends at least one entry).
     pub message_size_bytes_max: u64,
     /// The most append messages in flight to one follower.
@@ -118,6 +130,7 @@ impl RaftGroupConfig {
             election_tick: 10,
             heartbeat_tick: 2,
             election_seed: node_id,
+            election_priority: 0,
             message_size_bytes_max: 1024 * 1024,
             inflight_messages_max: 256,
             uncommitted_size_bytes_max: 64 * 1024 * 1024,
@@ -208,6 +221,7 @@ impl RaftGroupConfig {
             id: self.node_id,
             election_tick: self.election_tick,
             heartbeat_tick: self.heartbeat_tick,
+            priority: i64::from(self.election_priority),
             applied: applied_index,
             max_size_per_msg: self.message_size_bytes_max,
             max_inflight_msgs: self.inflight_messages_max,
@@ -785,9 +799,10 @@ impl<M: StateMachine> RaftGroup<M> {
     }
 
     /// On a leader, starts handing leadership to the other voter whose log is known to match
-    /// furthest (the lowest id among equals), unless a transfer is under way; nothing on a
-    /// follower or a sole voter.
-    pub fn hand_leadership_away(&mut self) {
+    /// furthest (among equals the one `priority_of` ranks highest, then the lowest id: the
+    /// one whose vote requests no voter of equal log refuses for its priority), unless a
+    /// transfer is under way; nothing on a follower or a sole voter.
+    pub fn hand_leadership_away(&mut self, priority_of: impl Fn(u64) -> u32) {
         let raft = &self.raw_node.raft;
         if raft.state != raft::StateRole::Leader || raft.lead_transferee.is_some() {
             return;
@@ -802,7 +817,7 @@ impl<M: StateMachine> RaftGroup<M> {
                     .prs()
                     .get(*voter)
                     .map_or(0, |progress| progress.matched);
-                (matched, std::cmp::Reverse(*voter))
+                (matched, priority_of(*voter), std::cmp::Reverse(*voter))
             });
         if let Some(transferee) = transferee {
             self.transfer_leader(transferee);
@@ -817,6 +832,14 @@ impl<M: StateMachine> RaftGroup<M> {
     /// [`RaftGroup::transfer_leader`].
     pub fn set_may_campaign(&mut self, may_campaign: bool) {
         self.may_campaign = may_campaign;
+        // A node that never sends vote requests must not refuse the others' for its
+        // priority either, or no one could be elected while it lives.
+        let priority = if may_campaign {
+            self.config.election_priority
+        } else {
+            0
+        };
+        self.raw_node.raft.set_priority(i64::from(priority));
     }
 
     /// Asks the leader (this node) to hand leadership to `to`; ignored on a follower.

@@ -679,3 +679,74 @@ fn quiet_ticks_run_late_before_a_message_change_nothing() {
         assert_eq!(ticked.items(follower), late.items(follower));
     }
 }
+
+/// Crashes the leader of a three-member group whose members have `priorities` (of members 1,
+/// 2 and 3), makes the two others campaign at the same moment (as when their election
+/// timeouts fire within a round trip of each other), delivers every message, and returns the
+/// two, and who leads then.
+fn campaigns_at_once_after_the_leader_crashed(priorities: [u32; 3]) -> ([u64; 2], Option<u64>) {
+    let mut cluster = Cluster {
+        network: Network::new(0, 1),
+    };
+    for (id, priority) in (1..=3).zip(priorities) {
+        let mut config = RaftGroupConfig::new(id, vec![1, 2, 3]);
+        config.election_priority = priority;
+        cluster.add_member(config);
+    }
+    let leader = cluster.elect();
+    cluster.propose(leader, b"one");
+    cluster.crash(leader);
+    let others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    for &id in &others {
+        cluster.group_mut(id).campaign().unwrap();
+    }
+    cluster.network.settle();
+    let leader_now = others
+        .iter()
+        .copied()
+        .find(|id| cluster.group(*id).role() == Role::Leader);
+    ([others[0], others[1]], leader_now)
+}
+
+#[test]
+fn with_election_priorities_two_candidates_at_once_elect_the_higher_without_a_split_vote() {
+    // Equal priorities (plain raft): both pass the pre-vote, raise their term, vote for
+    // themselves and refuse each other; no one leads until another timeout.
+    let (_, leader) = campaigns_at_once_after_the_leader_crashed([0, 0, 0]);
+    assert_eq!(leader, None, "equal priorities split the votes");
+    for priorities in [[3, 2, 1], [1, 2, 3], [2, 3, 1]] {
+        let (candidates, leader) = campaigns_at_once_after_the_leader_crashed(priorities);
+        let higher = *candidates
+            .iter()
+            .max_by_key(|id| priorities[**id as usize - 1])
+            .unwrap();
+        assert_eq!(
+            leader,
+            Some(higher),
+            "priorities {priorities:?}: candidates {candidates:?}"
+        );
+    }
+}
+
+#[test]
+fn a_member_that_may_not_campaign_does_not_hold_the_others_back_with_its_priority() {
+    let mut cluster = Cluster {
+        network: Network::new(0, 1),
+    };
+    for (id, priority) in (1..=3).zip([3, 2, 1]) {
+        let mut config = RaftGroupConfig::new(id, vec![1, 2, 3]);
+        config.election_priority = priority;
+        cluster.add_member(config);
+    }
+    let leader = cluster.elect();
+    cluster.propose(leader, b"one");
+    // The member of highest priority among the two that remain may not campaign (its clock
+    // is fenced): the other must still be elected.
+    cluster.crash(leader);
+    let mut others: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    others.sort_unstable();
+    let (highest, lowest) = (others[0], others[1]);
+    cluster.group_mut(highest).set_may_campaign(false);
+    cluster.network.tick(100);
+    assert_eq!(cluster.network.leader(), Some(lowest));
+}

@@ -2370,7 +2370,7 @@ impl RegionNode {
     /// one whose log is longest, and the hybrid clock is not moved by the physical one.
     fn tick_fenced(&mut self) {
         self.group.tick();
-        self.group.hand_leadership_away();
+        self.group.hand_leadership_away(|_| 0);
     }
 
     /// Runs the node's outstanding work: proposes the waiting proposals as batches, then
