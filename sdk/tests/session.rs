@@ -1715,8 +1715,9 @@ fn a_copy_behind_a_release_of_its_object_stops_and_fails_its_calls() {
         seen.extend(events(&mut session));
     }
     // The call's deadline (which covers waiting for the local apply) and the copy's give-up
-    // fall at the same call timeout: the call is reported committed but not applied, or failed
-    // with the object, whichever comes first; never as a success, and once.
+    // fall at about the same call timeout, and whichever comes first, the call fails once with
+    // the reason: the records its copy needed were released (never a success, nor a log
+    // stream that merely stopped, which the deadline alone would say).
     let ends: Vec<&Event> = seen
         .iter()
         .filter(|event| matches!(event, Event::CallDone { call_id, .. } if *call_id == call))
@@ -1726,12 +1727,6 @@ fn a_copy_behind_a_release_of_its_object_stops_and_fails_its_calls() {
             ends[..],
             [Event::CallDone { outcome: Err(CallError::Stopped { reason, .. }), .. }]
                 if reason.contains("released its records through position 6")
-        ) || matches!(
-            ends[..],
-            [Event::CallDone {
-                outcome: Err(CallError::NotApplied { position: 5, .. }),
-                ..
-            }]
         ),
         "{seen:?}"
     );
@@ -2017,4 +2012,95 @@ fn a_session_the_region_never_heard_of_closes_without_a_request_and_a_dropped_on
         }
     );
     assert_eq!(session.close_session_now(1), None, "sent once");
+}
+
+/// An open whose copy falls behind a release after its checkpoint arrived, while its schema
+/// declaration waits for the log (the region released records the copy had not applied, with
+/// no checkpoint to lift the release), ends once, with the release as its reason: the
+/// application is never left waiting for an open that can no longer complete, nor told of
+/// the declaration as a call of its own.
+#[test]
+fn an_open_whose_copy_is_released_while_it_declares_fails_saying_so() {
+    let mut session = session();
+    let a = copy("a");
+    let open_id = session
+        .open(0, "a", Scope::Global, Arc::clone(&a) as _)
+        .expect("opens");
+    let mut declaration = None;
+    let mut pending = transmits(&mut session);
+    while let Some(transmit) = pending.pop() {
+        match &transmit.request {
+            Request::FetchCheckpoint { .. } => {
+                session.handle_response(
+                    0,
+                    transmit.node_id,
+                    transmit.request_id,
+                    Response::Checkpoint {
+                        checkpoint: None,
+                        truncated_through_position: 0,
+                        released_through_position: 0,
+                    },
+                );
+                pending.extend(transmits(&mut session));
+            }
+            Request::Propose { .. } => declaration = Some(transmit.clone()),
+            _ => {}
+        }
+    }
+    let declaration = declaration.expect("the schema declaration was proposed");
+    session.handle_response(
+        0,
+        declaration.node_id,
+        declaration.request_id,
+        Response::Proposed { position: 5 },
+    );
+    assert!(
+        events(&mut session).is_empty(),
+        "the open waits for its record"
+    );
+    let fetch = truncate_under_the_stream(&mut session, 1, 9, "a");
+    let answer = |session: &mut ClientSession, now: u64, fetch: &Transmit| {
+        session.handle_response(
+            now,
+            fetch.node_id,
+            fetch.request_id,
+            Response::Checkpoint {
+                checkpoint: None,
+                truncated_through_position: 8,
+                released_through_position: 6,
+            },
+        );
+    };
+    answer(&mut session, 2, &fetch);
+    let mut seen = events(&mut session);
+    while let Some(now) = session.poll_timeout().filter(|next| *next < 60_000_000) {
+        session.handle_timeout(now);
+        seen.extend(events(&mut session));
+        for fetch in transmits(&mut session)
+            .iter()
+            .filter(|transmit| matches!(transmit.request, Request::FetchCheckpoint { .. }))
+        {
+            answer(&mut session, now, fetch);
+            seen.extend(events(&mut session));
+        }
+    }
+    let opens: Vec<&Event> = seen
+        .iter()
+        .filter(|event| matches!(event, Event::Opened { .. }))
+        .collect();
+    assert!(
+        matches!(
+            opens[..],
+            [Event::Opened { open_id: id, outcome: Err(error) }]
+                if *id == open_id && error.to_string().contains("released its records through position 6")
+        ),
+        "{seen:?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|event| matches!(event, Event::CallDone { .. })),
+        "the declaration is not the application's call: {seen:?}"
+    );
+    assert!(!session.is_open("a"));
 }

@@ -1844,18 +1844,27 @@ impl ClientSession {
                 let key = object.stream;
                 let phase = object.phase;
                 if let Err(error) = restored {
-                    self.objects.remove(object_id);
-                    if phase != Phase::Fetching {
-                        // The application still holds the object: its next call says why it
-                        // is gone.
-                        self.lost.insert(object_id, error.clone());
-                    }
                     let reason = match &error {
                         CallError::Schema { reason, .. } => reason.clone(),
                         other => other.to_string(),
                     };
+                    if let Phase::Declaring { call_id } = phase {
+                        // The open still waits on its schema declaration: it ends here, with
+                        // the reason (the declaration is the session's call, never one the
+                        // application sees as its own).
+                        self.finish_call(now_us, call_id, Err(error));
+                        self.fail_calls_of(now_us, object_id, &reason);
+                        return;
+                    }
+                    self.objects.remove(object_id);
+                    if phase == Phase::Open {
+                        // The application still holds the object: its next call says why it
+                        // is gone.
+                        self.lost.insert(object_id, error.clone());
+                    }
                     self.fail_calls_of(now_us, object_id, &reason);
-                    if phase == Phase::Fetching {
+                    if phase != Phase::Open {
+                        // Fetching or joining: the open ends with the reason.
                         self.events.push_back(Event::Opened {
                             open_id,
                             outcome: Err(error),
@@ -2133,13 +2142,36 @@ impl ClientSession {
             .collect();
         for call_id in calls {
             let call = &self.calls[&call_id];
-            let error = match call.committed_at {
-                Some(position) => CallError::NotApplied {
+            // A member said the region released records this copy had not applied, without a
+            // checkpoint covering them: the copy will never apply the call. That is the reason
+            // to give, as the copy's own give-up at about the same deadline gives it, rather
+            // than a log stream that merely stopped.
+            let released_through = self
+                .objects
+                .get(&call.object_id)
+                .and_then(|object| object.fetch.as_ref())
+                .map(|fetch| fetch.released_through)
+                .filter(|through| *through > 0);
+            let error = match (call.committed_at, released_through) {
+                (Some(position), Some(through)) => {
+                    let released = CallError::Released {
+                        object: call.object_id.clone(),
+                        position: through,
+                    };
+                    CallError::Stopped {
+                        object: call.object_id.clone(),
+                        reason: format!(
+                            "{released}; the call was committed at position {position} and \
+                             takes effect in the copies that apply it"
+                        ),
+                    }
+                }
+                (Some(position), None) => CallError::NotApplied {
                     object: call.object_id.clone(),
                     position,
                     waited_ms: now_us.saturating_sub(call.attempts.started_us) / 1_000,
                 },
-                None => call.attempts.gave_up(now_us),
+                (None, _) => call.attempts.gave_up(now_us),
             };
             self.finish_call(now_us, call_id, Err(error));
         }
