@@ -46,7 +46,7 @@
 //!     match output {
 //!         CoordinatorOutput::ToRegion { message, .. } => match message {
 //!             RegionMessage::Epoch(epoch) => sealed = epoch.epoch_number == 1,
-//!             RegionMessage::BatchAck(_) => {}
+//!             RegionMessage::BatchAck(_) | RegionMessage::LeaderAnnouncement(_) => {}
 //!         },
 //!         CoordinatorOutput::SealedEpochReply { .. } | CoordinatorOutput::Notice(_) => {}
 //!     }

@@ -235,8 +235,9 @@ fn split(outputs: Vec<CoordinatorOutput>) -> ToRegions<proto::SealedEpoch> {
         match message {
             RegionMessage::Epoch(epoch) => epochs.push((region, epoch)),
             // The unasked acknowledgements that wake idle regions are looked at by the tests
-            // that need them (`records_wake_idle_regions_once`).
-            RegionMessage::BatchAck(_) => {}
+            // that need them (`records_wake_idle_regions_once`), and so are the announcements
+            // of a new leader (`a_new_leader_announces_itself_to_every_member_region_with_its_term`).
+            RegionMessage::BatchAck(_) | RegionMessage::LeaderAnnouncement(_) => {}
         }
     }
     epochs
@@ -1063,6 +1064,20 @@ fn a_leader_sleeping_through_its_quiet_ticks_suspects_on_the_same_tick() {
 }
 
 /// The unasked acknowledgements addressed to each region among `outputs`.
+/// The leadership announcements among `outputs`, by region.
+fn announcements(outputs: Vec<CoordinatorOutput>) -> Vec<(RegionId, proto::RegionBatchAck)> {
+    outputs
+        .into_iter()
+        .filter_map(|output| match output {
+            CoordinatorOutput::ToRegion {
+                region,
+                message: RegionMessage::LeaderAnnouncement(ack),
+            } => Some((region, ack)),
+            _ => None,
+        })
+        .collect()
+}
+
 fn wake_ups(outputs: Vec<CoordinatorOutput>) -> Vec<(RegionId, proto::RegionBatchAck)> {
     outputs
         .into_iter()
@@ -1262,4 +1277,75 @@ fn a_membership_change_wakes_the_idle_members_until_its_epoch_is_sealed() {
         .current_batch_ack(now_us, "a")
         .unwrap();
     assert!(!ack.closes_wanted);
+}
+
+/// A replica that begins to lead tells every member region so at once, unasked, with its id
+/// and raft term, and every acknowledgement it gives carries them: a region whose calls still
+/// go to a former leader that went silent (paused) without failing them sends the next ones to
+/// the leader of the highest term it heard of, instead of waiting out each call's timeout.
+/// A follower's `not_leader` answer names no term.
+#[test]
+fn a_new_leader_announces_itself_to_every_member_region_with_its_term() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &["a", "b", "c"], |config| {
+        config.preferred_leader = Some(1)
+    });
+    let first = cluster.elect();
+    let first_term = cluster.node(first).status().term;
+    let announced = announcements(cluster.take_outputs(first));
+    let regions: Vec<&str> = announced
+        .iter()
+        .map(|(region, _)| region.as_str())
+        .collect();
+    assert_eq!(regions, ["a", "b", "c"]);
+    for (region, ack) in &announced {
+        assert_eq!(
+            (ack.leader_node_id, ack.leader_term),
+            (first, first_term),
+            "{region}"
+        );
+        assert!(
+            ack.not_leader.is_none() && ack.closes_wanted,
+            "{region}: {ack:?}"
+        );
+    }
+    let now_us = cluster.now_us();
+    let answer = cluster
+        .node_mut(first)
+        .current_batch_ack(now_us, "b")
+        .unwrap();
+    assert_eq!(
+        (answer.leader_node_id, answer.leader_term),
+        (first, first_term)
+    );
+    let follower = if first == 2 { 3 } else { 2 };
+    let refusal = cluster
+        .node_mut(follower)
+        .current_batch_ack(now_us, "b")
+        .unwrap();
+    assert!(refusal.not_leader.is_some());
+    assert_eq!((refusal.leader_node_id, refusal.leader_term), (0, 0));
+
+    // The leader goes silent; the next one announces a higher term.
+    cluster.crash(first);
+    let second = cluster.elect();
+    assert_ne!(second, first);
+    let second_term = cluster.node(second).status().term;
+    assert!(second_term > first_term);
+    let announced = announcements(cluster.take_outputs(second));
+    assert_eq!(announced.len(), 3, "{announced:?}");
+    for (region, ack) in &announced {
+        assert_eq!(
+            (ack.leader_node_id, ack.leader_term),
+            (second, second_term),
+            "{region}"
+        );
+    }
+    assert_eq!(
+        cluster
+            .node(second)
+            .status()
+            .counters
+            .leadership_announcements,
+        3
+    );
 }

@@ -1013,6 +1013,8 @@ pub struct RegionNode {
     /// The physical time of the latest input.
     now_us: u64,
     shipping: Shipping,
+    /// The highest raft term a coordinator leader acknowledged with (`leader_term`).
+    coordinator_term_heard: u64,
     /// Set once the coordinator said it released epochs this region had not appended:
     /// (first missed epoch, first epoch the coordinator still holds). The region cannot
     /// append past the gap and never applies an epoch with a hole before it.
@@ -1105,6 +1107,7 @@ impl RegionNode {
             clock_fence: None,
             clock_samples: Vec::new(),
             shipping: Shipping::default(),
+            coordinator_term_heard: 0,
             epochs_missed: None,
             catch_up: CatchUp::default(),
             epoch_ends: EpochEndIndex::default(),
@@ -1618,6 +1621,16 @@ impl RegionNode {
                 "an acknowledgement for region {:?} reached region {}",
                 ack.region, self.config.region
             )));
+        }
+        if ack.leader_term > self.coordinator_term_heard {
+            // A coordinator leader of a newer term speaks (unasked, as soon as it leads): what
+            // was sent to its predecessor may never be taken, so the unacknowledged batches
+            // go again one resend interval after the last, whatever the backoff, and the
+            // driver routes them to the new leader (it follows the same term).
+            if self.coordinator_term_heard != 0 {
+                self.shipping.refused();
+            }
+            self.coordinator_term_heard = ack.leader_term;
         }
         self.shipping.acknowledge(
             now_us,

@@ -134,6 +134,9 @@ impl FakeCoordinator {
             closes_wanted: true,
             last_sealed_record: None,
             last_sealed_record_unknown: false,
+            // A coordinator that does not say who leads in which term.
+            leader_node_id: 0,
+            leader_term: 0,
         }
     }
 
@@ -1918,6 +1921,8 @@ fn an_idle_leader_ships_nothing_on_the_ticks_it_reports_quiet() {
         closes_wanted: true,
         last_sealed_record: None,
         last_sealed_record_unknown: false,
+        leader_node_id: 0,
+        leader_term: 0,
     };
     let now_us = region.now_us();
     let follower = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();

@@ -25,6 +25,8 @@ impl proto::NotLeader {
 pub struct LeaderTracker {
     members: Vec<u64>,
     current: usize,
+    /// The highest term a leader announced itself with ([`LeaderTracker::handle_leader`]).
+    announced_term: u64,
 }
 
 /// What the caller should do after a "not the leader" answer.
@@ -45,7 +47,11 @@ impl LeaderTracker {
     pub fn new(members: Vec<u64>, start: u64) -> LeaderTracker {
         assert!(!members.is_empty(), "a leader tracker needs members");
         let current = (start % members.len() as u64) as usize;
-        LeaderTracker { members, current }
+        LeaderTracker {
+            members,
+            current,
+            announced_term: 0,
+        }
     }
 
     /// The member the next request goes to.
@@ -86,6 +92,27 @@ impl LeaderTracker {
         self.prefer(from);
     }
 
+    /// `leader` said it leads in raft term `term`, in an answer or unasked: keep sending there,
+    /// unless a leader of a higher term was heard of already (the message is stale: its sender
+    /// was deposed since). Term 0 means the sender does not say its term: it counts as
+    /// [`LeaderTracker::handle_success`]. An announcement lets a caller leave a former leader
+    /// that went silent without failing its calls as soon as its successor speaks, instead of
+    /// after the calls' timeout. True when the guess now names `leader`.
+    pub fn handle_leader(&mut self, leader: u64, term: u64) -> bool {
+        if term == 0 {
+            self.handle_success(leader);
+        } else if term >= self.announced_term && self.contains(leader) {
+            self.announced_term = term;
+            self.prefer(leader);
+        }
+        self.target() == leader
+    }
+
+    /// The highest term a leader announced itself with so far (0 before any).
+    pub fn announced_term(&self) -> u64 {
+        self.announced_term
+    }
+
     /// `from` said it does not lead, naming `hint` perhaps. A hint is followed only when it
     /// names another member: a stale hint naming the answering member itself, or a node the
     /// tracker does not know, would only send the next request where it cannot succeed.
@@ -119,6 +146,28 @@ impl LeaderTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_leader_of_the_highest_term_heard_of_is_followed_and_stale_ones_are_not() {
+        let mut tracker = LeaderTracker::new(vec![1, 2, 3], 0);
+        // The target went silent; its successor of term 6 speaks up.
+        assert!(tracker.handle_leader(2, 6));
+        assert_eq!((tracker.target(), tracker.announced_term()), (2, 6));
+        // A delayed acknowledgement of the deposed leader of term 5 moves nothing.
+        assert!(!tracker.handle_leader(1, 5));
+        assert_eq!(tracker.target(), 2);
+        // A failure moves past the leader; the same leader speaking again in its term (it is
+        // alive after all) brings the guess back.
+        tracker.handle_failure(2);
+        assert_eq!(tracker.target(), 3);
+        assert!(tracker.handle_leader(2, 6));
+        // A node that is not a member moves nothing, whatever its term.
+        assert!(!tracker.handle_leader(9, 7));
+        assert_eq!((tracker.target(), tracker.announced_term()), (2, 6));
+        // A sender that does not say its term counts as an answer.
+        assert!(tracker.handle_leader(3, 0));
+        assert_eq!((tracker.target(), tracker.announced_term()), (3, 6));
+    }
 
     #[test]
     fn the_first_guess_spreads_over_the_members() {

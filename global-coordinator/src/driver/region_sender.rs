@@ -6,7 +6,8 @@
 //! the region's epochs back (the region holds parts that overtake an earlier one until the
 //! gap fills). With WAN emulation an answer is taken after the return leg of the link. The same queue carries
 //! the acknowledgements the coordinator sends unasked (`RegionEpochs.Acknowledge`), tried
-//! once on the leader guess: a lost one is made up by the region's next idle close.
+//! once on the leader guess (a lost one is made up by the region's next idle close), and a
+//! new coordinator leader's announcement, tried once on every node of the region.
 //!
 //! Each region's [`LeaderTracker`] names the node a part goes to: the node that last submitted
 //! a batch for the region (only leaders ship batches); a NotLeader answer moves it to the
@@ -234,7 +235,21 @@ impl SenderTask {
                         self.start_delivery(&mut calls, enqueued_at, delivery);
                     }
                     Some((enqueued_at, RegionMessage::BatchAck(ack))) => {
-                        self.start_acknowledgement(&mut calls, enqueued_at, ack);
+                        let (node_id, client) = self.target();
+                        self.start_acknowledgement(&mut calls, enqueued_at, ack, node_id, client);
+                    }
+                    Some((enqueued_at, RegionMessage::LeaderAnnouncement(ack))) => {
+                        // Every node, each over its own call (bounded like the others: the
+                        // queue waits while no call is free).
+                        for (node_id, client) in self.clients.clone() {
+                            self.start_acknowledgement(
+                                &mut calls,
+                                enqueued_at,
+                                ack.clone(),
+                                node_id,
+                                client,
+                            );
+                        }
                     }
                     None => return,
                 },
@@ -254,14 +269,15 @@ impl SenderTask {
         (node_id, client)
     }
 
-    /// Sends an acknowledgement, once, to the leader guess.
+    /// Sends an acknowledgement, once, to `node_id`.
     fn start_acknowledgement(
         &mut self,
         calls: &mut CallsInFlight<Attempted>,
         enqueued_at: Instant,
         ack: proto::RegionBatchAck,
+        node_id: u64,
+        mut client: Client,
     ) {
-        let (node_id, mut client) = self.target();
         let send_at = self.line.send_at(enqueued_at);
         let answer_delay = self.line.answer_delay();
         let region = self.region.clone();

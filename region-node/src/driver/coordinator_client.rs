@@ -49,7 +49,7 @@ use dsss_wire::grpc::{VersionedChannel, coordinator_client, region_epochs_client
 use dsss_wire::proto::region_epochs_client::RegionEpochsClient;
 use dsss_wire::proto::{self, coordinator_client::CoordinatorClient};
 use dsss_wire::tls::Security;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tonic::Code;
 use tonic::transport::Endpoint;
 
@@ -201,9 +201,50 @@ impl GlobalSettings {
     }
 }
 
+/// The newest coordinator leader heard of (`RegionBatchAck.leader_node_id` and
+/// `leader_term`), as (node id, term): the node loop publishes it from every acknowledgement,
+/// asked or unasked, and every task that calls the coordinator follows it before its next
+/// call ([`LeaderTracker::handle_leader`]), so that calls leave a former leader that went
+/// silent without failing them as soon as its successor speaks, not after each call's timeout.
+#[derive(Clone, Debug)]
+struct LeaderNews {
+    sender: watch::Sender<(u64, u64)>,
+}
+
+impl LeaderNews {
+    fn new() -> Self {
+        LeaderNews {
+            sender: watch::Sender::new((0, 0)),
+        }
+    }
+
+    /// Publishes `leader` of `term` unless a higher term was heard of; 0s say nothing.
+    fn publish(&self, leader: u64, term: u64) {
+        if leader == 0 || term == 0 {
+            return;
+        }
+        self.sender.send_if_modified(|news| {
+            let newer = term >= news.1 && (leader, term) != *news;
+            if newer {
+                *news = (leader, term);
+            }
+            newer
+        });
+    }
+}
+
+/// Brings `leader` up to the newest leader `news` holds, if it changed since the last look.
+fn follow_news(news: &mut watch::Receiver<(u64, u64)>, leader: &mut LeaderTracker) {
+    if news.has_changed().unwrap_or(false) {
+        let (node, term) = *news.borrow_and_update();
+        leader.handle_leader(node, term);
+    }
+}
+
 /// The node loop's handle on the coordinator client task.
 #[derive(Clone, Debug)]
 pub struct CoordinatorSender {
+    news: LeaderNews,
     queue: mpsc::Sender<(Instant, proto::RegionBatch)>,
     reads: mpsc::Sender<SealedEpochRead>,
     epochs_reads: mpsc::Sender<EpochsRead>,
@@ -252,9 +293,11 @@ impl CoordinatorSender {
         let (queue, receiver) = mpsc::channel(COORDINATOR_QUEUE_BATCHES_MAX);
         let (reads, reads_receiver) = mpsc::channel(COORDINATOR_QUEUE_READS_MAX);
         let leader = leader_tracker(&clients, settings.preferred_leader);
+        let news = LeaderNews::new();
         let reader = EpochReader {
             clients: clients.clone(),
             leader: leader.clone(),
+            news: news.sender.subscribe(),
             delays: settings.coordinator_delays.clone(),
             line: DelayLine::new(None, node_id.rotate_left(17)),
             events: events.clone(),
@@ -262,6 +305,7 @@ impl CoordinatorSender {
         let task = CoordinatorTask {
             clients,
             leader,
+            news: news.sender.subscribe(),
             delays: settings.coordinator_delays.clone(),
             line: DelayLine::new(None, node_id),
             events: events.clone(),
@@ -286,12 +330,20 @@ impl CoordinatorSender {
         runtime.spawn(epochs_reader.run(epochs_reads_receiver));
         runtime.spawn(checkpoint_reader.run_checkpoint_reads(checkpoint_reads_receiver));
         Some(CoordinatorSender {
+            news,
             queue,
             reads,
             epochs_reads,
             checkpoint_reads,
             events,
         })
+    }
+
+    /// A coordinator acknowledgement reached the node (an answer, or sent unasked by a leader
+    /// that just took over): the next calls go to the leader it names, if its term is the
+    /// highest heard of.
+    pub fn heard_acknowledgement(&self, ack: &proto::RegionBatchAck) {
+        self.news.publish(ack.leader_node_id, ack.leader_term);
     }
 
     /// Queues a read of a global object's checkpoint from another region without waiting; a
@@ -361,6 +413,7 @@ impl CoordinatorSender {
 struct EpochReader {
     clients: Vec<(u64, Client)>,
     leader: LeaderTracker,
+    news: watch::Receiver<(u64, u64)>,
     delays: HashMap<u64, OneWayDelay>,
     line: DelayLine,
     events: SyncSender<NodeEvent>,
@@ -410,6 +463,7 @@ impl EpochReader {
         read: SealedEpochRead,
         attempt: usize,
     ) {
+        follow_news(&mut self.news, &mut self.leader);
         let replica = self.leader.target();
         self.line.set_delay(self.delays.get(&replica).copied());
         let send_at = self.line.send_at(Instant::now());
@@ -601,6 +655,7 @@ impl RegionEpochsReader {
 struct CoordinatorTask {
     clients: Vec<(u64, Client)>,
     leader: LeaderTracker,
+    news: watch::Receiver<(u64, u64)>,
     delays: HashMap<u64, OneWayDelay>,
     line: DelayLine,
     events: SyncSender<NodeEvent>,
@@ -657,6 +712,7 @@ impl CoordinatorTask {
         enqueued_at: Instant,
         submission: Submission,
     ) {
+        follow_news(&mut self.news, &mut self.leader);
         let replica = self.leader.target();
         self.line.set_delay(self.delays.get(&replica).copied());
         let send_at = self.line.send_at(enqueued_at);
@@ -699,7 +755,14 @@ impl CoordinatorTask {
                         tracing::info!(replica, "coordinator reachable again");
                     }
                     self.failing = false;
-                    self.leader.handle_success(replica);
+                    // An answer of a deposed leader's term (it answered before it learned)
+                    // moves nothing; the node loop publishes the term for the other tasks.
+                    let leader = if ack.leader_node_id == 0 {
+                        replica
+                    } else {
+                        ack.leader_node_id
+                    };
+                    self.leader.handle_leader(leader, ack.leader_term);
                     // A full loop queue drops the acknowledgement: the next answer repeats it.
                     let _ = self.events.try_send(NodeEvent::BatchAck(ack));
                     return;
@@ -1048,6 +1111,111 @@ mod tests {
             gate.most_open(),
             COORDINATOR_BATCHES_IN_FLIGHT_MAX,
             "as many batches as the bound allows were in flight at once, and no more"
+        );
+        drop(sender);
+    }
+
+    /// A coordinator replica of the test that went silent (a paused process): it counts the
+    /// calls it gets and never answers them.
+    struct SilentReplica {
+        calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    #[tonic::async_trait]
+    impl proto::coordinator_server::Coordinator for SilentReplica {
+        async fn submit_batch(
+            &self,
+            _: tonic::Request<proto::RegionBatch>,
+        ) -> Result<tonic::Response<proto::RegionBatchAck>, tonic::Status> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::future::pending().await
+        }
+
+        async fn read_sealed_epoch(
+            &self,
+            _: tonic::Request<proto::ReadSealedEpochRequest>,
+        ) -> Result<tonic::Response<proto::ReadSealedEpochReply>, tonic::Status> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::future::pending().await
+        }
+
+        async fn status(
+            &self,
+            _: tonic::Request<proto::CoordinatorStatusRequest>,
+        ) -> Result<tonic::Response<proto::CoordinatorStatusReply>, tonic::Status> {
+            Err(tonic::Status::unimplemented("not in this test"))
+        }
+    }
+
+    /// The leader the region calls goes silent without failing its calls; its successor's
+    /// acknowledgement (sent unasked as it takes over, and handed to the sender by the node
+    /// loop) names it and its term. The next batch and the next sealed epoch read go to the
+    /// successor at once, not after the silent leader's calls time out (2 s): the silent one
+    /// gets the one batch it was sent before the news and nothing more.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_follow_the_leader_of_the_newest_term_away_from_a_silent_one() {
+        let silent_calls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let silent = serve_replica(
+            7,
+            SilentReplica {
+                calls: std::sync::Arc::clone(&silent_calls),
+            },
+        )
+        .await;
+        let (successor, _gate) = HoldingReplica::start(8, 1).await;
+        let settings = GlobalSettings {
+            coordinator_replicas: vec![silent, successor],
+            preferred_leader: 7,
+            ..GlobalSettings::none()
+        };
+        let (events, received) = sync_channel(64);
+        let sender =
+            CoordinatorSender::start(&tokio::runtime::Handle::current(), 1, &settings, events)
+                .expect("replicas are named");
+        let batch = |batch_number| proto::RegionBatch {
+            region: "near".to_owned(),
+            batch_number,
+            ..proto::RegionBatch::default()
+        };
+        sender.send(batch(1));
+        while silent_calls.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        sender.heard_acknowledgement(&proto::RegionBatchAck {
+            region: "near".to_owned(),
+            leader_node_id: 8,
+            leader_term: 6,
+            ..proto::RegionBatchAck::default()
+        });
+        sender.send(batch(2));
+        sender.read_sealed_epoch(SealedEpochRead {
+            read_id: 1,
+            request: proto::ReadSealedEpochRequest::default(),
+        });
+        let (acknowledged, read) = tokio::task::spawn_blocking(move || {
+            let (mut acknowledged, mut read) = (None, None);
+            while acknowledged.is_none() || read.is_none() {
+                match received.recv_timeout(Duration::from_secs(60)) {
+                    Ok(NodeEvent::BatchAck(ack)) => {
+                        acknowledged = Some(ack.acknowledged_through_batch_number)
+                    }
+                    Ok(NodeEvent::SealedEpochRead { read_id, reply }) => {
+                        read = Some((read_id, reply.map(|reply| reply.epoch_number)))
+                    }
+                    Ok(_) => {}
+                    Err(error) => panic!("no answer: {error}"),
+                }
+            }
+            (acknowledged, read)
+        })
+        .await
+        .expect("the receiver ends");
+        assert_eq!(acknowledged, Some(2), "batch 2 was answered first");
+        assert_eq!(read, Some((1, Ok(1))));
+        assert_eq!(
+            silent_calls.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "after the news nothing more went to the silent replica"
         );
         drop(sender);
     }

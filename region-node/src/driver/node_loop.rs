@@ -766,6 +766,9 @@ impl RegionLoop {
                 let _ = reply.send(answer);
             }
             NodeEvent::BatchAck(ack) => {
+                if let Some(coordinator) = &self.coordinator {
+                    coordinator.heard_acknowledgement(&ack);
+                }
                 if let Err(error) = self.node.handle_batch_ack(now_us, ack) {
                     tracing::debug!(%error, "batch acknowledgement refused");
                 }

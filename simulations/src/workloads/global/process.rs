@@ -1145,6 +1145,20 @@ impl NodeProcess {
                         );
                     }
                 }
+                CoordinatorOutput::ToRegion {
+                    region,
+                    message: RegionMessage::LeaderAnnouncement(ack),
+                } => {
+                    // Every node of the region, as the production sender calls each.
+                    let nodes = self
+                        .region_leaders
+                        .get(region.as_str())
+                        .map(|leader| leader.members().to_vec())
+                        .unwrap_or_default();
+                    for node in nodes {
+                        cx.send(node, GlobalMessage::BatchAck(ack.clone()));
+                    }
+                }
                 CoordinatorOutput::ToRegion { region, message } => {
                     if let Some(to) = self.region_target(region.as_str()) {
                         let mut observer = self.observer.borrow_mut();
@@ -1153,7 +1167,10 @@ impl NodeProcess {
                                 observer.stages.epoch_sent(cx.now(), &epoch);
                                 GlobalMessage::Epoch(epoch)
                             }
-                            RegionMessage::BatchAck(ack) => GlobalMessage::BatchAck(ack),
+                            RegionMessage::BatchAck(ack)
+                            | RegionMessage::LeaderAnnouncement(ack) => {
+                                GlobalMessage::BatchAck(ack)
+                            }
                         };
                         drop(observer);
                         cx.send(to, message);
@@ -1238,6 +1255,27 @@ impl NodeProcess {
     fn handle_coordinator_answer(&mut self, from: NodeId) {
         if self.coordinator_leader.contains(from) {
             self.coordinator_leader.handle_success(from);
+            self.coordinator_unanswered_since = None;
+            self.coordinator_refusals = 0;
+        }
+    }
+
+    /// A coordinator acknowledgement, the answer to a batch or sent unasked by a leader that
+    /// just took over: follow the leader it names unless a leader of a higher term was heard
+    /// of, as the production driver does (`LeaderTracker::handle_leader`), so that batches and
+    /// reads leave a former leader that went silent without refusing them as soon as its
+    /// successor speaks.
+    fn handle_coordinator_ack(&mut self, from: NodeId, ack: &proto::RegionBatchAck) {
+        let leader = if ack.leader_node_id == 0 {
+            from
+        } else {
+            ack.leader_node_id
+        };
+        if self.coordinator_leader.contains(leader)
+            && self
+                .coordinator_leader
+                .handle_leader(leader, ack.leader_term)
+        {
             self.coordinator_unanswered_since = None;
             self.coordinator_refusals = 0;
         }
@@ -1472,7 +1510,7 @@ impl Process for NodeProcess {
             GlobalMessage::BatchAck(ack) => {
                 match &ack.not_leader {
                     Some(not_leader) => self.handle_coordinator_not_leader(from, not_leader),
-                    None => self.handle_coordinator_answer(from),
+                    None => self.handle_coordinator_ack(from, &ack),
                 }
                 // A `not_leader` answer acknowledges nothing, but tells the region node that the
                 // replica did not take what it was sent, so that it resends soon.
