@@ -1066,26 +1066,31 @@ fn a_leader_sleeping_through_its_quiet_ticks_suspects_on_the_same_tick() {
 /// The unasked acknowledgements addressed to each region among `outputs`.
 /// The leadership announcements among `outputs`, by region.
 fn announcements(outputs: Vec<CoordinatorOutput>) -> Vec<(RegionId, proto::RegionBatchAck)> {
+    unasked_acknowledgements(outputs, true)
+}
+
+/// The acknowledgements that wake idle regions among `outputs`, by region.
+fn wake_ups(outputs: Vec<CoordinatorOutput>) -> Vec<(RegionId, proto::RegionBatchAck)> {
+    unasked_acknowledgements(outputs, false)
+}
+
+/// The acknowledgements sent unasked among `outputs`, by region: the announcements of a new
+/// leader, or the others.
+fn unasked_acknowledgements(
+    outputs: Vec<CoordinatorOutput>,
+    announcements: bool,
+) -> Vec<(RegionId, proto::RegionBatchAck)> {
     outputs
         .into_iter()
         .filter_map(|output| match output {
             CoordinatorOutput::ToRegion {
                 region,
                 message: RegionMessage::LeaderAnnouncement(ack),
-            } => Some((region, ack)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn wake_ups(outputs: Vec<CoordinatorOutput>) -> Vec<(RegionId, proto::RegionBatchAck)> {
-    outputs
-        .into_iter()
-        .filter_map(|output| match output {
+            } if announcements => Some((region, ack)),
             CoordinatorOutput::ToRegion {
                 region,
                 message: RegionMessage::BatchAck(ack),
-            } => Some((region, ack)),
+            } if !announcements => Some((region, ack)),
             _ => None,
         })
         .collect()

@@ -680,11 +680,8 @@ fn quiet_ticks_run_late_before_a_message_change_nothing() {
     }
 }
 
-/// Crashes the leader of a three-member group whose members have `priorities` (of members 1,
-/// 2 and 3), makes the two others campaign at the same moment (as when their election
-/// timeouts fire within a round trip of each other), delivers every message, and returns the
-/// two, and who leads then.
-fn campaigns_at_once_after_the_leader_crashed(priorities: [u32; 3]) -> ([u64; 2], Option<u64>) {
+/// A group of members 1, 2 and 3 with these election priorities.
+fn prioritized_cluster(priorities: [u32; 3]) -> Cluster {
     let mut cluster = Cluster {
         network: Network::new(0, 1),
     };
@@ -693,6 +690,15 @@ fn campaigns_at_once_after_the_leader_crashed(priorities: [u32; 3]) -> ([u64; 2]
         config.election_priority = priority;
         cluster.add_member(config);
     }
+    cluster
+}
+
+/// Crashes the leader of a three-member group whose members have `priorities` (of members 1,
+/// 2 and 3), makes the two others campaign at the same moment (as when their election
+/// timeouts fire within a round trip of each other), delivers every message, and returns the
+/// two, and who leads then.
+fn campaigns_at_once_after_the_leader_crashed(priorities: [u32; 3]) -> ([u64; 2], Option<u64>) {
+    let mut cluster = prioritized_cluster(priorities);
     let leader = cluster.elect();
     cluster.propose(leader, b"one");
     cluster.crash(leader);
@@ -730,14 +736,7 @@ fn with_election_priorities_two_candidates_at_once_elect_the_higher_without_a_sp
 
 #[test]
 fn a_member_that_may_not_campaign_does_not_hold_the_others_back_with_its_priority() {
-    let mut cluster = Cluster {
-        network: Network::new(0, 1),
-    };
-    for (id, priority) in (1..=3).zip([3, 2, 1]) {
-        let mut config = RaftGroupConfig::new(id, vec![1, 2, 3]);
-        config.election_priority = priority;
-        cluster.add_member(config);
-    }
+    let mut cluster = prioritized_cluster([3, 2, 1]);
     let leader = cluster.elect();
     cluster.propose(leader, b"one");
     // The member of highest priority among the two that remain may not campaign (its clock
