@@ -20,6 +20,20 @@ impl proto::NotLeader {
     }
 }
 
+impl proto::RegionBatchAck {
+    /// The coordinator leader this acknowledgement names and its term, for
+    /// [`LeaderTracker::handle_leader`]: `from` (the replica that answered) and term 0 when
+    /// the acknowledgement does not say.
+    pub fn leader_of_term(&self, from: u64) -> (u64, u64) {
+        let leader = if self.leader_node_id == 0 {
+            from
+        } else {
+            self.leader_node_id
+        };
+        (leader, self.leader_term)
+    }
+}
+
 /// The member the next request goes to, and how that guess changes with answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaderTracker {

@@ -757,12 +757,8 @@ impl CoordinatorTask {
                     self.failing = false;
                     // An answer of a deposed leader's term (it answered before it learned)
                     // moves nothing; the node loop publishes the term for the other tasks.
-                    let leader = if ack.leader_node_id == 0 {
-                        replica
-                    } else {
-                        ack.leader_node_id
-                    };
-                    self.leader.handle_leader(leader, ack.leader_term);
+                    let (leader, term) = ack.leader_of_term(replica);
+                    self.leader.handle_leader(leader, term);
                     // A full loop queue drops the acknowledgement: the next answer repeats it.
                     let _ = self.events.try_send(NodeEvent::BatchAck(ack));
                     return;

@@ -1266,16 +1266,8 @@ impl NodeProcess {
     /// reads leave a former leader that went silent without refusing them as soon as its
     /// successor speaks.
     fn handle_coordinator_ack(&mut self, from: NodeId, ack: &proto::RegionBatchAck) {
-        let leader = if ack.leader_node_id == 0 {
-            from
-        } else {
-            ack.leader_node_id
-        };
-        if self.coordinator_leader.contains(leader)
-            && self
-                .coordinator_leader
-                .handle_leader(leader, ack.leader_term)
-        {
+        let (leader, term) = ack.leader_of_term(from);
+        if self.coordinator_leader.handle_leader(leader, term) {
             self.coordinator_unanswered_since = None;
             self.coordinator_refusals = 0;
         }
