@@ -7,7 +7,9 @@
 //!   epochs, snapshots and recovery;
 //! - [`entry`]: the entries of the coordinator log and their versioned encoding;
 //! - [`node`]: [`CoordinatorNode`], one replica: region batches in, acknowledgements and
-//!   sealed epochs out, suspicion of silent regions, resends, bounded queues.
+//!   sealed epochs out, suspicion of silent regions, resends, bounded queues;
+//! - [`leadership_return`]: when a leader hands leadership back to the preferred replica after
+//!   a failover.
 //!
 //! The protocol both tiers follow is docs/global-protocol.md: the coordinator's side is
 //! sections 4 to 8 (taking batches, sealing, membership, delivery, the sealed-epoch read), what
@@ -64,6 +66,7 @@ mod codec;
 #[cfg(feature = "driver")]
 pub mod driver;
 pub mod entry;
+pub mod leadership_return;
 pub mod node;
 pub mod state;
 

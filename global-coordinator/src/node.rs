@@ -37,8 +37,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use dsss_raft_group::raft::eraftpb::Message;
 use dsss_raft_group::{
-    Applied, DecodeError, DurableStore, OpenError, RaftGroup, RaftGroupConfig, ReadyError, ReadyIo,
-    Role, StepError, decode_message, group::ELECTION_TICK_MAX,
+    Applied, ClockSample, DecodeError, DurableStore, OpenError, RaftGroup, RaftGroupConfig,
+    ReadyError, ReadyIo, Role, StepError, decode_message, group::ELECTION_TICK_MAX,
 };
 use dsss_wire::{
     ClockSkewError, HybridLogicalClock, Record, RegionId, ResendTimeout, Timestamp, proto,
@@ -46,6 +46,7 @@ use dsss_wire::{
 
 use crate::codec::record_size_bytes;
 use crate::entry::{BatchEntry, CoordinatorEntry, REGION_BATCH_RECORDS_MAX, check_batch};
+use crate::leadership_return::{LeadershipReturn, PreferredReplica};
 use crate::state::{
     BatchVerdict, CoordinatorLimits, CoordinatorState, EntryEffect, EntryOutcome, Epoch,
     SuspectVerdict, check_regions,
@@ -597,8 +598,12 @@ pub struct CoordinatorCounters {
     /// changed.
     pub idle_regions_woken: u64,
     /// Acknowledgements sent unasked to member regions when this replica began to lead, so
-    /// that their calls leave a silent former leader at once.
+    /// that their calls leave a silent former leader at once, and repeated each resend
+    /// interval to those none of whose batches arrived since.
     pub leadership_announcements: u64,
+    /// Transfers of leadership this replica started to hand it back to the preferred
+    /// replica after a failover ([`crate::leadership_return`]).
+    pub leadership_returns: u64,
     /// Liveness asks of idle regions answered (not counted in `batches_not_accepted`).
     pub liveness_asks_answered: u64,
     /// Entries raft dropped.
@@ -674,6 +679,12 @@ struct RegionDuty {
     early: BTreeMap<(u64, u64), BatchEntry>,
     /// The newest epoch sent to the region (new, resent, or in its catch-up window).
     window_sent_through: u64,
+    /// Whether a batch of the region reached this replica since it began to lead: until one
+    /// does, the region may still be calling a former leader, and hears of this one again
+    /// every resend interval (`CoordinatorNode::repeat_announcements`).
+    batch_heard: bool,
+    /// When this leadership was last announced to the region.
+    announced_at_us: u64,
 }
 
 /// The leader's soft state.
@@ -688,6 +699,8 @@ struct Leadership {
     /// Whether the member regions were told of the membership change that waits to be
     /// sealed (see `CoordinatorNode::wake_regions_for_membership`).
     membership_change_told: bool,
+    /// When to hand leadership back to the preferred replica, if this one is not it.
+    leadership_return: LeadershipReturn,
 }
 
 /// One replica of the global coordinator. See the module documentation.
@@ -697,8 +710,14 @@ pub struct CoordinatorNode {
     clock: HybridLogicalClock,
     now_us: u64,
     started: bool,
-    /// Set while this replica's clock is beyond the bound from a majority of the replicas.
+    /// Set while this replica's clock is beyond the bound from a majority of the replicas
+    /// (`clock_verdict_fences`), or its hybrid clock runs ahead of its physical clock by more
+    /// than the bound (`clock_runs_ahead`).
     clock_fenced: bool,
+    clock_verdict_fences: bool,
+    clock_runs_ahead: bool,
+    /// The fresh samples of the other replicas' clocks the last verdict rested on.
+    clock_samples: Vec<(u64, ClockSample)>,
     proposals: VecDeque<Vec<u8>>,
     proposals_size_bytes: usize,
     /// (region, incarnation, batch number) of the batches waiting in `proposals`.
@@ -732,6 +751,9 @@ impl CoordinatorNode {
             now_us: 0,
             started: false,
             clock_fenced: false,
+            clock_verdict_fences: false,
+            clock_runs_ahead: false,
+            clock_samples: Vec::new(),
             proposals: VecDeque::new(),
             proposals_size_bytes: 0,
             queued_batches: BTreeSet::new(),
@@ -782,12 +804,27 @@ impl CoordinatorNode {
     }
 
     /// The driver's verdict on this replica's clock against the other replicas' (see
-    /// `dsss_raft_group::PeerClocks`), given before every tick. While it is beyond the bound
-    /// the replica is fenced: it does not campaign, a leader hands leadership to another
-    /// replica, and its hybrid clock is not moved by its physical one; it resumes as soon as
-    /// the verdict is no longer beyond.
-    pub fn handle_clock_verdict(&mut self, verdict: &dsss_raft_group::ClockVerdict) {
-        let fenced = verdict.fences();
+    /// `dsss_raft_group::PeerClocks`), and the fresh samples of their clocks
+    /// (`PeerClocks::fresh_samples`), given before every tick. While the verdict is beyond
+    /// the bound the replica is fenced: it does not campaign, a leader hands leadership to
+    /// another replica, and its hybrid clock is not moved by its physical one; it resumes as
+    /// soon as the verdict is no longer beyond. A leader hands leadership back to the
+    /// preferred replica only while a sample puts that replica's clock within the bound
+    /// ([`crate::leadership_return`]).
+    pub fn handle_clock_verdict(
+        &mut self,
+        verdict: &dsss_raft_group::ClockVerdict,
+        samples: Vec<(u64, ClockSample)>,
+    ) {
+        self.clock_verdict_fences = verdict.fences();
+        self.clock_samples = samples;
+        self.update_fence();
+    }
+
+    /// Fences the replica while the verdict on its clock says so or its hybrid clock runs
+    /// ahead of its physical one, and lifts the fence when neither holds.
+    fn update_fence(&mut self) {
+        let fenced = self.clock_verdict_fences || self.clock_runs_ahead;
         if fenced && !self.clock_fenced {
             self.counters.clock_fences += 1;
         }
@@ -795,7 +832,8 @@ impl CoordinatorNode {
         self.group.set_may_campaign(!fenced);
     }
 
-    /// True while this replica's clock is beyond the bound.
+    /// True while this replica's clock is beyond the bound, or its hybrid clock runs ahead of
+    /// its physical clock by more than the bound (see [`CoordinatorNode::handle_tick`]).
     pub fn clock_fenced(&self) -> bool {
         self.clock_fenced
     }
@@ -929,6 +967,9 @@ impl CoordinatorNode {
                 }
                 due_at(suspect_at_us);
             }
+            if region_state.member && !duty.batch_heard {
+                due_at(duty.announced_at_us.saturating_add(resend_us));
+            }
             let replicated = region_state.acknowledged_epoch;
             let through = duty.appended.0;
             if through > replicated {
@@ -967,6 +1008,13 @@ impl CoordinatorNode {
         if !self.is_leader() {
             // The answer names the leader (`current_batch_ack`).
             return Ok(());
+        }
+        if let Some(duty) = self
+            .leadership
+            .as_mut()
+            .and_then(|leadership| leadership.regions.get_mut(&region))
+        {
+            duty.batch_heard = true;
         }
         if !batch.records.is_empty() && self.leadership.is_some() {
             let woken = !self.closes_wanted();
@@ -1287,6 +1335,17 @@ impl CoordinatorNode {
         if !self.clock_fenced {
             let _ = self.clock.now(now_us);
         }
+        // The hybrid clock never moves back: after the physical clock leapt forward (before
+        // the verdict fenced the replica) and back, it stays ahead, and so does the sender
+        // time of every message this replica sends, which regions refuse beyond the bound. A
+        // leader then would hold every region's calls until the physical clock caught up
+        // (an hour for a clock that leapt an hour), so it fences itself meanwhile.
+        let runs_ahead =
+            self.clock.last().physical_us > now_us.saturating_add(self.config.max_clock_skew_us);
+        if runs_ahead != self.clock_runs_ahead {
+            self.clock_runs_ahead = runs_ahead;
+            self.update_fence();
+        }
         self.group.tick();
         self.tick_epoch_reads();
         if !self.started {
@@ -1301,9 +1360,12 @@ impl CoordinatorNode {
             let config = &self.config;
             self.group
                 .hand_leadership_away(|voter| config.election_priority_of(voter));
+        } else {
+            self.return_leadership_to_preferred();
         }
         if self.leadership.is_some() {
             self.suspect_silent_regions();
+            self.repeat_announcements();
             self.propose_acknowledgements();
             self.resend_epochs();
         }
@@ -1597,13 +1659,41 @@ impl CoordinatorNode {
     fn propose_waiting(&mut self) {
         self.queued_batches.clear();
         self.proposals_size_bytes = 0;
+        let mut batch_dropped = false;
         while let Some(data) = self.proposals.pop_front() {
             let is_batch = data.get(1) == Some(&1);
             match self.group.propose(data) {
                 Ok(()) if is_batch => self.counters.batches_proposed += 1,
                 Ok(()) => {}
                 // The region resends its batch, and the next tick repeats the duties.
-                Err(_) => self.counters.proposals_dropped += 1,
+                Err(_) => {
+                    self.counters.proposals_dropped += 1;
+                    batch_dropped |= is_batch;
+                }
+            }
+        }
+        if batch_dropped {
+            self.forget_proposed_batches();
+        }
+    }
+
+    /// raft dropped the proposal of a batch (a leadership transfer is under way, or its bound
+    /// on uncommitted entries was reached): the region resends the batch, and this leader
+    /// must propose it again instead of taking it for proposed, or the region's batches stall
+    /// for as long as this leadership lasts. Every region's proposals start again from what
+    /// is applied, as at the start of a leadership; a batch proposed twice is applied once
+    /// (the second copy is a duplicate).
+    fn forget_proposed_batches(&mut self) {
+        let state = self.group.state_machine();
+        let Some(leadership) = self.leadership.as_mut() else {
+            return;
+        };
+        for (region, duty) in &mut leadership.regions {
+            if let Some(region_state) = state.region(region) {
+                duty.proposed_through = (
+                    region_state.incarnation,
+                    region_state.next_batch_number.saturating_sub(1),
+                );
             }
         }
     }
@@ -1640,6 +1730,8 @@ impl CoordinatorNode {
                     proposed_through: (state.incarnation, state.next_batch_number - 1),
                     early: BTreeMap::new(),
                     window_sent_through: state.acknowledged_epoch,
+                    batch_heard: false,
+                    announced_at_us: now_us,
                 };
                 (region.clone(), duty)
             })
@@ -1650,8 +1742,49 @@ impl CoordinatorNode {
             regions,
             records_arrived_us: None,
             membership_change_told: false,
+            leadership_return: LeadershipReturn::new(
+                self.ticks,
+                self.group.last_index(),
+                self.config.election_tick as u64,
+            ),
         });
         self.announce_leadership();
+    }
+
+    /// On a leader that is not the preferred replica, hands leadership back to it once it has
+    /// been a healthy follower for a while (see [`crate::leadership_return`]): a failover
+    /// otherwise leaves the order on the longer path for as long as this process lives.
+    fn return_leadership_to_preferred(&mut self) {
+        let Some(preferred) = self.config.preferred_leader else {
+            return;
+        };
+        if preferred == self.id() || self.group.is_transferring_leadership() {
+            return;
+        }
+        let bound_us = self.config.max_clock_skew_us;
+        let clock_within_bound = self.clock_samples.iter().any(|(peer, sample)| {
+            *peer == preferred
+                && sample
+                    .offset_us
+                    .unsigned_abs()
+                    .saturating_add(sample.uncertainty_us)
+                    <= bound_us
+        });
+        let view = PreferredReplica {
+            progress: self.group.follower_progress(preferred),
+            clock_within_bound,
+        };
+        let (ticks, last_index) = (self.ticks, self.group.last_index());
+        let Some(leadership) = self.leadership.as_mut() else {
+            return;
+        };
+        if leadership
+            .leadership_return
+            .on_tick(ticks, last_index, view)
+        {
+            self.counters.leadership_returns += 1;
+            self.group.transfer_leader(preferred);
+        }
     }
 
     /// Tells every member region, with an acknowledgement sent unasked, that this replica now
@@ -1664,10 +1797,43 @@ impl CoordinatorNode {
     /// wanted.
     fn announce_leadership(&mut self) {
         for region in self.group.state_machine().member_regions() {
-            let mut ack = self.batch_ack(&region);
-            ack.closes_wanted = true;
-            self.counters.leadership_announcements += 1;
-            self.push_output(region, RegionMessage::LeaderAnnouncement(ack));
+            self.announce_to(region);
+        }
+    }
+
+    fn announce_to(&mut self, region: RegionId) {
+        let mut ack = self.batch_ack(&region);
+        ack.closes_wanted = true;
+        self.counters.leadership_announcements += 1;
+        self.push_output(region, RegionMessage::LeaderAnnouncement(ack));
+    }
+
+    /// Announces this leadership again, once per resend interval, to each member region none
+    /// of whose batches reached this replica since it began to lead. An announcement is one
+    /// message each way it may be lost, and a region that lost it goes on calling the former
+    /// leader: one that is paused or cut off holds its calls until their timeout (2 s). The
+    /// repeats stop at the region's first batch (an announcement asks for closes, so even an
+    /// idle region sends one at once), or when the region leaves the membership (suspected
+    /// after its timeout).
+    fn repeat_announcements(&mut self) {
+        let now_us = self.now_us;
+        let interval_us = self.config.resend_interval_us;
+        let members = self.group.state_machine().member_regions();
+        let Some(leadership) = self.leadership.as_mut() else {
+            return;
+        };
+        let mut due = Vec::new();
+        for region in members {
+            let Some(duty) = leadership.regions.get_mut(&region) else {
+                continue;
+            };
+            if !duty.batch_heard && now_us.saturating_sub(duty.announced_at_us) >= interval_us {
+                duty.announced_at_us = now_us;
+                due.push(region);
+            }
+        }
+        for region in due {
+            self.announce_to(region);
         }
     }
 

@@ -3,13 +3,15 @@
 //! region, epoch delivery and resends, bounds, restarts, and a new leader that derives the
 //! same epochs from the log. Reference: docs/global-protocol.md sections 4 to 9.
 
+use std::collections::BTreeMap;
+
 use dsss_global_coordinator::{
     CoordinatorConfig, CoordinatorLimits, CoordinatorNode, CoordinatorOutput, Epoch, InputError,
     Notice, PROPOSALS_PENDING_MAX, RegionMessage,
 };
 use dsss_raft_group::raft::eraftpb::{Message, MessageType};
 use dsss_raft_group::testing::{Network, TestNode};
-use dsss_raft_group::{MemoryStore, StoreIo};
+use dsss_raft_group::{ClockSample, ClockVerdict, MemoryStore, StoreIo};
 use dsss_wire::{
     Arguments, ClientId, MethodId, ObjectId, Record, RegionId, RequestSequence, Scope, Timestamp,
     proto,
@@ -46,6 +48,9 @@ struct Replica {
     outputs: Vec<CoordinatorOutput>,
     epoch_replies: Vec<(u64, proto::ReadSealedEpochReply)>,
     notices: Vec<Notice>,
+    /// The offsets of the other replicas' clocks this replica measures, by node id (0 for
+    /// those not named): its driver's clock samples, fresh at every tick.
+    peer_clock_offsets_us: BTreeMap<u64, i64>,
 }
 
 impl TestNode for Replica {
@@ -80,6 +85,22 @@ impl TestNode for Replica {
 
     fn tick(&mut self, now_us: u64) {
         if let Some(node) = self.node.as_mut() {
+            let samples = self
+                .config
+                .replica_ids
+                .iter()
+                .filter(|peer| **peer != self.config.node_id)
+                .map(|&peer| {
+                    let offset_us = self.peer_clock_offsets_us.get(&peer).copied();
+                    let sample = ClockSample {
+                        offset_us: offset_us.unwrap_or(0),
+                        uncertainty_us: 1_000,
+                        taken_at_us: now_us,
+                    };
+                    (peer, sample)
+                })
+                .collect();
+            node.handle_clock_verdict(&ClockVerdict::Within, samples);
             node.handle_tick(now_us);
         }
     }
@@ -117,6 +138,7 @@ impl Cluster {
                     outputs: Vec::new(),
                     epoch_replies: Vec::new(),
                     notices: Vec::new(),
+                    peer_clock_offsets_us: BTreeMap::new(),
                 },
             );
         }
@@ -1063,7 +1085,6 @@ fn a_leader_sleeping_through_its_quiet_ticks_suspects_on_the_same_tick() {
     );
 }
 
-/// The unasked acknowledgements addressed to each region among `outputs`.
 /// The leadership announcements among `outputs`, by region.
 fn announcements(outputs: Vec<CoordinatorOutput>) -> Vec<(RegionId, proto::RegionBatchAck)> {
     unasked_acknowledgements(outputs, true)
@@ -1297,11 +1318,14 @@ fn a_new_leader_announces_itself_to_every_member_region_with_its_term() {
     let first = cluster.elect();
     let first_term = cluster.node(first).status().term;
     let announced = announcements(cluster.take_outputs(first));
+    // The first three, at once; then repeats to the regions that sent no batch (none did),
+    // once per resend interval, if the election took that long to be noticed.
     let regions: Vec<&str> = announced
         .iter()
         .map(|(region, _)| region.as_str())
         .collect();
-    assert_eq!(regions, ["a", "b", "c"]);
+    assert_eq!(regions[..3], ["a", "b", "c"]);
+    assert_eq!(regions.len() % 3, 0, "{regions:?}");
     for (region, ack) in &announced {
         assert_eq!(
             (ack.leader_node_id, ack.leader_term),
@@ -1337,7 +1361,7 @@ fn a_new_leader_announces_itself_to_every_member_region_with_its_term() {
     let second_term = cluster.node(second).status().term;
     assert!(second_term > first_term);
     let announced = announcements(cluster.take_outputs(second));
-    assert_eq!(announced.len(), 3, "{announced:?}");
+    assert!(announced.len() >= 3, "{announced:?}");
     for (region, ack) in &announced {
         assert_eq!(
             (ack.leader_node_id, ack.leader_term),
@@ -1351,6 +1375,198 @@ fn a_new_leader_announces_itself_to_every_member_region_with_its_term() {
             .status()
             .counters
             .leadership_announcements,
-        3
+        announced.len() as u64
     );
+}
+
+/// After a failover the leader hands leadership back to the preferred replica once that one
+/// holds what the leader held half an election timeout earlier and has stayed so for two
+/// election timeouts (docs/global-protocol.md section 11): the order returns to where the
+/// operator placed it, and the regions hear of the new term. A preferred replica whose clock
+/// the leader measures beyond the skew bound (fenced, it would send no vote requests) is not
+/// handed leadership until its clock is back within.
+#[test]
+fn leadership_returns_to_the_preferred_replica_once_it_is_a_healthy_follower_again() {
+    const ELECTION_TICK: usize = 10;
+    let mut cluster = Cluster::new(&[1, 2, 3], &["a", "b"], |config| {
+        config.preferred_leader = Some(1);
+        config.election_tick = ELECTION_TICK;
+    });
+    assert_eq!(cluster.elect(), 1);
+    cluster.crash(1);
+    let second = cluster.elect();
+    assert_ne!(second, 1);
+    // The log grows while the preferred replica is down: it must catch up first.
+    for batch_number in 1..=20 {
+        let now_us = cluster.now_us();
+        cluster
+            .submit(second, "a", 1, batch_number, vec![], now_us)
+            .unwrap();
+        cluster.tick(1);
+    }
+    let second_term = cluster.node(second).status().term;
+    // The leader measures the preferred replica's clock a second ahead: no transfer.
+    cluster
+        .network
+        .node_mut(second)
+        .peer_clock_offsets_us
+        .insert(1, 1_000_000);
+    cluster.restart(1);
+    cluster.tick(20 * ELECTION_TICK);
+    assert_eq!(cluster.network.leader(), Some(second));
+    assert_eq!(cluster.node(second).status().counters.leadership_returns, 0);
+    assert_eq!(
+        cluster.node(1).status().applied_index,
+        cluster.node(second).status().applied_index,
+        "the preferred replica caught up"
+    );
+
+    // Its clock is back within the bound: after two election timeouts of health, leadership
+    // goes back to it, in a new term it announces.
+    cluster
+        .network
+        .node_mut(second)
+        .peer_clock_offsets_us
+        .clear();
+    cluster.take_outputs(1);
+    cluster.tick(2 * ELECTION_TICK);
+    assert_eq!(
+        cluster.network.leader(),
+        Some(second),
+        "not before the wait"
+    );
+    cluster.tick(2 * ELECTION_TICK);
+    assert_eq!(cluster.network.leader(), Some(1));
+    assert_eq!(cluster.node(second).status().counters.leadership_returns, 1);
+    let term = cluster.node(1).status().term;
+    assert!(term > second_term);
+    let announced = announcements(cluster.take_outputs(1));
+    let mut announced_to: Vec<RegionId> =
+        announced.iter().map(|(region, _)| region.clone()).collect();
+    // Repeated once per resend interval: region a sends no batch here.
+    announced_to.dedup();
+    // Region b, silent all along, was taken out of the membership.
+    assert_eq!(announced_to, cluster.node(1).state().member_regions());
+    assert_eq!(announced_to, [region("a")]);
+    assert!(
+        announced
+            .iter()
+            .all(|(_, ack)| (ack.leader_node_id, ack.leader_term) == (1, term))
+    );
+    // The preferred replica leads on: it hands leadership to no one.
+    cluster.tick(20 * ELECTION_TICK);
+    assert_eq!(cluster.network.leader(), Some(1));
+    assert_eq!(cluster.node(1).status().counters.leadership_returns, 0);
+    assert_eq!(cluster.node(1).status().term, term);
+}
+
+/// A member region none of whose batches reached the new leader hears its announcement again
+/// every resend interval: a region that lost it would go on calling the former leader, and a
+/// paused one holds those calls until their timeout. The repeats stop at the region's first
+/// batch.
+#[test]
+fn the_announcement_is_repeated_to_each_region_until_a_batch_of_its_arrives() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &["a", "b", "c"], |config| {
+        config.preferred_leader = Some(1)
+    });
+    let leader = cluster.elect();
+    let first = announcements(cluster.take_outputs(leader));
+    assert!(first.len() >= 3, "{first:?}");
+    let resend_ticks = 5; // `resend_interval_us` of the test cluster, in 10 ms ticks
+    let mut batch_number = 0;
+    for (sends, hears_again) in [("a", ["b", "c"].as_slice()), ("b", &["c"]), ("c", &[])] {
+        batch_number += 1;
+        let now_us = cluster.now_us();
+        cluster
+            .submit(leader, sends, 1, batch_number, vec![], now_us)
+            .unwrap();
+        cluster.take_outputs(leader);
+        cluster.tick(resend_ticks);
+        let repeated = announcements(cluster.take_outputs(leader));
+        let regions: Vec<&str> = repeated.iter().map(|(region, _)| region.as_str()).collect();
+        assert_eq!(regions, hears_again, "after a batch of {sends}");
+        let term = cluster.node(leader).status().term;
+        assert!(
+            repeated
+                .iter()
+                .all(|(_, ack)| (ack.leader_node_id, ack.leader_term) == (leader, term))
+        );
+    }
+    cluster.tick(4 * resend_ticks);
+    assert!(announcements(cluster.take_outputs(leader)).is_empty());
+}
+
+/// A replica whose physical clock leapt an hour ahead and back before any verdict fenced it
+/// keeps a hybrid clock an hour ahead (it never moves back), and so stamps every message
+/// beyond what regions accept: it fences itself until its physical clock catches up. Leading,
+/// it hands leadership away; as the preferred replica, the leader's transfers back to it do
+/// not take (it drops the request to take over), and the leader leads on in its own term,
+/// taking again the batches whose proposals raft dropped during each transfer.
+#[test]
+fn a_replica_whose_hybrid_clock_ran_ahead_fences_itself_and_is_not_handed_leadership() {
+    const HOUR_US: u64 = 3_600_000_000;
+    let mut cluster = Cluster::new(&[1, 2, 3], &["a"], |config| {
+        config.preferred_leader = Some(1);
+        config.election_tick = 10;
+    });
+    assert_eq!(cluster.elect(), 1);
+    let now_us = cluster.now_us();
+    cluster.node_mut(1).handle_tick(now_us + HOUR_US);
+    cluster.tick(1);
+    assert!(cluster.node(1).clock_fenced());
+    cluster.tick(50);
+    let leader = cluster.network.leader().expect("another replica leads");
+    assert_ne!(leader, 1);
+    let term = cluster.node(leader).status().term;
+    // Region a ships a batch every tick and, every resend interval, resends the ones not yet
+    // taken, as regions do. raft drops the proposals made while a transfer is under way: the
+    // leader must propose those batches again when they are resent, all of them, or it takes
+    // one per resend interval and falls further behind with every tick.
+    let taken = |cluster: &Cluster| {
+        cluster
+            .node(leader)
+            .state()
+            .region(&region("a"))
+            .expect("a is known")
+            .next_batch_number
+    };
+    let mut shipped = taken(&cluster) - 1;
+    for tick in 0..400_u64 {
+        let now_us = cluster.now_us();
+        shipped += 1;
+        let from = if tick.is_multiple_of(5) {
+            taken(&cluster)
+        } else {
+            shipped
+        };
+        // All at once, as they arrive within a round trip, before any is applied.
+        for batch_number in from..=shipped {
+            let batch = proto::RegionBatch {
+                region: "a".to_owned(),
+                batch_number,
+                records: vec![],
+                closed_timestamp: time(now_us),
+                sender_node_id: 100,
+                sender_time: time(now_us),
+                incarnation: 1,
+            };
+            let _ = cluster.node_mut(leader).handle_region_batch(now_us, batch);
+        }
+        cluster.network.settle();
+        cluster.tick(1);
+    }
+    assert!(cluster.node(leader).status().counters.proposals_dropped > 0);
+    assert!(
+        taken(&cluster) + 5 >= shipped,
+        "the leader took batches through {} of {shipped}",
+        taken(&cluster) - 1
+    );
+    assert_eq!(cluster.network.leader(), Some(leader));
+    assert_eq!(cluster.node(leader).status().term, term);
+    assert!(
+        cluster.node(leader).status().counters.leadership_returns >= 2,
+        "the leader tried, and tried again"
+    );
+    assert!(cluster.node(1).clock_fenced());
+    assert_eq!(cluster.node(1).status().counters.clock_fences, 1);
 }

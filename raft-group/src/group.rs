@@ -64,6 +64,16 @@ impl Default for LogRetention {
     }
 }
 
+/// What a leader knows of one follower's log (see [`RaftGroup::follower_progress`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FollowerProgress {
+    /// The index through which the follower's log matches the leader's, while the leader
+    /// replicates to it steadily; `None` while it probes the follower or sends it a snapshot.
+    pub replicated_through: Option<u64>,
+    /// Whether the follower answered since the leader last checked its quorum.
+    pub heard_recently: bool,
+}
+
 /// The settings of one group member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RaftGroupConfig {
@@ -754,6 +764,13 @@ impl<M: StateMachine> RaftGroup<M> {
                     error,
                 })?;
         }
+        if !self.may_campaign && message.get_msg_type() == MessageType::MsgTimeoutNow {
+            // A leader hands leadership here: raft would campaign at once, in a new term,
+            // with vote requests this node never sends. The term alone would then depose the
+            // leader at this node's next answer, for an election this node cannot win. The
+            // leader's transfer times out instead and it leads on.
+            return Ok(());
+        }
         let node = NodeState::of(&self.raw_node.raft);
         check_message(&node, &message).map_err(|reason| StepError::Unsafe {
             from: message.from,
@@ -824,11 +841,37 @@ impl<M: StateMachine> RaftGroup<M> {
         }
     }
 
+    /// On a leader, what it knows of `voter`'s log: the index through which it matches the
+    /// leader's, while the leader replicates to it steadily (raft's progress in its replicate
+    /// state, not probing its log or sending it a snapshot), and whether the voter answered
+    /// since the leader's last check of its quorum (raft's `recent_active`, cleared once per
+    /// election timeout); `None` on a follower and for a node that is not another voter.
+    pub fn follower_progress(&self, voter: u64) -> Option<FollowerProgress> {
+        let raft = &self.raw_node.raft;
+        if raft.state != raft::StateRole::Leader || voter == self.id() {
+            return None;
+        }
+        let progress = raft.prs().get(voter)?;
+        Some(FollowerProgress {
+            replicated_through: (progress.state == raft::ProgressState::Replicate)
+                .then_some(progress.matched),
+            heard_recently: progress.recent_active,
+        })
+    }
+
+    /// True on a leader while it hands leadership to another voter (raft drops proposals
+    /// meanwhile).
+    pub fn is_transferring_leadership(&self) -> bool {
+        let raft = &self.raw_node.raft;
+        raft.state == raft::StateRole::Leader && raft.lead_transferee.is_some()
+    }
+
     /// Whether this node may stand for election. While it may not, it keeps ticking (so that
     /// its leader lease runs out and it votes for others, which a node that stopped ticking
     /// never would under check-quorum) but the vote and pre-vote requests of the elections
-    /// its ticks start are never sent, so it never wins one; everything else (votes for
-    /// others, appends, heartbeats) goes on as before. A leader is not affected: see
+    /// its ticks start are never sent, so it never wins one, and a leader's request to take
+    /// over at once (raft's `MsgTimeoutNow`, the end of a leadership transfer) is dropped;
+    /// everything else (votes for others, appends, heartbeats) goes on as before. A leader is not affected: see
     /// [`RaftGroup::transfer_leader`].
     pub fn set_may_campaign(&mut self, may_campaign: bool) {
         self.may_campaign = may_campaign;

@@ -93,9 +93,9 @@ pub mod transport;
 pub use codec::{DecodeError, RAFT_MESSAGE_BYTES_MAX, decode_message, encode_message};
 pub use election::ElectionTimeoutRng;
 pub use group::{
-    Applied, BOOTSTRAP_INDEX, BOOTSTRAP_TERM, ConfigError, GroupCounters, LogRetention, OpenError,
-    ProposeError, READ_STATES_PENDING_MAX, RaftGroup, RaftGroupConfig, ReadyError, ReadyIo, Role,
-    SnapshotError, StateMachine, StepError, StoreIo,
+    Applied, BOOTSTRAP_INDEX, BOOTSTRAP_TERM, ConfigError, FollowerProgress, GroupCounters,
+    LogRetention, OpenError, ProposeError, READ_STATES_PENDING_MAX, RaftGroup, RaftGroupConfig,
+    ReadyError, ReadyIo, Role, SnapshotError, StateMachine, StepError, StoreIo,
 };
 pub use memory_store::MemoryStore;
 pub use message_check::UnsafeMessage;

@@ -749,3 +749,36 @@ fn a_member_that_may_not_campaign_does_not_hold_the_others_back_with_its_priorit
     cluster.network.tick(100);
     assert_eq!(cluster.network.leader(), Some(lowest));
 }
+
+/// A leader hands leadership to a member that may not campaign (its clock is fenced): the
+/// member drops the leader's request to take over at once, so its term does not rise and
+/// depose the leader for an election it cannot win; the transfer times out and the leader
+/// leads on, taking proposals again. The same transfer to a member that may campaign takes.
+#[test]
+fn a_transfer_to_a_member_that_may_not_campaign_does_not_take_and_the_leader_leads_on() {
+    let mut cluster = prioritized_cluster([0, 0, 0]);
+    let leader = cluster.elect();
+    cluster.propose(leader, b"one");
+    let term = cluster.group(leader).term();
+    let to = if leader == 1 { 2 } else { 1 };
+    cluster.group_mut(to).set_may_campaign(false);
+    cluster.group_mut(leader).transfer_leader(to);
+    assert!(cluster.group(leader).is_transferring_leadership());
+    cluster.network.settle();
+    cluster.network.tick(100);
+    assert_eq!(cluster.network.leader(), Some(leader));
+    assert!(!cluster.group(leader).is_transferring_leadership());
+    for id in 1..=3 {
+        assert_eq!(cluster.group(id).term(), term, "member {id}");
+    }
+    cluster.propose(leader, b"two");
+    cluster.network.tick(5);
+    assert_eq!(cluster.items(to), [b"one".to_vec(), b"two".to_vec()]);
+
+    cluster.group_mut(to).set_may_campaign(true);
+    cluster.group_mut(leader).transfer_leader(to);
+    cluster.network.settle();
+    cluster.network.tick(5);
+    assert_eq!(cluster.network.leader(), Some(to));
+    assert!(cluster.group(to).term() > term);
+}

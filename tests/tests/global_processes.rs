@@ -1,7 +1,7 @@
 //! Three regions of three `dsss node --emulate-wan` OS processes on loopback, laid out like
 //! `topology/examples/local.toml` (one coordinator replica per region, its latency matrix),
 //! under concurrent global calls from every region, with the coordinator leader killed by
-//! SIGKILL mid-load and restarted. Reference: docs/design.md section 1 (durability, exactly once,
+//! SIGKILL mid-load and restarted (leadership then returns to it, the preferred replica). Reference: docs/design.md section 1 (durability, exactly once,
 //! one order), section 2 (the global tier: sealed epochs appended to every region's log, a
 //! coordinator leader loss is a raft election) and section 6 (how each guarantee is checked).
 //!
@@ -550,7 +550,7 @@ fn sealed_epochs(region: &str, entries: &[proto::LogEntry]) -> BTreeMap<u64, Vec
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call() {
+async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call_and_leads_again() {
     let mut cluster = GlobalCluster::new();
     for node_id in cluster.node_ids() {
         cluster.start(node_id);
@@ -612,6 +612,29 @@ async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call() {
         "every client has global calls acknowledged after the restart",
         &counters,
         &before_restart,
+        ACKS_PER_PHASE,
+        WAIT_MAX,
+    )
+    .await;
+    // Leadership goes back to the topology's preferred replica (the killed one, which leads
+    // from the start) once it is a healthy follower again (docs/global-protocol.md section
+    // 11), and calls go on completing in every region after the hand-over.
+    let preferred = cluster
+        .processes
+        .topology_model()
+        .coordinator
+        .preferred_leader;
+    cluster
+        .wait_for_coordinator_leader(
+            "leadership returns to the preferred coordinator replica",
+            &[preferred],
+        )
+        .await;
+    let before_return = acknowledged_counts(&counters);
+    wait_for_acknowledgements(
+        "every client has global calls acknowledged after leadership returned",
+        &counters,
+        &before_return,
         ACKS_PER_PHASE,
         WAIT_MAX,
     )

@@ -163,15 +163,16 @@ impl CoordinatorLoop {
     /// Gives the replica the verdict on its clock from what the peer transport measured, and
     /// logs when it fences itself or resumes.
     fn judge_clock(&mut self, now_us: u64) {
-        let verdict = {
+        let (verdict, samples) = {
             let mut clocks = lock_clocks(self.peers.clocks());
             // The two clocks read together: `now_us` may have been read a while ago.
             let (wall_us, steady_us) = (SystemClock.now_us(), monotonic_us());
             clocks.observe_local_clock(wall_us, steady_us);
-            clocks.verdict(self.node.id(), &self.node.voters(), now_us)
+            let verdict = clocks.verdict(self.node.id(), &self.node.voters(), now_us);
+            (verdict, clocks.fresh_samples(now_us))
         };
         let was_fenced = self.node.clock_fenced();
-        self.node.handle_clock_verdict(&verdict);
+        self.node.handle_clock_verdict(&verdict, samples);
         match (was_fenced, self.node.clock_fenced()) {
             (false, true) => tracing::error!(
                 node_id = self.node.id(),

@@ -1753,7 +1753,8 @@ impl Process for NodeProcess {
                     self.coordinator_clocks
                         .verdict(coordinator.id(), &voters, now_us, cx.now());
                 let was_fenced = coordinator.clock_fenced();
-                coordinator.handle_clock_verdict(&verdict);
+                let samples = self.coordinator_clocks.clocks.fresh_samples(now_us);
+                coordinator.handle_clock_verdict(&verdict, samples);
                 if !was_fenced && coordinator.clock_fenced() {
                     self.observer.borrow_mut().clock_fences += 1;
                 }
