@@ -838,6 +838,12 @@ impl CoordinatorNode {
         self.clock_fenced
     }
 
+    /// True while this replica's hybrid clock runs ahead of its physical clock by more than
+    /// the bound, which fences it (see [`CoordinatorNode::handle_tick`]).
+    pub fn clock_runs_ahead(&self) -> bool {
+        self.clock_runs_ahead
+    }
+
     /// The voters of the coordinator group, as this replica knows them.
     pub fn voters(&self) -> Vec<u64> {
         self.group.voters()

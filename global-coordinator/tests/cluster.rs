@@ -987,9 +987,10 @@ fn an_idle_follower_reports_quiet_ticks_and_campaigns_after_them() {
     );
 }
 
-/// A region leader's batch at `now_us`, closing at `now_us`, without records.
-fn close_at(cluster: &mut Cluster, name: &str, batch_number: u64, now_us: u64) {
-    let batch = proto::RegionBatch {
+/// A region leader's batch of incarnation 1 sent at `now_us`, closing at `now_us`, without
+/// records.
+fn empty_batch(name: &str, batch_number: u64, now_us: u64) -> proto::RegionBatch {
+    proto::RegionBatch {
         region: name.to_owned(),
         batch_number,
         records: vec![],
@@ -997,7 +998,12 @@ fn close_at(cluster: &mut Cluster, name: &str, batch_number: u64, now_us: u64) {
         sender_node_id: 100,
         sender_time: time(now_us),
         incarnation: 1,
-    };
+    }
+}
+
+/// Replica 1 takes [`empty_batch`], then the network settles.
+fn close_at(cluster: &mut Cluster, name: &str, batch_number: u64, now_us: u64) {
+    let batch = empty_batch(name, batch_number, now_us);
     cluster
         .node_mut(1)
         .handle_region_batch(now_us, batch)
@@ -1541,15 +1547,7 @@ fn a_replica_whose_hybrid_clock_ran_ahead_fences_itself_and_is_not_handed_leader
         };
         // All at once, as they arrive within a round trip, before any is applied.
         for batch_number in from..=shipped {
-            let batch = proto::RegionBatch {
-                region: "a".to_owned(),
-                batch_number,
-                records: vec![],
-                closed_timestamp: time(now_us),
-                sender_node_id: 100,
-                sender_time: time(now_us),
-                incarnation: 1,
-            };
+            let batch = empty_batch("a", batch_number, now_us);
             let _ = cluster.node_mut(leader).handle_region_batch(now_us, batch);
         }
         cluster.network.settle();

@@ -29,6 +29,19 @@ fn scenario(seed: u64, workload: &str, faults: &str, duration: Duration) -> Scen
     }
 }
 
+/// `registers.toml` on the local topology under the fault script `faults`.
+fn registers_with_faults(seed: u64, faults: &str, duration: Duration) -> Scenario {
+    Scenario {
+        faults: parse_faults(faults).expect("the fault script reads"),
+        ..scenario(
+            seed,
+            "workloads/registers.toml",
+            "faults/none.toml",
+            duration,
+        )
+    }
+}
+
 /// The scripted faults of `cut-and-crash.toml` happen as written (an isolation beyond the
 /// suspicion timeout and a one-way cut, a coordinator leader crash, a pause, a clock step)
 /// over the packet faults it sets, and every check passes.
@@ -451,15 +464,7 @@ fn a_paused_coordinator_leader_holds_global_writes_only_for_the_election() {
         for = "1800ms"
     "#;
     run_seeds("scenario_paused_coordinator_leader", 8, |seed| {
-        let scenario = Scenario {
-            faults: parse_faults(PAUSE).expect("the fault script reads"),
-            ..scenario(
-                seed,
-                "workloads/registers.toml",
-                "faults/none.toml",
-                Duration::from_secs(6),
-            )
-        };
+        let scenario = registers_with_faults(seed, PAUSE, Duration::from_secs(6));
         let report = scenario.run().expect("the files are valid");
         assert!(report.passed(), "seed {seed}:\n{}", report.session);
         // local-a's instances may be attached to node 11 itself, and then wait for their
@@ -541,13 +546,7 @@ fn after_a_failover_global_writes_return_to_the_latency_of_the_preferred_placeme
     run_seeds("scenario_leadership_return", 2, |seed| {
         let scenario = Scenario {
             topology: topology.clone(),
-            faults: parse_faults(CRASH).expect("the fault script reads"),
-            ..scenario(
-                seed,
-                "workloads/registers.toml",
-                "faults/none.toml",
-                Duration::from_secs(20),
-            )
+            ..registers_with_faults(seed, CRASH, Duration::from_secs(20))
         };
         let report = scenario.run().expect("the files are valid");
         assert!(report.passed(), "seed {seed}:\n{}", report.session);

@@ -120,6 +120,7 @@ pub(crate) fn spawn(
             config,
             epoch_reads: HashMap::new(),
             next_read_id: 1,
+            fence_logged: false,
         })
     })
 }
@@ -157,6 +158,9 @@ struct CoordinatorLoop {
     /// The `ReadSealedEpoch` calls waiting for the replica's answer, by read id.
     epoch_reads: HashMap<u64, oneshot::Sender<Result<proto::ReadSealedEpochReply, InputError>>>,
     next_read_id: u64,
+    /// Whether the log last said the replica is fenced (the fence may also start or end at a
+    /// tick, when the hybrid clock runs ahead or catches up).
+    fence_logged: bool,
 }
 
 impl CoordinatorLoop {
@@ -171,21 +175,31 @@ impl CoordinatorLoop {
             let verdict = clocks.verdict(self.node.id(), &self.node.voters(), now_us);
             (verdict, clocks.fresh_samples(now_us))
         };
-        let was_fenced = self.node.clock_fenced();
         self.node.handle_clock_verdict(&verdict, samples);
-        match (was_fenced, self.node.clock_fenced()) {
-            (false, true) => tracing::error!(
+        let fenced = self.node.clock_fenced();
+        if fenced == self.fence_logged {
+            return;
+        }
+        self.fence_logged = fenced;
+        match (fenced, self.node.clock_runs_ahead()) {
+            (true, true) => tracing::error!(
+                node_id = self.node.id(),
+                max_skew_ms = self.config.coordinator.max_clock_skew_us / 1_000,
+                "this coordinator replica's hybrid clock runs ahead of its physical clock by more \
+                 than the tolerated skew (the physical clock leapt ahead and back); it will not \
+                 lead until its physical clock catches up"
+            ),
+            (true, false) => tracing::error!(
                 node_id = self.node.id(),
                 offset_ms = verdict.own_offset_us() / 1_000,
                 max_skew_ms = self.config.coordinator.max_clock_skew_us / 1_000,
                 "this coordinator replica's clock is beyond the tolerated skew from a majority \
                  of the replicas; it will not lead until its clock is back within the bound"
             ),
-            (true, false) => tracing::warn!(
+            (false, _) => tracing::warn!(
                 node_id = self.node.id(),
                 "this coordinator replica's clock is back within the bound; it may lead again"
             ),
-            _ => {}
         }
     }
 }
