@@ -9,15 +9,13 @@ use clap::{Args, Subcommand};
 use dsss_simulations::NetworkFaults;
 use dsss_simulations::NodeCosts;
 use dsss_simulations::scenario::files::INSTANCES_PER_REGION_MAX;
-use dsss_simulations::scenario::{Faults, Scenario, Workload, parse_faults, parse_workload};
+use dsss_simulations::scenario::{
+    ExampleObject as ScenarioExample, Faults, Scenario, Workload, parse_faults, parse_workload,
+};
 use dsss_simulations::workloads::global::FAULT_WINDOW_MAX;
 use dsss_simulations::workloads::global::script::FaultScript;
 use dsss_simulations::workloads::probe::{ProbeRunSettings, run_probe};
 use dsss_simulations::workloads::region::{RegionFaultPlan, RegionRunSettings, run_region};
-use dsss_simulations::workloads::sdk::{
-    EXHAUSTIVE_OPERATIONS_MAX, SdkRunSettings, run_bank, run_counter, run_example_objects,
-    run_leaderboard, run_lobby,
-};
 use dsss_simulations::workloads::session::GLOBAL_OBJECTS_MAX;
 use dsss_topology::{Topology, load, local_default};
 
@@ -139,17 +137,23 @@ pub(crate) enum SimCommand {
         dsss sim global --topology topology/examples/global.toml\n  \
         dsss sim global --faults --seed 1 --seeds 20")]
     Global(GlobalArgs),
-    /// Runs the example shared objects through the SDK's own client session on every region
-    /// of a topology: application instances in every region open copies of them (by default
-    /// all at once: a global `Bank`, `Counter` and `Lobby` and their region's regional
-    /// `Leaderboard`; --object picks one), call their methods, read them locally and read them
-    /// after `sync()`. With --faults, nodes and the coordinator leader crash, regions are cut
-    /// off, clocks skew and messages are lost, duplicated and reordered, then everything heals.
-    /// Checks that copies agree on the state hash at equal positions, each object's own
-    /// invariant (for the bank: money is never created or destroyed), that each object's
-    /// history is sequentially consistent (and `sync()` reads linearizable), that no
-    /// acknowledged call is lost or applied twice, and, for small histories, that one order
-    /// across all objects explains every result and read.
+    /// A preset of `dsss sim run`: the example shared objects through the SDK's own client
+    /// session on every region of a topology, on several seeds.
+    ///
+    /// Each seed is the run `dsss sim run --workload examples/sim/workloads/examples.toml
+    /// --duration 3s --seed S` (with --faults, also `--faults examples/sim/faults/swarm.toml`),
+    /// whose files are built into the binary. Application instances in every region open
+    /// copies of the objects (by default all at once: a global `Bank`, `Counter` and `Lobby`
+    /// and their region's regional `Leaderboard`; --object picks one; --small N makes one
+    /// instance per region with N operations), call their methods, read them locally and read
+    /// them after `sync()`. With --faults, nodes and the coordinator leader crash, members
+    /// pause, regions are cut off, clocks skew and messages are lost, duplicated and
+    /// reordered, then everything heals. Checks that copies agree on the state hash at equal
+    /// positions, each object's own invariant (for the bank: money is never created or
+    /// destroyed), that each object's history is sequentially consistent (and `sync()` reads
+    /// linearizable), that no acknowledged call is lost or applied twice, and, for small
+    /// histories, that one order across all objects explains every result and read; measures
+    /// as `dsss sim run` does. --out writes each seed's results into DIR/seed-S.
     #[command(after_help = "Examples:\n  \
         dsss sim sdk\n  \
         dsss sim sdk --object lobby --faults --seeds 5\n  \
@@ -211,6 +215,9 @@ const SESSION_WORKLOAD: &str = include_str!("../../examples/sim/workloads/regist
 /// The workload file of `dsss sim global`, as in the repository.
 const GLOBAL_WORKLOAD: &str = include_str!("../../examples/sim/workloads/writes.toml");
 
+/// The workload file of `dsss sim sdk`, as in the repository.
+const SDK_WORKLOAD: &str = include_str!("../../examples/sim/workloads/examples.toml");
+
 /// The fault file of `dsss sim session --faults` and `dsss sim global --faults`, as in the repository.
 const SWARM_FAULTS: &str = include_str!("../../examples/sim/faults/swarm.toml");
 
@@ -256,6 +263,9 @@ pub(crate) struct SdkArgs {
     /// default runs are far larger.
     #[arg(long, value_name = "N")]
     small: Option<usize>,
+    /// Writes each seed's results.json, latency.csv, stages.csv and plots into DIR/seed-S.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 /// The most operations per instance of `dsss sim sdk --small`: three regions' histories, with
@@ -564,41 +574,52 @@ fn run_seeds(
 }
 
 fn sdk(args: &SdkArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
-    let topology = match topology_of(args.topology.as_ref()) {
-        Ok(topology) => topology,
-        Err(message) => {
-            let _ = writeln!(stderr, "{message}");
-            return ExitCode::from(EXIT_BAD_INPUT);
-        }
+    // One example object, or every one the built-in file names.
+    let chosen = match args.object {
+        ExampleObject::All => None,
+        ExampleObject::Bank => Some(ScenarioExample::Bank),
+        ExampleObject::Counter => Some(ScenarioExample::Counter),
+        ExampleObject::Lobby => Some(ScenarioExample::Lobby),
+        ExampleObject::Leaderboard => Some(ScenarioExample::Leaderboard),
     };
-    let run = match args.object {
-        ExampleObject::All => run_example_objects,
-        ExampleObject::Bank => run_bank,
-        ExampleObject::Counter => run_counter,
-        ExampleObject::Lobby => run_lobby,
-        ExampleObject::Leaderboard => run_leaderboard,
-    };
-    if let Some(operations) = args.small
-        && !(1..=SMALL_OPERATIONS_MAX).contains(&operations)
-    {
-        let _ = writeln!(
-            stderr,
-            "dsss sim sdk: --small {operations} is outside 1..={SMALL_OPERATIONS_MAX}"
-        );
-        return ExitCode::from(EXIT_BAD_INPUT);
+    let mut options = format!(
+        " --object {}",
+        chosen.map_or("all", |example| example.name())
+    );
+    if let Some(operations) = args.small {
+        options += &format!(" --small {operations}");
     }
-    run_seeds("sdk", args.seed, args.seeds, stdout, stderr, |seed| {
-        let mut settings = match args.small {
-            Some(operations) => SdkRunSettings::small(seed, topology.clone(), operations),
-            None => SdkRunSettings::new(seed, topology.clone()),
-        };
-        // Every history small enough is searched; a larger one is reported as too large.
-        settings.exhaustive_operations_max = EXHAUSTIVE_OPERATIONS_MAX;
-        if args.faults {
-            settings = settings.with_standard_faults();
-        }
-        run(&settings).map(|report| (report.to_string(), report.passed()))
-    })
+    let preset = Preset {
+        command: "sdk",
+        workload: SDK_WORKLOAD,
+        topology: args.topology.as_ref(),
+        faults: args.faults,
+        seed: args.seed,
+        seeds: args.seeds,
+        duration: Ok(PRESET_DURATION),
+        out: args.out.as_deref(),
+        options,
+    };
+    run_preset(
+        preset,
+        |workload| {
+            if let Some(example) = chosen {
+                workload.examples = vec![example];
+            }
+            if let Some(operations) = args.small {
+                if !(1..=SMALL_OPERATIONS_MAX).contains(&operations) {
+                    return Err(format!(
+                        "--small {operations} is outside 1..={SMALL_OPERATIONS_MAX}"
+                    ));
+                }
+                workload.instances_per_region = 1;
+                workload.operations_per_instance_max = operations;
+            }
+            Ok(())
+        },
+        stdout,
+        stderr,
+    )
 }
 
 fn global(args: &GlobalArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {

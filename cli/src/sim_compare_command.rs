@@ -122,6 +122,14 @@ fn signal_faults(scenario: &Scenario) -> Result<Vec<(Duration, SignalFault)>, St
 /// `dsss sim compare`.
 pub(crate) fn run(args: &CompareArgs, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
     let prepared = scenario_of(&args.scenario, args.seed).and_then(|scenario| {
+        if scenario.runs_examples() {
+            return Err(
+                "the workload holds example objects ([objects] examples); `dsss sim \
+                        compare` runs workloads of registers (global_registers), whose \
+                        instances real processes run as dsss::Client"
+                    .to_owned(),
+            );
+        }
         scenario.session_settings()?;
         let faults = signal_faults(&scenario)?;
         Ok((scenario, faults))

@@ -388,11 +388,11 @@ fn trace_hashes(stdout: &str) -> Vec<String> {
         .collect()
 }
 
-/// `dsss sim session` and `dsss sim global` are presets of `dsss sim run`: each seed is the
+/// `dsss sim session`, `global` and `sdk` are presets of `dsss sim run`: each seed is the
 /// same run, event for event, as `dsss sim run` with the preset's files from the repository,
 /// and each prints the run's latency table; their options are refused naming the option.
 #[test]
-fn session_and_global_are_presets_of_run_with_the_repositorys_files() {
+fn session_global_and_sdk_are_presets_of_run_with_the_repositorys_files() {
     let presets = [
         (
             vec!["sim", "session", "--faults", "--seed", "2", "--seeds", "2"],
@@ -413,6 +413,11 @@ fn session_and_global_are_presets_of_run_with_the_repositorys_files() {
             ],
             "workloads/writes.toml",
             "2s",
+        ),
+        (
+            vec!["sim", "sdk", "--faults", "--seed", "2", "--seeds", "2"],
+            "workloads/examples.toml",
+            "3s",
         ),
     ];
     for (preset, workload, duration) in presets {
@@ -458,4 +463,53 @@ fn session_and_global_are_presets_of_run_with_the_repositorys_files() {
         String::from_utf8_lossy(&refused.stderr)
             .contains("--clients-per-region: 0 is outside 1..=16")
     );
+}
+
+/// A workload file that names the example objects runs from the command line under the
+/// scripted faults, with the example objects' checks; its exported history names each call's
+/// method; `dsss sim compare` refuses it, saying why.
+#[test]
+fn a_workload_of_example_objects_runs_exports_its_history_and_is_refused_by_compare() {
+    let directory = scratch("examples");
+    let history = directory.join("history.jsonl");
+    let output = dsss(&[
+        "sim",
+        "run",
+        "--workload",
+        &example("workloads/examples.toml"),
+        "--faults",
+        &example("faults/crash-and-pause.toml"),
+        "--duration",
+        "10s",
+        "--history",
+        &history.display().to_string(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("each object's invariant") && stdout.contains(": ok; trace"),
+        "{stdout}"
+    );
+    let lines = std::fs::read_to_string(&history).expect("the history file");
+    assert!(
+        lines.contains(r#""object":"sim/bank","op":"call","method":"transfer""#),
+        "{lines}"
+    );
+    let refused = dsss(&[
+        "sim",
+        "compare",
+        "--workload",
+        &example("workloads/examples.toml"),
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("example objects") && stderr.contains("registers"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&directory);
 }

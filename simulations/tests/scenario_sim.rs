@@ -572,3 +572,137 @@ fn after_a_failover_global_writes_return_to_the_latency_of_the_preferred_placeme
         }
     });
 }
+
+/// `examples.toml` (every instance holds a global bank, counter and lobby and its region's
+/// leaderboard) under the seeded swarm: every check of the example objects passes on every
+/// seed (state hashes, each object's invariant, per-object sequential consistency, exactly
+/// once, convergence), the results measure calls on the global objects as global writes and
+/// on the leaderboards as regional writes, and the JSON is a function of the seed.
+#[test]
+fn the_example_objects_run_from_a_workload_file_under_the_swarm_and_keep_every_check() {
+    let run = |seed| {
+        scenario(
+            seed,
+            "workloads/examples.toml",
+            "faults/swarm.toml",
+            Duration::from_secs(6),
+        )
+        .run()
+        .expect("the example files are valid")
+    };
+    run_seeds("scenario_examples", 3, |seed| {
+        let report = run(seed);
+        println!("{}", report.session);
+        assert!(report.passed(), "seed {seed}:\n{}", report.session);
+        // A region cut off or paused for most of the window may complete no call of a
+        // class; over the regions, every class completes.
+        for class in ["global_write", "regional_write", "local_read", "sync_read"] {
+            let done: u64 = report
+                .results
+                .regions
+                .values()
+                .map(|results| {
+                    results
+                        .operations
+                        .get(class)
+                        .map_or(0, |class| class.completed)
+                })
+                .sum();
+            assert!(done > 0, "seed {seed}: no {class} completed");
+        }
+        assert_eq!(report.results.regions.len(), 3, "seed {seed}");
+        assert_eq!(report.to_json(), run(seed).to_json(), "seed {seed}");
+    });
+    assert_ne!(run(1).to_json(), run(2).to_json());
+}
+
+/// The planted seal bug is caught with the example objects too (within 50 seeds), where the
+/// checks are the sdk checkers', and the same seed replays the same failure.
+#[test]
+fn a_planted_seal_without_a_region_is_caught_with_the_example_objects() {
+    let planted = |seed| Scenario {
+        planted_seal_without_a_region: true,
+        ..scenario(
+            seed,
+            "workloads/examples.toml",
+            "faults/none.toml",
+            Duration::from_secs(4),
+        )
+    };
+    let failure = |seed| match planted(seed).run() {
+        Ok(report) if report.passed() => None,
+        Ok(report) => Some(report.session.problems.join("; ")),
+        Err(error) => Some(error.to_string()),
+    };
+    let (seed, caught) = (1..=50)
+        .find_map(|seed| failure(seed).map(|caught| (seed, caught)))
+        .expect("the planted bug went unnoticed for 50 seeds");
+    println!("seed {seed} caught the planted bug: {caught}");
+    assert_eq!(
+        failure(seed),
+        Some(caught),
+        "seed {seed} replays the failure"
+    );
+}
+
+/// A small run of the example objects is searched whole for one order across the objects, and
+/// its exported history names each call's method with its encoded arguments and result, and
+/// each read with what it asked and returned.
+#[test]
+fn a_small_run_of_the_example_objects_is_searched_whole_and_exports_its_history() {
+    let mut scenario = scenario(
+        3,
+        "workloads/examples.toml",
+        "faults/none.toml",
+        Duration::from_secs(3),
+    );
+    scenario.workload.instances_per_region = 1;
+    scenario.workload.operations_per_instance_max = 6;
+    let report = scenario.run().expect("runs");
+    assert!(report.passed(), "{}", report.session);
+    assert!(
+        report
+            .session
+            .remarks
+            .iter()
+            .any(|remark| remark.starts_with("exhaustive search: one order of")),
+        "{}",
+        report.session
+    );
+    let lines = report.history_lines();
+    let operations: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let calls: Vec<&serde_json::Value> = operations
+        .iter()
+        .filter(|operation| operation["op"] == "call")
+        .collect();
+    assert!(!calls.is_empty(), "{lines}");
+    for call in &calls {
+        let method = call["method"].as_str().expect("a method name");
+        assert!(!method.starts_with("method "), "an unnamed method: {call}");
+        assert!(call["arguments"].is_string(), "{call}");
+        assert!(
+            call["ok"] == true,
+            "fault free, every call completes: {call}"
+        );
+        assert!(
+            call["result"].is_string() || call["error"].is_string(),
+            "{call}"
+        );
+    }
+    // The bank's accounts are opened by one instance before anyone operates.
+    assert!(
+        calls
+            .iter()
+            .any(|call| call["object"] == "sim/bank" && call["method"] == "open_account"),
+        "{lines}"
+    );
+    assert!(
+        operations.iter().any(|operation| operation["op"] == "read"
+            && operation["read"].is_string()
+            && operation["returned"].is_string()),
+        "{lines}"
+    );
+}

@@ -442,6 +442,7 @@ fn the_checkers_catch_a_read_that_goes_back_and_a_lost_acknowledged_call() {
         invoked_at: SimTime::MAX,
         acknowledged: Some((SimTime::MAX, 1)),
         completion: None,
+        gave_up_at: None,
     }));
     let problems = problems_of(&lost, &settings);
     assert!(
@@ -523,6 +524,7 @@ fn schema_call(sequence: u64) -> CallEvent {
         invoked_at: SimTime::ZERO,
         acknowledged: None,
         completion: Some(completion(Ok(Vec::new()))),
+        gave_up_at: None,
     }
 }
 
@@ -549,6 +551,7 @@ fn call(
         invoked_at: SimTime::ZERO,
         acknowledged: None,
         completion: Some(completion(Ok(bank_result(result)))),
+        gave_up_at: None,
     })
 }
 
@@ -676,6 +679,7 @@ fn a_call_never_seen_to_complete_may_stand_nowhere_unless_acknowledged() {
                     invoked_at: SimTime::ZERO,
                     acknowledged,
                     completion: None,
+                    gave_up_at: None,
                 }),
             ],
             vec![
@@ -1121,6 +1125,7 @@ fn joint_call(
         invoked_at: SimTime::ZERO,
         acknowledged: None,
         completion: Some(completion(Ok(outcome))),
+        gave_up_at: None,
     })
 }
 

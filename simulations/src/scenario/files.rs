@@ -48,6 +48,57 @@ pub struct Workload {
     pub payload_bytes: (usize, usize),
     /// The most operations one instance makes.
     pub operations_per_instance_max: usize,
+    /// The example objects every instance holds instead of registers (empty: registers).
+    pub examples: Vec<ExampleObject>,
+}
+
+/// An example shared object a workload file may name (`examples/src/`), checked by the sdk
+/// checkers (`crate::workloads::sdk`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ExampleObject {
+    /// One global `Bank`: transfers between its accounts; money is never created or destroyed.
+    Bank,
+    /// One global `Counter`: adds.
+    Counter,
+    /// One global game `Lobby`: players join and leave its seats, never past its capacity.
+    Lobby,
+    /// One regional `Leaderboard` in every region: scores.
+    Leaderboard,
+}
+
+impl ExampleObject {
+    /// Every example object, in the order a workload file lists them.
+    pub const ALL: [ExampleObject; 4] = [
+        ExampleObject::Bank,
+        ExampleObject::Counter,
+        ExampleObject::Lobby,
+        ExampleObject::Leaderboard,
+    ];
+
+    /// The name a workload file gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExampleObject::Bank => "bank",
+            ExampleObject::Counter => "counter",
+            ExampleObject::Lobby => "lobby",
+            ExampleObject::Leaderboard => "leaderboard",
+        }
+    }
+
+    /// The example object a workload file names `name`.
+    pub fn from_name(name: &str) -> Result<ExampleObject, String> {
+        ExampleObject::ALL
+            .into_iter()
+            .find(|example| example.name() == name)
+            .ok_or_else(|| {
+                format!(
+                    "{name:?} is not an example object; they are {}",
+                    ExampleObject::ALL
+                        .map(|example| format!("{:?}", example.name()))
+                        .join(", ")
+                )
+            })
+    }
 }
 
 /// What a fault file asks for.
@@ -90,13 +141,63 @@ enum PayloadBytes {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ObjectsTable {
-    global_registers: usize,
-    #[serde(default = "yes")]
-    regional_register: bool,
+    #[serde(default)]
+    global_registers: Option<usize>,
+    #[serde(default)]
+    regional_register: Option<bool>,
+    #[serde(default)]
+    examples: Option<Vec<String>>,
 }
 
-fn yes() -> bool {
-    true
+/// The registers, or the example objects, an `[objects]` table asks for.
+fn read_objects(table: &ObjectsTable) -> Result<(usize, bool, Vec<ExampleObject>), String> {
+    match (&table.examples, table.global_registers) {
+        (None, Some(global_registers)) => {
+            if !(1..=GLOBAL_OBJECTS_MAX).contains(&global_registers) {
+                return Err(format!(
+                    "[objects] global_registers = {global_registers} is outside \
+                     1..={GLOBAL_OBJECTS_MAX}"
+                ));
+            }
+            Ok((
+                global_registers,
+                table.regional_register.unwrap_or(true),
+                Vec::new(),
+            ))
+        }
+        (Some(names), None) => {
+            if table.regional_register.is_some() {
+                return Err(
+                    "[objects] regional_register is a register setting; with examples, \
+                            name \"leaderboard\" for a regional object"
+                        .to_owned(),
+                );
+            }
+            if names.is_empty() {
+                return Err("[objects] examples = []: name at least one of \"bank\", \
+                            \"counter\", \"lobby\", \"leaderboard\""
+                    .to_owned());
+            }
+            let mut examples = Vec::with_capacity(names.len());
+            for name in names {
+                let example = ExampleObject::from_name(name)
+                    .map_err(|error| format!("[objects] examples: {error}"))?;
+                if examples.contains(&example) {
+                    return Err(format!("[objects] examples names {name:?} twice"));
+                }
+                examples.push(example);
+            }
+            Ok((0, false, examples))
+        }
+        (Some(_), Some(_)) => Err("[objects] takes global_registers (registers) or examples \
+                                   (the example objects), not both"
+            .to_owned()),
+        (None, None) => Err(
+            "[objects] needs global_registers = 3 (registers) or examples = \
+                             [\"bank\", \"counter\", \"lobby\", \"leaderboard\"]"
+                .to_owned(),
+        ),
+    }
 }
 
 #[derive(Deserialize)]
@@ -156,12 +257,7 @@ pub fn parse_workload(text: &str) -> Result<Workload, String> {
             file.instances_per_region
         ));
     }
-    if !(1..=GLOBAL_OBJECTS_MAX).contains(&file.objects.global_registers) {
-        return Err(format!(
-            "[objects] global_registers = {} is outside 1..={GLOBAL_OBJECTS_MAX}",
-            file.objects.global_registers
-        ));
-    }
+    let (global_registers, regional_register, examples) = read_objects(&file.objects)?;
     let mix = &file.mix;
     for (name, share) in [
         ("write", mix.write),
@@ -248,10 +344,36 @@ pub fn parse_workload(text: &str) -> Result<Workload, String> {
             file.arrival.operations_per_instance_max
         ));
     }
+    if !examples.is_empty() {
+        // The example objects' instances pick objects uniformly, one operation after a think
+        // time, and their calls carry what each method takes.
+        if popularity != Popularity::Uniform {
+            return Err(
+                "[popularity] with examples, instances pick objects uniformly; the \
+                        zipf law is for registers"
+                    .to_owned(),
+            );
+        }
+        if rate_per_second.is_some() {
+            return Err(
+                "[arrival] with examples, instances run a closed loop: give \
+                        think_time, not rate_per_second"
+                    .to_owned(),
+            );
+        }
+        if file.payload.is_some() {
+            return Err(
+                "[payload] with examples, each call carries its method's own \
+                        arguments; payload sizes are for registers"
+                    .to_owned(),
+            );
+        }
+    }
     Ok(Workload {
         instances_per_region: file.instances_per_region,
-        global_registers: file.objects.global_registers,
-        regional_register: file.objects.regional_register,
+        global_registers,
+        regional_register,
+        examples,
         write_share: mix.write,
         local_read_share: mix.local_read,
         sync_read_share: mix.sync_read,
@@ -685,6 +807,78 @@ think_time = ["2ms", "30ms"]
             (
                 WORKLOAD.replace("instances_per_region = 3", ""),
                 "missing field `instances_per_region`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse_workload(&text).unwrap_err();
+            assert!(error.contains(expected), "{expected:?} not in {error}");
+        }
+    }
+
+    /// `WORKLOAD` with the example objects `examples` (a TOML array) instead of registers and
+    /// a uniform popularity.
+    fn with_examples(examples: &str) -> String {
+        WORKLOAD
+            .replace("global_registers = 4", &format!("examples = {examples}"))
+            .replace("law = \"zipf\"\nexponent = 1.2", "law = \"uniform\"")
+    }
+
+    #[test]
+    fn a_workload_of_example_objects_reads_into_its_settings() {
+        let workload =
+            parse_workload(&with_examples(r#"["lobby", "bank", "leaderboard"]"#)).unwrap();
+        assert_eq!(
+            workload.examples,
+            [
+                ExampleObject::Lobby,
+                ExampleObject::Bank,
+                ExampleObject::Leaderboard
+            ]
+        );
+        assert_eq!(workload.instances_per_region, 3);
+        assert_eq!(workload.write_share, 0.5);
+        let registers = parse_workload(WORKLOAD).unwrap();
+        assert!(registers.examples.is_empty());
+    }
+
+    #[test]
+    fn a_wrong_workload_of_example_objects_is_refused_naming_what_is_wrong() {
+        let cases = [
+            (
+                with_examples(r#"["piggy-bank"]"#),
+                "\"piggy-bank\" is not an example object; they are \"bank\", \"counter\"",
+            ),
+            (with_examples("[]"), "examples = []: name at least one"),
+            (
+                with_examples(r#"["bank", "counter", "bank"]"#),
+                "examples names \"bank\" twice",
+            ),
+            (
+                with_examples(r#"["bank"]"#)
+                    .replace("[objects]", "[objects]\nglobal_registers = 2"),
+                "global_registers (registers) or examples (the example objects), not both",
+            ),
+            (
+                with_examples(r#"["bank"]"#)
+                    .replace("[objects]", "[objects]\nregional_register = false"),
+                "regional_register is a register setting",
+            ),
+            (
+                WORKLOAD.replace("global_registers = 4", ""),
+                "[objects] needs global_registers = 3 (registers) or examples",
+            ),
+            (
+                WORKLOAD.replace("global_registers = 4", r#"examples = ["bank"]"#),
+                "[popularity] with examples, instances pick objects uniformly",
+            ),
+            (
+                with_examples(r#"["bank"]"#)
+                    .replace("think_time = [\"2ms\", \"30ms\"]", "rate_per_second = 100"),
+                "[arrival] with examples, instances run a closed loop",
+            ),
+            (
+                with_examples(r#"["bank"]"#) + "\n[payload]\nbytes = 64\n",
+                "[payload] with examples",
             ),
         ];
         for (text, expected) in cases {

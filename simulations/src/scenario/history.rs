@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use crate::time::SimTime;
 use crate::workloads::session::{SessionHistories, SessionOperation};
 
 /// One line of an exported history.
@@ -13,11 +14,29 @@ struct HistoryLine<'a> {
     process: u64,
     region: &'a str,
     object: &'a str,
-    /// `write`, `read` or `sync` (a barrier that gave up, with no read after it).
+    /// `write`, `read` or `sync` (a barrier that gave up, with no read after it) on a
+    /// register; `call` or `read` on an example object.
     op: &'static str,
-    /// A write's argument, or the value a read returned.
+    /// A register write's argument, or the value a register read returned.
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<u64>,
+    /// An example object's call: the method's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'a str>,
+    /// The call's arguments as the method's codec encoded them, in hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<String>,
+    /// A completed call's encoded result, in hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<String>,
+    /// The error a completed call raised (the object refused it, its state unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    /// An example object's read: what it asked and what it returned, described.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    read: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    returned: Option<&'a str>,
     /// True when the operation completed; false for a write whose effect is unknown (it
     /// may or may not have taken effect) and a barrier that gave up.
     ok: bool,
@@ -30,10 +49,51 @@ struct HistoryLine<'a> {
     /// Simulated microseconds since the run began.
     invoke_us: u64,
     complete_us: u64,
-    /// What the system reported, apart from the results: for reads, the log position the
-    /// copy stood at. No check of DSSS's relies on it.
+    /// What the system reported, apart from the results: for register reads, the log
+    /// position the copy stood at. No check of DSSS's relies on it.
     #[serde(skip_serializing_if = "Option::is_none")]
     reported_position: Option<u64>,
+    /// For example-object reads: how many records of the object the copy had applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reported_records_applied: Option<u64>,
+}
+
+impl<'a> HistoryLine<'a> {
+    /// A line with the fields every operation has, the others empty.
+    fn new(
+        process: u64,
+        region: &'a str,
+        object: &'a str,
+        op: &'static str,
+        ok: bool,
+        span: (&SimTime, &SimTime),
+    ) -> HistoryLine<'a> {
+        HistoryLine {
+            process,
+            region,
+            object,
+            op,
+            value: None,
+            method: None,
+            arguments: None,
+            result: None,
+            error: None,
+            read: None,
+            returned: None,
+            ok,
+            replaced: None,
+            synced: None,
+            invoke_us: span.0.as_micros(),
+            complete_us: span.1.as_micros(),
+            reported_position: None,
+            reported_records_applied: None,
+        }
+    }
+}
+
+/// `bytes` in lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// The history as JSON lines, ordered by invocation time (then instance, then program order).
@@ -41,25 +101,26 @@ pub fn history_lines(histories: &SessionHistories) -> String {
     let mut lines: Vec<((u64, u64, usize), String)> = Vec::new();
     for (process, history) in &histories.instances {
         for (index, operation) in history.operations.iter().enumerate() {
-            // Only what differs by kind; the rest of the line is common.
-            let (object, op, value, ok, replaced, synced, reported_position, span) = match operation
-            {
+            let region = history.region.as_str();
+            let line = match operation {
                 SessionOperation::Write {
                     object,
                     value,
                     replaced,
                     began_at,
                     ended_at,
-                } => (
-                    object.as_str(),
-                    "write",
-                    Some(*value),
-                    replaced.is_some(),
-                    *replaced,
-                    None,
-                    None,
-                    (began_at, ended_at),
-                ),
+                } => HistoryLine {
+                    value: Some(*value),
+                    replaced: *replaced,
+                    ..HistoryLine::new(
+                        *process,
+                        region,
+                        object,
+                        "write",
+                        replaced.is_some(),
+                        (began_at, ended_at),
+                    )
+                },
                 SessionOperation::Read {
                     object,
                     value,
@@ -67,43 +128,67 @@ pub fn history_lines(histories: &SessionHistories) -> String {
                     position,
                     began_at,
                     ended_at,
-                } => (
-                    object.as_str(),
-                    "read",
-                    Some(*value),
-                    true,
-                    None,
-                    Some(*synced),
-                    Some(*position),
-                    (began_at, ended_at),
-                ),
+                } => HistoryLine {
+                    value: Some(*value),
+                    synced: Some(*synced),
+                    reported_position: Some(*position),
+                    ..HistoryLine::new(*process, region, object, "read", true, (began_at, ended_at))
+                },
+                SessionOperation::Call {
+                    object,
+                    method,
+                    arguments,
+                    outcome,
+                    began_at,
+                    ended_at,
+                    ..
+                } => HistoryLine {
+                    method: Some(method),
+                    arguments: Some(hex(arguments)),
+                    result: outcome
+                        .as_ref()
+                        .and_then(|outcome| outcome.as_ref().ok())
+                        .map(|result| hex(result)),
+                    error: outcome
+                        .as_ref()
+                        .and_then(|outcome| outcome.as_ref().err())
+                        .map(String::as_str),
+                    ..HistoryLine::new(
+                        *process,
+                        region,
+                        object,
+                        "call",
+                        outcome.is_some(),
+                        (began_at, ended_at),
+                    )
+                },
+                SessionOperation::Query {
+                    object,
+                    read,
+                    value,
+                    synced,
+                    records_applied,
+                    began_at,
+                    ended_at,
+                } => HistoryLine {
+                    read: Some(read),
+                    returned: Some(value),
+                    synced: Some(*synced),
+                    reported_records_applied: Some(*records_applied),
+                    ..HistoryLine::new(*process, region, object, "read", true, (began_at, ended_at))
+                },
                 SessionOperation::SyncFailed {
                     object,
                     began_at,
                     ended_at,
-                } => (
+                } => HistoryLine::new(
+                    *process,
+                    region,
                     object.as_deref().unwrap_or("*"),
                     "sync",
-                    None,
                     false,
-                    None,
-                    None,
-                    None,
                     (began_at, ended_at),
                 ),
-            };
-            let line = HistoryLine {
-                process: *process,
-                region: &history.region,
-                object,
-                op,
-                value,
-                ok,
-                replaced,
-                synced,
-                invoke_us: span.0.as_micros(),
-                complete_us: span.1.as_micros(),
-                reported_position,
             };
             let key = (line.invoke_us, *process, index);
             // Plain data: serializing it cannot fail.
@@ -127,7 +212,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::time::SimTime;
     use crate::workloads::session::InstanceHistory;
 
     #[test]

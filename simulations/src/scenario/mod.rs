@@ -9,6 +9,7 @@
 //! cluster's own checks (every region holds the same sealed epochs, no acknowledged call lost
 //! or applied twice). docs/simulator.md describes the files and the results.
 
+pub mod examples;
 pub mod files;
 pub mod history;
 pub mod results;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use dsss_topology::Topology;
 use serde::Serialize;
 
-pub use files::{Faults, Workload, parse_duration, parse_faults, parse_workload};
+pub use files::{ExampleObject, Faults, Workload, parse_duration, parse_faults, parse_workload};
 pub use results::{RunResults, measure};
 
 use crate::costs::NodeCosts;
@@ -159,7 +160,22 @@ impl ScenarioReport {
 }
 
 impl Scenario {
-    /// The session run this scenario asks for, or why it cannot be run.
+    /// Whether the workload holds example objects rather than registers.
+    pub fn runs_examples(&self) -> bool {
+        !self.workload.examples.is_empty()
+    }
+
+    /// Why the scenario cannot be run, if it cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.runs_examples() {
+            examples::sdk_settings(self).map(|_| ())
+        } else {
+            self.session_settings().map(|_| ())
+        }
+    }
+
+    /// The session run this scenario asks for (a workload of registers), or why it cannot be
+    /// run.
     pub fn session_settings(&self) -> Result<SessionRunSettings, String> {
         if self.duration.is_zero() || self.duration > FAULT_WINDOW_MAX {
             return Err(format!(
@@ -218,11 +234,16 @@ impl Scenario {
         &self,
         progress: &mut dyn FnMut(Duration),
     ) -> Result<ScenarioReport, ScenarioError> {
-        let settings = self.session_settings().map_err(ScenarioError::BadInput)?;
+        self.validate().map_err(ScenarioError::BadInput)?;
         // The simulation is single-threaded and dropped whole on a panic: nothing it shares
         // with the caller is left half-updated.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_session_with_histories(&settings, progress)
+            if self.runs_examples() {
+                examples::run_examples(self, progress)
+            } else {
+                let settings = self.session_settings()?;
+                run_session_with_histories(&settings, progress)
+            }
         }));
         let (session, histories) = match outcome {
             Ok(run) => run.map_err(ScenarioError::BadInput)?,

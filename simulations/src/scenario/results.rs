@@ -171,8 +171,11 @@ fn class_of(operation: &SessionOperation) -> Option<&'static str> {
             Some("global_write")
         }
         SessionOperation::Write { .. } => Some("regional_write"),
-        SessionOperation::Read { synced: true, .. } => Some("sync_read"),
-        SessionOperation::Read { .. } => Some("local_read"),
+        SessionOperation::Call { global: true, .. } => Some("global_write"),
+        SessionOperation::Call { global: false, .. } => Some("regional_write"),
+        SessionOperation::Read { synced: true, .. }
+        | SessionOperation::Query { synced: true, .. } => Some("sync_read"),
+        SessionOperation::Read { .. } | SessionOperation::Query { .. } => Some("local_read"),
         SessionOperation::SyncFailed {
             object: Some(_), ..
         } => Some("sync_read"),
@@ -189,7 +192,16 @@ fn span_of(operation: &SessionOperation) -> (SimTime, SimTime, bool) {
             replaced,
             ..
         } => (*began_at, *ended_at, replaced.is_some()),
+        SessionOperation::Call {
+            began_at,
+            ended_at,
+            outcome,
+            ..
+        } => (*began_at, *ended_at, outcome.is_some()),
         SessionOperation::Read {
+            began_at, ended_at, ..
+        }
+        | SessionOperation::Query {
             began_at, ended_at, ..
         } => (*began_at, *ended_at, true),
         SessionOperation::SyncFailed {

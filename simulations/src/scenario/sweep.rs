@@ -233,7 +233,7 @@ pub fn run_sweep(
             let mut scenario = base.clone();
             parameter.apply(&mut scenario, value)?;
             scenario.seed = seed;
-            scenario.session_settings()?;
+            scenario.validate()?;
             jobs.push((value, scenario));
         }
     }

@@ -52,10 +52,12 @@ pub use history::{
 pub use instance::{ApplicationSettings, SdkInstance};
 pub use objects::{AnyObjectWorkload, erase};
 
+use super::global::stages::CallStages;
 use super::global::{
     ApplicationFactory, ApplicationPlace, CONVERGENCE_CHECK_INTERVAL, FaultsDrawn, GlobalCluster,
-    GlobalFaultPlan, GlobalRunSettings, run_fault_window_from,
+    GlobalFaultPlan, GlobalRunSettings,
 };
+use super::session::run_operation_window;
 use crate::network::NodeId;
 use crate::random::SimRng;
 use crate::time::SimTime;
@@ -376,6 +378,17 @@ pub struct JointRun {
     pub history: JointHistory,
     /// The trace.
     pub trace: Trace,
+    /// When the instances began their random operations (the setup visible everywhere).
+    pub operations_from: SimTime,
+    /// When they stopped: the end of the fault window.
+    pub operations_until: SimTime,
+    /// Where the time of each answered global call went, stage by stage.
+    pub global_call_stages: Vec<CallStages>,
+    /// For each region, the share of the operation window each of its nodes spent working,
+    /// by node id (all zero without node costs).
+    pub node_busy_shares: BTreeMap<String, BTreeMap<u64, f64>>,
+    /// Skips of sealed epochs no log held any longer, summed over the regions.
+    pub epoch_skips: u64,
 }
 
 /// A run of one object workload: its report, its typed history and its trace.
@@ -409,6 +422,16 @@ pub fn example_objects() -> Vec<Rc<dyn AnyObjectWorkload>> {
 pub fn run_objects_traced(
     settings: &SdkRunSettings,
     workloads: Vec<Rc<dyn AnyObjectWorkload>>,
+) -> Result<JointRun, String> {
+    run_objects_with_progress(settings, workloads, &mut |_| {})
+}
+
+/// [`run_objects_traced`], handing `progress` the simulated time into the fault window every
+/// [`crate::workloads::session::PROGRESS_EVERY`].
+pub fn run_objects_with_progress(
+    settings: &SdkRunSettings,
+    workloads: Vec<Rc<dyn AnyObjectWorkload>>,
+    progress: &mut dyn FnMut(Duration),
 ) -> Result<JointRun, String> {
     settings.validate()?;
     if !(1..=OBJECT_WORKLOADS_MAX).contains(&workloads.len()) {
@@ -453,7 +476,8 @@ pub fn run_objects_traced(
     }
     let start = cluster.simulation().now();
     operations_until.set(start.saturating_add(settings.cluster.fault_window));
-    let faults = run_fault_window_from(&mut cluster, &settings.cluster, start);
+    let (faults, node_busy_shares) =
+        run_operation_window(&mut cluster, &settings.cluster, start, progress);
     cluster.heal();
     let heal_at = cluster.simulation().now();
     let converged = cluster
@@ -558,6 +582,11 @@ pub fn run_objects_traced(
         report,
         history,
         trace,
+        operations_from: start,
+        operations_until: operations_until.get(),
+        global_call_stages: cluster.observer().stages.finished().to_vec(),
+        node_busy_shares,
+        epoch_skips: cluster.epoch_skips(),
     })
 }
 

@@ -189,6 +189,10 @@ pub struct SessionReport {
     /// Skips of sealed epochs no log held any longer, summed over the regions (each counted
     /// once, by the member that applied the most).
     pub epoch_skips: u64,
+    /// What the run checked, as the report's last line names it when every check passed.
+    pub checked: String,
+    /// What the report adds about its checks (a search the history was too large for).
+    pub remarks: Vec<String>,
     /// Broken guarantees, described (empty in a correct build).
     pub problems: Vec<String>,
     /// SHA-256 of the run's trace.
@@ -197,10 +201,39 @@ pub struct SessionReport {
     pub replay: String,
 }
 
+/// What a register run checks.
+pub const REGISTER_CHECKS: &str =
+    "one order across objects, linearizable sync() reads, convergence";
+
 impl SessionReport {
     /// True when no check failed.
     pub fn passed(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// Counts the writes (and calls), failed ones, local reads and `sync()` reads of
+    /// `instances`; barriers that gave up are counted by the observer as they happen.
+    pub fn count_operations(&mut self, instances: &BTreeMap<u64, InstanceHistory>) {
+        for history in instances.values() {
+            for operation in &history.operations {
+                match operation {
+                    SessionOperation::Write {
+                        replaced: Some(_), ..
+                    }
+                    | SessionOperation::Call {
+                        outcome: Some(_), ..
+                    } => self.writes += 1,
+                    SessionOperation::Write { replaced: None, .. }
+                    | SessionOperation::Call { outcome: None, .. } => self.writes_failed += 1,
+                    SessionOperation::Read { synced: true, .. }
+                    | SessionOperation::Query { synced: true, .. } => self.sync_reads += 1,
+                    SessionOperation::Read { .. } | SessionOperation::Query { .. } => {
+                        self.reads += 1
+                    }
+                    SessionOperation::SyncFailed { .. } => {}
+                }
+            }
+        }
     }
 }
 
@@ -247,11 +280,14 @@ impl fmt::Display for SessionReport {
             self.epoch_skips,
             self.counters.copies_behind_skipped_epochs,
         )?;
+        for remark in &self.remarks {
+            writeln!(formatter, "  {remark}")?;
+        }
         if self.problems.is_empty() {
             write!(
                 formatter,
-                "  one order across objects, linearizable sync() reads, convergence: ok; trace \
-                 {}",
+                "  {}: ok; trace {}",
+                self.checked,
                 &self.trace_hash[..16.min(self.trace_hash.len())]
             )
         } else {
@@ -309,6 +345,42 @@ fn busy_times(
         .collect()
 }
 
+/// Runs the fault window from `start`, handing `progress` the simulated time into it every
+/// [`PROGRESS_EVERY`]; returns the faults drawn and, for each region, the share of the window
+/// each of its nodes spent working, by node id.
+pub fn run_operation_window(
+    cluster: &mut GlobalCluster,
+    settings: &GlobalRunSettings,
+    start: SimTime,
+    progress: &mut dyn FnMut(Duration),
+) -> (FaultsDrawn, BTreeMap<String, BTreeMap<u64, f64>>) {
+    let busy_at_start = busy_times(cluster, &settings.topology);
+    let faults =
+        run_fault_window_observed(cluster, settings, start, PROGRESS_EVERY, &mut |cluster| {
+            progress(cluster.simulation().now().saturating_duration_since(start))
+        });
+    let window = cluster.simulation().now().saturating_duration_since(start);
+    let node_busy_shares = busy_times(cluster, &settings.topology)
+        .into_iter()
+        .map(|(region, nodes)| {
+            let shares = nodes
+                .into_iter()
+                .map(|(node, busy)| {
+                    let before = busy_at_start[&region][&node];
+                    let share = if window.is_zero() {
+                        0.0
+                    } else {
+                        (busy - before).as_secs_f64() / window.as_secs_f64()
+                    };
+                    (node, share)
+                })
+                .collect();
+            (region, shares)
+        })
+        .collect();
+    (faults, node_busy_shares)
+}
+
 /// [`run_session`], also handing back every instance's history, and handing `progress` the
 /// simulated time into the operation window every [`PROGRESS_EVERY`].
 pub fn run_session_with_histories(
@@ -334,33 +406,8 @@ pub fn run_session_with_histories(
     }
     let start = cluster.simulation().now();
     operations_until.set(start.saturating_add(settings.cluster.fault_window));
-    let busy_at_start = busy_times(&mut cluster, &settings.cluster.topology);
-    let faults = run_fault_window_observed(
-        &mut cluster,
-        &settings.cluster,
-        start,
-        PROGRESS_EVERY,
-        &mut |cluster| progress(cluster.simulation().now().saturating_duration_since(start)),
-    );
-    let window = cluster.simulation().now().saturating_duration_since(start);
-    let node_busy_shares = busy_times(&mut cluster, &settings.cluster.topology)
-        .into_iter()
-        .map(|(region, nodes)| {
-            let shares = nodes
-                .into_iter()
-                .map(|(node, busy)| {
-                    let before = busy_at_start[&region][&node];
-                    let share = if window.is_zero() {
-                        0.0
-                    } else {
-                        (busy - before).as_secs_f64() / window.as_secs_f64()
-                    };
-                    (node, share)
-                })
-                .collect();
-            (region, shares)
-        })
-        .collect();
+    let (faults, node_busy_shares) =
+        run_operation_window(&mut cluster, &settings.cluster, start, progress);
     cluster.heal();
     if let Err(problem) = cluster.converge(settings.cluster.convergence_max) {
         problems.push(problem);
@@ -391,6 +438,8 @@ pub fn run_session_with_histories(
         proposals_unanswered: observer.proposals_unanswered,
         counters: observer.counters,
         epoch_skips: cluster.epoch_skips(),
+        checked: REGISTER_CHECKS.to_owned(),
+        remarks: Vec::new(),
         problems,
         trace_hash: cluster.simulation().trace_hash(),
         // The caller that knows the command line (`dsss sim run` and its presets) replaces it.
@@ -406,20 +455,7 @@ pub fn run_session_with_histories(
         global_call_stages: cluster.observer().stages.finished().to_vec(),
         node_busy_shares,
     };
-    for history in observer.instances.values() {
-        for operation in &history.operations {
-            match operation {
-                SessionOperation::Write {
-                    replaced: Some(_), ..
-                } => report.writes += 1,
-                SessionOperation::Write { replaced: None, .. } => report.writes_failed += 1,
-                SessionOperation::Read { synced: true, .. } => report.sync_reads += 1,
-                SessionOperation::Read { .. } => report.reads += 1,
-                // Counted by the observer as they happen.
-                SessionOperation::SyncFailed { .. } => {}
-            }
-        }
-    }
+    report.count_operations(&histories.instances);
     Ok((report, histories))
 }
 

@@ -80,6 +80,19 @@ pub struct CallEvent {
     pub acknowledged: Option<(SimTime, u64)>,
     /// How it ended, once the client's replica applied it.
     pub completion: Option<CallCompletion>,
+    /// When the client gave up on it (it may or may not have taken effect).
+    pub gave_up_at: Option<SimTime>,
+}
+
+/// A `sync()` barrier the client gave up on: no read followed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncGivenUp {
+    /// The object the read after it was to read.
+    pub object: String,
+    /// When the client asked for the barrier.
+    pub began_at: SimTime,
+    /// When it gave up.
+    pub ended_at: SimTime,
 }
 
 /// A `sync()` barrier that came before a read: what it asked the replica to reach.
@@ -308,6 +321,8 @@ pub struct JointHistory {
     pub clients: BTreeMap<NodeId, JointClientHistory>,
     /// Every copy, by object name and client.
     pub replicas: BTreeMap<String, BTreeMap<NodeId, ReplicaRecord>>,
+    /// The barriers each client gave up on, in the order it gave up.
+    pub syncs_given_up: BTreeMap<NodeId, Vec<SyncGivenUp>>,
 }
 
 impl JointHistory {
@@ -414,7 +429,11 @@ impl<R: Any + fmt::Debug + PartialEq + Clone, V: Any + fmt::Debug + PartialEq + 
                 .or_default()
                 .insert(client, replica.clone());
         }
-        JointHistory { clients, replicas }
+        JointHistory {
+            clients,
+            replicas,
+            syncs_given_up: BTreeMap::new(),
+        }
     }
 }
 
@@ -556,6 +575,27 @@ impl SdkObserver {
                 Operation::Call(call) => Some(call),
                 Operation::Read(_) => None,
             })
+    }
+
+    /// `client` gave up on its latest call at `at`.
+    pub fn call_given_up(&mut self, client: NodeId, at: SimTime) {
+        if let Some(call) = self.last_call_mut(client) {
+            call.gave_up_at = Some(at);
+        }
+    }
+
+    /// `client` gave up at `at` on a barrier it asked for at `began_at`, before a read of
+    /// `object`.
+    pub fn sync_given_up(&mut self, client: NodeId, object: &str, began_at: SimTime, at: SimTime) {
+        let given_up = self.history.syncs_given_up.entry(client).or_default();
+        // A client gives up on a barrier at most once per operation it makes.
+        if given_up.len() < OPERATIONS_PER_CLIENT_MAX {
+            given_up.push(SyncGivenUp {
+                object: object.to_owned(),
+                began_at,
+                ended_at: at,
+            });
+        }
     }
 
     /// The call of `client` with `sequence`, to record how it went.

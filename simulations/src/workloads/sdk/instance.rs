@@ -372,8 +372,12 @@ impl SdkInstance {
                     // It may or may not have been applied: the checks treat it so.
                     Err(_) => None,
                 };
-                if let Some(outcome) = outcome {
-                    self.complete(cx, object, sequence, outcome);
+                match outcome {
+                    Some(outcome) => self.complete(cx, object, sequence, outcome),
+                    None => self
+                        .observer
+                        .borrow_mut()
+                        .call_given_up(self.node, cx.now()),
                 }
                 self.next(cx);
             }
@@ -404,7 +408,10 @@ impl SdkInstance {
                     self.observer.borrow_mut().counters.syncs += 1;
                     self.read(cx, object, read, Some(barrier));
                 } else {
-                    self.observer.borrow_mut().counters.syncs_failed += 1;
+                    let name = &self.objects[object].name;
+                    let mut observer = self.observer.borrow_mut();
+                    observer.counters.syncs_failed += 1;
+                    observer.sync_given_up(self.node, name, began_at, cx.now());
                 }
                 self.next(cx);
             }
@@ -580,6 +587,7 @@ impl SdkInstance {
                 invoked_at: cx.now(),
                 acknowledged: None,
                 completion: None,
+                gave_up_at: None,
             }),
         );
         match self

@@ -256,6 +256,9 @@ pub trait AnyObjectWorkload {
     fn hold(&self, name: &str, config: ReplicaConfig) -> Box<dyn HeldObject>;
     /// Whether the object refused `call` by its own result.
     fn is_refusal(&self, call: &CallSpec, outcome: &Result<Vec<u8>, MethodError>) -> bool;
+    /// The name the object's schema gives method `method_id` (`schema` for a session's
+    /// schema declaration, `method N` for an id the schema does not hold).
+    fn method_name(&self, method_id: u32) -> String;
     /// Replays the call `record` on the object `name` in `state` (`None`: a new object). The
     /// error says why the copy stopped.
     fn replay_call(
@@ -339,6 +342,16 @@ impl<W: ObjectWorkload> AnyObjectWorkload for Erased<W> {
 
     fn random_call(&self, rng: &mut SimRng) -> CallSpec {
         self.0.random_call(rng)
+    }
+
+    fn method_name(&self, method_id: u32) -> String {
+        if method_id == dsss::object::SCHEMA_METHOD_ID {
+            return "schema".to_owned();
+        }
+        match <W::Object as SharedObject>::schema().method(method_id) {
+            Some(method) => method.name.clone(),
+            None => format!("method {method_id}"),
+        }
     }
 
     fn random_read(&self, rng: &mut SimRng) -> DynValue {

@@ -39,6 +39,42 @@ pub enum SessionOperation {
         /// When it returned.
         ended_at: SimTime,
     },
+    /// A call of a method of an example object (a run of the example objects, whose
+    /// results the sdk checkers judge); `outcome` is `None` when the call failed (it may or
+    /// may not have taken effect).
+    Call {
+        /// The object.
+        object: String,
+        /// Whether the object is global (ordered by the coordinator) or regional.
+        global: bool,
+        /// The method, by its schema name.
+        method: String,
+        /// The arguments as the method's codec encoded them.
+        arguments: Vec<u8>,
+        /// What the method returned (its encoded result), or the error it raised.
+        outcome: Option<Result<Vec<u8>, String>>,
+        /// When the call began.
+        began_at: SimTime,
+        /// When it returned.
+        ended_at: SimTime,
+    },
+    /// A read of an example object's local copy, after a `sync()` barrier when `synced`.
+    Query {
+        /// The object.
+        object: String,
+        /// What the read asked, as the object workload describes it.
+        read: String,
+        /// What it returned, described the same way.
+        value: String,
+        /// After a barrier (linearizable).
+        synced: bool,
+        /// How many records of the object the copy had applied.
+        records_applied: u64,
+        /// When the read (with its barrier) began.
+        began_at: SimTime,
+        /// When it returned.
+        ended_at: SimTime,
+    },
     /// A `sync()` barrier that gave up: no read follows it.
     SyncFailed {
         /// The register it was to read (`None`: every register, the final round).
