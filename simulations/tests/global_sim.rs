@@ -251,6 +251,135 @@ fn with_one_region_cut_off_the_others_keep_completing_global_writes() {
     });
 }
 
+/// With every coordinator replica crashed (nodes 11, 21 and 31, which also serve their
+/// regions) for two seconds, a region node whose batch or sealed-epoch read is refused sends it
+/// on to the next replica at once at most `COORDINATOR_ATTEMPTS_MAX - 1` times since the last
+/// answer, as a production call makes at most that many attempts; every later refusal is left
+/// to the resend timers, so a coordinator that is down everywhere is not called in a loop of
+/// refusals. Once the replicas restart, global calls complete again and every check passes.
+#[test]
+fn refused_calls_to_a_coordinator_down_everywhere_stop_at_the_attempt_bound() {
+    run_seeds("global_refusal_bound", 2, |seed| {
+        let topology = local_topology();
+        let mut settings = GlobalRunSettings::new(seed, topology.clone());
+        settings.fault_window = Duration::from_secs(6);
+        let mut cluster = GlobalCluster::new(&settings).expect("valid settings");
+        let crash_at = at(Duration::from_secs(1));
+        cluster.simulation().run_until(crash_at);
+        let replicas = topology.coordinator.replicas.clone();
+        for &replica in &replicas {
+            assert!(
+                cluster.simulation().crash(replica),
+                "seed {seed}: {replica} was up"
+            );
+        }
+        let restart_at = at(Duration::from_secs(3));
+        cluster.simulation().run_until(restart_at);
+        let survivors: Vec<u64> = topology
+            .regions
+            .iter()
+            .flat_map(|region| region.nodes.iter().map(|node| node.id))
+            .filter(|node| !replicas.contains(node))
+            .collect();
+        let mut left_to_timers = 0;
+        for &node in &survivors {
+            let counts = cluster.refusal_counts(node).expect("the node is up");
+            // Nothing was refused before the crash, and no replica answered since.
+            assert!(
+                counts.resent_to_coordinator
+                    <= (dsss_region_node::global::COORDINATOR_ATTEMPTS_MAX - 1) as u64,
+                "seed {seed}: node {node} resent {counts:?}"
+            );
+            left_to_timers += counts.left_to_timers;
+        }
+        assert!(
+            left_to_timers > 0,
+            "seed {seed}: no refusal reached the attempt bound in two seconds"
+        );
+        for &replica in &replicas {
+            assert!(
+                cluster.simulation().restart(replica),
+                "seed {seed}: {replica} was down"
+            );
+        }
+        let resumed_by = at(Duration::from_secs(5));
+        cluster.simulation().run_until(at(settings.fault_window));
+        let observer = cluster.observer();
+        for region in &topology.regions {
+            assert!(
+                observer
+                    .calls()
+                    .values()
+                    .any(|call| call.region == region.id
+                        && call.scope == Scope::Global
+                        && call.invoked_at >= restart_at
+                        && call
+                            .acknowledged_at
+                            .is_some_and(|acknowledged| acknowledged <= resumed_by)),
+                "seed {seed}: no global call of {} completed within 2 s of the restart",
+                region.id
+            );
+        }
+        drop(observer);
+        let problems = cluster.heal_and_check(settings.convergence_max);
+        assert!(problems.is_empty(), "seed {seed}: {problems:?}");
+    });
+}
+
+/// With every node of local-b crashed for two seconds, a coordinator replica whose epoch part
+/// to local-b is refused sends it on to the region's next node at once at most
+/// `REGION_DELIVERY_ATTEMPTS_MAX - 1` times since the region last answered; every later refusal
+/// is left to the resend timer. Once local-b restarts, it catches up and every check passes.
+#[test]
+fn refused_epoch_deliveries_to_a_region_down_everywhere_stop_at_the_attempt_bound() {
+    run_seeds("global_delivery_refusal_bound", 2, |seed| {
+        let topology = local_topology();
+        let mut settings = GlobalRunSettings::new(seed, topology.clone());
+        settings.fault_window = Duration::from_secs(6);
+        let mut cluster = GlobalCluster::new(&settings).expect("valid settings");
+        cluster.simulation().run_until(at(Duration::from_secs(1)));
+        let region = topology
+            .regions
+            .iter()
+            .find(|region| region.id == "local-b")
+            .expect("local.toml has local-b");
+        let down: Vec<u64> = region.nodes.iter().map(|node| node.id).collect();
+        for &node in &down {
+            assert!(
+                cluster.simulation().crash(node),
+                "seed {seed}: {node} was up"
+            );
+        }
+        cluster.simulation().run_until(at(Duration::from_secs(3)));
+        let mut left_to_timers = 0;
+        for &replica in &topology.coordinator.replicas {
+            if down.contains(&replica) {
+                continue;
+            }
+            let counts = cluster.refusal_counts(replica).expect("the replica is up");
+            assert!(
+                counts.resent_to_regions
+                    <= (dsss_global_coordinator::REGION_DELIVERY_ATTEMPTS_MAX - 1) as u64,
+                "seed {seed}: replica {replica} resent {counts:?}"
+            );
+            left_to_timers += counts.left_to_timers;
+        }
+        assert!(
+            left_to_timers > 0,
+            "seed {seed}: no refused delivery reached the attempt bound in two seconds"
+        );
+        for &node in &down {
+            assert!(
+                cluster.simulation().restart(node),
+                "seed {seed}: {node} was down"
+            );
+        }
+        cluster.simulation().run_until(at(settings.fault_window));
+        let problems = cluster.heal_and_check(settings.convergence_max);
+        assert!(problems.is_empty(), "seed {seed}: {problems:?}");
+    });
+}
+
 /// Clock skew on a ladder around the topology's 250 ms bound: within the bound nothing is
 /// refused and every call completes; beyond it, the skewed region's messages are refused and
 /// counted, the other regions keep writing, and safety holds throughout.

@@ -533,6 +533,11 @@ impl GlobalCluster {
         self.simulation.process(node)?.node()?.region_node()
     }
 
+    /// What `node` did with the refusals its calls met since it last started, if it is up.
+    pub fn refusal_counts(&self, node: NodeId) -> Option<process::RefusalCounts> {
+        Some(self.simulation.process(node)?.node()?.refusal_counts())
+    }
+
     /// The coordinator replica on `node`, if it hosts one and is up.
     pub fn coordinator(&self, node: NodeId) -> Option<&CoordinatorNode> {
         self.simulation.process(node)?.node()?.coordinator()

@@ -646,6 +646,18 @@ struct ParkedLogRead {
     until: SimTime,
 }
 
+/// What a node did with the refusals its calls met ([`NodeProcess::handle_refused`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefusalCounts {
+    /// Batches and sealed-epoch reads sent at once to the next coordinator replica.
+    pub resent_to_coordinator: u64,
+    /// Epoch parts sent at once to a region's next node (on a coordinator replica).
+    pub resent_to_regions: u64,
+    /// Refused messages left to the resend timers: the attempts since the last answer had
+    /// reached their bound.
+    pub left_to_timers: u64,
+}
+
 /// A node: the region node of its region, and the coordinator replica when the topology puts
 /// one here.
 pub struct NodeProcess {
@@ -670,6 +682,8 @@ pub struct NodeProcess {
     /// For the coordinator replica: epoch parts sent again at once after a refusal since the
     /// region last answered, per region.
     region_refusals: BTreeMap<String, usize>,
+    /// What the node did with the refusals its calls met, since it started.
+    refusal_counts: RefusalCounts,
     region_tick_timer: Option<TimerId>,
     /// The timer of the region leader's next batch close between ticks
     /// ([`RegionNode::close_due_at_us`]), with the node time it was armed for: a time armed
@@ -758,6 +772,7 @@ impl NodeProcess {
             coordinator_silence_max,
             coordinator_refusals: 0,
             region_refusals: BTreeMap::new(),
+            refusal_counts: RefusalCounts::default(),
             region_leaders,
             region_tick_timer: None,
             close_timer: None,
@@ -788,6 +803,11 @@ impl NodeProcess {
     /// The region node, once started.
     pub fn region_node(&self) -> Option<&RegionNode> {
         self.region.as_ref()
+    }
+
+    /// What the node did with the refusals its calls met, since it started.
+    pub fn refusal_counts(&self) -> RefusalCounts {
+        self.refusal_counts
     }
 
     /// The coordinator replica, once started, on the nodes that host one.
@@ -1292,9 +1312,11 @@ impl NodeProcess {
                 self.coordinator_leader.handle_failure(to);
                 self.coordinator_unanswered_since = None;
                 if self.coordinator_refusals + 1 >= COORDINATOR_ATTEMPTS_MAX {
+                    self.refusal_counts.left_to_timers += 1;
                     return;
                 }
                 self.coordinator_refusals += 1;
+                self.refusal_counts.resent_to_coordinator += 1;
                 if let GlobalMessage::ReadSealedEpoch { read_id, .. } = &message {
                     match self.epoch_reads_sent.get_mut(read_id) {
                         // Its timeout counts from the new attempt, as a production call's.
@@ -1317,9 +1339,11 @@ impl NodeProcess {
                 leader.handle_failure(to);
                 let refusals = self.region_refusals.entry(region.clone()).or_default();
                 if *refusals + 1 >= REGION_DELIVERY_ATTEMPTS_MAX {
+                    self.refusal_counts.left_to_timers += 1;
                     return;
                 }
                 *refusals += 1;
+                self.refusal_counts.resent_to_regions += 1;
                 cx.send(leader.target(), message);
             }
             // Raft messages and answers are not calls: nothing waits for them.
