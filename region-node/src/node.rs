@@ -1008,6 +1008,11 @@ pub struct RegionNode {
     counters: NodeCounters,
     /// Set while this node's clock is beyond the bound: it stamps nothing and does not lead.
     clock_fence: Option<ClockFence>,
+    /// The fence the driver's last clock verdict asked for ([`RegionNode::handle_clock_verdict`]).
+    verdict_fence: Option<ClockFence>,
+    /// How far the hybrid clock ran ahead of the physical clock at the last tick, when that is
+    /// more than the bound ([`RegionNode::handle_tick`]).
+    clock_runs_ahead_us: Option<u64>,
     /// The samples the last clock verdict rested on.
     clock_samples: Vec<(u64, ClockSample)>,
     /// The physical time of the latest input.
@@ -1105,6 +1110,8 @@ impl RegionNode {
             counters: NodeCounters::default(),
             now_us: 0,
             clock_fence: None,
+            verdict_fence: None,
+            clock_runs_ahead_us: None,
             clock_samples: Vec::new(),
             shipping: Shipping::default(),
             coordinator_term_heard: 0,
@@ -1254,21 +1261,36 @@ impl RegionNode {
         verdict: &ClockVerdict,
         samples: Vec<(u64, ClockSample)>,
     ) {
-        let fence = verdict.fences().then(|| ClockFence {
+        self.verdict_fence = verdict.fences().then(|| ClockFence {
             offset_us: verdict.own_offset_us(),
             max_skew_us: self.clock.max_skew_us(),
             stepped: matches!(verdict, ClockVerdict::Stepped { .. }),
+        });
+        self.update_fence();
+        self.clock_samples = samples;
+    }
+
+    /// Fences the node while its verdict asks for it or its hybrid clock runs ahead of its
+    /// physical clock by more than the bound (the verdict's fence named first).
+    fn update_fence(&mut self) {
+        let max_skew_us = self.clock.max_skew_us();
+        let fence = self.verdict_fence.or_else(|| {
+            self.clock_runs_ahead_us.map(|ahead_us| ClockFence {
+                offset_us: i64::try_from(ahead_us).unwrap_or(i64::MAX),
+                max_skew_us,
+                stepped: false,
+            })
         });
         if fence.is_some() && self.clock_fence.is_none() {
             self.counters.clock_fences += 1;
         }
         self.clock_fence = fence;
         self.group.set_may_campaign(fence.is_none());
-        self.clock_samples = samples;
     }
 
     /// Set while this node's clock is beyond the bound (see
-    /// [`RegionNode::handle_clock_verdict`]).
+    /// [`RegionNode::handle_clock_verdict`]), or its hybrid clock runs ahead of its physical
+    /// clock by more than the bound (see [`RegionNode::handle_tick`]).
     pub fn clock_fence(&self) -> Option<ClockFence> {
         self.clock_fence
     }
@@ -2328,6 +2350,18 @@ impl RegionNode {
     pub fn handle_tick(&mut self, now_us: u64) {
         self.now_us = now_us;
         self.ticks += 1;
+        // The hybrid clock never moves back: after the physical clock leapt forward (before a
+        // verdict fenced the node) and back, it stays ahead, and so does every timestamp the
+        // node stamps: as leader, its records and closed timestamps would wait for a watermark
+        // that far ahead, and the coordinator refuses its batches beyond the bound. So the
+        // node fences itself until its physical clock catches up, as a coordinator replica
+        // does.
+        let ahead_us = self.clock.last().physical_us.saturating_sub(now_us);
+        let runs_ahead_us = (ahead_us > self.clock.max_skew_us()).then_some(ahead_us);
+        if runs_ahead_us.is_some() != self.clock_runs_ahead_us.is_some() {
+            self.clock_runs_ahead_us = runs_ahead_us;
+            self.update_fence();
+        }
         if self.clock_fence.is_some() {
             self.tick_fenced();
         } else {

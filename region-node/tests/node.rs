@@ -1402,3 +1402,65 @@ fn an_unknown_verdict_does_not_fence() {
     region.propose(leader, call(5, 1, 10));
     assert_eq!(region.take_replies(leader), vec![proposed(5, 1, 1)]);
 }
+
+/// A member whose physical clock leapt an hour ahead and back between two ticks, before any
+/// verdict could fence it, keeps a hybrid clock an hour ahead (it never moves back): as leader,
+/// every record and closed timestamp it stamped would be an hour ahead. It fences itself at the
+/// next tick, with no verdict: it refuses calls saying how far ahead it is and does not stand
+/// for election when the leader goes away; once its physical clock has caught up, the fence
+/// lifts.
+#[test]
+fn a_node_whose_hybrid_clock_ran_ahead_fences_itself_until_its_clock_catches_up() {
+    const HOUR_US: u64 = 3_600_000_000;
+    let mut region = Region::new(&[1, 2, 3]);
+    let leader = region.elect();
+    let leaped = [1, 2, 3].into_iter().find(|&id| id != leader).unwrap();
+    let other = [1, 2, 3]
+        .into_iter()
+        .find(|&id| id != leader && id != leaped)
+        .unwrap();
+    let now_us = region.now_us();
+    region.node_mut(leaped).handle_tick(now_us + HOUR_US);
+    assert_eq!(
+        region.node(leaped).clock_fence(),
+        None,
+        "no verdict said so yet"
+    );
+    region.node_mut(leaped).handle_tick(now_us);
+    let fence = region
+        .node(leaped)
+        .clock_fence()
+        .expect("the node fenced itself");
+    assert!(
+        fence.offset_us >= i64::try_from(HOUR_US).unwrap() - 1_000_000 && !fence.stepped,
+        "{fence:?}"
+    );
+    region.propose(leaped, call(5, 1, 10));
+    assert_eq!(
+        region.take_replies(leaped),
+        vec![Reply::Refused {
+            client_id: ClientId(5),
+            request_sequence: RequestSequence(1),
+            error: ProposeError::ClockFenced(fence),
+        }]
+    );
+    // The verdicts stay within the bound throughout: the hybrid clock alone fences it.
+    region
+        .node_mut(leaped)
+        .handle_clock_verdict(&ClockVerdict::Within, Vec::new());
+    assert_eq!(region.node(leaped).clock_fence(), Some(fence));
+    region.crash(leader);
+    region.network.isolate(leader);
+    region.tick(60);
+    assert!(!region.node(leaped).is_leader());
+    assert!(
+        region.node(other).is_leader(),
+        "the member within the bound leads"
+    );
+    region.propose(other, call(5, 1, 10));
+    assert_eq!(region.take_replies(other), vec![proposed(5, 1, 1)]);
+    let caught_up_us = region.now_us() + HOUR_US;
+    region.node_mut(leaped).handle_tick(caught_up_us);
+    assert_eq!(region.node(leaped).clock_fence(), None);
+    assert_eq!(region.node(leaped).status().counters.clock_fences, 1);
+}

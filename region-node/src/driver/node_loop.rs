@@ -468,7 +468,27 @@ impl LoopNode for RegionLoop {
 
     fn handle_tick(&mut self, now_us: u64) {
         self.judge_clock(now_us);
+        // A hybrid clock running ahead of the wall clock fences the node at a tick, with no
+        // verdict (RegionNode::handle_tick): said here, as a verdict's fence is said above.
+        let was_fenced = self.node.clock_fence().is_some();
         self.node.handle_tick(now_us);
+        match (was_fenced, self.node.clock_fence()) {
+            (false, Some(fence)) => tracing::error!(
+                node_id = self.node.id(),
+                ahead_ms = fence.offset_us / 1_000,
+                max_skew_ms = fence.max_skew_us / 1_000,
+                "this node's hybrid clock runs {} ms ahead of its wall clock (the bound is {} \
+                 ms): its wall clock went back after it stamped; it refuses calls and will not \
+                 lead until its wall clock catches up",
+                fence.offset_us / 1_000,
+                fence.max_skew_us / 1_000
+            ),
+            (true, None) => tracing::warn!(
+                node_id = self.node.id(),
+                "this node's clock is back within the bound; it takes calls again"
+            ),
+            _ => {}
+        }
     }
 
     fn quiet_ticks(&self, now_us: u64, tick_interval: Duration) -> u64 {
