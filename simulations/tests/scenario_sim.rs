@@ -278,14 +278,15 @@ fn the_same_seed_gives_the_same_json() {
 /// replays the same failure.
 #[test]
 fn a_planted_seal_without_a_region_is_caught_within_50_seeds_and_replays() {
+    planted_seal_is_caught_within_50_seeds_and_replays("workloads/registers.toml");
+}
+
+/// Runs `workload` fault free with the planted seal bug on seeds 1 to 50 until a check fails
+/// or an invariant breaks, and replays that seed to the same failure.
+fn planted_seal_is_caught_within_50_seeds_and_replays(workload: &str) {
     let planted = |seed| Scenario {
         planted_seal_without_a_region: true,
-        ..scenario(
-            seed,
-            "workloads/registers.toml",
-            "faults/none.toml",
-            Duration::from_secs(4),
-        )
+        ..scenario(seed, workload, "faults/none.toml", Duration::from_secs(4))
     };
     let failure = |seed| match planted(seed).run() {
         Ok(report) if report.passed() => None,
@@ -295,7 +296,7 @@ fn a_planted_seal_without_a_region_is_caught_within_50_seeds_and_replays() {
     let (seed, caught) = (1..=50)
         .find_map(|seed| failure(seed).map(|caught| (seed, caught)))
         .expect("the planted bug went unnoticed for 50 seeds");
-    println!("seed {seed} caught the planted bug: {caught}");
+    println!("{workload}: seed {seed} caught the planted bug: {caught}");
     assert_eq!(
         failure(seed),
         Some(caught),
@@ -620,29 +621,7 @@ fn the_example_objects_run_from_a_workload_file_under_the_swarm_and_keep_every_c
 /// checks are the sdk checkers', and the same seed replays the same failure.
 #[test]
 fn a_planted_seal_without_a_region_is_caught_with_the_example_objects() {
-    let planted = |seed| Scenario {
-        planted_seal_without_a_region: true,
-        ..scenario(
-            seed,
-            "workloads/examples.toml",
-            "faults/none.toml",
-            Duration::from_secs(4),
-        )
-    };
-    let failure = |seed| match planted(seed).run() {
-        Ok(report) if report.passed() => None,
-        Ok(report) => Some(report.session.problems.join("; ")),
-        Err(error) => Some(error.to_string()),
-    };
-    let (seed, caught) = (1..=50)
-        .find_map(|seed| failure(seed).map(|caught| (seed, caught)))
-        .expect("the planted bug went unnoticed for 50 seeds");
-    println!("seed {seed} caught the planted bug: {caught}");
-    assert_eq!(
-        failure(seed),
-        Some(caught),
-        "seed {seed} replays the failure"
-    );
+    planted_seal_is_caught_within_50_seeds_and_replays("workloads/examples.toml");
 }
 
 /// A small run of the example objects is searched whole for one order across the objects, and

@@ -19,15 +19,13 @@ use dsss_wire::Scope;
 
 use super::Scenario;
 use super::files::ExampleObject;
-use crate::workloads::global::FAULT_WINDOW_MAX;
 use crate::workloads::sdk::history::{JointHistory, Operation};
 use crate::workloads::sdk::{
     AnyObjectWorkload, EXHAUSTIVE_OPERATIONS_MAX, ExhaustiveVerdict, JointRun, SdkRunSettings,
     bank, counter, erase, leaderboard, lobby, run_objects_with_progress,
 };
 use crate::workloads::session::{
-    InstanceHistory, PAUSE_COUNT_MAX, PAUSE_DURATION_MAX, SessionHistories, SessionOperation,
-    SessionReport,
+    InstanceHistory, SessionHistories, SessionOperation, SessionReport,
 };
 
 /// The object workload of each example object, as `dsss sim sdk` runs it.
@@ -48,12 +46,6 @@ pub fn example_workloads(examples: &[ExampleObject]) -> Vec<Rc<dyn AnyObjectWork
 
 /// The sdk run `scenario` asks for, or why it cannot be run.
 pub fn sdk_settings(scenario: &Scenario) -> Result<SdkRunSettings, String> {
-    if scenario.duration.is_zero() || scenario.duration > FAULT_WINDOW_MAX {
-        return Err(format!(
-            "--duration {:?} is outside 1 ns..={FAULT_WINDOW_MAX:?}",
-            scenario.duration
-        ));
-    }
     let workload = &scenario.workload;
     // The workload file refuses these with examples; a sweep's --set may still ask for them.
     if workload.rate_per_second.is_some() {
@@ -68,32 +60,12 @@ pub fn sdk_settings(scenario: &Scenario) -> Result<SdkRunSettings, String> {
         );
     }
     let mut settings = SdkRunSettings::new(scenario.seed, scenario.topology.clone());
-    if scenario.faults.standard_swarm {
-        // The swarm of a register run: every fault the global workload draws, and pauses.
-        settings = settings.with_standard_faults();
-        settings.cluster.faults = settings
-            .cluster
-            .faults
-            .with_pauses(PAUSE_COUNT_MAX, PAUSE_DURATION_MAX);
-    }
-    settings.cluster.clients_per_region = workload.instances_per_region;
-    settings.cluster.fault_window = scenario.duration;
-    settings.cluster.script = scenario.faults.script.clone();
-    settings.cluster.node_costs = scenario.node_costs;
-    settings
-        .cluster
-        .coordinator_limits
-        .planted_seal_without_a_region = scenario.planted_seal_without_a_region;
+    scenario.set_cluster(&mut settings.cluster)?;
     let application = &mut settings.application;
     application.think_time_min = workload.think_time_min;
     application.think_time_max = workload.think_time_max;
     application.call_share = workload.write_share;
-    let reads = workload.local_read_share + workload.sync_read_share;
-    application.sync_read_share = if reads > 0.0 {
-        workload.sync_read_share / reads
-    } else {
-        0.0
-    };
+    application.sync_read_share = workload.sync_share_of_reads();
     application.operations_max = workload.operations_per_instance_max;
     // Every history small enough is searched; a larger one is reported as too large.
     settings.exhaustive_operations_max = EXHAUSTIVE_OPERATIONS_MAX;

@@ -52,6 +52,18 @@ pub struct Workload {
     pub examples: Vec<ExampleObject>,
 }
 
+impl Workload {
+    /// The share of reads that follow a `sync()` barrier (0 when the mix has no reads).
+    pub fn sync_share_of_reads(&self) -> f64 {
+        let reads = self.local_read_share + self.sync_read_share;
+        if reads > 0.0 {
+            self.sync_read_share / reads
+        } else {
+            0.0
+        }
+    }
+}
+
 /// An example shared object a workload file may name (`examples/src/`), checked by the sdk
 /// checkers (`crate::workloads::sdk`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -24,9 +24,10 @@ pub use files::{ExampleObject, Faults, Workload, parse_duration, parse_faults, p
 pub use results::{RunResults, measure};
 
 use crate::costs::NodeCosts;
-use crate::workloads::global::FAULT_WINDOW_MAX;
+use crate::workloads::global::{FAULT_WINDOW_MAX, GlobalFaultPlan, GlobalRunSettings};
 use crate::workloads::session::{
-    SessionHistories, SessionReport, SessionRunSettings, run_session_with_histories,
+    PAUSE_COUNT_MAX, PAUSE_DURATION_MAX, SessionHistories, SessionReport, SessionRunSettings,
+    run_session_with_histories,
 };
 
 /// Everything one run needs.
@@ -174,34 +175,42 @@ impl Scenario {
         }
     }
 
-    /// The session run this scenario asks for (a workload of registers), or why it cannot be
-    /// run.
-    pub fn session_settings(&self) -> Result<SessionRunSettings, String> {
+    /// Sets what the scenario asks of the cluster, whatever its instances hold: instances per
+    /// region, the operation window, the faults (the swarm: every fault the global workload
+    /// draws, and pauses of members), node costs and the planted bug; or says why the run's
+    /// length cannot be honoured.
+    pub(crate) fn set_cluster(&self, cluster: &mut GlobalRunSettings) -> Result<(), String> {
         if self.duration.is_zero() || self.duration > FAULT_WINDOW_MAX {
             return Err(format!(
                 "--duration {:?} is outside 1 ns..={FAULT_WINDOW_MAX:?}",
                 self.duration
             ));
         }
-        let mut settings = SessionRunSettings::new(self.seed, self.topology.clone());
         if self.faults.standard_swarm {
-            settings = settings.with_standard_faults();
+            let suspicion = Duration::from_micros(self.topology.cluster.suspicion_timeout_us);
+            cluster.faults = GlobalFaultPlan::standard(suspicion)
+                .with_pauses(PAUSE_COUNT_MAX, PAUSE_DURATION_MAX);
         }
+        cluster.clients_per_region = self.workload.instances_per_region;
+        cluster.fault_window = self.duration;
+        cluster.script = self.faults.script.clone();
+        cluster.node_costs = self.node_costs;
+        cluster.coordinator_limits.planted_seal_without_a_region =
+            self.planted_seal_without_a_region;
+        Ok(())
+    }
+
+    /// The session run this scenario asks for (a workload of registers), or why it cannot be
+    /// run.
+    pub fn session_settings(&self) -> Result<SessionRunSettings, String> {
+        let mut settings = SessionRunSettings::new(self.seed, self.topology.clone());
+        self.set_cluster(&mut settings.cluster)?;
         let workload = &self.workload;
-        settings.cluster.clients_per_region = workload.instances_per_region;
-        settings.cluster.fault_window = self.duration;
-        settings.cluster.script = self.faults.script.clone();
-        settings.cluster.node_costs = self.node_costs;
         settings.global_objects = workload.global_registers;
         settings.regional_object = workload.regional_register;
         let instance = &mut settings.instance;
         instance.write_share = workload.write_share;
-        let reads = workload.local_read_share + workload.sync_read_share;
-        instance.sync_read_share = if reads > 0.0 {
-            workload.sync_read_share / reads
-        } else {
-            0.0
-        };
+        instance.sync_read_share = workload.sync_share_of_reads();
         instance.popularity = workload.popularity;
         instance.think_time_min = workload.think_time_min;
         instance.think_time_max = workload.think_time_max;
@@ -213,10 +222,6 @@ impl Scenario {
         instance.open_loop_rate_per_s = workload
             .rate_per_second
             .map(|rate| rate / instances.max(1) as f64);
-        settings
-            .cluster
-            .coordinator_limits
-            .planted_seal_without_a_region = self.planted_seal_without_a_region;
         settings.validate()?;
         Ok(settings)
     }
