@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
-use dsss_simulations::NodeCosts;
 use dsss_simulations::scenario::results::completed_samples;
 use dsss_simulations::scenario::sweep::{
     parse_assignment, rows_csv, rows_table, run_sweep, summarize,
@@ -17,6 +16,7 @@ use dsss_simulations::scenario::{
     Faults, Scenario, ScenarioError, parse_duration, parse_faults, parse_workload,
 };
 use dsss_simulations::workloads::global::script::FaultScript;
+use dsss_simulations::{NodeCosts, WorkKind};
 use dsss_topology::{load, local_default};
 
 use crate::sim_command::{EXIT_BAD_INPUT, EXIT_CHECK_FAILED};
@@ -96,16 +96,40 @@ pub(crate) struct ScenarioArgs {
     /// handles (e.g. 50us; default 0: nodes spend no time).
     #[arg(long, value_name = "DURATION", default_value = "0s")]
     pub(crate) cpu_per_event: String,
+    /// CPU times for kinds of events instead of --cpu-per-event, comma separated: client (an
+    /// application's calls, reads, barriers and sessions), raft (raft messages and clock
+    /// probes within a region or the coordinator), global (batches, sealed epochs and their
+    /// acknowledgements between the tiers), timer (a node's own timers), e.g.
+    /// client=60us,raft=150us; kinds not named cost --cpu-per-event.
+    #[arg(long, value_name = "KIND=DURATION,...")]
+    pub(crate) cpu_per_kind: Option<String>,
 }
 
 /// The node costs the options name.
 pub(crate) fn node_costs_of(args: &ScenarioArgs) -> Result<NodeCosts, String> {
-    let costs = NodeCosts {
-        disk_sync: parse_duration(&args.disk_sync)
-            .map_err(|error| format!("--disk-sync: {error}"))?,
-        cpu_per_event: parse_duration(&args.cpu_per_event)
-            .map_err(|error| format!("--cpu-per-event: {error}"))?,
-    };
+    let mut costs = NodeCosts::uniform(
+        parse_duration(&args.disk_sync).map_err(|error| format!("--disk-sync: {error}"))?,
+        parse_duration(&args.cpu_per_event).map_err(|error| format!("--cpu-per-event: {error}"))?,
+    );
+    if let Some(list) = &args.cpu_per_kind {
+        let mut named = Vec::new();
+        for item in list.split(',').map(str::trim) {
+            let Some((name, cost)) = item.split_once('=') else {
+                return Err(format!(
+                    "--cpu-per-kind: {item:?} is not KIND=DURATION (e.g. client=60us)"
+                ));
+            };
+            let kind =
+                WorkKind::parse(name.trim()).map_err(|error| format!("--cpu-per-kind: {error}"))?;
+            if named.contains(&kind) {
+                return Err(format!("--cpu-per-kind: {kind} is named twice"));
+            }
+            named.push(kind);
+            let cost = parse_duration(cost.trim())
+                .map_err(|error| format!("--cpu-per-kind: {kind}: {error}"))?;
+            costs = costs.with_kind(kind, cost);
+        }
+    }
     costs.validate()?;
     Ok(costs)
 }
@@ -180,6 +204,9 @@ fn replay_command(
     }
     if args.cpu_per_event != "0s" {
         command += &format!(" --cpu-per-event {}", args.cpu_per_event);
+    }
+    if let Some(kinds) = &args.cpu_per_kind {
+        command += &format!(" --cpu-per-kind {kinds}");
     }
     if let Some(set) = set {
         command += &format!(" --set {set}");

@@ -114,7 +114,7 @@ fn wrong_files_and_options_are_refused_naming_what_is_wrong() {
     std::fs::write(&bad_mix, workload.replace("write = 0.5", "write = 0.9")).expect("writes");
     let missing = directory.join("missing.toml").display().to_string();
     let registers = example("workloads/registers.toml");
-    let cases: [(Vec<&str>, &str); 4] = [
+    let cases: [(Vec<&str>, &str); 8] = [
         (vec!["--workload", &missing], "missing.toml"),
         (
             vec![
@@ -132,6 +132,27 @@ fn wrong_files_and_options_are_refused_naming_what_is_wrong() {
         (
             vec!["--workload", &registers, "--duration", "ten seconds"],
             "--duration",
+        ),
+        (
+            vec!["--workload", &registers, "--cpu-per-kind", "disk=1ms"],
+            "no kind of work is called \"disk\"; the kinds are client, raft, global, timer",
+        ),
+        (
+            vec!["--workload", &registers, "--cpu-per-kind", "raft"],
+            "\"raft\" is not KIND=DURATION",
+        ),
+        (
+            vec![
+                "--workload",
+                &registers,
+                "--cpu-per-kind",
+                "raft=1ms,raft=2ms",
+            ],
+            "raft is named twice",
+        ),
+        (
+            vec!["--workload", &registers, "--cpu-per-kind", "global=2s"],
+            "the CPU per global event cost of 2s is beyond the bound",
         ),
     ];
     for (arguments, expected) in cases {

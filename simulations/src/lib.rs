@@ -116,7 +116,7 @@ pub mod trace;
 pub mod workloads;
 
 pub use clock::{CLOCK_DRIFT_PPM_MAX, CLOCK_SKEW_US_MAX, NodeClock, WALL_CLOCK_START_US};
-pub use costs::{NODE_COST_MAX, NodeCosts};
+pub use costs::{NODE_COST_MAX, NodeCosts, WorkKind};
 pub use disk::{DiskError, DiskWrite, SimDisk};
 pub use network::{
     EXTERNAL_NODE_ID, Link, LinkOverride, Network, NetworkConfig, NetworkConfigError,

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::costs::NodeCosts;
+use crate::costs::{NodeCosts, WorkKind};
 use crate::disk::SimDisk;
 use crate::network::NodeId;
 use crate::random::SimRng;
@@ -65,6 +65,17 @@ pub trait Process {
         message: Self::Message,
     ) {
         let _ = (cx, to, message);
+    }
+
+    /// What kind of work handling `message` is, for costs set per kind
+    /// ([`crate::costs::NodeCosts::cpu_per_kind`]). The default, [`WorkKind::Other`], costs
+    /// the cost per event.
+    fn work_kind(message: &Self::Message) -> WorkKind
+    where
+        Self: Sized,
+    {
+        let _ = message;
+        WorkKind::Other
     }
 
     /// A run of events that waited while the node was busy ([`crate::costs`]) was handed to
@@ -132,6 +143,8 @@ pub struct Context<'a, M> {
     timer_id_next: &'a mut u64,
     actions: Vec<Action<M>>,
     costs: NodeCosts,
+    /// The kind of the event being handled, which sets its CPU time.
+    kind: WorkKind,
     /// The disk's sync count when the handler started.
     syncs_at_start: u64,
     /// The work of the earlier handler calls of the same run of waiting events.
@@ -148,7 +161,7 @@ impl<'a, M> Context<'a, M> {
         rng: &'a mut SimRng,
         disk: &'a mut SimDisk,
         timer_id_next: &'a mut u64,
-        (costs, run): (NodeCosts, RunPosition),
+        (costs, kind, run): (NodeCosts, WorkKind, RunPosition),
     ) -> Self {
         let syncs_at_start = disk.sync_count();
         Context {
@@ -160,6 +173,7 @@ impl<'a, M> Context<'a, M> {
             timer_id_next,
             actions: Vec::new(),
             costs,
+            kind,
             syncs_at_start,
             work_before: run.work_before,
             more_waiting: run.more_waiting,
@@ -177,7 +191,7 @@ impl<'a, M> Context<'a, M> {
     fn work_done(&self) -> Duration {
         self.work_before.saturating_add(
             self.costs
-                .handler_time(self.disk.sync_count() - self.syncs_at_start),
+                .handler_time(self.kind, self.disk.sync_count() - self.syncs_at_start),
         )
     }
 

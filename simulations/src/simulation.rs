@@ -16,7 +16,7 @@ use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use crate::clock::NodeClock;
-use crate::costs::NodeCosts;
+use crate::costs::{NodeCosts, WorkKind};
 use crate::disk::SimDisk;
 use crate::network::{
     EXTERNAL_NODE_ID, Network, NetworkConfig, NetworkConfigError, NodeId, RegionId,
@@ -585,7 +585,7 @@ impl<P: Process> Simulation<P> {
     ) -> Option<R> {
         self.slot(node).process.as_ref()?;
         self.record(format_args!("call {node}"));
-        self.invoke(node, action)
+        self.invoke(node, WorkKind::Other, action)
     }
 
     // Internals.
@@ -689,15 +689,14 @@ impl<P: Process> Simulation<P> {
             // The event that was to follow was a timer its predecessor cancelled.
             let slot = self.slot_mut(node);
             let costs = slot.costs;
-            slot.costs = NodeCosts {
-                cpu_per_event: Duration::ZERO,
-                ..costs
-            };
+            slot.costs = NodeCosts::uniform(costs.disk_sync, Duration::ZERO);
             slot.run = RunPosition {
                 work_before,
                 more_waiting: false,
             };
-            self.invoke(node, |process, cx| process.handle_run_end(cx));
+            self.invoke(node, WorkKind::Other, |process, cx| {
+                process.handle_run_end(cx)
+            });
             let slot = self.slot_mut(node);
             slot.costs = costs;
             slot.run = RunPosition::default();
@@ -803,7 +802,9 @@ impl<P: Process> Simulation<P> {
         match event {
             Event::Start { node, .. } => {
                 self.record(format_args!("start {node}"));
-                self.invoke(node, |process, cx| process.handle_start(cx));
+                self.invoke(node, WorkKind::Timer, |process, cx| {
+                    process.handle_start(cx)
+                });
             }
             Event::Deliver {
                 from,
@@ -841,7 +842,10 @@ impl<P: Process> Simulation<P> {
                         );
                     },
                 );
-                self.invoke(to, |process, cx| process.handle_message(cx, from, message));
+                let kind = P::work_kind(&message);
+                self.invoke(to, kind, |process, cx| {
+                    process.handle_message(cx, from, message)
+                });
             }
             Event::Refused {
                 node,
@@ -851,7 +855,10 @@ impl<P: Process> Simulation<P> {
                 ..
             } => {
                 self.record(format_args!("refused {node}->{to} #{message_id}"));
-                self.invoke(node, |process, cx| process.handle_refused(cx, to, message));
+                let kind = P::work_kind(&message);
+                self.invoke(node, kind, |process, cx| {
+                    process.handle_refused(cx, to, message)
+                });
             }
             Event::Timer { node, timer } => {
                 self.slot_mut(node).timers_pending.remove(&timer);
@@ -865,18 +872,21 @@ impl<P: Process> Simulation<P> {
                         let _ = write!(line, "{now} fire {node} {timer}");
                     },
                 );
-                self.invoke(node, |process, cx| process.handle_timer(cx, timer));
+                self.invoke(node, WorkKind::Timer, |process, cx| {
+                    process.handle_timer(cx, timer)
+                });
             }
             // Taken apart in `process_next`: it hands on the event that waited.
             Event::Wake { .. } => {}
         }
     }
 
-    /// Runs `handler` on the process of `node` (which must be up), then applies the actions
-    /// it requested, in order.
+    /// Runs `handler` on the process of `node` (which must be up), charging it the CPU time of
+    /// an event of `kind`, then applies the actions it requested, in order.
     fn invoke<R>(
         &mut self,
         node: NodeId,
+        kind: WorkKind,
         handler: impl FnOnce(&mut P, &mut Context<'_, P::Message>) -> R,
     ) -> Option<R> {
         let slot = self.nodes.get_mut(&node)?;
@@ -892,7 +902,7 @@ impl<P: Process> Simulation<P> {
             &mut self.rng,
             &mut slot.disk,
             &mut self.timer_id_next,
-            (slot.costs, run),
+            (slot.costs, kind, run),
         );
         let result = handler(process, &mut cx);
         let (actions, own_work) = cx.into_actions();

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use dsss_simulations::{
-    Context, Link, NetworkConfig, NodeCosts, NodeId, Process, SimDisk, SimTime, Simulation, TimerId,
+    Context, Link, NetworkConfig, NodeCosts, NodeId, Process, SimDisk, SimTime, Simulation,
+    TimerId, WorkKind,
 };
 
 /// A message of the test: a ping with a number, or one of the two answers to it.
@@ -29,6 +30,14 @@ struct Answerer {
 
 impl Process for Answerer {
     type Message = Message;
+
+    /// A ping is a client's call; its answers are raft traffic.
+    fn work_kind(message: &Message) -> WorkKind {
+        match message {
+            Message::Ping(_) => WorkKind::Client,
+            Message::BeforeSync(_) | Message::AfterSync(_) => WorkKind::Raft,
+        }
+    }
 
     fn handle_start(&mut self, _cx: &mut Context<'_, Message>) {}
 
@@ -93,10 +102,7 @@ fn without_costs_only_the_network_takes_time() {
 
 #[test]
 fn a_send_waits_for_the_work_before_it_and_a_busy_node_handles_what_comes_in_order() {
-    let costs = NodeCosts {
-        disk_sync: Duration::from_micros(2_000),
-        cpu_per_event: Duration::from_micros(100),
-    };
+    let costs = NodeCosts::uniform(Duration::from_micros(2_000), Duration::from_micros(100));
     assert_eq!(
         arrivals(costs),
         [
@@ -116,10 +122,10 @@ fn a_send_waits_for_the_work_before_it_and_a_busy_node_handles_what_comes_in_ord
 /// the crashed process does not hold up the new one.
 #[test]
 fn a_crash_drops_what_waited_for_the_work_and_the_restarted_node_starts_free() {
-    let mut simulation = two_pings(NodeCosts {
-        disk_sync: Duration::from_millis(10),
-        cpu_per_event: Duration::ZERO,
-    });
+    let mut simulation = two_pings(NodeCosts::uniform(
+        Duration::from_millis(10),
+        Duration::ZERO,
+    ));
     // Ping 1 is handled at 1 ms and keeps node 2 busy until 11 ms; ping 2 waits.
     simulation.run_until(at_us(5_000));
     assert!(simulation.crash(2));
@@ -145,14 +151,35 @@ fn a_crash_drops_what_waited_for_the_work_and_the_restarted_node_starts_free() {
     );
 }
 
+/// A kind of work with a cost of its own costs that: the pings are client work, cheaper than
+/// the cost per event, which the node's start (a timer's kind, not named) still costs.
+#[test]
+fn an_event_costs_the_cpu_time_of_its_kind_where_one_is_set() {
+    let costs = NodeCosts::uniform(Duration::from_micros(2_000), Duration::from_micros(100))
+        .with_kind(WorkKind::Client, Duration::from_micros(10))
+        .with_kind(WorkKind::Raft, Duration::from_micros(900));
+    assert_eq!(
+        arrivals(costs),
+        [
+            (Message::BeforeSync(1), at_us(2_010)),
+            (Message::AfterSync(1), at_us(4_010)),
+            (Message::BeforeSync(2), at_us(4_020)),
+            (Message::AfterSync(2), at_us(6_020)),
+        ]
+    );
+    let mut simulation = two_pings(costs);
+    simulation.run_until_quiet().unwrap();
+    assert_eq!(
+        simulation.busy_time(2),
+        Duration::from_micros(100 + 2 * 2_010)
+    );
+}
+
 /// A node's busy time adds up its handlers' costs: its start (a CPU time) and two pings (each a
 /// CPU time and one sync).
 #[test]
 fn a_nodes_busy_time_is_the_sum_of_its_handlers_costs() {
-    let costs = NodeCosts {
-        disk_sync: Duration::from_micros(2_000),
-        cpu_per_event: Duration::from_micros(100),
-    };
+    let costs = NodeCosts::uniform(Duration::from_micros(2_000), Duration::from_micros(100));
     let mut simulation = two_pings(costs);
     simulation.run_until_quiet().unwrap();
     assert_eq!(
@@ -170,10 +197,10 @@ fn a_nodes_busy_time_is_the_sum_of_its_handlers_costs() {
 /// last is told that another follows, and the work of the run adds up, call after call.
 #[test]
 fn events_that_waited_reach_the_node_in_one_run_whose_work_adds_up() {
-    let mut simulation = two_pings(NodeCosts {
-        disk_sync: Duration::from_micros(2_000),
-        cpu_per_event: Duration::from_micros(100),
-    });
+    let mut simulation = two_pings(NodeCosts::uniform(
+        Duration::from_micros(2_000),
+        Duration::from_micros(100),
+    ));
     simulation
         .with_process(1, |_, cx| cx.send(2, Message::Ping(3)))
         .unwrap();
@@ -200,10 +227,7 @@ fn events_that_waited_reach_the_node_in_one_run_whose_work_adds_up() {
 #[test]
 fn a_run_ends_at_its_bound_and_the_rest_come_in_the_next_run() {
     use dsss_simulations::simulation::EVENTS_PER_RUN_MAX;
-    let mut simulation = two_pings(NodeCosts {
-        disk_sync: Duration::ZERO,
-        cpu_per_event: Duration::from_micros(1),
-    });
+    let mut simulation = two_pings(NodeCosts::uniform(Duration::ZERO, Duration::from_micros(1)));
     let last = EVENTS_PER_RUN_MAX as u64 + 3;
     simulation
         .with_process(1, |_, cx| {
@@ -230,10 +254,7 @@ fn a_run_ends_at_its_bound_and_the_rest_come_in_the_next_run() {
 #[should_panic(expected = "events waiting for it to finish its work")]
 fn a_busy_nodes_inbox_stops_the_run_at_its_bound() {
     use dsss_simulations::{EVENT_QUEUE_LEN_MAX, NODE_COST_MAX};
-    let mut simulation = two_pings(NodeCosts {
-        disk_sync: Duration::ZERO,
-        cpu_per_event: NODE_COST_MAX,
-    });
+    let mut simulation = two_pings(NodeCosts::uniform(Duration::ZERO, NODE_COST_MAX));
     // Node 2 takes the longest cost per event, so pings injected every microsecond pile up in
     // its inbox; they go in a chunk at a time, which keeps the kernel's own queue far below
     // its bound.

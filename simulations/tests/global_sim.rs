@@ -1114,10 +1114,10 @@ fn a_loaded_coordinator_is_sent_few_copies_and_sends_few() {
         let mut settings = GlobalRunSettings::new(seed, local_topology());
         settings.clients_per_region = 4;
         settings.fault_window = Duration::from_secs(10);
-        settings.node_costs = dsss_simulations::NodeCosts {
-            disk_sync: Duration::from_micros(130),
-            cpu_per_event: Duration::from_micros(450),
-        };
+        settings.node_costs = dsss_simulations::NodeCosts::uniform(
+            Duration::from_micros(130),
+            Duration::from_micros(450),
+        );
         let mut cluster = GlobalCluster::new(&settings).expect("valid settings");
         dsss_simulations::workloads::global::run_fault_window(&mut cluster, &settings);
         let (mut batches_sent, mut batches_resent) = (0, 0);

@@ -382,10 +382,10 @@ fn every_example_file_reads_and_fits_the_local_topology() {
 /// syncs and CPU time. The results name each region's busiest node.
 #[test]
 fn node_costs_keep_every_check_and_slow_writes_down() {
-    let costs = dsss_simulations::NodeCosts {
-        disk_sync: Duration::from_micros(200),
-        cpu_per_event: Duration::from_micros(150),
-    };
+    let costs = dsss_simulations::NodeCosts::uniform(
+        Duration::from_micros(200),
+        Duration::from_micros(150),
+    );
     run_seeds("scenario_costs", 3, |seed| {
         let free = scenario(
             seed,
@@ -441,6 +441,67 @@ fn node_costs_keep_every_check_and_slow_writes_down() {
                      without"
                 );
             }
+        }
+    });
+}
+
+/// Costs per kind of work (`dsss sim run --cpu-per-kind`) replace the cost per event for the
+/// kinds they name: with a client's call and raft traffic cheaper than the cost per event, a
+/// regional write (a call, a raft round inside the region) completes sooner than with the
+/// cost per event for everything, while global writes still pay for the tiers' traffic, which
+/// costs more. The report names the kinds' costs.
+#[test]
+fn costs_per_kind_of_work_charge_the_regional_path_its_own_cost() {
+    use dsss_simulations::{NodeCosts, WorkKind};
+    let uniform = NodeCosts::uniform(Duration::from_micros(130), Duration::from_micros(300));
+    let per_kind = uniform
+        .with_kind(WorkKind::Client, Duration::from_micros(60))
+        .with_kind(WorkKind::Raft, Duration::from_micros(80))
+        .with_kind(WorkKind::Timer, Duration::from_micros(40))
+        .with_kind(WorkKind::Global, Duration::from_millis(1));
+    run_seeds("scenario_costs_per_kind", 2, |seed| {
+        let base = scenario(
+            seed,
+            "workloads/registers.toml",
+            "faults/none.toml",
+            Duration::from_secs(6),
+        );
+        let run = |node_costs| {
+            Scenario {
+                node_costs,
+                ..base.clone()
+            }
+            .run()
+            .expect("the example files are valid")
+        };
+        let (flat, kinds) = (run(uniform), run(per_kind));
+        assert!(kinds.passed(), "seed {seed}:\n{}", kinds.session);
+        let json = kinds.to_json();
+        assert!(
+            json.contains("\"client\": 60.0")
+                && json.contains("\"global\": 1000.0")
+                && json.contains("\"raft\": 80.0")
+                && json.contains("\"timer\": 40.0"),
+            "{json}"
+        );
+        assert!(flat.to_json().contains("\"cpu_per_kind_us\": {}"));
+        for region in kinds.results.regions.keys() {
+            let p50 = |report: &dsss_simulations::scenario::ScenarioReport, class| {
+                report.results.regions[region].operations[class]
+                    .latency_ms
+                    .expect("writes completed")
+                    .p50
+            };
+            let (cheap, flat_p50) = (p50(&kinds, "regional_write"), p50(&flat, "regional_write"));
+            assert!(
+                cheap < flat_p50,
+                "seed {seed}: {region} regional-write p50 {cheap} ms with costs per kind, \
+                 {flat_p50} ms with one cost per event"
+            );
+            assert!(
+                p50(&kinds, "global_write") > p50(&kinds, "regional_write") * 10.0,
+                "seed {seed}: {region}"
+            );
         }
     });
 }

@@ -15,6 +15,7 @@ pub mod history;
 pub mod results;
 pub mod sweep;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dsss_topology::Topology;
@@ -102,6 +103,9 @@ struct ReportJson<'a> {
 struct NodeCostsJson {
     disk_sync_us: f64,
     cpu_per_event_us: f64,
+    /// The kinds of work with a CPU cost of their own, in microseconds
+    /// ([`crate::costs::WorkKind`]); the others cost `cpu_per_event_us`.
+    cpu_per_kind_us: BTreeMap<&'static str, f64>,
 }
 
 #[derive(Serialize)]
@@ -140,6 +144,13 @@ impl ScenarioReport {
             node_costs: NodeCostsJson {
                 disk_sync_us: self.node_costs.disk_sync.as_nanos() as f64 / 1_000.0,
                 cpu_per_event_us: self.node_costs.cpu_per_event.as_nanos() as f64 / 1_000.0,
+                cpu_per_kind_us: crate::costs::WorkKind::SETTABLE
+                    .into_iter()
+                    .zip(self.node_costs.cpu_per_kind)
+                    .filter_map(|(kind, cost)| {
+                        Some((kind.name(), cost?.as_nanos() as f64 / 1_000.0))
+                    })
+                    .collect(),
             },
             instances: self.session.instances,
             faults: FaultsJson {

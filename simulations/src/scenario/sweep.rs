@@ -456,10 +456,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             scenario.node_costs,
-            crate::NodeCosts {
-                disk_sync: std::time::Duration::from_micros(130),
-                cpu_per_event: std::time::Duration::from_micros(450),
-            }
+            crate::NodeCosts::uniform(
+                std::time::Duration::from_micros(130),
+                std::time::Duration::from_micros(450)
+            )
         );
         let beyond = SweepParameter::CpuPerEventUs
             .apply(&mut scenario, 1_000_001.0)

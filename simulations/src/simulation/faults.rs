@@ -114,7 +114,9 @@ impl<P: Process> Simulation<P> {
         slot.process = Some(process);
         slot.incarnation += 1;
         self.record(format_args!("restart {node}"));
-        self.invoke(node, |process, cx| process.handle_start(cx));
+        self.invoke(node, crate::WorkKind::Timer, |process, cx| {
+            process.handle_start(cx)
+        });
         true
     }
 

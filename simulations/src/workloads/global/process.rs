@@ -44,6 +44,7 @@ use dsss_wire::{
 };
 
 use super::checker::GlobalObserver;
+use crate::costs::WorkKind;
 use crate::network::{EXTERNAL_NODE_ID, NodeId};
 use crate::process::{Context, Process, TimerId};
 use crate::time::SimTime;
@@ -290,6 +291,44 @@ impl LogEntries {
             answer.entries.push((stored.position, stored.entry));
         }
         Ok(answer)
+    }
+}
+
+impl GlobalMessage {
+    /// What kind of work handling the message is, for costs per kind ([`crate::costs`]).
+    pub fn work_kind(&self) -> WorkKind {
+        match self {
+            GlobalMessage::RegionRaft(..)
+            | GlobalMessage::CoordinatorRaft(..)
+            | GlobalMessage::RegionClockProbe(_)
+            | GlobalMessage::CoordinatorClockProbe(_)
+            | GlobalMessage::ReadLogRange(_)
+            | GlobalMessage::LogRange(_) => WorkKind::Raft,
+            GlobalMessage::OpenSession { .. }
+            | GlobalMessage::SessionReply(_)
+            | GlobalMessage::CloseSession { .. }
+            | GlobalMessage::SessionCloseReply(_)
+            | GlobalMessage::Propose(_)
+            | GlobalMessage::Reply(_)
+            | GlobalMessage::ReadLog(_)
+            | GlobalMessage::LogEntries(_)
+            | GlobalMessage::FetchCheckpoint { .. }
+            | GlobalMessage::CheckpointFetched { .. }
+            | GlobalMessage::Sync { .. }
+            | GlobalMessage::SyncReply(_)
+            | GlobalMessage::UploadCheckpoint { .. }
+            | GlobalMessage::CheckpointUploaded(_) => WorkKind::Client,
+            GlobalMessage::Batch(_)
+            | GlobalMessage::BatchAck(_)
+            | GlobalMessage::Epoch(_)
+            | GlobalMessage::EpochAck(_)
+            | GlobalMessage::ReadSealedEpoch { .. }
+            | GlobalMessage::SealedEpochReply { .. }
+            | GlobalMessage::ReadEpochs { .. }
+            | GlobalMessage::EpochsReply { .. }
+            | GlobalMessage::ReadCheckpoint { .. }
+            | GlobalMessage::CheckpointReadReply { .. } => WorkKind::Global,
+        }
     }
 }
 
@@ -2148,6 +2187,10 @@ impl GlobalProcess {
 
 impl Process for GlobalProcess {
     type Message = GlobalMessage;
+
+    fn work_kind(message: &GlobalMessage) -> WorkKind {
+        message.work_kind()
+    }
 
     fn handle_start(&mut self, cx: &mut Context<'_, GlobalMessage>) {
         match self {

@@ -19,6 +19,7 @@ use dsss_region_node::{
 use dsss_wire::{Arguments, ClientId, LeaderTracker, MethodId, ObjectId, RequestSequence, Scope};
 
 use super::checker::RegionObserver;
+use crate::costs::WorkKind;
 use crate::disk::{DiskWrite, SimDisk};
 use crate::network::{EXTERNAL_NODE_ID, NodeId};
 use crate::process::{Context, Process, TimerId};
@@ -64,6 +65,22 @@ pub enum RegionMessage {
     ReadLogRange(LogRangeRequest),
     /// A peer's answer to [`RegionMessage::ReadLogRange`].
     LogRange(LogRangeReply),
+}
+
+impl RegionMessage {
+    /// What kind of work handling the message is, for costs per kind ([`crate::costs`]).
+    pub fn work_kind(&self) -> WorkKind {
+        match self {
+            RegionMessage::Raft(..)
+            | RegionMessage::ClockProbe(_)
+            | RegionMessage::ReadLogRange(_)
+            | RegionMessage::LogRange(_) => WorkKind::Raft,
+            RegionMessage::OpenSession { .. }
+            | RegionMessage::SessionReply(_)
+            | RegionMessage::Propose(_)
+            | RegionMessage::Reply(_) => WorkKind::Client,
+        }
+    }
 }
 
 impl fmt::Debug for RegionMessage {
@@ -892,6 +909,10 @@ impl RegionProcess {
 
 impl Process for RegionProcess {
     type Message = RegionMessage;
+
+    fn work_kind(message: &RegionMessage) -> WorkKind {
+        message.work_kind()
+    }
 
     fn handle_start(&mut self, cx: &mut Context<'_, RegionMessage>) {
         match self {
