@@ -1346,8 +1346,7 @@ impl CoordinatorNode {
         // time of every message this replica sends, which regions refuse beyond the bound. A
         // leader then would hold every region's calls until the physical clock caught up
         // (an hour for a clock that leapt an hour), so it fences itself meanwhile.
-        let runs_ahead =
-            self.clock.last().physical_us > now_us.saturating_add(self.config.max_clock_skew_us);
+        let runs_ahead = self.clock.runs_ahead_of(now_us).is_some();
         if runs_ahead != self.clock_runs_ahead {
             self.clock_runs_ahead = runs_ahead;
             self.update_fence();
@@ -2085,10 +2084,13 @@ impl CoordinatorNode {
     /// resends what a region does not acknowledge; a region appends whichever copy arrives
     /// first and ignores the other. The sends are what lets an epoch reach a region from the
     /// replica nearest to it, one leader round trip before the leader knows it is committed.
+    /// A replica fenced for its clock sends nothing: its sender time is off (or runs ahead of
+    /// its physical clock), so regions would refuse the parts beyond the skew bound, and the
+    /// leader delivers the epoch anyway.
     fn deliver_as_follower(&mut self, number: u64) {
         let group = &self.group;
         let following = group.leader_id().is_some_and(|leader| leader != self.id());
-        if !following || group.applied_index() < group.last_index() {
+        if !following || self.clock_fenced || group.applied_index() < group.last_index() {
             return;
         }
         let regions: Vec<RegionId> = self

@@ -265,6 +265,60 @@ fn split(outputs: Vec<CoordinatorOutput>) -> ToRegions<proto::SealedEpoch> {
     epochs
 }
 
+/// A follower whose hybrid clock runs ahead of its physical clock (its wall clock leapt ahead
+/// and back) fences itself and delivers none of the epochs it seals: regions would refuse its
+/// sender time beyond the skew bound. The other follower and the leader deliver them.
+#[test]
+fn a_follower_whose_clock_runs_ahead_delivers_no_epochs() {
+    let mut cluster = Cluster::new(&[1, 2, 3], &["a", "b"], |_| {});
+    let leader = cluster.elect();
+    let (ahead, other) = match leader {
+        1 => (2, 3),
+        2 => (1, 3),
+        _ => (1, 2),
+    };
+    // Its wall clock reads a minute ahead at one tick, then is back.
+    let now_us = cluster.now_us();
+    cluster.node_mut(ahead).handle_tick(now_us + 60_000_000);
+    cluster.tick(1);
+    assert!(cluster.node(ahead).clock_fenced());
+    assert!(cluster.node(ahead).clock_runs_ahead());
+    let base = cluster.now_us();
+    for number in 1..=3 {
+        let at = base + number * 1_000;
+        for name in ["a", "b"] {
+            cluster
+                .submit(
+                    leader,
+                    name,
+                    1,
+                    number,
+                    vec![record(name, number, at - 500)],
+                    at,
+                )
+                .unwrap();
+        }
+    }
+    cluster.tick(2);
+    assert_eq!(cluster.epochs(leader).len(), 3);
+    assert_eq!(cluster.epochs(ahead), cluster.epochs(leader));
+    assert!(!split(cluster.take_outputs(leader)).is_empty());
+    assert_eq!(split(cluster.take_outputs(ahead)), vec![]);
+    let delivered = |cluster: &Cluster, id| {
+        cluster
+            .node(id)
+            .status()
+            .counters
+            .epochs_delivered_as_follower
+    };
+    assert_eq!(delivered(&cluster, ahead), 0);
+    assert_eq!(
+        delivered(&cluster, other),
+        6,
+        "three epochs to each of two regions"
+    );
+}
+
 #[test]
 fn a_new_leader_derives_the_same_epochs_from_the_log() {
     let mut cluster = Cluster::new(&[1, 2, 3], &["a", "b"], |_| {});

@@ -2356,8 +2356,7 @@ impl RegionNode {
         // that far ahead, and the coordinator refuses its batches beyond the bound. So the
         // node fences itself until its physical clock catches up, as a coordinator replica
         // does.
-        let ahead_us = self.clock.last().physical_us.saturating_sub(now_us);
-        let runs_ahead_us = (ahead_us > self.clock.max_skew_us()).then_some(ahead_us);
+        let runs_ahead_us = self.clock.runs_ahead_of(now_us);
         if runs_ahead_us.is_some() != self.clock_runs_ahead_us.is_some() {
             self.clock_runs_ahead_us = runs_ahead_us;
             self.update_fence();

@@ -221,6 +221,15 @@ impl HybridLogicalClock {
         self.max_skew_us
     }
 
+    /// How far, in microseconds, the last timestamp runs ahead of `physical_now_us` when that
+    /// is more than the maximum skew; `None` within it. The clock never moves back, so after
+    /// the physical clock leapt forward and back, every timestamp it gives stays that far
+    /// ahead: a node whose clock runs ahead fences itself until physical time catches up.
+    pub fn runs_ahead_of(&self, physical_now_us: u64) -> Option<u64> {
+        let ahead_us = self.last.physical_us.saturating_sub(physical_now_us);
+        (ahead_us > self.max_skew_us).then_some(ahead_us)
+    }
+
     /// Timestamps a local or send event that happens at physical time `physical_now_us`.
     ///
     /// The result is strictly greater than every timestamp returned before, and its physical
@@ -542,6 +551,23 @@ mod tests {
         let mut clock = clock_at(at(500, 2));
         let received = at(1_000 + SKEW_US, 7);
         assert_eq!(clock.update(received, 1_000), Ok(at(1_000 + SKEW_US, 8)));
+    }
+
+    /// After the physical clock leapt ahead and back, the clock runs ahead of it by the leap;
+    /// within the skew bound it does not count as running ahead, and once physical time
+    /// catches up it no longer does.
+    #[test]
+    fn a_clock_runs_ahead_of_physical_time_only_beyond_the_skew_bound() {
+        let mut clock = clock_at(at(0, 0));
+        let leap_us = 10 * SKEW_US;
+        let _ = clock.now(1_000 + leap_us);
+        assert_eq!(clock.runs_ahead_of(1_000), Some(leap_us));
+        assert_eq!(clock.runs_ahead_of(1_000 + leap_us - SKEW_US), None);
+        assert_eq!(
+            clock.runs_ahead_of(1_000 + leap_us - SKEW_US - 1),
+            Some(SKEW_US + 1)
+        );
+        assert_eq!(clock.runs_ahead_of(1_000 + 2 * leap_us), None);
     }
 
     #[test]
