@@ -94,6 +94,29 @@ fn events(session: &mut ClientSession) -> Vec<Event> {
     std::iter::from_fn(|| session.poll_event()).collect()
 }
 
+/// Drives the opens just started: answers every checkpoint fetch with "no checkpoint" (fresh
+/// objects) at `now` and hands each other request, in the order they come, to `other`.
+fn drive_opens(session: &mut ClientSession, now: u64, mut other: impl FnMut(Transmit)) {
+    let mut pending = transmits(session);
+    while let Some(transmit) = pending.pop() {
+        if let Request::FetchCheckpoint { .. } = &transmit.request {
+            session.handle_response(
+                now,
+                transmit.node_id,
+                transmit.request_id,
+                Response::Checkpoint {
+                    checkpoint: None,
+                    truncated_through_position: 0,
+                    released_through_position: 0,
+                },
+            );
+            pending.extend(transmits(session));
+        } else {
+            other(transmit);
+        }
+    }
+}
+
 fn record(
     object: &str,
     client_id: u64,
@@ -166,46 +189,30 @@ fn open_all(
     let mut stream = None;
     let mut position = first_position;
     let mut proposals = Vec::new();
-    let mut pending = transmits(session);
-    while let Some(transmit) = pending.pop() {
-        match &transmit.request {
-            Request::FetchCheckpoint { .. } => {
-                session.handle_response(
-                    now,
-                    transmit.node_id,
-                    transmit.request_id,
-                    Response::Checkpoint {
-                        checkpoint: None,
-                        truncated_through_position: 0,
-                        released_through_position: 0,
-                    },
-                );
-                pending.extend(transmits(session));
-            }
-            Request::Subscribe { .. } => {
-                stream = Some((transmit.node_id, transmit.request_id));
-            }
-            Request::Propose {
-                object_id,
-                method_id,
-                arguments,
-                request_sequence,
-                ..
-            } => {
-                assert_eq!(
-                    *method_id, 0,
-                    "only schema declarations are proposed at open"
-                );
-                proposals.push((
-                    transmit.clone(),
-                    object_id.clone(),
-                    arguments.clone(),
-                    *request_sequence,
-                ));
-            }
-            other => panic!("unexpected request at open: {other:?}"),
+    drive_opens(session, now, |transmit| match &transmit.request {
+        Request::Subscribe { .. } => {
+            stream = Some((transmit.node_id, transmit.request_id));
         }
-    }
+        Request::Propose {
+            object_id,
+            method_id,
+            arguments,
+            request_sequence,
+            ..
+        } => {
+            assert_eq!(
+                *method_id, 0,
+                "only schema declarations are proposed at open"
+            );
+            proposals.push((
+                transmit.clone(),
+                object_id.clone(),
+                arguments.clone(),
+                *request_sequence,
+            ));
+        }
+        other => panic!("unexpected request at open: {other:?}"),
+    });
     let (node, stream_id) = stream.expect("a stream was opened");
     let mut entries = Vec::new();
     for (transmit, object_id, arguments, sequence) in &proposals {
@@ -1002,35 +1009,19 @@ fn open_all_kept(
         .expect("opens");
     let mut stream = None;
     let mut declaration = None;
-    let mut pending = transmits(session);
-    while let Some(transmit) = pending.pop() {
-        match &transmit.request {
-            Request::FetchCheckpoint { .. } => {
-                session.handle_response(
-                    0,
-                    transmit.node_id,
-                    transmit.request_id,
-                    Response::Checkpoint {
-                        checkpoint: None,
-                        truncated_through_position: 0,
-                        released_through_position: 0,
-                    },
-                );
-                pending.extend(transmits(session));
-            }
-            Request::Subscribe { .. } => stream = Some((transmit.node_id, transmit.request_id)),
-            Request::Propose {
-                client_id,
-                request_sequence,
-                arguments,
-                ..
-            } => {
-                assert_eq!(*client_id, chosen);
-                declaration = Some((transmit.clone(), *request_sequence, arguments.clone()));
-            }
-            other => panic!("unexpected request at open: {other:?}"),
+    drive_opens(session, 0, |transmit| match &transmit.request {
+        Request::Subscribe { .. } => stream = Some((transmit.node_id, transmit.request_id)),
+        Request::Propose {
+            client_id,
+            request_sequence,
+            arguments,
+            ..
+        } => {
+            assert_eq!(*client_id, chosen);
+            declaration = Some((transmit.clone(), *request_sequence, arguments.clone()));
         }
-    }
+        other => panic!("unexpected request at open: {other:?}"),
+    });
     let (node, stream) = stream.expect("a stream was opened");
     let (transmit, sequence, arguments) = declaration.expect("the schema was declared");
     session.handle_response(
@@ -1196,28 +1187,14 @@ fn subscriptions_while_opening(
             .expect("opens");
     }
     let mut subscriptions = Vec::new();
-    let mut pending = transmits(session);
-    while let Some(transmit) = pending.pop() {
-        match transmit.request {
-            Request::FetchCheckpoint { .. } => {
-                session.handle_response(
-                    0,
-                    transmit.node_id,
-                    transmit.request_id,
-                    Response::Checkpoint {
-                        checkpoint: None,
-                        truncated_through_position: 0,
-                        released_through_position: 0,
-                    },
-                );
-                pending.extend(transmits(session));
-            }
-            Request::Subscribe {
-                stream, object_ids, ..
-            } => subscriptions.push((stream, object_ids)),
-            _ => {}
+    drive_opens(session, 0, |transmit| {
+        if let Request::Subscribe {
+            stream, object_ids, ..
+        } = transmit.request
+        {
+            subscriptions.push((stream, object_ids));
         }
-    }
+    });
     subscriptions
 }
 
@@ -2027,26 +2004,11 @@ fn an_open_whose_copy_is_released_while_it_declares_fails_saying_so() {
         .open(0, "a", Scope::Global, Arc::clone(&a) as _)
         .expect("opens");
     let mut declaration = None;
-    let mut pending = transmits(&mut session);
-    while let Some(transmit) = pending.pop() {
-        match &transmit.request {
-            Request::FetchCheckpoint { .. } => {
-                session.handle_response(
-                    0,
-                    transmit.node_id,
-                    transmit.request_id,
-                    Response::Checkpoint {
-                        checkpoint: None,
-                        truncated_through_position: 0,
-                        released_through_position: 0,
-                    },
-                );
-                pending.extend(transmits(&mut session));
-            }
-            Request::Propose { .. } => declaration = Some(transmit.clone()),
-            _ => {}
+    drive_opens(&mut session, 0, |transmit| {
+        if let Request::Propose { .. } = &transmit.request {
+            declaration = Some(transmit);
         }
-    }
+    });
     let declaration = declaration.expect("the schema declaration was proposed");
     session.handle_response(
         0,

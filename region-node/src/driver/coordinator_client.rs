@@ -937,22 +937,85 @@ mod tests {
         drop(sender);
     }
 
-    /// A coordinator replica of the test that does not lead and knows no leader (an election
-    /// is in progress), and counts the batches it was sent.
-    struct NotLeaderReplica {
-        submitted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// How a coordinator replica of the tests answers.
+    enum Answers {
+        /// It does not lead and knows no leader (an election is in progress): every batch is
+        /// refused as not leader.
+        NotLeader,
+        /// It leads and passes every call through a gate that holds the answers until enough
+        /// calls are open at once (or a second passed, half the client's call timeout, so
+        /// that no attempt is repeated), as a coordinator across a WAN whose answers are still
+        /// on their way back while the region sends more.
+        Held(std::sync::Arc<OpenCallsGate>),
+        /// It went silent (a paused process): it never answers.
+        Never,
+    }
+
+    /// A coordinator replica of the tests: it answers batches and sealed-epoch reads as
+    /// `answers` says and counts the calls it gets.
+    struct TestReplica {
+        answers: Answers,
+        calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    impl TestReplica {
+        /// Serves a replica answering as `answers` on a loopback port: its address and its
+        /// count of calls.
+        async fn start(
+            node_id: u64,
+            answers: Answers,
+        ) -> (PeerAddress, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+            let calls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let replica = TestReplica {
+                answers,
+                calls: std::sync::Arc::clone(&calls),
+            };
+            (serve_replica(node_id, replica).await, calls)
+        }
+
+        /// Serves a leading replica whose gate holds the answers until `together` calls are
+        /// open ([`Answers::Held`]): its address and its gate.
+        async fn holding(
+            node_id: u64,
+            together: usize,
+        ) -> (PeerAddress, std::sync::Arc<OpenCallsGate>) {
+            let gate = std::sync::Arc::new(OpenCallsGate::new(together, Duration::from_secs(1)));
+            let (address, _) =
+                TestReplica::start(node_id, Answers::Held(std::sync::Arc::clone(&gate))).await;
+            (address, gate)
+        }
+
+        /// Counts the call and waits as the replica's answers say; false when it refuses.
+        async fn take_call(&self) -> bool {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            match &self.answers {
+                Answers::NotLeader => false,
+                Answers::Held(gate) => {
+                    gate.pass().await;
+                    true
+                }
+                Answers::Never => std::future::pending().await,
+            }
+        }
     }
 
     #[tonic::async_trait]
-    impl proto::coordinator_server::Coordinator for NotLeaderReplica {
+    impl proto::coordinator_server::Coordinator for TestReplica {
         async fn submit_batch(
             &self,
-            _: tonic::Request<proto::RegionBatch>,
+            request: tonic::Request<proto::RegionBatch>,
         ) -> Result<tonic::Response<proto::RegionBatchAck>, tonic::Status> {
-            self.submitted
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if !self.take_call().await {
+                return Ok(tonic::Response::new(proto::RegionBatchAck {
+                    not_leader: Some(proto::NotLeader::default()),
+                    ..proto::RegionBatchAck::default()
+                }));
+            }
+            let batch = request.into_inner();
             Ok(tonic::Response::new(proto::RegionBatchAck {
-                not_leader: Some(proto::NotLeader::default()),
+                region: batch.region,
+                acknowledged_through_batch_number: batch.batch_number,
+                member: true,
                 ..proto::RegionBatchAck::default()
             }))
         }
@@ -961,7 +1024,13 @@ mod tests {
             &self,
             _: tonic::Request<proto::ReadSealedEpochRequest>,
         ) -> Result<tonic::Response<proto::ReadSealedEpochReply>, tonic::Status> {
-            Err(tonic::Status::unimplemented("not in this test"))
+            if !self.take_call().await {
+                return Err(tonic::Status::unimplemented("not in this test"));
+            }
+            Ok(tonic::Response::new(proto::ReadSealedEpochReply {
+                epoch_number: 1,
+                ..proto::ReadSealedEpochReply::default()
+            }))
         }
 
         async fn status(
@@ -970,17 +1039,6 @@ mod tests {
         ) -> Result<tonic::Response<proto::CoordinatorStatusReply>, tonic::Status> {
             Err(tonic::Status::unimplemented("not in this test"))
         }
-    }
-
-    /// Serves a [`NotLeaderReplica`] on a loopback port.
-    async fn start_not_leader_replica(
-        node_id: u64,
-    ) -> (PeerAddress, std::sync::Arc<std::sync::atomic::AtomicU64>) {
-        let submitted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let replica = NotLeaderReplica {
-            submitted: std::sync::Arc::clone(&submitted),
-        };
-        (serve_replica(node_id, replica).await, submitted)
     }
 
     /// Serves `replica` as coordinator replica `node_id` on a loopback port.
@@ -1003,63 +1061,6 @@ mod tests {
         PeerAddress { node_id, address }
     }
 
-    /// A coordinator replica of the test that leads and passes every call through a gate
-    /// that holds the answers until `together` calls are open at once (or a second passed,
-    /// half the client's call timeout, so that no attempt is repeated), as a coordinator
-    /// across a WAN whose answers are still on their way back while the region sends more.
-    struct HoldingReplica {
-        gate: std::sync::Arc<OpenCallsGate>,
-    }
-
-    impl HoldingReplica {
-        /// Serves a [`HoldingReplica`] on a loopback port: its address and its gate.
-        async fn start(
-            node_id: u64,
-            together: usize,
-        ) -> (PeerAddress, std::sync::Arc<OpenCallsGate>) {
-            let gate = std::sync::Arc::new(OpenCallsGate::new(together, Duration::from_secs(1)));
-            let replica = HoldingReplica {
-                gate: std::sync::Arc::clone(&gate),
-            };
-            (serve_replica(node_id, replica).await, gate)
-        }
-    }
-
-    #[tonic::async_trait]
-    impl proto::coordinator_server::Coordinator for HoldingReplica {
-        async fn submit_batch(
-            &self,
-            request: tonic::Request<proto::RegionBatch>,
-        ) -> Result<tonic::Response<proto::RegionBatchAck>, tonic::Status> {
-            self.gate.pass().await;
-            let batch = request.into_inner();
-            Ok(tonic::Response::new(proto::RegionBatchAck {
-                region: batch.region,
-                acknowledged_through_batch_number: batch.batch_number,
-                member: true,
-                ..proto::RegionBatchAck::default()
-            }))
-        }
-
-        async fn read_sealed_epoch(
-            &self,
-            _: tonic::Request<proto::ReadSealedEpochRequest>,
-        ) -> Result<tonic::Response<proto::ReadSealedEpochReply>, tonic::Status> {
-            self.gate.pass().await;
-            Ok(tonic::Response::new(proto::ReadSealedEpochReply {
-                epoch_number: 1,
-                ..proto::ReadSealedEpochReply::default()
-            }))
-        }
-
-        async fn status(
-            &self,
-            _: tonic::Request<proto::CoordinatorStatusRequest>,
-        ) -> Result<tonic::Response<proto::CoordinatorStatusReply>, tonic::Status> {
-            Err(tonic::Status::unimplemented("not in this test"))
-        }
-    }
-
     /// Batches queued while earlier ones wait for their answers are not held back: the task
     /// keeps up to [`COORDINATOR_BATCHES_IN_FLIGHT_MAX`] calls open together, never more (a
     /// WAN round trip longer than an epoch interval would otherwise let one batch through per
@@ -1068,7 +1069,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn batches_are_shipped_without_waiting_for_earlier_answers_up_to_the_bound() {
         const BATCHES: usize = COORDINATOR_BATCHES_IN_FLIGHT_MAX + 8;
-        let (replica, gate) = HoldingReplica::start(7, COORDINATOR_BATCHES_IN_FLIGHT_MAX).await;
+        let (replica, gate) = TestReplica::holding(7, COORDINATOR_BATCHES_IN_FLIGHT_MAX).await;
         let settings = GlobalSettings {
             coordinator_replicas: vec![replica],
             preferred_leader: 7,
@@ -1111,38 +1112,6 @@ mod tests {
         drop(sender);
     }
 
-    /// A coordinator replica of the test that went silent (a paused process): it counts the
-    /// calls it gets and never answers them.
-    struct SilentReplica {
-        calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    }
-
-    #[tonic::async_trait]
-    impl proto::coordinator_server::Coordinator for SilentReplica {
-        async fn submit_batch(
-            &self,
-            _: tonic::Request<proto::RegionBatch>,
-        ) -> Result<tonic::Response<proto::RegionBatchAck>, tonic::Status> {
-            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            std::future::pending().await
-        }
-
-        async fn read_sealed_epoch(
-            &self,
-            _: tonic::Request<proto::ReadSealedEpochRequest>,
-        ) -> Result<tonic::Response<proto::ReadSealedEpochReply>, tonic::Status> {
-            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            std::future::pending().await
-        }
-
-        async fn status(
-            &self,
-            _: tonic::Request<proto::CoordinatorStatusRequest>,
-        ) -> Result<tonic::Response<proto::CoordinatorStatusReply>, tonic::Status> {
-            Err(tonic::Status::unimplemented("not in this test"))
-        }
-    }
-
     /// The leader the region calls goes silent without failing its calls; its successor's
     /// acknowledgement (sent unasked as it takes over, and handed to the sender by the node
     /// loop) names it and its term. The next batch and the next sealed epoch read go to the
@@ -1150,15 +1119,8 @@ mod tests {
     /// gets the one batch it was sent before the news and nothing more.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn calls_follow_the_leader_of_the_newest_term_away_from_a_silent_one() {
-        let silent_calls = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let silent = serve_replica(
-            7,
-            SilentReplica {
-                calls: std::sync::Arc::clone(&silent_calls),
-            },
-        )
-        .await;
-        let (successor, _gate) = HoldingReplica::start(8, 1).await;
+        let (silent, silent_calls) = TestReplica::start(7, Answers::Never).await;
+        let (successor, _gate) = TestReplica::holding(8, 1).await;
         let settings = GlobalSettings {
             coordinator_replicas: vec![silent, successor],
             preferred_leader: 7,
@@ -1223,7 +1185,7 @@ mod tests {
     async fn sealed_epoch_reads_do_not_wait_for_earlier_answers_up_to_the_bound() {
         // Never reached: the replica holds every call for its second.
         let (replica, gate) =
-            HoldingReplica::start(7, SEALED_EPOCH_READ_CALLS_IN_FLIGHT_MAX + 1).await;
+            TestReplica::holding(7, SEALED_EPOCH_READ_CALLS_IN_FLIGHT_MAX + 1).await;
         let settings = GlobalSettings {
             coordinator_replicas: vec![replica],
             preferred_leader: 7,
@@ -1286,8 +1248,8 @@ mod tests {
     /// simulator.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_every_replica_refused_as_not_leader_is_reported_to_the_loop() {
-        let (first, first_submitted) = start_not_leader_replica(7).await;
-        let (second, second_submitted) = start_not_leader_replica(8).await;
+        let (first, first_submitted) = TestReplica::start(7, Answers::NotLeader).await;
+        let (second, second_submitted) = TestReplica::start(8, Answers::NotLeader).await;
         let settings = GlobalSettings {
             coordinator_replicas: vec![first, second],
             preferred_leader: 7,
