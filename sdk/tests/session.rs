@@ -96,35 +96,23 @@ fn events(session: &mut ClientSession) -> Vec<Event> {
 
 /// Answers a checkpoint fetch: the region keeps no checkpoint of the object, with its
 /// truncation point and the position it released records through.
-trait AnswerWithoutCheckpoint {
-    fn answer_without_checkpoint(
-        &mut self,
-        now: u64,
-        fetch: &Transmit,
-        truncated_through_position: u64,
-        released_through_position: u64,
+fn answer_without_checkpoint(
+    session: &mut ClientSession,
+    now: u64,
+    fetch: &Transmit,
+    truncated_through_position: u64,
+    released_through_position: u64,
+) {
+    session.handle_response(
+        now,
+        fetch.node_id,
+        fetch.request_id,
+        Response::Checkpoint {
+            checkpoint: None,
+            truncated_through_position,
+            released_through_position,
+        },
     );
-}
-
-impl AnswerWithoutCheckpoint for ClientSession {
-    fn answer_without_checkpoint(
-        &mut self,
-        now: u64,
-        fetch: &Transmit,
-        truncated_through_position: u64,
-        released_through_position: u64,
-    ) {
-        self.handle_response(
-            now,
-            fetch.node_id,
-            fetch.request_id,
-            Response::Checkpoint {
-                checkpoint: None,
-                truncated_through_position,
-                released_through_position,
-            },
-        );
-    }
 }
 
 /// Drives the opens just started: answers every checkpoint fetch with "no checkpoint" (fresh
@@ -133,7 +121,7 @@ fn drive_opens(session: &mut ClientSession, now: u64, mut other: impl FnMut(Tran
     let mut pending = transmits(session);
     while let Some(transmit) = pending.pop() {
         if let Request::FetchCheckpoint { .. } = &transmit.request {
-            session.answer_without_checkpoint(now, &transmit, 0, 0);
+            answer_without_checkpoint(session, now, &transmit, 0, 0);
             pending.extend(transmits(session));
         } else {
             other(transmit);
@@ -297,7 +285,7 @@ fn one_stream_feeds_every_open_object_and_they_advance_together() {
     let mut subscriptions = Vec::new();
     for transmit in transmits(&mut session) {
         assert!(matches!(transmit.request, Request::FetchCheckpoint { .. }));
-        session.answer_without_checkpoint(0, &transmit, 0, 0);
+        answer_without_checkpoint(&mut session, 0, &transmit, 0, 0);
         let sent = transmits(&mut session);
         if let Some(subscribe) = subscription(&sent) {
             subscriptions.push(subscribe);
@@ -352,7 +340,7 @@ fn a_copy_opened_later_joins_at_the_client_position_without_moving_the_others() 
         .open(1, "b", Scope::Global, Arc::clone(&b) as _)
         .expect("opens");
     let fetch = transmits(&mut session).pop().expect("a fetch");
-    session.answer_without_checkpoint(1, &fetch, 0, 0);
+    answer_without_checkpoint(&mut session, 1, &fetch, 0, 0);
     let (node, stream, from, objects) =
         subscription(&transmits(&mut session)).expect("resubscribed");
     assert_eq!(from, 1, "the stream starts below the new copy");
@@ -1463,7 +1451,7 @@ fn a_global_copy_behind_skipped_epochs_restarts_from_the_checkpoint_its_region_a
             unreachable!()
         };
         assert_eq!(*scope, Scope::Global);
-        session.answer_without_checkpoint(1, fetch, 0, 4);
+        answer_without_checkpoint(&mut session, 1, fetch, 0, 4);
     }
     assert!(
         events(&mut session).is_empty(),
@@ -1537,7 +1525,7 @@ fn answer_fetch(session: &mut ClientSession, now: u64, object: &str, released: u
             matches!(&transmit.request, Request::FetchCheckpoint { object_id, .. } if object_id == object)
         })
         .unwrap_or_else(|| panic!("no fetch of {object} by {now} us"));
-    session.answer_without_checkpoint(now, &fetch, 900, released);
+    answer_without_checkpoint(session, now, &fetch, 900, released);
 }
 
 fn open_failure(events: &[Event]) -> Option<CallError> {
@@ -1644,7 +1632,7 @@ fn a_copy_behind_a_release_of_its_object_stops_and_fails_its_calls() {
     let mut session = session();
     let a = copy("a");
     let (fetch, call, _) = a_committed_call_whose_copy_falls_behind(&mut session, &a, 5, 9);
-    session.answer_without_checkpoint(2, &fetch, 8, 6);
+    answer_without_checkpoint(&mut session, 2, &fetch, 8, 6);
     // Answer every fetch alike, past the call timeout (30 s).
     let mut now = 2;
     let mut seen = Vec::new();
@@ -1658,7 +1646,7 @@ fn a_copy_behind_a_release_of_its_object_stops_and_fails_its_calls() {
         else {
             continue;
         };
-        session.answer_without_checkpoint(now, &fetch, 8, 6);
+        answer_without_checkpoint(&mut session, now, &fetch, 8, 6);
         seen.extend(events(&mut session));
     }
     // The call's deadline (which covers waiting for the local apply) and the copy's give-up
@@ -1992,7 +1980,7 @@ fn an_open_whose_copy_is_released_while_it_declares_fails_saying_so() {
     );
     let fetch = truncate_under_the_stream(&mut session, 1, 9, "a");
     let answer = |session: &mut ClientSession, now: u64, fetch: &Transmit| {
-        session.answer_without_checkpoint(now, fetch, 8, 6);
+        answer_without_checkpoint(session, now, fetch, 8, 6);
     };
     answer(&mut session, 2, &fetch);
     let mut seen = events(&mut session);
