@@ -6,6 +6,10 @@
 use std::time::{Duration, Instant};
 
 use dsss_simulations::NodeCosts;
+
+/// The dsss binary's allocator (cli/src/main.rs), so that this profile is `dsss sim run`'s.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use dsss_simulations::scenario::{Scenario, parse_workload};
 
 fn main() {
