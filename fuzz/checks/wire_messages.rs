@@ -200,6 +200,11 @@ pub const DECODERS: &[Decoder] = &[
     ("RegionId and ObjectId", ids),
     ("Scope::try_from", scope),
     ("check_protocol_version", version_header),
+    (
+        "ProposeBatchRequest",
+        round_trip::<proto::ProposeBatchRequest>,
+    ),
+    ("ProposeBatchReply", round_trip::<proto::ProposeBatchReply>),
 ];
 
 /// Decodes the input as the message its first byte selects. Never panics unless a decoder

@@ -8,7 +8,7 @@ use std::task::Poll;
 
 use dsss::region_client::RegionConnections;
 use dsss_region_node::SESSIONS_MAX;
-use dsss_wire::proto::{self, close_session_reply, open_session_reply, propose_reply};
+use dsss_wire::proto::{self, close_session_reply, propose_reply};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep};
@@ -16,53 +16,10 @@ use tonic::Code;
 
 mod support;
 
-use support::{NODE_IDS, POLL_INTERVAL, Region, Stub, WAIT_MAX};
+use support::{NODE_IDS, POLL_INTERVAL, Region, Stub, WAIT_MAX, open_session, wait_for_leader};
 
 /// Opens in flight at once through each node while the region fills up.
 const OPENS_IN_FLIGHT_PER_NODE: u64 = 128;
-
-async fn wait_for_leader(connections: &RegionConnections) -> u64 {
-    let started = Instant::now();
-    loop {
-        if let Some(leader) = connections.find_leader().await {
-            return leader;
-        }
-        assert!(started.elapsed() < WAIT_MAX, "no leader");
-        sleep(POLL_INTERVAL).await;
-    }
-}
-
-/// Opens `session_id` through `stub`, retrying what may pass (no leader yet, a lost open);
-/// returns the region's refusal if it refuses.
-async fn open_session(stub: &mut Stub, session_id: u64) -> Result<(), tonic::Status> {
-    let started = Instant::now();
-    loop {
-        match stub
-            .open_session(proto::OpenSessionRequest { session_id })
-            .await
-        {
-            Ok(reply) => {
-                if let Some(open_session_reply::Outcome::Opened(_)) = reply.into_inner().outcome {
-                    return Ok(());
-                }
-            }
-            Err(status) if status.code() == Code::ResourceExhausted => {
-                if status.message().contains("session opens wait") {
-                    // The node's own bound on opens in flight: wait and retry.
-                } else {
-                    return Err(status);
-                }
-            }
-            Err(status) if status.code() == Code::InvalidArgument => return Err(status),
-            Err(_) => {}
-        }
-        assert!(
-            started.elapsed() < WAIT_MAX,
-            "session {session_id} never opened"
-        );
-        sleep(POLL_INTERVAL).await;
-    }
-}
 
 /// Closes `session_id` through `stub`, retrying what may pass; returns whether it lived.
 async fn close_session(stub: &mut Stub, session_id: u64) -> Result<bool, tonic::Status> {

@@ -91,6 +91,8 @@ pub mod codec;
 pub mod error;
 pub mod object;
 #[cfg(feature = "client")]
+pub mod propose_batcher;
+#[cfg(feature = "client")]
 pub mod region_client;
 pub mod replica;
 pub mod schema;

@@ -12,7 +12,9 @@
 //! does not answer.
 //!
 //! Connections are [`RegionConnections`]: one lazily connected gRPC channel per member,
-//! cheap to clone, so many clients can share a few connections.
+//! cheap to clone, so many clients can share a few connections. The calls the clients of one
+//! connection propose at once travel together, in `ProposeBatch` requests
+//! ([`crate::propose_batcher`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +24,8 @@ use dsss_wire::proto::region_client_client::RegionClientClient;
 use dsss_wire::proto::{self, open_session_reply, propose_reply};
 use dsss_wire::tls::Security;
 use dsss_wire::{LeaderTracker, NextAttempt, Scope, Timestamp};
+
+use crate::propose_batcher::{ProposeAnswer, ProposeBatchCounts, ProposeBatcher};
 use tonic::transport::Endpoint;
 use tonic::{Code, Request};
 
@@ -93,6 +97,8 @@ pub enum ClientError {
 struct Member {
     node_id: u64,
     client: RegionClientClient<VersionedChannel>,
+    /// The calls proposed to the member over this connection, sent in batches.
+    batcher: Arc<ProposeBatcher>,
 }
 
 /// Lazily connected channels to every member of a region, shared by clones.
@@ -146,9 +152,11 @@ impl RegionConnections {
                 })?
                 .connect_timeout(Duration::from_micros(CONNECT_TIMEOUT_US))
                 .tcp_nodelay(true);
+            let client = region_client_client_with(security.connect_lazy(endpoint), attach.clone());
             list.push(Member {
                 node_id: *node_id,
-                client: region_client_client_with(security.connect_lazy(endpoint), attach.clone()),
+                batcher: Arc::new(ProposeBatcher::new(client.clone())),
+                client,
             });
         }
         Ok(RegionConnections {
@@ -167,6 +175,33 @@ impl RegionConnections {
             .iter()
             .find(|member| member.node_id == node_id)
             .map(|member| member.client.clone())
+            .ok_or(ClientError::UnknownNode(node_id))
+    }
+
+    /// Proposes `call` at node `node_id` in the next `ProposeBatch` request of this
+    /// connection (see [`crate::propose_batcher`]), and gives the node's answer to it or the
+    /// status the call failed with. `timeout` bounds the request on the node.
+    pub async fn propose(
+        &self,
+        node_id: u64,
+        call: proto::ProposeRequest,
+        timeout: Duration,
+    ) -> Result<ProposeAnswer, ClientError> {
+        let member = self
+            .members
+            .iter()
+            .find(|member| member.node_id == node_id)
+            .ok_or(ClientError::UnknownNode(node_id))?;
+        Ok(member.batcher.propose(call, timeout).await)
+    }
+
+    /// How many `ProposeBatch` requests this connection sent to node `node_id` and how many
+    /// calls they carried (the clones of a [`RegionConnections`] share one count).
+    pub fn propose_batch_counts(&self, node_id: u64) -> Result<ProposeBatchCounts, ClientError> {
+        self.members
+            .iter()
+            .find(|member| member.node_id == node_id)
+            .map(|member| member.batcher.counts())
             .ok_or(ClientError::UnknownNode(node_id))
     }
 
@@ -384,7 +419,7 @@ impl RegionClient {
         while attempts < PROPOSE_ATTEMPTS_MAX && started.elapsed() < self.propose_time {
             attempts += 1;
             let node_id = self.leader.target();
-            let mut stub = self.connections.stub(node_id)?;
+            let stub = self.connections.stub(node_id)?;
             if !self.session_open {
                 match self.open_session(node_id, stub.clone()).await {
                     Ok(()) => self.session_open = true,
@@ -394,18 +429,23 @@ impl RegionClient {
                     }
                 }
             }
-            let mut request = Request::new(proto::ProposeRequest {
+            let request = proto::ProposeRequest {
                 object_id: call.object_id.clone(),
                 method_id: call.method_id,
                 arguments: call.arguments.clone(),
                 client_id: self.client_id,
                 request_sequence,
                 scope: proto::Scope::from(call.scope).into(),
-            });
-            request.set_timeout(self.attempt_timeout);
-            let reply = tokio::time::timeout(self.attempt_timeout, stub.propose(request)).await;
+            };
+            let reply = tokio::time::timeout(
+                self.attempt_timeout,
+                self.connections
+                    .propose(node_id, request, self.attempt_timeout),
+            )
+            .await;
             let status = match reply {
-                Ok(Ok(reply)) => match reply.into_inner().outcome {
+                Ok(Err(error)) => return Err(error),
+                Ok(Ok(Ok(reply))) => match reply.outcome {
                     Some(propose_reply::Outcome::Committed(committed)) => {
                         return Ok(Committed {
                             request_sequence,
@@ -450,7 +490,7 @@ impl RegionClient {
                         continue;
                     }
                 },
-                Ok(Err(status)) => status,
+                Ok(Ok(Err(status))) => status,
                 Err(_) => tonic::Status::deadline_exceeded("the attempt timed out"),
             };
             last_error = format!("node {node_id}: {:?}: {}", status.code(), status.message());

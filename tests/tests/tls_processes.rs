@@ -408,6 +408,55 @@ async fn a_client_may_do_only_what_its_grants_allow() {
         "call",
         "a call outside the grant",
     );
+    // In a batch, the call outside the grant is refused alone and the granted one commits;
+    // the region client, which sends its calls in batches, gets the refusal as its error.
+    let mut outside = granted.clone();
+    outside.object_id = "board/top".to_owned();
+    let wire = |call: &Call, sequence: u64| proto::ProposeRequest {
+        object_id: call.object_id.clone(),
+        method_id: call.method_id,
+        arguments: call.arguments.clone(),
+        client_id: 7,
+        request_sequence: sequence,
+        scope: proto::Scope::Regional as i32,
+    };
+    let outcomes = stub
+        .propose_batch(proto::ProposeBatchRequest {
+            calls: vec![wire(&granted, 2), wire(&outside, 3)],
+        })
+        .await
+        .expect("the batch is served")
+        .into_inner()
+        .outcomes;
+    assert!(
+        matches!(
+            &outcomes[0].outcome,
+            Some(proto::propose_batch_outcome::Outcome::Reply(
+                proto::ProposeReply {
+                    outcome: Some(proto::propose_reply::Outcome::Committed(_)),
+                }
+            ))
+        ),
+        "the granted call of the batch commits: {outcomes:?}"
+    );
+    match &outcomes[1].outcome {
+        Some(proto::propose_batch_outcome::Outcome::Refused(refusal)) => {
+            assert_eq!(
+                refusal.code,
+                tonic::Code::PermissionDenied as i32,
+                "{refusal:?}"
+            );
+            assert!(refusal.message.contains("no grant to call"), "{refusal:?}");
+        }
+        other => panic!("the call outside the grant was taken: {other:?}"),
+    }
+    match client.propose_with_sequence(4, &outside).await {
+        Err(dsss::region_client::ClientError::Refused { code, message, .. }) => {
+            assert_eq!(code, tonic::Code::PermissionDenied, "{message}");
+            assert!(message.contains("no grant to call"), "{message}");
+        }
+        other => panic!("the region client's call outside the grant: {other:?}"),
+    }
     denied(
         stub.subscribe(proto::SubscribeRequest {
             from_position: 1,

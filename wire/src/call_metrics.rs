@@ -14,10 +14,11 @@ use tonic::codegen::http;
 use crate::latency::{LatencyCounts, LatencyHistogram};
 
 /// The gRPC methods DSSS serves, by path. Calls to any other path count under `other`.
-pub const KNOWN_METHODS: [&str; 26] = [
+pub const KNOWN_METHODS: [&str; 27] = [
     "/dsss.v1.RegionClient/OpenSession",
     "/dsss.v1.RegionClient/CloseSession",
     "/dsss.v1.RegionClient/Propose",
+    "/dsss.v1.RegionClient/ProposeBatch",
     "/dsss.v1.RegionClient/Subscribe",
     "/dsss.v1.RegionClient/FetchCheckpoint",
     "/dsss.v1.RegionClient/UploadCheckpoint",

@@ -127,6 +127,14 @@ pub const CHECKPOINT_STATE_BYTES_MAX: usize = GRPC_MESSAGE_BYTES_MAX - 1024 * 10
 /// The largest number of object ids that one subscribe or sync request may list.
 pub const OBJECT_IDS_PER_REQUEST_MAX: usize = 1024;
 
+/// The most calls one `ProposeBatch` request carries: a node refuses a larger batch, and a
+/// client's batches stop there (a raft entry of a region holds at most 256 records too).
+pub const PROPOSE_BATCH_CALLS_MAX: usize = 256;
+
+/// The most bytes of arguments a client puts into one `ProposeBatch` request (a call alone may
+/// have up to `ARGUMENTS_BYTES_MAX`, 1 MiB): well under [`GRPC_MESSAGE_BYTES_MAX`].
+pub const PROPOSE_BATCH_ARGUMENTS_BYTES_MAX: usize = 4 * 1024 * 1024;
+
 /// The gRPC metadata key, in decimal, of the oldest position a node retains. A node sets it on
 /// the `OUT_OF_RANGE` status that ends a subscription from below its log's start, and only
 /// there: an `OUT_OF_RANGE` without it (a message over a size limit, say) says nothing about

@@ -108,6 +108,15 @@ impl RegionClient for OneNodeRegion {
         Err(Status::unimplemented("this test node keeps no sessions"))
     }
 
+    async fn propose_batch(
+        &self,
+        _request: Request<proto::ProposeBatchRequest>,
+    ) -> Result<Response<proto::ProposeBatchReply>, Status> {
+        Err(Status::unimplemented(
+            "this test node orders one call at a time",
+        ))
+    }
+
     async fn close_session(
         &self,
         _request: Request<proto::CloseSessionRequest>,

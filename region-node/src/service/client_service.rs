@@ -7,6 +7,11 @@
 //!   caller's deadline fails with `DEADLINE_EXCEEDED`; its retry with the same
 //!   (client id, sequence) is applied once. Each client id may have at most
 //!   [`CLIENT_PROPOSALS_IN_FLIGHT_MAX`] proposals in flight (`RESOURCE_EXHAUSTED` beyond).
+//! - `ProposeBatch` carries up to [`PROPOSE_BATCH_CALLS_MAX`] calls, possibly of different
+//!   sessions, as a client sends the calls its callers make at once on one connection: each is
+//!   checked and handed to the node loop as `Propose` does it, all before any is waited for,
+//!   and each gets its own answer (a refusal as the code and message `Propose` would have
+//!   failed with), so one gRPC call carries what took one each.
 //! - `Subscribe(from)` streams the region log in order from any member: first what the node
 //!   has applied (read from the node's log, which is the RocksDB region log as recovered and
 //!   kept in step with it), then every new record as the node applies it. Positions never
@@ -36,10 +41,13 @@ use std::time::Duration;
 
 use dsss_wire::access::{ClientRight, check_any_grant, check_grant, scoped_session_id_of};
 use dsss_wire::proto::region_client_server::RegionClient;
-use dsss_wire::proto::{self, close_session_reply, open_session_reply, propose_reply};
+use dsss_wire::proto::{
+    self, close_session_reply, open_session_reply, propose_batch_outcome, propose_reply,
+};
 use dsss_wire::{
     Arguments, ClientId, FIRST_RETAINED_POSITION_HEADER, GRPC_MESSAGE_BYTES_MAX, MethodId,
-    OBJECT_IDS_PER_REQUEST_MAX, ObjectId, PROTOCOL_VERSION, RequestSequence, Scope,
+    OBJECT_IDS_PER_REQUEST_MAX, ObjectId, PROPOSE_BATCH_CALLS_MAX, PROTOCOL_VERSION,
+    RequestSequence, Scope,
 };
 use prost::Message;
 
@@ -152,6 +160,12 @@ struct StreamCounts {
     by_client: HashMap<u64, usize>,
 }
 
+/// A proposal handed to the node loop, with the in-flight slot it holds until answered.
+struct PendingProposal {
+    _slot: InFlightSlot,
+    receiver: oneshot::Receiver<ProposeOutcome>,
+}
+
 impl RegionClientService {
     /// The service over `link`.
     pub fn new(link: NodeLink) -> Self {
@@ -231,6 +245,79 @@ impl RegionClientService {
                 deadline.as_millis()
             ))),
         }
+    }
+
+    /// Checks one call of `request` (its caller's grant on the object, its fields, its
+    /// session's in-flight slots) and hands it to the node loop, or says why not.
+    fn hand_over_proposal<T>(
+        &self,
+        request: &Request<T>,
+        mut call: proto::ProposeRequest,
+    ) -> Result<PendingProposal, Status> {
+        check_grant(request, ClientRight::Call, Some(&call.object_id))?;
+        if call.client_id != 0 {
+            call.client_id = scoped_session_id_of(request, call.client_id);
+        }
+        let proposal = propose_request_from_wire(call)?;
+        let slot = self.take_slot(proposal.client_id.get())?;
+        let (sender, receiver) = oneshot::channel();
+        self.link.send(NodeEvent::Propose {
+            request: proposal,
+            reply: sender,
+        })?;
+        Ok(PendingProposal {
+            _slot: slot,
+            receiver,
+        })
+    }
+
+    /// Waits until `until` for the outcome of a proposal handed to the node, and answers it
+    /// as `Propose` does; `deadline` is the caller's, named in the error when it passes.
+    async fn await_proposal(
+        &self,
+        pending: PendingProposal,
+        until: tokio::time::Instant,
+        deadline: Duration,
+    ) -> Result<proto::ProposeReply, Status> {
+        let outcome = match tokio::time::timeout_at(until, pending.receiver).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => return Err(super::node_stopped(self.link.node_id())),
+            Err(_) => {
+                return Err(Status::deadline_exceeded(format!(
+                    "node {}: the proposal was not committed within its deadline of {} ms; \
+                     retry with the same request_sequence, which is applied at most once",
+                    self.link.node_id(),
+                    deadline.as_millis()
+                )));
+            }
+        };
+        let outcome = match outcome {
+            ProposeOutcome::Committed {
+                position,
+                timestamp,
+                duplicate,
+            } => propose_reply::Outcome::Committed(proto::ProposeCommitted {
+                position,
+                timestamp: timestamp.map(Into::into),
+                duplicate,
+            }),
+            ProposeOutcome::Refused(ProposeError::NotLeader { leader_hint }) => {
+                propose_reply::Outcome::NotLeader(self.link.not_leader(leader_hint))
+            }
+            ProposeOutcome::Refused(ProposeError::UnknownSession {
+                session_id,
+                idle_timeout_s,
+            }) => propose_reply::Outcome::SessionUnknown(proto::SessionUnknown {
+                session_id,
+                idle_timeout_us: idle_timeout_s * 1_000_000,
+            }),
+            ProposeOutcome::Refused(error) => {
+                return Err(refused_status(self.link.node_id(), &error));
+            }
+        };
+        Ok(proto::ProposeReply {
+            outcome: Some(outcome),
+        })
     }
 
     /// Takes one of the client's in-flight slots, or says why not.
@@ -668,62 +755,55 @@ impl RegionClient for RegionClientService {
         request: Request<proto::ProposeRequest>,
     ) -> Result<Response<proto::ProposeReply>, Status> {
         let (deadline, budget) = Self::budget(request.metadata());
-        check_grant(
-            &request,
-            ClientRight::Call,
-            Some(&request.get_ref().object_id),
-        )?;
-        let scoped = scoped_session_id_of(&request, request.get_ref().client_id);
-        let mut wire = request.into_inner();
-        if wire.client_id != 0 {
-            wire.client_id = scoped;
+        // The call's caller (its grants, its identity) travels in the request's extensions.
+        let (metadata, extensions, call) = request.into_parts();
+        let envelope = Request::from_parts(metadata, extensions, ());
+        let pending = self.hand_over_proposal(&envelope, call)?;
+        let until = tokio::time::Instant::now() + budget;
+        self.await_proposal(pending, until, deadline)
+            .await
+            .map(Response::new)
+    }
+
+    async fn propose_batch(
+        &self,
+        request: Request<proto::ProposeBatchRequest>,
+    ) -> Result<Response<proto::ProposeBatchReply>, Status> {
+        let (deadline, budget) = Self::budget(request.metadata());
+        let count = request.get_ref().calls.len();
+        if count == 0 || count > PROPOSE_BATCH_CALLS_MAX {
+            return Err(Status::invalid_argument(format!(
+                "propose batch field calls: {count} calls; a batch holds 1 to \
+                 {PROPOSE_BATCH_CALLS_MAX} (PROPOSE_BATCH_CALLS_MAX)"
+            )));
         }
-        let request = propose_request_from_wire(wire)?;
-        let _slot = self.take_slot(request.client_id.get())?;
-        let (sender, receiver) = oneshot::channel();
-        self.link.send(NodeEvent::Propose {
-            request,
-            reply: sender,
-        })?;
-        let outcome = match tokio::time::timeout(budget, receiver).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => return Err(super::node_stopped(self.link.node_id())),
-            Err(_) => {
-                return Err(Status::deadline_exceeded(format!(
-                    "node {}: the proposal was not committed within its deadline of {} ms; \
-                     retry with the same request_sequence, which is applied at most once",
-                    self.link.node_id(),
-                    deadline.as_millis()
-                )));
-            }
-        };
-        let outcome = match outcome {
-            ProposeOutcome::Committed {
-                position,
-                timestamp,
-                duplicate,
-            } => propose_reply::Outcome::Committed(proto::ProposeCommitted {
-                position,
-                timestamp: timestamp.map(Into::into),
-                duplicate,
-            }),
-            ProposeOutcome::Refused(ProposeError::NotLeader { leader_hint }) => {
-                propose_reply::Outcome::NotLeader(self.link.not_leader(leader_hint))
-            }
-            ProposeOutcome::Refused(ProposeError::UnknownSession {
-                session_id,
-                idle_timeout_s,
-            }) => propose_reply::Outcome::SessionUnknown(proto::SessionUnknown {
-                session_id,
-                idle_timeout_us: idle_timeout_s * 1_000_000,
-            }),
-            ProposeOutcome::Refused(error) => {
-                return Err(refused_status(self.link.node_id(), &error));
-            }
-        };
-        Ok(Response::new(proto::ProposeReply {
-            outcome: Some(outcome),
-        }))
+        // Every call is handed to the node before any is waited for, so that they are ordered
+        // together (in as few raft rounds as the node's batching makes of them).
+        let (metadata, extensions, batch) = request.into_parts();
+        let envelope = Request::from_parts(metadata, extensions, ());
+        let pending: Vec<Result<PendingProposal, Status>> = batch
+            .calls
+            .into_iter()
+            .map(|call| self.hand_over_proposal(&envelope, call))
+            .collect();
+        let until = tokio::time::Instant::now() + budget;
+        let mut outcomes = Vec::with_capacity(count);
+        for pending in pending {
+            let answer = match pending {
+                Ok(pending) => self.await_proposal(pending, until, deadline).await,
+                Err(refused) => Err(refused),
+            };
+            outcomes.push(proto::ProposeBatchOutcome {
+                outcome: Some(match answer {
+                    Ok(reply) => propose_batch_outcome::Outcome::Reply(reply),
+                    Err(status) => propose_batch_outcome::Outcome::Refused(proto::CallRefusal {
+                        code: status.code() as i32,
+                        message: status.message().to_owned(),
+                    }),
+                }),
+            });
+        }
+        Ok(Response::new(proto::ProposeBatchReply { outcomes }))
     }
 
     type SubscribeStream =

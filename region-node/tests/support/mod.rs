@@ -7,12 +7,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use dsss::region_client::RegionConnections;
 use dsss_region_node::RegionNodeConfig;
 use dsss_region_node::driver::{DriverConfig, PeerAddress, RunningNode, start_with_listener};
 use dsss_wire::RegionId;
 use dsss_wire::grpc::{VersionedChannel, region_client_client};
 use dsss_wire::proto::region_client_client::RegionClientClient;
+use dsss_wire::proto::{self, open_session_reply};
 use tokio::net::TcpListener;
+use tokio::time::{Instant, sleep};
+use tonic::Code;
 use tonic::transport::Endpoint;
 
 /// The members of every test region.
@@ -146,5 +150,49 @@ impl Region {
             .await
             .expect("bind the same address again");
         self.start_node(node_id, listener).await;
+    }
+}
+
+/// Waits until a member of `connections` says it leads; returns its id.
+pub async fn wait_for_leader(connections: &RegionConnections) -> u64 {
+    let started = Instant::now();
+    loop {
+        if let Some(leader) = connections.find_leader().await {
+            return leader;
+        }
+        assert!(started.elapsed() < WAIT_MAX, "no leader");
+        sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Opens `session_id` through `stub`, retrying what may pass (no leader yet, a lost open);
+/// returns the region's refusal if it refuses.
+pub async fn open_session(stub: &mut Stub, session_id: u64) -> Result<(), tonic::Status> {
+    let started = Instant::now();
+    loop {
+        match stub
+            .open_session(proto::OpenSessionRequest { session_id })
+            .await
+        {
+            Ok(reply) => {
+                if let Some(open_session_reply::Outcome::Opened(_)) = reply.into_inner().outcome {
+                    return Ok(());
+                }
+            }
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                if status.message().contains("session opens wait") {
+                    // The node's own bound on opens in flight: wait and retry.
+                } else {
+                    return Err(status);
+                }
+            }
+            Err(status) if status.code() == Code::InvalidArgument => return Err(status),
+            Err(_) => {}
+        }
+        assert!(
+            started.elapsed() < WAIT_MAX,
+            "session {session_id} never opened"
+        );
+        sleep(POLL_INTERVAL).await;
     }
 }

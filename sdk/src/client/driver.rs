@@ -73,11 +73,14 @@ impl Drop for Shared {
             return;
         };
         let region = self.region.clone();
+        let connections = self.connections.clone();
         runtime.spawn(async move {
             let node_id = transmit.node_id;
-            let outcome =
-                tokio::time::timeout(DROP_CLOSE_TIMEOUT, unary(stub, node_id, transmit.request))
-                    .await;
+            let outcome = tokio::time::timeout(
+                DROP_CLOSE_TIMEOUT,
+                unary(stub, &connections, node_id, transmit.request),
+            )
+            .await;
             if !matches!(outcome, Ok(Response::SessionClosed)) {
                 tracing::debug!(
                     region = %region,
@@ -303,8 +306,9 @@ fn send(
         }));
         return;
     }
+    let connections = shared.connections.clone();
     tokio::spawn(async move {
-        let response = unary(stub, node_id, request).await;
+        let response = unary(stub, &connections, node_id, request).await;
         let _ = answers.send((node_id, request_id, response)).await;
     });
 }
@@ -381,12 +385,14 @@ fn entry_from_wire(entry: proto::LogEntry) -> PositionedEntry {
     }
 }
 
-/// One unary request, mapped to what the session understands. The session bounds the wait
-/// itself; the gRPC deadline only frees the connection's resources.
+/// One unary request, mapped to what the session understands; a proposal travels in the
+/// connection's next `ProposeBatch` request ([`crate::propose_batcher`]). The session bounds
+/// the wait itself; the gRPC deadline only frees the connection's resources.
 async fn unary(
     mut stub: dsss_wire::proto::region_client_client::RegionClientClient<
         dsss_wire::grpc::VersionedChannel,
     >,
+    connections: &RegionConnections,
     node_id: u64,
     request: SessionRequest,
 ) -> Response {
@@ -438,34 +444,38 @@ async fn unary(
             client_id,
             request_sequence,
         } => {
-            let mut request = Request::new(proto::ProposeRequest {
+            let request = proto::ProposeRequest {
                 object_id,
                 method_id,
                 arguments,
                 client_id,
                 request_sequence,
                 scope: proto::Scope::from(scope).into(),
-            });
-            request.set_timeout(deadline);
-            stub.propose(request)
-                .await
-                .map(|reply| match reply.into_inner().outcome {
-                    Some(propose_reply::Outcome::Committed(committed)) => Response::Proposed {
-                        position: committed.position,
-                    },
-                    Some(propose_reply::Outcome::NotLeader(not_leader)) => Response::NotLeader {
-                        leader_hint: (not_leader.leader_node_id != 0)
-                            .then_some(not_leader.leader_node_id),
-                    },
-                    Some(propose_reply::Outcome::SessionUnknown(unknown)) => {
-                        Response::SessionUnknown {
-                            session_id: unknown.session_id,
-                        }
-                    }
-                    None => Response::Failed {
-                        reason: format!("node {node_id} sent an empty reply"),
-                    },
-                })
+            };
+            let answer = match connections.propose(node_id, request, deadline).await {
+                Ok(answer) => answer,
+                // Members come from the session's own configuration: this cannot name another.
+                Err(error) => {
+                    return Response::Refused {
+                        reason: error.to_string(),
+                    };
+                }
+            };
+            answer.map(|reply| match reply.outcome {
+                Some(propose_reply::Outcome::Committed(committed)) => Response::Proposed {
+                    position: committed.position,
+                },
+                Some(propose_reply::Outcome::NotLeader(not_leader)) => Response::NotLeader {
+                    leader_hint: (not_leader.leader_node_id != 0)
+                        .then_some(not_leader.leader_node_id),
+                },
+                Some(propose_reply::Outcome::SessionUnknown(unknown)) => Response::SessionUnknown {
+                    session_id: unknown.session_id,
+                },
+                None => Response::Failed {
+                    reason: format!("node {node_id} sent an empty reply"),
+                },
+            })
         }
         SessionRequest::FetchCheckpoint { object_id, scope } => {
             let mut request = Request::new(proto::FetchCheckpointRequest {
