@@ -145,7 +145,9 @@ pub(crate) struct RegionBenchArgs {
     /// the benchmark's directory, with etcd's defaults (its write-ahead log synced on every
     /// commit), and runs every level first against etcd's leader (etcdserverpb.KV/Put of a
     /// --record-bytes value, one key per client) and then against the DSSS region's leader,
-    /// with the same closed-loop clients and the same number of shared connections. The table
+    /// with the same closed-loop clients and the same number of shared connections; each
+    /// system's calls go out as its own client sends them (etcd: one Put per call; DSSS: the
+    /// calls waiting on a connection together, in one ProposeBatch request). The table
     /// gives, per level, both systems' records/s, p50 and p99 latency, the CPU per record of
     /// this benchmark process (client) and of the three server processes (servers), and the
     /// ratio of DSSS's throughput to etcd's. Without an etcd binary it exits with status 2 and
