@@ -327,13 +327,16 @@ pub(crate) fn run_and_report(
         .values()
         .map(|region| region.throughput_per_s)
         .sum();
+    let simulated_s = report.session.simulated.as_secs_f64().max(1e-9);
     let _ = writeln!(
         stdout,
         "speed: {:.1} s simulated in {:.1} s of wall time ({:.1}x), at {rate:.0} completed \
-         operations per simulated second",
+         operations, {:.0} events and {:.0} messages per simulated second",
         report.session.simulated.as_secs_f64(),
         wall.as_secs_f64(),
-        report.session.simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9)
+        report.session.simulated.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+        report.session.work.events as f64 / simulated_s,
+        report.session.work.messages_sent as f64 / simulated_s,
     );
     if let Some(directory) = outputs.out {
         let written = std::fs::create_dir_all(directory)

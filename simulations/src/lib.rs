@@ -126,6 +126,8 @@ pub use process::{Context, Process, TimerId};
 pub use queue::{EVENT_QUEUE_LEN_MAX, EventQueue, EventQueueFull};
 pub use random::SimRng;
 pub use seeds::{SeedPlan, assert_deterministic, run_seed_plan, run_seeds};
-pub use simulation::{DropReason, ExternalMessage, MessageStatistics, NotQuiet, Simulation};
+pub use simulation::{
+    DropReason, ExternalMessage, MessageStatistics, NotQuiet, RunWork, Simulation,
+};
 pub use time::SimTime;
 pub use trace::{Trace, TraceDifference};

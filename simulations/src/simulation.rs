@@ -82,6 +82,17 @@ impl fmt::Display for DropReason {
     }
 }
 
+/// How much a run did: what sets its speed, since each event costs about the same whatever
+/// the workload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunWork {
+    /// Events recorded in the trace: messages sent and delivered, timers fired, and the
+    /// rest.
+    pub events: u64,
+    /// Messages the processes sent.
+    pub messages_sent: u64,
+}
+
 /// Message counts of a run so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MessageStatistics {
@@ -426,6 +437,15 @@ impl<P: Process> Simulation<P> {
     /// Message counts so far.
     pub fn statistics(&self) -> &MessageStatistics {
         &self.statistics
+    }
+
+    /// The work the run has done so far: the events it recorded and the messages its
+    /// processes sent.
+    pub fn work(&self) -> RunWork {
+        RunWork {
+            events: self.trace.line_count(),
+            messages_sent: self.statistics.sent,
+        }
     }
 
     /// The number of queued events (cancelled timers included until their time comes).

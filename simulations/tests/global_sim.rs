@@ -1079,6 +1079,8 @@ fn a_member_holds_a_bounded_number_of_waiting_log_reads_and_answers_the_oldest_b
             request_id,
             from_position,
             wait_us: 60_000_000,
+            answers_max: 1,
+            stream_id: request_id,
         };
         simulation.inject(now, 11, GlobalMessage::ReadLog(request));
     }
@@ -1099,6 +1101,72 @@ fn a_member_holds_a_bounded_number_of_waiting_log_reads_and_answers_the_oldest_b
         [0],
         "only the oldest read is answered before its wait ends"
     );
+}
+
+/// A log read is a stream's credit: the member pushes one answer after another for it, each
+/// starting where the one before ended, until its answers run out, and a newer read of the
+/// same stream replaces the one it holds.
+#[test]
+fn a_member_pushes_a_log_read_answers_up_to_its_credit_and_a_newer_read_replaces_it() {
+    use dsss_simulations::workloads::global::process::{GlobalMessage, ReadLogRequest};
+    // The cluster's clients keep writing, so the member keeps applying.
+    let settings = GlobalRunSettings::new(1, local_topology());
+    let mut cluster = GlobalCluster::new(&settings).expect("valid settings");
+    cluster.simulation().run_for(Duration::from_secs(1));
+    let simulation = cluster.simulation();
+    let now = simulation.now();
+    let read = |request_id, stream_id, from_position, answers_max| ReadLogRequest {
+        request_id,
+        from_position,
+        wait_us: 10_000,
+        answers_max,
+        stream_id,
+    };
+    // Where the member's log starts (it may have truncated what came before).
+    simulation.inject(now, 11, GlobalMessage::ReadLog(read(0, 6, 1, 1)));
+    simulation.run_for(Duration::from_millis(100));
+    let first_kept = simulation
+        .take_external_messages()
+        .into_iter()
+        .find_map(|message| match message.message {
+            GlobalMessage::LogEntries(answer) => Some(answer.truncated_below.unwrap_or(1)),
+            _ => None,
+        })
+        .expect("the member answers a read it may not hold");
+    let now = simulation.now();
+    // From the start of the log: the first answer carries what the member applied, each
+    // later one what it applied since.
+    simulation.inject(now, 11, GlobalMessage::ReadLog(read(1, 7, first_kept, 4)));
+    // Stream 8's second read replaces its first, which is never answered.
+    simulation.inject(now, 11, GlobalMessage::ReadLog(read(2, 8, 1_000_000, 64)));
+    simulation.inject(now, 11, GlobalMessage::ReadLog(read(3, 8, 1_000_000, 2)));
+    simulation.run_for(Duration::from_millis(500));
+    let answers: Vec<_> = simulation
+        .take_external_messages()
+        .into_iter()
+        .filter_map(|message| match message.message {
+            GlobalMessage::LogEntries(answer) => Some(answer),
+            _ => None,
+        })
+        .collect();
+    let of = |request_id| -> Vec<_> {
+        answers
+            .iter()
+            .filter(|answer| answer.request_id == request_id)
+            .collect()
+    };
+    let first = of(1);
+    assert_eq!(first.len(), 4, "{answers:?}");
+    assert!(!first[0].entries.is_empty(), "{answers:?}");
+    for pair in first.windows(2) {
+        assert_eq!(
+            pair[1].from_position,
+            pair[0].through_position + 1,
+            "{pair:?}"
+        );
+    }
+    assert!(of(2).is_empty(), "{answers:?}");
+    assert_eq!(of(3).len(), 2, "{answers:?}");
 }
 
 /// A coordinator slowed by load is not swamped with copies, nor are its regions: a sender

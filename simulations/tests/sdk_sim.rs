@@ -213,6 +213,8 @@ fn a_member_answers_log_reads_densely_and_in_bounded_pieces() {
                 request_id: pieces,
                 from_position: from,
                 wait_us: 0,
+                answers_max: 1,
+                stream_id: 0,
             },
         )
         .expect("the store holds the log");
@@ -239,6 +241,8 @@ fn a_member_answers_log_reads_densely_and_in_bounded_pieces() {
             request_id: 0,
             from_position: last + 1,
             wait_us: 0,
+            answers_max: 1,
+            stream_id: 0,
         },
     )
     .expect("the store holds the log");
@@ -252,6 +256,8 @@ fn a_member_answers_log_reads_densely_and_in_bounded_pieces() {
                 request_id: 0,
                 from_position: first - 1,
                 wait_us: 0,
+                answers_max: 1,
+                stream_id: 0,
             },
         )
         .expect("the store holds the log");

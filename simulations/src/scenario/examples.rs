@@ -125,6 +125,7 @@ pub fn run_examples(
         // A run that did not converge says so among them.
         problems: sdk.problems.clone(),
         trace_hash: sdk.trace_hash.clone(),
+        work: sdk.work,
         replay: format!("the same sdk run settings with seed {}", sdk.seed),
     };
     report.count_operations(&histories.instances);

@@ -93,6 +93,10 @@ struct ReportJson<'a> {
     problems: &'a [String],
     simulated_s: f64,
     trace_hash: &'a str,
+    /// Events the run recorded (messages sent and delivered, timers fired, and the rest).
+    events: u64,
+    /// Messages the processes sent.
+    messages_sent: u64,
     node_costs: NodeCostsJson,
     instances: usize,
     faults: FaultsJson,
@@ -141,6 +145,8 @@ impl ScenarioReport {
             problems: &self.session.problems,
             simulated_s: self.session.simulated.as_secs_f64(),
             trace_hash: &self.session.trace_hash,
+            events: self.session.work.events,
+            messages_sent: self.session.work.messages_sent,
             node_costs: NodeCostsJson {
                 disk_sync_us: self.node_costs.disk_sync.as_nanos() as f64 / 1_000.0,
                 cpu_per_event_us: self.node_costs.cpu_per_event.as_nanos() as f64 / 1_000.0,

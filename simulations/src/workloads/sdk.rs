@@ -60,6 +60,7 @@ use super::global::{
 use super::session::run_operation_window;
 use crate::network::NodeId;
 use crate::random::SimRng;
+use crate::simulation::RunWork;
 use crate::time::SimTime;
 use crate::trace::Trace;
 
@@ -278,6 +279,8 @@ pub struct SdkReport {
     pub problems: Vec<String>,
     /// SHA-256 of the run's trace.
     pub trace_hash: String,
+    /// The events and messages of the run.
+    pub work: RunWork,
 }
 
 impl SdkReport {
@@ -576,6 +579,7 @@ pub fn run_objects_with_progress(
         exhaustive,
         problems,
         trace_hash: cluster.simulation().trace_hash(),
+        work: cluster.simulation().work(),
     };
     let trace = cluster.simulation().trace().clone();
     Ok(JointRun {

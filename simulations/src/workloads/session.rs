@@ -45,6 +45,7 @@ use super::global::{
     GlobalFaultPlan, GlobalRunSettings, run_fault_window_observed,
 };
 use super::order_check;
+use crate::simulation::RunWork;
 use crate::time::SimTime;
 
 /// The most global registers an instance may hold.
@@ -197,6 +198,8 @@ pub struct SessionReport {
     pub problems: Vec<String>,
     /// SHA-256 of the run's trace.
     pub trace_hash: String,
+    /// The events and messages of the run.
+    pub work: RunWork,
     /// The command that replays the run, printed when a check failed.
     pub replay: String,
 }
@@ -442,6 +445,7 @@ pub fn run_session_with_histories(
         remarks: Vec::new(),
         problems,
         trace_hash: cluster.simulation().trace_hash(),
+        work: cluster.simulation().work(),
         // The caller that knows the command line (`dsss sim run` and its presets) replaces it.
         replay: format!(
             "the same session run settings with seed {}",

@@ -69,6 +69,10 @@ const CALL_ARGUMENT_BYTES: usize = 24;
 /// behind catches up in bounded steps.
 pub const LOG_ENTRIES_PER_READ_MAX: usize = 256;
 
+/// The most answers one log read may have ([`ReadLogRequest::answers_max`]); a member gives a
+/// read that asks for more this many.
+pub const LOG_READ_ANSWERS_MAX: u32 = 64;
+
 /// The most log reads a member holds while they wait for something new to be applied; beyond,
 /// the oldest is answered empty (its reader asks again), as a production node bounds its
 /// subscribers.
@@ -242,6 +246,15 @@ pub struct ReadLogRequest {
     /// pushes records as they are applied, and a reader that polled instead would see each
     /// record up to one poll interval late. Zero answers at once.
     pub wait_us: u64,
+    /// How many answers the read may have, at most [`LOG_READ_ANSWERS_MAX`]: after each
+    /// answer that leaves some, a member holds the read again from the position after the
+    /// answer, so that it goes on pushing what it applies, as production's server stream does,
+    /// without a request per answer. This is the credit of a stream's flow control: the reader
+    /// renews it before it runs out. 0 and 1 both mean one answer.
+    pub answers_max: u32,
+    /// The reader's name for the stream this read feeds: a new read of the same reader for the
+    /// same stream replaces the one a member holds for it.
+    pub stream_id: u64,
 }
 
 /// A member's answer to a [`ReadLogRequest`]: the applied entries from the asked position on,
@@ -413,8 +426,12 @@ impl fmt::Debug for GlobalMessage {
             ),
             GlobalMessage::ReadLog(request) => write!(
                 formatter,
-                "read-log(r{} from p{} wait {}us)",
-                request.request_id, request.from_position, request.wait_us
+                "read-log(r{} stream {} from p{} wait {}us answers {})",
+                request.request_id,
+                request.stream_id,
+                request.from_position,
+                request.wait_us,
+                request.answers_max
             ),
             GlobalMessage::ReadLogRange(request) => write!(formatter, "read-log-range({request})"),
             GlobalMessage::LogRange(reply) => write!(formatter, "log-range({reply})"),
@@ -922,7 +939,47 @@ impl NodeProcess {
         self.close_timer = Some(cx.set_timer(delay));
     }
 
-    /// Answers `request` from `reader` with what the region node applied from its position on.
+    /// Answers `request` from `reader` at once when there is something to give or it may not
+    /// wait, and holds it otherwise.
+    fn take_log_read(
+        &mut self,
+        cx: &mut Context<'_, GlobalMessage>,
+        reader: NodeId,
+        request: ReadLogRequest,
+    ) {
+        let region = self.region.as_ref().expect("started");
+        // Nothing new to give (the retained positions all lie below the next one).
+        if request.wait_us > 0 && request.from_position >= region.region_log().next_position() {
+            if self.parked_log_reads.len() >= PARKED_LOG_READS_MAX
+                && let Some(oldest) = self.parked_log_reads.pop_front()
+            {
+                // Its last answer: the reader asks again when it wants more.
+                self.answer_log_read(
+                    cx,
+                    oldest.reader,
+                    ReadLogRequest {
+                        answers_max: 1,
+                        ..oldest.request
+                    },
+                );
+            }
+            let until = cx
+                .now()
+                .saturating_add(Duration::from_micros(request.wait_us));
+            self.parked_log_reads.push_back(ParkedLogRead {
+                reader,
+                request,
+                until,
+            });
+            let checked = &mut self.parked_log_reads_checked.1;
+            *checked = (*checked).min(until);
+        } else {
+            self.answer_log_read(cx, reader, request);
+        }
+    }
+
+    /// Answers `request` from `reader` with what the region node applied from its position on,
+    /// and takes the read again from the position after the answer while it has answers left.
     fn answer_log_read(
         &mut self,
         cx: &mut Context<'_, GlobalMessage>,
@@ -937,7 +994,19 @@ impl NodeProcess {
             LogEntries::answer(region.region_log(), &store, request).unwrap_or_else(|error| {
                 panic!("node {node} cannot read back its own region log: {error}")
             });
+        let answers_left = request.answers_max.min(LOG_READ_ANSWERS_MAX);
+        // A truncated answer ends the stream: the reader starts over from a checkpoint.
+        let follow = (request.wait_us > 0 && answers_left > 1 && answer.truncated_below.is_none())
+            .then(|| ReadLogRequest {
+                from_position: answer.through_position + 1,
+                answers_max: answers_left - 1,
+                ..request
+            });
         cx.send(reader, GlobalMessage::LogEntries(answer));
+        if let Some(follow) = follow {
+            // Bounded by the answers the reader gave: each answer uses one up.
+            self.take_log_read(cx, reader, follow);
+        }
     }
 
     /// Answers the held log reads that the region node has applied something for, and those
@@ -1602,29 +1671,12 @@ impl Process for NodeProcess {
                 self.flush(cx);
             }
             GlobalMessage::ReadLog(request) => {
-                let region = self.region.as_ref().expect("started");
-                // Nothing new to give (the retained positions all lie below the next one).
-                if request.wait_us > 0
-                    && request.from_position >= region.region_log().next_position()
-                {
-                    if self.parked_log_reads.len() >= PARKED_LOG_READS_MAX
-                        && let Some(oldest) = self.parked_log_reads.pop_front()
-                    {
-                        self.answer_log_read(cx, oldest.reader, oldest.request);
-                    }
-                    let until = cx
-                        .now()
-                        .saturating_add(Duration::from_micros(request.wait_us));
-                    self.parked_log_reads.push_back(ParkedLogRead {
-                        reader: from,
-                        request,
-                        until,
-                    });
-                    let checked = &mut self.parked_log_reads_checked.1;
-                    *checked = (*checked).min(until);
-                } else {
-                    self.answer_log_read(cx, from, request);
-                }
+                // A new read of a stream replaces the one held for it (a renewal of its
+                // credit, or a reader that asks again after a lost answer).
+                self.parked_log_reads.retain(|parked| {
+                    parked.reader != from || parked.request.stream_id != request.stream_id
+                });
+                self.take_log_read(cx, from, request);
             }
             GlobalMessage::ReadLogRange(request) => {
                 let region = self.region.as_ref().expect("started");

@@ -6,11 +6,14 @@
 //! session's requests to the region's members as simulator messages, hands their answers
 //! back, and arms a timer for [`ClientSession::poll_timeout`]. A log stream is carried as
 //! production's server stream is: the driver asks the member the session subscribed to for
-//! the applied log from the stream's next position ([`GlobalMessage::ReadLog`]), forwards each
-//! answer as one piece, and asks again at once. The member holds a read that finds nothing
-//! new until something is applied or `log_read_wait` passes, so that records reach the stream
-//! as they are applied, as production's stream pushes them; an answer that does not come is
-//! asked for again from the same member. Which
+//! the applied log from the stream's next position ([`GlobalMessage::ReadLog`]) with a credit
+//! of [`LOG_READ_CREDIT`] answers, and forwards each answer as one piece. The member holds a
+//! read that finds nothing new until something is applied or `log_read_wait` passes, and after
+//! each answer holds it again from the position after it while credit is left, so that records
+//! reach the stream as they are applied, as production's stream pushes them, without a request
+//! per answer (production's stream sends none either). The driver renews the credit when half
+//! of it is used, so that the stream never waits for a renewal; an answer that does not come
+//! within `log_read_wait` and `log_read_timeout` is asked for again from the same member. Which
 //! member the stream reads from, and when it moves, is the session's decision (its stall
 //! timeout), as in production. The driver carries every stream the session asks for, by the
 //! stream key each subscription names: one for a correct session, one per object in the
@@ -37,6 +40,10 @@ use crate::network::NodeId;
 use crate::process::{Context, TimerId};
 use crate::workloads::global::{GlobalMessage, LogEntries, ReadLogRequest};
 
+/// The answers one log read asks a member for ([`ReadLogRequest::answers_max`]); the driver
+/// asks again, renewing the credit, once half of them have come.
+pub const LOG_READ_CREDIT: u32 = 16;
+
 /// The most order keys of sequenced global records the driver keeps (see
 /// [`SessionDriver::order_key`]); older ones are dropped first.
 pub const ORDER_KEYS_KEPT_MAX: usize = 4_096;
@@ -51,8 +58,13 @@ struct StreamState {
     node_id: NodeId,
     next_position: u64,
     object_ids: Vec<String>,
-    /// The id of the outstanding log read.
+    /// The id of the newest log read.
     read_id: u64,
+    /// The id of the read before it: answers the member pushed for it before it took the
+    /// newer one are taken too, when they start where the stream stands.
+    previous_read_id: u64,
+    /// The answers of the newest read still to come.
+    credit: u32,
     read_timer: Option<TimerId>,
 }
 
@@ -269,6 +281,8 @@ impl SessionDriver {
                         next_position: from_position,
                         object_ids,
                         read_id: 0,
+                        previous_read_id: 0,
+                        credit: 0,
                         read_timer: None,
                     },
                 );
@@ -379,7 +393,9 @@ impl SessionDriver {
             return;
         };
         cancel(cx, stream.read_timer.take());
+        stream.previous_read_id = stream.read_id;
         stream.read_id = read_id;
+        stream.credit = LOG_READ_CREDIT;
         stream.read_timer = Some(cx.set_timer(answer_due));
         cx.send(
             stream.node_id,
@@ -387,21 +403,42 @@ impl SessionDriver {
                 request_id: read_id,
                 from_position: stream.next_position,
                 wait_us: u64::try_from(wait.as_micros()).unwrap_or(u64::MAX),
+                answers_max: LOG_READ_CREDIT,
+                stream_id: key,
             }),
         );
     }
 
     fn handle_log_entries(&mut self, cx: &mut Context<'_, GlobalMessage>, answer: LogEntries) {
         // Read ids are unique across the driver's streams: the answer names its stream.
-        let Some((&key, stream)) = self
-            .streams
-            .iter_mut()
-            .find(|(_, stream)| stream.read_id == answer.request_id)
-        else {
+        let Some((&key, stream)) = self.streams.iter_mut().find(|(_, stream)| {
+            stream.read_id == answer.request_id || stream.previous_read_id == answer.request_id
+        }) else {
             return;
         };
-        if answer.from_position != stream.next_position {
+        let current = answer.request_id == stream.read_id;
+        if answer.from_position > stream.next_position {
+            // A gap: an answer before it was lost or overtaken. Production's stream never
+            // loses or reorders a piece, so the driver asks again at once from where the
+            // stream stands rather than waiting for its timer; an overtaken answer that comes
+            // later is still taken.
+            if current {
+                self.read_log(cx, key);
+            }
             return;
+        }
+        // Entries below where the stream stands came in an earlier answer (the member answered
+        // a renewal from where the stream stood when it went out, while pushes it had sent for
+        // the replaced read were on their way): only the rest is new. An answer with nothing
+        // new counts only when it starts where the stream stands (the member's sign that it
+        // has applied nothing since).
+        if answer.through_position < stream.next_position
+            && answer.from_position != stream.next_position
+        {
+            return;
+        }
+        if current {
+            stream.credit = stream.credit.saturating_sub(1);
         }
         cancel(cx, stream.read_timer.take());
         let node_id = stream.node_id;
@@ -419,18 +456,30 @@ impl SessionDriver {
             );
             return;
         }
+        let first_new = stream.next_position;
         self.log_reads += 1;
         // The member filters as production's stream does: records of other objects are left
         // out, the ends of epochs are kept.
         let entries = answer
             .entries
             .iter()
+            .filter(|(position, _)| *position >= first_new)
             .filter_map(|(position, entry)| entry_for_session(*position, entry, &stream.object_ids))
             .collect();
         stream.next_position = answer.through_position + 1;
-        // The next read goes out at once: the member holds it until there is more.
-        self.read_log(cx, key);
-        for (position, entry) in &answer.entries {
+        // The member holds the read again for the next answer; a renewal goes out at half the
+        // credit, so that the member never runs out while the renewal travels.
+        if stream.credit <= LOG_READ_CREDIT / 2 {
+            self.read_log(cx, key);
+        } else {
+            let answer_due = self.log_read_timeout + self.log_read_wait;
+            stream.read_timer = Some(cx.set_timer(answer_due));
+        }
+        for (position, entry) in answer
+            .entries
+            .iter()
+            .filter(|(position, _)| *position >= first_new)
+        {
             if let LogEntry::SequencedGlobal {
                 epoch_number,
                 index_in_epoch,
