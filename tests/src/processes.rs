@@ -35,6 +35,10 @@ pub const TLS_TABLE: &str = "[tls]\nca_cert = \"certs/ca.crt\"\ncert_dir = \"cer
 /// How many lines of each node log a failing test prints.
 pub const LOG_TAIL_LINES_MAX: usize = 40;
 
+/// Set (to anything), a test cluster whose test fails keeps its directory, with the whole log of
+/// every start of every node, and prints where it is.
+pub const KEEP_FAILED_DIRECTORY_VARIABLE: &str = "DSSS_KEEP_FAILED_DIRECTORY";
+
 /// A topology of one region, "region-a", whose nodes `node_ids` listen on free loopback ports
 /// (data in `data/node-N`), with the coordinator on the first node, cluster `name`, and
 /// `tables` (a `[tls]` table, grants, or nothing) after the `[cluster]` table.
@@ -443,6 +447,15 @@ impl Drop for NodeProcesses {
         }
         if std::thread::panicking() {
             self.print_logs();
+            // The tails above are often not enough to see why a wait ran out: with the variable
+            // set, the whole directory (every start's log, the nodes' data) stays for a look.
+            if std::env::var_os(KEEP_FAILED_DIRECTORY_VARIABLE).is_some() {
+                self.directory.disable_cleanup(true);
+                eprintln!(
+                    "{KEEP_FAILED_DIRECTORY_VARIABLE} is set: the cluster's directory stays at {}",
+                    self.directory.path().display()
+                );
+            }
         }
     }
 }
