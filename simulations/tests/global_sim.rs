@@ -1108,7 +1108,9 @@ fn a_member_holds_a_bounded_number_of_waiting_log_reads_and_answers_the_oldest_b
 /// same stream replaces the one it holds.
 #[test]
 fn a_member_pushes_a_log_read_answers_up_to_its_credit_and_a_newer_read_replaces_it() {
-    use dsss_simulations::workloads::global::process::{GlobalMessage, ReadLogRequest};
+    use dsss_simulations::workloads::global::process::{
+        GlobalMessage, LOG_READ_ANSWERS_MAX, ReadLogRequest,
+    };
     // The cluster's clients keep writing, so the member keeps applying.
     let settings = GlobalRunSettings::new(1, local_topology());
     let mut cluster = GlobalCluster::new(&settings).expect("valid settings");
@@ -1140,6 +1142,13 @@ fn a_member_pushes_a_log_read_answers_up_to_its_credit_and_a_newer_read_replaces
     // Stream 8's second read replaces its first, which is never answered.
     simulation.inject(now, 11, GlobalMessage::ReadLog(read(2, 8, 1_000_000, 64)));
     simulation.inject(now, 11, GlobalMessage::ReadLog(read(3, 8, 1_000_000, 2)));
+    // A read that asks for more answers than a member gives one read gets that bound: its
+    // empty answers come once a millisecond, so the half second would hold many more.
+    let greedy = ReadLogRequest {
+        wait_us: 1_000,
+        ..read(4, 9, 1_000_000, LOG_READ_ANSWERS_MAX * 10)
+    };
+    simulation.inject(now, 11, GlobalMessage::ReadLog(greedy));
     simulation.run_for(Duration::from_millis(500));
     let answers: Vec<_> = simulation
         .take_external_messages()
@@ -1167,6 +1176,7 @@ fn a_member_pushes_a_log_read_answers_up_to_its_credit_and_a_newer_read_replaces
     }
     assert!(of(2).is_empty(), "{answers:?}");
     assert_eq!(of(3).len(), 2, "{answers:?}");
+    assert_eq!(of(4).len(), LOG_READ_ANSWERS_MAX as usize);
 }
 
 /// A coordinator slowed by load is not swamped with copies, nor are its regions: a sender
