@@ -198,6 +198,11 @@ impl GlobalCluster {
     }
 }
 
+/// Held by each test of this file for its whole run: each test runs nine node processes, and
+/// three clusters at once on a machine of two cores starved them until a region's catch-up
+/// after its return did not finish within the tests' waits.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The status of a region's leader, when one member reports itself leader.
 /// The status of each of `nodes` of `region` that answers.
 async fn statuses_of(region: &RegionUnderTest, nodes: &[u64]) -> Vec<proto::StatusReply> {
@@ -551,6 +556,7 @@ fn sealed_epochs(region: &str, entries: &[proto::LogEntry]) -> BTreeMap<u64, Vec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call_and_leads_again() {
+    let _one_cluster_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
     let mut cluster = GlobalCluster::new();
     for node_id in cluster.node_ids() {
         cluster.start(node_id);
@@ -897,6 +903,7 @@ async fn sigkilled_coordinator_leader_loses_no_acknowledged_global_call_and_lead
 /// holds the same sealed epochs with the same calls in the same order, local-c's included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_region_down_past_the_coordinators_retention_catches_up_from_another_region() {
+    let _one_cluster_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
     const RETAINED_EPOCHS: u64 = 32;
     let mut cluster =
         GlobalCluster::with_coordinator_settings(&format!("retained_epochs = {RETAINED_EPOCHS}\n"));
@@ -975,6 +982,7 @@ async fn a_region_down_past_the_coordinators_retention_catches_up_from_another_r
 /// and from the skip on every region's log holds the same sealed epochs with the same calls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_region_down_past_every_regions_log_skips_the_epochs_it_missed() {
+    let _one_cluster_at_a_time = ONE_CLUSTER_AT_A_TIME.lock().await;
     const RETAINED_EPOCHS: u64 = 32;
     let mut cluster = GlobalCluster::with_settings(
         "region_log_release_age_s = 2\n",
